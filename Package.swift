@@ -1,0 +1,26 @@
+// swift-tools-version:6.0
+// Vigil: an nginx-compatible reverse proxy with active upstream health checks.
+// No package dependencies: only the toolchain and a C shim for the syscalls Glibc's overlay lacks.
+import PackageDescription
+
+let v5: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+
+let package = Package(
+    name: "Vigil",
+    products: [
+        .executable(name: "vigil", targets: ["vigil"]),
+        .executable(name: "shmdump", targets: ["shmdump"]),
+    ],
+    targets: [
+        .target(name: "CShim", path: "Sources/CShim"),
+        .target(name: "ShmTable", dependencies: ["CShim"], path: "Sources/ShmTable", swiftSettings: v5),
+        .target(name: "Config", dependencies: ["CShim"], path: "Sources/Config", swiftSettings: v5),
+        .target(name: "Event", dependencies: ["CShim"], path: "Sources/Event", swiftSettings: v5),
+        .target(name: "Worker", dependencies: ["CShim", "ShmTable", "Config", "Event"], path: "Sources/worker", swiftSettings: v5),
+        .executableTarget(name: "vigil", dependencies: ["CShim", "ShmTable", "Config", "Event", "Worker"], path: "Sources/master", swiftSettings: v5),
+        .executableTarget(name: "shmdump", dependencies: ["CShim", "ShmTable", "Config"], path: "Sources/shmdump", swiftSettings: v5),
+        .testTarget(name: "ConfigTests", dependencies: ["Config"], path: "Tests/ConfigTests", swiftSettings: v5),
+        .testTarget(name: "ShmTableTests", dependencies: ["ShmTable"], path: "Tests/ShmTableTests", swiftSettings: v5),
+        .testTarget(name: "IntegrationTests", path: "Tests/IntegrationTests", swiftSettings: v5),
+    ]
+)

@@ -1,0 +1,94 @@
+/// The upstream check module's directives, with the reference module's defaults and error wording
+/// (shared/spec/check-module.md §1).
+enum CheckDirectives {
+    static let statusFormats = ["html", "csv", "json", "prometheus"]
+
+    static let specs: [DirectiveSpec] = [
+        Directives.spec("check", .upstream, .oneOrMore, parseCheck),
+        Directives.spec("check_http_send", .upstream, .one) { call in
+            let u = UpstreamDirectives.upstream(call)
+            // An empty string counts as unset: the type's default payload is sent.
+            u.pendingCheck.httpSend = Array(call.words[1].utf8)
+            u.sawHTTPSend = true
+        },
+        Directives.spec("check_http_expect_alive", .upstream, .oneOrMore) { call in
+            let u = UpstreamDirectives.upstream(call)
+            var set = u.pendingCheck.expectAlive ?? []
+            for v in call.args {
+                let name = v.lowercased()
+                let bit: ExpectAlive
+                switch name {
+                case "http_2xx": bit = .http2xx
+                case "http_3xx": bit = .http3xx
+                case "http_4xx": bit = .http4xx
+                case "http_5xx": bit = .http5xx
+                default:
+                    // The reference prints this at warn level and then fails the configuration.
+                    throw ConfigError("invalid value \"\(v)\"", level: .warn, file: call.location.file, line: call.location.line)
+                }
+                if set.contains(bit) { call.warn("duplicate value \"\(name)\"") }
+                set.insert(bit)
+            }
+            u.pendingCheck.expectAlive = set
+            u.sawExpectAlive = true
+        },
+        Directives.spec("check_keepalive_requests", .upstream, .one) { call in
+            guard let n = Values.plainNumber(call.words[1]), n >= 1 else { throw call.directiveError("invalid value") }
+            let u = UpstreamDirectives.upstream(call)
+            u.pendingCheck.keepaliveRequests = n
+            u.sawKeepaliveRequests = true
+        },
+        Directives.spec("check_fastcgi_param", .upstream, .two) { call in
+            let u = UpstreamDirectives.upstream(call)
+            u.pendingCheck.fastcgiParams = (u.pendingCheck.fastcgiParams ?? []) + [(call.words[1], call.words[2])]
+            u.sawFastcgiParams = true
+        },
+        Directives.spec("check_shm_size", .http, .one) { call in
+            let http = Directives.http(call)
+            if http.checkShmSize != nil { throw call.duplicate() }
+            guard let n = Values.size(call.words[1], allowGiga: false) else { throw call.directiveError("invalid value") }
+            http.checkShmSize = n
+        },
+        Directives.spec("check_status", [.server, .location], .zeroOrOne) { call in
+            if call.words.count == 2 {
+                guard statusFormats.contains(call.words[1]) else { throw call.error("invalid check format \"\(call.words[1])\"") }
+                Directives.withSettings(call) { $0.checkStatusFormat = call.words[1] }
+            }
+            try HTTPCore.setContent(call, .checkStatus)
+        },
+    ]
+
+    static func parseCheck(_ call: Call) throws {
+        let u = UpstreamDirectives.upstream(call)
+        // A second `check` resets the numbers to their defaults but keeps an earlier type, as the reference does.
+        var c = CheckSettings()
+        if let earlier = u.check { c.type = earlier.type }
+        for arg in call.args {
+            func number(_ prefix: String) throws -> Int {
+                guard let n = Values.plainNumber(arg.dropFirst(prefix.count)), n >= 1 else { throw call.invalidParameter(arg) }
+                return n
+            }
+            if arg.hasPrefix("interval=") { c.interval = try number("interval=") }
+            else if arg.hasPrefix("timeout=") { c.timeout = try number("timeout=") }
+            else if arg.hasPrefix("rise=") { c.rise = try number("rise=") }
+            else if arg.hasPrefix("fall=") { c.fall = try number("fall=") }
+            else if arg.hasPrefix("port=") {
+                c.port = try number("port=")
+                // The reference truncates ports above 65535 to 16 bits; Vigil refuses them.
+                if c.port > 65535 { throw call.invalidParameter(arg) }
+            } else if arg.hasPrefix("type=") {
+                guard let t = CheckType(rawValue: String(arg.dropFirst(5))) else { throw call.invalidParameter(arg) }
+                c.type = t
+            } else if arg.hasPrefix("default_down=") {
+                switch arg.dropFirst(13).lowercased() {
+                case "true": c.defaultDown = true
+                case "false": c.defaultDown = false
+                default: throw call.error("invalid value \"\(arg)\", it must be \"true\" or \"false\"")
+                }
+            } else {
+                throw call.invalidParameter(arg)
+            }
+        }
+        u.check = c
+    }
+}

@@ -1,0 +1,195 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A whole loaded configuration: what `vigil -t` validates and what the master hands to its workers.
+public final class Configuration {
+    public let prefix: String
+    public let file: String
+    /// Directory of the main file: relative `include`s resolve against it, as in nginx.
+    public let confPrefix: String
+
+    public var workerProcesses = 1
+    public var daemon = true
+    public var masterProcess = true
+    public var pidPath: String
+    public var errorLogs: [ErrorLogTarget] = []
+    public var env: [String] = []
+    public var workerRlimitNofile: Int?
+    public var workerShutdownTimeout: Int?   // ms
+    public var events: EventsBlock?
+    public var http: HTTPBlock?
+    /// `[warn]` lines nginx would print while parsing; the load still succeeds.
+    public var warnings: [ConfigError] = []
+    var seenMainDirectives = Set<String>()
+    /// Every file read, with its text, for `-T`.
+    public private(set) var sources: [(path: String, text: [UInt8])] = []
+
+    /// The checked peers in shm index order, filled by `finish()`.
+    public private(set) var checkedPeers: [CheckedPeer] = []
+
+    public static let minimumShmSize = 1 << 20
+
+    /// Effective `check_shm_size`: the reference raises anything below 1 MiB to 1 MiB.
+    public var shmSize: Int { max(Configuration.minimumShmSize, http?.checkShmSize ?? 0) }
+
+    init(prefix: String, file: String) {
+        self.prefix = prefix
+        self.file = file
+        self.confPrefix = Configuration.directory(of: file)
+        self.pidPath = Configuration.join(prefix, "logs/vigil.pid")
+    }
+
+    /// Loads and validates `file`, applying `-g` directives first, exactly as nginx does.
+    public static func load(file: String, prefix: String, globalDirectives: String? = nil) throws -> Configuration {
+        let conf = Configuration(prefix: prefix, file: file)
+        let parser = Parser(configuration: conf)
+        if let g = globalDirectives, !g.isEmpty {
+            try parser.parse(bytes: Array(g.utf8), file: "command line", context: .main, isParameterString: true)
+        }
+        try parser.parseFile(path: file, context: .main, includedFrom: nil)
+        try conf.finish()
+        return conf
+    }
+
+    /// Resolves a path the way nginx does for most directives: relative to the prefix.
+    public func fullPath(_ path: String) -> String {
+        Configuration.join(prefix, path)
+    }
+
+    func fullConfPath(_ path: String) -> String {
+        Configuration.join(confPrefix, path)
+    }
+
+    static func join(_ base: String, _ path: String) -> String {
+        if path.hasPrefix("/") || path == "stderr" { return path }
+        if base.isEmpty { return path }
+        return base.hasSuffix("/") ? base + path : base + "/" + path
+    }
+
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    func recordSource(path: String, text: [UInt8]) {
+        sources.append((path, text))
+    }
+
+    /// `-T`: every file, each headed by `# configuration file PATH:` as nginx prints it.
+    public func dump() -> String {
+        var out = ""
+        for (path, text) in sources where path != "command line" {
+            out += "# configuration file \(path):\n"
+            out += String(decoding: text, as: UTF8.self)
+            if !(text.last == 0x0A) { out += "\n" }
+            out += "\n"
+        }
+        return out
+    }
+
+    // MARK: - post-parse validation
+
+    func finish() throws {
+        guard events != nil else { throw ConfigError("no \"events\" section in configuration") }
+        guard let http else { return }
+        for server in http.servers {
+            server.settings.inherit(from: http.settings)
+            for loc in server.locations { inherit(loc, from: server.settings) }
+            if server.listens.isEmpty {
+                // nginx's default when running as root is *:80; Vigil uses the same.
+                server.listens.append(Listen(address: ListenAddress(host: "0.0.0.0", port: 80, isIPv6: false),
+                                             defaultServer: false, backlog: 511, reusePort: false, ipv6Only: true,
+                                             location: server.location))
+            }
+        }
+        for server in http.servers { try resolveProxyTargets(server.locations, http: http) }
+        http.upstreams.removeAll { $0.declared == nil }
+        for upstream in http.upstreams {
+            guard !upstream.servers.isEmpty else {
+                throw upstream.declared!.error("no servers are inside upstream")
+            }
+            upstream.finishCheck()
+        }
+        try validateListens(http)
+        checkedPeers = http.upstreams.flatMap { $0.checkedPeers() }
+    }
+
+    private func inherit(_ loc: Location, from parent: HTTPSettings) {
+        loc.settings.inherit(from: parent)
+        for child in loc.locations { inherit(child, from: loc.settings) }
+    }
+
+    /// `proxy_pass http://name` names an upstream block when one exists (before or after it);
+    /// otherwise the host is resolved now, and that implicit upstream is never checked (as in the reference).
+    private func resolveProxyTargets(_ locations: [Location], http: HTTPBlock) throws {
+        for loc in locations {
+            if case .proxy(var pass) = loc.content {
+                let declared = http.upstream(named: pass.hostText)?.declared != nil
+                if let port = pass.port {
+                    if declared { throw pass.location.error("upstream \"\(pass.hostText)\" may not have port \(port)") }
+                } else if declared {
+                    try resolveProxyTargets(loc.locations, http: http)
+                    continue
+                }
+                let port = pass.port ?? (pass.scheme == "https" ? 443 : 80)
+                guard let addrs = Resolver.resolve(host: pass.hostText, port: port), !addrs.isEmpty else {
+                    throw pass.location.error("host not found in upstream \"\(pass.hostText)\"")
+                }
+                pass.target = .address(addrs, text: pass.port.map { "\(pass.hostText):\($0)" } ?? pass.hostText)
+                loc.content = .proxy(pass)
+            }
+            try resolveProxyTargets(loc.locations, http: http)
+        }
+    }
+
+    private func validateListens(_ http: HTTPBlock) throws {
+        // A duplicate `listen ... default_server` for one address is an nginx error.
+        var defaults: [ListenAddress: SourceLocation] = [:]
+        for server in http.servers {
+            for l in server.listens where l.defaultServer {
+                if defaults[l.address] != nil {
+                    throw l.location.error("a duplicate default server for \(l.address)")
+                }
+                defaults[l.address] = l.location
+            }
+        }
+    }
+
+    /// All distinct listening addresses, in config order.
+    public var listenAddresses: [Listen] {
+        var seen = Set<ListenAddress>()
+        var out: [Listen] = []
+        for server in http?.servers ?? [] {
+            for l in server.listens where seen.insert(l.address).inserted { out.append(l) }
+        }
+        return out
+    }
+
+    public var workerConnections: Int { events?.workerConnections ?? 512 }
+}
+
+extension Upstream {
+    func finishCheck() {
+        guard var check else { return }
+        // Companions may come before or after `check`; the reference applies them either way.
+        if sawHTTPSend { check.httpSend = pendingCheck.httpSend }
+        if sawExpectAlive { check.expectAlive = pendingCheck.expectAlive }
+        if sawKeepaliveRequests { check.keepaliveRequests = pendingCheck.keepaliveRequests }
+        if sawFastcgiParams { check.fastcgiParams = pendingCheck.fastcgiParams }
+        self.check = check
+    }
+
+    func checkedPeers() -> [CheckedPeer] {
+        guard let check else { return [] }
+        var out: [CheckedPeer] = []
+        for backup in [false, true] {
+            for server in servers where server.backup == backup && !server.down {
+                for a in server.addresses {
+                    out.append(CheckedPeer(upstream: name, address: a, check: check))
+                }
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,220 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The directive table: every directive Vigil knows, where it may appear, how many arguments it takes,
+/// and the handler that validates and stores it. A directive that is not here is an error.
+struct Arity {
+    let min: Int
+    let max: Int
+    func accepts(_ n: Int) -> Bool { n >= min && n <= max }
+    static let none = Arity(min: 0, max: 0)
+    static let one = Arity(min: 1, max: 1)
+    static let two = Arity(min: 2, max: 2)
+    static let oneOrTwo = Arity(min: 1, max: 2)
+    static let zeroOrOne = Arity(min: 0, max: 1)
+    static let oneToFour = Arity(min: 1, max: 4)
+    static let oneOrMore = Arity(min: 1, max: .max)
+    static let twoOrMore = Arity(min: 2, max: .max)
+}
+
+struct DirectiveSpec {
+    let name: String
+    let contexts: Contexts
+    let arity: Arity
+    let isBlock: Bool
+    let handler: (Call) throws -> Void
+}
+
+enum Directives {
+    static let table: [String: [DirectiveSpec]] = {
+        var t: [String: [DirectiveSpec]] = [:]
+        for spec in Core.specs + HTTPCore.specs + Proxy.specs + UpstreamDirectives.specs + CheckDirectives.specs {
+            t[spec.name, default: []].append(spec)
+        }
+        return t
+    }()
+
+    static func spec(_ name: String, _ contexts: Contexts, _ arity: Arity, block: Bool = false,
+                     _ handler: @escaping (Call) throws -> Void) -> DirectiveSpec {
+        DirectiveSpec(name: name, contexts: contexts, arity: arity, isBlock: block, handler: handler)
+    }
+
+    /// `types { text/html html htm; }`
+    static func addTypes(_ call: Call, _ table: TypesTable) throws {
+        let mime = call.words[0]
+        guard call.words.count > 1 else { throw call.error("invalid number of arguments in \"types\" directive") }
+        for ext in call.args {
+            let key = ext.lowercased()
+            if let old = table.map[key], old != mime {
+                call.warn("duplicate extension \"\(ext)\", content type: \"\(mime)\", previous content type: \"\(old)\"")
+            }
+            table.map[key] = mime
+        }
+    }
+
+    // MARK: helpers shared by handlers
+
+    /// Applies `body` to the inheritable settings of the block the directive is in.
+    static func withSettings(_ call: Call, _ body: (inout HTTPSettings) throws -> Void) rethrows {
+        switch call.context {
+        case .http(let h): try body(&h.settings)
+        case .server(let s, _): try body(&s.settings)
+        case .location(let l, _, _): try body(&l.settings)
+        default: preconditionFailure("settings directive \(call.name) outside http")
+        }
+    }
+
+    static func setOnce<T>(_ call: Call, _ kp: WritableKeyPath<HTTPSettings, T?>, _ value: T) throws {
+        try withSettings(call) { s in
+            if s[keyPath: kp] != nil { throw call.duplicate() }
+            s[keyPath: kp] = value
+        }
+    }
+
+    static func flagArg(_ call: Call) throws -> Bool {
+        let v = call.words[1]
+        guard let f = Values.flag(v) else {
+            throw call.error("invalid value \"\(v)\" in \"\(call.name)\" directive, it must be \"on\" or \"off\"")
+        }
+        return f
+    }
+
+    static func msecArg(_ call: Call, _ v: String) throws -> Int {
+        guard let ms = Values.msec(v) else { throw call.directiveError("invalid value") }
+        return ms
+    }
+
+    static func sizeArg(_ call: Call, _ v: String) throws -> Int {
+        guard let n = Values.size(v) else { throw call.directiveError("invalid value") }
+        return n
+    }
+
+    static func flagSetting(_ name: String, _ kp: WritableKeyPath<HTTPSettings, Bool?>, _ ctx: Contexts = .httpAll) -> DirectiveSpec {
+        spec(name, ctx, .one) { call in try setOnce(call, kp, try flagArg(call)) }
+    }
+
+    static func msecSetting(_ name: String, _ kp: WritableKeyPath<HTTPSettings, Int?>, _ ctx: Contexts = .httpAll) -> DirectiveSpec {
+        spec(name, ctx, .one) { call in try setOnce(call, kp, try msecArg(call, call.words[1])) }
+    }
+
+    static func sizeSetting(_ name: String, _ kp: WritableKeyPath<HTTPSettings, Int?>, _ ctx: Contexts = .httpAll) -> DirectiveSpec {
+        spec(name, ctx, .one) { call in try setOnce(call, kp, try sizeArg(call, call.words[1])) }
+    }
+
+    static func numberSetting(_ name: String, _ kp: WritableKeyPath<HTTPSettings, Int?>, _ ctx: Contexts = .httpAll) -> DirectiveSpec {
+        spec(name, ctx, .one) { call in
+            guard let n = Values.plainNumber(call.words[1]) else { throw call.directiveError("invalid number") }
+            try setOnce(call, kp, n)
+        }
+    }
+
+    /// Accepted for compatibility; it changes nothing about what Vigil serves (performance hints, temp paths).
+    static func accepted(_ name: String, _ ctx: Contexts, _ arity: Arity) -> DirectiveSpec {
+        spec(name, ctx, arity) { _ in }
+    }
+
+    static func http(_ call: Call) -> HTTPBlock {
+        switch call.context {
+        case .http(let h), .server(_, let h), .location(_, _, let h), .upstream(_, let h): return h
+        default: preconditionFailure("no http block for \(call.name)")
+        }
+    }
+}
+
+/// Main and events contexts: the process model.
+enum Core {
+    static let specs: [DirectiveSpec] = [
+        Directives.spec("worker_processes", .main, .one) { call in
+            let v = call.words[1]
+            if v == "auto" {
+                call.configuration.workerProcesses = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+            } else if let n = Values.plainNumber(v) {
+                call.configuration.workerProcesses = n
+            } else {
+                throw call.directiveError("invalid value")
+            }
+            if call.configuration.workerProcesses > 1024 { throw call.directiveError("invalid value") }
+        },
+        Directives.spec("daemon", .main, .one) { call in
+            try setMainOnce(call)
+            call.configuration.daemon = try Directives.flagArg(call)
+        },
+        Directives.spec("master_process", .main, .one) { call in
+            try setMainOnce(call)
+            call.configuration.masterProcess = try Directives.flagArg(call)
+        },
+        Directives.spec("pid", .main, .one) { call in
+            try setMainOnce(call)
+            call.configuration.pidPath = call.configuration.fullPath(call.words[1])
+        },
+        Directives.spec("error_log", [.main, .http, .server, .location], .oneOrMore) { call in
+            let target = try errorLogTarget(call)
+            if case .main = call.context {
+                call.configuration.errorLogs.append(target)
+            } else {
+                Directives.withSettings(call) { $0.errorLog = target }
+            }
+        },
+        Directives.spec("env", .main, .one) { call in call.configuration.env.append(call.words[1]) },
+        Directives.spec("worker_rlimit_nofile", .main, .one) { call in
+            guard let n = Values.plainNumber(call.words[1]) else { throw call.directiveError("invalid number") }
+            call.configuration.workerRlimitNofile = n
+        },
+        Directives.spec("worker_shutdown_timeout", .main, .one) { call in
+            call.configuration.workerShutdownTimeout = try Directives.msecArg(call, call.words[1])
+        },
+        Directives.accepted("pcre_jit", .main, .one),
+        Directives.accepted("lock_file", .main, .one),
+        Directives.accepted("timer_resolution", .main, .one),
+        Directives.accepted("worker_priority", .main, .one),
+        Directives.spec("events", .main, .none, block: true) { call in
+            if call.configuration.events != nil { throw call.duplicate() }
+            let events = EventsBlock()
+            call.configuration.events = events
+            try call.parseBlock(.events(events))
+        },
+        Directives.spec("worker_connections", .events, .one) { call in
+            guard let n = Values.plainNumber(call.words[1]), n > 0 else { throw call.directiveError("invalid number") }
+            events(call).workerConnections = n
+        },
+        Directives.spec("use", .events, .one) { call in
+            guard call.words[1] == "epoll" else { throw call.error("invalid event type \"\(call.words[1])\"") }
+        },
+        Directives.spec("multi_accept", .events, .one) { call in events(call).multiAccept = try Directives.flagArg(call) },
+        Directives.spec("accept_mutex", .events, .one) { call in events(call).acceptMutex = try Directives.flagArg(call) },
+        Directives.accepted("accept_mutex_delay", .events, .one),
+        Directives.spec("http", .main, .none, block: true) { call in
+            if call.configuration.http != nil { throw call.duplicate() }
+            let http = HTTPBlock()
+            call.configuration.http = http
+            try call.parseBlock(.http(http))
+        },
+    ]
+
+    static func events(_ call: Call) -> EventsBlock {
+        guard case .events(let e) = call.context else { preconditionFailure() }
+        return e
+    }
+
+    /// Single-valued main directives: a second one (even from `-g`) is "is duplicate", as in nginx.
+    static func setMainOnce(_ call: Call) throws {
+        if !call.configuration.seenMainDirectives.insert(call.name).inserted { throw call.duplicate() }
+    }
+
+    static func errorLogTarget(_ call: Call) throws -> ErrorLogTarget {
+        let file = call.words[1]
+        if file.hasPrefix("syslog:") || file.hasPrefix("memory:") {
+            throw call.error("\"\(file.prefix(while: { $0 != ":" }))\" error log targets are not supported by vigil")
+        }
+        var level = LogLevel.error
+        if call.words.count > 2 {
+            guard call.words.count == 3, let l = LogLevel(name: call.words[2]) else {
+                throw call.error("invalid log level \"\(call.words[call.words.count > 3 ? 3 : 2])\"")
+            }
+            level = l
+        }
+        return ErrorLogTarget(path: call.configuration.fullPath(file), level: level)
+    }
+}
+

@@ -1,0 +1,314 @@
+/// http, server and location directives (nginx's http core, log, access and return modules).
+enum HTTPCore {
+    static let specs: [DirectiveSpec] = [
+        Directives.spec("server", .http, .none, block: true) { call in
+            let http = Directives.http(call)
+            let server = Server(location: call.location)
+            http.servers.append(server)
+            try call.parseBlock(.server(server, http))
+        },
+        Directives.spec("listen", .server, .oneOrMore, parseListen),
+        Directives.spec("server_name", .server, .oneOrMore) { call in
+            guard case .server(let s, _) = call.context else { return }
+            s.serverNames.append(contentsOf: call.args.map { $0.lowercased() })
+        },
+        Directives.spec("location", [.server, .location], .oneOrTwo, block: true, parseLocation),
+        Directives.spec("default_type", .httpAll, .one) { call in try Directives.setOnce(call, \.defaultType, call.words[1]) },
+        Directives.spec("types", .httpAll, .none, block: true) { call in
+            let table = TypesTable()
+            try call.parseBlock(.types(table))
+            try Directives.withSettings(call) { s in
+                if s.types != nil { throw call.duplicate() }
+                s.types = table.map
+            }
+        },
+        Directives.flagSetting("sendfile", \.sendfile),
+        Directives.flagSetting("tcp_nopush", \.tcpNopush),
+        Directives.flagSetting("tcp_nodelay", \.tcpNodelay),
+        Directives.flagSetting("server_tokens", \.serverTokens),
+        Directives.spec("keepalive_timeout", .httpAll, .oneOrTwo) { call in
+            try Directives.setOnce(call, \.keepaliveTimeout, try Directives.msecArg(call, call.words[1]))
+            if call.words.count == 3 {
+                try Directives.withSettings(call) { $0.keepaliveHeaderTimeout = try Directives.msecArg(call, call.words[2]) / 1000 * 1000 }
+            }
+        },
+        Directives.numberSetting("keepalive_requests", \.keepaliveRequests),
+        Directives.sizeSetting("client_max_body_size", \.clientMaxBodySize),
+        Directives.msecSetting("client_header_timeout", \.clientHeaderTimeout, [.http, .server]),
+        Directives.msecSetting("client_body_timeout", \.clientBodyTimeout),
+        Directives.msecSetting("send_timeout", \.sendTimeout),
+        Directives.sizeSetting("client_header_buffer_size", \.clientHeaderBufferSize, [.http, .server]),
+        Directives.sizeSetting("client_body_buffer_size", \.clientBodyBufferSize),
+        Directives.spec("large_client_header_buffers", [.http, .server], .two) { call in
+            guard let n = Values.plainNumber(call.words[1]), n > 0,
+                  let size = Values.size(call.words[2]), size > 0 else { throw call.directiveError("invalid value") }
+            try Directives.withSettings(call) { s in
+                if s.largeClientHeaderBuffers != nil { throw call.duplicate() }
+                s.largeClientHeaderBuffers = (n, size)
+            }
+        },
+        // Vigil buffers in memory and never spills to temp files; the paths are accepted as nginx tests always emit them.
+        Directives.accepted("client_body_temp_path", .httpAll, .oneToFour),
+        Directives.accepted("proxy_temp_path", .httpAll, .oneToFour),
+        Directives.accepted("fastcgi_temp_path", .httpAll, .oneToFour),
+        Directives.accepted("uwsgi_temp_path", .httpAll, .oneToFour),
+        Directives.accepted("scgi_temp_path", .httpAll, .oneToFour),
+        Directives.spec("root", .httpAll, .one) { call in
+            if case .location(let l, _, _) = call.context, l.alias != nil {
+                throw call.error("\"root\" directive is duplicate, \"alias\" directive was specified earlier")
+            }
+            try Directives.setOnce(call, \.root, call.words[1])
+        },
+        Directives.spec("alias", .location, .one) { call in
+            guard case .location(let l, _, _) = call.context else { return }
+            if l.alias != nil { throw call.duplicate() }
+            if l.settings.root != nil {
+                throw call.error("\"alias\" directive is duplicate, \"root\" directive was specified earlier")
+            }
+            l.alias = call.words[1]
+        },
+        Directives.spec("index", .httpAll, .oneOrMore) { call in
+            Directives.withSettings(call) { s in s.index = (s.index ?? []) + call.args }
+        },
+        Directives.spec("log_format", .http, .twoOrMore) { call in
+            let http = Directives.http(call)
+            let name = call.words[1]
+            if http.logFormats[name] != nil { throw call.error("duplicate \"log_format\" name \"\(name)\"") }
+            var parts = Array(call.words.dropFirst(2))
+            var escape = "default"
+            if let first = parts.first, first.hasPrefix("escape=") {
+                escape = String(first.dropFirst(7))
+                guard ["default", "json", "none"].contains(escape) else {
+                    throw call.error("unknown log format escaping \"\(escape)\"")
+                }
+                parts.removeFirst()
+                guard !parts.isEmpty else { throw call.error("invalid number of arguments in \"log_format\" directive") }
+            }
+            http.logFormats[name] = LogFormat(name: name, escape: escape, template: parts.joined())
+        },
+        Directives.spec("access_log", .httpAll, .oneOrMore, parseAccessLog),
+        Directives.spec("allow", .httpAll, .one) { call in try addAccessRule(call, allow: true) },
+        Directives.spec("deny", .httpAll, .one) { call in try addAccessRule(call, allow: false) },
+        Directives.spec("error_page", .httpAll, .twoOrMore, parseErrorPage),
+        Directives.spec("return", [.server, .location], .oneOrTwo, parseReturn),
+        Directives.spec("stub_status", [.server, .location], .zeroOrOne) { call in
+            try setContent(call, .stubStatus)
+        },
+    ]
+
+    static func setContent(_ call: Call, _ handler: ContentHandler) throws {
+        switch call.context {
+        case .location(let l, _, _):
+            if case .none = l.content {} else { throw call.duplicate() }
+            l.content = handler
+        case .server(let s, _):
+            if case .none = s.content {} else { throw call.duplicate() }
+            s.content = handler
+        default:
+            break
+        }
+    }
+
+    static func parseListen(_ call: Call) throws {
+        guard case .server(let server, _) = call.context else { return }
+        let text = call.words[1]
+        if text.hasPrefix("unix:") { throw call.error("unix domain sockets are not supported by vigil in \"listen\"") }
+        var host = "0.0.0.0", portText: String?
+        if Values.plainNumber(text) != nil {
+            portText = text
+        } else {
+            guard let hp = Resolver.splitHostPort(text) else { throw call.error("invalid host in \"\(text)\" of the \"listen\" directive") }
+            host = hp.host == "*" ? "0.0.0.0" : hp.host
+            portText = hp.port
+        }
+        var port = 80
+        if let portText {
+            guard let p = Values.plainNumber(portText), p >= 1, p <= 65535 else {
+                throw call.error("invalid port in \"\(text)\" of the \"listen\" directive")
+            }
+            port = p
+        }
+        guard let addrs = Resolver.resolve(host: host, port: UInt16(port)), let first = addrs.first else {
+            throw call.error("host not found in \"\(text)\" of the \"listen\" directive")
+        }
+        var listen = Listen(address: ListenAddress(host: first.host, port: first.port, isIPv6: first.isIPv6),
+                            defaultServer: false, backlog: 511, reusePort: false, ipv6Only: true, location: call.location)
+        for p in call.args.dropFirst() {
+            switch p {
+            case "default_server", "default": listen.defaultServer = true
+            case "reuseport": listen.reusePort = true
+            case "bind", "deferred": break   // Vigil binds every address it listens on
+            case _ where p.hasPrefix("backlog="):
+                guard let n = Values.plainNumber(p.dropFirst(8)), n > 0, n <= Int(Int32.max) else {
+                    throw call.error("invalid backlog \"\(p.dropFirst(8))\"")
+                }
+                listen.backlog = Int32(n)
+            case "ipv6only=on": listen.ipv6Only = true
+            case "ipv6only=off": listen.ipv6Only = false
+            case "ssl", "http2", "quic", "proxy_protocol":
+                throw call.error("the \"\(p)\" parameter of \"listen\" is not supported by vigil")
+            default:
+                throw call.error("invalid parameter \"\(p)\"")
+            }
+        }
+        server.listens.append(listen)
+    }
+
+    static func parseLocation(_ call: Call) throws {
+        let http = Directives.http(call)
+        let match: LocationMatch
+        let pattern: String
+        if call.words.count == 3 {
+            switch call.words[1] {
+            case "=": match = .exact
+            case "^~": match = .preferentialPrefix
+            case "~": match = .regex(caseInsensitive: false)
+            case "~*": match = .regex(caseInsensitive: true)
+            default: throw call.error("invalid location modifier \"\(call.words[1])\"")
+            }
+            pattern = call.words[2]
+        } else {
+            let w = call.words[1]
+            if w.hasPrefix("=") && w.count > 1 { match = .exact; pattern = String(w.dropFirst()) }
+            else if w.hasPrefix("^~") && w.count > 2 { match = .preferentialPrefix; pattern = String(w.dropFirst(2)) }
+            else if w.hasPrefix("~*") && w.count > 2 { match = .regex(caseInsensitive: true); pattern = String(w.dropFirst(2)) }
+            else if w.hasPrefix("~") && w.count > 1 { match = .regex(caseInsensitive: false); pattern = String(w.dropFirst()) }
+            else if w.hasPrefix("@") { match = .named; pattern = w }
+            else { match = .prefix; pattern = w }
+        }
+        let loc = Location(match: match, pattern: pattern, location: call.location)
+        switch call.context {
+        case .server(let server, _):
+            server.locations.append(loc)
+            try call.parseBlock(.location(loc, server, http))
+        case .location(let parent, let server, _):
+            if match == .named { throw call.error("named location \"\(pattern)\" can be on the server level only") }
+            if parent.match == .exact {
+                throw call.error("location \"\(pattern)\" cannot be inside the exact location \"\(parent.pattern)\"")
+            }
+            if parent.match == .named {
+                throw call.error("location \"\(pattern)\" cannot be inside the named location \"\(parent.pattern)\"")
+            }
+            let isPrefix = match == .exact || match == .prefix || match == .preferentialPrefix
+            let parentIsPrefix = parent.match == .prefix || parent.match == .preferentialPrefix
+            if isPrefix && parentIsPrefix && !pattern.hasPrefix(parent.pattern) {
+                throw call.error("location \"\(pattern)\" is outside location \"\(parent.pattern)\"")
+            }
+            parent.locations.append(loc)
+            try call.parseBlock(.location(loc, server, http))
+        default:
+            break
+        }
+    }
+
+    static func parseAccessLog(_ call: Call) throws {
+        let http = Directives.http(call)
+        if call.words[1] == "off" {
+            guard call.words.count == 2 else { throw call.error("invalid parameter \"\(call.words[2])\"") }
+            try Directives.withSettings(call) { s in
+                if let logs = s.accessLogs, !logs.isEmpty { throw call.duplicate() }
+                s.accessLogs = []
+            }
+            return
+        }
+        var format = "combined"
+        var rest = call.args.dropFirst()
+        if let f = rest.first, !f.contains("=") {
+            format = f
+            rest = rest.dropFirst()
+        }
+        guard http.logFormats[format] != nil else { throw call.error("unknown log format \"\(format)\"") }
+        for p in rest {
+            // Vigil writes each line as it is produced; buffering parameters only tune that.
+            guard p.hasPrefix("buffer=") || p.hasPrefix("flush=") else { throw call.error("invalid parameter \"\(p)\"") }
+        }
+        let target = AccessLogTarget(path: call.configuration.fullPath(call.words[1]), format: format)
+        Directives.withSettings(call) { s in s.accessLogs = (s.accessLogs ?? []) + [target] }
+    }
+
+    static func addAccessRule(_ call: Call, allow: Bool) throws {
+        let v = call.words[1]
+        var rule = AccessRule(allow: allow, network: nil, prefix: 0, isIPv6: false)
+        if v != "all" {
+            let parts = v.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+            let host = String(parts[0])
+            var v4 = in_addr(), v6 = in6_addr()
+            if inet_pton(AF_INET, host, &v4) == 1 {
+                rule.network = withUnsafeBytes(of: &v4) { Array($0) }
+            } else if inet_pton(AF_INET6, host, &v6) == 1 {
+                rule.network = withUnsafeBytes(of: &v6) { Array($0) }
+                rule.isIPv6 = true
+            } else {
+                throw call.error("invalid parameter \"\(v)\"")
+            }
+            let bits = rule.isIPv6 ? 128 : 32
+            rule.prefix = bits
+            if parts.count == 2 {
+                guard let p = Values.plainNumber(parts[1]), p <= bits else { throw call.error("invalid parameter \"\(v)\"") }
+                rule.prefix = p
+            }
+            if !AccessRule.hostBitsZero(rule) { call.warn("low address bits of \(v) are meaningless") }
+        }
+        Directives.withSettings(call) { s in s.accessRules = (s.accessRules ?? []) + [rule] }
+    }
+
+    static func parseErrorPage(_ call: Call) throws {
+        var args = Array(call.args)
+        let uri = args.removeLast()
+        var override: Int?
+        if let last = args.last, last.hasPrefix("=") {
+            args.removeLast()
+            if last == "=" { override = 0 } else {
+                guard let c = Values.plainNumber(last.dropFirst()) else { throw call.error("invalid value \"\(last)\"") }
+                override = c
+            }
+        }
+        guard !args.isEmpty else { throw call.error("invalid number of arguments in \"error_page\" directive") }
+        var codes: [Int] = []
+        for a in args {
+            guard let c = Values.plainNumber(a) else { throw call.error("invalid value \"\(a)\"") }
+            guard (300...599).contains(c), c != 499 else { throw call.error("value \"\(a)\" must be between 300 and 599") }
+            codes.append(c)
+        }
+        let page = ErrorPage(codes: codes, overrideCode: override, uri: uri)
+        Directives.withSettings(call) { s in s.errorPages = (s.errorPages ?? []) + [page] }
+    }
+
+    static func parseReturn(_ call: Call) throws {
+        let first = call.words[1]
+        let action: ReturnAction
+        if let code = Values.plainNumber(first) {
+            guard code <= 999 else { throw call.error("invalid return code \"\(first)\"") }
+            action = ReturnAction(code: code, text: call.words.count == 3 ? call.words[2] : nil)
+        } else {
+            guard call.words.count == 2,
+                  first.hasPrefix("http://") || first.hasPrefix("https://") || first.hasPrefix("$scheme") else {
+                throw call.error("invalid return code \"\(first)\"")
+            }
+            action = ReturnAction(code: 302, text: first)
+        }
+        switch call.context {
+        case .location(let l, _, _): l.returnAction = l.returnAction ?? action
+        case .server(let s, _): s.returnAction = s.returnAction ?? action
+        default: break
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension AccessRule {
+    static func hostBitsZero(_ r: AccessRule) -> Bool {
+        guard let net = r.network else { return true }
+        for (i, byte) in net.enumerated() {
+            let bitStart = i * 8
+            if bitStart + 8 <= r.prefix { continue }
+            let keep = max(0, r.prefix - bitStart)
+            let mask: UInt8 = keep == 0 ? 0 : UInt8(truncatingIfNeeded: 0xFF << (8 - keep))
+            if byte & ~mask != 0 { return false }
+        }
+        return true
+    }
+}

@@ -1,0 +1,341 @@
+/// The typed configuration that the directive handlers fill in. Reference types so that handlers can
+/// mutate the block they are in; after `Configuration.load` returns, treat everything as read-only.
+
+public enum LogLevel: Int, Comparable, Sendable, CaseIterable {
+    case debug = 8, info = 7, notice = 6, warn = 5, error = 4, crit = 3, alert = 2, emerg = 1
+    public static func < (a: LogLevel, b: LogLevel) -> Bool { a.rawValue < b.rawValue }
+    public var name: String {
+        switch self {
+        case .debug: "debug"; case .info: "info"; case .notice: "notice"; case .warn: "warn"
+        case .error: "error"; case .crit: "crit"; case .alert: "alert"; case .emerg: "emerg"
+        }
+    }
+    public init?(name: String) {
+        guard let l = LogLevel.allCases.first(where: { $0.name == name }) else { return nil }
+        self = l
+    }
+}
+
+/// `error_log file [level]`; `stderr` is a valid file.
+public struct ErrorLogTarget: Equatable, Sendable {
+    public var path: String
+    public var level: LogLevel
+    public init(path: String, level: LogLevel) { self.path = path; self.level = level }
+}
+
+public struct AccessLogTarget: Equatable, Sendable {
+    public var path: String
+    public var format: String
+}
+
+public final class LogFormat: Sendable {
+    public let name: String
+    public let escape: String
+    public let template: String
+    init(name: String, escape: String, template: String) { self.name = name; self.escape = escape; self.template = template }
+
+    /// nginx's predefined `combined` format, byte for byte.
+    static let combined = LogFormat(
+        name: "combined", escape: "default",
+        template: "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\"")
+}
+
+/// A socket address as the config wrote it and as it resolved.
+public struct ListenAddress: Hashable, Sendable, CustomStringConvertible {
+    public var host: String   // numeric text ("0.0.0.0", "127.0.0.1", "::1")
+    public var port: UInt16
+    public var isIPv6: Bool
+    public var description: String { isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+public struct Listen: Sendable, Equatable {
+    public var address: ListenAddress
+    public var defaultServer: Bool
+    public var backlog: Int32
+    public var reusePort: Bool
+    public var ipv6Only: Bool
+    public var location: SourceLocation
+}
+
+public enum CheckType: String, CaseIterable, Sendable {
+    case tcp, http, ssl_hello, mysql, ajp, fastcgi
+    /// Stable code stored in the shared segment.
+    public var code: UInt8 { UInt8(CheckType.allCases.firstIndex(of: self)!) }
+    public init?(code: UInt8) {
+        guard Int(code) < CheckType.allCases.count else { return nil }
+        self = CheckType.allCases[Int(code)]
+    }
+}
+
+/// `check_http_expect_alive` classes as a bit set: http_2xx = 1<<2 ... http_5xx = 1<<5.
+public struct ExpectAlive: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    public static let http2xx = ExpectAlive(rawValue: 1 << 2)
+    public static let http3xx = ExpectAlive(rawValue: 1 << 3)
+    public static let http4xx = ExpectAlive(rawValue: 1 << 4)
+    public static let http5xx = ExpectAlive(rawValue: 1 << 5)
+}
+
+/// The `check` directive and its companions, with the reference module's defaults.
+public struct CheckSettings: Sendable, Equatable {
+    public var interval: Int = 30000
+    public var fall: Int = 5
+    public var rise: Int = 2
+    public var timeout: Int = 1000
+    public var defaultDown = true
+    public var type: CheckType = .tcp
+    public var port: Int = 0
+    public var httpSend: [UInt8] = []            // empty: the type's default payload
+    public var expectAlive: ExpectAlive? = nil   // nil: directive absent
+    public var keepaliveRequests: Int = 1
+    public var fastcgiParams: [(String, String)]? = nil
+
+    public static func == (a: CheckSettings, b: CheckSettings) -> Bool {
+        a.interval == b.interval && a.fall == b.fall && a.rise == b.rise && a.timeout == b.timeout
+            && a.defaultDown == b.defaultDown && a.type == b.type && a.port == b.port && a.httpSend == b.httpSend
+            && a.expectAlive == b.expectAlive && a.keepaliveRequests == b.keepaliveRequests
+            && a.fastcgiParams?.map { "\($0.0)=\($0.1)" } == b.fastcgiParams?.map { "\($0.0)=\($0.1)" }
+    }
+
+    /// What the http check treats as alive when the directive is absent.
+    public var effectiveExpectAlive: ExpectAlive { expectAlive ?? [.http2xx, .http3xx] }
+}
+
+/// One resolved address of an upstream `server` line.
+public struct PeerAddress: Hashable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: UInt16
+    public var isIPv6: Bool
+    public var description: String { isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+public struct UpstreamServer: Sendable {
+    public var text: String            // as written: "10.0.0.1:80", "localhost:8081"
+    public var addresses: [PeerAddress]
+    public var weight = 1
+    public var maxFails = 1
+    public var failTimeout = 10_000    // ms
+    public var maxConns = 0
+    public var backup = false
+    public var down = false
+    public var location: SourceLocation
+}
+
+public enum Balancer: Sendable, Equatable {
+    case roundRobin
+    case ipHash
+    case hash(key: String, consistent: Bool)
+    case leastConn
+    case random
+}
+
+public final class Upstream {
+    public let name: String
+    /// Where it was first mentioned (a `proxy_pass` may precede the block).
+    public var declared: SourceLocation?
+    public var firstMention: SourceLocation
+    public var servers: [UpstreamServer] = []
+    public var balancer: Balancer = .roundRobin
+    public var keepalive: Int? = nil
+    public var keepaliveTimeout = 60_000
+    public var keepaliveRequests = 1000
+    public var check: CheckSettings? = nil
+    /// Companion directives may precede `check`; they are kept here and merged at the end.
+    var pendingCheck = CheckSettings()
+    var sawHTTPSend = false
+    var sawExpectAlive = false
+    var sawKeepaliveRequests = false
+    var sawFastcgiParams = false
+
+    init(name: String, firstMention: SourceLocation) {
+        self.name = name
+        self.firstMention = firstMention
+    }
+}
+
+public struct HeaderSetting: Sendable, Equatable {
+    public var name: String
+    public var value: String
+}
+
+public struct AccessRule: Sendable, Equatable {
+    public var allow: Bool
+    /// nil means `all`; otherwise network bytes and prefix length.
+    public var network: [UInt8]?
+    public var prefix: Int
+    public var isIPv6: Bool
+}
+
+public struct ErrorPage: Sendable, Equatable {
+    public var codes: [Int]
+    public var overrideCode: Int?   // `=code`; 0 for bare `=`
+    public var uri: String
+}
+
+/// Settings that nginx inherits http → server → location; nil means "not set at this level".
+public struct HTTPSettings: Sendable {
+    public var defaultType: String?
+    public var types: [String: String]?
+    public var keepaliveTimeout: Int?
+    public var keepaliveHeaderTimeout: Int?
+    public var keepaliveRequests: Int?
+    public var sendfile: Bool?
+    public var tcpNopush: Bool?
+    public var tcpNodelay: Bool?
+    public var serverTokens: Bool?
+    public var clientMaxBodySize: Int?
+    public var clientHeaderTimeout: Int?
+    public var clientBodyTimeout: Int?
+    public var sendTimeout: Int?
+    public var clientHeaderBufferSize: Int?
+    public var largeClientHeaderBuffers: (count: Int, size: Int)?
+    public var clientBodyBufferSize: Int?
+    public var root: String?
+    public var index: [String]?
+    public var accessLogs: [AccessLogTarget]?   // [] means `access_log off`
+    public var errorLog: ErrorLogTarget?
+    public var accessRules: [AccessRule]?
+    public var errorPages: [ErrorPage]?
+    public var proxyHTTPVersion: String?
+    public var proxySetHeaders: [HeaderSetting]?
+    public var proxyConnectTimeout: Int?
+    public var proxySendTimeout: Int?
+    public var proxyReadTimeout: Int?
+    public var proxyNextUpstream: [String]?
+    public var proxyNextUpstreamTries: Int?
+    public var proxyNextUpstreamTimeout: Int?
+    public var proxyBuffering: Bool?
+    public var proxyBufferSize: Int?
+    public var proxyPassRequestHeaders: Bool?
+    public var proxyPassRequestBody: Bool?
+    public var proxyInterceptErrors: Bool?
+    public var checkStatusFormat: String?
+
+    public init() {}
+
+    /// nginx's merge: a value set here wins, otherwise the parent's.
+    mutating func inherit(from p: HTTPSettings) {
+        defaultType = defaultType ?? p.defaultType
+        types = types ?? p.types
+        keepaliveTimeout = keepaliveTimeout ?? p.keepaliveTimeout
+        keepaliveHeaderTimeout = keepaliveHeaderTimeout ?? p.keepaliveHeaderTimeout
+        keepaliveRequests = keepaliveRequests ?? p.keepaliveRequests
+        sendfile = sendfile ?? p.sendfile
+        tcpNopush = tcpNopush ?? p.tcpNopush
+        tcpNodelay = tcpNodelay ?? p.tcpNodelay
+        serverTokens = serverTokens ?? p.serverTokens
+        clientMaxBodySize = clientMaxBodySize ?? p.clientMaxBodySize
+        clientHeaderTimeout = clientHeaderTimeout ?? p.clientHeaderTimeout
+        clientBodyTimeout = clientBodyTimeout ?? p.clientBodyTimeout
+        sendTimeout = sendTimeout ?? p.sendTimeout
+        clientHeaderBufferSize = clientHeaderBufferSize ?? p.clientHeaderBufferSize
+        largeClientHeaderBuffers = largeClientHeaderBuffers ?? p.largeClientHeaderBuffers
+        clientBodyBufferSize = clientBodyBufferSize ?? p.clientBodyBufferSize
+        root = root ?? p.root
+        index = index ?? p.index
+        accessLogs = accessLogs ?? p.accessLogs
+        errorLog = errorLog ?? p.errorLog
+        accessRules = accessRules ?? p.accessRules
+        errorPages = errorPages ?? p.errorPages
+        proxyHTTPVersion = proxyHTTPVersion ?? p.proxyHTTPVersion
+        proxySetHeaders = proxySetHeaders ?? p.proxySetHeaders
+        proxyConnectTimeout = proxyConnectTimeout ?? p.proxyConnectTimeout
+        proxySendTimeout = proxySendTimeout ?? p.proxySendTimeout
+        proxyReadTimeout = proxyReadTimeout ?? p.proxyReadTimeout
+        proxyNextUpstream = proxyNextUpstream ?? p.proxyNextUpstream
+        proxyNextUpstreamTries = proxyNextUpstreamTries ?? p.proxyNextUpstreamTries
+        proxyNextUpstreamTimeout = proxyNextUpstreamTimeout ?? p.proxyNextUpstreamTimeout
+        proxyBuffering = proxyBuffering ?? p.proxyBuffering
+        proxyBufferSize = proxyBufferSize ?? p.proxyBufferSize
+        proxyPassRequestHeaders = proxyPassRequestHeaders ?? p.proxyPassRequestHeaders
+        proxyPassRequestBody = proxyPassRequestBody ?? p.proxyPassRequestBody
+        proxyInterceptErrors = proxyInterceptErrors ?? p.proxyInterceptErrors
+        checkStatusFormat = checkStatusFormat ?? p.checkStatusFormat
+    }
+}
+
+/// `proxy_pass` target: an upstream block, or a literal address (never checked, as in the reference).
+public struct ProxyPass: Sendable {
+    public enum Target: Sendable { case upstream(String), address([PeerAddress], text: String) }
+    public var scheme: String
+    public var hostText: String
+    public var port: UInt16?
+    public var uri: String?           // nil: pass the request URI unchanged
+    public var target: Target
+    public var location: SourceLocation
+}
+
+/// What produces a response's body in a location (nginx's content phase).
+public enum ContentHandler: Sendable {
+    case none
+    case proxy(ProxyPass)
+    case stubStatus
+    case checkStatus
+}
+
+/// `return code [text|URL]`, run before the content handler as nginx's rewrite phase does.
+public struct ReturnAction: Sendable, Equatable {
+    public var code: Int
+    public var text: String?
+}
+
+public enum LocationMatch: Sendable, Equatable {
+    case exact, prefix, preferentialPrefix, regex(caseInsensitive: Bool), named
+}
+
+public final class Location {
+    public let match: LocationMatch
+    public let pattern: String
+    public var settings = HTTPSettings()
+    public var content: ContentHandler = .none
+    public var returnAction: ReturnAction?
+    public var alias: String?
+    public var locations: [Location] = []
+    public let location: SourceLocation
+    init(match: LocationMatch, pattern: String, location: SourceLocation) {
+        self.match = match
+        self.pattern = pattern
+        self.location = location
+    }
+}
+
+public final class Server {
+    public var listens: [Listen] = []
+    public var serverNames: [String] = []
+    public var settings = HTTPSettings()
+    public var content: ContentHandler = .none   // server-level `check_status`: serves requests no location matches
+    public var returnAction: ReturnAction?
+    public var locations: [Location] = []
+    public let location: SourceLocation
+    init(location: SourceLocation) { self.location = location }
+}
+
+public final class HTTPBlock {
+    public var settings = HTTPSettings()
+    public var servers: [Server] = []
+    /// In order of first mention, as the reference indexes checked peers.
+    public var upstreams: [Upstream] = []
+    public var logFormats: [String: LogFormat] = ["combined": .combined]
+    public var checkShmSize: Int? = nil
+    public func upstream(named name: String) -> Upstream? { upstreams.first { $0.name == name } }
+}
+
+public final class EventsBlock {
+    public var workerConnections = 512
+    public var multiAccept = false
+    public var acceptMutex = false
+}
+
+/// A checked peer as the shm table numbers it: upstreams in order, primaries then backups, `down` skipped.
+public struct CheckedPeer: Sendable {
+    public var upstream: String
+    public var address: PeerAddress
+    public var check: CheckSettings
+    /// The address actually probed (port replaced by `port=`).
+    public var checkAddress: PeerAddress {
+        var a = address
+        if check.port > 0 { a.port = UInt16(truncatingIfNeeded: check.port) }
+        return a
+    }
+}

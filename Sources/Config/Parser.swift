@@ -1,0 +1,217 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The block a statement appears in, carrying the object its directives fill in.
+enum BlockContext {
+    case main
+    case events(EventsBlock)
+    case http(HTTPBlock)
+    case server(Server, HTTPBlock)
+    case location(Location, Server, HTTPBlock)
+    case upstream(Upstream, HTTPBlock)
+    case types(TypesTable)
+
+    var kind: Contexts {
+        switch self {
+        case .main: .main
+        case .events: .events
+        case .http: .http
+        case .server: .server
+        case .location: .location
+        case .upstream: .upstream
+        case .types: .types
+        }
+    }
+}
+
+/// Collects a `types {}` block; a class so the block's statements can add to it.
+final class TypesTable {
+    var map: [String: String] = [:]
+}
+
+struct Contexts: OptionSet {
+    let rawValue: UInt8
+    static let main = Contexts(rawValue: 1)
+    static let events = Contexts(rawValue: 2)
+    static let http = Contexts(rawValue: 4)
+    static let server = Contexts(rawValue: 8)
+    static let location = Contexts(rawValue: 16)
+    static let upstream = Contexts(rawValue: 32)
+    static let types = Contexts(rawValue: 64)
+    static let httpAll: Contexts = [.http, .server, .location]
+}
+
+/// One statement handed to a directive handler.
+struct Call {
+    let words: [String]
+    let location: SourceLocation
+    let context: BlockContext
+    let parser: Parser
+
+    var name: String { words[0] }
+    var args: ArraySlice<String> { words.dropFirst() }
+    var configuration: Configuration { parser.configuration }
+
+    func error(_ message: String, hint: String? = nil) -> ConfigError { location.error(message, hint: hint) }
+    /// nginx's generic handler failure wording: `"name" directive <reason>`.
+    func directiveError(_ reason: String) -> ConfigError { location.error("\"\(name)\" directive \(reason)") }
+    func duplicate() -> ConfigError { directiveError("is duplicate") }
+    func invalidParameter(_ p: String) -> ConfigError { location.error("invalid parameter \"\(p)\"") }
+    func warn(_ message: String) { parser.configuration.warnings.append(ConfigError(message, level: .warn, file: location.file, line: location.line)) }
+
+    /// Parses the `{ ... }` that follows a block directive in the given context.
+    func parseBlock(_ ctx: BlockContext) throws { try parser.parseBlock(context: ctx) }
+}
+
+/// nginx's ngx_conf_parse: statements to directive handlers, blocks recursively, `include` in any context.
+final class Parser {
+    let configuration: Configuration
+    private var lexers: [Lexer] = []
+    private var depth = 0
+    static let maxDepth = 256
+    static let maxFileSize = 64 << 20
+
+    init(configuration: Configuration) { self.configuration = configuration }
+
+    func parseFile(path: String, context: BlockContext, includedFrom: SourceLocation?) throws {
+        let bytes: [UInt8]
+        do {
+            bytes = try Parser.readFile(path)
+        } catch let e as OSFailure {
+            let msg = "open() \"\(path)\" failed (\(e.errno): \(e.text))"
+            if let includedFrom { throw includedFrom.error(msg) }
+            throw ConfigError(msg)
+        }
+        configuration.recordSource(path: path, text: bytes)
+        try parse(bytes: bytes, file: path, context: context, isParameterString: false)
+    }
+
+    func parse(bytes: [UInt8], file: String, context: BlockContext, isParameterString: Bool) throws {
+        lexers.append(Lexer(bytes: bytes, file: file, isParameterString: isParameterString))
+        defer { lexers.removeLast() }
+        try parseStatements(context: context, inBlock: false, isParameterString: isParameterString)
+    }
+
+    func parseBlock(context: BlockContext) throws {
+        depth += 1
+        defer { depth -= 1 }
+        if depth > Parser.maxDepth {
+            throw lexers[lexers.count - 1].errorHere("too many nested blocks (more than \(Parser.maxDepth))")
+        }
+        try parseStatements(context: context, inBlock: true, isParameterString: false)
+    }
+
+    private func parseStatements(context: BlockContext, inBlock: Bool, isParameterString: Bool) throws {
+        while true {
+            let stmt = try lexers[lexers.count - 1].next()
+            let here = SourceLocation(file: lexers[lexers.count - 1].file, line: stmt.line)
+            switch stmt.terminator {
+            case .blockEnd:
+                if !inBlock { throw here.error("unexpected \"}\"") }
+                return
+            case .endOfInput:
+                if inBlock { throw here.error("unexpected end of file, expecting \"}\"") }
+                return
+            case .blockStart where isParameterString:
+                throw ConfigError("block directives are not supported in -g option", file: "command line")
+            case .semicolon, .blockStart:
+                break
+            }
+            try handle(stmt, at: here, context: context)
+        }
+    }
+
+    private func handle(_ stmt: Lexer.Statement, at here: SourceLocation, context: BlockContext) throws {
+        let words = stmt.words
+        let call = Call(words: words, location: here, context: context, parser: self)
+
+        if words[0] == "include" {
+            guard stmt.terminator == .semicolon else { throw here.error("directive \"include\" is not terminated by \";\"") }
+            guard words.count == 2 else { throw here.error("invalid number of arguments in \"include\" directive") }
+            try include(words[1], call: call)
+            return
+        }
+        if case .types(let table) = context {
+            guard stmt.terminator == .semicolon else { throw here.error("unexpected \"{\"") }
+            try Directives.addTypes(call, table)
+            return
+        }
+
+        let candidates = Directives.table[words[0]] ?? []
+        guard !candidates.isEmpty else { throw here.error("unknown directive \"\(Lexer.printableWord(words[0]))\"") }
+        guard let spec = candidates.first(where: { $0.contexts.contains(context.kind) }) else {
+            throw here.error("\"\(words[0])\" directive is not allowed here")
+        }
+        if !spec.isBlock && stmt.terminator != .semicolon {
+            throw here.error("directive \"\(words[0])\" is not terminated by \";\"")
+        }
+        if spec.isBlock && stmt.terminator != .blockStart {
+            throw here.error("directive \"\(words[0])\" has no opening \"{\"")
+        }
+        guard spec.arity.accepts(words.count - 1) else {
+            throw here.error("invalid number of arguments in \"\(words[0])\" directive")
+        }
+        try spec.handler(call)
+    }
+
+    private func include(_ pattern: String, call: Call) throws {
+        let path = configuration.fullConfPath(pattern)
+        let isGlob = pattern.contains(where: { $0 == "*" || $0 == "?" || $0 == "[" })
+        let files: [String]
+        if isGlob {
+            var g = glob_t()
+            defer { globfree(&g) }
+            let rc = Glibc.glob(path, 0, nil, &g)
+            if rc != 0 && rc != GLOB_NOMATCH {
+                throw call.error("glob() \"\(path)\" failed")
+            }
+            files = (0..<Int(g.gl_pathc)).compactMap { g.gl_pathv[$0].map { String(cString: $0) } }.sorted()
+        } else {
+            files = [path]
+        }
+        if lexers.count > 64 { throw call.error("include nesting is too deep (an include loop?)") }
+        for file in files {
+            try parseFile(path: file, context: call.context, includedFrom: call.location)
+        }
+    }
+
+    struct OSFailure: Error {
+        let errno: Int32
+        var text: String { String(cString: strerror(errno)) }
+    }
+
+    static func readFile(_ path: String) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw OSFailure(errno: errno) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw OSFailure(errno: errno) }
+        if (st.st_mode & S_IFMT) == S_IFDIR { throw OSFailure(errno: EISDIR) }
+        if Int(st.st_size) > maxFileSize { throw OSFailure(errno: EFBIG) }
+        var out = [UInt8]()
+        out.reserveCapacity(Int(st.st_size))
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw OSFailure(errno: errno)
+            }
+            if n == 0 { break }
+            out.append(contentsOf: buf[0..<n])
+        }
+        return out
+    }
+}
+
+extension Lexer {
+    func errorHere(_ message: String) -> ConfigError { ConfigError(message, file: file, line: line) }
+
+    /// Keeps error lines readable when a config is binary garbage.
+    static func printableWord(_ w: String) -> String {
+        let bytes = Array(w.utf8.prefix(64))
+        if bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) { return w.utf8.count > 64 ? String(decoding: bytes, as: UTF8.self) + "..." : w }
+        return bytes.map { printable($0) }.joined()
+    }
+}

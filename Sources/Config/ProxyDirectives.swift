@@ -1,0 +1,183 @@
+/// `proxy_*` directives.
+enum Proxy {
+    static let nextUpstreamValues: Set<String> = [
+        "error", "timeout", "invalid_header", "http_500", "http_502", "http_503", "http_504",
+        "http_403", "http_404", "http_429", "non_idempotent", "off",
+    ]
+
+    static let specs: [DirectiveSpec] = [
+        Directives.spec("proxy_pass", .location, .one, parseProxyPass),
+        Directives.spec("proxy_set_header", .httpAll, .two) { call in
+            Directives.withSettings(call) { s in
+                s.proxySetHeaders = (s.proxySetHeaders ?? []) + [HeaderSetting(name: call.words[1], value: call.words[2])]
+            }
+        },
+        Directives.spec("proxy_http_version", .httpAll, .one) { call in
+            guard call.words[1] == "1.0" || call.words[1] == "1.1" else {
+                throw call.error("invalid value \"\(call.words[1])\" in \"proxy_http_version\" directive, it must be \"1.0\" or \"1.1\"")
+            }
+            try Directives.setOnce(call, \.proxyHTTPVersion, call.words[1])
+        },
+        Directives.msecSetting("proxy_connect_timeout", \.proxyConnectTimeout),
+        Directives.msecSetting("proxy_send_timeout", \.proxySendTimeout),
+        Directives.msecSetting("proxy_read_timeout", \.proxyReadTimeout),
+        Directives.msecSetting("proxy_next_upstream_timeout", \.proxyNextUpstreamTimeout),
+        Directives.numberSetting("proxy_next_upstream_tries", \.proxyNextUpstreamTries),
+        Directives.spec("proxy_next_upstream", .httpAll, .oneOrMore) { call in
+            for v in call.args where !nextUpstreamValues.contains(v) { throw call.error("invalid value \"\(v)\"") }
+            if call.args.contains("off") && call.args.count > 1 { throw call.error("invalid value \"off\"") }
+            try Directives.setOnce(call, \.proxyNextUpstream, Array(call.args))
+        },
+        Directives.flagSetting("proxy_buffering", \.proxyBuffering),
+        Directives.sizeSetting("proxy_buffer_size", \.proxyBufferSize),
+        // Vigil streams with one buffer per direction; the count/size pair is a sizing hint.
+        Directives.accepted("proxy_buffers", .httpAll, .two),
+        Directives.accepted("proxy_busy_buffers_size", .httpAll, .one),
+        Directives.flagSetting("proxy_pass_request_headers", \.proxyPassRequestHeaders),
+        Directives.flagSetting("proxy_pass_request_body", \.proxyPassRequestBody),
+        Directives.flagSetting("proxy_intercept_errors", \.proxyInterceptErrors),
+    ]
+
+    static func parseProxyPass(_ call: Call) throws {
+        guard case .location(let loc, _, _) = call.context else { return }
+        if case .none = loc.content {} else { throw call.duplicate() }
+        let url = call.words[1]
+        if url.contains("$") { throw call.error("variables in \"proxy_pass\" are not supported by vigil") }
+        let lower = url.lowercased()
+        let scheme: String
+        if lower.hasPrefix("http://") { scheme = "http" }
+        else if lower.hasPrefix("https://") { scheme = "https" }
+        else {
+            // nginx stops at "invalid URL prefix"; say what was probably meant.
+            let guess = url.contains("://") ? nil : "did you mean \"http://\(url)\"?"
+            throw call.error("invalid URL prefix", hint: guess)
+        }
+        if scheme == "https" { throw call.error("\"https\" upstreams are not supported by vigil yet") }
+        let rest = url.dropFirst(scheme.count + 3)
+        let hostPort: Substring
+        var uri: String?
+        if let slash = rest.firstIndex(of: "/") {
+            hostPort = rest[..<slash]
+            uri = String(rest[slash...])
+        } else {
+            hostPort = rest
+        }
+        guard !hostPort.isEmpty, let hp = Resolver.splitHostPort(String(hostPort)), !hp.host.isEmpty else {
+            throw call.error("no host in upstream \"\(url.dropFirst(scheme.count + 3))\"")
+        }
+        var port: UInt16?
+        if let p = hp.port {
+            guard let n = Values.plainNumber(p), n >= 1, n <= 65535 else {
+                throw call.error("invalid port in upstream \"\(hostPort)\"")
+            }
+            port = UInt16(n)
+        }
+        let http = Directives.http(call)
+        if port == nil && http.upstream(named: hp.host) == nil {
+            http.upstreams.append(Upstream(name: hp.host, firstMention: call.location))
+        }
+        let pass = ProxyPass(scheme: scheme, hostText: hp.host, port: port, uri: uri,
+                             target: port == nil ? .upstream(hp.host) : .address([], text: String(hostPort)),
+                             location: call.location)
+        loc.content = .proxy(pass)
+    }
+}
+
+/// `upstream {}` and the directives inside it, apart from the check module's.
+enum UpstreamDirectives {
+    static let specs: [DirectiveSpec] = [
+        Directives.spec("upstream", .http, .one, block: true) { call in
+            let http = Directives.http(call)
+            let name = call.words[1]
+            let upstream: Upstream
+            if let existing = http.upstream(named: name) {
+                if existing.declared != nil { throw call.error("duplicate upstream \"\(name)\"") }
+                upstream = existing
+            } else {
+                upstream = Upstream(name: name, firstMention: call.location)
+                http.upstreams.append(upstream)
+            }
+            upstream.declared = call.location
+            try call.parseBlock(.upstream(upstream, http))
+        },
+        Directives.spec("server", .upstream, .oneOrMore, parseServer),
+        Directives.spec("ip_hash", .upstream, .none) { call in try setBalancer(call, .ipHash) },
+        Directives.spec("least_conn", .upstream, .none) { call in try setBalancer(call, .leastConn) },
+        Directives.spec("hash", .upstream, .oneOrTwo) { call in
+            var consistent = false
+            if call.words.count == 3 {
+                guard call.words[2] == "consistent" else { throw call.invalidParameter(call.words[2]) }
+                consistent = true
+            }
+            try setBalancer(call, .hash(key: call.words[1], consistent: consistent))
+        },
+        Directives.spec("keepalive", .upstream, .one) { call in
+            guard let n = Values.plainNumber(call.words[1]), n > 0 else {
+                throw call.error("invalid value \"\(call.words[1])\" in \"keepalive\" directive")
+            }
+            upstream(call).keepalive = n
+        },
+        Directives.spec("keepalive_timeout", .upstream, .one) { call in
+            upstream(call).keepaliveTimeout = try Directives.msecArg(call, call.words[1])
+        },
+        Directives.spec("keepalive_requests", .upstream, .one) { call in
+            guard let n = Values.plainNumber(call.words[1]) else { throw call.directiveError("invalid number") }
+            upstream(call).keepaliveRequests = n
+        },
+    ]
+
+    static func upstream(_ call: Call) -> Upstream {
+        guard case .upstream(let u, _) = call.context else { preconditionFailure() }
+        return u
+    }
+
+    static func setBalancer(_ call: Call, _ b: Balancer) throws {
+        let u = upstream(call)
+        if u.balancer != .roundRobin { call.warn("load balancing method redefined") }
+        if b != .leastConn, let backup = u.servers.first(where: { $0.backup }) {
+            throw backup.location.error("balancing method does not support parameter \"backup\"")
+        }
+        u.balancer = b
+    }
+
+    static func parseServer(_ call: Call) throws {
+        let u = upstream(call)
+        let text = call.words[1]
+        if text.hasPrefix("unix:") { throw call.error("unix domain sockets are not supported by vigil in upstream \"\(text)\"") }
+        guard let hp = Resolver.splitHostPort(text), !hp.host.isEmpty else { throw call.error("no host in upstream \"\(text)\"") }
+        var port = 80
+        if let p = hp.port {
+            guard let n = Values.plainNumber(p), n >= 1, n <= 65535 else { throw call.error("invalid port in upstream \"\(text)\"") }
+            port = n
+        }
+        guard let addrs = Resolver.resolve(host: hp.host, port: UInt16(port)), !addrs.isEmpty else {
+            throw call.error("host not found in upstream \"\(text)\"")
+        }
+        var server = UpstreamServer(text: text, addresses: addrs, location: call.location)
+        for p in call.args.dropFirst() {
+            if p.hasPrefix("weight=") {
+                guard let n = Values.plainNumber(p.dropFirst(7)), n > 0 else { throw call.invalidParameter(p) }
+                server.weight = n
+            } else if p.hasPrefix("max_fails=") {
+                guard let n = Values.plainNumber(p.dropFirst(10)) else { throw call.invalidParameter(p) }
+                server.maxFails = n
+            } else if p.hasPrefix("max_conns=") {
+                guard let n = Values.plainNumber(p.dropFirst(10)) else { throw call.invalidParameter(p) }
+                server.maxConns = n
+            } else if p.hasPrefix("fail_timeout=") {
+                guard let ms = Values.msec(String(p.dropFirst(13))) else { throw call.invalidParameter(p) }
+                server.failTimeout = ms
+            } else if p == "backup" {
+                switch u.balancer {
+                case .ipHash, .hash, .random: throw call.error("balancing method does not support parameter \"backup\"")
+                default: server.backup = true
+                }
+            } else if p == "down" {
+                server.down = true
+            } else {
+                throw call.invalidParameter(p)
+            }
+        }
+        u.servers.append(server)
+    }
+}

@@ -1,0 +1,99 @@
+/// The shared segment's fixed, pointer-free layout (design.md §2). Every offset is from the segment's start;
+/// integers are little-endian (the only byte order Vigil runs on), so `shmdump` can read any segment it finds.
+///
+///     0    header line 1 (written once by the master before fork)
+///     64   header line 2: the checker lock (pid + heartbeat), written by workers
+///     128  peer slots, 64 bytes each, cache-line aligned
+///     ...  string table: upstream names and server addresses, u16 length + bytes
+public enum Layout {
+    public static let magic: [UInt8] = Array("VIGILSHM".utf8)
+    public static let version: UInt32 = 1
+    public static let headerSize = 128
+    public static let slotSize = 64
+
+    // Header line 1.
+    static let magicOffset = 0
+    static let versionOffset = 8
+    static let headerSizeOffset = 12
+    static let segmentSizeOffset = 16
+    static let generationOffset = 24
+    static let masterPidOffset = 32
+    static let peerCountOffset = 36
+    static let peerCapacityOffset = 40
+    static let slotSizeOffset = 44
+    static let stringTableOffset = 48
+    static let stringTableSizeOffset = 52
+    static let checksumOffset = 56
+    // Header line 2: the checker lock and timestamps.
+    static let checkerPidOffset = 64
+    static let checkerHeartbeatOffset = 72
+    static let createdAtOffset = 80
+
+    // Peer slot fields.
+    static let stateOffset = 0          // atomic u64: flags + seqlock sequence
+    static let riseOffset = 8           // u32 consecutive successes
+    static let fallOffset = 12          // u32 consecutive failures
+    static let lastCheckOffset = 16     // u64 monotonic ms of the last verdict (0: never)
+    static let checksOffset = 24        // u64 total checks
+    static let failuresOffset = 32      // u64 total failures
+    static let lastChangeOffset = 40    // u64 monotonic ms of the last up/down flip (0: never)
+    static let rttOffset = 48           // u32 µs of the last check
+    static let upstreamNameOffset = 52  // u32 offset into the segment
+    static let serverNameOffset = 56    // u32 offset into the segment
+    static let typeOffset = 60          // u8 CheckType code
+    static let reasonOffset = 61        // u8 FailureReason of the last failure
+    static let portOffset = 62          // u16 `port=` value (0: the server's own)
+
+    /// Bytes needed for `peers` slots whose names need `stringBytes` in the string table.
+    public static func bytesNeeded(peers: Int, stringBytes: Int) -> Int {
+        headerSize + peers * slotSize + stringBytes
+    }
+
+    /// Segment name for one generation of one master: `/vigil.<pid>.<generation>`.
+    public static func segmentName(masterPid: Int32, generation: UInt64) -> String {
+        "/vigil.\(masterPid).\(generation)"
+    }
+
+    /// Parses a segment name (with or without the leading slash) back into its master pid and generation.
+    public static func parseSegmentName(_ name: String) -> (pid: Int32, generation: UInt64)? {
+        let n = name.hasPrefix("/") ? name.dropFirst() : Substring(name)
+        let parts = n.split(separator: ".")
+        guard parts.count == 3, parts[0] == "vigil", let pid = Int32(parts[1]), let gen = UInt64(parts[2]) else { return nil }
+        return (pid, gen)
+    }
+}
+
+/// State word bits. The sequence lives above the flags so that one store publishes flags and ends a write.
+public enum StateBits {
+    public static let down: UInt64 = 1
+    /// Set once the peer has had at least one check result.
+    public static let checked: UInt64 = 2
+    public static let sequenceShift: UInt64 = 16
+    public static let sequenceOne: UInt64 = 1 << 16
+    public static let flagsMask: UInt64 = sequenceOne - 1
+}
+
+/// Why the last check failed; stored as one byte in the slot.
+public enum FailureReason: UInt8, CaseIterable, Sendable {
+    case none = 0
+    case connectRefused, connectFailed, timedOut, sendFailed, recvFailed, closed, badStatus, protocolError
+    case badMysqlGreeting, badSSLHello, badAJPReply, badFastCGIReply
+
+    public var text: String {
+        switch self {
+        case .none: "-"
+        case .connectRefused: "connect() failed (111: Connection refused)"
+        case .connectFailed: "connect() failed"
+        case .timedOut: "timed out"
+        case .sendFailed: "send() failed"
+        case .recvFailed: "recv() failed"
+        case .closed: "peer closed connection"
+        case .badStatus: "unexpected status"
+        case .protocolError: "protocol error"
+        case .badMysqlGreeting: "bad mysql greeting"
+        case .badSSLHello: "bad ssl hello"
+        case .badAJPReply: "bad ajp cpong"
+        case .badFastCGIReply: "bad fastcgi reply"
+        }
+    }
+}

@@ -1,0 +1,89 @@
+import CShim
+
+/// One 64-byte peer slot. The checker is the only writer; it brackets multi-field updates with the
+/// sequence in the state word (a seqlock). Balancers read just the down bit: one acquiring load.
+public struct PeerSlot {
+    let base: UnsafeMutableRawPointer
+
+    private var state: UnsafeMutablePointer<UInt64> { (base + Layout.stateOffset).assumingMemoryBound(to: UInt64.self) }
+
+    /// The balancer's question: lock-free, no syscall.
+    @inline(__always) public var isDown: Bool { vigil_load_acquire_u64(state) & StateBits.down != 0 }
+
+    public var type: UInt8 { base.load(fromByteOffset: Layout.typeOffset, as: UInt8.self) }
+    public var port: UInt16 { base.load(fromByteOffset: Layout.portOffset, as: UInt16.self) }
+
+    /// Writes a whole state (single writer only).
+    public func write(_ s: PeerState) {
+        let old = vigil_load_acquire_u64(state)
+        let seq = old & ~StateBits.flagsMask
+        vigil_store_release_u64(state, seq &+ StateBits.sequenceOne | (old & StateBits.flagsMask))   // odd: writing
+        vigil_fence_release()
+        base.storeBytes(of: s.rise, toByteOffset: Layout.riseOffset, as: UInt32.self)
+        base.storeBytes(of: s.fall, toByteOffset: Layout.fallOffset, as: UInt32.self)
+        base.storeBytes(of: s.lastCheckMs, toByteOffset: Layout.lastCheckOffset, as: UInt64.self)
+        base.storeBytes(of: s.checks, toByteOffset: Layout.checksOffset, as: UInt64.self)
+        base.storeBytes(of: s.failures, toByteOffset: Layout.failuresOffset, as: UInt64.self)
+        base.storeBytes(of: s.lastChangeMs, toByteOffset: Layout.lastChangeOffset, as: UInt64.self)
+        base.storeBytes(of: s.rttUs, toByteOffset: Layout.rttOffset, as: UInt32.self)
+        base.storeBytes(of: s.reason.rawValue, toByteOffset: Layout.reasonOffset, as: UInt8.self)
+        let flags = (s.down ? StateBits.down : 0) | (s.checked ? StateBits.checked : 0)
+        vigil_store_release_u64(state, (seq &+ 2 &* StateBits.sequenceOne) | flags)   // even: published
+    }
+
+    /// A consistent snapshot; retries while the writer is mid-update (bounded, then returns the last read).
+    public func read() -> PeerState {
+        var result = PeerState(down: false)
+        for _ in 0..<1000 {
+            let s1 = vigil_load_acquire_u64(state)
+            if (s1 >> StateBits.sequenceShift) & 1 == 1 { continue }
+            result.down = s1 & StateBits.down != 0
+            result.checked = s1 & StateBits.checked != 0
+            result.rise = base.load(fromByteOffset: Layout.riseOffset, as: UInt32.self)
+            result.fall = base.load(fromByteOffset: Layout.fallOffset, as: UInt32.self)
+            result.lastCheckMs = base.load(fromByteOffset: Layout.lastCheckOffset, as: UInt64.self)
+            result.checks = base.load(fromByteOffset: Layout.checksOffset, as: UInt64.self)
+            result.failures = base.load(fromByteOffset: Layout.failuresOffset, as: UInt64.self)
+            result.lastChangeMs = base.load(fromByteOffset: Layout.lastChangeOffset, as: UInt64.self)
+            result.rttUs = base.load(fromByteOffset: Layout.rttOffset, as: UInt32.self)
+            result.reason = FailureReason(rawValue: base.load(fromByteOffset: Layout.reasonOffset, as: UInt8.self)) ?? .protocolError
+            vigil_fence_acquire()
+            if vigil_load_acquire_u64(state) == s1 { return result }
+        }
+        return result
+    }
+}
+
+/// The checker election word in the header: a pid (0 = free) and the holder's heartbeat (monotonic ms).
+public struct CheckerLock {
+    let base: UnsafeMutableRawPointer
+    private var pidWord: UnsafeMutablePointer<UInt32> { (base + Layout.checkerPidOffset).assumingMemoryBound(to: UInt32.self) }
+    private var beatWord: UnsafeMutablePointer<UInt64> { (base + Layout.checkerHeartbeatOffset).assumingMemoryBound(to: UInt64.self) }
+
+    public var holder: Int32 { Int32(bitPattern: vigil_load_acquire_u32(pidWord)) }
+    public var heartbeatMs: UInt64 { vigil_load_acquire_u64(beatWord) }
+
+    /// Takes the lock if it is free, or if the holder's heartbeat is older than `staleAfterMs`.
+    public func tryAcquire(pid: Int32, nowMs: UInt64, staleAfterMs: UInt64) -> Bool {
+        let current = vigil_load_acquire_u32(pidWord)
+        if current == UInt32(bitPattern: pid) { return true }
+        if current != 0 {
+            let beat = heartbeatMs
+            guard nowMs > beat, nowMs - beat > staleAfterMs else { return false }
+        }
+        // Publish a fresh heartbeat with the win so that nobody else sees the lock as stale.
+        guard vigil_cas_u32(pidWord, current, UInt32(bitPattern: pid)) != 0 else { return false }
+        vigil_store_release_u64(beatWord, nowMs)
+        return true
+    }
+
+    public func heartbeat(pid: Int32, nowMs: UInt64) {
+        if holder == pid { vigil_store_release_u64(beatWord, nowMs) }
+    }
+
+    /// Frees the lock if `pid` holds it (the holder on exit, or the master after reaping it).
+    @discardableResult
+    public func release(ifHeldBy pid: Int32) -> Bool {
+        vigil_cas_u32(pidWord, UInt32(bitPattern: pid), 0) != 0
+    }
+}

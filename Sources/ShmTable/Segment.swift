@@ -1,0 +1,222 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CShim
+
+public struct ShmError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+    static func sys(_ what: String, _ err: Int32 = errno) -> ShmError {
+        ShmError("\(what) failed (\(err): \(String(cString: strerror(err))))")
+    }
+}
+
+/// What the master writes into a new slot.
+public struct PeerEntry {
+    public var upstream: String
+    public var server: String
+    public var type: UInt8
+    public var port: UInt16
+    public var state: PeerState
+
+    public init(upstream: String, server: String, type: UInt8, port: UInt16, state: PeerState) {
+        self.upstream = upstream
+        self.server = server
+        self.type = type
+        self.port = port
+        self.state = state
+    }
+}
+
+/// The mutable part of a slot, as one consistent snapshot (also what a reload carries over).
+public struct PeerState: Equatable, Sendable {
+    public var down: Bool
+    public var checked = false
+    public var rise: UInt32 = 0
+    public var fall: UInt32 = 0
+    public var lastCheckMs: UInt64 = 0
+    public var checks: UInt64 = 0
+    public var failures: UInt64 = 0
+    public var lastChangeMs: UInt64 = 0
+    public var rttUs: UInt32 = 0
+    public var reason: FailureReason = .none
+
+    public init(down: Bool) { self.down = down }
+}
+
+/// A mapped segment. The master creates it before fork; workers inherit the mapping; `shmdump` attaches read-only.
+public final class Segment {
+    public let name: String
+    public let size: Int
+    public let base: UnsafeMutableRawPointer
+    let owner: Bool
+
+    private init(name: String, size: Int, base: UnsafeMutableRawPointer, owner: Bool) {
+        self.name = name
+        self.size = size
+        self.base = base
+        self.owner = owner
+    }
+
+    deinit { munmap(base, size) }
+
+    /// Bytes the string table needs for these peers (upstream names are stored once).
+    public static func stringBytes(_ peers: [(upstream: String, server: String)]) -> Int {
+        var seen = Set<String>()
+        var total = 0
+        for p in peers {
+            if seen.insert(p.upstream).inserted { total += 2 + min(p.upstream.utf8.count, 0xFFFF) }
+            total += 2 + min(p.server.utf8.count, 0xFFFF)
+        }
+        return total
+    }
+
+    /// Creates and fills a new segment. Fails (and leaves nothing behind) if the peers do not fit in `size`.
+    public static func create(name: String, size: Int, generation: UInt64, masterPid: Int32,
+                              checksum: UInt64, peers: [PeerEntry]) throws -> Segment {
+        let strings = stringBytes(peers.map { ($0.upstream, $0.server) })
+        let needed = Layout.bytesNeeded(peers: peers.count, stringBytes: strings)
+        guard needed <= size else {
+            throw ShmError("check_shm_size is too small: \(peers.count) peers need \(needed) bytes, the segment has \(size)")
+        }
+        _ = vigil_shm_unlink(name)   // a stale object of a dead master that had our pid
+        let fd = vigil_shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0o644)
+        guard fd >= 0 else { throw ShmError.sys("shm_open(\"\(name)\")") }
+        defer { close(fd) }
+        guard ftruncate(fd, off_t(size)) == 0 else {
+            let e = errno
+            _ = vigil_shm_unlink(name)
+            throw ShmError.sys("ftruncate(\"\(name)\", \(size))", e)
+        }
+        guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED else {
+            let e = errno
+            _ = vigil_shm_unlink(name)
+            throw ShmError.sys("mmap(\"\(name)\")", e)
+        }
+        let seg = Segment(name: name, size: size, base: p, owner: true)
+        seg.fill(generation: generation, masterPid: masterPid, checksum: checksum, peers: peers, stringBytes: strings)
+        return seg
+    }
+
+    private func fill(generation: UInt64, masterPid: Int32, checksum: UInt64, peers: [PeerEntry], stringBytes: Int) {
+        memset(base, 0, Layout.headerSize + peers.count * Layout.slotSize)
+        Layout.magic.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: 8) }
+        put(Layout.versionOffset, Layout.version)
+        put(Layout.headerSizeOffset, UInt32(Layout.headerSize))
+        put(Layout.segmentSizeOffset, UInt64(size))
+        put(Layout.generationOffset, generation)
+        put(Layout.masterPidOffset, UInt32(bitPattern: masterPid))
+        put(Layout.peerCountOffset, UInt32(peers.count))
+        let free = size - Layout.headerSize - stringBytes
+        put(Layout.peerCapacityOffset, UInt32(free / Layout.slotSize))
+        put(Layout.slotSizeOffset, UInt32(Layout.slotSize))
+        let stringsAt = Layout.headerSize + peers.count * Layout.slotSize
+        put(Layout.stringTableOffset, UInt32(stringsAt))
+        put(Layout.stringTableSizeOffset, UInt32(stringBytes))
+        put(Layout.checksumOffset, checksum)
+        put(Layout.createdAtOffset, UInt64(bitPattern: vigil_realtime_ms()))
+
+        var cursor = stringsAt
+        var upstreamOffsets: [String: UInt32] = [:]
+        func addString(_ s: String) -> UInt32 {
+            let bytes = Array(s.utf8.prefix(0xFFFF))
+            let at = cursor
+            put(at, UInt16(bytes.count))
+            bytes.withUnsafeBytes { (base + at + 2).copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+            cursor += 2 + bytes.count
+            return UInt32(at)
+        }
+        for (i, peer) in peers.enumerated() {
+            let upOff: UInt32
+            if let o = upstreamOffsets[peer.upstream] { upOff = o } else {
+                upOff = addString(peer.upstream)
+                upstreamOffsets[peer.upstream] = upOff
+            }
+            let slot = slotBase(i)
+            slot.storeBytes(of: upOff, toByteOffset: Layout.upstreamNameOffset, as: UInt32.self)
+            slot.storeBytes(of: addString(peer.server), toByteOffset: Layout.serverNameOffset, as: UInt32.self)
+            slot.storeBytes(of: peer.type, toByteOffset: Layout.typeOffset, as: UInt8.self)
+            slot.storeBytes(of: peer.port, toByteOffset: Layout.portOffset, as: UInt16.self)
+            PeerSlot(base: slot).write(peer.state)
+        }
+        // The header becomes valid (magic already set) before any worker exists; fence for attachers.
+        vigil_fence_release()
+    }
+
+    /// Attaches to an existing segment read-only and validates it; every failure is one clear line.
+    public static func attach(name: String) throws -> Segment {
+        let fd = vigil_shm_open(name, O_RDONLY, 0)
+        guard fd >= 0 else { throw ShmError.sys("shm_open(\"\(name)\")") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw ShmError.sys("fstat(\"\(name)\")") }
+        let size = Int(st.st_size)
+        guard size >= Layout.headerSize else {
+            throw ShmError("segment \"\(name)\" is truncated: \(size) bytes, the header alone needs \(Layout.headerSize)")
+        }
+        guard let p = mmap(nil, size, PROT_READ, MAP_SHARED, fd, 0), p != MAP_FAILED else {
+            throw ShmError.sys("mmap(\"\(name)\")")
+        }
+        let seg = Segment(name: name, size: size, base: p, owner: false)
+        try seg.validate()
+        return seg
+    }
+
+    func validate() throws {
+        let magic = (0..<8).map { base.load(fromByteOffset: $0, as: UInt8.self) }
+        guard magic == Layout.magic else { throw ShmError("segment \"\(name)\" is not a vigil segment (bad magic)") }
+        guard layoutVersion == Layout.version else {
+            throw ShmError("segment \"\(name)\" has layout version \(layoutVersion), this shmdump reads version \(Layout.version)")
+        }
+        let declared = Int(field(Layout.segmentSizeOffset, UInt64.self))
+        guard declared <= size else {
+            throw ShmError("segment \"\(name)\" is truncated: \(size) bytes of the \(declared) its header declares")
+        }
+        guard Int(field(Layout.slotSizeOffset, UInt32.self)) == Layout.slotSize,
+              Int(field(Layout.headerSizeOffset, UInt32.self)) == Layout.headerSize else {
+            throw ShmError("segment \"\(name)\" has an unexpected header or slot size")
+        }
+        let slotsEnd = Layout.headerSize + peerCount * Layout.slotSize
+        let stringsEnd = Int(field(Layout.stringTableOffset, UInt32.self)) + Int(field(Layout.stringTableSizeOffset, UInt32.self))
+        guard slotsEnd <= size, stringsEnd <= size else {
+            throw ShmError("segment \"\(name)\" is truncated: \(peerCount) peers do not fit in \(size) bytes")
+        }
+    }
+
+    /// Removes the name; mappings stay valid until every process unmaps.
+    public func unlink() { _ = vigil_shm_unlink(name) }
+
+    // MARK: header
+
+    public var layoutVersion: UInt32 { field(Layout.versionOffset, UInt32.self) }
+    public var generation: UInt64 { field(Layout.generationOffset, UInt64.self) }
+    public var masterPid: Int32 { Int32(bitPattern: field(Layout.masterPidOffset, UInt32.self)) }
+    public var peerCount: Int { Int(field(Layout.peerCountOffset, UInt32.self)) }
+    public var peerCapacity: Int { Int(field(Layout.peerCapacityOffset, UInt32.self)) }
+    public var checksum: UInt64 { field(Layout.checksumOffset, UInt64.self) }
+    public var createdAtMs: Int64 { Int64(bitPattern: field(Layout.createdAtOffset, UInt64.self)) }
+
+    public var checker: CheckerLock { CheckerLock(base: base) }
+
+    public func slot(_ i: Int) -> PeerSlot {
+        precondition(i >= 0 && i < peerCount, "peer index \(i) out of range")
+        return PeerSlot(base: slotBase(i))
+    }
+
+    /// A string from the table, bounds-checked so a damaged segment cannot make a reader crash.
+    public func string(at offset: UInt32) -> String {
+        let o = Int(offset)
+        guard o >= Layout.headerSize, o + 2 <= size else { return "?" }
+        let len = Int(base.loadUnaligned(fromByteOffset: o, as: UInt16.self))
+        guard o + 2 + len <= size else { return "?" }
+        return String(decoding: UnsafeRawBufferPointer(start: base + o + 2, count: len), as: UTF8.self)
+    }
+
+    public func upstreamName(_ i: Int) -> String { string(at: slotBase(i).load(fromByteOffset: Layout.upstreamNameOffset, as: UInt32.self)) }
+    public func serverName(_ i: Int) -> String { string(at: slotBase(i).load(fromByteOffset: Layout.serverNameOffset, as: UInt32.self)) }
+
+    func slotBase(_ i: Int) -> UnsafeMutableRawPointer { base + Layout.headerSize + i * Layout.slotSize }
+
+    private func put<T: FixedWidthInteger>(_ offset: Int, _ v: T) { base.storeBytes(of: v.littleEndian, toByteOffset: offset, as: T.self) }
+    private func field<T: FixedWidthInteger>(_ offset: Int, _: T.Type) -> T { T(littleEndian: base.loadUnaligned(fromByteOffset: offset, as: T.self)) }
+}

@@ -1,0 +1,51 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Config
+import Event
+import Worker
+
+/// The master's listening sockets by address. They survive reloads: an address kept by the new
+/// configuration keeps its socket, so no connection is refused while workers change.
+struct ListenerSet {
+    private(set) var sockets: [ListenAddress: ListeningSocket] = [:]
+
+    /// Opens what `config` needs that is not open yet; returns the set for that config.
+    /// On failure nothing new stays open.
+    mutating func prepare(for config: Configuration) throws -> [ListeningSocket] {
+        var opened: [ListenAddress] = []
+        var result: [ListeningSocket] = []
+        do {
+            for l in config.listenAddresses {
+                if let existing = sockets[l.address] {
+                    result.append(ListeningSocket(fd: existing.fd, listen: l))
+                    continue
+                }
+                let fd = try Socket.listen(host: l.address.host, port: l.address.port, isIPv6: l.address.isIPv6,
+                                           backlog: l.backlog, reusePort: l.reusePort, ipv6Only: l.ipv6Only)
+                let s = ListeningSocket(fd: fd, listen: l)
+                sockets[l.address] = s
+                opened.append(l.address)
+                result.append(s)
+            }
+        } catch {
+            for a in opened { close(sockets[a]!.fd); sockets[a] = nil }
+            throw error
+        }
+        return result
+    }
+
+    /// Closes the master's copies of sockets the current config no longer uses.
+    mutating func retain(only keep: [ListeningSocket]) {
+        let wanted = Set(keep.map { $0.listen.address })
+        for (addr, s) in sockets where !wanted.contains(addr) {
+            close(s.fd)
+            sockets[addr] = nil
+        }
+    }
+
+    mutating func closeAll() {
+        for s in sockets.values { close(s.fd) }
+        sockets.removeAll()
+    }
+}

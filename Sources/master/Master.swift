@@ -1,0 +1,329 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CShim
+import Config
+import ShmTable
+import Worker
+
+/// One configuration generation: its config, shm segment and listening sockets.
+final class Generation {
+    let number: UInt64
+    let config: Configuration
+    let segment: Segment
+    let sockets: [ListeningSocket]
+    init(number: UInt64, config: Configuration, segment: Segment, sockets: [ListeningSocket]) {
+        self.number = number
+        self.config = config
+        self.segment = segment
+        self.sockets = sockets
+    }
+}
+
+/// The master process (design.md §1): single-threaded, never serves traffic. It forks workers,
+/// re-forks any that die, and turns signals into nginx's actions: HUP reload, TERM/INT fast stop,
+/// QUIT graceful stop, USR1 reopen logs.
+final class Master {
+    enum Stop { case fast, graceful }
+
+    let options: Options
+    var config: Configuration
+    let log = ErrorLog()
+    var listeners = ListenerSet()
+    var current: Generation!
+    var retiring: [UInt64: Generation] = [:]
+    var workers: [Int32: UInt64] = [:]   // pid → generation
+    var stopping: Stop?
+    var killDeadline: UInt64 = 0
+    var pid: Int32 = getpid()
+    var signalFd: Int32 = -1
+    /// Write end of the daemon's readiness pipe; workers must not inherit it.
+    var readiness: Int32 = -1
+    static let masterSignals: [Int32] = [SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD, SIGALRM]
+
+    init(options: Options, config: Configuration) {
+        self.options = options
+        self.config = config
+    }
+
+    /// Startup failures go to the terminal and the error log, as nginx's do.
+    private func fatal(_ message: String) -> Int32 {
+        stderrLine("[emerg] \(message)")
+        if !log.writesToStderr { log.emerg(message) }
+        return 1
+    }
+
+    private func errorLogTargets(_ conf: Configuration) -> [ErrorLogTarget] {
+        if !conf.errorLogs.isEmpty { return conf.errorLogs }
+        return [ErrorLogTarget(path: options.resolvedErrorLog ?? conf.fullPath("logs/error.log"), level: .error)]
+    }
+
+    func run() -> Int32 {
+        vigil_sigmask_all(SIG_BLOCK)
+        vigil_ignore_sigpipe()
+        do { try log.open(errorLogTargets(config)) } catch { return fatal("\(error)") }
+        for w in config.warnings { log.warn("\(w)") }
+
+        let sockets: [ListeningSocket]
+        do { sockets = try listeners.prepare(for: config) } catch { return fatal("\(error)") }
+        if let err = SegmentPlan(config: config).fitError { return fatal(err) }
+
+        if config.daemon {
+            switch daemonize() {
+            case .parent(let code): return code
+            case .child(let fd): readiness = fd
+            }
+        }
+        pid = getpid()
+        Master.removeStaleSegments()
+
+        let segment: Segment
+        do { segment = try createSegment(generation: 1, plan: SegmentPlan(config: config)) } catch { return fatal("\(error)") }
+        current = Generation(number: 1, config: config, segment: segment, sockets: sockets)
+        do { try PidFile.write(config.pidPath, pid: pid) } catch {
+            segment.unlink()
+            return fatal("\(error)")
+        }
+        signalFd = Master.masterSignals.withUnsafeBufferPointer { vigil_signalfd($0.baseAddress, Int32($0.count)) }
+        for _ in 0..<config.workerProcesses { spawn(current) }
+
+        if readiness >= 0 {
+            // The parent exits 0 now; stderr leaves the terminal for the error log, as nginx's does.
+            redirectStdio()
+            writeAll(readiness, "ok\n")
+            close(readiness)
+            readiness = -1
+        }
+        return loop()
+    }
+
+    // MARK: daemon
+
+    enum DaemonRole { case parent(Int32), child(Int32) }
+
+    /// Forks; the parent waits until the child reports that workers are running (or that it failed).
+    private func daemonize() -> DaemonRole {
+        var fds: [Int32] = [0, 0]
+        guard vigil_pipe2(&fds, 0) == 0 else { return .parent(fatal("pipe2() failed (\(errno))")) }
+        let child = vigil_fork()
+        if child < 0 { return .parent(fatal("fork() failed (\(errno): \(String(cString: strerror(errno))))")) }
+        if child > 0 {
+            close(fds[1])
+            var buf = [UInt8](repeating: 0, count: 16)
+            var got = [UInt8]()
+            while true {
+                let n = buf.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                got += buf[0..<n]
+                if got.contains(0x0A) { break }
+            }
+            return .parent(got.starts(with: Array("ok".utf8)) ? 0 : 1)
+        }
+        close(fds[0])
+        setsid()
+        return .child(fds[1])
+    }
+
+    private func redirectStdio() {
+        let null = open("/dev/null", O_RDWR)
+        guard null >= 0 else { return }
+        dup2(null, 0)
+        dup2(null, 1)
+        if !log.writesToStderr { dup2(log.firstFileDescriptor ?? null, 2) }
+        if null > 2 { close(null) }
+    }
+
+    // MARK: segments
+
+    private func createSegment(generation: UInt64, plan: SegmentPlan) throws -> Segment {
+        if let err = plan.fitError { throw ShmError(err) }
+        return try Segment.create(name: Layout.segmentName(masterPid: pid, generation: generation), size: plan.size,
+                                  generation: generation, masterPid: pid, checksum: plan.checksum, peers: plan.entries)
+    }
+
+    /// Segments left by masters that died without cleaning up (SIGKILL, power loss).
+    static func removeStaleSegments() {
+        guard let dir = opendir("/dev/shm") else { return }
+        defer { closedir(dir) }
+        while let ent = readdir(dir) {
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            guard let (owner, _) = Layout.parseSegmentName(name) else { continue }
+            if kill(owner, 0) != 0 && errno == ESRCH { _ = vigil_shm_unlink("/" + name) }
+        }
+    }
+
+    // MARK: workers
+
+    private func spawn(_ gen: Generation) {
+        let child = vigil_fork()
+        if child < 0 {
+            log.alert("fork() failed while spawning \"worker process\" (\(errno): \(String(cString: strerror(errno))))")
+            return
+        }
+        if child == 0 {
+            close(signalFd)
+            if readiness >= 0 { close(readiness) }
+            let keep = Set(gen.sockets.map { $0.fd })
+            for s in listeners.sockets.values where !keep.contains(s.fd) { close(s.fd) }
+            do {
+                let w = try WorkerProcess(config: gen.config, listeners: gen.sockets, segment: gen.segment, log: log, masterPid: pid)
+                w.run()
+            } catch {
+                log.emerg("\(error)")
+                exit(fatalWorkerExitCode)
+            }
+        }
+        workers[child] = gen.number
+        log.notice("start worker process \(child)")
+    }
+
+    private func signalWorkers(_ sig: Int32, generation: UInt64? = nil) {
+        for (p, g) in workers where generation == nil || g == generation { kill(p, sig) }
+    }
+
+    private func reap() {
+        while true {
+            var exited: Int32 = 0, signaled: Int32 = 0, code: Int32 = 0, core: Int32 = 0
+            let dead = vigil_reap(&exited, &signaled, &code, &core)
+            if dead <= 0 { return }
+            guard let gen = workers.removeValue(forKey: dead) else { continue }
+            if signaled != 0 {
+                log.alert("worker process \(dead) exited on signal \(code)\(core != 0 ? " (core dumped)" : "")")
+            } else if code == 0 {
+                log.notice("worker process \(dead) exited with code 0")
+            } else {
+                log.alert("worker process \(dead) exited with code \(code)")
+            }
+            let segment = gen == current.number ? current.segment : retiring[gen]?.segment
+            segment?.checker.release(ifHeldBy: dead)
+
+            if gen == current.number, stopping == nil {
+                if exited != 0 && code == fatalWorkerExitCode {
+                    log.alert("worker process \(dead) exited with fatal code \(code) and cannot be respawned")
+                } else {
+                    spawn(current)
+                }
+            } else if let old = retiring[gen], !workers.values.contains(gen) {
+                old.segment.unlink()
+                retiring[gen] = nil
+            }
+        }
+    }
+
+    // MARK: reload
+
+    private func reload() {
+        let newConf: Configuration
+        do {
+            newConf = try Configuration.load(file: options.resolvedConfFile, prefix: options.resolvedPrefix,
+                                             globalDirectives: options.globalDirectives)
+        } catch {
+            log.emerg("\(error)")
+            return
+        }
+        for w in newConf.warnings { log.warn("\(w)") }
+        let plan = SegmentPlan(config: newConf, previous: (current.config, current.segment))
+        let sockets: [ListeningSocket]
+        do { sockets = try listeners.prepare(for: newConf) } catch {
+            log.emerg("\(error)")
+            return
+        }
+        let number = current.number + 1
+        let segment: Segment
+        do { segment = try createSegment(generation: number, plan: plan) } catch {
+            log.emerg("\(error)")
+            listeners.retain(only: current.sockets)
+            return
+        }
+        do { try log.open(errorLogTargets(newConf)) } catch {
+            log.emerg("\(error)")
+            segment.unlink()
+            listeners.retain(only: current.sockets)
+            return
+        }
+        let old = current!
+        current = Generation(number: number, config: newConf, segment: segment, sockets: sockets)
+        config = newConf
+        for _ in 0..<newConf.workerProcesses { spawn(current) }
+        retiring[old.number] = old
+        signalWorkers(SIGQUIT, generation: old.number)
+        if !workers.values.contains(old.number) {
+            old.segment.unlink()
+            retiring[old.number] = nil
+        }
+        listeners.retain(only: sockets)
+    }
+
+    // MARK: main loop
+
+    private func loop() -> Int32 {
+        while true {
+            var pfd = pollfd(fd: signalFd, events: Int16(POLLIN), revents: 0)
+            let timeout: Int32 = stopping != nil ? 100 : -1
+            _ = poll(&pfd, 1, timeout)
+            while true {
+                var sender: Int32 = 0
+                let sig = vigil_signalfd_read(signalFd, &sender)
+                if sig <= 0 { break }
+                handle(signal: sig, from: sender)
+            }
+            if let stop = stopping {
+                if workers.isEmpty { return exitCleanly() }
+                if stop == .fast && vigil_monotonic_ms() > killDeadline {
+                    signalWorkers(SIGKILL)
+                    killDeadline = .max
+                }
+            }
+        }
+    }
+
+    private func handle(signal sig: Int32, from sender: Int32) {
+        let name = Master.signalName(sig)
+        switch sig {
+        case SIGCHLD:
+            reap()
+        case SIGHUP:
+            log.notice("signal \(sig) (\(name)) received from \(sender), reconfiguring")
+            if stopping == nil { reload() }
+        case SIGTERM, SIGINT:
+            log.notice("signal \(sig) (\(name)) received from \(sender), exiting")
+            if stopping != .fast {
+                stopping = .fast
+                killDeadline = vigil_monotonic_ms() + 3000
+                signalWorkers(SIGTERM)
+                listeners.closeAll()
+            }
+        case SIGQUIT:
+            log.notice("signal \(sig) (\(name)) received from \(sender), shutting down")
+            if stopping == nil {
+                stopping = .graceful
+                signalWorkers(SIGQUIT)
+                listeners.closeAll()
+            }
+        case SIGUSR1:
+            log.notice("signal \(sig) (\(name)) received from \(sender), reopening logs")
+            log.reopen()
+            signalWorkers(SIGUSR1)
+        default:
+            log.notice("signal \(sig) (\(name)) received from \(sender), ignored")
+        }
+    }
+
+    private func exitCleanly() -> Int32 {
+        current.segment.unlink()
+        for g in retiring.values { g.segment.unlink() }
+        PidFile.remove(config.pidPath, ifPid: pid)
+        log.notice("exit")
+        return 0
+    }
+
+    static func signalName(_ sig: Int32) -> String {
+        switch sig {
+        case SIGHUP: "SIGHUP"; case SIGTERM: "SIGTERM"; case SIGINT: "SIGINT"; case SIGQUIT: "SIGQUIT"
+        case SIGUSR1: "SIGUSR1"; case SIGUSR2: "SIGUSR2"; case SIGWINCH: "SIGWINCH"; case SIGCHLD: "SIGCHLD"
+        case SIGALRM: "SIGALRM"
+        default: "signal \(sig)"
+        }
+    }
+}

@@ -1,0 +1,46 @@
+import Config
+import ShmTable
+
+/// What goes into a generation's segment: one entry per checked peer, with state carried over from the
+/// previous generation for each peer whose identity is unchanged (check-module.md §4.4, fixed: the key is
+/// upstream + address + how it is checked, not the address alone).
+struct SegmentPlan {
+    let entries: [PeerEntry]
+    let checksum: UInt64
+    let bytesNeeded: Int
+    let size: Int
+
+    /// Identity of a checked peer across reloads.
+    static func key(_ p: CheckedPeer) -> String {
+        let c = p.check
+        return "\(p.upstream)\u{0}\(p.address)\u{0}\(c.type.rawValue)\u{0}\(c.port)\u{0}\(c.httpSend)\u{0}\(c.effectiveExpectAlive.rawValue)"
+    }
+
+    init(config: Configuration, previous: (config: Configuration, segment: Segment)? = nil) {
+        var carried: [String: PeerState] = [:]
+        if let previous {
+            for (i, p) in previous.config.checkedPeers.enumerated() where i < previous.segment.peerCount {
+                carried[SegmentPlan.key(p)] = previous.segment.slot(i).read()
+            }
+        }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        entries = config.checkedPeers.map { p in
+            let key = SegmentPlan.key(p)
+            for b in key.utf8 { hash = (hash ^ UInt64(b)) &* 0x100_0000_01b3 }
+            return PeerEntry(upstream: p.upstream, server: p.address.description, type: p.check.type.code,
+                             port: UInt16(p.check.port), state: carried[key] ?? PeerState(down: p.check.defaultDown))
+        }
+        checksum = hash
+        bytesNeeded = Layout.bytesNeeded(peers: entries.count,
+                                         stringBytes: Segment.stringBytes(entries.map { ($0.upstream, $0.server) }))
+        size = config.shmSize
+    }
+
+    /// nginx-style refusal when the table does not fit, with the size that would.
+    var fitError: String? {
+        guard bytesNeeded > size else { return nil }
+        let mib = (bytesNeeded + (1 << 20) - 1) >> 20
+        return "check_shm_size \(size) is too small for \(entries.count) checked peers: they need \(bytesNeeded) bytes, "
+            + "set \"check_shm_size \(mib)M;\" or more"
+    }
+}

@@ -1,0 +1,75 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Config
+import Worker
+
+/// `vigil`: nginx's command line in front of the master process.
+func stderrLine(_ s: String) { writeAll(2, "vigil: \(s)\n") }
+
+let options: Options
+do {
+    options = try Options.parse(Array(CommandLine.arguments.dropFirst()))
+} catch let e as Options.Invalid {
+    stderrLine(e.message)
+    exit(1)
+}
+
+if options.help || options.version || options.versionAndConfigure {
+    writeAll(2, "vigil version: vigil/\(vigilVersion)\n")
+    if options.help { writeAll(2, Options.usage) }
+    if options.versionAndConfigure {
+        writeAll(2, "built with Swift, Linux epoll, POSIX shared memory\nconfigure arguments: --prefix=\(options.resolvedPrefix) --conf-path=\(options.resolvedConfFile)\n")
+    }
+    if !options.test { exit(0) }
+}
+
+/// Loads the configuration or prints nginx's two-line failure and exits 1.
+func loadOrExit(testing: Bool) -> Configuration {
+    let file = options.resolvedConfFile
+    do {
+        let conf = try Configuration.load(file: file, prefix: options.resolvedPrefix, globalDirectives: options.globalDirectives)
+        for w in conf.warnings { stderrLine("[warn] \(w)") }
+        return conf
+    } catch let e as ConfigError {
+        stderrLine("[\(e.level.rawValue)] \(e)")
+        if testing { stderrLine("configuration file \(file) test failed") }
+        exit(1)
+    } catch {
+        stderrLine("[emerg] \(error)")
+        exit(1)
+    }
+}
+
+if options.test {
+    let conf = loadOrExit(testing: true)
+    let file = options.resolvedConfFile
+    if !options.quiet { stderrLine("the configuration file \(file) syntax is ok") }
+    if let err = SegmentPlan(config: conf).fitError {
+        stderrLine("[emerg] \(err)")
+        stderrLine("configuration file \(file) test failed")
+        exit(1)
+    }
+    if !options.quiet { stderrLine("configuration file \(file) test is successful") }
+    if options.testAndDump { writeAll(1, conf.dump()) }
+    exit(0)
+}
+
+if let name = options.signal {
+    let conf = loadOrExit(testing: false)
+    let signals: [String: Int32] = ["stop": SIGTERM, "quit": SIGQUIT, "reopen": SIGUSR1, "reload": SIGHUP]
+    do {
+        let pid = try PidFile.read(conf.pidPath)
+        if kill(pid, signals[name]!) != 0 {
+            stderrLine("[alert] kill(\(pid), \(signals[name]!)) failed (\(errno): \(String(cString: strerror(errno))))")
+            exit(1)
+        }
+        exit(0)
+    } catch {
+        stderrLine("[error] \(error)")
+        exit(1)
+    }
+}
+
+let conf = loadOrExit(testing: false)
+exit(Master(options: options, config: conf).run())

@@ -1,0 +1,101 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Config
+
+/// nginx's error log: `2026/11/23 13:24:14 [notice] 1234#1234: message`, one write(2) per line (O_APPEND),
+/// so lines from the master and every worker interleave whole.
+public final class ErrorLog {
+    struct Sink {
+        let path: String
+        let fd: Int32
+        let level: LogLevel
+    }
+
+    private var sinks: [Sink] = []
+    private let prefixForStderr: String?
+
+    /// `stderrPrefix` ("vigil: ") is used while the master still talks to a terminal.
+    public init(stderrPrefix: String? = nil) {
+        prefixForStderr = stderrPrefix
+    }
+
+    /// Opens every target; the first failure is returned worded like nginx (`open() "..." failed (13: ...)`).
+    public func open(_ targets: [ErrorLogTarget]) throws {
+        var opened: [Sink] = []
+        for t in targets {
+            if t.path == "stderr" {
+                opened.append(Sink(path: t.path, fd: 2, level: t.level))
+                continue
+            }
+            let fd = Glibc.open(t.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+            guard fd >= 0 else {
+                let e = errno
+                for s in opened where s.fd != 2 { close(s.fd) }
+                throw OpenFailure(path: t.path, errno: e)
+            }
+            opened.append(Sink(path: t.path, fd: fd, level: t.level))
+        }
+        for s in sinks where s.fd != 2 { close(s.fd) }
+        sinks = opened
+    }
+
+    /// `-s reopen`: reopen the same files (after logrotate moved them).
+    public func reopen() {
+        try? open(sinks.map { ErrorLogTarget(path: $0.path, level: $0.level) })
+    }
+
+    /// The fd of the first file target, which becomes the daemon's stderr as in nginx.
+    public var firstFileDescriptor: Int32? { sinks.first(where: { $0.fd != 2 })?.fd }
+    public var writesToStderr: Bool { sinks.contains { $0.fd == 2 } }
+
+    public func enabled(_ level: LogLevel) -> Bool { sinks.contains { level <= $0.level } }
+
+    public func log(_ level: LogLevel, _ message: @autoclosure () -> String) {
+        guard enabled(level) else { return }
+        let pid = getpid()
+        let line = "\(ErrorLog.timestamp()) [\(level.name)] \(pid)#\(pid): \(message())\n"
+        for s in sinks where level <= s.level { writeAll(s.fd, line) }
+    }
+
+    public func emerg(_ m: @autoclosure () -> String) { log(.emerg, m()) }
+    public func alert(_ m: @autoclosure () -> String) { log(.alert, m()) }
+    public func error(_ m: @autoclosure () -> String) { log(.error, m()) }
+    public func warn(_ m: @autoclosure () -> String) { log(.warn, m()) }
+    public func notice(_ m: @autoclosure () -> String) { log(.notice, m()) }
+    public func info(_ m: @autoclosure () -> String) { log(.info, m()) }
+    public func debug(_ m: @autoclosure () -> String) { log(.debug, m()) }
+
+    /// Local time as nginx prints it: `2026/11/23 13:24:14`.
+    public static func timestamp() -> String {
+        var t = time(nil)
+        var tmv = tm()
+        localtime_r(&t, &tmv)
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(tmv.tm_year + 1900)/\(two(tmv.tm_mon + 1))/\(two(tmv.tm_mday)) \(two(tmv.tm_hour)):\(two(tmv.tm_min)):\(two(tmv.tm_sec))"
+    }
+}
+
+/// `open() "path" failed (2: No such file or directory)`, nginx's wording for any file it cannot open.
+public struct OpenFailure: Error, CustomStringConvertible {
+    public let path: String
+    public let errno: Int32
+    public init(path: String, errno: Int32) { self.path = path; self.errno = errno }
+    public var description: String { "open() \"\(path)\" failed (\(errno): \(String(cString: strerror(errno))))" }
+}
+
+/// Writes all of `s`, retrying short writes and EINTR; a full disk loses the line, never the process.
+public func writeAll(_ fd: Int32, _ s: String) {
+    var s = s
+    s.withUTF8 { buf in
+        var off = 0
+        while off < buf.count {
+            let n = write(fd, buf.baseAddress! + off, buf.count - off)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            off += n
+        }
+    }
+}

@@ -1,0 +1,181 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CShim
+import Config
+import Event
+import ShmTable
+
+/// Exit code that tells the master not to respawn: the worker cannot start at all (nginx uses 2 too).
+public let fatalWorkerExitCode: Int32 = 2
+
+/// One worker: an event loop serving the inherited listeners, competing for the checker lock,
+/// and obeying the master's signals (TERM/INT fast exit, QUIT graceful, USR1 reopen logs).
+public final class WorkerProcess {
+    let config: Configuration
+    let listeners: [ListeningSocket]
+    let segment: Segment
+    let log: ErrorLog
+    let masterPid: Int32
+    let loop: EventLoop
+    var election: CheckerElection!
+    var connections: ConnectionSet!
+    private var acceptors: [Acceptor] = []
+    private var signalSource: SignalSource?
+    private var shuttingDown = false
+
+    static let handledSignals: [Int32] = [SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP, SIGWINCH, SIGUSR2]
+
+    public init(config: Configuration, listeners: [ListeningSocket], segment: Segment, log: ErrorLog, masterPid: Int32) throws {
+        self.config = config
+        self.listeners = listeners
+        self.segment = segment
+        self.log = log
+        self.masterPid = masterPid
+        self.loop = try EventLoop()
+    }
+
+    /// Runs in the child right after fork; never returns.
+    public func run() -> Never {
+        WorkerProcess.handledSignals.withUnsafeBufferPointer { vigil_signals_reset($0.baseAddress, Int32($0.count)) }
+        vigil_ignore_sigpipe()
+        // Exit with the master: it may be SIGKILLed and never tell us.
+        _ = vigil_set_pdeathsig(SIGTERM)
+        if getppid() != masterPid { exit(0) }
+        if let n = config.workerRlimitNofile {
+            var rl = rlimit(rlim_cur: rlim_t(n), rlim_max: rlim_t(n))
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) != 0 {
+                log.alert("setrlimit(RLIMIT_NOFILE, \(n)) failed (\(errno): \(String(cString: strerror(errno))))")
+            }
+        }
+        do {
+            try start()
+        } catch {
+            log.emerg("\(error)")
+            exit(fatalWorkerExitCode)
+        }
+        loop.run()
+        finish()
+        exit(0)
+    }
+
+    private func start() throws {
+        connections = ConnectionSet(worker: self)
+        signalSource = try SignalSource(loop: loop, signals: WorkerProcess.handledSignals) { [unowned self] sig in
+            self.handleSignal(sig)
+        }
+        for l in listeners {
+            let a = Acceptor(socket: l, worker: self)
+            // EPOLLEXCLUSIVE: one sleeping worker wakes per connection, no thundering herd.
+            try loop.register(fd: l.fd, events: Events.readable | Events.exclusive, handler: a)
+            acceptors.append(a)
+        }
+        election = CheckerElection(worker: self)
+        election.start()
+    }
+
+    private func handleSignal(_ sig: Int32) {
+        switch sig {
+        case SIGTERM, SIGINT:
+            log.notice("exiting")
+            closeListeners()
+            loop.stop()
+        case SIGQUIT:
+            if shuttingDown { return }
+            shuttingDown = true
+            log.notice("gracefully shutting down")
+            election.resign()
+            closeListeners()
+            connections.closeIdle()
+            if let t = config.workerShutdownTimeout {
+                loop.schedule(after: UInt64(t)) { [unowned self] in
+                    self.connections.closeAll()
+                    self.loop.stop()
+                }
+            }
+            stopIfDrained()
+        case SIGUSR1:
+            log.reopen()
+        default:
+            break
+        }
+    }
+
+    /// After QUIT: the loop ends once the last in-flight connection is done.
+    func stopIfDrained() {
+        if shuttingDown && connections.count == 0 { loop.stop() }
+    }
+
+    var isShuttingDown: Bool { shuttingDown }
+
+    private func closeListeners() {
+        for a in acceptors {
+            loop.unregister(fd: a.socket.fd)
+            close(a.socket.fd)
+        }
+        acceptors.removeAll()
+    }
+
+    private func finish() {
+        election.resign()
+        log.notice("exit")
+    }
+}
+
+/// Delivers blocked signals through a signalfd so that they are handled in the loop, never in a handler.
+final class SignalSource: EventHandler {
+    let fd: Int32
+    let onSignal: (Int32) -> Void
+
+    init(loop: EventLoop, signals: [Int32], onSignal: @escaping (Int32) -> Void) throws {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in signals { sigaddset(&set, s) }
+        sigprocmask(SIG_BLOCK, &set, nil)
+        fd = signals.withUnsafeBufferPointer { vigil_signalfd($0.baseAddress, Int32($0.count)) }
+        guard fd >= 0 else { throw SystemError("signalfd()") }
+        self.onSignal = onSignal
+        try loop.register(fd: fd, events: Events.readable, handler: self)
+    }
+
+    func handleEvent(_ events: UInt32) {
+        while true {
+            let sig = vigil_signalfd_read(fd, nil)
+            if sig <= 0 { return }
+            onSignal(sig)
+        }
+    }
+}
+
+/// Accepts every pending connection on one listening socket.
+final class Acceptor: EventHandler {
+    let socket: ListeningSocket
+    unowned let worker: WorkerProcess
+
+    init(socket: ListeningSocket, worker: WorkerProcess) {
+        self.socket = socket
+        self.worker = worker
+    }
+
+    func handleEvent(_ events: UInt32) {
+        while true {
+            var addr = sockaddr_storage()
+            var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let fd = withUnsafeMutablePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { vigil_accept4(socket.fd, $0, &len) }
+            }
+            if fd < 0 {
+                switch errno {
+                case EAGAIN, EWOULDBLOCK, EINTR, ECONNABORTED: return
+                case EMFILE, ENFILE:
+                    worker.log.alert("accept4() failed (\(errno): \(String(cString: strerror(errno))))")
+                    return
+                default:
+                    worker.log.error("accept4() failed (\(errno): \(String(cString: strerror(errno))))")
+                    return
+                }
+            }
+            worker.connections.accept(fd: fd, peer: addr, listening: socket)
+        }
+    }
+}

@@ -52,6 +52,20 @@ public final class Configuration {
         return conf
     }
 
+    /// Loads from text as if it were the file `file` (includes resolve beside it); for tests and fuzzing.
+    public static func parse(text: String, file: String = "/tmp/vigil-test/vigil.conf", prefix: String = "/tmp/vigil-test",
+                             globalDirectives: String? = nil) throws -> Configuration {
+        let conf = Configuration(prefix: prefix, file: file)
+        let parser = Parser(configuration: conf)
+        if let g = globalDirectives, !g.isEmpty {
+            try parser.parse(bytes: Array(g.utf8), file: "command line", context: .main, isParameterString: true)
+        }
+        conf.recordSource(path: file, text: Array(text.utf8))
+        try parser.parse(bytes: Array(text.utf8), file: file, context: .main, isParameterString: false)
+        try conf.finish()
+        return conf
+    }
+
     /// Resolves a path the way nginx does for most directives: relative to the prefix.
     public func fullPath(_ path: String) -> String {
         Configuration.join(prefix, path)

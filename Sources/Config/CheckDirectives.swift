@@ -26,7 +26,7 @@ enum CheckDirectives {
                     // The reference prints this at warn level and then fails the configuration.
                     throw ConfigError("invalid value \"\(v)\"", level: .warn, file: call.location.file, line: call.location.line)
                 }
-                if set.contains(bit) { call.warn("duplicate value \"\(name)\"") }
+                if set.contains(bit) { call.warn("duplicate value \"\(v)\"") }
                 set.insert(bit)
             }
             u.pendingCheck.expectAlive = set

@@ -119,12 +119,7 @@ public final class Configuration {
         }
         for server in http.servers { try resolveProxyTargets(server.locations, http: http) }
         http.upstreams.removeAll { $0.declared == nil }
-        for upstream in http.upstreams {
-            guard !upstream.servers.isEmpty else {
-                throw upstream.declared!.error("no servers are inside upstream")
-            }
-            upstream.finishCheck()
-        }
+        for upstream in http.upstreams { upstream.finishCheck() }
         try validateListens(http)
         checkedPeers = http.upstreams.flatMap { $0.checkedPeers() }
     }

@@ -126,6 +126,7 @@ enum Directives {
 enum Core {
     static let specs: [DirectiveSpec] = [
         Directives.spec("worker_processes", .main, .one) { call in
+            try setMainOnce(call)
             let v = call.words[1]
             if v == "auto" {
                 call.configuration.workerProcesses = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
@@ -158,10 +159,12 @@ enum Core {
         },
         Directives.spec("env", .main, .one) { call in call.configuration.env.append(call.words[1]) },
         Directives.spec("worker_rlimit_nofile", .main, .one) { call in
+            try setMainOnce(call)
             guard let n = Values.plainNumber(call.words[1]) else { throw call.directiveError("invalid number") }
             call.configuration.workerRlimitNofile = n
         },
         Directives.spec("worker_shutdown_timeout", .main, .one) { call in
+            try setMainOnce(call)
             call.configuration.workerShutdownTimeout = try Directives.msecArg(call, call.words[1])
         },
         Directives.accepted("pcre_jit", .main, .one),
@@ -174,15 +177,25 @@ enum Core {
             call.configuration.events = events
             try call.parseBlock(.events(events))
         },
+        // Events directives are single-valued too ("is duplicate"); there is only one events block.
         Directives.spec("worker_connections", .events, .one) { call in
-            guard let n = Values.plainNumber(call.words[1]), n > 0 else { throw call.directiveError("invalid number") }
+            try setMainOnce(call)
+            // nginx's wording (ngx_event_connections); Vigil also refuses 0.
+            guard let n = Values.plainNumber(call.words[1]), n > 0 else { throw call.error("invalid number \"\(call.words[1])\"") }
             events(call).workerConnections = n
         },
         Directives.spec("use", .events, .one) { call in
+            try setMainOnce(call)
             guard call.words[1] == "epoll" else { throw call.error("invalid event type \"\(call.words[1])\"") }
         },
-        Directives.spec("multi_accept", .events, .one) { call in events(call).multiAccept = try Directives.flagArg(call) },
-        Directives.spec("accept_mutex", .events, .one) { call in events(call).acceptMutex = try Directives.flagArg(call) },
+        Directives.spec("multi_accept", .events, .one) { call in
+            try setMainOnce(call)
+            events(call).multiAccept = try Directives.flagArg(call)
+        },
+        Directives.spec("accept_mutex", .events, .one) { call in
+            try setMainOnce(call)
+            events(call).acceptMutex = try Directives.flagArg(call)
+        },
         Directives.accepted("accept_mutex_delay", .events, .one),
         Directives.spec("http", .main, .none, block: true) { call in
             if call.configuration.http != nil { throw call.duplicate() }

@@ -23,8 +23,11 @@ struct Lexer {
     }
 
     private func error(_ message: String) -> ConfigError {
-        ConfigError(message, file: file, line: line)
+        ConfigError(message, file: file, line: reportedLine)
     }
+
+    /// `-g` errors are located `in command line`, with no line number (ngx_conf_log_error).
+    var reportedLine: Int { isParameterString ? 0 : line }
 
     private static func isSpace(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 || c == 0x0D || c == 0x0A }
 

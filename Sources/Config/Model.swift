@@ -318,7 +318,11 @@ public final class HTTPBlock {
     public var upstreams: [Upstream] = []
     public var logFormats: [String: LogFormat] = ["combined": .combined]
     public var checkShmSize: Int? = nil
-    public func upstream(named name: String) -> Upstream? { upstreams.first { $0.name == name } }
+    /// nginx compares upstream names case-insensitively (ngx_http_upstream_add).
+    public func upstream(named name: String) -> Upstream? {
+        let lower = name.lowercased()
+        return upstreams.first { $0.name.lowercased() == lower }
+    }
 }
 
 public final class EventsBlock {

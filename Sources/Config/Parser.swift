@@ -93,6 +93,12 @@ final class Parser {
         try parseStatements(context: context, inBlock: false, isParameterString: isParameterString)
     }
 
+    /// Where the lexer is now: after a block, the line of its closing `}`.
+    var currentLocation: SourceLocation {
+        let lexer = lexers[lexers.count - 1]
+        return SourceLocation(file: lexer.file, line: lexer.reportedLine)
+    }
+
     func parseBlock(context: BlockContext) throws {
         depth += 1
         defer { depth -= 1 }
@@ -105,7 +111,7 @@ final class Parser {
     private func parseStatements(context: BlockContext, inBlock: Bool, isParameterString: Bool) throws {
         while true {
             let stmt = try lexers[lexers.count - 1].next()
-            let here = SourceLocation(file: lexers[lexers.count - 1].file, line: stmt.line)
+            let here = SourceLocation(file: lexers[lexers.count - 1].file, line: isParameterString ? 0 : stmt.line)
             switch stmt.terminator {
             case .blockEnd:
                 if !inBlock { throw here.error("unexpected \"}\"") }
@@ -206,7 +212,7 @@ final class Parser {
 }
 
 extension Lexer {
-    func errorHere(_ message: String) -> ConfigError { ConfigError(message, file: file, line: line) }
+    func errorHere(_ message: String) -> ConfigError { ConfigError(message, file: file, line: reportedLine) }
 
     /// Keeps error lines readable when a config is binary garbage.
     static func printableWord(_ w: String) -> String {

@@ -99,6 +99,8 @@ enum UpstreamDirectives {
             }
             upstream.declared = call.location
             try call.parseBlock(.upstream(upstream, http))
+            // nginx checks this as the block closes, so the error names the line of its `}`.
+            if upstream.servers.isEmpty { throw call.parser.currentLocation.error("no servers are inside upstream") }
         },
         Directives.spec("server", .upstream, .oneOrMore, parseServer),
         Directives.spec("ip_hash", .upstream, .none) { call in try setBalancer(call, .ipHash) },

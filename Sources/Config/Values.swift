@@ -45,7 +45,8 @@ enum Values {
                 guard !o1, !o2, rank > lastRank else { return nil }
                 return t
             }
-            guard rank > lastRank else { return nil }
+            // ngx_parse_time(is_sec = 0) starts past months: `y` and `M` are errors in millisecond values.
+            guard rank > lastRank, rank >= 2 else { return nil }
             lastRank = rank
             rest = rest.dropFirst(units[rank].0.count)
             let (v, o1) = n.multipliedReportingOverflow(by: units[rank].1)

@@ -41,9 +41,12 @@ final class Master {
     var readiness: Int32 = -1
     static let masterSignals: [Int32] = [SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD, SIGALRM]
 
-    init(options: Options, config: Configuration) {
+    let inheritedDescriptors: [Int32]
+
+    init(options: Options, config: Configuration, inheritedDescriptors: [Int32]) {
         self.options = options
         self.config = config
+        self.inheritedDescriptors = inheritedDescriptors
     }
 
     /// Startup failures go to the terminal and the error log, as nginx's do.
@@ -85,11 +88,10 @@ final class Master {
             return fatal("\(error)")
         }
         signalFd = Master.masterSignals.withUnsafeBufferPointer { vigil_signalfd($0.baseAddress, Int32($0.count)) }
+        // Detach from the terminal before forking, so that no worker keeps the caller's stdout/stderr open.
+        if readiness >= 0 { redirectStdio() }
         for _ in 0..<config.workerProcesses { spawn(current) }
-
         if readiness >= 0 {
-            // The parent exits 0 now; stderr leaves the terminal for the error log, as nginx's does.
-            redirectStdio()
             writeAll(readiness, "ok\n")
             close(readiness)
             readiness = -1
@@ -122,6 +124,9 @@ final class Master {
         }
         close(fds[0])
         setsid()
+        for fd in inheritedDescriptors {
+            close(fd)
+        }
         return .child(fds[1])
     }
 

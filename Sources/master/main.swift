@@ -7,6 +7,20 @@ import Worker
 /// `vigil`: nginx's command line in front of the master process.
 func stderrLine(_ s: String) { writeAll(2, "vigil: \(s)\n") }
 
+/// Descriptors we were started with beyond stdio; a daemon closes them so that whoever started it
+/// (a shell, a test harness watching a socketpair) sees it detach.
+let inheritedDescriptors: [Int32] = {
+    guard let dir = opendir("/proc/self/fd") else { return [] }
+    defer { closedir(dir) }
+    let own = dirfd(dir)
+    var fds: [Int32] = []
+    while let ent = readdir(dir) {
+        let name = withUnsafeBytes(of: ent.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        if let fd = Int32(name), fd > 2, fd != own { fds.append(fd) }
+    }
+    return fds
+}()
+
 let options: Options
 do {
     options = try Options.parse(Array(CommandLine.arguments.dropFirst()))
@@ -72,4 +86,4 @@ if let name = options.signal {
 }
 
 let conf = loadOrExit(testing: false)
-exit(Master(options: options, config: conf).run())
+exit(Master(options: options, config: conf, inheritedDescriptors: inheritedDescriptors).run())

@@ -1,0 +1,240 @@
+import XCTest
+@testable import Config
+
+/// nginx's generic directive errors (ngx_conf_handler) and the core/http/upstream handlers' errors,
+/// each with its exact wording and the line nginx reports.
+final class DirectiveErrorTests: XCTestCase {
+    // MARK: unknown / not allowed here
+
+    func testUnknownDirective() {
+        assertError("events {}\nfoo bar;\n", #"unknown directive "foo""#, line: 2)
+        assertError(inHTTP("server {\n    frobnicate;\n}"), #"unknown directive "frobnicate""#, line: 4)
+        assertError(inUpstream("bogus_check on;"), #"unknown directive "bogus_check""#, line: 5)
+        // Directive names are case-sensitive.
+        assertError("EVENTS {}\n", #"unknown directive "EVENTS""#, line: 1)
+        // Vigil has no stream module.
+        assertError("events {}\nstream {\n}\n", #"unknown directive "stream""#, line: 2)
+    }
+
+    func testUnknownDirectiveSpanningLinesIsReportedAtItsEnd() {
+        assertError("events {}\nfoo\n  bar\n  baz;\n", #"unknown directive "foo""#, line: 4)
+    }
+
+    func testNotAllowedHere() {
+        assertError("events {}\nlisten 80;\n", #""listen" directive is not allowed here"#, line: 2)
+        assertError("worker_connections 10;\nevents {}\n", #""worker_connections" directive is not allowed here"#, line: 1)
+        assertError("events {\n  worker_processes 2;\n}\n", #""worker_processes" directive is not allowed here"#, line: 2)
+        assertError(inHTTP("proxy_pass http://127.0.0.1:1;"), #""proxy_pass" directive is not allowed here"#, line: 3)
+        assertError(inHTTP("server {\n  listen 127.0.0.1:8080;\n  proxy_pass http://127.0.0.1:1;\n}"),
+                    #""proxy_pass" directive is not allowed here"#, line: 5)
+        assertError(inHTTP("server {\n  log_format x y;\n}"), #""log_format" directive is not allowed here"#, line: 4)
+        assertError(inHTTP("server {\n  location / {\n    server {\n    }\n  }\n}"), #""server" directive is not allowed here"#, line: 5)
+        assertError(inHTTP("upstream u {\n  server 127.0.0.1:1;\n  listen 80;\n}"), #""listen" directive is not allowed here"#, line: 5)
+        assertError(inHTTP("http {\n}"), #""http" directive is not allowed here"#, line: 3)
+        assertError(inHTTP("server {\n  upstream u {\n  }\n}"), #""upstream" directive is not allowed here"#, line: 4)
+    }
+
+    // MARK: arity and terminators
+
+    func testInvalidNumberOfArguments() {
+        assertError("worker_processes;\nevents {}\n", #"invalid number of arguments in "worker_processes" directive"#, line: 1)
+        assertError("worker_processes 1 2;\nevents {}\n", #"invalid number of arguments in "worker_processes" directive"#, line: 1)
+        assertError("events x {\n}\n", #"invalid number of arguments in "events" directive"#, line: 1)
+        assertError(inHTTP("server {\n  listen;\n}"), #"invalid number of arguments in "listen" directive"#, line: 4)
+        assertError(inHTTP("server {\n  location {\n  }\n}"), #"invalid number of arguments in "location" directive"#, line: 4)
+        assertError(inHTTP("upstream {\n}"), #"invalid number of arguments in "upstream" directive"#, line: 3)
+        assertError(inHTTP("log_format main;"), #"invalid number of arguments in "log_format" directive"#, line: 3)
+        assertError("include;\nevents {}\n", #"invalid number of arguments in "include" directive"#, line: 1)
+        assertError("include a b;\nevents {}\n", #"invalid number of arguments in "include" directive"#, line: 1)
+    }
+
+    func testNoOpeningBrace() {
+        assertError("events;\n", #"directive "events" has no opening "{""#, line: 1)
+        assertError("events {}\nhttp;\n", #"directive "http" has no opening "{""#, line: 2)
+        assertError(inHTTP("server;"), #"directive "server" has no opening "{""#, line: 3)
+        assertError(inHTTP("server {\n  location /;\n}"), #"directive "location" has no opening "{""#, line: 4)
+        assertError(inHTTP("upstream u;"), #"directive "upstream" has no opening "{""#, line: 3)
+    }
+
+    func testNotTerminatedBySemicolon() {
+        assertError("daemon off {\n}\nevents {}\n", #"directive "daemon" is not terminated by ";""#, line: 1)
+        assertError("events {}\ninclude x {\n}\n", #"directive "include" is not terminated by ";""#, line: 2)
+        assertError(inHTTP("server {\n  listen 80 {\n  }\n}"), #"directive "listen" is not terminated by ";""#, line: 4)
+    }
+
+    // MARK: duplicates
+
+    func testDuplicateBlocks() {
+        assertError("events {}\nevents {}\n", #""events" directive is duplicate"#, line: 2)
+        assertError("events {}\nhttp {}\nhttp {\n}\n", #""http" directive is duplicate"#, line: 3)
+    }
+
+    func testDuplicateMainDirectives() {
+        assertError("daemon on;\ndaemon off;\nevents {}\n", #""daemon" directive is duplicate"#, line: 2)
+        assertError("master_process on;\nmaster_process on;\nevents {}\n", #""master_process" directive is duplicate"#, line: 2)
+        assertError("pid a.pid;\nevents {}\npid b.pid;\n", #""pid" directive is duplicate"#, line: 3)
+        assertError("worker_processes 1;\nworker_processes 2;\nevents {}\n", #""worker_processes" directive is duplicate"#, line: 2)
+        assertError("worker_rlimit_nofile 1024;\nworker_rlimit_nofile 2048;\nevents {}\n",
+                    #""worker_rlimit_nofile" directive is duplicate"#, line: 2)
+        assertError("worker_shutdown_timeout 10s;\nworker_shutdown_timeout 10s;\nevents {}\n",
+                    #""worker_shutdown_timeout" directive is duplicate"#, line: 2)
+    }
+
+    func testDuplicateEventsDirectives() {
+        assertError("events {\n  worker_connections 10;\n  worker_connections 20;\n}\n",
+                    #""worker_connections" directive is duplicate"#, line: 3)
+        assertError("events {\n  use epoll;\n  use epoll;\n}\n", #""use" directive is duplicate"#, line: 3)
+        assertError("events {\n  multi_accept on;\n  multi_accept off;\n}\n", #""multi_accept" directive is duplicate"#, line: 3)
+        assertError("events {\n  accept_mutex on;\n  accept_mutex on;\n}\n", #""accept_mutex" directive is duplicate"#, line: 3)
+    }
+
+    func testRepeatableMainDirectivesAreNotDuplicates() throws {
+        let conf = try XCTUnwrap(assertLoads("error_log a.log;\nerror_log b.log warn;\nenv A;\nenv B;\nevents {}\n"))
+        XCTAssertEqual(conf.errorLogs, [ErrorLogTarget(path: "/prefix/a.log", level: .error),
+                                        ErrorLogTarget(path: "/prefix/b.log", level: .warn)])
+        XCTAssertEqual(conf.env, ["A", "B"])
+    }
+
+    func testDuplicateHTTPSettings() {
+        assertError(inHTTP("sendfile on;\nsendfile off;"), #""sendfile" directive is duplicate"#, line: 4)
+        assertError(inHTTP("default_type a/b;\ndefault_type c/d;"), #""default_type" directive is duplicate"#, line: 4)
+        assertError(inHTTP("keepalive_timeout 65;\nkeepalive_timeout 65;"), #""keepalive_timeout" directive is duplicate"#, line: 4)
+        assertError(inHTTP("server {\n  location / {\n    proxy_pass http://127.0.0.1:1;\n    proxy_pass http://127.0.0.1:2;\n  }\n}"),
+                    #""proxy_pass" directive is duplicate"#, line: 6)
+        // The same setting at different levels is not a duplicate.
+        XCTAssertNotNil(assertLoads(inHTTP("sendfile on;\nserver {\n  sendfile off;\n  location / { sendfile on; }\n}")))
+    }
+
+    func testInvalidFlagValue() {
+        assertError(inHTTP("sendfile yes;"), #"invalid value "yes" in "sendfile" directive, it must be "on" or "off""#, line: 3)
+        XCTAssertEqual(assertLoads(inHTTP("sendfile ON;"))?.http?.settings.sendfile, true)
+    }
+
+    // MARK: events section
+
+    func testNoEventsSection() {
+        for text in ["", "# nothing\n", "http {\n}\n", "worker_processes 1;\n"] {
+            let e = expectError(text)
+            XCTAssertEqual(e?.description, #"no "events" section in configuration"#, "for \(text.debugDescription)")
+            XCTAssertNil(e?.file)
+            XCTAssertEqual(e?.level, .emerg)
+        }
+    }
+
+    func testMinimalConfiguration() throws {
+        let conf = try XCTUnwrap(assertLoads("events {}"))
+        XCTAssertNil(conf.http)
+        XCTAssertEqual(conf.workerConnections, 512)
+        XCTAssertTrue(conf.checkedPeers.isEmpty)
+        XCTAssertTrue(conf.warnings.isEmpty)
+    }
+
+    // MARK: proxy_pass
+
+    func testInvalidURLPrefixHint() {
+        assertError(inHTTP("server {\n  location / {\n    proxy_pass test;\n  }\n}"), "invalid URL prefix", line: 5,
+                    hint: #"did you mean "http://test"?"#)
+        XCTAssertEqual(expectError(inHTTP("server {\nlocation / {\nproxy_pass test;\n}\n}"))?.description,
+                       #"invalid URL prefix in /conf/vigil.conf:5, did you mean "http://test"?"#)
+        // A different scheme gets no guess.
+        assertError(inHTTP("server {\n  location / {\n    proxy_pass ftp://test;\n  }\n}"), "invalid URL prefix", line: 5)
+    }
+
+    func testUpstreamMayNotHavePort() {
+        // C18, with the block before and after the proxy_pass; the error is located at the proxy_pass.
+        assertError(inHTTP("upstream test {\n  server 127.0.0.1:9000;\n}\nserver {\n  location / {\n    proxy_pass http://test:80;\n  }\n}"),
+                    #"upstream "test" may not have port 80"#, line: 8)
+        assertError(inHTTP("server {\n  location / {\n    proxy_pass http://test:8080/x;\n  }\n}\nupstream test {\n  server 127.0.0.1:9000;\n}"),
+                    #"upstream "test" may not have port 8080"#, line: 5)
+    }
+
+    func testHostNotFound() {
+        assertError(inHTTP("server {\n  location / {\n    proxy_pass http://no-such-host.invalid;\n  }\n}"),
+                    #"host not found in upstream "no-such-host.invalid""#, line: 5)
+        assertError(inHTTP("upstream u {\n  server no-such-host.invalid:8080;\n}"),
+                    #"host not found in upstream "no-such-host.invalid:8080""#, line: 4)
+    }
+
+    func testLiteralProxyPassResolves() throws {
+        let conf = try XCTUnwrap(assertLoads(inHTTP("server {\n  location / {\n    proxy_pass http://127.0.0.1:1970/base;\n  }\n}")))
+        guard case .proxy(let pass)? = conf.http?.servers.first?.locations.first?.content,
+              case .address(let addrs, let text) = pass.target else { return XCTFail("not a literal proxy_pass") }
+        XCTAssertEqual(addrs, [peer("127.0.0.1", 1970)])
+        XCTAssertEqual(text, "127.0.0.1:1970")
+        XCTAssertEqual(pass.uri, "/base")
+        XCTAssertTrue(conf.http?.upstreams.isEmpty ?? false)
+    }
+
+    // MARK: upstream blocks
+
+    func testNoServersInsideUpstream() {
+        // nginx checks when the block closes, so the error is located at its `}`.
+        assertError(inHTTP("upstream u {\n  check interval=1000;\n}"), "no servers are inside upstream", line: 5)
+        assertError(inHTTP("upstream u {}"), "no servers are inside upstream", line: 3)
+    }
+
+    func testNoServersIsReportedBeforeLaterErrors() {
+        assertError(inHTTP("upstream u {\n}\nbogus;"), "no servers are inside upstream", line: 4)
+    }
+
+    func testDuplicateUpstream() {
+        assertError(inHTTP("upstream u {\n  server 127.0.0.1:1;\n}\nupstream u {\n  server 127.0.0.1:2;\n}"),
+                    #"duplicate upstream "u""#, line: 6)
+        // A proxy_pass mention before the block is not a declaration.
+        XCTAssertNotNil(assertLoads(inHTTP("server {\n  location / { proxy_pass http://u; }\n}\nupstream u {\n  server 127.0.0.1:2;\n}")))
+    }
+
+    func testUpstreamNamesAreCaseInsensitive() throws {
+        // nginx matches upstream names case-insensitively (ngx_http_upstream_add).
+        let conf = try XCTUnwrap(assertLoads(inHTTP("upstream Backend {\n  server 127.0.0.1:9000;\n  check interval=1000;\n}\n"
+                                                    + "server {\n  location / { proxy_pass http://backend; }\n}")))
+        XCTAssertEqual(conf.http?.upstreams.count, 1)
+        XCTAssertEqual(conf.checkedPeers.map(\.address), [peer("127.0.0.1", 9000)])
+        assertError(inHTTP("upstream a {\n  server 127.0.0.1:1;\n}\nupstream A {\n  server 127.0.0.1:2;\n}"),
+                    #"duplicate upstream "A""#, line: 6)
+    }
+
+    func testUpstreamServerParameters() throws {
+        let conf = try XCTUnwrap(assertLoads(inHTTP("""
+            upstream u {
+              server 127.0.0.1:1 weight=3 max_fails=2 fail_timeout=30s max_conns=7;
+              server 127.0.0.1:2 backup;
+              server 127.0.0.1:3 down;
+              server 127.0.0.1;
+            }
+            """)))
+        let servers = try XCTUnwrap(conf.http?.upstream(named: "u")?.servers)
+        XCTAssertEqual(servers.count, 4)
+        XCTAssertEqual(servers[0].weight, 3)
+        XCTAssertEqual(servers[0].maxFails, 2)
+        XCTAssertEqual(servers[0].failTimeout, 30_000)
+        XCTAssertEqual(servers[0].maxConns, 7)
+        XCTAssertTrue(servers[1].backup)
+        XCTAssertTrue(servers[2].down)
+        XCTAssertEqual(servers[3].addresses, [peer("127.0.0.1", 80)])
+        XCTAssertEqual(servers[3].location, SourceLocation(file: confPath, line: 7))
+        assertError(inUpstream("server 127.0.0.1:1 weight=0;"), #"invalid parameter "weight=0""#, line: 5)
+        assertError(inUpstream("server 127.0.0.1:1 heavy;"), #"invalid parameter "heavy""#, line: 5)
+        assertError(inUpstream("server 127.0.0.1:70000;"), #"invalid port in upstream "127.0.0.1:70000""#, line: 5)
+        assertError(inUpstream("ip_hash;\nserver 127.0.0.1:2 backup;"), #"balancing method does not support parameter "backup""#, line: 6)
+    }
+
+    // MARK: log formats
+
+    func testUnknownLogFormat() {
+        assertError(inHTTP("server {\n  access_log logs/a.log main;\n}"), #"unknown log format "main""#, line: 4)
+        // log_format must come before its use, as in nginx.
+        assertError(inHTTP("access_log logs/a.log main;\nlog_format main '$remote_addr';"), #"unknown log format "main""#, line: 3)
+    }
+
+    func testLogFormats() throws {
+        let conf = try XCTUnwrap(assertLoads(inHTTP("log_format main '$remote_addr ' '$status';\naccess_log logs/a.log main;\n"
+                                                    + "access_log logs/b.log;")))
+        let http = try XCTUnwrap(conf.http)
+        XCTAssertEqual(http.logFormats["main"]?.template, "$remote_addr $status")
+        XCTAssertEqual(http.settings.accessLogs, [AccessLogTarget(path: "/prefix/logs/a.log", format: "main"),
+                                                  AccessLogTarget(path: "/prefix/logs/b.log", format: "combined")])
+        assertError(inHTTP("log_format main a;\nlog_format main b;"), #"duplicate "log_format" name "main""#, line: 4)
+        assertError(inHTTP("log_format combined a;"), #"duplicate "log_format" name "combined""#, line: 3)
+    }
+}

@@ -1,0 +1,231 @@
+import Foundation
+import XCTest
+
+/// Runs the real `vigil` and `shmdump` binaries in a private prefix directory, on free loopback ports.
+/// Only processes this harness started are ever signalled, always by pid.
+enum Binaries {
+    static let packageRoot: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    static func path(_ name: String) -> String {
+        if let dir = ProcessInfo.processInfo.environment["VIGIL_BIN_DIR"] { return dir + "/" + name }
+        return packageRoot + "/.build/debug/" + name
+    }
+}
+
+struct RunResult {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+}
+
+/// Runs a command to completion (bounded), capturing both streams. Output goes to files, not pipes,
+/// so a daemon that keeps a descriptor open can never block the test.
+func runCommand(_ path: String, _ args: [String], cwd: String? = nil, timeout: TimeInterval = 20) -> RunResult {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = args
+    if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+    let base = NSTemporaryDirectory() + "vigil-run-" + UUID().uuidString
+    _ = FileManager.default.createFile(atPath: base + ".out", contents: nil)
+    _ = FileManager.default.createFile(atPath: base + ".err", contents: nil)
+    defer {
+        unlink(base + ".out")
+        unlink(base + ".err")
+    }
+    guard let out = FileHandle(forWritingAtPath: base + ".out"), let err = FileHandle(forWritingAtPath: base + ".err") else {
+        return RunResult(status: -1, stdout: "", stderr: "cannot create output files")
+    }
+    p.standardOutput = out
+    p.standardError = err
+    p.standardInput = FileHandle.nullDevice
+    do { try p.run() } catch { return RunResult(status: -1, stdout: "", stderr: "\(error)") }
+    try? out.close()
+    try? err.close()
+    let deadline = Date().addingTimeInterval(timeout)
+    while p.isRunning && Date() < deadline { usleep(5_000) }
+    if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+    p.waitUntilExit()
+    let o = (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? ""
+    let e = (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? ""
+    return RunResult(status: p.terminationStatus, stdout: o, stderr: e)
+}
+
+/// A free TCP port on 127.0.0.1 (bound to port 0 and released).
+func freePort() -> UInt16 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = 0
+    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    return UInt16(bigEndian: addr.sin_port)
+}
+
+/// True when something accepts connections on 127.0.0.1:port.
+func canConnect(_ port: UInt16) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = port.bigEndian
+    return withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
+}
+
+/// A minimal HTTP/1.0 client over a raw socket: returns the status code and body, or nil.
+func httpGet(_ port: UInt16, _ path: String, host: String = "localhost", timeout: Int = 5) -> (status: Int, headers: String, body: String)? {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var tv = timeval(tv_sec: timeout, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = port.bigEndian
+    let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard rc == 0 else { return nil }
+    let req = Array("GET \(path) HTTP/1.0\r\nHost: \(host)\r\n\r\n".utf8)
+    _ = req.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    var data = [UInt8]()
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if n <= 0 { break }
+        data += buf[0..<n]
+    }
+    let text = String(decoding: data, as: UTF8.self)
+    guard let split = text.range(of: "\r\n\r\n") else { return nil }
+    let head = String(text[..<split.lowerBound])
+    let parts = head.split(separator: " ", maxSplits: 2)
+    guard parts.count >= 2, let code = Int(parts[1]) else { return nil }
+    return (code, head, String(text[split.upperBound...]))
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+@discardableResult
+func waitFor(_ timeout: TimeInterval, interval: useconds_t = 20_000, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if condition() { return true }
+        usleep(interval)
+    }
+    return condition()
+}
+
+func processAlive(_ pid: Int32) -> Bool {
+    // A zombie is not alive for our purposes: read its state from /proc.
+    guard kill(pid, 0) == 0, let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
+    guard let close = stat.lastIndex(of: ")") else { return false }
+    let state = stat[stat.index(close, offsetBy: 2)]
+    return state != "Z" && state != "X"
+}
+
+/// Live (non-zombie) children of `pid`, from /proc.
+func childPids(of pid: Int32) -> [Int32] {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+    var out: [Int32] = []
+    for e in entries {
+        guard let p = Int32(e), let stat = try? String(contentsOfFile: "/proc/\(p)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { continue }
+        let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+        guard fields.count > 2, let ppid = Int32(fields[1]) else { continue }
+        if ppid == pid && fields[0] != "Z" { out.append(p) }
+    }
+    return out.sorted()
+}
+
+func shmSegments(ofMaster pid: Int32) -> [String] {
+    let all = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []
+    return all.filter { $0.hasPrefix("vigil.\(pid).") }.sorted()
+}
+
+/// One Vigil instance in its own prefix directory.
+final class Vigil {
+    let prefix: String
+    var confPath: String { prefix + "/conf/vigil.conf" }
+    var pidPath: String { prefix + "/logs/vigil.pid" }
+    var errorLogPath: String { prefix + "/logs/error.log" }
+    private var startedMasters: [Int32] = []
+
+    init(config: String) throws {
+        prefix = NSTemporaryDirectory() + "vigil-it-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: prefix + "/conf", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: prefix + "/logs", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: Binaries.packageRoot + "/conf/mime.types", toPath: prefix + "/conf/mime.types")
+        try write(config: config)
+    }
+
+    func write(config: String) throws {
+        try config.write(toFile: confPath, atomically: true, encoding: .utf8)
+    }
+
+    /// A config skeleton with the directives nginx test harnesses always emit.
+    static func config(workers: Int = 1, http: String, main: String = "") -> String {
+        """
+        worker_processes \(workers);
+        error_log logs/error.log info;
+        pid logs/vigil.pid;
+        \(main)
+        events { worker_connections 256; }
+        http {
+            access_log off;
+            client_body_temp_path logs/client_body_temp;
+            proxy_temp_path logs/proxy_temp;
+        \(http)
+        }
+
+        """
+    }
+
+    @discardableResult
+    func vigil(_ args: [String], timeout: TimeInterval = 20) -> RunResult {
+        runCommand(Binaries.path("vigil"), ["-p", prefix, "-c", confPath] + args, cwd: prefix, timeout: timeout)
+    }
+
+    func shmdump(_ args: [String] = []) -> RunResult {
+        runCommand(Binaries.path("shmdump"), ["-p", prefix, "-c", confPath] + args, cwd: prefix)
+    }
+
+    /// Starts the daemon; returns the master pid read from the pid file.
+    func start(file: StaticString = #filePath, line: UInt = #line) throws -> Int32 {
+        let r = vigil([])
+        XCTAssertEqual(r.status, 0, "vigil failed to start: \(r.stderr)", file: file, line: line)
+        let pid = try XCTUnwrap(masterPid(), "no pid file after start", file: file, line: line)
+        startedMasters.append(pid)
+        return pid
+    }
+
+    func masterPid() -> Int32? {
+        guard let s = try? String(contentsOfFile: pidPath, encoding: .utf8) else { return nil }
+        return Int32(s.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    func errorLog() -> String { (try? String(contentsOfFile: errorLogPath, encoding: .utf8)) ?? "" }
+
+    /// Workers of `master`, waiting until there are `count` of them.
+    func waitForWorkers(_ master: Int32, count: Int, timeout: TimeInterval = 10) -> [Int32] {
+        var w: [Int32] = []
+        waitFor(timeout) { w = childPids(of: master); return w.count == count }
+        return w
+    }
+
+    /// Stops everything this instance started, by pid, and removes the prefix.
+    func cleanup() {
+        for m in startedMasters where processAlive(m) {
+            let kids = childPids(of: m)
+            kill(m, SIGKILL)
+            for k in kids { kill(k, SIGKILL) }
+        }
+        for m in startedMasters {
+            for s in shmSegments(ofMaster: m) { unlink("/dev/shm/" + s) }
+        }
+        try? FileManager.default.removeItem(atPath: prefix)
+    }
+}

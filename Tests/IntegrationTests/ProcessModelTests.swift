@@ -1,0 +1,263 @@
+import Foundation
+import XCTest
+
+/// The master/worker model on the real binary: daemon start, pid file, shm segment, reload, respawn, stop.
+final class ProcessModelTests: XCTestCase {
+    var vigil: Vigil!
+    var port: UInt16 = 0
+    var backendPort: UInt16 = 0
+
+    func makeConfig(workers: Int = 3, extraUpstreamServer: String = "", extraDirective: String = "") -> String {
+        Vigil.config(workers: workers, http: """
+            upstream app {
+                server 127.0.0.1:\(backendPort);
+                server 127.0.0.1:\(freePort()) backup;
+                \(extraUpstreamServer)
+                check interval=1000 rise=2 fall=2 timeout=500 type=tcp;
+            }
+            \(extraDirective)
+            server {
+                listen 127.0.0.1:\(port);
+                location / { proxy_pass http://app; }
+                location /status { check_status; }
+            }
+            server {
+                listen 127.0.0.1:\(backendPort);
+                location / { return 200 "backend says hi\\n"; }
+            }
+            """)
+    }
+
+    override func setUpWithError() throws {
+        port = freePort()
+        backendPort = freePort()
+        vigil = try Vigil(config: "")
+        try vigil.write(config: makeConfig())
+    }
+
+    override func tearDown() { vigil.cleanup() }
+
+    func testStartCreatesPidFileWorkersAndSegment() throws {
+        let master = try vigil.start()
+        XCTAssertTrue(processAlive(master))
+        let workers = vigil.waitForWorkers(master, count: 3)
+        XCTAssertEqual(workers.count, 3, "expected 3 worker processes")
+        XCTAssertEqual(shmSegments(ofMaster: master), ["vigil.\(master).1"])
+        let attrs = try FileManager.default.attributesOfItem(atPath: "/dev/shm/vigil.\(master).1")
+        XCTAssertEqual(attrs[.size] as? Int, 1 << 20)
+        // The listener is ready when the parent has exited.
+        XCTAssertTrue(canConnect(port))
+        let r = try XCTUnwrap(httpGet(backendPort, "/"))
+        XCTAssertEqual(r.status, 200)
+        XCTAssertEqual(r.body, "backend says hi\n")
+        XCTAssertFalse(vigil.errorLog().contains("[alert]"), vigil.errorLog())
+        XCTAssertFalse(vigil.errorLog().contains("[emerg]"), vigil.errorLog())
+    }
+
+    func testShmdumpTableAndJSON() throws {
+        let master = try vigil.start()
+        let workers = vigil.waitForWorkers(master, count: 3)
+        // Wait for a checker to be elected.
+        var json: [String: Any] = [:]
+        waitFor(5) {
+            let r = vigil.shmdump(["--json"])
+            guard r.status == 0, let obj = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] else { return false }
+            json = obj
+            return !(obj["checker_pid"] is NSNull)
+        }
+        XCTAssertEqual(json["generation"] as? Int, 1)
+        XCTAssertEqual(json["master_pid"] as? Int, Int(master))
+        XCTAssertEqual(json["peer_count"] as? Int, 2)
+        XCTAssertGreaterThanOrEqual(json["peer_capacity"] as? Int ?? 0, 10_000)
+        let checker = try XCTUnwrap(json["checker_pid"] as? Int)
+        XCTAssertTrue(workers.contains(Int32(checker)), "checker \(checker) is not one of the workers \(workers)")
+        let peers = try XCTUnwrap(json["peers"] as? [[String: Any]])
+        XCTAssertEqual(peers.map { $0["server"] as? String }, ["127.0.0.1:\(backendPort)", peers[1]["server"] as? String])
+        XCTAssertEqual(peers[0]["upstream"] as? String, "app")
+        XCTAssertEqual(peers[0]["type"] as? String, "tcp")
+        XCTAssertNotNil(peers[0]["state"] as? String)
+
+        let table = vigil.shmdump()
+        XCTAssertEqual(table.status, 0, table.stderr)
+        XCTAssertTrue(table.stdout.hasPrefix("segment /vigil.\(master).1  generation 1  master \(master)  checker \(checker)"), table.stdout)
+        XCTAssertTrue(table.stdout.contains("app       127.0.0.1:\(backendPort)"), table.stdout)
+        XCTAssertTrue(table.stdout.contains("peers 2 of capacity"), table.stdout)
+    }
+
+    func testShmdumpErrors() throws {
+        let none = vigil.shmdump()
+        XCTAssertEqual(none.status, 1)
+        XCTAssertEqual(none.stderr, "shmdump: no running vigil: open() \"\(vigil.pidPath)\" failed (2: No such file or directory)\n")
+        // A segment that is not Vigil's, and one that is truncated.
+        let name = "vigil-test-garbage-\(getpid())"
+        try Data(repeating: 0x41, count: 4096).write(to: URL(fileURLWithPath: "/dev/shm/" + name))
+        defer { unlink("/dev/shm/" + name) }
+        let bad = vigil.shmdump(["--segment", name])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertEqual(bad.stderr, "shmdump: segment \"/\(name)\" is not a vigil segment (bad magic)\n")
+        var header = Data("VIGILSHM".utf8)
+        header.append(contentsOf: [1, 0, 0, 0, 128, 0, 0, 0])
+        header.append(contentsOf: withUnsafeBytes(of: UInt64(1 << 20).littleEndian) { Array($0) })
+        header.append(Data(repeating: 0, count: 200 - header.count))
+        try header.write(to: URL(fileURLWithPath: "/dev/shm/" + name))
+        let truncated = vigil.shmdump(["--segment", name])
+        XCTAssertEqual(truncated.status, 1)
+        XCTAssertTrue(truncated.stderr.contains("is truncated"), truncated.stderr)
+        header.replaceSubrange(8..<12, with: [9, 0, 0, 0])
+        try header.write(to: URL(fileURLWithPath: "/dev/shm/" + name))
+        let version = vigil.shmdump(["--segment", name])
+        XCTAssertEqual(version.status, 1)
+        XCTAssertTrue(version.stderr.contains("has layout version 9"), version.stderr)
+    }
+
+    func testReloadKeepsMasterReplacesWorkersAndBumpsGeneration() throws {
+        let master = try vigil.start()
+        let before = vigil.waitForWorkers(master, count: 3)
+        XCTAssertEqual(before.count, 3)
+        try vigil.write(config: makeConfig(extraUpstreamServer: "server 127.0.0.1:\(freePort());"))
+        XCTAssertEqual(vigil.vigil(["-s", "reload"]).status, 0)
+        var after: [Int32] = []
+        waitFor(10) {
+            after = childPids(of: master)
+            return after.count == 3 && Set(after).isDisjoint(with: before)
+        }
+        XCTAssertEqual(after.count, 3)
+        XCTAssertTrue(Set(after).isDisjoint(with: before), "workers were not replaced: \(before) -> \(after)")
+        XCTAssertTrue(processAlive(master))
+        XCTAssertEqual(vigil.masterPid(), master)
+        XCTAssertTrue(waitFor(5) { shmSegments(ofMaster: master) == ["vigil.\(master).2"] }, "\(shmSegments(ofMaster: master))")
+        let dump = vigil.shmdump(["--json"])
+        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(dump.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(obj["generation"] as? Int, 2)
+        XCTAssertEqual(obj["peer_count"] as? Int, 3)
+        XCTAssertTrue(canConnect(port))
+        XCTAssertTrue(vigil.errorLog().contains("reconfiguring"))
+    }
+
+    func testBadReloadKeepsEverythingRunning() throws {
+        let master = try vigil.start()
+        let before = vigil.waitForWorkers(master, count: 3)
+        try vigil.write(config: makeConfig(extraDirective: "this_is_not_a_directive;"))
+        // Like nginx, `-s reload` parses the configuration first and refuses to signal a broken one.
+        let refused = vigil.vigil(["-s", "reload"])
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.stderr.hasPrefix("vigil: [emerg] unknown directive \"this_is_not_a_directive\" in \(vigil.confPath):"), refused.stderr)
+        // A HUP from elsewhere (kill, systemd) reaches the master, which logs the error and changes nothing.
+        XCTAssertEqual(kill(master, SIGHUP), 0)
+        XCTAssertTrue(waitFor(5) { self.vigil.errorLog().contains("[emerg]") && self.vigil.errorLog().contains("unknown directive \"this_is_not_a_directive\"") }, vigil.errorLog())
+        usleep(300_000)
+        XCTAssertEqual(childPids(of: master), before)
+        XCTAssertEqual(shmSegments(ofMaster: master), ["vigil.\(master).1"])
+        XCTAssertEqual(try XCTUnwrap(httpGet(backendPort, "/")).status, 200)
+        // A good reload afterwards moves to generation 2, not 3: failed parses do not consume generations.
+        try vigil.write(config: makeConfig())
+        XCTAssertEqual(vigil.vigil(["-s", "reload"]).status, 0)
+        XCTAssertTrue(waitFor(10) { shmSegments(ofMaster: master) == ["vigil.\(master).2"] }, "\(shmSegments(ofMaster: master))")
+    }
+
+    func testKilledWorkerIsRespawned() throws {
+        let master = try vigil.start()
+        let before = vigil.waitForWorkers(master, count: 3)
+        XCTAssertEqual(before.count, 3)
+        kill(before[0], SIGKILL)
+        var after: [Int32] = []
+        waitFor(5) {
+            after = childPids(of: master)
+            return after.count == 3 && !after.contains(before[0])
+        }
+        XCTAssertEqual(after.count, 3)
+        XCTAssertFalse(after.contains(before[0]))
+        XCTAssertTrue(vigil.errorLog().contains("worker process \(before[0]) exited on signal 9"), vigil.errorLog())
+    }
+
+    func testKilledCheckerIsSucceeded() throws {
+        let master = try vigil.start()
+        let workers = vigil.waitForWorkers(master, count: 3)
+        func checker() -> Int32? {
+            let r = vigil.shmdump(["--json"])
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] else { return nil }
+            return (obj["checker_pid"] as? Int).map(Int32.init)
+        }
+        var first: Int32?
+        waitFor(5) { first = checker(); return first != nil }
+        let old = try XCTUnwrap(first)
+        XCTAssertTrue(workers.contains(old))
+        let killedAt = Date()
+        kill(old, SIGKILL)
+        var next: Int32?
+        XCTAssertTrue(waitFor(3) { next = checker(); return next != nil && next != old })
+        XCTAssertLessThan(Date().timeIntervalSince(killedAt), 2.0, "checker failover took too long")
+        XCTAssertTrue(childPids(of: master).contains(next!))
+    }
+
+    func testStopRemovesPidFileSegmentAndReleasesPort() throws {
+        let master = try vigil.start()
+        _ = vigil.waitForWorkers(master, count: 3)
+        let stop = vigil.vigil(["-s", "stop"])
+        XCTAssertEqual(stop.status, 0, stop.stderr)
+        XCTAssertTrue(waitFor(5) { !processAlive(master) }, "master still running")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: vigil.pidPath))
+        XCTAssertEqual(shmSegments(ofMaster: master), [])
+        XCTAssertFalse(canConnect(port))
+        XCTAssertTrue(vigil.errorLog().contains("exit"))
+        XCTAssertFalse(vigil.errorLog().contains("[alert]"), vigil.errorLog())
+    }
+
+    func testQuitIsGraceful() throws {
+        let master = try vigil.start()
+        _ = vigil.waitForWorkers(master, count: 3)
+        XCTAssertEqual(vigil.vigil(["-s", "quit"]).status, 0)
+        XCTAssertTrue(waitFor(5) { !processAlive(master) })
+        XCTAssertFalse(FileManager.default.fileExists(atPath: vigil.pidPath))
+        XCTAssertEqual(shmSegments(ofMaster: master), [])
+        XCTAssertTrue(vigil.errorLog().contains("gracefully shutting down"))
+    }
+
+    func testReopenCreatesNewLogFile() throws {
+        let master = try vigil.start()
+        _ = vigil.waitForWorkers(master, count: 3)
+        let rotated = vigil.errorLogPath + ".1"
+        try FileManager.default.moveItem(atPath: vigil.errorLogPath, toPath: rotated)
+        XCTAssertEqual(vigil.vigil(["-s", "reopen"]).status, 0)
+        XCTAssertTrue(waitFor(5) { FileManager.default.fileExists(atPath: self.vigil.errorLogPath) })
+        XCTAssertTrue(try String(contentsOfFile: rotated, encoding: .utf8).contains("start worker process"))
+    }
+
+    func testPortInUse() throws {
+        let master = try vigil.start()
+        _ = vigil.waitForWorkers(master, count: 3)
+        let second = try Vigil(config: makeConfig())
+        defer { second.cleanup() }
+        let r = second.vigil([])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("vigil: [emerg] bind() to 127.0.0.1:\(port) failed (98: Address already in use)"), r.stderr)
+        XCTAssertNil(second.masterPid())
+    }
+
+    func testStaleSegmentsOfDeadMastersAreRemoved() throws {
+        // Find a pid that is not running and plant a segment for it.
+        var dead: Int32 = 4_000_000
+        while kill(dead, 0) == 0 || errno != ESRCH { dead -= 1 }
+        let stale = "/dev/shm/vigil.\(dead).7"
+        _ = FileManager.default.createFile(atPath: stale, contents: Data(repeating: 0, count: 128))
+        defer { unlink(stale) }
+        let master = try vigil.start()
+        _ = vigil.waitForWorkers(master, count: 3)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: stale))
+    }
+
+    func testForegroundWithDaemonOff() throws {
+        try vigil.write(config: makeConfig(workers: 2))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Binaries.path("vigil"))
+        p.arguments = ["-p", vigil.prefix, "-c", vigil.confPath, "-g", "daemon off;"]
+        try p.run()
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        XCTAssertTrue(waitFor(5) { self.vigil.masterPid() == p.processIdentifier })
+        XCTAssertEqual(vigil.waitForWorkers(p.processIdentifier, count: 2).count, 2)
+        kill(p.processIdentifier, SIGTERM)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: vigil.pidPath))
+    }
+}

@@ -144,6 +144,10 @@ enum Core {
         Directives.spec("master_process", .main, .one) { call in
             try setMainOnce(call)
             call.configuration.masterProcess = try Directives.flagArg(call)
+            // nginx's single-process debug mode has no workers to elect a checker among.
+            if !call.configuration.masterProcess {
+                throw call.error("\"master_process off\" is not supported by vigil, which always runs a master and workers")
+            }
         },
         Directives.spec("pid", .main, .one) { call in
             try setMainOnce(call)

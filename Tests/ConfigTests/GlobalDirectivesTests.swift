@@ -10,15 +10,20 @@ final class GlobalDirectivesTests: XCTestCase {
     }
 
     func testAccepted() throws {
-        let conf = try XCTUnwrap(assertLoads("events {}\n", globalDirectives: "daemon off; master_process off;"))
+        let conf = try XCTUnwrap(assertLoads("events {}\n", globalDirectives: "daemon off; master_process on;"))
         XCTAssertFalse(conf.daemon)
-        XCTAssertFalse(conf.masterProcess)
+        XCTAssertTrue(conf.masterProcess)
         let defaults = try XCTUnwrap(assertLoads("events {}\n"))
         XCTAssertTrue(defaults.daemon)
         XCTAssertTrue(defaults.masterProcess)
         // The command line is not a configuration file: `-T` does not print it.
         XCTAssertFalse(conf.dump().contains("command line"))
         XCTAssertEqual(conf.dump(), "# configuration file \(confPath):\nevents {}\n\n")
+    }
+
+    func testSingleProcessModeIsRefused() {
+        XCTAssertEqual(gError("master_process off;")?.description,
+                       #""master_process off" is not supported by vigil, which always runs a master and workers in command line"#)
     }
 
     func testEmptyParameterStringIsIgnored() {
@@ -62,7 +67,7 @@ final class GlobalDirectivesTests: XCTestCase {
         // nginx applies -g first, so the file's directive is the duplicate, located in the file.
         assertError("daemon on;\nevents {}\n", #""daemon" directive is duplicate"#, line: 1, globalDirectives: "daemon off;")
         assertError("events {}\n\nmaster_process on;\n", #""master_process" directive is duplicate"#, line: 3,
-                    globalDirectives: "master_process off;")
+                    globalDirectives: "master_process on;")
         assertError("worker_processes 2;\nevents {}\n", #""worker_processes" directive is duplicate"#, line: 1,
                     globalDirectives: "worker_processes 2;")
         assertError("events {}\npid /run/a.pid;\n", #""pid" directive is duplicate"#, line: 2, globalDirectives: "pid /run/b.pid;")

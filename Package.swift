@@ -16,10 +16,12 @@ let package = Package(
         .target(name: "ShmTable", dependencies: ["CShim"], path: "Sources/ShmTable", swiftSettings: v5),
         .target(name: "Config", dependencies: ["CShim"], path: "Sources/Config", swiftSettings: v5),
         .target(name: "Event", dependencies: ["CShim"], path: "Sources/Event", swiftSettings: v5),
-        .target(name: "Worker", dependencies: ["CShim", "ShmTable", "Config", "Event"], path: "Sources/worker", swiftSettings: v5),
+        .target(name: "HTTP", path: "Sources/HTTP", swiftSettings: v5),
+        .target(name: "Worker", dependencies: ["CShim", "ShmTable", "Config", "Event", "HTTP"], path: "Sources/worker", swiftSettings: v5),
         .executableTarget(name: "vigil", dependencies: ["CShim", "ShmTable", "Config", "Event", "Worker"], path: "Sources/master", swiftSettings: v5),
         .executableTarget(name: "shmdump", dependencies: ["CShim", "ShmTable", "Config"], path: "Sources/shmdump", swiftSettings: v5),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], path: "Tests/ConfigTests", swiftSettings: v5),
+        .testTarget(name: "HTTPTests", dependencies: ["HTTP"], path: "Tests/HTTPTests", swiftSettings: v5),
         .testTarget(name: "ShmTableTests", dependencies: ["ShmTable"], path: "Tests/ShmTableTests", swiftSettings: v5),
         .testTarget(name: "IntegrationTests", path: "Tests/IntegrationTests", swiftSettings: v5),
     ]

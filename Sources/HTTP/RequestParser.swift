@@ -1,0 +1,213 @@
+/// HTTP/1.x request head parser: pure, allocation-light, and strict where leniency enables request
+/// smuggling (design.md §4). It is re-run from the start of the buffer when more bytes arrive; a head
+/// is small and bounded by `RequestLimits`, so that costs less than keeping resumable state.
+public enum RequestParser {
+    static let CR: UInt8 = 0x0D, LF: UInt8 = 0x0A, SP: UInt8 = 0x20, HT: UInt8 = 0x09, COLON: UInt8 = 0x3A
+
+    /// RFC 9110 tchar.
+    @inline(__always) static func isToken(_ c: UInt8) -> Bool {
+        switch c {
+        case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: return true
+        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"), UInt8(ascii: "'"),
+             UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "^"), UInt8(ascii: "_"),
+             UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"): return true
+        default: return false
+        }
+    }
+
+    public static func parse(_ buf: UnsafeRawBufferPointer, limits: RequestLimits = RequestLimits()) -> ParseResult {
+        let n = buf.count
+        var i = 0
+        // Tolerate empty lines before the request line (RFC 9112 §2.2), as nginx does.
+        while i < n && (buf[i] == CR || buf[i] == LF) { i += 1 }
+        let lineStart = i
+
+        // Request line.
+        guard let lineEnd = findLF(buf, from: i, limit: lineStart + limits.maxLineLength) else {
+            if n - lineStart >= limits.maxLineLength { return .failure(status: 414, reason: "client sent too long URI") }
+            return .incomplete
+        }
+        var line = lineEnd
+        if line > lineStart && buf[line - 1] == CR { line -= 1 }
+
+        // METHOD
+        var j = lineStart
+        while j < line && isToken(buf[j]) { j += 1 }
+        guard j > lineStart, j < line, buf[j] == SP else { return .failure(status: 400, reason: "client sent invalid method") }
+        let method = string(buf, lineStart, j)
+        j += 1
+        // request-target
+        let targetStart = j
+        while j < line && buf[j] > SP && buf[j] != 0x7F { j += 1 }
+        guard j > targetStart else { return .failure(status: 400, reason: "client sent invalid request") }
+        let targetEnd = j
+        guard j < line, buf[j] == SP else {
+            // "GET /" alone is HTTP/0.9, which Vigil does not speak.
+            return .failure(status: 400, reason: "client sent invalid request")
+        }
+        j += 1
+        // HTTP-version
+        guard line - j >= 8, buf[j] == UInt8(ascii: "H"), buf[j + 1] == UInt8(ascii: "T"), buf[j + 2] == UInt8(ascii: "T"),
+              buf[j + 3] == UInt8(ascii: "P"), buf[j + 4] == UInt8(ascii: "/") else {
+            return .failure(status: 400, reason: "client sent invalid request")
+        }
+        j += 5
+        guard let (major, afterMajor) = digits(buf, j, line), afterMajor < line, buf[afterMajor] == UInt8(ascii: "."),
+              let (minor, afterMinor) = digits(buf, afterMajor + 1, line), afterMinor == line else {
+            return .failure(status: 400, reason: "client sent invalid request")
+        }
+        if major != 1 { return .failure(status: major > 1 ? 505 : 400, reason: "client sent unsupported HTTP version") }
+
+        var target = string(buf, targetStart, targetEnd)
+        // absolute-form: keep only the path; the authority becomes the Host.
+        var absoluteHost: String?
+        if !target.hasPrefix("/") {
+            let lower = target.lowercased()
+            guard lower.hasPrefix("http://") || lower.hasPrefix("https://") else {
+                if method == "OPTIONS" && target == "*" { return finishHead(buf, lineEnd + 1, limits: limits, method: method, target: target, major: major, minor: minor, absoluteHost: nil) }
+                return .failure(status: 400, reason: "client sent invalid request")
+            }
+            let rest = target.drop(while: { $0 != "/" }).dropFirst(2)
+            let authority = rest.prefix(while: { $0 != "/" && $0 != "?" })
+            absoluteHost = String(authority)
+            let remainder = rest.dropFirst(authority.count)
+            target = remainder.isEmpty ? "/" : (remainder.hasPrefix("?") ? "/" + remainder : String(remainder))
+        }
+        return finishHead(buf, lineEnd + 1, limits: limits, method: method, target: target, major: major, minor: minor, absoluteHost: absoluteHost)
+    }
+
+    private static func finishHead(_ buf: UnsafeRawBufferPointer, _ start: Int, limits: RequestLimits, method: String,
+                                   target: String, major: Int, minor: Int, absoluteHost: String?) -> ParseResult {
+        let n = buf.count
+        var i = start
+        var headers: [(name: String, value: String)] = []
+        var head = RequestHead(method: method, target: target, path: target, query: nil, versionMajor: major,
+                               versionMinor: minor, headers: [], host: nil, contentLength: nil, keepAlive: minor >= 1)
+        if let q = target.firstIndex(of: "?") {
+            head.path = String(target[..<q])
+            head.query = String(target[target.index(after: q)...])
+        }
+        var sawHost = false
+        var transferEncoding: String?
+        var connectionClose = false, connectionKeepAlive = false
+
+        while true {
+            guard let lf = findLF(buf, from: i, limit: i + limits.maxLineLength) else {
+                if n - i >= limits.maxLineLength || n >= limits.maxHeadLength {
+                    return .failure(status: 400, reason: "client sent too long header line")
+                }
+                return .incomplete
+            }
+            if lf + 1 > limits.maxHeadLength { return .failure(status: 400, reason: "client sent too large request header") }
+            var end = lf
+            if end > i && buf[end - 1] == CR { end -= 1 }
+            if end == i {
+                // Blank line: the head is complete.
+                i = lf + 1
+                break
+            }
+            // No obs-fold: a line starting with whitespace is a smuggling vector.
+            if buf[i] == SP || buf[i] == HT { return .failure(status: 400, reason: "client sent invalid header line") }
+            var c = i
+            while c < end && isToken(buf[c]) { c += 1 }
+            guard c > i, c < end, buf[c] == COLON else { return .failure(status: 400, reason: "client sent invalid header line") }
+            let name = string(buf, i, c)
+            var vs = c + 1
+            while vs < end && (buf[vs] == SP || buf[vs] == HT) { vs += 1 }
+            var ve = end
+            while ve > vs && (buf[ve - 1] == SP || buf[ve - 1] == HT) { ve -= 1 }
+            for k in vs..<ve where buf[k] == 0 || buf[k] == CR { return .failure(status: 400, reason: "client sent invalid header line") }
+            let value = string(buf, vs, ve)
+            headers.append((name, value))
+
+            switch name.lowercased() {
+            case "host":
+                if sawHost { return .failure(status: 400, reason: "client sent duplicate host header") }
+                sawHost = true
+                head.host = value
+            case "content-length":
+                guard let len = plainNumber(value) else { return .failure(status: 400, reason: "client sent invalid \"Content-Length\" header") }
+                if let previous = head.contentLength, previous != len {
+                    return .failure(status: 400, reason: "client sent duplicate \"Content-Length\" headers")
+                }
+                head.contentLength = len
+            case "transfer-encoding":
+                if transferEncoding != nil { return .failure(status: 400, reason: "client sent duplicate \"Transfer-Encoding\" header") }
+                transferEncoding = value
+            case "connection":
+                for token in value.split(separator: ",") {
+                    let t = token.trimmingSpaces().lowercased()
+                    if t == "close" { connectionClose = true }
+                    if t == "keep-alive" { connectionKeepAlive = true }
+                }
+            case "expect":
+                if value.lowercased() == "100-continue" { head.expectContinue = true }
+            default:
+                break
+            }
+            i = lf + 1
+        }
+
+        if let abs = absoluteHost { head.host = abs }
+        if head.isHTTP11 && !sawHost && absoluteHost == nil {
+            return .failure(status: 400, reason: "client sent HTTP/1.1 request without \"Host\" header")
+        }
+        if let te = transferEncoding {
+            if head.contentLength != nil {
+                return .failure(status: 400, reason: "client sent \"Content-Length\" and \"Transfer-Encoding\" headers at the same time")
+            }
+            guard minor >= 1 else { return .failure(status: 400, reason: "client sent HTTP/1.0 request with \"Transfer-Encoding\" header") }
+            guard te.lowercased() == "chunked" else { return .failure(status: 501, reason: "client sent unknown \"Transfer-Encoding\": \"\(te)\"") }
+            head.chunked = true
+        }
+        if let h = head.host, !validHost(h) { return .failure(status: 400, reason: "client sent invalid host header") }
+        head.keepAlive = head.isHTTP11 ? !connectionClose : connectionKeepAlive
+        head.headers = headers
+        return .complete(head, consumed: i)
+    }
+
+    static func findLF(_ buf: UnsafeRawBufferPointer, from: Int, limit: Int) -> Int? {
+        let end = min(buf.count, limit)
+        var k = from
+        while k < end {
+            if buf[k] == LF { return k }
+            k += 1
+        }
+        return nil
+    }
+
+    static func digits(_ buf: UnsafeRawBufferPointer, _ from: Int, _ end: Int) -> (Int, Int)? {
+        var k = from
+        var v = 0
+        while k < end, buf[k] >= 0x30, buf[k] <= 0x39, k - from < 3 {
+            v = v * 10 + Int(buf[k] - 0x30)
+            k += 1
+        }
+        return k > from ? (v, k) : nil
+    }
+
+    static func string(_ buf: UnsafeRawBufferPointer, _ a: Int, _ b: Int) -> String {
+        String(decoding: UnsafeRawBufferPointer(rebasing: buf[a..<b]), as: UTF8.self)
+    }
+
+    static func plainNumber(_ s: String) -> Int? {
+        guard !s.isEmpty, s.utf8.count <= 18, s.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        return Int(s)
+    }
+
+    /// nginx's host validation: no "/" "\0", no leading dot, no "..".
+    static func validHost(_ h: String) -> Bool {
+        if h.isEmpty { return true }
+        if h.hasPrefix(".") || h.contains("..") || h.contains("/") || h.contains("\\") { return false }
+        return h.utf8.allSatisfy { $0 > 0x20 && $0 != 0x7F }
+    }
+}
+
+extension Substring {
+    func trimmingSpaces() -> Substring {
+        var s = self
+        while s.first == " " || s.first == "\t" { s = s.dropFirst() }
+        while s.last == " " || s.last == "\t" { s = s.dropLast() }
+        return s
+    }
+}

@@ -1,0 +1,95 @@
+/// Parses an upstream's response head. Strict: a reply that is not HTTP/1.x is a 502 for the client,
+/// never passed through as HTTP/0.9.
+public struct ResponseHead: Sendable {
+    public var status: Int
+    public var versionMinor: Int
+    public var reason: String
+    public var headers: [(name: String, value: String)]
+    public var contentLength: Int?
+    public var chunked = false
+    public var connectionClose = false
+
+    /// Whether the body is delimited by the connection closing.
+    public var closeDelimited: Bool { !chunked && contentLength == nil && hasBody }
+    public var hasBody: Bool { !(status < 200 || status == 204 || status == 304) }
+}
+
+public enum ResponseParseResult: Sendable {
+    case incomplete
+    case complete(ResponseHead, consumed: Int)
+    case invalid(String)
+}
+
+public enum ResponseParser {
+    public static func parse(_ buf: UnsafeRawBufferPointer, maxHead: Int = 65536) -> ResponseParseResult {
+        let n = buf.count
+        // Status line: "HTTP/1.x SSS reason"
+        guard let lf = RequestParser.findLF(buf, from: 0, limit: min(n, 8192)) else {
+            if n >= 8 {
+                let prefix = Array(UnsafeRawBufferPointer(rebasing: buf[0..<min(n, 5)]))
+                if prefix != Array("HTTP/".utf8).prefix(prefix.count).map({ $0 }) { return .invalid("upstream sent no valid HTTP/1.0 header") }
+            } else if n > 0 {
+                let want = Array("HTTP/".utf8)
+                for k in 0..<min(n, 5) where buf[k] != want[k] { return .invalid("upstream sent no valid HTTP/1.0 header") }
+            }
+            return n >= 8192 ? .invalid("upstream sent too big header") : .incomplete
+        }
+        var end = lf
+        if end > 0 && buf[end - 1] == 0x0D { end -= 1 }
+        guard end >= 12, buf[0] == UInt8(ascii: "H"), buf[1] == UInt8(ascii: "T"), buf[2] == UInt8(ascii: "T"),
+              buf[3] == UInt8(ascii: "P"), buf[4] == UInt8(ascii: "/"), buf[5] == UInt8(ascii: "1"), buf[6] == UInt8(ascii: "."),
+              buf[7] >= 0x30, buf[7] <= 0x39, buf[8] == 0x20 else {
+            return .invalid("upstream sent no valid HTTP/1.0 header")
+        }
+        var status = 0
+        for k in 9..<12 {
+            guard buf[k] >= 0x30, buf[k] <= 0x39 else { return .invalid("upstream sent no valid HTTP/1.0 header") }
+            status = status * 10 + Int(buf[k] - 0x30)
+        }
+        guard status >= 100, end == 12 || buf[12] == 0x20 else { return .invalid("upstream sent no valid HTTP/1.0 header") }
+        var head = ResponseHead(status: status, versionMinor: Int(buf[7] - 0x30),
+                                reason: end > 13 ? RequestParser.string(buf, 13, end) : "", headers: [])
+        head.connectionClose = head.versionMinor == 0
+        var i = lf + 1
+        while true {
+            guard let lf = RequestParser.findLF(buf, from: i, limit: min(n, maxHead)) else {
+                return n >= maxHead ? .invalid("upstream sent too big header") : .incomplete
+            }
+            var e = lf
+            if e > i && buf[e - 1] == 0x0D { e -= 1 }
+            if e == i { i = lf + 1; break }
+            var c = i
+            while c < e && RequestParser.isToken(buf[c]) { c += 1 }
+            guard c > i, c < e, buf[c] == 0x3A else { return .invalid("upstream sent invalid header") }
+            let name = RequestParser.string(buf, i, c)
+            var vs = c + 1
+            while vs < e && (buf[vs] == 0x20 || buf[vs] == 0x09) { vs += 1 }
+            var ve = e
+            while ve > vs && (buf[ve - 1] == 0x20 || buf[ve - 1] == 0x09) { ve -= 1 }
+            let value = RequestParser.string(buf, vs, ve)
+            switch name.lowercased() {
+            case "content-length":
+                guard let len = RequestParser.plainNumber(value), head.contentLength == nil || head.contentLength == len else {
+                    return .invalid("upstream sent invalid \"Content-Length\" header")
+                }
+                head.contentLength = len
+            case "transfer-encoding":
+                guard value.lowercased() == "chunked" else { return .invalid("upstream sent unknown \"Transfer-Encoding\": \"\(value)\"") }
+                head.chunked = true
+            case "connection":
+                for t in value.split(separator: ",") {
+                    let token = t.trimmingSpaces().lowercased()
+                    if token == "close" { head.connectionClose = true }
+                    if token == "keep-alive" && head.versionMinor == 0 { head.connectionClose = false }
+                }
+            default: break
+            }
+            head.headers.append((name, value))
+            i = lf + 1
+        }
+        if head.chunked && head.contentLength != nil {
+            return .invalid("upstream sent \"Content-Length\" and \"Transfer-Encoding\" headers at the same time")
+        }
+        return .complete(head, consumed: i)
+    }
+}

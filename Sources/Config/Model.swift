@@ -26,6 +26,7 @@ public struct ErrorLogTarget: Equatable, Sendable {
 public struct AccessLogTarget: Equatable, Sendable {
     public var path: String
     public var format: String
+    public init(path: String, format: String) { self.path = path; self.format = format }
 }
 
 public final class LogFormat: Sendable {
@@ -33,6 +34,9 @@ public final class LogFormat: Sendable {
     public let escape: String
     public let template: String
     init(name: String, escape: String, template: String) { self.name = name; self.escape = escape; self.template = template }
+
+    /// A template outside `log_format` (a `proxy_set_header` value), expanded with the same rules.
+    public static func adHoc(_ template: String) -> LogFormat { LogFormat(name: "", escape: "none", template: template) }
 
     /// nginx's predefined `combined` format, byte for byte.
     static let combined = LogFormat(
@@ -120,6 +124,12 @@ public struct UpstreamServer: Sendable {
     public var backup = false
     public var down = false
     public var location: SourceLocation
+
+    public init(text: String, addresses: [PeerAddress], location: SourceLocation) {
+        self.text = text
+        self.addresses = addresses
+        self.location = location
+    }
 }
 
 public enum Balancer: Sendable, Equatable {

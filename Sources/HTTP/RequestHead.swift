@@ -17,6 +17,20 @@ public struct RequestHead: Sendable {
     /// Connection persistence after this request, per the version and `Connection:` header.
     public var keepAlive: Bool
 
+    public init(method: String, target: String, path: String, query: String?, versionMajor: Int, versionMinor: Int,
+                headers: [(name: String, value: String)], host: String?, contentLength: Int?, keepAlive: Bool) {
+        self.method = method
+        self.target = target
+        self.path = path
+        self.query = query
+        self.versionMajor = versionMajor
+        self.versionMinor = versionMinor
+        self.headers = headers
+        self.host = host
+        self.contentLength = contentLength
+        self.keepAlive = keepAlive
+    }
+
     public var isHTTP11: Bool { versionMajor == 1 && versionMinor >= 1 }
     public var hasBody: Bool { chunked || (contentLength ?? 0) > 0 }
 

@@ -39,6 +39,8 @@ final class Master {
     var signalFd: Int32 = -1
     /// Write end of the daemon's readiness pipe; workers must not inherit it.
     var readiness: Int32 = -1
+    /// stub_status counters, shared by every worker of every generation.
+    let counters = SharedCounters()
     static let masterSignals: [Int32] = [SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD, SIGALRM]
 
     let inheritedDescriptors: [Int32]
@@ -172,7 +174,8 @@ final class Master {
             let keep = Set(gen.sockets.map { $0.fd })
             for s in listeners.sockets.values where !keep.contains(s.fd) { close(s.fd) }
             do {
-                let w = try WorkerProcess(config: gen.config, listeners: gen.sockets, segment: gen.segment, log: log, masterPid: pid)
+                let w = try WorkerProcess(config: gen.config, listeners: gen.sockets, segment: gen.segment, log: log, masterPid: pid,
+                                          counters: counters)
                 w.run()
             } catch {
                 log.emerg("\(error)")

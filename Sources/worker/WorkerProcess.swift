@@ -4,6 +4,7 @@ import Glibc
 import CShim
 import Config
 import Event
+import Proxy
 import ShmTable
 
 /// Exit code that tells the master not to respawn: the worker cannot start at all (nginx uses 2 too).
@@ -17,7 +18,16 @@ public final class WorkerProcess {
     let segment: Segment
     let log: ErrorLog
     let masterPid: Int32
+    let counters: SharedCounters
     let loop: EventLoop
+    private(set) var router: Router!
+    private(set) var accessLogs: AccessLogFiles!
+    private var balancers: [String: UpstreamBalancer] = [:]
+    let hostname: String = {
+        var buf = [CChar](repeating: 0, count: 256)
+        gethostname(&buf, buf.count)
+        return String(cString: buf)
+    }()
     var election: CheckerElection!
     var connections: ConnectionSet!
     private var acceptors: [Acceptor] = []
@@ -26,8 +36,10 @@ public final class WorkerProcess {
 
     static let handledSignals: [Int32] = [SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP, SIGWINCH, SIGUSR2]
 
-    public init(config: Configuration, listeners: [ListeningSocket], segment: Segment, log: ErrorLog, masterPid: Int32) throws {
+    public init(config: Configuration, listeners: [ListeningSocket], segment: Segment, log: ErrorLog, masterPid: Int32,
+                counters: SharedCounters) throws {
         self.config = config
+        self.counters = counters
         self.listeners = listeners
         self.segment = segment
         self.log = log
@@ -61,6 +73,13 @@ public final class WorkerProcess {
 
     private func start() throws {
         connections = ConnectionSet(worker: self)
+        router = try Router(config: config)
+        accessLogs = AccessLogFiles(config: config, log: log)
+        var slots: [String: Int] = [:]
+        for (i, p) in config.checkedPeers.enumerated() { slots[UpstreamBalancer.slotKey(upstream: p.upstream, address: p.address)] = i }
+        for u in config.http?.upstreams ?? [] {
+            balancers[u.name.lowercased()] = UpstreamBalancer(upstream: u, segment: segment, checkedIndex: slots)
+        }
         signalSource = try SignalSource(loop: loop, signals: WorkerProcess.handledSignals) { [unowned self] sig in
             self.handleSignal(sig)
         }
@@ -96,6 +115,7 @@ public final class WorkerProcess {
             stopIfDrained()
         case SIGUSR1:
             log.reopen()
+            accessLogs.reopen()
         default:
             break
         }
@@ -107,6 +127,19 @@ public final class WorkerProcess {
     }
 
     var isShuttingDown: Bool { shuttingDown }
+
+    /// The balancer for a `proxy_pass` target: the upstream block's, or one per literal address.
+    func balancer(for pass: ProxyPass) -> UpstreamBalancer {
+        switch pass.target {
+        case .upstream(let name):
+            return balancers[name.lowercased()]!
+        case .address(let addrs, let text):
+            if let b = balancers["\u{0}" + text] { return b }
+            let b = UpstreamBalancer(literal: text, addresses: addrs)
+            balancers["\u{0}" + text] = b
+            return b
+        }
+    }
 
     private func closeListeners() {
         for a in acceptors {

@@ -1,0 +1,204 @@
+import Config
+import ShmTable
+
+/// One upstream peer as a worker sees it: static settings, nginx's smooth-weighted-round-robin state,
+/// passive failure accounting, and the index of its slot in the shared segment when it is checked.
+public final class Peer {
+    public let address: PeerAddress
+    public let weight: Int
+    let maxFails: Int
+    let failTimeout: UInt64
+    let maxConns: Int
+    let configuredDown: Bool
+    /// Index of the check slot; nil for unchecked peers (always "up" for the balancer, as in the reference).
+    public let slot: Int?
+
+    var currentWeight = 0
+    var effectiveWeight: Int
+    var fails = 0
+    var checkedAt: UInt64 = 0   // time of the last failure window start (nginx's `checked`)
+    var accessedAt: UInt64 = 0
+    public internal(set) var connections = 0
+
+    init(address: PeerAddress, server: UpstreamServer, slot: Int?) {
+        self.address = address
+        self.weight = server.weight
+        self.effectiveWeight = server.weight
+        self.maxFails = server.maxFails
+        self.failTimeout = UInt64(server.failTimeout)
+        self.maxConns = server.maxConns
+        self.configuredDown = server.down
+        self.slot = slot
+    }
+}
+
+/// Balancing state for one upstream block in one worker (nginx keeps it per worker too).
+public final class UpstreamBalancer {
+    public let name: String
+    let method: Balancer
+    let primaries: [Peer]
+    let backups: [Peer]
+    let segment: Segment?
+
+    /// `checkedIndex` maps (upstream, address) to shm slots, built from `Configuration.checkedPeers`.
+    public init(upstream: Upstream, segment: Segment?, checkedIndex: [String: Int]) {
+        name = upstream.name
+        method = upstream.balancer
+        self.segment = segment
+        var p: [Peer] = [], b: [Peer] = []
+        for server in upstream.servers {
+            for a in server.addresses {
+                let slot = upstream.check == nil || server.down ? nil : checkedIndex["\(upstream.name)\u{0}\(a)"]
+                let peer = Peer(address: a, server: server, slot: slot)
+                if server.backup { b.append(peer) } else { p.append(peer) }
+            }
+        }
+        primaries = p
+        backups = b
+    }
+
+    init(name: String, peers: [Peer]) {
+        self.name = name
+        method = .roundRobin
+        segment = nil
+        primaries = peers
+        backups = []
+    }
+
+    public static func slotKey(upstream: String, address: PeerAddress) -> String { "\(upstream)\u{0}\(address)" }
+
+    public var peerCount: Int { primaries.count + backups.count }
+
+    /// The state every balancer consults first: configured `down`, the shared check bit, passive failures,
+    /// `max_conns`, and the peers this request already tried.
+    @inline(__always) func usable(_ p: Peer, now: UInt64, tried: [Peer]) -> Bool {
+        if p.configuredDown { return false }
+        if let s = p.slot, let seg = segment, seg.slot(s).isDown { return false }
+        if p.maxFails > 0 && p.fails >= p.maxFails && now - p.checkedAt <= p.failTimeout { return false }
+        if p.maxConns > 0 && p.connections >= p.maxConns { return false }
+        return !tried.contains { $0 === p }
+    }
+
+    /// Chooses a peer, or nil when none is usable ("no live upstreams").
+    public func select(clientAddress: [UInt8], hashKey: String?, now: UInt64, tried: [Peer]) -> Peer? {
+        switch method {
+        case .ipHash:
+            if let p = ipHash(clientAddress, now: now, tried: tried) { return p }
+        case .hash:
+            if let key = hashKey, let p = keyHash(key, now: now, tried: tried) { return p }
+        case .leastConn:
+            return leastConn(primaries, now: now, tried: tried) ?? leastConn(backups, now: now, tried: tried)
+        default:
+            break
+        }
+        return roundRobin(primaries, now: now, tried: tried) ?? roundRobin(backups, now: now, tried: tried)
+    }
+
+    /// nginx's smooth weighted round robin (ngx_http_upstream_get_peer).
+    func roundRobin(_ peers: [Peer], now: UInt64, tried: [Peer]) -> Peer? {
+        var best: Peer?
+        var total = 0
+        for p in peers where usable(p, now: now, tried: tried) {
+            p.currentWeight += p.effectiveWeight
+            total += p.effectiveWeight
+            if p.effectiveWeight < p.weight { p.effectiveWeight += 1 }
+            if best == nil || p.currentWeight > best!.currentWeight { best = p }
+        }
+        guard let chosen = best else { return nil }
+        chosen.currentWeight -= total
+        if now - chosen.checkedAt > chosen.failTimeout { chosen.checkedAt = now }
+        return chosen
+    }
+
+    /// ngx_http_upstream_ip_hash: the first three octets of IPv4 (the whole IPv6 address), 20 tries, then round robin.
+    func ipHash(_ addr: [UInt8], now: UInt64, tried: [Peer]) -> Peer? {
+        guard !primaries.isEmpty else { return nil }
+        let octets = addr.count == 4 ? Array(addr.prefix(3)) : addr
+        let totalWeight = primaries.reduce(0) { $0 + $1.weight }
+        var hash = 89
+        for _ in 0..<20 {
+            for o in octets { hash = (hash * 113 + Int(o)) % 6271 }
+            var w = hash % totalWeight
+            var i = 0
+            while w >= primaries[i].weight {
+                w -= primaries[i].weight
+                i += 1
+            }
+            let p = primaries[i]
+            if usable(p, now: now, tried: tried) { return p }
+        }
+        return nil
+    }
+
+    /// ngx_http_upstream_hash (non-consistent): crc32 of the key, rehashed on misses, 20 tries.
+    func keyHash(_ key: String, now: UInt64, tried: [Peer]) -> Peer? {
+        guard !primaries.isEmpty else { return nil }
+        let totalWeight = primaries.reduce(0) { $0 + $1.weight }
+        var hash = CRC32.of(Array(key.utf8))
+        for attempt in 0..<20 {
+            var w = Int(hash % UInt32(totalWeight))
+            var i = 0
+            while w >= primaries[i].weight {
+                w -= primaries[i].weight
+                i += 1
+            }
+            let p = primaries[i]
+            if usable(p, now: now, tried: tried) { return p }
+            // nginx: hash = crc32(attempt number + key) with the previous hash mixed in
+            hash = CRC32.of(Array("\(attempt + 1)".utf8) + Array(key.utf8) + withUnsafeBytes(of: hash.littleEndian) { Array($0) })
+        }
+        return nil
+    }
+
+    /// ngx_http_upstream_least_conn: fewest connections per weight; ties go to weighted round robin.
+    func leastConn(_ peers: [Peer], now: UInt64, tried: [Peer]) -> Peer? {
+        var best: Peer?
+        for p in peers where usable(p, now: now, tried: tried) {
+            if best == nil || p.connections * best!.weight < best!.connections * p.weight { best = p }
+        }
+        guard let b = best else { return nil }
+        let ties = peers.filter { usable($0, now: now, tried: tried) && $0.connections * b.weight == b.connections * $0.weight }
+        return ties.count > 1 ? roundRobin(ties, now: now, tried: tried) : b
+    }
+
+    /// Passive accounting after a request to `peer` (max_fails / fail_timeout).
+    public func finished(_ peer: Peer, failed: Bool, now: UInt64) {
+        if failed {
+            peer.fails += 1
+            peer.accessedAt = now
+            peer.checkedAt = now
+            if peer.maxFails > 0 {
+                peer.effectiveWeight -= peer.weight / peer.maxFails
+            }
+            if peer.effectiveWeight < 0 { peer.effectiveWeight = 0 }
+        } else if peer.accessedAt < peer.checkedAt {
+            peer.fails = 0
+        }
+    }
+
+    public func connected(_ peer: Peer, delta: Int) { peer.connections += delta }
+}
+
+/// CRC-32 (IEEE), as ngx_crc32_long, for `hash` placement.
+enum CRC32 {
+    static let table: [UInt32] = (0..<256).map { i -> UInt32 in
+        var c = UInt32(i)
+        for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+        return c
+    }
+
+    static func of(_ bytes: [UInt8]) -> UInt32 {
+        var c: UInt32 = 0xFFFF_FFFF
+        for b in bytes { c = table[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
+        return c ^ 0xFFFF_FFFF
+    }
+}
+
+extension UpstreamBalancer {
+    /// The implicit upstream of `proxy_pass http://host:port`: never checked, plain round robin.
+    public convenience init(literal text: String, addresses: [PeerAddress]) {
+        self.init(name: text, peers: addresses.map {
+            Peer(address: $0, server: UpstreamServer(text: text, addresses: [$0], location: SourceLocation(file: "", line: 0)), slot: nil)
+        })
+    }
+}

@@ -1,0 +1,155 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Config
+
+/// A `log_format` compiled once: literal runs and variable names, evaluated per request.
+struct CompiledLogFormat {
+    enum Part { case literal(String), variable(String) }
+    let parts: [Part]
+    let escape: String
+
+    init(_ format: LogFormat) {
+        escape = format.escape
+        var parts: [Part] = []
+        var lit = ""
+        var chars = Array(format.template.unicodeScalars)
+        var i = 0
+        while i < chars.count {
+            if chars[i] == "$", i + 1 < chars.count {
+                var name = ""
+                var j = i + 1
+                if chars[j] == "{" {
+                    j += 1
+                    while j < chars.count && chars[j] != "}" { name.unicodeScalars.append(chars[j]); j += 1 }
+                    j += 1
+                } else {
+                    while j < chars.count, chars[j].properties.isAlphabetic || chars[j] == "_" || ("0"..."9").contains(chars[j]) {
+                        name.unicodeScalars.append(chars[j])
+                        j += 1
+                    }
+                }
+                if !name.isEmpty {
+                    if !lit.isEmpty { parts.append(.literal(lit)); lit = "" }
+                    parts.append(.variable(name))
+                    i = j
+                    continue
+                }
+            }
+            lit.unicodeScalars.append(chars[i])
+            i += 1
+        }
+        if !lit.isEmpty { parts.append(.literal(lit)) }
+        chars.removeAll()
+        self.parts = parts
+    }
+
+    func render(_ value: (String) -> String?) -> String {
+        var out = ""
+        for p in parts {
+            switch p {
+            case .literal(let s): out += s
+            case .variable(let name):
+                let v = value(name)
+                out += escape == "json" ? CompiledLogFormat.jsonEscape(v ?? "") : CompiledLogFormat.defaultEscape(v ?? "-", escape: escape != "none")
+            }
+        }
+        return out + "\n"
+    }
+
+    /// nginx's default escaping: `"`, `\`, control and non-ASCII bytes as \xHH.
+    static func defaultEscape(_ s: String, escape: Bool) -> String {
+        guard escape, s.utf8.contains(where: { $0 == 0x22 || $0 == 0x5C || $0 < 0x20 || $0 >= 0x7F }) else { return s }
+        var out = ""
+        for b in s.utf8 {
+            if b == 0x22 || b == 0x5C || b < 0x20 || b >= 0x7F {
+                out += "\\x" + String(b, radix: 16, uppercase: true).leftPadded(2)
+            } else {
+                out.unicodeScalars.append(UnicodeScalar(b))
+            }
+        }
+        return out
+    }
+
+    static func jsonEscape(_ s: String) -> String {
+        var out = ""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if u.value < 0x20 { out += "\\u00" + String(u.value, radix: 16).leftPadded(2) } else { out.unicodeScalars.append(u) }
+            }
+        }
+        return out
+    }
+}
+
+extension String {
+    func leftPadded(_ n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
+}
+
+/// Open access log files, shared by every location that names the same path; reopened on USR1.
+final class AccessLogFiles {
+    private var fds: [String: Int32] = [:]
+    private var formats: [String: CompiledLogFormat] = [:]
+    let log: ErrorLog
+
+    init(config: Configuration, log: ErrorLog) {
+        self.log = log
+        for (name, f) in config.http?.logFormats ?? [:] { formats[name] = CompiledLogFormat(f) }
+    }
+
+    func format(_ name: String) -> CompiledLogFormat? { formats[name] }
+
+    func fd(for path: String) -> Int32? {
+        if let fd = fds[path] { return fd }
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            log.alert("open() \"\(path)\" failed (\(errno): \(String(cString: strerror(errno))))")
+            return nil
+        }
+        fds[path] = fd
+        return fd
+    }
+
+    func reopen() {
+        for (_, fd) in fds { close(fd) }
+        fds.removeAll()
+    }
+}
+
+/// Time formats nginx uses in logs and headers.
+enum Clock {
+    static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    static let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+
+    /// `23/Nov/2026:14:25:01 +0000` ($time_local).
+    static func timeLocal() -> String {
+        var t = time(nil)
+        var tmv = tm()
+        localtime_r(&t, &tmv)
+        let off = tmv.tm_gmtoff / 60
+        let sign = off < 0 ? "-" : "+"
+        let a = abs(off)
+        return "\(two(tmv.tm_mday))/\(months[Int(tmv.tm_mon)])/\(tmv.tm_year + 1900):\(two(tmv.tm_hour)):\(two(tmv.tm_min)):\(two(tmv.tm_sec)) \(sign)\(two(Int32(a / 60)))\(two(Int32(a % 60)))"
+    }
+
+    /// `Mon, 23 Nov 2026 14:25:01 GMT` (the Date header), cached per second.
+    nonisolated(unsafe) private static var cachedSecond: time_t = 0
+    nonisolated(unsafe) private static var cachedDate = ""
+    static func httpDate() -> String {
+        var t = time(nil)
+        if t == cachedSecond { return cachedDate }
+        var tmv = tm()
+        gmtime_r(&t, &tmv)
+        cachedDate = "\(days[Int(tmv.tm_wday)]), \(two(tmv.tm_mday)) \(months[Int(tmv.tm_mon)]) \(tmv.tm_year + 1900) \(two(tmv.tm_hour)):\(two(tmv.tm_min)):\(two(tmv.tm_sec)) GMT"
+        cachedSecond = t
+        return cachedDate
+    }
+
+    static func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+}

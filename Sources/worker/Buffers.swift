@@ -1,0 +1,109 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A growable byte buffer with read and write indices; reads from a socket land directly in it.
+final class ByteBuffer {
+    private(set) var storage: [UInt8]
+    private(set) var readIndex = 0
+    private(set) var writeIndex = 0
+
+    init(capacity: Int) { storage = [UInt8](repeating: 0, count: max(capacity, 64)) }
+
+    var readable: Int { writeIndex - readIndex }
+    var isEmpty: Bool { readIndex == writeIndex }
+
+    /// Reads what the socket has, up to `limit` readable bytes in total. Returns recv's result (0: EOF, -1: errno).
+    func receive(from fd: Int32, limit: Int) -> Int {
+        if readIndex == writeIndex { readIndex = 0; writeIndex = 0 }
+        if writeIndex == storage.count {
+            if readIndex > 0 {
+                storage.withUnsafeMutableBytes { p in
+                    _ = memmove(p.baseAddress!, p.baseAddress! + readIndex, writeIndex - readIndex)
+                }
+                writeIndex -= readIndex
+                readIndex = 0
+            } else if storage.count < limit {
+                storage += [UInt8](repeating: 0, count: min(storage.count, limit - storage.count))
+            } else {
+                return -2   // full: the caller's limit is reached
+            }
+        }
+        let room = min(storage.count - writeIndex, limit - readable)
+        guard room > 0 else { return -2 }
+        let w = writeIndex
+        let n = storage.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + w, room, 0) }
+        if n > 0 { writeIndex += n }
+        return n
+    }
+
+    func withReadable<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        storage.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[readIndex..<writeIndex])) }
+    }
+
+    func consume(_ n: Int) {
+        readIndex += n
+        if readIndex == writeIndex { readIndex = 0; writeIndex = 0 }
+    }
+
+    func append(_ bytes: UnsafeRawBufferPointer) {
+        if storage.count - writeIndex < bytes.count {
+            if readIndex > 0 {
+                storage.withUnsafeMutableBytes { p in _ = memmove(p.baseAddress!, p.baseAddress! + readIndex, writeIndex - readIndex) }
+                writeIndex -= readIndex
+                readIndex = 0
+            }
+            if storage.count - writeIndex < bytes.count {
+                storage += [UInt8](repeating: 0, count: bytes.count - (storage.count - writeIndex))
+            }
+        }
+        let w = writeIndex
+        storage.withUnsafeMutableBytes { p in _ = memcpy(p.baseAddress! + w, bytes.baseAddress!, bytes.count) }
+        writeIndex += bytes.count
+    }
+
+    func readableBytes() -> [UInt8] { Array(storage[readIndex..<writeIndex]) }
+}
+
+/// Bytes waiting to go out on a non-blocking socket.
+final class OutputQueue {
+    private var pending: [UInt8] = []
+    private var offset = 0
+    private(set) var totalSent = 0
+
+    var isEmpty: Bool { offset == pending.count }
+    var count: Int { pending.count - offset }
+
+    func append(_ s: String) {
+        var s = s
+        s.withUTF8 { append(UnsafeRawBufferPointer($0)) }
+    }
+
+    func append(_ bytes: UnsafeRawBufferPointer) {
+        if offset == pending.count { pending.removeAll(keepingCapacity: true); offset = 0 }
+        pending.append(contentsOf: bytes)
+    }
+
+    func append(_ bytes: [UInt8]) { bytes.withUnsafeBytes { append($0) } }
+
+    enum FlushResult { case drained, wouldBlock, failed }
+
+    func flush(to fd: Int32) -> FlushResult {
+        while offset < pending.count {
+            let n = pending.withUnsafeBytes { send(fd, $0.baseAddress! + offset, pending.count - offset, Int32(MSG_NOSIGNAL)) }
+            if n > 0 {
+                offset += n
+                totalSent += n
+                continue
+            }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return .wouldBlock }
+            return .failed
+        }
+        pending.removeAll(keepingCapacity: pending.capacity <= 65536)
+        offset = 0
+        return .drained
+    }
+
+    func resetCounter() { totalSent = 0 }
+}

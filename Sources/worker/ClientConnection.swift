@@ -1,0 +1,494 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CShim
+import Config
+import Event
+import HTTP
+
+/// The worker's client connections, so that shutdown can close idle ones and count the rest.
+final class ConnectionSet {
+    unowned let worker: WorkerProcess
+    private var open: [Int32: ClientConnection] = [:]
+    private var serial = 0
+
+    init(worker: WorkerProcess) { self.worker = worker }
+
+    var count: Int { open.count }
+
+    func accept(fd: Int32, peer: sockaddr_storage, listening: ListeningSocket) {
+        worker.counters.add(.accepted)
+        if open.count >= worker.config.workerConnections {
+            worker.log.alert("\(worker.config.workerConnections) worker_connections are not enough")
+            close(fd)
+            return
+        }
+        worker.counters.add(.handled)
+        serial += 1
+        let c = ClientConnection(fd: fd, peer: peer, listening: listening, worker: worker, serial: serial)
+        do {
+            try worker.loop.register(fd: fd, events: Events.readable | Events.readHangup, handler: c)
+        } catch {
+            worker.log.alert("\(error)")
+            close(fd)
+            return
+        }
+        open[fd] = c
+        worker.counters.add(.active)
+        worker.counters.add(.reading)
+        c.start()
+    }
+
+    func closed(_ c: ClientConnection) {
+        open[c.fd] = nil
+        worker.counters.add(.active, -1)
+        worker.stopIfDrained()
+    }
+
+    func closeIdle() { for c in open.values where c.isIdle { c.close() } }
+    func closeAll() { for c in open.values { c.close() } }
+}
+
+/// One client connection: HTTP/1.x keep-alive with pipelined requests answered in order.
+final class ClientConnection: EventHandler {
+    enum State { case head, body, handling, closed }
+
+    let fd: Int32
+    let listening: ListeningSocket
+    unowned let worker: WorkerProcess
+    let serial: Int
+    let remoteAddress: String
+    let remotePort: UInt16
+    let remoteBytes: [UInt8]
+
+    private let input: ByteBuffer
+    let output = OutputQueue()
+    private var state = State.head
+    private var interest: UInt32 = Events.readable | Events.readHangup
+    private var timer: Timer?
+    private(set) var requestsServed = 0
+    private(set) var request: RequestContext?
+    private var keepAlive = false
+    private var bodyRemaining = 0
+    private var chunked: ChunkedDecoder?
+    private var sawFirstByte = false
+    /// Called when the output queue drains (a proxied body waiting on a slow client).
+    var onDrain: (() -> Void)?
+    /// Set once the response for the current request is fully queued.
+    private var responseComplete = false
+    var proxy: ProxySession?
+
+    init(fd: Int32, peer: sockaddr_storage, listening: ListeningSocket, worker: WorkerProcess, serial: Int) {
+        self.fd = fd
+        self.listening = listening
+        self.worker = worker
+        self.serial = serial
+        var p = peer
+        (remoteAddress, remotePort, remoteBytes) = ClientConnection.describe(&p)
+        let http = worker.config.http?.settings
+        input = ByteBuffer(capacity: http?.clientHeaderBufferSize ?? 1024)
+    }
+
+    var isIdle: Bool { state == .head && input.isEmpty && request == nil }
+
+    private var settings: HTTPSettings { worker.config.http?.settings ?? HTTPSettings() }
+    private var limits: RequestLimits {
+        let large = settings.largeClientHeaderBuffers ?? (4, 8192)
+        return RequestLimits(maxLineLength: large.size, maxHeadLength: large.count * large.size)
+    }
+
+    func start() {
+        arm(UInt64(settings.clientHeaderTimeout ?? 60_000)) { [unowned self] in self.timedOut() }
+    }
+
+    private func arm(_ ms: UInt64, _ action: @escaping () -> Void) {
+        timer?.cancel()
+        timer = worker.loop.schedule(after: ms, action)
+    }
+
+    private func timedOut() {
+        if state == .head && !sawFirstByte && requestsServed > 0 {
+            close()   // keep-alive timeout: silent, as nginx
+            return
+        }
+        worker.log.info("client timed out (110: Connection timed out) while \(state == .head ? "reading client request headers" : "reading client request body"), client: \(remoteAddress)")
+        if let r = request { r.status = 408; logAccess(r) }
+        close()
+    }
+
+    // MARK: events
+
+    func handleEvent(_ events: UInt32) {
+        if state == .closed { return }
+        if events & Events.writable != 0 { writable() }
+        if state == .closed { return }
+        if events & (Events.readable | Events.readHangup | Events.error | Events.hangup) != 0 { readable() }
+    }
+
+    private func readable() {
+        guard state == .head || state == .body else {
+            // Busy with a response: stop watching input until it is done (pipelined bytes wait in the kernel).
+            setInterest(reading: false)
+            return
+        }
+        let limit = state == .head ? limits.maxHeadLength + 1 : max(65536, input.readable + 65536)
+        while state == .head || state == .body {
+            let n = input.receive(from: fd, limit: limit)
+            if n > 0 {
+                sawFirstByte = true
+                process()
+                continue
+            }
+            if n == -2 { process(); return }
+            if n == 0 {
+                // Client closed. Anything half-read is dropped (nginx logs 400 only if bytes arrived).
+                close()
+                return
+            }
+            if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return }
+            close()
+            return
+        }
+    }
+
+    private func writable() {
+        switch output.flush(to: fd) {
+        case .failed:
+            close()
+        case .wouldBlock:
+            setInterest(writing: true)
+        case .drained:
+            setInterest(writing: false)
+            if let d = onDrain { d() }
+            if responseComplete { finishRequest() }
+        }
+    }
+
+    private func setInterest(reading: Bool? = nil, writing: Bool? = nil) {
+        var want = interest
+        if let r = reading { want = r ? want | Events.readable : want & ~Events.readable }
+        if let w = writing { want = w ? want | Events.writable : want & ~Events.writable }
+        if want != interest {
+            interest = want
+            try? worker.loop.modify(fd: fd, events: want)
+        }
+    }
+
+    // MARK: request head and body
+
+    private func process() {
+        while state == .head || state == .body {
+            if state == .head {
+                if input.isEmpty { return }
+                let result = input.withReadable { RequestParser.parse($0, limits: limits) }
+                switch result {
+                case .incomplete:
+                    return
+                case .failure(let status, let reason):
+                    worker.log.info("\(reason) while reading client request headers, client: \(remoteAddress)")
+                    failBeforeRouting(status)
+                    return
+                case .complete(let head, let consumed):
+                    input.consume(consumed)
+                    begin(head, length: consumed)
+                }
+            } else {
+                readBody()
+            }
+        }
+    }
+
+    private func failBeforeRouting(_ status: Int) {
+        worker.counters.add(.reading, -1)
+        worker.counters.add(.writing)
+        let head = RequestHead(method: "-", target: "-", path: "/", query: nil, versionMajor: 1, versionMinor: 1,
+                               headers: [], host: nil, contentLength: nil, keepAlive: false)
+        let server = worker.router.server(for: listening.listen.address, host: nil)
+        guard let server else { close(); return }
+        request = RequestContext(head: head, server: server, location: nil, requestLength: input.readable)
+        state = .handling
+        respondError(status == 494 ? 400 : status, close: true)
+    }
+
+    private func begin(_ head: RequestHead, length: Int) {
+        worker.counters.add(.requests)
+        worker.counters.add(.reading, -1)
+        worker.counters.add(.writing)
+        guard let server = worker.router.server(for: listening.listen.address, host: head.host) else { close(); return }
+        let location = worker.router.location(in: server, path: head.path)
+        let r = RequestContext(head: head, server: server, location: location, requestLength: length)
+        request = r
+        keepAlive = head.keepAlive && !worker.isShuttingDown && (r.settings.keepaliveTimeout ?? 75_000) > 0
+            && requestsServed + 1 < (r.settings.keepaliveRequests ?? 1000)
+        responseComplete = false
+
+        if let limit = r.settings.clientMaxBodySize ?? Optional(1 << 20), limit > 0, let len = head.contentLength, len > limit {
+            worker.log.error("client intended to send too large body: \(len) bytes, client: \(remoteAddress), server: \(server.serverNames.first ?? ""), request: \"\(head.requestLine)\"")
+            state = .handling
+            respondError(413, close: true)
+            return
+        }
+        if head.hasBody {
+            bodyRemaining = head.contentLength ?? 0
+            chunked = head.chunked ? ChunkedDecoder() : nil
+            if head.expectContinue && head.isHTTP11 { output.append("HTTP/1.1 100 Continue\r\n\r\n") }
+            state = .body
+            arm(UInt64(r.settings.clientBodyTimeout ?? 60_000)) { [unowned self] in self.timedOut() }
+            readBody()
+        } else {
+            state = .handling
+            timer?.cancel()
+            dispatch()
+        }
+    }
+
+    /// Reads the request body into the request (bounded by client_max_body_size); then dispatches.
+    private func readBody() {
+        guard let r = request else { return }
+        let limit = r.settings.clientMaxBodySize ?? (1 << 20)
+        if var decoder = chunked {
+            let event = input.withReadable { buf -> ChunkedDecoder.Event in
+                decoder.feed(buf) { range in r.body.append(contentsOf: UnsafeRawBufferPointer(rebasing: buf[range])) }
+            }
+            chunked = decoder
+            switch event {
+            case .error(let reason):
+                worker.log.info("\(reason), client: \(remoteAddress)")
+                state = .handling
+                respondError(400, close: true)
+                return
+            case .end(let consumed):
+                input.consume(consumed)
+            case .data:
+                input.consume(input.readable)
+            }
+            if limit > 0 && r.body.count > limit {
+                state = .handling
+                respondError(413, close: true)
+                return
+            }
+            guard decoder.isDone else { return }
+        } else {
+            let take = min(bodyRemaining, input.readable)
+            if take > 0 {
+                input.withReadable { r.body.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[0..<take])) }
+                input.consume(take)
+                bodyRemaining -= take
+            }
+            guard bodyRemaining == 0 else { return }
+        }
+        state = .handling
+        timer?.cancel()
+        dispatch()
+    }
+
+    // MARK: handlers
+
+    private func dispatch() {
+        guard let r = request else { return }
+        if let rules = r.settings.accessRules, !AccessCheck.allows(rules, remoteBytes) {
+            worker.log.error("access forbidden by rule, client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
+            respondError(403)
+            return
+        }
+        if let ret = r.location?.returnAction ?? (r.location == nil ? r.server.returnAction : nil) {
+            respondReturn(ret)
+            return
+        }
+        let content = r.location?.content ?? r.server.content
+        switch content {
+        case .proxy(let pass):
+            proxy = ProxySession(client: self, request: r, pass: pass)
+            proxy!.start()
+        case .stubStatus:
+            guard r.head.method == "GET" || r.head.method == "HEAD" else { respondError(405); return }
+            let c = worker.counters
+            let active = c.value(.active), reading = max(0, c.value(.reading)), writing = max(0, c.value(.writing))
+            let body = "Active connections: \(active) \nserver accepts handled requests\n \(c.value(.accepted)) \(c.value(.handled)) \(c.value(.requests)) \nReading: \(reading) Writing: \(writing) Waiting: \(max(0, active - reading - writing)) \n"
+            respond(status: 200, contentType: "text/plain", body: Array(body.utf8))
+        case .checkStatus:
+            let page = StatusPage(worker: worker, request: r).render()
+            respond(status: page.status, contentType: page.contentType, body: page.body, omitLengthForHead: true)
+        case .none:
+            StaticFiles(connection: self, request: r).serve()
+        }
+    }
+
+    private func respondReturn(_ ret: ReturnAction) {
+        guard let r = request else { return }
+        if [301, 302, 303, 307, 308].contains(ret.code), let url = ret.text {
+            respondError(ret.code, location: Variables(request: r, connection: self).expand(url))
+            return
+        }
+        if let text = ret.text {
+            let body = Variables(request: r, connection: self).expand(text)
+            respond(status: ret.code, contentType: contentType(for: r), body: Array(body.utf8))
+        } else {
+            respondError(ret.code)
+        }
+    }
+
+    func contentType(for r: RequestContext) -> String {
+        if let dot = r.head.path.lastIndex(of: "."), !r.head.path[dot...].contains("/"),
+           let t = r.settings.types?[String(r.head.path[r.head.path.index(after: dot)...]).lowercased()] {
+            return t
+        }
+        return r.settings.defaultType ?? "text/plain"
+    }
+
+    var serverHeader: String {
+        (request?.settings.serverTokens ?? true) ? "vigil/\(vigilVersionString)" : "vigil"
+    }
+
+    /// Status line and the headers every response carries.
+    func responseHead(status: Int, extra: [(String, String)]) -> String {
+        var h = Status.line(status) + "\r\nServer: \(serverHeader)\r\nDate: \(Clock.httpDate())\r\n"
+        for (k, v) in extra { h += "\(k): \(v)\r\n" }
+        h += keepAlive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n"
+        return h
+    }
+
+    func respond(status: Int, contentType: String?, body: [UInt8], extra: [(String, String)] = [], omitLengthForHead: Bool = false) {
+        guard let r = request else { return }
+        r.status = status
+        var headers: [(String, String)] = []
+        if let ct = contentType { headers.append(("Content-Type", ct)) }
+        let isHead = r.head.method == "HEAD"
+        if !(isHead && omitLengthForHead) { headers.append(("Content-Length", String(body.count))) }
+        headers += extra
+        let head = responseHead(status: status, extra: headers)
+        output.append(head)
+        r.headerBytesSent = head.utf8.count
+        if !isHead {
+            output.append(body)
+            r.bodyBytesSent = body.count
+        }
+        completeResponse()
+    }
+
+    /// nginx's built-in page for an error or redirect status.
+    func respondError(_ status: Int, close closeAfter: Bool = false, location: String? = nil) {
+        if closeAfter || [400, 408, 413, 414, 500, 501, 505].contains(status) { keepAlive = false }
+        let page = Status.errorPage(status, serverTokens: serverHeader) ?? ""
+        var extra: [(String, String)] = []
+        if let location { extra.append(("Location", location)) }
+        respond(status: status, contentType: page.isEmpty ? nil : "text/html", body: Array(page.utf8), extra: extra)
+    }
+
+    /// The response is fully queued: flush, and when it is on the wire, finish the request.
+    func completeResponse() {
+        responseComplete = true
+        writable()
+    }
+
+    /// Streaming responses (proxy, files) push bytes here; returns false when the client is backed up.
+    func sendStreaming(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        output.append(bytes)
+        if let r = request { r.bodyBytesSent += bytes.count }
+        switch output.flush(to: fd) {
+        case .failed: close(); return false
+        case .wouldBlock: setInterest(writing: true); return output.count < 256 * 1024
+        case .drained: return true
+        }
+    }
+
+    func sendHead(_ head: String) {
+        output.append(head)
+        request?.headerBytesSent = head.utf8.count
+    }
+
+    func setKeepAlive(_ on: Bool) { keepAlive = keepAlive && on }
+    var willKeepAlive: Bool { keepAlive }
+
+    private func finishRequest() {
+        guard let r = request else { return }
+        responseComplete = false
+        onDrain = nil
+        proxy = nil
+        logAccess(r)
+        worker.counters.add(.writing, -1)
+        requestsServed += 1
+        request = nil
+        output.resetCounter()
+        guard keepAlive, !worker.isShuttingDown else {
+            lingeringClose()
+            return
+        }
+        worker.counters.add(.reading)
+        state = .head
+        sawFirstByte = !input.isEmpty
+        setInterest(reading: true)
+        arm(UInt64(r.settings.keepaliveTimeout ?? 75_000)) { [unowned self] in self.timedOut() }
+        if !input.isEmpty { process() }
+    }
+
+    private func logAccess(_ r: RequestContext) {
+        let logs = r.settings.accessLogs ?? [AccessLogTarget(path: worker.config.fullPath("logs/access.log"), format: "combined")]
+        let vars = Variables(request: r, connection: self)
+        for target in logs {
+            guard let fmt = worker.accessLogs.format(target.format), let fd = worker.accessLogs.fd(for: target.path) else { continue }
+            writeAll(fd, fmt.render { vars.value($0) })
+        }
+    }
+
+    /// Half-close first so the client reads the whole response before the FIN (nginx's lingering close).
+    private func lingeringClose() {
+        shutdown(fd, Int32(SHUT_WR))
+        close()
+    }
+
+    func close() {
+        guard state != .closed else { return }
+        if state == .head { worker.counters.add(.reading, -1) } else if request != nil { worker.counters.add(.writing, -1) }
+        state = .closed
+        timer?.cancel()
+        proxy?.abort()
+        proxy = nil
+        worker.loop.unregister(fd: fd)
+        Glibc.close(fd)
+        worker.connections.closed(self)
+    }
+
+    static func describe(_ ss: inout sockaddr_storage) -> (String, UInt16, [UInt8]) {
+        var buf = [CChar](repeating: 0, count: 64)
+        if Int32(ss.ss_family) == AF_INET6 {
+            return withUnsafePointer(to: &ss) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { p in
+                    var a = p.pointee.sin6_addr
+                    inet_ntop(AF_INET6, &a, &buf, 64)
+                    let bytes = withUnsafeBytes(of: &a) { Array($0) }
+                    return (String(cString: buf), UInt16(bigEndian: p.pointee.sin6_port), bytes)
+                }
+            }
+        }
+        return withUnsafePointer(to: &ss) {
+            $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { p in
+                var a = p.pointee.sin_addr
+                inet_ntop(AF_INET, &a, &buf, 64)
+                let bytes = withUnsafeBytes(of: &a) { Array($0) }
+                return (String(cString: buf), UInt16(bigEndian: p.pointee.sin_port), bytes)
+            }
+        }
+    }
+}
+
+public let vigilVersionString = "0.1.0"
+
+/// `allow` / `deny`: the first rule that matches decides; no match allows.
+enum AccessCheck {
+    static func allows(_ rules: [AccessRule], _ addr: [UInt8]) -> Bool {
+        for rule in rules {
+            guard let net = rule.network else { return rule.allow }
+            guard net.count == addr.count else { continue }
+            var matches = true
+            var bits = rule.prefix
+            for i in 0..<net.count where bits > 0 {
+                let mask: UInt8 = bits >= 8 ? 0xFF : UInt8(truncatingIfNeeded: 0xFF << (8 - bits))
+                if net[i] & mask != addr[i] & mask { matches = false; break }
+                bits -= 8
+            }
+            if matches { return rule.allow }
+        }
+        return true
+    }
+}

@@ -1,0 +1,408 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CShim
+import Config
+import Event
+import HTTP
+import Proxy
+
+/// Proxies one request: picks a peer (skipping those down by check), connects, sends the request,
+/// relays the response with back-pressure, and retries on the next peer per `proxy_next_upstream`.
+final class ProxySession: EventHandler {
+    enum Phase { case connecting, sending, readingHead, relaying, done }
+    enum Failure { case error, timeout, invalidHeader, status(Int) }
+
+    unowned let client: ClientConnection
+    let request: RequestContext
+    let pass: ProxyPass
+    let balancer: UpstreamBalancer
+    private var tried: [Peer] = []
+    private var peer: Peer?
+    private var fd: Int32 = -1
+    private var phase = Phase.connecting
+    private var timer: Timer?
+    private var outgoing: [UInt8] = []
+    private var sent = 0
+    private let response = ByteBuffer(capacity: 16384)
+    private var head: ResponseHead?
+    private var bodyRemaining: Int?
+    private var decoder: ChunkedDecoder?
+    private var passChunked = false
+    private var startedUs: UInt64 = 0
+    private var upstreamAddrs: [String] = []
+    private var upstreamStatuses: [String] = []
+    private var upstreamTimes: [String] = []
+    private var paused = false
+
+    init(client: ClientConnection, request: RequestContext, pass: ProxyPass) {
+        self.client = client
+        self.request = request
+        self.pass = pass
+        self.balancer = client.worker.balancer(for: pass)
+    }
+
+    private var settings: HTTPSettings { request.settings }
+    private var loop: EventLoop { client.worker.loop }
+
+    func start() {
+        outgoing = buildRequest()
+        next()
+    }
+
+    /// Picks the next peer or answers 502 when none is left.
+    private func next() {
+        let tries = settings.proxyNextUpstreamTries ?? 0
+        if tries > 0 && tried.count >= tries {
+            giveUp(502)
+            return
+        }
+        guard let p = balancer.select(clientAddress: client.remoteBytes, hashKey: hashKey(), now: loop.now, tried: tried) else {
+            if tried.isEmpty {
+                client.worker.log.error("no live upstreams while connecting to upstream, client: \(client.remoteAddress), server: \(request.server.serverNames.first ?? ""), request: \"\(request.head.requestLine)\", upstream: \"http://\(balancer.name)\(request.head.target)\"")
+            }
+            giveUp(502)
+            return
+        }
+        tried.append(p)
+        peer = p
+        connect(p)
+    }
+
+    private func hashKey() -> String? {
+        guard let up = client.worker.config.http?.upstream(named: balancer.name), case .hash(let key, _) = up.balancer else { return nil }
+        return Variables(request: request, connection: client).expand(key)
+    }
+
+    private func connect(_ p: Peer) {
+        phase = .connecting
+        sent = 0
+        startedUs = vigil_monotonic_us()
+        upstreamAddrs.append(p.address.description)
+        let a = p.address
+        fd = socket(a.isIPv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { failed(.error, "socket() failed (\(errno): \(String(cString: strerror(errno))))"); return }
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        let rc = Socket.withSockaddr(host: a.host, port: a.port, isIPv6: a.isIPv6) { Glibc.connect(fd, $0, $1) } ?? -1
+        if rc != 0 && errno != EINPROGRESS {
+            failed(.error, "connect() failed (\(errno): \(String(cString: strerror(errno))))")
+            return
+        }
+        balancer.connected(p, delta: 1)
+        do {
+            try loop.register(fd: fd, events: Events.writable | Events.readable | Events.readHangup, handler: self)
+        } catch {
+            failed(.error, "\(error)")
+            return
+        }
+        arm(settings.proxyConnectTimeout ?? 60_000, "upstream timed out (110: Connection timed out) while connecting to upstream")
+    }
+
+    private func arm(_ ms: Int, _ message: String) {
+        timer?.cancel()
+        timer = loop.schedule(after: UInt64(ms)) { [weak self] in self?.failed(.timeout, message) }
+    }
+
+    func handleEvent(_ events: UInt32) {
+        switch phase {
+        case .connecting:
+            var err: Int32 = 0
+            var len = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
+            if err != 0 {
+                failed(.error, "connect() failed (\(err): \(String(cString: strerror(err)))) while connecting to upstream")
+                return
+            }
+            phase = .sending
+            arm(settings.proxySendTimeout ?? 60_000, "upstream timed out (110: Connection timed out) while sending request to upstream")
+            sendRequest()
+        case .sending:
+            if events & Events.writable != 0 { sendRequest() }
+            if phase == .sending, events & (Events.readable | Events.hangup | Events.error) != 0 { readResponse() }
+        case .readingHead, .relaying:
+            readResponse()
+        case .done:
+            break
+        }
+    }
+
+    private func sendRequest() {
+        while sent < outgoing.count {
+            let n = outgoing.withUnsafeBytes { send(fd, $0.baseAddress! + sent, outgoing.count - sent, Int32(MSG_NOSIGNAL)) }
+            if n > 0 { sent += n; continue }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+            failed(.error, "send() failed (\(errno): \(String(cString: strerror(errno)))) while sending request to upstream")
+            return
+        }
+        phase = .readingHead
+        try? loop.modify(fd: fd, events: Events.readable | Events.readHangup)
+        arm(settings.proxyReadTimeout ?? 60_000, "upstream timed out (110: Connection timed out) while reading response header from upstream")
+    }
+
+    private func readResponse() {
+        while phase == .readingHead || phase == .relaying {
+            if paused { return }
+            let n = response.receive(from: fd, limit: 65536)
+            if n > 0 {
+                if phase == .readingHead { parseHead() } else { relay() }
+                continue
+            }
+            if n == -2 { if phase == .readingHead { failed(.invalidHeader, "upstream sent too big header while reading response header from upstream") }; return }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+            // EOF or error.
+            if phase == .readingHead {
+                let msg = n == 0 ? "upstream prematurely closed connection while reading response header from upstream"
+                    : "recv() failed (\(errno): \(String(cString: strerror(errno)))) while reading response header from upstream"
+                failed(response.isEmpty ? .error : .invalidHeader, msg)
+            } else if bodyRemaining == nil && decoder == nil {
+                finish()   // close-delimited body ends here
+            } else {
+                client.worker.log.error("upstream prematurely closed connection while reading upstream, client: \(client.remoteAddress), upstream: \"\(peer?.address.description ?? "")\"")
+                finish(abortClient: true)
+            }
+            return
+        }
+    }
+
+    private func parseHead() {
+        let result = response.withReadable { ResponseParser.parse($0) }
+        switch result {
+        case .incomplete:
+            return
+        case .invalid(let reason):
+            failed(.invalidHeader, "\(reason) while reading response header from upstream")
+        case .complete(let h, let consumed):
+            response.consume(consumed)
+            if let codes = settings.proxyNextUpstream, codes.contains("http_\(h.status)"), canRetry(.status(h.status)) {
+                failed(.status(h.status), nil)
+                return
+            }
+            head = h
+            startRelay(h)
+        }
+    }
+
+    private func startRelay(_ h: ResponseHead) {
+        phase = .relaying
+        request.upstreamStatus = nil
+        upstreamStatuses.append(String(h.status))
+        request.status = h.status
+        let isHead = request.head.method == "HEAD"
+        var headers: [(String, String)] = []
+        for (name, value) in h.headers {
+            switch name.lowercased() {
+            case "connection", "keep-alive", "transfer-encoding", "server", "date", "proxy-connection", "upgrade":
+                continue
+            case _ where name.lowercased().hasPrefix("x-accel-"):
+                continue
+            default:
+                headers.append((name, value))
+            }
+        }
+        if !h.hasBody || isHead {
+            bodyRemaining = 0
+        } else if h.chunked {
+            decoder = ChunkedDecoder()
+            if request.head.isHTTP11 {
+                passChunked = true
+                headers.append(("Transfer-Encoding", "chunked"))
+            } else {
+                client.setKeepAlive(false)
+            }
+        } else if let len = h.contentLength {
+            bodyRemaining = len
+        } else {
+            client.setKeepAlive(false)   // close-delimited: the client learns the end from our close
+        }
+        client.sendHead(client.responseHead(status: h.status, extra: headers))
+        arm(settings.proxyReadTimeout ?? 60_000, "upstream timed out (110: Connection timed out) while reading upstream")
+        relay()
+    }
+
+    /// Moves response bytes to the client; pauses reading the upstream while the client is backed up.
+    private func relay() {
+        guard phase == .relaying else { return }
+        if response.isEmpty {
+            if bodyRemaining == 0 { finish() }
+            return
+        }
+        var done = false
+        var keepGoing = true
+        if var d = decoder {
+            let event = response.withReadable { buf -> ChunkedDecoder.Event in
+                d.feed(buf) { range in
+                    if !passChunked { keepGoing = client.sendStreaming(UnsafeRawBufferPointer(rebasing: buf[range])) && keepGoing }
+                }
+            }
+            decoder = d
+            var consumed = response.readable
+            switch event {
+            case .end(let c): consumed = c; done = true
+            case .error:
+                client.worker.log.error("upstream sent invalid chunked response while reading upstream, client: \(client.remoteAddress)")
+                finish(abortClient: true)
+                return
+            case .data: break
+            }
+            if passChunked {
+                response.withReadable { keepGoing = client.sendStreaming(UnsafeRawBufferPointer(rebasing: $0[0..<consumed])) }
+            }
+            response.consume(consumed)
+        } else if let remaining = bodyRemaining {
+            let take = min(remaining, response.readable)
+            response.withReadable { keepGoing = client.sendStreaming(UnsafeRawBufferPointer(rebasing: $0[0..<take])) }
+            response.consume(take)
+            bodyRemaining = remaining - take
+            done = bodyRemaining == 0
+        } else {
+            response.withReadable { keepGoing = client.sendStreaming($0) }
+            response.consume(response.readable)
+        }
+        if done { finish(); return }
+        if !keepGoing {
+            paused = true
+            try? loop.modify(fd: fd, events: 0)
+            client.onDrain = { [weak self] in self?.resume() }
+        }
+    }
+
+    private func resume() {
+        guard paused, phase == .relaying else { return }
+        paused = false
+        client.onDrain = nil
+        try? loop.modify(fd: fd, events: Events.readable | Events.readHangup)
+        readResponse()
+    }
+
+    private func canRetry(_ failure: Failure) -> Bool {
+        let codes = settings.proxyNextUpstream ?? ["error", "timeout"]
+        if codes.contains("off") { return false }
+        let method = request.head.method
+        if !(codes.contains("non_idempotent")) && (method == "POST" || method == "LOCK" || method == "PATCH") && sent > 0 { return false }
+        switch failure {
+        case .error: return codes.contains("error")
+        case .timeout: return codes.contains("timeout")
+        case .invalidHeader: return codes.contains("invalid_header")
+        case .status(let s): return codes.contains("http_\(s)")
+        }
+    }
+
+    /// A peer failed before the response started: account it and try the next one or answer 502/504.
+    private func failed(_ failure: Failure, _ message: String?) {
+        guard phase != .done else { return }
+        if let message {
+            client.worker.log.error("\(message), client: \(client.remoteAddress), server: \(request.server.serverNames.first ?? ""), request: \"\(request.head.requestLine)\", upstream: \"http://\(peer?.address.description ?? "")\(request.head.target)\"")
+        }
+        if case .status(let s) = failure { upstreamStatuses.append(String(s)) } else { upstreamStatuses.append(failure.isTimeout ? "504" : "502") }
+        upstreamTimes.append(elapsed())
+        closeUpstream()
+        if let p = peer {
+            let counts: Bool
+            switch failure {
+            case .status(let s): counts = [500, 502, 503, 504, 429].contains(s)
+            default: counts = true
+            }
+            balancer.finished(p, failed: counts, now: loop.now)
+        }
+        if phase == .relaying {
+            finish(abortClient: true)
+            return
+        }
+        if canRetry(failure) && tried.count < balancer.peerCount {
+            next()
+        } else {
+            giveUp(failure.isTimeout ? 504 : 502)
+        }
+    }
+
+    private func giveUp(_ status: Int) {
+        phase = .done
+        timer?.cancel()
+        recordUpstream()
+        client.respondError(status)
+    }
+
+    private func finish(abortClient: Bool = false) {
+        guard phase != .done else { return }
+        phase = .done
+        timer?.cancel()
+        upstreamTimes.append(elapsed())
+        recordUpstream()
+        if let p = peer { balancer.finished(p, failed: false, now: loop.now) }
+        closeUpstream()
+        if abortClient { client.close(); return }
+        if passChunked && !(head?.hasBody == false) { _ = client.sendStreaming(UnsafeRawBufferPointer(start: nil, count: 0)) }
+        client.completeResponse()
+    }
+
+    private func recordUpstream() {
+        request.upstreamAddr = upstreamAddrs.isEmpty ? nil : upstreamAddrs.joined(separator: ", ")
+        request.upstreamStatus = upstreamStatuses.isEmpty ? nil : upstreamStatuses.joined(separator: ", ")
+        request.upstreamResponseTime = upstreamTimes.isEmpty ? nil : upstreamTimes.joined(separator: ", ")
+    }
+
+    private func elapsed() -> String {
+        let us = vigil_monotonic_us() - startedUs
+        return "\(us / 1_000_000).\(String(us / 1000 % 1000).leftPadded(3))"
+    }
+
+    private func closeUpstream() {
+        guard fd >= 0 else { return }
+        loop.unregister(fd: fd)
+        Glibc.close(fd)
+        fd = -1
+        if let p = peer { balancer.connected(p, delta: -1) }
+        response.consume(response.readable)
+        head = nil
+        decoder = nil
+        bodyRemaining = nil
+        passChunked = false
+        paused = false
+    }
+
+    /// The client went away: drop the upstream side.
+    func abort() {
+        phase = .done
+        timer?.cancel()
+        closeUpstream()
+    }
+
+    /// nginx's request to the upstream: HTTP/1.0 (or proxy_http_version), Host $proxy_host,
+    /// Connection close, proxy_set_header values, then the client's end-to-end headers.
+    private func buildRequest() -> [UInt8] {
+        let vars = Variables(request: request, connection: client)
+        var uri = request.head.target
+        if let passURI = pass.uri, let loc = request.location, loc.match == .prefix || loc.match == .preferentialPrefix || loc.match == .exact {
+            let rest = request.head.path.dropFirst(min(loc.pattern.utf8.count, request.head.path.utf8.count))
+            uri = passURI + rest + (request.head.query.map { "?" + $0 } ?? "")
+        } else if let passURI = pass.uri, request.location.map({ if case .regex = $0.match { return false } else { return true } }) ?? true {
+            uri = passURI
+        }
+        let version = settings.proxyHTTPVersion ?? "1.0"
+        var out = "\(request.head.method) \(uri) HTTP/\(version)\r\n"
+        var set: [(String, String)] = [("Host", "$proxy_host"), ("Connection", "close")]
+        for h in settings.proxySetHeaders ?? [] {
+            if let i = set.firstIndex(where: { $0.0.lowercased() == h.name.lowercased() }) { set[i] = (h.name, h.value) } else { set.append((h.name, h.value)) }
+        }
+        var overridden = Set(set.map { $0.0.lowercased() })
+        for (name, template) in set {
+            let value = vars.expand(template)
+            if !value.isEmpty { out += "\(name): \(value)\r\n" }
+        }
+        overridden.formUnion(["connection", "keep-alive", "te", "upgrade", "proxy-connection", "transfer-encoding", "content-length", "expect", "host"])
+        if settings.proxyPassRequestHeaders ?? true {
+            for (name, value) in request.head.headers where !overridden.contains(name.lowercased()) {
+                out += "\(name): \(value)\r\n"
+            }
+        }
+        let body = (settings.proxyPassRequestBody ?? true) ? request.body : []
+        if request.head.hasBody || !body.isEmpty { out += "Content-Length: \(body.count)\r\n" }
+        out += "\r\n"
+        return Array(out.utf8) + body
+    }
+}
+
+extension ProxySession.Failure {
+    var isTimeout: Bool { if case .timeout = self { return true } else { return false } }
+}

@@ -1,0 +1,99 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Config
+
+/// Picks the server block (by listening address and Host) and the location (nginx's order:
+/// exact, longest prefix, `^~` stops, regexes in order — nested ones first — else the prefix).
+final class Router {
+    struct ServerChoice {
+        let servers: [Server]
+        let defaultServer: Server
+    }
+
+    private var byAddress: [ListenAddress: ServerChoice] = [:]
+    private var regexes: [ObjectIdentifier: Regex] = [:]
+
+    init(config: Configuration) throws {
+        guard let http = config.http else { return }
+        var groups: [ListenAddress: [Server]] = [:]
+        var order: [ListenAddress] = []
+        for s in http.servers {
+            for l in s.listens where !(groups[l.address]?.contains { $0 === s } ?? false) {
+                if groups[l.address] == nil { order.append(l.address) }
+                groups[l.address, default: []].append(s)
+            }
+        }
+        for addr in order {
+            let servers = groups[addr]!
+            let def = servers.first { $0.listens.contains { $0.address == addr && $0.defaultServer } } ?? servers[0]
+            byAddress[addr] = ServerChoice(servers: servers, defaultServer: def)
+        }
+        for s in http.servers { try compileRegexes(s.locations) }
+    }
+
+    private func compileRegexes(_ locs: [Location]) throws {
+        for l in locs {
+            if case .regex(let ci) = l.match {
+                guard let r = Regex(l.pattern, caseInsensitive: ci) else {
+                    throw ConfigError("invalid regex \"\(l.pattern)\"", file: l.location.file, line: l.location.line)
+                }
+                regexes[ObjectIdentifier(l)] = r
+            }
+            try compileRegexes(l.locations)
+        }
+    }
+
+    func server(for address: ListenAddress, host: String?) -> Server? {
+        guard let choice = byAddress[address] else { return nil }
+        guard var h = host?.lowercased(), !h.isEmpty else { return choice.defaultServer }
+        if h.hasPrefix("[") { h = String(h.prefix(while: { $0 != "]" })) + "]" } else if let c = h.firstIndex(of: ":") { h = String(h[..<c]) }
+        if h.hasSuffix(".") { h.removeLast() }
+        if let exact = choice.servers.first(where: { $0.serverNames.contains(h) }) { return exact }
+        // "*.example.com" and ".example.com" (the latter matches example.com itself too).
+        for s in choice.servers {
+            for n in s.serverNames {
+                if n.hasPrefix("*."), h.hasSuffix(String(n.dropFirst())) { return s }
+                if n.hasPrefix("."), h == String(n.dropFirst()) || h.hasSuffix(n) { return s }
+                if n.hasSuffix(".*"), h.hasPrefix(String(n.dropLast())) { return s }
+            }
+        }
+        return choice.defaultServer
+    }
+
+    func location(in server: Server, path: String) -> Location? {
+        find(server.locations, path: path)
+    }
+
+    private func find(_ locs: [Location], path: String) -> Location? {
+        if let exact = locs.first(where: { $0.match == .exact && $0.pattern == path }) { return exact }
+        var best: Location?
+        for l in locs where (l.match == .prefix || l.match == .preferentialPrefix) && path.hasPrefix(l.pattern) {
+            if best == nil || l.pattern.utf8.count > best!.pattern.utf8.count { best = l }
+        }
+        var candidate = best
+        if let b = best, !b.locations.isEmpty, let inner = find(b.locations, path: path) {
+            if inner.match != .prefix && inner.match != .preferentialPrefix { return inner }
+            candidate = inner
+        }
+        if candidate?.match == .preferentialPrefix || best?.match == .preferentialPrefix { return candidate }
+        for l in locs {
+            if case .regex = l.match, let r = regexes[ObjectIdentifier(l)], r.matches(path) { return l }
+        }
+        return candidate
+    }
+}
+
+/// A POSIX extended regex (nginx uses PCRE; the common location patterns are the same in ERE).
+final class Regex {
+    private var re = regex_t()
+
+    init?(_ pattern: String, caseInsensitive: Bool) {
+        let flags = REG_EXTENDED | REG_NOSUB | (caseInsensitive ? REG_ICASE : 0)
+        guard regcomp(&re, pattern, flags) == 0 else { return nil }
+    }
+
+    deinit { regfree(&re) }
+
+    func matches(_ s: String) -> Bool { regexec(&re, s, 0, nil, 0) == 0 }
+}

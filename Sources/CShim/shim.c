@@ -107,6 +107,8 @@ pid_t vigil_reap(int *exited, int *signaled, int *code, int *core) {
     return pid;
 }
 
+int vigil_gettid(void) { return (int)gettid(); }
+
 int vigil_set_pdeathsig(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0); }
 
 int vigil_set_nonblock(int fd) {

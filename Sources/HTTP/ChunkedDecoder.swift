@@ -1,7 +1,7 @@
 /// Incremental decoder for `Transfer-Encoding: chunked` bodies. Feed it bytes as they arrive; it hands
 /// back data slices and says when the body ended. Sizes are strict hex (a smuggling vector otherwise).
 public struct ChunkedDecoder: Sendable {
-    enum State: Sendable { case size, sizeExtension, sizeLF, data(Int), dataCR, dataLF, trailer, trailerLF, trailerLineStart, done }
+    enum State: Sendable { case size, sizeExtension, sizeLF, data(Int), dataCR, dataLF, trailer, trailerLineLF, trailerLF, trailerLineStart, done }
 
     public enum Event: Equatable {
         case data(Range<Int>)
@@ -62,12 +62,21 @@ public struct ChunkedDecoder: Sendable {
                 state = .size; size = 0; sizeDigits = 0; i += 1
             case .trailerLineStart:
                 if c == 0x0D { state = .trailerLF; i += 1; continue }
+                // A bare LF here ends the body for nginx but would start a trailer line here, swallowing the
+                // next pipelined request: refuse it, as bare LFs are refused in size lines.
+                if c == 0x0A { return .error("client sent invalid chunked body") }
                 state = .trailer
             case .trailer:
                 trailerBytes += 1
                 guard trailerBytes <= maxTrailerBytes else { return .error("client sent too large chunked trailer") }
-                if c == 0x0A { state = .trailerLineStart }
+                if c == 0x0D { state = .trailerLineLF } else if c == 0x0A { return .error("client sent invalid chunked body") }
                 i += 1
+            case .trailerLineLF:
+                // Trailer lines end in CRLF; a bare CR or LF inside one is refused (nginx refuses the bare CR too).
+                guard c == 0x0A else { return .error("client sent invalid chunked body") }
+                trailerBytes += 1
+                guard trailerBytes <= maxTrailerBytes else { return .error("client sent too large chunked trailer") }
+                state = .trailerLineStart; i += 1
             case .trailerLF:
                 guard c == 0x0A else { return .error("client sent invalid chunked body") }
                 i += 1

@@ -37,8 +37,10 @@ public struct RequestHead: Sendable {
     /// `GET /x HTTP/1.1` as nginx's `$request` prints it.
     public var requestLine: String { "\(method) \(target) HTTP/\(versionMajor).\(versionMinor)" }
 
+    /// The first value of header `name`, matched case-insensitively (field names are case-insensitive).
     public func header(_ name: String) -> String? {
-        headers.first { $0.name.utf8.count == name.utf8.count && $0.name.lowercased() == name }?.value
+        let lower = name.lowercased()
+        return headers.first { $0.name.utf8.count == lower.utf8.count && $0.name.lowercased() == lower }?.value
     }
 }
 

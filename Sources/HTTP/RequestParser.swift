@@ -149,7 +149,8 @@ public enum RequestParser {
         }
 
         if let abs = absoluteHost { head.host = abs }
-        if head.isHTTP11 && !sawHost && absoluteHost == nil {
+        // nginx (and RFC 9112 §3.2) want the Host header in every HTTP/1.1 request, absolute-form included.
+        if head.isHTTP11 && !sawHost {
             return .failure(status: 400, reason: "client sent HTTP/1.1 request without \"Host\" header")
         }
         if let te = transferEncoding {
@@ -161,7 +162,8 @@ public enum RequestParser {
             head.chunked = true
         }
         if let h = head.host, !validHost(h) { return .failure(status: 400, reason: "client sent invalid host header") }
-        head.keepAlive = head.isHTTP11 ? !connectionClose : connectionKeepAlive
+        // As nginx: "close" wins over "keep-alive" whatever the version.
+        head.keepAlive = !connectionClose && (head.isHTTP11 || connectionKeepAlive)
         head.headers = headers
         return .complete(head, consumed: i)
     }
@@ -195,9 +197,10 @@ public enum RequestParser {
         return Int(s)
     }
 
-    /// nginx's host validation: no "/" "\0", no leading dot, no "..".
+    /// nginx's host validation (ngx_http_validate_host): no "/" "\0" or controls, no "..", and the name
+    /// before the port must not be empty (so "", ":80" are refused). Stricter than nginx: no leading dot, no "\\".
     static func validHost(_ h: String) -> Bool {
-        if h.isEmpty { return true }
+        if h.isEmpty || h.hasPrefix(":") { return false }
         if h.hasPrefix(".") || h.contains("..") || h.contains("/") || h.contains("\\") { return false }
         return h.utf8.allSatisfy { $0 > 0x20 && $0 != 0x7F }
     }

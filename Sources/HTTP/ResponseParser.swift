@@ -66,6 +66,8 @@ public enum ResponseParser {
             while vs < e && (buf[vs] == 0x20 || buf[vs] == 0x09) { vs += 1 }
             var ve = e
             while ve > vs && (buf[ve - 1] == 0x20 || buf[ve - 1] == 0x09) { ve -= 1 }
+            // As nginx: a NUL or a bare CR in a header is an invalid header, never passed on to the client.
+            for k in vs..<ve where buf[k] == 0 || buf[k] == 0x0D { return .invalid("upstream sent invalid header") }
             let value = RequestParser.string(buf, vs, ve)
             switch name.lowercased() {
             case "content-length":

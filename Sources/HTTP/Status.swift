@@ -30,10 +30,13 @@ public enum Status {
         let title: String
         switch code {
         case 494: title = "400 Request Header Or Cookie Too Large"
-        case 301, 302, 303, 307, 308, 400...599: title = "\(code) \(reason(code))"
+        case 301, 302, 303, 307, 308: title = "\(code) \(reason(code))"
+        // nginx has no page for the codes it has no reason phrase for (418, 422, 599...): their body is empty.
+        case 400...599 where !reason(code).isEmpty: title = "\(code) \(reason(code))"
         default: return nil
         }
-        let h1 = code == 494 ? "400 Bad Request</h1></center>\r\n<center>Request Header Or Cookie Too Large" : title
-        return "<html>\r\n<head><title>\(title)</title></head>\r\n<body>\r\n<center><h1>\(h1)</h1></center>\r\n<hr><center>\(serverTokens)</center>\r\n</body>\r\n</html>\r\n"
+        let center = code == 494 ? "<center><h1>400 Bad Request</h1></center>\r\n<center>Request Header Or Cookie Too Large</center>\r\n"
+                                 : "<center><h1>\(title)</h1></center>\r\n"
+        return "<html>\r\n<head><title>\(title)</title></head>\r\n<body>\r\n\(center)<hr><center>\(serverTokens)</center>\r\n</body>\r\n</html>\r\n"
     }
 }

@@ -1,10 +1,12 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Checks
 import CShim
 import ShmTable
 
-/// Competes for the checker lock in the segment header (design.md §1). The holder refreshes its heartbeat;
+/// Competes for the checker lock in the segment header (design.md §1). The holder runs the probes on
+/// their own thread, which also refreshes the heartbeat;
 /// a holder whose heartbeat is older than three periods is presumed dead and replaced, so a SIGKILLed
 /// checker is succeeded within about one check interval.
 final class CheckerElection {
@@ -22,26 +24,51 @@ final class CheckerElection {
         worker.loop.schedule(after: UInt64(pid) % 50) { [unowned self] in self.tick() }
     }
 
+    private var thread: CheckerThread?
+
     private func tick() {
         guard !worker.isShuttingDown else { return }
         let lock = worker.segment.checker
-        let now = vigil_monotonic_ms()
-        let won = lock.tryAcquire(pid: pid, nowMs: now, staleAfterMs: CheckerElection.staleAfterMs)
-        if won {
-            lock.heartbeat(pid: pid, nowMs: now)
-            if !isChecker {
-                isChecker = true
-                worker.log.notice("worker process \(pid) is the checker for generation \(worker.segment.generation)")
-            }
-        } else if isChecker {
-            isChecker = false
+        if isChecker {
+            // The probe thread keeps the heartbeat; if it lost the lock (stalled past the stale limit), stand down.
+            if lock.holder != pid { standDown() }
+        } else if lock.tryAcquire(pid: pid, nowMs: vigil_monotonic_ms(), staleAfterMs: CheckerElection.staleAfterMs) {
+            becomeChecker()
         }
         worker.loop.schedule(after: CheckerElection.heartbeatPeriodMs) { [unowned self] in self.tick() }
     }
 
+    private func becomeChecker() {
+        let log = worker.log
+        do {
+            let engine = try CheckEngine(segment: worker.segment, peers: worker.config.checkedPeers, pid: pid) { level, message in
+                switch level {
+                case .error: log.error(message)
+                case .warn: log.warn(message)
+                case .info: log.info(message)
+                }
+            }
+            let t = CheckerThread(engine: engine)
+            t.start()
+            thread = t
+            isChecker = true
+            log.notice("worker process \(pid) is the checker for generation \(worker.segment.generation), \(worker.config.checkedPeers.count) peers")
+        } catch {
+            log.alert("cannot start the checker: \(error)")
+            worker.segment.checker.release(ifHeldBy: pid)
+        }
+    }
+
+    private func standDown() {
+        thread?.stop()
+        thread = nil
+        isChecker = false
+    }
+
     /// On exit: hand the lock on at once instead of waiting for the heartbeat to go stale.
     func resign() {
-        if isChecker { worker.segment.checker.release(ifHeldBy: pid) }
-        isChecker = false
+        guard isChecker else { return }
+        standDown()
+        worker.segment.checker.release(ifHeldBy: pid)
     }
 }

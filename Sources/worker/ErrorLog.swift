@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CShim
 import Config
 
 /// nginx's error log: `2026/11/23 13:24:14 [notice] 1234#1234: message`, one write(2) per line (O_APPEND),
@@ -13,11 +14,11 @@ public final class ErrorLog {
     }
 
     private var sinks: [Sink] = []
-    private let prefixForStderr: String?
+    /// The checker thread logs too; reopening (USR1) must not race with its writes.
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
 
-    /// `stderrPrefix` ("vigil: ") is used while the master still talks to a terminal.
-    public init(stderrPrefix: String? = nil) {
-        prefixForStderr = stderrPrefix
+    public init() {
+        pthread_mutex_init(mutex, nil)
     }
 
     /// Opens every target; the first failure is returned worded like nginx (`open() "..." failed (13: ...)`).
@@ -36,8 +37,11 @@ public final class ErrorLog {
             }
             opened.append(Sink(path: t.path, fd: fd, level: t.level))
         }
-        for s in sinks where s.fd != 2 { close(s.fd) }
+        pthread_mutex_lock(mutex)
+        let old = sinks
         sinks = opened
+        pthread_mutex_unlock(mutex)
+        for s in old where s.fd != 2 { close(s.fd) }
     }
 
     /// `-s reopen`: reopen the same files (after logrotate moved them).
@@ -54,8 +58,10 @@ public final class ErrorLog {
     public func log(_ level: LogLevel, _ message: @autoclosure () -> String) {
         guard enabled(level) else { return }
         let pid = getpid()
-        let line = "\(ErrorLog.timestamp()) [\(level.name)] \(pid)#\(pid): \(message())\n"
+        let line = "\(ErrorLog.timestamp()) [\(level.name)] \(pid)#\(vigil_gettid()): \(message())\n"
+        pthread_mutex_lock(mutex)
         for s in sinks where level <= s.level { writeAll(s.fd, line) }
+        pthread_mutex_unlock(mutex)
     }
 
     public func emerg(_ m: @autoclosure () -> String) { log(.emerg, m()) }

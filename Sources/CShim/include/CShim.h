@@ -39,6 +39,8 @@ pid_t vigil_fork(void);
 // waitpid(-1, WNOHANG) decoded: returns pid (0 none, -1 error); *exited 1 with *code, or *signaled 1 with *code = signal.
 pid_t vigil_reap(int *exited, int *signaled, int *code, int *core);
 int vigil_set_pdeathsig(int sig);
+// The calling thread's id, as nginx prints it after "pid#".
+int vigil_gettid(void);
 int vigil_set_nonblock(int fd);
 int vigil_set_cloexec(int fd, int on);
 

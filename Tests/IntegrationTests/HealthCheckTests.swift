@@ -1,0 +1,227 @@
+import Foundation
+import XCTest
+
+/// Active checks on the real binary, against real peers on 127.0.0.1 (Vigil's own `return` servers and
+/// raw sockets this test opens), read back through the status page and shmdump.
+final class HealthCheckTests: XCTestCase {
+    var vigil: Vigil!
+    var port: UInt16 = 0
+    var live1: UInt16 = 0
+    var live2: UInt16 = 0
+    var dead: UInt16 = 0
+    /// A second Vigil that plays the backends, so that killing it takes them away.
+    var backends: Vigil!
+
+    override func setUpWithError() throws {
+        port = freePort(); live1 = freePort(); live2 = freePort(); dead = freePort()
+        backends = try Vigil(config: Vigil.config(http: """
+            server { listen 127.0.0.1:\(live1); location / { return 200 "one\\n"; } location /health { return 503; } }
+            server { listen 127.0.0.1:\(live2); location / { return 200 "two\\n"; } }
+            """))
+        vigil = try Vigil(config: config(type: "http"))
+    }
+
+    override func tearDown() {
+        vigil.cleanup()
+        backends.cleanup()
+    }
+
+    func config(type: String, workers: Int = 2, extra: String = "", interval: Int = 300) -> String {
+        Vigil.config(workers: workers, http: """
+            upstream app {
+                server 127.0.0.1:\(live1);
+                server 127.0.0.1:\(live2);
+                server 127.0.0.1:\(dead);
+                check interval=\(interval) rise=2 fall=2 timeout=500 type=\(type);
+                \(extra)
+            }
+            server {
+                listen 127.0.0.1:\(port);
+                location / { proxy_pass http://app; }
+                location /status { check_status csv; }
+            }
+            """)
+    }
+
+    func statusRows() -> [String] {
+        guard let r = httpGet(port, "/status"), r.status == 200 else { return [] }
+        return r.body.split(separator: "\n").map(String.init)
+    }
+
+    func states() -> [String] { statusRows().map { $0.split(separator: ",").map(String.init)[3] } }
+
+    func testHTTPChecksBringLivePeersUpAndKeepDeadOnesDown() throws {
+        _ = try backends.start()
+        let master = try vigil.start()
+        // Before any check: every peer starts down (default_down=true) and requests get 502.
+        XCTAssertTrue(waitFor(5) { self.states() == ["up", "up", "down"] }, "\(statusRows())")
+        var seen = Set<String>()
+        for _ in 0..<20 {
+            let r = try XCTUnwrap(httpGet(port, "/"))
+            XCTAssertEqual(r.status, 200)
+            seen.insert(r.body)
+        }
+        XCTAssertEqual(seen, ["one\n", "two\n"], "the dead peer is never chosen")
+        XCTAssertFalse(vigil.errorLog().contains("connect() failed (111: Connection refused) while connecting to upstream"),
+                       "requests must not be sent to a peer known to be down")
+        XCTAssertTrue(vigil.errorLog().contains("enable check peer: 127.0.0.1:\(live1) in upstream \"app\""))
+        // shmdump agrees.
+        let dump = vigil.shmdump(["--json"])
+        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(dump.stdout.utf8)) as? [String: Any])
+        let peers = try XCTUnwrap(obj["peers"] as? [[String: Any]])
+        XCTAssertEqual(peers.map { $0["state"] as? String }, ["up", "up", "down"])
+        XCTAssertEqual(peers[2]["last_reason"] as? String, "connect() failed (111: Connection refused)")
+        XCTAssertGreaterThan(peers[0]["checks"] as? Int ?? 0, 1)
+        _ = master
+    }
+
+    func testHTTPStatusClassesAndSendString() throws {
+        _ = try backends.start()
+        try vigil.write(config: config(type: "http", extra: "check_http_send \"GET /health HTTP/1.0\\r\\n\\r\\n\";"))
+        _ = try vigil.start()
+        // live1 answers /health with 503: down under the default http_2xx http_3xx; live2 answers 200.
+        XCTAssertTrue(waitFor(5) { self.states() == ["down", "up", "down"] }, "\(statusRows())")
+        vigil.cleanup()
+        vigil = try Vigil(config: config(type: "http", extra: "check_http_send \"GET /health HTTP/1.0\\r\\n\\r\\n\"; check_http_expect_alive http_5xx;"))
+        _ = try vigil.start()
+        XCTAssertTrue(waitFor(5) { self.states() == ["up", "down", "down"] }, "\(statusRows())")
+    }
+
+    func testTCPChecksDetectAKilledPeerAndItsRecovery() throws {
+        let backendMaster = try backends.start()
+        try vigil.write(config: config(type: "tcp"))
+        _ = try vigil.start()
+        XCTAssertTrue(waitFor(5) { self.states() == ["up", "up", "down"] }, "\(statusRows())")
+        // Stop the backends: with fall=2 at 300 ms both go down within about a second.
+        let stopped = Date()
+        XCTAssertEqual(backends.vigil(["-s", "stop"]).status, 0)
+        XCTAssertTrue(waitFor(5) { !processAlive(backendMaster) })
+        XCTAssertTrue(waitFor(5) { self.states() == ["down", "down", "down"] }, "\(statusRows())")
+        XCTAssertLessThan(Date().timeIntervalSince(stopped), 3.0)
+        let r = try XCTUnwrap(httpGet(port, "/"))
+        XCTAssertEqual(r.status, 502)
+        XCTAssertTrue(vigil.errorLog().contains("no live upstreams while connecting to upstream"))
+        XCTAssertTrue(vigil.errorLog().contains("disable check peer: 127.0.0.1:\(live1) in upstream \"app\""))
+        // Bring them back: up again after rise=2.
+        _ = try backends.start()
+        XCTAssertTrue(waitFor(5) { self.states() == ["up", "up", "down"] }, "\(statusRows())")
+    }
+
+    func testGarbageAndSilentPeersAreDown() throws {
+        // One peer answers garbage, one accepts and never answers; neither may be up, neither may hang the checker.
+        let garbage = try RawServer(reply: Array("SSH-2.0-OpenSSH_9.2\r\n".utf8))
+        let silent = try RawServer(reply: nil)
+        defer { garbage.stop(); silent.stop() }
+        _ = try backends.start()
+        try vigil.write(config: Vigil.config(workers: 1, http: """
+            upstream app {
+                server 127.0.0.1:\(garbage.port);
+                server 127.0.0.1:\(silent.port);
+                server 127.0.0.1:\(live2);
+                check interval=300 rise=1 fall=1 timeout=400 type=http default_down=false;
+            }
+            server { listen 127.0.0.1:\(port); location /status { check_status csv; } location / { proxy_pass http://app; } }
+            """))
+        _ = try vigil.start()
+        XCTAssertTrue(waitFor(5) { self.states() == ["down", "down", "up"] }, "\(statusRows())")
+        // The checker keeps going: live2's check counter still rises.
+        let rise = { Int(self.statusRows()[2].split(separator: ",")[4]) ?? 0 }
+        let before = rise()
+        XCTAssertTrue(waitFor(3) { rise() >= before + 2 })
+        XCTAssertTrue(vigil.errorLog().contains("check time out with peer: 127.0.0.1:\(silent.port)"), vigil.errorLog())
+    }
+
+    func testOneCheckerForAllWorkersAndFailover() throws {
+        _ = try backends.start()
+        try vigil.write(config: config(type: "tcp", workers: 4, interval: 1000))
+        let master = try vigil.start()
+        let workers = vigil.waitForWorkers(master, count: 4)
+        XCTAssertTrue(waitFor(5) { self.states() == ["up", "up", "down"] })
+        func dump() -> [String: Any] {
+            let r = vigil.shmdump(["--json"])
+            return (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]) ?? [:]
+        }
+        func checks() -> Int { ((dump()["peers"] as? [[String: Any]])?.first?["checks"] as? Int) ?? 0 }
+        // About one probe per second per peer in total, not one per worker.
+        let c0 = checks()
+        usleep(3_000_000)
+        let perSecond = Double(checks() - c0) / 3.0
+        XCTAssertGreaterThan(perSecond, 0.6)
+        XCTAssertLessThan(perSecond, 1.5, "each peer must be probed by one checker, not by all \(workers.count) workers")
+        // SIGKILL the checker: probes continue within about one interval.
+        let checker = try XCTUnwrap(dump()["checker_pid"] as? Int)
+        XCTAssertTrue(workers.contains(Int32(checker)))
+        kill(Int32(checker), SIGKILL)
+        let killed = Date()
+        let c1 = checks()
+        XCTAssertTrue(waitFor(3) { checks() > c1 }, "no probe after the checker was killed")
+        XCTAssertLessThan(Date().timeIntervalSince(killed), 2.5)
+        XCTAssertNotEqual(dump()["checker_pid"] as? Int, checker)
+    }
+
+    func testReloadKeepsPeerState() throws {
+        _ = try backends.start()
+        // interval=5000: the first probes land within a second, the next ones 5 s later.
+        let conf = config(type: "tcp", interval: 5000).replacingOccurrences(of: "rise=2", with: "rise=1")
+        try vigil.write(config: conf)
+        let master = try vigil.start()
+        XCTAssertTrue(waitFor(5) { self.states() == ["up", "up", "down"] }, "\(statusRows())")
+        // Reload twice: the states are carried over at once, long before the next probe is due.
+        for generation in 2...3 {
+            XCTAssertEqual(vigil.vigil(["-s", "reload"]).status, 0)
+            XCTAssertTrue(waitFor(5) { shmSegments(ofMaster: master) == ["vigil.\(master).\(generation)"] })
+            XCTAssertTrue(waitFor(2) { (httpGet(self.port, "/status?format=json")?.body ?? "").contains("\"generation\": \(generation)") })
+            XCTAssertEqual(states(), ["up", "up", "down"], "state must survive reload to generation \(generation)")
+        }
+    }
+}
+
+/// A TCP server on 127.0.0.1 that accepts and answers every connection with fixed bytes, or never answers.
+final class RawServer: @unchecked Sendable {
+    let fd: Int32
+    let port: UInt16
+    private var running = true
+    private var thread: Thread?
+    private var held: [Int32] = []
+
+    init(reply: [UInt8]?) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.fd = fd
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        listen(fd, 64)
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        port = UInt16(bigEndian: addr.sin_port)
+        let listenFd = fd
+        let t = Thread { [weak self] in
+            while self?.running == true {
+                var pfd = pollfd(fd: listenFd, events: Int16(POLLIN), revents: 0)
+                guard poll(&pfd, 1, 100) > 0 else { continue }
+                let c = accept(listenFd, nil, nil)
+                guard c >= 0 else { continue }
+                if let reply {
+                    _ = reply.withUnsafeBytes { send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                    close(c)
+                } else {
+                    self?.held.append(c)
+                }
+            }
+        }
+        thread = t
+        t.start()
+    }
+
+    func stop() {
+        running = false
+        usleep(200_000)
+        for c in held { close(c) }
+        close(fd)
+    }
+}
+

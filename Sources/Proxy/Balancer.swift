@@ -118,16 +118,21 @@ public final class UpstreamBalancer {
         var hash = 89
         for _ in 0..<20 {
             for o in octets { hash = (hash * 113 + Int(o)) % 6271 }
-            var w = hash % totalWeight
-            var i = 0
-            while w >= primaries[i].weight {
-                w -= primaries[i].weight
-                i += 1
-            }
-            let p = primaries[i]
+            let p = primary(atWeight: hash % totalWeight)
             if usable(p, now: now, tried: tried) { return p }
         }
         return nil
+    }
+
+    /// The primary whose share of the total weight contains `w` (nginx's weighted hash placement).
+    private func primary(atWeight w: Int) -> Peer {
+        var w = w
+        var i = 0
+        while w >= primaries[i].weight {
+            w -= primaries[i].weight
+            i += 1
+        }
+        return primaries[i]
     }
 
     /// ngx_http_upstream_hash (non-consistent): crc32 of the key, rehashed on misses, 20 tries.
@@ -136,13 +141,7 @@ public final class UpstreamBalancer {
         let totalWeight = primaries.reduce(0) { $0 + $1.weight }
         var hash = CRC32.of(Array(key.utf8))
         for attempt in 0..<20 {
-            var w = Int(hash % UInt32(totalWeight))
-            var i = 0
-            while w >= primaries[i].weight {
-                w -= primaries[i].weight
-                i += 1
-            }
-            let p = primaries[i]
+            let p = primary(atWeight: Int(hash % UInt32(totalWeight)))
             if usable(p, now: now, tried: tried) { return p }
             // nginx: hash = crc32(attempt number + key) with the previous hash mixed in
             hash = CRC32.of(Array("\(attempt + 1)".utf8) + Array(key.utf8) + withUnsafeBytes(of: hash.littleEndian) { Array($0) })

@@ -114,27 +114,6 @@ func pad(_ s: String, _ w: Int, right: Bool = false) -> String {
     return right ? fill + s : s + fill
 }
 
-func jsonString(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if u.value < 0x20 { out += "\\u" + pad(String(u.value, radix: 16), 4).replacingOccurrences(of: " ", with: "0") }
-            else { out.unicodeScalars.append(u) }
-        }
-    }
-    return out + "\""
-}
-
-extension String {
-    func replacingOccurrences(of a: String, with b: String) -> String { split(separator: Character(a), omittingEmptySubsequences: false).joined(separator: b) }
-}
-
 func render(_ seg: Segment, json: Bool) -> String {
     let now = vigil_monotonic_ms()
     let checker = seg.checker.holder
@@ -146,16 +125,16 @@ func render(_ seg: Segment, json: Bool) -> String {
         rows.append((i, seg.upstreamName(i), seg.serverName(i), slot.read(), typeName(slot.type), slot.port))
     }
     if json {
-        var out = "{\"segment\": \(jsonString(seg.name)), \"generation\": \(seg.generation), \"master_pid\": \(seg.masterPid), "
+        var out = "{\"segment\": \(JSONText.quoted(seg.name)), \"generation\": \(seg.generation), \"master_pid\": \(seg.masterPid), "
         out += "\"checker_pid\": \(checker == 0 ? "null" : String(checker)), "
         out += "\"checker_heartbeat_age_ms\": \(beatAge.map(String.init) ?? "null"), "
         out += "\"peer_count\": \(seg.peerCount), \"peer_capacity\": \(seg.peerCapacity), \"size\": \(seg.size), \"peers\": ["
         out += rows.map { r in
-            "\n  {\"index\": \(r.i), \"upstream\": \(jsonString(r.up)), \"server\": \(jsonString(r.server)), "
+            "\n  {\"index\": \(r.i), \"upstream\": \(JSONText.quoted(r.up)), \"server\": \(JSONText.quoted(r.server)), "
                 + "\"state\": \"\(r.s.down ? "down" : "up")\", \"checked\": \(r.s.checked), \"rise\": \(r.s.rise), \"fall\": \(r.s.fall), "
                 + "\"checks\": \(r.s.checks), \"failures\": \(r.s.failures), \"last_rtt_us\": \(r.s.rttUs), "
                 + "\"last_check_age_ms\": \(r.s.lastCheckMs == 0 ? "null" : String(now >= r.s.lastCheckMs ? now - r.s.lastCheckMs : 0)), "
-                + "\"last_reason\": \(jsonString(r.s.reason.text)), \"type\": \"\(r.type)\", \"port\": \(r.port)}"
+                + "\"last_reason\": \(JSONText.quoted(r.s.reason.text)), \"type\": \"\(r.type)\", \"port\": \(r.port)}"
         }.joined(separator: ",")
         out += rows.isEmpty ? "]}\n" : "\n]}\n"
         return out

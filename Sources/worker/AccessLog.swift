@@ -51,7 +51,7 @@ struct CompiledLogFormat {
             case .literal(let s): out += s
             case .variable(let name):
                 let v = value(name)
-                out += escape == "json" ? CompiledLogFormat.jsonEscape(v ?? "") : CompiledLogFormat.defaultEscape(v ?? "-", escape: escape != "none")
+                out += escape == "json" ? JSONText.escape(v ?? "") : CompiledLogFormat.defaultEscape(v ?? "-", escape: escape != "none")
             }
         }
         return out + "\n"
@@ -71,21 +71,6 @@ struct CompiledLogFormat {
         return out
     }
 
-    static func jsonEscape(_ s: String) -> String {
-        var out = ""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 { out += "\\u00" + String(u.value, radix: 16).leftPadded(2) } else { out.unicodeScalars.append(u) }
-            }
-        }
-        return out
-    }
 }
 
 extension String {

@@ -15,6 +15,8 @@ public final class CheckEngine {
     let peers: [CheckedPeer]
     let pid: Int32
     let log: (LogLevelName, String) -> Void
+    /// Whether info lines are wanted: failure texts are only built when someone will read them.
+    let logsInfo: Bool
     var states: [PeerState]
     let payloads: [[UInt8]]
     private var stopFd: Int32 = -1
@@ -24,7 +26,9 @@ public final class CheckEngine {
 
     public enum LogLevelName { case error, warn, info }
 
-    public init(segment: Segment, peers: [CheckedPeer], pid: Int32, log: @escaping (LogLevelName, String) -> Void) throws {
+    public init(segment: Segment, peers: [CheckedPeer], pid: Int32, logsInfo: Bool,
+                log: @escaping (LogLevelName, String) -> Void) throws {
+        self.logsInfo = logsInfo
         self.loop = try EventLoop()
         self.segment = segment
         self.peers = Array(peers.prefix(segment.peerCount))
@@ -80,7 +84,7 @@ public final class CheckEngine {
     }
 
     /// Applies one result (check-module.md §2) and schedules the next probe `interval` after it.
-    func record(_ i: Int, success: Bool, rttUs: UInt64, reason: FailureReason, message: String?) {
+    func record(_ i: Int, success: Bool, rttUs: UInt64, reason: FailureReason, message: () -> String?) {
         let peer = peers[i]
         let c = peer.check
         var s = states[i]
@@ -102,11 +106,15 @@ public final class CheckEngine {
             s.reason = reason
             s.fall &+= 1
             s.rise = 0
-            if let message { log(.info, message) }
-            if !s.down && Int(s.fall) >= c.fall {
+            let flips = !s.down && Int(s.fall) >= c.fall
+            if logsInfo || flips {
+                let text = message() ?? reason.text
+                if logsInfo { log(.info, text) }
+                if flips { log(.error, "disable check peer: \(peer.checkAddress) in upstream \"\(peer.upstream)\": \(text)") }
+            }
+            if flips {
                 s.down = true
                 s.lastChangeMs = now
-                log(.error, "disable check peer: \(peer.checkAddress) in upstream \"\(peer.upstream)\": \(message ?? reason.text)")
             }
         }
         states[i] = s
@@ -136,7 +144,10 @@ final class Probe: EventHandler {
     func start() {
         let a = peer.checkAddress
         fd = socket(a.isIPv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return fail(.connectFailed, "socket() failed (\(errno): \(String(cString: strerror(errno))))") }
+        guard fd >= 0 else {
+            let e = errno
+            return fail(.connectFailed, "socket() failed (\(e): \(String(cString: strerror(e))))")
+        }
         let rc = Socket.withSockaddr(host: a.host, port: a.port, isIPv6: a.isIPv6) { Glibc.connect(fd, $0, $1) } ?? -1
         if rc != 0 && errno != EINPROGRESS { return connectFailed(errno) }
         do {
@@ -170,7 +181,8 @@ final class Probe: EventHandler {
             let n = payload.withUnsafeBytes { send(fd, $0.baseAddress! + sent, payload.count - sent, Int32(MSG_NOSIGNAL)) }
             if n > 0 { sent += n; continue }
             if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
-            return fail(.sendFailed, "send() failed (\(errno): \(String(cString: strerror(errno)))) with peer: \(peer.checkAddress) ")
+            let e = errno
+            return fail(.sendFailed, "send() failed (\(e): \(String(cString: strerror(e)))) with peer: \(peer.checkAddress) ")
         }
         if events & Events.writable != 0 { try? engine.loop.modify(fd: fd, events: Events.readable | Events.readHangup) }
         receive()
@@ -181,8 +193,9 @@ final class Probe: EventHandler {
         var b: UInt8 = 0
         let n = recv(fd, &b, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
         if n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) { return succeed() }
+        let e = errno
         fail(.closed, n == 0 ? "peer closed connection, peer: \(peer.checkAddress) "
-                              : "recv() failed (\(errno): \(String(cString: strerror(errno)))) with peer: \(peer.checkAddress) ")
+                              : "recv() failed (\(e): \(String(cString: strerror(e)))) with peer: \(peer.checkAddress) ")
     }
 
     private func receive() {
@@ -198,7 +211,8 @@ final class Probe: EventHandler {
             }
             if n == 0 { eof = true; break }
             if errno == EAGAIN || errno == EINTR { break }
-            return fail(.recvFailed, "recv() failed (\(errno): \(String(cString: strerror(errno)))) with peer: \(peer.checkAddress) ")
+            let e = errno
+            return fail(.recvFailed, "recv() failed (\(e): \(String(cString: strerror(e)))) with peer: \(peer.checkAddress) ")
         }
         let c = peer.check
         switch Probes.evaluate(c.type, reply, eof: eof || reply.count > 65536, expect: c.effectiveExpectAlive,
@@ -209,10 +223,13 @@ final class Probe: EventHandler {
         }
     }
 
-    private func succeed() { finish(success: true, reason: .none, message: nil) }
-    private func fail(_ reason: FailureReason, _ message: String) { finish(success: false, reason: reason, message: message) }
+    private func succeed() { finish(success: true, reason: .none, message: { nil }) }
+    /// The text is built only if it will be logged; callers capture errno before anything else runs.
+    private func fail(_ reason: FailureReason, _ message: @autoclosure () -> String) {
+        finish(success: false, reason: reason, message: message)
+    }
 
-    private func finish(success: Bool, reason: FailureReason, message: String?) {
+    private func finish(success: Bool, reason: FailureReason, message: () -> String?) {
         guard !finished else { return }
         finished = true
         timer?.cancel()

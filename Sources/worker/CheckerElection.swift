@@ -41,7 +41,8 @@ final class CheckerElection {
     private func becomeChecker() {
         let log = worker.log
         do {
-            let engine = try CheckEngine(segment: worker.segment, peers: worker.config.checkedPeers, pid: pid) { level, message in
+            let engine = try CheckEngine(segment: worker.segment, peers: worker.config.checkedPeers, pid: pid,
+                                         logsInfo: log.enabled(.info)) { level, message in
                 switch level {
                 case .error: log.error(message)
                 case .warn: log.warn(message)

@@ -153,8 +153,8 @@ public enum Probes {
         guard r[0] == 1 else { return err("upstream sent unsupported FastCGI protocol version: \(r[0])") }
         let type = r[1]
         guard type == 6 || type == 7 || type == 3 else { return err("upstream sent invalid FastCGI record type: \(type)") }
-        guard r[2] == 0 else { return err("upstream sent invalid FastCGI request id high byte: \(r[2])") }
-        guard r[3] == 1 else { return err("upstream sent invalid FastCGI request id low byte: \(r[3])") }
+        guard r[2] == 0 else { return err("upstream sent unexpected FastCGI request id high byte: \(r[2])") }
+        guard r[3] == 1 else { return err("upstream sent unexpected FastCGI request id low byte: \(r[3])") }
         if type == 3 { return err("check fastcgi sent unexpected FastCGI record: 3") }
         if type == 7 { return err("fastcgi check error") }
         let len = Int(r[4]) << 8 | Int(r[5])

@@ -29,14 +29,17 @@ public enum Status {
     public static func errorPage(_ code: Int, serverTokens: String) -> String? {
         let title: String
         switch code {
+        // nginx's pages differ from its status lines in a few places (ngx_http_error_302_page says "Found").
+        case 302: title = "302 Found"
+        case 401: title = "401 Authorization Required"
         case 494: title = "400 Request Header Or Cookie Too Large"
-        case 301, 302, 303, 307, 308: title = "\(code) \(reason(code))"
-        // nginx has no page for the codes it has no reason phrase for (418, 422, 599...): their body is empty.
-        case 400...599 where !reason(code).isEmpty: title = "\(code) \(reason(code))"
+        case 301, 303, 307, 308, 400...599:
+            guard !reason(code).isEmpty else { return nil }
+            title = "\(code) \(reason(code))"
         default: return nil
         }
-        let center = code == 494 ? "<center><h1>400 Bad Request</h1></center>\r\n<center>Request Header Or Cookie Too Large</center>\r\n"
-                                 : "<center><h1>\(title)</h1></center>\r\n"
-        return "<html>\r\n<head><title>\(title)</title></head>\r\n<body>\r\n\(center)<hr><center>\(serverTokens)</center>\r\n</body>\r\n</html>\r\n"
+        let heading = code == 494 ? "<center><h1>400 Bad Request</h1></center>\r\n<center>Request Header Or Cookie Too Large</center>"
+                                  : "<center><h1>\(title)</h1></center>"
+        return "<html>\r\n<head><title>\(title)</title></head>\r\n<body>\r\n\(heading)\r\n<hr><center>\(serverTokens)</center>\r\n</body>\r\n</html>\r\n"
     }
 }

@@ -39,6 +39,8 @@ public final class UpstreamBalancer {
     let primaries: [Peer]
     let backups: [Peer]
     let segment: Segment?
+    /// `keepalive N` connections, when the upstream block asks for them.
+    public var pool: KeepalivePool?
 
     /// `checkedIndex` maps (upstream, address) to shm slots, built from `Configuration.checkedPeers`.
     public init(upstream: Upstream, segment: Segment?, checkedIndex: [String: Int]) {

@@ -35,7 +35,6 @@ final class ConnectionSet {
         }
         open[fd] = c
         worker.counters.add(.active)
-        worker.counters.add(.reading)
         c.start()
     }
 
@@ -72,6 +71,7 @@ final class ClientConnection: EventHandler {
     private var bodyRemaining = 0
     private var chunked: ChunkedDecoder?
     private var sawFirstByte = false
+    private var countedReading = false
     /// Called when the output queue drains (a proxied body waiting on a slow client).
     var onDrain: (() -> Void)?
     /// Set once the response for the current request is fully queued.
@@ -85,13 +85,17 @@ final class ClientConnection: EventHandler {
         self.serial = serial
         var p = peer
         (remoteAddress, remotePort, remoteBytes) = ClientConnection.describe(&p)
-        let http = worker.config.http?.settings
-        input = ByteBuffer(capacity: http?.clientHeaderBufferSize ?? 1024)
+        // Before the Host header is known, nginx reads the head with the default server's settings
+        // (client_header_buffer_size, large_client_header_buffers, client_header_timeout may be set per server).
+        settings = worker.router.server(for: listening.listen.address, host: nil)?.settings
+            ?? worker.config.http?.settings ?? HTTPSettings()
+        input = ByteBuffer(capacity: settings.clientHeaderBufferSize ?? 1024)
     }
 
     var isIdle: Bool { state == .head && input.isEmpty && request == nil }
 
-    private var settings: HTTPSettings { worker.config.http?.settings ?? HTTPSettings() }
+    /// The default server's settings for this address: they govern reading request heads.
+    private let settings: HTTPSettings
     private var limits: RequestLimits {
         let large = settings.largeClientHeaderBuffers ?? (4, 8192)
         return RequestLimits(maxLineLength: large.size, maxHeadLength: large.count * large.size)
@@ -136,6 +140,7 @@ final class ClientConnection: EventHandler {
             let n = input.receive(from: fd, limit: limit)
             if n > 0 {
                 sawFirstByte = true
+                if state == .head { startReading() }
                 process()
                 continue
             }
@@ -194,12 +199,14 @@ final class ClientConnection: EventHandler {
                 }
             } else {
                 readBody()
+                // The rest of the body has not arrived yet: wait for the socket, do not spin.
+                if state == .body { return }
             }
         }
     }
 
     private func failBeforeRouting(_ status: Int) {
-        worker.counters.add(.reading, -1)
+        stopReading()
         worker.counters.add(.writing)
         let head = RequestHead(method: "-", target: "-", path: "/", query: nil, versionMajor: 1, versionMinor: 1,
                                headers: [], host: nil, contentLength: nil, keepAlive: false)
@@ -211,8 +218,7 @@ final class ClientConnection: EventHandler {
     }
 
     private func begin(_ head: RequestHead, length: Int) {
-        worker.counters.add(.requests)
-        worker.counters.add(.reading, -1)
+        stopReading()
         worker.counters.add(.writing)
         guard let server = worker.router.server(for: listening.listen.address, host: head.host) else { close(); return }
         let location = worker.router.location(in: server, path: head.path)
@@ -286,13 +292,15 @@ final class ClientConnection: EventHandler {
 
     private func dispatch() {
         guard let r = request else { return }
+        // nginx's phases: a server-level `return` (server rewrite) answers whatever location matched, and a
+        // location's `return` (rewrite) runs before `allow`/`deny` (access).
+        if let ret = r.server.returnAction ?? r.location?.returnAction {
+            respondReturn(ret)
+            return
+        }
         if let rules = r.settings.accessRules, !AccessCheck.allows(rules, remoteBytes) {
             worker.log.error("access forbidden by rule, client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
             respondError(403)
-            return
-        }
-        if let ret = r.location?.returnAction ?? (r.location == nil ? r.server.returnAction : nil) {
-            respondReturn(ret)
             return
         }
         let content = r.location?.content ?? r.server.content
@@ -414,12 +422,30 @@ final class ClientConnection: EventHandler {
             lingeringClose()
             return
         }
-        worker.counters.add(.reading)
         state = .head
         sawFirstByte = !input.isEmpty
         setInterest(reading: true)
         arm(UInt64(r.settings.keepaliveTimeout ?? 75_000)) { [unowned self] in self.timedOut() }
-        if !input.isEmpty { process() }
+        if !input.isEmpty {
+            startReading()   // a pipelined request is already here
+            process()
+        }
+    }
+
+    /// nginx's stub_status accounting: a connection is "reading" (and its request counted) from the first
+    /// byte of a request head until the head is parsed; before that, and between keep-alive requests, it is
+    /// "waiting".
+    private func startReading() {
+        guard !countedReading else { return }
+        countedReading = true
+        worker.counters.add(.reading)
+        worker.counters.add(.requests)
+    }
+
+    private func stopReading() {
+        guard countedReading else { return }
+        countedReading = false
+        worker.counters.add(.reading, -1)
     }
 
     private func logAccess(_ r: RequestContext) {
@@ -439,7 +465,7 @@ final class ClientConnection: EventHandler {
 
     func close() {
         guard state != .closed else { return }
-        if state == .head { worker.counters.add(.reading, -1) } else if request != nil { worker.counters.add(.writing, -1) }
+        if countedReading { stopReading() } else if request != nil { worker.counters.add(.writing, -1) }
         state = .closed
         timer?.cancel()
         proxy?.abort()

@@ -34,6 +34,9 @@ final class ProxySession: EventHandler {
     private var upstreamStatuses: [String] = []
     private var upstreamTimes: [String] = []
     private var paused = false
+    /// The connection came from the keepalive pool (a failure on it is retried on a fresh one, uncounted).
+    private var reused = false
+    private var connectionRequests = 0
 
     init(client: ClientConnection, request: RequestContext, pass: ProxyPass) {
         self.client = client
@@ -74,11 +77,29 @@ final class ProxySession: EventHandler {
         return Variables(request: request, connection: client).expand(key)
     }
 
-    private func connect(_ p: Peer) {
+    private func connect(_ p: Peer, allowCached: Bool = true) {
         phase = .connecting
         sent = 0
         startedUs = vigil_monotonic_us()
         upstreamAddrs.append(p.address.description)
+        if allowCached, let cached = balancer.pool?.take(p.address) {
+            fd = cached.fd
+            reused = true
+            connectionRequests = cached.requests
+            balancer.connected(p, delta: 1)
+            do {
+                try loop.register(fd: fd, events: Events.writable | Events.readable | Events.readHangup, handler: self)
+            } catch {
+                failed(.error, "\(error)")
+                return
+            }
+            phase = .sending
+            arm(settings.proxySendTimeout ?? 60_000, "upstream timed out (110: Connection timed out) while sending request to upstream")
+            sendRequest()
+            return
+        }
+        reused = false
+        connectionRequests = 0
         let a = p.address
         fd = socket(a.isIPv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { failed(.error, "socket() failed (\(errno): \(String(cString: strerror(errno))))"); return }
@@ -291,6 +312,13 @@ final class ProxySession: EventHandler {
     /// A peer failed before the response started: account it and try the next one or answer 502/504.
     private func failed(_ failure: Failure, _ message: String?) {
         guard phase != .done else { return }
+        // A cached connection the upstream had closed: not the peer's fault, try again on a fresh one.
+        if reused, let p = peer, phase == .sending || (phase == .readingHead && response.isEmpty), !failure.isTimeout {
+            upstreamAddrs.removeLast()
+            closeUpstream()
+            connect(p, allowCached: false)
+            return
+        }
         if let message {
             client.worker.log.error("\(message), client: \(client.remoteAddress), server: \(request.server.serverNames.first ?? ""), request: \"\(request.head.requestLine)\", upstream: \"http://\(peer?.address.description ?? "")\(request.head.target)\"")
         }
@@ -330,9 +358,16 @@ final class ProxySession: EventHandler {
         upstreamTimes.append(elapsed())
         recordUpstream()
         if let p = peer { balancer.finished(p, failed: false, now: loop.now) }
+        if !abortClient, let pool = balancer.pool, let p = peer, let h = head, h.versionMinor >= 1, !h.connectionClose,
+           !(bodyRemaining == nil && decoder == nil && h.hasBody && request.head.method != "HEAD"), response.isEmpty {
+            // The whole response was read and the upstream keeps the connection: cache it.
+            loop.unregister(fd: fd)
+            pool.put(fd, address: p.address, requests: connectionRequests + 1)
+            fd = -1
+            balancer.connected(p, delta: -1)
+        }
         closeUpstream()
         if abortClient { client.close(); return }
-        if passChunked && !(head?.hasBody == false) { _ = client.sendStreaming(UnsafeRawBufferPointer(start: nil, count: 0)) }
         client.completeResponse()
     }
 
@@ -348,17 +383,19 @@ final class ProxySession: EventHandler {
     }
 
     private func closeUpstream() {
-        guard fd >= 0 else { return }
-        loop.unregister(fd: fd)
-        Glibc.close(fd)
-        fd = -1
-        if let p = peer { balancer.connected(p, delta: -1) }
+        if fd >= 0 {
+            loop.unregister(fd: fd)
+            Glibc.close(fd)
+            fd = -1
+            if let p = peer { balancer.connected(p, delta: -1) }
+        }
         response.consume(response.readable)
         head = nil
         decoder = nil
         bodyRemaining = nil
         passChunked = false
         paused = false
+        reused = false
     }
 
     /// The client went away: drop the upstream side.

@@ -4,7 +4,7 @@ import Glibc
 import Config
 
 /// Picks the server block (by listening address and Host) and the location (nginx's order:
-/// exact, longest prefix, `^~` stops, regexes in order — nested ones first — else the prefix).
+/// exact, longest prefix, `^~` stops its level's regexes, regexes in order — nested ones first — else the prefix).
 final class Router {
     struct ServerChoice {
         let servers: [Server]
@@ -62,25 +62,37 @@ final class Router {
     }
 
     func location(in server: Server, path: String) -> Location? {
-        find(server.locations, path: path)
+        var matched: Location?
+        _ = find(server.locations, path: path, matched: &matched)
+        return matched
     }
 
-    private func find(_ locs: [Location], path: String) -> Location? {
-        if let exact = locs.first(where: { $0.match == .exact && $0.pattern == path }) { return exact }
+    /// ngx_http_core_find_location: an exact match ends the search; otherwise the longest prefix is
+    /// remembered and its nested locations searched; then, unless the prefix matched at *this* level is
+    /// `^~`, this level's regexes in order (a match ends the search, after its own nested locations).
+    /// Returns true when the search ended (exact or regex match).
+    private func find(_ locs: [Location], path: String, matched: inout Location?) -> Bool {
+        if let exact = locs.first(where: { $0.match == .exact && $0.pattern == path }) {
+            matched = exact
+            return true
+        }
         var best: Location?
         for l in locs where (l.match == .prefix || l.match == .preferentialPrefix) && path.hasPrefix(l.pattern) {
             if best == nil || l.pattern.utf8.count > best!.pattern.utf8.count { best = l }
         }
-        var candidate = best
-        if let b = best, !b.locations.isEmpty, let inner = find(b.locations, path: path) {
-            if inner.match != .prefix && inner.match != .preferentialPrefix { return inner }
-            candidate = inner
+        if let b = best {
+            matched = b
+            if find(b.locations, path: path, matched: &matched) { return true }
+            if b.match == .preferentialPrefix { return false }
         }
-        if candidate?.match == .preferentialPrefix || best?.match == .preferentialPrefix { return candidate }
         for l in locs {
-            if case .regex = l.match, let r = regexes[ObjectIdentifier(l)], r.matches(path) { return l }
+            if case .regex = l.match, let r = regexes[ObjectIdentifier(l)], r.matches(path) {
+                matched = l
+                _ = find(l.locations, path: path, matched: &matched)
+                return true
+            }
         }
-        return candidate
+        return false
     }
 }
 

@@ -78,7 +78,11 @@ public final class WorkerProcess {
         var slots: [String: Int] = [:]
         for (i, p) in config.checkedPeers.enumerated() { slots[UpstreamBalancer.slotKey(upstream: p.upstream, address: p.address)] = i }
         for u in config.http?.upstreams ?? [] {
-            balancers[u.name.lowercased()] = UpstreamBalancer(upstream: u, segment: segment, checkedIndex: slots)
+            let b = UpstreamBalancer(upstream: u, segment: segment, checkedIndex: slots)
+            if let n = u.keepalive {
+                b.pool = KeepalivePool(capacity: n, timeoutMs: u.keepaliveTimeout, maxRequests: u.keepaliveRequests, loop: loop)
+            }
+            balancers[u.name.lowercased()] = b
         }
         signalSource = try SignalSource(loop: loop, signals: WorkerProcess.handledSignals) { [unowned self] sig in
             self.handleSignal(sig)

@@ -1,0 +1,69 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Config
+import Event
+
+/// `keepalive N`: idle upstream connections kept per worker and upstream (nginx's cache: at most N in
+/// total, least recently used evicted). An idle connection that becomes readable was closed or broken
+/// by the upstream, and is dropped.
+public final class KeepalivePool {
+    final class Idle: EventHandler {
+        let fd: Int32
+        let address: PeerAddress
+        let requests: Int
+        unowned let pool: KeepalivePool
+        var timer: Timer?
+        init(fd: Int32, address: PeerAddress, requests: Int, pool: KeepalivePool) {
+            self.fd = fd
+            self.address = address
+            self.requests = requests
+            self.pool = pool
+        }
+        func handleEvent(_ events: UInt32) { pool.drop(self) }
+    }
+
+    let capacity: Int
+    let timeoutMs: UInt64
+    let maxRequests: Int
+    let loop: EventLoop
+    private var idle: [Idle] = []   // most recently used last
+
+    public init(capacity: Int, timeoutMs: Int, maxRequests: Int, loop: EventLoop) {
+        self.capacity = capacity
+        self.timeoutMs = UInt64(timeoutMs)
+        self.maxRequests = maxRequests
+        self.loop = loop
+    }
+
+    /// A cached connection to `address`, with the number of requests it has carried.
+    public func take(_ address: PeerAddress) -> (fd: Int32, requests: Int)? {
+        guard let i = idle.lastIndex(where: { $0.address == address }) else { return nil }
+        let c = idle.remove(at: i)
+        c.timer?.cancel()
+        loop.unregister(fd: c.fd)
+        return (c.fd, c.requests)
+    }
+
+    /// Keeps `fd` for reuse, evicting the least recently used connection when full.
+    public func put(_ fd: Int32, address: PeerAddress, requests: Int) {
+        guard requests < maxRequests else { close(fd); return }
+        if idle.count >= capacity { drop(idle[0]) }
+        let c = Idle(fd: fd, address: address, requests: requests, pool: self)
+        do { try loop.register(fd: fd, events: Events.readable | Events.readHangup, handler: c) } catch { close(fd); return }
+        c.timer = loop.schedule(after: timeoutMs) { [weak self, weak c] in
+            if let self, let c { self.drop(c) }
+        }
+        idle.append(c)
+    }
+
+    func drop(_ c: Idle) {
+        guard let i = idle.firstIndex(where: { $0 === c }) else { return }
+        idle.remove(at: i)
+        c.timer?.cancel()
+        loop.unregister(fd: c.fd)
+        close(c.fd)
+    }
+
+    public var count: Int { idle.count }
+}

@@ -59,19 +59,18 @@ public enum RequestParser {
         if major != 1 { return .failure(status: major > 1 ? 505 : 400, reason: "client sent unsupported HTTP version") }
 
         var target = string(buf, targetStart, targetEnd)
-        // absolute-form: keep only the path; the authority becomes the Host.
+        // absolute-form: keep only the path; the authority becomes the Host. Split on bytes, as nginx does:
+        // Character-wise, a "/" or "?" followed by a combining mark is not "/" or "?".
         var absoluteHost: String?
-        if !target.hasPrefix("/") {
-            let lower = target.lowercased()
-            guard lower.hasPrefix("http://") || lower.hasPrefix("https://") else {
+        if buf[targetStart] != UInt8(ascii: "/") {
+            guard let authorityStart = afterScheme(buf, targetStart, targetEnd) else {
                 if method == "OPTIONS" && target == "*" { return finishHead(buf, lineEnd + 1, limits: limits, method: method, target: target, major: major, minor: minor, absoluteHost: nil) }
                 return .failure(status: 400, reason: "client sent invalid request")
             }
-            let rest = target.drop(while: { $0 != "/" }).dropFirst(2)
-            let authority = rest.prefix(while: { $0 != "/" && $0 != "?" })
-            absoluteHost = String(authority)
-            let remainder = rest.dropFirst(authority.count)
-            target = remainder.isEmpty ? "/" : (remainder.hasPrefix("?") ? "/" + remainder : String(remainder))
+            var a = authorityStart
+            while a < targetEnd && buf[a] != UInt8(ascii: "/") && buf[a] != UInt8(ascii: "?") { a += 1 }
+            absoluteHost = string(buf, authorityStart, a)
+            target = a == targetEnd ? "/" : (buf[a] == UInt8(ascii: "?") ? "/" : "") + string(buf, a, targetEnd)
         }
         return finishHead(buf, lineEnd + 1, limits: limits, method: method, target: target, major: major, minor: minor, absoluteHost: absoluteHost)
     }
@@ -83,9 +82,9 @@ public enum RequestParser {
         var headers: [(name: String, value: String)] = []
         var head = RequestHead(method: method, target: target, path: target, query: nil, versionMajor: major,
                                versionMinor: minor, headers: [], host: nil, contentLength: nil, keepAlive: minor >= 1)
-        if let q = target.firstIndex(of: "?") {
-            head.path = String(target[..<q])
-            head.query = String(target[target.index(after: q)...])
+        if let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
+            head.path = String(decoding: target.utf8[..<q], as: UTF8.self)
+            head.query = String(decoding: target.utf8[target.utf8.index(after: q)...], as: UTF8.self)
         }
         var sawHost = false
         var transferEncoding: String?
@@ -136,12 +135,12 @@ public enum RequestParser {
                 transferEncoding = value
             case "connection":
                 for token in value.split(separator: ",") {
-                    let t = token.trimmingSpaces().lowercased()
-                    if t == "close" { connectionClose = true }
-                    if t == "keep-alive" { connectionKeepAlive = true }
+                    let t = token.trimmingSpaces()
+                    if equalsIgnoringASCIICase(t, "close") { connectionClose = true }
+                    if equalsIgnoringASCIICase(t, "keep-alive") { connectionKeepAlive = true }
                 }
             case "expect":
-                if value.lowercased() == "100-continue" { head.expectContinue = true }
+                if equalsIgnoringASCIICase(value, "100-continue") { head.expectContinue = true }
             default:
                 break
             }
@@ -158,7 +157,7 @@ public enum RequestParser {
                 return .failure(status: 400, reason: "client sent \"Content-Length\" and \"Transfer-Encoding\" headers at the same time")
             }
             guard minor >= 1 else { return .failure(status: 400, reason: "client sent HTTP/1.0 request with \"Transfer-Encoding\" header") }
-            guard te.lowercased() == "chunked" else { return .failure(status: 501, reason: "client sent unknown \"Transfer-Encoding\": \"\(te)\"") }
+            guard equalsIgnoringASCIICase(te, "chunked") else { return .failure(status: 501, reason: "client sent unknown \"Transfer-Encoding\": \"\(te)\"") }
             head.chunked = true
         }
         if let h = head.host, !validHost(h) { return .failure(status: 400, reason: "client sent invalid host header") }
@@ -197,12 +196,37 @@ public enum RequestParser {
         return Int(s)
     }
 
-    /// nginx's host validation (ngx_http_validate_host): no "/" "\0" or controls, no "..", and the name
-    /// before the port must not be empty (so "", ":80" are refused). Stricter than nginx: no leading dot, no "\\".
+    /// nginx's host validation (ngx_http_validate_host), on bytes as nginx does: no "/" "\0" or controls,
+    /// no "..", and the name before the port must not be empty (so "", ":80" are refused). Stricter than
+    /// nginx: no leading dot, no "\\".
     static func validHost(_ h: String) -> Bool {
-        if h.isEmpty || h.hasPrefix(":") { return false }
-        if h.hasPrefix(".") || h.contains("..") || h.contains("/") || h.contains("\\") { return false }
-        return h.utf8.allSatisfy { $0 > 0x20 && $0 != 0x7F }
+        guard let first = h.utf8.first, first != UInt8(ascii: ":"), first != UInt8(ascii: ".") else { return false }
+        var previous: UInt8 = 0
+        for c in h.utf8 {
+            if c <= 0x20 || c == 0x7F || c == UInt8(ascii: "/") || c == UInt8(ascii: "\\") { return false }
+            if c == UInt8(ascii: ".") && previous == UInt8(ascii: ".") { return false }
+            previous = c
+        }
+        return true
+    }
+
+    /// Where the authority starts when `buf[from..<end]` begins with "http://" or "https://" (any case).
+    static func afterScheme(_ buf: UnsafeRawBufferPointer, _ from: Int, _ end: Int) -> Int? {
+        for scheme in ["http://", "https://"] {
+            let s = scheme.utf8
+            guard end - from >= s.count else { continue }
+            if zip(s, from..<(from + s.count)).allSatisfy({ c, k in asciiLower(buf[k]) == c }) { return from + s.count }
+        }
+        return nil
+    }
+
+    @inline(__always) static func asciiLower(_ c: UInt8) -> UInt8 { c >= 0x41 && c <= 0x5A ? c | 0x20 : c }
+
+    /// ASCII-only case-insensitive equality with a lowercase ASCII `lower`. `lowercased()` also folds
+    /// non-ASCII letters (U+212A KELVIN SIGN becomes "k"), so "chun\u{212A}ed" would pass for "chunked"
+    /// where nginx, comparing bytes, sees an unknown 9-byte coding.
+    static func equalsIgnoringASCIICase<S: StringProtocol>(_ s: S, _ lower: String) -> Bool {
+        s.utf8.count == lower.utf8.count && zip(s.utf8, lower.utf8).allSatisfy { asciiLower($0) == $1 }
     }
 }
 

@@ -76,13 +76,13 @@ public enum ResponseParser {
                 }
                 head.contentLength = len
             case "transfer-encoding":
-                guard value.lowercased() == "chunked" else { return .invalid("upstream sent unknown \"Transfer-Encoding\": \"\(value)\"") }
+                guard RequestParser.equalsIgnoringASCIICase(value, "chunked") else { return .invalid("upstream sent unknown \"Transfer-Encoding\": \"\(value)\"") }
                 head.chunked = true
             case "connection":
                 for t in value.split(separator: ",") {
-                    let token = t.trimmingSpaces().lowercased()
-                    if token == "close" { head.connectionClose = true }
-                    if token == "keep-alive" && head.versionMinor == 0 { head.connectionClose = false }
+                    let token = t.trimmingSpaces()
+                    if RequestParser.equalsIgnoringASCIICase(token, "close") { head.connectionClose = true }
+                    if RequestParser.equalsIgnoringASCIICase(token, "keep-alive") && head.versionMinor == 0 { head.connectionClose = false }
                 }
             default: break
             }

@@ -148,7 +148,7 @@ func decodeChunked(_ body: [UInt8], cuts: [Int] = [], maxTrailerBytes: Int = 819
 }
 
 /// SplitMix64: small, fast, and the same sequence on every platform for a given seed.
-struct SplitMix64 {
+struct SplitMix64: RandomNumberGenerator {
     private var state: UInt64
     init(seed: UInt64) { state = seed }
 

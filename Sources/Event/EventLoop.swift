@@ -43,6 +43,11 @@ public final class EventLoop {
         }
     }
 
+    /// Hands a registered fd to another handler without a system call (edge-triggered fds keep their mask).
+    public func setHandler(fd: Int32, _ handler: EventHandler) {
+        handlers[Int(fd)] = handler
+    }
+
     public func modify(fd: Int32, events: UInt32) throws {
         guard vigil_epoll_ctl(epfd, 3, fd, events, UInt64(fd)) == 0 else {
             throw SystemError("epoll_ctl(MOD, \(fd))")

@@ -35,7 +35,7 @@ public final class Peer {
 /// Balancing state for one upstream block in one worker (nginx keeps it per worker too).
 public final class UpstreamBalancer {
     public let name: String
-    let method: Balancer
+    public let method: Balancer
     let primaries: [Peer]
     let backups: [Peer]
     let segment: Segment?

@@ -5,8 +5,8 @@ import Config
 import Event
 
 /// `keepalive N`: idle upstream connections kept per worker and upstream (nginx's cache: at most N in
-/// total, least recently used evicted). An idle connection that becomes readable was closed or broken
-/// by the upstream, and is dropped.
+/// total, least recently used evicted). Upstream fds are registered edge-triggered for reading and
+/// writing once; an idle one that signals anything was closed or broken by the upstream, and is dropped.
 public final class KeepalivePool {
     final class Idle: EventHandler {
         let fd: Int32
@@ -36,21 +36,21 @@ public final class KeepalivePool {
         self.loop = loop
     }
 
-    /// A cached connection to `address`, with the number of requests it has carried.
+    /// A cached connection to `address`, with the number of requests it has carried. It stays registered
+    /// with the loop; the caller adopts it with its own handler.
     public func take(_ address: PeerAddress) -> (fd: Int32, requests: Int)? {
         guard let i = idle.lastIndex(where: { $0.address == address }) else { return nil }
         let c = idle.remove(at: i)
         c.timer?.cancel()
-        loop.unregister(fd: c.fd)
         return (c.fd, c.requests)
     }
 
-    /// Keeps `fd` for reuse, evicting the least recently used connection when full.
+    /// Keeps `fd` (registered with the loop) for reuse, evicting the least recently used connection when full.
     public func put(_ fd: Int32, address: PeerAddress, requests: Int) {
-        guard requests < maxRequests else { close(fd); return }
+        guard requests < maxRequests else { loop.unregister(fd: fd); close(fd); return }
         if idle.count >= capacity { drop(idle[0]) }
         let c = Idle(fd: fd, address: address, requests: requests, pool: self)
-        do { try loop.register(fd: fd, events: Events.readable | Events.readHangup, handler: c) } catch { close(fd); return }
+        loop.setHandler(fd: fd, c)
         c.timer = loop.schedule(after: timeoutMs) { [weak self, weak c] in
             if let self, let c { self.drop(c) }
         }

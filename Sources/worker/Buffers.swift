@@ -8,13 +8,19 @@ final class ByteBuffer {
     private(set) var readIndex = 0
     private(set) var writeIndex = 0
 
-    init(capacity: Int) { storage = [UInt8](repeating: 0, count: max(capacity, 64)) }
+    /// Storage is allocated on the first receive: an idle connection costs no buffer (as in nginx).
+    private let initialCapacity: Int
+    init(capacity: Int) {
+        initialCapacity = max(capacity, 64)
+        storage = []
+    }
 
     var readable: Int { writeIndex - readIndex }
     var isEmpty: Bool { readIndex == writeIndex }
 
     /// Reads what the socket has, up to `limit` readable bytes in total. Returns recv's result (0: EOF, -1: errno).
     func receive(from fd: Int32, limit: Int) -> Int {
+        if storage.isEmpty { storage = [UInt8](repeating: 0, count: initialCapacity) }
         if readIndex == writeIndex { readIndex = 0; writeIndex = 0 }
         if writeIndex == storage.count {
             if readIndex > 0 {

@@ -87,15 +87,19 @@ final class ClientConnection: EventHandler {
         (remoteAddress, remotePort, remoteBytes) = ClientConnection.describe(&p)
         // Before the Host header is known, nginx reads the head with the default server's settings
         // (client_header_buffer_size, large_client_header_buffers, client_header_timeout may be set per server).
-        settings = worker.router.server(for: listening.listen.address, host: nil)?.settings
-            ?? worker.config.http?.settings ?? HTTPSettings()
-        input = ByteBuffer(capacity: settings.clientHeaderBufferSize ?? 1024)
+        defaultServer = worker.router.server(for: listening.listen.address, host: nil)
+        input = ByteBuffer(capacity: defaultServer?.settings.clientHeaderBufferSize ?? 1024)
     }
 
     var isIdle: Bool { state == .head && input.isEmpty && request == nil }
 
-    /// The default server's settings for this address: they govern reading request heads.
-    private let settings: HTTPSettings
+    /// The default server for this address: its settings govern reading request heads.
+    private let defaultServer: Server?
+    private var settings: HTTPSettings {
+        _read {
+            if let defaultServer { yield defaultServer.settings } else { yield worker.config.http?.settings ?? HTTPSettings() }
+        }
+    }
     private var limits: RequestLimits {
         let large = settings.largeClientHeaderBuffers ?? (4, 8192)
         return RequestLimits(maxLineLength: large.size, maxHeadLength: large.count * large.size)

@@ -73,7 +73,7 @@ final class ProxySession: EventHandler {
     }
 
     private func hashKey() -> String? {
-        guard let up = client.worker.config.http?.upstream(named: balancer.name), case .hash(let key, _) = up.balancer else { return nil }
+        guard case .hash(let key, _) = balancer.method else { return nil }
         return Variables(request: request, connection: client).expand(key)
     }
 
@@ -87,12 +87,7 @@ final class ProxySession: EventHandler {
             reused = true
             connectionRequests = cached.requests
             balancer.connected(p, delta: 1)
-            do {
-                try loop.register(fd: fd, events: Events.writable | Events.readable | Events.readHangup, handler: self)
-            } catch {
-                failed(.error, "\(error)")
-                return
-            }
+            loop.setHandler(fd: fd, self)
             phase = .sending
             arm(settings.proxySendTimeout ?? 60_000, "upstream timed out (110: Connection timed out) while sending request to upstream")
             sendRequest()
@@ -112,7 +107,8 @@ final class ProxySession: EventHandler {
         }
         balancer.connected(p, delta: 1)
         do {
-            try loop.register(fd: fd, events: Events.writable | Events.readable | Events.readHangup, handler: self)
+            // Edge-triggered, both directions, once: no epoll_ctl between phases or in the keepalive pool.
+            try loop.register(fd: fd, events: Events.writable | Events.readable | Events.readHangup | Events.edgeTriggered, handler: self)
         } catch {
             failed(.error, "\(error)")
             return
@@ -157,8 +153,8 @@ final class ProxySession: EventHandler {
             return
         }
         phase = .readingHead
-        try? loop.modify(fd: fd, events: Events.readable | Events.readHangup)
         arm(settings.proxyReadTimeout ?? 60_000, "upstream timed out (110: Connection timed out) while reading response header from upstream")
+        readResponse()   // the reply may already be here: its edge came while we were still sending
     }
 
     private func readResponse() {
@@ -283,7 +279,6 @@ final class ProxySession: EventHandler {
         if done { finish(); return }
         if !keepGoing {
             paused = true
-            try? loop.modify(fd: fd, events: 0)
             client.onDrain = { [weak self] in self?.resume() }
         }
     }
@@ -292,7 +287,6 @@ final class ProxySession: EventHandler {
         guard paused, phase == .relaying else { return }
         paused = false
         client.onDrain = nil
-        try? loop.modify(fd: fd, events: Events.readable | Events.readHangup)
         readResponse()
     }
 
@@ -361,7 +355,6 @@ final class ProxySession: EventHandler {
         if !abortClient, let pool = balancer.pool, let p = peer, let h = head, h.versionMinor >= 1, !h.connectionClose,
            !(bodyRemaining == nil && decoder == nil && h.hasBody && request.head.method != "HEAD"), response.isEmpty {
             // The whole response was read and the upstream keeps the connection: cache it.
-            loop.unregister(fd: fd)
             pool.put(fd, address: p.address, requests: connectionRequests + 1)
             fd = -1
             balancer.connected(p, delta: -1)

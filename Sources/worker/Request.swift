@@ -10,7 +10,12 @@ final class RequestContext {
     let head: RequestHead
     let server: Server
     let location: Location?
-    let settings: HTTPSettings
+    /// The location's merged settings, borrowed in place (the struct is large; copying it per request is not free).
+    var settings: HTTPSettings {
+        _read {
+            if let location { yield location.settings } else { yield server.settings }
+        }
+    }
     let startUs = vigil_monotonic_us()
     let requestLength: Int
     var status = 0
@@ -26,7 +31,6 @@ final class RequestContext {
         self.head = head
         self.server = server
         self.location = location
-        self.settings = location?.settings ?? server.settings
         self.requestLength = requestLength
     }
 
@@ -105,8 +109,8 @@ struct Variables {
 
     /// Expands `$name`/`${name}` in a proxy_set_header value; unknown variables expand to "".
     func expand(_ template: String) -> String {
-        guard template.contains("$") else { return template }
-        let compiled = CompiledLogFormat(LogFormatTemplate.make(template))
+        guard template.utf8.contains(UInt8(ascii: "$")) else { return template }
+        let compiled = connection.worker.compiledTemplate(template)
         var out = ""
         for p in compiled.parts {
             switch p {

@@ -23,6 +23,7 @@ public final class WorkerProcess {
     private(set) var router: Router!
     private(set) var accessLogs: AccessLogFiles!
     private var balancers: [String: UpstreamBalancer] = [:]
+    private var templates: [String: CompiledLogFormat] = [:]
     let hostname: String = {
         var buf = [CChar](repeating: 0, count: 256)
         gethostname(&buf, buf.count)
@@ -131,6 +132,14 @@ public final class WorkerProcess {
     }
 
     var isShuttingDown: Bool { shuttingDown }
+
+    /// `proxy_set_header` and `return` texts with variables, compiled once per worker.
+    func compiledTemplate(_ template: String) -> CompiledLogFormat {
+        if let c = templates[template] { return c }
+        let c = CompiledLogFormat(LogFormat.adHoc(template))
+        templates[template] = c
+        return c
+    }
 
     /// The balancer for a `proxy_pass` target: the upstream block's, or one per literal address.
     func balancer(for pass: ProxyPass) -> UpstreamBalancer {

@@ -93,11 +93,11 @@ public enum RequestParser {
         while true {
             guard let lf = findLF(buf, from: i, limit: i + limits.maxLineLength) else {
                 if n - i >= limits.maxLineLength || n >= limits.maxHeadLength {
-                    return .failure(status: 400, reason: "client sent too long header line")
+                    return .failure(status: 494, reason: "client sent too long header line")
                 }
                 return .incomplete
             }
-            if lf + 1 > limits.maxHeadLength { return .failure(status: 400, reason: "client sent too large request header") }
+            if lf + 1 > limits.maxHeadLength { return .failure(status: 494, reason: "client sent too large request header") }
             var end = lf
             if end > i && buf[end - 1] == CR { end -= 1 }
             if end == i {
@@ -126,8 +126,9 @@ public enum RequestParser {
                 head.host = value
             case "content-length":
                 guard let len = plainNumber(value) else { return .failure(status: 400, reason: "client sent invalid \"Content-Length\" header") }
-                if let previous = head.contentLength, previous != len {
-                    return .failure(status: 400, reason: "client sent duplicate \"Content-Length\" headers")
+                // nginx refuses any repeated Content-Length, equal or not.
+                if head.contentLength != nil {
+                    return .failure(status: 400, reason: "client sent duplicate header line: \"Content-Length: \(value)\"")
                 }
                 head.contentLength = len
             case "transfer-encoding":

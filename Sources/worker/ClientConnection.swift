@@ -50,7 +50,7 @@ final class ConnectionSet {
 
 /// One client connection: HTTP/1.x keep-alive with pipelined requests answered in order.
 final class ClientConnection: EventHandler {
-    enum State { case head, body, handling, closed }
+    enum State { case head, body, handling, lingering, closed }
 
     let fd: Int32
     let listening: ListeningSocket
@@ -71,6 +71,8 @@ final class ClientConnection: EventHandler {
     private var bodyRemaining = 0
     private var chunked: ChunkedDecoder?
     private var sawFirstByte = false
+    /// The answer went out before the request body was read (413, 400 on a bad chunk): linger on close.
+    private var unreadBody = false
     private var countedReading = false
     /// Called when the output queue drains (a proxied body waiting on a slow client).
     var onDrain: (() -> Void)?
@@ -134,6 +136,7 @@ final class ClientConnection: EventHandler {
     }
 
     private func readable() {
+        if state == .lingering { discardInput(); return }
         guard state == .head || state == .body else {
             // Busy with a response: stop watching input until it is done (pipelined bytes wait in the kernel).
             setInterest(reading: false)
@@ -218,7 +221,7 @@ final class ClientConnection: EventHandler {
         guard let server else { close(); return }
         request = RequestContext(head: head, server: server, location: nil, requestLength: input.readable)
         state = .handling
-        respondError(status == 494 ? 400 : status, close: true)
+        respondError(status, close: true)
     }
 
     private func begin(_ head: RequestHead, length: Int) {
@@ -234,6 +237,7 @@ final class ClientConnection: EventHandler {
 
         if let limit = r.settings.clientMaxBodySize ?? Optional(1 << 20), limit > 0, let len = head.contentLength, len > limit {
             worker.log.error("client intended to send too large body: \(len) bytes, client: \(remoteAddress), server: \(server.serverNames.first ?? ""), request: \"\(head.requestLine)\"")
+            unreadBody = true
             state = .handling
             respondError(413, close: true)
             return
@@ -264,6 +268,7 @@ final class ClientConnection: EventHandler {
             switch event {
             case .error(let reason):
                 worker.log.info("\(reason), client: \(remoteAddress)")
+                unreadBody = true
                 state = .handling
                 respondError(400, close: true)
                 return
@@ -273,6 +278,7 @@ final class ClientConnection: EventHandler {
                 input.consume(input.readable)
             }
             if limit > 0 && r.body.count > limit {
+                unreadBody = true
                 state = .handling
                 respondError(413, close: true)
                 return
@@ -379,12 +385,13 @@ final class ClientConnection: EventHandler {
     }
 
     /// nginx's built-in page for an error or redirect status.
+    /// 494 is nginx's internal "header too large": a 400 with its own page.
     func respondError(_ status: Int, close closeAfter: Bool = false, location: String? = nil) {
-        if closeAfter || [400, 408, 413, 414, 500, 501, 505].contains(status) { keepAlive = false }
+        if closeAfter || [400, 408, 413, 414, 494, 500, 501, 505].contains(status) { keepAlive = false }
         let page = Status.errorPage(status, serverTokens: serverHeader) ?? ""
         var extra: [(String, String)] = []
         if let location { extra.append(("Location", location)) }
-        respond(status: status, contentType: page.isEmpty ? nil : "text/html", body: Array(page.utf8), extra: extra)
+        respond(status: status == 494 ? 400 : status, contentType: page.isEmpty ? nil : "text/html", body: Array(page.utf8), extra: extra)
     }
 
     /// The response is fully queued: flush, and when it is on the wire, finish the request.
@@ -461,10 +468,29 @@ final class ClientConnection: EventHandler {
         }
     }
 
-    /// Half-close first so the client reads the whole response before the FIN (nginx's lingering close).
+    /// Half-close, then (nginx's lingering_close) read and discard what the client is still sending, so that
+    /// the kernel does not answer unread data with a reset that would destroy the response on its way.
     private func lingeringClose() {
         shutdown(fd, Int32(SHUT_WR))
-        close()
+        var b: UInt8 = 0
+        let pending = unreadBody || !input.isEmpty || recv(fd, &b, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) > 0
+        guard pending else { close(); return }
+        state = .lingering
+        input.consume(input.readable)
+        setInterest(reading: true, writing: false)
+        arm(5000) { [unowned self] in self.close() }   // nginx's lingering_timeout
+        discardInput()
+    }
+
+    private func discardInput() {
+        var scratch = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n > 0 { continue }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+            close()
+            return
+        }
     }
 
     func close() {

@@ -463,6 +463,19 @@ final class RequestPathTests: XCTestCase {
         XCTAssertEqual(try get(fits).status, 200)
     }
 
+    /// nginx answers a header line longer than large_client_header_buffers with 400 and its 494 page.
+    func testHeaderLineTooLong400WithNginxsPage() throws {
+        try start(errorServer())
+        let c = try HTTPConnection(port: port)
+        try c.send("GET / HTTP/1.1\r\nHost: x\r\nCookie: " + String(repeating: "c", count: 1500) + "\r\n\r\n")
+        let r = try c.readResponse()
+        XCTAssertEqual(r.status, 400)
+        XCTAssertEqual(r.text, "<html>\r\n<head><title>400 Request Header Or Cookie Too Large</title></head>\r\n<body>\r\n"
+                       + "<center><h1>400 Bad Request</h1></center>\r\n<center>Request Header Or Cookie Too Large</center>\r\n"
+                       + "<hr><center>vigil/0.1.0</center>\r\n</body>\r\n</html>\r\n")
+        XCTAssertTrue(c.peerClosed())
+    }
+
     func testUnknownTransferEncoding501() throws {
         try start(errorServer())
         try expectErrorAndClose("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "501 Not Implemented")

@@ -429,7 +429,9 @@ final class ClientConnection: EventHandler {
         requestsServed += 1
         request = nil
         output.resetCounter()
-        guard keepAlive, !worker.isShuttingDown else {
+        // A response that promised keep-alive keeps it even if a graceful stop began meanwhile: the client's
+        // next request is answered with `Connection: close` (or, if none comes, the grace period ends it).
+        guard keepAlive, !worker.idleGraceOver else {
             lingeringClose()
             return
         }

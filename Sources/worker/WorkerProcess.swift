@@ -35,6 +35,9 @@ public final class WorkerProcess {
     private var signalSource: SignalSource?
     private var shuttingDown = false
 
+    /// How long a gracefully stopping worker waits for idle keep-alive clients' next request.
+    static let idleGraceMs: UInt64 = 1000
+
     static let handledSignals: [Int32] = [SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP, SIGWINCH, SIGUSR2]
 
     public init(config: Configuration, listeners: [ListeningSocket], segment: Segment, log: ErrorLog, masterPid: Int32,
@@ -110,7 +113,14 @@ public final class WorkerProcess {
             log.notice("gracefully shutting down")
             election.resign()
             closeListeners()
-            connections.closeIdle()
+            // Idle keep-alive clients may be sending their next request right now: answer it with
+            // `Connection: close` rather than closing under their feet (nginx closes them at once and loses
+            // those requests). Connections still idle after the grace period are closed.
+            loop.schedule(after: WorkerProcess.idleGraceMs) { [unowned self] in
+                self.idleGraceOver = true
+                self.connections.closeIdle()
+                self.stopIfDrained()
+            }
             if let t = config.workerShutdownTimeout {
                 loop.schedule(after: UInt64(t)) { [unowned self] in
                     self.connections.closeAll()
@@ -132,6 +142,8 @@ public final class WorkerProcess {
     }
 
     var isShuttingDown: Bool { shuttingDown }
+    /// After QUIT's grace period, a connection that falls idle is closed at once.
+    private(set) var idleGraceOver = false
 
     /// `proxy_set_header` and `return` texts with variables, compiled once per worker.
     func compiledTemplate(_ template: String) -> CompiledLogFormat {

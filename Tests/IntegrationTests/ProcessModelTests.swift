@@ -261,3 +261,62 @@ final class ProcessModelTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: vigil.pidPath))
     }
 }
+
+/// Reloads under load lose nothing: keep-alive clients keep getting answers while workers are replaced.
+final class ReloadUnderLoadTests: XCTestCase {
+    func testNoRequestLostAcrossReloads() throws {
+        let port = freePort(), backend = freePort()
+        let vigil = try Vigil(config: Vigil.config(workers: 2, http: """
+            upstream app { server 127.0.0.1:\(backend); keepalive 8; }
+            server { listen 127.0.0.1:\(port); location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+            server { listen 127.0.0.1:\(backend); location / { return 200 "ok"; } }
+            """))
+        defer { vigil.cleanup() }
+        _ = try vigil.start()
+
+        final class Tally: @unchecked Sendable {
+            let lock = NSLock()
+            var ok = 0, failures: [String] = []
+            func add(ok n: Int, failure: String?) {
+                lock.lock(); defer { lock.unlock() }
+                ok += n
+                if let failure { failures.append(failure) }
+            }
+        }
+        let tally = Tally()
+        let deadline = Date().addingTimeInterval(3.5)
+        let group = DispatchGroup()
+        for _ in 0..<8 {
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                var done = 0
+                var conn: HTTPConnection?
+                while Date() < deadline {
+                    do {
+                        if conn == nil { conn = try HTTPConnection(port: port) }
+                        try conn!.send(getRequest("/"))
+                        let r = try conn!.readResponse()
+                        guard r.status == 200, r.text == "ok" else { throw HTTPClientError("status \(r.status)") }
+                        done += 1
+                        // A graceful worker says so; the client reconnects, as wrk and browsers do.
+                        if r.header("Connection") == "close" { conn?.close(); conn = nil }
+                    } catch {
+                        tally.add(ok: 0, failure: "\(error)")
+                        conn?.close()
+                        conn = nil
+                    }
+                }
+                conn?.close()
+                tally.add(ok: done, failure: nil)
+            }.start()
+        }
+        for _ in 0..<3 {
+            usleep(800_000)
+            XCTAssertEqual(vigil.vigil(["-s", "reload"]).status, 0)
+        }
+        XCTAssertEqual(group.wait(timeout: .now() + 20), .success)
+        XCTAssertEqual(tally.failures, [], "requests lost across reloads")
+        XCTAssertGreaterThan(tally.ok, 500)
+    }
+}

@@ -17,7 +17,7 @@ let package = Package(
         .target(name: "Config", dependencies: ["CShim"], path: "Sources/Config", swiftSettings: v5),
         .target(name: "Event", dependencies: ["CShim"], path: "Sources/Event", swiftSettings: v5),
         .target(name: "HTTP", path: "Sources/HTTP", swiftSettings: v5),
-        .target(name: "Checks", dependencies: ["CShim", "Config", "ShmTable", "Event"], path: "Sources/Checks", swiftSettings: v5),
+        .target(name: "Checks", dependencies: ["CShim", "Config", "ShmTable", "Event", "HTTP"], path: "Sources/Checks", swiftSettings: v5),
         .target(name: "Proxy", dependencies: ["CShim", "Config", "ShmTable", "Event", "HTTP"], path: "Sources/Proxy", swiftSettings: v5),
         .target(name: "Worker", dependencies: ["CShim", "ShmTable", "Config", "Event", "HTTP", "Proxy", "Checks"], path: "Sources/worker", swiftSettings: v5),
         .executableTarget(name: "vigil", dependencies: ["CShim", "ShmTable", "Config", "Event", "Worker"], path: "Sources/master", swiftSettings: v5),

@@ -4,6 +4,7 @@ import Glibc
 import CShim
 import Config
 import Event
+import HTTP
 import ShmTable
 
 /// The prober that runs in the elected checker (design.md §3): one event loop, each peer's first probe
@@ -23,6 +24,8 @@ public final class CheckEngine {
     private var stopper: StopHandler?
     /// Checks started, for benchmarks and tests.
     public private(set) var probesStarted = 0
+    /// `check_keepalive_requests` > 1: an idle check connection per peer, with the requests it has carried.
+    var parked: [Int: ParkedConnection] = [:]
 
     public enum LogLevelName { case error, warn, info }
 
@@ -52,6 +55,8 @@ public final class CheckEngine {
         }
         heartbeat()
         loop.run()
+        for kept in parked.values { Glibc.close(kept.fd) }
+        parked.removeAll()
         Glibc.close(stopFd)
     }
 
@@ -123,7 +128,28 @@ public final class CheckEngine {
     }
 }
 
-/// One probe of one peer: connect, send the payload, read until the verdict, close.
+/// An idle kept-alive check connection. Anything it signals (the peer closing it, stray bytes) ends it;
+/// that is not a check result (check-module.md §2).
+final class ParkedConnection: EventHandler {
+    let fd: Int32
+    let requests: Int
+    let index: Int
+    unowned let engine: CheckEngine
+    init(fd: Int32, requests: Int, index: Int, engine: CheckEngine) {
+        self.fd = fd
+        self.requests = requests
+        self.index = index
+        self.engine = engine
+    }
+    func handleEvent(_ events: UInt32) {
+        engine.parked[index] = nil
+        engine.loop.unregister(fd: fd)
+        close(fd)
+    }
+}
+
+/// One probe of one peer: connect (or reuse a kept-alive connection), send the payload, read until the
+/// verdict, then close or park the connection.
 final class Probe: EventHandler {
     unowned let engine: CheckEngine
     let index: Int
@@ -135,6 +161,9 @@ final class Probe: EventHandler {
     private let startedUs = vigil_monotonic_us()
     private var finished = false
     private var peer: CheckedPeer { engine.peers[index] }
+    /// Requests this connection carried before this probe (kept-alive http checks).
+    private var requestsBefore = 0
+    private var reused = false
 
     init(engine: CheckEngine, index: Int) {
         self.engine = engine
@@ -142,6 +171,22 @@ final class Probe: EventHandler {
     }
 
     func start() {
+        timer = engine.loop.schedule(after: UInt64(peer.check.timeout)) { [unowned self] in
+            self.fail(.timedOut, "check time out with peer: \(self.peer.checkAddress) ")
+        }
+        if let kept = engine.parked.removeValue(forKey: index) {
+            fd = kept.fd
+            requestsBefore = kept.requests
+            reused = true
+            connected = true
+            engine.loop.setHandler(fd: fd, self)
+            try? engine.loop.modify(fd: fd, events: Events.writable | Events.readable | Events.readHangup)
+            return
+        }
+        connect()
+    }
+
+    private func connect() {
         let a = peer.checkAddress
         fd = socket(a.isIPv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else {
@@ -155,9 +200,19 @@ final class Probe: EventHandler {
         } catch {
             return fail(.connectFailed, "\(error)")
         }
-        timer = engine.loop.schedule(after: UInt64(peer.check.timeout)) { [unowned self] in
-            self.fail(.timedOut, "check time out with peer: \(self.peer.checkAddress) ")
-        }
+    }
+
+    /// A kept-alive connection the peer had closed: not a result; check again on a fresh connection.
+    private func retryFresh() {
+        engine.loop.unregister(fd: fd)
+        close(fd)
+        fd = -1
+        reused = false
+        connected = false
+        requestsBefore = 0
+        sent = 0
+        reply.removeAll()
+        connect()
     }
 
     private func connectFailed(_ err: Int32) {
@@ -181,6 +236,7 @@ final class Probe: EventHandler {
             let n = payload.withUnsafeBytes { send(fd, $0.baseAddress! + sent, payload.count - sent, Int32(MSG_NOSIGNAL)) }
             if n > 0 { sent += n; continue }
             if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+            if reused { return retryFresh() }
             let e = errno
             return fail(.sendFailed, "send() failed (\(e): \(String(cString: strerror(e)))) with peer: \(peer.checkAddress) ")
         }
@@ -211,16 +267,29 @@ final class Probe: EventHandler {
             }
             if n == 0 { eof = true; break }
             if errno == EAGAIN || errno == EINTR { break }
+            if reused && reply.isEmpty { return retryFresh() }
             let e = errno
             return fail(.recvFailed, "recv() failed (\(e): \(String(cString: strerror(e)))) with peer: \(peer.checkAddress) ")
         }
+        if eof && reused && reply.isEmpty { return retryFresh() }
         let c = peer.check
         switch Probes.evaluate(c.type, reply, eof: eof || reply.count > 65536, expect: c.effectiveExpectAlive,
                                expectSet: c.expectAlive != nil, peer: peer.checkAddress.description) {
         case .needMore: return
-        case .up: succeed()
+        case .up: finish(success: true, reason: .none, message: { nil }, keep: !eof && reusable())
         case .down(let reason, let message): fail(reason, message)
         }
+    }
+
+    /// Whether the connection can carry the next check (check_keepalive_requests, fixed: the reference never
+    /// reuses it): an http check whose whole response is in, framed by Content-Length, below 400, not closing.
+    private func reusable() -> Bool {
+        let c = peer.check
+        guard c.type == .http, requestsBefore + 1 < c.keepaliveRequests else { return false }
+        let parsed = reply.withUnsafeBytes { ResponseParser.parse($0) }
+        guard case .complete(let head, let consumed) = parsed, head.status < 400, !head.connectionClose, !head.chunked else { return false }
+        let body = head.hasBody ? (head.contentLength ?? -1) : 0
+        return body >= 0 && reply.count == consumed + body
     }
 
     private func succeed() { finish(success: true, reason: .none, message: { nil }) }
@@ -229,11 +298,17 @@ final class Probe: EventHandler {
         finish(success: false, reason: reason, message: message)
     }
 
-    private func finish(success: Bool, reason: FailureReason, message: () -> String?) {
+    private func finish(success: Bool, reason: FailureReason, message: () -> String?, keep: Bool = false) {
         guard !finished else { return }
         finished = true
         timer?.cancel()
-        if fd >= 0 {
+        if keep {
+            let kept = ParkedConnection(fd: fd, requests: requestsBefore + 1, index: index, engine: engine)
+            engine.parked[index] = kept
+            engine.loop.setHandler(fd: fd, kept)
+            try? engine.loop.modify(fd: fd, events: Events.readable | Events.readHangup)
+            fd = -1
+        } else if fd >= 0 {
             engine.loop.unregister(fd: fd)
             close(fd)
             fd = -1

@@ -225,3 +225,47 @@ final class RawServer: @unchecked Sendable {
     }
 }
 
+
+/// check_keepalive_requests: the reference module stops checking once it parks a connection (its bug #90);
+/// Vigil reuses the connection for up to N checks and keeps checking.
+final class KeepaliveCheckTests: XCTestCase {
+    func testKeepaliveChecksReuseConnectionsAndKeepRunning() throws {
+        let port = freePort(), backendPort = freePort(), statusPort = freePort()
+        let backend = try Vigil(config: Vigil.config(workers: 1, http: """
+            server { listen 127.0.0.1:\(backendPort); location / { return 200 "ok"; } }
+            server { listen 127.0.0.1:\(statusPort); location / { stub_status; } }
+            """))
+        defer { backend.cleanup() }
+        _ = try backend.start()
+        func accepted() -> Int {
+            guard let r = httpGet(statusPort, "/") else { return -1 }
+            let lines = r.body.split(separator: "\n")
+            return Int(lines[2].split(separator: " ")[0]) ?? -1
+        }
+        let before = accepted()
+        let vigil = try Vigil(config: Vigil.config(workers: 2, http: """
+            upstream app {
+                server 127.0.0.1:\(backendPort);
+                check interval=200 rise=1 fall=1 timeout=1000 type=http;
+                check_http_send "GET / HTTP/1.1\\r\\nHost: health\\r\\n\\r\\n";
+                check_keepalive_requests 100;
+            }
+            server { listen 127.0.0.1:\(port); location /status { check_status csv; } }
+            """))
+        defer { vigil.cleanup() }
+        _ = try vigil.start()
+        func rise() -> Int {
+            guard let r = httpGet(port, "/status"), let row = r.body.split(separator: "\n").first else { return -1 }
+            return Int(row.split(separator: ",")[4]) ?? -1
+        }
+        XCTAssertTrue(waitFor(5) { rise() >= 3 })
+        let r1 = rise()
+        XCTAssertTrue(waitFor(5) { rise() >= r1 + 8 }, "keepalive checks stopped (rise stuck at \(rise()))")
+        // ~10+ checks over one or two connections, not one connection per check. The status requests
+        // themselves are separate connections to another port, counted there too: subtract them.
+        let checks = rise()
+        let connections = accepted() - before - 1
+        XCTAssertGreaterThanOrEqual(checks, 11)
+        XCTAssertLessThanOrEqual(connections, 3, "\(connections) connections for \(checks) checks")
+    }
+}

@@ -5,6 +5,8 @@ import ShmTable
 /// passive failure accounting, and the index of its slot in the shared segment when it is checked.
 public final class Peer {
     public let address: PeerAddress
+    /// The `server` line's address as written: consistent hashing places peers by it, as nginx does.
+    let serverText: String
     public let weight: Int
     let maxFails: Int
     let failTimeout: UInt64
@@ -22,6 +24,7 @@ public final class Peer {
 
     init(address: PeerAddress, server: UpstreamServer, slot: Int?) {
         self.address = address
+        self.serverText = server.text
         self.weight = server.weight
         self.effectiveWeight = server.weight
         self.maxFails = server.maxFails
@@ -41,6 +44,8 @@ public final class UpstreamBalancer {
     let segment: Segment?
     /// `keepalive N` connections, when the upstream block asks for them.
     public var pool: KeepalivePool?
+    /// `hash … consistent`: the ketama points.
+    var points: ConsistentHashRing?
 
     /// `checkedIndex` maps (upstream, address) to shm slots, built from `Configuration.checkedPeers`.
     public init(upstream: Upstream, segment: Segment?, checkedIndex: [String: Int]) {
@@ -57,6 +62,7 @@ public final class UpstreamBalancer {
         }
         primaries = p
         backups = b
+        if case .hash(_, true) = method { points = ConsistentHashRing(primaries) }
     }
 
     init(name: String, peers: [Peer]) {
@@ -86,8 +92,12 @@ public final class UpstreamBalancer {
         switch method {
         case .ipHash:
             if let p = ipHash(clientAddress, now: now, tried: tried) { return p }
-        case .hash:
-            if let key = hashKey, let p = keyHash(key, now: now, tried: tried) { return p }
+        case .hash(_, let consistent):
+            if let key = hashKey {
+                let p = consistent ? points?.select(key, from: primaries, now: now, usable: { usable($0, now: now, tried: tried) }, pick: { roundRobin($0, now: now, tried: tried) })
+                                   : keyHash(key, now: now, tried: tried)
+                if let p { return p }
+            }
         case .leastConn:
             return leastConn(primaries, now: now, tried: tried) ?? leastConn(backups, now: now, tried: tried)
         default:
@@ -178,6 +188,55 @@ public final class UpstreamBalancer {
     }
 
     public func connected(_ peer: Peer, delta: Int) { peer.connections += delta }
+}
+
+/// nginx's `hash … consistent` (ngx_http_upstream_init_chash): 160 × weight points per server, each
+/// crc32(HOST \0 PORT PREV_HASH) — the placement of Cache::Memcached::Fast, so keys land where nginx puts them.
+struct ConsistentHashRing {
+    private(set) var points: [(hash: UInt32, server: String)] = []
+
+    init(_ peers: [Peer]) {
+        for peer in peers {
+            let text = Array(peer.serverText.utf8)
+            // Split a trailing ":digits" off as the port; the rest is the host.
+            var host = text[...], port = text[text.endIndex...]
+            if let colon = text.lastIndex(of: UInt8(ascii: ":")), text[(colon + 1)...].allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
+                host = text[..<colon]
+                port = text[(colon + 1)...]
+            }
+            let base = Array(host) + [0] + Array(port)
+            var prev: UInt32 = 0
+            for _ in 0..<(peer.weight * 160) {
+                let hash = CRC32.of(base + withUnsafeBytes(of: prev.littleEndian) { Array($0) })
+                points.append((hash, peer.serverText))
+                prev = hash
+            }
+        }
+        points.sort { $0.hash < $1.hash }
+        var unique: [(hash: UInt32, server: String)] = []
+        for p in points where unique.last?.hash != p.hash { unique.append(p) }
+        points = unique
+    }
+
+    /// The first point at or after the key's hash, walking on (20 tries) past servers that are not usable;
+    /// among the peers of one server (a name with several addresses), weighted round robin decides.
+    func select(_ key: String, from peers: [Peer], now: UInt64, usable: (Peer) -> Bool, pick: ([Peer]) -> Peer?) -> Peer? {
+        guard !points.isEmpty else { return nil }
+        let h = CRC32.of(Array(key.utf8))
+        var lo = 0, hi = points.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if points[mid].hash < h { lo = mid + 1 } else { hi = mid }
+        }
+        var index = lo
+        for _ in 0...20 {
+            let server = points[index % points.count].server
+            let candidates = peers.filter { $0.serverText == server && usable($0) }
+            if !candidates.isEmpty, let p = pick(candidates) { return p }
+            index += 1
+        }
+        return nil
+    }
 }
 
 /// CRC-32 (IEEE), as ngx_crc32_long, for `hash` placement.

@@ -164,6 +164,8 @@ final class Probe: EventHandler {
     /// Requests this connection carried before this probe (kept-alive http checks).
     private var requestsBefore = 0
     private var reused = false
+    /// A connect refused at once never reaches epoll; closing it then needs no epoll_ctl.
+    private var registered = false
 
     init(engine: CheckEngine, index: Int) {
         self.engine = engine
@@ -178,6 +180,7 @@ final class Probe: EventHandler {
             fd = kept.fd
             requestsBefore = kept.requests
             reused = true
+            registered = true
             connected = true
             engine.loop.setHandler(fd: fd, self)
             try? engine.loop.modify(fd: fd, events: Events.writable | Events.readable | Events.readHangup)
@@ -197,6 +200,7 @@ final class Probe: EventHandler {
         if rc != 0 && errno != EINPROGRESS { return connectFailed(errno) }
         do {
             try engine.loop.register(fd: fd, events: Events.writable | Events.readable | Events.readHangup, handler: self)
+            registered = true
         } catch {
             return fail(.connectFailed, "\(error)")
         }
@@ -205,6 +209,7 @@ final class Probe: EventHandler {
     /// A kept-alive connection the peer had closed: not a result; check again on a fresh connection.
     private func retryFresh() {
         engine.loop.unregister(fd: fd)
+        registered = false
         close(fd)
         fd = -1
         reused = false
@@ -309,7 +314,7 @@ final class Probe: EventHandler {
             try? engine.loop.modify(fd: fd, events: Events.readable | Events.readHangup)
             fd = -1
         } else if fd >= 0 {
-            engine.loop.unregister(fd: fd)
+            if registered { engine.loop.unregister(fd: fd) }
             close(fd)
             fd = -1
         }

@@ -3,7 +3,8 @@ import HTTP
 import ShmTable
 
 /// `check_status`: the reference module's page, byte for byte (check-module.md §6), minus its bugs:
-/// the JSON stays valid under a status filter.
+/// the JSON stays valid under a status filter and with any upstream name, the DOCTYPE's public identifier
+/// has its closing quote, and names are escaped in HTML.
 struct StatusPage {
     let worker: WorkerProcess
     let request: RequestContext
@@ -90,7 +91,7 @@ struct StatusPage {
 
     static func html(_ rows: [Row], generation: UInt64) -> String {
         var s = """
-            <!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN
+            <!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN"
             "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">
             <html xmlns="http://www.w3.org/1999/xhtml">
             <head>
@@ -114,12 +115,28 @@ struct StatusPage {
             """
         for r in rows {
             s += r.down ? "  <tr bgcolor=\"#FF0000\">\n" : "  <tr>\n"
-            for v in [String(r.index), r.upstream, r.name, r.down ? "down" : "up", String(r.rise), String(r.fall), r.type, String(r.port)] {
+            for v in [String(r.index), StatusPage.htmlEscape(r.upstream), r.name, r.down ? "down" : "up", String(r.rise), String(r.fall), r.type, String(r.port)] {
                 s += "    <td>\(v)</td>\n"
             }
             s += "  </tr>\n"
         }
         return s + "</table>\n</body>\n</html>\n"
+    }
+
+    /// The reference prints names raw; a name like `we<ird>` would break the page.
+    static func htmlEscape(_ s: String) -> String {
+        guard s.contains(where: { "&<>\"".contains($0) }) else { return s }
+        var out = ""
+        for c in s {
+            switch c {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            default: out.append(c)
+            }
+        }
+        return out
     }
 
     static func csv(_ rows: [Row]) -> String {
@@ -129,7 +146,7 @@ struct StatusPage {
     static func json(_ rows: [Row], generation: UInt64) -> String {
         var s = "{\"servers\": {\n  \"total\": \(rows.count),\n  \"generation\": \(generation),\n  \"server\": [\n"
         for (i, r) in rows.enumerated() {
-            s += "    {\"index\": \(r.index), \"upstream\": \"\(r.upstream)\", \"name\": \"\(r.name)\", \"status\": \"\(r.down ? "down" : "up")\", \"rise\": \(r.rise), \"fall\": \(r.fall), \"type\": \"\(r.type)\", \"port\": \(r.port)}"
+            s += "    {\"index\": \(r.index), \"upstream\": \(JSONText.quoted(r.upstream)), \"name\": \"\(r.name)\", \"status\": \"\(r.down ? "down" : "up")\", \"rise\": \(r.rise), \"fall\": \(r.fall), \"type\": \"\(r.type)\", \"port\": \(r.port)}"
             s += i == rows.count - 1 ? "\n" : ",\n"
         }
         return s + "  ]\n}}\n"

@@ -733,9 +733,9 @@ final class RequestPathTests: XCTestCase {
                   let r = Range(m.range(at: 1), in: html.text) else { return "0" }
             return String(html.text[r])
         }
-        // check-module.md §6, reproduced exactly.
+        // check-module.md §6, reproduced exactly but for the DOCTYPE's missing quote (a reference bug Vigil fixes).
         var expected = """
-            <!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN
+            <!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN"
             "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">
             <html xmlns="http://www.w3.org/1999/xhtml">
             <head>

@@ -156,7 +156,7 @@ final class Master {
         while let ent = readdir(dir) {
             let name = withUnsafeBytes(of: ent.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
             guard let (owner, _) = Layout.parseSegmentName(name) else { continue }
-            if kill(owner, 0) != 0 && errno == ESRCH { _ = vigil_shm_unlink("/" + name) }
+            if !MasterLiveness.isRunning(owner) { _ = vigil_shm_unlink("/" + name) }
         }
     }
 

@@ -84,7 +84,7 @@ func locateSegment(_ o: DumpOptions) throws -> String {
     close(fd)
     let text = n > 0 ? String(decoding: buf[0..<n], as: UTF8.self).filter { !$0.isWhitespace } : ""
     guard let pid = Int32(text), pid > 0 else { throw Failure(message: "invalid PID number \"\(text)\" in \"\(pidPath)\"") }
-    guard kill(pid, 0) == 0 || errno == EPERM else {
+    guard MasterLiveness.isRunning(pid) else {
         throw Failure(message: "no running vigil: master process \(pid) from \"\(pidPath)\" is not running")
     }
     var best: UInt64?

@@ -320,3 +320,63 @@ final class ReloadUnderLoadTests: XCTestCase {
         XCTAssertGreaterThan(tally.ok, 500)
     }
 }
+
+/// The operations kit in ops/: the systemd unit's commands, run the way systemd runs them, and the
+/// master's death.
+final class OperationsTests: XCTestCase {
+    /// ExecStartPre / ExecStart / ExecReload / ExecStop of ops/vigil.service with this test's paths.
+    func testSystemdUnitCommands() throws {
+        let unit = try String(contentsOfFile: Binaries.packageRoot + "/ops/vigil.service", encoding: .utf8)
+        let vigil = try Vigil(config: Vigil.config(workers: 2, http: "server { listen 127.0.0.1:\(freePort()); return 200; }"))
+        defer { vigil.cleanup() }
+        func command(_ key: String) -> [String] {
+            let line = unit.split(separator: "\n").first { $0.hasPrefix(key + "=") }!.dropFirst(key.count + 1)
+            return line.split(separator: " ").map { String($0) }.dropFirst().map {
+                $0.replacingOccurrences(of: "/etc/vigil/vigil.conf", with: vigil.confPath)
+                  .replacingOccurrences(of: "/etc/vigil", with: vigil.prefix)
+            }
+        }
+        let vigilBinary = Binaries.path("vigil")
+        XCTAssertTrue(unit.contains("Type=forking"))
+        let pre = runCommand(vigilBinary, command("ExecStartPre"))
+        XCTAssertEqual(pre.status, 0, pre.stderr)
+        XCTAssertEqual(pre.stderr, "", "-t -q prints nothing when the configuration is fine")
+        let start = runCommand(vigilBinary, command("ExecStart"))
+        XCTAssertEqual(start.status, 0, start.stderr)
+        // Type=forking: when the parent has exited, the pid file names a running master.
+        let master = try XCTUnwrap(vigil.masterPid())
+        XCTAssertTrue(processAlive(master))
+        XCTAssertEqual(vigil.waitForWorkers(master, count: 2).count, 2)
+        XCTAssertEqual(runCommand(vigilBinary, command("ExecReload")).status, 0)
+        XCTAssertTrue(waitFor(5) { shmSegments(ofMaster: master) == ["vigil.\(master).2"] })
+        XCTAssertEqual(runCommand(vigilBinary, command("ExecStop")).status, 0)
+        XCTAssertTrue(waitFor(5) { !processAlive(master) })
+        XCTAssertFalse(FileManager.default.fileExists(atPath: vigil.pidPath))
+    }
+
+    func testLogrotateSnippetReopensWithUSR1() throws {
+        let snippet = try String(contentsOfFile: Binaries.packageRoot + "/ops/vigil.logrotate", encoding: .utf8)
+        XCTAssertTrue(snippet.contains("kill -USR1"))
+        XCTAssertTrue(snippet.contains("postrotate"))
+    }
+
+    /// SIGKILL of the master: its workers notice and exit; a new master starts cleanly over the leftovers.
+    func testWorkersExitWhenTheMasterIsKilled() throws {
+        let port = freePort()
+        let vigil = try Vigil(config: Vigil.config(workers: 2, http: "server { listen 127.0.0.1:\(port); return 200 \"ok\"; }"))
+        defer { vigil.cleanup() }
+        let master = try vigil.start()
+        let workers = vigil.waitForWorkers(master, count: 2)
+        XCTAssertEqual(workers.count, 2)
+        kill(master, SIGKILL)
+        XCTAssertTrue(waitFor(5) { workers.allSatisfy { !processAlive($0) } }, "workers outlived their master")
+        XCTAssertTrue(waitFor(5) { !canConnect(port) }, "the port is still open")
+        // The pid file and segment of the dead master are still there; a new start takes over.
+        XCTAssertTrue(FileManager.default.fileExists(atPath: vigil.pidPath))
+        XCTAssertEqual(shmSegments(ofMaster: master).count, 1)
+        let second = try vigil.start()
+        XCTAssertNotEqual(second, master)
+        XCTAssertEqual(shmSegments(ofMaster: master), [], "the dead master's segment was not removed")
+        XCTAssertEqual(httpGet(port, "/")?.body, "ok")
+    }
+}

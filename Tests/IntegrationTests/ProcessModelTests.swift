@@ -84,6 +84,15 @@ final class ProcessModelTests: XCTestCase {
         XCTAssertTrue(table.stdout.contains("peers 2 of capacity"), table.stdout)
     }
 
+    func testShmdumpWatchRedraws() throws {
+        _ = try vigil.start()
+        // --watch runs until interrupted: give it about 2.5 s, then count the frames it drew.
+        let r = runCommand(Binaries.path("shmdump"), ["-p", vigil.prefix, "-c", vigil.confPath, "--watch"], timeout: 2.5)
+        let frames = r.stdout.components(separatedBy: "\u{1B}[H\u{1B}[2J").filter { $0.hasPrefix("segment /vigil.") }
+        XCTAssertGreaterThanOrEqual(frames.count, 2, r.stdout)
+        XCTAssertLessThanOrEqual(frames.count, 4, "one frame a second")
+    }
+
     func testShmdumpErrors() throws {
         let none = vigil.shmdump()
         XCTAssertEqual(none.status, 1)

@@ -24,6 +24,7 @@ let package = Package(
         .executableTarget(name: "shmdump", dependencies: ["CShim", "ShmTable", "Config"], path: "Sources/shmdump", swiftSettings: v5),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], path: "Tests/ConfigTests", swiftSettings: v5),
         .testTarget(name: "HTTPTests", dependencies: ["HTTP"], path: "Tests/HTTPTests", swiftSettings: v5),
+        .testTarget(name: "EventTests", dependencies: ["Event"], path: "Tests/EventTests", swiftSettings: v5),
         .testTarget(name: "ShmTableTests", dependencies: ["ShmTable"], path: "Tests/ShmTableTests", swiftSettings: v5),
         .testTarget(name: "ChecksTests", dependencies: ["Checks", "Config", "ShmTable"], path: "Tests/ChecksTests", swiftSettings: v5),
         .testTarget(name: "IntegrationTests", path: "Tests/IntegrationTests", swiftSettings: v5),

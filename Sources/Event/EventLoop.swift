@@ -22,7 +22,7 @@ public enum Events {
 public final class EventLoop {
     private let epfd: Int32
     private var handlers: [EventHandler?] = []
-    private var timers = TimerHeap()
+    fileprivate var timers = TimerHeap()
     private var running = false
     /// Monotonic milliseconds, refreshed once per loop iteration (nginx's cached clock).
     public private(set) var now: UInt64 = vigil_monotonic_ms()
@@ -62,10 +62,16 @@ public final class EventLoop {
 
     @discardableResult
     public func schedule(after ms: UInt64, _ action: @escaping () -> Void) -> Timer {
-        let t = Timer(deadline: now + ms, action: action)
+        let t = Timer(deadline: now + ms, action: action, loop: self)
         timers.push(t)
         return t
     }
+
+    /// Armed timers (for tests and diagnostics).
+    public var pendingTimers: Int { timers.count }
+
+    /// An unarmed timer for an object that re-arms one timeout over and over (a connection).
+    public func makeTimer() -> Timer { Timer(deadline: 0, action: {}, loop: self) }
 
     public func stop() { running = false }
 
@@ -99,61 +105,107 @@ public final class EventLoop {
     }
 }
 
-/// A one-shot timer; `cancel()` makes it a no-op (it is dropped lazily from the heap).
+/// A one-shot timer that can be re-armed without allocating. It sits in its loop's heap only while armed:
+/// `cancel()` takes it out at once, so a busy connection re-arming its timeout leaves no garbage behind.
 public final class Timer {
-    let deadline: UInt64
+    fileprivate(set) var deadline: UInt64
     fileprivate var action: () -> Void
-    public private(set) var cancelled = false
-    init(deadline: UInt64, action: @escaping () -> Void) { self.deadline = deadline; self.action = action }
-    public func cancel() { cancelled = true; action = {} }
+    /// Position in the heap, or -1 when not armed.
+    fileprivate var heapIndex = -1
+    fileprivate weak var loop: EventLoop?
+
+    init(deadline: UInt64, action: @escaping () -> Void, loop: EventLoop) {
+        self.deadline = deadline
+        self.action = action
+        self.loop = loop
+    }
+
+    public var isArmed: Bool { heapIndex >= 0 }
+
+    public func cancel() {
+        if heapIndex >= 0 { loop?.timers.remove(self) }
+    }
+
+    /// Fires `action` after `ms`, replacing whatever it was armed for.
+    public func rearm(after ms: UInt64, _ action: @escaping () -> Void) {
+        guard let loop else { return }
+        self.action = action
+        loop.timers.update(self, deadline: loop.now + ms)
+    }
 }
 
+/// A binary min-heap of timers that knows each timer's position (removal and re-arming in O(log n)).
 struct TimerHeap {
     private var heap: [Timer] = []
 
-    var nextDeadline: UInt64? {
-        mutating get {
-            while let top = heap.first, top.cancelled { _ = pop() }
-            return heap.first?.deadline
-        }
-    }
+    var nextDeadline: UInt64? { heap.first?.deadline }
+    var count: Int { heap.count }
 
     mutating func push(_ t: Timer) {
+        t.heapIndex = heap.count
         heap.append(t)
-        var i = heap.count - 1
-        while i > 0 {
-            let parent = (i - 1) / 2
-            guard heap[i].deadline < heap[parent].deadline else { break }
-            heap.swapAt(i, parent)
-            i = parent
+        siftUp(heap.count - 1)
+    }
+
+    mutating func update(_ t: Timer, deadline: UInt64) {
+        guard t.heapIndex >= 0 else {
+            t.deadline = deadline
+            push(t)
+            return
+        }
+        let earlier = deadline < t.deadline
+        t.deadline = deadline
+        if earlier { siftUp(t.heapIndex) } else { siftDown(t.heapIndex) }
+    }
+
+    mutating func remove(_ t: Timer) {
+        let i = t.heapIndex
+        guard i >= 0 && i < heap.count && heap[i] === t else { return }
+        let last = heap.count - 1
+        if i != last {
+            swapAt(i, last)
+        }
+        heap.removeLast()
+        t.heapIndex = -1
+        if i < heap.count {
+            siftDown(i)
+            siftUp(i)
         }
     }
 
     mutating func popDue(now: UInt64) -> Timer? {
-        while let top = heap.first {
-            if top.cancelled { _ = pop(); continue }
-            return top.deadline <= now ? pop() : nil
-        }
-        return nil
+        guard let top = heap.first, top.deadline <= now else { return nil }
+        remove(top)
+        return top
     }
 
-    private mutating func pop() -> Timer {
-        let top = heap[0]
-        let last = heap.removeLast()
-        if !heap.isEmpty {
-            heap[0] = last
-            var i = 0
-            while true {
-                let l = 2 * i + 1, r = l + 1
-                var m = i
-                if l < heap.count && heap[l].deadline < heap[m].deadline { m = l }
-                if r < heap.count && heap[r].deadline < heap[m].deadline { m = r }
-                if m == i { break }
-                heap.swapAt(i, m)
-                i = m
-            }
+    private mutating func swapAt(_ a: Int, _ b: Int) {
+        heap.swapAt(a, b)
+        heap[a].heapIndex = a
+        heap[b].heapIndex = b
+    }
+
+    private mutating func siftUp(_ start: Int) {
+        var i = start
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard heap[i].deadline < heap[parent].deadline else { break }
+            swapAt(i, parent)
+            i = parent
         }
-        return top
+    }
+
+    private mutating func siftDown(_ start: Int) {
+        var i = start
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var m = i
+            if l < heap.count && heap[l].deadline < heap[m].deadline { m = l }
+            if r < heap.count && heap[r].deadline < heap[m].deadline { m = r }
+            if m == i { return }
+            swapAt(i, m)
+            i = m
+        }
     }
 }
 

@@ -111,9 +111,10 @@ final class ClientConnection: EventHandler {
         arm(UInt64(settings.clientHeaderTimeout ?? 60_000)) { [unowned self] in self.timedOut() }
     }
 
+    /// One timer per connection, re-armed for each phase (header, body, keep-alive, lingering).
     private func arm(_ ms: UInt64, _ action: @escaping () -> Void) {
-        timer?.cancel()
-        timer = worker.loop.schedule(after: ms, action)
+        if timer == nil { timer = worker.loop.makeTimer() }
+        timer!.rearm(after: ms, action)
     }
 
     private func timedOut() {

@@ -117,8 +117,8 @@ final class ProxySession: EventHandler {
     }
 
     private func arm(_ ms: Int, _ message: String) {
-        timer?.cancel()
-        timer = loop.schedule(after: UInt64(ms)) { [weak self] in self?.failed(.timeout, message) }
+        if timer == nil { timer = loop.makeTimer() }
+        timer!.rearm(after: UInt64(ms)) { [weak self] in self?.failed(.timeout, message) }
     }
 
     func handleEvent(_ events: UInt32) {

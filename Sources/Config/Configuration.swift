@@ -117,11 +117,31 @@ public final class Configuration {
                                              location: server.location))
             }
         }
-        for server in http.servers { try resolveProxyTargets(server.locations, http: http) }
+        for server in http.servers {
+            try resolveProxyTargets(server.locations, http: http)
+            try validateRegexes(server.locations)
+        }
         http.upstreams.removeAll { $0.declared == nil }
         for upstream in http.upstreams { upstream.finishCheck() }
         try validateListens(http)
         checkedPeers = http.upstreams.flatMap { $0.checkedPeers() }
+    }
+
+    /// Regex locations are compiled here so that `-t` rejects a bad one instead of the worker failing later.
+    private func validateRegexes(_ locations: [Location]) throws {
+        for loc in locations {
+            if case .regex(let ci) = loc.match {
+                var re = regex_t()
+                let rc = regcomp(&re, loc.pattern, REG_EXTENDED | REG_NOSUB | (ci ? REG_ICASE : 0))
+                if rc != 0 {
+                    var buf = [CChar](repeating: 0, count: 256)
+                    regerror(rc, &re, &buf, buf.count)
+                    throw loc.location.error("regcomp() failed: \(String(cString: buf)) in \"\(loc.pattern)\"")
+                }
+                regfree(&re)
+            }
+            try validateRegexes(loc.locations)
+        }
     }
 
     private func inherit(_ loc: Location, from parent: HTTPSettings) {

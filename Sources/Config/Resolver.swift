@@ -4,7 +4,14 @@ import Glibc
 
 /// Turns a host into numeric addresses once, at load time (as nginx does for upstream servers and listens).
 public enum Resolver {
+    /// Off only in tests (the config fuzzer): a name that is not a numeric address is then "not found" at
+    /// once instead of waiting on DNS, whose timeouts would make a fuzzing run slow and its timing flaky.
+    nonisolated(unsafe) static var looksUpNames = true
+
     public static func resolve(host: String, port: UInt16) -> [PeerAddress]? {
+        // getaddrinfo would stop at a NUL and resolve only the part before it.
+        if host.utf8.contains(0) { return nil }
+        if !looksUpNames && !isNumeric(host) { return nil }
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)

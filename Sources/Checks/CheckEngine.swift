@@ -20,7 +20,8 @@ public final class CheckEngine {
     let logsInfo: Bool
     var states: [PeerState]
     let payloads: [[UInt8]]
-    private var stopFd: Int32 = -1
+    /// Created with the engine, so that a stop requested before the thread runs is not lost.
+    private let stopFd: Int32 = vigil_eventfd(0)
     private var stopper: StopHandler?
     /// Checks started, for benchmarks and tests.
     public private(set) var probesStarted = 0
@@ -44,7 +45,6 @@ public final class CheckEngine {
 
     /// Runs until `stop()` is called from any thread (or the lock is lost).
     public func run() {
-        stopFd = vigil_eventfd(0)
         stopper = StopHandler(engine: self)
         try? loop.register(fd: stopFd, events: Events.readable, handler: stopper!)
         var seed = UInt64(pid) &* 0x9E37_79B9_7F4A_7C15 ^ vigil_monotonic_us()
@@ -57,13 +57,14 @@ public final class CheckEngine {
         loop.run()
         for kept in parked.values { Glibc.close(kept.fd) }
         parked.removeAll()
-        Glibc.close(stopFd)
     }
 
-    /// Thread-safe: wakes the loop, which then stops.
+    deinit { Glibc.close(stopFd) }
+
+    /// Thread-safe: wakes the loop, which then stops (at once if it has not started yet: the count stays set).
     public func stop() {
         var one: UInt64 = 1
-        if stopFd >= 0 { _ = write(stopFd, &one, 8) }
+        _ = write(stopFd, &one, 8)
     }
 
     private final class StopHandler: EventHandler {

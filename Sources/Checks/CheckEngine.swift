@@ -23,8 +23,6 @@ public final class CheckEngine {
     /// Created with the engine, so that a stop requested before the thread runs is not lost.
     private let stopFd: Int32 = vigil_eventfd(0)
     private var stopper: StopHandler?
-    /// Checks started, for benchmarks and tests.
-    public private(set) var probesStarted = 0
     /// `check_keepalive_requests` > 1: an idle check connection per peer, with the requests it has carried.
     var parked: [Int: ParkedConnection] = [:]
 
@@ -85,7 +83,6 @@ public final class CheckEngine {
     }
 
     private func startProbe(_ i: Int) {
-        probesStarted += 1
         Probe(engine: self, index: i).start()
     }
 

@@ -65,5 +65,4 @@ public final class KeepalivePool {
         close(c.fd)
     }
 
-    public var count: Int { idle.count }
 }

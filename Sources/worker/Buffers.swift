@@ -52,30 +52,12 @@ final class ByteBuffer {
         if readIndex == writeIndex { readIndex = 0; writeIndex = 0 }
     }
 
-    func append(_ bytes: UnsafeRawBufferPointer) {
-        if storage.count - writeIndex < bytes.count {
-            if readIndex > 0 {
-                storage.withUnsafeMutableBytes { p in _ = memmove(p.baseAddress!, p.baseAddress! + readIndex, writeIndex - readIndex) }
-                writeIndex -= readIndex
-                readIndex = 0
-            }
-            if storage.count - writeIndex < bytes.count {
-                storage += [UInt8](repeating: 0, count: bytes.count - (storage.count - writeIndex))
-            }
-        }
-        let w = writeIndex
-        storage.withUnsafeMutableBytes { p in _ = memcpy(p.baseAddress! + w, bytes.baseAddress!, bytes.count) }
-        writeIndex += bytes.count
-    }
-
-    func readableBytes() -> [UInt8] { Array(storage[readIndex..<writeIndex]) }
 }
 
 /// Bytes waiting to go out on a non-blocking socket.
 final class OutputQueue {
     private var pending: [UInt8] = []
     private var offset = 0
-    private(set) var totalSent = 0
 
     var isEmpty: Bool { offset == pending.count }
     var count: Int { pending.count - offset }
@@ -99,7 +81,6 @@ final class OutputQueue {
             let n = pending.withUnsafeBytes { send(fd, $0.baseAddress! + offset, pending.count - offset, Int32(MSG_NOSIGNAL)) }
             if n > 0 {
                 offset += n
-                totalSent += n
                 continue
             }
             if n < 0 && errno == EINTR { continue }
@@ -111,5 +92,4 @@ final class OutputQueue {
         return .drained
     }
 
-    func resetCounter() { totalSent = 0 }
 }

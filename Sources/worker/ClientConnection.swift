@@ -429,7 +429,6 @@ final class ClientConnection: EventHandler {
         worker.counters.add(.writing, -1)
         requestsServed += 1
         request = nil
-        output.resetCounter()
         // A response that promised keep-alive keeps it even if a graceful stop began meanwhile: the client's
         // next request is answered with `Connection: close` (or, if none comes, the grace period ends it).
         guard keepAlive, !worker.idleGraceOver else {

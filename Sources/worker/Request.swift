@@ -122,11 +122,6 @@ struct Variables {
     }
 }
 
-/// Builds a `LogFormat` for one-off template expansion.
-enum LogFormatTemplate {
-    static func make(_ template: String) -> LogFormat { LogFormat.adHoc(template) }
-}
-
 extension String {
     /// `$http_user_agent` names the header `user-agent`.
     func replacingUnderscores() -> String { String(map { $0 == "_" ? "-" : $0 }) }

@@ -22,11 +22,12 @@ let package = Package(
         .target(name: "Worker", dependencies: ["CShim", "ShmTable", "Config", "Event", "HTTP", "Proxy", "Checks"], path: "Sources/worker", swiftSettings: v5),
         .executableTarget(name: "vigil", dependencies: ["CShim", "ShmTable", "Config", "Event", "Worker"], path: "Sources/master", swiftSettings: v5),
         .executableTarget(name: "shmdump", dependencies: ["CShim", "ShmTable", "Config"], path: "Sources/shmdump", swiftSettings: v5),
-        .testTarget(name: "ConfigTests", dependencies: ["Config"], path: "Tests/ConfigTests", swiftSettings: v5),
-        .testTarget(name: "HTTPTests", dependencies: ["HTTP"], path: "Tests/HTTPTests", swiftSettings: v5),
+        .target(name: "FuzzSupport", path: "Tests/FuzzSupport", swiftSettings: v5),
+        .testTarget(name: "ConfigTests", dependencies: ["Config", "FuzzSupport"], path: "Tests/ConfigTests", swiftSettings: v5),
+        .testTarget(name: "HTTPTests", dependencies: ["HTTP", "FuzzSupport"], path: "Tests/HTTPTests", swiftSettings: v5),
         .testTarget(name: "EventTests", dependencies: ["Event"], path: "Tests/EventTests", swiftSettings: v5),
         .testTarget(name: "ShmTableTests", dependencies: ["ShmTable"], path: "Tests/ShmTableTests", swiftSettings: v5),
-        .testTarget(name: "ChecksTests", dependencies: ["Checks", "Config", "ShmTable"], path: "Tests/ChecksTests", swiftSettings: v5),
+        .testTarget(name: "ChecksTests", dependencies: ["Checks", "Config", "ShmTable", "FuzzSupport"], path: "Tests/ChecksTests", swiftSettings: v5),
         .testTarget(name: "IntegrationTests", path: "Tests/IntegrationTests", swiftSettings: v5),
     ]
 )

@@ -1,3 +1,4 @@
+import FuzzSupport
 import XCTest
 @testable import Checks
 @testable import Config
@@ -82,18 +83,6 @@ struct ByteReader {
     mutating func u24() -> Int { let x = take(3); return Int(x[0]) << 16 | Int(x[1]) << 8 | Int(x[2]) }
 }
 
-/// SplitMix64: a tiny seeded generator so the random cases are the same on every run.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 // MARK: - Payloads
 

@@ -1,4 +1,5 @@
 import Foundation
+import FuzzSupport
 import XCTest
 @testable import Config
 
@@ -482,30 +483,13 @@ http {
 
     // MARK: Driver
 
-    /// Shared between the fuzzing thread and the watchdog.
-    final class Progress: @unchecked Sendable {
-        private let lock = NSLock()
-        private var count = 0
-        private var current: [UInt8] = []
-        private(set) var failures: [String] = []
-        private(set) var outcomes: [String: Int] = [:]
-        func count(_ outcome: String) { lock.lock(); outcomes[outcome, default: 0] += 1; lock.unlock() }
-        var snapshot: (count: Int, current: [UInt8]) { lock.lock(); defer { lock.unlock() }; return (count, current) }
-        func start(_ b: [UInt8]) { lock.lock(); current = b; lock.unlock() }
-        func finish() { lock.lock(); count += 1; lock.unlock() }
-        func fail(_ s: String) { lock.lock(); if failures.count < 20 { failures.append(s) }; lock.unlock() }
-    }
 
-    static var iterations: Int {
-        ProcessInfo.processInfo.environment["VIGIL_FUZZ_ITERATIONS"].flatMap { Int($0) } ?? 2000
-    }
+    static var iterations: Int { FuzzEnvironment.iterations(default: 2000) }
 
-    static var seed: UInt64 {
-        ProcessInfo.processInfo.environment["VIGIL_FUZZ_SEED"].flatMap { UInt64($0) } ?? 0xC0F1_6F22
-    }
+    static var seed: UInt64 { FuzzEnvironment.seed(default: 0xC0F1_6F22) }
 
     /// One iteration: a mutated configuration, sometimes with (possibly mutated) `-g` parameters.
-    static func runCase(_ iteration: Int, seed: UInt64, corpus: [[UInt8]], progress: Progress) {
+    static func runCase(_ iteration: Int, seed: UInt64, corpus: [[UInt8]], progress: FuzzProgress) {
         var rng = SplitMix64(seed: seed ^ (UInt64(iteration) &* 0xD1B5_4A32_D192_ED03))
         let input = mutate(rng.pick(corpus), corpus: corpus, rng: &rng)
         var global: String?
@@ -537,7 +521,7 @@ http {
         defer { Resolver.looksUpNames = true }
         let iterations = Self.iterations, seed = Self.seed
         let corpus = Self.corpus
-        let progress = Progress()
+        let progress = FuzzProgress()
         let done = DispatchSemaphore(value: 0)
         let started = Date()
         let worker = Thread {
@@ -614,21 +598,3 @@ http {
     }
 }
 
-/// SplitMix64: small, fast, and the same sequence on every platform for a given seed.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in 0..<n (n > 0); the modulo bias is irrelevant for fuzzing.
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
-    mutating func pick<T>(_ a: [T]) -> T { a[below(a.count)] }
-}

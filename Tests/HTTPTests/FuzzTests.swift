@@ -1,4 +1,5 @@
 import Foundation
+import FuzzSupport
 import XCTest
 @testable import HTTP
 
@@ -290,31 +291,13 @@ final class FuzzTests: XCTestCase {
 
     // MARK: Driver
 
-    /// Shared between the fuzzing thread and the watchdog.
-    final class Progress: @unchecked Sendable {
-        private let lock = NSLock()
-        private var count = 0
-        private var current: [UInt8] = []
-        private(set) var failures: [String] = []
-        /// How the request cases ended, to show the mutations reach past the request line.
-        private(set) var outcomes: [String: Int] = [:]
-        func count(_ outcome: String) { lock.lock(); outcomes[outcome, default: 0] += 1; lock.unlock() }
-        var snapshot: (count: Int, current: [UInt8]) { lock.lock(); defer { lock.unlock() }; return (count, current) }
-        func start(_ b: [UInt8]) { lock.lock(); current = b; lock.unlock() }
-        func finish() { lock.lock(); count += 1; lock.unlock() }
-        func fail(_ s: String) { lock.lock(); if failures.count < 20 { failures.append(s) }; lock.unlock() }
-    }
 
-    static var iterations: Int {
-        ProcessInfo.processInfo.environment["VIGIL_FUZZ_ITERATIONS"].flatMap { Int($0) } ?? 3000
-    }
+    static var iterations: Int { FuzzEnvironment.iterations(default: 3000) }
 
-    static var seed: UInt64 {
-        ProcessInfo.processInfo.environment["VIGIL_FUZZ_SEED"].flatMap { UInt64($0) } ?? 0x5EED_F00D
-    }
+    static var seed: UInt64 { FuzzEnvironment.seed(default: 0x5EED_F00D) }
 
     /// One iteration: a mutated request, a mutated chunked body, a mutated response.
-    static func runCase(_ iteration: Int, seed: UInt64, progress: Progress) {
+    static func runCase(_ iteration: Int, seed: UInt64, progress: FuzzProgress) {
         var rng = SplitMix64(seed: seed ^ (UInt64(iteration) &* 0xD1B5_4A32_D192_ED03))
         let context = "seed \(seed) iteration \(iteration)"
 
@@ -343,7 +326,7 @@ final class FuzzTests: XCTestCase {
 
     func testMutationFuzz() {
         let iterations = Self.iterations, seed = Self.seed
-        let progress = Progress()
+        let progress = FuzzProgress()
         let done = DispatchSemaphore(value: 0)
         let started = Date()
         let worker = Thread {

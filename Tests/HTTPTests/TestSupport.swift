@@ -1,4 +1,5 @@
 import Foundation
+import FuzzSupport
 import XCTest
 @testable import HTTP
 
@@ -147,21 +148,3 @@ func decodeChunked(_ body: [UInt8], cuts: [Int] = [], maxTrailerBytes: Int = 819
     return ChunkedOutcome(data: out, end: .needMore)
 }
 
-/// SplitMix64: small, fast, and the same sequence on every platform for a given seed.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in 0..<n (n > 0); the modulo bias is irrelevant for fuzzing.
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
-    mutating func pick<T>(_ a: [T]) -> T { a[below(a.count)] }
-}

@@ -1,0 +1,49 @@
+import Foundation
+
+/// What the in-process fuzzers share: a seeded generator and the progress record their watchdogs read.
+
+/// SplitMix64: small, fast, and the same sequence on every platform for a given seed.
+public struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in 0..<n (n > 0); the modulo bias is irrelevant for fuzzing.
+    public mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+    public mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
+    public mutating func pick<T>(_ a: [T]) -> T { a[below(a.count)] }
+}
+
+/// Shared between a fuzzing thread and its watchdog: cases done, the case in progress, failures, outcomes.
+public final class FuzzProgress: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    private var current: [UInt8] = []
+    public private(set) var failures: [String] = []
+    /// How the cases ended, to show the mutations reach deep into the input.
+    public private(set) var outcomes: [String: Int] = [:]
+
+    public init() {}
+    public func count(_ outcome: String) { lock.lock(); outcomes[outcome, default: 0] += 1; lock.unlock() }
+    public var snapshot: (count: Int, current: [UInt8]) { lock.lock(); defer { lock.unlock() }; return (count, current) }
+    public func start(_ b: [UInt8]) { lock.lock(); current = b; lock.unlock() }
+    public func finish() { lock.lock(); count += 1; lock.unlock() }
+    public func fail(_ s: String) { lock.lock(); if failures.count < 20 { failures.append(s) }; lock.unlock() }
+}
+
+/// VIGIL_FUZZ_ITERATIONS / VIGIL_FUZZ_SEED, so a benchmark run can go to millions of cases.
+public enum FuzzEnvironment {
+    public static func iterations(default d: Int) -> Int {
+        ProcessInfo.processInfo.environment["VIGIL_FUZZ_ITERATIONS"].flatMap { Int($0) } ?? d
+    }
+    public static func seed(default d: UInt64) -> UInt64 {
+        ProcessInfo.processInfo.environment["VIGIL_FUZZ_SEED"].flatMap { UInt64($0) } ?? d
+    }
+}

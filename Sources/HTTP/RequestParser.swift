@@ -119,30 +119,30 @@ public enum RequestParser {
             let value = string(buf, vs, ve)
             headers.append((name, value))
 
-            switch name.lowercased() {
-            case "host":
+            switch knownHeader(buf, i, c) {
+            case .host:
                 if sawHost { return .failure(status: 400, reason: "client sent duplicate host header") }
                 sawHost = true
                 head.host = value
-            case "content-length":
+            case .contentLength:
                 guard let len = plainNumber(value) else { return .failure(status: 400, reason: "client sent invalid \"Content-Length\" header") }
                 // nginx refuses any repeated Content-Length, equal or not.
                 if head.contentLength != nil {
                     return .failure(status: 400, reason: "client sent duplicate header line: \"Content-Length: \(value)\"")
                 }
                 head.contentLength = len
-            case "transfer-encoding":
+            case .transferEncoding:
                 if transferEncoding != nil { return .failure(status: 400, reason: "client sent duplicate \"Transfer-Encoding\" header") }
                 transferEncoding = value
-            case "connection":
+            case .connection:
                 for token in value.split(separator: ",") {
                     let t = token.trimmingSpaces()
                     if equalsIgnoringASCIICase(t, "close") { connectionClose = true }
                     if equalsIgnoringASCIICase(t, "keep-alive") { connectionKeepAlive = true }
                 }
-            case "expect":
+            case .expect:
                 if equalsIgnoringASCIICase(value, "100-continue") { head.expectContinue = true }
-            default:
+            case nil:
                 break
             }
             i = lf + 1
@@ -222,6 +222,26 @@ public enum RequestParser {
     }
 
     @inline(__always) static func asciiLower(_ c: UInt8) -> UInt8 { c >= 0x41 && c <= 0x5A ? c | 0x20 : c }
+
+    /// The header names that change framing or routing, recognised in place (no String, no lowercasing).
+    enum KnownHeader { case host, contentLength, transferEncoding, connection, expect }
+
+    static func knownHeader(_ buf: UnsafeRawBufferPointer, _ a: Int, _ b: Int) -> KnownHeader? {
+        func named(_ lower: StaticString) -> Bool {
+            guard b - a == lower.utf8CodeUnitCount else { return false }
+            let p = lower.utf8Start
+            for k in 0..<(b - a) where asciiLower(buf[a + k]) != p[k] { return false }
+            return true
+        }
+        switch b - a {
+        case 4: return named("host") ? .host : nil
+        case 6: return named("expect") ? .expect : nil
+        case 10: return named("connection") ? .connection : nil
+        case 14: return named("content-length") ? .contentLength : nil
+        case 17: return named("transfer-encoding") ? .transferEncoding : nil
+        default: return nil
+        }
+    }
 
     /// ASCII-only case-insensitive equality with a lowercase ASCII `lower`. `lowercased()` also folds
     /// non-ASCII letters (U+212A KELVIN SIGN becomes "k"), so "chun\u{212A}ed" would pass for "chunked"

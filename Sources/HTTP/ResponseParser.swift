@@ -69,16 +69,16 @@ public enum ResponseParser {
             // As nginx: a NUL or a bare CR in a header is an invalid header, never passed on to the client.
             for k in vs..<ve where buf[k] == 0 || buf[k] == 0x0D { return .invalid("upstream sent invalid header") }
             let value = RequestParser.string(buf, vs, ve)
-            switch name.lowercased() {
-            case "content-length":
+            switch RequestParser.knownHeader(buf, i, c) {
+            case .contentLength:
                 guard let len = RequestParser.plainNumber(value), head.contentLength == nil || head.contentLength == len else {
                     return .invalid("upstream sent invalid \"Content-Length\" header")
                 }
                 head.contentLength = len
-            case "transfer-encoding":
+            case .transferEncoding:
                 guard RequestParser.equalsIgnoringASCIICase(value, "chunked") else { return .invalid("upstream sent unknown \"Transfer-Encoding\": \"\(value)\"") }
                 head.chunked = true
-            case "connection":
+            case .connection:
                 for t in value.split(separator: ",") {
                     let token = t.trimmingSpaces()
                     if RequestParser.equalsIgnoringASCIICase(token, "close") { head.connectionClose = true }

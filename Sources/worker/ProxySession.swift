@@ -208,10 +208,11 @@ final class ProxySession: EventHandler {
         let isHead = request.head.method == "HEAD"
         var headers: [(String, String)] = []
         for (name, value) in h.headers {
-            switch name.lowercased() {
+            let lower = name.lowercased()
+            switch lower {
             case "connection", "keep-alive", "transfer-encoding", "server", "date", "proxy-connection", "upgrade":
                 continue
-            case _ where name.lowercased().hasPrefix("x-accel-"):
+            case _ where lower.hasPrefix("x-accel-"):
                 continue
             default:
                 headers.append((name, value))
@@ -411,18 +412,13 @@ final class ProxySession: EventHandler {
         }
         let version = settings.proxyHTTPVersion ?? "1.0"
         var out = "\(request.head.method) \(uri) HTTP/\(version)\r\n"
-        var set: [(String, String)] = [("Host", "$proxy_host"), ("Connection", "close")]
-        for h in settings.proxySetHeaders ?? [] {
-            if let i = set.firstIndex(where: { $0.0.lowercased() == h.name.lowercased() }) { set[i] = (h.name, h.value) } else { set.append((h.name, h.value)) }
-        }
-        var overridden = Set(set.map { $0.0.lowercased() })
-        for (name, template) in set {
+        let prepared = client.worker.proxyHeaders(for: request)
+        for (name, template) in prepared.set {
             let value = vars.expand(template)
             if !value.isEmpty { out += "\(name): \(value)\r\n" }
         }
-        overridden.formUnion(["connection", "keep-alive", "te", "upgrade", "proxy-connection", "transfer-encoding", "content-length", "expect", "host"])
         if settings.proxyPassRequestHeaders ?? true {
-            for (name, value) in request.head.headers where !overridden.contains(name.lowercased()) {
+            for (name, value) in request.head.headers where !prepared.skips(name) {
                 out += "\(name): \(value)\r\n"
             }
         }
@@ -435,4 +431,23 @@ final class ProxySession: EventHandler {
 
 extension ProxySession.Failure {
     var isTimeout: Bool { if case .timeout = self { return true } else { return false } }
+}
+
+/// `Host $proxy_host` and `Connection close` (nginx's defaults) overridden by `proxy_set_header`, and the
+/// client headers that are not passed on: hop-by-hop ones, framing, and those set here.
+struct ProxyHeaders {
+    let set: [(String, String)]
+    private let skipped: Set<String>
+
+    init(_ configured: [HeaderSetting]) {
+        var set: [(String, String)] = [("Host", "$proxy_host"), ("Connection", "close")]
+        for h in configured {
+            if let i = set.firstIndex(where: { $0.0.lowercased() == h.name.lowercased() }) { set[i] = (h.name, h.value) } else { set.append((h.name, h.value)) }
+        }
+        self.set = set
+        skipped = Set(set.map { $0.0.lowercased() }).union(["connection", "keep-alive", "te", "upgrade", "proxy-connection",
+                                                              "transfer-encoding", "content-length", "expect", "host"])
+    }
+
+    func skips(_ name: String) -> Bool { skipped.contains(name.lowercased()) }
 }

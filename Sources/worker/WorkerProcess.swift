@@ -24,6 +24,7 @@ public final class WorkerProcess {
     private(set) var accessLogs: AccessLogFiles!
     private var balancers: [String: UpstreamBalancer] = [:]
     private var templates: [String: CompiledLogFormat] = [:]
+    private var preparedHeaders: [ObjectIdentifier: ProxyHeaders] = [:]
     let hostname: String = {
         var buf = [CChar](repeating: 0, count: 256)
         gethostname(&buf, buf.count)
@@ -151,6 +152,15 @@ public final class WorkerProcess {
         let c = CompiledLogFormat(LogFormat.adHoc(template))
         templates[template] = c
         return c
+    }
+
+    /// A location's request headers for the upstream, merged once: nginx's defaults, then proxy_set_header.
+    func proxyHeaders(for request: RequestContext) -> ProxyHeaders {
+        let key = request.location.map { ObjectIdentifier($0) } ?? ObjectIdentifier(request.server)
+        if let p = preparedHeaders[key] { return p }
+        let p = ProxyHeaders(request.settings.proxySetHeaders ?? [])
+        preparedHeaders[key] = p
+        return p
     }
 
     /// The balancer for a `proxy_pass` target: the upstream block's, or one per literal address.

@@ -522,28 +522,11 @@ http {
         let iterations = Self.iterations, seed = Self.seed
         let corpus = Self.corpus
         let progress = FuzzProgress()
-        let done = DispatchSemaphore(value: 0)
         let started = Date()
-        let worker = Thread {
-            for k in 0..<iterations { Self.runCase(k, seed: seed, corpus: corpus, progress: progress) }
-            done.signal()
-        }
-        worker.stackSize = 16 << 20
-        worker.start()
-
-        // Watchdog: a case takes well under a millisecond; ten seconds without progress means the parser loops.
-        var last = -1
-        var lastChange = Date()
-        while done.wait(timeout: .now() + 0.5) == .timedOut {
-            let (count, current) = progress.snapshot
-            if count != last {
-                last = count
-                lastChange = Date()
-            } else if Date().timeIntervalSince(lastChange) > 10 {
-                XCTFail("no progress for 10 s at iteration \(count) (seed \(seed)): the parser loops on "
-                        + String(decoding: current, as: UTF8.self).debugDescription)
-                return
-            }
+        if let stall = progress.run(iterations: iterations, { Self.runCase($0, seed: seed, corpus: corpus, progress: progress) }) {
+            XCTFail("no progress for 10 s at iteration \(stall.iteration) (seed \(seed)): the parser loops on "
+                    + String(decoding: stall.input, as: UTF8.self).debugDescription)
+            return
         }
         let elapsed = Date().timeIntervalSince(started)
         let outcomes = progress.outcomes.sorted { $0.value > $1.value }.prefix(12).map { "\($0.key): \($0.value)" }.joined(separator: ", ")

@@ -38,6 +38,34 @@ public final class FuzzProgress: @unchecked Sendable {
     public func fail(_ s: String) { lock.lock(); if failures.count < 20 { failures.append(s) }; lock.unlock() }
 }
 
+extension FuzzProgress {
+    /// Runs `runCase(0..<iterations)` on a thread with a big stack and watches it: a case takes well under
+    /// a millisecond, so `stallSeconds` without progress means the code under test loops. Returns the
+    /// stalled iteration and its input, or nil once every case has run.
+    public func run(iterations: Int, stallSeconds: Double = 10,
+                    _ runCase: @escaping @Sendable (Int) -> Void) -> (iteration: Int, input: [UInt8])? {
+        let done = DispatchSemaphore(value: 0)
+        let worker = Thread {
+            for k in 0..<iterations { runCase(k) }
+            done.signal()
+        }
+        worker.stackSize = 16 << 20
+        worker.start()
+        var last = -1
+        var lastChange = Date()
+        while done.wait(timeout: .now() + 0.5) == .timedOut {
+            let (count, current) = snapshot
+            if count != last {
+                last = count
+                lastChange = Date()
+            } else if Date().timeIntervalSince(lastChange) > stallSeconds {
+                return (count, current)
+            }
+        }
+        return nil
+    }
+}
+
 /// VIGIL_FUZZ_ITERATIONS / VIGIL_FUZZ_SEED, so a benchmark run can go to millions of cases.
 public enum FuzzEnvironment {
     public static func iterations(default d: Int) -> Int {

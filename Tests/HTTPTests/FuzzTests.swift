@@ -327,27 +327,10 @@ final class FuzzTests: XCTestCase {
     func testMutationFuzz() {
         let iterations = Self.iterations, seed = Self.seed
         let progress = FuzzProgress()
-        let done = DispatchSemaphore(value: 0)
         let started = Date()
-        let worker = Thread {
-            for k in 0..<iterations { Self.runCase(k, seed: seed, progress: progress) }
-            done.signal()
-        }
-        worker.stackSize = 16 << 20
-        worker.start()
-
-        // Watchdog: a case takes microseconds; ten seconds without progress means a parser loops.
-        var last = -1
-        var lastChange = Date()
-        while done.wait(timeout: .now() + 0.5) == .timedOut {
-            let (count, current) = progress.snapshot
-            if count != last {
-                last = count
-                lastChange = Date()
-            } else if Date().timeIntervalSince(lastChange) > 10 {
-                XCTFail("no progress for 10 s at iteration \(count) (seed \(seed)): a parser loops on \"\(escaped(current))\"")
-                return
-            }
+        if let stall = progress.run(iterations: iterations, { Self.runCase($0, seed: seed, progress: progress) }) {
+            XCTFail("no progress for 10 s at iteration \(stall.iteration) (seed \(seed)): a parser loops on \"\(escaped(stall.input))\"")
+            return
         }
         let elapsed = Date().timeIntervalSince(started)
         let outcomes = progress.outcomes.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")

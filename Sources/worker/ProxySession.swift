@@ -17,6 +17,7 @@ final class ProxySession: EventHandler {
     let request: RequestContext
     let pass: ProxyPass
     let balancer: UpstreamBalancer
+    let headers: ProxyHeaders
     private var tried: [Peer] = []
     private var peer: Peer?
     private var fd: Int32 = -1
@@ -42,7 +43,10 @@ final class ProxySession: EventHandler {
         self.client = client
         self.request = request
         self.pass = pass
-        self.balancer = client.worker.balancer(for: pass)
+        // proxy_pass is a location directive, so a proxied request always has its location.
+        let route = client.worker.proxyRoute(for: request.location!)
+        self.balancer = route.balancer
+        self.headers = route.headers
     }
 
     private var settings: HTTPSettings { request.settings }
@@ -412,13 +416,12 @@ final class ProxySession: EventHandler {
         }
         let version = settings.proxyHTTPVersion ?? "1.0"
         var out = "\(request.head.method) \(uri) HTTP/\(version)\r\n"
-        let prepared = client.worker.proxyHeaders(for: request)
-        for (name, template) in prepared.set {
-            let value = vars.expand(template)
+        for (name, template) in headers.set {
+            let value = vars.render(template)
             if !value.isEmpty { out += "\(name): \(value)\r\n" }
         }
         if settings.proxyPassRequestHeaders ?? true {
-            for (name, value) in request.head.headers where !prepared.skips(name) {
+            for (name, value) in request.head.headers where !headers.skips(name) {
                 out += "\(name): \(value)\r\n"
             }
         }
@@ -436,7 +439,8 @@ extension ProxySession.Failure {
 /// `Host $proxy_host` and `Connection close` (nginx's defaults) overridden by `proxy_set_header`, and the
 /// client headers that are not passed on: hop-by-hop ones, framing, and those set here.
 struct ProxyHeaders {
-    let set: [(String, String)]
+    /// Names with their values compiled once.
+    let set: [(String, CompiledLogFormat)]
     private let skipped: Set<String>
 
     init(_ configured: [HeaderSetting]) {
@@ -444,10 +448,16 @@ struct ProxyHeaders {
         for h in configured {
             if let i = set.firstIndex(where: { $0.0.lowercased() == h.name.lowercased() }) { set[i] = (h.name, h.value) } else { set.append((h.name, h.value)) }
         }
-        self.set = set
+        self.set = set.map { ($0.0, CompiledLogFormat(LogFormat.adHoc($0.1))) }
         skipped = Set(set.map { $0.0.lowercased() }).union(["connection", "keep-alive", "te", "upgrade", "proxy-connection",
                                                               "transfer-encoding", "content-length", "expect", "host"])
     }
 
     func skips(_ name: String) -> Bool { skipped.contains(name.lowercased()) }
+}
+
+/// What a `proxy_pass` location needs per request, prepared once per worker.
+struct ProxyRoute {
+    let balancer: UpstreamBalancer
+    let headers: ProxyHeaders
 }

@@ -110,7 +110,11 @@ struct Variables {
     /// Expands `$name`/`${name}` in a proxy_set_header value; unknown variables expand to "".
     func expand(_ template: String) -> String {
         guard template.utf8.contains(UInt8(ascii: "$")) else { return template }
-        let compiled = connection.worker.compiledTemplate(template)
+        return render(connection.worker.compiledTemplate(template))
+    }
+
+    /// A compiled template with this request's values.
+    func render(_ compiled: CompiledLogFormat) -> String {
         var out = ""
         for p in compiled.parts {
             switch p {

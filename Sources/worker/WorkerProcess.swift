@@ -22,9 +22,9 @@ public final class WorkerProcess {
     let loop: EventLoop
     private(set) var router: Router!
     private(set) var accessLogs: AccessLogFiles!
-    private var balancers: [String: UpstreamBalancer] = [:]
     private var templates: [String: CompiledLogFormat] = [:]
-    private var preparedHeaders: [ObjectIdentifier: ProxyHeaders] = [:]
+    /// Per `proxy_pass` location, resolved once at start: its balancer and its upstream request headers.
+    private var proxyRoutes: [ObjectIdentifier: ProxyRoute] = [:]
     let hostname: String = {
         var buf = [CChar](repeating: 0, count: 256)
         gethostname(&buf, buf.count)
@@ -82,6 +82,7 @@ public final class WorkerProcess {
         accessLogs = AccessLogFiles(config: config, log: log)
         var slots: [String: Int] = [:]
         for (i, p) in config.checkedPeers.enumerated() { slots[UpstreamBalancer.slotKey(upstream: p.upstream, address: p.address)] = i }
+        var balancers: [String: UpstreamBalancer] = [:]
         for u in config.http?.upstreams ?? [] {
             let b = UpstreamBalancer(upstream: u, segment: segment, checkedIndex: slots)
             if let n = u.keepalive {
@@ -89,6 +90,24 @@ public final class WorkerProcess {
             }
             balancers[u.name.lowercased()] = b
         }
+        func route(_ locations: [Location]) {
+            for loc in locations {
+                if case .proxy(let pass) = loc.content {
+                    let balancer: UpstreamBalancer
+                    switch pass.target {
+                    case .upstream(let name):
+                        balancer = balancers[name.lowercased()]!
+                    case .address(let addrs, let text):
+                        balancer = balancers["\u{0}" + text] ?? UpstreamBalancer(literal: text, addresses: addrs)
+                        balancers["\u{0}" + text] = balancer
+                    }
+                    proxyRoutes[ObjectIdentifier(loc)] = ProxyRoute(balancer: balancer,
+                                                                    headers: ProxyHeaders(loc.settings.proxySetHeaders ?? []))
+                }
+                route(loc.locations)
+            }
+        }
+        for server in config.http?.servers ?? [] { route(server.locations) }
         signalSource = try SignalSource(loop: loop, signals: WorkerProcess.handledSignals) { [unowned self] sig in
             self.handleSignal(sig)
         }
@@ -154,27 +173,8 @@ public final class WorkerProcess {
         return c
     }
 
-    /// A location's request headers for the upstream, merged once: nginx's defaults, then proxy_set_header.
-    func proxyHeaders(for request: RequestContext) -> ProxyHeaders {
-        let key = request.location.map { ObjectIdentifier($0) } ?? ObjectIdentifier(request.server)
-        if let p = preparedHeaders[key] { return p }
-        let p = ProxyHeaders(request.settings.proxySetHeaders ?? [])
-        preparedHeaders[key] = p
-        return p
-    }
-
-    /// The balancer for a `proxy_pass` target: the upstream block's, or one per literal address.
-    func balancer(for pass: ProxyPass) -> UpstreamBalancer {
-        switch pass.target {
-        case .upstream(let name):
-            return balancers[name.lowercased()]!
-        case .address(let addrs, let text):
-            if let b = balancers["\u{0}" + text] { return b }
-            let b = UpstreamBalancer(literal: text, addresses: addrs)
-            balancers["\u{0}" + text] = b
-            return b
-        }
-    }
+    /// The balancer and headers of a `proxy_pass` location (every one was resolved at start).
+    func proxyRoute(for location: Location) -> ProxyRoute { proxyRoutes[ObjectIdentifier(location)]! }
 
     private func closeListeners() {
         for a in acceptors {

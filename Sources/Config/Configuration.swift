@@ -119,7 +119,7 @@ public final class Configuration {
         }
         for server in http.servers {
             try resolveProxyTargets(server.locations, http: http)
-            try validateRegexes(server.locations)
+            try compileRegexes(server.locations)
         }
         http.upstreams.removeAll { $0.declared == nil }
         for upstream in http.upstreams { upstream.finishCheck() }
@@ -127,20 +127,17 @@ public final class Configuration {
         checkedPeers = http.upstreams.flatMap { $0.checkedPeers() }
     }
 
-    /// Regex locations are compiled here so that `-t` rejects a bad one instead of the worker failing later.
-    private func validateRegexes(_ locations: [Location]) throws {
+    /// Regex locations are compiled here, once: `-t` rejects a bad one, and workers match with the result.
+    private func compileRegexes(_ locations: [Location]) throws {
         for loc in locations {
             if case .regex(let ci) = loc.match {
-                var re = regex_t()
-                let rc = regcomp(&re, loc.pattern, REG_EXTENDED | REG_NOSUB | (ci ? REG_ICASE : 0))
-                if rc != 0 {
-                    var buf = [CChar](repeating: 0, count: 256)
-                    regerror(rc, &re, &buf, buf.count)
-                    throw loc.location.error("regcomp() failed: \(String(cString: buf)) in \"\(loc.pattern)\"")
+                do {
+                    loc.regex = try LocationRegex(loc.pattern, caseInsensitive: ci)
+                } catch let e as LocationRegex.CompileError {
+                    throw loc.location.error("regcomp() failed: \(e.message) in \"\(loc.pattern)\"")
                 }
-                regfree(&re)
             }
-            try validateRegexes(loc.locations)
+            try compileRegexes(loc.locations)
         }
     }
 

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Config
 
 /// Picks the server block (by listening address and Host) and the location (nginx's order:
@@ -12,9 +9,8 @@ final class Router {
     }
 
     private var byAddress: [ListenAddress: ServerChoice] = [:]
-    private var regexes: [ObjectIdentifier: Regex] = [:]
 
-    init(config: Configuration) throws {
+    init(config: Configuration) {
         guard let http = config.http else { return }
         var groups: [ListenAddress: [Server]] = [:]
         var order: [ListenAddress] = []
@@ -28,19 +24,6 @@ final class Router {
             let servers = groups[addr]!
             let def = servers.first { $0.listens.contains { $0.address == addr && $0.defaultServer } } ?? servers[0]
             byAddress[addr] = ServerChoice(servers: servers, defaultServer: def)
-        }
-        for s in http.servers { try compileRegexes(s.locations) }
-    }
-
-    private func compileRegexes(_ locs: [Location]) throws {
-        for l in locs {
-            if case .regex(let ci) = l.match {
-                guard let r = Regex(l.pattern, caseInsensitive: ci) else {
-                    throw ConfigError("invalid regex \"\(l.pattern)\"", file: l.location.file, line: l.location.line)
-                }
-                regexes[ObjectIdentifier(l)] = r
-            }
-            try compileRegexes(l.locations)
         }
     }
 
@@ -86,7 +69,7 @@ final class Router {
             if b.match == .preferentialPrefix { return false }
         }
         for l in locs {
-            if case .regex = l.match, let r = regexes[ObjectIdentifier(l)], r.matches(path) {
+            if let r = l.regex, r.matches(path) {
                 matched = l
                 _ = find(l.locations, path: path, matched: &matched)
                 return true
@@ -94,18 +77,4 @@ final class Router {
         }
         return false
     }
-}
-
-/// A POSIX extended regex (nginx uses PCRE; the common location patterns are the same in ERE).
-final class Regex {
-    private var re = regex_t()
-
-    init?(_ pattern: String, caseInsensitive: Bool) {
-        let flags = REG_EXTENDED | REG_NOSUB | (caseInsensitive ? REG_ICASE : 0)
-        guard regcomp(&re, pattern, flags) == 0 else { return nil }
-    }
-
-    deinit { regfree(&re) }
-
-    func matches(_ s: String) -> Bool { regexec(&re, s, 0, nil, 0) == 0 }
 }

@@ -78,7 +78,7 @@ public final class WorkerProcess {
 
     private func start() throws {
         connections = ConnectionSet(worker: self)
-        router = try Router(config: config)
+        router = Router(config: config)
         accessLogs = AccessLogFiles(config: config, log: log)
         var slots: [String: Int] = [:]
         for (i, p) in config.checkedPeers.enumerated() { slots[UpstreamBalancer.slotKey(upstream: p.upstream, address: p.address)] = i }

@@ -24,6 +24,9 @@ public final class EventLoop {
     private var handlers: [EventHandler?] = []
     fileprivate var timers = TimerHeap()
     private var running = false
+    /// How late a timer may fire so that timers due close together share one wake-up (nginx's
+    /// `timer_resolution`); 0 wakes for each deadline. Readiness events are never delayed by it.
+    public var timerSlackMs: UInt64 = 0
     /// Monotonic milliseconds, refreshed once per loop iteration (nginx's cached clock).
     public private(set) var now: UInt64 = vigil_monotonic_ms()
 
@@ -71,7 +74,7 @@ public final class EventLoop {
     public var pendingTimers: Int { timers.count }
 
     /// An unarmed timer for an object that re-arms one timeout over and over (a connection).
-    public func makeTimer() -> Timer { Timer(deadline: 0, action: {}, loop: self) }
+    public func makeTimer(_ action: @escaping () -> Void = {}) -> Timer { Timer(deadline: 0, action: action, loop: self) }
 
     public func stop() { running = false }
 
@@ -85,7 +88,7 @@ public final class EventLoop {
             guard running else { break }
             var timeout: Int32 = -1
             if let next = timers.nextDeadline {
-                timeout = next <= now ? 0 : Int32(min(next - now, 60_000))
+                timeout = next <= now ? 0 : Int32(min(max(next - now, timerSlackMs), 60_000))
             }
             let n = vigil_epoll_wait(epfd, &events, &data, 256, timeout)
             if n < 0 {
@@ -128,43 +131,50 @@ public final class Timer {
 
     /// Fires `action` after `ms`, replacing whatever it was armed for.
     public func rearm(after ms: UInt64, _ action: @escaping () -> Void) {
-        guard let loop else { return }
         self.action = action
+        rearm(after: ms)
+    }
+
+    /// Fires the action it already has after `ms`: no closure to allocate.
+    public func rearm(after ms: UInt64) {
+        guard let loop else { return }
         loop.timers.update(self, deadline: loop.now + ms)
     }
 }
 
 /// A binary min-heap of timers that knows each timer's position (removal and re-arming in O(log n)).
+/// Deadlines sit in the heap array itself, so sifting compares contiguous memory instead of chasing
+/// each timer object.
 struct TimerHeap {
-    private var heap: [Timer] = []
+    private struct Entry {
+        var deadline: UInt64
+        let timer: Timer
+    }
+    private var heap: [Entry] = []
 
     var nextDeadline: UInt64? { heap.first?.deadline }
     var count: Int { heap.count }
 
     mutating func push(_ t: Timer) {
         t.heapIndex = heap.count
-        heap.append(t)
+        heap.append(Entry(deadline: t.deadline, timer: t))
         siftUp(heap.count - 1)
     }
 
     mutating func update(_ t: Timer, deadline: UInt64) {
-        guard t.heapIndex >= 0 else {
-            t.deadline = deadline
-            push(t)
-            return
-        }
         let earlier = deadline < t.deadline
         t.deadline = deadline
-        if earlier { siftUp(t.heapIndex) } else { siftDown(t.heapIndex) }
+        let i = t.heapIndex
+        guard i >= 0 else { return push(t) }
+        heap[i].deadline = deadline
+        if earlier { siftUp(i) } else { siftDown(i) }
     }
 
     mutating func remove(_ t: Timer) {
         let i = t.heapIndex
-        guard i >= 0 && i < heap.count && heap[i] === t else { return }
+        guard i >= 0 && i < heap.count && heap[i].timer === t else { return }
         let last = heap.count - 1
-        if i != last {
-            swapAt(i, last)
-        }
+        if i != last { swapAt(i, last) }
         heap.removeLast()
         t.heapIndex = -1
         if i < heap.count {
@@ -175,14 +185,15 @@ struct TimerHeap {
 
     mutating func popDue(now: UInt64) -> Timer? {
         guard let top = heap.first, top.deadline <= now else { return nil }
-        remove(top)
-        return top
+        remove(top.timer)
+        return top.timer
     }
 
+    /// Swapping moves the references without retaining them (plain assignment would retain and release).
     private mutating func swapAt(_ a: Int, _ b: Int) {
         heap.swapAt(a, b)
-        heap[a].heapIndex = a
-        heap[b].heapIndex = b
+        heap[a].timer.heapIndex = a
+        heap[b].timer.heapIndex = b
     }
 
     private mutating func siftUp(_ start: Int) {
@@ -196,13 +207,14 @@ struct TimerHeap {
     }
 
     private mutating func siftDown(_ start: Int) {
+        let n = heap.count
         var i = start
         while true {
-            let l = 2 * i + 1, r = l + 1
-            var m = i
-            if l < heap.count && heap[l].deadline < heap[m].deadline { m = l }
-            if r < heap.count && heap[r].deadline < heap[m].deadline { m = r }
-            if m == i { return }
+            let l = 2 * i + 1
+            guard l < n else { return }
+            let r = l + 1
+            let m = r < n && heap[r].deadline < heap[l].deadline ? r : l
+            guard heap[m].deadline < heap[i].deadline else { return }
             swapAt(i, m)
             i = m
         }

@@ -26,6 +26,13 @@ public enum Socket {
         }
     }
 
+    /// Starts a connect to `address` (the caller's socket is non-blocking): 0, or -1 with errno set.
+    public static func connect(_ fd: Int32, to address: SocketAddress) -> Int32 {
+        withUnsafePointer(to: address.storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, address.length) }
+        }
+    }
+
     /// Opens a non-blocking listening socket; errors read like nginx's.
     public static func listen(host: String, port: UInt16, isIPv6: Bool, backlog: Int32,
                               reusePort: Bool, ipv6Only: Bool) throws -> Int32 {
@@ -52,5 +59,22 @@ public enum Socket {
         }
         _ = vigil_set_nonblock(fd)
         return fd
+    }
+}
+
+/// A peer's address in binary form, parsed once so that connecting to it again costs no `inet_pton`.
+public struct SocketAddress {
+    fileprivate var storage = sockaddr_storage()
+    fileprivate let length: socklen_t
+    public var family: Int32 { Int32(storage.ss_family) }
+
+    public init?(host: String, port: UInt16, isIPv6: Bool) {
+        var ss = sockaddr_storage()
+        guard let len = Socket.withSockaddr(host: host, port: port, isIPv6: isIPv6, { sa, len in
+            withUnsafeMutableBytes(of: &ss) { $0.copyMemory(from: UnsafeRawBufferPointer(start: sa, count: Int(len))) }
+            return len
+        }) else { return nil }
+        storage = ss
+        length = len
     }
 }

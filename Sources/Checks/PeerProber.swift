@@ -1,0 +1,228 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CShim
+import Config
+import Event
+import HTTP
+import ShmTable
+
+/// Probes one peer for the life of the checker: connect (or reuse a kept-alive connection), send the
+/// payload, read until the verdict, then close or park the connection and wait `interval`. One timer serves
+/// both waits (the next probe when idle, the timeout while probing), so a probe costs no allocation.
+final class PeerProber: EventHandler {
+    private enum Phase { case idle, probing, parked }
+
+    unowned let engine: CheckEngine
+    let index: Int
+    let peer: CheckedPeer
+    private let payload: [UInt8]
+    /// Parsed once; nil only for an address the resolver should never have produced.
+    private let address: SocketAddress?
+    private var timer: Timer!
+
+    private var phase = Phase.idle
+    private var fd: Int32 = -1
+    private var registered = false
+    private var connected = false
+    private var sent = 0
+    private var reply: [UInt8] = []
+    private var startedUs: UInt64 = 0
+    /// Requests the current connection carried before this probe (kept-alive http checks).
+    private var requestsBefore = 0
+    private var reused = false
+
+    init(engine: CheckEngine, index: Int, peer: CheckedPeer) {
+        self.engine = engine
+        self.index = index
+        self.peer = peer
+        self.payload = Probes.payload(for: peer.check)
+        let a = peer.checkAddress
+        self.address = SocketAddress(host: a.host, port: a.port, isIPv6: a.isIPv6)
+        self.timer = engine.loop.makeTimer { [unowned self] in self.timerFired() }
+    }
+
+    func scheduleFirst(after ms: UInt64) { timer.rearm(after: ms) }
+
+    /// Closes whatever connection is open; the engine is stopping.
+    func abandon() {
+        timer.cancel()
+        closeConnection()
+        phase = .idle
+    }
+
+    private func timerFired() {
+        if phase == .probing { return fail(.timedOut, "check time out with peer: \(peer.checkAddress) ") }
+        start()
+    }
+
+    private func start() {
+        startedUs = vigil_monotonic_us()
+        sent = 0
+        reply.removeAll(keepingCapacity: true)
+        if phase == .parked {
+            phase = .probing
+            reused = true
+            connected = true
+            try? engine.loop.modify(fd: fd, events: Events.writable | Events.readable | Events.readHangup)
+            timer.rearm(after: UInt64(peer.check.timeout))
+            return
+        }
+        phase = .probing
+        reused = false
+        requestsBefore = 0
+        connect()
+    }
+
+    private func connect() {
+        connected = false
+        guard let address else { return fail(.connectFailed, "bad check address \(peer.checkAddress)") }
+        fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else {
+            let e = errno
+            return fail(.connectFailed, "socket() failed (\(e): \(String(cString: strerror(e))))")
+        }
+        if Socket.connect(fd, to: address) != 0 {
+            guard errno == EINPROGRESS else { return connectFailed(errno) }
+            // A refusal on loopback is already known here: judge it without a trip through epoll.
+            let err = pendingError()
+            if err != 0 { return connectFailed(err) }
+        }
+        do {
+            try engine.loop.register(fd: fd, events: Events.writable | Events.readable | Events.readHangup, handler: self)
+            registered = true
+        } catch {
+            return fail(.connectFailed, "\(error)")
+        }
+        timer.rearm(after: UInt64(peer.check.timeout))
+    }
+
+    private func pendingError() -> Int32 {
+        var err: Int32 = 0
+        var len = socklen_t(MemoryLayout<Int32>.size)
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
+        return err
+    }
+
+    /// A kept-alive connection the peer had closed: not a result; check again on a fresh connection.
+    private func retryFresh() {
+        closeConnection()
+        reused = false
+        requestsBefore = 0
+        sent = 0
+        reply.removeAll(keepingCapacity: true)
+        connect()
+    }
+
+    private func connectFailed(_ err: Int32) {
+        fail(err == ECONNREFUSED ? .connectRefused : .connectFailed,
+             "connect() failed (\(err): \(String(cString: strerror(err)))) with peer: \(peer.checkAddress) ")
+    }
+
+    func handleEvent(_ events: UInt32) {
+        switch phase {
+        case .idle: return
+        case .parked:
+            // Anything an idle kept-alive connection signals (the peer closing it, stray bytes) ends it;
+            // that is not a check result (check-module.md §2).
+            closeConnection()
+            phase = .idle
+            return
+        case .probing: break
+        }
+        if !connected {
+            let err = pendingError()
+            if err != 0 { return connectFailed(err) }
+            if events & (Events.writable | Events.readable) == 0 { return }
+            connected = true
+            if peer.check.type == .tcp { return tcpVerdict() }
+        }
+        while sent < payload.count {
+            let n = payload.withUnsafeBytes { send(fd, $0.baseAddress! + sent, payload.count - sent, Int32(MSG_NOSIGNAL)) }
+            if n > 0 { sent += n; continue }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+            if reused { return retryFresh() }
+            let e = errno
+            return fail(.sendFailed, "send() failed (\(e): \(String(cString: strerror(e)))) with peer: \(peer.checkAddress) ")
+        }
+        if events & Events.writable != 0 { try? engine.loop.modify(fd: fd, events: Events.readable | Events.readHangup) }
+        receive()
+    }
+
+    /// tcp: the connect succeeded; a non-consuming peek tells a live socket from one closed at once.
+    private func tcpVerdict() {
+        var b: UInt8 = 0
+        let n = recv(fd, &b, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
+        if n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) { return succeed() }
+        let e = errno
+        fail(.closed, n == 0 ? "peer closed connection, peer: \(peer.checkAddress) "
+                              : "recv() failed (\(e): \(String(cString: strerror(e)))) with peer: \(peer.checkAddress) ")
+    }
+
+    /// A peer that floods is judged on what it sent first.
+    private static let replyLimit = 65536
+
+    private func receive() {
+        var eof = false
+        while true {
+            let n = engine.readBuffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n > 0 {
+                reply.append(contentsOf: engine.readBuffer[0..<n])
+                if reply.count > Self.replyLimit { break }
+                continue
+            }
+            if n == 0 { eof = true; break }
+            if errno == EAGAIN || errno == EINTR { break }
+            if reused && reply.isEmpty { return retryFresh() }
+            let e = errno
+            return fail(.recvFailed, "recv() failed (\(e): \(String(cString: strerror(e)))) with peer: \(peer.checkAddress) ")
+        }
+        if eof && reused && reply.isEmpty { return retryFresh() }
+        let c = peer.check
+        switch Probes.evaluate(c.type, reply, eof: eof || reply.count > Self.replyLimit, expect: c.effectiveExpectAlive,
+                               expectSet: c.expectAlive != nil, peer: peer.checkAddress.description) {
+        case .needMore: return
+        case .up: finish(success: true, reason: .none, message: { nil }, keep: !eof && reusable())
+        case .down(let reason, let message): fail(reason, message)
+        }
+    }
+
+    /// Whether the connection can carry the next check (check_keepalive_requests, fixed: the reference never
+    /// reuses it): an http check whose whole response is in, framed by Content-Length, below 400, not closing.
+    private func reusable() -> Bool {
+        let c = peer.check
+        guard c.type == .http, requestsBefore + 1 < c.keepaliveRequests else { return false }
+        let parsed = reply.withUnsafeBytes { ResponseParser.parse($0) }
+        guard case .complete(let head, let consumed) = parsed, head.status < 400, !head.connectionClose, !head.chunked else { return false }
+        let body = head.hasBody ? (head.contentLength ?? -1) : 0
+        return body >= 0 && reply.count == consumed + body
+    }
+
+    private func succeed() { finish(success: true, reason: .none, message: { nil }) }
+    /// The text is built only if it will be logged; callers capture errno before anything else runs.
+    private func fail(_ reason: FailureReason, _ message: @autoclosure () -> String) {
+        finish(success: false, reason: reason, message: message)
+    }
+
+    private func finish(success: Bool, reason: FailureReason, message: () -> String?, keep: Bool = false) {
+        guard phase == .probing else { return }
+        if keep {
+            phase = .parked
+            requestsBefore += 1
+            try? engine.loop.modify(fd: fd, events: Events.readable | Events.readHangup)
+        } else {
+            phase = .idle
+            closeConnection()
+        }
+        engine.record(index, peer: peer, success: success, rttUs: vigil_monotonic_us() - startedUs, reason: reason, message: message)
+        timer.rearm(after: UInt64(peer.check.interval))
+    }
+
+    private func closeConnection() {
+        guard fd >= 0 else { return }
+        if registered { engine.loop.unregister(fd: fd) }
+        registered = false
+        close(fd)
+        fd = -1
+    }
+}

@@ -23,11 +23,14 @@ let package = Package(
         .executableTarget(name: "vigil", dependencies: ["CShim", "ShmTable", "Config", "Event", "Worker"], path: "Sources/master", swiftSettings: v5),
         .executableTarget(name: "shmdump", dependencies: ["CShim", "ShmTable", "Config"], path: "Sources/shmdump", swiftSettings: v5),
         .target(name: "FuzzSupport", path: "Tests/FuzzSupport", swiftSettings: v5),
+        // Runs the real binaries for IntegrationTests and FaultTests: processes, loopback clients and peers.
+        .target(name: "TestHarness", path: "Tests/TestHarness", swiftSettings: v5),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "FuzzSupport"], path: "Tests/ConfigTests", swiftSettings: v5),
         .testTarget(name: "HTTPTests", dependencies: ["HTTP", "FuzzSupport"], path: "Tests/HTTPTests", swiftSettings: v5),
         .testTarget(name: "EventTests", dependencies: ["Event"], path: "Tests/EventTests", swiftSettings: v5),
         .testTarget(name: "ShmTableTests", dependencies: ["ShmTable"], path: "Tests/ShmTableTests", swiftSettings: v5),
         .testTarget(name: "ChecksTests", dependencies: ["Checks", "Config", "ShmTable", "FuzzSupport"], path: "Tests/ChecksTests", swiftSettings: v5),
-        .testTarget(name: "IntegrationTests", path: "Tests/IntegrationTests", swiftSettings: v5),
+        .testTarget(name: "IntegrationTests", dependencies: ["TestHarness"], path: "Tests/IntegrationTests", swiftSettings: v5),
+        .testTarget(name: "FaultTests", dependencies: ["TestHarness"], path: "Tests/Fault", swiftSettings: v5),
     ]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import TestHarness
 import XCTest
 
 /// nginx's command line, run against the real binary: messages, streams and exit codes.

@@ -1,4 +1,5 @@
 import Foundation
+import TestHarness
 import XCTest
 
 /// Vigil and Debian's nginx given the same balancing configuration must send the same keys to the same

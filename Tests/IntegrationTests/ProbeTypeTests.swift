@@ -1,4 +1,5 @@
 import Foundation
+import TestHarness
 import XCTest
 
 /// Each check type against a real peer of that kind on 127.0.0.1, started by the test:
@@ -74,7 +75,7 @@ final class ProbeTypeTests: XCTestCase {
         let tls = freePort()
         let server = try spawn("/usr/bin/openssl", ["s_server", "-accept", "127.0.0.1:\(tls)", "-cert", cert, "-key", key, "-quiet", "-naccept", "1000000"])
         XCTAssertTrue(waitFor(10) { canConnect(tls) }, "openssl s_server did not start")
-        let garbage = try RawServer(reply: Array("HTTP/1.1 200 OK\r\n\r\n".utf8) + [UInt8](repeating: 0x41, count: 64))
+        let garbage = try RawServer(.reply(Array("HTTP/1.1 200 OK\r\n\r\n".utf8) + [UInt8](repeating: 0x41, count: 64)))
         defer { garbage.stop() }
         try startVigil(peers: [tls, garbage.port], check: "interval=300 rise=1 fall=1 timeout=1000 type=ssl_hello")
         XCTAssertTrue(waitFor(8) { self.states() == ["up", "down"] }, "\(states()) \(vigil.errorLog())")
@@ -83,8 +84,8 @@ final class ProbeTypeTests: XCTestCase {
     }
 
     func testAJPAgainstACPongSpeaker() throws {
-        let cpong = try RawServer(reply: [0x41, 0x42, 0x00, 0x01, 0x09])
-        let wrong = try RawServer(reply: [0x41, 0x42, 0x00, 0x02, 0x09])
+        let cpong = try RawServer(.reply([0x41, 0x42, 0x00, 0x01, 0x09]))
+        let wrong = try RawServer(.reply([0x41, 0x42, 0x00, 0x02, 0x09]))
         defer { cpong.stop(); wrong.stop() }
         try startVigil(peers: [cpong.port, wrong.port], check: "interval=300 rise=1 fall=1 timeout=500 type=ajp")
         XCTAssertTrue(waitFor(5) { self.states() == ["up", "down"] }, "\(states())")
@@ -104,7 +105,7 @@ final class ProbeTypeTests: XCTestCase {
                                                       "--port=\(db)", "--socket=" + scratch + "/mysql.sock", "--skip-grant-tables",
                                                       "--innodb-buffer-pool-size=16M", "--skip-log-bin", "--pid-file=" + scratch + "/mysql.pid"])
         XCTAssertTrue(waitFor(60) { canConnect(db) }, "mariadbd did not start")
-        let notMySQL = try RawServer(reply: [0x05, 0x00, 0x00, 0x01, 0x0a, 0x35])   // sequence id 1
+        let notMySQL = try RawServer(.reply([0x05, 0x00, 0x00, 0x01, 0x0a, 0x35]))   // sequence id 1
         defer { notMySQL.stop() }
         try startVigil(peers: [db, notMySQL.port], check: "interval=300 rise=1 fall=1 timeout=1000 type=mysql")
         XCTAssertTrue(waitFor(8) { self.states() == ["up", "down"] }, "\(states()) \(vigil.errorLog())")
@@ -129,7 +130,7 @@ final class ProbeTypeTests: XCTestCase {
             """.write(toFile: conf, atomically: true, encoding: .utf8)
         let server = try spawn("/usr/sbin/php-fpm8.2", ["-n", "-R", "-F", "-y", conf])
         XCTAssertTrue(waitFor(15) { canConnect(fcgi) }, "php-fpm did not start")
-        let garbage = try RawServer(reply: Array("not fastcgi at all".utf8))
+        let garbage = try RawServer(.reply(Array("not fastcgi at all".utf8)))
         defer { garbage.stop() }
         // The script answers 200 without a Status header: up. The garbage speaker: down.
         try startVigil(peers: [fcgi, garbage.port],

@@ -1,7 +1,9 @@
 import Foundation
+import TestHarness
 import XCTest
 
-/// The master/worker model on the real binary: daemon start, pid file, shm segment, reload, respawn, stop.
+/// The master/worker model on the real binary: daemon start, pid file, shm segment, reload, stop. Killed
+/// processes (workers, the checker, the master) are in FaultTests.
 final class ProcessModelTests: XCTestCase {
     var vigil: Vigil!
     var port: UInt16 = 0
@@ -164,41 +166,6 @@ final class ProcessModelTests: XCTestCase {
         XCTAssertTrue(waitFor(10) { shmSegments(ofMaster: master) == ["vigil.\(master).2"] }, "\(shmSegments(ofMaster: master))")
     }
 
-    func testKilledWorkerIsRespawned() throws {
-        let master = try vigil.start()
-        let before = vigil.waitForWorkers(master, count: 3)
-        XCTAssertEqual(before.count, 3)
-        kill(before[0], SIGKILL)
-        var after: [Int32] = []
-        waitFor(5) {
-            after = childPids(of: master)
-            return after.count == 3 && !after.contains(before[0])
-        }
-        XCTAssertEqual(after.count, 3)
-        XCTAssertFalse(after.contains(before[0]))
-        XCTAssertTrue(vigil.errorLog().contains("worker process \(before[0]) exited on signal 9"), vigil.errorLog())
-    }
-
-    func testKilledCheckerIsSucceeded() throws {
-        let master = try vigil.start()
-        let workers = vigil.waitForWorkers(master, count: 3)
-        func checker() -> Int32? {
-            let r = vigil.shmdump(["--json"])
-            guard let obj = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] else { return nil }
-            return (obj["checker_pid"] as? Int).map(Int32.init)
-        }
-        var first: Int32?
-        waitFor(5) { first = checker(); return first != nil }
-        let old = try XCTUnwrap(first)
-        XCTAssertTrue(workers.contains(old))
-        let killedAt = Date()
-        kill(old, SIGKILL)
-        var next: Int32?
-        XCTAssertTrue(waitFor(3) { next = checker(); return next != nil && next != old })
-        XCTAssertLessThan(Date().timeIntervalSince(killedAt), 2.0, "checker failover took too long")
-        XCTAssertTrue(childPids(of: master).contains(next!))
-    }
-
     func testStopRemovesPidFileSegmentAndReleasesPort() throws {
         let master = try vigil.start()
         _ = vigil.waitForWorkers(master, count: 3)
@@ -243,18 +210,6 @@ final class ProcessModelTests: XCTestCase {
         XCTAssertNil(second.masterPid())
     }
 
-    func testStaleSegmentsOfDeadMastersAreRemoved() throws {
-        // Find a pid that is not running and plant a segment for it.
-        var dead: Int32 = 4_000_000
-        while kill(dead, 0) == 0 || errno != ESRCH { dead -= 1 }
-        let stale = "/dev/shm/vigil.\(dead).7"
-        _ = FileManager.default.createFile(atPath: stale, contents: Data(repeating: 0, count: 128))
-        defer { unlink(stale) }
-        let master = try vigil.start()
-        _ = vigil.waitForWorkers(master, count: 3)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: stale))
-    }
-
     func testForegroundWithDaemonOff() throws {
         try vigil.write(config: makeConfig(workers: 2))
         let p = Process()
@@ -283,55 +238,18 @@ final class ReloadUnderLoadTests: XCTestCase {
         defer { vigil.cleanup() }
         _ = try vigil.start()
 
-        final class Tally: @unchecked Sendable {
-            let lock = NSLock()
-            var ok = 0, failures: [String] = []
-            func add(ok n: Int, failure: String?) {
-                lock.lock(); defer { lock.unlock() }
-                ok += n
-                if let failure { failures.append(failure) }
-            }
-        }
-        let tally = Tally()
-        let deadline = Date().addingTimeInterval(3.5)
-        let group = DispatchGroup()
-        for _ in 0..<8 {
-            group.enter()
-            Thread {
-                defer { group.leave() }
-                var done = 0
-                var conn: HTTPConnection?
-                while Date() < deadline {
-                    do {
-                        if conn == nil { conn = try HTTPConnection(port: port) }
-                        try conn!.send(getRequest("/"))
-                        let r = try conn!.readResponse()
-                        guard r.status == 200, r.text == "ok" else { throw HTTPClientError("status \(r.status)") }
-                        done += 1
-                        // A graceful worker says so; the client reconnects, as wrk and browsers do.
-                        if r.header("Connection") == "close" { conn?.close(); conn = nil }
-                    } catch {
-                        tally.add(ok: 0, failure: "\(error)")
-                        conn?.close()
-                        conn = nil
-                    }
-                }
-                conn?.close()
-                tally.add(ok: done, failure: nil)
-            }.start()
-        }
+        let load = Load(port: port, keepAlive: 8, seconds: 3.5, body: "ok")
         for _ in 0..<3 {
             usleep(800_000)
             XCTAssertEqual(vigil.vigil(["-s", "reload"]).status, 0)
         }
-        XCTAssertEqual(group.wait(timeout: .now() + 20), .success)
-        XCTAssertEqual(tally.failures, [], "requests lost across reloads")
-        XCTAssertGreaterThan(tally.ok, 500)
+        XCTAssertTrue(load.wait())
+        XCTAssertEqual(load.failures.map(\.what), [], "requests lost across reloads")
+        XCTAssertGreaterThan(load.ok, 500)
     }
 }
 
-/// The operations kit in ops/: the systemd unit's commands, run the way systemd runs them, and the
-/// master's death.
+/// The operations kit in ops/: the systemd unit's commands, run the way systemd runs them.
 final class OperationsTests: XCTestCase {
     /// ExecStartPre / ExecStart / ExecReload / ExecStop of ops/vigil.service with this test's paths.
     func testSystemdUnitCommands() throws {
@@ -367,25 +285,5 @@ final class OperationsTests: XCTestCase {
         let snippet = try String(contentsOfFile: Binaries.packageRoot + "/ops/vigil.logrotate", encoding: .utf8)
         XCTAssertTrue(snippet.contains("kill -USR1"))
         XCTAssertTrue(snippet.contains("postrotate"))
-    }
-
-    /// SIGKILL of the master: its workers notice and exit; a new master starts cleanly over the leftovers.
-    func testWorkersExitWhenTheMasterIsKilled() throws {
-        let port = freePort()
-        let vigil = try Vigil(config: Vigil.config(workers: 2, http: "server { listen 127.0.0.1:\(port); return 200 \"ok\"; }"))
-        defer { vigil.cleanup() }
-        let master = try vigil.start()
-        let workers = vigil.waitForWorkers(master, count: 2)
-        XCTAssertEqual(workers.count, 2)
-        kill(master, SIGKILL)
-        XCTAssertTrue(waitFor(5) { workers.allSatisfy { !processAlive($0) } }, "workers outlived their master")
-        XCTAssertTrue(waitFor(5) { !canConnect(port) }, "the port is still open")
-        // The pid file and segment of the dead master are still there; a new start takes over.
-        XCTAssertTrue(FileManager.default.fileExists(atPath: vigil.pidPath))
-        XCTAssertEqual(shmSegments(ofMaster: master).count, 1)
-        let second = try vigil.start()
-        XCTAssertNotEqual(second, master)
-        XCTAssertEqual(shmSegments(ofMaster: master), [], "the dead master's segment was not removed")
-        XCTAssertEqual(httpGet(port, "/")?.body, "ok")
     }
 }

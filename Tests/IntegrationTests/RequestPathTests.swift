@@ -1,4 +1,5 @@
 import Foundation
+import TestHarness
 import XCTest
 
 /// The request path on the real binary, seen from a client: `return`, routing, keep-alive, error codes,

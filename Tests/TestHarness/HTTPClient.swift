@@ -2,39 +2,39 @@ import Foundation
 import XCTest
 
 /// A parsed HTTP/1.x response, exactly as it came off the wire.
-struct HTTPResponse {
-    let statusLine: String
-    let status: Int
-    let headers: [(name: String, value: String)]
-    let body: [UInt8]
+public struct HTTPResponse {
+    public let statusLine: String
+    public let status: Int
+    public let headers: [(name: String, value: String)]
+    public let body: [UInt8]
     /// The head as received, without the final CRLFCRLF.
-    let rawHead: String
+    public let rawHead: String
 
-    var text: String { String(decoding: body, as: UTF8.self) }
+    public var text: String { String(decoding: body, as: UTF8.self) }
 
     /// The first value of a header (names compared case-insensitively).
-    func header(_ name: String) -> String? {
+    public func header(_ name: String) -> String? {
         headers.first { $0.name.lowercased() == name.lowercased() }?.value
     }
 
-    func headerCount(_ name: String) -> Int {
+    public func headerCount(_ name: String) -> Int {
         headers.filter { $0.name.lowercased() == name.lowercased() }.count
     }
 }
 
-struct HTTPClientError: Error, CustomStringConvertible {
-    let description: String
-    init(_ d: String) { description = d }
+public struct HTTPClientError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
 }
 
 /// A raw-socket HTTP/1.x client connection to 127.0.0.1: keep-alive, pipelining, arbitrary bytes,
 /// and responses read exactly (Content-Length, chunked, or to EOF). Every read is bounded by `timeout`.
-final class HTTPConnection {
-    let fd: Int32
+public final class HTTPConnection {
+    public let fd: Int32
     private var buffer: [UInt8] = []
     private var closed = false
 
-    init(port: UInt16, timeout: Int = 5) throws {
+    public init(port: UInt16, timeout: Int = 5) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw HTTPClientError("socket() failed") }
         var tv = timeval(tv_sec: timeout, tv_usec: 0)
@@ -55,15 +55,15 @@ final class HTTPConnection {
 
     deinit { close() }
 
-    func close() {
+    public func close() {
         guard !closed else { return }
         closed = true
         Glibc.close(fd)
     }
 
-    func send(_ s: String) throws { try send(Array(s.utf8)) }
+    public func send(_ s: String) throws { try send(Array(s.utf8)) }
 
-    func send(_ bytes: [UInt8]) throws {
+    public func send(_ bytes: [UInt8]) throws {
         var sent = 0
         while sent < bytes.count {
             let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL)) }
@@ -73,7 +73,7 @@ final class HTTPConnection {
         }
     }
 
-    func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
+    public func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
 
     /// Reads more bytes into the buffer; false on EOF, reset or timeout.
     private func fill() -> Bool {
@@ -106,7 +106,7 @@ final class HTTPConnection {
     }
 
     /// Reads one complete response. `method` decides whether a body follows (none for HEAD).
-    func readResponse(method: String = "GET") throws -> HTTPResponse {
+    public func readResponse(method: String = "GET") throws -> HTTPResponse {
         let crlf2: [UInt8] = [13, 10, 13, 10]
         var end = indexOf(crlf2)
         while end == nil {
@@ -180,13 +180,13 @@ final class HTTPConnection {
     }
 
     /// Everything still to come until the peer closes (or the read times out).
-    func readToEOF() -> [UInt8] {
+    public func readToEOF() -> [UInt8] {
         while fill() {}
         return take(buffer.count)
     }
 
     /// True when the peer has closed the connection (EOF or reset) with no further bytes, within `timeout` seconds.
-    func peerClosed(within timeout: Int = 3) -> Bool {
+    public func peerClosed(within timeout: Int = 3) -> Bool {
         guard buffer.isEmpty else { return false }
         var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         guard poll(&pfd, 1, Int32(timeout * 1000)) > 0 else { return false }
@@ -196,7 +196,7 @@ final class HTTPConnection {
     }
 
     /// True when nothing arrives and the connection is still open after `ms` milliseconds.
-    func stillOpen(after ms: Int32 = 200) -> Bool {
+    public func stillOpen(after ms: Int32 = 200) -> Bool {
         guard buffer.isEmpty else { return false }
         var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         return poll(&pfd, 1, ms) == 0
@@ -204,21 +204,21 @@ final class HTTPConnection {
 }
 
 /// One request on a fresh connection; returns the response.
-func httpExchange(_ port: UInt16, _ raw: String, method: String = "GET") throws -> HTTPResponse {
+public func httpExchange(_ port: UInt16, _ raw: String, method: String = "GET") throws -> HTTPResponse {
     let c = try HTTPConnection(port: port)
     try c.send(raw)
     return try c.readResponse(method: method)
 }
 
 /// `GET path HTTP/1.1` with Host and any extra header lines.
-func getRequest(_ path: String, host: String = "localhost", headers: [String] = [], method: String = "GET", version: String = "1.1") -> String {
+public func getRequest(_ path: String, host: String = "localhost", headers: [String] = [], method: String = "GET", version: String = "1.1") -> String {
     var s = "\(method) \(path) HTTP/\(version)\r\nHost: \(host)\r\n"
     for h in headers { s += h + "\r\n" }
     return s + "\r\n"
 }
 
 /// True when `pattern` (NSRegularExpression) matches the whole of `s`.
-func fullMatch(_ s: String, _ pattern: String) -> Bool {
+public func fullMatch(_ s: String, _ pattern: String) -> Bool {
     guard let re = try? NSRegularExpression(pattern: "^(?:" + pattern + ")$", options: [.dotMatchesLineSeparators]) else { return false }
     return re.firstMatch(in: s, range: NSRange(s.startIndex..., in: s)) != nil
 }
@@ -226,14 +226,14 @@ func fullMatch(_ s: String, _ pattern: String) -> Bool {
 /// A throwaway backend inside the test process that records the raw requests the proxy sends
 /// (Vigil's own backends can only `return`, so they cannot show what body arrived).
 /// It reads a head and a Content-Length body, answers `200 ok`, and closes.
-final class CaptureServer: @unchecked Sendable {
-    let port: UInt16
+public final class CaptureServer: @unchecked Sendable {
+    public let port: UInt16
     private let fd: Int32
     private let lock = NSLock()
     private var captured: [[UInt8]] = []
     private var thread: Thread?
 
-    init() throws {
+    public init() throws {
         let sock = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var one: Int32 = 1
         setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -252,7 +252,7 @@ final class CaptureServer: @unchecked Sendable {
         t.start()
     }
 
-    var requests: [[UInt8]] {
+    public var requests: [[UInt8]] {
         lock.lock(); defer { lock.unlock() }
         return captured
     }
@@ -291,13 +291,13 @@ final class CaptureServer: @unchecked Sendable {
         }
     }
 
-    static func find(_ needle: [UInt8], in data: [UInt8]) -> Int? {
+    public static func find(_ needle: [UInt8], in data: [UInt8]) -> Int? {
         guard data.count >= needle.count else { return nil }
         for i in 0...(data.count - needle.count) where data[i] == needle[0] && Array(data[i..<(i + needle.count)]) == needle { return i }
         return nil
     }
 
-    func stop() {
+    public func stop() {
         shutdown(fd, Int32(SHUT_RDWR))
         Glibc.close(fd)
     }

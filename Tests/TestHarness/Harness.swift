@@ -3,28 +3,29 @@ import XCTest
 
 /// Runs the real `vigil` and `shmdump` binaries in a private prefix directory, on free loopback ports.
 /// Only processes this harness started are ever signalled, always by pid.
-enum Binaries {
-    static let packageRoot: String = {
+public enum Binaries {
+    /// Tests/TestHarness/Harness.swift → the package root, three levels up.
+    public static let packageRoot: String = {
         var url = URL(fileURLWithPath: #filePath)
         for _ in 0..<3 { url.deleteLastPathComponent() }
         return url.path
     }()
 
-    static func path(_ name: String) -> String {
+    public static func path(_ name: String) -> String {
         if let dir = ProcessInfo.processInfo.environment["VIGIL_BIN_DIR"] { return dir + "/" + name }
         return packageRoot + "/.build/debug/" + name
     }
 }
 
-struct RunResult {
-    let status: Int32
-    let stdout: String
-    let stderr: String
+public struct RunResult {
+    public let status: Int32
+    public let stdout: String
+    public let stderr: String
 }
 
 /// Runs a command to completion (bounded), capturing both streams. Output goes to files, not pipes,
 /// so a daemon that keeps a descriptor open can never block the test.
-func runCommand(_ path: String, _ args: [String], cwd: String? = nil, timeout: TimeInterval = 20) -> RunResult {
+public func runCommand(_ path: String, _ args: [String], cwd: String? = nil, timeout: TimeInterval = 20) -> RunResult {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: path)
     p.arguments = args
@@ -55,7 +56,7 @@ func runCommand(_ path: String, _ args: [String], cwd: String? = nil, timeout: T
 }
 
 /// A free TCP port on 127.0.0.1 (bound to port 0 and released).
-func freePort() -> UInt16 {
+public func freePort() -> UInt16 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var addr = sockaddr_in()
@@ -69,7 +70,7 @@ func freePort() -> UInt16 {
 }
 
 /// True when something accepts connections on 127.0.0.1:port.
-func canConnect(_ port: UInt16) -> Bool {
+public func canConnect(_ port: UInt16) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var addr = sockaddr_in()
@@ -80,7 +81,7 @@ func canConnect(_ port: UInt16) -> Bool {
 }
 
 /// A minimal HTTP/1.0 client over a raw socket: returns the status code and body, or nil.
-func httpGet(_ port: UInt16, _ path: String, host: String = "localhost", timeout: Int = 5) -> (status: Int, headers: String, body: String)? {
+public func httpGet(_ port: UInt16, _ path: String, host: String = "localhost", timeout: Int = 5) -> (status: Int, headers: String, body: String)? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var tv = timeval(tv_sec: timeout, tv_usec: 0)
@@ -110,7 +111,7 @@ func httpGet(_ port: UInt16, _ path: String, host: String = "localhost", timeout
 
 /// Polls `condition` until it holds or `timeout` passes.
 @discardableResult
-func waitFor(_ timeout: TimeInterval, interval: useconds_t = 20_000, _ condition: () -> Bool) -> Bool {
+public func waitFor(_ timeout: TimeInterval, interval: useconds_t = 20_000, _ condition: () -> Bool) -> Bool {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         if condition() { return true }
@@ -119,42 +120,74 @@ func waitFor(_ timeout: TimeInterval, interval: useconds_t = 20_000, _ condition
     return condition()
 }
 
-func processAlive(_ pid: Int32) -> Bool {
+public func processAlive(_ pid: Int32) -> Bool {
     // A zombie is not alive for our purposes: read its state from /proc.
-    guard kill(pid, 0) == 0, let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
-    guard let close = stat.lastIndex(of: ")") else { return false }
-    let state = stat[stat.index(close, offsetBy: 2)]
+    guard kill(pid, 0) == 0, let state = procStat(pid)?.first else { return false }
     return state != "Z" && state != "X"
 }
 
 /// Live (non-zombie) children of `pid`, from /proc.
-func childPids(of pid: Int32) -> [Int32] {
+public func childPids(of pid: Int32) -> [Int32] {
     guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
     var out: [Int32] = []
     for e in entries {
-        guard let p = Int32(e), let stat = try? String(contentsOfFile: "/proc/\(p)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { continue }
-        let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
-        guard fields.count > 2, let ppid = Int32(fields[1]) else { continue }
+        guard let p = Int32(e), let fields = procStat(p), fields.count > 2, let ppid = Int32(fields[1]) else { continue }
         if ppid == pid && fields[0] != "Z" { out.append(p) }
     }
     return out.sorted()
 }
 
-func shmSegments(ofMaster pid: Int32) -> [String] {
+/// Makes sure this process may hold `needed` descriptors (daemons it starts inherit the limit); returns how
+/// many it may hold.
+public func ensureDescriptors(_ needed: Int) -> Int {
+    var rl = rlimit()
+    getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl)
+    if rl.rlim_cur < rlim_t(needed) {
+        rl.rlim_cur = min(rl.rlim_max, rlim_t(needed))
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl)
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl)
+    }
+    return Int(min(rl.rlim_cur, rlim_t(Int32.max)))
+}
+
+/// The fields of /proc/PID/stat after the command name (field 3, the state, is index 0), or nil.
+private func procStat(_ pid: Int32) -> [Substring]? {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return nil }
+    return stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+}
+
+/// CPU time (user + system) a process has used, in clock ticks (1/100 s).
+public func cpuTicks(_ pid: Int32) -> Int? {
+    guard let f = procStat(pid), f.count > 12, let u = Int(f[11]), let s = Int(f[12]) else { return nil }
+    return u + s
+}
+
+/// Resident set size of a process in kB (VmRSS).
+public func rssKB(_ pid: Int32) -> Int? {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return nil }
+    return Int(line.split(separator: " ")[1])
+}
+
+/// Open file descriptors of a process (shared by all its threads).
+public func openDescriptors(_ pid: Int32) -> Int {
+    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []).count
+}
+
+public func shmSegments(ofMaster pid: Int32) -> [String] {
     let all = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []
     return all.filter { $0.hasPrefix("vigil.\(pid).") }.sorted()
 }
 
 /// One Vigil instance in its own prefix directory.
-final class Vigil {
-    let prefix: String
-    var confPath: String { prefix + "/conf/vigil.conf" }
-    var pidPath: String { prefix + "/logs/vigil.pid" }
-    var errorLogPath: String { prefix + "/logs/error.log" }
+public final class Vigil {
+    public let prefix: String
+    public var confPath: String { prefix + "/conf/vigil.conf" }
+    public var pidPath: String { prefix + "/logs/vigil.pid" }
+    public var errorLogPath: String { prefix + "/logs/error.log" }
     private var startedMasters: [Int32] = []
 
-    init(config: String) throws {
+    public init(config: String) throws {
         prefix = NSTemporaryDirectory() + "vigil-it-" + UUID().uuidString.prefix(8)
         try FileManager.default.createDirectory(atPath: prefix + "/conf", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: prefix + "/logs", withIntermediateDirectories: true)
@@ -162,12 +195,12 @@ final class Vigil {
         try write(config: config)
     }
 
-    func write(config: String) throws {
+    public func write(config: String) throws {
         try config.write(toFile: confPath, atomically: true, encoding: .utf8)
     }
 
     /// A config skeleton with the directives nginx test harnesses always emit.
-    static func config(workers: Int = 1, http: String, main: String = "") -> String {
+    public static func config(workers: Int = 1, http: String, main: String = "") -> String {
         """
         worker_processes \(workers);
         error_log logs/error.log info;
@@ -185,16 +218,16 @@ final class Vigil {
     }
 
     @discardableResult
-    func vigil(_ args: [String], timeout: TimeInterval = 20) -> RunResult {
+    public func vigil(_ args: [String], timeout: TimeInterval = 20) -> RunResult {
         runCommand(Binaries.path("vigil"), ["-p", prefix, "-c", confPath] + args, cwd: prefix, timeout: timeout)
     }
 
-    func shmdump(_ args: [String] = []) -> RunResult {
+    public func shmdump(_ args: [String] = []) -> RunResult {
         runCommand(Binaries.path("shmdump"), ["-p", prefix, "-c", confPath] + args, cwd: prefix)
     }
 
     /// Starts the daemon; returns the master pid read from the pid file.
-    func start(file: StaticString = #filePath, line: UInt = #line) throws -> Int32 {
+    public func start(file: StaticString = #filePath, line: UInt = #line) throws -> Int32 {
         let r = vigil([])
         XCTAssertEqual(r.status, 0, "vigil failed to start: \(r.stderr)", file: file, line: line)
         let pid = try XCTUnwrap(masterPid(), "no pid file after start", file: file, line: line)
@@ -202,22 +235,31 @@ final class Vigil {
         return pid
     }
 
-    func masterPid() -> Int32? {
+    /// `shmdump --json` parsed, or an empty dictionary when it fails.
+    public func shmdumpJSON() -> [String: Any] {
+        let r = shmdump(["--json"])
+        return (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]) ?? [:]
+    }
+
+    /// The worker holding the checker lock, from the segment.
+    public func checkerPid() -> Int32? { (shmdumpJSON()["checker_pid"] as? Int).map(Int32.init) }
+
+    public func masterPid() -> Int32? {
         guard let s = try? String(contentsOfFile: pidPath, encoding: .utf8) else { return nil }
         return Int32(s.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
-    func errorLog() -> String { (try? String(contentsOfFile: errorLogPath, encoding: .utf8)) ?? "" }
+    public func errorLog() -> String { (try? String(contentsOfFile: errorLogPath, encoding: .utf8)) ?? "" }
 
     /// Workers of `master`, waiting until there are `count` of them.
-    func waitForWorkers(_ master: Int32, count: Int, timeout: TimeInterval = 10) -> [Int32] {
+    public func waitForWorkers(_ master: Int32, count: Int, timeout: TimeInterval = 10) -> [Int32] {
         var w: [Int32] = []
         waitFor(timeout) { w = childPids(of: master); return w.count == count }
         return w
     }
 
     /// Stops everything this instance started, by pid, and removes the prefix.
-    func cleanup() {
+    public func cleanup() {
         for m in startedMasters where processAlive(m) {
             let kids = childPids(of: m)
             kill(m, SIGKILL)

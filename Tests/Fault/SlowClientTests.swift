@@ -1,10 +1,11 @@
 import Foundation
+import TestHarness
 import XCTest
 
 /// Slow and greedy clients against the real binary, on 127.0.0.1 only: idle and byte-at-a-time connections
 /// must not slow everyone else down, `client_header_timeout` must end a stalled head, and running out of
 /// `worker_connections` must be logged and survived. One worker, so every connection lands on the same loop.
-final class SlowClientTests: XCTestCase {
+final class SlowClientTests: FaultTestCase {
     var vigil: Vigil?
     var port: UInt16 = 0
 
@@ -73,19 +74,6 @@ final class SlowClientTests: XCTestCase {
         return Int(line.dropFirst("Active connections: ".count).trimmingCharacters(in: .whitespaces))
     }
 
-    /// Makes sure this process may hold `needed` descriptors (the worker inherits the limit); returns how many
-    /// it may hold.
-    static func ensureDescriptors(_ needed: Int) -> Int {
-        var rl = rlimit()
-        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl)
-        if rl.rlim_cur < rlim_t(needed) {
-            rl.rlim_cur = min(rl.rlim_max, rlim_t(needed))
-            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl)
-            getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl)
-        }
-        return Int(min(rl.rlim_cur, rlim_t(Int32.max)))
-    }
-
     /// Sends one byte on each slow connection every 200 ms, on its own thread, until stopped.
     final class Dripper: @unchecked Sendable {
         private let lock = NSLock()
@@ -144,7 +132,7 @@ final class SlowClientTests: XCTestCase {
         var idleCount = 300, slowCount = 300
         // Both ends of every connection live on this machine: the test holds one descriptor per connection,
         // the worker another. Leave room for the test runner and the worker's own descriptors.
-        let limit = Self.ensureDescriptors(idleCount + slowCount + 200)
+        let limit = ensureDescriptors(idleCount + slowCount + 200)
         if limit < idleCount + slowCount + 200 {
             let room = max(0, limit - 200)
             idleCount = room / 2
@@ -190,8 +178,9 @@ final class SlowClientTests: XCTestCase {
         let loadedMedian = Self.median(loaded)
         dripper.stop()
         stopped = true
-        print(String(format: "baseline median %.2f ms; with %d idle + %d slow connections: median %.2f ms, max %.2f ms (%d drip ticks)",
-                     baseline * 1000, idleCount, slowCount, loadedMedian * 1000, loaded.max()! * 1000, dripper.ticks))
+        record("\(idleCount) idle + \(slowCount) byte-at-a-time clients on one worker",
+               String(format: "median GET %.2f ms (%.2f ms without them), max %.2f ms, %d drip ticks", loadedMedian * 1000, baseline * 1000,
+                      loaded.max()! * 1000, dripper.ticks))
         XCTAssertEqual(dripper.sendFailures, 0, "the server dropped slow connections while they were sending")
         XCTAssertGreaterThanOrEqual(dripper.ticks, 3)
         XCTAssertLessThan(loadedMedian, baseline + 0.050,
@@ -226,6 +215,7 @@ final class SlowClientTests: XCTestCase {
         // Nothing is sent back (nginx closes without a 408 response), and the close comes after ~1 s.
         XCTAssertTrue(c.peerClosed(within: 5), "the connection is still open (or got bytes) 5 s after half a request line")
         let elapsed = Self.now() - t0
+        record("half a request line, client_header_timeout 1s", String(format: "closed after %.2f s, no bytes sent", elapsed))
         XCTAssertGreaterThanOrEqual(elapsed, 0.9, "closed before client_header_timeout")
         XCTAssertLessThanOrEqual(elapsed, 3.0, "closed \(elapsed) s after the request started, client_header_timeout is 1 s")
         XCTAssertTrue(waitFor(3) { self.vigil?.errorLog().contains("client timed out") ?? false },
@@ -265,6 +255,7 @@ final class SlowClientTests: XCTestCase {
 
         XCTAssertTrue(waitFor(3) { self.vigil?.errorLog().contains("worker_connections are not enough") ?? false })
         let alerts = (vigil?.errorLog() ?? "").split(separator: "\n").filter { $0.contains("worker_connections are not enough") }
+        record("worker_connections 8, 20 connections at once", "\(closed.count) closed at once, \(open.count) held, \(alerts.count) alert lines")
         XCTAssertFalse(alerts.isEmpty)
         for a in alerts {
             XCTAssertTrue(a.contains(" [alert] ") && a.hasSuffix(": 8 worker_connections are not enough"), String(a))

@@ -1,0 +1,150 @@
+import Foundation
+
+/// A TCP peer on 127.0.0.1 that misbehaves in one chosen way, one thread per connection, so that a proxy or a
+/// health checker can be pointed at it. `stop()` ends every connection it holds.
+public final class RawServer: @unchecked Sendable {
+    public enum Behaviour {
+        /// Sends these bytes as soon as the connection is accepted, without reading anything, and closes
+        /// (a peer that speaks first, such as MySQL, or one that answers garbage).
+        case reply([UInt8])
+        /// Reads the request head, sends these bytes, and closes.
+        case answer([UInt8])
+        /// Accepts, reads whatever comes, and never answers.
+        case silent
+        /// Reads the request head, sends `prefix` at once, then `bytes` one at a time, `everyMs` apart, and closes.
+        case drip(prefix: [UInt8], bytes: [UInt8], everyMs: Int)
+        /// Reads the request head, sends `prefix`, then `filler` over and over until the peer goes away.
+        case flood(prefix: [UInt8], filler: [UInt8])
+    }
+
+    public let port: UInt16
+    private let fd: Int32
+    private let behaviour: Behaviour
+    private let lock = NSLock()
+    private var stopped = false
+    private var accepted = 0
+    private var open = 0
+    private let threads = DispatchGroup()
+
+    public init(_ behaviour: Behaviour) throws {
+        self.behaviour = behaviour
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard rc == 0, listen(fd, 64) == 0 else { close(fd); throw HTTPClientError("raw server: bind/listen failed") }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        self.fd = fd
+        port = UInt16(bigEndian: addr.sin_port)
+        threads.enter()
+        Thread { self.acceptLoop() }.start()
+    }
+
+    /// Connections accepted so far, and those still open on this side.
+    public var connections: (accepted: Int, open: Int) {
+        lock.lock(); defer { lock.unlock() }
+        return (accepted, open)
+    }
+
+    private var isStopped: Bool {
+        lock.lock(); defer { lock.unlock() }
+        return stopped
+    }
+
+    private func acceptLoop() {
+        defer { threads.leave() }
+        while !isStopped {
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, 100) > 0 else { continue }
+            let c = accept(fd, nil, nil)
+            guard c >= 0 else { continue }
+            lock.lock()
+            accepted += 1
+            open += 1
+            lock.unlock()
+            threads.enter()
+            Thread { self.serve(c) }.start()
+        }
+    }
+
+    private func serve(_ c: Int32) {
+        defer {
+            close(c)
+            lock.lock()
+            open -= 1
+            lock.unlock()
+            threads.leave()
+        }
+        // Short send timeouts so that a blocked send notices `stop()`.
+        var tv = timeval(tv_sec: 0, tv_usec: 100_000)
+        setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        switch behaviour {
+        case .reply(let bytes):
+            _ = sendAll(c, bytes)
+        case .answer(let bytes):
+            if readHead(c) { _ = sendAll(c, bytes) }
+        case .silent:
+            while readSome(c) != nil {}
+        case .drip(let prefix, let bytes, let ms):
+            guard readHead(c), sendAll(c, prefix) else { return }
+            for b in bytes {
+                guard sendAll(c, [b]) else { return }
+                usleep(useconds_t(ms * 1000))
+            }
+        case .flood(let prefix, let filler):
+            guard readHead(c), sendAll(c, prefix) else { return }
+            while sendAll(c, filler) {}
+        }
+    }
+
+    /// Waits up to 100 ms for input: the bytes read (possibly none), or nil on EOF, error or `stop()`.
+    private func readSome(_ c: Int32) -> [UInt8]? {
+        guard !isStopped else { return nil }
+        var pfd = pollfd(fd: c, events: Int16(POLLIN), revents: 0)
+        guard poll(&pfd, 1, 100) > 0 else { return [] }
+        var buf = [UInt8](repeating: 0, count: 65536)
+        let n = buf.withUnsafeMutableBytes { recv(c, $0.baseAddress, $0.count, 0) }
+        return n > 0 ? Array(buf[0..<n]) : nil
+    }
+
+    /// Reads until the end of a request head (CRLFCRLF), for at most 5 s.
+    private func readHead(_ c: Int32) -> Bool {
+        var data: [UInt8] = []
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline {
+            guard let more = readSome(c) else { return false }
+            data += more
+            if CaptureServer.find([13, 10, 13, 10], in: data) != nil { return true }
+        }
+        return false
+    }
+
+    /// False once the peer has gone away or the server is stopped.
+    private func sendAll(_ c: Int32, _ bytes: [UInt8]) -> Bool {
+        var sent = 0
+        while sent < bytes.count {
+            guard !isStopped else { return false }
+            let n = bytes.withUnsafeBytes { send(c, $0.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL)) }
+            if n > 0 { sent += n; continue }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { continue }
+            return false
+        }
+        return true
+    }
+
+    /// Closes the listener and every connection, and waits (bounded) for their threads.
+    public func stop() {
+        lock.lock()
+        let first = !stopped
+        stopped = true
+        lock.unlock()
+        guard first else { return }
+        _ = threads.wait(timeout: .now() + 3)
+        close(fd)
+    }
+}

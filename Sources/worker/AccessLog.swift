@@ -105,6 +105,19 @@ final class AccessLogFiles {
         for (_, fd) in fds { close(fd) }
         fds.removeAll()
     }
+
+    /// When each file's last write failure was logged.
+    private var failureLogged: [String: time_t] = [:]
+
+    /// A line that could not be written (ENOSPC on a full disk) is lost; the failure is logged as nginx does, at
+    /// [alert] and at most once a minute per file, so that a full disk, which often holds the error log too,
+    /// does not cost one more error line per request.
+    func writeFailed(_ path: String, errno e: Int32, context: @autoclosure () -> String) {
+        let now = time(nil)
+        if let last = failureLogged[path], now - last < 60 { return }
+        failureLogged[path] = now
+        log.alert("write() to \"\(path)\" failed (\(e): \(String(cString: strerror(e)))) while logging request\(context())")
+    }
 }
 
 /// Time formats nginx uses in logs and headers.

@@ -466,7 +466,10 @@ final class ClientConnection: EventHandler {
         let vars = Variables(request: r, connection: self)
         for target in logs {
             guard let fmt = worker.accessLogs.format(target.format), let fd = worker.accessLogs.fd(for: target.path) else { continue }
-            writeAll(fd, fmt.render { vars.value($0) })
+            let e = writeAll(fd, fmt.render { vars.value($0) })
+            if e != 0 {
+                worker.accessLogs.writeFailed(target.path, errno: e, context: ", client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
+            }
         }
     }
 

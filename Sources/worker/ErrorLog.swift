@@ -91,17 +91,20 @@ public struct OpenFailure: Error, CustomStringConvertible {
 }
 
 /// Writes all of `s`, retrying short writes and EINTR; a full disk loses the line, never the process.
-public func writeAll(_ fd: Int32, _ s: String) {
+/// Returns 0, or the errno of the write that failed.
+@discardableResult
+public func writeAll(_ fd: Int32, _ s: String) -> Int32 {
     var s = s
-    s.withUTF8 { buf in
+    return s.withUTF8 { buf in
         var off = 0
         while off < buf.count {
             let n = write(fd, buf.baseAddress! + off, buf.count - off)
             if n < 0 {
                 if errno == EINTR { continue }
-                return
+                return errno
             }
             off += n
         }
+        return 0
     }
 }

@@ -113,8 +113,7 @@ public final class WorkerProcess {
         }
         for l in listeners {
             let a = Acceptor(socket: l, worker: self)
-            // EPOLLEXCLUSIVE: one sleeping worker wakes per connection, no thundering herd.
-            try loop.register(fd: l.fd, events: Events.readable | Events.exclusive, handler: a)
+            try watch(a)
             acceptors.append(a)
         }
         election = CheckerElection(worker: self)
@@ -176,6 +175,30 @@ public final class WorkerProcess {
     /// The balancer and headers of a `proxy_pass` location (every one was resolved at start).
     func proxyRoute(for location: Location) -> ProxyRoute { proxyRoutes[ObjectIdentifier(location)]! }
 
+    /// EPOLLEXCLUSIVE: one sleeping worker wakes per connection, no thundering herd.
+    private func watch(_ a: Acceptor) throws {
+        try loop.register(fd: a.socket.fd, events: Events.readable | Events.exclusive, handler: a)
+    }
+
+    /// How long accepting stops when descriptors run out (nginx's accept_mutex_delay default).
+    static let acceptPauseMs: UInt64 = 500
+    private var acceptPaused = false
+
+    /// Takes the listeners out of the loop and puts them back after `acceptPauseMs` (nginx disables accept
+    /// events on EMFILE the same way). EPOLLEXCLUSIVE registrations cannot be modified, only removed and re-added.
+    func pauseAccepting() {
+        guard !acceptPaused else { return }
+        acceptPaused = true
+        for a in acceptors { loop.unregister(fd: a.socket.fd) }
+        loop.schedule(after: WorkerProcess.acceptPauseMs) { [unowned self] in
+            self.acceptPaused = false
+            // After a stop signal closeListeners() has emptied the list: nothing to resume.
+            for a in self.acceptors {
+                do { try self.watch(a) } catch { self.log.alert("\(error)") }
+            }
+        }
+    }
+
     private func closeListeners() {
         for a in acceptors {
             loop.unregister(fd: a.socket.fd)
@@ -236,7 +259,10 @@ final class Acceptor: EventHandler {
                 switch errno {
                 case EAGAIN, EWOULDBLOCK, EINTR, ECONNABORTED: return
                 case EMFILE, ENFILE:
-                    worker.log.alert("accept4() failed (\(errno): \(String(cString: strerror(errno))))")
+                    // Out of descriptors (nginx's level): the listener stays readable, so stop accepting for a while
+                    // instead of spinning on it, logging every turn.
+                    worker.log.log(.crit, "accept4() failed (\(errno): \(String(cString: strerror(errno))))")
+                    worker.pauseAccepting()
                     return
                 default:
                     worker.log.error("accept4() failed (\(errno): \(String(cString: strerror(errno))))")

@@ -170,7 +170,11 @@ final class ProxySession: EventHandler {
                 continue
             }
             if n == -2 { if phase == .readingHead { failed(.invalidHeader, "upstream sent too big header while reading response header from upstream") }; return }
-            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) {
+                // As in nginx, proxy_read_timeout bounds the whole head but only the wait between two reads of the body.
+                if phase == .relaying { armBodyReadTimeout() }
+                return
+            }
             // EOF or error.
             if phase == .readingHead {
                 let msg = n == 0 ? "upstream prematurely closed connection while reading response header from upstream"
@@ -238,8 +242,14 @@ final class ProxySession: EventHandler {
             client.setKeepAlive(false)   // close-delimited: the client learns the end from our close
         }
         client.sendHead(client.responseHead(status: h.status, extra: headers))
-        arm(settings.proxyReadTimeout ?? 60_000, "upstream timed out (110: Connection timed out) while reading upstream")
+        armBodyReadTimeout()
         relay()
+    }
+
+    /// Re-armed after each read of the body. It keeps running while reading is paused for a backed-up client:
+    /// without a send_timeout of its own, that is what ends a response to a client that stopped reading.
+    private func armBodyReadTimeout() {
+        arm(settings.proxyReadTimeout ?? 60_000, "upstream timed out (110: Connection timed out) while reading upstream")
     }
 
     /// Moves response bytes to the client; pauses reading the upstream while the client is backed up.

@@ -1,0 +1,107 @@
+import Foundation
+import FuzzSupport
+import XCTest
+@testable import Checks
+@testable import Config
+
+/// In-process, deterministic mutation fuzzing of every probe-reply parser, seeded with replies captured from
+/// the real servers (CapturedReplies.swift). Each iteration derives its own PRNG from the seed and its index,
+/// so a failure names everything needed to replay it. `VIGIL_FUZZ_ITERATIONS` sets the count (default 3000;
+/// Benchmarks/fuzz asks for millions) and `VIGIL_FUZZ_SEED` the seed. The invariants are those of
+/// ProbeRobustnessTests.
+final class ProbeFuzzTests: XCTestCase {
+    static let iterations = FuzzEnvironment.iterations(default: 3000)
+    static let seed = FuzzEnvironment.seed(default: 0x9B0B_E5EE)
+
+    static let corpus: [(CheckType, [UInt8])] = [
+        (.http, CapturedReplies.nginx200), (.http, CapturedReplies.nginx404),
+        (.ssl_hello, CapturedReplies.sslHello),
+        (.mysql, CapturedReplies.mariadbGreeting),
+        (.ajp, Probes.ajpCPong),
+        (.fastcgi, CapturedReplies.phpFPM200), (.fastcgi, CapturedReplies.phpFPMMissingScript),
+        (.tcp, []),
+    ]
+
+    /// Values that sit on the edges of the length, version, type and sequence fields these protocols carry.
+    static let boundaryBytes: [UInt8] = [0x00, 0x01, 0x02, 0x03, 0x06, 0x07, 0x09, 0x0a, 0x0d, 0x16, 0x20, 0x30, 0x39, 0x7f, 0x80, 0xfe, 0xff]
+    static let boundaryWords: [UInt16] = [0, 1, 2, 7, 8, 0x7f, 0x80, 0xff, 0x100, 0x3fff, 0x4000, 0x7fff, 0x8000, 0xfffe, 0xffff]
+
+    /// Binary mutations: protocol replies are length-prefixed records, so besides bit and byte changes the
+    /// mutator rewrites 16-bit fields, cuts at any point and splices records of other protocols in.
+    static func mutate(_ input: [UInt8], rng: inout SplitMix64) -> [UInt8] {
+        var b = input
+        for _ in 0..<(1 + rng.below(4)) {
+            let n = b.count
+            switch rng.below(9) {
+            case 0 where n > 0: b[rng.below(n)] ^= UInt8(1) << UInt8(rng.below(8))
+            case 1 where n > 0: b[rng.below(n)] = rng.pick(boundaryBytes)
+            case 2 where n > 1:
+                let at = rng.below(n - 1), v = rng.pick(boundaryWords)
+                b[at] = UInt8(v >> 8)
+                b[at + 1] = UInt8(v & 0xff)
+            case 3: b.insert(contentsOf: (0..<(1 + rng.below(8))).map { _ in UInt8(truncatingIfNeeded: rng.next()) }, at: rng.below(n + 1))
+            case 4 where n > 0:
+                let at = rng.below(n)
+                b.removeSubrange(at..<min(n, at + 1 + rng.below(16)))
+            case 5 where n > 0: b.removeSubrange(rng.below(n)...)
+            case 6:
+                let other = rng.pick(corpus).1
+                b = Array(b[0..<rng.below(n + 1)]) + Array(other[rng.below(other.count + 1)...])
+            case 7 where n > 0:
+                let at = rng.below(n)
+                let piece = Array(b[at..<min(n, at + 1 + rng.below(32))])
+                b.insert(contentsOf: Array(repeating: piece, count: rng.chance(5) ? 3000 : 1 + rng.below(4)).joined(), at: at)
+            default: b += rng.pick(corpus).1
+            }
+        }
+        return b
+    }
+
+    static func runCase(_ iteration: Int, seed: UInt64, progress: FuzzProgress) {
+        var rng = SplitMix64(seed: seed ^ (UInt64(iteration) &* 0xD1B5_4A32_D192_ED03))
+        let (own, capture) = rng.pick(corpus)
+        // Mostly each parser on its own protocol's replies; sometimes on another's.
+        let type = rng.chance(80) ? own : rng.pick(CheckType.allCases)
+        let reply = mutate(capture, rng: &rng)
+        progress.start(reply)
+        let verdict = Probes.evaluate(type, reply, eof: true, expect: CheckSettings().effectiveExpectAlive, expectSet: false, peer: testPeer)
+        switch verdict {
+        case .up: progress.count("\(type) up")
+        case .down(let reason, _): progress.count("\(type) \(reason)")
+        case .needMore: progress.count("\(type) need more")
+        }
+        for p in ProbeRobustnessTests.problems(type, reply, &rng) { progress.fail("seed \(seed) iteration \(iteration): \(p)") }
+        progress.finish()
+    }
+
+    func testMutationFuzz() {
+        let iterations = Self.iterations, seed = Self.seed
+        let progress = FuzzProgress()
+        let started = Date()
+        if let stall = progress.run(iterations: iterations, { Self.runCase($0, seed: seed, progress: progress) }) {
+            return XCTFail("no progress for 10 s at iteration \(stall.iteration) (seed \(seed)): a parser loops on \(hexString(stall.input))")
+        }
+        let elapsed = Date().timeIntervalSince(started)
+        print("Probe fuzz: \(iterations) iterations, seed \(seed), \(String(format: "%.2f", elapsed)) s; "
+              + progress.outcomes.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", "))
+        for failure in progress.failures { XCTFail(failure) }
+        XCTAssertEqual(progress.snapshot.count, iterations)
+        // The mutations must keep reaching both verdicts of the deep parsers, not only their first-byte checks.
+        for type in [CheckType.http, .ssl_hello, .mysql, .fastcgi] where iterations >= 1000 {
+            XCTAssertGreaterThan(progress.outcomes["\(type) up"] ?? 0, 0, "no mutated \(type) reply was judged up")
+        }
+    }
+
+    /// The captures themselves are what the real servers said when they were healthy (or, for the
+    /// missing script and the 404, what a broken application says).
+    func testCapturesGetTheVerdictsOfTheLiveServers() {
+        let expect = CheckSettings().effectiveExpectAlive
+        func verdict(_ t: CheckType, _ r: [UInt8]) -> Verdict { Probes.evaluate(t, r, eof: true, expect: expect, expectSet: false, peer: testPeer) }
+        XCTAssertEqual(verdict(.http, CapturedReplies.nginx200), .up)
+        XCTAssertNotEqual(verdict(.http, CapturedReplies.nginx404), .up)
+        XCTAssertEqual(verdict(.ssl_hello, CapturedReplies.sslHello), .up)
+        XCTAssertEqual(verdict(.mysql, CapturedReplies.mariadbGreeting), .up)
+        XCTAssertEqual(verdict(.fastcgi, CapturedReplies.phpFPM200), .up)
+        XCTAssertNotEqual(verdict(.fastcgi, CapturedReplies.phpFPMMissingScript), .up)
+    }
+}

@@ -47,7 +47,7 @@ final class ResourceFaultTests: FaultTestCase {
         let workers = v.waitForWorkers(master, count: 2)
         XCTAssertEqual(workers.count, 2)
         XCTAssertTrue(waitFor(5) { httpGet(self.port, "/")?.status == 200 })
-        // Reload, a killed worker and an unknown path all write to the error log.
+        // A reload and a killed worker both write to the error log.
         XCTAssertEqual(v.vigil(["-s", "reload"]).status, 0)
         var reloaded: [Int32] = []
         XCTAssertTrue(waitFor(10) { reloaded = childPids(of: master); return reloaded.count == 2 && Set(reloaded).isDisjoint(with: workers) })

@@ -94,7 +94,7 @@ final class UpstreamFaultTests: FaultTestCase {
         XCTAssertEqual(r.status, 502)
         assertLogged("upstream sent too big header while reading response header from upstream")
         // Vigil let go of the flooding connection.
-        XCTAssertTrue(waitFor(3) { self.peers[0].connections.open == 0 }, "the upstream connection is still open")
+        XCTAssertTrue(waitFor(3) { self.peers[0].openConnections == 0 }, "the upstream connection is still open")
         record("peer floods an endless header", String(format: "%d after %.2f s, upstream connection closed", r.status, t))
         assertWorkerServes()
     }
@@ -135,7 +135,7 @@ final class UpstreamFaultTests: FaultTestCase {
         XCTAssertGreaterThan(streamed, 256 * 1024, "the body was not streamed")
         XCTAssertGreaterThan(resumed, 0, "the connection did not survive the client's pause")
         XCTAssertLessThan(growthMB, 64, "the worker's RSS grew by \(growthMB) MB")
-        XCTAssertTrue(waitFor(3) { self.peers[0].connections.open == 0 }, "the upstream connection outlived the client")
+        XCTAssertTrue(waitFor(3) { self.peers[0].openConnections == 0 }, "the upstream connection outlived the client")
         record("peer floods an endless body; client reads slowly, stops 1.5 s, resumes",
                String(format: "%.1f MB streamed, %.1f MB after the pause, worker RSS +%.1f MB", Double(streamed) / 1048576,
                       Double(resumed) / 1048576, growthMB))

@@ -22,7 +22,6 @@ public final class RawServer: @unchecked Sendable {
     private let behaviour: Behaviour
     private let lock = NSLock()
     private var stopped = false
-    private var accepted = 0
     private var open = 0
     private let threads = DispatchGroup()
 
@@ -45,10 +44,10 @@ public final class RawServer: @unchecked Sendable {
         Thread { self.acceptLoop() }.start()
     }
 
-    /// Connections accepted so far, and those still open on this side.
-    public var connections: (accepted: Int, open: Int) {
+    /// Connections still open on this side (each ends when the peer closes it or the behaviour is done).
+    public var openConnections: Int {
         lock.lock(); defer { lock.unlock() }
-        return (accepted, open)
+        return open
     }
 
     private var isStopped: Bool {
@@ -64,7 +63,6 @@ public final class RawServer: @unchecked Sendable {
             let c = accept(fd, nil, nil)
             guard c >= 0 else { continue }
             lock.lock()
-            accepted += 1
             open += 1
             lock.unlock()
             threads.enter()

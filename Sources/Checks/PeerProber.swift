@@ -23,7 +23,6 @@ final class PeerProber: EventHandler {
 
     private var phase = Phase.idle
     private var fd: Int32 = -1
-    private var registered = false
     private var connected = false
     private var sent = 0
     private var reply: [UInt8] = []
@@ -90,7 +89,6 @@ final class PeerProber: EventHandler {
         }
         do {
             try engine.loop.register(fd: fd, events: Events.writable | Events.readable | Events.readHangup, handler: self)
-            registered = true
         } catch {
             return fail(.connectFailed, "\(error)")
         }
@@ -220,9 +218,7 @@ final class PeerProber: EventHandler {
 
     private func closeConnection() {
         guard fd >= 0 else { return }
-        if registered { engine.loop.unregister(fd: fd) }
-        registered = false
-        close(fd)
+        engine.loop.close(fd: fd)
         fd = -1
     }
 }

@@ -246,7 +246,18 @@ public enum RequestParser {
     /// ASCII-only case-insensitive equality with a lowercase ASCII `lower`. `lowercased()` also folds
     /// non-ASCII letters (U+212A KELVIN SIGN becomes "k"), so "chun\u{212A}ed" would pass for "chunked"
     /// where nginx, comparing bytes, sees an unknown 9-byte coding.
-    static func equalsIgnoringASCIICase<S: StringProtocol>(_ s: S, _ lower: String) -> Bool {
+    /// Bytes equal to a lowercase ASCII literal but for the case of ASCII letters; allocation-free.
+    public static func matches<C: Collection>(_ bytes: C, lowercase literal: StaticString) -> Bool where C.Element == UInt8 {
+        guard bytes.count == literal.utf8CodeUnitCount else { return false }
+        var p = literal.utf8Start
+        for c in bytes {
+            if asciiLower(c) != p.pointee { return false }
+            p += 1
+        }
+        return true
+    }
+
+    public static func equalsIgnoringASCIICase<S: StringProtocol>(_ s: S, _ lower: String) -> Bool {
         s.utf8.count == lower.utf8.count && zip(s.utf8, lower.utf8).allSatisfy { asciiLower($0) == $1 }
     }
 }

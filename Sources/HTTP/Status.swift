@@ -20,7 +20,14 @@ public enum Status {
     }
 
     /// `HTTP/1.1 404 Not Found`; unknown codes get nginx's bare `HTTP/1.1 599 ` form... minus the space.
+    /// `HTTP/1.1 200 OK`; built once per code, not per response.
     public static func line(_ code: Int) -> String {
+        code >= 0 && code < lines.count ? lines[code] : makeLine(code)
+    }
+
+    private static let lines: [String] = (0..<600).map(makeLine)
+
+    private static func makeLine(_ code: Int) -> String {
         let r = reason(code)
         return r.isEmpty ? "HTTP/1.1 \(code)" : "HTTP/1.1 \(code) \(r)"
     }

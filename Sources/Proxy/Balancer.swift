@@ -5,6 +5,8 @@ import ShmTable
 /// passive failure accounting, and the index of its slot in the shared segment when it is checked.
 public final class Peer {
     public let address: PeerAddress
+    /// `address` as text, made once ($upstream_addr, log lines).
+    public let name: String
     /// The `server` line's address as written: consistent hashing places peers by it, as nginx does.
     let serverText: String
     public let weight: Int
@@ -24,6 +26,7 @@ public final class Peer {
 
     init(address: PeerAddress, server: UpstreamServer, slot: Int?) {
         self.address = address
+        self.name = address.description
         self.serverText = server.text
         self.weight = server.weight
         self.effectiveWeight = server.weight

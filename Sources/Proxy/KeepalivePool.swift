@@ -8,17 +8,18 @@ import Event
 /// total, least recently used evicted). Upstream fds are registered edge-triggered for reading and
 /// writing once; an idle one that signals anything was closed or broken by the upstream, and is dropped.
 public final class KeepalivePool {
+    /// One cached connection. The records (and their timers) are recycled, so caching a connection after
+    /// each request allocates nothing.
     final class Idle: EventHandler {
-        let fd: Int32
-        let address: PeerAddress
-        let requests: Int
+        var fd: Int32 = -1
+        var address: PeerAddress
+        var requests = 0
         unowned let pool: KeepalivePool
-        var timer: Timer?
-        init(fd: Int32, address: PeerAddress, requests: Int, pool: KeepalivePool) {
-            self.fd = fd
+        private(set) var timer: Timer!
+        init(address: PeerAddress, pool: KeepalivePool) {
             self.address = address
-            self.requests = requests
             self.pool = pool
+            timer = pool.loop.makeTimer { [unowned self] in self.pool.drop(self) }
         }
         func handleEvent(_ events: UInt32) { pool.drop(self) }
     }
@@ -28,6 +29,7 @@ public final class KeepalivePool {
     let maxRequests: Int
     let loop: EventLoop
     private var idle: [Idle] = []   // most recently used last
+    private var spare: [Idle] = []
 
     public init(capacity: Int, timeoutMs: Int, maxRequests: Int, loop: EventLoop) {
         self.capacity = capacity
@@ -41,28 +43,29 @@ public final class KeepalivePool {
     public func take(_ address: PeerAddress) -> (fd: Int32, requests: Int)? {
         guard let i = idle.lastIndex(where: { $0.address == address }) else { return nil }
         let c = idle.remove(at: i)
-        c.timer?.cancel()
+        c.timer.cancel()
+        spare.append(c)
         return (c.fd, c.requests)
     }
 
     /// Keeps `fd` (registered with the loop) for reuse, evicting the least recently used connection when full.
     public func put(_ fd: Int32, address: PeerAddress, requests: Int) {
-        guard requests < maxRequests else { loop.unregister(fd: fd); close(fd); return }
+        guard requests < maxRequests else { loop.close(fd: fd); return }
         if idle.count >= capacity { drop(idle[0]) }
-        let c = Idle(fd: fd, address: address, requests: requests, pool: self)
+        let c = spare.popLast() ?? Idle(address: address, pool: self)
+        c.fd = fd
+        c.address = address
+        c.requests = requests
         loop.setHandler(fd: fd, c)
-        c.timer = loop.schedule(after: timeoutMs) { [weak self, weak c] in
-            if let self, let c { self.drop(c) }
-        }
+        c.timer.rearm(after: timeoutMs)
         idle.append(c)
     }
 
     func drop(_ c: Idle) {
         guard let i = idle.firstIndex(where: { $0 === c }) else { return }
         idle.remove(at: i)
-        c.timer?.cancel()
-        loop.unregister(fd: c.fd)
-        close(c.fd)
+        c.timer.cancel()
+        loop.close(fd: c.fd)
+        spare.append(c)
     }
-
 }

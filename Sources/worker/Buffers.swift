@@ -15,12 +15,17 @@ final class ByteBuffer {
         storage = []
     }
 
+    /// The last receive got less than it had room for: the socket had nothing more at that moment.
+    /// TCP hands over all it has, so the caller can wait for the next readiness event instead of
+    /// spending a system call on EAGAIN.
+    private(set) var drained = false
+
     var readable: Int { writeIndex - readIndex }
     var isEmpty: Bool { readIndex == writeIndex }
 
     /// Reads what the socket has, up to `limit` readable bytes in total. Returns recv's result (0: EOF, -1: errno).
     func receive(from fd: Int32, limit: Int) -> Int {
-        if storage.isEmpty { storage = [UInt8](repeating: 0, count: initialCapacity) }
+        if storage.isEmpty { storage = ByteBuffer.uninitialized(initialCapacity) }
         if readIndex == writeIndex { readIndex = 0; writeIndex = 0 }
         if writeIndex == storage.count {
             if readIndex > 0 {
@@ -30,7 +35,7 @@ final class ByteBuffer {
                 writeIndex -= readIndex
                 readIndex = 0
             } else if storage.count < limit {
-                storage += [UInt8](repeating: 0, count: min(storage.count, limit - storage.count))
+                storage += ByteBuffer.uninitialized(min(storage.count, limit - storage.count))
             } else {
                 return -2   // full: the caller's limit is reached
             }
@@ -40,7 +45,13 @@ final class ByteBuffer {
         let w = writeIndex
         let n = storage.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + w, room, 0) }
         if n > 0 { writeIndex += n }
+        drained = n >= 0 && n < room
         return n
+    }
+
+    /// Bytes only ever read after recv wrote them need no zeroing (a 16 kB memset per proxied request).
+    private static func uninitialized(_ count: Int) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
     }
 
     func withReadable<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
@@ -73,6 +84,36 @@ final class OutputQueue {
     }
 
     func append(_ bytes: [UInt8]) { bytes.withUnsafeBytes { append($0) } }
+
+    func append(_ n: Int) {
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                      UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &digits) { d in
+            var v = n.magnitude, k = d.count
+            repeat {
+                k -= 1
+                d[k] = UInt8(truncatingIfNeeded: 0x30 + v % 10)
+                v /= 10
+            } while v > 0
+            if n < 0 { k -= 1; d[k] = 0x2D }
+            append(UnsafeRawBufferPointer(rebasing: d[k...]))
+        }
+    }
+
+    /// One `Name: value` header line.
+    func header(_ name: String, _ value: String) {
+        append(name)
+        append(": ")
+        append(value)
+        append("\r\n")
+    }
+
+    func header(_ name: String, _ value: Int) {
+        append(name)
+        append(": ")
+        append(value)
+        append("\r\n")
+    }
 
     enum FlushResult { case drained, wouldBlock, failed }
 

@@ -150,6 +150,7 @@ final class ClientConnection: EventHandler {
                 sawFirstByte = true
                 if state == .head { startReading() }
                 process()
+                if input.drained { return }   // level-triggered: more input brings another event
                 continue
             }
             if n == -2 { process(); return }
@@ -355,29 +356,38 @@ final class ClientConnection: EventHandler {
         return r.settings.defaultType ?? "text/plain"
     }
 
+    private static let versionedServer = "vigil/\(vigilVersionString)"
     var serverHeader: String {
-        (request?.settings.serverTokens ?? true) ? "vigil/\(vigilVersionString)" : "vigil"
+        (request?.settings.serverTokens ?? true) ? Self.versionedServer : "vigil"
     }
 
-    /// Status line and the headers every response carries.
-    func responseHead(status: Int, extra: [(String, String)]) -> String {
-        var h = Status.line(status) + "\r\nServer: \(serverHeader)\r\nDate: \(Clock.httpDate())\r\n"
-        for (k, v) in extra { h += "\(k): \(v)\r\n" }
-        h += keepAlive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n"
-        return h
+    /// Queues the status line, the headers every response carries and those `headers` writes; returns the
+    /// head's size. Written straight into the output queue: no intermediate strings.
+    @discardableResult
+    func queueHead(status: Int, _ headers: (OutputQueue) -> Void) -> Int {
+        let before = output.count
+        output.append(Status.line(status))
+        output.append("\r\nServer: ")
+        output.append(serverHeader)
+        output.append("\r\nDate: ")
+        output.append(Clock.httpDate())
+        output.append("\r\n")
+        headers(output)
+        output.append(keepAlive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n")
+        let size = output.count - before
+        request?.headerBytesSent = size
+        return size
     }
 
     func respond(status: Int, contentType: String?, body: [UInt8], extra: [(String, String)] = [], omitLengthForHead: Bool = false) {
         guard let r = request else { return }
         r.status = status
-        var headers: [(String, String)] = []
-        if let ct = contentType { headers.append(("Content-Type", ct)) }
         let isHead = r.head.method == "HEAD"
-        if !(isHead && omitLengthForHead) { headers.append(("Content-Length", String(body.count))) }
-        headers += extra
-        let head = responseHead(status: status, extra: headers)
-        output.append(head)
-        r.headerBytesSent = head.utf8.count
+        queueHead(status: status) { out in
+            if let contentType { out.header("Content-Type", contentType) }
+            if !(isHead && omitLengthForHead) { out.header("Content-Length", body.count) }
+            for (name, value) in extra { out.header(name, value) }
+        }
         if !isHead {
             output.append(body)
             r.bodyBytesSent = body.count
@@ -410,11 +420,6 @@ final class ClientConnection: EventHandler {
         case .wouldBlock: setInterest(writing: true); return output.count < 256 * 1024
         case .drained: return true
         }
-    }
-
-    func sendHead(_ head: String) {
-        output.append(head)
-        request?.headerBytesSent = head.utf8.count
     }
 
     func setKeepAlive(_ on: Bool) { keepAlive = keepAlive && on }
@@ -505,8 +510,7 @@ final class ClientConnection: EventHandler {
         timer?.cancel()
         proxy?.abort()
         proxy = nil
-        worker.loop.unregister(fd: fd)
-        Glibc.close(fd)
+        worker.loop.close(fd: fd)
         worker.connections.closed(self)
     }
 

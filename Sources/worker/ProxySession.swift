@@ -31,13 +31,15 @@ final class ProxySession: EventHandler {
     private var decoder: ChunkedDecoder?
     private var passChunked = false
     private var startedUs: UInt64 = 0
-    private var upstreamAddrs: [String] = []
-    private var upstreamStatuses: [String] = []
-    private var upstreamTimes: [String] = []
     private var paused = false
     /// The connection came from the keepalive pool (a failure on it is retried on a fresh one, uncounted).
     private var reused = false
     private var connectionRequests = 0
+    /// The upstream fd is edge-triggered: readiness seen while not reading is remembered, not re-reported.
+    private var readReady = false
+    /// The upstream closed (or failed): read to the end instead of stopping at a short read.
+    private var hungUp = false
+    private var noDelay = false
 
     init(client: ClientConnection, request: RequestContext, pass: ProxyPass) {
         self.client = client
@@ -85,7 +87,7 @@ final class ProxySession: EventHandler {
         phase = .connecting
         sent = 0
         startedUs = vigil_monotonic_us()
-        upstreamAddrs.append(p.address.description)
+        request.upstreamAttempts.append(UpstreamAttempt(address: p.name))
         if allowCached, let cached = balancer.pool?.take(p.address) {
             fd = cached.fd
             reused = true
@@ -102,8 +104,7 @@ final class ProxySession: EventHandler {
         let a = p.address
         fd = socket(a.isIPv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { failed(.error, "socket() failed (\(errno): \(String(cString: strerror(errno))))"); return }
-        var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        noDelay = false
         let rc = Socket.withSockaddr(host: a.host, port: a.port, isIPv6: a.isIPv6) { Glibc.connect(fd, $0, $1) } ?? -1
         if rc != 0 && errno != EINPROGRESS {
             failed(.error, "connect() failed (\(errno): \(String(cString: strerror(errno))))")
@@ -120,12 +121,19 @@ final class ProxySession: EventHandler {
         arm(settings.proxyConnectTimeout ?? 60_000, "upstream timed out (110: Connection timed out) while connecting to upstream")
     }
 
+    /// What the running timeout reports when it fires.
+    private var timeoutMessage = ""
+
+    /// One timer per session, its action made once; each phase re-arms it with its own message.
     private func arm(_ ms: Int, _ message: String) {
-        if timer == nil { timer = loop.makeTimer() }
-        timer!.rearm(after: UInt64(ms)) { [weak self] in self?.failed(.timeout, message) }
+        if timer == nil { timer = loop.makeTimer { [weak self] in self?.failed(.timeout, self?.timeoutMessage) } }
+        timeoutMessage = message
+        timer!.rearm(after: UInt64(ms))
     }
 
     func handleEvent(_ events: UInt32) {
+        if events & (Events.readable | Events.readHangup | Events.hangup | Events.error) != 0 { readReady = true }
+        if events & (Events.readHangup | Events.hangup | Events.error) != 0 { hungUp = true }
         switch phase {
         case .connecting:
             var err: Int32 = 0
@@ -140,7 +148,6 @@ final class ProxySession: EventHandler {
             sendRequest()
         case .sending:
             if events & Events.writable != 0 { sendRequest() }
-            if phase == .sending, events & (Events.readable | Events.hangup | Events.error) != 0 { readResponse() }
         case .readingHead, .relaying:
             readResponse()
         case .done:
@@ -152,21 +159,36 @@ final class ProxySession: EventHandler {
         while sent < outgoing.count {
             let n = outgoing.withUnsafeBytes { send(fd, $0.baseAddress! + sent, outgoing.count - sent, Int32(MSG_NOSIGNAL)) }
             if n > 0 { sent += n; continue }
-            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) {
+                // A request too big for one send: let its last, short segment go without waiting for an
+                // ACK (Nagle). A request that fits one send, the usual case, never needs the system call.
+                if !noDelay {
+                    var one: Int32 = 1
+                    setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+                    noDelay = true
+                }
+                return
+            }
             failed(.error, "send() failed (\(errno): \(String(cString: strerror(errno)))) while sending request to upstream")
             return
         }
         phase = .readingHead
         arm(settings.proxyReadTimeout ?? 60_000, "upstream timed out (110: Connection timed out) while reading response header from upstream")
-        readResponse()   // the reply may already be here: its edge came while we were still sending
+        if readReady { readResponse() }   // its edge came while we were still connecting or sending
     }
 
     private func readResponse() {
+        readReady = false
         while phase == .readingHead || phase == .relaying {
             if paused { return }
             let n = response.receive(from: fd, limit: 65536)
             if n > 0 {
                 if phase == .readingHead { parseHead() } else { relay() }
+                // A short read emptied the socket: the next bytes, or the close, bring a new edge.
+                if response.drained && !hungUp && !paused {
+                    if phase == .relaying { armBodyReadTimeout() }
+                    return
+                }
                 continue
             }
             if n == -2 { if phase == .readingHead { failed(.invalidHeader, "upstream sent too big header while reading response header from upstream") }; return }
@@ -210,29 +232,15 @@ final class ProxySession: EventHandler {
 
     private func startRelay(_ h: ResponseHead) {
         phase = .relaying
-        request.upstreamStatus = nil
-        upstreamStatuses.append(String(h.status))
+        request.upstreamAttempts[request.upstreamAttempts.count - 1].status = h.status
         request.status = h.status
         let isHead = request.head.method == "HEAD"
-        var headers: [(String, String)] = []
-        for (name, value) in h.headers {
-            let lower = name.lowercased()
-            switch lower {
-            case "connection", "keep-alive", "transfer-encoding", "server", "date", "proxy-connection", "upgrade":
-                continue
-            case _ where lower.hasPrefix("x-accel-"):
-                continue
-            default:
-                headers.append((name, value))
-            }
-        }
         if !h.hasBody || isHead {
             bodyRemaining = 0
         } else if h.chunked {
             decoder = ChunkedDecoder()
             if request.head.isHTTP11 {
                 passChunked = true
-                headers.append(("Transfer-Encoding", "chunked"))
             } else {
                 client.setKeepAlive(false)
             }
@@ -241,7 +249,11 @@ final class ProxySession: EventHandler {
         } else {
             client.setKeepAlive(false)   // close-delimited: the client learns the end from our close
         }
-        client.sendHead(client.responseHead(status: h.status, extra: headers))
+        let chunked = passChunked
+        client.queueHead(status: h.status) { out in
+            for (name, value) in h.headers where !ProxyHeaders.dropsFromResponse(name) { out.header(name, value) }
+            if chunked { out.append("Transfer-Encoding: chunked\r\n") }
+        }
         armBodyReadTimeout()
         relay()
     }
@@ -323,7 +335,7 @@ final class ProxySession: EventHandler {
         guard phase != .done else { return }
         // A cached connection the upstream had closed: not the peer's fault, try again on a fresh one.
         if reused, let p = peer, phase == .sending || (phase == .readingHead && response.isEmpty), !failure.isTimeout {
-            upstreamAddrs.removeLast()
+            request.upstreamAttempts.removeLast()
             closeUpstream()
             connect(p, allowCached: false)
             return
@@ -331,8 +343,7 @@ final class ProxySession: EventHandler {
         if let message {
             client.worker.log.error("\(message), client: \(client.remoteAddress), server: \(request.server.serverNames.first ?? ""), request: \"\(request.head.requestLine)\", upstream: \"http://\(peer?.address.description ?? "")\(request.head.target)\"")
         }
-        if case .status(let s) = failure { upstreamStatuses.append(String(s)) } else { upstreamStatuses.append(failure.isTimeout ? "504" : "502") }
-        upstreamTimes.append(elapsed())
+        if case .status(let s) = failure { recordAttempt(status: s) } else { recordAttempt(status: failure.isTimeout ? 504 : 502) }
         closeUpstream()
         if let p = peer {
             let counts: Bool
@@ -356,7 +367,6 @@ final class ProxySession: EventHandler {
     private func giveUp(_ status: Int) {
         phase = .done
         timer?.cancel()
-        recordUpstream()
         client.respondError(status)
     }
 
@@ -364,8 +374,7 @@ final class ProxySession: EventHandler {
         guard phase != .done else { return }
         phase = .done
         timer?.cancel()
-        upstreamTimes.append(elapsed())
-        recordUpstream()
+        recordAttempt(status: nil)
         if let p = peer { balancer.finished(p, failed: false, now: loop.now) }
         if !abortClient, let pool = balancer.pool, let p = peer, let h = head, h.versionMinor >= 1, !h.connectionClose,
            !(bodyRemaining == nil && decoder == nil && h.hasBody && request.head.method != "HEAD"), response.isEmpty {
@@ -379,25 +388,23 @@ final class ProxySession: EventHandler {
         client.completeResponse()
     }
 
-    private func recordUpstream() {
-        request.upstreamAddr = upstreamAddrs.isEmpty ? nil : upstreamAddrs.joined(separator: ", ")
-        request.upstreamStatus = upstreamStatuses.isEmpty ? nil : upstreamStatuses.joined(separator: ", ")
-        request.upstreamResponseTime = upstreamTimes.isEmpty ? nil : upstreamTimes.joined(separator: ", ")
-    }
-
-    private func elapsed() -> String {
-        let us = vigil_monotonic_us() - startedUs
-        return "\(us / 1_000_000).\(String(us / 1000 % 1000).leftPadded(3))"
+    /// Closes the current attempt's record: its time and, for a failure, the status it stands for.
+    private func recordAttempt(status: Int?) {
+        guard !request.upstreamAttempts.isEmpty else { return }
+        let last = request.upstreamAttempts.count - 1
+        if let status { request.upstreamAttempts[last].status = status }
+        request.upstreamAttempts[last].elapsedUs = vigil_monotonic_us() - startedUs
     }
 
     private func closeUpstream() {
         if fd >= 0 {
-            loop.unregister(fd: fd)
-            Glibc.close(fd)
+            loop.close(fd: fd)
             fd = -1
             if let p = peer { balancer.connected(p, delta: -1) }
         }
         response.consume(response.readable)
+        readReady = false
+        hungUp = false
         head = nil
         decoder = nil
         bodyRemaining = nil
@@ -424,21 +431,33 @@ final class ProxySession: EventHandler {
         } else if let passURI = pass.uri, request.location.map({ if case .regex = $0.match { return false } else { return true } }) ?? true {
             uri = passURI
         }
-        let version = settings.proxyHTTPVersion ?? "1.0"
-        var out = "\(request.head.method) \(uri) HTTP/\(version)\r\n"
+        let body = (settings.proxyPassRequestBody ?? true) ? request.body : []
+        var out: [UInt8] = []
+        out.reserveCapacity(512 + body.count)
+        func add(_ s: String) { out.append(contentsOf: s.utf8) }
+        func header(_ name: String, _ value: String) {
+            add(name)
+            add(": ")
+            add(value)
+            add("\r\n")
+        }
+        add(request.head.method)
+        add(" ")
+        add(uri)
+        add(" HTTP/")
+        add(settings.proxyHTTPVersion ?? "1.0")
+        add("\r\n")
         for (name, template) in headers.set {
             let value = vars.render(template)
-            if !value.isEmpty { out += "\(name): \(value)\r\n" }
+            if !value.isEmpty { header(name, value) }
         }
         if settings.proxyPassRequestHeaders ?? true {
-            for (name, value) in request.head.headers where !headers.skips(name) {
-                out += "\(name): \(value)\r\n"
-            }
+            for (name, value) in request.head.headers where !headers.skips(name) { header(name, value) }
         }
-        let body = (settings.proxyPassRequestBody ?? true) ? request.body : []
-        if request.head.hasBody || !body.isEmpty { out += "Content-Length: \(body.count)\r\n" }
-        out += "\r\n"
-        return Array(out.utf8) + body
+        if request.head.hasBody || !body.isEmpty { header("Content-Length", String(body.count)) }
+        add("\r\n")
+        out += body
+        return out
     }
 }
 
@@ -451,7 +470,7 @@ extension ProxySession.Failure {
 struct ProxyHeaders {
     /// Names with their values compiled once.
     let set: [(String, CompiledLogFormat)]
-    private let skipped: Set<String>
+    private let skipped: [String]
 
     init(_ configured: [HeaderSetting]) {
         var set: [(String, String)] = [("Host", "$proxy_host"), ("Connection", "close")]
@@ -459,11 +478,29 @@ struct ProxyHeaders {
             if let i = set.firstIndex(where: { $0.0.lowercased() == h.name.lowercased() }) { set[i] = (h.name, h.value) } else { set.append((h.name, h.value)) }
         }
         self.set = set.map { ($0.0, CompiledLogFormat(LogFormat.adHoc($0.1))) }
-        skipped = Set(set.map { $0.0.lowercased() }).union(["connection", "keep-alive", "te", "upgrade", "proxy-connection",
-                                                              "transfer-encoding", "content-length", "expect", "host"])
+        skipped = set.map { $0.0.lowercased() } + ["keep-alive", "te", "upgrade", "proxy-connection",
+                                                   "transfer-encoding", "content-length", "expect"]
     }
 
-    func skips(_ name: String) -> Bool { skipped.contains(name.lowercased()) }
+    /// A handful of names, compared in place: cheaper than lowercasing each client header for a set lookup.
+    func skips(_ name: String) -> Bool { skipped.contains { RequestParser.equalsIgnoringASCIICase(name, $0) } }
+
+    /// Upstream response headers nginx does not pass on: hop-by-hop ones, those it sets itself (Server,
+    /// Date) and X-Accel-*. Compared in place, without lowercasing a copy of each name.
+    static func dropsFromResponse(_ name: String) -> Bool {
+        let b = name.utf8
+        func named(_ lower: StaticString) -> Bool { RequestParser.matches(b, lowercase: lower) }
+        if b.count > 8 && RequestParser.matches(b.prefix(8), lowercase: "x-accel-") { return true }
+        switch b.count {
+        case 4: return named("date")
+        case 6: return named("server")
+        case 7: return named("upgrade")
+        case 10: return named("connection") || named("keep-alive")
+        case 16: return named("proxy-connection")
+        case 17: return named("transfer-encoding")
+        default: return false
+        }
+    }
 }
 
 /// What a `proxy_pass` location needs per request, prepared once per worker.

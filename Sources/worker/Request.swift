@@ -21,9 +21,16 @@ final class RequestContext {
     var status = 0
     var bodyBytesSent = 0
     var headerBytesSent = 0
-    var upstreamAddr: String?
-    var upstreamStatus: String?
-    var upstreamResponseTime: String?
+    /// Each upstream tried, in order; the $upstream_* strings are made only if something reads them.
+    var upstreamAttempts: [UpstreamAttempt] = []
+    var upstreamAddr: String? { upstreamList { $0.address } }
+    var upstreamStatus: String? { upstreamList { $0.status.map(String.init) } }
+    var upstreamResponseTime: String? { upstreamList { $0.elapsedUs.map(Variables.seconds) } }
+
+    private func upstreamList(_ field: (UpstreamAttempt) -> String?) -> String? {
+        let parts = upstreamAttempts.compactMap(field)
+        return parts.isEmpty ? nil : parts.joined(separator: ", ")
+    }
     /// The request body, when a handler needs it whole (proxying).
     var body: [UInt8] = []
 
@@ -45,10 +52,23 @@ final class RequestContext {
     }
 }
 
+/// One upstream a request was sent to: its address, the status it gave (or 502/504 for a failure) and how
+/// long it took.
+struct UpstreamAttempt {
+    let address: String
+    var status: Int?
+    var elapsedUs: UInt64?
+}
+
 /// Values of nginx variables for a request on a connection (log formats, proxy_set_header).
 struct Variables {
     let request: RequestContext
     let connection: ClientConnection
+
+    /// Microseconds as nginx prints durations: seconds with milliseconds, `0.012`.
+    static func seconds(_ us: UInt64) -> String {
+        "\(us / 1_000_000).\(String(us / 1000 % 1000).leftPadded(3))"
+    }
 
     func value(_ name: String) -> String? {
         let h = request.head
@@ -78,9 +98,7 @@ struct Variables {
         case "body_bytes_sent": return String(request.bodyBytesSent)
         case "bytes_sent": return String(request.bodyBytesSent + request.headerBytesSent)
         case "request_length": return String(request.requestLength)
-        case "request_time":
-            let us = vigil_monotonic_us() - request.startUs
-            return "\(us / 1_000_000).\(String(us / 1000 % 1000).leftPadded(3))"
+        case "request_time": return Variables.seconds(vigil_monotonic_us() - request.startUs)
         case "connection": return String(connection.serial)
         case "connection_requests": return String(connection.requestsServed + 1)
         case "pid": return String(getpid())

@@ -162,7 +162,7 @@ public final class Configuration {
                 guard let addrs = Resolver.resolve(host: pass.hostText, port: port), !addrs.isEmpty else {
                     throw pass.location.error("host not found in upstream \"\(pass.hostText)\"")
                 }
-                pass.target = .address(addrs, text: pass.port.map { "\(pass.hostText):\($0)" } ?? pass.hostText)
+                pass.target = .address(addrs, text: pass.hostHeader)
                 loc.content = .proxy(pass)
             }
             try resolveProxyTargets(loc.locations, http: http)

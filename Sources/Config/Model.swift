@@ -273,11 +273,23 @@ public struct HTTPSettings: Sendable {
 public struct ProxyPass: Sendable {
     public enum Target: Sendable { case upstream(String), address([PeerAddress], text: String) }
     public var scheme: String
-    public var hostText: String
-    public var port: UInt16?
+    public let hostText: String
+    public let port: UInt16?
+    /// `$proxy_host`: host, and port when one was written (made once, it goes into every request).
+    public let hostHeader: String
     public var uri: String?           // nil: pass the request URI unchanged
     public var target: Target
     public var location: SourceLocation
+
+    init(scheme: String, hostText: String, port: UInt16?, uri: String?, target: Target, location: SourceLocation) {
+        self.scheme = scheme
+        self.hostText = hostText
+        self.port = port
+        self.hostHeader = port.map { "\(hostText):\($0)" } ?? hostText
+        self.uri = uri
+        self.target = target
+        self.location = location
+    }
 }
 
 /// What produces a response's body in a location (nginx's content phase).

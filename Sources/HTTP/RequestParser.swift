@@ -221,7 +221,7 @@ public enum RequestParser {
         return nil
     }
 
-    @inline(__always) static func asciiLower(_ c: UInt8) -> UInt8 { c >= 0x41 && c <= 0x5A ? c | 0x20 : c }
+    @usableFromInline @inline(__always) static func asciiLower(_ c: UInt8) -> UInt8 { c >= 0x41 && c <= 0x5A ? c | 0x20 : c }
 
     /// The header names that change framing or routing, recognised in place (no String, no lowercasing).
     enum KnownHeader { case host, contentLength, transferEncoding, connection, expect }
@@ -247,7 +247,7 @@ public enum RequestParser {
     /// non-ASCII letters (U+212A KELVIN SIGN becomes "k"), so "chun\u{212A}ed" would pass for "chunked"
     /// where nginx, comparing bytes, sees an unknown 9-byte coding.
     /// Bytes equal to a lowercase ASCII literal but for the case of ASCII letters; allocation-free.
-    public static func matches<C: Collection>(_ bytes: C, lowercase literal: StaticString) -> Bool where C.Element == UInt8 {
+    @inlinable public static func matches<C: Collection>(_ bytes: C, lowercase literal: StaticString) -> Bool where C.Element == UInt8 {
         guard bytes.count == literal.utf8CodeUnitCount else { return false }
         var p = literal.utf8Start
         for c in bytes {
@@ -257,7 +257,7 @@ public enum RequestParser {
         return true
     }
 
-    public static func equalsIgnoringASCIICase<S: StringProtocol>(_ s: S, _ lower: String) -> Bool {
+    @inlinable public static func equalsIgnoringASCIICase<S: StringProtocol>(_ s: S, _ lower: String) -> Bool {
         s.utf8.count == lower.utf8.count && zip(s.utf8, lower.utf8).allSatisfy { asciiLower($0) == $1 }
     }
 }

@@ -5,7 +5,7 @@ import Config
 
 /// A `log_format` compiled once: literal runs and variable names, evaluated per request.
 struct CompiledLogFormat {
-    enum Part { case literal(String), variable(String) }
+    enum Part { case literal(String), variable(Variable) }
     let parts: [Part]
     let escape: String
 
@@ -31,7 +31,7 @@ struct CompiledLogFormat {
                 }
                 if !name.isEmpty {
                     if !lit.isEmpty { parts.append(.literal(lit)); lit = "" }
-                    parts.append(.variable(name))
+                    parts.append(.variable(Variable(name: name)))
                     i = j
                     continue
                 }
@@ -44,13 +44,13 @@ struct CompiledLogFormat {
         self.parts = parts
     }
 
-    func render(_ value: (String) -> String?) -> String {
+    func render(_ value: (Variable) -> String?) -> String {
         var out = ""
         for p in parts {
             switch p {
             case .literal(let s): out += s
-            case .variable(let name):
-                let v = value(name)
+            case .variable(let variable):
+                let v = value(variable)
                 out += escape == "json" ? JSONText.escape(v ?? "") : CompiledLogFormat.defaultEscape(v ?? "-", escape: escape != "none")
             }
         }

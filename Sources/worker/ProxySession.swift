@@ -51,7 +51,8 @@ final class ProxySession: EventHandler {
         self.headers = route.headers
     }
 
-    private var settings: HTTPSettings { request.settings }
+    /// Borrowed, not copied: HTTPSettings is large and read several times per request.
+    private var settings: HTTPSettings { _read { yield request.settings } }
     private var loop: EventLoop { client.worker.loop }
 
     func start() {

@@ -60,6 +60,61 @@ struct UpstreamAttempt {
     var elapsedUs: UInt64?
 }
 
+/// An nginx variable, resolved from its name once, when a template is compiled, so that rendering does
+/// not compare names.
+enum Variable: Equatable {
+    case remoteAddr, remotePort, timeLocal, msec, request, requestMethod, requestURI, uri, args, isArgs
+    case serverProtocol, scheme, host, hostname, serverName, serverPort, serverAddr, status, bodyBytesSent
+    case bytesSent, requestLength, requestTime, connection, connectionRequests, pid, contentLength, contentType
+    case upstreamAddr, upstreamStatus, upstreamResponseTime, proxyHost, proxyAddXForwardedFor
+    /// `$http_user_agent`: the header `user-agent`.
+    case httpHeader(String)
+    /// `$arg_name`: a query argument.
+    case arg(String)
+    /// Variables Vigil knows but never sets ($remote_user, $time_iso8601) and unknown names.
+    case none
+
+    init(name: String) {
+        switch name {
+        case "remote_addr", "binary_remote_addr": self = .remoteAddr
+        case "remote_port": self = .remotePort
+        case "time_local": self = .timeLocal
+        case "msec": self = .msec
+        case "request": self = .request
+        case "request_method": self = .requestMethod
+        case "request_uri": self = .requestURI
+        case "uri", "document_uri": self = .uri
+        case "args", "query_string": self = .args
+        case "is_args": self = .isArgs
+        case "server_protocol": self = .serverProtocol
+        case "scheme": self = .scheme
+        case "host": self = .host
+        case "hostname": self = .hostname
+        case "server_name": self = .serverName
+        case "server_port": self = .serverPort
+        case "server_addr": self = .serverAddr
+        case "status": self = .status
+        case "body_bytes_sent": self = .bodyBytesSent
+        case "bytes_sent": self = .bytesSent
+        case "request_length": self = .requestLength
+        case "request_time": self = .requestTime
+        case "connection": self = .connection
+        case "connection_requests": self = .connectionRequests
+        case "pid": self = .pid
+        case "content_length": self = .contentLength
+        case "content_type": self = .contentType
+        case "upstream_addr": self = .upstreamAddr
+        case "upstream_status": self = .upstreamStatus
+        case "upstream_response_time": self = .upstreamResponseTime
+        case "proxy_host": self = .proxyHost
+        case "proxy_add_x_forwarded_for": self = .proxyAddXForwardedFor
+        case _ where name.hasPrefix("http_"): self = .httpHeader(String(name.dropFirst(5)).replacingUnderscores())
+        case _ where name.hasPrefix("arg_"): self = .arg(String(name.dropFirst(4)))
+        default: self = .none
+        }
+    }
+}
+
 /// Values of nginx variables for a request on a connection (log formats, proxy_set_header).
 struct Variables {
     let request: RequestContext
@@ -70,58 +125,53 @@ struct Variables {
         "\(us / 1_000_000).\(String(us / 1000 % 1000).leftPadded(3))"
     }
 
-    func value(_ name: String) -> String? {
+    func value(_ variable: Variable) -> String? {
         let h = request.head
-        switch name {
-        case "remote_addr", "binary_remote_addr": return connection.remoteAddress
-        case "remote_port": return String(connection.remotePort)
-        case "remote_user": return nil
-        case "time_local": return Clock.timeLocal()
-        case "time_iso8601": return nil
-        case "msec":
+        switch variable {
+        case .remoteAddr: return connection.remoteAddress
+        case .remotePort: return String(connection.remotePort)
+        case .timeLocal: return Clock.timeLocal()
+        case .msec:
             let ms = vigil_realtime_ms()
             return "\(ms / 1000).\(String(ms % 1000).leftPadded(3))"
-        case "request": return h.requestLine
-        case "request_method": return h.method
-        case "request_uri": return h.target
-        case "uri", "document_uri": return h.path
-        case "args", "query_string": return h.query
-        case "is_args": return h.query == nil ? "" : "?"
-        case "server_protocol": return "HTTP/\(h.versionMajor).\(h.versionMinor)"
-        case "scheme": return "http"
-        case "host": return request.host
-        case "hostname": return connection.worker.hostname
-        case "server_name": return request.server.serverNames.first ?? ""
-        case "server_port": return String(connection.listening.listen.address.port)
-        case "server_addr": return connection.listening.listen.address.host
-        case "status": return String(request.status)
-        case "body_bytes_sent": return String(request.bodyBytesSent)
-        case "bytes_sent": return String(request.bodyBytesSent + request.headerBytesSent)
-        case "request_length": return String(request.requestLength)
-        case "request_time": return Variables.seconds(vigil_monotonic_us() - request.startUs)
-        case "connection": return String(connection.serial)
-        case "connection_requests": return String(connection.requestsServed + 1)
-        case "pid": return String(getpid())
-        case "content_length": return h.contentLength.map(String.init)
-        case "content_type": return h.header("content-type")
-        case "upstream_addr": return request.upstreamAddr
-        case "upstream_status": return request.upstreamStatus
-        case "upstream_response_time": return request.upstreamResponseTime
-        case "proxy_host":
-            if case .proxy(let p)? = request.location?.content { return p.port.map { "\(p.hostText):\($0)" } ?? p.hostText }
+        case .request: return h.requestLine
+        case .requestMethod: return h.method
+        case .requestURI: return h.target
+        case .uri: return h.path
+        case .args: return h.query
+        case .isArgs: return h.query == nil ? "" : "?"
+        case .serverProtocol: return "HTTP/\(h.versionMajor).\(h.versionMinor)"
+        case .scheme: return "http"
+        case .host: return request.host
+        case .hostname: return connection.worker.hostname
+        case .serverName: return request.server.serverNames.first ?? ""
+        case .serverPort: return String(connection.listening.listen.address.port)
+        case .serverAddr: return connection.listening.listen.address.host
+        case .status: return String(request.status)
+        case .bodyBytesSent: return String(request.bodyBytesSent)
+        case .bytesSent: return String(request.bodyBytesSent + request.headerBytesSent)
+        case .requestLength: return String(request.requestLength)
+        case .requestTime: return Variables.seconds(vigil_monotonic_us() - request.startUs)
+        case .connection: return String(connection.serial)
+        case .connectionRequests: return String(connection.requestsServed + 1)
+        case .pid: return String(getpid())
+        case .contentLength: return h.contentLength.map(String.init)
+        case .contentType: return h.header("content-type")
+        case .upstreamAddr: return request.upstreamAddr
+        case .upstreamStatus: return request.upstreamStatus
+        case .upstreamResponseTime: return request.upstreamResponseTime
+        case .proxyHost:
+            if case .proxy(let p)? = request.location?.content { return p.hostHeader }
             return nil
-        case "proxy_add_x_forwarded_for":
+        case .proxyAddXForwardedFor:
             if let xff = h.header("x-forwarded-for") { return xff + ", " + connection.remoteAddress }
             return connection.remoteAddress
-        default:
-            if name.hasPrefix("http_") {
-                return h.header(String(name.dropFirst(5)).replacingUnderscores())
-            }
-            if name.hasPrefix("arg_"), let q = h.query {
-                let key = String(name.dropFirst(4))
-                for pair in q.split(separator: "&") where pair.hasPrefix(key + "=") { return String(pair.dropFirst(key.count + 1)) }
-            }
+        case .httpHeader(let name): return h.header(name)
+        case .arg(let key):
+            guard let q = h.query else { return nil }
+            for pair in q.split(separator: "&") where pair.hasPrefix(key + "=") { return String(pair.dropFirst(key.count + 1)) }
             return nil
+        case .none: return nil
         }
     }
 
@@ -137,7 +187,7 @@ struct Variables {
         for p in compiled.parts {
             switch p {
             case .literal(let s): out += s
-            case .variable(let n): out += value(n) ?? ""
+            case .variable(let v): out += value(v) ?? ""
             }
         }
         return out

@@ -86,8 +86,9 @@ public final class CheckEngine {
         loop.schedule(after: 250) { [unowned self] in self.heartbeat() }
     }
 
-    /// Applies one result (check-module.md §2).
-    func record(_ i: Int, peer: CheckedPeer, success: Bool, rttUs: UInt64, reason: FailureReason, message: () -> String?) {
+    /// Applies one result (check-module.md §2) and returns the peer's new state.
+    @discardableResult
+    func record(_ i: Int, peer: CheckedPeer, success: Bool, rttUs: UInt64, reason: FailureReason, message: () -> String?) -> PeerState {
         let c = peer.check
         var s = states[i]
         let now = vigil_monotonic_ms()
@@ -121,6 +122,7 @@ public final class CheckEngine {
         }
         states[i] = s
         segment.slot(i).write(s)   // the checker is the slot's only writer
+        return s
     }
 }
 

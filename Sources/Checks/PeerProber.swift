@@ -212,8 +212,17 @@ final class PeerProber: EventHandler {
             phase = .idle
             closeConnection()
         }
-        engine.record(index, peer: peer, success: success, rttUs: vigil_monotonic_us() - startedUs, reason: reason, message: message)
-        timer.rearm(after: UInt64(peer.check.interval))
+        let state = engine.record(index, peer: peer, success: success, rttUs: vigil_monotonic_us() - startedUs, reason: reason, message: message)
+        timer.rearm(after: Self.delay(before: state, interval: peer.check.interval))
+    }
+
+    /// The wait before the next probe: `interval`, halved while the peer is on its way to flipping (an up
+    /// peer that has failed, a down peer that has passed), as HAProxy's `fastinter` does. A dead peer is then
+    /// marked down after interval/2 more, not a whole interval: with fall=2 at 1 s, detection takes 0.5-1.5 s
+    /// instead of 1-2 s. Steady peers, up or down, are still probed once per interval.
+    static func delay(before state: PeerState, interval: Int) -> UInt64 {
+        let changing = state.down ? state.rise > 0 : state.fall > 0
+        return UInt64(changing ? max(interval / 2, 1) : interval)
     }
 
     private func closeConnection() {

@@ -54,4 +54,21 @@ final class CheckEngineTests: XCTestCase {
         thread = nil
         XCTAssertEqual(openDescriptors(), before)
     }
+
+    /// Steady peers wait a whole interval; a peer on its way to flipping is probed again after half of one.
+    func testPeersAboutToFlipAreProbedAtHalfTheInterval() {
+        func state(down: Bool, rise: UInt32 = 0, fall: UInt32 = 0) -> PeerState {
+            var s = PeerState(down: down)
+            s.rise = rise
+            s.fall = fall
+            return s
+        }
+        XCTAssertEqual(PeerProber.delay(before: state(down: false), interval: 1000), 1000)
+        XCTAssertEqual(PeerProber.delay(before: state(down: true), interval: 1000), 1000)
+        XCTAssertEqual(PeerProber.delay(before: state(down: false, fall: 1), interval: 1000), 500)
+        XCTAssertEqual(PeerProber.delay(before: state(down: true, rise: 1), interval: 1000), 500)
+        XCTAssertEqual(PeerProber.delay(before: state(down: true, fall: 3), interval: 1000), 1000, "down and still failing: steady")
+        XCTAssertEqual(PeerProber.delay(before: state(down: false, rise: 5), interval: 1000), 1000, "up and passing: steady")
+        XCTAssertEqual(PeerProber.delay(before: state(down: false, fall: 1), interval: 1), 1)
+    }
 }

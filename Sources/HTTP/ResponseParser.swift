@@ -4,7 +4,9 @@ public struct ResponseHead: Sendable {
     public var status: Int
     public var versionMinor: Int
     public var reason: String
-    public var headers: [(name: String, value: String)]
+    /// Where each header's name and value lie in the parsed bytes: a proxy copies them from there
+    /// without making strings.
+    public var fields: [HeaderField]
     public var contentLength: Int?
     public var chunked = false
     public var connectionClose = false
@@ -12,6 +14,16 @@ public struct ResponseHead: Sendable {
     /// Whether the body is delimited by the connection closing.
     public var closeDelimited: Bool { !chunked && contentLength == nil && hasBody }
     public var hasBody: Bool { !(status < 200 || status == 204 || status == 304) }
+
+    /// The headers as strings; `buf` must hold the bytes that were parsed.
+    public func headers(in buf: UnsafeRawBufferPointer) -> [(name: String, value: String)] {
+        fields.map { (String(decoding: buf[$0.name], as: UTF8.self), String(decoding: buf[$0.value], as: UTF8.self)) }
+    }
+}
+
+public struct HeaderField: Sendable {
+    public let name: Range<Int>
+    public let value: Range<Int>
 }
 
 public enum ResponseParseResult: Sendable {
@@ -48,7 +60,7 @@ public enum ResponseParser {
         }
         guard status >= 100, end == 12 || buf[12] == 0x20 else { return .invalid("upstream sent no valid HTTP/1.0 header") }
         var head = ResponseHead(status: status, versionMinor: Int(buf[7] - 0x30),
-                                reason: end > 13 ? RequestParser.string(buf, 13, end) : "", headers: [])
+                                reason: end > 13 ? RequestParser.string(buf, 13, end) : "", fields: [])
         head.connectionClose = head.versionMinor == 0
         var i = lf + 1
         while true {
@@ -61,32 +73,32 @@ public enum ResponseParser {
             var c = i
             while c < e && RequestParser.isToken(buf[c]) { c += 1 }
             guard c > i, c < e, buf[c] == 0x3A else { return .invalid("upstream sent invalid header") }
-            let name = RequestParser.string(buf, i, c)
             var vs = c + 1
             while vs < e && (buf[vs] == 0x20 || buf[vs] == 0x09) { vs += 1 }
             var ve = e
             while ve > vs && (buf[ve - 1] == 0x20 || buf[ve - 1] == 0x09) { ve -= 1 }
             // As nginx: a NUL or a bare CR in a header is an invalid header, never passed on to the client.
             for k in vs..<ve where buf[k] == 0 || buf[k] == 0x0D { return .invalid("upstream sent invalid header") }
-            let value = RequestParser.string(buf, vs, ve)
             switch RequestParser.knownHeader(buf, i, c) {
             case .contentLength:
+                let value = RequestParser.string(buf, vs, ve)
                 guard let len = RequestParser.plainNumber(value), head.contentLength == nil || head.contentLength == len else {
                     return .invalid("upstream sent invalid \"Content-Length\" header")
                 }
                 head.contentLength = len
             case .transferEncoding:
+                let value = RequestParser.string(buf, vs, ve)
                 guard RequestParser.equalsIgnoringASCIICase(value, "chunked") else { return .invalid("upstream sent unknown \"Transfer-Encoding\": \"\(value)\"") }
                 head.chunked = true
             case .connection:
-                for t in value.split(separator: ",") {
+                for t in RequestParser.string(buf, vs, ve).split(separator: ",") {
                     let token = t.trimmingSpaces()
                     if RequestParser.equalsIgnoringASCIICase(token, "close") { head.connectionClose = true }
                     if RequestParser.equalsIgnoringASCIICase(token, "keep-alive") && head.versionMinor == 0 { head.connectionClose = false }
                 }
             default: break
             }
-            head.headers.append((name, value))
+            head.fields.append(HeaderField(name: i..<c, value: vs..<ve))
             i = lf + 1
         }
         if head.chunked && head.contentLength != nil {

@@ -108,16 +108,17 @@ final class ClientConnection: EventHandler {
     }
 
     func start() {
-        arm(UInt64(settings.clientHeaderTimeout ?? 60_000)) { [unowned self] in self.timedOut() }
+        arm(UInt64(settings.clientHeaderTimeout ?? 60_000))
     }
 
     /// One timer per connection, re-armed for each phase (header, body, keep-alive, lingering).
-    private func arm(_ ms: UInt64, _ action: @escaping () -> Void) {
-        if timer == nil { timer = worker.loop.makeTimer() }
-        timer!.rearm(after: ms, action)
+    private func arm(_ ms: UInt64) {
+        if timer == nil { timer = worker.loop.makeTimer { [unowned self] in self.timedOut() } }
+        timer!.rearm(after: ms)
     }
 
     private func timedOut() {
+        if state == .lingering { return close() }
         if state == .head && !sawFirstByte && requestsServed > 0 {
             close()   // keep-alive timeout: silent, as nginx
             return
@@ -249,7 +250,7 @@ final class ClientConnection: EventHandler {
             chunked = head.chunked ? ChunkedDecoder() : nil
             if head.expectContinue && head.isHTTP11 { output.append("HTTP/1.1 100 Continue\r\n\r\n") }
             state = .body
-            arm(UInt64(r.settings.clientBodyTimeout ?? 60_000)) { [unowned self] in self.timedOut() }
+            arm(UInt64(r.settings.clientBodyTimeout ?? 60_000))
             readBody()
         } else {
             state = .handling
@@ -443,7 +444,7 @@ final class ClientConnection: EventHandler {
         state = .head
         sawFirstByte = !input.isEmpty
         setInterest(reading: true)
-        arm(UInt64(r.settings.keepaliveTimeout ?? 75_000)) { [unowned self] in self.timedOut() }
+        arm(UInt64(r.settings.keepaliveTimeout ?? 75_000))
         if !input.isEmpty {
             startReading()   // a pipelined request is already here
             process()
@@ -488,7 +489,7 @@ final class ClientConnection: EventHandler {
         state = .lingering
         input.consume(input.readable)
         setInterest(reading: true, writing: false)
-        arm(5000) { [unowned self] in self.close() }   // nginx's lingering_timeout
+        arm(5000)   // nginx's lingering_timeout
         discardInput()
     }
 

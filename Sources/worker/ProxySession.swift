@@ -53,6 +53,10 @@ final class ProxySession: EventHandler {
 
     /// Borrowed, not copied: HTTPSettings is large and read several times per request.
     private var settings: HTTPSettings { _read { yield request.settings } }
+
+    /// The timer refers to the session unowned (a weak reference costs a side-table allocation per
+    /// request); a session that goes away takes its armed timer out of the heap first.
+    deinit { timer?.cancel() }
     private var loop: EventLoop { client.worker.loop }
 
     func start() {
@@ -127,7 +131,7 @@ final class ProxySession: EventHandler {
 
     /// One timer per session, its action made once; each phase re-arms it with its own message.
     private func arm(_ ms: Int, _ message: String) {
-        if timer == nil { timer = loop.makeTimer { [weak self] in self?.failed(.timeout, self?.timeoutMessage) } }
+        if timer == nil { timer = loop.makeTimer { [unowned self] in self.failed(.timeout, self.timeoutMessage) } }
         timeoutMessage = message
         timer!.rearm(after: UInt64(ms))
     }
@@ -221,17 +225,21 @@ final class ProxySession: EventHandler {
         case .invalid(let reason):
             failed(.invalidHeader, "\(reason) while reading response header from upstream")
         case .complete(let h, let consumed):
-            response.consume(consumed)
             if let codes = settings.proxyNextUpstream, codes.contains("http_\(h.status)"), canRetry(.status(h.status)) {
                 failed(.status(h.status), nil)
                 return
             }
             head = h
-            startRelay(h)
+            response.withReadable { startRelay(h, parsed: $0) }   // the header lines are copied before they are consumed
+            response.consume(consumed)
+            armBodyReadTimeout()
+            relay()
         }
     }
 
-    private func startRelay(_ h: ResponseHead) {
+    /// Sets up the body's framing and queues the client's response head, its header lines copied from the
+    /// upstream's bytes (`parsed`) as they are.
+    private func startRelay(_ h: ResponseHead, parsed: UnsafeRawBufferPointer) {
         phase = .relaying
         request.upstreamAttempts[request.upstreamAttempts.count - 1].status = h.status
         request.status = h.status
@@ -252,11 +260,14 @@ final class ProxySession: EventHandler {
         }
         let chunked = passChunked
         client.queueHead(status: h.status) { out in
-            for (name, value) in h.headers where !ProxyHeaders.dropsFromResponse(name) { out.header(name, value) }
+            for f in h.fields where !ProxyHeaders.dropsFromResponse(parsed[f.name]) {
+                out.append(UnsafeRawBufferPointer(rebasing: parsed[f.name]))
+                out.append(": ")
+                out.append(UnsafeRawBufferPointer(rebasing: parsed[f.value]))
+                out.append("\r\n")
+            }
             if chunked { out.append("Transfer-Encoding: chunked\r\n") }
         }
-        armBodyReadTimeout()
-        relay()
     }
 
     /// Re-armed after each read of the body. It keeps running while reading is paused for a backed-up client:
@@ -488,8 +499,7 @@ struct ProxyHeaders {
 
     /// Upstream response headers nginx does not pass on: hop-by-hop ones, those it sets itself (Server,
     /// Date) and X-Accel-*. Compared in place, without lowercasing a copy of each name.
-    static func dropsFromResponse(_ name: String) -> Bool {
-        let b = name.utf8
+    static func dropsFromResponse(_ b: Slice<UnsafeRawBufferPointer>) -> Bool {
         func named(_ lower: StaticString) -> Bool { RequestParser.matches(b, lowercase: lower) }
         if b.count > 8 && RequestParser.matches(b.prefix(8), lowercase: "x-accel-") { return true }
         switch b.count {

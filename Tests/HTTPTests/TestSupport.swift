@@ -59,7 +59,8 @@ func describe(_ r: ResponseParseResult) -> String {
     case .incomplete: return "incomplete"
     case .invalid(let reason): return "invalid(\(reason))"
     case .complete(let h, let consumed):
-        let headers = h.headers.map { "\($0.name)=\($0.value)" }.joined(separator: "|")
+        // Header positions, not text: re-parsing the same bytes must find the same ranges.
+        let headers = h.fields.map { "\($0.name)=\($0.value)" }.joined(separator: "|")
         return "complete(consumed: \(consumed)) \(h.status) 1.\(h.versionMinor) reason=\(h.reason) cl=\(h.contentLength.map(String.init) ?? "nil") "
             + "chunked=\(h.chunked) close=\(h.connectionClose) headers=[\(headers)]"
     }

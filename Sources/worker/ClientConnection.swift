@@ -89,19 +89,16 @@ final class ClientConnection: EventHandler {
         (remoteAddress, remotePort, remoteBytes) = ClientConnection.describe(&p)
         // Before the Host header is known, nginx reads the head with the default server's settings
         // (client_header_buffer_size, large_client_header_buffers, client_header_timeout may be set per server).
-        defaultServer = worker.router.server(for: listening.listen.address, host: nil)
-        input = ByteBuffer(capacity: defaultServer?.settings.clientHeaderBufferSize ?? 1024)
+        defaultScope = worker.router.server(for: listening.listen.address, host: nil).map { worker.scope(server: $0, location: nil) }
+            ?? worker.httpScope
+        input = ByteBuffer(capacity: defaultScope.settings.clientHeaderBufferSize ?? 1024)
     }
 
     var isIdle: Bool { state == .head && input.isEmpty && request == nil }
 
     /// The default server for this address: its settings govern reading request heads.
-    private let defaultServer: Server?
-    private var settings: HTTPSettings {
-        _read {
-            if let defaultServer { yield defaultServer.settings } else { yield worker.config.http?.settings ?? HTTPSettings() }
-        }
-    }
+    private let defaultScope: SettingsScope
+    private var settings: HTTPSettings { _read { yield defaultScope.settings } }
     private var limits: RequestLimits {
         let large = settings.largeClientHeaderBuffers ?? (4, 8192)
         return RequestLimits(maxLineLength: large.size, maxHeadLength: large.count * large.size)
@@ -222,7 +219,8 @@ final class ClientConnection: EventHandler {
                                headers: [], host: nil, contentLength: nil, keepAlive: false)
         let server = worker.router.server(for: listening.listen.address, host: nil)
         guard let server else { close(); return }
-        request = RequestContext(head: head, server: server, location: nil, requestLength: input.readable)
+        request = RequestContext(head: head, server: server, location: nil,
+                                 scope: worker.scope(server: server, location: nil), requestLength: input.readable)
         state = .handling
         respondError(status, close: true)
     }
@@ -232,7 +230,8 @@ final class ClientConnection: EventHandler {
         worker.counters.add(.writing)
         guard let server = worker.router.server(for: listening.listen.address, host: head.host) else { close(); return }
         let location = worker.router.location(in: server, path: head.path)
-        let r = RequestContext(head: head, server: server, location: location, requestLength: length)
+        let r = RequestContext(head: head, server: server, location: location,
+                               scope: worker.scope(server: server, location: location), requestLength: length)
         request = r
         keepAlive = head.keepAlive && !worker.isShuttingDown && (r.settings.keepaliveTimeout ?? 75_000) > 0
             && requestsServed + 1 < (r.settings.keepaliveRequests ?? 1000)

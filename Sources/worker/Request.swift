@@ -5,17 +5,22 @@ import CShim
 import Config
 import HTTP
 
+/// A server's or location's merged settings, held by the worker in a class of its own module: the request
+/// path borrows them in place, where reading them through Config's classes copied the whole (large) struct
+/// on every access.
+final class SettingsScope {
+    let settings: HTTPSettings
+    init(_ settings: HTTPSettings) { self.settings = settings }
+}
+
 /// One request in flight on a client connection: where it was routed and what has been answered.
 final class RequestContext {
     let head: RequestHead
     let server: Server
     let location: Location?
-    /// The location's merged settings, borrowed in place (the struct is large; copying it per request is not free).
-    var settings: HTTPSettings {
-        _read {
-            if let location { yield location.settings } else { yield server.settings }
-        }
-    }
+    private let scope: SettingsScope
+    /// The location's merged settings (the server's when there is no location).
+    var settings: HTTPSettings { _read { yield scope.settings } }
     let startUs = vigil_monotonic_us()
     let requestLength: Int
     var status = 0
@@ -34,10 +39,11 @@ final class RequestContext {
     /// The request body, when a handler needs it whole (proxying).
     var body: [UInt8] = []
 
-    init(head: RequestHead, server: Server, location: Location?, requestLength: Int) {
+    init(head: RequestHead, server: Server, location: Location?, scope: SettingsScope, requestLength: Int) {
         self.head = head
         self.server = server
         self.location = location
+        self.scope = scope
         self.requestLength = requestLength
     }
 

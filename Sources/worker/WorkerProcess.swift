@@ -25,6 +25,9 @@ public final class WorkerProcess {
     private var templates: [String: CompiledLogFormat] = [:]
     /// Per `proxy_pass` location, resolved once at start: its balancer and its upstream request headers.
     private var proxyRoutes: [ObjectIdentifier: ProxyRoute] = [:]
+    private var scopes: [ObjectIdentifier: SettingsScope] = [:]
+    /// For a connection whose address has no server block (nginx then uses the http block's settings).
+    private(set) lazy var httpScope = SettingsScope(config.http?.settings ?? HTTPSettings())
     let hostname: String = {
         var buf = [CChar](repeating: 0, count: 256)
         gethostname(&buf, buf.count)
@@ -92,6 +95,7 @@ public final class WorkerProcess {
         }
         func route(_ locations: [Location]) {
             for loc in locations {
+                scopes[ObjectIdentifier(loc)] = SettingsScope(loc.settings)
                 if case .proxy(let pass) = loc.content {
                     let balancer: UpstreamBalancer
                     switch pass.target {
@@ -107,7 +111,10 @@ public final class WorkerProcess {
                 route(loc.locations)
             }
         }
-        for server in config.http?.servers ?? [] { route(server.locations) }
+        for server in config.http?.servers ?? [] {
+            scopes[ObjectIdentifier(server)] = SettingsScope(server.settings)
+            route(server.locations)
+        }
         signalSource = try SignalSource(loop: loop, signals: WorkerProcess.handledSignals) { [unowned self] sig in
             self.handleSignal(sig)
         }
@@ -174,6 +181,11 @@ public final class WorkerProcess {
 
     /// The balancer and headers of a `proxy_pass` location (every one was resolved at start).
     func proxyRoute(for location: Location) -> ProxyRoute { proxyRoutes[ObjectIdentifier(location)]! }
+
+    /// The settings a request in `location` (or, without one, in `server`) runs with.
+    func scope(server: Server, location: Location?) -> SettingsScope {
+        scopes[ObjectIdentifier(location ?? server)] ?? httpScope
+    }
 
     /// EPOLLEXCLUSIVE: one sleeping worker wakes per connection, no thundering herd.
     private func watch(_ a: Acceptor) throws {

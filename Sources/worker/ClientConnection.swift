@@ -9,16 +9,16 @@ import HTTP
 /// The worker's client connections, so that shutdown can close idle ones and count the rest.
 final class ConnectionSet {
     unowned let worker: WorkerProcess
-    private var open: [Int32: ClientConnection] = [:]
+    /// Indexed by fd, as nginx's connection array: a slot costs 8 bytes, a dictionary entry several times that.
+    private var open: [ClientConnection?] = []
+    private(set) var count = 0
     private var serial = 0
 
     init(worker: WorkerProcess) { self.worker = worker }
 
-    var count: Int { open.count }
-
     func accept(fd: Int32, peer: sockaddr_storage, listening: ListeningSocket) {
         worker.counters.add(.accepted)
-        if open.count >= worker.config.workerConnections {
+        if count >= worker.config.workerConnections {
             worker.log.alert("\(worker.config.workerConnections) worker_connections are not enough")
             close(fd)
             return
@@ -33,19 +33,22 @@ final class ConnectionSet {
             close(fd)
             return
         }
-        open[fd] = c
+        if Int(fd) >= open.count { open += Array(repeating: nil, count: Int(fd) + 64 - open.count) }
+        open[Int(fd)] = c
+        count += 1
         worker.counters.add(.active)
         c.start()
     }
 
     func closed(_ c: ClientConnection) {
-        open[c.fd] = nil
+        open[Int(c.fd)] = nil
+        count -= 1
         worker.counters.add(.active, -1)
         worker.stopIfDrained()
     }
 
-    func closeIdle() { for c in open.values where c.isIdle { c.close() } }
-    func closeAll() { for c in open.values { c.close() } }
+    func closeIdle() { for case let c? in open where c.isIdle { c.close() } }
+    func closeAll() { for case let c? in open { c.close() } }
 }
 
 /// One client connection: HTTP/1.x keep-alive with pipelined requests answered in order.
@@ -58,10 +61,15 @@ final class ClientConnection: EventHandler {
     let serial: Int
     let remoteAddress: String
     let remotePort: UInt16
-    let remoteBytes: [UInt8]
+    let isIPv6: Bool
+    /// The client's address as bytes (ip_hash, allow/deny), made when asked for: an idle connection holds
+    /// no array for it.
+    var remoteBytes: [UInt8] { ClientConnection.addressBytes(remoteAddress, isIPv6: isIPv6) }
 
-    private let input: ByteBuffer
-    let output = OutputQueue()
+    /// Made on first use: a connection that never sends a byte costs neither buffer object (nginx
+    /// allocates its buffers lazily too).
+    private lazy var input = ByteBuffer(capacity: defaultScope.settings.clientHeaderBufferSize ?? 1024)
+    private(set) lazy var output = OutputQueue()
     private var state = State.head
     private var interest: UInt32 = Events.readable | Events.readHangup
     private var timer: Timer?
@@ -86,12 +94,11 @@ final class ClientConnection: EventHandler {
         self.worker = worker
         self.serial = serial
         var p = peer
-        (remoteAddress, remotePort, remoteBytes) = ClientConnection.describe(&p)
+        (remoteAddress, remotePort, isIPv6) = ClientConnection.describe(&p)
         // Before the Host header is known, nginx reads the head with the default server's settings
         // (client_header_buffer_size, large_client_header_buffers, client_header_timeout may be set per server).
         defaultScope = worker.router.server(for: listening.listen.address, host: nil).map { worker.scope(server: $0, location: nil) }
             ?? worker.httpScope
-        input = ByteBuffer(capacity: defaultScope.settings.clientHeaderBufferSize ?? 1024)
     }
 
     var isIdle: Bool { state == .head && input.isEmpty && request == nil }
@@ -514,26 +521,31 @@ final class ClientConnection: EventHandler {
         worker.connections.closed(self)
     }
 
-    static func describe(_ ss: inout sockaddr_storage) -> (String, UInt16, [UInt8]) {
-        var buf = [CChar](repeating: 0, count: 64)
-        if Int32(ss.ss_family) == AF_INET6 {
-            return withUnsafePointer(to: &ss) {
-                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { p in
-                    var a = p.pointee.sin6_addr
-                    inet_ntop(AF_INET6, &a, &buf, 64)
-                    let bytes = withUnsafeBytes(of: &a) { Array($0) }
-                    return (String(cString: buf), UInt16(bigEndian: p.pointee.sin6_port), bytes)
+    /// The peer's printable address, port and family, from what accept4() returned.
+    static func describe(_ ss: inout sockaddr_storage) -> (String, UInt16, Bool) {
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buf in
+            withUnsafePointer(to: &ss) {
+                if Int32($0.pointee.ss_family) == AF_INET6 {
+                    return $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { p in
+                        var a = p.pointee.sin6_addr
+                        inet_ntop(AF_INET6, &a, buf.baseAddress, 64)
+                        return (String(cString: buf.baseAddress!), UInt16(bigEndian: p.pointee.sin6_port), true)
+                    }
+                }
+                return $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { p in
+                    var a = p.pointee.sin_addr
+                    inet_ntop(AF_INET, &a, buf.baseAddress, 64)
+                    return (String(cString: buf.baseAddress!), UInt16(bigEndian: p.pointee.sin_port), false)
                 }
             }
         }
-        return withUnsafePointer(to: &ss) {
-            $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { p in
-                var a = p.pointee.sin_addr
-                inet_ntop(AF_INET, &a, &buf, 64)
-                let bytes = withUnsafeBytes(of: &a) { Array($0) }
-                return (String(cString: buf), UInt16(bigEndian: p.pointee.sin_port), bytes)
-            }
-        }
+    }
+
+    /// A printable address back to its 4 or 16 bytes.
+    static func addressBytes(_ text: String, isIPv6: Bool) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: isIPv6 ? 16 : 4)
+        _ = bytes.withUnsafeMutableBytes { inet_pton(isIPv6 ? AF_INET6 : AF_INET, text, $0.baseAddress) }
+        return bytes
     }
 }
 

@@ -37,10 +37,14 @@ public struct RequestHead: Sendable {
     /// `GET /x HTTP/1.1` as nginx's `$request` prints it.
     public var requestLine: String { "\(method) \(target) HTTP/\(versionMajor).\(versionMinor)" }
 
-    /// The first value of header `name`, matched case-insensitively (field names are case-insensitive).
+    /// The first value of header `name`, matched without regard to the case of ASCII letters, as field
+    /// names are; compared in place, nothing is lowercased per call.
     public func header(_ name: String) -> String? {
-        let lower = name.lowercased()
-        return headers.first { $0.name.utf8.count == lower.utf8.count && $0.name.lowercased() == lower }?.value
+        let n = name.utf8
+        return headers.first {
+            $0.name.utf8.count == n.count
+                && zip($0.name.utf8, n).allSatisfy { RequestParser.asciiLower($0) == RequestParser.asciiLower($1) }
+        }?.value
     }
 }
 

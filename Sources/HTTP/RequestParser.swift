@@ -193,8 +193,20 @@ public enum RequestParser {
     }
 
     static func plainNumber(_ s: String) -> Int? {
-        guard !s.isEmpty, s.utf8.count <= 18, s.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
-        return Int(s)
+        var s = s
+        return s.withUTF8 { plainNumber(UnsafeRawBufferPointer($0), 0, $0.count) }
+    }
+
+    /// Digits only, at most 18 of them (no sign, no spaces): nginx's rule for Content-Length.
+    static func plainNumber(_ buf: UnsafeRawBufferPointer, _ a: Int, _ b: Int) -> Int? {
+        guard b > a, b - a <= 18 else { return nil }
+        var n = 0
+        for k in a..<b {
+            let c = buf[k]
+            guard c >= 0x30 && c <= 0x39 else { return nil }
+            n = n * 10 + Int(c - 0x30)
+        }
+        return n
     }
 
     /// nginx's host validation (ngx_http_validate_host), on bytes as nginx does: no "/" "\0" or controls,

@@ -62,6 +62,7 @@ public enum ResponseParser {
         var head = ResponseHead(status: status, versionMinor: Int(buf[7] - 0x30),
                                 reason: end > 13 ? RequestParser.string(buf, 13, end) : "", fields: [])
         head.connectionClose = head.versionMinor == 0
+        head.fields.reserveCapacity(16)
         var i = lf + 1
         while true {
             guard let lf = RequestParser.findLF(buf, from: i, limit: min(n, maxHead)) else {
@@ -81,20 +82,27 @@ public enum ResponseParser {
             for k in vs..<ve where buf[k] == 0 || buf[k] == 0x0D { return .invalid("upstream sent invalid header") }
             switch RequestParser.knownHeader(buf, i, c) {
             case .contentLength:
-                let value = RequestParser.string(buf, vs, ve)
-                guard let len = RequestParser.plainNumber(value), head.contentLength == nil || head.contentLength == len else {
+                guard let len = RequestParser.plainNumber(buf, vs, ve), head.contentLength == nil || head.contentLength == len else {
                     return .invalid("upstream sent invalid \"Content-Length\" header")
                 }
                 head.contentLength = len
             case .transferEncoding:
-                let value = RequestParser.string(buf, vs, ve)
-                guard RequestParser.equalsIgnoringASCIICase(value, "chunked") else { return .invalid("upstream sent unknown \"Transfer-Encoding\": \"\(value)\"") }
+                guard RequestParser.matches(buf[vs..<ve], lowercase: "chunked") else {
+                    return .invalid("upstream sent unknown \"Transfer-Encoding\": \"\(RequestParser.string(buf, vs, ve))\"")
+                }
                 head.chunked = true
             case .connection:
-                for t in RequestParser.string(buf, vs, ve).split(separator: ",") {
-                    let token = t.trimmingSpaces()
-                    if RequestParser.equalsIgnoringASCIICase(token, "close") { head.connectionClose = true }
-                    if RequestParser.equalsIgnoringASCIICase(token, "keep-alive") && head.versionMinor == 0 { head.connectionClose = false }
+                // Comma-separated tokens, blanks around them ignored; compared in place.
+                var t = vs
+                while t < ve {
+                    var e = t
+                    while e < ve && buf[e] != 0x2C { e += 1 }
+                    var a = t, b = e
+                    while a < b && (buf[a] == 0x20 || buf[a] == 0x09) { a += 1 }
+                    while b > a && (buf[b - 1] == 0x20 || buf[b - 1] == 0x09) { b -= 1 }
+                    if RequestParser.matches(buf[a..<b], lowercase: "close") { head.connectionClose = true }
+                    if RequestParser.matches(buf[a..<b], lowercase: "keep-alive") && head.versionMinor == 0 { head.connectionClose = false }
+                    t = e + 1
                 }
             default: break
             }

@@ -29,6 +29,8 @@ final class Router {
 
     func server(for address: ListenAddress, host: String?) -> Server? {
         guard let choice = byAddress[address] else { return nil }
+        // One server on the address takes every Host: nothing to compare.
+        if choice.servers.count == 1 { return choice.defaultServer }
         guard var h = host?.lowercased(), !h.isEmpty else { return choice.defaultServer }
         if h.hasPrefix("[") { h = String(h.prefix(while: { $0 != "]" })) + "]" } else if let c = h.firstIndex(of: ":") { h = String(h[..<c]) }
         if h.hasSuffix(".") { h.removeLast() }

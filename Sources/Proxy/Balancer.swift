@@ -90,11 +90,12 @@ public final class UpstreamBalancer {
         return !tried.contains { $0 === p }
     }
 
-    /// Chooses a peer, or nil when none is usable ("no live upstreams").
-    public func select(clientAddress: [UInt8], hashKey: String?, now: UInt64, tried: [Peer]) -> Peer? {
+    /// Chooses a peer, or nil when none is usable ("no live upstreams"). The client's address is asked
+    /// for only by ip_hash.
+    public func select(clientAddress: () -> [UInt8], hashKey: String?, now: UInt64, tried: [Peer]) -> Peer? {
         switch method {
         case .ipHash:
-            if let p = ipHash(clientAddress, now: now, tried: tried) { return p }
+            if let p = ipHash(clientAddress(), now: now, tried: tried) { return p }
         case .hash(_, let consistent):
             if let key = hashKey {
                 let p = consistent ? points?.select(key, from: primaries, now: now, usable: { usable($0, now: now, tried: tried) }, pick: { roundRobin($0, now: now, tried: tried) })

@@ -65,6 +65,28 @@ final class ByteBuffer {
 
 }
 
+/// Upstream response buffers kept for the next proxied request: their 16 kB of storage is allocated once,
+/// not per request (malloc of a block that size goes past glibc's fast paths).
+final class BufferPool {
+    private var spare: [ByteBuffer] = []
+    private let capacity: Int
+    private let limit: Int
+
+    init(capacity: Int, keep limit: Int) {
+        self.capacity = capacity
+        self.limit = limit
+    }
+
+    func take() -> ByteBuffer { spare.popLast() ?? ByteBuffer(capacity: capacity) }
+
+    func give(_ b: ByteBuffer) {
+        // One that grew for an oversized head goes back to the allocator.
+        guard spare.count < limit, b.storage.count <= capacity else { return }
+        b.consume(b.readable)
+        spare.append(b)
+    }
+}
+
 /// Bytes waiting to go out on a non-blocking socket.
 final class OutputQueue {
     private var pending: [UInt8] = []

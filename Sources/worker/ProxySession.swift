@@ -25,7 +25,8 @@ final class ProxySession: EventHandler {
     private var timer: Timer?
     private var outgoing: [UInt8] = []
     private var sent = 0
-    private let response = ByteBuffer(capacity: 16384)
+    private let response: ByteBuffer
+    private unowned let worker: WorkerProcess
     private var head: ResponseHead?
     private var bodyRemaining: Int?
     private var decoder: ChunkedDecoder?
@@ -43,6 +44,8 @@ final class ProxySession: EventHandler {
 
     init(client: ClientConnection, request: RequestContext, pass: ProxyPass) {
         self.client = client
+        self.worker = client.worker
+        self.response = client.worker.responseBuffers.take()
         self.request = request
         self.pass = pass
         // proxy_pass is a location directive, so a proxied request always has its location.
@@ -56,7 +59,10 @@ final class ProxySession: EventHandler {
 
     /// The timer refers to the session unowned (a weak reference costs a side-table allocation per
     /// request); a session that goes away takes its armed timer out of the heap first.
-    deinit { timer?.cancel() }
+    deinit {
+        timer?.cancel()
+        worker.responseBuffers.give(response)
+    }
     private var loop: EventLoop { client.worker.loop }
 
     func start() {
@@ -71,7 +77,7 @@ final class ProxySession: EventHandler {
             giveUp(502)
             return
         }
-        guard let p = balancer.select(clientAddress: client.remoteBytes, hashKey: hashKey(), now: loop.now, tried: tried) else {
+        guard let p = balancer.select(clientAddress: { client.remoteBytes }, hashKey: hashKey(), now: loop.now, tried: tried) else {
             if tried.isEmpty {
                 client.worker.log.error("no live upstreams while connecting to upstream, client: \(client.remoteAddress), server: \(request.server.serverNames.first ?? ""), request: \"\(request.head.requestLine)\", upstream: \"http://\(balancer.name)\(request.head.target)\"")
             }

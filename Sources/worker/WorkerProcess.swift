@@ -171,6 +171,9 @@ public final class WorkerProcess {
     /// After QUIT's grace period, a connection that falls idle is closed at once.
     private(set) var idleGraceOver = false
 
+    /// At most 64 idle 16 kB buffers (1 MiB) are kept.
+    let responseBuffers = BufferPool(capacity: 16384, keep: 64)
+
     /// `proxy_set_header` and `return` texts with variables, compiled once per worker.
     func compiledTemplate(_ template: String) -> CompiledLogFormat {
         if let c = templates[template] { return c }

@@ -193,6 +193,7 @@ public final class Configuration {
     }
 
     public var workerConnections: Int { events?.workerConnections ?? 512 }
+    public var multiAccept: Bool { events?.multiAccept ?? false }
 }
 
 extension Upstream {

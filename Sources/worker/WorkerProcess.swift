@@ -195,6 +195,16 @@ public final class WorkerProcess {
         try loop.register(fd: a.socket.fd, events: Events.readable | Events.exclusive, handler: a)
     }
 
+    /// Linux hands an EPOLLEXCLUSIVE wake-up to the epoll instance that registered the listener first,
+    /// busy or not, so one worker ends up with nearly every connection (measured: 87% of the CPU on one of
+    /// two workers). Registering again moves this worker to the back of the queue; nginx does the same
+    /// every 16 accepts (ngx_reorder_accept_events).
+    func requeue(_ a: Acceptor) {
+        guard !acceptPaused else { return }
+        loop.unregister(fd: a.socket.fd)
+        do { try watch(a) } catch { log.alert("\(error)") }
+    }
+
     /// How long accepting stops when descriptors run out (nginx's accept_mutex_delay default).
     static let acceptPauseMs: UInt64 = 500
     private var acceptPaused = false
@@ -253,18 +263,24 @@ final class SignalSource: EventHandler {
     }
 }
 
-/// Accepts every pending connection on one listening socket.
+/// Accepts connections on one listening socket: one per readiness event, as nginx with its default
+/// `multi_accept off`. The listener stays readable while more wait, and EPOLLEXCLUSIVE then wakes a worker
+/// that is idle in epoll_wait, so a burst of connections spreads over the workers instead of piling onto
+/// whichever woke first. `multi_accept on` takes all that are pending.
 final class Acceptor: EventHandler {
     let socket: ListeningSocket
     unowned let worker: WorkerProcess
+    private let acceptAll: Bool
+    private var accepted = 0
 
     init(socket: ListeningSocket, worker: WorkerProcess) {
         self.socket = socket
         self.worker = worker
+        self.acceptAll = worker.config.multiAccept
     }
 
     func handleEvent(_ events: UInt32) {
-        while true {
+        repeat {
             var addr = sockaddr_storage()
             var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let fd = withUnsafeMutablePointer(to: &addr) {
@@ -285,6 +301,8 @@ final class Acceptor: EventHandler {
                 }
             }
             worker.connections.accept(fd: fd, peer: addr, listening: socket)
-        }
+            accepted &+= 1
+            if accepted % 16 == 0 { worker.requeue(self) }
+        } while acceptAll
     }
 }

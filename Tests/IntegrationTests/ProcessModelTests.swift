@@ -39,6 +39,25 @@ final class ProcessModelTests: XCTestCase {
 
     override func tearDown() { vigil.cleanup() }
 
+    /// EPOLLEXCLUSIVE wakes the worker that registered the listener first; without re-queueing (nginx's
+    /// ngx_reorder_accept_events) nearly every connection of a burst went to one of two workers.
+    func testConnectionsSpreadOverWorkers() throws {
+        try vigil.write(config: Vigil.config(workers: 2, http: """
+            server { listen 127.0.0.1:\(port); location / { return 200 "$pid"; } }
+            """))
+        let master = try vigil.start()
+        XCTAssertEqual(vigil.waitForWorkers(master, count: 2).count, 2)
+        let connections = try (0..<200).map { _ in try HTTPConnection(port: port) }
+        defer { connections.forEach { $0.close() } }
+        var perWorker: [String: Int] = [:]
+        for c in connections {
+            try c.send(getRequest("/"))
+            perWorker[try c.readResponse().text, default: 0] += 1
+        }
+        XCTAssertEqual(perWorker.count, 2, "\(perWorker)")
+        XCTAssertGreaterThanOrEqual(perWorker.values.min() ?? 0, 40, "at least a fifth each: \(perWorker)")
+    }
+
     func testStartCreatesPidFileWorkersAndSegment() throws {
         let master = try vigil.start()
         XCTAssertTrue(processAlive(master))

@@ -76,16 +76,10 @@ final class ProbeFuzzTests: XCTestCase {
 
     func testMutationFuzz() {
         let iterations = Self.iterations, seed = Self.seed
-        let progress = FuzzProgress()
-        let started = Date()
-        if let stall = progress.run(iterations: iterations, { Self.runCase($0, seed: seed, progress: progress) }) {
-            return XCTFail("no progress for 10 s at iteration \(stall.iteration) (seed \(seed)): a parser loops on \(hexString(stall.input))")
-        }
-        let elapsed = Date().timeIntervalSince(started)
-        print("Probe fuzz: \(iterations) iterations, seed \(seed), \(String(format: "%.2f", elapsed)) s; "
-              + progress.outcomes.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", "))
-        for failure in progress.failures { XCTFail(failure) }
-        XCTAssertEqual(progress.snapshot.count, iterations)
+        guard let progress = FuzzProgress.runTest(
+            "Probe fuzz", iterations: iterations, seed: seed, show: hexString,
+            summary: { $0.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") },
+            { Self.runCase($0, seed: seed, progress: $1) }) else { return }
         // The mutations must keep reaching both verdicts of the deep parsers, not only their first-byte checks.
         for type in [CheckType.http, .ssl_hello, .mysql, .fastcgi] where iterations >= 1000 {
             XCTAssertGreaterThan(progress.outcomes["\(type) up"] ?? 0, 0, "no mutated \(type) reply was judged up")

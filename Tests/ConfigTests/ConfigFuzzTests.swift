@@ -521,19 +521,14 @@ http {
         defer { Resolver.looksUpNames = true }
         let iterations = Self.iterations, seed = Self.seed
         let corpus = Self.corpus
-        let progress = FuzzProgress()
-        let started = Date()
-        if let stall = progress.run(iterations: iterations, { Self.runCase($0, seed: seed, corpus: corpus, progress: progress) }) {
-            XCTFail("no progress for 10 s at iteration \(stall.iteration) (seed \(seed)): the parser loops on "
-                    + String(decoding: stall.input, as: UTF8.self).debugDescription)
-            return
-        }
-        let elapsed = Date().timeIntervalSince(started)
-        let outcomes = progress.outcomes.sorted { $0.value > $1.value }.prefix(12).map { "\($0.key): \($0.value)" }.joined(separator: ", ")
-        print("config fuzz: \(iterations) iterations, seed \(seed), \(String(format: "%.2f", elapsed)) s; "
-              + "\(progress.outcomes["loaded"] ?? 0) loaded; top outcomes: \(outcomes)")
-        for failure in progress.failures { XCTFail(failure) }
-        XCTAssertEqual(progress.snapshot.count, iterations)
+        guard let progress = FuzzProgress.runTest(
+            "config fuzz", iterations: iterations, seed: seed,
+            show: { String(decoding: $0, as: UTF8.self).debugDescription },
+            summary: { outcomes in
+                "\(outcomes["loaded"] ?? 0) loaded; top outcomes: "
+                    + outcomes.sorted { $0.value > $1.value }.prefix(12).map { "\($0.key): \($0.value)" }.joined(separator: ", ")
+            },
+            { Self.runCase($0, seed: seed, corpus: corpus, progress: $1) }) else { return }
         // The mutations must leave enough configurations whole to reach the directive handlers and finish().
         if iterations >= 500 {
             XCTAssertGreaterThan(progress.outcomes["loaded"] ?? 0, iterations / 50, "too few mutated configurations load")

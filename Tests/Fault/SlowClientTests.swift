@@ -17,26 +17,9 @@ final class SlowClientTests: FaultTestCase {
         vigil?.cleanup()
     }
 
-    /// `Vigil.config`'s skeleton with a chosen `worker_connections`.
-    static func config(workerConnections: Int, http: String) -> String {
-        """
-        worker_processes 1;
-        error_log logs/error.log info;
-        pid logs/vigil.pid;
-        events { worker_connections \(workerConnections); }
-        http {
-            access_log off;
-            client_body_temp_path logs/client_body_temp;
-            proxy_temp_path logs/proxy_temp;
-        \(http)
-        }
-
-        """
-    }
-
     @discardableResult
     func start(workerConnections: Int, http: String, file: StaticString = #filePath, line: UInt = #line) throws -> Int32 {
-        let v = try Vigil(config: Self.config(workerConnections: workerConnections, http: http))
+        let v = try Vigil(config: Vigil.config(workerConnections: workerConnections, http: http))
         vigil = v
         let master = try v.start(file: file, line: line)
         XCTAssertTrue(waitFor(5) { canConnect(self.port) }, "vigil does not listen on \(port)", file: file, line: line)

@@ -1,4 +1,5 @@
 import Foundation
+import XCTest
 
 /// What the in-process fuzzers share: a seeded generator and the progress record their watchdogs read.
 
@@ -73,5 +74,28 @@ public enum FuzzEnvironment {
     }
     public static func seed(default d: UInt64) -> UInt64 {
         ProcessInfo.processInfo.environment["VIGIL_FUZZ_SEED"].flatMap { UInt64($0) } ?? d
+    }
+}
+
+extension FuzzProgress {
+    /// A fuzz test from start to verdict: runs `runCase` for `iterations` under the watchdog, fails on a
+    /// stall (naming the input, shown by `show`) and on every failure a case recorded, checks that every
+    /// case ran, and prints `name`, the timing and `summary` of the outcomes. Returns nil after a stall.
+    public static func runTest(_ name: String, iterations: Int, seed: UInt64, show: ([UInt8]) -> String,
+                               summary: ([String: Int]) -> String,
+                               _ runCase: @escaping @Sendable (Int, FuzzProgress) -> Void,
+                               file: StaticString = #filePath, line: UInt = #line) -> FuzzProgress? {
+        let progress = FuzzProgress()
+        let started = Date()
+        if let stall = progress.run(iterations: iterations, { runCase($0, progress) }) {
+            XCTFail("no progress for 10 s at iteration \(stall.iteration) (seed \(seed)): the code under test loops on \(show(stall.input))",
+                    file: file, line: line)
+            return nil
+        }
+        let elapsed = Date().timeIntervalSince(started)
+        print("\(name): \(iterations) iterations, seed \(seed), \(String(format: "%.2f", elapsed)) s; \(summary(progress.outcomes))")
+        for failure in progress.failures { XCTFail(failure, file: file, line: line) }
+        XCTAssertEqual(progress.snapshot.count, iterations, file: file, line: line)
+        return progress
     }
 }

@@ -234,19 +234,8 @@ public final class CaptureServer: @unchecked Sendable {
     private var thread: Thread?
 
     public init() throws {
-        let sock = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var one: Int32 = 1
-        setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sock, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard rc == 0, listen(sock, 16) == 0 else { Glibc.close(sock); throw HTTPClientError("capture server: bind/listen failed") }
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(sock, $0, &len) } }
-        fd = sock
-        port = UInt16(bigEndian: addr.sin_port)
+        guard let s = loopbackSocket(listening: 16) else { throw HTTPClientError("capture server: bind/listen failed") }
+        (fd, port) = s
         let t = Thread { self.acceptLoop() }
         thread = t
         t.start()

@@ -55,18 +55,27 @@ public func runCommand(_ path: String, _ args: [String], cwd: String? = nil, tim
     return RunResult(status: p.terminationStatus, stdout: o, stderr: e)
 }
 
-/// A free TCP port on 127.0.0.1 (bound to port 0 and released).
-public func freePort() -> UInt16 {
+/// A socket bound to a free port on 127.0.0.1, listening when `backlog` is given; nil if that failed.
+public func loopbackSocket(listening backlog: Int32? = nil) -> (fd: Int32, port: UInt16)? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
+    var one: Int32 = 1
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_addr.s_addr = inet_addr("127.0.0.1")
     addr.sin_port = 0
-    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard rc == 0, backlog.map({ listen(fd, $0) == 0 }) ?? true else { close(fd); return nil }
     var len = socklen_t(MemoryLayout<sockaddr_in>.size)
     _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-    return UInt16(bigEndian: addr.sin_port)
+    return (fd, UInt16(bigEndian: addr.sin_port))
+}
+
+/// A free TCP port on 127.0.0.1 (bound to port 0 and released).
+public func freePort() -> UInt16 {
+    guard let s = loopbackSocket() else { return 0 }
+    close(s.fd)
+    return s.port
 }
 
 /// True when something accepts connections on 127.0.0.1:port.
@@ -200,13 +209,13 @@ public final class Vigil {
     }
 
     /// A config skeleton with the directives nginx test harnesses always emit.
-    public static func config(workers: Int = 1, http: String, main: String = "") -> String {
+    public static func config(workers: Int = 1, workerConnections: Int = 256, http: String, main: String = "") -> String {
         """
         worker_processes \(workers);
         error_log logs/error.log info;
         pid logs/vigil.pid;
         \(main)
-        events { worker_connections 256; }
+        events { worker_connections \(workerConnections); }
         http {
             access_log off;
             client_body_temp_path logs/client_body_temp;

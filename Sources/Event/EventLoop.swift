@@ -127,8 +127,9 @@ public final class Timer {
     fileprivate var action: () -> Void
     /// Position in the heap, or -1 when not armed.
     fileprivate var heapIndex = -1
-    /// Unowned, not weak: a weak load on every re-arm showed in profiles, and a loop outlives its timers.
-    fileprivate unowned let loop: EventLoop
+    /// Not weak, not even checked: a weak or unowned load on every re-arm showed in profiles, and a loop
+    /// outlives its timers (their owners cancel them before the loop goes).
+    fileprivate unowned(unsafe) let loop: EventLoop
 
     init(deadline: UInt64, action: @escaping () -> Void, loop: EventLoop) {
         self.deadline = deadline

@@ -13,7 +13,7 @@ final class ProxySession: EventHandler {
     enum Phase { case connecting, sending, readingHead, relaying, done }
     enum Failure { case error, timeout, invalidHeader, status(Int) }
 
-    unowned let client: ClientConnection
+    unowned(unsafe) let client: ClientConnection   // see ClientConnection.worker
     let request: RequestContext
     let pass: ProxyPass
     let balancer: UpstreamBalancer
@@ -22,11 +22,10 @@ final class ProxySession: EventHandler {
     private var peer: Peer?
     private var fd: Int32 = -1
     private var phase = Phase.connecting
-    private var timer: Timer?
     private var outgoing: [UInt8] = []
     private var sent = 0
     private let response: ByteBuffer
-    private unowned let worker: WorkerProcess
+    private unowned(unsafe) let worker: WorkerProcess
     private var head: ResponseHead?
     private var bodyRemaining: Int?
     private var decoder: ChunkedDecoder?
@@ -57,12 +56,10 @@ final class ProxySession: EventHandler {
     /// Borrowed, not copied: HTTPSettings is large and read several times per request.
     private var settings: HTTPSettings { _read { yield request.settings } }
 
-    /// The timer refers to the session unowned (a weak reference costs a side-table allocation per
-    /// request); a session that goes away takes its armed timer out of the heap first.
-    deinit {
-        timer?.cancel()
-        worker.responseBuffers.give(response)
-    }
+    deinit { worker.responseBuffers.give(response) }
+
+    /// The connection's upstream timer, which reaches whichever session is current.
+    private var timer: Timer { client.upstreamTimer }
     private var loop: EventLoop { client.worker.loop }
 
     func start() {
@@ -135,12 +132,13 @@ final class ProxySession: EventHandler {
     /// What the running timeout reports when it fires.
     private var timeoutMessage = ""
 
-    /// One timer per session, its action made once; each phase re-arms it with its own message.
+    /// Each phase re-arms the connection's upstream timer with its own message.
     private func arm(_ ms: Int, _ message: String) {
-        if timer == nil { timer = loop.makeTimer { [unowned self] in self.failed(.timeout, self.timeoutMessage) } }
         timeoutMessage = message
-        timer!.rearm(after: UInt64(ms))
+        timer.rearm(after: UInt64(ms))
     }
+
+    func timedOut() { failed(.timeout, timeoutMessage) }
 
     func handleEvent(_ events: UInt32) {
         if events & (Events.readable | Events.readHangup | Events.hangup | Events.error) != 0 { readReady = true }
@@ -384,14 +382,14 @@ final class ProxySession: EventHandler {
 
     private func giveUp(_ status: Int) {
         phase = .done
-        timer?.cancel()
+        timer.cancel()
         client.respondError(status)
     }
 
     private func finish(abortClient: Bool = false) {
         guard phase != .done else { return }
         phase = .done
-        timer?.cancel()
+        timer.cancel()
         recordAttempt(status: nil)
         if let p = peer { balancer.finished(p, failed: false, now: loop.now) }
         if !abortClient, let pool = balancer.pool, let p = peer, let h = head, h.versionMinor >= 1, !h.connectionClose,
@@ -434,7 +432,7 @@ final class ProxySession: EventHandler {
     /// The client went away: drop the upstream side.
     func abort() {
         phase = .done
-        timer?.cancel()
+        timer.cancel()
         closeUpstream()
     }
 

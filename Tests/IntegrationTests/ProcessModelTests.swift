@@ -47,15 +47,18 @@ final class ProcessModelTests: XCTestCase {
             """))
         let master = try vigil.start()
         XCTAssertEqual(vigil.waitForWorkers(master, count: 2).count, 2)
-        let connections = try (0..<200).map { _ in try HTTPConnection(port: port) }
+        // One connection at a time, each answered (so accepted) before the next opens, all kept open.
+        var connections: [HTTPConnection] = []
         defer { connections.forEach { $0.close() } }
         var perWorker: [String: Int] = [:]
-        for c in connections {
+        for _ in 0..<128 {
+            let c = try HTTPConnection(port: port)
+            connections.append(c)
             try c.send(getRequest("/"))
             perWorker[try c.readResponse().text, default: 0] += 1
         }
         XCTAssertEqual(perWorker.count, 2, "\(perWorker)")
-        XCTAssertGreaterThanOrEqual(perWorker.values.min() ?? 0, 40, "at least a fifth each: \(perWorker)")
+        XCTAssertGreaterThanOrEqual(perWorker.values.min() ?? 0, 32, "at least a quarter each: \(perWorker)")
     }
 
     func testStartCreatesPidFileWorkersAndSegment() throws {

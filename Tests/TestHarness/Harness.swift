@@ -58,8 +58,12 @@ public func runCommand(_ path: String, _ args: [String], cwd: String? = nil, tim
 /// A socket bound to a free port on 127.0.0.1, listening when `backlog` is given; nil if that failed.
 public func loopbackSocket(listening backlog: Int32? = nil) -> (fd: Int32, port: UInt16)? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    var one: Int32 = 1
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+    // Only listeners share: with SO_REUSEADDR, bind(0) may hand out a port another socket has bound,
+    // which freePort() must never return.
+    if backlog != nil {
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+    }
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_addr.s_addr = inet_addr("127.0.0.1")

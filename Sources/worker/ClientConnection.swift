@@ -129,6 +129,12 @@ final class ClientConnection: EventHandler {
 
     private func timedOut() {
         if state == .lingering { return close() }
+        if state == .handling {
+            // send_timeout: the client took no bytes for that long (nginx logs it at info, like the others).
+            worker.log.info("client timed out (110: Connection timed out) while sending to client, client: \(remoteAddress)")
+            if let r = request { logAccess(r) }
+            return close()
+        }
         if state == .head && !sawFirstByte && requestsServed > 0 {
             close()   // keep-alive timeout: silent, as nginx
             return
@@ -182,8 +188,10 @@ final class ClientConnection: EventHandler {
             close()
         case .wouldBlock:
             setInterest(writing: true)
+            armSendTimeout()
         case .drained:
             setInterest(writing: false)
+            if state == .handling { timer?.cancel() }
             if let d = onDrain { d() }
             if responseComplete { finishRequest() }
         }
@@ -430,9 +438,17 @@ final class ClientConnection: EventHandler {
         if let r = request { r.bodyBytesSent += bytes.count }
         switch output.flush(to: fd) {
         case .failed: close(); return false
-        case .wouldBlock: setInterest(writing: true); return output.count < 256 * 1024
+        case .wouldBlock:
+            setInterest(writing: true)
+            armSendTimeout()
+            return output.count < 256 * 1024
         case .drained: return true
         }
+    }
+
+    /// send_timeout runs between two writes that make progress, while a response waits on the client.
+    private func armSendTimeout() {
+        if state == .handling, let r = request { arm(UInt64(r.settings.sendTimeout ?? 60_000)) }
     }
 
     func setKeepAlive(_ on: Bool) { keepAlive = keepAlive && on }

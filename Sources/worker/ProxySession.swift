@@ -274,8 +274,8 @@ final class ProxySession: EventHandler {
         }
     }
 
-    /// Re-armed after each read of the body. It keeps running while reading is paused for a backed-up client:
-    /// without a send_timeout of its own, that is what ends a response to a client that stopped reading.
+    /// Re-armed after each read of the body (nginx: the timeout runs only between two successive reads).
+    /// While reading is paused for a backed-up client it does not run: the client's send_timeout does.
     private func armBodyReadTimeout() {
         arm(settings.proxyReadTimeout ?? 60_000, "upstream timed out (110: Connection timed out) while reading upstream")
     }
@@ -322,6 +322,7 @@ final class ProxySession: EventHandler {
         if done { finish(); return }
         if !keepGoing {
             paused = true
+            timer.cancel()
             client.onDrain = { [weak self] in self?.resume() }
         }
     }

@@ -16,7 +16,7 @@ final class UpstreamFaultTests: FaultTestCase {
     }
 
     /// One worker proxying each location to a peer that behaves as given, with `/ok` answered by Vigil itself.
-    func startProxy(_ locations: [(path: String, peer: RawServer.Behaviour)], readTimeout: String = "1s") throws {
+    func startProxy(_ locations: [(path: String, peer: RawServer.Behaviour)], readTimeout: String = "1s", extra: String = "") throws {
         var blocks = ""
         for (path, behaviour) in locations {
             let p = try RawServer(behaviour)
@@ -30,6 +30,7 @@ final class UpstreamFaultTests: FaultTestCase {
                 proxy_connect_timeout 1s;
                 proxy_send_timeout 1s;
                 proxy_read_timeout \(readTimeout);
+                \(extra)
                 \(blocks)
                 location = /ok { return 200 "ok"; }
             }
@@ -101,7 +102,7 @@ final class UpstreamFaultTests: FaultTestCase {
 
     func testPeerThatFloodsABody() throws {
         try startProxy([("/", .flood(prefix: Array("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n".utf8),
-                                     filler: [UInt8](repeating: 0x78, count: 65536)))], readTimeout: "3s")
+                                     filler: [UInt8](repeating: 0x78, count: 65536)))], readTimeout: "1s")
         let rss0 = try XCTUnwrap(rssKB(worker))
         var rssMax = rss0
         let c = try HTTPConnection(port: port)
@@ -120,8 +121,8 @@ final class UpstreamFaultTests: FaultTestCase {
         }
         readSlowly(1.5)
         let streamed = received.count
-        // The client stops reading (for less than proxy_read_timeout, which also bounds how long Vigil waits for a
-        // client that stopped): Vigil stops reading the peer instead of buffering the flood.
+        // The client stops reading for longer than proxy_read_timeout: Vigil stops reading the peer instead of
+        // buffering the flood, and (as nginx) that pause is not an upstream timeout; send_timeout (60 s) governs it.
         let stallEnd = Date().addingTimeInterval(1.5)
         while Date() < stallEnd {
             rssMax = max(rssMax, rssKB(worker) ?? 0)
@@ -139,6 +140,29 @@ final class UpstreamFaultTests: FaultTestCase {
         record("peer floods an endless body; client reads slowly, stops 1.5 s, resumes",
                String(format: "%.1f MB streamed, %.1f MB after the pause, worker RSS +%.1f MB", Double(streamed) / 1048576,
                       Double(resumed) / 1048576, growthMB))
+        assertWorkerServes()
+    }
+
+    /// A client that stops reading a proxied response is dropped after send_timeout, not proxy_read_timeout,
+    /// and the upstream connection goes with it.
+    func testClientThatStopsReadingIsClosedAfterSendTimeout() throws {
+        try startProxy([("/", .flood(prefix: Array("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n".utf8),
+                                     filler: [UInt8](repeating: 0x78, count: 65536)))], readTimeout: "30s", extra: "send_timeout 1s;")
+        let c = try HTTPConnection(port: port)
+        defer { c.close() }
+        try c.send(getRequest("/"))
+        var buf = [UInt8](repeating: 0, count: 65536)
+        XCTAssertGreaterThan(buf.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress, $0.count, 0) }, 0, "nothing arrived")
+        // Stop reading: the socket buffers fill and Vigil's writes stall.
+        let stopped = Date()
+        XCTAssertTrue(waitFor(8) { self.vigil!.errorLog().contains("client timed out (110: Connection timed out) while sending to client") },
+                      vigil!.errorLog())
+        let t = Date().timeIntervalSince(stopped)
+        XCTAssertGreaterThan(t, 0.9)
+        XCTAssertLessThan(t, 6, "send_timeout 1s took \(t) s")
+        XCTAssertTrue(waitFor(3) { self.peers[0].openConnections == 0 }, "the upstream connection outlived the client")
+        record("client stops reading a proxied flood; send_timeout 1s, proxy_read_timeout 30s",
+               String(format: "closed after %.2f s, upstream closed", t))
         assertWorkerServes()
     }
 

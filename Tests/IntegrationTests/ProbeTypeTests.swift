@@ -84,8 +84,10 @@ final class ProbeTypeTests: XCTestCase {
     }
 
     func testAJPAgainstACPongSpeaker() throws {
-        let cpong = try RawServer(.reply([0x41, 0x42, 0x00, 0x01, 0x09]))
-        let wrong = try RawServer(.reply([0x41, 0x42, 0x00, 0x02, 0x09]))
+        // Like a servlet container: the answer comes after the 5-byte CPING. A peer that spoke first and closed
+        // raced the probe's send (a reset before the CPING went out is a failed check).
+        let cpong = try RawServer(.answerBinary(length: 5, [0x41, 0x42, 0x00, 0x01, 0x09]))
+        let wrong = try RawServer(.answerBinary(length: 5, [0x41, 0x42, 0x00, 0x02, 0x09]))
         defer { cpong.stop(); wrong.stop() }
         try startVigil(peers: [cpong.port, wrong.port], check: "interval=300 rise=1 fall=1 timeout=500 type=ajp")
         XCTAssertTrue(waitFor(5) { self.states() == ["up", "down"] }, "\(states())")

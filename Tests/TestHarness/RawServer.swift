@@ -9,6 +9,8 @@ public final class RawServer: @unchecked Sendable {
         case reply([UInt8])
         /// Reads the request head, sends these bytes, and closes.
         case answer([UInt8])
+        /// Reads a binary request of `length` bytes (an AJP CPING), sends these bytes, and closes.
+        case answerBinary(length: Int, [UInt8])
         /// Accepts, reads whatever comes, and never answers.
         case silent
         /// Reads the request head, sends `prefix` at once, then `bytes` one at a time, `everyMs` apart, and closes.
@@ -75,6 +77,10 @@ public final class RawServer: @unchecked Sendable {
             _ = sendAll(c, bytes)
         case .answer(let bytes):
             if readHead(c) { _ = sendAll(c, bytes) }
+        case .answerBinary(let length, let bytes):
+            var got = 0
+            while got < length, let more = readSome(c) { got += more.count }
+            if got >= length { _ = sendAll(c, bytes) }
         case .silent:
             while readSome(c) != nil {}
         case .drip(let prefix, let bytes, let ms):

@@ -382,10 +382,9 @@ final class ClientConnection: EventHandler {
         (request?.settings.serverTokens ?? true) ? Self.versionedServer : "vigil"
     }
 
-    /// Queues the status line, the headers every response carries and those `headers` writes; returns the
-    /// head's size. Written straight into the output queue: no intermediate strings.
-    @discardableResult
-    func queueHead(status: Int, _ headers: (OutputQueue) -> Void) -> Int {
+    /// Queues the status line, the headers every response carries and those `headers` writes, and records
+    /// the head's size. Written straight into the output queue: no intermediate strings.
+    func queueHead(status: Int, _ headers: (OutputQueue) -> Void) {
         let before = output.count
         output.append(Status.line(status))
         output.append("\r\nServer: ")
@@ -395,9 +394,7 @@ final class ClientConnection: EventHandler {
         output.append("\r\n")
         headers(output)
         output.append(keepAlive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n")
-        let size = output.count - before
-        request?.headerBytesSent = size
-        return size
+        request?.headerBytesSent = output.count - before
     }
 
     func respond(status: Int, contentType: String?, body: [UInt8], extra: [(String, String)] = [], omitLengthForHead: Bool = false) {

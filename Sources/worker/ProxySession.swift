@@ -47,8 +47,8 @@ final class ProxySession: EventHandler {
         self.response = client.worker.responseBuffers.take()
         self.request = request
         self.pass = pass
-        // proxy_pass is a location directive, so a proxied request always has its location.
-        let route = client.worker.proxyRoute(for: request.location!)
+        // proxy_pass is a location directive, so a proxied request always has its location's route.
+        let route = request.proxyRoute!
         self.balancer = route.balancer
         self.headers = route.headers
     }
@@ -60,7 +60,7 @@ final class ProxySession: EventHandler {
 
     /// The connection's upstream timer, which reaches whichever session is current.
     private var timer: Timer { client.upstreamTimer }
-    private var loop: EventLoop { client.worker.loop }
+    private var loop: EventLoop { worker.loop }
 
     func start() {
         outgoing = buildRequest()
@@ -76,7 +76,7 @@ final class ProxySession: EventHandler {
         }
         guard let p = balancer.select(clientAddress: { client.remoteBytes }, hashKey: hashKey(), now: loop.now, tried: tried) else {
             if tried.isEmpty {
-                client.worker.log.error("no live upstreams while connecting to upstream, client: \(client.remoteAddress), server: \(request.server.serverNames.first ?? ""), request: \"\(request.head.requestLine)\", upstream: \"http://\(balancer.name)\(request.head.target)\"")
+                worker.log.error("no live upstreams while connecting to upstream, client: \(client.remoteAddress), server: \(request.server.serverNames.first ?? ""), request: \"\(request.head.requestLine)\", upstream: \"http://\(balancer.name)\(request.head.target)\"")
             }
             giveUp(502)
             return
@@ -214,7 +214,7 @@ final class ProxySession: EventHandler {
             } else if bodyRemaining == nil && decoder == nil {
                 finish()   // close-delimited body ends here
             } else {
-                client.worker.log.error("upstream prematurely closed connection while reading upstream, client: \(client.remoteAddress), upstream: \"\(peer?.address.description ?? "")\"")
+                worker.log.error("upstream prematurely closed connection while reading upstream, client: \(client.remoteAddress), upstream: \"\(peer?.address.description ?? "")\"")
                 finish(abortClient: true)
             }
             return
@@ -300,7 +300,7 @@ final class ProxySession: EventHandler {
             switch event {
             case .end(let c): consumed = c; done = true
             case .error:
-                client.worker.log.error("upstream sent invalid chunked response while reading upstream, client: \(client.remoteAddress)")
+                worker.log.error("upstream sent invalid chunked response while reading upstream, client: \(client.remoteAddress)")
                 finish(abortClient: true)
                 return
             case .data: break
@@ -358,7 +358,7 @@ final class ProxySession: EventHandler {
             return
         }
         if let message {
-            client.worker.log.error("\(message), client: \(client.remoteAddress), server: \(request.server.serverNames.first ?? ""), request: \"\(request.head.requestLine)\", upstream: \"http://\(peer?.address.description ?? "")\(request.head.target)\"")
+            worker.log.error("\(message), client: \(client.remoteAddress), server: \(request.server.serverNames.first ?? ""), request: \"\(request.head.requestLine)\", upstream: \"http://\(peer?.address.description ?? "")\(request.head.target)\"")
         }
         if case .status(let s) = failure { recordAttempt(status: s) } else { recordAttempt(status: failure.isTimeout ? 504 : 502) }
         closeUpstream()

@@ -5,12 +5,17 @@ import CShim
 import Config
 import HTTP
 
-/// A server's or location's merged settings, held by the worker in a class of its own module: the request
-/// path borrows them in place, where reading them through Config's classes copied the whole (large) struct
-/// on every access.
+/// What the request path needs of a server or location, resolved once per worker: its merged settings,
+/// held in a class of this module so that requests borrow them in place (reading them through Config's
+/// classes copied the whole, large, struct on every access), and for a `proxy_pass` location its balancer
+/// and header templates.
 final class SettingsScope {
     let settings: HTTPSettings
-    init(_ settings: HTTPSettings) { self.settings = settings }
+    let proxyRoute: ProxyRoute?
+    init(_ settings: HTTPSettings, proxyRoute: ProxyRoute? = nil) {
+        self.settings = settings
+        self.proxyRoute = proxyRoute
+    }
 }
 
 /// One request in flight on a client connection: where it was routed and what has been answered.
@@ -21,6 +26,8 @@ final class RequestContext {
     private let scope: SettingsScope
     /// The location's merged settings (the server's when there is no location).
     var settings: HTTPSettings { _read { yield scope.settings } }
+    /// Set for a request in a `proxy_pass` location (every one is resolved at worker start).
+    var proxyRoute: ProxyRoute? { scope.proxyRoute }
     let startUs = vigil_monotonic_us()
     let requestLength: Int
     var status = 0
@@ -68,7 +75,7 @@ struct UpstreamAttempt {
 
 /// An nginx variable, resolved from its name once, when a template is compiled, so that rendering does
 /// not compare names.
-enum Variable: Equatable {
+enum Variable {
     case remoteAddr, remotePort, timeLocal, msec, request, requestMethod, requestURI, uri, args, isArgs
     case serverProtocol, scheme, host, hostname, serverName, serverPort, serverAddr, status, bodyBytesSent
     case bytesSent, requestLength, requestTime, connection, connectionRequests, pid, contentLength, contentType

@@ -24,7 +24,6 @@ public final class WorkerProcess {
     private(set) var accessLogs: AccessLogFiles!
     private var templates: [String: CompiledLogFormat] = [:]
     /// Per `proxy_pass` location, resolved once at start: its balancer and its upstream request headers.
-    private var proxyRoutes: [ObjectIdentifier: ProxyRoute] = [:]
     private var scopes: [ObjectIdentifier: SettingsScope] = [:]
     /// For a connection whose address has no server block (nginx then uses the http block's settings).
     private(set) lazy var httpScope = SettingsScope(config.http?.settings ?? HTTPSettings())
@@ -95,7 +94,7 @@ public final class WorkerProcess {
         }
         func route(_ locations: [Location]) {
             for loc in locations {
-                scopes[ObjectIdentifier(loc)] = SettingsScope(loc.settings)
+                var proxyRoute: ProxyRoute?
                 if case .proxy(let pass) = loc.content {
                     let balancer: UpstreamBalancer
                     switch pass.target {
@@ -105,9 +104,9 @@ public final class WorkerProcess {
                         balancer = balancers["\u{0}" + text] ?? UpstreamBalancer(literal: text, addresses: addrs)
                         balancers["\u{0}" + text] = balancer
                     }
-                    proxyRoutes[ObjectIdentifier(loc)] = ProxyRoute(balancer: balancer,
-                                                                    headers: ProxyHeaders(loc.settings.proxySetHeaders ?? []))
+                    proxyRoute = ProxyRoute(balancer: balancer, headers: ProxyHeaders(loc.settings.proxySetHeaders ?? []))
                 }
+                scopes[ObjectIdentifier(loc)] = SettingsScope(loc.settings, proxyRoute: proxyRoute)
                 route(loc.locations)
             }
         }
@@ -183,8 +182,6 @@ public final class WorkerProcess {
     }
 
     /// The balancer and headers of a `proxy_pass` location (every one was resolved at start).
-    func proxyRoute(for location: Location) -> ProxyRoute { proxyRoutes[ObjectIdentifier(location)]! }
-
     /// The settings a request in `location` (or, without one, in `server`) runs with.
     func scope(server: Server, location: Location?) -> SettingsScope {
         scopes[ObjectIdentifier(location ?? server)] ?? httpScope

@@ -1,4 +1,5 @@
 import Config
+import Event
 import ShmTable
 
 /// One upstream peer as a worker sees it: static settings, nginx's smooth-weighted-round-robin state,
@@ -7,6 +8,8 @@ public final class Peer {
     public let address: PeerAddress
     /// `address` as text, made once ($upstream_addr, log lines).
     public let name: String
+    /// `address` in binary form, parsed once rather than on every connect.
+    public let socketAddress: SocketAddress?
     /// The `server` line's address as written: consistent hashing places peers by it, as nginx does.
     let serverText: String
     public let weight: Int
@@ -27,6 +30,7 @@ public final class Peer {
     init(address: PeerAddress, server: UpstreamServer, slot: Int?) {
         self.address = address
         self.name = address.description
+        self.socketAddress = SocketAddress(host: address.host, port: address.port, isIPv6: address.isIPv6)
         self.serverText = server.text
         self.weight = server.weight
         self.effectiveWeight = server.weight

@@ -113,7 +113,7 @@ final class ProxySession: EventHandler {
         fd = socket(a.isIPv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { failed(.error, "socket() failed (\(errno): \(String(cString: strerror(errno))))"); return }
         noDelay = false
-        let rc = Socket.withSockaddr(host: a.host, port: a.port, isIPv6: a.isIPv6) { Glibc.connect(fd, $0, $1) } ?? -1
+        let rc = p.socketAddress.map { Socket.connect(fd, to: $0) } ?? -1
         if rc != 0 && errno != EINPROGRESS {
             failed(.error, "connect() failed (\(errno): \(String(cString: strerror(errno))))")
             return

@@ -18,14 +18,17 @@ let package = Package(
     ],
     targets: [
         .target(name: "CShim", path: "Sources/CShim"),
+        // Debian's OpenSSL 3 (libssl-dev): the crypto stays in OpenSSL, the event handling is Vigil's.
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .target(name: "TLS", dependencies: ["COpenSSL", "CShim", "Config"], path: "Sources/TLS", swiftSettings: hotPath),
         .target(name: "ShmTable", dependencies: ["CShim"], path: "Sources/ShmTable", swiftSettings: v5),
         .target(name: "Config", dependencies: ["CShim"], path: "Sources/Config", swiftSettings: v5),
         .target(name: "Event", dependencies: ["CShim"], path: "Sources/Event", swiftSettings: hotPath),
         .target(name: "HTTP", path: "Sources/HTTP", swiftSettings: hotPath),
-        .target(name: "Checks", dependencies: ["CShim", "Config", "ShmTable", "Event", "HTTP"], path: "Sources/Checks", swiftSettings: hotPath),
+        .target(name: "Checks", dependencies: ["CShim", "Config", "ShmTable", "Event", "HTTP", "TLS"], path: "Sources/Checks", swiftSettings: hotPath),
         .target(name: "Proxy", dependencies: ["CShim", "Config", "ShmTable", "Event", "HTTP"], path: "Sources/Proxy", swiftSettings: hotPath),
-        .target(name: "Worker", dependencies: ["CShim", "ShmTable", "Config", "Event", "HTTP", "Proxy", "Checks"], path: "Sources/worker", swiftSettings: hotPath),
-        .executableTarget(name: "vigil", dependencies: ["CShim", "ShmTable", "Config", "Event", "Worker"], path: "Sources/master", swiftSettings: v5),
+        .target(name: "Worker", dependencies: ["CShim", "ShmTable", "Config", "Event", "HTTP", "Proxy", "Checks", "TLS"], path: "Sources/worker", swiftSettings: hotPath),
+        .executableTarget(name: "vigil", dependencies: ["CShim", "ShmTable", "Config", "Event", "Worker", "TLS"], path: "Sources/master", swiftSettings: v5),
         .executableTarget(name: "shmdump", dependencies: ["CShim", "ShmTable", "Config"], path: "Sources/shmdump", swiftSettings: v5),
         .target(name: "FuzzSupport", path: "Tests/FuzzSupport", swiftSettings: v5),
         // Runs the real binaries for IntegrationTests and FaultTests: processes, loopback clients and peers.

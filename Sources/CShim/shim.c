@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "CShim.h"
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -143,3 +144,23 @@ int64_t vigil_realtime_ms(void) {
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+size_t vigil_shared_mutex_size(void) { return sizeof(pthread_mutex_t); }
+
+int vigil_shared_mutex_init(void *m) {
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    int rc = pthread_mutex_init((pthread_mutex_t *)m, &a);
+    pthread_mutexattr_destroy(&a);
+    return rc;
+}
+
+int vigil_shared_mutex_lock(void *m) {
+    int rc = pthread_mutex_lock((pthread_mutex_t *)m);
+    if (rc == EOWNERDEAD) rc = pthread_mutex_consistent((pthread_mutex_t *)m);
+    return rc;
+}
+
+void vigil_shared_mutex_unlock(void *m) { pthread_mutex_unlock((pthread_mutex_t *)m); }

@@ -6,6 +6,7 @@ import Config
 import Event
 import HTTP
 import ShmTable
+import TLS
 
 /// The prober that runs in the elected checker (design.md §3): one event loop, each peer's first probe
 /// spread over its interval, never two probes of one peer at once, one timeout covering connect + send +
@@ -15,6 +16,8 @@ public final class CheckEngine {
     let loop: EventLoop
     let segment: Segment
     let pid: Int32
+    /// Client contexts of the upstreams checked with `type=https`.
+    let tls: TLSBundle?
     let log: (LogLevelName, String) -> Void
     /// Whether info lines are wanted: failure texts are only built when someone will read them.
     let logsInfo: Bool
@@ -29,8 +32,9 @@ public final class CheckEngine {
 
     public enum LogLevelName { case error, warn, info }
 
-    public init(segment: Segment, peers: [CheckedPeer], pid: Int32, logsInfo: Bool,
+    public init(segment: Segment, peers: [CheckedPeer], pid: Int32, tls: TLSBundle? = nil, logsInfo: Bool,
                 log: @escaping (LogLevelName, String) -> Void) throws {
+        self.tls = tls
         self.logsInfo = logsInfo
         self.loop = try EventLoop()
         // Probes due within a few milliseconds of each other start on one wake-up: against 10,000 peers

@@ -6,6 +6,7 @@ import Config
 import Event
 import HTTP
 import ShmTable
+import TLS
 
 /// Probes one peer for the life of the checker: connect (or reuse a kept-alive connection), send the
 /// payload, read until the verdict, then close or park the connection and wait `interval`. One timer serves
@@ -30,6 +31,10 @@ final class PeerProber: EventHandler {
     /// Requests the current connection carried before this probe (kept-alive http checks).
     private var requestsBefore = 0
     private var reused = false
+    /// `type=https`: the context, and the stream of the current connection once its handshake started.
+    private let tlsContext: TLSClientContext?
+    private var tls: TLSStream?
+    private var handshaken = false
 
     init(engine: CheckEngine, index: Int, peer: CheckedPeer) {
         self.engine = engine
@@ -38,6 +43,7 @@ final class PeerProber: EventHandler {
         self.payload = Probes.payload(for: peer.check)
         let a = peer.checkAddress
         self.address = SocketAddress(host: a.host, port: a.port, isIPv6: a.isIPv6)
+        self.tlsContext = peer.check.type == .https ? engine.tls?.checkContext(upstream: peer.upstream) : nil
         self.timer = engine.loop.makeTimer { [unowned self] in self.timerFired() }
     }
 
@@ -135,8 +141,12 @@ final class PeerProber: EventHandler {
             connected = true
             if peer.check.type == .tcp { return tcpVerdict() }
         }
+        if peer.check.type == .https && !handshaken && !handshake() { return }
         while sent < payload.count {
-            let n = payload.withUnsafeBytes { send(fd, $0.baseAddress! + sent, payload.count - sent, Int32(MSG_NOSIGNAL)) }
+            let n = payload.withUnsafeBytes { p in
+                tls.map { $0.write(p.baseAddress! + sent, count: payload.count - sent) }
+                    ?? send(fd, p.baseAddress! + sent, payload.count - sent, Int32(MSG_NOSIGNAL))
+            }
             if n > 0 { sent += n; continue }
             if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
             if reused { return retryFresh() }
@@ -145,6 +155,38 @@ final class PeerProber: EventHandler {
         }
         if events & Events.writable != 0 { try? engine.loop.modify(fd: fd, events: Events.readable | Events.readHangup) }
         receive()
+    }
+
+    /// `type=https`: the handshake (SNI: check_ssl_server_name, else the server's host name), inside the probe's
+    /// one timeout; with check_ssl_verify the chain must verify. True once the request can go out.
+    private func handshake() -> Bool {
+        if tls == nil {
+            guard let tlsContext,
+                  let s = TLSStream(connecting: fd, context: tlsContext, serverName: peer.check.sslServerName ?? peer.hostName, session: nil) else {
+                fail(.sslHandshakeFailed, "SSL_new() failed with peer: \(peer.checkAddress) ")
+                return false
+            }
+            tls = s
+        }
+        switch tls!.handshake() {
+        case .wantRead:
+            try? engine.loop.modify(fd: fd, events: Events.readable | Events.readHangup)
+            return false
+        case .wantWrite:
+            try? engine.loop.modify(fd: fd, events: Events.writable)
+            return false
+        case .failed:
+            fail(.sslHandshakeFailed, "\(tls!.failure) with peer: \(peer.checkAddress) ")
+            return false
+        case .done:
+            if tlsContext!.verify, let problem = tls!.verifyFailure {
+                fail(.certificateVerifyFailed, "\(problem) with peer: \(peer.checkAddress) ")
+                return false
+            }
+            handshaken = true
+            try? engine.loop.modify(fd: fd, events: Events.writable | Events.readable | Events.readHangup)
+            return true
+        }
     }
 
     /// tcp: the connect succeeded; a non-consuming peek tells a live socket from one closed at once.
@@ -163,7 +205,9 @@ final class PeerProber: EventHandler {
     private func receive() {
         var eof = false
         while true {
-            let n = engine.readBuffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            let n = engine.readBuffer.withUnsafeMutableBytes { p in
+                tls.map { $0.read(into: p.baseAddress!, count: p.count) } ?? recv(fd, p.baseAddress, p.count, 0)
+            }
             if n > 0 {
                 reply.append(contentsOf: engine.readBuffer[0..<n])
                 if reply.count > Self.replyLimit { break }
@@ -189,7 +233,7 @@ final class PeerProber: EventHandler {
     /// reuses it): an http check whose whole response is in, framed by Content-Length, below 400, not closing.
     private func reusable() -> Bool {
         let c = peer.check
-        guard c.type == .http, requestsBefore + 1 < c.keepaliveRequests else { return false }
+        guard c.type == .http || c.type == .https, requestsBefore + 1 < c.keepaliveRequests else { return false }
         let parsed = reply.withUnsafeBytes { ResponseParser.parse($0) }
         guard case .complete(let head, let consumed) = parsed, head.status < 400, !head.connectionClose, !head.chunked else { return false }
         let body = head.hasBody ? (head.contentLength ?? -1) : 0
@@ -226,6 +270,8 @@ final class PeerProber: EventHandler {
     }
 
     private func closeConnection() {
+        tls = nil
+        handshaken = false
         guard fd >= 0 else { return }
         engine.loop.close(fd: fd)
         fd = -1

@@ -37,7 +37,7 @@ public enum Probes {
         if c.type == .tcp { return [] }
         if !c.httpSend.isEmpty { return c.httpSend }
         switch c.type {
-        case .http: return defaultHTTPRequest
+        case .http, .https: return defaultHTTPRequest
         case .ssl_hello: return sslHello
         case .ajp: return ajpCPing
         case .fastcgi: return fastCGIRequest(c.fastcgiParams ?? defaultFastCGIParams)
@@ -73,7 +73,7 @@ public enum Probes {
         let v: Verdict
         switch type {
         case .tcp: v = .up
-        case .http: v = http(reply, expect: expect, peer: peer)
+        case .http, .https: v = http(reply, expect: expect, peer: peer)
         case .ssl_hello:
             if reply.count < 47 { v = .needMore } else if reply[0] == 0x16 && reply[5] == 0x02 { v = .up } else {
                 v = .down(.badSSLHello, "check protocol ssl_hello error with peer: \(peer) ")

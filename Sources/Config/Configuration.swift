@@ -182,12 +182,17 @@ public final class Configuration {
         }
     }
 
-    /// All distinct listening addresses, in config order.
+    /// All distinct listening addresses, in config order. `ssl` on any `listen` of an address makes the
+    /// address a TLS one, as in nginx.
     public var listenAddresses: [Listen] {
-        var seen = Set<ListenAddress>()
+        var index: [ListenAddress: Int] = [:]
         var out: [Listen] = []
         for server in http?.servers ?? [] {
-            for l in server.listens where seen.insert(l.address).inserted { out.append(l) }
+            for l in server.listens {
+                if let i = index[l.address] { out[i].ssl = out[i].ssl || l.ssl; continue }
+                index[l.address] = out.count
+                out.append(l)
+            }
         }
         return out
     }
@@ -204,6 +209,9 @@ extension Upstream {
         if sawExpectAlive { check.expectAlive = pendingCheck.expectAlive }
         if sawKeepaliveRequests { check.keepaliveRequests = pendingCheck.keepaliveRequests }
         if sawFastcgiParams { check.fastcgiParams = pendingCheck.fastcgiParams }
+        if sawSSLServerName { check.sslServerName = pendingCheck.sslServerName }
+        if sawSSLVerify { check.sslVerify = pendingCheck.sslVerify }
+        if sawSSLTrustedCertificate { check.sslTrustedCertificate = pendingCheck.sslTrustedCertificate }
         self.check = check
     }
 
@@ -212,8 +220,10 @@ extension Upstream {
         var out: [CheckedPeer] = []
         for backup in [false, true] {
             for server in servers where server.backup == backup && !server.down {
+                let host = Resolver.splitHostPort(server.text)?.host
                 for a in server.addresses {
-                    out.append(CheckedPeer(upstream: name, address: a, check: check))
+                    out.append(CheckedPeer(upstream: name, address: a, check: check,
+                                           hostName: host.flatMap { Resolver.isNumeric($0) ? nil : $0 }))
                 }
             }
         }

@@ -29,7 +29,8 @@ struct DirectiveSpec {
 enum Directives {
     static let table: [String: [DirectiveSpec]] = {
         var t: [String: [DirectiveSpec]] = [:]
-        for spec in Core.specs + HTTPCore.specs + Proxy.specs + UpstreamDirectives.specs + CheckDirectives.specs {
+        for spec in Core.specs + HTTPCore.specs + Proxy.specs + UpstreamDirectives.specs + CheckDirectives.specs
+                    + SSLDirectives.specs {
             t[spec.name, default: []].append(spec)
         }
         return t

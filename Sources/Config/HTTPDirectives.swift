@@ -145,7 +145,8 @@ enum HTTPCore {
                 listen.backlog = Int32(n)
             case "ipv6only=on": listen.ipv6Only = true
             case "ipv6only=off": listen.ipv6Only = false
-            case "ssl", "http2", "quic", "proxy_protocol":
+            case "ssl": listen.ssl = true
+            case "http2", "quic", "proxy_protocol":
                 throw call.error("the \"\(p)\" parameter of \"listen\" is not supported by vigil")
             default:
                 throw call.error("invalid parameter \"\(p)\"")

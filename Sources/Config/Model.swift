@@ -62,11 +62,14 @@ public struct Listen: Sendable, Equatable {
     public var backlog: Int32
     public var reusePort: Bool
     public var ipv6Only: Bool
+    /// `listen … ssl`: connections on this address start with a TLS handshake.
+    public var ssl = false
     public var location: SourceLocation
 }
 
 public enum CheckType: String, CaseIterable, Sendable {
-    case tcp, http, ssl_hello, mysql, ajp, fastcgi
+    /// New types go last: the position is the code stored in the shared segment.
+    case tcp, http, ssl_hello, mysql, ajp, fastcgi, https
     /// Stable code stored in the shared segment.
     public var code: UInt8 { UInt8(CheckType.allCases.firstIndex(of: self)!) }
     public init?(code: UInt8) {
@@ -98,11 +101,17 @@ public struct CheckSettings: Sendable, Equatable {
     public var expectAlive: ExpectAlive? = nil   // nil: directive absent
     public var keepaliveRequests: Int = 1
     public var fastcgiParams: [(String, String)]? = nil
+    /// `type=https`: the SNI name sent (nil: the peer's host), and whether the certificate must verify.
+    public var sslServerName: String? = nil
+    public var sslVerify = false
+    public var sslTrustedCertificate: PathSetting? = nil
 
     public static func == (a: CheckSettings, b: CheckSettings) -> Bool {
         a.interval == b.interval && a.fall == b.fall && a.rise == b.rise && a.timeout == b.timeout
             && a.defaultDown == b.defaultDown && a.type == b.type && a.port == b.port && a.httpSend == b.httpSend
             && a.expectAlive == b.expectAlive && a.keepaliveRequests == b.keepaliveRequests
+            && a.sslServerName == b.sslServerName && a.sslVerify == b.sslVerify
+            && a.sslTrustedCertificate?.path == b.sslTrustedCertificate?.path
             && a.fastcgiParams?.map { "\($0.0)=\($0.1)" } == b.fastcgiParams?.map { "\($0.0)=\($0.1)" }
     }
 
@@ -161,11 +170,27 @@ public final class Upstream {
     var sawExpectAlive = false
     var sawKeepaliveRequests = false
     var sawFastcgiParams = false
+    var sawSSLServerName = false
+    var sawSSLVerify = false
+    var sawSSLTrustedCertificate = false
 
     init(name: String, firstMention: SourceLocation) {
         self.name = name
         self.firstMention = firstMention
     }
+}
+
+/// A file named by a directive, with where it was named: errors loading it point at that line.
+public struct PathSetting: Sendable, Equatable {
+    public var path: String
+    public var location: SourceLocation
+}
+
+/// `ssl_session_cache`: nginx's `off`, `none` (the default), `builtin[:size]` and `shared:name:size`.
+public enum SessionCacheSetting: Sendable, Equatable {
+    case off, none
+    case builtin(size: Int)
+    case shared(name: String, size: Int)
 }
 
 public struct HeaderSetting: Sendable, Equatable {
@@ -225,6 +250,28 @@ public struct HTTPSettings: Sendable {
     public var proxyPassRequestBody: Bool?
     public var proxyInterceptErrors: Bool?
     public var checkStatusFormat: String?
+    // TLS towards clients (http and server levels).
+    public var sslCertificates: [PathSetting]?
+    public var sslCertificateKeys: [PathSetting]?
+    public var sslProtocols: [String]?
+    public var sslCiphers: String?
+    public var sslPreferServerCiphers: Bool?
+    public var sslSessionCache: SessionCacheSetting?
+    public var sslSessionTimeout: Int?
+    public var sslSessionTickets: Bool?
+    public var sslPasswordFile: PathSetting?
+    // TLS towards `https://` upstreams.
+    public var proxySSLServerName: Bool?
+    public var proxySSLName: String?
+    public var proxySSLVerify: Bool?
+    public var proxySSLVerifyDepth: Int?
+    public var proxySSLTrustedCertificate: PathSetting?
+    public var proxySSLCertificate: PathSetting?
+    public var proxySSLCertificateKey: PathSetting?
+    public var proxySSLPasswordFile: PathSetting?
+    public var proxySSLProtocols: [String]?
+    public var proxySSLCiphers: String?
+    public var proxySSLSessionReuse: Bool?
 
     public init() {}
 
@@ -266,6 +313,29 @@ public struct HTTPSettings: Sendable {
         proxyPassRequestBody = proxyPassRequestBody ?? p.proxyPassRequestBody
         proxyInterceptErrors = proxyInterceptErrors ?? p.proxyInterceptErrors
         checkStatusFormat = checkStatusFormat ?? p.checkStatusFormat
+        // ssl_certificate and ssl_certificate_key are inherited as a pair, as nginx's arrays are.
+        if sslCertificates == nil && sslCertificateKeys == nil {
+            sslCertificates = p.sslCertificates
+            sslCertificateKeys = p.sslCertificateKeys
+        }
+        sslProtocols = sslProtocols ?? p.sslProtocols
+        sslCiphers = sslCiphers ?? p.sslCiphers
+        sslPreferServerCiphers = sslPreferServerCiphers ?? p.sslPreferServerCiphers
+        sslSessionCache = sslSessionCache ?? p.sslSessionCache
+        sslSessionTimeout = sslSessionTimeout ?? p.sslSessionTimeout
+        sslSessionTickets = sslSessionTickets ?? p.sslSessionTickets
+        sslPasswordFile = sslPasswordFile ?? p.sslPasswordFile
+        proxySSLServerName = proxySSLServerName ?? p.proxySSLServerName
+        proxySSLName = proxySSLName ?? p.proxySSLName
+        proxySSLVerify = proxySSLVerify ?? p.proxySSLVerify
+        proxySSLVerifyDepth = proxySSLVerifyDepth ?? p.proxySSLVerifyDepth
+        proxySSLTrustedCertificate = proxySSLTrustedCertificate ?? p.proxySSLTrustedCertificate
+        proxySSLCertificate = proxySSLCertificate ?? p.proxySSLCertificate
+        proxySSLCertificateKey = proxySSLCertificateKey ?? p.proxySSLCertificateKey
+        proxySSLPasswordFile = proxySSLPasswordFile ?? p.proxySSLPasswordFile
+        proxySSLProtocols = proxySSLProtocols ?? p.proxySSLProtocols
+        proxySSLCiphers = proxySSLCiphers ?? p.proxySSLCiphers
+        proxySSLSessionReuse = proxySSLSessionReuse ?? p.proxySSLSessionReuse
     }
 }
 
@@ -364,6 +434,8 @@ public struct CheckedPeer: Sendable {
     public var upstream: String
     public var address: PeerAddress
     public var check: CheckSettings
+    /// The `server` line's host when it is a name, not a numeric address: an https check's default SNI.
+    public var hostName: String? = nil
     /// The address actually probed (port replaced by `port=`).
     public var checkAddress: PeerAddress {
         var a = address

@@ -52,7 +52,6 @@ enum Proxy {
             let guess = url.contains("://") ? nil : "did you mean \"http://\(url)\"?"
             throw call.error("invalid URL prefix", hint: guess)
         }
-        if scheme == "https" { throw call.error("\"https\" upstreams are not supported by vigil yet") }
         let rest = url.dropFirst(scheme.count + 3)
         let hostPort: Substring
         var uri: String?

@@ -40,13 +40,15 @@ public enum Status {
         case 302: title = "302 Found"
         case 401: title = "401 Authorization Required"
         case 494: title = "400 Request Header Or Cookie Too Large"
+        case 497: title = "400 The plain HTTP request was sent to HTTPS port"
         case 301, 303, 307, 308, 400...599:
             guard !reason(code).isEmpty else { return nil }
             title = "\(code) \(reason(code))"
         default: return nil
         }
-        let heading = code == 494 ? "<center><h1>400 Bad Request</h1></center>\r\n<center>Request Header Or Cookie Too Large</center>"
-                                  : "<center><h1>\(title)</h1></center>"
+        // nginx's 494 and 497 pages are 400s with a second line saying why.
+        let heading = code == 494 || code == 497 ? "<center><h1>400 Bad Request</h1></center>\r\n<center>\(title.dropFirst(4))</center>"
+                                                 : "<center><h1>\(title)</h1></center>"
         return "<html>\r\n<head><title>\(title)</title></head>\r\n<body>\r\n\(heading)\r\n<hr><center>\(serverTokens)</center>\r\n</body>\r\n</html>\r\n"
     }
 }

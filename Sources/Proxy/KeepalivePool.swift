@@ -14,6 +14,8 @@ public final class KeepalivePool {
         var fd: Int32 = -1
         var address: PeerAddress
         var requests = 0
+        /// What else the connection carries (its TLS session), kept and handed back with it.
+        var attachment: AnyObject?
         unowned let pool: KeepalivePool
         private(set) var timer: Timer!
         init(address: PeerAddress, pool: KeepalivePool) {
@@ -21,7 +23,11 @@ public final class KeepalivePool {
             self.pool = pool
             timer = pool.loop.makeTimer { [unowned self] in self.pool.drop(self) }
         }
-        func handleEvent(_ events: UInt32) { pool.drop(self) }
+        /// Bytes, a close or an error end an idle connection; room to write (the ACK of the last request
+        /// arriving late, an edge of the edge-triggered registration) does not.
+        func handleEvent(_ events: UInt32) {
+            if events & (Events.readable | Events.readHangup | Events.hangup | Events.error) != 0 { pool.drop(self) }
+        }
     }
 
     let capacity: Int
@@ -40,22 +46,24 @@ public final class KeepalivePool {
 
     /// A cached connection to `address`, with the number of requests it has carried. It stays registered
     /// with the loop; the caller adopts it with its own handler.
-    public func take(_ address: PeerAddress) -> (fd: Int32, requests: Int)? {
+    public func take(_ address: PeerAddress) -> (fd: Int32, requests: Int, attachment: AnyObject?)? {
         guard let i = idle.lastIndex(where: { $0.address == address }) else { return nil }
         let c = idle.remove(at: i)
         c.timer.cancel()
         spare.append(c)
-        return (c.fd, c.requests)
+        defer { c.attachment = nil }
+        return (c.fd, c.requests, c.attachment)
     }
 
     /// Keeps `fd` (registered with the loop) for reuse, evicting the least recently used connection when full.
-    public func put(_ fd: Int32, address: PeerAddress, requests: Int) {
+    public func put(_ fd: Int32, address: PeerAddress, requests: Int, attachment: AnyObject? = nil) {
         guard requests < maxRequests else { loop.close(fd: fd); return }
         if idle.count >= capacity { drop(idle[0]) }
         let c = spare.popLast() ?? Idle(address: address, pool: self)
         c.fd = fd
         c.address = address
         c.requests = requests
+        c.attachment = attachment
         loop.setHandler(fd: fd, c)
         c.timer.rearm(after: timeoutMs)
         idle.append(c)
@@ -65,6 +73,7 @@ public final class KeepalivePool {
         guard let i = idle.firstIndex(where: { $0 === c }) else { return }
         idle.remove(at: i)
         c.timer.cancel()
+        c.attachment = nil
         loop.close(fd: c.fd)
         spare.append(c)
     }

@@ -78,6 +78,7 @@ public enum FailureReason: UInt8, CaseIterable, Sendable {
     case none = 0
     case connectRefused, connectFailed, timedOut, sendFailed, recvFailed, closed, badStatus, protocolError
     case badMysqlGreeting, badSSLHello, badAJPReply, badFastCGIReply
+    case sslHandshakeFailed, certificateVerifyFailed
 
     public var text: String {
         switch self {
@@ -94,6 +95,8 @@ public enum FailureReason: UInt8, CaseIterable, Sendable {
         case .badSSLHello: "bad ssl hello"
         case .badAJPReply: "bad ajp cpong"
         case .badFastCGIReply: "bad fastcgi reply"
+        case .sslHandshakeFailed: "SSL_do_handshake() failed"
+        case .certificateVerifyFailed: "certificate verify failed"
         }
     }
 }

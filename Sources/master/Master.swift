@@ -4,17 +4,20 @@ import Glibc
 import CShim
 import Config
 import ShmTable
+import TLS
 import Worker
 
 /// One configuration generation: its config, shm segment and listening sockets.
 final class Generation {
     let number: UInt64
     let config: Configuration
+    let tls: TLSBundle
     let segment: Segment
     let sockets: [ListeningSocket]
-    init(number: UInt64, config: Configuration, segment: Segment, sockets: [ListeningSocket]) {
+    init(number: UInt64, config: Configuration, tls: TLSBundle, segment: Segment, sockets: [ListeningSocket]) {
         self.number = number
         self.config = config
+        self.tls = tls
         self.segment = segment
         self.sockets = sockets
     }
@@ -45,9 +48,13 @@ final class Master {
 
     let inheritedDescriptors: [Int32]
 
-    init(options: Options, config: Configuration, inheritedDescriptors: [Int32]) {
+    /// The first configuration's TLS contexts (main.swift built them, as `-t` does).
+    let firstTLS: TLSBundle
+
+    init(options: Options, config: Configuration, tls: TLSBundle, inheritedDescriptors: [Int32]) {
         self.options = options
         self.config = config
+        self.firstTLS = tls
         self.inheritedDescriptors = inheritedDescriptors
     }
 
@@ -84,7 +91,7 @@ final class Master {
 
         let segment: Segment
         do { segment = try createSegment(generation: 1, plan: SegmentPlan(config: config)) } catch { return fatal("\(error)") }
-        current = Generation(number: 1, config: config, segment: segment, sockets: sockets)
+        current = Generation(number: 1, config: config, tls: firstTLS, segment: segment, sockets: sockets)
         do { try PidFile.write(config.pidPath, pid: pid) } catch {
             segment.unlink()
             return fatal("\(error)")
@@ -174,7 +181,7 @@ final class Master {
             let keep = Set(gen.sockets.map { $0.fd })
             for s in listeners.sockets.values where !keep.contains(s.fd) { close(s.fd) }
             do {
-                let w = try WorkerProcess(config: gen.config, listeners: gen.sockets, segment: gen.segment, log: log, masterPid: pid,
+                let w = try WorkerProcess(config: gen.config, tls: gen.tls, listeners: gen.sockets, segment: gen.segment, log: log, masterPid: pid,
                                           counters: counters)
                 w.run()
             } catch {
@@ -231,6 +238,12 @@ final class Master {
             return
         }
         for w in newConf.warnings { log.warn("\(w)") }
+        // Certificates load before anything changes: a bad one leaves the running configuration serving.
+        let tls: TLSBundle
+        do { tls = try TLSBundle(config: newConf) } catch {
+            log.emerg("\(error)")
+            return
+        }
         let plan = SegmentPlan(config: newConf, previous: (current.config, current.segment))
         let sockets: [ListeningSocket]
         do { sockets = try listeners.prepare(for: newConf) } catch {
@@ -251,7 +264,7 @@ final class Master {
             return
         }
         let old = current!
-        current = Generation(number: number, config: newConf, segment: segment, sockets: sockets)
+        current = Generation(number: number, config: newConf, tls: tls, segment: segment, sockets: sockets)
         config = newConf
         for _ in 0..<newConf.workerProcesses { spawn(current) }
         retiring[old.number] = old

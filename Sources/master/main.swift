@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Config
+import TLS
 import Worker
 
 /// `vigil`: nginx's command line in front of the master process.
@@ -38,13 +39,14 @@ if options.help || options.version || options.versionAndConfigure {
     if !options.test { exit(0) }
 }
 
-/// Loads the configuration or prints nginx's two-line failure and exits 1.
-func loadOrExit(testing: Bool) -> Configuration {
+/// Loads the configuration (and, unless only signalling, its certificates) or prints nginx's two-line failure
+/// and exits 1.
+func loadOrExit(testing: Bool, loadTLS: Bool = true) -> (Configuration, TLSBundle?) {
     let file = options.resolvedConfFile
     do {
         let conf = try Configuration.load(file: file, prefix: options.resolvedPrefix, globalDirectives: options.globalDirectives)
         for w in conf.warnings { stderrLine("[warn] \(w)") }
-        return conf
+        return (conf, loadTLS ? try TLSBundle(config: conf) : nil)
     } catch let e as ConfigError {
         stderrLine("[\(e.level.rawValue)] \(e)")
         if testing { stderrLine("configuration file \(file) test failed") }
@@ -56,7 +58,7 @@ func loadOrExit(testing: Bool) -> Configuration {
 }
 
 if options.test {
-    let conf = loadOrExit(testing: true)
+    let (conf, _) = loadOrExit(testing: true)
     let file = options.resolvedConfFile
     if !options.quiet { stderrLine("the configuration file \(file) syntax is ok") }
     if let err = SegmentPlan(config: conf).fitError {
@@ -70,7 +72,7 @@ if options.test {
 }
 
 if let name = options.signal {
-    let conf = loadOrExit(testing: false)
+    let (conf, _) = loadOrExit(testing: false, loadTLS: false)
     let signals: [String: Int32] = ["stop": SIGTERM, "quit": SIGQUIT, "reopen": SIGUSR1, "reload": SIGHUP]
     do {
         let pid = try PidFile.read(conf.pidPath)
@@ -85,5 +87,5 @@ if let name = options.signal {
     }
 }
 
-let conf = loadOrExit(testing: false)
-exit(Master(options: options, config: conf, inheritedDescriptors: inheritedDescriptors).run())
+let (conf, tls) = loadOrExit(testing: false)
+exit(Master(options: options, config: conf, tls: tls!, inheritedDescriptors: inheritedDescriptors).run())

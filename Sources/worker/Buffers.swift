@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import TLS
 
 /// A growable byte buffer with read and write indices; reads from a socket land directly in it.
 final class ByteBuffer {
@@ -23,8 +24,9 @@ final class ByteBuffer {
     var readable: Int { writeIndex - readIndex }
     var isEmpty: Bool { readIndex == writeIndex }
 
-    /// Reads what the socket has, up to `limit` readable bytes in total. Returns recv's result (0: EOF, -1: errno).
-    func receive(from fd: Int32, limit: Int) -> Int {
+    /// Reads what the socket (through `tls`, when the connection has it) has, up to `limit` readable bytes in
+    /// total. Returns recv's result (0: EOF, -1: errno).
+    func receive(from fd: Int32, tls: TLSStream? = nil, limit: Int) -> Int {
         if storage.isEmpty { storage = ByteBuffer.uninitialized(initialCapacity) }
         if readIndex == writeIndex { readIndex = 0; writeIndex = 0 }
         if writeIndex == storage.count {
@@ -43,9 +45,12 @@ final class ByteBuffer {
         let room = min(storage.count - writeIndex, limit - readable)
         guard room > 0 else { return -2 }
         let w = writeIndex
-        let n = storage.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + w, room, 0) }
+        let n = storage.withUnsafeMutableBytes { p in
+            tls.map { $0.read(into: p.baseAddress! + w, count: room) } ?? recv(fd, p.baseAddress! + w, room, 0)
+        }
         if n > 0 { writeIndex += n }
-        drained = n >= 0 && n < room
+        // A TLS read returns one record at most: a short one says nothing about what the socket still holds.
+        drained = tls == nil && n >= 0 && n < room
         return n
     }
 
@@ -139,9 +144,12 @@ final class OutputQueue {
 
     enum FlushResult { case drained, wouldBlock, failed }
 
-    func flush(to fd: Int32) -> FlushResult {
+    func flush(to fd: Int32, tls: TLSStream? = nil) -> FlushResult {
         while offset < pending.count {
-            let n = pending.withUnsafeBytes { send(fd, $0.baseAddress! + offset, pending.count - offset, Int32(MSG_NOSIGNAL)) }
+            let n = pending.withUnsafeBytes { p in
+                tls.map { $0.write(p.baseAddress! + offset, count: pending.count - offset) }
+                    ?? send(fd, p.baseAddress! + offset, pending.count - offset, Int32(MSG_NOSIGNAL))
+            }
             if n > 0 {
                 offset += n
                 continue

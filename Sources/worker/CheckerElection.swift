@@ -41,7 +41,7 @@ final class CheckerElection {
     private func becomeChecker() {
         let log = worker.log
         do {
-            let engine = try CheckEngine(segment: worker.segment, peers: worker.config.checkedPeers, pid: pid,
+            let engine = try CheckEngine(segment: worker.segment, peers: worker.config.checkedPeers, pid: pid, tls: worker.tls,
                                          logsInfo: log.enabled(.info)) { level, message in
                 switch level {
                 case .error: log.error(message)

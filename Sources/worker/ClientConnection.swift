@@ -5,6 +5,7 @@ import CShim
 import Config
 import Event
 import HTTP
+import TLS
 
 /// The worker's client connections, so that shutdown can close idle ones and count the rest.
 final class ConnectionSet {
@@ -53,7 +54,7 @@ final class ConnectionSet {
 
 /// One client connection: HTTP/1.x keep-alive with pipelined requests answered in order.
 final class ClientConnection: EventHandler {
-    enum State { case head, body, handling, lingering, closed }
+    enum State { case handshake, head, body, handling, lingering, closed }
 
     let fd: Int32
     let listening: ListeningSocket
@@ -74,6 +75,10 @@ final class ClientConnection: EventHandler {
     private lazy var input = ByteBuffer(capacity: defaultScope.settings.clientHeaderBufferSize ?? 1024)
     private(set) lazy var output = OutputQueue()
     private var state = State.head
+    /// Set once the handshake starts on a `listen … ssl` address; every read and write then goes through it.
+    private(set) var tls: TLSStream?
+    /// A plain HTTP request arrived on a TLS address: it is read, then answered with nginx's 400 page.
+    private var plainOnTLSPort = false
     private var interest: UInt32 = Events.readable | Events.readHangup
     private var timer: Timer?
     private(set) var requestsServed = 0
@@ -118,6 +123,7 @@ final class ClientConnection: EventHandler {
     }
 
     func start() {
+        if listening.listen.ssl { state = .handshake }
         arm(UInt64(settings.clientHeaderTimeout ?? 60_000))
     }
 
@@ -129,6 +135,10 @@ final class ClientConnection: EventHandler {
 
     private func timedOut() {
         if state == .lingering { return close() }
+        if state == .handshake {
+            worker.log.info("client timed out (110: Connection timed out) while SSL handshaking, client: \(remoteAddress), server: \(listening.listen.address)")
+            return close()
+        }
         if state == .handling {
             // send_timeout: the client took no bytes for that long (nginx logs it at info, like the others).
             worker.log.info("client timed out (110: Connection timed out) while sending to client, client: \(remoteAddress)")
@@ -148,9 +158,46 @@ final class ClientConnection: EventHandler {
 
     func handleEvent(_ events: UInt32) {
         if state == .closed { return }
+        if state == .handshake { return handshake() }
         if events & Events.writable != 0 { writable() }
         if state == .closed { return }
         if events & (Events.readable | Events.readHangup | Events.error | Events.hangup) != 0 { readable() }
+    }
+
+    /// nginx's ngx_http_ssl_handshake: the first byte tells a TLS record (0x16, or 0x80 for an SSLv2-style
+    /// hello) from a plain HTTP request sent to the TLS port; then the handshake runs on readiness events.
+    private func handshake() {
+        if tls == nil {
+            var first: UInt8 = 0
+            let n = recv(fd, &first, 1, Int32(MSG_PEEK))
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+            guard n > 0 else { return close() }
+            if first != 0x16 && first != 0x80 {
+                plainOnTLSPort = true
+                state = .head
+                return readable()
+            }
+            guard let server = worker.router.server(for: listening.listen.address, host: nil),
+                  let context = worker.tls.context(for: server), let stream = TLSStream(accepting: fd, context: context) else {
+                worker.log.alert("SSL_new() failed, client: \(remoteAddress), server: \(listening.listen.address)")
+                return close()
+            }
+            stream.nameHandler = self
+            tls = stream
+        }
+        switch tls!.handshake() {
+        case .done:
+            state = .head
+            setInterest(reading: true, writing: false)
+            readable()   // the first request may have come with the client's Finished
+        case .wantRead:
+            setInterest(reading: true, writing: false)
+        case .wantWrite:
+            setInterest(reading: false, writing: true)
+        case .failed:
+            worker.log.info("\(tls!.failure) while SSL handshaking, client: \(remoteAddress), server: \(listening.listen.address)")
+            close()
+        }
     }
 
     private func readable() {
@@ -162,7 +209,7 @@ final class ClientConnection: EventHandler {
         }
         let limit = state == .head ? limits.maxHeadLength + 1 : max(65536, input.readable + 65536)
         while state == .head || state == .body {
-            let n = input.receive(from: fd, limit: limit)
+            let n = input.receive(from: fd, tls: tls, limit: limit)
             if n > 0 {
                 sawFirstByte = true
                 if state == .head { startReading() }
@@ -183,7 +230,7 @@ final class ClientConnection: EventHandler {
     }
 
     private func writable() {
-        switch output.flush(to: fd) {
+        switch output.flush(to: fd, tls: tls) {
         case .failed:
             close()
         case .wouldBlock:
@@ -254,6 +301,13 @@ final class ClientConnection: EventHandler {
         let r = RequestContext(head: head, server: server, location: location,
                                scope: worker.scope(server: server, location: location), requestLength: length)
         request = r
+        if plainOnTLSPort {
+            worker.log.info("client sent plain HTTP request to HTTPS port while reading client request headers, client: \(remoteAddress), server: \(server.serverNames.first ?? ""), request: \"\(head.requestLine)\"")
+            unreadBody = head.hasBody
+            state = .handling
+            respondError(497, close: true)
+            return
+        }
         keepAlive = head.keepAlive && !worker.isShuttingDown && (r.settings.keepaliveTimeout ?? 75_000) > 0
             && requestsServed + 1 < (r.settings.keepaliveRequests ?? 1000)
         responseComplete = false
@@ -416,11 +470,11 @@ final class ClientConnection: EventHandler {
     /// nginx's built-in page for an error or redirect status.
     /// 494 is nginx's internal "header too large": a 400 with its own page.
     func respondError(_ status: Int, close closeAfter: Bool = false, location: String? = nil) {
-        if closeAfter || [400, 408, 413, 414, 494, 500, 501, 505].contains(status) { keepAlive = false }
+        if closeAfter || [400, 408, 413, 414, 494, 497, 500, 501, 505].contains(status) { keepAlive = false }
         let page = Status.errorPage(status, serverTokens: serverHeader) ?? ""
         var extra: [(String, String)] = []
         if let location { extra.append(("Location", location)) }
-        respond(status: status == 494 ? 400 : status, contentType: page.isEmpty ? nil : "text/html", body: Array(page.utf8), extra: extra)
+        respond(status: status == 494 || status == 497 ? 400 : status, contentType: page.isEmpty ? nil : "text/html", body: Array(page.utf8), extra: extra)
     }
 
     /// The response is fully queued: flush, and when it is on the wire, finish the request.
@@ -433,7 +487,7 @@ final class ClientConnection: EventHandler {
     func sendStreaming(_ bytes: UnsafeRawBufferPointer) -> Bool {
         output.append(bytes)
         if let r = request { r.bodyBytesSent += bytes.count }
-        switch output.flush(to: fd) {
+        switch output.flush(to: fd, tls: tls) {
         case .failed: close(); return false
         case .wouldBlock:
             setInterest(writing: true)
@@ -473,6 +527,8 @@ final class ClientConnection: EventHandler {
         if !input.isEmpty {
             startReading()   // a pipelined request is already here
             process()
+        } else if let tls, tls.pending > 0 {
+            readable()   // the next request is decrypted inside OpenSSL, where epoll cannot see it
         }
     }
 
@@ -507,6 +563,7 @@ final class ClientConnection: EventHandler {
     /// Half-close, then (nginx's lingering_close) read and discard what the client is still sending, so that
     /// the kernel does not answer unread data with a reset that would destroy the response on its way.
     private func lingeringClose() {
+        tls?.shutdown()
         shutdown(fd, Int32(SHUT_WR))
         var b: UInt8 = 0
         let pending = unreadBody || !input.isEmpty || recv(fd, &b, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) > 0
@@ -536,6 +593,8 @@ final class ClientConnection: EventHandler {
         timer?.cancel()
         proxy?.abort()
         proxy = nil
+        tls?.shutdown()
+        tls = nil
         worker.loop.close(fd: fd)
         worker.connections.closed(self)
     }
@@ -586,5 +645,12 @@ enum AccessCheck {
             if matches { return rule.allow }
         }
         return true
+    }
+}
+
+extension ClientConnection: TLSServerNameHandler {
+    /// SNI picks the server block, and with it the certificate, before any request names a Host.
+    func tlsContext(forServerName name: String) -> TLSServerContext? {
+        worker.router.server(for: listening.listen.address, host: name).flatMap { worker.tls.context(for: $0) }
     }
 }

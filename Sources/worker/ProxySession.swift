@@ -6,11 +6,12 @@ import Config
 import Event
 import HTTP
 import Proxy
+import TLS
 
 /// Proxies one request: picks a peer (skipping those down by check), connects, sends the request,
 /// relays the response with back-pressure, and retries on the next peer per `proxy_next_upstream`.
 final class ProxySession: EventHandler {
-    enum Phase { case connecting, sending, readingHead, relaying, done }
+    enum Phase { case connecting, handshaking, sending, readingHead, relaying, done }
     enum Failure { case error, timeout, invalidHeader, status(Int) }
 
     unowned(unsafe) let client: ClientConnection   // see ClientConnection.worker
@@ -18,6 +19,9 @@ final class ProxySession: EventHandler {
     let pass: ProxyPass
     let balancer: UpstreamBalancer
     let headers: ProxyHeaders
+    /// Set for `proxy_pass https://…`.
+    private let upstreamTLS: UpstreamTLS?
+    private var tls: TLSStream?
     private var tried: [Peer] = []
     private var peer: Peer?
     private var fd: Int32 = -1
@@ -51,6 +55,7 @@ final class ProxySession: EventHandler {
         let route = request.proxyRoute!
         self.balancer = route.balancer
         self.headers = route.headers
+        self.upstreamTLS = route.tls
     }
 
     /// Borrowed, not copied: HTTPSettings is large and read several times per request.
@@ -98,6 +103,7 @@ final class ProxySession: EventHandler {
         request.upstreamAttempts.append(UpstreamAttempt(address: p.name))
         if allowCached, let cached = balancer.pool?.take(p.address) {
             fd = cached.fd
+            tls = cached.attachment.map { unsafeDowncast($0, to: TLSStream.self) }
             reused = true
             connectionRequests = cached.requests
             balancer.connected(p, delta: 1)
@@ -152,9 +158,12 @@ final class ProxySession: EventHandler {
                 failed(.error, "connect() failed (\(err): \(String(cString: strerror(err)))) while connecting to upstream")
                 return
             }
+            if let upstreamTLS { return startHandshake(upstreamTLS) }
             phase = .sending
             arm(settings.proxySendTimeout ?? 60_000, "upstream timed out (110: Connection timed out) while sending request to upstream")
             sendRequest()
+        case .handshaking:
+            continueHandshake()
         case .sending:
             if events & Events.writable != 0 { sendRequest() }
         case .readingHead, .relaying:
@@ -164,9 +173,45 @@ final class ProxySession: EventHandler {
         }
     }
 
+    /// TLS to the upstream, inside proxy_connect_timeout as in nginx; the session of the peer's last
+    /// connection is offered again (proxy_ssl_session_reuse).
+    private func startHandshake(_ u: UpstreamTLS) {
+        guard let p = peer else { return }
+        let name = u.name.map { Variables(request: request, connection: client).render($0) }
+        tls = TLSStream(connecting: fd, context: u.context, serverName: u.sendsServerName ? name.flatMap(UpstreamTLS.sniName) : nil,
+                        session: u.sessionSlot(for: p))
+        guard tls != nil else { return failed(.error, "SSL_new() failed while SSL handshaking to upstream") }
+        verifyName = name
+        phase = .handshaking
+        continueHandshake()
+    }
+
+    /// The name the certificate is checked against (proxy_ssl_name, else the host of proxy_pass).
+    private var verifyName: String?
+
+    private func continueHandshake() {
+        guard let tls else { return }
+        switch tls.handshake() {
+        case .wantRead, .wantWrite:
+            return   // edge-triggered both ways: the next edge in the direction it waits for brings us back
+        case .failed:
+            failed(.error, "\(tls.failure) while SSL handshaking to upstream")
+        case .done:
+            if upstreamTLS?.context.verify ?? false, let problem = tls.verifyPeer(name: verifyName) {
+                return failed(.error, "\(problem) while SSL handshaking to upstream")
+            }
+            phase = .sending
+            arm(settings.proxySendTimeout ?? 60_000, "upstream timed out (110: Connection timed out) while sending request to upstream")
+            sendRequest()
+        }
+    }
+
     private func sendRequest() {
         while sent < outgoing.count {
-            let n = outgoing.withUnsafeBytes { send(fd, $0.baseAddress! + sent, outgoing.count - sent, Int32(MSG_NOSIGNAL)) }
+            let n = outgoing.withUnsafeBytes { p in
+                tls.map { $0.write(p.baseAddress! + sent, count: outgoing.count - sent) }
+                    ?? send(fd, p.baseAddress! + sent, outgoing.count - sent, Int32(MSG_NOSIGNAL))
+            }
             if n > 0 { sent += n; continue }
             if n < 0 && (errno == EAGAIN || errno == EINTR) {
                 // A request too big for one send: let its last, short segment go without waiting for an
@@ -183,14 +228,16 @@ final class ProxySession: EventHandler {
         }
         phase = .readingHead
         arm(settings.proxyReadTimeout ?? 60_000, "upstream timed out (110: Connection timed out) while reading response header from upstream")
-        if readReady { readResponse() }   // its edge came while we were still connecting or sending
+        // Its edge may have come while we were still connecting or sending; over TLS the handshake may also
+        // have read past its own records, so look at once.
+        if readReady || tls != nil { readResponse() }
     }
 
     private func readResponse() {
         readReady = false
         while phase == .readingHead || phase == .relaying {
             if paused { return }
-            let n = response.receive(from: fd, limit: 65536)
+            let n = response.receive(from: fd, tls: tls, limit: 65536)
             if n > 0 {
                 if phase == .readingHead { parseHead() } else { relay() }
                 // A short read emptied the socket: the next bytes, or the close, bring a new edge.
@@ -358,7 +405,7 @@ final class ProxySession: EventHandler {
             return
         }
         if let message {
-            worker.log.error("\(message), client: \(client.remoteAddress), server: \(request.server.serverNames.first ?? ""), request: \"\(request.head.requestLine)\", upstream: \"http://\(peer?.address.description ?? "")\(request.head.target)\"")
+            worker.log.error("\(message), client: \(client.remoteAddress), server: \(request.server.serverNames.first ?? ""), request: \"\(request.head.requestLine)\", upstream: \"\(pass.scheme)://\(peer?.address.description ?? "")\(request.head.target)\"")
         }
         if case .status(let s) = failure { recordAttempt(status: s) } else { recordAttempt(status: failure.isTimeout ? 504 : 502) }
         closeUpstream()
@@ -396,8 +443,9 @@ final class ProxySession: EventHandler {
         if !abortClient, let pool = balancer.pool, let p = peer, let h = head, h.versionMinor >= 1, !h.connectionClose,
            !(bodyRemaining == nil && decoder == nil && h.hasBody && request.head.method != "HEAD"), response.isEmpty {
             // The whole response was read and the upstream keeps the connection: cache it.
-            pool.put(fd, address: p.address, requests: connectionRequests + 1)
+            pool.put(fd, address: p.address, requests: connectionRequests + 1, attachment: tls)
             fd = -1
+            tls = nil
             balancer.connected(p, delta: -1)
         }
         closeUpstream()
@@ -414,6 +462,7 @@ final class ProxySession: EventHandler {
     }
 
     private func closeUpstream() {
+        tls = nil
         if fd >= 0 {
             loop.close(fd: fd)
             fd = -1
@@ -523,4 +572,38 @@ struct ProxyHeaders {
 struct ProxyRoute {
     let balancer: UpstreamBalancer
     let headers: ProxyHeaders
+    let tls: UpstreamTLS?
+}
+
+/// A `proxy_pass https://` location's TLS: its context, the name it verifies and may send in SNI, and the
+/// last session of each peer (nginx keeps one per peer for proxy_ssl_session_reuse).
+final class UpstreamTLS {
+    let context: TLSClientContext
+    /// proxy_ssl_name, else the host of proxy_pass ($proxy_host).
+    let name: CompiledLogFormat?
+    let sendsServerName: Bool
+    private var sessions: [PeerAddress: TLSSessionSlot] = [:]
+
+    init(context: TLSClientContext, settings: HTTPSettings, pass: ProxyPass) {
+        self.context = context
+        name = CompiledLogFormat(LogFormat.adHoc(settings.proxySSLName ?? pass.hostText))
+        sendsServerName = settings.proxySSLServerName ?? false
+    }
+
+    func sessionSlot(for peer: Peer) -> TLSSessionSlot? {
+        guard context.sessionReuse else { return nil }
+        if let s = sessions[peer.address] { return s }
+        let s = TLSSessionSlot()
+        sessions[peer.address] = s
+        return s
+    }
+
+    /// SNI carries a host name only (RFC 6066): no port, no address literal.
+    static func sniName(_ name: String) -> String? {
+        var host = Substring(name)
+        if host.hasPrefix("[") { return nil }
+        if let colon = host.lastIndex(of: ":") { host = host[..<colon] }
+        var v4 = in_addr()
+        return host.isEmpty || inet_pton(AF_INET, String(host), &v4) == 1 ? nil : String(host)
+    }
 }

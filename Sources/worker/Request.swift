@@ -80,6 +80,7 @@ enum Variable {
     case serverProtocol, scheme, host, hostname, serverName, serverPort, serverAddr, status, bodyBytesSent
     case bytesSent, requestLength, requestTime, connection, connectionRequests, pid, contentLength, contentType
     case upstreamAddr, upstreamStatus, upstreamResponseTime, proxyHost, proxyAddXForwardedFor
+    case https, sslProtocol, sslCipher, sslServerName, sslSessionReused
     /// `$http_user_agent`: the header `user-agent`.
     case httpHeader(String)
     /// `$arg_name`: a query argument.
@@ -121,6 +122,11 @@ enum Variable {
         case "upstream_response_time": self = .upstreamResponseTime
         case "proxy_host": self = .proxyHost
         case "proxy_add_x_forwarded_for": self = .proxyAddXForwardedFor
+        case "https": self = .https
+        case "ssl_protocol": self = .sslProtocol
+        case "ssl_cipher": self = .sslCipher
+        case "ssl_server_name": self = .sslServerName
+        case "ssl_session_reused": self = .sslSessionReused
         case _ where name.hasPrefix("http_"): self = .httpHeader(String(name.dropFirst(5)).replacingUnderscores())
         case _ where name.hasPrefix("arg_"): self = .arg(String(name.dropFirst(4)))
         default: self = .none
@@ -154,7 +160,12 @@ struct Variables {
         case .args: return h.query
         case .isArgs: return h.query == nil ? "" : "?"
         case .serverProtocol: return "HTTP/\(h.versionMajor).\(h.versionMinor)"
-        case .scheme: return "http"
+        case .scheme: return connection.tls == nil ? "http" : "https"
+        case .https: return connection.tls == nil ? "" : "on"
+        case .sslProtocol: return connection.tls?.protocolName
+        case .sslCipher: return connection.tls?.cipherName
+        case .sslServerName: return connection.tls?.serverName
+        case .sslSessionReused: return connection.tls.map { $0.sessionReused ? "r" : "." }
         case .host: return request.host
         case .hostname: return connection.worker.hostname
         case .serverName: return request.server.serverNames.first ?? ""

@@ -6,6 +6,7 @@ import Config
 import Event
 import Proxy
 import ShmTable
+import TLS
 
 /// Exit code that tells the master not to respawn: the worker cannot start at all (nginx uses 2 too).
 public let fatalWorkerExitCode: Int32 = 2
@@ -19,6 +20,8 @@ public final class WorkerProcess {
     let log: ErrorLog
     let masterPid: Int32
     let counters: SharedCounters
+    /// The configuration's TLS contexts, built by the master before it forked this worker.
+    let tls: TLSBundle
     let loop: EventLoop
     private(set) var router: Router!
     private(set) var accessLogs: AccessLogFiles!
@@ -43,9 +46,10 @@ public final class WorkerProcess {
 
     static let handledSignals: [Int32] = [SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP, SIGWINCH, SIGUSR2]
 
-    public init(config: Configuration, listeners: [ListeningSocket], segment: Segment, log: ErrorLog, masterPid: Int32,
+    public init(config: Configuration, tls: TLSBundle, listeners: [ListeningSocket], segment: Segment, log: ErrorLog, masterPid: Int32,
                 counters: SharedCounters) throws {
         self.config = config
+        self.tls = tls
         self.counters = counters
         self.listeners = listeners
         self.segment = segment
@@ -104,7 +108,8 @@ public final class WorkerProcess {
                         balancer = balancers["\u{0}" + text] ?? UpstreamBalancer(literal: text, addresses: addrs)
                         balancers["\u{0}" + text] = balancer
                     }
-                    proxyRoute = ProxyRoute(balancer: balancer, headers: ProxyHeaders(loc.settings.proxySetHeaders ?? []))
+                    proxyRoute = ProxyRoute(balancer: balancer, headers: ProxyHeaders(loc.settings.proxySetHeaders ?? []),
+                                            tls: tls.context(for: loc).map { UpstreamTLS(context: $0, settings: loc.settings, pass: pass) })
                 }
                 scopes[ObjectIdentifier(loc)] = SettingsScope(loc.settings, proxyRoute: proxyRoute)
                 route(loc.locations)

@@ -51,6 +51,13 @@ uint64_t vigil_monotonic_ms(void);
 uint64_t vigil_monotonic_us(void);
 int64_t vigil_realtime_ms(void);
 
+// A robust, process-shared mutex placed in a shared mapping (the TLS session cache). A holder that dies is
+// noticed by the next locker, which takes the mutex over instead of waiting forever.
+size_t vigil_shared_mutex_size(void);
+int vigil_shared_mutex_init(void *m);
+int vigil_shared_mutex_lock(void *m);
+void vigil_shared_mutex_unlock(void *m);
+
 // Atomics on shared memory (the mapping is shared by separately forked processes).
 static inline uint64_t vigil_load_acquire_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static inline void vigil_store_release_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }

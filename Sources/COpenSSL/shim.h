@@ -1,0 +1,51 @@
+// Debian's OpenSSL 3 (libssl-dev) for the TLS target. OpenSSL spells many calls as function-like macros
+// over SSL_ctrl / SSL_CTX_ctrl, which Swift cannot import; these inline wrappers give them real signatures.
+#ifndef VIGIL_COPENSSL_SHIM_H
+#define VIGIL_COPENSSL_SHIM_H
+
+#include <openssl/ssl.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+
+static inline long vigil_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mode); }
+static inline int vigil_SSL_CTX_set_min_proto(SSL_CTX *ctx, int v) { return (int)SSL_CTX_set_min_proto_version(ctx, v); }
+static inline int vigil_SSL_CTX_set_max_proto(SSL_CTX *ctx, int v) { return (int)SSL_CTX_set_max_proto_version(ctx, v); }
+static inline long vigil_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long m) { return SSL_CTX_set_session_cache_mode(ctx, m); }
+static inline long vigil_SSL_CTX_sess_set_cache_size(SSL_CTX *ctx, long n) { return SSL_CTX_sess_set_cache_size(ctx, n); }
+static inline int vigil_SSL_CTX_set_servername_callback(SSL_CTX *ctx, int (*cb)(SSL *, int *, void *)) {
+    return (int)SSL_CTX_set_tlsext_servername_callback(ctx, cb);
+}
+static inline int vigil_SSL_set_tlsext_host_name(SSL *ssl, const char *name) { return (int)SSL_set_tlsext_host_name(ssl, name); }
+static inline int vigil_SSL_CTX_set_num_tickets(SSL_CTX *ctx, size_t n) { return SSL_CTX_set_num_tickets(ctx, n); }
+static inline long vigil_SSL_CTX_add_extra_chain_cert(SSL_CTX *ctx, X509 *x) { return SSL_CTX_add_extra_chain_cert(ctx, x); }
+
+// The error constants Swift sees as macros of macros.
+static const int VIGIL_SSL_ERROR_NONE = SSL_ERROR_NONE;
+static const int VIGIL_SSL_ERROR_SSL = SSL_ERROR_SSL;
+static const int VIGIL_SSL_ERROR_WANT_READ = SSL_ERROR_WANT_READ;
+static const int VIGIL_SSL_ERROR_WANT_WRITE = SSL_ERROR_WANT_WRITE;
+static const int VIGIL_SSL_ERROR_SYSCALL = SSL_ERROR_SYSCALL;
+static const int VIGIL_SSL_ERROR_ZERO_RETURN = SSL_ERROR_ZERO_RETURN;
+static const uint64_t VIGIL_SSL_OP_NO_TICKET = SSL_OP_NO_TICKET;
+static const uint64_t VIGIL_SSL_OP_CIPHER_SERVER_PREFERENCE = SSL_OP_CIPHER_SERVER_PREFERENCE;
+static const uint64_t VIGIL_SSL_OP_NO_RENEGOTIATION = SSL_OP_NO_RENEGOTIATION;
+static const uint64_t VIGIL_SSL_OP_NO_COMPRESSION = SSL_OP_NO_COMPRESSION;
+static const uint64_t VIGIL_SSL_OP_IGNORE_UNEXPECTED_EOF = SSL_OP_IGNORE_UNEXPECTED_EOF;
+static const long VIGIL_SSL_MODE_PARTIAL_WRITE = SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS;
+static const long VIGIL_SSL_SESS_CACHE_OFF = SSL_SESS_CACHE_OFF;
+static const long VIGIL_SSL_SESS_CACHE_SERVER = SSL_SESS_CACHE_SERVER;
+static const long VIGIL_SSL_SESS_CACHE_CLIENT = SSL_SESS_CACHE_CLIENT;
+static const long VIGIL_SSL_SESS_CACHE_NO_INTERNAL = SSL_SESS_CACHE_NO_INTERNAL;
+static const long VIGIL_SSL_SESS_CACHE_NO_AUTO_CLEAR = SSL_SESS_CACHE_NO_AUTO_CLEAR;
+static const int VIGIL_SSL_TLSEXT_ERR_OK = SSL_TLSEXT_ERR_OK;
+static const int VIGIL_SSL_TLSEXT_ERR_NOACK = SSL_TLSEXT_ERR_NOACK;
+static const int VIGIL_TLS1_VERSION = TLS1_VERSION;
+static const int VIGIL_TLS1_1_VERSION = TLS1_1_VERSION;
+static const int VIGIL_TLS1_2_VERSION = TLS1_2_VERSION;
+static const int VIGIL_TLS1_3_VERSION = TLS1_3_VERSION;
+static const int VIGIL_SSL3_VERSION = SSL3_VERSION;
+static const int VIGIL_SSL_FILETYPE_PEM = SSL_FILETYPE_PEM;
+
+#endif

@@ -1,0 +1,109 @@
+/// The `ssl_*` (client side), `proxy_ssl_*` (upstream side) and `check_ssl_*` directives, with nginx's names,
+/// defaults and messages. Files are checked and loaded when the TLS contexts are built (`-t` included), so a
+/// missing certificate fails there with the directive's file:line.
+enum SSLDirectives {
+    static let protocolNames = ["SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
+
+    static let specs: [DirectiveSpec] = [
+        // Array directives in nginx: each line adds one certificate (or key); they pair up in order.
+        Directives.spec("ssl_certificate", [.http, .server], .one) { call in
+            let path = PathSetting(path: call.configuration.fullConfPath(call.words[1]), location: call.location)
+            Directives.withSettings(call) { $0.sslCertificates = ($0.sslCertificates ?? []) + [path] }
+        },
+        Directives.spec("ssl_certificate_key", [.http, .server], .one) { call in
+            let path = PathSetting(path: call.configuration.fullConfPath(call.words[1]), location: call.location)
+            Directives.withSettings(call) { $0.sslCertificateKeys = ($0.sslCertificateKeys ?? []) + [path] }
+        },
+        Directives.spec("ssl_password_file", [.http, .server], .one) { call in
+            try Directives.setOnce(call, \.sslPasswordFile, PathSetting(path: call.configuration.fullConfPath(call.words[1]), location: call.location))
+        },
+        Directives.spec("ssl_protocols", [.http, .server], .oneOrMore) { call in
+            try Directives.setOnce(call, \.sslProtocols, try protocols(call))
+        },
+        Directives.spec("ssl_ciphers", [.http, .server], .one) { call in try Directives.setOnce(call, \.sslCiphers, call.words[1]) },
+        Directives.flagSetting("ssl_prefer_server_ciphers", \.sslPreferServerCiphers, [.http, .server]),
+        Directives.spec("ssl_session_cache", [.http, .server], .oneOrTwo) { call in
+            try Directives.setOnce(call, \.sslSessionCache, try sessionCache(call))
+        },
+        Directives.msecSetting("ssl_session_timeout", \.sslSessionTimeout, [.http, .server]),
+        Directives.flagSetting("ssl_session_tickets", \.sslSessionTickets, [.http, .server]),
+        // Tuning nginx exposes that OpenSSL's defaults already cover: accepted, changing nothing.
+        Directives.accepted("ssl_buffer_size", [.http, .server], .one),
+        Directives.accepted("ssl_ecdh_curve", [.http, .server], .one),
+        Directives.accepted("ssl_early_data", [.http, .server], .one),
+
+        Directives.flagSetting("proxy_ssl_server_name", \.proxySSLServerName),
+        Directives.spec("proxy_ssl_name", .httpAll, .one) { call in try Directives.setOnce(call, \.proxySSLName, call.words[1]) },
+        Directives.flagSetting("proxy_ssl_verify", \.proxySSLVerify),
+        Directives.numberSetting("proxy_ssl_verify_depth", \.proxySSLVerifyDepth),
+        Directives.spec("proxy_ssl_trusted_certificate", .httpAll, .one) { call in
+            try Directives.setOnce(call, \.proxySSLTrustedCertificate, pathArg(call))
+        },
+        Directives.spec("proxy_ssl_certificate", .httpAll, .one) { call in try Directives.setOnce(call, \.proxySSLCertificate, pathArg(call)) },
+        Directives.spec("proxy_ssl_certificate_key", .httpAll, .one) { call in
+            try Directives.setOnce(call, \.proxySSLCertificateKey, pathArg(call))
+        },
+        Directives.spec("proxy_ssl_password_file", .httpAll, .one) { call in
+            try Directives.setOnce(call, \.proxySSLPasswordFile, pathArg(call))
+        },
+        Directives.spec("proxy_ssl_protocols", .httpAll, .oneOrMore) { call in
+            try Directives.setOnce(call, \.proxySSLProtocols, try protocols(call))
+        },
+        Directives.spec("proxy_ssl_ciphers", .httpAll, .one) { call in try Directives.setOnce(call, \.proxySSLCiphers, call.words[1]) },
+        Directives.flagSetting("proxy_ssl_session_reuse", \.proxySSLSessionReuse),
+
+        Directives.spec("check_ssl_server_name", .upstream, .one) { call in
+            let u = UpstreamDirectives.upstream(call)
+            u.pendingCheck.sslServerName = call.words[1]
+            u.sawSSLServerName = true
+        },
+        Directives.spec("check_ssl_verify", .upstream, .one) { call in
+            let u = UpstreamDirectives.upstream(call)
+            u.pendingCheck.sslVerify = try Directives.flagArg(call)
+            u.sawSSLVerify = true
+        },
+        Directives.spec("check_ssl_trusted_certificate", .upstream, .one) { call in
+            let u = UpstreamDirectives.upstream(call)
+            u.pendingCheck.sslTrustedCertificate = pathArg(call)
+            u.sawSSLTrustedCertificate = true
+        },
+    ]
+
+    static func pathArg(_ call: Call) -> PathSetting {
+        PathSetting(path: call.configuration.fullConfPath(call.words[1]), location: call.location)
+    }
+
+    /// nginx's bitmask slot: each value must be a known protocol name.
+    static func protocols(_ call: Call) throws -> [String] {
+        for p in call.args where !protocolNames.contains(p) { throw call.error("invalid value \"\(p)\"") }
+        return Array(call.args)
+    }
+
+    /// ngx_http_ssl_session_cache: `off`, `none`, `builtin[:size]`, `shared:name:size` (a shared cache wins
+    /// over a builtin one given with it: every worker sees it).
+    static func sessionCache(_ call: Call) throws -> SessionCacheSetting {
+        var result: SessionCacheSetting?
+        for v in call.args {
+            let bad = call.error("invalid session cache \"\(v)\"")
+            switch v {
+            case "off", "none":
+                guard call.args.count == 1 else { throw bad }
+                return v == "off" ? .off : .none
+            case "builtin":
+                if result == nil { result = .builtin(size: 20480) }
+            case _ where v.hasPrefix("builtin:"):
+                guard let n = Values.plainNumber(v.dropFirst(8)), n > 0 else { throw bad }
+                if result == nil { result = .builtin(size: n) }
+            case _ where v.hasPrefix("shared:"):
+                let parts = v.split(separator: ":", omittingEmptySubsequences: false)
+                guard parts.count == 3, !parts[1].isEmpty, let size = Values.size(String(parts[2])) else { throw bad }
+                // nginx refuses a zone smaller than eight pages.
+                guard size >= 8 * 4096 else { throw call.error("session cache \"\(v)\" is too small") }
+                result = .shared(name: String(parts[1]), size: size)
+            default:
+                throw bad
+            }
+        }
+        return result ?? .none
+    }
+}

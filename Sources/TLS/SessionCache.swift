@@ -1,0 +1,161 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import COpenSSL
+import CShim
+
+/// `ssl_session_cache shared:NAME:SIZE`: TLS sessions in a mapping the master makes before it forks, so a
+/// client that resumes on another worker (or after a reload that keeps the cache) still resumes. A fixed
+/// table of slots, found by hashing the session id into a group of 8; a full group evicts the slot that
+/// expires first. One robust process-shared mutex guards it (a worker that dies holding it cannot wedge it).
+public final class SharedSessionCache {
+    let name: String
+    let size: Int
+    private let base: UnsafeMutableRawPointer
+    private let slots: Int
+
+    /// nginx stores about 4,000 sessions a megabyte; a TLS 1.2 or 1.3 session without a client certificate
+    /// serializes to 130–200 bytes here.
+    static let slotSize = 256
+    static let headerSize = 128
+    static let groupSize = 8
+    /// Slot: used (1), id length (1), DER length (2), padding (4), expiry in realtime seconds (8), id (32), DER.
+    static let expiryOffset = 8
+    static let idOffset = 16
+    static let derOffset = 48
+    static var derCapacity: Int { slotSize - derOffset }
+
+    /// One cache per name in this (master) process: a reload that names the same cache with the same size
+    /// keeps its sessions.
+    nonisolated(unsafe) private static var byName: [String: SharedSessionCache] = [:]
+
+    static func named(_ name: String, size: Int) -> SharedSessionCache? {
+        if let c = byName[name], c.size == size { return c }
+        guard let c = SharedSessionCache(name: name, size: size) else { return nil }
+        byName[name] = c
+        return c
+    }
+
+    private init?(name: String, size: Int) {
+        guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else { return nil }
+        self.name = name
+        self.size = size
+        base = p
+        slots = max(SharedSessionCache.groupSize, (size - SharedSessionCache.headerSize) / SharedSessionCache.slotSize
+                    / SharedSessionCache.groupSize * SharedSessionCache.groupSize)
+        precondition(vigil_shared_mutex_size() <= SharedSessionCache.headerSize)
+        vigil_shared_mutex_init(base)
+    }
+
+    private func slot(_ i: Int) -> UnsafeMutableRawPointer { base + SharedSessionCache.headerSize + i * SharedSessionCache.slotSize }
+
+    private func group(for id: UnsafeRawBufferPointer) -> Range<Int> {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in id { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        let groups = slots / SharedSessionCache.groupSize
+        let g = Int(h % UInt64(groups)) * SharedSessionCache.groupSize
+        return g..<(g + SharedSessionCache.groupSize)
+    }
+
+    private func matches(_ s: UnsafeMutableRawPointer, _ id: UnsafeRawBufferPointer) -> Bool {
+        guard s.load(as: UInt8.self) == 1, Int(s.load(fromByteOffset: 1, as: UInt8.self)) == id.count else { return false }
+        return memcmp(s + SharedSessionCache.idOffset, id.baseAddress!, id.count) == 0
+    }
+
+    private func withLock<R>(_ body: () -> R) -> R {
+        vigil_shared_mutex_lock(base)
+        defer { vigil_shared_mutex_unlock(base) }
+        return body()
+    }
+
+    func store(id: UnsafeRawBufferPointer, der: UnsafeRawBufferPointer, expires: Int64) {
+        guard id.count > 0, id.count <= 32, der.count <= SharedSessionCache.derCapacity else { return }
+        let now = Int64(time(nil))
+        withLock {
+            var target: UnsafeMutableRawPointer?
+            var oldest: (UnsafeMutableRawPointer, Int64)?
+            for i in group(for: id) {
+                let s = slot(i)
+                let expiry = s.load(fromByteOffset: SharedSessionCache.expiryOffset, as: Int64.self)
+                if matches(s, id) || s.load(as: UInt8.self) == 0 || expiry <= now { target = s; break }
+                if oldest == nil || expiry < oldest!.1 { oldest = (s, expiry) }
+            }
+            let s = target ?? oldest!.0
+            s.storeBytes(of: 1, as: UInt8.self)
+            s.storeBytes(of: UInt8(id.count), toByteOffset: 1, as: UInt8.self)
+            s.storeBytes(of: UInt16(der.count), toByteOffset: 2, as: UInt16.self)
+            s.storeBytes(of: expires, toByteOffset: SharedSessionCache.expiryOffset, as: Int64.self)
+            memcpy(s + SharedSessionCache.idOffset, id.baseAddress!, id.count)
+            memcpy(s + SharedSessionCache.derOffset, der.baseAddress!, der.count)
+        }
+    }
+
+    /// The session's DER bytes, if a live one is stored under `id`.
+    func lookup(id: UnsafeRawBufferPointer) -> [UInt8]? {
+        guard id.count > 0, id.count <= 32 else { return nil }
+        let now = Int64(time(nil))
+        return withLock {
+            for i in group(for: id) {
+                let s = slot(i)
+                guard matches(s, id) else { continue }
+                if s.load(fromByteOffset: SharedSessionCache.expiryOffset, as: Int64.self) <= now { s.storeBytes(of: 0, as: UInt8.self); return nil }
+                let n = Int(s.load(fromByteOffset: 2, as: UInt16.self))
+                return Array(UnsafeRawBufferPointer(start: s + SharedSessionCache.derOffset, count: n))
+            }
+            return nil
+        }
+    }
+
+    func remove(id: UnsafeRawBufferPointer) {
+        withLock {
+            for i in group(for: id) where matches(slot(i), id) { slot(i).storeBytes(of: 0, as: UInt8.self) }
+        }
+    }
+
+    // MARK: OpenSSL's external cache callbacks (the cache is the context's ex_data 0)
+
+    static func of(_ ctx: OpaquePointer?) -> SharedSessionCache? {
+        guard let ctx, let raw = SSL_CTX_get_ex_data(ctx, 0) else { return nil }
+        return Unmanaged<SharedSessionCache>.fromOpaque(raw).takeUnretainedValue()
+    }
+
+    func install(on ctx: OpaquePointer) {
+        SSL_CTX_set_ex_data(ctx, 0, Unmanaged.passRetained(self).toOpaque())
+        SSL_CTX_sess_set_new_cb(ctx, SharedSessionCache.newSession)
+        SSL_CTX_sess_set_get_cb(ctx, SharedSessionCache.getSession)
+        SSL_CTX_sess_set_remove_cb(ctx, SharedSessionCache.removeSession)
+    }
+
+    static let newSession: @convention(c) (OpaquePointer?, OpaquePointer?) -> Int32 = { ssl, session in
+        guard let ssl, let session, let cache = SharedSessionCache.of(SSL_get_SSL_CTX(ssl)) else { return 0 }
+        let len = i2d_SSL_SESSION(session, nil)
+        guard len > 0, Int(len) <= derCapacity else { return 0 }
+        var der = [UInt8](repeating: 0, count: Int(len))
+        der.withUnsafeMutableBufferPointer { b in
+            var p: UnsafeMutablePointer<UInt8>? = b.baseAddress
+            _ = i2d_SSL_SESSION(session, &p)
+        }
+        var idLen: UInt32 = 0
+        guard let id = SSL_SESSION_get_id(session, &idLen) else { return 0 }
+        let expires = Int64(SSL_SESSION_get_time(session)) + Int64(SSL_SESSION_get_timeout(session))
+        der.withUnsafeBytes { cache.store(id: UnsafeRawBufferPointer(start: id, count: Int(idLen)), der: $0, expires: expires) }
+        return 0   // the cache keeps a copy, not OpenSSL's reference
+    }
+
+    static let getSession: @convention(c) (OpaquePointer?, UnsafePointer<UInt8>?, Int32, UnsafeMutablePointer<Int32>?) -> OpaquePointer? = { ssl, id, len, copy in
+        copy?.pointee = 0
+        guard let ssl, let id, let cache = SharedSessionCache.of(SSL_get_SSL_CTX(ssl)),
+              let der = cache.lookup(id: UnsafeRawBufferPointer(start: id, count: Int(len))) else { return nil }
+        return der.withUnsafeBufferPointer { b in
+            var p: UnsafePointer<UInt8>? = b.baseAddress
+            return d2i_SSL_SESSION(nil, &p, b.count)
+        }
+    }
+
+    static let removeSession: @convention(c) (OpaquePointer?, OpaquePointer?) -> Void = { ctx, session in
+        guard let session, let cache = SharedSessionCache.of(ctx) else { return }
+        var idLen: UInt32 = 0
+        guard let id = SSL_SESSION_get_id(session, &idLen) else { return }
+        cache.remove(id: UnsafeRawBufferPointer(start: id, count: Int(idLen)))
+    }
+}

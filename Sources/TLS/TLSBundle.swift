@@ -1,0 +1,54 @@
+import Config
+
+/// Every TLS context one configuration needs, built together so that `-t`, a start and a reload fail
+/// alike (with the directive's file:line) on a certificate that does not load: one server context per
+/// `server` block with certificates, one client context per `proxy_pass https://` location and per
+/// upstream with `check … type=https`.
+public final class TLSBundle {
+    private var servers: [ObjectIdentifier: TLSServerContext] = [:]
+    private var locations: [ObjectIdentifier: TLSClientContext] = [:]
+    private var checks: [String: TLSClientContext] = [:]
+
+    public init(config: Configuration) throws {
+        guard let http = config.http else { return }
+        let sslAddresses = Set(config.listenAddresses.filter(\.ssl).map(\.address))
+        for server in http.servers {
+            if !(server.settings.sslCertificates ?? []).isEmpty {
+                servers[ObjectIdentifier(server)] = try TLSServerContext(settings: server.settings, at: server.location)
+            }
+            try addLocations(server.locations)
+        }
+        // nginx requires a certificate of each ssl address's default server: it answers clients without SNI.
+        for address in sslAddresses {
+            let candidates = http.servers.filter { $0.listens.contains { $0.address == address } }
+            guard let def = candidates.first(where: { $0.listens.contains { $0.address == address && $0.defaultServer } }) ?? candidates.first,
+                  servers[ObjectIdentifier(def)] == nil else { continue }
+            throw ConfigError("no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive in \(def.location)")
+        }
+        for upstream in http.upstreams {
+            guard let c = upstream.check, c.type == .https else { continue }
+            checks[upstream.name.lowercased()] = try TLSClientContext(
+                protocols: nil, ciphers: nil, verify: c.sslVerify, verifyDepth: 9, trusted: c.sslTrustedCertificate,
+                certificate: nil, key: nil, passwordFile: nil, sessionReuse: false, directives: "check",
+                at: upstream.declared ?? upstream.firstMention)
+        }
+    }
+
+    private func addLocations(_ list: [Location]) throws {
+        for loc in list {
+            if case .proxy(let pass) = loc.content, pass.scheme == "https" {
+                let s = loc.settings
+                locations[ObjectIdentifier(loc)] = try TLSClientContext(
+                    protocols: s.proxySSLProtocols, ciphers: s.proxySSLCiphers, verify: s.proxySSLVerify ?? false,
+                    verifyDepth: s.proxySSLVerifyDepth, trusted: s.proxySSLTrustedCertificate,
+                    certificate: s.proxySSLCertificate, key: s.proxySSLCertificateKey, passwordFile: s.proxySSLPasswordFile,
+                    sessionReuse: s.proxySSLSessionReuse ?? true, directives: "proxy", at: pass.location)
+            }
+            try addLocations(loc.locations)
+        }
+    }
+
+    public func context(for server: Server) -> TLSServerContext? { servers[ObjectIdentifier(server)] }
+    public func context(for location: Location) -> TLSClientContext? { locations[ObjectIdentifier(location)] }
+    public func checkContext(upstream name: String) -> TLSClientContext? { checks[name.lowercased()] }
+}

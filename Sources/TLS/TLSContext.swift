@@ -1,0 +1,220 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import COpenSSL
+import Config
+
+/// Settings both sides share: the base options, modes, protocol range and cipher list of a context.
+enum ContextSetup {
+    static func make(_ method: OpaquePointer?, protocols: [String], ciphers: String, at location: SourceLocation) throws -> OpaquePointer {
+        guard let ctx = SSL_CTX_new(method) else { throw location.error("SSL_CTX_new() failed" + OpenSSLError.drain()) }
+        // No renegotiation (a client-driven CPU sink), no compression (CRIME); a peer that closes without
+        // close_notify ends the stream instead of raising an error, as nginx treats it.
+        SSL_CTX_set_options(ctx, VIGIL_SSL_OP_NO_COMPRESSION | VIGIL_SSL_OP_NO_RENEGOTIATION | VIGIL_SSL_OP_IGNORE_UNEXPECTED_EOF)
+        // Partial writes with a buffer that may move between retries (the output queues grow), and buffers
+        // released while a connection is idle: an idle keep-alive TLS connection holds no record buffers.
+        _ = vigil_SSL_CTX_set_mode(ctx, VIGIL_SSL_MODE_PARTIAL_WRITE)
+        let versions: [String: Int32] = ["SSLv3": VIGIL_SSL3_VERSION, "TLSv1": VIGIL_TLS1_VERSION, "TLSv1.1": VIGIL_TLS1_1_VERSION,
+                                         "TLSv1.2": VIGIL_TLS1_2_VERSION, "TLSv1.3": VIGIL_TLS1_3_VERSION]
+        let chosen = protocols.compactMap { versions[$0] }
+        if let lo = chosen.min(), let hi = chosen.max() {
+            _ = vigil_SSL_CTX_set_min_proto(ctx, lo)
+            _ = vigil_SSL_CTX_set_max_proto(ctx, hi)
+        }
+        OpenSSLError.clear()
+        if SSL_CTX_set_cipher_list(ctx, ciphers) != 1 {
+            let e = OpenSSLError.drain()
+            SSL_CTX_free(ctx)
+            throw location.error("SSL_CTX_set_cipher_list(\"\(ciphers)\") failed" + e)
+        }
+        return ctx
+    }
+
+    /// Loads a PEM certificate and its chain into `ctx` (which keeps every key type it is given: an RSA and an
+    /// ECDSA pair live side by side, and OpenSSL picks one per client).
+    static func useCertificate(_ ctx: OpaquePointer, _ cert: PathSetting) throws {
+        OpenSSLError.clear()
+        guard let bio = BIO_new_file(cert.path, "r") else {
+            throw cert.location.error("cannot load certificate \"\(cert.path)\": BIO_new_file() failed" + OpenSSLError.drain())
+        }
+        defer { BIO_free(bio) }
+        guard let x509 = PEM_read_bio_X509_AUX(bio, nil, nil, nil) else {
+            throw cert.location.error("cannot load certificate \"\(cert.path)\": PEM_read_bio_X509_AUX() failed" + OpenSSLError.drain())
+        }
+        defer { X509_free(x509) }
+        guard SSL_CTX_use_certificate(ctx, x509) == 1 else {
+            throw cert.location.error("SSL_CTX_use_certificate(\"\(cert.path)\") failed" + OpenSSLError.drain())
+        }
+        // The rest of the file is the chain.
+        while let extra = PEM_read_bio_X509(bio, nil, nil, nil) {
+            guard SSL_CTX_ctrl(ctx, SSL_CTRL_CHAIN_CERT, 0, UnsafeMutableRawPointer(extra)) == 1 else {
+                X509_free(extra)
+                throw cert.location.error("SSL_CTX_add0_chain_cert(\"\(cert.path)\") failed" + OpenSSLError.drain())
+            }
+        }
+        OpenSSLError.clear()   // the loop ends on "no start line"
+    }
+
+    /// Loads a private key, trying each password of `ssl_password_file` in turn as nginx does.
+    static func useKey(_ ctx: OpaquePointer, _ key: PathSetting, passwords: [String]) throws {
+        guard let text = readFile(key.path) else {
+            let e = errno
+            throw key.location.error("cannot load certificate key \"\(key.path)\": BIO_new_file() failed (\(e): \(String(cString: strerror(e))))")
+        }
+        var pkey: OpaquePointer?
+        for password in passwords.isEmpty ? [nil] : passwords.map(Optional.some) {
+            OpenSSLError.clear()
+            pkey = text.withUnsafeBytes { raw -> OpaquePointer? in
+                guard let bio = BIO_new_mem_buf(raw.baseAddress, Int32(raw.count)) else { return nil }
+                defer { BIO_free(bio) }
+                guard let password else { return PEM_read_bio_PrivateKey(bio, nil, noPassword, nil) }
+                return password.withCString { PEM_read_bio_PrivateKey(bio, nil, givePassword, UnsafeMutableRawPointer(mutating: $0)) }
+            }
+            if pkey != nil { break }
+        }
+        guard let pkey else {
+            throw key.location.error("cannot load certificate key \"\(key.path)\": PEM_read_bio_PrivateKey() failed" + OpenSSLError.drain())
+        }
+        defer { EVP_PKEY_free(pkey) }
+        guard SSL_CTX_use_PrivateKey(ctx, pkey) == 1 else {
+            throw key.location.error("SSL_CTX_use_PrivateKey(\"\(key.path)\") failed" + OpenSSLError.drain())
+        }
+    }
+
+    /// An encrypted key with no password file fails instead of prompting on the terminal.
+    static let noPassword: @convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32 = { _, _, _, _ in 0 }
+    static let givePassword: @convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32 = { buf, size, _, user in
+        guard let buf, let user else { return 0 }
+        let n = min(Int(size), strlen(user.assumingMemoryBound(to: CChar.self)))
+        memcpy(buf, user, n)
+        return Int32(n)
+    }
+
+    /// `ssl_password_file`: one password a line.
+    static func passwords(_ file: PathSetting?) throws -> [String] {
+        guard let file else { return [] }
+        guard let bytes = readFile(file.path) else {
+            let e = errno
+            throw file.location.error("open() \"\(file.path)\" failed (\(e): \(String(cString: strerror(e))))")
+        }
+        let lines = String(decoding: bytes, as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" })
+        guard !lines.isEmpty else { throw file.location.error("empty file \"\(file.path)\"") }
+        return lines.map(String.init)
+    }
+
+    static func readFile(_ path: String) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 16384)
+        while true {
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return n == 0 ? out : nil }
+            out += buf[0..<n]
+        }
+    }
+}
+
+/// A `server` block's TLS: its certificates, protocols, ciphers and session settings (nginx's ngx_ssl_t).
+/// Built once per configuration in the master, before workers are forked, so every worker shares its
+/// session-ticket keys and a ticket issued by one worker resumes on another.
+public final class TLSServerContext {
+    public let raw: OpaquePointer
+
+    init(settings s: HTTPSettings, at location: SourceLocation) throws {
+        let certs = s.sslCertificates ?? [], keys = s.sslCertificateKeys ?? []
+        if keys.count < certs.count, let last = certs.last {
+            throw last.location.error("no \"ssl_certificate_key\" is defined for certificate \"\(last.path)\"")
+        }
+        raw = try ContextSetup.make(TLS_server_method(), protocols: s.sslProtocols ?? ["TLSv1.2", "TLSv1.3"],
+                                    ciphers: s.sslCiphers ?? "HIGH:!aNULL:!MD5", at: certs.first?.location ?? location)
+        do {
+            let passwords = try ContextSetup.passwords(s.sslPasswordFile)
+            for (cert, key) in zip(certs, keys) {
+                try ContextSetup.useCertificate(raw, cert)
+                try ContextSetup.useKey(raw, key, passwords: passwords)
+            }
+        } catch {
+            SSL_CTX_free(raw)
+            throw error
+        }
+        if s.sslPreferServerCiphers ?? false { SSL_CTX_set_options(raw, VIGIL_SSL_OP_CIPHER_SERVER_PREFERENCE) }
+        if !(s.sslSessionTickets ?? true) { SSL_CTX_set_options(raw, VIGIL_SSL_OP_NO_TICKET) }
+        _ = SSL_CTX_set_timeout(raw, (s.sslSessionTimeout ?? 300_000) / 1000)
+        // Sessions resume only within the server that issued them: the context id is its certificate list.
+        var sid = Array("vigil".utf8)
+        var h: UInt32 = 2_166_136_261
+        for c in certs { for b in c.path.utf8 { h = (h ^ UInt32(b)) &* 16_777_619 } }
+        withUnsafeBytes(of: h.bigEndian) { sid += $0 }
+        _ = SSL_CTX_set_session_id_context(raw, sid, UInt32(sid.count))
+        switch s.sslSessionCache ?? .none {
+        case .off:
+            _ = vigil_SSL_CTX_set_session_cache_mode(raw, VIGIL_SSL_SESS_CACHE_OFF)
+        case .none:
+            // nginx's default: clients are told sessions may resume, but none is stored.
+            _ = vigil_SSL_CTX_set_session_cache_mode(raw, VIGIL_SSL_SESS_CACHE_SERVER | VIGIL_SSL_SESS_CACHE_NO_INTERNAL)
+        case .builtin(let size):
+            _ = vigil_SSL_CTX_set_session_cache_mode(raw, VIGIL_SSL_SESS_CACHE_SERVER)
+            _ = vigil_SSL_CTX_sess_set_cache_size(raw, size)
+        case .shared(let name, let size):
+            guard let cache = SharedSessionCache.named(name, size: size) else {
+                SSL_CTX_free(raw)
+                throw location.error("cannot allocate shared session cache \"\(name)\" (\(errno): \(String(cString: strerror(errno))))")
+            }
+            _ = vigil_SSL_CTX_set_session_cache_mode(raw, VIGIL_SSL_SESS_CACHE_SERVER | VIGIL_SSL_SESS_CACHE_NO_INTERNAL)
+            cache.install(on: raw)
+        }
+        _ = vigil_SSL_CTX_set_servername_callback(raw, TLSStream.serverNameCallback)
+    }
+
+    deinit { SSL_CTX_free(raw) }
+}
+
+/// TLS towards an upstream or a check peer: protocols, ciphers, what to trust and an optional client
+/// certificate. Chain verification always runs (OpenSSL records its result even in SSL_VERIFY_NONE
+/// mode); whether a failure matters is the caller's setting, checked after the handshake as nginx does.
+public final class TLSClientContext {
+    public let raw: OpaquePointer
+    public let verify: Bool
+    public let sessionReuse: Bool
+
+    public init(protocols: [String]?, ciphers: String?, verify: Bool, verifyDepth: Int?, trusted: PathSetting?,
+                certificate: PathSetting?, key: PathSetting?, passwordFile: PathSetting?, sessionReuse: Bool,
+                directives prefix: String, at location: SourceLocation) throws {
+        raw = try ContextSetup.make(TLS_client_method(), protocols: protocols ?? ["TLSv1.2", "TLSv1.3"],
+                                    ciphers: ciphers ?? "DEFAULT", at: location)
+        self.verify = verify
+        self.sessionReuse = sessionReuse
+        do {
+            if verify && trusted == nil {
+                throw location.error("no \(prefix)_ssl_trusted_certificate for \(prefix)_ssl_verify")
+            }
+            if let trusted {
+                OpenSSLError.clear()
+                guard SSL_CTX_load_verify_locations(raw, trusted.path, nil) == 1 else {
+                    throw trusted.location.error("SSL_CTX_load_verify_locations(\"\(trusted.path)\") failed" + OpenSSLError.drain())
+                }
+            }
+            SSL_CTX_set_verify_depth(raw, Int32(verifyDepth ?? 1))
+            if let certificate {
+                guard let key else { throw certificate.location.error("no \"\(prefix)_ssl_certificate_key\" is defined for certificate \"\(certificate.path)\"") }
+                try ContextSetup.useCertificate(raw, certificate)
+                try ContextSetup.useKey(raw, key, passwords: try ContextSetup.passwords(passwordFile))
+            }
+        } catch {
+            SSL_CTX_free(raw)
+            throw error
+        }
+        if sessionReuse {
+            // Sessions are kept per peer by the caller (TLSSessionSlot), not in OpenSSL's per-context cache.
+            _ = vigil_SSL_CTX_set_session_cache_mode(raw, VIGIL_SSL_SESS_CACHE_CLIENT | VIGIL_SSL_SESS_CACHE_NO_INTERNAL)
+            SSL_CTX_sess_set_new_cb(raw, TLSStream.newClientSession)
+        } else {
+            _ = vigil_SSL_CTX_set_session_cache_mode(raw, VIGIL_SSL_SESS_CACHE_OFF)
+        }
+    }
+
+    deinit { SSL_CTX_free(raw) }
+}

@@ -1,0 +1,194 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import COpenSSL
+
+/// Picks the context of the `server` block a client names in SNI (nginx's ngx_http_ssl_servername).
+public protocol TLSServerNameHandler: AnyObject {
+    func tlsContext(forServerName name: String) -> TLSServerContext?
+}
+
+/// One TLS connection over a non-blocking socket. The event loop drives it: every call returns at once, and
+/// "would block" comes back as recv/send do (-1 with errno EAGAIN), whichever direction OpenSSL waits for,
+/// so callers keep their plain-socket code paths and only the system call differs.
+public final class TLSStream {
+    let ssl: OpaquePointer
+    /// Why the last call failed, in nginx's words (`SSL_do_handshake() failed (SSL: …)`).
+    public private(set) var failure = ""
+    /// What the handshake is waiting for, when `handshake()` answers `.wantRead`/`.wantWrite`.
+    public enum Progress { case done, wantRead, wantWrite, failed }
+
+    /// Not retained: the handler (a client connection) owns this stream.
+    public unowned(unsafe) var nameHandler: TLSServerNameHandler?
+    /// Where an upstream's new session goes (proxy_ssl_session_reuse), set before the handshake.
+    public var sessionSlot: TLSSessionSlot?
+
+    private init?(context: OpaquePointer, fd: Int32) {
+        guard let s = SSL_new(context) else { return nil }
+        ssl = s
+        guard SSL_set_fd(s, fd) == 1 else { SSL_free(s); return nil }
+        SSL_set_ex_data(s, 0, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    /// The server side of an accepted connection.
+    public convenience init?(accepting fd: Int32, context: TLSServerContext) {
+        self.init(context: context.raw, fd: fd)
+        SSL_set_accept_state(ssl)
+    }
+
+    /// The client side of a connection to an upstream or a check peer; `serverName` goes into SNI.
+    public convenience init?(connecting fd: Int32, context: TLSClientContext, serverName: String?, session: TLSSessionSlot?) {
+        self.init(context: context.raw, fd: fd)
+        SSL_set_connect_state(ssl)
+        if let serverName, !serverName.isEmpty { _ = vigil_SSL_set_tlsext_host_name(ssl, serverName) }
+        if let session {
+            sessionSlot = session
+            if let saved = session.session { SSL_set_session(ssl, saved) }
+        }
+    }
+
+    /// Marked as shut down before it goes: OpenSSL otherwise takes a connection freed without close_notify
+    /// for a broken one and makes its session unresumable (and drops it from the server's cache), which
+    /// would defeat resumption for every peer that simply closes (nginx marks it the same way).
+    deinit {
+        SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN)
+        SSL_free(ssl)
+    }
+
+    public func handshake() -> Progress {
+        OpenSSLError.clear()
+        let rc = SSL_do_handshake(ssl)
+        if rc == 1 { return .done }
+        let e = SSL_get_error(ssl, rc)
+        switch e {
+        case VIGIL_SSL_ERROR_WANT_READ: return .wantRead
+        case VIGIL_SSL_ERROR_WANT_WRITE: return .wantWrite
+        case VIGIL_SSL_ERROR_SYSCALL where errno != 0:
+            let err = errno
+            failure = "SSL_do_handshake() failed (\(err): \(String(cString: strerror(err))))"
+        case VIGIL_SSL_ERROR_SYSCALL, VIGIL_SSL_ERROR_ZERO_RETURN:
+            failure = "peer closed connection in SSL handshake"
+        default:
+            failure = "SSL_do_handshake() failed" + OpenSSLError.drain()
+        }
+        return .failed
+    }
+
+    /// recv's contract: bytes read, 0 at the end of the stream (close_notify or a plain close), -1 with
+    /// errno set (EAGAIN while a record is incomplete).
+    @inline(__always)
+    public func read(into p: UnsafeMutableRawPointer, count: Int) -> Int {
+        OpenSSLError.clear()
+        let rc = SSL_read(ssl, p, Int32(min(count, Int(Int32.max))))
+        if rc > 0 { return Int(rc) }
+        return failed(rc, "SSL_read()")
+    }
+
+    /// send's contract: bytes written (records may go out partially: SSL_MODE_ENABLE_PARTIAL_WRITE), or -1
+    /// with errno set. A retry after EAGAIN must offer the same bytes again, as the output queues do.
+    @inline(__always)
+    public func write(_ p: UnsafeRawPointer, count: Int) -> Int {
+        OpenSSLError.clear()
+        let rc = SSL_write(ssl, p, Int32(min(count, Int(Int32.max))))
+        if rc > 0 { return Int(rc) }
+        return failed(rc, "SSL_write()")
+    }
+
+    private func failed(_ rc: Int32, _ call: String) -> Int {
+        let saved = errno
+        switch SSL_get_error(ssl, rc) {
+        case VIGIL_SSL_ERROR_WANT_READ, VIGIL_SSL_ERROR_WANT_WRITE:
+            errno = EAGAIN
+            return -1
+        case VIGIL_SSL_ERROR_ZERO_RETURN:
+            return 0
+        case VIGIL_SSL_ERROR_SYSCALL:
+            if saved == 0 { return 0 }
+            failure = "\(call) failed (\(saved): \(String(cString: strerror(saved))))"
+            errno = saved
+            return -1
+        default:
+            failure = "\(call) failed" + OpenSSLError.drain()
+            errno = EPROTO
+            return -1
+        }
+    }
+
+    /// Decrypted bytes OpenSSL holds that epoll cannot report (a record read in part).
+    public var pending: Int { Int(SSL_pending(ssl)) }
+
+    /// Sends close_notify without waiting for the peer's (nginx does the same on a clean close).
+    public func shutdown() {
+        OpenSSLError.clear()
+        if SSL_is_init_finished(ssl) == 1 { _ = SSL_shutdown(ssl) }
+        OpenSSLError.clear()
+    }
+
+    // MARK: what the connection negotiated ($ssl_* variables)
+
+    public var protocolName: String { String(cString: SSL_get_version(ssl)) }
+    public var cipherName: String { SSL_get_current_cipher(ssl).map { String(cString: SSL_CIPHER_get_name($0)) } ?? "" }
+    public var serverName: String? { SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name).map { String(cString: $0) } }
+    public var sessionReused: Bool { SSL_session_reused(ssl) == 1 }
+
+    /// The upstream certificate check nginx makes after the handshake: the chain (its verify result) and
+    /// then the name. nil when both pass; otherwise nginx's message.
+    public func verifyPeer(name: String?) -> String? {
+        let result = SSL_get_verify_result(ssl)
+        if result != Int(X509_V_OK) {
+            return "upstream SSL certificate verify error: (\(result):\(String(cString: X509_verify_cert_error_string(result))))"
+        }
+        guard let cert = SSL_get1_peer_certificate(ssl) else { return "upstream server does not have a certificate" }
+        defer { X509_free(cert) }
+        guard let name, !name.isEmpty else { return nil }
+        let matches = isNumericHost(name) ? X509_check_ip_asc(cert, name, 0) == 1 : X509_check_host(cert, name, name.utf8.count, 0, nil) == 1
+        return matches ? nil : "upstream SSL certificate does not match \"\(name)\""
+    }
+
+    /// The verify result alone, for checks: `certificate verify failed (20: unable to get local issuer certificate)`.
+    public var verifyFailure: String? {
+        let result = SSL_get_verify_result(ssl)
+        guard result != Int(X509_V_OK) else { return nil }
+        return "certificate verify failed (\(result): \(String(cString: X509_verify_cert_error_string(result))))"
+    }
+
+    // MARK: callbacks
+
+    static func stream(of ssl: OpaquePointer?) -> TLSStream? {
+        guard let ssl, let raw = SSL_get_ex_data(ssl, 0) else { return nil }
+        return Unmanaged<TLSStream>.fromOpaque(raw).takeUnretainedValue()
+    }
+
+    /// SNI: switch to the context of the server block that answers the name.
+    static let serverNameCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32 = { ssl, _, _ in
+        guard let ssl, let name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name),
+              let stream = TLSStream.stream(of: ssl), let handler = stream.nameHandler,
+              let ctx = handler.tlsContext(forServerName: String(cString: name).lowercased()) else { return VIGIL_SSL_TLSEXT_ERR_OK }
+        if ctx.raw != SSL_get_SSL_CTX(ssl) { SSL_set_SSL_CTX(ssl, ctx.raw) }
+        return VIGIL_SSL_TLSEXT_ERR_OK
+    }
+
+    /// An upstream handed us a session (after the handshake in TLS 1.2, with a ticket in TLS 1.3): keep it for
+    /// the next connection to the same peer. Returning 1 keeps OpenSSL's reference.
+    static let newClientSession: @convention(c) (OpaquePointer?, OpaquePointer?) -> Int32 = { ssl, session in
+        guard let session, let slot = TLSStream.stream(of: ssl)?.sessionSlot else { return 0 }
+        slot.replace(session)
+        return 1
+    }
+}
+
+/// The last session an upstream peer gave us (nginx keeps one per peer, too).
+public final class TLSSessionSlot {
+    fileprivate(set) var session: OpaquePointer?
+    public init() {}
+    fileprivate func replace(_ s: OpaquePointer) {
+        if let old = session { SSL_SESSION_free(old) }
+        session = s
+    }
+    deinit { if let s = session { SSL_SESSION_free(s) } }
+}
+
+func isNumericHost(_ host: String) -> Bool {
+    var v4 = in_addr(), v6 = in6_addr()
+    return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
+}

@@ -130,15 +130,11 @@ public final class TLSServerContext {
         }
         raw = try ContextSetup.make(TLS_server_method(), protocols: s.sslProtocols ?? ["TLSv1.2", "TLSv1.3"],
                                     ciphers: s.sslCiphers ?? "HIGH:!aNULL:!MD5", at: certs.first?.location ?? location)
-        do {
-            let passwords = try ContextSetup.passwords(s.sslPasswordFile)
-            for (cert, key) in zip(certs, keys) {
-                try ContextSetup.useCertificate(raw, cert)
-                try ContextSetup.useKey(raw, key, passwords: passwords)
-            }
-        } catch {
-            SSL_CTX_free(raw)
-            throw error
+        // From here on a throw still runs deinit, which frees the context.
+        let passwords = try ContextSetup.passwords(s.sslPasswordFile)
+        for (cert, key) in zip(certs, keys) {
+            try ContextSetup.useCertificate(raw, cert)
+            try ContextSetup.useKey(raw, key, passwords: passwords)
         }
         if s.sslPreferServerCiphers ?? false { SSL_CTX_set_options(raw, VIGIL_SSL_OP_CIPHER_SERVER_PREFERENCE) }
         if !(s.sslSessionTickets ?? true) { SSL_CTX_set_options(raw, VIGIL_SSL_OP_NO_TICKET) }
@@ -160,7 +156,6 @@ public final class TLSServerContext {
             _ = vigil_SSL_CTX_sess_set_cache_size(raw, size)
         case .shared(let name, let size):
             guard let cache = SharedSessionCache.named(name, size: size) else {
-                SSL_CTX_free(raw)
                 throw location.error("cannot allocate shared session cache \"\(name)\" (\(errno): \(String(cString: strerror(errno))))")
             }
             _ = vigil_SSL_CTX_set_session_cache_mode(raw, VIGIL_SSL_SESS_CACHE_SERVER | VIGIL_SSL_SESS_CACHE_NO_INTERNAL)
@@ -187,25 +182,21 @@ public final class TLSClientContext {
                                     ciphers: ciphers ?? "DEFAULT", at: location)
         self.verify = verify
         self.sessionReuse = sessionReuse
-        do {
-            if verify && trusted == nil {
-                throw location.error("no \(prefix)_ssl_trusted_certificate for \(prefix)_ssl_verify")
+        // From here on a throw still runs deinit, which frees the context.
+        if verify && trusted == nil {
+            throw location.error("no \(prefix)_ssl_trusted_certificate for \(prefix)_ssl_verify")
+        }
+        if let trusted {
+            OpenSSLError.clear()
+            guard SSL_CTX_load_verify_locations(raw, trusted.path, nil) == 1 else {
+                throw trusted.location.error("SSL_CTX_load_verify_locations(\"\(trusted.path)\") failed" + OpenSSLError.drain())
             }
-            if let trusted {
-                OpenSSLError.clear()
-                guard SSL_CTX_load_verify_locations(raw, trusted.path, nil) == 1 else {
-                    throw trusted.location.error("SSL_CTX_load_verify_locations(\"\(trusted.path)\") failed" + OpenSSLError.drain())
-                }
-            }
-            SSL_CTX_set_verify_depth(raw, Int32(verifyDepth ?? 1))
-            if let certificate {
-                guard let key else { throw certificate.location.error("no \"\(prefix)_ssl_certificate_key\" is defined for certificate \"\(certificate.path)\"") }
-                try ContextSetup.useCertificate(raw, certificate)
-                try ContextSetup.useKey(raw, key, passwords: try ContextSetup.passwords(passwordFile))
-            }
-        } catch {
-            SSL_CTX_free(raw)
-            throw error
+        }
+        SSL_CTX_set_verify_depth(raw, Int32(verifyDepth ?? 1))
+        if let certificate {
+            guard let key else { throw certificate.location.error("no \"\(prefix)_ssl_certificate_key\" is defined for certificate \"\(certificate.path)\"") }
+            try ContextSetup.useCertificate(raw, certificate)
+            try ContextSetup.useKey(raw, key, passwords: try ContextSetup.passwords(passwordFile))
         }
         if sessionReuse {
             // Sessions are kept per peer by the caller (TLSSessionSlot), not in OpenSSL's per-context cache.

@@ -39,14 +39,14 @@ if options.help || options.version || options.versionAndConfigure {
     if !options.test { exit(0) }
 }
 
-/// Loads the configuration (and, unless only signalling, its certificates) or prints nginx's two-line failure
-/// and exits 1.
-func loadOrExit(testing: Bool, loadTLS: Bool = true) -> (Configuration, TLSBundle?) {
+/// Loads the configuration and its certificates (for `-s` too, as nginx does) or prints nginx's two-line
+/// failure and exits 1.
+func loadOrExit(testing: Bool) -> (Configuration, TLSBundle) {
     let file = options.resolvedConfFile
     do {
         let conf = try Configuration.load(file: file, prefix: options.resolvedPrefix, globalDirectives: options.globalDirectives)
         for w in conf.warnings { stderrLine("[warn] \(w)") }
-        return (conf, loadTLS ? try TLSBundle(config: conf) : nil)
+        return (conf, try TLSBundle(config: conf))
     } catch let e as ConfigError {
         stderrLine("[\(e.level.rawValue)] \(e)")
         if testing { stderrLine("configuration file \(file) test failed") }
@@ -72,7 +72,7 @@ if options.test {
 }
 
 if let name = options.signal {
-    let (conf, _) = loadOrExit(testing: false, loadTLS: false)
+    let (conf, _) = loadOrExit(testing: false)
     let signals: [String: Int32] = ["stop": SIGTERM, "quit": SIGQUIT, "reopen": SIGUSR1, "reload": SIGHUP]
     do {
         let pid = try PidFile.read(conf.pidPath)
@@ -88,4 +88,4 @@ if let name = options.signal {
 }
 
 let (conf, tls) = loadOrExit(testing: false)
-exit(Master(options: options, config: conf, tls: tls!, inheritedDescriptors: inheritedDescriptors).run())
+exit(Master(options: options, config: conf, tls: tls, inheritedDescriptors: inheritedDescriptors).run())

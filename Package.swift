@@ -38,6 +38,7 @@ let package = Package(
         .testTarget(name: "EventTests", dependencies: ["Event"], path: "Tests/EventTests", swiftSettings: v5),
         .testTarget(name: "ShmTableTests", dependencies: ["ShmTable"], path: "Tests/ShmTableTests", swiftSettings: v5),
         .testTarget(name: "ChecksTests", dependencies: ["Checks", "Config", "ShmTable", "FuzzSupport"], path: "Tests/ChecksTests", swiftSettings: v5),
+        .testTarget(name: "TLSTests", dependencies: ["TLS", "Config"], path: "Tests/TLSTests", swiftSettings: v5),
         .testTarget(name: "IntegrationTests", dependencies: ["TestHarness"], path: "Tests/IntegrationTests", swiftSettings: v5),
         .testTarget(name: "FaultTests", dependencies: ["TestHarness"], path: "Tests/Fault", swiftSettings: v5),
     ]

@@ -168,7 +168,8 @@ final class PeerProber: EventHandler {
             }
             tls = s
         }
-        switch tls!.handshake() {
+        let stream = tls!
+        switch stream.handshake() {
         case .wantRead:
             try? engine.loop.modify(fd: fd, events: Events.readable | Events.readHangup)
             return false
@@ -176,10 +177,11 @@ final class PeerProber: EventHandler {
             try? engine.loop.modify(fd: fd, events: Events.writable)
             return false
         case .failed:
-            fail(.sslHandshakeFailed, "\(tls!.failure) with peer: \(peer.checkAddress) ")
+            // The message is built after the connection (and `tls`) is gone: it holds its own reference.
+            fail(.sslHandshakeFailed, "\(stream.failure) with peer: \(peer.checkAddress) ")
             return false
         case .done:
-            if tlsContext!.verify, let problem = tls!.verifyFailure {
+            if tlsContext!.verify, let problem = stream.verifyFailure {
                 fail(.certificateVerifyFailed, "\(problem) with peer: \(peer.checkAddress) ")
                 return false
             }

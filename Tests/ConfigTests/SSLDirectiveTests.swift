@@ -1,0 +1,115 @@
+import XCTest
+@testable import Config
+
+/// The ssl_*, proxy_ssl_* and check_ssl_* directives: values, inheritance, nginx's messages with file:line.
+/// `inHTTP(body)`: line N of body is line N + 2 of the file.
+final class SSLDirectiveTests: XCTestCase {
+    private func server(_ http: String, file: StaticString = #filePath, line: UInt = #line) -> Server? {
+        assertLoads(inHTTP(http), file: file, line: line)?.http?.servers.first
+    }
+
+    func testListenSSLAndCertificatesRelativeToTheConfigDirectory() throws {
+        let s = try XCTUnwrap(server("""
+            ssl_session_cache shared:SSL:10m;
+            server { listen 127.0.0.1:8443 ssl default_server; ssl_certificate a.crt; ssl_certificate_key a.key;
+                     ssl_certificate /etc/b.crt; ssl_certificate_key /etc/b.key; }
+            """))
+        XCTAssertTrue(s.listens[0].ssl)
+        XCTAssertTrue(s.listens[0].defaultServer)
+        XCTAssertEqual(s.settings.sslCertificates?.map(\.path), ["/conf/a.crt", "/etc/b.crt"])
+        XCTAssertEqual(s.settings.sslCertificateKeys?.map(\.path), ["/conf/a.key", "/etc/b.key"])
+        XCTAssertEqual(s.settings.sslCertificates?.first?.location.line, 4)
+        XCTAssertEqual(s.settings.sslSessionCache, .shared(name: "SSL", size: 10 << 20))
+    }
+
+    func testSSLOnAnyListenOfAnAddressMakesItTLS() throws {
+        let conf = try XCTUnwrap(assertLoads(inHTTP("""
+            server { listen 127.0.0.1:8443; }
+            server { listen 127.0.0.1:8443 ssl; }
+            """)))
+        XCTAssertEqual(conf.listenAddresses.map(\.ssl), [true])
+    }
+
+    func testSessionCacheForms() throws {
+        func cache(_ v: String) -> SessionCacheSetting? { server("ssl_session_cache \(v);\nserver {}")?.settings.sslSessionCache }
+        XCTAssertEqual(cache("off"), .off)
+        XCTAssertEqual(cache("none"), SessionCacheSetting.none)
+        XCTAssertEqual(cache("builtin"), .builtin(size: 20480))
+        XCTAssertEqual(cache("builtin:1000"), .builtin(size: 1000))
+        XCTAssertEqual(cache("builtin:1000 shared:SSL:1m"), .shared(name: "SSL", size: 1 << 20))
+        assertError(inHTTP("ssl_session_cache shared:SSL;"), "invalid session cache \"shared:SSL\"", line: 3)
+        assertError(inHTTP("ssl_session_cache off builtin;"), "invalid session cache \"off\"", line: 3)
+        assertError(inHTTP("ssl_session_cache whatever;"), "invalid session cache \"whatever\"", line: 3)
+        assertError(inHTTP("ssl_session_cache shared:SSL:4k;"), "session cache \"shared:SSL:4k\" is too small", line: 3)
+    }
+
+    func testValuesAndDuplicates() throws {
+        let s = try XCTUnwrap(server("""
+            ssl_protocols TLSv1.2 TLSv1.3; ssl_ciphers HIGH:!aNULL; ssl_prefer_server_ciphers on;
+            ssl_session_timeout 10m; ssl_session_tickets off; ssl_password_file pass.txt;
+            server {}
+            """))
+        XCTAssertEqual(s.settings.sslProtocols, ["TLSv1.2", "TLSv1.3"])
+        XCTAssertEqual(s.settings.sslCiphers, "HIGH:!aNULL")
+        XCTAssertEqual(s.settings.sslPreferServerCiphers, true)
+        XCTAssertEqual(s.settings.sslSessionTimeout, 600_000)
+        XCTAssertEqual(s.settings.sslSessionTickets, false)
+        XCTAssertEqual(s.settings.sslPasswordFile?.path, "/conf/pass.txt")
+        assertError(inHTTP("ssl_protocols TLSv1.2 TLSv1.4;"), "invalid value \"TLSv1.4\"", line: 3)
+        assertError(inHTTP("ssl_session_tickets maybe;"),
+                    "invalid value \"maybe\" in \"ssl_session_tickets\" directive, it must be \"on\" or \"off\"", line: 3)
+        assertError(inHTTP("ssl_ciphers A;\nssl_ciphers B;"), "\"ssl_ciphers\" directive is duplicate", line: 4)
+        assertError(inHTTP("server { location / { ssl_certificate a.crt; } }"), "\"ssl_certificate\" directive is not allowed here", line: 3)
+    }
+
+    func testCertificatesInheritAsAPair() throws {
+        let conf = try XCTUnwrap(assertLoads(inHTTP("""
+            ssl_certificate a.crt; ssl_certificate_key a.key;
+            server { listen 443 ssl; }
+            server { listen 444 ssl; ssl_certificate b.crt; ssl_certificate_key b.key; }
+            """)))
+        XCTAssertEqual(conf.http?.servers[0].settings.sslCertificates?.map(\.path), ["/conf/a.crt"])
+        XCTAssertEqual(conf.http?.servers[1].settings.sslCertificates?.map(\.path), ["/conf/b.crt"])
+        XCTAssertEqual(conf.http?.servers[1].settings.sslCertificateKeys?.map(\.path), ["/conf/b.key"])
+    }
+
+    func testHTTPSUpstreamsAndProxySSL() throws {
+        let conf = try XCTUnwrap(assertLoads(inHTTP("""
+            upstream app { server 127.0.0.1:8443; }
+            proxy_ssl_verify on; proxy_ssl_trusted_certificate ca.crt;
+            server { location / { proxy_pass https://app; proxy_ssl_server_name on; proxy_ssl_name api.test;
+                                  proxy_ssl_session_reuse off; proxy_ssl_protocols TLSv1.3; proxy_ssl_verify_depth 2; }
+                     location /x { proxy_pass https://127.0.0.1; } }
+            """)))
+        let locations = try XCTUnwrap(conf.http?.servers.first?.locations)
+        guard case .proxy(let pass) = locations[0].content else { return XCTFail("no proxy_pass") }
+        XCTAssertEqual(pass.scheme, "https")
+        let s = locations[0].settings
+        XCTAssertEqual(s.proxySSLVerify, true)
+        XCTAssertEqual(s.proxySSLTrustedCertificate?.path, "/conf/ca.crt")
+        XCTAssertEqual(s.proxySSLServerName, true)
+        XCTAssertEqual(s.proxySSLName, "api.test")
+        XCTAssertEqual(s.proxySSLSessionReuse, false)
+        XCTAssertEqual(s.proxySSLProtocols, ["TLSv1.3"])
+        XCTAssertEqual(s.proxySSLVerifyDepth, 2)
+        // A literal https:// address without a port goes to 443.
+        guard case .proxy(let literal) = locations[1].content, case .address(let addrs, _) = literal.target else { return XCTFail() }
+        XCTAssertEqual(addrs.map(\.port), [443])
+    }
+
+    func testHTTPSCheckAndItsCompanions() throws {
+        let conf = try XCTUnwrap(assertLoads(inUpstream("""
+            check_ssl_server_name api.test;
+            check interval=1000 type=https;
+            check_ssl_verify on; check_ssl_trusted_certificate /etc/ca.crt;
+            """)))
+        let c = try XCTUnwrap(conf.http?.upstream(named: "u")?.check)
+        XCTAssertEqual(c.type, .https)
+        XCTAssertEqual(c.sslServerName, "api.test")
+        XCTAssertTrue(c.sslVerify)
+        XCTAssertEqual(c.sslTrustedCertificate?.path, "/etc/ca.crt")
+        XCTAssertEqual(CheckType.https.code, 6, "codes in the segment stay stable: new types go last")
+        assertError(inUpstream("check_ssl_verify yes;"),
+                    "invalid value \"yes\" in \"check_ssl_verify\" directive, it must be \"on\" or \"off\"", line: 5)
+    }
+}

@@ -1,0 +1,133 @@
+import Foundation
+import XCTest
+@testable import Config
+@testable import TLS
+
+/// The TLS target on its own: contexts from real PEM files (made with the openssl tool), nginx's messages for
+/// files that do not load, a handshake and a round trip between two streams over a non-blocking socketpair,
+/// and the shared session cache.
+final class TLSContextTests: XCTestCase {
+    var dir = ""
+
+    override func setUpWithError() throws {
+        dir = NSTemporaryDirectory() + "vigil-tls-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                     "-subj", "/CN=a.test", "-addext", "subjectAltName=DNS:a.test", "-keyout", dir + "/a.key", "-out", dir + "/a.crt"])
+        try openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                     "-subj", "/CN=b.test", "-keyout", dir + "/b.key", "-out", dir + "/b.crt"])
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    private func openssl(_ args: [String]) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        p.arguments = args
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, "openssl \(args.joined(separator: " "))")
+    }
+
+    private func load(_ server: String) throws -> (Configuration, TLSBundle) {
+        let text = "events {}\nhttp {\n\(server)\n}\n"
+        let conf = try Configuration.parse(text: text, file: dir + "/vigil.conf", prefix: dir)
+        return (conf, try TLSBundle(config: conf))
+    }
+
+    private func bundleError(_ server: String) -> String {
+        do { _ = try load(server); return "" } catch { return "\(error)" }
+    }
+
+    func testMessagesForFilesThatDoNotLoad() {
+        let conf = dir + "/vigil.conf"
+        XCTAssertTrue(bundleError("server { listen 127.0.0.1:1 ssl;\nssl_certificate missing.crt; ssl_certificate_key a.key; }")
+            .hasPrefix("cannot load certificate \"\(dir)/missing.crt\": BIO_new_file() failed (SSL: error:"))
+        XCTAssertTrue(bundleError("server { listen 127.0.0.1:1 ssl;\nssl_certificate missing.crt; ssl_certificate_key a.key; }")
+            .hasSuffix(" in \(conf):4"))
+        XCTAssertTrue(bundleError("server { listen 127.0.0.1:1 ssl;\nssl_certificate a.crt;\nssl_certificate_key b.key; }")
+            .contains("SSL_CTX_use_PrivateKey(\"\(dir)/b.key\") failed (SSL: error:05800074:x509 certificate routines::key values mismatch) in \(conf):5"))
+        XCTAssertEqual(bundleError("server { listen 127.0.0.1:1 ssl; }"),
+                       "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive in \(conf):3")
+        XCTAssertEqual(bundleError("server { listen 127.0.0.1:1 ssl;\nssl_certificate a.crt; }"),
+                       "no \"ssl_certificate_key\" is defined for certificate \"\(dir)/a.crt\" in \(conf):4")
+        XCTAssertEqual(bundleError("server { location / { proxy_pass https://127.0.0.1:1;\nproxy_ssl_verify on; } }"),
+                       "no proxy_ssl_trusted_certificate for proxy_ssl_verify in \(conf):3")
+        XCTAssertTrue(bundleError("server { listen 127.0.0.1:1 ssl; ssl_certificate a.crt; ssl_certificate_key a.key;\nssl_ciphers NOTHING; }")
+            .hasPrefix("SSL_CTX_set_cipher_list(\"NOTHING\") failed (SSL: "))
+        XCTAssertEqual(bundleError("server { listen 127.0.0.1:1 ssl; ssl_certificate a.crt; ssl_certificate_key a.key; }"), "")
+    }
+
+    /// A server stream and a client stream over a socketpair, both non-blocking: the handshake and the reads
+    /// and writes report "would block" as recv/send do, and bytes cross both ways.
+    func testHandshakeAndRoundTripOverNonBlockingSockets() throws {
+        let (conf, bundle) = try load("""
+            server { listen 127.0.0.1:1 ssl; server_name a.test; ssl_certificate a.crt; ssl_certificate_key a.key; }
+            server { location / { proxy_pass https://127.0.0.1:1; } }
+            """)
+        let serverCtx = try XCTUnwrap(bundle.context(for: conf.http!.servers[0]))
+        let clientCtx = try XCTUnwrap(bundle.context(for: conf.http!.servers[1].locations[0]))
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &fds), 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let server = try XCTUnwrap(TLSStream(accepting: fds[0], context: serverCtx))
+        let slot = TLSSessionSlot()
+        let client = try XCTUnwrap(TLSStream(connecting: fds[1], context: clientCtx, serverName: "a.test", session: slot))
+        var done = (false, false)
+        for _ in 0..<20 where !(done.0 && done.1) {
+            if !done.1 { if case .done = client.handshake() { done.1 = true } }
+            if !done.0 { if case .done = server.handshake() { done.0 = true } }
+        }
+        XCTAssertTrue(done.0 && done.1, "handshake did not finish")
+        XCTAssertEqual(server.protocolName, "TLSv1.3")
+        XCTAssertEqual(server.serverName, "a.test")
+        XCTAssertFalse(server.sessionReused)
+        XCTAssertEqual(client.verifyPeer(name: "a.test")?.hasPrefix("upstream SSL certificate verify error: (18:"), true,
+                       "a self-signed certificate does not verify without a trusted CA")
+
+        var buf = [UInt8](repeating: 0, count: 64)
+        XCTAssertEqual(buf.withUnsafeMutableBytes { server.read(into: $0.baseAddress!, count: $0.count) }, -1)
+        XCTAssertEqual(errno, EAGAIN, "nothing sent yet: would block")
+        let request = Array("GET / HTTP/1.1\r\n\r\n".utf8)
+        XCTAssertEqual(request.withUnsafeBytes { client.write($0.baseAddress!, count: $0.count) }, request.count)
+        var got: [UInt8] = []
+        for _ in 0..<10 where got.count < request.count {
+            let n = buf.withUnsafeMutableBytes { server.read(into: $0.baseAddress!, count: $0.count) }
+            if n > 0 { got += buf[0..<n] }
+        }
+        XCTAssertEqual(got, request)
+        // The server's TLS 1.3 tickets reach the client with its next read: the slot then holds a session.
+        _ = buf.withUnsafeMutableBytes { client.read(into: $0.baseAddress!, count: $0.count) }
+        XCTAssertNotNil(slot.session, "the client kept the session the server issued")
+        server.shutdown()
+        XCTAssertEqual(buf.withUnsafeMutableBytes { client.read(into: $0.baseAddress!, count: $0.count) }, 0, "close_notify reads as the end")
+    }
+
+    func testSharedSessionCacheStoresFindsExpiresAndEvicts() throws {
+        let cache = try XCTUnwrap(SharedSessionCache.named("unit-\(UUID().uuidString)", size: 64 * 1024))
+        let now = Int64(time(nil))
+        let id = [UInt8](repeating: 7, count: 32), der = [UInt8](repeating: 9, count: 150)
+        id.withUnsafeBytes { i in der.withUnsafeBytes { cache.store(id: i, der: $0, expires: now + 60) } }
+        XCTAssertEqual(id.withUnsafeBytes { cache.lookup(id: $0) }, der)
+        id.withUnsafeBytes { cache.remove(id: $0) }
+        XCTAssertNil(id.withUnsafeBytes { cache.lookup(id: $0) })
+        id.withUnsafeBytes { i in der.withUnsafeBytes { cache.store(id: i, der: $0, expires: now - 1) } }
+        XCTAssertNil(id.withUnsafeBytes { cache.lookup(id: $0) }, "an expired session is not found")
+        // Far more sessions than slots: every lookup still answers (the newest win), nothing overflows.
+        var found = 0
+        for k in 0..<2000 {
+            var key = [UInt8](repeating: 0, count: 32)
+            key[0] = UInt8(k & 0xff); key[1] = UInt8(k >> 8)
+            key.withUnsafeBytes { i in der.withUnsafeBytes { cache.store(id: i, der: $0, expires: now + 60) } }
+            if key.withUnsafeBytes({ cache.lookup(id: $0) }) == der { found += 1 }
+        }
+        XCTAssertEqual(found, 2000, "a session just stored is always found")
+        let tooBig = [UInt8](repeating: 1, count: SharedSessionCache.derCapacity + 1)
+        id.withUnsafeBytes { i in tooBig.withUnsafeBytes { cache.store(id: i, der: $0, expires: now + 60) } }
+        XCTAssertNil(id.withUnsafeBytes { cache.lookup(id: $0) }, "a session larger than a slot is not cached")
+        XCTAssertTrue(SharedSessionCache.named("unit-same", size: 65536) === SharedSessionCache.named("unit-same", size: 65536),
+                      "a reload that names the same cache with the same size keeps it")
+    }
+}

@@ -109,6 +109,7 @@ public final class Configuration {
         guard let http else { return }
         for server in http.servers {
             server.settings.inherit(from: http.settings)
+            if server.settings.sslOn == true { for i in server.listens.indices { server.listens[i].ssl = true } }
             for loc in server.locations { inherit(loc, from: server.settings) }
             if server.listens.isEmpty {
                 // nginx's default when running as root is *:80; Vigil uses the same.

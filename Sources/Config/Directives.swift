@@ -30,7 +30,7 @@ enum Directives {
     static let table: [String: [DirectiveSpec]] = {
         var t: [String: [DirectiveSpec]] = [:]
         for spec in Core.specs + HTTPCore.specs + Proxy.specs + UpstreamDirectives.specs + CheckDirectives.specs
-                    + SSLDirectives.specs {
+                    + SSLDirectives.specs + SSLDirectives.refused {
             t[spec.name, default: []].append(spec)
         }
         return t

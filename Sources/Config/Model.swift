@@ -260,6 +260,10 @@ public struct HTTPSettings: Sendable {
     public var sslSessionTimeout: Int?
     public var sslSessionTickets: Bool?
     public var sslPasswordFile: PathSetting?
+    public var sslDHParam: PathSetting?
+    public var sslECDHCurve: String?
+    /// The deprecated `ssl on`: every `listen` of the server is a TLS one.
+    public var sslOn: Bool?
     // TLS towards `https://` upstreams.
     public var proxySSLServerName: Bool?
     public var proxySSLName: String?
@@ -325,6 +329,9 @@ public struct HTTPSettings: Sendable {
         sslSessionTimeout = sslSessionTimeout ?? p.sslSessionTimeout
         sslSessionTickets = sslSessionTickets ?? p.sslSessionTickets
         sslPasswordFile = sslPasswordFile ?? p.sslPasswordFile
+        sslDHParam = sslDHParam ?? p.sslDHParam
+        sslECDHCurve = sslECDHCurve ?? p.sslECDHCurve
+        sslOn = sslOn ?? p.sslOn
         proxySSLServerName = proxySSLServerName ?? p.proxySSLServerName
         proxySSLName = proxySSLName ?? p.proxySSLName
         proxySSLVerify = proxySSLVerify ?? p.proxySSLVerify

@@ -27,10 +27,22 @@ enum SSLDirectives {
         },
         Directives.msecSetting("ssl_session_timeout", \.sslSessionTimeout, [.http, .server]),
         Directives.flagSetting("ssl_session_tickets", \.sslSessionTickets, [.http, .server]),
-        // Tuning nginx exposes that OpenSSL's defaults already cover: accepted, changing nothing.
+        Directives.spec("ssl_dhparam", [.http, .server], .one) { call in try Directives.setOnce(call, \.sslDHParam, pathArg(call)) },
+        Directives.spec("ssl_ecdh_curve", [.http, .server], .one) { call in try Directives.setOnce(call, \.sslECDHCurve, call.words[1]) },
+        Directives.spec("ssl", [.http, .server], .one) { call in
+            call.warn("the \"ssl\" directive is deprecated, use the \"listen ... ssl\" directive instead")
+            try Directives.setOnce(call, \.sslOn, try Directives.flagArg(call))
+        },
+        // Vigil writes each response as records of what is queued, and never accepts 0-RTT data.
         Directives.accepted("ssl_buffer_size", [.http, .server], .one),
-        Directives.accepted("ssl_ecdh_curve", [.http, .server], .one),
-        Directives.accepted("ssl_early_data", [.http, .server], .one),
+        Directives.spec("ssl_early_data", [.http, .server], .one) { call in
+            if try Directives.flagArg(call) { throw call.error("\"ssl_early_data on\" is not supported by vigil") }
+        },
+        // OCSP stapling is an optimisation clients do without (they ask the responder themselves).
+        Directives.spec("ssl_stapling", [.http, .server], .one) { call in
+            if try Directives.flagArg(call) { call.warn("\"ssl_stapling\" ignored, not supported by vigil") }
+        },
+        Directives.accepted("ssl_stapling_verify", [.http, .server], .one),
 
         Directives.flagSetting("proxy_ssl_server_name", \.proxySSLServerName),
         Directives.spec("proxy_ssl_name", .httpAll, .one) { call in try Directives.setOnce(call, \.proxySSLName, call.words[1]) },
@@ -68,6 +80,18 @@ enum SSLDirectives {
             u.sawSSLTrustedCertificate = true
         },
     ]
+
+    /// nginx directives Vigil refuses by name rather than as unknown: client certificates, ticket key files,
+    /// CRLs and raw OpenSSL commands.
+    static let refused: [DirectiveSpec] = [
+        "ssl_verify_client", "ssl_client_certificate", "ssl_trusted_certificate", "ssl_verify_depth", "ssl_crl",
+        "ssl_session_ticket_key", "ssl_conf_command", "ssl_reject_handshake", "ssl_ocsp", "ssl_ocsp_responder",
+        "ssl_ocsp_cache", "ssl_stapling_file", "ssl_stapling_responder", "proxy_ssl_crl", "proxy_ssl_conf_command",
+    ].map { name in
+        Directives.spec(name, [.http, .server, .location], .oneOrMore) { call in
+            throw call.error("\"\(name)\" is not supported by vigil")
+        }
+    }
 
     static func pathArg(_ call: Call) -> PathSetting {
         PathSetting(path: call.configuration.fullConfPath(call.words[1]), location: call.location)

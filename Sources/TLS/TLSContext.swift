@@ -81,6 +81,22 @@ enum ContextSetup {
         }
     }
 
+    /// `ssl_dhparam`: parameters for the DHE ciphers.
+    static func useDHParameters(_ ctx: OpaquePointer, _ file: PathSetting) throws {
+        OpenSSLError.clear()
+        guard let bio = BIO_new_file(file.path, "r") else {
+            throw file.location.error("BIO_new_file(\"\(file.path)\") failed" + OpenSSLError.drain())
+        }
+        defer { BIO_free(bio) }
+        guard let dh = PEM_read_bio_Parameters(bio, nil) else {
+            throw file.location.error("PEM_read_bio_Parameters(\"\(file.path)\") failed" + OpenSSLError.drain())
+        }
+        guard SSL_CTX_set0_tmp_dh_pkey(ctx, dh) == 1 else {
+            EVP_PKEY_free(dh)
+            throw file.location.error("SSL_CTX_set0_tmp_dh_pkey(\"\(file.path)\") failed" + OpenSSLError.drain())
+        }
+    }
+
     /// An encrypted key with no password file fails instead of prompting on the terminal.
     static let noPassword: @convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32 = { _, _, _, _ in 0 }
     static let givePassword: @convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32 = { buf, size, _, user in
@@ -136,6 +152,13 @@ public final class TLSServerContext {
             try ContextSetup.useCertificate(raw, cert)
             try ContextSetup.useKey(raw, key, passwords: passwords)
         }
+        if let curves = s.sslECDHCurve, curves != "auto" {
+            OpenSSLError.clear()
+            guard vigil_SSL_CTX_set1_groups_list(raw, curves) == 1 else {
+                throw location.error("SSL_CTX_set1_curves_list(\"\(curves)\") failed" + OpenSSLError.drain())
+            }
+        }
+        if let dh = s.sslDHParam { try ContextSetup.useDHParameters(raw, dh) }
         if s.sslPreferServerCiphers ?? false { SSL_CTX_set_options(raw, VIGIL_SSL_OP_CIPHER_SERVER_PREFERENCE) }
         if !(s.sslSessionTickets ?? true) { SSL_CTX_set_options(raw, VIGIL_SSL_OP_NO_TICKET) }
         _ = SSL_CTX_set_timeout(raw, (s.sslSessionTimeout ?? 300_000) / 1000)

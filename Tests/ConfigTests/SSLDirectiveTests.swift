@@ -112,4 +112,21 @@ final class SSLDirectiveTests: XCTestCase {
         assertError(inUpstream("check_ssl_verify yes;"),
                     "invalid value \"yes\" in \"check_ssl_verify\" directive, it must be \"on\" or \"off\"", line: 5)
     }
+
+    func testDeprecatedSSLOnMakesEveryListenTLSWithNginxsWarning() throws {
+        let conf = try XCTUnwrap(assertLoads(inHTTP("server { listen 127.0.0.1:443; listen 127.0.0.1:444;\nssl on; }")))
+        XCTAssertEqual(conf.listenAddresses.map(\.ssl), [true, true])
+        XCTAssertEqual(conf.warnings.map(\.description),
+                       ["the \"ssl\" directive is deprecated, use the \"listen ... ssl\" directive instead in \(confPath):4"])
+    }
+
+    func testCurvesDHParamsStaplingAndRefusedDirectives() throws {
+        let s = try XCTUnwrap(server("ssl_ecdh_curve X25519:prime256v1; ssl_dhparam dh.pem;\nserver {}"))
+        XCTAssertEqual(s.settings.sslECDHCurve, "X25519:prime256v1")
+        XCTAssertEqual(s.settings.sslDHParam?.path, "/conf/dh.pem")
+        let stapling = try XCTUnwrap(assertLoads(inHTTP("ssl_stapling on; ssl_stapling_verify on;")))
+        XCTAssertEqual(stapling.warnings.map(\.message), ["\"ssl_stapling\" ignored, not supported by vigil"])
+        assertError(inHTTP("server { ssl_verify_client on; }"), "\"ssl_verify_client\" is not supported by vigil", line: 3)
+        assertError(inHTTP("ssl_early_data on;"), "\"ssl_early_data on\" is not supported by vigil", line: 3)
+    }
 }

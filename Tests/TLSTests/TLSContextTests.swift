@@ -58,6 +58,23 @@ final class TLSContextTests: XCTestCase {
         XCTAssertTrue(bundleError("server { listen 127.0.0.1:1 ssl; ssl_certificate a.crt; ssl_certificate_key a.key;\nssl_ciphers NOTHING; }")
             .hasPrefix("SSL_CTX_set_cipher_list(\"NOTHING\") failed (SSL: "))
         XCTAssertEqual(bundleError("server { listen 127.0.0.1:1 ssl; ssl_certificate a.crt; ssl_certificate_key a.key; }"), "")
+        XCTAssertTrue(bundleError("server { listen 127.0.0.1:1 ssl; ssl_certificate a.crt; ssl_certificate_key a.key;\nssl_ecdh_curve nocurve; }")
+            .hasPrefix("SSL_CTX_set1_curves_list(\"nocurve\") failed"))
+        XCTAssertTrue(bundleError("server { listen 127.0.0.1:1 ssl; ssl_certificate a.crt; ssl_certificate_key a.key;\nssl_dhparam a.crt; }")
+            .hasPrefix("PEM_read_bio_Parameters(\"\(dir)/a.crt\") failed"))
+    }
+
+    func testPasswordFileDHParamsAndCurves() throws {
+        try openssl(["genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "group:ffdhe2048", "-out", dir + "/dh.pem"])
+        try openssl(["pkey", "-in", dir + "/a.key", "-aes256", "-passout", "pass:second", "-out", dir + "/enc.key"])
+        try "first\nsecond\n".write(toFile: dir + "/pass.txt", atomically: true, encoding: .utf8)
+        XCTAssertEqual(bundleError("""
+            server { listen 127.0.0.1:1 ssl; ssl_certificate a.crt; ssl_certificate_key enc.key; ssl_password_file pass.txt;
+                     ssl_dhparam dh.pem; ssl_ecdh_curve X25519:prime256v1; }
+            """), "", "the second password opens the key")
+        XCTAssertTrue(bundleError("server { listen 127.0.0.1:1 ssl; ssl_certificate a.crt;\nssl_certificate_key enc.key; }")
+            .hasPrefix("cannot load certificate key \"\(dir)/enc.key\": PEM_read_bio_PrivateKey() failed"),
+                      "an encrypted key without a password file fails instead of prompting")
     }
 
     /// A server stream and a client stream over a socketpair, both non-blocking: the handshake and the reads

@@ -18,7 +18,9 @@ final class ByteBuffer {
 
     /// The last receive got less than it had room for: the socket had nothing more at that moment.
     /// TCP hands over all it has, so the caller can wait for the next readiness event instead of
-    /// spending a system call on EAGAIN.
+    /// spending a system call on EAGAIN. Over TLS a short read ends one record, and OpenSSL (without
+    /// read-ahead) has read nothing past it: the kernel may hold more, which a level-triggered socket
+    /// reports again, but an edge-triggered one does not.
     private(set) var drained = false
 
     var readable: Int { writeIndex - readIndex }
@@ -49,8 +51,7 @@ final class ByteBuffer {
             tls.map { $0.read(into: p.baseAddress! + w, count: room) } ?? recv(fd, p.baseAddress! + w, room, 0)
         }
         if n > 0 { writeIndex += n }
-        // A TLS read returns one record at most: a short one says nothing about what the socket still holds.
-        drained = tls == nil && n >= 0 && n < room
+        drained = n >= 0 && n < room && (tls?.pending ?? 0) == 0
         return n
     }
 

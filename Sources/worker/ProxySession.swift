@@ -240,8 +240,9 @@ final class ProxySession: EventHandler {
             let n = response.receive(from: fd, tls: tls, limit: 65536)
             if n > 0 {
                 if phase == .readingHead { parseHead() } else { relay() }
-                // A short read emptied the socket: the next bytes, or the close, bring a new edge.
-                if response.drained && !hungUp && !paused {
+                // A short read emptied the socket: the next bytes, or the close, bring a new edge. Not so
+                // over TLS, where a short read ends a record and more may wait: read on to EAGAIN.
+                if response.drained && tls == nil && !hungUp && !paused {
                     if phase == .relaying { armBodyReadTimeout() }
                     return
                 }

@@ -23,27 +23,28 @@ public struct RunResult {
     public let stderr: String
 }
 
-/// Runs a command to completion (bounded), capturing both streams. Output goes to files, not pipes,
-/// so a daemon that keeps a descriptor open can never block the test.
-public func runCommand(_ path: String, _ args: [String], cwd: String? = nil, timeout: TimeInterval = 20) -> RunResult {
+/// Runs a command to completion (bounded), capturing both streams, with `stdin` (or nothing) as its input.
+/// Input and output go through files, not pipes, so a daemon that keeps a descriptor open can never block
+/// the test.
+public func runCommand(_ path: String, _ args: [String], cwd: String? = nil, stdin input: String? = nil,
+                       timeout: TimeInterval = 20) -> RunResult {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: path)
     p.arguments = args
     if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
     let base = NSTemporaryDirectory() + "vigil-run-" + UUID().uuidString
-    _ = FileManager.default.createFile(atPath: base + ".out", contents: nil)
-    _ = FileManager.default.createFile(atPath: base + ".err", contents: nil)
-    defer {
-        unlink(base + ".out")
-        unlink(base + ".err")
-    }
-    guard let out = FileHandle(forWritingAtPath: base + ".out"), let err = FileHandle(forWritingAtPath: base + ".err") else {
-        return RunResult(status: -1, stdout: "", stderr: "cannot create output files")
+    for suffix in [".in", ".out", ".err"] { _ = FileManager.default.createFile(atPath: base + suffix, contents: nil) }
+    defer { for suffix in [".in", ".out", ".err"] { unlink(base + suffix) } }
+    guard (try? (input ?? "").write(toFile: base + ".in", atomically: false, encoding: .utf8)) != nil,
+          let inHandle = FileHandle(forReadingAtPath: base + ".in"),
+          let out = FileHandle(forWritingAtPath: base + ".out"), let err = FileHandle(forWritingAtPath: base + ".err") else {
+        return RunResult(status: -1, stdout: "", stderr: "cannot create i/o files")
     }
     p.standardOutput = out
     p.standardError = err
-    p.standardInput = FileHandle.nullDevice
+    p.standardInput = input == nil ? FileHandle.nullDevice : inHandle
     do { try p.run() } catch { return RunResult(status: -1, stdout: "", stderr: "\(error)") }
+    try? inHandle.close()
     try? out.close()
     try? err.close()
     let deadline = Date().addingTimeInterval(timeout)

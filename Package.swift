@@ -22,7 +22,10 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .target(name: "TLS", dependencies: ["COpenSSL", "CShim", "Config"], path: "Sources/TLS", swiftSettings: hotPath),
         .target(name: "ShmTable", dependencies: ["CShim"], path: "Sources/ShmTable", swiftSettings: v5),
-        .target(name: "Config", dependencies: ["CShim"], path: "Sources/Config", swiftSettings: v5),
+        // Debian's PCRE2, the regex library nginx uses; Script is nginx's rewrite language on top of it.
+        .systemLibrary(name: "CPCRE2", path: "Sources/CPCRE2", pkgConfig: "libpcre2-8", providers: [.apt(["libpcre2-dev"])]),
+        .target(name: "Script", dependencies: ["CPCRE2"], path: "Sources/Script", swiftSettings: hotPath),
+        .target(name: "Config", dependencies: ["CShim", "Script"], path: "Sources/Config", swiftSettings: v5),
         .target(name: "Event", dependencies: ["CShim"], path: "Sources/Event", swiftSettings: hotPath),
         .target(name: "HTTP", path: "Sources/HTTP", swiftSettings: hotPath),
         .target(name: "Checks", dependencies: ["CShim", "Config", "ShmTable", "Event", "HTTP", "TLS"], path: "Sources/Checks", swiftSettings: hotPath),

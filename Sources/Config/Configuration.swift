@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Script
 
 /// A whole loaded configuration: what `vigil -t` validates and what the master hands to its workers.
 public final class Configuration {
@@ -133,9 +134,9 @@ public final class Configuration {
         for loc in locations {
             if case .regex(let ci) = loc.match {
                 do {
-                    loc.regex = try LocationRegex(loc.pattern, caseInsensitive: ci)
-                } catch let e as LocationRegex.CompileError {
-                    throw loc.location.error("regcomp() failed: \(e.message) in \"\(loc.pattern)\"")
+                    loc.regex = try Regex(loc.pattern, caseless: ci)
+                } catch let e as Regex.CompileError {
+                    throw loc.location.error(e.description)
                 }
             }
             try compileRegexes(loc.locations)

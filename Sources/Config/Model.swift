@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Script
 
 /// The typed configuration that the directive handlers fill in. Reference types so that handlers can
 /// mutate the block they are in; after `Configuration.load` returns, treat everything as read-only.
@@ -395,7 +396,7 @@ public final class Location {
     public var returnAction: ReturnAction?
     public var alias: String?
     /// Compiled when the configuration is validated (regex locations only).
-    public internal(set) var regex: LocationRegex?
+    public internal(set) var regex: Regex?
     public var locations: [Location] = []
     public let location: SourceLocation
     init(match: LocationMatch, pattern: String, location: SourceLocation) {
@@ -449,23 +450,4 @@ public struct CheckedPeer: Sendable {
         if check.port > 0 { a.port = UInt16(truncatingIfNeeded: check.port) }
         return a
     }
-}
-
-/// A POSIX extended regex for `location ~` / `~*` (nginx uses PCRE; common location patterns read the same in ERE).
-public final class LocationRegex {
-    struct CompileError: Error { let message: String }
-    private var re = regex_t()
-
-    init(_ pattern: String, caseInsensitive: Bool) throws {
-        let rc = regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB | (caseInsensitive ? REG_ICASE : 0))
-        if rc != 0 {
-            var buf = [CChar](repeating: 0, count: 256)
-            regerror(rc, &re, &buf, buf.count)
-            throw CompileError(message: String(cString: buf))
-        }
-    }
-
-    deinit { regfree(&re) }
-
-    public func matches(_ s: String) -> Bool { regexec(&re, s, 0, nil, 0) == 0 }
 }

@@ -5,7 +5,7 @@ import XCTest
 final class RegexLocationTests: XCTestCase {
     func testInvalidRegexIsAConfigError() {
         assertError("events {}\nhttp {\n server {\n  listen 127.0.0.1:9999;\n  location ~ (abc { return 200; }\n }\n}\n",
-                    #"regcomp() failed: Unmatched ( or \( in "(abc""#, line: 5)
+                    #"pcre2_compile() failed: missing closing parenthesis in "(abc" at """#, line: 5)
     }
 
     func testValidRegexesLoad() {

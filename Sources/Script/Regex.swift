@@ -1,0 +1,96 @@
+import CPCRE2
+
+/// A PCRE2 regular expression, as nginx compiles them (`location ~`, `rewrite`, `if (… ~ …)`, `map`,
+/// `server_name ~`): compiled and JIT-compiled once, when the configuration loads. Matching is for one
+/// thread at a time (a worker's loop): the match data is the expression's own.
+public final class Regex {
+    private let code: OpaquePointer
+    private let matchData: OpaquePointer
+    /// Numbered groups ($1…$9 in nginx).
+    public let captureCount: Int
+    /// Named groups, `(?<name>…)`: nginx turns them into variables.
+    public let names: [(name: String, group: Int)]
+    public let pattern: String
+
+    public struct CompileError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Fails with nginx's wording: `pcre2_compile() failed: missing closing parenthesis in "(a" at ""`.
+    public init(_ pattern: String, caseless: Bool = false) throws {
+        self.pattern = pattern
+        var err: Int32 = 0
+        var offset = 0
+        let bytes = Array(pattern.utf8)
+        guard let c = bytes.withUnsafeBufferPointer({
+            pcre2_compile_8($0.baseAddress, $0.count, caseless ? VIGIL_PCRE2_CASELESS : 0, &err, &offset, nil)
+        }) else {
+            var buf = [UInt8](repeating: 0, count: 256)
+            _ = pcre2_get_error_message_8(err, &buf, buf.count)
+            let message = String(decoding: buf.prefix(while: { $0 != 0 }), as: UTF8.self)
+            let rest = String(decoding: bytes[min(offset, bytes.count)...], as: UTF8.self)
+            throw CompileError(description: "pcre2_compile() failed: \(message) in \"\(pattern)\" at \"\(rest)\"")
+        }
+        code = c
+        _ = pcre2_jit_compile_8(c, VIGIL_PCRE2_JIT_COMPLETE)   // where JIT is unavailable, the interpreter runs
+        var count: UInt32 = 0
+        pcre2_pattern_info_8(c, VIGIL_PCRE2_INFO_CAPTURECOUNT, &count)
+        captureCount = Int(count)
+        var nameCount: UInt32 = 0, entrySize: UInt32 = 0
+        var table: UnsafePointer<UInt8>?
+        pcre2_pattern_info_8(c, VIGIL_PCRE2_INFO_NAMECOUNT, &nameCount)
+        pcre2_pattern_info_8(c, VIGIL_PCRE2_INFO_NAMEENTRYSIZE, &entrySize)
+        pcre2_pattern_info_8(c, VIGIL_PCRE2_INFO_NAMETABLE, &table)
+        var names: [(String, Int)] = []
+        if let table {
+            for i in 0..<Int(nameCount) {
+                let entry = table + i * Int(entrySize)
+                let group = Int(entry[0]) << 8 | Int(entry[1])
+                names.append((String(cString: entry + 2), group))
+            }
+        }
+        self.names = names
+        matchData = pcre2_match_data_create_from_pattern_8(c, nil)
+    }
+
+    deinit {
+        pcre2_match_data_free_8(matchData)
+        pcre2_code_free_8(code)
+    }
+
+    /// Whether `subject` matches anywhere (nginx's regexes are not anchored unless they say so).
+    public func matches(_ subject: String) -> Bool {
+        var s = subject
+        return s.withUTF8 { pcre2_match_8(code, $0.baseAddress, $0.count, 0, 0, matchData, nil) >= 0 }
+    }
+
+    /// The match and its groups, or nil.
+    public func match(_ subject: String) -> Captures? {
+        var s = subject
+        let rc = s.withUTF8 { pcre2_match_8(code, $0.baseAddress, $0.count, 0, 0, matchData, nil) }
+        guard rc >= 0 else { return nil }
+        let ov = pcre2_get_ovector_pointer_8(matchData)!
+        var ranges: [Range<Int>?] = []
+        ranges.reserveCapacity(captureCount + 1)
+        for g in 0...captureCount {
+            // PCRE2_SIZE is size_t, which Swift sees as Int: PCRE2_UNSET (all ones) reads as -1.
+            let a = ov[2 * g], b = ov[2 * g + 1]
+            ranges.append(a < 0 || (g > 0 && g >= Int(rc)) ? nil : a..<b)
+        }
+        return Captures(subject: s, ranges: ranges)
+    }
+}
+
+/// The groups of one match: `$0` (the whole match) to `$n`, as substrings of the subject.
+public struct Captures {
+    let subject: String
+    let ranges: [Range<Int>?]
+
+    public var count: Int { ranges.count }
+
+    public func group(_ i: Int) -> String? {
+        guard i < ranges.count, let r = ranges[i] else { return nil }
+        let u = subject.utf8
+        return String(decoding: u[u.index(u.startIndex, offsetBy: r.lowerBound)..<u.index(u.startIndex, offsetBy: r.upperBound)], as: UTF8.self)
+    }
+}

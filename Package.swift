@@ -30,7 +30,7 @@ let package = Package(
         .target(name: "HTTP", path: "Sources/HTTP", swiftSettings: hotPath),
         .target(name: "Checks", dependencies: ["CShim", "Config", "ShmTable", "Event", "HTTP", "TLS"], path: "Sources/Checks", swiftSettings: hotPath),
         .target(name: "Proxy", dependencies: ["CShim", "Config", "ShmTable", "Event", "HTTP"], path: "Sources/Proxy", swiftSettings: hotPath),
-        .target(name: "Worker", dependencies: ["CShim", "ShmTable", "Config", "Event", "HTTP", "Proxy", "Checks", "TLS"], path: "Sources/worker", swiftSettings: hotPath),
+        .target(name: "Worker", dependencies: ["CShim", "ShmTable", "Config", "Event", "HTTP", "Proxy", "Checks", "TLS", "Script"], path: "Sources/worker", swiftSettings: hotPath),
         .executableTarget(name: "vigil", dependencies: ["CShim", "ShmTable", "Config", "Event", "Worker", "TLS"], path: "Sources/master", swiftSettings: v5),
         .executableTarget(name: "shmdump", dependencies: ["CShim", "ShmTable", "Config"], path: "Sources/shmdump", swiftSettings: v5),
         .target(name: "FuzzSupport", path: "Tests/FuzzSupport", swiftSettings: v5),

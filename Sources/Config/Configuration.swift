@@ -123,10 +123,23 @@ public final class Configuration {
             try resolveProxyTargets(server.locations, http: http)
             try compileRegexes(server.locations)
         }
+        try resolveTemplates(http)
         http.upstreams.removeAll { $0.declared == nil }
         for upstream in http.upstreams { upstream.finishCheck() }
         try validateListens(http)
         checkedPeers = http.upstreams.flatMap { $0.checkedPeers() }
+    }
+
+    /// Script templates name variables that may be declared further down (nginx's variables are global):
+    /// once everything is read, each name must be a built-in variable, a declared one or a capture.
+    private func resolveTemplates(_ http: HTTPBlock) throws {
+        for (t, location) in http.pendingTemplates {
+            for name in t.names where Variable(name: name, table: http.variables) == .none && !Variable.isKnownUnset(name) {
+                throw location.error("unknown \"\(name)\" variable")
+            }
+            t.resolve(http.variables)
+        }
+        http.pendingTemplates = []
     }
 
     /// Regex locations are compiled here, once: `-t` rejects a bad one, and workers match with the result.

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Script
 
 /// The directive table: every directive Vigil knows, where it may appear, how many arguments it takes,
 /// and the handler that validates and stores it. A directive that is not here is an error.
@@ -30,7 +31,7 @@ enum Directives {
     static let table: [String: [DirectiveSpec]] = {
         var t: [String: [DirectiveSpec]] = [:]
         for spec in Core.specs + HTTPCore.specs + Proxy.specs + UpstreamDirectives.specs + CheckDirectives.specs
-                    + SSLDirectives.specs + SSLDirectives.refused {
+                    + SSLDirectives.specs + SSLDirectives.refused + RewriteDirectives.specs {
             t[spec.name, default: []].append(spec)
         }
         return t
@@ -117,7 +118,7 @@ enum Directives {
 
     static func http(_ call: Call) -> HTTPBlock {
         switch call.context {
-        case .http(let h), .server(_, let h), .location(_, _, let h), .upstream(_, let h): return h
+        case .http(let h), .server(_, let h), .location(_, _, let h), .upstream(_, let h), .ifBlock(_, let h): return h
         default: preconditionFailure("no http block for \(call.name)")
         }
     }

@@ -90,7 +90,6 @@ enum HTTPCore {
         Directives.spec("allow", .httpAll, .one) { call in try addAccessRule(call, allow: true) },
         Directives.spec("deny", .httpAll, .one) { call in try addAccessRule(call, allow: false) },
         Directives.spec("error_page", .httpAll, .twoOrMore, parseErrorPage),
-        Directives.spec("return", [.server, .location], .oneOrTwo, parseReturn),
         Directives.spec("stub_status", [.server, .location], .zeroOrOne) { call in
             try setContent(call, .stubStatus)
         },
@@ -273,26 +272,6 @@ enum HTTPCore {
         }
         let page = ErrorPage(codes: codes, overrideCode: override, uri: uri)
         Directives.withSettings(call) { s in s.errorPages = (s.errorPages ?? []) + [page] }
-    }
-
-    static func parseReturn(_ call: Call) throws {
-        let first = call.words[1]
-        let action: ReturnAction
-        if let code = Values.plainNumber(first) {
-            guard code <= 999 else { throw call.error("invalid return code \"\(first)\"") }
-            action = ReturnAction(code: code, text: call.words.count == 3 ? call.words[2] : nil)
-        } else {
-            guard call.words.count == 2,
-                  first.hasPrefix("http://") || first.hasPrefix("https://") || first.hasPrefix("$scheme") else {
-                throw call.error("invalid return code \"\(first)\"")
-            }
-            action = ReturnAction(code: 302, text: first)
-        }
-        switch call.context {
-        case .location(let l, _, _): l.returnAction = l.returnAction ?? action
-        case .server(let s, _): s.returnAction = s.returnAction ?? action
-        default: break
-        }
     }
 }
 

@@ -378,12 +378,6 @@ public enum ContentHandler: Sendable {
     case checkStatus
 }
 
-/// `return code [text|URL]`, run before the content handler as nginx's rewrite phase does.
-public struct ReturnAction: Sendable, Equatable {
-    public var code: Int
-    public var text: String?
-}
-
 public enum LocationMatch: Sendable, Equatable {
     case exact, prefix, preferentialPrefix, regex(caseInsensitive: Bool), named
 }
@@ -393,7 +387,8 @@ public final class Location {
     public let pattern: String
     public var settings = HTTPSettings()
     public var content: ContentHandler = .none
-    public var returnAction: ReturnAction?
+    /// The rewrite module's directives (`set`, `if`, `rewrite`, `return`, `break`), compiled in order.
+    public let script = Program()
     public var alias: String?
     /// Compiled when the configuration is validated (regex locations only).
     public internal(set) var regex: Regex?
@@ -411,7 +406,8 @@ public final class Server {
     public var serverNames: [String] = []
     public var settings = HTTPSettings()
     public var content: ContentHandler = .none   // server-level `check_status`: serves requests no location matches
-    public var returnAction: ReturnAction?
+    /// Server-level rewrite directives, run before the location is chosen (nginx's server rewrite phase).
+    public let script = Program()
     public var locations: [Location] = []
     public let location: SourceLocation
     init(location: SourceLocation) { self.location = location }
@@ -423,6 +419,10 @@ public final class HTTPBlock {
     /// In order of first mention, as the reference indexes checked peers.
     public var upstreams: [Upstream] = []
     public var logFormats: [String: LogFormat] = ["combined": .combined]
+    /// Variables the configuration declares (`set`, `map`, named regex groups).
+    public let variables = VariableTable()
+    /// Templates whose names resolve once every declaration is read, with where each was written.
+    var pendingTemplates: [(Template, SourceLocation)] = []
     public var checkShmSize: Int? = nil
     /// nginx compares upstream names case-insensitively (ngx_http_upstream_add).
     public func upstream(named name: String) -> Upstream? {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Script
 
 /// The block a statement appears in, carrying the object its directives fill in.
 enum BlockContext {
@@ -11,6 +12,8 @@ enum BlockContext {
     case location(Location, Server, HTTPBlock)
     case upstream(Upstream, HTTPBlock)
     case types(TypesTable)
+    /// `if (…) { }` in a server or location: its directives join the enclosing block's program.
+    case ifBlock(Program, HTTPBlock)
 
     var kind: Contexts {
         switch self {
@@ -21,6 +24,7 @@ enum BlockContext {
         case .location: .location
         case .upstream: .upstream
         case .types: .types
+        case .ifBlock: .ifBlock
         }
     }
 }
@@ -39,6 +43,9 @@ struct Contexts: OptionSet {
     static let location = Contexts(rawValue: 16)
     static let upstream = Contexts(rawValue: 32)
     static let types = Contexts(rawValue: 64)
+    static let ifBlock = Contexts(rawValue: 128)
+    /// Where the rewrite module's directives go.
+    static let script: Contexts = [.server, .location, .ifBlock]
     static let httpAll: Contexts = [.http, .server, .location]
 }
 

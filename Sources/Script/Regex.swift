@@ -11,6 +11,8 @@ public final class Regex {
     /// Named groups, `(?<name>…)`: nginx turns them into variables.
     public let names: [(name: String, group: Int)]
     public let pattern: String
+    /// The configuration variable each named group sets when the expression matches in a script.
+    public var bindings: [(group: Int, variable: Int)] = []
 
     public struct CompileError: Error, CustomStringConvertible {
         public let description: String

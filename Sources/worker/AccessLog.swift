@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Config
+import Script
 
 /// A `log_format` compiled once: literal runs and variable names, evaluated per request.
 struct CompiledLogFormat {
@@ -9,7 +10,8 @@ struct CompiledLogFormat {
     let parts: [Part]
     let escape: String
 
-    init(_ format: LogFormat) {
+    /// `table` names the configuration's own variables (`set`, `map`) the format may use.
+    init(_ format: LogFormat, table: VariableTable?) {
         escape = format.escape
         var parts: [Part] = []
         var lit = ""
@@ -31,7 +33,7 @@ struct CompiledLogFormat {
                 }
                 if !name.isEmpty {
                     if !lit.isEmpty { parts.append(.literal(lit)); lit = "" }
-                    parts.append(.variable(Variable(name: name)))
+                    parts.append(.variable(Variable(name: name, table: table)))
                     i = j
                     continue
                 }
@@ -85,7 +87,7 @@ final class AccessLogFiles {
 
     init(config: Configuration, log: ErrorLog) {
         self.log = log
-        for (name, f) in config.http?.logFormats ?? [:] { formats[name] = CompiledLogFormat(f) }
+        for (name, f) in config.http?.logFormats ?? [:] { formats[name] = CompiledLogFormat(f, table: config.http?.variables) }
     }
 
     func format(_ name: String) -> CompiledLogFormat? { formats[name] }
@@ -134,6 +136,16 @@ enum Clock {
         let sign = off < 0 ? "-" : "+"
         let a = abs(off)
         return "\(two(tmv.tm_mday))/\(months[Int(tmv.tm_mon)])/\(tmv.tm_year + 1900):\(two(tmv.tm_hour)):\(two(tmv.tm_min)):\(two(tmv.tm_sec)) \(sign)\(two(Int32(a / 60)))\(two(Int32(a % 60)))"
+    }
+
+    /// `2026-11-23T14:25:01+00:00` ($time_iso8601).
+    static func iso8601() -> String {
+        var t = time(nil)
+        var tmv = tm()
+        localtime_r(&t, &tmv)
+        let off = tmv.tm_gmtoff / 60
+        let a = abs(off)
+        return "\(tmv.tm_year + 1900)-\(two(tmv.tm_mon + 1))-\(two(tmv.tm_mday))T\(two(tmv.tm_hour)):\(two(tmv.tm_min)):\(two(tmv.tm_sec))\(off < 0 ? "-" : "+")\(two(Int32(a / 60))):\(two(Int32(a % 60)))"
     }
 
     /// `Mon, 23 Nov 2026 14:25:01 GMT` (the Date header), cached per second.

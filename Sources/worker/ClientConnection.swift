@@ -5,6 +5,7 @@ import CShim
 import Config
 import Event
 import HTTP
+import Script
 import TLS
 
 /// The worker's client connections, so that shutdown can close idle ones and count the rest.
@@ -288,7 +289,7 @@ final class ClientConnection: EventHandler {
         let server = worker.router.server(for: listening.listen.address, host: nil)
         guard let server else { close(); return }
         request = RequestContext(head: head, server: server, location: nil,
-                                 scope: worker.scope(server: server, location: nil), requestLength: input.readable)
+                                 scope: worker.scope(server: server, location: nil), connection: self, requestLength: input.readable)
         state = .handling
         respondError(status, close: true)
     }
@@ -299,7 +300,7 @@ final class ClientConnection: EventHandler {
         guard let server = worker.router.server(for: listening.listen.address, host: head.host) else { close(); return }
         let location = worker.router.location(in: server, path: head.path)
         let r = RequestContext(head: head, server: server, location: location,
-                               scope: worker.scope(server: server, location: location), requestLength: length)
+                               scope: worker.scope(server: server, location: location), connection: self, requestLength: length)
         request = r
         if plainOnTLSPort {
             worker.log.info("client sent plain HTTP request to HTTPS port while reading client request headers, client: \(remoteAddress), server: \(server.serverNames.first ?? ""), request: \"\(head.requestLine)\"")
@@ -377,14 +378,11 @@ final class ClientConnection: EventHandler {
 
     // MARK: handlers
 
+    /// nginx's phases: server rewrite, find the location, location rewrite (a changed URI finds the location
+    /// again, at most 10 times), access, content.
     private func dispatch() {
         guard let r = request else { return }
-        // nginx's phases: a server-level `return` (server rewrite) answers whatever location matched, and a
-        // location's `return` (rewrite) runs before `allow`/`deny` (access).
-        if let ret = r.server.returnAction ?? r.location?.returnAction {
-            respondReturn(ret)
-            return
-        }
+        guard rewrite(r) else { return }
         if let rules = r.settings.accessRules, !AccessCheck.allows(rules, remoteBytes) {
             worker.log.error("access forbidden by rule, client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
             respondError(403)
@@ -409,23 +407,56 @@ final class ClientConnection: EventHandler {
         }
     }
 
-    private func respondReturn(_ ret: ReturnAction) {
-        guard let r = request else { return }
-        if [301, 302, 303, 307, 308].contains(ret.code), let url = ret.text {
-            respondError(ret.code, location: Variables(request: r, connection: self).expand(url))
-            return
+    /// Runs the server's and the location's scripts; false when one of them answered the request.
+    private func rewrite(_ r: RequestContext) -> Bool {
+        if !r.server.script.isEmpty, case .respond(let code, let text) = r.server.script.run(r) {
+            respondReturn(code, text)
+            return false
         }
-        if let text = ret.text {
-            let body = Variables(request: r, connection: self).expand(text)
-            respond(status: ret.code, contentType: contentType(for: r), body: Array(body.utf8))
+        var cycles = 0
+        while true {
+            if r.rewritten {
+                cycles += 1
+                if cycles > 10 {
+                    worker.log.error("rewrite or internal redirection cycle while processing \"\(r.uri)\", client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
+                    respondError(500)
+                    return false
+                }
+                let location = worker.router.location(in: r.server, path: r.uri)
+                r.relocate(location, scope: worker.scope(server: r.server, location: location))
+            }
+            guard let script = r.location?.script, !script.isEmpty else { return true }
+            switch script.run(r) {
+            case .respond(let code, let text):
+                respondReturn(code, text)
+                return false
+            case .stop:
+                r.rewritten = false
+                return true
+            case .last:
+                continue
+            case .next:
+                if !r.rewritten { return true }
+            }
+        }
+    }
+
+    /// `return`: a redirect with its Location, a text body, or nginx's page for the code; 444 closes at once.
+    private func respondReturn(_ code: Int, _ text: String?) {
+        guard let r = request else { return }
+        if code == 444 { return close() }
+        if [301, 302, 303, 307, 308].contains(code), let url = text {
+            respondError(code, location: url)
+        } else if let text {
+            respond(status: code, contentType: contentType(for: r), body: Array(text.utf8))
         } else {
-            respondError(ret.code)
+            respondError(code)
         }
     }
 
     func contentType(for r: RequestContext) -> String {
-        if let dot = r.head.path.lastIndex(of: "."), !r.head.path[dot...].contains("/"),
-           let t = r.settings.types?[String(r.head.path[r.head.path.index(after: dot)...]).lowercased()] {
+        if let dot = r.uri.lastIndex(of: "."), !r.uri[dot...].contains("/"),
+           let t = r.settings.types?[String(r.uri[r.uri.index(after: dot)...]).lowercased()] {
             return t
         }
         return r.settings.defaultType ?? "text/plain"

@@ -6,6 +6,7 @@ import Config
 import Event
 import HTTP
 import Proxy
+import Script
 import TLS
 
 /// Proxies one request: picks a peer (skipping those down by check), connects, sends the request,
@@ -491,10 +492,10 @@ final class ProxySession: EventHandler {
     /// Connection close, proxy_set_header values, then the client's end-to-end headers.
     private func buildRequest() -> [UInt8] {
         let vars = Variables(request: request, connection: client)
-        var uri = request.head.target
+        var uri = request.target
         if let passURI = pass.uri, let loc = request.location, loc.match == .prefix || loc.match == .preferentialPrefix || loc.match == .exact {
-            let rest = request.head.path.dropFirst(min(loc.pattern.utf8.count, request.head.path.utf8.count))
-            uri = passURI + rest + (request.head.query.map { "?" + $0 } ?? "")
+            let rest = request.uri.dropFirst(min(loc.pattern.utf8.count, request.uri.utf8.count))
+            uri = passURI + rest + (request.args.map { "?" + $0 } ?? "")
         } else if let passURI = pass.uri, request.location.map({ if case .regex = $0.match { return false } else { return true } }) ?? true {
             uri = passURI
         }
@@ -539,12 +540,12 @@ struct ProxyHeaders {
     let set: [(String, CompiledLogFormat)]
     private let skipped: [String]
 
-    init(_ configured: [HeaderSetting]) {
+    init(_ configured: [HeaderSetting], table: VariableTable?) {
         var set: [(String, String)] = [("Host", "$proxy_host"), ("Connection", "close")]
         for h in configured {
             if let i = set.firstIndex(where: { $0.0.lowercased() == h.name.lowercased() }) { set[i] = (h.name, h.value) } else { set.append((h.name, h.value)) }
         }
-        self.set = set.map { ($0.0, CompiledLogFormat(LogFormat.adHoc($0.1))) }
+        self.set = set.map { ($0.0, CompiledLogFormat(LogFormat.adHoc($0.1), table: table)) }
         skipped = set.map { $0.0.lowercased() } + ["keep-alive", "te", "upgrade", "proxy-connection",
                                                    "transfer-encoding", "content-length", "expect"]
     }
@@ -587,7 +588,7 @@ final class UpstreamTLS {
 
     init(context: TLSClientContext, settings: HTTPSettings, pass: ProxyPass) {
         self.context = context
-        name = CompiledLogFormat(LogFormat.adHoc(settings.proxySSLName ?? pass.hostText))
+        name = CompiledLogFormat(LogFormat.adHoc(settings.proxySSLName ?? pass.hostText), table: nil)
         sendsServerName = settings.proxySSLServerName ?? false
     }
 

@@ -4,6 +4,7 @@ import Glibc
 import CShim
 import Config
 import HTTP
+import Script
 
 /// What the request path needs of a server or location, resolved once per worker: its merged settings,
 /// held in a class of this module so that requests borrow them in place (reading them through Config's
@@ -18,12 +19,22 @@ final class SettingsScope {
     }
 }
 
-/// One request in flight on a client connection: where it was routed and what has been answered.
-final class RequestContext {
+/// One request in flight on a client connection: where it was routed and what has been answered. It is
+/// also what the rewrite scripts run on: their variables, a URI and arguments they may change.
+final class RequestContext: ScriptContext {
     let head: RequestHead
     let server: Server
-    let location: Location?
-    private let scope: SettingsScope
+    private(set) var location: Location?
+    private var scope: SettingsScope
+    unowned(unsafe) let connection: ClientConnection
+    /// $uri and $args: the request's, until a `rewrite` changes them.
+    var uri: String { didSet { rewritten = true } }
+    var args: String? { didSet { rewritten = true } }
+    /// A script changed the URI since the location was chosen: nginx then chooses again.
+    var rewritten = false
+    var captures: Captures?
+    /// Values of `set` variables, by their index in the configuration's table.
+    private var userValues: [String?] = []
     /// The location's merged settings (the server's when there is no location).
     var settings: HTTPSettings { _read { yield scope.settings } }
     /// Set for a request in a `proxy_pass` location (every one is resolved at worker start).
@@ -46,13 +57,36 @@ final class RequestContext {
     /// The request body, when a handler needs it whole (proxying).
     var body: [UInt8] = []
 
-    init(head: RequestHead, server: Server, location: Location?, scope: SettingsScope, requestLength: Int) {
+    init(head: RequestHead, server: Server, location: Location?, scope: SettingsScope, connection: ClientConnection, requestLength: Int) {
         self.head = head
         self.server = server
         self.location = location
         self.scope = scope
+        self.connection = connection
         self.requestLength = requestLength
+        uri = head.path
+        args = head.query
     }
+
+    /// The location chosen again for a rewritten URI.
+    func relocate(_ location: Location?, scope: SettingsScope) {
+        self.location = location
+        self.scope = scope
+        rewritten = false
+    }
+
+    func value(_ v: Variable) -> String? { Variables(request: self, connection: connection).value(v) }
+
+    func setUser(_ index: Int, _ value: String) {
+        if index >= userValues.count { userValues += Array(repeating: nil, count: index + 1 - userValues.count) }
+        userValues[index] = value
+    }
+
+    func userValue(_ index: Int) -> String? { index < userValues.count ? userValues[index] : nil }
+
+    /// What goes to the upstream (and names a static file): the request's own target while no script changed
+    /// it, else the rewritten URI with its arguments.
+    var target: String { uri == head.path && args == head.query ? head.target : uri + (args.map { "?" + $0 } ?? "") }
 
     /// nginx's `$host`: the Host header without port, lowercased, else the first server_name.
     var host: String {
@@ -71,67 +105,6 @@ struct UpstreamAttempt {
     let address: String
     var status: Int?
     var elapsedUs: UInt64?
-}
-
-/// An nginx variable, resolved from its name once, when a template is compiled, so that rendering does
-/// not compare names.
-enum Variable {
-    case remoteAddr, remotePort, timeLocal, msec, request, requestMethod, requestURI, uri, args, isArgs
-    case serverProtocol, scheme, host, hostname, serverName, serverPort, serverAddr, status, bodyBytesSent
-    case bytesSent, requestLength, requestTime, connection, connectionRequests, pid, contentLength, contentType
-    case upstreamAddr, upstreamStatus, upstreamResponseTime, proxyHost, proxyAddXForwardedFor
-    case https, sslProtocol, sslCipher, sslServerName, sslSessionReused
-    /// `$http_user_agent`: the header `user-agent`.
-    case httpHeader(String)
-    /// `$arg_name`: a query argument.
-    case arg(String)
-    /// Variables Vigil knows but never sets ($remote_user, $time_iso8601) and unknown names.
-    case none
-
-    init(name: String) {
-        switch name {
-        case "remote_addr", "binary_remote_addr": self = .remoteAddr
-        case "remote_port": self = .remotePort
-        case "time_local": self = .timeLocal
-        case "msec": self = .msec
-        case "request": self = .request
-        case "request_method": self = .requestMethod
-        case "request_uri": self = .requestURI
-        case "uri", "document_uri": self = .uri
-        case "args", "query_string": self = .args
-        case "is_args": self = .isArgs
-        case "server_protocol": self = .serverProtocol
-        case "scheme": self = .scheme
-        case "host": self = .host
-        case "hostname": self = .hostname
-        case "server_name": self = .serverName
-        case "server_port": self = .serverPort
-        case "server_addr": self = .serverAddr
-        case "status": self = .status
-        case "body_bytes_sent": self = .bodyBytesSent
-        case "bytes_sent": self = .bytesSent
-        case "request_length": self = .requestLength
-        case "request_time": self = .requestTime
-        case "connection": self = .connection
-        case "connection_requests": self = .connectionRequests
-        case "pid": self = .pid
-        case "content_length": self = .contentLength
-        case "content_type": self = .contentType
-        case "upstream_addr": self = .upstreamAddr
-        case "upstream_status": self = .upstreamStatus
-        case "upstream_response_time": self = .upstreamResponseTime
-        case "proxy_host": self = .proxyHost
-        case "proxy_add_x_forwarded_for": self = .proxyAddXForwardedFor
-        case "https": self = .https
-        case "ssl_protocol": self = .sslProtocol
-        case "ssl_cipher": self = .sslCipher
-        case "ssl_server_name": self = .sslServerName
-        case "ssl_session_reused": self = .sslSessionReused
-        case _ where name.hasPrefix("http_"): self = .httpHeader(String(name.dropFirst(5)).replacingUnderscores())
-        case _ where name.hasPrefix("arg_"): self = .arg(String(name.dropFirst(4)))
-        default: self = .none
-        }
-    }
 }
 
 /// Values of nginx variables for a request on a connection (log formats, proxy_set_header).
@@ -156,9 +129,9 @@ struct Variables {
         case .request: return h.requestLine
         case .requestMethod: return h.method
         case .requestURI: return h.target
-        case .uri: return h.path
-        case .args: return h.query
-        case .isArgs: return h.query == nil ? "" : "?"
+        case .uri: return request.uri
+        case .args: return request.args
+        case .isArgs: return request.args == nil ? "" : "?"
         case .serverProtocol: return "HTTP/\(h.versionMajor).\(h.versionMinor)"
         case .scheme: return connection.tls == nil ? "http" : "https"
         case .https: return connection.tls == nil ? "" : "on"
@@ -195,8 +168,24 @@ struct Variables {
             guard let q = h.query else { return nil }
             for pair in q.split(separator: "&") where pair.hasPrefix(key + "=") { return String(pair.dropFirst(key.count + 1)) }
             return nil
+        case .cookie(let name): return Variables.cookie(name, in: h.header("cookie"))
+        case .user(let i): return request.userValue(i)
+        case .capture(let n): return request.captures?.group(n)
+        case .timeISO8601: return Clock.iso8601()
+        case .documentRoot: return request.settings.root.map { connection.worker.config.fullPath($0) } ?? connection.worker.config.fullPath("html")
+        case .requestBody: return request.body.isEmpty ? nil : String(decoding: request.body, as: UTF8.self)
         case .none: return nil
         }
+    }
+
+    /// `$cookie_name`: the value of `name` in the Cookie header (`a=1; b=2`).
+    static func cookie(_ name: String, in header: String?) -> String? {
+        guard let header else { return nil }
+        for pair in header.split(separator: ";") {
+            let p = pair.drop(while: { $0 == " " })
+            if p.hasPrefix(name + "=") { return String(p.dropFirst(name.count + 1)) }
+        }
+        return nil
     }
 
     /// Expands `$name`/`${name}` in a proxy_set_header value; unknown variables expand to "".
@@ -218,7 +207,3 @@ struct Variables {
     }
 }
 
-extension String {
-    /// `$http_user_agent` names the header `user-agent`.
-    func replacingUnderscores() -> String { String(map { $0 == "_" ? "-" : $0 }) }
-}

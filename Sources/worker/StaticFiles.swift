@@ -13,7 +13,7 @@ struct StaticFiles {
     func serve() {
         let method = request.head.method
         guard method == "GET" || method == "HEAD" else { connection.respondError(405); return }
-        let path = request.head.path
+        let path = request.uri
         guard !path.contains("/../"), !path.hasSuffix("/.."), !path.contains("\0") else { connection.respondError(400); return }
         var file: String
         if let alias = request.location?.alias, let loc = request.location {

@@ -108,7 +108,7 @@ public final class WorkerProcess {
                         balancer = balancers["\u{0}" + text] ?? UpstreamBalancer(literal: text, addresses: addrs)
                         balancers["\u{0}" + text] = balancer
                     }
-                    proxyRoute = ProxyRoute(balancer: balancer, headers: ProxyHeaders(loc.settings.proxySetHeaders ?? []),
+                    proxyRoute = ProxyRoute(balancer: balancer, headers: ProxyHeaders(loc.settings.proxySetHeaders ?? [], table: config.http?.variables),
                                             tls: tls.context(for: loc).map { UpstreamTLS(context: $0, settings: loc.settings, pass: pass) })
                 }
                 scopes[ObjectIdentifier(loc)] = SettingsScope(loc.settings, proxyRoute: proxyRoute)
@@ -181,7 +181,7 @@ public final class WorkerProcess {
     /// `proxy_set_header` and `return` texts with variables, compiled once per worker.
     func compiledTemplate(_ template: String) -> CompiledLogFormat {
         if let c = templates[template] { return c }
-        let c = CompiledLogFormat(LogFormat.adHoc(template))
+        let c = CompiledLogFormat(LogFormat.adHoc(template), table: config.http?.variables)
         templates[template] = c
         return c
     }

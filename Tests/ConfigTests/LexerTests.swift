@@ -224,7 +224,9 @@ final class LexerTests: XCTestCase {
         let server = try XCTUnwrap(conf.http?.servers.first)
         XCTAssertEqual(server.serverNames, ["a b", "c"])
         XCTAssertEqual(server.locations.first?.pattern, "/x y")
-        XCTAssertEqual(server.locations.first?.returnAction, ReturnAction(code: 200, text: "q\"\tq"))
+        guard case .return(let code, let text)? = server.locations.first?.script.instructions.first else { return XCTFail("no return") }
+        XCTAssertEqual(code, 200)
+        XCTAssertEqual(text?.text, "q\"\tq")
         XCTAssertEqual(server.listens.first?.address.description, "127.0.0.1:8080")
     }
 

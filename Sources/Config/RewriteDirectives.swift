@@ -1,0 +1,113 @@
+import Script
+
+/// nginx's rewrite module: `set`, `if`, `rewrite`, `return`, `break`, compiled into the program of the
+/// `server` or `location` they are in (an `if` block's directives join that program behind a jump).
+/// Regexes compile here, so `-t` reports a bad one with its file:line, as nginx does.
+enum RewriteDirectives {
+    static let specs: [DirectiveSpec] = [
+        Directives.spec("return", .script, .oneOrTwo) { call in
+            let first = call.words[1]
+            if let code = Values.plainNumber(first) {
+                guard code <= 999 else { throw call.error("invalid return code \"\(first)\"") }
+                program(call).append(.return(code, call.words.count == 3 ? try template(call, call.words[2]) : nil))
+            } else {
+                guard call.words.count == 2,
+                      first.hasPrefix("http://") || first.hasPrefix("https://") || first.hasPrefix("$scheme") else {
+                    throw call.error("invalid return code \"\(first)\"")
+                }
+                program(call).append(.return(302, try template(call, first)))
+            }
+        },
+        Directives.spec("set", .script, .two) { call in
+            let name = call.words[1]
+            guard name.hasPrefix("$"), name.count > 1 else { throw call.error("invalid variable name \"\(name)\"") }
+            let bare = String(name.dropFirst())
+            if Variable.isBuiltin(bare) { throw call.error("the duplicate \"\(bare)\" variable") }
+            let index = Directives.http(call).variables.declare(bare)
+            program(call).append(.set(index, try template(call, call.words[2])))
+        },
+        Directives.spec("rewrite", .script, Arity(min: 2, max: 3)) { call in
+            let re = try regex(call, call.words[1], caseless: false)
+            var flag: Program.RewriteFlag?
+            if call.words.count == 4 {
+                guard let f = Program.RewriteFlag(rawValue: call.words[3]) else { throw call.error("invalid parameter \"\(call.words[3])\"") }
+                flag = f
+            }
+            program(call).append(.rewrite(re, try template(call, call.words[2]), flag))
+        },
+        Directives.spec("break", .script, .none) { call in program(call).append(.stop) },
+        Directives.spec("if", .script, .oneOrMore, block: true, parseIf),
+        // Vigil logs nothing per rewrite, and unset variables are empty without a warning.
+        Directives.accepted("rewrite_log", [.http, .server, .location, .ifBlock], .one),
+        Directives.accepted("uninitialized_variable_warn", [.http, .server, .location, .ifBlock], .one),
+    ]
+
+    static func program(_ call: Call) -> Program {
+        switch call.context {
+        case .server(let s, _): return s.script
+        case .location(let l, _, _): return l.script
+        case .ifBlock(let p, _): return p
+        default: preconditionFailure("rewrite directive \(call.name) outside server/location")
+        }
+    }
+
+    static func template(_ call: Call, _ text: String) throws -> Template {
+        let t = Template(text)
+        Directives.http(call).pendingTemplates.append((t, call.location))
+        return t
+    }
+
+    static func regex(_ call: Call, _ pattern: String, caseless: Bool) throws -> Regex {
+        do {
+            let re = try Regex(pattern, caseless: caseless)
+            // nginx makes a named group a variable: `(?<id>\d+)` sets $id.
+            re.bindings = re.names.map { ($0.group, Directives.http(call).variables.declare($0.name)) }
+            return re
+        } catch let e as Regex.CompileError {
+            throw call.error(e.description)
+        }
+    }
+
+    /// ngx_http_rewrite_if_condition: `(` and `)` may stand alone or stick to the first and last words.
+    static func parseIf(_ call: Call) throws {
+        var words = Array(call.args)
+        if words.first == "(" { words.removeFirst() } else if words[0].hasPrefix("(") { words[0].removeFirst() } else {
+            throw call.error("invalid condition \"\(call.args.joined(separator: " "))\"")
+        }
+        if words.last == ")" { words.removeLast() } else if let last = words.last, last.hasSuffix(")") {
+            words[words.count - 1].removeLast()
+        } else {
+            throw call.error("invalid condition \"\(call.args.joined(separator: " "))\"")
+        }
+        words.removeAll { $0.isEmpty }
+        let condition: Program.Condition
+        switch words.count {
+        case 1:
+            guard words[0].hasPrefix("$") else { throw call.error("invalid condition \"\(words[0])\"") }
+            condition = .variable(try template(call, words[0]))
+        case 2:
+            let op = words[0]
+            let negate = op.hasPrefix("!")
+            guard let test = Program.FileTest(rawValue: negate ? String(op.dropFirst()) : op) else {
+                throw call.error("invalid condition \"\(op)\"")
+            }
+            condition = .file(test, try template(call, words[1]), negate: negate)
+        case 3:
+            let subject = try template(call, words[0])
+            switch words[1] {
+            case "=", "!=": condition = .equals(subject, try template(call, words[2]), negate: words[1] == "!=")
+            case "~", "~*", "!~", "!~*":
+                let op = words[1]
+                condition = .matches(subject, try regex(call, words[2], caseless: op.hasSuffix("*")), negate: op.hasPrefix("!"))
+            default: throw call.error("unexpected \"\(words[1])\" in condition")
+            }
+        default:
+            throw call.error("invalid condition \"\(call.args.joined(separator: " "))\"")
+        }
+        let p = program(call)
+        let at = p.count
+        p.append(.unless(condition, -1))
+        try call.parseBlock(.ifBlock(p, Directives.http(call)))
+        p.patchJump(at: at)
+    }
+}

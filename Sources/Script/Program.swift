@@ -1,0 +1,158 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// nginx's rewrite module compiled into a flat list of instructions, once per `server` and `location`
+/// (ngx_http_script_code_t): a request pays only for the directives its blocks have.
+public final class Program {
+    public enum Instruction {
+        /// `set $name value`.
+        case set(Int, Template)
+        /// `if (condition) {`: when it does not hold, continue at the index (after the block).
+        case unless(Condition, Int)
+        /// `rewrite regex replacement [flag]`.
+        case rewrite(Regex, Template, RewriteFlag?)
+        /// `return code [text|URL]`, `return URL`.
+        case `return`(Int, Template?)
+        /// `break`.
+        case stop
+    }
+
+    public enum RewriteFlag: String { case last, `break`, redirect, permanent }
+
+    public enum Condition {
+        /// `if ($var)`: false for "" and "0".
+        case variable(Template)
+        case equals(Template, Template, negate: Bool)
+        case matches(Template, Regex, negate: Bool)
+        case file(FileTest, Template, negate: Bool)
+    }
+
+    public enum FileTest: String { case f = "-f", d = "-d", e = "-e", x = "-x" }
+
+    /// What running a program decided.
+    public enum Outcome: Equatable {
+        /// Every instruction ran; the URI may have changed (then nginx looks for the location again).
+        case next
+        /// `return` (or a `rewrite` to a URL): answer now.
+        case respond(Int, String?)
+        /// `rewrite … last`: look for the location of the new URI.
+        case last
+        /// `break` or `rewrite … break`: stop rewriting, stay in this location.
+        case stop
+    }
+
+    public private(set) var instructions: [Instruction] = []
+    public init() {}
+
+    public var isEmpty: Bool { instructions.isEmpty }
+    public var count: Int { instructions.count }
+
+    public func append(_ i: Instruction) { instructions.append(i) }
+
+    /// Points the `unless` at `index` past the block it guards.
+    public func patchJump(at index: Int) {
+        guard case .unless(let c, _) = instructions[index] else { return }
+        instructions[index] = .unless(c, instructions.count)
+    }
+
+    /// Every template of the program, to resolve its names once the whole configuration is read.
+    public var templates: [Template] {
+        instructions.flatMap { i -> [Template] in
+            switch i {
+            case .set(_, let t), .rewrite(_, let t, _): return [t]
+            case .return(_, let t): return t.map { [$0] } ?? []
+            case .unless(let c, _):
+                switch c {
+                case .variable(let t), .matches(let t, _, _), .file(_, let t, _): return [t]
+                case .equals(let a, let b, _): return [a, b]
+                }
+            case .stop: return []
+            }
+        }
+    }
+
+    public func run(_ ctx: ScriptContext) -> Outcome {
+        var pc = 0
+        while pc < instructions.count {
+            switch instructions[pc] {
+            case .set(let i, let t):
+                ctx.setUser(i, t.render(ctx))
+            case .unless(let c, let target):
+                if !holds(c, ctx) { pc = target; continue }
+            case .rewrite(let re, let replacement, let flag):
+                if let outcome = rewrite(re, replacement, flag, ctx) { return outcome }
+            case .return(let code, let t):
+                return .respond(code, t?.render(ctx))
+            case .stop:
+                return .stop
+            }
+            pc += 1
+        }
+        return .next
+    }
+
+    private func holds(_ c: Condition, _ ctx: ScriptContext) -> Bool {
+        switch c {
+        case .variable(let t):
+            let v = t.render(ctx)
+            return !v.isEmpty && v != "0"
+        case .equals(let a, let b, let negate):
+            return (a.render(ctx) == b.render(ctx)) != negate
+        case .matches(let t, let re, let negate):
+            guard let m = re.match(t.render(ctx)) else { return negate }
+            if !negate { Program.take(m, of: re, ctx) }
+            return !negate
+        case .file(let test, let t, let negate):
+            return Program.test(test, t.render(ctx)) != negate
+        }
+    }
+
+    /// A match's groups become $1…$9, and its named groups the variables they name.
+    static func take(_ m: Captures, of re: Regex, _ ctx: ScriptContext) {
+        ctx.captures = m
+        for b in re.bindings { ctx.setUser(b.variable, m.group(b.group) ?? "") }
+    }
+
+    static func test(_ test: FileTest, _ path: String) -> Bool {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return false }
+        switch test {
+        case .f: return (st.st_mode & S_IFMT) == S_IFREG
+        case .d: return (st.st_mode & S_IFMT) == S_IFDIR
+        case .e: return true
+        case .x: return access(path, X_OK) == 0 && (st.st_mode & S_IFMT) != S_IFDIR
+        }
+    }
+
+    /// ngx_http_script_regex_start_code: the regex runs on $uri; a replacement that starts with a scheme is a
+    /// redirect; a `?` in it replaces the arguments (the old ones are appended unless it ends with `?`).
+    private func rewrite(_ re: Regex, _ replacement: Template, _ flag: RewriteFlag?, _ ctx: ScriptContext) -> Outcome? {
+        guard let m = re.match(ctx.uri) else { return nil }
+        Program.take(m, of: re, ctx)
+        var target = replacement.render(ctx)
+        let isURL = target.hasPrefix("http://") || target.hasPrefix("https://") || replacement.text.hasPrefix("$scheme")
+        var newArgs = ctx.args
+        if let q = target.firstIndex(of: "?") {
+            var query = String(target[target.index(after: q)...])
+            target = String(target[..<q])
+            if query.hasSuffix("?") || replacement.text.hasSuffix("?") {
+                query = String(query.dropLast(query.hasSuffix("?") ? 1 : 0))
+            } else if let old = ctx.args, !old.isEmpty {
+                query += (query.isEmpty ? "" : "&") + old
+            }
+            newArgs = query.isEmpty ? nil : query
+        }
+        if isURL || flag == .redirect || flag == .permanent {
+            let code = flag == .permanent ? 301 : 302
+            return .respond(code, target + (newArgs.map { "?" + $0 } ?? ""))
+        }
+        ctx.uri = target
+        ctx.args = newArgs
+        switch flag {
+        case .last: return .last
+        case .break: return .stop
+        default: return nil
+        }
+    }
+}

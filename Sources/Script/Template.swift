@@ -1,0 +1,80 @@
+/// Where a script takes its values from: the worker's request, with its variables, its own (`set`) values,
+/// the groups of the last regex match, and a URI and arguments that `rewrite` may change.
+public protocol ScriptContext: AnyObject {
+    func value(_ v: Variable) -> String?
+    func setUser(_ index: Int, _ value: String)
+    var uri: String { get set }
+    var args: String? { get set }
+    var captures: Captures? { get set }
+}
+
+/// A string with `$name`, `${name}` and `$1`…`$9` in it, split once, when the configuration loads; the names
+/// are resolved to variables when every `set` and `map` of the configuration is known (nginx allows a
+/// variable to be used above the line that declares it).
+public final class Template {
+    enum Part { case literal(String), name(String), variable(Variable) }
+    private(set) var parts: [Part]
+    public let text: String
+
+    public init(_ text: String) {
+        self.text = text
+        var parts: [Part] = []
+        var lit = ""
+        let chars = Array(text.unicodeScalars)
+        var i = 0
+        while i < chars.count {
+            if chars[i] == "$", i + 1 < chars.count {
+                var name = ""
+                var j = i + 1
+                if chars[j] == "{" {
+                    j += 1
+                    while j < chars.count && chars[j] != "}" { name.unicodeScalars.append(chars[j]); j += 1 }
+                    j += 1
+                } else if ("0"..."9").contains(chars[j]) {
+                    name.unicodeScalars.append(chars[j])   // $1 is one digit: "$10" is $1 then "0"
+                    j += 1
+                } else {
+                    while j < chars.count, chars[j].properties.isAlphabetic || chars[j] == "_" || ("0"..."9").contains(chars[j]) {
+                        name.unicodeScalars.append(chars[j])
+                        j += 1
+                    }
+                }
+                if !name.isEmpty {
+                    if !lit.isEmpty { parts.append(.literal(lit)); lit = "" }
+                    parts.append(.name(name))
+                    i = j
+                    continue
+                }
+            }
+            lit.unicodeScalars.append(chars[i])
+            i += 1
+        }
+        if !lit.isEmpty { parts.append(.literal(lit)) }
+        self.parts = parts
+    }
+
+    /// Whether the text has no variable at all (rendering is then the text itself).
+    public var isLiteral: Bool { !parts.contains { if case .literal = $0 { return false } else { return true } } }
+
+    /// The names this template uses, for declaring and checking them.
+    public var names: [String] {
+        parts.compactMap { if case .name(let n) = $0 { return n } else { return nil } }
+    }
+
+    public func resolve(_ table: VariableTable) {
+        parts = parts.map { if case .name(let n) = $0 { return .variable(Variable(name: n, table: table)) } else { return $0 } }
+    }
+
+    public func render(_ ctx: ScriptContext) -> String {
+        if parts.count == 1, case .literal(let s) = parts[0] { return s }
+        var out = ""
+        for p in parts {
+            switch p {
+            case .literal(let s): out += s
+            case .variable(let v): out += ctx.value(v) ?? ""
+            case .name(let n): out += ctx.value(Variable(name: n)) ?? ""
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,103 @@
+/// nginx's variables: built-in ones resolved to a case once, when a template is compiled, so that rendering
+/// does not compare names; and the configuration's own (`set`, `map`), numbered in a `VariableTable`.
+public enum Variable: Equatable {
+    case remoteAddr, remotePort, timeLocal, msec, request, requestMethod, requestURI, uri, args, isArgs
+    case serverProtocol, scheme, host, hostname, serverName, serverPort, serverAddr, status, bodyBytesSent
+    case bytesSent, requestLength, requestTime, connection, connectionRequests, pid, contentLength, contentType
+    case upstreamAddr, upstreamStatus, upstreamResponseTime, proxyHost, proxyAddXForwardedFor
+    case https, sslProtocol, sslCipher, sslServerName, sslSessionReused
+    case timeISO8601, documentRoot, requestBody
+    /// `$http_user_agent`: the header `user-agent`.
+    case httpHeader(String)
+    /// `$arg_name`: a query argument.
+    case arg(String)
+    /// `$cookie_name`: a cookie of the request.
+    case cookie(String)
+    /// A variable of the configuration (`set`, `map`, a named regex group), by its index in the table.
+    case user(Int)
+    /// `$1`…`$9`: a group of the last regex that matched.
+    case capture(Int)
+    /// Variables Vigil knows but never sets ($remote_user) and unknown names.
+    case none
+
+    /// Resolves `name` once: nginx's built-in variables, then those the configuration declares.
+    public init(name: String, table: VariableTable? = nil) {
+        if let n = Int(name), n >= 0, n <= 9 { self = .capture(n); return }
+        self = Variable.builtin(name)
+        if self == .none, let i = table?.index(of: name) { self = .user(i) }
+    }
+
+    /// Whether nginx defines `name` itself (`set` may not take such a name).
+    public static func isBuiltin(_ name: String) -> Bool { builtin(name) != .none || isKnownUnset(name) }
+
+    /// nginx variables Vigil knows and leaves empty (no HTTP authentication, no real-IP module…).
+    public static func isKnownUnset(_ name: String) -> Bool { ["remote_user", "binary_remote_addr_raw"].contains(name) }
+
+    private static func builtin(_ name: String) -> Variable {
+        switch name {
+        case "remote_addr", "binary_remote_addr": return .remoteAddr
+        case "remote_port": return .remotePort
+        case "time_local": return .timeLocal
+        case "msec": return .msec
+        case "request": return .request
+        case "request_method": return .requestMethod
+        case "request_uri": return .requestURI
+        case "uri", "document_uri": return .uri
+        case "args", "query_string": return .args
+        case "is_args": return .isArgs
+        case "server_protocol": return .serverProtocol
+        case "scheme": return .scheme
+        case "host": return .host
+        case "hostname": return .hostname
+        case "server_name": return .serverName
+        case "server_port": return .serverPort
+        case "server_addr": return .serverAddr
+        case "status": return .status
+        case "body_bytes_sent": return .bodyBytesSent
+        case "bytes_sent": return .bytesSent
+        case "request_length": return .requestLength
+        case "request_time": return .requestTime
+        case "connection": return .connection
+        case "connection_requests": return .connectionRequests
+        case "pid": return .pid
+        case "content_length": return .contentLength
+        case "content_type": return .contentType
+        case "upstream_addr": return .upstreamAddr
+        case "upstream_status": return .upstreamStatus
+        case "upstream_response_time": return .upstreamResponseTime
+        case "proxy_host": return .proxyHost
+        case "proxy_add_x_forwarded_for": return .proxyAddXForwardedFor
+        case "https": return .https
+        case "ssl_protocol": return .sslProtocol
+        case "ssl_cipher": return .sslCipher
+        case "ssl_server_name": return .sslServerName
+        case "ssl_session_reused": return .sslSessionReused
+        case _ where name.hasPrefix("http_"): return .httpHeader(String(name.dropFirst(5).map { $0 == "_" ? "-" : $0 }))
+        case _ where name.hasPrefix("arg_"): return .arg(String(name.dropFirst(4)))
+        case _ where name.hasPrefix("cookie_"): return .cookie(String(name.dropFirst(7)))
+        case "time_iso8601": return .timeISO8601
+        case "document_root": return .documentRoot
+        case "request_body": return .requestBody
+        default: return .none
+        }
+    }
+}
+
+
+/// The variables one configuration declares with `set`, `map` and named regex groups, numbered in the order
+/// they are first declared. A name is a variable wherever nginx takes one, whichever line declared it.
+public final class VariableTable {
+    public private(set) var names: [String] = []
+    private var byName: [String: Int] = [:]
+    public init() {}
+
+    public func index(of name: String) -> Int? { byName[name] }
+
+    @discardableResult
+    public func declare(_ name: String) -> Int {
+        if let i = byName[name] { return i }
+        byName[name] = names.count
+        names.append(name)
+        return names.count - 1
+    }
+}

@@ -26,6 +26,9 @@ enum HTTPCore {
         Directives.flagSetting("tcp_nopush", \.tcpNopush),
         Directives.flagSetting("tcp_nodelay", \.tcpNodelay),
         Directives.flagSetting("server_tokens", \.serverTokens),
+        Directives.flagSetting("absolute_redirect", \.absoluteRedirect),
+        Directives.flagSetting("port_in_redirect", \.portInRedirect),
+        Directives.flagSetting("server_name_in_redirect", \.serverNameInRedirect),
         Directives.spec("keepalive_timeout", .httpAll, .oneOrTwo) { call in
             try Directives.setOnce(call, \.keepaliveTimeout, try Directives.msecArg(call, call.words[1]))
             if call.words.count == 3 {

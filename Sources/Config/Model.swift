@@ -251,6 +251,9 @@ public struct HTTPSettings: Sendable {
     public var proxyPassRequestBody: Bool?
     public var proxyInterceptErrors: Bool?
     public var checkStatusFormat: String?
+    public var absoluteRedirect: Bool?
+    public var portInRedirect: Bool?
+    public var serverNameInRedirect: Bool?
     // TLS towards clients (http and server levels).
     public var sslCertificates: [PathSetting]?
     public var sslCertificateKeys: [PathSetting]?
@@ -318,6 +321,9 @@ public struct HTTPSettings: Sendable {
         proxyPassRequestBody = proxyPassRequestBody ?? p.proxyPassRequestBody
         proxyInterceptErrors = proxyInterceptErrors ?? p.proxyInterceptErrors
         checkStatusFormat = checkStatusFormat ?? p.checkStatusFormat
+        absoluteRedirect = absoluteRedirect ?? p.absoluteRedirect
+        portInRedirect = portInRedirect ?? p.portInRedirect
+        serverNameInRedirect = serverNameInRedirect ?? p.serverNameInRedirect
         // ssl_certificate and ssl_certificate_key are inherited as a pair, as nginx's arrays are.
         if sslCertificates == nil && sslCertificateKeys == nil {
             sslCertificates = p.sslCertificates

@@ -504,8 +504,20 @@ final class ClientConnection: EventHandler {
         if closeAfter || [400, 408, 413, 414, 494, 497, 500, 501, 505].contains(status) { keepAlive = false }
         let page = Status.errorPage(status, serverTokens: serverHeader) ?? ""
         var extra: [(String, String)] = []
-        if let location { extra.append(("Location", location)) }
+        if let location { extra.append(("Location", absolute(location))) }
         respond(status: status == 494 || status == 497 ? 400 : status, contentType: page.isEmpty ? nil : "text/html", body: Array(page.utf8), extra: extra)
+    }
+
+    /// nginx's `absolute_redirect on`: a Location that is a path gets the scheme, the request's host (or the
+    /// server's name, with `server_name_in_redirect on`) and, unless it is the scheme's default or
+    /// `port_in_redirect off`, the port the request came in on.
+    private func absolute(_ location: String) -> String {
+        guard location.hasPrefix("/"), let r = request, r.settings.absoluteRedirect ?? true else { return location }
+        let https = tls != nil
+        let host = (r.settings.serverNameInRedirect ?? false) ? (r.server.serverNames.first ?? r.host) : r.host
+        let port = listening.listen.address.port
+        let showPort = (r.settings.portInRedirect ?? true) && port != (https ? 443 : 80)
+        return (https ? "https://" : "http://") + host + (showPort ? ":\(port)" : "") + location
     }
 
     /// The response is fully queued: flush, and when it is on the wire, finish the request.

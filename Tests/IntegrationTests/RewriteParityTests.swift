@@ -1,0 +1,122 @@
+import Foundation
+import TestHarness
+import XCTest
+
+/// The rewrite module (`set`, `if`, `rewrite`, `return`, `break`) run side by side with Debian's nginx on the
+/// same server block: every request must get the same status, the same Location and, for texts that
+/// `return` sends, the same body.
+final class RewriteParityTests: XCTestCase {
+    func server(port: UInt16, root: String) -> String {
+        """
+        server {
+            listen 127.0.0.1:\(port);
+            server_name r.test;
+            root \(root);
+            set $who "world";
+            if ($http_x_block) { return 403; }
+            if ($http_x_block_text = "yes") { return 418 "teapot $who\\n"; }
+            rewrite ^/old/(.*)$ /new/$1 permanent;
+            rewrite ^/temp/(.*)$ /new/$1?t=1 redirect;
+            location /new/ { return 200 "new: $uri args=$args is_args=$is_args who=$who\\n"; }
+            location /a/ { rewrite ^/a/(?<rest>.*)$ /b/$rest last; }
+            location /b/ { return 200 "b: $uri args=$args rest=$rest one=$1\\n"; }
+            location /q/ { rewrite ^/q/(.*)$ /b/$1?x=1 last; }
+            location /qq/ { rewrite ^/qq/(.*)$ /b/$1?x=1? last; }
+            location /nq/ { rewrite ^/nq/(.*)$ /b/$1? last; }
+            location /loop/ { rewrite ^ /loop/again last; }
+            location /brk/ { rewrite ^/brk/(.*)$ /static/$1 break; return 200 "not reached\\n"; }
+            location /chain/ { rewrite ^/chain/(.*)$ /b/$1; rewrite ^/b/(.*)$ /new/$1; }
+            location /go { return https://example.test$request_uri; }
+            location /seeother { return 303 /new/see; }
+            location /file/ {
+                if (-f $document_root/static/$arg_name) { return 200 "exists $arg_name\\n"; }
+                if (!-e $document_root/$arg_name) { set $who "missing"; }
+                if (-d $document_root/$arg_name) { return 200 "dir $arg_name\\n"; }
+                if ($arg_name ~* ^(X+)(?<tail>y*)$) { return 200 "upper $1 tail=$tail\\n"; }
+                if ($arg_name !~ ^[a-z0-9.]*$) { return 400 "bad name\\n"; }
+                if ($arg_name = "zero") { set $who "z"; }
+                if ($request_method != GET) { return 405; }
+                return 200 "none $who\\n";
+            }
+            location /cookie { return 200 "c=$cookie_session a=$arg_a host=$host\\n"; }
+            location = /code { return 204; }
+            location = /close { return 444; }
+        }
+        """
+    }
+
+    func testRewriteModuleMatchesNginx() throws {
+        try XCTSkipUnless(Tools.available(Tools.nginx), "Debian's nginx is not installed (scripts/install-deps installs it)")
+        let vport = freePort(), nport = freePort()
+        let vigil = try Vigil(config: "")
+        defer { vigil.cleanup() }
+        let root = vigil.prefix + "/html"
+        try FileManager.default.createDirectory(atPath: root + "/static", withIntermediateDirectories: true)
+        try "static file\n".write(toFile: root + "/static/a.txt", atomically: true, encoding: .utf8)
+        try vigil.write(config: Vigil.config(workers: 1, http: server(port: vport, root: root)))
+        _ = try vigil.start()
+        let nginx = try NginxPeer(http: server(port: nport, root: root), waitFor: [nport])
+        defer { nginx.cleanup() }
+
+        let requests: [(String, [String])] = [
+            ("/old/x?y=1", []), ("/temp/x?y=1", []), ("/new/z", []), ("/new/z?k=v", []), ("/a/deep/path", []),
+            ("/q/z?o=2", []), ("/qq/z?o=2", []), ("/nq/z?o=2", []), ("/loop/x", []), ("/brk/a.txt", []), ("/brk/none", []),
+            ("/chain/c?d=1", []), ("/go?k=v", []), ("/seeother", []), ("/file/?name=a.txt", []), ("/file/?name=static", []),
+            ("/file/?name=XXy", []), ("/file/?name=xx", []), ("/file/?name=zero", []), ("/file/?name=no", []),
+            ("/file/?name=Bad!", []), ("/new/", ["X-Block: 1"]), ("/new/", ["X-Block-Text: yes"]),
+            ("/cookie?a=1", ["Cookie: x=1; session=abc"]), ("/code", []),
+        ]
+        var differences: [String] = []
+        for (path, headers) in requests {
+            let raw = getRequest(path, host: "r.test", headers: headers + ["Connection: close"])
+            let v = try httpExchange(vport, raw), n = try httpExchange(nport, raw)
+            let vLocation = v.header("Location")?.replacingOccurrences(of: ":\(vport)", with: ":PORT")
+            let nLocation = n.header("Location")?.replacingOccurrences(of: ":\(nport)", with: ":PORT")
+            if v.status != n.status { differences.append("\(path): status vigil \(v.status), nginx \(n.status)") }
+            if vLocation != nLocation { differences.append("\(path): Location vigil \(vLocation ?? "-"), nginx \(nLocation ?? "-")") }
+            // Error pages differ in their footer (the server's name); texts from `return` must not.
+            if n.status < 300 || !(n.header("Content-Type") ?? "").hasPrefix("text/html"),
+               v.body != n.body { differences.append("\(path): body vigil \(String(decoding: v.body, as: UTF8.self).debugDescription), nginx \(String(decoding: n.body, as: UTF8.self).debugDescription)") }
+        }
+        XCTAssertEqual(differences, [], differences.joined(separator: "\n"))
+        XCTAssertTrue(vigil.errorLog().contains("rewrite or internal redirection cycle while processing \"/loop/again\""), vigil.errorLog())
+        XCTAssertTrue(nginx.errorLog().contains("rewrite or internal redirection cycle while processing \"/loop/again\""))
+        // 444: both close without a response.
+        let closed = HTTPClientProbe.closesWithoutResponse
+        XCTAssertTrue(closed(vport, "/close"), "vigil answered 444 instead of closing")
+        XCTAssertTrue(closed(nport, "/close"), "nginx answered 444 instead of closing")
+    }
+
+    func testScriptErrorsAtConfigTest() throws {
+        let vigil = try Vigil(config: Vigil.config(http: """
+            server { listen 127.0.0.1:\(freePort());
+                location / { rewrite ^/(a $1; } }
+            """))
+        defer { vigil.cleanup() }
+        var r = vigil.vigil(["-t"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("pcre2_compile() failed: missing closing parenthesis in \"^/(a\" at \"\" in \(vigil.confPath):11"), r.stderr)
+        try vigil.write(config: Vigil.config(http: "server { listen 127.0.0.1:\(freePort()); location / { return 200 $nosuch; } }"))
+        r = vigil.vigil(["-t"])
+        XCTAssertTrue(r.stderr.contains("unknown \"nosuch\" variable in \(vigil.confPath):10"), r.stderr)
+        try vigil.write(config: Vigil.config(http: "server { listen 127.0.0.1:\(freePort()); set $host x; }"))
+        r = vigil.vigil(["-t"])
+        XCTAssertTrue(r.stderr.contains("the duplicate \"host\" variable in \(vigil.confPath):10"), r.stderr)
+        try vigil.write(config: Vigil.config(http: "server { listen 127.0.0.1:\(freePort()); if ($a ~) { } }"))
+        r = vigil.vigil(["-t"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        try vigil.write(config: Vigil.config(http: "server { listen 127.0.0.1:\(freePort()); location / { rewrite ^ /x bogus; } }"))
+        r = vigil.vigil(["-t"])
+        XCTAssertTrue(r.stderr.contains("invalid parameter \"bogus\" in \(vigil.confPath):10"), r.stderr)
+    }
+}
+
+/// Whether a server closes the connection without any response byte (nginx's `return 444`).
+enum HTTPClientProbe {
+    static func closesWithoutResponse(_ port: UInt16, _ path: String) -> Bool {
+        guard let c = try? HTTPConnection(port: port) else { return false }
+        defer { c.close() }
+        try? c.send(getRequest(path, host: "r.test"))
+        return c.readToEOF().isEmpty
+    }
+}

@@ -31,7 +31,7 @@ enum Directives {
     static let table: [String: [DirectiveSpec]] = {
         var t: [String: [DirectiveSpec]] = [:]
         for spec in Core.specs + HTTPCore.specs + Proxy.specs + UpstreamDirectives.specs + CheckDirectives.specs
-                    + SSLDirectives.specs + SSLDirectives.refused + RewriteDirectives.specs {
+                    + SSLDirectives.specs + SSLDirectives.refused + RewriteDirectives.specs + MapDirective.specs {
             t[spec.name, default: []].append(spec)
         }
         return t
@@ -118,7 +118,7 @@ enum Directives {
 
     static func http(_ call: Call) -> HTTPBlock {
         switch call.context {
-        case .http(let h), .server(_, let h), .location(_, _, let h), .upstream(_, let h), .ifBlock(_, let h): return h
+        case .http(let h), .server(_, let h), .location(_, _, let h), .upstream(_, let h), .ifBlock(_, let h), .map(_, let h): return h
         default: preconditionFailure("no http block for \(call.name)")
         }
     }

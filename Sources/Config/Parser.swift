@@ -14,6 +14,8 @@ enum BlockContext {
     case types(TypesTable)
     /// `if (…) { }` in a server or location: its directives join the enclosing block's program.
     case ifBlock(Program, HTTPBlock)
+    /// `map … { }`: every statement is a key and a value.
+    case map(Map, HTTPBlock)
 
     var kind: Contexts {
         switch self {
@@ -25,6 +27,7 @@ enum BlockContext {
         case .upstream: .upstream
         case .types: .types
         case .ifBlock: .ifBlock
+        case .map: .map
         }
     }
 }
@@ -35,7 +38,7 @@ final class TypesTable {
 }
 
 struct Contexts: OptionSet {
-    let rawValue: UInt8
+    let rawValue: UInt16
     static let main = Contexts(rawValue: 1)
     static let events = Contexts(rawValue: 2)
     static let http = Contexts(rawValue: 4)
@@ -44,6 +47,7 @@ struct Contexts: OptionSet {
     static let upstream = Contexts(rawValue: 32)
     static let types = Contexts(rawValue: 64)
     static let ifBlock = Contexts(rawValue: 128)
+    static let map = Contexts(rawValue: 256)
     /// Where the rewrite module's directives go.
     static let script: Contexts = [.server, .location, .ifBlock]
     static let httpAll: Contexts = [.http, .server, .location]
@@ -148,6 +152,11 @@ final class Parser {
         if case .types(let table) = context {
             guard stmt.terminator == .semicolon else { throw here.error("unexpected \"{\"") }
             try Directives.addTypes(call, table)
+            return
+        }
+        if case .map(let map, _) = context {
+            guard stmt.terminator == .semicolon else { throw here.error("unexpected \"{\"") }
+            try MapDirective.addEntry(call, map)
             return
         }
 

@@ -93,6 +93,11 @@ public final class VariableTable {
 
     public func index(of name: String) -> Int? { byName[name] }
 
+    /// The `map` that defines a variable, by the variable's index.
+    public private(set) var maps: [Int: Map] = [:]
+
+    public func define(_ index: Int, by map: Map) { maps[index] = map }
+
     @discardableResult
     public func declare(_ name: String) -> Int {
         if let i = byName[name] { return i }

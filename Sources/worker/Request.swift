@@ -169,13 +169,21 @@ struct Variables {
             for pair in q.split(separator: "&") where pair.hasPrefix(key + "=") { return String(pair.dropFirst(key.count + 1)) }
             return nil
         case .cookie(let name): return Variables.cookie(name, in: h.header("cookie"))
-        case .user(let i): return request.userValue(i)
+        case .user(let i): return request.userValue(i) ?? mapped(i)
         case .capture(let n): return request.captures?.group(n)
         case .timeISO8601: return Clock.iso8601()
         case .documentRoot: return request.settings.root.map { connection.worker.config.fullPath($0) } ?? connection.worker.config.fullPath("html")
         case .requestBody: return request.body.isEmpty ? nil : String(decoding: request.body, as: UTF8.self)
         case .none: return nil
         }
+    }
+
+    /// A `map` variable, chosen when first read and kept for the request unless the map is volatile.
+    private func mapped(_ i: Int) -> String? {
+        guard let map = connection.worker.config.http?.variables.maps[i] else { return nil }
+        let v = map.evaluate(request)
+        if !map.volatile { request.setUser(i, v) }
+        return v
     }
 
     /// `$cookie_name`: the value of `name` in the Cookie header (`a=1; b=2`).

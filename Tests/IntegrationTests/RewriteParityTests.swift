@@ -8,6 +8,19 @@ import XCTest
 final class RewriteParityTests: XCTestCase {
     func server(port: UInt16, root: String) -> String {
         """
+        map $http_user_agent $ua_class {
+            default other;
+            ~*curl curl-ish;
+            "~^Mozilla/(?<mozver>[0-9]+)" moz-$1;
+            Exact-Agent exact;
+        }
+        map $host $site {
+            hostnames;
+            default unknown;
+            *.example.test wildcard;
+            r.test main;
+        }
+        map "$arg_k:$arg_j" $kv { default d; 1:2 one-two; \\default literal-default; }
         server {
             listen 127.0.0.1:\(port);
             server_name r.test;
@@ -40,6 +53,7 @@ final class RewriteParityTests: XCTestCase {
             }
             location /cookie { return 200 "c=$cookie_session a=$arg_a host=$host\\n"; }
             location = /code { return 204; }
+            location /map { return 200 "ua=$ua_class site=$site kv=$kv mozver=$mozver\n"; }
             location = /close { return 444; }
         }
         """
@@ -65,10 +79,12 @@ final class RewriteParityTests: XCTestCase {
             ("/file/?name=XXy", []), ("/file/?name=xx", []), ("/file/?name=zero", []), ("/file/?name=no", []),
             ("/file/?name=Bad!", []), ("/new/", ["X-Block: 1"]), ("/new/", ["X-Block-Text: yes"]),
             ("/cookie?a=1", ["Cookie: x=1; session=abc"]), ("/code", []),
+            ("/map", []), ("/map", ["User-Agent: CURL/8"]), ("/map", ["User-Agent: Mozilla/5.0 (X11)"]), ("/map", ["User-Agent: exact-agent"]),
+            ("/map?k=1&j=2", []), ("/map?k=default", []),
         ]
         var differences: [String] = []
         for (path, headers) in requests {
-            let raw = getRequest(path, host: "r.test", headers: headers + ["Connection: close"])
+            let raw = getRequest(path, host: path == "/map" && headers.isEmpty ? "a.example.test" : "r.test", headers: headers + ["Connection: close"])
             let v = try httpExchange(vport, raw), n = try httpExchange(nport, raw)
             let vLocation = v.header("Location")?.replacingOccurrences(of: ":\(vport)", with: ":PORT")
             let nLocation = n.header("Location")?.replacingOccurrences(of: ":\(nport)", with: ":PORT")

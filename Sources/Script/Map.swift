@@ -1,0 +1,56 @@
+/// `map $source $variable { … }`: the value of a variable chosen by another value, as nginx's map module
+/// chooses it: exact keys (compared case-insensitively), then with `hostnames` the wildcard keys
+/// (`*.example.com`, `.example.com`, `www.example.*`), then the regexes in order, then `default`. Evaluated
+/// when a request first reads the variable, and kept for the rest of the request unless `volatile`.
+public final class Map {
+    public let source: Template
+    public private(set) var exact: [String: Template] = [:]
+    private var wildcards: [(key: String, value: Template)] = []
+    private var regexes: [(Regex, Template)] = []
+    public var defaultValue: Template?
+    public var hostnames = false
+    public var volatile = false
+
+    public init(source: Template) { self.source = source }
+
+    public enum AddError: Error { case conflicting, duplicateDefault }
+
+    public func add(key: String, value: Template) throws {
+        if hostnames && (key.hasPrefix("*.") || key.hasPrefix(".") || key.hasSuffix(".*")) {
+            wildcards.append((key.lowercased(), value))
+            return
+        }
+        let k = key.lowercased()
+        if let old = exact[k] {
+            // nginx ignores the same pair twice and refuses a key with two values.
+            if old.text == value.text { return }
+            throw AddError.conflicting
+        }
+        exact[k] = value
+    }
+
+    public func add(regex: Regex, value: Template) { regexes.append((regex, value)) }
+
+    public var templates: [Template] { [source] + Array(exact.values) + wildcards.map(\.value) + regexes.map(\.1) + (defaultValue.map { [$0] } ?? []) }
+
+    public func evaluate(_ ctx: ScriptContext) -> String {
+        var key = source.render(ctx)
+        if hostnames && key.hasSuffix(".") { key.removeLast() }
+        if let v = exact[key.lowercased()] { return v.render(ctx) }
+        if hostnames {
+            let h = key.lowercased()
+            for (k, v) in wildcards {
+                if k.hasPrefix("*."), h.hasSuffix(String(k.dropFirst())) { return v.render(ctx) }
+                if k.hasPrefix("."), h == String(k.dropFirst()) || h.hasSuffix(k) { return v.render(ctx) }
+                if k.hasSuffix(".*"), h.hasPrefix(String(k.dropLast())) { return v.render(ctx) }
+            }
+        }
+        for (re, v) in regexes {
+            if let m = re.match(key) {
+                Program.take(m, of: re, ctx)
+                return v.render(ctx)
+            }
+        }
+        return defaultValue?.render(ctx) ?? ""
+    }
+}

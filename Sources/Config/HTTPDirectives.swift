@@ -26,6 +26,12 @@ enum HTTPCore {
         Directives.flagSetting("tcp_nopush", \.tcpNopush),
         Directives.flagSetting("tcp_nodelay", \.tcpNodelay),
         Directives.flagSetting("server_tokens", \.serverTokens),
+        Directives.spec("add_header", .httpAll, Arity(min: 2, max: 3)) { call in
+            if call.words.count == 4 && call.words[3] != "always" { throw call.error("invalid value \"\(call.words[3])\"") }
+            let header = AddedHeader(name: call.words[1], value: try RewriteDirectives.template(call, call.words[2]),
+                                     always: call.words.count == 4)
+            Directives.withSettings(call) { $0.addHeaders = ($0.addHeaders ?? []) + [header] }
+        },
         Directives.flagSetting("absolute_redirect", \.absoluteRedirect),
         Directives.flagSetting("port_in_redirect", \.portInRedirect),
         Directives.flagSetting("server_name_in_redirect", \.serverNameInRedirect),

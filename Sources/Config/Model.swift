@@ -194,6 +194,13 @@ public enum SessionCacheSetting: Sendable, Equatable {
     case shared(name: String, size: Int)
 }
 
+/// `add_header name value [always]`.
+public struct AddedHeader: Sendable {
+    public var name: String
+    public var value: Template
+    public var always: Bool
+}
+
 public struct HeaderSetting: Sendable, Equatable {
     public var name: String
     public var value: String
@@ -251,6 +258,11 @@ public struct HTTPSettings: Sendable {
     public var proxyPassRequestBody: Bool?
     public var proxyInterceptErrors: Bool?
     public var checkStatusFormat: String?
+    /// add_header lines of one level: a level that has any does not inherit its parent's (nginx's rule).
+    public var addHeaders: [AddedHeader]?
+    public var proxyHideHeaders: [String]?
+    public var proxyPassHeaders: [String]?
+    public var proxyMethod: String?
     public var absoluteRedirect: Bool?
     public var portInRedirect: Bool?
     public var serverNameInRedirect: Bool?
@@ -321,6 +333,10 @@ public struct HTTPSettings: Sendable {
         proxyPassRequestBody = proxyPassRequestBody ?? p.proxyPassRequestBody
         proxyInterceptErrors = proxyInterceptErrors ?? p.proxyInterceptErrors
         checkStatusFormat = checkStatusFormat ?? p.checkStatusFormat
+        addHeaders = addHeaders ?? p.addHeaders
+        proxyHideHeaders = proxyHideHeaders ?? p.proxyHideHeaders
+        proxyPassHeaders = proxyPassHeaders ?? p.proxyPassHeaders
+        proxyMethod = proxyMethod ?? p.proxyMethod
         absoluteRedirect = absoluteRedirect ?? p.absoluteRedirect
         portInRedirect = portInRedirect ?? p.portInRedirect
         serverNameInRedirect = serverNameInRedirect ?? p.serverNameInRedirect

@@ -36,6 +36,13 @@ enum Proxy {
         Directives.flagSetting("proxy_pass_request_headers", \.proxyPassRequestHeaders),
         Directives.flagSetting("proxy_pass_request_body", \.proxyPassRequestBody),
         Directives.flagSetting("proxy_intercept_errors", \.proxyInterceptErrors),
+        Directives.spec("proxy_hide_header", .httpAll, .one) { call in
+            Directives.withSettings(call) { $0.proxyHideHeaders = ($0.proxyHideHeaders ?? []) + [call.words[1].lowercased()] }
+        },
+        Directives.spec("proxy_pass_header", .httpAll, .one) { call in
+            Directives.withSettings(call) { $0.proxyPassHeaders = ($0.proxyPassHeaders ?? []) + [call.words[1].lowercased()] }
+        },
+        Directives.spec("proxy_method", .httpAll, .one) { call in try Directives.setOnce(call, \.proxyMethod, call.words[1]) },
     ]
 
     static func parseProxyPass(_ call: Call) throws {

@@ -11,7 +11,8 @@ public protocol ScriptContext: AnyObject {
 /// A string with `$name`, `${name}` and `$1`…`$9` in it, split once, when the configuration loads; the names
 /// are resolved to variables when every `set` and `map` of the configuration is known (nginx allows a
 /// variable to be used above the line that declares it).
-public final class Template {
+/// Unchecked Sendable: `resolve` runs while the configuration loads, before any worker or thread sees it.
+public final class Template: @unchecked Sendable {
     enum Part { case literal(String), name(String), variable(Variable) }
     private(set) var parts: [Part]
     public let text: String

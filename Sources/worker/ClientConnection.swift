@@ -469,17 +469,34 @@ final class ClientConnection: EventHandler {
 
     /// Queues the status line, the headers every response carries and those `headers` writes, and records
     /// the head's size. Written straight into the output queue: no intermediate strings.
-    func queueHead(status: Int, _ headers: (OutputQueue) -> Void) {
+    /// `upstreamSent` names the Server and Date an upstream's reply already carries (proxy_pass_header).
+    func queueHead(status: Int, upstreamSent: (server: Bool, date: Bool) = (false, false), _ headers: (OutputQueue) -> Void) {
         let before = output.count
         output.append(Status.line(status))
-        output.append("\r\nServer: ")
-        output.append(serverHeader)
-        output.append("\r\nDate: ")
-        output.append(Clock.httpDate())
         output.append("\r\n")
+        if !upstreamSent.server {
+            output.append("Server: ")
+            output.append(serverHeader)
+            output.append("\r\n")
+        }
+        if !upstreamSent.date {
+            output.append("Date: ")
+            output.append(Clock.httpDate())
+            output.append("\r\n")
+        }
         headers(output)
+        if let r = request, let added = r.settings.addHeaders { addHeaders(added, status: status, r) }
         output.append(keepAlive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n")
         request?.headerBytesSent = output.count - before
+    }
+
+    /// `add_header`: on the statuses nginx adds them to (any with `always`); an empty value adds nothing.
+    private func addHeaders(_ added: [AddedHeader], status: Int, _ r: RequestContext) {
+        let normal = [200, 201, 204, 206, 301, 302, 303, 304, 307, 308].contains(status)
+        for h in added where h.always || normal {
+            let value = h.value.render(r)
+            if !value.isEmpty { output.header(h.name, value) }
+        }
     }
 
     func respond(status: Int, contentType: String?, body: [UInt8], extra: [(String, String)] = [], omitLengthForHead: Bool = false) {

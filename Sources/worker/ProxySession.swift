@@ -312,8 +312,13 @@ final class ProxySession: EventHandler {
             client.setKeepAlive(false)   // close-delimited: the client learns the end from our close
         }
         let chunked = passChunked
-        client.queueHead(status: h.status) { out in
-            for f in h.fields where !ProxyHeaders.dropsFromResponse(parsed[f.name]) {
+        let hidden = settings.proxyHideHeaders, passed = settings.proxyPassHeaders
+        func relayed(_ name: String) -> Bool {
+            (passed?.contains(name) ?? false) && h.fields.contains { ProxyHeaders.named(parsed[$0.name], name) }
+        }
+        let upstreamSent = (server: relayed("server"), date: relayed("date"))
+        client.queueHead(status: h.status, upstreamSent: upstreamSent) { out in
+            for f in h.fields where ProxyHeaders.passes(parsed[f.name], hidden: hidden, passed: passed) {
                 out.append(UnsafeRawBufferPointer(rebasing: parsed[f.name]))
                 out.append(": ")
                 out.append(UnsafeRawBufferPointer(rebasing: parsed[f.value]))
@@ -509,7 +514,7 @@ final class ProxySession: EventHandler {
             add(value)
             add("\r\n")
         }
-        add(request.head.method)
+        add(settings.proxyMethod ?? request.head.method)
         add(" ")
         add(uri)
         add(" HTTP/")
@@ -552,6 +557,19 @@ struct ProxyHeaders {
 
     /// A handful of names, compared in place: cheaper than lowercasing each client header for a set lookup.
     func skips(_ name: String) -> Bool { skipped.contains { RequestParser.equalsIgnoringASCIICase(name, $0) } }
+
+    /// Whether an upstream header goes to the client: not hop-by-hop or nginx's own (unless proxy_pass_header
+    /// names it), and not named by proxy_hide_header.
+    static func passes(_ name: Slice<UnsafeRawBufferPointer>, hidden: [String]?, passed: [String]?) -> Bool {
+        if let hidden, hidden.contains(where: { named(name, $0) }) { return false }
+        guard dropsFromResponse(name) else { return true }
+        return passed?.contains(where: { named(name, $0) }) ?? false
+    }
+
+    /// A header name compared with a lowercase one, in place.
+    static func named(_ name: Slice<UnsafeRawBufferPointer>, _ lower: String) -> Bool {
+        name.count == lower.utf8.count && zip(name, lower.utf8).allSatisfy { ($0 | ($0 >= 0x41 && $0 <= 0x5A ? 0x20 : 0)) == $1 }
+    }
 
     /// Upstream response headers nginx does not pass on: hop-by-hop ones, those it sets itself (Server,
     /// Date) and X-Accel-*. Compared in place, without lowercasing a copy of each name.

@@ -103,6 +103,57 @@ final class RewriteParityTests: XCTestCase {
         XCTAssertTrue(closed(nport, "/close"), "nginx answered 444 instead of closing")
     }
 
+    /// add_header (levels, `always`, variables, empty values), proxy_hide_header, proxy_pass_header and
+    /// proxy_method, through a backend that echoes the method and sends headers of its own.
+    func testHeadersMatchNginx() throws {
+        try XCTSkipUnless(Tools.available(Tools.nginx), "Debian's nginx is not installed (scripts/install-deps installs it)")
+        let backendPort = freePort(), vport = freePort(), nport = freePort()
+        let backend = try NginxPeer(http: """
+            server { listen 127.0.0.1:\(backendPort);
+                location / { add_header X-Secret s3cr3t; add_header X-Kept kept; add_header X-Accel-Info accel;
+                             return 200 "method=$request_method\\n"; } }
+            """, waitFor: [backendPort])
+        defer { backend.cleanup() }
+        func server(_ port: UInt16) -> String {
+            """
+            server {
+                listen 127.0.0.1:\(port);
+                add_header X-Server-Level on;
+                add_header X-Empty "$arg_none";
+                location /inherit { return 200 "inherit\\n"; }
+                location /own { add_header X-Own "v=$arg_v"; add_header X-Always yes always; return 200 "own\\n"; }
+                location /missing { add_header X-Always yes always; add_header X-Normal no; return 404; }
+                location /proxy/ {
+                    add_header X-Proxied 1;
+                    proxy_hide_header X-Secret;
+                    proxy_pass_header X-Accel-Info;
+                    proxy_method POST;
+                    proxy_pass http://127.0.0.1:\(backendPort)/;
+                }
+            }
+            """
+        }
+        let vigil = try Vigil(config: Vigil.config(workers: 1, http: server(vport)))
+        defer { vigil.cleanup() }
+        _ = try vigil.start()
+        let nginx = try NginxPeer(http: server(nport), waitFor: [nport])
+        defer { nginx.cleanup() }
+        let ignored: Set<String> = ["server", "date", "connection", "content-length", "content-type", "etag", "last-modified",
+                                    "accept-ranges", "transfer-encoding"]
+        var differences: [String] = []
+        for path in ["/inherit", "/own?v=7", "/missing", "/proxy/x"] {
+            let raw = getRequest(path, headers: ["Connection: close"])
+            let v = try httpExchange(vport, raw), n = try httpExchange(nport, raw)
+            func extra(_ r: HTTPResponse) -> [String] {
+                r.headers.filter { !ignored.contains($0.name.lowercased()) }.map { "\($0.name.lowercased()): \($0.value)" }.sorted()
+            }
+            if v.status != n.status { differences.append("\(path): status vigil \(v.status), nginx \(n.status)") }
+            if extra(v) != extra(n) { differences.append("\(path): headers vigil \(extra(v)), nginx \(extra(n))") }
+            if n.status == 200 && v.body != n.body { differences.append("\(path): body differs") }
+        }
+        XCTAssertEqual(differences, [], differences.joined(separator: "\n"))
+    }
+
     func testScriptErrorsAtConfigTest() throws {
         let vigil = try Vigil(config: Vigil.config(http: """
             server { listen 127.0.0.1:\(freePort());

@@ -1,3 +1,5 @@
+import Script
+
 /// http, server and location directives (nginx's http core, log, access and return modules).
 enum HTTPCore {
     static let specs: [DirectiveSpec] = [
@@ -42,6 +44,17 @@ enum HTTPCore {
             }
         },
         Directives.numberSetting("keepalive_requests", \.keepaliveRequests),
+        Directives.msecSetting("keepalive_time", \.keepaliveTime),
+        // Vigil's lookups are not hash tables sized by these: accepted, as every nginx.conf may carry them.
+        Directives.accepted("server_names_hash_bucket_size", .http, .one),
+        Directives.accepted("server_names_hash_max_size", .http, .one),
+        Directives.accepted("variables_hash_bucket_size", .http, .one),
+        Directives.accepted("variables_hash_max_size", .http, .one),
+        Directives.accepted("types_hash_bucket_size", .httpAll, .one),
+        Directives.accepted("types_hash_max_size", .httpAll, .one),
+        // Log files stay open for the worker's life already; X-Accel-* headers are never acted on.
+        Directives.accepted("open_log_file_cache", .httpAll, .oneToFour),
+        Directives.accepted("proxy_ignore_headers", .httpAll, .oneOrMore),
         Directives.sizeSetting("client_max_body_size", \.clientMaxBodySize),
         Directives.msecSetting("client_header_timeout", \.clientHeaderTimeout, [.http, .server]),
         Directives.msecSetting("client_body_timeout", \.clientBodyTimeout),
@@ -227,11 +240,18 @@ enum HTTPCore {
             rest = rest.dropFirst()
         }
         guard http.logFormats[format] != nil else { throw call.error("unknown log format \"\(format)\"") }
+        var condition: Template?
         for p in rest {
+            if p.hasPrefix("if=") {
+                condition = try RewriteDirectives.template(call, String(p.dropFirst(3)))
+                continue
+            }
             // Vigil writes each line as it is produced; buffering parameters only tune that.
-            guard p.hasPrefix("buffer=") || p.hasPrefix("flush=") else { throw call.error("invalid parameter \"\(p)\"") }
+            guard p.hasPrefix("buffer=") || p.hasPrefix("flush=") || p == "gzip" || p.hasPrefix("gzip=") else {
+                throw call.error("invalid parameter \"\(p)\"")
+            }
         }
-        let target = AccessLogTarget(path: call.configuration.fullPath(call.words[1]), format: format)
+        let target = AccessLogTarget(path: call.configuration.fullPath(call.words[1]), format: format, condition: condition)
         Directives.withSettings(call) { s in s.accessLogs = (s.accessLogs ?? []) + [target] }
     }
 

@@ -31,7 +31,16 @@ public struct ErrorLogTarget: Equatable, Sendable {
 public struct AccessLogTarget: Equatable, Sendable {
     public var path: String
     public var format: String
-    public init(path: String, format: String) { self.path = path; self.format = format }
+    /// `if=condition`: the line is written unless the value is empty or "0".
+    public var condition: Template?
+    public init(path: String, format: String, condition: Template? = nil) {
+        self.path = path
+        self.format = format
+        self.condition = condition
+    }
+    public static func == (a: AccessLogTarget, b: AccessLogTarget) -> Bool {
+        a.path == b.path && a.format == b.format && a.condition?.text == b.condition?.text
+    }
 }
 
 public final class LogFormat: Sendable {
@@ -227,6 +236,7 @@ public struct HTTPSettings: Sendable {
     public var keepaliveTimeout: Int?
     public var keepaliveHeaderTimeout: Int?
     public var keepaliveRequests: Int?
+    public var keepaliveTime: Int?
     public var sendfile: Bool?
     public var tcpNopush: Bool?
     public var tcpNodelay: Bool?
@@ -302,6 +312,7 @@ public struct HTTPSettings: Sendable {
         keepaliveTimeout = keepaliveTimeout ?? p.keepaliveTimeout
         keepaliveHeaderTimeout = keepaliveHeaderTimeout ?? p.keepaliveHeaderTimeout
         keepaliveRequests = keepaliveRequests ?? p.keepaliveRequests
+        keepaliveTime = keepaliveTime ?? p.keepaliveTime
         sendfile = sendfile ?? p.sendfile
         tcpNopush = tcpNopush ?? p.tcpNopush
         tcpNodelay = tcpNodelay ?? p.tcpNodelay

@@ -5,20 +5,25 @@ import COpenSSL
 import CShim
 
 /// `ssl_session_cache shared:NAME:SIZE`: TLS sessions in a mapping the master makes before it forks, so a
-/// client that resumes on another worker (or after a reload that keeps the cache) still resumes. A fixed
-/// table of slots, found by hashing the session id into a group of 8; a full group evicts the slot that
-/// expires first. One robust process-shared mutex guards it (a worker that dies holding it cannot wedge it).
+/// client that resumes on another worker (or after a reload that keeps the cache) still resumes. Sessions
+/// go into a ring of fixed slots, written in order, so the pages a cache touches grow with the sessions it
+/// holds rather than with its size (a hashed slot per session touched a new page almost every time); a small
+/// index of 8-entry buckets, found by hashing the session id, points into the ring, and an entry whose slot
+/// the ring has since reused is recognised by comparing ids. One robust process-shared mutex guards it (a
+/// worker that dies holding it cannot wedge the others).
 public final class SharedSessionCache {
     let name: String
     let size: Int
     private let base: UnsafeMutableRawPointer
     private let slots: Int
+    private let buckets: Int
 
     /// nginx stores about 4,000 sessions a megabyte; a TLS 1.2 or 1.3 session without a client certificate
     /// serializes to 130–200 bytes here.
     static let slotSize = 256
+    /// The mutex, then the ring's next position at offset 64.
     static let headerSize = 128
-    static let groupSize = 8
+    static let bucketEntries = 8
     /// Slot: used (1), id length (1), DER length (2), padding (4), expiry in realtime seconds (8), id (32), DER.
     static let expiryOffset = 8
     static let idOffset = 16
@@ -41,25 +46,41 @@ public final class SharedSessionCache {
         self.name = name
         self.size = size
         base = p
-        slots = max(SharedSessionCache.groupSize, (size - SharedSessionCache.headerSize) / SharedSessionCache.slotSize
-                    / SharedSessionCache.groupSize * SharedSessionCache.groupSize)
-        precondition(vigil_shared_mutex_size() <= SharedSessionCache.headerSize)
+        // Each slot costs its own bytes and one 8-byte index entry.
+        slots = max(SharedSessionCache.bucketEntries, (size - SharedSessionCache.headerSize) / (SharedSessionCache.slotSize + 8))
+        buckets = (slots + SharedSessionCache.bucketEntries - 1) / SharedSessionCache.bucketEntries
+        precondition(vigil_shared_mutex_size() <= 64)
         vigil_shared_mutex_init(base)
     }
 
-    private func slot(_ i: Int) -> UnsafeMutableRawPointer { base + SharedSessionCache.headerSize + i * SharedSessionCache.slotSize }
-
-    private func group(for id: UnsafeRawBufferPointer) -> Range<Int> {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in id { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        let groups = slots / SharedSessionCache.groupSize
-        let g = Int(h % UInt64(groups)) * SharedSessionCache.groupSize
-        return g..<(g + SharedSessionCache.groupSize)
+    private var ringBase: UnsafeMutableRawPointer { base + SharedSessionCache.headerSize + buckets * SharedSessionCache.bucketEntries * 8 }
+    private func slot(_ i: Int) -> UnsafeMutableRawPointer { ringBase + i * SharedSessionCache.slotSize }
+    /// Entry `k` of a bucket: a tag (the id's hash, never 0 when in use) and a slot number.
+    private func entry(_ bucket: Int, _ k: Int) -> UnsafeMutableRawPointer {
+        base + SharedSessionCache.headerSize + (bucket * SharedSessionCache.bucketEntries + k) * 8
     }
 
-    private func matches(_ s: UnsafeMutableRawPointer, _ id: UnsafeRawBufferPointer) -> Bool {
+    private func hash(_ id: UnsafeRawBufferPointer) -> (bucket: Int, tag: UInt32) {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in id { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return (Int(h % UInt64(buckets)), UInt32(truncatingIfNeeded: h >> 32) | 1)
+    }
+
+    private func holds(_ s: UnsafeMutableRawPointer, _ id: UnsafeRawBufferPointer) -> Bool {
         guard s.load(as: UInt8.self) == 1, Int(s.load(fromByteOffset: 1, as: UInt8.self)) == id.count else { return false }
         return memcmp(s + SharedSessionCache.idOffset, id.baseAddress!, id.count) == 0
+    }
+
+    /// The index entry that points at a live slot holding `id`.
+    private func find(_ id: UnsafeRawBufferPointer) -> (entry: UnsafeMutableRawPointer, slot: UnsafeMutableRawPointer)? {
+        let (b, tag) = hash(id)
+        for k in 0..<SharedSessionCache.bucketEntries {
+            let e = entry(b, k)
+            guard e.load(as: UInt32.self) == tag else { continue }
+            let s = slot(Int(e.load(fromByteOffset: 4, as: UInt32.self)) % slots)
+            if holds(s, id) { return (e, s) }
+        }
+        return nil
     }
 
     private func withLock<R>(_ body: () -> R) -> R {
@@ -70,23 +91,34 @@ public final class SharedSessionCache {
 
     func store(id: UnsafeRawBufferPointer, der: UnsafeRawBufferPointer, expires: Int64) {
         guard id.count > 0, id.count <= 32, der.count <= SharedSessionCache.derCapacity else { return }
-        let now = Int64(time(nil))
         withLock {
-            var target: UnsafeMutableRawPointer?
-            var oldest: (UnsafeMutableRawPointer, Int64)?
-            for i in group(for: id) {
-                let s = slot(i)
-                let expiry = s.load(fromByteOffset: SharedSessionCache.expiryOffset, as: Int64.self)
-                if matches(s, id) || s.load(as: UInt8.self) == 0 || expiry <= now { target = s; break }
-                if oldest == nil || expiry < oldest!.1 { oldest = (s, expiry) }
-            }
-            let s = target ?? oldest!.0
+            let next = (base + 64).load(as: UInt64.self)
+            (base + 64).storeBytes(of: next &+ 1, as: UInt64.self)
+            let n = Int(next % UInt64(slots))
+            let s = slot(n)
             s.storeBytes(of: 1, as: UInt8.self)
             s.storeBytes(of: UInt8(id.count), toByteOffset: 1, as: UInt8.self)
             s.storeBytes(of: UInt16(der.count), toByteOffset: 2, as: UInt16.self)
             s.storeBytes(of: expires, toByteOffset: SharedSessionCache.expiryOffset, as: Int64.self)
             memcpy(s + SharedSessionCache.idOffset, id.baseAddress!, id.count)
             memcpy(s + SharedSessionCache.derOffset, der.baseAddress!, der.count)
+            // The bucket entry: the same id's, else a free or stale one, else the one whose session the
+            // ring wrote longest ago.
+            let (b, tag) = hash(id)
+            var chosen = entry(b, 0)
+            var oldest = UInt64.max
+            for k in 0..<SharedSessionCache.bucketEntries {
+                let e = entry(b, k)
+                let t = e.load(as: UInt32.self), at = Int(e.load(fromByteOffset: 4, as: UInt32.self))
+                if t == 0 || at == n { chosen = e; break }
+                let other = slot(at % slots)
+                if other.load(as: UInt8.self) == 0 { chosen = e; break }
+                // Ring age of that slot: how many writes ago it was written (smaller = newer).
+                let age = (next &- UInt64(at)) % UInt64(slots)
+                if oldest == .max || age > oldest { oldest = age; chosen = e }
+            }
+            chosen.storeBytes(of: tag, as: UInt32.self)
+            chosen.storeBytes(of: UInt32(n), toByteOffset: 4, as: UInt32.self)
         }
     }
 
@@ -95,20 +127,23 @@ public final class SharedSessionCache {
         guard id.count > 0, id.count <= 32 else { return nil }
         let now = Int64(time(nil))
         return withLock {
-            for i in group(for: id) {
-                let s = slot(i)
-                guard matches(s, id) else { continue }
-                if s.load(fromByteOffset: SharedSessionCache.expiryOffset, as: Int64.self) <= now { s.storeBytes(of: 0, as: UInt8.self); return nil }
-                let n = Int(s.load(fromByteOffset: 2, as: UInt16.self))
-                return Array(UnsafeRawBufferPointer(start: s + SharedSessionCache.derOffset, count: n))
+            guard let (e, s) = find(id) else { return nil }
+            if s.load(fromByteOffset: SharedSessionCache.expiryOffset, as: Int64.self) <= now {
+                s.storeBytes(of: 0, as: UInt8.self)
+                e.storeBytes(of: 0, as: UInt32.self)
+                return nil
             }
-            return nil
+            let n = Int(s.load(fromByteOffset: 2, as: UInt16.self))
+            return Array(UnsafeRawBufferPointer(start: s + SharedSessionCache.derOffset, count: n))
         }
     }
 
     func remove(id: UnsafeRawBufferPointer) {
+        guard id.count > 0, id.count <= 32 else { return }
         withLock {
-            for i in group(for: id) where matches(slot(i), id) { slot(i).storeBytes(of: 0, as: UInt8.self) }
+            guard let (e, s) = find(id) else { return }
+            s.storeBytes(of: 0, as: UInt8.self)
+            e.storeBytes(of: 0, as: UInt32.self)
         }
     }
 

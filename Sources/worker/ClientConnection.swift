@@ -83,6 +83,8 @@ final class ClientConnection: EventHandler {
     private var interest: UInt32 = Events.readable | Events.readHangup
     private var timer: Timer?
     private(set) var requestsServed = 0
+    /// For keepalive_time: a connection older than that closes after its current request.
+    private let openedAt: UInt64
     private(set) var request: RequestContext?
     private var keepAlive = false
     private var bodyRemaining = 0
@@ -105,6 +107,7 @@ final class ClientConnection: EventHandler {
         self.listening = listening
         self.worker = worker
         self.serial = serial
+        openedAt = worker.loop.now
         var p = peer
         (remoteAddress, remotePort, isIPv6) = ClientConnection.describe(&p)
         // Before the Host header is known, nginx reads the head with the default server's settings
@@ -185,6 +188,12 @@ final class ClientConnection: EventHandler {
             }
             stream.nameHandler = self
             tls = stream
+            // As nginx (tcp_nodelay on): the session tickets that end a TLS 1.3 handshake are still unacknowledged
+            // when the first response goes out, and Nagle would hold that response for the client's delayed ACK.
+            if settings.tcpNodelay ?? true {
+                var one: Int32 = 1
+                setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            }
         }
         switch tls!.handshake() {
         case .done:
@@ -311,6 +320,7 @@ final class ClientConnection: EventHandler {
         }
         keepAlive = head.keepAlive && !worker.isShuttingDown && (r.settings.keepaliveTimeout ?? 75_000) > 0
             && requestsServed + 1 < (r.settings.keepaliveRequests ?? 1000)
+            && worker.loop.now - openedAt < UInt64(r.settings.keepaliveTime ?? 3_600_000)
         responseComplete = false
 
         if let limit = r.settings.clientMaxBodySize ?? Optional(1 << 20), limit > 0, let len = head.contentLength, len > limit {
@@ -486,7 +496,14 @@ final class ClientConnection: EventHandler {
         }
         headers(output)
         if let r = request, let added = r.settings.addHeaders { addHeaders(added, status: status, r) }
-        output.append(keepAlive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n")
+        output.append(keepAlive ? "Connection: keep-alive\r\n" : "Connection: close\r\n")
+        // keepalive_timeout's second value: the Keep-Alive header that tells clients how long we wait.
+        if keepAlive, let t = request?.settings.keepaliveHeaderTimeout {
+            output.append("Keep-Alive: timeout=")
+            output.append(t / 1000)
+            output.append("\r\n")
+        }
+        output.append("\r\n")
         request?.headerBytesSent = output.count - before
     }
 
@@ -612,6 +629,10 @@ final class ClientConnection: EventHandler {
         let logs = r.settings.accessLogs ?? [AccessLogTarget(path: worker.config.fullPath("logs/access.log"), format: "combined")]
         let vars = Variables(request: r, connection: self)
         for target in logs {
+            if let c = target.condition {
+                let v = c.render(r)
+                if v.isEmpty || v == "0" { continue }
+            }
             guard let fmt = worker.accessLogs.format(target.format), let fd = worker.accessLogs.fd(for: target.path) else { continue }
             let e = writeAll(fd, fmt.render { vars.value($0) })
             if e != 0 {

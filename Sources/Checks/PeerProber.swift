@@ -35,6 +35,9 @@ final class PeerProber: EventHandler {
     private let tlsContext: TLSClientContext?
     private var tls: TLSStream?
     private var handshaken = false
+    /// The peer's last session, offered again (as HAProxy does for its checks): a resumed handshake skips the
+    /// certificate and most of the key exchange, which were most of an https probe's cost.
+    private let tlsSession = TLSSessionSlot()
 
     init(engine: CheckEngine, index: Int, peer: CheckedPeer) {
         self.engine = engine
@@ -162,7 +165,8 @@ final class PeerProber: EventHandler {
     private func handshake() -> Bool {
         if tls == nil {
             guard let tlsContext,
-                  let s = TLSStream(connecting: fd, context: tlsContext, serverName: peer.check.sslServerName ?? peer.hostName, session: nil) else {
+                  let s = TLSStream(connecting: fd, context: tlsContext, serverName: peer.check.sslServerName ?? peer.hostName,
+                                    session: tlsSession) else {
                 fail(.sslHandshakeFailed, "SSL_new() failed with peer: \(peer.checkAddress) ")
                 return false
             }

@@ -29,7 +29,7 @@ public final class TLSBundle {
             guard let c = upstream.check, c.type == .https else { continue }
             checks[upstream.name.lowercased()] = try TLSClientContext(
                 protocols: nil, ciphers: nil, verify: c.sslVerify, verifyDepth: 9, trusted: c.sslTrustedCertificate,
-                certificate: nil, key: nil, passwordFile: nil, sessionReuse: false, directives: "check",
+                certificate: nil, key: nil, passwordFile: nil, sessionReuse: true, directives: "check",
                 at: upstream.declared ?? upstream.firstMention)
         }
     }

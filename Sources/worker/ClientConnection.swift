@@ -393,6 +393,11 @@ final class ClientConnection: EventHandler {
     private func dispatch() {
         guard let r = request else { return }
         guard rewrite(r) else { return }
+        serve(r)
+    }
+
+    /// The access and content phases for the location the request ended in.
+    private func serve(_ r: RequestContext) {
         if let rules = r.settings.accessRules, !AccessCheck.allows(rules, remoteBytes) {
             worker.log.error("access forbidden by rule, client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
             respondError(403)
@@ -404,7 +409,7 @@ final class ClientConnection: EventHandler {
             proxy = ProxySession(client: self, request: r, pass: pass)
             proxy!.start()
         case .stubStatus:
-            guard r.head.method == "GET" || r.head.method == "HEAD" else { respondError(405); return }
+            guard r.method == "GET" || r.method == "HEAD" else { respondError(405); return }
             let c = worker.counters
             let active = c.value(.active), reading = max(0, c.value(.reading)), writing = max(0, c.value(.writing))
             let body = "Active connections: \(active) \nserver accepts handled requests\n \(c.value(.accepted)) \(c.value(.handled)) \(c.value(.requests)) \nReading: \(reading) Writing: \(writing) Waiting: \(max(0, active - reading - writing)) \n"
@@ -480,7 +485,10 @@ final class ClientConnection: EventHandler {
     /// Queues the status line, the headers every response carries and those `headers` writes, and records
     /// the head's size. Written straight into the output queue: no intermediate strings.
     /// `upstreamSent` names the Server and Date an upstream's reply already carries (proxy_pass_header).
-    func queueHead(status: Int, upstreamSent: (server: Bool, date: Bool) = (false, false), _ headers: (OutputQueue) -> Void) {
+    func queueHead(status original: Int, upstreamSent: (server: Bool, date: Bool) = (false, false), _ headers: (OutputQueue) -> Void) {
+        // An error page answers with the error's status (or the one `error_page … =code` names).
+        let status = request?.statusOverride ?? original
+        request?.status = status
         let before = output.count
         output.append(Status.line(status))
         output.append("\r\n")
@@ -535,11 +543,47 @@ final class ClientConnection: EventHandler {
     /// nginx's built-in page for an error or redirect status.
     /// 494 is nginx's internal "header too large": a 400 with its own page.
     func respondError(_ status: Int, close closeAfter: Bool = false, location: String? = nil) {
+        if location == nil, !closeAfter, let r = request, !r.inErrorPage,
+           let page = r.settings.errorPages?.first(where: { $0.codes.contains(status) }) {
+            return errorPage(page, status: status, r)
+        }
         if closeAfter || [400, 408, 413, 414, 494, 497, 500, 501, 505].contains(status) { keepAlive = false }
         let page = Status.errorPage(status, serverTokens: serverHeader) ?? ""
         var extra: [(String, String)] = []
         if let location { extra.append(("Location", absolute(location))) }
         respond(status: status == 494 || status == 497 ? 400 : status, contentType: page.isEmpty ? nil : "text/html", body: Array(page.utf8), extra: extra)
+    }
+
+    /// `error_page`: a URL answers with a redirect; a URI is an internal redirect (the method becomes GET,
+    /// except HEAD) that goes through the rewrite phases again; `@name` continues in a named location. The
+    /// answer keeps the error's status unless `=code` names another or a bare `=` takes the page's own.
+    /// An error while serving the page is answered plainly (nginx's recursive_error_pages off).
+    private func errorPage(_ page: ErrorPage, status: Int, _ r: RequestContext) {
+        r.inErrorPage = true
+        let target = page.uri.contains("$") ? Variables(request: r, connection: self).expand(page.uri) : page.uri
+        if !target.hasPrefix("/") && !target.hasPrefix("@") {
+            let code = page.overrideCode.flatMap { [301, 302, 303, 307, 308].contains($0) ? $0 : nil } ?? 302
+            return respondError(code, location: target)
+        }
+        r.statusOverride = page.overrideCode == 0 ? nil : (page.overrideCode ?? status)
+        if r.method != "HEAD" { r.method = "GET" }
+        if target.hasPrefix("@") {
+            guard let named = r.server.locations.first(where: { $0.match == .named && $0.pattern == target }) else {
+                worker.log.error("could not find named location \"\(target)\", client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
+                r.statusOverride = nil
+                return respondError(500)
+            }
+            r.relocate(named, scope: worker.scope(server: r.server, location: named))
+            if !named.script.isEmpty, case .respond(let code, let text) = named.script.run(r) { return respondReturn(code, text) }
+            return serve(r)
+        }
+        if let q = target.firstIndex(of: "?") {
+            r.uri = String(target[..<q])
+            r.args = String(target[target.index(after: q)...])
+        } else {
+            r.uri = target
+        }
+        dispatch()
     }
 
     /// nginx's `absolute_redirect on`: a Location that is a path gets the scheme, the request's host (or the

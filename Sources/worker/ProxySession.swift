@@ -282,6 +282,18 @@ final class ProxySession: EventHandler {
                 failed(.status(h.status), nil)
                 return
             }
+            // proxy_intercept_errors: an upstream error that has an error_page is answered with that page.
+            if h.status >= 300, settings.proxyInterceptErrors ?? false, !request.inErrorPage,
+               settings.errorPages?.contains(where: { $0.codes.contains(h.status) }) ?? false {
+                request.upstreamAttempts[request.upstreamAttempts.count - 1].status = h.status
+                recordAttempt(status: nil)
+                if let p = peer { balancer.finished(p, failed: false, now: loop.now) }
+                phase = .done
+                timer.cancel()
+                closeUpstream()
+                client.respondError(h.status)
+                return
+            }
             head = h
             response.withReadable { startRelay(h, parsed: $0) }   // the header lines are copied before they are consumed
             response.consume(consumed)
@@ -514,7 +526,7 @@ final class ProxySession: EventHandler {
             add(value)
             add("\r\n")
         }
-        add(settings.proxyMethod ?? request.head.method)
+        add(settings.proxyMethod ?? request.method)
         add(" ")
         add(uri)
         add(" HTTP/")

@@ -33,6 +33,11 @@ final class RequestContext: ScriptContext {
     /// A script changed the URI since the location was chosen: nginx then chooses again.
     var rewritten = false
     var captures: Captures?
+    /// The method handlers see: an error page's internal redirect makes it GET.
+    var method: String
+    /// Set while an error page is served: no second error page, and the status the answer carries.
+    var inErrorPage = false
+    var statusOverride: Int?
     /// Values of `set` variables, by their index in the configuration's table.
     private var userValues: [String?] = []
     /// The location's merged settings (the server's when there is no location).
@@ -66,6 +71,7 @@ final class RequestContext: ScriptContext {
         self.requestLength = requestLength
         uri = head.path
         args = head.query
+        method = head.method
     }
 
     /// The location chosen again for a rewritten URI.
@@ -127,7 +133,7 @@ struct Variables {
             let ms = vigil_realtime_ms()
             return "\(ms / 1000).\(String(ms % 1000).leftPadded(3))"
         case .request: return h.requestLine
-        case .requestMethod: return h.method
+        case .requestMethod: return request.method
         case .requestURI: return h.target
         case .uri: return request.uri
         case .args: return request.args

@@ -11,7 +11,7 @@ struct StaticFiles {
     static let maxFileSize = 16 << 20
 
     func serve() {
-        let method = request.head.method
+        let method = request.method
         guard method == "GET" || method == "HEAD" else { connection.respondError(405); return }
         let path = request.uri
         guard !path.contains("/../"), !path.hasSuffix("/.."), !path.contains("\0") else { connection.respondError(400); return }

@@ -27,7 +27,7 @@ struct StatusPage {
     }
 
     func render() -> Page {
-        let method = request.head.method
+        let method = request.method
         guard method == "GET" || method == "HEAD" else { return Page(status: 405, contentType: "text/html", body: errorBody(405)) }
         var format = request.settings.checkStatusFormat ?? "html"
         var filter: Bool?   // true: only down, false: only up

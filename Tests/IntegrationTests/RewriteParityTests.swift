@@ -154,6 +154,66 @@ final class RewriteParityTests: XCTestCase {
         XCTAssertEqual(differences, [], differences.joined(separator: "\n"))
     }
 
+    /// error_page: internal redirects to a URI (through rewrite again), `=code`, bare `=` with a named
+    /// location, URLs, errors of a static file, of a failed upstream and, with proxy_intercept_errors, an
+    /// upstream's own error status.
+    func testErrorPagesMatchNginx() throws {
+        try XCTSkipUnless(Tools.available(Tools.nginx), "Debian's nginx is not installed (scripts/install-deps installs it)")
+        let backendPort = freePort(), deadPort = freePort(), vport = freePort(), nport = freePort()
+        let backend = try NginxPeer(http: """
+            server { listen 127.0.0.1:\(backendPort); location / { return 503 "backend 503\\n"; } }
+            """, waitFor: [backendPort])
+        defer { backend.cleanup() }
+        let vigil = try Vigil(config: "")
+        defer { vigil.cleanup() }
+        let root = vigil.prefix + "/html"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        func server(_ port: UInt16) -> String {
+            """
+            server {
+                listen 127.0.0.1:\(port);
+                root \(root);
+                error_page 404 /404.html;
+                error_page 500 502 503 504 /50x.html;
+                error_page 403 =200 /forbidden-ok;
+                error_page 410 = @gone;
+                error_page 418 https://example.test/teapot;
+                error_page 401 =301 https://example.test/login;
+                location = /404.html { return 200 "custom 404 page for $request_uri\\n"; }
+                location = /50x.html { return 200 "custom 50x page\\n"; }
+                location /forbidden { return 403; }
+                location = /forbidden-ok { return 200 "was forbidden, method $request_method\\n"; }
+                location /gone { return 410; }
+                location @gone { return 200 "named gone\\n"; }
+                location /tea { return 418; }
+                location /auth { return 401; }
+                location /moved { rewrite ^ /nowhere; }
+                location /dead/ { proxy_pass http://127.0.0.1:\(deadPort)/; }
+                location /icpt/ { proxy_intercept_errors on; proxy_pass http://127.0.0.1:\(backendPort)/; }
+                location /plain/ { proxy_pass http://127.0.0.1:\(backendPort)/; }
+            }
+            """
+        }
+        try vigil.write(config: Vigil.config(workers: 1, http: server(vport)))
+        _ = try vigil.start()
+        let nginx = try NginxPeer(http: server(nport), waitFor: [nport])
+        defer { nginx.cleanup() }
+        var differences: [String] = []
+        for (method, path) in [("GET", "/missing.txt"), ("GET", "/forbidden"), ("POST", "/forbidden"), ("GET", "/gone"),
+                               ("GET", "/tea"), ("GET", "/auth"), ("GET", "/moved/x"), ("GET", "/dead/x"), ("GET", "/icpt/x"),
+                               ("GET", "/plain/x"), ("HEAD", "/missing.txt")] {
+            let raw = getRequest(path, headers: ["Connection: close"] + (method == "POST" ? ["Content-Length: 0"] : []), method: method)
+            let v = try httpExchange(vport, raw, method: method), n = try httpExchange(nport, raw, method: method)
+            let vLocation = v.header("Location"), nLocation = n.header("Location")
+            if v.status != n.status { differences.append("\(method) \(path): status vigil \(v.status), nginx \(n.status)") }
+            if vLocation != nLocation { differences.append("\(method) \(path): Location vigil \(vLocation ?? "-"), nginx \(nLocation ?? "-")") }
+            if !(n.header("Content-Type") ?? "").hasPrefix("text/html"), v.body != n.body {
+                differences.append("\(method) \(path): body vigil \(String(decoding: v.body, as: UTF8.self).debugDescription), nginx \(String(decoding: n.body, as: UTF8.self).debugDescription)")
+            }
+        }
+        XCTAssertEqual(differences, [], differences.joined(separator: "\n"))
+    }
+
     func testScriptErrorsAtConfigTest() throws {
         let vigil = try Vigil(config: Vigil.config(http: """
             server { listen 127.0.0.1:\(freePort());

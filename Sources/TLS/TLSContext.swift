@@ -14,6 +14,9 @@ enum ContextSetup {
         // Partial writes with a buffer that may move between retries (the output queues grow), and buffers
         // released while a connection is idle: an idle keep-alive TLS connection holds no record buffers.
         _ = vigil_SSL_CTX_set_mode(ctx, VIGIL_SSL_MODE_PARTIAL_WRITE)
+        // Read what the socket has, not one record header and then its body: one read per request instead
+        // of two. What OpenSSL then holds beyond a record is `TLSStream.pending`, which callers check.
+        vigil_SSL_CTX_set_read_ahead(ctx, 1)
         let versions: [String: Int32] = ["SSLv3": VIGIL_SSL3_VERSION, "TLSv1": VIGIL_TLS1_VERSION, "TLSv1.1": VIGIL_TLS1_1_VERSION,
                                          "TLSv1.2": VIGIL_TLS1_2_VERSION, "TLSv1.3": VIGIL_TLS1_3_VERSION]
         let chosen = protocols.compactMap { versions[$0] }

@@ -114,8 +114,9 @@ public final class TLSStream {
         }
     }
 
-    /// Decrypted bytes OpenSSL holds that epoll cannot report (a record read in part).
-    public var pending: Int { Int(SSL_pending(ssl)) }
+    /// Whether OpenSSL holds bytes epoll cannot report: decrypted ones of a record read in part, or (with
+    /// read-ahead) records already read from the socket.
+    public var hasPending: Bool { SSL_has_pending(ssl) == 1 }
 
     /// Sends close_notify without waiting for the peer's (nginx does the same on a clean close).
     public func shutdown() {

@@ -18,9 +18,8 @@ final class ByteBuffer {
 
     /// The last receive got less than it had room for: the socket had nothing more at that moment.
     /// TCP hands over all it has, so the caller can wait for the next readiness event instead of
-    /// spending a system call on EAGAIN. Over TLS a short read ends one record, and OpenSSL (without
-    /// read-ahead) has read nothing past it: the kernel may hold more, which a level-triggered socket
-    /// reports again, but an edge-triggered one does not.
+    /// spending a system call on EAGAIN. Over TLS a short read ends a record; unless OpenSSL holds more, what
+    /// the kernel may still have is reported again on a level-triggered socket, not on an edge-triggered one.
     private(set) var drained = false
 
     var readable: Int { writeIndex - readIndex }
@@ -29,7 +28,7 @@ final class ByteBuffer {
     /// Reads what the socket (through `tls`, when the connection has it) has, up to `limit` readable bytes in
     /// total. Returns recv's result (0: EOF, -1: errno).
     func receive(from fd: Int32, tls: TLSStream? = nil, limit: Int) -> Int {
-        if storage.isEmpty { storage = ByteBuffer.uninitialized(initialCapacity) }
+        if storage.isEmpty { storage = IdleBuffers.takeInput(initialCapacity) }
         if readIndex == writeIndex { readIndex = 0; writeIndex = 0 }
         if writeIndex == storage.count {
             if readIndex > 0 {
@@ -51,12 +50,24 @@ final class ByteBuffer {
             tls.map { $0.read(into: p.baseAddress! + w, count: room) } ?? recv(fd, p.baseAddress! + w, room, 0)
         }
         if n > 0 { writeIndex += n }
-        drained = n >= 0 && n < room && (tls?.pending ?? 0) == 0
+        drained = n >= 0 && n < room && !(tls?.hasPending ?? false)
         return n
     }
 
+    /// Hands the storage to the worker's pool while nothing is buffered: an idle keep-alive connection then
+    /// holds no buffer (nginx frees its header buffer the same way), and the next request takes one back.
+    func releaseIfEmpty() {
+        guard readIndex == writeIndex, !storage.isEmpty else { return }
+        if storage.count == initialCapacity { IdleBuffers.giveInput(storage) }
+        storage = []
+        readIndex = 0
+        writeIndex = 0
+    }
+
+    var holdsStorage: Bool { !storage.isEmpty }
+
     /// Bytes only ever read after recv wrote them need no zeroing (a 16 kB memset per proxied request).
-    private static func uninitialized(_ count: Int) -> [UInt8] {
+    static func uninitialized(_ count: Int) -> [UInt8] {
         [UInt8](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
     }
 
@@ -107,9 +118,23 @@ final class OutputQueue {
     }
 
     func append(_ bytes: UnsafeRawBufferPointer) {
-        if offset == pending.count { pending.removeAll(keepingCapacity: true); offset = 0 }
+        if offset == pending.count {
+            if pending.capacity == 0 { pending = IdleBuffers.takeOutput() }
+            pending.removeAll(keepingCapacity: true)
+            offset = 0
+        }
         pending.append(contentsOf: bytes)
     }
+
+    /// Gives the queue's storage to the worker's pool once it has drained (an idle keep-alive connection).
+    func releaseIfEmpty() {
+        guard offset == pending.count, pending.capacity > 0 else { return }
+        IdleBuffers.giveOutput(pending)
+        pending = []
+        offset = 0
+    }
+
+    var holdsStorage: Bool { pending.capacity > 0 }
 
     func append(_ bytes: [UInt8]) { bytes.withUnsafeBytes { append($0) } }
 
@@ -164,4 +189,41 @@ final class OutputQueue {
         return .drained
     }
 
+}
+
+/// Buffers that idle keep-alive connections gave back, for the next request on any connection of this
+/// worker. Only the worker's event loop uses them (the checker thread has buffers of its own). Bounded: a
+/// burst of requests leaves at most `keep` of each behind.
+enum IdleBuffers {
+    nonisolated(unsafe) private static var inputs: [[UInt8]] = []
+    nonisolated(unsafe) private static var inputSize = 0
+    nonisolated(unsafe) private static var outputs: [[UInt8]] = []
+    static let keep = 256
+    /// An output queue whose storage grew past this (a large response) goes back to the allocator.
+    static let outputLimit = 16384
+
+    static func takeInput(_ size: Int) -> [UInt8] {
+        if size == inputSize, let b = inputs.popLast() { return b }
+        return ByteBuffer.uninitialized(size)
+    }
+
+    static func giveInput(_ b: [UInt8]) {
+        // One size is pooled: the common client_header_buffer_size; another size replaces it.
+        if b.count != inputSize { inputs.removeAll(); inputSize = b.count }
+        if inputs.count < keep { inputs.append(b) }
+    }
+
+    static func takeOutput() -> [UInt8] {
+        if let b = outputs.popLast() { return b }
+        var b: [UInt8] = []
+        b.reserveCapacity(1024)
+        return b
+    }
+
+    static func giveOutput(_ b: [UInt8]) {
+        if outputs.count < keep && b.capacity <= outputLimit { outputs.append(b) }
+    }
+
+    /// For tests and diagnostics: buffers waiting in the pool.
+    static var pooled: (inputs: Int, outputs: Int) { (inputs.count, outputs.count) }
 }

@@ -648,8 +648,11 @@ final class ClientConnection: EventHandler {
         if !input.isEmpty {
             startReading()   // a pipelined request is already here
             process()
-        } else if let tls, tls.pending > 0 {
+        } else if let tls, tls.hasPending {
             readable()   // the next request is decrypted inside OpenSSL, where epoll cannot see it
+        } else {
+            input.releaseIfEmpty()
+            output.releaseIfEmpty()
         }
     }
 

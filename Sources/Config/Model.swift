@@ -203,6 +203,13 @@ public enum SessionCacheSetting: Sendable, Equatable {
     case shared(name: String, size: Int)
 }
 
+/// `proxy_redirect`: `off`, `default` (the proxy_pass URL becomes the location's prefix), or a prefix and
+/// its replacement.
+public enum ProxyRedirect: Sendable {
+    case off, `default`
+    case rule(String, Template)
+}
+
 /// `add_header name value [always]`.
 public struct AddedHeader: Sendable {
     public var name: String
@@ -273,6 +280,7 @@ public struct HTTPSettings: Sendable {
     public var proxyHideHeaders: [String]?
     public var proxyPassHeaders: [String]?
     public var proxyMethod: String?
+    public var proxyRedirects: [ProxyRedirect]?
     public var absoluteRedirect: Bool?
     public var portInRedirect: Bool?
     public var serverNameInRedirect: Bool?
@@ -348,6 +356,7 @@ public struct HTTPSettings: Sendable {
         proxyHideHeaders = proxyHideHeaders ?? p.proxyHideHeaders
         proxyPassHeaders = proxyPassHeaders ?? p.proxyPassHeaders
         proxyMethod = proxyMethod ?? p.proxyMethod
+        proxyRedirects = proxyRedirects ?? p.proxyRedirects
         absoluteRedirect = absoluteRedirect ?? p.absoluteRedirect
         portInRedirect = portInRedirect ?? p.portInRedirect
         serverNameInRedirect = serverNameInRedirect ?? p.serverNameInRedirect

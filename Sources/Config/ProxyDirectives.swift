@@ -43,6 +43,24 @@ enum Proxy {
             Directives.withSettings(call) { $0.proxyPassHeaders = ($0.proxyPassHeaders ?? []) + [call.words[1].lowercased()] }
         },
         Directives.spec("proxy_method", .httpAll, .one) { call in try Directives.setOnce(call, \.proxyMethod, call.words[1]) },
+        Directives.spec("proxy_redirect", .httpAll, .oneOrTwo) { call in
+            let r: ProxyRedirect
+            if call.words.count == 2 {
+                switch call.words[1] {
+                case "off": r = .off
+                case "default": r = .default
+                default: throw call.error("invalid parameter \"\(call.words[1])\"")
+                }
+            } else {
+                if call.words[1].hasPrefix("~") { throw call.error("regular expressions in \"proxy_redirect\" are not supported by vigil") }
+                r = .rule(call.words[1], try RewriteDirectives.template(call, call.words[2]))
+            }
+            try Directives.withSettings(call) { s in
+                if case .off? = s.proxyRedirects?.first { throw call.error("invalid parameter \"\(call.words[1])\"") }
+                if case .off = r, !(s.proxyRedirects ?? []).isEmpty { throw call.error("invalid parameter \"off\"") }
+                s.proxyRedirects = (s.proxyRedirects ?? []) + [r]
+            }
+        },
     ]
 
     static func parseProxyPass(_ call: Call) throws {

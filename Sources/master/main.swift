@@ -50,11 +50,24 @@ func loadOrExit(testing: Bool) -> (Configuration, TLSBundle) {
     } catch let e as ConfigError {
         stderrLine("[\(e.level.rawValue)] \(e)")
         if testing { stderrLine("configuration file \(file) test failed") }
+        logSignalFailure("\(e)")
         exit(1)
     } catch {
         stderrLine("[emerg] \(error)")
+        logSignalFailure("\(error)")
         exit(1)
     }
+}
+
+/// nginx writes why `-s reload` (or stop…) refused the configuration to the error log as well, so an operator
+/// who tails the log sees why a reload did nothing: the log it has before any configuration, `-e` or
+/// logs/error.log under the prefix.
+func logSignalFailure(_ message: String) {
+    guard options.signal != nil else { return }
+    let log = ErrorLog()
+    let path = options.resolvedErrorLog ?? options.resolvedPrefix + "/logs/error.log"
+    guard path != "stderr", (try? log.open([ErrorLogTarget(path: path, level: .emerg)])) != nil else { return }
+    log.emerg(message)
 }
 
 if options.test {

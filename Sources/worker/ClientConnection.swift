@@ -589,7 +589,7 @@ final class ClientConnection: EventHandler {
     /// nginx's `absolute_redirect on`: a Location that is a path gets the scheme, the request's host (or the
     /// server's name, with `server_name_in_redirect on`) and, unless it is the scheme's default or
     /// `port_in_redirect off`, the port the request came in on.
-    private func absolute(_ location: String) -> String {
+    func absolute(_ location: String) -> String {
         guard location.hasPrefix("/"), let r = request, r.settings.absoluteRedirect ?? true else { return location }
         let https = tls != nil
         let host = (r.settings.serverNameInRedirect ?? false) ? (r.server.serverNames.first ?? r.host) : r.host

@@ -333,11 +333,44 @@ final class ProxySession: EventHandler {
             for f in h.fields where ProxyHeaders.passes(parsed[f.name], hidden: hidden, passed: passed) {
                 out.append(UnsafeRawBufferPointer(rebasing: parsed[f.name]))
                 out.append(": ")
-                out.append(UnsafeRawBufferPointer(rebasing: parsed[f.value]))
+                let isLocation = ProxyHeaders.named(parsed[f.name], "location")
+                if isLocation || ProxyHeaders.named(parsed[f.name], "refresh") {
+                    let value = String(decoding: parsed[f.value], as: UTF8.self)
+                    let rewritten = redirected(value) ?? value
+                    // A Location that is a path is made absolute, as for nginx's own redirects.
+                    out.append(isLocation ? client.absolute(rewritten) : rewritten)
+                } else {
+                    out.append(UnsafeRawBufferPointer(rebasing: parsed[f.value]))
+                }
                 out.append("\r\n")
             }
             if chunked { out.append("Transfer-Encoding: chunked\r\n") }
         }
+    }
+
+    /// proxy_redirect on a Location or Refresh value: the first rule whose prefix it starts with replaces that
+    /// prefix. `default` (nginx's default) maps the proxy_pass URL to the location's prefix, so a backend
+    /// that redirects to `http://backend/login` (the Host it was sent) sends the client to `/login`.
+    private func redirected(_ value: String) -> String? {
+        for rule in settings.proxyRedirects ?? [.default] {
+            switch rule {
+            case .off:
+                return nil
+            case .default:
+                guard let loc = request.location, case .proxy(let p) = loc.content else { continue }
+                let base = "\(p.scheme)://\(p.hostHeader)"
+                let (prefix, replacement) = p.uri.map { (base + $0, loc.pattern) } ?? (base + "/", "/")
+                // Refresh carries "5; url=…": the URL is rewritten where it stands.
+                if let r = value.firstRange(of: prefix), value.hasPrefix(prefix) || value[..<r.lowerBound].hasSuffix("url=") {
+                    var v = value
+                    v.replaceSubrange(r, with: replacement)
+                    return v
+                }
+            case .rule(let prefix, let replacement):
+                if value.hasPrefix(prefix) { return replacement.render(request) + value.dropFirst(prefix.count) }
+            }
+        }
+        return nil
     }
 
     /// Re-armed after each read of the body (nginx: the timeout runs only between two successive reads).
@@ -584,17 +617,20 @@ struct ProxyHeaders {
     }
 
     /// Upstream response headers nginx does not pass on: hop-by-hop ones, those it sets itself (Server,
-    /// Date) and X-Accel-*. Compared in place, without lowercasing a copy of each name.
+    /// Date), X-Pad and the five X-Accel-* headers it would act on (others, X-Accel-Info say, go through).
+    /// Compared in place, without lowercasing a copy of each name.
     static func dropsFromResponse(_ b: Slice<UnsafeRawBufferPointer>) -> Bool {
         func named(_ lower: StaticString) -> Bool { RequestParser.matches(b, lowercase: lower) }
-        if b.count > 8 && RequestParser.matches(b.prefix(8), lowercase: "x-accel-") { return true }
         switch b.count {
         case 4: return named("date")
+        case 5: return named("x-pad")
         case 6: return named("server")
         case 7: return named("upgrade")
         case 10: return named("connection") || named("keep-alive")
-        case 16: return named("proxy-connection")
-        case 17: return named("transfer-encoding")
+        case 15: return named("x-accel-expires") || named("x-accel-charset")
+        case 16: return named("proxy-connection") || named("x-accel-redirect")
+        case 17: return named("transfer-encoding") || named("x-accel-buffering")
+        case 18: return named("x-accel-limit-rate")
         default: return false
         }
     }

@@ -190,6 +190,18 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(vigil.vigil(["-t"]).status, 0)
     }
 
+    /// As nginx: a `-s reload` refused for a broken configuration says why on stderr and in the error log.
+    func testRefusedReloadIsLoggedToo() throws {
+        _ = try vigil.start()
+        let good = try String(contentsOfFile: vigil.confPath, encoding: .utf8)
+        try vigil.write(config: good.replacingOccurrences(of: "events {", with: "bogus_directive on;\nevents {"))
+        let r = vigil.vigil(["-s", "reload"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("[emerg] unknown directive \"bogus_directive\""), r.stderr)
+        XCTAssertTrue(waitFor(3) { self.vigil.errorLog().contains("[emerg]") }, vigil.errorLog())
+        XCTAssertTrue(vigil.errorLog().contains("unknown directive \"bogus_directive\" in \(vigil.confPath):5"), vigil.errorLog())
+    }
+
     func testDemoConfigPasses() {
         // The demo's HTTPS listener needs its certificate, which scripts/run-demo makes the same way.
         XCTAssertEqual(runCommand("/bin/bash", [Binaries.packageRoot + "/scripts/demo-cert"]).status, 0)

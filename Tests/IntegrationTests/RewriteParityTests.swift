@@ -111,7 +111,10 @@ final class RewriteParityTests: XCTestCase {
         let backend = try NginxPeer(http: """
             server { listen 127.0.0.1:\(backendPort);
                 location / { add_header X-Secret s3cr3t; add_header X-Kept kept; add_header X-Accel-Info accel;
-                             return 200 "method=$request_method\\n"; } }
+                             return 200 "method=$request_method\\n"; }
+                location /to-host { return 302 http://$host/login; }
+                location /to-path { return 302 /relative; }
+                location /to-other { return 301 http://elsewhere.test/x; } }
             """, waitFor: [backendPort])
         defer { backend.cleanup() }
         func server(_ port: UInt16) -> String {
@@ -123,6 +126,9 @@ final class RewriteParityTests: XCTestCase {
                 location /inherit { return 200 "inherit\\n"; }
                 location /own { add_header X-Own "v=$arg_v"; add_header X-Always yes always; return 200 "own\\n"; }
                 location /missing { add_header X-Always yes always; add_header X-Normal no; return 404; }
+                location /r1/ { proxy_pass http://127.0.0.1:\(backendPort)/; }
+                location /r2/ { proxy_pass http://127.0.0.1:\(backendPort); proxy_redirect off; }
+                location /r3/ { proxy_pass http://127.0.0.1:\(backendPort)/; proxy_redirect http://elsewhere.test/ /moved/; }
                 location /proxy/ {
                     add_header X-Proxied 1;
                     proxy_hide_header X-Secret;
@@ -140,15 +146,17 @@ final class RewriteParityTests: XCTestCase {
         defer { nginx.cleanup() }
         let ignored: Set<String> = ["server", "date", "connection", "content-length", "content-type", "etag", "last-modified",
                                     "accept-ranges", "transfer-encoding"]
+        func normal(_ r: HTTPResponse, _ port: UInt16) -> [String] {
+            r.headers.filter { !ignored.contains($0.name.lowercased()) }
+                .map { "\($0.name.lowercased()): \($0.value.replacingOccurrences(of: ":\(port)", with: ":PORT").replacingOccurrences(of: ":\(backendPort)", with: ":BACKEND"))" }.sorted()
+        }
         var differences: [String] = []
-        for path in ["/inherit", "/own?v=7", "/missing", "/proxy/x"] {
+        for path in ["/inherit", "/own?v=7", "/missing", "/proxy/x", "/r1/to-host", "/r1/to-path", "/r1/to-other",
+                     "/r2/to-host", "/r3/to-other"] {
             let raw = getRequest(path, headers: ["Connection: close"])
             let v = try httpExchange(vport, raw), n = try httpExchange(nport, raw)
-            func extra(_ r: HTTPResponse) -> [String] {
-                r.headers.filter { !ignored.contains($0.name.lowercased()) }.map { "\($0.name.lowercased()): \($0.value)" }.sorted()
-            }
             if v.status != n.status { differences.append("\(path): status vigil \(v.status), nginx \(n.status)") }
-            if extra(v) != extra(n) { differences.append("\(path): headers vigil \(extra(v)), nginx \(extra(n))") }
+            if normal(v, vport) != normal(n, nport) { differences.append("\(path): headers vigil \(normal(v, vport)), nginx \(normal(n, nport))") }
             if n.status == 200 && v.body != n.body { differences.append("\(path): body differs") }
         }
         XCTAssertEqual(differences, [], differences.joined(separator: "\n"))

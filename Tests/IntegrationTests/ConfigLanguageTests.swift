@@ -1,0 +1,67 @@
+import Foundation
+import TestHarness
+import XCTest
+
+/// Directives of nginx.conf files that people run, beyond routing: conditional access logs, the Keep-Alive
+/// header, connection lifetimes, and a realistic mix of map, add_header and rewrite in one server.
+final class ConfigLanguageTests: XCTestCase {
+    var vigil: Vigil!
+    override func tearDown() { vigil?.cleanup() }
+
+    func testConditionalAccessLogKeepAliveHeaderAndKeepaliveTime() throws {
+        let port = freePort()
+        vigil = try Vigil(config: Vigil.config(http: """
+            map $status $loggable { ~^[23] 0; default 1; }
+            log_format brief '$status $uri';
+            server {
+                listen 127.0.0.1:\(port);
+                access_log logs/errors-only.log brief if=$loggable;
+                keepalive_timeout 65 60;
+                keepalive_time 1s;
+                location / { return 200 "ok\\n"; }
+                location /missing { return 404; }
+            }
+            """))
+        _ = try vigil.start()
+        let c = try HTTPConnection(port: port)
+        try c.send(getRequest("/a"))
+        let first = try c.readResponse()
+        XCTAssertEqual(first.status, 200)
+        XCTAssertEqual(first.header("Keep-Alive"), "timeout=60")
+        XCTAssertEqual(first.header("Connection"), "keep-alive")
+        try c.send(getRequest("/missing"))
+        XCTAssertEqual(try c.readResponse().status, 404)
+        // keepalive_time: once the connection is older than 1 s, its next response closes it.
+        usleep(1_200_000)
+        try c.send(getRequest("/b"))
+        let late = try c.readResponse()
+        XCTAssertEqual(late.header("Connection"), "close")
+        XCTAssertTrue(c.peerClosed(within: 3))
+        let log = try String(contentsOfFile: vigil.prefix + "/logs/errors-only.log", encoding: .utf8)
+        XCTAssertEqual(log, "404 /missing\n", "only the request whose $loggable is 1 is logged")
+    }
+
+    /// The kind of server block the issue's benchmark uses: a map, two add_header, one rewrite.
+    func testRealisticServerBlock() throws {
+        let port = freePort()
+        vigil = try Vigil(config: Vigil.config(http: """
+            map $http_accept_language $lang { default en; ~^de de; ~^fr fr; }
+            server {
+                listen 127.0.0.1:\(port);
+                add_header X-Frame-Options DENY;
+                add_header X-Lang $lang;
+                rewrite ^/docs/(.*)\\.html$ /d/$1 last;
+                location /d/ { return 200 "doc $1 in $lang\\n"; }
+                location / { return 200 "home\\n"; }
+            }
+            """))
+        _ = try vigil.start()
+        let r = try httpExchange(port, getRequest("/docs/intro.html", headers: ["Accept-Language: de-DE,de;q=0.9", "Connection: close"]))
+        XCTAssertEqual(r.status, 200)
+        XCTAssertEqual(String(decoding: r.body, as: UTF8.self), "doc intro in de\n")
+        XCTAssertEqual(r.header("X-Frame-Options"), "DENY")
+        XCTAssertEqual(r.header("X-Lang"), "de")
+        let home = try httpExchange(port, getRequest("/", headers: ["Connection: close"]))
+        XCTAssertEqual(home.header("X-Lang"), "en")
+    }
+}

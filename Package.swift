@@ -20,6 +20,9 @@ let package = Package(
         .target(name: "CShim", path: "Sources/CShim"),
         // Debian's OpenSSL 3 (libssl-dev): the crypto stays in OpenSSL, the event handling is Vigil's.
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        // Debian's zlib for gzip responses.
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "Gzip", dependencies: ["CZlib"], path: "Sources/Gzip", swiftSettings: hotPath),
         .target(name: "TLS", dependencies: ["COpenSSL", "CShim", "Config"], path: "Sources/TLS", swiftSettings: hotPath),
         .target(name: "ShmTable", dependencies: ["CShim"], path: "Sources/ShmTable", swiftSettings: v5),
         // Debian's PCRE2, the regex library nginx uses; Script is nginx's rewrite language on top of it.
@@ -30,7 +33,7 @@ let package = Package(
         .target(name: "HTTP", path: "Sources/HTTP", swiftSettings: hotPath),
         .target(name: "Checks", dependencies: ["CShim", "Config", "ShmTable", "Event", "HTTP", "TLS"], path: "Sources/Checks", swiftSettings: hotPath),
         .target(name: "Proxy", dependencies: ["CShim", "Config", "ShmTable", "Event", "HTTP"], path: "Sources/Proxy", swiftSettings: hotPath),
-        .target(name: "Worker", dependencies: ["CShim", "ShmTable", "Config", "Event", "HTTP", "Proxy", "Checks", "TLS", "Script"], path: "Sources/worker", swiftSettings: hotPath),
+        .target(name: "Worker", dependencies: ["CShim", "ShmTable", "Config", "Event", "HTTP", "Proxy", "Checks", "TLS", "Script", "Gzip"], path: "Sources/worker", swiftSettings: hotPath),
         .executableTarget(name: "vigil", dependencies: ["CShim", "ShmTable", "Config", "Event", "Worker", "TLS"], path: "Sources/master", swiftSettings: v5),
         .executableTarget(name: "shmdump", dependencies: ["CShim", "ShmTable", "Config"], path: "Sources/shmdump", swiftSettings: v5),
         .target(name: "FuzzSupport", path: "Tests/FuzzSupport", swiftSettings: v5),

@@ -31,7 +31,8 @@ enum Directives {
     static let table: [String: [DirectiveSpec]] = {
         var t: [String: [DirectiveSpec]] = [:]
         for spec in Core.specs + HTTPCore.specs + Proxy.specs + UpstreamDirectives.specs + CheckDirectives.specs
-                    + SSLDirectives.specs + SSLDirectives.refused + RewriteDirectives.specs + MapDirective.specs {
+                    + SSLDirectives.specs + SSLDirectives.refused + RewriteDirectives.specs + MapDirective.specs
+                    + GzipDirectives.specs {
             t[spec.name, default: []].append(spec)
         }
         return t

@@ -281,6 +281,14 @@ public struct HTTPSettings: Sendable {
     public var proxyPassHeaders: [String]?
     public var proxyMethod: String?
     public var proxyRedirects: [ProxyRedirect]?
+    public var gzip: Bool?
+    public var gzipTypes: [String]?
+    public var gzipCompLevel: Int?
+    public var gzipMinLength: Int?
+    public var gzipProxied: [String]?
+    public var gzipVary: Bool?
+    public var gzipHTTPVersion: Int?   // minor version: 0 or 1
+    public var gzipDisable: [Regex]?
     public var absoluteRedirect: Bool?
     public var portInRedirect: Bool?
     public var serverNameInRedirect: Bool?
@@ -357,6 +365,14 @@ public struct HTTPSettings: Sendable {
         proxyPassHeaders = proxyPassHeaders ?? p.proxyPassHeaders
         proxyMethod = proxyMethod ?? p.proxyMethod
         proxyRedirects = proxyRedirects ?? p.proxyRedirects
+        gzip = gzip ?? p.gzip
+        gzipTypes = gzipTypes ?? p.gzipTypes
+        gzipCompLevel = gzipCompLevel ?? p.gzipCompLevel
+        gzipMinLength = gzipMinLength ?? p.gzipMinLength
+        gzipProxied = gzipProxied ?? p.gzipProxied
+        gzipVary = gzipVary ?? p.gzipVary
+        gzipHTTPVersion = gzipHTTPVersion ?? p.gzipHTTPVersion
+        gzipDisable = gzipDisable ?? p.gzipDisable
         absoluteRedirect = absoluteRedirect ?? p.absoluteRedirect
         portInRedirect = portInRedirect ?? p.portInRedirect
         serverNameInRedirect = serverNameInRedirect ?? p.serverNameInRedirect

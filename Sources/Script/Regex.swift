@@ -3,7 +3,9 @@ import CPCRE2
 /// A PCRE2 regular expression, as nginx compiles them (`location ~`, `rewrite`, `if (… ~ …)`, `map`,
 /// `server_name ~`): compiled and JIT-compiled once, when the configuration loads. Matching is for one
 /// thread at a time (a worker's loop): the match data is the expression's own.
-public final class Regex {
+/// Unchecked Sendable: compiled while the configuration loads; afterwards only one thread (a worker's loop)
+/// matches with it, through its own match data.
+public final class Regex: @unchecked Sendable {
     private let code: OpaquePointer
     private let matchData: OpaquePointer
     /// Numbered groups ($1…$9 in nginx).

@@ -4,6 +4,7 @@ import Glibc
 import CShim
 import Config
 import Event
+import Gzip
 import HTTP
 import Script
 import TLS
@@ -524,13 +525,28 @@ final class ClientConnection: EventHandler {
         }
     }
 
-    func respond(status: Int, contentType: String?, body: [UInt8], extra: [(String, String)] = [], omitLengthForHead: Bool = false) {
+    func respond(status: Int, contentType: String?, body plain: [UInt8], extra: [(String, String)] = [], omitLengthForHead: Bool = false) {
         guard let r = request else { return }
         r.status = status
         let isHead = r.head.method == "HEAD"
+        var body = plain
+        var encoding: String?
+        let compressible = GzipPolicy.eligible(r, status: r.statusOverride ?? status, contentType: contentType,
+                                               contentLength: body.count, encoded: false)
+        // A body known whole is compressed whole, and keeps a Content-Length.
+        if compressible, GzipPolicy.accepted(r), let gz = worker.gzipStreams.take(level: Int32(r.settings.gzipCompLevel ?? 1)) {
+            var packed: [UInt8] = []
+            body.withUnsafeBytes { b in gz.compress(b, finish: true) { packed.append(contentsOf: $0) } }
+            worker.gzipStreams.give(gz)
+            body = packed
+            encoding = "gzip"
+        }
+        let vary = compressible && (r.settings.gzipVary ?? false)
         queueHead(status: status) { out in
             if let contentType { out.header("Content-Type", contentType) }
             if !(isHead && omitLengthForHead) { out.header("Content-Length", body.count) }
+            if let encoding { out.header("Content-Encoding", encoding) }
+            if vary { out.header("Vary", "Accept-Encoding") }
             for (name, value) in extra { out.header(name, value) }
         }
         if !isHead {
@@ -604,9 +620,53 @@ final class ClientConnection: EventHandler {
         writable()
     }
 
+    /// A streamed body compressed on its way (gzip), sent in chunks when `chunked`.
+    private var bodyGzip: GzipStream?
+    private var bodyChunked = false
+
+    /// Compresses what follows of a streamed body (a proxied response).
+    func startGzip(level: Int, chunked: Bool) -> Bool {
+        guard let gz = worker.gzipStreams.take(level: Int32(level)) else { return false }
+        bodyGzip = gz
+        bodyChunked = chunked
+        return true
+    }
+
+    /// A piece of a streamed body: compressed and chunked when the response is, else sent as it is.
+    func sendBody(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let gz = bodyGzip else { return sendStreaming(bytes) }
+        var ok = true
+        gz.compress(bytes, finish: false) { ok = sendChunk($0) && ok }
+        return ok
+    }
+
+    /// The end of a streamed body: the gzip trailer and the last chunk.
+    func finishBody() {
+        guard let gz = bodyGzip else { return }
+        gz.compress(UnsafeRawBufferPointer(start: nil, count: 0), finish: true) { _ = sendChunk($0) }
+        if bodyChunked { _ = sendStreaming(UnsafeRawBufferPointer(start: nil, count: 0), chunkEnd: true) }
+        releaseGzip()
+    }
+
+    private func releaseGzip() {
+        if let gz = bodyGzip { worker.gzipStreams.give(gz) }
+        bodyGzip = nil
+        bodyChunked = false
+    }
+
+    private func sendChunk(_ piece: UnsafeRawBufferPointer) -> Bool {
+        guard bodyChunked else { return sendStreaming(piece) }
+        output.append(String(piece.count, radix: 16))
+        output.append("\r\n")
+        return sendStreaming(piece, trailer: true)
+    }
+
     /// Streaming responses (proxy, files) push bytes here; returns false when the client is backed up.
-    func sendStreaming(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    /// `trailer` closes a chunk after the bytes; `chunkEnd` writes the last, empty chunk.
+    func sendStreaming(_ bytes: UnsafeRawBufferPointer, chunkEnd: Bool = false, trailer: Bool = false) -> Bool {
         output.append(bytes)
+        if trailer { output.append("\r\n") }
+        if chunkEnd { output.append("0\r\n\r\n") }
         if let r = request { r.bodyBytesSent += bytes.count }
         switch output.flush(to: fd, tls: tls) {
         case .failed: close(); return false
@@ -721,6 +781,7 @@ final class ClientConnection: EventHandler {
         timer?.cancel()
         proxy?.abort()
         proxy = nil
+        releaseGzip()
         tls?.shutdown()
         tls = nil
         worker.loop.close(fd: fd)

@@ -323,14 +323,31 @@ final class ProxySession: EventHandler {
         } else {
             client.setKeepAlive(false)   // close-delimited: the client learns the end from our close
         }
-        let chunked = passChunked
+        // gzip, decided on the upstream's head: the body is then decoded from the upstream's framing,
+        // compressed, and sent in chunks of our own (to an HTTP/1.0 client: until the connection closes).
+        var contentType: String?, encoded = false
+        for f in h.fields {
+            if ProxyHeaders.named(parsed[f.name], "content-type") { contentType = String(decoding: parsed[f.value], as: UTF8.self) }
+            if ProxyHeaders.named(parsed[f.name], "content-encoding") && !parsed[f.value].isEmpty { encoded = true }
+        }
+        let compressible = GzipPolicy.eligible(request, status: h.status, contentType: contentType, contentLength: h.contentLength,
+                                               encoded: encoded)
+        let gzipping = compressible && h.hasBody && !isHead && GzipPolicy.accepted(request)
+            && client.startGzip(level: settings.gzipCompLevel ?? 1, chunked: request.head.isHTTP11)
+        if gzipping {
+            passChunked = false
+            if !request.head.isHTTP11 { client.setKeepAlive(false) }
+        }
+        let vary = compressible && (settings.gzipVary ?? false)
+        let chunked = passChunked || (gzipping && request.head.isHTTP11)
         let hidden = settings.proxyHideHeaders, passed = settings.proxyPassHeaders
         func relayed(_ name: String) -> Bool {
             (passed?.contains(name) ?? false) && h.fields.contains { ProxyHeaders.named(parsed[$0.name], name) }
         }
         let upstreamSent = (server: relayed("server"), date: relayed("date"))
         client.queueHead(status: h.status, upstreamSent: upstreamSent) { out in
-            for f in h.fields where ProxyHeaders.passes(parsed[f.name], hidden: hidden, passed: passed) {
+            for f in h.fields where ProxyHeaders.passes(parsed[f.name], hidden: hidden, passed: passed)
+                && !(gzipping && ProxyHeaders.named(parsed[f.name], "content-length")) {
                 out.append(UnsafeRawBufferPointer(rebasing: parsed[f.name]))
                 out.append(": ")
                 let isLocation = ProxyHeaders.named(parsed[f.name], "location")
@@ -344,6 +361,8 @@ final class ProxySession: EventHandler {
                 }
                 out.append("\r\n")
             }
+            if gzipping { out.append("Content-Encoding: gzip\r\n") }
+            if vary { out.append("Vary: Accept-Encoding\r\n") }
             if chunked { out.append("Transfer-Encoding: chunked\r\n") }
         }
     }
@@ -391,7 +410,7 @@ final class ProxySession: EventHandler {
         if var d = decoder {
             let event = response.withReadable { buf -> ChunkedDecoder.Event in
                 d.feed(buf) { range in
-                    if !passChunked { keepGoing = client.sendStreaming(UnsafeRawBufferPointer(rebasing: buf[range])) && keepGoing }
+                    if !passChunked { keepGoing = client.sendBody(UnsafeRawBufferPointer(rebasing: buf[range])) && keepGoing }
                 }
             }
             decoder = d
@@ -410,12 +429,12 @@ final class ProxySession: EventHandler {
             response.consume(consumed)
         } else if let remaining = bodyRemaining {
             let take = min(remaining, response.readable)
-            response.withReadable { keepGoing = client.sendStreaming(UnsafeRawBufferPointer(rebasing: $0[0..<take])) }
+            response.withReadable { keepGoing = client.sendBody(UnsafeRawBufferPointer(rebasing: $0[0..<take])) }
             response.consume(take)
             bodyRemaining = remaining - take
             done = bodyRemaining == 0
         } else {
-            response.withReadable { keepGoing = client.sendStreaming($0) }
+            response.withReadable { keepGoing = client.sendBody($0) }
             response.consume(response.readable)
         }
         if done { finish(); return }
@@ -502,6 +521,7 @@ final class ProxySession: EventHandler {
         }
         closeUpstream()
         if abortClient { client.close(); return }
+        client.finishBody()
         client.completeResponse()
     }
 

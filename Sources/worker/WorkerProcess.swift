@@ -5,6 +5,7 @@ import CShim
 import Config
 import Event
 import Proxy
+import Gzip
 import ShmTable
 import TLS
 
@@ -174,6 +175,9 @@ public final class WorkerProcess {
     var isShuttingDown: Bool { shuttingDown }
     /// After QUIT's grace period, a connection that falls idle is closed at once.
     private(set) var idleGraceOver = false
+
+    /// Deflate streams of finished gzip responses, reset for the next.
+    let gzipStreams = GzipPool()
 
     /// At most 64 idle 16 kB buffers (1 MiB) are kept.
     let responseBuffers = BufferPool(capacity: 16384, keep: 64)

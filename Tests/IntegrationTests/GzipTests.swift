@@ -1,0 +1,73 @@
+import Foundation
+import TestHarness
+import XCTest
+
+/// gzip responses, checked with curl (which decompresses them) against the bytes they must decompress to:
+/// whole bodies from `return`, static files, and a proxied body compressed as it streams.
+final class GzipTests: XCTestCase {
+    var vigil: Vigil!
+    var backend: NginxPeer?
+    override func tearDown() {
+        vigil?.cleanup()
+        backend?.cleanup()
+    }
+
+    func curl(_ args: [String]) -> RunResult { runCommand(Tools.curl, ["-sS", "--max-time", "8"] + args, timeout: 12) }
+
+    func testCompressedBodiesDecompressToTheOriginal() throws {
+        try XCTSkipUnless(Tools.available(Tools.curl) && Tools.available(Tools.nginx), "curl and nginx are installed by scripts/install-deps")
+        let port = freePort(), backendPort = freePort()
+        let text = String(repeating: "health checks all the way down. ", count: 40)
+        vigil = try Vigil(config: "")
+        let big = (0..<20000).map { "line \($0) of a large proxied text body\n" }.joined()
+        try FileManager.default.createDirectory(atPath: vigil.prefix + "/html", withIntermediateDirectories: true)
+        try big.write(toFile: vigil.prefix + "/html/big.txt", atomically: true, encoding: .utf8)
+        backend = try NginxPeer(http: """
+            types { text/plain txt; }
+            server { listen 127.0.0.1:\(backendPort); root \(vigil.prefix)/html; }
+            """, waitFor: [backendPort])
+        try vigil.write(config: Vigil.config(http: """
+            gzip on;
+            gzip_types text/plain application/json;
+            gzip_vary on;
+            gzip_comp_level 5;
+            default_type text/plain;
+            server {
+                listen 127.0.0.1:\(port);
+                location /text { return 200 "\(text)"; }
+                location /short { return 200 "tiny"; }
+                location /image { default_type image/png; return 200 "\(text)"; }
+                location /proxy/ { proxy_pass http://127.0.0.1:\(backendPort)/; }
+            }
+            """))
+        _ = try vigil.start()
+        let base = "http://127.0.0.1:\(port)"
+
+        // Whole bodies: compressed, Vary added, and curl gets the text back.
+        let head = curl(["-D", "-", "-o", "/dev/null", "-H", "Accept-Encoding: gzip", base + "/text"]).stdout
+        XCTAssertTrue(head.contains("Content-Encoding: gzip"), head)
+        XCTAssertTrue(head.contains("Vary: Accept-Encoding"), head)
+        XCTAssertEqual(curl(["--compressed", base + "/text"]).stdout, text)
+        let plainHead = curl(["-D", "-", "-o", "/dev/null", base + "/text"]).stdout
+        XCTAssertFalse(plainHead.contains("Content-Encoding"), "no Accept-Encoding, no gzip: \(plainHead)")
+        XCTAssertTrue(plainHead.contains("Vary: Accept-Encoding"), "gzip_vary marks every compressible response")
+        XCTAssertFalse(curl(["-D", "-", "-o", "/dev/null", "-H", "Accept-Encoding: gzip;q=0", base + "/text"]).stdout.contains("Content-Encoding"))
+        XCTAssertFalse(curl(["-D", "-", "-o", "/dev/null", "-H", "Accept-Encoding: gzip", "--http1.0", base + "/text"]).stdout.contains("Content-Encoding"),
+                       "gzip_http_version 1.1 by default")
+        XCTAssertFalse(curl(["-D", "-", "-o", "/dev/null", "-H", "Accept-Encoding: gzip", base + "/short"]).stdout.contains("Content-Encoding"),
+                       "below gzip_min_length")
+        XCTAssertFalse(curl(["-D", "-", "-o", "/dev/null", "-H", "Accept-Encoding: gzip", base + "/image"]).stdout.contains("Content-Encoding"),
+                       "a type outside gzip_types")
+
+        // A proxied body, compressed as it streams and sent chunked; twice on one keep-alive connection.
+        let proxiedHead = curl(["-D", "-", "-o", "/dev/null", "-H", "Accept-Encoding: gzip", base + "/proxy/big.txt"]).stdout
+        XCTAssertTrue(proxiedHead.contains("Content-Encoding: gzip"), proxiedHead)
+        XCTAssertTrue(proxiedHead.contains("Transfer-Encoding: chunked"), proxiedHead)
+        XCTAssertFalse(proxiedHead.contains("Content-Length"), proxiedHead)
+        let twice = curl(["--compressed", "-w", "|%{num_connects}", base + "/proxy/big.txt", base + "/proxy/big.txt"]).stdout
+        XCTAssertEqual(twice, big + "|1" + big + "|0", "both bodies complete, one connection")
+        let sizes = curl(["-o", "/dev/null", "-w", "%{size_download}", "-H", "Accept-Encoding: gzip", base + "/proxy/big.txt"]).stdout
+        XCTAssertLessThan(Int(sizes) ?? .max, big.utf8.count / 4, "the proxied body was compressed")
+        XCTAssertFalse(vigil.errorLog().contains("[alert]"))
+    }
+}

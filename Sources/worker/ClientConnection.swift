@@ -84,6 +84,13 @@ final class ClientConnection: EventHandler {
     private var interest: UInt32 = Events.readable | Events.readHangup
     private var timer: Timer?
     private(set) var requestsServed = 0
+    private var noDelay = false
+    private func setNoDelay() {
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        noDelay = true
+    }
+
     /// For keepalive_time: a connection older than that closes after its current request.
     private let openedAt: UInt64
     private(set) var request: RequestContext?
@@ -191,10 +198,7 @@ final class ClientConnection: EventHandler {
             tls = stream
             // As nginx (tcp_nodelay on): the session tickets that end a TLS 1.3 handshake are still unacknowledged
             // when the first response goes out, and Nagle would hold that response for the client's delayed ACK.
-            if settings.tcpNodelay ?? true {
-                var one: Int32 = 1
-                setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            }
+            if settings.tcpNodelay ?? true { setNoDelay() }
         }
         switch tls!.handshake() {
         case .done:
@@ -640,11 +644,22 @@ final class ClientConnection: EventHandler {
         return ok
     }
 
-    /// The end of a streamed body: the gzip trailer and the last chunk.
+    /// The end of a streamed body: the rest of the gzip stream and the last chunk, in one write (a small last
+    /// write after the data would wait on the client's delayed ACK).
     func finishBody() {
         guard let gz = bodyGzip else { return }
-        gz.compress(UnsafeRawBufferPointer(start: nil, count: 0), finish: true) { _ = sendChunk($0) }
-        if bodyChunked { _ = sendStreaming(UnsafeRawBufferPointer(start: nil, count: 0), chunkEnd: true) }
+        var tail = 0
+        gz.compress(UnsafeRawBufferPointer(start: nil, count: 0), finish: true) { piece in
+            if bodyChunked {
+                output.append(String(piece.count, radix: 16))
+                output.append("\r\n")
+            }
+            output.append(piece)
+            if bodyChunked { output.append("\r\n") }
+            tail += piece.count
+        }
+        if let r = request { r.bodyBytesSent += tail }
+        _ = sendStreaming(UnsafeRawBufferPointer(start: nil, count: 0), chunkEnd: bodyChunked)
         releaseGzip()
     }
 
@@ -703,6 +718,9 @@ final class ClientConnection: EventHandler {
         }
         state = .head
         sawFirstByte = !input.isEmpty
+        // As nginx with tcp_nodelay on: a connection kept alive sends without Nagle from now on, so the last
+        // small write of a response never waits on the client's delayed ACK. One system call a connection.
+        if !noDelay, r.settings.tcpNodelay ?? true { setNoDelay() }
         setInterest(reading: true)
         arm(UInt64(r.settings.keepaliveTimeout ?? 75_000))
         if !input.isEmpty {

@@ -267,6 +267,17 @@ http {
         "worker_processes auto;\n", "keepalive_timeout 1y;\n", "send_timeout 1m1h;\n", "client_max_body_size 9999999999999999999g;\n",
         "log_format main escape=json;\n", "access_log off main;\n", "error_log logs/e.log crit extra;\n",
         "include nothing.conf;\n", "include *.conf;\n", "include\n", "'unterminated\n", "\"\n", "\\\n", "#\n", "$\n", "}\n", "{\n",
+        // The rewrite module, map, headers and gzip: the script compiler and its regexes.
+        "set $a \"$b$1${c}d\";\n", "set $host x;\n", "set a b;\n", "if ($a) { return 204; }\n", "if ($a ~* ^(x+)(?<n>y)$) { set $b $n$1; }\n",
+        "if (!-f $document_root$uri) { rewrite ^ /index.php last; }\n", "if ($a = ) { }\n", "if (a) { }\n", "if ($a ~ (x) {}\n",
+        "rewrite ^/(.*)$ /$1?x=$2? break;\n", "rewrite (( /x;\n", "rewrite ^ $scheme://$host$request_uri permanent;\n",
+        "rewrite ^ /x bogus;\n", "break;\n", "return 301 $scheme://$host$request_uri;\n", "return 200 \"$nosuch\";\n",
+        "map $http_host $m { hostnames; default 0; *.example.com 1; ~^(?<w>www)\\. $w; }\n", "map $a $b { default x; default y; }\n",
+        "map $a $b { a 1; a 2; }\n", "map $a $uri { }\n", "add_header X-A $a always;\n", "add_header X;\n",
+        "proxy_redirect default;\n", "proxy_redirect off off;\n", "proxy_redirect http://a/ /b/;\n", "proxy_hide_header X;\n",
+        "error_page 404 = @fallback;\n", "error_page 500 http://x/;\n", "gzip on;\n", "gzip_comp_level 10;\n",
+        "gzip_types text/css application/*;\n", "gzip_proxied any bogus;\n", "gzip_disable \"msie6\" (;\n",
+        "location ~ ^/(?<x>a)(b)$ { return 200 $x$2; }\n", "ssl_session_cache shared:A:1k;\n", "listen 443 ssl;\n",
     ]
 
     static let numbers = ["0", "1", "-1", "00", "65535", "65536", "99999999999999999999", "9223372036854775807",

@@ -636,31 +636,32 @@ final class ClientConnection: EventHandler {
         return true
     }
 
-    /// A piece of a streamed body: compressed and chunked when the response is, else sent as it is.
+    /// A piece of a streamed body: compressed and chunked when the response is, else sent as it is. Deflate
+    /// hands out its output in small, uneven pieces: they go out once 16 kB has gathered, or with the end.
     func sendBody(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard let gz = bodyGzip else { return sendStreaming(bytes) }
-        var ok = true
-        gz.compress(bytes, finish: false) { ok = sendChunk($0) && ok }
-        return ok
+        gz.compress(bytes, finish: false) { queueChunk($0) }
+        guard output.count >= 16384 else { return true }
+        return sendStreaming(UnsafeRawBufferPointer(start: nil, count: 0))
     }
 
-    /// The end of a streamed body: the rest of the gzip stream and the last chunk, in one write (a small last
-    /// write after the data would wait on the client's delayed ACK).
+    /// The end of a streamed body: the rest of the gzip stream and the last chunk, in the same write as
+    /// whatever is still queued.
     func finishBody() {
         guard let gz = bodyGzip else { return }
-        var tail = 0
-        gz.compress(UnsafeRawBufferPointer(start: nil, count: 0), finish: true) { piece in
-            if bodyChunked {
-                output.append(String(piece.count, radix: 16))
-                output.append("\r\n")
-            }
-            output.append(piece)
-            if bodyChunked { output.append("\r\n") }
-            tail += piece.count
-        }
-        if let r = request { r.bodyBytesSent += tail }
+        gz.compress(UnsafeRawBufferPointer(start: nil, count: 0), finish: true) { queueChunk($0) }
         _ = sendStreaming(UnsafeRawBufferPointer(start: nil, count: 0), chunkEnd: bodyChunked)
         releaseGzip()
+    }
+
+    private func queueChunk(_ piece: UnsafeRawBufferPointer) {
+        if bodyChunked {
+            output.append(String(piece.count, radix: 16))
+            output.append("\r\n")
+        }
+        output.append(piece)
+        if bodyChunked { output.append("\r\n") }
+        if let r = request { r.bodyBytesSent += piece.count }
     }
 
     private func releaseGzip() {
@@ -669,18 +670,10 @@ final class ClientConnection: EventHandler {
         bodyChunked = false
     }
 
-    private func sendChunk(_ piece: UnsafeRawBufferPointer) -> Bool {
-        guard bodyChunked else { return sendStreaming(piece) }
-        output.append(String(piece.count, radix: 16))
-        output.append("\r\n")
-        return sendStreaming(piece, trailer: true)
-    }
-
     /// Streaming responses (proxy, files) push bytes here; returns false when the client is backed up.
-    /// `trailer` closes a chunk after the bytes; `chunkEnd` writes the last, empty chunk.
-    func sendStreaming(_ bytes: UnsafeRawBufferPointer, chunkEnd: Bool = false, trailer: Bool = false) -> Bool {
+    /// `chunkEnd` writes the last, empty chunk.
+    func sendStreaming(_ bytes: UnsafeRawBufferPointer, chunkEnd: Bool = false) -> Bool {
         output.append(bytes)
-        if trailer { output.append("\r\n") }
         if chunkEnd { output.append("0\r\n\r\n") }
         if let r = request { r.bodyBytesSent += bytes.count }
         switch output.flush(to: fd, tls: tls) {

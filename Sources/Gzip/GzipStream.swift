@@ -8,10 +8,28 @@ public final class GzipStream {
     private var z = z_stream()
     private var out = [UInt8](repeating: 0, count: 16384)
     public let level: Int32
+    /// Window bits and memory level: smaller for a short body of known length, as nginx sizes them (a
+    /// reset clears the hash table, which is 64 kB at the defaults and 8 kB for a 2 kB body).
+    let windowBits: Int32
+    let memLevel: Int32
 
-    public init?(level: Int32) {
+    public init?(level: Int32, windowBits: Int32 = 15, memLevel: Int32 = 8) {
         self.level = level
-        guard vigil_deflate_init_gzip(&z, level, 15, 8) == Z_OK else { return nil }
+        self.windowBits = windowBits
+        self.memLevel = memLevel
+        guard vigil_deflate_init_gzip(&z, level, windowBits, memLevel) == Z_OK else { return nil }
+    }
+
+    /// nginx's ngx_http_gzip_filter sizing: halve the window (and the hash) while the body still fits.
+    public static func sizes(forLength length: Int?) -> (windowBits: Int32, memLevel: Int32) {
+        var wbits: Int32 = 15, mem: Int32 = 8
+        if let length, length > 0 {
+            while wbits > 9 && length < (1 << (wbits - 1)) - 262 {
+                wbits -= 1
+                mem -= 1
+            }
+        }
+        return (wbits, max(mem, 1))
     }
 
     deinit { deflateEnd(&z) }
@@ -40,19 +58,24 @@ public final class GzipStream {
     public func reset() { deflateReset(&z) }
 }
 
-/// Finished streams of one worker, by compression level, reset for reuse (bounded).
+/// Finished streams of one worker, by compression level and size, reset for reuse (bounded).
 public final class GzipPool {
     private var spare: [Int32: [GzipStream]] = [:]
     private let keep: Int
     public init(keep: Int = 16) { self.keep = keep }
 
-    public func take(level: Int32) -> GzipStream? {
-        if let s = spare[level]?.popLast() { return s }
-        return GzipStream(level: level)
+    private static func key(_ level: Int32, _ wbits: Int32, _ mem: Int32) -> Int32 { level << 8 | wbits << 4 | mem }
+
+    /// A stream for a body of `length` bytes (nil: unknown, the full window).
+    public func take(level: Int32, length: Int?) -> GzipStream? {
+        let (wbits, mem) = GzipStream.sizes(forLength: length)
+        if let s = spare[GzipPool.key(level, wbits, mem)]?.popLast() { return s }
+        return GzipStream(level: level, windowBits: wbits, memLevel: mem)
     }
 
     public func give(_ s: GzipStream) {
         s.reset()
-        if spare[s.level, default: []].count < keep { spare[s.level, default: []].append(s) }
+        let k = GzipPool.key(s.level, s.windowBits, s.memLevel)
+        if spare[k, default: []].count < keep { spare[k, default: []].append(s) }
     }
 }

@@ -538,7 +538,7 @@ final class ClientConnection: EventHandler {
         let compressible = GzipPolicy.eligible(r, status: r.statusOverride ?? status, contentType: contentType,
                                                contentLength: body.count, encoded: false)
         // A body known whole is compressed whole, and keeps a Content-Length.
-        if compressible, GzipPolicy.accepted(r), let gz = worker.gzipStreams.take(level: Int32(r.settings.gzipCompLevel ?? 1)) {
+        if compressible, GzipPolicy.accepted(r), let gz = worker.gzipStreams.take(level: Int32(r.settings.gzipCompLevel ?? 1), length: body.count) {
             var packed: [UInt8] = []
             body.withUnsafeBytes { b in gz.compress(b, finish: true) { packed.append(contentsOf: $0) } }
             worker.gzipStreams.give(gz)
@@ -629,8 +629,8 @@ final class ClientConnection: EventHandler {
     private var bodyChunked = false
 
     /// Compresses what follows of a streamed body (a proxied response).
-    func startGzip(level: Int, chunked: Bool) -> Bool {
-        guard let gz = worker.gzipStreams.take(level: Int32(level)) else { return false }
+    func startGzip(level: Int, length: Int?, chunked: Bool) -> Bool {
+        guard let gz = worker.gzipStreams.take(level: Int32(level), length: length) else { return false }
         bodyGzip = gz
         bodyChunked = chunked
         return true

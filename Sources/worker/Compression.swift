@@ -12,10 +12,15 @@ enum GzipPolicy {
         let s = r.settings
         guard s.gzip == true, status == 200 || status == 403 || status == 404, !encoded, r.method != "HEAD" else { return false }
         if let len = contentLength, len < (s.gzipMinLength ?? 20) { return false }
-        guard let type = contentType?.split(separator: ";").first?.trimmingSpaces.lowercased() else { return false }
-        if type == "text/html" { return true }
+        guard let contentType else { return false }
+        // The type before any parameters, compared without making a lowercased copy.
+        let type = (contentType.firstIndex(of: ";").map { contentType[..<$0] } ?? Substring(contentType)).trimmingSpaces
+        func isType(_ t: String) -> Bool {
+            type.utf8.count == t.utf8.count && zip(type.utf8, t.utf8).allSatisfy { ($0 | ($0 >= 0x41 && $0 <= 0x5A ? 0x20 : 0)) == $1 }
+        }
+        if isType("text/html") { return true }
         guard let types = s.gzipTypes else { return false }
-        return types.contains("*") || types.contains(type)
+        return types.contains { $0 == "*" || isType($0) }
     }
 
     /// Whether this client gets it compressed: HTTP version, `Accept-Encoding: gzip` (not with q=0), not a

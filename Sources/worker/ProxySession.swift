@@ -333,7 +333,7 @@ final class ProxySession: EventHandler {
         let compressible = GzipPolicy.eligible(request, status: h.status, contentType: contentType, contentLength: h.contentLength,
                                                encoded: encoded)
         let gzipping = compressible && h.hasBody && !isHead && GzipPolicy.accepted(request)
-            && client.startGzip(level: settings.gzipCompLevel ?? 1, chunked: request.head.isHTTP11)
+            && client.startGzip(level: settings.gzipCompLevel ?? 1, length: h.contentLength, chunked: request.head.isHTTP11)
         if gzipping {
             passChunked = false
             if !request.head.isHTTP11 { client.setKeepAlive(false) }

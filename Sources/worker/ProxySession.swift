@@ -326,9 +326,9 @@ final class ProxySession: EventHandler {
         // gzip, decided on the upstream's head: the body is then decoded from the upstream's framing,
         // compressed, and sent in chunks of our own (to an HTTP/1.0 client: until the connection closes).
         var contentType: String?, encoded = false
-        for f in h.fields {
-            if ProxyHeaders.named(parsed[f.name], "content-type") { contentType = String(decoding: parsed[f.value], as: UTF8.self) }
-            if ProxyHeaders.named(parsed[f.name], "content-encoding") && !parsed[f.value].isEmpty { encoded = true }
+        for f in h.fields where settings.gzip == true {
+            if RequestParser.matches(parsed[f.name], lowercase: "content-type") { contentType = String(decoding: parsed[f.value], as: UTF8.self) }
+            if RequestParser.matches(parsed[f.name], lowercase: "content-encoding") && !parsed[f.value].isEmpty { encoded = true }
         }
         let compressible = GzipPolicy.eligible(request, status: h.status, contentType: contentType, contentLength: h.contentLength,
                                                encoded: encoded)
@@ -347,11 +347,11 @@ final class ProxySession: EventHandler {
         let upstreamSent = (server: relayed("server"), date: relayed("date"))
         client.queueHead(status: h.status, upstreamSent: upstreamSent) { out in
             for f in h.fields where ProxyHeaders.passes(parsed[f.name], hidden: hidden, passed: passed)
-                && !(gzipping && ProxyHeaders.named(parsed[f.name], "content-length")) {
+                && !(gzipping && RequestParser.matches(parsed[f.name], lowercase: "content-length")) {
                 out.append(UnsafeRawBufferPointer(rebasing: parsed[f.name]))
                 out.append(": ")
-                let isLocation = ProxyHeaders.named(parsed[f.name], "location")
-                if isLocation || ProxyHeaders.named(parsed[f.name], "refresh") {
+                let isLocation = RequestParser.matches(parsed[f.name], lowercase: "location")
+                if isLocation || RequestParser.matches(parsed[f.name], lowercase: "refresh") {
                     let value = String(decoding: parsed[f.value], as: UTF8.self)
                     let rewritten = redirected(value) ?? value
                     // A Location that is a path is made absolute, as for nginx's own redirects.
@@ -631,9 +631,16 @@ struct ProxyHeaders {
         return passed?.contains(where: { named(name, $0) }) ?? false
     }
 
-    /// A header name compared with a lowercase one, in place.
+    /// A header name compared with a lowercase one from the configuration, in place.
     static func named(_ name: Slice<UnsafeRawBufferPointer>, _ lower: String) -> Bool {
-        name.count == lower.utf8.count && zip(name, lower.utf8).allSatisfy { ($0 | ($0 >= 0x41 && $0 <= 0x5A ? 0x20 : 0)) == $1 }
+        guard name.count == lower.utf8.count else { return false }
+        var i = name.startIndex
+        for c in lower.utf8 {
+            let b = name[i]
+            if (b | (b >= 0x41 && b <= 0x5A ? 0x20 : 0)) != c { return false }
+            i += 1
+        }
+        return true
     }
 
     /// Upstream response headers nginx does not pass on: hop-by-hop ones, those it sets itself (Server,

@@ -62,6 +62,18 @@ public final class Template: @unchecked Sendable {
         parts.compactMap { if case .name(let n) = $0 { return n } else { return nil } }
     }
 
+    /// What the text is made of, with names resolved against `table`.
+    public enum Segment { case literal(String), variable(Variable) }
+    public func segments(_ table: VariableTable) -> [Segment] {
+        parts.map { part in
+            switch part {
+            case .literal(let s): return .literal(s)
+            case .name(let n): return .variable(Variable(name: n, table: table))
+            case .variable(let v): return .variable(v)
+            }
+        }
+    }
+
     public func resolve(_ table: VariableTable) {
         parts = parts.map { if case .name(let n) = $0 { return .variable(Variable(name: n, table: table)) } else { return $0 } }
     }

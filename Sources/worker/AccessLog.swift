@@ -10,40 +10,16 @@ struct CompiledLogFormat {
     let parts: [Part]
     let escape: String
 
-    /// `table` names the configuration's own variables (`set`, `map`) the format may use.
+    /// `table` names the configuration's own variables (`set`, `map`) the format may use. The text is split
+    /// as every template is (Script's `Template`), so `$name`, `${name}` and `$1` read the same everywhere.
     init(_ format: LogFormat, table: VariableTable?) {
         escape = format.escape
-        var parts: [Part] = []
-        var lit = ""
-        var chars = Array(format.template.unicodeScalars)
-        var i = 0
-        while i < chars.count {
-            if chars[i] == "$", i + 1 < chars.count {
-                var name = ""
-                var j = i + 1
-                if chars[j] == "{" {
-                    j += 1
-                    while j < chars.count && chars[j] != "}" { name.unicodeScalars.append(chars[j]); j += 1 }
-                    j += 1
-                } else {
-                    while j < chars.count, chars[j].properties.isAlphabetic || chars[j] == "_" || ("0"..."9").contains(chars[j]) {
-                        name.unicodeScalars.append(chars[j])
-                        j += 1
-                    }
-                }
-                if !name.isEmpty {
-                    if !lit.isEmpty { parts.append(.literal(lit)); lit = "" }
-                    parts.append(.variable(Variable(name: name, table: table)))
-                    i = j
-                    continue
-                }
+        parts = Template(format.template).segments(table ?? VariableTable()).map { segment in
+            switch segment {
+            case .literal(let s): return .literal(s)
+            case .variable(let v): return .variable(v)
             }
-            lit.unicodeScalars.append(chars[i])
-            i += 1
         }
-        if !lit.isEmpty { parts.append(.literal(lit)) }
-        chars.removeAll()
-        self.parts = parts
     }
 
     func render(_ value: (Variable) -> String?) -> String {

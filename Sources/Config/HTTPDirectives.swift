@@ -12,7 +12,14 @@ enum HTTPCore {
         Directives.spec("listen", .server, .oneOrMore, parseListen),
         Directives.spec("server_name", .server, .oneOrMore) { call in
             guard case .server(let s, _) = call.context else { return }
-            s.serverNames.append(contentsOf: call.args.map { $0.lowercased() })
+            for name in call.args {
+                // `~regex`: matched against the Host after the exact and wildcard names; its named groups are variables.
+                if name.hasPrefix("~") {
+                    s.serverNameRegexes.append(try RewriteDirectives.regex(call, String(name.dropFirst()), caseless: false))
+                } else {
+                    s.serverNames.append(name.lowercased())
+                }
+            }
         },
         Directives.spec("location", [.server, .location], .oneOrTwo, block: true, parseLocation),
         Directives.spec("default_type", .httpAll, .one) { call in try Directives.setOnce(call, \.defaultType, call.words[1]) },

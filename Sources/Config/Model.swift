@@ -462,6 +462,8 @@ public final class Location {
 public final class Server {
     public var listens: [Listen] = []
     public var serverNames: [String] = []
+    /// `server_name ~regex`, in order.
+    public var serverNameRegexes: [Regex] = []
     public var settings = HTTPSettings()
     public var content: ContentHandler = .none   // server-level `check_status`: serves requests no location matches
     /// Server-level rewrite directives, run before the location is chosen (nginx's server rewrite phase).

@@ -109,7 +109,7 @@ public final class Program {
     }
 
     /// A match's groups become $1…$9, and its named groups the variables they name.
-    static func take(_ m: Captures, of re: Regex, _ ctx: ScriptContext) {
+    public static func take(_ m: Captures, of re: Regex, _ ctx: ScriptContext) {
         ctx.captures = m
         for b in re.bindings { ctx.setUser(b.variable, m.group(b.group) ?? "") }
     }

@@ -311,10 +311,11 @@ final class ClientConnection: EventHandler {
     private func begin(_ head: RequestHead, length: Int) {
         stopReading()
         worker.counters.add(.writing)
-        guard let server = worker.router.server(for: listening.listen.address, host: head.host) else { close(); return }
+        guard let (server, nameMatch) = worker.router.route(listening.listen.address, host: head.host) else { close(); return }
         let location = worker.router.location(in: server, path: head.path)
         let r = RequestContext(head: head, server: server, location: location,
                                scope: worker.scope(server: server, location: location), connection: self, requestLength: length)
+        if let (re, m) = nameMatch { Program.take(m, of: re, r) }
         request = r
         if plainOnTLSPort {
             worker.log.info("client sent plain HTTP request to HTTPS port while reading client request headers, client: \(remoteAddress), server: \(server.serverNames.first ?? ""), request: \"\(head.requestLine)\"")

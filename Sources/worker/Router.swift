@@ -1,4 +1,5 @@
 import Config
+import Script
 
 /// Picks the server block (by listening address and Host) and the location (nginx's order:
 /// exact, longest prefix, `^~` stops its level's regexes, regexes in order — nested ones first — else the prefix).
@@ -27,23 +28,32 @@ final class Router {
         }
     }
 
-    func server(for address: ListenAddress, host: String?) -> Server? {
+    func server(for address: ListenAddress, host: String?) -> Server? { route(address, host: host)?.server }
+
+    /// The server for a Host (nginx's order: exact name, `*.`/`.` wildcards, `.*` wildcards, regexes in order,
+    /// else the default server), with the match of a regex name, whose groups the request's variables take.
+    func route(_ address: ListenAddress, host: String?) -> (server: Server, match: (Regex, Captures)?)? {
         guard let choice = byAddress[address] else { return nil }
-        // One server on the address takes every Host: nothing to compare.
-        if choice.servers.count == 1 { return choice.defaultServer }
-        guard var h = host?.lowercased(), !h.isEmpty else { return choice.defaultServer }
+        // One server without regex names on the address takes every Host: nothing to compare.
+        if choice.servers.count == 1 && choice.defaultServer.serverNameRegexes.isEmpty { return (choice.defaultServer, nil) }
+        guard var h = host?.lowercased(), !h.isEmpty else { return (choice.defaultServer, nil) }
         if h.hasPrefix("[") { h = String(h.prefix(while: { $0 != "]" })) + "]" } else if let c = h.firstIndex(of: ":") { h = String(h[..<c]) }
         if h.hasSuffix(".") { h.removeLast() }
-        if let exact = choice.servers.first(where: { $0.serverNames.contains(h) }) { return exact }
+        if let exact = choice.servers.first(where: { $0.serverNames.contains(h) }) { return (exact, nil) }
         // "*.example.com" and ".example.com" (the latter matches example.com itself too).
         for s in choice.servers {
             for n in s.serverNames {
-                if n.hasPrefix("*."), h.hasSuffix(String(n.dropFirst())) { return s }
-                if n.hasPrefix("."), h == String(n.dropFirst()) || h.hasSuffix(n) { return s }
-                if n.hasSuffix(".*"), h.hasPrefix(String(n.dropLast())) { return s }
+                if n.hasPrefix("*."), h.hasSuffix(String(n.dropFirst())) { return (s, nil) }
+                if n.hasPrefix("."), h == String(n.dropFirst()) || h.hasSuffix(n) { return (s, nil) }
+                if n.hasSuffix(".*"), h.hasPrefix(String(n.dropLast())) { return (s, nil) }
             }
         }
-        return choice.defaultServer
+        for s in choice.servers {
+            for re in s.serverNameRegexes {
+                if let m = re.match(h) { return (s, (re, m)) }
+            }
+        }
+        return (choice.defaultServer, nil)
     }
 
     func location(in server: Server, path: String) -> Location? {

@@ -222,6 +222,35 @@ final class RewriteParityTests: XCTestCase {
         XCTAssertEqual(differences, [], differences.joined(separator: "\n"))
     }
 
+    /// `server_name ~regex` after exact and wildcard names, with its named group as a variable.
+    func testRegexServerNamesMatchNginx() throws {
+        try XCTSkipUnless(Tools.available(Tools.nginx), "Debian's nginx is not installed (scripts/install-deps installs it)")
+        let vport = freePort(), nport = freePort()
+        func servers(_ port: UInt16) -> String {
+            """
+            server { listen 127.0.0.1:\(port) default_server; return 200 "default\\n"; }
+            server { listen 127.0.0.1:\(port); server_name www.example.test; return 200 "exact\\n"; }
+            server { listen 127.0.0.1:\(port); server_name *.example.test; return 200 "wildcard $host\\n"; }
+            server { listen 127.0.0.1:\(port); server_name "~^(?<user>[a-z]+)\\.users\\.test$"; return 200 "user $user\\n"; }
+            server { listen 127.0.0.1:\(port); server_name ~^api-(\\d+)\\.test$; location / { return 200 "api $1\\n"; } }
+            """
+        }
+        let vigil = try Vigil(config: Vigil.config(workers: 1, http: servers(vport)))
+        defer { vigil.cleanup() }
+        _ = try vigil.start()
+        let nginx = try NginxPeer(http: servers(nport), waitFor: [nport])
+        defer { nginx.cleanup() }
+        var differences: [String] = []
+        for host in ["www.example.test", "a.example.test", "bob.users.test", "BOB.users.test", "api-42.test", "api-x.test", "other.test"] {
+            let raw = getRequest("/", host: host, headers: ["Connection: close"])
+            let v = try httpExchange(vport, raw), n = try httpExchange(nport, raw)
+            if v.status != n.status || v.body != n.body {
+                differences.append("\(host): vigil \(v.status) \(String(decoding: v.body, as: UTF8.self).debugDescription), nginx \(n.status) \(String(decoding: n.body, as: UTF8.self).debugDescription)")
+            }
+        }
+        XCTAssertEqual(differences, [], differences.joined(separator: "\n"))
+    }
+
     func testScriptErrorsAtConfigTest() throws {
         let vigil = try Vigil(config: Vigil.config(http: """
             server { listen 127.0.0.1:\(freePort());

@@ -42,6 +42,23 @@ enum HTTPCore {
             Directives.withSettings(call) { $0.addHeaders = ($0.addHeaders ?? []) + [header] }
         },
         Directives.flagSetting("absolute_redirect", \.absoluteRedirect),
+        Directives.flagSetting("etag", \.etag),
+        Directives.spec("expires", .httpAll, .one) { call in
+            let v = call.words[1]
+            let e: ExpiresSetting
+            switch v {
+            case "off": e = .off
+            case "epoch": e = .epoch
+            case "max": e = .max
+            default:
+                let negative = v.hasPrefix("-")
+                guard let ms = Values.msec(String(negative || v.hasPrefix("+") ? v.dropFirst() : Substring(v))) else {
+                    throw call.error("invalid value \"\(v)\"")
+                }
+                e = .seconds((negative ? -ms : ms) / 1000)
+            }
+            try Directives.setOnce(call, \.expires, e)
+        },
         Directives.flagSetting("port_in_redirect", \.portInRedirect),
         Directives.flagSetting("server_name_in_redirect", \.serverNameInRedirect),
         Directives.spec("keepalive_timeout", .httpAll, .oneOrTwo) { call in

@@ -210,6 +210,12 @@ public enum ProxyRedirect: Sendable {
     case rule(String, Template)
 }
 
+/// `expires`: `off`, `epoch`, `max`, or seconds from now (negative: already expired).
+public enum ExpiresSetting: Sendable, Equatable {
+    case off, epoch, max
+    case seconds(Int)
+}
+
 /// `add_header name value [always]`.
 public struct AddedHeader: Sendable {
     public var name: String
@@ -281,6 +287,8 @@ public struct HTTPSettings: Sendable {
     public var proxyPassHeaders: [String]?
     public var proxyMethod: String?
     public var proxyRedirects: [ProxyRedirect]?
+    public var expires: ExpiresSetting?
+    public var etag: Bool?
     public var gzip: Bool?
     public var gzipTypes: [String]?
     public var gzipCompLevel: Int?
@@ -365,6 +373,8 @@ public struct HTTPSettings: Sendable {
         proxyPassHeaders = proxyPassHeaders ?? p.proxyPassHeaders
         proxyMethod = proxyMethod ?? p.proxyMethod
         proxyRedirects = proxyRedirects ?? p.proxyRedirects
+        expires = expires ?? p.expires
+        etag = etag ?? p.etag
         gzip = gzip ?? p.gzip
         gzipTypes = gzipTypes ?? p.gzipTypes
         gzipCompLevel = gzipCompLevel ?? p.gzipCompLevel

@@ -137,5 +137,13 @@ enum Clock {
         return cachedDate
     }
 
+    /// The HTTP date of any moment (Last-Modified, Expires).
+    static func httpDate(at seconds: Int) -> String {
+        var t = time_t(seconds)
+        var tmv = tm()
+        gmtime_r(&t, &tmv)
+        return "\(days[Int(tmv.tm_wday)]), \(two(tmv.tm_mday)) \(months[Int(tmv.tm_mon)]) \(tmv.tm_year + 1900) \(two(tmv.tm_hour)):\(two(tmv.tm_min)):\(two(tmv.tm_sec)) GMT"
+    }
+
     static func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
 }

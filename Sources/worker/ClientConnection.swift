@@ -475,9 +475,10 @@ final class ClientConnection: EventHandler {
         }
     }
 
-    func contentType(for r: RequestContext) -> String {
-        if let dot = r.uri.lastIndex(of: "."), !r.uri[dot...].contains("/"),
-           let t = r.settings.types?[String(r.uri[r.uri.index(after: dot)...]).lowercased()] {
+    func contentType(for r: RequestContext, path: String? = nil) -> String {
+        let name = path ?? r.uri
+        if let dot = name.lastIndex(of: "."), !name[dot...].contains("/"),
+           let t = r.settings.types?[String(name[name.index(after: dot)...]).lowercased()] {
             return t
         }
         return r.settings.defaultType ?? "text/plain"
@@ -509,6 +510,9 @@ final class ClientConnection: EventHandler {
             output.append("\r\n")
         }
         headers(output)
+        if let r = request, let e = r.settings.expires, e != .off, [200, 201, 204, 206, 301, 302, 303, 304, 307, 308].contains(status) {
+            expiresHeaders(e)
+        }
         if let r = request, let added = r.settings.addHeaders { addHeaders(added, status: status, r) }
         output.append(keepAlive ? "Connection: keep-alive\r\n" : "Connection: close\r\n")
         // keepalive_timeout's second value: the Keep-Alive header that tells clients how long we wait.
@@ -519,6 +523,22 @@ final class ClientConnection: EventHandler {
         }
         output.append("\r\n")
         request?.headerBytesSent = output.count - before
+    }
+
+    /// `expires`: Expires and Cache-Control as nginx's headers filter writes them.
+    private func expiresHeaders(_ e: ExpiresSetting) {
+        switch e {
+        case .off: return
+        case .epoch:
+            output.header("Expires", "Thu, 01 Jan 1970 00:00:01 GMT")
+            output.header("Cache-Control", "no-cache")
+        case .max:
+            output.header("Expires", "Thu, 31 Dec 2037 23:55:55 GMT")
+            output.header("Cache-Control", "max-age=315360000")
+        case .seconds(let n):
+            output.header("Expires", Clock.httpDate(at: Int(time(nil)) + n))
+            output.header("Cache-Control", n < 0 ? "no-cache" : "max-age=\(n)")
+        }
     }
 
     /// `add_header`: on the statuses nginx adds them to (any with `always`); an empty value adds nothing.
@@ -549,7 +569,7 @@ final class ClientConnection: EventHandler {
         let vary = compressible && (r.settings.gzipVary ?? false)
         queueHead(status: status) { out in
             if let contentType { out.header("Content-Type", contentType) }
-            if !(isHead && omitLengthForHead) { out.header("Content-Length", body.count) }
+            if !(isHead && omitLengthForHead) && status != 304 { out.header("Content-Length", body.count) }
             if let encoding { out.header("Content-Encoding", encoding) }
             if vary { out.header("Vary", "Accept-Encoding") }
             for (name, value) in extra { out.header(name, value) }

@@ -41,11 +41,26 @@ struct StaticFiles {
             connection.respondError(301, location: path + "/")
             return
         }
-        guard Int(st.st_size) <= StaticFiles.maxFileSize, let bytes = try? readWhole(file) else {
+        // Last-Modified and (etag on, the default) an ETag of mtime and size, as nginx makes them; a request
+        // that already has this version gets 304.
+        let mtime = Int(st.st_mtim.tv_sec), size = Int(st.st_size)
+        let lastModified = Clock.httpDate(at: mtime)
+        var validators = [("Last-Modified", lastModified)]
+        let etag = "\"\(String(mtime, radix: 16))-\(String(size, radix: 16))\""
+        if request.settings.etag ?? true { validators.append(("ETag", etag)) }
+        let type = connection.contentType(for: request, path: file)
+        if let inm = request.head.header("if-none-match"), request.settings.etag ?? true {
+            if inm == "*" || inm.split(separator: ",").contains(where: { $0.trimmingSpaces == etag || $0.trimmingSpaces == "W/" + etag }) {
+                return connection.respond(status: 304, contentType: nil, body: [], extra: validators)
+            }
+        } else if request.head.header("if-modified-since") == lastModified {
+            return connection.respond(status: 304, contentType: nil, body: [], extra: validators)
+        }
+        guard size <= StaticFiles.maxFileSize, let bytes = try? readWhole(file) else {
             connection.respondError(500)
             return
         }
-        connection.respond(status: 200, contentType: connection.contentType(for: request), body: bytes)
+        connection.respond(status: 200, contentType: type, body: bytes, extra: validators)
     }
 
     private func readWhole(_ path: String) throws -> [UInt8] {

@@ -251,6 +251,54 @@ final class RewriteParityTests: XCTestCase {
         XCTAssertEqual(differences, [], differences.joined(separator: "\n"))
     }
 
+    /// Static files: Last-Modified, ETag, conditional requests (304), `expires` in its forms, the index
+    /// file's type.
+    func testStaticFilesMatchNginx() throws {
+        try XCTSkipUnless(Tools.available(Tools.nginx), "Debian's nginx is not installed (scripts/install-deps installs it)")
+        let vport = freePort(), nport = freePort()
+        let vigil = try Vigil(config: "")
+        defer { vigil.cleanup() }
+        let root = vigil.prefix + "/html"
+        try FileManager.default.createDirectory(atPath: root + "/dir", withIntermediateDirectories: true)
+        try "<p>index</p>\n".write(toFile: root + "/dir/index.html", atomically: true, encoding: .utf8)
+        try "body { }\n".write(toFile: root + "/style.css", atomically: true, encoding: .utf8)
+        func server(_ port: UInt16) -> String {
+            """
+            types { text/html html; text/css css; }
+            server {
+                listen 127.0.0.1:\(port);
+                root \(root);
+                location / { expires 1h; }
+                location /dir/ { expires epoch; }
+                location = /style.css { expires max; etag off; }
+            }
+            """
+        }
+        try vigil.write(config: Vigil.config(workers: 1, http: server(vport)))
+        _ = try vigil.start()
+        let nginx = try NginxPeer(http: server(nport), waitFor: [nport])
+        defer { nginx.cleanup() }
+        let first = try httpExchange(nport, getRequest("/dir/index.html", headers: ["Connection: close"]))
+        let etag = first.header("ETag") ?? "", lastModified = first.header("Last-Modified") ?? ""
+        XCTAssertFalse(etag.isEmpty)
+        let ignored: Set<String> = ["server", "date", "connection", "expires", "accept-ranges", "content-length"]
+        var differences: [String] = []
+        for (path, headers) in [("/dir/", []), ("/dir/index.html", []), ("/dir/index.html", ["If-None-Match: \(etag)"]),
+                                ("/dir/index.html", ["If-None-Match: \"other\""]), ("/dir/index.html", ["If-Modified-Since: \(lastModified)"]),
+                                ("/style.css", []), ("/style.css", ["If-Modified-Since: \(lastModified)"])] {
+            let raw = getRequest(path, headers: headers + ["Connection: close"])
+            let v = try httpExchange(vport, raw), n = try httpExchange(nport, raw)
+            func normal(_ r: HTTPResponse) -> [String] {
+                r.headers.filter { !ignored.contains($0.name.lowercased()) }.map { "\($0.name.lowercased()): \($0.value)" }.sorted()
+                    + [r.header("Expires") == nil ? "no expires" : "expires"]
+            }
+            if v.status != n.status { differences.append("\(path) \(headers): status vigil \(v.status), nginx \(n.status)") }
+            if normal(v) != normal(n) { differences.append("\(path) \(headers): headers vigil \(normal(v)), nginx \(normal(n))") }
+            if v.body != n.body { differences.append("\(path) \(headers): body differs") }
+        }
+        XCTAssertEqual(differences, [], differences.joined(separator: "\n"))
+    }
+
     func testScriptErrorsAtConfigTest() throws {
         let vigil = try Vigil(config: Vigil.config(http: """
             server { listen 127.0.0.1:\(freePort());

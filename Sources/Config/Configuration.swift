@@ -166,6 +166,10 @@ public final class Configuration {
     private func resolveProxyTargets(_ locations: [Location], http: HTTPBlock) throws {
         for loc in locations {
             if case .proxy(var pass) = loc.content {
+                if case .variable = pass.target {
+                    try resolveProxyTargets(loc.locations, http: http)
+                    continue
+                }
                 let declared = http.upstream(named: pass.hostText)?.declared != nil
                 if let port = pass.port {
                     if declared { throw pass.location.error("upstream \"\(pass.hostText)\" may not have port \(port)") }

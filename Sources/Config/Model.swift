@@ -417,7 +417,9 @@ public struct HTTPSettings: Sendable {
 
 /// `proxy_pass` target: an upstream block, or a literal address (never checked, as in the reference).
 public struct ProxyPass: Sendable {
-    public enum Target: Sendable { case upstream(String), address([PeerAddress], text: String) }
+    /// `variable`: `proxy_pass http://$name…`, the host (and URI) known per request; the host must name an
+    /// upstream block or be an address with a port (Vigil has no resolver yet).
+    public enum Target: Sendable { case upstream(String), address([PeerAddress], text: String), variable(Template) }
     public var scheme: String
     public let hostText: String
     public let port: UInt16?

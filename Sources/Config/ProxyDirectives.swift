@@ -67,7 +67,6 @@ enum Proxy {
         guard case .location(let loc, _, _) = call.context else { return }
         if case .none = loc.content {} else { throw call.duplicate() }
         let url = call.words[1]
-        if url.contains("$") { throw call.error("variables in \"proxy_pass\" are not supported by vigil") }
         let lower = url.lowercased()
         let scheme: String
         if lower.hasPrefix("http://") { scheme = "http" }
@@ -78,6 +77,13 @@ enum Proxy {
             throw call.error("invalid URL prefix", hint: guess)
         }
         let rest = url.dropFirst(scheme.count + 3)
+        if rest.contains("$") {
+            let t = try RewriteDirectives.template(call, String(rest))
+            loc.content = .proxy(ProxyPass(scheme: scheme, hostText: String(rest.prefix(while: { $0 != "/" })), port: nil, uri: nil,
+                                           target: .variable(t),
+                                           location: call.location))
+            return
+        }
         let hostPort: Substring
         var uri: String?
         if let slash = rest.firstIndex(of: "/") {

@@ -31,6 +31,8 @@ public enum Resolver {
         return out
     }
 
+    public static func isNumericAddress(_ host: String) -> Bool { isNumeric(host) }
+
     static func isNumeric(_ host: String) -> Bool {
         var v4 = in_addr(), v6 = in6_addr()
         return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1

@@ -412,7 +412,23 @@ final class ClientConnection: EventHandler {
         let content = r.location?.content ?? r.server.content
         switch content {
         case .proxy(let pass):
-            proxy = ProxySession(client: self, request: r, pass: pass)
+            var balancer = r.proxyRoute?.balancer
+            var uri: String?
+            if case .variable(let t) = pass.target {
+                // nginx: the host names an upstream block (or is an address); anything else needs a resolver.
+                let target = t.render(r)
+                let slash = target.firstIndex(of: "/")
+                let hostPort = String(slash.map { target[..<$0] } ?? Substring(target))
+                uri = slash.map { String(target[$0...]) }
+                r.proxyHost = hostPort
+                balancer = worker.balancer(forHost: hostPort)
+                if balancer == nil {
+                    worker.log.error("no resolver defined to resolve \(hostPort), client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
+                    return respondError(502)
+                }
+            }
+            guard let balancer else { return respondError(500) }
+            proxy = ProxySession(client: self, request: r, pass: pass, balancer: balancer, uri: uri)
             proxy!.start()
         case .stubStatus:
             guard r.method == "GET" || r.method == "HEAD" else { respondError(405); return }

@@ -46,15 +46,19 @@ final class ProxySession: EventHandler {
     private var hungUp = false
     private var noDelay = false
 
-    init(client: ClientConnection, request: RequestContext, pass: ProxyPass) {
+    /// With variables in proxy_pass, the URI they gave (nil: the request's own, as without variables).
+    private let dynamicURI: String?
+
+    init(client: ClientConnection, request: RequestContext, pass: ProxyPass, balancer: UpstreamBalancer, uri: String? = nil) {
         self.client = client
         self.worker = client.worker
         self.response = client.worker.responseBuffers.take()
         self.request = request
         self.pass = pass
+        self.dynamicURI = uri
         // proxy_pass is a location directive, so a proxied request always has its location's route.
         let route = request.proxyRoute!
-        self.balancer = route.balancer
+        self.balancer = balancer
         self.headers = route.headers
         self.upstreamTLS = route.tls
     }
@@ -376,7 +380,9 @@ final class ProxySession: EventHandler {
             case .off:
                 return nil
             case .default:
+                // As in nginx, `default` has nothing to map when proxy_pass takes its URL from variables.
                 guard let loc = request.location, case .proxy(let p) = loc.content else { continue }
+                if case .variable = p.target { continue }
                 let base = "\(p.scheme)://\(p.hostHeader)"
                 let (prefix, replacement) = p.uri.map { (base + $0, loc.pattern) } ?? (base + "/", "/")
                 // Refresh carries "5; url=…": the URL is rewritten where it stands.
@@ -563,7 +569,9 @@ final class ProxySession: EventHandler {
     private func buildRequest() -> [UInt8] {
         let vars = Variables(request: request, connection: client)
         var uri = request.target
-        if let passURI = pass.uri, let loc = request.location, loc.match == .prefix || loc.match == .preferentialPrefix || loc.match == .exact {
+        if let dynamicURI {
+            uri = dynamicURI
+        } else if let passURI = pass.uri, let loc = request.location, loc.match == .prefix || loc.match == .preferentialPrefix || loc.match == .exact {
             let rest = request.uri.dropFirst(min(loc.pattern.utf8.count, request.uri.utf8.count))
             uri = passURI + rest + (request.args.map { "?" + $0 } ?? "")
         } else if let passURI = pass.uri, request.location.map({ if case .regex = $0.match { return false } else { return true } }) ?? true {
@@ -665,7 +673,8 @@ struct ProxyHeaders {
 
 /// What a `proxy_pass` location needs per request, prepared once per worker.
 struct ProxyRoute {
-    let balancer: UpstreamBalancer
+    /// nil for `proxy_pass` with variables: the balancer is chosen per request.
+    let balancer: UpstreamBalancer?
     let headers: ProxyHeaders
     let tls: UpstreamTLS?
 }

@@ -38,6 +38,8 @@ final class RequestContext: ScriptContext {
     /// Set while an error page is served: no second error page, and the status the answer carries.
     var inErrorPage = false
     var statusOverride: Int?
+    /// $proxy_host when proxy_pass takes it from variables.
+    var proxyHost: String?
     /// Values of `set` variables, by their index in the configuration's table.
     private var userValues: [String?] = []
     /// The location's merged settings (the server's when there is no location).
@@ -164,6 +166,7 @@ struct Variables {
         case .upstreamStatus: return request.upstreamStatus
         case .upstreamResponseTime: return request.upstreamResponseTime
         case .proxyHost:
+            if let h = request.proxyHost { return h }
             if case .proxy(let p)? = request.location?.content { return p.hostHeader }
             return nil
         case .proxyAddXForwardedFor:

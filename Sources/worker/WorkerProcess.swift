@@ -89,7 +89,6 @@ public final class WorkerProcess {
         accessLogs = AccessLogFiles(config: config, log: log)
         var slots: [String: Int] = [:]
         for (i, p) in config.checkedPeers.enumerated() { slots[UpstreamBalancer.slotKey(upstream: p.upstream, address: p.address)] = i }
-        var balancers: [String: UpstreamBalancer] = [:]
         for u in config.http?.upstreams ?? [] {
             let b = UpstreamBalancer(upstream: u, segment: segment, checkedIndex: slots)
             if let n = u.keepalive {
@@ -101,13 +100,15 @@ public final class WorkerProcess {
             for loc in locations {
                 var proxyRoute: ProxyRoute?
                 if case .proxy(let pass) = loc.content {
-                    let balancer: UpstreamBalancer
+                    let balancer: UpstreamBalancer?
                     switch pass.target {
                     case .upstream(let name):
                         balancer = balancers[name.lowercased()]!
                     case .address(let addrs, let text):
                         balancer = balancers["\u{0}" + text] ?? UpstreamBalancer(literal: text, addresses: addrs)
                         balancers["\u{0}" + text] = balancer
+                    case .variable:
+                        balancer = nil
                     }
                     proxyRoute = ProxyRoute(balancer: balancer, headers: ProxyHeaders(loc.settings.proxySetHeaders ?? [], table: config.http?.variables),
                                             tls: tls.context(for: loc).map { UpstreamTLS(context: $0, settings: loc.settings, pass: pass) })
@@ -175,6 +176,20 @@ public final class WorkerProcess {
     var isShuttingDown: Bool { shuttingDown }
     /// After QUIT's grace period, a connection that falls idle is closed at once.
     private(set) var idleGraceOver = false
+
+    /// Upstream blocks by lowercased name, and literal addresses by "\0host:port".
+    private var balancers: [String: UpstreamBalancer] = [:]
+
+    /// `proxy_pass http://$var…`: the balancer for the host a request's variables named — an upstream block,
+    /// or a numeric address with a port (made once, then reused). nil when a resolver would be needed.
+    func balancer(forHost hostPort: String) -> UpstreamBalancer? {
+        if let b = balancers[hostPort.lowercased()] ?? balancers["\u{0}" + hostPort] { return b }
+        guard let hp = Resolver.splitHostPort(hostPort), let p = hp.port, let port = UInt16(p), port > 0,
+              Resolver.isNumericAddress(hp.host), let addrs = Resolver.resolve(host: hp.host, port: port) else { return nil }
+        let b = UpstreamBalancer(literal: hostPort, addresses: addrs)
+        balancers["\u{0}" + hostPort] = b
+        return b
+    }
 
     /// Deflate streams of finished gzip responses, reset for the next.
     let gzipStreams = GzipPool()

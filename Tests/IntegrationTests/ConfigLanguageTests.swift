@@ -64,4 +64,29 @@ final class ConfigLanguageTests: XCTestCase {
         let home = try httpExchange(port, getRequest("/", headers: ["Connection: close"]))
         XCTAssertEqual(home.header("X-Lang"), "en")
     }
+
+    /// `proxy_pass http://$var`: the variable names an upstream block or an address; anything else is a 502
+    /// with nginx's "no resolver defined" line.
+    func testVariablesInProxyPass() throws {
+        let a = freePort(), b = freePort(), port = freePort()
+        vigil = try Vigil(config: Vigil.config(http: """
+            map $arg_pool $pool { default pool_a; b pool_b; literal 127.0.0.1:\(b); far unknown.invalid; }
+            upstream pool_a { server 127.0.0.1:\(a); }
+            upstream pool_b { server 127.0.0.1:\(b); }
+            server { listen 127.0.0.1:\(a); location / { return 200 "a $host $request_uri\\n"; } }
+            server { listen 127.0.0.1:\(b); location / { return 200 "b $host $request_uri\\n"; } }
+            server {
+                listen 127.0.0.1:\(port);
+                location / { proxy_pass http://$pool; }
+                location /fixed/ { proxy_pass http://$pool/other$is_args$args; }
+            }
+            """))
+        _ = try vigil.start()
+        XCTAssertEqual(httpGet(port, "/x?pool=a")?.body, "a pool_a /x?pool=a\n")
+        XCTAssertEqual(httpGet(port, "/x?pool=b")?.body, "b pool_b /x?pool=b\n")
+        XCTAssertEqual(httpGet(port, "/x?pool=literal")?.body, "b 127.0.0.1 /x?pool=literal\n")
+        XCTAssertEqual(httpGet(port, "/fixed/y?pool=b")?.body, "b pool_b /other?pool=b\n", "a URI in the variable URL replaces the request's")
+        XCTAssertEqual(httpGet(port, "/x?pool=far")?.status, 502)
+        XCTAssertTrue(vigil.errorLog().contains("no resolver defined to resolve unknown.invalid"), vigil.errorLog())
+    }
 }

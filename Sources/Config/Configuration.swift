@@ -166,7 +166,12 @@ public final class Configuration {
     private func resolveProxyTargets(_ locations: [Location], http: HTTPBlock) throws {
         for loc in locations {
             if case .proxy(var pass) = loc.content {
+                // Variables are resolved per request; a unix-domain socket is its address already.
                 if case .variable = pass.target {
+                    try resolveProxyTargets(loc.locations, http: http)
+                    continue
+                }
+                if case .address(let addrs, _) = pass.target, !addrs.isEmpty {
                     try resolveProxyTargets(loc.locations, http: http)
                     continue
                 }

@@ -157,9 +157,11 @@ enum HTTPCore {
     static func parseListen(_ call: Call) throws {
         guard case .server(let server, _) = call.context else { return }
         let text = call.words[1]
-        if text.hasPrefix("unix:") { throw call.error("unix domain sockets are not supported by vigil in \"listen\"") }
         var host = "0.0.0.0", portText: String?
-        if Values.plainNumber(text) != nil {
+        if text.hasPrefix("unix:") {
+            guard text.count > 5 else { throw call.error("no path in the unix domain socket \"\(text)\"") }
+            host = text   // a unix-domain socket: the path is the address, port 0
+        } else if Values.plainNumber(text) != nil {
             portText = text
         } else {
             guard let hp = Resolver.splitHostPort(text) else { throw call.error("invalid host in \"\(text)\" of the \"listen\" directive") }
@@ -173,7 +175,9 @@ enum HTTPCore {
             }
             port = p
         }
-        guard let addrs = Resolver.resolve(host: host, port: UInt16(port)), let first = addrs.first else {
+        let unix = host.hasPrefix("unix:")
+        guard let addrs = unix ? [PeerAddress(host: host, port: 0, isIPv6: false)] : Resolver.resolve(host: host, port: UInt16(port)),
+              let first = addrs.first else {
             throw call.error("host not found in \"\(text)\" of the \"listen\" directive")
         }
         var listen = Listen(address: ListenAddress(host: first.host, port: first.port, isIPv6: first.isIPv6),

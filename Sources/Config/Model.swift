@@ -63,7 +63,8 @@ public struct ListenAddress: Hashable, Sendable, CustomStringConvertible {
     public var host: String   // numeric text ("0.0.0.0", "127.0.0.1", "::1")
     public var port: UInt16
     public var isIPv6: Bool
-    public var description: String { isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    public var isUnix: Bool { host.hasPrefix("unix:") }
+    public var description: String { isUnix ? host : isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
 public struct Listen: Sendable, Equatable {
@@ -134,7 +135,9 @@ public struct PeerAddress: Hashable, Sendable, CustomStringConvertible {
     public var host: String
     public var port: UInt16
     public var isIPv6: Bool
-    public var description: String { isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    /// `unix:/path`, a unix-domain socket (port 0).
+    public var isUnix: Bool { host.hasPrefix("unix:") }
+    public var description: String { isUnix ? host : isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
 public struct UpstreamServer: Sendable {

@@ -77,6 +77,18 @@ enum Proxy {
             throw call.error("invalid URL prefix", hint: guess)
         }
         let rest = url.dropFirst(scheme.count + 3)
+        // `http://unix:/path:/uri`: the socket's path ends at the next colon; Host is "localhost", as in nginx.
+        if rest.hasPrefix("unix:") {
+            let path = rest.dropFirst(5)
+            let end = path.firstIndex(of: ":") ?? path.endIndex
+            guard end > path.startIndex else { throw call.error("no path in the unix domain socket \"\(rest)\"") }
+            let socketPath = "unix:" + path[..<end]
+            let uri = end < path.endIndex ? String(path[path.index(after: end)...]) : nil
+            loc.content = .proxy(ProxyPass(scheme: scheme, hostText: "localhost", port: nil, uri: uri.flatMap { $0.isEmpty ? nil : $0 },
+                                           target: .address([PeerAddress(host: socketPath, port: 0, isIPv6: false)], text: socketPath),
+                                           location: call.location))
+            return
+        }
         if rest.contains("$") {
             let t = try RewriteDirectives.template(call, String(rest))
             loc.content = .proxy(ProxyPass(scheme: scheme, hostText: String(rest.prefix(while: { $0 != "/" })), port: nil, uri: nil,
@@ -175,7 +187,18 @@ enum UpstreamDirectives {
     static func parseServer(_ call: Call) throws {
         let u = upstream(call)
         let text = call.words[1]
-        if text.hasPrefix("unix:") { throw call.error("unix domain sockets are not supported by vigil in upstream \"\(text)\"") }
+        var server: UpstreamServer
+        if text.hasPrefix("unix:") {
+            guard text.count > 5 else { throw call.error("no path in the unix domain socket \"\(text)\"") }
+            server = UpstreamServer(text: text, addresses: [PeerAddress(host: text, port: 0, isIPv6: false)], location: call.location)
+        } else {
+            server = try inetServer(call, text)
+        }
+        try parseServerParameters(call, &server)
+        u.servers.append(server)
+    }
+
+    static func inetServer(_ call: Call, _ text: String) throws -> UpstreamServer {
         guard let hp = Resolver.splitHostPort(text), !hp.host.isEmpty else { throw call.error("no host in upstream \"\(text)\"") }
         var port = 80
         if let p = hp.port {
@@ -185,7 +208,11 @@ enum UpstreamDirectives {
         guard let addrs = Resolver.resolve(host: hp.host, port: UInt16(port)), !addrs.isEmpty else {
             throw call.error("host not found in upstream \"\(text)\"")
         }
-        var server = UpstreamServer(text: text, addresses: addrs, location: call.location)
+        return UpstreamServer(text: text, addresses: addrs, location: call.location)
+    }
+
+    static func parseServerParameters(_ call: Call, _ server: inout UpstreamServer) throws {
+        let u = upstream(call)
         for p in call.args.dropFirst() {
             if p.hasPrefix("weight=") {
                 guard let n = Values.plainNumber(p.dropFirst(7)), n > 0 else { throw call.invalidParameter(p) }
@@ -210,6 +237,5 @@ enum UpstreamDirectives {
                 throw call.invalidParameter(p)
             }
         }
-        u.servers.append(server)
     }
 }

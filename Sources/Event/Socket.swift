@@ -5,9 +5,25 @@ import CShim
 
 /// Socket helpers shared by listeners, client connections and upstream connections.
 public enum Socket {
-    /// Builds a sockaddr for a numeric host and port and hands it to `body`.
+    /// The address family of a host as the configuration spells it: `unix:/path` is a unix-domain socket.
+    public static func family(host: String, isIPv6: Bool) -> Int32 {
+        host.hasPrefix("unix:") ? AF_UNIX : isIPv6 ? AF_INET6 : AF_INET
+    }
+
+    /// Builds a sockaddr for a numeric host and port (or a `unix:/path`) and hands it to `body`.
     public static func withSockaddr<R>(host: String, port: UInt16, isIPv6: Bool,
                                        _ body: (UnsafePointer<sockaddr>, socklen_t) throws -> R) rethrows -> R? {
+        if host.hasPrefix("unix:") {
+            var sa = sockaddr_un()
+            sa.sun_family = sa_family_t(AF_UNIX)
+            let path = Array(host.utf8.dropFirst(5))
+            guard !path.isEmpty, path.count < MemoryLayout.size(ofValue: sa.sun_path) else { return nil }
+            withUnsafeMutableBytes(of: &sa.sun_path) { $0.copyBytes(from: path) }
+            let length = socklen_t(MemoryLayout<sa_family_t>.size + path.count + 1)
+            return try withUnsafePointer(to: &sa) {
+                try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { try body($0, length) }
+            }
+        }
         if isIPv6 {
             var sa = sockaddr_in6()
             sa.sin6_family = sa_family_t(AF_INET6)
@@ -36,15 +52,18 @@ public enum Socket {
     /// Opens a non-blocking listening socket; errors read like nginx's.
     public static func listen(host: String, port: UInt16, isIPv6: Bool, backlog: Int32,
                               reusePort: Bool, ipv6Only: Bool) throws -> Int32 {
-        let display = isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)"
-        let fd = socket(isIPv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let unix = host.hasPrefix("unix:")
+        let display = unix ? host : isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)"
+        let fd = socket(family(host: host, isIPv6: isIPv6), Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError("socket() \(display)") }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        if reusePort { setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size)) }
-        if isIPv6 {
-            var v: Int32 = ipv6Only ? 1 : 0
-            setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &v, socklen_t(MemoryLayout<Int32>.size))
+        if !unix {
+            var one: Int32 = 1
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+            if reusePort { setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size)) }
+            if isIPv6 {
+                var v: Int32 = ipv6Only ? 1 : 0
+                setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &v, socklen_t(MemoryLayout<Int32>.size))
+            }
         }
         let rc = withSockaddr(host: host, port: port, isIPv6: isIPv6) { Glibc.bind(fd, $0, $1) }
         guard rc == 0 else {

@@ -29,7 +29,7 @@ struct ListenerSet {
                 result.append(s)
             }
         } catch {
-            for a in opened { close(sockets[a]!.fd); sockets[a] = nil }
+            for a in opened { ListenerSet.close(sockets[a]!); sockets[a] = nil }
             throw error
         }
         return result
@@ -39,13 +39,19 @@ struct ListenerSet {
     mutating func retain(only keep: [ListeningSocket]) {
         let wanted = Set(keep.map { $0.listen.address })
         for (addr, s) in sockets where !wanted.contains(addr) {
-            close(s.fd)
+            ListenerSet.close(s)
             sockets[addr] = nil
         }
     }
 
     mutating func closeAll() {
-        for s in sockets.values { close(s.fd) }
+        for s in sockets.values { ListenerSet.close(s) }
         sockets.removeAll()
+    }
+
+    /// A unix-domain socket's file goes with it, as nginx removes it, so that the next start can bind.
+    private static func close(_ s: ListeningSocket) {
+        Glibc.close(s.fd)
+        if s.listen.address.isUnix { unlink(String(s.listen.address.host.dropFirst(5))) }
     }
 }

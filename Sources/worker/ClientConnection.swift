@@ -840,6 +840,8 @@ final class ClientConnection: EventHandler {
     static func describe(_ ss: inout sockaddr_storage) -> (String, UInt16, Bool) {
         withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buf in
             withUnsafePointer(to: &ss) {
+                // A unix-domain client: nginx's $remote_addr is "unix:".
+                if Int32($0.pointee.ss_family) == AF_UNIX { return ("unix:", 0, false) }
                 if Int32($0.pointee.ss_family) == AF_INET6 {
                     return $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { p in
                         var a = p.pointee.sin6_addr

@@ -121,7 +121,7 @@ final class ProxySession: EventHandler {
         reused = false
         connectionRequests = 0
         let a = p.address
-        fd = socket(a.isIPv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        fd = socket(Socket.family(host: a.host, isIPv6: a.isIPv6), Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { failed(.error, "socket() failed (\(errno): \(String(cString: strerror(errno))))"); return }
         noDelay = false
         let rc = p.socketAddress.map { Socket.connect(fd, to: $0) } ?? -1

@@ -89,4 +89,30 @@ final class ConfigLanguageTests: XCTestCase {
         XCTAssertEqual(httpGet(port, "/x?pool=far")?.status, 502)
         XCTAssertTrue(vigil.errorLog().contains("no resolver defined to resolve unknown.invalid"), vigil.errorLog())
     }
+
+    /// Unix-domain sockets: a listener, `proxy_pass http://unix:/path:/uri`, an upstream `server unix:`
+    /// with a tcp check; the socket file is removed at stop.
+    func testUnixDomainSockets() throws {
+        let port = freePort()
+        vigil = try Vigil(config: "")
+        let sock = vigil.prefix + "/logs/app.sock"
+        try vigil.write(config: Vigil.config(http: """
+            upstream app { server unix:\(sock); check interval=300 rise=1 fall=1 timeout=1000 type=tcp; }
+            server { listen unix:\(sock); location / { return 200 "over unix from $remote_addr, host $host, uri $uri\\n"; } }
+            server {
+                listen 127.0.0.1:\(port);
+                location /direct/ { proxy_pass http://unix:\(sock):/inner/; }
+                location /pool/ { proxy_pass http://app; }
+                location /status { check_status csv; }
+            }
+            """))
+        let master = try vigil.start()
+        XCTAssertEqual(httpGet(port, "/direct/x")?.body, "over unix from unix:, host localhost, uri /inner/x\n")
+        // The checked peer starts down (default_down), and is up once its first probe connects.
+        XCTAssertTrue(waitFor(5) { (httpGet(port, "/status")?.body ?? "").contains("unix:\(sock),up") }, httpGet(port, "/status")?.body ?? "")
+        XCTAssertEqual(httpGet(port, "/pool/y")?.body, "over unix from unix:, host app, uri /pool/y\n")
+        XCTAssertEqual(vigil.vigil(["-s", "stop"]).status, 0)
+        XCTAssertTrue(waitFor(5) { !processAlive(master) })
+        XCTAssertFalse(FileManager.default.fileExists(atPath: sock), "the socket file is removed at stop")
+    }
 }

@@ -36,7 +36,8 @@ public final class Map {
     public func evaluate(_ ctx: ScriptContext) -> String {
         var key = source.render(ctx)
         if hostnames && key.hasSuffix(".") { key.removeLast() }
-        if let v = exact[key.lowercased()] { return v.render(ctx) }
+        // Keys are stored lowercased; most values already are, and need no lowercased copy.
+        if let v = exact[key.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? key.lowercased() : key] { return v.render(ctx) }
         if hostnames {
             let h = key.lowercased()
             for (k, v) in wildcards {

@@ -153,6 +153,21 @@ final class OutputQueue {
         }
     }
 
+    /// `n` in hexadecimal (a chunk's size), written in place.
+    func appendHex(_ n: Int) {
+        var digits: (UInt64, UInt64) = (0, 0)
+        withUnsafeMutableBytes(of: &digits) { d in
+            var v = UInt(n), k = d.count
+            repeat {
+                k -= 1
+                let x = UInt8(truncatingIfNeeded: v & 15)
+                d[k] = x < 10 ? 0x30 + x : 0x57 + x
+                v >>= 4
+            } while v > 0
+            append(UnsafeRawBufferPointer(rebasing: d[k...]))
+        }
+    }
+
     /// One `Name: value` header line.
     func header(_ name: String, _ value: String) {
         append(name)

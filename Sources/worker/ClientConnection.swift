@@ -693,7 +693,7 @@ final class ClientConnection: EventHandler {
 
     private func queueChunk(_ piece: UnsafeRawBufferPointer) {
         if bodyChunked {
-            output.append(String(piece.count, radix: 16))
+            output.appendHex(piece.count)
             output.append("\r\n")
         }
         output.append(piece)

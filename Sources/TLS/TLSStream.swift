@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import COpenSSL
+import Config
 
 /// Picks the context of the `server` block a client names in SNI (nginx's ngx_http_ssl_servername).
 public protocol TLSServerNameHandler: AnyObject {
@@ -142,7 +143,7 @@ public final class TLSStream {
         guard let cert = SSL_get1_peer_certificate(ssl) else { return "upstream server does not have a certificate" }
         defer { X509_free(cert) }
         guard let name, !name.isEmpty else { return nil }
-        let matches = isNumericHost(name) ? X509_check_ip_asc(cert, name, 0) == 1 : X509_check_host(cert, name, name.utf8.count, 0, nil) == 1
+        let matches = Resolver.isNumericAddress(name) ? X509_check_ip_asc(cert, name, 0) == 1 : X509_check_host(cert, name, name.utf8.count, 0, nil) == 1
         return matches ? nil : "upstream SSL certificate does not match \"\(name)\""
     }
 
@@ -187,9 +188,4 @@ public final class TLSSessionSlot {
         session = s
     }
     deinit { if let s = session { SSL_SESSION_free(s) } }
-}
-
-func isNumericHost(_ host: String) -> Bool {
-    var v4 = in_addr(), v6 = in6_addr()
-    return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
 }

@@ -64,8 +64,6 @@ final class ByteBuffer {
         writeIndex = 0
     }
 
-    var holdsStorage: Bool { !storage.isEmpty }
-
     /// Bytes only ever read after recv wrote them need no zeroing (a 16 kB memset per proxied request).
     static func uninitialized(_ count: Int) -> [UInt8] {
         [UInt8](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
@@ -134,7 +132,6 @@ final class OutputQueue {
         offset = 0
     }
 
-    var holdsStorage: Bool { pending.capacity > 0 }
 
     func append(_ bytes: [UInt8]) { bytes.withUnsafeBytes { append($0) } }
 
@@ -239,6 +236,4 @@ enum IdleBuffers {
         if outputs.count < keep && b.capacity <= outputLimit { outputs.append(b) }
     }
 
-    /// For tests and diagnostics: buffers waiting in the pool.
-    static var pooled: (inputs: Int, outputs: Int) { (inputs.count, outputs.count) }
 }

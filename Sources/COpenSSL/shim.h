@@ -18,13 +18,10 @@ static inline int vigil_SSL_CTX_set_servername_callback(SSL_CTX *ctx, int (*cb)(
     return (int)SSL_CTX_set_tlsext_servername_callback(ctx, cb);
 }
 static inline int vigil_SSL_set_tlsext_host_name(SSL *ssl, const char *name) { return (int)SSL_set_tlsext_host_name(ssl, name); }
-static inline int vigil_SSL_CTX_set_num_tickets(SSL_CTX *ctx, size_t n) { return SSL_CTX_set_num_tickets(ctx, n); }
 static inline void vigil_SSL_CTX_set_read_ahead(SSL_CTX *ctx, int on) { SSL_CTX_set_read_ahead(ctx, on); }
 static inline int vigil_SSL_CTX_set1_groups_list(SSL_CTX *ctx, const char *list) { return (int)SSL_CTX_set1_groups_list(ctx, list); }
-static inline long vigil_SSL_CTX_add_extra_chain_cert(SSL_CTX *ctx, X509 *x) { return SSL_CTX_add_extra_chain_cert(ctx, x); }
 
 // The error constants Swift sees as macros of macros.
-static const int VIGIL_SSL_ERROR_NONE = SSL_ERROR_NONE;
 static const int VIGIL_SSL_ERROR_SSL = SSL_ERROR_SSL;
 static const int VIGIL_SSL_ERROR_WANT_READ = SSL_ERROR_WANT_READ;
 static const int VIGIL_SSL_ERROR_WANT_WRITE = SSL_ERROR_WANT_WRITE;
@@ -40,9 +37,7 @@ static const long VIGIL_SSL_SESS_CACHE_OFF = SSL_SESS_CACHE_OFF;
 static const long VIGIL_SSL_SESS_CACHE_SERVER = SSL_SESS_CACHE_SERVER;
 static const long VIGIL_SSL_SESS_CACHE_CLIENT = SSL_SESS_CACHE_CLIENT;
 static const long VIGIL_SSL_SESS_CACHE_NO_INTERNAL = SSL_SESS_CACHE_NO_INTERNAL;
-static const long VIGIL_SSL_SESS_CACHE_NO_AUTO_CLEAR = SSL_SESS_CACHE_NO_AUTO_CLEAR;
 static const int VIGIL_SSL_TLSEXT_ERR_OK = SSL_TLSEXT_ERR_OK;
-static const int VIGIL_SSL_TLSEXT_ERR_NOACK = SSL_TLSEXT_ERR_NOACK;
 static const int VIGIL_TLS1_VERSION = TLS1_VERSION;
 static const int VIGIL_TLS1_1_VERSION = TLS1_1_VERSION;
 static const int VIGIL_TLS1_2_VERSION = TLS1_2_VERSION;

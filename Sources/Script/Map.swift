@@ -13,7 +13,7 @@ public final class Map {
 
     public init(source: Template) { self.source = source }
 
-    public enum AddError: Error { case conflicting, duplicateDefault }
+    public enum AddError: Error { case conflicting }
 
     public func add(key: String, value: Template) throws {
         if hostnames && (key.hasPrefix("*.") || key.hasPrefix(".") || key.hasSuffix(".*")) {
@@ -30,8 +30,6 @@ public final class Map {
     }
 
     public func add(regex: Regex, value: Template) { regexes.append((regex, value)) }
-
-    public var templates: [Template] { [source] + Array(exact.values) + wildcards.map(\.value) + regexes.map(\.1) + (defaultValue.map { [$0] } ?? []) }
 
     public func evaluate(_ ctx: ScriptContext) -> String {
         var key = source.render(ctx)

@@ -56,22 +56,6 @@ public final class Program {
         instructions[index] = .unless(c, instructions.count)
     }
 
-    /// Every template of the program, to resolve its names once the whole configuration is read.
-    public var templates: [Template] {
-        instructions.flatMap { i -> [Template] in
-            switch i {
-            case .set(_, let t), .rewrite(_, let t, _): return [t]
-            case .return(_, let t): return t.map { [$0] } ?? []
-            case .unless(let c, _):
-                switch c {
-                case .variable(let t), .matches(let t, _, _), .file(_, let t, _): return [t]
-                case .equals(let a, let b, _): return [a, b]
-                }
-            case .stop: return []
-            }
-        }
-    }
-
     public func run(_ ctx: ScriptContext) -> Outcome {
         var pc = 0
         while pc < instructions.count {

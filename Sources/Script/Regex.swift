@@ -90,8 +90,6 @@ public struct Captures {
     let subject: String
     let ranges: [Range<Int>?]
 
-    public var count: Int { ranges.count }
-
     public func group(_ i: Int) -> String? {
         guard i < ranges.count, let r = ranges[i] else { return nil }
         let u = subject.utf8

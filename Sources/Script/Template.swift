@@ -54,9 +54,6 @@ public final class Template: @unchecked Sendable {
         self.parts = parts
     }
 
-    /// Whether the text has no variable at all (rendering is then the text itself).
-    public var isLiteral: Bool { !parts.contains { if case .literal = $0 { return false } else { return true } } }
-
     /// The names this template uses, for declaring and checking them.
     public var names: [String] {
         parts.compactMap { if case .name(let n) = $0 { return n } else { return nil } }

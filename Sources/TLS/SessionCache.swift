@@ -54,6 +54,9 @@ public final class SharedSessionCache {
     }
 
     private var ringBase: UnsafeMutableRawPointer { base + SharedSessionCache.headerSize + buckets * SharedSessionCache.bucketEntries * 8 }
+    /// A cache replaced by one of another size (a reload) unmaps in the master; workers keep their own mapping.
+    deinit { munmap(base, size) }
+
     private func slot(_ i: Int) -> UnsafeMutableRawPointer { ringBase + i * SharedSessionCache.slotSize }
     /// Entry `k` of a bucket: a tag (the id's hash, never 0 when in use) and a slot number.
     private func entry(_ bucket: Int, _ k: Int) -> UnsafeMutableRawPointer {
@@ -155,7 +158,8 @@ public final class SharedSessionCache {
     }
 
     func install(on ctx: OpaquePointer) {
-        SSL_CTX_set_ex_data(ctx, 0, Unmanaged.passRetained(self).toOpaque())
+        // Unretained: `byName` keeps the cache for as long as this process may build contexts with it.
+        SSL_CTX_set_ex_data(ctx, 0, Unmanaged.passUnretained(self).toOpaque())
         SSL_CTX_sess_set_new_cb(ctx, SharedSessionCache.newSession)
         SSL_CTX_sess_set_get_cb(ctx, SharedSessionCache.getSession)
         SSL_CTX_sess_set_remove_cb(ctx, SharedSessionCache.removeSession)

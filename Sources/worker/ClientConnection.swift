@@ -600,11 +600,12 @@ final class ClientConnection: EventHandler {
     /// nginx's built-in page for an error or redirect status.
     /// 494 is nginx's internal "header too large": a 400 with its own page.
     func respondError(_ status: Int, close closeAfter: Bool = false, location: String? = nil) {
+        // As nginx, these statuses end the connection whether or not an error page answers them.
+        if closeAfter || [400, 408, 413, 414, 494, 497, 500, 501, 505].contains(status) { keepAlive = false }
         if location == nil, !closeAfter, let r = request, !r.inErrorPage,
            let page = r.settings.errorPages?.first(where: { $0.codes.contains(status) }) {
             return errorPage(page, status: status, r)
         }
-        if closeAfter || [400, 408, 413, 414, 494, 497, 500, 501, 505].contains(status) { keepAlive = false }
         let page = Status.errorPage(status, serverTokens: serverHeader) ?? ""
         var extra: [(String, String)] = []
         if let location { extra.append(("Location", absolute(location))) }
@@ -651,7 +652,7 @@ final class ClientConnection: EventHandler {
         let https = tls != nil
         let host = (r.settings.serverNameInRedirect ?? false) ? (r.server.serverNames.first ?? r.host) : r.host
         let port = listening.listen.address.port
-        let showPort = (r.settings.portInRedirect ?? true) && port != (https ? 443 : 80)
+        let showPort = (r.settings.portInRedirect ?? true) && port != 0 && port != (https ? 443 : 80)
         return (https ? "https://" : "http://") + host + (showPort ? ":\(port)" : "") + location
     }
 

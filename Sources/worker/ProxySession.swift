@@ -697,6 +697,8 @@ final class UpstreamTLS {
     func sessionSlot(for peer: Peer) -> TLSSessionSlot? {
         guard context.sessionReuse else { return nil }
         if let s = sessions[peer.address] { return s }
+        // Peers named by variables come and go: the table stays bounded.
+        if sessions.count >= 1024 { sessions.removeAll() }
         let s = TLSSessionSlot()
         sessions[peer.address] = s
         return s

@@ -181,14 +181,13 @@ public final class WorkerProcess {
     private var balancers: [String: UpstreamBalancer] = [:]
 
     /// `proxy_pass http://$var…`: the balancer for the host a request's variables named — an upstream block,
-    /// or a numeric address with a port (made once, then reused). nil when a resolver would be needed.
+    /// a configured literal address, or a numeric address with a port, made for this request only (a client
+    /// that picks the address must not be able to grow a cache). nil when a resolver would be needed.
     func balancer(forHost hostPort: String) -> UpstreamBalancer? {
         if let b = balancers[hostPort.lowercased()] ?? balancers["\u{0}" + hostPort] { return b }
         guard let hp = Resolver.splitHostPort(hostPort), let p = hp.port, let port = UInt16(p), port > 0,
               Resolver.isNumericAddress(hp.host), let addrs = Resolver.resolve(host: hp.host, port: port) else { return nil }
-        let b = UpstreamBalancer(literal: hostPort, addresses: addrs)
-        balancers["\u{0}" + hostPort] = b
-        return b
+        return UpstreamBalancer(literal: hostPort, addresses: addrs)
     }
 
     /// Deflate streams of finished gzip responses, reset for the next.

@@ -275,7 +275,8 @@ public enum RequestParser {
 }
 
 extension Substring {
-    func trimmingSpaces() -> Substring {
+    /// Without the spaces and tabs around it (header values, list items).
+    public func trimmingSpaces() -> Substring {
         var s = self
         while s.first == " " || s.first == "\t" { s = s.dropFirst() }
         while s.last == " " || s.last == "\t" { s = s.dropLast() }

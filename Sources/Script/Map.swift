@@ -38,11 +38,7 @@ public final class Map {
         if let v = exact[key.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? key.lowercased() : key] { return v.render(ctx) }
         if hostnames {
             let h = key.lowercased()
-            for (k, v) in wildcards {
-                if k.hasPrefix("*."), h.hasSuffix(String(k.dropFirst())) { return v.render(ctx) }
-                if k.hasPrefix("."), h == String(k.dropFirst()) || h.hasSuffix(k) { return v.render(ctx) }
-                if k.hasSuffix(".*"), h.hasPrefix(String(k.dropLast())) { return v.render(ctx) }
-            }
+            for (k, v) in wildcards where Wildcard.matches(h, k) { return v.render(ctx) }
         }
         for (re, v) in regexes {
             if let m = re.match(key) {
@@ -51,5 +47,16 @@ public final class Map {
             }
         }
         return defaultValue?.render(ctx) ?? ""
+    }
+}
+
+/// nginx's wildcard names, as `server_name` and `map … { hostnames; }` take them: `*.example.com`,
+/// `.example.com` (which also matches example.com itself) and `www.example.*`. `host` is lowercased.
+public enum Wildcard {
+    public static func matches(_ host: String, _ pattern: String) -> Bool {
+        if pattern.hasPrefix("*.") { return host.hasSuffix(pattern.dropFirst()) }
+        if pattern.hasPrefix(".") { return host == pattern.dropFirst() || host.hasSuffix(pattern) }
+        if pattern.hasSuffix(".*") { return host.hasPrefix(pattern.dropLast()) }
+        return false
     }
 }

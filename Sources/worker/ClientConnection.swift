@@ -482,7 +482,7 @@ final class ClientConnection: EventHandler {
     private func respondReturn(_ code: Int, _ text: String?) {
         guard let r = request else { return }
         if code == 444 { return close() }
-        if [301, 302, 303, 307, 308].contains(code), let url = text {
+        if ClientConnection.redirectStatuses.contains(code), let url = text {
             respondError(code, location: url)
         } else if let text {
             respond(status: code, contentType: contentType(for: r), body: Array(text.utf8))
@@ -526,7 +526,7 @@ final class ClientConnection: EventHandler {
             output.append("\r\n")
         }
         headers(output)
-        if let r = request, let e = r.settings.expires, e != .off, [200, 201, 204, 206, 301, 302, 303, 304, 307, 308].contains(status) {
+        if let r = request, let e = r.settings.expires, e != .off, ClientConnection.headerFilterStatuses.contains(status) {
             expiresHeaders(e)
         }
         if let r = request, let added = r.settings.addHeaders { addHeaders(added, status: status, r) }
@@ -540,6 +540,11 @@ final class ClientConnection: EventHandler {
         output.append("\r\n")
         request?.headerBytesSent = output.count - before
     }
+
+    /// Statuses a Location goes with (`return`, error_page URLs).
+    static let redirectStatuses: Set<Int> = [301, 302, 303, 307, 308]
+    /// Statuses nginx's headers filter adds `add_header` and `expires` headers to (unless `always`).
+    static let headerFilterStatuses: Set<Int> = [200, 201, 204, 206, 301, 302, 303, 304, 307, 308]
 
     /// `expires`: Expires and Cache-Control as nginx's headers filter writes them.
     private func expiresHeaders(_ e: ExpiresSetting) {
@@ -559,7 +564,7 @@ final class ClientConnection: EventHandler {
 
     /// `add_header`: on the statuses nginx adds them to (any with `always`); an empty value adds nothing.
     private func addHeaders(_ added: [AddedHeader], status: Int, _ r: RequestContext) {
-        let normal = [200, 201, 204, 206, 301, 302, 303, 304, 307, 308].contains(status)
+        let normal = ClientConnection.headerFilterStatuses.contains(status)
         for h in added where h.always || normal {
             let value = h.value.render(r)
             if !value.isEmpty { output.header(h.name, value) }
@@ -620,7 +625,7 @@ final class ClientConnection: EventHandler {
         r.inErrorPage = true
         let target = page.uri.contains("$") ? Variables(request: r, connection: self).expand(page.uri) : page.uri
         if !target.hasPrefix("/") && !target.hasPrefix("@") {
-            let code = page.overrideCode.flatMap { [301, 302, 303, 307, 308].contains($0) ? $0 : nil } ?? 302
+            let code = page.overrideCode.flatMap { ClientConnection.redirectStatuses.contains($0) ? $0 : nil } ?? 302
             return respondError(code, location: target)
         }
         r.statusOverride = page.overrideCode == 0 ? nil : (page.overrideCode ?? status)

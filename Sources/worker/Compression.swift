@@ -14,10 +14,8 @@ enum GzipPolicy {
         if let len = contentLength, len < (s.gzipMinLength ?? 20) { return false }
         guard let contentType else { return false }
         // The type before any parameters, compared without making a lowercased copy.
-        let type = (contentType.firstIndex(of: ";").map { contentType[..<$0] } ?? Substring(contentType)).trimmingSpaces
-        func isType(_ t: String) -> Bool {
-            type.utf8.count == t.utf8.count && zip(type.utf8, t.utf8).allSatisfy { ($0 | ($0 >= 0x41 && $0 <= 0x5A ? 0x20 : 0)) == $1 }
-        }
+        let type = (contentType.firstIndex(of: ";").map { contentType[..<$0] } ?? Substring(contentType)).trimmingSpaces()
+        func isType(_ t: String) -> Bool { RequestParser.equalsIgnoringASCIICase(type, t) }
         if isType("text/html") { return true }
         guard let types = s.gzipTypes else { return false }
         return types.contains { $0 == "*" || isType($0) }
@@ -37,20 +35,11 @@ enum GzipPolicy {
     static func acceptsGzip(_ header: String) -> Bool {
         for item in header.split(separator: ",") {
             let parts = item.split(separator: ";")
-            guard let coding = parts.first?.trimmingSpaces.lowercased(), coding == "gzip" || coding == "x-gzip" else { continue }
-            let q = parts.dropFirst().first { $0.trimmingSpaces.hasPrefix("q=") }
-            if let q, let v = Double(q.trimmingSpaces.dropFirst(2)), v == 0 { return false }
+            guard let coding = parts.first?.trimmingSpaces().lowercased(), coding == "gzip" || coding == "x-gzip" else { continue }
+            let q = parts.dropFirst().first { $0.trimmingSpaces().hasPrefix("q=") }
+            if let q, let v = Double(q.trimmingSpaces().dropFirst(2)), v == 0 { return false }
             return true
         }
         return false
-    }
-}
-
-extension Substring {
-    var trimmingSpaces: Substring {
-        var s = self
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return s
     }
 }

@@ -42,11 +42,7 @@ final class Router {
         if let exact = choice.servers.first(where: { $0.serverNames.contains(h) }) { return (exact, nil) }
         // "*.example.com" and ".example.com" (the latter matches example.com itself too).
         for s in choice.servers {
-            for n in s.serverNames {
-                if n.hasPrefix("*."), h.hasSuffix(String(n.dropFirst())) { return (s, nil) }
-                if n.hasPrefix("."), h == String(n.dropFirst()) || h.hasSuffix(n) { return (s, nil) }
-                if n.hasSuffix(".*"), h.hasPrefix(String(n.dropLast())) { return (s, nil) }
-            }
+            if s.serverNames.contains(where: { Wildcard.matches(h, $0) }) { return (s, nil) }
         }
         for s in choice.servers {
             for re in s.serverNameRegexes {

@@ -50,7 +50,7 @@ struct StaticFiles {
         if request.settings.etag ?? true { validators.append(("ETag", etag)) }
         let type = connection.contentType(for: request, path: file)
         if let inm = request.head.header("if-none-match"), request.settings.etag ?? true {
-            if inm == "*" || inm.split(separator: ",").contains(where: { $0.trimmingSpaces == etag || $0.trimmingSpaces == "W/" + etag }) {
+            if inm == "*" || inm.split(separator: ",").contains(where: { $0.trimmingSpaces() == etag || $0.trimmingSpaces() == "W/" + etag }) {
                 return connection.respond(status: 304, contentType: nil, body: [], extra: validators)
             }
         } else if request.head.header("if-modified-since") == lastModified {

@@ -159,38 +159,44 @@ public final class Configuration {
     private func inherit(_ loc: Location, from parent: HTTPSettings) {
         loc.settings.inherit(from: parent)
         for child in loc.locations { inherit(child, from: loc.settings) }
+        // An `if` block without `root` keeps its location's alias too (ngx_http_core_merge_loc_conf).
+        for block in loc.ifBlocks {
+            if block.settings.root == nil { block.alias = loc.alias }
+            inherit(block, from: loc.settings)
+        }
     }
 
     /// `proxy_pass http://name` names an upstream block when one exists (before or after it);
     /// otherwise the host is resolved now, and that implicit upstream is never checked (as in the reference).
     private func resolveProxyTargets(_ locations: [Location], http: HTTPBlock) throws {
         for loc in locations {
-            if case .proxy(var pass) = loc.content {
-                // Variables are resolved per request; a unix-domain socket is its address already.
-                if case .variable = pass.target {
-                    try resolveProxyTargets(loc.locations, http: http)
-                    continue
-                }
-                if case .address(let addrs, _) = pass.target, !addrs.isEmpty {
-                    try resolveProxyTargets(loc.locations, http: http)
-                    continue
-                }
-                let declared = http.upstream(named: pass.hostText)?.declared != nil
-                if let port = pass.port {
-                    if declared { throw pass.location.error("upstream \"\(pass.hostText)\" may not have port \(port)") }
-                } else if declared {
-                    try resolveProxyTargets(loc.locations, http: http)
-                    continue
-                }
-                let port = pass.port ?? (pass.scheme == "https" ? 443 : 80)
-                guard let addrs = Resolver.resolve(host: pass.hostText, port: port), !addrs.isEmpty else {
-                    throw pass.location.error("host not found in upstream \"\(pass.hostText)\"")
-                }
-                pass.target = .address(addrs, text: pass.hostHeader)
-                loc.content = .proxy(pass)
-            }
-            try resolveProxyTargets(loc.locations, http: http)
+            // An `if` block without a content handler of its own keeps its location's (already resolved).
+            if let parent = loc.parent, case .none = loc.content { loc.content = parent.content }
+            if case .proxy(let pass) = loc.content { loc.content = .proxy(try resolve(pass, http: http)) }
+            try resolveProxyTargets(loc.configured, http: http)
         }
+    }
+
+    private func resolve(_ pass: ProxyPass, http: HTTPBlock) throws -> ProxyPass {
+        switch pass.target {
+        // Variables are resolved per request; a unix-domain socket is its address already.
+        case .variable: return pass
+        case .address(let addrs, _) where !addrs.isEmpty: return pass
+        default: break
+        }
+        let declared = http.upstream(named: pass.hostText)?.declared != nil
+        if let port = pass.port {
+            if declared { throw pass.location.error("upstream \"\(pass.hostText)\" may not have port \(port)") }
+        } else if declared {
+            return pass
+        }
+        let port = pass.port ?? (pass.scheme == "https" ? 443 : 80)
+        guard let addrs = Resolver.resolve(host: pass.hostText, port: port), !addrs.isEmpty else {
+            throw pass.location.error("host not found in upstream \"\(pass.hostText)\"")
+        }
+        var resolved = pass
+        resolved.target = .address(addrs, text: pass.hostHeader)
+        return resolved
     }
 
     private func validateListens(_ http: HTTPBlock) throws {

@@ -63,7 +63,7 @@ enum Directives {
         switch call.context {
         case .http(let h): try body(&h.settings)
         case .server(let s, _): try body(&s.settings)
-        case .location(let l, _, _): try body(&l.settings)
+        case .location(let l, _, _), .ifBlock(_, _, let l?): try body(&l.settings)
         default: preconditionFailure("settings directive \(call.name) outside http")
         }
     }
@@ -117,9 +117,17 @@ enum Directives {
         spec(name, ctx, arity) { _ in }
     }
 
+    /// The location a directive configures: a `location` block, or an `if` block inside one.
+    static func location(_ call: Call) -> Location? {
+        switch call.context {
+        case .location(let l, _, _), .ifBlock(_, _, let l?): return l
+        default: return nil
+        }
+    }
+
     static func http(_ call: Call) -> HTTPBlock {
         switch call.context {
-        case .http(let h), .server(_, let h), .location(_, _, let h), .upstream(_, let h), .ifBlock(_, let h), .map(_, let h): return h
+        case .http(let h), .server(_, let h), .location(_, _, let h), .upstream(_, let h), .ifBlock(_, let h, _), .map(_, let h): return h
         default: preconditionFailure("no http block for \(call.name)")
         }
     }

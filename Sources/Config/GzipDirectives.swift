@@ -4,7 +4,7 @@ enum GzipDirectives {
                                              "no_etag", "auth", "any"]
 
     static let specs: [DirectiveSpec] = [
-        Directives.flagSetting("gzip", \.gzip),
+        Directives.flagSetting("gzip", \.gzip, [.httpAll, .locationIf]),
         Directives.spec("gzip_types", .httpAll, .oneOrMore) { call in
             try Directives.setOnce(call, \.gzipTypes, call.args.map { $0.lowercased() })
         },

@@ -31,11 +31,11 @@ enum HTTPCore {
                 s.types = table.map
             }
         },
-        Directives.flagSetting("sendfile", \.sendfile),
+        Directives.flagSetting("sendfile", \.sendfile, [.httpAll, .locationIf]),
         Directives.flagSetting("tcp_nopush", \.tcpNopush),
         Directives.flagSetting("tcp_nodelay", \.tcpNodelay),
         Directives.flagSetting("server_tokens", \.serverTokens),
-        Directives.spec("add_header", .httpAll, Arity(min: 2, max: 3)) { call in
+        Directives.spec("add_header", [.httpAll, .locationIf], Arity(min: 2, max: 3)) { call in
             if call.words.count == 4 && call.words[3] != "always" { throw call.error("invalid value \"\(call.words[3])\"") }
             let header = AddedHeader(name: call.words[1], value: try RewriteDirectives.template(call, call.words[2]),
                                      always: call.words.count == 4)
@@ -43,7 +43,7 @@ enum HTTPCore {
         },
         Directives.flagSetting("absolute_redirect", \.absoluteRedirect),
         Directives.flagSetting("etag", \.etag),
-        Directives.spec("expires", .httpAll, .one) { call in
+        Directives.spec("expires", [.httpAll, .locationIf], .one) { call in
             let v = call.words[1]
             let e: ExpiresSetting
             switch v {
@@ -99,7 +99,7 @@ enum HTTPCore {
         Directives.accepted("fastcgi_temp_path", .httpAll, .oneToFour),
         Directives.accepted("uwsgi_temp_path", .httpAll, .oneToFour),
         Directives.accepted("scgi_temp_path", .httpAll, .oneToFour),
-        Directives.spec("root", .httpAll, .one) { call in
+        Directives.spec("root", [.httpAll, .locationIf], .one) { call in
             if case .location(let l, _, _) = call.context, l.alias != nil {
                 throw call.error("\"root\" directive is duplicate, \"alias\" directive was specified earlier")
             }
@@ -132,10 +132,10 @@ enum HTTPCore {
             }
             http.logFormats[name] = LogFormat(name: name, escape: escape, template: parts.joined())
         },
-        Directives.spec("access_log", .httpAll, .oneOrMore, parseAccessLog),
+        Directives.spec("access_log", [.httpAll, .locationIf], .oneOrMore, parseAccessLog),
         Directives.spec("allow", .httpAll, .one) { call in try addAccessRule(call, allow: true) },
         Directives.spec("deny", .httpAll, .one) { call in try addAccessRule(call, allow: false) },
-        Directives.spec("error_page", .httpAll, .twoOrMore, parseErrorPage),
+        Directives.spec("error_page", [.httpAll, .locationIf], .twoOrMore, parseErrorPage),
         Directives.spec("stub_status", [.server, .location], .zeroOrOne) { call in
             try setContent(call, .stubStatus)
         },

@@ -466,12 +466,27 @@ public final class Location {
     /// Compiled when the configuration is validated (regex locations only).
     public internal(set) var regex: Regex?
     public var locations: [Location] = []
+    /// The `if` blocks of this location, each a nameless location with this one's match and pattern (a URI is
+    /// passed on and aliased as by this location), its settings inherited from this one's.
+    public var ifBlocks: [Location] = []
+    /// The location an `if` block is in.
+    public private(set) unowned(unsafe) var parent: Location?
     public let location: SourceLocation
     init(match: LocationMatch, pattern: String, location: SourceLocation) {
         self.match = match
         self.pattern = pattern
         self.location = location
     }
+
+    init(ifIn parent: Location, location: SourceLocation) {
+        self.match = parent.match
+        self.pattern = parent.pattern
+        self.parent = parent
+        self.location = location
+    }
+
+    /// Every block inside this one with a configuration of its own: nested locations and `if` blocks.
+    public var configured: [Location] { locations + ifBlocks }
 }
 
 public final class Server {

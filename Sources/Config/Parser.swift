@@ -12,8 +12,9 @@ enum BlockContext {
     case location(Location, Server, HTTPBlock)
     case upstream(Upstream, HTTPBlock)
     case types(TypesTable)
-    /// `if (…) { }` in a server or location: its directives join the enclosing block's program.
-    case ifBlock(Program, HTTPBlock)
+    /// `if (…) { }` in a server or location: its rewrite directives join the enclosing block's program; in a
+    /// location, the block's other directives configure the `Location` a request takes when the condition holds.
+    case ifBlock(Program, HTTPBlock, Location?)
     /// `map … { }`: every statement is a key and a value.
     case map(Map, HTTPBlock)
 
@@ -26,7 +27,7 @@ enum BlockContext {
         case .location: .location
         case .upstream: .upstream
         case .types: .types
-        case .ifBlock: .ifBlock
+        case .ifBlock(_, _, let l): l == nil ? .ifBlock : .locationIf
         case .map: .map
         }
     }
@@ -48,8 +49,10 @@ struct Contexts: OptionSet {
     static let types = Contexts(rawValue: 64)
     static let ifBlock = Contexts(rawValue: 128)
     static let map = Contexts(rawValue: 256)
+    /// `if` inside a location (nginx's NGX_HTTP_LIF_CONF); `.ifBlock` is one inside a server.
+    static let locationIf = Contexts(rawValue: 512)
     /// Where the rewrite module's directives go.
-    static let script: Contexts = [.server, .location, .ifBlock]
+    static let script: Contexts = [.server, .location, .ifBlock, .locationIf]
     static let httpAll: Contexts = [.http, .server, .location]
 }
 

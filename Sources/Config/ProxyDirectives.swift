@@ -6,7 +6,7 @@ enum Proxy {
     ]
 
     static let specs: [DirectiveSpec] = [
-        Directives.spec("proxy_pass", .location, .one, parseProxyPass),
+        Directives.spec("proxy_pass", [.location, .locationIf], .one, parseProxyPass),
         Directives.spec("proxy_set_header", .httpAll, .two) { call in
             Directives.withSettings(call) { s in
                 s.proxySetHeaders = (s.proxySetHeaders ?? []) + [HeaderSetting(name: call.words[1], value: call.words[2])]
@@ -63,8 +63,14 @@ enum Proxy {
         },
     ]
 
+    /// A URI replaces the part of the request's that the location matched: only prefix and exact locations have one.
+    private static func refuseURI(_ uri: String?, in loc: Location, _ call: Call) throws {
+        guard uri != nil, loc.parent != nil || ![.exact, .prefix, .preferentialPrefix].contains(loc.match) else { return }
+        throw call.error("\"proxy_pass\" cannot have URI part in location given by regular expression, or inside named location, or inside \"if\" statement, or inside \"limit_except\" block")
+    }
+
     static func parseProxyPass(_ call: Call) throws {
-        guard case .location(let loc, _, _) = call.context else { return }
+        guard let loc = Directives.location(call) else { return }
         if case .none = loc.content {} else { throw call.duplicate() }
         let url = call.words[1]
         let lower = url.lowercased()
@@ -84,6 +90,7 @@ enum Proxy {
             guard end > path.startIndex else { throw call.error("no path in the unix domain socket \"\(rest)\"") }
             let socketPath = "unix:" + path[..<end]
             let uri = end < path.endIndex ? String(path[path.index(after: end)...]) : nil
+            try refuseURI(uri.flatMap { $0.isEmpty ? nil : $0 }, in: loc, call)
             loc.content = .proxy(ProxyPass(scheme: scheme, hostText: "localhost", port: nil, uri: uri.flatMap { $0.isEmpty ? nil : $0 },
                                            target: .address([PeerAddress(host: socketPath, port: 0, isIPv6: false)], text: socketPath),
                                            location: call.location))
@@ -118,6 +125,7 @@ enum Proxy {
         if port == nil && http.upstream(named: hp.host) == nil {
             http.upstreams.append(Upstream(name: hp.host, firstMention: call.location))
         }
+        try refuseURI(uri, in: loc, call)
         let pass = ProxyPass(scheme: scheme, hostText: hp.host, port: port, uri: uri,
                              target: port == nil ? .upstream(hp.host) : .address([], text: String(hostPort)),
                              location: call.location)

@@ -36,17 +36,17 @@ enum RewriteDirectives {
             program(call).append(.rewrite(re, try template(call, call.words[2]), flag))
         },
         Directives.spec("break", .script, .none) { call in program(call).append(.stop) },
-        Directives.spec("if", .script, .oneOrMore, block: true, parseIf),
+        Directives.spec("if", [.server, .location], .oneOrMore, block: true, parseIf),
         // Vigil logs nothing per rewrite, and unset variables are empty without a warning.
-        Directives.accepted("rewrite_log", [.http, .server, .location, .ifBlock], .one),
-        Directives.accepted("uninitialized_variable_warn", [.http, .server, .location, .ifBlock], .one),
+        Directives.accepted("rewrite_log", [.http, .script], .one),
+        Directives.accepted("uninitialized_variable_warn", [.http, .script], .one),
     ]
 
     static func program(_ call: Call) -> Program {
         switch call.context {
         case .server(let s, _): return s.script
         case .location(let l, _, _): return l.script
-        case .ifBlock(let p, _): return p
+        case .ifBlock(let p, _, _): return p
         default: preconditionFailure("rewrite directive \(call.name) outside server/location")
         }
     }
@@ -107,7 +107,15 @@ enum RewriteDirectives {
         let p = program(call)
         let at = p.count
         p.append(.unless(condition, -1))
-        try call.parseBlock(.ifBlock(p, Directives.http(call)))
+        var block: Location?
+        if case .location(let parent, _, _) = call.context {
+            // ngx_http_rewrite_if: the block is a nameless location; holding, its configuration is the request's.
+            let l = Location(ifIn: parent, location: call.location)
+            p.append(.select(parent.ifBlocks.count))
+            parent.ifBlocks.append(l)
+            block = l
+        }
+        try call.parseBlock(.ifBlock(p, Directives.http(call), block))
         p.patchJump(at: at)
     }
 }

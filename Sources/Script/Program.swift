@@ -16,6 +16,9 @@ public final class Program {
         case `return`(Int, Template?)
         /// `break`.
         case stop
+        /// First in an `if` block inside a location: the request takes that block's configuration (its
+        /// number among the location's `if` blocks), as ngx_http_script_if_code sets r->loc_conf.
+        case select(Int)
     }
 
     public enum RewriteFlag: String { case last, `break`, redirect, permanent }
@@ -70,6 +73,8 @@ public final class Program {
                 return .respond(code, t?.render(ctx))
             case .stop:
                 return .stop
+            case .select(let block):
+                ctx.select(ifBlock: block)
             }
             pc += 1
         }

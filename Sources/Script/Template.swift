@@ -6,6 +6,8 @@ public protocol ScriptContext: AnyObject {
     var uri: String { get set }
     var args: String? { get set }
     var captures: Captures? { get set }
+    /// An `if` block's condition held: its configuration (the location's `if` block number `ifBlock`) applies.
+    func select(ifBlock: Int)
 }
 
 /// A string with `$name`, `${name}` and `$1`…`$9` in it, split once, when the configuration loads; the names

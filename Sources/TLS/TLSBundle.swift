@@ -44,7 +44,7 @@ public final class TLSBundle {
                     certificate: s.proxySSLCertificate, key: s.proxySSLCertificateKey, passwordFile: s.proxySSLPasswordFile,
                     sessionReuse: s.proxySSLSessionReuse ?? true, directives: "proxy", at: pass.location)
             }
-            try addLocations(loc.locations)
+            try addLocations(loc.configured)
         }
     }
 

@@ -571,11 +571,10 @@ final class ProxySession: EventHandler {
         var uri = request.target
         if let dynamicURI {
             uri = dynamicURI
-        } else if let passURI = pass.uri, let loc = request.location, loc.match == .prefix || loc.match == .preferentialPrefix || loc.match == .exact {
+        } else if let passURI = pass.uri, let loc = request.location {
+            // Only prefix and exact locations may give proxy_pass a URI: it replaces the part the location matched.
             let rest = request.uri.dropFirst(min(loc.pattern.utf8.count, request.uri.utf8.count))
             uri = passURI + rest + (request.args.map { "?" + $0 } ?? "")
-        } else if let passURI = pass.uri, request.location.map({ if case .regex = $0.match { return false } else { return true } }) ?? true {
-            uri = passURI
         }
         let body = (settings.proxyPassRequestBody ?? true) ? request.body : []
         var out: [UInt8] = []

@@ -83,6 +83,13 @@ final class RequestContext: ScriptContext {
         rewritten = false
     }
 
+    func select(ifBlock: Int) {
+        guard let base = location.map({ $0.parent ?? $0 }) else { return }
+        let block = base.ifBlocks[ifBlock]
+        location = block
+        scope = connection.worker.scope(server: server, location: block)
+    }
+
     func value(_ v: Variable) -> String? { Variables(request: self, connection: connection).value(v) }
 
     func setUser(_ index: Int, _ value: String) {

@@ -114,7 +114,7 @@ public final class WorkerProcess {
                                             tls: tls.context(for: loc).map { UpstreamTLS(context: $0, settings: loc.settings, pass: pass) })
                 }
                 scopes[ObjectIdentifier(loc)] = SettingsScope(loc.settings, proxyRoute: proxyRoute)
-                route(loc.locations)
+                route(loc.configured)
             }
         }
         for server in config.http?.servers ?? [] {

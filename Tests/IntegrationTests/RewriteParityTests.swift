@@ -299,6 +299,91 @@ final class RewriteParityTests: XCTestCase {
         XCTAssertEqual(differences, [], differences.joined(separator: "\n"))
     }
 
+    /// Directives inside `if` in a location (nginx's nameless `if` location): add_header (the CORS pattern,
+    /// and two `if`s that both hold, where only the last one's configuration counts), proxy_pass inside an
+    /// `if`, a location's proxy_pass kept by an `if` without one, root, error_page and expires in an `if`.
+    func testIfBlocksMatchNginx() throws {
+        try XCTSkipUnless(Tools.available(Tools.nginx), "Debian's nginx is not installed (scripts/install-deps installs it)")
+        let backendPort = freePort(), vport = freePort(), nport = freePort()
+        let backend = try NginxPeer(http: """
+            server { listen 127.0.0.1:\(backendPort);
+                location / { add_header X-Backend b; return 200 "backend uri=$uri args=$args\\n"; } }
+            """, waitFor: [backendPort])
+        defer { backend.cleanup() }
+        let vigil = try Vigil(config: "")
+        defer { vigil.cleanup() }
+        let other = vigil.prefix + "/other"
+        try FileManager.default.createDirectory(atPath: other + "/st", withIntermediateDirectories: true)
+        try "other root\n".write(toFile: other + "/st/f.txt", atomically: true, encoding: .utf8)
+        func server(_ port: UInt16) -> String {
+            """
+            server {
+                listen 127.0.0.1:\(port);
+                add_header X-Server s;
+                location /cors/ {
+                    add_header X-Loc loc;
+                    if ($request_method = OPTIONS) {
+                        add_header Access-Control-Allow-Origin "*";
+                        add_header Access-Control-Max-Age 1728000;
+                        return 204;
+                    }
+                    if ($arg_one) { add_header X-First 1; }
+                    if ($arg_two) { add_header X-Second 2; }
+                    return 200 "cors\\n";
+                }
+                location /px/ {
+                    if ($arg_p) { add_header X-If-Proxy 1; proxy_pass http://127.0.0.1:\(backendPort); }
+                    return 200 "not proxied\\n";
+                }
+                location /keep/ {
+                    proxy_pass http://127.0.0.1:\(backendPort)/mapped/;
+                    if ($arg_noop) { }
+                    if ($arg_hdr) { add_header X-If hdr; }
+                }
+                location /st/ {
+                    if ($arg_other) { root \(other); }
+                    if ($arg_ep) { error_page 404 =200 /cors/; }
+                    if ($arg_exp) { expires epoch; }
+                }
+            }
+            """
+        }
+        try vigil.write(config: Vigil.config(workers: 1, http: server(vport)))
+        _ = try vigil.start()
+        let nginx = try NginxPeer(http: server(nport), waitFor: [nport])
+        defer { nginx.cleanup() }
+        let ignored: Set<String> = ["server", "date", "connection", "content-length", "content-type", "etag", "last-modified",
+                                    "accept-ranges", "transfer-encoding"]
+        func normal(_ r: HTTPResponse) -> [String] {
+            r.headers.filter { !ignored.contains($0.name.lowercased()) }.map { "\($0.name.lowercased()): \($0.value)" }.sorted()
+        }
+        var differences: [String] = []
+        let requests: [(String, String)] = [
+            ("OPTIONS", "/cors/"), ("GET", "/cors/"), ("GET", "/cors/?one=1"), ("GET", "/cors/?one=1&two=1"),
+            ("GET", "/px/x?p=1"), ("GET", "/px/x"), ("GET", "/keep/a?noop=1"), ("GET", "/keep/a?hdr=1"), ("GET", "/keep/a"),
+            ("GET", "/st/f.txt?other=1"), ("GET", "/st/f.txt"), ("GET", "/st/f.txt?ep=1"), ("GET", "/st/f.txt?other=1&exp=1"),
+        ]
+        for (method, path) in requests {
+            let raw = getRequest(path, headers: ["Connection: close"], method: method)
+            let v = try httpExchange(vport, raw, method: method), n = try httpExchange(nport, raw, method: method)
+            if v.status != n.status { differences.append("\(method) \(path): status vigil \(v.status), nginx \(n.status)") }
+            if normal(v) != normal(n) { differences.append("\(method) \(path): headers vigil \(normal(v)), nginx \(normal(n))") }
+            if n.status < 300 && v.body != n.body { differences.append("\(method) \(path): body vigil \(String(decoding: v.body, as: UTF8.self)), nginx \(String(decoding: n.body, as: UTF8.self))") }
+        }
+        XCTAssertEqual(differences, [], differences.joined(separator: "\n"))
+
+        // Directives nginx does not allow in an `if`, and a URI on proxy_pass inside one, fail `-t` as in nginx.
+        try vigil.write(config: Vigil.config(http: "server { listen 127.0.0.1:\(freePort()); location / { if ($a) { proxy_set_header X 1; } } }"))
+        var r = vigil.vigil(["-t"])
+        XCTAssertTrue(r.stderr.contains("\"proxy_set_header\" directive is not allowed here in \(vigil.confPath):10"), r.stderr)
+        try vigil.write(config: Vigil.config(http: "server { listen 127.0.0.1:\(freePort()); location / { if ($a) { proxy_pass http://127.0.0.1:1/x; } } }"))
+        r = vigil.vigil(["-t"])
+        XCTAssertTrue(r.stderr.contains("\"proxy_pass\" cannot have URI part in location given by regular expression, or inside named location, or inside \"if\" statement, or inside \"limit_except\" block in \(vigil.confPath):10"), r.stderr)
+        try vigil.write(config: Vigil.config(http: "server { listen 127.0.0.1:\(freePort()); if ($a) { add_header X 1; } }"))
+        r = vigil.vigil(["-t"])
+        XCTAssertTrue(r.stderr.contains("\"add_header\" directive is not allowed here in \(vigil.confPath):10"), r.stderr)
+    }
+
     func testScriptErrorsAtConfigTest() throws {
         let vigil = try Vigil(config: Vigil.config(http: """
             server { listen 127.0.0.1:\(freePort());

@@ -206,11 +206,12 @@ public enum SessionCacheSetting: Sendable, Equatable {
     case shared(name: String, size: Int)
 }
 
-/// `proxy_redirect`: `off`, `default` (the proxy_pass URL becomes the location's prefix), or a prefix and
-/// its replacement.
+/// `proxy_redirect`: `off`, `default` (the proxy_pass URL becomes the location's prefix), a prefix and
+/// its replacement, or a regex (`~`, `~*`) whose match makes the whole value the replacement, with its groups.
 public enum ProxyRedirect: Sendable {
     case off, `default`
     case rule(String, Template)
+    case regex(Regex, Template)
 }
 
 /// `expires`: `off`, `epoch`, `max`, or seconds from now (negative: already expired).

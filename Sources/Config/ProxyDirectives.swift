@@ -52,8 +52,14 @@ enum Proxy {
                 default: throw call.error("invalid parameter \"\(call.words[1])\"")
                 }
             } else {
-                if call.words[1].hasPrefix("~") { throw call.error("regular expressions in \"proxy_redirect\" are not supported by vigil") }
-                r = .rule(call.words[1], try RewriteDirectives.template(call, call.words[2]))
+                let pattern = call.words[1], replacement = try RewriteDirectives.template(call, call.words[2])
+                if pattern.hasPrefix("~*") {
+                    r = .regex(try RewriteDirectives.regex(call, String(pattern.dropFirst(2)), caseless: true), replacement)
+                } else if pattern.hasPrefix("~") {
+                    r = .regex(try RewriteDirectives.regex(call, String(pattern.dropFirst()), caseless: false), replacement)
+                } else {
+                    r = .rule(pattern, replacement)
+                }
             }
             try Directives.withSettings(call) { s in
                 if case .off? = s.proxyRedirects?.first { throw call.error("invalid parameter \"\(call.words[1])\"") }

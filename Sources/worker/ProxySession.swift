@@ -393,6 +393,11 @@ final class ProxySession: EventHandler {
                 }
             case .rule(let prefix, let replacement):
                 if value.hasPrefix(prefix) { return replacement.render(request) + value.dropFirst(prefix.count) }
+            case .regex(let re, let replacement):
+                if let m = re.match(value) {
+                    Program.take(m, of: re, request)
+                    return replacement.render(request)
+                }
             }
         }
         return nil

@@ -129,6 +129,10 @@ final class RewriteParityTests: XCTestCase {
                 location /r1/ { proxy_pass http://127.0.0.1:\(backendPort)/; }
                 location /r2/ { proxy_pass http://127.0.0.1:\(backendPort); proxy_redirect off; }
                 location /r3/ { proxy_pass http://127.0.0.1:\(backendPort)/; proxy_redirect http://elsewhere.test/ /moved/; }
+                location /r4/ { proxy_pass http://127.0.0.1:\(backendPort)/; proxy_redirect ~^http://elsewhere\\.test/(.*)$ /re/$1; }
+                location /r5/ { proxy_pass http://127.0.0.1:\(backendPort)/;
+                                proxy_redirect ~^http://nomatch/ /no/;
+                                proxy_redirect "~*^HTTP://(?<h>[^/]+)/(.*)$" http://$h.outer/$2?from=$host; }
                 location /proxy/ {
                     add_header X-Proxied 1;
                     proxy_hide_header X-Secret;
@@ -152,7 +156,7 @@ final class RewriteParityTests: XCTestCase {
         }
         var differences: [String] = []
         for path in ["/inherit", "/own?v=7", "/missing", "/proxy/x", "/r1/to-host", "/r1/to-path", "/r1/to-other",
-                     "/r2/to-host", "/r3/to-other"] {
+                     "/r2/to-host", "/r3/to-other", "/r4/to-other", "/r4/to-host", "/r5/to-other", "/r5/to-host"] {
             let raw = getRequest(path, headers: ["Connection: close"])
             let v = try httpExchange(vport, raw), n = try httpExchange(nport, raw)
             if v.status != n.status { differences.append("\(path): status vigil \(v.status), nginx \(n.status)") }

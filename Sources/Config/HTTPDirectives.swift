@@ -67,6 +67,8 @@ enum HTTPCore {
                 try Directives.withSettings(call) { $0.keepaliveHeaderTimeout = try Directives.msecArg(call, call.words[2]) / 1000 * 1000 }
             }
         },
+        Directives.spec("resolver", .httpAll, .oneOrMore, parseResolver),
+        Directives.msecSetting("resolver_timeout", \.resolverTimeout),
         Directives.numberSetting("keepalive_requests", \.keepaliveRequests),
         Directives.msecSetting("keepalive_time", \.keepaliveTime),
         // Vigil's lookups are not hash tables sized by these: accepted, as every nginx.conf may carry them.
@@ -140,6 +142,39 @@ enum HTTPCore {
             try setContent(call, .stubStatus)
         },
     ]
+
+    /// ngx_resolver_create: parameters anywhere among the addresses; a name is resolved now, port 53 by default.
+    static func parseResolver(_ call: Call) throws {
+        var setting = ResolverSetting(servers: [], text: call.args.joined(separator: " "))
+        for word in call.args {
+            func flag(_ prefix: String) throws -> Bool {
+                guard let f = Values.flag(String(word.dropFirst(prefix.count))) else { throw call.error("invalid parameter: \(word)") }
+                return f
+            }
+            if word.hasPrefix("valid=") {
+                guard let ms = Values.msec(String(word.dropFirst(6))) else { throw call.error("invalid parameter: \(word)") }
+                setting.validMs = ms
+            } else if word.hasPrefix("ipv4=") {
+                setting.ipv4 = try flag("ipv4=")
+            } else if word.hasPrefix("ipv6=") {
+                setting.ipv6 = try flag("ipv6=")
+            } else {
+                guard let hp = Resolver.splitHostPort(word), !hp.host.isEmpty else { throw call.error("invalid host in resolver \"\(word)\"") }
+                var port: UInt16 = 53
+                if let p = hp.port {
+                    guard let n = Values.plainNumber(p), n >= 1, n <= 65535 else { throw call.error("invalid port in resolver \"\(word)\"") }
+                    port = UInt16(n)
+                }
+                guard let addrs = Resolver.resolve(host: hp.host, port: port), !addrs.isEmpty else {
+                    throw call.error("host not found in resolver \"\(word)\"")
+                }
+                setting.servers += addrs
+            }
+        }
+        if !setting.ipv4 && !setting.ipv6 { throw call.error("\"ipv4\" and \"ipv6\" cannot both be \"off\"") }
+        guard !setting.servers.isEmpty else { throw call.error("invalid number of arguments in \"resolver\" directive") }
+        try Directives.setOnce(call, \.resolver, setting)
+    }
 
     static func setContent(_ call: Call, _ handler: ContentHandler) throws {
         switch call.context {

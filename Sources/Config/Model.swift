@@ -138,6 +138,11 @@ public struct PeerAddress: Hashable, Sendable, CustomStringConvertible {
     /// `unix:/path`, a unix-domain socket (port 0).
     public var isUnix: Bool { host.hasPrefix("unix:") }
     public var description: String { isUnix ? host : isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    public init(host: String, port: UInt16, isIPv6: Bool) {
+        self.host = host
+        self.port = port
+        self.isIPv6 = isIPv6
+    }
 }
 
 public struct UpstreamServer: Sendable {
@@ -214,6 +219,18 @@ public enum ProxyRedirect: Sendable {
     case regex(Regex, Template)
 }
 
+/// `resolver address[:port] … [valid=time] [ipv4=on|off] [ipv6=on|off]`: the DNS servers that names in
+/// `proxy_pass` variables are resolved with, while requests run.
+public struct ResolverSetting: Sendable {
+    public var servers: [PeerAddress]
+    /// `valid=`: how long an answer is kept, instead of its TTL.
+    public var validMs: Int?
+    public var ipv4 = true
+    public var ipv6 = true
+    /// The directive's arguments: one resolver per distinct directive in a worker, as nginx has one per directive.
+    public var text: String
+}
+
 /// `expires`: `off`, `epoch`, `max`, or seconds from now (negative: already expired).
 public enum ExpiresSetting: Sendable, Equatable {
     case off, epoch, max
@@ -284,6 +301,8 @@ public struct HTTPSettings: Sendable {
     public var proxyPassRequestHeaders: Bool?
     public var proxyPassRequestBody: Bool?
     public var proxyInterceptErrors: Bool?
+    public var resolver: ResolverSetting?
+    public var resolverTimeout: Int?
     public var checkStatusFormat: String?
     /// add_header lines of one level: a level that has any does not inherit its parent's (nginx's rule).
     public var addHeaders: [AddedHeader]?
@@ -371,6 +390,8 @@ public struct HTTPSettings: Sendable {
         proxyPassRequestHeaders = proxyPassRequestHeaders ?? p.proxyPassRequestHeaders
         proxyPassRequestBody = proxyPassRequestBody ?? p.proxyPassRequestBody
         proxyInterceptErrors = proxyInterceptErrors ?? p.proxyInterceptErrors
+        resolver = resolver ?? p.resolver
+        resolverTimeout = resolverTimeout ?? p.resolverTimeout
         checkStatusFormat = checkStatusFormat ?? p.checkStatusFormat
         addHeaders = addHeaders ?? p.addHeaders
         proxyHideHeaders = proxyHideHeaders ?? p.proxyHideHeaders

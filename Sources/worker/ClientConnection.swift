@@ -3,8 +3,10 @@ import Glibc
 #endif
 import CShim
 import Config
+import DNS
 import Event
 import Gzip
+import Proxy
 import HTTP
 import Script
 import TLS
@@ -412,24 +414,9 @@ final class ClientConnection: EventHandler {
         let content = r.location?.content ?? r.server.content
         switch content {
         case .proxy(let pass):
-            var balancer = r.proxyRoute?.balancer
-            var uri: String?
-            if case .variable(let t) = pass.target {
-                // nginx: the host names an upstream block (or is an address); anything else needs a resolver.
-                let target = t.render(r)
-                let slash = target.firstIndex(of: "/")
-                let hostPort = String(slash.map { target[..<$0] } ?? Substring(target))
-                uri = slash.map { String(target[$0...]) }
-                r.proxyHost = hostPort
-                balancer = worker.balancer(forHost: hostPort)
-                if balancer == nil {
-                    worker.log.error("no resolver defined to resolve \(hostPort), client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
-                    return respondError(502)
-                }
-            }
-            guard let balancer else { return respondError(500) }
-            proxy = ProxySession(client: self, request: r, pass: pass, balancer: balancer, uri: uri)
-            proxy!.start()
+            if case .variable(let t) = pass.target { return proxy(r, pass, to: t.render(r)) }
+            guard let balancer = r.proxyRoute?.balancer else { return respondError(500) }
+            startProxy(r, pass, balancer, uri: nil)
         case .stubStatus:
             guard r.method == "GET" || r.method == "HEAD" else { respondError(405); return }
             let c = worker.counters
@@ -441,6 +428,44 @@ final class ClientConnection: EventHandler {
             respond(status: page.status, contentType: page.contentType, body: page.body, omitLengthForHead: true)
         case .none:
             StaticFiles(connection: self, request: r).serve()
+        }
+    }
+
+    private func startProxy(_ r: RequestContext, _ pass: ProxyPass, _ balancer: UpstreamBalancer, uri: String?) {
+        proxy = ProxySession(client: self, request: r, pass: pass, balancer: balancer, uri: uri)
+        proxy!.start()
+    }
+
+    /// `proxy_pass` with variables (`target` is what they gave): the host names an upstream block or is an
+    /// address; any other name is resolved with the location's `resolver` while the request waits.
+    private func proxy(_ r: RequestContext, _ pass: ProxyPass, to target: String) {
+        let slash = target.firstIndex(of: "/")
+        let hostPort = String(slash.map { target[..<$0] } ?? Substring(target))
+        let uri = slash.map { String(target[$0...]) }
+        r.proxyHost = hostPort
+        let defaultPort: UInt16 = pass.scheme == "https" ? 443 : 80
+        if let balancer = worker.balancer(forHost: hostPort, defaultPort: defaultPort) {
+            return startProxy(r, pass, balancer, uri: uri)
+        }
+        guard let hp = Resolver.splitHostPort(hostPort), !hp.host.isEmpty,
+              let port = hp.port.map({ UInt16($0) }) ?? defaultPort, port > 0 else {
+            worker.log.error("invalid URL prefix in \"\(pass.scheme)://\(target)\", client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
+            return respondError(500)
+        }
+        guard let resolver = r.settings.resolver.map({ worker.dns($0) }) else {
+            worker.log.error("no resolver defined to resolve \(hp.host), client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
+            return respondError(502)
+        }
+        resolver.resolve(hp.host, timeoutMs: r.settings.resolverTimeout ?? 30_000) { [weak self] result in
+            guard let self, self.request === r, self.state != .closed else { return }
+            switch result {
+            case .success(let addresses):
+                let peers = addresses.map { PeerAddress(host: $0.host, port: port, isIPv6: $0.isIPv6) }
+                self.startProxy(r, pass, UpstreamBalancer(literal: hostPort, addresses: peers), uri: uri)
+            case .failure(let error):
+                self.worker.log.error("\(hp.host) could not be resolved (\(error)), client: \(self.remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
+                self.respondError(502)
+            }
         }
     }
 

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CShim
 import Config
+import DNS
 import Event
 import Proxy
 import Gzip
@@ -183,11 +184,26 @@ public final class WorkerProcess {
     /// `proxy_pass http://$var…`: the balancer for the host a request's variables named — an upstream block,
     /// a configured literal address, or a numeric address with a port, made for this request only (a client
     /// that picks the address must not be able to grow a cache). nil when a resolver would be needed.
-    func balancer(forHost hostPort: String) -> UpstreamBalancer? {
+    func balancer(forHost hostPort: String, defaultPort: UInt16) -> UpstreamBalancer? {
         if let b = balancers[hostPort.lowercased()] ?? balancers["\u{0}" + hostPort] { return b }
-        guard let hp = Resolver.splitHostPort(hostPort), let p = hp.port, let port = UInt16(p), port > 0,
-              Resolver.isNumericAddress(hp.host), let addrs = Resolver.resolve(host: hp.host, port: port) else { return nil }
+        guard let hp = Resolver.splitHostPort(hostPort), Resolver.isNumericAddress(hp.host),
+              let port = hp.port.map({ UInt16($0) }) ?? defaultPort, port > 0,
+              let addrs = Resolver.resolve(host: hp.host, port: port) else { return nil }
         return UpstreamBalancer(literal: hostPort, addresses: addrs)
+    }
+
+    /// One DNS client per distinct `resolver` directive, made when a request first needs it.
+    private var resolvers: [String: DNSClient] = [:]
+    func dns(_ setting: ResolverSetting) -> DNSClient {
+        if let c = resolvers[setting.text] { return c }
+        let servers = setting.servers.compactMap { a in
+            SocketAddress(host: a.host, port: a.port, isIPv6: a.isIPv6).map { ($0, a.description) }
+        }
+        let c = DNSClient(loop: loop, servers: servers, validMs: setting.validMs, ipv4: setting.ipv4, ipv6: setting.ipv6) { [unowned self] in
+            self.log.error($0)
+        }
+        resolvers[setting.text] = c
+        return c
     }
 
     /// Deflate streams of finished gzip responses, reset for the next.

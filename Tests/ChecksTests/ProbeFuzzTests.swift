@@ -22,47 +22,12 @@ final class ProbeFuzzTests: XCTestCase {
         (.tcp, []),
     ]
 
-    /// Values that sit on the edges of the length, version, type and sequence fields these protocols carry.
-    static let boundaryBytes: [UInt8] = [0x00, 0x01, 0x02, 0x03, 0x06, 0x07, 0x09, 0x0a, 0x0d, 0x16, 0x20, 0x30, 0x39, 0x7f, 0x80, 0xfe, 0xff]
-    static let boundaryWords: [UInt16] = [0, 1, 2, 7, 8, 0x7f, 0x80, 0xff, 0x100, 0x3fff, 0x4000, 0x7fff, 0x8000, 0xfffe, 0xffff]
-
-    /// Binary mutations: protocol replies are length-prefixed records, so besides bit and byte changes the
-    /// mutator rewrites 16-bit fields, cuts at any point and splices records of other protocols in.
-    static func mutate(_ input: [UInt8], rng: inout SplitMix64) -> [UInt8] {
-        var b = input
-        for _ in 0..<(1 + rng.below(4)) {
-            let n = b.count
-            switch rng.below(9) {
-            case 0 where n > 0: b[rng.below(n)] ^= UInt8(1) << UInt8(rng.below(8))
-            case 1 where n > 0: b[rng.below(n)] = rng.pick(boundaryBytes)
-            case 2 where n > 1:
-                let at = rng.below(n - 1), v = rng.pick(boundaryWords)
-                b[at] = UInt8(v >> 8)
-                b[at + 1] = UInt8(v & 0xff)
-            case 3: b.insert(contentsOf: (0..<(1 + rng.below(8))).map { _ in UInt8(truncatingIfNeeded: rng.next()) }, at: rng.below(n + 1))
-            case 4 where n > 0:
-                let at = rng.below(n)
-                b.removeSubrange(at..<min(n, at + 1 + rng.below(16)))
-            case 5 where n > 0: b.removeSubrange(rng.below(n)...)
-            case 6:
-                let other = rng.pick(corpus).1
-                b = Array(b[0..<rng.below(n + 1)]) + Array(other[rng.below(other.count + 1)...])
-            case 7 where n > 0:
-                let at = rng.below(n)
-                let piece = Array(b[at..<min(n, at + 1 + rng.below(32))])
-                b.insert(contentsOf: Array(repeating: piece, count: rng.chance(5) ? 3000 : 1 + rng.below(4)).joined(), at: at)
-            default: b += rng.pick(corpus).1
-            }
-        }
-        return b
-    }
-
     static func runCase(_ iteration: Int, seed: UInt64, progress: FuzzProgress) {
         var rng = SplitMix64(seed: seed ^ (UInt64(iteration) &* 0xD1B5_4A32_D192_ED03))
         let (own, capture) = rng.pick(corpus)
         // Mostly each parser on its own protocol's replies; sometimes on another's.
         let type = rng.chance(80) ? own : rng.pick(CheckType.allCases)
-        let reply = mutate(capture, rng: &rng)
+        let reply = BinaryMutation.mutate(capture, corpus: corpus.map(\.1), rng: &rng)
         progress.start(reply)
         let verdict = Probes.evaluate(type, reply, eof: true, expect: CheckSettings().effectiveExpectAlive, expectSet: false, peer: testPeer)
         switch verdict {

@@ -1,0 +1,334 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CShim
+import Event
+
+/// nginx's `resolver`: a non-blocking DNS client on a worker's event loop. It asks the servers in turn
+/// (one connected UDP socket each), A and AAAA at once, follows a CNAME that comes without addresses,
+/// asks again over TCP when a reply is truncated, and caches answers for their TTL (or `valid=`) and
+/// "no such host" for 10 s, as ngx_resolver does. Every lookup ends within its timeout.
+public final class DNSClient {
+    public typealias Completion = (Result<[ResolvedAddress], ResolveError>) -> Void
+
+    /// nginx asks the next server when one has not answered for 5 s.
+    static let resendMs: UInt64 = 5000
+    static let negativeMs: UInt64 = 10_000
+    static let cacheLimit = 1024
+
+    private let loop: EventLoop
+    private let servers: [UDPServer]
+    private let validMs: UInt64?
+    private let types: [RecordType]
+    private let log: (String) -> Void
+    private var cache: [String: CacheEntry] = [:]
+    private var lookups: [String: Lookup] = [:]
+    private var inFlight: [UInt16: Question] = [:]
+    private var nextServer = 0
+
+    struct CacheEntry {
+        let result: Result<[ResolvedAddress], ResolveError>
+        let expires: UInt64
+    }
+
+    /// `servers` are numeric addresses with ports; `log` gets nginx-style error lines about the servers.
+    public init(loop: EventLoop, servers: [(address: SocketAddress, text: String)], validMs: Int?, ipv4: Bool, ipv6: Bool,
+                log: @escaping (String) -> Void) {
+        self.loop = loop
+        self.servers = servers.map { UDPServer(address: $0.address, text: $0.text) }
+        self.validMs = validMs.map { UInt64($0) }
+        self.types = (ipv4 ? [.a] : []) + (ipv6 ? [.aaaa] : [])
+        self.log = log
+        for s in self.servers { s.client = self }
+    }
+
+    /// Closes the sockets and ends every lookup (a worker that stops).
+    public func shutdown() {
+        for l in Array(lookups.values) { finish(l, .failure(.timedOut)) }
+        for s in servers { s.close(loop) }
+    }
+
+    /// Calls `done` with the addresses of `name`, at once when they are cached, otherwise from the loop.
+    public func resolve(_ name: String, timeoutMs: Int, _ done: @escaping Completion) {
+        let key = Reply.trimmed(name).lowercased()
+        guard Query.isValidName(key) else { return done(.failure(.formatError)) }
+        if let hit = cache[key] {
+            if hit.expires > loop.now { return done(hit.result) }
+            cache[key] = nil
+        }
+        if let running = lookups[key] {
+            running.waiters.append(done)
+            return
+        }
+        let lookup = Lookup(name: key, done: done, timer: loop.makeTimer())
+        lookups[key] = lookup
+        lookup.timer.rearm(after: UInt64(max(1, timeoutMs))) { [unowned self, unowned lookup] in
+            self.finish(lookup, .failure(.timedOut))
+        }
+        for type in types { ask(key, type, for: lookup, depth: 0) }
+    }
+
+    private func ask(_ name: String, _ type: RecordType, for lookup: Lookup, depth: Int) {
+        var id = UInt16.random(in: 0 ... .max)
+        while inFlight[id] != nil { id &+= 1 }
+        let q = Question(id: id, name: name, type: type, lookup: lookup, depth: depth, firstServer: nextServer % servers.count,
+                         resend: loop.makeTimer())
+        nextServer += 1
+        lookup.questions.append(q)
+        inFlight[id] = q
+        send(q)
+    }
+
+    /// Sends (again) to the question's current server; the resend timer moves it to the next one.
+    private func send(_ q: Question) {
+        let server = servers[q.server % servers.count]
+        if let e = server.send(q.packet, loop: loop) { log("send() to resolver \(server.text) failed (\(e): \(String(cString: strerror(e))))") }
+        q.resend.rearm(after: DNSClient.resendMs) { [unowned self, unowned q] in
+            q.server += 1
+            self.send(q)
+        }
+    }
+
+    /// A datagram from a server: dropped unless it answers a question in flight.
+    func received(_ bytes: [UInt8], from server: UDPServer) {
+        guard let id = Reply.id(of: bytes), let q = inFlight[id] else { return }
+        handle(bytes, for: q, from: server.text, overTCP: false)
+    }
+
+    private func handle(_ bytes: [UInt8], for q: Question, from server: String, overTCP: Bool) {
+        let reply: Reply
+        do {
+            reply = try Reply.parse(bytes, id: q.id, name: q.name, type: q.type)
+        } catch Reply.ParseError.notOurs {
+            return
+        } catch {
+            log("invalid DNS response \(q.id) from \(server) while resolving \(q.name)")
+            return retryElsewhere(q, .formatError)
+        }
+        switch reply.outcome {
+        case .truncated:
+            guard !overTCP else { return retryElsewhere(q, .formatError) }
+            q.resend.cancel()
+            let s = servers[q.server % servers.count]
+            q.tcp = TCPExchange(loop: loop, address: s.address, query: q.packet) { [unowned self, unowned q] bytes in
+                q.tcp = nil
+                guard let bytes else {
+                    self.log("DNS over TCP with resolver \(s.text) failed while resolving \(q.name)")
+                    return self.retryElsewhere(q, .serverFailure)
+                }
+                self.handle(bytes, for: q, from: s.text, overTCP: true)
+            }
+        case .failed(let rcode):
+            answered(q, .failure(ResolveError(code: rcode)))
+        case .answered(let addresses, let ttl, let cname):
+            if let cname, q.depth < 8 {
+                retire(q)
+                ask(cname, q.type, for: q.lookup, depth: q.depth + 1)
+            } else {
+                answered(q, addresses.isEmpty ? .failure(.hostNotFound) : .success((addresses, ttl)))
+            }
+        }
+    }
+
+    /// A server that sent nonsense or dropped TCP: the next one is asked, unless every one has been.
+    private func retryElsewhere(_ q: Question, _ error: ResolveError) {
+        guard q.server + 1 < q.firstServer + servers.count else { return answered(q, .failure(error)) }
+        q.tcp?.cancel()
+        q.tcp = nil
+        q.server += 1
+        send(q)
+    }
+
+    private func retire(_ q: Question) {
+        q.resend.cancel()
+        q.tcp?.cancel()
+        q.tcp = nil
+        inFlight[q.id] = nil
+        q.lookup.questions.removeAll { $0 === q }
+    }
+
+    private func answered(_ q: Question, _ result: Result<([ResolvedAddress], UInt32), ResolveError>) {
+        let lookup = q.lookup
+        retire(q)
+        switch result {
+        case .success(let (addresses, ttl)):
+            lookup.addresses += addresses
+            lookup.ttl = min(lookup.ttl, ttl)
+        case .failure(let e):
+            lookup.error = lookup.error ?? e
+        }
+        guard lookup.questions.isEmpty else { return }
+        if lookup.addresses.isEmpty {
+            let e = lookup.error ?? .hostNotFound
+            if e == .hostNotFound { store(lookup.name, .failure(e), for: validMs ?? DNSClient.negativeMs) }
+            finish(lookup, .failure(e))
+        } else {
+            // IPv4 first, as nginx lists them.
+            let sorted = lookup.addresses.filter { !$0.isIPv6 } + lookup.addresses.filter(\.isIPv6)
+            store(lookup.name, .success(sorted), for: validMs ?? UInt64(lookup.ttl) * 1000)
+            finish(lookup, .success(sorted))
+        }
+    }
+
+    private func store(_ name: String, _ result: Result<[ResolvedAddress], ResolveError>, for ms: UInt64) {
+        guard ms > 0 else { return }
+        if cache.count >= DNSClient.cacheLimit {
+            let now = loop.now
+            cache = cache.filter { $0.value.expires > now }
+            if cache.count >= DNSClient.cacheLimit { cache.removeAll() }
+        }
+        cache[name] = CacheEntry(result: result, expires: loop.now + ms)
+    }
+
+    private func finish(_ lookup: Lookup, _ result: Result<[ResolvedAddress], ResolveError>) {
+        for q in lookup.questions { retire(q) }
+        lookup.timer.cancel()
+        lookups[lookup.name] = nil
+        let waiters = lookup.waiters
+        lookup.waiters = []
+        for w in waiters { w(result) }
+    }
+}
+
+/// One name being resolved, shared by every request that asked for it meanwhile.
+final class Lookup {
+    let name: String
+    var waiters: [DNSClient.Completion]
+    let timer: Timer
+    var questions: [Question] = []
+    var addresses: [ResolvedAddress] = []
+    var ttl = UInt32.max
+    var error: ResolveError?
+
+    init(name: String, done: @escaping DNSClient.Completion, timer: Timer) {
+        self.name = name
+        self.waiters = [done]
+        self.timer = timer
+    }
+}
+
+/// One query (a name and a type) in flight.
+final class Question {
+    let id: UInt16
+    let name: String
+    let type: RecordType
+    unowned let lookup: Lookup
+    let depth: Int
+    let firstServer: Int
+    var server: Int
+    let packet: [UInt8]
+    let resend: Timer
+    var tcp: TCPExchange?
+
+    init(id: UInt16, name: String, type: RecordType, lookup: Lookup, depth: Int, firstServer: Int, resend: Timer) {
+        self.id = id
+        self.name = name
+        self.type = type
+        self.lookup = lookup
+        self.depth = depth
+        self.firstServer = firstServer
+        self.server = firstServer
+        self.packet = Query.encode(id: id, name: name, type: type)
+        self.resend = resend
+    }
+}
+
+/// A connected UDP socket to one resolver, opened on first use.
+final class UDPServer: EventHandler {
+    let address: SocketAddress
+    let text: String
+    unowned(unsafe) var client: DNSClient?
+    private var fd: Int32 = -1
+    private unowned(unsafe) var loop: EventLoop?
+
+    init(address: SocketAddress, text: String) {
+        self.address = address
+        self.text = text
+    }
+
+    /// nil, or the errno of a failed send.
+    func send(_ packet: [UInt8], loop: EventLoop) -> Int32? {
+        if fd < 0 {
+            let s = socket(address.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard s >= 0 else { return errno }
+            guard Socket.connect(s, to: address) == 0 else { let e = errno; Glibc.close(s); return e }
+            do { try loop.register(fd: s, events: Events.readable, handler: self) } catch { Glibc.close(s); return EBADF }
+            fd = s
+            self.loop = loop
+        }
+        return packet.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) } < 0 ? errno : nil
+    }
+
+    func handleEvent(_ events: UInt32) {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while fd >= 0 {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0 {
+                // ECONNREFUSED: a server that is not there; the resend timer moves its questions on.
+                if errno == EINTR || errno == ECONNREFUSED { continue }
+                return
+            }
+            client?.received(Array(buffer[0..<n]), from: self)
+        }
+    }
+
+    func close(_ loop: EventLoop) {
+        guard fd >= 0 else { return }
+        loop.close(fd: fd)
+        fd = -1
+    }
+}
+
+/// One query over TCP (RFC 1035 4.2.2: each message behind its two-byte length), for a truncated reply.
+final class TCPExchange: EventHandler {
+    private unowned(unsafe) let loop: EventLoop
+    private var fd: Int32
+    private var out: [UInt8]
+    private var sent = 0
+    private var input: [UInt8] = []
+    private var done: (([UInt8]?) -> Void)?
+
+    init(loop: EventLoop, address: SocketAddress, query: [UInt8], _ done: @escaping ([UInt8]?) -> Void) {
+        self.loop = loop
+        self.out = [UInt8(query.count >> 8), UInt8(query.count & 0xFF)] + query
+        self.done = done
+        fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0, Socket.connect(fd, to: address) == 0 || errno == EINPROGRESS,
+              (try? loop.register(fd: fd, events: Events.writable, handler: self)) != nil else {
+            loop.schedule(after: 0) { [weak self] in self?.end(nil) }
+            return
+        }
+    }
+
+    func handleEvent(_ events: UInt32) {
+        if sent < out.count {
+            let n = out[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0 { return errno == EAGAIN || errno == EINTR ? () : end(nil) }
+            sent += n
+            if sent == out.count { try? loop.modify(fd: fd, events: Events.readable) }
+            return
+        }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0 { return errno == EAGAIN || errno == EINTR ? () : end(nil) }
+            if n == 0 { return end(nil) }
+            input += buffer[0..<n]
+            if input.count >= 2 {
+                let length = Int(input[0]) << 8 | Int(input[1])
+                if input.count >= 2 + length { return end(Array(input[2..<(2 + length)])) }
+            }
+        }
+    }
+
+    func cancel() {
+        done = nil
+        if fd >= 0 { loop.close(fd: fd); fd = -1 }
+    }
+
+    private func end(_ reply: [UInt8]?) {
+        let d = done
+        cancel()
+        d?(reply)
+    }
+}

@@ -84,6 +84,8 @@ final class ResolverTests: XCTestCase {
             }
             """))
         _ = try vigil.start()
+        // dnsmasq starts after Vigil: started before it, Foundation's Process never saw the daemonizing
+        // parent of `vigil` exit (a zombie, and start() waited for ever), seen on this toolchain.
         let dns = try DNSServer(hosts: hosts, port: dnsPort, extra: ["--cname=alias.test,svc.test", "--local-ttl=3600"])
         defer { dns.stop() }
 

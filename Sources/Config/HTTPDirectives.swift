@@ -95,8 +95,9 @@ enum HTTPCore {
                 s.largeClientHeaderBuffers = (n, size)
             }
         },
-        // Vigil buffers in memory and never spills to temp files; the paths are accepted as nginx tests always emit them.
-        Directives.accepted("client_body_temp_path", .httpAll, .oneToFour),
+        // A body past client_body_buffer_size goes to a file here. Vigil never spills responses to files: the
+        // other temp paths are accepted, as nginx tests always emit them.
+        Directives.spec("client_body_temp_path", .httpAll, .oneToFour) { call in try Directives.setOnce(call, \.clientBodyTempPath, call.words[1]) },
         Directives.accepted("proxy_temp_path", .httpAll, .oneToFour),
         Directives.accepted("fastcgi_temp_path", .httpAll, .oneToFour),
         Directives.accepted("uwsgi_temp_path", .httpAll, .oneToFour),

@@ -282,6 +282,8 @@ public struct HTTPSettings: Sendable {
     public var clientHeaderBufferSize: Int?
     public var largeClientHeaderBuffers: (count: Int, size: Int)?
     public var clientBodyBufferSize: Int?
+    public var clientBodyTempPath: String?
+    public var proxyRequestBuffering: Bool?
     public var root: String?
     public var index: [String]?
     public var accessLogs: [AccessLogTarget]?   // [] means `access_log off`
@@ -371,6 +373,8 @@ public struct HTTPSettings: Sendable {
         clientHeaderBufferSize = clientHeaderBufferSize ?? p.clientHeaderBufferSize
         largeClientHeaderBuffers = largeClientHeaderBuffers ?? p.largeClientHeaderBuffers
         clientBodyBufferSize = clientBodyBufferSize ?? p.clientBodyBufferSize
+        clientBodyTempPath = clientBodyTempPath ?? p.clientBodyTempPath
+        proxyRequestBuffering = proxyRequestBuffering ?? p.proxyRequestBuffering
         root = root ?? p.root
         index = index ?? p.index
         accessLogs = accessLogs ?? p.accessLogs

@@ -29,6 +29,7 @@ enum Proxy {
             try Directives.setOnce(call, \.proxyNextUpstream, Array(call.args))
         },
         Directives.flagSetting("proxy_buffering", \.proxyBuffering),
+        Directives.flagSetting("proxy_request_buffering", \.proxyRequestBuffering),
         Directives.sizeSetting("proxy_buffer_size", \.proxyBufferSize),
         // Vigil streams with one buffer per direction; the count/size pair is a sizing hint.
         Directives.accepted("proxy_buffers", .httpAll, .two),

@@ -102,6 +102,17 @@ final class ClientConnection: EventHandler {
     private var sawFirstByte = false
     /// The answer went out before the request body was read (413, 400 on a bad chunk): linger on close.
     private var unreadBody = false
+    /// The body has not been read yet: its location may stream it (`proxy_request_buffering off`), so the
+    /// rewrite phases ran first, as nginx runs them before a handler reads a body.
+    private var bodyPending = false
+    /// What runs once a body read for a handler is complete (nil: the phases, for a body read before them).
+    private var afterBody: (() -> Void)?
+    /// The proxied request a body streams to as it arrives; reading pauses while it holds 64 kB unsent.
+    private var bodySink: ProxySession?
+    private var bodyPaused = false
+    private var bodyReceived = 0
+    /// The temporary file a buffered body longer than client_body_buffer_size went to.
+    private var bodyFile: BodyFile?
     private var countedReading = false
     /// Called when the output queue drains (a proxied body waiting on a slow client).
     var onDrain: (() -> Void)?
@@ -224,8 +235,9 @@ final class ClientConnection: EventHandler {
             setInterest(reading: false)
             return
         }
+        if bodyPaused { return setInterest(reading: false) }
         let limit = state == .head ? limits.maxHeadLength + 1 : max(65536, input.readable + 65536)
-        while state == .head || state == .body {
+        while state == .head || state == .body && !bodyPaused {
             let n = input.receive(from: fd, tls: tls, limit: limit)
             if n > 0 {
                 sawFirstByte = true
@@ -341,10 +353,15 @@ final class ClientConnection: EventHandler {
         if head.hasBody {
             bodyRemaining = head.contentLength ?? 0
             chunked = head.chunked ? ChunkedDecoder() : nil
-            if head.expectContinue && head.isHTTP11 { output.append("HTTP/1.1 100 Continue\r\n\r\n") }
-            state = .body
-            arm(UInt64(r.settings.clientBodyTimeout ?? 60_000))
-            readBody()
+            bodyReceived = 0
+            if r.settings.proxyRequestBuffering == false, case .proxy = r.location?.content ?? r.server.content {
+                bodyPending = true
+                state = .handling
+                timer?.cancel()
+                dispatch()
+            } else {
+                readBody(r, then: nil)
+            }
         } else {
             state = .handling
             timer?.cancel()
@@ -352,10 +369,23 @@ final class ClientConnection: EventHandler {
         }
     }
 
-    /// Reads the request body into the request (bounded by client_max_body_size); then dispatches.
+    /// Starts reading the body (nginx's ngx_http_read_client_request_body); `then` runs when it is complete.
+    private func readBody(_ r: RequestContext, then: (() -> Void)?) {
+        if r.head.expectContinue && r.head.isHTTP11 { output.append("HTTP/1.1 100 Continue\r\n\r\n") }
+        if !output.isEmpty { writable() }
+        afterBody = then
+        state = .body
+        arm(UInt64(r.settings.clientBodyTimeout ?? 60_000))
+        readBody()
+    }
+
+    /// Takes the body bytes that have arrived (bounded by client_max_body_size): into the request, past
+    /// client_body_buffer_size into a temporary file, or, streaming, to the proxied request. When the body
+    /// is complete the handler waiting for it (or the phases) runs.
     private func readBody() {
         guard let r = request else { return }
         let limit = r.settings.clientMaxBodySize ?? (1 << 20)
+        let before = r.body.count
         if var decoder = chunked {
             let event = input.withReadable { buf -> ChunkedDecoder.Event in
                 decoder.feed(buf) { range in r.body.append(contentsOf: UnsafeRawBufferPointer(rebasing: buf[range])) }
@@ -373,26 +403,90 @@ final class ClientConnection: EventHandler {
             case .data:
                 input.consume(input.readable)
             }
-            if limit > 0 && r.body.count > limit {
-                unreadBody = true
-                state = .handling
-                respondError(413, close: true)
-                return
+            bodyReceived += r.body.count - before
+            if limit > 0 && bodyReceived > limit {
+                worker.log.error("client intended to send too large chunked body: \(bodyReceived) bytes, client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
+                return bodyFailed(413)
             }
-            guard decoder.isDone else { return }
         } else {
             let take = min(bodyRemaining, input.readable)
             if take > 0 {
                 input.withReadable { r.body.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[0..<take])) }
                 input.consume(take)
                 bodyRemaining -= take
+                bodyReceived += take
             }
-            guard bodyRemaining == 0 else { return }
         }
+        let complete = chunked?.isDone ?? (bodyRemaining == 0)
+        if let sink = bodySink {
+            if complete {
+                state = .handling
+                timer?.cancel()
+                bodySink = nil
+                sink.bodyEnded()
+                return
+            }
+            sink.bodyArrived()
+            if r.body.count >= 65536 && state == .body {
+                bodyPaused = true
+                setInterest(reading: false)
+            }
+            return
+        }
+        if r.body.count > (r.settings.clientBodyBufferSize ?? 16384) || bodyFile != nil, !spill(r) { return }
+        guard complete else { return }
         state = .handling
         timer?.cancel()
-        dispatch()
+        if let k = afterBody {
+            afterBody = nil
+            k()
+        } else {
+            dispatch()
+        }
     }
+
+    /// A body that does not fit client_body_buffer_size goes on to a temporary file (nginx warns about it).
+    private func spill(_ r: RequestContext) -> Bool {
+        if bodyFile == nil {
+            let dir = worker.config.fullPath(r.settings.clientBodyTempPath ?? "client_body_temp")
+            switch BodyFile.create(in: dir, worker: worker) {
+            case .success(let f):
+                bodyFile = f
+                worker.log.warn("a client request body is buffered to a temporary file \(f.path), client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
+            case .failure(let message):
+                worker.log.log(.crit, "\(message), client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
+                bodyFailed(500)
+                return false
+            }
+        }
+        if let e = bodyFile!.append(r.body) {
+            worker.log.log(.crit, "write() \"\(bodyFile!.path)\" failed (\(e): \(String(cString: strerror(e)))), client: \(remoteAddress)")
+            bodyFailed(500)
+            return false
+        }
+        r.body.removeAll(keepingCapacity: true)
+        return true
+    }
+
+    /// The body cannot be taken: answer and close, with what is left of it unread.
+    private func bodyFailed(_ status: Int) {
+        unreadBody = true
+        state = .handling
+        bodySink = nil
+        afterBody = nil
+        respondError(status, close: true)
+    }
+
+    /// The proxied request took what the body had gathered: read on if reading had paused.
+    func bodyDrained() {
+        guard bodyPaused else { return }
+        bodyPaused = false
+        // Level-triggered: bytes already waiting bring an event at once.
+        setInterest(reading: true)
+    }
+
+    /// The request body in a temporary file, for the proxied request to send.
+    var requestBodyFile: BodyFile? { bodyFile }
 
     // MARK: handlers
 
@@ -431,9 +525,26 @@ final class ClientConnection: EventHandler {
         }
     }
 
+    /// A body not read yet streams to the upstream with `proxy_request_buffering off` (unless it is chunked and
+    /// the upstream speaks HTTP/1.0, which cannot carry it: then it is read whole first, as nginx does);
+    /// otherwise it is read whole before the request starts.
     private func startProxy(_ r: RequestContext, _ pass: ProxyPass, _ balancer: UpstreamBalancer, uri: String?) {
-        proxy = ProxySession(client: self, request: r, pass: pass, balancer: balancer, uri: uri)
-        proxy!.start()
+        let streams = bodyPending && r.settings.proxyRequestBuffering == false
+            && !(r.head.chunked && (r.settings.proxyHTTPVersion ?? "1.0") == "1.0")
+        let session = ProxySession(client: self, request: r, pass: pass, balancer: balancer, uri: uri, streamsBody: streams)
+        proxy = session
+        guard bodyPending else { return session.start() }
+        if streams {
+            bodySink = session
+            session.start()
+            // Answered at once (no live upstream): the body stays unread and the connection closes after.
+            guard !session.isFinished else { bodySink = nil; return }
+            bodyPending = false
+            readBody(r, then: nil)
+        } else {
+            bodyPending = false
+            readBody(r) { session.start() }
+        }
     }
 
     /// `proxy_pass` with variables (`target` is what they gave): the host names an upstream block or is an
@@ -555,6 +666,7 @@ final class ClientConnection: EventHandler {
             expiresHeaders(e)
         }
         if let r = request, let added = r.settings.addHeaders { addHeaders(added, status: status, r) }
+        if bodyPending { keepAlive = false }
         output.append(keepAlive ? "Connection: keep-alive\r\n" : "Connection: close\r\n")
         // keepalive_timeout's second value: the Keep-Alive header that tells clients how long we wait.
         if keepAlive, let t = request?.settings.keepaliveHeaderTimeout {
@@ -764,6 +876,15 @@ final class ClientConnection: EventHandler {
 
     private func finishRequest() {
         guard let r = request else { return }
+        if bodyPending || state == .body {
+            // Answered before its body was read (a `return` in a streaming location, an early upstream reply).
+            bodyPending = false
+            bodySink = nil
+            unreadBody = true
+            keepAlive = false
+        }
+        bodyFile = nil
+        bodyPaused = false
         responseComplete = false
         onDrain = nil
         proxy = nil
@@ -860,6 +981,8 @@ final class ClientConnection: EventHandler {
         timer?.cancel()
         proxy?.abort()
         proxy = nil
+        bodySink = nil
+        bodyFile = nil
         releaseGzip()
         tls?.shutdown()
         tls = nil

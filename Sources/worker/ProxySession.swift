@@ -49,7 +49,19 @@ final class ProxySession: EventHandler {
     /// With variables in proxy_pass, the URI they gave (nil: the request's own, as without variables).
     private let dynamicURI: String?
 
-    init(client: ClientConnection, request: RequestContext, pass: ProxyPass, balancer: UpstreamBalancer, uri: String? = nil) {
+    /// Where the request body comes from: inside `outgoing` with the head, a temporary file read as it is
+    /// sent, or the client as it sends it (`proxy_request_buffering off`, chunked again when it came chunked).
+    private enum BodySource { case inline, file(BodyFile), stream(chunked: Bool) }
+    private var bodySource = BodySource.inline
+    private var requestHead: [UInt8] = []
+    /// Bytes of the body handed to the upstream (file offset, or how much of a stream is gone for good).
+    private var bodySent = 0
+    private var clientBodyEnded = false
+    private var lastChunkQueued = false
+
+    init(client: ClientConnection, request: RequestContext, pass: ProxyPass, balancer: UpstreamBalancer, uri: String? = nil,
+         streamsBody: Bool = false) {
+        if streamsBody { bodySource = .stream(chunked: request.head.chunked) }
         self.client = client
         self.worker = client.worker
         self.response = client.worker.responseBuffers.take()
@@ -73,8 +85,63 @@ final class ProxySession: EventHandler {
     private var loop: EventLoop { worker.loop }
 
     func start() {
+        if case .inline = bodySource, let file = client.requestBodyFile, settings.proxyPassRequestBody ?? true { bodySource = .file(file) }
         outgoing = buildRequest()
+        requestHead = outgoing
         next()
+    }
+
+    var isFinished: Bool { phase == .done }
+
+    /// The client sent more of a streamed body: send it unless a send is already waiting on the socket.
+    func bodyArrived() {
+        if phase == .sending && sent == outgoing.count { sendRequest() }
+    }
+
+    func bodyEnded() {
+        clientBodyEnded = true
+        bodyArrived()
+    }
+
+    /// Refills `outgoing` with the next piece of a body that is not inline; false when none is ready.
+    private func refill() -> Bool {
+        switch bodySource {
+        case .inline:
+            return false
+        case .file(let file):
+            guard bodySent < file.size else { return false }
+            outgoing.removeAll(keepingCapacity: true)
+            sent = 0
+            let n = file.read(at: bodySent, count: min(65536, file.size - bodySent), into: &outgoing)
+            guard n > 0 else { return false }
+            bodySent += n
+            return true
+        case .stream(let chunked):
+            outgoing.removeAll(keepingCapacity: true)
+            sent = 0
+            if !request.body.isEmpty {
+                if chunked { outgoing += Array((String(request.body.count, radix: 16) + "\r\n").utf8) }
+                outgoing += request.body
+                if chunked { outgoing += [0x0D, 0x0A] }
+                bodySent += request.body.count
+                request.body.removeAll(keepingCapacity: true)
+                client.bodyDrained()
+            }
+            if clientBodyEnded && chunked && !lastChunkQueued {
+                outgoing += Array("0\r\n\r\n".utf8)
+                lastChunkQueued = true
+            }
+            return !outgoing.isEmpty
+        }
+    }
+
+    /// Whether the whole body has been handed to the upstream.
+    private var bodyComplete: Bool {
+        switch bodySource {
+        case .inline: return true
+        case .file(let file): return bodySent >= file.size
+        case .stream: return clientBodyEnded && request.body.isEmpty
+        }
     }
 
     /// Picks the next peer or answers 502 when none is left.
@@ -104,6 +171,10 @@ final class ProxySession: EventHandler {
     private func connect(_ p: Peer, allowCached: Bool = true) {
         phase = .connecting
         sent = 0
+        if case .file = bodySource {
+            outgoing = requestHead
+            bodySent = 0
+        }
         startedUs = vigil_monotonic_us()
         request.upstreamAttempts.append(UpstreamAttempt(address: p.name))
         if allowCached, let cached = balancer.pool?.take(p.address) {
@@ -212,7 +283,7 @@ final class ProxySession: EventHandler {
     }
 
     private func sendRequest() {
-        while sent < outgoing.count {
+        while sent < outgoing.count || refill() {
             let n = outgoing.withUnsafeBytes { p in
                 tls.map { $0.write(p.baseAddress! + sent, count: outgoing.count - sent) }
                     ?? send(fd, p.baseAddress! + sent, outgoing.count - sent, Int32(MSG_NOSIGNAL))
@@ -231,6 +302,8 @@ final class ProxySession: EventHandler {
             failed(.error, "send() failed (\(errno): \(String(cString: strerror(errno)))) while sending request to upstream")
             return
         }
+        // The rest of a streamed body is still on its way from the client (client_body_timeout runs meanwhile).
+        guard bodyComplete else { return timer.cancel() }
         phase = .readingHead
         arm(settings.proxyReadTimeout ?? 60_000, "upstream timed out (110: Connection timed out) while reading response header from upstream")
         // Its edge may have come while we were still connecting or sending; over TLS the handshake may also
@@ -464,6 +537,8 @@ final class ProxySession: EventHandler {
     }
 
     private func canRetry(_ failure: Failure) -> Bool {
+        // Streamed body bytes sent to this peer cannot be sent again (nginx: no next upstream then).
+        if case .stream = bodySource, bodySent > 0 { return false }
         let codes = settings.proxyNextUpstream ?? ["error", "timeout"]
         if codes.contains("off") { return false }
         let method = request.head.method
@@ -480,7 +555,7 @@ final class ProxySession: EventHandler {
     private func failed(_ failure: Failure, _ message: String?) {
         guard phase != .done else { return }
         // A cached connection the upstream had closed: not the peer's fault, try again on a fresh one.
-        if reused, let p = peer, phase == .sending || (phase == .readingHead && response.isEmpty), !failure.isTimeout {
+        if reused, let p = peer, phase == .sending || (phase == .readingHead && response.isEmpty), !failure.isTimeout, canResend {
             request.upstreamAttempts.removeLast()
             closeUpstream()
             connect(p, allowCached: false)
@@ -508,6 +583,12 @@ final class ProxySession: EventHandler {
         } else {
             giveUp(failure.isTimeout ? 504 : 502)
         }
+    }
+
+    /// Whether the request can go again from its first byte: not once streamed body bytes are gone.
+    private var canResend: Bool {
+        if case .stream = bodySource { return bodySent == 0 }
+        return true
     }
 
     private func giveUp(_ status: Int) {
@@ -581,7 +662,8 @@ final class ProxySession: EventHandler {
             let rest = request.uri.dropFirst(min(loc.pattern.utf8.count, request.uri.utf8.count))
             uri = passURI + rest + (request.args.map { "?" + $0 } ?? "")
         }
-        let body = (settings.proxyPassRequestBody ?? true) ? request.body : []
+        let passBody = settings.proxyPassRequestBody ?? true
+        let body = passBody ? request.body : []
         var out: [UInt8] = []
         out.reserveCapacity(512 + body.count)
         func add(_ s: String) { out.append(contentsOf: s.utf8) }
@@ -604,9 +686,18 @@ final class ProxySession: EventHandler {
         if settings.proxyPassRequestHeaders ?? true {
             for (name, value) in request.head.headers where !headers.skips(name) { header(name, value) }
         }
-        if request.head.hasBody || !body.isEmpty { header("Content-Length", String(body.count)) }
-        add("\r\n")
-        out += body
+        switch bodySource {
+        case .inline:
+            if request.head.hasBody || !body.isEmpty { header("Content-Length", String(body.count)) }
+            add("\r\n")
+            out += body
+        case .file(let file):
+            header("Content-Length", String(file.size))
+            add("\r\n")
+        case .stream(let chunked):
+            if chunked { header("Transfer-Encoding", "chunked") } else { header("Content-Length", String(request.head.contentLength ?? 0)) }
+            add("\r\n")
+        }
         return out
     }
 }

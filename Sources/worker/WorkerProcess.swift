@@ -206,6 +206,9 @@ public final class WorkerProcess {
         return c
     }
 
+    /// Names of temporary body files: a sequence from a start no other worker shares.
+    var tempFileSerial = UInt64(getpid()) &* 100_000
+
     /// Deflate streams of finished gzip responses, reset for the next.
     let gzipStreams = GzipPool()
 

@@ -1,0 +1,62 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A request body past client_body_buffer_size, in a file under client_body_temp_path. The file is unlinked
+/// as soon as it is made, so nothing is left behind by a worker that dies; the descriptor closes with it.
+final class BodyFile {
+    let fd: Int32
+    let path: String
+    private(set) var size = 0
+
+    private init(fd: Int32, path: String) {
+        self.fd = fd
+        self.path = path
+    }
+
+    deinit { close(fd) }
+
+    enum Created { case success(BodyFile), failure(String) }
+
+    /// nginx's temp file names: ten digits, from a per-worker sequence that starts at the worker's pid.
+    static func create(in directory: String, worker: WorkerProcess) -> Created {
+        if mkdir(directory, 0o700) != 0 && errno != EEXIST {
+            return .failure("mkdir() \"\(directory)\" failed (\(errno): \(String(cString: strerror(errno))))")
+        }
+        while true {
+            worker.tempFileSerial &+= 1
+            let name = String(worker.tempFileSerial % 10_000_000_000)
+            let path = directory + "/" + String(repeating: "0", count: max(0, 10 - name.count)) + name
+            let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            if fd >= 0 {
+                unlink(path)
+                return .success(BodyFile(fd: fd, path: path))
+            }
+            if errno != EEXIST { return .failure("open() \"\(path)\" failed (\(errno): \(String(cString: strerror(errno))))") }
+        }
+    }
+
+    /// Appends `bytes`; nil, or the errno of a failed write (a full disk).
+    func append(_ bytes: [UInt8]) -> Int32? {
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + done, bytes.count - done, off_t(size + done)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return errno
+            }
+            done += n
+        }
+        size += done
+        return nil
+    }
+
+    /// Up to `count` bytes from `offset`, appended to `out`; the number read (0 at the end, -1 on an error).
+    func read(at offset: Int, count: Int, into out: inout [UInt8]) -> Int {
+        let start = out.count
+        out += repeatElement(0, count: count)
+        let n = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + start, count, off_t(offset)) }
+        out.removeLast(count - max(0, n))
+        return n
+    }
+}

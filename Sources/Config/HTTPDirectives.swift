@@ -71,6 +71,7 @@ enum HTTPCore {
         Directives.msecSetting("resolver_timeout", \.resolverTimeout),
         Directives.numberSetting("keepalive_requests", \.keepaliveRequests),
         Directives.msecSetting("keepalive_time", \.keepaliveTime),
+        Directives.flagSetting("chunked_transfer_encoding", \.chunkedTransferEncoding),
         // Vigil's lookups are not hash tables sized by these: accepted, as every nginx.conf may carry them.
         Directives.accepted("server_names_hash_bucket_size", .http, .one),
         Directives.accepted("server_names_hash_max_size", .http, .one),

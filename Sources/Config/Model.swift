@@ -181,6 +181,7 @@ public final class Upstream {
     public var keepalive: Int? = nil
     public var keepaliveTimeout = 60_000
     public var keepaliveRequests = 1000
+    public var keepaliveTime = 3_600_000
     public var check: CheckSettings? = nil
     /// Companion directives may precede `check`; they are kept here and merged at the end.
     var pendingCheck = CheckSettings()
@@ -284,6 +285,7 @@ public struct HTTPSettings: Sendable {
     public var clientBodyBufferSize: Int?
     public var clientBodyTempPath: String?
     public var proxyRequestBuffering: Bool?
+    public var chunkedTransferEncoding: Bool?
     public var root: String?
     public var index: [String]?
     public var accessLogs: [AccessLogTarget]?   // [] means `access_log off`
@@ -375,6 +377,7 @@ public struct HTTPSettings: Sendable {
         clientBodyBufferSize = clientBodyBufferSize ?? p.clientBodyBufferSize
         clientBodyTempPath = clientBodyTempPath ?? p.clientBodyTempPath
         proxyRequestBuffering = proxyRequestBuffering ?? p.proxyRequestBuffering
+        chunkedTransferEncoding = chunkedTransferEncoding ?? p.chunkedTransferEncoding
         root = root ?? p.root
         index = index ?? p.index
         accessLogs = accessLogs ?? p.accessLogs

@@ -179,6 +179,9 @@ enum UpstreamDirectives {
         Directives.spec("keepalive_timeout", .upstream, .one) { call in
             upstream(call).keepaliveTimeout = try Directives.msecArg(call, call.words[1])
         },
+        Directives.spec("keepalive_time", .upstream, .one) { call in
+            upstream(call).keepaliveTime = try Directives.msecArg(call, call.words[1])
+        },
         Directives.spec("keepalive_requests", .upstream, .one) { call in
             guard let n = Values.plainNumber(call.words[1]) else { throw call.directiveError("invalid number") }
             upstream(call).keepaliveRequests = n

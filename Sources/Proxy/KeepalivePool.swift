@@ -14,6 +14,8 @@ public final class KeepalivePool {
         var fd: Int32 = -1
         var address: PeerAddress
         var requests = 0
+        /// When the connection was opened (upstream keepalive_time counts from there).
+        var openedAt: UInt64 = 0
         /// What else the connection carries (its TLS session), kept and handed back with it.
         var attachment: AnyObject?
         unowned let pool: KeepalivePool
@@ -33,36 +35,40 @@ public final class KeepalivePool {
     let capacity: Int
     let timeoutMs: UInt64
     let maxRequests: Int
+    let maxAgeMs: UInt64
     let loop: EventLoop
     private var idle: [Idle] = []   // most recently used last
     private var spare: [Idle] = []
 
-    public init(capacity: Int, timeoutMs: Int, maxRequests: Int, loop: EventLoop) {
+    public init(capacity: Int, timeoutMs: Int, maxRequests: Int, maxAgeMs: Int, loop: EventLoop) {
         self.capacity = capacity
         self.timeoutMs = UInt64(timeoutMs)
         self.maxRequests = maxRequests
+        self.maxAgeMs = UInt64(maxAgeMs)
         self.loop = loop
     }
 
-    /// A cached connection to `address`, with the number of requests it has carried. It stays registered
-    /// with the loop; the caller adopts it with its own handler.
-    public func take(_ address: PeerAddress) -> (fd: Int32, requests: Int, attachment: AnyObject?)? {
+    /// A cached connection to `address`, with the number of requests it has carried and when it was opened.
+    /// It stays registered with the loop; the caller adopts it with its own handler.
+    public func take(_ address: PeerAddress) -> (fd: Int32, requests: Int, openedAt: UInt64, attachment: AnyObject?)? {
         guard let i = idle.lastIndex(where: { $0.address == address }) else { return nil }
         let c = idle.remove(at: i)
         c.timer.cancel()
         spare.append(c)
         defer { c.attachment = nil }
-        return (c.fd, c.requests, c.attachment)
+        return (c.fd, c.requests, c.openedAt, c.attachment)
     }
 
-    /// Keeps `fd` (registered with the loop) for reuse, evicting the least recently used connection when full.
-    public func put(_ fd: Int32, address: PeerAddress, requests: Int, attachment: AnyObject? = nil) {
-        guard requests < maxRequests else { loop.close(fd: fd); return }
+    /// Keeps `fd` (registered with the loop) for reuse, evicting the least recently used connection when full;
+    /// one that has carried keepalive_requests or lived keepalive_time is closed instead.
+    public func put(_ fd: Int32, address: PeerAddress, requests: Int, openedAt: UInt64, attachment: AnyObject? = nil) {
+        guard requests < maxRequests, loop.now - openedAt < maxAgeMs else { loop.close(fd: fd); return }
         if idle.count >= capacity { drop(idle[0]) }
         let c = spare.popLast() ?? Idle(address: address, pool: self)
         c.fd = fd
         c.address = address
         c.requests = requests
+        c.openedAt = openedAt
         c.attachment = attachment
         loop.setHandler(fd: fd, c)
         c.timer.rearm(after: timeoutMs)

@@ -6,7 +6,7 @@ public enum Variable: Equatable {
     case bytesSent, requestLength, requestTime, connection, connectionRequests, pid, contentLength, contentType
     case upstreamAddr, upstreamStatus, upstreamResponseTime, proxyHost, proxyAddXForwardedFor
     case https, sslProtocol, sslCipher, sslServerName, sslSessionReused
-    case timeISO8601, documentRoot, requestBody
+    case timeISO8601, documentRoot, realpathRoot, requestBody
     /// `$http_user_agent`: the header `user-agent`.
     case httpHeader(String)
     /// `$arg_name`: a query argument.
@@ -77,6 +77,7 @@ public enum Variable: Equatable {
         case _ where name.hasPrefix("cookie_"): return .cookie(String(name.dropFirst(7)))
         case "time_iso8601": return .timeISO8601
         case "document_root": return .documentRoot
+        case "realpath_root": return .realpathRoot
         case "request_body": return .requestBody
         default: return .none
         }

@@ -40,6 +40,7 @@ final class ProxySession: EventHandler {
     /// The connection came from the keepalive pool (a failure on it is retried on a fresh one, uncounted).
     private var reused = false
     private var connectionRequests = 0
+    private var connectionOpenedAt: UInt64 = 0
     /// The upstream fd is edge-triggered: readiness seen while not reading is remembered, not re-reported.
     private var readReady = false
     /// The upstream closed (or failed): read to the end instead of stopping at a short read.
@@ -182,6 +183,7 @@ final class ProxySession: EventHandler {
             tls = cached.attachment.map { unsafeDowncast($0, to: TLSStream.self) }
             reused = true
             connectionRequests = cached.requests
+            connectionOpenedAt = cached.openedAt
             balancer.connected(p, delta: 1)
             loop.setHandler(fd: fd, self)
             phase = .sending
@@ -191,6 +193,7 @@ final class ProxySession: EventHandler {
         }
         reused = false
         connectionRequests = 0
+        connectionOpenedAt = loop.now
         let a = p.address
         fd = socket(Socket.family(host: a.host, isIPv6: a.isIPv6), Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { failed(.error, "socket() failed (\(errno): \(String(cString: strerror(errno))))"); return }
@@ -386,11 +389,14 @@ final class ProxySession: EventHandler {
         request.upstreamAttempts[request.upstreamAttempts.count - 1].status = h.status
         request.status = h.status
         let isHead = request.head.method == "HEAD"
+        // A body of unknown length is chunked for HTTP/1.1 clients unless chunked_transfer_encoding is off;
+        // otherwise the connection's close ends it.
+        let canChunk = request.head.isHTTP11 && settings.chunkedTransferEncoding != false
         if !h.hasBody || isHead {
             bodyRemaining = 0
         } else if h.chunked {
             decoder = ChunkedDecoder()
-            if request.head.isHTTP11 {
+            if canChunk {
                 passChunked = true
             } else {
                 client.setKeepAlive(false)
@@ -410,13 +416,13 @@ final class ProxySession: EventHandler {
         let compressible = GzipPolicy.eligible(request, status: h.status, contentType: contentType, contentLength: h.contentLength,
                                                encoded: encoded)
         let gzipping = compressible && h.hasBody && !isHead && GzipPolicy.accepted(request)
-            && client.startGzip(level: settings.gzipCompLevel ?? 1, length: h.contentLength, chunked: request.head.isHTTP11)
+            && client.startGzip(level: settings.gzipCompLevel ?? 1, length: h.contentLength, chunked: canChunk)
         if gzipping {
             passChunked = false
-            if !request.head.isHTTP11 { client.setKeepAlive(false) }
+            if !canChunk { client.setKeepAlive(false) }
         }
         let vary = compressible && (settings.gzipVary ?? false)
-        let chunked = passChunked || (gzipping && request.head.isHTTP11)
+        let chunked = passChunked || (gzipping && canChunk)
         let hidden = settings.proxyHideHeaders, passed = settings.proxyPassHeaders
         func relayed(_ name: String) -> Bool {
             (passed?.contains(name) ?? false) && h.fields.contains { ProxyHeaders.named(parsed[$0.name], name) }
@@ -606,7 +612,7 @@ final class ProxySession: EventHandler {
         if !abortClient, let pool = balancer.pool, let p = peer, let h = head, h.versionMinor >= 1, !h.connectionClose,
            !(bodyRemaining == nil && decoder == nil && h.hasBody && request.head.method != "HEAD"), response.isEmpty {
             // The whole response was read and the upstream keeps the connection: cache it.
-            pool.put(fd, address: p.address, requests: connectionRequests + 1, attachment: tls)
+            pool.put(fd, address: p.address, requests: connectionRequests + 1, openedAt: connectionOpenedAt, attachment: tls)
             fd = -1
             tls = nil
             balancer.connected(p, delta: -1)

@@ -189,6 +189,11 @@ struct Variables {
         case .capture(let n): return request.captures?.group(n)
         case .timeISO8601: return Clock.iso8601()
         case .documentRoot: return request.settings.root.map { connection.worker.config.fullPath($0) } ?? connection.worker.config.fullPath("html")
+        case .realpathRoot:
+            // The root with its symbolic links resolved (nginx: a root that does not exist is an error, empty here).
+            guard let root = value(.documentRoot), let real = realpath(root, nil) else { return nil }
+            defer { free(real) }
+            return String(cString: real)
         case .requestBody: return request.body.isEmpty ? nil : String(decoding: request.body, as: UTF8.self)
         case .none: return nil
         }

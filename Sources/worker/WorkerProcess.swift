@@ -93,7 +93,8 @@ public final class WorkerProcess {
         for u in config.http?.upstreams ?? [] {
             let b = UpstreamBalancer(upstream: u, segment: segment, checkedIndex: slots)
             if let n = u.keepalive {
-                b.pool = KeepalivePool(capacity: n, timeoutMs: u.keepaliveTimeout, maxRequests: u.keepaliveRequests, loop: loop)
+                b.pool = KeepalivePool(capacity: n, timeoutMs: u.keepaliveTimeout, maxRequests: u.keepaliveRequests,
+                                       maxAgeMs: u.keepaliveTime, loop: loop)
             }
             balancers[u.name.lowercased()] = b
         }

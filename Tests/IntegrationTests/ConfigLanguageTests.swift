@@ -42,6 +42,47 @@ final class ConfigLanguageTests: XCTestCase {
     }
 
     /// The kind of server block the issue's benchmark uses: a map, two add_header, one rewrite.
+    /// chunked_transfer_encoding off: a body of unknown length goes unchunked and the close ends it. Upstream
+    /// keepalive_time: a cached connection older than that is closed when its request ends, not cached again.
+    func testChunkedTransferEncodingAndUpstreamKeepaliveTime() throws {
+        try XCTSkipUnless(Tools.available(Tools.nginx), "Debian's nginx is not installed (scripts/install-deps installs it)")
+        let backendPort = freePort(), port = freePort()
+        let backend = try NginxPeer(http: """
+            server { listen 127.0.0.1:\(backendPort);
+                gzip on; gzip_types text/plain; gzip_min_length 0;
+                location / { default_type text/plain; return 200 "connection $connection\\n"; } }
+            """, waitFor: [backendPort])
+        defer { backend.cleanup() }
+        vigil = try Vigil(config: Vigil.config(http: """
+            upstream pool { server 127.0.0.1:\(backendPort); keepalive 4; keepalive_time 1s; }
+            server {
+                listen 127.0.0.1:\(port);
+                proxy_http_version 1.1;
+                proxy_set_header Connection "";
+                location / { proxy_pass http://pool; }
+                location /unchunked/ { chunked_transfer_encoding off; proxy_pass http://pool; }
+            }
+            """))
+        _ = try vigil.start()
+        let gz = ["Accept-Encoding: gzip", "Connection: close"]
+        let chunked = try httpExchange(port, getRequest("/x", headers: gz))
+        XCTAssertEqual(chunked.header("Transfer-Encoding"), "chunked")
+        let plain = try httpExchange(port, getRequest("/unchunked/x", headers: gz))
+        XCTAssertEqual(plain.status, 200)
+        XCTAssertNil(plain.header("Transfer-Encoding"))
+        XCTAssertEqual(plain.header("Connection"), "close")
+        XCTAssertEqual(plain.header("Content-Encoding"), "gzip")
+        XCTAssertEqual(plain.body, chunked.body, "the unchunked body differs from the chunked one")
+
+        func connection() -> String? { httpGet(port, "/")?.body }
+        let first = connection(), second = connection()
+        XCTAssertNotNil(first)
+        XCTAssertEqual(first, second, "the upstream connection was not kept alive")
+        usleep(1_200_000)
+        XCTAssertEqual(connection(), first, "a connection cached before keepalive_time passed is used once more")
+        XCTAssertNotEqual(connection(), first, "a connection older than keepalive_time was cached again")
+    }
+
     func testRealisticServerBlock() throws {
         let port = freePort()
         vigil = try Vigil(config: Vigil.config(http: """

@@ -55,6 +55,7 @@ final class RewriteParityTests: XCTestCase {
             location = /code { return 204; }
             location /map { return 200 "ua=$ua_class site=$site kv=$kv mozver=$mozver\n"; }
             location = /close { return 444; }
+            location /rp { return 200 "rp=$realpath_root dr=$document_root\n"; }
         }
         """
     }
@@ -77,7 +78,7 @@ final class RewriteParityTests: XCTestCase {
             ("/q/z?o=2", []), ("/qq/z?o=2", []), ("/nq/z?o=2", []), ("/loop/x", []), ("/brk/a.txt", []), ("/brk/none", []),
             ("/chain/c?d=1", []), ("/go?k=v", []), ("/seeother", []), ("/file/?name=a.txt", []), ("/file/?name=static", []),
             ("/file/?name=XXy", []), ("/file/?name=xx", []), ("/file/?name=zero", []), ("/file/?name=no", []),
-            ("/file/?name=Bad!", []), ("/new/", ["X-Block: 1"]), ("/new/", ["X-Block-Text: yes"]),
+            ("/file/?name=Bad!", []), ("/rp", []), ("/new/", ["X-Block: 1"]), ("/new/", ["X-Block-Text: yes"]),
             ("/cookie?a=1", ["Cookie: x=1; session=abc"]), ("/code", []),
             ("/map", []), ("/map", ["User-Agent: CURL/8"]), ("/map", ["User-Agent: Mozilla/5.0 (X11)"]), ("/map", ["User-Agent: exact-agent"]),
             ("/map?k=1&j=2", []), ("/map?k=default", []),

@@ -40,11 +40,7 @@ public struct RequestHead: Sendable {
     /// The first value of header `name`, matched without regard to the case of ASCII letters, as field
     /// names are; compared in place, nothing is lowercased per call.
     public func header(_ name: String) -> String? {
-        let n = name.utf8
-        return headers.first {
-            $0.name.utf8.count == n.count
-                && zip($0.name.utf8, n).allSatisfy { RequestParser.asciiLower($0) == RequestParser.asciiLower($1) }
-        }?.value
+        headers.first { RequestParser.equalsIgnoringASCIICase($0.name, name) }?.value
     }
 }
 

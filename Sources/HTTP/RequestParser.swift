@@ -270,7 +270,25 @@ public enum RequestParser {
     }
 
     @inlinable public static func equalsIgnoringASCIICase<S: StringProtocol>(_ s: S, _ lower: String) -> Bool {
-        s.utf8.count == lower.utf8.count && zip(s.utf8, lower.utf8).allSatisfy { asciiLower($0) == $1 }
+        guard s.utf8.count == lower.utf8.count else { return false }
+        // Native strings hand out their bytes: a plain loop, not an iterator over two views.
+        if let equal = s.utf8.withContiguousStorageIfAvailable({ a in
+            lower.utf8.withContiguousStorageIfAvailable { b in equalIgnoringCase(UnsafeRawBufferPointer(a), b) }
+        }), let equal { return equal }
+        return zip(s.utf8, lower.utf8).allSatisfy { asciiLower($0) == asciiLower($1) }
+    }
+
+    /// Bytes compared with a lowercase name (a header value in a buffer).
+    @inlinable public static func equalsIgnoringASCIICase(_ a: UnsafeRawBufferPointer, _ lower: String) -> Bool {
+        guard a.count == lower.utf8.count else { return false }
+        if let equal = lower.utf8.withContiguousStorageIfAvailable({ equalIgnoringCase(a, $0) }) { return equal }
+        return zip(a, lower.utf8).allSatisfy { asciiLower($0) == asciiLower($1) }
+    }
+
+    /// Whether `a` and `b` (of the same length) differ at most in the case of ASCII letters.
+    @inlinable static func equalIgnoringCase(_ a: UnsafeRawBufferPointer, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        for i in 0..<a.count where asciiLower(a[i]) != asciiLower(b[i]) { return false }
+        return true
     }
 }
 

@@ -72,7 +72,7 @@ public enum Variable: Equatable {
         case "ssl_cipher": return .sslCipher
         case "ssl_server_name": return .sslServerName
         case "ssl_session_reused": return .sslSessionReused
-        case _ where name.hasPrefix("http_"): return .httpHeader(String(name.dropFirst(5).map { $0 == "_" ? "-" : $0 }))
+        case _ where name.hasPrefix("http_"): return .httpHeader(String(name.dropFirst(5).map { $0 == "_" ? "-" : $0 }).lowercased())
         case _ where name.hasPrefix("arg_"): return .arg(String(name.dropFirst(4)))
         case _ where name.hasPrefix("cookie_"): return .cookie(String(name.dropFirst(7)))
         case "time_iso8601": return .timeISO8601

@@ -9,12 +9,22 @@ enum GzipPolicy {
     /// enough when its length is known, a type in gzip_types (text/html always). Such a response also gets
     /// `Vary: Accept-Encoding` with gzip_vary on, whatever this client accepts.
     static func eligible(_ r: RequestContext, status: Int, contentType: String?, contentLength: Int?, encoded: Bool) -> Bool {
+        guard let contentType else { return false }
+        var type = contentType
+        return type.withUTF8 { eligible(r, status: status, contentType: UnsafeRawBufferPointer($0), contentLength: contentLength, encoded: encoded) }
+    }
+
+    /// The same, on the header's bytes as they came (a proxied response's Content-Type, without a copy).
+    static func eligible(_ r: RequestContext, status: Int, contentType: UnsafeRawBufferPointer, contentLength: Int?, encoded: Bool) -> Bool {
         let s = r.settings
         guard s.gzip == true, status == 200 || status == 403 || status == 404, !encoded, r.method != "HEAD" else { return false }
         if let len = contentLength, len < (s.gzipMinLength ?? 20) { return false }
-        guard let contentType else { return false }
         // The type before any parameters, compared without making a lowercased copy.
-        let type = (contentType.firstIndex(of: ";").map { contentType[..<$0] } ?? Substring(contentType)).trimmingSpaces()
+        var end = contentType.firstIndex(of: UInt8(ascii: ";")) ?? contentType.count
+        var start = 0
+        while start < end && (contentType[start] == 0x20 || contentType[start] == 0x09) { start += 1 }
+        while end > start && (contentType[end - 1] == 0x20 || contentType[end - 1] == 0x09) { end -= 1 }
+        let type = UnsafeRawBufferPointer(rebasing: contentType[start..<end])
         func isType(_ t: String) -> Bool { RequestParser.equalsIgnoringASCIICase(type, t) }
         if isType("text/html") { return true }
         guard let types = s.gzipTypes else { return false }
@@ -26,18 +36,38 @@ enum GzipPolicy {
     static func accepted(_ r: RequestContext) -> Bool {
         let s = r.settings
         guard r.head.versionMinor >= (s.gzipHTTPVersion ?? 1) || r.head.versionMajor > 1 else { return false }
-        guard let ae = r.head.header("accept-encoding"), acceptsGzip(ae) else { return false }
+        guard var ae = r.head.header("accept-encoding"), ae.withUTF8({ acceptsGzip(UnsafeRawBufferPointer($0)) }) else { return false }
         if r.head.header("via") != nil && !(s.gzipProxied?.contains("any") ?? false) { return false }
         if let disable = s.gzipDisable, let ua = r.head.header("user-agent"), disable.contains(where: { $0.matches(ua) }) { return false }
         return true
     }
 
     static func acceptsGzip(_ header: String) -> Bool {
-        for item in header.split(separator: ",") {
-            let parts = item.split(separator: ";")
-            guard let coding = parts.first?.trimmingSpaces().lowercased(), coding == "gzip" || coding == "x-gzip" else { continue }
-            let q = parts.dropFirst().first { $0.trimmingSpaces().hasPrefix("q=") }
-            if let q, let v = Double(q.trimmingSpaces().dropFirst(2)), v == 0 { return false }
+        var h = header
+        return h.withUTF8 { acceptsGzip(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// One pass over the list's bytes: a `gzip` or `x-gzip` item accepts unless its `q` is zero.
+    static func acceptsGzip(_ h: UnsafeRawBufferPointer) -> Bool {
+        var i = 0
+        while i < h.count {
+            var itemEnd = i
+            while itemEnd < h.count && h[itemEnd] != UInt8(ascii: ",") { itemEnd += 1 }
+            let item = UnsafeRawBufferPointer(rebasing: h[i..<itemEnd])
+            i = itemEnd + 1
+            var codingEnd = item.firstIndex(of: UInt8(ascii: ";")) ?? item.count
+            var start = 0
+            while start < codingEnd && (item[start] == 0x20 || item[start] == 0x09) { start += 1 }
+            while codingEnd > start && (item[codingEnd - 1] == 0x20 || item[codingEnd - 1] == 0x09) { codingEnd -= 1 }
+            let coding = UnsafeRawBufferPointer(rebasing: item[start..<codingEnd])
+            guard RequestParser.equalsIgnoringASCIICase(coding, "gzip") || RequestParser.equalsIgnoringASCIICase(coding, "x-gzip") else { continue }
+            // Parameters: a `q=0` (0, 0.0, 0.000) refuses gzip.
+            var params = Substring(decoding: item[(item.firstIndex(of: UInt8(ascii: ";")) ?? item.count)...], as: UTF8.self)
+            while let semi = params.firstIndex(of: ";") {
+                params = params[params.index(after: semi)...]
+                let p = params.prefix { $0 != ";" }.trimmingSpaces()
+                if p.hasPrefix("q="), let v = Double(p.dropFirst(2)), v == 0 { return false }
+            }
             return true
         }
         return false

@@ -408,13 +408,15 @@ final class ProxySession: EventHandler {
         }
         // gzip, decided on the upstream's head: the body is then decoded from the upstream's framing,
         // compressed, and sent in chunks of our own (to an HTTP/1.0 client: until the connection closes).
-        var contentType: String?, encoded = false
+        var contentType: Range<Int>?, encoded = false
         for f in h.fields where settings.gzip == true {
-            if RequestParser.matches(parsed[f.name], lowercase: "content-type") { contentType = String(decoding: parsed[f.value], as: UTF8.self) }
+            if RequestParser.matches(parsed[f.name], lowercase: "content-type") { contentType = f.value }
             if RequestParser.matches(parsed[f.name], lowercase: "content-encoding") && !parsed[f.value].isEmpty { encoded = true }
         }
-        let compressible = GzipPolicy.eligible(request, status: h.status, contentType: contentType, contentLength: h.contentLength,
-                                               encoded: encoded)
+        let compressible = contentType.map {
+            GzipPolicy.eligible(request, status: h.status, contentType: UnsafeRawBufferPointer(rebasing: parsed[$0]),
+                                contentLength: h.contentLength, encoded: encoded)
+        } ?? false
         let gzipping = compressible && h.hasBody && !isHead && GzipPolicy.accepted(request)
             && client.startGzip(level: settings.gzipCompLevel ?? 1, length: h.contentLength, chunked: canChunk)
         if gzipping {

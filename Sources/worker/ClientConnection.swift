@@ -102,17 +102,13 @@ final class ClientConnection: EventHandler {
     private var sawFirstByte = false
     /// The answer went out before the request body was read (413, 400 on a bad chunk): linger on close.
     private var unreadBody = false
-    /// The body has not been read yet: its location may stream it (`proxy_request_buffering off`), so the
-    /// rewrite phases ran first, as nginx runs them before a handler reads a body.
-    private var bodyPending = false
-    /// What runs once a body read for a handler is complete (nil: the phases, for a body read before them).
-    private var afterBody: (() -> Void)?
-    /// The proxied request a body streams to as it arrives; reading pauses while it holds 64 kB unsent.
-    private var bodySink: ProxySession?
-    private var bodyPaused = false
-    private var bodyReceived = 0
-    /// The temporary file a buffered body longer than client_body_buffer_size went to.
-    private var bodyFile: BodyFile?
+    // The body's reading state lives in the request (RequestContext): an idle connection holds none of it.
+    private var bodyPending: Bool { get { request?.bodyPending ?? false } set { request?.bodyPending = newValue } }
+    private var afterBody: (() -> Void)? { get { request?.afterBody } set { request?.afterBody = newValue } }
+    private var bodySink: ProxySession? { get { request?.bodySink } set { request?.bodySink = newValue } }
+    private var bodyPaused: Bool { get { request?.bodyPaused ?? false } set { request?.bodyPaused = newValue } }
+    private var bodyReceived: Int { get { request?.bodyReceived ?? 0 } set { request?.bodyReceived = newValue } }
+    private var bodyFile: BodyFile? { get { request?.bodyFile } set { request?.bodyFile = newValue } }
     private var countedReading = false
     /// Called when the output queue drains (a proxied body waiting on a slow client).
     var onDrain: (() -> Void)?
@@ -353,7 +349,6 @@ final class ClientConnection: EventHandler {
         if head.hasBody {
             bodyRemaining = head.contentLength ?? 0
             chunked = head.chunked ? ChunkedDecoder() : nil
-            bodyReceived = 0
             if r.settings.proxyRequestBuffering == false, case .proxy = r.location?.content ?? r.server.content {
                 bodyPending = true
                 state = .handling
@@ -883,8 +878,7 @@ final class ClientConnection: EventHandler {
             unreadBody = true
             keepAlive = false
         }
-        bodyFile = nil
-        bodyPaused = false
+        afterBody = nil
         responseComplete = false
         onDrain = nil
         proxy = nil
@@ -982,6 +976,7 @@ final class ClientConnection: EventHandler {
         proxy?.abort()
         proxy = nil
         bodySink = nil
+        afterBody = nil   // it may hold the proxied request, which holds the request
         bodyFile = nil
         releaseGzip()
         tls?.shutdown()

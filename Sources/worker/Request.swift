@@ -63,6 +63,15 @@ final class RequestContext: ScriptContext {
     }
     /// The request body, when a handler needs it whole (proxying).
     var body: [UInt8] = []
+    /// How the body is being read (ClientConnection.readBody): not yet (a location that may stream it), what
+    /// runs when it is complete, the proxied request it streams to, whether reading paused for it, how much
+    /// came, the temporary file past client_body_buffer_size.
+    var bodyPending = false
+    var afterBody: (() -> Void)?
+    weak var bodySink: ProxySession?
+    var bodyPaused = false
+    var bodyReceived = 0
+    var bodyFile: BodyFile?
 
     init(head: RequestHead, server: Server, location: Location?, scope: SettingsScope, connection: ClientConnection, requestLength: Int) {
         self.head = head

@@ -60,6 +60,8 @@ public final class CheckEngine {
             p.scheduleFirst(after: (seed >> 33) % window)
         }
         heartbeat()
+        recheckTimer = loop.makeTimer { [unowned self] in self.takeRechecks() }
+        recheckTimer!.rearm(after: Self.recheckScanMs)
         loop.run()
         // A checker that stops (lock lost, worker exiting) leaves no connection behind.
         for p in probers { p.abandon() }
@@ -79,6 +81,16 @@ public final class CheckEngine {
         func handleEvent(_ events: UInt32) { engine.loop.stop() }
     }
 
+    /// How often the slots are scanned for workers' re-check requests: a failure seen by traffic is probed
+    /// within this long (a scan of 10,000 slots is 10,000 loads, about 10 µs).
+    static let recheckScanMs: UInt64 = 20
+    private var recheckTimer: Timer?
+
+    private func takeRechecks() {
+        for (i, p) in probers.enumerated() where segment.slot(i).takeRecheck() { p.recheckNow() }
+        recheckTimer?.rearm(after: Self.recheckScanMs)
+    }
+
     private func heartbeat() {
         let lock = segment.checker
         guard lock.holder == pid else {
@@ -92,7 +104,8 @@ public final class CheckEngine {
 
     /// Applies one result (check-module.md §2) and returns the peer's new state.
     @discardableResult
-    func record(_ i: Int, peer: CheckedPeer, success: Bool, rttUs: UInt64, reason: FailureReason, message: () -> String?) -> PeerState {
+    func record(_ i: Int, peer: CheckedPeer, success: Bool, rttUs: UInt64, reason: FailureReason, status: Int = 0,
+                message: () -> String?) -> PeerState {
         let c = peer.check
         var s = states[i]
         let now = vigil_monotonic_ms()
@@ -100,12 +113,14 @@ public final class CheckEngine {
         s.checks &+= 1
         s.lastCheckMs = now
         s.rttUs = UInt32(min(rttUs, UInt64(UInt32.max)))
+        s.lastStatus = UInt16(clamping: status)
         if success {
             s.rise &+= 1
             s.fall = 0
             if s.down && Int(s.rise) >= c.rise {
                 s.down = false
                 s.lastChangeMs = now
+                s.stateChanges &+= 1
                 log(.error, "enable check peer: \(peer.checkAddress) in upstream \"\(peer.upstream)\"")
             }
         } else {
@@ -122,6 +137,7 @@ public final class CheckEngine {
             if flips {
                 s.down = true
                 s.lastChangeMs = now
+                s.stateChanges &+= 1
             }
         }
         states[i] = s

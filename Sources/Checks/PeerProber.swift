@@ -50,7 +50,12 @@ final class PeerProber: EventHandler {
         self.timer = engine.loop.makeTimer { [unowned self] in self.timerFired() }
     }
 
-    func scheduleFirst(after ms: UInt64) { timer.rearm(after: ms) }
+    func scheduleFirst(after ms: UInt64) { wait(ms) }
+
+    private func wait(_ ms: UInt64) {
+        dueAtMs = vigil_monotonic_ms() + ms
+        timer.rearm(after: ms)
+    }
 
     /// Closes whatever connection is open; the engine is stopping.
     func abandon() {
@@ -59,6 +64,22 @@ final class PeerProber: EventHandler {
         phase = .idle
     }
 
+    /// A worker's request failed on this peer: probe now, unless a probe is running or one began less than a
+    /// timeout ago (a flood of failing requests costs at most one extra probe per timeout).
+    func recheckNow() {
+        guard phase != .probing else { return }
+        let now = vigil_monotonic_ms()
+        let at = max(now, startedUs / 1000 + UInt64(peer.check.timeout))
+        guard at < dueAtMs else { return }
+        if at == now { return start() }
+        // The last probe began less than a timeout ago: this one starts when that much time has passed.
+        dueAtMs = at
+        timer.rearm(after: at - now)
+    }
+
+    /// When the next probe is due (monotonic ms): a re-check only ever brings it forward.
+    private var dueAtMs: UInt64 = .max
+
     private func timerFired() {
         if phase == .probing { return fail(.timedOut, "check time out with peer: \(peer.checkAddress) ") }
         start()
@@ -66,6 +87,7 @@ final class PeerProber: EventHandler {
 
     private func start() {
         startedUs = vigil_monotonic_us()
+        dueAtMs = .max
         sent = 0
         reply.removeAll(keepingCapacity: true)
         if phase == .parked {
@@ -205,8 +227,8 @@ final class PeerProber: EventHandler {
                               : "recv() failed (\(e): \(String(cString: strerror(e)))) with peer: \(peer.checkAddress) ")
     }
 
-    /// A peer that floods is judged on what it sent first.
-    private static let replyLimit = 65536
+    /// A peer that floods is judged on what it sent first (a head and a body a check may read).
+    private static let replyLimit = Probes.bodyLimit + 16384
 
     private func receive() {
         var eof = false
@@ -228,7 +250,7 @@ final class PeerProber: EventHandler {
         if eof && reused && reply.isEmpty { return retryFresh() }
         let c = peer.check
         switch Probes.evaluate(c.type, reply, eof: eof || reply.count > Self.replyLimit, expect: c.effectiveExpectAlive,
-                               expectSet: c.expectAlive != nil, peer: peer.checkAddress.description) {
+                               expectSet: c.expectAlive != nil, peer: peer.checkAddress.description, match: c) {
         case .needMore: return
         case .up: finish(success: true, reason: .none, message: { nil }, keep: !eof && reusable())
         case .down(let reason, let message): fail(reason, message)
@@ -262,8 +284,10 @@ final class PeerProber: EventHandler {
             phase = .idle
             closeConnection()
         }
-        let state = engine.record(index, peer: peer, success: success, rttUs: vigil_monotonic_us() - startedUs, reason: reason, message: message)
-        timer.rearm(after: Self.delay(before: state, interval: peer.check.interval))
+        let status = peer.check.type == .http || peer.check.type == .https ? Probes.statusCode(reply) : 0
+        let state = engine.record(index, peer: peer, success: success, rttUs: vigil_monotonic_us() - startedUs, reason: reason,
+                                  status: status, message: message)
+        wait(Self.delay(before: state, interval: peer.check.interval))
     }
 
     /// The wait before the next probe: `interval`, halved while the peer is on its way to flipping (an up

@@ -1,4 +1,5 @@
 import Config
+import HTTP
 import ShmTable
 
 /// What a probe reply means so far.
@@ -68,12 +69,20 @@ public enum Probes {
         return out
     }
 
-    /// Judges the bytes received so far; `eof` is true once the peer closed.
-    public static func evaluate(_ type: CheckType, _ reply: [UInt8], eof: Bool, expect: ExpectAlive, expectSet: Bool, peer: String) -> Verdict {
+    /// How much of a response body `check_http_expect_body` reads; a longer body is down.
+    public static let bodyLimit = 65536
+
+    /// Judges the bytes received so far; `eof` is true once the peer closed (or sent more than a check reads).
+    /// With `match` (check_http_expect_body/header), an http(s) response that passes its status must also
+    /// pass those, on the whole response.
+    public static func evaluate(_ type: CheckType, _ reply: [UInt8], eof: Bool, expect: ExpectAlive, expectSet: Bool, peer: String,
+                                match: CheckSettings? = nil) -> Verdict {
         let v: Verdict
         switch type {
         case .tcp: v = .up
-        case .http, .https: v = http(reply, expect: expect, peer: peer)
+        case .http, .https:
+            v = http(reply, expect: expect, peer: peer)
+            if v == .up, let match, match.matchesResponse { return response(reply, eof: eof, match, peer: peer) }
         case .ssl_hello:
             if reply.count < 47 { v = .needMore } else if reply[0] == 0x16 && reply[5] == 0x02 { v = .up } else {
                 v = .down(.badSSLHello, "check protocol ssl_hello error with peer: \(peer) ")
@@ -133,6 +142,63 @@ public enum Probes {
             guard lf == 0x0A else { return bad }
         }
         return alive(code, expect) ? .up : .down(.badStatus, "check protocol http error with peer: \(peer) (status \(code))")
+    }
+
+    /// The headers and body of a response whose status passed: each check_http_expect_header must find its
+    /// header and value, check_http_expect_body its text in the body (read whole, up to `bodyLimit`).
+    static func response(_ r: [UInt8], eof: Bool, _ c: CheckSettings, peer: String) -> Verdict {
+        let parsed = r.withUnsafeBytes { ResponseParser.parse($0) }
+        let head: ResponseHead, consumed: Int
+        switch parsed {
+        case .incomplete: return eof ? .down(.closed, "peer closed connection before a full reply, peer: \(peer) ") : .needMore
+        case .invalid: return .down(.protocolError, "http parse response header error with peer: \(peer) ")
+        case .complete(let h, let n): (head, consumed) = (h, n)
+        }
+        let fields = r.withUnsafeBytes { head.headers(in: $0) }
+        for h in c.expectHeaders {
+            let values = fields.filter { $0.name.lowercased() == h.name }.map(\.value)
+            guard values.contains(where: { h.value.matches($0) }) else {
+                return .down(.headerMismatch, "check header mismatch (\(h.name)) with peer: \(peer) ")
+            }
+        }
+        guard let expected = c.expectBody else { return .up }
+        let tooLarge = Verdict.down(.bodyTooLarge, "check body too large with peer: \(peer) ")
+        var body: [UInt8] = []
+        if !head.hasBody {
+            body = []
+        } else if head.chunked {
+            var decoder = ChunkedDecoder()
+            let event = r[consumed...].withUnsafeBytes { buf in decoder.feed(buf) { body += buf[$0] } }
+            switch event {
+            case .end: break
+            case .error: return .down(.protocolError, "check invalid chunked body with peer: \(peer) ")
+            case .data:
+                if body.count > bodyLimit || r.count > bodyLimit + consumed { return tooLarge }
+                return eof ? .down(.closed, "peer closed connection before a full reply, peer: \(peer) ") : .needMore
+            }
+        } else if let length = head.contentLength {
+            guard length <= bodyLimit else { return tooLarge }
+            guard r.count - consumed >= length else {
+                return eof ? .down(.closed, "peer closed connection before a full reply, peer: \(peer) ") : .needMore
+            }
+            body = Array(r[consumed..<(consumed + length)])
+        } else {
+            // Framed by the close: what has come is the body once the peer closes.
+            guard eof else { return r.count - consumed > bodyLimit ? tooLarge : .needMore }
+            guard r.count - consumed <= bodyLimit else { return tooLarge }
+            body = Array(r[consumed...])
+        }
+        guard body.count <= bodyLimit else { return tooLarge }
+        return expected.matches(String(decoding: body, as: UTF8.self)) ? .up
+            : .down(.bodyMismatch, "check body mismatch with peer: \(peer) ")
+    }
+
+    /// The three digits after `HTTP/x.y ` (0 when the reply has none): what the detail views call the last status.
+    public static func statusCode(_ r: [UInt8]) -> Int {
+        guard r.count >= 12, r.starts(with: Array("HTTP/".utf8)), let sp = r.prefix(16).firstIndex(of: 0x20), sp + 3 < r.count else { return 0 }
+        let digits = r[(sp + 1)...(sp + 3)]
+        guard digits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return 0 }
+        return digits.reduce(0) { $0 * 10 + Int($1 - 0x30) }
     }
 
     /// Status classes; codes outside 200–599 are never alive in the reference.

@@ -1,3 +1,5 @@
+import Script
+
 /// The upstream check module's directives, with the reference module's defaults and error wording
 /// (shared/spec/check-module.md §1).
 enum CheckDirectives {
@@ -32,6 +34,18 @@ enum CheckDirectives {
             u.pendingCheck.expectAlive = set
             u.sawExpectAlive = true
         },
+        // Beyond the reference: the response must also hold a text (or match a regex), and carry headers.
+        Directives.spec("check_http_expect_body", .upstream, .oneOrTwo) { call in
+            let u = UpstreamDirectives.upstream(call)
+            if u.sawExpectBody { throw call.duplicate() }
+            u.pendingCheck.expectBody = try textMatch(call, Array(call.args))
+            u.sawExpectBody = true
+        },
+        Directives.spec("check_http_expect_header", .upstream, Arity(min: 2, max: 3)) { call in
+            let u = UpstreamDirectives.upstream(call)
+            let match = HeaderMatch(name: call.words[1].lowercased(), value: try textMatch(call, Array(call.args.dropFirst())))
+            u.pendingCheck.expectHeaders.append(match)
+        },
         Directives.spec("check_keepalive_requests", .upstream, .one) { call in
             guard let n = Values.plainNumber(call.words[1]), n >= 1 else { throw call.directiveError("invalid value") }
             let u = UpstreamDirectives.upstream(call)
@@ -57,6 +71,13 @@ enum CheckDirectives {
             try HTTPCore.setContent(call, .checkStatus)
         },
     ]
+
+    /// `"text"` or `~ "regex"` (PCRE2, as nginx's regexes).
+    static func textMatch(_ call: Call, _ words: [String]) throws -> TextMatch {
+        if words.count == 1 { return .contains(words[0]) }
+        guard words[0] == "~" else { throw call.error("invalid parameter \"\(words[0])\"") }
+        do { return .regex(try Regex(words[1], caseless: false)) } catch let e as Regex.CompileError { throw call.error(e.description) }
+    }
 
     static func parseCheck(_ call: Call) throws {
         let u = UpstreamDirectives.upstream(call)

@@ -242,6 +242,8 @@ extension Upstream {
         if sawSSLServerName { check.sslServerName = pendingCheck.sslServerName }
         if sawSSLVerify { check.sslVerify = pendingCheck.sslVerify }
         if sawSSLTrustedCertificate { check.sslTrustedCertificate = pendingCheck.sslTrustedCertificate }
+        if sawExpectBody { check.expectBody = pendingCheck.expectBody }
+        check.expectHeaders = pendingCheck.expectHeaders
         self.check = check
     }
 

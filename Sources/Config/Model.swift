@@ -99,6 +99,33 @@ public struct ExpectAlive: OptionSet, Sendable, Hashable {
     public static let http5xx = ExpectAlive(rawValue: 1 << 5)
 }
 
+/// What `check_http_expect_body` and `check_http_expect_header` want: a substring, or a regex (`~`).
+public enum TextMatch: Sendable {
+    case contains(String)
+    case regex(Regex)
+
+    /// As written (reloads compare it).
+    public var text: String {
+        switch self {
+        case .contains(let s): return s
+        case .regex(let re): return "~" + re.pattern
+        }
+    }
+
+    public func matches(_ value: String) -> Bool {
+        switch self {
+        case .contains(let s): return s.isEmpty || value.contains(s)
+        case .regex(let re): return re.matches(value)
+        }
+    }
+}
+
+/// `check_http_expect_header Name [~] value`: the name lowercased.
+public struct HeaderMatch: Sendable {
+    public var name: String
+    public var value: TextMatch
+}
+
 /// The `check` directive and its companions, with the reference module's defaults.
 public struct CheckSettings: Sendable, Equatable {
     public var interval: Int = 30000
@@ -116,6 +143,12 @@ public struct CheckSettings: Sendable, Equatable {
     public var sslServerName: String? = nil
     public var sslVerify = false
     public var sslTrustedCertificate: PathSetting? = nil
+    /// An http(s) check is up only when its response also has this body text and these headers.
+    public var expectBody: TextMatch? = nil
+    public var expectHeaders: [HeaderMatch] = []
+
+    /// Whether a check reads the whole response (headers and body), not just the status line.
+    public var matchesResponse: Bool { expectBody != nil || !expectHeaders.isEmpty }
 
     public static func == (a: CheckSettings, b: CheckSettings) -> Bool {
         a.interval == b.interval && a.fall == b.fall && a.rise == b.rise && a.timeout == b.timeout
@@ -123,6 +156,8 @@ public struct CheckSettings: Sendable, Equatable {
             && a.expectAlive == b.expectAlive && a.keepaliveRequests == b.keepaliveRequests
             && a.sslServerName == b.sslServerName && a.sslVerify == b.sslVerify
             && a.sslTrustedCertificate?.path == b.sslTrustedCertificate?.path
+            && a.expectBody?.text == b.expectBody?.text
+            && a.expectHeaders.map { "\($0.name): \($0.value.text)" } == b.expectHeaders.map { "\($0.name): \($0.value.text)" }
             && a.fastcgiParams?.map { "\($0.0)=\($0.1)" } == b.fastcgiParams?.map { "\($0.0)=\($0.1)" }
     }
 
@@ -192,6 +227,7 @@ public final class Upstream {
     var sawSSLServerName = false
     var sawSSLVerify = false
     var sawSSLTrustedCertificate = false
+    var sawExpectBody = false
 
     init(name: String, firstMention: SourceLocation) {
         self.name = name

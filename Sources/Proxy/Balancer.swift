@@ -183,6 +183,8 @@ public final class UpstreamBalancer {
     /// Passive accounting after a request to `peer` (max_fails / fail_timeout).
     public func finished(_ peer: Peer, failed: Bool, now: UInt64) {
         if failed {
+            // Traffic-triggered re-check: the checker probes this peer now instead of at its next interval.
+            if let i = peer.slot, let seg = segment { seg.slot(i).requestRecheck() }
             peer.fails += 1
             peer.accessedAt = now
             peer.checkedAt = now

@@ -7,7 +7,7 @@
 ///     ...  string table: upstream names and server addresses, u16 length + bytes
 public enum Layout {
     public static let magic: [UInt8] = Array("VIGILSHM".utf8)
-    public static let version: UInt32 = 1
+    public static let version: UInt32 = 2
     public static let headerSize = 128
     public static let slotSize = 64
 
@@ -29,19 +29,21 @@ public enum Layout {
     static let checkerHeartbeatOffset = 72
     static let createdAtOffset = 80
 
-    // Peer slot fields.
+    // Peer slot fields (v2: counters narrowed to make room for the control word and the last status).
     static let stateOffset = 0          // atomic u64: flags + seqlock sequence
     static let riseOffset = 8           // u32 consecutive successes
     static let fallOffset = 12          // u32 consecutive failures
     static let lastCheckOffset = 16     // u64 monotonic ms of the last verdict (0: never)
-    static let checksOffset = 24        // u64 total checks
-    static let failuresOffset = 32      // u64 total failures
-    static let lastChangeOffset = 40    // u64 monotonic ms of the last up/down flip (0: never)
-    static let rttOffset = 48           // u32 µs of the last check
-    static let upstreamNameOffset = 52  // u32 offset into the segment
-    static let serverNameOffset = 56    // u32 offset into the segment
+    static let lastChangeOffset = 24    // u64 monotonic ms of the last up/down flip (0: never)
+    static let checksOffset = 32        // u32 total checks
+    static let failuresOffset = 36      // u32 total failures
+    static let changesOffset = 40       // u16 up/down flips
+    static let reasonOffset = 42        // u16: FailureReason of the last failure (low 6 bits), last HTTP status (high 10)
+    static let rttOffset = 44           // u32 µs of the last check
+    static let upstreamNameOffset = 48  // u32 offset into the segment
+    static let serverNameOffset = 52    // u32 offset into the segment
+    static let controlOffset = 56       // atomic u32 that workers write: AdminState (bits 0-1), re-check request (bit 2)
     static let typeOffset = 60          // u8 CheckType code
-    static let reasonOffset = 61        // u8 FailureReason of the last failure
     static let portOffset = 62          // u16 `port=` value (0: the server's own)
 
     /// Bytes needed for `peers` slots whose names need `stringBytes` in the string table.
@@ -73,12 +75,20 @@ public enum StateBits {
     public static let flagsMask: UInt64 = sequenceOne - 1
 }
 
+/// An operator's state for a peer (HAProxy's `set server … state`): `drain` takes no new connections except
+/// sticky ones, `maint` no traffic at all; checks go on either way.
+public enum AdminState: UInt32, CaseIterable, Sendable {
+    case ready = 0, drain = 1, maint = 2
+    public var name: String { "\(self)" }
+}
+
 /// Why the last check failed; stored as one byte in the slot.
 public enum FailureReason: UInt8, CaseIterable, Sendable {
     case none = 0
     case connectRefused, connectFailed, timedOut, sendFailed, recvFailed, closed, badStatus, protocolError
     case badMysqlGreeting, badSSLHello, badAJPReply, badFastCGIReply
     case sslHandshakeFailed, certificateVerifyFailed
+    case bodyMismatch, headerMismatch, bodyTooLarge
 
     public var text: String {
         switch self {
@@ -97,6 +107,9 @@ public enum FailureReason: UInt8, CaseIterable, Sendable {
         case .badFastCGIReply: "bad fastcgi reply"
         case .sslHandshakeFailed: "SSL_do_handshake() failed"
         case .certificateVerifyFailed: "certificate verify failed"
+        case .bodyMismatch: "body mismatch"
+        case .headerMismatch: "header mismatch"
+        case .bodyTooLarge: "body too large"
         }
     }
 }

@@ -1,7 +1,8 @@
 import CShim
 
-/// One 64-byte peer slot. The checker is the only writer; it brackets multi-field updates with the
-/// sequence in the state word (a seqlock). Balancers read just the down bit: one acquiring load.
+/// One 64-byte peer slot. The checker is the only writer of the verdict; it brackets multi-field updates with
+/// the sequence in the state word (a seqlock). Balancers read just the down bit: one acquiring load. The
+/// control word (admin state, re-check request) is a separate atomic that workers write.
 public struct PeerSlot {
     let base: UnsafeMutableRawPointer
 
@@ -22,11 +23,12 @@ public struct PeerSlot {
         base.storeBytes(of: s.rise, toByteOffset: Layout.riseOffset, as: UInt32.self)
         base.storeBytes(of: s.fall, toByteOffset: Layout.fallOffset, as: UInt32.self)
         base.storeBytes(of: s.lastCheckMs, toByteOffset: Layout.lastCheckOffset, as: UInt64.self)
-        base.storeBytes(of: s.checks, toByteOffset: Layout.checksOffset, as: UInt64.self)
-        base.storeBytes(of: s.failures, toByteOffset: Layout.failuresOffset, as: UInt64.self)
+        base.storeBytes(of: s.checks, toByteOffset: Layout.checksOffset, as: UInt32.self)
+        base.storeBytes(of: s.failures, toByteOffset: Layout.failuresOffset, as: UInt32.self)
         base.storeBytes(of: s.lastChangeMs, toByteOffset: Layout.lastChangeOffset, as: UInt64.self)
+        base.storeBytes(of: s.stateChanges, toByteOffset: Layout.changesOffset, as: UInt16.self)
+        base.storeBytes(of: UInt16(s.reason.rawValue & 0x3F) | min(s.lastStatus, 999) << 6, toByteOffset: Layout.reasonOffset, as: UInt16.self)
         base.storeBytes(of: s.rttUs, toByteOffset: Layout.rttOffset, as: UInt32.self)
-        base.storeBytes(of: s.reason.rawValue, toByteOffset: Layout.reasonOffset, as: UInt8.self)
         let flags = (s.down ? StateBits.down : 0) | (s.checked ? StateBits.checked : 0)
         vigil_store_release_u64(state, (seq &+ 2 &* StateBits.sequenceOne) | flags)   // even: published
     }
@@ -42,15 +44,47 @@ public struct PeerSlot {
             result.rise = base.load(fromByteOffset: Layout.riseOffset, as: UInt32.self)
             result.fall = base.load(fromByteOffset: Layout.fallOffset, as: UInt32.self)
             result.lastCheckMs = base.load(fromByteOffset: Layout.lastCheckOffset, as: UInt64.self)
-            result.checks = base.load(fromByteOffset: Layout.checksOffset, as: UInt64.self)
-            result.failures = base.load(fromByteOffset: Layout.failuresOffset, as: UInt64.self)
+            result.checks = base.load(fromByteOffset: Layout.checksOffset, as: UInt32.self)
+            result.failures = base.load(fromByteOffset: Layout.failuresOffset, as: UInt32.self)
             result.lastChangeMs = base.load(fromByteOffset: Layout.lastChangeOffset, as: UInt64.self)
+            result.stateChanges = base.load(fromByteOffset: Layout.changesOffset, as: UInt16.self)
+            let reasonStatus = base.load(fromByteOffset: Layout.reasonOffset, as: UInt16.self)
+            result.reason = FailureReason(rawValue: UInt8(reasonStatus & 0x3F)) ?? .protocolError
+            result.lastStatus = reasonStatus >> 6
             result.rttUs = base.load(fromByteOffset: Layout.rttOffset, as: UInt32.self)
-            result.reason = FailureReason(rawValue: base.load(fromByteOffset: Layout.reasonOffset, as: UInt8.self)) ?? .protocolError
             vigil_fence_acquire()
             if vigil_load_acquire_u64(state) == s1 { return result }
         }
         return result
+    }
+
+    private var controlWord: UnsafeMutablePointer<UInt32> { (base + Layout.controlOffset).assumingMemoryBound(to: UInt32.self) }
+    private static let recheckBit: UInt32 = 4
+    private static let adminMask: UInt32 = 3
+
+    /// A worker's request that the checker probe this peer now (a proxied request to it failed): one load, and
+    /// one atomic or when the request is not already pending.
+    @inline(__always) public func requestRecheck() {
+        if vigil_load_acquire_u32(controlWord) & Self.recheckBit == 0 { vigil_fetch_or_u32(controlWord, Self.recheckBit) }
+    }
+
+    /// The checker takes a pending request, clearing it.
+    public func takeRecheck() -> Bool {
+        guard vigil_load_acquire_u32(controlWord) & Self.recheckBit != 0 else { return false }
+        vigil_fetch_and_u32(controlWord, ~Self.recheckBit)
+        return true
+    }
+
+    @inline(__always) public var admin: AdminState {
+        AdminState(rawValue: vigil_load_acquire_u32(controlWord) & Self.adminMask) ?? .ready
+    }
+
+    /// Sets the operator's state, leaving a pending re-check request as it is.
+    public func setAdmin(_ a: AdminState) {
+        while true {
+            let old = vigil_load_acquire_u32(controlWord)
+            if vigil_cas_u32(controlWord, old, old & ~Self.adminMask | a.rawValue) != 0 { return }
+        }
     }
 }
 

@@ -35,11 +35,14 @@ public struct PeerState: Equatable, Sendable {
     public var rise: UInt32 = 0
     public var fall: UInt32 = 0
     public var lastCheckMs: UInt64 = 0
-    public var checks: UInt64 = 0
-    public var failures: UInt64 = 0
+    public var checks: UInt32 = 0
+    public var failures: UInt32 = 0
     public var lastChangeMs: UInt64 = 0
     public var rttUs: UInt32 = 0
     public var reason: FailureReason = .none
+    /// The status line's code of the last http(s) check (0: none or another type).
+    public var lastStatus: UInt16 = 0
+    public var stateChanges: UInt16 = 0
 
     public init(down: Bool) { self.down = down }
 }

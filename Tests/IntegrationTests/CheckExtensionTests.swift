@@ -1,0 +1,91 @@
+import Foundation
+import TestHarness
+import XCTest
+
+/// What Vigil's checks do beyond the reference module (issue 12): response matching, re-checks triggered by
+/// failed traffic. Real peers: Vigil's own `return` servers and static files, on 127.0.0.1.
+final class CheckExtensionTests: XCTestCase {
+    var vigil: Vigil!
+    var backends: Vigil!
+    override func tearDown() {
+        vigil?.cleanup()
+        backends?.cleanup()
+    }
+
+    func csvRows(_ port: UInt16) -> [[String]] {
+        guard let r = httpGet(port, "/status"), r.status == 200 else { return [] }
+        return r.body.split(separator: "\n").map { $0.split(separator: ",").map(String.init) }
+    }
+
+    func shmdumpPeers() -> [[String: Any]] { vigil.shmdumpJSON()["peers"] as? [[String: Any]] ?? [] }
+
+    func testBodyAndHeaderMatching() throws {
+        let ok = freePort(), maint = freePort(), big = freePort(), port = freePort()
+        backends = try Vigil(config: "")
+        try FileManager.default.createDirectory(atPath: backends.prefix + "/html", withIntermediateDirectories: true)
+        try String(repeating: "x", count: 70_000).write(toFile: backends.prefix + "/html/big.txt", atomically: true, encoding: .utf8)
+        try backends.write(config: Vigil.config(http: """
+            server { listen 127.0.0.1:\(ok); location / { add_header X-Ready yes; return 200 "service OK\\n"; } }
+            server { listen 127.0.0.1:\(maint); location / { add_header X-Ready no; return 200 "maintenance\\n"; } }
+            server { listen 127.0.0.1:\(big); root html; }
+            """))
+        _ = try backends.start()
+        let check = "check interval=300 rise=1 fall=1 timeout=1000 type=http;"
+        vigil = try Vigil(config: Vigil.config(http: """
+            upstream body_text { server 127.0.0.1:\(ok); server 127.0.0.1:\(maint); \(check) check_http_expect_body "OK"; }
+            upstream body_regex { server 127.0.0.1:\(ok); server 127.0.0.1:\(maint); \(check) check_http_expect_body ~ "^service [A-Z]+$"; }
+            upstream header { server 127.0.0.1:\(ok); server 127.0.0.1:\(maint); \(check) check_http_expect_header X-Ready "yes"; }
+            upstream header_regex { server 127.0.0.1:\(ok); server 127.0.0.1:\(maint); \(check) check_http_expect_header x-ready ~ "^n"; }
+            upstream large { server 127.0.0.1:\(big); \(check) check_http_send "GET /big.txt HTTP/1.0\\r\\n\\r\\n"; check_http_expect_body "x"; }
+            server { listen 127.0.0.1:\(port); location /status { check_status csv; } }
+            """))
+        _ = try vigil.start()
+        let expected = ["up", "down", "up", "down", "up", "down", "down", "up", "down"]
+        XCTAssertTrue(waitFor(5) { self.csvRows(port).map { $0[3] } == expected }, "\(csvRows(port))")
+        let reasons = ["-", "body mismatch", "-", "body mismatch", "-", "header mismatch", "header mismatch", "-", "body too large"]
+        XCTAssertTrue(waitFor(5) { self.shmdumpPeers().map { $0["last_reason"] as? String ?? "?" } == reasons },
+                      "\(shmdumpPeers().map { $0["last_reason"] as? String ?? "?" })")
+
+        // `-t` refuses a regex that does not compile, with its file:line.
+        try vigil.write(config: Vigil.config(http: "upstream u { server 127.0.0.1:1; check type=http; check_http_expect_body ~ \"(\"; }"))
+        let r = vigil.vigil(["-t"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("pcre2_compile() failed: missing closing parenthesis") && r.stderr.contains("\(vigil.confPath):10"), r.stderr)
+    }
+
+    /// interval=10000 fall=1: a peer killed under traffic is down on the status page within about a second,
+    /// because the worker whose request failed asks the checker to probe it at once.
+    func testFailedTrafficTriggersARecheck() throws {
+        let live1 = freePort(), live2 = freePort(), port = freePort()
+        backends = try Vigil(config: Vigil.config(http: """
+            server { listen 127.0.0.1:\(live1); return 200 "one\\n"; }
+            server { listen 127.0.0.1:\(live2); return 200 "two\\n"; }
+            """))
+        let backendMaster = try backends.start()
+        vigil = try Vigil(config: Vigil.config(workers: 2, http: """
+            upstream app { server 127.0.0.1:\(live1); server 127.0.0.1:\(live2); check interval=10000 rise=1 fall=1 timeout=1000 type=tcp; }
+            server { listen 127.0.0.1:\(port); location / { proxy_pass http://app; } location /status { check_status csv; } }
+            """))
+        _ = try vigil.start()
+        XCTAssertTrue(waitFor(5) { self.csvRows(port).map { $0[3] } == ["up", "up"] }, "\(csvRows(port))")
+        let checksBefore = shmdumpPeers().map { $0["checks"] as? Int ?? 0 }
+
+        XCTAssertEqual(backends.vigil(["-s", "stop"]).status, 0)
+        XCTAssertTrue(waitFor(5) { !processAlive(backendMaster) })
+        let killed = Date()
+        // A bounded request loop: the failures are what tells the checker.
+        var sawBothDown = false
+        for _ in 0..<200 {
+            _ = httpGet(port, "/", timeout: 2)
+            if csvRows(port).map({ $0[3] }) == ["down", "down"] { sawBothDown = true; break }
+            usleep(10_000)
+        }
+        let detection = Date().timeIntervalSince(killed)
+        XCTAssertTrue(sawBothDown, "\(csvRows(port))")
+        XCTAssertLessThan(detection, 2.0, "detection took \(detection) s at interval=10000")
+        // The flood cost at most one extra probe per peer per timeout.
+        let extra = zip(shmdumpPeers().map { $0["checks"] as? Int ?? 0 }, checksBefore).map { $0 - $1 }
+        XCTAssertTrue(extra.allSatisfy { $0 >= 1 && $0 <= 3 }, "extra probes per peer: \(extra)")
+        XCTAssertEqual(httpGet(port, "/")?.status, 502)
+    }
+}

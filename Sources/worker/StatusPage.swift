@@ -1,3 +1,4 @@
+import CShim
 import Config
 import HTTP
 import ShmTable
@@ -24,6 +25,33 @@ struct StatusPage {
         let fall: UInt32
         let type: String
         let port: Int
+        /// The slot's whole state, for `detail=1` and Prometheus.
+        var state = PeerState(down: false)
+        var admin = AdminState.ready
+    }
+
+    /// What `detail=1` adds to a row, from the slot: nil where there is nothing to show yet.
+    struct Detail {
+        /// The last check's round trip in milliseconds, three decimals ("0.213").
+        let lastRTTms: String?
+        let lastError: String?
+        let checks: UInt32
+        let failures: UInt32
+        let lastChangeSeconds: UInt64?
+        /// Unix time at which a down peer went down.
+        let downSince: Int64?
+        let admin: String
+
+        init(_ r: Row, nowMs: UInt64, wallMs: Int64) {
+            let s = r.state
+            lastRTTms = s.checks == 0 ? nil : StatusPage.decimal(UInt64(s.rttUs), places: 3)
+            if s.failures == 0 { lastError = nil } else if s.reason == .badStatus && s.lastStatus > 0 { lastError = "status \(s.lastStatus)" } else { lastError = s.reason.text }
+            checks = s.checks
+            failures = s.failures
+            lastChangeSeconds = s.lastChangeMs == 0 ? nil : (nowMs - min(nowMs, s.lastChangeMs)) / 1000
+            downSince = s.down && s.lastChangeMs > 0 ? (wallMs - Int64(nowMs - min(nowMs, s.lastChangeMs))) / 1000 : nil
+            admin = r.admin.name
+        }
     }
 
     func render() -> Page {
@@ -31,7 +59,9 @@ struct StatusPage {
         guard method == "GET" || method == "HEAD" else { return Page(status: 405, contentType: "text/html", body: errorBody(405)) }
         var format = request.settings.checkStatusFormat ?? "html"
         var filter: Bool?   // true: only down, false: only up
+        var detail = false
         if let q = request.head.query {
+            detail = StatusPage.argument("detail", in: q) == "1"
             if let v = StatusPage.argument("format", in: q) {
                 if ["html", "csv", "json", "prometheus"].contains(v) { format = v } else { worker.log.error("http upstream check, bad argument: \"\(v)\"") }
             }
@@ -55,15 +85,19 @@ struct StatusPage {
             let s = worker.segment.slot(i).read()
             if let f = filter, f != s.down { continue }
             rows.append(Row(index: i, upstream: p.upstream, name: p.address.description, down: s.down, rise: s.rise,
-                            fall: s.fall, type: p.check.type.rawValue, port: p.check.port))
+                            fall: s.fall, type: p.check.type.rawValue, port: p.check.port, state: s, admin: worker.segment.slot(i).admin))
         }
         let generation = worker.segment.generation
+        let nowMs = vigil_monotonic_ms(), wallMs = vigil_realtime_ms()
+        let details = detail ? rows.map { Detail($0, nowMs: nowMs, wallMs: wallMs) } : nil
         let text: String
         switch format {
         case "csv": text = StatusPage.csv(rows)
-        case "json": text = StatusPage.json(rows, generation: generation)
-        case "prometheus": text = StatusPage.prometheus(rows, generation: generation)
-        default: text = StatusPage.html(rows, generation: generation)
+        case "json": text = StatusPage.json(rows, generation: generation, details: details)
+        case "prometheus":
+            let beat = worker.segment.checker.heartbeatMs
+            text = StatusPage.prometheus(rows, generation: generation, heartbeatAge: beat == 0 ? nil : nowMs - min(nowMs, beat))
+        default: text = StatusPage.html(rows, generation: generation, details: details)
         }
         return Page(status: 200, contentType: type, body: Array(text.utf8))
     }
@@ -89,7 +123,7 @@ struct StatusPage {
         return nil
     }
 
-    static func html(_ rows: [Row], generation: UInt64) -> String {
+    static func html(_ rows: [Row], generation: UInt64, details: [Detail]? = nil) -> String {
         var s = """
             <!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN"
             "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">
@@ -110,14 +144,24 @@ struct StatusPage {
                 <th>Fall counts</th>
                 <th>Check type</th>
                 <th>Check port</th>
-              </tr>
 
             """
-        for r in rows {
-            s += r.down ? "  <tr bgcolor=\"#FF0000\">\n" : "  <tr>\n"
-            for v in [String(r.index), StatusPage.htmlEscape(r.upstream), r.name, r.down ? "down" : "up", String(r.rise), String(r.fall), r.type, String(r.port)] {
-                s += "    <td>\(v)</td>\n"
+        if details != nil {
+            for h in ["Last RTT (ms)", "Last error", "Checks", "Failures", "Last change (s ago)", "Down since", "Admin state"] {
+                s += "    <th>\(h)</th>\n"
             }
+        }
+        s += "  </tr>\n"
+        for (k, r) in rows.enumerated() {
+            s += r.down ? "  <tr bgcolor=\"#FF0000\">\n" : "  <tr>\n"
+            var cells = [String(r.index), StatusPage.htmlEscape(r.upstream), r.name, r.down ? "down" : "up", String(r.rise), String(r.fall), r.type, String(r.port)]
+            if let d = details?[k] {
+                let change: String = d.lastChangeSeconds.map { String($0) } ?? "-"
+                let since: String = d.downSince.map { String($0) } ?? "-"
+                cells += [d.lastRTTms ?? "-", StatusPage.htmlEscape(d.lastError ?? "-"), String(d.checks), String(d.failures)]
+                cells += [change, since, d.admin]
+            }
+            for v in cells { s += "    <td>\(v)</td>\n" }
             s += "  </tr>\n"
         }
         return s + "</table>\n</body>\n</html>\n"
@@ -143,34 +187,78 @@ struct StatusPage {
         rows.map { "\($0.index),\($0.upstream),\($0.name),\($0.down ? "down" : "up"),\($0.rise),\($0.fall),\($0.type),\($0.port)\n" }.joined()
     }
 
-    static func json(_ rows: [Row], generation: UInt64) -> String {
+    static func json(_ rows: [Row], generation: UInt64, details: [Detail]? = nil) -> String {
         var s = "{\"servers\": {\n  \"total\": \(rows.count),\n  \"generation\": \(generation),\n  \"server\": [\n"
         for (i, r) in rows.enumerated() {
-            s += "    {\"index\": \(r.index), \"upstream\": \(JSONText.quoted(r.upstream)), \"name\": \"\(r.name)\", \"status\": \"\(r.down ? "down" : "up")\", \"rise\": \(r.rise), \"fall\": \(r.fall), \"type\": \"\(r.type)\", \"port\": \(r.port)}"
+            s += "    {\"index\": \(r.index), \"upstream\": \(JSONText.quoted(r.upstream)), \"name\": \"\(r.name)\", \"status\": \"\(r.down ? "down" : "up")\", \"rise\": \(r.rise), \"fall\": \(r.fall), \"type\": \"\(r.type)\", \"port\": \(r.port)"
+            if let d = details?[i] {
+                let rtt: String = d.lastRTTms ?? "null"
+                let error: String = d.lastError.map { JSONText.quoted($0) } ?? "null"
+                let change: String = d.lastChangeSeconds.map { String($0) } ?? "null"
+                let since: String = d.downSince.map { String($0) } ?? "null"
+                s += ", \"last_rtt_ms\": \(rtt), \"last_error\": \(error), \"checks\": \(d.checks), \"failures\": \(d.failures)"
+                s += ", \"last_change_s\": \(change), \"down_since\": \(since), \"admin\": \"\(d.admin)\""
+            }
+            s += "}"
             s += i == rows.count - 1 ? "\n" : ",\n"
         }
         return s + "  ]\n}}\n"
     }
 
-    /// Tengine's `prometheus` format.
-    static func prometheus(_ rows: [Row], generation: UInt64) -> String {
+    /// Tengine's `prometheus` format (its metric names), with per-peer check metrics and the checker's heartbeat
+    /// age added; label values escaped as the exposition format wants.
+    static func prometheus(_ rows: [Row], generation: UInt64, heartbeatAge: UInt64? = nil) -> String {
         let up = rows.filter { !$0.down }.count
-        var s = "# HELP nginx_upstream_count_total Nginx total number of servers\n# TYPE nginx_upstream_count_total gauge\nnginx_upstream_count_total \(rows.count)\n"
-        s += "# HELP nginx_upstream_count_up Nginx total number of servers that are UP\n# TYPE nginx_upstream_count_up gauge\nnginx_upstream_count_up \(up)\n"
-        s += "# HELP nginx_upstream_count_down Nginx total number of servers that are DOWN\n# TYPE nginx_upstream_count_down gauge\nnginx_upstream_count_down \(rows.count - up)\n"
-        s += "# HELP nginx_upstream_count_generation Nginx generation\n# TYPE nginx_upstream_count_generation gauge\nnginx_upstream_count_generation \(generation)\n"
-        s += "# HELP nginx_upstream_server_rise Nginx rise counter\n# TYPE nginx_upstream_server_rise counter\n"
-        for r in rows {
-            s += "nginx_upstream_server_rise{index=\"\(r.index)\",upstream=\"\(r.upstream)\",name=\"\(r.name)\",status=\"\(r.down ? "down" : "up")\",type=\"\(r.type)\",port=\"\(r.port)\"} \(r.rise)\n"
+        func family(_ name: String, _ help: String, _ type: String) -> String { "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n" }
+        func labels(_ r: Row, status: Bool = true) -> String {
+            "index=\"\(r.index)\",upstream=\"\(labelEscape(r.upstream))\",name=\"\(labelEscape(r.name))\","
+                + (status ? "status=\"\(r.down ? "down" : "up")\"," : "") + "type=\"\(r.type)\",port=\"\(r.port)\""
         }
-        s += "# HELP nginx_upstream_server_fall Nginx fall counter\n# TYPE nginx_upstream_server_fall counter\n"
-        for r in rows {
-            s += "nginx_upstream_server_fall{index=\"\(r.index)\",upstream=\"\(r.upstream)\",name=\"\(r.name)\",status=\"\(r.down ? "down" : "up")\",type=\"\(r.type)\",port=\"\(r.port)\"} \(r.fall)\n"
-        }
-        s += "# HELP nginx_upstream_server_active Nginx active 1 for UP / 0 for DOWN\n# TYPE nginx_upstream_server_active gauge\n"
-        for r in rows {
-            s += "nginx_upstream_server_active{index=\"\(r.index)\",upstream=\"\(r.upstream)\",name=\"\(r.name)\",type=\"\(r.type)\",port=\"\(r.port)\"} \(r.down ? 0 : 1)\n"
+        var s = family("nginx_upstream_count_total", "Nginx total number of servers", "gauge") + "nginx_upstream_count_total \(rows.count)\n"
+        s += family("nginx_upstream_count_up", "Nginx total number of servers that are UP", "gauge") + "nginx_upstream_count_up \(up)\n"
+        s += family("nginx_upstream_count_down", "Nginx total number of servers that are DOWN", "gauge") + "nginx_upstream_count_down \(rows.count - up)\n"
+        s += family("nginx_upstream_count_generation", "Nginx generation", "gauge") + "nginx_upstream_count_generation \(generation)\n"
+        s += family("nginx_upstream_server_rise", "Nginx rise counter", "counter")
+        for r in rows { s += "nginx_upstream_server_rise{\(labels(r))} \(r.rise)\n" }
+        s += family("nginx_upstream_server_fall", "Nginx fall counter", "counter")
+        for r in rows { s += "nginx_upstream_server_fall{\(labels(r))} \(r.fall)\n" }
+        s += family("nginx_upstream_server_active", "Nginx active 1 for UP / 0 for DOWN", "gauge")
+        for r in rows { s += "nginx_upstream_server_active{\(labels(r, status: false))} \(r.down ? 0 : 1)\n" }
+        s += family("nginx_upstream_server_check_duration_seconds", "Duration of the last check", "gauge")
+        for r in rows { s += "nginx_upstream_server_check_duration_seconds{\(labels(r, status: false))} \(decimal(UInt64(r.state.rttUs), places: 6))\n" }
+        s += family("nginx_upstream_server_checks_total", "Checks made", "counter")
+        for r in rows { s += "nginx_upstream_server_checks_total{\(labels(r, status: false))} \(r.state.checks)\n" }
+        s += family("nginx_upstream_server_failures_total", "Checks that failed", "counter")
+        for r in rows { s += "nginx_upstream_server_failures_total{\(labels(r, status: false))} \(r.state.failures)\n" }
+        s += family("nginx_upstream_server_state_changes_total", "Up/down flips", "counter")
+        for r in rows { s += "nginx_upstream_server_state_changes_total{\(labels(r, status: false))} \(r.state.stateChanges)\n" }
+        if let heartbeatAge {
+            s += family("nginx_upstream_checker_heartbeat_age_seconds", "Time since the checker's last heartbeat", "gauge")
+            s += "nginx_upstream_checker_heartbeat_age_seconds \(decimal(heartbeatAge, places: 3))\n"
         }
         return s
+    }
+
+    /// The exposition format's label escapes: backslash, double quote, newline.
+    static func labelEscape(_ s: String) -> String {
+        guard s.contains(where: { $0 == "\\" || $0 == "\"" || $0 == "\n" }) else { return s }
+        var out = ""
+        for c in s {
+            switch c {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            default: out.append(c)
+            }
+        }
+        return out
+    }
+
+    /// `units` in thousandths (places 3) or millionths (places 6) as a decimal: 213 → "0.213".
+    static func decimal(_ units: UInt64, places: Int) -> String {
+        var scale: UInt64 = 1
+        for _ in 0..<places { scale *= 10 }
+        let fraction = String(units % scale)
+        return "\(units / scale)." + String(repeating: "0", count: places - fraction.count) + fraction
     }
 }

@@ -53,6 +53,64 @@ final class CheckExtensionTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("pcre2_compile() failed: missing closing parenthesis") && r.stderr.contains("\(vigil.confPath):10"), r.stderr)
     }
 
+    /// `detail=1` in JSON and HTML, and the Prometheus page read back by the prometheus-client parser (strict:
+    /// it refuses a malformed line, a bad escape, a sample without its family).
+    func testDetailViewsAndPrometheus() throws {
+        let ok = freePort(), failing = freePort(), dead = freePort(), port = freePort()
+        backends = try Vigil(config: Vigil.config(http: """
+            server { listen 127.0.0.1:\(ok); return 200 "fine\\n"; }
+            server { listen 127.0.0.1:\(failing); return 503; }
+            """))
+        _ = try backends.start()
+        vigil = try Vigil(config: Vigil.config(http: """
+            upstream app { server 127.0.0.1:\(ok); server 127.0.0.1:\(failing); server 127.0.0.1:\(dead);
+                           check interval=300 rise=1 fall=1 timeout=1000 default_down=false type=http; }
+            server { listen 127.0.0.1:\(port); location /status { check_status json; } }
+            """))
+        _ = try vigil.start()
+        func servers(_ query: String) -> [[String: Any]] {
+            guard let r = httpGet(port, "/status" + query), let obj = try? JSONSerialization.jsonObject(with: Data(r.body.utf8)) as? [String: Any],
+                  let s = obj["servers"] as? [String: Any] else { return [] }
+            return s["server"] as? [[String: Any]] ?? []
+        }
+        XCTAssertTrue(waitFor(5) {
+            servers("").map { $0["status"] as? String } == ["up", "down", "down"] && servers("?detail=1").allSatisfy { ($0["checks"] as? Int ?? 0) > 0 }
+        })
+        XCTAssertNil(servers("").first?["last_error"], "the default JSON stays the reference's")
+        let detail = servers("?detail=1")
+        XCTAssertEqual(detail.map { $0["last_error"] as? String }, [nil, "status 503", "connect() failed (111: Connection refused)"])
+        XCTAssertTrue(detail[0]["last_error"] is NSNull)
+        XCTAssertGreaterThan(detail[0]["checks"] as? Int ?? 0, 0)
+        XCTAssertNotNil(detail[0]["last_rtt_ms"] as? Double)
+        XCTAssertTrue(detail[0]["down_since"] is NSNull)
+        let since = try XCTUnwrap(detail[1]["down_since"] as? Int, "\(detail[1])")
+        XCTAssertLessThan(abs(Int(Date().timeIntervalSince1970) - since), 10)
+        XCTAssertEqual(detail[2]["admin"] as? String, "ready")
+        let html = try XCTUnwrap(httpGet(port, "/status?format=html&detail=1")).body
+        XCTAssertTrue(html.contains("<th>Last error</th>") && html.contains("<td>status 503</td>"), html)
+
+        let prom = try XCTUnwrap(httpGet(port, "/status?format=prometheus")).body
+        let python = "/usr/bin/python3"
+        try XCTSkipUnless(runCommand(python, ["-c", "import prometheus_client"]).status == 0,
+                          "python3-prometheus-client is not installed (scripts/install-deps installs it)")
+        let parsed = runCommand(python, ["-c", """
+            import sys
+            from prometheus_client.parser import text_string_to_metric_families
+            for f in text_string_to_metric_families(sys.stdin.read()):
+                for s in f.samples: print(s.name, s.labels.get("name", ""), s.value)
+            """], stdin: prom)
+        XCTAssertEqual(parsed.status, 0, parsed.stderr)
+        let samples = parsed.stdout.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        func value(_ metric: String, _ peer: UInt16) -> Double? {
+            samples.first { $0.count == 3 && $0[0] == metric && $0[1] == "127.0.0.1:\(peer)" }.flatMap { Double($0[2]) }
+        }
+        XCTAssertGreaterThan(value("nginx_upstream_server_checks_total", ok) ?? 0, 0, parsed.stdout)
+        XCTAssertGreaterThan(value("nginx_upstream_server_failures_total", dead) ?? 0, 0)
+        XCTAssertEqual(value("nginx_upstream_server_state_changes_total", failing), 1)
+        XCTAssertEqual(value("nginx_upstream_server_active", ok), 1)
+        XCTAssertNotNil(samples.first { $0.first == "nginx_upstream_checker_heartbeat_age_seconds" })
+    }
+
     /// interval=10000 fall=1: a peer killed under traffic is down on the status page within about a second,
     /// because the worker whose request failed asks the checker to probe it at once.
     func testFailedTrafficTriggersARecheck() throws {

@@ -46,6 +46,14 @@ enum CheckDirectives {
             let match = HeaderMatch(name: call.words[1].lowercased(), value: try textMatch(call, Array(call.args.dropFirst())))
             u.pendingCheck.expectHeaders.append(match)
         },
+        // Envoy's panic threshold: a broken check (a typo in check_http_send) cannot take a whole service offline.
+        Directives.spec("check_fail_open", .upstream, .one) { call in
+            let u = UpstreamDirectives.upstream(call)
+            if u.failOpenPercent != nil { throw call.duplicate() }
+            let v = call.words[1]
+            guard v.hasSuffix("%"), let n = Values.plainNumber(v.dropLast()), n <= 100 else { throw call.error("invalid value \"\(v)\", it must be a percentage from 0% to 100%") }
+            u.failOpenPercent = n
+        },
         Directives.spec("check_keepalive_requests", .upstream, .one) { call in
             guard let n = Values.plainNumber(call.words[1]), n >= 1 else { throw call.directiveError("invalid value") }
             let u = UpstreamDirectives.upstream(call)

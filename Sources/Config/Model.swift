@@ -218,6 +218,8 @@ public final class Upstream {
     public var keepaliveRequests = 1000
     public var keepaliveTime = 3_600_000
     public var check: CheckSettings? = nil
+    /// `check_fail_open N%`: past this share of checked peers down, balance over all of them.
+    public var failOpenPercent: Int? = nil
     /// Companion directives may precede `check`; they are kept here and merged at the end.
     var pendingCheck = CheckSettings()
     var sawHTTPSend = false

@@ -53,12 +53,22 @@ public final class UpstreamBalancer {
     public var pool: KeepalivePool?
     /// `hash … consistent`: the ketama points.
     var points: ConsistentHashRing?
+    /// ip_hash and hash: a draining peer keeps the clients whose keys lead to it.
+    private let sticky: Bool
+    /// check_fail_open: the share of checked peers (percent) past which the down bit is ignored.
+    private let failOpenPercent: Int?
+    private var failOpenCheckedAt: UInt64 = .max
+    private var failOpen = false
+    /// Where a switch into or out of fail-open is reported (the worker's error log).
+    public var log: ((String) -> Void)?
 
     /// `checkedIndex` maps (upstream, address) to shm slots, built from `Configuration.checkedPeers`.
     public init(upstream: Upstream, segment: Segment?, checkedIndex: [String: Int]) {
         name = upstream.name
         method = upstream.balancer
         self.segment = segment
+        sticky = upstream.balancer == .ipHash || { if case .hash = upstream.balancer { return true } else { return false } }()
+        failOpenPercent = upstream.failOpenPercent
         var p: [Peer] = [], b: [Peer] = []
         for server in upstream.servers {
             for a in server.addresses {
@@ -76,8 +86,31 @@ public final class UpstreamBalancer {
         self.name = name
         method = .roundRobin
         segment = nil
+        sticky = false
+        failOpenPercent = nil
         primaries = peers
         backups = []
+    }
+
+    /// Whether more than check_fail_open of the checked peers are down (counted once per loop tick), so that
+    /// all of them are balanced over; each switch is logged.
+    private func failingOpen(_ now: UInt64) -> Bool {
+        guard let percent = failOpenPercent, let seg = segment else { return false }
+        if now == failOpenCheckedAt { return failOpen }
+        failOpenCheckedAt = now
+        var checked = 0, down = 0
+        for p in primaries + backups {
+            guard let s = p.slot else { continue }
+            checked += 1
+            if seg.slot(s).isDown { down += 1 }
+        }
+        let open = checked > 0 && down * 100 > percent * checked
+        if open != failOpen {
+            log?(open ? "upstream \"\(name)\": \(down) of \(checked) checked peers are down, more than check_fail_open \(percent)%: balancing over all of them"
+                      : "upstream \"\(name)\": \(down) of \(checked) checked peers are down, no longer more than check_fail_open \(percent)%")
+        }
+        failOpen = open
+        return open
     }
 
     public static func slotKey(upstream: String, address: PeerAddress) -> String { "\(upstream)\u{0}\(address)" }
@@ -88,7 +121,16 @@ public final class UpstreamBalancer {
     /// `max_conns`, and the peers this request already tried.
     @inline(__always) func usable(_ p: Peer, now: UInt64, tried: [Peer]) -> Bool {
         if p.configuredDown { return false }
-        if let s = p.slot, let seg = segment, seg.slot(s).isDown { return false }
+        if let s = p.slot, let seg = segment {
+            let slot = seg.slot(s)
+            if slot.isDown && !failingOpen(now) { return false }
+            switch slot.admin {
+            case .ready: break
+            case .maint: return false
+            // A draining peer takes no new traffic, except the keys ip_hash and hash send it.
+            case .drain: if !sticky { return false }
+            }
+        }
         if p.maxFails > 0 && p.fails >= p.maxFails && now - p.checkedAt <= p.failTimeout { return false }
         if p.maxConns > 0 && p.connections >= p.maxConns { return false }
         return !tried.contains { $0 === p }

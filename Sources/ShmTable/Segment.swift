@@ -18,13 +18,16 @@ public struct PeerEntry {
     public var type: UInt8
     public var port: UInt16
     public var state: PeerState
+    /// The operator's state, carried over a reload like the verdict.
+    public var admin: AdminState
 
-    public init(upstream: String, server: String, type: UInt8, port: UInt16, state: PeerState) {
+    public init(upstream: String, server: String, type: UInt8, port: UInt16, state: PeerState, admin: AdminState = .ready) {
         self.upstream = upstream
         self.server = server
         self.type = type
         self.port = port
         self.state = state
+        self.admin = admin
     }
 }
 
@@ -141,6 +144,7 @@ public final class Segment {
             slot.storeBytes(of: peer.type, toByteOffset: Layout.typeOffset, as: UInt8.self)
             slot.storeBytes(of: peer.port, toByteOffset: Layout.portOffset, as: UInt16.self)
             PeerSlot(base: slot).write(peer.state)
+            PeerSlot(base: slot).setAdmin(peer.admin)
         }
         // The header becomes valid (magic already set) before any worker exists; fence for attachers.
         vigil_fence_release()

@@ -17,18 +17,20 @@ struct SegmentPlan {
     }
 
     init(config: Configuration, previous: (config: Configuration, segment: Segment)? = nil) {
-        var carried: [String: PeerState] = [:]
+        var carried: [String: (PeerState, AdminState)] = [:]
         if let previous {
             for (i, p) in previous.config.checkedPeers.enumerated() where i < previous.segment.peerCount {
-                carried[SegmentPlan.key(p)] = previous.segment.slot(i).read()
+                let slot = previous.segment.slot(i)
+                carried[SegmentPlan.key(p)] = (slot.read(), slot.admin)
             }
         }
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         entries = config.checkedPeers.map { p in
             let key = SegmentPlan.key(p)
             for b in key.utf8 { hash = (hash ^ UInt64(b)) &* 0x100_0000_01b3 }
+            let (state, admin) = carried[key] ?? (PeerState(down: p.check.defaultDown), .ready)
             return PeerEntry(upstream: p.upstream, server: p.address.description, type: p.check.type.code,
-                             port: UInt16(p.check.port), state: carried[key] ?? PeerState(down: p.check.defaultDown))
+                             port: UInt16(p.check.port), state: state, admin: admin)
         }
         checksum = hash
         bytesNeeded = Layout.bytesNeeded(peers: entries.count,

@@ -119,10 +119,10 @@ func render(_ seg: Segment, json: Bool) -> String {
     let checker = seg.checker.holder
     let beat = seg.checker.heartbeatMs
     let beatAge: UInt64? = checker != 0 && beat > 0 ? (now >= beat ? now - beat : 0) : nil
-    var rows: [(i: Int, up: String, server: String, s: PeerState, type: String, port: UInt16)] = []
+    var rows: [(i: Int, up: String, server: String, s: PeerState, type: String, port: UInt16, admin: AdminState)] = []
     for i in 0..<seg.peerCount {
         let slot = seg.slot(i)
-        rows.append((i, seg.upstreamName(i), seg.serverName(i), slot.read(), typeName(slot.type), slot.port))
+        rows.append((i, seg.upstreamName(i), seg.serverName(i), slot.read(), typeName(slot.type), slot.port, slot.admin))
     }
     if json {
         var out = "{\"segment\": \(JSONText.quoted(seg.name)), \"generation\": \(seg.generation), \"master_pid\": \(seg.masterPid), "
@@ -134,7 +134,8 @@ func render(_ seg: Segment, json: Bool) -> String {
                 + "\"state\": \"\(r.s.down ? "down" : "up")\", \"checked\": \(r.s.checked), \"rise\": \(r.s.rise), \"fall\": \(r.s.fall), "
                 + "\"checks\": \(r.s.checks), \"failures\": \(r.s.failures), \"last_rtt_us\": \(r.s.rttUs), "
                 + "\"last_check_age_ms\": \(r.s.lastCheckMs == 0 ? "null" : String(now >= r.s.lastCheckMs ? now - r.s.lastCheckMs : 0)), "
-                + "\"last_reason\": \(JSONText.quoted(r.s.reason.text)), \"type\": \"\(r.type)\", \"port\": \(r.port)}"
+                + "\"last_reason\": \(JSONText.quoted(r.s.reason.text)), \"type\": \"\(r.type)\", \"port\": \(r.port), "
+                + "\"admin\": \"\(r.admin.name)\"}"
         }.joined(separator: ",")
         out += rows.isEmpty ? "]}\n" : "\n]}\n"
         return out
@@ -145,7 +146,7 @@ func render(_ seg: Segment, json: Bool) -> String {
     let headers = ["#", "upstream", "server", "state", "rise", "fall", "checks", "failures", "last rtt", "last check", "type", "last failure"]
     var table: [[String]] = [headers]
     for r in rows {
-        table.append([String(r.i), r.up, r.server, r.s.down ? "down" : "up", String(r.s.rise), String(r.s.fall),
+        table.append([String(r.i), r.up, r.server, (r.s.down ? "down" : "up") + (r.admin == .ready ? "" : " (\(r.admin.name))"), String(r.s.rise), String(r.s.fall),
                       String(r.s.checks), String(r.s.failures), r.s.checks == 0 ? "-" : "\(r.s.rttUs) us",
                       ageText(r.s.lastCheckMs, now: now), r.port == 0 ? r.type : "\(r.type):\(r.port)", r.s.reason.text])
     }

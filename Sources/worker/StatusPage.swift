@@ -56,6 +56,7 @@ struct StatusPage {
 
     func render() -> Page {
         let method = request.method
+        if method == "POST" { return changeAdmin() }
         guard method == "GET" || method == "HEAD" else { return Page(status: 405, contentType: "text/html", body: errorBody(405)) }
         var format = request.settings.checkStatusFormat ?? "html"
         var filter: Bool?   // true: only down, false: only up
@@ -100,6 +101,45 @@ struct StatusPage {
         default: text = StatusPage.html(rows, generation: generation, details: details)
         }
         return Page(status: 200, contentType: type, body: Array(text.utf8))
+    }
+
+    /// `POST ?upstream=NAME&server=ADDR&state=drain|maint|ready` (HAProxy's `set server … state`): the location's
+    /// allow/deny already let the client in. The state goes into the peer's slot, where every worker's balancer
+    /// reads it, and is carried over reloads.
+    private func changeAdmin() -> Page {
+        func text(_ status: Int, _ body: String) -> Page { Page(status: status, contentType: "text/plain", body: Array(body.utf8)) }
+        let q = request.head.query ?? ""
+        guard let upstream = StatusPage.argument("upstream", in: q).map(StatusPage.percentDecoded),
+              let server = StatusPage.argument("server", in: q).map(StatusPage.percentDecoded),
+              let stateText = StatusPage.argument("state", in: q) else {
+            return text(400, "upstream, server and state are required\n")
+        }
+        guard let state = AdminState.allCases.first(where: { $0.name == stateText.lowercased() }) else {
+            return text(400, "state must be drain, maint or ready\n")
+        }
+        let peers = worker.config.checkedPeers
+        let matches = peers.indices.filter { peers[$0].upstream == upstream && peers[$0].address.description == server }
+        guard !matches.isEmpty else { return text(404, "no checked server \"\(server)\" in upstream \"\(upstream)\"\n") }
+        for i in matches { worker.segment.slot(i).setAdmin(state) }
+        worker.log.log(.notice, "server \(server) in upstream \"\(upstream)\" set to \(state.name) by \(request.connection.remoteAddress)")
+        return Page(status: 200, contentType: "application/json",
+                    body: Array("{\"upstream\": \(JSONText.quoted(upstream)), \"server\": \(JSONText.quoted(server)), \"state\": \"\(state.name)\"}\n".utf8))
+    }
+
+    /// `%3A` → `:` (a query value as a client may encode it).
+    static func percentDecoded(_ s: String) -> String {
+        guard s.contains("%") || s.contains("+") else { return s }
+        var out: [UInt8] = []
+        var bytes = Array(s.utf8)[...]
+        while let b = bytes.popFirst() {
+            if b == UInt8(ascii: "%"), bytes.count >= 2, let v = UInt8(String(decoding: bytes.prefix(2), as: UTF8.self), radix: 16) {
+                out.append(v)
+                bytes = bytes.dropFirst(2)
+            } else {
+                out.append(b == UInt8(ascii: "+") ? 0x20 : b)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     private func errorBody(_ code: Int) -> [UInt8] {
@@ -232,6 +272,8 @@ struct StatusPage {
         for r in rows { s += "nginx_upstream_server_failures_total{\(labels(r, status: false))} \(r.state.failures)\n" }
         s += family("nginx_upstream_server_state_changes_total", "Up/down flips", "counter")
         for r in rows { s += "nginx_upstream_server_state_changes_total{\(labels(r, status: false))} \(r.state.stateChanges)\n" }
+        s += family("nginx_upstream_server_admin_state", "Operator state: 0 ready, 1 drain, 2 maint", "gauge")
+        for r in rows { s += "nginx_upstream_server_admin_state{\(labels(r, status: false)),state=\"\(r.admin.name)\"} \(r.admin.rawValue)\n" }
         if let heartbeatAge {
             s += family("nginx_upstream_checker_heartbeat_age_seconds", "Time since the checker's last heartbeat", "gauge")
             s += "nginx_upstream_checker_heartbeat_age_seconds \(decimal(heartbeatAge, places: 3))\n"

@@ -92,6 +92,7 @@ public final class WorkerProcess {
         for (i, p) in config.checkedPeers.enumerated() { slots[UpstreamBalancer.slotKey(upstream: p.upstream, address: p.address)] = i }
         for u in config.http?.upstreams ?? [] {
             let b = UpstreamBalancer(upstream: u, segment: segment, checkedIndex: slots)
+            b.log = { [unowned self] in self.log.warn($0) }
             if let n = u.keepalive {
                 b.pool = KeepalivePool(capacity: n, timeoutMs: u.keepaliveTimeout, maxRequests: u.keepaliveRequests,
                                        maxAgeMs: u.keepaliveTime, loop: loop)

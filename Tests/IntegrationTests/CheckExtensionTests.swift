@@ -111,6 +111,96 @@ final class CheckExtensionTests: XCTestCase {
         XCTAssertNotNil(samples.first { $0.first == "nginx_upstream_checker_heartbeat_age_seconds" })
     }
 
+    /// drain, maint and ready through `POST` to check_status: what round robin and ip_hash then choose, the
+    /// refusals (403 from deny, 405, 404, 400), shmdump, and the state kept across a reload.
+    func testDrainMaintReadyThroughTheAPI() throws {
+        let live1 = freePort(), live2 = freePort(), port = freePort()
+        backends = try Vigil(config: Vigil.config(http: """
+            server { listen 127.0.0.1:\(live1); return 200 "one"; }
+            server { listen 127.0.0.1:\(live2); return 200 "two"; }
+            """))
+        _ = try backends.start()
+        let check = "check interval=300 rise=1 fall=1 timeout=1000 type=tcp;"
+        vigil = try Vigil(config: Vigil.config(workers: 2, http: """
+            upstream app { server 127.0.0.1:\(live1); server 127.0.0.1:\(live2); \(check) }
+            upstream sticky { ip_hash; server 127.0.0.1:\(live1); server 127.0.0.1:\(live2); \(check) }
+            server {
+                listen 127.0.0.1:\(port);
+                location / { proxy_pass http://app; }
+                location /sticky { proxy_pass http://sticky; }
+                location /status { check_status json; allow 127.0.0.1; deny all; }
+                location /closed-status { check_status json; deny all; }
+            }
+            """))
+        _ = try vigil.start()
+        func bodies(_ path: String, _ n: Int = 12) -> Set<String> { Set((0..<n).compactMap { _ in httpGet(port, path)?.body }) }
+        func post(_ query: String, path: String = "/status") -> HTTPResponse? {
+            try? httpExchange(port, getRequest(path + "?" + query, headers: ["Connection: close"], method: "POST"), method: "POST")
+        }
+        XCTAssertTrue(waitFor(5) { bodies("/") == ["one", "two"] })
+
+        let drained = post("upstream=app&server=127.0.0.1%3A\(live2)&state=drain")
+        XCTAssertEqual(drained?.status, 200)
+        XCTAssertEqual(drained.map { String(decoding: $0.body, as: UTF8.self) }, "{\"upstream\": \"app\", \"server\": \"127.0.0.1:\(live2)\", \"state\": \"drain\"}\n")
+        XCTAssertEqual(bodies("/"), ["one"], "a draining peer took new requests")
+        XCTAssertTrue(vigil.shmdump().stdout.contains("up (drain)"), vigil.shmdump().stdout)
+
+        // ip_hash keeps sending this client where its key leads, draining or not; maint takes it away.
+        let home = try XCTUnwrap(bodies("/sticky").first)
+        XCTAssertEqual(bodies("/sticky"), [home])
+        let homePort = home == "one" ? live1 : live2
+        XCTAssertEqual(post("upstream=sticky&server=127.0.0.1:\(homePort)&state=drain")?.status, 200)
+        XCTAssertEqual(bodies("/sticky"), [home], "a sticky client moved off a draining peer")
+        XCTAssertEqual(post("upstream=sticky&server=127.0.0.1:\(homePort)&state=maint")?.status, 200)
+        XCTAssertEqual(bodies("/sticky"), [home == "one" ? "two" : "one"])
+
+        // The refusals.
+        XCTAssertEqual(post("upstream=app&server=127.0.0.1:\(live2)&state=ready", path: "/closed-status")?.status, 403)
+        XCTAssertEqual(try httpExchange(port, getRequest("/status?upstream=app", headers: ["Connection: close"], method: "PUT"), method: "PUT").status, 405)
+        XCTAssertEqual(post("upstream=app&server=127.0.0.1:1&state=drain")?.status, 404)
+        XCTAssertEqual(post("upstream=app&server=127.0.0.1:\(live2)&state=sleepy")?.status, 400)
+
+        // The admin state outlives a reload (and the checks go on meanwhile).
+        XCTAssertEqual(vigil.vigil(["-s", "reload"]).status, 0)
+        XCTAssertTrue(waitFor(5) { (self.vigil.shmdumpJSON()["generation"] as? Int ?? 0) >= 2 })
+        let peers = vigil.shmdumpJSON()["peers"] as? [[String: Any]] ?? []
+        XCTAssertEqual(peers.map { $0["admin"] as? String }, ["ready", "drain", home == "one" ? "maint" : "ready", home == "one" ? "ready" : "maint"])
+        XCTAssertTrue(waitFor(3) { bodies("/") == ["one"] })
+        XCTAssertEqual(post("upstream=app&server=127.0.0.1:\(live2)&state=ready")?.status, 200)
+        XCTAssertTrue(waitFor(3) { bodies("/") == ["one", "two"] })
+    }
+
+    /// check_fail_open 50%: a check that marks every peer down (a wrong check_http_send) does not take the
+    /// service offline; the switch is logged. Without it, the same upstream answers 502.
+    func testFailOpenBalancesOverAllPeersPastTheThreshold() throws {
+        let live1 = freePort(), live2 = freePort(), port = freePort()
+        backends = try Vigil(config: Vigil.config(http: """
+            server { listen 127.0.0.1:\(live1); location / { return 200 "one"; } location /typo { return 404; } }
+            server { listen 127.0.0.1:\(live2); location / { return 200 "two"; } location /typo { return 404; } }
+            """))
+        _ = try backends.start()
+        let check = "check interval=300 rise=1 fall=1 timeout=1000 type=http; check_http_send \"GET /typo HTTP/1.0\\r\\n\\r\\n\";"
+        vigil = try Vigil(config: Vigil.config(http: """
+            upstream open { server 127.0.0.1:\(live1); server 127.0.0.1:\(live2); \(check) check_fail_open 50%; }
+            upstream closed { server 127.0.0.1:\(live1); server 127.0.0.1:\(live2); \(check) }
+            server {
+                listen 127.0.0.1:\(port);
+                location /open { proxy_pass http://open; }
+                location /closed { proxy_pass http://closed; }
+                location /status { check_status csv; }
+            }
+            """))
+        _ = try vigil.start()
+        XCTAssertTrue(waitFor(5) { self.csvRows(port).allSatisfy { $0.count > 3 && $0[3] == "down" } && self.csvRows(port).count == 4 })
+        XCTAssertEqual(httpGet(port, "/closed")?.status, 502)
+        XCTAssertEqual(Set((0..<6).compactMap { _ in httpGet(port, "/open")?.body }), ["one", "two"])
+        XCTAssertTrue(vigil.errorLog().contains("upstream \"open\": 2 of 2 checked peers are down, more than check_fail_open 50%: balancing over all of them"),
+                      vigil.errorLog())
+        try vigil.write(config: Vigil.config(http: "upstream u { server 127.0.0.1:1; check type=tcp; check_fail_open 150%; }"))
+        let r = vigil.vigil(["-t"])
+        XCTAssertTrue(r.stderr.contains("invalid value \"150%\", it must be a percentage from 0% to 100% in \(vigil.confPath):10"), r.stderr)
+    }
+
     /// interval=10000 fall=1: a peer killed under traffic is down on the status page within about a second,
     /// because the worker whose request failed asks the checker to probe it at once.
     func testFailedTrafficTriggersARecheck() throws {

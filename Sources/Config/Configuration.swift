@@ -125,7 +125,14 @@ public final class Configuration {
         }
         try resolveTemplates(http)
         http.upstreams.removeAll { $0.declared == nil }
-        for upstream in http.upstreams { upstream.finishCheck() }
+        for upstream in http.upstreams {
+            upstream.finishCheck()
+            // As NGINX Plus: the hash balancers place keys by weight, a ramp would move them.
+            if let slow = upstream.servers.first(where: { $0.slowStart > 0 }), upstream.balancer != .roundRobin && upstream.balancer != .leastConn {
+                warnings.append(ConfigError("\"slow_start\" is ignored by this balancing method in upstream \"\(upstream.name)\"", level: .warn,
+                                            file: slow.location.file, line: slow.location.line))
+            }
+        }
         try validateListens(http)
         checkedPeers = http.upstreams.flatMap { $0.checkedPeers() }
     }

@@ -187,6 +187,8 @@ public struct UpstreamServer: Sendable {
     public var maxFails = 1
     public var failTimeout = 10_000    // ms
     public var maxConns = 0
+    /// `slow_start=time` (ms): a peer that comes up ramps its weight over this long.
+    public var slowStart = 0
     public var backup = false
     public var down = false
     public var location: SourceLocation

@@ -241,6 +241,9 @@ enum UpstreamDirectives {
             } else if p.hasPrefix("max_conns=") {
                 guard let n = Values.plainNumber(p.dropFirst(10)) else { throw call.invalidParameter(p) }
                 server.maxConns = n
+            } else if p.hasPrefix("slow_start=") {
+                guard let ms = Values.msec(String(p.dropFirst(11))) else { throw call.invalidParameter(p) }
+                server.slowStart = ms
             } else if p.hasPrefix("fail_timeout=") {
                 guard let ms = Values.msec(String(p.dropFirst(13))) else { throw call.invalidParameter(p) }
                 server.failTimeout = ms

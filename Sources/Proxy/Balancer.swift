@@ -13,6 +13,8 @@ public final class Peer {
     /// The `server` line's address as written: consistent hashing places peers by it, as nginx does.
     let serverText: String
     public let weight: Int
+    /// slow_start in ms (0: none): after the peer comes up its weight ramps from 1 over this long.
+    let slowStartMs: UInt64
     let maxFails: Int
     let failTimeout: UInt64
     let maxConns: Int
@@ -27,13 +29,15 @@ public final class Peer {
     var accessedAt: UInt64 = 0
     public internal(set) var connections = 0
 
-    init(address: PeerAddress, server: UpstreamServer, slot: Int?) {
+    /// `scale` multiplies the weights of an upstream with slow_start, so that even weight 1 has a ramp.
+    init(address: PeerAddress, server: UpstreamServer, slot: Int?, scale: Int = 1) {
         self.address = address
         self.name = address.description
         self.socketAddress = SocketAddress(host: address.host, port: address.port, isIPv6: address.isIPv6)
         self.serverText = server.text
-        self.weight = server.weight
-        self.effectiveWeight = server.weight
+        self.weight = server.weight * scale
+        self.effectiveWeight = server.weight * scale
+        self.slowStartMs = scale > 1 ? UInt64(server.slowStart) : 0
         self.maxFails = server.maxFails
         self.failTimeout = UInt64(server.failTimeout)
         self.maxConns = server.maxConns
@@ -69,11 +73,13 @@ public final class UpstreamBalancer {
         self.segment = segment
         sticky = upstream.balancer == .ipHash || { if case .hash = upstream.balancer { return true } else { return false } }()
         failOpenPercent = upstream.failOpenPercent
+        // slow_start ramps weights in steps of 1/16 of a unit of weight, for round robin and least_conn.
+        let ramps = (method == .roundRobin || method == .leastConn) && upstream.check != nil && upstream.servers.contains { $0.slowStart > 0 }
         var p: [Peer] = [], b: [Peer] = []
         for server in upstream.servers {
             for a in server.addresses {
                 let slot = upstream.check == nil || server.down ? nil : checkedIndex["\(upstream.name)\u{0}\(a)"]
-                let peer = Peer(address: a, server: server, slot: slot)
+                let peer = Peer(address: a, server: server, slot: slot, scale: ramps ? 16 : 1)
                 if server.backup { b.append(peer) } else { p.append(peer) }
             }
         }
@@ -90,6 +96,15 @@ public final class UpstreamBalancer {
         failOpenPercent = nil
         primaries = peers
         backups = []
+    }
+
+    /// A peer's weight under slow_start: from 1 up to its weight, linearly over the window that began when its
+    /// check last brought it up (NGINX Plus's ramp); its weight once the window is over.
+    @inline(__always) func rampedWeight(_ p: Peer, now: UInt64) -> Int {
+        guard p.slowStartMs > 0, let s = p.slot, let seg = segment else { return p.weight }
+        let upSince = seg.slot(s).lastChangeMs
+        guard upSince > 0, now > upSince, now - upSince < p.slowStartMs else { return p.weight }
+        return max(1, Int(UInt64(p.weight) * (now - upSince) / p.slowStartMs))
     }
 
     /// Whether more than check_fail_open of the checked peers are down (counted once per loop tick), so that
@@ -161,8 +176,9 @@ public final class UpstreamBalancer {
         var best: Peer?
         var total = 0
         for p in peers where usable(p, now: now, tried: tried) {
-            p.currentWeight += p.effectiveWeight
-            total += p.effectiveWeight
+            let weight = p.slowStartMs > 0 ? min(p.effectiveWeight, rampedWeight(p, now: now)) : p.effectiveWeight
+            p.currentWeight += weight
+            total += weight
             if p.effectiveWeight < p.weight { p.effectiveWeight += 1 }
             if best == nil || p.currentWeight > best!.currentWeight { best = p }
         }
@@ -215,10 +231,11 @@ public final class UpstreamBalancer {
     func leastConn(_ peers: [Peer], now: UInt64, tried: [Peer]) -> Peer? {
         var best: Peer?
         for p in peers where usable(p, now: now, tried: tried) {
-            if best == nil || p.connections * best!.weight < best!.connections * p.weight { best = p }
+            if best == nil || p.connections * rampedWeight(best!, now: now) < best!.connections * rampedWeight(p, now: now) { best = p }
         }
         guard let b = best else { return nil }
-        let ties = peers.filter { usable($0, now: now, tried: tried) && $0.connections * b.weight == b.connections * $0.weight }
+        let bw = rampedWeight(b, now: now)
+        let ties = peers.filter { usable($0, now: now, tried: tried) && $0.connections * bw == b.connections * rampedWeight($0, now: now) }
         return ties.count > 1 ? roundRobin(ties, now: now, tried: tried) : b
     }
 

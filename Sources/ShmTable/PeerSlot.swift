@@ -12,6 +12,8 @@ public struct PeerSlot {
     @inline(__always) public var isDown: Bool { vigil_load_acquire_u64(state) & StateBits.down != 0 }
 
     public var type: UInt8 { base.load(fromByteOffset: Layout.typeOffset, as: UInt8.self) }
+    /// When the peer last flipped (monotonic ms, 0: never): one aligned load, for slow_start's ramp.
+    @inline(__always) public var lastChangeMs: UInt64 { base.load(fromByteOffset: Layout.lastChangeOffset, as: UInt64.self) }
     public var port: UInt16 { base.load(fromByteOffset: Layout.portOffset, as: UInt16.self) }
 
     /// Writes a whole state (single writer only).

@@ -201,6 +201,42 @@ final class CheckExtensionTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("invalid value \"150%\", it must be a percentage from 0% to 100% in \(vigil.confPath):10"), r.stderr)
     }
 
+    /// slow_start=4s: a peer that comes up gets a growing share of the requests, from about 1/17 to half.
+    func testSlowStartRampsARecoveredPeer() throws {
+        let live1 = freePort(), live2 = freePort(), port = freePort()
+        backends = try Vigil(config: Vigil.config(http: "server { listen 127.0.0.1:\(live1); return 200 \"one\"; }"))
+        _ = try backends.start()
+        let late = try Vigil(config: Vigil.config(http: "server { listen 127.0.0.1:\(live2); return 200 \"two\"; }"))
+        defer { late.cleanup() }
+        vigil = try Vigil(config: Vigil.config(workers: 1, http: """
+            upstream app { server 127.0.0.1:\(live1); server 127.0.0.1:\(live2) slow_start=4s; check interval=100 rise=1 fall=1 timeout=500 type=tcp; }
+            server { listen 127.0.0.1:\(port); location / { proxy_pass http://app; } location /status { check_status csv; } }
+            """))
+        _ = try vigil.start()
+        XCTAssertTrue(waitFor(5) { self.csvRows(port).map { $0[3] } == ["up", "down"] })
+        _ = try late.start()
+        XCTAssertTrue(waitFor(3) { self.csvRows(port).map { $0[3] } == ["up", "up"] })
+        let upAt = Date()
+        var samples: [(Double, Bool)] = []
+        while Date().timeIntervalSince(upAt) < 4.5, samples.count < 20_000 {
+            guard let b = httpGet(port, "/")?.body else { continue }
+            samples.append((Date().timeIntervalSince(upAt), b == "two"))
+        }
+        func share(_ range: Range<Double>) -> Double {
+            let s = samples.filter { range.contains($0.0) }
+            return s.isEmpty ? -1 : Double(s.filter(\.1).count) / Double(s.count)
+        }
+        let early = share(0..<1), late2 = share(3.2..<4.5)
+        XCTAssertLessThan(early, 0.25, "share in the first second: \(early)")
+        XCTAssertGreaterThan(late2, 0.38, "share near the end of the window: \(late2)")
+        XCTAssertGreaterThan(late2, early + 0.15)
+
+        try vigil.write(config: Vigil.config(http: "upstream h { ip_hash; server 127.0.0.1:1 slow_start=10s; check type=tcp; } server { listen 127.0.0.1:\(freePort()); }"))
+        let r = vigil.vigil(["-t"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("[warn] \"slow_start\" is ignored by this balancing method in upstream \"h\" in \(vigil.confPath):10"), r.stderr)
+    }
+
     /// interval=10000 fall=1: a peer killed under traffic is down on the status page within about a second,
     /// because the worker whose request failed asks the checker to probe it at once.
     func testFailedTrafficTriggersARecheck() throws {

@@ -71,6 +71,17 @@ enum CheckDirectives {
             guard let n = Values.size(call.words[1], allowGiga: false) else { throw call.directiveError("invalid value") }
             http.checkShmSize = n
         },
+        // HAProxy's server-state-file: a restart resumes from the peers' last verdicts instead of default_down.
+        Directives.spec("check_state_file", .http, .oneOrTwo) { call in
+            let http = Directives.http(call)
+            if http.checkStateFile != nil { throw call.duplicate() }
+            if call.words.count == 3 {
+                let p = call.words[2]
+                guard p.hasPrefix("interval="), let ms = Values.msec(String(p.dropFirst(9))), ms >= 1000 else { throw call.invalidParameter(p) }
+                http.checkStateIntervalMs = ms
+            }
+            http.checkStateFile = PathSetting(path: call.configuration.fullPath(call.words[1]), location: call.location)
+        },
         Directives.spec("check_status", [.server, .location], .zeroOrOne) { call in
             if call.words.count == 2 {
                 guard statusFormats.contains(call.words[1]) else { throw call.error("invalid check format \"\(call.words[1])\"") }

@@ -583,6 +583,9 @@ public final class HTTPBlock {
     /// Templates whose names resolve once every declaration is read, with where each was written.
     var pendingTemplates: [(Template, SourceLocation)] = []
     public var checkShmSize: Int? = nil
+    /// `check_state_file PATH [interval=time]`: where the master keeps every peer's verdict and admin state.
+    public var checkStateFile: PathSetting? = nil
+    public var checkStateIntervalMs = 10_000
     /// nginx compares upstream names case-insensitively (ngx_http_upstream_add).
     public func upstream(named name: String) -> Upstream? {
         let lower = name.lowercased()

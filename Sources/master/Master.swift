@@ -90,7 +90,8 @@ final class Master {
         Master.removeStaleSegments()
 
         let segment: Segment
-        do { segment = try createSegment(generation: 1, plan: SegmentPlan(config: config)) } catch { return fatal("\(error)") }
+        let restored = config.http?.checkStateFile.map { StateFile.load($0.path) { self.log.warn($0) } } ?? [:]
+        do { segment = try createSegment(generation: 1, plan: SegmentPlan(config: config, restored: restored)) } catch { return fatal("\(error)") }
         current = Generation(number: 1, config: config, tls: firstTLS, segment: segment, sockets: sockets)
         do { try PidFile.write(config.pidPath, pid: pid) } catch {
             segment.unlink()
@@ -279,10 +280,17 @@ final class Master {
     // MARK: main loop
 
     private func loop() -> Int32 {
+        nextStateSave = vigil_monotonic_ms() + UInt64(config.http?.checkStateIntervalMs ?? 0)
         while true {
             var pfd = pollfd(fd: signalFd, events: Int16(POLLIN), revents: 0)
-            let timeout: Int32 = stopping != nil ? 100 : -1
+            var timeout: Int32 = stopping != nil ? 100 : -1
+            if config.http?.checkStateFile != nil {
+                let now = vigil_monotonic_ms()
+                let wait = Int32(clamping: nextStateSave > now ? nextStateSave - now : 0)
+                timeout = timeout < 0 ? wait : min(timeout, wait)
+            }
             _ = poll(&pfd, 1, timeout)
+            if config.http?.checkStateFile != nil && vigil_monotonic_ms() >= nextStateSave { saveState() }
             while true {
                 var sender: Int32 = 0
                 let sig = vigil_signalfd_read(signalFd, &sender)
@@ -331,7 +339,19 @@ final class Master {
         }
     }
 
+    /// When check_state_file is next written.
+    private var nextStateSave: UInt64 = 0
+
+    private func saveState() {
+        guard let http = config.http, let file = http.checkStateFile else { return }
+        if let failure = StateFile.save(StateFile.render(peers: current.config.checkedPeers, segment: current.segment), to: file.path) {
+            log.error(failure)
+        }
+        nextStateSave = vigil_monotonic_ms() + UInt64(http.checkStateIntervalMs)
+    }
+
     private func exitCleanly() -> Int32 {
+        saveState()
         current.segment.unlink()
         for g in retiring.values { g.segment.unlink() }
         PidFile.remove(config.pidPath, ifPid: pid)

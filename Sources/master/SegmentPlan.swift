@@ -16,7 +16,8 @@ struct SegmentPlan {
         return "\(p.upstream)\u{0}\(p.address)\u{0}\(c.type.rawValue)\u{0}\(c.port)\u{0}\(c.httpSend)\u{0}\(c.effectiveExpectAlive.rawValue)"
     }
 
-    init(config: Configuration, previous: (config: Configuration, segment: Segment)? = nil) {
+    /// `restored`: what a check_state_file saved, by StateFile.identity, for peers with no previous generation.
+    init(config: Configuration, previous: (config: Configuration, segment: Segment)? = nil, restored: [String: StateFile.Saved] = [:]) {
         var carried: [String: (PeerState, AdminState)] = [:]
         if let previous {
             for (i, p) in previous.config.checkedPeers.enumerated() where i < previous.segment.peerCount {
@@ -28,7 +29,8 @@ struct SegmentPlan {
         entries = config.checkedPeers.map { p in
             let key = SegmentPlan.key(p)
             for b in key.utf8 { hash = (hash ^ UInt64(b)) &* 0x100_0000_01b3 }
-            let (state, admin) = carried[key] ?? (PeerState(down: p.check.defaultDown), .ready)
+            let saved = restored.isEmpty ? nil : restored[StateFile.identity(p)].map { (PeerState(down: $0.down), $0.admin) }
+            let (state, admin) = carried[key] ?? saved ?? (PeerState(down: p.check.defaultDown), .ready)
             return PeerEntry(upstream: p.upstream, server: p.address.description, type: p.check.type.code,
                              port: UInt16(p.check.port), state: state, admin: admin)
         }

@@ -237,6 +237,54 @@ final class CheckExtensionTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("[warn] \"slow_start\" is ignored by this balancing method in upstream \"h\" in \(vigil.confPath):10"), r.stderr)
     }
 
+    /// check_state_file: a peer that was down starts down after a restart (not default_down=false's up), one that
+    /// was up starts up (not default_down's down), the admin state comes back too; a garbage or truncated file
+    /// is a warning, never fatal.
+    func testStateFileAcrossARestart() throws {
+        let live = freePort(), dead = freePort(), port = freePort()
+        backends = try Vigil(config: Vigil.config(http: "server { listen 127.0.0.1:\(live); return 200 \"live\"; }"))
+        _ = try backends.start()
+        let conf = Vigil.config(workers: 1, http: """
+            check_state_file logs/check.state interval=1s;
+            upstream a { server 127.0.0.1:\(dead); check interval=3000 rise=1 fall=1 timeout=500 default_down=false type=tcp; }
+            upstream b { server 127.0.0.1:\(live); check interval=400 rise=3 fall=1 timeout=500 type=tcp; }
+            server { listen 127.0.0.1:\(port); location /status { check_status json; } }
+            """)
+        vigil = try Vigil(config: conf)
+        _ = try vigil.start()
+        func servers() -> [[String: Any]] {
+            guard let r = httpGet(port, "/status?detail=1"), let obj = try? JSONSerialization.jsonObject(with: Data(r.body.utf8)) as? [String: Any],
+                  let s = obj["servers"] as? [String: Any] else { return [] }
+            return s["server"] as? [[String: Any]] ?? []
+        }
+        XCTAssertTrue(waitFor(8) { servers().map { $0["status"] as? String } == ["down", "up"] }, "\(servers())")
+        let drain = try httpExchange(port, getRequest("/status?upstream=b&server=127.0.0.1:\(live)&state=drain", headers: ["Connection: close"], method: "POST"), method: "POST")
+        XCTAssertEqual(drain.status, 200)
+        XCTAssertEqual(vigil.vigil(["-s", "stop"]).status, 0)
+        let statePath = vigil.prefix + "/logs/check.state"
+        XCTAssertTrue(waitFor(5) { self.vigil.masterPid() == nil })
+        let saved = try String(contentsOfFile: statePath, encoding: .utf8)
+        XCTAssertTrue(saved.hasPrefix("# vigil check state 1\n") && saved.hasSuffix("# end\n"), saved)
+
+        _ = try vigil.start()
+        let first = servers()
+        XCTAssertEqual(first.map { $0["status"] as? String }, ["down", "up"], "the saved verdicts were not resumed")
+        XCTAssertEqual(first.map { $0["admin"] as? String }, ["ready", "drain"])
+        XCTAssertEqual(vigil.vigil(["-s", "stop"]).status, 0)
+        XCTAssertTrue(waitFor(5) { self.vigil.masterPid() == nil })
+
+        for (content, reason) in [("garbage\n", "it is not a vigil check state file"),
+                                  (String(saved.dropLast("# end\n".count)), "it is truncated"),
+                                  ("# vigil check state 1\nnot a line\n# end\n", "line 2 is not a peer's state")] {
+            try content.write(toFile: statePath, atomically: true, encoding: .utf8)
+            _ = try vigil.start()
+            XCTAssertEqual(servers().map { $0["status"] as? String }, ["up", "down"], "defaults apply without a usable file")
+            XCTAssertTrue(vigil.errorLog().contains("[warn]") && vigil.errorLog().contains("is not used: \(reason), peers start from default_down"), vigil.errorLog())
+            XCTAssertEqual(vigil.vigil(["-s", "stop"]).status, 0)
+            XCTAssertTrue(waitFor(5) { self.vigil.masterPid() == nil })
+        }
+    }
+
     /// interval=10000 fall=1: a peer killed under traffic is down on the status page within about a second,
     /// because the worker whose request failed asks the checker to probe it at once.
     func testFailedTrafficTriggersARecheck() throws {

@@ -1,0 +1,112 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Config
+import ShmTable
+
+/// `check_state_file` (HAProxy's server-state-file): each checked peer's verdict and admin state, written by
+/// the master every interval and at stop (a temporary file renamed over the old one, so a reader never sees
+/// half a file), read at start so that a restarted Vigil neither sends traffic to a peer that was down nor
+/// holds back one that was up. A peer resumes only when its upstream, address and check settings are the
+/// ones it was saved with (SegmentPlan.key). The file ends with a line that says so: without it the file
+/// was cut short and is not used.
+enum StateFile {
+    static let header = "# vigil check state 1"
+    static let trailer = "# end"
+
+    struct Saved: Equatable {
+        var down: Bool
+        var admin: AdminState
+    }
+
+    /// One line per peer: the hash of its identity, then what it resumes with, then names for a reader.
+    static func render(peers: [CheckedPeer], segment: Segment) -> String {
+        var out = header + "\n"
+        for (i, p) in peers.enumerated() where i < segment.peerCount {
+            let slot = segment.slot(i)
+            let s = slot.read()
+            out += "\(identity(p)) \(s.down ? "down" : "up") \(slot.admin.name) \(p.upstream) \(p.address)\n"
+        }
+        return out + trailer + "\n"
+    }
+
+    /// FNV-1a of SegmentPlan's key, in hex: the key holds the check's request bytes, which a line cannot.
+    static func identity(_ p: CheckedPeer) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in SegmentPlan.key(p).utf8 { hash = (hash ^ UInt64(b)) &* 0x100_0000_01b3 }
+        let hex = String(hash, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
+    /// The saved states by identity, or why the file cannot be used (then nothing is resumed).
+    static func parse(_ text: String) -> Result<[String: Saved], ParseFailure> {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        guard lines.first == Substring(header) else { return .failure(ParseFailure("it is not a vigil check state file")) }
+        guard lines.count >= 2, lines.dropLast().last == Substring(trailer), lines.last == "" else {
+            return .failure(ParseFailure("it is truncated"))
+        }
+        var saved: [String: Saved] = [:]
+        for (n, line) in lines.dropFirst().dropLast(2).enumerated() {
+            let f = line.split(separator: " ", maxSplits: 4)
+            guard f.count == 5, f[0].count == 16, f[0].allSatisfy(\.isHexDigit), f[1] == "up" || f[1] == "down",
+                  let admin = AdminState.allCases.first(where: { $0.name == f[2] }) else {
+                return .failure(ParseFailure("line \(n + 2) is not a peer's state"))
+            }
+            saved[String(f[0])] = Saved(down: f[1] == "down", admin: admin)
+        }
+        return .success(saved)
+    }
+
+    struct ParseFailure: Error { let reason: String; init(_ r: String) { reason = r } }
+
+    /// Reads the file at start; a missing, truncated or garbage one gives a warning and an empty table.
+    static func load(_ path: String, warn: (String) -> Void) -> [String: Saved] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno != ENOENT { warn("open() \"\(path)\" failed (\(errno): \(String(cString: strerror(errno)))), peers start from default_down") }
+            return [:]
+        }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fd, &buf, buf.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            bytes += buf[0..<n]
+            if bytes.count > 64 << 20 { break }
+        }
+        switch parse(String(decoding: bytes, as: UTF8.self)) {
+        case .success(let saved): return saved
+        case .failure(let f):
+            warn("check state file \"\(path)\" is not used: \(f.reason), peers start from default_down")
+            return [:]
+        }
+    }
+
+    /// Writes `text` to `path` through a temporary file and rename(); nil, or the failure to log.
+    static func save(_ text: String, to path: String) -> String? {
+        let temp = path + ".tmp"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return "open() \"\(temp)\" failed (\(errno): \(String(cString: strerror(errno))))" }
+        var bytes = Array(text.utf8)[...]
+        while !bytes.isEmpty {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                let e = errno
+                close(fd)
+                unlink(temp)
+                return "write() \"\(temp)\" failed (\(e): \(String(cString: strerror(e))))"
+            }
+            bytes = bytes.dropFirst(n)
+        }
+        close(fd)
+        guard rename(temp, path) == 0 else {
+            let e = errno
+            unlink(temp)
+            return "rename() \"\(temp)\" to \"\(path)\" failed (\(e): \(String(cString: strerror(e))))"
+        }
+        return nil
+    }
+}

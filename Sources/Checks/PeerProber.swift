@@ -64,18 +64,23 @@ final class PeerProber: EventHandler {
         phase = .idle
     }
 
-    /// A worker's request failed on this peer: probe now, unless a probe is running or one began less than a
-    /// timeout ago (a flood of failing requests costs at most one extra probe per timeout).
+    /// A worker's request failed on this peer: probe now. A probe already running may have begun before the
+    /// failure, so one more follows it if it passes. Probes triggered this way start at most once per timeout
+    /// (a flood of failing requests costs one extra probe per timeout); scheduled probes do not count.
     func recheckNow() {
-        guard phase != .probing else { return }
+        if phase == .probing { recheckAfterProbe = true; return }
         let now = vigil_monotonic_ms()
-        let at = max(now, startedUs / 1000 + UInt64(peer.check.timeout))
+        let at = max(now, lastTriggeredMs &+ UInt64(peer.check.timeout))
         guard at < dueAtMs else { return }
+        lastTriggeredMs = at
         if at == now { return start() }
-        // The last probe began less than a timeout ago: this one starts when that much time has passed.
         dueAtMs = at
         timer.rearm(after: at - now)
     }
+
+    /// When the last triggered probe started (or is due): the monotonic clock is far past any timeout at first.
+    private var lastTriggeredMs: UInt64 = 0
+    private var recheckAfterProbe = false
 
     /// When the next probe is due (monotonic ms): a re-check only ever brings it forward.
     private var dueAtMs: UInt64 = .max
@@ -288,6 +293,10 @@ final class PeerProber: EventHandler {
         let state = engine.record(index, peer: peer, success: success, rttUs: vigil_monotonic_us() - startedUs, reason: reason,
                                   status: status, message: message)
         wait(Self.delay(before: state, interval: peer.check.interval))
+        if recheckAfterProbe {
+            recheckAfterProbe = false
+            if success { recheckNow() }
+        }
     }
 
     /// The wait before the next probe: `interval`, halved while the peer is on its way to flipping (an up

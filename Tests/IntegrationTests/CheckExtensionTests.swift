@@ -137,7 +137,8 @@ final class CheckExtensionTests: XCTestCase {
         func post(_ query: String, path: String = "/status") -> HTTPResponse? {
             try? httpExchange(port, getRequest(path + "?" + query, headers: ["Connection: close"], method: "POST"), method: "POST")
         }
-        XCTAssertTrue(waitFor(5) { bodies("/") == ["one", "two"] })
+        XCTAssertTrue(waitFor(5) { self.shmdumpPeers().map { $0["state"] as? String } == ["up", "up", "up", "up"] })
+        XCTAssertEqual(bodies("/"), ["one", "two"])
 
         let drained = post("upstream=app&server=127.0.0.1%3A\(live2)&state=drain")
         XCTAssertEqual(drained?.status, 200)

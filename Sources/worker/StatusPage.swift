@@ -258,22 +258,20 @@ struct StatusPage {
         s += family("nginx_upstream_count_up", "Nginx total number of servers that are UP", "gauge") + "nginx_upstream_count_up \(up)\n"
         s += family("nginx_upstream_count_down", "Nginx total number of servers that are DOWN", "gauge") + "nginx_upstream_count_down \(rows.count - up)\n"
         s += family("nginx_upstream_count_generation", "Nginx generation", "gauge") + "nginx_upstream_count_generation \(generation)\n"
-        s += family("nginx_upstream_server_rise", "Nginx rise counter", "counter")
-        for r in rows { s += "nginx_upstream_server_rise{\(labels(r))} \(r.rise)\n" }
-        s += family("nginx_upstream_server_fall", "Nginx fall counter", "counter")
-        for r in rows { s += "nginx_upstream_server_fall{\(labels(r))} \(r.fall)\n" }
-        s += family("nginx_upstream_server_active", "Nginx active 1 for UP / 0 for DOWN", "gauge")
-        for r in rows { s += "nginx_upstream_server_active{\(labels(r, status: false))} \(r.down ? 0 : 1)\n" }
-        s += family("nginx_upstream_server_check_duration_seconds", "Duration of the last check", "gauge")
-        for r in rows { s += "nginx_upstream_server_check_duration_seconds{\(labels(r, status: false))} \(decimal(UInt64(r.state.rttUs), places: 6))\n" }
-        s += family("nginx_upstream_server_checks_total", "Checks made", "counter")
-        for r in rows { s += "nginx_upstream_server_checks_total{\(labels(r, status: false))} \(r.state.checks)\n" }
-        s += family("nginx_upstream_server_failures_total", "Checks that failed", "counter")
-        for r in rows { s += "nginx_upstream_server_failures_total{\(labels(r, status: false))} \(r.state.failures)\n" }
-        s += family("nginx_upstream_server_state_changes_total", "Up/down flips", "counter")
-        for r in rows { s += "nginx_upstream_server_state_changes_total{\(labels(r, status: false))} \(r.state.stateChanges)\n" }
-        s += family("nginx_upstream_server_admin_state", "Operator state: 0 ready, 1 drain, 2 maint", "gauge")
-        for r in rows { s += "nginx_upstream_server_admin_state{\(labels(r, status: false)),state=\"\(r.admin.name)\"} \(r.admin.rawValue)\n" }
+        func perPeer(_ name: String, _ help: String, _ type: String, status: Bool = false, extraLabel: (Row) -> String = { _ in "" },
+                     _ value: (Row) -> String) {
+            s += family(name, help, type)
+            for r in rows { s += "\(name){\(labels(r, status: status))\(extraLabel(r))} \(value(r))\n" }
+        }
+        perPeer("nginx_upstream_server_rise", "Nginx rise counter", "counter", status: true) { String($0.rise) }
+        perPeer("nginx_upstream_server_fall", "Nginx fall counter", "counter", status: true) { String($0.fall) }
+        perPeer("nginx_upstream_server_active", "Nginx active 1 for UP / 0 for DOWN", "gauge") { $0.down ? "0" : "1" }
+        perPeer("nginx_upstream_server_check_duration_seconds", "Duration of the last check", "gauge") { decimal(UInt64($0.state.rttUs), places: 6) }
+        perPeer("nginx_upstream_server_checks_total", "Checks made", "counter") { String($0.state.checks) }
+        perPeer("nginx_upstream_server_failures_total", "Checks that failed", "counter") { String($0.state.failures) }
+        perPeer("nginx_upstream_server_state_changes_total", "Up/down flips", "counter") { String($0.state.stateChanges) }
+        perPeer("nginx_upstream_server_admin_state", "Operator state: 0 ready, 1 drain, 2 maint", "gauge",
+                extraLabel: { ",state=\"\($0.admin.name)\"" }) { String($0.admin.rawValue) }
         if let heartbeatAge {
             s += family("nginx_upstream_checker_heartbeat_age_seconds", "Time since the checker's last heartbeat", "gauge")
             s += "nginx_upstream_checker_heartbeat_age_seconds \(decimal(heartbeatAge, places: 3))\n"

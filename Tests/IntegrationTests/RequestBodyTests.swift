@@ -50,9 +50,8 @@ final class RequestBodyTests: XCTestCase {
 
     static func ends(with s: String) -> ([UInt8]) -> Bool { { String(decoding: $0, as: UTF8.self).hasSuffix(s) } }
 
-    func testUnbufferedBodiesStreamToTheUpstream() throws {
-        let up = try ManualUpstream()
-        defer { up.close() }
+    /// A Vigil that streams bodies to `up` (HTTP/1.1), with a /guarded/ location whose `if` may answer first.
+    func streamingVigil(to up: ManualUpstream) throws -> (Vigil, UInt16) {
         let port = freePort()
         let vigil = try Vigil(config: Vigil.config(http: """
             server {
@@ -65,8 +64,15 @@ final class RequestBodyTests: XCTestCase {
                 }
             }
             """))
-        defer { vigil.cleanup() }
         _ = try vigil.start()
+        return (vigil, port)
+    }
+
+    func testUnbufferedBodiesStreamToTheUpstream() throws {
+        let up = try ManualUpstream()
+        defer { up.close() }
+        let (vigil, port) = try streamingVigil(to: up)
+        defer { vigil.cleanup() }
 
         // The rewrite phases run before the body is read: a `return` answers at once, and the connection,
         // with the body unread, closes after the answer.
@@ -96,15 +102,8 @@ final class RequestBodyTests: XCTestCase {
     func testChunkedBodiesStreamChunked() throws {
         let up = try ManualUpstream()
         defer { up.close() }
-        let port = freePort()
-        let vigil = try Vigil(config: Vigil.config(http: """
-            server {
-                listen 127.0.0.1:\(port);
-                location / { proxy_request_buffering off; proxy_http_version 1.1; proxy_pass http://127.0.0.1:\(up.port); }
-            }
-            """))
+        let (vigil, port) = try streamingVigil(to: up)
         defer { vigil.cleanup() }
-        _ = try vigil.start()
         let client = try HTTPConnection(port: port)
         defer { client.close() }
         try client.send("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")

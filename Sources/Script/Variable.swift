@@ -7,6 +7,8 @@ public enum Variable: Equatable {
     case upstreamAddr, upstreamStatus, upstreamResponseTime, proxyHost, proxyAddXForwardedFor
     case https, sslProtocol, sslCipher, sslServerName, sslSessionReused
     case timeISO8601, documentRoot, realpathRoot, requestBody
+    /// Vigil's own: connection buffers held and pooled in this worker (a debugging aid for memory tests).
+    case buffersHeld, buffersPooled
     /// `$http_user_agent`: the header `user-agent`.
     case httpHeader(String)
     /// `$arg_name`: a query argument.
@@ -78,6 +80,8 @@ public enum Variable: Equatable {
         case "time_iso8601": return .timeISO8601
         case "document_root": return .documentRoot
         case "realpath_root": return .realpathRoot
+        case "vigil_buffers_held": return .buffersHeld
+        case "vigil_buffers_pooled": return .buffersPooled
         case "request_body": return .requestBody
         default: return .none
         }

@@ -211,6 +211,11 @@ enum IdleBuffers {
     nonisolated(unsafe) private static var inputSize = 0
     nonisolated(unsafe) private static var outputs: [[UInt8]] = []
     static let keep = 256
+    /// Connections' buffer objects alive now (an input and an output per busy connection): with `pooled`,
+    /// what `$vigil_buffers_held` and `$vigil_buffers_pooled` show, so a test can see that idle connections
+    /// hold none.
+    nonisolated(unsafe) static var held = 0
+    static var pooled: Int { inputs.count + outputs.count }
     /// An output queue whose storage grew past this (a large response) goes back to the allocator.
     static let outputLimit = 16384
 

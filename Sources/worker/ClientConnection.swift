@@ -74,10 +74,25 @@ final class ClientConnection: EventHandler {
     /// no array for it.
     var remoteBytes: [UInt8] { ClientConnection.addressBytes(remoteAddress, isIPv6: isIPv6) }
 
-    /// Made on first use: a connection that never sends a byte costs neither buffer object (nginx
-    /// allocates its buffers lazily too).
-    private lazy var input = ByteBuffer(capacity: defaultScope.settings.clientHeaderBufferSize ?? 1024)
-    private(set) lazy var output = OutputQueue()
+    /// Made on first use and dropped when the connection goes idle on keep-alive (their storage back in the
+    /// worker's pool): an idle connection holds neither buffer object nor storage, as nginx frees a request's
+    /// buffers in ngx_http_set_keepalive.
+    private var inputBuffer: ByteBuffer? { didSet { IdleBuffers.held += (inputBuffer == nil ? 0 : 1) - (oldValue == nil ? 0 : 1) } }
+    private var input: ByteBuffer {
+        if let b = inputBuffer { return b }
+        let b = ByteBuffer(capacity: defaultScope.settings.clientHeaderBufferSize ?? 1024)
+        inputBuffer = b
+        return b
+    }
+    private var outputQueue: OutputQueue? { didSet { IdleBuffers.held += (outputQueue == nil ? 0 : 1) - (oldValue == nil ? 0 : 1) } }
+    var output: OutputQueue {
+        if let q = outputQueue { return q }
+        let q = OutputQueue()
+        outputQueue = q
+        return q
+    }
+    /// Bytes received and not yet consumed (none when there is no buffer).
+    private var hasInput: Bool { !(inputBuffer?.isEmpty ?? true) }
     private var state = State.head
     /// Set once the handshake starts on a `listen … ssl` address; every read and write then goes through it.
     private(set) var tls: TLSStream?
@@ -133,7 +148,9 @@ final class ClientConnection: EventHandler {
             ?? worker.httpScope
     }
 
-    var isIdle: Bool { state == .head && input.isEmpty && request == nil }
+    deinit { IdleBuffers.held -= (inputBuffer == nil ? 0 : 1) + (outputQueue == nil ? 0 : 1) }
+
+    var isIdle: Bool { state == .head && !hasInput && request == nil }
 
     /// The default server for this address: its settings govern reading request heads.
     private let defaultScope: SettingsScope
@@ -239,7 +256,9 @@ final class ClientConnection: EventHandler {
                 sawFirstByte = true
                 if state == .head { startReading() }
                 process()
-                if input.drained { return }   // level-triggered: more input brings another event
+                // Drained, or answered and gone idle with its buffer back in the pool: being level-triggered,
+                // more input brings another event.
+                if inputBuffer?.drained ?? true { return }
                 continue
             }
             if n == -2 { process(); return }
@@ -255,7 +274,7 @@ final class ClientConnection: EventHandler {
     }
 
     private func writable() {
-        switch output.flush(to: fd, tls: tls) {
+        switch outputQueue?.flush(to: fd, tls: tls) ?? .drained {
         case .failed:
             close()
         case .wouldBlock:
@@ -284,7 +303,7 @@ final class ClientConnection: EventHandler {
     private func process() {
         while state == .head || state == .body {
             if state == .head {
-                if input.isEmpty { return }
+                if !hasInput { return }
                 let result = input.withReadable { RequestParser.parse($0, limits: limits) }
                 switch result {
                 case .incomplete:
@@ -893,20 +912,24 @@ final class ClientConnection: EventHandler {
             return
         }
         state = .head
-        sawFirstByte = !input.isEmpty
+        sawFirstByte = hasInput
         // As nginx with tcp_nodelay on: a connection kept alive sends without Nagle from now on, so the last
         // small write of a response never waits on the client's delayed ACK. One system call a connection.
         if !noDelay, r.settings.tcpNodelay ?? true { setNoDelay() }
         setInterest(reading: true)
         arm(UInt64(r.settings.keepaliveTimeout ?? 75_000))
-        if !input.isEmpty {
+        if hasInput {
             startReading()   // a pipelined request is already here
             process()
         } else if let tls, tls.hasPending {
             readable()   // the next request is decrypted inside OpenSSL, where epoll cannot see it
         } else {
-            input.releaseIfEmpty()
-            output.releaseIfEmpty()
+            inputBuffer?.releaseIfEmpty()
+            inputBuffer = nil
+            if outputQueue?.isEmpty ?? false {
+                outputQueue?.releaseIfEmpty()
+                outputQueue = nil
+            }
         }
     }
 
@@ -948,10 +971,10 @@ final class ClientConnection: EventHandler {
         tls?.shutdown()
         shutdown(fd, Int32(SHUT_WR))
         var b: UInt8 = 0
-        let pending = unreadBody || !input.isEmpty || recv(fd, &b, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) > 0
+        let pending = unreadBody || hasInput || recv(fd, &b, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) > 0
         guard pending else { close(); return }
         state = .lingering
-        input.consume(input.readable)
+        inputBuffer?.consume(inputBuffer!.readable)
         setInterest(reading: true, writing: false)
         arm(5000)   // nginx's lingering_timeout
         discardInput()

@@ -198,6 +198,8 @@ struct Variables {
         case .capture(let n): return request.captures?.group(n)
         case .timeISO8601: return Clock.iso8601()
         case .documentRoot: return request.settings.root.map { connection.worker.config.fullPath($0) } ?? connection.worker.config.fullPath("html")
+        case .buffersHeld: return String(IdleBuffers.held)
+        case .buffersPooled: return String(IdleBuffers.pooled)
         case .realpathRoot:
             // The root with its symbolic links resolved (nginx: a root that does not exist is an error, empty here).
             guard let root = value(.documentRoot), let real = realpath(root, nil) else { return nil }

@@ -56,7 +56,10 @@ struct StatusPage {
 
     func render() -> Page {
         let method = request.method
-        if method == "POST" { return changeAdmin() }
+        // A POST that names a peer changes its admin state; any other is refused as the reference refuses it.
+        if method == "POST", let q = request.head.query, ["upstream", "server", "state"].contains(where: { StatusPage.argument($0, in: q) != nil }) {
+            return changeAdmin()
+        }
         guard method == "GET" || method == "HEAD" else { return Page(status: 405, contentType: "text/html", body: errorBody(405)) }
         var format = request.settings.checkStatusFormat ?? "html"
         var filter: Bool?   // true: only down, false: only up

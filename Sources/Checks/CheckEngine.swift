@@ -87,7 +87,9 @@ public final class CheckEngine {
     private var recheckTimer: Timer?
 
     private func takeRechecks() {
-        for (i, p) in probers.enumerated() where segment.slot(i).takeRecheck() { p.recheckNow() }
+        // Indices, not the probers: touching 10,000 prober references 50 times a second retained each.
+        let seg = segment
+        for i in probers.indices where seg.slot(i).takeRecheck() { probers[i].recheckNow() }
         recheckTimer?.rearm(after: Self.recheckScanMs)
     }
 
@@ -104,9 +106,10 @@ public final class CheckEngine {
 
     /// Applies one result (check-module.md §2) and returns the peer's new state.
     @discardableResult
-    func record(_ i: Int, peer: CheckedPeer, success: Bool, rttUs: UInt64, reason: FailureReason, status: Int = 0,
+    /// `p` is the peer's prober: its thresholds are read from it, and its names only for a log line (passing
+    /// the CheckedPeer itself copied a struct of strings and arrays on every probe, a dozen retains).
+    func record(_ i: Int, _ p: PeerProber, success: Bool, rttUs: UInt64, reason: FailureReason, status: Int = 0,
                 message: () -> String?) -> PeerState {
-        let c = peer.check
         var s = states[i]
         let now = vigil_monotonic_ms()
         s.checked = true
@@ -117,22 +120,22 @@ public final class CheckEngine {
         if success {
             s.rise &+= 1
             s.fall = 0
-            if s.down && Int(s.rise) >= c.rise {
+            if s.down && Int(s.rise) >= p.riseThreshold {
                 s.down = false
                 s.lastChangeMs = now
                 s.stateChanges &+= 1
-                log(.error, "enable check peer: \(peer.checkAddress) in upstream \"\(peer.upstream)\"")
+                log(.error, "enable check peer: \(p.peer.checkAddress) in upstream \"\(p.peer.upstream)\"")
             }
         } else {
             s.failures &+= 1
             s.reason = reason
             s.fall &+= 1
             s.rise = 0
-            let flips = !s.down && Int(s.fall) >= c.fall
+            let flips = !s.down && Int(s.fall) >= p.fallThreshold
             if logsInfo || flips {
                 let text = message() ?? reason.text
                 if logsInfo { log(.info, text) }
-                if flips { log(.error, "disable check peer: \(peer.checkAddress) in upstream \"\(peer.upstream)\": \(text)") }
+                if flips { log(.error, "disable check peer: \(p.peer.checkAddress) in upstream \"\(p.peer.upstream)\": \(text)") }
             }
             if flips {
                 s.down = true

@@ -35,7 +35,10 @@ public final class EventLoop {
         guard epfd >= 0 else { throw SystemError("epoll_create1()") }
     }
 
-    deinit { Glibc.close(epfd) }
+    deinit {
+        timers.removeAll()
+        Glibc.close(epfd)
+    }
 
     public func register(fd: Int32, events: UInt32, handler: EventHandler) throws {
         if Int(fd) >= handlers.count { handlers += Array(repeating: nil, count: Int(fd) + 64 - handlers.count) }
@@ -159,18 +162,29 @@ public final class Timer {
 /// Deadlines sit in the heap array itself, so sifting compares contiguous memory instead of chasing
 /// each timer object.
 struct TimerHeap {
+    /// The heap holds one reference to each armed timer (a fire-and-forget timer has no other owner), kept as
+    /// Unmanaged so that sifting, which touches a dozen entries per re-arm, neither retains nor releases.
     private struct Entry {
         var deadline: UInt64
-        let timer: Timer
+        let timer: Unmanaged<Timer>
     }
     private var heap: [Entry] = []
 
     var nextDeadline: UInt64? { heap.first?.deadline }
+
+    /// Drops every armed timer (the loop is going away).
+    mutating func removeAll() {
+        for e in heap {
+            e.timer._withUnsafeGuaranteedRef { $0.heapIndex = -1 }
+            e.timer.release()
+        }
+        heap.removeAll()
+    }
     var count: Int { heap.count }
 
     mutating func push(_ t: Timer) {
         t.heapIndex = heap.count
-        heap.append(Entry(deadline: t.deadline, timer: t))
+        heap.append(Entry(deadline: t.deadline, timer: .passRetained(t)))
         siftUp(heap.count - 1)
     }
 
@@ -185,10 +199,10 @@ struct TimerHeap {
 
     mutating func remove(_ t: Timer) {
         let i = t.heapIndex
-        guard i >= 0 && i < heap.count && heap[i].timer === t else { return }
+        guard i >= 0 && i < heap.count && heap[i].timer.toOpaque() == Unmanaged.passUnretained(t).toOpaque() else { return }
         let last = heap.count - 1
         if i != last { swapAt(i, last) }
-        heap.removeLast()
+        heap.removeLast().timer.release()
         t.heapIndex = -1
         if i < heap.count {
             siftDown(i)
@@ -198,15 +212,16 @@ struct TimerHeap {
 
     mutating func popDue(now: UInt64) -> Timer? {
         guard let top = heap.first, top.deadline <= now else { return nil }
-        remove(top.timer)
-        return top.timer
+        let t = top.timer.takeUnretainedValue()
+        remove(t)
+        return t
     }
 
     /// Swapping moves the references without retaining them (plain assignment would retain and release).
     private mutating func swapAt(_ a: Int, _ b: Int) {
         heap.swapAt(a, b)
-        heap[a].timer.heapIndex = a
-        heap[b].timer.heapIndex = b
+        heap[a].timer._withUnsafeGuaranteedRef { $0.heapIndex = a }
+        heap[b].timer._withUnsafeGuaranteedRef { $0.heapIndex = b }
     }
 
     private mutating func siftUp(_ start: Int) {

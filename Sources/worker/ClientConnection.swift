@@ -659,37 +659,39 @@ final class ClientConnection: EventHandler {
     /// the head's size. Written straight into the output queue: no intermediate strings.
     /// `upstreamSent` names the Server and Date an upstream's reply already carries (proxy_pass_header).
     func queueHead(status original: Int, upstreamSent: (server: Bool, date: Bool) = (false, false), _ headers: (OutputQueue) -> Void) {
+        // One reference each for the whole head: every `output`/`request` access would retain and release.
+        let out = output, r = request
         // An error page answers with the error's status (or the one `error_page … =code` names).
-        let status = request?.statusOverride ?? original
-        request?.status = status
-        let before = output.count
-        output.append(Status.line(status))
-        output.append("\r\n")
+        let status = r?.statusOverride ?? original
+        r?.status = status
+        let before = out.count
+        out.append(Status.line(status))
+        out.append("\r\n")
         if !upstreamSent.server {
-            output.append("Server: ")
-            output.append(serverHeader)
-            output.append("\r\n")
+            out.append("Server: ")
+            out.append(serverHeader)
+            out.append("\r\n")
         }
         if !upstreamSent.date {
-            output.append("Date: ")
-            output.append(Clock.httpDate())
-            output.append("\r\n")
+            out.append("Date: ")
+            out.append(Clock.httpDate())
+            out.append("\r\n")
         }
-        headers(output)
-        if let r = request, let e = r.settings.expires, e != .off, ClientConnection.headerFilterStatuses.contains(status) {
-            expiresHeaders(e)
+        headers(out)
+        if let r {
+            if let e = r.settings.expires, e != .off, ClientConnection.headerFilterStatuses.contains(status) { expiresHeaders(e, out) }
+            if let added = r.settings.addHeaders { addHeaders(added, status: status, r, out) }
         }
-        if let r = request, let added = r.settings.addHeaders { addHeaders(added, status: status, r) }
         if bodyPending { keepAlive = false }
-        output.append(keepAlive ? "Connection: keep-alive\r\n" : "Connection: close\r\n")
+        out.append(keepAlive ? "Connection: keep-alive\r\n" : "Connection: close\r\n")
         // keepalive_timeout's second value: the Keep-Alive header that tells clients how long we wait.
-        if keepAlive, let t = request?.settings.keepaliveHeaderTimeout {
-            output.append("Keep-Alive: timeout=")
-            output.append(t / 1000)
-            output.append("\r\n")
+        if keepAlive, let t = r?.settings.keepaliveHeaderTimeout {
+            out.append("Keep-Alive: timeout=")
+            out.append(t / 1000)
+            out.append("\r\n")
         }
-        output.append("\r\n")
-        request?.headerBytesSent = output.count - before
+        out.append("\r\n")
+        r?.headerBytesSent = out.count - before
     }
 
     /// Statuses a Location goes with (`return`, error_page URLs).
@@ -698,7 +700,7 @@ final class ClientConnection: EventHandler {
     static let headerFilterStatuses: Set<Int> = [200, 201, 204, 206, 301, 302, 303, 304, 307, 308]
 
     /// `expires`: Expires and Cache-Control as nginx's headers filter writes them.
-    private func expiresHeaders(_ e: ExpiresSetting) {
+    private func expiresHeaders(_ e: ExpiresSetting, _ output: OutputQueue) {
         switch e {
         case .off: return
         case .epoch:
@@ -714,7 +716,7 @@ final class ClientConnection: EventHandler {
     }
 
     /// `add_header`: on the statuses nginx adds them to (any with `always`); an empty value adds nothing.
-    private func addHeaders(_ added: [AddedHeader], status: Int, _ r: RequestContext) {
+    private func addHeaders(_ added: [AddedHeader], status: Int, _ r: RequestContext, _ output: OutputQueue) {
         let normal = ClientConnection.headerFilterStatuses.contains(status)
         for h in added where h.always || normal {
             let value = h.value.render(r)
@@ -867,15 +869,16 @@ final class ClientConnection: EventHandler {
     /// Streaming responses (proxy, files) push bytes here; returns false when the client is backed up.
     /// `chunkEnd` writes the last, empty chunk.
     func sendStreaming(_ bytes: UnsafeRawBufferPointer, chunkEnd: Bool = false) -> Bool {
-        output.append(bytes)
-        if chunkEnd { output.append("0\r\n\r\n") }
+        let out = output
+        out.append(bytes)
+        if chunkEnd { out.append("0\r\n\r\n") }
         if let r = request { r.bodyBytesSent += bytes.count }
-        switch output.flush(to: fd, tls: tls) {
+        switch out.flush(to: fd, tls: tls) {
         case .failed: close(); return false
         case .wouldBlock:
             setInterest(writing: true)
             armSendTimeout()
-            return output.count < 256 * 1024
+            return out.count < 256 * 1024
         case .drained: return true
         }
     }

@@ -211,17 +211,15 @@ struct StatusPage {
     }
 
     /// The reference prints names raw; a name like `we<ird>` would break the page.
-    static func htmlEscape(_ s: String) -> String {
-        guard s.contains(where: { "&<>\"".contains($0) }) else { return s }
+    static func htmlEscape(_ s: String) -> String { escaped(s, htmlEscapes) }
+    static let htmlEscapes: [Character: String] = ["&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;"]
+
+    /// `s` with each character `table` names replaced; nothing is copied when none occurs.
+    static func escaped(_ s: String, _ table: [Character: String]) -> String {
+        guard s.contains(where: { table[$0] != nil }) else { return s }
         var out = ""
         for c in s {
-            switch c {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            default: out.append(c)
-            }
+            if let r = table[c] { out += r } else { out.append(c) }
         }
         return out
     }
@@ -283,19 +281,8 @@ struct StatusPage {
     }
 
     /// The exposition format's label escapes: backslash, double quote, newline.
-    static func labelEscape(_ s: String) -> String {
-        guard s.contains(where: { $0 == "\\" || $0 == "\"" || $0 == "\n" }) else { return s }
-        var out = ""
-        for c in s {
-            switch c {
-            case "\\": out += "\\\\"
-            case "\"": out += "\\\""
-            case "\n": out += "\\n"
-            default: out.append(c)
-            }
-        }
-        return out
-    }
+    static func labelEscape(_ s: String) -> String { escaped(s, labelEscapes) }
+    static let labelEscapes: [Character: String] = ["\\": "\\\\", "\"": "\\\"", "\n": "\\n"]
 
     /// `units` in thousandths (places 3) or millionths (places 6) as a decimal: 213 → "0.213".
     static func decimal(_ units: UInt64, places: Int) -> String {

@@ -106,9 +106,9 @@ final class PeerProber: EventHandler {
             phase = .probing
             reused = true
             connected = true
-            try? engine.loop.modify(fd: fd, events: Events.writable | Events.readable | Events.readHangup)
             timer.rearm(after: UInt64(peer.check.timeout))
-            return
+            // The kept connection can take the request now; its reply brings the next edge.
+            return handleEvent(0)
         }
         phase = .probing
         reused = false
@@ -131,7 +131,8 @@ final class PeerProber: EventHandler {
             if err != 0 { return connectFailed(err) }
         }
         do {
-            try engine.loop.register(fd: fd, events: Events.writable | Events.readable | Events.readHangup, handler: self)
+            // Edge-triggered both ways, once: no epoll_ctl between connecting, sending, reading and parking.
+            try engine.loop.register(fd: fd, events: Events.writable | Events.readable | Events.readHangup | Events.edgeTriggered, handler: self)
         } catch {
             return fail(.connectFailed, "\(error)")
         }
@@ -164,8 +165,9 @@ final class PeerProber: EventHandler {
         switch phase {
         case .idle: return
         case .parked:
-            // Anything an idle kept-alive connection signals (the peer closing it, stray bytes) ends it;
-            // that is not a check result (check-module.md §2).
+            // Room to write (a late ACK's edge) means nothing; anything else an idle kept-alive connection
+            // signals (the peer closing it, stray bytes) ends it; that is not a check result (check-module.md §2).
+            if events & (Events.readable | Events.readHangup | Events.hangup | Events.error) == 0 { return }
             closeConnection()
             phase = .idle
             return
@@ -190,7 +192,6 @@ final class PeerProber: EventHandler {
             let e = errno
             return fail(.sendFailed, "send() failed (\(e): \(String(cString: strerror(e)))) with peer: \(peer.checkAddress) ")
         }
-        if events & Events.writable != 0 { try? engine.loop.modify(fd: fd, events: Events.readable | Events.readHangup) }
         receive()
     }
 
@@ -208,12 +209,8 @@ final class PeerProber: EventHandler {
         }
         let stream = tls!
         switch stream.handshake() {
-        case .wantRead:
-            try? engine.loop.modify(fd: fd, events: Events.readable | Events.readHangup)
-            return false
-        case .wantWrite:
-            try? engine.loop.modify(fd: fd, events: Events.writable)
-            return false
+        case .wantRead, .wantWrite:
+            return false   // edge-triggered both ways: the next edge in the direction it waits for brings us back
         case .failed:
             // The message is built after the connection (and `tls`) is gone: it holds its own reference.
             fail(.sslHandshakeFailed, "\(stream.failure) with peer: \(peer.checkAddress) ")
@@ -224,7 +221,6 @@ final class PeerProber: EventHandler {
                 return false
             }
             handshaken = true
-            try? engine.loop.modify(fd: fd, events: Events.writable | Events.readable | Events.readHangup)
             return true
         }
     }
@@ -291,7 +287,6 @@ final class PeerProber: EventHandler {
         if keep {
             phase = .parked
             requestsBefore += 1
-            try? engine.loop.modify(fd: fd, events: Events.readable | Events.readHangup)
         } else {
             phase = .idle
             closeConnection()

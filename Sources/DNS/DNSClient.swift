@@ -100,6 +100,8 @@ public final class DNSClient {
         do {
             reply = try Reply.parse(bytes, id: q.id, name: q.name, type: q.type)
         } catch Reply.ParseError.notOurs {
+            // Over UDP, someone else's datagram; over TCP, the server's only answer, and it is not this one.
+            if overTCP { retryElsewhere(q, .formatError) }
             return
         } catch {
             log("invalid DNS response \(q.id) from \(server) while resolving \(q.name)")
@@ -108,6 +110,7 @@ public final class DNSClient {
         switch reply.outcome {
         case .truncated:
             guard !overTCP else { return retryElsewhere(q, .formatError) }
+            guard q.tcp == nil else { return }   // the same reply again (a resend's answer): TCP is on its way
             q.resend.cancel()
             let s = servers[q.server % servers.count]
             q.tcp = TCPExchange(loop: loop, address: s.address, query: q.packet) { [unowned self, unowned q] bytes in

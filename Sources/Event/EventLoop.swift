@@ -174,11 +174,10 @@ struct TimerHeap {
 
     /// Drops every armed timer (the loop is going away).
     mutating func removeAll() {
-        for e in heap {
-            e.timer._withUnsafeGuaranteedRef { $0.heapIndex = -1 }
-            e.timer.release()
-        }
-        heap.removeAll()
+        let entries = heap
+        heap = []   // before any release: a timer's owner going away must find the heap consistent
+        for e in entries { e.timer._withUnsafeGuaranteedRef { $0.heapIndex = -1 } }
+        for e in entries { e.timer.release() }
     }
     var count: Int { heap.count }
 

@@ -15,6 +15,8 @@ public final class Peer {
     public let weight: Int
     /// slow_start in ms (0: none): after the peer comes up its weight ramps from 1 over this long.
     let slowStartMs: UInt64
+    /// How much effective weight a selection gives back after failures: nginx's 1, times the slow_start scale.
+    let weightStep: Int
     let maxFails: Int
     let failTimeout: UInt64
     let maxConns: Int
@@ -38,6 +40,7 @@ public final class Peer {
         self.weight = server.weight * scale
         self.effectiveWeight = server.weight * scale
         self.slowStartMs = scale > 1 ? UInt64(server.slowStart) : 0
+        self.weightStep = scale
         self.maxFails = server.maxFails
         self.failTimeout = UInt64(server.failTimeout)
         self.maxConns = server.maxConns
@@ -103,7 +106,9 @@ public final class UpstreamBalancer {
     @inline(__always) func rampedWeight(_ p: Peer, now: UInt64) -> Int {
         guard p.slowStartMs > 0, let s = p.slot, let seg = segment else { return p.weight }
         let upSince = seg.slot(s).lastChangeMs
-        guard upSince > 0, now > upSince, now - upSince < p.slowStartMs else { return p.weight }
+        guard upSince > 0 else { return p.weight }
+        guard now > upSince else { return 1 }   // up since after this loop's cached clock: just now
+        guard now - upSince < p.slowStartMs else { return p.weight }
         return max(1, Int(UInt64(p.weight) * (now - upSince) / p.slowStartMs))
     }
 
@@ -179,7 +184,7 @@ public final class UpstreamBalancer {
             let weight = p.slowStartMs > 0 ? min(p.effectiveWeight, rampedWeight(p, now: now)) : p.effectiveWeight
             p.currentWeight += weight
             total += weight
-            if p.effectiveWeight < p.weight { p.effectiveWeight += 1 }
+            if p.effectiveWeight < p.weight { p.effectiveWeight = min(p.weight, p.effectiveWeight + p.weightStep) }
             if best == nil || p.currentWeight > best!.currentWeight { best = p }
         }
         guard let chosen = best else { return nil }

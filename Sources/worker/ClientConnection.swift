@@ -387,6 +387,7 @@ final class ClientConnection: EventHandler {
     private func readBody(_ r: RequestContext, then: (() -> Void)?) {
         if r.head.expectContinue && r.head.isHTTP11 { output.append("HTTP/1.1 100 Continue\r\n\r\n") }
         if !output.isEmpty { writable() }
+        guard state != .closed else { return }   // the 100 Continue found the client gone
         afterBody = then
         state = .body
         arm(UInt64(r.settings.clientBodyTimeout ?? 60_000))
@@ -399,7 +400,7 @@ final class ClientConnection: EventHandler {
     private func readBody() {
         guard let r = request else { return }
         let limit = r.settings.clientMaxBodySize ?? (1 << 20)
-        let before = r.body.count
+        let before = r.body.count, received = bodyReceived
         if var decoder = chunked {
             let event = input.withReadable { buf -> ChunkedDecoder.Event in
                 decoder.feed(buf) { range in r.body.append(contentsOf: UnsafeRawBufferPointer(rebasing: buf[range])) }
@@ -408,10 +409,7 @@ final class ClientConnection: EventHandler {
             switch event {
             case .error(let reason):
                 worker.log.info("\(reason), client: \(remoteAddress)")
-                unreadBody = true
-                state = .handling
-                respondError(400, close: true)
-                return
+                return bodyFailed(400)
             case .end(let consumed):
                 input.consume(consumed)
             case .data:
@@ -441,14 +439,22 @@ final class ClientConnection: EventHandler {
                 return
             }
             sink.bodyArrived()
-            if r.body.count >= 65536 && state == .body {
+            guard state == .body else { return }
+            if r.body.count >= 65536 {
+                // Held back by the upstream: client_body_timeout waits until reading resumes.
                 bodyPaused = true
+                timer?.cancel()
                 setInterest(reading: false)
+            } else if bodyReceived > received {
+                arm(UInt64(r.settings.clientBodyTimeout ?? 60_000))   // nginx: the timeout runs between two reads
             }
             return
         }
         if r.body.count > (r.settings.clientBodyBufferSize ?? 16384) || bodyFile != nil, !spill(r) { return }
-        guard complete else { return }
+        guard complete else {
+            if bodyReceived > received { arm(UInt64(r.settings.clientBodyTimeout ?? 60_000)) }
+            return
+        }
         state = .handling
         timer?.cancel()
         if let k = afterBody {
@@ -488,15 +494,21 @@ final class ClientConnection: EventHandler {
         state = .handling
         bodySink = nil
         afterBody = nil
+        // A proxied request the body was streaming to (or waiting for it) ends with it.
+        proxy?.abort()
+        proxy = nil
         respondError(status, close: true)
     }
 
     /// The proxied request took what the body had gathered: read on if reading had paused.
     func bodyDrained() {
-        guard bodyPaused else { return }
+        guard bodyPaused, let r = request else { return }
         bodyPaused = false
-        // Level-triggered: bytes already waiting bring an event at once.
+        arm(UInt64(r.settings.clientBodyTimeout ?? 60_000))
+        // Level-triggered: bytes already waiting in the kernel bring an event at once; bytes OpenSSL already
+        // decrypted do not, so they are read from the loop.
         setInterest(reading: true)
+        if let tls, tls.hasPending { worker.loop.schedule(after: 0) { [weak self] in self?.readable() } }
     }
 
     /// The request body in a temporary file, for the proxied request to send.
@@ -682,7 +694,7 @@ final class ClientConnection: EventHandler {
             if let e = r.settings.expires, e != .off, ClientConnection.headerFilterStatuses.contains(status) { expiresHeaders(e, out) }
             if let added = r.settings.addHeaders { addHeaders(added, status: status, r, out) }
         }
-        if bodyPending { keepAlive = false }
+        if bodyPending || state == .body { keepAlive = false }
         out.append(keepAlive ? "Connection: keep-alive\r\n" : "Connection: close\r\n")
         // keepalive_timeout's second value: the Keep-Alive header that tells clients how long we wait.
         if keepAlive, let t = r?.settings.keepaliveHeaderTimeout {
@@ -903,6 +915,8 @@ final class ClientConnection: EventHandler {
         afterBody = nil
         responseComplete = false
         onDrain = nil
+        // Answered before the upstream finished (a body error while streaming): its socket and timer go too.
+        if let p = proxy, !p.isFinished { p.abort() }
         proxy = nil
         logAccess(r)
         worker.counters.add(.writing, -1)

@@ -58,6 +58,8 @@ final class ProxySession: EventHandler {
     /// Bytes of the body handed to the upstream (file offset, or how much of a stream is gone for good).
     private var bodySent = 0
     private var clientBodyEnded = false
+    /// The temporary body file could not be read: the request cannot be sent.
+    private var bodyReadFailed = false
     private var lastChunkQueued = false
 
     init(client: ClientConnection, request: RequestContext, pass: ProxyPass, balancer: UpstreamBalancer, uri: String? = nil,
@@ -114,7 +116,10 @@ final class ProxySession: EventHandler {
             outgoing.removeAll(keepingCapacity: true)
             sent = 0
             let n = file.read(at: bodySent, count: min(65536, file.size - bodySent), into: &outgoing)
-            guard n > 0 else { return false }
+            guard n > 0 else {
+                bodyReadFailed = true
+                return false
+            }
             bodySent += n
             return true
         case .stream(let chunked):
@@ -172,10 +177,18 @@ final class ProxySession: EventHandler {
     private func connect(_ p: Peer, allowCached: Bool = true) {
         phase = .connecting
         sent = 0
-        if case .file = bodySource {
+        switch bodySource {
+        case .file:
             outgoing = requestHead
             bodySent = 0
+        case .stream where bodySent == 0:
+            // Nothing of the body is gone yet (canResend): the head goes again, and the last chunk with it.
+            outgoing = requestHead
+            lastChunkQueued = false
+        default:
+            break
         }
+        bodyReadFailed = false
         startedUs = vigil_monotonic_us()
         request.upstreamAttempts.append(UpstreamAttempt(address: p.name))
         if allowCached, let cached = balancer.pool?.take(p.address) {
@@ -304,6 +317,9 @@ final class ProxySession: EventHandler {
             }
             failed(.error, "send() failed (\(errno): \(String(cString: strerror(errno)))) while sending request to upstream")
             return
+        }
+        if bodyReadFailed {
+            return failed(.error, "pread() of the request body's temporary file failed while sending request to upstream")
         }
         // The rest of a streamed body is still on its way from the client (client_body_timeout runs meanwhile).
         guard bodyComplete else { return timer.cancel() }

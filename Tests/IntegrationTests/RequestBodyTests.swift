@@ -116,6 +116,28 @@ final class RequestBodyTests: XCTestCase {
         XCTAssertEqual(try client.readResponse().status, 201)
     }
 
+    /// A bad chunk in the middle of a streamed body: the client gets 400, and the upstream's connection, which
+    /// has the body's beginning, is closed rather than left waiting.
+    func testABadChunkWhileStreamingEndsBothSides() throws {
+        let up = try ManualUpstream()
+        defer { up.close() }
+        let (vigil, port) = try streamingVigil(to: up)
+        defer { vigil.cleanup() }
+        let client = try HTTPConnection(port: port)
+        defer { client.close() }
+        try client.send("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        XCTAssertTrue(up.read(until: Self.ends(with: "5\r\nhello\r\n")))
+        try client.send("zz\r\nbad\r\n")
+        XCTAssertEqual(try client.readResponse().status, 400)
+        XCTAssertTrue(client.peerClosed())
+        var closed = false
+        _ = up.read(for: 3) { _ in false }   // reads until the upstream side sees the close
+        var b: UInt8 = 0
+        closed = recv(up.connection, &b, 1, Int32(MSG_DONTWAIT)) == 0
+        XCTAssertTrue(closed, "the upstream connection was left open")
+        XCTAssertEqual(httpGet(port, "/guarded/?deny=1")?.status, 403, "the worker carries on")
+    }
+
     /// An upstream that reads nothing: Vigil stops reading the client instead of holding the body.
     func testAStalledUpstreamHoldsTheClientBack() throws {
         let up = try ManualUpstream()

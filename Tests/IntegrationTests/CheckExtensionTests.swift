@@ -65,6 +65,7 @@ final class CheckExtensionTests: XCTestCase {
         vigil = try Vigil(config: Vigil.config(http: """
             upstream app { server 127.0.0.1:\(ok); server 127.0.0.1:\(failing); server 127.0.0.1:\(dead);
                            check interval=300 rise=1 fall=1 timeout=1000 default_down=false type=http; }
+            upstream "we\\"ird\\\\name" { server 127.0.0.1:\(dead); check interval=300 rise=1 fall=1 timeout=1000 type=tcp; }
             server { listen 127.0.0.1:\(port); location /status { check_status json; } }
             """))
         _ = try vigil.start()
@@ -74,11 +75,12 @@ final class CheckExtensionTests: XCTestCase {
             return s["server"] as? [[String: Any]] ?? []
         }
         XCTAssertTrue(waitFor(5) {
-            servers("").map { $0["status"] as? String } == ["up", "down", "down"] && servers("?detail=1").allSatisfy { ($0["checks"] as? Int ?? 0) > 0 }
+            servers("").map { $0["status"] as? String } == ["up", "down", "down", "down"] && servers("?detail=1").allSatisfy { ($0["checks"] as? Int ?? 0) > 0 }
         })
+        XCTAssertEqual(servers("").last?["upstream"] as? String, "we\"ird\\name")
         XCTAssertNil(servers("").first?["last_error"], "the default JSON stays the reference's")
         let detail = servers("?detail=1")
-        XCTAssertEqual(detail.map { $0["last_error"] as? String }, [nil, "status 503", "connect() failed (111: Connection refused)"])
+        XCTAssertEqual(detail.map { $0["last_error"] as? String }, [nil, "status 503", "connect() failed (111: Connection refused)", "connect() failed (111: Connection refused)"])
         XCTAssertTrue(detail[0]["last_error"] is NSNull)
         XCTAssertGreaterThan(detail[0]["checks"] as? Int ?? 0, 0)
         XCTAssertNotNil(detail[0]["last_rtt_ms"] as? Double)
@@ -97,13 +99,15 @@ final class CheckExtensionTests: XCTestCase {
             import sys
             from prometheus_client.parser import text_string_to_metric_families
             for f in text_string_to_metric_families(sys.stdin.read()):
-                for s in f.samples: print(s.name, s.labels.get("name", ""), s.value)
+                for s in f.samples: print(s.name, s.labels.get("name", ""), s.value, repr(s.labels.get("upstream", "")))
             """], stdin: prom)
         XCTAssertEqual(parsed.status, 0, parsed.stderr)
         let samples = parsed.stdout.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
         func value(_ metric: String, _ peer: UInt16) -> Double? {
-            samples.first { $0.count == 3 && $0[0] == metric && $0[1] == "127.0.0.1:\(peer)" }.flatMap { Double($0[2]) }
+            samples.first { $0.count >= 3 && $0[0] == metric && $0[1] == "127.0.0.1:\(peer)" && $0.last == "'app'" }.flatMap { Double($0[2]) }
         }
+        // The escaped label comes back as the name it was: a quote and a backslash.
+        XCTAssertTrue(parsed.stdout.contains(#"'we"ird\\name'"#), parsed.stdout)
         XCTAssertGreaterThan(value("nginx_upstream_server_checks_total", ok) ?? 0, 0, parsed.stdout)
         XCTAssertGreaterThan(value("nginx_upstream_server_failures_total", dead) ?? 0, 0)
         XCTAssertEqual(value("nginx_upstream_server_state_changes_total", failing), 1)

@@ -84,15 +84,14 @@ final class Parser {
     private var lexers: [Lexer] = []
     private var depth = 0
     static let maxDepth = 256
-    static let maxFileSize = 64 << 20
 
     init(configuration: Configuration) { self.configuration = configuration }
 
     func parseFile(path: String, context: BlockContext, includedFrom: SourceLocation?) throws {
         let bytes: [UInt8]
         do {
-            bytes = try Parser.readFile(path)
-        } catch let e as OSFailure {
+            bytes = try FileBytes.read(path)
+        } catch let e as FileBytes.Failure {
             let msg = "open() \"\(path)\" failed (\(e.errno): \(e.text))"
             if let includedFrom { throw includedFrom.error(msg) }
             throw ConfigError(msg)
@@ -199,34 +198,6 @@ final class Parser {
         for file in files {
             try parseFile(path: file, context: call.context, includedFrom: call.location)
         }
-    }
-
-    struct OSFailure: Error {
-        let errno: Int32
-        var text: String { String(cString: strerror(errno)) }
-    }
-
-    static func readFile(_ path: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw OSFailure(errno: errno) }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw OSFailure(errno: errno) }
-        if (st.st_mode & S_IFMT) == S_IFDIR { throw OSFailure(errno: EISDIR) }
-        if Int(st.st_size) > maxFileSize { throw OSFailure(errno: EFBIG) }
-        var out = [UInt8]()
-        out.reserveCapacity(Int(st.st_size))
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw OSFailure(errno: errno)
-            }
-            if n == 0 { break }
-            out.append(contentsOf: buf[0..<n])
-        }
-        return out
     }
 }
 

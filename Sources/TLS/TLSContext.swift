@@ -60,9 +60,10 @@ enum ContextSetup {
 
     /// Loads a private key, trying each password of `ssl_password_file` in turn as nginx does.
     static func useKey(_ ctx: OpaquePointer, _ key: PathSetting, passwords: [String]) throws {
-        guard let text = readFile(key.path) else {
-            let e = errno
-            throw key.location.error("cannot load certificate key \"\(key.path)\": BIO_new_file() failed (\(e): \(String(cString: strerror(e))))")
+        let text: [UInt8]
+        switch FileBytes.contents(key.path) {
+        case .success(let bytes): text = bytes
+        case .failure(let f): throw key.location.error("cannot load certificate key \"\(key.path)\": BIO_new_file() failed (\(f.errno): \(f.text))")
         }
         var pkey: OpaquePointer?
         for password in passwords.isEmpty ? [nil] : passwords.map(Optional.some) {
@@ -112,27 +113,14 @@ enum ContextSetup {
     /// `ssl_password_file`: one password a line.
     static func passwords(_ file: PathSetting?) throws -> [String] {
         guard let file else { return [] }
-        guard let bytes = readFile(file.path) else {
-            let e = errno
-            throw file.location.error("open() \"\(file.path)\" failed (\(e): \(String(cString: strerror(e))))")
+        let bytes: [UInt8]
+        switch FileBytes.contents(file.path) {
+        case .success(let b): bytes = b
+        case .failure(let f): throw file.location.error("open() \"\(file.path)\" failed (\(f.errno): \(f.text))")
         }
         let lines = String(decoding: bytes, as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" })
         guard !lines.isEmpty else { throw file.location.error("empty file \"\(file.path)\"") }
         return lines.map(String.init)
-    }
-
-    static func readFile(_ path: String) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return n == 0 ? out : nil }
-            out += buf[0..<n]
-        }
     }
 }
 

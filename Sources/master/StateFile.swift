@@ -25,16 +25,14 @@ enum StateFile {
         for (i, p) in peers.enumerated() where i < segment.peerCount {
             let slot = segment.slot(i)
             let s = slot.read()
-            out += "\(identity(p)) \(s.down ? "down" : "up") \(slot.admin.name) \(p.upstream) \(p.address)\n"
+            out += "\(identity(key: SegmentPlan.key(p))) \(s.down ? "down" : "up") \(slot.admin.name) \(p.upstream) \(p.address)\n"
         }
         return out + trailer + "\n"
     }
 
-    /// FNV-1a of SegmentPlan's key, in hex: the key holds the check's request bytes, which a line cannot.
-    static func identity(_ p: CheckedPeer) -> String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in SegmentPlan.key(p).utf8 { hash = (hash ^ UInt64(b)) &* 0x100_0000_01b3 }
-        let hex = String(hash, radix: 16)
+    /// FNV-1a of a peer's SegmentPlan.key, in hex: the key holds the check's request bytes, which a line cannot.
+    static func identity(key: String) -> String {
+        let hex = String(SegmentPlan.fnv1a(key), radix: 16)
         return String(repeating: "0", count: 16 - hex.count) + hex
     }
 
@@ -49,7 +47,7 @@ enum StateFile {
         for (n, line) in lines.dropFirst().dropLast(2).enumerated() {
             let f = line.split(separator: " ", maxSplits: 4)
             guard f.count == 5, f[0].count == 16, f[0].allSatisfy(\.isHexDigit), f[1] == "up" || f[1] == "down",
-                  let admin = AdminState.allCases.first(where: { $0.name == f[2] }) else {
+                  let admin = AdminState(name: String(f[2])) else {
                 return .failure(ParseFailure("line \(n + 2) is not a peer's state"))
             }
             saved[String(f[0])] = Saved(down: f[1] == "down", admin: admin)
@@ -61,20 +59,12 @@ enum StateFile {
 
     /// Reads the file at start; a missing, truncated or garbage one gives a warning and an empty table.
     static func load(_ path: String, warn: (String) -> Void) -> [String: Saved] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            if errno != ENOENT { warn("open() \"\(path)\" failed (\(errno): \(String(cString: strerror(errno)))), peers start from default_down") }
+        let bytes: [UInt8]
+        switch FileBytes.contents(path) {
+        case .success(let b): bytes = b
+        case .failure(let f):
+            if f.errno != ENOENT { warn("open() \"\(path)\" failed (\(f.errno): \(f.text)), peers start from default_down") }
             return [:]
-        }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = read(fd, &buf, buf.count)
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            bytes += buf[0..<n]
-            if bytes.count > 64 << 20 { break }
         }
         switch parse(String(decoding: bytes, as: UTF8.self)) {
         case .success(let saved): return saved

@@ -56,26 +56,10 @@ struct StaticFiles {
         } else if request.head.header("if-modified-since") == lastModified {
             return connection.respond(status: 304, contentType: nil, body: [], extra: validators)
         }
-        guard size <= StaticFiles.maxFileSize, let bytes = try? readWhole(file) else {
+        guard size <= StaticFiles.maxFileSize, let bytes = try? FileBytes.read(file) else {
             connection.respondError(500)
             return
         }
         connection.respond(status: 200, contentType: type, body: bytes, extra: validators)
     }
-
-    private func readWhole(_ path: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw StaticFileError() }
-        defer { close(fd) }
-        var out = [UInt8]()
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { if errno == EINTR { continue }; throw StaticFileError() }
-            if n == 0 { return out }
-            out += buf[0..<n]
-        }
-    }
-
-    struct StaticFileError: Error {}
 }

@@ -1,0 +1,42 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A whole file read into memory (configuration files, included files, the check state file), refusing
+/// directories and files past `maxSize`.
+public enum FileBytes {
+    public static let maxSize = 64 << 20
+
+    public struct Failure: Error {
+        public let errno: Int32
+        public var text: String { String(cString: strerror(errno)) }
+    }
+
+    /// `read`, with the failure as a value.
+    public static func contents(_ path: String) -> Result<[UInt8], Failure> {
+        do { return .success(try read(path)) } catch { return .failure(error as? Failure ?? Failure(errno: EIO)) }
+    }
+
+    public static func read(_ path: String) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw Failure(errno: errno) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw Failure(errno: errno) }
+        if (st.st_mode & S_IFMT) == S_IFDIR { throw Failure(errno: EISDIR) }
+        if Int(st.st_size) > maxSize { throw Failure(errno: EFBIG) }
+        var out = [UInt8]()
+        out.reserveCapacity(Int(st.st_size))
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw Failure(errno: errno)
+            }
+            if n == 0 { break }
+            out.append(contentsOf: buf[0..<n])
+        }
+        return out
+    }
+}

@@ -80,6 +80,10 @@ public enum StateBits {
 public enum AdminState: UInt32, CaseIterable, Sendable {
     case ready = 0, drain = 1, maint = 2
     public var name: String { "\(self)" }
+    public init?(name: String) {
+        guard let a = AdminState.allCases.first(where: { $0.name == name }) else { return nil }
+        self = a
+    }
 }
 
 /// Why the last check failed; stored as one byte in the slot.

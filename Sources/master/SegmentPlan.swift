@@ -16,6 +16,15 @@ struct SegmentPlan {
         return "\(p.upstream)\u{0}\(p.address)\u{0}\(c.type.rawValue)\u{0}\(c.port)\u{0}\(c.httpSend)\u{0}\(c.effectiveExpectAlive.rawValue)"
     }
 
+    static let fnvOffset: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    /// FNV-1a over `text`, continuing from `hash`: the configuration's checksum and the state file's identities.
+    static func fnv1a(_ text: String, from hash: UInt64 = fnvOffset) -> UInt64 {
+        var h = hash
+        for b in text.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return h
+    }
+
     /// `restored`: what a check_state_file saved, by StateFile.identity, for peers with no previous generation.
     init(config: Configuration, previous: (config: Configuration, segment: Segment)? = nil, restored: [String: StateFile.Saved] = [:]) {
         var carried: [String: (PeerState, AdminState)] = [:]
@@ -25,11 +34,11 @@ struct SegmentPlan {
                 carried[SegmentPlan.key(p)] = (slot.read(), slot.admin)
             }
         }
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        var hash = SegmentPlan.fnvOffset
         entries = config.checkedPeers.map { p in
             let key = SegmentPlan.key(p)
-            for b in key.utf8 { hash = (hash ^ UInt64(b)) &* 0x100_0000_01b3 }
-            let saved = restored.isEmpty ? nil : restored[StateFile.identity(p)].map { (PeerState(down: $0.down), $0.admin) }
+            hash = SegmentPlan.fnv1a(key, from: hash)
+            let saved = restored.isEmpty ? nil : restored[StateFile.identity(key: key)].map { (PeerState(down: $0.down), $0.admin) }
             let (state, admin) = carried[key] ?? saved ?? (PeerState(down: p.check.defaultDown), .ready)
             return PeerEntry(upstream: p.upstream, server: p.address.description, type: p.check.type.code,
                              port: UInt16(p.check.port), state: state, admin: admin)

@@ -562,7 +562,7 @@ final class ProxySession: EventHandler {
 
     private func canRetry(_ failure: Failure) -> Bool {
         // Streamed body bytes sent to this peer cannot be sent again (nginx: no next upstream then).
-        if case .stream = bodySource, bodySent > 0 { return false }
+        guard canResend else { return false }
         let codes = settings.proxyNextUpstream ?? ["error", "timeout"]
         if codes.contains("off") { return false }
         let method = request.head.method

@@ -117,7 +117,7 @@ struct StatusPage {
               let stateText = StatusPage.argument("state", in: q) else {
             return text(400, "upstream, server and state are required\n")
         }
-        guard let state = AdminState.allCases.first(where: { $0.name == stateText.lowercased() }) else {
+        guard let state = AdminState(name: stateText.lowercased()) else {
             return text(400, "state must be drain, maint or ready\n")
         }
         let peers = worker.config.checkedPeers

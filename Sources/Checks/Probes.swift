@@ -77,12 +77,12 @@ public enum Probes {
     /// pass those, on the whole response.
     public static func evaluate(_ type: CheckType, _ reply: [UInt8], eof: Bool, expect: ExpectAlive, expectSet: Bool, peer: String,
                                 match: CheckSettings? = nil) -> Verdict {
-        let v: Verdict
+        var v: Verdict
         switch type {
         case .tcp: v = .up
         case .http, .https:
             v = http(reply, expect: expect, peer: peer)
-            if v == .up, let match, match.matchesResponse { return response(reply, eof: eof, match, peer: peer) }
+            if v == .up, let match, match.matchesResponse { v = response(reply, eof: eof, match, peer: peer) }
         case .ssl_hello:
             if reply.count < 47 { v = .needMore } else if reply[0] == 0x16 && reply[5] == 0x02 { v = .up } else {
                 v = .down(.badSSLHello, "check protocol ssl_hello error with peer: \(peer) ")
@@ -104,53 +104,64 @@ public enum Probes {
     /// The reference's status-line grammar (§5.3), quirks included: spaces inside the code are skipped,
     /// `403.1` is accepted, `2000` is not.
     static func http(_ r: [UInt8], expect: ExpectAlive, peer: String) -> Verdict {
-        let bad = Verdict.down(.protocolError, "http parse status line error with peer: \(peer) ")
+        switch statusLine(r) {
+        case .needMore: return .needMore
+        case .bad: return .down(.protocolError, "http parse status line error with peer: \(peer) ")
+        case .code(let code):
+            return alive(code, expect) ? .up : .down(.badStatus, "check protocol http error with peer: \(peer) (status \(code))")
+        }
+    }
+
+    enum StatusLine: Equatable { case needMore, bad, code(Int) }
+
+    static func statusLine(_ r: [UInt8]) -> StatusLine {
         let prefix = Array("HTTP/".utf8)
         for (k, c) in prefix.enumerated() {
             if k >= r.count { return .needMore }
-            if r[k] != c { return bad }
+            if r[k] != c { return .bad }
         }
         var i = 5
         func at(_ k: Int) -> UInt8? { k < r.count ? r[k] : nil }
         guard let m = at(i) else { return .needMore }
-        guard m >= 0x31 && m <= 0x39 else { return bad }
+        guard m >= 0x31 && m <= 0x39 else { return .bad }
         i += 1
         while let c = at(i), c >= 0x30 && c <= 0x39 { i += 1 }
         guard let dot = at(i) else { return .needMore }
-        guard dot == UInt8(ascii: ".") else { return bad }
+        guard dot == UInt8(ascii: ".") else { return .bad }
         i += 1
         guard let m1 = at(i) else { return .needMore }
-        guard m1 >= 0x30 && m1 <= 0x39 else { return bad }
+        guard m1 >= 0x30 && m1 <= 0x39 else { return .bad }
         while let c = at(i), c >= 0x30 && c <= 0x39 { i += 1 }
         guard let sp = at(i) else { return .needMore }
-        guard sp == 0x20 else { return bad }
+        guard sp == 0x20 else { return .bad }
         var code = 0, digits = 0
         while digits < 3 {
             guard let c = at(i) else { return .needMore }
             if c == 0x20 { i += 1; continue }
-            guard c >= 0x30 && c <= 0x39 else { return bad }
+            guard c >= 0x30 && c <= 0x39 else { return .bad }
             code = code * 10 + Int(c - 0x30)
             digits += 1
             i += 1
         }
         guard let after = at(i) else { return .needMore }
-        guard after == 0x20 || after == UInt8(ascii: ".") || after == 0x0D || after == 0x0A else { return bad }
+        guard after == 0x20 || after == UInt8(ascii: ".") || after == 0x0D || after == 0x0A else { return .bad }
         while let c = at(i), c != 0x0D && c != 0x0A { i += 1 }
         guard let end = at(i) else { return .needMore }
         if end == 0x0D {
             guard let lf = at(i + 1) else { return .needMore }
-            guard lf == 0x0A else { return bad }
+            guard lf == 0x0A else { return .bad }
         }
-        return alive(code, expect) ? .up : .down(.badStatus, "check protocol http error with peer: \(peer) (status \(code))")
+        return .code(code)
     }
 
     /// The headers and body of a response whose status passed: each check_http_expect_header must find its
-    /// header and value, check_http_expect_body its text in the body (read whole, up to `bodyLimit`).
+    /// header and value, check_http_expect_body its text in the body (read whole, up to `bodyLimit`). A reply
+    /// still incomplete is `.needMore`, which `evaluate` judges as closed once the peer has closed.
     static func response(_ r: [UInt8], eof: Bool, _ c: CheckSettings, peer: String) -> Verdict {
         let parsed = r.withUnsafeBytes { ResponseParser.parse($0) }
         let head: ResponseHead, consumed: Int
         switch parsed {
-        case .incomplete: return eof ? .down(.closed, "peer closed connection before a full reply, peer: \(peer) ") : .needMore
+        case .incomplete: return .needMore
         case .invalid: return .down(.protocolError, "http parse response header error with peer: \(peer) ")
         case .complete(let h, let n): (head, consumed) = (h, n)
         }
@@ -173,14 +184,11 @@ public enum Probes {
             case .end: break
             case .error: return .down(.protocolError, "check invalid chunked body with peer: \(peer) ")
             case .data:
-                if body.count > bodyLimit || r.count > bodyLimit + consumed { return tooLarge }
-                return eof ? .down(.closed, "peer closed connection before a full reply, peer: \(peer) ") : .needMore
+                return body.count > bodyLimit || r.count > bodyLimit + consumed ? tooLarge : .needMore
             }
         } else if let length = head.contentLength {
             guard length <= bodyLimit else { return tooLarge }
-            guard r.count - consumed >= length else {
-                return eof ? .down(.closed, "peer closed connection before a full reply, peer: \(peer) ") : .needMore
-            }
+            guard r.count - consumed >= length else { return .needMore }
             body = Array(r[consumed..<(consumed + length)])
         } else {
             // Framed by the close: what has come is the body once the peer closes.
@@ -193,12 +201,10 @@ public enum Probes {
             : .down(.bodyMismatch, "check body mismatch with peer: \(peer) ")
     }
 
-    /// The three digits after `HTTP/x.y ` (0 when the reply has none): what the detail views call the last status.
+    /// The status of a reply whose status line is whole (0 otherwise): what the detail views call the last status.
     public static func statusCode(_ r: [UInt8]) -> Int {
-        guard r.count >= 12, r.starts(with: Array("HTTP/".utf8)), let sp = r.prefix(16).firstIndex(of: 0x20), sp + 3 < r.count else { return 0 }
-        let digits = r[(sp + 1)...(sp + 3)]
-        guard digits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return 0 }
-        return digits.reduce(0) { $0 * 10 + Int($1 - 0x30) }
+        if case .code(let code) = statusLine(r) { return code }
+        return 0
     }
 
     /// Status classes; codes outside 200–599 are never alive in the reference.

@@ -164,8 +164,8 @@ enum HTTPCore {
                 guard let hp = Resolver.splitHostPort(word), !hp.host.isEmpty else { throw call.error("invalid host in resolver \"\(word)\"") }
                 var port: UInt16 = 53
                 if let p = hp.port {
-                    guard let n = Values.plainNumber(p), n >= 1, n <= 65535 else { throw call.error("invalid port in resolver \"\(word)\"") }
-                    port = UInt16(n)
+                    guard let n = Values.port(p) else { throw call.error("invalid port in resolver \"\(word)\"") }
+                    port = n
                 }
                 guard let addrs = Resolver.resolve(host: hp.host, port: port), !addrs.isEmpty else {
                     throw call.error("host not found in resolver \"\(word)\"")

@@ -123,10 +123,8 @@ enum Proxy {
         }
         var port: UInt16?
         if let p = hp.port {
-            guard let n = Values.plainNumber(p), n >= 1, n <= 65535 else {
-                throw call.error("invalid port in upstream \"\(hostPort)\"")
-            }
-            port = UInt16(n)
+            guard let n = Values.port(p) else { throw call.error("invalid port in upstream \"\(hostPort)\"") }
+            port = n
         }
         let http = Directives.http(call)
         if port == nil && http.upstream(named: hp.host) == nil {
@@ -218,12 +216,12 @@ enum UpstreamDirectives {
 
     static func inetServer(_ call: Call, _ text: String) throws -> UpstreamServer {
         guard let hp = Resolver.splitHostPort(text), !hp.host.isEmpty else { throw call.error("no host in upstream \"\(text)\"") }
-        var port = 80
+        var port: UInt16 = 80
         if let p = hp.port {
-            guard let n = Values.plainNumber(p), n >= 1, n <= 65535 else { throw call.error("invalid port in upstream \"\(text)\"") }
+            guard let n = Values.port(p) else { throw call.error("invalid port in upstream \"\(text)\"") }
             port = n
         }
-        guard let addrs = Resolver.resolve(host: hp.host, port: UInt16(port)), !addrs.isEmpty else {
+        guard let addrs = Resolver.resolve(host: hp.host, port: port), !addrs.isEmpty else {
             throw call.error("host not found in upstream \"\(text)\"")
         }
         return UpstreamServer(text: text, addresses: addrs, location: call.location)

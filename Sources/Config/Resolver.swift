@@ -59,6 +59,13 @@ public enum Resolver {
         }
     }
 
+    /// `host[:port]` with the port checked (`defaultPort` when absent); nil for an empty host or a bad port.
+    public static func hostAndPort(_ s: String, defaultPort: UInt16) -> (host: String, port: UInt16)? {
+        guard let hp = splitHostPort(s), !hp.host.isEmpty else { return nil }
+        guard let text = hp.port else { return (hp.host, defaultPort) }
+        return Values.port(text).map { (hp.host, $0) }
+    }
+
     /// Splits `host[:port]`, `[v6][:port]`, `*:port` or a bare port; nil port when absent.
     public static func splitHostPort(_ s: String) -> (host: String, port: String?)? {
         if s.hasPrefix("[") {

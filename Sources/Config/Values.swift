@@ -57,6 +57,12 @@ enum Values {
         return lastRank >= 0 ? total : nil
     }
 
+    /// A TCP port: digits only, 1…65535.
+    static func port<S: StringProtocol>(_ s: S) -> UInt16? {
+        guard let n = plainNumber(s), n >= 1, n <= 65535 else { return nil }
+        return UInt16(n)
+    }
+
     /// Digits only: no sign, no suffix, no overflow.
     static func plainNumber<S: StringProtocol>(_ s: S) -> Int? {
         guard !s.isEmpty, s.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }

@@ -584,23 +584,22 @@ final class ClientConnection: EventHandler {
         if let balancer = worker.balancer(forHost: hostPort, defaultPort: defaultPort) {
             return startProxy(r, pass, balancer, uri: uri)
         }
-        guard let hp = Resolver.splitHostPort(hostPort), !hp.host.isEmpty,
-              let port = hp.port.map({ UInt16($0) }) ?? defaultPort, port > 0 else {
+        guard let (host, port) = Resolver.hostAndPort(hostPort, defaultPort: defaultPort) else {
             worker.log.error("invalid URL prefix in \"\(pass.scheme)://\(target)\", client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
             return respondError(500)
         }
         guard let resolver = r.settings.resolver.map({ worker.dns($0) }) else {
-            worker.log.error("no resolver defined to resolve \(hp.host), client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
+            worker.log.error("no resolver defined to resolve \(host), client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
             return respondError(502)
         }
-        resolver.resolve(hp.host, timeoutMs: r.settings.resolverTimeout ?? 30_000) { [weak self] result in
+        resolver.resolve(host, timeoutMs: r.settings.resolverTimeout ?? 30_000) { [weak self] result in
             guard let self, self.request === r, self.state != .closed else { return }
             switch result {
             case .success(let addresses):
                 let peers = addresses.map { PeerAddress(host: $0.host, port: port, isIPv6: $0.isIPv6) }
                 self.startProxy(r, pass, UpstreamBalancer(literal: hostPort, addresses: peers), uri: uri)
             case .failure(let error):
-                self.worker.log.error("\(hp.host) could not be resolved (\(error)), client: \(self.remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
+                self.worker.log.error("\(host) could not be resolved (\(error)), client: \(self.remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
                 self.respondError(502)
             }
         }

@@ -188,9 +188,8 @@ public final class WorkerProcess {
     /// that picks the address must not be able to grow a cache). nil when a resolver would be needed.
     func balancer(forHost hostPort: String, defaultPort: UInt16) -> UpstreamBalancer? {
         if let b = balancers[hostPort.lowercased()] ?? balancers["\u{0}" + hostPort] { return b }
-        guard let hp = Resolver.splitHostPort(hostPort), Resolver.isNumericAddress(hp.host),
-              let port = hp.port.map({ UInt16($0) }) ?? defaultPort, port > 0,
-              let addrs = Resolver.resolve(host: hp.host, port: port) else { return nil }
+        guard let hp = Resolver.hostAndPort(hostPort, defaultPort: defaultPort), Resolver.isNumericAddress(hp.host),
+              let addrs = Resolver.resolve(host: hp.host, port: hp.port) else { return nil }
         return UpstreamBalancer(literal: hostPort, addresses: addrs)
     }
 

@@ -347,7 +347,7 @@ final class ClientConnection: EventHandler {
         if let (re, m) = nameMatch { Program.take(m, of: re, r) }
         request = r
         if plainOnTLSPort {
-            worker.log.info("client sent plain HTTP request to HTTPS port while reading client request headers, client: \(remoteAddress), server: \(server.serverNames.first ?? ""), request: \"\(head.requestLine)\"")
+            worker.log.info("client sent plain HTTP request to HTTPS port while reading client request headers\(logContext(r))")
             unreadBody = head.hasBody
             state = .handling
             respondError(497, close: true)
@@ -359,7 +359,7 @@ final class ClientConnection: EventHandler {
         responseComplete = false
 
         if let limit = r.settings.clientMaxBodySize ?? Optional(1 << 20), limit > 0, let len = head.contentLength, len > limit {
-            worker.log.error("client intended to send too large body: \(len) bytes, client: \(remoteAddress), server: \(server.serverNames.first ?? ""), request: \"\(head.requestLine)\"")
+            worker.log.error("client intended to send too large body: \(len) bytes\(logContext(r))")
             unreadBody = true
             state = .handling
             respondError(413, close: true)
@@ -383,6 +383,9 @@ final class ClientConnection: EventHandler {
         }
     }
 
+    /// client_body_timeout: it runs between two reads of the body, as nginx's.
+    private func armBodyTimeout(_ r: RequestContext) { arm(UInt64(r.settings.clientBodyTimeout ?? 60_000)) }
+
     /// Starts reading the body (nginx's ngx_http_read_client_request_body); `then` runs when it is complete.
     private func readBody(_ r: RequestContext, then: (() -> Void)?) {
         if r.head.expectContinue && r.head.isHTTP11 { output.append("HTTP/1.1 100 Continue\r\n\r\n") }
@@ -390,7 +393,7 @@ final class ClientConnection: EventHandler {
         guard state != .closed else { return }   // the 100 Continue found the client gone
         afterBody = then
         state = .body
-        arm(UInt64(r.settings.clientBodyTimeout ?? 60_000))
+        armBodyTimeout(r)
         readBody()
     }
 
@@ -417,7 +420,7 @@ final class ClientConnection: EventHandler {
             }
             bodyReceived += r.body.count - before
             if limit > 0 && bodyReceived > limit {
-                worker.log.error("client intended to send too large chunked body: \(bodyReceived) bytes, client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
+                worker.log.error("client intended to send too large chunked body: \(bodyReceived) bytes\(logContext(r))")
                 return bodyFailed(413)
             }
         } else {
@@ -446,13 +449,13 @@ final class ClientConnection: EventHandler {
                 timer?.cancel()
                 setInterest(reading: false)
             } else if bodyReceived > received {
-                arm(UInt64(r.settings.clientBodyTimeout ?? 60_000))   // nginx: the timeout runs between two reads
+                armBodyTimeout(r)
             }
             return
         }
         if r.body.count > (r.settings.clientBodyBufferSize ?? 16384) || bodyFile != nil, !spill(r) { return }
         guard complete else {
-            if bodyReceived > received { arm(UInt64(r.settings.clientBodyTimeout ?? 60_000)) }
+            if bodyReceived > received { armBodyTimeout(r) }
             return
         }
         state = .handling
@@ -472,9 +475,9 @@ final class ClientConnection: EventHandler {
             switch BodyFile.create(in: dir, worker: worker) {
             case .success(let f):
                 bodyFile = f
-                worker.log.warn("a client request body is buffered to a temporary file \(f.path), client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
+                worker.log.warn("a client request body is buffered to a temporary file \(f.path)\(logContext(r))")
             case .failure(let message):
-                worker.log.log(.crit, "\(message), client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
+                worker.log.log(.crit, "\(message)\(logContext(r))")
                 bodyFailed(500)
                 return false
             }
@@ -504,7 +507,7 @@ final class ClientConnection: EventHandler {
     func bodyDrained() {
         guard bodyPaused, let r = request else { return }
         bodyPaused = false
-        arm(UInt64(r.settings.clientBodyTimeout ?? 60_000))
+        armBodyTimeout(r)
         // Level-triggered: bytes already waiting in the kernel bring an event at once; bytes OpenSSL already
         // decrypted do not, so they are read from the loop.
         setInterest(reading: true)
@@ -524,10 +527,15 @@ final class ClientConnection: EventHandler {
         serve(r)
     }
 
+    /// nginx's tail of an error line about a request: `, client: …, server: …, request: "…"`.
+    func logContext(_ r: RequestContext) -> String {
+        ", client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\""
+    }
+
     /// The access and content phases for the location the request ended in.
     private func serve(_ r: RequestContext) {
         if let rules = r.settings.accessRules, !AccessCheck.allows(rules, remoteBytes) {
-            worker.log.error("access forbidden by rule, client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
+            worker.log.error("access forbidden by rule\(logContext(r))")
             respondError(403)
             return
         }
@@ -585,11 +593,11 @@ final class ClientConnection: EventHandler {
             return startProxy(r, pass, balancer, uri: uri)
         }
         guard let (host, port) = Resolver.hostAndPort(hostPort, defaultPort: defaultPort) else {
-            worker.log.error("invalid URL prefix in \"\(pass.scheme)://\(target)\", client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
+            worker.log.error("invalid URL prefix in \"\(pass.scheme)://\(target)\"\(logContext(r))")
             return respondError(500)
         }
         guard let resolver = r.settings.resolver.map({ worker.dns($0) }) else {
-            worker.log.error("no resolver defined to resolve \(host), client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
+            worker.log.error("no resolver defined to resolve \(host)\(logContext(r))")
             return respondError(502)
         }
         resolver.resolve(host, timeoutMs: r.settings.resolverTimeout ?? 30_000) { [weak self] result in
@@ -599,7 +607,7 @@ final class ClientConnection: EventHandler {
                 let peers = addresses.map { PeerAddress(host: $0.host, port: port, isIPv6: $0.isIPv6) }
                 self.startProxy(r, pass, UpstreamBalancer(literal: hostPort, addresses: peers), uri: uri)
             case .failure(let error):
-                self.worker.log.error("\(host) could not be resolved (\(error)), client: \(self.remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
+                self.worker.log.error("\(host) could not be resolved (\(error))\(self.logContext(r))")
                 self.respondError(502)
             }
         }
@@ -616,7 +624,7 @@ final class ClientConnection: EventHandler {
             if r.rewritten {
                 cycles += 1
                 if cycles > 10 {
-                    worker.log.error("rewrite or internal redirection cycle while processing \"\(r.uri)\", client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
+                    worker.log.error("rewrite or internal redirection cycle while processing \"\(r.uri)\"\(logContext(r))")
                     respondError(500)
                     return false
                 }
@@ -796,7 +804,7 @@ final class ClientConnection: EventHandler {
         if r.method != "HEAD" { r.method = "GET" }
         if target.hasPrefix("@") {
             guard let named = r.server.locations.first(where: { $0.match == .named && $0.pattern == target }) else {
-                worker.log.error("could not find named location \"\(target)\", client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
+                worker.log.error("could not find named location \"\(target)\"\(logContext(r))")
                 r.statusOverride = nil
                 return respondError(500)
             }
@@ -862,12 +870,13 @@ final class ClientConnection: EventHandler {
     }
 
     private func queueChunk(_ piece: UnsafeRawBufferPointer) {
+        let out = output
         if bodyChunked {
-            output.appendHex(piece.count)
-            output.append("\r\n")
+            out.appendHex(piece.count)
+            out.append("\r\n")
         }
-        output.append(piece)
-        if bodyChunked { output.append("\r\n") }
+        out.append(piece)
+        if bodyChunked { out.append("\r\n") }
         if let r = request { r.bodyBytesSent += piece.count }
     }
 
@@ -976,7 +985,7 @@ final class ClientConnection: EventHandler {
             guard let fmt = worker.accessLogs.format(target.format), let fd = worker.accessLogs.fd(for: target.path) else { continue }
             let e = writeAll(fd, fmt.render { vars.value($0) })
             if e != 0 {
-                worker.accessLogs.writeFailed(target.path, errno: e, context: ", client: \(remoteAddress), server: \(r.server.serverNames.first ?? ""), request: \"\(r.head.requestLine)\"")
+                worker.accessLogs.writeFailed(target.path, errno: e, context: logContext(r))
             }
         }
     }

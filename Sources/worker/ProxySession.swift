@@ -159,7 +159,7 @@ final class ProxySession: EventHandler {
         }
         guard let p = balancer.select(clientAddress: { client.remoteBytes }, hashKey: hashKey(), now: loop.now, tried: tried) else {
             if tried.isEmpty {
-                worker.log.error("no live upstreams while connecting to upstream, client: \(client.remoteAddress), server: \(request.server.serverNames.first ?? ""), request: \"\(request.head.requestLine)\", upstream: \"http://\(balancer.name)\(request.head.target)\"")
+                worker.log.error("no live upstreams while connecting to upstream\(client.logContext(request)), upstream: \"http://\(balancer.name)\(request.head.target)\"")
             }
             giveUp(502)
             return
@@ -586,7 +586,7 @@ final class ProxySession: EventHandler {
             return
         }
         if let message {
-            worker.log.error("\(message), client: \(client.remoteAddress), server: \(request.server.serverNames.first ?? ""), request: \"\(request.head.requestLine)\", upstream: \"\(pass.scheme)://\(peer?.address.description ?? "")\(request.head.target)\"")
+            worker.log.error("\(message)\(client.logContext(request)), upstream: \"\(pass.scheme)://\(peer?.address.description ?? "")\(request.head.target)\"")
         }
         if case .status(let s) = failure { recordAttempt(status: s) } else { recordAttempt(status: failure.isTimeout ? 504 : 502) }
         closeUpstream()

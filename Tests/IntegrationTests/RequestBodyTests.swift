@@ -99,7 +99,9 @@ final class RequestBodyTests: XCTestCase {
         XCTAssertEqual(String(decoding: r.body, as: UTF8.self), "yes")
     }
 
-    func testChunkedBodiesStreamChunked() throws {
+    /// Runs `body` with an upstream the test drives and a Vigil streaming bodies to it, and a client whose
+    /// chunked upload's first chunk the upstream already has.
+    func withChunkedUploadStarted(_ body: (ManualUpstream, UInt16, HTTPConnection) throws -> Void) throws {
         let up = try ManualUpstream()
         defer { up.close() }
         let (vigil, port) = try streamingVigil(to: up)
@@ -108,34 +110,32 @@ final class RequestBodyTests: XCTestCase {
         defer { client.close() }
         try client.send("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
         XCTAssertTrue(up.read(until: Self.ends(with: "5\r\nhello\r\n")), "the upstream got \(up.text().debugDescription)")
-        XCTAssertTrue(up.text().contains("Transfer-Encoding: chunked\r\n"))
-        XCTAssertFalse(up.text().contains("Content-Length"))
-        try client.send("3;ext=1\r\nabc\r\n0\r\n\r\n")
-        XCTAssertTrue(up.read(until: Self.ends(with: "5\r\nhello\r\n3\r\nabc\r\n0\r\n\r\n")), "the upstream got \(up.text().debugDescription)")
-        up.reply("HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        XCTAssertEqual(try client.readResponse().status, 201)
+        try body(up, port, client)
+    }
+
+    func testChunkedBodiesStreamChunked() throws {
+        try withChunkedUploadStarted { up, _, client in
+            XCTAssertTrue(up.text().contains("Transfer-Encoding: chunked\r\n"))
+            XCTAssertFalse(up.text().contains("Content-Length"))
+            try client.send("3;ext=1\r\nabc\r\n0\r\n\r\n")
+            XCTAssertTrue(up.read(until: Self.ends(with: "5\r\nhello\r\n3\r\nabc\r\n0\r\n\r\n")), "the upstream got \(up.text().debugDescription)")
+            up.reply("HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            XCTAssertEqual(try client.readResponse().status, 201)
+        }
     }
 
     /// A bad chunk in the middle of a streamed body: the client gets 400, and the upstream's connection, which
     /// has the body's beginning, is closed rather than left waiting.
     func testABadChunkWhileStreamingEndsBothSides() throws {
-        let up = try ManualUpstream()
-        defer { up.close() }
-        let (vigil, port) = try streamingVigil(to: up)
-        defer { vigil.cleanup() }
-        let client = try HTTPConnection(port: port)
-        defer { client.close() }
-        try client.send("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
-        XCTAssertTrue(up.read(until: Self.ends(with: "5\r\nhello\r\n")))
-        try client.send("zz\r\nbad\r\n")
-        XCTAssertEqual(try client.readResponse().status, 400)
-        XCTAssertTrue(client.peerClosed())
-        var closed = false
-        _ = up.read(for: 3) { _ in false }   // reads until the upstream side sees the close
-        var b: UInt8 = 0
-        closed = recv(up.connection, &b, 1, Int32(MSG_DONTWAIT)) == 0
-        XCTAssertTrue(closed, "the upstream connection was left open")
-        XCTAssertEqual(httpGet(port, "/guarded/?deny=1")?.status, 403, "the worker carries on")
+        try withChunkedUploadStarted { up, port, client in
+            try client.send("zz\r\nbad\r\n")
+            XCTAssertEqual(try client.readResponse().status, 400)
+            XCTAssertTrue(client.peerClosed())
+            _ = up.read(for: 3) { _ in false }   // reads until the upstream side sees the close
+            var b: UInt8 = 0
+            XCTAssertTrue(recv(up.connection, &b, 1, Int32(MSG_DONTWAIT)) == 0, "the upstream connection was left open")
+            XCTAssertEqual(httpGet(port, "/guarded/?deny=1")?.status, 403, "the worker carries on")
+        }
     }
 
     /// An upstream that reads nothing: Vigil stops reading the client instead of holding the body.

@@ -125,6 +125,21 @@ enum Directives {
         }
     }
 
+    /// `host[:port]` resolved now (ngx_parse_url for `resolver` and upstream `server`), with nginx's messages,
+    /// which name what the address is for: `no host in upstream "…"`, `invalid port in resolver "…"`.
+    static func resolveAddress(_ call: Call, _ text: String, defaultPort: UInt16, noHost: String, in what: String) throws -> [PeerAddress] {
+        guard let hp = Resolver.splitHostPort(text), !hp.host.isEmpty else { throw call.error("\(noHost) in \(what) \"\(text)\"") }
+        var port = defaultPort
+        if let p = hp.port {
+            guard let n = Values.port(p) else { throw call.error("invalid port in \(what) \"\(text)\"") }
+            port = n
+        }
+        guard let addrs = Resolver.resolve(host: hp.host, port: port), !addrs.isEmpty else {
+            throw call.error("host not found in \(what) \"\(text)\"")
+        }
+        return addrs
+    }
+
     static func http(_ call: Call) -> HTTPBlock {
         switch call.context {
         case .http(let h), .server(_, let h), .location(_, _, let h), .upstream(_, let h), .ifBlock(_, let h, _), .map(_, let h): return h

@@ -161,16 +161,7 @@ enum HTTPCore {
             } else if word.hasPrefix("ipv6=") {
                 setting.ipv6 = try flag("ipv6=")
             } else {
-                guard let hp = Resolver.splitHostPort(word), !hp.host.isEmpty else { throw call.error("invalid host in resolver \"\(word)\"") }
-                var port: UInt16 = 53
-                if let p = hp.port {
-                    guard let n = Values.port(p) else { throw call.error("invalid port in resolver \"\(word)\"") }
-                    port = n
-                }
-                guard let addrs = Resolver.resolve(host: hp.host, port: port), !addrs.isEmpty else {
-                    throw call.error("host not found in resolver \"\(word)\"")
-                }
-                setting.servers += addrs
+                setting.servers += try Directives.resolveAddress(call, word, defaultPort: 53, noHost: "invalid host", in: "resolver")
             }
         }
         if !setting.ipv4 && !setting.ipv6 { throw call.error("\"ipv4\" and \"ipv6\" cannot both be \"off\"") }

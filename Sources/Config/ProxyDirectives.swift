@@ -215,15 +215,7 @@ enum UpstreamDirectives {
     }
 
     static func inetServer(_ call: Call, _ text: String) throws -> UpstreamServer {
-        guard let hp = Resolver.splitHostPort(text), !hp.host.isEmpty else { throw call.error("no host in upstream \"\(text)\"") }
-        var port: UInt16 = 80
-        if let p = hp.port {
-            guard let n = Values.port(p) else { throw call.error("invalid port in upstream \"\(text)\"") }
-            port = n
-        }
-        guard let addrs = Resolver.resolve(host: hp.host, port: port), !addrs.isEmpty else {
-            throw call.error("host not found in upstream \"\(text)\"")
-        }
+        let addrs = try Directives.resolveAddress(call, text, defaultPort: 80, noHost: "no host", in: "upstream")
         return UpstreamServer(text: text, addresses: addrs, location: call.location)
     }
 

@@ -57,12 +57,27 @@ final class PeerProber: EventHandler {
         self.timer = engine.loop.makeTimer { [unowned(unsafe) self] in self.timerFired() }
     }
 
-    func scheduleFirst(after ms: UInt64) { wait(ms) }
-
-    private func wait(_ ms: UInt64) {
-        dueAtMs = vigil_monotonic_ms() + ms
-        timer.rearm(after: ms)
+    func scheduleFirst(after ms: UInt64) {
+        anchorMs = vigil_monotonic_ms()
+        wait(ms)
     }
+
+    /// Scheduled probes start on a grid of `gridMs` (a tenth of the interval, 100 ms at most), so the probes of
+    /// many peers share one wake-up: at 1,000 peers and 1 s, 10 wake-ups a second instead of ~100, which brings
+    /// the checker's CPU to within a few percent of the kernel's cost for the probes' own system calls. The
+    /// next probe is timed from when this one was due, not from when it ran, so the cadence stays the interval
+    /// and the grid only fixes each peer's phase.
+    private func wait(_ ms: UInt64) {
+        let grid = gridMs
+        let due = max(anchorMs + ms, vigil_monotonic_ms())
+        dueAtMs = (due + grid - 1) / grid * grid
+        timer.rearm(at: dueAtMs)
+    }
+
+    private var gridMs: UInt64 { UInt64(min(max(peer.check.interval / 10, 1), 100)) }
+
+    /// When the current (or last) probe was due: scheduled probes count their next wait from here.
+    private var anchorMs: UInt64 = 0
 
     /// Closes whatever connection is open; the engine is stopping.
     func abandon() {
@@ -80,9 +95,9 @@ final class PeerProber: EventHandler {
         let at = max(now, lastTriggeredMs &+ UInt64(peer.check.timeout))
         guard at < dueAtMs else { return }
         lastTriggeredMs = at
-        if at == now { return start() }
+        if at == now { anchorMs = now; return start() }
         dueAtMs = at
-        timer.rearm(after: at - now)
+        timer.rearm(at: at)
     }
 
     /// When the last triggered probe started (or is due): the monotonic clock is far past any timeout at first.
@@ -94,6 +109,7 @@ final class PeerProber: EventHandler {
 
     private func timerFired() {
         if phase == .probing { return fail(.timedOut, "check time out with peer: \(peer.checkAddress) ") }
+        anchorMs = dueAtMs
         start()
     }
 

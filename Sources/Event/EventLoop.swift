@@ -156,6 +156,11 @@ public final class Timer {
     public func rearm(after ms: UInt64) {
         loop.timers.update(self, deadline: loop.now + ms)
     }
+
+    /// Fires at `deadline` on the loop's clock (`vigil_monotonic_ms`), or on the next wake-up if it has passed.
+    public func rearm(at deadline: UInt64) {
+        loop.timers.update(self, deadline: deadline)
+    }
 }
 
 /// A binary min-heap of timers that knows each timer's position (removal and re-arming in O(log n)).

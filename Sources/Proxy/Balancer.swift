@@ -248,7 +248,7 @@ public final class UpstreamBalancer {
     public func finished(_ peer: Peer, failed: Bool, now: UInt64) {
         if failed {
             // Traffic-triggered re-check: the checker probes this peer now instead of at its next interval.
-            if let i = peer.slot, let seg = segment { seg.slot(i).requestRecheck() }
+            if let i = peer.slot, let seg = segment, seg.slot(i).requestRecheck() { seg.ringDoorbell() }
             peer.fails += 1
             peer.accessedAt = now
             peer.checkedAt = now

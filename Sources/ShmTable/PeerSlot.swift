@@ -65,9 +65,11 @@ public struct PeerSlot {
     private static let adminMask: UInt32 = 3
 
     /// A worker's request that the checker probe this peer now (a proxied request to it failed): one load, and
-    /// one atomic or when the request is not already pending.
-    @inline(__always) public func requestRecheck() {
-        if vigil_load_acquire_u32(controlWord) & Self.recheckBit == 0 { vigil_fetch_or_u32(controlWord, Self.recheckBit) }
+    /// one atomic or when the request is not already pending. True when this call made it pending (the caller
+    /// then rings the segment's doorbell).
+    @inline(__always) public func requestRecheck() -> Bool {
+        guard vigil_load_acquire_u32(controlWord) & Self.recheckBit == 0 else { return false }
+        return vigil_fetch_or_u32(controlWord, Self.recheckBit) & Self.recheckBit == 0
     }
 
     /// The checker takes a pending request, clearing it.

@@ -49,6 +49,23 @@ final class SegmentTests: XCTestCase {
         XCTAssertTrue(ro.slot(0).isDown, "neighbouring slot untouched")
     }
 
+    /// A re-check request rings the doorbell once until the checker takes it; a read-only attach has none.
+    func testRecheckRequestsRingTheDoorbellOnce() throws {
+        let seg = try Segment.create(name: segName, size: 1 << 20, generation: 1, masterPid: 1, checksum: 0, peers: peers(3))
+        XCTAssertGreaterThanOrEqual(seg.doorbell, 0)
+        XCTAssertEqual(try Segment.attach(name: segName).doorbell, -1)
+        var count: UInt64 = 0
+        XCTAssertEqual(read(seg.doorbell, &count, 8), -1, "nothing rung yet")
+        XCTAssertTrue(seg.slot(2).requestRecheck())
+        XCTAssertFalse(seg.slot(2).requestRecheck(), "already pending: no second ring")
+        seg.ringDoorbell()
+        XCTAssertEqual(read(seg.doorbell, &count, 8), 8)
+        XCTAssertEqual(count, 1)
+        XCTAssertFalse(seg.slot(1).takeRecheck())
+        XCTAssertTrue(seg.slot(2).takeRecheck())
+        XCTAssertTrue(seg.slot(2).requestRecheck(), "taken: the next failure asks again")
+    }
+
     /// 1 MiB holds at least 10,000 peers (the reference fits 4,475); 20,000 do not fit and say so.
     func testCapacity() throws {
         let tenK = peers(10_000)

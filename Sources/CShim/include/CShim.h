@@ -66,7 +66,7 @@ static inline void vigil_store_release_u32(uint32_t *p, uint32_t v) { __atomic_s
 static inline int vigil_cas_u32(uint32_t *p, uint32_t expected, uint32_t desired) {
     return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
-static inline void vigil_fetch_or_u32(uint32_t *p, uint32_t v) { __atomic_fetch_or(p, v, __ATOMIC_ACQ_REL); }
+static inline uint32_t vigil_fetch_or_u32(uint32_t *p, uint32_t v) { return __atomic_fetch_or(p, v, __ATOMIC_ACQ_REL); }
 static inline void vigil_fetch_and_u32(uint32_t *p, uint32_t v) { __atomic_fetch_and(p, v, __ATOMIC_ACQ_REL); }
 static inline uint64_t vigil_fetch_add_u64(uint64_t *p, uint64_t v) { return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL); }
 static inline void vigil_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }

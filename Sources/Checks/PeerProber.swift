@@ -190,25 +190,32 @@ final class PeerProber: EventHandler {
         case .probing: break
         }
         if !connected {
-            let err = pendingError()
-            if err != 0 { return connectFailed(err) }
+            // epoll reports a failed connect as an error or hang-up: a clean edge needs no SO_ERROR call.
+            if events & (Events.error | Events.hangup) != 0 {
+                let err = pendingError()
+                if err != 0 { return connectFailed(err) }
+            }
             if events & (Events.writable | Events.readable) == 0 { return }
             connected = true
             if peer.check.type == .tcp { return tcpVerdict() }
         }
         if peer.check.type == .https && !handshaken && !handshake() { return }
+        var wrote = false
         while sent < payload.count {
             let n = payload.withUnsafeBytes { p in
                 tls.map { $0.write(p.baseAddress! + sent, count: payload.count - sent) }
                     ?? send(fd, p.baseAddress! + sent, payload.count - sent, Int32(MSG_NOSIGNAL))
             }
-            if n > 0 { sent += n; continue }
+            if n > 0 { sent += n; wrote = true; continue }
             if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
             if reused { return retryFresh() }
             let e = errno
             return fail(.sendFailed, "send() failed (\(e): \(String(cString: strerror(e)))) with peer: \(peer.checkAddress) ")
         }
-        receive()
+        // The reply to a request sent just now is not here yet: its arrival is the next edge, so no recv to
+        // find nothing (TLS may hold bytes epoll cannot see, so it reads anyway).
+        if wrote && tls == nil && events & (Events.readable | Events.readHangup | Events.hangup | Events.error) == 0 { return }
+        receive(events)
     }
 
     /// `type=https`: the handshake (SNI: check_ssl_server_name, else the server's host name), inside the probe's
@@ -254,15 +261,19 @@ final class PeerProber: EventHandler {
     /// A peer that floods is judged on what it sent first (a head and a body a check may read).
     private static let replyLimit = Probes.bodyLimit + 16384
 
-    private func receive() {
+    private func receive(_ events: UInt32) {
         var eof = false
+        // A short read of a plain socket took all that was queued, and more bytes bring another edge; the end
+        // of the stream brings none once its edge is seen, and TLS returns a record at a time: those read on.
+        let toTheEnd = tls != nil || events & (Events.readHangup | Events.hangup | Events.error) != 0
         while true {
+            let room = engine.readBuffer.count
             let n = engine.readBuffer.withUnsafeMutableBytes { p in
                 tls.map { $0.read(into: p.baseAddress!, count: p.count) } ?? recv(fd, p.baseAddress, p.count, 0)
             }
             if n > 0 {
                 reply.append(contentsOf: engine.readBuffer[0..<n])
-                if reply.count > Self.replyLimit { break }
+                if reply.count > Self.replyLimit || (n < room && !toTheEnd) { break }
                 continue
             }
             if n == 0 { eof = true; break }

@@ -142,9 +142,21 @@ final class PeerProber: EventHandler {
         }
         if Socket.connect(fd, to: address) != 0 {
             guard errno == EINPROGRESS else { return connectFailed(errno) }
-            // A refusal on loopback is already known here: judge it without a trip through epoll.
-            let err = pendingError()
-            if err != 0 { return connectFailed(err) }
+            if tlsContext == nil && !payload.isEmpty {
+                // A plain request goes out at once: on loopback the handshake is usually done by now, a
+                // connection still on its way says EAGAIN, and a refusal shows as send's error.
+                let n = payload.withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
+                if n > 0 {
+                    connected = true
+                    sent = n
+                } else if errno != EAGAIN {
+                    return connectFailed(errno)
+                }
+            } else {
+                // A refusal on loopback is already known here: judge it without a trip through epoll.
+                let err = pendingError()
+                if err != 0 { return connectFailed(err) }
+            }
         }
         do {
             // Edge-triggered both ways, once: no epoll_ctl between connecting, sending, reading and parking.
@@ -200,21 +212,20 @@ final class PeerProber: EventHandler {
             if peer.check.type == .tcp { return tcpVerdict() }
         }
         if peer.check.type == .https && !handshaken && !handshake() { return }
-        var wrote = false
         while sent < payload.count {
             let n = payload.withUnsafeBytes { p in
                 tls.map { $0.write(p.baseAddress! + sent, count: payload.count - sent) }
                     ?? send(fd, p.baseAddress! + sent, payload.count - sent, Int32(MSG_NOSIGNAL))
             }
-            if n > 0 { sent += n; wrote = true; continue }
+            if n > 0 { sent += n; continue }
             if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
             if reused { return retryFresh() }
             let e = errno
             return fail(.sendFailed, "send() failed (\(e): \(String(cString: strerror(e)))) with peer: \(peer.checkAddress) ")
         }
-        // The reply to a request sent just now is not here yet: its arrival is the next edge, so no recv to
-        // find nothing (TLS may hold bytes epoll cannot see, so it reads anyway).
-        if wrote && tls == nil && events & (Events.readable | Events.readHangup | Events.hangup | Events.error) == 0 { return }
+        // The request is out and this edge brings nothing to read: the reply's arrival is the next edge, so no
+        // recv to find nothing (TLS may hold bytes epoll cannot see, so it reads anyway).
+        if !payload.isEmpty && tls == nil && events & (Events.readable | Events.readHangup | Events.hangup | Events.error) == 0 { return }
         receive(events)
     }
 
@@ -262,10 +273,10 @@ final class PeerProber: EventHandler {
     private static let replyLimit = Probes.bodyLimit + 16384
 
     private func receive(_ events: UInt32) {
+        // The peer has closed its side: its end of stream brings no further edge, so a reply that is not
+        // complete yet is read on to that end.
+        let peerClosed = events & (Events.readHangup | Events.hangup | Events.error) != 0
         var eof = false
-        // A short read of a plain socket took all that was queued, and more bytes bring another edge; the end
-        // of the stream brings none once its edge is seen, and TLS returns a record at a time: those read on.
-        let toTheEnd = tls != nil || events & (Events.readHangup | Events.hangup | Events.error) != 0
         while true {
             let room = engine.readBuffer.count
             let n = engine.readBuffer.withUnsafeMutableBytes { p in
@@ -273,22 +284,26 @@ final class PeerProber: EventHandler {
             }
             if n > 0 {
                 reply.append(contentsOf: engine.readBuffer[0..<n])
-                if reply.count > Self.replyLimit || (n < room && !toTheEnd) { break }
-                continue
+                // A short read of a plain socket took all that was queued (more bytes bring another edge); TLS
+                // returns a record at a time and reads on.
+                if reply.count <= Self.replyLimit && (n == room || tls != nil) { continue }
+            } else if n == 0 {
+                eof = true
+            } else if errno != EAGAIN && errno != EINTR {
+                if reused && reply.isEmpty { return retryFresh() }
+                let e = errno
+                return fail(.recvFailed, "recv() failed (\(e): \(String(cString: strerror(e)))) with peer: \(peer.checkAddress) ")
             }
-            if n == 0 { eof = true; break }
-            if errno == EAGAIN || errno == EINTR { break }
-            if reused && reply.isEmpty { return retryFresh() }
-            let e = errno
-            return fail(.recvFailed, "recv() failed (\(e): \(String(cString: strerror(e)))) with peer: \(peer.checkAddress) ")
-        }
-        if eof && reused && reply.isEmpty { return retryFresh() }
-        let c = peer.check
-        switch Probes.evaluate(c.type, reply, eof: eof || reply.count > Self.replyLimit, expect: c.effectiveExpectAlive,
-                               expectSet: c.expectAlive != nil, peer: peer.checkAddress.description, match: c) {
-        case .needMore: return
-        case .up: finish(success: true, reason: .none, message: { nil }, keep: !eof && reusable())
-        case .down(let reason, let message): fail(reason, message)
+            if eof && reused && reply.isEmpty { return retryFresh() }
+            let c = peer.check
+            switch Probes.evaluate(c.type, reply, eof: eof || reply.count > Self.replyLimit, expect: c.effectiveExpectAlive,
+                                   expectSet: c.expectAlive != nil, peer: peer.checkAddress.description, match: c) {
+            case .needMore:
+                if peerClosed && n > 0 { continue }
+                return
+            case .up: return finish(success: true, reason: .none, message: { nil }, keep: !eof && !peerClosed && reusable())
+            case .down(let reason, let message): return fail(reason, message)
+            }
         }
     }
 

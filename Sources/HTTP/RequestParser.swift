@@ -80,6 +80,8 @@ public enum RequestParser {
         let n = buf.count
         var i = start
         var headers: [(name: String, value: String)] = []
+        // One allocation for a usual request's headers instead of one per doubling.
+        headers.reserveCapacity(12)
         var head = RequestHead(method: method, target: target, path: target, query: nil, versionMajor: major,
                                versionMinor: minor, headers: [], host: nil, contentLength: nil, keepAlive: minor >= 1)
         if let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) {

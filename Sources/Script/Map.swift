@@ -35,7 +35,7 @@ public final class Map {
         var key = source.render(ctx)
         if hostnames && key.hasSuffix(".") { key.removeLast() }
         // Keys are stored lowercased; most values already are, and need no lowercased copy.
-        if let v = exact[key.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? key.lowercased() : key] { return v.render(ctx) }
+        if !exact.isEmpty, let v = exact[key.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? key.lowercased() : key] { return v.render(ctx) }
         if hostnames {
             let h = key.lowercased()
             for (k, v) in wildcards where Wildcard.matches(h, k) { return v.render(ctx) }

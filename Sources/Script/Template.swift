@@ -78,7 +78,14 @@ public final class Template: @unchecked Sendable {
     }
 
     public func render(_ ctx: ScriptContext) -> String {
-        if parts.count == 1, case .literal(let s) = parts[0] { return s }
+        if parts.count == 1 {
+            // A lone literal or variable is its own value: no string to build.
+            switch parts[0] {
+            case .literal(let s): return s
+            case .variable(let v): return ctx.value(v) ?? ""
+            case .name(let n): return ctx.value(Variable(name: n)) ?? ""
+            }
+        }
         var out = ""
         for p in parts {
             switch p {

@@ -102,7 +102,7 @@ final class RequestContext: ScriptContext {
     func value(_ v: Variable) -> String? { Variables(request: self, connection: connection).value(v) }
 
     func setUser(_ index: Int, _ value: String) {
-        if index >= userValues.count { userValues += Array(repeating: nil, count: index + 1 - userValues.count) }
+        if index >= userValues.count { userValues.append(contentsOf: repeatElement(nil, count: index + 1 - userValues.count)) }
         userValues[index] = value
     }
 
@@ -142,7 +142,6 @@ struct Variables {
     }
 
     func value(_ variable: Variable) -> String? {
-        let h = request.head
         switch variable {
         case .remoteAddr: return connection.remoteAddress
         case .remotePort: return String(connection.remotePort)
@@ -150,13 +149,13 @@ struct Variables {
         case .msec:
             let ms = vigil_realtime_ms()
             return "\(ms / 1000).\(String(ms % 1000).leftPadded(3))"
-        case .request: return h.requestLine
+        case .request: return request.head.requestLine
         case .requestMethod: return request.method
-        case .requestURI: return h.target
+        case .requestURI: return request.head.target
         case .uri: return request.uri
         case .args: return request.args
         case .isArgs: return request.args == nil ? "" : "?"
-        case .serverProtocol: return "HTTP/\(h.versionMajor).\(h.versionMinor)"
+        case .serverProtocol: return "HTTP/\(request.head.versionMajor).\(request.head.versionMinor)"
         case .scheme: return connection.tls == nil ? "http" : "https"
         case .https: return connection.tls == nil ? "" : "on"
         case .sslProtocol: return connection.tls?.protocolName
@@ -176,8 +175,8 @@ struct Variables {
         case .connection: return String(connection.serial)
         case .connectionRequests: return String(connection.requestsServed + 1)
         case .pid: return String(getpid())
-        case .contentLength: return h.contentLength.map(String.init)
-        case .contentType: return h.header("content-type")
+        case .contentLength: return request.head.contentLength.map(String.init)
+        case .contentType: return request.head.header("content-type")
         case .upstreamAddr: return request.upstreamAddr
         case .upstreamStatus: return request.upstreamStatus
         case .upstreamResponseTime: return request.upstreamResponseTime
@@ -186,14 +185,14 @@ struct Variables {
             if case .proxy(let p)? = request.location?.content { return p.hostHeader }
             return nil
         case .proxyAddXForwardedFor:
-            if let xff = h.header("x-forwarded-for") { return xff + ", " + connection.remoteAddress }
+            if let xff = request.head.header("x-forwarded-for") { return xff + ", " + connection.remoteAddress }
             return connection.remoteAddress
-        case .httpHeader(let name): return h.header(name)
+        case .httpHeader(let name): return request.head.header(name)
         case .arg(let key):
-            guard let q = h.query else { return nil }
+            guard let q = request.head.query else { return nil }
             for pair in q.split(separator: "&") where pair.hasPrefix(key + "=") { return String(pair.dropFirst(key.count + 1)) }
             return nil
-        case .cookie(let name): return Variables.cookie(name, in: h.header("cookie"))
+        case .cookie(let name): return Variables.cookie(name, in: request.head.header("cookie"))
         case .user(let i): return request.userValue(i) ?? mapped(i)
         case .capture(let n): return request.captures?.group(n)
         case .timeISO8601: return Clock.iso8601()

@@ -74,25 +74,47 @@ public final class Regex: @unchecked Sendable {
         let rc = s.withUTF8 { pcre2_match_8(code, $0.baseAddress, $0.count, 0, 0, matchData, nil) }
         guard rc >= 0 else { return nil }
         let ov = pcre2_get_ovector_pointer_8(matchData)!
-        var ranges: [Range<Int>?] = []
-        ranges.reserveCapacity(captureCount + 1)
+        var m = Captures(subject: s, groups: captureCount + 1)
         for g in 0...captureCount {
             // PCRE2_SIZE is size_t, which Swift sees as Int: PCRE2_UNSET (all ones) reads as -1.
-            let a = ov[2 * g], b = ov[2 * g + 1]
-            ranges.append(a < 0 || (g > 0 && g >= Int(rc)) ? nil : a..<b)
+            let a = ov[2 * g]
+            if a >= 0 && (g == 0 || g < Int(rc)) { m.set(g, a, ov[2 * g + 1]) }
         }
-        return Captures(subject: s, ranges: ranges)
+        return m
     }
 }
 
-/// The groups of one match: `$0` (the whole match) to `$n`, as substrings of the subject.
+/// The groups of one match: `$0` (the whole match) to `$n`, as substrings of the subject. Groups 0…9 (all
+/// nginx's `$n` reach) are kept inline, so a match allocates nothing; only named groups past 9 need an array.
 public struct Captures {
     let subject: String
-    let ranges: [Range<Int>?]
+    let count: Int
+    /// Start and end offsets of each group, -1 for one that took no part.
+    private var first = InlineArray<20, Int32>(repeating: -1)
+    private var more: [Int32] = []
+
+    init(subject: String, groups: Int) {
+        self.subject = subject
+        self.count = groups
+        if groups > 10 { more = Array(repeating: -1, count: 2 * (groups - 10)) }
+    }
+
+    mutating func set(_ g: Int, _ start: Int, _ end: Int) {
+        if g < 10 {
+            first[2 * g] = Int32(start)
+            first[2 * g + 1] = Int32(end)
+        } else {
+            more[2 * (g - 10)] = Int32(start)
+            more[2 * (g - 10) + 1] = Int32(end)
+        }
+    }
 
     public func group(_ i: Int) -> String? {
-        guard i < ranges.count, let r = ranges[i] else { return nil }
+        guard i >= 0 && i < count else { return nil }
+        let a = Int(i < 10 ? first[2 * i] : more[2 * (i - 10)])
+        let b = Int(i < 10 ? first[2 * i + 1] : more[2 * (i - 10) + 1])
+        guard a >= 0 else { return nil }
         let u = subject.utf8
-        return String(decoding: u[u.index(u.startIndex, offsetBy: r.lowerBound)..<u.index(u.startIndex, offsetBy: r.upperBound)], as: UTF8.self)
+        return String(decoding: u[u.index(u.startIndex, offsetBy: a)..<u.index(u.startIndex, offsetBy: b)], as: UTF8.self)
     }
 }

@@ -7,6 +7,9 @@ import CZlib
 public final class GzipStream {
     private var z = z_stream()
     private var out = [UInt8](repeating: 0, count: 16384)
+    /// Output held in `out` between calls: a small body's gzip header, data and trailer leave as one piece
+    /// (one chunk), as nginx sends them, instead of a 10-byte header chunk first.
+    private var held = 0
     public let level: Int32
     /// Window bits and memory level: smaller for a short body of known length, as nginx sizes them (a
     /// reset clears the hash table, which is 64 kB at the defaults and 8 kB for a 2 kB body).
@@ -34,28 +37,40 @@ public final class GzipStream {
 
     deinit { deflateEnd(&z) }
 
-    /// Compresses `input`; with `finish`, also ends the stream (gzip trailer). Each piece of output goes to
-    /// `emit` as soon as deflate produces it.
+    /// Compresses `input`; with `finish`, also ends the stream (gzip trailer). Output goes to `emit` in pieces
+    /// of 16 kB as deflate fills them, and what is left with the end of the stream.
     public func compress(_ input: UnsafeRawBufferPointer, finish: Bool, _ emit: (UnsafeRawBufferPointer) -> Void) {
         z.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
         z.avail_in = uInt(input.count)
         let flush = finish ? Z_FINISH : Z_NO_FLUSH
         out.withUnsafeMutableBytes { o in
-            repeat {
-                z.next_out = o.baseAddress!.assumingMemoryBound(to: Bytef.self)
-                z.avail_out = uInt(o.count)
+            while true {
+                z.next_out = o.baseAddress!.assumingMemoryBound(to: Bytef.self) + held
+                z.avail_out = uInt(o.count - held)
                 let rc = deflate(&z, flush)
-                let produced = o.count - Int(z.avail_out)
-                if produced > 0 { emit(UnsafeRawBufferPointer(rebasing: o[0..<produced])) }
+                held = o.count - Int(z.avail_out)
+                let full = held == o.count
+                if full {
+                    emit(UnsafeRawBufferPointer(o))
+                    held = 0
+                }
                 if rc == Z_STREAM_END || rc == Z_STREAM_ERROR { break }
-                if rc == Z_BUF_ERROR && z.avail_in == 0 && !finish { break }
-            } while z.avail_out == 0 || z.avail_in > 0 || finish
+                // Without `finish`, deflate is done once it has taken all the input and had room to spare.
+                if !finish && z.avail_in == 0 && (!full || rc == Z_BUF_ERROR) { break }
+            }
+            if finish && held > 0 {
+                emit(UnsafeRawBufferPointer(rebasing: o[0..<held]))
+                held = 0
+            }
         }
         z.next_in = nil
     }
 
     /// Ready for the next response.
-    public func reset() { deflateReset(&z) }
+    public func reset() {
+        deflateReset(&z)
+        held = 0
+    }
 }
 
 /// Finished streams of one worker, by compression level and size, reset for reuse (bounded).

@@ -75,7 +75,8 @@ public final class GzipStream {
 
 /// Finished streams of one worker, by compression level and size, reset for reuse (bounded).
 public final class GzipPool {
-    private var spare: [Int32: [GzipStream]] = [:]
+    /// Spare streams by level and size: a worker sees a handful of those, so a short list beats hashing.
+    private var spare: [(key: Int32, streams: [GzipStream])] = []
     private let keep: Int
     public init(keep: Int = 16) { self.keep = keep }
 
@@ -84,13 +85,15 @@ public final class GzipPool {
     /// A stream for a body of `length` bytes (nil: unknown, the full window).
     public func take(level: Int32, length: Int?) -> GzipStream? {
         let (wbits, mem) = GzipStream.sizes(forLength: length)
-        if let s = spare[GzipPool.key(level, wbits, mem)]?.popLast() { return s }
+        let k = GzipPool.key(level, wbits, mem)
+        if let i = spare.firstIndex(where: { $0.key == k }), let s = spare[i].streams.popLast() { return s }
         return GzipStream(level: level, windowBits: wbits, memLevel: mem)
     }
 
     public func give(_ s: GzipStream) {
         s.reset()
         let k = GzipPool.key(s.level, s.windowBits, s.memLevel)
-        if spare[k, default: []].count < keep { spare[k, default: []].append(s) }
+        guard let i = spare.firstIndex(where: { $0.key == k }) else { return spare.append((k, [s])) }
+        if spare[i].streams.count < keep { spare[i].streams.append(s) }
     }
 }

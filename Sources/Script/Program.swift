@@ -120,10 +120,12 @@ public final class Program {
         guard let m = re.match(ctx.uri) else { return nil }
         Program.take(m, of: re, ctx)
         var target = replacement.render(ctx)
-        let isURL = target.hasPrefix("http://") || target.hasPrefix("https://") || replacement.text.hasPrefix("$scheme")
+        // Byte comparisons: String's hasPrefix and firstIndex(of:) walk characters.
+        let isURL = target.utf8.starts(with: "http://".utf8) || target.utf8.starts(with: "https://".utf8)
+            || replacement.text.utf8.starts(with: "$scheme".utf8)
         var newArgs = ctx.args
-        if let q = target.firstIndex(of: "?") {
-            var query = String(target[target.index(after: q)...])
+        if let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
+            var query = String(target[target.utf8.index(after: q)...])
             target = String(target[..<q])
             if query.hasSuffix("?") || replacement.text.hasSuffix("?") {
                 query = String(query.dropLast(query.hasSuffix("?") ? 1 : 0))

@@ -651,7 +651,7 @@ final class ClientConnection: EventHandler {
     private func respondReturn(_ code: Int, _ text: String?) {
         guard let r = request else { return }
         if code == 444 { return close() }
-        if ClientConnection.redirectStatuses.contains(code), let url = text {
+        if ClientConnection.isRedirect(code), let url = text {
             respondError(code, location: url)
         } else if let text {
             respond(status: code, contentType: contentType(for: r), body: Array(text.utf8))
@@ -698,7 +698,7 @@ final class ClientConnection: EventHandler {
         }
         headers(out)
         if let r {
-            if let e = r.settings.expires, e != .off, ClientConnection.headerFilterStatuses.contains(status) { expiresHeaders(e, out) }
+            if let e = r.settings.expires, e != .off, ClientConnection.takesAddedHeaders(status) { expiresHeaders(e, out) }
             if let added = r.settings.addHeaders { addHeaders(added, status: status, r, out) }
         }
         if bodyPending || state == .body { keepAlive = false }
@@ -714,9 +714,21 @@ final class ClientConnection: EventHandler {
     }
 
     /// Statuses a Location goes with (`return`, error_page URLs).
-    static let redirectStatuses: Set<Int> = [301, 302, 303, 307, 308]
-    /// Statuses nginx's headers filter adds `add_header` and `expires` headers to (unless `always`).
-    static let headerFilterStatuses: Set<Int> = [200, 201, 204, 206, 301, 302, 303, 304, 307, 308]
+    static func isRedirect(_ status: Int) -> Bool {
+        switch status {
+        case 301, 302, 303, 307, 308: return true
+        default: return false
+        }
+    }
+
+    /// Statuses nginx's headers filter adds `add_header` and `expires` headers to (unless `always`); a switch,
+    /// not a Set, as it runs for every response head.
+    static func takesAddedHeaders(_ status: Int) -> Bool {
+        switch status {
+        case 200, 201, 204, 206, 304: return true
+        default: return isRedirect(status)
+        }
+    }
 
     /// `expires`: Expires and Cache-Control as nginx's headers filter writes them.
     private func expiresHeaders(_ e: ExpiresSetting, _ output: OutputQueue) {
@@ -736,7 +748,7 @@ final class ClientConnection: EventHandler {
 
     /// `add_header`: on the statuses nginx adds them to (any with `always`); an empty value adds nothing.
     private func addHeaders(_ added: [AddedHeader], status: Int, _ r: RequestContext, _ output: OutputQueue) {
-        let normal = ClientConnection.headerFilterStatuses.contains(status)
+        let normal = ClientConnection.takesAddedHeaders(status)
         for h in added where h.always || normal {
             let value = h.value.render(r)
             if !value.isEmpty { output.header(h.name, value) }
@@ -797,7 +809,7 @@ final class ClientConnection: EventHandler {
         r.inErrorPage = true
         let target = page.uri.contains("$") ? Variables(request: r, connection: self).expand(page.uri) : page.uri
         if !target.hasPrefix("/") && !target.hasPrefix("@") {
-            let code = page.overrideCode.flatMap { ClientConnection.redirectStatuses.contains($0) ? $0 : nil } ?? 302
+            let code = page.overrideCode.flatMap { ClientConnection.isRedirect($0) ? $0 : nil } ?? 302
             return respondError(code, location: target)
         }
         r.statusOverride = page.overrideCode == 0 ? nil : (page.overrideCode ?? status)

@@ -68,7 +68,8 @@ final class Router {
             return true
         }
         var best: Location?
-        for l in locs where (l.match == .prefix || l.match == .preferentialPrefix) && path.hasPrefix(l.pattern) {
+        // Bytes, as nginx compares them (String.hasPrefix walks characters).
+        for l in locs where (l.match == .prefix || l.match == .preferentialPrefix) && path.utf8.starts(with: l.pattern.utf8) {
             if best == nil || l.pattern.utf8.count > best!.pattern.utf8.count { best = l }
         }
         if let b = best {

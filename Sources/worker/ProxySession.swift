@@ -31,6 +31,9 @@ final class ProxySession: EventHandler {
     private var sent = 0
     private let response: ByteBuffer
     private unowned(unsafe) let worker: WorkerProcess
+    /// The connection's upstream timer, which reaches whichever session is current: taken once (the lazy
+    /// property retained it on every re-arm); the connection owns it and outlives its sessions.
+    private unowned(unsafe) let timer: Timer
     private var head: ResponseHead?
     private var bodyRemaining: Int?
     private var decoder: ChunkedDecoder?
@@ -67,6 +70,7 @@ final class ProxySession: EventHandler {
         if streamsBody { bodySource = .stream(chunked: request.head.chunked) }
         self.client = client
         self.worker = client.worker
+        self.timer = client.upstreamTimer
         self.response = client.worker.responseBuffers.take()
         self.request = request
         self.pass = pass
@@ -83,8 +87,6 @@ final class ProxySession: EventHandler {
 
     deinit { worker.responseBuffers.give(response) }
 
-    /// The connection's upstream timer, which reaches whichever session is current.
-    private var timer: Timer { client.upstreamTimer }
     private var loop: EventLoop { worker.loop }
 
     func start() {
@@ -791,11 +793,18 @@ struct ProxyHeaders {
 }
 
 /// What a `proxy_pass` location needs per request, prepared once per worker.
-struct ProxyRoute {
+/// A class: each request reads it, and copying a struct of references retained each of them.
+final class ProxyRoute {
     /// nil for `proxy_pass` with variables: the balancer is chosen per request.
     let balancer: UpstreamBalancer?
     let headers: ProxyHeaders
     let tls: UpstreamTLS?
+
+    init(balancer: UpstreamBalancer?, headers: ProxyHeaders, tls: UpstreamTLS?) {
+        self.balancer = balancer
+        self.headers = headers
+        self.tls = tls
+    }
 }
 
 /// A `proxy_pass https://` location's TLS: its context, the name it verifies and may send in SNI, and the

@@ -865,9 +865,11 @@ final class ClientConnection: EventHandler {
 
     /// A piece of a streamed body: compressed and chunked when the response is, else sent as it is. Deflate
     /// hands out its output in small, uneven pieces: they go out once 16 kB has gathered, or with the end.
-    func sendBody(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    /// `last`: the body ends with this piece, so deflate finishes the stream in the same call (as nginx's
+    /// filter does with the last buffer) instead of a second call from `finishBody`.
+    func sendBody(_ bytes: UnsafeRawBufferPointer, last: Bool = false) -> Bool {
         guard let gz = bodyGzip else { return sendStreaming(bytes) }
-        gz.compress(bytes, finish: false) { queueChunk($0) }
+        gz.compress(bytes, finish: last) { queueChunk($0) }
         guard output.count >= 16384 else { return true }
         return sendStreaming(UnsafeRawBufferPointer(start: nil, count: 0))
     }

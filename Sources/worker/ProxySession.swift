@@ -539,7 +539,7 @@ final class ProxySession: EventHandler {
             response.consume(consumed)
         } else if let remaining = bodyRemaining {
             let take = min(remaining, response.readable)
-            response.withReadable { keepGoing = client.sendBody(UnsafeRawBufferPointer(rebasing: $0[0..<take])) }
+            response.withReadable { keepGoing = client.sendBody(UnsafeRawBufferPointer(rebasing: $0[0..<take]), last: take == remaining) }
             response.consume(take)
             bodyRemaining = remaining - take
             done = bodyRemaining == 0

@@ -86,6 +86,8 @@ int vigil_timerfd_set_ms(int fd, int64_t first_ms, int64_t interval_ms) {
 }
 
 int vigil_eventfd(unsigned int initval) { return eventfd(initval, EFD_NONBLOCK | EFD_CLOEXEC); }
+void vigil_eventfd_signal(int fd) { (void)eventfd_write(fd, 1); }
+void vigil_eventfd_drain(int fd) { eventfd_t count; (void)eventfd_read(fd, &count); }
 
 int vigil_accept4(int fd, struct sockaddr *addr, socklen_t *len) {
     return accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);

@@ -28,8 +28,6 @@ public final class CheckEngine {
     var readBuffer = [UInt8](repeating: 0, count: 4096)
     /// Created with the engine, so that a stop requested before the thread runs is not lost.
     private let stopFd: Int32 = vigil_eventfd(0)
-    private var stopper: StopHandler?
-    private var doorbell: Doorbell?
 
     public enum LogLevelName { case error, warn, info }
 
@@ -52,8 +50,7 @@ public final class CheckEngine {
 
     /// Runs until `stop()` is called from any thread (or the lock is lost).
     public func run() {
-        stopper = StopHandler(engine: self)
-        try? loop.register(fd: stopFd, events: Events.readable, handler: stopper!)
+        register(stopFd) { [unowned self] in self.loop.stop() }
         var seed = UInt64(pid) &* 0x9E37_79B9_7F4A_7C15 ^ vigil_monotonic_us()
         for p in probers {
             seed = seed &* 6364136223846793005 &+ 1442695040888963407
@@ -61,9 +58,13 @@ public final class CheckEngine {
             p.scheduleFirst(after: (seed >> 33) % window)
         }
         heartbeat()
-        // Requests rung before this checker ran (an election in between) keep the eventfd readable.
-        doorbell = Doorbell(engine: self)
-        try? loop.register(fd: segment.doorbell, events: Events.readable, handler: doorbell!)
+        // The segment's doorbell: some worker asked for a re-check. Drained before the scan, so a request made
+        // during the scan rings again; requests rung before this checker ran (an election in between) keep it
+        // readable.
+        register(segment.doorbell) { [unowned self] in
+            vigil_eventfd_drain(self.segment.doorbell)
+            self.takeRechecks()
+        }
         loop.run()
         // A checker that stops (lock lost, worker exiting) leaves no connection behind.
         for p in probers { p.abandon() }
@@ -72,31 +73,22 @@ public final class CheckEngine {
     deinit { Glibc.close(stopFd) }
 
     /// Thread-safe: wakes the loop, which then stops (at once if it has not started yet: the count stays set).
-    public func stop() {
-        var one: UInt64 = 1
-        _ = write(stopFd, &one, 8)
+    public func stop() { vigil_eventfd_signal(stopFd) }
+
+    /// What the loop runs when the stop eventfd or the segment's doorbell becomes readable (the loop keeps it).
+    private final class OnReadable: EventHandler {
+        let action: () -> Void
+        init(_ action: @escaping () -> Void) { self.action = action }
+        func handleEvent(_ events: UInt32) { action() }
     }
 
-    private final class StopHandler: EventHandler {
-        unowned let engine: CheckEngine
-        init(engine: CheckEngine) { self.engine = engine }
-        func handleEvent(_ events: UInt32) { engine.loop.stop() }
-    }
-
-    /// The segment's doorbell rang: some worker asked for a re-check. Drained before the scan, so a request
-    /// made during the scan rings again (a scan of 10,000 slots is 10,000 loads, about 10 µs).
-    private final class Doorbell: EventHandler {
-        unowned let engine: CheckEngine
-        init(engine: CheckEngine) { self.engine = engine }
-        func handleEvent(_ events: UInt32) {
-            var count: UInt64 = 0
-            _ = read(engine.segment.doorbell, &count, 8)
-            engine.takeRechecks()
-        }
+    private func register(_ fd: Int32, _ action: @escaping () -> Void) {
+        try? loop.register(fd: fd, events: Events.readable, handler: OnReadable(action))
     }
 
     private func takeRechecks() {
-        // Indices, not the probers: touching 10,000 prober references retained each.
+        // Indices, not the probers: touching 10,000 prober references retained each (a scan of 10,000 slots is
+        // 10,000 loads, about 10 µs).
         let seg = segment
         for i in probers.indices where seg.slot(i).takeRecheck() { probers[i].recheckNow() }
     }

@@ -75,10 +75,7 @@ public final class Segment {
     }
 
     /// Wakes the checker: some slot has a new re-check request.
-    public func ringDoorbell() {
-        var one: UInt64 = 1
-        _ = write(doorbell, &one, 8)
-    }
+    public func ringDoorbell() { vigil_eventfd_signal(doorbell) }
 
     /// Bytes the string table needs for these peers (upstream names are stored once).
     public static func stringBytes(_ peers: [(upstream: String, server: String)]) -> Int {

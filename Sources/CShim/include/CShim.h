@@ -30,6 +30,9 @@ void vigil_ignore_sigpipe(void);
 int vigil_timerfd_create(void);
 int vigil_timerfd_set_ms(int fd, int64_t first_ms, int64_t interval_ms);
 int vigil_eventfd(unsigned int initval);
+/// Adds one to an eventfd's count (wakes whoever polls it); takes the count back to zero.
+void vigil_eventfd_signal(int fd);
+void vigil_eventfd_drain(int fd);
 
 int vigil_accept4(int fd, struct sockaddr *addr, socklen_t *len);
 int vigil_pipe2(int fds[2], int nonblock);

@@ -99,20 +99,20 @@ public struct Captures {
         if groups > 10 { more = Array(repeating: -1, count: 2 * (groups - 10)) }
     }
 
+    /// Offset `k` of the flat list start0, end0, start1, end1, …
+    private subscript(k: Int) -> Int32 {
+        get { k < 20 ? first[k] : more[k - 20] }
+        set { if k < 20 { first[k] = newValue } else { more[k - 20] = newValue } }
+    }
+
     mutating func set(_ g: Int, _ start: Int, _ end: Int) {
-        if g < 10 {
-            first[2 * g] = Int32(start)
-            first[2 * g + 1] = Int32(end)
-        } else {
-            more[2 * (g - 10)] = Int32(start)
-            more[2 * (g - 10) + 1] = Int32(end)
-        }
+        self[2 * g] = Int32(start)
+        self[2 * g + 1] = Int32(end)
     }
 
     public func group(_ i: Int) -> String? {
         guard i >= 0 && i < count else { return nil }
-        let a = Int(i < 10 ? first[2 * i] : more[2 * (i - 10)])
-        let b = Int(i < 10 ? first[2 * i + 1] : more[2 * (i - 10) + 1])
+        let a = Int(self[2 * i]), b = Int(self[2 * i + 1])
         guard a >= 0 else { return nil }
         let u = subject.utf8
         return String(decoding: u[u.index(u.startIndex, offsetBy: a)..<u.index(u.startIndex, offsetBy: b)], as: UTF8.self)

@@ -39,6 +39,11 @@ public final class KeepalivePool {
     let loop: EventLoop
     private var idle: [Idle] = []   // most recently used last
     private var spare: [Idle] = []
+    /// Evicts past capacity when the loop's current batch of events is done: a connection released and one
+    /// wanted in the same batch (many clients at once) is then reused instead of closed and opened again.
+    private lazy var trim = loop.makeTimer { [unowned self] in
+        while self.idle.count > self.capacity { self.drop(self.idle[0]) }
+    }
 
     public init(capacity: Int, timeoutMs: Int, maxRequests: Int, maxAgeMs: Int, loop: EventLoop) {
         self.capacity = capacity
@@ -59,11 +64,12 @@ public final class KeepalivePool {
         return (c.fd, c.requests, c.openedAt, c.attachment)
     }
 
-    /// Keeps `fd` (registered with the loop) for reuse, evicting the least recently used connection when full;
-    /// one that has carried keepalive_requests or lived keepalive_time is closed instead.
+    /// Keeps `fd` (registered with the loop) for reuse, evicting the least recently used connection when full
+    /// (once the loop's current batch of events is handled); one that has carried keepalive_requests or lived
+    /// keepalive_time is closed instead.
     public func put(_ fd: Int32, address: PeerAddress, requests: Int, openedAt: UInt64, attachment: AnyObject? = nil) {
         guard requests < maxRequests, loop.now - openedAt < maxAgeMs else { loop.close(fd: fd); return }
-        if idle.count >= capacity { drop(idle[0]) }
+        if idle.count >= capacity, !trim.isArmed { trim.rearm(after: 0) }
         let c = spare.popLast() ?? Idle(address: address, pool: self)
         c.fd = fd
         c.address = address

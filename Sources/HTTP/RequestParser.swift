@@ -15,7 +15,10 @@ public enum RequestParser {
         }
     }
 
-    public static func parse(_ buf: UnsafeRawBufferPointer, limits: RequestLimits = RequestLimits()) -> ParseResult {
+    /// `headerStorage`: an array whose storage the head's header list reuses (a server passes back the list of
+    /// a finished request, so that parsing a head does not allocate one).
+    public static func parse(_ buf: UnsafeRawBufferPointer, limits: RequestLimits = RequestLimits(),
+                             headerStorage: consuming [(name: String, value: String)] = []) -> ParseResult {
         let n = buf.count
         var i = 0
         // Tolerate empty lines before the request line (RFC 9112 §2.2), as nginx does.
@@ -64,7 +67,7 @@ public enum RequestParser {
         var absoluteHost: String?
         if buf[targetStart] != UInt8(ascii: "/") {
             guard let authorityStart = afterScheme(buf, targetStart, targetEnd) else {
-                if method == "OPTIONS" && target == "*" { return finishHead(buf, lineEnd + 1, limits: limits, method: method, target: target, major: major, minor: minor, absoluteHost: nil) }
+                if method == "OPTIONS" && target == "*" { return finishHead(buf, lineEnd + 1, limits: limits, method: method, target: target, major: major, minor: minor, absoluteHost: nil, headers: consume headerStorage) }
                 return .failure(status: 400, reason: "client sent invalid request")
             }
             var a = authorityStart
@@ -72,14 +75,16 @@ public enum RequestParser {
             absoluteHost = string(buf, authorityStart, a)
             target = a == targetEnd ? "/" : (buf[a] == UInt8(ascii: "?") ? "/" : "") + string(buf, a, targetEnd)
         }
-        return finishHead(buf, lineEnd + 1, limits: limits, method: method, target: target, major: major, minor: minor, absoluteHost: absoluteHost)
+        return finishHead(buf, lineEnd + 1, limits: limits, method: method, target: target, major: major, minor: minor, absoluteHost: absoluteHost,
+                          headers: consume headerStorage)
     }
 
     private static func finishHead(_ buf: UnsafeRawBufferPointer, _ start: Int, limits: RequestLimits, method: String,
-                                   target: String, major: Int, minor: Int, absoluteHost: String?) -> ParseResult {
+                                   target: String, major: Int, minor: Int, absoluteHost: String?,
+                                   headers: consuming [(name: String, value: String)]) -> ParseResult {
         let n = buf.count
         var i = start
-        var headers: [(name: String, value: String)] = []
+        headers.removeAll(keepingCapacity: true)
         // One allocation for a usual request's headers instead of one per doubling.
         headers.reserveCapacity(12)
         var head = RequestHead(method: method, target: target, path: target, query: nil, versionMajor: major,

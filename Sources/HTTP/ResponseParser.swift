@@ -34,6 +34,18 @@ public enum ResponseParseResult: Sendable {
 
 public enum ResponseParser {
     public static func parse(_ buf: UnsafeRawBufferPointer, maxHead: Int = 65536) -> ResponseParseResult {
+        var fields: [HeaderField] = []
+        fields.reserveCapacity(16)
+        let result = parse(buf, maxHead: maxHead, fields: &fields)
+        guard case .complete(var head, let consumed) = result else { return result }
+        head.fields = fields
+        return .complete(head, consumed: consumed)
+    }
+
+    /// Parses with the header fields going to `fields` (emptied first, its storage kept) instead of the
+    /// head's own array: a proxy reuses one array for every response rather than allocating one per head.
+    public static func parse(_ buf: UnsafeRawBufferPointer, maxHead: Int = 65536, fields: inout [HeaderField]) -> ResponseParseResult {
+        fields.removeAll(keepingCapacity: true)
         let n = buf.count
         // Status line: "HTTP/1.x SSS reason"
         guard let lf = RequestParser.findLF(buf, from: 0, limit: min(n, 8192)) else {
@@ -62,7 +74,6 @@ public enum ResponseParser {
         var head = ResponseHead(status: status, versionMinor: Int(buf[7] - 0x30),
                                 reason: end > 13 ? RequestParser.string(buf, 13, end) : "", fields: [])
         head.connectionClose = head.versionMinor == 0
-        head.fields.reserveCapacity(16)
         var i = lf + 1
         while true {
             guard let lf = RequestParser.findLF(buf, from: i, limit: min(n, maxHead)) else {
@@ -106,7 +117,7 @@ public enum ResponseParser {
                 }
             default: break
             }
-            head.fields.append(HeaderField(name: i..<c, value: vs..<ve))
+            fields.append(HeaderField(name: i..<c, value: vs..<ve))
             i = lf + 1
         }
         if head.chunked && head.contentLength != nil {

@@ -28,7 +28,7 @@ final class ByteBuffer {
     /// Reads what the socket (through `tls`, when the connection has it) has, up to `limit` readable bytes in
     /// total. Returns recv's result (0: EOF, -1: errno).
     func receive(from fd: Int32, tls: TLSStream? = nil, limit: Int) -> Int {
-        if storage.isEmpty { storage = IdleBuffers.takeInput(initialCapacity) }
+        if storage.isEmpty { storage = ByteBuffer.uninitialized(initialCapacity) }
         if readIndex == writeIndex { readIndex = 0; writeIndex = 0 }
         if writeIndex == storage.count {
             if readIndex > 0 {
@@ -54,15 +54,9 @@ final class ByteBuffer {
         return n
     }
 
-    /// Hands the storage to the worker's pool while nothing is buffered: an idle keep-alive connection then
-    /// holds no buffer (nginx frees its header buffer the same way), and the next request takes one back.
-    func releaseIfEmpty() {
-        guard readIndex == writeIndex, !storage.isEmpty else { return }
-        if storage.count == initialCapacity { IdleBuffers.giveInput(storage) }
-        storage = []
-        readIndex = 0
-        writeIndex = 0
-    }
+    /// Its storage is the size it was made with: it can serve the next connection as a new one would.
+    var poolable: Bool { readIndex == writeIndex && storage.count == initialCapacity }
+    var capacity: Int { initialCapacity }
 
     /// Bytes only ever read after recv wrote them need no zeroing (a 16 kB memset per proxied request).
     static func uninitialized(_ count: Int) -> [UInt8] {
@@ -117,21 +111,15 @@ final class OutputQueue {
 
     func append(_ bytes: UnsafeRawBufferPointer) {
         if offset == pending.count {
-            if pending.capacity == 0 { pending = IdleBuffers.takeOutput() }
+            if pending.capacity == 0 { pending.reserveCapacity(1024) }
             pending.removeAll(keepingCapacity: true)
             offset = 0
         }
         pending.append(contentsOf: bytes)
     }
 
-    /// Gives the queue's storage to the worker's pool once it has drained (an idle keep-alive connection).
-    func releaseIfEmpty() {
-        guard offset == pending.count, pending.capacity > 0 else { return }
-        IdleBuffers.giveOutput(pending)
-        pending = []
-        offset = 0
-    }
-
+    /// Drained, and its storage no bigger than a response head needs: worth keeping for the next connection.
+    var poolable: Bool { offset == pending.count && pending.capacity <= IdleBuffers.outputLimit }
 
     func append(_ bytes: [UInt8]) { bytes.withUnsafeBytes { append($0) } }
 
@@ -203,13 +191,14 @@ final class OutputQueue {
 
 }
 
-/// Buffers that idle keep-alive connections gave back, for the next request on any connection of this
-/// worker. Only the worker's event loop uses them (the checker thread has buffers of its own). Bounded: a
-/// burst of requests leaves at most `keep` of each behind.
+/// Buffer objects, with their storage, that idle keep-alive connections gave back, for the next request on
+/// any connection of this worker: a request then allocates neither the objects nor their storage. Only the
+/// worker's event loop uses them (the checker thread has buffers of its own). Bounded: a burst of requests
+/// leaves at most `keep` of each behind.
 enum IdleBuffers {
-    nonisolated(unsafe) private static var inputs: [[UInt8]] = []
+    nonisolated(unsafe) private static var inputs: [ByteBuffer] = []
     nonisolated(unsafe) private static var inputSize = 0
-    nonisolated(unsafe) private static var outputs: [[UInt8]] = []
+    nonisolated(unsafe) private static var outputs: [OutputQueue] = []
     static let keep = 256
     /// Connections' buffer objects alive now (an input and an output per busy connection): with `pooled`,
     /// what `$vigil_buffers_held` and `$vigil_buffers_pooled` show, so a test can see that idle connections
@@ -219,26 +208,49 @@ enum IdleBuffers {
     /// An output queue whose storage grew past this (a large response) goes back to the allocator.
     static let outputLimit = 16384
 
-    static func takeInput(_ size: Int) -> [UInt8] {
-        if size == inputSize, let b = inputs.popLast() { return b }
-        return ByteBuffer.uninitialized(size)
+    static func takeInput(capacity: Int) -> ByteBuffer {
+        if capacity == inputSize, let b = inputs.popLast() { return b }
+        return ByteBuffer(capacity: capacity)
     }
 
-    static func giveInput(_ b: [UInt8]) {
+    static func giveInput(_ b: ByteBuffer) {
+        guard b.poolable else { return }
         // One size is pooled: the common client_header_buffer_size; another size replaces it.
-        if b.count != inputSize { inputs.removeAll(); inputSize = b.count }
+        if b.capacity != inputSize { inputs.removeAll(); inputSize = b.capacity }
         if inputs.count < keep { inputs.append(b) }
     }
 
-    static func takeOutput() -> [UInt8] {
-        if let b = outputs.popLast() { return b }
-        var b: [UInt8] = []
-        b.reserveCapacity(1024)
+    static func takeOutput() -> OutputQueue { outputs.popLast() ?? OutputQueue() }
+
+    /// The header lists of finished requests, for the parser to fill again.
+    nonisolated(unsafe) private static var headerLists: [[(name: String, value: String)]] = []
+
+    static func takeHeaderList() -> [(name: String, value: String)] { headerLists.popLast() ?? [] }
+
+    /// Takes `list` (left empty). Its strings go now, not when it is reused: a pooled list holds no request's
+    /// headers.
+    static func giveHeaderList(_ list: inout [(name: String, value: String)]) {
+        guard headerLists.count < keep, list.capacity > 0, list.capacity <= 64 else { list = []; return }
+        list.removeAll(keepingCapacity: true)
+        headerLists.append(list)
+        list = []
+    }
+
+    /// Storage for the request heads sent upstream: one array per request in flight, kept across requests
+    /// (at most 64 of at most 4 kB: a request with a larger head or an inline body allocates its own).
+    nonisolated(unsafe) private static var byteArrays: [[UInt8]] = []
+
+    static func takeBytes() -> [UInt8] {
+        guard var b = byteArrays.popLast() else { return [] }
+        b.removeAll(keepingCapacity: true)
         return b
     }
 
-    static func giveOutput(_ b: [UInt8]) {
-        if outputs.count < keep && b.capacity <= outputLimit { outputs.append(b) }
+    static func giveBytes(_ b: [UInt8]) {
+        if byteArrays.count < 64 && b.capacity <= 4096 { byteArrays.append(b) }
     }
 
+    static func giveOutput(_ q: OutputQueue) {
+        if outputs.count < keep && q.poolable { outputs.append(q) }
+    }
 }

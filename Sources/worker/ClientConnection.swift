@@ -74,20 +74,20 @@ final class ClientConnection: EventHandler {
     /// no array for it.
     var remoteBytes: [UInt8] { ClientConnection.addressBytes(remoteAddress, isIPv6: isIPv6) }
 
-    /// Made on first use and dropped when the connection goes idle on keep-alive (their storage back in the
-    /// worker's pool): an idle connection holds neither buffer object nor storage, as nginx frees a request's
-    /// buffers in ngx_http_set_keepalive.
+    /// Taken from the worker's pool on first use and given back, storage and all, when the connection goes
+    /// idle on keep-alive: an idle connection holds neither buffer object nor storage, as nginx frees a
+    /// request's buffers in ngx_http_set_keepalive, and a busy one allocates neither.
     private var inputBuffer: ByteBuffer? { didSet { IdleBuffers.held += (inputBuffer == nil ? 0 : 1) - (oldValue == nil ? 0 : 1) } }
     private var input: ByteBuffer {
         if let b = inputBuffer { return b }
-        let b = ByteBuffer(capacity: defaultScope.settings.clientHeaderBufferSize ?? 1024)
+        let b = IdleBuffers.takeInput(capacity: defaultScope.settings.clientHeaderBufferSize ?? 1024)
         inputBuffer = b
         return b
     }
     private var outputQueue: OutputQueue? { didSet { IdleBuffers.held += (outputQueue == nil ? 0 : 1) - (oldValue == nil ? 0 : 1) } }
     var output: OutputQueue {
         if let q = outputQueue { return q }
-        let q = OutputQueue()
+        let q = IdleBuffers.takeOutput()
         outputQueue = q
         return q
     }
@@ -304,7 +304,7 @@ final class ClientConnection: EventHandler {
         while state == .head || state == .body {
             if state == .head {
                 if !hasInput { return }
-                let result = input.withReadable { RequestParser.parse($0, limits: limits) }
+                let result = input.withReadable { RequestParser.parse($0, limits: limits, headerStorage: IdleBuffers.takeHeaderList()) }
                 switch result {
                 case .incomplete:
                     return
@@ -941,6 +941,7 @@ final class ClientConnection: EventHandler {
         if let p = proxy, !p.isFinished { p.abort() }
         proxy = nil
         logAccess(r)
+        r.recycleHeaders()
         worker.counters.add(.writing, -1)
         requestsServed += 1
         request = nil
@@ -963,10 +964,10 @@ final class ClientConnection: EventHandler {
         } else if let tls, tls.hasPending {
             readable()   // the next request is decrypted inside OpenSSL, where epoll cannot see it
         } else {
-            inputBuffer?.releaseIfEmpty()
+            if let b = inputBuffer { IdleBuffers.giveInput(b) }
             inputBuffer = nil
-            if outputQueue?.isEmpty ?? false {
-                outputQueue?.releaseIfEmpty()
+            if let q = outputQueue, q.isEmpty {
+                IdleBuffers.giveOutput(q)
                 outputQueue = nil
             }
         }

@@ -23,6 +23,7 @@ final class ProxySession: EventHandler {
     /// Set for `proxy_pass https://…`.
     private let upstreamTLS: UpstreamTLS?
     private var tls: TLSStream?
+    /// Peers that failed this request before the current one (most requests have none: no array).
     private var tried: [Peer] = []
     private var peer: Peer?
     private var fd: Int32 = -1
@@ -85,14 +86,18 @@ final class ProxySession: EventHandler {
     /// Borrowed, not copied: HTTPSettings is large and read several times per request.
     private var settings: HTTPSettings { _read { yield request.settings } }
 
-    deinit { worker.responseBuffers.give(response) }
+    deinit {
+        worker.responseBuffers.give(response)
+        IdleBuffers.giveBytes(outgoing)
+    }
 
     private var loop: EventLoop { worker.loop }
 
     func start() {
         if case .inline = bodySource, let file = client.requestBodyFile, settings.proxyPassRequestBody ?? true { bodySource = .file(file) }
         outgoing = buildRequest()
-        requestHead = outgoing
+        // Kept to send again on a retry when the body is not part of `outgoing`.
+        if case .inline = bodySource {} else { requestHead = outgoing }
         next()
     }
 
@@ -154,6 +159,7 @@ final class ProxySession: EventHandler {
 
     /// Picks the next peer or answers 502 when none is left.
     private func next() {
+        if let failedPeer = peer { tried.append(failedPeer) }
         let tries = settings.proxyNextUpstreamTries ?? 0
         if tries > 0 && tried.count >= tries {
             giveUp(502)
@@ -166,7 +172,6 @@ final class ProxySession: EventHandler {
             giveUp(502)
             return
         }
-        tried.append(p)
         peer = p
         connect(p)
     }
@@ -369,7 +374,7 @@ final class ProxySession: EventHandler {
     }
 
     private func parseHead() {
-        let result = response.withReadable { ResponseParser.parse($0) }
+        let result = response.withReadable { ResponseParser.parse($0, fields: &worker.responseFields) }
         switch result {
         case .incomplete:
             return
@@ -383,7 +388,7 @@ final class ProxySession: EventHandler {
             // proxy_intercept_errors: an upstream error that has an error_page is answered with that page.
             if h.status >= 300, settings.proxyInterceptErrors ?? false, !request.inErrorPage,
                settings.errorPages?.contains(where: { $0.codes.contains(h.status) }) ?? false {
-                request.upstreamAttempts[request.upstreamAttempts.count - 1].status = h.status
+                request.upstreamAttempts.updateLast(status: h.status)
                 recordAttempt(status: nil)
                 if let p = peer { balancer.finished(p, failed: false, now: loop.now) }
                 phase = .done
@@ -393,18 +398,19 @@ final class ProxySession: EventHandler {
                 return
             }
             head = h
-            response.withReadable { startRelay(h, parsed: $0) }   // the header lines are copied before they are consumed
+            // The header lines are copied before they are consumed.
+            response.withReadable { startRelay(h, fields: worker.responseFields, parsed: $0) }
             response.consume(consumed)
             armBodyReadTimeout()
             relay()
         }
     }
 
-    /// Sets up the body's framing and queues the client's response head, its header lines copied from the
-    /// upstream's bytes (`parsed`) as they are.
-    private func startRelay(_ h: ResponseHead, parsed: UnsafeRawBufferPointer) {
+    /// Sets up the body's framing and queues the client's response head, its header lines (`fields`) copied
+    /// from the upstream's bytes (`parsed`) as they are.
+    private func startRelay(_ h: ResponseHead, fields: [HeaderField], parsed: UnsafeRawBufferPointer) {
         phase = .relaying
-        request.upstreamAttempts[request.upstreamAttempts.count - 1].status = h.status
+        request.upstreamAttempts.updateLast(status: h.status)
         request.status = h.status
         let isHead = request.head.method == "HEAD"
         // A body of unknown length is chunked for HTTP/1.1 clients unless chunked_transfer_encoding is off;
@@ -427,7 +433,7 @@ final class ProxySession: EventHandler {
         // gzip, decided on the upstream's head: the body is then decoded from the upstream's framing,
         // compressed, and sent in chunks of our own (to an HTTP/1.0 client: until the connection closes).
         var contentType: Range<Int>?, encoded = false
-        for f in h.fields where settings.gzip == true {
+        for f in fields where settings.gzip == true {
             if RequestParser.matches(parsed[f.name], lowercase: "content-type") { contentType = f.value }
             if RequestParser.matches(parsed[f.name], lowercase: "content-encoding") && !parsed[f.value].isEmpty { encoded = true }
         }
@@ -445,11 +451,11 @@ final class ProxySession: EventHandler {
         let chunked = passChunked || (gzipping && canChunk)
         let hidden = settings.proxyHideHeaders, passed = settings.proxyPassHeaders
         func relayed(_ name: String) -> Bool {
-            (passed?.contains(name) ?? false) && h.fields.contains { ProxyHeaders.named(parsed[$0.name], name) }
+            (passed?.contains(name) ?? false) && fields.contains { ProxyHeaders.named(parsed[$0.name], name) }
         }
         let upstreamSent = (server: relayed("server"), date: relayed("date"))
         client.queueHead(status: h.status, upstreamSent: upstreamSent) { out in
-            for f in h.fields where ProxyHeaders.passes(parsed[f.name], hidden: hidden, passed: passed)
+            for f in fields where ProxyHeaders.passes(parsed[f.name], hidden: hidden, passed: passed)
                 && !(gzipping && RequestParser.matches(parsed[f.name], lowercase: "content-length")) {
                 out.append(UnsafeRawBufferPointer(rebasing: parsed[f.name]))
                 out.append(": ")
@@ -604,7 +610,7 @@ final class ProxySession: EventHandler {
             finish(abortClient: true)
             return
         }
-        if canRetry(failure) && tried.count < balancer.peerCount {
+        if canRetry(failure) && tried.count + 1 < balancer.peerCount {
             next()
         } else {
             giveUp(failure.isTimeout ? 504 : 502)
@@ -646,9 +652,7 @@ final class ProxySession: EventHandler {
     /// Closes the current attempt's record: its time and, for a failure, the status it stands for.
     private func recordAttempt(status: Int?) {
         guard !request.upstreamAttempts.isEmpty else { return }
-        let last = request.upstreamAttempts.count - 1
-        if let status { request.upstreamAttempts[last].status = status }
-        request.upstreamAttempts[last].elapsedUs = vigil_monotonic_us() - startedUs
+        request.upstreamAttempts.updateLast(status: status, elapsedUs: vigil_monotonic_us() - startedUs)
     }
 
     private func closeUpstream() {
@@ -690,7 +694,7 @@ final class ProxySession: EventHandler {
         }
         let passBody = settings.proxyPassRequestBody ?? true
         let body = passBody ? request.body : []
-        var out: [UInt8] = []
+        var out = IdleBuffers.takeBytes()
         out.reserveCapacity(512 + body.count)
         func add(_ s: String) { out.append(contentsOf: s.utf8) }
         func header(_ name: String, _ value: String) {

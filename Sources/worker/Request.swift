@@ -22,7 +22,7 @@ final class SettingsScope {
 /// One request in flight on a client connection: where it was routed and what has been answered. It is
 /// also what the rewrite scripts run on: their variables, a URI and arguments they may change.
 final class RequestContext: ScriptContext {
-    let head: RequestHead
+    private(set) var head: RequestHead
     let server: Server
     private(set) var location: Location?
     private var scope: SettingsScope
@@ -52,7 +52,7 @@ final class RequestContext: ScriptContext {
     var bodyBytesSent = 0
     var headerBytesSent = 0
     /// Each upstream tried, in order; the $upstream_* strings are made only if something reads them.
-    var upstreamAttempts: [UpstreamAttempt] = []
+    var upstreamAttempts = UpstreamAttempts()
     var upstreamAddr: String? { upstreamList { $0.address } }
     var upstreamStatus: String? { upstreamList { $0.status.map(String.init) } }
     var upstreamResponseTime: String? { upstreamList { $0.elapsedUs.map(Variables.seconds) } }
@@ -84,6 +84,9 @@ final class RequestContext: ScriptContext {
         args = head.query
         method = head.method
     }
+
+    /// The request is finished: its header list, emptied, goes back for the next request's parse to fill.
+    func recycleHeaders() { IdleBuffers.giveHeaderList(&head.headers) }
 
     /// The location chosen again for a rewritten URI.
     func relocate(_ location: Location?, scope: SettingsScope) {
@@ -129,6 +132,38 @@ struct UpstreamAttempt {
     let address: String
     var status: Int?
     var elapsedUs: UInt64?
+}
+
+/// The upstreams a request tried, in order. Nearly every request tries one: it is kept inline, and only a
+/// retry allocates.
+struct UpstreamAttempts {
+    private var first: UpstreamAttempt?
+    private var retries: [UpstreamAttempt] = []
+
+    var isEmpty: Bool { first == nil }
+
+    mutating func append(_ a: UpstreamAttempt) {
+        if first == nil { first = a } else { retries.append(a) }
+    }
+
+    mutating func removeLast() {
+        if retries.isEmpty { first = nil } else { retries.removeLast() }
+    }
+
+    /// Records the outcome of the attempt in progress (the last one made); nil leaves a field as it is.
+    /// A method, not a `_modify` accessor: an accessor's coroutine frame is allocated where it is not inlined.
+    mutating func updateLast(status: Int? = nil, elapsedUs: UInt64? = nil) {
+        func update(_ a: inout UpstreamAttempt) {
+            if let status { a.status = status }
+            if let elapsedUs { a.elapsedUs = elapsedUs }
+        }
+        if retries.isEmpty { update(&first!) } else { update(&retries[retries.count - 1]) }
+    }
+
+    func compactMap(_ field: (UpstreamAttempt) -> String?) -> [String] {
+        guard let first else { return [] }
+        return ([first] + retries).compactMap(field)
+    }
 }
 
 /// Values of nginx variables for a request on a connection (log formats, proxy_set_header).

@@ -7,6 +7,7 @@ import DNS
 import Event
 import Proxy
 import Gzip
+import HTTP
 import ShmTable
 import TLS
 
@@ -215,6 +216,8 @@ public final class WorkerProcess {
 
     /// At most 64 idle 16 kB buffers (1 MiB) are kept.
     let responseBuffers = BufferPool(capacity: 16384, keep: 64)
+    /// Where each upstream response head's header lines lie, refilled by every parse: one array for all.
+    var responseFields: [HeaderField] = []
 
     /// `proxy_set_header` and `return` texts with variables, compiled once per worker.
     func compiledTemplate(_ template: String) -> CompiledLogFormat {

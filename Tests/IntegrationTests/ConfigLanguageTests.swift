@@ -131,6 +131,35 @@ final class ConfigLanguageTests: XCTestCase {
         XCTAssertTrue(vigil.errorLog().contains("no resolver defined to resolve unknown.invalid"), vigil.errorLog())
     }
 
+    /// proxy_next_upstream across peers and $upstream_addr / $upstream_status listing every attempt, as nginx
+    /// joins them; proxy_next_upstream_tries 1 stops after the first.
+    func testNextUpstreamListsEveryAttempt() throws {
+        let dead = freePort(), deadToo = freePort(), live = freePort(), port = freePort()
+        vigil = try Vigil(config: Vigil.config(http: """
+            upstream pool { server 127.0.0.1:\(dead); server 127.0.0.1:\(live); }
+            upstream once { server 127.0.0.1:\(deadToo); server 127.0.0.1:\(live); }
+            server { listen 127.0.0.1:\(live); location / { return 200 "live\\n"; } }
+            server {
+                listen 127.0.0.1:\(port);
+                add_header X-Upstream $upstream_addr always;
+                add_header X-Upstream-Status $upstream_status always;
+                location /retry/ { proxy_pass http://pool; }
+                location /once/ { proxy_pass http://once; proxy_next_upstream_tries 1; }
+            }
+            """))
+        _ = try vigil.start()
+        let retried = try httpExchange(port, getRequest("/retry/", headers: ["Connection: close"]))
+        XCTAssertEqual(retried.status, 200)
+        XCTAssertEqual(retried.header("X-Upstream"), "127.0.0.1:\(dead), 127.0.0.1:\(live)")
+        XCTAssertEqual(retried.header("X-Upstream-Status"), "502, 200")
+        let next = try httpExchange(port, getRequest("/retry/", headers: ["Connection: close"]))
+        XCTAssertEqual(next.header("X-Upstream"), "127.0.0.1:\(live)", "the refused peer is out for fail_timeout")
+        let once = try httpExchange(port, getRequest("/once/", headers: ["Connection: close"]))
+        XCTAssertEqual(once.status, 502)
+        XCTAssertEqual(once.header("X-Upstream"), "127.0.0.1:\(deadToo)")
+        XCTAssertEqual(once.header("X-Upstream-Status"), "502")
+    }
+
     /// Unix-domain sockets: a listener, `proxy_pass http://unix:/path:/uri`, an upstream `server unix:`
     /// with a tcp check; the socket file is removed at stop.
     func testUnixDomainSockets() throws {

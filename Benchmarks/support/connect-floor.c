@@ -2,6 +2,9 @@
 // loopback address that refuses, getsockopt(SO_ERROR) and close(): exactly the calls Vigil's checker makes
 // for such a peer. Prints microseconds of CPU per probe, so Benchmarks/checks-cpu can show how much of the
 // checker's time is the kernel's floor and how much is Vigil's own.
+// Usage: connect-floor PEERS PROBES [BURST GAP_US]: with BURST, the probes go BURST at a time with GAP_US of sleep
+// between bursts, as the checker sends them (a tenth of the peers every 100 ms): a CPU that idles between bursts
+// starts each one on colder caches than a tight loop does, and no prober at that rate can avoid the idling.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -13,7 +16,9 @@
 
 int main(int argc, char **argv) {
     int peers = argc > 1 ? atoi(argv[1]) : 10000, probes = argc > 2 ? atoi(argv[2]) : 50000;
+    int burst = argc > 4 ? atoi(argv[3]) : 0, gap_us = argc > 4 ? atoi(argv[4]) : 0;
     for (int i = 0; i < probes; i++) {
+        if (burst > 0 && i > 0 && i % burst == 0) usleep(gap_us);
         int k = i % peers;
         struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(9)};
         sa.sin_addr.s_addr = htonl((127u << 24) | ((unsigned)(k / 250 % 250 + 1) << 8) | (unsigned)(k % 250 + 1));

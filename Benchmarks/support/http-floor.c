@@ -2,7 +2,8 @@
 // connect() to 127.0.a.b:PORT, send() of the request, recv() of the reply, close() — or, with keep-alive, only
 // the send() and recv() on a connection kept per peer. Blocking calls: no event loop, nothing but the probe's
 // own system calls. Prints microseconds of CPU per probe (user + system), for Benchmarks/checks-cpu-http.
-// Usage: http-floor PORT PEERS PROBES KEEPALIVE(0|1)
+// Usage: http-floor PORT PEERS PROBES KEEPALIVE(0|1) [BURST GAP_US]: with BURST, the probes go BURST at a time
+// with GAP_US of sleep between bursts, at the checker's cadence (see connect-floor.c).
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -24,6 +25,7 @@ static int open_peer(int k, int port) {
 int main(int argc, char **argv) {
     if (argc < 5) { fprintf(stderr, "usage: http-floor PORT PEERS PROBES KEEPALIVE\n"); return 2; }
     int port = atoi(argv[1]), peers = atoi(argv[2]), probes = atoi(argv[3]), keepalive = atoi(argv[4]);
+    int burst = argc > 6 ? atoi(argv[5]) : 0, gap_us = argc > 6 ? atoi(argv[6]) : 0;
     const char *req = keepalive ? "GET / HTTP/1.1\r\nHost: check\r\n\r\n" : "GET / HTTP/1.0\r\n\r\n";
     int *fds = calloc(peers, sizeof(int));
     char buf[4096];
@@ -31,6 +33,7 @@ int main(int argc, char **argv) {
     struct rusage r0;
     getrusage(RUSAGE_SELF, &r0);
     for (int i = 0; i < probes; i++) {
+        if (burst > 0 && i > 0 && i % burst == 0) usleep(gap_us);
         int k = i % peers;
         int fd = keepalive ? fds[k] : open_peer(k, port);
         if (send(fd, req, strlen(req), MSG_NOSIGNAL) < 0) { perror("send"); return 1; }

@@ -222,18 +222,19 @@ enum IdleBuffers {
 
     static func takeOutput() -> OutputQueue { outputs.popLast() ?? OutputQueue() }
 
-    /// The header lists of finished requests, for the parser to fill again.
+    /// The header lists of finished requests, for the parser to fill again. A list comes here while its
+    /// request still holds it, so it is emptied when taken (then its only reference): at most 32 finished
+    /// requests' headers wait here for reuse.
     nonisolated(unsafe) private static var headerLists: [[(name: String, value: String)]] = []
 
-    static func takeHeaderList() -> [(name: String, value: String)] { headerLists.popLast() ?? [] }
-
-    /// Takes `list` (left empty). Its strings go now, not when it is reused: a pooled list holds no request's
-    /// headers.
-    static func giveHeaderList(_ list: inout [(name: String, value: String)]) {
-        guard headerLists.count < keep, list.capacity > 0, list.capacity <= 64 else { list = []; return }
+    static func takeHeaderList() -> [(name: String, value: String)] {
+        guard var list = headerLists.popLast() else { return [] }
         list.removeAll(keepingCapacity: true)
-        headerLists.append(list)
-        list = []
+        return list
+    }
+
+    static func giveHeaderList(_ list: [(name: String, value: String)]) {
+        if headerLists.count < 32 && list.capacity > 0 && list.capacity <= 64 { headerLists.append(list) }
     }
 
     /// Storage for the request heads sent upstream: one array per request in flight, kept across requests

@@ -941,7 +941,6 @@ final class ClientConnection: EventHandler {
         if let p = proxy, !p.isFinished { p.abort() }
         proxy = nil
         logAccess(r)
-        r.recycleHeaders()
         worker.counters.add(.writing, -1)
         requestsServed += 1
         request = nil

@@ -22,7 +22,7 @@ final class SettingsScope {
 /// One request in flight on a client connection: where it was routed and what has been answered. It is
 /// also what the rewrite scripts run on: their variables, a URI and arguments they may change.
 final class RequestContext: ScriptContext {
-    private(set) var head: RequestHead
+    let head: RequestHead
     let server: Server
     private(set) var location: Location?
     private var scope: SettingsScope
@@ -85,8 +85,10 @@ final class RequestContext: ScriptContext {
         method = head.method
     }
 
-    /// The request is finished: its header list, emptied, goes back for the next request's parse to fill.
-    func recycleHeaders() { IdleBuffers.giveHeaderList(&head.headers) }
+    /// The header list goes back for the next request's parse to fill (its only reference once `head` is
+    /// gone, unless a copy of the head lives on). `head` stays a `let`: reading a `var` struct of a class to
+    /// call a method on it copies the whole head, six references retained and released.
+    deinit { IdleBuffers.giveHeaderList(head.headers) }
 
     /// The location chosen again for a rewritten URI.
     func relocate(_ location: Location?, scope: SettingsScope) {

@@ -42,8 +42,9 @@ final class Master {
     var signalFd: Int32 = -1
     /// Write end of the daemon's readiness pipe; workers must not inherit it.
     var readiness: Int32 = -1
-    /// stub_status counters, shared by every worker of every generation.
+    /// stub_status counters, shared by every worker of every generation; each worker adds to its own row.
     let counters = SharedCounters()
+    var counterRows: [Int32: Int] = [:]   // pid → row
     static let masterSignals: [Int32] = [SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD, SIGALRM]
 
     let inheritedDescriptors: [Int32]
@@ -171,6 +172,7 @@ final class Master {
     // MARK: workers
 
     private func spawn(_ gen: Generation) {
+        let row = SharedCounters.freeRow(besides: counterRows.values)
         let child = vigil_fork()
         if child < 0 {
             log.alert("fork() failed while spawning \"worker process\" (\(errno): \(String(cString: strerror(errno))))")
@@ -181,6 +183,7 @@ final class Master {
             if readiness >= 0 { close(readiness) }
             let keep = Set(gen.sockets.map { $0.fd })
             for s in listeners.sockets.values where !keep.contains(s.fd) { close(s.fd) }
+            counters.row = row
             do {
                 let w = try WorkerProcess(config: gen.config, tls: gen.tls, listeners: gen.sockets, segment: gen.segment, log: log, masterPid: pid,
                                           counters: counters)
@@ -191,6 +194,7 @@ final class Master {
             }
         }
         workers[child] = gen.number
+        counterRows[child] = row
         log.notice("start worker process \(child)")
     }
 
@@ -204,6 +208,7 @@ final class Master {
             let dead = vigil_reap(&exited, &signaled, &code, &core)
             if dead <= 0 { return }
             guard let gen = workers.removeValue(forKey: dead) else { continue }
+            if let row = counterRows.removeValue(forKey: dead) { counters.clearGauges(row: row) }
             if signaled != 0 {
                 log.alert("worker process \(dead) exited on signal \(code)\(core != 0 ? " (core dumped)" : "")")
             } else if code == 0 {

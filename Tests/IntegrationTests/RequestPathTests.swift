@@ -847,6 +847,29 @@ final class RequestPathTests: XCTestCase {
         idle.close()
     }
 
+    /// A killed worker's connections stop counting as active once the master reaps it (nginx counts them until
+    /// restart); its accepted and handled totals stay in the sums.
+    func testStubStatusForgetsAKilledWorkersConnections() throws {
+        try start("""
+            server {
+                listen 127.0.0.1:\(port);
+                location /nginx_status { stub_status; }
+            }
+            """)
+        let v = try XCTUnwrap(vigil)
+        let master = try XCTUnwrap(v.masterPid())
+        let worker = try XCTUnwrap(v.waitForWorkers(master, count: 1).first)
+        let idle = try (0..<3).map { _ in try HTTPConnection(port: port) }
+        defer { for c in idle { c.close() } }
+        usleep(200_000)
+        XCTAssertTrue(httpGet(port, "/nginx_status")?.body.hasPrefix("Active connections: 4 ") ?? false)
+        kill(worker, SIGKILL)
+        XCTAssertTrue(waitFor(5) { let w = childPids(of: master); return w.count == 1 && w[0] != worker })
+        let page = try XCTUnwrap(httpGet(port, "/nginx_status")?.body)
+        XCTAssertTrue(page.hasPrefix("Active connections: 1 \nserver accepts handled requests\n 5 5 2 \n"), page)
+        XCTAssertTrue(page.hasSuffix("Reading: 0 Writing: 1 Waiting: 0 \n"), page)
+    }
+
     // MARK: access log
 
     func testAccessLogCombinedCustomAndOff() throws {

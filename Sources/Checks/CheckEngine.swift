@@ -24,6 +24,8 @@ public final class CheckEngine {
     var states: [PeerState]
     /// One long-lived prober per peer: steady-state probing allocates nothing.
     private var probers: [PeerProber] = []
+    /// When each prober's next scheduled probe starts.
+    private(set) lazy var grid = ProbeGrid(loop: loop) { [unowned(unsafe) self] index, tick in self.probers[index].gridTick(tick) }
     /// Scratch space for reading replies, shared by every probe (the loop runs one handler at a time).
     var readBuffer = [UInt8](repeating: 0, count: 4096)
     /// Created with the engine, so that a stop requested before the thread runs is not lost.

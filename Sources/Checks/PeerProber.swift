@@ -9,8 +9,8 @@ import ShmTable
 import TLS
 
 /// Probes one peer for the life of the checker: connect (or reuse a kept-alive connection), send the
-/// payload, read until the verdict, then close or park the connection and wait `interval`. One timer serves
-/// both waits (the next probe when idle, the timeout while probing), so a probe costs no allocation.
+/// payload, read until the verdict, then close or park the connection and wait `interval` on the engine's
+/// grid. Its own timer runs the probe's timeout, and a re-check brought forward; a probe costs no allocation.
 final class PeerProber: EventHandler {
     private enum Phase { case idle, probing, parked }
 
@@ -71,7 +71,15 @@ final class PeerProber: EventHandler {
         let grid = gridMs
         let due = max(anchorMs + ms, vigil_monotonic_ms())
         dueAtMs = (due + grid - 1) / grid * grid
-        timer.rearm(at: dueAtMs)
+        engine.grid.add(index, at: dueAtMs)
+    }
+
+    /// The grid tick this prober waited for has come (an entry it left behind when it started otherwise since,
+    /// on a re-check, is ignored).
+    func gridTick(_ tick: UInt64) {
+        guard tick == dueAtMs, phase != .probing else { return }
+        anchorMs = dueAtMs
+        start()
     }
 
     private var gridMs: UInt64 { UInt64(min(max(peer.check.interval / 10, 1), 100)) }
@@ -82,6 +90,7 @@ final class PeerProber: EventHandler {
     /// Closes whatever connection is open; the engine is stopping.
     func abandon() {
         timer.cancel()
+        dueAtMs = .max
         closeConnection()
         phase = .idle
     }
@@ -107,6 +116,7 @@ final class PeerProber: EventHandler {
     /// When the next probe is due (monotonic ms): a re-check only ever brings it forward.
     private var dueAtMs: UInt64 = .max
 
+    /// The probe's timeout, or a re-check that recheckNow() set for later.
     private func timerFired() {
         if phase == .probing { return fail(.timedOut, "check time out with peer: \(peer.checkAddress) ") }
         anchorMs = dueAtMs
@@ -326,6 +336,7 @@ final class PeerProber: EventHandler {
 
     private func finish(success: Bool, reason: FailureReason, message: () -> String?, keep: Bool = false) {
         guard phase == .probing else { return }
+        timer.cancel()   // the timeout; the next probe waits on the grid
         if keep {
             phase = .parked
             requestsBefore += 1

@@ -222,6 +222,10 @@ enum IdleBuffers {
 
     static func takeOutput() -> OutputQueue { outputs.popLast() ?? OutputQueue() }
 
+    static func giveOutput(_ q: OutputQueue) {
+        if outputs.count < keep && q.poolable { outputs.append(q) }
+    }
+
     /// The header lists of finished requests, for the parser to fill again. A list comes here while its
     /// request still holds it, so it is emptied when taken (then its only reference): at most 32 finished
     /// requests' headers wait here for reuse.
@@ -249,9 +253,5 @@ enum IdleBuffers {
 
     static func giveBytes(_ b: [UInt8]) {
         if byteArrays.count < 64 && b.capacity <= 4096 { byteArrays.append(b) }
-    }
-
-    static func giveOutput(_ q: OutputQueue) {
-        if outputs.count < keep && q.poolable { outputs.append(q) }
     }
 }

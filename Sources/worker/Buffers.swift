@@ -229,29 +229,32 @@ enum IdleBuffers {
     /// The header lists of finished requests, for the parser to fill again. A list comes here while its
     /// request still holds it, so it is emptied when taken (then its only reference): at most 32 finished
     /// requests' headers wait here for reuse.
-    nonisolated(unsafe) private static var headerLists: [[(name: String, value: String)]] = []
-
-    static func takeHeaderList() -> [(name: String, value: String)] {
-        guard var list = headerLists.popLast() else { return [] }
-        list.removeAll(keepingCapacity: true)
-        return list
-    }
-
-    static func giveHeaderList(_ list: [(name: String, value: String)]) {
-        if headerLists.count < 32 && list.capacity > 0 && list.capacity <= 64 { headerLists.append(list) }
-    }
+    nonisolated(unsafe) static var headerLists = ArrayPool<(name: String, value: String)>(keep: 32, maxCapacity: 64)
 
     /// Storage for the request heads sent upstream: one array per request in flight, kept across requests
     /// (at most 64 of at most 4 kB: a request with a larger head or an inline body allocates its own).
-    nonisolated(unsafe) private static var byteArrays: [[UInt8]] = []
+    nonisolated(unsafe) static var requestBytes = ArrayPool<UInt8>(keep: 64, maxCapacity: 4096)
+}
 
-    static func takeBytes() -> [UInt8] {
-        guard var b = byteArrays.popLast() else { return [] }
-        b.removeAll(keepingCapacity: true)
-        return b
+/// Arrays kept for their storage: taken empty (emptied then, when the pool holds the only reference), given back
+/// while their last user may still hold them. Bounded in number and in the capacity of each.
+struct ArrayPool<Element> {
+    private var arrays: [[Element]] = []
+    let keep: Int
+    let maxCapacity: Int
+
+    init(keep: Int, maxCapacity: Int) {
+        self.keep = keep
+        self.maxCapacity = maxCapacity
     }
 
-    static func giveBytes(_ b: [UInt8]) {
-        if byteArrays.count < 64 && b.capacity <= 4096 { byteArrays.append(b) }
+    mutating func take() -> [Element] {
+        guard var a = arrays.popLast() else { return [] }
+        a.removeAll(keepingCapacity: true)
+        return a
+    }
+
+    mutating func give(_ a: [Element]) {
+        if arrays.count < keep && a.capacity > 0 && a.capacity <= maxCapacity { arrays.append(a) }
     }
 }

@@ -304,7 +304,7 @@ final class ClientConnection: EventHandler {
         while state == .head || state == .body {
             if state == .head {
                 if !hasInput { return }
-                let result = input.withReadable { RequestParser.parse($0, limits: limits, headerStorage: IdleBuffers.takeHeaderList()) }
+                let result = input.withReadable { RequestParser.parse($0, limits: limits, headerStorage: IdleBuffers.headerLists.take()) }
                 switch result {
                 case .incomplete:
                     return

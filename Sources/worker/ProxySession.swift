@@ -88,7 +88,7 @@ final class ProxySession: EventHandler {
 
     deinit {
         worker.responseBuffers.give(response)
-        IdleBuffers.giveBytes(outgoing)
+        IdleBuffers.requestBytes.give(outgoing)
     }
 
     private var loop: EventLoop { worker.loop }
@@ -694,7 +694,7 @@ final class ProxySession: EventHandler {
         }
         let passBody = settings.proxyPassRequestBody ?? true
         let body = passBody ? request.body : []
-        var out = IdleBuffers.takeBytes()
+        var out = IdleBuffers.requestBytes.take()
         out.reserveCapacity(512 + body.count)
         func add(_ s: String) { out.append(contentsOf: s.utf8) }
         func header(_ name: String, _ value: String) {

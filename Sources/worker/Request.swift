@@ -88,7 +88,7 @@ final class RequestContext: ScriptContext {
     /// The header list goes back for the next request's parse to fill (its only reference once `head` is
     /// gone, unless a copy of the head lives on). `head` stays a `let`: reading a `var` struct of a class to
     /// call a method on it copies the whole head, six references retained and released.
-    deinit { IdleBuffers.giveHeaderList(head.headers) }
+    deinit { IdleBuffers.headerLists.give(head.headers) }
 
     /// The location chosen again for a rewritten URI.
     func relocate(_ location: Location?, scope: SettingsScope) {

@@ -35,7 +35,8 @@ final class Master {
     var listeners = ListenerSet()
     var current: Generation!
     var retiring: [UInt64: Generation] = [:]
-    var workers: [Int32: UInt64] = [:]   // pid → generation
+    /// Each live worker by pid: its generation, and its row of the stub_status counters.
+    var workers: [Int32: (generation: UInt64, counterRow: Int)] = [:]
     var stopping: Stop?
     var killDeadline: UInt64 = 0
     var pid: Int32 = getpid()
@@ -44,7 +45,6 @@ final class Master {
     var readiness: Int32 = -1
     /// stub_status counters, shared by every worker of every generation; each worker adds to its own row.
     let counters = SharedCounters()
-    var counterRows: [Int32: Int] = [:]   // pid → row
     static let masterSignals: [Int32] = [SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD, SIGALRM]
 
     let inheritedDescriptors: [Int32]
@@ -172,7 +172,7 @@ final class Master {
     // MARK: workers
 
     private func spawn(_ gen: Generation) {
-        let row = SharedCounters.freeRow(besides: counterRows.values)
+        let row = SharedCounters.freeRow(besides: workers.values.map(\.counterRow))
         let child = vigil_fork()
         if child < 0 {
             log.alert("fork() failed while spawning \"worker process\" (\(errno): \(String(cString: strerror(errno))))")
@@ -193,13 +193,12 @@ final class Master {
                 exit(fatalWorkerExitCode)
             }
         }
-        workers[child] = gen.number
-        counterRows[child] = row
+        workers[child] = (gen.number, row)
         log.notice("start worker process \(child)")
     }
 
     private func signalWorkers(_ sig: Int32, generation: UInt64? = nil) {
-        for (p, g) in workers where generation == nil || g == generation { kill(p, sig) }
+        for (p, w) in workers where generation == nil || w.generation == generation { kill(p, sig) }
     }
 
     private func reap() {
@@ -207,8 +206,8 @@ final class Master {
             var exited: Int32 = 0, signaled: Int32 = 0, code: Int32 = 0, core: Int32 = 0
             let dead = vigil_reap(&exited, &signaled, &code, &core)
             if dead <= 0 { return }
-            guard let gen = workers.removeValue(forKey: dead) else { continue }
-            if let row = counterRows.removeValue(forKey: dead) { counters.clearGauges(row: row) }
+            guard let (gen, row) = workers.removeValue(forKey: dead) else { continue }
+            counters.clearGauges(row: row)
             if signaled != 0 {
                 log.alert("worker process \(dead) exited on signal \(code)\(core != 0 ? " (core dumped)" : "")")
             } else if code == 0 {
@@ -225,7 +224,7 @@ final class Master {
                 } else {
                     spawn(current)
                 }
-            } else if let old = retiring[gen], !workers.values.contains(gen) {
+            } else if let old = retiring[gen], !workers.values.contains(where: { $0.generation == gen }) {
                 old.segment.unlink()
                 retiring[gen] = nil
             }
@@ -275,7 +274,7 @@ final class Master {
         for _ in 0..<newConf.workerProcesses { spawn(current) }
         retiring[old.number] = old
         signalWorkers(SIGQUIT, generation: old.number)
-        if !workers.values.contains(old.number) {
+        if !workers.values.contains(where: { $0.generation == old.number }) {
             old.segment.unlink()
             retiring[old.number] = nil
         }

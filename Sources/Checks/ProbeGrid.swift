@@ -20,8 +20,7 @@ final class ProbeGrid {
 
     /// The prober at `index` starts at `tick`, unless it was started otherwise by then (its own check).
     func add(_ index: Int, at tick: UInt64) {
-        if due[tick] == nil { due[tick] = spare.popLast() ?? [] }
-        due[tick]!.append(Int32(truncatingIfNeeded: index))
+        due[tick, default: spare.popLast() ?? []].append(Int32(truncatingIfNeeded: index))
         if tick < armedFor {
             armedFor = tick
             timer.rearm(at: tick)

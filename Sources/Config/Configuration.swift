@@ -201,9 +201,7 @@ public final class Configuration {
         guard let addrs = Resolver.resolve(host: pass.hostText, port: port), !addrs.isEmpty else {
             throw pass.location.error("host not found in upstream \"\(pass.hostText)\"")
         }
-        var resolved = pass
-        resolved.target = .address(addrs, text: pass.hostHeader)
-        return resolved
+        return pass.with(target: .address(addrs, text: pass.hostHeader))
     }
 
     private func validateListens(_ http: HTTPBlock) throws {

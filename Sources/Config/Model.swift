@@ -488,18 +488,20 @@ public struct HTTPSettings: Sendable {
 }
 
 /// `proxy_pass` target: an upstream block, or a literal address (never checked, as in the reference).
-public struct ProxyPass: Sendable {
+/// A class: every proxied request holds its location's, and a struct of six references was copied (and each
+/// of them retained and released) per request.
+public final class ProxyPass: Sendable {
     /// `variable`: `proxy_pass http://$name…`, the host (and URI) known per request; the host must name an
     /// upstream block or be an address with a port (Vigil has no resolver yet).
     public enum Target: Sendable { case upstream(String), address([PeerAddress], text: String), variable(Template) }
-    public var scheme: String
+    public let scheme: String
     public let hostText: String
     public let port: UInt16?
     /// `$proxy_host`: host, and port when one was written (made once, it goes into every request).
     public let hostHeader: String
-    public var uri: String?           // nil: pass the request URI unchanged
-    public var target: Target
-    public var location: SourceLocation
+    public let uri: String?           // nil: pass the request URI unchanged
+    public let target: Target
+    public let location: SourceLocation
 
     init(scheme: String, hostText: String, port: UInt16?, uri: String?, target: Target, location: SourceLocation) {
         self.scheme = scheme
@@ -509,6 +511,11 @@ public struct ProxyPass: Sendable {
         self.uri = uri
         self.target = target
         self.location = location
+    }
+
+    /// The same proxy_pass going to `target` (a host name resolved to its addresses).
+    func with(target: Target) -> ProxyPass {
+        ProxyPass(scheme: scheme, hostText: hostText, port: port, uri: uri, target: target, location: location)
     }
 }
 

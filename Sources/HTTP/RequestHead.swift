@@ -1,5 +1,7 @@
-/// A parsed request line and header block. Values are kept as bytes-derived Strings only where the
-/// request path needs them; everything else stays in `headers` in arrival order.
+/// A parsed request line and header block. The request line's parts are Strings (every request reads
+/// them); the header lines stay as the bytes that came, with where each field's name and value lie in
+/// them, so that passing them on (proxying) copies bytes and a header becomes a String only when something
+/// asks for it by name.
 public struct RequestHead: Sendable {
     public var method: String
     public var target: String          // as sent: "/a/b?x=1"
@@ -7,28 +9,34 @@ public struct RequestHead: Sendable {
     public var query: String?          // after "?", without it
     public var versionMajor: Int
     public var versionMinor: Int
-    public var headers: [(name: String, value: String)]
+    /// The header block's bytes and each field's place in them, in arrival order.
+    public let block: [UInt8]
+    public let fields: [HeaderField]
 
     // Derived while parsing.
     public var host: String?
     public var contentLength: Int?
-    public var chunked = false
-    public var expectContinue = false
+    public var chunked: Bool
+    public var expectContinue: Bool
     /// Connection persistence after this request, per the version and `Connection:` header.
     public var keepAlive: Bool
 
     public init(method: String, target: String, path: String, query: String?, versionMajor: Int, versionMinor: Int,
-                headers: [(name: String, value: String)], host: String?, contentLength: Int?, keepAlive: Bool) {
+                block: [UInt8] = [], fields: [HeaderField] = [], host: String?, contentLength: Int?, keepAlive: Bool,
+                chunked: Bool = false, expectContinue: Bool = false) {
         self.method = method
         self.target = target
         self.path = path
         self.query = query
         self.versionMajor = versionMajor
         self.versionMinor = versionMinor
-        self.headers = headers
+        self.block = block
+        self.fields = fields
         self.host = host
         self.contentLength = contentLength
         self.keepAlive = keepAlive
+        self.chunked = chunked
+        self.expectContinue = expectContinue
     }
 
     public var isHTTP11: Bool { versionMajor == 1 && versionMinor >= 1 }
@@ -37,10 +45,42 @@ public struct RequestHead: Sendable {
     /// `GET /x HTTP/1.1` as nginx's `$request` prints it.
     public var requestLine: String { "\(method) \(target) HTTP/\(versionMajor).\(versionMinor)" }
 
-    /// The first value of header `name`, matched without regard to the case of ASCII letters, as field
-    /// names are; compared in place, nothing is lowercased per call.
+    /// The headers as strings, in arrival order.
+    public var headers: [(name: String, value: String)] {
+        withFields { bytes, fields in
+            fields.map { (String(decoding: bytes[$0.name], as: UTF8.self), String(decoding: bytes[$0.value], as: UTF8.self)) }
+        }
+    }
+
+    /// The header block's bytes with the fields' places in them.
+    @inlinable public func withFields<R>(_ body: (UnsafeRawBufferPointer, [HeaderField]) -> R) -> R {
+        block.withUnsafeBytes { body($0, fields) }
+    }
+
+    /// The first value of header `name` (lowercase), in place; field names are matched without regard to
+    /// the case of ASCII letters, and nothing is lowercased per call.
+    @inlinable public func withHeader<R>(_ name: String, _ body: (UnsafeRawBufferPointer) -> R) -> R? {
+        withFields { bytes, fields in
+            for f in fields where RequestParser.equalsIgnoringASCIICase(UnsafeRawBufferPointer(rebasing: bytes[f.name]), name) {
+                return body(UnsafeRawBufferPointer(rebasing: bytes[f.value]))
+            }
+            return nil
+        }
+    }
+
+    /// The first value of header `name` (lowercase) as a String.
     public func header(_ name: String) -> String? {
-        headers.first { RequestParser.equalsIgnoringASCIICase($0.name, name) }?.value
+        withHeader(name) { String(decoding: $0, as: UTF8.self) }
+    }
+}
+
+/// Arrays a parse fills instead of allocating its own: a server passes back those of a finished request.
+public struct HeadStorage {
+    public var block: [UInt8]
+    public var fields: [HeaderField]
+    public init(block: [UInt8] = [], fields: [HeaderField] = []) {
+        self.block = block
+        self.fields = fields
     }
 }
 

@@ -15,10 +15,10 @@ public enum RequestParser {
         }
     }
 
-    /// `headerStorage`: an array whose storage the head's header list reuses (a server passes back the list of
-    /// a finished request, so that parsing a head does not allocate one).
+    /// `storage`: arrays whose storage the head's header block and fields reuse (a server passes back those of
+    /// a finished request, so that parsing a head does not allocate them).
     public static func parse(_ buf: UnsafeRawBufferPointer, limits: RequestLimits = RequestLimits(),
-                             headerStorage: consuming [(name: String, value: String)] = []) -> ParseResult {
+                             storage: consuming HeadStorage = HeadStorage()) -> ParseResult {
         let n = buf.count
         var i = 0
         // Tolerate empty lines before the request line (RFC 9112 §2.2), as nginx does.
@@ -67,7 +67,7 @@ public enum RequestParser {
         var absoluteHost: String?
         if buf[targetStart] != UInt8(ascii: "/") {
             guard let authorityStart = afterScheme(buf, targetStart, targetEnd) else {
-                if method == "OPTIONS" && target == "*" { return finishHead(buf, lineEnd + 1, limits: limits, method: method, target: target, major: major, minor: minor, absoluteHost: nil, headers: consume headerStorage) }
+                if method == "OPTIONS" && target == "*" { return finishHead(buf, lineEnd + 1, limits: limits, method: method, target: target, major: major, minor: minor, absoluteHost: nil, storage: storage) }
                 return .failure(status: 400, reason: "client sent invalid request")
             }
             var a = authorityStart
@@ -76,23 +76,22 @@ public enum RequestParser {
             target = a == targetEnd ? "/" : (buf[a] == UInt8(ascii: "?") ? "/" : "") + string(buf, a, targetEnd)
         }
         return finishHead(buf, lineEnd + 1, limits: limits, method: method, target: target, major: major, minor: minor, absoluteHost: absoluteHost,
-                          headers: consume headerStorage)
+                          storage: storage)
     }
 
     private static func finishHead(_ buf: UnsafeRawBufferPointer, _ start: Int, limits: RequestLimits, method: String,
                                    target: String, major: Int, minor: Int, absoluteHost: String?,
-                                   headers: consuming [(name: String, value: String)]) -> ParseResult {
+                                   storage: consuming HeadStorage) -> ParseResult {
         let n = buf.count
         var i = start
-        headers.removeAll(keepingCapacity: true)
+        // Filled in place: a copy of either array would no longer be the only reference to its storage.
+        storage.fields.removeAll(keepingCapacity: true)
+        storage.block.removeAll(keepingCapacity: true)
         // One allocation for a usual request's headers instead of one per doubling.
-        headers.reserveCapacity(12)
-        var head = RequestHead(method: method, target: target, path: target, query: nil, versionMajor: major,
-                               versionMinor: minor, headers: [], host: nil, contentLength: nil, keepAlive: minor >= 1)
-        if let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
-            head.path = String(decoding: target.utf8[..<q], as: UTF8.self)
-            head.query = String(decoding: target.utf8[target.utf8.index(after: q)...], as: UTF8.self)
-        }
+        storage.fields.reserveCapacity(12)
+        // The head is made once, at the end, from these: a head built early and filled in was copied whole
+        // (every string in it retained) into the result.
+        var host: String?, contentLength: Int?, expectContinue = false
         var sawHost = false
         var transferEncoding: String?
         var connectionClose = false, connectionKeepAlive = false
@@ -117,62 +116,76 @@ public enum RequestParser {
             var c = i
             while c < end && isToken(buf[c]) { c += 1 }
             guard c > i, c < end, buf[c] == COLON else { return .failure(status: 400, reason: "client sent invalid header line") }
-            let name = string(buf, i, c)
             var vs = c + 1
             while vs < end && (buf[vs] == SP || buf[vs] == HT) { vs += 1 }
             var ve = end
             while ve > vs && (buf[ve - 1] == SP || buf[ve - 1] == HT) { ve -= 1 }
             for k in vs..<ve where buf[k] == 0 || buf[k] == CR { return .failure(status: 400, reason: "client sent invalid header line") }
-            let value = string(buf, vs, ve)
-            headers.append((name, value))
+            storage.fields.append(HeaderField(name: (i - start)..<(c - start), value: (vs - start)..<(ve - start)))
+            let value = UnsafeRawBufferPointer(rebasing: buf[vs..<ve])
 
             switch knownHeader(buf, i, c) {
             case .host:
                 if sawHost { return .failure(status: 400, reason: "client sent duplicate host header") }
                 sawHost = true
-                head.host = value
+                host = string(buf, vs, ve)
             case .contentLength:
-                guard let len = plainNumber(value) else { return .failure(status: 400, reason: "client sent invalid \"Content-Length\" header") }
+                guard let len = plainNumber(buf, vs, ve) else { return .failure(status: 400, reason: "client sent invalid \"Content-Length\" header") }
                 // nginx refuses any repeated Content-Length, equal or not.
-                if head.contentLength != nil {
-                    return .failure(status: 400, reason: "client sent duplicate header line: \"Content-Length: \(value)\"")
+                if contentLength != nil {
+                    return .failure(status: 400, reason: "client sent duplicate header line: \"Content-Length: \(string(buf, vs, ve))\"")
                 }
-                head.contentLength = len
+                contentLength = len
             case .transferEncoding:
                 if transferEncoding != nil { return .failure(status: 400, reason: "client sent duplicate \"Transfer-Encoding\" header") }
-                transferEncoding = value
+                transferEncoding = string(buf, vs, ve)
             case .connection:
-                for token in value.split(separator: ",") {
-                    let t = token.trimmingSpaces()
-                    if equalsIgnoringASCIICase(t, "close") { connectionClose = true }
-                    if equalsIgnoringASCIICase(t, "keep-alive") { connectionKeepAlive = true }
+                var t = 0
+                while t <= value.count {
+                    var e = t
+                    while e < value.count && value[e] != UInt8(ascii: ",") { e += 1 }
+                    var a = t, b = e
+                    while a < b && (value[a] == SP || value[a] == HT) { a += 1 }
+                    while b > a && (value[b - 1] == SP || value[b - 1] == HT) { b -= 1 }
+                    let token = UnsafeRawBufferPointer(rebasing: value[a..<b])
+                    if equalsIgnoringASCIICase(token, "close") { connectionClose = true }
+                    if equalsIgnoringASCIICase(token, "keep-alive") { connectionKeepAlive = true }
+                    t = e + 1
                 }
             case .expect:
-                if equalsIgnoringASCIICase(value, "100-continue") { head.expectContinue = true }
+                if equalsIgnoringASCIICase(value, "100-continue") { expectContinue = true }
             case nil:
                 break
             }
             i = lf + 1
         }
 
-        if let abs = absoluteHost { head.host = abs }
+        if let abs = absoluteHost { host = abs }
         // nginx (and RFC 9112 §3.2) want the Host header in every HTTP/1.1 request, absolute-form included.
-        if head.isHTTP11 && !sawHost {
+        if minor >= 1 && !sawHost {
             return .failure(status: 400, reason: "client sent HTTP/1.1 request without \"Host\" header")
         }
+        var chunked = false
         if let te = transferEncoding {
-            if head.contentLength != nil {
+            if contentLength != nil {
                 return .failure(status: 400, reason: "client sent \"Content-Length\" and \"Transfer-Encoding\" headers at the same time")
             }
             guard minor >= 1 else { return .failure(status: 400, reason: "client sent HTTP/1.0 request with \"Transfer-Encoding\" header") }
             guard equalsIgnoringASCIICase(te, "chunked") else { return .failure(status: 501, reason: "client sent unknown \"Transfer-Encoding\": \"\(te)\"") }
-            head.chunked = true
+            chunked = true
         }
-        if let h = head.host, !validHost(h) { return .failure(status: 400, reason: "client sent invalid host header") }
+        if let h = host, !validHost(h) { return .failure(status: 400, reason: "client sent invalid host header") }
+        var path = target, query: String?
+        if let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
+            path = String(decoding: target.utf8[..<q], as: UTF8.self)
+            query = String(decoding: target.utf8[target.utf8.index(after: q)...], as: UTF8.self)
+        }
         // As nginx: "close" wins over "keep-alive" whatever the version.
-        head.keepAlive = !connectionClose && (head.isHTTP11 || connectionKeepAlive)
-        head.headers = headers
-        return .complete(head, consumed: i)
+        storage.block.append(contentsOf: UnsafeRawBufferPointer(rebasing: buf[start..<i]))
+        return .complete(RequestHead(method: method, target: target, path: path, query: query, versionMajor: major,
+                                     versionMinor: minor, block: storage.block, fields: storage.fields, host: host, contentLength: contentLength,
+                                     keepAlive: !connectionClose && (minor >= 1 || connectionKeepAlive),
+                                     chunked: chunked, expectContinue: expectContinue), consumed: i)
     }
 
     static func findLF(_ buf: UnsafeRawBufferPointer, from: Int, limit: Int) -> Int? {
@@ -197,11 +210,6 @@ public enum RequestParser {
 
     static func string(_ buf: UnsafeRawBufferPointer, _ a: Int, _ b: Int) -> String {
         String(decoding: UnsafeRawBufferPointer(rebasing: buf[a..<b]), as: UTF8.self)
-    }
-
-    static func plainNumber(_ s: String) -> Int? {
-        var s = s
-        return s.withUTF8 { plainNumber(UnsafeRawBufferPointer($0), 0, $0.count) }
     }
 
     /// Digits only, at most 18 of them (no sign, no spaces): nginx's rule for Content-Length.

@@ -51,12 +51,8 @@ final class BodyFile {
         return nil
     }
 
-    /// Up to `count` bytes from `offset`, appended to `out`; the number read (0 at the end, -1 on an error).
-    func read(at offset: Int, count: Int, into out: inout [UInt8]) -> Int {
-        let start = out.count
-        out += repeatElement(0, count: count)
-        let n = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + start, count, off_t(offset)) }
-        out.removeLast(count - max(0, n))
-        return n
+    /// Up to `count` bytes from `offset`, written to `out`; the number read (0 at the end, -1 on an error).
+    func read(at offset: Int, count: Int, into out: UnsafeMutableRawPointer) -> Int {
+        pread(fd, out, count, off_t(offset))
     }
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import HTTP
 import TLS
 
 /// A growable byte buffer with read and write indices; reads from a socket land directly in it.
@@ -96,30 +97,73 @@ final class BufferPool {
     }
 }
 
-/// Bytes waiting to go out on a non-blocking socket.
+/// Bytes waiting to go out on a non-blocking socket. Kept in storage of its own, not an array: a response
+/// head is some thirty appends, and each append to an array paid a uniqueness check and a retain and release
+/// of its storage (a third of a proxied request's reference counting).
 final class OutputQueue {
-    private var pending: [UInt8] = []
-    private var offset = 0
+    private var base: UnsafeMutableRawPointer?
+    private var capacity = 0
+    private var end = 0
+    /// How much of the bytes went out; they stay until the next append after all went, so a request sent
+    /// upstream can be sent again (`rewind`).
+    private(set) var sent = 0
 
-    var isEmpty: Bool { offset == pending.count }
-    var count: Int { pending.count - offset }
+    var isEmpty: Bool { sent == end }
+    var count: Int { end - sent }
+
+    deinit { free(base) }
 
     func append(_ s: String) {
-        var s = s
-        s.withUTF8 { append(UnsafeRawBufferPointer($0)) }
+        if let done: Void = s.utf8.withContiguousStorageIfAvailable({ append(UnsafeRawBufferPointer($0)) }) { return done }
+        var copy = s
+        copy.withUTF8 { append(UnsafeRawBufferPointer($0)) }
     }
 
     func append(_ bytes: UnsafeRawBufferPointer) {
-        if offset == pending.count {
-            if pending.capacity == 0 { pending.reserveCapacity(1024) }
-            pending.removeAll(keepingCapacity: true)
-            offset = 0
-        }
-        pending.append(contentsOf: bytes)
+        guard let from = bytes.baseAddress, bytes.count > 0 else { return }
+        let at = reserve(bytes.count)
+        (base! + at).copyMemory(from: from, byteCount: bytes.count)
+        end += bytes.count
     }
 
+    /// Room for `n` more bytes; returns where they go. A drained queue starts over (and gives back storage a
+    /// large response grew).
+    private func reserve(_ n: Int) -> Int {
+        if sent == end {
+            sent = 0
+            end = 0
+            if capacity > 65536 { free(base); base = nil; capacity = 0 }
+        }
+        if end + n > capacity {
+            capacity = max(end + n, capacity * 2, 1024)
+            base = realloc(base, capacity)
+            if base == nil { fatalError("out of memory") }
+        }
+        return end
+    }
+
+    /// Up to `n` bytes written in place by `fill` (which returns how many it wrote, or a negative error).
+    func append(upTo n: Int, _ fill: (UnsafeMutableRawPointer) -> Int) -> Int {
+        let at = reserve(n)
+        let written = fill(base! + at)
+        if written > 0 { end += written }
+        return written
+    }
+
+    /// Empty, its storage kept.
+    func clear() {
+        sent = 0
+        end = 0
+    }
+
+    /// The bytes that went out are due again (a request resent to the next upstream).
+    func rewind() { sent = 0 }
+
+    /// A copy of everything appended since the queue was last drained or cleared.
+    var bytes: [UInt8] { base.map { Array(UnsafeRawBufferPointer(start: $0, count: end)) } ?? [] }
+
     /// Drained, and its storage no bigger than a response head needs: worth keeping for the next connection.
-    var poolable: Bool { offset == pending.count && pending.capacity <= IdleBuffers.outputLimit }
+    var poolable: Bool { sent == end && capacity <= IdleBuffers.outputLimit }
 
     func append(_ bytes: [UInt8]) { bytes.withUnsafeBytes { append($0) } }
 
@@ -171,21 +215,17 @@ final class OutputQueue {
     enum FlushResult { case drained, wouldBlock, failed }
 
     func flush(to fd: Int32, tls: TLSStream? = nil) -> FlushResult {
-        while offset < pending.count {
-            let n = pending.withUnsafeBytes { p in
-                tls.map { $0.write(p.baseAddress! + offset, count: pending.count - offset) }
-                    ?? send(fd, p.baseAddress! + offset, pending.count - offset, Int32(MSG_NOSIGNAL))
-            }
-            if n > 0 {
-                offset += n
+        while sent < end {
+            let p = base! + sent, n = end - sent
+            let written = tls.map { $0.write(p, count: n) } ?? send(fd, p, n, Int32(MSG_NOSIGNAL))
+            if written > 0 {
+                sent += written
                 continue
             }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return .wouldBlock }
+            if written < 0 && errno == EINTR { continue }
+            if written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return .wouldBlock }
             return .failed
         }
-        pending.removeAll(keepingCapacity: pending.capacity <= 65536)
-        offset = 0
         return .drained
     }
 
@@ -226,14 +266,18 @@ enum IdleBuffers {
         if outputs.count < keep && q.poolable { outputs.append(q) }
     }
 
-    /// The header lists of finished requests, for the parser to fill again. A list comes here while its
-    /// request still holds it, so it is emptied when taken (then its only reference): at most 32 finished
-    /// requests' headers wait here for reuse.
-    nonisolated(unsafe) static var headerLists = ArrayPool<(name: String, value: String)>(keep: 32, maxCapacity: 64)
+    /// The header blocks and field lists of finished requests, for the parser to fill again. They come here
+    /// while their request still holds them, so they are emptied when taken (then their only reference): at
+    /// most 32 finished requests' heads wait here for reuse.
+    nonisolated(unsafe) private static var headBlocks = ArrayPool<UInt8>(keep: 32, maxCapacity: 4096)
+    nonisolated(unsafe) private static var fieldLists = ArrayPool<HeaderField>(keep: 32, maxCapacity: 64)
 
-    /// Storage for the request heads sent upstream: one array per request in flight, kept across requests
-    /// (at most 64 of at most 4 kB: a request with a larger head or an inline body allocates its own).
-    nonisolated(unsafe) static var requestBytes = ArrayPool<UInt8>(keep: 64, maxCapacity: 4096)
+    static func takeHeadStorage() -> HeadStorage { HeadStorage(block: headBlocks.take(), fields: fieldLists.take()) }
+
+    static func giveHeadStorage(_ head: RequestHead) {
+        headBlocks.give(head.block)
+        fieldLists.give(head.fields)
+    }
 }
 
 /// Arrays kept for their storage: taken empty (emptied then, when the pool holds the only reference), given back

@@ -304,8 +304,10 @@ final class ClientConnection: EventHandler {
         while state == .head || state == .body {
             if state == .head {
                 if !hasInput { return }
-                let result = input.withReadable { RequestParser.parse($0, limits: limits, headerStorage: IdleBuffers.headerLists.take()) }
-                switch result {
+                let result = input.withReadable { RequestParser.parse($0, limits: limits, storage: IdleBuffers.takeHeadStorage()) }
+                // Consumed, so that the head moves into the request instead of being copied (and every string
+                // in it retained).
+                switch consume result {
                 case .incomplete:
                     return
                 case .failure(let status, let reason):
@@ -328,7 +330,7 @@ final class ClientConnection: EventHandler {
         stopReading()
         worker.counters.add(.writing)
         let head = RequestHead(method: "-", target: "-", path: "/", query: nil, versionMajor: 1, versionMinor: 1,
-                               headers: [], host: nil, contentLength: nil, keepAlive: false)
+                               host: nil, contentLength: nil, keepAlive: false)
         let server = worker.router.server(for: listening.listen.address, host: nil)
         guard let server else { close(); return }
         request = RequestContext(head: head, server: server, location: nil,
@@ -337,37 +339,37 @@ final class ClientConnection: EventHandler {
         respondError(status, close: true)
     }
 
-    private func begin(_ head: RequestHead, length: Int) {
+    private func begin(_ parsed: consuming RequestHead, length: Int) {
         stopReading()
         worker.counters.add(.writing)
-        guard let (server, nameMatch) = worker.router.route(listening.listen.address, host: head.host) else { close(); return }
-        let location = worker.router.location(in: server, path: head.path)
-        let r = RequestContext(head: head, server: server, location: location,
+        guard let (server, nameMatch) = worker.router.route(listening.listen.address, host: parsed.host) else { close(); return }
+        let location = worker.router.location(in: server, path: parsed.path)
+        let r = RequestContext(head: parsed, server: server, location: location,
                                scope: worker.scope(server: server, location: location), connection: self, requestLength: length)
         if let (re, m) = nameMatch { Program.take(m, of: re, r) }
         request = r
         if plainOnTLSPort {
             worker.log.info("client sent plain HTTP request to HTTPS port while reading client request headers\(logContext(r))")
-            unreadBody = head.hasBody
+            unreadBody = r.head.hasBody
             state = .handling
             respondError(497, close: true)
             return
         }
-        keepAlive = head.keepAlive && !worker.isShuttingDown && (r.settings.keepaliveTimeout ?? 75_000) > 0
+        keepAlive = r.head.keepAlive && !worker.isShuttingDown && (r.settings.keepaliveTimeout ?? 75_000) > 0
             && requestsServed + 1 < (r.settings.keepaliveRequests ?? 1000)
             && worker.loop.now - openedAt < UInt64(r.settings.keepaliveTime ?? 3_600_000)
         responseComplete = false
 
-        if let limit = r.settings.clientMaxBodySize ?? Optional(1 << 20), limit > 0, let len = head.contentLength, len > limit {
+        if let limit = r.settings.clientMaxBodySize ?? Optional(1 << 20), limit > 0, let len = r.head.contentLength, len > limit {
             worker.log.error("client intended to send too large body: \(len) bytes\(logContext(r))")
             unreadBody = true
             state = .handling
             respondError(413, close: true)
             return
         }
-        if head.hasBody {
-            bodyRemaining = head.contentLength ?? 0
-            chunked = head.chunked ? ChunkedDecoder() : nil
+        if r.head.hasBody {
+            bodyRemaining = r.head.contentLength ?? 0
+            chunked = r.head.chunked ? ChunkedDecoder() : nil
             if r.settings.proxyRequestBuffering == false, case .proxy = r.location?.content ?? r.server.content {
                 bodyPending = true
                 state = .handling
@@ -539,8 +541,8 @@ final class ClientConnection: EventHandler {
             respondError(403)
             return
         }
-        let content = r.location?.content ?? r.server.content
-        switch content {
+        // Switched on in place: a copy of the enum would retain everything a ProxyPass holds.
+        switch r.location?.content ?? r.server.content {
         case .proxy(let pass):
             if case .variable(let t) = pass.target { return proxy(r, pass, to: t.render(r)) }
             guard let balancer = r.proxyRoute?.balancer else { return respondError(500) }

@@ -36,15 +36,10 @@ enum GzipPolicy {
     static func accepted(_ r: RequestContext) -> Bool {
         let s = r.settings
         guard r.head.versionMinor >= (s.gzipHTTPVersion ?? 1) || r.head.versionMajor > 1 else { return false }
-        guard var ae = r.head.header("accept-encoding"), ae.withUTF8({ acceptsGzip(UnsafeRawBufferPointer($0)) }) else { return false }
-        if r.head.header("via") != nil && !(s.gzipProxied?.contains("any") ?? false) { return false }
+        guard r.head.withHeader("accept-encoding", acceptsGzip) == true else { return false }
+        if r.head.withHeader("via", { _ in true }) != nil && !(s.gzipProxied?.contains("any") ?? false) { return false }
         if let disable = s.gzipDisable, let ua = r.head.header("user-agent"), disable.contains(where: { $0.matches(ua) }) { return false }
         return true
-    }
-
-    static func acceptsGzip(_ header: String) -> Bool {
-        var h = header
-        return h.withUTF8 { acceptsGzip(UnsafeRawBufferPointer($0)) }
     }
 
     /// One pass over the list's bytes: a `gzip` or `x-gzip` item accepts unless its `q` is zero.

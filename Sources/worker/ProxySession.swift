@@ -28,8 +28,8 @@ final class ProxySession: EventHandler {
     private var peer: Peer?
     private var fd: Int32 = -1
     private var phase = Phase.connecting
-    private var outgoing: [UInt8] = []
-    private var sent = 0
+    /// The request as it goes upstream (head, and an inline body or the current piece of one that is not).
+    private let outgoing = IdleBuffers.takeOutput()
     private let response: ByteBuffer
     private unowned(unsafe) let worker: WorkerProcess
     /// The connection's upstream timer, which reaches whichever session is current: taken once (the lazy
@@ -88,16 +88,16 @@ final class ProxySession: EventHandler {
 
     deinit {
         worker.responseBuffers.give(response)
-        IdleBuffers.requestBytes.give(outgoing)
+        IdleBuffers.giveOutput(outgoing)
     }
 
     private var loop: EventLoop { worker.loop }
 
     func start() {
         if case .inline = bodySource, let file = client.requestBodyFile, settings.proxyPassRequestBody ?? true { bodySource = .file(file) }
-        outgoing = buildRequest()
+        buildRequest()
         // Kept to send again on a retry when the body is not part of `outgoing`.
-        if case .inline = bodySource {} else { requestHead = outgoing }
+        if case .inline = bodySource {} else { requestHead = outgoing.bytes }
         next()
     }
 
@@ -105,7 +105,7 @@ final class ProxySession: EventHandler {
 
     /// The client sent more of a streamed body: send it unless a send is already waiting on the socket.
     func bodyArrived() {
-        if phase == .sending && sent == outgoing.count { sendRequest() }
+        if phase == .sending && outgoing.isEmpty { sendRequest() }
     }
 
     func bodyEnded() {
@@ -120,9 +120,8 @@ final class ProxySession: EventHandler {
             return false
         case .file(let file):
             guard bodySent < file.size else { return false }
-            outgoing.removeAll(keepingCapacity: true)
-            sent = 0
-            let n = file.read(at: bodySent, count: min(65536, file.size - bodySent), into: &outgoing)
+            outgoing.clear()
+            let n = outgoing.append(upTo: min(65536, file.size - bodySent)) { file.read(at: bodySent, count: min(65536, file.size - bodySent), into: $0) }
             guard n > 0 else {
                 bodyReadFailed = true
                 return false
@@ -130,18 +129,17 @@ final class ProxySession: EventHandler {
             bodySent += n
             return true
         case .stream(let chunked):
-            outgoing.removeAll(keepingCapacity: true)
-            sent = 0
+            outgoing.clear()
             if !request.body.isEmpty {
-                if chunked { outgoing += Array((String(request.body.count, radix: 16) + "\r\n").utf8) }
-                outgoing += request.body
-                if chunked { outgoing += [0x0D, 0x0A] }
+                if chunked { outgoing.appendHex(request.body.count); outgoing.append("\r\n") }
+                outgoing.append(request.body)
+                if chunked { outgoing.append("\r\n") }
                 bodySent += request.body.count
                 request.body.removeAll(keepingCapacity: true)
                 client.bodyDrained()
             }
             if clientBodyEnded && chunked && !lastChunkQueued {
-                outgoing += Array("0\r\n\r\n".utf8)
+                outgoing.append("0\r\n\r\n")
                 lastChunkQueued = true
             }
             return !outgoing.isEmpty
@@ -183,17 +181,20 @@ final class ProxySession: EventHandler {
 
     private func connect(_ p: Peer, allowCached: Bool = true) {
         phase = .connecting
-        sent = 0
         switch bodySource {
+        case .inline:
+            outgoing.rewind()
         case .file:
-            outgoing = requestHead
+            outgoing.clear()
+            outgoing.append(requestHead)
             bodySent = 0
         case .stream where bodySent == 0:
             // Nothing of the body is gone yet (canResend): the head goes again, and the last chunk with it.
-            outgoing = requestHead
+            outgoing.clear()
+            outgoing.append(requestHead)
             lastChunkQueued = false
-        default:
-            break
+        case .stream:
+            outgoing.rewind()
         }
         bodyReadFailed = false
         startedUs = vigil_monotonic_us()
@@ -207,7 +208,7 @@ final class ProxySession: EventHandler {
             balancer.connected(p, delta: 1)
             loop.setHandler(fd: fd, self)
             phase = .sending
-            arm(settings.proxySendTimeout ?? 60_000, "upstream timed out (110: Connection timed out) while sending request to upstream")
+            arm(settings.proxySendTimeout ?? 60_000, .sending)
             sendRequest()
             return
         }
@@ -231,19 +232,34 @@ final class ProxySession: EventHandler {
             failed(.error, "\(error)")
             return
         }
-        arm(settings.proxyConnectTimeout ?? 60_000, "upstream timed out (110: Connection timed out) while connecting to upstream")
+        arm(settings.proxyConnectTimeout ?? 60_000, .connecting)
     }
 
-    /// What the running timeout reports when it fires.
-    private var timeoutMessage = ""
+    /// What the running timeout waits for: its message is made only if it fires (a string stored per phase
+    /// cost a release and a retain each time).
+    private enum Waiting {
+        case connecting, sending, readingHead, readingBody
 
-    /// Each phase re-arms the connection's upstream timer with its own message.
-    private func arm(_ ms: Int, _ message: String) {
-        timeoutMessage = message
+        var message: String {
+            let what: String
+            switch self {
+            case .connecting: what = "connecting to upstream"
+            case .sending: what = "sending request to upstream"
+            case .readingHead: what = "reading response header from upstream"
+            case .readingBody: what = "reading upstream"
+            }
+            return "upstream timed out (110: Connection timed out) while " + what
+        }
+    }
+    private var waiting = Waiting.connecting
+
+    /// Each phase re-arms the connection's upstream timer for what it waits for.
+    private func arm(_ ms: Int, _ what: Waiting) {
+        waiting = what
         timer.rearm(after: UInt64(ms))
     }
 
-    func timedOut() { failed(.timeout, timeoutMessage) }
+    func timedOut() { failed(.timeout, waiting.message) }
 
     func handleEvent(_ events: UInt32) {
         if events & (Events.readable | Events.readHangup | Events.hangup | Events.error) != 0 { readReady = true }
@@ -259,7 +275,7 @@ final class ProxySession: EventHandler {
             }
             if let upstreamTLS { return startHandshake(upstreamTLS) }
             phase = .sending
-            arm(settings.proxySendTimeout ?? 60_000, "upstream timed out (110: Connection timed out) while sending request to upstream")
+            arm(settings.proxySendTimeout ?? 60_000, .sending)
             sendRequest()
         case .handshaking:
             continueHandshake()
@@ -300,19 +316,16 @@ final class ProxySession: EventHandler {
                 return failed(.error, "\(problem) while SSL handshaking to upstream")
             }
             phase = .sending
-            arm(settings.proxySendTimeout ?? 60_000, "upstream timed out (110: Connection timed out) while sending request to upstream")
+            arm(settings.proxySendTimeout ?? 60_000, .sending)
             sendRequest()
         }
     }
 
     private func sendRequest() {
-        while sent < outgoing.count || refill() {
-            let n = outgoing.withUnsafeBytes { p in
-                tls.map { $0.write(p.baseAddress! + sent, count: outgoing.count - sent) }
-                    ?? send(fd, p.baseAddress! + sent, outgoing.count - sent, Int32(MSG_NOSIGNAL))
-            }
-            if n > 0 { sent += n; continue }
-            if n < 0 && (errno == EAGAIN || errno == EINTR) {
+        while !outgoing.isEmpty || refill() {
+            switch outgoing.flush(to: fd, tls: tls) {
+            case .drained: continue
+            case .wouldBlock:
                 // A request too big for one send: let its last, short segment go without waiting for an
                 // ACK (Nagle). A request that fits one send, the usual case, never needs the system call.
                 if !noDelay {
@@ -321,9 +334,10 @@ final class ProxySession: EventHandler {
                     noDelay = true
                 }
                 return
+            case .failed:
+                failed(.error, "send() failed (\(errno): \(String(cString: strerror(errno)))) while sending request to upstream")
+                return
             }
-            failed(.error, "send() failed (\(errno): \(String(cString: strerror(errno)))) while sending request to upstream")
-            return
         }
         if bodyReadFailed {
             return failed(.error, "pread() of the request body's temporary file failed while sending request to upstream")
@@ -331,7 +345,7 @@ final class ProxySession: EventHandler {
         // The rest of a streamed body is still on its way from the client (client_body_timeout runs meanwhile).
         guard bodyComplete else { return timer.cancel() }
         phase = .readingHead
-        arm(settings.proxyReadTimeout ?? 60_000, "upstream timed out (110: Connection timed out) while reading response header from upstream")
+        arm(settings.proxyReadTimeout ?? 60_000, .readingHead)
         // Its edge may have come while we were still connecting or sending; over TLS the handshake may also
         // have read past its own records, so look at once.
         if readReady || tls != nil { readResponse() }
@@ -511,7 +525,7 @@ final class ProxySession: EventHandler {
     /// Re-armed after each read of the body (nginx: the timeout runs only between two successive reads).
     /// While reading is paused for a backed-up client it does not run: the client's send_timeout does.
     private func armBodyReadTimeout() {
-        arm(settings.proxyReadTimeout ?? 60_000, "upstream timed out (110: Connection timed out) while reading upstream")
+        arm(settings.proxyReadTimeout ?? 60_000, .readingBody)
     }
 
     /// Moves response bytes to the client; pauses reading the upstream while the client is backed up.
@@ -574,7 +588,7 @@ final class ProxySession: EventHandler {
         let codes = settings.proxyNextUpstream ?? ["error", "timeout"]
         if codes.contains("off") { return false }
         let method = request.head.method
-        if !(codes.contains("non_idempotent")) && (method == "POST" || method == "LOCK" || method == "PATCH") && sent > 0 { return false }
+        if !(codes.contains("non_idempotent")) && (method == "POST" || method == "LOCK" || method == "PATCH") && outgoing.sent > 0 { return false }
         switch failure {
         case .error: return codes.contains("error")
         case .timeout: return codes.contains("timeout")
@@ -682,7 +696,8 @@ final class ProxySession: EventHandler {
 
     /// nginx's request to the upstream: HTTP/1.0 (or proxy_http_version), Host $proxy_host,
     /// Connection close, proxy_set_header values, then the client's end-to-end headers.
-    private func buildRequest() -> [UInt8] {
+    /// Writes the request head (and an inline body) into `outgoing`.
+    private func buildRequest() {
         let vars = Variables(request: request, connection: client)
         var uri = request.target
         if let dynamicURI {
@@ -694,41 +709,43 @@ final class ProxySession: EventHandler {
         }
         let passBody = settings.proxyPassRequestBody ?? true
         let body = passBody ? request.body : []
-        var out = IdleBuffers.requestBytes.take()
-        out.reserveCapacity(512 + body.count)
-        func add(_ s: String) { out.append(contentsOf: s.utf8) }
-        func header(_ name: String, _ value: String) {
-            add(name)
-            add(": ")
-            add(value)
-            add("\r\n")
-        }
-        add(settings.proxyMethod ?? request.method)
-        add(" ")
-        add(uri)
-        add(" HTTP/")
-        add(settings.proxyHTTPVersion ?? "1.0")
-        add("\r\n")
-        for (name, template) in headers.set {
-            let value = vars.render(template)
-            if !value.isEmpty { header(name, value) }
+        let out = outgoing
+        out.clear()
+        out.append(settings.proxyMethod ?? request.method)
+        out.append(" ")
+        out.append(uri)
+        out.append(" HTTP/")
+        out.append(settings.proxyHTTPVersion ?? "1.0")
+        out.append("\r\n")
+        // Elements read in place: binding a (name, value) tuple per header retained and released both strings.
+        headers.set.withUnsafeBufferPointer { set in
+            for i in set.indices {
+                let value = vars.render(set[i].1)
+                if !value.isEmpty { out.header(set[i].0, value) }
+            }
         }
         if settings.proxyPassRequestHeaders ?? true {
-            for (name, value) in request.head.headers where !headers.skips(name) { header(name, value) }
+            request.head.withFields { bytes, fields in
+                for f in fields where !headers.skips(UnsafeRawBufferPointer(rebasing: bytes[f.name])) {
+                    out.append(UnsafeRawBufferPointer(rebasing: bytes[f.name]))
+                    out.append(": ")
+                    out.append(UnsafeRawBufferPointer(rebasing: bytes[f.value]))
+                    out.append("\r\n")
+                }
+            }
         }
         switch bodySource {
         case .inline:
-            if request.head.hasBody || !body.isEmpty { header("Content-Length", String(body.count)) }
-            add("\r\n")
-            out += body
+            if request.head.hasBody || !body.isEmpty { out.header("Content-Length", body.count) }
+            out.append("\r\n")
+            out.append(body)
         case .file(let file):
-            header("Content-Length", String(file.size))
-            add("\r\n")
+            out.header("Content-Length", file.size)
+            out.append("\r\n")
         case .stream(let chunked):
-            if chunked { header("Transfer-Encoding", "chunked") } else { header("Content-Length", String(request.head.contentLength ?? 0)) }
-            add("\r\n")
+            if chunked { out.header("Transfer-Encoding", "chunked") } else { out.header("Content-Length", request.head.contentLength ?? 0) }
+            out.append("\r\n")
         }
-        return out
     }
 }
 
@@ -754,7 +771,7 @@ struct ProxyHeaders {
     }
 
     /// A handful of names, compared in place: cheaper than lowercasing each client header for a set lookup.
-    func skips(_ name: String) -> Bool { skipped.contains { RequestParser.equalsIgnoringASCIICase(name, $0) } }
+    func skips(_ name: UnsafeRawBufferPointer) -> Bool { skipped.contains { RequestParser.equalsIgnoringASCIICase(name, $0) } }
 
     /// Whether an upstream header goes to the client: not hop-by-hop or nginx's own (unless proxy_pass_header
     /// names it), and not named by proxy_hide_header.

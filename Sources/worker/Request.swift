@@ -73,22 +73,22 @@ final class RequestContext: ScriptContext {
     var bodyReceived = 0
     var bodyFile: BodyFile?
 
-    init(head: RequestHead, server: Server, location: Location?, scope: SettingsScope, connection: ClientConnection, requestLength: Int) {
+    init(head: consuming RequestHead, server: Server, location: Location?, scope: SettingsScope, connection: ClientConnection, requestLength: Int) {
+        uri = head.path
+        args = head.query
+        method = head.method
         self.head = head
         self.server = server
         self.location = location
         self.scope = scope
         self.connection = connection
         self.requestLength = requestLength
-        uri = head.path
-        args = head.query
-        method = head.method
     }
 
-    /// The header list goes back for the next request's parse to fill (its only reference once `head` is
-    /// gone, unless a copy of the head lives on). `head` stays a `let`: reading a `var` struct of a class to
-    /// call a method on it copies the whole head, six references retained and released.
-    deinit { IdleBuffers.headerLists.give(head.headers) }
+    /// The header block and fields go back for the next request's parse to fill (their only reference once
+    /// `head` is gone, unless a copy of the head lives on). `head` stays a `let`: reading a `var` struct of a
+    /// class to call a method on it copies the whole head, every reference in it retained and released.
+    deinit { IdleBuffers.giveHeadStorage(head) }
 
     /// The location chosen again for a rewritten URI.
     func relocate(_ location: Location?, scope: SettingsScope) {
@@ -272,6 +272,13 @@ struct Variables {
 
     /// A compiled template with this request's values.
     func render(_ compiled: CompiledLogFormat) -> String {
+        // A lone literal or variable (`Connection close`, `Host $proxy_host`) is its own value.
+        if compiled.parts.count == 1 {
+            switch compiled.parts[0] {
+            case .literal(let s): return s
+            case .variable(let v): return value(v) ?? ""
+            }
+        }
         var out = ""
         for p in compiled.parts {
             switch p {

@@ -57,20 +57,19 @@ public struct RequestHead: Sendable {
         block.withUnsafeBytes { body($0, fields) }
     }
 
-    /// The first value of header `name` (lowercase), in place; field names are matched without regard to
-    /// the case of ASCII letters, and nothing is lowercased per call.
-    @inlinable public func withHeader<R>(_ name: String, _ body: (UnsafeRawBufferPointer) -> R) -> R? {
-        withFields { bytes, fields in
-            for f in fields where RequestParser.equalsIgnoringASCIICase(UnsafeRawBufferPointer(rebasing: bytes[f.name]), name) {
-                return body(UnsafeRawBufferPointer(rebasing: bytes[f.value]))
-            }
-            return nil
+    /// The first value of header `name` in a block's bytes; field names are matched without regard to the
+    /// case of ASCII letters, and nothing is lowercased per call.
+    @inlinable public static func value(of name: String, in bytes: UnsafeRawBufferPointer, _ fields: [HeaderField]) -> UnsafeRawBufferPointer? {
+        for f in fields where RequestParser.equalsIgnoringASCIICase(UnsafeRawBufferPointer(rebasing: bytes[f.name]), name) {
+            return UnsafeRawBufferPointer(rebasing: bytes[f.value])
         }
+        return nil
     }
 
-    /// The first value of header `name` (lowercase) as a String.
+    /// The first value of header `name` as a String. (The request path reads a header through its request,
+    /// which borrows the block: calling a method on a head stored in a class copies the whole head.)
     public func header(_ name: String) -> String? {
-        withHeader(name) { String(decoding: $0, as: UTF8.self) }
+        withFields { bytes, fields in RequestHead.value(of: name, in: bytes, fields).map { String(decoding: $0, as: UTF8.self) } }
     }
 }
 

@@ -274,9 +274,9 @@ enum IdleBuffers {
 
     static func takeHeadStorage() -> HeadStorage { HeadStorage(block: headBlocks.take(), fields: fieldLists.take()) }
 
-    static func giveHeadStorage(_ head: RequestHead) {
-        headBlocks.give(head.block)
-        fieldLists.give(head.fields)
+    static func giveHeadStorage(block: [UInt8], fields: [HeaderField]) {
+        headBlocks.give(block)
+        fieldLists.give(fields)
     }
 }
 

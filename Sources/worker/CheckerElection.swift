@@ -30,8 +30,13 @@ final class CheckerElection {
         guard !worker.isShuttingDown else { return }
         let lock = worker.segment.checker
         if isChecker {
-            // The probe thread keeps the heartbeat; if it lost the lock (stalled past the stale limit), stand down.
-            if lock.holder != pid { standDown() }
+            // The probe thread keeps the heartbeat (this loop does when there is no thread); if the lock was lost
+            // (stalled past the stale limit), stand down.
+            if lock.holder != pid {
+                standDown()
+            } else if thread == nil {
+                lock.heartbeat(pid: pid, nowMs: vigil_monotonic_ms())
+            }
         } else if lock.tryAcquire(pid: pid, nowMs: vigil_monotonic_ms(), staleAfterMs: CheckerElection.staleAfterMs) {
             becomeChecker()
         }
@@ -40,6 +45,14 @@ final class CheckerElection {
 
     private func becomeChecker() {
         let log = worker.log
+        // Nothing to probe: the lock is held and its heartbeat kept from this loop, without a thread. A second
+        // thread makes every system call on a socket take and drop a reference to its file (the descriptor
+        // table is shared then), about 1% of a proxied request's cost.
+        guard !worker.config.checkedPeers.isEmpty else {
+            isChecker = true
+            log.notice("worker process \(pid) is the checker for generation \(worker.segment.generation), 0 peers")
+            return
+        }
         do {
             let engine = try CheckEngine(segment: worker.segment, peers: worker.config.checkedPeers, pid: pid, tls: worker.tls,
                                          logsInfo: log.enabled(.info)) { level, message in

@@ -36,9 +36,9 @@ enum GzipPolicy {
     static func accepted(_ r: RequestContext) -> Bool {
         let s = r.settings
         guard r.head.versionMinor >= (s.gzipHTTPVersion ?? 1) || r.head.versionMajor > 1 else { return false }
-        guard r.head.withHeader("accept-encoding", acceptsGzip) == true else { return false }
-        if r.head.withHeader("via", { _ in true }) != nil && !(s.gzipProxied?.contains("any") ?? false) { return false }
-        if let disable = s.gzipDisable, let ua = r.head.header("user-agent"), disable.contains(where: { $0.matches(ua) }) { return false }
+        guard r.withHeader("accept-encoding", acceptsGzip) == true else { return false }
+        if r.withHeader("via", { _ in true }) != nil && !(s.gzipProxied?.contains("any") ?? false) { return false }
+        if let disable = s.gzipDisable, let ua = r.header("user-agent"), disable.contains(where: { $0.matches(ua) }) { return false }
         return true
     }
 

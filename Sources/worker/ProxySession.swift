@@ -725,7 +725,9 @@ final class ProxySession: EventHandler {
             }
         }
         if settings.proxyPassRequestHeaders ?? true {
-            request.head.withFields { bytes, fields in
+            // The head's fields read directly: a method called on `request.head` copies the whole head.
+            let fields = request.head.fields
+            request.head.block.withUnsafeBytes { bytes in
                 for f in fields where !headers.skips(UnsafeRawBufferPointer(rebasing: bytes[f.name])) {
                     out.append(UnsafeRawBufferPointer(rebasing: bytes[f.name]))
                     out.append(": ")

@@ -88,7 +88,15 @@ final class RequestContext: ScriptContext {
     /// The header block and fields go back for the next request's parse to fill (their only reference once
     /// `head` is gone, unless a copy of the head lives on). `head` stays a `let`: reading a `var` struct of a
     /// class to call a method on it copies the whole head, every reference in it retained and released.
-    deinit { IdleBuffers.giveHeadStorage(head) }
+    deinit { IdleBuffers.giveHeadStorage(block: head.block, fields: head.fields) }
+
+    /// The first value of header `name`, read in place (nil: no such header).
+    func withHeader<R>(_ name: String, _ body: (UnsafeRawBufferPointer) -> R) -> R? {
+        let fields = head.fields
+        return head.block.withUnsafeBytes { RequestHead.value(of: name, in: $0, fields).map(body) }
+    }
+
+    func header(_ name: String) -> String? { withHeader(name) { String(decoding: $0, as: UTF8.self) } }
 
     /// The location chosen again for a rewritten URI.
     func relocate(_ location: Location?, scope: SettingsScope) {
@@ -213,7 +221,7 @@ struct Variables {
         case .connectionRequests: return String(connection.requestsServed + 1)
         case .pid: return String(getpid())
         case .contentLength: return request.head.contentLength.map(String.init)
-        case .contentType: return request.head.header("content-type")
+        case .contentType: return request.header("content-type")
         case .upstreamAddr: return request.upstreamAddr
         case .upstreamStatus: return request.upstreamStatus
         case .upstreamResponseTime: return request.upstreamResponseTime
@@ -222,14 +230,14 @@ struct Variables {
             if case .proxy(let p)? = request.location?.content { return p.hostHeader }
             return nil
         case .proxyAddXForwardedFor:
-            if let xff = request.head.header("x-forwarded-for") { return xff + ", " + connection.remoteAddress }
+            if let xff = request.header("x-forwarded-for") { return xff + ", " + connection.remoteAddress }
             return connection.remoteAddress
-        case .httpHeader(let name): return request.head.header(name)
+        case .httpHeader(let name): return request.header(name)
         case .arg(let key):
             guard let q = request.head.query else { return nil }
             for pair in q.split(separator: "&") where pair.hasPrefix(key + "=") { return String(pair.dropFirst(key.count + 1)) }
             return nil
-        case .cookie(let name): return Variables.cookie(name, in: request.head.header("cookie"))
+        case .cookie(let name): return Variables.cookie(name, in: request.header("cookie"))
         case .user(let i): return request.userValue(i) ?? mapped(i)
         case .capture(let n): return request.captures?.group(n)
         case .timeISO8601: return Clock.iso8601()

@@ -49,11 +49,11 @@ struct StaticFiles {
         let etag = "\"\(String(mtime, radix: 16))-\(String(size, radix: 16))\""
         if request.settings.etag ?? true { validators.append(("ETag", etag)) }
         let type = connection.contentType(for: request, path: file)
-        if let inm = request.head.header("if-none-match"), request.settings.etag ?? true {
+        if let inm = request.header("if-none-match"), request.settings.etag ?? true {
             if inm == "*" || inm.split(separator: ",").contains(where: { $0.trimmingSpaces() == etag || $0.trimmingSpaces() == "W/" + etag }) {
                 return connection.respond(status: 304, contentType: nil, body: [], extra: validators)
             }
-        } else if request.head.header("if-modified-since") == lastModified {
+        } else if request.header("if-modified-since") == lastModified {
             return connection.respond(status: 304, contentType: nil, body: [], extra: validators)
         }
         guard size <= StaticFiles.maxFileSize, let bytes = try? FileBytes.read(file) else {

@@ -61,6 +61,36 @@ final class ProcessModelTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(perWorker.values.min() ?? 0, 32, "at least a quarter each: \(perWorker)")
     }
 
+    /// Only the checker worker runs a second thread, and only when there are peers to probe: a thread shares the
+    /// descriptor table, which makes every socket system call of the worker take a reference to its file.
+    func testCheckerThreadOnlyWhenThereArePeersToProbe() throws {
+        func threads(_ pid: Int32) -> Int {
+            (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task").count) ?? 0
+        }
+        func workersOnceElected(_ master: Int32) -> [Int32] {
+            waitFor(5) { vigil.checkerPid() != nil }
+            return vigil.waitForWorkers(master, count: 2)
+        }
+        try vigil.write(config: makeConfig(workers: 2))
+        var master = try vigil.start()
+        var workers = workersOnceElected(master)
+        XCTAssertEqual(workers.map(threads).sorted(), [1, 2], "the checker worker probes on a thread of its own")
+        XCTAssertEqual(vigil.vigil(["-s", "stop"]).status, 0)
+        waitFor(5) { !processAlive(master) }
+
+        try vigil.write(config: Vigil.config(workers: 2, http: """
+            upstream app { server 127.0.0.1:\(backendPort); }
+            server { listen 127.0.0.1:\(port); location / { proxy_pass http://app; } }
+            """))
+        master = try vigil.start()
+        workers = workersOnceElected(master)
+        XCTAssertEqual(workers.map(threads), [1, 1], "nothing to probe: no thread")
+        // The lock is still held, and its heartbeat kept (every 250 ms), by the elected worker's loop.
+        usleep(1_000_000)
+        let age = try XCTUnwrap(vigil.shmdumpJSON()["checker_heartbeat_age_ms"] as? Int)
+        XCTAssertLessThan(age, 750)
+    }
+
     func testStartCreatesPidFileWorkersAndSegment() throws {
         let master = try vigil.start()
         XCTAssertTrue(processAlive(master))

@@ -197,7 +197,7 @@ final class ProxySession: EventHandler {
             outgoing.rewind()
         }
         bodyReadFailed = false
-        startedUs = vigil_monotonic_us()
+        startedUs = loop.nowUs
         request.upstreamAttempts.append(UpstreamAttempt(address: p.name))
         if allowCached, let cached = balancer.pool?.take(p.address) {
             fd = cached.fd
@@ -666,7 +666,7 @@ final class ProxySession: EventHandler {
     /// Closes the current attempt's record: its time and, for a failure, the status it stands for.
     private func recordAttempt(status: Int?) {
         guard !request.upstreamAttempts.isEmpty else { return }
-        request.upstreamAttempts.updateLast(status: status, elapsedUs: vigil_monotonic_us() - startedUs)
+        request.upstreamAttempts.updateLast(status: status, elapsedUs: loop.nowUs - startedUs)
     }
 
     private func closeUpstream() {

@@ -46,7 +46,8 @@ final class RequestContext: ScriptContext {
     var settings: HTTPSettings { _read { yield scope.settings } }
     /// Set for a request in a `proxy_pass` location (every one is resolved at worker start).
     var proxyRoute: ProxyRoute? { scope.proxyRoute }
-    let startUs = vigil_monotonic_us()
+    /// When the request began, on the loop's cached clock (as nginx's $request_time).
+    let startUs: UInt64
     let requestLength: Int
     var status = 0
     var bodyBytesSent = 0
@@ -77,6 +78,7 @@ final class RequestContext: ScriptContext {
         uri = head.path
         args = head.query
         method = head.method
+        startUs = connection.worker.loop.nowUs
         self.head = head
         self.server = server
         self.location = location
@@ -216,7 +218,7 @@ struct Variables {
         case .bodyBytesSent: return String(request.bodyBytesSent)
         case .bytesSent: return String(request.bodyBytesSent + request.headerBytesSent)
         case .requestLength: return String(request.requestLength)
-        case .requestTime: return Variables.seconds(vigil_monotonic_us() - request.startUs)
+        case .requestTime: return Variables.seconds(connection.worker.loop.nowUs - request.startUs)
         case .connection: return String(connection.serial)
         case .connectionRequests: return String(connection.requestsServed + 1)
         case .pid: return String(getpid())

@@ -491,8 +491,8 @@ public struct HTTPSettings: Sendable {
 /// A class: every proxied request holds its location's, and a struct of six references was copied (and each
 /// of them retained and released) per request.
 public final class ProxyPass: Sendable {
-    /// `variable`: `proxy_pass http://$name…`, the host (and URI) known per request; the host must name an
-    /// upstream block or be an address with a port (Vigil has no resolver yet).
+    /// `variable`: `proxy_pass http://$name…`, the host (and URI) known per request: an upstream block, an
+    /// address, or a name the location's `resolver` resolves.
     public enum Target: Sendable { case upstream(String), address([PeerAddress], text: String), variable(Template) }
     public let scheme: String
     public let hostText: String

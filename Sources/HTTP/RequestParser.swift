@@ -122,7 +122,6 @@ public enum RequestParser {
             while ve > vs && (buf[ve - 1] == SP || buf[ve - 1] == HT) { ve -= 1 }
             for k in vs..<ve where buf[k] == 0 || buf[k] == CR { return .failure(status: 400, reason: "client sent invalid header line") }
             storage.fields.append(HeaderField(name: (i - start)..<(c - start), value: (vs - start)..<(ve - start)))
-            let value = UnsafeRawBufferPointer(rebasing: buf[vs..<ve])
 
             switch knownHeader(buf, i, c) {
             case .host:
@@ -140,20 +139,12 @@ public enum RequestParser {
                 if transferEncoding != nil { return .failure(status: 400, reason: "client sent duplicate \"Transfer-Encoding\" header") }
                 transferEncoding = string(buf, vs, ve)
             case .connection:
-                var t = 0
-                while t <= value.count {
-                    var e = t
-                    while e < value.count && value[e] != UInt8(ascii: ",") { e += 1 }
-                    var a = t, b = e
-                    while a < b && (value[a] == SP || value[a] == HT) { a += 1 }
-                    while b > a && (value[b - 1] == SP || value[b - 1] == HT) { b -= 1 }
-                    let token = UnsafeRawBufferPointer(rebasing: value[a..<b])
-                    if equalsIgnoringASCIICase(token, "close") { connectionClose = true }
-                    if equalsIgnoringASCIICase(token, "keep-alive") { connectionKeepAlive = true }
-                    t = e + 1
+                forEachListItem(buf, vs, ve) { token in
+                    if matches(token, lowercase: "close") { connectionClose = true }
+                    if matches(token, lowercase: "keep-alive") { connectionKeepAlive = true }
                 }
             case .expect:
-                if equalsIgnoringASCIICase(value, "100-continue") { expectContinue = true }
+                if matches(buf[vs..<ve], lowercase: "100-continue") { expectContinue = true }
             case nil:
                 break
             }
@@ -180,12 +171,27 @@ public enum RequestParser {
             path = String(decoding: target.utf8[..<q], as: UTF8.self)
             query = String(decoding: target.utf8[target.utf8.index(after: q)...], as: UTF8.self)
         }
-        // As nginx: "close" wins over "keep-alive" whatever the version.
         storage.block.append(contentsOf: UnsafeRawBufferPointer(rebasing: buf[start..<i]))
+        // As nginx: "close" wins over "keep-alive" whatever the version.
         return .complete(RequestHead(method: method, target: target, path: path, query: query, versionMajor: major,
                                      versionMinor: minor, block: storage.block, fields: storage.fields, host: host, contentLength: contentLength,
                                      keepAlive: !connectionClose && (minor >= 1 || connectionKeepAlive),
                                      chunked: chunked, expectContinue: expectContinue), consumed: i)
+    }
+
+    /// The items of a comma-separated header value in `buf[from..<to]` (Connection), blanks around each
+    /// trimmed, compared in place.
+    static func forEachListItem(_ buf: UnsafeRawBufferPointer, _ from: Int, _ to: Int, _ body: (Slice<UnsafeRawBufferPointer>) -> Void) {
+        var t = from
+        while t < to {
+            var e = t
+            while e < to && buf[e] != UInt8(ascii: ",") { e += 1 }
+            var a = t, b = e
+            while a < b && (buf[a] == SP || buf[a] == HT) { a += 1 }
+            while b > a && (buf[b - 1] == SP || buf[b - 1] == HT) { b -= 1 }
+            body(buf[a..<b])
+            t = e + 1
+        }
     }
 
     static func findLF(_ buf: UnsafeRawBufferPointer, from: Int, limit: Int) -> Int? {

@@ -103,17 +103,9 @@ public enum ResponseParser {
                 }
                 head.chunked = true
             case .connection:
-                // Comma-separated tokens, blanks around them ignored; compared in place.
-                var t = vs
-                while t < ve {
-                    var e = t
-                    while e < ve && buf[e] != 0x2C { e += 1 }
-                    var a = t, b = e
-                    while a < b && (buf[a] == 0x20 || buf[a] == 0x09) { a += 1 }
-                    while b > a && (buf[b - 1] == 0x20 || buf[b - 1] == 0x09) { b -= 1 }
-                    if RequestParser.matches(buf[a..<b], lowercase: "close") { head.connectionClose = true }
-                    if RequestParser.matches(buf[a..<b], lowercase: "keep-alive") && head.versionMinor == 0 { head.connectionClose = false }
-                    t = e + 1
+                RequestParser.forEachListItem(buf, vs, ve) { token in
+                    if RequestParser.matches(token, lowercase: "close") { head.connectionClose = true }
+                    if RequestParser.matches(token, lowercase: "keep-alive") && head.versionMinor == 0 { head.connectionClose = false }
                 }
             default: break
             }

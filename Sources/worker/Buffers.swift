@@ -205,6 +205,14 @@ final class OutputQueue {
         append("\r\n")
     }
 
+    /// One header line from bytes as they came (a client's header passed upstream).
+    func header(_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) {
+        append(name)
+        append(": ")
+        append(value)
+        append("\r\n")
+    }
+
     func header(_ name: String, _ value: Int) {
         append(name)
         append(": ")

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Checks
+import Config
 import CShim
 import ShmTable
 
@@ -44,33 +45,34 @@ final class CheckerElection {
     }
 
     private func becomeChecker() {
-        let log = worker.log
+        let peers = worker.config.checkedPeers
         // Nothing to probe: the lock is held and its heartbeat kept from this loop, without a thread. A second
         // thread makes every system call on a socket take and drop a reference to its file (the descriptor
         // table is shared then), about 1% of a proxied request's cost.
-        guard !worker.config.checkedPeers.isEmpty else {
-            isChecker = true
-            log.notice("worker process \(pid) is the checker for generation \(worker.segment.generation), 0 peers")
-            return
-        }
-        do {
-            let engine = try CheckEngine(segment: worker.segment, peers: worker.config.checkedPeers, pid: pid, tls: worker.tls,
-                                         logsInfo: log.enabled(.info)) { level, message in
-                switch level {
-                case .error: log.error(message)
-                case .warn: log.warn(message)
-                case .info: log.info(message)
-                }
+        if !peers.isEmpty {
+            do { thread = try startThread(peers) } catch {
+                worker.log.alert("cannot start the checker: \(error)")
+                worker.segment.checker.release(ifHeldBy: pid)
+                return
             }
-            let t = CheckerThread(engine: engine)
-            t.start()
-            thread = t
-            isChecker = true
-            log.notice("worker process \(pid) is the checker for generation \(worker.segment.generation), \(worker.config.checkedPeers.count) peers")
-        } catch {
-            log.alert("cannot start the checker: \(error)")
-            worker.segment.checker.release(ifHeldBy: pid)
         }
+        isChecker = true
+        worker.log.notice("worker process \(pid) is the checker for generation \(worker.segment.generation), \(peers.count) peers")
+    }
+
+    private func startThread(_ peers: [CheckedPeer]) throws -> CheckerThread {
+        let log = worker.log
+        let engine = try CheckEngine(segment: worker.segment, peers: peers, pid: pid, tls: worker.tls,
+                                     logsInfo: log.enabled(.info)) { level, message in
+            switch level {
+            case .error: log.error(message)
+            case .warn: log.warn(message)
+            case .info: log.info(message)
+            }
+        }
+        let t = CheckerThread(engine: engine)
+        t.start()
+        return t
     }
 
     private func standDown() {

@@ -121,7 +121,8 @@ final class ProxySession: EventHandler {
         case .file(let file):
             guard bodySent < file.size else { return false }
             outgoing.clear()
-            let n = outgoing.append(upTo: min(65536, file.size - bodySent)) { file.read(at: bodySent, count: min(65536, file.size - bodySent), into: $0) }
+            let piece = min(65536, file.size - bodySent)
+            let n = outgoing.append(upTo: piece) { file.read(at: bodySent, count: piece, into: $0) }
             guard n > 0 else {
                 bodyReadFailed = true
                 return false
@@ -728,11 +729,9 @@ final class ProxySession: EventHandler {
             // The head's fields read directly: a method called on `request.head` copies the whole head.
             let fields = request.head.fields
             request.head.block.withUnsafeBytes { bytes in
-                for f in fields where !headers.skips(UnsafeRawBufferPointer(rebasing: bytes[f.name])) {
-                    out.append(UnsafeRawBufferPointer(rebasing: bytes[f.name]))
-                    out.append(": ")
-                    out.append(UnsafeRawBufferPointer(rebasing: bytes[f.value]))
-                    out.append("\r\n")
+                for f in fields {
+                    let name = UnsafeRawBufferPointer(rebasing: bytes[f.name])
+                    if !headers.skips(name) { out.header(name, UnsafeRawBufferPointer(rebasing: bytes[f.value])) }
                 }
             }
         }

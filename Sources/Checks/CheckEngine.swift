@@ -21,11 +21,14 @@ public final class CheckEngine {
     let log: (LogLevelName, String) -> Void
     /// Whether info lines are wanted: failure texts are only built when someone will read them.
     let logsInfo: Bool
-    var states: [PeerState]
-    /// One long-lived prober per peer: steady-state probing allocates nothing.
-    private var probers: [PeerProber] = []
+    /// One long-lived prober per peer: steady-state probing allocates nothing. The engine holds one reference
+    /// to each, released in deinit, and calls them without retaining: at 10,000 peers the retain was the
+    /// first touch of a cold prober, a cache miss plus an atomic per probe.
+    private var probers: [Unmanaged<PeerProber>] = []
     /// When each prober's next scheduled probe starts.
-    private(set) lazy var grid = ProbeGrid(loop: loop) { [unowned(unsafe) self] index, tick in self.probers[index].gridTick(tick) }
+    private(set) lazy var grid = ProbeGrid(loop: loop) { [unowned(unsafe) self] index, tick in
+        self.probers[index]._withUnsafeGuaranteedRef { $0.gridTick(tick) }
+    }
     /// Scratch space for reading replies, shared by every probe (the loop runs one handler at a time).
     var readBuffer = [UInt8](repeating: 0, count: 4096)
     /// Created with the engine, so that a stop requested before the thread runs is not lost.
@@ -45,16 +48,14 @@ public final class CheckEngine {
         self.pid = pid
         self.log = log
         let peers = peers.prefix(segment.peerCount)
-        // Start from what the segment holds: the previous checker's results or the carried-over state.
-        self.states = peers.indices.map { segment.slot($0).read() }
-        self.probers = peers.enumerated().map { PeerProber(engine: self, index: $0.offset, peer: $0.element) }
+        self.probers = peers.enumerated().map { .passRetained(PeerProber(engine: self, index: $0.offset, peer: $0.element)) }
     }
 
     /// Runs until `stop()` is called from any thread (or the lock is lost).
     public func run() {
         register(stopFd) { [unowned self] in self.loop.stop() }
         var seed = UInt64(pid) &* 0x9E37_79B9_7F4A_7C15 ^ vigil_monotonic_us()
-        for p in probers {
+        for p in probers.lazy.map({ $0.takeUnretainedValue() }) {
             seed = seed &* 6364136223846793005 &+ 1442695040888963407
             let window = UInt64(max(1, min(p.peer.check.interval, 1000)))
             p.scheduleFirst(after: (seed >> 33) % window)
@@ -69,10 +70,13 @@ public final class CheckEngine {
         }
         loop.run()
         // A checker that stops (lock lost, worker exiting) leaves no connection behind.
-        for p in probers { p.abandon() }
+        for p in probers { p.takeUnretainedValue().abandon() }
     }
 
-    deinit { Glibc.close(stopFd) }
+    deinit {
+        for p in probers { p.release() }
+        Glibc.close(stopFd)
+    }
 
     /// Thread-safe: wakes the loop, which then stops (at once if it has not started yet: the count stays set).
     public func stop() { vigil_eventfd_signal(stopFd) }
@@ -89,10 +93,9 @@ public final class CheckEngine {
     }
 
     private func takeRechecks() {
-        // Indices, not the probers: touching 10,000 prober references retained each (a scan of 10,000 slots is
-        // 10,000 loads, about 10 µs).
+        // A scan of 10,000 slots is 10,000 loads, about 10 µs; only the probers asked for are touched.
         let seg = segment
-        for i in probers.indices where seg.slot(i).takeRecheck() { probers[i].recheckNow() }
+        for i in probers.indices where seg.slot(i).takeRecheck() { probers[i]._withUnsafeGuaranteedRef { $0.recheckNow() } }
     }
 
     private func heartbeat() {
@@ -106,14 +109,12 @@ public final class CheckEngine {
         loop.schedule(after: 250) { [unowned self] in self.heartbeat() }
     }
 
-    /// Applies one result (check-module.md §2) and returns the peer's new state.
-    @discardableResult
+    /// Applies one result (check-module.md §2) to the state `p` keeps and publishes it in the peer's slot.
     /// `p` is the peer's prober: its thresholds are read from it, and its names only for a log line (passing
     /// the CheckedPeer itself copied a struct of strings and arrays on every probe, a dozen retains).
-    func record(_ i: Int, _ p: PeerProber, success: Bool, rttUs: UInt64, reason: FailureReason, status: Int = 0,
-                message: () -> String?) -> PeerState {
-        var s = states[i]
-        let now = vigil_monotonic_ms()
+    func record(_ p: PeerProber, nowMs now: UInt64, success: Bool, rttUs: UInt64, reason: FailureReason, status: Int = 0,
+                message: () -> String?) {
+        var s = p.state
         s.checked = true
         s.checks &+= 1
         s.lastCheckMs = now
@@ -145,9 +146,8 @@ public final class CheckEngine {
                 s.stateChanges &+= 1
             }
         }
-        states[i] = s
-        segment.slot(i).write(s)   // the checker is the slot's only writer
-        return s
+        p.state = s
+        segment.slot(p.index).write(s)   // the checker is the slot's only writer
     }
 }
 

@@ -26,6 +26,12 @@ final class PeerProber: EventHandler {
     /// Parsed once; nil only for an address the resolver should never have produced.
     private let address: SocketAddress?
     private var timer: Timer!
+    /// Whether `timer` is armed: a refused connect never arms it, and at 10,000 peers cancelling an idle timer
+    /// was a cache miss on one more object per probe.
+    private var timerArmed = false
+    /// The peer's verdict state, published to its slot after each probe (CheckEngine.record); kept here, in the
+    /// object every probe touches anyway, not in an array of its own.
+    var state: PeerState
 
     private var phase = Phase.idle
     private var fd: Int32 = -1
@@ -54,12 +60,14 @@ final class PeerProber: EventHandler {
         let a = peer.checkAddress
         self.address = SocketAddress(host: a.host, port: a.port, isIPv6: a.isIPv6)
         self.tlsContext = peer.check.type == .https ? engine.tls?.checkContext(upstream: peer.upstream) : nil
+        // Start from what the segment holds: the previous checker's results or the carried-over state.
+        self.state = engine.segment.slot(index).read()
         self.timer = engine.loop.makeTimer { [unowned(unsafe) self] in self.timerFired() }
     }
 
     func scheduleFirst(after ms: UInt64) {
         anchorMs = vigil_monotonic_ms()
-        wait(ms)
+        wait(ms, nowMs: anchorMs)
     }
 
     /// Scheduled probes start on a grid of `gridMs` (a tenth of the interval, 100 ms at most), so the probes of
@@ -67,9 +75,9 @@ final class PeerProber: EventHandler {
     /// the checker's CPU to within a few percent of the kernel's cost for the probes' own system calls. The
     /// next probe is timed from when this one was due, not from when it ran, so the cadence stays the interval
     /// and the grid only fixes each peer's phase.
-    private func wait(_ ms: UInt64) {
+    private func wait(_ ms: UInt64, nowMs: UInt64) {
         let grid = gridMs
-        let due = max(anchorMs + ms, vigil_monotonic_ms())
+        let due = max(anchorMs + ms, nowMs)
         dueAtMs = (due + grid - 1) / grid * grid
         engine.grid.add(index, at: dueAtMs)
     }
@@ -89,7 +97,7 @@ final class PeerProber: EventHandler {
 
     /// Closes whatever connection is open; the engine is stopping.
     func abandon() {
-        timer.cancel()
+        disarm()
         dueAtMs = .max
         closeConnection()
         phase = .idle
@@ -106,6 +114,7 @@ final class PeerProber: EventHandler {
         lastTriggeredMs = at
         if at == now { anchorMs = now; return start() }
         dueAtMs = at
+        timerArmed = true
         timer.rearm(at: at)
     }
 
@@ -118,6 +127,7 @@ final class PeerProber: EventHandler {
 
     /// The probe's timeout, or a re-check that recheckNow() set for later.
     private func timerFired() {
+        timerArmed = false
         if phase == .probing { return fail(.timedOut, "check time out with peer: \(peer.checkAddress) ") }
         anchorMs = dueAtMs
         start()
@@ -127,12 +137,12 @@ final class PeerProber: EventHandler {
         startedUs = vigil_monotonic_us()
         dueAtMs = .max
         sent = 0
-        reply.removeAll(keepingCapacity: true)
+        if !reply.isEmpty { reply.removeAll(keepingCapacity: true) }
         if phase == .parked {
             phase = .probing
             reused = true
             connected = true
-            timer.rearm(after: UInt64(peer.check.timeout))
+            armTimeout()
             // The kept connection can take the request now; its reply brings the next edge.
             return handleEvent(0)
         }
@@ -174,7 +184,18 @@ final class PeerProber: EventHandler {
         } catch {
             return fail(.connectFailed, "\(error)")
         }
+        armTimeout()
+    }
+
+    private func armTimeout() {
+        timerArmed = true
         timer.rearm(after: UInt64(peer.check.timeout))
+    }
+
+    private func disarm() {
+        guard timerArmed else { return }
+        timerArmed = false
+        timer.cancel()
     }
 
     private func pendingError() -> Int32 {
@@ -336,7 +357,7 @@ final class PeerProber: EventHandler {
 
     private func finish(success: Bool, reason: FailureReason, message: () -> String?, keep: Bool = false) {
         guard phase == .probing else { return }
-        timer.cancel()   // the timeout; the next probe waits on the grid
+        disarm()   // the timeout; the next probe waits on the grid
         if keep {
             phase = .parked
             requestsBefore += 1
@@ -345,9 +366,10 @@ final class PeerProber: EventHandler {
             closeConnection()
         }
         let status = peer.check.type == .http || peer.check.type == .https ? Probes.statusCode(reply) : 0
-        let state = engine.record(index, self, success: success, rttUs: vigil_monotonic_us() - startedUs, reason: reason,
-                                  status: status, message: message)
-        wait(Self.delay(before: state, interval: peer.check.interval))
+        let nowUs = vigil_monotonic_us()
+        engine.record(self, nowMs: nowUs / 1000, success: success, rttUs: nowUs - startedUs, reason: reason, status: status,
+                      message: message)
+        wait(Self.delay(before: state, interval: peer.check.interval), nowMs: nowUs / 1000)
         if recheckAfterProbe {
             recheckAfterProbe = false
             if success { recheckNow() }

@@ -31,6 +31,8 @@ public final class CheckEngine {
     }
     /// Scratch space for reading replies, shared by every probe (the loop runs one handler at a time).
     var readBuffer = [UInt8](repeating: 0, count: 4096)
+    /// Scratch header fields for judging whether a kept-alive check connection can be reused (the same).
+    var replyFields: [HeaderField] = []
     /// Created with the engine, so that a stop requested before the thread runs is not lost.
     private let stopFd: Int32 = vigil_eventfd(0)
 

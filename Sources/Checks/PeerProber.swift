@@ -25,6 +25,8 @@ final class PeerProber: EventHandler {
     private let payload: [UInt8]
     /// Parsed once; nil only for an address the resolver should never have produced.
     private let address: SocketAddress?
+    /// The address as verdicts name it, spelled once rather than on every reply.
+    private let addressText: String
     private var timer: Timer!
     /// Whether `timer` is armed: a refused connect never arms it, and at 10,000 peers cancelling an idle timer
     /// was a cache miss on one more object per probe.
@@ -59,6 +61,7 @@ final class PeerProber: EventHandler {
         self.payload = Probes.payload(for: peer.check)
         let a = peer.checkAddress
         self.address = SocketAddress(host: a.host, port: a.port, isIPv6: a.isIPv6)
+        self.addressText = a.description
         self.tlsContext = peer.check.type == .https ? engine.tls?.checkContext(upstream: peer.upstream) : nil
         // Start from what the segment holds: the previous checker's results or the carried-over state.
         self.state = engine.segment.slot(index).read()
@@ -328,7 +331,7 @@ final class PeerProber: EventHandler {
             if eof && reused && reply.isEmpty { return retryFresh() }
             let c = peer.check
             switch Probes.evaluate(c.type, reply, eof: eof || reply.count > Self.replyLimit, expect: c.effectiveExpectAlive,
-                                   expectSet: c.expectAlive != nil, peer: peer.checkAddress.description, match: c) {
+                                   expectSet: c.expectAlive != nil, peer: addressText, match: c.matchesResponse ? c : nil) {
             case .needMore:
                 if peerClosed && n > 0 { continue }
                 return
@@ -343,7 +346,7 @@ final class PeerProber: EventHandler {
     private func reusable() -> Bool {
         let c = peer.check
         guard c.type == .http || c.type == .https, requestsBefore + 1 < c.keepaliveRequests else { return false }
-        let parsed = reply.withUnsafeBytes { ResponseParser.parse($0) }
+        let parsed = reply.withUnsafeBytes { ResponseParser.parse($0, fields: &engine.replyFields) }
         guard case .complete(let head, let consumed) = parsed, head.status < 400, !head.connectionClose, !head.chunked else { return false }
         let body = head.hasBody ? (head.contentLength ?? -1) : 0
         return body >= 0 && reply.count == consumed + body

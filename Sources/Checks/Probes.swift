@@ -114,9 +114,10 @@ public enum Probes {
 
     enum StatusLine: Equatable { case needMore, bad, code(Int) }
 
+    private static let statusPrefix = Array("HTTP/".utf8)
+
     static func statusLine(_ r: [UInt8]) -> StatusLine {
-        let prefix = Array("HTTP/".utf8)
-        for (k, c) in prefix.enumerated() {
+        for (k, c) in statusPrefix.enumerated() {
             if k >= r.count { return .needMore }
             if r[k] != c { return .bad }
         }

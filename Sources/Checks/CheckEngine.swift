@@ -33,6 +33,9 @@ public final class CheckEngine {
     var readBuffer = [UInt8](repeating: 0, count: 4096)
     /// Scratch header fields for judging whether a kept-alive check connection can be reused (the same).
     var replyFields: [HeaderField] = []
+    /// A socket left unconnected by a refused probe, for the next probe of its address family (refusals are
+    /// judged within the probe's start, so one is enough).
+    private var spareSocket: (fd: Int32, family: Int32)?
     /// Created with the engine, so that a stop requested before the thread runs is not lost.
     private let stopFd: Int32 = vigil_eventfd(0)
 
@@ -73,6 +76,17 @@ public final class CheckEngine {
         loop.run()
         // A checker that stops (lock lost, worker exiting) leaves no connection behind.
         for p in probers { p.takeUnretainedValue().abandon() }
+        if let spare = spareSocket.take() { Glibc.close(spare.fd) }
+    }
+
+    func takeSpareSocket(family: Int32) -> Int32? {
+        guard let spare = spareSocket, spare.family == family else { return nil }
+        spareSocket = nil
+        return spare.fd
+    }
+
+    func keepSpareSocket(_ fd: Int32, family: Int32) {
+        if spareSocket == nil { spareSocket = (fd, family) } else { Glibc.close(fd) }
     }
 
     deinit {

@@ -158,7 +158,8 @@ final class PeerProber: EventHandler {
     private func connect() {
         connected = false
         guard let address else { return fail(.connectFailed, "bad check address \(peer.checkAddress)") }
-        fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        fd = engine.takeSpareSocket(family: address.family)
+            ?? socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else {
             let e = errno
             return fail(.connectFailed, "socket() failed (\(e): \(String(cString: strerror(e))))")
@@ -175,10 +176,17 @@ final class PeerProber: EventHandler {
                 } else if errno != EAGAIN {
                     return connectFailed(errno)
                 }
-            } else {
-                // A refusal on loopback is already known here: judge it without a trip through epoll.
-                let err = pendingError()
-                if err != 0 { return connectFailed(err) }
+            } else if Socket.connect(fd, to: address) != 0 && errno != EALREADY {
+                // A refusal on loopback is already known here, and a second connect() reports it without a trip
+                // through epoll (EALREADY: still on its way; success: done). It also leaves the socket
+                // unconnected, so the next probe of any peer reuses it: a refused probe, what every probe of a
+                // down peer is, costs two connect()s instead of socket(), connect(), getsockopt() and close().
+                let e = errno
+                if e == ECONNREFUSED {
+                    engine.keepSpareSocket(fd, family: address.family)
+                    fd = -1
+                }
+                return connectFailed(e)
             }
         }
         do {

@@ -55,6 +55,70 @@ final class CheckEngineTests: XCTestCase {
         XCTAssertEqual(openDescriptors(), before)
     }
 
+    /// A socket bound to a loopback port: refuses connections until listen() is called on it.
+    private func boundSocket() -> (fd: Int32, port: UInt16) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var sa = sockaddr_in()
+        sa.sin_family = sa_family_t(AF_INET)
+        sa.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        withUnsafeMutablePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p in
+            XCTAssertEqual(bind(fd, p, len), 0)
+            XCTAssertEqual(getsockname(fd, p, &len), 0)
+        } }
+        return (fd, UInt16(bigEndian: sa.sin_port))
+    }
+
+    /// A refused probe leaves its socket unconnected for the next probe, of any peer: the checker then holds
+    /// one spare descriptor, not one per down peer; probes on a reused socket judge live peers up and refusing
+    /// ones down as fresh sockets do; the spare is closed when the checker stops.
+    func testRefusedProbesReuseOneSocket() throws {
+        let refusing = (0..<4).map { _ in boundSocket() }
+        let live = (0..<2).map { _ in boundSocket() }
+        defer { (refusing + live).forEach { close($0.fd) } }
+        for l in live { XCTAssertEqual(listen(l.fd, 128), 0) }
+
+        var check = CheckSettings()
+        check.type = .tcp
+        check.interval = 100
+        check.timeout = 1000
+        let peers = (refusing + live).map {
+            CheckedPeer(upstream: "mixed", address: PeerAddress(host: "127.0.0.1", port: $0.port, isIPv6: false), check: check)
+        }
+        let name = "/vigil-unit-spare-\(getpid())"
+        defer { shm_unlink(name) }
+        let segment = try Segment.create(name: name, size: 1 << 20, generation: 1, masterPid: getpid(), checksum: 0,
+                                         peers: peers.map { PeerEntry(upstream: $0.upstream, server: $0.address.description,
+                                                                      type: 1, port: 0, state: PeerState(down: true)) })
+        XCTAssertTrue(segment.checker.tryAcquire(pid: getpid(), nowMs: vigil_monotonic_ms(), staleAfterMs: 1000))
+
+        let before = openDescriptors()
+        var thread: CheckerThread? = CheckerThread(engine: try CheckEngine(segment: segment, peers: peers, pid: getpid(),
+                                                                          logsInfo: false) { _, _ in })
+        thread!.start()
+        var most = 0
+        let deadline = Date().addingTimeInterval(1.5)
+        while Date() < deadline {
+            most = max(most, openDescriptors())
+            usleep(5_000)
+        }
+        // epoll and the stop eventfd, the spare, and at most the two live peers' probes in flight.
+        XCTAssertLessThanOrEqual(most, before + 2 + 1 + 2)
+        let states = peers.indices.map { segment.slot($0).read() }
+        for s in states.prefix(4) {
+            XCTAssertTrue(s.down)
+            XCTAssertEqual(s.reason, .connectRefused)
+            XCTAssertGreaterThanOrEqual(s.checks, 5)
+        }
+        for s in states.suffix(2) {
+            XCTAssertFalse(s.down, "a live peer probed on reused sockets is up")
+            XCTAssertGreaterThanOrEqual(s.checks, 5)
+        }
+        thread!.stop()
+        thread = nil
+        XCTAssertEqual(openDescriptors(), before, "the spare socket is closed with the checker")
+    }
+
     /// Steady peers wait a whole interval; a peer on its way to flipping is probed again after half of one.
     func testPeersAboutToFlipAreProbedAtHalfTheInterval() {
         func state(down: Bool, rise: UInt32 = 0, fall: UInt32 = 0) -> PeerState {

@@ -11,50 +11,6 @@ final class CheckEngineTests: XCTestCase {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
     }
 
-    /// A checker that stops (the lock lost to a stalled heartbeat, the worker exiting) closes the
-    /// connections of the probes it had in flight: a worker that is no longer the checker holds no check fds.
-    func testStoppingClosesConnectionsOfProbesInFlight() throws {
-        // A listener that completes handshakes (the kernel does) but never answers: http probes stay in flight.
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(listener) }
-        var sa = sockaddr_in()
-        sa.sin_family = sa_family_t(AF_INET)
-        sa.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        withUnsafeMutablePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p in
-            XCTAssertEqual(bind(listener, p, len), 0)
-            XCTAssertEqual(listen(listener, 64), 0)
-            XCTAssertEqual(getsockname(listener, p, &len), 0)
-        } }
-        let port = UInt16(bigEndian: sa.sin_port)
-
-        var check = CheckSettings()
-        check.type = .http
-        check.interval = 1000
-        check.timeout = 30_000
-        let peers = (0..<4).map { _ in
-            CheckedPeer(upstream: "silent", address: PeerAddress(host: "127.0.0.1", port: port, isIPv6: false), check: check)
-        }
-        let name = "/vigil-unit-engine-\(getpid())"
-        defer { shm_unlink(name) }
-        let segment = try Segment.create(name: name, size: 1 << 20, generation: 1, masterPid: getpid(), checksum: 0,
-                                         peers: peers.map { PeerEntry(upstream: $0.upstream, server: $0.address.description,
-                                                                      type: 1, port: 0, state: PeerState(down: true)) })
-        XCTAssertTrue(segment.checker.tryAcquire(pid: getpid(), nowMs: vigil_monotonic_ms(), staleAfterMs: 1000))
-
-        let before = openDescriptors()
-        var thread: CheckerThread? = CheckerThread(engine: try CheckEngine(segment: segment, peers: peers, pid: getpid(),
-                                                                          logsInfo: false) { _, _ in })
-        thread!.start()
-        // Every first probe starts within min(interval, 1 s); all four then wait for a reply that never comes.
-        let deadline = Date().addingTimeInterval(5)
-        while openDescriptors() < before + 4 + 2 && Date() < deadline { usleep(20_000) }
-        XCTAssertGreaterThanOrEqual(openDescriptors(), before + 4 + 2, "epoll, eventfd and four probe connections")
-        thread!.stop()
-        thread = nil
-        XCTAssertEqual(openDescriptors(), before)
-    }
-
     /// A socket bound to a loopback port: refuses connections until listen() is called on it.
     private func boundSocket() -> (fd: Int32, port: UInt16) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -69,6 +25,49 @@ final class CheckEngineTests: XCTestCase {
         return (fd, UInt16(bigEndian: sa.sin_port))
     }
 
+    /// Peers at 127.0.0.1 on `ports`, all checked alike.
+    private func peers(_ ports: [UInt16], type: CheckType, interval: Int, timeout: Int) -> [CheckedPeer] {
+        var check = CheckSettings()
+        check.type = type
+        check.interval = interval
+        check.timeout = timeout
+        return ports.map { CheckedPeer(upstream: "unit", address: PeerAddress(host: "127.0.0.1", port: $0, isIPv6: false), check: check) }
+    }
+
+    /// A segment for `peers`, all down, its checker lock held by this process; unlinked when the test ends.
+    private func segment(for peers: [CheckedPeer]) throws -> Segment {
+        let name = "/vigil-unit-engine-\(getpid())"
+        addTeardownBlock { shm_unlink(name) }
+        let segment = try Segment.create(name: name, size: 1 << 20, generation: 1, masterPid: getpid(), checksum: 0,
+                                         peers: peers.map { PeerEntry(upstream: $0.upstream, server: $0.address.description,
+                                                                      type: 1, port: 0, state: PeerState(down: true)) })
+        XCTAssertTrue(segment.checker.tryAcquire(pid: getpid(), nowMs: vigil_monotonic_ms(), staleAfterMs: 1000))
+        return segment
+    }
+
+    /// A checker that stops (the lock lost to a stalled heartbeat, the worker exiting) closes the
+    /// connections of the probes it had in flight: a worker that is no longer the checker holds no check fds.
+    func testStoppingClosesConnectionsOfProbesInFlight() throws {
+        // A listener that completes handshakes (the kernel does) but never answers: http probes stay in flight.
+        let listener = boundSocket()
+        defer { close(listener.fd) }
+        XCTAssertEqual(listen(listener.fd, 64), 0)
+        let peers = self.peers(Array(repeating: listener.port, count: 4), type: .http, interval: 1000, timeout: 30_000)
+        let segment = try self.segment(for: peers)
+
+        let before = openDescriptors()
+        var thread: CheckerThread? = CheckerThread(engine: try CheckEngine(segment: segment, peers: peers, pid: getpid(),
+                                                                          logsInfo: false) { _, _ in })
+        thread!.start()
+        // Every first probe starts within min(interval, 1 s); all four then wait for a reply that never comes.
+        let deadline = Date().addingTimeInterval(5)
+        while openDescriptors() < before + 4 + 2 && Date() < deadline { usleep(20_000) }
+        XCTAssertGreaterThanOrEqual(openDescriptors(), before + 4 + 2, "epoll, eventfd and four probe connections")
+        thread!.stop()
+        thread = nil
+        XCTAssertEqual(openDescriptors(), before)
+    }
+
     /// A refused probe leaves its socket unconnected for the next probe, of any peer: the checker then holds
     /// one spare descriptor, not one per down peer; probes on a reused socket judge live peers up and refusing
     /// ones down as fresh sockets do; the spare is closed when the checker stops.
@@ -78,19 +77,8 @@ final class CheckEngineTests: XCTestCase {
         defer { (refusing + live).forEach { close($0.fd) } }
         for l in live { XCTAssertEqual(listen(l.fd, 128), 0) }
 
-        var check = CheckSettings()
-        check.type = .tcp
-        check.interval = 100
-        check.timeout = 1000
-        let peers = (refusing + live).map {
-            CheckedPeer(upstream: "mixed", address: PeerAddress(host: "127.0.0.1", port: $0.port, isIPv6: false), check: check)
-        }
-        let name = "/vigil-unit-spare-\(getpid())"
-        defer { shm_unlink(name) }
-        let segment = try Segment.create(name: name, size: 1 << 20, generation: 1, masterPid: getpid(), checksum: 0,
-                                         peers: peers.map { PeerEntry(upstream: $0.upstream, server: $0.address.description,
-                                                                      type: 1, port: 0, state: PeerState(down: true)) })
-        XCTAssertTrue(segment.checker.tryAcquire(pid: getpid(), nowMs: vigil_monotonic_ms(), staleAfterMs: 1000))
+        let peers = self.peers((refusing + live).map(\.port), type: .tcp, interval: 100, timeout: 1000)
+        let segment = try self.segment(for: peers)
 
         let before = openDescriptors()
         var thread: CheckerThread? = CheckerThread(engine: try CheckEngine(segment: segment, peers: peers, pid: getpid(),

@@ -158,8 +158,7 @@ final class PeerProber: EventHandler {
     private func connect() {
         connected = false
         guard let address else { return fail(.connectFailed, "bad check address \(peer.checkAddress)") }
-        fd = engine.takeSpareSocket(family: address.family)
-            ?? socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        fd = engine.probeSocket(family: address.family)
         guard fd >= 0 else {
             let e = errno
             return fail(.connectFailed, "socket() failed (\(e): \(String(cString: strerror(e))))")
@@ -174,7 +173,12 @@ final class PeerProber: EventHandler {
                     connected = true
                     sent = n
                 } else if errno != EAGAIN {
-                    return connectFailed(errno)
+                    let e = errno
+                    // One more connect() returns a refused socket to unconnected (ECONNABORTED) for reuse.
+                    if e == ECONNREFUSED && Socket.connect(fd, to: address) != 0 && errno == ECONNABORTED {
+                        keepRefusedSocket(family: address.family)
+                    }
+                    return connectFailed(e)
                 }
             } else if Socket.connect(fd, to: address) != 0 && errno != EALREADY {
                 // A refusal on loopback is already known here, and a second connect() reports it without a trip
@@ -182,10 +186,7 @@ final class PeerProber: EventHandler {
                 // unconnected, so the next probe of any peer reuses it: a refused probe, what every probe of a
                 // down peer is, costs two connect()s instead of socket(), connect(), getsockopt() and close().
                 let e = errno
-                if e == ECONNREFUSED {
-                    engine.keepSpareSocket(fd, family: address.family)
-                    fd = -1
-                }
+                if e == ECONNREFUSED { keepRefusedSocket(family: address.family) }
                 return connectFailed(e)
             }
         }
@@ -196,6 +197,12 @@ final class PeerProber: EventHandler {
             return fail(.connectFailed, "\(error)")
         }
         armTimeout()
+    }
+
+    /// Hands the socket of a refused connect, unconnected again, to the engine for the next probe.
+    private func keepRefusedSocket(family: Int32) {
+        engine.keepSpareSocket(fd, family: family)
+        fd = -1
     }
 
     private func armTimeout() {

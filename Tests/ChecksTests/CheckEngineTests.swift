@@ -68,21 +68,23 @@ final class CheckEngineTests: XCTestCase {
         XCTAssertEqual(openDescriptors(), before)
     }
 
-    /// A refused probe leaves its socket unconnected for the next probe, of any peer: the checker then holds
-    /// one spare descriptor, not one per down peer; probes on a reused socket judge live peers up and refusing
-    /// ones down as fresh sockets do; the spare is closed when the checker stops.
+    /// A refused probe (tcp: the second connect() says so; http: the send does) leaves its socket unconnected
+    /// for the next probe, of any peer: the checker then holds one spare descriptor, not one per down peer;
+    /// probes on a reused socket judge live peers up and refusing ones down as fresh sockets do; the spare is
+    /// closed when the checker stops.
     func testRefusedProbesReuseOneSocket() throws {
         let refusing = (0..<4).map { _ in boundSocket() }
         let live = (0..<2).map { _ in boundSocket() }
         defer { (refusing + live).forEach { close($0.fd) } }
         for l in live { XCTAssertEqual(listen(l.fd, 128), 0) }
 
-        let peers = self.peers((refusing + live).map(\.port), type: .tcp, interval: 100, timeout: 1000)
+        let peers = self.peers(refusing.prefix(2).map(\.port), type: .http, interval: 100, timeout: 1000)
+            + self.peers((refusing.suffix(2) + live).map(\.port), type: .tcp, interval: 100, timeout: 1000)
         let segment = try self.segment(for: peers)
 
         let before = openDescriptors()
-        var thread: CheckerThread? = CheckerThread(engine: try CheckEngine(segment: segment, peers: peers, pid: getpid(),
-                                                                          logsInfo: false) { _, _ in })
+        var engine: CheckEngine? = try CheckEngine(segment: segment, peers: peers, pid: getpid(), logsInfo: false) { _, _ in }
+        var thread: CheckerThread? = CheckerThread(engine: engine!)
         thread!.start()
         var most = 0
         let deadline = Date().addingTimeInterval(1.5)
@@ -104,6 +106,11 @@ final class CheckEngineTests: XCTestCase {
         }
         thread!.stop()
         thread = nil
+        // A live peer's probe keeps the socket it connected; every other probe found the spare.
+        let liveProbes = peers.indices.suffix(2).map { Int(segment.slot($0).read().checks) }.reduce(0, +)
+        let allProbes = peers.indices.map { Int(segment.slot($0).read().checks) }.reduce(0, +)
+        XCTAssertLessThanOrEqual(engine!.socketsOpened, liveProbes + 1, "of \(allProbes) probes")
+        engine = nil
         XCTAssertEqual(openDescriptors(), before, "the spare socket is closed with the checker")
     }
 

@@ -36,6 +36,7 @@ public final class CheckEngine {
     /// A socket left unconnected by a refused probe, for the next probe of its address family (refusals are
     /// judged within the probe's start, so one is enough).
     private var spareSocket: (fd: Int32, family: Int32)?
+    /// Sockets probes had to open because there was no spare: tests read it to see the reuse.
     private(set) var socketsOpened = 0
     /// Created with the engine, so that a stop requested before the thread runs is not lost.
     private let stopFd: Int32 = vigil_eventfd(0)
@@ -80,7 +81,7 @@ public final class CheckEngine {
         if let spare = spareSocket.take() { Glibc.close(spare.fd) }
     }
 
-    /// A socket for a probe: the spare a refused probe left, or a new one (counted, for tests to see the reuse).
+    /// A socket for a probe: the spare a refused probe left, or a new one.
     func probeSocket(family: Int32) -> Int32 {
         if let spare = spareSocket, spare.family == family {
             spareSocket = nil

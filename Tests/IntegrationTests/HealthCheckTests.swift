@@ -66,10 +66,15 @@ final class HealthCheckTests: XCTestCase {
         XCTAssertFalse(vigil.errorLog().contains("connect() failed (111: Connection refused) while connecting to upstream"),
                        "requests must not be sent to a peer known to be down")
         XCTAssertTrue(vigil.errorLog().contains("enable check peer: 127.0.0.1:\(live1) in upstream \"app\""))
-        // shmdump agrees.
-        let dump = vigil.shmdump(["--json"])
-        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(dump.stdout.utf8)) as? [String: Any])
-        let peers = try XCTUnwrap(obj["peers"] as? [[String: Any]])
+        // shmdump agrees, once the dead peer (down from the start) has had its first probe, which may come
+        // anywhere in its first interval, after the live peers' second.
+        var peers: [[String: Any]] = []
+        XCTAssertTrue(waitFor(5) {
+            let dump = self.vigil.shmdump(["--json"])
+            let obj = try? JSONSerialization.jsonObject(with: Data(dump.stdout.utf8)) as? [String: Any]
+            peers = obj?["peers"] as? [[String: Any]] ?? []
+            return peers.count == 3 && (peers[2]["checks"] as? Int ?? 0) >= 1
+        }, "\(peers)")
         XCTAssertEqual(peers.map { $0["state"] as? String }, ["up", "up", "down"])
         XCTAssertEqual(peers[2]["last_reason"] as? String, "connect() failed (111: Connection refused)")
         XCTAssertGreaterThan(peers[0]["checks"] as? Int ?? 0, 1)

@@ -31,7 +31,7 @@ public final class CheckEngine {
     }
     /// Scratch space for reading replies, shared by every probe (the loop runs one handler at a time).
     var readBuffer = [UInt8](repeating: 0, count: 4096)
-    /// Scratch header fields for judging whether a kept-alive check connection can be reused (the same).
+    /// Scratch header fields for judging whether a kept-alive check connection can be reused, shared the same way.
     var replyFields: [HeaderField] = []
     /// A socket left unconnected by a refused probe, for the next probe of its address family (refusals are
     /// judged within the probe's start, so one is enough).

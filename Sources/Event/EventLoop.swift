@@ -27,15 +27,11 @@ public final class EventLoop {
     /// How late a timer may fire so that timers due close together share one wake-up (nginx's
     /// `timer_resolution`); 0 wakes for each deadline. Readiness events are never delayed by it.
     public var timerSlackMs: UInt64 = 0
-    /// Monotonic milliseconds and microseconds, refreshed once per loop iteration (nginx's cached clock): the
-    /// request path times requests and upstream attempts with it instead of reading the clock for each.
-    public private(set) var now: UInt64 = vigil_monotonic_ms()
+    /// Monotonic microseconds, refreshed once per loop iteration (nginx's cached clock): the request path
+    /// times requests and upstream attempts with it instead of reading the clock for each.
     public private(set) var nowUs: UInt64 = vigil_monotonic_us()
-
-    private func tick() {
-        nowUs = vigil_monotonic_us()
-        now = nowUs / 1000
-    }
+    /// The same clock in milliseconds (`vigil_monotonic_ms`'s scale), for timers.
+    public var now: UInt64 { nowUs / 1000 }
 
     public init() throws {
         epfd = vigil_epoll_create()
@@ -105,7 +101,7 @@ public final class EventLoop {
         var events = [UInt32](repeating: 0, count: 256)
         var data = [UInt64](repeating: 0, count: 256)
         while running {
-            tick()
+            nowUs = vigil_monotonic_us()
             runDueTimers()
             guard running else { break }
             var timeout: Int32 = -1
@@ -117,7 +113,7 @@ public final class EventLoop {
                 if errno == EINTR { continue }
                 break
             }
-            tick()
+            nowUs = vigil_monotonic_us()
             for i in 0..<Int(n) {
                 let fd = Int(data[i])
                 if fd < handlers.count, let h = handlers[fd] { h.handleEvent(events[i]) }

@@ -4,9 +4,13 @@ import Glibc
 import Config
 import Event
 
-/// `keepalive N`: idle upstream connections kept per worker and upstream (nginx's cache: at most N in
-/// total, least recently used evicted). Upstream fds are registered edge-triggered for reading and
-/// writing once; an idle one that signals anything was closed or broken by the upstream, and is dropped.
+/// `keepalive N`: idle upstream connections kept per worker and upstream. As in nginx's cache, at most N
+/// stay idle and the least recently used go first; unlike nginx, a connection above N is closed once it has
+/// been idle for `excessIdleMs`, not at once. Under bursty load (more clients than N) nginx closes a
+/// connection as a burst ends and opens one as the next begins, a handshake every few requests; the grace
+/// turns those into reuses, and the backend never holds more connections than the last second's peak needed.
+/// Upstream fds are registered edge-triggered for reading and writing once; an idle one that signals
+/// anything was closed or broken by the upstream, and is dropped.
 public final class KeepalivePool {
     /// One cached connection. The records (and their timers) are recycled, so caching a connection after
     /// each request allocates nothing.
@@ -16,6 +20,8 @@ public final class KeepalivePool {
         var requests = 0
         /// When the connection was opened (upstream keepalive_time counts from there).
         var openedAt: UInt64 = 0
+        /// When it was put in the pool.
+        var idleSince: UInt64 = 0
         /// What else the connection carries (its TLS session), kept and handed back with it.
         var attachment: AnyObject?
         unowned let pool: KeepalivePool
@@ -39,11 +45,9 @@ public final class KeepalivePool {
     let loop: EventLoop
     private var idle: [Idle] = []   // most recently used last
     private var spare: [Idle] = []
-    /// Evicts past capacity when the loop's current batch of events is done: a connection released and one
-    /// wanted in the same batch (many clients at once) is then reused instead of closed and opened again.
-    private lazy var trim = loop.makeTimer { [unowned self] in
-        while self.idle.count > self.capacity { self.drop(self.idle[0]) }
-    }
+    /// How long a connection above capacity may stay idle before it is closed.
+    public static let excessIdleMs: UInt64 = 1000
+    private lazy var trim = loop.makeTimer { [unowned self] in self.closeExcess() }
 
     public init(capacity: Int, timeoutMs: Int, maxRequests: Int, maxAgeMs: Int, loop: EventLoop) {
         self.capacity = capacity
@@ -64,21 +68,29 @@ public final class KeepalivePool {
         return (c.fd, c.requests, c.openedAt, c.attachment)
     }
 
-    /// Keeps `fd` (registered with the loop) for reuse, evicting the least recently used connection when full
-    /// (once the loop's current batch of events is handled); one that has carried keepalive_requests or lived
+    /// Keeps `fd` (registered with the loop) for reuse; past capacity, the least recently used connections
+    /// are closed once they have been idle `excessIdleMs`. One that has carried keepalive_requests or lived
     /// keepalive_time is closed instead.
     public func put(_ fd: Int32, address: PeerAddress, requests: Int, openedAt: UInt64, attachment: AnyObject? = nil) {
         guard requests < maxRequests, loop.now - openedAt < maxAgeMs else { loop.close(fd: fd); return }
-        if idle.count >= capacity, !trim.isArmed { trim.rearm(after: 0) }
+        if idle.count >= capacity, !trim.isArmed { trim.rearm(after: Self.excessIdleMs) }
         let c = spare.popLast() ?? Idle(address: address, pool: self)
         c.fd = fd
         c.address = address
         c.requests = requests
         c.openedAt = openedAt
+        c.idleSince = loop.now
         c.attachment = attachment
         loop.setHandler(fd: fd, c)
         c.timer.rearm(after: timeoutMs)
         idle.append(c)
+    }
+
+    /// Closes the least recently used connections above capacity that have been idle `excessIdleMs`, and
+    /// comes back when the next one will have.
+    private func closeExcess() {
+        while idle.count > capacity, loop.now - idle[0].idleSince >= Self.excessIdleMs { drop(idle[0]) }
+        if idle.count > capacity { trim.rearm(at: idle[0].idleSince + Self.excessIdleMs) }
     }
 
     func drop(_ c: Idle) {

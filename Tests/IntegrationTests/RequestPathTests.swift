@@ -581,6 +581,32 @@ final class RequestPathTests: XCTestCase {
         XCTAssertTrue(vigil!.errorLog().contains("request: \"GET /y HTTP/1.1\", upstream: \"http://checked/y\""), vigil!.errorLog())
     }
 
+    /// `keepalive 2` under bursts of 6 concurrent requests: the connections above 2 are reused by a burst that
+    /// follows within a second instead of being closed and opened again, and closed once idle that long.
+    func testUpstreamKeepaliveReusesExcessWithinGraceThenTrims() throws {
+        let upstream = try RawServer(.keepAlive(Array("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".utf8), afterMs: 300))
+        defer { upstream.stop() }
+        try start("""
+            upstream pool { server 127.0.0.1:\(upstream.port); keepalive 2; }
+            server { listen 127.0.0.1:\(port);
+                     location / { proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+            """)
+        func burst() throws {
+            let clients = try (0..<6).map { _ in try HTTPConnection(port: port) }
+            for c in clients { try c.send(getRequest("/")) }
+            for c in clients { XCTAssertEqual(try c.readResponse().text, "ok") }
+        }
+        try burst()
+        XCTAssertEqual(upstream.accepted, 6, "six requests at once need six upstream connections")
+        try burst()
+        XCTAssertEqual(upstream.accepted, 6, "a burst right after the first reuses its connections")
+        XCTAssertTrue(waitFor(5) { upstream.openConnections == 2 }, "\(upstream.openConnections) upstream connections left")
+        usleep(1_500_000)
+        XCTAssertEqual(upstream.openConnections, 2, "keepalive 2 keeps two")
+        XCTAssertEqual(try get("/").text, "ok")
+        XCTAssertEqual(upstream.accepted, 6)
+    }
+
     func testIPHashIsSticky() throws {
         let b = (freePort(), freePort(), freePort())
         try start("""

@@ -17,6 +17,8 @@ public final class RawServer: @unchecked Sendable {
         case drip(prefix: [UInt8], bytes: [UInt8], everyMs: Int)
         /// Reads the request head, sends `prefix`, then `filler` over and over until the peer goes away.
         case flood(prefix: [UInt8], filler: [UInt8])
+        /// A keep-alive backend: answers each request head with these bytes `afterMs` later, until the peer closes.
+        case keepAlive([UInt8], afterMs: Int)
     }
 
     public let port: UInt16
@@ -25,6 +27,7 @@ public final class RawServer: @unchecked Sendable {
     private let lock = NSLock()
     private var stopped = false
     private var open = 0
+    private var acceptedCount = 0
     private let threads = DispatchGroup()
 
     public init(_ behaviour: Behaviour) throws {
@@ -41,6 +44,12 @@ public final class RawServer: @unchecked Sendable {
         return open
     }
 
+    /// Connections accepted since the start.
+    public var accepted: Int {
+        lock.lock(); defer { lock.unlock() }
+        return acceptedCount
+    }
+
     private var isStopped: Bool {
         lock.lock(); defer { lock.unlock() }
         return stopped
@@ -55,6 +64,7 @@ public final class RawServer: @unchecked Sendable {
             guard c >= 0 else { continue }
             lock.lock()
             open += 1
+            acceptedCount += 1
             lock.unlock()
             threads.enter()
             Thread { self.serve(c) }.start()
@@ -92,6 +102,15 @@ public final class RawServer: @unchecked Sendable {
         case .flood(let prefix, let filler):
             guard readHead(c), sendAll(c, prefix) else { return }
             while sendAll(c, filler) {}
+        case .keepAlive(let bytes, let ms):
+            var data: [UInt8] = []
+            while let more = readSome(c) {
+                data += more
+                guard let end = CaptureServer.find([13, 10, 13, 10], in: data) else { continue }
+                data.removeSubrange(..<(end + 4))
+                usleep(useconds_t(ms * 1000))
+                guard sendAll(c, bytes) else { return }
+            }
         }
     }
 

@@ -86,16 +86,26 @@ public final class KeepalivePool {
         idle.append(c)
     }
 
-    /// Closes the least recently used connections above capacity that have been idle `excessIdleMs`, and
-    /// comes back when the next one will have.
+    /// Closes the least recently used connections above capacity that have been idle `excessIdleMs` (in one
+    /// pass: after a burst of thousands, removing them one by one from the front would shift the rest each
+    /// time), and comes back when the next one will have.
     private func closeExcess() {
-        while idle.count > capacity, loop.now - idle[0].idleSince >= Self.excessIdleMs { drop(idle[0]) }
+        var expired = 0
+        while idle.count - expired > capacity, loop.now - idle[expired].idleSince >= Self.excessIdleMs {
+            close(idle[expired])
+            expired += 1
+        }
+        idle.removeFirst(expired)
         if idle.count > capacity { trim.rearm(at: idle[0].idleSince + Self.excessIdleMs) }
     }
 
     func drop(_ c: Idle) {
         guard let i = idle.firstIndex(where: { $0 === c }) else { return }
         idle.remove(at: i)
+        close(c)
+    }
+
+    private func close(_ c: Idle) {
         c.timer.cancel()
         c.attachment = nil
         loop.close(fd: c.fd)

@@ -48,6 +48,7 @@ let package = Package(
         .testTarget(name: "ChecksTests", dependencies: ["Checks", "Config", "ShmTable", "FuzzSupport"], path: "Tests/ChecksTests", swiftSettings: v5),
         .testTarget(name: "DNSTests", dependencies: ["DNS", "Event", "FuzzSupport"], path: "Tests/DNSTests", swiftSettings: v5),
         .testTarget(name: "TLSTests", dependencies: ["TLS", "Config"], path: "Tests/TLSTests", swiftSettings: v5),
+        .testTarget(name: "GzipTests", dependencies: ["Gzip", "CZlib"], path: "Tests/GzipTests", swiftSettings: v5),
         .testTarget(name: "IntegrationTests", dependencies: ["TestHarness"], path: "Tests/IntegrationTests", swiftSettings: v5),
         .testTarget(name: "FaultTests", dependencies: ["TestHarness"], path: "Tests/Fault", swiftSettings: v5),
     ]

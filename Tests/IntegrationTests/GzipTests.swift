@@ -16,7 +16,7 @@ final class GzipTests: XCTestCase {
 
     func testCompressedBodiesDecompressToTheOriginal() throws {
         try XCTSkipUnless(Tools.available(Tools.curl) && Tools.available(Tools.nginx), "curl and nginx are installed by scripts/install-deps")
-        let port = freePort(), backendPort = freePort()
+        let port = freePort(), backendPort = freePort(), nginxGzipPort = freePort()
         let text = String(repeating: "health checks all the way down. ", count: 40)
         vigil = try Vigil(config: "")
         let big = (0..<20000).map { "line \($0) of a large proxied text body\n" }.joined()
@@ -25,7 +25,9 @@ final class GzipTests: XCTestCase {
         backend = try NginxPeer(http: """
             types { text/plain txt; }
             server { listen 127.0.0.1:\(backendPort); root \(vigil.prefix)/html; }
-            """, waitFor: [backendPort])
+            server { listen 127.0.0.1:\(nginxGzipPort); gzip on; gzip_types text/plain; gzip_comp_level 5; default_type text/plain;
+                     location /text { return 200 "\(text)"; } location /big.txt { root \(vigil.prefix)/html; } }
+            """, waitFor: [backendPort, nginxGzipPort])
         try vigil.write(config: Vigil.config(http: """
             gzip on;
             gzip_types text/plain application/json;
@@ -35,6 +37,7 @@ final class GzipTests: XCTestCase {
             server {
                 listen 127.0.0.1:\(port);
                 location /text { return 200 "\(text)"; }
+                location /big.txt { root \(vigil.prefix)/html; }
                 location /short { return 200 "tiny"; }
                 location /image { default_type image/png; return 200 "\(text)"; }
                 location /proxy/ { proxy_pass http://127.0.0.1:\(backendPort)/; }
@@ -58,6 +61,17 @@ final class GzipTests: XCTestCase {
                        "below gzip_min_length")
         XCTAssertFalse(curl(["-D", "-", "-o", "/dev/null", "-H", "Accept-Encoding: gzip", base + "/image"]).stdout.contains("Content-Encoding"),
                        "a type outside gzip_types")
+
+        // The same bytes as nginx's: its gzip header and trailer, and zlib's deflate sized and flushed alike, for a
+        // body compressed whole and for a file compressed as it is read.
+        for path in ["/text", "/big.txt"] {
+            let ours = vigil.prefix + "/vigil.gz", theirs = vigil.prefix + "/nginx.gz"
+            _ = curl(["-H", "Accept-Encoding: gzip", "-o", ours, base + path])
+            _ = curl(["-H", "Accept-Encoding: gzip", "-o", theirs, "http://127.0.0.1:\(nginxGzipPort)" + path])
+            let v = try Data(contentsOf: URL(fileURLWithPath: ours)), n = try Data(contentsOf: URL(fileURLWithPath: theirs))
+            XCTAssertEqual(Array(v.prefix(2)), [0x1f, 0x8b], path)
+            XCTAssertEqual(v, n, "\(path): the gzip bytes differ from nginx's")
+        }
 
         // A proxied body, compressed as it streams and sent chunked; twice on one keep-alive connection.
         let proxiedHead = curl(["-D", "-", "-o", "/dev/null", "-H", "Accept-Encoding: gzip", base + "/proxy/big.txt"]).stdout

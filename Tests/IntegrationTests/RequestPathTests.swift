@@ -586,6 +586,7 @@ final class RequestPathTests: XCTestCase {
     func testUpstreamKeepaliveReusesExcessWithinGraceThenTrims() throws {
         let upstream = try RawServer(.keepAlive(Array("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".utf8), afterMs: 300))
         defer { upstream.stop() }
+        port = freePort()   // chosen while the upstream listens, so that the two cannot be given the same port
         try start("""
             upstream pool { server 127.0.0.1:\(upstream.port); keepalive 2; }
             server { listen 127.0.0.1:\(port);

@@ -220,6 +220,7 @@ final class ProxySession: EventHandler {
         fd = socket(Socket.family(host: a.host, isIPv6: a.isIPv6), Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { failed(.error, "socket() failed (\(errno): \(String(cString: strerror(errno))))"); return }
         noDelay = false
+        if !a.isUnix { Socket.delayHandshakeAck(fd) }
         let rc = p.socketAddress.map { Socket.connect(fd, to: $0) } ?? -1
         if rc != 0 && errno != EINPROGRESS {
             failed(.error, "connect() failed (\(errno): \(String(cString: strerror(errno))))")

@@ -608,6 +608,48 @@ final class RequestPathTests: XCTestCase {
         XCTAssertEqual(upstream.accepted, 6)
     }
 
+    /// Like HAProxy's `tcp-smart-connect`: the handshake's last ACK rides on the request, so the backend
+    /// receives one segment fewer than from a plain connect-then-send client (what tcpdump shows as
+    /// `S`, `S.`, `.P` in place of `S`, `S.`, `.`, `.P`).
+    func testUpstreamRequestCarriesTheHandshakeAck() throws {
+        guard let (listener, upstreamPort) = loopbackSocket(listening: 8) else { return XCTFail("listen") }
+        defer { close(listener) }
+        /// Accepts one connection, reads its request head and returns it with the segments it has received.
+        func acceptRequest() -> (fd: Int32, segmentsIn: UInt32)? {
+            var pfd = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, 5000) == 1 else { return nil }
+            let fd = accept(listener, nil, nil)
+            var head: [UInt8] = [], buf = [UInt8](repeating: 0, count: 4096)
+            while CaptureServer.find([13, 10, 13, 10], in: head) == nil {
+                var rfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                let n = poll(&rfd, 1, 5000) == 1 ? recv(fd, &buf, buf.count, 0) : 0
+                guard n > 0 else { close(fd); return nil }
+                head += buf[0..<n]
+            }
+            // tcpi_segs_in sits at byte 140 of Linux's struct tcp_info (4.2 and later); Glibc's copy predates it.
+            var info = [UInt8](repeating: 0, count: 256)
+            var length = socklen_t(info.count)
+            guard getsockopt(fd, Int32(IPPROTO_TCP), TCP_INFO, &info, &length) == 0, length >= 144 else { close(fd); return nil }
+            return (fd, info[140..<144].reversed().reduce(0) { $0 << 8 | UInt32($1) })
+        }
+        let plain = try HTTPConnection(port: upstreamPort)
+        try plain.send(getRequest("/"))
+        guard let reference = acceptRequest() else { return XCTFail("no request from the plain client") }
+        close(reference.fd)
+
+        try start("server { listen 127.0.0.1:\(port); location / { proxy_pass http://127.0.0.1:\(upstreamPort); } }")
+        let client = try HTTPConnection(port: port)
+        try client.send(getRequest("/"))
+        guard let proxied = acceptRequest() else { return XCTFail("no request from Vigil") }
+        _ = Array("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok".utf8).withUnsafeBytes {
+            send(proxied.fd, $0.baseAddress, $0.count, 0)
+        }
+        close(proxied.fd)
+        XCTAssertEqual(try client.readResponse().text, "ok")
+        XCTAssertEqual(proxied.segmentsIn, reference.segmentsIn - 1,
+                       "segments the backend received up to the request: Vigil's, a plain client's")
+    }
+
     func testIPHashIsSticky() throws {
         let b = (freePort(), freePort(), freePort())
         try start("""

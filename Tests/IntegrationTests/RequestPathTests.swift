@@ -617,8 +617,8 @@ final class RequestPathTests: XCTestCase {
         /// Accepts one connection, reads its request head and returns it with the segments it has received.
         func acceptRequest() -> (fd: Int32, segmentsIn: UInt32)? {
             var pfd = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
-            guard poll(&pfd, 1, 5000) == 1 else { return nil }
-            let fd = accept(listener, nil, nil)
+            let fd = poll(&pfd, 1, 5000) == 1 ? accept(listener, nil, nil) : -1
+            guard fd >= 0 else { return nil }
             var head: [UInt8] = [], buf = [UInt8](repeating: 0, count: 4096)
             while CaptureServer.find([13, 10, 13, 10], in: head) == nil {
                 var rfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)

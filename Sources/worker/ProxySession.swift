@@ -268,12 +268,15 @@ final class ProxySession: EventHandler {
         if events & (Events.readHangup | Events.hangup | Events.error) != 0 { hungUp = true }
         switch phase {
         case .connecting:
-            var err: Int32 = 0
-            var len = socklen_t(MemoryLayout<Int32>.size)
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
-            if err != 0 {
-                failed(.error, "connect() failed (\(err): \(String(cString: strerror(err)))) while connecting to upstream")
-                return
+            // A connect that failed reports EPOLLERR (and EPOLLHUP); only then is its error worth a system call.
+            if events & (Events.error | Events.hangup) != 0 {
+                var err: Int32 = 0
+                var len = socklen_t(MemoryLayout<Int32>.size)
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
+                if err != 0 {
+                    failed(.error, "connect() failed (\(err): \(String(cString: strerror(err)))) while connecting to upstream")
+                    return
+                }
             }
             if let upstreamTLS { return startHandshake(upstreamTLS) }
             phase = .sending

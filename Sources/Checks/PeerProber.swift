@@ -216,13 +216,6 @@ final class PeerProber: EventHandler {
         timer.cancel()
     }
 
-    private func pendingError() -> Int32 {
-        var err: Int32 = 0
-        var len = socklen_t(MemoryLayout<Int32>.size)
-        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
-        return err
-    }
-
     /// A kept-alive connection the peer had closed: not a result; check again on a fresh connection.
     private func retryFresh() {
         closeConnection()
@@ -253,7 +246,7 @@ final class PeerProber: EventHandler {
         if !connected {
             // epoll reports a failed connect as an error or hang-up: a clean edge needs no SO_ERROR call.
             if events & (Events.error | Events.hangup) != 0 {
-                let err = pendingError()
+                let err = Socket.pendingError(fd)
                 if err != 0 { return connectFailed(err) }
             }
             if events & (Events.writable | Events.readable) == 0 { return }

@@ -58,6 +58,14 @@ public enum Socket {
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_QUICKACK, &zero, socklen_t(MemoryLayout<Int32>.size))
     }
 
+    /// The error a non-blocking connect() ended with (SO_ERROR; reading it clears it), 0 if none.
+    public static func pendingError(_ fd: Int32) -> Int32 {
+        var err: Int32 = 0
+        var len = socklen_t(MemoryLayout<Int32>.size)
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
+        return err
+    }
+
     /// Opens a non-blocking listening socket; errors read like nginx's.
     public static func listen(host: String, port: UInt16, isIPv6: Bool, backlog: Int32,
                               reusePort: Bool, ipv6Only: Bool) throws -> Int32 {

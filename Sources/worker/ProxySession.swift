@@ -270,9 +270,7 @@ final class ProxySession: EventHandler {
         case .connecting:
             // A connect that failed reports EPOLLERR (and EPOLLHUP); only then is its error worth a system call.
             if events & (Events.error | Events.hangup) != 0 {
-                var err: Int32 = 0
-                var len = socklen_t(MemoryLayout<Int32>.size)
-                getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
+                let err = Socket.pendingError(fd)
                 if err != 0 {
                     failed(.error, "connect() failed (\(err): \(String(cString: strerror(err)))) while connecting to upstream")
                     return

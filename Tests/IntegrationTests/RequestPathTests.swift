@@ -630,7 +630,7 @@ final class RequestPathTests: XCTestCase {
             var info = [UInt8](repeating: 0, count: 256)
             var length = socklen_t(info.count)
             guard getsockopt(fd, Int32(IPPROTO_TCP), TCP_INFO, &info, &length) == 0, length >= 144 else { close(fd); return nil }
-            return (fd, info[140..<144].reversed().reduce(0) { $0 << 8 | UInt32($1) })
+            return (fd, info.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 140, as: UInt32.self) })
         }
         let plain = try HTTPConnection(port: upstreamPort)
         try plain.send(getRequest("/"))

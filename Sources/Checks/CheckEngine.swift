@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CShim
 import Config
+import Core
 import Event
 import HTTP
 import ShmTable
@@ -18,7 +19,7 @@ public final class CheckEngine {
     let pid: Int32
     /// Client contexts of the upstreams checked with `type=https`.
     let tls: TLSBundle?
-    let log: (LogLevelName, String) -> Void
+    let log: ErrorLog
     /// Whether info lines are wanted: failure texts are only built when someone will read them.
     let logsInfo: Bool
     /// One long-lived prober per peer: steady-state probing allocates nothing. The engine holds one reference
@@ -41,12 +42,9 @@ public final class CheckEngine {
     /// Created with the engine, so that a stop requested before the thread runs is not lost.
     private let stopFd: Int32 = vigil_eventfd(0)
 
-    public enum LogLevelName { case error, warn, info }
-
-    public init(segment: Segment, peers: [CheckedPeer], pid: Int32, tls: TLSBundle? = nil, logsInfo: Bool,
-                log: @escaping (LogLevelName, String) -> Void) throws {
+    public init(segment: Segment, peers: [CheckedPeer], pid: Int32, tls: TLSBundle? = nil, log: ErrorLog) throws {
         self.tls = tls
-        self.logsInfo = logsInfo
+        self.logsInfo = log.enabled(.info)
         self.loop = try EventLoop()
         // Probes due within a few milliseconds of each other start on one wake-up: against 10,000 peers
         // that is 100 wake-ups a second instead of 1,000, and no probe starts more than 10 ms late.
@@ -123,7 +121,7 @@ public final class CheckEngine {
     private func heartbeat() {
         let lock = segment.checker
         guard lock.holder == pid else {
-            log(.warn, "checker lock for generation \(segment.generation) was taken over, worker \(pid) stops checking")
+            log.warn("checker lock for generation \(segment.generation) was taken over, worker \(pid) stops checking")
             loop.stop()
             return
         }
@@ -149,7 +147,7 @@ public final class CheckEngine {
                 s.down = false
                 s.lastChangeMs = now
                 s.stateChanges &+= 1
-                log(.error, "enable check peer: \(p.peer.checkAddress) in upstream \"\(p.peer.upstream)\"")
+                log.error("enable check peer: \(p.peer.checkAddress) in upstream \"\(p.peer.upstream)\"")
             }
         } else {
             s.failures &+= 1
@@ -159,8 +157,8 @@ public final class CheckEngine {
             let flips = !s.down && Int(s.fall) >= p.fallThreshold
             if logsInfo || flips {
                 let text = message() ?? reason.text
-                if logsInfo { log(.info, text) }
-                if flips { log(.error, "disable check peer: \(p.peer.checkAddress) in upstream \"\(p.peer.upstream)\": \(text)") }
+                if logsInfo { log.info(text) }
+                if flips { log.error("disable check peer: \(p.peer.checkAddress) in upstream \"\(p.peer.upstream)\": \(text)") }
             }
             if flips {
                 s.down = true

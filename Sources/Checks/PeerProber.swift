@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CShim
 import Config
+import Core
 import Event
 import HTTP
 import ShmTable
@@ -161,7 +162,7 @@ final class PeerProber: EventHandler {
         fd = engine.probeSocket(family: address.family)
         guard fd >= 0 else {
             let e = errno
-            return fail(.connectFailed, "socket() failed (\(e): \(String(cString: strerror(e))))")
+            return fail(.connectFailed, "socket() failed (\(Errno.text(e)))")
         }
         if Socket.connect(fd, to: address) != 0 {
             guard errno == EINPROGRESS else { return connectFailed(errno) }
@@ -228,7 +229,7 @@ final class PeerProber: EventHandler {
 
     private func connectFailed(_ err: Int32) {
         fail(err == ECONNREFUSED ? .connectRefused : .connectFailed,
-             "connect() failed (\(err): \(String(cString: strerror(err)))) with peer: \(peer.checkAddress) ")
+             "connect() failed (\(Errno.text(err))) with peer: \(peer.checkAddress) ")
     }
 
     func handleEvent(_ events: UInt32) {
@@ -263,7 +264,7 @@ final class PeerProber: EventHandler {
             if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
             if reused { return retryFresh() }
             let e = errno
-            return fail(.sendFailed, "send() failed (\(e): \(String(cString: strerror(e)))) with peer: \(peer.checkAddress) ")
+            return fail(.sendFailed, "send() failed (\(Errno.text(e))) with peer: \(peer.checkAddress) ")
         }
         // The request is out and this edge brings nothing to read: the reply's arrival is the next edge, so no
         // recv to find nothing (TLS may hold bytes epoll cannot see, so it reads anyway).
@@ -308,7 +309,7 @@ final class PeerProber: EventHandler {
         if n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) { return succeed() }
         let e = errno
         fail(.closed, n == 0 ? "peer closed connection, peer: \(peer.checkAddress) "
-                              : "recv() failed (\(e): \(String(cString: strerror(e)))) with peer: \(peer.checkAddress) ")
+                              : "recv() failed (\(Errno.text(e))) with peer: \(peer.checkAddress) ")
     }
 
     /// A peer that floods is judged on what it sent first (a head and a body a check may read).
@@ -334,7 +335,7 @@ final class PeerProber: EventHandler {
             } else if errno != EAGAIN && errno != EINTR {
                 if reused && reply.isEmpty { return retryFresh() }
                 let e = errno
-                return fail(.recvFailed, "recv() failed (\(e): \(String(cString: strerror(e)))) with peer: \(peer.checkAddress) ")
+                return fail(.recvFailed, "recv() failed (\(Errno.text(e))) with peer: \(peer.checkAddress) ")
             }
             if eof && reused && reply.isEmpty { return retryFresh() }
             let c = peer.check

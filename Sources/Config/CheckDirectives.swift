@@ -3,7 +3,6 @@ import Script
 /// The upstream check module's directives, with the reference module's defaults and error wording
 /// (shared/spec/check-module.md §1).
 enum CheckDirectives {
-    static let statusFormats = ["html", "csv", "json", "prometheus"]
 
     static let specs: [DirectiveSpec] = [
         Directives.spec("check", .upstream, .oneOrMore, parseCheck),
@@ -84,8 +83,8 @@ enum CheckDirectives {
         },
         Directives.spec("check_status", [.server, .location], .zeroOrOne) { call in
             if call.words.count == 2 {
-                guard statusFormats.contains(call.words[1]) else { throw call.error("invalid check format \"\(call.words[1])\"") }
-                Directives.withSettings(call) { $0.checkStatusFormat = call.words[1] }
+                guard let format = StatusFormat(rawValue: call.words[1]) else { throw call.error("invalid check format \"\(call.words[1])\"") }
+                Directives.withSettings(call) { $0.status.format = format }
             }
             try HTTPCore.setContent(call, .checkStatus)
         },

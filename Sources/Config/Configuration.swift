@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Core
 import Script
 
 /// A whole loaded configuration: what `vigil -t` validates and what the master hands to its workers.
@@ -108,9 +109,14 @@ public final class Configuration {
     func finish() throws {
         guard events != nil else { throw ConfigError("no \"events\" section in configuration") }
         guard let http else { return }
+        if !http.settings.log.$accessLogs.isSet {
+            http.settings.log.accessLogs = [AccessLogTarget(path: fullPath("logs/access.log"), format: "combined")]
+        }
+        resolvePaths(&http.settings)
         for server in http.servers {
             server.settings.inherit(from: http.settings)
-            if server.settings.sslOn == true { for i in server.listens.indices { server.listens[i].ssl = true } }
+            resolvePaths(&server.settings)
+            if server.settings.ssl.on { for i in server.listens.indices { server.listens[i].ssl = true } }
             for loc in server.locations { inherit(loc, from: server.settings) }
             if server.listens.isEmpty {
                 // nginx's default when running as root is *:80; Vigil uses the same.
@@ -140,8 +146,8 @@ public final class Configuration {
     /// Script templates name variables that may be declared further down (nginx's variables are global):
     /// once everything is read, each name must be a built-in variable, a declared one or a capture.
     private func resolveTemplates(_ http: HTTPBlock) throws {
-        for (t, location) in http.pendingTemplates {
-            for name in t.names where Variable(name: name, table: http.variables) == .none && !Variable.isKnownUnset(name) {
+        for (t, location, strict) in http.pendingTemplates {
+            for name in t.names where strict && Variable(name: name, table: http.variables) == .none && !Variable.isKnownUnset(name) {
                 throw location.error("unknown \"\(name)\" variable")
             }
             t.resolve(http.variables)
@@ -165,12 +171,19 @@ public final class Configuration {
 
     private func inherit(_ loc: Location, from parent: HTTPSettings) {
         loc.settings.inherit(from: parent)
+        resolvePaths(&loc.settings)
         for child in loc.locations { inherit(child, from: loc.settings) }
         // An `if` block without `root` keeps its location's alias too (ngx_http_core_merge_loc_conf).
         for block in loc.ifBlocks {
-            if block.settings.root == nil { block.alias = loc.alias }
+            if !block.settings.core.$root.isSet { block.alias = loc.alias }
             inherit(block, from: loc.settings)
         }
+    }
+
+    /// Paths a level wrote relative to the prefix, made absolute once (those it inherited already are).
+    private func resolvePaths(_ s: inout HTTPSettings) {
+        s.core.$root.resolve(fullPath)
+        s.core.$clientBodyTempPath.resolve(fullPath)
     }
 
     /// `proxy_pass http://name` names an upstream block when one exists (before or after it);

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Core
 import Script
 
 /// The directive table: every directive Vigil knows, where it may appear, how many arguments it takes,
@@ -30,7 +31,7 @@ struct DirectiveSpec {
 enum Directives {
     static let table: [String: [DirectiveSpec]] = {
         var t: [String: [DirectiveSpec]] = [:]
-        for spec in Core.specs + HTTPCore.specs + Proxy.specs + UpstreamDirectives.specs + CheckDirectives.specs
+        for spec in MainDirectives.specs + HTTPCore.specs + Proxy.specs + UpstreamDirectives.specs + CheckDirectives.specs
                     + SSLDirectives.specs + SSLDirectives.refused + RewriteDirectives.specs + MapDirective.specs
                     + GzipDirectives.specs {
             t[spec.name, default: []].append(spec)
@@ -68,10 +69,11 @@ enum Directives {
         }
     }
 
-    static func setOnce<T>(_ call: Call, _ kp: WritableKeyPath<HTTPSettings, T?>, _ value: T) throws {
+    /// A single-valued setting (`$name` of a module's settings): a second one at the same level is a duplicate.
+    static func setOnce<T>(_ call: Call, _ kp: WritableKeyPath<HTTPSettings, Setting<T>>, _ value: T) throws {
         try withSettings(call) { s in
-            if s[keyPath: kp] != nil { throw call.duplicate() }
-            s[keyPath: kp] = value
+            if s[keyPath: kp].isSet { throw call.duplicate() }
+            s[keyPath: kp].wrappedValue = value
         }
     }
 
@@ -93,19 +95,19 @@ enum Directives {
         return n
     }
 
-    static func flagSetting(_ name: String, _ kp: WritableKeyPath<HTTPSettings, Bool?>, _ ctx: Contexts = .httpAll) -> DirectiveSpec {
+    static func flagSetting(_ name: String, _ kp: WritableKeyPath<HTTPSettings, Setting<Bool>>, _ ctx: Contexts = .httpAll) -> DirectiveSpec {
         spec(name, ctx, .one) { call in try setOnce(call, kp, try flagArg(call)) }
     }
 
-    static func msecSetting(_ name: String, _ kp: WritableKeyPath<HTTPSettings, Int?>, _ ctx: Contexts = .httpAll) -> DirectiveSpec {
+    static func msecSetting(_ name: String, _ kp: WritableKeyPath<HTTPSettings, Setting<Int>>, _ ctx: Contexts = .httpAll) -> DirectiveSpec {
         spec(name, ctx, .one) { call in try setOnce(call, kp, try msecArg(call, call.words[1])) }
     }
 
-    static func sizeSetting(_ name: String, _ kp: WritableKeyPath<HTTPSettings, Int?>, _ ctx: Contexts = .httpAll) -> DirectiveSpec {
+    static func sizeSetting(_ name: String, _ kp: WritableKeyPath<HTTPSettings, Setting<Int>>, _ ctx: Contexts = .httpAll) -> DirectiveSpec {
         spec(name, ctx, .one) { call in try setOnce(call, kp, try sizeArg(call, call.words[1])) }
     }
 
-    static func numberSetting(_ name: String, _ kp: WritableKeyPath<HTTPSettings, Int?>, _ ctx: Contexts = .httpAll) -> DirectiveSpec {
+    static func numberSetting(_ name: String, _ kp: WritableKeyPath<HTTPSettings, Setting<Int>>, _ ctx: Contexts = .httpAll) -> DirectiveSpec {
         spec(name, ctx, .one) { call in
             guard let n = Values.plainNumber(call.words[1]) else { throw call.directiveError("invalid number") }
             try setOnce(call, kp, n)
@@ -149,7 +151,7 @@ enum Directives {
 }
 
 /// Main and events contexts: the process model.
-enum Core {
+enum MainDirectives {
     static let specs: [DirectiveSpec] = [
         Directives.spec("worker_processes", .main, .one) { call in
             try setMainOnce(call)
@@ -184,7 +186,7 @@ enum Core {
             if case .main = call.context {
                 call.configuration.errorLogs.append(target)
             } else {
-                Directives.withSettings(call) { $0.errorLog = target }
+                Directives.withSettings(call) { $0.log.errorLogs.append(target) }
             }
         },
         Directives.spec("env", .main, .one) { call in call.configuration.env.append(call.words[1]) },

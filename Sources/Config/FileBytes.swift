@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Core
 
 /// A whole file read into memory (configuration files, included files, the check state file), refusing
 /// directories and files past `maxSize`.
@@ -9,7 +10,8 @@ public enum FileBytes {
 
     public struct Failure: Error {
         public let errno: Int32
-        public var text: String { String(cString: strerror(errno)) }
+        /// `2: No such file or directory`.
+        public var text: String { Errno.text(errno) }
     }
 
     /// `read`, with the failure as a value.

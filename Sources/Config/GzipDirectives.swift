@@ -1,34 +1,35 @@
 /// nginx's gzip module: responses compressed on the fly for clients that accept gzip.
 enum GzipDirectives {
-    static let proxiedValues: Set<String> = ["off", "expired", "no-cache", "no-store", "private", "no_last_modified",
-                                             "no_etag", "auth", "any"]
-
     static let specs: [DirectiveSpec] = [
-        Directives.flagSetting("gzip", \.gzip, [.httpAll, .locationIf]),
+        Directives.flagSetting("gzip", \.gzip.$on, [.httpAll, .locationIf]),
         Directives.spec("gzip_types", .httpAll, .oneOrMore) { call in
-            try Directives.setOnce(call, \.gzipTypes, call.args.map { $0.lowercased() })
+            try Directives.setOnce(call, \.gzip.$types, call.args.map { $0.lowercased() })
         },
         Directives.spec("gzip_comp_level", .httpAll, .one) { call in
             guard let n = Values.plainNumber(call.words[1]), (1...9).contains(n) else {
                 throw call.error("value must be between 1 and 9")
             }
-            try Directives.setOnce(call, \.gzipCompLevel, n)
+            try Directives.setOnce(call, \.gzip.$compLevel, n)
         },
-        Directives.sizeSetting("gzip_min_length", \.gzipMinLength),
+        Directives.sizeSetting("gzip_min_length", \.gzip.$minLength),
         Directives.spec("gzip_proxied", .httpAll, .oneOrMore) { call in
-            for v in call.args where !proxiedValues.contains(v) { throw call.error("invalid value \"\(v)\"") }
-            try Directives.setOnce(call, \.gzipProxied, Array(call.args))
+            var set: GzipProxied = []
+            for v in call.args {
+                guard let option = GzipProxied.names[v] else { throw call.error("invalid value \"\(v)\"") }
+                set.formUnion(option)
+            }
+            try Directives.setOnce(call, \.gzip.$proxied, set)
         },
-        Directives.flagSetting("gzip_vary", \.gzipVary),
+        Directives.flagSetting("gzip_vary", \.gzip.$vary),
         Directives.spec("gzip_http_version", .httpAll, .one) { call in
             guard call.words[1] == "1.0" || call.words[1] == "1.1" else { throw call.error("invalid value \"\(call.words[1])\"") }
-            try Directives.setOnce(call, \.gzipHTTPVersion, call.words[1] == "1.0" ? 0 : 1)
+            try Directives.setOnce(call, \.gzip.$httpVersionMinor, call.words[1] == "1.0" ? 0 : 1)
         },
         Directives.spec("gzip_disable", .httpAll, .oneOrMore) { call in
             // nginx's "msie6" mask: MSIE 4–6 without SV1.
             let res = try call.args.map { $0 == "msie6" ? try RewriteDirectives.regex(call, "MSIE [4-6]\\.(?!.*SV1)", caseless: false)
                                                       : try RewriteDirectives.regex(call, $0, caseless: true) }
-            try Directives.setOnce(call, \.gzipDisable, res)
+            try Directives.setOnce(call, \.gzip.$disable, res)
         },
         // Vigil compresses through one 16 kB output buffer per response; the count/size pair is a sizing hint.
         Directives.accepted("gzip_buffers", .httpAll, .two),

@@ -22,27 +22,24 @@ enum HTTPCore {
             }
         },
         Directives.spec("location", [.server, .location], .oneOrTwo, block: true, parseLocation),
-        Directives.spec("default_type", .httpAll, .one) { call in try Directives.setOnce(call, \.defaultType, call.words[1]) },
+        Directives.spec("default_type", .httpAll, .one) { call in try Directives.setOnce(call, \.core.$defaultType, call.words[1]) },
         Directives.spec("types", .httpAll, .none, block: true) { call in
             let table = TypesTable()
             try call.parseBlock(.types(table))
-            try Directives.withSettings(call) { s in
-                if s.types != nil { throw call.duplicate() }
-                s.types = table.map
-            }
+            try Directives.setOnce(call, \.core.$types, table.map)
         },
-        Directives.flagSetting("sendfile", \.sendfile, [.httpAll, .locationIf]),
-        Directives.flagSetting("tcp_nopush", \.tcpNopush),
-        Directives.flagSetting("tcp_nodelay", \.tcpNodelay),
-        Directives.flagSetting("server_tokens", \.serverTokens),
+        Directives.flagSetting("sendfile", \.core.$sendfile, [.httpAll, .locationIf]),
+        Directives.flagSetting("tcp_nopush", \.core.$tcpNopush),
+        Directives.flagSetting("tcp_nodelay", \.core.$tcpNodelay),
+        Directives.flagSetting("server_tokens", \.core.$serverTokens),
         Directives.spec("add_header", [.httpAll, .locationIf], Arity(min: 2, max: 3)) { call in
             if call.words.count == 4 && call.words[3] != "always" { throw call.error("invalid value \"\(call.words[3])\"") }
             let header = AddedHeader(name: call.words[1], value: try RewriteDirectives.template(call, call.words[2]),
                                      always: call.words.count == 4)
-            Directives.withSettings(call) { $0.addHeaders = ($0.addHeaders ?? []) + [header] }
+            Directives.withSettings(call) { $0.headers.addHeaders.append(header) }
         },
-        Directives.flagSetting("absolute_redirect", \.absoluteRedirect),
-        Directives.flagSetting("etag", \.etag),
+        Directives.flagSetting("absolute_redirect", \.core.$absoluteRedirect),
+        Directives.flagSetting("etag", \.core.$etag),
         Directives.spec("expires", [.httpAll, .locationIf], .one) { call in
             let v = call.words[1]
             let e: ExpiresSetting
@@ -57,21 +54,21 @@ enum HTTPCore {
                 }
                 e = .seconds((negative ? -ms : ms) / 1000)
             }
-            try Directives.setOnce(call, \.expires, e)
+            try Directives.setOnce(call, \.headers.$expires, e)
         },
-        Directives.flagSetting("port_in_redirect", \.portInRedirect),
-        Directives.flagSetting("server_name_in_redirect", \.serverNameInRedirect),
+        Directives.flagSetting("port_in_redirect", \.core.$portInRedirect),
+        Directives.flagSetting("server_name_in_redirect", \.core.$serverNameInRedirect),
         Directives.spec("keepalive_timeout", .httpAll, .oneOrTwo) { call in
-            try Directives.setOnce(call, \.keepaliveTimeout, try Directives.msecArg(call, call.words[1]))
+            try Directives.setOnce(call, \.core.$keepaliveTimeout, try Directives.msecArg(call, call.words[1]))
             if call.words.count == 3 {
-                try Directives.withSettings(call) { $0.keepaliveHeaderTimeout = try Directives.msecArg(call, call.words[2]) / 1000 * 1000 }
+                try Directives.withSettings(call) { $0.core.keepaliveHeaderTimeout = try Directives.msecArg(call, call.words[2]) / 1000 * 1000 }
             }
         },
         Directives.spec("resolver", .httpAll, .oneOrMore, parseResolver),
-        Directives.msecSetting("resolver_timeout", \.resolverTimeout),
-        Directives.numberSetting("keepalive_requests", \.keepaliveRequests),
-        Directives.msecSetting("keepalive_time", \.keepaliveTime),
-        Directives.flagSetting("chunked_transfer_encoding", \.chunkedTransferEncoding),
+        Directives.msecSetting("resolver_timeout", \.core.$resolverTimeout),
+        Directives.numberSetting("keepalive_requests", \.core.$keepaliveRequests),
+        Directives.msecSetting("keepalive_time", \.core.$keepaliveTime),
+        Directives.flagSetting("chunked_transfer_encoding", \.core.$chunkedTransferEncoding),
         // Vigil's lookups are not hash tables sized by these: accepted, as every nginx.conf may carry them.
         Directives.accepted("server_names_hash_bucket_size", .http, .one),
         Directives.accepted("server_names_hash_max_size", .http, .one),
@@ -82,23 +79,20 @@ enum HTTPCore {
         // Log files stay open for the worker's life already; X-Accel-* headers are never acted on.
         Directives.accepted("open_log_file_cache", .httpAll, .oneToFour),
         Directives.accepted("proxy_ignore_headers", .httpAll, .oneOrMore),
-        Directives.sizeSetting("client_max_body_size", \.clientMaxBodySize),
-        Directives.msecSetting("client_header_timeout", \.clientHeaderTimeout, [.http, .server]),
-        Directives.msecSetting("client_body_timeout", \.clientBodyTimeout),
-        Directives.msecSetting("send_timeout", \.sendTimeout),
-        Directives.sizeSetting("client_header_buffer_size", \.clientHeaderBufferSize, [.http, .server]),
-        Directives.sizeSetting("client_body_buffer_size", \.clientBodyBufferSize),
+        Directives.sizeSetting("client_max_body_size", \.core.$clientMaxBodySize),
+        Directives.msecSetting("client_header_timeout", \.core.$clientHeaderTimeout, [.http, .server]),
+        Directives.msecSetting("client_body_timeout", \.core.$clientBodyTimeout),
+        Directives.msecSetting("send_timeout", \.core.$sendTimeout),
+        Directives.sizeSetting("client_header_buffer_size", \.core.$clientHeaderBufferSize, [.http, .server]),
+        Directives.sizeSetting("client_body_buffer_size", \.core.$clientBodyBufferSize),
         Directives.spec("large_client_header_buffers", [.http, .server], .two) { call in
             guard let n = Values.plainNumber(call.words[1]), n > 0,
                   let size = Values.size(call.words[2]), size > 0 else { throw call.directiveError("invalid value") }
-            try Directives.withSettings(call) { s in
-                if s.largeClientHeaderBuffers != nil { throw call.duplicate() }
-                s.largeClientHeaderBuffers = (n, size)
-            }
+            try Directives.setOnce(call, \.core.$largeClientHeaderBuffers, LargeHeaderBuffers(count: n, size: size))
         },
         // A body past client_body_buffer_size goes to a file here. Vigil never spills responses to files: the
         // other temp paths are accepted, as nginx tests always emit them.
-        Directives.spec("client_body_temp_path", .httpAll, .oneToFour) { call in try Directives.setOnce(call, \.clientBodyTempPath, call.words[1]) },
+        Directives.spec("client_body_temp_path", .httpAll, .oneToFour) { call in try Directives.setOnce(call, \.core.$clientBodyTempPath, call.words[1]) },
         Directives.accepted("proxy_temp_path", .httpAll, .oneToFour),
         Directives.accepted("fastcgi_temp_path", .httpAll, .oneToFour),
         Directives.accepted("uwsgi_temp_path", .httpAll, .oneToFour),
@@ -107,34 +101,34 @@ enum HTTPCore {
             if case .location(let l, _, _) = call.context, l.alias != nil {
                 throw call.error("\"root\" directive is duplicate, \"alias\" directive was specified earlier")
             }
-            try Directives.setOnce(call, \.root, call.words[1])
+            try Directives.setOnce(call, \.core.$root, call.words[1])
         },
         Directives.spec("alias", .location, .one) { call in
             guard case .location(let l, _, _) = call.context else { return }
             if l.alias != nil { throw call.duplicate() }
-            if l.settings.root != nil {
+            if l.settings.core.$root.isSet {
                 throw call.error("\"alias\" directive is duplicate, \"root\" directive was specified earlier")
             }
             l.alias = call.words[1]
         },
         Directives.spec("index", .httpAll, .oneOrMore) { call in
-            Directives.withSettings(call) { s in s.index = (s.index ?? []) + call.args }
+            Directives.withSettings(call) { s in s.core.index = (s.core.$index.isSet ? s.core.index : []) + call.args }
         },
         Directives.spec("log_format", .http, .twoOrMore) { call in
             let http = Directives.http(call)
             let name = call.words[1]
             if http.logFormats[name] != nil { throw call.error("duplicate \"log_format\" name \"\(name)\"") }
             var parts = Array(call.words.dropFirst(2))
-            var escape = "default"
+            var escape = LogEscape.default
             if let first = parts.first, first.hasPrefix("escape=") {
-                escape = String(first.dropFirst(7))
-                guard ["default", "json", "none"].contains(escape) else {
-                    throw call.error("unknown log format escaping \"\(escape)\"")
+                guard let e = LogEscape(rawValue: String(first.dropFirst(7))) else {
+                    throw call.error("unknown log format escaping \"\(first.dropFirst(7))\"")
                 }
+                escape = e
                 parts.removeFirst()
                 guard !parts.isEmpty else { throw call.error("invalid number of arguments in \"log_format\" directive") }
             }
-            http.logFormats[name] = LogFormat(name: name, escape: escape, template: parts.joined())
+            http.logFormats[name] = LogFormat(name: name, escape: escape, template: RewriteDirectives.lenientTemplate(call, parts.joined()))
         },
         Directives.spec("access_log", [.httpAll, .locationIf], .oneOrMore, parseAccessLog),
         Directives.spec("allow", .httpAll, .one) { call in try addAccessRule(call, allow: true) },
@@ -166,7 +160,7 @@ enum HTTPCore {
         }
         if !setting.ipv4 && !setting.ipv6 { throw call.error("\"ipv4\" and \"ipv6\" cannot both be \"off\"") }
         guard !setting.servers.isEmpty else { throw call.error("invalid number of arguments in \"resolver\" directive") }
-        try Directives.setOnce(call, \.resolver, setting)
+        try Directives.setOnce(call, \.core.$resolver, setting)
     }
 
     static func setContent(_ call: Call, _ handler: ContentHandler) throws {
@@ -284,8 +278,8 @@ enum HTTPCore {
         if call.words[1] == "off" {
             guard call.words.count == 2 else { throw call.error("invalid parameter \"\(call.words[2])\"") }
             try Directives.withSettings(call) { s in
-                if let logs = s.accessLogs, !logs.isEmpty { throw call.duplicate() }
-                s.accessLogs = []
+                if !s.log.accessLogs.isEmpty { throw call.duplicate() }
+                s.log.accessLogs = []
             }
             return
         }
@@ -308,7 +302,7 @@ enum HTTPCore {
             }
         }
         let target = AccessLogTarget(path: call.configuration.fullPath(call.words[1]), format: format, condition: condition)
-        Directives.withSettings(call) { s in s.accessLogs = (s.accessLogs ?? []) + [target] }
+        Directives.withSettings(call) { s in s.log.accessLogs.append(target) }
     }
 
     static func addAccessRule(_ call: Call, allow: Bool) throws {
@@ -334,7 +328,7 @@ enum HTTPCore {
             }
             if !AccessRule.hostBitsZero(rule) { call.warn("low address bits of \(v) are meaningless") }
         }
-        Directives.withSettings(call) { s in s.accessRules = (s.accessRules ?? []) + [rule] }
+        Directives.withSettings(call) { s in s.log.accessRules.append(rule) }
     }
 
     static func parseErrorPage(_ call: Call) throws {
@@ -355,8 +349,8 @@ enum HTTPCore {
             guard (300...599).contains(c), c != 499 else { throw call.error("value \"\(a)\" must be between 300 and 599") }
             codes.append(c)
         }
-        let page = ErrorPage(codes: codes, overrideCode: override, uri: uri)
-        Directives.withSettings(call) { s in s.errorPages = (s.errorPages ?? []) + [page] }
+        let page = ErrorPage(codes: codes, overrideCode: override, uri: RewriteDirectives.lenientTemplate(call, uri))
+        Directives.withSettings(call) { s in s.core.errorPages.append(page) }
     }
 }
 

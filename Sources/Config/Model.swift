@@ -1,32 +1,11 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Core
 import Script
 
 /// The typed configuration that the directive handlers fill in. Reference types so that handlers can
 /// mutate the block they are in; after `Configuration.load` returns, treat everything as read-only.
-
-public enum LogLevel: Int, Comparable, Sendable, CaseIterable {
-    case debug = 8, info = 7, notice = 6, warn = 5, error = 4, crit = 3, alert = 2, emerg = 1
-    public static func < (a: LogLevel, b: LogLevel) -> Bool { a.rawValue < b.rawValue }
-    public var name: String {
-        switch self {
-        case .debug: "debug"; case .info: "info"; case .notice: "notice"; case .warn: "warn"
-        case .error: "error"; case .crit: "crit"; case .alert: "alert"; case .emerg: "emerg"
-        }
-    }
-    public init?(name: String) {
-        guard let l = LogLevel.allCases.first(where: { $0.name == name }) else { return nil }
-        self = l
-    }
-}
-
-/// `error_log file [level]`; `stderr` is a valid file.
-public struct ErrorLogTarget: Equatable, Sendable {
-    public var path: String
-    public var level: LogLevel
-    public init(path: String, level: LogLevel) { self.path = path; self.level = level }
-}
 
 public struct AccessLogTarget: Equatable, Sendable {
     public var path: String
@@ -43,19 +22,19 @@ public struct AccessLogTarget: Equatable, Sendable {
     }
 }
 
+/// `log_format name [escape=…] string …`, its template compiled when the configuration loads.
 public final class LogFormat: Sendable {
     public let name: String
-    public let escape: String
-    public let template: String
-    init(name: String, escape: String, template: String) { self.name = name; self.escape = escape; self.template = template }
+    public let escape: LogEscape
+    public let template: Template
+    init(name: String, escape: LogEscape, template: Template) { self.name = name; self.escape = escape; self.template = template }
 
-    /// A template outside `log_format` (a `proxy_set_header` value), expanded with the same rules.
-    public static func adHoc(_ template: String) -> LogFormat { LogFormat(name: "", escape: "none", template: template) }
-
-    /// nginx's predefined `combined` format, byte for byte.
-    static let combined = LogFormat(
-        name: "combined", escape: "default",
-        template: "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\"")
+    /// nginx's predefined `combined` format, byte for byte (only built-in variables: resolved at once).
+    static func combined() -> LogFormat {
+        let t = Template("$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\"")
+        t.resolve(VariableTable())
+        return LogFormat(name: "combined", escape: .default, template: t)
+    }
 }
 
 /// A socket address as the config wrote it and as it resolved.
@@ -203,9 +182,18 @@ public struct UpstreamServer: Sendable {
 public enum Balancer: Sendable, Equatable {
     case roundRobin
     case ipHash
-    case hash(key: String, consistent: Bool)
+    /// `hash key [consistent]`: the key compiled once.
+    case hash(key: Template, consistent: Bool)
     case leastConn
     case random
+
+    public static func == (a: Balancer, b: Balancer) -> Bool {
+        switch (a, b) {
+        case (.roundRobin, .roundRobin), (.ipHash, .ipHash), (.leastConn, .leastConn), (.random, .random): return true
+        case (.hash(let k1, let c1), .hash(let k2, let c2)): return k1.text == k2.text && c1 == c2
+        default: return false
+        }
+    }
 }
 
 public final class Upstream {
@@ -285,9 +273,10 @@ public struct AddedHeader: Sendable {
     public var always: Bool
 }
 
-public struct HeaderSetting: Sendable, Equatable {
+/// `proxy_set_header name value`: the value compiled once.
+public struct HeaderSetting: Sendable {
     public var name: String
-    public var value: String
+    public var value: Template
 }
 
 public struct AccessRule: Sendable, Equatable {
@@ -301,189 +290,35 @@ public struct AccessRule: Sendable, Equatable {
 public struct ErrorPage: Sendable, Equatable {
     public var codes: [Int]
     public var overrideCode: Int?   // `=code`; 0 for bare `=`
-    public var uri: String
+    /// A URI, `@name` or a URL, possibly with variables.
+    public var uri: Template
+    public static func == (a: ErrorPage, b: ErrorPage) -> Bool { a.codes == b.codes && a.overrideCode == b.overrideCode && a.uri.text == b.uri.text }
 }
 
-/// Settings that nginx inherits http → server → location; nil means "not set at this level".
+/// Settings that nginx inherits http → server → location, one struct per module, each with its defaults
+/// where its fields are declared. `Configuration.finish` merges every level with its parent once, as
+/// nginx's merge functions do; afterwards every value is final.
 public struct HTTPSettings: Sendable {
-    public var defaultType: String?
-    public var types: [String: String]?
-    public var keepaliveTimeout: Int?
-    public var keepaliveHeaderTimeout: Int?
-    public var keepaliveRequests: Int?
-    public var keepaliveTime: Int?
-    public var sendfile: Bool?
-    public var tcpNopush: Bool?
-    public var tcpNodelay: Bool?
-    public var serverTokens: Bool?
-    public var clientMaxBodySize: Int?
-    public var clientHeaderTimeout: Int?
-    public var clientBodyTimeout: Int?
-    public var sendTimeout: Int?
-    public var clientHeaderBufferSize: Int?
-    public var largeClientHeaderBuffers: (count: Int, size: Int)?
-    public var clientBodyBufferSize: Int?
-    public var clientBodyTempPath: String?
-    public var proxyRequestBuffering: Bool?
-    public var chunkedTransferEncoding: Bool?
-    public var root: String?
-    public var index: [String]?
-    public var accessLogs: [AccessLogTarget]?   // [] means `access_log off`
-    public var errorLog: ErrorLogTarget?
-    public var accessRules: [AccessRule]?
-    public var errorPages: [ErrorPage]?
-    public var proxyHTTPVersion: String?
-    public var proxySetHeaders: [HeaderSetting]?
-    public var proxyConnectTimeout: Int?
-    public var proxySendTimeout: Int?
-    public var proxyReadTimeout: Int?
-    public var proxyNextUpstream: [String]?
-    public var proxyNextUpstreamTries: Int?
-    public var proxyNextUpstreamTimeout: Int?
-    public var proxyBuffering: Bool?
-    public var proxyBufferSize: Int?
-    public var proxyPassRequestHeaders: Bool?
-    public var proxyPassRequestBody: Bool?
-    public var proxyInterceptErrors: Bool?
-    public var resolver: ResolverSetting?
-    public var resolverTimeout: Int?
-    public var checkStatusFormat: String?
-    /// add_header lines of one level: a level that has any does not inherit its parent's (nginx's rule).
-    public var addHeaders: [AddedHeader]?
-    public var proxyHideHeaders: [String]?
-    public var proxyPassHeaders: [String]?
-    public var proxyMethod: String?
-    public var proxyRedirects: [ProxyRedirect]?
-    public var expires: ExpiresSetting?
-    public var etag: Bool?
-    public var gzip: Bool?
-    public var gzipTypes: [String]?
-    public var gzipCompLevel: Int?
-    public var gzipMinLength: Int?
-    public var gzipProxied: [String]?
-    public var gzipVary: Bool?
-    public var gzipHTTPVersion: Int?   // minor version: 0 or 1
-    public var gzipDisable: [Regex]?
-    public var absoluteRedirect: Bool?
-    public var portInRedirect: Bool?
-    public var serverNameInRedirect: Bool?
-    // TLS towards clients (http and server levels).
-    public var sslCertificates: [PathSetting]?
-    public var sslCertificateKeys: [PathSetting]?
-    public var sslProtocols: [String]?
-    public var sslCiphers: String?
-    public var sslPreferServerCiphers: Bool?
-    public var sslSessionCache: SessionCacheSetting?
-    public var sslSessionTimeout: Int?
-    public var sslSessionTickets: Bool?
-    public var sslPasswordFile: PathSetting?
-    public var sslDHParam: PathSetting?
-    public var sslECDHCurve: String?
-    /// The deprecated `ssl on`: every `listen` of the server is a TLS one.
-    public var sslOn: Bool?
-    // TLS towards `https://` upstreams.
-    public var proxySSLServerName: Bool?
-    public var proxySSLName: String?
-    public var proxySSLVerify: Bool?
-    public var proxySSLVerifyDepth: Int?
-    public var proxySSLTrustedCertificate: PathSetting?
-    public var proxySSLCertificate: PathSetting?
-    public var proxySSLCertificateKey: PathSetting?
-    public var proxySSLPasswordFile: PathSetting?
-    public var proxySSLProtocols: [String]?
-    public var proxySSLCiphers: String?
-    public var proxySSLSessionReuse: Bool?
+    public var core = CoreSettings()
+    public var log = LogSettings()
+    public var headers = HeadersSettings()
+    public var proxy = ProxySettings()
+    public var proxySSL = ProxySSLSettings()
+    public var gzip = GzipSettings()
+    public var ssl = SSLSettings()
+    public var status = StatusSettings()
 
     public init() {}
 
-    /// nginx's merge: a value set here wins, otherwise the parent's.
     mutating func inherit(from p: HTTPSettings) {
-        defaultType = defaultType ?? p.defaultType
-        types = types ?? p.types
-        keepaliveTimeout = keepaliveTimeout ?? p.keepaliveTimeout
-        keepaliveHeaderTimeout = keepaliveHeaderTimeout ?? p.keepaliveHeaderTimeout
-        keepaliveRequests = keepaliveRequests ?? p.keepaliveRequests
-        keepaliveTime = keepaliveTime ?? p.keepaliveTime
-        sendfile = sendfile ?? p.sendfile
-        tcpNopush = tcpNopush ?? p.tcpNopush
-        tcpNodelay = tcpNodelay ?? p.tcpNodelay
-        serverTokens = serverTokens ?? p.serverTokens
-        clientMaxBodySize = clientMaxBodySize ?? p.clientMaxBodySize
-        clientHeaderTimeout = clientHeaderTimeout ?? p.clientHeaderTimeout
-        clientBodyTimeout = clientBodyTimeout ?? p.clientBodyTimeout
-        sendTimeout = sendTimeout ?? p.sendTimeout
-        clientHeaderBufferSize = clientHeaderBufferSize ?? p.clientHeaderBufferSize
-        largeClientHeaderBuffers = largeClientHeaderBuffers ?? p.largeClientHeaderBuffers
-        clientBodyBufferSize = clientBodyBufferSize ?? p.clientBodyBufferSize
-        clientBodyTempPath = clientBodyTempPath ?? p.clientBodyTempPath
-        proxyRequestBuffering = proxyRequestBuffering ?? p.proxyRequestBuffering
-        chunkedTransferEncoding = chunkedTransferEncoding ?? p.chunkedTransferEncoding
-        root = root ?? p.root
-        index = index ?? p.index
-        accessLogs = accessLogs ?? p.accessLogs
-        errorLog = errorLog ?? p.errorLog
-        accessRules = accessRules ?? p.accessRules
-        errorPages = errorPages ?? p.errorPages
-        proxyHTTPVersion = proxyHTTPVersion ?? p.proxyHTTPVersion
-        proxySetHeaders = proxySetHeaders ?? p.proxySetHeaders
-        proxyConnectTimeout = proxyConnectTimeout ?? p.proxyConnectTimeout
-        proxySendTimeout = proxySendTimeout ?? p.proxySendTimeout
-        proxyReadTimeout = proxyReadTimeout ?? p.proxyReadTimeout
-        proxyNextUpstream = proxyNextUpstream ?? p.proxyNextUpstream
-        proxyNextUpstreamTries = proxyNextUpstreamTries ?? p.proxyNextUpstreamTries
-        proxyNextUpstreamTimeout = proxyNextUpstreamTimeout ?? p.proxyNextUpstreamTimeout
-        proxyBuffering = proxyBuffering ?? p.proxyBuffering
-        proxyBufferSize = proxyBufferSize ?? p.proxyBufferSize
-        proxyPassRequestHeaders = proxyPassRequestHeaders ?? p.proxyPassRequestHeaders
-        proxyPassRequestBody = proxyPassRequestBody ?? p.proxyPassRequestBody
-        proxyInterceptErrors = proxyInterceptErrors ?? p.proxyInterceptErrors
-        resolver = resolver ?? p.resolver
-        resolverTimeout = resolverTimeout ?? p.resolverTimeout
-        checkStatusFormat = checkStatusFormat ?? p.checkStatusFormat
-        addHeaders = addHeaders ?? p.addHeaders
-        proxyHideHeaders = proxyHideHeaders ?? p.proxyHideHeaders
-        proxyPassHeaders = proxyPassHeaders ?? p.proxyPassHeaders
-        proxyMethod = proxyMethod ?? p.proxyMethod
-        proxyRedirects = proxyRedirects ?? p.proxyRedirects
-        expires = expires ?? p.expires
-        etag = etag ?? p.etag
-        gzip = gzip ?? p.gzip
-        gzipTypes = gzipTypes ?? p.gzipTypes
-        gzipCompLevel = gzipCompLevel ?? p.gzipCompLevel
-        gzipMinLength = gzipMinLength ?? p.gzipMinLength
-        gzipProxied = gzipProxied ?? p.gzipProxied
-        gzipVary = gzipVary ?? p.gzipVary
-        gzipHTTPVersion = gzipHTTPVersion ?? p.gzipHTTPVersion
-        gzipDisable = gzipDisable ?? p.gzipDisable
-        absoluteRedirect = absoluteRedirect ?? p.absoluteRedirect
-        portInRedirect = portInRedirect ?? p.portInRedirect
-        serverNameInRedirect = serverNameInRedirect ?? p.serverNameInRedirect
-        // ssl_certificate and ssl_certificate_key are inherited as a pair, as nginx's arrays are.
-        if sslCertificates == nil && sslCertificateKeys == nil {
-            sslCertificates = p.sslCertificates
-            sslCertificateKeys = p.sslCertificateKeys
-        }
-        sslProtocols = sslProtocols ?? p.sslProtocols
-        sslCiphers = sslCiphers ?? p.sslCiphers
-        sslPreferServerCiphers = sslPreferServerCiphers ?? p.sslPreferServerCiphers
-        sslSessionCache = sslSessionCache ?? p.sslSessionCache
-        sslSessionTimeout = sslSessionTimeout ?? p.sslSessionTimeout
-        sslSessionTickets = sslSessionTickets ?? p.sslSessionTickets
-        sslPasswordFile = sslPasswordFile ?? p.sslPasswordFile
-        sslDHParam = sslDHParam ?? p.sslDHParam
-        sslECDHCurve = sslECDHCurve ?? p.sslECDHCurve
-        sslOn = sslOn ?? p.sslOn
-        proxySSLServerName = proxySSLServerName ?? p.proxySSLServerName
-        proxySSLName = proxySSLName ?? p.proxySSLName
-        proxySSLVerify = proxySSLVerify ?? p.proxySSLVerify
-        proxySSLVerifyDepth = proxySSLVerifyDepth ?? p.proxySSLVerifyDepth
-        proxySSLTrustedCertificate = proxySSLTrustedCertificate ?? p.proxySSLTrustedCertificate
-        proxySSLCertificate = proxySSLCertificate ?? p.proxySSLCertificate
-        proxySSLCertificateKey = proxySSLCertificateKey ?? p.proxySSLCertificateKey
-        proxySSLPasswordFile = proxySSLPasswordFile ?? p.proxySSLPasswordFile
-        proxySSLProtocols = proxySSLProtocols ?? p.proxySSLProtocols
-        proxySSLCiphers = proxySSLCiphers ?? p.proxySSLCiphers
-        proxySSLSessionReuse = proxySSLSessionReuse ?? p.proxySSLSessionReuse
+        core.merge(p.core)
+        log.merge(p.log)
+        headers.merge(p.headers)
+        proxy.merge(p.proxy)
+        proxySSL.merge(p.proxySSL)
+        gzip.merge(p.gzip)
+        ssl.merge(p.ssl)
+        status.merge(p.status)
     }
 }
 
@@ -584,11 +419,11 @@ public final class HTTPBlock {
     public var servers: [Server] = []
     /// In order of first mention, as the reference indexes checked peers.
     public var upstreams: [Upstream] = []
-    public var logFormats: [String: LogFormat] = ["combined": .combined]
+    public var logFormats: [String: LogFormat] = ["combined": .combined()]
     /// Variables the configuration declares (`set`, `map`, named regex groups).
     public let variables = VariableTable()
     /// Templates whose names resolve once every declaration is read, with where each was written.
-    var pendingTemplates: [(Template, SourceLocation)] = []
+    var pendingTemplates: [(Template, SourceLocation, strict: Bool)] = []
     public var checkShmSize: Int? = nil
     /// `check_state_file PATH [interval=time]`: where the master keeps every peer's verdict and admin state.
     public var checkStateFile: PathSetting? = nil

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Core
 import Script
 
 /// The block a statement appears in, carrying the object its directives fill in.
@@ -92,7 +93,7 @@ final class Parser {
         do {
             bytes = try FileBytes.read(path)
         } catch let e as FileBytes.Failure {
-            let msg = "open() \"\(path)\" failed (\(e.errno): \(e.text))"
+            let msg = "open() \"\(path)\" failed (\(e.text))"
             if let includedFrom { throw includedFrom.error(msg) }
             throw ConfigError(msg)
         }

@@ -1,49 +1,47 @@
 /// `proxy_*` directives.
 enum Proxy {
-    static let nextUpstreamValues: Set<String> = [
-        "error", "timeout", "invalid_header", "http_500", "http_502", "http_503", "http_504",
-        "http_403", "http_404", "http_429", "non_idempotent", "off",
-    ]
-
     static let specs: [DirectiveSpec] = [
         Directives.spec("proxy_pass", [.location, .locationIf], .one, parseProxyPass),
         Directives.spec("proxy_set_header", .httpAll, .two) { call in
-            Directives.withSettings(call) { s in
-                s.proxySetHeaders = (s.proxySetHeaders ?? []) + [HeaderSetting(name: call.words[1], value: call.words[2])]
-            }
+            let header = HeaderSetting(name: call.words[1], value: RewriteDirectives.lenientTemplate(call, call.words[2]))
+            Directives.withSettings(call) { s in s.proxy.setHeaders.append(header) }
         },
         Directives.spec("proxy_http_version", .httpAll, .one) { call in
-            guard call.words[1] == "1.0" || call.words[1] == "1.1" else {
+            guard let version = ProxyHTTPVersion(rawValue: call.words[1]) else {
                 throw call.error("invalid value \"\(call.words[1])\" in \"proxy_http_version\" directive, it must be \"1.0\" or \"1.1\"")
             }
-            try Directives.setOnce(call, \.proxyHTTPVersion, call.words[1])
+            try Directives.setOnce(call, \.proxy.$httpVersion, version)
         },
-        Directives.msecSetting("proxy_connect_timeout", \.proxyConnectTimeout),
-        Directives.msecSetting("proxy_send_timeout", \.proxySendTimeout),
-        Directives.msecSetting("proxy_read_timeout", \.proxyReadTimeout),
-        Directives.msecSetting("proxy_next_upstream_timeout", \.proxyNextUpstreamTimeout),
-        Directives.numberSetting("proxy_next_upstream_tries", \.proxyNextUpstreamTries),
+        Directives.msecSetting("proxy_connect_timeout", \.proxy.$connectTimeout),
+        Directives.msecSetting("proxy_send_timeout", \.proxy.$sendTimeout),
+        Directives.msecSetting("proxy_read_timeout", \.proxy.$readTimeout),
+        Directives.msecSetting("proxy_next_upstream_timeout", \.proxy.$nextUpstreamTimeout),
+        Directives.numberSetting("proxy_next_upstream_tries", \.proxy.$nextUpstreamTries),
         Directives.spec("proxy_next_upstream", .httpAll, .oneOrMore) { call in
-            for v in call.args where !nextUpstreamValues.contains(v) { throw call.error("invalid value \"\(v)\"") }
+            var set: NextUpstream = []
+            for v in call.args {
+                guard let option = NextUpstream.names[v] else { throw call.error("invalid value \"\(v)\"") }
+                set.formUnion(option)
+            }
             if call.args.contains("off") && call.args.count > 1 { throw call.error("invalid value \"off\"") }
-            try Directives.setOnce(call, \.proxyNextUpstream, Array(call.args))
+            try Directives.setOnce(call, \.proxy.$nextUpstream, set)
         },
-        Directives.flagSetting("proxy_buffering", \.proxyBuffering),
-        Directives.flagSetting("proxy_request_buffering", \.proxyRequestBuffering),
-        Directives.sizeSetting("proxy_buffer_size", \.proxyBufferSize),
+        Directives.flagSetting("proxy_buffering", \.proxy.$buffering),
+        Directives.flagSetting("proxy_request_buffering", \.proxy.$requestBuffering),
+        Directives.sizeSetting("proxy_buffer_size", \.proxy.$bufferSize),
         // Vigil streams with one buffer per direction; the count/size pair is a sizing hint.
         Directives.accepted("proxy_buffers", .httpAll, .two),
         Directives.accepted("proxy_busy_buffers_size", .httpAll, .one),
-        Directives.flagSetting("proxy_pass_request_headers", \.proxyPassRequestHeaders),
-        Directives.flagSetting("proxy_pass_request_body", \.proxyPassRequestBody),
-        Directives.flagSetting("proxy_intercept_errors", \.proxyInterceptErrors),
+        Directives.flagSetting("proxy_pass_request_headers", \.proxy.$passRequestHeaders),
+        Directives.flagSetting("proxy_pass_request_body", \.proxy.$passRequestBody),
+        Directives.flagSetting("proxy_intercept_errors", \.proxy.$interceptErrors),
         Directives.spec("proxy_hide_header", .httpAll, .one) { call in
-            Directives.withSettings(call) { $0.proxyHideHeaders = ($0.proxyHideHeaders ?? []) + [call.words[1].lowercased()] }
+            Directives.withSettings(call) { $0.proxy.hideHeaders.append(call.words[1].lowercased()) }
         },
         Directives.spec("proxy_pass_header", .httpAll, .one) { call in
-            Directives.withSettings(call) { $0.proxyPassHeaders = ($0.proxyPassHeaders ?? []) + [call.words[1].lowercased()] }
+            Directives.withSettings(call) { $0.proxy.passHeaders.append(call.words[1].lowercased()) }
         },
-        Directives.spec("proxy_method", .httpAll, .one) { call in try Directives.setOnce(call, \.proxyMethod, call.words[1]) },
+        Directives.spec("proxy_method", .httpAll, .one) { call in try Directives.setOnce(call, \.proxy.$method, call.words[1]) },
         Directives.spec("proxy_redirect", .httpAll, .oneOrTwo) { call in
             let r: ProxyRedirect
             if call.words.count == 2 {
@@ -63,9 +61,11 @@ enum Proxy {
                 }
             }
             try Directives.withSettings(call) { s in
-                if case .off? = s.proxyRedirects?.first { throw call.error("invalid parameter \"\(call.words[1])\"") }
-                if case .off = r, !(s.proxyRedirects ?? []).isEmpty { throw call.error("invalid parameter \"off\"") }
-                s.proxyRedirects = (s.proxyRedirects ?? []) + [r]
+                // The level's own rules so far (the default `default` until one is written here).
+                let mine = s.proxy.$redirects.isSet ? s.proxy.redirects : []
+                if case .off? = mine.first { throw call.error("invalid parameter \"\(call.words[1])\"") }
+                if case .off = r, !mine.isEmpty { throw call.error("invalid parameter \"off\"") }
+                s.proxy.redirects = mine + [r]
             }
         },
     ]
@@ -166,7 +166,7 @@ enum UpstreamDirectives {
                 guard call.words[2] == "consistent" else { throw call.invalidParameter(call.words[2]) }
                 consistent = true
             }
-            try setBalancer(call, .hash(key: call.words[1], consistent: consistent))
+            try setBalancer(call, .hash(key: RewriteDirectives.lenientTemplate(call, call.words[1]), consistent: consistent))
         },
         Directives.spec("keepalive", .upstream, .one) { call in
             guard let n = Values.plainNumber(call.words[1]), n > 0 else {

@@ -51,9 +51,18 @@ enum RewriteDirectives {
         }
     }
 
+    /// A template of the rewrite module's directives: an unknown variable in it is an error at load.
     static func template(_ call: Call, _ text: String) throws -> Template {
         let t = Template(text)
-        Directives.http(call).pendingTemplates.append((t, call.location))
+        Directives.http(call).pendingTemplates.append((t, call.location, strict: true))
+        return t
+    }
+
+    /// A template of a directive where Vigil has always expanded a variable it does not know to "" (headers
+    /// sent upstream, error_page targets, hash keys, log formats): its names resolve at load all the same.
+    static func lenientTemplate(_ call: Call, _ text: String) -> Template {
+        let t = Template(text)
+        Directives.http(call).pendingTemplates.append((t, call.location, strict: false))
         return t
     }
 

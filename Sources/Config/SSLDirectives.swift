@@ -8,30 +8,30 @@ enum SSLDirectives {
         // Array directives in nginx: each line adds one certificate (or key); they pair up in order.
         Directives.spec("ssl_certificate", [.http, .server], .one) { call in
             let path = PathSetting(path: call.configuration.fullConfPath(call.words[1]), location: call.location)
-            Directives.withSettings(call) { $0.sslCertificates = ($0.sslCertificates ?? []) + [path] }
+            Directives.withSettings(call) { $0.ssl.certificates.append(path) }
         },
         Directives.spec("ssl_certificate_key", [.http, .server], .one) { call in
             let path = PathSetting(path: call.configuration.fullConfPath(call.words[1]), location: call.location)
-            Directives.withSettings(call) { $0.sslCertificateKeys = ($0.sslCertificateKeys ?? []) + [path] }
+            Directives.withSettings(call) { $0.ssl.certificateKeys.append(path) }
         },
         Directives.spec("ssl_password_file", [.http, .server], .one) { call in
-            try Directives.setOnce(call, \.sslPasswordFile, PathSetting(path: call.configuration.fullConfPath(call.words[1]), location: call.location))
+            try Directives.setOnce(call, \.ssl.$passwordFile, PathSetting(path: call.configuration.fullConfPath(call.words[1]), location: call.location))
         },
         Directives.spec("ssl_protocols", [.http, .server], .oneOrMore) { call in
-            try Directives.setOnce(call, \.sslProtocols, try protocols(call))
+            try Directives.setOnce(call, \.ssl.$protocols, try protocols(call))
         },
-        Directives.spec("ssl_ciphers", [.http, .server], .one) { call in try Directives.setOnce(call, \.sslCiphers, call.words[1]) },
-        Directives.flagSetting("ssl_prefer_server_ciphers", \.sslPreferServerCiphers, [.http, .server]),
+        Directives.spec("ssl_ciphers", [.http, .server], .one) { call in try Directives.setOnce(call, \.ssl.$ciphers, call.words[1]) },
+        Directives.flagSetting("ssl_prefer_server_ciphers", \.ssl.$preferServerCiphers, [.http, .server]),
         Directives.spec("ssl_session_cache", [.http, .server], .oneOrTwo) { call in
-            try Directives.setOnce(call, \.sslSessionCache, try sessionCache(call))
+            try Directives.setOnce(call, \.ssl.$sessionCache, try sessionCache(call))
         },
-        Directives.msecSetting("ssl_session_timeout", \.sslSessionTimeout, [.http, .server]),
-        Directives.flagSetting("ssl_session_tickets", \.sslSessionTickets, [.http, .server]),
-        Directives.spec("ssl_dhparam", [.http, .server], .one) { call in try Directives.setOnce(call, \.sslDHParam, pathArg(call)) },
-        Directives.spec("ssl_ecdh_curve", [.http, .server], .one) { call in try Directives.setOnce(call, \.sslECDHCurve, call.words[1]) },
+        Directives.msecSetting("ssl_session_timeout", \.ssl.$sessionTimeout, [.http, .server]),
+        Directives.flagSetting("ssl_session_tickets", \.ssl.$sessionTickets, [.http, .server]),
+        Directives.spec("ssl_dhparam", [.http, .server], .one) { call in try Directives.setOnce(call, \.ssl.$dhParam, pathArg(call)) },
+        Directives.spec("ssl_ecdh_curve", [.http, .server], .one) { call in try Directives.setOnce(call, \.ssl.$ecdhCurve, call.words[1]) },
         Directives.spec("ssl", [.http, .server], .one) { call in
             call.warn("the \"ssl\" directive is deprecated, use the \"listen ... ssl\" directive instead")
-            try Directives.setOnce(call, \.sslOn, try Directives.flagArg(call))
+            try Directives.setOnce(call, \.ssl.$on, try Directives.flagArg(call))
         },
         // Vigil writes each response as records of what is queued, and never accepts 0-RTT data.
         Directives.accepted("ssl_buffer_size", [.http, .server], .one),
@@ -44,25 +44,27 @@ enum SSLDirectives {
         },
         Directives.accepted("ssl_stapling_verify", [.http, .server], .one),
 
-        Directives.flagSetting("proxy_ssl_server_name", \.proxySSLServerName),
-        Directives.spec("proxy_ssl_name", .httpAll, .one) { call in try Directives.setOnce(call, \.proxySSLName, call.words[1]) },
-        Directives.flagSetting("proxy_ssl_verify", \.proxySSLVerify),
-        Directives.numberSetting("proxy_ssl_verify_depth", \.proxySSLVerifyDepth),
-        Directives.spec("proxy_ssl_trusted_certificate", .httpAll, .one) { call in
-            try Directives.setOnce(call, \.proxySSLTrustedCertificate, pathArg(call))
+        Directives.flagSetting("proxy_ssl_server_name", \.proxySSL.$serverName),
+        Directives.spec("proxy_ssl_name", .httpAll, .one) { call in
+            try Directives.setOnce(call, \.proxySSL.$name, RewriteDirectives.lenientTemplate(call, call.words[1]))
         },
-        Directives.spec("proxy_ssl_certificate", .httpAll, .one) { call in try Directives.setOnce(call, \.proxySSLCertificate, pathArg(call)) },
+        Directives.flagSetting("proxy_ssl_verify", \.proxySSL.$verify),
+        Directives.numberSetting("proxy_ssl_verify_depth", \.proxySSL.$verifyDepth),
+        Directives.spec("proxy_ssl_trusted_certificate", .httpAll, .one) { call in
+            try Directives.setOnce(call, \.proxySSL.$trustedCertificate, pathArg(call))
+        },
+        Directives.spec("proxy_ssl_certificate", .httpAll, .one) { call in try Directives.setOnce(call, \.proxySSL.$certificate, pathArg(call)) },
         Directives.spec("proxy_ssl_certificate_key", .httpAll, .one) { call in
-            try Directives.setOnce(call, \.proxySSLCertificateKey, pathArg(call))
+            try Directives.setOnce(call, \.proxySSL.$certificateKey, pathArg(call))
         },
         Directives.spec("proxy_ssl_password_file", .httpAll, .one) { call in
-            try Directives.setOnce(call, \.proxySSLPasswordFile, pathArg(call))
+            try Directives.setOnce(call, \.proxySSL.$passwordFile, pathArg(call))
         },
         Directives.spec("proxy_ssl_protocols", .httpAll, .oneOrMore) { call in
-            try Directives.setOnce(call, \.proxySSLProtocols, try protocols(call))
+            try Directives.setOnce(call, \.proxySSL.$protocols, try protocols(call))
         },
-        Directives.spec("proxy_ssl_ciphers", .httpAll, .one) { call in try Directives.setOnce(call, \.proxySSLCiphers, call.words[1]) },
-        Directives.flagSetting("proxy_ssl_session_reuse", \.proxySSLSessionReuse),
+        Directives.spec("proxy_ssl_ciphers", .httpAll, .one) { call in try Directives.setOnce(call, \.proxySSL.$ciphers, call.words[1]) },
+        Directives.flagSetting("proxy_ssl_session_reuse", \.proxySSL.$sessionReuse),
 
         Directives.spec("check_ssl_server_name", .upstream, .one) { call in
             let u = UpstreamDirectives.upstream(call)

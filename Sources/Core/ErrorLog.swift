@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import CShim
-import Config
 
 /// nginx's error log: `2026/11/23 13:24:14 [notice] 1234#1234: message`, one write(2) per line (O_APPEND),
 /// so lines from the master and every worker interleave whole.
@@ -58,7 +57,7 @@ public final class ErrorLog {
     public func log(_ level: LogLevel, _ message: @autoclosure () -> String) {
         guard enabled(level) else { return }
         let pid = getpid()
-        let line = "\(ErrorLog.timestamp()) [\(level.name)] \(pid)#\(vigil_gettid()): \(message())\n"
+        let line = "\(Clock.errorLogTime()) [\(level.name)] \(pid)#\(vigil_gettid()): \(message())\n"
         pthread_mutex_lock(mutex)
         for s in sinks where level <= s.level { writeAll(s.fd, line) }
         pthread_mutex_unlock(mutex)
@@ -71,23 +70,6 @@ public final class ErrorLog {
     public func notice(_ m: @autoclosure () -> String) { log(.notice, m()) }
     public func info(_ m: @autoclosure () -> String) { log(.info, m()) }
     public func debug(_ m: @autoclosure () -> String) { log(.debug, m()) }
-
-    /// Local time as nginx prints it: `2026/11/23 13:24:14`.
-    public static func timestamp() -> String {
-        var t = time(nil)
-        var tmv = tm()
-        localtime_r(&t, &tmv)
-        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        return "\(tmv.tm_year + 1900)/\(two(tmv.tm_mon + 1))/\(two(tmv.tm_mday)) \(two(tmv.tm_hour)):\(two(tmv.tm_min)):\(two(tmv.tm_sec))"
-    }
-}
-
-/// `open() "path" failed (2: No such file or directory)`, nginx's wording for any file it cannot open.
-public struct OpenFailure: Error, CustomStringConvertible {
-    public let path: String
-    public let errno: Int32
-    public init(path: String, errno: Int32) { self.path = path; self.errno = errno }
-    public var description: String { "open() \"\(path)\" failed (\(errno): \(String(cString: strerror(errno))))" }
 }
 
 /// Writes all of `s`, retrying short writes and EINTR; a full disk loses the line, never the process.

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CShim
+import Core
 import Event
 
 /// nginx's `resolver`: a non-blocking DNS client on a worker's event loop. It asks the servers in turn
@@ -20,7 +21,7 @@ public final class DNSClient {
     private let servers: [UDPServer]
     private let validMs: UInt64?
     private let types: [RecordType]
-    private let log: (String) -> Void
+    private let log: ErrorLog
     private var cache: [String: CacheEntry] = [:]
     private var lookups: [String: Lookup] = [:]
     private var inFlight: [UInt16: Question] = [:]
@@ -33,7 +34,7 @@ public final class DNSClient {
 
     /// `servers` are numeric addresses with ports; `log` gets nginx-style error lines about the servers.
     public init(loop: EventLoop, servers: [(address: SocketAddress, text: String)], validMs: Int?, ipv4: Bool, ipv6: Bool,
-                log: @escaping (String) -> Void) {
+                log: ErrorLog) {
         self.loop = loop
         self.servers = servers.map { UDPServer(address: $0.address, text: $0.text) }
         self.validMs = validMs.map { UInt64($0) }
@@ -82,7 +83,7 @@ public final class DNSClient {
     /// Sends (again) to the question's current server; the resend timer moves it to the next one.
     private func send(_ q: Question) {
         let server = servers[q.server % servers.count]
-        if let e = server.send(q.packet, loop: loop) { log("send() to resolver \(server.text) failed (\(e): \(String(cString: strerror(e))))") }
+        if let e = server.send(q.packet, loop: loop) { log.error("send() to resolver \(server.text) failed (\(Errno.text(e)))") }
         q.resend.rearm(after: DNSClient.resendMs) { [unowned self, unowned q] in
             q.server += 1
             self.send(q)
@@ -104,7 +105,7 @@ public final class DNSClient {
             if overTCP { retryElsewhere(q, .formatError) }
             return
         } catch {
-            log("invalid DNS response \(q.id) from \(server) while resolving \(q.name)")
+            log.error("invalid DNS response \(q.id) from \(server) while resolving \(q.name)")
             return retryElsewhere(q, .formatError)
         }
         switch reply.outcome {
@@ -116,7 +117,7 @@ public final class DNSClient {
             q.tcp = TCPExchange(loop: loop, address: s.address, query: q.packet) { [unowned self, unowned q] bytes in
                 q.tcp = nil
                 guard let bytes else {
-                    self.log("DNS over TCP with resolver \(s.text) failed while resolving \(q.name)")
+                    self.log.error("DNS over TCP with resolver \(s.text) failed while resolving \(q.name)")
                     return self.retryElsewhere(q, .serverFailure)
                 }
                 self.handle(bytes, for: q, from: s.text, overTCP: true)

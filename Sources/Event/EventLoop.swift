@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CShim
+import Core
 
 /// Something that wants readiness events for one file descriptor.
 public protocol EventHandler: AnyObject {
@@ -254,12 +255,4 @@ struct TimerHeap {
             i = m
         }
     }
-}
-
-/// A failed system call, worded like nginx: `bind() to 127.0.0.1:80 failed (98: Address already in use)`.
-public struct SystemError: Error, CustomStringConvertible {
-    public let call: String
-    public let errno: Int32
-    public init(_ call: String, errno e: Int32 = Glibc.errno) { self.call = call; self.errno = e }
-    public var description: String { "\(call) failed (\(errno): \(String(cString: strerror(errno))))" }
 }

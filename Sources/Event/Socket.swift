@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CShim
+import Core
 
 /// Socket helpers shared by listeners, client connections and upstream connections.
 public enum Socket {

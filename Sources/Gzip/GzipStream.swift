@@ -1,3 +1,4 @@
+import Core
 import CZlib
 
 /// One gzip-compressed response body, produced as the body streams through (never buffered whole). The
@@ -109,24 +110,27 @@ public final class GzipStream {
 /// Finished streams of one worker, by compression level and size, reset for reuse (bounded).
 public final class GzipPool {
     /// Spare streams by level and size: a worker sees a handful of those, so a short list beats hashing.
-    private var spare: [(key: Int32, streams: [GzipStream])] = []
+    private var spare: [(key: Int32, streams: Pool<GzipStream>)] = []
     private let keep: Int
     public init(keep: Int = 16) { self.keep = keep }
 
     private static func key(_ level: Int32, _ wbits: Int32, _ mem: Int32) -> Int32 { level << 8 | wbits << 4 | mem }
 
+    private func streams(_ key: Int32) -> Pool<GzipStream> {
+        if let i = spare.firstIndex(where: { $0.key == key }) { return spare[i].streams }
+        let p = Pool<GzipStream>(keep: keep)
+        spare.append((key, p))
+        return p
+    }
+
     /// A stream for a body of `length` bytes (nil: unknown, the full window).
     public func take(level: Int32, length: Int?) -> GzipStream? {
         let (wbits, mem) = GzipStream.sizes(forLength: length)
-        let k = GzipPool.key(level, wbits, mem)
-        if let i = spare.firstIndex(where: { $0.key == k }), let s = spare[i].streams.popLast() { return s }
-        return GzipStream(level: level, windowBits: wbits, memLevel: mem)
+        return streams(GzipPool.key(level, wbits, mem)).take() ?? GzipStream(level: level, windowBits: wbits, memLevel: mem)
     }
 
     public func give(_ s: GzipStream) {
         s.reset()
-        let k = GzipPool.key(s.level, s.windowBits, s.memLevel)
-        guard let i = spare.firstIndex(where: { $0.key == k }) else { return spare.append((k, [s])) }
-        if spare[i].streams.count < keep { spare[i].streams.append(s) }
+        streams(GzipPool.key(s.level, s.windowBits, s.memLevel)).give(s)
     }
 }

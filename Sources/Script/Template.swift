@@ -1,3 +1,5 @@
+import Core
+
 /// Where a script takes its values from: the worker's request, with its variables, its own (`set`) values,
 /// the groups of the last regex match, and a URI and arguments that `rewrite` may change.
 public protocol ScriptContext: AnyObject {
@@ -61,22 +63,11 @@ public final class Template: @unchecked Sendable {
         parts.compactMap { if case .name(let n) = $0 { return n } else { return nil } }
     }
 
-    /// What the text is made of, with names resolved against `table`.
-    public enum Segment { case literal(String), variable(Variable) }
-    public func segments(_ table: VariableTable) -> [Segment] {
-        parts.map { part in
-            switch part {
-            case .literal(let s): return .literal(s)
-            case .name(let n): return .variable(Variable(name: n, table: table))
-            case .variable(let v): return .variable(v)
-            }
-        }
-    }
-
     public func resolve(_ table: VariableTable) {
         parts = parts.map { if case .name(let n) = $0 { return .variable(Variable(name: n, table: table)) } else { return $0 } }
     }
 
+    /// The text with `ctx`'s values; a variable without one is empty.
     public func render(_ ctx: ScriptContext) -> String {
         if parts.count == 1 {
             // A lone literal or variable is its own value: no string to build.
@@ -86,12 +77,48 @@ public final class Template: @unchecked Sendable {
             case .name(let n): return ctx.value(Variable(name: n)) ?? ""
             }
         }
+        return render(ctx) { $0 ?? "" }
+    }
+
+    /// An access log line (`log_format`): values escaped as the format says, a missing one `-` (empty in JSON),
+    /// and the newline.
+    public func logLine(_ ctx: ScriptContext, escape: LogEscape) -> String {
+        render(ctx) { v in
+            switch escape {
+            case .json: return JSONText.escape(v ?? "")
+            case .default: return LogEscape.escaped(v ?? "-")
+            case .none: return v ?? "-"
+            }
+        } + "\n"
+    }
+
+    /// The one renderer: literals as they are, each variable's value through `shown`.
+    private func render(_ ctx: ScriptContext, _ shown: (String?) -> String) -> String {
         var out = ""
         for p in parts {
             switch p {
             case .literal(let s): out += s
-            case .variable(let v): out += ctx.value(v) ?? ""
-            case .name(let n): out += ctx.value(Variable(name: n)) ?? ""
+            case .variable(let v): out += shown(ctx.value(v))
+            case .name(let n): out += shown(ctx.value(Variable(name: n)))
+            }
+        }
+        return out
+    }
+}
+
+/// `log_format … escape=`: how variable values are written into access log lines.
+public enum LogEscape: String, Sendable {
+    case `default`, json, none
+
+    /// nginx's default escaping: `"`, `\`, control and non-ASCII bytes as \xHH.
+    public static func escaped(_ s: String) -> String {
+        guard s.utf8.contains(where: { $0 == 0x22 || $0 == 0x5C || $0 < 0x20 || $0 >= 0x7F }) else { return s }
+        var out = ""
+        for b in s.utf8 {
+            if b == 0x22 || b == 0x5C || b < 0x20 || b >= 0x7F {
+                out += "\\x" + String(b, radix: 16, uppercase: true).leftPadded(2)
+            } else {
+                out.unicodeScalars.append(UnicodeScalar(b))
             }
         }
         return out

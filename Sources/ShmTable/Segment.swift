@@ -2,12 +2,13 @@
 import Glibc
 #endif
 import CShim
+import Core
 
 public struct ShmError: Error, CustomStringConvertible {
     public let description: String
     public init(_ d: String) { description = d }
     static func sys(_ what: String, _ err: Int32 = errno) -> ShmError {
-        ShmError("\(what) failed (\(err): \(String(cString: strerror(err))))")
+        ShmError("\(what) failed (\(Errno.text(err)))")
     }
 }
 

@@ -13,8 +13,8 @@ public final class TLSBundle {
         guard let http = config.http else { return }
         let sslAddresses = Set(config.listenAddresses.filter(\.ssl).map(\.address))
         for server in http.servers {
-            if !(server.settings.sslCertificates ?? []).isEmpty {
-                servers[ObjectIdentifier(server)] = try TLSServerContext(settings: server.settings, at: server.location)
+            if !server.settings.ssl.certificates.isEmpty {
+                servers[ObjectIdentifier(server)] = try TLSServerContext(settings: server.settings.ssl, at: server.location)
             }
             try addLocations(server.locations)
         }
@@ -28,7 +28,7 @@ public final class TLSBundle {
         for upstream in http.upstreams {
             guard let c = upstream.check, c.type == .https else { continue }
             checks[upstream.name.lowercased()] = try TLSClientContext(
-                protocols: nil, ciphers: nil, verify: c.sslVerify, verifyDepth: 9, trusted: c.sslTrustedCertificate,
+                protocols: ProxySSLSettings().protocols, ciphers: ProxySSLSettings().ciphers, verify: c.sslVerify, verifyDepth: 9, trusted: c.sslTrustedCertificate,
                 certificate: nil, key: nil, passwordFile: nil, sessionReuse: true, directives: "check",
                 at: upstream.declared ?? upstream.firstMention)
         }
@@ -37,12 +37,11 @@ public final class TLSBundle {
     private func addLocations(_ list: [Location]) throws {
         for loc in list {
             if case .proxy(let pass) = loc.content, pass.scheme == "https" {
-                let s = loc.settings
+                let s = loc.settings.proxySSL
                 locations[ObjectIdentifier(loc)] = try TLSClientContext(
-                    protocols: s.proxySSLProtocols, ciphers: s.proxySSLCiphers, verify: s.proxySSLVerify ?? false,
-                    verifyDepth: s.proxySSLVerifyDepth, trusted: s.proxySSLTrustedCertificate,
-                    certificate: s.proxySSLCertificate, key: s.proxySSLCertificateKey, passwordFile: s.proxySSLPasswordFile,
-                    sessionReuse: s.proxySSLSessionReuse ?? true, directives: "proxy", at: pass.location)
+                    protocols: s.protocols, ciphers: s.ciphers, verify: s.verify, verifyDepth: s.verifyDepth, trusted: s.trustedCertificate,
+                    certificate: s.certificate, key: s.certificateKey, passwordFile: s.passwordFile, sessionReuse: s.sessionReuse,
+                    directives: "proxy", at: pass.location)
             }
             try addLocations(loc.configured)
         }

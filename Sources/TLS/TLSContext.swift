@@ -3,6 +3,7 @@ import Glibc
 #endif
 import COpenSSL
 import Config
+import Core
 
 /// Settings both sides share: the base options, modes, protocol range and cipher list of a context.
 enum ContextSetup {
@@ -63,7 +64,7 @@ enum ContextSetup {
         let text: [UInt8]
         switch FileBytes.contents(key.path) {
         case .success(let bytes): text = bytes
-        case .failure(let f): throw key.location.error("cannot load certificate key \"\(key.path)\": BIO_new_file() failed (\(f.errno): \(f.text))")
+        case .failure(let f): throw key.location.error("cannot load certificate key \"\(key.path)\": BIO_new_file() failed (\(f.text))")
         }
         var pkey: OpaquePointer?
         for password in passwords.isEmpty ? [nil] : passwords.map(Optional.some) {
@@ -116,7 +117,7 @@ enum ContextSetup {
         let bytes: [UInt8]
         switch FileBytes.contents(file.path) {
         case .success(let b): bytes = b
-        case .failure(let f): throw file.location.error("open() \"\(file.path)\" failed (\(f.errno): \(f.text))")
+        case .failure(let f): throw file.location.error("open() \"\(file.path)\" failed (\(f.text))")
         }
         let lines = String(decoding: bytes, as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" })
         guard !lines.isEmpty else { throw file.location.error("empty file \"\(file.path)\"") }
@@ -130,36 +131,36 @@ enum ContextSetup {
 public final class TLSServerContext {
     public let raw: OpaquePointer
 
-    init(settings s: HTTPSettings, at location: SourceLocation) throws {
-        let certs = s.sslCertificates ?? [], keys = s.sslCertificateKeys ?? []
+    init(settings s: SSLSettings, at location: SourceLocation) throws {
+        let certs = s.certificates, keys = s.certificateKeys
         if keys.count < certs.count, let last = certs.last {
             throw last.location.error("no \"ssl_certificate_key\" is defined for certificate \"\(last.path)\"")
         }
-        raw = try ContextSetup.make(TLS_server_method(), protocols: s.sslProtocols ?? ["TLSv1.2", "TLSv1.3"],
-                                    ciphers: s.sslCiphers ?? "HIGH:!aNULL:!MD5", at: certs.first?.location ?? location)
+        raw = try ContextSetup.make(TLS_server_method(), protocols: s.protocols, ciphers: s.ciphers, at: certs.first?.location ?? location)
         // From here on a throw still runs deinit, which frees the context.
-        let passwords = try ContextSetup.passwords(s.sslPasswordFile)
+        let passwords = try ContextSetup.passwords(s.passwordFile)
         for (cert, key) in zip(certs, keys) {
             try ContextSetup.useCertificate(raw, cert)
             try ContextSetup.useKey(raw, key, passwords: passwords)
         }
-        if let curves = s.sslECDHCurve, curves != "auto" {
+        if s.ecdhCurve != "auto" {
+            let curves = s.ecdhCurve
             OpenSSLError.clear()
             guard vigil_SSL_CTX_set1_groups_list(raw, curves) == 1 else {
                 throw location.error("SSL_CTX_set1_curves_list(\"\(curves)\") failed" + OpenSSLError.drain())
             }
         }
-        if let dh = s.sslDHParam { try ContextSetup.useDHParameters(raw, dh) }
-        if s.sslPreferServerCiphers ?? false { SSL_CTX_set_options(raw, VIGIL_SSL_OP_CIPHER_SERVER_PREFERENCE) }
-        if !(s.sslSessionTickets ?? true) { SSL_CTX_set_options(raw, VIGIL_SSL_OP_NO_TICKET) }
-        _ = SSL_CTX_set_timeout(raw, (s.sslSessionTimeout ?? 300_000) / 1000)
+        if let dh = s.dhParam { try ContextSetup.useDHParameters(raw, dh) }
+        if s.preferServerCiphers { SSL_CTX_set_options(raw, VIGIL_SSL_OP_CIPHER_SERVER_PREFERENCE) }
+        if !s.sessionTickets { SSL_CTX_set_options(raw, VIGIL_SSL_OP_NO_TICKET) }
+        _ = SSL_CTX_set_timeout(raw, s.sessionTimeout / 1000)
         // Sessions resume only within the server that issued them: the context id is its certificate list.
         var sid = Array("vigil".utf8)
         var h: UInt32 = 2_166_136_261
         for c in certs { for b in c.path.utf8 { h = (h ^ UInt32(b)) &* 16_777_619 } }
         withUnsafeBytes(of: h.bigEndian) { sid += $0 }
         _ = SSL_CTX_set_session_id_context(raw, sid, UInt32(sid.count))
-        switch s.sslSessionCache ?? .none {
+        switch s.sessionCache {
         case .off:
             _ = vigil_SSL_CTX_set_session_cache_mode(raw, VIGIL_SSL_SESS_CACHE_OFF)
         case .none:
@@ -170,7 +171,7 @@ public final class TLSServerContext {
             _ = vigil_SSL_CTX_sess_set_cache_size(raw, size)
         case .shared(let name, let size):
             guard let cache = SharedSessionCache.named(name, size: size) else {
-                throw location.error("cannot allocate shared session cache \"\(name)\" (\(errno): \(String(cString: strerror(errno))))")
+                throw location.error("cannot allocate shared session cache \"\(name)\" (\(Errno.text(errno)))")
             }
             _ = vigil_SSL_CTX_set_session_cache_mode(raw, VIGIL_SSL_SESS_CACHE_SERVER | VIGIL_SSL_SESS_CACHE_NO_INTERNAL)
             cache.install(on: raw)
@@ -189,11 +190,10 @@ public final class TLSClientContext {
     public let verify: Bool
     public let sessionReuse: Bool
 
-    public init(protocols: [String]?, ciphers: String?, verify: Bool, verifyDepth: Int?, trusted: PathSetting?,
+    public init(protocols: [String], ciphers: String, verify: Bool, verifyDepth: Int, trusted: PathSetting?,
                 certificate: PathSetting?, key: PathSetting?, passwordFile: PathSetting?, sessionReuse: Bool,
                 directives prefix: String, at location: SourceLocation) throws {
-        raw = try ContextSetup.make(TLS_client_method(), protocols: protocols ?? ["TLSv1.2", "TLSv1.3"],
-                                    ciphers: ciphers ?? "DEFAULT", at: location)
+        raw = try ContextSetup.make(TLS_client_method(), protocols: protocols, ciphers: ciphers, at: location)
         self.verify = verify
         self.sessionReuse = sessionReuse
         // From here on a throw still runs deinit, which frees the context.
@@ -206,7 +206,7 @@ public final class TLSClientContext {
                 throw trusted.location.error("SSL_CTX_load_verify_locations(\"\(trusted.path)\") failed" + OpenSSLError.drain())
             }
         }
-        SSL_CTX_set_verify_depth(raw, Int32(verifyDepth ?? 1))
+        SSL_CTX_set_verify_depth(raw, Int32(verifyDepth))
         if let certificate {
             guard let key else { throw certificate.location.error("no \"\(prefix)_ssl_certificate_key\" is defined for certificate \"\(certificate.path)\"") }
             try ContextSetup.useCertificate(raw, certificate)

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import COpenSSL
 import Config
+import Core
 
 /// Picks the context of the `server` block a client names in SNI (nginx's ngx_http_ssl_servername).
 public protocol TLSServerNameHandler: AnyObject {
@@ -12,7 +13,7 @@ public protocol TLSServerNameHandler: AnyObject {
 /// One TLS connection over a non-blocking socket. The event loop drives it: every call returns at once, and
 /// "would block" comes back as recv/send do (-1 with errno EAGAIN), whichever direction OpenSSL waits for,
 /// so callers keep their plain-socket code paths and only the system call differs.
-public final class TLSStream {
+public final class TLSStream: SecureStream {
     let ssl: OpaquePointer
     /// Why the last call failed, in nginx's words (`SSL_do_handshake() failed (SSL: …)`).
     public private(set) var failure = ""
@@ -66,7 +67,7 @@ public final class TLSStream {
         case VIGIL_SSL_ERROR_WANT_WRITE: return .wantWrite
         case VIGIL_SSL_ERROR_SYSCALL where errno != 0:
             let err = errno
-            failure = "SSL_do_handshake() failed (\(err): \(String(cString: strerror(err))))"
+            failure = "SSL_do_handshake() failed (\(Errno.text(err)))"
         case VIGIL_SSL_ERROR_SYSCALL, VIGIL_SSL_ERROR_ZERO_RETURN:
             failure = "peer closed connection in SSL handshake"
         default:
@@ -105,7 +106,7 @@ public final class TLSStream {
             return 0
         case VIGIL_SSL_ERROR_SYSCALL:
             if saved == 0 { return 0 }
-            failure = "\(call) failed (\(saved): \(String(cString: strerror(saved))))"
+            failure = "\(call) failed (\(Errno.text(saved)))"
             errno = saved
             return -1
         default:

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CShim
 import Config
+import Core
 import ShmTable
 import TLS
 import Worker
@@ -119,7 +120,7 @@ final class Master {
         var fds: [Int32] = [0, 0]
         guard vigil_pipe2(&fds, 0) == 0 else { return .parent(fatal("pipe2() failed (\(errno))")) }
         let child = vigil_fork()
-        if child < 0 { return .parent(fatal("fork() failed (\(errno): \(String(cString: strerror(errno))))")) }
+        if child < 0 { return .parent(fatal("fork() failed (\(Errno.text(errno)))")) }
         if child > 0 {
             close(fds[1])
             var buf = [UInt8](repeating: 0, count: 16)
@@ -175,7 +176,7 @@ final class Master {
         let row = SharedCounters.freeRow(besides: workers.values.map(\.counterRow))
         let child = vigil_fork()
         if child < 0 {
-            log.alert("fork() failed while spawning \"worker process\" (\(errno): \(String(cString: strerror(errno))))")
+            log.alert("fork() failed while spawning \"worker process\" (\(Errno.text(errno)))")
             return
         }
         if child == 0 {

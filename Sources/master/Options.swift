@@ -2,8 +2,6 @@
 import Glibc
 #endif
 
-let vigilVersion = "0.1.0"
-
 /// nginx's command line: `[-?hvVtTq] [-s signal] [-p prefix] [-e filename] [-c filename] [-g directives]`.
 struct Options {
     var help = false

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Core
 import Worker
 
 /// The pid file: written by the master, read by `vigil -s` and `shmdump`, removed on exit.
@@ -17,7 +18,7 @@ enum PidFile {
         case invalid(String, String)
         var description: String {
             switch self {
-            case .open(let p, let e): "open() \"\(p)\" failed (\(e): \(String(cString: strerror(e))))"
+            case .open(let p, let e): "open() \"\(p)\" failed (\(Errno.text(e)))"
             case .invalid(let p, let text): "invalid PID number \"\(text)\" in \"\(p)\""
             }
         }

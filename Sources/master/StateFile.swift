@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Config
+import Core
 import ShmTable
 
 /// `check_state_file` (HAProxy's server-state-file): each checked peer's verdict and admin state, written by
@@ -63,7 +64,7 @@ enum StateFile {
         switch FileBytes.contents(path) {
         case .success(let b): bytes = b
         case .failure(let f):
-            if f.errno != ENOENT { warn("open() \"\(path)\" failed (\(f.errno): \(f.text)), peers start from default_down") }
+            if f.errno != ENOENT { warn("open() \"\(path)\" failed (\(f.text)), peers start from default_down") }
             return [:]
         }
         switch parse(String(decoding: bytes, as: UTF8.self)) {
@@ -78,7 +79,7 @@ enum StateFile {
     static func save(_ text: String, to path: String) -> String? {
         let temp = path + ".tmp"
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { return "open() \"\(temp)\" failed (\(errno): \(String(cString: strerror(errno))))" }
+        guard fd >= 0 else { return "open() \"\(temp)\" failed (\(Errno.text(errno)))" }
         var bytes = Array(text.utf8)[...]
         while !bytes.isEmpty {
             let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
@@ -87,7 +88,7 @@ enum StateFile {
                 let e = errno
                 close(fd)
                 unlink(temp)
-                return "write() \"\(temp)\" failed (\(e): \(String(cString: strerror(e))))"
+                return "write() \"\(temp)\" failed (\(Errno.text(e)))"
             }
             bytes = bytes.dropFirst(n)
         }
@@ -95,7 +96,7 @@ enum StateFile {
         guard rename(temp, path) == 0 else {
             let e = errno
             unlink(temp)
-            return "rename() \"\(temp)\" to \"\(path)\" failed (\(e): \(String(cString: strerror(e))))"
+            return "rename() \"\(temp)\" to \"\(path)\" failed (\(Errno.text(e)))"
         }
         return nil
     }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Config
+import Core
 import TLS
 import Worker
 
@@ -31,7 +32,7 @@ do {
 }
 
 if options.help || options.version || options.versionAndConfigure {
-    writeAll(2, "vigil version: vigil/\(vigilVersion)\n")
+    writeAll(2, "vigil version: \(Version.serverToken)\n")
     if options.help { writeAll(2, Options.usage) }
     if options.versionAndConfigure {
         writeAll(2, "built with Swift, Linux epoll, POSIX shared memory\nconfigure arguments: --prefix=\(options.resolvedPrefix) --conf-path=\(options.resolvedConfFile)\n")
@@ -90,7 +91,7 @@ if let name = options.signal {
     do {
         let pid = try PidFile.read(conf.pidPath)
         if kill(pid, signals[name]!) != 0 {
-            stderrLine("[alert] kill(\(pid), \(signals[name]!)) failed (\(errno): \(String(cString: strerror(errno))))")
+            stderrLine("[alert] kill(\(pid), \(signals[name]!)) failed (\(Errno.text(errno)))")
             exit(1)
         }
         exit(0)

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CShim
 import Config
+import Core
 import ShmTable
 
 /// `shmdump`: attaches to a running Vigil's segment read-only and prints the peer table.
@@ -77,7 +78,7 @@ func locateSegment(_ o: DumpOptions) throws -> String {
     }
     let fd = open(pidPath, O_RDONLY)
     guard fd >= 0 else {
-        throw Failure(message: "no running vigil: open() \"\(pidPath)\" failed (\(errno): \(String(cString: strerror(errno))))")
+        throw Failure(message: "no running vigil: open() \"\(pidPath)\" failed (\(Errno.text(errno)))")
     }
     var buf = [UInt8](repeating: 0, count: 32)
     let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }

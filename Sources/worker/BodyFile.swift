@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Core
 
 /// A request body past client_body_buffer_size, in a file under client_body_temp_path. The file is unlinked
 /// as soon as it is made, so nothing is left behind by a worker that dies; the descriptor closes with it.
@@ -21,7 +22,7 @@ final class BodyFile {
     /// nginx's temp file names: ten digits, from a per-worker sequence that starts at the worker's pid.
     static func create(in directory: String, worker: WorkerProcess) -> Created {
         if mkdir(directory, 0o700) != 0 && errno != EEXIST {
-            return .failure("mkdir() \"\(directory)\" failed (\(errno): \(String(cString: strerror(errno))))")
+            return .failure("mkdir() \"\(directory)\" failed (\(Errno.text(errno)))")
         }
         while true {
             worker.tempFileSerial &+= 1
@@ -32,7 +33,7 @@ final class BodyFile {
                 unlink(path)
                 return .success(BodyFile(fd: fd, path: path))
             }
-            if errno != EEXIST { return .failure("open() \"\(path)\" failed (\(errno): \(String(cString: strerror(errno))))") }
+            if errno != EEXIST { return .failure("open() \"\(path)\" failed (\(Errno.text(errno)))") }
         }
     }
 

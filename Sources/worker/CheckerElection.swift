@@ -61,15 +61,7 @@ final class CheckerElection {
     }
 
     private func startThread(_ peers: [CheckedPeer]) throws -> CheckerThread {
-        let log = worker.log
-        let engine = try CheckEngine(segment: worker.segment, peers: peers, pid: pid, tls: worker.tls,
-                                     logsInfo: log.enabled(.info)) { level, message in
-            switch level {
-            case .error: log.error(message)
-            case .warn: log.warn(message)
-            case .info: log.info(message)
-            }
-        }
+        let engine = try CheckEngine(segment: worker.segment, peers: peers, pid: pid, tls: worker.tls, log: worker.log)
         let t = CheckerThread(engine: engine)
         t.start()
         return t

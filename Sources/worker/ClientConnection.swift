@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CShim
+import Core
 import Config
 import DNS
 import Event
@@ -77,17 +78,17 @@ final class ClientConnection: EventHandler {
     /// Taken from the worker's pool on first use and given back, storage and all, when the connection goes
     /// idle on keep-alive: an idle connection holds neither buffer object nor storage, as nginx frees a
     /// request's buffers in ngx_http_set_keepalive, and a busy one allocates neither.
-    private var inputBuffer: ByteBuffer? { didSet { IdleBuffers.held += (inputBuffer == nil ? 0 : 1) - (oldValue == nil ? 0 : 1) } }
+    private var inputBuffer: ByteBuffer? { didSet { worker.buffers.held += (inputBuffer == nil ? 0 : 1) - (oldValue == nil ? 0 : 1) } }
     private var input: ByteBuffer {
         if let b = inputBuffer { return b }
-        let b = IdleBuffers.takeInput(capacity: defaultScope.settings.clientHeaderBufferSize ?? 1024)
+        let b = worker.buffers.takeInput(capacity: defaultScope.settings.core.clientHeaderBufferSize)
         inputBuffer = b
         return b
     }
-    private var outputQueue: OutputQueue? { didSet { IdleBuffers.held += (outputQueue == nil ? 0 : 1) - (oldValue == nil ? 0 : 1) } }
+    private var outputQueue: OutputQueue? { didSet { worker.buffers.held += (outputQueue == nil ? 0 : 1) - (oldValue == nil ? 0 : 1) } }
     var output: OutputQueue {
         if let q = outputQueue { return q }
-        let q = IdleBuffers.takeOutput()
+        let q = worker.buffers.takeOutput()
         outputQueue = q
         return q
     }
@@ -148,7 +149,7 @@ final class ClientConnection: EventHandler {
             ?? worker.httpScope
     }
 
-    deinit { IdleBuffers.held -= (inputBuffer == nil ? 0 : 1) + (outputQueue == nil ? 0 : 1) }
+    deinit { worker.buffers.held -= (inputBuffer == nil ? 0 : 1) + (outputQueue == nil ? 0 : 1) }
 
     var isIdle: Bool { state == .head && !hasInput && request == nil }
 
@@ -156,13 +157,13 @@ final class ClientConnection: EventHandler {
     private let defaultScope: SettingsScope
     private var settings: HTTPSettings { _read { yield defaultScope.settings } }
     private var limits: RequestLimits {
-        let large = settings.largeClientHeaderBuffers ?? (4, 8192)
+        let large = settings.core.largeClientHeaderBuffers
         return RequestLimits(maxLineLength: large.size, maxHeadLength: large.count * large.size)
     }
 
     func start() {
         if listening.listen.ssl { state = .handshake }
-        arm(UInt64(settings.clientHeaderTimeout ?? 60_000))
+        arm(UInt64(settings.core.clientHeaderTimeout))
     }
 
     /// One timer per connection, re-armed for each phase (header, body, keep-alive, lingering).
@@ -224,7 +225,7 @@ final class ClientConnection: EventHandler {
             tls = stream
             // As nginx (tcp_nodelay on): the session tickets that end a TLS 1.3 handshake are still unacknowledged
             // when the first response goes out, and Nagle would hold that response for the client's delayed ACK.
-            if settings.tcpNodelay ?? true { setNoDelay() }
+            if settings.core.tcpNodelay { setNoDelay() }
         }
         switch tls!.handshake() {
         case .done:
@@ -304,7 +305,7 @@ final class ClientConnection: EventHandler {
         while state == .head || state == .body {
             if state == .head {
                 if !hasInput { return }
-                let result = input.withReadable { RequestParser.parse($0, limits: limits, storage: IdleBuffers.takeHeadStorage()) }
+                let result = input.withReadable { RequestParser.parse($0, limits: limits, storage: HeadStorage(block: worker.headBlocks.take(), fields: worker.fieldLists.take())) }
                 // Consumed, so that the head moves into the request instead of being copied (and every string
                 // in it retained).
                 switch consume result {
@@ -355,12 +356,12 @@ final class ClientConnection: EventHandler {
             respondError(497, close: true)
             return
         }
-        keepAlive = r.head.keepAlive && !worker.isShuttingDown && (r.settings.keepaliveTimeout ?? 75_000) > 0
-            && requestsServed + 1 < (r.settings.keepaliveRequests ?? 1000)
-            && worker.loop.now - openedAt < UInt64(r.settings.keepaliveTime ?? 3_600_000)
+        keepAlive = r.head.keepAlive && !worker.isShuttingDown && (r.settings.core.keepaliveTimeout) > 0
+            && requestsServed + 1 < (r.settings.core.keepaliveRequests)
+            && worker.loop.now - openedAt < UInt64(r.settings.core.keepaliveTime)
         responseComplete = false
 
-        if let limit = r.settings.clientMaxBodySize ?? Optional(1 << 20), limit > 0, let len = r.head.contentLength, len > limit {
+        if case let limit = r.settings.core.clientMaxBodySize, limit > 0, let len = r.head.contentLength, len > limit {
             worker.log.error("client intended to send too large body: \(len) bytes\(logContext(r))")
             unreadBody = true
             state = .handling
@@ -370,7 +371,7 @@ final class ClientConnection: EventHandler {
         if r.head.hasBody {
             bodyRemaining = r.head.contentLength ?? 0
             chunked = r.head.chunked ? ChunkedDecoder() : nil
-            if r.settings.proxyRequestBuffering == false, case .proxy = r.location?.content ?? r.server.content {
+            if !r.settings.proxy.requestBuffering, case .proxy = r.location?.content ?? r.server.content {
                 bodyPending = true
                 state = .handling
                 timer?.cancel()
@@ -386,7 +387,7 @@ final class ClientConnection: EventHandler {
     }
 
     /// client_body_timeout: it runs between two reads of the body, as nginx's.
-    private func armBodyTimeout(_ r: RequestContext) { arm(UInt64(r.settings.clientBodyTimeout ?? 60_000)) }
+    private func armBodyTimeout(_ r: RequestContext) { arm(UInt64(r.settings.core.clientBodyTimeout)) }
 
     /// Starts reading the body (nginx's ngx_http_read_client_request_body); `then` runs when it is complete.
     private func readBody(_ r: RequestContext, then: (() -> Void)?) {
@@ -404,7 +405,7 @@ final class ClientConnection: EventHandler {
     /// is complete the handler waiting for it (or the phases) runs.
     private func readBody() {
         guard let r = request else { return }
-        let limit = r.settings.clientMaxBodySize ?? (1 << 20)
+        let limit = r.settings.core.clientMaxBodySize
         let before = r.body.count, received = bodyReceived
         if var decoder = chunked {
             let event = input.withReadable { buf -> ChunkedDecoder.Event in
@@ -455,7 +456,7 @@ final class ClientConnection: EventHandler {
             }
             return
         }
-        if r.body.count > (r.settings.clientBodyBufferSize ?? 16384) || bodyFile != nil, !spill(r) { return }
+        if r.body.count > (r.settings.core.clientBodyBufferSize) || bodyFile != nil, !spill(r) { return }
         guard complete else {
             if bodyReceived > received { armBodyTimeout(r) }
             return
@@ -473,7 +474,7 @@ final class ClientConnection: EventHandler {
     /// A body that does not fit client_body_buffer_size goes on to a temporary file (nginx warns about it).
     private func spill(_ r: RequestContext) -> Bool {
         if bodyFile == nil {
-            let dir = worker.config.fullPath(r.settings.clientBodyTempPath ?? "client_body_temp")
+            let dir = r.settings.core.clientBodyTempPath
             switch BodyFile.create(in: dir, worker: worker) {
             case .success(let f):
                 bodyFile = f
@@ -485,7 +486,7 @@ final class ClientConnection: EventHandler {
             }
         }
         if let e = bodyFile!.append(r.body) {
-            worker.log.log(.crit, "write() \"\(bodyFile!.path)\" failed (\(e): \(String(cString: strerror(e)))), client: \(remoteAddress)")
+            worker.log.log(.crit, "write() \"\(bodyFile!.path)\" failed (\(Errno.text(e))), client: \(remoteAddress)")
             bodyFailed(500)
             return false
         }
@@ -536,7 +537,7 @@ final class ClientConnection: EventHandler {
 
     /// The access and content phases for the location the request ended in.
     private func serve(_ r: RequestContext) {
-        if let rules = r.settings.accessRules, !AccessCheck.allows(rules, remoteBytes) {
+        if case let rules = r.settings.log.accessRules, !rules.isEmpty, !AccessCheck.allows(rules, remoteBytes) {
             worker.log.error("access forbidden by rule\(logContext(r))")
             respondError(403)
             return
@@ -565,8 +566,8 @@ final class ClientConnection: EventHandler {
     /// the upstream speaks HTTP/1.0, which cannot carry it: then it is read whole first, as nginx does);
     /// otherwise it is read whole before the request starts.
     private func startProxy(_ r: RequestContext, _ pass: ProxyPass, _ balancer: UpstreamBalancer, uri: String?) {
-        let streams = bodyPending && r.settings.proxyRequestBuffering == false
-            && !(r.head.chunked && (r.settings.proxyHTTPVersion ?? "1.0") == "1.0")
+        let streams = bodyPending && !r.settings.proxy.requestBuffering
+            && !(r.head.chunked && r.settings.proxy.httpVersion == .http10)
         let session = ProxySession(client: self, request: r, pass: pass, balancer: balancer, uri: uri, streamsBody: streams)
         proxy = session
         guard bodyPending else { return session.start() }
@@ -598,11 +599,11 @@ final class ClientConnection: EventHandler {
             worker.log.error("invalid URL prefix in \"\(pass.scheme)://\(target)\"\(logContext(r))")
             return respondError(500)
         }
-        guard let resolver = r.settings.resolver.map({ worker.dns($0) }) else {
+        guard let resolver = r.settings.core.resolver.map({ worker.dns($0) }) else {
             worker.log.error("no resolver defined to resolve \(host)\(logContext(r))")
             return respondError(502)
         }
-        resolver.resolve(host, timeoutMs: r.settings.resolverTimeout ?? 30_000) { [weak self] result in
+        resolver.resolve(host, timeoutMs: r.settings.core.resolverTimeout) { [weak self] result in
             guard let self, self.request === r, self.state != .closed else { return }
             switch result {
             case .success(let addresses):
@@ -665,15 +666,14 @@ final class ClientConnection: EventHandler {
     func contentType(for r: RequestContext, path: String? = nil) -> String {
         let name = path ?? r.uri
         if let dot = name.lastIndex(of: "."), !name[dot...].contains("/"),
-           let t = r.settings.types?[String(name[name.index(after: dot)...]).lowercased()] {
+           let t = r.settings.core.types[String(name[name.index(after: dot)...]).lowercased()] {
             return t
         }
-        return r.settings.defaultType ?? "text/plain"
+        return r.settings.core.defaultType
     }
 
-    private static let versionedServer = "vigil/\(vigilVersionString)"
     var serverHeader: String {
-        (request?.settings.serverTokens ?? true) ? Self.versionedServer : "vigil"
+        (request?.settings.core.serverTokens ?? true) ? Version.serverToken : Version.serverName
     }
 
     /// Queues the status line, the headers every response carries and those `headers` writes, and records
@@ -700,13 +700,15 @@ final class ClientConnection: EventHandler {
         }
         headers(out)
         if let r {
-            if let e = r.settings.expires, e != .off, ClientConnection.takesAddedHeaders(status) { expiresHeaders(e, out) }
-            if let added = r.settings.addHeaders { addHeaders(added, status: status, r, out) }
+            let e = r.settings.headers.expires
+            if e != .off, ClientConnection.takesAddedHeaders(status) { expiresHeaders(e, out) }
+            let added = r.settings.headers.addHeaders
+            if !added.isEmpty { addHeaders(added, status: status, r, out) }
         }
         if bodyPending || state == .body { keepAlive = false }
         out.append(keepAlive ? "Connection: keep-alive\r\n" : "Connection: close\r\n")
         // keepalive_timeout's second value: the Keep-Alive header that tells clients how long we wait.
-        if keepAlive, let t = r?.settings.keepaliveHeaderTimeout {
+        if keepAlive, let t = r?.settings.core.keepaliveHeaderTimeout {
             out.append("Keep-Alive: timeout=")
             out.append(t / 1000)
             out.append("\r\n")
@@ -766,14 +768,14 @@ final class ClientConnection: EventHandler {
         let compressible = GzipPolicy.eligible(r, status: r.statusOverride ?? status, contentType: contentType,
                                                contentLength: body.count, encoded: false)
         // A body known whole is compressed whole, and keeps a Content-Length.
-        if compressible, GzipPolicy.accepted(r), let gz = worker.gzipStreams.take(level: Int32(r.settings.gzipCompLevel ?? 1), length: body.count) {
+        if compressible, GzipPolicy.accepted(r), let gz = worker.gzipStreams.take(level: Int32(r.settings.gzip.compLevel), length: body.count) {
             var packed: [UInt8] = []
             body.withUnsafeBytes { b in gz.compress(b, finish: true) { packed.append(contentsOf: $0) } }
             worker.gzipStreams.give(gz)
             body = packed
             encoding = "gzip"
         }
-        let vary = compressible && (r.settings.gzipVary ?? false)
+        let vary = compressible && (r.settings.gzip.vary)
         queueHead(status: status) { out in
             if let contentType { out.header("Content-Type", contentType) }
             if !(isHead && omitLengthForHead) && status != 304 { out.header("Content-Length", body.count) }
@@ -794,7 +796,7 @@ final class ClientConnection: EventHandler {
         // As nginx, these statuses end the connection whether or not an error page answers them.
         if closeAfter || [400, 408, 413, 414, 494, 497, 500, 501, 505].contains(status) { keepAlive = false }
         if location == nil, !closeAfter, let r = request, !r.inErrorPage,
-           let page = r.settings.errorPages?.first(where: { $0.codes.contains(status) }) {
+           let page = r.settings.core.errorPages.first(where: { $0.codes.contains(status) }) {
             return errorPage(page, status: status, r)
         }
         let page = Status.errorPage(status, serverTokens: serverHeader) ?? ""
@@ -809,7 +811,7 @@ final class ClientConnection: EventHandler {
     /// An error while serving the page is answered plainly (nginx's recursive_error_pages off).
     private func errorPage(_ page: ErrorPage, status: Int, _ r: RequestContext) {
         r.inErrorPage = true
-        let target = page.uri.contains("$") ? Variables(request: r, connection: self).expand(page.uri) : page.uri
+        let target = page.uri.render(r)
         if !target.hasPrefix("/") && !target.hasPrefix("@") {
             let code = page.overrideCode.flatMap { ClientConnection.isRedirect($0) ? $0 : nil } ?? 302
             return respondError(code, location: target)
@@ -839,11 +841,11 @@ final class ClientConnection: EventHandler {
     /// server's name, with `server_name_in_redirect on`) and, unless it is the scheme's default or
     /// `port_in_redirect off`, the port the request came in on.
     func absolute(_ location: String) -> String {
-        guard location.hasPrefix("/"), let r = request, r.settings.absoluteRedirect ?? true else { return location }
+        guard location.hasPrefix("/"), let r = request, r.settings.core.absoluteRedirect else { return location }
         let https = tls != nil
-        let host = (r.settings.serverNameInRedirect ?? false) ? (r.server.serverNames.first ?? r.host) : r.host
+        let host = r.settings.core.serverNameInRedirect ? (r.server.serverNames.first ?? r.host) : r.host
         let port = listening.listen.address.port
-        let showPort = (r.settings.portInRedirect ?? true) && port != 0 && port != (https ? 443 : 80)
+        let showPort = r.settings.core.portInRedirect && port != 0 && port != (https ? 443 : 80)
         return (https ? "https://" : "http://") + host + (showPort ? ":\(port)" : "") + location
     }
 
@@ -921,7 +923,7 @@ final class ClientConnection: EventHandler {
 
     /// send_timeout runs between two writes that make progress, while a response waits on the client.
     private func armSendTimeout() {
-        if state == .handling, let r = request { arm(UInt64(r.settings.sendTimeout ?? 60_000)) }
+        if state == .handling, let r = request { arm(UInt64(r.settings.core.sendTimeout)) }
     }
 
     func setKeepAlive(_ on: Bool) { keepAlive = keepAlive && on }
@@ -956,19 +958,19 @@ final class ClientConnection: EventHandler {
         sawFirstByte = hasInput
         // As nginx with tcp_nodelay on: a connection kept alive sends without Nagle from now on, so the last
         // small write of a response never waits on the client's delayed ACK. One system call a connection.
-        if !noDelay, r.settings.tcpNodelay ?? true { setNoDelay() }
+        if !noDelay, r.settings.core.tcpNodelay { setNoDelay() }
         setInterest(reading: true)
-        arm(UInt64(r.settings.keepaliveTimeout ?? 75_000))
+        arm(UInt64(r.settings.core.keepaliveTimeout))
         if hasInput {
             startReading()   // a pipelined request is already here
             process()
         } else if let tls, tls.hasPending {
             readable()   // the next request is decrypted inside OpenSSL, where epoll cannot see it
         } else {
-            if let b = inputBuffer { IdleBuffers.giveInput(b) }
+            if let b = inputBuffer { worker.buffers.giveInput(b) }
             inputBuffer = nil
             if let q = outputQueue, q.isEmpty {
-                IdleBuffers.giveOutput(q)
+                worker.buffers.giveOutput(q)
                 outputQueue = nil
             }
         }
@@ -991,15 +993,14 @@ final class ClientConnection: EventHandler {
     }
 
     private func logAccess(_ r: RequestContext) {
-        let logs = r.settings.accessLogs ?? [AccessLogTarget(path: worker.config.fullPath("logs/access.log"), format: "combined")]
-        let vars = Variables(request: r, connection: self)
+        let logs = r.settings.log.accessLogs
         for target in logs {
             if let c = target.condition {
                 let v = c.render(r)
                 if v.isEmpty || v == "0" { continue }
             }
             guard let fmt = worker.accessLogs.format(target.format), let fd = worker.accessLogs.fd(for: target.path) else { continue }
-            let e = writeAll(fd, fmt.render { vars.value($0) })
+            let e = writeAll(fd, fmt.template.logLine(r, escape: fmt.escape))
             if e != 0 {
                 worker.accessLogs.writeFailed(target.path, errno: e, context: logContext(r))
             }
@@ -1078,8 +1079,6 @@ final class ClientConnection: EventHandler {
         return bytes
     }
 }
-
-public let vigilVersionString = "0.1.0"
 
 /// `allow` / `deny`: the first rule that matches decides; no match allows.
 enum AccessCheck {

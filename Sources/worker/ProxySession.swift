@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CShim
+import Core
 import Config
 import Event
 import HTTP
@@ -29,7 +30,7 @@ final class ProxySession: EventHandler {
     private var fd: Int32 = -1
     private var phase = Phase.connecting
     /// The request as it goes upstream (head, and an inline body or the current piece of one that is not).
-    private let outgoing = IdleBuffers.takeOutput()
+    private let outgoing: OutputQueue
     private let response: ByteBuffer
     private unowned(unsafe) let worker: WorkerProcess
     /// The connection's upstream timer, which reaches whichever session is current: taken once (the lazy
@@ -72,7 +73,8 @@ final class ProxySession: EventHandler {
         self.client = client
         self.worker = client.worker
         self.timer = client.upstreamTimer
-        self.response = client.worker.responseBuffers.take()
+        self.response = client.worker.buffers.takeResponse()
+        self.outgoing = client.worker.buffers.takeOutput()
         self.request = request
         self.pass = pass
         self.dynamicURI = uri
@@ -87,14 +89,14 @@ final class ProxySession: EventHandler {
     private var settings: HTTPSettings { _read { yield request.settings } }
 
     deinit {
-        worker.responseBuffers.give(response)
-        IdleBuffers.giveOutput(outgoing)
+        worker.buffers.giveResponse(response)
+        worker.buffers.giveOutput(outgoing)
     }
 
     private var loop: EventLoop { worker.loop }
 
     func start() {
-        if case .inline = bodySource, let file = client.requestBodyFile, settings.proxyPassRequestBody ?? true { bodySource = .file(file) }
+        if case .inline = bodySource, let file = client.requestBodyFile, settings.proxy.passRequestBody { bodySource = .file(file) }
         buildRequest()
         // Kept to send again on a retry when the body is not part of `outgoing`.
         if case .inline = bodySource {} else { requestHead = outgoing.bytes }
@@ -159,7 +161,7 @@ final class ProxySession: EventHandler {
     /// Picks the next peer or answers 502 when none is left.
     private func next() {
         if let failedPeer = peer { tried.append(failedPeer) }
-        let tries = settings.proxyNextUpstreamTries ?? 0
+        let tries = settings.proxy.nextUpstreamTries
         if tries > 0 && tried.count >= tries {
             giveUp(502)
             return
@@ -177,7 +179,7 @@ final class ProxySession: EventHandler {
 
     private func hashKey() -> String? {
         guard case .hash(let key, _) = balancer.method else { return nil }
-        return Variables(request: request, connection: client).expand(key)
+        return key.render(request)
     }
 
     private func connect(_ p: Peer, allowCached: Bool = true) {
@@ -209,7 +211,7 @@ final class ProxySession: EventHandler {
             balancer.connected(p, delta: 1)
             loop.setHandler(fd: fd, self)
             phase = .sending
-            arm(settings.proxySendTimeout ?? 60_000, .sending)
+            arm(settings.proxy.sendTimeout, .sending)
             sendRequest()
             return
         }
@@ -218,12 +220,12 @@ final class ProxySession: EventHandler {
         connectionOpenedAt = loop.now
         let a = p.address
         fd = socket(Socket.family(host: a.host, isIPv6: a.isIPv6), Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { failed(.error, "socket() failed (\(errno): \(String(cString: strerror(errno))))"); return }
+        guard fd >= 0 else { failed(.error, "socket() failed (\(Errno.text(errno)))"); return }
         noDelay = false
         if !a.isUnix { Socket.delayHandshakeAck(fd) }
         let rc = p.socketAddress.map { Socket.connect(fd, to: $0) } ?? -1
         if rc != 0 && errno != EINPROGRESS {
-            failed(.error, "connect() failed (\(errno): \(String(cString: strerror(errno))))")
+            failed(.error, "connect() failed (\(Errno.text(errno)))")
             return
         }
         balancer.connected(p, delta: 1)
@@ -234,7 +236,7 @@ final class ProxySession: EventHandler {
             failed(.error, "\(error)")
             return
         }
-        arm(settings.proxyConnectTimeout ?? 60_000, .connecting)
+        arm(settings.proxy.connectTimeout, .connecting)
     }
 
     /// What the running timeout waits for: its message is made only if it fires (a string stored per phase
@@ -272,13 +274,13 @@ final class ProxySession: EventHandler {
             if events & (Events.error | Events.hangup) != 0 {
                 let err = Socket.pendingError(fd)
                 if err != 0 {
-                    failed(.error, "connect() failed (\(err): \(String(cString: strerror(err)))) while connecting to upstream")
+                    failed(.error, "connect() failed (\(Errno.text(err))) while connecting to upstream")
                     return
                 }
             }
             if let upstreamTLS { return startHandshake(upstreamTLS) }
             phase = .sending
-            arm(settings.proxySendTimeout ?? 60_000, .sending)
+            arm(settings.proxy.sendTimeout, .sending)
             sendRequest()
         case .handshaking:
             continueHandshake()
@@ -295,8 +297,8 @@ final class ProxySession: EventHandler {
     /// connection is offered again (proxy_ssl_session_reuse).
     private func startHandshake(_ u: UpstreamTLS) {
         guard let p = peer else { return }
-        let name = u.name.map { Variables(request: request, connection: client).render($0) }
-        tls = TLSStream(connecting: fd, context: u.context, serverName: u.sendsServerName ? name.flatMap(UpstreamTLS.sniName) : nil,
+        let name = u.name.render(request)
+        tls = TLSStream(connecting: fd, context: u.context, serverName: u.sendsServerName ? UpstreamTLS.sniName(name) : nil,
                         session: u.sessionSlot(for: p))
         guard tls != nil else { return failed(.error, "SSL_new() failed while SSL handshaking to upstream") }
         verifyName = name
@@ -319,7 +321,7 @@ final class ProxySession: EventHandler {
                 return failed(.error, "\(problem) while SSL handshaking to upstream")
             }
             phase = .sending
-            arm(settings.proxySendTimeout ?? 60_000, .sending)
+            arm(settings.proxy.sendTimeout, .sending)
             sendRequest()
         }
     }
@@ -338,7 +340,7 @@ final class ProxySession: EventHandler {
                 }
                 return
             case .failed:
-                failed(.error, "send() failed (\(errno): \(String(cString: strerror(errno)))) while sending request to upstream")
+                failed(.error, "send() failed (\(Errno.text(errno))) while sending request to upstream")
                 return
             }
         }
@@ -348,7 +350,7 @@ final class ProxySession: EventHandler {
         // The rest of a streamed body is still on its way from the client (client_body_timeout runs meanwhile).
         guard bodyComplete else { return timer.cancel() }
         phase = .readingHead
-        arm(settings.proxyReadTimeout ?? 60_000, .readingHead)
+        arm(settings.proxy.readTimeout, .readingHead)
         // Its edge may have come while we were still connecting or sending; over TLS the handshake may also
         // have read past its own records, so look at once.
         if readReady || tls != nil { readResponse() }
@@ -378,7 +380,7 @@ final class ProxySession: EventHandler {
             // EOF or error.
             if phase == .readingHead {
                 let msg = n == 0 ? "upstream prematurely closed connection while reading response header from upstream"
-                    : "recv() failed (\(errno): \(String(cString: strerror(errno)))) while reading response header from upstream"
+                    : "recv() failed (\(Errno.text(errno))) while reading response header from upstream"
                 failed(response.isEmpty ? .error : .invalidHeader, msg)
             } else if bodyRemaining == nil && decoder == nil {
                 finish()   // close-delimited body ends here
@@ -398,13 +400,13 @@ final class ProxySession: EventHandler {
         case .invalid(let reason):
             failed(.invalidHeader, "\(reason) while reading response header from upstream")
         case .complete(let h, let consumed):
-            if let codes = settings.proxyNextUpstream, codes.contains("http_\(h.status)"), canRetry(.status(h.status)) {
+            if let option = NextUpstream(status: h.status), settings.proxy.nextUpstream.contains(option), canRetry(.status(h.status)) {
                 failed(.status(h.status), nil)
                 return
             }
             // proxy_intercept_errors: an upstream error that has an error_page is answered with that page.
-            if h.status >= 300, settings.proxyInterceptErrors ?? false, !request.inErrorPage,
-               settings.errorPages?.contains(where: { $0.codes.contains(h.status) }) ?? false {
+            if h.status >= 300, settings.proxy.interceptErrors, !request.inErrorPage,
+               settings.core.errorPages.contains(where: { $0.codes.contains(h.status) }) ?? false {
                 request.upstreamAttempts.updateLast(status: h.status)
                 recordAttempt(status: nil)
                 if let p = peer { balancer.finished(p, failed: false, now: loop.now) }
@@ -432,7 +434,7 @@ final class ProxySession: EventHandler {
         let isHead = request.head.method == "HEAD"
         // A body of unknown length is chunked for HTTP/1.1 clients unless chunked_transfer_encoding is off;
         // otherwise the connection's close ends it.
-        let canChunk = request.head.isHTTP11 && settings.chunkedTransferEncoding != false
+        let canChunk = request.head.isHTTP11 && settings.core.chunkedTransferEncoding
         if !h.hasBody || isHead {
             bodyRemaining = 0
         } else if h.chunked {
@@ -450,7 +452,7 @@ final class ProxySession: EventHandler {
         // gzip, decided on the upstream's head: the body is then decoded from the upstream's framing,
         // compressed, and sent in chunks of our own (to an HTTP/1.0 client: until the connection closes).
         var contentType: Range<Int>?, encoded = false
-        for f in fields where settings.gzip == true {
+        for f in fields where settings.gzip.on {
             if RequestParser.matches(parsed[f.name], lowercase: "content-type") { contentType = f.value }
             if RequestParser.matches(parsed[f.name], lowercase: "content-encoding") && !parsed[f.value].isEmpty { encoded = true }
         }
@@ -459,16 +461,16 @@ final class ProxySession: EventHandler {
                                 contentLength: h.contentLength, encoded: encoded)
         } ?? false
         let gzipping = compressible && h.hasBody && !isHead && GzipPolicy.accepted(request)
-            && client.startGzip(level: settings.gzipCompLevel ?? 1, length: h.contentLength, chunked: canChunk)
+            && client.startGzip(level: settings.gzip.compLevel, length: h.contentLength, chunked: canChunk)
         if gzipping {
             passChunked = false
             if !canChunk { client.setKeepAlive(false) }
         }
-        let vary = compressible && (settings.gzipVary ?? false)
+        let vary = compressible && (settings.gzip.vary)
         let chunked = passChunked || (gzipping && canChunk)
-        let hidden = settings.proxyHideHeaders, passed = settings.proxyPassHeaders
+        let hidden = settings.proxy.hideHeaders, passed = settings.proxy.passHeaders
         func relayed(_ name: String) -> Bool {
-            (passed?.contains(name) ?? false) && fields.contains { ProxyHeaders.named(parsed[$0.name], name) }
+            passed.contains(name) && fields.contains { ProxyHeaders.named(parsed[$0.name], name) }
         }
         let upstreamSent = (server: relayed("server"), date: relayed("date"))
         client.queueHead(status: h.status, upstreamSent: upstreamSent) { out in
@@ -497,7 +499,7 @@ final class ProxySession: EventHandler {
     /// prefix. `default` (nginx's default) maps the proxy_pass URL to the location's prefix, so a backend
     /// that redirects to `http://backend/login` (the Host it was sent) sends the client to `/login`.
     private func redirected(_ value: String) -> String? {
-        for rule in settings.proxyRedirects ?? [.default] {
+        for rule in settings.proxy.redirects {
             switch rule {
             case .off:
                 return nil
@@ -528,7 +530,7 @@ final class ProxySession: EventHandler {
     /// Re-armed after each read of the body (nginx: the timeout runs only between two successive reads).
     /// While reading is paused for a backed-up client it does not run: the client's send_timeout does.
     private func armBodyReadTimeout() {
-        arm(settings.proxyReadTimeout ?? 60_000, .readingBody)
+        arm(settings.proxy.readTimeout, .readingBody)
     }
 
     /// Moves response bytes to the client; pauses reading the upstream while the client is backed up.
@@ -588,15 +590,15 @@ final class ProxySession: EventHandler {
     private func canRetry(_ failure: Failure) -> Bool {
         // Streamed body bytes sent to this peer cannot be sent again (nginx: no next upstream then).
         guard canResend else { return false }
-        let codes = settings.proxyNextUpstream ?? ["error", "timeout"]
-        if codes.contains("off") { return false }
+        let codes = settings.proxy.nextUpstream
+        if codes.isEmpty { return false }
         let method = request.head.method
-        if !(codes.contains("non_idempotent")) && (method == "POST" || method == "LOCK" || method == "PATCH") && outgoing.sent > 0 { return false }
+        if !codes.contains(.nonIdempotent) && (method == "POST" || method == "LOCK" || method == "PATCH") && outgoing.sent > 0 { return false }
         switch failure {
-        case .error: return codes.contains("error")
-        case .timeout: return codes.contains("timeout")
-        case .invalidHeader: return codes.contains("invalid_header")
-        case .status(let s): return codes.contains("http_\(s)")
+        case .error: return codes.contains(.error)
+        case .timeout: return codes.contains(.timeout)
+        case .invalidHeader: return codes.contains(.invalidHeader)
+        case .status(let s): return NextUpstream(status: s).map(codes.contains) ?? false
         }
     }
 
@@ -701,7 +703,6 @@ final class ProxySession: EventHandler {
     /// Connection close, proxy_set_header values, then the client's end-to-end headers.
     /// Writes the request head (and an inline body) into `outgoing`.
     private func buildRequest() {
-        let vars = Variables(request: request, connection: client)
         var uri = request.target
         if let dynamicURI {
             uri = dynamicURI
@@ -710,24 +711,24 @@ final class ProxySession: EventHandler {
             let rest = request.uri.dropFirst(min(loc.pattern.utf8.count, request.uri.utf8.count))
             uri = passURI + rest + (request.args.map { "?" + $0 } ?? "")
         }
-        let passBody = settings.proxyPassRequestBody ?? true
+        let passBody = settings.proxy.passRequestBody
         let body = passBody ? request.body : []
         let out = outgoing
         out.clear()
-        out.append(settings.proxyMethod ?? request.method)
+        out.append(settings.proxy.method ?? request.method)
         out.append(" ")
         out.append(uri)
         out.append(" HTTP/")
-        out.append(settings.proxyHTTPVersion ?? "1.0")
+        out.append(settings.proxy.httpVersion.rawValue)
         out.append("\r\n")
         // Elements read in place: binding a (name, value) tuple per header retained and released both strings.
         headers.set.withUnsafeBufferPointer { set in
             for i in set.indices {
-                let value = vars.render(set[i].1)
+                let value = set[i].1.render(request)
                 if !value.isEmpty { out.header(set[i].0, value) }
             }
         }
-        if settings.proxyPassRequestHeaders ?? true {
+        if settings.proxy.passRequestHeaders {
             // The head's fields read directly: a method called on `request.head` copies the whole head.
             let fields = request.head.fields
             request.head.block.withUnsafeBytes { bytes in
@@ -760,18 +761,26 @@ extension ProxySession.Failure {
 /// client headers that are not passed on: hop-by-hop ones, framing, and those set here.
 struct ProxyHeaders {
     /// Names with their values compiled once.
-    let set: [(String, CompiledLogFormat)]
+    let set: [(String, Template)]
     private let skipped: [String]
 
-    init(_ configured: [HeaderSetting], table: VariableTable?) {
-        var set: [(String, String)] = [("Host", "$proxy_host"), ("Connection", "close")]
+    init(_ configured: [HeaderSetting]) {
+        var set: [(String, Template)] = [("Host", ProxyHeaders.proxyHost), ("Connection", ProxyHeaders.close)]
         for h in configured {
             if let i = set.firstIndex(where: { $0.0.lowercased() == h.name.lowercased() }) { set[i] = (h.name, h.value) } else { set.append((h.name, h.value)) }
         }
-        self.set = set.map { ($0.0, CompiledLogFormat(LogFormat.adHoc($0.1), table: table)) }
+        self.set = set
         skipped = set.map { $0.0.lowercased() } + ["keep-alive", "te", "upgrade", "proxy-connection",
                                                    "transfer-encoding", "content-length", "expect"]
     }
+
+    /// nginx's defaults: `Host $proxy_host` and `Connection close`.
+    private static let proxyHost: Template = {
+        let t = Template("$proxy_host")
+        t.resolve(VariableTable())
+        return t
+    }()
+    private static let close = Template("close")
 
     /// A handful of names, compared in place: cheaper than lowercasing each client header for a set lookup.
     func skips(_ name: UnsafeRawBufferPointer) -> Bool { skipped.contains { RequestParser.equalsIgnoringASCIICase(name, $0) } }
@@ -836,14 +845,18 @@ final class ProxyRoute {
 final class UpstreamTLS {
     let context: TLSClientContext
     /// proxy_ssl_name, else the host of proxy_pass ($proxy_host).
-    let name: CompiledLogFormat?
+    let name: Template
     let sendsServerName: Bool
     private var sessions: [PeerAddress: TLSSessionSlot] = [:]
 
-    init(context: TLSClientContext, settings: HTTPSettings, pass: ProxyPass) {
+    init(context: TLSClientContext, settings: HTTPSettings, pass: ProxyPass, variables: VariableTable?) {
         self.context = context
-        name = CompiledLogFormat(LogFormat.adHoc(settings.proxySSLName ?? pass.hostText), table: nil)
-        sendsServerName = settings.proxySSLServerName ?? false
+        name = settings.proxySSL.name ?? {
+            let t = Template(pass.hostText)
+            t.resolve(variables ?? VariableTable())
+            return t
+        }()
+        sendsServerName = settings.proxySSL.serverName
     }
 
     func sessionSlot(for peer: Peer) -> TLSSessionSlot? {

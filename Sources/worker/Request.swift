@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CShim
+import Core
 import Config
 import HTTP
 import Script
@@ -27,6 +28,7 @@ final class RequestContext: ScriptContext {
     private(set) var location: Location?
     private var scope: SettingsScope
     unowned(unsafe) let connection: ClientConnection
+    private unowned(unsafe) let worker: WorkerProcess
     /// $uri and $args: the request's, until a `rewrite` changes them.
     var uri: String { didSet { rewritten = true } }
     var args: String? { didSet { rewritten = true } }
@@ -56,7 +58,7 @@ final class RequestContext: ScriptContext {
     var upstreamAttempts = UpstreamAttempts()
     var upstreamAddr: String? { upstreamList { $0.address } }
     var upstreamStatus: String? { upstreamList { $0.status.map(String.init) } }
-    var upstreamResponseTime: String? { upstreamList { $0.elapsedUs.map(Variables.seconds) } }
+    var upstreamResponseTime: String? { upstreamList { $0.elapsedUs.map(Clock.seconds(fromMicroseconds:)) } }
 
     private func upstreamList(_ field: (UpstreamAttempt) -> String?) -> String? {
         let parts = upstreamAttempts.compactMap(field)
@@ -84,13 +86,19 @@ final class RequestContext: ScriptContext {
         self.location = location
         self.scope = scope
         self.connection = connection
+        self.worker = connection.worker
         self.requestLength = requestLength
     }
 
     /// The header block and fields go back for the next request's parse to fill (their only reference once
     /// `head` is gone, unless a copy of the head lives on). `head` stays a `let`: reading a `var` struct of a
     /// class to call a method on it copies the whole head, every reference in it retained and released.
-    deinit { IdleBuffers.giveHeadStorage(block: head.block, fields: head.fields) }
+    deinit {
+        // The worker's pools, not the connection's: a request can outlive its connection (its proxied
+        // session may let go of it last).
+        worker.headBlocks.give(head.block)
+        worker.fieldLists.give(head.fields)
+    }
 
     /// The first value of header `name`, read in place (nil: no such header).
     func withHeader<R>(_ name: String, _ body: (UnsafeRawBufferPointer) -> R) -> R? {
@@ -183,19 +191,13 @@ struct Variables {
     let request: RequestContext
     let connection: ClientConnection
 
-    /// Microseconds as nginx prints durations: seconds with milliseconds, `0.012`.
-    static func seconds(_ us: UInt64) -> String {
-        "\(us / 1_000_000).\(String(us / 1000 % 1000).leftPadded(3))"
-    }
-
     func value(_ variable: Variable) -> String? {
         switch variable {
         case .remoteAddr: return connection.remoteAddress
         case .remotePort: return String(connection.remotePort)
         case .timeLocal: return Clock.timeLocal()
         case .msec:
-            let ms = vigil_realtime_ms()
-            return "\(ms / 1000).\(String(ms % 1000).leftPadded(3))"
+            return Clock.msec(vigil_realtime_ms())
         case .request: return request.head.requestLine
         case .requestMethod: return request.method
         case .requestURI: return request.head.target
@@ -218,7 +220,7 @@ struct Variables {
         case .bodyBytesSent: return String(request.bodyBytesSent)
         case .bytesSent: return String(request.bodyBytesSent + request.headerBytesSent)
         case .requestLength: return String(request.requestLength)
-        case .requestTime: return Variables.seconds(connection.worker.loop.nowUs - request.startUs)
+        case .requestTime: return Clock.seconds(fromMicroseconds: connection.worker.loop.nowUs - request.startUs)
         case .connection: return String(connection.serial)
         case .connectionRequests: return String(connection.requestsServed + 1)
         case .pid: return String(getpid())
@@ -243,9 +245,9 @@ struct Variables {
         case .user(let i): return request.userValue(i) ?? mapped(i)
         case .capture(let n): return request.captures?.group(n)
         case .timeISO8601: return Clock.iso8601()
-        case .documentRoot: return request.settings.root.map { connection.worker.config.fullPath($0) } ?? connection.worker.config.fullPath("html")
-        case .buffersHeld: return String(IdleBuffers.held)
-        case .buffersPooled: return String(IdleBuffers.pooled)
+        case .documentRoot: return request.settings.core.root
+        case .buffersHeld: return String(connection.worker.buffers.held)
+        case .buffersPooled: return String(connection.worker.buffers.pooled)
         case .realpathRoot:
             // The root with its symbolic links resolved (nginx: a root that does not exist is an error, empty here).
             guard let root = value(.documentRoot), let real = realpath(root, nil) else { return nil }
@@ -273,30 +275,4 @@ struct Variables {
         }
         return nil
     }
-
-    /// Expands `$name`/`${name}` in a proxy_set_header value; unknown variables expand to "".
-    func expand(_ template: String) -> String {
-        guard template.utf8.contains(UInt8(ascii: "$")) else { return template }
-        return render(connection.worker.compiledTemplate(template))
-    }
-
-    /// A compiled template with this request's values.
-    func render(_ compiled: CompiledLogFormat) -> String {
-        // A lone literal or variable (`Connection close`, `Host $proxy_host`) is its own value.
-        if compiled.parts.count == 1 {
-            switch compiled.parts[0] {
-            case .literal(let s): return s
-            case .variable(let v): return value(v) ?? ""
-            }
-        }
-        var out = ""
-        for p in compiled.parts {
-            switch p {
-            case .literal(let s): out += s
-            case .variable(let v): out += value(v) ?? ""
-            }
-        }
-        return out
-    }
 }
-

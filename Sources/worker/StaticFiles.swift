@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Config
+import Core
 import HTTP
 
 /// `root` / `alias` / `index`: small static files, read whole (the request path's large bodies are proxied).
@@ -19,11 +20,10 @@ struct StaticFiles {
         if let alias = request.location?.alias, let loc = request.location {
             file = alias + path.dropFirst(min(loc.pattern.count, path.count))
         } else {
-            let root = connection.worker.config.fullPath(request.settings.root ?? "html")
-            file = root + path
+            file = request.settings.core.root + path
         }
         if file.hasSuffix("/") {
-            let indexes = request.settings.index ?? ["index.html"]
+            let indexes = request.settings.core.index
             guard let found = indexes.map({ file + $0 }).first(where: { access($0, F_OK) == 0 }) else {
                 connection.worker.log.error("directory index of \"\(file)\" is forbidden, client: \(connection.remoteAddress)")
                 connection.respondError(access(file, F_OK) == 0 ? 403 : 404)
@@ -33,7 +33,7 @@ struct StaticFiles {
         }
         var st = stat()
         guard stat(file, &st) == 0 else {
-            connection.worker.log.error("open() \"\(file)\" failed (\(errno): \(String(cString: strerror(errno)))), client: \(connection.remoteAddress), request: \"\(request.head.requestLine)\"")
+            connection.worker.log.error("open() \"\(file)\" failed (\(Errno.text(errno))), client: \(connection.remoteAddress), request: \"\(request.head.requestLine)\"")
             connection.respondError(errno == EACCES ? 403 : 404)
             return
         }
@@ -47,9 +47,9 @@ struct StaticFiles {
         let lastModified = Clock.httpDate(at: mtime)
         var validators = [("Last-Modified", lastModified)]
         let etag = "\"\(String(mtime, radix: 16))-\(String(size, radix: 16))\""
-        if request.settings.etag ?? true { validators.append(("ETag", etag)) }
+        if request.settings.core.etag { validators.append(("ETag", etag)) }
         let type = connection.contentType(for: request, path: file)
-        if let inm = request.header("if-none-match"), request.settings.etag ?? true {
+        if let inm = request.header("if-none-match"), request.settings.core.etag {
             if inm == "*" || inm.split(separator: ",").contains(where: { $0.trimmingSpaces() == etag || $0.trimmingSpaces() == "W/" + etag }) {
                 return connection.respond(status: 304, contentType: nil, body: [], extra: validators)
             }

@@ -1,4 +1,5 @@
 import CShim
+import Core
 import Config
 import HTTP
 import ShmTable
@@ -61,13 +62,13 @@ struct StatusPage {
             return changeAdmin()
         }
         guard method == "GET" || method == "HEAD" else { return Page(status: 405, contentType: "text/html", body: errorBody(405)) }
-        var format = request.settings.checkStatusFormat ?? "html"
+        var format = request.settings.status.format
         var filter: Bool?   // true: only down, false: only up
         var detail = false
         if let q = request.head.query {
             detail = StatusPage.argument("detail", in: q) == "1"
             if let v = StatusPage.argument("format", in: q) {
-                if ["html", "csv", "json", "prometheus"].contains(v) { format = v } else { worker.log.error("http upstream check, bad argument: \"\(v)\"") }
+                if let f = StatusFormat(rawValue: v) { format = f } else { worker.log.error("http upstream check, bad argument: \"\(v)\"") }
             }
             if let v = StatusPage.argument("status", in: q) {
                 switch v.lowercased() {
@@ -96,12 +97,12 @@ struct StatusPage {
         let details = detail ? rows.map { Detail($0, nowMs: nowMs, wallMs: wallMs) } : nil
         let text: String
         switch format {
-        case "csv": text = StatusPage.csv(rows)
-        case "json": text = StatusPage.json(rows, generation: generation, details: details)
-        case "prometheus":
+        case .csv: text = StatusPage.csv(rows)
+        case .json: text = StatusPage.json(rows, generation: generation, details: details)
+        case .prometheus:
             let beat = worker.segment.checker.heartbeatMs
             text = StatusPage.prometheus(rows, generation: generation, heartbeatAge: beat == 0 ? nil : nowMs - min(nowMs, beat))
-        default: text = StatusPage.html(rows, generation: generation, details: details)
+        case .html: text = StatusPage.html(rows, generation: generation, details: details)
         }
         return Page(status: 200, contentType: type, body: Array(text.utf8))
     }
@@ -146,14 +147,14 @@ struct StatusPage {
     }
 
     private func errorBody(_ code: Int) -> [UInt8] {
-        Array((Status.errorPage(code, serverTokens: "vigil/\(vigilVersionString)") ?? "").utf8)
+        Array((Status.errorPage(code, serverTokens: Version.serverToken) ?? "").utf8)
     }
 
-    static func contentType(_ format: String) -> String {
+    static func contentType(_ format: StatusFormat) -> String {
         switch format {
-        case "csv", "prometheus": "text/plain"
-        case "json": "application/json"
-        default: "text/html"
+        case .csv, .prometheus: "text/plain"
+        case .json: "application/json"
+        case .html: "text/html"
         }
     }
 

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CShim
+import Core
 import Config
 import DNS
 import Event
@@ -28,7 +29,6 @@ public final class WorkerProcess {
     let loop: EventLoop
     private(set) var router: Router!
     private(set) var accessLogs: AccessLogFiles!
-    private var templates: [String: CompiledLogFormat] = [:]
     /// Per `proxy_pass` location, resolved once at start: its balancer and its upstream request headers.
     private var scopes: [ObjectIdentifier: SettingsScope] = [:]
     /// For a connection whose address has no server block (nginx then uses the http block's settings).
@@ -71,7 +71,7 @@ public final class WorkerProcess {
         if let n = config.workerRlimitNofile {
             var rl = rlimit(rlim_cur: rlim_t(n), rlim_max: rlim_t(n))
             if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) != 0 {
-                log.alert("setrlimit(RLIMIT_NOFILE, \(n)) failed (\(errno): \(String(cString: strerror(errno))))")
+                log.alert("setrlimit(RLIMIT_NOFILE, \(n)) failed (\(Errno.text(errno)))")
             }
         }
         do {
@@ -114,8 +114,8 @@ public final class WorkerProcess {
                     case .variable:
                         balancer = nil
                     }
-                    proxyRoute = ProxyRoute(balancer: balancer, headers: ProxyHeaders(loc.settings.proxySetHeaders ?? [], table: config.http?.variables),
-                                            tls: tls.context(for: loc).map { UpstreamTLS(context: $0, settings: loc.settings, pass: pass) })
+                    proxyRoute = ProxyRoute(balancer: balancer, headers: ProxyHeaders(loc.settings.proxy.setHeaders),
+                                            tls: tls.context(for: loc).map { UpstreamTLS(context: $0, settings: loc.settings, pass: pass, variables: config.http?.variables) })
                 }
                 scopes[ObjectIdentifier(loc)] = SettingsScope(loc.settings, proxyRoute: proxyRoute)
                 route(loc.configured)
@@ -201,9 +201,7 @@ public final class WorkerProcess {
         let servers = setting.servers.compactMap { a in
             SocketAddress(host: a.host, port: a.port, isIPv6: a.isIPv6).map { ($0, a.description) }
         }
-        let c = DNSClient(loop: loop, servers: servers, validMs: setting.validMs, ipv4: setting.ipv4, ipv6: setting.ipv6) { [unowned self] in
-            self.log.error($0)
-        }
+        let c = DNSClient(loop: loop, servers: servers, validMs: setting.validMs, ipv4: setting.ipv4, ipv6: setting.ipv6, log: log)
         resolvers[setting.text] = c
         return c
     }
@@ -215,17 +213,14 @@ public final class WorkerProcess {
     let gzipStreams = GzipPool()
 
     /// At most 64 idle 16 kB buffers (1 MiB) are kept.
-    let responseBuffers = BufferPool(capacity: 16384, keep: 64)
+    /// Connection and upstream byte buffers kept for the next request.
+    let buffers = BufferPools()
+    /// The header blocks and field lists of finished requests, for the parser to fill again. They come back
+    /// while their request still holds them, so they are emptied when taken (then their only reference).
+    var headBlocks = ArrayPool<UInt8>(keep: 32, maxCapacity: 4096)
+    var fieldLists = ArrayPool<HeaderField>(keep: 32, maxCapacity: 64)
     /// Where each upstream response head's header lines lie, refilled by every parse: one array for all.
     var responseFields: [HeaderField] = []
-
-    /// `proxy_set_header` and `return` texts with variables, compiled once per worker.
-    func compiledTemplate(_ template: String) -> CompiledLogFormat {
-        if let c = templates[template] { return c }
-        let c = CompiledLogFormat(LogFormat.adHoc(template), table: config.http?.variables)
-        templates[template] = c
-        return c
-    }
 
     /// The balancer and headers of a `proxy_pass` location (every one was resolved at start).
     /// The settings a request in `location` (or, without one, in `server`) runs with.
@@ -335,11 +330,11 @@ final class Acceptor: EventHandler {
                 case EMFILE, ENFILE:
                     // Out of descriptors (nginx's level): the listener stays readable, so stop accepting for a while
                     // instead of spinning on it, logging every turn.
-                    worker.log.log(.crit, "accept4() failed (\(errno): \(String(cString: strerror(errno))))")
+                    worker.log.log(.crit, "accept4() failed (\(Errno.text(errno)))")
                     worker.pauseAccepting()
                     return
                 default:
-                    worker.log.error("accept4() failed (\(errno): \(String(cString: strerror(errno))))")
+                    worker.log.error("accept4() failed (\(Errno.text(errno)))")
                     return
                 }
             }

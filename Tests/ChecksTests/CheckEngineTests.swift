@@ -1,3 +1,4 @@
+import Core
 import Glibc
 import XCTest
 @testable import Checks
@@ -57,7 +58,7 @@ final class CheckEngineTests: XCTestCase {
 
         let before = openDescriptors()
         var thread: CheckerThread? = CheckerThread(engine: try CheckEngine(segment: segment, peers: peers, pid: getpid(),
-                                                                          logsInfo: false) { _, _ in })
+                                                                          log: ErrorLog()))
         thread!.start()
         // Every first probe starts within min(interval, 1 s); all four then wait for a reply that never comes.
         let deadline = Date().addingTimeInterval(5)
@@ -83,7 +84,7 @@ final class CheckEngineTests: XCTestCase {
         let segment = try self.segment(for: peers)
 
         let before = openDescriptors()
-        var engine: CheckEngine? = try CheckEngine(segment: segment, peers: peers, pid: getpid(), logsInfo: false) { _, _ in }
+        var engine: CheckEngine? = try CheckEngine(segment: segment, peers: peers, pid: getpid(), log: ErrorLog())
         var thread: CheckerThread? = CheckerThread(engine: engine!)
         thread!.start()
         var most = 0

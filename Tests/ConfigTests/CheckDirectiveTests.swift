@@ -170,15 +170,15 @@ final class CheckDirectiveTests: XCTestCase {
         let conf = try XCTUnwrap(assertLoads(inHTTP("server {\n  check_status json;\n  location /s { check_status; }\n  location /c { check_status csv; }\n}")))
         let server = try XCTUnwrap(conf.http?.servers.first)
         guard case .checkStatus = server.content else { return XCTFail("server content is not check_status") }
-        XCTAssertEqual(server.settings.checkStatusFormat, "json")
+        XCTAssertEqual(server.settings.status.format, .json)
         // A location without a format inherits the server's.
-        XCTAssertEqual(server.locations.map(\.settings.checkStatusFormat), ["json", "csv"])
+        XCTAssertEqual(server.locations.map(\.settings.status.format), [.json, .csv])
         for loc in server.locations {
             guard case .checkStatus = loc.content else { return XCTFail("location \(loc.pattern) is not check_status") }
         }
         // html is the default when nothing names a format.
         let plain = try XCTUnwrap(assertLoads(inHTTP("server {\n  location /s { check_status; }\n}")))
-        XCTAssertNil(plain.http?.servers.first?.locations.first?.settings.checkStatusFormat)
+        XCTAssertEqual(plain.http?.servers.first?.locations.first?.settings.status.$format.isSet, false)
     }
 
     func testC16WrongContexts() {

@@ -1,3 +1,4 @@
+import Core
 import XCTest
 @testable import Config
 
@@ -107,7 +108,7 @@ final class DirectiveErrorTests: XCTestCase {
 
     func testInvalidFlagValue() {
         assertError(inHTTP("sendfile yes;"), #"invalid value "yes" in "sendfile" directive, it must be "on" or "off""#, line: 3)
-        XCTAssertEqual(assertLoads(inHTTP("sendfile ON;"))?.http?.settings.sendfile, true)
+        XCTAssertEqual(assertLoads(inHTTP("sendfile ON;"))?.http?.settings.core.sendfile, true)
     }
 
     // MARK: events section
@@ -231,8 +232,8 @@ final class DirectiveErrorTests: XCTestCase {
         let conf = try XCTUnwrap(assertLoads(inHTTP("log_format main '$remote_addr ' '$status';\naccess_log logs/a.log main;\n"
                                                     + "access_log logs/b.log;")))
         let http = try XCTUnwrap(conf.http)
-        XCTAssertEqual(http.logFormats["main"]?.template, "$remote_addr $status")
-        XCTAssertEqual(http.settings.accessLogs, [AccessLogTarget(path: "/prefix/logs/a.log", format: "main"),
+        XCTAssertEqual(http.logFormats["main"]?.template.text, "$remote_addr $status")
+        XCTAssertEqual(http.settings.log.accessLogs, [AccessLogTarget(path: "/prefix/logs/a.log", format: "main"),
                                                   AccessLogTarget(path: "/prefix/logs/b.log", format: "combined")])
         assertError(inHTTP("log_format main a;\nlog_format main b;"), #"duplicate "log_format" name "main""#, line: 4)
         assertError(inHTTP("log_format combined a;"), #"duplicate "log_format" name "combined""#, line: 3)

@@ -1,3 +1,4 @@
+import Core
 import XCTest
 import Foundation
 @testable import Config
@@ -117,7 +118,7 @@ final class IncludeAndFileTests: XCTestCase {
         XCTAssertEqual(conf.confPrefix, dir.url("etc"))
         XCTAssertEqual(conf.checkedPeers.map(\.upstream), ["u", "v"])
         // Other paths are relative to the prefix.
-        XCTAssertEqual(conf.http?.settings.accessLogs?.first?.path, dir.url("prefix/logs/a.log"))
+        XCTAssertEqual(conf.http?.settings.log.accessLogs.first?.path, dir.url("prefix/logs/a.log"))
         XCTAssertEqual(conf.pidPath, dir.url("prefix/logs/vigil.pid"))
     }
 
@@ -162,13 +163,13 @@ final class IncludeAndFileTests: XCTestCase {
         try dir.copyMimeTypes()
         let path = try dir.write("vigil.conf", "events {}\nhttp {\n  include mime.types;\n  server { types { text/x-custom cst; } }\n}\n")
         let conf = try Configuration.load(file: path, prefix: dir.path)
-        let types = try XCTUnwrap(conf.http?.settings.types)
+        let types = try XCTUnwrap(conf.http?.settings.core.types)
         XCTAssertEqual(types["html"], "text/html")
         XCTAssertEqual(types["png"], "image/png")
         XCTAssertEqual(types["js"], "application/javascript")
         XCTAssertTrue(conf.warnings.isEmpty, "\(conf.warnings)")
         // A server-level types{} replaces the inherited table (nginx merges by replacement).
-        XCTAssertEqual(conf.http?.servers.first?.settings.types, ["cst": "text/x-custom"])
+        XCTAssertEqual(conf.http?.servers.first?.settings.core.types, ["cst": "text/x-custom"])
     }
 
     // MARK: garbage
@@ -234,7 +235,7 @@ final class IncludeAndFileTests: XCTestCase {
         XCTAssertEqual(conf.http?.servers.count, n)
         XCTAssertEqual(conf.checkedPeers.count, 1)
         XCTAssertEqual(conf.http?.servers.last?.serverNames.first, "s\(n - 1).example.com")
-        XCTAssertEqual(conf.http?.servers.last?.locations.first?.settings.proxyReadTimeout, 5000)
+        XCTAssertEqual(conf.http?.servers.last?.locations.first?.settings.proxy.readTimeout, 5000)
         XCTAssertEqual(conf.sources.first?.text.count, text.utf8.count)
         // Generous (debug build, shared 2-core machine); it only guards against quadratic behaviour.
         XCTAssertLessThan(elapsed, 20, "loading 10 MB took \(elapsed) s")
@@ -277,7 +278,7 @@ final class IncludeAndFileTests: XCTestCase {
         XCTAssertEqual(loc.pattern, String(repeating: "/a", count: 200))
         XCTAssertEqual(loc.location, SourceLocation(file: path, line: 205))
         // Settings inherit all the way down, and the innermost proxy_pass makes u a checked upstream.
-        XCTAssertEqual(loc.settings.proxyReadTimeout, 7000)
+        XCTAssertEqual(loc.settings.proxy.readTimeout, 7000)
         guard case .proxy(let pass) = loc.content, case .upstream("u") = pass.target else { return XCTFail("innermost is not proxy_pass u") }
         XCTAssertEqual(conf.checkedPeers.map(\.upstream), ["u"])
     }
@@ -317,9 +318,9 @@ final class IncludeAndFileTests: XCTestCase {
         XCTAssertEqual(conf.listenAddresses.map(\.address.description),
                        ["127.0.0.1:8080", "127.0.0.1:8443", "127.0.0.1:8084", "127.0.0.1:8081", "127.0.0.1:8082"])
         XCTAssertEqual(conf.listenAddresses.map(\.ssl), [false, true, true, false, false])
-        XCTAssertEqual(conf.http?.settings.sslCertificates?.map(\.path), [repositoryRoot + "/conf/demo.crt"])
-        XCTAssertEqual(conf.http?.settings.sslSessionCache, .shared(name: "SSL", size: 1 << 20))
-        XCTAssertEqual(conf.http?.settings.types?["html"], "text/html")
+        XCTAssertEqual(conf.http?.settings.ssl.certificates.map(\.path), [repositoryRoot + "/conf/demo.crt"])
+        XCTAssertEqual(conf.http?.settings.ssl.sessionCache, .shared(name: "SSL", size: 1 << 20))
+        XCTAssertEqual(conf.http?.settings.core.types["html"], "text/html")
         XCTAssertEqual(conf.shmSize, 1_048_576)
         XCTAssertEqual(conf.sources.map(\.path), [path, repositoryRoot + "/conf/mime.types"])
     }

@@ -16,10 +16,10 @@ final class SSLDirectiveTests: XCTestCase {
             """))
         XCTAssertTrue(s.listens[0].ssl)
         XCTAssertTrue(s.listens[0].defaultServer)
-        XCTAssertEqual(s.settings.sslCertificates?.map(\.path), ["/conf/a.crt", "/etc/b.crt"])
-        XCTAssertEqual(s.settings.sslCertificateKeys?.map(\.path), ["/conf/a.key", "/etc/b.key"])
-        XCTAssertEqual(s.settings.sslCertificates?.first?.location.line, 4)
-        XCTAssertEqual(s.settings.sslSessionCache, .shared(name: "SSL", size: 10 << 20))
+        XCTAssertEqual(s.settings.ssl.certificates.map(\.path), ["/conf/a.crt", "/etc/b.crt"])
+        XCTAssertEqual(s.settings.ssl.certificateKeys.map(\.path), ["/conf/a.key", "/etc/b.key"])
+        XCTAssertEqual(s.settings.ssl.certificates.first?.location.line, 4)
+        XCTAssertEqual(s.settings.ssl.sessionCache, .shared(name: "SSL", size: 10 << 20))
     }
 
     func testSSLOnAnyListenOfAnAddressMakesItTLS() throws {
@@ -31,7 +31,7 @@ final class SSLDirectiveTests: XCTestCase {
     }
 
     func testSessionCacheForms() throws {
-        func cache(_ v: String) -> SessionCacheSetting? { server("ssl_session_cache \(v);\nserver {}")?.settings.sslSessionCache }
+        func cache(_ v: String) -> SessionCacheSetting? { server("ssl_session_cache \(v);\nserver {}")?.settings.ssl.sessionCache }
         XCTAssertEqual(cache("off"), .off)
         XCTAssertEqual(cache("none"), SessionCacheSetting.none)
         XCTAssertEqual(cache("builtin"), .builtin(size: 20480))
@@ -49,12 +49,12 @@ final class SSLDirectiveTests: XCTestCase {
             ssl_session_timeout 10m; ssl_session_tickets off; ssl_password_file pass.txt;
             server {}
             """))
-        XCTAssertEqual(s.settings.sslProtocols, ["TLSv1.2", "TLSv1.3"])
-        XCTAssertEqual(s.settings.sslCiphers, "HIGH:!aNULL")
-        XCTAssertEqual(s.settings.sslPreferServerCiphers, true)
-        XCTAssertEqual(s.settings.sslSessionTimeout, 600_000)
-        XCTAssertEqual(s.settings.sslSessionTickets, false)
-        XCTAssertEqual(s.settings.sslPasswordFile?.path, "/conf/pass.txt")
+        XCTAssertEqual(s.settings.ssl.protocols, ["TLSv1.2", "TLSv1.3"])
+        XCTAssertEqual(s.settings.ssl.ciphers, "HIGH:!aNULL")
+        XCTAssertEqual(s.settings.ssl.preferServerCiphers, true)
+        XCTAssertEqual(s.settings.ssl.sessionTimeout, 600_000)
+        XCTAssertEqual(s.settings.ssl.sessionTickets, false)
+        XCTAssertEqual(s.settings.ssl.passwordFile?.path, "/conf/pass.txt")
         assertError(inHTTP("ssl_protocols TLSv1.2 TLSv1.4;"), "invalid value \"TLSv1.4\"", line: 3)
         assertError(inHTTP("ssl_session_tickets maybe;"),
                     "invalid value \"maybe\" in \"ssl_session_tickets\" directive, it must be \"on\" or \"off\"", line: 3)
@@ -68,9 +68,9 @@ final class SSLDirectiveTests: XCTestCase {
             server { listen 443 ssl; }
             server { listen 444 ssl; ssl_certificate b.crt; ssl_certificate_key b.key; }
             """)))
-        XCTAssertEqual(conf.http?.servers[0].settings.sslCertificates?.map(\.path), ["/conf/a.crt"])
-        XCTAssertEqual(conf.http?.servers[1].settings.sslCertificates?.map(\.path), ["/conf/b.crt"])
-        XCTAssertEqual(conf.http?.servers[1].settings.sslCertificateKeys?.map(\.path), ["/conf/b.key"])
+        XCTAssertEqual(conf.http?.servers[0].settings.ssl.certificates.map(\.path), ["/conf/a.crt"])
+        XCTAssertEqual(conf.http?.servers[1].settings.ssl.certificates.map(\.path), ["/conf/b.crt"])
+        XCTAssertEqual(conf.http?.servers[1].settings.ssl.certificateKeys.map(\.path), ["/conf/b.key"])
     }
 
     func testHTTPSUpstreamsAndProxySSL() throws {
@@ -84,14 +84,14 @@ final class SSLDirectiveTests: XCTestCase {
         let locations = try XCTUnwrap(conf.http?.servers.first?.locations)
         guard case .proxy(let pass) = locations[0].content else { return XCTFail("no proxy_pass") }
         XCTAssertEqual(pass.scheme, "https")
-        let s = locations[0].settings
-        XCTAssertEqual(s.proxySSLVerify, true)
-        XCTAssertEqual(s.proxySSLTrustedCertificate?.path, "/conf/ca.crt")
-        XCTAssertEqual(s.proxySSLServerName, true)
-        XCTAssertEqual(s.proxySSLName, "api.test")
-        XCTAssertEqual(s.proxySSLSessionReuse, false)
-        XCTAssertEqual(s.proxySSLProtocols, ["TLSv1.3"])
-        XCTAssertEqual(s.proxySSLVerifyDepth, 2)
+        let s = locations[0].settings.proxySSL
+        XCTAssertEqual(s.verify, true)
+        XCTAssertEqual(s.trustedCertificate?.path, "/conf/ca.crt")
+        XCTAssertEqual(s.serverName, true)
+        XCTAssertEqual(s.name?.text, "api.test")
+        XCTAssertEqual(s.sessionReuse, false)
+        XCTAssertEqual(s.protocols, ["TLSv1.3"])
+        XCTAssertEqual(s.verifyDepth, 2)
         // A literal https:// address without a port goes to 443.
         guard case .proxy(let literal) = locations[1].content, case .address(let addrs, _) = literal.target else { return XCTFail() }
         XCTAssertEqual(addrs.map(\.port), [443])
@@ -122,8 +122,8 @@ final class SSLDirectiveTests: XCTestCase {
 
     func testCurvesDHParamsStaplingAndRefusedDirectives() throws {
         let s = try XCTUnwrap(server("ssl_ecdh_curve X25519:prime256v1; ssl_dhparam dh.pem;\nserver {}"))
-        XCTAssertEqual(s.settings.sslECDHCurve, "X25519:prime256v1")
-        XCTAssertEqual(s.settings.sslDHParam?.path, "/conf/dh.pem")
+        XCTAssertEqual(s.settings.ssl.ecdhCurve, "X25519:prime256v1")
+        XCTAssertEqual(s.settings.ssl.dhParam?.path, "/conf/dh.pem")
         let stapling = try XCTUnwrap(assertLoads(inHTTP("ssl_stapling on; ssl_stapling_verify on;")))
         XCTAssertEqual(stapling.warnings.map(\.message), ["\"ssl_stapling\" ignored, not supported by vigil"])
         assertError(inHTTP("server { ssl_verify_client on; }"), "\"ssl_verify_client\" is not supported by vigil", line: 3)

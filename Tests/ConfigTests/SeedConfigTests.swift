@@ -112,11 +112,11 @@ check_http_expect_alive http_2xx http_3xx; # 指定HTTP回复的成功状态,默
         XCTAssertEqual(conf.workerConnections, 1024)
 
         let http = try XCTUnwrap(conf.http)
-        XCTAssertEqual(http.settings.defaultType, "application/octet-stream")
-        XCTAssertEqual(http.settings.sendfile, true)
-        XCTAssertEqual(http.settings.keepaliveTimeout, 65_000)
-        XCTAssertEqual(http.settings.types?["html"], "text/html")
-        XCTAssertEqual(http.settings.types?["css"], "text/css")
+        XCTAssertEqual(http.settings.core.defaultType, "application/octet-stream")
+        XCTAssertEqual(http.settings.core.sendfile, true)
+        XCTAssertEqual(http.settings.core.keepaliveTimeout, 65_000)
+        XCTAssertEqual(http.settings.core.types["html"], "text/html")
+        XCTAssertEqual(http.settings.core.types["css"], "text/css")
 
         XCTAssertEqual(conf.checkedPeers.map(\.upstream), ["test", "test"])
         XCTAssertEqual(conf.checkedPeers.map(\.address), [peer("127.0.0.1", 900), peer("127.0.0.1", 901)])
@@ -137,11 +137,11 @@ check_http_expect_alive http_2xx http_3xx; # 指定HTTP回复的成功状态,默
         XCTAssertNil(pass.uri)
         guard case .stubStatus = server.locations[1].content else { return XCTFail("/status1 is not stub_status") }
         guard case .checkStatus = server.locations[2].content else { return XCTFail("/status2 is not check_status") }
-        XCTAssertEqual(server.locations[1].settings.accessLogs, [])
-        XCTAssertEqual(server.locations[2].settings.accessLogs, [])
+        XCTAssertEqual(server.locations[1].settings.log.accessLogs, [])
+        XCTAssertEqual(server.locations[2].settings.log.accessLogs, [])
         // Inherited from http.
-        XCTAssertEqual(server.locations[0].settings.keepaliveTimeout, 65_000)
-        XCTAssertEqual(server.locations[0].settings.types?["html"], "text/html")
+        XCTAssertEqual(server.locations[0].settings.core.keepaliveTimeout, 65_000)
+        XCTAssertEqual(server.locations[0].settings.core.types["html"], "text/html")
     }
 
     func testSeed000WithOnlyTheURLFixedAlsoLoads() throws {
@@ -191,7 +191,7 @@ check_http_expect_alive http_2xx http_3xx; # 指定HTTP回复的成功状态,默
         }
         XCTAssertEqual(name, "test-domain")
         XCTAssertEqual(pass.uri, "/")
-        XCTAssertEqual(server.locations[0].settings.accessLogs,
+        XCTAssertEqual(server.locations[0].settings.log.accessLogs,
                        [AccessLogTarget(path: "/var/log/nginx/test-domain_http_access.log", format: "main")])
         guard case .checkStatus = server.locations[1].content else { return XCTFail("/upstream_status is not check_status") }
     }
@@ -200,7 +200,7 @@ check_http_expect_alive http_2xx http_3xx; # 指定HTTP回复的成功状态,默
         let text = wrap001(Self.seed001.replacingOccurrences(of: "_http_access.log main;", with: "_http_access.log;"))
         XCTAssertNotEqual(text, wrap001(), "the replacement must apply")
         let conf = try XCTUnwrap(assertLoads(text))
-        XCTAssertEqual(conf.http?.servers.first?.locations.first?.settings.accessLogs,
+        XCTAssertEqual(conf.http?.servers.first?.locations.first?.settings.log.accessLogs,
                        [AccessLogTarget(path: "/var/log/nginx/test-domain_http_access.log", format: "combined")])
         XCTAssertEqual(conf.checkedPeers.count, 2)
     }

@@ -29,11 +29,11 @@ final class ValueParsingTests: XCTestCase {
         let conf = try XCTUnwrap(assertLoads(inHTTP("client_max_body_size 10m;\nclient_body_buffer_size 16k;\n"
                                                     + "client_header_buffer_size 1024;\nlarge_client_header_buffers 4 8k;")))
         let s = try XCTUnwrap(conf.http?.settings)
-        XCTAssertEqual(s.clientMaxBodySize, 10_485_760)
-        XCTAssertEqual(s.clientBodyBufferSize, 16_384)
-        XCTAssertEqual(s.clientHeaderBufferSize, 1024)
-        XCTAssertEqual(s.largeClientHeaderBuffers?.count, 4)
-        XCTAssertEqual(s.largeClientHeaderBuffers?.size, 8192)
+        XCTAssertEqual(s.core.clientMaxBodySize, 10_485_760)
+        XCTAssertEqual(s.core.clientBodyBufferSize, 16_384)
+        XCTAssertEqual(s.core.clientHeaderBufferSize, 1024)
+        XCTAssertEqual(s.core.largeClientHeaderBuffers.count, 4)
+        XCTAssertEqual(s.core.largeClientHeaderBuffers.size, 8192)
         assertError(inHTTP("client_max_body_size 10x;"), #""client_max_body_size" directive invalid value"#, line: 3)
         assertError(inHTTP("server {\n  client_body_buffer_size -1;\n}"), #""client_body_buffer_size" directive invalid value"#, line: 4)
         assertError(inHTTP("large_client_header_buffers 4 8q;"), #""large_client_header_buffers" directive invalid value"#, line: 3)
@@ -71,10 +71,10 @@ final class ValueParsingTests: XCTestCase {
         let conf = try XCTUnwrap(assertLoads(inHTTP("keepalive_timeout 65;\nproxy_read_timeout 500ms;\n"
                                                     + "proxy_connect_timeout 1m30s;\nsend_timeout \"1m 30s\";")))
         let s = try XCTUnwrap(conf.http?.settings)
-        XCTAssertEqual(s.keepaliveTimeout, 65_000)
-        XCTAssertEqual(s.proxyReadTimeout, 500)
-        XCTAssertEqual(s.proxyConnectTimeout, 90_000)
-        XCTAssertEqual(s.sendTimeout, 90_000)
+        XCTAssertEqual(s.core.keepaliveTimeout, 65_000)
+        XCTAssertEqual(s.proxy.readTimeout, 500)
+        XCTAssertEqual(s.proxy.connectTimeout, 90_000)
+        XCTAssertEqual(s.core.sendTimeout, 90_000)
         assertError(inHTTP("keepalive_timeout 5x;"), #""keepalive_timeout" directive invalid value"#, line: 3)
         assertError(inHTTP("proxy_read_timeout 1y;"), #""proxy_read_timeout" directive invalid value"#, line: 3)
         assertError(inHTTP("server {\n  send_timeout 30m1h;\n}"), #""send_timeout" directive invalid value"#, line: 4)
@@ -84,8 +84,8 @@ final class ValueParsingTests: XCTestCase {
 
     func testKeepaliveHeaderTimeoutIsWholeSeconds() throws {
         let conf = try XCTUnwrap(assertLoads(inHTTP("keepalive_timeout 75s 60;")))
-        XCTAssertEqual(conf.http?.settings.keepaliveTimeout, 75_000)
-        XCTAssertEqual(conf.http?.settings.keepaliveHeaderTimeout, 60_000)
+        XCTAssertEqual(conf.http?.settings.core.keepaliveTimeout, 75_000)
+        XCTAssertEqual(conf.http?.settings.core.keepaliveHeaderTimeout, 60_000)
     }
 
     // MARK: numbers and flags

@@ -1,0 +1,123 @@
+import Core
+import Script
+
+/// nginx's http core module, per level: connection and request limits, keep-alive, static files, redirects.
+public struct CoreSettings: Sendable {
+    @Setting public var defaultType = "text/plain"
+    @Setting public var types: [String: String] = [:]
+    @Setting public var keepaliveTimeout = 75_000
+    /// keepalive_timeout's second value: the `Keep-Alive: timeout=N` header (seconds as milliseconds).
+    @Setting public var keepaliveHeaderTimeout: Int? = nil
+    @Setting public var keepaliveRequests = 1000
+    @Setting public var keepaliveTime = 3_600_000
+    @Setting public var sendfile = false
+    @Setting public var tcpNopush = false
+    @Setting public var tcpNodelay = true
+    @Setting public var serverTokens = true
+    /// 0: no limit.
+    @Setting public var clientMaxBodySize = 1 << 20
+    @Setting public var clientHeaderTimeout = 60_000
+    @Setting public var clientBodyTimeout = 60_000
+    @Setting public var sendTimeout = 60_000
+    @Setting public var clientHeaderBufferSize = 1024
+    @Setting public var largeClientHeaderBuffers = LargeHeaderBuffers(count: 4, size: 8192)
+    @Setting public var clientBodyBufferSize = 16384
+    /// Resolved against the prefix when the configuration loads.
+    @Setting public var clientBodyTempPath = "client_body_temp"
+    @Setting public var chunkedTransferEncoding = true
+    /// Resolved against the prefix when the configuration loads.
+    @Setting public var root = "html"
+    @Setting public var index = ["index.html"]
+    @Setting public var errorPages: [ErrorPage] = []
+    @Setting public var absoluteRedirect = true
+    @Setting public var portInRedirect = true
+    @Setting public var serverNameInRedirect = false
+    @Setting public var etag = true
+    @Setting public var resolver: ResolverSetting? = nil
+    @Setting public var resolverTimeout = 30_000
+
+    public init() {}
+
+    mutating func merge(_ p: CoreSettings) {
+        $defaultType.inherit(p.$defaultType)
+        $types.inherit(p.$types)
+        $keepaliveTimeout.inherit(p.$keepaliveTimeout)
+        $keepaliveHeaderTimeout.inherit(p.$keepaliveHeaderTimeout)
+        $keepaliveRequests.inherit(p.$keepaliveRequests)
+        $keepaliveTime.inherit(p.$keepaliveTime)
+        $sendfile.inherit(p.$sendfile)
+        $tcpNopush.inherit(p.$tcpNopush)
+        $tcpNodelay.inherit(p.$tcpNodelay)
+        $serverTokens.inherit(p.$serverTokens)
+        $clientMaxBodySize.inherit(p.$clientMaxBodySize)
+        $clientHeaderTimeout.inherit(p.$clientHeaderTimeout)
+        $clientBodyTimeout.inherit(p.$clientBodyTimeout)
+        $sendTimeout.inherit(p.$sendTimeout)
+        $clientHeaderBufferSize.inherit(p.$clientHeaderBufferSize)
+        $largeClientHeaderBuffers.inherit(p.$largeClientHeaderBuffers)
+        $clientBodyBufferSize.inherit(p.$clientBodyBufferSize)
+        $clientBodyTempPath.inherit(p.$clientBodyTempPath)
+        $chunkedTransferEncoding.inherit(p.$chunkedTransferEncoding)
+        $root.inherit(p.$root)
+        $index.inherit(p.$index)
+        $errorPages.inherit(p.$errorPages)
+        $absoluteRedirect.inherit(p.$absoluteRedirect)
+        $portInRedirect.inherit(p.$portInRedirect)
+        $serverNameInRedirect.inherit(p.$serverNameInRedirect)
+        $etag.inherit(p.$etag)
+        $resolver.inherit(p.$resolver)
+        $resolverTimeout.inherit(p.$resolverTimeout)
+    }
+}
+
+/// `large_client_header_buffers number size`: the longest request or header line is `size`, the whole head
+/// at most `count × size`.
+public struct LargeHeaderBuffers: Sendable, Equatable {
+    public var count: Int
+    public var size: Int
+}
+
+/// `access_log`, `error_log` and `allow`/`deny` of a level.
+public struct LogSettings: Sendable {
+    /// `[]` is `access_log off`; the http level's default (logs/access.log, combined) is set when the
+    /// configuration loads, as it depends on the prefix.
+    @Setting public var accessLogs: [AccessLogTarget] = []
+    @Setting public var accessRules: [AccessRule] = []
+    /// `error_log` inside http, server or location: accepted, not acted on (every error goes to the main
+    /// error_log); `-t` says so.
+    @Setting public var errorLogs: [ErrorLogTarget] = []
+
+    public init() {}
+
+    mutating func merge(_ p: LogSettings) {
+        $accessLogs.inherit(p.$accessLogs)
+        $accessRules.inherit(p.$accessRules)
+        $errorLogs.inherit(p.$errorLogs)
+    }
+}
+
+/// nginx's headers module: `add_header` (a level that has any does not inherit its parent's) and `expires`.
+public struct HeadersSettings: Sendable {
+    @Setting public var addHeaders: [AddedHeader] = []
+    @Setting public var expires = ExpiresSetting.off
+
+    public init() {}
+
+    mutating func merge(_ p: HeadersSettings) {
+        $addHeaders.inherit(p.$addHeaders)
+        $expires.inherit(p.$expires)
+    }
+}
+
+/// The check module's `check_status [format]`.
+public enum StatusFormat: String, Sendable, CaseIterable {
+    case html, csv, json, prometheus
+}
+
+public struct StatusSettings: Sendable {
+    @Setting public var format = StatusFormat.html
+
+    public init() {}
+
+    mutating func merge(_ p: StatusSettings) { $format.inherit(p.$format) }
+}

@@ -1,0 +1,125 @@
+import Script
+
+/// `proxy_next_upstream`: which failures send a request on to the next peer. Empty is `off`.
+public struct NextUpstream: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+    public static let error = NextUpstream(rawValue: 1 << 0)
+    public static let timeout = NextUpstream(rawValue: 1 << 1)
+    public static let invalidHeader = NextUpstream(rawValue: 1 << 2)
+    public static let http500 = NextUpstream(rawValue: 1 << 3)
+    public static let http502 = NextUpstream(rawValue: 1 << 4)
+    public static let http503 = NextUpstream(rawValue: 1 << 5)
+    public static let http504 = NextUpstream(rawValue: 1 << 6)
+    public static let http403 = NextUpstream(rawValue: 1 << 7)
+    public static let http404 = NextUpstream(rawValue: 1 << 8)
+    public static let http429 = NextUpstream(rawValue: 1 << 9)
+    /// POST, LOCK and PATCH may go to the next peer even after they were sent.
+    public static let nonIdempotent = NextUpstream(rawValue: 1 << 10)
+
+    /// The directive's words.
+    public static let names: [String: NextUpstream] = [
+        "error": .error, "timeout": .timeout, "invalid_header": .invalidHeader, "http_500": .http500,
+        "http_502": .http502, "http_503": .http503, "http_504": .http504, "http_403": .http403,
+        "http_404": .http404, "http_429": .http429, "non_idempotent": .nonIdempotent, "off": [],
+    ]
+
+    /// The `http_NNN` case for an upstream's status, if there is one.
+    public init?(status: Int) {
+        switch status {
+        case 500: self = .http500
+        case 502: self = .http502
+        case 503: self = .http503
+        case 504: self = .http504
+        case 403: self = .http403
+        case 404: self = .http404
+        case 429: self = .http429
+        default: return nil
+        }
+    }
+}
+
+/// `proxy_http_version`.
+public enum ProxyHTTPVersion: String, Sendable {
+    case http10 = "1.0", http11 = "1.1"
+}
+
+/// nginx's proxy module, per level.
+public struct ProxySettings: Sendable {
+    @Setting public var httpVersion = ProxyHTTPVersion.http10
+    @Setting public var setHeaders: [HeaderSetting] = []
+    @Setting public var connectTimeout = 60_000
+    @Setting public var sendTimeout = 60_000
+    @Setting public var readTimeout = 60_000
+    @Setting public var nextUpstream: NextUpstream = [.error, .timeout]
+    /// 0: no limit.
+    @Setting public var nextUpstreamTries = 0
+    /// 0: no limit.
+    @Setting public var nextUpstreamTimeout = 0
+    @Setting public var buffering = true
+    @Setting public var bufferSize = 4096
+    @Setting public var requestBuffering = true
+    @Setting public var passRequestHeaders = true
+    @Setting public var passRequestBody = true
+    @Setting public var interceptErrors = false
+    /// Lowercased names.
+    @Setting public var hideHeaders: [String] = []
+    @Setting public var passHeaders: [String] = []
+    @Setting public var method: String? = nil
+    @Setting public var redirects: [ProxyRedirect] = [.default]
+
+    public init() {}
+
+    mutating func merge(_ p: ProxySettings) {
+        $httpVersion.inherit(p.$httpVersion)
+        $setHeaders.inherit(p.$setHeaders)
+        $connectTimeout.inherit(p.$connectTimeout)
+        $sendTimeout.inherit(p.$sendTimeout)
+        $readTimeout.inherit(p.$readTimeout)
+        $nextUpstream.inherit(p.$nextUpstream)
+        $nextUpstreamTries.inherit(p.$nextUpstreamTries)
+        $nextUpstreamTimeout.inherit(p.$nextUpstreamTimeout)
+        $buffering.inherit(p.$buffering)
+        $bufferSize.inherit(p.$bufferSize)
+        $requestBuffering.inherit(p.$requestBuffering)
+        $passRequestHeaders.inherit(p.$passRequestHeaders)
+        $passRequestBody.inherit(p.$passRequestBody)
+        $interceptErrors.inherit(p.$interceptErrors)
+        $hideHeaders.inherit(p.$hideHeaders)
+        $passHeaders.inherit(p.$passHeaders)
+        $method.inherit(p.$method)
+        $redirects.inherit(p.$redirects)
+    }
+}
+
+/// TLS towards `proxy_pass https://` upstreams.
+public struct ProxySSLSettings: Sendable {
+    @Setting public var serverName = false
+    /// The name verified and sent in SNI; nil: the host of proxy_pass.
+    @Setting public var name: Template? = nil
+    @Setting public var verify = false
+    @Setting public var verifyDepth = 1
+    @Setting public var trustedCertificate: PathSetting? = nil
+    @Setting public var certificate: PathSetting? = nil
+    @Setting public var certificateKey: PathSetting? = nil
+    @Setting public var passwordFile: PathSetting? = nil
+    @Setting public var protocols = ["TLSv1.2", "TLSv1.3"]
+    @Setting public var ciphers = "DEFAULT"
+    @Setting public var sessionReuse = true
+
+    public init() {}
+
+    mutating func merge(_ p: ProxySSLSettings) {
+        $serverName.inherit(p.$serverName)
+        $name.inherit(p.$name)
+        $verify.inherit(p.$verify)
+        $verifyDepth.inherit(p.$verifyDepth)
+        $trustedCertificate.inherit(p.$trustedCertificate)
+        $certificate.inherit(p.$certificate)
+        $certificateKey.inherit(p.$certificateKey)
+        $passwordFile.inherit(p.$passwordFile)
+        $protocols.inherit(p.$protocols)
+        $ciphers.inherit(p.$ciphers)
+        $sessionReuse.inherit(p.$sessionReuse)
+    }
+}

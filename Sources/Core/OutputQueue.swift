@@ -1,0 +1,127 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Bytes waiting to go out on a non-blocking socket. Kept in storage of its own, not an array: a response
+/// head is some thirty appends, and each append to an array paid a uniqueness check and a retain and release
+/// of its storage (a third of a proxied request's reference counting).
+public final class OutputQueue {
+    private var base: UnsafeMutableRawPointer?
+    private var capacity = 0
+    private var end = 0
+    /// How much of the bytes went out; they stay until the next append after all went, so a request sent
+    /// upstream can be sent again (`rewind`).
+    public private(set) var sent = 0
+
+    public var isEmpty: Bool { sent == end }
+    public var count: Int { end - sent }
+
+    public init() {}
+
+    deinit { free(base) }
+
+    public func append(_ s: String) {
+        if let done: Void = s.utf8.withContiguousStorageIfAvailable({ append(UnsafeRawBufferPointer($0)) }) { return done }
+        var copy = s
+        copy.withUTF8 { append(UnsafeRawBufferPointer($0)) }
+    }
+
+    public func append(_ bytes: UnsafeRawBufferPointer) {
+        guard let from = bytes.baseAddress, bytes.count > 0 else { return }
+        let at = reserve(bytes.count)
+        (base! + at).copyMemory(from: from, byteCount: bytes.count)
+        end += bytes.count
+    }
+
+    /// Room for `n` more bytes; returns where they go. A drained queue starts over (and gives back storage a
+    /// large response grew).
+    private func reserve(_ n: Int) -> Int {
+        if sent == end {
+            sent = 0
+            end = 0
+            if capacity > 65536 { free(base); base = nil; capacity = 0 }
+        }
+        if end + n > capacity {
+            capacity = max(end + n, capacity * 2, 1024)
+            base = realloc(base, capacity)
+            if base == nil { fatalError("out of memory") }
+        }
+        return end
+    }
+
+    /// Up to `n` bytes written in place by `fill` (which returns how many it wrote, or a negative error).
+    public func append(upTo n: Int, _ fill: (UnsafeMutableRawPointer) -> Int) -> Int {
+        let at = reserve(n)
+        let written = fill(base! + at)
+        if written > 0 { end += written }
+        return written
+    }
+
+    /// Empty, its storage kept.
+    public func clear() {
+        sent = 0
+        end = 0
+    }
+
+    /// The bytes that went out are due again (a request resent to the next upstream).
+    public func rewind() { sent = 0 }
+
+    /// A copy of everything appended since the queue was last drained or cleared.
+    public var bytes: [UInt8] { base.map { Array(UnsafeRawBufferPointer(start: $0, count: end)) } ?? [] }
+
+    /// An output queue whose storage grew past this (a large response) goes back to the allocator.
+    public static let poolableCapacity = 16384
+
+    /// Drained, and its storage no bigger than a response head needs: worth keeping for the next connection.
+    public var poolable: Bool { sent == end && capacity <= OutputQueue.poolableCapacity }
+
+    public func append(_ bytes: [UInt8]) { bytes.withUnsafeBytes { append($0) } }
+
+    public func append(_ n: Int) {
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                      UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &digits) { d in
+            var v = n.magnitude, k = d.count
+            repeat {
+                k -= 1
+                d[k] = UInt8(truncatingIfNeeded: 0x30 + v % 10)
+                v /= 10
+            } while v > 0
+            if n < 0 { k -= 1; d[k] = 0x2D }
+            append(UnsafeRawBufferPointer(rebasing: d[k...]))
+        }
+    }
+
+    /// `n` in hexadecimal (a chunk's size), written in place.
+    public func appendHex(_ n: Int) {
+        var digits: (UInt64, UInt64) = (0, 0)
+        withUnsafeMutableBytes(of: &digits) { d in
+            var v = UInt(n), k = d.count
+            repeat {
+                k -= 1
+                let x = UInt8(truncatingIfNeeded: v & 15)
+                d[k] = x < 10 ? 0x30 + x : 0x57 + x
+                v >>= 4
+            } while v > 0
+            append(UnsafeRawBufferPointer(rebasing: d[k...]))
+        }
+    }
+
+    public enum FlushResult { case drained, wouldBlock, failed }
+
+    public func flush(to fd: Int32, tls: SecureStream? = nil) -> FlushResult {
+        while sent < end {
+            let p = base! + sent, n = end - sent
+            let written = tls.map { $0.write(p, count: n) } ?? send(fd, p, n, Int32(MSG_NOSIGNAL))
+            if written > 0 {
+                sent += written
+                continue
+            }
+            if written < 0 && errno == EINTR { continue }
+            if written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return .wouldBlock }
+            return .failed
+        }
+        return .drained
+    }
+}
+

@@ -36,9 +36,11 @@ let package = Package(
         .target(name: "HTTP", dependencies: ["Core"], path: "Sources/HTTP", swiftSettings: hotPath),
         // nginx's `resolver`: a DNS client on a worker's event loop.
         .target(name: "DNS", dependencies: ["Core", "CShim", "Event"], path: "Sources/DNS", swiftSettings: hotPath),
-        .target(name: "Checks", dependencies: ["Core", "CShim", "Config", "ShmTable", "Event", "HTTP", "TLS"], path: "Sources/Checks", swiftSettings: hotPath),
-        .target(name: "Proxy", dependencies: ["Core", "CShim", "Config", "ShmTable", "Event", "HTTP"], path: "Sources/Proxy", swiftSettings: hotPath),
-        .target(name: "Worker", dependencies: ["Core", "CShim", "ShmTable", "Config", "Event", "HTTP", "Proxy", "Checks", "TLS", "Script", "Gzip", "DNS"], path: "Sources/worker", swiftSettings: hotPath),
+        // Balancers (a file per algorithm), the keepalive pool, UpstreamConnection (connect, TLS handshake and
+        // verification, timeouts) for the proxy and the checker alike, the retry policy.
+        .target(name: "Upstream", dependencies: ["Core", "CShim", "Config", "ShmTable", "Event", "TLS"], path: "Sources/Upstream", swiftSettings: hotPath),
+        .target(name: "Checks", dependencies: ["Core", "CShim", "Config", "ShmTable", "Event", "HTTP", "TLS", "Upstream"], path: "Sources/Checks", swiftSettings: hotPath),
+        .target(name: "Worker", dependencies: ["Core", "CShim", "ShmTable", "Config", "Event", "HTTP", "Upstream", "Checks", "TLS", "Script", "Gzip", "DNS"], path: "Sources/worker", swiftSettings: hotPath),
         .executableTarget(name: "vigil", dependencies: ["Core", "CShim", "ShmTable", "Config", "Event", "Worker", "TLS"], path: "Sources/master", swiftSettings: v5),
         .executableTarget(name: "shmdump", dependencies: ["Core", "CShim", "ShmTable", "Config"], path: "Sources/shmdump", swiftSettings: v5),
         .target(name: "FuzzSupport", path: "Tests/FuzzSupport", swiftSettings: v5),

@@ -8,11 +8,13 @@ import Event
 import HTTP
 import ShmTable
 import TLS
+import Upstream
 
 /// Probes one peer for the life of the checker: connect (or reuse a kept-alive connection), send the
 /// payload, read until the verdict, then close or park the connection and wait `interval` on the engine's
-/// grid. Its own timer runs the probe's timeout, and a re-check brought forward; a probe costs no allocation.
-final class PeerProber: EventHandler {
+/// grid. Its connection (an `UpstreamConnection`, as the proxy's) connects, handshakes, verifies and runs the
+/// probe's timeout; its own timer brings a re-check forward. A probe costs no allocation.
+final class PeerProber: UpstreamConnectionDelegate {
     private enum Phase { case idle, probing, parked }
 
     /// unowned(unsafe): the engine owns its probers and outlives them; a checked unowned load per use showed
@@ -28,30 +30,28 @@ final class PeerProber: EventHandler {
     private let address: SocketAddress?
     /// The address as verdicts name it, spelled once rather than on every reply.
     private let addressText: String
+    /// A re-check brought forward (`recheckNow`).
     private var timer: Timer!
-    /// Whether `timer` is armed: a refused connect never arms it, and at 10,000 peers cancelling an idle timer
-    /// was a cache miss on one more object per probe.
-    private var timerArmed = false
+    /// Whether the probe's timeout is armed: a refused connect never arms it, and at 10,000 peers cancelling an
+    /// idle timer was a cache miss on one more object per probe.
+    private var timeoutArmed = false
     /// The peer's verdict state, published to its slot after each probe (CheckEngine.record); kept here, in the
     /// object every probe touches anyway, not in an array of its own.
     var state: PeerState
 
     private var phase = Phase.idle
-    private var fd: Int32 = -1
-    private var connected = false
+    private let connection: UpstreamConnection
     private var sent = 0
     private var reply: [UInt8] = []
     private var startedUs: UInt64 = 0
     /// Requests the current connection carried before this probe (kept-alive http checks).
     private var requestsBefore = 0
     private var reused = false
-    /// `type=https`: the context, and the stream of the current connection once its handshake started.
-    private let tlsContext: TLSClientContext?
-    private var tls: TLSStream?
-    private var handshaken = false
-    /// The peer's last session, offered again (as HAProxy does for its checks): a resumed handshake skips the
-    /// certificate and most of the key exchange, which were most of an https probe's cost.
-    private let tlsSession = TLSSessionSlot()
+    /// `type=https`: the handshake (SNI: check_ssl_server_name, else the server's host name) and, with
+    /// check_ssl_verify, the chain's verification, inside the probe's one timeout. The peer's last session is
+    /// offered again (as HAProxy does for its checks): a resumed handshake skips the certificate and most of
+    /// the key exchange, which were most of an https probe's cost.
+    private let tlsSetup: UpstreamTLSSetup?
 
     init(engine: CheckEngine, index: Int, peer: CheckedPeer) {
         self.engine = engine
@@ -63,10 +63,14 @@ final class PeerProber: EventHandler {
         let a = peer.checkAddress
         self.address = SocketAddress(host: a.host, port: a.port, isIPv6: a.isIPv6)
         self.addressText = a.description
-        self.tlsContext = peer.check.type == .https ? engine.tls?.checkContext(upstream: peer.upstream) : nil
+        self.tlsSetup = peer.check.type == .https ? engine.tls?.checkContext(upstream: peer.upstream).map {
+            UpstreamTLSSetup(context: $0, serverName: peer.check.sslServerName ?? peer.hostName, session: TLSSessionSlot(), verification: .chain)
+        } : nil
+        self.connection = UpstreamConnection(loop: engine.loop)
         // Start from what the segment holds: the previous checker's results or the carried-over state.
         self.state = engine.segment.slot(index).read()
-        self.timer = engine.loop.makeTimer { [unowned(unsafe) self] in self.timerFired() }
+        self.timer = engine.loop.makeTimer { [unowned(unsafe) self] in self.recheckDue() }
+        connection.delegate = self
     }
 
     func scheduleFirst(after ms: UInt64) {
@@ -102,6 +106,7 @@ final class PeerProber: EventHandler {
     /// Closes whatever connection is open; the engine is stopping.
     func abandon() {
         disarm()
+        timer.cancel()
         dueAtMs = .max
         closeConnection()
         phase = .idle
@@ -118,7 +123,6 @@ final class PeerProber: EventHandler {
         lastTriggeredMs = at
         if at == now { anchorMs = now; return start() }
         dueAtMs = at
-        timerArmed = true
         timer.rearm(at: at)
     }
 
@@ -129,12 +133,16 @@ final class PeerProber: EventHandler {
     /// When the next probe is due (monotonic ms): a re-check only ever brings it forward.
     private var dueAtMs: UInt64 = .max
 
-    /// The probe's timeout, or a re-check that recheckNow() set for later.
-    private func timerFired() {
-        timerArmed = false
-        if phase == .probing { return fail(.timedOut, "check time out with peer: \(peer.checkAddress) ") }
+    /// A re-check that recheckNow() set for later.
+    private func recheckDue() {
+        guard phase != .probing else { return }
         anchorMs = dueAtMs
         start()
+    }
+
+    func upstreamTimedOut() {
+        timeoutArmed = false
+        if phase == .probing { fail(.timedOut, "check time out with peer: \(peer.checkAddress) ") }
     }
 
     private func start() {
@@ -145,10 +153,9 @@ final class PeerProber: EventHandler {
         if phase == .parked {
             phase = .probing
             reused = true
-            connected = true
             armTimeout()
             // The kept connection can take the request now; its reply brings the next edge.
-            return handleEvent(0)
+            return exchange(0)
         }
         phase = .probing
         reused = false
@@ -157,43 +164,42 @@ final class PeerProber: EventHandler {
     }
 
     private func connect() {
-        connected = false
         guard let address else { return fail(.connectFailed, "bad check address \(peer.checkAddress)") }
-        fd = engine.probeSocket(family: address.family)
-        guard fd >= 0 else {
+        let socket = engine.probeSocket(family: address.family)
+        guard socket >= 0 else {
             let e = errno
             return fail(.connectFailed, "socket() failed (\(Errno.text(e)))")
         }
-        if Socket.connect(fd, to: address) != 0 {
-            guard errno == EINPROGRESS else { return connectFailed(errno) }
-            if tlsContext == nil && !payload.isEmpty {
+        switch connection.connect(to: address, peer: peer.checkAddress, socket: socket, delayAck: false, tls: tlsSetup) {
+        case .failed(let failure):
+            return upstreamFailed(failure)
+        case .connected:
+            break
+        case .inProgress:
+            if tlsSetup == nil && !payload.isEmpty {
                 // A plain request goes out at once: on loopback the handshake is usually done by now, a
                 // connection still on its way says EAGAIN, and a refusal shows as send's error.
-                let n = payload.withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
+                let n = payload.withUnsafeBytes { send(connection.fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
                 if n > 0 {
-                    connected = true
+                    connection.markConnected()
                     sent = n
                 } else if errno != EAGAIN {
                     let e = errno
                     // One more connect() returns a refused socket to unconnected (ECONNABORTED) for reuse.
-                    if e == ECONNREFUSED && Socket.connect(fd, to: address) != 0 && errno == ECONNABORTED {
-                        keepRefusedSocket(family: address.family)
-                    }
+                    if e == ECONNREFUSED && connection.knownRefusal(address) == ECONNABORTED { keepRefusedSocket(family: address.family) }
                     return connectFailed(e)
                 }
-            } else if Socket.connect(fd, to: address) != 0 && errno != EALREADY {
+            } else if let e = connection.knownRefusal(address) {
                 // A refusal on loopback is already known here, and a second connect() reports it without a trip
-                // through epoll (EALREADY: still on its way; success: done). It also leaves the socket
-                // unconnected, so the next probe of any peer reuses it: a refused probe, what every probe of a
-                // down peer is, costs two connect()s instead of socket(), connect(), getsockopt() and close().
-                let e = errno
+                // through epoll. It also leaves the socket unconnected, so the next probe of any peer reuses it:
+                // a refused probe, what every probe of a down peer is, costs two connect()s instead of
+                // socket(), connect(), getsockopt() and close().
                 if e == ECONNREFUSED { keepRefusedSocket(family: address.family) }
                 return connectFailed(e)
             }
         }
         do {
-            // Edge-triggered both ways, once: no epoll_ctl between connecting, sending, reading and parking.
-            try engine.loop.register(fd: fd, events: Events.writable | Events.readable | Events.readHangup | Events.edgeTriggered, handler: self)
+            try connection.watch()
         } catch {
             return fail(.connectFailed, "\(error)")
         }
@@ -202,19 +208,18 @@ final class PeerProber: EventHandler {
 
     /// Hands the socket of a refused connect, unconnected again, to the engine for the next probe.
     private func keepRefusedSocket(family: Int32) {
-        engine.keepSpareSocket(fd, family: family)
-        fd = -1
+        engine.keepSpareSocket(connection.detachSocket(), family: family)
     }
 
     private func armTimeout() {
-        timerArmed = true
-        timer.rearm(after: UInt64(peer.check.timeout))
+        timeoutArmed = true
+        connection.arm(after: peer.check.timeout)
     }
 
     private func disarm() {
-        guard timerArmed else { return }
-        timerArmed = false
-        timer.cancel()
+        guard timeoutArmed else { return }
+        timeoutArmed = false
+        connection.disarm()
     }
 
     /// A kept-alive connection the peer had closed: not a result; check again on a fresh connection.
@@ -232,29 +237,39 @@ final class PeerProber: EventHandler {
              "connect() failed (\(Errno.text(err))) with peer: \(peer.checkAddress) ")
     }
 
-    func handleEvent(_ events: UInt32) {
+    func upstreamFailed(_ failure: UpstreamConnection.Failure) {
+        switch failure {
+        case .connect(let e): connectFailed(e)
+        case .socket(let e): fail(.connectFailed, "socket() failed (\(Errno.text(e)))")
+        case .handshake(let text): fail(.sslHandshakeFailed, "\(text) with peer: \(peer.checkAddress) ")
+        case .verify(let text): fail(.certificateVerifyFailed, "\(text) with peer: \(peer.checkAddress) ")
+        }
+    }
+
+    /// Connected (and handshaken): a tcp check has its verdict; the others send their payload.
+    func upstreamReady(_ events: UInt32) {
+        guard phase == .probing else { return }
+        if peer.check.type == .tcp { return tcpVerdict() }
+        exchange(events)
+    }
+
+    func upstreamEvent(_ events: UInt32) {
         switch phase {
         case .idle: return
         case .parked:
             // Room to write (a late ACK's edge) means nothing; anything else an idle kept-alive connection
-            // signals (the peer closing it, stray bytes) ends it; that is not a check result (check-module.md §2).
+            // signals (the peer closing it, stray bytes) ends it; that is not a check result.
             if events & (Events.readable | Events.readHangup | Events.hangup | Events.error) == 0 { return }
             closeConnection()
             phase = .idle
-            return
-        case .probing: break
+        case .probing:
+            exchange(events)
         }
-        if !connected {
-            // epoll reports a failed connect as an error or hang-up: a clean edge needs no SO_ERROR call.
-            if events & (Events.error | Events.hangup) != 0 {
-                let err = Socket.pendingError(fd)
-                if err != 0 { return connectFailed(err) }
-            }
-            if events & (Events.writable | Events.readable) == 0 { return }
-            connected = true
-            if peer.check.type == .tcp { return tcpVerdict() }
-        }
-        if peer.check.type == .https && !handshaken && !handshake() { return }
+    }
+
+    /// Sends what is left of the payload, then reads the reply.
+    private func exchange(_ events: UInt32) {
+        let tls = connection.tls, fd = connection.fd
         while sent < payload.count {
             let n = payload.withUnsafeBytes { p in
                 tls.map { $0.write(p.baseAddress! + sent, count: payload.count - sent) }
@@ -272,40 +287,10 @@ final class PeerProber: EventHandler {
         receive(events)
     }
 
-    /// `type=https`: the handshake (SNI: check_ssl_server_name, else the server's host name), inside the probe's
-    /// one timeout; with check_ssl_verify the chain must verify. True once the request can go out.
-    private func handshake() -> Bool {
-        if tls == nil {
-            guard let tlsContext,
-                  let s = TLSStream(connecting: fd, context: tlsContext, serverName: peer.check.sslServerName ?? peer.hostName,
-                                    session: tlsSession) else {
-                fail(.sslHandshakeFailed, "SSL_new() failed with peer: \(peer.checkAddress) ")
-                return false
-            }
-            tls = s
-        }
-        let stream = tls!
-        switch stream.handshake() {
-        case .wantRead, .wantWrite:
-            return false   // edge-triggered both ways: the next edge in the direction it waits for brings us back
-        case .failed:
-            // The message is built after the connection (and `tls`) is gone: it holds its own reference.
-            fail(.sslHandshakeFailed, "\(stream.failure) with peer: \(peer.checkAddress) ")
-            return false
-        case .done:
-            if tlsContext!.verify, let problem = stream.verifyFailure {
-                fail(.certificateVerifyFailed, "\(problem) with peer: \(peer.checkAddress) ")
-                return false
-            }
-            handshaken = true
-            return true
-        }
-    }
-
     /// tcp: the connect succeeded; a non-consuming peek tells a live socket from one closed at once.
     private func tcpVerdict() {
         var b: UInt8 = 0
-        let n = recv(fd, &b, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
+        let n = recv(connection.fd, &b, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
         if n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) { return succeed() }
         let e = errno
         fail(.closed, n == 0 ? "peer closed connection, peer: \(peer.checkAddress) "
@@ -320,6 +305,7 @@ final class PeerProber: EventHandler {
         // complete yet is read on to that end.
         let peerClosed = events & (Events.readHangup | Events.hangup | Events.error) != 0
         var eof = false
+        let tls = connection.tls, fd = connection.fd
         while true {
             let room = engine.readBuffer.count
             let n = engine.readBuffer.withUnsafeMutableBytes { p in
@@ -397,11 +383,5 @@ final class PeerProber: EventHandler {
         return UInt64(changing ? max(interval / 2, 1) : interval)
     }
 
-    private func closeConnection() {
-        tls = nil
-        handshaken = false
-        guard fd >= 0 else { return }
-        engine.loop.close(fd: fd)
-        fd = -1
-    }
+    private func closeConnection() { connection.close() }
 }

@@ -7,7 +7,7 @@ import Config
 import DNS
 import Event
 import Gzip
-import Proxy
+import Upstream
 import HTTP
 import Script
 import TLS
@@ -131,9 +131,6 @@ final class ClientConnection: EventHandler {
     /// Set once the response for the current request is fully queued.
     private var responseComplete = false
     var proxy: ProxySession?
-    /// Timeouts of the current proxied request, made once per connection rather than once per request;
-    /// it reaches whichever session is current, so a stale one cannot fire into a finished session.
-    private(set) lazy var upstreamTimer = worker.loop.makeTimer { [unowned(unsafe) self] in self.proxy?.timedOut() }
 
     init(fd: Int32, peer: sockaddr_storage, listening: ListeningSocket, worker: WorkerProcess, serial: Int) {
         self.fd = fd

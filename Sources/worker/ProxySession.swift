@@ -6,15 +6,15 @@ import Core
 import Config
 import Event
 import HTTP
-import Proxy
 import Script
 import TLS
+import Upstream
 
 /// Proxies one request: picks a peer (skipping those down by check), connects, sends the request,
 /// relays the response with back-pressure, and retries on the next peer per `proxy_next_upstream`.
-final class ProxySession: EventHandler {
-    enum Phase { case connecting, handshaking, sending, readingHead, relaying, done }
-    enum Failure { case error, timeout, invalidHeader, status(Int) }
+final class ProxySession: UpstreamConnectionDelegate {
+    enum Phase { case connecting, sending, readingHead, relaying, done }
+    typealias Failure = UpstreamFailure
 
     unowned(unsafe) let client: ClientConnection   // see ClientConnection.worker
     let request: RequestContext
@@ -23,19 +23,23 @@ final class ProxySession: EventHandler {
     let headers: ProxyHeaders
     /// Set for `proxy_pass https://…`.
     private let upstreamTLS: UpstreamTLS?
-    private var tls: TLSStream?
     /// Peers that failed this request before the current one (most requests have none: no array).
     private var tried: [Peer] = []
     private var peer: Peer?
-    private var fd: Int32 = -1
+    /// The current attempt's connection: new, or taken from the keepalive pool.
+    private var connection: UpstreamConnection?
+    private var tls: TLSStream? { connection?.tls }
+    private var fd: Int32 { connection?.fd ?? -1 }
+    /// Whether the current attempt counts in its peer's connections (least_conn, max_conns).
+    private var counted = false
     private var phase = Phase.connecting
     /// The request as it goes upstream (head, and an inline body or the current piece of one that is not).
     private let outgoing: OutputQueue
     private let response: ByteBuffer
     private unowned(unsafe) let worker: WorkerProcess
-    /// The connection's upstream timer, which reaches whichever session is current: taken once (the lazy
-    /// property retained it on every re-arm); the connection owns it and outlives its sessions.
-    private unowned(unsafe) let timer: Timer
+    private let retry: RetryPolicy
+    /// When the first attempt started (proxy_next_upstream_timeout).
+    private var firstAttemptMs: UInt64 = 0
     private var head: ResponseHead?
     private var bodyRemaining: Int?
     private var decoder: ChunkedDecoder?
@@ -44,8 +48,6 @@ final class ProxySession: EventHandler {
     private var paused = false
     /// The connection came from the keepalive pool (a failure on it is retried on a fresh one, uncounted).
     private var reused = false
-    private var connectionRequests = 0
-    private var connectionOpenedAt: UInt64 = 0
     /// The upstream fd is edge-triggered: readiness seen while not reading is remembered, not re-reported.
     private var readReady = false
     /// The upstream closed (or failed): read to the end instead of stopping at a short read.
@@ -72,7 +74,7 @@ final class ProxySession: EventHandler {
         if streamsBody { bodySource = .stream(chunked: request.head.chunked) }
         self.client = client
         self.worker = client.worker
-        self.timer = client.upstreamTimer
+        self.retry = RetryPolicy(request.settings.proxy)
         self.response = client.worker.buffers.takeResponse()
         self.outgoing = client.worker.buffers.takeOutput()
         self.request = request
@@ -161,11 +163,7 @@ final class ProxySession: EventHandler {
     /// Picks the next peer or answers 502 when none is left.
     private func next() {
         if let failedPeer = peer { tried.append(failedPeer) }
-        let tries = settings.proxy.nextUpstreamTries
-        if tries > 0 && tried.count >= tries {
-            giveUp(502)
-            return
-        }
+        if tried.isEmpty { firstAttemptMs = loop.now }
         guard let p = balancer.select(clientAddress: { client.remoteBytes }, hashKey: hashKey(), now: loop.now, tried: tried) else {
             if tried.isEmpty {
                 worker.log.error("no live upstreams while connecting to upstream\(client.logContext(request)), upstream: \"http://\(balancer.name)\(request.head.target)\"")
@@ -202,41 +200,48 @@ final class ProxySession: EventHandler {
         bodyReadFailed = false
         startedUs = loop.nowUs
         request.upstreamAttempts.append(UpstreamAttempt(address: p.name))
-        if allowCached, let cached = balancer.pool?.take(p.address) {
-            fd = cached.fd
-            tls = cached.attachment.map { unsafeDowncast($0, to: TLSStream.self) }
+        if allowCached, let pooled = balancer.pool?.take(p.address, for: self) {
+            connection = pooled
             reused = true
-            connectionRequests = cached.requests
-            connectionOpenedAt = cached.openedAt
-            balancer.connected(p, delta: 1)
-            loop.setHandler(fd: fd, self)
+            count(p)
             phase = .sending
             arm(settings.proxy.sendTimeout, .sending)
             sendRequest()
             return
         }
         reused = false
-        connectionRequests = 0
-        connectionOpenedAt = loop.now
-        let a = p.address
-        fd = socket(Socket.family(host: a.host, isIPv6: a.isIPv6), Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { failed(.error, "socket() failed (\(Errno.text(errno)))"); return }
         noDelay = false
-        if !a.isUnix { Socket.delayHandshakeAck(fd) }
-        let rc = p.socketAddress.map { Socket.connect(fd, to: $0) } ?? -1
-        if rc != 0 && errno != EINPROGRESS {
-            failed(.error, "connect() failed (\(Errno.text(errno)))")
-            return
+        let c = worker.upstreamConnections.take() ?? UpstreamConnection(loop: loop)
+        c.delegate = self
+        connection = c
+        guard let address = p.socketAddress else { return failed(.error, "connect() failed (\(Errno.text(EINVAL)))") }
+        switch c.connect(to: address, peer: p.address, delayAck: true, tls: tlsSetup(for: p)) {
+        case .failed(let failure): return upstreamFailed(failure)
+        case .inProgress, .connected: break
         }
-        balancer.connected(p, delta: 1)
+        count(p)
         do {
-            // Edge-triggered, both directions, once: no epoll_ctl between phases or in the keepalive pool.
-            try loop.register(fd: fd, events: Events.writable | Events.readable | Events.readHangup | Events.edgeTriggered, handler: self)
+            try c.watch()
         } catch {
             failed(.error, "\(error)")
             return
         }
         arm(settings.proxy.connectTimeout, .connecting)
+    }
+
+    /// The attempt counts in its peer's connections until its connection closes or is parked.
+    private func count(_ p: Peer) {
+        counted = true
+        balancer.connected(p, delta: 1)
+    }
+
+    /// TLS to the upstream, inside proxy_connect_timeout as in nginx; the session of the peer's last
+    /// connection is offered again (proxy_ssl_session_reuse); the name is checked as proxy_ssl_verify says.
+    private func tlsSetup(for p: Peer) -> UpstreamTLSSetup? {
+        guard let u = upstreamTLS else { return nil }
+        let name = u.name.render(request)
+        return UpstreamTLSSetup(context: u.context, serverName: u.sendsServerName ? UpstreamTLS.sniName(name) : nil,
+                                session: u.sessionSlot(for: p), verification: .upstream(name: name))
     }
 
     /// What the running timeout waits for: its message is made only if it fires (a string stored per phase
@@ -257,72 +262,45 @@ final class ProxySession: EventHandler {
     }
     private var waiting = Waiting.connecting
 
-    /// Each phase re-arms the connection's upstream timer for what it waits for.
+    /// Each phase re-arms the connection's timer for what it waits for.
     private func arm(_ ms: Int, _ what: Waiting) {
         waiting = what
-        timer.rearm(after: UInt64(ms))
+        connection?.arm(after: ms)
     }
 
-    func timedOut() { failed(.timeout, waiting.message) }
+    private func disarm() { connection?.disarm() }
 
-    func handleEvent(_ events: UInt32) {
+    func upstreamTimedOut() { failed(.timeout, waiting.message) }
+
+    func upstreamFailed(_ failure: UpstreamConnection.Failure) {
+        switch failure {
+        case .connect(let e): failed(.error, "connect() failed (\(Errno.text(e))) while connecting to upstream")
+        case .socket(let e): failed(.error, "socket() failed (\(Errno.text(e))) while connecting to upstream")
+        case .handshake(let text), .verify(let text): failed(.error, "\(text) while SSL handshaking to upstream")
+        }
+    }
+
+    func upstreamReady(_ events: UInt32) {
+        noteReadiness(events)
+        phase = .sending
+        arm(settings.proxy.sendTimeout, .sending)
+        sendRequest()
+    }
+
+    private func noteReadiness(_ events: UInt32) {
         if events & (Events.readable | Events.readHangup | Events.hangup | Events.error) != 0 { readReady = true }
         if events & (Events.readHangup | Events.hangup | Events.error) != 0 { hungUp = true }
+    }
+
+    func upstreamEvent(_ events: UInt32) {
+        noteReadiness(events)
         switch phase {
-        case .connecting:
-            // A connect that failed reports EPOLLERR (and EPOLLHUP); only then is its error worth a system call.
-            if events & (Events.error | Events.hangup) != 0 {
-                let err = Socket.pendingError(fd)
-                if err != 0 {
-                    failed(.error, "connect() failed (\(Errno.text(err))) while connecting to upstream")
-                    return
-                }
-            }
-            if let upstreamTLS { return startHandshake(upstreamTLS) }
-            phase = .sending
-            arm(settings.proxy.sendTimeout, .sending)
-            sendRequest()
-        case .handshaking:
-            continueHandshake()
         case .sending:
             if events & Events.writable != 0 { sendRequest() }
         case .readingHead, .relaying:
             readResponse()
-        case .done:
+        case .connecting, .done:
             break
-        }
-    }
-
-    /// TLS to the upstream, inside proxy_connect_timeout as in nginx; the session of the peer's last
-    /// connection is offered again (proxy_ssl_session_reuse).
-    private func startHandshake(_ u: UpstreamTLS) {
-        guard let p = peer else { return }
-        let name = u.name.render(request)
-        tls = TLSStream(connecting: fd, context: u.context, serverName: u.sendsServerName ? UpstreamTLS.sniName(name) : nil,
-                        session: u.sessionSlot(for: p))
-        guard tls != nil else { return failed(.error, "SSL_new() failed while SSL handshaking to upstream") }
-        verifyName = name
-        phase = .handshaking
-        continueHandshake()
-    }
-
-    /// The name the certificate is checked against (proxy_ssl_name, else the host of proxy_pass).
-    private var verifyName: String?
-
-    private func continueHandshake() {
-        guard let tls else { return }
-        switch tls.handshake() {
-        case .wantRead, .wantWrite:
-            return   // edge-triggered both ways: the next edge in the direction it waits for brings us back
-        case .failed:
-            failed(.error, "\(tls.failure) while SSL handshaking to upstream")
-        case .done:
-            if upstreamTLS?.context.verify ?? false, let problem = tls.verifyPeer(name: verifyName) {
-                return failed(.error, "\(problem) while SSL handshaking to upstream")
-            }
-            phase = .sending
-            arm(settings.proxy.sendTimeout, .sending)
-            sendRequest()
         }
     }
 
@@ -348,7 +326,7 @@ final class ProxySession: EventHandler {
             return failed(.error, "pread() of the request body's temporary file failed while sending request to upstream")
         }
         // The rest of a streamed body is still on its way from the client (client_body_timeout runs meanwhile).
-        guard bodyComplete else { return timer.cancel() }
+        guard bodyComplete else { return disarm() }
         phase = .readingHead
         arm(settings.proxy.readTimeout, .readingHead)
         // Its edge may have come while we were still connecting or sending; over TLS the handshake may also
@@ -400,7 +378,7 @@ final class ProxySession: EventHandler {
         case .invalid(let reason):
             failed(.invalidHeader, "\(reason) while reading response header from upstream")
         case .complete(let h, let consumed):
-            if let option = NextUpstream(status: h.status), settings.proxy.nextUpstream.contains(option), canRetry(.status(h.status)) {
+            if retry.retriesStatus(h.status), canRetry(.status(h.status)) {
                 failed(.status(h.status), nil)
                 return
             }
@@ -411,7 +389,6 @@ final class ProxySession: EventHandler {
                 recordAttempt(status: nil)
                 if let p = peer { balancer.finished(p, failed: false, now: loop.now) }
                 phase = .done
-                timer.cancel()
                 closeUpstream()
                 client.respondError(h.status)
                 return
@@ -575,7 +552,7 @@ final class ProxySession: EventHandler {
         if done { finish(); return }
         if !keepGoing {
             paused = true
-            timer.cancel()
+            disarm()
             client.onDrain = { [weak self] in self?.resume() }
         }
     }
@@ -587,19 +564,12 @@ final class ProxySession: EventHandler {
         readResponse()
     }
 
+    /// Whether the failed attempt may go on to another peer: proxy_next_upstream names the failure, a peer is
+    /// left, the tries and proxy_next_upstream_timeout allow one more, and no streamed body byte is gone.
     private func canRetry(_ failure: Failure) -> Bool {
-        // Streamed body bytes sent to this peer cannot be sent again (nginx: no next upstream then).
-        guard canResend else { return false }
-        let codes = settings.proxy.nextUpstream
-        if codes.isEmpty { return false }
-        let method = request.head.method
-        if !codes.contains(.nonIdempotent) && (method == "POST" || method == "LOCK" || method == "PATCH") && outgoing.sent > 0 { return false }
-        switch failure {
-        case .error: return codes.contains(.error)
-        case .timeout: return codes.contains(.timeout)
-        case .invalidHeader: return codes.contains(.invalidHeader)
-        case .status(let s): return NextUpstream(status: s).map(codes.contains) ?? false
-        }
+        canResend && retry.covers(failure, method: request.head.method, requestSent: outgoing.sent > 0)
+            && tried.count + 1 < balancer.peerCount
+            && retry.allowsAnother(after: tried.count + 1, startedMs: firstAttemptMs, nowMs: loop.now)
     }
 
     /// A peer failed before the response started: account it and try the next one or answer 502/504.
@@ -617,19 +587,12 @@ final class ProxySession: EventHandler {
         }
         if case .status(let s) = failure { recordAttempt(status: s) } else { recordAttempt(status: failure.isTimeout ? 504 : 502) }
         closeUpstream()
-        if let p = peer {
-            let counts: Bool
-            switch failure {
-            case .status(let s): counts = [500, 502, 503, 504, 429].contains(s)
-            default: counts = true
-            }
-            balancer.finished(p, failed: counts, now: loop.now)
-        }
+        if let p = peer { balancer.finished(p, failed: failure.countsAgainstPeer, now: loop.now) }
         if phase == .relaying {
             finish(abortClient: true)
             return
         }
-        if canRetry(failure) && tried.count + 1 < balancer.peerCount {
+        if canRetry(failure) {
             next()
         } else {
             giveUp(failure.isTimeout ? 504 : 502)
@@ -644,23 +607,22 @@ final class ProxySession: EventHandler {
 
     private func giveUp(_ status: Int) {
         phase = .done
-        timer.cancel()
+        disarm()
         client.respondError(status)
     }
 
     private func finish(abortClient: Bool = false) {
         guard phase != .done else { return }
         phase = .done
-        timer.cancel()
+        disarm()
         recordAttempt(status: nil)
         if let p = peer { balancer.finished(p, failed: false, now: loop.now) }
-        if !abortClient, let pool = balancer.pool, let p = peer, let h = head, h.versionMinor >= 1, !h.connectionClose,
+        if !abortClient, let pool = balancer.pool, let c = connection, let h = head, h.versionMinor >= 1, !h.connectionClose,
            !(bodyRemaining == nil && decoder == nil && h.hasBody && request.head.method != "HEAD"), response.isEmpty {
-            // The whole response was read and the upstream keeps the connection: cache it.
-            pool.put(fd, address: p.address, requests: connectionRequests + 1, openedAt: connectionOpenedAt, attachment: tls)
-            fd = -1
-            tls = nil
-            balancer.connected(p, delta: -1)
+            // The whole response was read and the upstream keeps the connection: park it.
+            uncount()
+            connection = nil
+            pool.put(c)
         }
         closeUpstream()
         if abortClient { client.close(); return }
@@ -674,12 +636,18 @@ final class ProxySession: EventHandler {
         request.upstreamAttempts.updateLast(status: status, elapsedUs: loop.nowUs - startedUs)
     }
 
+    private func uncount() {
+        guard counted, let p = peer else { return }
+        counted = false
+        balancer.connected(p, delta: -1)
+    }
+
     private func closeUpstream() {
-        tls = nil
-        if fd >= 0 {
-            loop.close(fd: fd)
-            fd = -1
-            if let p = peer { balancer.connected(p, delta: -1) }
+        uncount()
+        if let c = connection {
+            c.close()
+            worker.upstreamConnections.give(c)
+            connection = nil
         }
         response.consume(response.readable)
         readReady = false
@@ -695,7 +663,6 @@ final class ProxySession: EventHandler {
     /// The client went away: drop the upstream side.
     func abort() {
         phase = .done
-        timer.cancel()
         closeUpstream()
     }
 

@@ -6,7 +6,7 @@ import Core
 import Config
 import DNS
 import Event
-import Proxy
+import Upstream
 import Gzip
 import HTTP
 import ShmTable
@@ -93,10 +93,10 @@ public final class WorkerProcess {
         for (i, p) in config.checkedPeers.enumerated() { slots[UpstreamBalancer.slotKey(upstream: p.upstream, address: p.address)] = i }
         for u in config.http?.upstreams ?? [] {
             let b = UpstreamBalancer(upstream: u, segment: segment, checkedIndex: slots)
-            b.log = { [unowned self] in self.log.warn($0) }
+            b.log = log
             if let n = u.keepalive {
                 b.pool = KeepalivePool(capacity: n, timeoutMs: u.keepaliveTimeout, maxRequests: u.keepaliveRequests,
-                                       maxAgeMs: u.keepaliveTime, loop: loop)
+                                       maxAgeMs: u.keepaliveTime, loop: loop, spare: upstreamConnections)
             }
             balancers[u.name.lowercased()] = b
         }
@@ -215,6 +215,8 @@ public final class WorkerProcess {
     /// At most 64 idle 16 kB buffers (1 MiB) are kept.
     /// Connection and upstream byte buffers kept for the next request.
     let buffers = BufferPools()
+    /// Closed upstream connection objects (each with its timer), for the next connect.
+    let upstreamConnections = Pool<UpstreamConnection>(keep: 256)
     /// The header blocks and field lists of finished requests, for the parser to fill again. They come back
     /// while their request still holds them, so they are emptied when taken (then their only reference).
     var headBlocks = ArrayPool<UInt8>(keep: 32, maxCapacity: 4096)

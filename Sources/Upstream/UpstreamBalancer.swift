@@ -1,0 +1,160 @@
+import Config
+import Core
+import Event
+import ShmTable
+
+/// Balancing state for one upstream block in one worker (nginx keeps it per worker too).
+public final class UpstreamBalancer {
+    public let name: String
+    public let method: Balancer
+    let primaries: [Peer]
+    let backups: [Peer]
+    let segment: Segment?
+    /// `keepalive N` connections, when the upstream block asks for them.
+    public var pool: KeepalivePool?
+    /// `hash … consistent`: the ketama points.
+    var points: ConsistentHashRing?
+    /// ip_hash and hash: a draining peer keeps the clients whose keys lead to it.
+    private let sticky: Bool
+    /// check_fail_open: the share of checked peers (percent) past which the down bit is ignored.
+    private let failOpenPercent: Int?
+    private var failOpenCheckedAt: UInt64 = .max
+    private var failOpen = false
+    /// Where a switch into or out of fail-open is reported (at warn).
+    public var log: ErrorLog?
+
+    /// `checkedIndex` maps (upstream, address) to shm slots, built from `Configuration.checkedPeers`.
+    public init(upstream: Upstream, segment: Segment?, checkedIndex: [String: Int]) {
+        name = upstream.name
+        method = upstream.balancer
+        self.segment = segment
+        sticky = upstream.balancer == .ipHash || { if case .hash = upstream.balancer { return true } else { return false } }()
+        failOpenPercent = upstream.failOpenPercent
+        // slow_start ramps weights in steps of 1/16 of a unit of weight, for round robin and least_conn.
+        let ramps = (method == .roundRobin || method == .leastConn) && upstream.check != nil && upstream.servers.contains { $0.slowStart > 0 }
+        var p: [Peer] = [], b: [Peer] = []
+        for server in upstream.servers {
+            for a in server.addresses {
+                let slot = upstream.check == nil || server.down ? nil : checkedIndex["\(upstream.name)\u{0}\(a)"]
+                let peer = Peer(address: a, server: server, slot: slot, scale: ramps ? 16 : 1)
+                if server.backup { b.append(peer) } else { p.append(peer) }
+            }
+        }
+        primaries = p
+        backups = b
+        if case .hash(_, true) = method { points = ConsistentHashRing(primaries) }
+    }
+
+    init(name: String, peers: [Peer]) {
+        self.name = name
+        method = .roundRobin
+        segment = nil
+        sticky = false
+        failOpenPercent = nil
+        primaries = peers
+        backups = []
+    }
+
+    /// A peer's weight under slow_start: from 1 up to its weight, linearly over the window that began when its
+    /// check last brought it up (NGINX Plus's ramp); its weight once the window is over.
+    @inline(__always) func rampedWeight(_ p: Peer, now: UInt64) -> Int {
+        guard p.slowStartMs > 0, let s = p.slot, let seg = segment else { return p.weight }
+        let upSince = seg.slot(s).lastChangeMs
+        guard upSince > 0 else { return p.weight }
+        guard now > upSince else { return 1 }   // up since after this loop's cached clock: just now
+        guard now - upSince < p.slowStartMs else { return p.weight }
+        return max(1, Int(UInt64(p.weight) * (now - upSince) / p.slowStartMs))
+    }
+
+    /// Whether more than check_fail_open of the checked peers are down (counted once per loop tick), so that
+    /// all of them are balanced over; each switch is logged.
+    private func failingOpen(_ now: UInt64) -> Bool {
+        guard let percent = failOpenPercent, let seg = segment else { return false }
+        if now == failOpenCheckedAt { return failOpen }
+        failOpenCheckedAt = now
+        var checked = 0, down = 0
+        for p in primaries + backups {
+            guard let s = p.slot else { continue }
+            checked += 1
+            if seg.slot(s).isDown { down += 1 }
+        }
+        let open = checked > 0 && down * 100 > percent * checked
+        if open != failOpen {
+            log?.warn(open ? "upstream \"\(name)\": \(down) of \(checked) checked peers are down, more than check_fail_open \(percent)%: balancing over all of them"
+                      : "upstream \"\(name)\": \(down) of \(checked) checked peers are down, no longer more than check_fail_open \(percent)%")
+        }
+        failOpen = open
+        return open
+    }
+
+    public static func slotKey(upstream: String, address: PeerAddress) -> String { "\(upstream)\u{0}\(address)" }
+
+    public var peerCount: Int { primaries.count + backups.count }
+
+    /// The state every balancer consults first: configured `down`, the shared check bit, passive failures,
+    /// `max_conns`, and the peers this request already tried.
+    @inline(__always) func usable(_ p: Peer, now: UInt64, tried: [Peer]) -> Bool {
+        if p.configuredDown { return false }
+        if let s = p.slot, let seg = segment {
+            let slot = seg.slot(s)
+            if slot.isDown && !failingOpen(now) { return false }
+            switch slot.admin {
+            case .ready: break
+            case .maint: return false
+            // A draining peer takes no new traffic, except the keys ip_hash and hash send it.
+            case .drain: if !sticky { return false }
+            }
+        }
+        if p.maxFails > 0 && p.fails >= p.maxFails && now - p.checkedAt <= p.failTimeout { return false }
+        if p.maxConns > 0 && p.connections >= p.maxConns { return false }
+        return !tried.contains { $0 === p }
+    }
+
+    /// Chooses a peer, or nil when none is usable ("no live upstreams"). The client's address is asked
+    /// for only by ip_hash.
+    public func select(clientAddress: () -> [UInt8], hashKey: String?, now: UInt64, tried: [Peer]) -> Peer? {
+        switch method {
+        case .ipHash:
+            if let p = ipHash(clientAddress(), now: now, tried: tried) { return p }
+        case .hash(_, let consistent):
+            if let key = hashKey {
+                let p = consistent ? points?.select(key, from: primaries, now: now, usable: { usable($0, now: now, tried: tried) }, pick: { roundRobin($0, now: now, tried: tried) })
+                                   : keyHash(key, now: now, tried: tried)
+                if let p { return p }
+            }
+        case .leastConn:
+            return leastConn(primaries, now: now, tried: tried) ?? leastConn(backups, now: now, tried: tried)
+        default:
+            break
+        }
+        return roundRobin(primaries, now: now, tried: tried) ?? roundRobin(backups, now: now, tried: tried)
+    }
+
+    /// Passive accounting after a request to `peer` (max_fails / fail_timeout).
+    public func finished(_ peer: Peer, failed: Bool, now: UInt64) {
+        if failed {
+            // Traffic-triggered re-check: the checker probes this peer now instead of at its next interval.
+            if let i = peer.slot, let seg = segment, seg.slot(i).requestRecheck() { seg.ringDoorbell() }
+            peer.fails += 1
+            peer.accessedAt = now
+            peer.checkedAt = now
+            if peer.maxFails > 0 {
+                peer.effectiveWeight -= peer.weight / peer.maxFails
+            }
+            if peer.effectiveWeight < 0 { peer.effectiveWeight = 0 }
+        } else if peer.accessedAt < peer.checkedAt {
+            peer.fails = 0
+        }
+    }
+
+    public func connected(_ peer: Peer, delta: Int) { peer.connections += delta }
+}
+
+extension UpstreamBalancer {
+    /// The implicit upstream of `proxy_pass http://host:port`: never checked, plain round robin.
+    public convenience init(literal text: String, addresses: [PeerAddress]) {
+        self.init(name: text, peers: addresses.map {
+            Peer(address: $0, server: UpstreamServer(text: text, addresses: [$0], location: SourceLocation(file: "", line: 0)), slot: nil)
+        })
+    }
+}

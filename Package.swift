@@ -40,7 +40,17 @@ let package = Package(
         // verification, timeouts) for the proxy and the checker alike, the retry policy.
         .target(name: "Upstream", dependencies: ["Core", "CShim", "Config", "ShmTable", "Event", "TLS"], path: "Sources/Upstream", swiftSettings: hotPath),
         .target(name: "Checks", dependencies: ["Core", "CShim", "Config", "ShmTable", "Event", "HTTP", "TLS", "Upstream"], path: "Sources/Checks", swiftSettings: hotPath),
-        .target(name: "Worker", dependencies: ["Core", "CShim", "ShmTable", "Config", "Event", "HTTP", "Upstream", "Checks", "TLS", "Script", "Gzip", "DNS"], path: "Sources/worker", swiftSettings: hotPath),
+        // The client side of HTTP: a connection per protocol (HTTP/1 now) feeding one request pipeline (routing,
+        // rewrite, access and content phases, error pages), the response sink and its filters, the content
+        // handlers that need no upstream, the access log.
+        .target(name: "HTTPServer", dependencies: ["Core", "CShim", "Config", "Event", "HTTP", "Script", "TLS", "Gzip", "ShmTable"],
+                path: "Sources/HTTPServer", swiftSettings: hotPath),
+        // proxy_pass: the HTTP/1 upstream codec and the proxy as a content handler writing to the response sink.
+        .target(name: "HTTPProxy", dependencies: ["Core", "CShim", "Config", "Event", "HTTP", "HTTPServer", "Script", "ShmTable", "TLS",
+                                                  "Upstream", "DNS"], path: "Sources/HTTPProxy", swiftSettings: hotPath),
+        // The worker process shell: acceptors, signals, the connection set, the checker election.
+        .target(name: "Worker", dependencies: ["Core", "CShim", "ShmTable", "Config", "Event", "Checks", "TLS", "HTTPServer", "HTTPProxy"],
+                path: "Sources/worker", swiftSettings: hotPath),
         .executableTarget(name: "vigil", dependencies: ["Core", "CShim", "ShmTable", "Config", "Event", "Worker", "TLS"], path: "Sources/master", swiftSettings: v5),
         .executableTarget(name: "shmdump", dependencies: ["Core", "CShim", "ShmTable", "Config"], path: "Sources/shmdump", swiftSettings: v5),
         .target(name: "FuzzSupport", path: "Tests/FuzzSupport", swiftSettings: v5),
@@ -48,6 +58,8 @@ let package = Package(
         .target(name: "TestHarness", path: "Tests/TestHarness", swiftSettings: v5),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "Core", "FuzzSupport"], path: "Tests/ConfigTests", swiftSettings: v5),
         .testTarget(name: "HTTPTests", dependencies: ["HTTP", "FuzzSupport"], path: "Tests/HTTPTests", swiftSettings: v5),
+        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTP", "Config", "Core", "Event", "Script", "ShmTable", "TLS"],
+                    path: "Tests/HTTPServerTests", swiftSettings: v5),
         .testTarget(name: "EventTests", dependencies: ["Event"], path: "Tests/EventTests", swiftSettings: v5),
         .testTarget(name: "ShmTableTests", dependencies: ["ShmTable"], path: "Tests/ShmTableTests", swiftSettings: v5),
         .testTarget(name: "ChecksTests", dependencies: ["Checks", "Config", "Core", "ShmTable", "FuzzSupport"], path: "Tests/ChecksTests", swiftSettings: v5),

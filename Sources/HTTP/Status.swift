@@ -1,4 +1,4 @@
-/// nginx's status lines and its built-in error pages, byte for byte (with Vigil's name in the footer).
+/// nginx's status lines and reason phrases.
 public enum Status {
     public static func reason(_ code: Int) -> String {
         switch code {
@@ -30,25 +30,5 @@ public enum Status {
     private static func makeLine(_ code: Int) -> String {
         let r = reason(code)
         return r.isEmpty ? "HTTP/1.1 \(code)" : "HTTP/1.1 \(code) \(r)"
-    }
-
-    /// The body nginx sends for an error status (ngx_http_special_response.c).
-    public static func errorPage(_ code: Int, serverTokens: String) -> String? {
-        let title: String
-        switch code {
-        // nginx's pages differ from its status lines in a few places (ngx_http_error_302_page says "Found").
-        case 302: title = "302 Found"
-        case 401: title = "401 Authorization Required"
-        case 494: title = "400 Request Header Or Cookie Too Large"
-        case 497: title = "400 The plain HTTP request was sent to HTTPS port"
-        case 301, 303, 307, 308, 400...599:
-            guard !reason(code).isEmpty else { return nil }
-            title = "\(code) \(reason(code))"
-        default: return nil
-        }
-        // nginx's 494 and 497 pages are 400s with a second line saying why.
-        let heading = code == 494 || code == 497 ? "<center><h1>400 Bad Request</h1></center>\r\n<center>\(title.dropFirst(4))</center>"
-                                                 : "<center><h1>\(title)</h1></center>"
-        return "<html>\r\n<head><title>\(title)</title></head>\r\n<body>\r\n\(heading)\r\n<hr><center>\(serverTokens)</center>\r\n</body>\r\n</html>\r\n"
     }
 }

@@ -3,10 +3,9 @@ import Glibc
 #endif
 import Config
 import Core
-import Script
 
 /// Open access log files, shared by every location that names the same path; reopened on USR1.
-final class AccessLogFiles {
+public final class AccessLogFiles {
     private var fds: [String: Int32] = [:]
     private let formats: [String: LogFormat]
     let log: ErrorLog
@@ -16,7 +15,18 @@ final class AccessLogFiles {
         formats = config.http?.logFormats ?? [:]
     }
 
-    func format(_ name: String) -> LogFormat? { formats[name] }
+    /// The request's lines, one per `access_log` of its location (unless its `if=` is empty or "0").
+    func write(_ r: RequestContext) {
+        for target in r.settings.log.accessLogs {
+            if let c = target.condition {
+                let v = c.render(r)
+                if v.isEmpty || v == "0" { continue }
+            }
+            guard let format = formats[target.format], let fd = fd(for: target.path) else { continue }
+            let e = writeAll(fd, format.template.logLine(r, escape: format.escape))
+            if e != 0 { writeFailed(target.path, errno: e, context: r.logContext) }
+        }
+    }
 
     func fd(for path: String) -> Int32? {
         if let fd = fds[path] { return fd }

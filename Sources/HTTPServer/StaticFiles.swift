@@ -6,16 +6,15 @@ import Core
 import HTTP
 
 /// `root` / `alias` / `index`: small static files, read whole (the request path's large bodies are proxied).
-struct StaticFiles {
-    let connection: ClientConnection
-    let request: RequestContext
+enum StaticFiles {
     static let maxFileSize = 16 << 20
 
-    func serve() {
+    static func serve(_ request: RequestContext) {
+        let pipeline = request.service.pipeline!, log = request.service.log
         let method = request.method
-        guard method == "GET" || method == "HEAD" else { connection.respondError(405); return }
+        guard method == "GET" || method == "HEAD" else { pipeline.respondError(request, 405); return }
         let path = request.uri
-        guard !path.contains("/../"), !path.hasSuffix("/.."), !path.contains("\0") else { connection.respondError(400); return }
+        guard !path.contains("/../"), !path.hasSuffix("/.."), !path.contains("\0") else { pipeline.respondError(request, 400); return }
         var file: String
         if let alias = request.location?.alias, let loc = request.location {
             file = alias + path.dropFirst(min(loc.pattern.count, path.count))
@@ -25,20 +24,21 @@ struct StaticFiles {
         if file.hasSuffix("/") {
             let indexes = request.settings.core.index
             guard let found = indexes.map({ file + $0 }).first(where: { access($0, F_OK) == 0 }) else {
-                connection.worker.log.error("directory index of \"\(file)\" is forbidden, client: \(connection.remoteAddress)")
-                connection.respondError(access(file, F_OK) == 0 ? 403 : 404)
+                log.error("directory index of \"\(file)\" is forbidden, client: \(request.client.address)")
+                pipeline.respondError(request, access(file, F_OK) == 0 ? 403 : 404)
                 return
             }
             file = found
         }
         var st = stat()
         guard stat(file, &st) == 0 else {
-            connection.worker.log.error("open() \"\(file)\" failed (\(Errno.text(errno))), client: \(connection.remoteAddress), request: \"\(request.head.requestLine)\"")
-            connection.respondError(errno == EACCES ? 403 : 404)
+            let e = errno
+            log.error("open() \"\(file)\" failed (\(Errno.text(e))), client: \(request.client.address), request: \"\(request.head.requestLine)\"")
+            pipeline.respondError(request, e == EACCES ? 403 : 404)
             return
         }
         if (st.st_mode & S_IFMT) == S_IFDIR {
-            connection.respondError(301, location: path + "/")
+            pipeline.respondError(request, 301, location: path + "/")
             return
         }
         // Last-Modified and (etag on, the default) an ETag of mtime and size, as nginx makes them; a request
@@ -48,18 +48,18 @@ struct StaticFiles {
         var validators = [("Last-Modified", lastModified)]
         let etag = "\"\(String(mtime, radix: 16))-\(String(size, radix: 16))\""
         if request.settings.core.etag { validators.append(("ETag", etag)) }
-        let type = connection.contentType(for: request, path: file)
+        let type = pipeline.contentType(for: request, path: file)
         if let inm = request.header("if-none-match"), request.settings.core.etag {
             if inm == "*" || inm.split(separator: ",").contains(where: { $0.trimmingSpaces() == etag || $0.trimmingSpaces() == "W/" + etag }) {
-                return connection.respond(status: 304, contentType: nil, body: [], extra: validators)
+                return request.sink.respond(status: 304, contentType: nil, body: [], extra: validators)
             }
         } else if request.header("if-modified-since") == lastModified {
-            return connection.respond(status: 304, contentType: nil, body: [], extra: validators)
+            return request.sink.respond(status: 304, contentType: nil, body: [], extra: validators)
         }
         guard size <= StaticFiles.maxFileSize, let bytes = try? FileBytes.read(file) else {
-            connection.respondError(500)
+            pipeline.respondError(request, 500)
             return
         }
-        connection.respond(status: 200, contentType: type, body: bytes, extra: validators)
+        request.sink.respond(status: 200, contentType: type, body: bytes, extra: validators)
     }
 }

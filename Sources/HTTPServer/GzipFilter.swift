@@ -1,21 +1,22 @@
 import Config
+import Core
 import Gzip
 import HTTP
 
-/// nginx's gzip filter decisions (ngx_http_gzip_header_filter and ngx_http_gzip_ok), and the per-worker
-/// pool of deflate streams the compressed bodies use.
-enum GzipPolicy {
+/// nginx's gzip filter: which responses are compressed for which clients, and the compression of a body as
+/// it streams through (its deflate stream comes from the worker's pool and goes back with the response).
+public enum GzipFilter {
     /// Whether the response itself may be compressed: gzip on, status 200/403/404, not encoded already, long
     /// enough when its length is known, a type in gzip_types (text/html always). Such a response also gets
     /// `Vary: Accept-Encoding` with gzip_vary on, whatever this client accepts.
-    static func eligible(_ r: RequestContext, status: Int, contentType: String?, contentLength: Int?, encoded: Bool) -> Bool {
+    public static func eligible(_ r: RequestContext, status: Int, contentType: String?, contentLength: Int?, encoded: Bool) -> Bool {
         guard let contentType else { return false }
         var type = contentType
         return type.withUTF8 { eligible(r, status: status, contentType: UnsafeRawBufferPointer($0), contentLength: contentLength, encoded: encoded) }
     }
 
     /// The same, on the header's bytes as they came (a proxied response's Content-Type, without a copy).
-    static func eligible(_ r: RequestContext, status: Int, contentType: UnsafeRawBufferPointer, contentLength: Int?, encoded: Bool) -> Bool {
+    public static func eligible(_ r: RequestContext, status: Int, contentType: UnsafeRawBufferPointer, contentLength: Int?, encoded: Bool) -> Bool {
         let s = r.settings
         guard s.gzip.on, status == 200 || status == 403 || status == 404, !encoded, r.method != "HEAD" else { return false }
         if let len = contentLength, len < (s.gzip.minLength) { return false }
@@ -32,7 +33,7 @@ enum GzipPolicy {
 
     /// Whether this client gets it compressed: HTTP version, `Accept-Encoding: gzip` (not with q=0), not a
     /// request through another proxy (unless gzip_proxied any), not a gzip_disable user agent.
-    static func accepted(_ r: RequestContext) -> Bool {
+    public static func accepted(_ r: RequestContext) -> Bool {
         let s = r.settings
         guard r.head.versionMinor >= s.gzip.httpVersionMinor || r.head.versionMajor > 1 else { return false }
         guard r.withHeader("accept-encoding", acceptsGzip) == true else { return false }
@@ -65,5 +66,33 @@ enum GzipPolicy {
             return true
         }
         return false
+    }
+
+    /// A whole body compressed at once (its length is known, so it keeps a Content-Length).
+    static func compressed(_ body: [UInt8], _ r: RequestContext) -> [UInt8]? {
+        guard let gz = r.service.gzipStreams.take(level: Int32(r.settings.gzip.compLevel), length: body.count) else { return nil }
+        var packed: [UInt8] = []
+        body.withUnsafeBytes { b in gz.compress(b, finish: true) { packed.append(contentsOf: $0) } }
+        r.service.gzipStreams.give(gz)
+        return packed
+    }
+
+    /// Compresses what follows of a streamed body: false when no deflate stream could be made.
+    static func start(_ r: RequestContext, length: Int?) -> Bool {
+        guard let gz = r.service.gzipStreams.take(level: Int32(r.settings.gzip.compLevel), length: length) else { return false }
+        r.response.gzip = gz
+        return true
+    }
+
+    /// One piece through the stream (`finish`: the body ends with it, so deflate finishes in the same call, as
+    /// nginx's filter does with the last buffer); `next` gets deflate's output in its small, uneven pieces.
+    static func compress(_ r: RequestContext, _ bytes: UnsafeRawBufferPointer, finish: Bool, _ next: (UnsafeRawBufferPointer) -> Void) {
+        r.response.gzip?.compress(bytes, finish: finish, next)
+    }
+
+    /// The stream goes back to the pool once the body is out.
+    static func release(_ r: RequestContext) {
+        if let gz = r.response.gzip { r.service.gzipStreams.give(gz) }
+        r.response.gzip = nil
     }
 }

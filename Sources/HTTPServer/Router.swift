@@ -3,7 +3,7 @@ import Script
 
 /// Picks the server block (by listening address and Host) and the location (nginx's order:
 /// exact, longest prefix, `^~` stops its level's regexes, regexes in order — nested ones first — else the prefix).
-final class Router {
+public final class Router {
     struct ServerChoice {
         let servers: [Server]
         let defaultServer: Server
@@ -28,11 +28,11 @@ final class Router {
         }
     }
 
-    func server(for address: ListenAddress, host: String?) -> Server? { route(address, host: host)?.server }
+    public func server(for address: ListenAddress, host: String?) -> Server? { route(address, host: host)?.server }
 
     /// The server for a Host (nginx's order: exact name, `*.`/`.` wildcards, `.*` wildcards, regexes in order,
     /// else the default server), with the match of a regex name, whose groups the request's variables take.
-    func route(_ address: ListenAddress, host: String?) -> (server: Server, match: (Regex, Captures)?)? {
+    public func route(_ address: ListenAddress, host: String?) -> (server: Server, match: (Regex, Captures)?)? {
         guard let choice = byAddress[address] else { return nil }
         // One server without regex names on the address takes every Host: nothing to compare.
         if choice.servers.count == 1 && choice.defaultServer.serverNameRegexes.isEmpty { return (choice.defaultServer, nil) }
@@ -52,7 +52,7 @@ final class Router {
         return (choice.defaultServer, nil)
     }
 
-    func location(in server: Server, path: String) -> Location? {
+    public func location(in server: Server, path: String) -> Location? {
         var matched: Location?
         _ = find(server.locations, path: path, matched: &matched)
         return matched

@@ -4,12 +4,18 @@ import Config
 import HTTP
 import ShmTable
 
-/// `check_status`: the reference module's page, byte for byte (check-module.md §6), minus its bugs:
-/// the JSON stays valid under a status filter and with any upstream name, the DOCTYPE's public identifier
-/// has its closing quote, and names are escaped in HTML.
-struct StatusPage {
-    let worker: WorkerProcess
+/// `check_status`: the reference module's page, byte for byte, minus its bugs: the JSON stays valid
+/// under a status filter and with any upstream name, the DOCTYPE's public identifier has its closing quote,
+/// and names are escaped in HTML.
+struct CheckStatusPage {
+    let service: HTTPService
     let request: RequestContext
+
+    /// The content handler: the page, or an admin state change, as the request asks.
+    static func serve(_ r: RequestContext) {
+        let page = CheckStatusPage(service: r.service, request: r).render()
+        r.sink.respond(status: page.status, contentType: page.contentType, body: page.body, omitLengthForHead: true)
+    }
 
     struct Page {
         let status: Int
@@ -45,7 +51,7 @@ struct StatusPage {
 
         init(_ r: Row, nowMs: UInt64, wallMs: Int64) {
             let s = r.state
-            lastRTTms = s.checks == 0 ? nil : StatusPage.decimal(UInt64(s.rttUs), places: 3)
+            lastRTTms = s.checks == 0 ? nil : CheckStatusPage.decimal(UInt64(s.rttUs), places: 3)
             if s.failures == 0 { lastError = nil } else if s.reason == .badStatus && s.lastStatus > 0 { lastError = "status \(s.lastStatus)" } else { lastError = s.reason.text }
             checks = s.checks
             failures = s.failures
@@ -58,7 +64,7 @@ struct StatusPage {
     func render() -> Page {
         let method = request.method
         // A POST that names a peer changes its admin state; any other is refused as the reference refuses it.
-        if method == "POST", let q = request.head.query, ["upstream", "server", "state"].contains(where: { StatusPage.argument($0, in: q) != nil }) {
+        if method == "POST", let q = request.head.query, ["upstream", "server", "state"].contains(where: { CheckStatusPage.argument($0, in: q) != nil }) {
             return changeAdmin()
         }
         guard method == "GET" || method == "HEAD" else { return Page(status: 405, contentType: "text/html", body: errorBody(405)) }
@@ -66,43 +72,43 @@ struct StatusPage {
         var filter: Bool?   // true: only down, false: only up
         var detail = false
         if let q = request.head.query {
-            detail = StatusPage.argument("detail", in: q) == "1"
-            if let v = StatusPage.argument("format", in: q) {
-                if let f = StatusFormat(rawValue: v) { format = f } else { worker.log.error("http upstream check, bad argument: \"\(v)\"") }
+            detail = CheckStatusPage.argument("detail", in: q) == "1"
+            if let v = CheckStatusPage.argument("format", in: q) {
+                if let f = StatusFormat(rawValue: v) { format = f } else { service.log.error("http upstream check, bad argument: \"\(v)\"") }
             }
-            if let v = StatusPage.argument("status", in: q) {
+            if let v = CheckStatusPage.argument("status", in: q) {
                 switch v.lowercased() {
                 case "up": filter = false
                 case "down": filter = true
-                default: worker.log.error("http upstream check, bad argument: \"\(v)\"")
+                default: service.log.error("http upstream check, bad argument: \"\(v)\"")
                 }
             }
         }
-        let type = StatusPage.contentType(format)
+        let type = CheckStatusPage.contentType(format)
         if method == "HEAD" { return Page(status: 200, contentType: type, body: []) }
-        let peers = worker.config.checkedPeers
+        let peers = service.config.checkedPeers
         guard !peers.isEmpty else {
-            worker.log.error("http upstream check module can not find any check server, make sure you've added the check servers")
+            service.log.error("http upstream check module can not find any check server, make sure you've added the check servers")
             return Page(status: 500, contentType: "text/html", body: errorBody(500))
         }
         var rows: [Row] = []
         for (i, p) in peers.enumerated() {
-            let s = worker.segment.slot(i).read()
+            let s = service.segment.slot(i).read()
             if let f = filter, f != s.down { continue }
             rows.append(Row(index: i, upstream: p.upstream, name: p.address.description, down: s.down, rise: s.rise,
-                            fall: s.fall, type: p.check.type.rawValue, port: p.check.port, state: s, admin: worker.segment.slot(i).admin))
+                            fall: s.fall, type: p.check.type.rawValue, port: p.check.port, state: s, admin: service.segment.slot(i).admin))
         }
-        let generation = worker.segment.generation
+        let generation = service.segment.generation
         let nowMs = vigil_monotonic_ms(), wallMs = vigil_realtime_ms()
         let details = detail ? rows.map { Detail($0, nowMs: nowMs, wallMs: wallMs) } : nil
         let text: String
         switch format {
-        case .csv: text = StatusPage.csv(rows)
-        case .json: text = StatusPage.json(rows, generation: generation, details: details)
+        case .csv: text = CheckStatusPage.csv(rows)
+        case .json: text = CheckStatusPage.json(rows, generation: generation, details: details)
         case .prometheus:
-            let beat = worker.segment.checker.heartbeatMs
-            text = StatusPage.prometheus(rows, generation: generation, heartbeatAge: beat == 0 ? nil : nowMs - min(nowMs, beat))
-        case .html: text = StatusPage.html(rows, generation: generation, details: details)
+            let beat = service.segment.checker.heartbeatMs
+            text = CheckStatusPage.prometheus(rows, generation: generation, heartbeatAge: beat == 0 ? nil : nowMs - min(nowMs, beat))
+        case .html: text = CheckStatusPage.html(rows, generation: generation, details: details)
         }
         return Page(status: 200, contentType: type, body: Array(text.utf8))
     }
@@ -113,19 +119,19 @@ struct StatusPage {
     private func changeAdmin() -> Page {
         func text(_ status: Int, _ body: String) -> Page { Page(status: status, contentType: "text/plain", body: Array(body.utf8)) }
         let q = request.head.query ?? ""
-        guard let upstream = StatusPage.argument("upstream", in: q).map(StatusPage.percentDecoded),
-              let server = StatusPage.argument("server", in: q).map(StatusPage.percentDecoded),
-              let stateText = StatusPage.argument("state", in: q) else {
+        guard let upstream = CheckStatusPage.argument("upstream", in: q).map(CheckStatusPage.percentDecoded),
+              let server = CheckStatusPage.argument("server", in: q).map(CheckStatusPage.percentDecoded),
+              let stateText = CheckStatusPage.argument("state", in: q) else {
             return text(400, "upstream, server and state are required\n")
         }
         guard let state = AdminState(name: stateText.lowercased()) else {
             return text(400, "state must be drain, maint or ready\n")
         }
-        let peers = worker.config.checkedPeers
+        let peers = service.config.checkedPeers
         let matches = peers.indices.filter { peers[$0].upstream == upstream && peers[$0].address.description == server }
         guard !matches.isEmpty else { return text(404, "no checked server \"\(server)\" in upstream \"\(upstream)\"\n") }
-        for i in matches { worker.segment.slot(i).setAdmin(state) }
-        worker.log.log(.notice, "server \(server) in upstream \"\(upstream)\" set to \(state.name) by \(request.connection.remoteAddress)")
+        for i in matches { service.segment.slot(i).setAdmin(state) }
+        service.log.log(.notice, "server \(server) in upstream \"\(upstream)\" set to \(state.name) by \(request.client.address)")
         return Page(status: 200, contentType: "application/json",
                     body: Array("{\"upstream\": \(JSONText.quoted(upstream)), \"server\": \(JSONText.quoted(server)), \"state\": \"\(state.name)\"}\n".utf8))
     }
@@ -147,7 +153,7 @@ struct StatusPage {
     }
 
     private func errorBody(_ code: Int) -> [UInt8] {
-        Array((Status.errorPage(code, serverTokens: Version.serverToken) ?? "").utf8)
+        Array((ErrorPages.page(code, serverTokens: Version.serverToken) ?? "").utf8)
     }
 
     static func contentType(_ format: StatusFormat) -> String {
@@ -198,11 +204,11 @@ struct StatusPage {
         s += "  </tr>\n"
         for (k, r) in rows.enumerated() {
             s += r.down ? "  <tr bgcolor=\"#FF0000\">\n" : "  <tr>\n"
-            var cells = [String(r.index), StatusPage.htmlEscape(r.upstream), r.name, r.down ? "down" : "up", String(r.rise), String(r.fall), r.type, String(r.port)]
+            var cells = [String(r.index), CheckStatusPage.htmlEscape(r.upstream), r.name, r.down ? "down" : "up", String(r.rise), String(r.fall), r.type, String(r.port)]
             if let d = details?[k] {
                 let change: String = d.lastChangeSeconds.map { String($0) } ?? "-"
                 let since: String = d.downSince.map { String($0) } ?? "-"
-                cells += [d.lastRTTms ?? "-", StatusPage.htmlEscape(d.lastError ?? "-"), String(d.checks), String(d.failures)]
+                cells += [d.lastRTTms ?? "-", CheckStatusPage.htmlEscape(d.lastError ?? "-"), String(d.checks), String(d.failures)]
                 cells += [change, since, d.admin]
             }
             for v in cells { s += "    <td>\(v)</td>\n" }

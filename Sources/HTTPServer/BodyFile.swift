@@ -5,10 +5,10 @@ import Core
 
 /// A request body past client_body_buffer_size, in a file under client_body_temp_path. The file is unlinked
 /// as soon as it is made, so nothing is left behind by a worker that dies; the descriptor closes with it.
-final class BodyFile {
+public final class BodyFile {
     let fd: Int32
-    let path: String
-    private(set) var size = 0
+    public let path: String
+    public private(set) var size = 0
 
     private init(fd: Int32, path: String) {
         self.fd = fd
@@ -20,13 +20,13 @@ final class BodyFile {
     enum Created { case success(BodyFile), failure(String) }
 
     /// nginx's temp file names: ten digits, from a per-worker sequence that starts at the worker's pid.
-    static func create(in directory: String, worker: WorkerProcess) -> Created {
+    static func create(in directory: String, service: HTTPService) -> Created {
         if mkdir(directory, 0o700) != 0 && errno != EEXIST {
             return .failure("mkdir() \"\(directory)\" failed (\(Errno.text(errno)))")
         }
         while true {
-            worker.tempFileSerial &+= 1
-            let name = String(worker.tempFileSerial % 10_000_000_000)
+            service.tempFileSerial &+= 1
+            let name = String(service.tempFileSerial % 10_000_000_000)
             let path = directory + "/" + String(repeating: "0", count: max(0, 10 - name.count)) + name
             let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
             if fd >= 0 {
@@ -53,7 +53,7 @@ final class BodyFile {
     }
 
     /// Up to `count` bytes from `offset`, written to `out`; the number read (0 at the end, -1 on an error).
-    func read(at offset: Int, count: Int, into out: UnsafeMutableRawPointer) -> Int {
+    public func read(at offset: Int, count: Int, into out: UnsafeMutableRawPointer) -> Int {
         pread(fd, out, count, off_t(offset))
     }
 }

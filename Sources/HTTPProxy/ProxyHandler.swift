@@ -1,0 +1,210 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Config
+import Core
+import DNS
+import Event
+import HTTP
+import HTTPServer
+import Script
+import ShmTable
+import TLS
+import Upstream
+
+/// nginx's proxy module as the pipeline's content handler for `proxy_pass` locations, one per worker: the
+/// upstream blocks' balancers and keepalive pools, each location's route (balancer, header templates, TLS),
+/// the `resolver`s of `proxy_pass` with variables, and the scratch space its sessions share.
+public final class ProxyHandler: RequestHandler {
+    let loop: EventLoop
+    let log: ErrorLog
+    /// Upstream blocks by lowercased name, and literal addresses by "\0host:port".
+    private var balancers: [String: UpstreamBalancer] = [:]
+    /// One DNS client per distinct `resolver` directive, made when a request first needs it.
+    private var resolvers: [String: DNSClient] = [:]
+    /// Closed upstream connection objects (each with its timer), for the next connect of any upstream.
+    let upstreamConnections = Pool<UpstreamConnection>(keep: 256)
+    /// Where each upstream response head's header lines lie, refilled by every parse: one array for all.
+    var responseFields: [HeaderField] = []
+
+    /// Builds every upstream's balancer and every `proxy_pass` location's route, and attaches itself to the
+    /// service as the handler of those locations.
+    public init(service: HTTPService) {
+        loop = service.loop
+        log = service.log
+        let config = service.config
+        var slots: [String: Int] = [:]
+        for (i, p) in config.checkedPeers.enumerated() { slots[UpstreamBalancer.slotKey(upstream: p.upstream, address: p.address)] = i }
+        for u in config.http?.upstreams ?? [] {
+            let b = UpstreamBalancer(upstream: u, segment: service.segment, checkedIndex: slots)
+            b.log = service.log
+            if let n = u.keepalive {
+                b.pool = KeepalivePool(capacity: n, timeoutMs: u.keepaliveTimeout, maxRequests: u.keepaliveRequests,
+                                       maxAgeMs: u.keepaliveTime, loop: loop, spare: upstreamConnections)
+            }
+            balancers[u.name.lowercased()] = b
+        }
+        func route(_ locations: [Location]) {
+            for loc in locations {
+                if case .proxy(let pass) = loc.content {
+                    let balancer: UpstreamBalancer?
+                    switch pass.target {
+                    case .upstream(let name):
+                        balancer = balancers[name.lowercased()]!
+                    case .address(let addrs, let text):
+                        balancer = balancers["\u{0}" + text] ?? UpstreamBalancer(literal: text, addresses: addrs)
+                        balancers["\u{0}" + text] = balancer
+                    case .variable:
+                        balancer = nil
+                    }
+                    let tls = service.tls.context(for: loc).map {
+                        UpstreamTLS(context: $0, settings: loc.settings, pass: pass, variables: config.http?.variables)
+                    }
+                    service.attach(ProxyRoute(balancer: balancer, headers: ProxyHeaders(loc.settings.proxy.setHeaders), tls: tls), to: loc)
+                }
+                route(loc.configured)
+            }
+        }
+        for server in config.http?.servers ?? [] { route(server.locations) }
+        service.proxyHandler = self
+    }
+
+    /// A body not read yet streams to the upstream with `proxy_request_buffering off`.
+    public func streamsBody(_ r: RequestContext) -> Bool { !r.settings.proxy.requestBuffering }
+
+    public func handle(_ r: RequestContext) {
+        // Switched on in place: a copy of the enum would retain everything a ProxyPass holds.
+        guard case .proxy(let pass) = r.content, let route = r.handlerState.map({ unsafeDowncast($0, to: ProxyRoute.self) }) else {
+            return r.service.pipeline.respondError(r, 500)
+        }
+        if case .variable(let t) = pass.target { return proxy(r, pass, route, to: t.render(r)) }
+        guard let balancer = route.balancer else { return r.service.pipeline.respondError(r, 500) }
+        start(r, pass, route, balancer, uri: nil)
+    }
+
+    /// A body not read yet streams to the upstream (unless it is chunked and the upstream speaks HTTP/1.0,
+    /// which cannot carry it: then it is read whole first, as nginx does); otherwise it is read whole before
+    /// the request starts.
+    private func start(_ r: RequestContext, _ pass: ProxyPass, _ route: ProxyRoute, _ balancer: UpstreamBalancer, uri: String?) {
+        let pending = r.body.pending
+        let streams = pending && !(r.head.chunked && r.settings.proxy.httpVersion == .http10)
+        let session = ProxySession(request: r, pass: pass, route: route, balancer: balancer, proxy: self, uri: uri, streamsBody: streams)
+        r.handler = session
+        guard pending else { return session.start() }
+        if streams {
+            session.start()
+            // Answered at once (no live upstream): the body stays unread and the connection closes after.
+            guard !session.isFinished else { return }
+            r.streamBody(to: session)
+        } else {
+            r.readBody { session.start() }
+        }
+    }
+
+    /// `proxy_pass` with variables (`target` is what they gave): the host names an upstream block or is an
+    /// address; any other name is resolved with the location's `resolver` while the request waits.
+    private func proxy(_ r: RequestContext, _ pass: ProxyPass, _ route: ProxyRoute, to target: String) {
+        let slash = target.firstIndex(of: "/")
+        let hostPort = String(slash.map { target[..<$0] } ?? Substring(target))
+        let uri = slash.map { String(target[$0...]) }
+        r.proxyHost = hostPort
+        let defaultPort: UInt16 = pass.scheme == "https" ? 443 : 80
+        if let balancer = balancer(forHost: hostPort, defaultPort: defaultPort) {
+            return start(r, pass, route, balancer, uri: uri)
+        }
+        guard let (host, port) = Resolver.hostAndPort(hostPort, defaultPort: defaultPort) else {
+            log.error("invalid URL prefix in \"\(pass.scheme)://\(target)\"\(r.logContext)")
+            return r.service.pipeline.respondError(r, 500)
+        }
+        guard let resolver = r.settings.core.resolver.map({ dns($0) }) else {
+            log.error("no resolver defined to resolve \(host)\(r.logContext)")
+            return r.service.pipeline.respondError(r, 502)
+        }
+        resolver.resolve(host, timeoutMs: r.settings.core.resolverTimeout) { [weak self, weak r] result in
+            // The client may have gone while the name was resolved.
+            guard let self, let r, r.transport.isServing(r) else { return }
+            switch result {
+            case .success(let addresses):
+                let peers = addresses.map { PeerAddress(host: $0.host, port: port, isIPv6: $0.isIPv6) }
+                self.start(r, pass, route, UpstreamBalancer(literal: hostPort, addresses: peers), uri: uri)
+            case .failure(let error):
+                self.log.error("\(host) could not be resolved (\(error))\(r.logContext)")
+                r.service.pipeline.respondError(r, 502)
+            }
+        }
+    }
+
+    /// `proxy_pass http://$var…`: the balancer for the host a request's variables named — an upstream block,
+    /// a configured literal address, or a numeric address with a port, made for this request only (a client
+    /// that picks the address must not be able to grow a cache). nil when a resolver would be needed.
+    private func balancer(forHost hostPort: String, defaultPort: UInt16) -> UpstreamBalancer? {
+        if let b = balancers[hostPort.lowercased()] ?? balancers["\u{0}" + hostPort] { return b }
+        guard let hp = Resolver.hostAndPort(hostPort, defaultPort: defaultPort), Resolver.isNumericAddress(hp.host),
+              let addrs = Resolver.resolve(host: hp.host, port: hp.port) else { return nil }
+        return UpstreamBalancer(literal: hostPort, addresses: addrs)
+    }
+
+    private func dns(_ setting: ResolverSetting) -> DNSClient {
+        if let c = resolvers[setting.text] { return c }
+        let servers = setting.servers.compactMap { a in
+            SocketAddress(host: a.host, port: a.port, isIPv6: a.isIPv6).map { ($0, a.description) }
+        }
+        let c = DNSClient(loop: loop, servers: servers, validMs: setting.validMs, ipv4: setting.ipv4, ipv6: setting.ipv6, log: log)
+        resolvers[setting.text] = c
+        return c
+    }
+}
+
+/// What a `proxy_pass` location needs per request, prepared once per worker.
+/// A class: each request reads it, and copying a struct of references retained each of them.
+final class ProxyRoute: LocationState {
+    /// nil for `proxy_pass` with variables: the balancer is chosen per request.
+    let balancer: UpstreamBalancer?
+    let headers: ProxyHeaders
+    let tls: UpstreamTLS?
+
+    init(balancer: UpstreamBalancer?, headers: ProxyHeaders, tls: UpstreamTLS?) {
+        self.balancer = balancer
+        self.headers = headers
+        self.tls = tls
+    }
+}
+
+/// A `proxy_pass https://` location's TLS: its context, the name it verifies and may send in SNI, and the
+/// last session of each peer (nginx keeps one per peer for proxy_ssl_session_reuse).
+final class UpstreamTLS {
+    let context: TLSClientContext
+    /// proxy_ssl_name, else the host of proxy_pass ($proxy_host).
+    let name: Template
+    let sendsServerName: Bool
+    private var sessions: [PeerAddress: TLSSessionSlot] = [:]
+
+    init(context: TLSClientContext, settings: HTTPSettings, pass: ProxyPass, variables: VariableTable?) {
+        self.context = context
+        name = settings.proxySSL.name ?? {
+            let t = Template(pass.hostText)
+            t.resolve(variables ?? VariableTable())
+            return t
+        }()
+        sendsServerName = settings.proxySSL.serverName
+    }
+
+    func sessionSlot(for peer: Peer) -> TLSSessionSlot? {
+        guard context.sessionReuse else { return nil }
+        if let s = sessions[peer.address] { return s }
+        // Peers named by variables come and go: the table stays bounded.
+        if sessions.count >= 1024 { sessions.removeAll() }
+        let s = TLSSessionSlot()
+        sessions[peer.address] = s
+        return s
+    }
+
+    /// SNI carries a host name only (RFC 6066): no port, no address literal.
+    static func sniName(_ name: String) -> String? {
+        var host = Substring(name)
+        if host.hasPrefix("[") { return nil }
+        if let colon = host.lastIndex(of: ":") { host = host[..<colon] }
+        var v4 = in_addr()
+        return host.isEmpty || inet_pton(AF_INET, String(host), &v4) == 1 ? nil : String(host)
+    }
+}

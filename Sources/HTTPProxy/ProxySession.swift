@@ -1,0 +1,334 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Config
+import Core
+import Event
+import HTTP
+import HTTPServer
+import TLS
+import Upstream
+
+/// Proxies one request: picks a peer (skipping those down by check), connects (or takes a kept-alive
+/// connection), sends the request (UpstreamRequest.swift), relays the response to the request's sink with
+/// back-pressure (UpstreamResponse.swift), and retries on the next peer as the retry policy allows.
+final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
+    enum Phase { case connecting, sending, readingHead, relaying, done }
+
+    let request: RequestContext
+    let pass: ProxyPass
+    let balancer: UpstreamBalancer
+    let headers: ProxyHeaders
+    /// unowned(unsafe): the handler lives as long as the worker, and a checked reference costs an atomic
+    /// increment and decrement per use.
+    unowned(unsafe) let proxy: ProxyHandler
+    /// Set for `proxy_pass https://…`.
+    let upstreamTLS: UpstreamTLS?
+    let retry: RetryPolicy
+    /// Peers that failed this request before the current one (most requests have none: no array).
+    var tried: [Peer] = []
+    var peer: Peer?
+    /// The current attempt's connection: new, or taken from the keepalive pool.
+    var connection: UpstreamConnection?
+    var tls: TLSStream? { connection?.tls }
+    var fd: Int32 { connection?.fd ?? -1 }
+    /// Whether the current attempt counts in its peer's connections (least_conn, max_conns).
+    var counted = false
+    var phase = Phase.connecting
+    /// The request as it goes upstream (head, and an inline body or the current piece of one that is not).
+    let outgoing: OutputQueue
+    let response: ByteBuffer
+    /// When the first attempt started (proxy_next_upstream_timeout) and the current one (its timing).
+    var firstAttemptMs: UInt64 = 0
+    var startedUs: UInt64 = 0
+    /// The connection came from the keepalive pool (a failure on it is retried on a fresh one, uncounted).
+    var reused = false
+    /// The upstream fd is edge-triggered: readiness seen while not reading is remembered, not re-reported.
+    var readReady = false
+    /// The upstream closed (or failed): read to the end instead of stopping at a short read.
+    var hungUp = false
+    var noDelay = false
+
+    // The response (UpstreamResponse.swift).
+    var head: ResponseHead?
+    var bodyRemaining: Int?
+    var decoder: ChunkedDecoder?
+    var passChunked = false
+    var paused = false
+
+    // The request (UpstreamRequest.swift).
+    /// With variables in proxy_pass, the URI they gave (nil: the request's own, as without variables).
+    let dynamicURI: String?
+    var bodySource = BodySource.inline
+    var requestHead: [UInt8] = []
+    /// Bytes of the body handed to the upstream (file offset, or how much of a stream is gone for good).
+    var bodySent = 0
+    var clientBodyEnded = false
+    /// The temporary body file could not be read: the request cannot be sent.
+    var bodyReadFailed = false
+    var lastChunkQueued = false
+
+    init(request: RequestContext, pass: ProxyPass, route: ProxyRoute, balancer: UpstreamBalancer, proxy: ProxyHandler,
+         uri: String?, streamsBody: Bool) {
+        if streamsBody { bodySource = .stream(chunked: request.head.chunked) }
+        self.proxy = proxy
+        self.retry = RetryPolicy(request.settings.proxy)
+        self.response = request.service.buffers.takeResponse()
+        self.outgoing = request.service.buffers.takeOutput()
+        self.request = request
+        self.pass = pass
+        self.dynamicURI = uri
+        self.balancer = balancer
+        self.headers = route.headers
+        self.upstreamTLS = route.tls
+    }
+
+    deinit {
+        request.service.buffers.giveResponse(response)
+        request.service.buffers.giveOutput(outgoing)
+    }
+
+    /// Borrowed, not copied: HTTPSettings is large and read several times per request.
+    var settings: HTTPSettings { _read { yield request.settings } }
+    var loop: EventLoop { proxy.loop }
+
+    func start() {
+        if case .inline = bodySource, let file = request.body.file, settings.proxy.passRequestBody { bodySource = .file(file) }
+        buildRequest()
+        // Kept to send again on a retry when the body is not part of `outgoing`.
+        if case .inline = bodySource {} else { requestHead = outgoing.bytes }
+        next()
+    }
+
+    var isFinished: Bool { phase == .done }
+
+    /// Picks the next peer or answers 502 when none is left.
+    private func next() {
+        if let failedPeer = peer { tried.append(failedPeer) }
+        if tried.isEmpty { firstAttemptMs = loop.now }
+        let client = request.client
+        guard let p = balancer.select(clientAddress: { client.addressBytes }, hashKey: hashKey(), now: loop.now, tried: tried) else {
+            if tried.isEmpty {
+                proxy.log.error("no live upstreams while connecting to upstream\(request.logContext), upstream: \"http://\(balancer.name)\(request.head.target)\"")
+            }
+            giveUp(502)
+            return
+        }
+        peer = p
+        connect(p)
+    }
+
+    private func hashKey() -> String? {
+        guard case .hash(let key, _) = balancer.method else { return nil }
+        return key.render(request)
+    }
+
+    private func connect(_ p: Peer, allowCached: Bool = true) {
+        phase = .connecting
+        rewindRequest()
+        startedUs = loop.nowUs
+        request.upstreamAttempts.append(UpstreamAttempt(address: p.name))
+        if allowCached, let pooled = balancer.pool?.take(p.address, for: self) {
+            connection = pooled
+            reused = true
+            count(p)
+            phase = .sending
+            arm(settings.proxy.sendTimeout, .sending)
+            sendRequest()
+            return
+        }
+        reused = false
+        noDelay = false
+        let c = proxy.upstreamConnections.take() ?? UpstreamConnection(loop: loop)
+        c.delegate = self
+        connection = c
+        guard let address = p.socketAddress else { return failed(.error, "connect() failed (\(Errno.text(EINVAL)))") }
+        switch c.connect(to: address, peer: p.address, delayAck: true, tls: tlsSetup(for: p)) {
+        case .failed(let failure): return upstreamFailed(failure)
+        case .inProgress, .connected: break
+        }
+        count(p)
+        do {
+            try c.watch()
+        } catch {
+            failed(.error, "\(error)")
+            return
+        }
+        arm(settings.proxy.connectTimeout, .connecting)
+    }
+
+    /// The attempt counts in its peer's connections until its connection closes or is parked.
+    private func count(_ p: Peer) {
+        counted = true
+        balancer.connected(p, delta: 1)
+    }
+
+    private func uncount() {
+        guard counted, let p = peer else { return }
+        counted = false
+        balancer.connected(p, delta: -1)
+    }
+
+    /// TLS to the upstream, inside proxy_connect_timeout as in nginx; the session of the peer's last
+    /// connection is offered again (proxy_ssl_session_reuse); the name is checked as proxy_ssl_verify says.
+    private func tlsSetup(for p: Peer) -> UpstreamTLSSetup? {
+        guard let u = upstreamTLS else { return nil }
+        let name = u.name.render(request)
+        return UpstreamTLSSetup(context: u.context, serverName: u.sendsServerName ? UpstreamTLS.sniName(name) : nil,
+                                session: u.sessionSlot(for: p), verification: .upstream(name: name))
+    }
+
+    // MARK: the connection's events
+
+    /// What the running timeout waits for: its message is made only if it fires (a string stored per phase
+    /// cost a release and a retain each time).
+    enum Waiting {
+        case connecting, sending, readingHead, readingBody
+
+        var message: String {
+            let what: String
+            switch self {
+            case .connecting: what = "connecting to upstream"
+            case .sending: what = "sending request to upstream"
+            case .readingHead: what = "reading response header from upstream"
+            case .readingBody: what = "reading upstream"
+            }
+            return "upstream timed out (110: Connection timed out) while " + what
+        }
+    }
+    var waiting = Waiting.connecting
+
+    /// Each phase re-arms the connection's timer for what it waits for.
+    func arm(_ ms: Int, _ what: Waiting) {
+        waiting = what
+        connection?.arm(after: ms)
+    }
+
+    func disarm() { connection?.disarm() }
+
+    func upstreamTimedOut() { failed(.timeout, waiting.message) }
+
+    func upstreamFailed(_ failure: UpstreamConnection.Failure) {
+        switch failure {
+        case .connect(let e): failed(.error, "connect() failed (\(Errno.text(e))) while connecting to upstream")
+        case .socket(let e): failed(.error, "socket() failed (\(Errno.text(e))) while connecting to upstream")
+        case .handshake(let text), .verify(let text): failed(.error, "\(text) while SSL handshaking to upstream")
+        }
+    }
+
+    func upstreamReady(_ events: UInt32) {
+        noteReadiness(events)
+        phase = .sending
+        arm(settings.proxy.sendTimeout, .sending)
+        sendRequest()
+    }
+
+    func upstreamEvent(_ events: UInt32) {
+        noteReadiness(events)
+        switch phase {
+        case .sending:
+            if events & Events.writable != 0 { sendRequest() }
+        case .readingHead, .relaying:
+            readResponse()
+        case .connecting, .done:
+            break
+        }
+    }
+
+    private func noteReadiness(_ events: UInt32) {
+        if events & (Events.readable | Events.readHangup | Events.hangup | Events.error) != 0 { readReady = true }
+        if events & (Events.readHangup | Events.hangup | Events.error) != 0 { hungUp = true }
+    }
+
+    // MARK: failures and the end
+
+    /// Whether the failed attempt may go on to another peer: proxy_next_upstream names the failure, a peer is
+    /// left, the tries and proxy_next_upstream_timeout allow one more, and no streamed body byte is gone.
+    func canRetry(_ failure: UpstreamFailure) -> Bool {
+        canResend && retry.covers(failure, method: request.head.method, requestSent: outgoing.sent > 0)
+            && tried.count + 1 < balancer.peerCount
+            && retry.allowsAnother(after: tried.count + 1, startedMs: firstAttemptMs, nowMs: loop.now)
+    }
+
+    /// A peer failed before the response started: account it and try the next one or answer 502/504.
+    func failed(_ failure: UpstreamFailure, _ message: String?) {
+        guard phase != .done else { return }
+        // A cached connection the upstream had closed: not the peer's fault, try again on a fresh one.
+        if reused, let p = peer, phase == .sending || (phase == .readingHead && response.isEmpty), !failure.isTimeout, canResend {
+            request.upstreamAttempts.removeLast()
+            closeUpstream()
+            connect(p, allowCached: false)
+            return
+        }
+        if let message {
+            proxy.log.error("\(message)\(request.logContext), upstream: \"\(pass.scheme)://\(peer?.address.description ?? "")\(request.head.target)\"")
+        }
+        if case .status(let s) = failure { recordAttempt(status: s) } else { recordAttempt(status: failure.isTimeout ? 504 : 502) }
+        closeUpstream()
+        if let p = peer { balancer.finished(p, failed: failure.countsAgainstPeer, now: loop.now) }
+        if phase == .relaying {
+            finish(abortClient: true)
+            return
+        }
+        if canRetry(failure) {
+            next()
+        } else {
+            giveUp(failure.isTimeout ? 504 : 502)
+        }
+    }
+
+    func giveUp(_ status: Int) {
+        phase = .done
+        disarm()
+        request.service.pipeline.respondError(request, status)
+    }
+
+    /// The response is complete (or broke off): the connection is parked for reuse when the upstream keeps
+    /// it and it was read to its end, else closed; the client's response ends (or the client is dropped).
+    func finish(abortClient: Bool = false) {
+        guard phase != .done else { return }
+        phase = .done
+        disarm()
+        recordAttempt(status: nil)
+        if let p = peer { balancer.finished(p, failed: false, now: loop.now) }
+        if !abortClient, let pool = balancer.pool, let c = connection, let h = head, h.versionMinor >= 1, !h.connectionClose,
+           !(bodyRemaining == nil && decoder == nil && h.hasBody && request.head.method != "HEAD"), response.isEmpty {
+            uncount()
+            connection = nil
+            pool.put(c)
+        }
+        closeUpstream()
+        if abortClient { return request.transport.abort() }
+        request.sink.finish()
+    }
+
+    /// Closes the current attempt's record: its time and, for a failure, the status it stands for.
+    func recordAttempt(status: Int?) {
+        guard !request.upstreamAttempts.isEmpty else { return }
+        request.upstreamAttempts.updateLast(status: status, elapsedUs: loop.nowUs - startedUs)
+    }
+
+    func closeUpstream() {
+        uncount()
+        if let c = connection {
+            c.close()
+            proxy.upstreamConnections.give(c)
+            connection = nil
+        }
+        response.consume(response.readable)
+        readReady = false
+        hungUp = false
+        head = nil
+        decoder = nil
+        bodyRemaining = nil
+        passChunked = false
+        paused = false
+        reused = false
+    }
+
+    /// The client went away or the request ended first: drop the upstream side.
+    func abort() {
+        phase = .done
+        closeUpstream()
+    }
+}

@@ -1,0 +1,206 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Config
+import Core
+import HTTP
+import HTTPServer
+import Script
+
+/// Where the request body comes from: inside `outgoing` with the head, a temporary file read as it is sent,
+/// or the client as it sends it (`proxy_request_buffering off`, chunked again when it came chunked).
+enum BodySource { case inline, file(BodyFile), stream(chunked: Bool) }
+
+/// The request as it goes upstream: nginx's head (HTTP/1.0 or proxy_http_version, Host $proxy_host,
+/// Connection close, proxy_set_header values, the client's end-to-end headers) and the body from its source.
+extension ProxySession: BodyConsumer {
+    /// Writes the request head (and an inline body) into `outgoing`.
+    func buildRequest() {
+        var uri = request.target
+        if let dynamicURI {
+            uri = dynamicURI
+        } else if let passURI = pass.uri, let loc = request.location {
+            // Only prefix and exact locations may give proxy_pass a URI: it replaces the part the location matched.
+            let rest = request.uri.dropFirst(min(loc.pattern.utf8.count, request.uri.utf8.count))
+            uri = passURI + rest + (request.args.map { "?" + $0 } ?? "")
+        }
+        let passBody = settings.proxy.passRequestBody
+        let out = outgoing
+        out.clear()
+        out.append(settings.proxy.method ?? request.method)
+        out.append(" ")
+        out.append(uri)
+        out.append(" HTTP/")
+        out.append(settings.proxy.httpVersion.rawValue)
+        out.append("\r\n")
+        // Elements read in place: binding a (name, value) tuple per header retained and released both strings.
+        headers.set.withUnsafeBufferPointer { set in
+            for i in set.indices {
+                let value = set[i].1.render(request)
+                if !value.isEmpty { out.header(set[i].0, value) }
+            }
+        }
+        if settings.proxy.passRequestHeaders {
+            // The head's fields read directly: a method called on `request.head` copies the whole head.
+            let fields = request.head.fields
+            request.head.block.withUnsafeBytes { bytes in
+                for f in fields {
+                    let name = UnsafeRawBufferPointer(rebasing: bytes[f.name])
+                    if !headers.skips(name) { out.header(name, UnsafeRawBufferPointer(rebasing: bytes[f.value])) }
+                }
+            }
+        }
+        switch bodySource {
+        case .inline:
+            let size = passBody ? request.body.bytes.count : 0
+            if request.head.hasBody || size > 0 { out.header("Content-Length", size) }
+            out.append("\r\n")
+            if passBody { out.append(request.body.bytes) }
+        case .file(let file):
+            out.header("Content-Length", file.size)
+            out.append("\r\n")
+        case .stream(let chunked):
+            if chunked { out.header("Transfer-Encoding", "chunked") } else { out.header("Content-Length", request.head.contentLength ?? 0) }
+            out.append("\r\n")
+        }
+    }
+
+    /// Before an attempt: the request goes again from its first byte.
+    func rewindRequest() {
+        switch bodySource {
+        case .inline:
+            outgoing.rewind()
+        case .file:
+            outgoing.clear()
+            outgoing.append(requestHead)
+            bodySent = 0
+        case .stream where bodySent == 0:
+            // Nothing of the body is gone yet (canResend): the head goes again, and the last chunk with it.
+            outgoing.clear()
+            outgoing.append(requestHead)
+            lastChunkQueued = false
+        case .stream:
+            outgoing.rewind()
+        }
+        bodyReadFailed = false
+    }
+
+    /// Whether the request can go again from its first byte: not once streamed body bytes are gone.
+    var canResend: Bool {
+        if case .stream = bodySource { return bodySent == 0 }
+        return true
+    }
+
+    /// Refills `outgoing` with the next piece of a body that is not inline; false when none is ready.
+    private func refill() -> Bool {
+        switch bodySource {
+        case .inline:
+            return false
+        case .file(let file):
+            guard bodySent < file.size else { return false }
+            outgoing.clear()
+            let piece = min(65536, file.size - bodySent)
+            let n = outgoing.append(upTo: piece) { file.read(at: bodySent, count: piece, into: $0) }
+            guard n > 0 else {
+                bodyReadFailed = true
+                return false
+            }
+            bodySent += n
+            return true
+        case .stream(let chunked):
+            outgoing.clear()
+            if !request.body.bytes.isEmpty {
+                let count = request.body.bytes.count
+                if chunked { ChunkedEncoder.open(count, into: outgoing) }
+                outgoing.append(request.body.bytes)
+                if chunked { ChunkedEncoder.close(into: outgoing) }
+                bodySent += count
+                request.body.bytes.removeAll(keepingCapacity: true)
+                request.bodyConsumed()
+            }
+            if clientBodyEnded && chunked && !lastChunkQueued {
+                ChunkedEncoder.end(into: outgoing)
+                lastChunkQueued = true
+            }
+            return !outgoing.isEmpty
+        }
+    }
+
+    /// Whether the whole body has been handed to the upstream.
+    private var bodyComplete: Bool {
+        switch bodySource {
+        case .inline: return true
+        case .file(let file): return bodySent >= file.size
+        case .stream: return clientBodyEnded && request.body.bytes.isEmpty
+        }
+    }
+
+    func sendRequest() {
+        while !outgoing.isEmpty || refill() {
+            switch outgoing.flush(to: fd, tls: tls) {
+            case .drained: continue
+            case .wouldBlock:
+                // A request too big for one send: let its last, short segment go without waiting for an
+                // ACK (Nagle). A request that fits one send, the usual case, never needs the system call.
+                if !noDelay {
+                    var one: Int32 = 1
+                    setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+                    noDelay = true
+                }
+                return
+            case .failed:
+                failed(.error, "send() failed (\(Errno.text(errno))) while sending request to upstream")
+                return
+            }
+        }
+        if bodyReadFailed {
+            return failed(.error, "pread() of the request body's temporary file failed while sending request to upstream")
+        }
+        // The rest of a streamed body is still on its way from the client (client_body_timeout runs meanwhile).
+        guard bodyComplete else { return disarm() }
+        phase = .readingHead
+        arm(settings.proxy.readTimeout, .readingHead)
+        // Its edge may have come while we were still connecting or sending; over TLS the handshake may also
+        // have read past its own records, so look at once.
+        if readReady || tls != nil { readResponse() }
+    }
+
+    /// The client sent more of a streamed body: send it unless a send is already waiting on the socket.
+    func bodyArrived() {
+        if phase == .sending && outgoing.isEmpty { sendRequest() }
+    }
+
+    func bodyEnded() {
+        clientBodyEnded = true
+        bodyArrived()
+    }
+}
+
+/// `Host $proxy_host` and `Connection close` (nginx's defaults) overridden by `proxy_set_header`, and the
+/// client headers that are not passed on: hop-by-hop ones, framing, and those set here.
+struct ProxyHeaders {
+    /// Names with their values compiled once.
+    let set: [(String, Template)]
+    private let skipped: [String]
+
+    init(_ configured: [HeaderSetting]) {
+        var set: [(String, Template)] = [("Host", ProxyHeaders.proxyHost), ("Connection", ProxyHeaders.close)]
+        for h in configured {
+            if let i = set.firstIndex(where: { $0.0.lowercased() == h.name.lowercased() }) { set[i] = (h.name, h.value) } else { set.append((h.name, h.value)) }
+        }
+        self.set = set
+        skipped = set.map { $0.0.lowercased() } + ["keep-alive", "te", "upgrade", "proxy-connection",
+                                                   "transfer-encoding", "content-length", "expect"]
+    }
+
+    /// nginx's defaults: `Host $proxy_host` and `Connection close`.
+    private static let proxyHost: Template = {
+        let t = Template("$proxy_host")
+        t.resolve(VariableTable())
+        return t
+    }()
+    private static let close = Template("close")
+
+    /// A handful of names, compared in place: cheaper than lowercasing each client header for a set lookup.
+    func skips(_ name: UnsafeRawBufferPointer) -> Bool { skipped.contains { RequestParser.equalsIgnoringASCIICase(name, $0) } }
+}

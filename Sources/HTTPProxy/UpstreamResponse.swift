@@ -1,0 +1,282 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Config
+import Core
+import HTTP
+import HTTPServer
+import Script
+
+/// The upstream's HTTP/1 response read and relayed to the request's sink: the head parsed and turned into
+/// the client's (headers filtered, Location and Refresh rewritten, gzip decided), the body decoded from the
+/// upstream's framing (or its chunks passed on as they are), with back-pressure from the client.
+extension ProxySession {
+    func readResponse() {
+        readReady = false
+        while phase == .readingHead || phase == .relaying {
+            if paused { return }
+            let n = response.receive(from: fd, tls: tls, limit: 65536)
+            if n > 0 {
+                if phase == .readingHead { parseHead() } else { relay() }
+                // A short read emptied the socket: the next bytes, or the close, bring a new edge. Not so
+                // over TLS, where a short read ends a record and more may wait: read on to EAGAIN.
+                if response.drained && tls == nil && !hungUp && !paused {
+                    if phase == .relaying { armBodyReadTimeout() }
+                    return
+                }
+                continue
+            }
+            if n == -2 { if phase == .readingHead { failed(.invalidHeader, "upstream sent too big header while reading response header from upstream") }; return }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) {
+                // As in nginx, proxy_read_timeout bounds the whole head but only the wait between two reads of the body.
+                if phase == .relaying { armBodyReadTimeout() }
+                return
+            }
+            // EOF or error.
+            if phase == .readingHead {
+                let msg = n == 0 ? "upstream prematurely closed connection while reading response header from upstream"
+                    : "recv() failed (\(Errno.text(errno))) while reading response header from upstream"
+                failed(response.isEmpty ? .error : .invalidHeader, msg)
+            } else if bodyRemaining == nil && decoder == nil {
+                finish()   // close-delimited body ends here
+            } else {
+                proxy.log.error("upstream prematurely closed connection while reading upstream, client: \(request.client.address), upstream: \"\(peer?.address.description ?? "")\"")
+                finish(abortClient: true)
+            }
+            return
+        }
+    }
+
+    private func parseHead() {
+        let result = response.withReadable { ResponseParser.parse($0, fields: &proxy.responseFields) }
+        switch result {
+        case .incomplete:
+            return
+        case .invalid(let reason):
+            failed(.invalidHeader, "\(reason) while reading response header from upstream")
+        case .complete(let h, let consumed):
+            if retry.retriesStatus(h.status), canRetry(.status(h.status)) {
+                failed(.status(h.status), nil)
+                return
+            }
+            // proxy_intercept_errors: an upstream error that has an error_page is answered with that page.
+            if h.status >= 300, settings.proxy.interceptErrors, !request.inErrorPage,
+               settings.core.errorPages.contains(where: { $0.codes.contains(h.status) }) {
+                request.upstreamAttempts.updateLast(status: h.status)
+                recordAttempt(status: nil)
+                if let p = peer { balancer.finished(p, failed: false, now: loop.now) }
+                phase = .done
+                closeUpstream()
+                request.service.pipeline.respondError(request, h.status)
+                return
+            }
+            head = h
+            // The header lines are copied before they are consumed.
+            response.withReadable { startRelay(h, fields: proxy.responseFields, parsed: $0) }
+            response.consume(consumed)
+            armBodyReadTimeout()
+            relay()
+        }
+    }
+
+    /// Sets up the body's framing and sends the client's response head, its header lines (`fields`) copied
+    /// from the upstream's bytes (`parsed`) as they are.
+    private func startRelay(_ h: ResponseHead, fields: [HeaderField], parsed: UnsafeRawBufferPointer) {
+        phase = .relaying
+        request.upstreamAttempts.updateLast(status: h.status)
+        let isHead = request.head.method == "HEAD"
+        let transport = request.transport
+        // A body of unknown length is chunked when the client can take that; otherwise the connection's close
+        // ends it. An upstream's chunks pass through as they came when both sides speak them.
+        let canChunk = transport.framesUnknownLength
+        var framing = BodyFraming.length
+        if !h.hasBody || isHead {
+            bodyRemaining = 0
+        } else if h.chunked {
+            decoder = ChunkedDecoder()
+            passChunked = transport.passesChunks
+            framing = passChunked ? .chunksPassedThrough : .close
+        } else if let len = h.contentLength {
+            bodyRemaining = len
+        } else {
+            framing = .close
+        }
+        // gzip, decided on the upstream's head: the body is then decoded from the upstream's framing,
+        // compressed, and sent in pieces of our own (to a client that cannot take those: until the close).
+        var contentType: Range<Int>?, encoded = false
+        for f in fields where settings.gzip.on {
+            if RequestParser.matches(parsed[f.name], lowercase: "content-type") { contentType = f.value }
+            if RequestParser.matches(parsed[f.name], lowercase: "content-encoding") && !parsed[f.value].isEmpty { encoded = true }
+        }
+        let compressible = contentType.map {
+            GzipFilter.eligible(request, status: h.status, contentType: UnsafeRawBufferPointer(rebasing: parsed[$0]),
+                                contentLength: h.contentLength, encoded: encoded)
+        } ?? false
+        let sink = request.sink
+        let gzipping = compressible && h.hasBody && !isHead && GzipFilter.accepted(request) && sink.startGzip(length: h.contentLength)
+        if gzipping {
+            passChunked = false
+            framing = canChunk ? .chunked : .close
+        }
+        let vary = compressible && settings.gzip.vary
+        let hidden = settings.proxy.hideHeaders, passed = settings.proxy.passHeaders
+        func relayed(_ name: String) -> Bool {
+            passed.contains(name) && fields.contains { ProxyHeaders.named(parsed[$0.name], name) }
+        }
+        let upstreamSent = (server: relayed("server"), date: relayed("date"))
+        sink.sendHead(status: h.status, framing: framing, upstreamSent: upstreamSent) { w in
+            for f in fields where ProxyHeaders.passes(parsed[f.name], hidden: hidden, passed: passed)
+                && !(gzipping && RequestParser.matches(parsed[f.name], lowercase: "content-length")) {
+                let name = UnsafeRawBufferPointer(rebasing: parsed[f.name])
+                let isLocation = RequestParser.matches(parsed[f.name], lowercase: "location")
+                if isLocation || RequestParser.matches(parsed[f.name], lowercase: "refresh") {
+                    let value = String(decoding: parsed[f.value], as: UTF8.self)
+                    let rewritten = redirected(value) ?? value
+                    // A Location that is a path is made absolute, as for nginx's own redirects.
+                    var text = isLocation ? request.service.pipeline.absolute(request, rewritten) : rewritten
+                    text.withUTF8 { w.header(name, UnsafeRawBufferPointer($0)) }
+                } else {
+                    w.header(name, UnsafeRawBufferPointer(rebasing: parsed[f.value]))
+                }
+            }
+            if gzipping { w.header("Content-Encoding", "gzip") }
+            if vary { w.header("Vary", "Accept-Encoding") }
+        }
+    }
+
+    /// proxy_redirect on a Location or Refresh value: the first rule whose prefix it starts with replaces that
+    /// prefix. `default` (nginx's default) maps the proxy_pass URL to the location's prefix, so a backend
+    /// that redirects to `http://backend/login` (the Host it was sent) sends the client to `/login`.
+    private func redirected(_ value: String) -> String? {
+        for rule in settings.proxy.redirects {
+            switch rule {
+            case .off:
+                return nil
+            case .default:
+                // As in nginx, `default` has nothing to map when proxy_pass takes its URL from variables.
+                guard let loc = request.location, case .proxy(let p) = loc.content else { continue }
+                if case .variable = p.target { continue }
+                let base = "\(p.scheme)://\(p.hostHeader)"
+                let (prefix, replacement) = p.uri.map { (base + $0, loc.pattern) } ?? (base + "/", "/")
+                // Refresh carries "5; url=…": the URL is rewritten where it stands.
+                if let r = value.firstRange(of: prefix), value.hasPrefix(prefix) || value[..<r.lowerBound].hasSuffix("url=") {
+                    var v = value
+                    v.replaceSubrange(r, with: replacement)
+                    return v
+                }
+            case .rule(let prefix, let replacement):
+                if value.hasPrefix(prefix) { return replacement.render(request) + value.dropFirst(prefix.count) }
+            case .regex(let re, let replacement):
+                if let m = re.match(value) {
+                    Program.take(m, of: re, request)
+                    return replacement.render(request)
+                }
+            }
+        }
+        return nil
+    }
+
+    /// Re-armed after each read of the body (nginx: the timeout runs only between two successive reads).
+    /// While reading is paused for a backed-up client it does not run: the client's send_timeout does.
+    private func armBodyReadTimeout() {
+        arm(settings.proxy.readTimeout, .readingBody)
+    }
+
+    /// Moves response bytes to the client; pauses reading the upstream while the client is backed up.
+    private func relay() {
+        guard phase == .relaying else { return }
+        if response.isEmpty {
+            if bodyRemaining == 0 { finish() }
+            return
+        }
+        let sink = request.sink
+        var done = false
+        var keepGoing = true
+        if var d = decoder {
+            let pass = passChunked
+            let event = response.withReadable { buf -> ChunkedDecoder.Event in
+                d.feed(buf) { range in
+                    if !pass { keepGoing = sink.sendBody(UnsafeRawBufferPointer(rebasing: buf[range])) && keepGoing }
+                }
+            }
+            decoder = d
+            var consumed = response.readable
+            switch event {
+            case .end(let c): consumed = c; done = true
+            case .error:
+                proxy.log.error("upstream sent invalid chunked response while reading upstream, client: \(request.client.address)")
+                finish(abortClient: true)
+                return
+            case .data: break
+            }
+            if pass {
+                response.withReadable { keepGoing = sink.sendChunks(UnsafeRawBufferPointer(rebasing: $0[0..<consumed])) }
+            }
+            response.consume(consumed)
+        } else if let remaining = bodyRemaining {
+            let take = min(remaining, response.readable)
+            response.withReadable { keepGoing = sink.sendBody(UnsafeRawBufferPointer(rebasing: $0[0..<take]), last: take == remaining) }
+            response.consume(take)
+            bodyRemaining = remaining - take
+            done = bodyRemaining == 0
+        } else {
+            response.withReadable { keepGoing = sink.sendBody($0) }
+            response.consume(response.readable)
+        }
+        if phase == .done { return }   // the client went away while the body was being written
+        if done { finish(); return }
+        if !keepGoing {
+            paused = true
+            disarm()
+            request.transport.onDrain = { [weak self] in self?.resume() }
+        }
+    }
+
+    private func resume() {
+        guard paused, phase == .relaying else { return }
+        paused = false
+        request.transport.onDrain = nil
+        readResponse()
+    }
+}
+
+extension ProxyHeaders {
+    /// Whether an upstream header goes to the client: not hop-by-hop or nginx's own (unless proxy_pass_header
+    /// names it), and not named by proxy_hide_header.
+    static func passes(_ name: Slice<UnsafeRawBufferPointer>, hidden: [String], passed: [String]) -> Bool {
+        if hidden.contains(where: { named(name, $0) }) { return false }
+        guard dropsFromResponse(name) else { return true }
+        return passed.contains(where: { named(name, $0) })
+    }
+
+    /// A header name compared with a lowercase one from the configuration, in place.
+    static func named(_ name: Slice<UnsafeRawBufferPointer>, _ lower: String) -> Bool {
+        guard name.count == lower.utf8.count else { return false }
+        var i = name.startIndex
+        for c in lower.utf8 {
+            let b = name[i]
+            if (b | (b >= 0x41 && b <= 0x5A ? 0x20 : 0)) != c { return false }
+            i += 1
+        }
+        return true
+    }
+
+    /// Upstream response headers nginx does not pass on: hop-by-hop ones, those it sets itself (Server,
+    /// Date), X-Pad and the five X-Accel-* headers it would act on (others, X-Accel-Info say, go through).
+    /// Compared in place, without lowercasing a copy of each name.
+    static func dropsFromResponse(_ b: Slice<UnsafeRawBufferPointer>) -> Bool {
+        func named(_ lower: StaticString) -> Bool { RequestParser.matches(b, lowercase: lower) }
+        switch b.count {
+        case 4: return named("date")
+        case 5: return named("x-pad")
+        case 6: return named("server")
+        case 7: return named("upgrade")
+        case 10: return named("connection") || named("keep-alive")
+        case 15: return named("x-accel-expires") || named("x-accel-charset")
+        case 16: return named("proxy-connection") || named("x-accel-redirect")
+        case 17: return named("transfer-encoding") || named("x-accel-buffering")
+        case 18: return named("x-accel-limit-rate")
+        default: return false
+        }
+    }
+}

@@ -1,0 +1,574 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CShim
+import Config
+import Core
+import Event
+import HTTP
+import TLS
+
+/// One HTTP/1.x client connection: TLS and SNI, request heads, the request body's framing (Content-Length
+/// or chunked), pipelined requests answered in order, keep-alive and lingering close, and the response's
+/// HTTP/1 form (status line, Connection, chunks). What a request means is the pipeline's business: each
+/// parsed head goes to `RequestPipeline`, which answers through the request's sink, which writes here.
+public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
+    enum State { case handshake, head, body, handling, lingering, closed }
+
+    public let fd: Int32
+    /// unowned(unsafe) here and in the timers' actions: the service outlives every connection, and a
+    /// connection cancels its timers when it closes; checked unowned references cost an atomic increment and
+    /// decrement on every use (1% of a busy worker).
+    unowned(unsafe) let service: HTTPService
+
+    /// Taken from the worker's pool on first use and given back, storage and all, when the connection goes
+    /// idle on keep-alive: an idle connection holds neither buffer object nor storage, as nginx frees a
+    /// request's buffers when it keeps the connection alive, and a busy one allocates neither.
+    private var inputBuffer: ByteBuffer? { didSet { service.buffers.held += (inputBuffer == nil ? 0 : 1) - (oldValue == nil ? 0 : 1) } }
+    private var input: ByteBuffer {
+        if let b = inputBuffer { return b }
+        let b = service.buffers.takeInput(capacity: defaultScope.settings.core.clientHeaderBufferSize)
+        inputBuffer = b
+        return b
+    }
+    private var outputQueue: OutputQueue? { didSet { service.buffers.held += (outputQueue == nil ? 0 : 1) - (oldValue == nil ? 0 : 1) } }
+    private var output: OutputQueue {
+        if let q = outputQueue { return q }
+        let q = service.buffers.takeOutput()
+        outputQueue = q
+        return q
+    }
+    /// Bytes received and not yet consumed (none when there is no buffer).
+    private var hasInput: Bool { !(inputBuffer?.isEmpty ?? true) }
+    private var state = State.head
+    /// A plain HTTP request arrived on a TLS address: it is read, then answered with nginx's 400 page.
+    private var plainOnTLSPort = false
+    private var interest: UInt32 = Events.readable | Events.readHangup
+    private var timer: Timer?
+    private var noDelay = false
+    /// For keepalive_time: a connection older than that closes after its current request.
+    private let openedAt: UInt64
+    public private(set) var request: RequestContext?
+    private var keepAlive = false
+    /// The current request body's framing.
+    private var bodyRemaining = 0
+    private var chunked: ChunkedDecoder?
+    private var sawFirstByte = false
+    /// The answer went out before the request body was read (413, 400 on a bad chunk): linger on close.
+    private var unreadBody = false
+    private var countedReading = false
+    /// How the current response's body is framed.
+    private var framing = BodyFraming.length
+    public var onDrain: (() -> Void)?
+    /// The default server for this address: its settings govern reading request heads.
+    private let defaultScope: SettingsScope
+
+    public init(fd: Int32, peer: sockaddr_storage, listen: Listen, service: HTTPService, serial: Int) {
+        self.fd = fd
+        self.service = service
+        openedAt = service.loop.now
+        defaultScope = service.defaultScope(for: listen)
+        var p = peer
+        let (address, port, isIPv6) = H1Connection.describe(&p)
+        super.init(address: address, port: port, isIPv6: isIPv6, listen: listen, serial: serial)
+    }
+
+    deinit { service.buffers.held -= (inputBuffer == nil ? 0 : 1) + (outputQueue == nil ? 0 : 1) }
+
+    public var client: ClientInfo { self }
+
+    public var isIdle: Bool { state == .head && !hasInput && request == nil }
+
+    private var limits: RequestLimits {
+        let large = defaultScope.settings.core.largeClientHeaderBuffers
+        return RequestLimits(maxLineLength: large.size, maxHeadLength: large.count * large.size)
+    }
+
+    public func start() {
+        if listen.ssl { state = .handshake }
+        arm(UInt64(defaultScope.settings.core.clientHeaderTimeout))
+    }
+
+    /// One timer per connection, re-armed for each phase (header, body, send, keep-alive, lingering).
+    private func arm(_ ms: UInt64) {
+        if timer == nil { timer = service.loop.makeTimer { [unowned(unsafe) self] in self.timedOut() } }
+        timer!.rearm(after: ms)
+    }
+
+    private func timedOut() {
+        if state == .lingering { return close() }
+        if state == .handshake {
+            service.log.info("client timed out (110: Connection timed out) while SSL handshaking, client: \(address), server: \(listen.address)")
+            return close()
+        }
+        if state == .handling {
+            // send_timeout: the client took no bytes for that long (nginx logs it at info, like the others).
+            service.log.info("client timed out (110: Connection timed out) while sending to client, client: \(address)")
+            if let r = request { service.pipeline.finished(r) }
+            return close()
+        }
+        if state == .head && !sawFirstByte && requestsServed > 0 {
+            close()   // keep-alive timeout: silent, as nginx
+            return
+        }
+        service.log.info("client timed out (110: Connection timed out) while \(state == .head ? "reading client request headers" : "reading client request body"), client: \(address)")
+        if let r = request {
+            r.status = 408
+            service.pipeline.finished(r)
+        }
+        close()
+    }
+
+    // MARK: events
+
+    public func handleEvent(_ events: UInt32) {
+        if state == .closed { return }
+        if state == .handshake { return handshake() }
+        if events & Events.writable != 0 { writable() }
+        if state == .closed { return }
+        if events & (Events.readable | Events.readHangup | Events.error | Events.hangup) != 0 { readable() }
+    }
+
+    /// The first byte tells a TLS record (0x16, or 0x80 for an SSLv2-style hello) from a plain HTTP request
+    /// sent to the TLS port, as nginx's does; then the handshake runs on readiness events.
+    private func handshake() {
+        if tls == nil {
+            var first: UInt8 = 0
+            let n = recv(fd, &first, 1, Int32(MSG_PEEK))
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+            guard n > 0 else { return close() }
+            if first != 0x16 && first != 0x80 {
+                plainOnTLSPort = true
+                state = .head
+                return readable()
+            }
+            guard let server = service.router.server(for: listen.address, host: nil),
+                  let context = service.tls.context(for: server), let stream = TLSStream(accepting: fd, context: context) else {
+                service.log.alert("SSL_new() failed, client: \(address), server: \(listen.address)")
+                return close()
+            }
+            stream.nameHandler = self
+            tls = stream
+            // As nginx (tcp_nodelay on): the session tickets that end a TLS 1.3 handshake are still unacknowledged
+            // when the first response goes out, and Nagle would hold that response for the client's delayed ACK.
+            if defaultScope.settings.core.tcpNodelay { setNoDelay() }
+        }
+        switch tls!.handshake() {
+        case .done:
+            state = .head
+            setInterest(reading: true, writing: false)
+            readable()   // the first request may have come with the client's Finished
+        case .wantRead:
+            setInterest(reading: true, writing: false)
+        case .wantWrite:
+            setInterest(reading: false, writing: true)
+        case .failed:
+            service.log.info("\(tls!.failure) while SSL handshaking, client: \(address), server: \(listen.address)")
+            close()
+        }
+    }
+
+    private func readable() {
+        if state == .lingering { discardInput(); return }
+        guard state == .head || state == .body else {
+            // Busy with a response: stop watching input until it is done (pipelined bytes wait in the kernel).
+            setInterest(reading: false)
+            return
+        }
+        if request?.body.paused ?? false { return setInterest(reading: false) }
+        let limit = state == .head ? limits.maxHeadLength + 1 : max(65536, input.readable + 65536)
+        while state == .head || state == .body && !(request?.body.paused ?? false) {
+            let n = input.receive(from: fd, tls: tls, limit: limit)
+            if n > 0 {
+                sawFirstByte = true
+                if state == .head { startReading() }
+                process()
+                // Drained, or answered and gone idle with its buffer back in the pool: being level-triggered,
+                // more input brings another event.
+                if inputBuffer?.drained ?? true { return }
+                continue
+            }
+            if n == -2 { process(); return }
+            if n == 0 {
+                // Client closed. Anything half-read is dropped (nginx logs 400 only if bytes arrived).
+                close()
+                return
+            }
+            if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return }
+            close()
+            return
+        }
+    }
+
+    private func writable() {
+        switch outputQueue?.flush(to: fd, tls: tls) ?? .drained {
+        case .failed:
+            close()
+        case .wouldBlock:
+            setInterest(writing: true)
+            armSendTimeout()
+        case .drained:
+            setInterest(writing: false)
+            if state == .handling { timer?.cancel() }
+            if let d = onDrain { d() }
+            if request?.response.complete ?? false { finishRequest() }
+        }
+    }
+
+    private func setInterest(reading: Bool? = nil, writing: Bool? = nil) {
+        var want = interest
+        if let r = reading { want = r ? want | Events.readable : want & ~Events.readable }
+        if let w = writing { want = w ? want | Events.writable : want & ~Events.writable }
+        if want != interest {
+            interest = want
+            try? service.loop.modify(fd: fd, events: want)
+        }
+    }
+
+    private func setNoDelay() {
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        noDelay = true
+    }
+
+    // MARK: request heads and bodies
+
+    private func process() {
+        while state == .head || state == .body {
+            if state == .head {
+                if !hasInput { return }
+                let storage = HeadStorage(block: service.headBlocks.take(), fields: service.fieldLists.take())
+                let result = input.withReadable { RequestParser.parse($0, limits: limits, storage: storage) }
+                // Consumed, so that the head moves into the request instead of being copied (and every string
+                // in it retained).
+                switch consume result {
+                case .incomplete:
+                    return
+                case .failure(let status, let reason):
+                    service.log.info("\(reason) while reading client request headers, client: \(address)")
+                    failBeforeRouting(status)
+                    return
+                case .complete(let head, let consumed):
+                    input.consume(consumed)
+                    begin(head, length: consumed)
+                }
+            } else {
+                readBody()
+                // The rest of the body has not arrived yet: wait for the socket, do not spin.
+                if state == .body { return }
+            }
+        }
+    }
+
+    private func failBeforeRouting(_ status: Int) {
+        stopReading()
+        service.counters.add(.writing)
+        guard let r = service.pipeline.makeFailedRequest(transport: self, length: input.readable) else { return close() }
+        request = r
+        state = .handling
+        service.pipeline.respondError(r, status, close: true)
+    }
+
+    private func begin(_ parsed: consuming RequestHead, length: Int) {
+        stopReading()
+        service.counters.add(.writing)
+        guard let r = service.pipeline.makeRequest(parsed, transport: self, length: length) else { return close() }
+        request = r
+        if plainOnTLSPort {
+            service.log.info("client sent plain HTTP request to HTTPS port while reading client request headers\(r.logContext)")
+            unreadBody = r.head.hasBody
+            state = .handling
+            return service.pipeline.respondError(r, 497, close: true)
+        }
+        let core = r.settings.core
+        keepAlive = r.head.keepAlive && !service.isShuttingDown && core.keepaliveTimeout > 0
+            && requestsServed + 1 < core.keepaliveRequests && service.loop.now - openedAt < UInt64(core.keepaliveTime)
+        if r.head.hasBody {
+            bodyRemaining = r.head.contentLength ?? 0
+            chunked = r.head.chunked ? ChunkedDecoder() : nil
+        }
+        state = .handling
+        timer?.cancel()
+        service.pipeline.start(r)
+    }
+
+    /// client_body_timeout: it runs between two reads of the body, as nginx's.
+    private func armBodyTimeout(_ r: RequestContext) { arm(UInt64(r.settings.core.clientBodyTimeout)) }
+
+    public func readBody(_ r: RequestContext) {
+        if r.head.expectContinue && r.head.isHTTP11 { output.append("HTTP/1.1 100 Continue\r\n\r\n") }
+        if !output.isEmpty { writable() }
+        guard state != .closed else { return }   // the 100 Continue found the client gone
+        state = .body
+        armBodyTimeout(r)
+        readBody()
+    }
+
+    /// Takes the body bytes that have arrived out of their framing and hands them to the request, which
+    /// keeps them, spills them to a file or streams them on.
+    private func readBody() {
+        guard let r = request else { return }
+        let before = r.body.received
+        if var decoder = chunked {
+            let event = input.withReadable { buf -> ChunkedDecoder.Event in
+                decoder.feed(buf) { range in r.receiveBody(UnsafeRawBufferPointer(rebasing: buf[range])) }
+            }
+            chunked = decoder
+            switch event {
+            case .error(let reason):
+                service.log.info("\(reason), client: \(address)")
+                return bodyFailed(400)
+            case .end(let consumed):
+                input.consume(consumed)
+            case .data:
+                input.consume(input.readable)
+            }
+        } else {
+            let take = min(bodyRemaining, input.readable)
+            if take > 0 {
+                input.withReadable { r.receiveBody(UnsafeRawBufferPointer(rebasing: $0[0..<take])) }
+                input.consume(take)
+                bodyRemaining -= take
+            }
+        }
+        let complete = chunked?.isDone ?? (bodyRemaining == 0)
+        switch r.bodyProgress(complete: complete, chunked: chunked != nil) {
+        case .failed(let status):
+            bodyFailed(status)
+        case .finished:
+            state = .handling
+            timer?.cancel()
+            r.bodyFinished()
+        case .pause:
+            // Held back by the upstream: client_body_timeout waits until reading resumes.
+            guard state == .body else { return }
+            r.body.paused = true
+            timer?.cancel()
+            setInterest(reading: false)
+        case .read:
+            if state == .body && r.body.received > before { armBodyTimeout(r) }
+        }
+    }
+
+    /// The body cannot be taken: answer and close, with what is left of it unread.
+    private func bodyFailed(_ status: Int) {
+        guard let r = request else { return }
+        unreadBody = true
+        state = .handling
+        r.dropBodyReaders()
+        // A handler the body was streaming to (or waiting for it) ends with it.
+        r.stopHandler()
+        service.pipeline.respondError(r, status, close: true)
+    }
+
+    public func resumeBody() {
+        guard let r = request else { return }
+        armBodyTimeout(r)
+        // Level-triggered: bytes already waiting in the kernel bring an event at once; bytes OpenSSL already
+        // decrypted do not, so they are read from the loop.
+        setInterest(reading: true)
+        if let tls, tls.hasPending { service.loop.schedule(after: 0) { [weak self] in self?.readable() } }
+    }
+
+    public func abandonBody() { unreadBody = true }
+
+    public func isServing(_ r: RequestContext) -> Bool { request === r && state != .closed }
+
+    // MARK: responses
+
+    public func writeHead(status: Int, framing: BodyFraming, _ leading: (HeaderWriter) -> Void, _ trailing: (HeaderWriter) -> Void) -> Int {
+        // One reference for the whole head: every `output` access would retain and release.
+        let out = output
+        let before = out.count
+        self.framing = framing
+        out.statusLine(status)
+        leading(out)
+        switch framing {
+        case .chunked, .chunksPassedThrough: out.append("Transfer-Encoding: chunked\r\n")
+        case .close: keepAlive = false   // the client learns the end from our close
+        case .length: break
+        }
+        trailing(out)
+        if let r = request, r.body.pending || state == .body { keepAlive = false }
+        out.append(keepAlive ? "Connection: keep-alive\r\n" : "Connection: close\r\n")
+        // keepalive_timeout's second value: the Keep-Alive header that tells clients how long we wait.
+        if keepAlive, let t = request?.settings.core.keepaliveHeaderTimeout {
+            out.append("Keep-Alive: timeout=")
+            out.append(t / 1000)
+            out.append("\r\n")
+        }
+        out.append("\r\n")
+        return out.count - before
+    }
+
+    public func queueBody(_ bytes: UnsafeRawBufferPointer) {
+        if framing == .chunked { ChunkedFilter.piece(bytes, into: output) } else { output.append(bytes) }
+    }
+
+    public func flushBody() -> Bool {
+        let out = output
+        switch out.flush(to: fd, tls: tls) {
+        case .failed: close(); return false
+        case .wouldBlock:
+            setInterest(writing: true)
+            armSendTimeout()
+            return out.count < 256 * 1024
+        case .drained: return true
+        }
+    }
+
+    public var queuedBytes: Int { outputQueue?.count ?? 0 }
+
+    /// A body of unknown length can be chunked for HTTP/1.1 clients unless chunked_transfer_encoding is off;
+    /// an upstream's chunks then pass through as they are.
+    public var framesUnknownLength: Bool {
+        guard let r = request else { return false }
+        return r.head.isHTTP11 && r.settings.core.chunkedTransferEncoding
+    }
+
+    public var passesChunks: Bool { framesUnknownLength }
+
+    public func endResponse(framing: BodyFraming) {
+        if framing == .chunked { ChunkedFilter.end(into: output) }
+        writable()
+    }
+
+    public func disableKeepAlive() { keepAlive = false }
+
+    public func abort() { close() }
+
+    /// send_timeout runs between two writes that make progress, while a response waits on the client.
+    private func armSendTimeout() {
+        if state == .handling, let r = request { arm(UInt64(r.settings.core.sendTimeout)) }
+    }
+
+    private func finishRequest() {
+        guard let r = request else { return }
+        if r.body.pending || state == .body {
+            // Answered before its body was read (a `return` in a streaming location, an early upstream reply).
+            r.body.pending = false
+            unreadBody = true
+            keepAlive = false
+        }
+        r.dropBodyReaders()
+        onDrain = nil
+        // Answered before the handler finished (a body error while streaming): its sockets and timers go too.
+        r.stopHandler()
+        service.pipeline.finished(r)
+        service.counters.add(.writing, -1)
+        requestsServed += 1
+        request = nil
+        framing = .length
+        // A response that promised keep-alive keeps it even if a graceful stop began meanwhile: the client's
+        // next request is answered with `Connection: close` (or, if none comes, the grace period ends it).
+        guard keepAlive, !service.idleGraceOver else { return lingeringClose() }
+        state = .head
+        sawFirstByte = hasInput
+        // As nginx with tcp_nodelay on: a connection kept alive sends without Nagle from now on, so the last
+        // small write of a response never waits on the client's delayed ACK. One system call a connection.
+        if !noDelay, r.settings.core.tcpNodelay { setNoDelay() }
+        setInterest(reading: true)
+        arm(UInt64(r.settings.core.keepaliveTimeout))
+        if hasInput {
+            startReading()   // a pipelined request is already here
+            process()
+        } else if let tls, tls.hasPending {
+            readable()   // the next request is decrypted inside OpenSSL, where epoll cannot see it
+        } else {
+            if let b = inputBuffer { service.buffers.giveInput(b) }
+            inputBuffer = nil
+            if let q = outputQueue, q.isEmpty {
+                service.buffers.giveOutput(q)
+                outputQueue = nil
+            }
+        }
+    }
+
+    /// nginx's stub_status accounting: a connection is "reading" (and its request counted) from the first
+    /// byte of a request head until the head is parsed; before that, and between keep-alive requests, it is
+    /// "waiting".
+    private func startReading() {
+        guard !countedReading else { return }
+        countedReading = true
+        service.counters.add(.reading)
+        service.counters.add(.requests)
+    }
+
+    private func stopReading() {
+        guard countedReading else { return }
+        countedReading = false
+        service.counters.add(.reading, -1)
+    }
+
+    /// Half-close, then (nginx's lingering_close) read and discard what the client is still sending, so that
+    /// the kernel does not answer unread data with a reset that would destroy the response on its way.
+    private func lingeringClose() {
+        tls?.shutdown()
+        shutdown(fd, Int32(SHUT_WR))
+        var b: UInt8 = 0
+        let pending = unreadBody || hasInput || recv(fd, &b, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) > 0
+        guard pending else { close(); return }
+        state = .lingering
+        inputBuffer?.consume(inputBuffer!.readable)
+        setInterest(reading: true, writing: false)
+        arm(5000)   // nginx's lingering_timeout
+        discardInput()
+    }
+
+    private func discardInput() {
+        var scratch = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n > 0 { continue }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+            close()
+            return
+        }
+    }
+
+    public func close() {
+        guard state != .closed else { return }
+        if countedReading { stopReading() } else if request != nil { service.counters.add(.writing, -1) }
+        state = .closed
+        timer?.cancel()
+        if let r = request {
+            r.stopHandler()
+            r.dropBodyReaders()   // they may hold the proxied request, which holds the request
+            r.body.file = nil
+            GzipFilter.release(r)
+        }
+        tls?.shutdown()
+        tls = nil
+        service.loop.close(fd: fd)
+        service.connectionClosed?(self)
+    }
+
+    /// The peer's printable address, port and family, from what accept4() returned.
+    static func describe(_ ss: inout sockaddr_storage) -> (String, UInt16, Bool) {
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buf in
+            withUnsafePointer(to: &ss) {
+                // A unix-domain client: nginx's $remote_addr is "unix:".
+                if Int32($0.pointee.ss_family) == AF_UNIX { return ("unix:", 0, false) }
+                if Int32($0.pointee.ss_family) == AF_INET6 {
+                    return $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { p in
+                        var a = p.pointee.sin6_addr
+                        inet_ntop(AF_INET6, &a, buf.baseAddress, 64)
+                        return (String(cString: buf.baseAddress!), UInt16(bigEndian: p.pointee.sin6_port), true)
+                    }
+                }
+                return $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { p in
+                    var a = p.pointee.sin_addr
+                    inet_ntop(AF_INET, &a, buf.baseAddress, 64)
+                    return (String(cString: buf.baseAddress!), UInt16(bigEndian: p.pointee.sin_port), false)
+                }
+            }
+        }
+    }
+}
+
+extension H1Connection: TLSServerNameHandler {
+    /// SNI picks the server block, and with it the certificate, before any request names a Host.
+    public func tlsContext(forServerName name: String) -> TLSServerContext? {
+        service.router.server(for: listen.address, host: name).flatMap { service.tls.context(for: $0) }
+    }
+}

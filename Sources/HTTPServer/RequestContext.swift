@@ -1,0 +1,188 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Config
+import Core
+import Gzip
+import HTTP
+import Script
+
+/// One request in flight, whatever connection it came on: where it was routed, its body, what has been
+/// answered and how. It is also what the rewrite scripts run on: their variables, a URI and arguments they
+/// may change. The pipeline's phases run on it; content handlers answer through `sink`.
+public final class RequestContext: ScriptContext {
+    public let head: RequestHead
+    public let server: Server
+    public private(set) var location: Location?
+    private var scope: SettingsScope
+    public unowned(unsafe) let service: HTTPService
+    /// The connection (HTTP/1) or stream it came on; held, so that a handler that outlives the connection
+    /// (an upstream session ending) still finds it.
+    public let transport: RequestTransport
+    public let client: ClientInfo
+    /// $uri and $args: the request's, until a `rewrite` changes them.
+    public var uri: String { didSet { rewritten = true } }
+    public var args: String? { didSet { rewritten = true } }
+    /// A script changed the URI since the location was chosen: nginx then chooses again.
+    var rewritten = false
+    public var captures: Captures?
+    /// The method handlers see: an error page's internal redirect makes it GET.
+    public var method: String
+    /// Set while an error page is served: no second error page, and the status the answer carries.
+    public var inErrorPage = false
+    public var statusOverride: Int?
+    /// $proxy_host when proxy_pass takes it from variables.
+    public var proxyHost: String?
+    /// Values of `set` variables, by their index in the configuration's table.
+    private var userValues: [String?] = []
+    /// The location's merged settings (the server's when there is no location).
+    public var settings: HTTPSettings { _read { yield scope.settings } }
+    /// What the location's content handler prepared for it at worker start.
+    public var handlerState: LocationState? { scope.handlerState }
+    /// When the request began, on the loop's cached clock (as nginx's $request_time).
+    public let startUs: UInt64
+    public let requestLength: Int
+    public var status = 0
+    public var bodyBytesSent = 0
+    public var headerBytesSent = 0
+    /// Each upstream tried, in order; the $upstream_* strings are made only if something reads them.
+    public var upstreamAttempts = UpstreamAttempts()
+    /// The request body as it is read (RequestBody.swift).
+    public var body = RequestBody()
+    /// How the response is going out (ResponseSink.swift).
+    var response = ResponseState()
+    /// The content handler's work in flight (a proxied request's upstream session), held until the request
+    /// ends; the connection stops it if the client goes away first.
+    public var handler: ActiveHandler?
+
+    init(head: consuming RequestHead, server: Server, location: Location?, service: HTTPService, transport: RequestTransport,
+         requestLength: Int) {
+        uri = head.path
+        args = head.query
+        method = head.method
+        startUs = service.loop.nowUs
+        self.head = head
+        self.server = server
+        self.location = location
+        self.scope = service.scope(server: server, location: location)
+        self.service = service
+        self.transport = transport
+        self.client = transport.client
+        self.requestLength = requestLength
+    }
+
+    /// The header block and fields go back for the next request's parse to fill (their only reference once
+    /// `head` is gone, unless a copy of the head lives on). `head` stays a `let`: reading a `var` struct of a
+    /// class to call a method on it copies the whole head, every reference in it retained and released.
+    deinit {
+        service.headBlocks.give(head.block)
+        service.fieldLists.give(head.fields)
+        if let gz = response.gzip { service.gzipStreams.give(gz) }
+    }
+
+    /// Stops the handler's work: the client went away, or the request ended or failed before it did.
+    func stopHandler() {
+        guard let h = handler else { return }
+        handler = nil
+        if !h.isFinished { h.abort() }
+    }
+
+    /// The response side: head, body and end, through the filters.
+    public var sink: ResponseSink { ResponseSink(self) }
+
+    /// What answers the request in its location (or server, for a server-level `check_status`).
+    public var content: Config.ContentHandler { location?.content ?? server.content }
+
+    /// The first value of header `name`, read in place (nil: no such header).
+    public func withHeader<R>(_ name: String, _ body: (UnsafeRawBufferPointer) -> R) -> R? {
+        let fields = head.fields
+        return head.block.withUnsafeBytes { RequestHead.value(of: name, in: $0, fields).map(body) }
+    }
+
+    public func header(_ name: String) -> String? { withHeader(name) { String(decoding: $0, as: UTF8.self) } }
+
+    /// The location chosen again for a rewritten URI.
+    func relocate(_ location: Location?) {
+        self.location = location
+        self.scope = service.scope(server: server, location: location)
+        rewritten = false
+    }
+
+    public func select(ifBlock: Int) {
+        guard let base = location.map({ $0.parent ?? $0 }) else { return }
+        let block = base.ifBlocks[ifBlock]
+        location = block
+        scope = service.scope(server: server, location: block)
+    }
+
+    public func value(_ v: Variable) -> String? { Variables(request: self).value(v) }
+
+    public func setUser(_ index: Int, _ value: String) {
+        if index >= userValues.count { userValues.append(contentsOf: repeatElement(nil, count: index + 1 - userValues.count)) }
+        userValues[index] = value
+    }
+
+    func userValue(_ index: Int) -> String? { index < userValues.count ? userValues[index] : nil }
+
+    /// What goes to the upstream (and names a static file): the request's own target while no script changed
+    /// it, else the rewritten URI with its arguments.
+    public var target: String { uri == head.path && args == head.query ? head.target : uri + (args.map { "?" + $0 } ?? "") }
+
+    /// nginx's `$host`: the Host header without port, lowercased, else the first server_name.
+    public var host: String {
+        if var h = head.host?.lowercased(), !h.isEmpty {
+            if h.hasPrefix("[") { return String(h.prefix(while: { $0 != "]" })) + "]" }
+            if let c = h.firstIndex(of: ":") { h = String(h[..<c]) }
+            return h
+        }
+        return server.serverNames.first ?? ""
+    }
+
+    /// nginx's tail of an error line about a request: `, client: …, server: …, request: "…"`.
+    public var logContext: String {
+        ", client: \(client.address), server: \(server.serverNames.first ?? ""), request: \"\(head.requestLine)\""
+    }
+}
+
+/// One upstream a request was sent to: its address, the status it gave (or 502/504 for a failure) and how
+/// long it took.
+public struct UpstreamAttempt {
+    public let address: String
+    public var status: Int?
+    public var elapsedUs: UInt64?
+    public init(address: String) { self.address = address }
+}
+
+/// The upstreams a request tried, in order. Nearly every request tries one: it is kept inline, and only a
+/// retry allocates.
+public struct UpstreamAttempts {
+    private var first: UpstreamAttempt?
+    private var retries: [UpstreamAttempt] = []
+
+    public var isEmpty: Bool { first == nil }
+
+    public mutating func append(_ a: UpstreamAttempt) {
+        if first == nil { first = a } else { retries.append(a) }
+    }
+
+    public mutating func removeLast() {
+        if retries.isEmpty { first = nil } else { retries.removeLast() }
+    }
+
+    /// Records the outcome of the attempt in progress (the last one made); nil leaves a field as it is.
+    /// A method, not a `_modify` accessor: an accessor's coroutine frame is allocated where it is not inlined.
+    public mutating func updateLast(status: Int? = nil, elapsedUs: UInt64? = nil) {
+        func update(_ a: inout UpstreamAttempt) {
+            if let status { a.status = status }
+            if let elapsedUs { a.elapsedUs = elapsedUs }
+        }
+        if retries.isEmpty { update(&first!) } else { update(&retries[retries.count - 1]) }
+    }
+
+    /// `$upstream_addr`-style lists: one field of each attempt, ", "-separated; nil when there is none.
+    func list(_ field: (UpstreamAttempt) -> String?) -> String? {
+        guard let first else { return nil }
+        let parts = ([first] + retries).compactMap(field)
+        return parts.isEmpty ? nil : parts.joined(separator: ", ")
+    }
+}

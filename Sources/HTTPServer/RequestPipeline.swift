@@ -1,0 +1,197 @@
+import Config
+import Core
+import HTTP
+import Script
+
+/// nginx's request phases, once for every protocol: a connection hands over a parsed head; the request is
+/// routed to its server and location, its body read (unless its handler streams it), then the server's and
+/// the location's rewrite scripts run (a changed URI chooses the location again, at most 10 times), access
+/// rules, and the content handler. `error_page` answers are internal redirects through the same phases.
+public final class RequestPipeline {
+    unowned let service: HTTPService
+
+    init(service: HTTPService) { self.service = service }
+
+    /// A parsed head routed to its server (by the address it came in on and Host) and location; nil when no
+    /// server listens there. The groups of a regex server name become the request's variables.
+    func makeRequest(_ head: consuming RequestHead, transport: RequestTransport, length: Int) -> RequestContext? {
+        guard let (server, nameMatch) = service.router.route(transport.client.listen.address, host: head.host) else { return nil }
+        let location = service.router.location(in: server, path: head.path)
+        let r = RequestContext(head: head, server: server, location: location, service: service, transport: transport,
+                               requestLength: length)
+        if let (re, m) = nameMatch { Program.take(m, of: re, r) }
+        return r
+    }
+
+    /// A request for a head that could not be parsed: only its error page is answered.
+    func makeFailedRequest(transport: RequestTransport, length: Int) -> RequestContext? {
+        let head = RequestHead(method: "-", target: "-", path: "/", query: nil, versionMajor: 1, versionMinor: 1,
+                               host: nil, contentLength: nil, keepAlive: false)
+        guard let server = service.router.server(for: transport.client.listen.address, host: nil) else { return nil }
+        return RequestContext(head: head, server: server, location: nil, service: service, transport: transport, requestLength: length)
+    }
+
+    /// The phases of a routed request: a body larger than client_max_body_size is refused at once; a body is
+    /// read whole first unless the location's handler takes it as it streams in.
+    func start(_ r: RequestContext) {
+        let limit = r.settings.core.clientMaxBodySize
+        if limit > 0, let len = r.head.contentLength, len > limit {
+            service.log.error("client intended to send too large body: \(len) bytes\(r.logContext)")
+            r.transport.abandonBody()
+            return respondError(r, 413, close: true)
+        }
+        guard r.head.hasBody else { return dispatch(r) }
+        if case .proxy = r.content, let handler = service.proxyHandler, handler.streamsBody(r) {
+            r.body.pending = true
+            dispatch(r)
+        } else {
+            r.readBody(then: nil)
+        }
+    }
+
+    /// Rewrite, access and content.
+    public func dispatch(_ r: RequestContext) {
+        guard rewrite(r) else { return }
+        serve(r)
+    }
+
+    /// Runs the server's and the location's scripts; false when one of them answered the request.
+    private func rewrite(_ r: RequestContext) -> Bool {
+        if !r.server.script.isEmpty, case .respond(let code, let text) = r.server.script.run(r) {
+            respondReturn(r, code, text)
+            return false
+        }
+        var cycles = 0
+        while true {
+            if r.rewritten {
+                cycles += 1
+                if cycles > 10 {
+                    service.log.error("rewrite or internal redirection cycle while processing \"\(r.uri)\"\(r.logContext)")
+                    respondError(r, 500)
+                    return false
+                }
+                r.relocate(service.router.location(in: r.server, path: r.uri))
+            }
+            guard let script = r.location?.script, !script.isEmpty else { return true }
+            switch script.run(r) {
+            case .respond(let code, let text):
+                respondReturn(r, code, text)
+                return false
+            case .stop:
+                r.rewritten = false
+                return true
+            case .last:
+                continue
+            case .next:
+                if !r.rewritten { return true }
+            }
+        }
+    }
+
+    /// The access and content phases for the location the request ended in.
+    private func serve(_ r: RequestContext) {
+        let rules = r.settings.log.accessRules
+        if !rules.isEmpty && !AccessCheck.allows(rules, r.client.addressBytes) {
+            service.log.error("access forbidden by rule\(r.logContext)")
+            return respondError(r, 403)
+        }
+        // Switched on in place: a copy of the enum would retain everything a ProxyPass holds.
+        switch r.content {
+        case .proxy:
+            guard let handler = service.proxyHandler else { return respondError(r, 500) }
+            handler.handle(r)
+        case .stubStatus:
+            StubStatus.serve(r)
+        case .checkStatus:
+            CheckStatusPage.serve(r)
+        case .none:
+            StaticFiles.serve(r)
+        }
+    }
+
+    /// `return`: a redirect with its Location, a text body, or nginx's page for the code; 444 closes at once.
+    func respondReturn(_ r: RequestContext, _ code: Int, _ text: String?) {
+        if code == 444 { return r.transport.abort() }
+        if HeadersFilter.isRedirect(code), let url = text {
+            respondError(r, code, location: url)
+        } else if let text {
+            r.sink.respond(status: code, contentType: contentType(for: r), body: Array(text.utf8))
+        } else {
+            respondError(r, code)
+        }
+    }
+
+    /// nginx's built-in page for an error or redirect status, or the `error_page` that answers it. 494 is
+    /// nginx's internal "header too large" and 497 its "plain HTTP to an HTTPS port": 400s with pages of
+    /// their own.
+    public func respondError(_ r: RequestContext, _ status: Int, close: Bool = false, location: String? = nil) {
+        // As nginx, these statuses end the connection whether or not an error page answers them.
+        if close || ErrorPages.closesConnection(status) { r.transport.disableKeepAlive() }
+        if location == nil, !close, !r.inErrorPage, let page = r.settings.core.errorPages.first(where: { $0.codes.contains(status) }) {
+            return errorPage(page, status: status, r)
+        }
+        let page = ErrorPages.page(status, serverTokens: r.settings.core.serverTokens ? Version.serverToken : Version.serverName) ?? ""
+        var extra: [(String, String)] = []
+        if let location { extra.append(("Location", absolute(r, location))) }
+        r.sink.respond(status: status == 494 || status == 497 ? 400 : status, contentType: page.isEmpty ? nil : "text/html",
+                       body: Array(page.utf8), extra: extra)
+    }
+
+    /// `error_page`: a URL answers with a redirect; a URI is an internal redirect (the method becomes GET,
+    /// except HEAD) that goes through the rewrite phases again; `@name` continues in a named location. The
+    /// answer keeps the error's status unless `=code` names another or a bare `=` takes the page's own.
+    /// An error while serving the page is answered plainly (nginx's recursive_error_pages off).
+    private func errorPage(_ page: ErrorPage, status: Int, _ r: RequestContext) {
+        r.inErrorPage = true
+        let target = page.uri.render(r)
+        if !target.hasPrefix("/") && !target.hasPrefix("@") {
+            let code = page.overrideCode.flatMap { HeadersFilter.isRedirect($0) ? $0 : nil } ?? 302
+            return respondError(r, code, location: target)
+        }
+        r.statusOverride = page.overrideCode == 0 ? nil : (page.overrideCode ?? status)
+        if r.method != "HEAD" { r.method = "GET" }
+        if target.hasPrefix("@") {
+            guard let named = r.server.locations.first(where: { $0.match == .named && $0.pattern == target }) else {
+                service.log.error("could not find named location \"\(target)\"\(r.logContext)")
+                r.statusOverride = nil
+                return respondError(r, 500)
+            }
+            r.relocate(named)
+            if !named.script.isEmpty, case .respond(let code, let text) = named.script.run(r) { return respondReturn(r, code, text) }
+            return serve(r)
+        }
+        if let q = target.firstIndex(of: "?") {
+            r.uri = String(target[..<q])
+            r.args = String(target[target.index(after: q)...])
+        } else {
+            r.uri = target
+        }
+        dispatch(r)
+    }
+
+    /// nginx's `absolute_redirect on`: a Location that is a path gets the scheme, the request's host (or the
+    /// server's name, with `server_name_in_redirect on`) and, unless it is the scheme's default or
+    /// `port_in_redirect off`, the port the request came in on.
+    public func absolute(_ r: RequestContext, _ location: String) -> String {
+        let core = r.settings.core
+        guard location.hasPrefix("/"), core.absoluteRedirect else { return location }
+        let https = r.client.isSecure
+        let host = core.serverNameInRedirect ? (r.server.serverNames.first ?? r.host) : r.host
+        let port = r.client.listen.address.port
+        let showPort = core.portInRedirect && port != 0 && port != (https ? 443 : 80)
+        return (https ? "https://" : "http://") + host + (showPort ? ":\(port)" : "") + location
+    }
+
+    /// The type of a file by its extension (`types`), else `default_type`.
+    public func contentType(for r: RequestContext, path: String? = nil) -> String {
+        let name = path ?? r.uri
+        if let dot = name.lastIndex(of: "."), !name[dot...].contains("/"),
+           let t = r.settings.core.types[String(name[name.index(after: dot)...]).lowercased()] {
+            return t
+        }
+        return r.settings.core.defaultType
+    }
+
+    /// The log phase: the request's access log lines.
+    func finished(_ r: RequestContext) { service.accessLogs.write(r) }
+}

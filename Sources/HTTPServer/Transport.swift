@@ -1,0 +1,90 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Config
+import Core
+import HTTP
+import TLS
+
+/// The client as the connection knows it: the address (`$remote_addr`, allow/deny, ip_hash), the address
+/// it came in on, its TLS stream and its place in the worker's count of connections. A connection type is one
+/// (HTTP/1's is a subclass): no object of its own per connection.
+public class ClientInfo {
+    public let address: String
+    public let port: UInt16
+    public let isIPv6: Bool
+    /// The `listen` the connection was accepted on.
+    public let listen: Listen
+    /// `$connection`: the connection's serial number in this worker.
+    public let serial: Int
+    public internal(set) var tls: TLSStream?
+    /// Requests the connection has answered before the current one (`$connection_requests` is this + 1).
+    public internal(set) var requestsServed = 0
+
+    public init(address: String, port: UInt16, isIPv6: Bool, listen: Listen, serial: Int) {
+        self.address = address
+        self.port = port
+        self.isIPv6 = isIPv6
+        self.listen = listen
+        self.serial = serial
+    }
+
+    /// The address as its 4 or 16 bytes, made when asked for: an idle connection holds no array for it.
+    public var addressBytes: [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: isIPv6 ? 16 : 4)
+        _ = bytes.withUnsafeMutableBytes { inet_pton(isIPv6 ? AF_INET6 : AF_INET, address, $0.baseAddress) }
+        return bytes
+    }
+
+    public var isSecure: Bool { tls != nil }
+}
+
+/// How a response's body is delimited on the wire.
+public enum BodyFraming {
+    /// Content-Length (or no body).
+    case length
+    /// Pieces of unknown total length: HTTP/1.1 chunks (a protocol with its own framing needs none).
+    case chunked
+    /// An upstream's HTTP/1.1 chunks passed on as they came (only where `passesChunks`).
+    case chunksPassedThrough
+    /// Until the connection closes (HTTP/1.0 clients of a body of unknown length).
+    case close
+}
+
+/// What the request pipeline asks of the connection a request came on: HTTP/1 now, an HTTP/2 stream next.
+/// The pipeline decides the response (status, fields, body bytes, through its filters); the transport puts it
+/// on the wire in its protocol's form and reads the request body in its protocol's framing.
+public protocol RequestTransport: AnyObject {
+    var client: ClientInfo { get }
+
+    /// Queues a response head: the status line (or its protocol's equal), `leading` fields, the framing's own
+    /// fields, `trailing` fields, and whatever the protocol adds (HTTP/1's Connection). Returns its size.
+    func writeHead(status: Int, framing: BodyFraming, _ leading: (HeaderWriter) -> Void, _ trailing: (HeaderWriter) -> Void) -> Int
+    /// Queues body bytes, framed as the head said.
+    func queueBody(_ bytes: UnsafeRawBufferPointer)
+    /// Writes what is queued; false when the client is backed up (produce no more until `onDrain`).
+    func flushBody() -> Bool
+    var queuedBytes: Int { get }
+    /// Whether a body of unknown length can be delimited without closing the connection (HTTP/1.1 chunks,
+    /// unless chunked_transfer_encoding is off).
+    var framesUnknownLength: Bool { get }
+    /// Whether an upstream's chunks can pass through as they are (HTTP/1.1 framing on both sides).
+    var passesChunks: Bool { get }
+    /// The response is queued: the framing's end goes out with it, and the request ends once it is on the wire.
+    func endResponse(framing: BodyFraming)
+    /// Called when queued bytes have gone out after `flushBody` returned false.
+    var onDrain: (() -> Void)? { get set }
+    /// The connection is not kept alive after this response (an error, a body of unknown length).
+    func disableKeepAlive()
+    /// Drops the connection at once (444, an upstream that broke mid-body).
+    func abort()
+
+    /// Starts (or goes on) reading the request body into `r.body`.
+    func readBody(_ r: RequestContext)
+    /// Reading the body resumes after a streaming consumer took what had gathered.
+    func resumeBody()
+    /// The request is answered without its body being read: the connection will not be reused.
+    func abandonBody()
+    /// Whether `r` is the request the connection is still serving (a handler's late callback checks).
+    func isServing(_ r: RequestContext) -> Bool
+}

@@ -99,27 +99,34 @@ public final class EventLoop {
 
     public func run() {
         running = true
-        var events = [UInt32](repeating: 0, count: 256)
-        var data = [UInt64](repeating: 0, count: 256)
-        while running {
-            nowUs = vigil_monotonic_us()
-            runDueTimers()
-            guard running else { break }
-            var timeout: Int32 = -1
-            if let next = timers.nextDeadline {
-                timeout = next <= now ? 0 : Int32(min(max(next - now, timerSlackMs), 60_000))
-            }
-            let n = vigil_epoll_wait(epfd, &events, &data, 256, timeout)
-            if n < 0 {
-                if errno == EINTR { continue }
-                break
-            }
-            nowUs = vigil_monotonic_us()
-            for i in 0..<Int(n) {
-                let fd = Int(data[i])
-                if fd < handlers.count, let h = handlers[fd] { h.handleEvent(events[i]) }
-            }
+        while running && turn(waitingAtMost: nil) {}
+    }
+
+    /// One turn of the loop, as `run` makes them, waiting at most `ms` for an event: how a test drives a
+    /// connection in process (as swift-nio's embedded loop does) without a thread of its own.
+    public func runOnce(waitingAtMost ms: UInt64) { _ = turn(waitingAtMost: ms) }
+
+    private var events = [UInt32](repeating: 0, count: 256)
+    private var eventData = [UInt64](repeating: 0, count: 256)
+
+    /// Due timers, then one epoll_wait and its handlers; false when epoll_wait fails for good.
+    private func turn(waitingAtMost limit: UInt64?) -> Bool {
+        nowUs = vigil_monotonic_us()
+        runDueTimers()
+        if limit == nil && !running { return true }   // a timer stopped the loop
+        var timeout: Int32 = limit.map { Int32(min($0, 60_000)) } ?? -1
+        if let next = timers.nextDeadline {
+            let due = next <= now ? 0 : min(max(next - now, timerSlackMs), 60_000)
+            timeout = timeout < 0 ? Int32(due) : min(timeout, Int32(due))
         }
+        let n = vigil_epoll_wait(epfd, &events, &eventData, 256, timeout)
+        if n < 0 { return errno == EINTR }
+        nowUs = vigil_monotonic_us()
+        for i in 0..<Int(n) {
+            let fd = Int(eventData[i])
+            if fd < handlers.count, let h = handlers[fd] { h.handleEvent(events[i]) }
+        }
+        return true
     }
 
     private func runDueTimers() {

@@ -6,38 +6,45 @@ import Glibc
 /// head is some thirty appends, and each append to an array paid a uniqueness check and a retain and release
 /// of its storage (a third of a proxied request's reference counting).
 public final class OutputQueue {
-    private var base: UnsafeMutableRawPointer?
-    private var capacity = 0
-    private var end = 0
+    // Internal to the module but visible to inlined code: the appends below inline into every head writer.
+    @usableFromInline var base: UnsafeMutableRawPointer?
+    @usableFromInline var capacity = 0
+    @usableFromInline var end = 0
     /// How much of the bytes went out; they stay until the next append after all went, so a request sent
     /// upstream can be sent again (`rewind`).
-    public private(set) var sent = 0
+    @usableFromInline var sentBytes = 0
+    public var sent: Int { sentBytes }
 
-    public var isEmpty: Bool { sent == end }
-    public var count: Int { end - sent }
+    public var isEmpty: Bool { sentBytes == end }
+    public var count: Int { end - sentBytes }
 
     public init() {}
 
     deinit { free(base) }
 
-    public func append(_ s: String) {
+    @inlinable public func append(_ s: String) {
         if let done: Void = s.utf8.withContiguousStorageIfAvailable({ append(UnsafeRawBufferPointer($0)) }) { return done }
         var copy = s
         copy.withUTF8 { append(UnsafeRawBufferPointer($0)) }
     }
 
-    public func append(_ bytes: UnsafeRawBufferPointer) {
+    @inlinable public func append(_ bytes: UnsafeRawBufferPointer) {
         guard let from = bytes.baseAddress, bytes.count > 0 else { return }
         let at = reserve(bytes.count)
-        (base! + at).copyMemory(from: from, byteCount: bytes.count)
+        (base.unsafelyUnwrapped + at).copyMemory(from: from, byteCount: bytes.count)
         end += bytes.count
     }
 
-    /// Room for `n` more bytes; returns where they go. A drained queue starts over (and gives back storage a
-    /// large response grew).
-    private func reserve(_ n: Int) -> Int {
-        if sent == end {
-            sent = 0
+    /// Room for `n` more bytes; returns where they go. The common case (room left, not drained) is inlined.
+    @inlinable func reserve(_ n: Int) -> Int {
+        if sentBytes == end || end + n > capacity { makeRoom(n) }
+        return end
+    }
+
+    /// A drained queue starts over (and gives back storage a large response grew); a full one grows.
+    @usableFromInline func makeRoom(_ n: Int) {
+        if sentBytes == end {
+            sentBytes = 0
             end = 0
             if capacity > 65536 { free(base); base = nil; capacity = 0 }
         }
@@ -46,7 +53,6 @@ public final class OutputQueue {
             base = realloc(base, capacity)
             if base == nil { fatalError("out of memory") }
         }
-        return end
     }
 
     /// Up to `n` bytes written in place by `fill` (which returns how many it wrote, or a negative error).
@@ -59,12 +65,12 @@ public final class OutputQueue {
 
     /// Empty, its storage kept.
     public func clear() {
-        sent = 0
+        sentBytes = 0
         end = 0
     }
 
     /// The bytes that went out are due again (a request resent to the next upstream).
-    public func rewind() { sent = 0 }
+    public func rewind() { sentBytes = 0 }
 
     /// A copy of everything appended since the queue was last drained or cleared.
     public var bytes: [UInt8] { base.map { Array(UnsafeRawBufferPointer(start: $0, count: end)) } ?? [] }
@@ -73,7 +79,7 @@ public final class OutputQueue {
     public static let poolableCapacity = 16384
 
     /// Drained, and its storage no bigger than a response head needs: worth keeping for the next connection.
-    public var poolable: Bool { sent == end && capacity <= OutputQueue.poolableCapacity }
+    public var poolable: Bool { sentBytes == end && capacity <= OutputQueue.poolableCapacity }
 
     public func append(_ bytes: [UInt8]) { bytes.withUnsafeBytes { append($0) } }
 
@@ -110,11 +116,11 @@ public final class OutputQueue {
     public enum FlushResult { case drained, wouldBlock, failed }
 
     public func flush(to fd: Int32, tls: SecureStream? = nil) -> FlushResult {
-        while sent < end {
-            let p = base! + sent, n = end - sent
+        while sentBytes < end {
+            let p = base! + sentBytes, n = end - sentBytes
             let written = tls.map { $0.write(p, count: n) } ?? send(fd, p, n, Int32(MSG_NOSIGNAL))
             if written > 0 {
-                sent += written
+                sentBytes += written
                 continue
             }
             if written < 0 && errno == EINTR { continue }

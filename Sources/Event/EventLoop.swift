@@ -99,18 +99,22 @@ public final class EventLoop {
 
     public func run() {
         running = true
-        while running && turn(waitingAtMost: nil) {}
+        var events = [UInt32](repeating: 0, count: 256)
+        var data = [UInt64](repeating: 0, count: 256)
+        while running && turn(waitingAtMost: nil, &events, &data) {}
     }
 
     /// One turn of the loop, as `run` makes them, waiting at most `ms` for an event: how a test drives a
     /// connection in process (as swift-nio's embedded loop does) without a thread of its own.
-    public func runOnce(waitingAtMost ms: UInt64) { _ = turn(waitingAtMost: ms) }
-
-    private var events = [UInt32](repeating: 0, count: 256)
-    private var eventData = [UInt64](repeating: 0, count: 256)
+    public func runOnce(waitingAtMost ms: UInt64) {
+        var events = [UInt32](repeating: 0, count: 64)
+        var data = [UInt64](repeating: 0, count: 64)
+        _ = turn(waitingAtMost: ms, &events, &data)
+    }
 
     /// Due timers, then one epoll_wait and its handlers; false when epoll_wait fails for good.
-    private func turn(waitingAtMost limit: UInt64?) -> Bool {
+    @inline(__always)
+    private func turn(waitingAtMost limit: UInt64?, _ events: inout [UInt32], _ data: inout [UInt64]) -> Bool {
         nowUs = vigil_monotonic_us()
         runDueTimers()
         if limit == nil && !running { return true }   // a timer stopped the loop
@@ -119,11 +123,11 @@ public final class EventLoop {
             let due = next <= now ? 0 : min(max(next - now, timerSlackMs), 60_000)
             timeout = timeout < 0 ? Int32(due) : min(timeout, Int32(due))
         }
-        let n = vigil_epoll_wait(epfd, &events, &eventData, 256, timeout)
+        let n = vigil_epoll_wait(epfd, &events, &data, Int32(events.count), timeout)
         if n < 0 { return errno == EINTR }
         nowUs = vigil_monotonic_us()
         for i in 0..<Int(n) {
-            let fd = Int(eventData[i])
+            let fd = Int(data[i])
             if fd < handlers.count, let h = handlers[fd] { h.handleEvent(events[i]) }
         }
         return true

@@ -1,16 +1,7 @@
 import Core
 
-/// Where a response head's header fields go. HTTP/1 writes them straight into the connection's output
-/// queue as `Name: value` lines; a protocol that encodes fields otherwise (HTTP/2) supplies its own writer.
-public protocol HeaderWriter: AnyObject {
-    func header(_ name: String, _ value: String)
-    func header(_ name: String, _ value: Int)
-    /// A field from bytes as they came (a client's header passed upstream, an upstream's passed on).
-    func header(_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer)
-}
-
 /// HTTP/1's head writing: `Name: value\r\n` lines, written in place.
-extension OutputQueue: HeaderWriter {
+extension OutputQueue {
     public func header(_ name: String, _ value: String) {
         append(name)
         append(": ")
@@ -18,6 +9,7 @@ extension OutputQueue: HeaderWriter {
         append("\r\n")
     }
 
+    /// A field from bytes as they came (a client's header passed upstream, an upstream's passed on).
     public func header(_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) {
         append(name)
         append(": ")

@@ -60,7 +60,8 @@ public final class ProxyHandler: RequestHandler {
                     let tls = service.tls.context(for: loc).map {
                         UpstreamTLS(context: $0, settings: loc.settings, pass: pass, variables: config.http?.variables)
                     }
-                    service.attach(ProxyRoute(balancer: balancer, headers: ProxyHeaders(loc.settings.proxy.setHeaders), tls: tls), to: loc)
+                    service.attach(ProxyRoute(balancer: balancer, headers: ProxyHeaders(loc.settings.proxy.setHeaders), tls: tls,
+                                              retry: RetryPolicy(loc.settings.proxy)), to: loc)
                 }
                 route(loc.configured)
             }
@@ -162,11 +163,13 @@ final class ProxyRoute: LocationState {
     let balancer: UpstreamBalancer?
     let headers: ProxyHeaders
     let tls: UpstreamTLS?
+    let retry: RetryPolicy
 
-    init(balancer: UpstreamBalancer?, headers: ProxyHeaders, tls: UpstreamTLS?) {
+    init(balancer: UpstreamBalancer?, headers: ProxyHeaders, tls: UpstreamTLS?, retry: RetryPolicy) {
         self.balancer = balancer
         self.headers = headers
         self.tls = tls
+        self.retry = retry
     }
 }
 

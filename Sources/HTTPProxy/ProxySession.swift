@@ -72,7 +72,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
          uri: String?, streamsBody: Bool) {
         if streamsBody { bodySource = .stream(chunked: request.head.chunked) }
         self.proxy = proxy
-        self.retry = RetryPolicy(request.settings.proxy)
+        self.retry = route.retry
         self.response = request.service.buffers.takeResponse()
         self.outgoing = request.service.buffers.takeOutput()
         self.request = request
@@ -291,7 +291,8 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         disarm()
         recordAttempt(status: nil)
         if let p = peer { balancer.finished(p, failed: false, now: loop.now) }
-        if !abortClient, let pool = balancer.pool, let c = connection, let h = head, h.versionMinor >= 1, !h.connectionClose,
+        // The whole response was read and the upstream keeps the connection (no close came with it): park it.
+        if !abortClient, !hungUp, let pool = balancer.pool, let c = connection, let h = head, h.versionMinor >= 1, !h.connectionClose,
            !(bodyRemaining == nil && decoder == nil && h.hasBody && request.head.method != "HEAD"), response.isEmpty {
             uncount()
             connection = nil

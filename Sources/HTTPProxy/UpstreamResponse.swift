@@ -99,7 +99,7 @@ extension ProxySession {
         } else if let len = h.contentLength {
             bodyRemaining = len
         } else {
-            framing = .close
+            framing = canChunk ? .chunked : .close   // delimited by the upstream's close
         }
         // gzip, decided on the upstream's head: the body is then decoded from the upstream's framing,
         // compressed, and sent in pieces of our own (to a client that cannot take those: until the close).
@@ -243,7 +243,7 @@ extension ProxySession {
 extension ProxyHeaders {
     /// Whether an upstream header goes to the client: not hop-by-hop or nginx's own (unless proxy_pass_header
     /// names it), and not named by proxy_hide_header.
-    static func passes(_ name: Slice<UnsafeRawBufferPointer>, hidden: [String], passed: [String]) -> Bool {
+    @inline(__always) static func passes(_ name: Slice<UnsafeRawBufferPointer>, hidden: [String], passed: [String]) -> Bool {
         if hidden.contains(where: { named(name, $0) }) { return false }
         guard dropsFromResponse(name) else { return true }
         return passed.contains(where: { named(name, $0) })
@@ -264,18 +264,17 @@ extension ProxyHeaders {
     /// Upstream response headers nginx does not pass on: hop-by-hop ones, those it sets itself (Server,
     /// Date), X-Pad and the five X-Accel-* headers it would act on (others, X-Accel-Info say, go through).
     /// Compared in place, without lowercasing a copy of each name.
-    static func dropsFromResponse(_ b: Slice<UnsafeRawBufferPointer>) -> Bool {
-        func named(_ lower: StaticString) -> Bool { RequestParser.matches(b, lowercase: lower) }
+    @inline(__always) static func dropsFromResponse(_ b: Slice<UnsafeRawBufferPointer>) -> Bool {
         switch b.count {
-        case 4: return named("date")
-        case 5: return named("x-pad")
-        case 6: return named("server")
-        case 7: return named("upgrade")
-        case 10: return named("connection") || named("keep-alive")
-        case 15: return named("x-accel-expires") || named("x-accel-charset")
-        case 16: return named("proxy-connection") || named("x-accel-redirect")
-        case 17: return named("transfer-encoding") || named("x-accel-buffering")
-        case 18: return named("x-accel-limit-rate")
+        case 4: return RequestParser.matches(b, lowercase: "date")
+        case 5: return RequestParser.matches(b, lowercase: "x-pad")
+        case 6: return RequestParser.matches(b, lowercase: "server")
+        case 7: return RequestParser.matches(b, lowercase: "upgrade")
+        case 10: return RequestParser.matches(b, lowercase: "connection") || RequestParser.matches(b, lowercase: "keep-alive")
+        case 15: return RequestParser.matches(b, lowercase: "x-accel-expires") || RequestParser.matches(b, lowercase: "x-accel-charset")
+        case 16: return RequestParser.matches(b, lowercase: "proxy-connection") || RequestParser.matches(b, lowercase: "x-accel-redirect")
+        case 17: return RequestParser.matches(b, lowercase: "transfer-encoding") || RequestParser.matches(b, lowercase: "x-accel-buffering")
+        case 18: return RequestParser.matches(b, lowercase: "x-accel-limit-rate")
         default: return false
         }
     }

@@ -17,9 +17,9 @@ public enum GzipFilter {
 
     /// The same, on the header's bytes as they came (a proxied response's Content-Type, without a copy).
     public static func eligible(_ r: RequestContext, status: Int, contentType: UnsafeRawBufferPointer, contentLength: Int?, encoded: Bool) -> Bool {
-        let s = r.settings
-        guard s.gzip.on, status == 200 || status == 403 || status == 404, !encoded, r.method != "HEAD" else { return false }
-        if let len = contentLength, len < (s.gzip.minLength) { return false }
+        // Read in place: a copy of the settings would retain every reference in them.
+        guard r.settings.gzip.on, status == 200 || status == 403 || status == 404, !encoded, r.method != "HEAD" else { return false }
+        if let len = contentLength, len < r.settings.gzip.minLength { return false }
         // The type before any parameters, compared without making a lowercased copy.
         var end = contentType.firstIndex(of: UInt8(ascii: ";")) ?? contentType.count
         var start = 0
@@ -28,17 +28,16 @@ public enum GzipFilter {
         let type = UnsafeRawBufferPointer(rebasing: contentType[start..<end])
         func isType(_ t: String) -> Bool { RequestParser.equalsIgnoringASCIICase(type, t) }
         if isType("text/html") { return true }
-        return s.gzip.types.contains { $0 == "*" || isType($0) }
+        return r.settings.gzip.types.contains { $0 == "*" || isType($0) }
     }
 
     /// Whether this client gets it compressed: HTTP version, `Accept-Encoding: gzip` (not with q=0), not a
     /// request through another proxy (unless gzip_proxied any), not a gzip_disable user agent.
     public static func accepted(_ r: RequestContext) -> Bool {
-        let s = r.settings
-        guard r.head.versionMinor >= s.gzip.httpVersionMinor || r.head.versionMajor > 1 else { return false }
+        guard r.head.versionMinor >= r.settings.gzip.httpVersionMinor || r.head.versionMajor > 1 else { return false }
         guard r.withHeader("accept-encoding", acceptsGzip) == true else { return false }
-        if r.withHeader("via", { _ in true }) != nil && !s.gzip.proxied.contains(.any) { return false }
-        if case let disable = s.gzip.disable, !disable.isEmpty, let ua = r.header("user-agent"), disable.contains(where: { $0.matches(ua) }) { return false }
+        if r.withHeader("via", { _ in true }) != nil && !r.settings.gzip.proxied.contains(.any) { return false }
+        if !r.settings.gzip.disable.isEmpty, let ua = r.header("user-agent"), r.settings.gzip.disable.contains(where: { $0.matches(ua) }) { return false }
         return true
     }
 

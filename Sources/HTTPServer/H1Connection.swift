@@ -15,7 +15,6 @@ import TLS
 public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
     enum State { case handshake, head, body, handling, lingering, closed }
 
-    public let fd: Int32
     /// unowned(unsafe) here and in the timers' actions: the service outlives every connection, and a
     /// connection cancels its timers when it closes; checked unowned references cost an atomic increment and
     /// decrement on every use (1% of a busy worker).
@@ -64,13 +63,12 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
     private let defaultScope: SettingsScope
 
     public init(fd: Int32, peer: sockaddr_storage, listen: Listen, service: HTTPService, serial: Int) {
-        self.fd = fd
         self.service = service
         openedAt = service.loop.now
         defaultScope = service.defaultScope(for: listen)
         var p = peer
-        let (address, port, isIPv6) = H1Connection.describe(&p)
-        super.init(address: address, port: port, isIPv6: isIPv6, listen: listen, serial: serial)
+        let (address, port, isIPv6) = ClientInfo.describe(&p)
+        super.init(fd: fd, address: address, port: port, isIPv6: isIPv6, listen: listen, serial: serial)
     }
 
     deinit { service.buffers.held -= (inputBuffer == nil ? 0 : 1) + (outputQueue == nil ? 0 : 1) }
@@ -126,7 +124,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
         if state == .handshake { return handshake() }
         if events & Events.writable != 0 { writable() }
         if state == .closed { return }
-        if events & (Events.readable | Events.readHangup | Events.error | Events.hangup) != 0 { readable() }
+        if events & (Events.readable | Events.readHangup | Events.error | Events.hangup) != 0 { readable(events) }
     }
 
     /// The first byte tells a TLS record (0x16, or 0x80 for an SSLv2-style hello) from a plain HTTP request
@@ -168,10 +166,16 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
         }
     }
 
-    private func readable() {
+    private func readable(_ events: UInt32 = 0) {
         if state == .lingering { discardInput(); return }
         guard state == .head || state == .body else {
-            // Busy with a response: stop watching input until it is done (pipelined bytes wait in the kernel).
+            // The client went away while a handler waits on an upstream: as nginx's (proxy_ignore_client_abort
+            // off), the request ends with 499 and the upstream connection goes too.
+            if events & (Events.readHangup | Events.hangup | Events.error) != 0, let r = request, let h = r.handler, !h.isFinished {
+                return clientClosedPrematurely(r)
+            }
+            // Busy with a response: stop watching input, and its hang-up, until it is done (pipelined bytes wait
+            // in the kernel; a level-triggered hang-up would otherwise be reported on every turn).
             setInterest(reading: false)
             return
         }
@@ -215,9 +219,11 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
         }
     }
 
+    /// Reading means the input and its hang-up.
     private func setInterest(reading: Bool? = nil, writing: Bool? = nil) {
         var want = interest
-        if let r = reading { want = r ? want | Events.readable : want & ~Events.readable }
+        let input = Events.readable | Events.readHangup
+        if let r = reading { want = r ? want | input : want & ~input }
         if let w = writing { want = w ? want | Events.writable : want & ~Events.writable }
         if want != interest {
             interest = want
@@ -237,8 +243,11 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
         while state == .head || state == .body {
             if state == .head {
                 if !hasInput { return }
-                let storage = HeadStorage(block: service.headBlocks.take(), fields: service.fieldLists.take())
-                let result = input.withReadable { RequestParser.parse($0, limits: limits, storage: storage) }
+                // The arrays are taken inside the closure: captured from outside, they would be copies, and the
+                // parser's in-place reuse of their storage would allocate instead.
+                let result = input.withReadable {
+                    RequestParser.parse($0, limits: limits, storage: HeadStorage(block: service.headBlocks.take(), fields: service.fieldLists.take()))
+                }
                 // Consumed, so that the head moves into the request instead of being copied (and every string
                 // in it retained).
                 switch consume result {
@@ -280,9 +289,9 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
             state = .handling
             return service.pipeline.respondError(r, 497, close: true)
         }
-        let core = r.settings.core
-        keepAlive = r.head.keepAlive && !service.isShuttingDown && core.keepaliveTimeout > 0
-            && requestsServed + 1 < core.keepaliveRequests && service.loop.now - openedAt < UInt64(core.keepaliveTime)
+        // Read in place: a copy of the core settings would retain every array and string in them.
+        keepAlive = r.head.keepAlive && !service.isShuttingDown && r.settings.core.keepaliveTimeout > 0
+            && requestsServed + 1 < r.settings.core.keepaliveRequests && service.loop.now - openedAt < UInt64(r.settings.core.keepaliveTime)
         if r.head.hasBody {
             bodyRemaining = r.head.contentLength ?? 0
             chunked = r.head.chunked ? ChunkedDecoder() : nil
@@ -361,6 +370,13 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
         service.pipeline.respondError(r, status, close: true)
     }
 
+    private func clientClosedPrematurely(_ r: RequestContext) {
+        service.log.info("epoll_wait() reported that client prematurely closed connection, so upstream connection is closed too\(r.logContext)")
+        if r.headerBytesSent == 0 { r.status = 499 }
+        service.pipeline.finished(r)
+        close()
+    }
+
     public func resumeBody() {
         guard let r = request else { return }
         armBodyTimeout(r)
@@ -376,7 +392,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
 
     // MARK: responses
 
-    public func writeHead(status: Int, framing: BodyFraming, _ leading: (HeaderWriter) -> Void, _ trailing: (HeaderWriter) -> Void) -> Int {
+    public func writeHead(status: Int, framing: BodyFraming, _ leading: (OutputQueue) -> Void, _ trailing: (OutputQueue) -> Void) -> Int {
         // One reference for the whole head: every `output` access would retain and release.
         let out = output
         let before = out.count
@@ -536,33 +552,13 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
             r.dropBodyReaders()   // they may hold the proxied request, which holds the request
             r.body.file = nil
             GzipFilter.release(r)
+            // The request holds this connection (its transport): let go of it, or the two keep each other.
+            request = nil
         }
         tls?.shutdown()
         tls = nil
         service.loop.close(fd: fd)
         service.connectionClosed?(self)
-    }
-
-    /// The peer's printable address, port and family, from what accept4() returned.
-    static func describe(_ ss: inout sockaddr_storage) -> (String, UInt16, Bool) {
-        withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buf in
-            withUnsafePointer(to: &ss) {
-                // A unix-domain client: nginx's $remote_addr is "unix:".
-                if Int32($0.pointee.ss_family) == AF_UNIX { return ("unix:", 0, false) }
-                if Int32($0.pointee.ss_family) == AF_INET6 {
-                    return $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { p in
-                        var a = p.pointee.sin6_addr
-                        inet_ntop(AF_INET6, &a, buf.baseAddress, 64)
-                        return (String(cString: buf.baseAddress!), UInt16(bigEndian: p.pointee.sin6_port), true)
-                    }
-                }
-                return $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { p in
-                    var a = p.pointee.sin_addr
-                    inet_ntop(AF_INET, &a, buf.baseAddress, 64)
-                    return (String(cString: buf.baseAddress!), UInt16(bigEndian: p.pointee.sin_port), false)
-                }
-            }
-        }
     }
 }
 

@@ -8,20 +8,30 @@ import HTTP
 /// nginx's header filter: the Server and Date every response carries (unless an upstream's own are passed
 /// through with proxy_pass_header).
 public enum HeaderFilter {
-    static func write(_ r: RequestContext, upstreamSent: (server: Bool, date: Bool), into w: HeaderWriter) {
-        if !upstreamSent.server { w.header("Server", r.settings.core.serverTokens ? Version.serverToken : Version.serverName) }
-        if !upstreamSent.date { w.header("Date", Clock.httpDate()) }
+    static func write(_ r: RequestContext, upstreamSent: (server: Bool, date: Bool), into w: OutputQueue) {
+        // Each name with its colon in one append: every response head carries both.
+        if !upstreamSent.server {
+            w.append("Server: ")
+            w.append(r.settings.core.serverTokens ? Version.serverToken : Version.serverName)
+            w.append("\r\n")
+        }
+        if !upstreamSent.date {
+            w.append("Date: ")
+            w.append(Clock.httpDate())
+            w.append("\r\n")
+        }
     }
 }
 
 /// nginx's headers filter: `expires` and `add_header`, on the statuses nginx adds them to (any status for
 /// `add_header … always`).
 public enum HeadersFilter {
-    static func write(_ r: RequestContext, status: Int, into w: HeaderWriter) {
-        let s = r.settings.headers
+    static func write(_ r: RequestContext, status: Int, into w: OutputQueue) {
+        // Read in place: a copy of the module's settings would retain their arrays.
         let normal = takesAddedHeaders(status)
-        if s.expires != .off && normal { expires(s.expires, into: w) }
-        for h in s.addHeaders where h.always || normal {
+        if r.settings.headers.expires != .off && normal { expires(r.settings.headers.expires, into: w) }
+        guard !r.settings.headers.addHeaders.isEmpty else { return }
+        for h in r.settings.headers.addHeaders where h.always || normal {
             let value = h.value.render(r)
             if !value.isEmpty { w.header(h.name, value) }
         }
@@ -45,7 +55,7 @@ public enum HeadersFilter {
     }
 
     /// Expires and Cache-Control as nginx writes them.
-    private static func expires(_ e: ExpiresSetting, into w: HeaderWriter) {
+    private static func expires(_ e: ExpiresSetting, into w: OutputQueue) {
         switch e {
         case .off: return
         case .epoch:

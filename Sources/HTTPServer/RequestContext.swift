@@ -16,10 +16,11 @@ public final class RequestContext: ScriptContext {
     public private(set) var location: Location?
     private var scope: SettingsScope
     public unowned(unsafe) let service: HTTPService
-    /// The connection (HTTP/1) or stream it came on; held, so that a handler that outlives the connection
-    /// (an upstream session ending) still finds it.
-    public let transport: RequestTransport
-    public let client: ClientInfo
+    /// The connection (HTTP/1) or stream it came on. Not retained (the transport holds its current request
+    /// and outlives it: when it closes it stops the request's handler and lets go of the request), and an
+    /// unowned(unsafe) reference costs no reference counting per use, which a checked one does.
+    public unowned(unsafe) let transport: RequestTransport
+    public unowned(unsafe) let client: ClientInfo
     /// $uri and $args: the request's, until a `rewrite` changes them.
     public var uri: String { didSet { rewritten = true } }
     public var args: String? { didSet { rewritten = true } }

@@ -8,7 +8,7 @@ import Script
 /// the location's rewrite scripts run (a changed URI chooses the location again, at most 10 times), access
 /// rules, and the content handler. `error_page` answers are internal redirects through the same phases.
 public final class RequestPipeline {
-    unowned let service: HTTPService
+    unowned(unsafe) let service: HTTPService
 
     init(service: HTTPService) { self.service = service }
 
@@ -127,7 +127,8 @@ public final class RequestPipeline {
     public func respondError(_ r: RequestContext, _ status: Int, close: Bool = false, location: String? = nil) {
         // As nginx, these statuses end the connection whether or not an error page answers them.
         if close || ErrorPages.closesConnection(status) { r.transport.disableKeepAlive() }
-        if location == nil, !close, !r.inErrorPage, let page = r.settings.core.errorPages.first(where: { $0.codes.contains(status) }) {
+        // An error_page answers these too (413, 400, 497…), as nginx's; the connection still closes after.
+        if location == nil, !r.inErrorPage, let page = r.settings.core.errorPages.first(where: { $0.codes.contains(status) }) {
             return errorPage(page, status: status, r)
         }
         let page = ErrorPages.page(status, serverTokens: r.settings.core.serverTokens ? Version.serverToken : Version.serverName) ?? ""
@@ -173,12 +174,13 @@ public final class RequestPipeline {
     /// server's name, with `server_name_in_redirect on`) and, unless it is the scheme's default or
     /// `port_in_redirect off`, the port the request came in on.
     public func absolute(_ r: RequestContext, _ location: String) -> String {
-        let core = r.settings.core
-        guard location.hasPrefix("/"), core.absoluteRedirect else { return location }
+        guard location.hasPrefix("/"), r.settings.core.absoluteRedirect else { return location }
         let https = r.client.isSecure
-        let host = core.serverNameInRedirect ? (r.server.serverNames.first ?? r.host) : r.host
+        // As nginx: the server's name when asked, else the Host the client sent, else the address it reached.
+        let host = r.settings.core.serverNameInRedirect ? (r.server.serverNames.first ?? r.host)
+            : (r.head.host?.isEmpty ?? true) ? r.client.localAddressForURL : r.host
         let port = r.client.listen.address.port
-        let showPort = core.portInRedirect && port != 0 && port != (https ? 443 : 80)
+        let showPort = r.settings.core.portInRedirect && port != 0 && port != (https ? 443 : 80)
         return (https ? "https://" : "http://") + host + (showPort ? ":\(port)" : "") + location
     }
 

@@ -52,7 +52,7 @@ public struct ResponseSink {
     /// handler's `fields`, the framing's, the headers filter's. `upstreamSent` names the Server and Date an
     /// upstream's reply carries and proxy_pass_header passes through.
     public func sendHead(status original: Int, framing: BodyFraming, upstreamSent: (server: Bool, date: Bool) = (false, false),
-                         _ fields: (HeaderWriter) -> Void) {
+                         _ fields: (OutputQueue) -> Void) {
         let r = self.r
         let status = r.statusOverride ?? original
         r.status = status

@@ -10,6 +10,8 @@ import TLS
 /// it came in on, its TLS stream and its place in the worker's count of connections. A connection type is one
 /// (HTTP/1's is a subclass): no object of its own per connection.
 public class ClientInfo {
+    /// The connection's socket.
+    public final let fd: Int32
     public let address: String
     public let port: UInt16
     public let isIPv6: Bool
@@ -21,7 +23,8 @@ public class ClientInfo {
     /// Requests the connection has answered before the current one (`$connection_requests` is this + 1).
     public internal(set) var requestsServed = 0
 
-    public init(address: String, port: UInt16, isIPv6: Bool, listen: Listen, serial: Int) {
+    public init(fd: Int32, address: String, port: UInt16, isIPv6: Bool, listen: Listen, serial: Int) {
+        self.fd = fd
         self.address = address
         self.port = port
         self.isIPv6 = isIPv6
@@ -37,6 +40,46 @@ public class ClientInfo {
     }
 
     public var isSecure: Bool { tls != nil }
+
+    /// The address the client reached (`$server_addr`): the listen address, or for a wildcard one the
+    /// socket's own, asked of the kernel once.
+    public final lazy var localAddress: String = {
+        let host = listen.address.host
+        guard host == "0.0.0.0" || host == "::" else { return host }
+        var ss = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &ss) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        guard rc == 0 else { return host }
+        return ClientInfo.describe(&ss).0
+    }()
+
+    /// `localAddress` as a URL's host (an IPv6 address in brackets).
+    public var localAddressForURL: String {
+        let a = localAddress
+        return a.contains(":") && !a.hasPrefix("unix:") ? "[\(a)]" : a
+    }
+
+    /// A socket address's printable host, port and family (accept4()'s or getsockname()'s).
+    static func describe(_ ss: inout sockaddr_storage) -> (String, UInt16, Bool) {
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buf in
+            withUnsafePointer(to: &ss) {
+                // A unix-domain client: nginx's $remote_addr is "unix:".
+                if Int32($0.pointee.ss_family) == AF_UNIX { return ("unix:", 0, false) }
+                if Int32($0.pointee.ss_family) == AF_INET6 {
+                    return $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { p in
+                        var a = p.pointee.sin6_addr
+                        inet_ntop(AF_INET6, &a, buf.baseAddress, 64)
+                        return (String(cString: buf.baseAddress!), UInt16(bigEndian: p.pointee.sin6_port), true)
+                    }
+                }
+                return $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { p in
+                    var a = p.pointee.sin_addr
+                    inet_ntop(AF_INET, &a, buf.baseAddress, 64)
+                    return (String(cString: buf.baseAddress!), UInt16(bigEndian: p.pointee.sin_port), false)
+                }
+            }
+        }
+    }
 }
 
 /// How a response's body is delimited on the wire.
@@ -59,7 +102,9 @@ public protocol RequestTransport: AnyObject {
 
     /// Queues a response head: the status line (or its protocol's equal), `leading` fields, the framing's own
     /// fields, `trailing` fields, and whatever the protocol adds (HTTP/1's Connection). Returns its size.
-    func writeHead(status: Int, framing: BodyFraming, _ leading: (HeaderWriter) -> Void, _ trailing: (HeaderWriter) -> Void) -> Int
+    /// Fields are written in HTTP/1's field syntax (`Name: value` lines, HTTP's head writing): HTTP/1 writes
+    /// them straight into its output; a protocol that encodes fields otherwise converts the lines.
+    func writeHead(status: Int, framing: BodyFraming, _ leading: (OutputQueue) -> Void, _ trailing: (OutputQueue) -> Void) -> Int
     /// Queues body bytes, framed as the head said.
     func queueBody(_ bytes: UnsafeRawBufferPointer)
     /// Writes what is queued; false when the client is backed up (produce no more until `onDrain`).

@@ -36,7 +36,7 @@ struct Variables {
         case .hostname: return service.hostname
         case .serverName: return request.server.serverNames.first ?? ""
         case .serverPort: return String(client.listen.address.port)
-        case .serverAddr: return client.listen.address.host
+        case .serverAddr: return client.localAddress
         case .status: return String(request.status)
         case .bodyBytesSent: return String(request.bodyBytesSent)
         case .bytesSent: return String(request.bodyBytesSent + request.headerBytesSent)

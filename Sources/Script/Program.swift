@@ -119,14 +119,13 @@ public final class Program {
     private func rewrite(_ re: Regex, _ replacement: Template, _ flag: RewriteFlag?, _ ctx: ScriptContext) -> Outcome? {
         guard let m = re.match(ctx.uri) else { return nil }
         Program.take(m, of: re, ctx)
-        var target = replacement.render(ctx)
+        // Arguments start at a `?` written in the replacement, never at one a variable's value brings.
+        let (target, arguments) = replacement.renderSplittingArguments(ctx)
         // Byte comparisons: String's hasPrefix and firstIndex(of:) walk characters.
         let isURL = target.utf8.starts(with: "http://".utf8) || target.utf8.starts(with: "https://".utf8)
             || replacement.text.utf8.starts(with: "$scheme".utf8)
         var newArgs = ctx.args
-        if let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
-            var query = String(target[target.utf8.index(after: q)...])
-            target = String(target[..<q])
+        if var query = arguments {
             if query.hasSuffix("?") || replacement.text.hasSuffix("?") {
                 query = String(query.dropLast(query.hasSuffix("?") ? 1 : 0))
             } else if let old = ctx.args, !old.isEmpty {

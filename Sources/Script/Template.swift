@@ -39,7 +39,8 @@ public final class Template: @unchecked Sendable {
                     name.unicodeScalars.append(chars[j])   // $1 is one digit: "$10" is $1 then "0"
                     j += 1
                 } else {
-                    while j < chars.count, chars[j].properties.isAlphabetic || chars[j] == "_" || ("0"..."9").contains(chars[j]) {
+                    // nginx's names are ASCII letters, digits and `_`: any other character ends one.
+                    while j < chars.count, chars[j].isASCII && (chars[j].properties.isAlphabetic || chars[j] == "_" || ("0"..."9").contains(chars[j])) {
                         name.unicodeScalars.append(chars[j])
                         j += 1
                     }
@@ -90,6 +91,28 @@ public final class Template: @unchecked Sendable {
             case .none: return v ?? "-"
             }
         } + "\n"
+    }
+
+    /// A `rewrite` replacement: the text before the first `?` written in the template (not one a variable's
+    /// value brings) and, if there is one, what follows it, as nginx splits a URI from its arguments.
+    public func renderSplittingArguments(_ ctx: ScriptContext) -> (path: String, arguments: String?) {
+        var path = "", arguments: String?
+        for p in parts {
+            let text: String
+            switch p {
+            case .literal(let s):
+                if arguments == nil, let q = s.firstIndex(of: "?") {
+                    path += s[..<q]
+                    arguments = String(s[s.index(after: q)...])
+                    continue
+                }
+                text = s
+            case .variable(let v): text = ctx.value(v) ?? ""
+            case .name(let n): text = ctx.value(Variable(name: n)) ?? ""
+            }
+            if arguments != nil { arguments! += text } else { path += text }
+        }
+        return (path, arguments)
     }
 
     /// The one renderer: literals as they are, each variable's value through `shown`.

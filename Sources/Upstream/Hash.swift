@@ -1,14 +1,18 @@
 extension UpstreamBalancer {
-    /// ngx_http_upstream_hash (non-consistent): crc32 of the key, rehashed on misses, 20 tries.
+    /// nginx's `hash` (non-consistent), Cache::Memcached's placement: the key goes to the peer at
+    /// `((crc32(key) >> 16) & 0x7fff) % total weight`; on a miss the next try adds
+    /// `(crc32(tries ++ key) >> 16) & 0x7fff` to that sum, 21 tries in all, then round robin takes over.
     func keyHash(_ key: String, now: UInt64, tried: [Peer]) -> Peer? {
         guard !primaries.isEmpty else { return nil }
-        let totalWeight = primaries.reduce(0) { $0 + $1.weight }
-        var hash = CRC32.of(Array(key.utf8))
-        for attempt in 0..<20 {
-            let p = primary(atWeight: Int(hash % UInt32(totalWeight)))
-            if usable(p, now: now, tried: tried) { return p }
-            // nginx: hash = crc32(attempt number + key) with the previous hash mixed in
-            hash = CRC32.of(Array("\(attempt + 1)".utf8) + Array(key.utf8) + withUnsafeBytes(of: hash.littleEndian) { Array($0) })
+        let totalWeight = UInt64(primaries.reduce(0) { $0 + $1.weight })
+        var sum: UInt64 = 0
+        for rehash in 0...20 {
+            var crc = CRC32.start
+            if rehash > 0 { crc = CRC32.update(crc, String(rehash).utf8) }
+            crc = CRC32.update(crc, key.utf8)
+            sum += UInt64((CRC32.finish(crc) >> 16) & 0x7fff)
+            let p = primary(atWeight: Int(sum % totalWeight))
+            if usable(p, now: now, tried: tried) { return chosen(p, now: now) }
         }
         return nil
     }
@@ -71,9 +75,14 @@ enum CRC32 {
         return c
     }
 
-    static func of(_ bytes: [UInt8]) -> UInt32 {
-        var c: UInt32 = 0xFFFF_FFFF
+    static func of(_ bytes: [UInt8]) -> UInt32 { finish(update(start, bytes)) }
+
+    /// Piecewise, without joining the pieces into one array.
+    static let start: UInt32 = 0xFFFF_FFFF
+    static func update<S: Sequence<UInt8>>(_ crc: UInt32, _ bytes: S) -> UInt32 {
+        var c = crc
         for b in bytes { c = table[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
-        return c ^ 0xFFFF_FFFF
+        return c
     }
+    static func finish(_ crc: UInt32) -> UInt32 { crc ^ 0xFFFF_FFFF }
 }

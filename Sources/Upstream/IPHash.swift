@@ -8,7 +8,7 @@ extension UpstreamBalancer {
         for _ in 0..<20 {
             for o in octets { hash = (hash * 113 + Int(o)) % 6271 }
             let p = primary(atWeight: hash % totalWeight)
-            if usable(p, now: now, tried: tried) { return p }
+            if usable(p, now: now, tried: tried) { return chosen(p, now: now) }
         }
         return nil
     }

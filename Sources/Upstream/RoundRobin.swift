@@ -10,9 +10,15 @@ extension UpstreamBalancer {
             if p.effectiveWeight < p.weight { p.effectiveWeight = min(p.weight, p.effectiveWeight + p.weightStep) }
             if best == nil || p.currentWeight > best!.currentWeight { best = p }
         }
-        guard let chosen = best else { return nil }
-        chosen.currentWeight -= total
-        if now - chosen.checkedAt > chosen.failTimeout { chosen.checkedAt = now }
-        return chosen
+        guard let winner = best else { return nil }
+        winner.currentWeight -= total
+        return chosen(winner, now: now)
+    }
+
+    /// Every method, as nginx's: a peer chosen after its fail_timeout starts a new failure window, so that a
+    /// success clears its failures and a failed peer gets one request to prove itself.
+    @inline(__always) func chosen(_ p: Peer, now: UInt64) -> Peer {
+        if now - p.checkedAt > p.failTimeout { p.checkedAt = now }
+        return p
     }
 }

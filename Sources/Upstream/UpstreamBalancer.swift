@@ -110,9 +110,17 @@ public final class UpstreamBalancer {
         return !tried.contains { $0 === p }
     }
 
-    /// Chooses a peer, or nil when none is usable ("no live upstreams"). The client's address is asked
-    /// for only by ip_hash.
+    /// Chooses a peer, or nil when none is usable ("no live upstreams"); then, as nginx does, every peer's
+    /// failures are forgotten, so the next request tries them again instead of every request failing until
+    /// fail_timeout. The client's address is asked for only by ip_hash.
     public func select(clientAddress: () -> [UInt8], hashKey: String?, now: UInt64, tried: [Peer]) -> Peer? {
+        if let p = pick(clientAddress: clientAddress, hashKey: hashKey, now: now, tried: tried) { return p }
+        for p in primaries { p.fails = 0 }
+        for p in backups { p.fails = 0 }
+        return nil
+    }
+
+    private func pick(clientAddress: () -> [UInt8], hashKey: String?, now: UInt64, tried: [Peer]) -> Peer? {
         switch method {
         case .ipHash:
             if let p = ipHash(clientAddress(), now: now, tried: tried) { return p }

@@ -76,14 +76,21 @@ public final class UpstreamConnection: EventHandler {
     /// Whether a certificate that does not verify fails the handshake (the context's setting).
     private var verifies = false
     /// One timer for the connection's life: connect, send and read timeouts of its user, idle time in a pool.
-    private lazy var timer = loop.makeTimer { [unowned(unsafe) self] in self.timerFired() }
+    private var timer: Timer!
     /// Set while parked in a keepalive pool.
     unowned(unsafe) var pool: KeepalivePool?
     var idleSince: UInt64 = 0
 
-    public init(loop: EventLoop) { self.loop = loop }
+    public init(loop: EventLoop) {
+        self.loop = loop
+        timer = loop.makeTimer { [unowned(unsafe) self] in self.timerFired() }
+    }
 
-    deinit { if fd >= 0 { loop.close(fd: fd) } }
+    deinit {
+        // Its timer's action reaches this object unretained: it must not fire once the object is gone.
+        timer.cancel()
+        if fd >= 0 { loop.close(fd: fd) }
+    }
 
     public enum Start {
         /// The connect is on its way (EINPROGRESS): `watch()` to hear how it ends.

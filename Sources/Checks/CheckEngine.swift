@@ -9,7 +9,7 @@ import HTTP
 import ShmTable
 import TLS
 
-/// The prober that runs in the elected checker (design.md §3): one event loop, each peer's first probe
+/// The prober that runs in the elected checker: one event loop, each peer's first probe
 /// spread over its interval, never two probes of one peer at once, one timeout covering connect + send +
 /// receive, a fresh connection per probe (or a kept-alive one for http checks), and the reference module's
 /// rise/fall state machine.
@@ -129,7 +129,7 @@ public final class CheckEngine {
         loop.schedule(after: 250) { [unowned self] in self.heartbeat() }
     }
 
-    /// Applies one result (check-module.md §2) to the state `p` keeps and publishes it in the peer's slot.
+    /// Applies one result to the state `p` keeps and publishes it in the peer's slot.
     /// `p` is the peer's prober: its thresholds are read from it, and its names only for a log line (passing
     /// the CheckedPeer itself copied a struct of strings and arrays on every probe, a dozen retains).
     func record(_ p: PeerProber, nowMs now: UInt64, success: Bool, rttUs: UInt64, reason: FailureReason, status: Int = 0,

@@ -10,12 +10,12 @@ public enum Verdict: Equatable, Sendable {
     case down(FailureReason, String)
 }
 
-/// The bytes each check type sends and how its reply is judged (check-module.md §5), as pure functions.
+/// The bytes each check type sends and how its reply is judged, as pure functions.
 public enum Probes {
     /// `GET / HTTP/1.0\r\n\r\n` unless `check_http_send` says otherwise.
     public static let defaultHTTPRequest = Array("GET / HTTP/1.0\r\n\r\n".utf8)
 
-    /// The 116-byte TLS 1.2 ClientHello of the reference module (§5.4), time field zero.
+    /// The 116-byte TLS 1.2 ClientHello of the reference module, time field zero.
     public static let sslHello: [UInt8] = {
         var b: [UInt8] = [0x16, 0x03, 0x01, 0x00, 0x6f, 0x01, 0x00, 0x00, 0x6b, 0x03, 0x03, 0x00, 0x00, 0x00, 0x00]
         b += Array("NGX_HTTP_CHECK_SSL_HELLO".utf8) + [0x0a, 0x0a, 0x0a, 0x0a]
@@ -101,7 +101,7 @@ public enum Probes {
         return v
     }
 
-    /// The reference's status-line grammar (§5.3), quirks included: spaces inside the code are skipped,
+    /// The reference's status-line grammar, quirks included: spaces inside the code are skipped,
     /// `403.1` is accepted, `2000` is not.
     static func http(_ r: [UInt8], expect: ExpectAlive, peer: String) -> Verdict {
         switch statusLine(r) {
@@ -219,7 +219,7 @@ public enum Probes {
         }
     }
 
-    /// FastCGI: only the first record counts (§5.7), with the reference's status-header prefix quirk.
+    /// FastCGI: only the first record counts, with the reference's status-header prefix quirk.
     static func fastCGI(_ r: [UInt8], eof: Bool, expect: ExpectAlive, expectSet: Bool, peer: String) -> Verdict {
         guard r.count >= 8 else { return .needMore }
         let err = { (m: String) in Verdict.down(.badFastCGIReply, "\(m), peer: \(peer) ") }

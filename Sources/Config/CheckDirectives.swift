@@ -1,7 +1,7 @@
 import Script
 
 /// The upstream check module's directives, with the reference module's defaults and error wording
-/// (shared/spec/check-module.md §1).
+///.
 enum CheckDirectives {
 
     static let specs: [DirectiveSpec] = [

@@ -1,6 +1,6 @@
 /// A configuration error worded like nginx's: `<message> in <file>:<line>`.
 public struct ConfigError: Error, CustomStringConvertible, Equatable {
-    public enum Level: String, Sendable { case emerg, warn, crit }
+    public enum Level: String, Sendable { case emerg, warn, notice, crit }
     public var level: Level
     public var message: String
     public var file: String?

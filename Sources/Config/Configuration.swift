@@ -23,6 +23,9 @@ public final class Configuration {
     public var http: HTTPBlock?
     /// `[warn]` lines nginx would print while parsing; the load still succeeds.
     public var warnings: [ConfigError] = []
+    /// Directives accepted for compatibility that change nothing in Vigil, each with why: `-t` prints them at
+    /// `[notice]`, a start or reload logs them at that level.
+    public var notices: [ConfigError] = []
     var seenMainDirectives = Set<String>()
     /// Every file read, with its text, for `-T`.
     public private(set) var sources: [(path: String, text: [UInt8])] = []

@@ -114,9 +114,20 @@ enum Directives {
         }
     }
 
-    /// Accepted for compatibility; it changes nothing about what Vigil serves (performance hints, temp paths).
-    static func accepted(_ name: String, _ ctx: Contexts, _ arity: Arity) -> DirectiveSpec {
+    /// A tuning knob every nginx.conf or test harness may carry whose purpose Vigil's design makes moot (a hash
+    /// size, a temp path for responses it never spools, …): accepted silently, `reason` is for the reader and
+    /// the README's list.
+    static func accepted(_ name: String, _ ctx: Contexts, _ arity: Arity, _ reason: String) -> DirectiveSpec {
         spec(name, ctx, arity) { _ in }
+    }
+
+    /// A flag that asks, when on, for a behaviour Vigil does not have: parsed as nginx parses it (its value
+    /// checked, a duplicate refused) and, when on, a `[notice]` with `reason` for `-t`.
+    static func noEffectWhenOn(_ spec: DirectiveSpec, _ reason: String) -> DirectiveSpec {
+        DirectiveSpec(name: spec.name, contexts: spec.contexts, arity: spec.arity, isBlock: spec.isBlock) { call in
+            try spec.handler(call)
+            if try flagArg(call) { call.noEffect(reason) }
+        }
     }
 
     /// The location a directive configures: a `location` block, or an `if` block inside one.
@@ -186,7 +197,8 @@ enum MainDirectives {
             if case .main = call.context {
                 call.configuration.errorLogs.append(target)
             } else {
-                Directives.withSettings(call) { $0.log.errorLogs.append(target) }
+                _ = target
+                call.noEffect("errors of every level go to the main error_log")
             }
         },
         Directives.spec("env", .main, .one) { call in call.configuration.env.append(call.words[1]) },
@@ -199,10 +211,10 @@ enum MainDirectives {
             try setMainOnce(call)
             call.configuration.workerShutdownTimeout = try Directives.msecArg(call, call.words[1])
         },
-        Directives.accepted("pcre_jit", .main, .one),
-        Directives.accepted("lock_file", .main, .one),
-        Directives.accepted("timer_resolution", .main, .one),
-        Directives.accepted("worker_priority", .main, .one),
+        Directives.accepted("pcre_jit", .main, .one, "regular expressions are always JIT-compiled"),
+        Directives.accepted("lock_file", .main, .one, "there is no accept mutex and so no lock file"),
+        Directives.accepted("timer_resolution", .main, .one, "the clock is read once per turn of the loop"),
+        Directives.accepted("worker_priority", .main, .one, "workers keep the master's priority"),
         Directives.spec("events", .main, .none, block: true) { call in
             if call.configuration.events != nil { throw call.duplicate() }
             let events = EventsBlock()
@@ -226,9 +238,9 @@ enum MainDirectives {
         },
         Directives.spec("accept_mutex", .events, .one) { call in
             try setMainOnce(call)
-            events(call).acceptMutex = try Directives.flagArg(call)
+            if try Directives.flagArg(call) { call.noEffect("EPOLLEXCLUSIVE spreads connections over the workers without an accept mutex") }
         },
-        Directives.accepted("accept_mutex_delay", .events, .one),
+        Directives.accepted("accept_mutex_delay", .events, .one, "EPOLLEXCLUSIVE spreads connections over the workers without an accept mutex"),
         Directives.spec("http", .main, .none, block: true) { call in
             if call.configuration.http != nil { throw call.duplicate() }
             let http = HTTPBlock()

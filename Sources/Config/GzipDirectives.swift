@@ -31,8 +31,7 @@ enum GzipDirectives {
                                                       : try RewriteDirectives.regex(call, $0, caseless: true) }
             try Directives.setOnce(call, \.gzip.$disable, res)
         },
-        // Vigil compresses through one 16 kB output buffer per response; the count/size pair is a sizing hint.
-        Directives.accepted("gzip_buffers", .httpAll, .two),
+        Directives.accepted("gzip_buffers", .httpAll, .two, "compressed output goes out in 16 kB pieces"),
         Directives.spec("gzip_static", .httpAll, .one) { call in
             if call.words[1] != "off" { throw call.error("\"gzip_static \(call.words[1])\" is not supported by vigil") }
         },

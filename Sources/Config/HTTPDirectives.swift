@@ -2,6 +2,9 @@ import Script
 
 /// http, server and location directives (nginx's http core, log, access and return modules).
 enum HTTPCore {
+    static let hashes = "lookups are not hash tables sized by it"
+    static let neverSpooled = "responses are relayed as they arrive and never spooled to a file"
+
     static let specs: [DirectiveSpec] = [
         Directives.spec("server", .http, .none, block: true) { call in
             let http = Directives.http(call)
@@ -28,8 +31,10 @@ enum HTTPCore {
             try call.parseBlock(.types(table))
             try Directives.setOnce(call, \.core.$types, table.map)
         },
-        Directives.flagSetting("sendfile", \.core.$sendfile, [.httpAll, .locationIf]),
-        Directives.flagSetting("tcp_nopush", \.core.$tcpNopush),
+        Directives.noEffectWhenOn(Directives.flagSetting("sendfile", \.core.$sendfile, [.httpAll, .locationIf]),
+                            "static files are read whole (up to 16 MiB) and written after the response head"),
+        Directives.noEffectWhenOn(Directives.flagSetting("tcp_nopush", \.core.$tcpNopush),
+                            "it only shapes sendfile's writes, and a response head goes out with its body's first bytes already"),
         Directives.flagSetting("tcp_nodelay", \.core.$tcpNodelay),
         Directives.flagSetting("server_tokens", \.core.$serverTokens),
         Directives.spec("add_header", [.httpAll, .locationIf], Arity(min: 2, max: 3)) { call in
@@ -69,16 +74,14 @@ enum HTTPCore {
         Directives.numberSetting("keepalive_requests", \.core.$keepaliveRequests),
         Directives.msecSetting("keepalive_time", \.core.$keepaliveTime),
         Directives.flagSetting("chunked_transfer_encoding", \.core.$chunkedTransferEncoding),
-        // Vigil's lookups are not hash tables sized by these: accepted, as every nginx.conf may carry them.
-        Directives.accepted("server_names_hash_bucket_size", .http, .one),
-        Directives.accepted("server_names_hash_max_size", .http, .one),
-        Directives.accepted("variables_hash_bucket_size", .http, .one),
-        Directives.accepted("variables_hash_max_size", .http, .one),
-        Directives.accepted("types_hash_bucket_size", .httpAll, .one),
-        Directives.accepted("types_hash_max_size", .httpAll, .one),
-        // Log files stay open for the worker's life already; X-Accel-* headers are never acted on.
-        Directives.accepted("open_log_file_cache", .httpAll, .oneToFour),
-        Directives.accepted("proxy_ignore_headers", .httpAll, .oneOrMore),
+        Directives.accepted("server_names_hash_bucket_size", .http, .one, hashes),
+        Directives.accepted("server_names_hash_max_size", .http, .one, hashes),
+        Directives.accepted("variables_hash_bucket_size", .http, .one, hashes),
+        Directives.accepted("variables_hash_max_size", .http, .one, hashes),
+        Directives.accepted("types_hash_bucket_size", .httpAll, .one, hashes),
+        Directives.accepted("types_hash_max_size", .httpAll, .one, hashes),
+        Directives.accepted("open_log_file_cache", .httpAll, .oneToFour, "log files stay open for the worker's life"),
+        Directives.accepted("proxy_ignore_headers", .httpAll, .oneOrMore, "the X-Accel-* headers of upstreams are never acted on"),
         Directives.sizeSetting("client_max_body_size", \.core.$clientMaxBodySize),
         Directives.msecSetting("client_header_timeout", \.core.$clientHeaderTimeout, [.http, .server]),
         Directives.msecSetting("client_body_timeout", \.core.$clientBodyTimeout),
@@ -93,10 +96,10 @@ enum HTTPCore {
         // A body past client_body_buffer_size goes to a file here. Vigil never spills responses to files: the
         // other temp paths are accepted, as nginx tests always emit them.
         Directives.spec("client_body_temp_path", .httpAll, .oneToFour) { call in try Directives.setOnce(call, \.core.$clientBodyTempPath, call.words[1]) },
-        Directives.accepted("proxy_temp_path", .httpAll, .oneToFour),
-        Directives.accepted("fastcgi_temp_path", .httpAll, .oneToFour),
-        Directives.accepted("uwsgi_temp_path", .httpAll, .oneToFour),
-        Directives.accepted("scgi_temp_path", .httpAll, .oneToFour),
+        Directives.accepted("proxy_temp_path", .httpAll, .oneToFour, neverSpooled),
+        Directives.accepted("fastcgi_temp_path", .httpAll, .oneToFour, neverSpooled),
+        Directives.accepted("uwsgi_temp_path", .httpAll, .oneToFour, neverSpooled),
+        Directives.accepted("scgi_temp_path", .httpAll, .oneToFour, neverSpooled),
         Directives.spec("root", [.httpAll, .locationIf], .one) { call in
             if case .location(let l, _, _) = call.context, l.alias != nil {
                 throw call.error("\"root\" directive is duplicate, \"alias\" directive was specified earlier")

@@ -16,8 +16,8 @@ enum MapDirective {
             http.variables.define(index, by: map)
             try call.parseBlock(.map(map, http))
         },
-        Directives.accepted("map_hash_max_size", .http, .one),
-        Directives.accepted("map_hash_bucket_size", .http, .one),
+        Directives.accepted("map_hash_max_size", .http, .one, HTTPCore.hashes),
+        Directives.accepted("map_hash_bucket_size", .http, .one, HTTPCore.hashes),
     ]
 
     static func addEntry(_ call: Call, _ map: Map) throws {

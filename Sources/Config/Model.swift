@@ -438,7 +438,6 @@ public final class HTTPBlock {
 public final class EventsBlock {
     public var workerConnections = 512
     public var multiAccept = false
-    public var acceptMutex = false
 }
 
 /// A checked peer as the shm table numbers it: upstreams in order, primaries then backups, `down` skipped.

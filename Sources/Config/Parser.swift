@@ -75,6 +75,12 @@ struct Call {
     func invalidParameter(_ p: String) -> ConfigError { location.error("invalid parameter \"\(p)\"") }
     func warn(_ message: String) { parser.configuration.warnings.append(ConfigError(message, level: .warn, file: location.file, line: location.line)) }
 
+    /// The directive is accepted and has no effect in Vigil, for `reason`.
+    func noEffect(_ reason: String) {
+        parser.configuration.notices.append(ConfigError("\"\(name)\" has no effect in vigil: \(reason)", level: .notice,
+                                                        file: location.file, line: location.line))
+    }
+
     /// Parses the `{ ... }` that follows a block directive in the given context.
     func parseBlock(_ ctx: BlockContext) throws { try parser.parseBlock(context: ctx) }
 }

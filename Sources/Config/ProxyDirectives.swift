@@ -26,12 +26,12 @@ enum Proxy {
             if call.args.contains("off") && call.args.count > 1 { throw call.error("invalid value \"off\"") }
             try Directives.setOnce(call, \.proxy.$nextUpstream, set)
         },
-        Directives.flagSetting("proxy_buffering", \.proxy.$buffering),
+        Directives.noEffectWhenOn(Directives.flagSetting("proxy_buffering", \.proxy.$buffering),
+                            "responses are relayed as they arrive, at most 256 kB waiting for a slow client, never spooled to a file"),
         Directives.flagSetting("proxy_request_buffering", \.proxy.$requestBuffering),
         Directives.sizeSetting("proxy_buffer_size", \.proxy.$bufferSize),
-        // Vigil streams with one buffer per direction; the count/size pair is a sizing hint.
-        Directives.accepted("proxy_buffers", .httpAll, .two),
-        Directives.accepted("proxy_busy_buffers_size", .httpAll, .one),
+        Directives.accepted("proxy_buffers", .httpAll, .two, "a response is relayed through one 16 kB buffer as it arrives"),
+        Directives.accepted("proxy_busy_buffers_size", .httpAll, .one, "a response is relayed through one 16 kB buffer as it arrives"),
         Directives.flagSetting("proxy_pass_request_headers", \.proxy.$passRequestHeaders),
         Directives.flagSetting("proxy_pass_request_body", \.proxy.$passRequestBody),
         Directives.flagSetting("proxy_intercept_errors", \.proxy.$interceptErrors),

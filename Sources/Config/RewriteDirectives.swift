@@ -38,8 +38,10 @@ enum RewriteDirectives {
         Directives.spec("break", .script, .none) { call in program(call).append(.stop) },
         Directives.spec("if", [.server, .location], .oneOrMore, block: true, parseIf),
         // Vigil logs nothing per rewrite, and unset variables are empty without a warning.
-        Directives.accepted("rewrite_log", [.http, .script], .one),
-        Directives.accepted("uninitialized_variable_warn", [.http, .script], .one),
+        Directives.spec("rewrite_log", [.http, .script], .one) { call in
+            if try Directives.flagArg(call) { call.noEffect("rewrites are not logged") }
+        },
+        Directives.accepted("uninitialized_variable_warn", [.http, .script], .one, "a variable without a value is empty, without a warning"),
     ]
 
     static func program(_ call: Call) -> Program {

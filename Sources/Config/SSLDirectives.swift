@@ -34,7 +34,7 @@ enum SSLDirectives {
             try Directives.setOnce(call, \.ssl.$on, try Directives.flagArg(call))
         },
         // Vigil writes each response as records of what is queued, and never accepts 0-RTT data.
-        Directives.accepted("ssl_buffer_size", [.http, .server], .one),
+        Directives.accepted("ssl_buffer_size", [.http, .server], .one, "TLS records are as large as what is queued"),
         Directives.spec("ssl_early_data", [.http, .server], .one) { call in
             if try Directives.flagArg(call) { throw call.error("\"ssl_early_data on\" is not supported by vigil") }
         },
@@ -42,7 +42,7 @@ enum SSLDirectives {
         Directives.spec("ssl_stapling", [.http, .server], .one) { call in
             if try Directives.flagArg(call) { call.warn("\"ssl_stapling\" ignored, not supported by vigil") }
         },
-        Directives.accepted("ssl_stapling_verify", [.http, .server], .one),
+        Directives.accepted("ssl_stapling_verify", [.http, .server], .one, "OCSP stapling is not done"),
 
         Directives.flagSetting("proxy_ssl_server_name", \.proxySSL.$serverName),
         Directives.spec("proxy_ssl_name", .httpAll, .one) { call in

@@ -1,5 +1,5 @@
 /// HTTP/1.x request head parser: pure, allocation-light, and strict where leniency enables request
-/// smuggling (design.md §4). It is re-run from the start of the buffer when more bytes arrive; a head
+/// smuggling. It is re-run from the start of the buffer when more bytes arrive; a head
 /// is small and bounded by `RequestLimits`, so that costs less than keeping resumable state.
 public enum RequestParser {
     static let CR: UInt8 = 0x0D, LF: UInt8 = 0x0A, SP: UInt8 = 0x20, HT: UInt8 = 0x09, COLON: UInt8 = 0x3A

@@ -15,7 +15,7 @@ extension ProxySession {
         readReady = false
         while phase == .readingHead || phase == .relaying {
             if paused { return }
-            let n = response.receive(from: fd, tls: tls, limit: 65536)
+            let n = response.receive(from: fd, tls: tls, limit: phase == .readingHead ? max(65536, settings.proxy.bufferSize) : 65536)
             if n > 0 {
                 if phase == .readingHead { parseHead() } else { relay() }
                 // A short read emptied the socket: the next bytes, or the close, bring a new edge. Not so
@@ -48,7 +48,8 @@ extension ProxySession {
     }
 
     private func parseHead() {
-        let result = response.withReadable { ResponseParser.parse($0, fields: &proxy.responseFields) }
+        // The whole head must fit in proxy_buffer_size, as in nginx.
+        let result = response.withReadable { ResponseParser.parse($0, maxHead: settings.proxy.bufferSize, fields: &proxy.responseFields) }
         switch result {
         case .incomplete:
             return

@@ -1,4 +1,4 @@
-/// The shared segment's fixed, pointer-free layout (design.md §2). Every offset is from the segment's start;
+/// The shared segment's fixed, pointer-free layout. Every offset is from the segment's start;
 /// integers are little-endian (the only byte order Vigil runs on), so `shmdump` can read any segment it finds.
 ///
 ///     0    header line 1 (written once by the master before fork)

@@ -24,7 +24,7 @@ final class Generation {
     }
 }
 
-/// The master process (design.md §1): single-threaded, never serves traffic. It forks workers,
+/// The master process: single-threaded, never serves traffic. It forks workers,
 /// re-forks any that die, and turns signals into nginx's actions: HUP reload, TERM/INT fast stop,
 /// QUIT graceful stop, USR1 reopen logs.
 final class Master {
@@ -77,6 +77,7 @@ final class Master {
         vigil_ignore_sigpipe()
         do { try log.open(errorLogTargets(config)) } catch { return fatal("\(error)") }
         for w in config.warnings { log.warn("\(w)") }
+        for n in config.notices { log.notice("\(n)") }
 
         let sockets: [ListeningSocket]
         do { sockets = try listeners.prepare(for: config) } catch { return fatal("\(error)") }
@@ -244,6 +245,7 @@ final class Master {
             return
         }
         for w in newConf.warnings { log.warn("\(w)") }
+        for n in newConf.notices { log.notice("\(n)") }
         // Certificates load before anything changes: a bad one leaves the running configuration serving.
         let tls: TLSBundle
         do { tls = try TLSBundle(config: newConf) } catch {

@@ -2,8 +2,8 @@ import Config
 import ShmTable
 
 /// What goes into a generation's segment: one entry per checked peer, with state carried over from the
-/// previous generation for each peer whose identity is unchanged (check-module.md §4.4, fixed: the key is
-/// upstream + address + how it is checked, not the address alone).
+/// previous generation for each peer whose identity is unchanged: upstream + address + how it is checked
+/// (the reference module keys by the address alone).
 struct SegmentPlan {
     let entries: [PeerEntry]
     let checksum: UInt64

@@ -47,6 +47,7 @@ func loadOrExit(testing: Bool) -> (Configuration, TLSBundle) {
     do {
         let conf = try Configuration.load(file: file, prefix: options.resolvedPrefix, globalDirectives: options.globalDirectives)
         for w in conf.warnings { stderrLine("[warn] \(w)") }
+        if testing && !options.quiet { for n in conf.notices { stderrLine("[notice] \(n)") } }
         return (conf, try TLSBundle(config: conf))
     } catch let e as ConfigError {
         stderrLine("[\(e.level.rawValue)] \(e)")

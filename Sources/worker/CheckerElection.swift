@@ -6,7 +6,7 @@ import Config
 import CShim
 import ShmTable
 
-/// Competes for the checker lock in the segment header (design.md §1). The holder runs the probes on
+/// Competes for the checker lock in the segment header. The holder runs the probes on
 /// their own thread, which also refreshes the heartbeat;
 /// a holder whose heartbeat is older than three periods is presumed dead and replaced, so a SIGKILLed
 /// checker is succeeded within about one check interval.

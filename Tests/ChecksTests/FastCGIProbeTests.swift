@@ -55,11 +55,11 @@ func fcgiPairs(_ b: [UInt8], file: StaticString = #filePath, line: UInt = #line)
     return out
 }
 
-/// `type=fastcgi`: the request (§5.7, F1-F2) and the reply vectors F3-F14 of §10.4. F15 needs the engine.
+/// `type=fastcgi`: the request and the reference module's reply vectors F3-F14. F15 needs the engine.
 final class FastCGIProbeTests: XCTestCase {
     let beginRequest = hex("01 01 00 01 00 08 00 00 00 01 00 00 00 00 00 00")
     let emptyParams = hex("01 04 00 01 00 00 00 00")
-    /// Vigil MUST send a valid empty STDIN record where the reference leaves 8 bytes uninitialised (§5.7).
+    /// Vigil MUST send a valid empty STDIN record where the reference leaves 8 bytes uninitialised.
     let emptyStdin = hex("01 05 00 01 00 00 00 00")
 
     // MARK: request
@@ -105,7 +105,7 @@ final class FastCGIProbeTests: XCTestCase {
     }
 
     /// A name longer than 127 bytes gets 4 length bytes and the PARAMS length counts all 4. The reference counts
-    /// 1 byte for any name; Vigil MUST encode lengths correctly (§5.7).
+    /// 1 byte for any name; Vigil MUST encode lengths correctly.
     func testF2LongNameUsesFourLengthBytesAndIsCounted() {
         let name = String(repeating: "N", count: 200)
         let req = Probes.fastCGIRequest([(name, "v")])

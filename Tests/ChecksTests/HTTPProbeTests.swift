@@ -3,7 +3,7 @@ import XCTest
 @testable import Config
 import ShmTable
 
-/// `type=http` replies (check-module.md §5.3) and the vectors H1-H16 of §10.2. H17 is in ProbeTests.swift;
+/// `type=http` replies and the reference module's conformance vectors H1-H16. H17 is in ProbeTests.swift;
 /// H14 (timeout) and H18-H20 (states through the proxy) need sockets and live in IntegrationTests.
 final class HTTPProbeTests: XCTestCase {
     let parseError = "http parse status line error with peer: \(testPeer) "
@@ -35,7 +35,7 @@ final class HTTPProbeTests: XCTestCase {
         }
     }
 
-    /// Without EOF the status line is incomplete; with EOF it is the silent F of §5.1 (no protocol-error line).
+    /// Without EOF the status line is incomplete; with EOF it is the reference's silent failure (no protocol-error line).
     private func assertIncomplete(_ reply: String, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(judge(.http, reply), .needMore, reply.debugDescription, file: file, line: line)
         assertDown(judge(.http, reply, eof: true), .closed, reply.debugDescription, file: file, line: line)
@@ -129,7 +129,7 @@ final class HTTPProbeTests: XCTestCase {
         assertBadStatus("HTTP/1.1 503 Service Unavailable\r\n\r\n", code: 503)
     }
 
-    /// §5.3 classification at every class boundary, for each expect set.
+    /// The status classification at every class boundary, for each expect set.
     func testClassBoundaries() {
         let classes: [(ClosedRange<Int>, ExpectAlive)] = [(200...299, .http2xx), (300...399, .http3xx),
                                                           (400...499, .http4xx), (500...599, .http5xx)]
@@ -173,7 +173,7 @@ final class HTTPProbeTests: XCTestCase {
         assertDown(judge(.http, [], eof: true), .closed)
     }
 
-    /// §5.3: only the status line is parsed; headers and body are never examined.
+    /// only the status line is parsed; headers and body are never examined.
     func testHeadersAndBodyIgnored() {
         assertUp("HTTP/1.1 200 OK\r\n\u{0}\u{1}garbage no colon\r\n\r\n\u{FF}")
         assertUp("HTTP/1.1 200 OK\n" + String(repeating: "x", count: 10000))

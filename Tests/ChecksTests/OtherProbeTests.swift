@@ -3,7 +3,7 @@ import XCTest
 @testable import Config
 import ShmTable
 
-/// ssl_hello, mysql and ajp replies (check-module.md §5.4-5.6), vectors P2-P11 of §10.3.
+/// ssl_hello, mysql and ajp replies, the reference module's conformance vectors P2-P11.
 /// P1 and P10 (bytes sent) are in ProbeTests.swift. P12-P16 need sockets or several workers (IntegrationTests).
 final class OtherProbeTests: XCTestCase {
     // MARK: ssl_hello
@@ -20,7 +20,7 @@ final class OtherProbeTests: XCTestCase {
         XCTAssertEqual(judge(.ssl_hello, serverHello + hex("16 03 03 0b 00 0b") + [UInt8](repeating: 1, count: 100)), .up)
     }
 
-    /// §5.4: nothing is judged before 47 bytes (the LP64 size of the reference's packed structure).
+    /// nothing is judged before 47 bytes (the LP64 size of the reference's packed structure).
     func testSSLHelloWaitsFor47Bytes() {
         for k in 0..<47 {
             XCTAssertEqual(judge(.ssl_hello, Array(serverHello[0..<k])), .needMore, "prefix \(k)")
@@ -100,7 +100,7 @@ final class OtherProbeTests: XCTestCase {
         assertDown(judge(.mysql, [], eof: true), .closed)
     }
 
-    /// §5.5: the protocol version byte is not checked; only byte 3 matters.
+    /// the protocol version byte is not checked; only byte 3 matters.
     func testMySQLOnlySequenceByteMatters() {
         XCTAssertEqual(judge(.mysql, hex("00 00 00 00 00")), .up)
         XCTAssertEqual(judge(.mysql, hex("ff ff ff 00 ff")), .up)
@@ -136,7 +136,7 @@ final class OtherProbeTests: XCTestCase {
 
     // MARK: tcp
 
-    /// §5.2: the tcp verdict is the engine's peek; once it has connected, evaluate has nothing to add.
+    /// the tcp verdict is the engine's peek; once it has connected, evaluate has nothing to add.
     func testTCPIsUpWhateverTheBytes() {
         for eof in [false, true] {
             XCTAssertEqual(judge(.tcp, [], eof: eof), .up)

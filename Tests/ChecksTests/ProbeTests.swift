@@ -4,7 +4,7 @@ import XCTest
 @testable import Config
 import ShmTable
 
-// Unit tests for the probe protocols of check-module.md §5 and the conformance vectors of §10.2-10.4.
+// Unit tests for the reference module's probe protocols and its conformance vectors.
 // This file: shared helpers and the payload vectors (what each check type sends).
 // HTTPProbeTests.swift: H1-H16. OtherProbeTests.swift: P2-P11. FastCGIProbeTests.swift: F1-F14.
 // ProbeRobustnessTests.swift: seeded random inputs.
@@ -12,7 +12,7 @@ import ShmTable
 
 let testPeer = "127.0.0.1:1970"
 
-/// The http default when `check_http_expect_alive` is absent (§1.3): 2xx and 3xx.
+/// The http default when `check_http_expect_alive` is absent: 2xx and 3xx.
 let defaultExpect = CheckSettings().effectiveExpectAlive
 
 func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
@@ -110,13 +110,13 @@ final class ProbePayloadTests: XCTestCase {
         XCTAssertEqual(Probes.payload(for: c), Probes.fastCGIRequest(Probes.defaultFastCGIParams))
     }
 
-    /// §5.2: tcp sends nothing, and §1.2: `check_http_send` does not change that.
+    /// tcp sends nothing, and `check_http_send` does not change that.
     func testTCPSendsNothing() {
         XCTAssertEqual(Probes.payload(for: settings(.tcp)), [])
         XCTAssertEqual(Probes.payload(for: settings(.tcp, send: "GET / HTTP/1.0\r\n\r\n")), [])
     }
 
-    /// §1.2: `check_http_send` replaces the payload of http, ssl_hello, ajp, mysql and fastcgi byte for byte,
+    /// `check_http_send` replaces the payload of http, ssl_hello, ajp, mysql and fastcgi byte for byte,
     /// adding nothing (no Host, no CRLF). H20's request is one such value.
     func testHTTPSendReplacesEveryPayloadButTCP() {
         let sends = ["GET /foo HTTP/1.0\r\n\r\n", "HEAD /health HTTP/1.1\r\nHost: x", "x"]
@@ -142,7 +142,7 @@ final class ProbePayloadTests: XCTestCase {
         XCTAssertEqual(Probes.ajpCPing, hex("12 34 00 01 0a"))
     }
 
-    /// fastcgi uses `check_fastcgi_param` when set (replacing the built-in set, §1.5), else the three defaults.
+    /// fastcgi uses `check_fastcgi_param` when set (replacing the built-in set), else the three defaults.
     func testFastCGIPayloadUsesConfiguredParams() {
         XCTAssertEqual(Probes.payload(for: settings(.fastcgi)), Probes.fastCGIRequest(Probes.defaultFastCGIParams))
         let params = [("REQUEST_URI", "/redir")]
@@ -150,7 +150,7 @@ final class ProbePayloadTests: XCTestCase {
         XCTAssertNotEqual(Probes.fastCGIRequest(params), Probes.fastCGIRequest(Probes.defaultFastCGIParams))
     }
 
-    /// P1: the 116-byte TLS 1.2 ClientHello, checked against the offset table of §5.4.
+    /// P1: the 116-byte TLS 1.2 ClientHello, checked against the reference module's offset table.
     func testP1SSLHelloOffsetTable() {
         let h = Probes.sslHello
         XCTAssertEqual(h.count, 116)

@@ -1,7 +1,7 @@
 import XCTest
 @testable import Config
 
-/// The check module's directives (check-module.md §1) and the parsing vectors of §10.1 (C1-C19).
+/// The check module's directives and the reference module's parsing vectors C1-C19.
 /// `inUpstream(body)`: line N of body is line N + 4 of the file.
 final class CheckDirectiveTests: XCTestCase {
     private func check(_ body: String, file: StaticString = #filePath, line: UInt = #line) -> CheckSettings? {
@@ -58,7 +58,7 @@ final class CheckDirectiveTests: XCTestCase {
         XCTAssertEqual(conf.checkedPeers.count, 1)
     }
 
-    // MARK: §10.1
+    // MARK: the reference module's parsing vectors
 
     func testC1NonNumericInterval() {
         assertError(inUpstream("check interval=abc;"), #"invalid parameter "interval=abc""#, line: 5)
@@ -88,7 +88,7 @@ final class CheckDirectiveTests: XCTestCase {
     }
 
     func testC4PortAbove65535IsRejectedByVigil() {
-        // The reference accepts port=70000 and truncates it to 4464; Vigil refuses (check-module.md §1.1).
+        // The reference accepts port=70000 and truncates it to 4464; Vigil refuses.
         assertError(inUpstream("check port=70000;"), #"invalid parameter "port=70000""#, line: 5)
         assertError(inUpstream("check port=65536;"), #"invalid parameter "port=65536""#, line: 5)
     }

@@ -1,7 +1,7 @@
 import XCTest
 @testable import Config
 
-/// The shm index order of checked peers (check-module.md §4.2 and §1.8): upstreams in order of first
+/// The shm index order of checked peers, as the reference module numbers them: upstreams in order of first
 /// mention, primaries before backups, `down` skipped, unchecked upstreams and literal addresses absent.
 final class CheckedPeersTests: XCTestCase {
     private func peers(_ conf: Configuration) -> [String] {

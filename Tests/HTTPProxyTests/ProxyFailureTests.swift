@@ -74,6 +74,25 @@ final class ProxyFailureTests: XCTestCase {
         XCTAssertTrue(h.errorLog.contains("upstream sent no valid HTTP/1.0 header while reading response header from upstream"), h.errorLog)
     }
 
+    /// The upstream's whole head must fit in proxy_buffer_size (4k by default), as in nginx: past it the client
+    /// gets 502 and the error log says why; a larger proxy_buffer_size takes the same head.
+    func testAHeadLargerThanProxyBufferSizeIs502() throws {
+        let cookie = String(repeating: "c", count: 5000)
+        let big = Backend.response(headers: [("Content-Type", "text/plain"), ("X-Big", cookie)], body: "big head")
+        let h = try ProxyHarness(self)
+        let b = try h.backend { _, c in c.send(big, thenClose: true) }
+        try load(h, servers: [b.address])
+        assertNginxErrorPage(try h.exchange("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), 502, "Bad Gateway")
+        XCTAssertTrue(h.errorLog.contains("upstream sent too big header while reading response header from upstream"), h.errorLog)
+
+        let roomy = try ProxyHarness(self)
+        let b2 = try roomy.backend { _, c in c.send(big, thenClose: true) }
+        try load(roomy, servers: [b2.address], location: "proxy_buffer_size 8k;")
+        let r = try roomy.exchange("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        XCTAssertEqual(r.status, 200)
+        XCTAssertEqual(r.header("X-Big"), cookie)
+    }
+
     func testAnInvalidHeaderIsNotRetriedByDefault() throws {
         let h = try ProxyHarness(self)
         let bad = try h.backend { _, c in c.send("HTTP/1.1 200 OK\r\nNo colon here\r\n\r\n", thenClose: true) }

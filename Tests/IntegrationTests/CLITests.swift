@@ -63,6 +63,24 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(combined.stderr, "")
     }
 
+    /// A directive Vigil accepts without acting on it, set to ask for what Vigil does not do, gets nginx's
+    /// `[notice]` line at `-t` (with file:line and why) and passes; `-q` leaves only errors.
+    func testTestNoticesDirectivesWithoutEffect() throws {
+        try vigil.write(config: Vigil.config(http: """
+            sendfile on;
+            server { listen 127.0.0.1:\(freePort()); }
+            """))
+        let r = vigil.vigil(["-t"])
+        XCTAssertEqual(r.status, 0)
+        let lines = r.stderr.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.count, 3, r.stderr)
+        let line = try String(contentsOfFile: vigil.confPath, encoding: .utf8)
+            .split(separator: "\n", omittingEmptySubsequences: false).firstIndex { $0.contains("sendfile") }! + 1
+        XCTAssertEqual(lines.first, "vigil: [notice] \"sendfile\" has no effect in vigil: static files are read whole (up to 16 MiB) "
+                       + "and written after the response head in \(vigil.confPath):\(line)")
+        XCTAssertEqual(vigil.vigil(["-t", "-q"]).stderr, "")
+    }
+
     func testTestFailsWithFileAndLine() throws {
         try vigil.write(config: Vigil.config(http: """
             server {

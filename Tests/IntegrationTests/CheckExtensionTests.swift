@@ -2,7 +2,7 @@ import Foundation
 import TestHarness
 import XCTest
 
-/// What Vigil's checks do beyond the reference module (issue 12): response matching, re-checks triggered by
+/// What Vigil's checks do beyond the reference module: response matching, re-checks triggered by
 /// failed traffic. Real peers: Vigil's own `return` servers and static files, on 127.0.0.1.
 final class CheckExtensionTests: XCTestCase {
     var vigil: Vigil!

@@ -2,7 +2,7 @@ import Foundation
 import TestHarness
 import XCTest
 
-/// Idle keep-alive connections hold no request buffers (issue 13): after one request, after many, after a
+/// Idle keep-alive connections hold no request buffers: after one request, after many, after a
 /// 16 KiB header, every connection's input and output buffers are gone back to the worker's pool. Read from
 /// the worker itself through `$vigil_buffers_held` (buffer objects alive) and `$vigil_buffers_pooled`.
 final class MemoryTests: XCTestCase {

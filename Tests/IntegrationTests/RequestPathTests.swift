@@ -794,7 +794,7 @@ final class RequestPathTests: XCTestCase {
         XCTAssertEqual(html.status, 200)
         XCTAssertEqual(html.header("Content-Type"), "text/html")
         XCTAssertEqual(html.header("Content-Length"), String(html.body.count))
-        // The checker probes each peer within its first second (check-module.md §3.2), so a live peer's rise
+        // The checker probes each peer within its first second, so a live peer's rise
         // count may already be 1 or more when the page is read: take it from the page, every other byte is fixed.
         let rises = names.map { name -> String in
             let pattern = "<td>" + NSRegularExpression.escapedPattern(for: name) + "</td>\n    <td>up</td>\n    <td>(\\d+)</td>"
@@ -803,7 +803,7 @@ final class RequestPathTests: XCTestCase {
                   let r = Range(m.range(at: 1), in: html.text) else { return "0" }
             return String(html.text[r])
         }
-        // check-module.md §6, reproduced exactly but for the DOCTYPE's missing quote (a reference bug Vigil fixes).
+        // The reference module's page, reproduced exactly but for the DOCTYPE's missing quote (a reference bug Vigil fixes).
         var expected = """
             <!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN"
             "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">

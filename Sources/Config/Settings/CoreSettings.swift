@@ -1,4 +1,3 @@
-import Core
 import Script
 
 /// nginx's http core module, per level: connection and request limits, keep-alive, static files, redirects.
@@ -83,16 +82,12 @@ public struct LogSettings: Sendable {
     /// configuration loads, as it depends on the prefix.
     @Setting public var accessLogs: [AccessLogTarget] = []
     @Setting public var accessRules: [AccessRule] = []
-    /// `error_log` inside http, server or location: accepted, not acted on (every error goes to the main
-    /// error_log); `-t` says so.
-    @Setting public var errorLogs: [ErrorLogTarget] = []
 
     public init() {}
 
     mutating func merge(_ p: LogSettings) {
         $accessLogs.inherit(p.$accessLogs)
         $accessRules.inherit(p.$accessRules)
-        $errorLogs.inherit(p.$errorLogs)
     }
 }
 

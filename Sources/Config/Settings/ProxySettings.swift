@@ -57,6 +57,7 @@ public struct ProxySettings: Sendable {
     /// 0: no limit.
     @Setting public var nextUpstreamTimeout = 0
     @Setting public var buffering = true
+    /// The most an upstream's response head may take (nginx's default: one memory page).
     @Setting public var bufferSize = 4096
     @Setting public var requestBuffering = true
     @Setting public var passRequestHeaders = true

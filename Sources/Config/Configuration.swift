@@ -176,7 +176,7 @@ public final class Configuration {
         loc.settings.inherit(from: parent)
         resolvePaths(&loc.settings)
         for child in loc.locations { inherit(child, from: loc.settings) }
-        // An `if` block without `root` keeps its location's alias too (ngx_http_core_merge_loc_conf).
+        // An `if` block without `root` keeps its location's alias too.
         for block in loc.ifBlocks {
             if !block.settings.core.$root.isSet { block.alias = loc.alias }
             inherit(block, from: loc.settings)

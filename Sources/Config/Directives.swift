@@ -138,7 +138,7 @@ enum Directives {
         }
     }
 
-    /// `host[:port]` resolved now (ngx_parse_url for `resolver` and upstream `server`), with nginx's messages,
+    /// `host[:port]` resolved now (for `resolver` and upstream `server`), with nginx's messages,
     /// which name what the address is for: `no host in upstream "…"`, `invalid port in resolver "…"`.
     static func resolveAddress(_ call: Call, _ text: String, defaultPort: UInt16, noHost: String, in what: String) throws -> [PeerAddress] {
         guard let hp = Resolver.splitHostPort(text), !hp.host.isEmpty else { throw call.error("\(noHost) in \(what) \"\(text)\"") }
@@ -224,7 +224,7 @@ enum MainDirectives {
         // Events directives are single-valued too ("is duplicate"); there is only one events block.
         Directives.spec("worker_connections", .events, .one) { call in
             try setMainOnce(call)
-            // nginx's wording (ngx_event_connections); Vigil also refuses 0.
+            // nginx's wording; Vigil also refuses 0.
             guard let n = Values.plainNumber(call.words[1]), n > 0 else { throw call.error("invalid number \"\(call.words[1])\"") }
             events(call).workerConnections = n
         },

@@ -142,7 +142,7 @@ enum HTTPCore {
         },
     ]
 
-    /// ngx_resolver_create: parameters anywhere among the addresses; a name is resolved now, port 53 by default.
+    /// As nginx's: parameters anywhere among the addresses; a name is resolved now, port 53 by default.
     static func parseResolver(_ call: Call) throws {
         var setting = ResolverSetting(servers: [], text: call.args.joined(separator: " "))
         for word in call.args {

@@ -1,4 +1,4 @@
-/// nginx's configuration tokenizer (ngx_conf_read_token), state for state:
+/// nginx's configuration tokenizer, state for state:
 /// quotes, backslash escapes, `#` comments at token start, `${var}`, and the same error wording.
 struct Lexer {
     enum Terminator { case semicolon, blockStart, blockEnd, endOfInput }
@@ -26,7 +26,7 @@ struct Lexer {
         ConfigError(message, file: file, line: reportedLine)
     }
 
-    /// `-g` errors are located `in command line`, with no line number (ngx_conf_log_error).
+    /// `-g` errors are located `in command line`, with no line number.
     var reportedLine: Int { isParameterString ? 0 : line }
 
     private static func isSpace(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 || c == 0x0D || c == 0x0A }

@@ -428,7 +428,7 @@ public final class HTTPBlock {
     /// `check_state_file PATH [interval=time]`: where the master keeps every peer's verdict and admin state.
     public var checkStateFile: PathSetting? = nil
     public var checkStateIntervalMs = 10_000
-    /// nginx compares upstream names case-insensitively (ngx_http_upstream_add).
+    /// nginx compares upstream names case-insensitively.
     public func upstream(named name: String) -> Upstream? {
         let lower = name.lowercased()
         return upstreams.first { $0.name.lowercased() == lower }

@@ -85,7 +85,7 @@ struct Call {
     func parseBlock(_ ctx: BlockContext) throws { try parser.parseBlock(context: ctx) }
 }
 
-/// nginx's ngx_conf_parse: statements to directive handlers, blocks recursively, `include` in any context.
+/// As nginx's: statements to directive handlers, blocks recursively, `include` in any context.
 final class Parser {
     let configuration: Configuration
     private var lexers: [Lexer] = []

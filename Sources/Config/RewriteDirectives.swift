@@ -79,7 +79,7 @@ enum RewriteDirectives {
         }
     }
 
-    /// ngx_http_rewrite_if_condition: `(` and `)` may stand alone or stick to the first and last words.
+    /// As nginx's: `(` and `)` may stand alone or stick to the first and last words.
     static func parseIf(_ call: Call) throws {
         var words = Array(call.args)
         if words.first == "(" { words.removeFirst() } else if words[0].hasPrefix("(") { words[0].removeFirst() } else {
@@ -120,7 +120,7 @@ enum RewriteDirectives {
         p.append(.unless(condition, -1))
         var block: Location?
         if case .location(let parent, _, _) = call.context {
-            // ngx_http_rewrite_if: the block is a nameless location; holding, its configuration is the request's.
+            // As nginx's: the block is a nameless location; holding, its configuration is the request's.
             let l = Location(ifIn: parent, location: call.location)
             p.append(.select(parent.ifBlocks.count))
             parent.ifBlocks.append(l)

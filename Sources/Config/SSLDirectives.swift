@@ -105,7 +105,7 @@ enum SSLDirectives {
         return Array(call.args)
     }
 
-    /// ngx_http_ssl_session_cache: `off`, `none`, `builtin[:size]`, `shared:name:size` (a shared cache wins
+    /// As nginx's: `off`, `none`, `builtin[:size]`, `shared:name:size` (a shared cache wins
     /// over a builtin one given with it: every worker sees it).
     static func sessionCache(_ call: Call) throws -> SessionCacheSetting {
         var result: SessionCacheSetting?

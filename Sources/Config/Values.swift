@@ -1,6 +1,6 @@
 /// nginx's value syntaxes: sizes (`512k`, `1m`), times (`65`, `500ms`, `1m30s`), flags, numbers.
 enum Values {
-    /// ngx_parse_size: bytes, or k/K, m/M (and g/G where the caller allows it).
+    /// As nginx's: bytes, or k/K, m/M (and g/G where the caller allows it).
     static func size(_ s: String, allowGiga: Bool = true) -> Int? {
         guard let last = s.utf8.last else { return nil }
         var digits = Substring(s)
@@ -18,7 +18,7 @@ enum Values {
         return overflow ? nil : v
     }
 
-    /// ngx_parse_time in milliseconds; a bare number means seconds. Units must descend (1h30m, not 30m1h).
+    /// nginx's time values in milliseconds; a bare number means seconds. Units must descend (1h30m, not 30m1h).
     static func msec(_ s: String) -> Int? {
         // Largest first; the index is the rank that must strictly increase along the string.
         let units: [(String, Int)] = [("y", 31_536_000_000), ("M", 2_592_000_000), ("w", 604_800_000), ("d", 86_400_000),
@@ -45,7 +45,7 @@ enum Values {
                 guard !o1, !o2, rank > lastRank else { return nil }
                 return t
             }
-            // ngx_parse_time(is_sec = 0) starts past months: `y` and `M` are errors in millisecond values.
+            // As nginx's, a millisecond value starts past months: `y` and `M` are errors in it.
             guard rank > lastRank, rank >= 2 else { return nil }
             lastRank = rank
             rest = rest.dropFirst(units[rank].0.count)

@@ -8,7 +8,7 @@ import Event
 /// nginx's `resolver`: a non-blocking DNS client on a worker's event loop. It asks the servers in turn
 /// (one connected UDP socket each), A and AAAA at once, follows a CNAME that comes without addresses,
 /// asks again over TCP when a reply is truncated, and caches answers for their TTL (or `valid=`) and
-/// "no such host" for 10 s, as ngx_resolver does. Every lookup ends within its timeout.
+/// "no such host" for 10 s, as nginx's resolver does. Every lookup ends within its timeout.
 public final class DNSClient {
     public typealias Completion = (Result<[ResolvedAddress], ResolveError>) -> Void
 

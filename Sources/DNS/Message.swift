@@ -11,7 +11,7 @@ public struct ResolvedAddress: Hashable, Sendable {
     public let isIPv6: Bool
 }
 
-/// nginx's resolver error codes (ngx_resolver_strerror): the DNS rcodes, and 110 for a timeout.
+/// nginx's resolver error codes: the DNS rcodes, and 110 for a timeout.
 public struct ResolveError: Error, Equatable, Sendable, CustomStringConvertible {
     public let code: Int
     public static let formatError = ResolveError(code: 1)

@@ -32,7 +32,7 @@ public final class GzipStream {
         guard vigil_deflate_init_raw(&z, level, windowBits, memLevel) == Z_OK else { return nil }
     }
 
-    /// nginx's ngx_http_gzip_filter sizing: halve the window (and the hash) while the body still fits.
+    /// nginx's gzip filter sizing: halve the window (and the hash) while the body still fits.
     public static func sizes(forLength length: Int?) -> (windowBits: Int32, memLevel: Int32) {
         var wbits: Int32 = 15, mem: Int32 = 8
         if let length, length > 0 {

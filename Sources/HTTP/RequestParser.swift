@@ -230,7 +230,7 @@ public enum RequestParser {
         return n
     }
 
-    /// nginx's host validation (ngx_http_validate_host), on bytes as nginx does: no "/" "\0" or controls,
+    /// nginx's host validation, on bytes as nginx does: no "/" "\0" or controls,
     /// no "..", and the name before the port must not be empty (so "", ":80" are refused). Stricter than
     /// nginx: no leading dot, no "\\".
     static func validHost(_ h: String) -> Bool {

@@ -2,11 +2,11 @@ import HTTP
 
 /// nginx's built-in pages for error and redirect statuses, byte for byte (with Vigil's name in the footer).
 public enum ErrorPages {
-    /// The body nginx sends for an error status (ngx_http_special_response.c).
+    /// The body nginx sends for an error status.
     public static func page(_ code: Int, serverTokens: String) -> String? {
         let title: String
         switch code {
-        // nginx's pages differ from its status lines in a few places (ngx_http_error_302_page says "Found").
+        // nginx's pages differ from its status lines in a few places (its 302 page says "Found").
         case 302: title = "302 Found"
         case 401: title = "401 Authorization Required"
         case 494: title = "400 Request Header Or Cookie Too Large"

@@ -58,7 +58,7 @@ public final class Router {
         return matched
     }
 
-    /// ngx_http_core_find_location: an exact match ends the search; otherwise the longest prefix is
+    /// As nginx's: an exact match ends the search; otherwise the longest prefix is
     /// remembered and its nested locations searched; then, unless the prefix matched at *this* level is
     /// `^~`, this level's regexes in order (a match ends the search, after its own nested locations).
     /// Returns true when the search ended (exact or regex match).

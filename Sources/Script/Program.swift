@@ -2,8 +2,8 @@
 import Glibc
 #endif
 
-/// nginx's rewrite module compiled into a flat list of instructions, once per `server` and `location`
-/// (ngx_http_script_code_t): a request pays only for the directives its blocks have.
+/// nginx's rewrite module compiled into a flat list of instructions, once per `server` and `location`, as
+/// nginx compiles its script codes: a request pays only for the directives its blocks have.
 public final class Program {
     public enum Instruction {
         /// `set $name value`.
@@ -17,7 +17,7 @@ public final class Program {
         /// `break`.
         case stop
         /// First in an `if` block inside a location: the request takes that block's configuration (its
-        /// number among the location's `if` blocks), as ngx_http_script_if_code sets r->loc_conf.
+        /// number among the location's `if` blocks), as nginx's `if` does.
         case select(Int)
     }
 
@@ -114,7 +114,7 @@ public final class Program {
         }
     }
 
-    /// ngx_http_script_regex_start_code: the regex runs on $uri; a replacement that starts with a scheme is a
+    /// As nginx's: the regex runs on $uri; a replacement that starts with a scheme is a
     /// redirect; a `?` in it replaces the arguments (the old ones are appended unless it ends with `?`).
     private func rewrite(_ re: Regex, _ replacement: Template, _ flag: RewriteFlag?, _ ctx: ScriptContext) -> Outcome? {
         guard let m = re.match(ctx.uri) else { return nil }

@@ -125,7 +125,7 @@ enum ContextSetup {
     }
 }
 
-/// A `server` block's TLS: its certificates, protocols, ciphers and session settings (nginx's ngx_ssl_t).
+/// A `server` block's TLS: its certificates, protocols, ciphers and session settings.
 /// Built once per configuration in the master, before workers are forked, so every worker shares its
 /// session-ticket keys and a ticket issued by one worker resumes on another.
 public final class TLSServerContext {

@@ -5,7 +5,7 @@ import COpenSSL
 import Config
 import Core
 
-/// Picks the context of the `server` block a client names in SNI (nginx's ngx_http_ssl_servername).
+/// Picks the context of the `server` block a client names in SNI.
 public protocol TLSServerNameHandler: AnyObject {
     func tlsContext(forServerName name: String) -> TLSServerContext?
 }

@@ -18,7 +18,7 @@ extension UpstreamBalancer {
     }
 }
 
-/// nginx's `hash … consistent` (ngx_http_upstream_init_chash): 160 × weight points per server, each
+/// nginx's `hash … consistent`: 160 × weight points per server, each
 /// crc32(HOST \0 PORT PREV_HASH) — the placement of Cache::Memcached::Fast, so keys land where nginx puts them.
 struct ConsistentHashRing {
     private(set) var points: [(hash: UInt32, server: String)] = []
@@ -67,7 +67,7 @@ struct ConsistentHashRing {
     }
 }
 
-/// CRC-32 (IEEE), as ngx_crc32_long, for `hash` placement.
+/// CRC-32 (IEEE), as nginx computes it, for `hash` placement.
 enum CRC32 {
     static let table: [UInt32] = (0..<256).map { i -> UInt32 in
         var c = UInt32(i)

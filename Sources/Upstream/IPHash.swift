@@ -1,5 +1,5 @@
 extension UpstreamBalancer {
-    /// ngx_http_upstream_ip_hash: the first three octets of IPv4 (the whole IPv6 address), 20 tries, then round robin.
+    /// nginx's ip_hash: the first three octets of IPv4 (the whole IPv6 address), 20 tries, then round robin.
     func ipHash(_ addr: [UInt8], now: UInt64, tried: [Peer]) -> Peer? {
         guard !primaries.isEmpty else { return nil }
         let octets = addr.count == 4 ? Array(addr.prefix(3)) : addr

@@ -1,5 +1,5 @@
 extension UpstreamBalancer {
-    /// ngx_http_upstream_least_conn: fewest connections per weight; ties go to weighted round robin.
+    /// nginx's least_conn: fewest connections per weight; ties go to weighted round robin.
     func leastConn(_ peers: [Peer], now: UInt64, tried: [Peer]) -> Peer? {
         var best: Peer?
         for p in peers where usable(p, now: now, tried: tried) {

@@ -1,5 +1,5 @@
 extension UpstreamBalancer {
-    /// nginx's smooth weighted round robin (ngx_http_upstream_get_peer).
+    /// nginx's smooth weighted round robin.
     func roundRobin(_ peers: [Peer], now: UInt64, tried: [Peer]) -> Peer? {
         var best: Peer?
         var total = 0

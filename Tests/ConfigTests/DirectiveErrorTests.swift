@@ -2,7 +2,7 @@ import Core
 import XCTest
 @testable import Config
 
-/// nginx's generic directive errors (ngx_conf_handler) and the core/http/upstream handlers' errors,
+/// nginx's generic directive errors and the core/http/upstream handlers' errors,
 /// each with its exact wording and the line nginx reports.
 final class DirectiveErrorTests: XCTestCase {
     // MARK: unknown / not allowed here
@@ -186,7 +186,7 @@ final class DirectiveErrorTests: XCTestCase {
     }
 
     func testUpstreamNamesAreCaseInsensitive() throws {
-        // nginx matches upstream names case-insensitively (ngx_http_upstream_add).
+        // nginx matches upstream names case-insensitively.
         let conf = try XCTUnwrap(assertLoads(inHTTP("upstream Backend {\n  server 127.0.0.1:9000;\n  check interval=1000;\n}\n"
                                                     + "server {\n  location / { proxy_pass http://backend; }\n}")))
         XCTAssertEqual(conf.http?.upstreams.count, 1)

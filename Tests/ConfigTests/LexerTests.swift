@@ -1,7 +1,7 @@
 import XCTest
 @testable import Config
 
-/// nginx's tokenizer (ngx_conf_read_token): words, quotes, escapes, comments, terminators, line numbers.
+/// nginx's tokenizer: words, quotes, escapes, comments, terminators, line numbers.
 final class LexerTests: XCTestCase {
     private struct Stmt: Equatable {
         var words: [String]

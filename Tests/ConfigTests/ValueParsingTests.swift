@@ -1,7 +1,7 @@
 import XCTest
 @testable import Config
 
-/// nginx's value syntaxes: sizes (ngx_parse_size/ngx_parse_offset) and times (ngx_parse_time in ms).
+/// nginx's value syntaxes: sizes and times (in ms).
 final class ValueParsingTests: XCTestCase {
     // MARK: sizes
 
@@ -60,7 +60,7 @@ final class ValueParsingTests: XCTestCase {
     }
 
     func testBadTimes() {
-        // Units must descend and appear once; y and M are too large for a millisecond value (ngx_parse_time, is_sec = 0).
+        // Units must descend and appear once; y and M are too large for a millisecond value, as in nginx.
         for bad in ["", " ", "s", "ms", "-1", "+1", "1.5s", "1x", "30m1h", "1m1m", "1s1m", "500ms1s", "1ms1ms",
                     "1S", "1H", "1y", "1M", "1y2d", "abc", "1 s", "99999999999999999999", "9999999999999999d"] {
             XCTAssertNil(Values.msec(bad), bad.debugDescription)
@@ -109,7 +109,7 @@ final class ValueParsingTests: XCTestCase {
         XCTAssertEqual(assertLoads("worker_processes 4;\nevents {}")?.workerProcesses, 4)
         XCTAssertGreaterThanOrEqual(assertLoads("worker_processes auto;\nevents {}")?.workerProcesses ?? 0, 1)
         assertError("worker_processes many;\nevents {}", #""worker_processes" directive invalid value"#, line: 1)
-        // nginx's own wording (ngx_event_connections); Vigil also refuses 0, which nginx only notices at run time.
+        // nginx's own wording; Vigil also refuses 0, which nginx only notices at run time.
         assertError("events {\n  worker_connections many;\n}", #"invalid number "many""#, line: 2)
         assertError("events {\n  worker_connections 0;\n}", #"invalid number "0""#, line: 2)
         assertError("worker_rlimit_nofile lots;\nevents {}", #""worker_rlimit_nofile" directive invalid number"#, line: 1)

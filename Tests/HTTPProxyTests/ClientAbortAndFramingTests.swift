@@ -22,7 +22,7 @@ final class ClientAbortAndFramingTests: XCTestCase {
     }
 
     /// nginx (proxy_ignore_client_abort off) notices the client's close while it waits for the upstream
-    /// (ngx_http_upstream_check_broken_connection: epoll reports the hang-up) and closes the upstream
+    /// (epoll reports the hang-up) and closes the upstream
     /// connection; meanwhile its loop sleeps.
     private func assertClientAbortEndsTheUpstreamConnection(tcp: Bool, file: StaticString = #filePath, line: UInt = #line) throws {
         let h = try ProxyHarness(self)
@@ -111,7 +111,7 @@ final class ClientAbortAndFramingTests: XCTestCase {
     // MARK: upstream keepalive
 
     func testAConnectionTheUpstreamHalfClosedWithItsResponseIsNotKept() throws {
-        // nginx (ngx_http_upstream_free_keepalive_peer) does not keep a connection whose read side is ready (here:
+        // nginx does not keep a connection whose read side is ready (here:
         // the upstream's FIN came with the end of the response): it closes it at once. The backend sees the
         // proxy's close.
         let h = try ProxyHarness(self)

@@ -26,7 +26,7 @@ final class ErrorPagesTests: XCTestCase {
     }
 
     func testErrorPage494IsNginxsHeaderTooLargePage() {
-        // ngx_http_error_494_page: a 400 title with a second centered line, then the usual tail.
+        // nginx's 494 page: a 400 title with a second centered line, then the usual tail.
         XCTAssertEqual(ErrorPages.page(494, serverTokens: "vigil"),
                        "<html>\r\n<head><title>400 Request Header Or Cookie Too Large</title></head>\r\n<body>\r\n"
                        + "<center><h1>400 Bad Request</h1></center>\r\n<center>Request Header Or Cookie Too Large</center>\r\n"

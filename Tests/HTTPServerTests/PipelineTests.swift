@@ -329,8 +329,8 @@ final class PipelineTests: XCTestCase {
     }
 
     /// Without a Host header (HTTP/1.0) nginx makes the Location's host the address the connection came in
-    /// on, not the server_name (ngx_http_header_filter: server_name_in_redirect, else the Host, else
-    /// ngx_connection_local_sockaddr); checked against Debian's nginx 1.22: `http://127.0.0.1:PORT/target`.
+    /// on, not the server_name (server_name_in_redirect, else the Host, else the local address); checked
+    /// against Debian's nginx 1.22: `http://127.0.0.1:PORT/target`.
     func testRedirectWithoutHostUsesTheLocalAddress() throws {
         let s = try redirectServer()
         let c = try s.connect()

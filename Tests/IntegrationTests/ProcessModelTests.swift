@@ -39,8 +39,8 @@ final class ProcessModelTests: XCTestCase {
 
     override func tearDown() { vigil.cleanup() }
 
-    /// EPOLLEXCLUSIVE wakes the worker that registered the listener first; without re-queueing (nginx's
-    /// ngx_reorder_accept_events) nearly every connection of a burst went to one of two workers.
+    /// EPOLLEXCLUSIVE wakes the worker that registered the listener first; without re-queueing (as nginx
+    /// reorders its accept events) nearly every connection of a burst went to one of two workers.
     func testConnectionsSpreadOverWorkers() throws {
         try vigil.write(config: Vigil.config(workers: 2, http: """
             server { listen 127.0.0.1:\(port); location / { return 200 "$pid"; } }

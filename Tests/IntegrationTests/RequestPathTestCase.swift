@@ -36,7 +36,7 @@ class RequestPathTestCase: XCTestCase {
         try httpExchange(p ?? port, getRequest(path, host: host, headers: headers))
     }
 
-    /// nginx's built-in page (ngx_http_special_response.c) with Vigil's name in the footer.
+    /// nginx's built-in page with Vigil's name in the footer.
     func errorPage(_ title: String) -> String {
         "<html>\r\n<head><title>\(title)</title></head>\r\n<body>\r\n<center><h1>\(title)</h1></center>\r\n<hr><center>vigil/0.1.0</center>\r\n</body>\r\n</html>\r\n"
     }

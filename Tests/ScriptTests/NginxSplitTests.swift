@@ -6,7 +6,7 @@ import XCTest
 /// decides them.
 final class NginxSplitTests: XCTestCase {
     func testNamesAreASCIILettersDigitsAndUnderscores() {
-        // ngx_http_script_compile: a name is [A-Za-z0-9_]; any other byte ends it, a non-ASCII letter too.
+        // As nginx's: a name is [A-Za-z0-9_]; any other byte ends it, a non-ASCII letter too.
         XCTAssertEqual(Template("$uriété").names, ["uri"])
         XCTAssertEqual(Template("$host·x").names, ["host"])
         let ctx = TestContext(uri: "/a")
@@ -15,7 +15,7 @@ final class NginxSplitTests: XCTestCase {
 
 
     func testAQuestionMarkInAVariablesValueStaysInTheURI() throws {
-        // nginx splits the replacement at a `?` written in it (ngx_http_script_compile, compile_args), never at
+        // nginx splits the replacement at a `?` written in it, never at
         // one that a variable's value brings: the value stays in the URI, and the request's arguments are not
         // changed by the client's text. `GET /profile?name=bob?admin=1` makes $arg_name `bob?admin=1`.
         let s = try load(location: "rewrite ^/profile$ /users/$arg_name last;")

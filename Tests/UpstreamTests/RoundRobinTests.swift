@@ -10,7 +10,7 @@ final class RoundRobinTests: XCTestCase {
     func testSmoothWeightedSequenceMatchesNginx() throws {
         let rr = try balancer("upstream u { server \(a) weight=5; server \(b); server \(c); }")
         XCTAssertEqual(rr.method, .roundRobin)
-        // ngx_http_upstream_get_peer with weights 5, 1, 1: { a, a, b, a, c, a, a }, then again.
+        // nginx's smooth round robin with weights 5, 1, 1: { a, a, b, a, c, a, a }, then again.
         let cycle = [a, a, b, a, c, a, a]
         XCTAssertEqual(rr.picks(21, now: 1000), cycle + cycle + cycle)
     }
@@ -134,7 +134,7 @@ final class RoundRobinTests: XCTestCase {
                       "two failures an hour apart, with successes between, do not reach max_fails=2")
     }
 
-    /// nginx (ngx_http_upstream_get_round_robin_peer, `failed:`): when no peer is left, every peer's `fails` is
+    /// nginx: when no peer is left, every peer's `fails` is
     /// reset ("mark them as live for quick recovery"), so the request after a "no live upstreams" tries them
     /// again instead of failing for the whole fail_timeout.
     func testNoLivePeerMarksThemLiveForQuickRecovery() throws {

@@ -1,4 +1,4 @@
-/// One inheritable setting of a module, nginx's `ngx_conf_merge_*` in a type: its default lives where it is
+/// One inheritable setting of a module, nginx's merge down the levels in a type: its default lives where it is
 /// declared, a directive sets it (and marks it set, so a second one is a duplicate), and when the
 /// configuration loads each level takes its parent's value where it set none. Workers read plain values,
 /// never an optional to default at the read site.

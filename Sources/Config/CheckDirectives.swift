@@ -88,6 +88,7 @@ enum CheckDirectives {
             }
             try HTTPCore.setContent(call, .checkStatus)
         },
+        Directives.flagSetting("check_status_admin", \.status.$admin),
     ]
 
     /// `"text"` or `~ "regex"` (PCRE2, as nginx's regexes).

@@ -34,4 +34,6 @@ public struct SourceLocation: Equatable, Sendable, CustomStringConvertible {
     public func error(_ message: String, hint: String? = nil) -> ConfigError {
         ConfigError(message, file: file, line: line, hint: hint)
     }
+
+    func warning(_ message: String) -> ConfigError { ConfigError(message, level: .warn, file: file, line: line) }
 }

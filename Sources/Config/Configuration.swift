@@ -138,12 +138,28 @@ public final class Configuration {
             upstream.finishCheck()
             // As NGINX Plus: the hash balancers place keys by weight, a ramp would move them.
             if let slow = upstream.servers.first(where: { $0.slowStart > 0 }), upstream.balancer != .roundRobin && upstream.balancer != .leastConn {
-                warnings.append(ConfigError("\"slow_start\" is ignored by this balancing method in upstream \"\(upstream.name)\"", level: .warn,
-                                            file: slow.location.file, line: slow.location.line))
+                warnings.append(slow.location.warning("\"slow_start\" is ignored by this balancing method in upstream \"\(upstream.name)\""))
             }
         }
         try validateListens(http)
         checkedPeers = http.upstreams.flatMap { $0.checkedPeers() }
+        for server in http.servers {
+            warnIfOpenToAll(server.content, server.settings, at: server.location)
+            warnOpenAdmin(server.locations)
+        }
+    }
+
+    private func warnOpenAdmin(_ locations: [Location]) {
+        for loc in locations {
+            warnIfOpenToAll(loc.content, loc.settings, at: loc.location)
+            warnOpenAdmin(loc.configured)
+        }
+    }
+
+    /// A status page that takes writes, behind no `deny`: anyone who reaches it can take peers out of service.
+    private func warnIfOpenToAll(_ content: ContentHandler, _ settings: HTTPSettings, at site: SourceLocation) {
+        guard case .checkStatus = content, settings.status.admin, !settings.log.accessRules.contains(where: { !$0.allow }) else { return }
+        warnings.append(site.warning("\"check_status_admin\" is on and no \"deny\" limits who may use it: any client can change peer states"))
     }
 
     /// Script templates name variables that may be declared further down (nginx's variables are global):

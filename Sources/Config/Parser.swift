@@ -73,7 +73,7 @@ struct Call {
     func directiveError(_ reason: String) -> ConfigError { location.error("\"\(name)\" directive \(reason)") }
     func duplicate() -> ConfigError { directiveError("is duplicate") }
     func invalidParameter(_ p: String) -> ConfigError { location.error("invalid parameter \"\(p)\"") }
-    func warn(_ message: String) { parser.configuration.warnings.append(ConfigError(message, level: .warn, file: location.file, line: location.line)) }
+    func warn(_ message: String) { parser.configuration.warnings.append(location.warning(message)) }
 
     /// The directive is accepted and has no effect in Vigil, for `reason`.
     func noEffect(_ reason: String) {

@@ -63,8 +63,10 @@ struct CheckStatusPage {
 
     func render() -> Page {
         let method = request.method
-        // A POST that names a peer changes its admin state; any other is refused as the reference refuses it.
-        if method == "POST", let q = request.head.query, ["upstream", "server", "state"].contains(where: { CheckStatusPage.argument($0, in: q) != nil }) {
+        // Writes are opt-in (`check_status_admin on`): a POST that names a peer changes its admin state there, and
+        // is refused like any other method everywhere else, as the reference refuses it.
+        if method == "POST", request.settings.status.admin, let q = request.head.query,
+           ["upstream", "server", "state"].contains(where: { CheckStatusPage.argument($0, in: q) != nil }) {
             return changeAdmin()
         }
         guard method == "GET" || method == "HEAD" else { return Page(status: 405, contentType: "text/html", body: errorBody(405)) }
@@ -113,9 +115,9 @@ struct CheckStatusPage {
         return Page(status: 200, contentType: type, body: Array(text.utf8))
     }
 
-    /// `POST ?upstream=NAME&server=ADDR&state=drain|maint|ready` (HAProxy's `set server … state`): the location's
-    /// allow/deny already let the client in. The state goes into the peer's slot, where every worker's balancer
-    /// reads it, and is carried over reloads.
+    /// `POST ?upstream=NAME&server=ADDR&state=drain|maint|ready` (HAProxy's `set server … state`) where
+    /// `check_status_admin` is on: the location's allow/deny already let the client in. The state goes into the
+    /// peer's slot, where every worker's balancer reads it, and is carried over reloads.
     private func changeAdmin() -> Page {
         func text(_ status: Int, _ body: String) -> Page { Page(status: status, contentType: "text/plain", body: Array(body.utf8)) }
         let q = request.head.query ?? ""
@@ -130,8 +132,10 @@ struct CheckStatusPage {
         let peers = service.config.checkedPeers
         let matches = peers.indices.filter { peers[$0].upstream == upstream && peers[$0].address.description == server }
         guard !matches.isEmpty else { return text(404, "no checked server \"\(server)\" in upstream \"\(upstream)\"\n") }
-        for i in matches { service.segment.slot(i).setAdmin(state) }
-        service.log.log(.notice, "server \(server) in upstream \"\(upstream)\" set to \(state.name) by \(request.client.address)")
+        for i in matches {
+            let old = service.segment.slot(i).setAdmin(state)
+            service.log.notice("server \(server) in upstream \"\(upstream)\" changed from \(old.name) to \(state.name) by client \(request.client.address)")
+        }
         return Page(status: 200, contentType: "application/json",
                     body: Array("{\"upstream\": \(JSONText.quoted(upstream)), \"server\": \(JSONText.quoted(server)), \"state\": \"\(state.name)\"}\n".utf8))
     }

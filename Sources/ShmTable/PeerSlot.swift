@@ -83,11 +83,14 @@ public struct PeerSlot {
         AdminState(rawValue: vigil_load_acquire_u32(controlWord) & Self.adminMask) ?? .ready
     }
 
-    /// Sets the operator's state, leaving a pending re-check request as it is.
-    public func setAdmin(_ a: AdminState) {
+    /// Sets the operator's state, leaving a pending re-check request as it is; returns the state it replaced.
+    @discardableResult
+    public func setAdmin(_ a: AdminState) -> AdminState {
         while true {
             let old = vigil_load_acquire_u32(controlWord)
-            if vigil_cas_u32(controlWord, old, old & ~Self.adminMask | a.rawValue) != 0 { return }
+            if vigil_cas_u32(controlWord, old, old & ~Self.adminMask | a.rawValue) != 0 {
+                return AdminState(rawValue: old & Self.adminMask) ?? .ready
+            }
         }
     }
 }

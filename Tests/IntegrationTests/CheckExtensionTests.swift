@@ -115,8 +115,10 @@ final class CheckExtensionTests: XCTestCase {
         XCTAssertNotNil(samples.first { $0.first == "nginx_upstream_checker_heartbeat_age_seconds" })
     }
 
-    /// drain, maint and ready through `POST` to check_status: what round robin and ip_hash then choose, the
-    /// refusals (403 from deny, 405, 404, 400), shmdump, and the state kept across a reload.
+    /// drain, maint and ready through `POST` to a check_status with `check_status_admin on`: what round robin and
+    /// ip_hash then choose, each change in the error log with the client and both states, the refusals (405 from
+    /// a read-only page with nothing changed, 403 from deny, 405, 404, 400), shmdump, and the state kept across a
+    /// reload.
     func testDrainMaintReadyThroughTheAPI() throws {
         let live1 = freePort(), live2 = freePort(), port = freePort()
         backends = try Vigil(config: Vigil.config(http: """
@@ -132,11 +134,13 @@ final class CheckExtensionTests: XCTestCase {
                 listen 127.0.0.1:\(port);
                 location / { proxy_pass http://app; }
                 location /sticky { proxy_pass http://sticky; }
-                location /status { check_status json; allow 127.0.0.1; deny all; }
-                location /closed-status { check_status json; deny all; }
+                location /status { check_status json; check_status_admin on; allow 127.0.0.1; deny all; }
+                location /closed-status { check_status json; check_status_admin on; deny all; }
+                location /read-only-status { check_status json; }
             }
             """))
         _ = try vigil.start()
+        XCTAssertFalse(vigil.errorLog().contains("any client can change peer states"), vigil.errorLog())
         func bodies(_ path: String, _ n: Int = 12) -> Set<String> { Set((0..<n).compactMap { _ in httpGet(port, path)?.body }) }
         func post(_ query: String, path: String = "/status") -> HTTPResponse? {
             try? httpExchange(port, getRequest(path + "?" + query, headers: ["Connection: close"], method: "POST"), method: "POST")
@@ -144,11 +148,19 @@ final class CheckExtensionTests: XCTestCase {
         XCTAssertTrue(waitFor(5) { self.shmdumpPeers().map { $0["state"] as? String } == ["up", "up", "up", "up"] })
         XCTAssertEqual(bodies("/"), ["one", "two"])
 
+        let readOnly = post("upstream=app&server=127.0.0.1%3A\(live2)&state=maint", path: "/read-only-status")
+        XCTAssertEqual(readOnly?.status, 405)
+        XCTAssertEqual(readOnly?.header("Allow"), nil)
+        XCTAssertEqual(shmdumpPeers().map { $0["admin"] as? String }, ["ready", "ready", "ready", "ready"])
+        XCTAssertEqual(bodies("/"), ["one", "two"])
+
         let drained = post("upstream=app&server=127.0.0.1%3A\(live2)&state=drain")
         XCTAssertEqual(drained?.status, 200)
         XCTAssertEqual(drained.map { String(decoding: $0.body, as: UTF8.self) }, "{\"upstream\": \"app\", \"server\": \"127.0.0.1:\(live2)\", \"state\": \"drain\"}\n")
         XCTAssertEqual(bodies("/"), ["one"], "a draining peer took new requests")
         XCTAssertTrue(vigil.shmdump().stdout.contains("up (drain)"), vigil.shmdump().stdout)
+        XCTAssertTrue(vigil.errorLog().contains("[notice]") && vigil.errorLog().contains(
+            "server 127.0.0.1:\(live2) in upstream \"app\" changed from ready to drain by client 127.0.0.1"), vigil.errorLog())
 
         // ip_hash keeps sending this client where its key leads, draining or not; maint takes it away.
         let home = try XCTUnwrap(bodies("/sticky").first)
@@ -253,7 +265,7 @@ final class CheckExtensionTests: XCTestCase {
             check_state_file logs/check.state interval=1s;
             upstream a { server 127.0.0.1:\(dead); check interval=3000 rise=1 fall=1 timeout=500 default_down=false type=tcp; }
             upstream b { server 127.0.0.1:\(live); check interval=400 rise=3 fall=1 timeout=500 type=tcp; }
-            server { listen 127.0.0.1:\(port); location /status { check_status json; } }
+            server { listen 127.0.0.1:\(port); location /status { check_status json; check_status_admin on; allow 127.0.0.1; deny all; } }
             """)
         vigil = try Vigil(config: conf)
         _ = try vigil.start()

@@ -111,8 +111,14 @@ public enum StatusFormat: String, Sendable, CaseIterable {
 
 public struct StatusSettings: Sendable {
     @Setting public var format = StatusFormat.html
+    /// `check_status_admin`: whether a POST may change peers' admin states; a status page is read-only unless
+    /// its configuration says so.
+    @Setting public var admin = false
 
     public init() {}
 
-    mutating func merge(_ p: StatusSettings) { $format.inherit(p.$format) }
+    mutating func merge(_ p: StatusSettings) {
+        $format.inherit(p.$format)
+        $admin.inherit(p.$admin)
+    }
 }

@@ -51,7 +51,7 @@ let package = Package(
         // The worker process shell: acceptors, signals, the connection set, the checker election.
         .target(name: "Worker", dependencies: ["Core", "CShim", "ShmTable", "Config", "Event", "Checks", "TLS", "HTTPServer", "HTTPProxy"],
                 path: "Sources/worker", swiftSettings: hotPath),
-        .executableTarget(name: "vigil", dependencies: ["Core", "CShim", "ShmTable", "Config", "Event", "Worker", "TLS"], path: "Sources/master", swiftSettings: v5),
+        .executableTarget(name: "vigil", dependencies: ["Core", "CShim", "ShmTable", "Config", "Event", "Worker", "TLS", "HTTPServer"], path: "Sources/master", swiftSettings: v5),
         .executableTarget(name: "shmdump", dependencies: ["Core", "CShim", "ShmTable", "Config"], path: "Sources/shmdump", swiftSettings: v5),
         .target(name: "FuzzSupport", path: "Tests/FuzzSupport", swiftSettings: v5),
         // Runs the real binaries for IntegrationTests and FaultTests: processes, loopback clients and peers.

@@ -113,6 +113,8 @@ pid_t vigil_reap(int *exited, int *signaled, int *code, int *core) {
 int vigil_gettid(void) { return (int)gettid(); }
 
 int vigil_set_pdeathsig(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0); }
+int vigil_set_no_new_privs(void) { return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); }
+int vigil_set_dumpable(int on) { return prctl(PR_SET_DUMPABLE, on, 0, 0, 0); }
 
 int vigil_set_nonblock(int fd) {
     int fl = fcntl(fd, F_GETFL);

@@ -19,6 +19,12 @@ public final class Configuration {
     public var env: [String] = []
     public var workerRlimitNofile: Int?
     public var workerShutdownTimeout: Int?   // ms
+    /// Who workers run as: `user`, or nginx's default; nil when the master is not root (workers keep its user).
+    public var workerUser: WorkerUser?
+    /// `working_directory`: where workers chdir to (and dump core).
+    public var workingDirectory: String?
+    /// `worker_rlimit_core`: the workers' core file size limit, in bytes.
+    public var workerRlimitCore: Int?
     public var events: EventsBlock?
     public var http: HTTPBlock?
     /// `[warn]` lines nginx would print while parsing; the load still succeeds.
@@ -29,6 +35,11 @@ public final class Configuration {
     var seenMainDirectives = Set<String>()
     /// Every file read, with its text, for `-T`.
     public private(set) var sources: [(path: String, text: [UInt8])] = []
+
+    /// Every access log file and client body temp directory of any level, each once: the master opens the
+    /// logs and makes the directories before workers give up root.
+    public private(set) var accessLogPaths: [String] = []
+    public private(set) var clientBodyTempPaths: [String] = []
 
     /// The checked peers in shm index order, filled by `finish()`.
     public private(set) var checkedPeers: [CheckedPeer] = []
@@ -111,6 +122,12 @@ public final class Configuration {
 
     func finish() throws {
         guard events != nil else { throw ConfigError("no \"events\" section in configuration") }
+        if workerUser == nil && WorkerUser.masterIsRoot {
+            switch WorkerUser.lookUp(user: WorkerUser.defaultName, group: WorkerUser.defaultGroup) {
+            case .success(let user): workerUser = user
+            case .failure(let f): throw ConfigError(f.message)
+            }
+        }
         guard let http else { return }
         if !http.settings.log.$accessLogs.isSet {
             http.settings.log.accessLogs = [AccessLogTarget(path: fullPath("logs/access.log"), format: "combined")]
@@ -199,10 +216,17 @@ public final class Configuration {
         }
     }
 
-    /// Paths a level wrote relative to the prefix, made absolute once (those it inherited already are).
+    /// Paths a level wrote relative to the prefix, made absolute once (those it inherited already are); the
+    /// files and directories workers write are noted for the master to prepare.
     private func resolvePaths(_ s: inout HTTPSettings) {
         s.core.$root.resolve(fullPath)
         s.core.$clientBodyTempPath.resolve(fullPath)
+        note(s.core.clientBodyTempPath, in: &clientBodyTempPaths)
+        for target in s.log.accessLogs { note(target.path, in: &accessLogPaths) }
+    }
+
+    private func note(_ path: String, in paths: inout [String]) {
+        if !paths.contains(path) { paths.append(path) }
     }
 
     /// `proxy_pass http://name` names an upstream block when one exists (before or after it);

@@ -207,6 +207,27 @@ enum MainDirectives {
             guard let n = Values.plainNumber(call.words[1]) else { throw call.directiveError("invalid number") }
             call.configuration.workerRlimitNofile = n
         },
+        Directives.spec("user", .main, .oneOrTwo) { call in
+            if call.configuration.workerUser != nil { throw call.duplicate() }
+            guard WorkerUser.masterIsRoot else {
+                call.warn("the \"user\" directive makes sense only if the master process runs with super-user privileges, ignored")
+                return
+            }
+            // Without a group, nginx takes the group of the user's name.
+            switch WorkerUser.lookUp(user: call.words[1], group: call.words.last!) {
+            case .success(let user): call.configuration.workerUser = user
+            case .failure(let f): throw call.error(f.message)
+            }
+        },
+        Directives.spec("working_directory", .main, .one) { call in
+            try setMainOnce(call)
+            call.configuration.workingDirectory = call.configuration.fullPath(call.words[1])
+        },
+        Directives.spec("worker_rlimit_core", .main, .one) { call in
+            try setMainOnce(call)
+            guard let n = Values.size(call.words[1]) else { throw call.directiveError("invalid value") }
+            call.configuration.workerRlimitCore = n
+        },
         Directives.spec("worker_shutdown_timeout", .main, .one) { call in
             try setMainOnce(call)
             call.configuration.workerShutdownTimeout = try Directives.msecArg(call, call.words[1])

@@ -26,9 +26,14 @@ public enum FileBytes {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw Failure(errno: errno) }
         if (st.st_mode & S_IFMT) == S_IFDIR { throw Failure(errno: EISDIR) }
-        if Int(st.st_size) > maxSize { throw Failure(errno: EFBIG) }
+        return try read(fd: fd, size: Int(st.st_size), maxSize: maxSize)
+    }
+
+    /// The rest of an open file of `size` bytes (its fstat size), up to its end.
+    public static func read(fd: Int32, size: Int, maxSize: Int) throws -> [UInt8] {
+        if size > maxSize { throw Failure(errno: EFBIG) }
         var out = [UInt8]()
-        out.reserveCapacity(Int(st.st_size))
+        out.reserveCapacity(size)
         var buf = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }

@@ -28,13 +28,12 @@ public final class ErrorLog {
                 opened.append(Sink(path: t.path, fd: 2, level: t.level))
                 continue
             }
-            let fd = Glibc.open(t.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-            guard fd >= 0 else {
-                let e = errno
+            do {
+                opened.append(Sink(path: t.path, fd: try LogFile.open(t.path), level: t.level))
+            } catch {
                 for s in opened where s.fd != 2 { close(s.fd) }
-                throw OpenFailure(path: t.path, errno: e)
+                throw error
             }
-            opened.append(Sink(path: t.path, fd: fd, level: t.level))
         }
         pthread_mutex_lock(mutex)
         let old = sinks
@@ -43,10 +42,14 @@ public final class ErrorLog {
         for s in old where s.fd != 2 { close(s.fd) }
     }
 
-    /// `-s reopen`: reopen the same files (after logrotate moved them).
+    /// `-s reopen`: reopen the same files (after logrotate moved them). One that cannot be opened keeps its old
+    /// descriptor, and says so there.
     public func reopen() {
-        try? open(sinks.map { ErrorLogTarget(path: $0.path, level: $0.level) })
+        do { try open(sinks.map { ErrorLogTarget(path: $0.path, level: $0.level) }) } catch { alert("\(error)") }
     }
+
+    /// The files (not stderr) the log writes to, for the master to hand over to the workers' user.
+    public var filePaths: [String] { sinks.filter { $0.fd != 2 }.map(\.path) }
 
     /// The fd of the first file target, which becomes the daemon's stderr as in nginx.
     public var firstFileDescriptor: Int32? { sinks.first(where: { $0.fd != 2 })?.fd }

@@ -89,6 +89,13 @@ public enum Socket {
             close(fd)
             throw SystemError("bind() to \(display)", errno: e)
         }
+        // As nginx: any local user may connect (workers run as `user`; whoever else should be kept out is
+        // kept out by the directory's permissions).
+        if unix && chmod(String(host.dropFirst(5)), 0o666) != 0 {
+            let e = errno
+            close(fd)
+            throw SystemError("chmod() \"\(host.dropFirst(5))\"", errno: e)
+        }
         guard Glibc.listen(fd, backlog) == 0 else {
             let e = errno
             close(fd)

@@ -4,15 +4,23 @@ import Glibc
 import Config
 import Core
 
-/// Open access log files, shared by every location that names the same path; reopened on USR1.
+/// Open access log files, shared by every location that names the same path. The master opens them all, while
+/// it is root, before it forks workers (so a path that cannot be opened stops a start or reload, as in nginx);
+/// a worker reopens them on USR1, after the master has given the files to the workers' user.
 public final class AccessLogFiles {
     private var fds: [String: Int32] = [:]
     private let formats: [String: LogFormat]
     let log: ErrorLog
 
-    init(config: Configuration, log: ErrorLog) {
+    public init(config: Configuration, log: ErrorLog) throws {
         self.log = log
         formats = config.http?.logFormats ?? [:]
+        do {
+            for path in config.accessLogPaths { fds[path] = try LogFile.open(path) }
+        } catch {
+            close()
+            throw error
+        }
     }
 
     /// The request's lines, one per `access_log` of its location (unless its `if=` is empty or "0").
@@ -22,25 +30,27 @@ public final class AccessLogFiles {
                 let v = c.render(r)
                 if v.isEmpty || v == "0" { continue }
             }
-            guard let format = formats[target.format], let fd = fd(for: target.path) else { continue }
+            guard let format = formats[target.format], let fd = fds[target.path] else { continue }
             let e = writeAll(fd, format.template.logLine(r, escape: format.escape))
             if e != 0 { writeFailed(target.path, errno: e, context: r.logContext) }
         }
     }
 
-    func fd(for path: String) -> Int32? {
-        if let fd = fds[path] { return fd }
-        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            log.alert("open() \"\(path)\" failed (\(Errno.text(errno)))")
-            return nil
+    /// A file that cannot be reopened keeps its old descriptor.
+    func reopen() {
+        for (path, old) in fds {
+            do {
+                fds[path] = try LogFile.open(path)
+                Glibc.close(old)
+            } catch {
+                log.alert("\(error)")
+            }
         }
-        fds[path] = fd
-        return fd
     }
 
-    func reopen() {
-        for (_, fd) in fds { close(fd) }
+    /// The master's copies, once no worker of their configuration is left.
+    public func close() {
+        for fd in fds.values { Glibc.close(fd) }
         fds.removeAll()
     }
 

@@ -19,11 +19,9 @@ public final class BodyFile {
 
     enum Created { case success(BodyFile), failure(String) }
 
-    /// nginx's temp file names: ten digits, from a per-worker sequence that starts at the worker's pid.
+    /// nginx's temp file names: ten digits, from a per-worker sequence that starts at the worker's pid. The
+    /// master made the directory, owned by the workers' user.
     static func create(in directory: String, service: HTTPService) -> Created {
-        if mkdir(directory, 0o700) != 0 && errno != EEXIST {
-            return .failure("mkdir() \"\(directory)\" failed (\(Errno.text(errno)))")
-        }
         while true {
             service.tempFileSerial &+= 1
             let name = String(service.tempFileSerial % 10_000_000_000)

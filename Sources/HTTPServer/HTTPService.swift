@@ -75,7 +75,8 @@ public final class HTTPService {
     /// Hears every connection close (the worker's connection set).
     public var connectionClosed: ((H1Connection) -> Void)?
 
-    public init(config: Configuration, loop: EventLoop, log: ErrorLog, counters: SharedCounters, tls: TLSBundle, segment: Segment) {
+    public init(config: Configuration, loop: EventLoop, log: ErrorLog, counters: SharedCounters, tls: TLSBundle, segment: Segment,
+                accessLogs: AccessLogFiles) {
         self.config = config
         self.loop = loop
         self.log = log
@@ -83,7 +84,7 @@ public final class HTTPService {
         self.tls = tls
         self.segment = segment
         router = Router(config: config)
-        accessLogs = AccessLogFiles(config: config, log: log)
+        self.accessLogs = accessLogs
         httpScope = SettingsScope(config.http?.settings ?? HTTPSettings())
         func add(_ locations: [Location]) {
             for loc in locations {
@@ -115,6 +116,6 @@ public final class HTTPService {
         router.server(for: listen.address, host: nil).map { scope(server: $0, location: nil) } ?? httpScope
     }
 
-    /// `-s reopen`: the access logs are opened anew at their next line.
+    /// `-s reopen`.
     public func reopenLogs() { accessLogs.reopen() }
 }

@@ -30,15 +30,29 @@ enum StaticFiles {
             }
             file = found
         }
-        var st = stat()
-        guard stat(file, &st) == 0 else {
+        // Opened first, as nginx does (non-blocking: a FIFO must not hang the worker): a file the workers' user
+        // may not read is 403, whatever stat() would say.
+        let fd = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else {
             let e = errno
             log.error("open() \"\(file)\" failed (\(Errno.text(e))), client: \(request.client.address), request: \"\(request.head.requestLine)\"")
-            pipeline.respondError(request, e == EACCES ? 403 : 404)
+            pipeline.respondError(request, e == EACCES ? 403 : e == ENOENT || e == ENOTDIR || e == ENAMETOOLONG ? 404 : 500)
+            return
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            log.log(.crit, "fstat() \"\(file)\" failed (\(Errno.text(errno)))")
+            pipeline.respondError(request, 500)
             return
         }
         if (st.st_mode & S_IFMT) == S_IFDIR {
             pipeline.respondError(request, 301, location: path + "/")
+            return
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            log.log(.crit, "\"\(file)\" is not a regular file, client: \(request.client.address), request: \"\(request.head.requestLine)\"")
+            pipeline.respondError(request, 404)
             return
         }
         // Last-Modified and (etag on, the default) an ETag of mtime and size, as nginx makes them; a request
@@ -56,7 +70,7 @@ enum StaticFiles {
         } else if request.header("if-modified-since") == lastModified {
             return request.sink.respond(status: 304, contentType: nil, body: [], extra: validators)
         }
-        guard size <= StaticFiles.maxFileSize, let bytes = try? FileBytes.read(file) else {
+        guard let bytes = try? FileBytes.read(fd: fd, size: size, maxSize: StaticFiles.maxFileSize) else {
             pipeline.respondError(request, 500)
             return
         }

@@ -4,23 +4,32 @@ import Glibc
 import CShim
 import Config
 import Core
+import HTTPServer
 import ShmTable
 import TLS
 import Worker
 
-/// One configuration generation: its config, shm segment and listening sockets.
+/// One configuration generation: its config, shm segment, listening sockets and access log files.
 final class Generation {
     let number: UInt64
     let config: Configuration
     let tls: TLSBundle
     let segment: Segment
     let sockets: [ListeningSocket]
-    init(number: UInt64, config: Configuration, tls: TLSBundle, segment: Segment, sockets: [ListeningSocket]) {
+    let accessLogs: AccessLogFiles
+    init(number: UInt64, config: Configuration, tls: TLSBundle, segment: Segment, sockets: [ListeningSocket], accessLogs: AccessLogFiles) {
         self.number = number
         self.config = config
         self.tls = tls
         self.segment = segment
         self.sockets = sockets
+        self.accessLogs = accessLogs
+    }
+
+    /// Its last worker is gone (or the master is exiting).
+    func retire() {
+        segment.unlink()
+        accessLogs.close()
     }
 }
 
@@ -82,6 +91,11 @@ final class Master {
         let sockets: [ListeningSocket]
         do { sockets = try listeners.prepare(for: config) } catch { return fatal("\(error)") }
         if let err = SegmentPlan(config: config).fitError { return fatal(err) }
+        let accessLogs: AccessLogFiles
+        do {
+            try WorkerFiles.makeTempDirectories(config)
+            accessLogs = try AccessLogFiles(config: config, log: log)
+        } catch { return fatal("\(error)") }
 
         if config.daemon {
             switch daemonize() {
@@ -95,7 +109,7 @@ final class Master {
         let segment: Segment
         let restored = config.http?.checkStateFile.map { StateFile.load($0.path) { self.log.warn($0) } } ?? [:]
         do { segment = try createSegment(generation: 1, plan: SegmentPlan(config: config, restored: restored)) } catch { return fatal("\(error)") }
-        current = Generation(number: 1, config: config, tls: firstTLS, segment: segment, sockets: sockets)
+        current = Generation(number: 1, config: config, tls: firstTLS, segment: segment, sockets: sockets, accessLogs: accessLogs)
         do { try PidFile.write(config.pidPath, pid: pid) } catch {
             segment.unlink()
             return fatal("\(error)")
@@ -185,10 +199,11 @@ final class Master {
             if readiness >= 0 { close(readiness) }
             let keep = Set(gen.sockets.map { $0.fd })
             for s in listeners.sockets.values where !keep.contains(s.fd) { close(s.fd) }
+            for g in [current!] + Array(retiring.values) where g !== gen { g.accessLogs.close() }
             counters.row = row
             do {
-                let w = try WorkerProcess(config: gen.config, tls: gen.tls, listeners: gen.sockets, segment: gen.segment, log: log, masterPid: pid,
-                                          counters: counters)
+                let w = try WorkerProcess(config: gen.config, tls: gen.tls, accessLogs: gen.accessLogs, listeners: gen.sockets, segment: gen.segment,
+                                          log: log, masterPid: pid, counters: counters)
                 w.run()
             } catch {
                 log.emerg("\(error)")
@@ -200,7 +215,10 @@ final class Master {
     }
 
     private func signalWorkers(_ sig: Int32, generation: UInt64? = nil) {
-        for (p, w) in workers where generation == nil || w.generation == generation { kill(p, sig) }
+        for (p, w) in workers where generation == nil || w.generation == generation {
+            // EPERM: the master lacks CAP_KILL for workers that changed uid (a unit's capability bounding set).
+            if kill(p, sig) != 0 && errno != ESRCH { log.alert("kill(\(p), \(sig)) failed (\(Errno.text(errno)))") }
+        }
     }
 
     private func reap() {
@@ -227,7 +245,7 @@ final class Master {
                     spawn(current)
                 }
             } else if let old = retiring[gen], !workers.values.contains(where: { $0.generation == gen }) {
-                old.segment.unlink()
+                old.retire()
                 retiring[gen] = nil
             }
         }
@@ -258,27 +276,38 @@ final class Master {
             log.emerg("\(error)")
             return
         }
+        let accessLogs: AccessLogFiles
+        do {
+            try WorkerFiles.makeTempDirectories(newConf)
+            accessLogs = try AccessLogFiles(config: newConf, log: log)
+        } catch {
+            log.emerg("\(error)")
+            listeners.retain(only: current.sockets)
+            return
+        }
         let number = current.number + 1
         let segment: Segment
         do { segment = try createSegment(generation: number, plan: plan) } catch {
             log.emerg("\(error)")
+            accessLogs.close()
             listeners.retain(only: current.sockets)
             return
         }
         do { try log.open(errorLogTargets(newConf)) } catch {
             log.emerg("\(error)")
             segment.unlink()
+            accessLogs.close()
             listeners.retain(only: current.sockets)
             return
         }
         let old = current!
-        current = Generation(number: number, config: newConf, tls: tls, segment: segment, sockets: sockets)
+        current = Generation(number: number, config: newConf, tls: tls, segment: segment, sockets: sockets, accessLogs: accessLogs)
         config = newConf
         for _ in 0..<newConf.workerProcesses { spawn(current) }
         retiring[old.number] = old
         signalWorkers(SIGQUIT, generation: old.number)
         if !workers.values.contains(where: { $0.generation == old.number }) {
-            old.segment.unlink()
+            old.retire()
             retiring[old.number] = nil
         }
         listeners.retain(only: sockets)
@@ -340,6 +369,7 @@ final class Master {
         case SIGUSR1:
             log.notice("signal \(sig) (\(name)) received from \(sender), reopening logs")
             log.reopen()
+            WorkerFiles.handOverLogs([current.config] + retiring.values.map(\.config), errorLogPaths: log.filePaths, log: log)
             signalWorkers(SIGUSR1)
         default:
             log.notice("signal \(sig) (\(name)) received from \(sender), ignored")
@@ -359,8 +389,8 @@ final class Master {
 
     private func exitCleanly() -> Int32 {
         saveState()
-        current.segment.unlink()
-        for g in retiring.values { g.segment.unlink() }
+        current.retire()
+        for g in retiring.values { g.retire() }
         PidFile.remove(config.pidPath, ifPid: pid)
         log.notice("exit")
         return 0

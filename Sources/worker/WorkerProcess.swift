@@ -37,8 +37,8 @@ public final class WorkerProcess {
 
     static let handledSignals: [Int32] = [SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP, SIGWINCH, SIGUSR2]
 
-    public init(config: Configuration, tls: TLSBundle, listeners: [ListeningSocket], segment: Segment, log: ErrorLog, masterPid: Int32,
-                counters: SharedCounters) throws {
+    public init(config: Configuration, tls: TLSBundle, accessLogs: AccessLogFiles, listeners: [ListeningSocket], segment: Segment,
+                log: ErrorLog, masterPid: Int32, counters: SharedCounters) throws {
         self.config = config
         self.tls = tls
         self.listeners = listeners
@@ -46,22 +46,17 @@ public final class WorkerProcess {
         self.log = log
         self.masterPid = masterPid
         self.loop = try EventLoop()
-        service = HTTPService(config: config, loop: loop, log: log, counters: counters, tls: tls, segment: segment)
+        service = HTTPService(config: config, loop: loop, log: log, counters: counters, tls: tls, segment: segment, accessLogs: accessLogs)
     }
 
     /// Runs in the child right after fork; never returns.
     public func run() -> Never {
         WorkerProcess.handledSignals.withUnsafeBufferPointer { vigil_signals_reset($0.baseAddress, Int32($0.count)) }
         vigil_ignore_sigpipe()
-        // Exit with the master: it may be SIGKILLed and never tell us.
+        WorkerSetup.apply(config, log: log)
+        // Exit with the master: it may be SIGKILLed and never tell us. After the change of uid, which clears it.
         _ = vigil_set_pdeathsig(SIGTERM)
         if getppid() != masterPid { exit(0) }
-        if let n = config.workerRlimitNofile {
-            var rl = rlimit(rlim_cur: rlim_t(n), rlim_max: rlim_t(n))
-            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) != 0 {
-                log.alert("setrlimit(RLIMIT_NOFILE, \(n)) failed (\(Errno.text(errno)))")
-            }
-        }
         do {
             try start()
         } catch {

@@ -303,39 +303,114 @@ final class ReloadUnderLoadTests: XCTestCase {
 
 /// The operations kit in ops/: the systemd unit's commands, run the way systemd runs them.
 final class OperationsTests: XCTestCase {
-    /// ExecStartPre / ExecStart / ExecReload / ExecStop of ops/vigil.service with this test's paths.
+    /// ExecStartPre / ExecStart / ExecReload / ExecStop of ops/vigil.service with this test's paths, each run
+    /// as the unit runs it: no new privileges and only the capabilities of its bounding set. Starting, serving,
+    /// reopening rotated logs, reloading and stopping all work with that set, and the workers are nobody.
     func testSystemdUnitCommands() throws {
+        try XCTSkipUnless(geteuid() == 0, "the unit runs its master as root")
         let unit = try String(contentsOfFile: Binaries.packageRoot + "/ops/vigil.service", encoding: .utf8)
-        let vigil = try Vigil(config: Vigil.config(workers: 2, http: "server { listen 127.0.0.1:\(freePort()); return 200; }"))
+        let port = freePort()
+        let vigil = try Vigil(config: Vigil.config(workers: 2, http: "server { listen 127.0.0.1:\(port); access_log logs/access.log; return 200; }"))
         defer { vigil.cleanup() }
+        func value(_ key: String) -> String {
+            String(unit.split(separator: "\n").first { $0.hasPrefix(key + "=") }!.dropFirst(key.count + 1))
+        }
         func command(_ key: String) -> [String] {
-            let line = unit.split(separator: "\n").first { $0.hasPrefix(key + "=") }!.dropFirst(key.count + 1)
-            return line.split(separator: " ").map { String($0) }.dropFirst().map {
+            value(key).split(separator: " ").map { String($0) }.dropFirst().map {
                 $0.replacingOccurrences(of: "/etc/vigil/vigil.conf", with: vigil.confPath)
-                  .replacingOccurrences(of: "/etc/vigil", with: vigil.prefix)
+                  .replacingOccurrences(of: "/var/lib/vigil/", with: vigil.prefix + "/")
+                  .replacingOccurrences(of: "/var/log/vigil", with: vigil.prefix + "/logs")
             }
         }
-        let vigilBinary = Binaries.path("vigil")
-        XCTAssertTrue(unit.contains("Type=forking"))
-        let pre = runCommand(vigilBinary, command("ExecStartPre"))
+        XCTAssertEqual(value("Type"), "forking")
+        XCTAssertEqual(value("NoNewPrivileges"), "yes")
+        XCTAssertEqual(value("ProtectSystem"), "full")
+        XCTAssertEqual(value("PrivateTmp"), "yes")
+        let capabilities = value("CapabilityBoundingSet").split(separator: " ").map { $0.dropFirst("CAP_".count).lowercased() }
+        let asTheUnit = ["--no-new-privs", "--bounding-set", "-all," + capabilities.map { "+" + $0 }.joined(separator: ","), Binaries.path("vigil")]
+        func run(_ key: String) -> RunResult { runCommand("/usr/bin/setpriv", asTheUnit + command(key), cwd: "/") }
+
+        let pre = run("ExecStartPre")
         XCTAssertEqual(pre.status, 0, pre.stderr)
         XCTAssertEqual(pre.stderr, "", "-t -q prints nothing when the configuration is fine")
-        let start = runCommand(vigilBinary, command("ExecStart"))
+        let start = run("ExecStart")
         XCTAssertEqual(start.status, 0, start.stderr)
         // Type=forking: when the parent has exited, the pid file names a running master.
         let master = try XCTUnwrap(vigil.masterPid())
+        vigil.track(master: master)
         XCTAssertTrue(processAlive(master))
-        XCTAssertEqual(vigil.waitForWorkers(master, count: 2).count, 2)
-        XCTAssertEqual(runCommand(vigilBinary, command("ExecReload")).status, 0)
+        let workers = vigil.waitForWorkers(master, count: 2)
+        XCTAssertEqual(workers.count, 2)
+        for w in workers {
+            let status = try String(contentsOfFile: "/proc/\(w)/status", encoding: .utf8)
+            XCTAssertTrue(status.contains("Uid:\t65534\t65534\t65534\t65534\n"), status)
+        }
+        XCTAssertEqual(httpGet(port, "/")?.status, 200)
+
+        // logrotate's postrotate, with the unit's capabilities.
+        let logs = vigil.prefix + "/logs"
+        XCTAssertEqual(rename(logs + "/access.log", logs + "/access.log.1"), 0)
+        let reopen = runCommand("/usr/bin/setpriv", asTheUnit + command("ExecReload").dropLast(2) + ["-s", "reopen"], cwd: "/")
+        XCTAssertEqual(reopen.status, 0, reopen.stderr)
+        XCTAssertTrue(waitFor(5) {
+            _ = httpGet(port, "/after-reopen")
+            return ((try? String(contentsOfFile: logs + "/access.log", encoding: .utf8)) ?? "").contains("/after-reopen")
+        }, vigil.errorLog())
+
+        XCTAssertEqual(run("ExecReload").status, 0)
         XCTAssertTrue(waitFor(5) { shmSegments(ofMaster: master) == ["vigil.\(master).2"] })
-        XCTAssertEqual(runCommand(vigilBinary, command("ExecStop")).status, 0)
+        XCTAssertEqual(httpGet(port, "/")?.status, 200)
+        XCTAssertEqual(run("ExecStop").status, 0)
         XCTAssertTrue(waitFor(5) { !processAlive(master) })
         XCTAssertFalse(FileManager.default.fileExists(atPath: vigil.pidPath))
+        XCTAssertFalse(vigil.errorLog().contains("[alert]"), vigil.errorLog())
     }
 
-    func testLogrotateSnippetReopensWithUSR1() throws {
+    /// systemd itself finds nothing to say about the unit (unknown keys and bad values are warnings, so the
+    /// output must be empty too).
+    func testSystemdAnalyzeVerifiesTheUnit() throws {
+        let analyze = "/usr/bin/systemd-analyze"
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: analyze), "systemd-analyze is not installed")
+        let dir = NSTemporaryDirectory() + "vigil-unit-" + UUID().uuidString.prefix(8)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // systemd checks that the commands exist: point them at the built binary.
+        let unit = try String(contentsOfFile: Binaries.packageRoot + "/ops/vigil.service", encoding: .utf8)
+            .replacingOccurrences(of: "/usr/local/sbin/vigil", with: Binaries.path("vigil"))
+        try unit.write(toFile: dir + "/vigil.service", atomically: true, encoding: .utf8)
+        let r = runCommand(analyze, ["verify", dir + "/vigil.service"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stderr + r.stdout, "")
+    }
+
+    /// ops/vigil.logrotate run by logrotate itself, with this test's paths: the logs move aside, the master
+    /// creates them anew for the workers (nobody), and the next requests are logged there, none lost.
+    func testLogrotateSnippetRotatesWithoutLosingLines() throws {
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/sbin/logrotate"), "logrotate is not installed")
+        let port = freePort()
+        let vigil = try Vigil(config: Vigil.config(http: "server { listen 127.0.0.1:\(port); access_log logs/access.log; return 200; }"))
+        defer { vigil.cleanup() }
+        let logs = vigil.prefix + "/logs"
         let snippet = try String(contentsOfFile: Binaries.packageRoot + "/ops/vigil.logrotate", encoding: .utf8)
-        XCTAssertTrue(snippet.contains("kill -USR1"))
-        XCTAssertTrue(snippet.contains("postrotate"))
+            .replacingOccurrences(of: "/var/log/vigil", with: logs)
+            .replacingOccurrences(of: "/run/vigil.pid", with: vigil.pidPath)
+        try snippet.write(toFile: vigil.prefix + "/logrotate.conf", atomically: true, encoding: .utf8)
+        _ = try vigil.start()
+        for i in 0..<5 { XCTAssertEqual(httpGet(port, "/before/\(i)")?.status, 200) }
+        let r = runCommand("/usr/sbin/logrotate", ["-f", "-s", vigil.prefix + "/logrotate.state", vigil.prefix + "/logrotate.conf"])
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        let rotated = try String(contentsOfFile: logs + "/access.log.1", encoding: .utf8)
+        XCTAssertEqual(rotated.split(separator: "\n").count, 5, rotated)
+        XCTAssertTrue(waitFor(5) {
+            _ = httpGet(port, "/after")
+            return ((try? String(contentsOfFile: logs + "/access.log", encoding: .utf8)) ?? "").contains("GET /after")
+        }, vigil.errorLog())
+        XCTAssertFalse(try String(contentsOfFile: logs + "/access.log.1", encoding: .utf8).contains("/after"))
+        if geteuid() == 0 {
+            var st = stat()
+            XCTAssertEqual(stat(logs + "/access.log", &st), 0)
+            XCTAssertEqual(st.st_uid, 65534, "the new log does not belong to the workers")
+        }
+        XCTAssertFalse(vigil.errorLog().contains("[alert]"), vigil.errorLog())
     }
 }

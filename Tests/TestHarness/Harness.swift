@@ -249,6 +249,9 @@ public final class Vigil {
         return pid
     }
 
+    /// A master started some other way (the systemd unit's command line), stopped by `cleanup()` like the rest.
+    public func track(master pid: Int32) { startedMasters.append(pid) }
+
     /// `shmdump --json` parsed, or an empty dictionary when it fails.
     public func shmdumpJSON() -> [String: Any] {
         let r = shmdump(["--json"])

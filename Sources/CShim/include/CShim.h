@@ -42,6 +42,10 @@ pid_t vigil_fork(void);
 // waitpid(-1, WNOHANG) decoded: returns pid (0 none, -1 error); *exited 1 with *code, or *signaled 1 with *code = signal.
 pid_t vigil_reap(int *exited, int *signaled, int *code, int *core);
 int vigil_set_pdeathsig(int sig);
+// A worker's way back to root closed: no execve can grant privileges (PR_SET_NO_NEW_PRIVS).
+int vigil_set_no_new_privs(void);
+// Whether the process may dump core (and be ptraced by its user) after it changed uid.
+int vigil_set_dumpable(int on);
 // The calling thread's id, as nginx prints it after "pid#".
 int vigil_gettid(void);
 int vigil_set_nonblock(int fd);

@@ -208,7 +208,11 @@ public final class Configuration {
     private func inherit(_ loc: Location, from parent: HTTPSettings) {
         loc.settings.inherit(from: parent)
         resolvePaths(&loc.settings)
-        for child in loc.locations { inherit(child, from: loc.settings) }
+        for child in loc.locations {
+            // root and alias are one setting in nginx: a nested location with neither keeps its parent's alias.
+            if child.alias == nil && !child.settings.core.$root.isSet { child.alias = loc.alias }
+            inherit(child, from: loc.settings)
+        }
         // An `if` block without `root` keeps its location's alias too.
         for block in loc.ifBlocks {
             if !block.settings.core.$root.isSet { block.alias = loc.alias }

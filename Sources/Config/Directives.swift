@@ -219,6 +219,11 @@ enum MainDirectives {
             case .failure(let f): throw call.error(f.message)
             }
         },
+        // Debian's nginx.conf includes modules-enabled/*.conf: it loads, and the modules' directives stay refused
+        // by name.
+        Directives.spec("load_module", .main, .one) { call in
+            call.warn("vigil does not load nginx modules: \"\(call.words[1])\" is not loaded, and its directives are unknown")
+        },
         Directives.spec("working_directory", .main, .one) { call in
             try setMainOnce(call)
             call.configuration.workingDirectory = call.configuration.fullPath(call.words[1])

@@ -112,8 +112,18 @@ enum HTTPCore {
             if l.settings.core.$root.isSet {
                 throw call.error("\"alias\" directive is duplicate, \"root\" directive was specified earlier")
             }
-            l.alias = call.words[1]
+            if case .regex = l.match {
+                l.alias = Alias(path: call.words[1], replacedPrefix: nil)
+            } else {
+                l.alias = Alias(path: call.words[1], replacedPrefix: l.pattern)
+            }
         },
+        Directives.spec("internal", .location, .none) { call in
+            guard case .location(let l, _, _) = call.context else { return }
+            if l.isInternal { throw call.duplicate() }
+            l.isInternal = true
+        },
+        Directives.spec("try_files", [.server, .location], .twoOrMore) { call in try tryFiles(call) },
         Directives.spec("index", .httpAll, .oneOrMore) { call in
             Directives.withSettings(call) { s in s.core.index = (s.core.$index.isSet ? s.core.index : []) + call.args }
         },
@@ -164,6 +174,34 @@ enum HTTPCore {
         if !setting.ipv4 && !setting.ipv6 { throw call.error("\"ipv4\" and \"ipv6\" cannot both be \"off\"") }
         guard !setting.servers.isEmpty else { throw call.error("invalid number of arguments in \"resolver\" directive") }
         try Directives.setOnce(call, \.core.$resolver, setting)
+    }
+
+    static func tryFiles(_ call: Call) throws {
+        let args = Array(call.args)
+        // A name ending in "/" tests for a directory; the last argument is never a candidate.
+        let candidates = args.dropLast().map { word -> TryFiles.Candidate in
+            let isDirectory = word.hasSuffix("/")
+            return TryFiles.Candidate(name: RewriteDirectives.lenientTemplate(call, isDirectory ? String(word.dropLast()) : word),
+                                      isDirectory: isDirectory)
+        }
+        let last = args[args.count - 1]
+        let fallback: TryFiles.Fallback
+        if last.hasPrefix("=") {
+            guard let code = Values.plainNumber(last.dropFirst()), code <= 999 else { throw call.error("invalid code \"\(last)\"") }
+            fallback = .status(code)
+        } else {
+            fallback = .uri(RewriteDirectives.lenientTemplate(call, last))
+        }
+        let tf = TryFiles(candidates: candidates, fallback: fallback)
+        switch call.context {
+        case .location(let l, _, _):
+            if l.tryFiles != nil { throw call.duplicate() }
+            l.tryFiles = tf
+        case .server(let s, _):
+            if s.tryFiles != nil { throw call.duplicate() }
+            s.tryFiles = tf
+        default: preconditionFailure()
+        }
     }
 
     static func setContent(_ call: Call, _ handler: ContentHandler) throws {

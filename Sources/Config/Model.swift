@@ -362,6 +362,29 @@ public enum ContentHandler: Sendable {
     case checkStatus
 }
 
+/// `alias`: a directory that stands for the URI's prefix the location matched; in a regex location, the whole
+/// file's path. Nested locations without `root` or `alias` of their own keep their parent's, as in nginx.
+public struct Alias: Sendable, Equatable {
+    public let path: String
+    /// The prefix of the URI the alias replaces; nil in a regex location.
+    public let replacedPrefix: String?
+}
+
+/// `try_files file … uri|=code`: the first candidate that exists (a file; a directory when it ends in `/`)
+/// becomes the URI; when none does, the last argument is an internal redirect, a named location or a status.
+public struct TryFiles: Sendable {
+    public struct Candidate: Sendable {
+        public let name: Template
+        public let isDirectory: Bool
+    }
+    public enum Fallback: Sendable {
+        case uri(Template)
+        case status(Int)
+    }
+    public let candidates: [Candidate]
+    public let fallback: Fallback
+}
+
 public enum LocationMatch: Sendable, Equatable {
     case exact, prefix, preferentialPrefix, regex(caseInsensitive: Bool), named
 }
@@ -373,7 +396,11 @@ public final class Location {
     public var content: ContentHandler = .none
     /// The rewrite module's directives (`set`, `if`, `rewrite`, `return`, `break`), compiled in order.
     public let script = Program()
-    public var alias: String?
+    public var alias: Alias?
+    /// `internal`: only internal redirects (error_page, try_files, rewrite, named locations) reach it.
+    public var isInternal = false
+    /// `try_files`: not inherited by nested locations, as in nginx.
+    public var tryFiles: TryFiles?
     /// Compiled when the configuration is validated (regex locations only).
     public internal(set) var regex: Regex?
     public var locations: [Location] = []
@@ -407,6 +434,8 @@ public final class Server {
     public var serverNameRegexes: [Regex] = []
     public var settings = HTTPSettings()
     public var content: ContentHandler = .none   // server-level `check_status`: serves requests no location matches
+    /// Server-level `try_files`: for requests no location matches.
+    public var tryFiles: TryFiles?
     /// Server-level rewrite directives, run before the location is chosen (nginx's server rewrite phase).
     public let script = Program()
     public var locations: [Location] = []

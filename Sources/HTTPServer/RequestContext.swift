@@ -26,6 +26,13 @@ public final class RequestContext: ScriptContext {
     public var args: String? { didSet { rewritten = true } }
     /// A script changed the URI since the location was chosen: nginx then chooses again.
     var rewritten = false
+    /// A rewrite or an internal redirect (error_page, try_files, a named location) brought the request here:
+    /// `internal` locations take it.
+    var isInternal = false
+    /// Rewrite cycles and internal redirects left before nginx's "rewrite or internal redirection cycle" 500.
+    var uriChangesLeft = 11
+    /// try_files found the file for a regex location's alias: the URI is appended to the alias.
+    var uriAddsToAlias = false
     public var captures: Captures?
     /// The method handlers see: an error page's internal redirect makes it GET.
     public var method: String

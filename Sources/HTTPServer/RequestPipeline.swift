@@ -49,51 +49,92 @@ public final class RequestPipeline {
         }
     }
 
-    /// Rewrite, access and content.
+    /// The server's rewrite script, then the location's phases.
     public func dispatch(_ r: RequestContext) {
-        guard rewrite(r) else { return }
-        serve(r)
+        if !r.server.script.isEmpty, case .respond(let code, let text) = r.server.script.run(r) {
+            return respondReturn(r, code, text)
+        }
+        locationPhases(r)
     }
 
-    /// Runs the server's and the location's scripts; false when one of them answered the request.
-    private func rewrite(_ r: RequestContext) -> Bool {
-        if !r.server.script.isEmpty, case .respond(let code, let text) = r.server.script.run(r) {
-            respondReturn(r, code, text)
-            return false
-        }
-        var cycles = 0
-        while true {
+    /// The location's phases: a URI a script changed chooses the location again (an `internal` one only takes
+    /// internal requests), its rewrite script runs, then access, try_files and content.
+    private func locationPhases(_ r: RequestContext) {
+        scripts: while true {
             if r.rewritten {
-                cycles += 1
-                if cycles > 10 {
-                    service.log.error("rewrite or internal redirection cycle while processing \"\(r.uri)\"\(r.logContext)")
-                    respondError(r, 500)
-                    return false
-                }
+                guard countURIChange(r, "while processing \"\(r.uri)\"") else { return }
+                r.isInternal = true
                 r.relocate(service.router.location(in: r.server, path: r.uri))
             }
-            guard let script = r.location?.script, !script.isEmpty else { return true }
+            if let loc = r.location, loc.isInternal && !r.isInternal { return respondError(r, 404) }
+            guard let script = r.location?.script, !script.isEmpty else { break }
             switch script.run(r) {
             case .respond(let code, let text):
-                respondReturn(r, code, text)
-                return false
+                return respondReturn(r, code, text)
             case .stop:
                 r.rewritten = false
-                return true
+                break scripts
             case .last:
                 continue
             case .next:
-                if !r.rewritten { return true }
+                if !r.rewritten { break scripts }
             }
         }
+        serve(r)
     }
 
-    /// The access and content phases for the location the request ended in.
+    /// nginx allows 10 URI changes (rewrites and internal redirects) per request; the 11th is a 500.
+    private func countURIChange(_ r: RequestContext, _ what: @autoclosure () -> String) -> Bool {
+        r.uriChangesLeft -= 1
+        if r.uriChangesLeft > 0 { return true }
+        service.log.error("rewrite or internal redirection cycle \(what())\(r.logContext)")
+        respondError(r, 500)
+        return false
+    }
+
+    /// An internal redirect (error_page, try_files): the new URI goes through every phase from the server's
+    /// rewrite script on.
+    private func internalRedirect(_ r: RequestContext, to target: String) {
+        guard countURIChange(r, "while internally redirecting to \"\(target)\"") else { return }
+        if let q = target.firstIndex(of: "?") {
+            r.uri = String(target[..<q])
+            r.args = String(target[target.index(after: q)...])
+        } else {
+            r.uri = target
+        }
+        r.isInternal = true
+        r.uriAddsToAlias = false
+        r.relocate(service.router.location(in: r.server, path: r.uri))
+        dispatch(r)
+    }
+
+    /// `@name`: the request goes on in a named location, from its rewrite script.
+    private func namedLocation(_ r: RequestContext, _ name: String) {
+        guard let named = r.server.locations.first(where: { $0.match == .named && $0.pattern == name }) else {
+            service.log.error("could not find named location \"\(name)\"\(r.logContext)")
+            r.statusOverride = nil
+            return respondError(r, 500)
+        }
+        r.isInternal = true
+        r.relocate(named)
+        locationPhases(r)
+    }
+
+    /// The access, try_files and content phases for the location the request ended in.
     private func serve(_ r: RequestContext) {
         let rules = r.settings.log.accessRules
         if !rules.isEmpty && !AccessCheck.allows(rules, r.client.addressBytes) {
             service.log.error("access forbidden by rule\(r.logContext)")
             return respondError(r, 403)
+        }
+        // try_files is not inherited: a location's own, or the server's for a request no location took.
+        if let tf = r.location == nil ? r.server.tryFiles : r.location!.tryFiles {
+            switch TryFilesPhase.run(tf, r) {
+            case .found: break
+            case .status(let code): return respondReturn(r, code, nil)
+            case .redirect(let target):
+                return target.hasPrefix("@") ? namedLocation(r, target) : internalRedirect(r, to: target)
+            }
         }
         // Switched on in place: a copy of the enum would retain everything a ProxyPass holds.
         switch r.content {
@@ -151,23 +192,7 @@ public final class RequestPipeline {
         }
         r.statusOverride = page.overrideCode == 0 ? nil : (page.overrideCode ?? status)
         if r.method != "HEAD" { r.method = "GET" }
-        if target.hasPrefix("@") {
-            guard let named = r.server.locations.first(where: { $0.match == .named && $0.pattern == target }) else {
-                service.log.error("could not find named location \"\(target)\"\(r.logContext)")
-                r.statusOverride = nil
-                return respondError(r, 500)
-            }
-            r.relocate(named)
-            if !named.script.isEmpty, case .respond(let code, let text) = named.script.run(r) { return respondReturn(r, code, text) }
-            return serve(r)
-        }
-        if let q = target.firstIndex(of: "?") {
-            r.uri = String(target[..<q])
-            r.args = String(target[target.index(after: q)...])
-        } else {
-            r.uri = target
-        }
-        dispatch(r)
+        target.hasPrefix("@") ? namedLocation(r, target) : internalRedirect(r, to: target)
     }
 
     /// nginx's `absolute_redirect on`: a Location that is a path gets the scheme, the request's host (or the

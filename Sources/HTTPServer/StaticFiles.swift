@@ -9,18 +9,22 @@ import HTTP
 enum StaticFiles {
     static let maxFileSize = 16 << 20
 
+    /// The file a URI names (nginx's URI to path): under `root`, or with the location's prefix replaced by its
+    /// `alias`; a regex location's alias is the file itself, unless try_files chose a URI to add to it.
+    static func filePath(_ uri: String, _ r: RequestContext, addingToAlias: Bool? = nil) -> String {
+        guard let alias = r.location?.alias else { return r.settings.core.root + uri }
+        guard let prefix = alias.replacedPrefix else { return addingToAlias ?? r.uriAddsToAlias ? alias.path + uri : alias.path }
+        guard uri.utf8.starts(with: prefix.utf8) else { return alias.path + uri }
+        return alias.path + String(decoding: uri.utf8.dropFirst(prefix.utf8.count), as: UTF8.self)
+    }
+
     static func serve(_ request: RequestContext) {
         let pipeline = request.service.pipeline!, log = request.service.log
         let method = request.method
         guard method == "GET" || method == "HEAD" else { pipeline.respondError(request, 405); return }
         let path = request.uri
         guard !path.contains("/../"), !path.hasSuffix("/.."), !path.contains("\0") else { pipeline.respondError(request, 400); return }
-        var file: String
-        if let alias = request.location?.alias, let loc = request.location {
-            file = alias + path.dropFirst(min(loc.pattern.count, path.count))
-        } else {
-            file = request.settings.core.root + path
-        }
+        var file = filePath(path, request)
         if file.hasSuffix("/") {
             let indexes = request.settings.core.index
             guard let found = indexes.map({ file + $0 }).first(where: { access($0, F_OK) == 0 }) else {

@@ -66,7 +66,8 @@ struct Variables {
         case .user(let i): return request.userValue(i) ?? mapped(i)
         case .capture(let n): return request.captures?.group(n)
         case .timeISO8601: return Clock.iso8601()
-        case .documentRoot: return request.settings.core.root
+        case .documentRoot: return request.location?.alias?.path ?? request.settings.core.root
+        case .requestFilename: return StaticFiles.filePath(request.uri, request)
         case .buffersHeld: return String(service.buffers.held)
         case .buffersPooled: return String(service.buffers.pooled)
         case .realpathRoot:

@@ -6,7 +6,7 @@ public enum Variable: Equatable {
     case bytesSent, requestLength, requestTime, connection, connectionRequests, pid, contentLength, contentType
     case upstreamAddr, upstreamStatus, upstreamResponseTime, proxyHost, proxyAddXForwardedFor
     case https, sslProtocol, sslCipher, sslServerName, sslSessionReused
-    case timeISO8601, documentRoot, realpathRoot, requestBody
+    case timeISO8601, documentRoot, realpathRoot, requestBody, requestFilename
     /// Vigil's own: connection buffers held and pooled in this worker (a debugging aid for memory tests).
     case buffersHeld, buffersPooled
     /// `$http_user_agent`: the header `user-agent`.
@@ -80,6 +80,7 @@ public enum Variable: Equatable {
         case "time_iso8601": return .timeISO8601
         case "document_root": return .documentRoot
         case "realpath_root": return .realpathRoot
+        case "request_filename": return .requestFilename
         case "vigil_buffers_held": return .buffersHeld
         case "vigil_buffers_pooled": return .buffersPooled
         case "request_body": return .requestBody

@@ -183,8 +183,12 @@ public final class Configuration {
     /// once everything is read, each name must be a built-in variable, a declared one or a capture.
     private func resolveTemplates(_ http: HTTPBlock) throws {
         for (t, location, strict) in http.pendingTemplates {
-            for name in t.names where strict && Variable(name: name, table: http.variables) == .none && !Variable.isKnownUnset(name) {
-                throw location.error("unknown \"\(name)\" variable")
+            for name in t.names {
+                switch Variable(name: name, table: http.variables) {
+                case .none where strict && !Variable.isKnownUnset(name): throw location.error("unknown \"\(name)\" variable")
+                case .upstreamHeader, .upstreamCookie: http.readsUpstreamHeaders = true
+                default: break
+                }
             }
             t.resolve(http.variables)
         }

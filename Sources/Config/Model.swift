@@ -454,6 +454,9 @@ public final class HTTPBlock {
     /// Templates whose names resolve once every declaration is read, with where each was written.
     var pendingTemplates: [(Template, SourceLocation, strict: Bool)] = []
     public var checkShmSize: Int? = nil
+    /// Some template reads `$upstream_http_*` or `$upstream_cookie_*`: proxied requests keep the upstream's
+    /// response head (no copy is made otherwise).
+    public internal(set) var readsUpstreamHeaders = false
     /// `check_state_file PATH [interval=time]`: where the master keeps every peer's verdict and admin state.
     public var checkStateFile: PathSetting? = nil
     public var checkStateIntervalMs = 10_000

@@ -45,6 +45,9 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     var reused = false
     /// The upstream fd is edge-triggered: readiness seen while not reading is remembered, not re-reported.
     var readReady = false
+    /// Bytes read from and written to the current attempt's upstream.
+    var received = 0
+    var sentToUpstream = 0
     /// The upstream closed (or failed): read to the end instead of stopping at a short read.
     var hungUp = false
     var noDelay = false
@@ -111,6 +114,11 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
             if tried.isEmpty {
                 proxy.log.error("no live upstreams while connecting to upstream\(request.logContext), upstream: \"http://\(balancer.name)\(request.head.target)\"")
             }
+            // As nginx: the attempt that found no peer is logged under the upstream's name ($upstream_addr).
+            var none = UpstreamAttempt(address: balancer.name)
+            none.status = 502
+            none.elapsedUs = 0
+            request.upstreamAttempts.append(none)
             giveUp(502)
             return
         }
@@ -127,10 +135,13 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         phase = .connecting
         rewindRequest()
         startedUs = loop.nowUs
+        received = 0
+        sentToUpstream = 0
         request.upstreamAttempts.append(UpstreamAttempt(address: p.name))
         if allowCached, let pooled = balancer.pool?.take(p.address, for: self) {
             connection = pooled
             reused = true
+            request.upstreamAttempts.updateLast { $0.connectUs = 0 }
             count(p)
             phase = .sending
             arm(settings.proxy.sendTimeout, .sending)
@@ -218,6 +229,8 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
 
     func upstreamReady(_ events: UInt32) {
         noteReadiness(events)
+        let now = loop.nowUs
+        request.upstreamAttempts.updateLast { $0.connectUs = now - startedUs }
         phase = .sending
         arm(settings.proxy.sendTimeout, .sending)
         sendRequest()
@@ -306,7 +319,13 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     /// Closes the current attempt's record: its time and, for a failure, the status it stands for.
     func recordAttempt(status: Int?) {
         guard !request.upstreamAttempts.isEmpty else { return }
-        request.upstreamAttempts.updateLast(status: status, elapsedUs: loop.nowUs - startedUs)
+        let now = loop.nowUs, received = self.received, sent = sentToUpstream
+        request.upstreamAttempts.updateLast {
+            if let status { $0.status = status }
+            $0.elapsedUs = now - startedUs
+            $0.bytesReceived = received
+            $0.bytesSent = sent
+        }
     }
 
     func closeUpstream() {
@@ -327,8 +346,10 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         reused = false
     }
 
-    /// The client went away or the request ended first: drop the upstream side.
+    /// The client went away or the request ended first: drop the upstream side (the attempt's time so far is
+    /// still logged, as nginx's).
     func abort() {
+        if phase != .done { recordAttempt(status: nil) }
         phase = .done
         closeUpstream()
     }

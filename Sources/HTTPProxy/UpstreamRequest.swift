@@ -137,6 +137,8 @@ extension ProxySession: BodyConsumer {
 
     func sendRequest() {
         while !outgoing.isEmpty || refill() {
+            let pending = outgoing.count
+            defer { sentToUpstream += pending - outgoing.count }
             switch outgoing.flush(to: fd, tls: tls) {
             case .drained: continue
             case .wouldBlock:

@@ -17,6 +17,7 @@ extension ProxySession {
             if paused { return }
             let n = response.receive(from: fd, tls: tls, limit: phase == .readingHead ? max(65536, settings.proxy.bufferSize) : 65536)
             if n > 0 {
+                received += n
                 if phase == .readingHead { parseHead() } else { relay() }
                 // A short read emptied the socket: the next bytes, or the close, bring a new edge. Not so
                 // over TLS, where a short read ends a record and more may wait: read on to EAGAIN.
@@ -63,7 +64,7 @@ extension ProxySession {
             // proxy_intercept_errors: an upstream error that has an error_page is answered with that page.
             if h.status >= 300, settings.proxy.interceptErrors, !request.inErrorPage,
                settings.core.errorPages.contains(where: { $0.codes.contains(h.status) }) {
-                request.upstreamAttempts.updateLast(status: h.status)
+                request.upstreamAttempts.updateLast { $0.status = h.status }
                 recordAttempt(status: nil)
                 if let p = peer { balancer.finished(p, failed: false, now: loop.now) }
                 phase = .done
@@ -73,7 +74,7 @@ extension ProxySession {
             }
             head = h
             // The header lines are copied before they are consumed.
-            response.withReadable { startRelay(h, fields: proxy.responseFields, parsed: $0) }
+            response.withReadable { startRelay(h, fields: proxy.responseFields, parsed: $0, headLength: consumed) }
             response.consume(consumed)
             armBodyReadTimeout()
             relay()
@@ -82,9 +83,15 @@ extension ProxySession {
 
     /// Sets up the body's framing and sends the client's response head, its header lines (`fields`) copied
     /// from the upstream's bytes (`parsed`) as they are.
-    private func startRelay(_ h: ResponseHead, fields: [HeaderField], parsed: UnsafeRawBufferPointer) {
+    private func startRelay(_ h: ResponseHead, fields: [HeaderField], parsed: UnsafeRawBufferPointer, headLength: Int) {
         phase = .relaying
-        request.upstreamAttempts.updateLast(status: h.status)
+        if request.service.config.http?.readsUpstreamHeaders == true { request.upstreamHead = (Array(parsed[0..<headLength]), fields) }
+        let now = loop.nowUs
+        request.upstreamAttempts.updateLast {
+            $0.status = h.status
+            $0.headerUs = now - startedUs
+            $0.headLength = headLength
+        }
         let isHead = request.head.method == "HEAD"
         let transport = request.transport
         // A body of unknown length is chunked when the client can take that; otherwise the connection's close

@@ -373,6 +373,8 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
     private func clientClosedPrematurely(_ r: RequestContext) {
         service.log.info("epoll_wait() reported that client prematurely closed connection, so upstream connection is closed too\(r.logContext)")
         if r.headerBytesSent == 0 { r.status = 499 }
+        // Stopped before the log line, which then has the upstream's time so far.
+        r.stopHandler()
         service.pipeline.finished(r)
         close()
     }

@@ -55,6 +55,8 @@ public final class RequestContext: ScriptContext {
     public var headerBytesSent = 0
     /// Each upstream tried, in order; the $upstream_* strings are made only if something reads them.
     public var upstreamAttempts = UpstreamAttempts()
+    /// The last upstream response's head (its header lines), kept when a template reads `$upstream_http_*`.
+    public var upstreamHead: (block: [UInt8], fields: [HeaderField])?
     /// The request body as it is read (RequestBody.swift).
     public var body = RequestBody()
     /// How the response is going out (ResponseSink.swift).
@@ -152,12 +154,18 @@ public final class RequestContext: ScriptContext {
     }
 }
 
-/// One upstream a request was sent to: its address, the status it gave (or 502/504 for a failure) and how
-/// long it took.
+/// One upstream a request was sent to: its address, the status it gave (or 502/504 for a failure), how long
+/// connecting, the response head and the whole took (nil: not reached, nginx's "-"), and the bytes it sent.
 public struct UpstreamAttempt {
     public let address: String
     public var status: Int?
+    public var connectUs: UInt64?
+    public var headerUs: UInt64?
     public var elapsedUs: UInt64?
+    /// Bytes received (and of them the response head's) and sent.
+    public var bytesReceived = 0
+    public var headLength = 0
+    public var bytesSent = 0
     public init(address: String) { self.address = address }
 }
 
@@ -177,20 +185,16 @@ public struct UpstreamAttempts {
         if retries.isEmpty { first = nil } else { retries.removeLast() }
     }
 
-    /// Records the outcome of the attempt in progress (the last one made); nil leaves a field as it is.
-    /// A method, not a `_modify` accessor: an accessor's coroutine frame is allocated where it is not inlined.
-    public mutating func updateLast(status: Int? = nil, elapsedUs: UInt64? = nil) {
-        func update(_ a: inout UpstreamAttempt) {
-            if let status { a.status = status }
-            if let elapsedUs { a.elapsedUs = elapsedUs }
-        }
+    /// Records what the attempt in progress (the last one made) has reached. A method, not a `_modify`
+    /// accessor: an accessor's coroutine frame is allocated where it is not inlined.
+    public mutating func updateLast(_ update: (inout UpstreamAttempt) -> Void) {
         if retries.isEmpty { update(&first!) } else { update(&retries[retries.count - 1]) }
     }
 
-    /// `$upstream_addr`-style lists: one field of each attempt, ", "-separated; nil when there is none.
+    /// `$upstream_addr`-style lists: one field of each attempt, ", "-separated, "-" for an attempt that has
+    /// none (as nginx); nil when no upstream was tried.
     func list(_ field: (UpstreamAttempt) -> String?) -> String? {
         guard let first else { return nil }
-        let parts = ([first] + retries).compactMap(field)
-        return parts.isEmpty ? nil : parts.joined(separator: ", ")
+        return ([first] + retries).map { field($0) ?? "-" }.joined(separator: ", ")
     }
 }

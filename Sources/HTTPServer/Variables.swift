@@ -4,6 +4,7 @@ import Glibc
 import CShim
 import Config
 import Core
+import HTTP
 import Script
 
 /// Values of nginx variables for a request on a connection (log formats, proxy_set_header).
@@ -50,17 +51,41 @@ struct Variables {
         case .upstreamAddr: return request.upstreamAttempts.list { $0.address }
         case .upstreamStatus: return request.upstreamAttempts.list { $0.status.map(String.init) }
         case .upstreamResponseTime: return request.upstreamAttempts.list { $0.elapsedUs.map(Clock.seconds(fromMicroseconds:)) }
+        case .upstreamConnectTime: return request.upstreamAttempts.list { $0.connectUs.map(Clock.seconds(fromMicroseconds:)) }
+        case .upstreamHeaderTime: return request.upstreamAttempts.list { $0.headerUs.map(Clock.seconds(fromMicroseconds:)) }
+        case .upstreamResponseLength: return request.upstreamAttempts.list { String($0.bytesReceived - $0.headLength) }
+        case .upstreamBytesReceived: return request.upstreamAttempts.list { String($0.bytesReceived) }
+        case .upstreamBytesSent: return request.upstreamAttempts.list { String($0.bytesSent) }
+        case .upstreamHeader(let name):
+            guard let (block, fields) = request.upstreamHead else { return nil }
+            return block.withUnsafeBytes { RequestHead.value(of: name, in: $0, fields).map { String(decoding: $0, as: UTF8.self) } }
+        case .upstreamCookie(let name):
+            guard let (block, fields) = request.upstreamHead else { return nil }
+            return block.withUnsafeBytes { buf in
+                fields.lazy.filter { RequestParser.matches(buf[$0.name], lowercase: "set-cookie") }
+                    .compactMap { Variables.setCookie(name, in: String(decoding: buf[$0.value], as: UTF8.self)) }.first
+            }
         case .proxyHost:
             if let h = request.proxyHost { return h }
             if case .proxy(let p)? = request.location?.content { return p.hostHeader }
             return nil
+        case .proxyPort:
+            guard case .proxy(let p)? = request.location?.content else { return nil }
+            return String(p.port ?? (p.scheme == "https" ? 443 : 80))
         case .proxyAddXForwardedFor:
             if let xff = request.header("x-forwarded-for") { return xff + ", " + client.address }
             return client.address
         case .httpHeader(let name): return request.header(name)
         case .arg(let key):
-            guard let q = request.head.query else { return nil }
-            for pair in q.split(separator: "&") where pair.hasPrefix(key + "=") { return String(pair.dropFirst(key.count + 1)) }
+            // As nginx: the arguments as they are now (after a rewrite), the name in any case.
+            guard let q = request.args else { return nil }
+            let k = Array(key.utf8)
+            for pair in q.utf8.split(separator: UInt8(ascii: "&")) {
+                let p = Array(pair)
+                if p.count > k.count && p[k.count] == UInt8(ascii: "=") && zip(p, k).allSatisfy({ Variables.lower($0) == Variables.lower($1) }) {
+                    return String(decoding: p[(k.count + 1)...], as: UTF8.self)
+                }
+            }
             return nil
         case .cookie(let name): return Variables.cookie(name, in: request.header("cookie"))
         case .user(let i): return request.userValue(i) ?? mapped(i)
@@ -87,6 +112,22 @@ struct Variables {
         if !map.volatile { request.setUser(i, v) }
         return v
     }
+
+    /// `$upstream_cookie_name`: the value a `Set-Cookie: name=value; Path=/` line gives `name`, as nginx reads
+    /// it: the name (any case) first on the line, spaces allowed around `=`, the value up to `;`.
+    static func setCookie(_ name: String, in line: String) -> String? {
+        let bytes = Array(line.utf8), key = Array(name.utf8)
+        guard bytes.count > key.count, zip(bytes, key).allSatisfy({ lower($0) == lower($1) }) else { return nil }
+        var i = key.count
+        while i < bytes.count && bytes[i] == 0x20 { i += 1 }
+        guard i < bytes.count, bytes[i] == UInt8(ascii: "=") else { return nil }
+        i += 1
+        while i < bytes.count && bytes[i] == 0x20 { i += 1 }
+        let end = bytes[i...].firstIndex(of: UInt8(ascii: ";")) ?? bytes.count
+        return String(decoding: bytes[i..<end], as: UTF8.self)
+    }
+
+    static func lower(_ b: UInt8) -> UInt8 { b >= 0x41 && b <= 0x5A ? b | 0x20 : b }
 
     /// `$cookie_name`: the value of `name` in the Cookie header (`a=1; b=2`).
     static func cookie(_ name: String, in header: String?) -> String? {

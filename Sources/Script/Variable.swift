@@ -4,7 +4,8 @@ public enum Variable: Equatable {
     case remoteAddr, remotePort, timeLocal, msec, request, requestMethod, requestURI, uri, args, isArgs
     case serverProtocol, scheme, host, hostname, serverName, serverPort, serverAddr, status, bodyBytesSent
     case bytesSent, requestLength, requestTime, connection, connectionRequests, pid, contentLength, contentType
-    case upstreamAddr, upstreamStatus, upstreamResponseTime, proxyHost, proxyAddXForwardedFor
+    case upstreamAddr, upstreamStatus, upstreamResponseTime, upstreamConnectTime, upstreamHeaderTime
+    case upstreamResponseLength, upstreamBytesReceived, upstreamBytesSent, proxyHost, proxyPort, proxyAddXForwardedFor
     case https, sslProtocol, sslCipher, sslServerName, sslSessionReused
     case timeISO8601, documentRoot, realpathRoot, requestBody, requestFilename
     /// Vigil's own: connection buffers held and pooled in this worker (a debugging aid for memory tests).
@@ -15,6 +16,9 @@ public enum Variable: Equatable {
     case arg(String)
     /// `$cookie_name`: a cookie of the request.
     case cookie(String)
+    /// `$upstream_http_name`, `$upstream_cookie_name`: from the last upstream's response head.
+    case upstreamHeader(String)
+    case upstreamCookie(String)
     /// A variable of the configuration (`set`, `map`, a named regex group), by its index in the table.
     case user(Int)
     /// `$1`…`$9`: a group of the last regex that matched.
@@ -67,7 +71,13 @@ public enum Variable: Equatable {
         case "upstream_addr": return .upstreamAddr
         case "upstream_status": return .upstreamStatus
         case "upstream_response_time": return .upstreamResponseTime
+        case "upstream_connect_time": return .upstreamConnectTime
+        case "upstream_header_time": return .upstreamHeaderTime
+        case "upstream_response_length": return .upstreamResponseLength
+        case "upstream_bytes_received": return .upstreamBytesReceived
+        case "upstream_bytes_sent": return .upstreamBytesSent
         case "proxy_host": return .proxyHost
+        case "proxy_port": return .proxyPort
         case "proxy_add_x_forwarded_for": return .proxyAddXForwardedFor
         case "https": return .https
         case "ssl_protocol": return .sslProtocol
@@ -77,6 +87,9 @@ public enum Variable: Equatable {
         case _ where name.hasPrefix("http_"): return .httpHeader(String(name.dropFirst(5).map { $0 == "_" ? "-" : $0 }).lowercased())
         case _ where name.hasPrefix("arg_"): return .arg(String(name.dropFirst(4)))
         case _ where name.hasPrefix("cookie_"): return .cookie(String(name.dropFirst(7)))
+        case _ where name.hasPrefix("upstream_http_"):
+            return .upstreamHeader(String(name.dropFirst(14).map { $0 == "_" ? "-" : $0 }).lowercased())
+        case _ where name.hasPrefix("upstream_cookie_"): return .upstreamCookie(String(name.dropFirst(16)))
         case "time_iso8601": return .timeISO8601
         case "document_root": return .documentRoot
         case "realpath_root": return .realpathRoot

@@ -42,6 +42,7 @@ public final class UpstreamBalancer {
         }
         primaries = p
         backups = b
+        peerCount = (p + b).count(where: { !$0.configuredDown })
         if case .hash(_, true) = method { points = ConsistentHashRing(primaries) }
     }
 
@@ -53,6 +54,7 @@ public final class UpstreamBalancer {
         failOpenPercent = nil
         primaries = peers
         backups = []
+        peerCount = peers.count
     }
 
     /// A peer's weight under slow_start: from 1 up to its weight, linearly over the window that began when its
@@ -89,7 +91,8 @@ public final class UpstreamBalancer {
 
     public static func slotKey(upstream: String, address: PeerAddress) -> String { "\(upstream)\u{0}\(address)" }
 
-    public var peerCount: Int { primaries.count + backups.count }
+    /// The peers a request may try, as nginx counts its tries: those not marked `down`.
+    public let peerCount: Int
 
     /// The state every balancer consults first: configured `down`, the shared check bit, passive failures,
     /// `max_conns`, and the peers this request already tried.
@@ -125,7 +128,8 @@ public final class UpstreamBalancer {
         case .ipHash:
             if let p = ipHash(clientAddress(), now: now, tried: tried) { return p }
         case .hash(_, let consistent):
-            if let key = hashKey {
+            // An empty key is round robin's, as in nginx.
+            if let key = hashKey, !key.isEmpty {
                 let p = consistent ? points?.select(key, from: primaries, now: now, usable: { usable($0, now: now, tried: tried) }, pick: { roundRobin($0, now: now, tried: tried) })
                                    : keyHash(key, now: now, tried: tried)
                 if let p { return p }

@@ -230,7 +230,7 @@ public final class Configuration {
         s.core.$root.resolve(fullPath)
         s.core.$clientBodyTempPath.resolve(fullPath)
         note(s.core.clientBodyTempPath, in: &clientBodyTempPaths)
-        for target in s.log.accessLogs { note(target.path, in: &accessLogPaths) }
+        for target in s.log.accessLogs where target.pathTemplate == nil { note(target.path, in: &accessLogPaths) }
     }
 
     private func note(_ path: String, in paths: inout [String]) {
@@ -251,7 +251,7 @@ public final class Configuration {
     private func resolve(_ pass: ProxyPass, http: HTTPBlock) throws -> ProxyPass {
         switch pass.target {
         // Variables are resolved per request; a unix-domain socket is its address already.
-        case .variable: return pass
+        case .variable, .variableURL: return pass
         case .address(let addrs, _) where !addrs.isEmpty: return pass
         default: break
         }

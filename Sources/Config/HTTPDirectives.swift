@@ -73,6 +73,18 @@ enum HTTPCore {
         Directives.msecSetting("resolver_timeout", \.core.$resolverTimeout),
         Directives.numberSetting("keepalive_requests", \.core.$keepaliveRequests),
         Directives.msecSetting("keepalive_time", \.core.$keepaliveTime),
+        Directives.spec("limit_rate", [.httpAll, .locationIf], .one) { call in try Directives.setOnce(call, \.core.$limitRate, try sizeTemplate(call)) },
+        Directives.spec("limit_rate_after", [.httpAll, .locationIf], .one) { call in
+            try Directives.setOnce(call, \.core.$limitRateAfter, try sizeTemplate(call))
+        },
+        Directives.spec("keepalive_disable", .httpAll, .oneOrMore) { call in
+            var set: KeepaliveDisable = []
+            for v in call.args {
+                guard let option = KeepaliveDisable.names[v] else { throw call.error("invalid value \"\(v)\"") }
+                set.formUnion(option)
+            }
+            try Directives.setOnce(call, \.core.$keepaliveDisable, set)
+        },
         Directives.flagSetting("chunked_transfer_encoding", \.core.$chunkedTransferEncoding),
         Directives.accepted("server_names_hash_bucket_size", .http, .one, hashes),
         Directives.accepted("server_names_hash_max_size", .http, .one, hashes),
@@ -174,6 +186,13 @@ enum HTTPCore {
         if !setting.ipv4 && !setting.ipv6 { throw call.error("\"ipv4\" and \"ipv6\" cannot both be \"off\"") }
         guard !setting.servers.isEmpty else { throw call.error("invalid number of arguments in \"resolver\" directive") }
         try Directives.setOnce(call, \.core.$resolver, setting)
+    }
+
+    /// A size that may come from variables (nginx's complex value of a size): checked now when it has none.
+    static func sizeTemplate(_ call: Call) throws -> Template {
+        let text = call.words[1]
+        if !text.contains("$") { _ = try Directives.sizeArg(call, text) }
+        return try RewriteDirectives.template(call, text)
     }
 
     static func tryFiles(_ call: Call) throws {
@@ -342,7 +361,9 @@ enum HTTPCore {
                 throw call.error("invalid parameter \"\(p)\"")
             }
         }
-        let target = AccessLogTarget(path: call.configuration.fullPath(call.words[1]), format: format, condition: condition)
+        let path = call.configuration.fullPath(call.words[1])
+        let target = AccessLogTarget(path: path, pathTemplate: path.contains("$") ? RewriteDirectives.lenientTemplate(call, path) : nil,
+                                     format: format, condition: condition)
         Directives.withSettings(call) { s in s.log.accessLogs.append(target) }
     }
 

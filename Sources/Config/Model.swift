@@ -9,11 +9,14 @@ import Script
 
 public struct AccessLogTarget: Equatable, Sendable {
     public var path: String
+    /// A path with variables: the file is opened for each line, by the worker (nginx's way, as its user).
+    public var pathTemplate: Template?
     public var format: String
     /// `if=condition`: the line is written unless the value is empty or "0".
     public var condition: Template?
-    public init(path: String, format: String, condition: Template? = nil) {
+    public init(path: String, pathTemplate: Template? = nil, format: String, condition: Template? = nil) {
         self.path = path
+        self.pathTemplate = pathTemplate
         self.format = format
         self.condition = condition
     }
@@ -327,8 +330,9 @@ public struct HTTPSettings: Sendable {
 /// of them retained and released) per request.
 public final class ProxyPass: Sendable {
     /// `variable`: `proxy_pass http://$name…`, the host (and URI) known per request: an upstream block, an
-    /// address, or a name the location's `resolver` resolves.
-    public enum Target: Sendable { case upstream(String), address([PeerAddress], text: String), variable(Template) }
+    /// address, or a name the location's `resolver` resolves. `variableURL`: `proxy_pass $url`, the scheme
+    /// too (`scheme` is then empty).
+    public enum Target: Sendable { case upstream(String), address([PeerAddress], text: String), variable(Template), variableURL(Template) }
     public let scheme: String
     public let hostText: String
     public let port: UInt16?
@@ -346,6 +350,14 @@ public final class ProxyPass: Sendable {
         self.uri = uri
         self.target = target
         self.location = location
+    }
+
+    /// `http://` or `https://` (in any case) and what follows: nil for any other URL.
+    public static func splitScheme(_ url: String) -> (scheme: String, rest: Substring)? {
+        let lower = url.prefix(8).lowercased()
+        if lower.hasPrefix("http://") { return ("http", url.dropFirst(7)) }
+        if lower.hasPrefix("https://") { return ("https", url.dropFirst(8)) }
+        return nil
     }
 
     /// The same proxy_pass going to `target` (a host name resolved to its addresses).

@@ -80,16 +80,17 @@ enum Proxy {
         guard let loc = Directives.location(call) else { return }
         if case .none = loc.content {} else { throw call.duplicate() }
         let url = call.words[1]
-        let lower = url.lowercased()
-        let scheme: String
-        if lower.hasPrefix("http://") { scheme = "http" }
-        else if lower.hasPrefix("https://") { scheme = "https" }
-        else {
+        guard let (scheme, rest) = ProxyPass.splitScheme(url) else {
+            // As nginx: a URL with variables is checked per request, scheme and all.
+            if url.contains("$") {
+                loc.content = .proxy(ProxyPass(scheme: "", hostText: "$proxy_host", port: nil, uri: nil,
+                                               target: .variableURL(try RewriteDirectives.template(call, url)), location: call.location))
+                return
+            }
             // nginx stops at "invalid URL prefix"; say what was probably meant.
             let guess = url.contains("://") ? nil : "did you mean \"http://\(url)\"?"
             throw call.error("invalid URL prefix", hint: guess)
         }
-        let rest = url.dropFirst(scheme.count + 3)
         // `http://unix:/path:/uri`: the socket's path ends at the next colon; Host is "localhost", as in nginx.
         if rest.hasPrefix("unix:") {
             let path = rest.dropFirst(5)

@@ -1,7 +1,7 @@
 /// nginx's value syntaxes: sizes (`512k`, `1m`), times (`65`, `500ms`, `1m30s`), flags, numbers.
-enum Values {
+public enum Values {
     /// As nginx's: bytes, or k/K, m/M (and g/G where the caller allows it).
-    static func size(_ s: String, allowGiga: Bool = true) -> Int? {
+    public static func size(_ s: String, allowGiga: Bool = true) -> Int? {
         guard let last = s.utf8.last else { return nil }
         var digits = Substring(s)
         var scale = 1

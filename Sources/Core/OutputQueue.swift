@@ -113,14 +113,18 @@ public final class OutputQueue {
         }
     }
 
-    public enum FlushResult { case drained, wouldBlock, failed }
+    /// `limited`: `limit` bytes went and more wait.
+    public enum FlushResult { case drained, wouldBlock, failed, limited }
 
-    public func flush(to fd: Int32, tls: SecureStream? = nil) -> FlushResult {
+    public func flush(to fd: Int32, tls: SecureStream? = nil, limit: Int = .max) -> FlushResult {
+        var budget = limit
         while sentBytes < end {
-            let p = base! + sentBytes, n = end - sentBytes
+            if budget <= 0 { return .limited }
+            let p = base! + sentBytes, n = min(end - sentBytes, budget)
             let written = tls.map { $0.write(p, count: n) } ?? send(fd, p, n, Int32(MSG_NOSIGNAL))
             if written > 0 {
                 sentBytes += written
+                budget -= written
                 continue
             }
             if written < 0 && errno == EINTR { continue }

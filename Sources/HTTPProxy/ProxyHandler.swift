@@ -54,7 +54,7 @@ public final class ProxyHandler: RequestHandler {
                     case .address(let addrs, let text):
                         balancer = balancers["\u{0}" + text] ?? UpstreamBalancer(literal: text, addresses: addrs)
                         balancers["\u{0}" + text] = balancer
-                    case .variable:
+                    case .variable, .variableURL:
                         balancer = nil
                     }
                     let tls = service.tls.context(for: loc).map {
@@ -78,18 +78,30 @@ public final class ProxyHandler: RequestHandler {
         guard case .proxy(let pass) = r.content, let route = r.handlerState.map({ unsafeDowncast($0, to: ProxyRoute.self) }) else {
             return r.service.pipeline.respondError(r, 500)
         }
-        if case .variable(let t) = pass.target { return proxy(r, pass, route, to: t.render(r)) }
-        guard let balancer = route.balancer else { return r.service.pipeline.respondError(r, 500) }
-        start(r, pass, route, balancer, uri: nil)
+        switch pass.target {
+        case .variable(let t):
+            return proxy(r, pass, route, scheme: pass.scheme, to: Substring(t.render(r)))
+        case .variableURL(let t):
+            let url = t.render(r)
+            guard let (scheme, rest) = ProxyPass.splitScheme(url) else {
+                log.error("invalid URL prefix in \"\(url)\"\(r.logContext)")
+                return r.service.pipeline.respondError(r, 500)
+            }
+            return proxy(r, pass, route, scheme: scheme, to: rest)
+        case .upstream, .address:
+            guard let balancer = route.balancer else { return r.service.pipeline.respondError(r, 500) }
+            start(r, pass, route, balancer, scheme: pass.scheme, uri: nil)
+        }
     }
 
     /// A body not read yet streams to the upstream (unless it is chunked and the upstream speaks HTTP/1.0,
     /// which cannot carry it: then it is read whole first, as nginx does); otherwise it is read whole before
     /// the request starts.
-    private func start(_ r: RequestContext, _ pass: ProxyPass, _ route: ProxyRoute, _ balancer: UpstreamBalancer, uri: String?) {
+    private func start(_ r: RequestContext, _ pass: ProxyPass, _ route: ProxyRoute, _ balancer: UpstreamBalancer, scheme: String, uri: String?) {
         let pending = r.body.pending
         let streams = pending && !(r.head.chunked && r.settings.proxy.httpVersion == .http10)
-        let session = ProxySession(request: r, pass: pass, route: route, balancer: balancer, proxy: self, uri: uri, streamsBody: streams)
+        let session = ProxySession(request: r, pass: pass, scheme: scheme, route: route, balancer: balancer, proxy: self, uri: uri,
+                                   streamsBody: streams)
         r.handler = session
         guard pending else { return session.start() }
         if streams {
@@ -102,19 +114,19 @@ public final class ProxyHandler: RequestHandler {
         }
     }
 
-    /// `proxy_pass` with variables (`target` is what they gave): the host names an upstream block or is an
-    /// address; any other name is resolved with the location's `resolver` while the request waits.
-    private func proxy(_ r: RequestContext, _ pass: ProxyPass, _ route: ProxyRoute, to target: String) {
+    /// `proxy_pass` with variables (`target` is what they gave after the scheme): the host names an upstream
+    /// block or is an address; any other name is resolved with the location's `resolver` while the request waits.
+    private func proxy(_ r: RequestContext, _ pass: ProxyPass, _ route: ProxyRoute, scheme: String, to target: Substring) {
         let slash = target.firstIndex(of: "/")
-        let hostPort = String(slash.map { target[..<$0] } ?? Substring(target))
+        let hostPort = String(slash.map { target[..<$0] } ?? target)
         let uri = slash.map { String(target[$0...]) }
         r.proxyHost = hostPort
-        let defaultPort: UInt16 = pass.scheme == "https" ? 443 : 80
+        let defaultPort: UInt16 = scheme == "https" ? 443 : 80
         if let balancer = balancer(forHost: hostPort, defaultPort: defaultPort) {
-            return start(r, pass, route, balancer, uri: uri)
+            return start(r, pass, route, balancer, scheme: scheme, uri: uri)
         }
         guard let (host, port) = Resolver.hostAndPort(hostPort, defaultPort: defaultPort) else {
-            log.error("invalid URL prefix in \"\(pass.scheme)://\(target)\"\(r.logContext)")
+            log.error("invalid URL prefix in \"\(scheme)://\(target)\"\(r.logContext)")
             return r.service.pipeline.respondError(r, 500)
         }
         guard let resolver = r.settings.core.resolver.map({ dns($0) }) else {
@@ -127,7 +139,7 @@ public final class ProxyHandler: RequestHandler {
             switch result {
             case .success(let addresses):
                 let peers = addresses.map { PeerAddress(host: $0.host, port: port, isIPv6: $0.isIPv6) }
-                self.start(r, pass, route, UpstreamBalancer(literal: hostPort, addresses: peers), uri: uri)
+                self.start(r, pass, route, UpstreamBalancer(literal: hostPort, addresses: peers), scheme: scheme, uri: uri)
             case .failure(let error):
                 self.log.error("\(host) could not be resolved (\(error))\(r.logContext)")
                 r.service.pipeline.respondError(r, 502)

@@ -17,6 +17,8 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
 
     let request: RequestContext
     let pass: ProxyPass
+    /// http or https: the proxy_pass URL's, or, for a URL from variables, what they gave.
+    let scheme: String
     let balancer: UpstreamBalancer
     let headers: ProxyHeaders
     /// unowned(unsafe): the handler lives as long as the worker, and a checked reference costs an atomic
@@ -71,8 +73,9 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     var bodyReadFailed = false
     var lastChunkQueued = false
 
-    init(request: RequestContext, pass: ProxyPass, route: ProxyRoute, balancer: UpstreamBalancer, proxy: ProxyHandler,
+    init(request: RequestContext, pass: ProxyPass, scheme: String, route: ProxyRoute, balancer: UpstreamBalancer, proxy: ProxyHandler,
          uri: String?, streamsBody: Bool) {
+        self.scheme = scheme
         if streamsBody { bodySource = .stream(chunked: request.head.chunked) }
         self.proxy = proxy
         self.retry = route.retry
@@ -83,7 +86,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         self.dynamicURI = uri
         self.balancer = balancer
         self.headers = route.headers
-        self.upstreamTLS = route.tls
+        self.upstreamTLS = scheme == "https" ? route.tls : nil
     }
 
     deinit {
@@ -274,7 +277,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
             return
         }
         if let message {
-            proxy.log.error("\(message)\(request.logContext), upstream: \"\(pass.scheme)://\(peer?.address.description ?? "")\(request.head.target)\"")
+            proxy.log.error("\(message)\(request.logContext), upstream: \"\(scheme)://\(peer?.address.description ?? "")\(request.head.target)\"")
         }
         if case .status(let s) = failure { recordAttempt(status: s) } else { recordAttempt(status: failure.isTimeout ? 504 : 502) }
         closeUpstream()

@@ -141,7 +141,7 @@ extension ProxySession: BodyConsumer {
             defer { sentToUpstream += pending - outgoing.count }
             switch outgoing.flush(to: fd, tls: tls) {
             case .drained: continue
-            case .wouldBlock:
+            case .wouldBlock, .limited:
                 // A request too big for one send: let its last, short segment go without waiting for an
                 // ACK (Nagle). A request that fits one send, the usual case, never needs the system call.
                 if !noDelay {

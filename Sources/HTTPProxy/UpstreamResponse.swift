@@ -163,7 +163,10 @@ extension ProxySession {
             case .default:
                 // As in nginx, `default` has nothing to map when proxy_pass takes its URL from variables.
                 guard let loc = request.location, case .proxy(let p) = loc.content else { continue }
-                if case .variable = p.target { continue }
+                switch p.target {
+                case .variable, .variableURL: continue
+                case .upstream, .address: break
+                }
                 let base = "\(p.scheme)://\(p.hostHeader)"
                 let (prefix, replacement) = p.uri.map { (base + $0, loc.pattern) } ?? (base + "/", "/")
                 // Refresh carries "5; url=…": the URL is rewritten where it stands.

@@ -30,10 +30,36 @@ public final class AccessLogFiles {
                 let v = c.render(r)
                 if v.isEmpty || v == "0" { continue }
             }
-            guard let format = formats[target.format], let fd = fds[target.path] else { continue }
+            guard let format = formats[target.format] else { continue }
+            if let t = target.pathTemplate {
+                writeOpening(t.render(r), format.template.logLine(r, escape: format.escape), r)
+                continue
+            }
+            guard let fd = fds[target.path] else { continue }
             let e = writeAll(fd, format.template.logLine(r, escape: format.escape))
             if e != 0 { writeFailed(target.path, errno: e, context: r.logContext) }
         }
+    }
+
+    /// A line for a path made of variables, as nginx writes it without open_log_file_cache: the request's root
+    /// must exist (so that a request cannot make files appear for any name), then the file is opened, written
+    /// and closed.
+    private func writeOpening(_ path: String, _ line: String, _ r: RequestContext) {
+        let root = r.location?.alias?.path ?? r.settings.core.root
+        var st = stat()
+        let failure = stat(root, &st) != 0 ? errno : st.st_mode & S_IFMT != S_IFDIR ? ENOTDIR : 0
+        guard failure == 0 else {
+            log.error("testing \"\(root)\" existence failed (\(Errno.text(failure)))\(r.logContext)")
+            return
+        }
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            log.error("open() \"\(path)\" failed (\(Errno.text(errno)))\(r.logContext)")
+            return
+        }
+        defer { Glibc.close(fd) }
+        let e = writeAll(fd, line)
+        if e != 0 { writeFailed(path, errno: e, context: r.logContext) }
     }
 
     /// A file that cannot be reopened keeps its old descriptor.

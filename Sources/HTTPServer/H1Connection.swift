@@ -45,8 +45,6 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
     private var interest: UInt32 = Events.readable | Events.readHangup
     private var timer: Timer?
     private var noDelay = false
-    /// For keepalive_time: a connection older than that closes after its current request.
-    private let openedAt: UInt64
     public private(set) var request: RequestContext?
     private var keepAlive = false
     /// The current request body's framing.
@@ -58,17 +56,18 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
     private var countedReading = false
     /// How the current response's body is framed.
     private var framing = BodyFraming.length
+    /// limit_rate holds the rest of the response back until the timer fires.
+    private var writeDelayed = false
     public var onDrain: (() -> Void)?
     /// The default server for this address: its settings govern reading request heads.
     private let defaultScope: SettingsScope
 
     public init(fd: Int32, peer: sockaddr_storage, listen: Listen, service: HTTPService, serial: Int) {
         self.service = service
-        openedAt = service.loop.now
         defaultScope = service.defaultScope(for: listen)
         var p = peer
         let (address, port, isIPv6) = ClientInfo.describe(&p)
-        super.init(fd: fd, address: address, port: port, isIPv6: isIPv6, listen: listen, serial: serial)
+        super.init(fd: fd, address: address, port: port, isIPv6: isIPv6, listen: listen, serial: serial, openedAt: service.loop.now)
     }
 
     deinit { service.buffers.held -= (inputBuffer == nil ? 0 : 1) + (outputQueue == nil ? 0 : 1) }
@@ -94,6 +93,10 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
     }
 
     private func timedOut() {
+        if writeDelayed {
+            writeDelayed = false
+            return writable()
+        }
         if state == .lingering { return close() }
         if state == .handshake {
             service.log.info("client timed out (110: Connection timed out) while SSL handshaking, client: \(address), server: \(listen.address)")
@@ -171,8 +174,15 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
         guard state == .head || state == .body else {
             // The client went away while a handler waits on an upstream: as nginx's (proxy_ignore_client_abort
             // off), the request ends with 499 and the upstream connection goes too.
-            if events & (Events.readHangup | Events.hangup | Events.error) != 0, let r = request, let h = r.handler, !h.isFinished {
-                return clientClosedPrematurely(r)
+            if events & (Events.readHangup | Events.hangup | Events.error) != 0, let r = request {
+                if let h = r.handler, !h.isFinished { return clientClosedPrematurely(r) }
+                // A response held back by limit_rate: nothing else would notice the client left.
+                if writeDelayed {
+                    service.log.info("client prematurely closed connection while sending response to client\(r.logContext)")
+                    r.stopHandler()
+                    service.pipeline.finished(r)
+                    return close()
+                }
             }
             // Busy with a response: stop watching input, and its hang-up, until it is done (pipelined bytes wait
             // in the kernel; a level-triggered hang-up would otherwise be reported on every turn).
@@ -205,12 +215,14 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
     }
 
     private func writable() {
-        switch outputQueue?.flush(to: fd, tls: tls) ?? .drained {
+        switch flushOutput() {
         case .failed:
             close()
         case .wouldBlock:
             setInterest(writing: true)
             armSendTimeout()
+        case .limited:
+            delayWriting()
         case .drained:
             setInterest(writing: false)
             if state == .handling { timer?.cancel() }
@@ -292,6 +304,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
         // Read in place: a copy of the core settings would retain every array and string in them.
         keepAlive = r.head.keepAlive && !service.isShuttingDown && r.settings.core.keepaliveTimeout > 0
             && requestsServed + 1 < r.settings.core.keepaliveRequests && service.loop.now - openedAt < UInt64(r.settings.core.keepaliveTime)
+            && !UserAgent.keepaliveDisabled(r)
         if r.head.hasBody {
             bodyRemaining = r.head.contentLength ?? 0
             chunked = r.head.chunked ? ChunkedDecoder() : nil
@@ -399,6 +412,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
         let out = output
         let before = out.count
         self.framing = framing
+        if let r = request { r.rate = ResponseRate(r, nowMs: service.loop.now) }
         out.statusLine(status)
         leading(out)
         switch framing {
@@ -424,15 +438,40 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
     }
 
     public func flushBody() -> Bool {
-        let out = output
-        switch out.flush(to: fd, tls: tls) {
+        if writeDelayed { return queuedBytes < 256 * 1024 }
+        switch flushOutput() {
         case .failed: close(); return false
         case .wouldBlock:
             setInterest(writing: true)
             armSendTimeout()
-            return out.count < 256 * 1024
+            return queuedBytes < 256 * 1024
+        case .limited:
+            delayWriting()
+            return queuedBytes < 256 * 1024
         case .drained: return true
         }
+    }
+
+    /// Writes what is queued, within the response's limit_rate.
+    private func flushOutput() -> OutputQueue.FlushResult {
+        guard let out = outputQueue else { return .drained }
+        guard let r = request, let rate = r.rate else { return out.flush(to: fd, tls: tls) }
+        let budget = rate.budget(nowMs: service.loop.now)
+        if budget <= 0 { return out.isEmpty ? .drained : .limited }
+        let before = out.count
+        let result = out.flush(to: fd, tls: tls, limit: budget)
+        r.rate?.sent += before - out.count
+        return result
+    }
+
+    /// limit_rate spent its budget: the connection's timer brings writing back when some is due again
+    /// (send_timeout does not run meanwhile, as in nginx).
+    private func delayWriting() {
+        guard let rate = request?.rate else { return }
+        // Watching input again, for the client's hang-up.
+        setInterest(reading: true, writing: false)
+        writeDelayed = true
+        arm(rate.delayMs(nowMs: service.loop.now))
     }
 
     public var queuedBytes: Int { outputQueue?.count ?? 0 }

@@ -61,6 +61,9 @@ public final class RequestContext: ScriptContext {
     public var body = RequestBody()
     /// How the response is going out (ResponseSink.swift).
     var response = ResponseState()
+    /// The response's limit_rate, resolved when its head is written; an upstream's X-Accel-Limit-Rate before that.
+    var rate: ResponseRate?
+    public var upstreamLimitRate: Int?
     /// The content handler's work in flight (a proxied request's upstream session), held until the request
     /// ends; the connection stops it if the client goes away first.
     public var handler: ActiveHandler?

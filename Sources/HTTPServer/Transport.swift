@@ -22,8 +22,11 @@ public class ClientInfo {
     public internal(set) var tls: TLSStream?
     /// Requests the connection has answered before the current one (`$connection_requests` is this + 1).
     public internal(set) var requestsServed = 0
+    /// When it was accepted, on the loop's clock in ms (`keepalive_time`, `$connection_time`).
+    public let openedAt: UInt64
 
-    public init(fd: Int32, address: String, port: UInt16, isIPv6: Bool, listen: Listen, serial: Int) {
+    public init(fd: Int32, address: String, port: UInt16, isIPv6: Bool, listen: Listen, serial: Int, openedAt: UInt64) {
+        self.openedAt = openedAt
         self.fd = fd
         self.address = address
         self.port = port

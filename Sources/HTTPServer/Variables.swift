@@ -45,6 +45,7 @@ struct Variables {
         case .requestTime: return Clock.seconds(fromMicroseconds: service.loop.nowUs - request.startUs)
         case .connection: return String(client.serial)
         case .connectionRequests: return String(client.requestsServed + 1)
+        case .connectionTime: return Clock.seconds(fromMicroseconds: (service.loop.now - client.openedAt) * 1000)
         case .pid: return String(getpid())
         case .contentLength: return request.head.contentLength.map(String.init)
         case .contentType: return request.header("content-type")
@@ -93,6 +94,10 @@ struct Variables {
         case .timeISO8601: return Clock.iso8601()
         case .documentRoot: return request.location?.alias?.path ?? request.settings.core.root
         case .requestFilename: return StaticFiles.filePath(request.uri, request)
+        case .connectionsActive: return String(StubStatus.Gauges(service.counters).active)
+        case .connectionsReading: return String(StubStatus.Gauges(service.counters).reading)
+        case .connectionsWriting: return String(StubStatus.Gauges(service.counters).writing)
+        case .connectionsWaiting: return String(StubStatus.Gauges(service.counters).waiting)
         case .buffersHeld: return String(service.buffers.held)
         case .buffersPooled: return String(service.buffers.pooled)
         case .realpathRoot:

@@ -88,7 +88,8 @@ public final class Template: @unchecked Sendable {
             switch escape {
             case .json: return JSONText.escape(v ?? "")
             case .default: return LogEscape.escaped(v ?? "-")
-            case .none: return v ?? "-"
+            // As nginx: a variable without a value is "-" in the default escaping, nothing in the others.
+            case .none: return v ?? ""
             }
         } + "\n"
     }

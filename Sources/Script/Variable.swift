@@ -3,11 +3,13 @@
 public enum Variable: Equatable {
     case remoteAddr, remotePort, timeLocal, msec, request, requestMethod, requestURI, uri, args, isArgs
     case serverProtocol, scheme, host, hostname, serverName, serverPort, serverAddr, status, bodyBytesSent
-    case bytesSent, requestLength, requestTime, connection, connectionRequests, pid, contentLength, contentType
+    case bytesSent, requestLength, requestTime, connection, connectionRequests, connectionTime, pid, contentLength, contentType
     case upstreamAddr, upstreamStatus, upstreamResponseTime, upstreamConnectTime, upstreamHeaderTime
     case upstreamResponseLength, upstreamBytesReceived, upstreamBytesSent, proxyHost, proxyPort, proxyAddXForwardedFor
     case https, sslProtocol, sslCipher, sslServerName, sslSessionReused
     case timeISO8601, documentRoot, realpathRoot, requestBody, requestFilename
+    /// stub_status's numbers: `$connections_active`, `_reading`, `_writing`, `_waiting`.
+    case connectionsActive, connectionsReading, connectionsWriting, connectionsWaiting
     /// Vigil's own: connection buffers held and pooled in this worker (a debugging aid for memory tests).
     case buffersHeld, buffersPooled
     /// `$http_user_agent`: the header `user-agent`.
@@ -65,6 +67,7 @@ public enum Variable: Equatable {
         case "request_time": return .requestTime
         case "connection": return .connection
         case "connection_requests": return .connectionRequests
+        case "connection_time": return .connectionTime
         case "pid": return .pid
         case "content_length": return .contentLength
         case "content_type": return .contentType
@@ -94,6 +97,10 @@ public enum Variable: Equatable {
         case "document_root": return .documentRoot
         case "realpath_root": return .realpathRoot
         case "request_filename": return .requestFilename
+        case "connections_active": return .connectionsActive
+        case "connections_reading": return .connectionsReading
+        case "connections_writing": return .connectionsWriting
+        case "connections_waiting": return .connectionsWaiting
         case "vigil_buffers_held": return .buffersHeld
         case "vigil_buffers_pooled": return .buffersPooled
         case "request_body": return .requestBody

@@ -36,7 +36,8 @@ public final class TLSBundle {
 
     private func addLocations(_ list: [Location]) throws {
         for loc in list {
-            if case .proxy(let pass) = loc.content, pass.scheme == "https" {
+            // A URL from variables may turn out https: its context is ready too.
+            if case .proxy(let pass) = loc.content, pass.scheme == "https" || pass.scheme.isEmpty {
                 let s = loc.settings.proxySSL
                 locations[ObjectIdentifier(loc)] = try TLSClientContext(
                     protocols: s.protocols, ciphers: s.ciphers, verify: s.verify, verifyDepth: s.verifyDepth, trusted: s.trustedCertificate,

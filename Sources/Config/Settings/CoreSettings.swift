@@ -1,6 +1,16 @@
 import Script
 
 /// nginx's http core module, per level: connection and request limits, keep-alive, static files, redirects.
+/// `keepalive_disable`: the browsers nginx does not keep connections alive for (old MSIE after a POST, which
+/// may wait on a kept connection; Safari, which may send a POST on one that closed).
+public struct KeepaliveDisable: OptionSet, Sendable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    public static let msie6 = KeepaliveDisable(rawValue: 1)
+    public static let safari = KeepaliveDisable(rawValue: 2)
+    public static let names: [String: KeepaliveDisable] = ["none": [], "msie6": .msie6, "safari": .safari]
+}
+
 public struct CoreSettings: Sendable {
     @Setting public var defaultType = "text/plain"
     @Setting public var types: [String: String] = [:]
@@ -9,6 +19,10 @@ public struct CoreSettings: Sendable {
     @Setting public var keepaliveHeaderTimeout: Int? = nil
     @Setting public var keepaliveRequests = 1000
     @Setting public var keepaliveTime = 3_600_000
+    @Setting public var keepaliveDisable = KeepaliveDisable.msie6
+    /// `limit_rate` and `limit_rate_after`: sizes, or templates whose value is one.
+    @Setting public var limitRate: Template? = nil
+    @Setting public var limitRateAfter: Template? = nil
     @Setting public var sendfile = false
     @Setting public var tcpNopush = false
     @Setting public var tcpNodelay = true
@@ -44,6 +58,9 @@ public struct CoreSettings: Sendable {
         $keepaliveHeaderTimeout.inherit(p.$keepaliveHeaderTimeout)
         $keepaliveRequests.inherit(p.$keepaliveRequests)
         $keepaliveTime.inherit(p.$keepaliveTime)
+        $keepaliveDisable.inherit(p.$keepaliveDisable)
+        $limitRate.inherit(p.$limitRate)
+        $limitRateAfter.inherit(p.$limitRateAfter)
         $sendfile.inherit(p.$sendfile)
         $tcpNopush.inherit(p.$tcpNopush)
         $tcpNodelay.inherit(p.$tcpNodelay)

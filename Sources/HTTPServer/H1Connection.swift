@@ -77,9 +77,13 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
 
     public var isIdle: Bool { state == .head && !hasInput && request == nil }
 
-    private var limits: RequestLimits {
+    /// Each setting read in place: a copy of the core settings would retain every array and string in them.
+    private var rules: RequestRules {
         let large = defaultScope.settings.core.largeClientHeaderBuffers
-        return RequestLimits(maxLineLength: large.size, maxHeadLength: large.count * large.size)
+        return RequestRules(maxLineLength: large.size, maxHeadLength: large.count * large.size,
+                            mergeSlashes: defaultScope.settings.core.mergeSlashes,
+                            ignoreInvalidHeaders: defaultScope.settings.core.ignoreInvalidHeaders,
+                            underscoresInHeaders: defaultScope.settings.core.underscoresInHeaders)
     }
 
     public func start() {
@@ -180,7 +184,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
             return
         }
         if request?.body.paused ?? false { return setInterest(reading: false) }
-        let limit = state == .head ? limits.maxHeadLength + 1 : max(65536, input.readable + 65536)
+        let limit = state == .head ? rules.maxHeadLength + 1 : max(65536, input.readable + 65536)
         while state == .head || state == .body && !(request?.body.paused ?? false) {
             let n = input.receive(from: fd, tls: tls, limit: limit)
             if n > 0 {
@@ -246,7 +250,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
                 // The arrays are taken inside the closure: captured from outside, they would be copies, and the
                 // parser's in-place reuse of their storage would allocate instead.
                 let result = input.withReadable {
-                    RequestParser.parse($0, limits: limits, storage: HeadStorage(block: service.headBlocks.take(), fields: service.fieldLists.take()))
+                    RequestParser.parse($0, rules: rules, storage: HeadStorage(block: service.headBlocks.take(), fields: service.fieldLists.take()))
                 }
                 // Consumed, so that the head moves into the request instead of being copied (and every string
                 // in it retained).

@@ -129,13 +129,9 @@ public final class RequestContext: ScriptContext {
     /// it, else the rewritten URI with its arguments.
     public var target: String { uri == head.path && args == head.query ? head.target : uri + (args.map { "?" + $0 } ?? "") }
 
-    /// nginx's `$host`: the Host header without port, lowercased, else the first server_name.
+    /// nginx's `$host`: the Host header without port and trailing dot, lowercased, else the first server_name.
     public var host: String {
-        if var h = head.host?.lowercased(), !h.isEmpty {
-            if h.hasPrefix("[") { return String(h.prefix(while: { $0 != "]" })) + "]" }
-            if let c = h.firstIndex(of: ":") { h = String(h[..<c]) }
-            return h
-        }
+        if let h = head.host.map(HostName.serverName), !h.isEmpty { return h }
         return server.serverNames.first ?? ""
     }
 

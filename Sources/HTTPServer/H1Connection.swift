@@ -345,7 +345,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
             }
         }
         let complete = chunked?.isDone ?? (bodyRemaining == 0)
-        switch r.bodyProgress(complete: complete, chunked: chunked != nil) {
+        switch r.bodyProgress(complete: complete, announced: chunked?.announced) {
         case .failed(let status):
             bodyFailed(status)
         case .finished:

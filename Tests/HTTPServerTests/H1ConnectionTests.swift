@@ -220,6 +220,11 @@ final class H1ConnectionTests: XCTestCase {
         XCTAssertEqual(chunked.status, 413)
         XCTAssertEqual(chunked.header("Connection"), "close")
         XCTAssertEqual(d.readToEOF(), [])
+        // A chunk size that takes the body past the limit is refused before its data comes, as nginx does.
+        let announced = try s.connect()
+        announced.send("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nfffff\r\nab")
+        XCTAssertEqual(announced.readResponse()?.status, 413)
+        XCTAssertTrue(s.errorLog.contains("client intended to send too large chunked body: 1048580 bytes"), s.errorLog)
 
         // Within the limit is fine.
         let e = try s.connect()

@@ -125,9 +125,8 @@ public final class RequestContext: ScriptContext {
 
     func userValue(_ index: Int) -> String? { index < userValues.count ? userValues[index] : nil }
 
-    /// What goes to the upstream (and names a static file): the request's own target while no script changed
-    /// it, else the rewritten URI with its arguments.
-    public var target: String { uri == head.path && args == head.query ? head.target : uri + (args.map { "?" + $0 } ?? "") }
+    /// A script or an internal redirect made the URI or the arguments other than the request's own.
+    public var uriChanged: Bool { uri != head.path || args != head.query }
 
     /// nginx's `$host`: the Host header without port and trailing dot, lowercased, else the first server_name.
     public var host: String {

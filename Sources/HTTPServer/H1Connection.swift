@@ -296,10 +296,8 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
         // Read in place: a copy of the core settings would retain every array and string in them.
         keepAlive = r.head.keepAlive && !service.isShuttingDown && r.settings.core.keepaliveTimeout > 0
             && requestsServed + 1 < r.settings.core.keepaliveRequests && service.loop.now - openedAt < UInt64(r.settings.core.keepaliveTime)
-        if r.head.hasBody {
-            bodyRemaining = r.head.contentLength ?? 0
-            chunked = r.head.chunked ? ChunkedDecoder() : nil
-        }
+        bodyRemaining = r.head.contentLength ?? 0
+        chunked = r.head.chunked ? ChunkedDecoder() : nil
         state = .handling
         timer?.cancel()
         service.pipeline.start(r)
@@ -309,7 +307,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
     private func armBodyTimeout(_ r: RequestContext) { arm(UInt64(r.settings.core.clientBodyTimeout)) }
 
     public func readBody(_ r: RequestContext) {
-        if r.head.expectContinue && r.head.isHTTP11 { output.append("HTTP/1.1 100 Continue\r\n\r\n") }
+        if r.head.expectContinue { output.append("HTTP/1.1 100 Continue\r\n\r\n") }
         if !output.isEmpty { writable() }
         guard state != .closed else { return }   // the 100 Continue found the client gone
         state = .body

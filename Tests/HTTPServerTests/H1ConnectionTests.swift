@@ -270,6 +270,12 @@ final class H1ConnectionTests: XCTestCase {
         let old = try XCTUnwrap(d.readResponse())
         XCTAssertEqual(old.statusLine, "HTTP/1.1 200 OK")
         XCTAssertEqual(old.text, "[hi]")
+
+        // As nginx: a request without a body that expects 100 Continue gets it too, then its answer.
+        let e = try s.connect()
+        e.send("GET /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n")
+        XCTAssertEqual(String(decoding: e.read(count: 25), as: UTF8.self), "HTTP/1.1 100 Continue\r\n\r\n")
+        XCTAssertEqual(e.readResponse()?.text, "[]")
     }
 
     // MARK: timeouts and idle connections

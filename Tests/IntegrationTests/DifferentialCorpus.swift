@@ -1,10 +1,13 @@
 /// The raw requests `DifferentialTests` sends to Vigil and to Debian's nginx. Each is written as a raw string
 /// with C-style escapes (`\r`, `\n`, `\t`, `\\`, `\xHH`), so that control bytes and bytes that are not UTF-8
 /// can be written down exactly. `/p/` is proxied to a URI part (`proxy_pass http://backend/q/`), every other
-/// path as it came. Requests are sent whole, in one write.
+/// path as it came. Requests are sent whole, in one write, to the server with nginx's defaults or, for
+/// `lenient` cases, to the one with `underscores_in_headers on`, `ignore_invalid_headers off` and
+/// `merge_slashes off`.
 struct DifferentialCase {
     let name: String
     let bytes: [UInt8]
+    var lenient = false
 
     init(_ name: String, _ escapedText: String) {
         self.name = name
@@ -53,6 +56,7 @@ extension DifferentialCase {
 
     static let all: [DifferentialCase] = baseline + methods + requestLines + versions + targets + proxiedURIs + headerLines
         + hosts + contentLengths + transferEncodings + chunkedBodies + expectAndConnection + duplicates + pipelines
+        + lenientServer.map { var c = $0; c.lenient = true; return c }
 
     static let baseline: [DifferentialCase] = [
         get("get", "/"),
@@ -391,6 +395,20 @@ extension DifferentialCase {
 }
 
 extension DifferentialCase {
+    /// For the server with the lenient header and path rules.
+    static let lenientServer: [DifferentialCase] = [
+        get("lenient-underscore-name", "/", #"X_Foo: 1\r\n"#),
+        get("lenient-dot-name", "/", #"X.Foo: 1\r\n"#),
+        get("lenient-at-name", "/", #"X@Foo: 1\r\n"#),
+        get("lenient-non-ascii-name", "/", #"X\xc3\xa9: 1\r\n"#),
+        post("lenient-content-length-underscore", #"Content_Length: 5\r\n"#, "hello"),
+        post("lenient-transfer-encoding-underscore", #"Transfer_Encoding: chunked\r\n"#, #"0\r\n\r\n"#),
+        get("lenient-double-slash", "//p//x"),
+        get("lenient-double-slash-in-uri-part", "/p//x"),
+        get("lenient-dotdot-double-slash", "/p/a/..//b"),
+        get("lenient-encoded-slashes", "/p/%2f%2fx"),
+    ]
+
     /// The same request with `escapedText` after it.
     func appending(_ escapedText: String) -> DifferentialCase {
         DifferentialCase(name, bytes: bytes + DifferentialCase.unescape(escapedText))

@@ -121,19 +121,12 @@ public struct ProxiedRequest {
 public struct RawExchange {
     public var statuses: [Int] = []
     public var closed = false
-    /// The client's own port, which a proxy can pass on (`$remote_port`) to tell the backend whose request it is.
-    public var clientPort: UInt16 = 0
 
-    /// Connects to 127.0.0.1:`port`, sends `bytes` in one write, and reads until the server closes, until
-    /// `idleMs` pass without bytes after a complete response, or until `waitMs` pass without any response.
-    public static func run(_ port: UInt16, _ bytes: [UInt8], waitMs: Int32 = 1000, idleMs: Int32 = 200) throws -> RawExchange {
-        let c = try HTTPConnection(port: port)
+    /// Sends `bytes` on `c` in one write and reads until the server closes, until `idleMs` pass without bytes
+    /// after a complete response, or until `waitMs` pass without any response; then closes `c`.
+    public static func run(_ c: HTTPConnection, _ bytes: [UInt8], waitMs: Int32 = 1500, idleMs: Int32 = 300) throws -> RawExchange {
         defer { c.close() }
         var exchange = RawExchange()
-        var addr = sockaddr_in()
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(c.fd, $0, &len) } }
-        exchange.clientPort = UInt16(bigEndian: addr.sin_port)
         try c.send(bytes)
         var received: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)

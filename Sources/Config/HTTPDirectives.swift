@@ -100,6 +100,9 @@ enum HTTPCore {
         Directives.msecSetting("send_timeout", \.core.$sendTimeout),
         Directives.sizeSetting("client_header_buffer_size", \.core.$clientHeaderBufferSize, [.http, .server]),
         Directives.sizeSetting("client_body_buffer_size", \.core.$clientBodyBufferSize),
+        Directives.flagSetting("merge_slashes", \.core.$mergeSlashes, [.http, .server]),
+        Directives.flagSetting("ignore_invalid_headers", \.core.$ignoreInvalidHeaders, [.http, .server]),
+        Directives.flagSetting("underscores_in_headers", \.core.$underscoresInHeaders, [.http, .server]),
         Directives.spec("large_client_header_buffers", [.http, .server], .two) { call in
             guard let n = Values.plainNumber(call.words[1]), n > 0,
                   let size = Values.size(call.words[2]), size > 0 else { throw call.directiveError("invalid value") }

@@ -1,5 +1,7 @@
 /// Incremental decoder for `Transfer-Encoding: chunked` bodies. Feed it bytes as they arrive; it hands
-/// back data slices and says when the body ended. Sizes are strict hex (a smuggling vector otherwise).
+/// back data slices and says when the body ended. Sizes are strict hex (a smuggling vector otherwise), of any
+/// number of digits as long as the value fits, as in nginx; unlike nginx, lines end in CRLF only and extensions
+/// hold no control bytes.
 public struct ChunkedDecoder: Sendable {
     enum State: Sendable { case size, sizeExtension, sizeLF, data(Int), dataCR, dataLF, trailer, trailerLineLF, trailerLF, trailerLineStart, done }
 
@@ -13,6 +15,8 @@ public struct ChunkedDecoder: Sendable {
     private var size = 0
     private var sizeDigits = 0
     private var trailerBytes = 0
+    /// The sum of the chunk sizes read so far, data received or not: a body limit can be checked on it at once.
+    public private(set) var announced = 0
     public let maxTrailerBytes: Int
 
     public init(maxTrailerBytes: Int = 8192) { self.maxTrailerBytes = maxTrailerBytes }
@@ -29,7 +33,7 @@ public struct ChunkedDecoder: Sendable {
             switch state {
             case .size:
                 if let h = hexValue(c) {
-                    guard sizeDigits < 15 else { return .error("client sent too large chunk size") }
+                    guard size <= Int.max >> 4 else { return .error("client sent too large chunk size") }
                     size = size * 16 + h
                     sizeDigits += 1
                     i += 1
@@ -48,6 +52,9 @@ public struct ChunkedDecoder: Sendable {
             case .sizeLF:
                 guard c == 0x0A else { return .error("client sent invalid chunked body") }
                 i += 1
+                let (total, overflow) = announced.addingReportingOverflow(size)
+                guard !overflow else { return .error("client sent too large chunk size") }
+                announced = total
                 state = size == 0 ? .trailerLineStart : .data(size)
             case .data(let remaining):
                 let take = min(remaining, n - i)

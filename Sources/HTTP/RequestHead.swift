@@ -4,9 +4,14 @@
 /// asks for it by name.
 public struct RequestHead: Sendable {
     public var method: String
-    public var target: String          // as sent: "/a/b?x=1"
-    public var path: String            // target before "?"
-    public var query: String?          // after "?", without it
+    /// As sent ("/a/../b%41?x=1#f"); nginx's $request_uri, and what goes upstream while no script changed the URI.
+    public var target: String
+    /// The path nginx routes by and calls $uri: decoded and resolved ("/bA").
+    public var path: String
+    /// After "?", without it, up to a "#".
+    public var query: String?
+    /// The path came with %-escapes: a path sent upstream after a change of location prefix is escaped again.
+    public var pathWasEscaped: Bool
     public var versionMajor: Int
     public var versionMinor: Int
     /// The header block's bytes and each field's place in them, in arrival order.
@@ -17,17 +22,19 @@ public struct RequestHead: Sendable {
     public var host: String?
     public var contentLength: Int?
     public var chunked: Bool
+    /// `Expect: 100-continue` in an HTTP/1.1 request.
     public var expectContinue: Bool
     /// Connection persistence after this request, per the version and `Connection:` header.
     public var keepAlive: Bool
 
-    public init(method: String, target: String, path: String, query: String?, versionMajor: Int, versionMinor: Int,
+    public init(method: String, target: String, path: String, query: String?, pathWasEscaped: Bool = false, versionMajor: Int, versionMinor: Int,
                 block: [UInt8] = [], fields: [HeaderField] = [], host: String?, contentLength: Int?, keepAlive: Bool,
                 chunked: Bool = false, expectContinue: Bool = false) {
         self.method = method
         self.target = target
         self.path = path
         self.query = query
+        self.pathWasEscaped = pathWasEscaped
         self.versionMajor = versionMajor
         self.versionMinor = versionMinor
         self.block = block
@@ -91,13 +98,25 @@ public enum ParseResult: Sendable {
     case failure(status: Int, reason: String)
 }
 
-public struct RequestLimits: Sendable {
-    /// `client_header_buffer_size` + `large_client_header_buffers`: the longest request line and header line.
+/// How a head is read: nginx's limits on its size, and the server's rules for header names and paths.
+public struct RequestRules: Sendable {
+    /// `large_client_header_buffers` size: the longest request line (414 past it) and header line.
     public var maxLineLength: Int
     /// Total bytes for the whole head (`large_client_header_buffers` count × size).
     public var maxHeadLength: Int
-    public init(maxLineLength: Int = 8192, maxHeadLength: Int = 32768) {
+    /// `merge_slashes`: "//" in a path counts as "/" for routing.
+    public var mergeSlashes: Bool
+    /// `ignore_invalid_headers`: a header whose name nginx deems invalid is dropped, not passed on.
+    public var ignoreInvalidHeaders: Bool
+    /// `underscores_in_headers`: "_" is valid in a header name.
+    public var underscoresInHeaders: Bool
+
+    public init(maxLineLength: Int = 8192, maxHeadLength: Int = 32768, mergeSlashes: Bool = true,
+                ignoreInvalidHeaders: Bool = true, underscoresInHeaders: Bool = false) {
         self.maxLineLength = maxLineLength
         self.maxHeadLength = maxHeadLength
+        self.mergeSlashes = mergeSlashes
+        self.ignoreInvalidHeaders = ignoreInvalidHeaders
+        self.underscoresInHeaders = underscoresInHeaders
     }
 }

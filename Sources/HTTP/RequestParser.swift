@@ -1,6 +1,8 @@
-/// HTTP/1.x request head parser: pure, allocation-light, and strict where leniency enables request
-/// smuggling. It is re-run from the start of the buffer when more bytes arrive; a head
-/// is small and bounded by `RequestLimits`, so that costs less than keeping resumable state.
+/// HTTP/1.x request head parser: pure, allocation-light, and at least as strict as nginx 1.22, whose rules it
+/// follows where it does not refuse more (README, "Deliberate strictness"). It is re-run from the start of the
+/// buffer when more bytes arrive; a head is small and bounded by `RequestRules`, so that costs less than keeping
+/// resumable state. As in nginx, a byte that makes a head invalid is refused when it arrives, not when its line
+/// ends.
 public enum RequestParser {
     static let CR: UInt8 = 0x0D, LF: UInt8 = 0x0A, SP: UInt8 = 0x20, HT: UInt8 = 0x09, COLON: UInt8 = 0x3A
 
@@ -17,72 +19,34 @@ public enum RequestParser {
 
     /// `storage`: arrays whose storage the head's header block and fields reuse (a server passes back those of
     /// a finished request, so that parsing a head does not allocate them).
-    public static func parse(_ buf: UnsafeRawBufferPointer, limits: RequestLimits = RequestLimits(),
+    public static func parse(_ buf: UnsafeRawBufferPointer, rules: RequestRules = RequestRules(),
                              storage: consuming HeadStorage = HeadStorage()) -> ParseResult {
-        let n = buf.count
         var i = 0
-        // Tolerate empty lines before the request line (RFC 9112 §2.2), as nginx does.
-        while i < n && (buf[i] == CR || buf[i] == LF) { i += 1 }
-        let lineStart = i
-
-        // Request line.
-        guard let lineEnd = findLF(buf, from: i, limit: lineStart + limits.maxLineLength) else {
-            if n - lineStart >= limits.maxLineLength { return .failure(status: 414, reason: "client sent too long URI") }
-            return .incomplete
+        // Empty lines before the request line are skipped, as nginx does (RFC 9112 §2.2).
+        while i < buf.count && (buf[i] == CR || buf[i] == LF) { i += 1 }
+        let lineCap = i + rules.maxLineLength
+        let line: RequestLine
+        switch RequestLine.scan(UnsafeRawBufferPointer(rebasing: buf[..<min(buf.count, lineCap)]), from: i) {
+        case .incomplete:
+            return buf.count >= lineCap ? .failure(status: 414, reason: "client sent too long URI") : .incomplete
+        case .failed(let status, let reason):
+            return .failure(status: status, reason: reason)
+        case .done(let l):
+            line = l
         }
-        var line = lineEnd
-        if line > lineStart && buf[line - 1] == CR { line -= 1 }
-
-        // METHOD
-        var j = lineStart
-        while j < line && isToken(buf[j]) { j += 1 }
-        guard j > lineStart, j < line, buf[j] == SP else { return .failure(status: 400, reason: "client sent invalid method") }
-        let method = string(buf, lineStart, j)
-        j += 1
-        // request-target
-        let targetStart = j
-        while j < line && buf[j] > SP && buf[j] != 0x7F { j += 1 }
-        guard j > targetStart else { return .failure(status: 400, reason: "client sent invalid request") }
-        let targetEnd = j
-        guard j < line, buf[j] == SP else {
-            // "GET /" alone is HTTP/0.9, which Vigil does not speak.
+        // The target and the host come before the headers, as in nginx.
+        guard let target = Target(buf, line, mergeSlashes: rules.mergeSlashes) else {
             return .failure(status: 400, reason: "client sent invalid request")
         }
-        j += 1
-        // HTTP-version
-        guard line - j >= 8, buf[j] == UInt8(ascii: "H"), buf[j + 1] == UInt8(ascii: "T"), buf[j + 2] == UInt8(ascii: "T"),
-              buf[j + 3] == UInt8(ascii: "P"), buf[j + 4] == UInt8(ascii: "/") else {
-            return .failure(status: 400, reason: "client sent invalid request")
-        }
-        j += 5
-        guard let (major, afterMajor) = digits(buf, j, line), afterMajor < line, buf[afterMajor] == UInt8(ascii: "."),
-              let (minor, afterMinor) = digits(buf, afterMajor + 1, line), afterMinor == line else {
-            return .failure(status: 400, reason: "client sent invalid request")
-        }
-        if major != 1 { return .failure(status: major > 1 ? 505 : 400, reason: "client sent unsupported HTTP version") }
-
-        var target = string(buf, targetStart, targetEnd)
-        // absolute-form: keep only the path; the authority becomes the Host. Split on bytes, as nginx does:
-        // Character-wise, a "/" or "?" followed by a combining mark is not "/" or "?".
-        var absoluteHost: String?
-        if buf[targetStart] != UInt8(ascii: "/") {
-            guard let authorityStart = afterScheme(buf, targetStart, targetEnd) else {
-                if method == "OPTIONS" && target == "*" { return finishHead(buf, lineEnd + 1, limits: limits, method: method, target: target, major: major, minor: minor, absoluteHost: nil, storage: storage) }
-                return .failure(status: 400, reason: "client sent invalid request")
-            }
-            var a = authorityStart
-            while a < targetEnd && buf[a] != UInt8(ascii: "/") && buf[a] != UInt8(ascii: "?") { a += 1 }
-            absoluteHost = string(buf, authorityStart, a)
-            target = a == targetEnd ? "/" : (buf[a] == UInt8(ascii: "?") ? "/" : "") + string(buf, a, targetEnd)
-        }
-        return finishHead(buf, lineEnd + 1, limits: limits, method: method, target: target, major: major, minor: minor, absoluteHost: absoluteHost,
-                          storage: storage)
+        if let h = line.host, !HostName.isValid(buf, h) { return .failure(status: 400, reason: "client sent invalid host in request line") }
+        if line.isHTTP09 { return .failure(status: 400, reason: "client sent HTTP/0.9 request") }
+        return finishHead(buf, line, target, rules: rules, storage: storage)
     }
 
-    private static func finishHead(_ buf: UnsafeRawBufferPointer, _ start: Int, limits: RequestLimits, method: String,
-                                   target: String, major: Int, minor: Int, absoluteHost: String?,
+    /// The header lines after the request line, nginx's checks on the whole head, and the head itself.
+    private static func finishHead(_ buf: UnsafeRawBufferPointer, _ line: RequestLine, _ target: Target, rules: RequestRules,
                                    storage: consuming HeadStorage) -> ParseResult {
-        let n = buf.count
+        let start = line.end
         var i = start
         // Filled in place: a copy of either array would no longer be the only reference to its storage.
         storage.fields.removeAll(keepingCapacity: true)
@@ -91,92 +55,82 @@ public enum RequestParser {
         storage.fields.reserveCapacity(12)
         // The head is made once, at the end, from these: a head built early and filled in was copied whole
         // (every string in it retained) into the result.
-        var host: String?, contentLength: Int?, expectContinue = false
-        var sawHost = false
-        var transferEncoding: String?
-        var connectionClose = false, connectionKeepAlive = false
+        var seen = SeenHeaders()
+        var connectionClose = false, connectionKeepAlive = false, expectContinue = false
 
         while true {
-            guard let lf = findLF(buf, from: i, limit: i + limits.maxLineLength) else {
-                if n - i >= limits.maxLineLength || n >= limits.maxHeadLength {
-                    return .failure(status: 494, reason: "client sent too long header line")
+            let lineCap = min(i + rules.maxLineLength, rules.maxHeadLength)
+            let header: HeaderLine
+            switch HeaderLine.scan(UnsafeRawBufferPointer(rebasing: buf[..<min(buf.count, lineCap)]), from: i, rules: rules) {
+            case .incomplete:
+                guard buf.count < lineCap else {
+                    return .failure(status: 494, reason: lineCap == rules.maxHeadLength ? "client sent too large request" : "client sent too long header line")
                 }
                 return .incomplete
+            case .failed(let status, let reason):
+                return .failure(status: status, reason: reason)
+            case .done(let h):
+                header = h
             }
-            if lf + 1 > limits.maxHeadLength { return .failure(status: 494, reason: "client sent too large request header") }
-            var end = lf
-            if end > i && buf[end - 1] == CR { end -= 1 }
-            if end == i {
-                // Blank line: the head is complete.
-                i = lf + 1
-                break
+            i = header.end
+            guard let name = header.name else { break }
+            if header.validity != .valid {
+                // nginx drops a header it deems invalid, or with ignore_invalid_headers off passes it on.
+                if rules.ignoreInvalidHeaders { continue }
+                if header.validity == .malformedName { return .failure(status: 400, reason: HeaderLine.invalidHeader) }
             }
-            // No obs-fold: a line starting with whitespace is a smuggling vector.
-            if buf[i] == SP || buf[i] == HT { return .failure(status: 400, reason: "client sent invalid header line") }
-            var c = i
-            while c < end && isToken(buf[c]) { c += 1 }
-            guard c > i, c < end, buf[c] == COLON else { return .failure(status: 400, reason: "client sent invalid header line") }
-            var vs = c + 1
-            while vs < end && (buf[vs] == SP || buf[vs] == HT) { vs += 1 }
-            var ve = end
-            while ve > vs && (buf[ve - 1] == SP || buf[ve - 1] == HT) { ve -= 1 }
-            for k in vs..<ve where buf[k] == 0 || buf[k] == CR { return .failure(status: 400, reason: "client sent invalid header line") }
-            storage.fields.append(HeaderField(name: (i - start)..<(c - start), value: (vs - start)..<(ve - start)))
-
-            switch knownHeader(buf, i, c) {
+            let value = header.value
+            storage.fields.append(HeaderField(name: (name.lowerBound - start)..<(name.upperBound - start),
+                                              value: (value.lowerBound - start)..<(value.upperBound - start)))
+            guard let known = knownHeader(buf, name.lowerBound, name.upperBound) else { continue }
+            if let failure = seen.add(known, header, in: buf) { return failure }
+            switch known {
             case .host:
-                if sawHost { return .failure(status: 400, reason: "client sent duplicate host header") }
-                sawHost = true
-                host = string(buf, vs, ve)
-            case .contentLength:
-                guard let len = plainNumber(buf, vs, ve) else { return .failure(status: 400, reason: "client sent invalid \"Content-Length\" header") }
-                // nginx refuses any repeated Content-Length, equal or not.
-                if contentLength != nil {
-                    return .failure(status: 400, reason: "client sent duplicate header line: \"Content-Length: \(string(buf, vs, ve))\"")
-                }
-                contentLength = len
-            case .transferEncoding:
-                if transferEncoding != nil { return .failure(status: 400, reason: "client sent duplicate \"Transfer-Encoding\" header") }
-                transferEncoding = string(buf, vs, ve)
+                if !HostName.isValid(buf, value) { return .failure(status: 400, reason: "client sent invalid host header") }
             case .connection:
-                forEachListItem(buf, vs, ve) { token in
+                forEachListItem(buf, value.lowerBound, value.upperBound) { token in
                     if matches(token, lowercase: "close") { connectionClose = true }
                     if matches(token, lowercase: "keep-alive") { connectionKeepAlive = true }
                 }
             case .expect:
-                if matches(buf[vs..<ve], lowercase: "100-continue") { expectContinue = true }
-            case nil:
+                expectContinue = matches(buf[value], lowercase: "100-continue")
+            default:
                 break
             }
-            i = lf + 1
         }
 
-        if let abs = absoluteHost { host = abs }
-        // nginx (and RFC 9112 §3.2) want the Host header in every HTTP/1.1 request, absolute-form included.
-        if minor >= 1 && !sawHost {
+        // nginx's checks once the head is in, in its order.
+        if line.minor >= 1 && seen.host == nil {
             return .failure(status: 400, reason: "client sent HTTP/1.1 request without \"Host\" header")
         }
+        var contentLength: Int?
+        if let cl = seen.contentLength {
+            guard let n = plainNumber(buf, cl.lowerBound, cl.upperBound) else { return .failure(status: 400, reason: "client sent invalid \"Content-Length\" header") }
+            contentLength = n
+        }
         var chunked = false
-        if let te = transferEncoding {
+        if let te = seen.transferEncoding {
+            guard line.minor >= 1 else { return .failure(status: 400, reason: "client sent HTTP/1.0 request with \"Transfer-Encoding\" header") }
+            guard matches(buf[te], lowercase: "chunked") else {
+                return .failure(status: 501, reason: "client sent unknown \"Transfer-Encoding\": \"\(string(buf, te.lowerBound, te.upperBound))\"")
+            }
             if contentLength != nil {
                 return .failure(status: 400, reason: "client sent \"Content-Length\" and \"Transfer-Encoding\" headers at the same time")
             }
-            guard minor >= 1 else { return .failure(status: 400, reason: "client sent HTTP/1.0 request with \"Transfer-Encoding\" header") }
-            guard equalsIgnoringASCIICase(te, "chunked") else { return .failure(status: 501, reason: "client sent unknown \"Transfer-Encoding\": \"\(te)\"") }
             chunked = true
         }
-        if let h = host, !validHost(h) { return .failure(status: 400, reason: "client sent invalid host header") }
-        var path = target, query: String?
-        if let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
-            path = String(decoding: target.utf8[..<q], as: UTF8.self)
-            query = String(decoding: target.utf8[target.utf8.index(after: q)...], as: UTF8.self)
-        }
+        let method = string(buf, line.method.lowerBound, line.method.upperBound)
+        if method == "CONNECT" || method == "TRACE" { return .failure(status: 405, reason: "client sent \(method) method") }
+
+        var host: String?
+        if let h = line.host ?? seen.host { host = string(buf, h.lowerBound, h.upperBound) }
         storage.block.append(contentsOf: UnsafeRawBufferPointer(rebasing: buf[start..<i]))
         // As nginx: "close" wins over "keep-alive" whatever the version.
-        return .complete(RequestHead(method: method, target: target, path: path, query: query, versionMajor: major,
-                                     versionMinor: minor, block: storage.block, fields: storage.fields, host: host, contentLength: contentLength,
-                                     keepAlive: !connectionClose && (minor >= 1 || connectionKeepAlive),
-                                     chunked: chunked, expectContinue: expectContinue), consumed: i)
+        return .complete(RequestHead(method: method, target: target.raw, path: target.path, query: target.query,
+                                     pathWasEscaped: line.pathHasEscapes, versionMajor: line.major, versionMinor: line.minor,
+                                     block: storage.block, fields: storage.fields, host: host, contentLength: contentLength,
+                                     keepAlive: !connectionClose && (line.minor >= 1 || connectionKeepAlive),
+                                     chunked: chunked, expectContinue: expectContinue && line.minor >= 1), consumed: i)
     }
 
     /// The items of a comma-separated header value in `buf[from..<to]` (Connection), blanks around each
@@ -204,60 +158,32 @@ public enum RequestParser {
         return nil
     }
 
-    static func digits(_ buf: UnsafeRawBufferPointer, _ from: Int, _ end: Int) -> (Int, Int)? {
-        var k = from
-        var v = 0
-        while k < end, buf[k] >= 0x30, buf[k] <= 0x39, k - from < 3 {
-            v = v * 10 + Int(buf[k] - 0x30)
-            k += 1
-        }
-        return k > from ? (v, k) : nil
-    }
-
     static func string(_ buf: UnsafeRawBufferPointer, _ a: Int, _ b: Int) -> String {
         String(decoding: UnsafeRawBufferPointer(rebasing: buf[a..<b]), as: UTF8.self)
     }
 
-    /// Digits only, at most 18 of them (no sign, no spaces): nginx's rule for Content-Length.
+    /// Digits only (no sign, no spaces), within Int's range: nginx's rule for Content-Length.
     static func plainNumber(_ buf: UnsafeRawBufferPointer, _ a: Int, _ b: Int) -> Int? {
-        guard b > a, b - a <= 18 else { return nil }
+        guard b > a else { return nil }
         var n = 0
         for k in a..<b {
-            let c = buf[k]
-            guard c >= 0x30 && c <= 0x39 else { return nil }
-            n = n * 10 + Int(c - 0x30)
+            guard let d = RequestLine.digit(buf[k]) else { return nil }
+            let (times10, o1) = n.multipliedReportingOverflow(by: 10)
+            let (sum, o2) = times10.addingReportingOverflow(d)
+            if o1 || o2 { return nil }
+            n = sum
         }
         return n
     }
 
-    /// nginx's host validation, on bytes as nginx does: no "/" "\0" or controls,
-    /// no "..", and the name before the port must not be empty (so "", ":80" are refused). Stricter than
-    /// nginx: no leading dot, no "\\".
-    static func validHost(_ h: String) -> Bool {
-        guard let first = h.utf8.first, first != UInt8(ascii: ":"), first != UInt8(ascii: ".") else { return false }
-        var previous: UInt8 = 0
-        for c in h.utf8 {
-            if c <= 0x20 || c == 0x7F || c == UInt8(ascii: "/") || c == UInt8(ascii: "\\") { return false }
-            if c == UInt8(ascii: ".") && previous == UInt8(ascii: ".") { return false }
-            previous = c
-        }
-        return true
-    }
-
-    /// Where the authority starts when `buf[from..<end]` begins with "http://" or "https://" (any case).
-    static func afterScheme(_ buf: UnsafeRawBufferPointer, _ from: Int, _ end: Int) -> Int? {
-        for scheme in ["http://", "https://"] {
-            let s = scheme.utf8
-            guard end - from >= s.count else { continue }
-            if zip(s, from..<(from + s.count)).allSatisfy({ c, k in asciiLower(buf[k]) == c }) { return from + s.count }
-        }
-        return nil
-    }
-
     @usableFromInline @inline(__always) static func asciiLower(_ c: UInt8) -> UInt8 { c >= 0x41 && c <= 0x5A ? c | 0x20 : c }
 
-    /// The header names that change framing or routing, recognised in place (no String, no lowercasing).
-    enum KnownHeader { case host, contentLength, transferEncoding, connection, expect }
+    /// The header names that change framing or routing, or that nginx allows only once, recognised in place
+    /// (no String, no lowercasing).
+    enum KnownHeader: UInt16 {
+        case host, contentLength, transferEncoding, connection, expect, authorization, contentRange
+        case ifModifiedSince, ifUnmodifiedSince, ifMatch, ifNoneMatch, ifRange
+    }
 
     static func knownHeader(_ buf: UnsafeRawBufferPointer, _ a: Int, _ b: Int) -> KnownHeader? {
         func named(_ lower: StaticString) -> Bool {
@@ -269,9 +195,12 @@ public enum RequestParser {
         switch b - a {
         case 4: return named("host") ? .host : nil
         case 6: return named("expect") ? .expect : nil
+        case 8: return named("if-match") ? .ifMatch : named("if-range") ? .ifRange : nil
         case 10: return named("connection") ? .connection : nil
+        case 13: return named("authorization") ? .authorization : named("content-range") ? .contentRange : named("if-none-match") ? .ifNoneMatch : nil
         case 14: return named("content-length") ? .contentLength : nil
-        case 17: return named("transfer-encoding") ? .transferEncoding : nil
+        case 17: return named("transfer-encoding") ? .transferEncoding : named("if-modified-since") ? .ifModifiedSince : nil
+        case 19: return named("if-unmodified-since") ? .ifUnmodifiedSince : nil
         default: return nil
         }
     }

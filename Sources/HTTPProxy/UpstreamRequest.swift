@@ -16,20 +16,12 @@ enum BodySource { case inline, file(BodyFile), stream(chunked: Bool) }
 extension ProxySession: BodyConsumer {
     /// Writes the request head (and an inline body) into `outgoing`.
     func buildRequest() {
-        var uri = request.target
-        if let dynamicURI {
-            uri = dynamicURI
-        } else if let passURI = pass.uri, let loc = request.location {
-            // Only prefix and exact locations may give proxy_pass a URI: it replaces the part the location matched.
-            let rest = request.uri.dropFirst(min(loc.pattern.utf8.count, request.uri.utf8.count))
-            uri = passURI + rest + (request.args.map { "?" + $0 } ?? "")
-        }
         let passBody = settings.proxy.passRequestBody
         let out = outgoing
         out.clear()
         out.append(settings.proxy.method ?? request.method)
         out.append(" ")
-        out.append(uri)
+        out.append(upstreamURI)
         out.append(" HTTP/")
         out.append(settings.proxy.httpVersion.rawValue)
         out.append("\r\n")
@@ -53,7 +45,8 @@ extension ProxySession: BodyConsumer {
         switch bodySource {
         case .inline:
             let size = passBody ? request.body.bytes.count : 0
-            if request.head.hasBody || size > 0 { out.header("Content-Length", size) }
+            // As nginx: a Content-Length goes whenever the request came with a body's framing, even "0".
+            if request.head.contentLength != nil || request.head.chunked || size > 0 { out.header("Content-Length", size) }
             out.append("\r\n")
             if passBody { out.append(request.body.bytes) }
         case .file(let file):
@@ -63,6 +56,24 @@ extension ProxySession: BodyConsumer {
             if chunked { out.header("Transfer-Encoding", "chunked") } else { out.header("Content-Length", request.head.contentLength ?? 0) }
             out.append("\r\n")
         }
+    }
+
+    /// The URI as nginx sends it: the target as the client sent it while nothing changed the URI; else the
+    /// decoded URI, escaped again when it came escaped or was changed, with its arguments; a URI in proxy_pass
+    /// takes the place of the part of the URI the location matched (only prefix and exact locations may give
+    /// proxy_pass a URI).
+    private var upstreamURI: String {
+        if let dynamicURI { return dynamicURI }
+        let changed = request.uriChanged
+        var prefix = "", path = Substring(request.uri)
+        if let passURI = pass.uri, let loc = request.location {
+            prefix = passURI
+            path = Substring(request.uri.utf8.dropFirst(loc.pattern.utf8.count))
+        } else if !changed {
+            return request.head.target
+        }
+        let args = request.args.flatMap { $0.isEmpty ? nil : "?" + $0 } ?? ""
+        return prefix + (request.head.pathWasEscaped || changed ? URIPath.escaped(path) : String(path)) + args
     }
 
     /// Before an attempt: the request goes again from its first byte.

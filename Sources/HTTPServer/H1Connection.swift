@@ -76,9 +76,13 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
 
     public var isIdle: Bool { state == .head && !hasInput && request == nil }
 
-    private var limits: RequestLimits {
+    /// Each setting read in place: a copy of the core settings would retain every array and string in them.
+    private var rules: RequestRules {
         let large = defaultScope.settings.core.largeClientHeaderBuffers
-        return RequestLimits(maxLineLength: large.size, maxHeadLength: large.count * large.size)
+        return RequestRules(maxLineLength: large.size, maxHeadLength: large.count * large.size,
+                            mergeSlashes: defaultScope.settings.core.mergeSlashes,
+                            ignoreInvalidHeaders: defaultScope.settings.core.ignoreInvalidHeaders,
+                            underscoresInHeaders: defaultScope.settings.core.underscoresInHeaders)
     }
 
     public func start() {
@@ -190,7 +194,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
             return
         }
         if request?.body.paused ?? false { return setInterest(reading: false) }
-        let limit = state == .head ? limits.maxHeadLength + 1 : max(65536, input.readable + 65536)
+        let limit = state == .head ? rules.maxHeadLength + 1 : max(65536, input.readable + 65536)
         while state == .head || state == .body && !(request?.body.paused ?? false) {
             let n = input.receive(from: fd, tls: tls, limit: limit)
             if n > 0 {
@@ -258,7 +262,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
                 // The arrays are taken inside the closure: captured from outside, they would be copies, and the
                 // parser's in-place reuse of their storage would allocate instead.
                 let result = input.withReadable {
-                    RequestParser.parse($0, limits: limits, storage: HeadStorage(block: service.headBlocks.take(), fields: service.fieldLists.take()))
+                    RequestParser.parse($0, rules: rules, storage: HeadStorage(block: service.headBlocks.take(), fields: service.fieldLists.take()))
                 }
                 // Consumed, so that the head moves into the request instead of being copied (and every string
                 // in it retained).
@@ -305,10 +309,8 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
         keepAlive = r.head.keepAlive && !service.isShuttingDown && r.settings.core.keepaliveTimeout > 0
             && requestsServed + 1 < r.settings.core.keepaliveRequests && service.loop.now - openedAt < UInt64(r.settings.core.keepaliveTime)
             && !UserAgent.keepaliveDisabled(r)
-        if r.head.hasBody {
-            bodyRemaining = r.head.contentLength ?? 0
-            chunked = r.head.chunked ? ChunkedDecoder() : nil
-        }
+        bodyRemaining = r.head.contentLength ?? 0
+        chunked = r.head.chunked ? ChunkedDecoder() : nil
         state = .handling
         timer?.cancel()
         service.pipeline.start(r)
@@ -318,7 +320,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
     private func armBodyTimeout(_ r: RequestContext) { arm(UInt64(r.settings.core.clientBodyTimeout)) }
 
     public func readBody(_ r: RequestContext) {
-        if r.head.expectContinue && r.head.isHTTP11 { output.append("HTTP/1.1 100 Continue\r\n\r\n") }
+        if r.head.expectContinue { output.append("HTTP/1.1 100 Continue\r\n\r\n") }
         if !output.isEmpty { writable() }
         guard state != .closed else { return }   // the 100 Continue found the client gone
         state = .body
@@ -354,7 +356,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
             }
         }
         let complete = chunked?.isDone ?? (bodyRemaining == 0)
-        switch r.bodyProgress(complete: complete, chunked: chunked != nil) {
+        switch r.bodyProgress(complete: complete, announced: chunked?.announced) {
         case .failed(let status):
             bodyFailed(status)
         case .finished:

@@ -72,10 +72,12 @@ extension RequestContext {
     }
 
     /// After a batch of pieces: the limit, the consumer or the temporary file, and whether the body is done.
-    func bodyProgress(complete: Bool, chunked: Bool) -> BodyStep {
+    /// `announced`: what a chunked body's sizes add up to so far, which nginx holds against the limit before the
+    /// data comes.
+    func bodyProgress(complete: Bool, announced: Int?) -> BodyStep {
         let limit = settings.core.clientMaxBodySize
-        if chunked && limit > 0 && body.received > limit {
-            service.log.error("client intended to send too large chunked body: \(body.received) bytes\(logContext)")
+        if let announced, limit > 0 && announced > limit {
+            service.log.error("client intended to send too large chunked body: \(announced) bytes\(logContext)")
             return .failed(413)
         }
         if let consumer = body.consumer {

@@ -137,17 +137,12 @@ public final class RequestContext: ScriptContext {
 
     func userValue(_ index: Int) -> String? { index < userValues.count ? userValues[index] : nil }
 
-    /// What goes to the upstream (and names a static file): the request's own target while no script changed
-    /// it, else the rewritten URI with its arguments.
-    public var target: String { uri == head.path && args == head.query ? head.target : uri + (args.map { "?" + $0 } ?? "") }
+    /// A script or an internal redirect made the URI or the arguments other than the request's own.
+    public var uriChanged: Bool { uri != head.path || args != head.query }
 
-    /// nginx's `$host`: the Host header without port, lowercased, else the first server_name.
+    /// nginx's `$host`: the Host header without port and trailing dot, lowercased, else the first server_name.
     public var host: String {
-        if var h = head.host?.lowercased(), !h.isEmpty {
-            if h.hasPrefix("[") { return String(h.prefix(while: { $0 != "]" })) + "]" }
-            if let c = h.firstIndex(of: ":") { h = String(h[..<c]) }
-            return h
-        }
+        if let h = head.host.map(HostName.serverName), !h.isEmpty { return h }
         return server.serverNames.first ?? ""
     }
 

@@ -40,7 +40,8 @@ public final class RequestPipeline {
             r.transport.abandonBody()
             return respondError(r, 413, close: true)
         }
-        guard r.head.hasBody else { return dispatch(r) }
+        // nginx answers "Expect: 100-continue" whenever it reads or discards a body, even an empty one.
+        guard r.head.hasBody else { return r.head.expectContinue ? r.readBody(then: nil) : dispatch(r) }
         if case .proxy = r.content, let handler = service.proxyHandler, handler.streamsBody(r) {
             r.body.pending = true
             dispatch(r)

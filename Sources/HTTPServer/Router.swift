@@ -1,4 +1,5 @@
 import Config
+import HTTP
 import Script
 
 /// Picks the server block (by listening address and Host) and the location (nginx's order:
@@ -36,9 +37,7 @@ public final class Router {
         guard let choice = byAddress[address] else { return nil }
         // One server without regex names on the address takes every Host: nothing to compare.
         if choice.servers.count == 1 && choice.defaultServer.serverNameRegexes.isEmpty { return (choice.defaultServer, nil) }
-        guard var h = host?.lowercased(), !h.isEmpty else { return (choice.defaultServer, nil) }
-        if h.hasPrefix("[") { h = String(h.prefix(while: { $0 != "]" })) + "]" } else if let c = h.firstIndex(of: ":") { h = String(h[..<c]) }
-        if h.hasSuffix(".") { h.removeLast() }
+        guard let h = host.map(HostName.serverName), !h.isEmpty else { return (choice.defaultServer, nil) }
         if let exact = choice.servers.first(where: { $0.serverNames.contains(h) }) { return (exact, nil) }
         // "*.example.com" and ".example.com" (the latter matches example.com itself too).
         for s in choice.servers {

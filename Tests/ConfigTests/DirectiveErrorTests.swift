@@ -111,6 +111,16 @@ final class DirectiveErrorTests: XCTestCase {
         XCTAssertEqual(assertLoads(inHTTP("sendfile ON;"))?.http?.settings.core.sendfile, true)
     }
 
+    /// How a server reads request heads: nginx's defaults unless set at http or server level.
+    func testRequestHeadRules() throws {
+        let conf = try XCTUnwrap(assertLoads(inHTTP("underscores_in_headers on;\nserver {\n  ignore_invalid_headers off;\n  merge_slashes off;\n}\nserver {\n}")))
+        let core = try XCTUnwrap(conf.http?.servers.map(\.settings.core))
+        XCTAssertEqual(core.map(\.underscoresInHeaders), [true, true])
+        XCTAssertEqual(core.map(\.ignoreInvalidHeaders), [false, true])
+        XCTAssertEqual(core.map(\.mergeSlashes), [false, true])
+        assertError(inHTTP("server {\n  location / { merge_slashes off; }\n}"), #""merge_slashes" directive is not allowed here"#, line: 4)
+    }
+
     // MARK: events section
 
     func testNoEventsSection() {

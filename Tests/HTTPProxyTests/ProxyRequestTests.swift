@@ -94,6 +94,35 @@ final class ProxyRequestTests: XCTestCase {
         XCTAssertEqual(req.header("Host"), b.address, "$proxy_host of an address with a port")
     }
 
+    /// As nginx: the target as the client sent it while nothing changed the URI; else the decoded URI, escaped
+    /// again, with its arguments.
+    func testTheTargetGoesAsSentAndAChangedURIEscapedAgain() throws {
+        let h = try ProxyHarness(self)
+        let b = try h.backend { _, c in c.send(ProxyRequestTests.hello, thenClose: true) }
+        try h.load("""
+            server {
+            listen 127.0.0.1:8080;
+            location / { proxy_pass http://\(b.address); }
+            location /app/ { proxy_pass http://\(b.address)/backend/; }
+            location /moved { rewrite ^ "/a b" break; proxy_pass http://\(b.address); }
+            }
+            """)
+        for (target, sent) in [("/x/../y%41?q=%20#f", "/x/../y%41?q=%20#f"), ("/app/a%20b/../c%3f?z", "/backend/c%3F?z"),
+                               ("/app/caf\u{e9}", "/backend/caf\u{e9}"), ("/app/x?", "/backend/x"), ("/moved?k", "/a%20b?k")] {
+            _ = try h.exchange("GET \(target) HTTP/1.1\r\nHost: x\r\n\r\n")
+            XCTAssertEqual(b.requests.last?.target, sent, target)
+        }
+    }
+
+    func testAnEmptyBodyKeepsItsContentLength() throws {
+        let h = try ProxyHarness(self)
+        let b = try h.backend { _, c in c.send(ProxyRequestTests.hello, thenClose: true) }
+        try load(h, [b])
+        _ = try h.exchange("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        _ = try h.exchange("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        XCTAssertEqual(b.requests.map { $0.headers("Content-Length") }, [["0"], []])
+    }
+
     func testTheResponseIsRelayedWithItsLength() throws {
         let h = try ProxyHarness(self)
         let b = try h.backend { _, c in c.send(ProxyRequestTests.hello, thenClose: true) }

@@ -220,6 +220,11 @@ final class H1ConnectionTests: XCTestCase {
         XCTAssertEqual(chunked.status, 413)
         XCTAssertEqual(chunked.header("Connection"), "close")
         XCTAssertEqual(d.readToEOF(), [])
+        // A chunk size that takes the body past the limit is refused before its data comes, as nginx does.
+        let announced = try s.connect()
+        announced.send("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nfffff\r\nab")
+        XCTAssertEqual(announced.readResponse()?.status, 413)
+        XCTAssertTrue(s.errorLog.contains("client intended to send too large chunked body: 1048580 bytes"), s.errorLog)
 
         // Within the limit is fine.
         let e = try s.connect()
@@ -265,6 +270,12 @@ final class H1ConnectionTests: XCTestCase {
         let old = try XCTUnwrap(d.readResponse())
         XCTAssertEqual(old.statusLine, "HTTP/1.1 200 OK")
         XCTAssertEqual(old.text, "[hi]")
+
+        // As nginx: a request without a body that expects 100 Continue gets it too, then its answer.
+        let e = try s.connect()
+        e.send("GET /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n")
+        XCTAssertEqual(String(decoding: e.read(count: 25), as: UTF8.self), "HTTP/1.1 100 Continue\r\n\r\n")
+        XCTAssertEqual(e.readResponse()?.text, "[]")
     }
 
     // MARK: timeouts and idle connections

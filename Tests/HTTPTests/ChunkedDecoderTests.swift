@@ -135,12 +135,19 @@ final class ChunkedDecoderTests: XCTestCase {
         assertError("0X5\r\nhello\r\n0\r\n\r\n")
     }
 
+    /// As nginx: a size is refused once its value no longer fits, not by its number of digits.
     func testSizeOverflowIsAnError() {
-        assertError("1000000000000000\r\n")           // 16 digits
+        assertError("ffffffffffffffff\r\n")           // 16 digits past 2^59 before the last one
         assertError("ffffffffffffffffffff\r\n")       // 20 digits
-        assertError("0000000000000001\r\nx\r\n0\r\n\r\n") // 16 digits, however small the value
-        // 15 digits is the most accepted: the decoder then waits for that much data.
+        XCTAssertEqual(decodeChunked(bytes("0000000000000000000001\r\nx\r\n0\r\n\r\n")), ChunkedOutcome(data: bytes("x"), end: .end(consumed: 32)))
+        // A size that fits makes the decoder wait for that much data; a body limit refuses it first.
         XCTAssertEqual(decodeChunked(bytes("fffffffffffffff\r\nabc")), ChunkedOutcome(data: bytes("abc"), end: .needMore))
+    }
+
+    func testAnnouncedSizesAddUpBeforeTheDataComes() {
+        var decoder = ChunkedDecoder()
+        _ = bytes("5\r\nhello\r\n100\r\n").withUnsafeBytes { decoder.feed($0) { _ in } }
+        XCTAssertEqual(decoder.announced, 5 + 0x100)
     }
 
     func testMissingCRLFAfterDataIsAnError() {

@@ -7,12 +7,12 @@ import XCTest
 
 func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
 
-func parseRequest(_ b: [UInt8], limits: RequestLimits = RequestLimits()) -> ParseResult {
-    b.withUnsafeBytes { RequestParser.parse($0, limits: limits) }
+func parseRequest(_ b: [UInt8], rules: RequestRules = RequestRules()) -> ParseResult {
+    b.withUnsafeBytes { RequestParser.parse($0, rules: rules) }
 }
 
-func parseRequest(_ s: String, limits: RequestLimits = RequestLimits()) -> ParseResult {
-    parseRequest(bytes(s), limits: limits)
+func parseRequest(_ s: String, rules: RequestRules = RequestRules()) -> ParseResult {
+    parseRequest(bytes(s), rules: rules)
 }
 
 func parseResponse(_ b: [UInt8], maxHead: Int = 65536) -> ResponseParseResult {
@@ -68,15 +68,15 @@ func describe(_ r: ResponseParseResult) -> String {
 
 /// The head and `consumed` of a complete parse, or a test failure naming what came back instead.
 @discardableResult
-func assertComplete(_ s: String, limits: RequestLimits = RequestLimits(),
+func assertComplete(_ s: String, rules: RequestRules = RequestRules(),
                     file: StaticString = #filePath, line: UInt = #line) -> (head: RequestHead, consumed: Int)? {
-    assertComplete(bytes(s), limits: limits, file: file, line: line)
+    assertComplete(bytes(s), rules: rules, file: file, line: line)
 }
 
 @discardableResult
-func assertComplete(_ b: [UInt8], limits: RequestLimits = RequestLimits(),
+func assertComplete(_ b: [UInt8], rules: RequestRules = RequestRules(),
                     file: StaticString = #filePath, line: UInt = #line) -> (head: RequestHead, consumed: Int)? {
-    let r = parseRequest(b, limits: limits)
+    let r = parseRequest(b, rules: rules)
     guard case .complete(let head, let consumed) = r else {
         XCTFail("expected a complete head for \"\(escaped(b))\", got \(describe(r))", file: file, line: line)
         return nil
@@ -84,14 +84,14 @@ func assertComplete(_ b: [UInt8], limits: RequestLimits = RequestLimits(),
     return (head, consumed)
 }
 
-func assertFailure(_ s: String, status: Int, limits: RequestLimits = RequestLimits(),
+func assertFailure(_ s: String, status: Int, rules: RequestRules = RequestRules(),
                    file: StaticString = #filePath, line: UInt = #line) {
-    assertFailure(bytes(s), status: status, limits: limits, file: file, line: line)
+    assertFailure(bytes(s), status: status, rules: rules, file: file, line: line)
 }
 
-func assertFailure(_ b: [UInt8], status: Int, limits: RequestLimits = RequestLimits(),
+func assertFailure(_ b: [UInt8], status: Int, rules: RequestRules = RequestRules(),
                    file: StaticString = #filePath, line: UInt = #line) {
-    let r = parseRequest(b, limits: limits)
+    let r = parseRequest(b, rules: rules)
     guard case .failure(let got, _) = r else {
         XCTFail("expected failure \(status) for \"\(escaped(b))\", got \(describe(r))", file: file, line: line)
         return
@@ -99,9 +99,9 @@ func assertFailure(_ b: [UInt8], status: Int, limits: RequestLimits = RequestLim
     XCTAssertEqual(got, status, "status for \"\(escaped(b))\": \(describe(r))", file: file, line: line)
 }
 
-func assertIncomplete(_ b: [UInt8], limits: RequestLimits = RequestLimits(),
+func assertIncomplete(_ b: [UInt8], rules: RequestRules = RequestRules(),
                       file: StaticString = #filePath, line: UInt = #line) {
-    let r = parseRequest(b, limits: limits)
+    let r = parseRequest(b, rules: rules)
     guard case .incomplete = r else {
         XCTFail("expected incomplete for \"\(escaped(b))\", got \(describe(r))", file: file, line: line)
         return

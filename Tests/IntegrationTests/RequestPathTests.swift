@@ -318,7 +318,7 @@ final class RequestPathTests: RequestPathTestCase {
         XCTAssertTrue(c.stillOpen(after: 200))
 
         // Requests with bodies in the pipeline: each body ends exactly where its length says.
-        try c.send("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nGET /c" + getRequest("/b")
+        try c.send("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nGET /c" + getRequest("/b")
                    + "POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" + getRequest("/c"))
         XCTAssertEqual(try c.readResponse().text, "A")
         XCTAssertEqual(try c.readResponse().text, "BB")

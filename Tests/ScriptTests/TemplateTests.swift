@@ -80,7 +80,8 @@ final class TemplateTests: XCTestCase {
 
     func testLogLineWithoutEscaping() {
         let t = template("$http_user_agent|$args|$http_referer")
-        XCTAssertEqual(t.logLine(logContext(), escape: .none), "Mo\"z\\illa\u{7f}é\n\u{1}|-|\n")
+        // As nginx's escape=none: a variable without a value writes nothing (the default escaping writes "-").
+        XCTAssertEqual(t.logLine(logContext(), escape: .none), "Mo\"z\\illa\u{7f}é\n\u{1}||\n")
     }
 
     func testLogEscapeOfCleanTextIsTheText() {

@@ -35,6 +35,10 @@ public struct CoreSettings: Sendable {
     @Setting public var clientHeaderBufferSize = 1024
     @Setting public var largeClientHeaderBuffers = LargeHeaderBuffers(count: 4, size: 8192)
     @Setting public var clientBodyBufferSize = 16384
+    /// How request heads are read (server level, from the default server of an address, as the request line is).
+    @Setting public var mergeSlashes = true
+    @Setting public var ignoreInvalidHeaders = true
+    @Setting public var underscoresInHeaders = false
     /// Resolved against the prefix when the configuration loads.
     @Setting public var clientBodyTempPath = "client_body_temp"
     @Setting public var chunkedTransferEncoding = true
@@ -72,6 +76,9 @@ public struct CoreSettings: Sendable {
         $clientHeaderBufferSize.inherit(p.$clientHeaderBufferSize)
         $largeClientHeaderBuffers.inherit(p.$largeClientHeaderBuffers)
         $clientBodyBufferSize.inherit(p.$clientBodyBufferSize)
+        $mergeSlashes.inherit(p.$mergeSlashes)
+        $ignoreInvalidHeaders.inherit(p.$ignoreInvalidHeaders)
+        $underscoresInHeaders.inherit(p.$underscoresInHeaders)
         $clientBodyTempPath.inherit(p.$clientBodyTempPath)
         $chunkedTransferEncoding.inherit(p.$chunkedTransferEncoding)
         $root.inherit(p.$root)

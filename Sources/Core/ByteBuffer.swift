@@ -64,6 +64,16 @@ public final class ByteBuffer {
         [UInt8](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
     }
 
+    /// Bytes added at the end (what another buffer held, handed over).
+    public func append(_ bytes: UnsafeRawBufferPointer) {
+        if readIndex == writeIndex { readIndex = 0; writeIndex = 0 }
+        if storage.count < writeIndex + bytes.count { storage += ByteBuffer.uninitialized(writeIndex + bytes.count - storage.count) }
+        storage.withUnsafeMutableBytes { p in
+            if let from = bytes.baseAddress { (p.baseAddress! + writeIndex).copyMemory(from: from, byteCount: bytes.count) }
+        }
+        writeIndex += bytes.count
+    }
+
     public func withReadable<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
         storage.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[readIndex..<writeIndex])) }
     }

@@ -72,6 +72,11 @@ public final class OutputQueue {
     /// The bytes that went out are due again (a request resent to the next upstream).
     public func rewind() { sentBytes = 0 }
 
+    /// What is still to go out.
+    public func withUnsent<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        body(UnsafeRawBufferPointer(start: base.map { $0 + sentBytes }, count: end - sentBytes))
+    }
+
     /// A copy of everything appended since the queue was last drained or cleared.
     public var bytes: [UInt8] { base.map { Array(UnsafeRawBufferPointer(start: $0, count: end)) } ?? [] }
 

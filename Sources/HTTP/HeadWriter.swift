@@ -25,8 +25,16 @@ extension OutputQueue {
     }
 
     /// The status line of an HTTP/1.1 response, `HTTP/1.1 200 OK\r\n`.
-    public func statusLine(_ code: Int) {
-        append(Status.line(code))
+    /// The status line; `reason` is an upstream's phrase, passed on as nginx passes it.
+    public func statusLine(_ code: Int, reason: String? = nil) {
+        if let reason, !reason.isEmpty, reason != Status.reason(code) {
+            append("HTTP/1.1 ")
+            append(code)
+            append(" ")
+            append(reason)
+        } else {
+            append(Status.line(code))
+        }
         append("\r\n")
     }
 }

@@ -19,8 +19,8 @@ public enum Status {
         }
     }
 
-    /// `HTTP/1.1 404 Not Found`; unknown codes get nginx's bare `HTTP/1.1 599 ` form... minus the space.
-    /// `HTTP/1.1 200 OK`; built once per code, not per response.
+    /// `HTTP/1.1 200 OK`, built once per code, not per response; a code without a phrase gets nginx's
+    /// `HTTP/1.1 599 ` (the space stays: the status line's grammar requires it).
     public static func line(_ code: Int) -> String {
         code >= 0 && code < lines.count ? lines[code] : makeLine(code)
     }
@@ -29,6 +29,6 @@ public enum Status {
 
     private static func makeLine(_ code: Int) -> String {
         let r = reason(code)
-        return r.isEmpty ? "HTTP/1.1 \(code)" : "HTTP/1.1 \(code) \(r)"
+        return "HTTP/1.1 \(code) \(r)"
     }
 }

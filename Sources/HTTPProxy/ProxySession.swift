@@ -13,7 +13,7 @@ import Upstream
 /// connection), sends the request (UpstreamRequest.swift), relays the response to the request's sink with
 /// back-pressure (UpstreamResponse.swift), and retries on the next peer as the retry policy allows.
 final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
-    enum Phase { case connecting, sending, readingHead, relaying, done }
+    enum Phase { case connecting, sending, readingHead, relaying, tunnel, done }
 
     let request: RequestContext
     let pass: ProxyPass
@@ -45,6 +45,8 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     var startedUs: UInt64 = 0
     /// The connection came from the keepalive pool (a failure on it is retried on a fresh one, uncounted).
     var reused = false
+    /// After a 101 to a client that asked to upgrade: the bytes both ways (Tunnel.swift).
+    var tunnel: Tunnel?
     /// The upstream fd is edge-triggered: readiness seen while not reading is remembered, not re-reported.
     var readReady = false
     /// Bytes read from and written to the current attempt's upstream.
@@ -220,7 +222,10 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
 
     func disarm() { connection?.disarm() }
 
-    func upstreamTimedOut() { failed(.timeout, waiting.message) }
+    func upstreamTimedOut() {
+        if phase == .tunnel { return tunnel?.timedOut() ?? () }
+        failed(.timeout, waiting.message)
+    }
 
     func upstreamFailed(_ failure: UpstreamConnection.Failure) {
         switch failure {
@@ -246,6 +251,8 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
             if events & Events.writable != 0 { sendRequest() }
         case .readingHead, .relaying:
             readResponse()
+        case .tunnel:
+            tunnel?.upstreamEvent(events)
         case .connecting, .done:
             break
         }
@@ -354,6 +361,39 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     func abort() {
         if phase != .done { recordAttempt(status: nil) }
         phase = .done
+        tunnel = nil
         closeUpstream()
+    }
+
+    // MARK: tunnels
+
+    /// The upstream answered 101 to a request that asked to upgrade: the head has gone to the client's
+    /// transport, and the connection becomes a tunnel (nginx's upgraded connection: never kept alive).
+    func startTunnel() {
+        guard let c = connection else { return finish(abortClient: true) }
+        phase = .tunnel
+        hungUp = true   // never parked
+        let t = Tunnel(session: self, upstream: c)
+        tunnel = t
+        if !t.attach(upstreamSent: response) {
+            proxy.log.error("connection upgrade is not possible on this connection\(request.logContext)")
+            tunnel = nil
+            phase = .relaying
+            finish(abortClient: true)
+        }
+    }
+
+    /// Bytes the tunnel moved, for $upstream_bytes_received and $upstream_bytes_sent.
+    func tunneled(received: Int, sent: Int) {
+        self.received += received
+        sentToUpstream += sent
+    }
+
+    /// Either side closed (or failed, or went quiet): the request ends, and its log line is written.
+    func tunnelEnded() {
+        tunnel = nil
+        phase = .relaying
+        request.transport.disableKeepAlive()
+        finish()
     }
 }

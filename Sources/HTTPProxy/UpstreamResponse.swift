@@ -76,6 +76,9 @@ extension ProxySession {
             // The header lines are copied before they are consumed.
             response.withReadable { startRelay(h, fields: proxy.responseFields, parsed: $0, headLength: consumed) }
             response.consume(consumed)
+            // A 101 answers a request that asked to upgrade: the connection becomes a tunnel. Any other 101
+            // has no body and ends the connection, as in nginx.
+            if h.status == 101 && request.header("upgrade") != nil { return startTunnel() }
             armBodyReadTimeout()
             relay()
         }
@@ -132,7 +135,7 @@ extension ProxySession {
             passed.contains(name) && fields.contains { ProxyHeaders.named(parsed[$0.name], name) }
         }
         let upstreamSent = (server: relayed("server"), date: relayed("date"))
-        sink.sendHead(status: h.status, framing: framing, upstreamSent: upstreamSent) { w in
+        sink.sendHead(status: h.status, reason: h.reason, framing: framing, upstreamSent: upstreamSent) { w in
             for f in fields where ProxyHeaders.passes(parsed[f.name], hidden: hidden, passed: passed)
                 && !(gzipping && RequestParser.matches(parsed[f.name], lowercase: "content-length")) {
                 let name = UnsafeRawBufferPointer(rebasing: parsed[f.name])
@@ -272,15 +275,15 @@ extension ProxyHeaders {
         return true
     }
 
-    /// Upstream response headers nginx does not pass on: hop-by-hop ones, those it sets itself (Server,
-    /// Date), X-Pad and the five X-Accel-* headers it would act on (others, X-Accel-Info say, go through).
+    /// Upstream response headers nginx does not pass on: hop-by-hop ones (but Upgrade, which a 101 needs),
+    /// those it sets itself (Server, Date), X-Pad and the five X-Accel-* headers it would act on (others,
+    /// X-Accel-Info say, go through).
     /// Compared in place, without lowercasing a copy of each name.
     @inline(__always) static func dropsFromResponse(_ b: Slice<UnsafeRawBufferPointer>) -> Bool {
         switch b.count {
         case 4: return RequestParser.matches(b, lowercase: "date")
         case 5: return RequestParser.matches(b, lowercase: "x-pad")
         case 6: return RequestParser.matches(b, lowercase: "server")
-        case 7: return RequestParser.matches(b, lowercase: "upgrade")
         case 10: return RequestParser.matches(b, lowercase: "connection") || RequestParser.matches(b, lowercase: "keep-alive")
         case 15: return RequestParser.matches(b, lowercase: "x-accel-expires") || RequestParser.matches(b, lowercase: "x-accel-charset")
         case 16: return RequestParser.matches(b, lowercase: "proxy-connection") || RequestParser.matches(b, lowercase: "x-accel-redirect")

@@ -12,8 +12,8 @@ import TLS
 /// or chunked), pipelined requests answered in order, keep-alive and lingering close, and the response's
 /// HTTP/1 form (status line, Connection, chunks). What a request means is the pipeline's business: each
 /// parsed head goes to `RequestPipeline`, which answers through the request's sink, which writes here.
-public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
-    enum State { case handshake, head, body, handling, lingering, closed }
+public final class H1Connection: ClientInfo, EventHandler, RequestTransport, TunnelEnd {
+    enum State { case handshake, head, body, handling, tunnel, lingering, closed }
 
     /// unowned(unsafe) here and in the timers' actions: the service outlives every connection, and a
     /// connection cancels its timers when it closes; checked unowned references cost an atomic increment and
@@ -129,6 +129,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
     public func handleEvent(_ events: UInt32) {
         if state == .closed { return }
         if state == .handshake { return handshake() }
+        if state == .tunnel, let t = tunnel { return t.clientEvent(events) }
         if events & Events.writable != 0 { writable() }
         if state == .closed { return }
         if events & (Events.readable | Events.readHangup | Events.error | Events.hangup) != 0 { readable(events) }
@@ -407,15 +408,50 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
 
     public func isServing(_ r: RequestContext) -> Bool { request === r && state != .closed }
 
+    // MARK: tunnels
+
+    /// Who the connection's events go to while it is a tunnel.
+    private weak var tunnel: TunnelEventHandler?
+
+    /// The 101 head is queued: the socket becomes the tunnel's, with what is still queued and what was read
+    /// (send_timeout and the keep-alive machinery stand aside until the response ends).
+    public func becomeTunnel(_ handler: TunnelEventHandler, unsent: (UnsafeRawBufferPointer) -> Void,
+                             received: (UnsafeRawBufferPointer) -> Void) -> TunnelEnd? {
+        guard state == .handling else { return nil }
+        state = .tunnel
+        tunnel = handler
+        keepAlive = false
+        timer?.cancel()
+        if let out = outputQueue {
+            out.withUnsent(unsent)
+            out.clear()
+        }
+        if let b = inputBuffer, !b.isEmpty {
+            b.withReadable(received)
+            b.consume(b.readable)
+        }
+        if !noDelay, request?.settings.core.tcpNodelay ?? true { setNoDelay() }
+        return self
+    }
+
+    public var secureStream: SecureStream? { tls }
+
+    public func setReading(_ on: Bool) { setInterest(reading: on) }
+
+    public func setWriting(_ on: Bool) { setInterest(writing: on) }
+
+
+
     // MARK: responses
 
-    public func writeHead(status: Int, framing: BodyFraming, _ leading: (OutputQueue) -> Void, _ trailing: (OutputQueue) -> Void) -> Int {
+    public func writeHead(status: Int, reason: String?, framing: BodyFraming, _ leading: (OutputQueue) -> Void,
+                          _ trailing: (OutputQueue) -> Void) -> Int {
         // One reference for the whole head: every `output` access would retain and release.
         let out = output
         let before = out.count
         self.framing = framing
         if let r = request { r.rate = ResponseRate(r, nowMs: service.loop.now) }
-        out.statusLine(status)
+        out.statusLine(status, reason: reason)
         leading(out)
         switch framing {
         case .chunked, .chunksPassedThrough: out.append("Transfer-Encoding: chunked\r\n")
@@ -424,7 +460,9 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
         }
         trailing(out)
         if let r = request, r.body.pending || state == .body { keepAlive = false }
-        out.append(keepAlive ? "Connection: keep-alive\r\n" : "Connection: close\r\n")
+        // As nginx: a 101 says the connection is being upgraded, and is not kept for another request.
+        if status == 101 { keepAlive = false }
+        out.append(status == 101 ? "Connection: upgrade\r\n" : keepAlive ? "Connection: keep-alive\r\n" : "Connection: close\r\n")
         // keepalive_timeout's second value: the Keep-Alive header that tells clients how long we wait.
         if keepAlive, let t = request?.settings.core.keepaliveHeaderTimeout {
             out.append("Keep-Alive: timeout=")
@@ -488,6 +526,11 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
     public var passesChunks: Bool { framesUnknownLength }
 
     public func endResponse(framing: BodyFraming) {
+        // A tunnel's end: the connection is the response's again, which ends it (the log line) and closes.
+        if state == .tunnel {
+            state = .handling
+            tunnel = nil
+        }
         if framing == .chunked { ChunkedFilter.end(into: output) }
         writable()
     }

@@ -49,7 +49,8 @@ public final class RequestContext: ScriptContext {
     public var handlerState: LocationState? { scope.handlerState }
     /// When the request began, on the loop's cached clock (as nginx's $request_time).
     public let startUs: UInt64
-    public let requestLength: Int
+    /// Bytes of the request: its head and body, and what the client sent through a tunnel.
+    public var requestLength: Int
     public var status = 0
     public var bodyBytesSent = 0
     public var headerBytesSent = 0

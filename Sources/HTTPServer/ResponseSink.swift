@@ -50,14 +50,14 @@ public struct ResponseSink {
 
     /// A response head: the status (an error page's, if one is being served), the header filter's fields, the
     /// handler's `fields`, the framing's, the headers filter's. `upstreamSent` names the Server and Date an
-    /// upstream's reply carries and proxy_pass_header passes through.
-    public func sendHead(status original: Int, framing: BodyFraming, upstreamSent: (server: Bool, date: Bool) = (false, false),
-                         _ fields: (OutputQueue) -> Void) {
+    /// upstream's reply carries and proxy_pass_header passes through; `reason`, its status line's phrase.
+    public func sendHead(status original: Int, reason: String? = nil, framing: BodyFraming,
+                         upstreamSent: (server: Bool, date: Bool) = (false, false), _ fields: (OutputQueue) -> Void) {
         let r = self.r
         let status = r.statusOverride ?? original
         r.status = status
         r.response.framing = framing
-        r.headerBytesSent = r.transport.writeHead(status: status, framing: framing, { w in
+        r.headerBytesSent = r.transport.writeHead(status: status, reason: r.statusOverride == nil ? reason : nil, framing: framing, { w in
             HeaderFilter.write(r, upstreamSent: upstreamSent, into: w)
             fields(w)
         }, { w in

@@ -97,6 +97,20 @@ public enum BodyFraming {
     case close
 }
 
+/// A client connection handed over to a byte tunnel (an upgraded connection): its socket and TLS stream,
+/// and which readiness its owner should watch for.
+public protocol TunnelEnd: AnyObject {
+    var fd: Int32 { get }
+    var secureStream: SecureStream? { get }
+    func setReading(_ on: Bool)
+    func setWriting(_ on: Bool)
+}
+
+/// Who takes a tunnelled connection's readiness events.
+public protocol TunnelEventHandler: AnyObject {
+    func clientEvent(_ events: UInt32)
+}
+
 /// What the request pipeline asks of the connection a request came on: HTTP/1 now, an HTTP/2 stream next.
 /// The pipeline decides the response (status, fields, body bytes, through its filters); the transport puts it
 /// on the wire in its protocol's form and reads the request body in its protocol's framing.
@@ -107,7 +121,7 @@ public protocol RequestTransport: AnyObject {
     /// fields, `trailing` fields, and whatever the protocol adds (HTTP/1's Connection). Returns its size.
     /// Fields are written in HTTP/1's field syntax (`Name: value` lines, HTTP's head writing): HTTP/1 writes
     /// them straight into its output; a protocol that encodes fields otherwise converts the lines.
-    func writeHead(status: Int, framing: BodyFraming, _ leading: (OutputQueue) -> Void, _ trailing: (OutputQueue) -> Void) -> Int
+    func writeHead(status: Int, reason: String?, framing: BodyFraming, _ leading: (OutputQueue) -> Void, _ trailing: (OutputQueue) -> Void) -> Int
     /// Queues body bytes, framed as the head said.
     func queueBody(_ bytes: UnsafeRawBufferPointer)
     /// Writes what is queued; false when the client is backed up (produce no more until `onDrain`).
@@ -135,4 +149,10 @@ public protocol RequestTransport: AnyObject {
     func abandonBody()
     /// Whether `r` is the request the connection is still serving (a handler's late callback checks).
     func isServing(_ r: RequestContext) -> Bool
+
+    /// After a 101 response head: the connection's events go to `handler` from now on, until the response
+    /// ends. What of the head the client has not taken yet goes to `unsent`, then the bytes the client sent
+    /// after its request head to `received`. nil when the protocol cannot carry a tunnel.
+    func becomeTunnel(_ handler: TunnelEventHandler, unsent: (UnsafeRawBufferPointer) -> Void,
+                      received: (UnsafeRawBufferPointer) -> Void) -> TunnelEnd?
 }

@@ -92,6 +92,48 @@ public enum URIPath {
         }
     }
 
+    /// A URI an upstream names for an internal redirect (X-Accel-Redirect), as nginx takes it: split at its first
+    /// "?", the path %-decoded (an escape that is not one stays as it is); nil where nginx refuses it as unsafe:
+    /// empty, starting with "?", a ".." segment before or after decoding, or a NUL.
+    public static func redirectTarget(_ value: String) -> (path: String, args: String?)? {
+        let bytes = Array(value.utf8)
+        guard let first = bytes.first, first != UInt8(ascii: "?") else { return nil }
+        let q = bytes.firstIndex(of: UInt8(ascii: "?"))
+        var path = Array(bytes[..<(q ?? bytes.count)])
+        guard isSafe(path) else { return nil }
+        if path.contains(percent) {
+            path = decodedLeniently(path)
+            guard isSafe(path) else { return nil }
+        }
+        return (String(decoding: path, as: UTF8.self), q.map { String(decoding: bytes[($0 + 1)...], as: UTF8.self) })
+    }
+
+    /// No NUL and no ".." segment: not first ("..", "../") and not after a "/" ("/../", a final "/..").
+    private static func isSafe(_ p: [UInt8]) -> Bool {
+        if p.contains(0) { return false }
+        func dotDotSegment(at i: Int) -> Bool {
+            i + 1 < p.count && p[i] == dot && p[i + 1] == dot && (i + 2 == p.count || p[i + 2] == slash)
+        }
+        if dotDotSegment(at: 0) { return false }
+        return !p.indices.contains { p[$0] == slash && dotDotSegment(at: $0 + 1) }
+    }
+
+    private static func decodedLeniently(_ p: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(p.count)
+        var i = 0
+        while i < p.count {
+            if p[i] == percent, i + 2 < p.count, let high = hexValue(p[i + 1]), let low = hexValue(p[i + 2]) {
+                out.append(high << 4 | low)
+                i += 3
+            } else {
+                out.append(p[i])
+                i += 1
+            }
+        }
+        return out
+    }
+
     /// nginx's escaping of a path it sends upstream after decoding it: controls, space, `"`, `#`, `%`, `<`, `>`,
     /// `?`, `\`, `^`, `` ` ``, `{`, `|`, `}`, DEL and every byte past ASCII become %XX (upper-case hex).
     public static func escaped<S: StringProtocol>(_ path: S) -> String {

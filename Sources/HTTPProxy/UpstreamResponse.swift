@@ -64,12 +64,14 @@ extension ProxySession {
             // proxy_intercept_errors: an upstream error that has an error_page is answered with that page.
             if h.status >= 300, settings.proxy.interceptErrors, !request.inErrorPage,
                settings.core.errorPages.contains(where: { $0.codes.contains(h.status) }) {
-                request.upstreamAttempts.updateLast { $0.status = h.status }
-                recordAttempt(status: nil)
-                if let p = peer { balancer.finished(p, failed: false, now: loop.now) }
-                phase = .done
-                closeUpstream()
+                endAttempt(h)
                 request.service.pipeline.respondError(request, h.status)
+                return
+            }
+            if let target = response.withReadable({ accelHeaders($0, headLength: consumed) }) {
+                endAttempt(h)
+                // The next handler takes the request (and this session's place): this one stays until it returns.
+                withExtendedLifetime(self) { request.service.pipeline.accelRedirect(request, to: target) }
                 return
             }
             head = h
@@ -82,6 +84,40 @@ extension ProxySession {
             armBodyReadTimeout()
             relay()
         }
+    }
+
+    /// The upstream's response is not relayed (an error page or an X-Accel-Redirect answers instead): the
+    /// attempt is recorded, and its connection goes.
+    private func endAttempt(_ h: ResponseHead) {
+        request.upstreamAttempts.updateLast { $0.status = h.status }
+        recordAttempt(status: nil)
+        if let p = peer { balancer.finished(p, failed: false, now: loop.now) }
+        phase = .done
+        closeUpstream()
+    }
+
+    /// The X-Accel-* headers nginx acts on, unless proxy_ignore_headers names them: X-Accel-Limit-Rate sets
+    /// the response's rate; X-Accel-Redirect's URI is returned, and the headers nginx hands on to the response
+    /// served there are kept (Content-Type, Set-Cookie, Content-Disposition, Cache-Control, Expires,
+    /// Accept-Ranges), with the head itself when a template reads `$upstream_http_*`.
+    private func accelHeaders(_ parsed: UnsafeRawBufferPointer, headLength: Int) -> String? {
+        let ignored = settings.proxy.ignoreHeaders, fields = proxy.responseFields
+        var redirect: String?
+        for f in fields {
+            let name = parsed[f.name]
+            if !ignored.contains(.xAccelRedirect) && ProxyHeaders.named(name, "x-accel-redirect") {
+                redirect = String(decoding: parsed[f.value], as: UTF8.self)
+            } else if !ignored.contains(.xAccelLimitRate) && ProxyHeaders.named(name, "x-accel-limit-rate"),
+                      let rate = Int(String(decoding: parsed[f.value], as: UTF8.self)), rate >= 0 {
+                request.upstreamLimitRate = rate
+            }
+        }
+        guard let redirect, !redirect.isEmpty else { return nil }
+        for f in fields where ProxyHeaders.carriedOnRedirect.contains(where: { ProxyHeaders.named(parsed[f.name], $0) }) {
+            request.carriedHeaders.append((String(decoding: parsed[f.name], as: UTF8.self), String(decoding: parsed[f.value], as: UTF8.self)))
+        }
+        if request.service.config.http?.readsUpstreamHeaders == true { request.upstreamHead = (Array(parsed[0..<headLength]), fields) }
+        return redirect
     }
 
     /// Sets up the body's framing and sends the client's response head, its header lines (`fields`) copied
@@ -114,8 +150,9 @@ extension ProxySession {
         }
         // gzip, decided on the upstream's head: the body is then decoded from the upstream's framing,
         // compressed, and sent in pieces of our own (to a client that cannot take those: until the close).
+        // As nginx, one Content-Type goes to the client: the upstream's last.
         var contentType: Range<Int>?, encoded = false
-        for f in fields where settings.gzip.on {
+        for f in fields {
             if RequestParser.matches(parsed[f.name], lowercase: "content-type") { contentType = f.value }
             if RequestParser.matches(parsed[f.name], lowercase: "content-encoding") && !parsed[f.value].isEmpty { encoded = true }
         }
@@ -137,7 +174,8 @@ extension ProxySession {
         let upstreamSent = (server: relayed("server"), date: relayed("date"))
         sink.sendHead(status: h.status, reason: h.reason, framing: framing, upstreamSent: upstreamSent) { w in
             for f in fields where ProxyHeaders.passes(parsed[f.name], hidden: hidden, passed: passed)
-                && !(gzipping && RequestParser.matches(parsed[f.name], lowercase: "content-length")) {
+                && !(gzipping && RequestParser.matches(parsed[f.name], lowercase: "content-length"))
+                && !(RequestParser.matches(parsed[f.name], lowercase: "content-type") && f.value != contentType) {
                 let name = UnsafeRawBufferPointer(rebasing: parsed[f.name])
                 let isLocation = RequestParser.matches(parsed[f.name], lowercase: "location")
                 if isLocation || RequestParser.matches(parsed[f.name], lowercase: "refresh") {
@@ -255,6 +293,9 @@ extension ProxySession {
 }
 
 extension ProxyHeaders {
+    /// The upstream headers an X-Accel-Redirect keeps for the response served after it, as nginx's.
+    static let carriedOnRedirect = ["content-type", "set-cookie", "content-disposition", "cache-control", "expires", "accept-ranges"]
+
     /// Whether an upstream header goes to the client: not hop-by-hop or nginx's own (unless proxy_pass_header
     /// names it), and not named by proxy_hide_header.
     @inline(__always) static func passes(_ name: Slice<UnsafeRawBufferPointer>, hidden: [String], passed: [String]) -> Bool {

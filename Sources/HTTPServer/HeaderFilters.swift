@@ -20,6 +20,7 @@ public enum HeaderFilter {
             w.append(Clock.httpDate())
             w.append("\r\n")
         }
+        for h in r.carriedHeaders where h.name.lowercased() != "content-type" { w.header(h.name, h.value) }
     }
 }
 

@@ -65,6 +65,10 @@ public final class RequestContext: ScriptContext {
     /// The response's limit_rate, resolved when its head is written; an upstream's X-Accel-Limit-Rate before that.
     var rate: ResponseRate?
     public var upstreamLimitRate: Int?
+    /// Headers an upstream's X-Accel-Redirect response hands on to the response served after the redirect (its
+    /// Content-Type stands in for the content handler's), as nginx keeps them.
+    public var carriedHeaders: [(name: String, value: String)] = []
+    var carriedContentType: String? { carriedHeaders.last { $0.name.lowercased() == "content-type" }?.value }
     /// The content handler's work in flight (a proxied request's upstream session), held until the request
     /// ends; the connection stops it if the client goes away first.
     public var handler: ActiveHandler?

@@ -93,16 +93,30 @@ public final class RequestPipeline {
         return false
     }
 
+    /// An upstream's X-Accel-Redirect (the proxy has kept the headers nginx hands on): the request goes on at
+    /// that URI, as GET unless it is HEAD, or in that named location; an unsafe URI is 404, as in nginx.
+    public func accelRedirect(_ r: RequestContext, to value: String) {
+        if value.hasPrefix("@") { return namedLocation(r, value) }
+        guard let (path, args) = URIPath.redirectTarget(value) else { return respondError(r, 404) }
+        if r.method != "HEAD" { r.method = "GET" }
+        internalRedirect(r, uri: path, args: args)
+    }
+
     /// An internal redirect (error_page, try_files): the new URI goes through every phase from the server's
     /// rewrite script on.
     private func internalRedirect(_ r: RequestContext, to target: String) {
-        guard countURIChange(r, "while internally redirecting to \"\(target)\"") else { return }
         if let q = target.firstIndex(of: "?") {
-            r.uri = String(target[..<q])
-            r.args = String(target[target.index(after: q)...])
+            internalRedirect(r, uri: String(target[..<q]), args: String(target[target.index(after: q)...]))
         } else {
-            r.uri = target
+            internalRedirect(r, uri: target, args: nil)
         }
+    }
+
+    private func internalRedirect(_ r: RequestContext, uri: String, args: String?) {
+        guard countURIChange(r, "while internally redirecting to \"\(uri)\"") else { return }
+        r.uri = uri
+        // As nginx: the target's arguments, or none.
+        r.args = args
         r.isInternal = true
         r.uriAddsToAlias = false
         r.relocate(service.router.location(in: r.server, path: r.uri))
@@ -177,7 +191,7 @@ public final class RequestPipeline {
         var extra: [(String, String)] = []
         if let location { extra.append(("Location", absolute(r, location))) }
         r.sink.respond(status: status == 494 || status == 497 ? 400 : status, contentType: page.isEmpty ? nil : "text/html",
-                       body: Array(page.utf8), extra: extra)
+                       body: Array(page.utf8), extra: extra, ownType: true)
     }
 
     /// `error_page`: a URL answers with a redirect; a URI is an internal redirect (the method becomes GET,

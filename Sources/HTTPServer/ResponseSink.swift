@@ -21,9 +21,12 @@ public struct ResponseSink {
 
     /// A whole response, head and body at once (return, error pages, static files, status pages). A body
     /// known whole is compressed whole when gzip applies, and keeps a Content-Length.
-    public func respond(status: Int, contentType: String?, body plain: [UInt8], extra: [(String, String)] = [],
-                        omitLengthForHead: Bool = false) {
+    /// The Content-Type an X-Accel-Redirect carried stands in for the handler's, unless `ownType` (nginx's
+    /// built-in pages are always text/html).
+    public func respond(status: Int, contentType handlerType: String?, body plain: [UInt8], extra: [(String, String)] = [],
+                        omitLengthForHead: Bool = false, ownType: Bool = false) {
         r.status = status
+        let contentType = ownType ? handlerType : r.carriedContentType ?? handlerType
         let isHead = r.head.method == "HEAD"
         var body = plain
         var encoding: String?

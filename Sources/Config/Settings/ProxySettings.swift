@@ -45,6 +45,20 @@ public enum ProxyHTTPVersion: String, Sendable {
 }
 
 /// nginx's proxy module, per level.
+/// `proxy_ignore_headers`: upstream response headers not acted on. Only the X-Accel-Redirect and
+/// X-Accel-Limit-Rate bits change anything in Vigil, which has no cache.
+public struct IgnoredUpstreamHeaders: OptionSet, Sendable {
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+    public static let xAccelRedirect = IgnoredUpstreamHeaders(rawValue: 1 << 0)
+    public static let xAccelLimitRate = IgnoredUpstreamHeaders(rawValue: 1 << 1)
+    /// nginx's names, compared in any case.
+    public static let names: [String: IgnoredUpstreamHeaders] = [
+        "x-accel-redirect": .xAccelRedirect, "x-accel-limit-rate": .xAccelLimitRate, "x-accel-expires": [], "x-accel-buffering": [],
+        "x-accel-charset": [], "expires": [], "cache-control": [], "set-cookie": [], "vary": [],
+    ]
+}
+
 public struct ProxySettings: Sendable {
     @Setting public var httpVersion = ProxyHTTPVersion.http10
     @Setting public var setHeaders: [HeaderSetting] = []
@@ -68,11 +82,13 @@ public struct ProxySettings: Sendable {
     @Setting public var passHeaders: [String] = []
     @Setting public var method: String? = nil
     @Setting public var redirects: [ProxyRedirect] = [.default]
+    @Setting public var ignoreHeaders: IgnoredUpstreamHeaders = []
 
     public init() {}
 
     mutating func merge(_ p: ProxySettings) {
         $httpVersion.inherit(p.$httpVersion)
+        $ignoreHeaders.inherit(p.$ignoreHeaders)
         $setHeaders.inherit(p.$setHeaders)
         $connectTimeout.inherit(p.$connectTimeout)
         $sendTimeout.inherit(p.$sendTimeout)

@@ -147,7 +147,7 @@ public final class Configuration {
         }
         for server in http.servers {
             try resolveProxyTargets(server.locations, http: http)
-            try compileRegexes(server.locations)
+            try compileRegexes(server.locations, http: http)
         }
         try resolveTemplates(http)
         http.upstreams.removeAll { $0.declared == nil }
@@ -196,16 +196,19 @@ public final class Configuration {
     }
 
     /// Regex locations are compiled here, once: `-t` rejects a bad one, and workers match with the result.
-    private func compileRegexes(_ locations: [Location]) throws {
+    private func compileRegexes(_ locations: [Location], http: HTTPBlock) throws {
         for loc in locations {
             if case .regex(let ci) = loc.match {
                 do {
-                    loc.regex = try Regex(loc.pattern, caseless: ci)
+                    let re = try Regex(loc.pattern, caseless: ci)
+                    // As nginx: a named group of a location's regex is a variable.
+                    re.bindings = re.names.map { ($0.group, http.variables.declare($0.name)) }
+                    loc.regex = re
                 } catch let e as Regex.CompileError {
                     throw loc.location.error(e.description)
                 }
             }
-            try compileRegexes(loc.locations)
+            try compileRegexes(loc.locations, http: http)
         }
     }
 

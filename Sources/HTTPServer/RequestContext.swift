@@ -119,7 +119,13 @@ public final class RequestContext: ScriptContext {
 
     public func header(_ name: String) -> String? { withHeader(name) { String(decoding: $0, as: UTF8.self) } }
 
-    /// The location chosen again for a rewritten URI.
+    /// The location chosen again for a rewritten URI (a regex location's groups become the request's), or a
+    /// named one.
+    func relocate(_ found: (location: Location?, match: (Regex, Captures)?)) {
+        relocate(found.location)
+        if let (re, m) = found.match { Program.take(m, of: re, self) }
+    }
+
     func relocate(_ location: Location?) {
         self.location = location
         self.scope = service.scope(server: server, location: location)

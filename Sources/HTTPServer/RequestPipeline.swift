@@ -16,10 +16,11 @@ public final class RequestPipeline {
     /// server listens there. The groups of a regex server name become the request's variables.
     func makeRequest(_ head: consuming RequestHead, transport: RequestTransport, length: Int) -> RequestContext? {
         guard let (server, nameMatch) = service.router.route(transport.client.listen.address, host: head.host) else { return nil }
-        let location = service.router.location(in: server, path: head.path)
-        let r = RequestContext(head: head, server: server, location: location, service: service, transport: transport,
+        let found = service.router.location(in: server, path: head.path)
+        let r = RequestContext(head: head, server: server, location: found.location, service: service, transport: transport,
                                requestLength: length)
         if let (re, m) = nameMatch { Program.take(m, of: re, r) }
+        if let (re, m) = found.match { Program.take(m, of: re, r) }
         return r
     }
 

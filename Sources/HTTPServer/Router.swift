@@ -51,17 +51,19 @@ public final class Router {
         return (choice.defaultServer, nil)
     }
 
-    public func location(in server: Server, path: String) -> Location? {
-        var matched: Location?
-        _ = find(server.locations, path: path, matched: &matched)
-        return matched
+    /// The location for `path`, and for a regex location the match: its groups are the request's `$1`…`$9`
+    /// and named variables, as in nginx.
+    public func location(in server: Server, path: String) -> (location: Location?, match: (Regex, Captures)?) {
+        var matched: Location?, captures: (Regex, Captures)?
+        _ = find(server.locations, path: path, matched: &matched, captures: &captures)
+        return (matched, captures)
     }
 
     /// As nginx's: an exact match ends the search; otherwise the longest prefix is
     /// remembered and its nested locations searched; then, unless the prefix matched at *this* level is
     /// `^~`, this level's regexes in order (a match ends the search, after its own nested locations).
     /// Returns true when the search ended (exact or regex match).
-    private func find(_ locs: [Location], path: String, matched: inout Location?) -> Bool {
+    private func find(_ locs: [Location], path: String, matched: inout Location?, captures: inout (Regex, Captures)?) -> Bool {
         if let exact = locs.first(where: { $0.match == .exact && $0.pattern == path }) {
             matched = exact
             return true
@@ -73,15 +75,21 @@ public final class Router {
         }
         if let b = best {
             matched = b
-            if find(b.locations, path: path, matched: &matched) { return true }
+            if find(b.locations, path: path, matched: &matched, captures: &captures) { return true }
             if b.match == .preferentialPrefix { return false }
         }
         for l in locs {
-            if let r = l.regex, r.matches(path) {
-                matched = l
-                _ = find(l.locations, path: path, matched: &matched)
-                return true
+            guard let r = l.regex else { continue }
+            // Only an expression with groups makes captures (a match allocates nothing, a capture list does).
+            if r.captureCount == 0 {
+                guard r.matches(path) else { continue }
+            } else {
+                guard let m = r.match(path) else { continue }
+                captures = (r, m)
             }
+            matched = l
+            _ = find(l.locations, path: path, matched: &matched, captures: &captures)
+            return true
         }
         return false
     }

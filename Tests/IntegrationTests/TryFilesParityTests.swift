@@ -2,8 +2,8 @@ import Foundation
 import TestHarness
 import XCTest
 
-/// try_files, `internal`, alias (prefix, regex, inherited by nested locations) and `$request_filename`, side by
-/// side with Debian's nginx on the same server block and files: status, Location and body must match.
+/// try_files, `internal`, alias (prefix, regex, inherited by nested locations), `$request_filename` and a
+/// regex location's groups (`$1`, named ones), side by side with Debian's nginx on the same server block and files: status, Location and body must match.
 final class TryFilesParityTests: XCTestCase {
     func server(port: UInt16, backend: UInt16, root: String) -> String {
         """
@@ -26,6 +26,8 @@ final class TryFilesParityTests: XCTestCase {
             location /nest/ { alias \(root)/aliased/; location ~ \\.txt$ { try_files $uri =404; } }
             location ~ ^/re-alias/ { alias \(root)/aliased/one.txt; }
             location ~ ^/re-try/ { alias \(root)/aliased; try_files $uri =404; }
+            location ~ ^/cap/(?<word>[a-z]+)/(\\d+)$ { return 200 "word=$word one=$1 two=$2\\n"; }
+            location ~ ^/capp/(.*)$ { proxy_pass http://127.0.0.1:\(backend)/x/$1$is_args$args; }
             location /fn/ { return 200 "fn=$request_filename\\n"; }
             location /fn-alias/ { alias /srv/x/; return 200 "fn=$request_filename root=$document_root\\n"; }
             error_page 404 /not-found;
@@ -56,7 +58,7 @@ final class TryFilesParityTests: XCTestCase {
         let paths = ["/a.txt", "/sub", "/sub/", "/missing?x=1", "/code/here", "/code/none", "/dir/real", "/dir/a.txt",
                      "/named/x?q=1", "/proxied/a.txt", "/proxied/none", "/hidden/x", "/via-hidden/y", "/via-rewrite/z", "/cycle/x",
                      "/al/one.txt", "/al/one", "/al/two", "/al/none", "/nest/one.txt", "/re-alias/anything", "/re-try/one.txt",
-                     "/re-try/none", "/fn/some/file", "/fn-alias/a/b"]
+                     "/re-try/none", "/fn/some/file", "/fn-alias/a/b", "/cap/abc/42", "/capp/deep/path?q=1"]
         var differences: [String] = []
         for path in paths {
             let raw = getRequest(path, host: "t.test", headers: ["Connection: close"])

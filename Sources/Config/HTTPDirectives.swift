@@ -77,6 +77,13 @@ enum HTTPCore {
         Directives.spec("limit_rate_after", [.httpAll, .locationIf], .one) { call in
             try Directives.setOnce(call, \.core.$limitRateAfter, try sizeTemplate(call))
         },
+        Directives.spec("if_modified_since", .httpAll, .one) { call in
+            guard let mode = IfModifiedSince(rawValue: call.words[1]) else { throw call.error("invalid value \"\(call.words[1])\"") }
+            try Directives.setOnce(call, \.core.$ifModifiedSince, mode)
+        },
+        Directives.flagSetting("log_not_found", \.core.$logNotFound),
+        Directives.accepted("connection_pool_size", [.http, .server], .one, "memory is not allocated in pools"),
+        Directives.accepted("request_pool_size", [.http, .server], .one, "memory is not allocated in pools"),
         Directives.spec("keepalive_disable", .httpAll, .oneOrMore) { call in
             var set: KeepaliveDisable = []
             for v in call.args {
@@ -147,7 +154,8 @@ enum HTTPCore {
         },
         Directives.spec("try_files", [.server, .location], .twoOrMore) { call in try tryFiles(call) },
         Directives.spec("index", .httpAll, .oneOrMore) { call in
-            Directives.withSettings(call) { s in s.core.index = (s.core.$index.isSet ? s.core.index : []) + call.args }
+            let names = call.args.map { RewriteDirectives.lenientTemplate(call, $0) }
+            Directives.withSettings(call) { s in s.core.index = (s.core.$index.isSet ? s.core.index : []) + names }
         },
         Directives.spec("log_format", .http, .twoOrMore) { call in
             let http = Directives.http(call)

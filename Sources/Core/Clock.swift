@@ -56,6 +56,37 @@ public enum Clock {
         return "\(days[Int(tmv.tm_wday)]), \(two(tmv.tm_mday)) \(months[Int(tmv.tm_mon)]) \(tmv.tm_year + 1900) \(two(tmv.tm_hour)):\(two(tmv.tm_min)):\(two(tmv.tm_sec)) GMT"
     }
 
+    /// An HTTP date in any of its three forms (RFC 1123 `Sun, 06 Nov 1994 08:49:37 GMT`, RFC 850
+    /// `Sunday, 06-Nov-94 08:49:37 GMT`, asctime `Sun Nov  6 08:49:37 1994`) as seconds since the epoch; nil for
+    /// anything else, as nginx's parser answers.
+    public static func parseHTTPDate(_ text: String) -> Int? {
+        let words = text.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init)
+        var day: Int?, month: Int?, year: Int?, clock: [Int]?
+        switch words.count {
+        case 4 where words[1].contains("-"):   // RFC 850: Sunday 06-Nov-94 08:49:37 GMT
+            let d = words[1].split(separator: "-")
+            guard d.count == 3, words[3] == "GMT" else { return nil }
+            day = Int(d[0]); month = months.firstIndex(of: String(d[1])); year = Int(d[2]).map { $0 < 70 ? 2000 + $0 : $0 < 100 ? 1900 + $0 : $0 }
+            clock = words[2].split(separator: ":").compactMap { Int($0) }
+        case 5 where words[4] != "GMT":   // asctime: Sun Nov 6 08:49:37 1994
+            month = months.firstIndex(of: words[1]); day = Int(words[2]); year = Int(words[4])
+            clock = words[3].split(separator: ":").compactMap { Int($0) }
+        case 6 where words[5] == "GMT":   // RFC 1123: Sun 06 Nov 1994 08:49:37 GMT
+            day = Int(words[1]); month = months.firstIndex(of: words[2]); year = Int(words[3])
+            clock = words[4].split(separator: ":").compactMap { Int($0) }
+        default:
+            return nil
+        }
+        guard let day, let month, let year, let clock, clock.count == 3, (1...31).contains(day), year >= 1970,
+              clock[0] < 24, clock[1] < 60, clock[2] < 60 else { return nil }
+        // Days since the epoch for a proleptic Gregorian date (no timegm: it consults the environment).
+        let y = month < 2 ? year - 1 : year, m = month < 2 ? month + 10 : month - 2   // March first
+        let era = y / 400, yoe = y - era * 400
+        let doy = (153 * m + 2) / 5 + day - 1
+        let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
+        return days * 86_400 + clock[0] * 3600 + clock[1] * 60 + clock[2]
+    }
+
     /// Microseconds as nginx prints durations ($request_time, $upstream_response_time): `0.012`.
     public static func seconds(fromMicroseconds us: UInt64) -> String {
         "\(us / 1_000_000).\(String(us / 1000 % 1000).leftPadded(3))"

@@ -162,7 +162,11 @@ public final class RequestPipeline {
         case .checkStatus:
             CheckStatusPage.serve(r)
         case .none:
-            StaticFiles.serve(r)
+            switch IndexFiles.run(r) {
+            case .declined: StaticFiles.serve(r)
+            case .redirect(let uri): internalRedirect(r, uri: uri, args: r.args)
+            case .status(let code): respondError(r, code)
+            }
         }
     }
 

@@ -24,23 +24,22 @@ enum StaticFiles {
         guard method == "GET" || method == "HEAD" else { pipeline.respondError(request, 405); return }
         let path = request.uri
         guard !path.contains("/../"), !path.hasSuffix("/.."), !path.contains("\0") else { pipeline.respondError(request, 400); return }
-        var file = filePath(path, request)
+        let file = filePath(path, request)
+        // The index module found nothing to redirect to: as nginx's content phase.
         if file.hasSuffix("/") {
-            let indexes = request.settings.core.index
-            guard let found = indexes.map({ file + $0 }).first(where: { access($0, F_OK) == 0 }) else {
-                log.error("directory index of \"\(file)\" is forbidden, client: \(request.client.address)")
-                pipeline.respondError(request, access(file, F_OK) == 0 ? 403 : 404)
-                return
-            }
-            file = found
+            log.error("directory index of \"\(file)\" is forbidden\(request.logContext)")
+            return pipeline.respondError(request, 403)
         }
         // Opened first, as nginx does (non-blocking: a FIFO must not hang the worker): a file the workers' user
         // may not read is 403, whatever stat() would say.
         let fd = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else {
             let e = errno
-            log.error("open() \"\(file)\" failed (\(Errno.text(e))), client: \(request.client.address), request: \"\(request.head.requestLine)\"")
-            pipeline.respondError(request, e == EACCES ? 403 : e == ENOENT || e == ENOTDIR || e == ENAMETOOLONG ? 404 : 500)
+            let status = e == EACCES ? 403 : e == ENOENT || e == ENOTDIR || e == ENAMETOOLONG ? 404 : 500
+            if status != 404 || request.settings.core.logNotFound {
+                log.error("open() \"\(file)\" failed (\(Errno.text(e))), client: \(request.client.address), request: \"\(request.head.requestLine)\"")
+            }
+            pipeline.respondError(request, status)
             return
         }
         defer { close(fd) }
@@ -67,12 +66,10 @@ enum StaticFiles {
         let etag = "\"\(String(mtime, radix: 16))-\(String(size, radix: 16))\""
         if request.settings.core.etag { validators.append(("ETag", etag)) }
         let type = pipeline.contentType(for: request, path: file)
-        if let inm = request.header("if-none-match"), request.settings.core.etag {
-            if inm == "*" || inm.split(separator: ",").contains(where: { $0.trimmingSpaces() == etag || $0.trimmingSpaces() == "W/" + etag }) {
-                return request.sink.respond(status: 304, contentType: nil, body: [], extra: validators)
-            }
-        } else if request.header("if-modified-since") == lastModified {
-            return request.sink.respond(status: 304, contentType: nil, body: [], extra: validators)
+        switch Conditional.evaluate(request, lastModified: mtime, etag: request.settings.core.etag ? etag : nil) {
+        case .full: break
+        case .notModified: return request.sink.respond(status: 304, contentType: nil, body: [], extra: validators)
+        case .preconditionFailed: return pipeline.respondError(request, 412)
         }
         guard let bytes = try? FileBytes.read(fd: fd, size: size, maxSize: StaticFiles.maxFileSize) else {
             pipeline.respondError(request, 500)

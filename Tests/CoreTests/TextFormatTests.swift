@@ -35,6 +35,20 @@ final class TextFormatTests: XCTestCase {
         XCTAssertEqual(Clock.httpDate(at: 2_147_483_647 + 1), "Tue, 19 Jan 2038 03:14:08 GMT", "past 32-bit time_t")
     }
 
+    /// The three forms HTTP allows, the inverse of httpDate(at:) across leap years and past 2038; anything else nil.
+    func testParseHTTPDate() {
+        XCTAssertEqual(Clock.parseHTTPDate("Sun, 06 Nov 1994 08:49:37 GMT"), 784_111_777)
+        XCTAssertEqual(Clock.parseHTTPDate("Sunday, 06-Nov-94 08:49:37 GMT"), 784_111_777)
+        XCTAssertEqual(Clock.parseHTTPDate("Sun Nov  6 08:49:37 1994"), 784_111_777)
+        for t in [0, 68_169_600, 951_782_400, 1_700_000_000, 2_147_483_648, 6_517_520_543] {
+            XCTAssertEqual(Clock.parseHTTPDate(Clock.httpDate(at: t)), t, Clock.httpDate(at: t))
+        }
+        for bad in ["", "yesterday", "Sun, 06 Nov 1994 08:49:37 UTC", "Sun, 32 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 1994 24:00:00 GMT",
+                    "Sun, 06 Foo 1994 08:49:37 GMT", "Sun, 06 Nov 1969 08:49:37 GMT"] {
+            XCTAssertNil(Clock.parseHTTPDate(bad), bad)
+        }
+    }
+
     func testHTTPDateOfNowIsTodaysDate() {
         let before = time(nil)
         let now = Clock.httpDate()

@@ -11,6 +11,9 @@ public struct KeepaliveDisable: OptionSet, Sendable {
     public static let names: [String: KeepaliveDisable] = ["none": [], "msie6": .msie6, "safari": .safari]
 }
 
+/// `if_modified_since`: how If-Modified-Since is compared with a response's Last-Modified.
+public enum IfModifiedSince: String, Sendable { case off, exact, before }
+
 public struct CoreSettings: Sendable {
     @Setting public var defaultType = "text/plain"
     @Setting public var types: [String: String] = [:]
@@ -20,6 +23,9 @@ public struct CoreSettings: Sendable {
     @Setting public var keepaliveRequests = 1000
     @Setting public var keepaliveTime = 3_600_000
     @Setting public var keepaliveDisable = KeepaliveDisable.msie6
+    @Setting public var ifModifiedSince = IfModifiedSince.exact
+    /// `log_not_found`: whether a file that does not exist is logged at [error].
+    @Setting public var logNotFound = true
     /// `limit_rate` and `limit_rate_after`: sizes, or templates whose value is one.
     @Setting public var limitRate: Template? = nil
     @Setting public var limitRateAfter: Template? = nil
@@ -44,7 +50,13 @@ public struct CoreSettings: Sendable {
     @Setting public var chunkedTransferEncoding = true
     /// Resolved against the prefix when the configuration loads.
     @Setting public var root = "html"
-    @Setting public var index = ["index.html"]
+    /// `index`: names, variables allowed.
+    @Setting public var index = [CoreSettings.defaultIndex]
+    static let defaultIndex: Template = {
+        let t = Template("index.html")
+        t.resolve(VariableTable())
+        return t
+    }()
     @Setting public var errorPages: [ErrorPage] = []
     @Setting public var absoluteRedirect = true
     @Setting public var portInRedirect = true
@@ -63,6 +75,8 @@ public struct CoreSettings: Sendable {
         $keepaliveRequests.inherit(p.$keepaliveRequests)
         $keepaliveTime.inherit(p.$keepaliveTime)
         $keepaliveDisable.inherit(p.$keepaliveDisable)
+        $ifModifiedSince.inherit(p.$ifModifiedSince)
+        $logNotFound.inherit(p.$logNotFound)
         $limitRate.inherit(p.$limitRate)
         $limitRateAfter.inherit(p.$limitRateAfter)
         $sendfile.inherit(p.$sendfile)

@@ -220,8 +220,8 @@ public final class Configuration {
             if child.alias == nil && !child.settings.core.$root.isSet { child.alias = loc.alias }
             inherit(child, from: loc.settings)
         }
-        // An `if` block without `root` keeps its location's alias too.
-        for block in loc.ifBlocks {
+        // An `if` or `limit_except` block without `root` keeps its location's alias too.
+        for block in loc.ifBlocks + (loc.limitExcept.map { [$0.block] } ?? []) {
             if !block.settings.core.$root.isSet { block.alias = loc.alias }
             inherit(block, from: loc.settings)
         }

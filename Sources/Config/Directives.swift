@@ -64,7 +64,7 @@ enum Directives {
         switch call.context {
         case .http(let h): try body(&h.settings)
         case .server(let s, _): try body(&s.settings)
-        case .location(let l, _, _), .ifBlock(_, _, let l?): try body(&l.settings)
+        case .location(let l, _, _), .ifBlock(_, _, let l?), .limitExcept(let l, _): try body(&l.settings)
         default: preconditionFailure("settings directive \(call.name) outside http")
         }
     }
@@ -133,7 +133,7 @@ enum Directives {
     /// The location a directive configures: a `location` block, or an `if` block inside one.
     static func location(_ call: Call) -> Location? {
         switch call.context {
-        case .location(let l, _, _), .ifBlock(_, _, let l?): return l
+        case .location(let l, _, _), .ifBlock(_, _, let l?), .limitExcept(let l, _): return l
         default: return nil
         }
     }
@@ -155,7 +155,8 @@ enum Directives {
 
     static func http(_ call: Call) -> HTTPBlock {
         switch call.context {
-        case .http(let h), .server(_, let h), .location(_, _, let h), .upstream(_, let h), .ifBlock(_, let h, _), .map(_, let h): return h
+        case .http(let h), .server(_, let h), .location(_, _, let h), .upstream(_, let h), .ifBlock(_, let h, _), .map(_, let h),
+             .limitExcept(_, let h): return h
         default: preconditionFailure("no http block for \(call.name)")
         }
     }

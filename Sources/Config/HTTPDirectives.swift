@@ -147,6 +147,19 @@ enum HTTPCore {
                 l.alias = Alias(path: call.words[1], replacedPrefix: l.pattern)
             }
         },
+        Directives.spec("limit_except", .location, .oneOrMore, block: true) { call in
+            guard case .location(let l, _, let http) = call.context else { return }
+            if l.limitExcept != nil { throw call.duplicate() }
+            var methods = Set<String>()
+            for m in call.args {
+                guard HTTPCore.limitableMethods.contains(m) else { throw call.error("invalid method \"\(m)\"") }
+                methods.insert(m)
+            }
+            if methods.contains("GET") { methods.insert("HEAD") }
+            let block = Location(ifIn: l, location: call.location)
+            l.limitExcept = (methods, block)
+            try call.parseBlock(.limitExcept(block, http))
+        },
         Directives.spec("internal", .location, .none) { call in
             guard case .location(let l, _, _) = call.context else { return }
             if l.isInternal { throw call.duplicate() }
@@ -173,9 +186,9 @@ enum HTTPCore {
             }
             http.logFormats[name] = LogFormat(name: name, escape: escape, template: RewriteDirectives.lenientTemplate(call, parts.joined()))
         },
-        Directives.spec("access_log", [.httpAll, .locationIf], .oneOrMore, parseAccessLog),
-        Directives.spec("allow", .httpAll, .one) { call in try addAccessRule(call, allow: true) },
-        Directives.spec("deny", .httpAll, .one) { call in try addAccessRule(call, allow: false) },
+        Directives.spec("access_log", [.httpAll, .locationIf, .limitExcept], .oneOrMore, parseAccessLog),
+        Directives.spec("allow", [.httpAll, .limitExcept], .one) { call in try addAccessRule(call, allow: true) },
+        Directives.spec("deny", [.httpAll, .limitExcept], .one) { call in try addAccessRule(call, allow: false) },
         Directives.spec("error_page", [.httpAll, .locationIf], .twoOrMore, parseErrorPage),
         Directives.spec("stub_status", [.server, .location], .zeroOrOne) { call in
             try setContent(call, .stubStatus)
@@ -240,6 +253,10 @@ enum HTTPCore {
         default: preconditionFailure()
         }
     }
+
+    /// The methods limit_except may name: nginx's own.
+    static let limitableMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "MKCOL", "COPY", "MOVE", "OPTIONS",
+                                                "PROPFIND", "PROPPATCH", "LOCK", "UNLOCK", "PATCH"]
 
     static func setContent(_ call: Call, _ handler: ContentHandler) throws {
         switch call.context {

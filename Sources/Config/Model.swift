@@ -413,6 +413,9 @@ public final class Location {
     public var isInternal = false
     /// `try_files`: not inherited by nested locations, as in nginx.
     public var tryFiles: TryFiles?
+    /// `limit_except`: the methods that keep this location's configuration (GET brings HEAD), and the nameless
+    /// location every other method takes.
+    public var limitExcept: (methods: Set<String>, block: Location)?
     /// Compiled when the configuration is validated (regex locations only).
     public internal(set) var regex: Regex?
     public var locations: [Location] = []
@@ -436,7 +439,7 @@ public final class Location {
     }
 
     /// Every block inside this one with a configuration of its own: nested locations and `if` blocks.
-    public var configured: [Location] { locations + ifBlocks }
+    public var configured: [Location] { locations + ifBlocks + (limitExcept.map { [$0.block] } ?? []) }
 }
 
 public final class Server {

@@ -18,6 +18,8 @@ enum BlockContext {
     case ifBlock(Program, HTTPBlock, Location?)
     /// `map … { }`: every statement is a key and a value.
     case map(Map, HTTPBlock)
+    /// `limit_except METHOD … { }`: the nameless location a request with another method takes.
+    case limitExcept(Location, HTTPBlock)
 
     var kind: Contexts {
         switch self {
@@ -30,6 +32,7 @@ enum BlockContext {
         case .types: .types
         case .ifBlock(_, _, let l): l == nil ? .ifBlock : .locationIf
         case .map: .map
+        case .limitExcept: .limitExcept
         }
     }
 }
@@ -52,6 +55,8 @@ struct Contexts: OptionSet {
     static let map = Contexts(rawValue: 256)
     /// `if` inside a location (nginx's NGX_HTTP_LIF_CONF); `.ifBlock` is one inside a server.
     static let locationIf = Contexts(rawValue: 512)
+    /// Inside `limit_except` (nginx's NGX_HTTP_LMT_CONF): access rules, access_log and proxy_pass.
+    static let limitExcept = Contexts(rawValue: 1024)
     /// Where the rewrite module's directives go.
     static let script: Contexts = [.server, .location, .ifBlock, .locationIf]
     static let httpAll: Contexts = [.http, .server, .location]

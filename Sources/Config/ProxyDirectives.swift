@@ -1,7 +1,7 @@
 /// `proxy_*` directives.
 enum Proxy {
     static let specs: [DirectiveSpec] = [
-        Directives.spec("proxy_pass", [.location, .locationIf], .one, parseProxyPass),
+        Directives.spec("proxy_pass", [.location, .locationIf, .limitExcept], .one, parseProxyPass),
         Directives.spec("proxy_set_header", .httpAll, .two) { call in
             let header = HeaderSetting(name: call.words[1], value: RewriteDirectives.lenientTemplate(call, call.words[2]))
             Directives.withSettings(call) { s in s.proxy.setHeaders.append(header) }

@@ -134,7 +134,11 @@ public final class RequestContext: ScriptContext {
 
     public func select(ifBlock: Int) {
         guard let base = location.map({ $0.parent ?? $0 }) else { return }
-        let block = base.ifBlocks[ifBlock]
+        enter(base.ifBlocks[ifBlock])
+    }
+
+    /// A nameless location inside the current one (an `if` or `limit_except` block) takes the request.
+    func enter(_ block: Location) {
         location = block
         scope = service.scope(server: server, location: block)
     }

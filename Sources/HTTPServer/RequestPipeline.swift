@@ -138,6 +138,8 @@ public final class RequestPipeline {
 
     /// The access, try_files and content phases for the location the request ended in.
     private func serve(_ r: RequestContext) {
+        // limit_except: a method it does not name takes the block's configuration (access rules, proxy_pass).
+        if let limit = r.location?.limitExcept, !limit.methods.contains(r.method) { r.enter(limit.block) }
         let rules = r.settings.log.accessRules
         if !rules.isEmpty && !AccessCheck.allows(rules, r.client.addressBytes) {
             service.log.error("access forbidden by rule\(r.logContext)")

@@ -77,6 +77,45 @@ final class TryFilesParityTests: XCTestCase {
                       vigil.errorLog())
     }
 
+    /// limit_except: other methods take the block's access rules and proxy_pass (GET brings HEAD).
+    func testLimitExceptMatchesNginx() throws {
+        try XCTSkipUnless(Tools.available(Tools.nginx), "Debian's nginx is not installed (scripts/install-deps installs it)")
+        let vport = freePort(), nport = freePort(), bport = freePort()
+        let backend = try Vigil(config: Vigil.config(http: "server { listen 127.0.0.1:\(bport); return 200 \"backend $request_method $request_uri\\n\"; }"))
+        defer { backend.cleanup() }
+        _ = try backend.start()
+        let vigil = try Vigil(config: "")
+        defer { vigil.cleanup() }
+        let root = vigil.prefix + "/html"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        try "file\n".write(toFile: root + "/a.txt", atomically: true, encoding: .utf8)
+        func config(_ port: UInt16) -> String {
+            """
+            server {
+                listen 127.0.0.1:\(port);
+                root \(root);
+                location /lmt/ { alias \(root)/; limit_except GET { deny all; } }
+                location /lmt-allow/ { alias \(root)/; limit_except POST { allow 10.0.0.0/8; deny all; } }
+                location /lmtp/ { proxy_pass http://127.0.0.1:\(bport)/replaced/; limit_except GET { proxy_pass http://127.0.0.1:\(bport); } }
+            }
+            """
+        }
+        try vigil.write(config: Vigil.config(http: config(vport)))
+        _ = try vigil.start()
+        let nginx = try NginxPeer(http: config(nport), waitFor: [nport])
+        defer { nginx.cleanup() }
+        var differences: [String] = []
+        for path in ["/lmt/a.txt", "/lmt-allow/a.txt", "/lmtp/x?y=1"] {
+            for method in ["GET", "HEAD", "POST", "DELETE"] {
+                let raw = getRequest(path, headers: ["Connection: close", "Content-Length: 0"], method: method)
+                let v = try httpExchange(vport, raw, method: method), n = try httpExchange(nport, raw, method: method)
+                if v.status != n.status { differences.append("\(method) \(path): status vigil \(v.status), nginx \(n.status)") }
+                if n.status == 200 && v.text != n.text { differences.append("\(method) \(path): vigil \(v.text.debugDescription), nginx \(n.text.debugDescription)") }
+            }
+        }
+        XCTAssertEqual(differences, [], differences.joined(separator: "\n"))
+    }
+
     /// Debian's nginx.conf loads its modules with `load_module` (through modules-enabled/*.conf): Vigil loads the
     /// file with a warning, and the modules' directives stay unknown.
     func testLoadModuleIsAWarning() throws {

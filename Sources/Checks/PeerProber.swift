@@ -241,6 +241,7 @@ final class PeerProber: UpstreamConnectionDelegate {
         switch failure {
         case .connect(let e): connectFailed(e)
         case .socket(let e): fail(.connectFailed, "socket() failed (\(Errno.text(e)))")
+        case .bind(let e): fail(.connectFailed, "bind() failed (\(Errno.text(e)))")
         case .handshake(let text): fail(.sslHandshakeFailed, "\(text) with peer: \(peer.checkAddress) ")
         case .verify(let text): fail(.certificateVerifyFailed, "\(text) with peer: \(peer.checkAddress) ")
         }

@@ -41,6 +41,17 @@ enum Proxy {
         Directives.spec("proxy_pass_header", .httpAll, .one) { call in
             Directives.withSettings(call) { $0.proxy.passHeaders.append(call.words[1].lowercased()) }
         },
+        Directives.spec("proxy_bind", .httpAll, .oneOrTwo) { call in
+            if call.words.count == 3 {
+                guard call.words[2] == "transparent" else { throw call.invalidParameter(call.words[2]) }
+                throw call.error("the \"transparent\" parameter of \"proxy_bind\" is not supported by vigil")
+            }
+            let value = call.words[1] == "off" ? nil : RewriteDirectives.lenientTemplate(call, call.words[1])
+            try Directives.setOnce(call, \.proxy.$bind, value)
+        },
+        Directives.spec("proxy_set_body", .httpAll, .one) { call in
+            try Directives.setOnce(call, \.proxy.$setBody, RewriteDirectives.lenientTemplate(call, call.words[1]))
+        },
         Directives.spec("proxy_method", .httpAll, .one) { call in try Directives.setOnce(call, \.proxy.$method, call.words[1]) },
         Directives.spec("proxy_redirect", .httpAll, .oneOrTwo) { call in
             let r: ProxyRedirect

@@ -50,6 +50,18 @@ public enum Socket {
         }
     }
 
+    /// Binds a socket about to connect to a local address (proxy_bind); an address without a port leaves the
+    /// port to connect(), so that many connections to different peers can share the address's ports.
+    public static func bind(_ fd: Int32, to address: SocketAddress, portChosenAtConnect: Bool) -> Int32 {
+        if portChosenAtConnect {
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_IP), 24 /* IP_BIND_ADDRESS_NO_PORT */, &one, socklen_t(MemoryLayout<Int32>.size))
+        }
+        return withUnsafePointer(to: address.storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, address.length) }
+        }
+    }
+
     /// Holds back the handshake's last ACK so that it rides on the first data segment, and the first reply's
     /// ACK on the next one (HAProxy's `option tcp-smart-connect`): on a connection that sends a request and
     /// reads one reply, two segments of ten fewer. Only for a TCP socket, before connect(), whose caller

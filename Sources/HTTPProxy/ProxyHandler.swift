@@ -71,7 +71,7 @@ public final class ProxyHandler: RequestHandler {
     }
 
     /// A body not read yet streams to the upstream with `proxy_request_buffering off`.
-    public func streamsBody(_ r: RequestContext) -> Bool { !r.settings.proxy.requestBuffering }
+    public func streamsBody(_ r: RequestContext) -> Bool { !r.settings.proxy.requestBuffering && r.settings.proxy.setBody == nil }
 
     public func handle(_ r: RequestContext) {
         // Switched on in place: a copy of the enum would retain everything a ProxyPass holds.
@@ -99,7 +99,8 @@ public final class ProxyHandler: RequestHandler {
     /// the request starts.
     private func start(_ r: RequestContext, _ pass: ProxyPass, _ route: ProxyRoute, _ balancer: UpstreamBalancer, scheme: String, uri: String?) {
         let pending = r.body.pending
-        let streams = pending && !(r.head.chunked && r.settings.proxy.httpVersion == .http10)
+        // A body that does not go upstream (proxy_set_body) or cannot stream is read whole first.
+        let streams = pending && r.settings.proxy.setBody == nil && !(r.head.chunked && r.settings.proxy.httpVersion == .http10)
         let session = ProxySession(request: r, pass: pass, scheme: scheme, route: route, balancer: balancer, proxy: self, uri: uri,
                                    streamsBody: streams)
         r.handler = session

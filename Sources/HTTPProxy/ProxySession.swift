@@ -101,7 +101,9 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     var loop: EventLoop { proxy.loop }
 
     func start() {
-        if case .inline = bodySource, let file = request.body.file, settings.proxy.passRequestBody { bodySource = .file(file) }
+        if case .inline = bodySource, let file = request.body.file, settings.proxy.passRequestBody, settings.proxy.setBody == nil {
+            bodySource = .file(file)
+        }
         buildRequest()
         // Kept to send again on a retry when the body is not part of `outgoing`.
         if case .inline = bodySource {} else { requestHead = outgoing.bytes }
@@ -159,7 +161,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         c.delegate = self
         connection = c
         guard let address = p.socketAddress else { return failed(.error, "connect() failed (\(Errno.text(EINVAL)))") }
-        switch c.connect(to: address, peer: p.address, delayAck: true, tls: tlsSetup(for: p)) {
+        switch c.connect(to: address, peer: p.address, delayAck: true, tls: tlsSetup(for: p), localAddress: localAddress()) {
         case .failed(let failure): return upstreamFailed(failure)
         case .inProgress, .connected: break
         }
@@ -171,6 +173,19 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
             return
         }
         arm(settings.proxy.connectTimeout, .connecting)
+    }
+
+    /// proxy_bind's address for this request: none when it is off, empty, or not an address (logged, as nginx).
+    private func localAddress() -> (SocketAddress, anyPort: Bool)? {
+        guard let t = settings.proxy.bind else { return nil }
+        let text = t.render(request)
+        guard !text.isEmpty else { return nil }
+        guard let (host, port) = Resolver.hostAndPort(text, defaultPort: 0), Resolver.isNumericAddress(host),
+              let address = SocketAddress(host: host, port: port, isIPv6: host.contains(":")) else {
+            proxy.log.error("invalid local address \"\(text)\"\(request.logContext)")
+            return nil
+        }
+        return (address, port == 0)
     }
 
     /// The attempt counts in its peer's connections until its connection closes or is parked.
@@ -231,6 +246,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         switch failure {
         case .connect(let e): failed(.error, "connect() failed (\(Errno.text(e))) while connecting to upstream")
         case .socket(let e): failed(.error, "socket() failed (\(Errno.text(e))) while connecting to upstream")
+        case .bind(let e): failed(.error, "bind(\(settings.proxy.bind?.render(request) ?? "")) failed (\(Errno.text(e))) while connecting to upstream")
         case .handshake(let text), .verify(let text): failed(.error, "\(text) while SSL handshaking to upstream")
         }
     }

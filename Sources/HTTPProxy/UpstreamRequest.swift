@@ -44,6 +44,13 @@ extension ProxySession: BodyConsumer {
         }
         switch bodySource {
         case .inline:
+            if let t = settings.proxy.setBody {
+                let body = t.render(request)
+                out.header("Content-Length", body.utf8.count)
+                out.append("\r\n")
+                out.append(body)
+                return
+            }
             let size = passBody ? request.body.bytes.count : 0
             // As nginx: a Content-Length goes whenever the request came with a body's framing, even "0".
             if request.head.contentLength != nil || request.head.chunked || size > 0 { out.header("Content-Length", size) }

@@ -54,6 +54,8 @@ public final class UpstreamConnection: EventHandler {
         /// The connect's errno (ECONNREFUSED, …), or the socket() that failed before it.
         case connect(Int32)
         case socket(Int32)
+        /// The local address proxy_bind gave could not be bound.
+        case bind(Int32)
         /// OpenSSL's account, `SSL_do_handshake() failed (SSL: …)`.
         case handshake(String)
         /// The certificate check's account.
@@ -105,7 +107,7 @@ public final class UpstreamConnection: EventHandler {
     /// `delayAck`: the handshake's last ACK rides on the first data segment (TCP_QUICKACK off, HAProxy's
     /// tcp-smart-connect), for a caller that sends as soon as it can.
     public func connect(to address: SocketAddress, peer: PeerAddress, socket given: Int32? = nil, delayAck: Bool,
-                        tls: UpstreamTLSSetup?) -> Start {
+                        tls: UpstreamTLSSetup?, localAddress: (SocketAddress, anyPort: Bool)? = nil) -> Start {
         precondition(fd < 0, "connect on an open upstream connection")
         self.peer = peer
         requests = 0
@@ -114,6 +116,7 @@ public final class UpstreamConnection: EventHandler {
         let s = given ?? socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard s >= 0 else { return .failed(.socket(errno)) }
         fd = s
+        if let (local, anyPort) = localAddress, Socket.bind(s, to: local, portChosenAtConnect: anyPort) != 0 { return .failed(.bind(errno)) }
         if delayAck && address.family != AF_UNIX { Socket.delayHandshakeAck(s) }
         state = .connecting
         if Socket.connect(s, to: address) == 0 { return .connected }

@@ -266,6 +266,39 @@ final class ProxyPathTests: RequestPathTestCase {
         XCTAssertEqual(String(decoding: got[(split + 4)...], as: UTF8.self), joined)
     }
 
+    /// proxy_bind (an address, inherited, off, from a variable) by the address the backend sees, and
+    /// proxy_set_body by the body the backend receives.
+    func testProxyBindAndSetBody() throws {
+        let backendPort = freePort()
+        let capture = try CaptureServer()
+        self.capture = capture
+        try start("""
+            server { listen 127.0.0.1:\(backendPort); return 200 "$remote_addr"; }
+            server {
+                listen 127.0.0.1:\(port);
+                proxy_bind 127.0.0.2;
+                location /own { proxy_bind 127.0.0.3; proxy_pass http://127.0.0.1:\(backendPort); }
+                location /inherited { proxy_pass http://127.0.0.1:\(backendPort); }
+                location /off { proxy_bind off; proxy_pass http://127.0.0.1:\(backendPort); }
+                location /var { proxy_bind $arg_b; proxy_pass http://127.0.0.1:\(backendPort); }
+                location /body { proxy_set_body "replaced $request_method $arg_x"; proxy_pass http://127.0.0.1:\(capture.port); }
+            }
+            """)
+        XCTAssertEqual(try get("/own").text, "127.0.0.3")
+        XCTAssertEqual(try get("/inherited").text, "127.0.0.2")
+        XCTAssertEqual(try get("/off").text, "127.0.0.1")
+        XCTAssertEqual(try get("/var?b=127.0.0.4").text, "127.0.0.4")
+        XCTAssertEqual(try get("/var?b=not-an-address").text, "127.0.0.1")
+        XCTAssertTrue(vigil!.errorLog().contains("invalid local address \"not-an-address\""), vigil!.errorLog())
+        let c = try HTTPConnection(port: port)
+        defer { c.close() }
+        try c.send("POST /body?x=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\nConnection: close\r\n\r\noriginal")
+        XCTAssertEqual(try c.readResponse().status, 200)
+        let sent = String(decoding: try XCTUnwrap(capture.requests.last), as: UTF8.self)
+        XCTAssertTrue(sent.hasSuffix("\r\nContent-Length: 15\r\n\r\nreplaced POST 1"), sent)
+        XCTAssertFalse(sent.contains("original"))
+    }
+
     func testProxyPassURIReplacementAndSetHeader() throws {
         let b = freePort(), h = freePort()
         try start("""

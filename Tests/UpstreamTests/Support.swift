@@ -130,6 +130,7 @@ final class RecordingDelegate: UpstreamConnectionDelegate {
             switch $0 {
             case .connect(let e): return "connect(\(e))"
             case .socket(let e): return "socket(\(e))"
+            case .bind(let e): return "bind(\(e))"
             case .handshake(let s): return "handshake(\(s))"
             case .verify(let s): return "verify(\(s))"
             }

@@ -83,12 +83,18 @@ public struct ProxySettings: Sendable {
     @Setting public var method: String? = nil
     @Setting public var redirects: [ProxyRedirect] = [.default]
     @Setting public var ignoreHeaders: IgnoredUpstreamHeaders = []
+    /// `proxy_bind`: the local address of upstream connections (nil: off).
+    @Setting public var bind: Template? = nil
+    /// `proxy_set_body`: the body sent upstream instead of the client's.
+    @Setting public var setBody: Template? = nil
 
     public init() {}
 
     mutating func merge(_ p: ProxySettings) {
         $httpVersion.inherit(p.$httpVersion)
         $ignoreHeaders.inherit(p.$ignoreHeaders)
+        $bind.inherit(p.$bind)
+        $setBody.inherit(p.$setBody)
         $setHeaders.inherit(p.$setHeaders)
         $connectTimeout.inherit(p.$connectTimeout)
         $sendTimeout.inherit(p.$sendTimeout)

@@ -16,9 +16,21 @@ enum HTTPCore {
         Directives.spec("server_name", .server, .oneOrMore) { call in
             guard case .server(let s, _) = call.context else { return }
             for name in call.args {
-                // `~regex`: matched against the Host after the exact and wildcard names; its named groups are variables.
+                if name.hasPrefix("*") && (name.count < 3 || !name.dropFirst().hasPrefix(".")) || name.hasPrefix(".") && name.count < 2 {
+                    throw call.error("server name \"\(name)\" is invalid")
+                }
+                if name.contains("/") { call.warn("server name \"\(name)\" has suspicious symbols") }
+                if s.serverNames.isEmpty && s.serverNameRegexes.isEmpty {
+                    let written = name.hasPrefix("~") ? name : name.lowercased()
+                    s.name = written.hasPrefix(".") ? String(written.dropFirst()) : written
+                }
+                // `~regex`: matched against the lowercased Host after the exact and wildcard names, without
+                // case when it has a capital letter; its named groups are variables.
                 if name.hasPrefix("~") {
-                    s.serverNameRegexes.append(try RewriteDirectives.regex(call, String(name.dropFirst()), caseless: false))
+                    guard name.count > 1 else { throw call.error("empty regex in server name \"\(name)\"") }
+                    let pattern = String(name.dropFirst())
+                    let caseless = pattern.utf8.contains { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }
+                    s.serverNameRegexes.append(try RewriteDirectives.regex(call, pattern, caseless: caseless))
                 } else {
                     s.serverNames.append(name.lowercased())
                 }

@@ -441,7 +441,11 @@ public final class Location {
 
 public final class Server {
     public var listens: [Listen] = []
+    /// The names and wildcards, lowercased.
     public var serverNames: [String] = []
+    /// nginx's `$server_name`: the first name as written (a regex with its "~", `.example.com` without its
+    /// dot), "" without `server_name`.
+    public var name = ""
     /// `server_name ~regex`, in order.
     public var serverNameRegexes: [Regex] = []
     public var settings = HTTPSettings()

@@ -147,7 +147,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
                 state = .head
                 return readable()
             }
-            guard let server = service.router.server(for: listen.address, host: nil),
+            guard let server = service.router.defaultServer(for: listen.address),
                   let context = service.tls.context(for: server), let stream = TLSStream(accepting: fd, context: context) else {
                 service.log.alert("SSL_new() failed, client: \(address), server: \(listen.address)")
                 return close()
@@ -608,6 +608,6 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
 extension H1Connection: TLSServerNameHandler {
     /// SNI picks the server block, and with it the certificate, before any request names a Host.
     public func tlsContext(forServerName name: String) -> TLSServerContext? {
-        service.router.server(for: listen.address, host: name).flatMap { service.tls.context(for: $0) }
+        service.router.route(listen.address, host: name).flatMap { service.tls.context(for: $0.server) }
     }
 }

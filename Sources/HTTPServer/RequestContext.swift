@@ -143,12 +143,12 @@ public final class RequestContext: ScriptContext {
     /// nginx's `$host`: the Host header without port and trailing dot, lowercased, else the first server_name.
     public var host: String {
         if let h = head.host.map(HostName.serverName), !h.isEmpty { return h }
-        return server.serverNames.first ?? ""
+        return server.name
     }
 
     /// nginx's tail of an error line about a request: `, client: …, server: …, request: "…"`.
     public var logContext: String {
-        ", client: \(client.address), server: \(server.serverNames.first ?? ""), request: \"\(head.requestLine)\""
+        ", client: \(client.address), server: \(server.name), request: \"\(head.requestLine)\""
     }
 }
 

@@ -27,7 +27,7 @@ public final class RequestPipeline {
     func makeFailedRequest(transport: RequestTransport, length: Int) -> RequestContext? {
         let head = RequestHead(method: "-", target: "-", path: "/", query: nil, versionMajor: 1, versionMinor: 1,
                                host: nil, contentLength: nil, keepAlive: false)
-        guard let server = service.router.server(for: transport.client.listen.address, host: nil) else { return nil }
+        guard let server = service.router.defaultServer(for: transport.client.listen.address) else { return nil }
         return RequestContext(head: head, server: server, location: nil, service: service, transport: transport, requestLength: length)
     }
 
@@ -203,7 +203,7 @@ public final class RequestPipeline {
         guard location.hasPrefix("/"), r.settings.core.absoluteRedirect else { return location }
         let https = r.client.isSecure
         // As nginx: the server's name when asked, else the Host the client sent, else the address it reached.
-        let host = r.settings.core.serverNameInRedirect ? (r.server.serverNames.first ?? r.host)
+        let host = r.settings.core.serverNameInRedirect ? r.server.name
             : (r.head.host?.isEmpty ?? true) ? r.client.localAddressForURL : r.host
         let port = r.client.listen.address.port
         let showPort = r.settings.core.portInRedirect && port != 0 && port != (https ? 443 : 80)

@@ -8,6 +8,7 @@ public final class Router {
     struct ServerChoice {
         let servers: [Server]
         let defaultServer: Server
+        let names: ServerNames
     }
 
     private var byAddress: [ListenAddress: ServerChoice] = [:]
@@ -25,30 +26,20 @@ public final class Router {
         for addr in order {
             let servers = groups[addr]!
             let def = servers.first { $0.listens.contains { $0.address == addr && $0.defaultServer } } ?? servers[0]
-            byAddress[addr] = ServerChoice(servers: servers, defaultServer: def)
+            byAddress[addr] = ServerChoice(servers: servers, defaultServer: def, names: ServerNames(servers))
         }
     }
 
-    public func server(for address: ListenAddress, host: String?) -> Server? { route(address, host: host)?.server }
+    /// The default server of an address: what a connection reads request heads with before a Host is known.
+    public func defaultServer(for address: ListenAddress) -> Server? { byAddress[address]?.defaultServer }
 
-    /// The server for a Host (nginx's order: exact name, `*.`/`.` wildcards, `.*` wildcards, regexes in order,
-    /// else the default server), with the match of a regex name, whose groups the request's variables take.
+    /// The server for a Host (nil: the request has none, which is the name "") by its names, else the default
+    /// server, with the match of a regex name, whose groups the request's variables take.
     public func route(_ address: ListenAddress, host: String?) -> (server: Server, match: (Regex, Captures)?)? {
         guard let choice = byAddress[address] else { return nil }
         // One server without regex names on the address takes every Host: nothing to compare.
-        if choice.servers.count == 1 && choice.defaultServer.serverNameRegexes.isEmpty { return (choice.defaultServer, nil) }
-        guard let h = host.map(HostName.serverName), !h.isEmpty else { return (choice.defaultServer, nil) }
-        if let exact = choice.servers.first(where: { $0.serverNames.contains(h) }) { return (exact, nil) }
-        // "*.example.com" and ".example.com" (the latter matches example.com itself too).
-        for s in choice.servers {
-            if s.serverNames.contains(where: { Wildcard.matches(h, $0) }) { return (s, nil) }
-        }
-        for s in choice.servers {
-            for re in s.serverNameRegexes {
-                if let m = re.match(h) { return (s, (re, m)) }
-            }
-        }
-        return (choice.defaultServer, nil)
+        if choice.servers.count == 1 && !choice.names.hasRegexes { return (choice.defaultServer, nil) }
+        return choice.names.find(host.map(HostName.serverName) ?? "") ?? (choice.defaultServer, nil)
     }
 
     public func location(in server: Server, path: String) -> Location? {

@@ -35,7 +35,7 @@ struct Variables {
         case .sslSessionReused: return client.tls.map { $0.sessionReused ? "r" : "." }
         case .host: return request.host
         case .hostname: return service.hostname
-        case .serverName: return request.server.serverNames.first ?? ""
+        case .serverName: return request.server.name
         case .serverPort: return String(client.listen.address.port)
         case .serverAddr: return client.localAddress
         case .status: return String(request.status)

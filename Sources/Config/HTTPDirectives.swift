@@ -123,6 +123,12 @@ enum HTTPCore {
         // A body past client_body_buffer_size goes to a file here. Vigil never spills responses to files: the
         // other temp paths are accepted, as nginx tests always emit them.
         Directives.spec("client_body_temp_path", .httpAll, .oneToFour) { call in try Directives.setOnce(call, \.core.$clientBodyTempPath, call.words[1]) },
+        Directives.spec("client_body_in_file_only", .httpAll, .one) { call in
+            guard let v = BodyInFileOnly(rawValue: call.words[1]) else { throw call.error("invalid value \"\(call.words[1])\"") }
+            try Directives.setOnce(call, \.core.$clientBodyInFileOnly, v)
+        },
+        // A body Vigil keeps in memory is always one buffer.
+        Directives.spec("client_body_in_single_buffer", .httpAll, .one) { call in _ = try Directives.flagArg(call) },
         Directives.accepted("proxy_temp_path", .httpAll, .oneToFour, neverSpooled),
         Directives.accepted("fastcgi_temp_path", .httpAll, .oneToFour, neverSpooled),
         Directives.accepted("uwsgi_temp_path", .httpAll, .oneToFour, neverSpooled),

@@ -102,7 +102,8 @@ extension ProxySession: BodyConsumer {
         return true
     }
 
-    /// Refills `outgoing` with the next piece of a body that is not inline; false when none is ready.
+    /// Refills `outgoing` with the next piece of a body that is not inline (a streamed one is appended to what
+    /// is queued); false when nothing is queued.
     private func refill() -> Bool {
         switch bodySource {
         case .inline:
@@ -119,7 +120,7 @@ extension ProxySession: BodyConsumer {
             bodySent += n
             return true
         case .stream(let chunked):
-            outgoing.clear()
+            if outgoing.isEmpty { outgoing.clear() }
             if !request.body.bytes.isEmpty {
                 let count = request.body.bytes.count
                 if chunked { ChunkedEncoder.open(count, into: outgoing) }
@@ -147,6 +148,9 @@ extension ProxySession: BodyConsumer {
     }
 
     func sendRequest() {
+        // The part of a streamed body that came with the client's head goes out with the request's head, in one
+        // write, as nginx sends it.
+        if case .stream = bodySource, bodySent == 0 { _ = refill() }
         while !outgoing.isEmpty || refill() {
             let pending = outgoing.count
             defer { sentToUpstream += pending - outgoing.count }

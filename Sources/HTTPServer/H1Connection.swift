@@ -319,6 +319,19 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport {
     /// client_body_timeout: it runs between two reads of the body, as nginx's.
     private func armBodyTimeout(_ r: RequestContext) { arm(UInt64(r.settings.core.clientBodyTimeout)) }
 
+    public func bodyArrivedWhole(within room: Int) -> Bool {
+        if chunked == nil && bodyRemaining > room { return false }
+        let limit = input.readable + (chunked == nil ? bodyRemaining : room)
+        while true {
+            if var decoder = chunked {
+                if case .end = input.withReadable({ decoder.feed($0) { _ in } }) { return true }
+            } else if input.readable >= bodyRemaining {
+                return true
+            }
+            guard input.receive(from: fd, tls: tls, limit: limit) > 0 else { return false }
+        }
+    }
+
     public func readBody(_ r: RequestContext) {
         if r.head.expectContinue { output.append("HTTP/1.1 100 Continue\r\n\r\n") }
         if !output.isEmpty { writable() }

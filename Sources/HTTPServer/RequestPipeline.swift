@@ -40,8 +40,11 @@ public final class RequestPipeline {
             r.transport.abandonBody()
             return respondError(r, 413, close: true)
         }
-        // nginx answers "Expect: 100-continue" whenever it reads or discards a body, even an empty one.
-        guard r.head.hasBody else { return r.head.expectContinue ? r.readBody(then: nil) : dispatch(r) }
+        // nginx answers "Expect: 100-continue" whenever it reads or discards a body, even an empty one, and
+        // client_body_in_file_only makes a file for an empty body too.
+        guard r.head.hasBody else {
+            return r.head.expectContinue || r.head.contentLength == 0 && r.bodyInFileOnly ? r.readBody(then: nil) : dispatch(r)
+        }
         if case .proxy = r.content, let handler = service.proxyHandler, handler.streamsBody(r) {
             r.body.pending = true
             dispatch(r)

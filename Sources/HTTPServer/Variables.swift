@@ -106,6 +106,7 @@ struct Variables {
             defer { free(real) }
             return String(cString: real)
         case .requestBody: return request.body.bytes.isEmpty ? nil : String(decoding: request.body.bytes, as: UTF8.self)
+        case .requestBodyFile: return request.body.file?.path
         case .none: return nil
         }
     }

@@ -7,7 +7,7 @@ public enum Variable: Equatable {
     case upstreamAddr, upstreamStatus, upstreamResponseTime, upstreamConnectTime, upstreamHeaderTime
     case upstreamResponseLength, upstreamBytesReceived, upstreamBytesSent, proxyHost, proxyPort, proxyAddXForwardedFor
     case https, sslProtocol, sslCipher, sslServerName, sslSessionReused
-    case timeISO8601, documentRoot, realpathRoot, requestBody, requestFilename
+    case timeISO8601, documentRoot, realpathRoot, requestBody, requestBodyFile, requestFilename
     /// stub_status's numbers: `$connections_active`, `_reading`, `_writing`, `_waiting`.
     case connectionsActive, connectionsReading, connectionsWriting, connectionsWaiting
     /// Vigil's own: connection buffers held and pooled in this worker (a debugging aid for memory tests).
@@ -104,6 +104,7 @@ public enum Variable: Equatable {
         case "vigil_buffers_held": return .buffersHeld
         case "vigil_buffers_pooled": return .buffersPooled
         case "request_body": return .requestBody
+        case "request_body_file": return .requestBodyFile
         default: return .none
         }
     }

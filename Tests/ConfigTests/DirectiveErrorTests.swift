@@ -111,6 +111,28 @@ final class DirectiveErrorTests: XCTestCase {
         XCTAssertEqual(assertLoads(inHTTP("sendfile ON;"))?.http?.settings.core.sendfile, true)
     }
 
+    /// client_body_in_file_only is an enum of nginx's; client_body_in_single_buffer a flag.
+    func testRequestBodyFileDirectives() throws {
+        let conf = try XCTUnwrap(assertLoads(inHTTP("client_body_in_file_only clean;\nclient_body_in_single_buffer on;\nserver {\n  location / { client_body_in_file_only on; }\n}")))
+        XCTAssertEqual(conf.http?.settings.core.clientBodyInFileOnly, .clean)
+        XCTAssertEqual(conf.http?.servers.first?.settings.core.clientBodyInFileOnly, .clean)
+        XCTAssertEqual(conf.http?.servers.first?.locations.first?.settings.core.clientBodyInFileOnly, .on)
+        XCTAssertEqual(try parseConf(inHTTP("")).http?.settings.core.clientBodyInFileOnly, .off)
+        assertError(inHTTP("client_body_in_file_only yes;"), #"invalid value "yes""#, line: 3)
+        assertError(inHTTP("client_body_in_single_buffer 1;"), #"invalid value "1" in "client_body_in_single_buffer" directive, it must be "on" or "off""#, line: 3)
+    }
+
+    /// `$server_name` is the first name as written (a regex with its "~", `.name` without its dot); names
+    /// nginx refuses are refused with its words.
+    func testServerNames() throws {
+        let conf = try XCTUnwrap(assertLoads(inHTTP("server { server_name .Dot.Example a.b; }\nserver { server_name ~^A$ b.c; }\nserver { }")))
+        XCTAssertEqual(conf.http?.servers.map(\.name), ["dot.example", "~^A$", ""])
+        XCTAssertEqual(conf.http?.servers.first?.serverNames, [".dot.example", "a.b"])
+        assertError(inHTTP("server { server_name *example.com; }"), #"server name "*example.com" is invalid"#, line: 3)
+        assertError(inHTTP("server { server_name .; }"), #"server name "." is invalid"#, line: 3)
+        assertError(inHTTP("server { server_name ~; }"), #"empty regex in server name "~""#, line: 3)
+    }
+
     /// How a server reads request heads: nginx's defaults unless set at http or server level.
     func testRequestHeadRules() throws {
         let conf = try XCTUnwrap(assertLoads(inHTTP("underscores_in_headers on;\nserver {\n  ignore_invalid_headers off;\n  merge_slashes off;\n}\nserver {\n}")))

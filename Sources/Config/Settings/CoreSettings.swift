@@ -11,6 +11,13 @@ public struct KeepaliveDisable: OptionSet, Sendable {
     public static let names: [String: KeepaliveDisable] = ["none": [], "msie6": .msie6, "safari": .safari]
 }
 
+/// `client_body_in_file_only`: whether a body read whole always goes to a file under client_body_temp_path,
+/// and whether that file stays after the request (`on`, for a backend that reads it by `$request_body_file`)
+/// or is removed when the request ends (`clean`).
+public enum BodyInFileOnly: String, Sendable {
+    case off, on, clean
+}
+
 public struct CoreSettings: Sendable {
     @Setting public var defaultType = "text/plain"
     @Setting public var types: [String: String] = [:]
@@ -41,6 +48,7 @@ public struct CoreSettings: Sendable {
     @Setting public var underscoresInHeaders = false
     /// Resolved against the prefix when the configuration loads.
     @Setting public var clientBodyTempPath = "client_body_temp"
+    @Setting public var clientBodyInFileOnly = BodyInFileOnly.off
     @Setting public var chunkedTransferEncoding = true
     /// Resolved against the prefix when the configuration loads.
     @Setting public var root = "html"
@@ -80,6 +88,7 @@ public struct CoreSettings: Sendable {
         $ignoreInvalidHeaders.inherit(p.$ignoreInvalidHeaders)
         $underscoresInHeaders.inherit(p.$underscoresInHeaders)
         $clientBodyTempPath.inherit(p.$clientBodyTempPath)
+        $clientBodyInFileOnly.inherit(p.$clientBodyInFileOnly)
         $chunkedTransferEncoding.inherit(p.$chunkedTransferEncoding)
         $root.inherit(p.$root)
         $index.inherit(p.$index)

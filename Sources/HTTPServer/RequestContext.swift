@@ -31,6 +31,8 @@ public final class RequestContext: ScriptContext {
     var isInternal = false
     /// Rewrite cycles and internal redirects left before nginx's "rewrite or internal redirection cycle" 500.
     var uriChangesLeft = 11
+    /// The URI is a proxy_pass location's name without its final slash: nginx redirects to the name.
+    var addsSlash = false
     /// try_files found the file for a regex location's alias: the URI is appended to the alias.
     var uriAddsToAlias = false
     public var captures: Captures?
@@ -115,9 +117,10 @@ public final class RequestContext: ScriptContext {
     public func header(_ name: String) -> String? { withHeader(name) { String(decoding: $0, as: UTF8.self) } }
 
     /// The location chosen again for a rewritten URI.
-    func relocate(_ location: Location?) {
-        self.location = location
-        self.scope = service.scope(server: server, location: location)
+    func relocate(_ choice: (location: Location?, addsSlash: Bool)) {
+        location = choice.location
+        addsSlash = choice.addsSlash
+        scope = service.scope(server: server, location: location)
         rewritten = false
     }
 

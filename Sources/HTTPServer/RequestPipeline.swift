@@ -16,9 +16,10 @@ public final class RequestPipeline {
     /// server listens there. The groups of a regex server name become the request's variables.
     func makeRequest(_ head: consuming RequestHead, transport: RequestTransport, length: Int) -> RequestContext? {
         guard let (server, nameMatch) = service.router.route(transport.client.listen.address, host: head.host) else { return nil }
-        let location = service.router.location(in: server, path: head.path)
-        let r = RequestContext(head: head, server: server, location: location, service: service, transport: transport,
+        let choice = service.router.location(in: server, path: head.path)
+        let r = RequestContext(head: head, server: server, location: choice.location, service: service, transport: transport,
                                requestLength: length)
+        r.addsSlash = choice.addsSlash
         if let (re, m) = nameMatch { Program.take(m, of: re, r) }
         return r
     }
@@ -71,6 +72,9 @@ public final class RequestPipeline {
                 r.relocate(service.router.location(in: r.server, path: r.uri))
             }
             if let loc = r.location, loc.isInternal && !r.isInternal { return respondError(r, 404) }
+            if r.addsSlash, let loc = r.location {
+                return respondError(r, 301, location: loc.pattern + (r.args.flatMap { $0.isEmpty ? nil : "?" + $0 } ?? ""))
+            }
             guard let script = r.location?.script, !script.isEmpty else { break }
             switch script.run(r) {
             case .respond(let code, let text):
@@ -116,11 +120,10 @@ public final class RequestPipeline {
     private func namedLocation(_ r: RequestContext, _ name: String) {
         guard let named = r.server.locations.first(where: { $0.match == .named && $0.pattern == name }) else {
             service.log.error("could not find named location \"\(name)\"\(r.logContext)")
-            r.statusOverride = nil
             return respondError(r, 500)
         }
         r.isInternal = true
-        r.relocate(named)
+        r.relocate((named, false))
         locationPhases(r)
     }
 
@@ -172,10 +175,13 @@ public final class RequestPipeline {
     public func respondError(_ r: RequestContext, _ status: Int, close: Bool = false, location: String? = nil) {
         // As nginx, these statuses end the connection whether or not an error page answers them.
         if close || ErrorPages.closesConnection(status) { r.transport.disableKeepAlive() }
-        // An error_page answers these too (413, 400, 497…), as nginx's; the connection still closes after.
-        if location == nil, !r.inErrorPage, let page = r.settings.core.errorPages.first(where: { $0.codes.contains(status) }) {
+        // An error_page answers these too (413, 400, 497…), as nginx's; the connection still closes after. It
+        // answers redirects too (`return 302 url`, a directory's 301): the page's answer replaces their Location.
+        if !r.inErrorPage, let page = r.settings.core.errorPages.first(where: { $0.codes.contains(status) }) {
             return errorPage(page, status: status, r)
         }
+        // An error or redirect while an error page is served answers with its own status, not the page's.
+        r.statusOverride = nil
         let page = ErrorPages.page(status, serverTokens: r.settings.core.serverTokens ? Version.serverToken : Version.serverName) ?? ""
         var extra: [(String, String)] = []
         if let location { extra.append(("Location", absolute(r, location))) }

@@ -42,17 +42,20 @@ public final class Router {
         return choice.names.find(host.map(HostName.serverName) ?? "") ?? (choice.defaultServer, nil)
     }
 
-    public func location(in server: Server, path: String) -> Location? {
+    /// The location for `path`, and whether nginx answers with a 301 to that location's name instead: `path` is
+    /// a proxy_pass location's name without its final slash and no location is named `path` itself.
+    public func location(in server: Server, path: String) -> (location: Location?, addsSlash: Bool) {
         var matched: Location?
-        _ = find(server.locations, path: path, matched: &matched)
-        return matched
+        var addsSlash = false
+        _ = find(server.locations, path: path, matched: &matched, addsSlash: &addsSlash)
+        return (matched, addsSlash)
     }
 
     /// As nginx's: an exact match ends the search; otherwise the longest prefix is
     /// remembered and its nested locations searched; then, unless the prefix matched at *this* level is
     /// `^~`, this level's regexes in order (a match ends the search, after its own nested locations).
-    /// Returns true when the search ended (exact or regex match).
-    private func find(_ locs: [Location], path: String, matched: inout Location?) -> Bool {
+    /// Returns true when the search ended (exact or regex match, or a slash to add).
+    private func find(_ locs: [Location], path: String, matched: inout Location?, addsSlash: inout Bool) -> Bool {
         if let exact = locs.first(where: { $0.match == .exact && $0.pattern == path }) {
             matched = exact
             return true
@@ -62,18 +65,29 @@ public final class Router {
         for l in locs where (l.match == .prefix || l.match == .preferentialPrefix) && path.utf8.starts(with: l.pattern.utf8) {
             if best == nil || l.pattern.utf8.count > best!.pattern.utf8.count { best = l }
         }
+        if best?.pattern.utf8.count != path.utf8.count, let slashed = locs.first(where: { Router.isPath($0, slashed: path) }) {
+            matched = slashed
+            addsSlash = true
+            return true
+        }
         if let b = best {
             matched = b
-            if find(b.locations, path: path, matched: &matched) { return true }
+            if find(b.locations, path: path, matched: &matched, addsSlash: &addsSlash) { return true }
             if b.match == .preferentialPrefix { return false }
         }
         for l in locs {
             if let r = l.regex, r.matches(path) {
                 matched = l
-                _ = find(l.locations, path: path, matched: &matched)
+                _ = find(l.locations, path: path, matched: &matched, addsSlash: &addsSlash)
                 return true
             }
         }
         return false
+    }
+
+    /// A location named `path` and a slash, whose requests go to proxy_pass.
+    private static func isPath(_ l: Location, slashed path: String) -> Bool {
+        guard l.match != .named, l.regex == nil, case .proxy = l.content else { return false }
+        return l.pattern.utf8.count == path.utf8.count + 1 && l.pattern.utf8.last == UInt8(ascii: "/") && l.pattern.utf8.starts(with: path.utf8)
     }
 }

@@ -104,7 +104,7 @@ enum HTTPCore {
         Directives.accepted("variables_hash_max_size", .http, .one, hashes),
         Directives.accepted("types_hash_bucket_size", .httpAll, .one, hashes),
         Directives.accepted("types_hash_max_size", .httpAll, .one, hashes),
-        Directives.accepted("open_log_file_cache", .httpAll, .oneToFour, "log files stay open for the worker's life"),
+        Directives.spec("open_log_file_cache", .httpAll, .oneToFour, parseLogFileCache),
         Directives.accepted("proxy_ignore_headers", .httpAll, .oneOrMore, "the X-Accel-* headers of upstreams are never acted on"),
         Directives.sizeSetting("client_max_body_size", \.core.$clientMaxBodySize),
         Directives.msecSetting("client_header_timeout", \.core.$clientHeaderTimeout, [.http, .server]),
@@ -386,6 +386,31 @@ enum HTTPCore {
         let target = AccessLogTarget(path: path, pathTemplate: path.contains("$") ? RewriteDirectives.lenientTemplate(call, path) : nil,
                                      format: format, condition: condition)
         Directives.withSettings(call) { s in s.log.accessLogs.append(target) }
+    }
+
+    /// As nginx's: parameters in any order, `off` alone or among them, `max` required; inactive 10s, min_uses 1,
+    /// valid 60s.
+    static func parseLogFileCache(_ call: Call) throws {
+        var max = 0, inactive = 10, minUses = 1, valid = 60, off = false
+        func seconds(_ v: String) -> Int? { v.contains("ms") ? nil : Values.msec(v).map { $0 / 1000 } }
+        for p in call.args {
+            let value = String(p.drop(while: { $0 != "=" }).dropFirst())
+            let parsed: Int?
+            switch p.prefix(while: { $0 != "=" }) + (p.contains("=") ? "=" : "") {
+            case "max=": parsed = Values.plainNumber(value); max = parsed ?? 0
+            case "inactive=": parsed = seconds(value); inactive = parsed ?? 0
+            case "min_uses=": parsed = Values.plainNumber(value); minUses = parsed ?? 0
+            case "valid=": parsed = seconds(value); valid = parsed ?? 0
+            case "off": parsed = 0; off = true
+            default: parsed = nil
+            }
+            guard parsed != nil else { throw call.error("invalid \"open_log_file_cache\" parameter \"\(p)\"") }
+        }
+        if !off && max == 0 { throw call.error("\"open_log_file_cache\" must have \"max\" parameter") }
+        let http = Directives.http(call)
+        let cache = off ? nil : LogFileCacheSetting(id: http.logFileCaches, max: max, inactive: inactive, minUses: minUses, valid: valid)
+        if !off { http.logFileCaches += 1 }
+        try Directives.setOnce(call, \.log.$openLogFileCache, cache)
     }
 
     static func addAccessRule(_ call: Call, allow: Bool) throws {

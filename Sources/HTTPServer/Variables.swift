@@ -16,6 +16,10 @@ struct Variables {
     func value(_ variable: Variable) -> String? {
         switch variable {
         case .remoteAddr: return client.address
+        // The address's 4 or 16 bytes ("unix:" for a unix socket, as nginx). A String holds text: each byte is
+        // the character of that number, so bytes past 0x7F are not themselves in a log line.
+        case .binaryRemoteAddr:
+            return client.address == "unix:" ? client.address : String(String.UnicodeScalarView(client.addressBytes.map { Unicode.Scalar($0) }))
         case .remotePort: return String(client.port)
         case .timeLocal: return Clock.timeLocal()
         case .msec:

@@ -1,7 +1,7 @@
 /// nginx's variables: built-in ones resolved to a case once, when a template is compiled, so that rendering
 /// does not compare names; and the configuration's own (`set`, `map`), numbered in a `VariableTable`.
 public enum Variable: Equatable {
-    case remoteAddr, remotePort, timeLocal, msec, request, requestMethod, requestURI, uri, args, isArgs
+    case remoteAddr, binaryRemoteAddr, remotePort, timeLocal, msec, request, requestMethod, requestURI, uri, args, isArgs
     case serverProtocol, scheme, host, hostname, serverName, serverPort, serverAddr, status, bodyBytesSent
     case bytesSent, requestLength, requestTime, connection, connectionRequests, connectionTime, pid, contentLength, contentType
     case upstreamAddr, upstreamStatus, upstreamResponseTime, upstreamConnectTime, upstreamHeaderTime
@@ -43,7 +43,8 @@ public enum Variable: Equatable {
 
     private static func builtin(_ name: String) -> Variable {
         switch name {
-        case "remote_addr", "binary_remote_addr": return .remoteAddr
+        case "remote_addr": return .remoteAddr
+        case "binary_remote_addr": return .binaryRemoteAddr
         case "remote_port": return .remotePort
         case "time_local": return .timeLocal
         case "msec": return .msec

@@ -122,6 +122,22 @@ final class DirectiveErrorTests: XCTestCase {
         assertError(inHTTP("client_body_in_single_buffer 1;"), #"invalid value "1" in "client_body_in_single_buffer" directive, it must be "on" or "off""#, line: 3)
     }
 
+    /// open_log_file_cache: nginx's defaults and words; a level that sets it has its own cache, which the
+    /// levels below share unless they set theirs (or `off`).
+    func testOpenLogFileCache() throws {
+        let conf = try XCTUnwrap(assertLoads(inHTTP("open_log_file_cache max=3 min_uses=2 valid=1m;\nserver {\n  location /a { }\n  location /b { open_log_file_cache off; }\n  location /c { open_log_file_cache max=1 inactive=1m; }\n}")))
+        let http = try XCTUnwrap(conf.http?.settings.log.openLogFileCache)
+        XCTAssertEqual([http.id, http.max, http.inactive, http.minUses, http.valid], [0, 3, 10, 2, 60])
+        let locations = try XCTUnwrap(conf.http?.servers.first?.locations.map(\.settings.log.openLogFileCache))
+        XCTAssertEqual(locations[0], http)
+        XCTAssertNil(locations[1])
+        XCTAssertEqual(locations[2].map { [$0.id, $0.max, $0.inactive, $0.minUses, $0.valid] }, [1, 1, 60, 1, 60])
+        assertError(inHTTP("open_log_file_cache inactive=10s;"), #""open_log_file_cache" must have "max" parameter"#, line: 3)
+        assertError(inHTTP("open_log_file_cache max=x;"), #"invalid "open_log_file_cache" parameter "max=x""#, line: 3)
+        assertError(inHTTP("open_log_file_cache max=1 size=2;"), #"invalid "open_log_file_cache" parameter "size=2""#, line: 3)
+        assertError(inHTTP("open_log_file_cache off;\nopen_log_file_cache max=1;"), #""open_log_file_cache" directive is duplicate"#, line: 4)
+    }
+
     /// `$server_name` is the first name as written (a regex with its "~", `.name` without its dot); names
     /// nginx refuses are refused with its words.
     func testServerNames() throws {

@@ -115,11 +115,14 @@ public struct LogSettings: Sendable {
     /// configuration loads, as it depends on the prefix.
     @Setting public var accessLogs: [AccessLogTarget] = []
     @Setting public var accessRules: [AccessRule] = []
+    /// nil: off, each line opens its file.
+    @Setting public var openLogFileCache: LogFileCacheSetting? = nil
 
     public init() {}
 
     mutating func merge(_ p: LogSettings) {
         $accessLogs.inherit(p.$accessLogs)
+        $openLogFileCache.inherit(p.$openLogFileCache)
         $accessRules.inherit(p.$accessRules)
     }
 }

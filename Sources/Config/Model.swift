@@ -254,11 +254,12 @@ public enum SessionCacheSetting: Sendable, Equatable {
     case shared(name: String, size: Int)
 }
 
-/// `proxy_redirect`: `off`, `default` (the proxy_pass URL becomes the location's prefix), a prefix and
-/// its replacement, or a regex (`~`, `~*`) whose match makes the whole value the replacement, with its groups.
+/// `proxy_redirect`: `off`, `default` (the proxy_pass URL becomes the location's prefix), a prefix (which may
+/// have variables) and its replacement, or a regex (`~`, `~*`) whose match makes the whole URL the replacement,
+/// with its groups.
 public enum ProxyRedirect: Sendable {
     case off, `default`
-    case rule(String, Template)
+    case rule(Template, Template)
     case regex(Regex, Template)
 }
 

@@ -41,7 +41,9 @@ enum Proxy {
         Directives.spec("proxy_pass_header", .httpAll, .one) { call in
             Directives.withSettings(call) { $0.proxy.passHeaders.append(call.words[1].lowercased()) }
         },
-        Directives.spec("proxy_method", .httpAll, .one) { call in try Directives.setOnce(call, \.proxy.$method, call.words[1]) },
+        Directives.spec("proxy_method", .httpAll, .one) { call in
+            try Directives.setOnce(call, \.proxy.$method, try RewriteDirectives.template(call, call.words[1]))
+        },
         Directives.spec("proxy_redirect", .httpAll, .oneOrTwo) { call in
             let r: ProxyRedirect
             if call.words.count == 2 {
@@ -57,7 +59,7 @@ enum Proxy {
                 } else if pattern.hasPrefix("~") {
                     r = .regex(try RewriteDirectives.regex(call, String(pattern.dropFirst()), caseless: false), replacement)
                 } else {
-                    r = .rule(pattern, replacement)
+                    r = .rule(try RewriteDirectives.template(call, pattern), replacement)
                 }
             }
             try Directives.withSettings(call) { s in

@@ -19,7 +19,7 @@ extension ProxySession: BodyConsumer {
         let passBody = settings.proxy.passRequestBody
         let out = outgoing
         out.clear()
-        out.append(settings.proxy.method ?? request.method)
+        out.append(settings.proxy.method?.render(request) ?? request.method)
         out.append(" ")
         out.append(upstreamURI)
         out.append(" HTTP/")

@@ -104,8 +104,10 @@ final class RewriteParityTests: XCTestCase {
         XCTAssertTrue(closed(nport, "/close"), "nginx answered 444 instead of closing")
     }
 
-    /// add_header (levels, `always`, variables, empty values), proxy_hide_header, proxy_pass_header and
-    /// proxy_method, through a backend that echoes the method and sends headers of its own.
+    /// add_header (levels, `always`, variables, empty values), proxy_hide_header, proxy_pass_header,
+    /// proxy_method (also from variables) and proxy_redirect on Location and Refresh (a prefix with variables, a
+    /// regex, a relative Location left alone), through a backend that echoes the method and sends headers of
+    /// its own.
     func testHeadersMatchNginx() throws {
         try XCTSkipUnless(Tools.available(Tools.nginx), "Debian's nginx is not installed (scripts/install-deps installs it)")
         let backendPort = freePort(), vport = freePort(), nport = freePort()
@@ -115,7 +117,8 @@ final class RewriteParityTests: XCTestCase {
                              return 200 "method=$request_method\\n"; }
                 location /to-host { return 302 http://$host/login; }
                 location /to-path { return 302 /relative; }
-                location /to-other { return 301 http://elsewhere.test/x; } }
+                location /to-other { return 301 http://elsewhere.test/x; }
+                location /to-refresh { absolute_redirect off; add_header Refresh "7; URL=http://$host/var_here/y"; return 302 /relative; } }
             """, waitFor: [backendPort])
         defer { backend.cleanup() }
         func server(_ port: UInt16) -> String {
@@ -134,6 +137,9 @@ final class RewriteParityTests: XCTestCase {
                 location /r5/ { proxy_pass http://127.0.0.1:\(backendPort)/;
                                 proxy_redirect ~^http://nomatch/ /no/;
                                 proxy_redirect "~*^HTTP://(?<h>[^/]+)/(.*)$" http://$h.outer/$2?from=$host; }
+                location /r6/ { set $v var_here; proxy_pass http://127.0.0.1:\(backendPort)/;
+                                proxy_redirect http://127.0.0.1:\(backendPort)/$v/ /replaced/$arg_a/; }
+                location /m/ { proxy_method $arg_m; proxy_pass http://127.0.0.1:\(backendPort)/; }
                 location /proxy/ {
                     add_header X-Proxied 1;
                     proxy_hide_header X-Secret;
@@ -157,7 +163,8 @@ final class RewriteParityTests: XCTestCase {
         }
         var differences: [String] = []
         for path in ["/inherit", "/own?v=7", "/missing", "/proxy/x", "/r1/to-host", "/r1/to-path", "/r1/to-other",
-                     "/r2/to-host", "/r3/to-other", "/r4/to-other", "/r4/to-host", "/r5/to-other", "/r5/to-host"] {
+                     "/r2/to-host", "/r3/to-other", "/r4/to-other", "/r4/to-host", "/r5/to-other", "/r5/to-host",
+                     "/r1/to-refresh", "/r5/to-refresh", "/r6/to-refresh?a=1", "/m/x?m=PUT"] {
             let raw = getRequest(path, headers: ["Connection: close"])
             let v = try httpExchange(vport, raw), n = try httpExchange(nport, raw)
             if v.status != n.status { differences.append("\(path): status vigil \(v.status), nginx \(n.status)") }

@@ -221,3 +221,14 @@ struct ProxyHeaders {
     /// A handful of names, compared in place: cheaper than lowercasing each client header for a set lookup.
     func skips(_ name: UnsafeRawBufferPointer) -> Bool { skipped.contains { RequestParser.equalsIgnoringASCIICase(name, $0) } }
 }
+
+extension ProxyHeaders {
+    /// The WWW-Authenticate fields of an upstream's 401 that an error page answers: nginx keeps them (all of
+    /// them since 1.23) on whatever the page answers.
+    static func authenticate(_ fields: [HeaderField], in head: ByteBuffer) -> [(String, String)] {
+        head.withReadable { buf in
+            fields.filter { RequestParser.matches(buf[$0.name], lowercase: "www-authenticate") }
+                .map { ("WWW-Authenticate", String(decoding: buf[$0.value], as: UTF8.self)) }
+        }
+    }
+}

@@ -65,6 +65,7 @@ extension ProxySession {
             if h.status >= 300, settings.proxy.interceptErrors, !request.inErrorPage,
                settings.core.errorPages.contains(where: { $0.codes.contains(h.status) }) {
                 request.upstreamAttempts.updateLast { $0.status = h.status }
+                if h.status == 401 { request.keptHeaders = ProxyHeaders.authenticate(proxy.responseFields, in: response) }
                 recordAttempt(status: nil)
                 if let p = peer { balancer.finished(p, failed: false, now: loop.now) }
                 phase = .done

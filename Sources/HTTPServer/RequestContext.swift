@@ -41,6 +41,8 @@ public final class RequestContext: ScriptContext {
     /// Set while an error page is served: no second error page, and the status the answer carries.
     public var inErrorPage = false
     public var statusOverride: Int?
+    /// Fields every response to this request carries: an intercepted upstream 401's WWW-Authenticate.
+    public var keptHeaders: [(String, String)] = []
     /// $proxy_host when proxy_pass takes it from variables.
     public var proxyHost: String?
     /// Values of `set` variables, by their index in the configuration's table.

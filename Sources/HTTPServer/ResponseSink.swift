@@ -60,6 +60,7 @@ public struct ResponseSink {
         r.headerBytesSent = r.transport.writeHead(status: status, framing: framing, { w in
             HeaderFilter.write(r, upstreamSent: upstreamSent, into: w)
             fields(w)
+            for (name, value) in r.keptHeaders { w.header(name, value) }
         }, { w in
             HeadersFilter.write(r, status: status, into: w)
         })

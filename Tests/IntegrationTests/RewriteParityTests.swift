@@ -178,12 +178,13 @@ final class RewriteParityTests: XCTestCase {
     /// location, URLs, errors of a static file, of a failed upstream and, with proxy_intercept_errors, an
     /// upstream's own error status; redirects answered by error pages (whose answer replaces their Location), an
     /// error or redirect inside an error page (its own status), and the 301 nginx adds a slash with for a
-    /// proxy_pass location's name.
+    /// proxy_pass location's name; an intercepted 401 keeps its WWW-Authenticate.
     func testErrorPagesMatchNginx() throws {
         try XCTSkipUnless(Tools.available(Tools.nginx), "Debian's nginx is not installed (scripts/install-deps installs it)")
         let backendPort = freePort(), deadPort = freePort(), vport = freePort(), nport = freePort()
         let backend = try NginxPeer(http: """
-            server { listen 127.0.0.1:\(backendPort); location / { return 503 "backend 503\\n"; } }
+            server { listen 127.0.0.1:\(backendPort); location / { return 503 "backend 503\\n"; }
+                     location /auth { add_header WWW-Authenticate "Basic realm=x" always; return 401; } }
             """, waitFor: [backendPort])
         defer { backend.cleanup() }
         let vigil = try Vigil(config: "")
@@ -232,13 +233,16 @@ final class RewriteParityTests: XCTestCase {
         for (method, path) in [("GET", "/missing.txt"), ("GET", "/forbidden"), ("POST", "/forbidden"), ("GET", "/gone"),
                                ("GET", "/tea"), ("GET", "/auth"), ("GET", "/moved/x"), ("GET", "/dead/x"), ("GET", "/icpt/x"),
                                ("GET", "/plain/x"), ("HEAD", "/missing.txt"), ("GET", "/r302text"), ("GET", "/r302url"),
-                               ("GET", "/r302dir"), ("GET", "/r302auto"), ("GET", "/auto?a=1"), ("GET", "/nested")] {
+                               ("GET", "/r302dir"), ("GET", "/r302auto"), ("GET", "/auto?a=1"), ("GET", "/nested"), ("GET", "/icpt/auth")] {
             let raw = getRequest(path, headers: ["Connection: close"] + (method == "POST" ? ["Content-Length: 0"] : []), method: method)
             let v = try httpExchange(vport, raw, method: method), n = try httpExchange(nport, raw, method: method)
             let vLocation = v.header("Location")?.replacingOccurrences(of: ":\(vport)/", with: ":PORT/")
             let nLocation = n.header("Location")?.replacingOccurrences(of: ":\(nport)/", with: ":PORT/")
             if v.status != n.status { differences.append("\(method) \(path): status vigil \(v.status), nginx \(n.status)") }
             if vLocation != nLocation { differences.append("\(method) \(path): Location vigil \(vLocation ?? "-"), nginx \(nLocation ?? "-")") }
+            if v.header("WWW-Authenticate") != n.header("WWW-Authenticate") {
+                differences.append("\(method) \(path): WWW-Authenticate vigil \(v.header("WWW-Authenticate") ?? "-"), nginx \(n.header("WWW-Authenticate") ?? "-")")
+            }
             if !(n.header("Content-Type") ?? "").hasPrefix("text/html"), v.body != n.body {
                 differences.append("\(method) \(path): body vigil \(String(decoding: v.body, as: UTF8.self).debugDescription), nginx \(String(decoding: n.body, as: UTF8.self).debugDescription)")
             }

@@ -16,9 +16,21 @@ enum HTTPCore {
         Directives.spec("server_name", .server, .oneOrMore) { call in
             guard case .server(let s, _) = call.context else { return }
             for name in call.args {
-                // `~regex`: matched against the Host after the exact and wildcard names; its named groups are variables.
+                if name.hasPrefix("*") && (name.count < 3 || !name.dropFirst().hasPrefix(".")) || name.hasPrefix(".") && name.count < 2 {
+                    throw call.error("server name \"\(name)\" is invalid")
+                }
+                if name.contains("/") { call.warn("server name \"\(name)\" has suspicious symbols") }
+                if s.serverNames.isEmpty && s.serverNameRegexes.isEmpty {
+                    let written = name.hasPrefix("~") ? name : name.lowercased()
+                    s.name = written.hasPrefix(".") ? String(written.dropFirst()) : written
+                }
+                // `~regex`: matched against the lowercased Host after the exact and wildcard names, without
+                // case when it has a capital letter; its named groups are variables.
                 if name.hasPrefix("~") {
-                    s.serverNameRegexes.append(try RewriteDirectives.regex(call, String(name.dropFirst()), caseless: false))
+                    guard name.count > 1 else { throw call.error("empty regex in server name \"\(name)\"") }
+                    let pattern = String(name.dropFirst())
+                    let caseless = pattern.utf8.contains { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }
+                    s.serverNameRegexes.append(try RewriteDirectives.regex(call, pattern, caseless: caseless))
                 } else {
                     s.serverNames.append(name.lowercased())
                 }
@@ -99,7 +111,7 @@ enum HTTPCore {
         Directives.accepted("variables_hash_max_size", .http, .one, hashes),
         Directives.accepted("types_hash_bucket_size", .httpAll, .one, hashes),
         Directives.accepted("types_hash_max_size", .httpAll, .one, hashes),
-        Directives.accepted("open_log_file_cache", .httpAll, .oneToFour, "log files stay open for the worker's life"),
+        Directives.spec("open_log_file_cache", .httpAll, .oneToFour, parseLogFileCache),
         Directives.spec("proxy_ignore_headers", .httpAll, .oneOrMore) { call in
             var set: IgnoredUpstreamHeaders = []
             for v in call.args {
@@ -125,6 +137,12 @@ enum HTTPCore {
         // A body past client_body_buffer_size goes to a file here. Vigil never spills responses to files: the
         // other temp paths are accepted, as nginx tests always emit them.
         Directives.spec("client_body_temp_path", .httpAll, .oneToFour) { call in try Directives.setOnce(call, \.core.$clientBodyTempPath, call.words[1]) },
+        Directives.spec("client_body_in_file_only", .httpAll, .one) { call in
+            guard let v = BodyInFileOnly(rawValue: call.words[1]) else { throw call.error("invalid value \"\(call.words[1])\"") }
+            try Directives.setOnce(call, \.core.$clientBodyInFileOnly, v)
+        },
+        // A body Vigil keeps in memory is always one buffer.
+        Directives.spec("client_body_in_single_buffer", .httpAll, .one) { call in _ = try Directives.flagArg(call) },
         Directives.accepted("proxy_temp_path", .httpAll, .oneToFour, neverSpooled),
         Directives.accepted("fastcgi_temp_path", .httpAll, .oneToFour, neverSpooled),
         Directives.accepted("uwsgi_temp_path", .httpAll, .oneToFour, neverSpooled),
@@ -400,6 +418,31 @@ enum HTTPCore {
         let target = AccessLogTarget(path: path, pathTemplate: path.contains("$") ? RewriteDirectives.lenientTemplate(call, path) : nil,
                                      format: format, condition: condition)
         Directives.withSettings(call) { s in s.log.accessLogs.append(target) }
+    }
+
+    /// As nginx's: parameters in any order, `off` alone or among them, `max` required; inactive 10s, min_uses 1,
+    /// valid 60s.
+    static func parseLogFileCache(_ call: Call) throws {
+        var max = 0, inactive = 10, minUses = 1, valid = 60, off = false
+        func seconds(_ v: String) -> Int? { v.contains("ms") ? nil : Values.msec(v).map { $0 / 1000 } }
+        for p in call.args {
+            let value = String(p.drop(while: { $0 != "=" }).dropFirst())
+            let parsed: Int?
+            switch p.prefix(while: { $0 != "=" }) + (p.contains("=") ? "=" : "") {
+            case "max=": parsed = Values.plainNumber(value); max = parsed ?? 0
+            case "inactive=": parsed = seconds(value); inactive = parsed ?? 0
+            case "min_uses=": parsed = Values.plainNumber(value); minUses = parsed ?? 0
+            case "valid=": parsed = seconds(value); valid = parsed ?? 0
+            case "off": parsed = 0; off = true
+            default: parsed = nil
+            }
+            guard parsed != nil else { throw call.error("invalid \"open_log_file_cache\" parameter \"\(p)\"") }
+        }
+        if !off && max == 0 { throw call.error("\"open_log_file_cache\" must have \"max\" parameter") }
+        let http = Directives.http(call)
+        let cache = off ? nil : LogFileCacheSetting(id: http.logFileCaches, max: max, inactive: inactive, minUses: minUses, valid: valid)
+        if !off { http.logFileCaches += 1 }
+        try Directives.setOnce(call, \.log.$openLogFileCache, cache)
     }
 
     static func addAccessRule(_ call: Call, allow: Bool) throws {

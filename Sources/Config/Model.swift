@@ -7,6 +7,17 @@ import Script
 /// The typed configuration that the directive handlers fill in. Reference types so that handlers can
 /// mutate the block they are in; after `Configuration.load` returns, treat everything as read-only.
 
+/// `open_log_file_cache max=N [inactive=time] [min_uses=N] [valid=time]`: a worker keeps the descriptors of
+/// access logs whose paths have variables open, as nginx's cache does. `id` names the cache: a level that sets
+/// the directive has its own, shared by the levels that inherit it. Times in seconds.
+public struct LogFileCacheSetting: Sendable, Equatable {
+    public let id: Int
+    public let max: Int
+    public let inactive: Int
+    public let minUses: Int
+    public let valid: Int
+}
+
 public struct AccessLogTarget: Equatable, Sendable {
     public var path: String
     /// A path with variables: the file is opened for each line, by the worker (nginx's way, as its user).
@@ -243,11 +254,12 @@ public enum SessionCacheSetting: Sendable, Equatable {
     case shared(name: String, size: Int)
 }
 
-/// `proxy_redirect`: `off`, `default` (the proxy_pass URL becomes the location's prefix), a prefix and
-/// its replacement, or a regex (`~`, `~*`) whose match makes the whole value the replacement, with its groups.
+/// `proxy_redirect`: `off`, `default` (the proxy_pass URL becomes the location's prefix), a prefix (which may
+/// have variables) and its replacement, or a regex (`~`, `~*`) whose match makes the whole URL the replacement,
+/// with its groups.
 public enum ProxyRedirect: Sendable {
     case off, `default`
-    case rule(String, Template)
+    case rule(Template, Template)
     case regex(Regex, Template)
 }
 
@@ -444,7 +456,11 @@ public final class Location {
 
 public final class Server {
     public var listens: [Listen] = []
+    /// The names and wildcards, lowercased.
     public var serverNames: [String] = []
+    /// nginx's `$server_name`: the first name as written (a regex with its "~", `.example.com` without its
+    /// dot), "" without `server_name`.
+    public var name = ""
     /// `server_name ~regex`, in order.
     public var serverNameRegexes: [Regex] = []
     public var settings = HTTPSettings()
@@ -464,6 +480,8 @@ public final class HTTPBlock {
     /// In order of first mention, as the reference indexes checked peers.
     public var upstreams: [Upstream] = []
     public var logFormats: [String: LogFormat] = ["combined": .combined()]
+    /// How many `open_log_file_cache` caches the configuration makes (their ids).
+    public var logFileCaches = 0
     /// Variables the configuration declares (`set`, `map`, named regex groups).
     public let variables = VariableTable()
     /// Templates whose names resolve once every declaration is read, with where each was written.

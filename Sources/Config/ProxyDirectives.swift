@@ -52,7 +52,9 @@ enum Proxy {
         Directives.spec("proxy_set_body", .httpAll, .one) { call in
             try Directives.setOnce(call, \.proxy.$setBody, RewriteDirectives.lenientTemplate(call, call.words[1]))
         },
-        Directives.spec("proxy_method", .httpAll, .one) { call in try Directives.setOnce(call, \.proxy.$method, call.words[1]) },
+        Directives.spec("proxy_method", .httpAll, .one) { call in
+            try Directives.setOnce(call, \.proxy.$method, try RewriteDirectives.template(call, call.words[1]))
+        },
         Directives.spec("proxy_redirect", .httpAll, .oneOrTwo) { call in
             let r: ProxyRedirect
             if call.words.count == 2 {
@@ -68,7 +70,7 @@ enum Proxy {
                 } else if pattern.hasPrefix("~") {
                     r = .regex(try RewriteDirectives.regex(call, String(pattern.dropFirst()), caseless: false), replacement)
                 } else {
-                    r = .rule(pattern, replacement)
+                    r = .rule(try RewriteDirectives.template(call, pattern), replacement)
                 }
             }
             try Directives.withSettings(call) { s in

@@ -94,22 +94,25 @@ public final class ProxyHandler: RequestHandler {
         }
     }
 
-    /// A body not read yet streams to the upstream (unless it is chunked and the upstream speaks HTTP/1.0,
-    /// which cannot carry it: then it is read whole first, as nginx does); otherwise it is read whole before
-    /// the request starts.
+    /// A body not read yet streams to the upstream, unless it is chunked and the upstream speaks HTTP/1.0, which
+    /// cannot carry it, or it has all arrived already and fits nginx's first body buffer (a quarter more than
+    /// client_body_buffer_size; then `$request_body` has it, as in nginx): then it is read whole first;
+    /// otherwise it is read whole before the request starts.
     private func start(_ r: RequestContext, _ pass: ProxyPass, _ route: ProxyRoute, _ balancer: UpstreamBalancer, scheme: String, uri: String?) {
         let pending = r.body.pending
+        let firstBuffer = r.settings.core.clientBodyBufferSize + r.settings.core.clientBodyBufferSize / 4
         // A body that does not go upstream (proxy_set_body) or cannot stream is read whole first.
         let streams = pending && r.settings.proxy.setBody == nil && !(r.head.chunked && r.settings.proxy.httpVersion == .http10)
+            && !r.transport.bodyArrivedWhole(within: firstBuffer)
         let session = ProxySession(request: r, pass: pass, scheme: scheme, route: route, balancer: balancer, proxy: self, uri: uri,
                                    streamsBody: streams)
         r.handler = session
         guard pending else { return session.start() }
         if streams {
-            session.start()
-            // Answered at once (no live upstream): the body stays unread and the connection closes after.
-            guard !session.isFinished else { return }
+            // What came with the head goes out with the request's head, as nginx sends it. Answered at once (no
+            // live upstream), the rest of the body stays unread and the connection closes after.
             r.streamBody(to: session)
+            session.start()
         } else {
             r.readBody { session.start() }
         }

@@ -19,7 +19,7 @@ extension ProxySession: BodyConsumer {
         let passBody = settings.proxy.passRequestBody
         let out = outgoing
         out.clear()
-        out.append(settings.proxy.method ?? request.method)
+        out.append(settings.proxy.method?.render(request) ?? request.method)
         out.append(" ")
         out.append(upstreamURI)
         out.append(" HTTP/")
@@ -109,7 +109,8 @@ extension ProxySession: BodyConsumer {
         return true
     }
 
-    /// Refills `outgoing` with the next piece of a body that is not inline; false when none is ready.
+    /// Refills `outgoing` with the next piece of a body that is not inline (a streamed one is appended to what
+    /// is queued); false when nothing is queued.
     private func refill() -> Bool {
         switch bodySource {
         case .inline:
@@ -126,7 +127,7 @@ extension ProxySession: BodyConsumer {
             bodySent += n
             return true
         case .stream(let chunked):
-            outgoing.clear()
+            if outgoing.isEmpty { outgoing.clear() }
             if !request.body.bytes.isEmpty {
                 let count = request.body.bytes.count
                 if chunked { ChunkedEncoder.open(count, into: outgoing) }
@@ -154,6 +155,9 @@ extension ProxySession: BodyConsumer {
     }
 
     func sendRequest() {
+        // The part of a streamed body that came with the client's head goes out with the request's head, in one
+        // write, as nginx sends it.
+        if case .stream = bodySource, bodySent == 0 { _ = refill() }
         while !outgoing.isEmpty || refill() {
             let pending = outgoing.count
             defer { sentToUpstream += pending - outgoing.count }
@@ -223,4 +227,15 @@ struct ProxyHeaders {
 
     /// A handful of names, compared in place: cheaper than lowercasing each client header for a set lookup.
     func skips(_ name: UnsafeRawBufferPointer) -> Bool { skipped.contains { RequestParser.equalsIgnoringASCIICase(name, $0) } }
+}
+
+extension ProxyHeaders {
+    /// The WWW-Authenticate fields of an upstream's 401 that an error page answers: nginx keeps them (all of
+    /// them since 1.23) on whatever the page answers.
+    static func authenticate(_ fields: [HeaderField], in head: ByteBuffer) -> [(name: String, value: String)] {
+        head.withReadable { buf in
+            fields.filter { RequestParser.matches(buf[$0.name], lowercase: "www-authenticate") }
+                .map { ("WWW-Authenticate", String(decoding: buf[$0.value], as: UTF8.self)) }
+        }
+    }
 }

@@ -64,6 +64,8 @@ extension ProxySession {
             // proxy_intercept_errors: an upstream error that has an error_page is answered with that page.
             if h.status >= 300, settings.proxy.interceptErrors, !request.inErrorPage,
                settings.core.errorPages.contains(where: { $0.codes.contains(h.status) }) {
+                // As nginx, an intercepted 401 keeps the upstream's challenge.
+                if h.status == 401 { request.carriedHeaders += ProxyHeaders.authenticate(proxy.responseFields, in: response) }
                 endAttempt(h)
                 request.service.pipeline.respondError(request, h.status)
                 return
@@ -180,9 +182,8 @@ extension ProxySession {
                 let isLocation = RequestParser.matches(parsed[f.name], lowercase: "location")
                 if isLocation || RequestParser.matches(parsed[f.name], lowercase: "refresh") {
                     let value = String(decoding: parsed[f.value], as: UTF8.self)
-                    let rewritten = redirected(value) ?? value
-                    // A Location that is a path is made absolute, as for nginx's own redirects.
-                    var text = isLocation ? request.service.pipeline.absolute(request, rewritten) : rewritten
+                    // A Location rewritten to a path is made absolute, as for nginx's own redirects.
+                    var text = redirected(value, isLocation: isLocation).map { isLocation ? request.service.pipeline.absolute(request, $0) : $0 } ?? value
                     text.withUTF8 { w.header(name, UnsafeRawBufferPointer($0)) }
                 } else {
                     w.header(name, UnsafeRawBufferPointer(rebasing: parsed[f.value]))
@@ -193,37 +194,15 @@ extension ProxySession {
         }
     }
 
-    /// proxy_redirect on a Location or Refresh value: the first rule whose prefix it starts with replaces that
-    /// prefix. `default` (nginx's default) maps the proxy_pass URL to the location's prefix, so a backend
-    /// that redirects to `http://backend/login` (the Host it was sent) sends the client to `/login`.
-    private func redirected(_ value: String) -> String? {
+    /// proxy_redirect on a Location, or on the URL after "url=" in a Refresh: the first rule that matches there
+    /// rewrites it (a prefix rule the prefix, a regex the whole URL); nil when none does.
+    private func redirected(_ value: String, isLocation: Bool) -> String? {
+        guard let start = isLocation ? value.utf8.startIndex : ProxyRedirects.urlStart(inRefresh: value) else { return nil }
         for rule in settings.proxy.redirects {
-            switch rule {
-            case .off:
-                return nil
-            case .default:
-                // As in nginx, `default` has nothing to map when proxy_pass takes its URL from variables.
-                guard let loc = request.location, case .proxy(let p) = loc.content else { continue }
-                switch p.target {
-                case .variable, .variableURL: continue
-                case .upstream, .address: break
-                }
-                let base = "\(p.scheme)://\(p.hostHeader)"
-                let (prefix, replacement) = p.uri.map { (base + $0, loc.pattern) } ?? (base + "/", "/")
-                // Refresh carries "5; url=…": the URL is rewritten where it stands.
-                if let r = value.firstRange(of: prefix), value.hasPrefix(prefix) || value[..<r.lowerBound].hasSuffix("url=") {
-                    var v = value
-                    v.replaceSubrange(r, with: replacement)
-                    return v
-                }
-            case .rule(let prefix, let replacement):
-                if value.hasPrefix(prefix) { return replacement.render(request) + value.dropFirst(prefix.count) }
-            case .regex(let re, let replacement):
-                if let m = re.match(value) {
-                    Program.take(m, of: re, request)
-                    return replacement.render(request)
-                }
-            }
+            guard let (end, replacement) = ProxyRedirects.match(rule, value[start...], request) else { continue }
+            var v = value
+            v.replaceSubrange(start..<end, with: replacement)
+            return v
         }
         return nil
     }

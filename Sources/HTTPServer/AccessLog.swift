@@ -41,9 +41,9 @@ public final class AccessLogFiles {
         }
     }
 
-    /// A line for a path made of variables, as nginx writes it without open_log_file_cache: the request's root
-    /// must exist (so that a request cannot make files appear for any name), then the file is opened, written
-    /// and closed.
+    /// A line for a path made of variables, as nginx writes it: the request's root must exist (so that a request
+    /// cannot make files appear for any name), then the file is opened, written and closed, or, with
+    /// open_log_file_cache, written through the cache's descriptor.
     private func writeOpening(_ path: String, _ line: String, _ r: RequestContext) {
         let root = r.location?.alias?.path ?? r.settings.core.root
         var st = stat()
@@ -52,15 +52,28 @@ public final class AccessLogFiles {
             log.error("testing \"\(root)\" existence failed (\(Errno.text(failure)))\(r.logContext)")
             return
         }
+        if let setting = r.settings.log.openLogFileCache {
+            let cache = caches[setting.id] ?? LogFileCache(setting)
+            caches[setting.id] = cache
+            switch cache.write(line, to: path, now: Int(r.service.loop.now / 1000)) {
+            case .open(let e)?: log.log(.crit, "open() \"\(path)\" failed (\(Errno.text(e)))\(r.logContext)")
+            case .write(let e)?: writeFailed(path, errno: e, context: r.logContext)
+            case nil: break
+            }
+            return
+        }
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
-            log.error("open() \"\(path)\" failed (\(Errno.text(errno)))\(r.logContext)")
+            log.log(.crit, "open() \"\(path)\" failed (\(Errno.text(errno)))\(r.logContext)")
             return
         }
         defer { Glibc.close(fd) }
         let e = writeAll(fd, line)
         if e != 0 { writeFailed(path, errno: e, context: r.logContext) }
     }
+
+    /// open_log_file_cache's caches in this worker, by their ids.
+    private var caches: [Int: LogFileCache] = [:]
 
     /// A file that cannot be reopened keeps its old descriptor.
     func reopen() {

@@ -1,35 +1,43 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Config
 import Core
 
-/// A request body past client_body_buffer_size, in a file under client_body_temp_path. The file is unlinked
-/// as soon as it is made, so nothing is left behind by a worker that dies; the descriptor closes with it.
+/// A request body in a file under client_body_temp_path: past client_body_buffer_size, or any body with
+/// client_body_in_file_only. Otherwise the file is unlinked as soon as it is made, so nothing is left behind by
+/// a worker that dies; the descriptor closes with it. client_body_in_file_only keeps the file for the request
+/// (`clean`: removed when the request lets go of it) or for good (`on`), as nginx does.
 public final class BodyFile {
     let fd: Int32
     public let path: String
     public private(set) var size = 0
+    private let removeWhenDone: Bool
 
-    private init(fd: Int32, path: String) {
+    private init(fd: Int32, path: String, removeWhenDone: Bool) {
         self.fd = fd
         self.path = path
+        self.removeWhenDone = removeWhenDone
     }
 
-    deinit { close(fd) }
+    deinit {
+        close(fd)
+        if removeWhenDone { unlink(path) }
+    }
 
     enum Created { case success(BodyFile), failure(String) }
 
     /// nginx's temp file names: ten digits, from a per-worker sequence that starts at the worker's pid. The
     /// master made the directory, owned by the workers' user.
-    static func create(in directory: String, service: HTTPService) -> Created {
+    static func create(in directory: String, keep: BodyInFileOnly, service: HTTPService) -> Created {
         while true {
             service.tempFileSerial &+= 1
             let name = String(service.tempFileSerial % 10_000_000_000)
             let path = directory + "/" + String(repeating: "0", count: max(0, 10 - name.count)) + name
             let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
             if fd >= 0 {
-                unlink(path)
-                return .success(BodyFile(fd: fd, path: path))
+                if keep == .off { unlink(path) }
+                return .success(BodyFile(fd: fd, path: path, removeWhenDone: keep == .clean))
             }
             if errno != EEXIST { return .failure("open() \"\(path)\" failed (\(Errno.text(errno)))") }
         }

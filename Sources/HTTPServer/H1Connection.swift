@@ -148,7 +148,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
                 state = .head
                 return readable()
             }
-            guard let server = service.router.server(for: listen.address, host: nil),
+            guard let server = service.router.defaultServer(for: listen.address),
                   let context = service.tls.context(for: server), let stream = TLSStream(accepting: fd, context: context) else {
                 service.log.alert("SSL_new() failed, client: \(address), server: \(listen.address)")
                 return close()
@@ -319,6 +319,19 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
 
     /// client_body_timeout: it runs between two reads of the body, as nginx's.
     private func armBodyTimeout(_ r: RequestContext) { arm(UInt64(r.settings.core.clientBodyTimeout)) }
+
+    public func bodyArrivedWhole(within room: Int) -> Bool {
+        if chunked == nil && bodyRemaining > room { return false }
+        let limit = input.readable + (chunked == nil ? bodyRemaining : room)
+        while true {
+            if var decoder = chunked {
+                if case .end = input.withReadable({ decoder.feed($0) { _ in } }) { return true }
+            } else if input.readable >= bodyRemaining {
+                return true
+            }
+            guard input.receive(from: fd, tls: tls, limit: limit) > 0 else { return false }
+        }
+    }
 
     public func readBody(_ r: RequestContext) {
         if r.head.expectContinue { output.append("HTTP/1.1 100 Continue\r\n\r\n") }
@@ -651,6 +664,6 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
 extension H1Connection: TLSServerNameHandler {
     /// SNI picks the server block, and with it the certificate, before any request names a Host.
     public func tlsContext(forServerName name: String) -> TLSServerContext? {
-        service.router.server(for: listen.address, host: name).flatMap { service.tls.context(for: $0) }
+        service.router.route(listen.address, host: name).flatMap { service.tls.context(for: $0.server) }
     }
 }

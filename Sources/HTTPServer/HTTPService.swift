@@ -113,7 +113,7 @@ public final class HTTPService {
     /// server's for its address (client_header_buffer_size, large_client_header_buffers and
     /// client_header_timeout may be set per server).
     func defaultScope(for listen: Listen) -> SettingsScope {
-        router.server(for: listen.address, host: nil).map { scope(server: $0, location: nil) } ?? httpScope
+        router.defaultServer(for: listen.address).map { scope(server: $0, location: nil) } ?? httpScope
     }
 
     /// `-s reopen`.

@@ -85,7 +85,8 @@ extension RequestContext {
             consumer.bodyArrived()
             return body.bytes.count >= RequestBody.streamWindow ? .pause : .read
         }
-        if body.bytes.count > settings.core.clientBodyBufferSize || body.file != nil, !spillBody() { return .failed(500) }
+        let inFile = body.file != nil || body.bytes.count > settings.core.clientBodyBufferSize || complete && bodyInFileOnly
+        if inFile && !spillBody() { return .failed(500) }
         return complete ? .finished : .read
     }
 
@@ -115,13 +116,22 @@ extension RequestContext {
         body.afterBody = nil
     }
 
-    /// A body that does not fit client_body_buffer_size goes on to a temporary file (nginx warns about it).
-    private func spillBody() -> Bool {
+    /// client_body_in_file_only takes a body read whole for a proxied request: the one content handler here
+    /// that reads bodies (nginx makes no file for a body it discards), unless the body streams to the upstream.
+    var bodyInFileOnly: Bool {
+        guard settings.core.clientBodyInFileOnly != .off, case .proxy = content else { return false }
+        return service.proxyHandler?.streamsBody(self) == false
+    }
+
+    /// A body that does not fit client_body_buffer_size goes on to a temporary file (nginx warns about it, and
+    /// only notes it where client_body_in_file_only asks for the file).
+    func spillBody() -> Bool {
         if body.file == nil {
-            switch BodyFile.create(in: settings.core.clientBodyTempPath, service: service) {
+            let keep = bodyInFileOnly ? settings.core.clientBodyInFileOnly : .off
+            switch BodyFile.create(in: settings.core.clientBodyTempPath, keep: keep, service: service) {
             case .success(let f):
                 body.file = f
-                service.log.warn("a client request body is buffered to a temporary file \(f.path)\(logContext)")
+                service.log.log(keep == .off ? .warn : .notice, "a client request body is buffered to a temporary file \(f.path)\(logContext)")
             case .failure(let message):
                 service.log.log(.crit, "\(message)\(logContext)")
                 return false

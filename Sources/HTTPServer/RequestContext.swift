@@ -31,6 +31,8 @@ public final class RequestContext: ScriptContext {
     var isInternal = false
     /// Rewrite cycles and internal redirects left before nginx's "rewrite or internal redirection cycle" 500.
     var uriChangesLeft = 11
+    /// The URI is a proxy_pass location's name without its final slash: nginx redirects to the name.
+    var addsSlash = false
     /// try_files found the file for a regex location's alias: the URI is appended to the alias.
     var uriAddsToAlias = false
     public var captures: Captures?
@@ -65,8 +67,9 @@ public final class RequestContext: ScriptContext {
     /// The response's limit_rate, resolved when its head is written; an upstream's X-Accel-Limit-Rate before that.
     var rate: ResponseRate?
     public var upstreamLimitRate: Int?
-    /// Headers an upstream's X-Accel-Redirect response hands on to the response served after the redirect (its
-    /// Content-Type stands in for the content handler's), as nginx keeps them.
+    /// Headers an upstream's response hands on to the response served after it, as nginx keeps them: those of
+    /// an X-Accel-Redirect (its Content-Type stands in for the content handler's), an intercepted 401's
+    /// WWW-Authenticate.
     public var carriedHeaders: [(name: String, value: String)] = []
     var carriedContentType: String? { carriedHeaders.last { $0.name.lowercased() == "content-type" }?.value }
     /// The content handler's work in flight (a proxied request's upstream session), held until the request
@@ -121,14 +124,11 @@ public final class RequestContext: ScriptContext {
 
     /// The location chosen again for a rewritten URI (a regex location's groups become the request's), or a
     /// named one.
-    func relocate(_ found: (location: Location?, match: (Regex, Captures)?)) {
-        relocate(found.location)
-        if let (re, m) = found.match { Program.take(m, of: re, self) }
-    }
-
-    func relocate(_ location: Location?) {
-        self.location = location
-        self.scope = service.scope(server: server, location: location)
+    func relocate(_ choice: LocationChoice) {
+        location = choice.location
+        addsSlash = choice.addsSlash
+        scope = service.scope(server: server, location: location)
+        if let (re, m) = choice.match { Program.take(m, of: re, self) }
         rewritten = false
     }
 
@@ -158,12 +158,12 @@ public final class RequestContext: ScriptContext {
     /// nginx's `$host`: the Host header without port and trailing dot, lowercased, else the first server_name.
     public var host: String {
         if let h = head.host.map(HostName.serverName), !h.isEmpty { return h }
-        return server.serverNames.first ?? ""
+        return server.name
     }
 
     /// nginx's tail of an error line about a request: `, client: …, server: …, request: "…"`.
     public var logContext: String {
-        ", client: \(client.address), server: \(server.serverNames.first ?? ""), request: \"\(head.requestLine)\""
+        ", client: \(client.address), server: \(server.name), request: \"\(head.requestLine)\""
     }
 }
 

@@ -16,11 +16,12 @@ public final class RequestPipeline {
     /// server listens there. The groups of a regex server name become the request's variables.
     func makeRequest(_ head: consuming RequestHead, transport: RequestTransport, length: Int) -> RequestContext? {
         guard let (server, nameMatch) = service.router.route(transport.client.listen.address, host: head.host) else { return nil }
-        let found = service.router.location(in: server, path: head.path)
-        let r = RequestContext(head: head, server: server, location: found.location, service: service, transport: transport,
+        let choice = service.router.location(in: server, path: head.path)
+        let r = RequestContext(head: head, server: server, location: choice.location, service: service, transport: transport,
                                requestLength: length)
+        r.addsSlash = choice.addsSlash
         if let (re, m) = nameMatch { Program.take(m, of: re, r) }
-        if let (re, m) = found.match { Program.take(m, of: re, r) }
+        if let (re, m) = choice.match { Program.take(m, of: re, r) }
         return r
     }
 
@@ -28,7 +29,7 @@ public final class RequestPipeline {
     func makeFailedRequest(transport: RequestTransport, length: Int) -> RequestContext? {
         let head = RequestHead(method: "-", target: "-", path: "/", query: nil, versionMajor: 1, versionMinor: 1,
                                host: nil, contentLength: nil, keepAlive: false)
-        guard let server = service.router.server(for: transport.client.listen.address, host: nil) else { return nil }
+        guard let server = service.router.defaultServer(for: transport.client.listen.address) else { return nil }
         return RequestContext(head: head, server: server, location: nil, service: service, transport: transport, requestLength: length)
     }
 
@@ -41,8 +42,11 @@ public final class RequestPipeline {
             r.transport.abandonBody()
             return respondError(r, 413, close: true)
         }
-        // nginx answers "Expect: 100-continue" whenever it reads or discards a body, even an empty one.
-        guard r.head.hasBody else { return r.head.expectContinue ? r.readBody(then: nil) : dispatch(r) }
+        // nginx answers "Expect: 100-continue" whenever it reads or discards a body, even an empty one, and
+        // client_body_in_file_only makes a file for an empty body too.
+        guard r.head.hasBody else {
+            return r.head.expectContinue || r.head.contentLength == 0 && r.bodyInFileOnly ? r.readBody(then: nil) : dispatch(r)
+        }
         if case .proxy = r.content, let handler = service.proxyHandler, handler.streamsBody(r) {
             r.body.pending = true
             dispatch(r)
@@ -69,6 +73,9 @@ public final class RequestPipeline {
                 r.relocate(service.router.location(in: r.server, path: r.uri))
             }
             if let loc = r.location, loc.isInternal && !r.isInternal { return respondError(r, 404) }
+            if r.addsSlash, let loc = r.location {
+                return respondError(r, 301, location: loc.pattern + (r.args.flatMap { $0.isEmpty ? nil : "?" + $0 } ?? ""))
+            }
             guard let script = r.location?.script, !script.isEmpty else { break }
             switch script.run(r) {
             case .respond(let code, let text):
@@ -128,11 +135,10 @@ public final class RequestPipeline {
     private func namedLocation(_ r: RequestContext, _ name: String) {
         guard let named = r.server.locations.first(where: { $0.match == .named && $0.pattern == name }) else {
             service.log.error("could not find named location \"\(name)\"\(r.logContext)")
-            r.statusOverride = nil
             return respondError(r, 500)
         }
         r.isInternal = true
-        r.relocate(named)
+        r.relocate(LocationChoice(location: named))
         locationPhases(r)
     }
 
@@ -190,10 +196,13 @@ public final class RequestPipeline {
     public func respondError(_ r: RequestContext, _ status: Int, close: Bool = false, location: String? = nil) {
         // As nginx, these statuses end the connection whether or not an error page answers them.
         if close || ErrorPages.closesConnection(status) { r.transport.disableKeepAlive() }
-        // An error_page answers these too (413, 400, 497…), as nginx's; the connection still closes after.
-        if location == nil, !r.inErrorPage, let page = r.settings.core.errorPages.first(where: { $0.codes.contains(status) }) {
+        // An error_page answers these too (413, 400, 497…), as nginx's; the connection still closes after. It
+        // answers redirects too (`return 302 url`, a directory's 301): the page's answer replaces their Location.
+        if !r.inErrorPage, let page = r.settings.core.errorPages.first(where: { $0.codes.contains(status) }) {
             return errorPage(page, status: status, r)
         }
+        // An error or redirect while an error page is served answers with its own status, not the page's.
+        r.statusOverride = nil
         let page = ErrorPages.page(status, serverTokens: r.settings.core.serverTokens ? Version.serverToken : Version.serverName) ?? ""
         var extra: [(String, String)] = []
         if let location { extra.append(("Location", absolute(r, location))) }
@@ -224,7 +233,7 @@ public final class RequestPipeline {
         guard location.hasPrefix("/"), r.settings.core.absoluteRedirect else { return location }
         let https = r.client.isSecure
         // As nginx: the server's name when asked, else the Host the client sent, else the address it reached.
-        let host = r.settings.core.serverNameInRedirect ? (r.server.serverNames.first ?? r.host)
+        let host = r.settings.core.serverNameInRedirect ? r.server.name
             : (r.head.host?.isEmpty ?? true) ? r.client.localAddressForURL : r.host
         let port = r.client.listen.address.port
         let showPort = r.settings.core.portInRedirect && port != 0 && port != (https ? 443 : 80)

@@ -8,6 +8,7 @@ public final class Router {
     struct ServerChoice {
         let servers: [Server]
         let defaultServer: Server
+        let names: ServerNames
     }
 
     private var byAddress: [ListenAddress: ServerChoice] = [:]
@@ -25,47 +26,38 @@ public final class Router {
         for addr in order {
             let servers = groups[addr]!
             let def = servers.first { $0.listens.contains { $0.address == addr && $0.defaultServer } } ?? servers[0]
-            byAddress[addr] = ServerChoice(servers: servers, defaultServer: def)
+            byAddress[addr] = ServerChoice(servers: servers, defaultServer: def, names: ServerNames(servers))
         }
     }
 
-    public func server(for address: ListenAddress, host: String?) -> Server? { route(address, host: host)?.server }
+    /// The default server of an address: what a connection reads request heads with before a Host is known.
+    public func defaultServer(for address: ListenAddress) -> Server? { byAddress[address]?.defaultServer }
 
-    /// The server for a Host (nginx's order: exact name, `*.`/`.` wildcards, `.*` wildcards, regexes in order,
-    /// else the default server), with the match of a regex name, whose groups the request's variables take.
+    /// The server for a Host (nil: the request has none, which is the name "") by its names, else the default
+    /// server, with the match of a regex name, whose groups the request's variables take.
     public func route(_ address: ListenAddress, host: String?) -> (server: Server, match: (Regex, Captures)?)? {
         guard let choice = byAddress[address] else { return nil }
         // One server without regex names on the address takes every Host: nothing to compare.
-        if choice.servers.count == 1 && choice.defaultServer.serverNameRegexes.isEmpty { return (choice.defaultServer, nil) }
-        guard let h = host.map(HostName.serverName), !h.isEmpty else { return (choice.defaultServer, nil) }
-        if let exact = choice.servers.first(where: { $0.serverNames.contains(h) }) { return (exact, nil) }
-        // "*.example.com" and ".example.com" (the latter matches example.com itself too).
-        for s in choice.servers {
-            if s.serverNames.contains(where: { Wildcard.matches(h, $0) }) { return (s, nil) }
-        }
-        for s in choice.servers {
-            for re in s.serverNameRegexes {
-                if let m = re.match(h) { return (s, (re, m)) }
-            }
-        }
-        return (choice.defaultServer, nil)
+        if choice.servers.count == 1 && !choice.names.hasRegexes { return (choice.defaultServer, nil) }
+        return choice.names.find(host.map(HostName.serverName) ?? "") ?? (choice.defaultServer, nil)
     }
 
-    /// The location for `path`, and for a regex location the match: its groups are the request's `$1`…`$9`
-    /// and named variables, as in nginx.
-    public func location(in server: Server, path: String) -> (location: Location?, match: (Regex, Captures)?) {
-        var matched: Location?, captures: (Regex, Captures)?
-        _ = find(server.locations, path: path, matched: &matched, captures: &captures)
-        return (matched, captures)
+    /// The location for `path`: for a regex location with the match, whose groups are the request's `$1`…`$9`
+    /// and named variables, as in nginx; `addsSlash` when nginx answers with a 301 to that location's name
+    /// instead (`path` is a proxy_pass location's name without its final slash and no location is named `path`).
+    public func location(in server: Server, path: String) -> LocationChoice {
+        var choice = LocationChoice()
+        _ = find(server.locations, path: path, &choice)
+        return choice
     }
 
     /// As nginx's: an exact match ends the search; otherwise the longest prefix is
     /// remembered and its nested locations searched; then, unless the prefix matched at *this* level is
     /// `^~`, this level's regexes in order (a match ends the search, after its own nested locations).
-    /// Returns true when the search ended (exact or regex match).
-    private func find(_ locs: [Location], path: String, matched: inout Location?, captures: inout (Regex, Captures)?) -> Bool {
+    /// Returns true when the search ended (exact or regex match, or a slash to add).
+    private func find(_ locs: [Location], path: String, _ choice: inout LocationChoice) -> Bool {
         if let exact = locs.first(where: { $0.match == .exact && $0.pattern == path }) {
-            matched = exact
+            choice.location = exact
             return true
         }
         var best: Location?
@@ -73,9 +65,14 @@ public final class Router {
         for l in locs where (l.match == .prefix || l.match == .preferentialPrefix) && path.utf8.starts(with: l.pattern.utf8) {
             if best == nil || l.pattern.utf8.count > best!.pattern.utf8.count { best = l }
         }
+        if best?.pattern.utf8.count != path.utf8.count, let slashed = locs.first(where: { Router.isPath($0, slashed: path) }) {
+            choice.location = slashed
+            choice.addsSlash = true
+            return true
+        }
         if let b = best {
-            matched = b
-            if find(b.locations, path: path, matched: &matched, captures: &captures) { return true }
+            choice.location = b
+            if find(b.locations, path: path, &choice) { return true }
             if b.match == .preferentialPrefix { return false }
         }
         for l in locs {
@@ -85,12 +82,27 @@ public final class Router {
                 guard r.matches(path) else { continue }
             } else {
                 guard let m = r.match(path) else { continue }
-                captures = (r, m)
+                choice.match = (r, m)
             }
-            matched = l
-            _ = find(l.locations, path: path, matched: &matched, captures: &captures)
+            choice.location = l
+            _ = find(l.locations, path: path, &choice)
             return true
         }
         return false
     }
+
+    /// A location named `path` and a slash, whose requests go to proxy_pass.
+    private static func isPath(_ l: Location, slashed path: String) -> Bool {
+        guard l.match != .named, l.regex == nil, case .proxy = l.content else { return false }
+        return l.pattern.utf8.count == path.utf8.count + 1 && l.pattern.utf8.last == UInt8(ascii: "/") && l.pattern.utf8.starts(with: path.utf8)
+    }
+}
+
+/// The location a path chose, with the match of a regex location's expression, or the 301 nginx answers instead.
+public struct LocationChoice {
+    public var location: Location?
+    public var match: (Regex, Captures)?
+    public var addsSlash = false
+
+    public init(location: Location? = nil) { self.location = location }
 }

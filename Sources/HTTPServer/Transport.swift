@@ -141,6 +141,9 @@ public protocol RequestTransport: AnyObject {
     /// Drops the connection at once (444, an upstream that broke mid-body).
     func abort()
 
+    /// Takes what the client has already sent of a body that fits `room` bytes; whether all of it is in. nginx
+    /// reads such a body whole even where it would stream it.
+    func bodyArrivedWhole(within room: Int) -> Bool
     /// Starts (or goes on) reading the request body into `r.body`.
     func readBody(_ r: RequestContext)
     /// Reading the body resumes after a streaming consumer took what had gathered.

@@ -16,6 +16,10 @@ struct Variables {
     func value(_ variable: Variable) -> String? {
         switch variable {
         case .remoteAddr: return client.address
+        // The address's 4 or 16 bytes ("unix:" for a unix socket, as nginx). A String holds text: each byte is
+        // the character of that number, so bytes past 0x7F are not themselves in a log line.
+        case .binaryRemoteAddr:
+            return client.address == "unix:" ? client.address : String(String.UnicodeScalarView(client.addressBytes.map { Unicode.Scalar($0) }))
         case .remotePort: return String(client.port)
         case .timeLocal: return Clock.timeLocal()
         case .msec:
@@ -35,7 +39,7 @@ struct Variables {
         case .sslSessionReused: return client.tls.map { $0.sessionReused ? "r" : "." }
         case .host: return request.host
         case .hostname: return service.hostname
-        case .serverName: return request.server.serverNames.first ?? ""
+        case .serverName: return request.server.name
         case .serverPort: return String(client.listen.address.port)
         case .serverAddr: return client.localAddress
         case .status: return String(request.status)
@@ -106,6 +110,7 @@ struct Variables {
             defer { free(real) }
             return String(cString: real)
         case .requestBody: return request.body.bytes.isEmpty ? nil : String(decoding: request.body.bytes, as: UTF8.self)
+        case .requestBodyFile: return request.body.file?.path
         case .none: return nil
         }
     }

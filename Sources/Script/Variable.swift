@@ -1,13 +1,13 @@
 /// nginx's variables: built-in ones resolved to a case once, when a template is compiled, so that rendering
 /// does not compare names; and the configuration's own (`set`, `map`), numbered in a `VariableTable`.
 public enum Variable: Equatable {
-    case remoteAddr, remotePort, timeLocal, msec, request, requestMethod, requestURI, uri, args, isArgs
+    case remoteAddr, binaryRemoteAddr, remotePort, timeLocal, msec, request, requestMethod, requestURI, uri, args, isArgs
     case serverProtocol, scheme, host, hostname, serverName, serverPort, serverAddr, status, bodyBytesSent
     case bytesSent, requestLength, requestTime, connection, connectionRequests, connectionTime, pid, contentLength, contentType
     case upstreamAddr, upstreamStatus, upstreamResponseTime, upstreamConnectTime, upstreamHeaderTime
     case upstreamResponseLength, upstreamBytesReceived, upstreamBytesSent, proxyHost, proxyPort, proxyAddXForwardedFor
     case https, sslProtocol, sslCipher, sslServerName, sslSessionReused
-    case timeISO8601, documentRoot, realpathRoot, requestBody, requestFilename
+    case timeISO8601, documentRoot, realpathRoot, requestBody, requestBodyFile, requestFilename
     /// stub_status's numbers: `$connections_active`, `_reading`, `_writing`, `_waiting`.
     case connectionsActive, connectionsReading, connectionsWriting, connectionsWaiting
     /// Vigil's own: connection buffers held and pooled in this worker (a debugging aid for memory tests).
@@ -43,7 +43,8 @@ public enum Variable: Equatable {
 
     private static func builtin(_ name: String) -> Variable {
         switch name {
-        case "remote_addr", "binary_remote_addr": return .remoteAddr
+        case "remote_addr": return .remoteAddr
+        case "binary_remote_addr": return .binaryRemoteAddr
         case "remote_port": return .remotePort
         case "time_local": return .timeLocal
         case "msec": return .msec
@@ -104,6 +105,7 @@ public enum Variable: Equatable {
         case "vigil_buffers_held": return .buffersHeld
         case "vigil_buffers_pooled": return .buffersPooled
         case "request_body": return .requestBody
+        case "request_body_file": return .requestBodyFile
         default: return .none
         }
     }

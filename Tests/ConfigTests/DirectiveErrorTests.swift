@@ -111,6 +111,44 @@ final class DirectiveErrorTests: XCTestCase {
         XCTAssertEqual(assertLoads(inHTTP("sendfile ON;"))?.http?.settings.core.sendfile, true)
     }
 
+    /// client_body_in_file_only is an enum of nginx's; client_body_in_single_buffer a flag.
+    func testRequestBodyFileDirectives() throws {
+        let conf = try XCTUnwrap(assertLoads(inHTTP("client_body_in_file_only clean;\nclient_body_in_single_buffer on;\nserver {\n  location / { client_body_in_file_only on; }\n}")))
+        XCTAssertEqual(conf.http?.settings.core.clientBodyInFileOnly, .clean)
+        XCTAssertEqual(conf.http?.servers.first?.settings.core.clientBodyInFileOnly, .clean)
+        XCTAssertEqual(conf.http?.servers.first?.locations.first?.settings.core.clientBodyInFileOnly, .on)
+        XCTAssertEqual(try parseConf(inHTTP("")).http?.settings.core.clientBodyInFileOnly, .off)
+        assertError(inHTTP("client_body_in_file_only yes;"), #"invalid value "yes""#, line: 3)
+        assertError(inHTTP("client_body_in_single_buffer 1;"), #"invalid value "1" in "client_body_in_single_buffer" directive, it must be "on" or "off""#, line: 3)
+    }
+
+    /// open_log_file_cache: nginx's defaults and words; a level that sets it has its own cache, which the
+    /// levels below share unless they set theirs (or `off`).
+    func testOpenLogFileCache() throws {
+        let conf = try XCTUnwrap(assertLoads(inHTTP("open_log_file_cache max=3 min_uses=2 valid=1m;\nserver {\n  location /a { }\n  location /b { open_log_file_cache off; }\n  location /c { open_log_file_cache max=1 inactive=1m; }\n}")))
+        let http = try XCTUnwrap(conf.http?.settings.log.openLogFileCache)
+        XCTAssertEqual([http.id, http.max, http.inactive, http.minUses, http.valid], [0, 3, 10, 2, 60])
+        let locations = try XCTUnwrap(conf.http?.servers.first?.locations.map(\.settings.log.openLogFileCache))
+        XCTAssertEqual(locations[0], http)
+        XCTAssertNil(locations[1])
+        XCTAssertEqual(locations[2].map { [$0.id, $0.max, $0.inactive, $0.minUses, $0.valid] }, [1, 1, 60, 1, 60])
+        assertError(inHTTP("open_log_file_cache inactive=10s;"), #""open_log_file_cache" must have "max" parameter"#, line: 3)
+        assertError(inHTTP("open_log_file_cache max=x;"), #"invalid "open_log_file_cache" parameter "max=x""#, line: 3)
+        assertError(inHTTP("open_log_file_cache max=1 size=2;"), #"invalid "open_log_file_cache" parameter "size=2""#, line: 3)
+        assertError(inHTTP("open_log_file_cache off;\nopen_log_file_cache max=1;"), #""open_log_file_cache" directive is duplicate"#, line: 4)
+    }
+
+    /// `$server_name` is the first name as written (a regex with its "~", `.name` without its dot); names
+    /// nginx refuses are refused with its words.
+    func testServerNames() throws {
+        let conf = try XCTUnwrap(assertLoads(inHTTP("server { server_name .Dot.Example a.b; }\nserver { server_name ~^A$ b.c; }\nserver { }")))
+        XCTAssertEqual(conf.http?.servers.map(\.name), ["dot.example", "~^A$", ""])
+        XCTAssertEqual(conf.http?.servers.first?.serverNames, [".dot.example", "a.b"])
+        assertError(inHTTP("server { server_name *example.com; }"), #"server name "*example.com" is invalid"#, line: 3)
+        assertError(inHTTP("server { server_name .; }"), #"server name "." is invalid"#, line: 3)
+        assertError(inHTTP("server { server_name ~; }"), #"empty regex in server name "~""#, line: 3)
+    }
+
     /// How a server reads request heads: nginx's defaults unless set at http or server level.
     func testRequestHeadRules() throws {
         let conf = try XCTUnwrap(assertLoads(inHTTP("underscores_in_headers on;\nserver {\n  ignore_invalid_headers off;\n  merge_slashes off;\n}\nserver {\n}")))

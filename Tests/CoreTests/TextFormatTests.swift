@@ -85,7 +85,7 @@ final class TextFormatTests: XCTestCase {
         XCTAssertEqual(JSONText.escape("plain text"), "plain text")
         XCTAssertEqual(JSONText.escape("a\"b\\c"), "a\\\"b\\\\c")
         XCTAssertEqual(JSONText.escape("l1\nl2\r\tx"), "l1\\nl2\\r\\tx")
-        XCTAssertEqual(JSONText.escape("\u{0}\u{1}\u{1f}"), "\\u0000\\u0001\\u001f")
+        XCTAssertEqual(JSONText.escape("\u{0}\u{1}\u{1b}\u{1f}\u{8}\u{c}"), "\\u0000\\u0001\\u001B\\u001F\\b\\f")
         XCTAssertEqual(JSONText.escape("é€😀/"), "é€😀/", "non-ASCII and / stay as they are")
         XCTAssertEqual(JSONText.quoted("say \"hi\""), "\"say \\\"hi\\\"\"")
         XCTAssertEqual(JSONText.quoted(""), "\"\"")

@@ -299,4 +299,20 @@ final class ProxyRequestTests: XCTestCase {
         XCTAssertEqual(try h.exchange("GET /off/x HTTP/1.1\r\nHost: h\r\n\r\n").header("Location"), "http://\(b.address)/backend/next")
         XCTAssertEqual(try h.exchange("GET /rule/x HTTP/1.1\r\nHost: h\r\n\r\n").header("Location"), "http://h:8080/moved/h/next")
     }
+
+    /// An upstream 401 that an error page answers keeps every WWW-Authenticate it carried (nginx since 1.23;
+    /// 1.22 kept the first), whatever the page answers with.
+    func testAnInterceptedUnauthorizedKeepsItsChallenges() throws {
+        let h = try ProxyHarness(self)
+        let b = try h.backend { _, c in
+            c.send(Backend.response(401, reason: "Unauthorized", headers: [("WWW-Authenticate", "Basic realm=a"), ("WWW-Authenticate", "Bearer")]),
+                   thenClose: true)
+        }
+        try load(h, [b], location: "proxy_intercept_errors on;\nerror_page 401 /denied;",
+                 server: "location = /denied { return 200 \"denied\\n\"; }")
+        let r = try h.exchange("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        XCTAssertEqual(r.status, 401)
+        XCTAssertEqual(r.headers("WWW-Authenticate"), ["Basic realm=a", "Bearer"])
+        XCTAssertEqual(String(decoding: r.body, as: UTF8.self), "denied\n")
+    }
 }

@@ -215,4 +215,56 @@ final class RequestBodyTests: XCTestCase {
         XCTAssertTrue(second.contains("Content-Length: 6\r\n"), second)
         XCTAssertTrue(second.hasSuffix("\r\n\r\nabcdef"), second)
     }
+
+    /// client_body_in_file_only: any body read for the upstream goes to a file whose name is
+    /// `$request_body_file`; `on` keeps it, `clean` removes it when the request ends; where the body streams
+    /// (proxy_request_buffering off) no file is made. A streamed body that has all arrived with its head is read
+    /// whole, so `$request_body` has it, as in nginx.
+    func testBodyInFileOnly() throws {
+        let capture = try CaptureServer()
+        defer { capture.stop() }
+        let port = freePort()
+        let vigil = try Vigil(config: "")
+        defer { vigil.cleanup() }
+        let temp = vigil.prefix + "/body-temp"
+        try vigil.write(config: Vigil.config(http: """
+            server {
+                listen 127.0.0.1:\(port);
+                client_body_temp_path \(temp);
+                add_header X-Body-File "$request_body_file";
+                add_header X-Body "$request_body";
+                location /on { client_body_in_file_only on; proxy_pass http://127.0.0.1:\(capture.port); }
+                location /clean { client_body_in_file_only clean; proxy_pass http://127.0.0.1:\(capture.port); }
+                location /streamed {
+                    client_body_in_file_only on;
+                    proxy_request_buffering off;
+                    proxy_pass http://127.0.0.1:\(capture.port);
+                }
+                location /memory { proxy_pass http://127.0.0.1:\(capture.port); }
+            }
+            """))
+        _ = try vigil.start()
+        func post(_ path: String, _ body: String) throws -> HTTPResponse {
+            try httpExchange(port, "POST \(path) HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)")
+        }
+
+        let kept = try post("/on", "keep me")
+        let keptPath = try XCTUnwrap(kept.header("X-Body-File"))
+        XCTAssertTrue(keptPath.hasPrefix(temp + "/"), keptPath)
+        XCTAssertNil(kept.header("X-Body"), "a body in a file is not $request_body")
+        XCTAssertEqual(try String(contentsOfFile: keptPath, encoding: .utf8), "keep me")
+        XCTAssertTrue(String(decoding: try XCTUnwrap(capture.requests.last), as: UTF8.self).hasSuffix("\r\n\r\nkeep me"))
+        XCTAssertTrue(vigil.errorLog().contains("[notice]") && vigil.errorLog().contains("a client request body is buffered to a temporary file \(keptPath)"),
+                      vigil.errorLog())
+
+        let cleaned = try XCTUnwrap(try post("/clean", "drop me").header("X-Body-File"))
+        XCTAssertTrue(waitFor(2) { !FileManager.default.fileExists(atPath: cleaned) }, "\(cleaned) was left behind")
+        XCTAssertTrue(String(decoding: try XCTUnwrap(capture.requests.last), as: UTF8.self).hasSuffix("\r\n\r\ndrop me"))
+
+        let streamed = try post("/streamed", "all here")
+        XCTAssertNil(streamed.header("X-Body-File"))
+        XCTAssertEqual(streamed.header("X-Body"), "all here")
+        XCTAssertEqual(try post("/memory", "small").header("X-Body"), "small")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: temp), [(keptPath as NSString).lastPathComponent])
+    }
 }

@@ -104,8 +104,10 @@ final class RewriteParityTests: XCTestCase {
         XCTAssertTrue(closed(nport, "/close"), "nginx answered 444 instead of closing")
     }
 
-    /// add_header (levels, `always`, variables, empty values), proxy_hide_header, proxy_pass_header and
-    /// proxy_method, through a backend that echoes the method and sends headers of its own.
+    /// add_header (levels, `always`, variables, empty values), proxy_hide_header, proxy_pass_header,
+    /// proxy_method (also from variables) and proxy_redirect on Location and Refresh (a prefix with variables, a
+    /// regex, a relative Location left alone), through a backend that echoes the method and sends headers of
+    /// its own.
     func testHeadersMatchNginx() throws {
         try XCTSkipUnless(Tools.available(Tools.nginx), "Debian's nginx is not installed (scripts/install-deps installs it)")
         let backendPort = freePort(), vport = freePort(), nport = freePort()
@@ -115,7 +117,8 @@ final class RewriteParityTests: XCTestCase {
                              return 200 "method=$request_method\\n"; }
                 location /to-host { return 302 http://$host/login; }
                 location /to-path { return 302 /relative; }
-                location /to-other { return 301 http://elsewhere.test/x; } }
+                location /to-other { return 301 http://elsewhere.test/x; }
+                location /to-refresh { absolute_redirect off; add_header Refresh "7; URL=http://$host/var_here/y"; return 302 /relative; } }
             """, waitFor: [backendPort])
         defer { backend.cleanup() }
         func server(_ port: UInt16) -> String {
@@ -134,6 +137,9 @@ final class RewriteParityTests: XCTestCase {
                 location /r5/ { proxy_pass http://127.0.0.1:\(backendPort)/;
                                 proxy_redirect ~^http://nomatch/ /no/;
                                 proxy_redirect "~*^HTTP://(?<h>[^/]+)/(.*)$" http://$h.outer/$2?from=$host; }
+                location /r6/ { set $v var_here; proxy_pass http://127.0.0.1:\(backendPort)/;
+                                proxy_redirect http://127.0.0.1:\(backendPort)/$v/ /replaced/$arg_a/; }
+                location /m/ { proxy_method $arg_m; proxy_pass http://127.0.0.1:\(backendPort)/; }
                 location /proxy/ {
                     add_header X-Proxied 1;
                     proxy_hide_header X-Secret;
@@ -157,7 +163,8 @@ final class RewriteParityTests: XCTestCase {
         }
         var differences: [String] = []
         for path in ["/inherit", "/own?v=7", "/missing", "/proxy/x", "/r1/to-host", "/r1/to-path", "/r1/to-other",
-                     "/r2/to-host", "/r3/to-other", "/r4/to-other", "/r4/to-host", "/r5/to-other", "/r5/to-host"] {
+                     "/r2/to-host", "/r3/to-other", "/r4/to-other", "/r4/to-host", "/r5/to-other", "/r5/to-host",
+                     "/r1/to-refresh", "/r5/to-refresh", "/r6/to-refresh?a=1", "/m/x?m=PUT"] {
             let raw = getRequest(path, headers: ["Connection: close"])
             let v = try httpExchange(vport, raw), n = try httpExchange(nport, raw)
             if v.status != n.status { differences.append("\(path): status vigil \(v.status), nginx \(n.status)") }
@@ -169,12 +176,15 @@ final class RewriteParityTests: XCTestCase {
 
     /// error_page: internal redirects to a URI (through rewrite again), `=code`, bare `=` with a named
     /// location, URLs, errors of a static file, of a failed upstream and, with proxy_intercept_errors, an
-    /// upstream's own error status.
+    /// upstream's own error status; redirects answered by error pages (whose answer replaces their Location), an
+    /// error or redirect inside an error page (its own status), and the 301 nginx adds a slash with for a
+    /// proxy_pass location's name; an intercepted 401 keeps its WWW-Authenticate.
     func testErrorPagesMatchNginx() throws {
         try XCTSkipUnless(Tools.available(Tools.nginx), "Debian's nginx is not installed (scripts/install-deps installs it)")
         let backendPort = freePort(), deadPort = freePort(), vport = freePort(), nport = freePort()
         let backend = try NginxPeer(http: """
-            server { listen 127.0.0.1:\(backendPort); location / { return 503 "backend 503\\n"; } }
+            server { listen 127.0.0.1:\(backendPort); location / { return 503 "backend 503\\n"; }
+                     location /auth { add_header WWW-Authenticate "Basic realm=x" always; return 401; } }
             """, waitFor: [backendPort])
         defer { backend.cleanup() }
         let vigil = try Vigil(config: "")
@@ -204,9 +214,17 @@ final class RewriteParityTests: XCTestCase {
                 location /dead/ { proxy_pass http://127.0.0.1:\(deadPort)/; }
                 location /icpt/ { proxy_intercept_errors on; proxy_pass http://127.0.0.1:\(backendPort)/; }
                 location /plain/ { proxy_pass http://127.0.0.1:\(backendPort)/; }
+                location /r302text { error_page 302 /target302?1; return 302 "first"; }
+                location = /target302 { return 302 "http://example.test/$args"; }
+                location /r302url { error_page 302 http://example.test/; return 302 "first"; }
+                location /r302dir { error_page 302 /dir; return 302 "first"; }
+                location /r302auto { error_page 302 /auto; return 302 "first"; }
+                location /auto/ { proxy_pass http://127.0.0.1:\(backendPort)/; }
+                location /nested { error_page 404 =200 /nothing-here.txt; return 404; }
             }
             """
         }
+        try FileManager.default.createDirectory(atPath: root + "/dir", withIntermediateDirectories: true)
         try vigil.write(config: Vigil.config(workers: 1, http: server(vport)))
         _ = try vigil.start()
         let nginx = try NginxPeer(http: server(nport), waitFor: [nport])
@@ -214,12 +232,17 @@ final class RewriteParityTests: XCTestCase {
         var differences: [String] = []
         for (method, path) in [("GET", "/missing.txt"), ("GET", "/forbidden"), ("POST", "/forbidden"), ("GET", "/gone"),
                                ("GET", "/tea"), ("GET", "/auth"), ("GET", "/moved/x"), ("GET", "/dead/x"), ("GET", "/icpt/x"),
-                               ("GET", "/plain/x"), ("HEAD", "/missing.txt")] {
+                               ("GET", "/plain/x"), ("HEAD", "/missing.txt"), ("GET", "/r302text"), ("GET", "/r302url"),
+                               ("GET", "/r302dir"), ("GET", "/r302auto"), ("GET", "/auto?a=1"), ("GET", "/nested"), ("GET", "/icpt/auth")] {
             let raw = getRequest(path, headers: ["Connection: close"] + (method == "POST" ? ["Content-Length: 0"] : []), method: method)
             let v = try httpExchange(vport, raw, method: method), n = try httpExchange(nport, raw, method: method)
-            let vLocation = v.header("Location"), nLocation = n.header("Location")
+            let vLocation = v.header("Location")?.replacingOccurrences(of: ":\(vport)/", with: ":PORT/")
+            let nLocation = n.header("Location")?.replacingOccurrences(of: ":\(nport)/", with: ":PORT/")
             if v.status != n.status { differences.append("\(method) \(path): status vigil \(v.status), nginx \(n.status)") }
             if vLocation != nLocation { differences.append("\(method) \(path): Location vigil \(vLocation ?? "-"), nginx \(nLocation ?? "-")") }
+            if v.header("WWW-Authenticate") != n.header("WWW-Authenticate") {
+                differences.append("\(method) \(path): WWW-Authenticate vigil \(v.header("WWW-Authenticate") ?? "-"), nginx \(n.header("WWW-Authenticate") ?? "-")")
+            }
             if !(n.header("Content-Type") ?? "").hasPrefix("text/html"), v.body != n.body {
                 differences.append("\(method) \(path): body vigil \(String(decoding: v.body, as: UTF8.self).debugDescription), nginx \(String(decoding: n.body, as: UTF8.self).debugDescription)")
             }

@@ -14,6 +14,13 @@ public struct KeepaliveDisable: OptionSet, Sendable {
 /// `if_modified_since`: how If-Modified-Since is compared with a response's Last-Modified.
 public enum IfModifiedSince: String, Sendable { case off, exact, before }
 
+/// `client_body_in_file_only`: whether a body read whole always goes to a file under client_body_temp_path,
+/// and whether that file stays after the request (`on`, for a backend that reads it by `$request_body_file`)
+/// or is removed when the request ends (`clean`).
+public enum BodyInFileOnly: String, Sendable {
+    case off, on, clean
+}
+
 public struct CoreSettings: Sendable {
     @Setting public var defaultType = "text/plain"
     @Setting public var types: [String: String] = [:]
@@ -47,6 +54,7 @@ public struct CoreSettings: Sendable {
     @Setting public var underscoresInHeaders = false
     /// Resolved against the prefix when the configuration loads.
     @Setting public var clientBodyTempPath = "client_body_temp"
+    @Setting public var clientBodyInFileOnly = BodyInFileOnly.off
     @Setting public var chunkedTransferEncoding = true
     /// Resolved against the prefix when the configuration loads.
     @Setting public var root = "html"
@@ -94,6 +102,7 @@ public struct CoreSettings: Sendable {
         $ignoreInvalidHeaders.inherit(p.$ignoreInvalidHeaders)
         $underscoresInHeaders.inherit(p.$underscoresInHeaders)
         $clientBodyTempPath.inherit(p.$clientBodyTempPath)
+        $clientBodyInFileOnly.inherit(p.$clientBodyInFileOnly)
         $chunkedTransferEncoding.inherit(p.$chunkedTransferEncoding)
         $root.inherit(p.$root)
         $index.inherit(p.$index)
@@ -120,11 +129,14 @@ public struct LogSettings: Sendable {
     /// configuration loads, as it depends on the prefix.
     @Setting public var accessLogs: [AccessLogTarget] = []
     @Setting public var accessRules: [AccessRule] = []
+    /// nil: off, each line opens its file.
+    @Setting public var openLogFileCache: LogFileCacheSetting? = nil
 
     public init() {}
 
     mutating func merge(_ p: LogSettings) {
         $accessLogs.inherit(p.$accessLogs)
+        $openLogFileCache.inherit(p.$openLogFileCache)
         $accessRules.inherit(p.$accessRules)
     }
 }

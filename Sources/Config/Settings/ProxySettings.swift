@@ -80,7 +80,8 @@ public struct ProxySettings: Sendable {
     /// Lowercased names.
     @Setting public var hideHeaders: [String] = []
     @Setting public var passHeaders: [String] = []
-    @Setting public var method: String? = nil
+    /// `proxy_method`, which may come from variables.
+    @Setting public var method: Template? = nil
     @Setting public var redirects: [ProxyRedirect] = [.default]
     @Setting public var ignoreHeaders: IgnoredUpstreamHeaders = []
     /// `proxy_bind`: the local address of upstream connections (nil: off).

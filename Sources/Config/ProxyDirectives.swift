@@ -49,6 +49,36 @@ enum Proxy {
             let value = call.words[1] == "off" ? nil : RewriteDirectives.lenientTemplate(call, call.words[1])
             try Directives.setOnce(call, \.proxy.$bind, value)
         },
+        Directives.spec("proxy_cookie_domain", .httpAll, .oneOrTwo) { call in
+            try cookieRule(call, \.proxy.$cookieDomains) { words in
+                if words[0].hasPrefix("~") {
+                    return .regex(try RewriteDirectives.regex(call, String(words[0].dropFirst()), caseless: true),
+                                  replacement: RewriteDirectives.lenientTemplate(call, words[1]))
+                }
+                // The domains' leading dots are not compared.
+                func undotted(_ s: String) -> String { s.hasPrefix(".") ? String(s.dropFirst()) : s }
+                return .domain(RewriteDirectives.lenientTemplate(call, undotted(words[0])),
+                               replacement: RewriteDirectives.lenientTemplate(call, undotted(words[1])))
+            }
+        },
+        Directives.spec("proxy_cookie_path", .httpAll, .oneOrTwo) { call in
+            try cookieRule(call, \.proxy.$cookiePaths) { words in
+                if words[0].hasPrefix("~") {
+                    let caseless = words[0].hasPrefix("~*")
+                    return .regex(try RewriteDirectives.regex(call, String(words[0].dropFirst(caseless ? 2 : 1)), caseless: caseless),
+                                  replacement: RewriteDirectives.lenientTemplate(call, words[1]))
+                }
+                return .prefix(RewriteDirectives.lenientTemplate(call, words[0]), replacement: RewriteDirectives.lenientTemplate(call, words[1]))
+            }
+        },
+        Directives.spec("proxy_cookie_flags", .httpAll, .oneOrMore) { call in
+            try cookieRule(call, \.proxy.$cookieFlags) { words in
+                let cookie: CookieFlagsRule.Cookie = words[0].hasPrefix("~")
+                    ? .regex(try RewriteDirectives.regex(call, String(words[0].dropFirst()), caseless: true))
+                    : .name(RewriteDirectives.lenientTemplate(call, words[0]))
+                return CookieFlagsRule(cookie: cookie, flags: words.dropFirst().map { RewriteDirectives.lenientTemplate(call, $0) })
+            }
+        },
         Directives.spec("proxy_set_body", .httpAll, .one) { call in
             try Directives.setOnce(call, \.proxy.$setBody, RewriteDirectives.lenientTemplate(call, call.words[1]))
         },
@@ -82,6 +112,23 @@ enum Proxy {
             }
         },
     ]
+
+    /// A cookie directive: `off` (alone at its level), or one more rule; nginx's errors for a second `off` or a
+    /// lone word that is not `off`.
+    private static func cookieRule<T>(_ call: Call, _ kp: WritableKeyPath<HTTPSettings, Setting<[T]>>,
+                                      _ rule: ([String]) throws -> T) throws {
+        let words = Array(call.args)
+        if words.count == 1 {
+            guard words[0] == "off" else { throw call.invalidParameter(words[0]) }
+            try Directives.setOnce(call, kp, [])
+            return
+        }
+        let parsed = try rule(words)
+        try Directives.withSettings(call) { s in
+            if s[keyPath: kp].isSet && s[keyPath: kp].wrappedValue.isEmpty { throw call.duplicate() }
+            s[keyPath: kp].wrappedValue.append(parsed)
+        }
+    }
 
     /// A URI replaces the part of the request's that the location matched: only prefix and exact locations have one.
     private static func refuseURI(_ uri: String?, in loc: Location, _ call: Call) throws {

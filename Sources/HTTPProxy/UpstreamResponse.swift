@@ -170,6 +170,7 @@ extension ProxySession {
         }
         let vary = compressible && settings.gzip.vary
         let hidden = settings.proxy.hideHeaders, passed = settings.proxy.passHeaders
+        let editsCookies = !settings.proxy.cookieDomains.isEmpty || !settings.proxy.cookiePaths.isEmpty || !settings.proxy.cookieFlags.isEmpty
         func relayed(_ name: String) -> Bool {
             passed.contains(name) && fields.contains { ProxyHeaders.named(parsed[$0.name], name) }
         }
@@ -185,6 +186,9 @@ extension ProxySession {
                     // A Location rewritten to a path is made absolute, as for nginx's own redirects.
                     var text = redirected(value, isLocation: isLocation).map { isLocation ? request.service.pipeline.absolute(request, $0) : $0 } ?? value
                     text.withUTF8 { w.header(name, UnsafeRawBufferPointer($0)) }
+                } else if editsCookies && RequestParser.matches(parsed[f.name], lowercase: "set-cookie"),
+                          var edited = CookieEditor.edit(String(decoding: parsed[f.value], as: UTF8.self), settings.proxy, request) {
+                    edited.withUTF8 { w.header(name, UnsafeRawBufferPointer($0)) }
                 } else {
                     w.header(name, UnsafeRawBufferPointer(rebasing: parsed[f.value]))
                 }

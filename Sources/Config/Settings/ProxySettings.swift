@@ -59,6 +59,24 @@ public struct IgnoredUpstreamHeaders: OptionSet, Sendable {
     ]
 }
 
+/// One rule of `proxy_cookie_domain` or `proxy_cookie_path`: the Domain or Path attribute of an upstream's
+/// Set-Cookie that matches is replaced.
+public enum CookieRewrite: Sendable {
+    /// proxy_cookie_path: a value that starts with the pattern has that part replaced.
+    case prefix(Template, replacement: Template)
+    /// proxy_cookie_domain: the whole value (a leading "." aside), compared in any case, is replaced.
+    case domain(Template, replacement: Template)
+    /// Either, `~pattern`: a value the expression matches is replaced whole (its groups in the replacement).
+    case regex(Regex, replacement: Template)
+}
+
+/// `proxy_cookie_flags cookie flag…`: the flags a cookie (by name, or `~regex`) gets or loses.
+public struct CookieFlagsRule: Sendable {
+    public enum Cookie: Sendable { case name(Template), regex(Regex) }
+    public let cookie: Cookie
+    public let flags: [Template]
+}
+
 public struct ProxySettings: Sendable {
     @Setting public var httpVersion = ProxyHTTPVersion.http10
     @Setting public var setHeaders: [HeaderSetting] = []
@@ -88,6 +106,10 @@ public struct ProxySettings: Sendable {
     @Setting public var bind: Template? = nil
     /// `proxy_set_body`: the body sent upstream instead of the client's.
     @Setting public var setBody: Template? = nil
+    /// `proxy_cookie_domain`, `proxy_cookie_path`, `proxy_cookie_flags` (empty: off).
+    @Setting public var cookieDomains: [CookieRewrite] = []
+    @Setting public var cookiePaths: [CookieRewrite] = []
+    @Setting public var cookieFlags: [CookieFlagsRule] = []
 
     public init() {}
 
@@ -96,6 +118,9 @@ public struct ProxySettings: Sendable {
         $ignoreHeaders.inherit(p.$ignoreHeaders)
         $bind.inherit(p.$bind)
         $setBody.inherit(p.$setBody)
+        $cookieDomains.inherit(p.$cookieDomains)
+        $cookiePaths.inherit(p.$cookiePaths)
+        $cookieFlags.inherit(p.$cookieFlags)
         $setHeaders.inherit(p.$setHeaders)
         $connectTimeout.inherit(p.$connectTimeout)
         $sendTimeout.inherit(p.$sendTimeout)

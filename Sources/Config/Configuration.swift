@@ -187,6 +187,7 @@ public final class Configuration {
                 switch Variable(name: name, table: http.variables) {
                 case .none where strict && !Variable.isKnownUnset(name): throw location.error("unknown \"\(name)\" variable")
                 case .upstreamHeader, .upstreamCookie: http.readsUpstreamHeaders = true
+                case .sentHeader: http.readsSentHeaders = true
                 default: break
                 }
             }

@@ -50,26 +50,24 @@ enum HTTPCore {
         Directives.flagSetting("tcp_nodelay", \.core.$tcpNodelay),
         Directives.flagSetting("server_tokens", \.core.$serverTokens),
         Directives.spec("add_header", [.httpAll, .locationIf], Arity(min: 2, max: 3)) { call in
-            if call.words.count == 4 && call.words[3] != "always" { throw call.error("invalid value \"\(call.words[3])\"") }
-            let header = AddedHeader(name: call.words[1], value: try RewriteDirectives.template(call, call.words[2]),
-                                     always: call.words.count == 4)
+            let header = try addedField(call)
             Directives.withSettings(call) { $0.headers.addHeaders.append(header) }
+        },
+        Directives.spec("add_trailer", [.httpAll, .locationIf], Arity(min: 2, max: 3)) { call in
+            let trailer = try addedField(call)
+            Directives.withSettings(call) { $0.headers.addTrailers.append(trailer) }
         },
         Directives.flagSetting("absolute_redirect", \.core.$absoluteRedirect),
         Directives.flagSetting("etag", \.core.$etag),
-        Directives.spec("expires", [.httpAll, .locationIf], .one) { call in
-            let v = call.words[1]
+        Directives.spec("expires", [.httpAll, .locationIf], .oneOrTwo) { call in
+            let modified = call.words.count == 3
+            if modified && call.words[1] != "modified" { throw call.directiveError("invalid value") }
+            let v = call.words.last!
             let e: ExpiresSetting
-            switch v {
-            case "off": e = .off
-            case "epoch": e = .epoch
-            case "max": e = .max
-            default:
-                let negative = v.hasPrefix("-")
-                guard let ms = Values.msec(String(negative || v.hasPrefix("+") ? v.dropFirst() : Substring(v))) else {
-                    throw call.error("invalid value \"\(v)\"")
-                }
-                e = .seconds((negative ? -ms : ms) / 1000)
+            if v.contains("$") {
+                e = .variable(try RewriteDirectives.template(call, v), modified: modified)
+            } else {
+                do throws(ExpiresSetting.Invalid) { e = try ExpiresSetting.parse(v, modified: modified) } catch { throw call.directiveError(error.message) }
             }
             try Directives.setOnce(call, \.headers.$expires, e)
         },
@@ -422,6 +420,12 @@ enum HTTPCore {
 
     /// As nginx's: parameters in any order, `off` alone or among them, `max` required; inactive 10s, min_uses 1,
     /// valid 60s.
+    /// `add_header` and `add_trailer`: `name value [always]`.
+    private static func addedField(_ call: Call) throws -> AddedHeader {
+        if call.words.count == 4 && call.words[3] != "always" { throw call.error("invalid value \"\(call.words[3])\"") }
+        return AddedHeader(name: call.words[1], value: try RewriteDirectives.template(call, call.words[2]), always: call.words.count == 4)
+    }
+
     static func parseLogFileCache(_ call: Call) throws {
         var max = 0, inactive = 10, minUses = 1, valid = 60, off = false
         func seconds(_ v: String) -> Int? { v.contains("ms") ? nil : Values.msec(v).map { $0 / 1000 } }

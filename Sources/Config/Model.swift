@@ -275,10 +275,37 @@ public struct ResolverSetting: Sendable {
     public var text: String
 }
 
-/// `expires`: `off`, `epoch`, `max`, or seconds from now (negative: already expired).
-public enum ExpiresSetting: Sendable, Equatable {
+/// `expires`: `off`, `epoch`, `max`, seconds from the response (negative: already expired), from its
+/// Last-Modified (`modified`), the next time of day (`@15h30m`), or any of these from a variable.
+public enum ExpiresSetting: Sendable {
     case off, epoch, max
-    case seconds(Int)
+    case access(Int), modified(Int), daily(Int)
+    case variable(Template, modified: Bool)
+
+    public struct Invalid: Error { public let message: String }
+
+    /// nginx's ngx_http_parse_expires: one value, after `modified` when `modified`.
+    public static func parse(_ v: String, modified: Bool) throws(Invalid) -> ExpiresSetting {
+        if !modified {
+            switch v {
+            case "epoch": return .epoch
+            case "max": return .max
+            case "off": return .off
+            default: break
+            }
+        }
+        let daily = v.hasPrefix("@")
+        if daily && modified { throw Invalid(message: "daily time cannot be used with \"modified\" parameter") }
+        let negative = v.hasPrefix("-")
+        guard let n = Values.seconds(String(daily || negative || v.hasPrefix("+") ? v.dropFirst() : Substring(v))) else {
+            throw Invalid(message: "invalid value")
+        }
+        if daily {
+            guard n <= 86_400 else { throw Invalid(message: "daily time value must be less than 24 hours") }
+            return .daily(n)
+        }
+        return modified ? .modified(negative ? -n : n) : .access(negative ? -n : n)
+    }
 }
 
 /// `add_header name value [always]`.
@@ -490,6 +517,8 @@ public final class HTTPBlock {
     /// Some template reads `$upstream_http_*` or `$upstream_cookie_*`: proxied requests keep the upstream's
     /// response head (no copy is made otherwise).
     public internal(set) var readsUpstreamHeaders = false
+    /// Some template reads `$sent_http_*`: requests keep a copy of their response head.
+    public internal(set) var readsSentHeaders = false
     /// `check_state_file PATH [interval=time]`: where the master keeps every peer's verdict and admin state.
     public var checkStateFile: PathSetting? = nil
     public var checkStateIntervalMs = 10_000

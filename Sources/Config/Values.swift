@@ -19,40 +19,46 @@ public enum Values {
     }
 
     /// nginx's time values in milliseconds; a bare number means seconds. Units must descend (1h30m, not 30m1h).
-    static func msec(_ s: String) -> Int? {
+    static func msec(_ s: String) -> Int? { time(s, inSeconds: false) }
+
+    /// nginx's time values in seconds (`expires`): `ms` is not a unit there, years and months are.
+    static func seconds(_ s: String) -> Int? { time(s, inSeconds: true) }
+
+    /// nginx's ngx_parse_time.
+    private static func time(_ s: String, inSeconds: Bool) -> Int? {
         // Largest first; the index is the rank that must strictly increase along the string.
-        let units: [(String, Int)] = [("y", 31_536_000_000), ("M", 2_592_000_000), ("w", 604_800_000), ("d", 86_400_000),
-                                      ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)]
+        let units: [(String, Int)] = [("y", 31_536_000), ("M", 2_592_000), ("w", 604_800), ("d", 86_400),
+                                      ("h", 3_600), ("m", 60), ("s", 1)]
+        let scale = inSeconds ? 1 : 1000
         var rest = Substring(s)
         var total = 0
         var lastRank = -1
+        func add(_ n: Int, _ unit: Int) -> Bool {
+            let (v, o1) = n.multipliedReportingOverflow(by: unit)
+            let (t, o2) = total.addingReportingOverflow(v)
+            total = t
+            return !o1 && !o2
+        }
         while true {
             rest = rest.drop(while: { $0 == " " })
             if rest.isEmpty { break }
             let digits = rest.prefix(while: { $0.isASCII && $0.isNumber })
             guard !digits.isEmpty, let n = Int(digits) else { return nil }
             rest = rest.dropFirst(digits.count)
-            let rank: Int
             if rest.hasPrefix("ms") {
-                rank = 7
-            } else if let i = units[0..<7].firstIndex(where: { rest.hasPrefix($0.0) }) {
-                rank = i
+                guard !inSeconds, lastRank < 7, add(n, 1) else { return nil }
+                lastRank = 7
+                rest = rest.dropFirst(2)
+            } else if let rank = units.firstIndex(where: { rest.hasPrefix($0.0) }) {
+                // As nginx's, a millisecond value starts past months: `y` and `M` are errors in it.
+                guard rank > lastRank, inSeconds || rank >= 2, add(n, units[rank].1 * scale) else { return nil }
+                lastRank = rank
+                rest = rest.dropFirst(units[rank].0.count)
             } else {
-                guard rest.drop(while: { $0 == " " }).isEmpty else { return nil }   // a bare number comes last
-                rank = 6
-                let (v, o1) = n.multipliedReportingOverflow(by: 1000)
-                let (t, o2) = total.addingReportingOverflow(v)
-                guard !o1, !o2, rank > lastRank else { return nil }
-                return t
+                // A bare number is seconds, and comes last.
+                guard rest.drop(while: { $0 == " " }).isEmpty, lastRank < 6, add(n, scale) else { return nil }
+                return total
             }
-            // As nginx's, a millisecond value starts past months: `y` and `M` are errors in it.
-            guard rank > lastRank, rank >= 2 else { return nil }
-            lastRank = rank
-            rest = rest.dropFirst(units[rank].0.count)
-            let (v, o1) = n.multipliedReportingOverflow(by: units[rank].1)
-            let (t, o2) = total.addingReportingOverflow(v)
-            guard !o1, !o2 else { return nil }
-            total = t
         }
         return lastRank >= 0 ? total : nil
     }

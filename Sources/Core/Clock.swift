@@ -56,6 +56,21 @@ public enum Clock {
         return "\(days[Int(tmv.tm_wday)]), \(two(tmv.tm_mday)) \(months[Int(tmv.tm_mon)]) \(tmv.tm_year + 1900) \(two(tmv.tm_hour)):\(two(tmv.tm_min)):\(two(tmv.tm_sec)) GMT"
     }
 
+    /// The next moment the local clock shows `secondsOfDay` past midnight (nginx's ngx_next_time, for
+    /// `expires @15h30m`): today's, or tomorrow's once today's has passed.
+    public static func nextTimeOfDay(_ secondsOfDay: Int) -> Int {
+        var now = time(nil)
+        var tmv = tm()
+        localtime_r(&now, &tmv)
+        tmv.tm_hour = Int32(secondsOfDay / 3600)
+        tmv.tm_min = Int32(secondsOfDay % 3600 / 60)
+        tmv.tm_sec = Int32(secondsOfDay % 60)
+        let today = mktime(&tmv)
+        if today > now { return Int(today) }
+        tmv.tm_mday += 1
+        return Int(mktime(&tmv))
+    }
+
     /// An HTTP date in any of its three forms (RFC 1123 `Sun, 06 Nov 1994 08:49:37 GMT`, RFC 850
     /// `Sunday, 06-Nov-94 08:49:37 GMT`, asctime `Sun Nov  6 08:49:37 1994`) as seconds since the epoch; nil for
     /// anything else, as nginx's parser answers.

@@ -143,8 +143,9 @@ extension ProxySession {
             bodyRemaining = 0
         } else if h.chunked {
             decoder = ChunkedDecoder()
-            passChunked = transport.passesChunks
-            framing = passChunked ? .chunksPassedThrough : .close
+            // Chunks that end in add_trailer's trailers are our own.
+            passChunked = transport.passesChunks && !request.sink.carriesTrailers(status: h.status)
+            framing = passChunked ? .chunksPassedThrough : canChunk ? .chunked : .close
         } else if let len = h.contentLength {
             bodyRemaining = len
         } else {
@@ -175,8 +176,19 @@ extension ProxySession {
             passed.contains(name) && fields.contains { ProxyHeaders.named(parsed[$0.name], name) }
         }
         let upstreamSent = (server: relayed("server"), date: relayed("date"))
+        switch settings.headers.expires {
+        case .modified, .variable:
+            // `expires modified` counts from the upstream's Last-Modified.
+            if let f = fields.last(where: { RequestParser.matches(parsed[$0.name], lowercase: "last-modified") }) {
+                request.response.lastModified = Clock.parseHTTPDate(String(decoding: parsed[f.value], as: UTF8.self))
+            }
+        default: break
+        }
         sink.sendHead(status: h.status, reason: h.reason, framing: framing, upstreamSent: upstreamSent) { w in
+            // Decided by the headers filter by now: the fields of the upstream's that expires or add_header replace.
+            let replaced = request.response.replaced
             for f in fields where ProxyHeaders.passes(parsed[f.name], hidden: hidden, passed: passed)
+                && (replaced.isEmpty || !replaced.contains(field: String(decoding: parsed[f.name], as: UTF8.self)))
                 && !(gzipping && RequestParser.matches(parsed[f.name], lowercase: "content-length"))
                 && !(RequestParser.matches(parsed[f.name], lowercase: "content-type") && f.value != contentType) {
                 let name = UnsafeRawBufferPointer(rebasing: parsed[f.name])

@@ -471,6 +471,8 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
         case .close: keepAlive = false   // the client learns the end from our close
         case .length: break
         }
+        let keepsHead = service.config.http?.readsSentHeaders == true
+        if keepsHead { request?.sentHead = out.withUnsent { Array($0[before...]) } }
         trailing(out)
         if let r = request, r.body.pending || state == .body { keepAlive = false }
         // As nginx: a 101 says the connection is being upgraded, and is not kept for another request.
@@ -483,6 +485,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
             out.append("\r\n")
         }
         out.append("\r\n")
+        if keepsHead { request?.sentHead = out.withUnsent { Array($0[before...]) } }
         return out.count - before
     }
 
@@ -544,7 +547,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
             state = .handling
             tunnel = nil
         }
-        if framing == .chunked { ChunkedFilter.end(into: output) }
+        if framing == .chunked { ChunkedFilter.end(request, into: output) }
         writable()
     }
 

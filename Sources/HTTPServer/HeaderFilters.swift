@@ -25,14 +25,35 @@ public enum HeaderFilter {
 }
 
 /// nginx's headers filter: `expires` and `add_header`, on the statuses nginx adds them to (any status for
-/// `add_header … always`).
+/// `add_header … always`). Its decisions are made before the handler writes its fields, which they change:
+/// `expires` replaces an upstream's Expires and Cache-Control, `add_header` ETag or Last-Modified the handler's.
 public enum HeadersFilter {
-    static func write(_ r: RequestContext, status: Int, into w: OutputQueue) {
+    static func prepare(_ r: RequestContext, status: Int) {
         // Read in place: a copy of the module's settings would retain their arrays.
         let normal = takesAddedHeaders(status)
-        if r.settings.headers.expires != .off && normal { expires(r.settings.headers.expires, into: w) }
-        guard !r.settings.headers.addHeaders.isEmpty else { return }
+        r.response.expires = normal ? expires(r) : nil
+        r.response.replaced = r.response.expires == nil ? [] : .caching
         for h in r.settings.headers.addHeaders where h.always || normal {
+            switch h.name.lowercased() {
+            case "etag": r.response.replaced.insert(.etag)
+            case "last-modified": r.response.replaced.insert(.lastModified)
+            default: break
+            }
+        }
+    }
+
+    static func write(_ r: RequestContext, status: Int, into w: OutputQueue) {
+        if let (expires, cacheControl) = r.response.expires {
+            w.header("Expires", expires)
+            w.header("Cache-Control", cacheControl)
+        }
+        guard !r.settings.headers.addHeaders.isEmpty else { return }
+        let normal = takesAddedHeaders(status)
+        let added = r.settings.headers.addHeaders
+        for (i, h) in added.enumerated() where h.always || normal {
+            // As nginx: ETag and Last-Modified are set, not added; the last one wins, and an empty one removes.
+            if r.response.replaced.contains(field: h.name),
+               added[(i + 1)...].contains(where: { ($0.always || normal) && $0.name.lowercased() == h.name.lowercased() }) { continue }
             let value = h.value.render(r)
             if !value.isEmpty { w.header(h.name, value) }
         }
@@ -55,27 +76,51 @@ public enum HeadersFilter {
         }
     }
 
-    /// Expires and Cache-Control as nginx writes them.
-    private static func expires(_ e: ExpiresSetting, into w: OutputQueue) {
-        switch e {
-        case .off: return
-        case .epoch:
-            w.header("Expires", "Thu, 01 Jan 1970 00:00:01 GMT")
-            w.header("Cache-Control", "no-cache")
-        case .max:
-            w.header("Expires", "Thu, 31 Dec 2037 23:55:55 GMT")
-            w.header("Cache-Control", "max-age=315360000")
-        case .seconds(let n):
-            w.header("Expires", Clock.httpDate(at: Int(time(nil)) + n))
-            w.header("Cache-Control", n < 0 ? "no-cache" : "max-age=\(n)")
+    /// Expires and Cache-Control as nginx's ngx_http_set_expires makes them; nil for none (`off`, or a variable
+    /// whose value is off or not valid).
+    private static func expires(_ r: RequestContext) -> (String, String)? {
+        var e = r.settings.headers.expires
+        if case .variable(let t, let modified) = e {
+            guard let parsed = try? ExpiresSetting.parse(t.render(r), modified: modified) else { return nil }
+            e = parsed
         }
+        let now = Int(time(nil))
+        let at: Int, maxAge: Int
+        switch e {
+        case .off, .variable: return nil
+        case .epoch: return ("Thu, 01 Jan 1970 00:00:01 GMT", "no-cache")
+        case .max: return ("Thu, 31 Dec 2037 23:55:55 GMT", "max-age=315360000")
+        case .access(0), .modified(0): return (Clock.httpDate(), "max-age=0")
+        case .daily(let n):
+            at = Clock.nextTimeOfDay(n)
+            maxAge = at - now
+        case .modified(let n) where r.response.lastModified != nil:
+            at = r.response.lastModified! + n
+            maxAge = at - now
+        case .access(let n), .modified(let n):
+            at = now + n
+            maxAge = n
+        }
+        return (Clock.httpDate(at: at), maxAge < 0 ? "no-cache" : "max-age=\(maxAge)")
     }
 }
 
 /// HTTP/1.1's chunked transfer coding of a body of unknown length: each piece framed as a chunk, and the last,
-/// empty chunk at the end. The HTTP/1 connection runs a response's body through it when the head said
-/// `Transfer-Encoding: chunked`.
+/// empty chunk at the end, with add_trailer's trailers. The HTTP/1 connection runs a response's body through it
+/// when the head said `Transfer-Encoding: chunked`.
 enum ChunkedFilter {
     static func piece(_ bytes: UnsafeRawBufferPointer, into out: OutputQueue) { ChunkedEncoder.chunk(bytes, into: out) }
-    static func end(into out: OutputQueue) { ChunkedEncoder.end(into: out) }
+
+    static func end(_ r: RequestContext?, into out: OutputQueue) {
+        guard let r, r.response.trailers else { return ChunkedEncoder.end(into: out) }
+        out.append("0\r\n")
+        let normal = HeadersFilter.takesAddedHeaders(r.status)
+        for t in r.settings.headers.addTrailers where t.always || normal {
+            let value = t.value.render(r)
+            guard !value.isEmpty else { continue }
+            r.sentTrailers.append((t.name, value))
+            out.header(t.name, value)
+        }
+        out.append("\r\n")
+    }
 }

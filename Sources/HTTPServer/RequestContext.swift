@@ -60,10 +60,14 @@ public final class RequestContext: ScriptContext {
     public var upstreamAttempts = UpstreamAttempts()
     /// The last upstream response's head (its header lines), kept when a template reads `$upstream_http_*`.
     public var upstreamHead: (block: [UInt8], fields: [HeaderField])?
+    /// The response head as far as it is written, kept when a template reads `$sent_http_*`.
+    var sentHead: [UInt8]?
+    /// The trailers add_trailer has written so far.
+    var sentTrailers: [(name: String, value: String)] = []
     /// The request body as it is read (RequestBody.swift).
     public var body = RequestBody()
     /// How the response is going out (ResponseSink.swift).
-    var response = ResponseState()
+    public var response = ResponseState()
     /// The response's limit_rate, resolved when its head is written; an upstream's X-Accel-Limit-Rate before that.
     var rate: ResponseRate?
     public var upstreamLimitRate: Int?

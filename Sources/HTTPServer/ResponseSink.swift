@@ -4,10 +4,42 @@ import Gzip
 import HTTP
 
 /// How a request's response is going out: its body's framing, its deflate stream, whether it is complete.
-struct ResponseState {
+public struct ResponseState {
     var framing = BodyFraming.length
     var gzip: GzipStream?
     var complete = false
+    /// The content's Last-Modified, for `expires modified`.
+    public var lastModified: Int?
+    /// What the headers filter decided before the handler's fields were written: the Expires and Cache-Control
+    /// it writes (a proxied response's own are then not passed), and the fields `add_header` replaces.
+    var expires: (expires: String, cacheControl: String)?
+    public internal(set) var replaced = ReplacedFields()
+    /// add_trailer has trailers for this response: its body goes in chunks, whose end carries them.
+    var trailers = false
+}
+
+/// Fields of a handler's that nginx's headers filter replaces rather than adds to.
+public struct ReplacedFields: OptionSet, Sendable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    public static let etag = ReplacedFields(rawValue: 1)
+    public static let lastModified = ReplacedFields(rawValue: 2)
+    /// Expires and Cache-Control, by `expires`.
+    public static let caching = ReplacedFields(rawValue: 4)
+    /// Content-Length, by chunks that end in add_trailer's trailers.
+    public static let contentLength = ReplacedFields(rawValue: 8)
+
+    /// Whether the field `name` (any case) is one of these.
+    public func contains(field name: String) -> Bool {
+        guard !isEmpty else { return false }
+        switch name.lowercased() {
+        case "etag": return contains(.etag)
+        case "last-modified": return contains(.lastModified)
+        case "expires", "cache-control": return contains(.caching)
+        case "content-length": return contains(.contentLength)
+        default: return false
+        }
+    }
 }
 
 /// The response side of a request: heads and bodies go through nginx's filters (the header filter's Server
@@ -39,10 +71,12 @@ public struct ResponseSink {
         let vary = compressible && r.settings.gzip.vary
         sendHead(status: status, framing: .length) { w in
             if let contentType { w.header("Content-Type", contentType) }
-            if !(isHead && omitLengthForHead) && status != 304 { w.header("Content-Length", body.count) }
+            if !(isHead && omitLengthForHead) && status != 304 && !r.response.replaced.contains(.contentLength) {
+                w.header("Content-Length", body.count)
+            }
             if let encoding { w.header("Content-Encoding", encoding) }
             if vary { w.header("Vary", "Accept-Encoding") }
-            for (name, value) in extra { w.header(name, value) }
+            for (name, value) in extra where !r.response.replaced.contains(field: name) { w.header(name, value) }
         }
         if !isHead && !body.isEmpty {
             body.withUnsafeBytes { r.transport.queueBody($0) }
@@ -54,11 +88,18 @@ public struct ResponseSink {
     /// A response head: the status (an error page's, if one is being served), the header filter's fields, the
     /// handler's `fields`, the framing's, the headers filter's. `upstreamSent` names the Server and Date an
     /// upstream's reply carries and proxy_pass_header passes through; `reason`, its status line's phrase.
-    public func sendHead(status original: Int, reason: String? = nil, framing: BodyFraming,
+    public func sendHead(status original: Int, reason: String? = nil, framing requested: BodyFraming,
                          upstreamSent: (server: Bool, date: Bool) = (false, false), _ fields: (OutputQueue) -> Void) {
         let r = self.r
         let status = r.statusOverride ?? original
         r.status = status
+        HeadersFilter.prepare(r, status: status)
+        var framing = requested
+        r.response.trailers = carriesTrailers(status: status)
+        if r.response.trailers && framing == .length {
+            framing = .chunked
+            r.response.replaced.insert(.contentLength)
+        }
         r.response.framing = framing
         r.headerBytesSent = r.transport.writeHead(status: status, reason: r.statusOverride == nil ? reason : nil, framing: framing, { w in
             HeaderFilter.write(r, upstreamSent: upstreamSent, into: w)
@@ -66,6 +107,15 @@ public struct ResponseSink {
         }, { w in
             HeadersFilter.write(r, status: status, into: w)
         })
+    }
+
+    /// Whether add_trailer has trailers for a response with this status, and the response can carry them: a
+    /// body in HTTP/1.1 chunks (nginx's rule; not for HEAD, 204, 304).
+    public func carriesTrailers(status: Int) -> Bool {
+        guard !r.settings.headers.addTrailers.isEmpty, r.transport.framesUnknownLength, r.head.method != "HEAD",
+              status >= 200, status != 204, status != 304 else { return false }
+        let normal = HeadersFilter.takesAddedHeaders(status)
+        return r.settings.headers.addTrailers.contains { $0.always || normal }
     }
 
     /// Compresses the rest of a streamed body (gzip's decision was made on its head): false when no deflate

@@ -61,6 +61,7 @@ enum StaticFiles {
         // Last-Modified and (etag on, the default) an ETag of mtime and size, as nginx makes them; a request
         // that already has this version gets 304.
         let mtime = Int(st.st_mtim.tv_sec), size = Int(st.st_size)
+        request.response.lastModified = mtime
         let lastModified = Clock.httpDate(at: mtime)
         var validators = [("Last-Modified", lastModified)]
         let etag = "\"\(String(mtime, radix: 16))-\(String(size, radix: 16))\""

@@ -64,6 +64,11 @@ struct Variables {
         case .upstreamHeader(let name):
             guard let (block, fields) = request.upstreamHead else { return nil }
             return block.withUnsafeBytes { RequestHead.value(of: name, in: $0, fields).map { String(decoding: $0, as: UTF8.self) } }
+        case .sentTrailer(let name):
+            return request.sentTrailers.first { $0.name.lowercased() == name }?.value
+        case .sentHeader(let name):
+            guard let head = request.sentHead else { return nil }
+            return Variables.field(name, inHead: head)
         case .upstreamCookie(let name):
             guard let (block, fields) = request.upstreamHead else { return nil }
             return block.withUnsafeBytes { buf in
@@ -121,6 +126,19 @@ struct Variables {
         let v = map.evaluate(request)
         if !map.volatile { request.setUser(i, v) }
         return v
+    }
+
+    /// `$sent_http_name` in a written head (status line, then `Name: value` lines): as nginx 1.22, the first
+    /// field of that name, or for Cache-Control and Link all of them joined by ", ".
+    static func field(_ name: String, inHead head: [UInt8]) -> String? {
+        let joins = name == "cache-control" || name == "link"
+        var values: [String] = []
+        for line in String(decoding: head, as: UTF8.self).split(separator: "\r\n").dropFirst() {
+            guard let colon = line.firstIndex(of: ":"), line[..<colon].lowercased() == name else { continue }
+            values.append(String(line[line.index(after: colon)...].drop(while: { $0 == " " })))
+            if !joins { break }
+        }
+        return values.isEmpty ? nil : values.joined(separator: ", ")
     }
 
     /// `$upstream_cookie_name`: the value a `Set-Cookie: name=value; Path=/` line gives `name`, as nginx reads

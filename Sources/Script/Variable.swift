@@ -21,6 +21,10 @@ public enum Variable: Equatable {
     /// `$upstream_http_name`, `$upstream_cookie_name`: from the last upstream's response head.
     case upstreamHeader(String)
     case upstreamCookie(String)
+    /// `$sent_http_name`: from the response head as far as it is written.
+    case sentHeader(String)
+    /// `$sent_trailer_name`: a trailer `add_trailer` has added before this one.
+    case sentTrailer(String)
     /// A variable of the configuration (`set`, `map`, a named regex group), by its index in the table.
     case user(Int)
     /// `$1`…`$9`: a group of the last regex that matched.
@@ -94,6 +98,10 @@ public enum Variable: Equatable {
         case _ where name.hasPrefix("upstream_http_"):
             return .upstreamHeader(String(name.dropFirst(14).map { $0 == "_" ? "-" : $0 }).lowercased())
         case _ where name.hasPrefix("upstream_cookie_"): return .upstreamCookie(String(name.dropFirst(16)))
+        case _ where name.hasPrefix("sent_trailer_"):
+            return .sentTrailer(String(name.dropFirst(13).map { $0 == "_" ? "-" : $0 }).lowercased())
+        case _ where name.hasPrefix("sent_http_"):
+            return .sentHeader(String(name.dropFirst(10).map { $0 == "_" ? "-" : $0 }).lowercased())
         case "time_iso8601": return .timeISO8601
         case "document_root": return .documentRoot
         case "realpath_root": return .realpathRoot

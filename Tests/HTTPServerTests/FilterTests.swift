@@ -276,7 +276,7 @@ final class FilterTests: XCTestCase {
         for piece in ["hello ", "", String(repeating: "z", count: 300)] {
             Array(piece.utf8).withUnsafeBytes { ChunkedFilter.piece($0, into: out) }
         }
-        ChunkedFilter.end(into: out)
+        ChunkedFilter.end(nil, into: out)
         XCTAssertEqual(String(decoding: out.bytes, as: UTF8.self),
                        "6\r\nhello \r\n" + "12c\r\n" + String(repeating: "z", count: 300) + "\r\n" + "0\r\n\r\n",
                        "an empty piece must not end the body early")

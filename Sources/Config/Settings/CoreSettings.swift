@@ -141,15 +141,18 @@ public struct LogSettings: Sendable {
     }
 }
 
-/// nginx's headers module: `add_header` (a level that has any does not inherit its parent's) and `expires`.
+/// nginx's headers module: `add_header` and `add_trailer` (a level that has any does not inherit its parent's)
+/// and `expires`.
 public struct HeadersSettings: Sendable {
     @Setting public var addHeaders: [AddedHeader] = []
+    @Setting public var addTrailers: [AddedHeader] = []
     @Setting public var expires = ExpiresSetting.off
 
     public init() {}
 
     mutating func merge(_ p: HeadersSettings) {
         $addHeaders.inherit(p.$addHeaders)
+        $addTrailers.inherit(p.$addTrailers)
         $expires.inherit(p.$expires)
     }
 }

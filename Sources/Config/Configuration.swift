@@ -148,6 +148,7 @@ public final class Configuration {
         for server in http.servers {
             try resolveProxyTargets(server.locations, http: http)
             try compileRegexes(server.locations, http: http)
+            try checkCharsetMaps(server.settings, server.locations, http: http)
         }
         try resolveTemplates(http)
         http.upstreams.removeAll { $0.declared == nil }
@@ -194,6 +195,16 @@ public final class Configuration {
             t.resolve(http.variables)
         }
         http.pendingTemplates = []
+    }
+
+    /// As nginx: a level whose `charset` and `source_charset` are two different names (no variables) needs the
+    /// charset_map between them.
+    private func checkCharsetMaps(_ settings: HTTPSettings, _ locations: [Location], http: HTTPBlock) throws {
+        if let to = settings.charset.charset, let from = settings.charset.source, to.names.isEmpty, from.names.isEmpty,
+           to.text.lowercased() != from.text.lowercased(), !http.charsetMaps.contains(where: { $0.joins(from.text, to.text) }) {
+            throw ConfigError("no \"charset_map\" between the charsets \"\(from.text)\" and \"\(to.text)\"")
+        }
+        for loc in locations { try checkCharsetMaps(loc.settings, loc.locations + loc.ifBlocks, http: http) }
     }
 
     /// Regex locations are compiled here, once: `-t` rejects a bad one, and workers match with the result.

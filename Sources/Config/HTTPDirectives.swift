@@ -48,7 +48,15 @@ enum HTTPCore {
         Directives.noEffectWhenOn(Directives.flagSetting("tcp_nopush", \.core.$tcpNopush),
                             "it only shapes sendfile's writes, and a response head goes out with its body's first bytes already"),
         Directives.flagSetting("tcp_nodelay", \.core.$tcpNodelay),
-        Directives.flagSetting("server_tokens", \.core.$serverTokens),
+        Directives.spec("server_tokens", .httpAll, .one) { call in
+            let tokens: ServerTokens
+            switch call.words[1] {
+            case "on", "build": tokens = .on
+            case "off": tokens = .off
+            case let s: tokens = .custom(try RewriteDirectives.template(call, s))
+            }
+            try Directives.setOnce(call, \.core.$serverTokens, tokens)
+        },
         Directives.spec("add_header", [.httpAll, .locationIf], Arity(min: 2, max: 3)) { call in
             let header = try addedField(call)
             Directives.withSettings(call) { $0.headers.addHeaders.append(header) }

@@ -347,6 +347,7 @@ public struct HTTPSettings: Sendable {
     public var proxy = ProxySettings()
     public var proxySSL = ProxySSLSettings()
     public var gzip = GzipSettings()
+    public var charset = CharsetSettings()
     public var ssl = SSLSettings()
     public var status = StatusSettings()
 
@@ -359,6 +360,7 @@ public struct HTTPSettings: Sendable {
         proxy.merge(p.proxy)
         proxySSL.merge(p.proxySSL)
         gzip.merge(p.gzip)
+        charset.merge(p.charset)
         ssl.merge(p.ssl)
         status.merge(p.status)
     }
@@ -507,6 +509,8 @@ public final class HTTPBlock {
     /// In order of first mention, as the reference indexes checked peers.
     public var upstreams: [Upstream] = []
     public var logFormats: [String: LogFormat] = ["combined": .combined()]
+    /// `charset_map` tables.
+    public var charsetMaps: [CharsetMap] = []
     /// How many `open_log_file_cache` caches the configuration makes (their ids).
     public var logFileCaches = 0
     /// Variables the configuration declares (`set`, `map`, named regex groups).

@@ -20,6 +20,8 @@ enum BlockContext {
     case map(Map, HTTPBlock)
     /// `limit_except METHOD … { }`: the nameless location a request with another method takes.
     case limitExcept(Location, HTTPBlock)
+    /// `charset_map from to { }`: every statement is a byte and what it becomes.
+    case charsetMap(CharsetMapTable)
 
     var kind: Contexts {
         switch self {
@@ -33,6 +35,7 @@ enum BlockContext {
         case .ifBlock(_, _, let l): l == nil ? .ifBlock : .locationIf
         case .map: .map
         case .limitExcept: .limitExcept
+        case .charsetMap: .charsetMap
         }
     }
 }
@@ -57,6 +60,7 @@ struct Contexts: OptionSet {
     static let locationIf = Contexts(rawValue: 512)
     /// Inside `limit_except` (nginx's NGX_HTTP_LMT_CONF): access rules, access_log and proxy_pass.
     static let limitExcept = Contexts(rawValue: 1024)
+    static let charsetMap = Contexts(rawValue: 2048)
     /// Where the rewrite module's directives go.
     static let script: Contexts = [.server, .location, .ifBlock, .locationIf]
     static let httpAll: Contexts = [.http, .server, .location]
@@ -166,6 +170,11 @@ final class Parser {
         if case .types(let table) = context {
             guard stmt.terminator == .semicolon else { throw here.error("unexpected \"{\"") }
             try Directives.addTypes(call, table)
+            return
+        }
+        if case .charsetMap(let table) = context {
+            guard stmt.terminator == .semicolon else { throw here.error("unexpected \"{\"") }
+            try CharsetDirectives.addEntry(call, table)
             return
         }
         if case .map(let map, _) = context {

@@ -164,8 +164,13 @@ extension ProxySession {
                                 contentLength: h.contentLength, encoded: encoded)
         } ?? false
         let sink = request.sink
+        let typeSent = contentType.map { sink.contentType(String(decoding: parsed[$0], as: UTF8.self), status: h.status, encoded: encoded) }
+        let recodes = sink.recodes
+        // Chunks of the upstream's pass through only as they came.
+        if recodes.body { passChunked = false }
         let gzipping = compressible && h.hasBody && !isHead && GzipFilter.accepted(request) && sink.startGzip(length: h.contentLength)
-        if gzipping {
+        let newLength = gzipping || recodes.length
+        if newLength || recodes.body && framing == .chunksPassedThrough {
             passChunked = false
             framing = canChunk ? .chunked : .close
         }
@@ -189,11 +194,13 @@ extension ProxySession {
             let replaced = request.response.replaced
             for f in fields where ProxyHeaders.passes(parsed[f.name], hidden: hidden, passed: passed)
                 && (replaced.isEmpty || !replaced.contains(field: String(decoding: parsed[f.name], as: UTF8.self)))
-                && !(gzipping && RequestParser.matches(parsed[f.name], lowercase: "content-length"))
+                && !(newLength && RequestParser.matches(parsed[f.name], lowercase: "content-length"))
                 && !(RequestParser.matches(parsed[f.name], lowercase: "content-type") && f.value != contentType) {
                 let name = UnsafeRawBufferPointer(rebasing: parsed[f.name])
                 let isLocation = RequestParser.matches(parsed[f.name], lowercase: "location")
-                if isLocation || RequestParser.matches(parsed[f.name], lowercase: "refresh") {
+                if f.value == contentType, var type = typeSent {
+                    type.withUTF8 { w.header(name, UnsafeRawBufferPointer($0)) }
+                } else if isLocation || RequestParser.matches(parsed[f.name], lowercase: "refresh") {
                     let value = String(decoding: parsed[f.value], as: UTF8.self)
                     // A Location rewritten to a path is made absolute, as for nginx's own redirects.
                     var text = redirected(value, isLocation: isLocation).map { isLocation ? request.service.pipeline.absolute(request, $0) : $0 } ?? value

@@ -8,12 +8,27 @@ import HTTP
 /// nginx's header filter: the Server and Date every response carries (unless an upstream's own are passed
 /// through with proxy_pass_header).
 public enum HeaderFilter {
+    /// What error pages are signed with, as the Server field names the server.
+    static func signature(_ r: RequestContext) -> String {
+        switch r.settings.core.serverTokens {
+        case .on: return Version.serverToken
+        case .off: return Version.serverName
+        case .custom(let t):
+            let s = t.render(r)
+            return s.isEmpty ? Version.serverName : s
+        }
+    }
+
     static func write(_ r: RequestContext, upstreamSent: (server: Bool, date: Bool), into w: OutputQueue) {
         // Each name with its colon in one append: every response head carries both.
         if !upstreamSent.server {
-            w.append("Server: ")
-            w.append(r.settings.core.serverTokens ? Version.serverToken : Version.serverName)
-            w.append("\r\n")
+            switch r.settings.core.serverTokens {
+            case .on: w.append("Server: \(Version.serverToken)\r\n")
+            case .off: w.append("Server: \(Version.serverName)\r\n")
+            case .custom(let t):
+                let s = t.render(r)
+                if !s.isEmpty { w.header("Server", s) }
+            }
         }
         if !upstreamSent.date {
             w.append("Date: ")

@@ -203,7 +203,7 @@ public final class RequestPipeline {
         }
         // An error or redirect while an error page is served answers with its own status, not the page's.
         r.statusOverride = nil
-        let page = ErrorPages.page(status, serverTokens: r.settings.core.serverTokens ? Version.serverToken : Version.serverName) ?? ""
+        let page = ErrorPages.page(status, serverTokens: HeaderFilter.signature(r)) ?? ""
         var extra: [(String, String)] = []
         if let location { extra.append(("Location", absolute(r, location))) }
         r.sink.respond(status: status == 494 || status == 497 ? 400 : status, contentType: page.isEmpty ? nil : "text/html",

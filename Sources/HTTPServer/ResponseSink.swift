@@ -16,6 +16,8 @@ public struct ResponseState {
     public internal(set) var replaced = ReplacedFields()
     /// add_trailer has trailers for this response: its body goes in chunks, whose end carries them.
     var trailers = false
+    /// The charset filter recodes the body.
+    var recoder: CharsetRecoder?
 }
 
 /// Fields of a handler's that nginx's headers filter replaces rather than adds to.
@@ -58,9 +60,14 @@ public struct ResponseSink {
     public func respond(status: Int, contentType handlerType: String?, body plain: [UInt8], extra: [(String, String)] = [],
                         omitLengthForHead: Bool = false, ownType: Bool = false) {
         r.status = status
-        let contentType = ownType ? handlerType : r.carriedContentType ?? handlerType
+        let contentType = (ownType ? handlerType : r.carriedContentType ?? handlerType)
+            .map { CharsetFilter.contentType(r, $0, status: r.statusOverride ?? status, encoded: false) }
         let isHead = r.head.method == "HEAD"
         var body = plain
+        if var recoder = r.response.recoder {
+            body = body.withUnsafeBytes { recoder.recode($0) }
+            r.response.recoder = nil
+        }
         var encoding: String?
         let compressible = GzipFilter.eligible(r, status: r.statusOverride ?? status, contentType: contentType,
                                                contentLength: body.count, encoded: false)
@@ -118,6 +125,15 @@ public struct ResponseSink {
         return r.settings.headers.addTrailers.contains { $0.always || normal }
     }
 
+    /// The Content-Type a streamed response goes out with, by the charset filter (which may recode its body).
+    public func contentType(_ type: String, status: Int, encoded: Bool) -> String {
+        CharsetFilter.contentType(r, type, status: status, encoded: encoded)
+    }
+
+    /// Whether the charset filter recodes the body, and whether that changes its length (its Content-Length
+    /// cannot be passed on then).
+    public var recodes: (body: Bool, length: Bool) { (r.response.recoder != nil, r.response.recoder?.changesLength ?? false) }
+
     /// Compresses the rest of a streamed body (gzip's decision was made on its head): false when no deflate
     /// stream could be had.
     public func startGzip(length: Int?) -> Bool { GzipFilter.start(r, length: length) }
@@ -125,7 +141,15 @@ public struct ResponseSink {
     /// A piece of a streamed body: compressed when the response is, then framed by the transport. Deflate hands
     /// out its output in small, uneven pieces: they go out once 16 kB has gathered, or with the end. `last`:
     /// the body ends with this piece. False when the client is backed up (wait for the transport's onDrain).
-    public func sendBody(_ bytes: UnsafeRawBufferPointer, last: Bool = false) -> Bool {
+    public func sendBody(_ raw: UnsafeRawBufferPointer, last: Bool = false) -> Bool {
+        guard r.response.recoder == nil else {
+            let recoded = r.response.recoder!.recode(raw)
+            return recoded.withUnsafeBytes { sendRecoded($0, last: last) }
+        }
+        return sendRecoded(raw, last: last)
+    }
+
+    private func sendRecoded(_ bytes: UnsafeRawBufferPointer, last: Bool) -> Bool {
         let t = r.transport
         guard r.response.gzip != nil else {
             r.bodyBytesSent += bytes.count

@@ -21,6 +21,13 @@ public enum BodyInFileOnly: String, Sendable {
     case off, on, clean
 }
 
+/// `server_tokens on|off|build|string`: Vigil has no build name, so `build` is `on`; a string (variables
+/// allowed) is NGINX Plus's form, the whole Server field and error-page signature, none when it is empty.
+public enum ServerTokens: Sendable {
+    case on, off
+    case custom(Template)
+}
+
 public struct CoreSettings: Sendable {
     @Setting public var defaultType = "text/plain"
     @Setting public var types: [String: String] = [:]
@@ -39,7 +46,7 @@ public struct CoreSettings: Sendable {
     @Setting public var sendfile = false
     @Setting public var tcpNopush = false
     @Setting public var tcpNodelay = true
-    @Setting public var serverTokens = true
+    @Setting public var serverTokens = ServerTokens.on
     /// 0: no limit.
     @Setting public var clientMaxBodySize = 1 << 20
     @Setting public var clientHeaderTimeout = 60_000

@@ -48,6 +48,7 @@ enum HTTPCore {
         Directives.noEffectWhenOn(Directives.flagSetting("tcp_nopush", \.core.$tcpNopush),
                             "it only shapes sendfile's writes, and a response head goes out with its body's first bytes already"),
         Directives.flagSetting("tcp_nodelay", \.core.$tcpNodelay),
+        Directives.flagSetting("reset_timedout_connection", \.core.$resetTimedoutConnection),
         Directives.spec("server_tokens", .httpAll, .one) { call in
             let tokens: ServerTokens
             switch call.words[1] {

@@ -71,6 +71,13 @@ public enum Socket {
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_QUICKACK, &zero, socklen_t(MemoryLayout<Int32>.size))
     }
 
+    /// The close that follows sends a RST and frees the socket at once, unsent data dropped (SO_LINGER 0:
+    /// nginx's reset_timedout_connection), instead of lingering in FIN_WAIT with a client that is gone.
+    public static func resetOnClose(_ fd: Int32) {
+        var l = linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
+    }
+
     /// The error a non-blocking connect() ended with (SO_ERROR; reading it clears it), 0 if none.
     public static func pendingError(_ fd: Int32) -> Int32 {
         var err: Int32 = 0

@@ -110,7 +110,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
             // send_timeout: the client took no bytes for that long (nginx logs it at info, like the others).
             service.log.info("client timed out (110: Connection timed out) while sending to client, client: \(address)")
             if let r = request { service.pipeline.finished(r) }
-            return close()
+            return closeTimedOut()
         }
         if state == .head && !sawFirstByte && requestsServed > 0 {
             close()   // keep-alive timeout: silent, as nginx
@@ -121,6 +121,13 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
             r.status = 408
             service.pipeline.finished(r)
         }
+        closeTimedOut()
+    }
+
+    /// reset_timedout_connection (by the request's location, or the server's before there is one) closes a
+    /// client that timed out with a RST.
+    private func closeTimedOut() {
+        if (request?.settings ?? defaultScope.settings).core.resetTimedoutConnection { Socket.resetOnClose(fd) }
         close()
     }
 

@@ -46,6 +46,7 @@ public struct CoreSettings: Sendable {
     @Setting public var sendfile = false
     @Setting public var tcpNopush = false
     @Setting public var tcpNodelay = true
+    @Setting public var resetTimedoutConnection = false
     @Setting public var serverTokens = ServerTokens.on
     /// 0: no limit.
     @Setting public var clientMaxBodySize = 1 << 20
@@ -97,6 +98,7 @@ public struct CoreSettings: Sendable {
         $sendfile.inherit(p.$sendfile)
         $tcpNopush.inherit(p.$tcpNopush)
         $tcpNodelay.inherit(p.$tcpNodelay)
+        $resetTimedoutConnection.inherit(p.$resetTimedoutConnection)
         $serverTokens.inherit(p.$serverTokens)
         $clientMaxBodySize.inherit(p.$clientMaxBodySize)
         $clientHeaderTimeout.inherit(p.$clientHeaderTimeout)

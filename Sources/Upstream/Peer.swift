@@ -1,8 +1,10 @@
 import Config
 import Event
+import ShmTable
 
 /// One upstream peer as a worker sees it: static settings, nginx's smooth-weighted-round-robin state,
-/// passive failure accounting, and the index of its slot in the shared segment when it is checked.
+/// passive failure accounting and connections (shared by every worker when its upstream has a `zone`), and the
+/// index of its slot in the shared segment when it is checked.
 public final class Peer {
     public let address: PeerAddress
     /// `address` as text, made once ($upstream_addr, log lines).
@@ -25,13 +27,14 @@ public final class Peer {
 
     var currentWeight = 0
     var effectiveWeight: Int
-    var fails = 0
-    var checkedAt: UInt64 = 0   // time of the last failure window start (nginx's `checked`)
-    var accessedAt: UInt64 = 0
-    public internal(set) var connections = 0
+    /// Failures, their window, connections: the zone's record, or (`ownsCounters`) storage of this worker's own.
+    let counters: PeerCounters
+    private let ownsCounters: Bool
+    public var connections: Int { counters.connections }
 
     /// `scale` multiplies the weights of an upstream with slow_start, so that even weight 1 has a ramp.
-    init(address: PeerAddress, server: UpstreamServer, slot: Int?, scale: Int = 1) {
+    /// `shared`: the peer's record in the segment's zone area, when its upstream has a `zone`.
+    init(address: PeerAddress, server: UpstreamServer, slot: Int?, scale: Int = 1, shared: PeerCounters? = nil) {
         self.address = address
         self.name = address.description
         self.socketAddress = SocketAddress(host: address.host, port: address.port, isIPv6: address.isIPv6)
@@ -45,5 +48,20 @@ public final class Peer {
         self.maxConns = server.maxConns
         self.configuredDown = server.down
         self.slot = slot
+        if let shared {
+            counters = shared
+            ownsCounters = false
+        } else {
+            let own = UnsafeMutableRawPointer.allocate(byteCount: Layout.zoneRecordSize, alignment: Layout.zoneRecordSize)
+            own.initializeMemory(as: UInt8.self, repeating: 0, count: Layout.zoneRecordSize)
+            counters = PeerCounters(base: own)
+            ownsCounters = true
+        }
     }
+
+    deinit { if ownsCounters { counters.base.deallocate() } }
+
+    /// Milliseconds from `since` to `now`; 0 when another worker, whose loop's clock ran ahead of this one's,
+    /// wrote `since`.
+    @inline(__always) static func elapsed(_ since: UInt64, _ now: UInt64) -> UInt64 { now > since ? now - since : 0 }
 }

@@ -1,14 +1,12 @@
 import Synchronization
 
 /// A peer's passive state, nginx's `ngx_http_upstream_rr_peer_t` fields that `zone` shares: connections (for
-/// max_conns and least_conn), failures, and when its failure window began and it last failed. Either a record
-/// in the segment's zone area, which every worker of the generation updates, or storage of one worker's own.
-/// Lock-free: each field is an atomic of its own; a reader may see one field of a concurrent update before
-/// another, as nginx's balancers may between their peer locks.
+/// max_conns and least_conn), failures, and when its failure window began and it last failed. A record in the
+/// segment's zone area, which every worker of the generation updates. Lock-free: each field is an atomic of
+/// its own; a reader may see one field of a concurrent update before another, as nginx's balancers may
+/// between their peer locks.
 public struct PeerCounters {
-    public let base: UnsafeMutableRawPointer
-
-    public init(base: UnsafeMutableRawPointer) { self.base = base }
+    let base: UnsafeMutableRawPointer
 
     private static let connectionsOffset = 0
     private static let failsOffset = 8

@@ -27,10 +27,29 @@ public final class Peer {
 
     var currentWeight = 0
     var effectiveWeight: Int
-    /// Failures, their window, connections: the zone's record, or (`ownsCounters`) storage of this worker's own.
-    let counters: PeerCounters
-    private let ownsCounters: Bool
-    public var connections: Int { counters.connections }
+    /// Failures, their window and connections: the zone's record when the upstream has `zone`, else the
+    /// fields below, this worker's own (no allocation: a `proxy_pass` with variables makes peers per request).
+    private let shared: PeerCounters?
+    private var ownConnections = 0, ownFails = 0
+    private var ownCheckedAt: UInt64 = 0, ownAccessedAt: UInt64 = 0
+
+    /// Open connections (nginx's `conns`).
+    public var connections: Int { shared?.connections ?? ownConnections }
+    func addConnections(_ delta: Int) { if let shared { shared.addConnections(delta) } else { ownConnections += delta } }
+    /// Failures in the current window (nginx's `fails`).
+    var fails: Int { shared?.fails ?? ownFails }
+    func addFail() { if let shared { shared.addFail() } else { ownFails += 1 } }
+    func clearFails() { if let shared { shared.clearFails() } else { ownFails = 0 } }
+    /// When the failure window began (nginx's `checked`).
+    var checkedAt: UInt64 {
+        get { shared?.checkedAt ?? ownCheckedAt }
+        set { if let shared { shared.checkedAt = newValue } else { ownCheckedAt = newValue } }
+    }
+    /// When the peer last failed (nginx's `accessed`).
+    var accessedAt: UInt64 {
+        get { shared?.accessedAt ?? ownAccessedAt }
+        set { if let shared { shared.accessedAt = newValue } else { ownAccessedAt = newValue } }
+    }
 
     /// `scale` multiplies the weights of an upstream with slow_start, so that even weight 1 has a ramp.
     /// `shared`: the peer's record in the segment's zone area, when its upstream has a `zone`.
@@ -48,18 +67,8 @@ public final class Peer {
         self.maxConns = server.maxConns
         self.configuredDown = server.down
         self.slot = slot
-        if let shared {
-            counters = shared
-            ownsCounters = false
-        } else {
-            let own = UnsafeMutableRawPointer.allocate(byteCount: Layout.zoneRecordSize, alignment: Layout.zoneRecordSize)
-            own.initializeMemory(as: UInt8.self, repeating: 0, count: Layout.zoneRecordSize)
-            counters = PeerCounters(base: own)
-            ownsCounters = true
-        }
+        self.shared = shared
     }
-
-    deinit { if ownsCounters { counters.base.deallocate() } }
 
     /// Milliseconds from `since` to `now`; 0 when another worker, whose loop's clock ran ahead of this one's,
     /// wrote `since`.

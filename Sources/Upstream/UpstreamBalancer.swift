@@ -16,8 +16,9 @@ public final class UpstreamBalancer {
     var points: ConsistentHashRing?
     /// The primaries' weights summed: the range the hash methods and `random` place into.
     let totalWeight: Int
-    /// `random`'s draws.
-    var draws = RandomDraws(seed: .random(in: .min ... .max))
+    /// `random`'s draws, seeded only for that method (a literal address's balancer is made per request when
+    /// `proxy_pass` has variables: a getrandom() each would be a system call per request).
+    var draws = RandomDraws(seed: 0)
     /// ip_hash and hash: a draining peer keeps the clients whose keys lead to it.
     private let sticky: Bool
     /// check_fail_open: the share of checked peers (percent) past which the down bit is ignored.
@@ -52,6 +53,7 @@ public final class UpstreamBalancer {
         totalWeight = p.reduce(0) { $0 + $1.weight }
         peerCount = (p + b).count(where: { !$0.configuredDown })
         if case .hash(_, true) = method { points = ConsistentHashRing(primaries) }
+        if case .random = method { draws = RandomDraws(seed: .random(in: .min ... .max)) }
     }
 
     init(name: String, peers: [Peer]) {
@@ -117,8 +119,8 @@ public final class UpstreamBalancer {
             case .drain: if !sticky { return false }
             }
         }
-        if p.maxFails > 0 && p.counters.fails >= p.maxFails && Peer.elapsed(p.counters.checkedAt, now) <= p.failTimeout { return false }
-        if p.maxConns > 0 && p.counters.connections >= p.maxConns { return false }
+        if p.maxFails > 0 && p.fails >= p.maxFails && Peer.elapsed(p.checkedAt, now) <= p.failTimeout { return false }
+        if p.maxConns > 0 && p.connections >= p.maxConns { return false }
         return !tried.contains { $0 === p }
     }
 
@@ -127,8 +129,8 @@ public final class UpstreamBalancer {
     /// fail_timeout. The client's address is asked for only by ip_hash.
     public func select(clientAddress: () -> [UInt8], hashKey: String?, now: UInt64, tried: [Peer]) -> Peer? {
         if let p = pick(clientAddress: clientAddress, hashKey: hashKey, now: now, tried: tried) { return p }
-        for p in primaries { p.counters.clearFails() }
-        for p in backups { p.counters.clearFails() }
+        for p in primaries { p.clearFails() }
+        for p in backups { p.clearFails() }
         return nil
     }
 
@@ -158,19 +160,19 @@ public final class UpstreamBalancer {
         if failed {
             // Traffic-triggered re-check: the checker probes this peer now instead of at its next interval.
             if let i = peer.slot, let seg = segment, seg.slot(i).requestRecheck() { seg.ringDoorbell() }
-            peer.counters.addFail()
-            peer.counters.accessedAt = now
-            peer.counters.checkedAt = now
+            peer.addFail()
+            peer.accessedAt = now
+            peer.checkedAt = now
             if peer.maxFails > 0 {
                 peer.effectiveWeight -= peer.weight / peer.maxFails
             }
             if peer.effectiveWeight < 0 { peer.effectiveWeight = 0 }
-        } else if peer.counters.accessedAt < peer.counters.checkedAt {
-            peer.counters.clearFails()
+        } else if peer.accessedAt < peer.checkedAt {
+            peer.clearFails()
         }
     }
 
-    public func connected(_ peer: Peer, delta: Int) { peer.counters.addConnections(delta) }
+    public func connected(_ peer: Peer, delta: Int) { peer.addConnections(delta) }
 }
 
 extension UpstreamBalancer {

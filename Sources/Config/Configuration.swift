@@ -44,6 +44,11 @@ public final class Configuration {
     /// The checked peers in shm index order, filled by `finish()`.
     public private(set) var checkedPeers: [CheckedPeer] = []
 
+    /// Upstream `zone`s in declaration order, with how many peers the upstreams naming each put in it.
+    public private(set) var upstreamZones: [UpstreamZone] = []
+    /// Peer records in the segment's zone area: one per address of each server of a zoned upstream.
+    public private(set) var zonedPeerCount = 0
+
     public static let minimumShmSize = 1 << 20
 
     /// Effective `check_shm_size`: the reference raises anything below 1 MiB to 1 MiB.
@@ -161,10 +166,28 @@ public final class Configuration {
         }
         try validateListens(http)
         checkedPeers = http.upstreams.flatMap { $0.checkedPeers() }
+        layOutZones(http)
         for server in http.servers {
             warnIfOpenToAll(server.content, server.settings, at: server.location)
             warnOpenAdmin(server.locations)
         }
+    }
+
+    /// Numbers the zoned upstreams' peer records, upstream by upstream in the order their balancers number
+    /// their peers (servers, then addresses). Sizes are checked with the segment's (`SegmentPlan`), as nginx
+    /// checks them when it maps its zones, after the syntax.
+    private func layOutZones(_ http: HTTPBlock) {
+        var next = 0
+        upstreamZones = http.sharedZones.filter { $0.use == .upstream }
+            .map { UpstreamZone(name: $0.name, size: $0.size, peers: 0, location: $0.location) }
+        for u in http.upstreams {
+            guard let name = u.zone, let z = upstreamZones.firstIndex(where: { $0.name == name }) else { continue }
+            let peers = u.servers.reduce(0) { $0 + $1.addresses.count }
+            u.zoneRecord = next
+            next += peers
+            upstreamZones[z].peers += peers
+        }
+        zonedPeerCount = next
     }
 
     private func warnOpenAdmin(_ locations: [Location]) {

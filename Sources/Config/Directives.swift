@@ -15,6 +15,7 @@ struct Arity {
     static let two = Arity(min: 2, max: 2)
     static let oneOrTwo = Arity(min: 1, max: 2)
     static let zeroOrOne = Arity(min: 0, max: 1)
+    static let zeroToTwo = Arity(min: 0, max: 2)
     static let oneToFour = Arity(min: 1, max: 4)
     static let oneOrMore = Arity(min: 1, max: .max)
     static let twoOrMore = Arity(min: 2, max: .max)

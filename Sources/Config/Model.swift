@@ -199,11 +199,13 @@ public enum Balancer: Sendable, Equatable {
     /// `hash key [consistent]`: the key compiled once.
     case hash(key: Template, consistent: Bool)
     case leastConn
-    case random
+    /// `random [two [least_conn]]`: with `two`, the less loaded of two random picks.
+    case random(two: Bool)
 
     public static func == (a: Balancer, b: Balancer) -> Bool {
         switch (a, b) {
-        case (.roundRobin, .roundRobin), (.ipHash, .ipHash), (.leastConn, .leastConn), (.random, .random): return true
+        case (.roundRobin, .roundRobin), (.ipHash, .ipHash), (.leastConn, .leastConn): return true
+        case (.random(let t1), .random(let t2)): return t1 == t2
         case (.hash(let k1, let c1), .hash(let k2, let c2)): return k1.text == k2.text && c1 == c2
         default: return false
         }
@@ -222,6 +224,10 @@ public final class Upstream {
     public var keepaliveRequests = 1000
     public var keepaliveTime = 3_600_000
     public var check: CheckSettings? = nil
+    /// `zone name [size]`: the peers' passive state (failures, connections) lives in the shared segment.
+    public var zone: String? = nil
+    /// Index of this upstream's first peer record in the segment's zone area (set when the zone is laid out).
+    public internal(set) var zoneRecord: Int? = nil
     /// `check_fail_open N%`: past this share of checked peers down, balance over all of them.
     public var failOpenPercent: Int? = nil
     /// Companion directives may precede `check`; they are kept here and merged at the end.
@@ -518,6 +524,8 @@ public final class HTTPBlock {
     /// Templates whose names resolve once every declaration is read, with where each was written.
     var pendingTemplates: [(Template, SourceLocation, strict: Bool)] = []
     public var checkShmSize: Int? = nil
+    /// Shared memory zones by name, as nginx's cycle keeps them: upstream `zone`s and `ssl_session_cache shared:`.
+    var sharedZones: [SharedZone] = []
     /// Some template reads `$upstream_http_*` or `$upstream_cookie_*`: proxied requests keep the upstream's
     /// response head (no copy is made otherwise).
     public internal(set) var readsUpstreamHeaders = false
@@ -530,6 +538,46 @@ public final class HTTPBlock {
     public func upstream(named name: String) -> Upstream? {
         let lower = name.lowercased()
         return upstreams.first { $0.name.lowercased() == lower }
+    }
+}
+
+/// An upstream `zone` as the segment lays it out.
+public struct UpstreamZone: Sendable {
+    public var name: String
+    /// Bytes, 0 when no declaration gave a size.
+    public var size: Int
+    public var peers: Int
+    public var location: SourceLocation
+}
+
+/// A named shared memory zone (nginx's `ngx_shared_memory_add`): one name, one use, one size.
+struct SharedZone {
+    enum Use { case upstream, sslSessionCache }
+    var name: String
+    var use: Use
+    /// 0 until some declaration gives it (an upstream `zone` may name a zone without a size).
+    var size: Int
+    /// The declaration that gave the size, else the first one.
+    var location: SourceLocation
+}
+
+extension HTTPBlock {
+    /// As nginx's `ngx_shared_memory_add`: a name is declared once per use, and sizes given twice must agree.
+    func addSharedZone(_ call: Call, name: String, size: Int, use: SharedZone.Use) throws {
+        guard let i = sharedZones.firstIndex(where: { $0.name == name }) else {
+            sharedZones.append(SharedZone(name: name, use: use, size: size, location: call.location))
+            return
+        }
+        guard sharedZones[i].use == use else {
+            throw call.error("the shared memory zone \"\(name)\" is already declared for a different use")
+        }
+        if sharedZones[i].size == 0 {
+            sharedZones[i].size = size
+            sharedZones[i].location = call.location
+        }
+        if size != 0 && size != sharedZones[i].size {
+            throw call.error("the size \(size) of shared memory zone \"\(name)\" conflicts with already declared size \(sharedZones[i].size)")
+        }
     }
 }
 

@@ -219,6 +219,25 @@ enum UpstreamDirectives {
             if upstream.servers.isEmpty { throw call.parser.currentLocation.error("no servers are inside upstream") }
         },
         Directives.spec("server", .upstream, .oneOrMore, parseServer),
+        Directives.spec("zone", .upstream, .oneOrTwo) { call in
+            let name = call.words[1]
+            guard !name.isEmpty else { throw call.error("invalid zone name \"\(name)\"") }
+            var size = 0
+            if call.words.count == 3 {
+                guard let n = Values.size(call.words[2]) else { throw call.error("invalid zone size \"\(call.words[2])\"") }
+                // nginx's minimum: eight pages.
+                guard n >= 8 * 4096 else { throw call.error("zone \"\(name)\" is too small") }
+                size = n
+            }
+            try Directives.http(call).addSharedZone(call, name: name, size: size, use: .upstream)
+            upstream(call).zone = name
+        },
+        Directives.spec("random", .upstream, .zeroToTwo) { call in
+            if call.words.count > 1 && call.words[1] != "two" { throw call.invalidParameter(call.words[1]) }
+            // least_conn is the only method `two` knows, and its default.
+            if call.words.count > 2 && call.words[2] != "least_conn" { throw call.invalidParameter(call.words[2]) }
+            try setBalancer(call, .random(two: call.words.count > 1))
+        },
         Directives.spec("ip_hash", .upstream, .none) { call in try setBalancer(call, .ipHash) },
         Directives.spec("least_conn", .upstream, .none) { call in try setBalancer(call, .leastConn) },
         Directives.spec("hash", .upstream, .oneOrTwo) { call in

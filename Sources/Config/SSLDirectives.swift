@@ -125,6 +125,7 @@ enum SSLDirectives {
                 guard parts.count == 3, !parts[1].isEmpty, let size = Values.size(String(parts[2])) else { throw bad }
                 // nginx refuses a zone smaller than eight pages.
                 guard size >= 8 * 4096 else { throw call.error("session cache \"\(v)\" is too small") }
+                try Directives.http(call).addSharedZone(call, name: String(parts[1]), size: size, use: .sslSessionCache)
                 result = .shared(name: String(parts[1]), size: size)
             default:
                 throw bad

@@ -5,11 +5,14 @@
 ///     64   header line 2: the checker lock (pid + heartbeat), written by workers
 ///     128  peer slots, 64 bytes each, cache-line aligned
 ///     ...  string table: upstream names and server addresses, u16 length + bytes
+///     ...  past check_shm_size, 64-aligned: the zone area, a 64-byte record per peer of an upstream with `zone`
 public enum Layout {
     public static let magic: [UInt8] = Array("VIGILSHM".utf8)
-    public static let version: UInt32 = 2
+    public static let version: UInt32 = 3
     public static let headerSize = 128
     public static let slotSize = 64
+    /// A zone record has a cache line of its own: workers write the counters of different peers at once.
+    public static let zoneRecordSize = 64
 
     // Header line 1.
     static let magicOffset = 0
@@ -28,6 +31,8 @@ public enum Layout {
     static let checkerPidOffset = 64
     static let checkerHeartbeatOffset = 72
     static let createdAtOffset = 80
+    static let zoneOffsetOffset = 88    // u32: where the zone area starts (v3)
+    static let zoneRecordsOffset = 92   // u32: its records
 
     // Peer slot fields (v2: counters narrowed to make room for the control word and the last status).
     static let stateOffset = 0          // atomic u64: flags + seqlock sequence
@@ -50,6 +55,9 @@ public enum Layout {
     public static func bytesNeeded(peers: Int, stringBytes: Int) -> Int {
         headerSize + peers * slotSize + stringBytes
     }
+
+    /// Where the zone area starts in a segment whose check table has `size` bytes (check_shm_size).
+    public static func zoneOffset(checkSize size: Int) -> Int { (size + zoneRecordSize - 1) / zoneRecordSize * zoneRecordSize }
 
     /// Segment name for one generation of one master: `/vigil.<pid>.<generation>`.
     public static func segmentName(masterPid: Int32, generation: UInt64) -> String {

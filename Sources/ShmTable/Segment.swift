@@ -89,14 +89,16 @@ public final class Segment {
         return total
     }
 
-    /// Creates and fills a new segment. Fails (and leaves nothing behind) if the peers do not fit in `size`.
-    public static func create(name: String, size: Int, generation: UInt64, masterPid: Int32,
-                              checksum: UInt64, peers: [PeerEntry]) throws -> Segment {
+    /// Creates and fills a new segment: the check table in `size` bytes (check_shm_size), then `zoneRecords`
+    /// zeroed peer records. Fails (and leaves nothing behind) if the checked peers do not fit in `size`.
+    public static func create(name: String, size checkSize: Int, generation: UInt64, masterPid: Int32,
+                              checksum: UInt64, peers: [PeerEntry], zoneRecords: Int = 0) throws -> Segment {
         let strings = stringBytes(peers.map { ($0.upstream, $0.server) })
         let needed = Layout.bytesNeeded(peers: peers.count, stringBytes: strings)
-        guard needed <= size else {
-            throw ShmError("check_shm_size is too small: \(peers.count) peers need \(needed) bytes, the segment has \(size)")
+        guard needed <= checkSize else {
+            throw ShmError("check_shm_size is too small: \(peers.count) peers need \(needed) bytes, the segment has \(checkSize)")
         }
+        let size = zoneRecords > 0 ? Layout.zoneOffset(checkSize: checkSize) + zoneRecords * Layout.zoneRecordSize : checkSize
         _ = vigil_shm_unlink(name)   // a stale object of a dead master that had our pid
         let fd = vigil_shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0o644)
         guard fd >= 0 else { throw ShmError.sys("shm_open(\"\(name)\")") }
@@ -119,11 +121,14 @@ public final class Segment {
             throw ShmError.sys("eventfd()", e)
         }
         let seg = Segment(name: name, size: size, base: p, owner: true, doorbell: doorbell)
-        seg.fill(generation: generation, masterPid: masterPid, checksum: checksum, peers: peers, stringBytes: strings)
+        seg.fill(generation: generation, masterPid: masterPid, checksum: checksum, peers: peers, stringBytes: strings,
+                 checkSize: checkSize, zoneRecords: zoneRecords)
         return seg
     }
 
-    private func fill(generation: UInt64, masterPid: Int32, checksum: UInt64, peers: [PeerEntry], stringBytes: Int) {
+    /// A new object reads as zeros, so the zone area's records start with no connections and no failures.
+    private func fill(generation: UInt64, masterPid: Int32, checksum: UInt64, peers: [PeerEntry], stringBytes: Int,
+                      checkSize: Int, zoneRecords: Int) {
         memset(base, 0, Layout.headerSize + peers.count * Layout.slotSize)
         Layout.magic.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: 8) }
         put(Layout.versionOffset, Layout.version)
@@ -132,7 +137,7 @@ public final class Segment {
         put(Layout.generationOffset, generation)
         put(Layout.masterPidOffset, UInt32(bitPattern: masterPid))
         put(Layout.peerCountOffset, UInt32(peers.count))
-        let free = size - Layout.headerSize - stringBytes
+        let free = checkSize - Layout.headerSize - stringBytes
         put(Layout.peerCapacityOffset, UInt32(free / Layout.slotSize))
         put(Layout.slotSizeOffset, UInt32(Layout.slotSize))
         let stringsAt = Layout.headerSize + peers.count * Layout.slotSize
@@ -140,6 +145,8 @@ public final class Segment {
         put(Layout.stringTableSizeOffset, UInt32(stringBytes))
         put(Layout.checksumOffset, checksum)
         put(Layout.createdAtOffset, UInt64(bitPattern: vigil_realtime_ms()))
+        put(Layout.zoneOffsetOffset, UInt32(zoneRecords > 0 ? Layout.zoneOffset(checkSize: checkSize) : 0))
+        put(Layout.zoneRecordsOffset, UInt32(zoneRecords))
 
         var cursor = stringsAt
         var upstreamOffsets: [String: UInt32] = [:]
@@ -207,6 +214,9 @@ public final class Segment {
         guard slotsEnd <= size, stringsEnd <= size else {
             throw ShmError("segment \"\(name)\" is truncated: \(peerCount) peers do not fit in \(size) bytes")
         }
+        guard zoneOffset + zoneRecords * Layout.zoneRecordSize <= size else {
+            throw ShmError("segment \"\(name)\" is truncated: \(zoneRecords) zone records do not fit in \(size) bytes")
+        }
     }
 
     /// Removes the name; mappings stay valid until every process unmaps.
@@ -223,6 +233,15 @@ public final class Segment {
     public var createdAtMs: Int64 { Int64(bitPattern: field(Layout.createdAtOffset, UInt64.self)) }
 
     public var checker: CheckerLock { CheckerLock(base: base) }
+
+    var zoneOffset: Int { Int(field(Layout.zoneOffsetOffset, UInt32.self)) }
+    public var zoneRecords: Int { Int(field(Layout.zoneRecordsOffset, UInt32.self)) }
+
+    /// The passive state of peer record `i` of the zone area.
+    public func zoneRecord(_ i: Int) -> PeerCounters {
+        precondition(i >= 0 && i < zoneRecords, "zone record \(i) out of range")
+        return PeerCounters(base: base + zoneOffset + i * Layout.zoneRecordSize)
+    }
 
     public func slot(_ i: Int) -> PeerSlot {
         precondition(i >= 0 && i < peerCount, "peer index \(i) out of range")

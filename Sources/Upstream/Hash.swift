@@ -4,14 +4,13 @@ extension UpstreamBalancer {
     /// `(crc32(tries ++ key) >> 16) & 0x7fff` to that sum, 21 tries in all, then round robin takes over.
     func keyHash(_ key: String, now: UInt64, tried: [Peer]) -> Peer? {
         guard !primaries.isEmpty else { return nil }
-        let totalWeight = UInt64(primaries.reduce(0) { $0 + $1.weight })
         var sum: UInt64 = 0
         for rehash in 0...20 {
             var crc = CRC32.start
             if rehash > 0 { crc = CRC32.update(crc, String(rehash).utf8) }
             crc = CRC32.update(crc, key.utf8)
             sum += UInt64((CRC32.finish(crc) >> 16) & 0x7fff)
-            let p = primary(atWeight: Int(sum % totalWeight))
+            let p = primary(atWeight: Int(sum % UInt64(totalWeight)))
             if usable(p, now: now, tried: tried) { return chosen(p, now: now) }
         }
         return nil

@@ -3,7 +3,6 @@ extension UpstreamBalancer {
     func ipHash(_ addr: [UInt8], now: UInt64, tried: [Peer]) -> Peer? {
         guard !primaries.isEmpty else { return nil }
         let octets = addr.count == 4 ? Array(addr.prefix(3)) : addr
-        let totalWeight = primaries.reduce(0) { $0 + $1.weight }
         var hash = 89
         for _ in 0..<20 {
             for o in octets { hash = (hash * 113 + Int(o)) % 6271 }

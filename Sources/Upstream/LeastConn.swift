@@ -8,6 +8,7 @@ extension UpstreamBalancer {
         guard let b = best else { return nil }
         let bw = rampedWeight(b, now: now)
         let ties = peers.filter { usable($0, now: now, tried: tried) && $0.connections * bw == b.connections * rampedWeight($0, now: now) }
-        return ties.count > 1 ? roundRobin(ties, now: now, tried: tried) : chosen(b, now: now)
+        // Another worker of a `zone` may change the counts between these reads: the best then stands alone.
+        return ties.count > 1 ? roundRobin(ties, now: now, tried: tried) ?? chosen(b, now: now) : chosen(b, now: now)
     }
 }

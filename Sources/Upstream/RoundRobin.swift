@@ -18,7 +18,7 @@ extension UpstreamBalancer {
     /// Every method, as nginx's: a peer chosen after its fail_timeout starts a new failure window, so that a
     /// success clears its failures and a failed peer gets one request to prove itself.
     @inline(__always) func chosen(_ p: Peer, now: UInt64) -> Peer {
-        if now - p.checkedAt > p.failTimeout { p.checkedAt = now }
+        if Peer.elapsed(p.checkedAt, now) > p.failTimeout { p.checkedAt = now }
         return p
     }
 }

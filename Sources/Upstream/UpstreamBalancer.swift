@@ -14,6 +14,11 @@ public final class UpstreamBalancer {
     public var pool: KeepalivePool?
     /// `hash … consistent`: the ketama points.
     var points: ConsistentHashRing?
+    /// The primaries' weights summed: the range the hash methods and `random` place into.
+    let totalWeight: Int
+    /// `random`'s draws, seeded only for that method (a literal address's balancer is made per request when
+    /// `proxy_pass` has variables: a getrandom() each would be a system call per request).
+    var draws = RandomDraws(seed: 0)
     /// ip_hash and hash: a draining peer keeps the clients whose keys lead to it.
     private let sticky: Bool
     /// check_fail_open: the share of checked peers (percent) past which the down bit is ignored.
@@ -33,17 +38,22 @@ public final class UpstreamBalancer {
         // slow_start ramps weights in steps of 1/16 of a unit of weight, for round robin and least_conn.
         let ramps = (method == .roundRobin || method == .leastConn) && upstream.check != nil && upstream.servers.contains { $0.slowStart > 0 }
         var p: [Peer] = [], b: [Peer] = []
+        // With `zone`, the peers' records follow one another from the upstream's first (Configuration numbers them so).
+        var record = segment == nil ? nil : upstream.zoneRecord
         for server in upstream.servers {
             for a in server.addresses {
                 let slot = upstream.check == nil || server.down ? nil : checkedIndex["\(upstream.name)\u{0}\(a)"]
-                let peer = Peer(address: a, server: server, slot: slot, scale: ramps ? 16 : 1)
+                let peer = Peer(address: a, server: server, slot: slot, scale: ramps ? 16 : 1, shared: record.map { segment!.zoneRecord($0) })
+                record = record.map { $0 + 1 }
                 if server.backup { b.append(peer) } else { p.append(peer) }
             }
         }
         primaries = p
         backups = b
+        totalWeight = p.reduce(0) { $0 + $1.weight }
         peerCount = (p + b).count(where: { !$0.configuredDown })
         if case .hash(_, true) = method { points = ConsistentHashRing(primaries) }
+        if case .random = method { draws = RandomDraws(seed: .random(in: .min ... .max)) }
     }
 
     init(name: String, peers: [Peer]) {
@@ -54,6 +64,7 @@ public final class UpstreamBalancer {
         failOpenPercent = nil
         primaries = peers
         backups = []
+        totalWeight = peers.reduce(0) { $0 + $1.weight }
         peerCount = peers.count
     }
 
@@ -108,7 +119,7 @@ public final class UpstreamBalancer {
             case .drain: if !sticky { return false }
             }
         }
-        if p.maxFails > 0 && p.fails >= p.maxFails && now - p.checkedAt <= p.failTimeout { return false }
+        if p.maxFails > 0 && p.fails >= p.maxFails && Peer.elapsed(p.checkedAt, now) <= p.failTimeout { return false }
         if p.maxConns > 0 && p.connections >= p.maxConns { return false }
         return !tried.contains { $0 === p }
     }
@@ -118,8 +129,8 @@ public final class UpstreamBalancer {
     /// fail_timeout. The client's address is asked for only by ip_hash.
     public func select(clientAddress: () -> [UInt8], hashKey: String?, now: UInt64, tried: [Peer]) -> Peer? {
         if let p = pick(clientAddress: clientAddress, hashKey: hashKey, now: now, tried: tried) { return p }
-        for p in primaries { p.fails = 0 }
-        for p in backups { p.fails = 0 }
+        for p in primaries { p.clearFails() }
+        for p in backups { p.clearFails() }
         return nil
     }
 
@@ -136,6 +147,8 @@ public final class UpstreamBalancer {
             }
         case .leastConn:
             return leastConn(primaries, now: now, tried: tried) ?? leastConn(backups, now: now, tried: tried)
+        case .random(let two):
+            if let p = random(two: two, now: now, tried: tried) { return p }
         default:
             break
         }
@@ -147,7 +160,7 @@ public final class UpstreamBalancer {
         if failed {
             // Traffic-triggered re-check: the checker probes this peer now instead of at its next interval.
             if let i = peer.slot, let seg = segment, seg.slot(i).requestRecheck() { seg.ringDoorbell() }
-            peer.fails += 1
+            peer.addFail()
             peer.accessedAt = now
             peer.checkedAt = now
             if peer.maxFails > 0 {
@@ -155,11 +168,11 @@ public final class UpstreamBalancer {
             }
             if peer.effectiveWeight < 0 { peer.effectiveWeight = 0 }
         } else if peer.accessedAt < peer.checkedAt {
-            peer.fails = 0
+            peer.clearFails()
         }
     }
 
-    public func connected(_ peer: Peer, delta: Int) { peer.connections += delta }
+    public func connected(_ peer: Peer, delta: Int) { peer.addConnections(delta) }
 }
 
 extension UpstreamBalancer {

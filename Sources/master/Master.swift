@@ -171,7 +171,8 @@ final class Master {
     private func createSegment(generation: UInt64, plan: SegmentPlan) throws -> Segment {
         if let err = plan.fitError { throw ShmError(err) }
         return try Segment.create(name: Layout.segmentName(masterPid: pid, generation: generation), size: plan.size,
-                                  generation: generation, masterPid: pid, checksum: plan.checksum, peers: plan.entries)
+                                  generation: generation, masterPid: pid, checksum: plan.checksum, peers: plan.entries,
+                                  zoneRecords: plan.zoneRecords)
     }
 
     /// Segments left by masters that died without cleaning up (SIGKILL, power loss).

@@ -9,6 +9,10 @@ struct SegmentPlan {
     let checksum: UInt64
     let bytesNeeded: Int
     let size: Int
+    /// The zone area's records; their state starts afresh each generation, as nginx maps its upstream zones anew
+    /// on every reload (`noreuse`): old workers go on counting their connections in the old segment.
+    let zoneRecords: Int
+    let zones: [UpstreamZone]
 
     /// Identity of a checked peer across reloads.
     static func key(_ p: CheckedPeer) -> String {
@@ -47,10 +51,17 @@ struct SegmentPlan {
         bytesNeeded = Layout.bytesNeeded(peers: entries.count,
                                          stringBytes: Segment.stringBytes(entries.map { ($0.upstream, $0.server) }))
         size = config.shmSize
+        zoneRecords = config.zonedPeerCount
+        zones = config.upstreamZones
     }
 
-    /// nginx-style refusal when the table does not fit, with the size that would.
+    /// nginx-style refusal when a zone has no size or its peers do not fit it, or the check table does not fit
+    /// check_shm_size, with the size that would.
     var fitError: String? {
+        if let z = zones.first(where: { $0.size == 0 }) { return "zero size shared memory zone \"\(z.name)\"" }
+        for z in zones where z.peers * Layout.zoneRecordSize > z.size {
+            return "no memory in upstream zone \"\(z.name)\": its \(z.peers) peers need \(z.peers * Layout.zoneRecordSize) bytes in \(z.location)"
+        }
         guard bytesNeeded > size else { return nil }
         let mib = (bytesNeeded + (1 << 20) - 1) >> 20
         return "check_shm_size \(size) is too small for \(entries.count) checked peers: they need \(bytesNeeded) bytes, "

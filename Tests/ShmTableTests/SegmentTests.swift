@@ -109,6 +109,32 @@ final class SegmentTests: XCTestCase {
         XCTAssertThrowsError(try Segment.attach(name: segName)) { XCTAssertTrue("\($0)".contains("truncated"), "\($0)") }
     }
 
+    /// The zone area lies past check_shm_size, a zeroed record per zoned peer; what one mapping's counters
+    /// write, another mapping of the same object reads.
+    func testZoneRecords() throws {
+        let seg = try Segment.create(name: segName, size: (1 << 20) + 1, generation: 1, masterPid: 1, checksum: 0, peers: peers(3), zoneRecords: 5)
+        XCTAssertEqual(seg.zoneRecords, 5)
+        XCTAssertEqual(seg.size, (1 << 20) + 64 + 5 * Layout.zoneRecordSize, "the area starts on the next cache line")
+        XCTAssertEqual(seg.peerCapacity, try Segment.create(name: segName + "b", size: (1 << 20) + 1, generation: 1, masterPid: 1,
+                                                              checksum: 0, peers: peers(3)).peerCapacity, "the area takes nothing from the check table")
+        shm_unlink(segName + "b")
+        let r = seg.zoneRecord(4)
+        XCTAssertEqual([r.connections, r.fails], [0, 0])
+        XCTAssertEqual([r.checkedAt, r.accessedAt], [0, 0])
+        r.addConnections(3)
+        r.addConnections(-1)
+        r.addFail()
+        r.checkedAt = 1234
+        let attached = try Segment.attach(name: segName)   // kept: its records point into its mapping
+        let other = attached.zoneRecord(4)
+        XCTAssertEqual([other.connections, other.fails], [2, 1])
+        XCTAssertEqual(other.checkedAt, 1234)
+        XCTAssertEqual(seg.zoneRecord(3).connections, 0, "records do not overlap")
+        r.clearFails()
+        XCTAssertEqual(other.fails, 0)
+        withExtendedLifetime(attached) {}
+    }
+
     func testSegmentNames() {
         XCTAssertEqual(Layout.segmentName(masterPid: 123, generation: 4), "/vigil.123.4")
         XCTAssertEqual(Layout.parseSegmentName("vigil.123.4")?.pid, 123)

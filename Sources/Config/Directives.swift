@@ -33,7 +33,7 @@ enum Directives {
         var t: [String: [DirectiveSpec]] = [:]
         for spec in MainDirectives.specs + HTTPCore.specs + Proxy.specs + UpstreamDirectives.specs + CheckDirectives.specs
                     + SSLDirectives.specs + SSLDirectives.refused + RewriteDirectives.specs + MapDirective.specs
-                    + GzipDirectives.specs {
+                    + GzipDirectives.specs + AutoIndexDirectives.specs {
             t[spec.name, default: []].append(spec)
         }
         return t

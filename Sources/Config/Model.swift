@@ -322,6 +322,7 @@ public struct HTTPSettings: Sendable {
     public var gzip = GzipSettings()
     public var ssl = SSLSettings()
     public var status = StatusSettings()
+    public var autoIndex = AutoIndexSettings()
 
     public init() {}
 
@@ -334,6 +335,7 @@ public struct HTTPSettings: Sendable {
         gzip.merge(p.gzip)
         ssl.merge(p.ssl)
         status.merge(p.status)
+        autoIndex.merge(p.autoIndex)
     }
 }
 

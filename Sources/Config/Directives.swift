@@ -33,7 +33,8 @@ enum Directives {
         var t: [String: [DirectiveSpec]] = [:]
         for spec in MainDirectives.specs + HTTPCore.specs + Proxy.specs + UpstreamDirectives.specs + CheckDirectives.specs
                     + SSLDirectives.specs + SSLDirectives.refused + RewriteDirectives.specs + MapDirective.specs
-                    + GzipDirectives.specs + AutoIndexDirectives.specs {
+                    + GzipDirectives.specs + AutoIndexDirectives.specs
+                    + CharsetDirectives.specs {
             t[spec.name, default: []].append(spec)
         }
         return t

@@ -169,6 +169,9 @@ extension ProxySession {
             framing = canChunk ? .chunked : .close
         }
         let vary = compressible && settings.gzip.vary
+        let charset = contentType.flatMap {
+            CharsetFilter.charset(request, status: request.statusOverride ?? h.status, contentType: UnsafeRawBufferPointer(rebasing: parsed[$0]))
+        }
         let hidden = settings.proxy.hideHeaders, passed = settings.proxy.passHeaders
         let editsCookies = !settings.proxy.cookieDomains.isEmpty || !settings.proxy.cookiePaths.isEmpty || !settings.proxy.cookieFlags.isEmpty
         func relayed(_ name: String) -> Bool {
@@ -186,6 +189,9 @@ extension ProxySession {
                     // A Location rewritten to a path is made absolute, as for nginx's own redirects.
                     var text = redirected(value, isLocation: isLocation).map { isLocation ? request.service.pipeline.absolute(request, $0) : $0 } ?? value
                     text.withUTF8 { w.header(name, UnsafeRawBufferPointer($0)) }
+                } else if let charset, f.value == contentType {
+                    var labelled = String(decoding: parsed[f.value], as: UTF8.self) + "; charset=" + charset
+                    labelled.withUTF8 { w.header(name, UnsafeRawBufferPointer($0)) }
                 } else if editsCookies && RequestParser.matches(parsed[f.name], lowercase: "set-cookie"),
                           var edited = CookieEditor.edit(String(decoding: parsed[f.value], as: UTF8.self), settings.proxy, request) {
                     edited.withUTF8 { w.header(name, UnsafeRawBufferPointer($0)) }

@@ -54,8 +54,10 @@ enum AutoIndex {
         let sink = r.sink
         let compressible = GzipFilter.eligible(r, status: r.statusOverride ?? 200, contentType: contentType, contentLength: nil, encoded: false)
         let gzipping = compressible && GzipFilter.accepted(r) && sink.startGzip(length: nil)
+        let charset = CharsetFilter.charset(r, status: r.statusOverride ?? 200, contentType: contentType)
+        let labelled = charset.map { contentType + "; charset=" + $0 } ?? contentType
         sink.sendHead(status: 200, framing: isHead ? .length : r.transport.framesUnknownLength ? .chunked : .close) { w in
-            w.header("Content-Type", contentType)
+            w.header("Content-Type", labelled)
             if gzipping { w.header("Content-Encoding", "gzip") }
             if compressible && r.settings.gzip.vary { w.header("Vary", "Accept-Encoding") }
         }
@@ -66,7 +68,8 @@ enum AutoIndex {
         entries.sort { $0.isDirectory != $1.isDirectory ? $0.isDirectory : $0.name.lexicographicallyPrecedes($1.name) }
         let body: [UInt8]
         switch format {
-        case .html: body = html(entries, r)
+        // Names are cut by characters when the page's charset (the charset filter's) is utf-8, else by bytes.
+        case .html: body = html(entries, r, utf8: charset?.lowercased() == "utf-8")
         case .json, .jsonp: body = json(entries, callback: callback)
         case .xml: body = xml(entries)
         }
@@ -140,9 +143,7 @@ enum AutoIndex {
     static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
     /// The HTML page: names cut to 50 characters (47 and "..>"), padded to line up the date and size columns.
-    /// Characters are bytes unless the response's charset is utf-8.
-    static func html(_ entries: [Entry], _ r: RequestContext) -> [UInt8] {
-        let utf8 = false
+    static func html(_ entries: [Entry], _ r: RequestContext, utf8: Bool) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(200 + entries.count * 140)
         let uri = Array(r.uri.utf8)

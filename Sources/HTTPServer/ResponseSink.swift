@@ -38,7 +38,7 @@ public struct ResponseSink {
         }
         let vary = compressible && r.settings.gzip.vary
         sendHead(status: status, framing: .length) { w in
-            if let contentType { w.header("Content-Type", contentType) }
+            if let contentType { w.header("Content-Type", CharsetFilter.labelled(r, status: r.statusOverride ?? status, contentType: contentType)) }
             if !(isHead && omitLengthForHead) && status != 304 { w.header("Content-Length", body.count) }
             if let encoding { w.header("Content-Encoding", encoding) }
             if vary { w.header("Vary", "Accept-Encoding") }

@@ -141,4 +141,18 @@ final class AutoIndexParityTests: XCTestCase {
         XCTAssertTrue(String(decoding: page, as: UTF8.self).contains("<h1>Index of /gz/</h1>"))
         XCTAssertEqual(page, curl(nport))
     }
+
+    /// A directory the workers may search but not read: no index file there, and opendir() fails (root's workers
+    /// are nobody; another user lacks the read bit on a directory of its own).
+    func testUnreadableDirectoryIsForbidden() throws {
+        let port = freePort()
+        try FileManager.default.createDirectory(atPath: dir + "/private", withIntermediateDirectories: true)
+        chmod(dir + "/private", 0o311)
+        defer { chmod(dir + "/private", 0o755) }
+        let vigil = try Vigil(config: Vigil.config(http: "server { listen 127.0.0.1:\(port); root \(dir); autoindex on; }"))
+        defer { vigil.cleanup() }
+        _ = try vigil.start()
+        XCTAssertEqual(try httpExchange(port, getRequest("/private/")).status, 403)
+        XCTAssertTrue(vigil.errorLog().contains("opendir() \"\(dir)/private\" failed (13: Permission denied)"), vigil.errorLog())
+    }
 }

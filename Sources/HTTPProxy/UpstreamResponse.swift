@@ -190,7 +190,7 @@ extension ProxySession {
                     var text = redirected(value, isLocation: isLocation).map { isLocation ? request.service.pipeline.absolute(request, $0) : $0 } ?? value
                     text.withUTF8 { w.header(name, UnsafeRawBufferPointer($0)) }
                 } else if let charset, f.value == contentType {
-                    var labelled = String(decoding: parsed[f.value], as: UTF8.self) + "; charset=" + charset
+                    var labelled = CharsetFilter.labelled(String(decoding: parsed[f.value], as: UTF8.self), charset: charset)
                     labelled.withUTF8 { w.header(name, UnsafeRawBufferPointer($0)) }
                 } else if editsCookies && RequestParser.matches(parsed[f.name], lowercase: "set-cookie"),
                           var edited = CookieEditor.edit(String(decoding: parsed[f.value], as: UTF8.self), settings.proxy, request) {

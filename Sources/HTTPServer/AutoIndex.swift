@@ -21,6 +21,7 @@ enum AutoIndex {
     static func serve(_ r: RequestContext) -> Bool {
         guard r.settings.autoIndex.on, r.uri.hasSuffix("/"), r.method == "GET" || r.method == "HEAD" else { return false }
         let pipeline = r.service.pipeline!, log = r.service.log
+        guard StaticFiles.isSafe(r.uri) else { pipeline.respondError(r, 400); return true }
         var path = StaticFiles.filePath(r.uri, r)
         if path.utf8.count > 1 && path.hasSuffix("/") { path.removeLast() }
 
@@ -55,7 +56,7 @@ enum AutoIndex {
         let compressible = GzipFilter.eligible(r, status: r.statusOverride ?? 200, contentType: contentType, contentLength: nil, encoded: false)
         let gzipping = compressible && GzipFilter.accepted(r) && sink.startGzip(length: nil)
         let charset = CharsetFilter.charset(r, status: r.statusOverride ?? 200, contentType: contentType)
-        let labelled = charset.map { contentType + "; charset=" + $0 } ?? contentType
+        let labelled = CharsetFilter.labelled(contentType, charset: charset)
         sink.sendHead(status: 200, framing: isHead ? .length : r.transport.framesUnknownLength ? .chunked : .close) { w in
             w.header("Content-Type", labelled)
             if gzipping { w.header("Content-Encoding", "gzip") }

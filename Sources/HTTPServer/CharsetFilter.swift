@@ -21,6 +21,10 @@ public enum CharsetFilter {
     }
 
     public static func labelled(_ r: RequestContext, status: Int, contentType: String) -> String {
-        charset(r, status: status, contentType: contentType).map { contentType + "; charset=" + $0 } ?? contentType
+        labelled(contentType, charset: charset(r, status: status, contentType: contentType))
+    }
+
+    public static func labelled(_ contentType: String, charset: String?) -> String {
+        charset.map { contentType + "; charset=" + $0 } ?? contentType
     }
 }

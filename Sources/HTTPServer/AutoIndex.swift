@@ -141,7 +141,6 @@ enum AutoIndex {
     }
 
     static let nameWidth = 50
-    static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
     /// The HTML page: names cut to 50 characters (47 and "..>"), padded to line up the date and size columns.
     static func html(_ entries: [Entry], _ r: RequestContext, utf8: Bool) -> [UInt8] {
@@ -183,7 +182,7 @@ enum AutoIndex {
             out.append(UInt8(ascii: " "))
             var t = time_t(e.mtime + offset), tmv = tm()
             gmtime_r(&t, &tmv)
-            out += Array("\(two(tmv.tm_mday))-\(months[Int(tmv.tm_mon)])-\(tmv.tm_year + 1900) \(two(tmv.tm_hour)):\(two(tmv.tm_min)) ".utf8)
+            out += Array("\(Clock.two(tmv.tm_mday))-\(Clock.months[Int(tmv.tm_mon)])-\(tmv.tm_year + 1900) \(Clock.two(tmv.tm_hour)):\(Clock.two(tmv.tm_min)) ".utf8)
             out += Array(sizeColumn(e, exact: r.settings.autoIndex.exactSize).utf8)
             out += [13, 10]
         }
@@ -227,7 +226,7 @@ enum AutoIndex {
         for e in entries {
             var t = time_t(e.mtime), tmv = tm()
             gmtime_r(&t, &tmv)
-            let mtime = "\(padded(String(tmv.tm_year + 1900), 4))-\(two(tmv.tm_mon + 1))-\(two(tmv.tm_mday))T\(two(tmv.tm_hour)):\(two(tmv.tm_min)):\(two(tmv.tm_sec))Z"
+            let mtime = "\(padded(String(tmv.tm_year + 1900), 4))-\(Clock.two(tmv.tm_mon + 1))-\(Clock.two(tmv.tm_mday))T\(Clock.two(tmv.tm_hour)):\(Clock.two(tmv.tm_min)):\(Clock.two(tmv.tm_sec))Z"
             out += Array("<\(type(e)) mtime=\"\(mtime)\(e.isFile ? "\" size=\"\(e.size)" : "")\">".utf8)
             HTMLText.append(e.name, to: &out)
             out += Array("</\(type(e))>\r\n".utf8)
@@ -237,8 +236,6 @@ enum AutoIndex {
     }
 
     static func type(_ e: Entry) -> String { e.isDirectory ? "directory" : e.isFile ? "file" : "other" }
-
-    static func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
 
     static func padded(_ s: String, _ width: Int) -> String { String(repeating: " ", count: max(0, width - s.utf8.count)) + s }
 

@@ -356,6 +356,8 @@ public struct HTTPSettings: Sendable {
     public var charset = CharsetSettings()
     public var ssl = SSLSettings()
     public var status = StatusSettings()
+    public var autoIndex = AutoIndexSettings()
+    public var charset = CharsetSettings()
 
     public init() {}
 
@@ -369,6 +371,8 @@ public struct HTTPSettings: Sendable {
         charset.merge(p.charset)
         ssl.merge(p.ssl)
         status.merge(p.status)
+        autoIndex.merge(p.autoIndex)
+        charset.merge(p.charset)
     }
 }
 

@@ -5,7 +5,7 @@ import Glibc
 /// The time formats nginx prints: in the error log, the access log and the Date, Expires and Last-Modified
 /// headers.
 public enum Clock {
-    static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    public static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
     static let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
 
     private static func local() -> tm {
@@ -110,7 +110,8 @@ public enum Clock {
     /// `$msec`: seconds since the epoch with milliseconds, `1700000000.123`.
     public static func msec(_ ms: Int64) -> String { "\(ms / 1000).\(String(ms % 1000).leftPadded(3))" }
 
-    static func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+    /// Two digits, as `%02d`.
+    public static func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
 }
 
 extension String {

@@ -151,6 +151,21 @@ public enum URIPath {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// nginx's escaping of a URI component (a file name in a link): every byte but ALPHA, DIGIT, `-`, `.`, `_`
+    /// and `~` as %XX (upper-case hex).
+    public static func appendEscapedComponent<S: Sequence<UInt8>>(_ bytes: S, to out: inout [UInt8]) {
+        let hex = Array("0123456789ABCDEF".utf8)
+        for c in bytes {
+            switch c {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+                out.append(c)
+            default:
+                out += [percent, hex[Int(c >> 4)], hex[Int(c & 0xF)]]
+            }
+        }
+    }
+
     @inline(__always) static func needsEscape(_ c: UInt8) -> Bool {
         switch c {
         case 0...0x20, 0x7F...0xFF: true

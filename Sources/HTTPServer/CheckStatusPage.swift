@@ -222,8 +222,7 @@ struct CheckStatusPage {
     }
 
     /// The reference prints names raw; a name like `we<ird>` would break the page.
-    static func htmlEscape(_ s: String) -> String { escaped(s, htmlEscapes) }
-    static let htmlEscapes: [Character: String] = ["&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;"]
+    static func htmlEscape(_ s: String) -> String { HTMLText.escape(s) }
 
     /// `s` with each character `table` names replaced; nothing is copied when none occurs.
     static func escaped(_ s: String, _ table: [Character: String]) -> String {

@@ -171,7 +171,7 @@ public final class RequestPipeline {
             CheckStatusPage.serve(r)
         case .none:
             switch IndexFiles.run(r) {
-            case .declined: StaticFiles.serve(r)
+            case .declined: if !AutoIndex.serve(r) { StaticFiles.serve(r) }
             case .redirect(let uri): internalRedirect(r, uri: uri, args: r.args)
             case .status(let code): respondError(r, code)
             }

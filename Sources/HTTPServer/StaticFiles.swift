@@ -18,12 +18,15 @@ enum StaticFiles {
         return alias.path + String(decoding: uri.utf8.dropFirst(prefix.utf8.count), as: UTF8.self)
     }
 
+    /// No ".." segment and no NUL: a URI a rewrite made may name no file above the root.
+    static func isSafe(_ uri: String) -> Bool { !uri.contains("/../") && !uri.hasSuffix("/..") && !uri.contains("\0") }
+
     static func serve(_ request: RequestContext) {
         let pipeline = request.service.pipeline!, log = request.service.log
         let method = request.method
         guard method == "GET" || method == "HEAD" else { pipeline.respondError(request, 405); return }
         let path = request.uri
-        guard !path.contains("/../"), !path.hasSuffix("/.."), !path.contains("\0") else { pipeline.respondError(request, 400); return }
+        guard isSafe(path) else { pipeline.respondError(request, 400); return }
         let file = filePath(path, request)
         // The index module found nothing to redirect to: as nginx's content phase.
         if file.hasSuffix("/") {

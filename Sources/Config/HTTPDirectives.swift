@@ -328,7 +328,21 @@ enum HTTPCore {
             switch p {
             case "default_server", "default": listen.defaultServer = true
             case "reuseport": listen.reusePort = true
-            case "bind", "deferred": break   // Vigil binds every address it listens on
+            case "bind": break   // Vigil binds every address it listens on
+            case "deferred": listen.options.deferred = true
+            case _ where p.hasPrefix("rcvbuf="):
+                guard let n = Values.size(String(p.dropFirst(7))), n > 0, n <= Int(Int32.max) else { throw call.error("invalid rcvbuf \"\(p.dropFirst(7))\"") }
+                listen.options.receiveBuffer = Int32(n)
+            case _ where p.hasPrefix("sndbuf="):
+                guard let n = Values.size(String(p.dropFirst(7))), n > 0, n <= Int(Int32.max) else { throw call.error("invalid sndbuf \"\(p.dropFirst(7))\"") }
+                listen.options.sendBuffer = Int32(n)
+            case _ where p.hasPrefix("fastopen="):
+                guard let n = Values.plainNumber(p.dropFirst(9)), n <= Int(Int32.max) else { throw call.error("invalid fastopen \"\(p.dropFirst(9))\"") }
+                listen.options.fastOpen = Int32(n)
+            case _ where p.hasPrefix("so_keepalive="):
+                try parseKeepalive(String(p.dropFirst(13)), into: &listen.options, call)
+            case _ where p.hasPrefix("accept_filter="):
+                call.warn("accept filters \"\(p)\" are not supported on this platform, ignored")
             case _ where p.hasPrefix("backlog="):
                 guard let n = Values.plainNumber(p.dropFirst(8)), n > 0, n <= Int(Int32.max) else {
                     throw call.error("invalid backlog \"\(p.dropFirst(8))\"")
@@ -344,6 +358,31 @@ enum HTTPCore {
             }
         }
         server.listens.append(listen)
+    }
+
+    /// `so_keepalive=on|off|[idle]:[interval]:[count]`, as nginx reads it.
+    private static func parseKeepalive(_ v: String, into o: inout ListenOptions, _ call: Call) throws {
+        let invalid = call.error("invalid so_keepalive value: \"\(v)\"")
+        switch v {
+        case "on": o.keepalive = true
+        case "off": o.keepalive = false
+        default:
+            let parts = v.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 3 else { throw invalid }
+            func seconds(_ s: Substring) throws -> Int32? {
+                if s.isEmpty { return nil }
+                guard let n = Values.seconds(String(s)), n > 0, n <= Int(Int32.max) else { throw invalid }
+                return Int32(n)
+            }
+            o.keepaliveIdle = try seconds(parts[0])
+            o.keepaliveInterval = try seconds(parts[1])
+            if !parts[2].isEmpty {
+                guard let n = Values.plainNumber(parts[2]), n > 0, n <= Int(Int32.max) else { throw invalid }
+                o.keepaliveCount = Int32(n)
+            }
+            guard o.keepaliveIdle != nil || o.keepaliveInterval != nil || o.keepaliveCount != nil else { throw invalid }
+            o.keepalive = true
+        }
     }
 
     static func parseLocation(_ call: Call) throws {

@@ -68,7 +68,21 @@ public struct Listen: Sendable, Equatable {
     public var ipv6Only: Bool
     /// `listen … ssl`: connections on this address start with a TLS handshake.
     public var ssl = false
+    public var options = ListenOptions()
     public var location: SourceLocation
+}
+
+/// The socket options `listen` may set on its socket (accepted connections inherit them).
+public struct ListenOptions: Sendable, Equatable {
+    public var receiveBuffer: Int32?
+    public var sendBuffer: Int32?
+    /// `deferred`: accept() only once the client has sent data (TCP_DEFER_ACCEPT).
+    public var deferred = false
+    /// `fastopen=N`: TCP Fast Open's queue of pending handshakes.
+    public var fastOpen: Int32?
+    /// `so_keepalive=on|off|idle:interval:count` (nil: the system's; seconds, count).
+    public var keepalive: Bool?
+    public var keepaliveIdle: Int32?, keepaliveInterval: Int32?, keepaliveCount: Int32?
 }
 
 public enum CheckType: String, CaseIterable, Sendable {
@@ -357,7 +371,6 @@ public struct HTTPSettings: Sendable {
     public var ssl = SSLSettings()
     public var status = StatusSettings()
     public var autoIndex = AutoIndexSettings()
-    public var charset = CharsetSettings()
 
     public init() {}
 
@@ -372,7 +385,6 @@ public struct HTTPSettings: Sendable {
         ssl.merge(p.ssl)
         status.merge(p.status)
         autoIndex.merge(p.autoIndex)
-        charset.merge(p.charset)
     }
 }
 

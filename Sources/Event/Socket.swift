@@ -71,6 +71,12 @@ public enum Socket {
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_QUICKACK, &zero, socklen_t(MemoryLayout<Int32>.size))
     }
 
+    /// An integer socket option; false when the kernel refused it (errno says why).
+    public static func setOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32) -> Bool {
+        var v = value
+        return setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) == 0
+    }
+
     /// The close that follows sends a RST and frees the socket at once, unsent data dropped (SO_LINGER 0:
     /// nginx's reset_timedout_connection), instead of lingering in FIN_WAIT with a client that is gone.
     public static func resetOnClose(_ fd: Int32) {

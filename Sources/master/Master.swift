@@ -89,7 +89,7 @@ final class Master {
         for n in config.notices { log.notice("\(n)") }
 
         let sockets: [ListeningSocket]
-        do { sockets = try listeners.prepare(for: config) } catch { return fatal("\(error)") }
+        do { sockets = try listeners.prepare(for: config, log: log) } catch { return fatal("\(error)") }
         if let err = SegmentPlan(config: config).fitError { return fatal(err) }
         let accessLogs: AccessLogFiles
         do {
@@ -273,7 +273,7 @@ final class Master {
         }
         let plan = SegmentPlan(config: newConf, previous: (current.config, current.segment))
         let sockets: [ListeningSocket]
-        do { sockets = try listeners.prepare(for: newConf) } catch {
+        do { sockets = try listeners.prepare(for: newConf, log: log) } catch {
             log.emerg("\(error)")
             return
         }

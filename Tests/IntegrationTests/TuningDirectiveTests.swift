@@ -54,3 +54,32 @@ final class TuningDirectiveTests: XCTestCase {
         }
     }
 }
+
+/// `listen`'s socket options reach the listening socket, as `ss` reports them.
+final class ListenOptionTests: XCTestCase {
+    func testListenSocketOptions() throws {
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/ss") || FileManager.default.isExecutableFile(atPath: "/bin/ss"),
+                          "iproute2 is not installed (scripts/install-deps installs it)")
+        let port = freePort()
+        let vigil = try Vigil(config: Vigil.config(http: """
+            server {
+                listen 127.0.0.1:\(port) rcvbuf=64k sndbuf=32k deferred so_keepalive=30s:10s:3 fastopen=16 backlog=77;
+                location / { return 200 "ok"; }
+            }
+            """))
+        defer { vigil.cleanup() }
+        _ = try vigil.start()
+        let ss = runCommand("/usr/bin/env", ["ss", "-ltnm", "sport = :\(port)"])
+        XCTAssertTrue(ss.stdout.contains(" 77 "), "the backlog: \(ss.stdout)")
+        // The kernel doubles what it is given, for its own bookkeeping.
+        XCTAssertTrue(ss.stdout.contains("rb131072") && ss.stdout.contains("tb65536"), ss.stdout)
+        XCTAssertEqual(httpGet(port, "/")?.body, "ok", "deferred accept still answers a client that sends")
+        for (params, message) in [("rcvbuf=lots", "invalid rcvbuf \"lots\""), ("so_keepalive=1:2", "invalid so_keepalive value: \"1:2\""),
+                                  ("setfib=1", "invalid parameter \"setfib=1\"")] {
+            try vigil.write(config: Vigil.config(http: "server { listen 127.0.0.1:\(port) \(params); }"))
+            let t = vigil.vigil(["-t"])
+            XCTAssertEqual(t.status, 1, params)
+            XCTAssertTrue(t.stderr.contains(message), "\(params): \(t.stderr)")
+        }
+    }
+}

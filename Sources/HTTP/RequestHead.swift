@@ -73,6 +73,16 @@ public struct RequestHead: Sendable {
         return nil
     }
 
+    /// Every value of header `name`, joined by `separator` (as nginx 1.23+ gives `$http_*`); nil when there is none.
+    public static func joinedValues(of name: String, in bytes: UnsafeRawBufferPointer, _ fields: [HeaderField], separator: String) -> String? {
+        var joined: String?
+        for f in fields where RequestParser.equalsIgnoringASCIICase(UnsafeRawBufferPointer(rebasing: bytes[f.name]), name) {
+            let v = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[f.value]), as: UTF8.self)
+            joined = joined.map { $0 + separator + v } ?? v
+        }
+        return joined
+    }
+
     /// The first value of header `name` as a String. (The request path reads a header through its request,
     /// which borrows the block: calling a method on a head stored in a class copies the whole head.)
     public func header(_ name: String) -> String? {

@@ -70,7 +70,10 @@ public enum HeadersFilter {
             if r.response.replaced.contains(field: h.name),
                added[(i + 1)...].contains(where: { ($0.always || normal) && $0.name.lowercased() == h.name.lowercased() }) { continue }
             let value = h.value.render(r)
-            if !value.isEmpty { w.header(h.name, value) }
+            guard !value.isEmpty else { continue }
+            w.header(h.name, value)
+            // `$sent_http_*` in a later add_header sees this one, as in nginx.
+            r.sentHead?.append(contentsOf: "\(h.name): \(value)\r\n".utf8)
         }
     }
 

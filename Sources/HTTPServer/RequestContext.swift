@@ -126,6 +126,14 @@ public final class RequestContext: ScriptContext {
 
     public func header(_ name: String) -> String? { withHeader(name) { String(decoding: $0, as: UTF8.self) } }
 
+    /// All the values of header `name` as one: a Cookie's joined by "; ", any other's by ", ".
+    public func joinedHeader(_ name: String) -> String? {
+        let fields = head.fields
+        return head.block.withUnsafeBytes {
+            RequestHead.joinedValues(of: name, in: $0, fields, separator: name == "cookie" ? "; " : ", ")
+        }
+    }
+
     /// The location chosen again for a rewritten URI (a regex location's groups become the request's), or a
     /// named one.
     func relocate(_ choice: LocationChoice) {

@@ -52,7 +52,7 @@ struct Variables {
         case .connectionTime: return Clock.seconds(fromMicroseconds: (service.loop.now - client.openedAt) * 1000)
         case .pid: return String(getpid())
         case .contentLength: return request.head.contentLength.map(String.init)
-        case .contentType: return request.header("content-type")
+        case .contentType: return request.joinedHeader("content-type")
         case .upstreamAddr: return request.upstreamAttempts.list { $0.address }
         case .upstreamStatus: return request.upstreamAttempts.list { $0.status.map(String.init) }
         case .upstreamResponseTime: return request.upstreamAttempts.list { $0.elapsedUs.map(Clock.seconds(fromMicroseconds:)) }
@@ -63,9 +63,10 @@ struct Variables {
         case .upstreamBytesSent: return request.upstreamAttempts.list { String($0.bytesSent) }
         case .upstreamHeader(let name):
             guard let (block, fields) = request.upstreamHead else { return nil }
-            return block.withUnsafeBytes { RequestHead.value(of: name, in: $0, fields).map { String(decoding: $0, as: UTF8.self) } }
+            return block.withUnsafeBytes { RequestHead.joinedValues(of: name, in: $0, fields, separator: ", ") }
         case .sentTrailer(let name):
-            return request.sentTrailers.first { $0.name.lowercased() == name }?.value
+            let values = request.sentTrailers.filter { $0.name.lowercased() == name }.map(\.value)
+            return values.isEmpty ? nil : values.joined(separator: ", ")
         case .sentHeader(let name):
             guard let head = request.sentHead else { return nil }
             return Variables.field(name, inHead: head)
@@ -85,7 +86,7 @@ struct Variables {
         case .proxyAddXForwardedFor:
             if let xff = request.header("x-forwarded-for") { return xff + ", " + client.address }
             return client.address
-        case .httpHeader(let name): return request.header(name)
+        case .httpHeader(let name): return request.joinedHeader(name)
         case .arg(let key):
             // As nginx: the arguments as they are now (after a rewrite), the name in any case.
             guard let q = request.args else { return nil }
@@ -97,7 +98,8 @@ struct Variables {
                 }
             }
             return nil
-        case .cookie(let name): return Variables.cookie(name, in: request.header("cookie"))
+        case .cookie(let name): return Variables.cookie(name, in: request.joinedHeader("cookie"))
+        case .remoteUser: return Variables.basicUser(request.header("authorization"))
         case .user(let i): return request.userValue(i) ?? mapped(i)
         case .capture(let n): return request.captures?.group(n)
         case .timeISO8601: return Clock.iso8601()
@@ -128,15 +130,13 @@ struct Variables {
         return v
     }
 
-    /// `$sent_http_name` in a written head (status line, then `Name: value` lines): as nginx 1.22, the first
-    /// field of that name, or for Cache-Control and Link all of them joined by ", ".
+    /// `$sent_http_name` in a written head (status line, then `Name: value` lines): every field of that name,
+    /// joined by ", " (as nginx 1.23+).
     static func field(_ name: String, inHead head: [UInt8]) -> String? {
-        let joins = name == "cache-control" || name == "link"
         var values: [String] = []
         for line in String(decoding: head, as: UTF8.self).split(separator: "\r\n").dropFirst() {
             guard let colon = line.firstIndex(of: ":"), line[..<colon].lowercased() == name else { continue }
             values.append(String(line[line.index(after: colon)...].drop(while: { $0 == " " })))
-            if !joins { break }
         }
         return values.isEmpty ? nil : values.joined(separator: ", ")
     }
@@ -158,6 +158,15 @@ struct Variables {
     static func lower(_ b: UInt8) -> UInt8 { b >= 0x41 && b <= 0x5A ? b | 0x20 : b }
 
     /// `$cookie_name`: the value of `name` in the Cookie header (`a=1; b=2`).
+    /// `$remote_user`: the user of an `Authorization: Basic` header, as nginx decodes it (nil when there is none
+    /// or it is not valid base64 with a colon).
+    static func basicUser(_ header: String?) -> String? {
+        guard let header, header.count > 6, header.prefix(6).lowercased() == "basic " else { return nil }
+        guard let decoded = Base64.decode(header.dropFirst(6).drop(while: { $0 == " " })),
+              let colon = decoded.firstIndex(of: UInt8(ascii: ":")) else { return nil }
+        return String(decoding: decoded[..<colon], as: UTF8.self)
+    }
+
     static func cookie(_ name: String, in header: String?) -> String? {
         guard let header else { return nil }
         for pair in header.split(separator: ";") {

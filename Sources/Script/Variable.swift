@@ -1,7 +1,7 @@
 /// nginx's variables: built-in ones resolved to a case once, when a template is compiled, so that rendering
 /// does not compare names; and the configuration's own (`set`, `map`), numbered in a `VariableTable`.
 public enum Variable: Equatable {
-    case remoteAddr, binaryRemoteAddr, remotePort, timeLocal, msec, request, requestMethod, requestURI, uri, args, isArgs
+    case remoteAddr, remoteUser, binaryRemoteAddr, remotePort, timeLocal, msec, request, requestMethod, requestURI, uri, args, isArgs
     case serverProtocol, scheme, host, hostname, serverName, serverPort, serverAddr, status, bodyBytesSent
     case bytesSent, requestLength, requestTime, connection, connectionRequests, connectionTime, pid, contentLength, contentType
     case upstreamAddr, upstreamStatus, upstreamResponseTime, upstreamConnectTime, upstreamHeaderTime
@@ -43,11 +43,12 @@ public enum Variable: Equatable {
     public static func isBuiltin(_ name: String) -> Bool { builtin(name) != .none || isKnownUnset(name) }
 
     /// nginx variables Vigil knows and leaves empty (no HTTP authentication, no real-IP module…).
-    public static func isKnownUnset(_ name: String) -> Bool { ["remote_user", "binary_remote_addr_raw"].contains(name) }
+    public static func isKnownUnset(_ name: String) -> Bool { name == "binary_remote_addr_raw" }
 
     private static func builtin(_ name: String) -> Variable {
         switch name {
         case "remote_addr": return .remoteAddr
+        case "remote_user": return .remoteUser
         case "binary_remote_addr": return .binaryRemoteAddr
         case "remote_port": return .remotePort
         case "time_local": return .timeLocal

@@ -39,6 +39,11 @@ public final class Configuration {
     /// Every access log file and client body temp directory of any level, each once: the master opens the
     /// logs and makes the directories before workers give up root.
     public private(set) var accessLogPaths: [String] = []
+    /// The error logs of http, server and location levels, each list once: a request's errors go to its
+    /// level's (LogSettings.errorLogSet indexes this).
+    public private(set) var requestErrorLogs: [[ErrorLogTarget]] = []
+    /// Their files, which the workers' user must be able to reopen.
+    public var requestErrorLogPaths: [String] { requestErrorLogs.flatMap { $0.map(\.path) }.filter { $0 != "stderr" } }
     public private(set) var clientBodyTempPaths: [String] = []
 
     /// The checked peers in shm index order, filled by `finish()`.
@@ -269,6 +274,14 @@ public final class Configuration {
         s.core.$clientBodyTempPath.resolve(fullPath)
         note(s.core.clientBodyTempPath, in: &clientBodyTempPaths)
         for target in s.log.accessLogs where target.pathTemplate == nil { note(target.path, in: &accessLogPaths) }
+        if !s.log.errorLogs.isEmpty {
+            if let i = requestErrorLogs.firstIndex(of: s.log.errorLogs) {
+                s.log.errorLogSet = i
+            } else {
+                s.log.errorLogSet = requestErrorLogs.count
+                requestErrorLogs.append(s.log.errorLogs)
+            }
+        }
     }
 
     private func note(_ path: String, in paths: inout [String]) {

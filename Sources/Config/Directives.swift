@@ -199,8 +199,7 @@ enum MainDirectives {
             if case .main = call.context {
                 call.configuration.errorLogs.append(target)
             } else {
-                _ = target
-                call.noEffect("errors of every level go to the main error_log")
+                Directives.withSettings(call) { $0.log.errorLogs.append(target) }
             }
         },
         Directives.spec("env", .main, .one) { call in call.configuration.env.append(call.words[1]) },

@@ -84,7 +84,7 @@ public final class ProxyHandler: RequestHandler {
         case .variableURL(let t):
             let url = t.render(r)
             guard let (scheme, rest) = ProxyPass.splitScheme(url) else {
-                log.error("invalid URL prefix in \"\(url)\"\(r.logContext)")
+                r.log.error("invalid URL prefix in \"\(url)\"\(r.logContext)")
                 return r.service.pipeline.respondError(r, 500)
             }
             return proxy(r, pass, route, scheme: scheme, to: rest)
@@ -130,11 +130,11 @@ public final class ProxyHandler: RequestHandler {
             return start(r, pass, route, balancer, scheme: scheme, uri: uri)
         }
         guard let (host, port) = Resolver.hostAndPort(hostPort, defaultPort: defaultPort) else {
-            log.error("invalid URL prefix in \"\(scheme)://\(target)\"\(r.logContext)")
+            r.log.error("invalid URL prefix in \"\(scheme)://\(target)\"\(r.logContext)")
             return r.service.pipeline.respondError(r, 500)
         }
         guard let resolver = r.settings.core.resolver.map({ dns($0) }) else {
-            log.error("no resolver defined to resolve \(host)\(r.logContext)")
+            r.log.error("no resolver defined to resolve \(host)\(r.logContext)")
             return r.service.pipeline.respondError(r, 502)
         }
         resolver.resolve(host, timeoutMs: r.settings.core.resolverTimeout) { [weak self, weak r] result in
@@ -145,7 +145,7 @@ public final class ProxyHandler: RequestHandler {
                 let peers = addresses.map { PeerAddress(host: $0.host, port: port, isIPv6: $0.isIPv6) }
                 self.start(r, pass, route, UpstreamBalancer(literal: hostPort, addresses: peers), scheme: scheme, uri: uri)
             case .failure(let error):
-                self.log.error("\(host) could not be resolved (\(error))\(r.logContext)")
+                r.log.error("\(host) could not be resolved (\(error))\(r.logContext)")
                 r.service.pipeline.respondError(r, 502)
             }
         }

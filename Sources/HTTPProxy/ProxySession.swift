@@ -119,7 +119,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         let client = request.client
         guard let p = balancer.select(clientAddress: { client.addressBytes }, hashKey: hashKey(), now: loop.now, tried: tried) else {
             if tried.isEmpty {
-                proxy.log.error("no live upstreams while connecting to upstream\(request.logContext), upstream: \"http://\(balancer.name)\(request.head.target)\"")
+                request.log.error("no live upstreams while connecting to upstream\(request.logContext), upstream: \"http://\(balancer.name)\(request.head.target)\"")
             }
             // As nginx: the attempt that found no peer is logged under the upstream's name ($upstream_addr).
             var none = UpstreamAttempt(address: balancer.name)
@@ -182,7 +182,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         guard !text.isEmpty else { return nil }
         guard let (host, port) = Resolver.hostAndPort(text, defaultPort: 0), Resolver.isNumericAddress(host),
               let address = SocketAddress(host: host, port: port, isIPv6: host.contains(":")) else {
-            proxy.log.error("invalid local address \"\(text)\"\(request.logContext)")
+            request.log.error("invalid local address \"\(text)\"\(request.logContext)")
             return nil
         }
         return (address, port == 0)
@@ -300,7 +300,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
             return
         }
         if let message {
-            proxy.log.error("\(message)\(request.logContext), upstream: \"\(scheme)://\(peer?.address.description ?? "")\(request.head.target)\"")
+            request.log.error("\(message)\(request.logContext), upstream: \"\(scheme)://\(peer?.address.description ?? "")\(request.head.target)\"")
         }
         if case .status(let s) = failure { recordAttempt(status: s) } else { recordAttempt(status: failure.isTimeout ? 504 : 502) }
         closeUpstream()
@@ -392,7 +392,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         let t = Tunnel(session: self, upstream: c)
         tunnel = t
         if !t.attach(upstreamSent: response) {
-            proxy.log.error("connection upgrade is not possible on this connection\(request.logContext)")
+            request.log.error("connection upgrade is not possible on this connection\(request.logContext)")
             tunnel = nil
             phase = .relaying
             finish(abortClient: true)

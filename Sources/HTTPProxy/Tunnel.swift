@@ -70,7 +70,7 @@ final class Tunnel: TunnelEventHandler {
     func timedOut() {
         let message = toClient.destinationBlocked ? "client timed out (110: Connection timed out)"
             : "upstream timed out (110: Connection timed out)"
-        session.proxy.log.error("\(message) while proxying upgraded connection\(session.request.logContext)")
+        session.request.log.error("\(message) while proxying upgraded connection\(session.request.logContext)")
         end()
     }
 

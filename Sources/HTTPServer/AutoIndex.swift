@@ -20,7 +20,7 @@ enum AutoIndex {
     /// False when the module declines (autoindex off, not a directory URI, another method): static files go on.
     static func serve(_ r: RequestContext) -> Bool {
         guard r.settings.autoIndex.on, r.uri.hasSuffix("/"), r.method == "GET" || r.method == "HEAD" else { return false }
-        let pipeline = r.service.pipeline!, log = r.service.log
+        let pipeline = r.service.pipeline!
         guard StaticFiles.isSafe(r.uri) else { pipeline.respondError(r, 400); return true }
         var path = StaticFiles.filePath(r.uri, r)
         if path.utf8.count > 1 && path.hasSuffix("/") { path.removeLast() }
@@ -38,7 +38,7 @@ enum AutoIndex {
         guard let dir = opendir(path) else {
             let e = errno
             let status = e == ENOENT || e == ENOTDIR || e == ENAMETOOLONG ? 404 : e == EACCES ? 403 : 500
-            log.log(status == 500 ? .crit : .error, "opendir() \"\(path)\" failed (\(Errno.text(e)))\(r.logContext)")
+            r.log.log(status == 500 ? .crit : .error, "opendir() \"\(path)\" failed (\(Errno.text(e)))\(r.logContext)")
             pipeline.respondError(r, status)
             return true
         }
@@ -86,7 +86,7 @@ enum AutoIndex {
     static func jsonpCallback(_ r: RequestContext) -> Callback {
         guard let name = r.value(.arg("callback")), !name.isEmpty else { return .none }
         if name.utf8.count > 128 {
-            r.service.log.info("client sent too long callback name: \"\(name)\"\(r.logContext)")
+            r.log.info("client sent too long callback name: \"\(name)\"\(r.logContext)")
             return .invalid
         }
         for c in name.utf8 {
@@ -94,7 +94,7 @@ enum AutoIndex {
             case UInt8(ascii: "a")...UInt8(ascii: "z"): continue
             default:
                 if (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c) || c == UInt8(ascii: "_") || c == UInt8(ascii: ".") { continue }
-                r.service.log.info("client sent invalid callback name: \"\(name)\"\(r.logContext)")
+                r.log.info("client sent invalid callback name: \"\(name)\"\(r.logContext)")
                 return .invalid
             }
         }
@@ -104,14 +104,13 @@ enum AutoIndex {
     /// The directory's entries but the hidden ones, with what stat() says of each (the link itself when it
     /// points nowhere); nil after an error nginx ends the response for.
     static func read(_ dir: OpaquePointer, _ path: String, _ r: RequestContext) -> [Entry]? {
-        let log = r.service.log
         let fd = dirfd(dir)
         var entries: [Entry] = []
         while true {
             errno = 0
             guard let de = readdir(dir) else {
                 guard errno == 0 else {
-                    log.log(.crit, "readdir() \"\(path)\" failed (\(Errno.text(errno)))\(r.logContext)")
+                    r.log.log(.crit, "readdir() \"\(path)\" failed (\(Errno.text(errno)))\(r.logContext)")
                     return nil
                 }
                 return entries
@@ -125,12 +124,12 @@ enum AutoIndex {
                 let e = errno
                 let file = path + "/" + String(decoding: name, as: UTF8.self)
                 guard e == ENOENT || e == ELOOP else {
-                    log.log(.crit, "stat() \"\(file)\" failed (\(Errno.text(e)))\(r.logContext)")
+                    r.log.log(.crit, "stat() \"\(file)\" failed (\(Errno.text(e)))\(r.logContext)")
                     // An entry the workers' user may not stat is left out; any other failure ends the listing.
                     return e == EACCES ? .skipped : .failed
                 }
                 if fstatat(fd, cName, &st, AT_SYMLINK_NOFOLLOW) == 0 { return .found }
-                log.log(.crit, "lstat() \"\(file)\" failed (\(Errno.text(errno)))\(r.logContext)")
+                r.log.log(.crit, "lstat() \"\(file)\" failed (\(Errno.text(errno)))\(r.logContext)")
                 return .failed
             }
             if outcome == .skipped { continue }

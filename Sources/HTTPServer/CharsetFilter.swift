@@ -25,7 +25,7 @@ enum CharsetFilter {
         }
         if encoded { return type }
         guard let map = r.service.config.http?.charsetMaps.first(where: { $0.joins(source, destination) }) else {
-            r.service.log.error("no \"charset_map\" between the charsets \"\(source)\" and \"\(destination)\"\(r.logContext)")
+            r.log.error("no \"charset_map\" between the charsets \"\(source)\" and \"\(destination)\"\(r.logContext)")
             return type
         }
         r.response.recoder = CharsetRecoder(map, forward: map.from.lowercased() == source.lowercased())

@@ -190,7 +190,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
                 if let h = r.handler, !h.isFinished { return clientClosedPrematurely(r) }
                 // A response held back by limit_rate: nothing else would notice the client left.
                 if writeDelayed {
-                    service.log.info("client prematurely closed connection while sending response to client\(r.logContext)")
+                    r.log.info("client prematurely closed connection while sending response to client\(r.logContext)")
                     r.stopHandler()
                     service.pipeline.finished(r)
                     return close()
@@ -308,7 +308,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
         guard let r = service.pipeline.makeRequest(parsed, transport: self, length: length) else { return close() }
         request = r
         if plainOnTLSPort {
-            service.log.info("client sent plain HTTP request to HTTPS port while reading client request headers\(r.logContext)")
+            r.log.info("client sent plain HTTP request to HTTPS port while reading client request headers\(r.logContext)")
             unreadBody = r.head.hasBody
             state = .handling
             return service.pipeline.respondError(r, 497, close: true)
@@ -407,7 +407,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
     }
 
     private func clientClosedPrematurely(_ r: RequestContext) {
-        service.log.info("epoll_wait() reported that client prematurely closed connection, so upstream connection is closed too\(r.logContext)")
+        r.log.info("epoll_wait() reported that client prematurely closed connection, so upstream connection is closed too\(r.logContext)")
         if r.headerBytesSent == 0 { r.status = 499 }
         // Stopped before the log line, which then has the upstream's time so far.
         r.stopHandler()

@@ -45,7 +45,7 @@ public final class HTTPService {
     public let segment: Segment
     public let router: Router
     public private(set) var pipeline: RequestPipeline!
-    public let accessLogs: AccessLogFiles
+    public let accessLogs: RequestLogFiles
     /// Connection and upstream byte buffers kept for the next request.
     public let buffers = BufferPools()
     /// The header blocks and field lists of finished requests, for the parser to fill again. They come back
@@ -76,7 +76,7 @@ public final class HTTPService {
     public var connectionClosed: ((H1Connection) -> Void)?
 
     public init(config: Configuration, loop: EventLoop, log: ErrorLog, counters: SharedCounters, tls: TLSBundle, segment: Segment,
-                accessLogs: AccessLogFiles) {
+                accessLogs: RequestLogFiles) {
         self.config = config
         self.loop = loop
         self.log = log

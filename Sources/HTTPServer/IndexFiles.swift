@@ -34,7 +34,7 @@ enum IndexFiles {
                 if !directoryTested, let outcome = testDirectory(directory, r) { return outcome }
                 directoryTested = true
             default:
-                r.service.log.log(.crit, "stat() \"\(path)\" failed (\(Errno.text(e)))\(r.logContext)")
+                r.log.log(.crit, "stat() \"\(path)\" failed (\(Errno.text(e)))\(r.logContext)")
                 return .status(500)
             }
         }
@@ -46,22 +46,22 @@ enum IndexFiles {
         var st = stat()
         if stat(directory, &st) == 0 {
             if st.st_mode & S_IFMT == S_IFDIR { return nil }
-            r.service.log.alert("\"\(directory)\" is not a directory\(r.logContext)")
+            r.log.alert("\"\(directory)\" is not a directory\(r.logContext)")
             return .status(500)
         }
         let e = errno
         if e == EACCES { return nil }
         if e == ENOENT { return failure(directory, e, r) }
-        r.service.log.log(.crit, "stat() \"\(directory)\" failed (\(Errno.text(e)))\(r.logContext)")
+        r.log.log(.crit, "stat() \"\(directory)\" failed (\(Errno.text(e)))\(r.logContext)")
         return .status(500)
     }
 
     private static func failure(_ path: String, _ e: Int32, _ r: RequestContext) -> Outcome {
         if e == EACCES {
-            r.service.log.error("\"\(path)\" is forbidden (\(Errno.text(e)))\(r.logContext)")
+            r.log.error("\"\(path)\" is forbidden (\(Errno.text(e)))\(r.logContext)")
             return .status(403)
         }
-        if r.settings.core.logNotFound { r.service.log.error("\"\(path)\" is not found (\(Errno.text(e)))\(r.logContext)") }
+        if r.settings.core.logNotFound { r.log.error("\"\(path)\" is not found (\(Errno.text(e)))\(r.logContext)") }
         return .status(404)
     }
 }

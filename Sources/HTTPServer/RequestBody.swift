@@ -77,7 +77,7 @@ extension RequestContext {
     func bodyProgress(complete: Bool, announced: Int?) -> BodyStep {
         let limit = settings.core.clientMaxBodySize
         if let announced, limit > 0 && announced > limit {
-            service.log.error("client intended to send too large chunked body: \(announced) bytes\(logContext)")
+            log.error("client intended to send too large chunked body: \(announced) bytes\(logContext)")
             return .failed(413)
         }
         if let consumer = body.consumer {
@@ -131,9 +131,9 @@ extension RequestContext {
             switch BodyFile.create(in: settings.core.clientBodyTempPath, keep: keep, service: service) {
             case .success(let f):
                 body.file = f
-                service.log.log(keep == .off ? .warn : .notice, "a client request body is buffered to a temporary file \(f.path)\(logContext)")
+                log.log(keep == .off ? .warn : .notice, "a client request body is buffered to a temporary file \(f.path)\(logContext)")
             case .failure(let message):
-                service.log.log(.crit, "\(message)\(logContext)")
+                log.log(.crit, "\(message)\(logContext)")
                 return false
             }
         }

@@ -124,6 +124,9 @@ public final class RequestContext: ScriptContext {
         return head.block.withUnsafeBytes { RequestHead.value(of: name, in: $0, fields).map(body) }
     }
 
+    /// Where this request's errors go: its level's `error_log`, or the main one.
+    public var log: ErrorLog { settings.log.errorLogSet.map { service.accessLogs.errorLogs[$0] } ?? service.log }
+
     public func header(_ name: String) -> String? { withHeader(name) { String(decoding: $0, as: UTF8.self) } }
 
     /// All the values of header `name` as one: a Cookie's joined by "; ", any other's by ", ".

@@ -38,7 +38,7 @@ public final class RequestPipeline {
     func start(_ r: RequestContext) {
         let limit = r.settings.core.clientMaxBodySize
         if limit > 0, let len = r.head.contentLength, len > limit {
-            service.log.error("client intended to send too large body: \(len) bytes\(r.logContext)")
+            r.log.error("client intended to send too large body: \(len) bytes\(r.logContext)")
             r.transport.abandonBody()
             return respondError(r, 413, close: true)
         }
@@ -96,7 +96,7 @@ public final class RequestPipeline {
     private func countURIChange(_ r: RequestContext, _ what: @autoclosure () -> String) -> Bool {
         r.uriChangesLeft -= 1
         if r.uriChangesLeft > 0 { return true }
-        service.log.error("rewrite or internal redirection cycle \(what())\(r.logContext)")
+        r.log.error("rewrite or internal redirection cycle \(what())\(r.logContext)")
         respondError(r, 500)
         return false
     }
@@ -134,7 +134,7 @@ public final class RequestPipeline {
     /// `@name`: the request goes on in a named location, from its rewrite script.
     private func namedLocation(_ r: RequestContext, _ name: String) {
         guard let named = r.server.locations.first(where: { $0.match == .named && $0.pattern == name }) else {
-            service.log.error("could not find named location \"\(name)\"\(r.logContext)")
+            r.log.error("could not find named location \"\(name)\"\(r.logContext)")
             return respondError(r, 500)
         }
         r.isInternal = true
@@ -148,7 +148,7 @@ public final class RequestPipeline {
         if let limit = r.location?.limitExcept, !limit.methods.contains(r.method) { r.enter(limit.block) }
         let rules = r.settings.log.accessRules
         if !rules.isEmpty && !AccessCheck.allows(rules, r.client.addressBytes) {
-            service.log.error("access forbidden by rule\(r.logContext)")
+            r.log.error("access forbidden by rule\(r.logContext)")
             return respondError(r, 403)
         }
         // try_files is not inherited: a location's own, or the server's for a request no location took.

@@ -22,7 +22,7 @@ enum StaticFiles {
     static func isSafe(_ uri: String) -> Bool { !uri.contains("/../") && !uri.hasSuffix("/..") && !uri.contains("\0") }
 
     static func serve(_ request: RequestContext) {
-        let pipeline = request.service.pipeline!, log = request.service.log
+        let pipeline = request.service.pipeline!
         let method = request.method
         guard method == "GET" || method == "HEAD" else { pipeline.respondError(request, 405); return }
         let path = request.uri
@@ -30,7 +30,7 @@ enum StaticFiles {
         let file = filePath(path, request)
         // The index module found nothing to redirect to: as nginx's content phase.
         if file.hasSuffix("/") {
-            log.error("directory index of \"\(file)\" is forbidden\(request.logContext)")
+            request.log.error("directory index of \"\(file)\" is forbidden\(request.logContext)")
             return pipeline.respondError(request, 403)
         }
         // Opened first, as nginx does (non-blocking: a FIFO must not hang the worker): a file the workers' user
@@ -40,7 +40,7 @@ enum StaticFiles {
             let e = errno
             let status = e == EACCES ? 403 : e == ENOENT || e == ENOTDIR || e == ENAMETOOLONG ? 404 : 500
             if status != 404 || request.settings.core.logNotFound {
-                log.error("open() \"\(file)\" failed (\(Errno.text(e))), client: \(request.client.address), request: \"\(request.head.requestLine)\"")
+                request.log.error("open() \"\(file)\" failed (\(Errno.text(e))), client: \(request.client.address), request: \"\(request.head.requestLine)\"")
             }
             pipeline.respondError(request, status)
             return
@@ -48,7 +48,7 @@ enum StaticFiles {
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
-            log.log(.crit, "fstat() \"\(file)\" failed (\(Errno.text(errno)))")
+            request.log.log(.crit, "fstat() \"\(file)\" failed (\(Errno.text(errno)))")
             pipeline.respondError(request, 500)
             return
         }
@@ -57,7 +57,7 @@ enum StaticFiles {
             return
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
-            log.log(.crit, "\"\(file)\" is not a regular file, client: \(request.client.address), request: \"\(request.head.requestLine)\"")
+            request.log.log(.crit, "\"\(file)\" is not a regular file, client: \(request.client.address), request: \"\(request.head.requestLine)\"")
             pipeline.respondError(request, 404)
             return
         }

@@ -22,7 +22,7 @@ enum TryFilesPhase {
             guard stat(path, &st) == 0 else {
                 let e = errno
                 if e != ENOENT && e != ENOTDIR && e != ENAMETOOLONG {
-                    r.service.log.log(.crit, "stat() \"\(path)\" failed (\(Errno.text(e)))\(r.logContext)")
+                    r.log.log(.crit, "stat() \"\(path)\" failed (\(Errno.text(e)))\(r.logContext)")
                 }
                 continue
             }

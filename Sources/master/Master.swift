@@ -16,8 +16,8 @@ final class Generation {
     let tls: TLSBundle
     let segment: Segment
     let sockets: [ListeningSocket]
-    let accessLogs: AccessLogFiles
-    init(number: UInt64, config: Configuration, tls: TLSBundle, segment: Segment, sockets: [ListeningSocket], accessLogs: AccessLogFiles) {
+    let accessLogs: RequestLogFiles
+    init(number: UInt64, config: Configuration, tls: TLSBundle, segment: Segment, sockets: [ListeningSocket], accessLogs: RequestLogFiles) {
         self.number = number
         self.config = config
         self.tls = tls
@@ -91,10 +91,10 @@ final class Master {
         let sockets: [ListeningSocket]
         do { sockets = try listeners.prepare(for: config, log: log) } catch { return fatal("\(error)") }
         if let err = SegmentPlan(config: config).fitError { return fatal(err) }
-        let accessLogs: AccessLogFiles
+        let accessLogs: RequestLogFiles
         do {
             try WorkerFiles.makeTempDirectories(config)
-            accessLogs = try AccessLogFiles(config: config, log: log)
+            accessLogs = try RequestLogFiles(config: config, log: log)
         } catch { return fatal("\(error)") }
 
         if config.daemon {
@@ -277,10 +277,10 @@ final class Master {
             log.emerg("\(error)")
             return
         }
-        let accessLogs: AccessLogFiles
+        let accessLogs: RequestLogFiles
         do {
             try WorkerFiles.makeTempDirectories(newConf)
-            accessLogs = try AccessLogFiles(config: newConf, log: log)
+            accessLogs = try RequestLogFiles(config: newConf, log: log)
         } catch {
             log.emerg("\(error)")
             listeners.retain(only: current.sockets)

@@ -28,7 +28,7 @@ enum WorkerFiles {
         var done = Set<String>()
         for config in configs {
             guard let user = config.workerUser else { continue }
-            for path in errorLogPaths + config.accessLogPaths where done.insert(path).inserted {
+            for path in errorLogPaths + config.accessLogPaths + config.requestErrorLogPaths where done.insert(path).inserted {
                 if let failure = LogFile.handOver(path, to: user.uid) { log.alert(failure) }
             }
         }

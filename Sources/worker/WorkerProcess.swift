@@ -37,7 +37,7 @@ public final class WorkerProcess {
 
     static let handledSignals: [Int32] = [SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP, SIGWINCH, SIGUSR2]
 
-    public init(config: Configuration, tls: TLSBundle, accessLogs: AccessLogFiles, listeners: [ListeningSocket], segment: Segment,
+    public init(config: Configuration, tls: TLSBundle, accessLogs: RequestLogFiles, listeners: [ListeningSocket], segment: Segment,
                 log: ErrorLog, masterPid: Int32, counters: SharedCounters) throws {
         self.config = config
         self.tls = tls

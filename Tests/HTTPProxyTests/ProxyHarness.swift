@@ -82,7 +82,7 @@ final class ProxyHarness {
         segment = try Segment.create(name: name, size: 1 << 20, generation: 1, masterPid: getpid(), checksum: 0, peers: [])
         test.addTeardownBlock { shm_unlink(name) }
         service = HTTPService(config: config, loop: loop, log: log, counters: SharedCounters(), tls: try TLSBundle(config: config),
-                              segment: segment!, accessLogs: try AccessLogFiles(config: config, log: log))
+                              segment: segment!, accessLogs: try RequestLogFiles(config: config, log: log))
         proxy = ProxyHandler(service: service)
         // As the worker's ConnectionSet hears each client connection close.
         service.connectionClosed = { [unowned self] c in self.closedConnections.insert(ObjectIdentifier(c)) }

@@ -54,7 +54,7 @@ final class EmbeddedServer {
         try log.open([ErrorLogTarget(path: errorLogPath, level: .info)])
         loop = try EventLoop()
         service = HTTPService(config: config, loop: loop, log: log, counters: counters, tls: tls, segment: segment,
-                              accessLogs: try AccessLogFiles(config: config, log: log))
+                              accessLogs: try RequestLogFiles(config: config, log: log))
         service.connectionClosed = { [unowned self] c in
             self.closedSerials.append(c.serial)
             self.counters.add(.active, -1)

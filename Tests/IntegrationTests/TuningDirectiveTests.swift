@@ -83,3 +83,34 @@ final class ListenOptionTests: XCTestCase {
         }
     }
 }
+
+/// `error_log` in a server or location: the request's errors go there (and only there), at its level, and a
+/// USR1 reopens it after logrotate moved it.
+final class LevelErrorLogTests: XCTestCase {
+    func testServerAndLocationErrorLogs() throws {
+        let port = freePort()
+        let vigil = try Vigil(config: "")
+        defer { vigil.cleanup() }
+        let site = vigil.prefix + "/logs/site.error.log", quiet = vigil.prefix + "/logs/quiet.error.log"
+        try vigil.write(config: Vigil.config(http: """
+            server {
+                listen 127.0.0.1:\(port);
+                root \(vigil.prefix)/html;
+                error_log \(site) info;
+                location /quiet/ { error_log \(quiet) crit; }
+            }
+            """))
+        _ = try vigil.start()
+        XCTAssertEqual(httpGet(port, "/missing.html")?.status, 404)
+        XCTAssertEqual(httpGet(port, "/quiet/missing.html")?.status, 404)
+        XCTAssertTrue(waitFor(3) { ((try? String(contentsOfFile: site, encoding: .utf8)) ?? "").contains("missing.html\" failed (2: No such file or directory)") })
+        XCTAssertFalse(vigil.errorLog().contains("missing.html"), "the main error_log does not get the server's errors")
+        XCTAssertEqual((try? String(contentsOfFile: quiet, encoding: .utf8)) ?? "", "", "an error below the location's level is not logged")
+        // logrotate moves the file; USR1 makes a new one the workers write to.
+        try FileManager.default.moveItem(atPath: site, toPath: site + ".1")
+        XCTAssertEqual(kill(try XCTUnwrap(vigil.masterPid()), SIGUSR1), 0)
+        XCTAssertTrue(waitFor(3) { FileManager.default.fileExists(atPath: site) })
+        XCTAssertEqual(httpGet(port, "/again.html")?.status, 404)
+        XCTAssertTrue(waitFor(3) { ((try? String(contentsOfFile: site, encoding: .utf8)) ?? "").contains("again.html") })
+    }
+}

@@ -1,3 +1,4 @@
+import Core
 import Script
 
 /// nginx's http core module, per level: connection and request limits, keep-alive, static files, redirects.
@@ -140,11 +141,16 @@ public struct LogSettings: Sendable {
     @Setting public var accessRules: [AccessRule] = []
     /// nil: off, each line opens its file.
     @Setting public var openLogFileCache: LogFileCacheSetting? = nil
+    /// `error_log` of http, server or location: where a request's errors go (empty: the main error_log).
+    @Setting public var errorLogs: [ErrorLogTarget] = []
+    /// The index of `errorLogs` among the configuration's `requestErrorLogs`, set when it loads.
+    public internal(set) var errorLogSet: Int?
 
     public init() {}
 
     mutating func merge(_ p: LogSettings) {
         $accessLogs.inherit(p.$accessLogs)
+        $errorLogs.inherit(p.$errorLogs)
         $openLogFileCache.inherit(p.$openLogFileCache)
         $accessRules.inherit(p.$accessRules)
     }

@@ -4,19 +4,24 @@ import Glibc
 import Config
 import Core
 
-/// Open access log files, shared by every location that names the same path. The master opens them all, while
-/// it is root, before it forks workers (so a path that cannot be opened stops a start or reload, as in nginx);
-/// a worker reopens them on USR1, after the master has given the files to the workers' user.
-public final class AccessLogFiles {
+/// The files requests log to: access logs, shared by every location that names the same path, and the error
+/// logs of http, server and location levels. The master opens them all, while it is root, before it forks
+/// workers (so a path that cannot be opened stops a start or reload, as in nginx); a worker reopens them on
+/// USR1, after the master has given the files to the workers' user.
+public final class RequestLogFiles {
     private var fds: [String: Int32] = [:]
     private let formats: [String: LogFormat]
+    /// By LogSettings.errorLogSet.
+    let errorLogs: [ErrorLog]
     let log: ErrorLog
 
     public init(config: Configuration, log: ErrorLog) throws {
         self.log = log
         formats = config.http?.logFormats ?? [:]
+        errorLogs = config.requestErrorLogs.map { _ in ErrorLog() }
         do {
             for path in config.accessLogPaths { fds[path] = try LogFile.open(path) }
+            for (log, targets) in zip(errorLogs, config.requestErrorLogs) { try log.open(targets) }
         } catch {
             close()
             throw error
@@ -85,12 +90,14 @@ public final class AccessLogFiles {
                 log.alert("\(error)")
             }
         }
+        for e in errorLogs { e.reopen() }
     }
 
     /// The master's copies, once no worker of their configuration is left.
     public func close() {
         for fd in fds.values { Glibc.close(fd) }
         fds.removeAll()
+        for e in errorLogs { try? e.open([]) }
     }
 
     /// When each file's last write failure was logged.

@@ -184,7 +184,10 @@ final class Parser {
         }
 
         let candidates = Directives.table[words[0]] ?? []
-        guard !candidates.isEmpty else { throw here.error("unknown directive \"\(Lexer.printableWord(words[0]))\"") }
+        guard !candidates.isEmpty else {
+            if UnsupportedDirectives.names.contains(words[0]) { throw here.error("\"\(words[0])\" directive is not supported by vigil") }
+            throw here.error("unknown directive \"\(Lexer.printableWord(words[0]))\"")
+        }
         guard let spec = candidates.first(where: { $0.contexts.contains(context.kind) }) else {
             throw here.error("\"\(words[0])\" directive is not allowed here")
         }

@@ -1,0 +1,145 @@
+/// The directives of nginx 1.22 (core, events, http and the http modules of its source tree) that Vigil does not
+/// implement: `-t` refuses them as "not supported by vigil" rather than as unknown, so that an operator knows the
+/// name is nginx's and the feature is missing. Generated from nginx's ngx_command_t tables, less Vigil's own.
+enum UnsupportedDirectives {
+    static let names: Set<String> = [
+        // epoll
+        "epoll_events", "worker_aio_requests",
+        // event
+        "debug_connection",
+        // event_openssl
+        "ssl_engine",
+        // http_addition_filter
+        "add_after_body", "add_before_body", "addition_types",
+        // http_auth_basic
+        "auth_basic", "auth_basic_user_file",
+        // http_auth_request
+        "auth_request", "auth_request_set",
+        // http_browser
+        "ancient_browser", "ancient_browser_value", "modern_browser", "modern_browser_value",
+        // http_core
+        "auth_delay", "disable_symlinks", "log_subrequest", "max_ranges", "post_action", "read_ahead",
+        "recursive_error_pages", "satisfy", "send_lowat", "subrequest_output_buffer_size",
+        // http_dav
+        "create_full_put_path", "dav_access", "dav_methods", "min_delete_depth",
+        // http_degradation
+        "degradation", "degrade",
+        // http_empty_gif
+        "empty_gif",
+        // http_fastcgi
+        "fastcgi_bind", "fastcgi_buffer_size", "fastcgi_buffering", "fastcgi_buffers", "fastcgi_busy_buffers_size",
+        "fastcgi_cache", "fastcgi_cache_background_update", "fastcgi_cache_bypass", "fastcgi_cache_key",
+        "fastcgi_cache_lock", "fastcgi_cache_lock_age", "fastcgi_cache_lock_timeout",
+        "fastcgi_cache_max_range_offset", "fastcgi_cache_methods", "fastcgi_cache_min_uses", "fastcgi_cache_path",
+        "fastcgi_cache_revalidate", "fastcgi_cache_use_stale", "fastcgi_cache_valid", "fastcgi_catch_stderr",
+        "fastcgi_connect_timeout", "fastcgi_force_ranges", "fastcgi_hide_header", "fastcgi_ignore_client_abort",
+        "fastcgi_ignore_headers", "fastcgi_index", "fastcgi_intercept_errors", "fastcgi_keep_conn",
+        "fastcgi_limit_rate", "fastcgi_max_temp_file_size", "fastcgi_next_upstream",
+        "fastcgi_next_upstream_timeout", "fastcgi_next_upstream_tries", "fastcgi_no_cache", "fastcgi_param",
+        "fastcgi_pass", "fastcgi_pass_header", "fastcgi_pass_request_body", "fastcgi_pass_request_headers",
+        "fastcgi_read_timeout", "fastcgi_request_buffering", "fastcgi_send_lowat", "fastcgi_send_timeout",
+        "fastcgi_socket_keepalive", "fastcgi_split_path_info", "fastcgi_store", "fastcgi_store_access",
+        "fastcgi_temp_file_write_size",
+        // http_flv
+        "flv",
+        // http_geo
+        "geo",
+        // http_geoip
+        "geoip_city", "geoip_country", "geoip_org", "geoip_proxy", "geoip_proxy_recursive",
+        // http_grpc
+        "grpc_bind", "grpc_buffer_size", "grpc_connect_timeout", "grpc_hide_header", "grpc_ignore_headers",
+        "grpc_intercept_errors", "grpc_next_upstream", "grpc_next_upstream_timeout", "grpc_next_upstream_tries",
+        "grpc_pass", "grpc_pass_header", "grpc_read_timeout", "grpc_send_timeout", "grpc_set_header",
+        "grpc_socket_keepalive", "grpc_ssl_certificate", "grpc_ssl_certificate_key", "grpc_ssl_ciphers",
+        "grpc_ssl_conf_command", "grpc_ssl_crl", "grpc_ssl_name", "grpc_ssl_password_file", "grpc_ssl_protocols",
+        "grpc_ssl_server_name", "grpc_ssl_session_reuse", "grpc_ssl_trusted_certificate", "grpc_ssl_verify",
+        "grpc_ssl_verify_depth",
+        // http_gunzip_filter
+        "gunzip", "gunzip_buffers",
+        // http_gzip_filter
+        "gzip_hash", "gzip_no_buffer", "gzip_window", "postpone_gzipping",
+        // http_image_filter
+        "image_filter", "image_filter_buffer", "image_filter_interlace", "image_filter_jpeg_quality",
+        "image_filter_sharpen", "image_filter_transparency", "image_filter_webp_quality",
+        // http_limit_conn
+        "limit_conn", "limit_conn_dry_run", "limit_conn_log_level", "limit_conn_status", "limit_conn_zone",
+        // http_limit_req
+        "limit_req", "limit_req_dry_run", "limit_req_log_level", "limit_req_status", "limit_req_zone",
+        // http_memcached
+        "memcached_bind", "memcached_buffer_size", "memcached_connect_timeout", "memcached_gzip_flag",
+        "memcached_next_upstream", "memcached_next_upstream_timeout", "memcached_next_upstream_tries",
+        "memcached_pass", "memcached_read_timeout", "memcached_send_timeout", "memcached_socket_keepalive",
+        // http_mirror
+        "mirror", "mirror_request_body",
+        // http_mp4
+        "mp4", "mp4_buffer_size", "mp4_max_buffer_size", "mp4_start_key_frame",
+        // http_perl
+        "perl", "perl_modules", "perl_require", "perl_set",
+        // http_proxy
+        "proxy_cache", "proxy_cache_background_update", "proxy_cache_bypass", "proxy_cache_convert_head",
+        "proxy_cache_key", "proxy_cache_lock", "proxy_cache_lock_age", "proxy_cache_lock_timeout",
+        "proxy_cache_max_range_offset", "proxy_cache_methods", "proxy_cache_min_uses", "proxy_cache_path",
+        "proxy_cache_revalidate", "proxy_cache_use_stale", "proxy_cache_valid", "proxy_force_ranges",
+        "proxy_headers_hash_bucket_size", "proxy_headers_hash_max_size", "proxy_ignore_client_abort",
+        "proxy_limit_rate", "proxy_no_cache", "proxy_send_lowat", "proxy_socket_keepalive", "proxy_store_access",
+        // http_random_index
+        "random_index",
+        // http_realip
+        "real_ip_header", "real_ip_recursive", "set_real_ip_from",
+        // http_referer
+        "referer_hash_bucket_size", "referer_hash_max_size", "valid_referers",
+        // http_scgi
+        "scgi_bind", "scgi_buffer_size", "scgi_buffering", "scgi_buffers", "scgi_busy_buffers_size", "scgi_cache",
+        "scgi_cache_background_update", "scgi_cache_bypass", "scgi_cache_key", "scgi_cache_lock",
+        "scgi_cache_lock_age", "scgi_cache_lock_timeout", "scgi_cache_max_range_offset", "scgi_cache_methods",
+        "scgi_cache_min_uses", "scgi_cache_path", "scgi_cache_revalidate", "scgi_cache_use_stale",
+        "scgi_cache_valid", "scgi_connect_timeout", "scgi_force_ranges", "scgi_hide_header",
+        "scgi_ignore_client_abort", "scgi_ignore_headers", "scgi_intercept_errors", "scgi_limit_rate",
+        "scgi_max_temp_file_size", "scgi_next_upstream", "scgi_next_upstream_timeout", "scgi_next_upstream_tries",
+        "scgi_no_cache", "scgi_param", "scgi_pass", "scgi_pass_header", "scgi_pass_request_body",
+        "scgi_pass_request_headers", "scgi_read_timeout", "scgi_request_buffering", "scgi_send_timeout",
+        "scgi_socket_keepalive", "scgi_store", "scgi_store_access", "scgi_temp_file_write_size",
+        // http_secure_link
+        "secure_link", "secure_link_md5", "secure_link_secret",
+        // http_slice_filter
+        "slice",
+        // http_split_clients
+        "split_clients",
+        // http_ssi_filter
+        "ssi", "ssi_ignore_recycled_buffers", "ssi_last_modified", "ssi_min_file_chunk", "ssi_silent_errors",
+        "ssi_types", "ssi_value_length",
+        // http_sub_filter
+        "sub_filter", "sub_filter_last_modified", "sub_filter_once", "sub_filter_types",
+        // http_userid_filter
+        "userid", "userid_domain", "userid_expires", "userid_flags", "userid_mark", "userid_name", "userid_p3p",
+        "userid_path", "userid_service",
+        // http_uwsgi
+        "uwsgi_bind", "uwsgi_buffer_size", "uwsgi_buffering", "uwsgi_buffers", "uwsgi_busy_buffers_size",
+        "uwsgi_cache", "uwsgi_cache_background_update", "uwsgi_cache_bypass", "uwsgi_cache_key", "uwsgi_cache_lock",
+        "uwsgi_cache_lock_age", "uwsgi_cache_lock_timeout", "uwsgi_cache_max_range_offset", "uwsgi_cache_methods",
+        "uwsgi_cache_min_uses", "uwsgi_cache_path", "uwsgi_cache_revalidate", "uwsgi_cache_use_stale",
+        "uwsgi_cache_valid", "uwsgi_connect_timeout", "uwsgi_force_ranges", "uwsgi_hide_header",
+        "uwsgi_ignore_client_abort", "uwsgi_ignore_headers", "uwsgi_intercept_errors", "uwsgi_limit_rate",
+        "uwsgi_max_temp_file_size", "uwsgi_modifier1", "uwsgi_modifier2", "uwsgi_next_upstream",
+        "uwsgi_next_upstream_timeout", "uwsgi_next_upstream_tries", "uwsgi_no_cache", "uwsgi_param", "uwsgi_pass",
+        "uwsgi_pass_header", "uwsgi_pass_request_body", "uwsgi_pass_request_headers", "uwsgi_read_timeout",
+        "uwsgi_request_buffering", "uwsgi_send_timeout", "uwsgi_socket_keepalive", "uwsgi_ssl_certificate",
+        "uwsgi_ssl_certificate_key", "uwsgi_ssl_ciphers", "uwsgi_ssl_conf_command", "uwsgi_ssl_crl",
+        "uwsgi_ssl_name", "uwsgi_ssl_password_file", "uwsgi_ssl_protocols", "uwsgi_ssl_server_name",
+        "uwsgi_ssl_session_reuse", "uwsgi_ssl_trusted_certificate", "uwsgi_ssl_verify", "uwsgi_ssl_verify_depth",
+        "uwsgi_store", "uwsgi_store_access", "uwsgi_string", "uwsgi_temp_file_write_size",
+        // http_v2
+        "http2_body_preread_size", "http2_chunk_size", "http2_idle_timeout", "http2_max_concurrent_pushes",
+        "http2_max_concurrent_streams", "http2_max_field_size", "http2_max_header_size", "http2_max_requests",
+        "http2_pool_size", "http2_push", "http2_push_preload", "http2_recv_buffer_size", "http2_recv_timeout",
+        "http2_streams_index_size",
+        // http_xslt_filter
+        "xml_entities", "xslt_last_modified", "xslt_param", "xslt_string_param", "xslt_stylesheet", "xslt_types",
+        // thread_pool
+        "thread_pool",
+        // core
+        "debug_points", "worker_cpu_affinity",
+        // the stream and mail modules' blocks
+        "mail", "stream",
+    ]
+}

@@ -500,7 +500,9 @@ enum HTTPCore {
     static func addAccessRule(_ call: Call, allow: Bool) throws {
         let v = call.words[1]
         var rule = AccessRule(allow: allow, network: nil, prefix: 0, isIPv6: false)
-        if v != "all" {
+        if v == "unix:" {
+            rule.network = []   // matches the clients of unix-domain listeners, whose address has no bytes
+        } else if v != "all" {
             let parts = v.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
             let host = String(parts[0])
             var v4 = in_addr(), v6 = in6_addr()

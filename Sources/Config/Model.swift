@@ -343,7 +343,7 @@ public struct HeaderSetting: Sendable {
 
 public struct AccessRule: Sendable, Equatable {
     public var allow: Bool
-    /// nil means `all`; otherwise network bytes and prefix length.
+    /// nil means `all`; otherwise network bytes and prefix length (none for `unix:`).
     public var network: [UInt8]?
     public var prefix: Int
     public var isIPv6: Bool

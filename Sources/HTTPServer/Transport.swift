@@ -35,8 +35,10 @@ public class ClientInfo {
         self.serial = serial
     }
 
-    /// The address as its 4 or 16 bytes, made when asked for: an idle connection holds no array for it.
+    /// The address as its 4 or 16 bytes, none for a unix-domain client; made when asked for: an idle connection
+    /// holds no array for it.
     public var addressBytes: [UInt8] {
+        if address == "unix:" { return [] }
         var bytes = [UInt8](repeating: 0, count: isIPv6 ? 16 : 4)
         _ = bytes.withUnsafeMutableBytes { inet_pton(isIPv6 ? AF_INET6 : AF_INET, address, $0.baseAddress) }
         return bytes

@@ -78,6 +78,23 @@ enum Directives {
         }
     }
 
+    /// A directive nginx lets a level repeat, each adding to what the level already has (its bitmask and types
+    /// slots): `ssl_protocols`, `gzip_types`. A value given twice is nginx's warning.
+    static func addTo<T: Equatable>(_ call: Call, _ kp: WritableKeyPath<HTTPSettings, Setting<[T]>>, _ values: [T],
+                                    warnTwice: (T) -> String? = { _ in nil }) {
+        withSettings(call) { s in
+            var merged = s[keyPath: kp].isSet ? s[keyPath: kp].wrappedValue : []
+            for v in values {
+                if merged.contains(v) {
+                    if let text = warnTwice(v) { call.warn("duplicate value \"\(text)\"") }
+                } else {
+                    merged.append(v)
+                }
+            }
+            s[keyPath: kp].wrappedValue = merged
+        }
+    }
+
     static func flagArg(_ call: Call) throws -> Bool {
         let v = call.words[1]
         guard let f = Values.flag(v) else {

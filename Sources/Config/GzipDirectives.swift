@@ -3,7 +3,7 @@ enum GzipDirectives {
     static let specs: [DirectiveSpec] = [
         Directives.flagSetting("gzip", \.gzip.$on, [.httpAll, .locationIf]),
         Directives.spec("gzip_types", .httpAll, .oneOrMore) { call in
-            try Directives.setOnce(call, \.gzip.$types, call.args.map { $0.lowercased() })
+            Directives.addTo(call, \.gzip.$types, call.args.map { $0.lowercased() })
         },
         Directives.spec("gzip_comp_level", .httpAll, .one) { call in
             guard let n = Values.plainNumber(call.words[1]), (1...9).contains(n) else {

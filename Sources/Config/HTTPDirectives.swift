@@ -39,9 +39,11 @@ enum HTTPCore {
         Directives.spec("location", [.server, .location], .oneOrTwo, block: true, parseLocation),
         Directives.spec("default_type", .httpAll, .one) { call in try Directives.setOnce(call, \.core.$defaultType, call.words[1]) },
         Directives.spec("types", .httpAll, .none, block: true) { call in
+            // As nginx: a second block at the same level adds to the first.
             let table = TypesTable()
+            Directives.withSettings(call) { s in if s.core.$types.isSet { table.map = s.core.types } }
             try call.parseBlock(.types(table))
-            try Directives.setOnce(call, \.core.$types, table.map)
+            Directives.withSettings(call) { $0.core.types = table.map }
         },
         Directives.noEffectWhenOn(Directives.flagSetting("sendfile", \.core.$sendfile, [.httpAll, .locationIf]),
                             "static files are read whole (up to 16 MiB) and written after the response head"),

@@ -18,12 +18,14 @@ enum SSLDirectives {
             try Directives.setOnce(call, \.ssl.$passwordFile, PathSetting(path: call.configuration.fullConfPath(call.words[1]), location: call.location))
         },
         Directives.spec("ssl_protocols", [.http, .server], .oneOrMore) { call in
-            try Directives.setOnce(call, \.ssl.$protocols, try protocols(call))
+            Directives.addTo(call, \.ssl.$protocols, try protocols(call)) { $0 }
         },
         Directives.spec("ssl_ciphers", [.http, .server], .one) { call in try Directives.setOnce(call, \.ssl.$ciphers, call.words[1]) },
         Directives.flagSetting("ssl_prefer_server_ciphers", \.ssl.$preferServerCiphers, [.http, .server]),
         Directives.spec("ssl_session_cache", [.http, .server], .oneOrTwo) { call in
-            try Directives.setOnce(call, \.ssl.$sessionCache, try sessionCache(call))
+            // As nginx: a second one at the same level replaces the first.
+            let cache = try sessionCache(call)
+            Directives.withSettings(call) { $0.ssl.sessionCache = cache }
         },
         Directives.msecSetting("ssl_session_timeout", \.ssl.$sessionTimeout, [.http, .server]),
         Directives.flagSetting("ssl_session_tickets", \.ssl.$sessionTickets, [.http, .server]),
@@ -61,7 +63,7 @@ enum SSLDirectives {
             try Directives.setOnce(call, \.proxySSL.$passwordFile, pathArg(call))
         },
         Directives.spec("proxy_ssl_protocols", .httpAll, .oneOrMore) { call in
-            try Directives.setOnce(call, \.proxySSL.$protocols, try protocols(call))
+            Directives.addTo(call, \.proxySSL.$protocols, try protocols(call)) { $0 }
         },
         Directives.spec("proxy_ssl_ciphers", .httpAll, .one) { call in try Directives.setOnce(call, \.proxySSL.$ciphers, call.words[1]) },
         Directives.flagSetting("proxy_ssl_session_reuse", \.proxySSL.$sessionReuse),

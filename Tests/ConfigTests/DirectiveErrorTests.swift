@@ -18,6 +18,27 @@ final class DirectiveErrorTests: XCTestCase {
         assertError(inHTTP("proxy_cache_path /tmp/c keys_zone=c:1m;"), #""proxy_cache_path" directive is not supported by vigil"#, line: 3)
     }
 
+    /// certbot's options file beside a site's own lines: what nginx lets a level repeat adds up (or, for
+    /// ssl_session_cache, replaces), where other directives are duplicates.
+    func testRepeatsNginxAllows() throws {
+        let conf = try parseConf(inHTTP("""
+            server {
+            listen 127.0.0.1:8443 ssl;
+            ssl_protocols TLSv1.2; ssl_protocols TLSv1.3 TLSv1.2;
+            types { text/html html; } types { text/plain txt; }
+            gzip_types text/css; gzip_types application/json;
+            ssl_session_cache builtin; ssl_session_cache shared:s:1m;
+            }
+            """))
+        let s = try XCTUnwrap(conf.http?.servers.first).settings
+        XCTAssertEqual(s.ssl.protocols, ["TLSv1.2", "TLSv1.3"])
+        XCTAssertEqual(s.core.types, ["html": "text/html", "txt": "text/plain"])
+        XCTAssertEqual(s.gzip.types, ["text/css", "application/json"])
+        XCTAssertTrue(conf.warnings.contains { $0.message == "duplicate value \"TLSv1.2\"" }, "\(conf.warnings)")
+        XCTAssertEqual(s.ssl.sessionCache, .shared(name: "s", size: 1 << 20), "the last ssl_session_cache wins")
+        assertError(inHTTP("ssl_ciphers HIGH;\nssl_ciphers HIGH;"), #""ssl_ciphers" directive is duplicate"#, line: 4)
+    }
+
     func testUnsupportedListHoldsOnlyWhatVigilLacks() {
         let implemented = UnsupportedDirectives.names.filter { Directives.table[$0] != nil }
         XCTAssertEqual(implemented, [], "implemented now: take them out of UnsupportedDirectives")

@@ -239,7 +239,9 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
             setInterest(writing: false)
             if state == .handling { timer?.cancel() }
             if let d = onDrain { d() }
-            if request?.response.complete ?? false { finishRequest() }
+            // onDrain may have queued more (a proxied body's rest) and completed the response: it ends only once
+            // that is out too, or a close would cut it short.
+            if request?.response.complete ?? false, outputQueue?.isEmpty ?? true { finishRequest() }
         }
     }
 

@@ -8,9 +8,7 @@ final class AccessRuleTests: XCTestCase {
         let port = freePort()
         let vigil = try Vigil(config: "")
         defer { vigil.cleanup() }
-        let socket = vigil.prefix + "/v.sock", root = vigil.prefix + "/html"
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        try "hi\n".write(toFile: root + "/i.txt", atomically: true, encoding: .utf8)
+        let socket = vigil.prefix + "/v.sock", root = try vigil.htmlRoot([("i.txt", Array("hi\n".utf8))])
         try vigil.write(config: Vigil.config(http: """
             server {
                 listen unix:\(socket);

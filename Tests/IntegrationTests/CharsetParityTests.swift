@@ -44,12 +44,10 @@ final class CharsetParityTests: XCTestCase {
         let vport = freePort(), vup = freePort(), nport = freePort(), nup = freePort()
         let vigil = try Vigil(config: "")
         defer { vigil.cleanup() }
-        let root = vigil.prefix + "/html"
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        let files: [(String, [UInt8])] = [("/latin.html", Array("caf".utf8) + [0xE9, 0x20, 0xFC, 0xA4, 0x0A]),
-                                          ("/utf8.txt", Array("caf\u{E9} \u{FC} \u{20AC} \u{1F600}\n".utf8)),
-                                          ("/xs.html", Array("XXXX".utf8)), ("/ys.html", Array("YYYY".utf8)), ("/data.foo", Array("foo\n".utf8))]
-        for (file, bytes) in files { FileManager.default.createFile(atPath: root + file, contents: Data(bytes)) }
+        let files: [(name: String, bytes: [UInt8])] = [("latin.html", Array("caf".utf8) + [0xE9, 0x20, 0xFC, 0xA4, 0x0A]),
+                                          ("utf8.txt", Array("caf\u{E9} \u{FC} \u{20AC} \u{1F600}\n".utf8)),
+                                          ("xs.html", Array("XXXX".utf8)), ("ys.html", Array("YYYY".utf8)), ("data.foo", Array("foo\n".utf8))]
+        let root = try vigil.htmlRoot(files)
         try vigil.write(config: Vigil.config(http: config(port: vport, upstream: vup, root: root)))
         _ = try vigil.start()
         let nginx = try NginxPeer(http: config(port: nport, upstream: nup, root: root), waitFor: [nport, nup])
@@ -68,7 +66,7 @@ final class CharsetParityTests: XCTestCase {
             if v.status != n.status || vType != nType || !sameBody {
                 differences.append("\(path): vigil \(v.status) \(vType ?? "-") \(v.body), nginx \(n.status) \(nType ?? "-") \(n.body)")
             }
-            if let file = files.first(where: { path.hasSuffix($0.0) }), n.status == 200, n.body != file.1 { recoded += 1 }
+            if let file = files.first(where: { path.hasSuffix("/" + $0.name) }), n.status == 200, n.body != file.bytes { recoded += 1 }
         }
         XCTAssertEqual(differences, [], differences.joined(separator: "\n"))
         XCTAssertGreaterThanOrEqual(recoded, 4, "the maps must have recoded bodies")

@@ -47,10 +47,8 @@ final class HeadersFilterParityTests: XCTestCase {
         let vport = freePort(), vup = freePort(), nport = freePort(), nup = freePort()
         let vigil = try Vigil(config: "")
         defer { vigil.cleanup() }
-        let root = vigil.prefix + "/html"
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        for (file, text) in [("/page.html", "<p>page</p>\n"), ("/file.txt", "file\n")] {
-            try text.write(toFile: root + file, atomically: true, encoding: .utf8)
+        let root = try vigil.htmlRoot([("page.html", Array("<p>page</p>\n".utf8)), ("file.txt", Array("file\n".utf8))])
+        for file in ["/page.html", "/file.txt"] {
             // A fixed time, so that both servers count `expires modified` from the same Last-Modified.
             var times = [timespec(tv_sec: 1_700_000_000, tv_nsec: 0), timespec(tv_sec: 1_700_000_000, tv_nsec: 0)]
             XCTAssertEqual(utimensat(AT_FDCWD, root + file, &times, 0), 0)

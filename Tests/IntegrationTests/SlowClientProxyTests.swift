@@ -10,10 +10,8 @@ final class SlowClientProxyTests: XCTestCase {
         let port = freePort(), upstream = freePort()
         let vigil = try Vigil(config: "")
         defer { vigil.cleanup() }
-        let root = vigil.prefix + "/html"
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         let sizes = [300_000, 600_000, 1 << 20]
-        for size in sizes { try String(repeating: "X", count: size).write(toFile: "\(root)/\(size)", atomically: true, encoding: .utf8) }
+        let root = try vigil.htmlRoot(sizes.map { ("\($0)", [UInt8](repeating: UInt8(ascii: "X"), count: $0)) })
         try vigil.write(config: Vigil.config(http: """
             server { listen 127.0.0.1:\(port) sndbuf=32k; location / { proxy_pass http://127.0.0.1:\(upstream); } }
             server { listen 127.0.0.1:\(upstream); root \(root); }

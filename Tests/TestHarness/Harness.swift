@@ -209,6 +209,19 @@ public final class Vigil {
         try write(config: config)
     }
 
+    /// `prefix/html` with these files (names relative to it), for a config's `root`; returns its path.
+    @discardableResult
+    public func htmlRoot(_ files: [(name: String, bytes: [UInt8])] = []) throws -> String {
+        let root = prefix + "/html"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        for (name, bytes) in files {
+            guard FileManager.default.createFile(atPath: root + "/" + name, contents: Data(bytes)) else {
+                throw HTTPClientError("cannot write \(root)/\(name)")
+            }
+        }
+        return root
+    }
+
     public func write(config: String) throws {
         try config.write(toFile: confPath, atomically: true, encoding: .utf8)
     }

@@ -357,7 +357,6 @@ public struct HTTPSettings: Sendable {
     public var ssl = SSLSettings()
     public var status = StatusSettings()
     public var autoIndex = AutoIndexSettings()
-    public var charset = CharsetSettings()
 
     public init() {}
 
@@ -372,7 +371,6 @@ public struct HTTPSettings: Sendable {
         ssl.merge(p.ssl)
         status.merge(p.status)
         autoIndex.merge(p.autoIndex)
-        charset.merge(p.charset)
     }
 }
 

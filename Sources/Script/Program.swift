@@ -110,7 +110,8 @@ public final class Program {
         case .f: return (st.st_mode & S_IFMT) == S_IFREG
         case .d: return (st.st_mode & S_IFMT) == S_IFDIR
         case .e: return true
-        case .x: return access(path, X_OK) == 0 && (st.st_mode & S_IFMT) != S_IFDIR
+        // nginx's ngx_is_exec: the owner's execute bit, whoever asks and whatever the file is (a directory too).
+        case .x: return st.st_mode & S_IXUSR != 0
         }
     }
 

@@ -20,6 +20,14 @@ final class RewriteParityTests: XCTestCase {
             *.example.test wildcard;
             r.test main;
         }
+        map $arg_h $hn {
+            hostnames;
+            default none;
+            *.example.test star;
+            .dot.example.test dot;
+            www.example.* tail;
+            www.* www;
+        }
         map "$arg_k:$arg_j" $kv { default d; 1:2 one-two; \\default literal-default; }
         server {
             listen 127.0.0.1:\(port);
@@ -53,7 +61,11 @@ final class RewriteParityTests: XCTestCase {
             }
             location /cookie { return 200 "c=$cookie_session a=$arg_a host=$host\\n"; }
             location = /code { return 204; }
-            location /map { return 200 "ua=$ua_class site=$site kv=$kv mozver=$mozver\n"; }
+            location /map { return 200 "ua=$ua_class site=$site kv=$kv mozver=$mozver hn=$hn\n"; }
+            location /exec/ {
+                if (-x $document_root/$arg_name) { return 200 "x $arg_name\n"; }
+                return 200 "not x $arg_name\n";
+            }
             location = /close { return 444; }
             location /rp { return 200 "rp=$realpath_root dr=$document_root\n"; }
         }
@@ -68,6 +80,10 @@ final class RewriteParityTests: XCTestCase {
         let root = vigil.prefix + "/html"
         try FileManager.default.createDirectory(atPath: root + "/static", withIntermediateDirectories: true)
         try "static file\n".write(toFile: root + "/static/a.txt", atomically: true, encoding: .utf8)
+        // -x is the owner's execute bit, on a directory too.
+        try FileManager.default.createDirectory(atPath: root + "/shut", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o644])
+        try "#!/bin/sh\n".write(toFile: root + "/run.sh", atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: root + "/run.sh")
         try vigil.write(config: Vigil.config(workers: 1, http: server(port: vport, root: root)))
         _ = try vigil.start()
         let nginx = try NginxPeer(http: server(port: nport, root: root), waitFor: [nport])
@@ -81,7 +97,9 @@ final class RewriteParityTests: XCTestCase {
             ("/file/?name=Bad!", []), ("/rp", []), ("/new/", ["X-Block: 1"]), ("/new/", ["X-Block-Text: yes"]),
             ("/cookie?a=1", ["Cookie: x=1; session=abc"]), ("/code", []),
             ("/map", []), ("/map", ["User-Agent: CURL/8"]), ("/map", ["User-Agent: Mozilla/5.0 (X11)"]), ("/map", ["User-Agent: exact-agent"]),
-            ("/map?k=1&j=2", []), ("/map?k=default", []),
+            ("/map?k=1&j=2", []), ("/map?k=default", []), ("/map?h=dot.example.test", []), ("/map?h=www.dot.example.test", []),
+            ("/map?h=a.example.test", []), ("/map?h=www.example.org", []), ("/map?h=www.other.org", []),
+            ("/exec/?name=static", []), ("/exec/?name=shut", []), ("/exec/?name=run.sh", []), ("/exec/?name=static/a.txt", []),
         ]
         var differences: [String] = []
         for (path, headers) in requests {

@@ -8,6 +8,8 @@ public final class Program {
     public enum Instruction {
         /// `set $name value`.
         case set(Int, Template)
+        /// `set` on a built-in that takes it (`$limit_rate`).
+        case setBuiltin(Variable, Template)
         /// `if (condition) {`: when it does not hold, continue at the index (after the block).
         case unless(Condition, Int)
         /// `rewrite regex replacement [flag]`.
@@ -65,6 +67,8 @@ public final class Program {
             switch instructions[pc] {
             case .set(let i, let t):
                 ctx.setUser(i, t.render(ctx))
+            case .setBuiltin(let v, let t):
+                ctx.setBuiltin(v, t.render(ctx))
             case .unless(let c, let target):
                 if !holds(c, ctx) { pc = target; continue }
             case .rewrite(let re, let replacement, let flag):

@@ -432,6 +432,77 @@ final class RewriteParityTests: XCTestCase {
         }
     }
 
+    /// The answers nginx-tests pins down (rewrite.t, http_absolute_redirect.t, http_variables.t, gzip.t): a
+    /// `return` below 400 without a text inside an error page (the page's status, an empty body), a redirect's
+    /// Location kept through its error page, a bare `return 204` and `return 301`, captures escaped again
+    /// into a rewrite's arguments, `break` after a rewrite sending the whole URI upstream, a directory's and a
+    /// location's 301 escaped (with the arguments, absolute or not), `$limit_rate` set and read, and gzip
+    /// without a `types` block (html is text/html) on GET and HEAD, its ETag made weak.
+    func testReturnsRedirectsAndGzipHeadsMatchNginx() throws {
+        try XCTSkipUnless(Tools.available(Tools.nginx), "Debian's nginx is not installed (scripts/install-deps installs it)")
+        let backendPort = freePort(), vport = freePort(), nport = freePort()
+        let backend = try NginxPeer(http: """
+            server { listen 127.0.0.1:\(backendPort); location / { return 200 "backend $request_uri\\n"; } }
+            """, waitFor: [backendPort])
+        defer { backend.cleanup() }
+        let vigil = try Vigil(config: "")
+        defer { vigil.cleanup() }
+        let root = vigil.prefix + "/html"
+        try FileManager.default.createDirectory(atPath: root + "/dir sp", withIntermediateDirectories: true)
+        try String(repeating: "X", count: 64).write(toFile: root + "/index.html", atomically: true, encoding: .utf8)
+        func server(_ port: UInt16) -> String {
+            """
+            server {
+                listen 127.0.0.1:\(port);
+                root \(root);
+                absolute_redirect off;
+                location / { gzip on; }
+                location /abs/ { absolute_redirect on; alias \(root)/; }
+                location "/auto sp/" { proxy_pass http://127.0.0.1:\(backendPort)/; }
+                location /r204 { return 204; }
+                location /r200 { return 200; }
+                location /r301 { return 301; }
+                location /e204 { error_page 405 /r204; return 405; }
+                location /e200 { error_page 405 /r200; return 405; }
+                location /e302 { error_page 302 /text; return 302 "there"; }
+                location = /text { return 200 "text\\n"; }
+                location /capture { rewrite ^(.*) $1?c=$1; return 200 "uri=$uri args=$args\\n"; }
+                location /brk { rewrite ^ /text; break; proxy_pass http://127.0.0.1:\(backendPort)/elsewhere; }
+                location /lr { set $limit_rate $arg_l; add_header X-Rate $limit_rate; return 200 "ok\\n"; }
+            }
+            """
+        }
+        try vigil.write(config: Vigil.config(workers: 1, http: server(vport)))
+        _ = try vigil.start()
+        let nginx = try NginxPeer(http: server(nport), waitFor: [nport])
+        defer { nginx.cleanup() }
+        let compared: Set<String> = ["location", "content-type", "content-length", "content-encoding", "etag", "x-rate", "vary"]
+        // Built-in pages differ in their signature's length; a compressed body is chunked by nginx, whole by Vigil.
+        func normal(_ r: HTTPResponse, _ port: UInt16, length: Bool) -> [String] {
+            r.headers.filter { compared.contains($0.name.lowercased()) && (length || $0.name.lowercased() != "content-length") }
+                .map { "\($0.name.lowercased()): \($0.value.replacingOccurrences(of: ":\(port)/", with: ":PORT/"))" }.sorted()
+        }
+        let gzip = ["Accept-Encoding: gzip"]
+        var differences: [String] = []
+        for (method, path, headers) in [
+            ("GET", "/r204", []), ("GET", "/r200", []), ("GET", "/r301", []), ("GET", "/e204", []), ("GET", "/e200", []),
+            ("GET", "/e302", []), ("GET", "/capture/%25?a=b", []), ("GET", "/capture/a+b?a=b", []), ("GET", "/capture/plain?a=b", []),
+            ("GET", "/brk", []), ("GET", "/lr?l=40k", []), ("GET", "/lr?l=1m", []), ("GET", "/lr", []), ("GET", "/lr?l=2g", []),
+            ("GET", "/dir%20sp", []), ("GET", "/dir%20sp?a=b", []), ("GET", "/abs/dir%20sp?a=b", []), ("GET", "/auto%20sp?a=b", []),
+            ("GET", "/index.html", gzip), ("HEAD", "/index.html", gzip), ("HEAD", "/index.html", []), ("GET", "/index.html", []),
+        ] as [(String, String, [String])] {
+            let raw = getRequest(path, headers: headers + ["Connection: close"], method: method)
+            let v = try httpExchange(vport, raw, method: method), n = try httpExchange(nport, raw, method: method)
+            if v.status != n.status { differences.append("\(method) \(path): status vigil \(v.status), nginx \(n.status)") }
+            let page = (n.header("Content-Type") ?? "").hasPrefix("text/html") && n.status >= 300, gzipped = n.header("Content-Encoding") != nil
+            let vh = normal(v, vport, length: !page && !gzipped), nh = normal(n, nport, length: !page && !gzipped)
+            if vh != nh { differences.append("\(method) \(path): headers vigil \(vh), nginx \(nh)") }
+            if !page && !gzipped,
+               v.body != n.body { differences.append("\(method) \(path): body vigil \(String(decoding: v.body, as: UTF8.self).debugDescription), nginx \(String(decoding: n.body, as: UTF8.self).debugDescription)") }
+        }
+        XCTAssertEqual(differences, [], differences.joined(separator: "\n"))
+    }
+
     func testScriptErrorsAtConfigTest() throws {
         let vigil = try Vigil(config: Vigil.config(http: """
             server { listen 127.0.0.1:\(freePort());

@@ -112,7 +112,9 @@ public final class Configuration {
         return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
+    /// As nginx's ngx_conf_add_dump, a file included twice is dumped once (the first time it was read).
     func recordSource(path: String, text: [UInt8]) {
+        guard !sources.contains(where: { $0.path == path }) else { return }
         sources.append((path, text))
     }
 

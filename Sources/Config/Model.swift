@@ -423,6 +423,17 @@ public final class ProxyPass: Sendable {
         return nil
     }
 
+    /// `unix:/path:/uri` after the scheme: the socket ("unix:/path", its path ending at the next colon) and the
+    /// URI after that colon (nil when there is none); nil when `rest` is not a unix socket's. nil as the socket
+    /// when the path is empty.
+    public static func splitUnix(_ rest: Substring) -> (socket: String?, uri: String?)? {
+        guard rest.hasPrefix("unix:") else { return nil }
+        let path = rest.dropFirst(5)
+        let end = path.firstIndex(of: ":") ?? path.endIndex
+        let uri = end < path.endIndex ? path[path.index(after: end)...] : ""
+        return (end > path.startIndex ? "unix:" + path[..<end] : nil, uri.isEmpty ? nil : String(uri))
+    }
+
     /// The same proxy_pass going to `target` (a host name resolved to its addresses).
     func with(target: Target) -> ProxyPass {
         ProxyPass(scheme: scheme, hostText: hostText, port: port, uri: uri, target: target, location: location)

@@ -151,23 +151,20 @@ enum Proxy {
             let guess = url.contains("://") ? nil : "did you mean \"http://\(url)\"?"
             throw call.error("invalid URL prefix", hint: guess)
         }
-        // `http://unix:/path:/uri`: the socket's path ends at the next colon; Host is "localhost", as in nginx.
-        if rest.hasPrefix("unix:") {
-            let path = rest.dropFirst(5)
-            let end = path.firstIndex(of: ":") ?? path.endIndex
-            guard end > path.startIndex else { throw call.error("no path in the unix domain socket \"\(rest)\"") }
-            let socketPath = "unix:" + path[..<end]
-            let uri = end < path.endIndex ? String(path[path.index(after: end)...]) : nil
-            try refuseURI(uri.flatMap { $0.isEmpty ? nil : $0 }, in: loc, call)
-            loc.content = .proxy(ProxyPass(scheme: scheme, hostText: "localhost", port: nil, uri: uri.flatMap { $0.isEmpty ? nil : $0 },
-                                           target: .address([PeerAddress(host: socketPath, port: 0, isIPv6: false)], text: socketPath),
-                                           location: call.location))
-            return
-        }
+        // With variables, the host (a unix socket's too) is known per request.
         if rest.contains("$") {
             let t = try RewriteDirectives.template(call, String(rest))
             loc.content = .proxy(ProxyPass(scheme: scheme, hostText: String(rest.prefix(while: { $0 != "/" })), port: nil, uri: nil,
                                            target: .variable(t),
+                                           location: call.location))
+            return
+        }
+        // `http://unix:/path:/uri`: the socket's path ends at the next colon; Host is "localhost", as in nginx.
+        if let (socket, uri) = ProxyPass.splitUnix(rest) {
+            guard let socketPath = socket else { throw call.error("no path in the unix domain socket \"\(rest)\"") }
+            try refuseURI(uri, in: loc, call)
+            loc.content = .proxy(ProxyPass(scheme: scheme, hostText: "localhost", port: nil, uri: uri,
+                                           target: .address([PeerAddress(host: socketPath, port: 0, isIPv6: false)], text: socketPath),
                                            location: call.location))
             return
         }

@@ -22,6 +22,7 @@ enum RewriteDirectives {
             let name = call.words[1]
             guard name.hasPrefix("$"), name.count > 1 else { throw call.error("invalid variable name \"\(name)\"") }
             let bare = String(name.dropFirst())
+            if Variable.isSettable(bare) { return program(call).append(.setBuiltin(Variable(name: bare), try template(call, call.words[2]))) }
             if Variable.isBuiltin(bare) { throw call.error("the duplicate \"\(bare)\" variable") }
             let index = Directives.http(call).variables.declare(bare)
             program(call).append(.set(index, try template(call, call.words[2])))

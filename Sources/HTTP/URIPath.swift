@@ -1,4 +1,4 @@
-/// A request path as nginx reads it for routing and `$uri`, and as it escapes a path again to send it upstream.
+/// A request path as nginx reads it for routing and `$uri` (Core's URIText escapes one again).
 public enum URIPath {
     static let slash = UInt8(ascii: "/"), dot = UInt8(ascii: "."), percent = UInt8(ascii: "%")
 
@@ -132,46 +132,5 @@ public enum URIPath {
             }
         }
         return out
-    }
-
-    /// nginx's escaping of a path it sends upstream after decoding it: controls, space, `"`, `#`, `%`, `<`, `>`,
-    /// `?`, `\`, `^`, `` ` ``, `{`, `|`, `}`, DEL and every byte past ASCII become %XX (upper-case hex).
-    public static func escaped<S: StringProtocol>(_ path: S) -> String {
-        guard path.utf8.contains(where: needsEscape) else { return String(path) }
-        let hex = Array("0123456789ABCDEF".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(path.utf8.count + 16)
-        for c in path.utf8 {
-            if needsEscape(c) {
-                out += [percent, hex[Int(c >> 4)], hex[Int(c & 0xF)]]
-            } else {
-                out.append(c)
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    /// nginx's escaping of a URI component (a file name in a link): every byte but ALPHA, DIGIT, `-`, `.`, `_`
-    /// and `~` as %XX (upper-case hex).
-    public static func appendEscapedComponent<S: Sequence<UInt8>>(_ bytes: S, to out: inout [UInt8]) {
-        let hex = Array("0123456789ABCDEF".utf8)
-        for c in bytes {
-            switch c {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
-                out.append(c)
-            default:
-                out += [percent, hex[Int(c >> 4)], hex[Int(c & 0xF)]]
-            }
-        }
-    }
-
-    @inline(__always) static func needsEscape(_ c: UInt8) -> Bool {
-        switch c {
-        case 0...0x20, 0x7F...0xFF: true
-        case UInt8(ascii: "\""), UInt8(ascii: "#"), UInt8(ascii: "%"), UInt8(ascii: "<"), UInt8(ascii: ">"), UInt8(ascii: "?"),
-             UInt8(ascii: "\\"), UInt8(ascii: "^"), UInt8(ascii: "`"), UInt8(ascii: "{"), UInt8(ascii: "|"), UInt8(ascii: "}"): true
-        default: false
-        }
     }
 }

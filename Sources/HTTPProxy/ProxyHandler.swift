@@ -121,6 +121,16 @@ public final class ProxyHandler: RequestHandler {
     /// `proxy_pass` with variables (`target` is what they gave after the scheme): the host names an upstream
     /// block or is an address; any other name is resolved with the location's `resolver` while the request waits.
     private func proxy(_ r: RequestContext, _ pass: ProxyPass, _ route: ProxyRoute, scheme: String, to target: Substring) {
+        if let (socket, uri) = ProxyPass.splitUnix(target) {
+            guard let socket else {
+                log.error("no path in the unix domain socket \"\(target)\"\(r.logContext)")
+                return r.service.pipeline.respondError(r, 500)
+            }
+            // As nginx, the Host of a unix socket's request is "localhost".
+            r.proxyHost = "localhost"
+            let balancer = balancers["\u{0}" + socket] ?? UpstreamBalancer(literal: socket, addresses: [PeerAddress(host: socket, port: 0, isIPv6: false)])
+            return start(r, pass, route, balancer, scheme: scheme, uri: uri)
+        }
         let slash = target.firstIndex(of: "/")
         let hostPort = String(slash.map { target[..<$0] } ?? target)
         let uri = slash.map { String(target[$0...]) }

@@ -68,19 +68,20 @@ extension ProxySession: BodyConsumer {
     /// The URI as nginx sends it: the target as the client sent it while nothing changed the URI; else the
     /// decoded URI, escaped again when it came escaped or was changed, with its arguments; a URI in proxy_pass
     /// takes the place of the part of the URI the location matched (only prefix and exact locations may give
-    /// proxy_pass a URI).
+    /// proxy_pass a URI), unless a rewrite and `break` left the location with a URI it was not chosen by: that
+    /// goes whole.
     private var upstreamURI: String {
         if let dynamicURI { return dynamicURI }
         let changed = request.uriChanged
         var prefix = "", path = Substring(request.uri)
-        if let passURI = pass.uri, let loc = request.location {
+        if let passURI = pass.uri, let loc = request.location, request.validLocation {
             prefix = passURI
             path = Substring(request.uri.utf8.dropFirst(loc.pattern.utf8.count))
         } else if !changed {
             return request.head.target
         }
         let args = request.args.flatMap { $0.isEmpty ? nil : "?" + $0 } ?? ""
-        return prefix + (request.head.pathWasEscaped || changed ? URIPath.escaped(path) : String(path)) + args
+        return prefix + (request.head.pathWasEscaped || changed ? URIText.escaped(path, .uri) : String(path)) + args
     }
 
     /// Before an attempt: the request goes again from its first byte.

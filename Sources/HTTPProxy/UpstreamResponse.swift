@@ -111,7 +111,7 @@ extension ProxySession {
                 redirect = String(decoding: parsed[f.value], as: UTF8.self)
             } else if !ignored.contains(.xAccelLimitRate) && ProxyHeaders.named(name, "x-accel-limit-rate"),
                       let rate = Int(String(decoding: parsed[f.value], as: UTF8.self)), rate >= 0 {
-                request.upstreamLimitRate = rate
+                request.limitRate = rate
             }
         }
         guard let redirect, !redirect.isEmpty else { return nil }
@@ -168,7 +168,10 @@ extension ProxySession {
         let recodes = sink.recodes
         // Chunks of the upstream's pass through only as they came.
         if recodes.body { passChunked = false }
-        let gzipping = compressible && h.hasBody && !isHead && GzipFilter.accepted(request) && sink.startGzip(length: h.contentLength)
+        let encodes = compressible && h.hasBody && GzipFilter.accepted(request)
+        let gzipping = encodes && !isHead && sink.startGzip(length: h.contentLength)
+        // A HEAD gets the head its GET would: encoded, without the upstream's length, and nothing to compress.
+        let headEncoded = encodes && isHead
         let newLength = gzipping || recodes.length
         if newLength || recodes.body && framing == .chunksPassedThrough {
             passChunked = false
@@ -194,7 +197,7 @@ extension ProxySession {
             let replaced = request.response.replaced
             for f in fields where ProxyHeaders.passes(parsed[f.name], hidden: hidden, passed: passed)
                 && (replaced.isEmpty || !replaced.contains(field: String(decoding: parsed[f.name], as: UTF8.self)))
-                && !(newLength && RequestParser.matches(parsed[f.name], lowercase: "content-length"))
+                && !((newLength || headEncoded) && RequestParser.matches(parsed[f.name], lowercase: "content-length"))
                 && !(RequestParser.matches(parsed[f.name], lowercase: "content-type") && f.value != contentType) {
                 let name = UnsafeRawBufferPointer(rebasing: parsed[f.name])
                 let isLocation = RequestParser.matches(parsed[f.name], lowercase: "location")
@@ -212,7 +215,7 @@ extension ProxySession {
                     w.header(name, UnsafeRawBufferPointer(rebasing: parsed[f.value]))
                 }
             }
-            if gzipping { w.header("Content-Encoding", "gzip") }
+            if gzipping || headEncoded { w.header("Content-Encoding", "gzip") }
             if vary { w.header("Vary", "Accept-Encoding") }
         }
     }

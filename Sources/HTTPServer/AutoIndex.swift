@@ -160,7 +160,7 @@ enum AutoIndex {
         }
         for e in entries {
             out += Array("<a href=\"".utf8)
-            URIPath.appendEscapedComponent(e.name, to: &out)
+            URIText.append(e.name, escaping: .component, to: &out)
             if e.isDirectory { out.append(UInt8(ascii: "/")) }
             out += Array("\">".utf8)
             var length = utf8 ? utf8Length(e.name) : e.name.count

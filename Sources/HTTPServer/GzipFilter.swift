@@ -8,7 +8,8 @@ import HTTP
 public enum GzipFilter {
     /// Whether the response itself may be compressed: gzip on, status 200/403/404, not encoded already, long
     /// enough when its length is known, a type in gzip_types (text/html always). Such a response also gets
-    /// `Vary: Accept-Encoding` with gzip_vary on, whatever this client accepts.
+    /// `Vary: Accept-Encoding` with gzip_vary on, whatever this client accepts. The method does not count: a
+    /// HEAD is answered with the head its GET would have (Content-Encoding, no Content-Length), as nginx's.
     public static func eligible(_ r: RequestContext, status: Int, contentType: String?, contentLength: Int?, encoded: Bool) -> Bool {
         guard let contentType else { return false }
         var type = contentType
@@ -18,7 +19,7 @@ public enum GzipFilter {
     /// The same, on the header's bytes as they came (a proxied response's Content-Type, without a copy).
     public static func eligible(_ r: RequestContext, status: Int, contentType: UnsafeRawBufferPointer, contentLength: Int?, encoded: Bool) -> Bool {
         // Read in place: a copy of the settings would retain every reference in them.
-        guard r.settings.gzip.on, status == 200 || status == 403 || status == 404, !encoded, r.method != "HEAD" else { return false }
+        guard r.settings.gzip.on, status == 200 || status == 403 || status == 404, !encoded else { return false }
         if let len = contentLength, len < r.settings.gzip.minLength { return false }
         // The type before any parameters, compared without making a lowercased copy.
         var end = contentType.firstIndex(of: UInt8(ascii: ";")) ?? contentType.count

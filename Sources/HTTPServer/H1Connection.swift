@@ -51,6 +51,8 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
     private var bodyRemaining = 0
     private var chunked: ChunkedDecoder?
     private var sawFirstByte = false
+    /// The next request's bytes were already read when the last response ended (nginx's hc->pipeline).
+    private var nextIsPipelined = false
     /// The answer went out before the request body was read (413, 400 on a bad chunk): linger on close.
     private var unreadBody = false
     private var countedReading = false
@@ -300,6 +302,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
         service.counters.add(.writing)
         guard let r = service.pipeline.makeFailedRequest(transport: self, length: input.readable) else { return close() }
         request = r
+        r.isPipelined = nextIsPipelined
         state = .handling
         service.pipeline.respondError(r, status, close: true)
     }
@@ -309,6 +312,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
         service.counters.add(.writing)
         guard let r = service.pipeline.makeRequest(parsed, transport: self, length: length) else { return close() }
         request = r
+        r.isPipelined = nextIsPipelined
         if plainOnTLSPort {
             r.log.info("client sent plain HTTP request to HTTPS port while reading client request headers\(r.logContext)")
             unreadBody = r.head.hasBody
@@ -596,6 +600,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
         if !noDelay, r.settings.core.tcpNodelay { setNoDelay() }
         setInterest(reading: true)
         arm(UInt64(r.settings.core.keepaliveTimeout))
+        nextIsPipelined = hasInput
         if hasInput {
             startReading()   // a pipelined request is already here
             process()

@@ -31,11 +31,16 @@ public final class RequestContext: ScriptContext {
     var isInternal = false
     /// Rewrite cycles and internal redirects left before nginx's "rewrite or internal redirection cycle" 500.
     var uriChangesLeft = 11
+    /// The URI is still one the location was chosen by (nginx's valid_location): a `break` after a rewrite in
+    /// the location clears it, and a proxy_pass URI then no longer replaces the location's part of the URI.
+    public internal(set) var validLocation = true
     /// The URI is a proxy_pass location's name without its final slash: nginx redirects to the name.
     var addsSlash = false
     /// try_files found the file for a regex location's alias: the URI is appended to the alias.
     var uriAddsToAlias = false
     public var captures: Captures?
+    /// It came behind another request on its connection, already read when that one was answered: $pipe "p".
+    public var isPipelined = false
     /// The method handlers see: an error page's internal redirect makes it GET.
     public var method: String
     /// Set while an error page is served: no second error page, and the status the answer carries.
@@ -68,9 +73,11 @@ public final class RequestContext: ScriptContext {
     public var body = RequestBody()
     /// How the response is going out (ResponseSink.swift).
     public var response = ResponseState()
-    /// The response's limit_rate, resolved when its head is written; an upstream's X-Accel-Limit-Rate before that.
+    /// The response's limit_rate, resolved when its head is written.
     var rate: ResponseRate?
-    public var upstreamLimitRate: Int?
+    /// nginx's r->limit_rate, which $limit_rate reads: `set $limit_rate` or an upstream's X-Accel-Limit-Rate sets
+    /// it; else it is the location's limit_rate once the head is written.
+    public var limitRate: Int?
     /// Headers an upstream's response hands on to the response served after it, as nginx keeps them: those of
     /// an X-Accel-Redirect (its Content-Type stands in for the content handler's), an intercepted 401's
     /// WWW-Authenticate.
@@ -142,6 +149,7 @@ public final class RequestContext: ScriptContext {
     func relocate(_ choice: LocationChoice) {
         location = choice.location
         addsSlash = choice.addsSlash
+        validLocation = true
         scope = service.scope(server: server, location: location)
         if let (re, m) = choice.match { Program.take(m, of: re, self) }
         rewritten = false
@@ -160,9 +168,20 @@ public final class RequestContext: ScriptContext {
 
     public func value(_ v: Variable) -> String? { Variables(request: self).value(v) }
 
+    public var uriWasQuoted: Bool { head.pathWasEscaped || head.path.utf8.contains(UInt8(ascii: "+")) }
+
     public func setUser(_ index: Int, _ value: String) {
         if index >= userValues.count { userValues.append(contentsOf: repeatElement(nil, count: index + 1 - userValues.count)) }
         userValues[index] = value
+    }
+
+    public func setBuiltin(_ v: Variable, _ value: String) {
+        guard case .limitRate = v else { return }
+        // As nginx's ngx_parse_size: k and m, no g; a value that is not a size changes nothing.
+        guard let rate = Values.size(value, allowGiga: false) else {
+            return service.log.error("invalid $limit_rate \"\(value)\"\(logContext)")
+        }
+        limitRate = rate
     }
 
     func userValue(_ index: Int) -> String? { index < userValues.count ? userValues[index] : nil }

@@ -25,9 +25,10 @@ public final class RequestPipeline {
         return r
     }
 
-    /// A request for a head that could not be parsed: only its error page is answered.
+    /// A request for a head that could not be parsed: only its error page is answered. It has no URI ($uri is
+    /// empty, as nginx's).
     func makeFailedRequest(transport: RequestTransport, length: Int) -> RequestContext? {
-        let head = RequestHead(method: "-", target: "-", path: "/", query: nil, versionMajor: 1, versionMinor: 1,
+        let head = RequestHead(method: "-", target: "-", path: "", query: nil, versionMajor: 1, versionMinor: 1,
                                host: nil, contentLength: nil, keepAlive: false)
         guard let server = service.router.defaultServer(for: transport.client.listen.address) else { return nil }
         return RequestContext(head: head, server: server, location: nil, service: service, transport: transport, requestLength: length)
@@ -74,13 +75,14 @@ public final class RequestPipeline {
             }
             if let loc = r.location, loc.isInternal && !r.isInternal { return respondError(r, 404) }
             if r.addsSlash, let loc = r.location {
-                return respondError(r, 301, location: loc.pattern + (r.args.flatMap { $0.isEmpty ? nil : "?" + $0 } ?? ""))
+                return redirectAddingSlash(r, to: loc.pattern)
             }
             guard let script = r.location?.script, !script.isEmpty else { break }
             switch script.run(r) {
             case .respond(let code, let text):
                 return respondReturn(r, code, text)
             case .stop:
+                if r.rewritten { r.validLocation = false }
                 r.rewritten = false
                 break scripts
             case .last:
@@ -181,13 +183,21 @@ public final class RequestPipeline {
     /// `return`: a redirect with its Location, a text body, or nginx's page for the code; 444 closes at once.
     func respondReturn(_ r: RequestContext, _ code: Int, _ text: String?) {
         if code == 444 { return r.transport.abort() }
-        if HeadersFilter.isRedirect(code), let url = text {
-            respondError(r, code, location: url)
-        } else if let text {
-            r.sink.respond(status: code, contentType: contentType(for: r), body: Array(text.utf8))
+        if HeadersFilter.isRedirect(code) {
+            respondError(r, code, location: text ?? "")
+        } else if text != nil || code < 400 {
+            // As nginx's ngx_http_send_response: below 400 even without a text this is a response of its own,
+            // which an error page being served gives its status (405 with an empty body, not a 204).
+            r.sink.respond(status: code, contentType: contentType(for: r), body: Array((text ?? "").utf8))
         } else {
             respondError(r, code)
         }
+    }
+
+    /// The 301 nginx answers for a directory, or a location's name, asked for without its final "/": the path
+    /// escaped again (ngx_escape_uri's NGX_ESCAPE_URI: "/dir%20sp" stays so), then the request's arguments.
+    func redirectAddingSlash(_ r: RequestContext, to path: String) {
+        respondError(r, 301, location: URIText.escaped(path, .uri) + (r.args.flatMap { $0.isEmpty ? nil : "?" + $0 } ?? ""))
     }
 
     /// nginx's built-in page for an error or redirect status, or the `error_page` that answers it. 494 is
@@ -199,13 +209,18 @@ public final class RequestPipeline {
         // An error_page answers these too (413, 400, 497…), as nginx's; the connection still closes after. It
         // answers redirects too (`return 302 url`, a directory's 301): the page's answer replaces their Location.
         if !r.inErrorPage, let page = r.settings.core.errorPages.first(where: { $0.codes.contains(status) }) {
+            // As nginx, a redirect's Location stays on the request: the page's answer carries it.
+            if let location { r.carriedHeaders.append(("Location", absolute(r, location))) }
             return errorPage(page, status: status, r)
         }
         // An error or redirect while an error page is served answers with its own status, not the page's.
         r.statusOverride = nil
         let page = ErrorPages.page(status, serverTokens: HeaderFilter.signature(r)) ?? ""
         var extra: [(String, String)] = []
-        if let location { extra.append(("Location", absolute(r, location))) }
+        if let location {
+            r.carriedHeaders.removeAll { $0.name == "Location" }
+            extra.append(("Location", absolute(r, location)))
+        }
         r.sink.respond(status: status == 494 || status == 497 ? 400 : status, contentType: page.isEmpty ? nil : "text/html",
                        body: Array(page.utf8), extra: extra, ownType: true)
     }

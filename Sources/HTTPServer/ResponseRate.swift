@@ -10,10 +10,12 @@ struct ResponseRate {
     /// Bytes of the response (head included) that went out.
     var sent = 0
 
-    /// The response's rate: an upstream's X-Accel-Limit-Rate, else the location's; nil when unlimited.
+    /// The response's rate: the request's own ($limit_rate, X-Accel-Limit-Rate), else the location's, which
+    /// becomes the request's (as nginx's write filter settles r->limit_rate); nil when unlimited.
     init?(_ r: RequestContext, nowMs: UInt64) {
         let core = r.settings.core
-        let rate = r.upstreamLimitRate ?? core.limitRate.flatMap { Values.size($0.render(r)) } ?? 0
+        let rate = r.limitRate ?? core.limitRate.flatMap { Values.size($0.render(r)) } ?? 0
+        r.limitRate = rate
         guard rate > 0 else { return nil }
         bytesPerSecond = rate
         after = core.limitRateAfter.flatMap { Values.size($0.render(r)) } ?? 0

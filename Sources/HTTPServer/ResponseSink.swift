@@ -60,7 +60,9 @@ public struct ResponseSink {
     public func respond(status: Int, contentType handlerType: String?, body plain: [UInt8], extra: [(String, String)] = [],
                         omitLengthForHead: Bool = false, ownType: Bool = false) {
         r.status = status
-        let contentType = (ownType ? handlerType : r.carriedContentType ?? handlerType)
+        // As nginx's header filter: a 204 goes without Content-Type and Content-Length.
+        let noContent = (r.statusOverride ?? status) == 204
+        let contentType = noContent ? nil : (ownType ? handlerType : r.carriedContentType ?? handlerType)
             .map { CharsetFilter.contentType(r, $0, status: r.statusOverride ?? status, encoded: false) }
         let isHead = r.head.method == "HEAD"
         var body = plain
@@ -71,19 +73,30 @@ public struct ResponseSink {
         var encoding: String?
         let compressible = GzipFilter.eligible(r, status: r.statusOverride ?? status, contentType: contentType,
                                                contentLength: body.count, encoded: false)
-        if compressible, GzipFilter.accepted(r), let packed = GzipFilter.compressed(body, r) {
-            body = packed
-            encoding = "gzip"
+        if compressible, GzipFilter.accepted(r) {
+            if isHead {
+                encoding = "gzip"
+            } else if let packed = GzipFilter.compressed(body, r) {
+                body = packed
+                encoding = "gzip"
+            }
         }
         let vary = compressible && r.settings.gzip.vary
         sendHead(status: status, framing: .length) { w in
             if let contentType { w.header("Content-Type", contentType) }
-            if !(isHead && omitLengthForHead) && status != 304 && !r.response.replaced.contains(.contentLength) {
+            if !(isHead && (omitLengthForHead || encoding != nil)) && status != 304 && !noContent && !r.response.replaced.contains(.contentLength) {
                 w.header("Content-Length", body.count)
             }
             if let encoding { w.header("Content-Encoding", encoding) }
             if vary { w.header("Vary", "Accept-Encoding") }
-            for (name, value) in extra where !r.response.replaced.contains(field: name) { w.header(name, value) }
+            for (name, value) in extra where !r.response.replaced.contains(field: name) {
+                // As nginx's gzip filter: the encoded body is another representation, its ETag a weak one.
+                if encoding != nil && name == "ETag" {
+                    if value.hasPrefix("W/") { w.header(name, value) } else if value.hasPrefix("\"") { w.header(name, "W/" + value) }
+                } else {
+                    w.header(name, value)
+                }
+            }
         }
         if !isHead && !body.isEmpty {
             body.withUnsafeBytes { r.transport.queueBody($0) }

@@ -8,31 +8,22 @@ import Script
 /// "", which is what a request without a Host looks for.
 struct ServerNames {
     private var exact: [String: Server] = [:]
-    /// `*.example.com` as ".example.com", longest first.
-    private var leading: [(suffix: String, server: Server)] = []
-    /// `www.example.*` as "www.example.", longest first.
-    private var trailing: [(prefix: String, server: Server)] = []
+    private var wildcards = WildcardNames<Server>()
     private var regexes: [(regex: Regex, server: Server)] = []
 
     init(_ servers: [Server]) {
         for s in servers {
             for name in s.serverNames.isEmpty && s.serverNameRegexes.isEmpty ? [""] : s.serverNames {
-                if name.hasPrefix("*.") {
-                    leading.append((String(name.dropFirst()), s))
-                } else if name.hasPrefix(".") {
-                    leading.append((name, s))
-                    if exact[String(name.dropFirst())] == nil { exact[String(name.dropFirst())] = s }
-                } else if name.hasSuffix(".*") {
-                    trailing.append((String(name.dropLast()), s))
-                } else if exact[name] == nil {
-                    exact[name] = s
+                var exactName = Substring(name)
+                if WildcardNames<Server>.isWildcard(name) {
+                    wildcards.add(name, s)
+                    guard name.hasPrefix(".") else { continue }
+                    exactName = exactName.dropFirst()
                 }
+                if exact[String(exactName)] == nil { exact[String(exactName)] = s }
             }
             regexes += s.serverNameRegexes.map { ($0, s) }
         }
-        // Stable sorts: of two equally specific names the first written wins.
-        leading = leading.enumerated().sorted { ($0.element.suffix.utf8.count, -$0.offset) > ($1.element.suffix.utf8.count, -$1.offset) }.map(\.element)
-        trailing = trailing.enumerated().sorted { ($0.element.prefix.utf8.count, -$0.offset) > ($1.element.prefix.utf8.count, -$1.offset) }.map(\.element)
     }
 
     var hasRegexes: Bool { !regexes.isEmpty }
@@ -41,8 +32,7 @@ struct ServerNames {
     /// nil when no name matches.
     func find(_ host: String) -> (server: Server, match: (Regex, Captures)?)? {
         if let s = exact[host] { return (s, nil) }
-        if let w = leading.first(where: { host.utf8.count > $0.suffix.utf8.count && host.hasSuffix($0.suffix) }) { return (w.server, nil) }
-        if let w = trailing.first(where: { host.utf8.count > $0.prefix.utf8.count && host.hasPrefix($0.prefix) }) { return (w.server, nil) }
+        if let s = wildcards.find(host) { return (s, nil) }
         for (re, s) in regexes {
             if let m = re.match(host) { return (s, (re, m)) }
         }

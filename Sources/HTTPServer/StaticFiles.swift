@@ -53,7 +53,7 @@ enum StaticFiles {
             return
         }
         if (st.st_mode & S_IFMT) == S_IFDIR {
-            pipeline.respondError(request, 301, location: path + "/")
+            pipeline.redirectAddingSlash(request, to: path + "/")
             return
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else {

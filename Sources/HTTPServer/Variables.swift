@@ -43,6 +43,8 @@ struct Variables {
         case .serverPort: return String(client.listen.address.port)
         case .serverAddr: return client.localAddress
         case .status: return String(request.status)
+        case .limitRate: return String(request.limitRate ?? 0)
+        case .pipe: return request.isPipelined ? "p" : "."
         case .bodyBytesSent: return String(request.bodyBytesSent)
         case .bytesSent: return String(request.bodyBytesSent + request.headerBytesSent)
         case .requestLength: return String(request.requestLength)

@@ -5,7 +5,7 @@
 public final class Map {
     public let source: Template
     public private(set) var exact: [String: Template] = [:]
-    private var wildcards: [(key: String, value: Template)] = []
+    private var wildcards = WildcardNames<Template>()
     private var regexes: [(Regex, Template)] = []
     public var defaultValue: Template?
     public var hostnames = false
@@ -16,11 +16,12 @@ public final class Map {
     public enum AddError: Error { case conflicting }
 
     public func add(key: String, value: Template) throws {
-        if hostnames && (key.hasPrefix("*.") || key.hasPrefix(".") || key.hasSuffix(".*")) {
-            wildcards.append((key.lowercased(), value))
-            return
+        var k = key.lowercased()
+        if hostnames && WildcardNames<Template>.isWildcard(k) {
+            wildcards.add(k, value)
+            guard k.hasPrefix(".") else { return }
+            k.removeFirst()
         }
-        let k = key.lowercased()
         if let old = exact[k] {
             // nginx ignores the same pair twice and refuses a key with two values.
             if old.text == value.text { return }
@@ -36,10 +37,7 @@ public final class Map {
         if hostnames && key.hasSuffix(".") { key.removeLast() }
         // Keys are stored lowercased; most values already are, and need no lowercased copy.
         if !exact.isEmpty, let v = exact[key.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? key.lowercased() : key] { return v.render(ctx) }
-        if hostnames {
-            let h = key.lowercased()
-            for (k, v) in wildcards where Wildcard.matches(h, k) { return v.render(ctx) }
-        }
+        if !wildcards.isEmpty, let v = wildcards.find(key.lowercased()) { return v.render(ctx) }
         for (re, v) in regexes {
             if let m = re.match(key) {
                 Program.take(m, of: re, ctx)
@@ -50,13 +48,35 @@ public final class Map {
     }
 }
 
-/// nginx's wildcard names, as `server_name` and `map … { hostnames; }` take them: `*.example.com`,
-/// `.example.com` (which also matches example.com itself) and `www.example.*`. `host` is lowercased.
-public enum Wildcard {
-    public static func matches(_ host: String, _ pattern: String) -> Bool {
-        if pattern.hasPrefix("*.") { return host.hasSuffix(pattern.dropFirst()) }
-        if pattern.hasPrefix(".") { return host == pattern.dropFirst() || host.hasSuffix(pattern) }
-        if pattern.hasSuffix(".*") { return host.hasPrefix(pattern.dropLast()) }
-        return false
+/// nginx's wildcard names as its wildcard hashes find them, for `server_name` and `map … { hostnames; }`: of
+/// the leading wildcards (`*.example.com`, `.example.com`) the longest that matches, then of the trailing ones
+/// (`www.example.*`) the longest; of two equally long the first added. `.example.com` also names example.com
+/// itself, which nginx enters among the exact names: the caller's to add. Hosts and names are lowercased.
+public struct WildcardNames<Value> {
+    /// `*.example.com` and `.example.com` as ".example.com", longest first.
+    private var leading: [(suffix: String, value: Value)] = []
+    /// `www.example.*` as "www.example.", longest first.
+    private var trailing: [(prefix: String, value: Value)] = []
+
+    public init() {}
+
+    public var isEmpty: Bool { leading.isEmpty && trailing.isEmpty }
+
+    public static func isWildcard(_ name: String) -> Bool { name.hasPrefix(".") || name.hasPrefix("*.") || name.hasSuffix(".*") }
+
+    /// Adds a name for which `isWildcard` holds.
+    public mutating func add(_ name: String, _ value: Value) {
+        if name.hasSuffix(".*") {
+            let prefix = String(name.dropLast())
+            trailing.insert((prefix, value), at: trailing.firstIndex { $0.prefix.utf8.count < prefix.utf8.count } ?? trailing.endIndex)
+        } else {
+            let suffix = name.hasPrefix("*") ? String(name.dropFirst()) : name
+            leading.insert((suffix, value), at: leading.firstIndex { $0.suffix.utf8.count < suffix.utf8.count } ?? leading.endIndex)
+        }
+    }
+
+    public func find(_ host: String) -> Value? {
+        if let w = leading.first(where: { host.utf8.count > $0.suffix.utf8.count && host.hasSuffix($0.suffix) }) { return w.value }
+        return trailing.first(where: { host.utf8.count > $0.prefix.utf8.count && host.hasPrefix($0.prefix) })?.value
     }
 }

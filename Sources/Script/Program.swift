@@ -8,6 +8,8 @@ public final class Program {
     public enum Instruction {
         /// `set $name value`.
         case set(Int, Template)
+        /// `set` on a built-in that takes it (`$limit_rate`).
+        case setBuiltin(Variable, Template)
         /// `if (condition) {`: when it does not hold, continue at the index (after the block).
         case unless(Condition, Int)
         /// `rewrite regex replacement [flag]`.
@@ -65,6 +67,8 @@ public final class Program {
             switch instructions[pc] {
             case .set(let i, let t):
                 ctx.setUser(i, t.render(ctx))
+            case .setBuiltin(let v, let t):
+                ctx.setBuiltin(v, t.render(ctx))
             case .unless(let c, let target):
                 if !holds(c, ctx) { pc = target; continue }
             case .rewrite(let re, let replacement, let flag):
@@ -110,7 +114,8 @@ public final class Program {
         case .f: return (st.st_mode & S_IFMT) == S_IFREG
         case .d: return (st.st_mode & S_IFMT) == S_IFDIR
         case .e: return true
-        case .x: return access(path, X_OK) == 0 && (st.st_mode & S_IFMT) != S_IFDIR
+        // nginx's ngx_is_exec: the owner's execute bit, whoever asks and whatever the file is (a directory too).
+        case .x: return st.st_mode & S_IXUSR != 0
         }
     }
 

@@ -5,9 +5,13 @@ import Core
 public protocol ScriptContext: AnyObject {
     func value(_ v: Variable) -> String?
     func setUser(_ index: Int, _ value: String)
+    /// `set` on a built-in for which `Variable.isSettable` holds.
+    func setBuiltin(_ v: Variable, _ value: String)
     var uri: String { get set }
     var args: String? { get set }
     var captures: Captures? { get set }
+    /// The request's path came with a %-escape or a "+" (nginx's quoted_uri, plus_in_uri).
+    var uriWasQuoted: Bool { get }
     /// An `if` block's condition held: its configuration (the location's `if` block number `ifBlock`) applies.
     func select(ifBlock: Int)
 }
@@ -111,7 +115,12 @@ public final class Template: @unchecked Sendable {
             case .variable(let v): text = ctx.value(v) ?? ""
             case .name(let n): text = ctx.value(Variable(name: n)) ?? ""
             }
-            if arguments != nil { arguments! += text } else { path += text }
+            if arguments != nil {
+                // As nginx: a capture of a quoted URI goes into the arguments escaped again, so that "%25" stays so.
+                if case .variable(.capture) = p, ctx.uriWasQuoted { arguments! += URIText.escaped(text, .args) } else { arguments! += text }
+            } else {
+                path += text
+            }
         }
         return (path, arguments)
     }

@@ -8,6 +8,10 @@ public enum Variable: Equatable {
     case upstreamResponseLength, upstreamBytesReceived, upstreamBytesSent, proxyHost, proxyPort, proxyAddXForwardedFor
     case https, sslProtocol, sslCipher, sslServerName, sslSessionReused
     case timeISO8601, documentRoot, realpathRoot, requestBody, requestBodyFile, requestFilename
+    /// `$limit_rate`: the response's rate, which `set` may change.
+    case limitRate
+    /// `$pipe`: "p" for a pipelined request, else ".".
+    case pipe
     /// stub_status's numbers: `$connections_active`, `_reading`, `_writing`, `_waiting`.
     case connectionsActive, connectionsReading, connectionsWriting, connectionsWaiting
     /// Vigil's own: connection buffers held and pooled in this worker (a debugging aid for memory tests).
@@ -41,6 +45,9 @@ public enum Variable: Equatable {
 
     /// Whether nginx defines `name` itself (`set` may not take such a name).
     public static func isBuiltin(_ name: String) -> Bool { builtin(name) != .none || isKnownUnset(name) }
+
+    /// The built-ins `set` changes through their own handler (nginx's set_handler) rather than taking the name.
+    public static func isSettable(_ name: String) -> Bool { name == "limit_rate" }
 
     /// nginx variables Vigil knows and leaves empty (no HTTP authentication, no real-IP module…).
     public static func isKnownUnset(_ name: String) -> Bool { name == "binary_remote_addr_raw" }
@@ -115,6 +122,8 @@ public enum Variable: Equatable {
         case "vigil_buffers_pooled": return .buffersPooled
         case "request_body": return .requestBody
         case "request_body_file": return .requestBodyFile
+        case "limit_rate": return .limitRate
+        case "pipe": return .pipe
         default: return .none
         }
     }

@@ -81,6 +81,16 @@ final class TextFormatTests: XCTestCase {
         XCTAssertEqual("".leftPadded(2), "00")
     }
 
+    func testURIEscapingAsNginxDoes() {
+        XCTAssertEqual(URIText.escaped("/a b/c?d#e%f", .uri), "/a%20b/c%3Fd%23e%25f")
+        XCTAssertEqual(URIText.escaped("/\"<>\\^`{|}\u{7F}\u{1}", .uri), "/%22%3C%3E%5C%5E%60%7B%7C%7D%7F%01")
+        XCTAssertEqual(URIText.escaped("/caf\u{e9}", .uri), "/caf%C3%A9")
+        XCTAssertEqual(URIText.escaped("/a-._~!$&'()*+,;=:@[]", .uri), "/a-._~!$&'()*+,;=:@[]")
+        XCTAssertEqual(URIText.escaped("/a-._~!$&'()*+,;=:@[]", .args), "/a-._~!$%26'()*%2B,%3B=:@[]")
+        XCTAssertEqual(URIText.escaped("/% ?", .args), "/%25%20%3F")
+        XCTAssertEqual(URIText.escaped("a-._~/ b", .component), "a-._~%2F%20b")
+    }
+
     func testJSONEscaping() {
         XCTAssertEqual(JSONText.escape("plain text"), "plain text")
         XCTAssertEqual(JSONText.escape("a\"b\\c"), "a\\\"b\\\\c")

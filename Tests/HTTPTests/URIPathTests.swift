@@ -30,13 +30,6 @@ final class URIPathTests: XCTestCase {
         XCTAssertNil(normalised("/%FF"), "not UTF-8")
     }
 
-    func testEscapedAgainAsNginxDoes() {
-        XCTAssertEqual(URIPath.escaped("/a b/c?d#e%f"), "/a%20b/c%3Fd%23e%25f")
-        XCTAssertEqual(URIPath.escaped("/\"<>\\^`{|}\u{7F}\u{1}"), "/%22%3C%3E%5C%5E%60%7B%7C%7D%7F%01")
-        XCTAssertEqual(URIPath.escaped("/caf\u{e9}"), "/caf%C3%A9")
-        XCTAssertEqual(URIPath.escaped("/a-._~!$&'()*+,;=:@[]"), "/a-._~!$&'()*+,;=:@[]")
-    }
-
     func testServerNames() {
         XCTAssertEqual(HostName.serverName("Example.COM.:80"), "example.com")
         XCTAssertEqual(HostName.serverName("[::1]:80"), "[::1]")

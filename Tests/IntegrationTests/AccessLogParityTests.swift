@@ -4,16 +4,21 @@ import XCTest
 
 /// Access log lines side by side with Debian's nginx: `$binary_remote_addr` as its bytes, JSON escaping, and
 /// open_log_file_cache for paths with variables (a descriptor kept open writes on into a file whose directory
-/// moved; a path used fewer than min_uses times, or pushed out of the cache, is opened by its name again).
+/// moved; a path used fewer than min_uses times, or pushed out of the cache, is opened by its name again),
+/// `$pipe` of a request that came behind another, and the empty `$uri` of one that could not be parsed.
 final class AccessLogParityTests: XCTestCase {
     func server(port: UInt16, dir: String) -> String {
         """
         log_format binary $binary_remote_addr;
         log_format json escape=json $uri$arg_b;
         log_format plain $uri;
+        log_format pipe "$uri $pipe";
+        log_format uri ":$uri:";
         server {
             listen 127.0.0.1:\(port);
             root \(dir);
+            access_log \(dir)/uri.log uri;
+            location /pipe { access_log \(dir)/pipe.log pipe; return 200; }
             location /binary { access_log \(dir)/binary.log binary; return 200; }
             location /escape { access_log \(dir)/json.log json; return 200; }
             location /cache {
@@ -55,13 +60,22 @@ final class AccessLogParityTests: XCTestCase {
             try FileManager.default.moveItem(atPath: dir + "/logs", toPath: dir + "/moved")
             for name in ["lru", "once", "first", "second"] { try get("/cache?name=\(name)") }
             try FileManager.default.moveItem(atPath: dir + "/moved", toPath: dir + "/logs")
+            // Two requests in one write: the second was read before the first was answered.
+            let c = try HTTPConnection(port: port)
+            try c.send(getRequest("/pipe") + getRequest("/pipe", headers: ["Connection: close"]))
+            _ = c.readToEOF()
+            c.close()
+            try get("/../bad")
+            try get("/none")
         }
-        for file in ["binary.log", "json.log", "logs/cache_lru", "logs/cache_once", "logs/cache_first", "logs/cache_second"] {
+        for file in ["pipe.log", "uri.log", "binary.log", "json.log", "logs/cache_lru", "logs/cache_once", "logs/cache_first", "logs/cache_second"] {
             let v = try? String(contentsOfFile: vdir + "/" + file, encoding: .utf8)
             let n = try? String(contentsOfFile: ndir + "/" + file, encoding: .utf8)
             XCTAssertEqual(v, n, file)
         }
         XCTAssertEqual(try String(contentsOfFile: vdir + "/binary.log", encoding: .utf8), "\\x7F\\x00\\x00\\x01\n")
+        XCTAssertEqual(try String(contentsOfFile: vdir + "/pipe.log", encoding: .utf8), "/pipe .\n/pipe p\n")
+        XCTAssertEqual(try String(contentsOfFile: vdir + "/uri.log", encoding: .utf8), "::\n:/none:\n")
         XCTAssertEqual(try String(contentsOfFile: vdir + "/logs/cache_first", encoding: .utf8), "/cache\n/cache\n/cache\n")
     }
 }

@@ -113,6 +113,21 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("text/html                                        html htm shtml;"))
     }
 
+    /// As nginx, a file included more than once (here, and through another include) is printed once.
+    func testDumpPrintsAFileIncludedTwiceOnce() throws {
+        try "include \(vigil.prefix)/inner.conf;\n".write(toFile: vigil.prefix + "/outer.conf", atomically: true, encoding: .utf8)
+        try "# inner\n".write(toFile: vigil.prefix + "/inner.conf", atomically: true, encoding: .utf8)
+        try vigil.write(config: Vigil.config(http: """
+            include \(vigil.prefix)/outer.conf;
+            include \(vigil.prefix)/outer.conf;
+            server { listen 127.0.0.1:\(freePort()); }
+            """))
+        let r = vigil.vigil(["-T"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout.components(separatedBy: "# configuration file \(vigil.prefix)/outer.conf:\n").count, 2, r.stdout)
+        XCTAssertEqual(r.stdout.components(separatedBy: "# configuration file \(vigil.prefix)/inner.conf:\n").count, 2, r.stdout)
+    }
+
     func testSignalWithoutMaster() {
         let r = vigil.vigil(["-s", "reload"])
         XCTAssertEqual(r.status, 1)

@@ -160,7 +160,7 @@ final class ConfigLanguageTests: XCTestCase {
         XCTAssertEqual(once.header("X-Upstream-Status"), "502")
     }
 
-    /// Unix-domain sockets: a listener, `proxy_pass http://unix:/path:/uri`, an upstream `server unix:`
+    /// Unix-domain sockets: a listener, `proxy_pass http://unix:/path:/uri` (also from variables), an upstream `server unix:`
     /// with a tcp check; the socket file is removed at stop.
     func testUnixDomainSockets() throws {
         let port = freePort()
@@ -172,12 +172,15 @@ final class ConfigLanguageTests: XCTestCase {
             server {
                 listen 127.0.0.1:\(port);
                 location /direct/ { proxy_pass http://unix:\(sock):/inner/; }
+                location /var { proxy_pass http://$arg_b; }
                 location /pool/ { proxy_pass http://app; }
                 location /status { check_status csv; }
             }
             """))
         let master = try vigil.start()
         XCTAssertEqual(httpGet(port, "/direct/x")?.body, "over unix from unix:, host localhost, uri /inner/x\n")
+        // With variables the socket is known per request, its path up to the next colon, as nginx reads it.
+        XCTAssertEqual(httpGet(port, "/var?b=unix:\(sock):/v")?.body, "over unix from unix:, host localhost, uri /v\n")
         // The checked peer starts down (default_down), and is up once its first probe connects.
         XCTAssertTrue(waitFor(5) { (httpGet(port, "/status")?.body ?? "").contains("unix:\(sock),up") }, httpGet(port, "/status")?.body ?? "")
         XCTAssertEqual(httpGet(port, "/pool/y")?.body, "over unix from unix:, host app, uri /pool/y\n")

@@ -97,14 +97,34 @@ final class MapTests: XCTestCase {
     }
 
     func testWildcardMatching() {
-        XCTAssertTrue(Wildcard.matches("a.example.com", "*.example.com"))
-        XCTAssertFalse(Wildcard.matches("example.com", "*.example.com"))
-        XCTAssertTrue(Wildcard.matches("example.com", ".example.com"))
-        XCTAssertTrue(Wildcard.matches("x.y.example.com", ".example.com"))
-        XCTAssertFalse(Wildcard.matches("badexample.com", ".example.com"))
-        XCTAssertTrue(Wildcard.matches("www.example.de", "www.example.*"))
-        XCTAssertFalse(Wildcard.matches("ww.example.de", "www.example.*"))
-        XCTAssertFalse(Wildcard.matches("example.com", "example.com"), "not a wildcard")
+        var w = WildcardNames<String>()
+        for name in ["*.example.com", ".dot.example.com", "www.example.*", "www.*", ".example.org"] { w.add(name, name) }
+        XCTAssertEqual(w.find("a.example.com"), "*.example.com")
+        XCTAssertNil(w.find("example.com"), "*.example.com is not example.com")
+        XCTAssertEqual(w.find("x.y.example.org"), ".example.org")
+        XCTAssertNil(w.find("example.org"), "the exact half of .example.org is the caller's")
+        XCTAssertNil(w.find("badexample.org"))
+        XCTAssertEqual(w.find("www.dot.example.com"), ".dot.example.com", "the longest leading wildcard, not the first")
+        XCTAssertEqual(w.find("www.example.de"), "www.example.*", "the longest trailing wildcard")
+        XCTAssertEqual(w.find("www.a.example.com"), "*.example.com", "leading before trailing")
+        XCTAssertNil(w.find("ww.example.de"))
+        XCTAssertFalse(WildcardNames<String>.isWildcard("example.com"))
+    }
+
+    /// map.t's special wildcard: `.dot.example.com` is dot.example.com itself and beats the shorter `*.example.com`.
+    func testSpecialWildcardBeatsAShorterOne() throws {
+        let s = try load(maps: """
+            map $http_host $zone {
+                hostnames;
+                default            none;
+                *.example.com      star;
+                .dot.example.com   dot;
+            }
+            """, result: "$zone")
+        func zone(_ host: String) -> Program.Outcome { s.run(uri: "/") { $0.set(.httpHeader("host"), host) }.0 }
+        XCTAssertEqual(zone("dot.example.com"), .respond(200, "dot"))
+        XCTAssertEqual(zone("www.dot.example.com"), .respond(200, "dot"))
+        XCTAssertEqual(zone("www.example.com"), .respond(200, "star"))
     }
 
     func testMapBuiltDirectly() throws {

@@ -121,12 +121,15 @@ final class ProgramTests: XCTestCase {
 
     func testFileTestsOnRealFiles() throws {
         let dir = try temporaryDirectory(self)
-        let plain = dir + "/plain.txt", exe = dir + "/run.sh", sub = dir + "/sub", missing = dir + "/missing"
+        let plain = dir + "/plain.txt", exe = dir + "/run.sh", sub = dir + "/sub", shut = dir + "/shut", missing = dir + "/missing"
         XCTAssertTrue(FileManager.default.createFile(atPath: plain, contents: Data("x".utf8)))
         XCTAssertTrue(FileManager.default.createFile(atPath: exe, contents: Data("#!/bin/sh\n".utf8)))
         XCTAssertEqual(chmod(exe, 0o755), 0)
         XCTAssertEqual(chmod(plain, 0o644), 0)
         try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: false)
+        try FileManager.default.createDirectory(atPath: shut, withIntermediateDirectories: false)
+        XCTAssertEqual(chmod(sub, 0o755), 0)
+        XCTAssertEqual(chmod(shut, 0o644), 0)
 
         let s = try load(location: """
             set $r "";
@@ -143,7 +146,8 @@ final class ProgramTests: XCTestCase {
         func tests(_ path: String) -> Program.Outcome { s.run(uri: "/") { $0.set(.arg("p"), path) }.0 }
         XCTAssertEqual(tests(plain), .respond(200, "feDX"), "a regular file, not executable")
         XCTAssertEqual(tests(exe), .respond(200, "fexD"), "an executable file")
-        XCTAssertEqual(tests(sub), .respond(200, "deFX"), "a directory exists but is not -x")
+        XCTAssertEqual(tests(sub), .respond(200, "dexF"), "-x is the owner's execute bit, a directory's too (nginx's ngx_is_exec)")
+        XCTAssertEqual(tests(shut), .respond(200, "deFX"), "a directory without it")
         XCTAssertEqual(tests(missing), .respond(200, "FDEX"), "nothing there")
     }
 

@@ -13,6 +13,7 @@ final class TestContext: ScriptContext {
     var uri: String
     var args: String?
     var captures: Captures?
+    var uriWasQuoted = false
     /// Built-in variables' values (`.httpHeader("user-agent")`, `.remoteAddr`, …).
     var builtins: [(Variable, String)] = []
     private(set) var user: [Int: String] = [:]
@@ -44,6 +45,8 @@ final class TestContext: ScriptContext {
     }
 
     func setUser(_ index: Int, _ value: String) { user[index] = value }
+
+    func setBuiltin(_ v: Variable, _ value: String) { set(v, value) }
 
     func select(ifBlock: Int) { selected.append(ifBlock) }
 

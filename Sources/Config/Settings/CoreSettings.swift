@@ -31,7 +31,8 @@ public enum ServerTokens: Sendable {
 
 public struct CoreSettings: Sendable {
     @Setting public var defaultType = "text/plain"
-    @Setting public var types: [String: String] = [:]
+    /// Without a `types` block anywhere, nginx's built-in three (ngx_http_core_default_types).
+    @Setting public var types = ["html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"]
     @Setting public var keepaliveTimeout = 75_000
     /// keepalive_timeout's second value: the `Keep-Alive: timeout=N` header (seconds as milliseconds).
     @Setting public var keepaliveHeaderTimeout: Int? = nil

@@ -409,7 +409,9 @@ public final class ProxyPass: Sendable {
         self.scheme = scheme
         self.hostText = hostText
         self.port = port
-        self.hostHeader = port.map { "\(hostText):\($0)" } ?? hostText
+        // An IPv6 address is written in brackets in a Host, as in the URL it came from.
+        let host = hostText.contains(":") ? "[\(hostText)]" : hostText
+        self.hostHeader = port.map { "\(host):\($0)" } ?? host
         self.uri = uri
         self.target = target
         self.location = location

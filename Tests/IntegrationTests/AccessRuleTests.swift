@@ -28,3 +28,27 @@ final class AccessRuleTests: XCTestCase {
         XCTAssertEqual(httpGet(port, "/d/i.txt")?.status, 200)
     }
 }
+
+/// `proxy_pass http://[::1]:port/`: the Host sent is the URL's, brackets and all (an upstream refuses a bare
+/// `::1:port` as an invalid host).
+final class IPv6UpstreamTests: XCTestCase {
+    func testHostOfAnIPv6UpstreamKeepsItsBrackets() throws {
+        let probe = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in6()
+        addr.sin6_family = sa_family_t(AF_INET6)
+        addr.sin6_addr = in6addr_loopback
+        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+        close(probe)
+        try XCTSkipUnless(bound == 0, "no IPv6 loopback here")
+        let port = freePort(), upstream = freePort()
+        let vigil = try Vigil(config: Vigil.config(http: """
+            server { listen 127.0.0.1:\(port); location / { proxy_pass http://[::1]:\(upstream)/; } }
+            server { listen [::1]:\(upstream); location / { return 200 "$host $http_host"; } }
+            """))
+        defer { vigil.cleanup() }
+        _ = try vigil.start()
+        let r = try XCTUnwrap(httpGet(port, "/"))
+        XCTAssertEqual(r.status, 200)
+        XCTAssertEqual(r.body, "[::1] [::1]:\(upstream)")
+    }
+}

@@ -240,7 +240,7 @@ enum MainDirectives {
         // Debian's nginx.conf includes modules-enabled/*.conf: it loads, and the modules' directives stay refused
         // by name.
         Directives.spec("load_module", .main, .one) { call in
-            call.warn("vigil does not load nginx modules: \"\(call.words[1])\" is not loaded, and its directives are unknown")
+            call.warn("vigil does not load nginx modules: \"\(call.words[1])\" is not loaded, and its directives are not supported")
         },
         Directives.spec("working_directory", .main, .one) { call in
             try setMainOnce(call)

@@ -357,7 +357,6 @@ public struct HTTPSettings: Sendable {
     public var ssl = SSLSettings()
     public var status = StatusSettings()
     public var autoIndex = AutoIndexSettings()
-    public var charset = CharsetSettings()
 
     public init() {}
 

@@ -30,7 +30,8 @@ public enum ServerTokens: Sendable {
 
 public struct CoreSettings: Sendable {
     @Setting public var defaultType = "text/plain"
-    @Setting public var types: [String: String] = [:]
+    /// nginx's built-in table when no level has a `types` block.
+    @Setting public var types = ["html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"]
     @Setting public var keepaliveTimeout = 75_000
     /// keepalive_timeout's second value: the `Keep-Alive: timeout=N` header (seconds as milliseconds).
     @Setting public var keepaliveHeaderTimeout: Int? = nil

@@ -8,7 +8,8 @@ import HTTP
 public enum GzipFilter {
     /// Whether the response itself may be compressed: gzip on, status 200/403/404, not encoded already, long
     /// enough when its length is known, a type in gzip_types (text/html always). Such a response also gets
-    /// `Vary: Accept-Encoding` with gzip_vary on, whatever this client accepts.
+    /// `Vary: Accept-Encoding` with gzip_vary on, whatever this client accepts. A HEAD's too: nginx's filter
+    /// runs before the body is known not to be sent, so the head says gzip, without a length.
     public static func eligible(_ r: RequestContext, status: Int, contentType: String?, contentLength: Int?, encoded: Bool) -> Bool {
         guard let contentType else { return false }
         var type = contentType
@@ -18,7 +19,7 @@ public enum GzipFilter {
     /// The same, on the header's bytes as they came (a proxied response's Content-Type, without a copy).
     public static func eligible(_ r: RequestContext, status: Int, contentType: UnsafeRawBufferPointer, contentLength: Int?, encoded: Bool) -> Bool {
         // Read in place: a copy of the settings would retain every reference in them.
-        guard r.settings.gzip.on, status == 200 || status == 403 || status == 404, !encoded, r.method != "HEAD" else { return false }
+        guard r.settings.gzip.on, status == 200 || status == 403 || status == 404, !encoded else { return false }
         if let len = contentLength, len < r.settings.gzip.minLength { return false }
         // The type before any parameters, compared without making a lowercased copy.
         var end = contentType.firstIndex(of: UInt8(ascii: ";")) ?? contentType.count
@@ -67,6 +68,13 @@ public enum GzipFilter {
         return false
     }
 
+    /// nginx's ngx_http_weak_etag, for a body the filter compresses: its ETag becomes weak, and one that is not a
+    /// quoted tag is dropped.
+    public static func weakened(_ etag: String) -> String? {
+        if etag.utf8.count > 2 && etag.hasPrefix("W/") { return etag }
+        return etag.hasPrefix("\"") ? "W/" + etag : nil
+    }
+
     /// A whole body compressed at once (its length is known, so it keeps a Content-Length).
     static func compressed(_ body: [UInt8], _ r: RequestContext) -> [UInt8]? {
         guard let gz = r.service.gzipStreams.take(level: Int32(r.settings.gzip.compLevel), length: body.count) else { return nil }
@@ -80,6 +88,7 @@ public enum GzipFilter {
     static func start(_ r: RequestContext, length: Int?) -> Bool {
         guard let gz = r.service.gzipStreams.take(level: Int32(r.settings.gzip.compLevel), length: length) else { return false }
         r.response.gzip = gz
+        r.response.weakETag = true
         return true
     }
 

@@ -1,4 +1,4 @@
-/// nginx's gzip module: responses compressed on the fly for clients that accept gzip.
+/// nginx's gzip module (responses compressed on the fly for clients that accept gzip) and gzip_static.
 enum GzipDirectives {
     static let specs: [DirectiveSpec] = [
         Directives.flagSetting("gzip", \.gzip.$on, [.httpAll, .locationIf]),
@@ -33,7 +33,8 @@ enum GzipDirectives {
         },
         Directives.accepted("gzip_buffers", .httpAll, .two, "compressed output goes out in 16 kB pieces"),
         Directives.spec("gzip_static", .httpAll, .one) { call in
-            if call.words[1] != "off" { throw call.error("\"gzip_static \(call.words[1])\" is not supported by vigil") }
+            guard let mode = GzipStatic(rawValue: call.words[1].lowercased()) else { throw call.error("invalid value \"\(call.words[1])\"") }
+            try Directives.setOnce(call, \.gzip.$staticFiles, mode)
         },
     ]
 }

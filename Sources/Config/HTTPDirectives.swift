@@ -70,6 +70,7 @@ enum HTTPCore {
         },
         Directives.flagSetting("absolute_redirect", \.core.$absoluteRedirect),
         Directives.flagSetting("etag", \.core.$etag),
+        Directives.numberSetting("max_ranges", \.core.$maxRanges),
         Directives.spec("expires", [.httpAll, .locationIf], .oneOrTwo) { call in
             let modified = call.words.count == 3
             if modified && call.words[1] != "modified" { throw call.directiveError("invalid value") }

@@ -35,6 +35,7 @@ enum Proxy {
         Directives.flagSetting("proxy_pass_request_headers", \.proxy.$passRequestHeaders),
         Directives.flagSetting("proxy_pass_request_body", \.proxy.$passRequestBody),
         Directives.flagSetting("proxy_intercept_errors", \.proxy.$interceptErrors),
+        Directives.flagSetting("proxy_force_ranges", \.proxy.$forceRanges),
         Directives.spec("proxy_hide_header", .httpAll, .one) { call in
             Directives.withSettings(call) { $0.proxy.hideHeaders.append(call.words[1].lowercased()) }
         },

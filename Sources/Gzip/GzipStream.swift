@@ -9,7 +9,8 @@ import CZlib
 public final class GzipStream {
     private var z = z_stream()
     private var out = [UInt8](repeating: 0, count: 16384)
-    /// The header nginx sends: no name, no time, no extra flags, Unix.
+    /// The header nginx 1.22 sends (zlib's gzip wrapper): no name, no time, Unix; its extra flags (byte 8) are
+    /// zlib's, which name the fastest (level 1) or best (9) compression.
     private static let header: [UInt8] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]
     private var headerWritten = false
     private var trailerWritten = false
@@ -59,6 +60,7 @@ public final class GzipStream {
         out.withUnsafeMutableBytes { o in
             if !headerWritten {
                 Self.header.withUnsafeBytes { o.baseAddress!.advanced(by: held).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                o[held + 8] = level == 9 ? 2 : level == 1 ? 4 : 0
                 held += Self.header.count
                 headerWritten = true
             }

@@ -78,7 +78,7 @@ extension ProxySession {
             }
             head = h
             // The header lines are copied before they are consumed.
-            response.withReadable { startRelay(h, fields: proxy.responseFields, parsed: $0, headLength: consumed) }
+            guard response.withReadable({ startRelay(h, fields: proxy.responseFields, parsed: $0, headLength: consumed) }) else { return }
             response.consume(consumed)
             // A 101 answers a request that asked to upgrade: the connection becomes a tunnel. Any other 101
             // has no body and ends the connection, as in nginx.
@@ -123,8 +123,8 @@ extension ProxySession {
     }
 
     /// Sets up the body's framing and sends the client's response head, its header lines (`fields`) copied
-    /// from the upstream's bytes (`parsed`) as they are.
-    private func startRelay(_ h: ResponseHead, fields: [HeaderField], parsed: UnsafeRawBufferPointer, headLength: Int) {
+    /// from the upstream's bytes (`parsed`) as they are. False when the range filter answered 416 instead.
+    private func startRelay(_ h: ResponseHead, fields: [HeaderField], parsed: UnsafeRawBufferPointer, headLength: Int) -> Bool {
         phase = .relaying
         if request.service.config.http?.readsUpstreamHeaders == true { request.upstreamHead = (Array(parsed[0..<headLength]), fields) }
         let now = loop.nowUs
@@ -173,10 +173,32 @@ extension ProxySession {
         // A HEAD gets the head its GET would: encoded, without the upstream's length, and nothing to compress.
         let headEncoded = encodes && isHead
         let newLength = gzipping || recodes.length
-        if newLength || recodes.body && framing == .chunksPassedThrough {
+        if !isHead && (newLength || recodes.body && framing == .chunksPassedThrough) {
             passChunked = false
             framing = canChunk ? .chunked : .close
         }
+        // proxy_force_ranges: a 200 of known length, neither compressed nor recoded to another length, answers
+        // one range (nginx's allow_ranges and single_range); the upstream's Accept-Ranges is not passed then, nor
+        // when the body is compressed.
+        var status = h.status, reason: String? = h.reason, rangedLength: Int?
+        let forceRanges = settings.proxy.forceRanges
+        if forceRanges && !newLength && !h.chunked, let length = h.contentLength, (request.statusOverride ?? h.status) == 200 {
+            func last(_ name: StaticString) -> String? {
+                fields.last { RequestParser.matches(parsed[$0.name], lowercase: name) }.map { String(decoding: parsed[$0.value], as: UTF8.self) }
+            }
+            switch sink.range(length: length, etag: last("etag"), lastModified: last("last-modified").flatMap(Clock.parseHTTPDate)) {
+            case .whole: break
+            case .partial(let n):
+                rangedLength = n
+                status = 206
+                reason = nil
+            case .unsatisfiable:
+                endAttempt(h)
+                request.service.pipeline.respondError(request, 416)
+                return false
+            }
+        }
+        let dropsAcceptRanges = forceRanges || gzipping
         let vary = compressible && settings.gzip.vary
         let hidden = settings.proxy.hideHeaders, passed = settings.proxy.passHeaders
         let editsCookies = !settings.proxy.cookieDomains.isEmpty || !settings.proxy.cookiePaths.isEmpty || !settings.proxy.cookieFlags.isEmpty
@@ -192,12 +214,13 @@ extension ProxySession {
             }
         default: break
         }
-        sink.sendHead(status: h.status, reason: h.reason, framing: framing, upstreamSent: upstreamSent) { w in
+        sink.sendHead(status: status, reason: reason, framing: framing, upstreamSent: upstreamSent) { w in
             // Decided by the headers filter by now: the fields of the upstream's that expires or add_header replace.
             let replaced = request.response.replaced
             for f in fields where ProxyHeaders.passes(parsed[f.name], hidden: hidden, passed: passed)
                 && (replaced.isEmpty || !replaced.contains(field: String(decoding: parsed[f.name], as: UTF8.self)))
-                && !((newLength || headEncoded) && RequestParser.matches(parsed[f.name], lowercase: "content-length"))
+                && !((newLength || headEncoded || rangedLength != nil) && RequestParser.matches(parsed[f.name], lowercase: "content-length"))
+                && !(dropsAcceptRanges && RequestParser.matches(parsed[f.name], lowercase: "accept-ranges"))
                 && !(RequestParser.matches(parsed[f.name], lowercase: "content-type") && f.value != contentType) {
                 let name = UnsafeRawBufferPointer(rebasing: parsed[f.name])
                 let isLocation = RequestParser.matches(parsed[f.name], lowercase: "location")
@@ -208,6 +231,10 @@ extension ProxySession {
                     // A Location rewritten to a path is made absolute, as for nginx's own redirects.
                     var text = redirected(value, isLocation: isLocation).map { isLocation ? request.service.pipeline.absolute(request, $0) : $0 } ?? value
                     text.withUTF8 { w.header(name, UnsafeRawBufferPointer($0)) }
+                } else if gzipping && RequestParser.matches(parsed[f.name], lowercase: "etag") {
+                    if var weak = GzipFilter.weakened(String(decoding: parsed[f.value], as: UTF8.self)) {
+                        weak.withUTF8 { w.header(name, UnsafeRawBufferPointer($0)) }
+                    }
                 } else if editsCookies && RequestParser.matches(parsed[f.name], lowercase: "set-cookie"),
                           var edited = CookieEditor.edit(String(decoding: parsed[f.value], as: UTF8.self), settings.proxy, request) {
                     edited.withUTF8 { w.header(name, UnsafeRawBufferPointer($0)) }
@@ -215,9 +242,11 @@ extension ProxySession {
                     w.header(name, UnsafeRawBufferPointer(rebasing: parsed[f.value]))
                 }
             }
+            if let rangedLength, !request.response.replaced.contains(.contentLength) { w.header("Content-Length", rangedLength) }
             if gzipping || headEncoded { w.header("Content-Encoding", "gzip") }
             if vary { w.header("Vary", "Accept-Encoding") }
         }
+        return true
     }
 
     /// proxy_redirect on a Location, or on the URL after "url=" in a Refresh: the first rule that matches there

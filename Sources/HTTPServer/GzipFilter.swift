@@ -68,6 +68,13 @@ public enum GzipFilter {
         return false
     }
 
+    /// nginx's ngx_http_weak_etag, for a body the filter compresses: its ETag becomes weak, and one that is not a
+    /// quoted tag is dropped.
+    public static func weakened(_ etag: String) -> String? {
+        if etag.utf8.count > 2 && etag.hasPrefix("W/") { return etag }
+        return etag.hasPrefix("\"") ? "W/" + etag : nil
+    }
+
     /// A whole body compressed at once (its length is known, so it keeps a Content-Length).
     static func compressed(_ body: [UInt8], _ r: RequestContext) -> [UInt8]? {
         guard let gz = r.service.gzipStreams.take(level: Int32(r.settings.gzip.compLevel), length: body.count) else { return nil }
@@ -81,6 +88,7 @@ public enum GzipFilter {
     static func start(_ r: RequestContext, length: Int?) -> Bool {
         guard let gz = r.service.gzipStreams.take(level: Int32(r.settings.gzip.compLevel), length: length) else { return false }
         r.response.gzip = gz
+        r.response.weakETag = true
         return true
     }
 

@@ -69,12 +69,20 @@ public enum HeadersFilter {
             // As nginx: ETag and Last-Modified are set, not added; the last one wins, and an empty one removes.
             if r.response.replaced.contains(field: h.name),
                added[(i + 1)...].contains(where: { ($0.always || normal) && $0.name.lowercased() == h.name.lowercased() }) { continue }
-            let value = h.value.render(r)
+            var value = h.value.render(r)
+            if r.response.weakETag && h.name.lowercased() == "etag" { value = GzipFilter.weakened(value) ?? "" }
             guard !value.isEmpty else { continue }
             w.header(h.name, value)
             // `$sent_http_*` in a later add_header sees this one, as in nginx.
             r.sentHead?.append(contentsOf: "\(h.name): \(value)\r\n".utf8)
         }
+    }
+
+    /// The value the last `add_header name` that applies to `status` sets (ETag, Last-Modified: "" removes the
+    /// field); nil when none does.
+    static func addedValue(_ r: RequestContext, _ name: String, status: Int) -> String? {
+        let normal = takesAddedHeaders(status)
+        return r.settings.headers.addHeaders.last { ($0.always || normal) && $0.name.lowercased() == name }?.value.render(r)
     }
 
     /// Statuses a Location goes with (`return`, error_page URLs).

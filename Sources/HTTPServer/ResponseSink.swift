@@ -18,6 +18,27 @@ public struct ResponseState {
     var trailers = false
     /// The charset filter recodes the body.
     var recoder: CharsetRecoder?
+    /// The one range of a streamed body that goes out (proxy_force_ranges).
+    var window: RangeFilter.Window?
+    /// The handler serves byte ranges of a 200 (nginx's `allow_ranges`).
+    var allowsRanges = false
+    /// The range filter's field, written after the headers filter's: Accept-Ranges, or a Content-Range.
+    var rangeField: String?
+    /// The status the headers filter adds for, when not the response's: nginx's range filter turns a 200 into
+    /// a 416 after `add_header` and `expires` were added for the 200, and they stay.
+    var addedHeadersStatus: Int?
+    /// The gzip filter compresses the body: an ETag add_header sets is weakened too.
+    var weakETag = false
+    /// gzip_static found a `.gz` it did not send: `Vary: Accept-Encoding` with gzip_vary.
+    var gzipVary = false
+}
+
+/// What the range filter made of a streamed response.
+public enum StreamedRange {
+    case whole
+    /// A 206 of this many bytes.
+    case partial(Int)
+    case unsatisfiable
 }
 
 /// Fields of a handler's that nginx's headers filter replaces rather than adds to.
@@ -54,25 +75,30 @@ public struct ResponseSink {
     init(_ r: RequestContext) { self.r = r }
 
     /// A whole response, head and body at once (return, error pages, static files, status pages). A body
-    /// known whole is compressed whole when gzip applies, and keeps a Content-Length.
+    /// known whole is compressed whole when gzip applies, and keeps a Content-Length; `encoding` is the
+    /// Content-Encoding of a body that comes compressed (gzip_static). A handler that allows ranges has them cut
+    /// here, from the body as it goes out.
     /// The Content-Type an X-Accel-Redirect carried stands in for the handler's, unless `ownType` (nginx's
     /// built-in pages are always text/html).
-    public func respond(status: Int, contentType handlerType: String?, body plain: [UInt8], extra: [(String, String)] = [],
-                        omitLengthForHead: Bool = false, ownType: Bool = false) {
+    public func respond(status: Int, contentType handlerType: String?, body plain: [UInt8], extra handlerFields: [(String, String)] = [],
+                        encoding precompressed: String? = nil, omitLengthForHead: Bool = false, ownType: Bool = false) {
         r.status = status
+        let finalStatus = r.statusOverride ?? status
         // As nginx's header filter: a 204 goes without Content-Type and Content-Length.
-        let noContent = (r.statusOverride ?? status) == 204
-        let contentType = noContent ? nil : (ownType ? handlerType : r.carriedContentType ?? handlerType)
-            .map { CharsetFilter.contentType(r, $0, status: r.statusOverride ?? status, encoded: false) }
+        let noContent = finalStatus == 204
+        var contentType = noContent ? nil : (ownType ? handlerType : r.carriedContentType ?? handlerType)
+            .map { CharsetFilter.contentType(r, $0, status: finalStatus, encoded: precompressed != nil) }
         let isHead = r.head.method == "HEAD"
         var body = plain
         if var recoder = r.response.recoder {
+            // As nginx: a recoding that changes the length leaves none to take ranges of.
+            if recoder.changesLength { r.response.allowsRanges = false }
             body = body.withUnsafeBytes { recoder.recode($0) }
             r.response.recoder = nil
         }
-        var encoding: String?
-        let compressible = GzipFilter.eligible(r, status: r.statusOverride ?? status, contentType: contentType,
-                                               contentLength: body.count, encoded: false)
+        var encoding = precompressed, extra = handlerFields
+        let compressible = GzipFilter.eligible(r, status: finalStatus, contentType: contentType,
+                                               contentLength: body.count, encoded: precompressed != nil)
         if compressible, GzipFilter.accepted(r) {
             if isHead {
                 encoding = "gzip"
@@ -81,26 +107,61 @@ public struct ResponseSink {
                 encoding = "gzip"
             }
         }
-        let vary = compressible && r.settings.gzip.vary
+        let gzipped = encoding != precompressed
+        if gzipped {
+            r.response.allowsRanges = false
+            r.response.weakETag = true
+            if let i = extra.firstIndex(where: { $0.0 == "ETag" }) {
+                if let weak = GzipFilter.weakened(extra[i].1) { extra[i].1 = weak } else { extra.remove(at: i) }
+            }
+        }
+        let vary = (compressible || r.response.gzipVary) && r.settings.gzip.vary
+        var status = status, length = body.count
+        var ranged: RangeFilter.Span?, multipart: RangeFilter.Multipart?
+        if r.response.allowsRanges && finalStatus == 200,
+           let plan = RangeFilter.plan(r, length: body.count, etag: extra.first { $0.0 == "ETag" }?.1,
+                                       lastModified: r.response.lastModified, single: false) {
+            switch plan {
+            case .whole:
+                r.response.rangeField = "Accept-Ranges: bytes"
+            case .partial(let spans):
+                if spans.count == 1 {
+                    ranged = spans[0]
+                    partial(spans[0], of: body.count)
+                    length = spans[0].count
+                } else {
+                    let parts = RangeFilter.Multipart(spans, of: body.count, contentType: contentType, r)
+                    contentType = parts.contentType
+                    length = parts.bodyLength
+                    multipart = parts
+                }
+                // A 206 in place of an error page's 200 (`error_page … =200`).
+                r.statusOverride = nil
+                status = 206
+            case .unsatisfiable:
+                unsatisfiable(body.count)
+                return r.service.pipeline.respondError(r, 416)
+            }
+        }
         sendHead(status: status, framing: .length) { w in
             if let contentType { w.header("Content-Type", contentType) }
-            if !(isHead && (omitLengthForHead || encoding != nil)) && status != 304 && !noContent && !r.response.replaced.contains(.contentLength) {
-                w.header("Content-Length", body.count)
+            if !(isHead && (omitLengthForHead || gzipped)) && status != 304 && !noContent && !r.response.replaced.contains(.contentLength) {
+                w.header("Content-Length", length)
             }
             if let encoding { w.header("Content-Encoding", encoding) }
             if vary { w.header("Vary", "Accept-Encoding") }
-            for (name, value) in extra where !r.response.replaced.contains(field: name) {
-                // As nginx's gzip filter: the encoded body is another representation, its ETag a weak one.
-                if encoding != nil && name == "ETag" {
-                    if value.hasPrefix("W/") { w.header(name, value) } else if value.hasPrefix("\"") { w.header(name, "W/" + value) }
+            for (name, value) in extra where !r.response.replaced.contains(field: name) { w.header(name, value) }
+        }
+        if !isHead && length > 0 {
+            let t = r.transport
+            body.withUnsafeBytes { all in
+                if let parts = multipart {
+                    parts.write(all) { t.queueBody($0) }
                 } else {
-                    w.header(name, value)
+                    t.queueBody(ranged.map { UnsafeRawBufferPointer(rebasing: all[$0.start..<$0.end]) } ?? all)
                 }
             }
-        }
-        if !isHead && !body.isEmpty {
-            body.withUnsafeBytes { r.transport.queueBody($0) }
-            r.bodyBytesSent = body.count
+            r.bodyBytesSent = length
         }
         end()
     }
@@ -113,9 +174,10 @@ public struct ResponseSink {
         let r = self.r
         let status = r.statusOverride ?? original
         r.status = status
-        HeadersFilter.prepare(r, status: status)
+        let addedStatus = r.response.addedHeadersStatus ?? status
+        HeadersFilter.prepare(r, status: addedStatus)
         var framing = requested
-        r.response.trailers = carriesTrailers(status: status)
+        r.response.trailers = carriesTrailers(status: addedStatus)
         if r.response.trailers && framing == .length {
             framing = .chunked
             r.response.replaced.insert(.contentLength)
@@ -125,7 +187,11 @@ public struct ResponseSink {
             HeaderFilter.write(r, upstreamSent: upstreamSent, into: w)
             fields(w)
         }, { w in
-            HeadersFilter.write(r, status: status, into: w)
+            HeadersFilter.write(r, status: addedStatus, into: w)
+            if let f = r.response.rangeField {
+                w.append(f)
+                w.append("\r\n")
+            }
         })
     }
 
@@ -147,14 +213,56 @@ public struct ResponseSink {
     /// cannot be passed on then).
     public var recodes: (body: Bool, length: Bool) { (r.response.recoder != nil, r.response.recoder?.changesLength ?? false) }
 
+    /// The range filter on a streamed 200 of `length` bytes whose handler allows one range (proxy_force_ranges;
+    /// `etag` and `lastModified` are its own, for If-Range). `.partial` gives the 206's Content-Length: the sink
+    /// then passes only that range of the body on. For `.unsatisfiable` the caller answers 416 with
+    /// respondError, which then carries nginx's Content-Range.
+    public func range(length: Int, etag: @autoclosure () -> String?, lastModified: @autoclosure () -> Int?) -> StreamedRange {
+        switch RangeFilter.plan(r, length: length, etag: etag(), lastModified: lastModified(), single: true) {
+        case nil: return .whole
+        case .whole:
+            r.response.rangeField = "Accept-Ranges: bytes"
+            return .whole
+        case .partial(let spans):
+            partial(spans[0], of: length)
+            r.response.window = RangeFilter.Window(span: spans[0])
+            r.statusOverride = nil
+            return .partial(spans[0].count)
+        case .unsatisfiable:
+            r.response.recoder = nil
+            unsatisfiable(length)
+            return .unsatisfiable
+        }
+    }
+
+    /// A 206 of one range: its Content-Range.
+    private func partial(_ span: RangeFilter.Span, of length: Int) {
+        r.response.rangeField = "Content-Range: bytes \(span.start)-\(span.end - 1)/\(length)"
+    }
+
+    /// A 416's Content-Range, and the headers filter's fields for the 200 it was (nginx's order of filters).
+    private func unsatisfiable(_ length: Int) {
+        r.response.rangeField = "Content-Range: bytes */\(length)"
+        r.response.addedHeadersStatus = 200
+    }
+
     /// Compresses the rest of a streamed body (gzip's decision was made on its head): false when no deflate
     /// stream could be had.
-    public func startGzip(length: Int?) -> Bool { GzipFilter.start(r, length: length) }
+    public func startGzip(length: Int?) -> Bool {
+        // A HEAD is answered as its GET would be compressed, with nothing to compress.
+        guard r.head.method != "HEAD" else {
+            r.response.weakETag = true
+            return true
+        }
+        return GzipFilter.start(r, length: length)
+    }
 
     /// A piece of a streamed body: compressed when the response is, then framed by the transport. Deflate hands
     /// out its output in small, uneven pieces: they go out once 16 kB has gathered, or with the end. `last`:
     /// the body ends with this piece. False when the client is backed up (wait for the transport's onDrain).
-    public func sendBody(_ raw: UnsafeRawBufferPointer, last: Bool = false) -> Bool {
+    public func sendBody(_ whole: UnsafeRawBufferPointer, last: Bool = false) -> Bool {
+        // The range first, then the recoding, as nginx's filters run.
+        let raw = r.response.window?.clip(whole) ?? whole
         guard r.response.recoder == nil else {
             let recoded = r.response.recoder!.recode(raw)
             return recoded.withUnsafeBytes { sendRecoded($0, last: last) }

@@ -80,6 +80,8 @@ public struct CoreSettings: Sendable {
     @Setting public var portInRedirect = true
     @Setting public var serverNameInRedirect = false
     @Setting public var etag = true
+    /// `max_ranges`: the most byte ranges a request may ask for (0: ranges are not served).
+    @Setting public var maxRanges = Int(Int32.max)
     @Setting public var resolver: ResolverSetting? = nil
     @Setting public var resolverTimeout = 30_000
 
@@ -122,6 +124,7 @@ public struct CoreSettings: Sendable {
         $portInRedirect.inherit(p.$portInRedirect)
         $serverNameInRedirect.inherit(p.$serverNameInRedirect)
         $etag.inherit(p.$etag)
+        $maxRanges.inherit(p.$maxRanges)
         $resolver.inherit(p.$resolver)
         $resolverTimeout.inherit(p.$resolverTimeout)
     }

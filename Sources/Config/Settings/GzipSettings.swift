@@ -20,7 +20,13 @@ public struct GzipProxied: OptionSet, Sendable, Hashable {
     ]
 }
 
-/// nginx's gzip filter, per level.
+/// `gzip_static`: whether a file's `.gz` neighbour is sent in its place, to clients that accept gzip (`on`) or
+/// to all (`always`).
+public enum GzipStatic: String, Sendable {
+    case off, on, always
+}
+
+/// nginx's gzip filter and gzip_static module, per level.
 public struct GzipSettings: Sendable {
     @Setting public var on = false
     /// Beside text/html, which is always compressed; `*` is any type.
@@ -32,6 +38,7 @@ public struct GzipSettings: Sendable {
     /// The lowest HTTP/1 minor version compressed for (`gzip_http_version 1.1` is 1).
     @Setting public var httpVersionMinor = 1
     @Setting public var disable: [Regex] = []
+    @Setting public var staticFiles = GzipStatic.off
 
     public init() {}
 
@@ -44,5 +51,6 @@ public struct GzipSettings: Sendable {
         $vary.inherit(p.$vary)
         $httpVersionMinor.inherit(p.$httpVersionMinor)
         $disable.inherit(p.$disable)
+        $staticFiles.inherit(p.$staticFiles)
     }
 }

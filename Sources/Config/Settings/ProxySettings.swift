@@ -95,6 +95,8 @@ public struct ProxySettings: Sendable {
     @Setting public var passRequestHeaders = true
     @Setting public var passRequestBody = true
     @Setting public var interceptErrors = false
+    /// `proxy_force_ranges`: a 200 with a Content-Length answers one byte range, whatever the upstream says.
+    @Setting public var forceRanges = false
     /// Lowercased names.
     @Setting public var hideHeaders: [String] = []
     @Setting public var passHeaders: [String] = []
@@ -134,6 +136,7 @@ public struct ProxySettings: Sendable {
         $passRequestHeaders.inherit(p.$passRequestHeaders)
         $passRequestBody.inherit(p.$passRequestBody)
         $interceptErrors.inherit(p.$interceptErrors)
+        $forceRanges.inherit(p.$forceRanges)
         $hideHeaders.inherit(p.$hideHeaders)
         $passHeaders.inherit(p.$passHeaders)
         $method.inherit(p.$method)

@@ -461,6 +461,14 @@ final class TLSTests: TLSTestCase {
                 location / { return 200; }
             }
             """, "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive", lineOf: "server {")
+        // ssl_trusted_certificate is loaded as nginx loads it (for OCSP and client certificates there).
+        try check("""
+            server {
+                listen 127.0.0.1:\(port) ssl;
+                \(certs("a-rsa"))
+                ssl_trusted_certificate \(missing);
+            }
+            """, "SSL_CTX_load_verify_locations(\"\(missing)\") failed", lineOf: "ssl_trusted_certificate")
         // Certificates and keys pair up in order; a certificate without its key is an error.
         let noKey = try Vigil(config: Vigil.config(http: """
             server {
@@ -480,6 +488,7 @@ final class TLSTests: TLSTestCase {
                 listen 127.0.0.1:\(port) ssl;
                 \(certs("a-rsa", "a-ec"))
                 ssl_session_cache shared:SSL:1m;
+                ssl_trusted_certificate \(pki.caCert);
             }
             """))
         let ok = v.vigil(["-t"])

@@ -33,18 +33,22 @@ final class ResolverTests: XCTestCase {
         private var tcpFD: Int32 = -1
         private var running = true
         init(reply: (@Sendable ([UInt8]) -> [UInt8])?, tcp: (@Sendable ([UInt8]) -> [UInt8])? = nil, tcpSilent: Bool = false) {
-            let s = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-            var sa = sockaddr_in()
-            sa.sin_family = sa_family_t(AF_INET)
-            sa.sin_addr.s_addr = inet_addr("127.0.0.1")
-            _ = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = withUnsafeMutablePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) } }
+            var udp = FakeDNS.bound(SOCK_DGRAM, port: 0)
+            if tcp != nil || tcpSilent {
+                // The UDP port the kernel picked may be taken over TCP: pick again until both bind.
+                for _ in 0..<50 {
+                    tcpFD = FakeDNS.bound(SOCK_STREAM, port: udp.port).fd
+                    if tcpFD >= 0 { break }
+                    close(udp.fd)
+                    udp = FakeDNS.bound(SOCK_DGRAM, port: 0)
+                }
+                listen(tcpFD, 16)
+            }
             var tv = timeval(tv_sec: 0, tv_usec: 100_000)
-            setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            fd = s
-            port = UInt16(bigEndian: sa.sin_port)
-            if tcp != nil || tcpSilent { listenTCP(answer: tcp) }
+            setsockopt(udp.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            fd = udp.fd
+            port = udp.port
+            if let tcp { serveTCP(answer: tcp) }
             guard let reply else { return }
             let fd = self.fd
             Thread.detachNewThread { [self] in
@@ -65,19 +69,28 @@ final class ResolverTests: XCTestCase {
         }
         func stop() { running = false; usleep(200_000); close(fd); if tcpFD >= 0 { close(tcpFD) } }
 
-        /// RFC 1035 4.2.2 framing: each message behind its two-byte length; one query per connection.
-        private func listenTCP(answer: (@Sendable ([UInt8]) -> [UInt8])?) {
-            let l = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var one: Int32 = 1
-            setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        /// A socket bound to 127.0.0.1:`port` (0: any), and its port; fd -1 when the port is taken.
+        static func bound(_ type: __socket_type, port: UInt16) -> (fd: Int32, port: UInt16) {
+            let s = socket(AF_INET, Int32(type.rawValue), 0)
             var sa = sockaddr_in()
             sa.sin_family = sa_family_t(AF_INET)
             sa.sin_addr.s_addr = inet_addr("127.0.0.1")
             sa.sin_port = port.bigEndian
-            _ = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(l, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            listen(l, 16)
-            tcpFD = l
-            guard let answer else { return }   // silent: the kernel completes connections nobody reads
+            guard withUnsafePointer(to: &sa, {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }) == 0 else { close(s); return (-1, port) }
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            _ = withUnsafeMutablePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) } }
+            return (s, UInt16(bigEndian: sa.sin_port))
+        }
+
+        /// RFC 1035 4.2.2 framing: each message behind its two-byte length; one query per connection. Without
+        /// this (tcpSilent) the kernel completes connections nobody reads.
+        private func serveTCP(answer: @escaping @Sendable ([UInt8]) -> [UInt8]) {
+            let l = tcpFD
+            // accept() wakes up to see stop().
+            var tv = timeval(tv_sec: 0, tv_usec: 100_000)
+            setsockopt(l, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
             Thread.detachNewThread { [self] in
                 while self.running {
                     let c = accept(l, nil, nil)

@@ -20,6 +20,9 @@ static inline int vigil_SSL_CTX_set_servername_callback(SSL_CTX *ctx, int (*cb)(
 static inline int vigil_SSL_set_tlsext_host_name(SSL *ssl, const char *name) { return (int)SSL_set_tlsext_host_name(ssl, name); }
 static inline void vigil_SSL_CTX_set_read_ahead(SSL_CTX *ctx, int on) { SSL_CTX_set_read_ahead(ctx, on); }
 static inline int vigil_SSL_CTX_set1_groups_list(SSL_CTX *ctx, const char *list) { return (int)SSL_CTX_set1_groups_list(ctx, list); }
+static inline int vigil_SSL_get_negotiated_group(SSL *ssl) { return (int)SSL_get_negotiated_group(ssl); }
+static inline int vigil_SSL_get1_curves(SSL *ssl, int *curves) { return (int)SSL_get1_curves(ssl, curves); }
+static const int VIGIL_TLSEXT_nid_unknown = TLSEXT_nid_unknown;
 
 // The error constants Swift sees as macros of macros.
 static const int VIGIL_SSL_ERROR_SSL = SSL_ERROR_SSL;
@@ -32,6 +35,7 @@ static const uint64_t VIGIL_SSL_OP_CIPHER_SERVER_PREFERENCE = SSL_OP_CIPHER_SERV
 static const uint64_t VIGIL_SSL_OP_NO_RENEGOTIATION = SSL_OP_NO_RENEGOTIATION;
 static const uint64_t VIGIL_SSL_OP_NO_COMPRESSION = SSL_OP_NO_COMPRESSION;
 static const uint64_t VIGIL_SSL_OP_IGNORE_UNEXPECTED_EOF = SSL_OP_IGNORE_UNEXPECTED_EOF;
+static const long VIGIL_SSL_MODE_NO_AUTO_CHAIN = SSL_MODE_NO_AUTO_CHAIN;
 static const long VIGIL_SSL_MODE_PARTIAL_WRITE = SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS;
 static const long VIGIL_SSL_SESS_CACHE_OFF = SSL_SESS_CACHE_OFF;
 static const long VIGIL_SSL_SESS_CACHE_SERVER = SSL_SESS_CACHE_SERVER;

@@ -399,6 +399,9 @@ public final class ProxyPass: Sendable {
     public let scheme: String
     public let hostText: String
     public let port: UInt16?
+    /// The host as a URL writes it: an IPv6 address in brackets (`[::1]`), as `$proxy_host` and the default
+    /// proxy_ssl_name have it.
+    public let urlHost: String
     /// `$proxy_host`: host, and port when one was written (made once, it goes into every request).
     public let hostHeader: String
     public let uri: String?           // nil: pass the request URI unchanged
@@ -410,8 +413,9 @@ public final class ProxyPass: Sendable {
         self.hostText = hostText
         self.port = port
         // An IPv6 address is written in brackets in a Host, as in the URL it came from.
-        let host = hostText.contains(":") ? "[\(hostText)]" : hostText
-        self.hostHeader = port.map { "\(host):\($0)" } ?? host
+        let urlHost = hostText.contains(":") && Resolver.isNumericAddress(hostText) ? "[\(hostText)]" : hostText
+        self.urlHost = urlHost
+        hostHeader = port.map { "\(urlHost):\($0)" } ?? urlHost
         self.uri = uri
         self.target = target
         self.location = location

@@ -31,6 +31,9 @@ enum SSLDirectives {
         Directives.flagSetting("ssl_session_tickets", \.ssl.$sessionTickets, [.http, .server]),
         Directives.spec("ssl_dhparam", [.http, .server], .one) { call in try Directives.setOnce(call, \.ssl.$dhParam, pathArg(call)) },
         Directives.spec("ssl_ecdh_curve", [.http, .server], .one) { call in try Directives.setOnce(call, \.ssl.$ecdhCurve, call.words[1]) },
+        Directives.spec("ssl_trusted_certificate", [.http, .server], .one) { call in
+            try Directives.setOnce(call, \.ssl.$trustedCertificate, pathArg(call))
+        },
         Directives.spec("ssl", [.http, .server], .one) { call in
             call.warn("the \"ssl\" directive is deprecated, use the \"listen ... ssl\" directive instead")
             try Directives.setOnce(call, \.ssl.$on, try Directives.flagArg(call))
@@ -88,7 +91,7 @@ enum SSLDirectives {
     /// nginx directives Vigil refuses by name rather than as unknown: client certificates, ticket key files,
     /// CRLs and raw OpenSSL commands.
     static let refused: [DirectiveSpec] = [
-        "ssl_verify_client", "ssl_client_certificate", "ssl_trusted_certificate", "ssl_verify_depth", "ssl_crl",
+        "ssl_verify_client", "ssl_client_certificate", "ssl_verify_depth", "ssl_crl",
         "ssl_session_ticket_key", "ssl_conf_command", "ssl_reject_handshake", "ssl_ocsp", "ssl_ocsp_responder",
         "ssl_ocsp_cache", "ssl_stapling_file", "ssl_stapling_responder", "proxy_ssl_crl", "proxy_ssl_conf_command",
     ].map { name in

@@ -18,7 +18,7 @@ enum UnsupportedDirectives {
         // http_browser
         "ancient_browser", "ancient_browser_value", "modern_browser", "modern_browser_value",
         // http_core
-        "auth_delay", "disable_symlinks", "log_subrequest", "max_ranges", "post_action", "read_ahead",
+        "auth_delay", "disable_symlinks", "log_subrequest", "post_action", "read_ahead",
         "recursive_error_pages", "satisfy", "send_lowat", "subrequest_output_buffer_size",
         // http_dav
         "create_full_put_path", "dav_access", "dav_methods", "min_delete_depth",
@@ -79,7 +79,7 @@ enum UnsupportedDirectives {
         "proxy_cache", "proxy_cache_background_update", "proxy_cache_bypass", "proxy_cache_convert_head",
         "proxy_cache_key", "proxy_cache_lock", "proxy_cache_lock_age", "proxy_cache_lock_timeout",
         "proxy_cache_max_range_offset", "proxy_cache_methods", "proxy_cache_min_uses", "proxy_cache_path",
-        "proxy_cache_revalidate", "proxy_cache_use_stale", "proxy_cache_valid", "proxy_force_ranges",
+        "proxy_cache_revalidate", "proxy_cache_use_stale", "proxy_cache_valid",
         "proxy_headers_hash_bucket_size", "proxy_headers_hash_max_size", "proxy_ignore_client_abort",
         "proxy_limit_rate", "proxy_no_cache", "proxy_send_lowat", "proxy_socket_keepalive", "proxy_store_access",
         // http_random_index

@@ -6,9 +6,10 @@ import Core
 import Event
 
 /// nginx's `resolver`: a non-blocking DNS client on a worker's event loop. It asks the servers in turn
-/// (one connected UDP socket each), A and AAAA at once, follows a CNAME that comes without addresses,
-/// asks again over TCP when a reply is truncated, and caches answers for their TTL (or `valid=`) and
-/// "no such host" for 10 s, as nginx's resolver does. Every lookup ends within its timeout.
+/// (one connected UDP socket each), A and AAAA of a name at once and of the same server, follows a CNAME
+/// that comes without addresses, asks over TCP once a reply is truncated, and caches answers for their TTL
+/// (or `valid=`) and "no such host" for 10 s. The answers of both families are judged together, as nginx
+/// judges them when the A answer comes first (the order it asks in). Every lookup ends within its timeout.
 public final class DNSClient {
     public typealias Completion = (Result<[ResolvedAddress], ResolveError>) -> Void
 
@@ -16,6 +17,8 @@ public final class DNSClient {
     static let resendMs: UInt64 = 5000
     static let negativeMs: UInt64 = 10_000
     static let cacheLimit = 1024
+    /// nginx's NGX_RESOLVER_MAX_RECURSION: CNAMEs followed before a name is "not found".
+    static let maxCNAMEs = 50
 
     private let loop: EventLoop
     private let servers: [UDPServer]
@@ -66,24 +69,40 @@ public final class DNSClient {
         lookup.timer.rearm(after: UInt64(max(1, timeoutMs))) { [unowned self, unowned lookup] in
             self.finish(lookup, .failure(.timedOut))
         }
-        for type in types { ask(key, type, for: lookup, depth: 0) }
+        ask(key, for: lookup)
     }
 
-    private func ask(_ name: String, _ type: RecordType, for lookup: Lookup, depth: Int) {
-        var id = UInt16.random(in: 0 ... .max)
-        while inFlight[id] != nil { id &+= 1 }
-        let q = Question(id: id, name: name, type: type, lookup: lookup, depth: depth, firstServer: nextServer % servers.count,
-                         resend: loop.makeTimer())
+    /// Asks one server (the next in turn) for every family of `name`.
+    private func ask(_ name: String, for lookup: Lookup) {
+        let server = nextServer % servers.count
         nextServer += 1
-        lookup.questions.append(q)
-        inFlight[id] = q
-        send(q)
+        for type in types {
+            var id = UInt16.random(in: 0 ... .max)
+            while inFlight[id] != nil { id &+= 1 }
+            let q = Question(id: id, name: name, type: type, lookup: lookup, firstServer: server, resend: loop.makeTimer())
+            lookup.questions.append(q)
+            inFlight[id] = q
+            send(q)
+        }
     }
 
-    /// Sends (again) to the question's current server; the resend timer moves it to the next one.
+    /// Sends (again) to the question's current server, over TCP once a reply was truncated; the resend
+    /// timer moves it to the next one.
     private func send(_ q: Question) {
         let server = servers[q.server % servers.count]
-        if let e = server.send(q.packet, loop: loop) { log.error("send() to resolver \(server.text) failed (\(Errno.text(e)))") }
+        if q.overTCP {
+            q.tcp?.cancel()
+            q.tcp = TCPExchange(loop: loop, address: server.address, query: q.packet) { [unowned self, unowned q] bytes in
+                q.tcp = nil
+                guard let bytes else {
+                    self.log.error("DNS over TCP with resolver \(server.text) failed while resolving \(q.name)")
+                    return self.retryElsewhere(q, .serverFailure)
+                }
+                self.handle(bytes, for: q, from: server.text, overTCP: true)
+            }
+        } else if let e = server.send(q.packet, loop: loop) {
+            log.error("send() to resolver \(server.text) failed (\(Errno.text(e)))")
+        }
         q.resend.rearm(after: DNSClient.resendMs) { [unowned self, unowned q] in
             q.server += 1
             self.send(q)
@@ -110,35 +129,24 @@ public final class DNSClient {
         }
         switch reply.outcome {
         case .truncated:
-            guard !overTCP else { return retryElsewhere(q, .formatError) }
-            guard q.tcp == nil else { return }   // the same reply again (a resend's answer): TCP is on its way
-            q.resend.cancel()
-            let s = servers[q.server % servers.count]
-            q.tcp = TCPExchange(loop: loop, address: s.address, query: q.packet) { [unowned self, unowned q] bytes in
-                q.tcp = nil
-                guard let bytes else {
-                    self.log.error("DNS over TCP with resolver \(s.text) failed while resolving \(q.name)")
-                    return self.retryElsewhere(q, .serverFailure)
-                }
-                self.handle(bytes, for: q, from: s.text, overTCP: true)
-            }
-        case .failed(let rcode):
-            answered(q, .failure(ResolveError(code: rcode)))
-        case .answered(let addresses, let ttl, let cname):
-            if let cname, q.depth < 8 {
-                retire(q)
-                ask(cname, q.type, for: q.lookup, depth: q.depth + 1)
-            } else {
-                answered(q, addresses.isEmpty ? .failure(.hostNotFound) : .success((addresses, ttl)))
-            }
+            if overTCP { return retryElsewhere(q, .formatError) }
+            // The same server again over TCP, the resend timer still running (nginx's rn->tcp); a truncated
+            // reply to a resend that crossed the switch is ignored.
+            guard !q.overTCP else { return }
+            q.overTCP = true
+            send(q)
+        case .failed(ResolveError.formatError.code):
+            // nginx takes a "format error" as the server's problem, not the name's: another server is asked.
+            log.error("DNS error (\(ResolveError.formatError)), query id:\(q.id), name:\"\(q.name)\"")
+            retryElsewhere(q, .formatError)
+        default:
+            answered(q, reply.outcome)
         }
     }
 
     /// A server that sent nonsense or dropped TCP: the next one is asked, unless every one has been.
     private func retryElsewhere(_ q: Question, _ error: ResolveError) {
-        guard q.server + 1 < q.firstServer + servers.count else { return answered(q, .failure(error)) }
-        q.tcp?.cancel()
-        q.tcp = nil
+        guard q.server + 1 < q.firstServer + servers.count else { return answered(q, .failed(error.code)) }
         q.server += 1
         send(q)
     }
@@ -148,30 +156,44 @@ public final class DNSClient {
         q.tcp?.cancel()
         q.tcp = nil
         inFlight[q.id] = nil
-        q.lookup.questions.removeAll { $0 === q }
     }
 
-    private func answered(_ q: Question, _ result: Result<([ResolvedAddress], UInt32), ResolveError>) {
+    /// Once every family of the name has its answer: an error in any is the lookup's (nginx fails the
+    /// name then, addresses or not); else the addresses of all; else the last family's CNAME is followed
+    /// for every family; else the name is not found.
+    private func answered(_ q: Question, _ outcome: Reply.Outcome) {
         let lookup = q.lookup
         retire(q)
-        switch result {
-        case .success(let (addresses, ttl)):
-            lookup.addresses += addresses
-            lookup.ttl = min(lookup.ttl, ttl)
-        case .failure(let e):
-            lookup.error = lookup.error ?? e
+        q.outcome = outcome
+        guard lookup.questions.allSatisfy({ $0.outcome != nil }) else { return }
+        var addresses: [ResolvedAddress] = []
+        for question in lookup.questions {
+            switch question.outcome {
+            case .failed(let code)?:
+                return fail(lookup, ResolveError(code: code))
+            case .answered(let found, let ttl, let cname)?:
+                if !found.isEmpty || cname != nil { lookup.ttl = min(lookup.ttl, ttl) }
+                addresses += found
+            default:
+                break
+            }
         }
-        guard lookup.questions.isEmpty else { return }
-        if lookup.addresses.isEmpty {
-            let e = lookup.error ?? .hostNotFound
-            if e == .hostNotFound { store(lookup.name, .failure(e), for: validMs ?? DNSClient.negativeMs) }
-            finish(lookup, .failure(e))
-        } else {
-            // IPv4 first, as nginx lists them.
-            let sorted = lookup.addresses.filter { !$0.isIPv6 } + lookup.addresses.filter(\.isIPv6)
-            store(lookup.name, .success(sorted), for: validMs ?? UInt64(lookup.ttl) * 1000)
-            finish(lookup, .success(sorted))
+        if !addresses.isEmpty {
+            store(lookup.name, .success(addresses), for: validMs ?? UInt64(lookup.ttl) * 1000)
+            return finish(lookup, .success(addresses))
         }
+        if case .answered(_, _, let cname?)? = lookup.questions.last?.outcome, lookup.cnames < DNSClient.maxCNAMEs {
+            lookup.cnames += 1
+            lookup.questions = []
+            return ask(cname, for: lookup)
+        }
+        fail(lookup, .hostNotFound)
+    }
+
+    /// Only "no such host" is cached: another server, or the same one later, may answer the rest.
+    private func fail(_ lookup: Lookup, _ error: ResolveError) {
+        if error == .hostNotFound { store(lookup.name, .failure(error), for: validMs ?? DNSClient.negativeMs) }
+        finish(lookup, .failure(error))
     }
 
     private func store(_ name: String, _ result: Result<[ResolvedAddress], ResolveError>, for ms: UInt64) {
@@ -199,10 +221,10 @@ final class Lookup {
     let name: String
     var waiters: [DNSClient.Completion]
     let timer: Timer
+    /// The families asked of the current name (the looked-up one, or the CNAME it led to), in `types` order.
     var questions: [Question] = []
-    var addresses: [ResolvedAddress] = []
+    var cnames = 0
     var ttl = UInt32.max
-    var error: ResolveError?
 
     init(name: String, done: @escaping DNSClient.Completion, timer: Timer) {
         self.name = name
@@ -211,25 +233,26 @@ final class Lookup {
     }
 }
 
-/// One query (a name and a type) in flight.
+/// One query (a name and a type): in flight until it has its outcome.
 final class Question {
     let id: UInt16
     let name: String
     let type: RecordType
     unowned let lookup: Lookup
-    let depth: Int
     let firstServer: Int
     var server: Int
     let packet: [UInt8]
     let resend: Timer
+    /// A reply came truncated: every later send of it, to any server, is over TCP.
+    var overTCP = false
     var tcp: TCPExchange?
+    var outcome: Reply.Outcome?
 
-    init(id: UInt16, name: String, type: RecordType, lookup: Lookup, depth: Int, firstServer: Int, resend: Timer) {
+    init(id: UInt16, name: String, type: RecordType, lookup: Lookup, firstServer: Int, resend: Timer) {
         self.id = id
         self.name = name
         self.type = type
         self.lookup = lookup
-        self.depth = depth
         self.firstServer = firstServer
         self.server = firstServer
         self.packet = Query.encode(id: id, name: name, type: type)

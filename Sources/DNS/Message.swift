@@ -47,11 +47,12 @@ public enum Query {
         return out
     }
 
-    /// Labels of 1…63 bytes, 253 bytes in all (a final dot allowed): anything else cannot be asked.
+    /// Labels of 1…63 bytes (a final dot allowed): anything else cannot be asked. Like nginx, no limit on
+    /// the whole name: servers answer names past RFC 1035's 255 bytes, and nginx asks for them.
     public static func isValidName(_ name: String) -> Bool {
         var bytes = Array(name.utf8)
         if bytes.last == UInt8(ascii: ".") { bytes.removeLast() }
-        guard !bytes.isEmpty, bytes.count <= 253 else { return false }
+        guard !bytes.isEmpty else { return false }
         return bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false).allSatisfy { (1...63).contains($0.count) }
     }
 }
@@ -175,14 +176,13 @@ struct Reader {
         return bytes[position..<position + n]
     }
 
-    /// A name, following compression pointers (each must point backwards, so they cannot loop) and
-    /// stopping at 255 bytes.
+    /// A name, following compression pointers (each must point backwards), at most 128 labels and
+    /// pointers in all as nginx allows: enough for any real name, and a pointer loop ends there.
     mutating func name() throws -> String {
         var labels: [String] = []
-        var total = 0
         var at = position
         var jumped = false
-        while true {
+        for _ in 0..<128 {
             guard at < bytes.count else { throw Reply.ParseError.malformed }
             let length = Int(bytes[at])
             if length & 0xC0 == 0xC0 {
@@ -198,10 +198,10 @@ struct Reader {
                 if !jumped { position = at + 1 }
                 return labels.joined(separator: ".")
             }
-            total += length + 1
-            guard total <= 255, at + 1 + length <= bytes.count else { throw Reply.ParseError.malformed }
+            guard at + 1 + length <= bytes.count else { throw Reply.ParseError.malformed }
             labels.append(String(decoding: bytes[(at + 1)...(at + length)], as: UTF8.self))
             at += 1 + length
         }
+        throw Reply.ParseError.malformed
     }
 }

@@ -211,7 +211,7 @@ final class UpstreamTLS {
     init(context: TLSClientContext, settings: HTTPSettings, pass: ProxyPass, variables: VariableTable?) {
         self.context = context
         name = settings.proxySSL.name ?? {
-            let t = Template(pass.hostText)
+            let t = Template(pass.urlHost)
             t.resolve(variables ?? VariableTable())
             return t
         }()

@@ -231,7 +231,7 @@ extension ProxySession {
                     // A Location rewritten to a path is made absolute, as for nginx's own redirects.
                     var text = redirected(value, isLocation: isLocation).map { isLocation ? request.service.pipeline.absolute(request, $0) : $0 } ?? value
                     text.withUTF8 { w.header(name, UnsafeRawBufferPointer($0)) }
-                } else if gzipping && RequestParser.matches(parsed[f.name], lowercase: "etag") {
+                } else if (gzipping || headEncoded) && RequestParser.matches(parsed[f.name], lowercase: "etag") {
                     if var weak = GzipFilter.weakened(String(decoding: parsed[f.value], as: UTF8.self)) {
                         weak.withUTF8 { w.header(name, UnsafeRawBufferPointer($0)) }
                     }

@@ -35,6 +35,8 @@ struct Variables {
         case .https: return client.isSecure ? "on" : ""
         case .sslProtocol: return client.tls?.protocolName
         case .sslCipher: return client.tls?.cipherName
+        case .sslCurve: return client.tls?.curveName
+        case .sslCurves: return client.tls?.offeredCurves
         case .sslServerName: return client.tls?.serverName
         case .sslSessionReused: return client.tls.map { $0.sessionReused ? "r" : "." }
         case .host: return request.host

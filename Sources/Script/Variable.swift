@@ -6,7 +6,7 @@ public enum Variable: Equatable {
     case bytesSent, requestLength, requestTime, connection, connectionRequests, connectionTime, pid, contentLength, contentType
     case upstreamAddr, upstreamStatus, upstreamResponseTime, upstreamConnectTime, upstreamHeaderTime
     case upstreamResponseLength, upstreamBytesReceived, upstreamBytesSent, proxyHost, proxyPort, proxyAddXForwardedFor
-    case https, sslProtocol, sslCipher, sslServerName, sslSessionReused
+    case https, sslProtocol, sslCipher, sslCurve, sslCurves, sslServerName, sslSessionReused
     case timeISO8601, documentRoot, realpathRoot, requestBody, requestBodyFile, requestFilename
     /// `$limit_rate`: the response's rate, which `set` may change.
     case limitRate
@@ -98,6 +98,8 @@ public enum Variable: Equatable {
         case "https": return .https
         case "ssl_protocol": return .sslProtocol
         case "ssl_cipher": return .sslCipher
+        case "ssl_curve": return .sslCurve
+        case "ssl_curves": return .sslCurves
         case "ssl_server_name": return .sslServerName
         case "ssl_session_reused": return .sslSessionReused
         case _ where name.hasPrefix("http_"): return .httpHeader(String(name.dropFirst(5).map { $0 == "_" ? "-" : $0 }).lowercased())

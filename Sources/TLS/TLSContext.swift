@@ -151,6 +151,16 @@ public final class TLSServerContext {
             }
         }
         if let dh = s.dhParam { try ContextSetup.useDHParameters(raw, dh) }
+        // As nginx: the chain sent is the certificate file's, never one OpenSSL builds from the verify store.
+        _ = vigil_SSL_CTX_set_mode(raw, VIGIL_SSL_MODE_NO_AUTO_CHAIN)
+        if let trusted = s.trustedCertificate {
+            OpenSSLError.clear()
+            guard SSL_CTX_load_verify_locations(raw, trusted.path, nil) == 1 else {
+                throw trusted.location.error("SSL_CTX_load_verify_locations(\"\(trusted.path)\") failed" + OpenSSLError.drain())
+            }
+            // It may leave errors queued while succeeding (nginx clears them too).
+            OpenSSLError.clear()
+        }
         if s.preferServerCiphers { SSL_CTX_set_options(raw, VIGIL_SSL_OP_CIPHER_SERVER_PREFERENCE) }
         if !s.sessionTickets { SSL_CTX_set_options(raw, VIGIL_SSL_OP_NO_TICKET) }
         _ = SSL_CTX_set_timeout(raw, s.sessionTimeout / 1000)

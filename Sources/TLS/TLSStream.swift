@@ -133,6 +133,27 @@ public final class TLSStream: SecureStream {
     public var cipherName: String { SSL_get_current_cipher(ssl).map { String(cString: SSL_CIPHER_get_name($0)) } ?? "" }
     public var serverName: String? { SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name).map { String(cString: $0) } }
     public var sessionReused: Bool { SSL_session_reused(ssl) == 1 }
+    /// `$ssl_curve`: the key exchange group, by OpenSSL's short name (`prime256v1`, `X25519`), or `0x…`
+    /// when OpenSSL has no name for it; empty without one (TLS 1.2 with RSA key exchange).
+    public var curveName: String {
+        let nid = vigil_SSL_get_negotiated_group(ssl)
+        return nid == NID_undef ? "" : TLSStream.groupName(nid)
+    }
+    /// `$ssl_curves`: the groups the client offered, joined with `:`.
+    public var offeredCurves: String {
+        let n = vigil_SSL_get1_curves(ssl, nil)
+        guard n > 0 else { return "" }
+        var nids = [Int32](repeating: 0, count: Int(n))
+        let got = Int(vigil_SSL_get1_curves(ssl, &nids))
+        return nids.prefix(max(0, got)).map(TLSStream.groupName).joined(separator: ":")
+    }
+
+    /// nginx's spelling: OBJ_nid2sn, else the group's code point as `0x%04x`.
+    static func groupName(_ nid: Int32) -> String {
+        if nid & VIGIL_TLSEXT_nid_unknown == 0, let sn = OBJ_nid2sn(nid) { return String(cString: sn) }
+        let code = String(nid & 0xFFFF, radix: 16)
+        return "0x" + String(repeating: "0", count: max(0, 4 - code.count)) + code
+    }
 
     /// The upstream certificate check nginx makes after the handshake: the chain (its verify result) and
     /// then the name. nil when both pass; otherwise nginx's message.

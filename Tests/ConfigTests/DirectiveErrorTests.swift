@@ -238,7 +238,13 @@ final class DirectiveErrorTests: XCTestCase {
         XCTAssertEqual(addrs, [peer("127.0.0.1", 1970)])
         XCTAssertEqual(text, "127.0.0.1:1970")
         XCTAssertEqual(pass.uri, "/base")
+        XCTAssertEqual(pass.hostHeader, "127.0.0.1:1970")
         XCTAssertTrue(conf.http?.upstreams.isEmpty ?? false)
+        // An IPv6 address keeps its brackets in $proxy_host (the Host sent) and the default proxy_ssl_name.
+        let v6 = try XCTUnwrap(assertLoads(inHTTP("server {\n  location / {\n    proxy_pass https://[::1]:1970/;\n  }\n}")))
+        guard case .proxy(let pass6)? = v6.http?.servers.first?.locations.first?.content else { return XCTFail("no proxy_pass") }
+        XCTAssertEqual(pass6.hostHeader, "[::1]:1970")
+        XCTAssertEqual(pass6.urlHost, "[::1]")
     }
 
     // MARK: upstream blocks

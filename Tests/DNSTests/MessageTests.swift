@@ -30,7 +30,20 @@ final class MessageTests: XCTestCase {
         XCTAssertFalse(Query.isValidName(""))
         XCTAssertFalse(Query.isValidName("a..b"))
         XCTAssertFalse(Query.isValidName(String(repeating: "x", count: 64) + ".test"))
-        XCTAssertFalse(Query.isValidName(Array(repeating: "abcdefg", count: 40).joined(separator: ".")))
+        // No limit on the whole name, as in nginx: a name past 255 bytes is asked like any other.
+        XCTAssertTrue(Query.isValidName(Array(repeating: "abcdefg", count: 40).joined(separator: ".")))
+    }
+
+    /// nginx's http_resolver.t "long name": a CNAME to four labels of 63 bytes (257 bytes on the wire).
+    func testLongNames() throws {
+        let label = [UInt8](repeating: UInt8(ascii: "a"), count: 63)
+        let long = Self.record(type: 5, rdata: (0..<4).flatMap { _ in [63] + label } + [0])
+        let name = Array(repeating: String(repeating: "a", count: 63), count: 4).joined(separator: ".")
+        XCTAssertEqual(try Reply.parse(Self.reply(answers: [long]), id: 0x1234, name: "svc.test", type: .a).outcome,
+                       .answered(addresses: [], ttl: 300, cname: name))
+        XCTAssertTrue(Query.isValidName(name))
+        let asked = Query.encode(id: 7, name: name, type: .a)
+        XCTAssertEqual(asked.count, 12 + 257 + 4)
     }
 
     func testAddressesAndTheLowestTTL() throws {
@@ -101,6 +114,10 @@ final class MessageTests: XCTestCase {
         let selfPointer = good.count
         malformed(Self.reply(answers: [Self.record(owner: [0xC0, UInt8(selfPointer)], type: 1, rdata: [1, 2, 3, 4])]), "a pointer to itself")
         malformed(Self.reply(answers: [Self.record(owner: [0x80, 1], type: 1, rdata: [1, 2, 3, 4])]), "reserved label type")
+        // Each pointer points backwards, yet "abc" and a pointer back to it loop: the label count ends it.
+        let ownerAt = UInt8(Self.reply(answers: []).count)
+        malformed(Self.reply(answers: [Self.record(owner: [3, 0x61, 0x62, 0x63, 0xC0, ownerAt], type: 1, rdata: [1, 2, 3, 4])]),
+                  "a loop of backward pointers")
         var counts = good
         counts[7] = 9
         malformed(counts, "more answers than the message holds")

@@ -288,6 +288,26 @@ final class TLSTests: TLSTestCase {
         ])
     }
 
+    /// `$ssl_curve`, the group the key exchange used, and `$ssl_curves`, those the client offered, by
+    /// OpenSSL's names as nginx's ssl_curve.t reads them.
+    func testCurveVariables() throws {
+        try requireCurl()
+        let tls = freePort()
+        try startVigil("""
+            server {
+                listen 127.0.0.1:\(tls) ssl;
+                server_name a.test;
+                ssl_ecdh_curve prime256v1;
+                \(certs("a-rsa"))
+                location / { return 200 "$ssl_curve $ssl_curves\\n"; }
+            }
+            """)
+        for flags in [["--tlsv1.2", "--tls-max", "1.2"], ["--tlsv1.3"]] {
+            let r = curl("https://a.test:\(tls)/", flags + ["--curves", "X25519:prime256v1"])
+            XCTAssertEqual(r.body, "prime256v1 X25519:prime256v1\n", "\(flags): \(r)")
+        }
+    }
+
     func testKeepAliveAndPipeliningOverTLS() throws {
         try requireCurl()
         let tls = freePort()
@@ -441,6 +461,14 @@ final class TLSTests: TLSTestCase {
                 location / { return 200; }
             }
             """, "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive", lineOf: "server {")
+        // ssl_trusted_certificate is loaded as nginx loads it (for OCSP and client certificates there).
+        try check("""
+            server {
+                listen 127.0.0.1:\(port) ssl;
+                \(certs("a-rsa"))
+                ssl_trusted_certificate \(missing);
+            }
+            """, "SSL_CTX_load_verify_locations(\"\(missing)\") failed", lineOf: "ssl_trusted_certificate")
         // Certificates and keys pair up in order; a certificate without its key is an error.
         let noKey = try Vigil(config: Vigil.config(http: """
             server {
@@ -460,6 +488,7 @@ final class TLSTests: TLSTestCase {
                 listen 127.0.0.1:\(port) ssl;
                 \(certs("a-rsa", "a-ec"))
                 ssl_session_cache shared:SSL:1m;
+                ssl_trusted_certificate \(pki.caCert);
             }
             """))
         let ok = v.vigil(["-t"])

@@ -11,6 +11,9 @@ public struct SSLSettings: Sendable {
     @Setting public var passwordFile: PathSetting? = nil
     @Setting public var dhParam: PathSetting? = nil
     @Setting public var ecdhCurve = "auto"
+    /// `ssl_trusted_certificate`: CA certificates loaded into the server's verify store (nginx verifies OCSP
+    /// responses and client certificates against them; Vigil does neither, so it only checks the file).
+    @Setting public var trustedCertificate: PathSetting? = nil
     /// The deprecated `ssl on`: every `listen` of the server is a TLS one.
     @Setting public var on = false
 
@@ -31,6 +34,7 @@ public struct SSLSettings: Sendable {
         $passwordFile.inherit(p.$passwordFile)
         $dhParam.inherit(p.$dhParam)
         $ecdhCurve.inherit(p.$ecdhCurve)
+        $trustedCertificate.inherit(p.$trustedCertificate)
         $on.inherit(p.$on)
     }
 }

@@ -80,6 +80,29 @@ enum Proxy {
                 return CookieFlagsRule(cookie: cookie, flags: words.dropFirst().map { RewriteDirectives.lenientTemplate(call, $0) })
             }
         },
+        Directives.spec("proxy_store", .httpAll, .one) { call in
+            let store: ProxyStore
+            switch call.words[1] {
+            case "off": store = .off
+            case "on": store = .requestFilename
+            case let path: store = .path(try RewriteDirectives.template(call, path))
+            }
+            try Directives.setOnce(call, \.proxy.$store, store)
+        },
+        Directives.spec("proxy_store_access", .httpAll, Arity(min: 1, max: 3)) { call in
+            // nginx's access slot: user's rw unless `user:` says otherwise.
+            var access: UInt32 = 0, user: UInt32 = 0o600
+            for word in call.args {
+                let parts = word.split(separator: ":", maxSplits: 1)
+                let shifts: [Substring: UInt32] = ["user": 6, "group": 3, "all": 0]
+                guard parts.count == 2, let shift = shifts[parts[0]], parts[1] == "rw" || parts[1] == "r" else {
+                    throw call.error("invalid value \"\(word)\"")
+                }
+                if parts[0] == "user" { user = 0 }
+                access |= (parts[1] == "rw" ? 6 : 4) << shift
+            }
+            try Directives.setOnce(call, \.proxy.$storeAccess, access | user)
+        },
         Directives.spec("proxy_set_body", .httpAll, .one) { call in
             try Directives.setOnce(call, \.proxy.$setBody, RewriteDirectives.lenientTemplate(call, call.words[1]))
         },

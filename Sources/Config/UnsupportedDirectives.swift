@@ -81,7 +81,7 @@ enum UnsupportedDirectives {
         "proxy_cache_max_range_offset", "proxy_cache_methods", "proxy_cache_min_uses", "proxy_cache_path",
         "proxy_cache_revalidate", "proxy_cache_use_stale", "proxy_cache_valid",
         "proxy_headers_hash_bucket_size", "proxy_headers_hash_max_size", "proxy_ignore_client_abort",
-        "proxy_limit_rate", "proxy_no_cache", "proxy_send_lowat", "proxy_socket_keepalive", "proxy_store_access",
+        "proxy_limit_rate", "proxy_no_cache", "proxy_send_lowat", "proxy_socket_keepalive",
         // http_random_index
         "random_index",
         // http_realip

@@ -61,6 +61,9 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     var bodyRemaining: Int?
     var decoder: ChunkedDecoder?
     var passChunked = false
+    /// proxy_store's file for this response's body.
+    var stored: StoredResponse?
+    var storedLastModified: Int?
     var paused = false
 
     // The request (UpstreamRequest.swift).
@@ -339,6 +342,10 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         }
         closeUpstream()
         if abortClient { return request.transport.abort() }
+        if let s = stored {
+            stored = nil
+            s.commit(lastModified: storedLastModified)
+        }
         request.sink.finish()
     }
 

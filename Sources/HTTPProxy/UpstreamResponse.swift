@@ -139,12 +139,13 @@ extension ProxySession {
         // ends it. An upstream's chunks pass through as they came when both sides speak them.
         let canChunk = transport.framesUnknownLength
         var framing = BodyFraming.length
+        if h.status == 200, h.hasBody, !isHead { startStoring(fields: fields, parsed: parsed) }
         if !h.hasBody || isHead {
             bodyRemaining = 0
         } else if h.chunked {
             decoder = ChunkedDecoder()
-            // Chunks that end in add_trailer's trailers are our own.
-            passChunked = transport.passesChunks && !request.sink.carriesTrailers(status: h.status)
+            // Chunks that end in add_trailer's trailers are our own; a stored body is the chunks' data.
+            passChunked = transport.passesChunks && !request.sink.carriesTrailers(status: h.status) && stored == nil
             framing = passChunked ? .chunksPassedThrough : canChunk ? .chunked : .close
         } else if let len = h.contentLength {
             bodyRemaining = len
@@ -282,6 +283,7 @@ extension ProxySession {
             let pass = passChunked
             let event = response.withReadable { buf -> ChunkedDecoder.Event in
                 d.feed(buf) { range in
+                    stored?.write(UnsafeRawBufferPointer(rebasing: buf[range]))
                     if !pass { keepGoing = sink.sendBody(UnsafeRawBufferPointer(rebasing: buf[range])) && keepGoing }
                 }
             }
@@ -301,12 +303,18 @@ extension ProxySession {
             response.consume(consumed)
         } else if let remaining = bodyRemaining {
             let take = min(remaining, response.readable)
-            response.withReadable { keepGoing = sink.sendBody(UnsafeRawBufferPointer(rebasing: $0[0..<take]), last: take == remaining) }
+            response.withReadable {
+                stored?.write(UnsafeRawBufferPointer(rebasing: $0[0..<take]))
+                keepGoing = sink.sendBody(UnsafeRawBufferPointer(rebasing: $0[0..<take]), last: take == remaining)
+            }
             response.consume(take)
             bodyRemaining = remaining - take
             done = bodyRemaining == 0
         } else {
-            response.withReadable { keepGoing = sink.sendBody($0) }
+            response.withReadable {
+                stored?.write($0)
+                keepGoing = sink.sendBody($0)
+            }
             response.consume(response.readable)
         }
         if phase == .done { return }   // the client went away while the body was being written
@@ -315,6 +323,21 @@ extension ProxySession {
             paused = true
             disarm()
             request.transport.onDrain = { [weak self] in self?.resume() }
+        }
+    }
+
+    /// proxy_store: the file this 200's body goes to, at `$request_filename` or the directive's path.
+    private func startStoring(fields: [HeaderField], parsed: UnsafeRawBufferPointer) {
+        let path: String
+        switch settings.proxy.store {
+        case .off: return
+        case .requestFilename: path = request.value(.requestFilename) ?? ""
+        case .path(let t): path = t.render(request)
+        }
+        guard path.hasPrefix("/") else { return }
+        stored = StoredResponse(at: path, access: settings.proxy.storeAccess, log: request.log)
+        if let f = fields.last(where: { RequestParser.matches(parsed[$0.name], lowercase: "last-modified") }) {
+            storedLastModified = Clock.parseHTTPDate(String(decoding: parsed[f.value], as: UTF8.self))
         }
     }
 

@@ -11,7 +11,7 @@ final class TuningDirectiveTests: XCTestCase {
             aio threads; directio 4m; output_buffers 2 32k; sendfile_max_chunk 512k; postpone_output 1460;
             open_file_cache max=1000 inactive=20s; open_file_cache_valid 30s; open_file_cache_min_uses 2;
             open_file_cache_errors on; lingering_close always; lingering_time 30s; lingering_timeout 5s;
-            msie_padding off; proxy_max_temp_file_size 0; proxy_temp_file_write_size 64k; proxy_store off;
+            msie_padding off; proxy_max_temp_file_size 0; proxy_temp_file_write_size 64k;
             server { listen 127.0.0.1:\(port); location / { return 200 "ok"; } }
             """))
         defer { vigil.cleanup() }
@@ -20,7 +20,7 @@ final class TuningDirectiveTests: XCTestCase {
         for (line, message) in [("directio 4q;", "\"directio\" directive invalid value"),
                                 ("open_file_cache inactive=20s;", "\"open_file_cache\" must have the \"max\" parameter"),
                                 ("aio sometimes;", "invalid value \"sometimes\""),
-                                ("proxy_store on;", "\"proxy_store on\" is not supported by vigil"),
+                                ("proxy_store_access user:x;", "invalid value \"user:x\""),
                                 ("reset_timedout_connection maybe;", "it must be \"on\" or \"off\"")] {
             try vigil.write(config: Vigil.config(http: "\(line)\nserver { listen 127.0.0.1:\(port); }"))
             let t = vigil.vigil(["-t"])

@@ -59,6 +59,14 @@ public struct IgnoredUpstreamHeaders: OptionSet, Sendable {
     ]
 }
 
+/// `proxy_store`: where a proxied 200's body is kept as a file.
+public enum ProxyStore: Sendable {
+    case off
+    /// `on`: at the request's file name (root or alias and the URI, `$request_filename`).
+    case requestFilename
+    case path(Template)
+}
+
 /// One rule of `proxy_cookie_domain` or `proxy_cookie_path`: the Domain or Path attribute of an upstream's
 /// Set-Cookie that matches is replaced.
 public enum CookieRewrite: Sendable {
@@ -112,6 +120,9 @@ public struct ProxySettings: Sendable {
     @Setting public var cookieDomains: [CookieRewrite] = []
     @Setting public var cookiePaths: [CookieRewrite] = []
     @Setting public var cookieFlags: [CookieFlagsRule] = []
+    @Setting public var store = ProxyStore.off
+    /// `proxy_store_access`: the stored files' mode (directories made for them get x where they get r).
+    @Setting public var storeAccess: UInt32 = 0o600
 
     public init() {}
 
@@ -123,6 +134,8 @@ public struct ProxySettings: Sendable {
         $cookieDomains.inherit(p.$cookieDomains)
         $cookiePaths.inherit(p.$cookiePaths)
         $cookieFlags.inherit(p.$cookieFlags)
+        $store.inherit(p.$store)
+        $storeAccess.inherit(p.$storeAccess)
         $setHeaders.inherit(p.$setHeaders)
         $connectTimeout.inherit(p.$connectTimeout)
         $sendTimeout.inherit(p.$sendTimeout)

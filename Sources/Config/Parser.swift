@@ -22,6 +22,9 @@ enum BlockContext {
     case limitExcept(Location, HTTPBlock)
     /// `charset_map from to { }`: every statement is a byte and what it becomes.
     case charsetMap(CharsetMapTable)
+    /// `geo … { }` and `split_clients … { }`: every statement is a key and a value, or a parameter.
+    case geo(Geo, HTTPBlock)
+    case splitClients(SplitClients)
 
     var kind: Contexts {
         switch self {
@@ -36,6 +39,7 @@ enum BlockContext {
         case .map: .map
         case .limitExcept: .limitExcept
         case .charsetMap: .charsetMap
+        case .geo, .splitClients: .map
         }
     }
 }
@@ -170,6 +174,16 @@ final class Parser {
         if case .types(let table) = context {
             guard stmt.terminator == .semicolon else { throw here.error("unexpected \"{\"") }
             try Directives.addTypes(call, table)
+            return
+        }
+        if case .geo(let geo, _) = context {
+            guard stmt.terminator == .semicolon else { throw here.error("unexpected \"{\"") }
+            try GeoDirectives.addEntry(call, geo)
+            return
+        }
+        if case .splitClients(let split) = context {
+            guard stmt.terminator == .semicolon else { throw here.error("unexpected \"{\"") }
+            try GeoDirectives.addPart(call, split)
             return
         }
         if case .charsetMap(let table) = context {

@@ -42,8 +42,6 @@ enum UnsupportedDirectives {
         "fastcgi_temp_file_write_size",
         // http_flv
         "flv",
-        // http_geo
-        "geo",
         // http_geoip
         "geoip_city", "geoip_country", "geoip_org", "geoip_proxy", "geoip_proxy_recursive",
         // http_grpc
@@ -103,8 +101,6 @@ enum UnsupportedDirectives {
         "secure_link", "secure_link_md5", "secure_link_secret",
         // http_slice_filter
         "slice",
-        // http_split_clients
-        "split_clients",
         // http_ssi_filter
         "ssi", "ssi_ignore_recycled_buffers", "ssi_last_modified", "ssi_min_file_chunk", "ssi_silent_errors",
         "ssi_types", "ssi_value_length",

@@ -2,7 +2,7 @@
 /// chooses it: exact keys (compared case-insensitively), then with `hostnames` the wildcard keys
 /// (`*.example.com`, `.example.com`, `www.example.*`), then the regexes in order, then `default`. Evaluated
 /// when a request first reads the variable, and kept for the rest of the request unless `volatile`.
-public final class Map {
+public final class Map: ComputedVariable {
     public let source: Template
     public private(set) var exact: [String: Template] = [:]
     private var wildcards = WildcardNames<Template>()

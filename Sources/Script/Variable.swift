@@ -141,10 +141,10 @@ public final class VariableTable {
 
     public func index(of name: String) -> Int? { byName[name] }
 
-    /// The `map` that defines a variable, by the variable's index.
-    public private(set) var maps: [Int: Map] = [:]
+    /// The `map`, `geo` or `split_clients` that defines a variable, by the variable's index.
+    public private(set) var maps: [Int: ComputedVariable] = [:]
 
-    public func define(_ index: Int, by map: Map) { maps[index] = map }
+    public func define(_ index: Int, by map: ComputedVariable) { maps[index] = map }
 
     @discardableResult
     public func declare(_ name: String) -> Int {

@@ -198,6 +198,9 @@ final class LimitDelay: ActiveHandler {
         }
     }
 
+    /// The timer's action does not hold this object: it must not outlive it armed.
+    deinit { timer.cancel() }
+
     /// The request ended while it waited (its client went away, the worker stops).
     func abort() {
         isFinished = true

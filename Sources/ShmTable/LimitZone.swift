@@ -43,7 +43,8 @@ public enum LeakyBucket {
 /// then the key's first `nodeSize - 48` bytes. Keys that fit are compared whole; a longer key is taken as
 /// matching a node with the same 64-bit seeded hash, length and stored prefix, so two long keys merge only
 /// if all three agree. A request zone's node is 128 bytes and a connection zone's 64, nginx's slab sizes on
-/// 64-bit for such states, so a 1m zone holds about as many keys as nginx's (7,942 and 15,417; nginx about 8,000 and 16,000).
+/// 64-bit for such states, so a 1m zone holds about as many keys as nginx's: 7,942 and 15,417 (nginx about
+/// 8,000 and 16,000).
 public final class LimitZone {
     public enum Kind: Sendable {
         case requests, connections
@@ -57,7 +58,7 @@ public final class LimitZone {
     public let key: String
     let base: UnsafeMutableRawPointer
     /// Nodes (and buckets) the size holds.
-    public let capacity: Int
+    let capacity: Int
     private let nodeSize: Int
     private let nodesOffset: Int
     private let seed: UInt64
@@ -228,13 +229,13 @@ public final class LimitZone {
         }
     }
 
-    // MARK: reading (tests, and what a node holds)
+    // MARK: reading (tests)
 
     /// Keys held now.
-    public var liveNodes: Int { locked { Int(field(Self.liveOffset)) } }
+    var liveNodes: Int { locked { Int(field(Self.liveOffset)) } }
 
     /// A node's count (held requests, or connections) and excess, by key.
-    public func state(of key: UnsafeRawBufferPointer) -> (count: Int, excess: Int)? {
+    func state(of key: UnsafeRawBufferPointer) -> (count: Int, excess: Int)? {
         let hash = hashKey(key)
         return locked {
             guard let ref = find(key, hash) else { return nil }

@@ -54,6 +54,9 @@ public final class Configuration {
     /// Peer records in the segment's zone area: one per address of each server of a zoned upstream.
     public private(set) var zonedPeerCount = 0
 
+    /// `limit_req_zone`s and `limit_conn_zone`s: the master maps one shared zone for each.
+    public var limitZones: [LimitZoneSpec] { http?.limitZones ?? [] }
+
     public static let minimumShmSize = 1 << 20
 
     /// Effective `check_shm_size`: the reference raises anything below 1 MiB to 1 MiB.

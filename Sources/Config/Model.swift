@@ -371,6 +371,7 @@ public struct HTTPSettings: Sendable {
     public var ssl = SSLSettings()
     public var status = StatusSettings()
     public var autoIndex = AutoIndexSettings()
+    public var limits = LimitSettings()
 
     public init() {}
 
@@ -385,6 +386,7 @@ public struct HTTPSettings: Sendable {
         ssl.merge(p.ssl)
         status.merge(p.status)
         autoIndex.merge(p.autoIndex)
+        limits.merge(p.limits)
     }
 }
 
@@ -559,6 +561,9 @@ public final class HTTPBlock {
     public var checkShmSize: Int? = nil
     /// Shared memory zones by name, as nginx's cycle keeps them: upstream `zone`s and `ssl_session_cache shared:`.
     var sharedZones: [SharedZone] = []
+    /// `limit_req_zone`s and `limit_conn_zone`s in order of first mention (a `limit_req` may name one declared
+    /// further down); rules hold their index.
+    public internal(set) var limitZones: [LimitZoneSpec] = []
     /// Some template reads `$upstream_http_*` or `$upstream_cookie_*`: proxied requests keep the upstream's
     /// response head (no copy is made otherwise).
     public internal(set) var readsUpstreamHeaders = false
@@ -583,9 +588,30 @@ public struct UpstreamZone: Sendable {
     public var location: SourceLocation
 }
 
+/// A `limit_req_zone` or `limit_conn_zone`.
+public struct LimitZoneSpec: Sendable {
+    public enum Kind: Sendable { case requests, connections }
+    public let name: String
+    public let kind: Kind
+    /// Bytes; 0 while only a `limit_req`/`limit_conn` has named it.
+    public var size = 0
+    /// nil until the zone's directive declares it.
+    public var key: LimitKey?
+    public var keyText = ""
+    /// Milli-requests a second (limit_req).
+    public var rate = 1000
+}
+
+/// A zone's key: `$binary_remote_addr`, the usual one, read straight from the connection's address; else a
+/// template.
+public enum LimitKey: Sendable {
+    case binaryRemoteAddr
+    case template(Template)
+}
+
 /// A named shared memory zone (nginx's `ngx_shared_memory_add`): one name, one use, one size.
 struct SharedZone {
-    enum Use { case upstream, sslSessionCache }
+    enum Use { case upstream, sslSessionCache, limitReq, limitConn }
     var name: String
     var use: Use
     /// 0 until some declaration gives it (an upstream `zone` may name a zone without a size).

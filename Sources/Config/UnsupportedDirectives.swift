@@ -59,10 +59,6 @@ enum UnsupportedDirectives {
         // http_image_filter
         "image_filter", "image_filter_buffer", "image_filter_interlace", "image_filter_jpeg_quality",
         "image_filter_sharpen", "image_filter_transparency", "image_filter_webp_quality",
-        // http_limit_conn
-        "limit_conn", "limit_conn_dry_run", "limit_conn_log_level", "limit_conn_status", "limit_conn_zone",
-        // http_limit_req
-        "limit_req", "limit_req_dry_run", "limit_req_log_level", "limit_req_status", "limit_req_zone",
         // http_memcached
         "memcached_bind", "memcached_buffer_size", "memcached_connect_timeout", "memcached_gzip_flag",
         "memcached_next_upstream", "memcached_next_upstream_timeout", "memcached_next_upstream_tries",

@@ -488,8 +488,9 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
         if keepsHead { request?.sentHead = out.withUnsent { Array($0[before...]) } }
         trailing(out)
         if let r = request, r.body.pending || state == .body { keepAlive = false }
-        // As nginx: a 101 says the connection is being upgraded, and is not kept for another request.
-        if status == 101 { keepAlive = false }
+        // As nginx: a 101 says the connection is being upgraded, and is not kept for another request; a head
+        // written once a graceful stop began (a request limit_req delayed, an upstream's late answer) says close.
+        if status == 101 || service.isShuttingDown { keepAlive = false }
         out.append(status == 101 ? "Connection: upgrade\r\n" : keepAlive ? "Connection: keep-alive\r\n" : "Connection: close\r\n")
         // keepalive_timeout's second value: the Keep-Alive header that tells clients how long we wait.
         if keepAlive, let t = request?.settings.core.keepaliveHeaderTimeout {

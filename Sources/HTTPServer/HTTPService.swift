@@ -54,6 +54,8 @@ public final class HTTPService {
     var fieldLists = ArrayPool<HeaderField>(keep: 32, maxCapacity: 64)
     /// Deflate streams of finished gzip responses, reset for the next.
     public let gzipStreams = GzipPool()
+    /// The limit_req and limit_conn zones, by their index in the configuration's `limitZones`.
+    let limitZones: [LimitZoneUse]
     /// `proxy_pass` locations' handler (HTTPProxy attaches itself).
     public var proxyHandler: RequestHandler?
     /// Per server and location.
@@ -76,7 +78,8 @@ public final class HTTPService {
     public var connectionClosed: ((H1Connection) -> Void)?
 
     public init(config: Configuration, loop: EventLoop, log: ErrorLog, counters: SharedCounters, tls: TLSBundle, segment: Segment,
-                accessLogs: RequestLogFiles) {
+                accessLogs: RequestLogFiles, limitZones: [LimitZone] = []) {
+        precondition(limitZones.count == config.limitZones.count, "the master maps every limit zone before it forks")
         self.config = config
         self.loop = loop
         self.log = log
@@ -85,6 +88,7 @@ public final class HTTPService {
         self.segment = segment
         router = Router(config: config)
         self.accessLogs = accessLogs
+        self.limitZones = zip(limitZones, config.limitZones).map { LimitZoneUse(zone: $0, spec: $1) }
         httpScope = SettingsScope(config.http?.settings ?? HTTPSettings())
         func add(_ locations: [Location]) {
             for loc in locations {

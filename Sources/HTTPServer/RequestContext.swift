@@ -78,6 +78,12 @@ public final class RequestContext: ScriptContext {
     /// nginx's r->limit_rate, which $limit_rate reads: `set $limit_rate` or an upstream's X-Accel-Limit-Rate sets
     /// it; else it is the location's limit_rate once the head is written.
     public var limitRate: Int?
+    /// What limit_req and limit_conn did ($limit_req_status, $limit_conn_status); once set, the phase is not
+    /// run again for this request (nginx's r->main->limit_req_status).
+    var limitReqStatus = LimitStatus.none
+    var limitConnStatus = LimitStatus.none
+    /// limit_conn's counts, held until the request ends.
+    var heldConnections = HeldConnections()
     /// Headers an upstream's response hands on to the response served after it, as nginx keeps them: those of
     /// an X-Accel-Redirect (its Content-Type stands in for the content handler's), an intercepted 401's
     /// WWW-Authenticate.
@@ -110,6 +116,7 @@ public final class RequestContext: ScriptContext {
         service.headBlocks.give(head.block)
         service.fieldLists.give(head.fields)
         if let gz = response.gzip { service.gzipStreams.give(gz) }
+        heldConnections.release(service.limitZones)
     }
 
     /// Stops the handler's work: the client went away, or the request ended or failed before it did.

@@ -144,10 +144,28 @@ public final class RequestPipeline {
         locationPhases(r)
     }
 
-    /// The access, try_files and content phases for the location the request ended in.
+    /// The preaccess (limit_req, limit_conn), access, try_files and content phases for the location the
+    /// request ended in.
     private func serve(_ r: RequestContext) {
         // limit_except: a method it does not name takes the block's configuration (access rules, proxy_pass).
         if let limit = r.location?.limitExcept, !limit.methods.contains(r.method) { r.enter(limit.block) }
+        if r.limitReqStatus == .none && !r.settings.limits.requests.isEmpty {
+            switch RequestLimits.limitRequests(r) {
+            case .declined: break
+            case .reject(let status): return respondError(r, status)
+            case .delay(let ms):
+                r.handler = LimitDelay(r, ms: ms) { [unowned(unsafe) self] in self.accessPhases($0) }
+                return
+            }
+        }
+        accessPhases(r)
+    }
+
+    /// limit_conn (after a limit_req delay, as nginx), then access, try_files and content.
+    private func accessPhases(_ r: RequestContext) {
+        if r.limitConnStatus == .none && !r.settings.limits.connections.isEmpty, let status = RequestLimits.limitConnections(r) {
+            return respondError(r, status)
+        }
         let rules = r.settings.log.accessRules
         if !rules.isEmpty && !AccessCheck.allows(rules, r.client.addressBytes) {
             r.log.error("access forbidden by rule\(r.logContext)")

@@ -44,6 +44,16 @@ public class ClientInfo {
         return bytes
     }
 
+    /// `$binary_remote_addr`'s bytes, made on the stack: the address's 4 or 16 bytes, "unix:" for a
+    /// unix-domain client (as nginx).
+    public func withAddressBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        if address == "unix:" { return StaticString("unix:").withUTF8Buffer { body(UnsafeRawBufferPointer($0)) } }
+        return withUnsafeTemporaryAllocation(byteCount: 16, alignment: 4) { buf in
+            _ = inet_pton(isIPv6 ? AF_INET6 : AF_INET, address, buf.baseAddress)
+            return body(UnsafeRawBufferPointer(rebasing: buf[0..<(isIPv6 ? 16 : 4)]))
+        }
+    }
+
     public var isSecure: Bool { tls != nil }
 
     /// The address the client reached (`$server_addr`): the listen address, or for a wildcard one the

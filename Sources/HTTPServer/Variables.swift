@@ -46,6 +46,8 @@ struct Variables {
         case .serverAddr: return client.localAddress
         case .status: return String(request.status)
         case .limitRate: return String(request.limitRate ?? 0)
+        case .limitReqStatus: return request.limitReqStatus.name
+        case .limitConnStatus: return request.limitConnStatus.name
         case .pipe: return request.isPipelined ? "p" : "."
         case .bodyBytesSent: return String(request.bodyBytesSent)
         case .bytesSent: return String(request.bodyBytesSent + request.headerBytesSent)

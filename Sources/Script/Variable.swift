@@ -10,6 +10,8 @@ public enum Variable: Equatable {
     case timeISO8601, documentRoot, realpathRoot, requestBody, requestBodyFile, requestFilename
     /// `$limit_rate`: the response's rate, which `set` may change.
     case limitRate
+    /// `$limit_req_status`, `$limit_conn_status`: what the limits did to the request.
+    case limitReqStatus, limitConnStatus
     /// `$pipe`: "p" for a pipelined request, else ".".
     case pipe
     /// stub_status's numbers: `$connections_active`, `_reading`, `_writing`, `_waiting`.
@@ -57,6 +59,8 @@ public enum Variable: Equatable {
         case "remote_addr": return .remoteAddr
         case "remote_user": return .remoteUser
         case "binary_remote_addr": return .binaryRemoteAddr
+        case "limit_req_status": return .limitReqStatus
+        case "limit_conn_status": return .limitConnStatus
         case "remote_port": return .remotePort
         case "time_local": return .timeLocal
         case "msec": return .msec

@@ -17,13 +17,22 @@ final class Generation {
     let segment: Segment
     let sockets: [ListeningSocket]
     let accessLogs: RequestLogFiles
-    init(number: UInt64, config: Configuration, tls: TLSBundle, segment: Segment, sockets: [ListeningSocket], accessLogs: RequestLogFiles) {
+    /// limit_req and limit_conn zones: those a reload keeps are the previous generation's own mappings.
+    let limitZones: [LimitZone]
+    init(number: UInt64, config: Configuration, tls: TLSBundle, segment: Segment, sockets: [ListeningSocket], accessLogs: RequestLogFiles,
+         limitZones: [LimitZone]) {
+        self.limitZones = limitZones
         self.number = number
         self.config = config
         self.tls = tls
         self.segment = segment
         self.sockets = sockets
         self.accessLogs = accessLogs
+    }
+
+    static func mapLimitZones(_ config: Configuration, previous: [LimitZone] = []) throws -> [LimitZone] {
+        try LimitZone.mapping(config.limitZones.map { ($0.name, $0.size, $0.kind == .requests ? .requests : .connections, $0.keyText) },
+                              previous: previous)
     }
 
     /// Its last worker is gone (or the master is exiting).
@@ -109,7 +118,13 @@ final class Master {
         let segment: Segment
         let restored = config.http?.checkStateFile.map { StateFile.load($0.path) { self.log.warn($0) } } ?? [:]
         do { segment = try createSegment(generation: 1, plan: SegmentPlan(config: config, restored: restored)) } catch { return fatal("\(error)") }
-        current = Generation(number: 1, config: config, tls: firstTLS, segment: segment, sockets: sockets, accessLogs: accessLogs)
+        let limitZones: [LimitZone]
+        do { limitZones = try Generation.mapLimitZones(config) } catch {
+            segment.unlink()
+            return fatal("\(error)")
+        }
+        current = Generation(number: 1, config: config, tls: firstTLS, segment: segment, sockets: sockets, accessLogs: accessLogs,
+                             limitZones: limitZones)
         do { try PidFile.write(config.pidPath, pid: pid) } catch {
             segment.unlink()
             return fatal("\(error)")
@@ -204,7 +219,7 @@ final class Master {
             counters.row = row
             do {
                 let w = try WorkerProcess(config: gen.config, tls: gen.tls, accessLogs: gen.accessLogs, listeners: gen.sockets, segment: gen.segment,
-                                          log: log, masterPid: pid, counters: counters)
+                                          log: log, masterPid: pid, counters: counters, limitZones: gen.limitZones)
                 w.run()
             } catch {
                 log.emerg("\(error)")
@@ -286,6 +301,13 @@ final class Master {
             listeners.retain(only: current.sockets)
             return
         }
+        let limitZones: [LimitZone]
+        do { limitZones = try Generation.mapLimitZones(newConf, previous: current.limitZones) } catch {
+            log.emerg("\(error)")
+            accessLogs.close()
+            listeners.retain(only: current.sockets)
+            return
+        }
         let number = current.number + 1
         let segment: Segment
         do { segment = try createSegment(generation: number, plan: plan) } catch {
@@ -302,7 +324,8 @@ final class Master {
             return
         }
         let old = current!
-        current = Generation(number: number, config: newConf, tls: tls, segment: segment, sockets: sockets, accessLogs: accessLogs)
+        current = Generation(number: number, config: newConf, tls: tls, segment: segment, sockets: sockets, accessLogs: accessLogs,
+                             limitZones: limitZones)
         config = newConf
         for _ in 0..<newConf.workerProcesses { spawn(current) }
         retiring[old.number] = old

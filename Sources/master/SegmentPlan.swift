@@ -13,6 +13,8 @@ struct SegmentPlan {
     /// on every reload (`noreuse`): old workers go on counting their connections in the old segment.
     let zoneRecords: Int
     let zones: [UpstreamZone]
+    /// Mapped apart from the segment (LimitZone), but sized here too: nginx refuses a zone no directive sized.
+    let limitZones: [LimitZoneSpec]
 
     /// Identity of a checked peer across reloads.
     static func key(_ p: CheckedPeer) -> String {
@@ -53,12 +55,15 @@ struct SegmentPlan {
         size = config.shmSize
         zoneRecords = config.zonedPeerCount
         zones = config.upstreamZones
+        limitZones = config.limitZones
     }
 
     /// nginx-style refusal when a zone has no size or its peers do not fit it, or the check table does not fit
     /// check_shm_size, with the size that would.
     var fitError: String? {
-        if let z = zones.first(where: { $0.size == 0 }) { return "zero size shared memory zone \"\(z.name)\"" }
+        if let name = zones.first(where: { $0.size == 0 })?.name ?? limitZones.first(where: { $0.size == 0 })?.name {
+            return "zero size shared memory zone \"\(name)\""
+        }
         for z in zones where z.peers * Layout.zoneRecordSize > z.size {
             return "no memory in upstream zone \"\(z.name)\": its \(z.peers) peers need \(z.peers * Layout.zoneRecordSize) bytes in \(z.location)"
         }

@@ -354,7 +354,8 @@ enum HTTPCore {
             case "ipv6only=on": listen.ipv6Only = true
             case "ipv6only=off": listen.ipv6Only = false
             case "ssl": listen.ssl = true
-            case "http2", "quic", "proxy_protocol":
+            case "proxy_protocol": listen.proxyProtocol = true
+            case "http2", "quic":
                 throw call.error("the \"\(p)\" parameter of \"listen\" is not supported by vigil")
             default:
                 throw call.error("invalid parameter \"\(p)\"")

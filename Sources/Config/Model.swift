@@ -68,6 +68,9 @@ public struct Listen: Sendable, Equatable {
     public var ipv6Only: Bool
     /// `listen … ssl`: connections on this address start with a TLS handshake.
     public var ssl = false
+    /// `listen … proxy_protocol`: connections on this address start with a PROXY protocol header (before
+    /// the TLS handshake on an ssl one).
+    public var proxyProtocol = false
     public var options = ListenOptions()
     public var location: SourceLocation
 }

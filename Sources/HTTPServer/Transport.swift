@@ -15,6 +15,8 @@ public class ClientInfo {
     public let address: String
     public let port: UInt16
     public let isIPv6: Bool
+    /// The PROXY protocol header the connection began with, when it named addresses.
+    public internal(set) var proxyProtocol: ProxyProtocolHeader?
     /// The `listen` the connection was accepted on.
     public let listen: Listen
     /// `$connection`: the connection's serial number in this worker.

@@ -21,6 +21,10 @@ struct Variables {
         case .binaryRemoteAddr:
             return client.address == "unix:" ? client.address : String(String.UnicodeScalarView(client.addressBytes.map { Unicode.Scalar($0) }))
         case .remotePort: return String(client.port)
+        case .proxyProtocolAddr: return client.proxyProtocol?.sourceAddress
+        case .proxyProtocolPort: return client.proxyProtocol.map { Variables.port($0.sourcePort) }
+        case .proxyProtocolServerAddr: return client.proxyProtocol?.destinationAddress
+        case .proxyProtocolServerPort: return client.proxyProtocol.map { Variables.port($0.destinationPort) }
         case .timeLocal: return Clock.timeLocal()
         case .msec:
             return Clock.msec(vigil_realtime_ms())
@@ -158,6 +162,9 @@ struct Variables {
         let end = bytes[i...].firstIndex(of: UInt8(ascii: ";")) ?? bytes.count
         return String(decoding: bytes[i..<end], as: UTF8.self)
     }
+
+    /// A port as nginx prints one: none for 0 (a unix-domain client, an address realip found without a port).
+    static func port(_ p: UInt16) -> String { p == 0 ? "" : String(p) }
 
     static func lower(_ b: UInt8) -> UInt8 { b >= 0x41 && b <= 0x5A ? b | 0x20 : b }
 

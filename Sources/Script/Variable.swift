@@ -12,6 +12,8 @@ public enum Variable: Equatable {
     case limitRate
     /// `$pipe`: "p" for a pipelined request, else ".".
     case pipe
+    /// What the connection's PROXY protocol header says: `$proxy_protocol_addr`, `_port`, `_server_addr`, `_server_port`.
+    case proxyProtocolAddr, proxyProtocolPort, proxyProtocolServerAddr, proxyProtocolServerPort
     /// stub_status's numbers: `$connections_active`, `_reading`, `_writing`, `_waiting`.
     case connectionsActive, connectionsReading, connectionsWriting, connectionsWaiting
     /// Vigil's own: connection buffers held and pooled in this worker (a debugging aid for memory tests).
@@ -126,6 +128,10 @@ public enum Variable: Equatable {
         case "request_body_file": return .requestBodyFile
         case "limit_rate": return .limitRate
         case "pipe": return .pipe
+        case "proxy_protocol_addr": return .proxyProtocolAddr
+        case "proxy_protocol_port": return .proxyProtocolPort
+        case "proxy_protocol_server_addr": return .proxyProtocolServerAddr
+        case "proxy_protocol_server_port": return .proxyProtocolServerPort
         default: return .none
         }
     }

@@ -19,8 +19,11 @@ struct Variables {
         // The address's 4 or 16 bytes ("unix:" for a unix socket, as nginx). A String holds text: each byte is
         // the character of that number, so bytes past 0x7F are not themselves in a log line.
         case .binaryRemoteAddr:
-            return client.address == "unix:" ? client.address : String(String.UnicodeScalarView(client.addressBytes.map { Unicode.Scalar($0) }))
-        case .remotePort: return String(client.port)
+            let bytes = client.addressBytes
+            return bytes.isEmpty ? client.address : String(String.UnicodeScalarView(bytes.map { Unicode.Scalar($0) }))
+        case .remotePort: return Variables.port(client.port)
+        case .realipRemoteAddr: return client.peerAddress
+        case .realipRemotePort: return Variables.port(client.peerPort)
         case .proxyProtocolAddr: return client.proxyProtocol?.sourceAddress
         case .proxyProtocolPort: return client.proxyProtocol.map { Variables.port($0.sourcePort) }
         case .proxyProtocolServerAddr: return client.proxyProtocol?.destinationAddress

@@ -12,6 +12,8 @@ public enum Variable: Equatable {
     case limitRate
     /// `$pipe`: "p" for a pipelined request, else ".".
     case pipe
+    /// The realip module's: the socket's peer, whatever address realip found.
+    case realipRemoteAddr, realipRemotePort
     /// What the connection's PROXY protocol header says: `$proxy_protocol_addr`, `_port`, `_server_addr`, `_server_port`.
     case proxyProtocolAddr, proxyProtocolPort, proxyProtocolServerAddr, proxyProtocolServerPort
     /// stub_status's numbers: `$connections_active`, `_reading`, `_writing`, `_waiting`.
@@ -128,6 +130,8 @@ public enum Variable: Equatable {
         case "request_body_file": return .requestBodyFile
         case "limit_rate": return .limitRate
         case "pipe": return .pipe
+        case "realip_remote_addr": return .realipRemoteAddr
+        case "realip_remote_port": return .realipRemotePort
         case "proxy_protocol_addr": return .proxyProtocolAddr
         case "proxy_protocol_port": return .proxyProtocolPort
         case "proxy_protocol_server_addr": return .proxyProtocolServerAddr

@@ -149,6 +149,47 @@ public enum ProxyProtocol {
         throw .ended
     }
 
+    /// `$proxy_protocol_tlv_NAME` (nginx 1.23.2's): a v2 TLV's value by its name (`alpn`, `authority`,
+    /// `unique_id`, `ssl`, `netns`) or type (`0x…`), and with `ssl_` the SSL TLV's own (`ssl_version`,
+    /// `ssl_cn`, `ssl_cipher`, `ssl_sig_alg`, `ssl_key_alg`, `ssl_0x…`, and `ssl_verify` as a number). nil when
+    /// there is none, or the TLVs are broken.
+    public static func tlv(_ name: Substring, in tlvs: [UInt8]) -> [UInt8]? {
+        var name = name
+        var tlvs = tlvs[...]
+        var names: KeyValuePairs<Substring, UInt8> = ["alpn": 0x01, "authority": 0x02, "unique_id": 0x05, "ssl": 0x20, "netns": 0x30]
+        if name.hasPrefix("ssl_") {
+            // The SSL TLV: a client byte and a 32-bit verify result, then TLVs of its own.
+            guard let ssl = lookup(0x20, in: tlvs), ssl.count >= 5 else { return nil }
+            name = name.dropFirst(4)
+            if name == "verify" {
+                let i = ssl.startIndex
+                return Array(String(UInt32(ssl[i + 1]) << 24 | UInt32(ssl[i + 2]) << 16 | UInt32(ssl[i + 3]) << 8 | UInt32(ssl[i + 4])).utf8)
+            }
+            tlvs = ssl.dropFirst(5)
+            names = ["version": 0x21, "cn": 0x22, "cipher": 0x23, "sig_alg": 0x24, "key_alg": 0x25]
+        }
+        let type: UInt8?
+        if name.hasPrefix("0x") {
+            type = UInt8(name.dropFirst(2), radix: 16)
+        } else {
+            type = names.first { $0.key == name }?.value
+        }
+        return type.flatMap { lookup($0, in: tlvs) }.map(Array.init)
+    }
+
+    /// The first TLV of `type`: a type byte, a 16-bit length, the value.
+    private static func lookup(_ type: UInt8, in tlvs: ArraySlice<UInt8>) -> ArraySlice<UInt8>? {
+        var p = tlvs.startIndex
+        while p < tlvs.endIndex {
+            guard tlvs.endIndex - p >= 3 else { return nil }
+            let length = Int(tlvs[p + 1]) << 8 | Int(tlvs[p + 2])
+            guard tlvs.endIndex - (p + 3) >= length else { return nil }
+            if tlvs[p] == type { return tlvs[(p + 3)..<(p + 3 + length)] }
+            p += 3 + length
+        }
+        return nil
+    }
+
     /// ngx_proxy_protocol_v2_read: the 16-byte header, then the addresses of its family and the TLVs after them.
     private static func parseV2(_ b: UnsafeRawBufferPointer, limit: Int) -> Result {
         guard b.count >= 16 else { return .incomplete }

@@ -28,6 +28,10 @@ struct Variables {
         case .proxyProtocolPort: return client.proxyProtocol.map { Variables.port($0.sourcePort) }
         case .proxyProtocolServerAddr: return client.proxyProtocol?.destinationAddress
         case .proxyProtocolServerPort: return client.proxyProtocol.map { Variables.port($0.destinationPort) }
+        case .proxyProtocolTLV(let name):
+            // A binary value's bytes past 0x7F are not themselves in a String, as $binary_remote_addr's.
+            return client.proxyProtocol.flatMap { ProxyProtocol.tlv(name[...], in: $0.tlvs) }
+                .map { String(String.UnicodeScalarView($0.map { Unicode.Scalar($0) })) }
         case .timeLocal: return Clock.timeLocal()
         case .msec:
             return Clock.msec(vigil_realtime_ms())

@@ -96,6 +96,25 @@ final class ProxyProtocolTests: XCTestCase {
         }
     }
 
+    /// nginx 1.23.2's `$proxy_protocol_tlv_*` lookups.
+    func testTLVs() {
+        func tlv(_ type: UInt8, _ value: [UInt8]) -> [UInt8] { [type, UInt8(value.count >> 8), UInt8(value.count & 0xFF)] + value }
+        let ssl = [0x01, 0, 0, 0, 0xFF] + tlv(0x21, Array("TLSv1.2".utf8)) + tlv(0x22, Array("example.com".utf8))
+        let tlvs = tlv(0x01, Array("h2".utf8)) + tlv(0x20, ssl) + tlv(0xAE, Array("12345".utf8))
+        func value(_ name: String) -> String? { ProxyProtocol.tlv(name[...], in: tlvs).map { String(decoding: $0, as: UTF8.self) } }
+        XCTAssertEqual(value("alpn"), "h2")
+        XCTAssertEqual(value("0x01"), "h2")
+        XCTAssertEqual(value("0x000ae"), "12345")
+        XCTAssertEqual(value("ssl_version"), "TLSv1.2")
+        XCTAssertEqual(value("ssl_0x22"), "example.com")
+        XCTAssertEqual(value("ssl_verify"), "255")
+        XCTAssertEqual(ProxyProtocol.tlv("ssl", in: tlvs), ssl)
+        XCTAssertNil(value("authority"))
+        XCTAssertNil(value("0xzz"))
+        XCTAssertNil(value("nonsense"))
+        XCTAssertNil(ProxyProtocol.tlv("alpn", in: [0x01, 0x00, 0x09, 0x41]), "a TLV longer than what is left is broken")
+    }
+
     func testV2FailuresAreNginxs() {
         XCTAssertEqual(message(v2(0x31, 0x11, [UInt8](repeating: 0, count: 12))), .some("unknown PROXY protocol version: 3"))
         XCTAssertEqual(message(v2(0x21, 0x11, [UInt8](repeating: 0, count: 2000))), .some("header is too large"))

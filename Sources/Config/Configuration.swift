@@ -344,7 +344,12 @@ public final class Configuration {
         var out: [Listen] = []
         for server in http?.servers ?? [] {
             for l in server.listens {
-                if let i = index[l.address] { out[i].ssl = out[i].ssl || l.ssl; continue }
+                if let i = index[l.address] {
+                    // As nginx's: an address is ssl, or proxy_protocol, if any server's listen on it says so.
+                    out[i].ssl = out[i].ssl || l.ssl
+                    out[i].proxyProtocol = out[i].proxyProtocol || l.proxyProtocol
+                    continue
+                }
                 index[l.address] = out.count
                 out.append(l)
             }

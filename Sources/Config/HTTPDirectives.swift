@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Script
 
 /// http, server and location directives (nginx's http core, log, access and return modules).
@@ -354,7 +357,8 @@ enum HTTPCore {
             case "ipv6only=on": listen.ipv6Only = true
             case "ipv6only=off": listen.ipv6Only = false
             case "ssl": listen.ssl = true
-            case "http2", "quic", "proxy_protocol":
+            case "proxy_protocol": listen.proxyProtocol = true
+            case "http2", "quic":
                 throw call.error("the \"\(p)\" parameter of \"listen\" is not supported by vigil")
             default:
                 throw call.error("invalid parameter \"\(p)\"")
@@ -502,30 +506,32 @@ enum HTTPCore {
 
     static func addAccessRule(_ call: Call, allow: Bool) throws {
         let v = call.words[1]
-        var rule = AccessRule(allow: allow, network: nil, prefix: 0, isIPv6: false)
-        if v == "unix:" {
-            rule.network = []   // matches the clients of unix-domain listeners, whose address has no bytes
-        } else if v != "all" {
-            let parts = v.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
-            let host = String(parts[0])
-            var v4 = in_addr(), v6 = in6_addr()
-            if inet_pton(AF_INET, host, &v4) == 1 {
-                rule.network = withUnsafeBytes(of: &v4) { Array($0) }
-            } else if inet_pton(AF_INET6, host, &v6) == 1 {
-                rule.network = withUnsafeBytes(of: &v6) { Array($0) }
-                rule.isIPv6 = true
-            } else {
-                throw call.error("invalid parameter \"\(v)\"")
-            }
-            let bits = rule.isIPv6 ? 128 : 32
-            rule.prefix = bits
-            if parts.count == 2 {
-                guard let p = Values.plainNumber(parts[1]), p <= bits else { throw call.error("invalid parameter \"\(v)\"") }
-                rule.prefix = p
-            }
-            if !AccessRule.hostBitsZero(rule) { call.warn("low address bits of \(v) are meaningless") }
+        var rule = AccessRule(allow: allow, network: nil)
+        if v != "all" {
+            guard let cidr = parseCIDR(v) else { throw call.error("invalid parameter \"\(v)\"") }
+            if !cidr.hostBitsZero { call.warn("low address bits of \(v) are meaningless") }
+            rule.network = cidr
         }
         Directives.withSettings(call) { s in s.log.accessRules.append(rule) }
+    }
+
+    /// `unix:`, an address, or `address/bits`, as nginx's ngx_ptocidr reads them; nil for anything else.
+    static func parseCIDR(_ v: String) -> CIDR? {
+        if v == "unix:" { return CIDR(bytes: [], prefix: 0) }
+        let parts = v.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let bytes = addressBytes(String(parts[0])) else { return nil }
+        let bits = bytes.count * 8
+        guard parts.count == 2 else { return CIDR(bytes: bytes, prefix: bits) }
+        guard let p = Values.plainNumber(parts[1]), p <= bits else { return nil }
+        return CIDR(bytes: bytes, prefix: p)
+    }
+
+    /// A numeric IPv4 or IPv6 address's 4 or 16 bytes.
+    static func addressBytes(_ host: String) -> [UInt8]? {
+        var v4 = in_addr(), v6 = in6_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 { return withUnsafeBytes(of: &v4) { Array($0) } }
+        if inet_pton(AF_INET6, host, &v6) == 1 { return withUnsafeBytes(of: &v6) { Array($0) } }
+        return nil
     }
 
     static func parseErrorPage(_ call: Call) throws {
@@ -548,23 +554,5 @@ enum HTTPCore {
         }
         let page = ErrorPage(codes: codes, overrideCode: override, uri: RewriteDirectives.lenientTemplate(call, uri))
         Directives.withSettings(call) { s in s.core.errorPages.append(page) }
-    }
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif
-
-extension AccessRule {
-    static func hostBitsZero(_ r: AccessRule) -> Bool {
-        guard let net = r.network else { return true }
-        for (i, byte) in net.enumerated() {
-            let bitStart = i * 8
-            if bitStart + 8 <= r.prefix { continue }
-            let keep = max(0, r.prefix - bitStart)
-            let mask: UInt8 = keep == 0 ? 0 : UInt8(truncatingIfNeeded: 0xFF << (8 - keep))
-            if byte & ~mask != 0 { return false }
-        }
-        return true
     }
 }

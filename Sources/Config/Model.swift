@@ -68,6 +68,9 @@ public struct Listen: Sendable, Equatable {
     public var ipv6Only: Bool
     /// `listen … ssl`: connections on this address start with a TLS handshake.
     public var ssl = false
+    /// `listen … proxy_protocol`: connections on this address start with a PROXY protocol header (before
+    /// the TLS handshake on an ssl one).
+    public var proxyProtocol = false
     public var options = ListenOptions()
     public var location: SourceLocation
 }
@@ -343,10 +346,43 @@ public struct HeaderSetting: Sendable {
 
 public struct AccessRule: Sendable, Equatable {
     public var allow: Bool
-    /// nil means `all`; otherwise network bytes and prefix length (none for `unix:`).
-    public var network: [UInt8]?
+    /// nil means `all`.
+    public var network: CIDR?
+}
+
+/// A network as `allow`, `deny` and `set_real_ip_from` name it: its 4 or 16 bytes and prefix length, or no
+/// bytes for `unix:` (the clients of unix-domain listeners, whose address has none).
+public struct CIDR: Sendable, Equatable {
+    public var bytes: [UInt8]
     public var prefix: Int
-    public var isIPv6: Bool
+
+    public init(bytes: [UInt8], prefix: Int) {
+        self.bytes = bytes
+        self.prefix = prefix
+    }
+
+    /// Whether `addr` (4 or 16 bytes, none for a unix-domain client) is in the network.
+    public func contains(_ addr: [UInt8]) -> Bool {
+        guard bytes.count == addr.count else { return false }
+        var bits = prefix
+        for i in 0..<bytes.count where bits > 0 {
+            let mask: UInt8 = bits >= 8 ? 0xFF : UInt8(truncatingIfNeeded: 0xFF << (8 - bits))
+            if bytes[i] & mask != addr[i] & mask { return false }
+            bits -= 8
+        }
+        return true
+    }
+
+    /// Whether the bits past the prefix are all zero (nginx warns "low address bits of … are meaningless").
+    var hostBitsZero: Bool {
+        for (i, byte) in bytes.enumerated() {
+            let keep = max(0, prefix - i * 8)
+            if keep >= 8 { continue }
+            let mask: UInt8 = keep == 0 ? 0 : UInt8(truncatingIfNeeded: 0xFF << (8 - keep))
+            if byte & ~mask != 0 { return false }
+        }
+        return true
+    }
 }
 
 public struct ErrorPage: Sendable, Equatable {
@@ -372,6 +408,7 @@ public struct HTTPSettings: Sendable {
     public var status = StatusSettings()
     public var autoIndex = AutoIndexSettings()
     public var limits = LimitSettings()
+    public var realIP = RealIPSettings()
 
     public init() {}
 
@@ -387,6 +424,7 @@ public struct HTTPSettings: Sendable {
         status.merge(p.status)
         autoIndex.merge(p.autoIndex)
         limits.merge(p.limits)
+        realIP.merge(p.realIP)
     }
 }
 
@@ -569,6 +607,8 @@ public final class HTTPBlock {
     public internal(set) var readsUpstreamHeaders = false
     /// Some template reads `$sent_http_*`: requests keep a copy of their response head.
     public internal(set) var readsSentHeaders = false
+    /// Some level has `set_real_ip_from`: requests look for the client's real address.
+    public internal(set) var usesRealIP = false
     /// `check_state_file PATH [interval=time]`: where the master keeps every peer's verdict and admin state.
     public var checkStateFile: PathSetting? = nil
     public var checkStateIntervalMs = 10_000

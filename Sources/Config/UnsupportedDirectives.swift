@@ -78,8 +78,6 @@ enum UnsupportedDirectives {
         "proxy_limit_rate", "proxy_no_cache", "proxy_send_lowat", "proxy_socket_keepalive",
         // http_random_index
         "random_index",
-        // http_realip
-        "real_ip_header", "real_ip_recursive", "set_real_ip_from",
         // http_referer
         "referer_hash_bucket_size", "referer_hash_max_size", "valid_referers",
         // http_scgi

@@ -13,7 +13,7 @@ import TLS
 /// HTTP/1 form (status line, Connection, chunks). What a request means is the pipeline's business: each
 /// parsed head goes to `RequestPipeline`, which answers through the request's sink, which writes here.
 public final class H1Connection: ClientInfo, EventHandler, RequestTransport, TunnelEnd {
-    enum State { case handshake, head, body, handling, tunnel, lingering, closed }
+    enum State { case proxyHeader, handshake, head, body, handling, tunnel, lingering, closed }
 
     /// unowned(unsafe) here and in the timers' actions: the service outlives every connection, and a
     /// connection cancels its timers when it closes; checked unowned references cost an atomic increment and
@@ -88,7 +88,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
     }
 
     public func start() {
-        if listen.ssl { state = .handshake }
+        if listen.proxyProtocol { state = .proxyHeader } else if listen.ssl { state = .handshake }
         arm(UInt64(defaultScope.settings.core.clientHeaderTimeout))
     }
 
@@ -104,6 +104,10 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
             return writable()
         }
         if state == .lingering { return close() }
+        if state == .proxyHeader {
+            service.log.info("client timed out (110: Connection timed out) while reading PROXY protocol, client: \(address), server: \(listen.address)")
+            return close()
+        }
         if state == .handshake {
             service.log.info("client timed out (110: Connection timed out) while SSL handshaking, client: \(address), server: \(listen.address)")
             return close()
@@ -137,11 +141,53 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
 
     public func handleEvent(_ events: UInt32) {
         if state == .closed { return }
+        if state == .proxyHeader { return readProxyHeader() }
         if state == .handshake { return handshake() }
         if state == .tunnel, let t = tunnel { return t.clientEvent(events) }
         if events & Events.writable != 0 { writable() }
         if state == .closed { return }
         if events & (Events.readable | Events.readHangup | Events.error | Events.hangup) != 0 { readable(events) }
+    }
+
+    /// Bytes of a PROXY protocol header that came without its end (read, as they are all the header's).
+    private var partialProxyHeader: [UInt8] = []
+
+    /// `listen … proxy_protocol`: the header comes first, before a TLS handshake too. It is peeked at and only
+    /// its own bytes are taken from the socket, so that what follows is read as if the connection began
+    /// there (OpenSSL reads the socket itself); a header that comes in pieces is kept until it ends, within
+    /// client_header_timeout.
+    private func readProxyHeader() {
+        let limit = max(ProxyProtocol.v1MaxLength, defaultScope.settings.core.clientHeaderBufferSize)
+        withUnsafeTemporaryAllocation(byteCount: limit, alignment: 1) { buf in
+            let base = buf.baseAddress!
+            let held = partialProxyHeader.count
+            partialProxyHeader.withUnsafeBytes { if held > 0 { base.copyMemory(from: $0.baseAddress!, byteCount: held) } }
+            let n = recv(fd, base + held, limit - held, Int32(MSG_PEEK))
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+            guard n > 0 else { return close() }
+            let bytes = UnsafeRawBufferPointer(start: base, count: held + n)
+            switch ProxyProtocol.parse(bytes, limit: limit) {
+            case .incomplete:
+                guard recv(fd, base + held, n, 0) == n else { return close() }
+                partialProxyHeader = Array(bytes)
+            case .complete(let length, let header):
+                guard recv(fd, base + held, length - held, 0) == length - held else { return close() }
+                partialProxyHeader = []
+                proxyProtocol = header
+                if listen.ssl {
+                    state = .handshake
+                    handshake()
+                } else {
+                    state = .head
+                    readable()
+                }
+            case .invalid(let message):
+                if let message {
+                    service.log.error("\(message) while reading PROXY protocol, client: \(address), server: \(listen.address)")
+                }
+                close()
+            }
+        }
     }
 
     /// The first byte tells a TLS record (0x16, or 0x80 for an SSLv2-style hello) from a plain HTTP request

@@ -37,6 +37,7 @@ public final class RequestPipeline {
     /// The phases of a routed request: a body larger than client_max_body_size is refused at once; a body is
     /// read whole first unless the location's handler takes it as it streams in.
     func start(_ r: RequestContext) {
+        RealIP.postRead(r)
         let limit = r.settings.core.clientMaxBodySize
         if limit > 0, let len = r.head.contentLength, len > limit {
             r.log.error("client intended to send too large body: \(len) bytes\(r.logContext)")
@@ -149,6 +150,8 @@ public final class RequestPipeline {
     private func serve(_ r: RequestContext) {
         // limit_except: a method it does not name takes the block's configuration (access rules, proxy_pass).
         if let limit = r.location?.limitExcept, !limit.methods.contains(r.method) { r.enter(limit.block) }
+        // As nginx's preaccess phase: realip first, then limit_req, then limit_conn.
+        RealIP.preAccess(r)
         if r.limitReqStatus == .none && !r.settings.limits.requests.isEmpty {
             switch RequestLimits.limitRequests(r) {
             case .declined: break
@@ -283,6 +286,9 @@ public final class RequestPipeline {
         return r.settings.core.defaultType
     }
 
-    /// The log phase: the request's access log lines.
-    func finished(_ r: RequestContext) { service.accessLogs.write(r) }
+    /// The log phase: the request's access log lines. Then the connection's address is its own again.
+    func finished(_ r: RequestContext) {
+        service.accessLogs.write(r)
+        r.client.realAddress = nil
+    }
 }

@@ -12,9 +12,16 @@ import TLS
 public class ClientInfo {
     /// The connection's socket.
     public final let fd: Int32
-    public let address: String
-    public let port: UInt16
-    public let isIPv6: Bool
+    /// The socket's peer (`$realip_remote_addr`, `$realip_remote_port`; a port of 0 is none).
+    public let peerAddress: String
+    public let peerPort: UInt16
+    public let peerIsIPv6: Bool
+    /// The address realip found for the request being served, nil between requests: as nginx swaps the
+    /// connection's address for the request's life, every reader of the client's address sees it, the
+    /// connection's own log lines too.
+    public internal(set) var realAddress: RealAddress?
+    /// The PROXY protocol header the connection began with, when it named addresses.
+    public internal(set) var proxyProtocol: ProxyProtocolHeader?
     /// The `listen` the connection was accepted on.
     public let listen: Listen
     /// `$connection`: the connection's serial number in this worker.
@@ -28,19 +35,25 @@ public class ClientInfo {
     public init(fd: Int32, address: String, port: UInt16, isIPv6: Bool, listen: Listen, serial: Int, openedAt: UInt64) {
         self.openedAt = openedAt
         self.fd = fd
-        self.address = address
-        self.port = port
-        self.isIPv6 = isIPv6
+        peerAddress = address
+        peerPort = port
+        peerIsIPv6 = isIPv6
         self.listen = listen
         self.serial = serial
     }
 
+    /// `$remote_addr`: "unix:" for a unix-domain client.
+    public var address: String { realAddress?.text ?? peerAddress }
+    /// `$remote_port` (0: none, as for a unix-domain client or an address realip found without a port).
+    public var port: UInt16 { realAddress?.port ?? peerPort }
+
     /// The address as its 4 or 16 bytes, none for a unix-domain client; made when asked for: an idle connection
     /// holds no array for it.
     public var addressBytes: [UInt8] {
-        if address == "unix:" { return [] }
-        var bytes = [UInt8](repeating: 0, count: isIPv6 ? 16 : 4)
-        _ = bytes.withUnsafeMutableBytes { inet_pton(isIPv6 ? AF_INET6 : AF_INET, address, $0.baseAddress) }
+        if let real = realAddress { return real.bytes }
+        if peerAddress == "unix:" { return [] }
+        var bytes = [UInt8](repeating: 0, count: peerIsIPv6 ? 16 : 4)
+        _ = bytes.withUnsafeMutableBytes { inet_pton(peerIsIPv6 ? AF_INET6 : AF_INET, peerAddress, $0.baseAddress) }
         return bytes
     }
 

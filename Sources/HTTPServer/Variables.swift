@@ -19,8 +19,19 @@ struct Variables {
         // The address's 4 or 16 bytes ("unix:" for a unix socket, as nginx). A String holds text: each byte is
         // the character of that number, so bytes past 0x7F are not themselves in a log line.
         case .binaryRemoteAddr:
-            return client.address == "unix:" ? client.address : String(String.UnicodeScalarView(client.addressBytes.map { Unicode.Scalar($0) }))
-        case .remotePort: return String(client.port)
+            let bytes = client.addressBytes
+            return bytes.isEmpty ? client.address : String(String.UnicodeScalarView(bytes.map { Unicode.Scalar($0) }))
+        case .remotePort: return Variables.port(client.port)
+        case .realipRemoteAddr: return client.peerAddress
+        case .realipRemotePort: return Variables.port(client.peerPort)
+        case .proxyProtocolAddr: return client.proxyProtocol?.sourceAddress
+        case .proxyProtocolPort: return client.proxyProtocol.map { Variables.port($0.sourcePort) }
+        case .proxyProtocolServerAddr: return client.proxyProtocol?.destinationAddress
+        case .proxyProtocolServerPort: return client.proxyProtocol.map { Variables.port($0.destinationPort) }
+        case .proxyProtocolTLV(let name):
+            // A binary value's bytes past 0x7F are not themselves in a String, as $binary_remote_addr's.
+            return client.proxyProtocol.flatMap { ProxyProtocol.tlv(name[...], in: $0.tlvs) }
+                .map { String(String.UnicodeScalarView($0.map { Unicode.Scalar($0) })) }
         case .timeLocal: return Clock.timeLocal()
         case .msec:
             return Clock.msec(vigil_realtime_ms())
@@ -160,6 +171,9 @@ struct Variables {
         let end = bytes[i...].firstIndex(of: UInt8(ascii: ";")) ?? bytes.count
         return String(decoding: bytes[i..<end], as: UTF8.self)
     }
+
+    /// A port as nginx prints one: none for 0 (a unix-domain client, an address realip found without a port).
+    static func port(_ p: UInt16) -> String { p == 0 ? "" : String(p) }
 
     static func lower(_ b: UInt8) -> UInt8 { b >= 0x41 && b <= 0x5A ? b | 0x20 : b }
 

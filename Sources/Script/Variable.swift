@@ -14,6 +14,12 @@ public enum Variable: Equatable {
     case limitReqStatus, limitConnStatus
     /// `$pipe`: "p" for a pipelined request, else ".".
     case pipe
+    /// The realip module's: the socket's peer, whatever address realip found.
+    case realipRemoteAddr, realipRemotePort
+    /// What the connection's PROXY protocol header says: `$proxy_protocol_addr`, `_port`, `_server_addr`, `_server_port`.
+    case proxyProtocolAddr, proxyProtocolPort, proxyProtocolServerAddr, proxyProtocolServerPort
+    /// `$proxy_protocol_tlv_name`: a v2 TLV of the header.
+    case proxyProtocolTLV(String)
     /// stub_status's numbers: `$connections_active`, `_reading`, `_writing`, `_waiting`.
     case connectionsActive, connectionsReading, connectionsWriting, connectionsWaiting
     /// Vigil's own: connection buffers held and pooled in this worker (a debugging aid for memory tests).
@@ -109,6 +115,7 @@ public enum Variable: Equatable {
         case _ where name.hasPrefix("http_"): return .httpHeader(String(name.dropFirst(5).map { $0 == "_" ? "-" : $0 }).lowercased())
         case _ where name.hasPrefix("arg_"): return .arg(String(name.dropFirst(4)))
         case _ where name.hasPrefix("cookie_"): return .cookie(String(name.dropFirst(7)))
+        case _ where name.hasPrefix("proxy_protocol_tlv_"): return .proxyProtocolTLV(String(name.dropFirst(19)))
         case _ where name.hasPrefix("upstream_http_"):
             return .upstreamHeader(String(name.dropFirst(14).map { $0 == "_" ? "-" : $0 }).lowercased())
         case _ where name.hasPrefix("upstream_cookie_"): return .upstreamCookie(String(name.dropFirst(16)))
@@ -130,6 +137,12 @@ public enum Variable: Equatable {
         case "request_body_file": return .requestBodyFile
         case "limit_rate": return .limitRate
         case "pipe": return .pipe
+        case "realip_remote_addr": return .realipRemoteAddr
+        case "realip_remote_port": return .realipRemotePort
+        case "proxy_protocol_addr": return .proxyProtocolAddr
+        case "proxy_protocol_port": return .proxyProtocolPort
+        case "proxy_protocol_server_addr": return .proxyProtocolServerAddr
+        case "proxy_protocol_server_port": return .proxyProtocolServerPort
         default: return .none
         }
     }

@@ -1,8 +1,9 @@
 extension UpstreamBalancer {
-    /// nginx's ip_hash: the first three octets of IPv4 (the whole IPv6 address), 20 tries, then round robin.
+    /// nginx's ip_hash: the first three octets of IPv4 (the whole IPv6 address; three zero bytes for a
+    /// unix-domain client), 20 tries, then round robin.
     func ipHash(_ addr: [UInt8], now: UInt64, tried: [Peer]) -> Peer? {
         guard !primaries.isEmpty else { return nil }
-        let octets = addr.count == 4 ? Array(addr.prefix(3)) : addr
+        let octets = addr.count == 16 ? addr : addr.isEmpty ? [0, 0, 0] : Array(addr.prefix(3))
         var hash = 89
         for _ in 0..<20 {
             for o in octets { hash = (hash * 113 + Int(o)) % 6271 }

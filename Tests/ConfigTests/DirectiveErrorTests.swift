@@ -320,3 +320,41 @@ final class DirectiveErrorTests: XCTestCase {
         assertError(inHTTP("log_format combined a;"), #"duplicate "log_format" name "combined""#, line: 3)
     }
 }
+
+/// The realip module's directives as nginx reads them.
+final class RealIPDirectiveTests: XCTestCase {
+    func testSettingsAndInheritance() throws {
+        let conf = try parseConf(inHTTP("""
+            set_real_ip_from 127.0.0.1;
+            set_real_ip_from 10.0.0.0/8;
+            real_ip_header X-Forwarded-For;
+            server {
+                listen 127.0.0.1:8080 proxy_protocol;
+                location /a { set_real_ip_from unix:; set_real_ip_from ::1/128; real_ip_recursive on; }
+                location /b { real_ip_header proxy_protocol; }
+                location /c { real_ip_header X-Real-IP; }
+            }
+            """))
+        let server = try XCTUnwrap(conf.http?.servers.first)
+        XCTAssertTrue(try XCTUnwrap(server.listens.first).proxyProtocol)
+        XCTAssertEqual(server.settings.realIP.from, [CIDR(bytes: [127, 0, 0, 1], prefix: 32), CIDR(bytes: [10, 0, 0, 0], prefix: 8)])
+        XCTAssertEqual(server.settings.realIP.header, .forwardedFor)
+        let (a, b, c) = (server.locations[0].settings.realIP, server.locations[1].settings.realIP, server.locations[2].settings.realIP)
+        XCTAssertEqual(a.from, [CIDR(bytes: [], prefix: 0), CIDR(bytes: [UInt8](repeating: 0, count: 15) + [1], prefix: 128)],
+                       "a level's own list replaces its parent's")
+        XCTAssertTrue(a.recursive)
+        XCTAssertEqual(b.from.count, 2)
+        XCTAssertEqual(b.header, .proxyProtocol)
+        XCTAssertEqual(c.header, .field("x-real-ip"))
+        XCTAssertTrue(try XCTUnwrap(conf.http).usesRealIP)
+    }
+
+    func testErrors() throws {
+        assertError(inHTTP("real_ip_header X-Real-IP;\nreal_ip_header X-Forwarded-For;"), #""real_ip_header" directive is duplicate"#, line: 4)
+        assertError(inHTTP("set_real_ip_from no-such-host.invalid;"), #"host not found in set_real_ip_from "no-such-host.invalid""#, line: 3)
+        assertError(inHTTP("real_ip_recursive maybe;"),
+                    #"invalid value "maybe" in "real_ip_recursive" directive, it must be "on" or "off""#, line: 3)
+        let conf = try parseConf(inHTTP("set_real_ip_from 10.0.0.1/8;"))
+        XCTAssertTrue(conf.warnings.contains { $0.message == "low address bits of 10.0.0.1/8 are meaningless" }, "\(conf.warnings)")
+    }
+}

@@ -34,7 +34,8 @@ enum Directives {
         var t: [String: [DirectiveSpec]] = [:]
         for spec in MainDirectives.specs + HTTPCore.specs + Proxy.specs + UpstreamDirectives.specs + CheckDirectives.specs
                     + SSLDirectives.specs + SSLDirectives.refused + RewriteDirectives.specs + MapDirective.specs
-                    + GzipDirectives.specs + AutoIndexDirectives.specs + CharsetDirectives.specs + TuningDirectives.specs {
+                    + GzipDirectives.specs + AutoIndexDirectives.specs + CharsetDirectives.specs + TuningDirectives.specs
+                    + AuthDirectives.specs {
             t[spec.name, default: []].append(spec)
         }
         return t

@@ -371,6 +371,7 @@ public struct HTTPSettings: Sendable {
     public var ssl = SSLSettings()
     public var status = StatusSettings()
     public var autoIndex = AutoIndexSettings()
+    public var auth = AuthSettings()
 
     public init() {}
 
@@ -385,6 +386,7 @@ public struct HTTPSettings: Sendable {
         ssl.merge(p.ssl)
         status.merge(p.status)
         autoIndex.merge(p.autoIndex)
+        auth.merge(p.auth)
     }
 }
 

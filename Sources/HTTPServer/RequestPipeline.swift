@@ -148,11 +148,11 @@ public final class RequestPipeline {
     private func serve(_ r: RequestContext) {
         // limit_except: a method it does not name takes the block's configuration (access rules, proxy_pass).
         if let limit = r.location?.limitExcept, !limit.methods.contains(r.method) { r.enter(limit.block) }
-        let rules = r.settings.log.accessRules
-        if !rules.isEmpty && !AccessCheck.allows(rules, r.client.addressBytes) {
-            r.log.error("access forbidden by rule\(r.logContext)")
-            return respondError(r, 403)
-        }
+        accessPhase(r)
+    }
+
+    /// try_files and the content handler, once the access phase let the request through.
+    func contentPhases(_ r: RequestContext) {
         // try_files is not inherited: a location's own, or the server's for a request no location took.
         if let tf = r.location == nil ? r.server.tryFiles : r.location!.tryFiles {
             switch TryFilesPhase.run(tf, r) {

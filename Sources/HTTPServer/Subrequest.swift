@@ -47,10 +47,15 @@ public final class Subrequest: RequestTransport {
         return s
     }
 
-    /// The parent no longer waits (its client went away): the subrequest's handler stops, and `done` never runs.
+    /// A report still due would find this gone.
+    deinit { report?.cancel() }
+
+    /// The parent no longer waits (its client went away): the subrequest's handler stops, and nothing it
+    /// answers on its way out is reported.
     func cancel() {
         done = nil
         report?.cancel()
+        ended = true
         request.stopHandler()
     }
 

@@ -186,6 +186,39 @@ final class AuthParityTests: XCTestCase {
         XCTAssertTrue(vigil.errorLog().contains("delaying unauthorized request"))
     }
 
+    /// A client that goes away while its request waits on auth_request's subrequest or on auth_delay: the
+    /// subrequest's upstream request and the timer are dropped, and the worker serves the next client.
+    func testClientGoneWhileWaiting() throws {
+        let port = freePort(), slow = freePort()
+        let vigil = try Vigil(config: "")
+        defer { vigil.cleanup() }
+        try "u:{PLAIN}good\n".write(toFile: vigil.prefix + "/htpasswd", atomically: true, encoding: .utf8)
+        try vigil.write(config: Vigil.config(http: """
+            server {
+                listen 127.0.0.1:\(slow);
+                location / { auth_delay 700ms; auth_basic x; auth_basic_user_file \(vigil.prefix)/htpasswd; }
+            }
+            server {
+                listen 127.0.0.1:\(port);
+                location /req { auth_request /auth; proxy_pass http://127.0.0.1:\(port)/free; }
+                location = /auth { proxy_pass http://127.0.0.1:\(slow)/; }
+                location /delay { auth_delay 700ms; auth_basic x; auth_basic_user_file \(vigil.prefix)/htpasswd; }
+                location /free { return 200 free; }
+            }
+            """))
+        _ = try vigil.start()
+        for path in ["/req", "/delay", "/req"] {
+            let c = try HTTPConnection(port: port)
+            try c.send(getRequest(path))
+            usleep(200_000)
+            c.close()
+        }
+        usleep(1_000_000)
+        XCTAssertEqual(httpGet(port, "/free")?.body, "free")
+        let log = vigil.errorLog()
+        XCTAssertFalse(log.contains("[alert]"), log)
+    }
+
     /// Status, the fields authentication decides and the body, the server's name in error pages made alike.
     private func comparable(_ r: HTTPResponse) -> [String] {
         let fields = r.headers.filter { ["www-authenticate", "x-auth-user", "x-auth-status", "location"].contains($0.name.lowercased()) }

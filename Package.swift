@@ -23,6 +23,8 @@ let package = Package(
         .target(name: "Core", dependencies: ["CShim"], path: "Sources/Core", swiftSettings: hotPath),
         // Debian's OpenSSL 3 (libssl-dev): the crypto stays in OpenSSL, the event handling is Vigil's.
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        // Debian's libcrypt (libcrypt-dev) for the crypt(3) formats of auth_basic_user_file.
+        .systemLibrary(name: "CCrypt", path: "Sources/CCrypt", pkgConfig: "libcrypt", providers: [.apt(["libcrypt-dev"])]),
         // Debian's zlib for gzip responses.
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "Gzip", dependencies: ["Core", "CZlib"], path: "Sources/Gzip", swiftSettings: hotPath),
@@ -43,7 +45,8 @@ let package = Package(
         // The client side of HTTP: a connection per protocol (HTTP/1 now) feeding one request pipeline (routing,
         // rewrite, access and content phases, error pages), the response sink and its filters, the content
         // handlers that need no upstream, the access log.
-        .target(name: "HTTPServer", dependencies: ["Core", "CShim", "Config", "Event", "HTTP", "Script", "TLS", "Gzip", "ShmTable"],
+        .target(name: "HTTPServer", dependencies: ["Core", "CShim", "Config", "Event", "HTTP", "Script", "TLS", "Gzip", "ShmTable",
+                                                   "COpenSSL", "CCrypt"],
                 path: "Sources/HTTPServer", swiftSettings: hotPath),
         // proxy_pass: the HTTP/1 upstream codec and the proxy as a content handler writing to the response sink.
         .target(name: "HTTPProxy", dependencies: ["Core", "CShim", "Config", "Event", "HTTP", "HTTPServer", "Script", "ShmTable", "TLS",

@@ -100,7 +100,8 @@ public final class Configuration {
         Configuration.join(prefix, path)
     }
 
-    func fullConfPath(_ path: String) -> String {
+    /// Resolves a path against the configuration's directory (nginx's conf_prefix: include, auth_basic_user_file).
+    public func fullConfPath(_ path: String) -> String {
         Configuration.join(confPrefix, path)
     }
 

@@ -409,6 +409,7 @@ public struct HTTPSettings: Sendable {
     public var autoIndex = AutoIndexSettings()
     public var limits = LimitSettings()
     public var realIP = RealIPSettings()
+    public var auth = AuthSettings()
 
     public init() {}
 
@@ -425,6 +426,7 @@ public struct HTTPSettings: Sendable {
         autoIndex.merge(p.autoIndex)
         limits.merge(p.limits)
         realIP.merge(p.realIP)
+        auth.merge(p.auth)
     }
 }
 

@@ -19,13 +19,9 @@ enum RewriteDirectives {
             }
         },
         Directives.spec("set", .script, .two) { call in
-            let name = call.words[1]
-            guard name.hasPrefix("$"), name.count > 1 else { throw call.error("invalid variable name \"\(name)\"") }
-            let bare = String(name.dropFirst())
-            if Variable.isSettable(bare) { return program(call).append(.setBuiltin(Variable(name: bare), try template(call, call.words[2]))) }
-            if Variable.isBuiltin(bare) { throw call.error("the duplicate \"\(bare)\" variable") }
-            let index = Directives.http(call).variables.declare(bare)
-            program(call).append(.set(index, try template(call, call.words[2])))
+            let variable = try assignable(call, call.words[1])
+            let value = try template(call, call.words[2])
+            if case .user(let index) = variable { program(call).append(.set(index, value)) } else { program(call).append(.setBuiltin(variable, value)) }
         },
         Directives.spec("rewrite", .script, Arity(min: 2, max: 3)) { call in
             let re = try regex(call, call.words[1], caseless: false)
@@ -44,6 +40,16 @@ enum RewriteDirectives {
         },
         Directives.accepted("uninitialized_variable_warn", [.http, .script], .one, "a variable without a value is empty, without a warning"),
     ]
+
+    /// The variable `set` or `auth_request_set` assigns: a built-in with a set handler, else one the
+    /// configuration declares (a built-in without one is nginx's duplicate).
+    static func assignable(_ call: Call, _ name: String) throws -> Variable {
+        guard name.hasPrefix("$"), name.count > 1 else { throw call.error("invalid variable name \"\(name)\"") }
+        let bare = String(name.dropFirst())
+        if Variable.isSettable(bare) { return Variable(name: bare) }
+        if Variable.isBuiltin(bare) { throw call.error("the duplicate \"\(bare)\" variable") }
+        return .user(Directives.http(call).variables.declare(bare))
+    }
 
     static func program(_ call: Call) -> Program {
         switch call.context {

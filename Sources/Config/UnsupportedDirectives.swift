@@ -11,15 +11,11 @@ enum UnsupportedDirectives {
         "ssl_engine",
         // http_addition_filter
         "add_after_body", "add_before_body", "addition_types",
-        // http_auth_basic
-        "auth_basic", "auth_basic_user_file",
-        // http_auth_request
-        "auth_request", "auth_request_set",
         // http_browser
         "ancient_browser", "ancient_browser_value", "modern_browser", "modern_browser_value",
         // http_core
-        "auth_delay", "disable_symlinks", "log_subrequest", "post_action", "read_ahead",
-        "recursive_error_pages", "satisfy", "send_lowat", "subrequest_output_buffer_size",
+        "disable_symlinks", "log_subrequest", "post_action", "read_ahead",
+        "recursive_error_pages", "send_lowat", "subrequest_output_buffer_size",
         // http_dav
         "create_full_put_path", "dav_access", "dav_methods", "min_delete_depth",
         // http_degradation

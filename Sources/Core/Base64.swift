@@ -18,6 +18,21 @@ public enum Base64 {
         return padding <= 2 ? out : nil
     }
 
+    /// `bytes` in base64 with `=` padding, appended to `out`.
+    public static func encode(_ bytes: some Collection<UInt8>, into out: inout [UInt8]) {
+        var it = bytes.makeIterator()
+        while let a = it.next() {
+            let b = it.next(), c = b == nil ? nil : it.next()
+            let n = UInt32(a) << 16 | UInt32(b ?? 0) << 8 | UInt32(c ?? 0)
+            out.append(alphabet[Int(n >> 18)])
+            out.append(alphabet[Int(n >> 12 & 63)])
+            out.append(b == nil ? UInt8(ascii: "=") : alphabet[Int(n >> 6 & 63)])
+            out.append(c == nil ? UInt8(ascii: "=") : alphabet[Int(n & 63)])
+        }
+    }
+
+    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
     private static func value(_ c: UInt8) -> UInt8? {
         switch c {
         case UInt8(ascii: "A")...UInt8(ascii: "Z"): return c - UInt8(ascii: "A")

@@ -287,7 +287,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     /// Whether the failed attempt may go on to another peer: proxy_next_upstream names the failure, a peer is
     /// left, the tries and proxy_next_upstream_timeout allow one more, and no streamed body byte is gone.
     func canRetry(_ failure: UpstreamFailure) -> Bool {
-        canResend && retry.covers(failure, method: request.head.method, requestSent: outgoing.sent > 0)
+        canResend && retry.covers(failure, method: request.method, requestSent: outgoing.sent > 0)
             && tried.count + 1 < balancer.peerCount
             && retry.allowsAnother(after: tried.count + 1, startedMs: firstAttemptMs, nowMs: loop.now)
     }
@@ -335,7 +335,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         if let p = peer { balancer.finished(p, failed: false, now: loop.now) }
         // The whole response was read and the upstream keeps the connection (no close came with it): park it.
         if !abortClient, !hungUp, let pool = balancer.pool, let c = connection, let h = head, h.versionMinor >= 1, !h.connectionClose,
-           !(bodyRemaining == nil && decoder == nil && h.hasBody && request.head.method != "HEAD"), response.isEmpty {
+           !(bodyRemaining == nil && decoder == nil && h.hasBody && request.method != "HEAD"), response.isEmpty {
             uncount()
             connection = nil
             pool.put(c)

@@ -133,7 +133,7 @@ extension ProxySession {
             $0.headerUs = now - startedUs
             $0.headLength = headLength
         }
-        let isHead = request.head.method == "HEAD"
+        let isHead = request.method == "HEAD"
         let transport = request.transport
         // A body of unknown length is chunked when the client can take that; otherwise the connection's close
         // ends it. An upstream's chunks pass through as they came when both sides speak them.

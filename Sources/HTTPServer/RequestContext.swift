@@ -21,6 +21,11 @@ public final class RequestContext: ScriptContext {
     /// unowned(unsafe) reference costs no reference counting per use, which a checked one does.
     public unowned(unsafe) let transport: RequestTransport
     public unowned(unsafe) let client: ClientInfo
+    /// The request this one is a subrequest of (nginx's r->parent), which holds it while it runs: nil for a
+    /// client's request. A subrequest shares the parent's head, connection and variables.
+    public unowned(unsafe) let parent: RequestContext?
+    /// Whether `parent` is set, read where the parent may be gone (a subrequest released after it).
+    private let isSubrequest: Bool
     /// $uri and $args: the request's, until a `rewrite` changes them.
     public var uri: String { didSet { rewritten = true } }
     public var args: String? { didSet { rewritten = true } }
@@ -48,8 +53,10 @@ public final class RequestContext: ScriptContext {
     public var statusOverride: Int?
     /// $proxy_host when proxy_pass takes it from variables.
     public var proxyHost: String?
-    /// Values of `set` variables, by their index in the configuration's table.
+    /// Values of `set` variables, by their index in the configuration's table (a subrequest's are its parent's).
     private var userValues: [String?] = []
+    /// Where the access phase is (AccessPhase.swift).
+    var access = AccessProgress()
     /// The location's merged settings (the server's when there is no location).
     public var settings: HTTPSettings { _read { yield scope.settings } }
     /// What the location's content handler prepared for it at worker start.
@@ -94,7 +101,7 @@ public final class RequestContext: ScriptContext {
     public var handler: ActiveHandler?
 
     init(head: consuming RequestHead, server: Server, location: Location?, service: HTTPService, transport: RequestTransport,
-         requestLength: Int) {
+         requestLength: Int, parent: RequestContext? = nil) {
         uri = head.path
         args = head.query
         method = head.method
@@ -107,14 +114,19 @@ public final class RequestContext: ScriptContext {
         self.transport = transport
         self.client = transport.client
         self.requestLength = requestLength
+        self.parent = parent
+        isSubrequest = parent != nil
     }
 
     /// The header block and fields go back for the next request's parse to fill (their only reference once
     /// `head` is gone, unless a copy of the head lives on). `head` stays a `let`: reading a `var` struct of a
     /// class to call a method on it copies the whole head, every reference in it retained and released.
     deinit {
-        service.headBlocks.give(head.block)
-        service.fieldLists.give(head.fields)
+        // A subrequest's head is its parent's, which gives it back.
+        if !isSubrequest {
+            service.headBlocks.give(head.block)
+            service.fieldLists.give(head.fields)
+        }
         if let gz = response.gzip { service.gzipStreams.give(gz) }
         heldConnections.release(service.limitZones)
     }
@@ -178,11 +190,19 @@ public final class RequestContext: ScriptContext {
     public var uriWasQuoted: Bool { head.pathWasEscaped || head.path.utf8.contains(UInt8(ascii: "+")) }
 
     public func setUser(_ index: Int, _ value: String) {
+        if let parent { return parent.setUser(index, value) }
         if index >= userValues.count { userValues.append(contentsOf: repeatElement(nil, count: index + 1 - userValues.count)) }
         userValues[index] = value
     }
 
     public func setBuiltin(_ v: Variable, _ value: String) {
+        if case .args = v {
+            // As nginx's set handler: the arguments change, and the location is not chosen again.
+            let chosen = rewritten
+            args = value
+            rewritten = chosen
+            return
+        }
         guard case .limitRate = v else { return }
         // As nginx's ngx_parse_size: k and m, no g; a value that is not a size changes nothing.
         guard let rate = Values.size(value, allowGiga: false) else {
@@ -191,7 +211,15 @@ public final class RequestContext: ScriptContext {
         limitRate = rate
     }
 
-    func userValue(_ index: Int) -> String? { index < userValues.count ? userValues[index] : nil }
+    func userValue(_ index: Int) -> String? {
+        if let parent { return parent.userValue(index) }
+        return index < userValues.count ? userValues[index] : nil
+    }
+
+    /// `set` or `auth_request_set`: a declared variable takes the value, a built-in its set handler's effect.
+    func assign(_ v: Variable, _ value: String) {
+        if case .user(let index) = v { setUser(index, value) } else { setBuiltin(v, value) }
+    }
 
     /// A script or an internal redirect made the URI or the arguments other than the request's own.
     public var uriChanged: Bool { uri != head.path || args != head.query }
@@ -204,7 +232,8 @@ public final class RequestContext: ScriptContext {
 
     /// nginx's tail of an error line about a request: `, client: …, server: …, request: "…"`.
     public var logContext: String {
-        ", client: \(client.address), server: \(server.name), request: \"\(head.requestLine)\""
+        let main = ", client: \(client.address), server: \(server.name), request: \"\(head.requestLine)\""
+        return parent == nil ? main : main + ", subrequest: \"\(uri)\""
     }
 }
 

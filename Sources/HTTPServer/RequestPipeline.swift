@@ -150,30 +150,32 @@ public final class RequestPipeline {
     private func serve(_ r: RequestContext) {
         // limit_except: a method it does not name takes the block's configuration (access rules, proxy_pass).
         if let limit = r.location?.limitExcept, !limit.methods.contains(r.method) { r.enter(limit.block) }
-        // As nginx's preaccess phase: realip first, then limit_req, then limit_conn.
+        // As nginx's preaccess phase: realip first, then limit_req, then limit_conn (a subrequest is not
+        // limited again).
         RealIP.preAccess(r)
-        if r.limitReqStatus == .none && !r.settings.limits.requests.isEmpty {
+        if r.parent == nil && r.limitReqStatus == .none && !r.settings.limits.requests.isEmpty {
             switch RequestLimits.limitRequests(r) {
             case .declined: break
             case .reject(let status): return respondError(r, status)
             case .delay(let ms):
-                r.handler = LimitDelay(r, ms: ms) { [unowned(unsafe) self] in self.accessPhases($0) }
+                r.handler = LimitDelay(r, ms: ms) { [unowned(unsafe) self] in self.limitConnections($0) }
                 return
             }
         }
-        accessPhases(r)
+        limitConnections(r)
     }
 
-    /// limit_conn (after a limit_req delay, as nginx), then access, try_files and content.
-    private func accessPhases(_ r: RequestContext) {
-        if r.limitConnStatus == .none && !r.settings.limits.connections.isEmpty, let status = RequestLimits.limitConnections(r) {
+    /// limit_conn (after a limit_req delay, as nginx), then the access phase.
+    private func limitConnections(_ r: RequestContext) {
+        if r.parent == nil && r.limitConnStatus == .none && !r.settings.limits.connections.isEmpty,
+           let status = RequestLimits.limitConnections(r) {
             return respondError(r, status)
         }
-        let rules = r.settings.log.accessRules
-        if !rules.isEmpty && !AccessCheck.allows(rules, r.client.addressBytes) {
-            r.log.error("access forbidden by rule\(r.logContext)")
-            return respondError(r, 403)
-        }
+        accessPhase(r)
+    }
+
+    /// try_files and the content handler, once the access phase let the request through.
+    func contentPhases(_ r: RequestContext) {
         // try_files is not inherited: a location's own, or the server's for a request no location took.
         if let tf = r.location == nil ? r.server.tryFiles : r.location!.tryFiles {
             switch TryFilesPhase.run(tf, r) {

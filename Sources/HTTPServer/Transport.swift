@@ -61,9 +61,11 @@ public class ClientInfo {
     /// unix-domain client (as nginx).
     public func withAddressBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
         if address == "unix:" { return StaticString("unix:").withUTF8Buffer { body(UnsafeRawBufferPointer($0)) } }
+        // realip's address is already bytes; the peer's is parsed on the stack.
+        if let real = realAddress { return real.bytes.withUnsafeBytes(body) }
         return withUnsafeTemporaryAllocation(byteCount: 16, alignment: 4) { buf in
-            _ = inet_pton(isIPv6 ? AF_INET6 : AF_INET, address, buf.baseAddress)
-            return body(UnsafeRawBufferPointer(rebasing: buf[0..<(isIPv6 ? 16 : 4)]))
+            _ = inet_pton(peerIsIPv6 ? AF_INET6 : AF_INET, peerAddress, buf.baseAddress)
+            return body(UnsafeRawBufferPointer(rebasing: buf[0..<(peerIsIPv6 ? 16 : 4)]))
         }
     }
 

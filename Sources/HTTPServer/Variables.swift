@@ -150,12 +150,18 @@ struct Variables {
     /// `$sent_http_name` in a written head (status line, then `Name: value` lines): every field of that name,
     /// joined by ", " (as nginx 1.23+).
     static func field(_ name: String, inHead head: [UInt8]) -> String? {
+        let values = fields(name, inHead: head)
+        return values.isEmpty ? nil : values.joined(separator: ", ")
+    }
+
+    /// Every value of the field `name` (lowercase) in a written head, in order.
+    static func fields(_ name: String, inHead head: [UInt8]) -> [String] {
         var values: [String] = []
         for line in String(decoding: head, as: UTF8.self).split(separator: "\r\n").dropFirst() {
             guard let colon = line.firstIndex(of: ":"), line[..<colon].lowercased() == name else { continue }
             values.append(String(line[line.index(after: colon)...].drop(while: { $0 == " " })))
         }
-        return values.isEmpty ? nil : values.joined(separator: ", ")
+        return values
     }
 
     /// `$upstream_cookie_name`: the value a `Set-Cookie: name=value; Path=/` line gives `name`, as nginx reads
@@ -177,16 +183,22 @@ struct Variables {
 
     static func lower(_ b: UInt8) -> UInt8 { b >= 0x41 && b <= 0x5A ? b | 0x20 : b }
 
-    /// `$cookie_name`: the value of `name` in the Cookie header (`a=1; b=2`).
     /// `$remote_user`: the user of an `Authorization: Basic` header, as nginx decodes it (nil when there is none
     /// or it is not valid base64 with a colon).
     static func basicUser(_ header: String?) -> String? {
-        guard let header, header.count > 6, header.prefix(6).lowercased() == "basic " else { return nil }
-        guard let decoded = Base64.decode(header.dropFirst(6).drop(while: { $0 == " " })),
-              let colon = decoded.firstIndex(of: UInt8(ascii: ":")) else { return nil }
-        return String(decoding: decoded[..<colon], as: UTF8.self)
+        basicCredentials(header).map { String(decoding: $0.decoded[..<$0.colon], as: UTF8.self) }
     }
 
+    /// `Authorization: Basic` decoded, with where its first ":" is, as nginx's ngx_http_auth_basic_user takes
+    /// it: nil without a user (an empty one too) or a colon.
+    static func basicCredentials(_ header: String?) -> (decoded: [UInt8], colon: Int)? {
+        guard let header, header.count > 6, header.prefix(6).lowercased() == "basic " else { return nil }
+        guard let decoded = Base64.decode(header.dropFirst(6).drop(while: { $0 == " " })),
+              let colon = decoded.firstIndex(of: UInt8(ascii: ":")), colon > 0 else { return nil }
+        return (decoded, colon)
+    }
+
+    /// `$cookie_name`: the value of `name` in the Cookie header (`a=1; b=2`).
     static func cookie(_ name: String, in header: String?) -> String? {
         guard let header else { return nil }
         for pair in header.split(separator: ";") {

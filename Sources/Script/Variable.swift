@@ -1,6 +1,6 @@
 /// nginx's variables: built-in ones resolved to a case once, when a template is compiled, so that rendering
 /// does not compare names; and the configuration's own (`set`, `map`), numbered in a `VariableTable`.
-public enum Variable: Equatable {
+public enum Variable: Equatable, Sendable {
     case remoteAddr, remoteUser, binaryRemoteAddr, remotePort, timeLocal, msec, request, requestMethod, requestURI, uri, args, isArgs
     case serverProtocol, scheme, host, hostname, serverName, serverPort, serverAddr, status, bodyBytesSent
     case bytesSent, requestLength, requestTime, connection, connectionRequests, connectionTime, pid, contentLength, contentType
@@ -55,7 +55,7 @@ public enum Variable: Equatable {
     public static func isBuiltin(_ name: String) -> Bool { builtin(name) != .none || isKnownUnset(name) }
 
     /// The built-ins `set` changes through their own handler (nginx's set_handler) rather than taking the name.
-    public static func isSettable(_ name: String) -> Bool { name == "limit_rate" }
+    public static func isSettable(_ name: String) -> Bool { name == "limit_rate" || name == "args" || name == "query_string" }
 
     /// nginx variables Vigil knows and leaves empty (no HTTP authentication, no real-IP module…).
     public static func isKnownUnset(_ name: String) -> Bool { name == "binary_remote_addr_raw" }

@@ -186,6 +186,31 @@ final class DirectiveErrorTests: XCTestCase {
         assertError(inHTTP("server {\n  location / { merge_slashes off; }\n}"), #""merge_slashes" directive is not allowed here"#, line: 4)
     }
 
+    // MARK: authentication
+
+    /// auth_basic, auth_request and satisfy with nginx's errors; a user file without variables is made whole
+    /// against the configuration's directory, and auth_request_set declares its variable as `set` does.
+    func testAuthDirectives() throws {
+        assertError(inHTTP("satisfy some;"), #"invalid value "some""#, line: 3)
+        assertError(inHTTP("auth_request /a;\nauth_request off;"), #""auth_request" directive is duplicate"#, line: 4)
+        assertError(inHTTP("auth_basic_user_file a;\nauth_basic_user_file b;"), #""auth_basic_user_file" directive is duplicate"#, line: 4)
+        assertError(inHTTP("auth_request_set user $remote_user;"), #"invalid variable name "user""#, line: 3)
+        assertError(inHTTP("auth_request_set $uri x;"), #"the duplicate "uri" variable"#, line: 3)
+        assertError(inHTTP("auth_basic $nosuch;"), #"unknown "nosuch" variable"#, line: 3)
+        let conf = try parseConf(inHTTP("""
+            auth_basic_user_file htpasswd;
+            auth_request_set $who $upstream_http_x_user;
+            server { auth_request off; satisfy any; auth_delay 2s; location / { add_header X $who; } }
+            """))
+        let http = try XCTUnwrap(conf.http)
+        XCTAssertEqual(http.settings.auth.basicUserFile?.text, "/conf/htpasswd")
+        let s = try XCTUnwrap(http.servers.first).settings.auth
+        XCTAssertNil(s.request)
+        XCTAssertTrue(s.satisfyAny)
+        XCTAssertEqual(s.delay, 2000)
+        XCTAssertEqual(s.requestSets.count, 1)
+    }
+
     // MARK: events section
 
     func testNoEventsSection() {

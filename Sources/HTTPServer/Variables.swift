@@ -51,6 +51,9 @@ struct Variables {
         case .sslServerName: return client.tls?.serverName
         case .sslSessionReused: return client.tls.map { $0.sessionReused ? "r" : "." }
         case .sslSessionID: return client.tls?.sessionID
+        case .sslCiphers: return client.tls?.offeredCiphers
+        case .sslClientSDNLegacy: return client.tls?.clientSubjectLegacy
+        case .sslClientIDNLegacy: return client.tls?.clientIssuerLegacy
         case .sslClientVerify: return client.tls?.clientVerify
         case .sslClientSDN: return client.tls?.clientSubject
         case .sslClientIDN: return client.tls?.clientIssuer

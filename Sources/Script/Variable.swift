@@ -10,6 +10,7 @@ public enum Variable: Equatable, Sendable {
     /// The client certificate's `$ssl_client_*`.
     case sslClientVerify, sslClientSDN, sslClientIDN, sslClientSerial, sslClientFingerprint, sslClientCert, sslClientRawCert
     case sslClientEscapedCert, sslClientVStart, sslClientVEnd, sslClientVRemain, sslSessionID
+    case sslClientSDNLegacy, sslClientIDNLegacy, sslCiphers
     case timeISO8601, documentRoot, realpathRoot, requestBody, requestBodyFile, requestFilename
     /// `$limit_rate`: the response's rate, which `set` may change.
     case limitRate
@@ -116,6 +117,9 @@ public enum Variable: Equatable, Sendable {
         case "ssl_server_name": return .sslServerName
         case "ssl_session_reused": return .sslSessionReused
         case "ssl_session_id": return .sslSessionID
+        case "ssl_ciphers": return .sslCiphers
+        case "ssl_client_s_dn_legacy": return .sslClientSDNLegacy
+        case "ssl_client_i_dn_legacy": return .sslClientIDNLegacy
         case "ssl_client_verify": return .sslClientVerify
         case "ssl_client_s_dn": return .sslClientSDN
         case "ssl_client_i_dn": return .sslClientIDN

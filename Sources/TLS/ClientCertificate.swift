@@ -55,6 +55,18 @@ extension TLSStream {
         return String(decoding: bytes.prefix(Int(max(0, n))), as: UTF8.self)
     }
 
+    /// `$ssl_ciphers`: the ciphers the client offered, `:`-joined; those OpenSSL does not know as `0x…`.
+    public var offeredCiphers: String {
+        let width = Int(vigil_SSL_get0_raw_cipherlist(ssl, nil))
+        var list: UnsafeMutablePointer<UInt8>?
+        let total = Int(vigil_SSL_get0_raw_cipherlist(ssl, &list))
+        guard width > 0, total > 0, let list else { return "" }
+        return stride(from: 0, to: total - width + 1, by: width).map { i in
+            if let c = SSL_CIPHER_find(ssl, list + i) { return String(cString: SSL_CIPHER_get_name(c)) }
+            return "0x" + (0..<width).map { let b = list[i + $0]; return (b < 16 ? "0" : "") + String(b, radix: 16) }.joined()
+        }.joined(separator: ":")
+    }
+
     /// `$ssl_session_id`: the session's id in lower-case hex (empty for a TLS 1.3 ticket-less one).
     public var sessionID: String {
         guard let session = SSL_get_session(ssl) else { return "" }
@@ -77,6 +89,14 @@ extension TLSStream {
     }
     public var clientIssuer: String {
         withPeerCertificate { cert in TLSStream.printed { X509_NAME_print_ex($0, X509_get_issuer_name(cert), 0, VIGIL_XN_FLAG_RFC2253) } }
+    }
+    /// `$ssl_client_s_dn_legacy`, `$ssl_client_i_dn_legacy`: X509_NAME_oneline's `/C=…/CN=…`.
+    public var clientSubjectLegacy: String { withPeerCertificate { TLSStream.oneline(X509_get_subject_name($0)) } }
+    public var clientIssuerLegacy: String { withPeerCertificate { TLSStream.oneline(X509_get_issuer_name($0)) } }
+    private static func oneline(_ name: OpaquePointer?) -> String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        guard X509_NAME_oneline(name, &buf, Int32(buf.count)) != nil else { return "" }
+        return String(cString: buf)
     }
     /// `$ssl_client_serial`: upper-case hex, as i2a_ASN1_INTEGER writes it.
     public var clientSerial: String {

@@ -48,5 +48,10 @@ static const int VIGIL_TLS1_2_VERSION = TLS1_2_VERSION;
 static const int VIGIL_TLS1_3_VERSION = TLS1_3_VERSION;
 static const int VIGIL_SSL3_VERSION = SSL3_VERSION;
 static const int VIGIL_SSL_FILETYPE_PEM = SSL_FILETYPE_PEM;
+static const unsigned long VIGIL_XN_FLAG_RFC2253 = XN_FLAG_RFC2253;
+static const unsigned long VIGIL_X509_V_FLAG_CRL_CHECK_ALL = X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL;
+static inline long vigil_SSL_get0_raw_cipherlist(SSL *s, unsigned char **list) { return SSL_get0_raw_cipherlist(s, list); }
+static inline X509_LOOKUP *vigil_X509_STORE_add_file_lookup(X509_STORE *store) { return X509_STORE_add_lookup(store, X509_LOOKUP_file()); }
+static inline int vigil_X509_LOOKUP_load_file(X509_LOOKUP *l, const char *file) { return X509_LOOKUP_load_file(l, file, X509_FILETYPE_PEM); }
 
 #endif

@@ -34,6 +34,15 @@ enum SSLDirectives {
         Directives.spec("ssl_trusted_certificate", [.http, .server], .one) { call in
             try Directives.setOnce(call, \.ssl.$trustedCertificate, pathArg(call))
         },
+        Directives.spec("ssl_verify_client", [.http, .server], .one) { call in
+            guard let v = VerifyClient(rawValue: call.words[1]) else { throw call.error("invalid value \"\(call.words[1])\"") }
+            try Directives.setOnce(call, \.ssl.$verifyClient, v)
+        },
+        Directives.spec("ssl_client_certificate", [.http, .server], .one) { call in
+            try Directives.setOnce(call, \.ssl.$clientCertificate, pathArg(call))
+        },
+        Directives.numberSetting("ssl_verify_depth", \.ssl.$verifyDepth, [.http, .server]),
+        Directives.spec("ssl_crl", [.http, .server], .one) { call in try Directives.setOnce(call, \.ssl.$crl, pathArg(call)) },
         Directives.spec("ssl", [.http, .server], .one) { call in
             call.warn("the \"ssl\" directive is deprecated, use the \"listen ... ssl\" directive instead")
             try Directives.setOnce(call, \.ssl.$on, try Directives.flagArg(call))
@@ -88,10 +97,9 @@ enum SSLDirectives {
         },
     ]
 
-    /// nginx directives Vigil refuses by name rather than as unknown: client certificates, ticket key files,
-    /// CRLs and raw OpenSSL commands.
+    /// nginx directives Vigil refuses by name rather than as unknown: ticket key files, OCSP, upstream CRLs
+    /// and raw OpenSSL commands.
     static let refused: [DirectiveSpec] = [
-        "ssl_verify_client", "ssl_client_certificate", "ssl_verify_depth", "ssl_crl",
         "ssl_session_ticket_key", "ssl_conf_command", "ssl_reject_handshake", "ssl_ocsp", "ssl_ocsp_responder",
         "ssl_ocsp_cache", "ssl_stapling_file", "ssl_stapling_responder", "proxy_ssl_crl", "proxy_ssl_conf_command",
     ].map { name in

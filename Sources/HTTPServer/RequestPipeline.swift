@@ -37,6 +37,22 @@ public final class RequestPipeline {
     /// The phases of a routed request: a body larger than client_max_body_size is refused at once; a body is
     /// read whole first unless the location's handler takes it as it streams in.
     func start(_ r: RequestContext) {
+        // ssl_verify_client is checked per request, against the server the Host chose, as nginx does; a Host
+        // other than the SNI name must not reach a server verifying clients with another server's handshake.
+        if let tls = r.client.tls {
+            let mode = r.server.settings.ssl.verifyClient
+            if mode != .off, let sni = tls.serverName?.lowercased(), let host = r.head.host.map(HostName.serverName),
+               host != sni, service.router.namesServer(r.client.listen.address, sni) {
+                r.log.info("client attempted to request the server name different from the one that was negotiated\(r.logContext)")
+                r.transport.abandonBody()
+                return respondError(r, 421, close: true)
+            }
+            if let (status, message) = tls.clientCertificateRefusal(mode) {
+                r.log.info(message + r.logContext)
+                r.transport.abandonBody()
+                return respondError(r, status, close: true)
+            }
+        }
         RealIP.postRead(r)
         let limit = r.settings.core.clientMaxBodySize
         if limit > 0, let len = r.head.contentLength, len > limit {
@@ -244,7 +260,7 @@ public final class RequestPipeline {
             r.carriedHeaders.removeAll { $0.name == "Location" }
             extra.append(("Location", absolute(r, location)))
         }
-        r.sink.respond(status: status == 494 || status == 497 ? 400 : status, contentType: page.isEmpty ? nil : "text/html",
+        r.sink.respond(status: (494...497).contains(status) ? 400 : status, contentType: page.isEmpty ? nil : "text/html",
                        body: Array(page.utf8), extra: extra, ownType: true)
     }
 

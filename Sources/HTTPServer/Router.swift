@@ -42,6 +42,13 @@ public final class Router {
         return choice.names.find(host.map(HostName.serverName) ?? "") ?? (choice.defaultServer, nil)
     }
 
+    /// Whether `name` finds a server by its names rather than falling to the default (nginx keeps an SNI
+    /// name only then, and refuses other Hosts on that connection when their server verifies clients).
+    public func namesServer(_ address: ListenAddress, _ name: String) -> Bool {
+        guard let choice = byAddress[address], choice.servers.count > 1 || choice.names.hasRegexes else { return false }
+        return choice.names.find(HostName.serverName(name)) != nil
+    }
+
     /// The location for `path`: for a regex location with the match, whose groups are the request's `$1`…`$9`
     /// and named variables, as in nginx; `addsSlash` when nginx answers with a 301 to that location's name
     /// instead (`path` is a proxy_pass location's name without its final slash and no location is named `path`).

@@ -50,6 +50,21 @@ struct Variables {
         case .sslCurves: return client.tls?.offeredCurves
         case .sslServerName: return client.tls?.serverName
         case .sslSessionReused: return client.tls.map { $0.sessionReused ? "r" : "." }
+        case .sslSessionID: return client.tls?.sessionID
+        case .sslCiphers: return client.tls?.offeredCiphers
+        case .sslClientSDNLegacy: return client.tls?.clientSubjectLegacy
+        case .sslClientIDNLegacy: return client.tls?.clientIssuerLegacy
+        case .sslClientVerify: return client.tls?.clientVerify
+        case .sslClientSDN: return client.tls?.clientSubject
+        case .sslClientIDN: return client.tls?.clientIssuer
+        case .sslClientSerial: return client.tls?.clientSerial
+        case .sslClientFingerprint: return client.tls?.clientFingerprint
+        case .sslClientCert: return client.tls?.clientCertificate
+        case .sslClientRawCert: return client.tls?.clientRawCertificate
+        case .sslClientEscapedCert: return client.tls?.clientEscapedCertificate
+        case .sslClientVStart: return client.tls?.clientValidFrom
+        case .sslClientVEnd: return client.tls?.clientValidUntil
+        case .sslClientVRemain: return client.tls?.clientValidRemain
         case .host: return request.host
         case .hostname: return service.hostname
         case .serverName: return request.server.name

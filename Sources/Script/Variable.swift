@@ -7,6 +7,10 @@ public enum Variable: Equatable, Sendable {
     case upstreamAddr, upstreamStatus, upstreamResponseTime, upstreamConnectTime, upstreamHeaderTime
     case upstreamResponseLength, upstreamBytesReceived, upstreamBytesSent, proxyHost, proxyPort, proxyAddXForwardedFor
     case https, sslProtocol, sslCipher, sslCurve, sslCurves, sslServerName, sslSessionReused
+    /// The client certificate's `$ssl_client_*`.
+    case sslClientVerify, sslClientSDN, sslClientIDN, sslClientSerial, sslClientFingerprint, sslClientCert, sslClientRawCert
+    case sslClientEscapedCert, sslClientVStart, sslClientVEnd, sslClientVRemain, sslSessionID
+    case sslClientSDNLegacy, sslClientIDNLegacy, sslCiphers
     case timeISO8601, documentRoot, realpathRoot, requestBody, requestBodyFile, requestFilename
     /// `$limit_rate`: the response's rate, which `set` may change.
     case limitRate
@@ -112,6 +116,21 @@ public enum Variable: Equatable, Sendable {
         case "ssl_curves": return .sslCurves
         case "ssl_server_name": return .sslServerName
         case "ssl_session_reused": return .sslSessionReused
+        case "ssl_session_id": return .sslSessionID
+        case "ssl_ciphers": return .sslCiphers
+        case "ssl_client_s_dn_legacy": return .sslClientSDNLegacy
+        case "ssl_client_i_dn_legacy": return .sslClientIDNLegacy
+        case "ssl_client_verify": return .sslClientVerify
+        case "ssl_client_s_dn": return .sslClientSDN
+        case "ssl_client_i_dn": return .sslClientIDN
+        case "ssl_client_serial": return .sslClientSerial
+        case "ssl_client_fingerprint": return .sslClientFingerprint
+        case "ssl_client_cert": return .sslClientCert
+        case "ssl_client_raw_cert": return .sslClientRawCert
+        case "ssl_client_escaped_cert": return .sslClientEscapedCert
+        case "ssl_client_v_start": return .sslClientVStart
+        case "ssl_client_v_end": return .sslClientVEnd
+        case "ssl_client_v_remain": return .sslClientVRemain
         case _ where name.hasPrefix("http_"): return .httpHeader(String(name.dropFirst(5).map { $0 == "_" ? "-" : $0 }).lowercased())
         case _ where name.hasPrefix("arg_"): return .arg(String(name.dropFirst(4)))
         case _ where name.hasPrefix("cookie_"): return .cookie(String(name.dropFirst(7)))

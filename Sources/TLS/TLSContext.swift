@@ -161,13 +161,16 @@ public final class TLSServerContext {
             // It may leave errors queued while succeeding (nginx clears them too).
             OpenSSLError.clear()
         }
+        try verifyClients(s)
         if s.preferServerCiphers { SSL_CTX_set_options(raw, VIGIL_SSL_OP_CIPHER_SERVER_PREFERENCE) }
         if !s.sessionTickets { SSL_CTX_set_options(raw, VIGIL_SSL_OP_NO_TICKET) }
         _ = SSL_CTX_set_timeout(raw, s.sessionTimeout / 1000)
         // Sessions resume only within the server that issued them: the context id is its certificate list.
         var sid = Array("vigil".utf8)
         var h: UInt32 = 2_166_136_261
-        for c in certs { for b in c.path.utf8 { h = (h ^ UInt32(b)) &* 16_777_619 } }
+        // A session verified under one CA list must not resume under another (nginx hashes the CA names in).
+        let verifyKey = s.verifyClient == .off ? "" : s.verifyClient.rawValue + (s.clientCertificate?.path ?? "")
+        for c in certs.map(\.path) + [verifyKey] { for b in c.utf8 { h = (h ^ UInt32(b)) &* 16_777_619 } }
         withUnsafeBytes(of: h.bigEndian) { sid += $0 }
         _ = SSL_CTX_set_session_id_context(raw, sid, UInt32(sid.count))
         switch s.sessionCache {
@@ -188,6 +191,49 @@ public final class TLSServerContext {
         }
         _ = vigil_SSL_CTX_set_servername_callback(raw, TLSStream.serverNameCallback)
     }
+
+    /// nginx's ngx_ssl_client_certificate, ngx_ssl_trusted_certificate and ngx_ssl_crl: the handshake
+    /// never fails on a bad client certificate (the callback accepts all); the request checks the verify
+    /// result afterwards, so that the client gets a 400 page instead of a TLS alert.
+    private func verifyClients(_ s: SSLSettings) throws {
+        if s.verifyClient != .off {
+            if s.clientCertificate == nil && s.verifyClient != .optionalNoCA {
+                throw ConfigError("no ssl_client_certificate for ssl_verify_client")
+            }
+            SSL_CTX_set_verify(raw, SSL_VERIFY_PEER, TLSServerContext.acceptAnyChain)
+            SSL_CTX_set_verify_depth(raw, Int32(s.verifyDepth))
+        }
+        if s.verifyClient != .off, let ca = s.clientCertificate {
+            OpenSSLError.clear()
+            guard SSL_CTX_load_verify_locations(raw, ca.path, nil) == 1 else {
+                throw ca.location.error("SSL_CTX_load_verify_locations(\"\(ca.path)\") failed" + OpenSSLError.drain())
+            }
+            OpenSSLError.clear()
+            // The CA names the server sends in its CertificateRequest, so the client can pick a certificate.
+            guard let list = SSL_load_client_CA_file(ca.path) else {
+                throw ca.location.error("SSL_load_client_CA_file(\"\(ca.path)\") failed" + OpenSSLError.drain())
+            }
+            SSL_CTX_set_client_CA_list(raw, list)
+        }
+        if s.trustedCertificate != nil {
+            SSL_CTX_set_verify(raw, SSL_CTX_get_verify_mode(raw), TLSServerContext.acceptAnyChain)
+            SSL_CTX_set_verify_depth(raw, Int32(s.verifyDepth))
+        }
+        if let crl = s.crl {
+            OpenSSLError.clear()
+            guard let store = SSL_CTX_get_cert_store(raw), let lookup = vigil_X509_STORE_add_file_lookup(store) else {
+                throw crl.location.error("X509_STORE_add_lookup() failed" + OpenSSLError.drain())
+            }
+            guard vigil_X509_LOOKUP_load_file(lookup, crl.path) == 1 else {
+                throw crl.location.error("X509_LOOKUP_load_file(\"\(crl.path)\") failed" + OpenSSLError.drain())
+            }
+            _ = X509_STORE_set_flags(store, VIGIL_X509_V_FLAG_CRL_CHECK_ALL)
+            OpenSSLError.clear()
+        }
+    }
+
+    /// Keeps the handshake going whatever the chain's verdict; SSL_get_verify_result still records it.
+    static let acceptAnyChain: @convention(c) (Int32, OpaquePointer?) -> Int32 = { _, _ in 1 }
 
     deinit { SSL_CTX_free(raw) }
 }

@@ -188,7 +188,12 @@ public final class TLSStream: SecureStream {
         guard let ssl, let name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name),
               let stream = TLSStream.stream(of: ssl), let handler = stream.nameHandler,
               let ctx = handler.tlsContext(forServerName: String(cString: name).lowercased()) else { return VIGIL_SSL_TLSEXT_ERR_OK }
-        if ctx.raw != SSL_get_SSL_CTX(ssl) { SSL_set_SSL_CTX(ssl, ctx.raw) }
+        if ctx.raw != SSL_get_SSL_CTX(ssl) {
+            SSL_set_SSL_CTX(ssl, ctx.raw)
+            // SSL_set_SSL_CTX keeps the first context's verify settings: take the named server's.
+            SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx.raw), SSL_CTX_get_verify_callback(ctx.raw))
+            SSL_set_verify_depth(ssl, SSL_CTX_get_verify_depth(ctx.raw))
+        }
         return VIGIL_SSL_TLSEXT_ERR_OK
     }
 

@@ -126,7 +126,8 @@ final class SSLDirectiveTests: XCTestCase {
         XCTAssertEqual(s.settings.ssl.dhParam?.path, "/conf/dh.pem")
         let stapling = try XCTUnwrap(assertLoads(inHTTP("ssl_stapling on; ssl_stapling_verify on;")))
         XCTAssertEqual(stapling.warnings.map(\.message), ["\"ssl_stapling\" ignored, not supported by vigil"])
-        assertError(inHTTP("server { ssl_verify_client on; }"), "\"ssl_verify_client\" is not supported by vigil", line: 3)
+        assertError(inHTTP("server { ssl_verify_client maybe; }"), "invalid value \"maybe\"", line: 3)
+        assertError(inHTTP("ssl_session_ticket_key k;"), "\"ssl_session_ticket_key\" is not supported by vigil", line: 3)
         assertError(inHTTP("ssl_early_data on;"), "\"ssl_early_data on\" is not supported by vigil", line: 3)
     }
 }

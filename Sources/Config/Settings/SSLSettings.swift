@@ -11,9 +11,14 @@ public struct SSLSettings: Sendable {
     @Setting public var passwordFile: PathSetting? = nil
     @Setting public var dhParam: PathSetting? = nil
     @Setting public var ecdhCurve = "auto"
-    /// `ssl_trusted_certificate`: CA certificates loaded into the server's verify store (nginx verifies OCSP
-    /// responses and client certificates against them; Vigil does neither, so it only checks the file).
+    /// `ssl_trusted_certificate`: CA certificates that client certificates are verified against, without
+    /// being named to the client as `ssl_client_certificate`'s are.
     @Setting public var trustedCertificate: PathSetting? = nil
+    /// `ssl_verify_client`, `ssl_client_certificate`, `ssl_verify_depth`, `ssl_crl`.
+    @Setting public var verifyClient = VerifyClient.off
+    @Setting public var clientCertificate: PathSetting? = nil
+    @Setting public var verifyDepth = 1
+    @Setting public var crl: PathSetting? = nil
     /// The deprecated `ssl on`: every `listen` of the server is a TLS one.
     @Setting public var on = false
 
@@ -35,6 +40,16 @@ public struct SSLSettings: Sendable {
         $dhParam.inherit(p.$dhParam)
         $ecdhCurve.inherit(p.$ecdhCurve)
         $trustedCertificate.inherit(p.$trustedCertificate)
+        $verifyClient.inherit(p.$verifyClient)
+        $clientCertificate.inherit(p.$clientCertificate)
+        $verifyDepth.inherit(p.$verifyDepth)
+        $crl.inherit(p.$crl)
         $on.inherit(p.$on)
     }
+}
+
+/// `ssl_verify_client`'s values. `optionalNoCA` lets a certificate whose issuer is unknown through (the
+/// application checks it, from `$ssl_client_cert`).
+public enum VerifyClient: String, Sendable {
+    case off, on, optional, optionalNoCA = "optional_no_ca"
 }

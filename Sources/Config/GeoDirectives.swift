@@ -45,7 +45,7 @@ enum GeoDirectives {
         switch w[0] {
         case "default": geo.defaultValue = w[1]
         case "proxy":
-            guard let n = Geo.network(w[1]) else { throw call.error("invalid network \"\(w[1])\"") }
+            guard let n = HTTPCore.parseCIDR(w[1]), !n.bytes.isEmpty else { throw call.error("invalid network \"\(w[1])\"") }
             geo.addProxy(n)
         case "delete":
             if geo.usesRanges {

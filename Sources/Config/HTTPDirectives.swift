@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Core
 import Script
 
 /// http, server and location directives (nginx's http core, log, access and return modules).
@@ -519,19 +520,11 @@ enum HTTPCore {
     static func parseCIDR(_ v: String) -> CIDR? {
         if v == "unix:" { return CIDR(bytes: [], prefix: 0) }
         let parts = v.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let bytes = addressBytes(String(parts[0])) else { return nil }
+        guard let bytes = IPAddress.bytes(String(parts[0])) else { return nil }
         let bits = bytes.count * 8
         guard parts.count == 2 else { return CIDR(bytes: bytes, prefix: bits) }
         guard let p = Values.plainNumber(parts[1]), p <= bits else { return nil }
         return CIDR(bytes: bytes, prefix: p)
-    }
-
-    /// A numeric IPv4 or IPv6 address's 4 or 16 bytes.
-    static func addressBytes(_ host: String) -> [UInt8]? {
-        var v4 = in_addr(), v6 = in6_addr()
-        if inet_pton(AF_INET, host, &v4) == 1 { return withUnsafeBytes(of: &v4) { Array($0) } }
-        if inet_pton(AF_INET6, host, &v6) == 1 { return withUnsafeBytes(of: &v6) { Array($0) } }
-        return nil
     }
 
     static func parseErrorPage(_ call: Call) throws {

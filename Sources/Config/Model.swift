@@ -350,41 +350,6 @@ public struct AccessRule: Sendable, Equatable {
     public var network: CIDR?
 }
 
-/// A network as `allow`, `deny` and `set_real_ip_from` name it: its 4 or 16 bytes and prefix length, or no
-/// bytes for `unix:` (the clients of unix-domain listeners, whose address has none).
-public struct CIDR: Sendable, Equatable {
-    public var bytes: [UInt8]
-    public var prefix: Int
-
-    public init(bytes: [UInt8], prefix: Int) {
-        self.bytes = bytes
-        self.prefix = prefix
-    }
-
-    /// Whether `addr` (4 or 16 bytes, none for a unix-domain client) is in the network.
-    public func contains(_ addr: [UInt8]) -> Bool {
-        guard bytes.count == addr.count else { return false }
-        var bits = prefix
-        for i in 0..<bytes.count where bits > 0 {
-            let mask: UInt8 = bits >= 8 ? 0xFF : UInt8(truncatingIfNeeded: 0xFF << (8 - bits))
-            if bytes[i] & mask != addr[i] & mask { return false }
-            bits -= 8
-        }
-        return true
-    }
-
-    /// Whether the bits past the prefix are all zero (nginx warns "low address bits of … are meaningless").
-    var hostBitsZero: Bool {
-        for (i, byte) in bytes.enumerated() {
-            let keep = max(0, prefix - i * 8)
-            if keep >= 8 { continue }
-            let mask: UInt8 = keep == 0 ? 0 : UInt8(truncatingIfNeeded: 0xFF << (8 - keep))
-            if byte & ~mask != 0 { return false }
-        }
-        return true
-    }
-}
-
 public struct ErrorPage: Sendable, Equatable {
     public var codes: [Int]
     public var overrideCode: Int?   // `=code`; 0 for bare `=`

@@ -1,3 +1,4 @@
+import Core
 /// nginx's realip module: `set_real_ip_from`, `real_ip_header`, `real_ip_recursive`.
 enum RealIPDirectives {
     static let specs: [DirectiveSpec] = [
@@ -12,7 +13,7 @@ enum RealIPDirectives {
                 guard let addrs = Resolver.resolve(host: v, port: 0), !addrs.isEmpty else {
                     throw call.error("host not found in set_real_ip_from \"\(v)\"")
                 }
-                nets = addrs.compactMap { HTTPCore.addressBytes($0.host).map { CIDR(bytes: $0, prefix: $0.count * 8) } }
+                nets = addrs.compactMap { IPAddress.bytes($0.host).map { CIDR(bytes: $0, prefix: $0.count * 8) } }
             }
             Directives.withSettings(call) { s in s.realIP.from = (s.realIP.$from.isSet ? s.realIP.from : []) + nets }
             Directives.http(call).usesRealIP = true

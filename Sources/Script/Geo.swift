@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import Core
 
 /// `geo [$address] $variable { … }`: a value by the client's address (or another variable's), from networks
 /// (the longest prefix that holds the address, IPv4 and IPv6) or, with `ranges`, from IPv4 ranges (a later range
@@ -17,7 +15,7 @@ public final class Geo: ComputedVariable {
     private var prefixLengths: [Bool: [Int]] = [:]
     /// `ranges`, as nginx keeps them: by the address's high 16 bits, each bucket's pieces (low 16 bits) in order.
     private var buckets: [UInt16: [(start: UInt16, end: UInt16, value: String)]] = [:]
-    private var proxies: [Network] = []
+    private var proxies: [CIDR] = []
 
     /// nil: `$remote_addr`.
     public init(source: Template?) { self.source = source }
@@ -32,7 +30,7 @@ public final class Geo: ComputedVariable {
     /// `addr` or `addr/bits`, IPv4 or IPv6; nil for anything else.
     public static func network(_ text: String) -> Network? {
         let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let (address, isV4) = parse(String(parts[0])) else { return nil }
+        guard let (address, isV4) = IPAddress.bytes(String(parts[0])).map(value) else { return nil }
         let width = isV4 ? 32 : 128
         var bits = width
         if parts.count == 2 {
@@ -54,13 +52,14 @@ public final class Geo: ComputedVariable {
     /// False when no such network was added.
     public func delete(_ n: Network) -> Bool { networks[n.isV4]?[n.length]?.removeValue(forKey: n.address) != nil }
 
-    public func addProxy(_ n: Network) { proxies.append(n) }
+    public func addProxy(_ n: CIDR) { proxies.append(n) }
 
     /// `start-end` IPv4 addresses, in order.
     public static func range(_ text: String) -> (UInt32, UInt32)? {
         let parts = text.split(separator: "-", maxSplits: 1)
-        guard parts.count == 2, let (s, v4s) = parse(String(parts[0])), let (e, v4e) = parse(String(parts[1])), v4s, v4e else { return nil }
-        let (start, end) = (UInt32(truncatingIfNeeded: s), UInt32(truncatingIfNeeded: e))
+        guard parts.count == 2, let s = IPAddress.bytes(String(parts[0])).map(value), let e = IPAddress.bytes(String(parts[1])).map(value),
+              s.1, e.1 else { return nil }
+        let (start, end) = (UInt32(truncatingIfNeeded: s.0), UInt32(truncatingIfNeeded: e.0))
         return start <= end ? (start, end) : nil
     }
 
@@ -107,12 +106,14 @@ public final class Geo: ComputedVariable {
     }
 
     public func evaluate(_ ctx: ScriptContext) -> String {
-        var text = source?.render(ctx) ?? ctx.value(.remoteAddr) ?? ""
-        if !proxies.isEmpty, source == nil, let forwarded = ctx.value(.httpHeader("x-forwarded-for")) {
-            text = forwardedAddress(text, forwarded)
+        var bytes = IPAddress.bytes(source?.render(ctx) ?? ctx.value(.remoteAddr) ?? "")
+        // A trusted client's X-Forwarded-For (its fields, joined in order) names the address, as realip's does.
+        if !proxies.isEmpty, source == nil, var forwarded = ctx.value(.httpHeader("x-forwarded-for")),
+           let found = forwarded.withUTF8({ ForwardedAddress.find(bytes ?? [], [UnsafeRawBufferPointer($0)], proxies, recursive: proxyRecursive) }) {
+            bytes = found.bytes
         }
         // As nginx: what is not an address is looked up as 255.255.255.255, an IPv4-mapped one as its IPv4.
-        let (address, isV4) = Geo.parse(text).map(Geo.unmapped) ?? (UInt128(0xffff_ffff), true)
+        let (address, isV4) = bytes.map { Geo.unmapped(Geo.value($0)) } ?? (UInt128(0xffff_ffff), true)
         if usesRanges {
             guard isV4 else { return defaultValue }
             let a = UInt32(truncatingIfNeeded: address), low = UInt16(truncatingIfNeeded: a)
@@ -124,32 +125,9 @@ public final class Geo: ComputedVariable {
         return defaultValue
     }
 
-    /// nginx's ngx_http_get_forwarded_addr: a trusted client's rightmost X-Forwarded-For address, and with
-    /// proxy_recursive the first one from the right that is not trusted itself.
-    private func forwardedAddress(_ client: String, _ forwarded: String) -> String {
-        var current = client
-        var list = forwarded.split(separator: ",").map { $0.trimmingCharacters(in: " ") }
-        while trusted(current), let last = list.popLast() {
-            guard Geo.parse(last) != nil else { return current }
-            current = last
-            if !proxyRecursive { break }
-        }
-        return current
-    }
-
-    private func trusted(_ text: String) -> Bool {
-        guard let (a, isV4) = Geo.parse(text).map(Geo.unmapped) else { return false }
-        return proxies.contains { $0.isV4 == isV4 && Geo.mask(a, $0.length) == $0.address }
-    }
-
-    /// An address as 128 bits (IPv4 in the low 32), and whether it is IPv4.
-    static func parse(_ text: String) -> (UInt128, Bool)? {
-        var v4 = in_addr()
-        if inet_pton(AF_INET, text, &v4) == 1 { return (UInt128(UInt32(bigEndian: v4.s_addr)), true) }
-        var v6 = in6_addr()
-        guard inet_pton(AF_INET6, text, &v6) == 1 else { return nil }
-        let bytes = withUnsafeBytes(of: v6) { Array($0) }
-        return (bytes.reduce(UInt128(0)) { $0 << 8 | UInt128($1) }, false)
+    /// An address's 4 or 16 bytes as 128 bits (IPv4 in the low 32), and whether it is IPv4.
+    static func value(_ bytes: [UInt8]) -> (UInt128, Bool) {
+        (bytes.reduce(UInt128(0)) { $0 << 8 | UInt128($1) }, bytes.count == 4)
     }
 
     /// ::ffff:a.b.c.d is a.b.c.d.
@@ -159,14 +137,5 @@ public final class Geo: ComputedVariable {
 
     static func mask(_ a: UInt128, _ length: Int) -> UInt128 {
         length == 0 ? 0 : length >= 128 ? a : a & ~((UInt128(1) << (128 - length)) - 1)
-    }
-}
-
-private extension Substring {
-    func trimmingCharacters(in set: Character) -> String {
-        var s = self
-        while s.first == set { s = s.dropFirst() }
-        while s.last == set { s = s.dropLast() }
-        return String(s)
     }
 }

@@ -1,5 +1,6 @@
 import XCTest
 import Config
+import Core
 @testable import HTTPServer
 
 /// The realip module's address search (nginx's ngx_http_get_forwarded_addr), on realip.t's cases.
@@ -10,7 +11,7 @@ final class RealIPTests: XCTestCase {
     func found(_ values: [String], recursive: Bool, from: [UInt8]? = nil) -> String? {
         let bytes = values.map { Array($0.utf8) }
         func go(_ i: Int, _ ptrs: [UnsafeRawBufferPointer]) -> (bytes: [UInt8], port: UInt16)? {
-            if i == bytes.count { return RealIP.forwarded(from ?? peer, ptrs, trusted, recursive: recursive) }
+            if i == bytes.count { return ForwardedAddress.find(from ?? peer, ptrs, trusted, recursive: recursive) }
             return bytes[i].withUnsafeBytes { go(i + 1, ptrs + [$0]) }
         }
         return go(0, []).map { RealAddress(bytes: $0.bytes, port: $0.port) }.map { $0.port == 0 ? $0.text : "\($0.text):\($0.port)" }
@@ -44,7 +45,7 @@ final class RealIPTests: XCTestCase {
     func testIPv4MappedPeerIsMatchedAsIPv4() {
         let mapped: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 127, 0, 0, 1]
         XCTAssertEqual(found(["192.0.2.1"], recursive: false, from: mapped), "192.0.2.1")
-        XCTAssertTrue(RealIP.isTrusted([], [CIDR(bytes: [], prefix: 0)]), "unix: trusts unix-domain clients")
-        XCTAssertFalse(RealIP.isTrusted([127, 0, 0, 1], [CIDR(bytes: [], prefix: 0)]))
+        XCTAssertTrue(ForwardedAddress.isTrusted([], [CIDR(bytes: [], prefix: 0)]), "unix: trusts unix-domain clients")
+        XCTAssertFalse(ForwardedAddress.isTrusted([127, 0, 0, 1], [CIDR(bytes: [], prefix: 0)]))
     }
 }

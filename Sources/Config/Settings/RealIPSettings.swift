@@ -1,3 +1,4 @@
+import Core
 /// nginx's realip module, per level: which peers are trusted to name the client (`set_real_ip_from`), where
 /// they name it (`real_ip_header`), and whether X-Forwarded-For is walked back past trusted addresses
 /// (`real_ip_recursive`).

@@ -80,16 +80,20 @@ public final class ErrorLog {
 @discardableResult
 public func writeAll(_ fd: Int32, _ s: String) -> Int32 {
     var s = s
-    return s.withUTF8 { buf in
-        var off = 0
-        while off < buf.count {
-            let n = write(fd, buf.baseAddress! + off, buf.count - off)
-            if n < 0 {
-                if errno == EINTR { continue }
-                return errno
-            }
-            off += n
+    return s.withUTF8 { writeAll(fd, UnsafeRawBufferPointer($0)) }
+}
+
+/// Writes all of `bytes`, retrying short writes and EINTR; 0, or the errno of the write that failed.
+@discardableResult
+public func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32 {
+    var off = 0
+    while off < bytes.count {
+        let n = write(fd, bytes.baseAddress! + off, bytes.count - off)
+        if n < 0 {
+            if errno == EINTR { continue }
+            return errno
         }
-        return 0
+        off += n
     }
+    return 0
 }

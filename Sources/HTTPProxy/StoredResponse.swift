@@ -44,16 +44,11 @@ final class StoredResponse {
 
     func write(_ bytes: UnsafeRawBufferPointer) {
         guard !failed, bytes.count > 0 else { return }
-        var done = 0
-        while done < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else {
-                log.log(.crit, "write() \"\(temporary)\" failed (\(Errno.text(errno)))")
-                failed = true
-                return
-            }
-            done += n
+        let e = writeAll(fd, bytes)
+        guard e == 0 else {
+            log.log(.crit, "write() \"\(temporary)\" failed (\(Errno.text(e)))")
+            failed = true
+            return
         }
     }
 

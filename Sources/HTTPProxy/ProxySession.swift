@@ -63,7 +63,6 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     var passChunked = false
     /// proxy_store's file for this response's body.
     var stored: StoredResponse?
-    var storedLastModified: Int?
     var paused = false
 
     // The request (UpstreamRequest.swift).
@@ -344,7 +343,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         if abortClient { return request.transport.abort() }
         if let s = stored {
             stored = nil
-            s.commit(lastModified: storedLastModified)
+            s.commit(lastModified: request.response.lastModified)
         }
         request.sink.finish()
     }

@@ -139,7 +139,7 @@ extension ProxySession {
         // ends it. An upstream's chunks pass through as they came when both sides speak them.
         let canChunk = transport.framesUnknownLength
         var framing = BodyFraming.length
-        if h.status == 200, h.hasBody, !isHead { startStoring(fields: fields, parsed: parsed) }
+        if h.status == 200, h.hasBody, !isHead { startStoring() }
         if !h.hasBody || isHead {
             bodyRemaining = 0
         } else if h.chunked {
@@ -184,10 +184,8 @@ extension ProxySession {
         var status = h.status, reason: String? = h.reason, rangedLength: Int?
         let forceRanges = settings.proxy.forceRanges
         if forceRanges && !newLength && !h.chunked, let length = h.contentLength, (request.statusOverride ?? h.status) == 200 {
-            func last(_ name: StaticString) -> String? {
-                fields.last { RequestParser.matches(parsed[$0.name], lowercase: name) }.map { String(decoding: parsed[$0.value], as: UTF8.self) }
-            }
-            switch sink.range(length: length, etag: last("etag"), lastModified: last("last-modified").flatMap(Clock.parseHTTPDate)) {
+            switch sink.range(length: length, etag: lastField("etag", fields, parsed),
+                              lastModified: lastField("last-modified", fields, parsed).flatMap(Clock.parseHTTPDate)) {
             case .whole: break
             case .partial(let n):
                 rangedLength = n
@@ -207,14 +205,13 @@ extension ProxySession {
             passed.contains(name) && fields.contains { ProxyHeaders.named(parsed[$0.name], name) }
         }
         let upstreamSent = (server: relayed("server"), date: relayed("date"))
+        // `expires modified` counts from the upstream's Last-Modified, and a stored file takes it as its time.
+        let needsLastModified: Bool
         switch settings.headers.expires {
-        case .modified, .variable:
-            // `expires modified` counts from the upstream's Last-Modified.
-            if let f = fields.last(where: { RequestParser.matches(parsed[$0.name], lowercase: "last-modified") }) {
-                request.response.lastModified = Clock.parseHTTPDate(String(decoding: parsed[f.value], as: UTF8.self))
-            }
-        default: break
+        case .modified, .variable: needsLastModified = true
+        default: needsLastModified = stored != nil
         }
+        if needsLastModified { request.response.lastModified = lastField("last-modified", fields, parsed).flatMap(Clock.parseHTTPDate) }
         sink.sendHead(status: status, reason: reason, framing: framing, upstreamSent: upstreamSent) { w in
             // Decided by the headers filter by now: the fields of the upstream's that expires or add_header replace.
             let replaced = request.response.replaced
@@ -327,7 +324,7 @@ extension ProxySession {
     }
 
     /// proxy_store: the file this 200's body goes to, at `$request_filename` or the directive's path.
-    private func startStoring(fields: [HeaderField], parsed: UnsafeRawBufferPointer) {
+    private func startStoring() {
         let path: String
         switch settings.proxy.store {
         case .off: return
@@ -336,9 +333,11 @@ extension ProxySession {
         }
         guard path.hasPrefix("/") else { return }
         stored = StoredResponse(at: path, access: settings.proxy.storeAccess, log: request.log)
-        if let f = fields.last(where: { RequestParser.matches(parsed[$0.name], lowercase: "last-modified") }) {
-            storedLastModified = Clock.parseHTTPDate(String(decoding: parsed[f.value], as: UTF8.self))
-        }
+    }
+
+    /// The value of the upstream's last field `name`.
+    private func lastField(_ name: StaticString, _ fields: [HeaderField], _ parsed: UnsafeRawBufferPointer) -> String? {
+        fields.last { RequestParser.matches(parsed[$0.name], lowercase: name) }.map { String(decoding: parsed[$0.value], as: UTF8.self) }
     }
 
     private func resume() {

@@ -27,6 +27,8 @@ let package = Package(
         .systemLibrary(name: "CCrypt", path: "Sources/CCrypt", pkgConfig: "libcrypt", providers: [.apt(["libcrypt-dev"])]),
         // Debian's zlib for gzip responses.
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // Debian's libnghttp2 (libnghttp2-dev): HTTP/2 framing, HPACK and flow control, driven from the worker's loop.
+        .systemLibrary(name: "CNGHTTP2", path: "Sources/CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
         .target(name: "Gzip", dependencies: ["Core", "CZlib"], path: "Sources/Gzip", swiftSettings: hotPath),
         .target(name: "TLS", dependencies: ["Core", "COpenSSL", "CShim", "Config"], path: "Sources/TLS", swiftSettings: hotPath),
         .target(name: "ShmTable", dependencies: ["Core", "CShim"], path: "Sources/ShmTable", swiftSettings: hotPath),
@@ -42,11 +44,11 @@ let package = Package(
         // verification, timeouts) for the proxy and the checker alike, the retry policy.
         .target(name: "Upstream", dependencies: ["Core", "CShim", "Config", "ShmTable", "Event", "TLS"], path: "Sources/Upstream", swiftSettings: hotPath),
         .target(name: "Checks", dependencies: ["Core", "CShim", "Config", "ShmTable", "Event", "HTTP", "TLS", "Upstream"], path: "Sources/Checks", swiftSettings: hotPath),
-        // The client side of HTTP: a connection per protocol (HTTP/1 now) feeding one request pipeline (routing,
+        // The client side of HTTP: a connection per protocol (HTTP/1, HTTP/2) feeding one request pipeline (routing,
         // rewrite, access and content phases, error pages), the response sink and its filters, the content
         // handlers that need no upstream, the access log.
         .target(name: "HTTPServer", dependencies: ["Core", "CShim", "Config", "Event", "HTTP", "Script", "TLS", "Gzip", "ShmTable",
-                                                   "COpenSSL", "CCrypt"],
+                                                   "COpenSSL", "CCrypt", "CNGHTTP2"],
                 path: "Sources/HTTPServer", swiftSettings: hotPath),
         // proxy_pass: the HTTP/1 upstream codec and the proxy as a content handler writing to the response sink.
         .target(name: "HTTPProxy", dependencies: ["Core", "CShim", "Config", "Event", "HTTP", "HTTPServer", "Script", "ShmTable", "TLS",

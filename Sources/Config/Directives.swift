@@ -35,7 +35,8 @@ enum Directives {
         for spec in MainDirectives.specs + HTTPCore.specs + Proxy.specs + UpstreamDirectives.specs + CheckDirectives.specs
                     + SSLDirectives.specs + SSLDirectives.refused + RewriteDirectives.specs + MapDirective.specs
                     + GzipDirectives.specs + AutoIndexDirectives.specs + CharsetDirectives.specs + TuningDirectives.specs
-                    + GeoDirectives.specs + LimitDirectives.specs + RealIPDirectives.specs + AuthDirectives.specs {
+                    + GeoDirectives.specs + LimitDirectives.specs + RealIPDirectives.specs + AuthDirectives.specs
+                    + HTTP2Directives.specs {
             t[spec.name, default: []].append(spec)
         }
         return t

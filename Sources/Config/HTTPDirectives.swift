@@ -359,7 +359,8 @@ enum HTTPCore {
             case "ipv6only=off": listen.ipv6Only = false
             case "ssl": listen.ssl = true
             case "proxy_protocol": listen.proxyProtocol = true
-            case "http2", "quic":
+            case "http2": listen.http2 = true
+            case "quic":
                 throw call.error("the \"\(p)\" parameter of \"listen\" is not supported by vigil")
             default:
                 throw call.error("invalid parameter \"\(p)\"")

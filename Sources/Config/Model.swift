@@ -71,6 +71,9 @@ public struct Listen: Sendable, Equatable {
     /// `listen … proxy_protocol`: connections on this address start with a PROXY protocol header (before
     /// the TLS handshake on an ssl one).
     public var proxyProtocol = false
+    /// `listen … http2` (nginx 1.22's form): HTTP/2 for every server on the address, by ALPN over TLS, by the
+    /// connection preface over plain TCP.
+    public var http2 = false
     public var options = ListenOptions()
     public var location: SourceLocation
 }
@@ -375,6 +378,7 @@ public struct HTTPSettings: Sendable {
     public var limits = LimitSettings()
     public var realIP = RealIPSettings()
     public var auth = AuthSettings()
+    public var http2 = HTTP2Settings()
 
     public init() {}
 
@@ -392,6 +396,7 @@ public struct HTTPSettings: Sendable {
         limits.merge(p.limits)
         realIP.merge(p.realIP)
         auth.merge(p.auth)
+        http2.merge(p.http2)
     }
 }
 

@@ -114,11 +114,6 @@ enum UnsupportedDirectives {
         "uwsgi_ssl_name", "uwsgi_ssl_password_file", "uwsgi_ssl_protocols", "uwsgi_ssl_server_name",
         "uwsgi_ssl_session_reuse", "uwsgi_ssl_trusted_certificate", "uwsgi_ssl_verify", "uwsgi_ssl_verify_depth",
         "uwsgi_store", "uwsgi_store_access", "uwsgi_string", "uwsgi_temp_file_write_size",
-        // http_v2
-        "http2_body_preread_size", "http2_chunk_size", "http2_idle_timeout", "http2_max_concurrent_pushes",
-        "http2_max_concurrent_streams", "http2_max_field_size", "http2_max_header_size", "http2_max_requests",
-        "http2_pool_size", "http2_push", "http2_push_preload", "http2_recv_buffer_size", "http2_recv_timeout",
-        "http2_streams_index_size",
         // http_xslt_filter
         "xml_entities", "xslt_last_modified", "xslt_param", "xslt_string_param", "xslt_stylesheet", "xslt_types",
         // thread_pool

@@ -12,7 +12,7 @@ import TLS
 /// or chunked), pipelined requests answered in order, keep-alive and lingering close, and the response's
 /// HTTP/1 form (status line, Connection, chunks). What a request means is the pipeline's business: each
 /// parsed head goes to `RequestPipeline`, which answers through the request's sink, which writes here.
-public final class H1Connection: ClientInfo, EventHandler, RequestTransport, TunnelEnd {
+public final class H1Connection: ClientInfo, EventHandler, RequestTransport, TunnelEnd, ClientConnection {
     enum State { case proxyHeader, handshake, head, body, handling, tunnel, lingering, closed }
 
     /// unowned(unsafe) here and in the timers' actions: the service outlives every connection, and a
@@ -63,6 +63,8 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
     public var onDrain: (() -> Void)?
     /// The default server for this address: its settings govern reading request heads.
     private let defaultScope: SettingsScope
+    /// The server the TLS client named in SNI.
+    private var sniServer: Server?
 
     public init(fd: Int32, peer: sockaddr_storage, listen: Listen, service: HTTPService, serial: Int) {
         self.service = service
@@ -216,6 +218,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
         }
         switch tls!.handshake() {
         case .done:
+            if tls!.alpnProtocol == "h2" { return becomeHTTP2(preread: UnsafeRawBufferPointer(start: nil, count: 0)) }
             state = .head
             setInterest(reading: true, writing: false)
             readable()   // the first request may have come with the client's Finished
@@ -254,6 +257,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
         while state == .head || state == .body && !(request?.body.paused ?? false) {
             let n = input.receive(from: fd, tls: tls, limit: limit)
             if n > 0 {
+                if state == .head && !sawFirstByte && requestsServed == 0 && awaitsHTTP2Preface() { return }
                 sawFirstByte = true
                 if state == .head { startReading() }
                 process()
@@ -705,6 +709,43 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
         }
     }
 
+    // MARK: HTTP/2
+
+    /// The connection preface h2c clients begin with (RFC 9113 §3.4).
+    private static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    /// On a plain address where the default server speaks HTTP/2, the first bytes tell h2c's preface from an
+    /// HTTP/1 request, as nginx 1.25 does: true when they were the preface (the connection is HTTP/2's now) or
+    /// its beginning (wait for the rest, which may come in another packet).
+    private func awaitsHTTP2Preface() -> Bool {
+        guard tls == nil, !plainOnTLSPort, let server = service.router.defaultServer(for: listen.address),
+              service.router.speaksHTTP2(listen.address, server) else { return false }
+        let match = input.withReadable { $0.starts(with: H1Connection.preface.prefix($0.count)) }
+        guard match else { return false }
+        if input.readable < H1Connection.preface.count { return true }
+        input.withReadable { becomeHTTP2(preread: $0) }
+        return true
+    }
+
+    /// Hands the socket to an HTTP/2 connection, with what was read of it: this object is done with it.
+    private func becomeHTTP2(preread: UnsafeRawBufferPointer) {
+        state = .closed
+        timer?.cancel()
+        let h2 = H2Connection(taking: self, service: service, scope: defaultScope)
+        tls?.nameHandler = nil
+        tls = nil
+        service.loop.setHandler(fd: fd, h2)
+        service.connectionReplaced?(h2)
+        h2.start(preread: preread)
+        if let b = inputBuffer {
+            b.consume(b.readable)
+            service.buffers.giveInput(b)
+            inputBuffer = nil
+        }
+    }
+
+    public func shutdownBegan() {}
+
     public func close() {
         guard state != .closed else { return }
         if countedReading { stopReading() } else if request != nil { service.counters.add(.writing, -1) }
@@ -728,6 +769,14 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
 extension H1Connection: TLSServerNameHandler {
     /// SNI picks the server block, and with it the certificate, before any request names a Host.
     public func tlsContext(forServerName name: String) -> TLSServerContext? {
-        service.router.route(listen.address, host: name).flatMap { service.tls.context(for: $0.server) }
+        guard let server = service.router.route(listen.address, host: name)?.server else { return nil }
+        sniServer = server
+        return service.tls.context(for: server)
+    }
+
+    /// ALPN offers h2 when the server SNI chose (else the default one) speaks HTTP/2.
+    public var tlsOffersHTTP2: Bool {
+        guard let server = sniServer ?? service.router.defaultServer(for: listen.address) else { return false }
+        return service.router.speaksHTTP2(listen.address, server)
     }
 }

@@ -75,7 +75,18 @@ public final class HTTPService {
     public var isShuttingDown = false
     public var idleGraceOver = false
     /// Hears every connection close (the worker's connection set).
-    public var connectionClosed: ((H1Connection) -> Void)?
+    public var connectionClosed: ((ClientConnection) -> Void)?
+    /// Hears a connection change protocol (HTTP/1 to HTTP/2 on the same socket).
+    public var connectionReplaced: ((ClientConnection) -> Void)?
+    /// What every HTTP/2 connection of the worker reads into (nginx's http2_recv_buffer_size, one per
+    /// worker): nghttp2 takes all of it at once, so a connection holds no input buffer of its own.
+    private var h2InputBuffer: ByteBuffer?
+    func h2Input(_ size: Int) -> ByteBuffer {
+        if let b = h2InputBuffer { return b }
+        let b = ByteBuffer(capacity: size)
+        h2InputBuffer = b
+        return b
+    }
 
     public init(config: Configuration, loop: EventLoop, log: ErrorLog, counters: SharedCounters, tls: TLSBundle, segment: Segment,
                 accessLogs: RequestLogFiles, limitZones: [LimitZone] = []) {

@@ -95,6 +95,19 @@ public enum HeadersFilter {
 
     /// The statuses nginx's headers filter adds `add_header` and `expires` headers to (unless `always`); a
     /// switch, not a Set, as it runs for every response head.
+    /// add_trailer's fields for the response, rendered now, at the body's end (empty values are not sent).
+    static func trailers(_ r: RequestContext) -> [(String, String)] {
+        let normal = takesAddedHeaders(r.status)
+        var out: [(String, String)] = []
+        for t in r.settings.headers.addTrailers where t.always || normal {
+            let value = t.value.render(r)
+            guard !value.isEmpty else { continue }
+            r.sentTrailers.append((t.name, value))
+            out.append((t.name, value))
+        }
+        return out
+    }
+
     static func takesAddedHeaders(_ status: Int) -> Bool {
         switch status {
         case 200, 201, 204, 206, 304: return true
@@ -140,13 +153,7 @@ enum ChunkedFilter {
     static func end(_ r: RequestContext?, into out: OutputQueue) {
         guard let r, r.response.trailers else { return ChunkedEncoder.end(into: out) }
         out.append("0\r\n")
-        let normal = HeadersFilter.takesAddedHeaders(r.status)
-        for t in r.settings.headers.addTrailers where t.always || normal {
-            let value = t.value.render(r)
-            guard !value.isEmpty else { continue }
-            r.sentTrailers.append((t.name, value))
-            out.header(t.name, value)
-        }
+        for (name, value) in HeadersFilter.trailers(r) { out.header(name, value) }
         out.append("\r\n")
     }
 }

@@ -12,12 +12,15 @@ public final class Router {
     }
 
     private var byAddress: [ListenAddress: ServerChoice] = [:]
+    /// Addresses some `listen … http2` names: HTTP/2 for all their servers, as nginx ORs listen options.
+    private var http2Addresses: Set<ListenAddress> = []
 
     init(config: Configuration) {
         guard let http = config.http else { return }
         var groups: [ListenAddress: [Server]] = [:]
         var order: [ListenAddress] = []
         for s in http.servers {
+            for l in s.listens where l.http2 { http2Addresses.insert(l.address) }
             for l in s.listens where !(groups[l.address]?.contains { $0 === s } ?? false) {
                 if groups[l.address] == nil { order.append(l.address) }
                 groups[l.address, default: []].append(s)
@@ -32,6 +35,11 @@ public final class Router {
 
     /// The default server of an address: what a connection reads request heads with before a Host is known.
     public func defaultServer(for address: ListenAddress) -> Server? { byAddress[address]?.defaultServer }
+
+    /// Whether `server` speaks HTTP/2 on `address`: `listen … http2` there, or its own `http2 on`.
+    public func speaksHTTP2(_ address: ListenAddress, _ server: Server) -> Bool {
+        http2Addresses.contains(address) || server.settings.http2.enabled
+    }
 
     /// The server for a Host (nil: the request has none, which is the name "") by its names, else the default
     /// server, with the match of a regex name, whose groups the request's variables take.

@@ -44,6 +44,7 @@ struct Variables {
         case .serverProtocol: return "HTTP/\(request.head.versionMajor).\(request.head.versionMinor)"
         case .scheme: return client.isSecure ? "https" : "http"
         case .https: return client.isSecure ? "on" : ""
+        case .http2: return request.head.versionMajor == 2 ? (client.isSecure ? "h2" : "h2c") : ""
         case .sslProtocol: return client.tls?.protocolName
         case .sslCipher: return client.tls?.cipherName
         case .sslCurve: return client.tls?.curveName

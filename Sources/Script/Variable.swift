@@ -6,6 +6,8 @@ public enum Variable: Equatable, Sendable {
     case bytesSent, requestLength, requestTime, connection, connectionRequests, connectionTime, pid, contentLength, contentType
     case upstreamAddr, upstreamStatus, upstreamResponseTime, upstreamConnectTime, upstreamHeaderTime
     case upstreamResponseLength, upstreamBytesReceived, upstreamBytesSent, proxyHost, proxyPort, proxyAddXForwardedFor
+    /// `$http2`: "h2" over TLS, "h2c" over plain TCP, empty for HTTP/1.
+    case http2
     case https, sslProtocol, sslCipher, sslCurve, sslCurves, sslServerName, sslSessionReused
     /// The client certificate's `$ssl_client_*`.
     case sslClientVerify, sslClientSDN, sslClientIDN, sslClientSerial, sslClientFingerprint, sslClientCert, sslClientRawCert
@@ -110,6 +112,7 @@ public enum Variable: Equatable, Sendable {
         case "proxy_port": return .proxyPort
         case "proxy_add_x_forwarded_for": return .proxyAddXForwardedFor
         case "https": return .https
+        case "http2": return .http2
         case "ssl_protocol": return .sslProtocol
         case "ssl_cipher": return .sslCipher
         case "ssl_curve": return .sslCurve

@@ -190,6 +190,7 @@ public final class TLSServerContext {
             cache.install(on: raw)
         }
         _ = vigil_SSL_CTX_set_servername_callback(raw, TLSStream.serverNameCallback)
+        SSL_CTX_set_alpn_select_cb(raw, TLSStream.alpnCallback, nil)
     }
 
     /// nginx's ngx_ssl_client_certificate, ngx_ssl_trusted_certificate and ngx_ssl_crl: the handshake

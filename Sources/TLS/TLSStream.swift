@@ -5,9 +5,11 @@ import COpenSSL
 import Config
 import Core
 
-/// Picks the context of the `server` block a client names in SNI.
+/// Picks the context of the `server` block a client names in SNI, and whether that server speaks HTTP/2
+/// (asked after SNI, when the client offers protocols by ALPN).
 public protocol TLSServerNameHandler: AnyObject {
     func tlsContext(forServerName name: String) -> TLSServerContext?
+    var tlsOffersHTTP2: Bool { get }
 }
 
 /// One TLS connection over a non-blocking socket. The event loop drives it: every call returns at once, and
@@ -195,6 +197,34 @@ public final class TLSStream: SecureStream {
             SSL_set_verify_depth(ssl, SSL_CTX_get_verify_depth(ctx.raw))
         }
         return VIGIL_SSL_TLSEXT_ERR_OK
+    }
+
+    /// ALPN, as nginx's: `h2` when the client offers it and the server (the one SNI chose) speaks HTTP/2, else
+    /// HTTP/1.x; a client offering none of them gets a no_application_protocol alert.
+    static let alpnCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<UInt8>?,
+                                             UnsafePointer<UInt8>?, UInt32, UnsafeMutableRawPointer?) -> Int32 = { ssl, out, outlen, offered, offeredLength, _ in
+        let h2 = TLSStream.stream(of: ssl)?.nameHandler?.tlsOffersHTTP2 ?? false
+        let ours = h2 ? alpnWithH2 : alpnHTTP1
+        var chosen: UnsafeMutablePointer<UInt8>?
+        let rc = ours.withUnsafeBufferPointer { p in
+            SSL_select_next_proto(&chosen, outlen, p.baseAddress, UInt32(p.count), offered, offeredLength)
+        }
+        guard rc == OPENSSL_NPN_NEGOTIATED else { return VIGIL_SSL_TLSEXT_ERR_ALERT_FATAL }
+        out?.pointee = UnsafePointer(chosen)
+        return VIGIL_SSL_TLSEXT_ERR_OK
+    }
+    /// Wire-format protocol lists (a length byte before each name), in our order of preference; static, as
+    /// OpenSSL points into them after the callback returns.
+    private static let alpnWithH2: [UInt8] = Array("\u{2}h2\u{8}http/1.1\u{8}http/1.0\u{8}http/0.9".utf8)
+    private static let alpnHTTP1: [UInt8] = Array("\u{8}http/1.1\u{8}http/1.0\u{8}http/0.9".utf8)
+
+    /// The protocol ALPN chose ("h2", "http/1.1"), nil when the client offered none.
+    public var alpnProtocol: String? {
+        var data: UnsafePointer<UInt8>?
+        var length: UInt32 = 0
+        SSL_get0_alpn_selected(ssl, &data, &length)
+        guard let data, length > 0 else { return nil }
+        return String(decoding: UnsafeBufferPointer(start: data, count: Int(length)), as: UTF8.self)
     }
 
     /// An upstream handed us a session (after the handshake in TLS 1.2, with a ticket in TLS 1.3): keep it for

@@ -10,7 +10,7 @@ import HTTPServer
 final class ConnectionSet {
     private unowned let worker: WorkerProcess
     /// Indexed by fd, as nginx's connection array: a slot costs 8 bytes, a dictionary entry several times that.
-    private var open: [H1Connection?] = []
+    private var open: [ClientConnection?] = []
     private(set) var count = 0
     private var serial = 0
 
@@ -41,7 +41,13 @@ final class ConnectionSet {
         c.start()
     }
 
-    func closed(_ c: H1Connection) {
+    /// The same socket goes on in another protocol (HTTP/2 after ALPN or its preface).
+    func replaced(_ c: ClientConnection) { open[Int(c.fd)] = c }
+
+    /// A graceful stop began: HTTP/2 connections say GOAWAY.
+    func shutdownBegan() { for case let c? in open { c.shutdownBegan() } }
+
+    func closed(_ c: ClientConnection) {
         open[Int(c.fd)] = nil
         count -= 1
         worker.service.counters.add(.active, -1)

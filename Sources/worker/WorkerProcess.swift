@@ -72,6 +72,7 @@ public final class WorkerProcess {
     private func start() throws {
         connections = ConnectionSet(worker: self)
         service.connectionClosed = { [unowned self] in self.connections.closed($0) }
+        service.connectionReplaced = { [unowned self] in self.connections.replaced($0) }
         proxy = ProxyHandler(service: service)
         signalSource = try SignalSource(loop: loop, signals: WorkerProcess.handledSignals) { [unowned self] sig in
             self.handleSignal(sig)
@@ -97,6 +98,7 @@ public final class WorkerProcess {
             log.notice("gracefully shutting down")
             election.resign()
             closeListeners()
+            connections.shutdownBegan()
             // Idle keep-alive clients may be sending their next request right now: answer it with
             // `Connection: close` rather than closing under their feet (nginx closes them at once and loses
             // those requests). Connections still idle after the grace period are closed.

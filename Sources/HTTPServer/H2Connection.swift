@@ -1,0 +1,526 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CNGHTTP2
+import CShim
+import Config
+import Core
+import Event
+import TLS
+
+/// What the worker's connection set asks of a client connection, whatever its protocol.
+public protocol ClientConnection: AnyObject {
+    var fd: Int32 { get }
+    /// Nothing in flight: a graceful stop may close it at once.
+    var isIdle: Bool { get }
+    func close()
+    /// A graceful stop began: HTTP/2 says GOAWAY now (HTTP/1 answers its next request with Connection: close).
+    func shutdownBegan()
+}
+
+/// One HTTP/2 client connection, h2 by ALPN or h2c by its preface: nghttp2's session does the framing, HPACK
+/// and flow control through memory, driven from this connection's readiness events on the worker's loop
+/// (no thread, no socket I/O in the library). Each stream is an `H2Stream` feeding the one request pipeline.
+public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
+    unowned(unsafe) let service: HTTPService
+    /// The default server of the address: its settings govern the connection (limits, timeouts).
+    let defaultScope: SettingsScope
+    private var session: OpaquePointer!
+    private var streams: [Int32: H2Stream] = [:]
+    /// Taken from the worker's pool while bytes wait for the socket.
+    private var outputQueue: OutputQueue?
+    /// Where response heads are written as HTTP/1 lines before they become HPACK fields.
+    let scratch = OutputQueue()
+    private var timer: Timer?
+    private var interest: UInt32 = Events.readable | Events.readHangup
+    /// Inside nghttp2 (mem_recv's callbacks) or the send loop: a send asked for now runs when it returns.
+    private var busy = false
+    private var sendAgain = false
+    private var closed = false
+    private var lingering = false
+    private var goingAway = false
+    /// Streams begun on this connection (`$connection_requests`).
+    private var streamsBegun = 0
+
+    /// Takes over a connection whose first bytes (or ALPN) said HTTP/2: its socket, TLS stream and PROXY
+    /// header; `preread` is what was read of it already (the preface, or part of it).
+    init(taking c: ClientInfo, service: HTTPService, scope: SettingsScope) {
+        self.service = service
+        defaultScope = scope
+        super.init(fd: c.fd, address: c.peerAddress, port: c.peerPort, isIPv6: c.peerIsIPv6, listen: c.listen, serial: c.serial, openedAt: c.openedAt)
+        tls = c.tls
+        proxyProtocol = c.proxyProtocol
+    }
+
+    deinit {
+        if let session { nghttp2_session_del(session) }
+    }
+
+    /// Starts the session: our SETTINGS and the connection window nginx opens, then whatever was read already.
+    func start(preread: UnsafeRawBufferPointer) {
+        var s: OpaquePointer?
+        guard nghttp2_session_server_new2(&s, H2Connection.callbacks, Unmanaged.passUnretained(self).toOpaque(), H2Connection.options) == 0,
+              let s else { return close() }
+        session = s
+        let h2 = defaultScope.settings.http2
+        var settings = [
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: UInt32(h2.maxConcurrentStreams)),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: UInt32(h2.bodyPrereadSize)),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_FRAME_SIZE.rawValue), value: UInt32(16_777_215)),
+        ]
+        nghttp2_submit_settings(s, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count)
+        nghttp2_session_set_local_window_size(s, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, Int32.max)
+        if preread.count > 0 && !receive(preread) { return }
+        send()
+        guard !closed else { return }
+        // TLS may hold decrypted bytes that came with the handshake, which epoll cannot see.
+        readable()
+    }
+
+    public var isIdle: Bool { streams.isEmpty }
+
+    /// A server on this connection speaks HTTP/2: its own `http2 on`, or `listen … http2` on the address.
+    func servesHTTP2(_ server: Server) -> Bool { service.router.speaksHTTP2(listen.address, server) }
+
+    // MARK: events
+
+    public func handleEvent(_ events: UInt32) {
+        if closed { return }
+        if lingering { return discard() }
+        if events & Events.writable != 0 { send() }
+        if closed { return }
+        if events & (Events.readable | Events.readHangup | Events.error | Events.hangup) != 0 { readable() }
+    }
+
+    private func readable() {
+        let buffer = service.h2Input(defaultScope.settings.http2.recvBufferSize)
+        while !closed && !lingering {
+            let n = buffer.receive(from: fd, tls: tls, limit: buffer.capacity)
+            if n > 0 {
+                let ok = buffer.withReadable { receive($0) }
+                buffer.consume(buffer.readable)
+                guard ok else { return }
+                send()
+                if buffer.drained { return }
+                continue
+            }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { return }
+            // The client closed, or the socket failed: every stream still open ends with it.
+            return close()
+        }
+    }
+
+    /// The client's first bytes, held until its first frame's header is in (see `receive`); nil after.
+    private var opening: [UInt8]? = []
+    private static let magicLength = 24, frameHeaderLength = 9
+
+    /// Feeds bytes to nghttp2; false when the connection had to close (a fatal protocol error or a flood).
+    /// nghttp2 insists that the client's first frame be SETTINGS, as RFC 9113 §3.4 says; nginx takes any
+    /// frame after the preface (its test suite's client sends none until it has ours), so an empty SETTINGS
+    /// stands in where the client's is missing.
+    private func receive(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard var held = opening else { return feed(bytes) }
+        held += bytes
+        let headerEnd = H2Connection.magicLength + H2Connection.frameHeaderLength
+        guard held.count >= headerEnd else {
+            opening = held
+            return true
+        }
+        opening = nil
+        let type = held[H2Connection.magicLength + 3], flags = held[H2Connection.magicLength + 4]
+        guard type != UInt8(NGHTTP2_SETTINGS.rawValue) || flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0 else {
+            return held.withUnsafeBytes { feed($0) }
+        }
+        let emptySettings: [UInt8] = [0, 0, 0, UInt8(NGHTTP2_SETTINGS.rawValue), 0, 0, 0, 0, 0]
+        return held.withUnsafeBytes { all in
+            feed(UnsafeRawBufferPointer(rebasing: all[..<H2Connection.magicLength]))
+                && emptySettings.withUnsafeBytes { feed($0) }
+                && feed(UnsafeRawBufferPointer(rebasing: all[H2Connection.magicLength...]))
+        }
+    }
+
+    private func feed(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        busy = true
+        let rc = nghttp2_session_mem_recv(session, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count)
+        busy = false
+        if rc < 0 {
+            let code = nghttp2_error(rawValue: Int32(rc))
+            if code == NGHTTP2_ERR_BAD_CLIENT_MAGIC {
+                service.log.info("client sent invalid HTTP/2 preface, client: \(peerAddress)")
+            } else {
+                service.log.info("client violated HTTP/2 (\(String(cString: nghttp2_strerror(Int32(rc))))), client: \(peerAddress)")
+            }
+            // nghttp2 queued a GOAWAY for most violations: it goes if the socket takes it at once.
+            send()
+            close()
+            return false
+        }
+        return true
+    }
+
+    // MARK: sending
+
+    private var output: OutputQueue {
+        if let q = outputQueue { return q }
+        let q = service.buffers.takeOutput()
+        outputQueue = q
+        return q
+    }
+
+    /// Moves frames from nghttp2 to the socket until either has nothing more, then lets backed-up producers
+    /// go on; runs once more if one of them (or a callback) asked for a send meanwhile.
+    func send() {
+        guard !closed, session != nil else { return }
+        if busy { sendAgain = true; return }
+        busy = true
+        repeat {
+            sendAgain = false
+            guard pump() else { busy = false; return }
+            runDrains()
+        } while sendAgain && !closed
+        busy = false
+        guard !closed else { return }
+        if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 && (outputQueue?.isEmpty ?? true) {
+            return lingeringClose()
+        }
+        if let q = outputQueue, q.isEmpty {
+            service.buffers.giveOutput(q)
+            outputQueue = nil
+        }
+        armIdleTimer()
+    }
+
+    /// False when the connection closed.
+    private func pump() -> Bool {
+        while true {
+            let out = output
+            while out.count < 65536 {
+                var p: UnsafePointer<UInt8>?
+                let n = nghttp2_session_mem_send(session, &p)
+                if n < 0 {
+                    close()
+                    return false
+                }
+                if n == 0 { break }
+                out.append(UnsafeRawBufferPointer(start: p, count: n))
+            }
+            if out.isEmpty {
+                setInterest(writing: false)
+                return true
+            }
+            switch out.flush(to: fd, tls: tls) {
+            case .drained, .limited:
+                continue
+            case .wouldBlock:
+                setInterest(writing: true)
+                timer(UInt64(defaultScope.settings.core.sendTimeout))
+                return true
+            case .failed:
+                close()
+                return false
+            }
+        }
+    }
+
+    /// Streams whose producer waits (flushBody said backed up) go on once nghttp2 has taken their bytes.
+    private func runDrains() {
+        for s in streams.values where s.wantsDrain && s.pending.readable < H2Stream.backlog {
+            s.wantsDrain = false
+            s.onDrain?()
+        }
+    }
+
+    private func setInterest(writing: Bool) {
+        let want = writing ? interest | Events.writable : interest & ~Events.writable
+        if want != interest {
+            interest = want
+            try? service.loop.modify(fd: fd, events: want)
+        }
+    }
+
+    private func timer(_ ms: UInt64) {
+        if timer == nil { timer = service.loop.makeTimer { [unowned(unsafe) self] in self.timedOut() } }
+        timer!.rearm(after: ms)
+    }
+
+    /// No stream open: keepalive_timeout (nginx 1.19.7+ for HTTP/2 too); else only send_timeout runs.
+    private func armIdleTimer() {
+        if interest & Events.writable != 0 { return }
+        if streams.isEmpty { timer(UInt64(defaultScope.settings.core.keepaliveTimeout)) } else { timer?.cancel() }
+    }
+
+    private func timedOut() {
+        if lingering { return close() }
+        if interest & Events.writable != 0 {
+            service.log.info("client timed out (110: Connection timed out) while sending to client, client: \(peerAddress)")
+            return close()
+        }
+        // Idle past keepalive_timeout: GOAWAY, then the close.
+        goAway()
+        if !closed { send() }
+    }
+
+    // MARK: streams (called by H2Stream)
+
+    func submitResponse(_ s: H2Stream, status: Int, fields: H2Fields, withBody: Bool) {
+        let rc = fields.withNV(status: status) { nva in
+            guard withBody else { return nghttp2_submit_response(session, s.id, nva.baseAddress, nva.count, nil) }
+            var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: Unmanaged.passUnretained(s).toOpaque()),
+                                                 read_callback: H2Connection.readBody)
+            return nghttp2_submit_response(session, s.id, nva.baseAddress, nva.count, &provider)
+        }
+        if rc != 0 { reset(s, code: NGHTTP2_INTERNAL_ERROR) }
+    }
+
+    func resume(_ s: H2Stream) {
+        s.deferred = false
+        nghttp2_session_resume_data(session, s.id)
+    }
+
+    func reset(_ s: H2Stream, code: nghttp2_error_code) {
+        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), s.id, code.rawValue)
+        send()
+    }
+
+    /// Request body bytes were taken: the window opens for as many.
+    func consume(_ id: Int32, _ n: Int) {
+        nghttp2_session_consume(session, id, n)
+        send()
+    }
+
+    /// Says GOAWAY with the last stream begun: no more are taken, those open finish.
+    private func goAway() {
+        guard !goingAway, let session else { return }
+        goingAway = true
+        nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
+                              NGHTTP2_NO_ERROR.rawValue, nil, 0)
+    }
+
+    public func shutdownBegan() {
+        goAway()
+        send()
+    }
+
+    // MARK: closing
+
+    /// nginx's lingering close: the write side shuts, and what the client still sends (a PING after our
+    /// GOAWAY) is read and dropped, so that it does not turn into a reset that destroys the last response.
+    private func lingeringClose() {
+        guard !lingering else { return }
+        lingering = true
+        tls?.shutdown()
+        shutdown(fd, Int32(SHUT_WR))
+        setInterest(writing: false)
+        timer(5000)
+        discard()
+    }
+
+    private func discard() {
+        var scratch = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n > 0 { continue }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+            return close()
+        }
+    }
+
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        timer?.cancel()
+        for s in streams.values { s.closed(errorCode: NGHTTP2_NO_ERROR.rawValue) }
+        streams.removeAll()
+        if let q = outputQueue {
+            q.clear()
+            service.buffers.giveOutput(q)
+            outputQueue = nil
+        }
+        tls?.shutdown()
+        tls = nil
+        service.loop.close(fd: fd)
+        service.connectionClosed?(self)
+    }
+
+    /// nghttp2's name for an error code, as a log line says it.
+    static func errorName(_ code: UInt32) -> String { String(cString: nghttp2_http2_strerror(code)) }
+
+    // MARK: nghttp2 callbacks
+
+    private static func connection(_ user: UnsafeMutableRawPointer?) -> H2Connection {
+        Unmanaged<H2Connection>.fromOpaque(user!).takeUnretainedValue()
+    }
+
+    private static let options: OpaquePointer = {
+        var o: OpaquePointer?
+        nghttp2_option_new(&o)
+        // The window opens as the request consumes a body, not as bytes arrive: a stalled upstream holds a
+        // client back instead of filling memory.
+        nghttp2_option_set_no_auto_window_update(o, 1)
+        return o!
+    }()
+
+    private static let callbacks: OpaquePointer = {
+        var c: OpaquePointer?
+        nghttp2_session_callbacks_new(&c)
+        nghttp2_session_callbacks_set_on_begin_headers_callback(c, beginHeaders)
+        nghttp2_session_callbacks_set_on_header_callback(c, header)
+        nghttp2_session_callbacks_set_on_frame_recv_callback(c, frameReceived)
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(c, dataReceived)
+        nghttp2_session_callbacks_set_on_frame_send_callback(c, frameSent)
+        nghttp2_session_callbacks_set_on_stream_close_callback(c, streamClosed)
+        return c!
+    }()
+
+    private static let beginHeaders: nghttp2_on_begin_headers_callback = { _, frame, user in
+        guard let frame, frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue),
+              frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST else { return 0 }
+        let c = connection(user)
+        let id = frame.pointee.hd.stream_id
+        c.streams[id] = H2Stream(id: id, connection: c, requestsBefore: c.streamsBegun)
+        c.streamsBegun += 1
+        // keepalive_requests, keepalive_time and keepalive_timeout 0 end the connection after this stream, as
+        // nginx's GOAWAY names it the last; so does a graceful stop.
+        let core = c.defaultScope.settings.core
+        if c.streamsBegun >= core.keepaliveRequests || core.keepaliveTimeout == 0 || c.service.isShuttingDown
+            || c.service.loop.now - c.openedAt >= UInt64(core.keepaliveTime) {
+            c.goAway()
+        }
+        return 0
+    }
+
+    private static let header: nghttp2_on_header_callback = { session, frame, name, namelen, value, valuelen, _, user in
+        guard let frame, frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST,
+              let s = connection(user).streams[frame.pointee.hd.stream_id] else { return 0 }
+        guard s.addField(name: UnsafeRawBufferPointer(start: name, count: namelen), value: UnsafeRawBufferPointer(start: value, count: valuelen)) else {
+            nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
+            return Int32(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
+        }
+        return 0
+    }
+
+    private static let frameReceived: nghttp2_on_frame_recv_callback = { _, frame, user in
+        guard let frame, let s = connection(user).streams[frame.pointee.hd.stream_id] else { return 0 }
+        let endStream = frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+        switch frame.pointee.hd.type {
+        case UInt8(NGHTTP2_HEADERS.rawValue):
+            if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
+                s.headComplete(endStream: endStream)
+            } else if endStream {
+                s.clientEnded()   // trailers end the body
+            }
+        case UInt8(NGHTTP2_DATA.rawValue):
+            if endStream { s.clientEnded() }
+        default:
+            break
+        }
+        return 0
+    }
+
+    private static let dataReceived: nghttp2_on_data_chunk_recv_callback = { _, _, id, data, length, user in
+        let c = connection(user)
+        if let s = c.streams[id] {
+            s.receiveData(UnsafeRawBufferPointer(start: data, count: length))
+        } else {
+            nghttp2_session_consume(c.session, id, length)
+        }
+        return 0
+    }
+
+    private static let frameSent: nghttp2_on_frame_send_callback = { _, frame, user in
+        guard let frame, frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0,
+              frame.pointee.hd.type == UInt8(NGHTTP2_DATA.rawValue) || frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue),
+              let s = connection(user).streams[frame.pointee.hd.stream_id] else { return 0 }
+        s.responseSent()
+        return 0
+    }
+
+    private static let streamClosed: nghttp2_on_stream_close_callback = { _, id, code, user in
+        let c = connection(user)
+        guard let s = c.streams.removeValue(forKey: id) else { return 0 }
+        s.closed(errorCode: code)
+        return 0
+    }
+
+    /// nghttp2 pulls a response body: what the stream has queued, up to http2_chunk_size a frame; an empty
+    /// queue defers the stream until more comes (or the end, with add_trailer's trailers after it).
+    private static let readBody: nghttp2_data_source_read_callback = { session, id, buf, length, flags, source, user in
+        let s = Unmanaged<H2Stream>.fromOpaque(source!.pointee.ptr).takeUnretainedValue()
+        let chunk = s.request?.settings.http2.chunkSize ?? 8192
+        let n = min(length, s.pending.readable, chunk)
+        if n > 0 {
+            s.pending.withReadable { buf!.update(from: $0.baseAddress!.assumingMemoryBound(to: UInt8.self), count: n) }
+            s.pending.consume(n)
+        }
+        if s.pending.isEmpty && s.ended {
+            flags!.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+            if s.hasTrailers {
+                flags!.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+                submitTrailers(session, id, s.takeTrailers())
+            }
+            return n
+        }
+        if n == 0 {
+            s.deferred = true
+            return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+        }
+        return n
+    }
+
+    private static func submitTrailers(_ session: OpaquePointer?, _ id: Int32, _ fields: [(String, String)]) {
+        let block = H2Fields(lines: fields.map { "\($0.0): \($0.1)\r\n" }.joined())
+        _ = block.withNV(status: nil) { nghttp2_submit_trailer(session, id, $0.baseAddress, $0.count) }
+    }
+}
+
+/// A response head's (or trailers') fields as HTTP/1 lines, the form the response sink writes them in, with
+/// where each name and value lies: HTTP/2 sends them lowercased, without the connection's own fields.
+struct H2Fields {
+    private var block: [UInt8]
+    private var lines: [(name: Range<Int>, value: Range<Int>)] = []
+
+    init(lines text: String) { self.init(Array(text.utf8)) }
+
+    init(_ bytes: [UInt8]) {
+        block = bytes
+        var start = 0
+        let lf = UInt8(ascii: "\n"), cr = UInt8(ascii: "\r"), colon = UInt8(ascii: ":"), space = UInt8(ascii: " ")
+        while start < block.count, let end = block[start...].firstIndex(of: lf) {
+            let lineEnd = end > start && block[end - 1] == cr ? end - 1 : end
+            if let c = block[start..<lineEnd].firstIndex(of: colon) {
+                var v = c + 1
+                while v < lineEnd && block[v] == space { v += 1 }
+                for i in start..<c where block[i] >= 65 && block[i] <= 90 { block[i] |= 0x20 }
+                if !H2Fields.connectionSpecific(block[start..<c]) { lines.append((start..<c, v..<lineEnd)) }
+            }
+            start = end + 1
+        }
+    }
+
+    var byteCount: Int { block.count }
+
+    /// Fields HTTP/2 forbids (RFC 9113 §8.2.2): the connection's own.
+    private static func connectionSpecific(_ name: ArraySlice<UInt8>) -> Bool {
+        ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"].contains { name.elementsEqual($0.utf8) }
+    }
+
+    /// nghttp2's view of the fields, `:status` first when given; valid during `body` (nghttp2 copies them).
+    func withNV(status: Int?, _ body: (UnsafeBufferPointer<nghttp2_nv>) -> Int32) -> Int32 {
+        var bytes = block
+        var pseudo = Array(":status".utf8) + Array(String(status ?? 0).utf8)
+        return bytes.withUnsafeMutableBufferPointer { b in
+            pseudo.withUnsafeMutableBufferPointer { p in
+                var nva: [nghttp2_nv] = []
+                nva.reserveCapacity(lines.count + 1)
+                if status != nil {
+                    nva.append(nghttp2_nv(name: p.baseAddress, value: p.baseAddress! + 7, namelen: 7, valuelen: p.count - 7, flags: 0))
+                }
+                for (name, value) in lines {
+                    nva.append(nghttp2_nv(name: b.baseAddress! + name.lowerBound, value: b.baseAddress! + value.lowerBound,
+                                          namelen: name.count, valuelen: value.count, flags: 0))
+                }
+                return nva.withUnsafeBufferPointer(body)
+            }
+        }
+    }
+}

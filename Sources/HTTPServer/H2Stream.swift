@@ -1,0 +1,334 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CNGHTTP2
+import Config
+import Core
+import HTTP
+
+/// One HTTP/2 stream: a request's transport, as nginx gives each stream a connection of its own (its
+/// realip address, its `$connection_requests`), on the socket and TLS stream of its `H2Connection`. Its
+/// request head comes as HPACK-decoded fields and goes through the same parser as an HTTP/1 head (Host and
+/// URI rules alike); its response head's fields become HEADERS, its body DATA frames that nghttp2 pulls from
+/// `pending` as flow control allows.
+final class H2Stream: ClientInfo, RequestTransport {
+    let id: Int32
+    unowned(unsafe) let connection: H2Connection
+    /// The request head as HTTP/1 text, built field by field: the parser's input.
+    private var method = "", path = "", authority: String?, scheme = ""
+    private var fields: [UInt8] = []
+    private var cookies: [UInt8] = []
+    /// What is left of large_client_header_buffers' count × size for this head.
+    private var headRoom: Int
+    private(set) var request: RequestContext?
+    /// The response head's fields, kept until the response is submitted with or without a body.
+    private var responseHead: (status: Int, fields: H2Fields)?
+    private var submitted = false
+    /// Response body bytes nghttp2 has not taken yet.
+    let pending = ByteBuffer(capacity: 0)
+    /// The response is whole: the body ends when `pending` is empty.
+    private(set) var ended = false
+    /// nghttp2 asked for data while none was queued: it waits for `resume`.
+    var deferred = false
+    /// `flushBody` said the stream is backed up: `onDrain` runs once nghttp2 has taken the bytes.
+    var wantsDrain = false
+    var onDrain: (() -> Void)?
+    /// add_trailer's fields, submitted after the last DATA frame.
+    private var trailers: [(String, String)] = []
+    /// Request body bytes the client sent before the pipeline asked for them (within the stream's window).
+    private var preread: [UInt8] = []
+    /// The client ended its side: the request body, if any, is all here.
+    private(set) var bodyComplete = false
+    /// The pipeline reads the body (readBody was called).
+    private var readingBody = false
+    /// The request body is not read to its end: the stream is reset once the response is sent.
+    private var bodyAbandoned = false
+    private(set) var finished = false
+
+    init(id: Int32, connection c: H2Connection, requestsBefore: Int) {
+        self.id = id
+        connection = c
+        let large = c.defaultScope.settings.core.largeClientHeaderBuffers
+        headRoom = large.count * large.size
+        super.init(fd: c.fd, address: c.peerAddress, port: c.peerPort, isIPv6: c.peerIsIPv6, listen: c.listen, serial: c.serial,
+                   openedAt: c.openedAt)
+        tls = c.tls
+        proxyProtocol = c.proxyProtocol
+        requestsServed = requestsBefore
+    }
+
+    var client: ClientInfo { self }
+
+    // MARK: the request head
+
+    /// One decoded field; false when the head outgrows large_client_header_buffers (nginx ends the connection
+    /// with ENHANCE_YOUR_CALM then).
+    func addField(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Bool {
+        headRoom -= name.count + value.count
+        let large = connection.defaultScope.settings.core.largeClientHeaderBuffers
+        if headRoom < 0 || name.count + value.count > large.size {
+            connection.service.log.info("client sent too large header\(headRoom < 0 ? "" : " field"), client: \(peerAddress)")
+            return false
+        }
+        if name.first == UInt8(ascii: ":") {
+            let v = String(decoding: value, as: UTF8.self)
+            switch String(decoding: name, as: UTF8.self) {
+            case ":method": method = v
+            case ":path": path = v
+            case ":authority": authority = v
+            case ":scheme": scheme = v
+            default: break
+            }
+            return true
+        }
+        if name.elementsEqual("cookie".utf8) {
+            // Cookie crumbs are one header again, joined as nginx joins them.
+            if !cookies.isEmpty { cookies += "; ".utf8 }
+            cookies += value
+            return true
+        }
+        // nginx 1.22 takes :authority as the Host: a host field beside it is not a second one.
+        if authority != nil && name.elementsEqual("host".utf8) { return true }
+        fields += name
+        fields += ": ".utf8
+        fields += value
+        fields += "\r\n".utf8
+        return true
+    }
+
+    /// The head is complete: it is parsed as its HTTP/1.1 equal and handed to the pipeline, which may answer
+    /// at once. `endStream`: no body follows.
+    func headComplete(endStream: Bool) {
+        bodyComplete = endStream
+        let service = connection.service
+        var text = Array("\(method) \(path) HTTP/1.1\r\n".utf8)
+        if let authority { text += "Host: \(authority)\r\n".utf8 }
+        text += fields
+        if !cookies.isEmpty { text += "Cookie: ".utf8 + cookies + "\r\n".utf8 }
+        text += "\r\n".utf8
+        fields = []
+        cookies = []
+        let large = connection.defaultScope.settings.core.largeClientHeaderBuffers
+        let rules = RequestRules(maxLineLength: large.size, maxHeadLength: text.count + 1,
+                                 mergeSlashes: connection.defaultScope.settings.core.mergeSlashes,
+                                 ignoreInvalidHeaders: connection.defaultScope.settings.core.ignoreInvalidHeaders,
+                                 underscoresInHeaders: connection.defaultScope.settings.core.underscoresInHeaders)
+        service.counters.add(.requests)
+        let result = text.withUnsafeBytes {
+            RequestParser.parse($0, rules: rules, storage: HeadStorage(block: service.headBlocks.take(), fields: service.fieldLists.take()))
+        }
+        switch consume result {
+        case .incomplete:
+            fail(400, "client sent invalid header")
+        case .failure(let status, let reason):
+            fail(status, reason)
+        case .complete(var head, _):
+            head.versionMajor = 2
+            head.versionMinor = 0
+            head.keepAlive = true
+            head.expectContinue = false
+            // A body without a length is read as HTTP/1.1 chunks would be (and sent on chunked).
+            head.chunked = !endStream && head.contentLength == nil
+            guard let r = service.pipeline.makeRequest(head, transport: self, length: text.count) else { return reset(NGHTTP2_INTERNAL_ERROR) }
+            request = r
+            service.counters.add(.writing)
+            if !connection.servesHTTP2(r.server) {
+                r.log.info("client attempted to request the server name different from the one that was negotiated\(r.logContext)")
+                abandonBody()
+                return service.pipeline.respondError(r, 421)
+            }
+            service.pipeline.start(r)
+        }
+    }
+
+    private func fail(_ status: Int, _ reason: String) {
+        connection.service.log.info("\(reason) while reading client request headers, client: \(peerAddress)")
+        guard let r = connection.service.pipeline.makeFailedRequest(transport: self, length: 0) else { return reset(NGHTTP2_INTERNAL_ERROR) }
+        request = r
+        connection.service.counters.add(.writing)
+        abandonBody()
+        connection.service.pipeline.respondError(r, status)
+    }
+
+    // MARK: the request body
+
+    /// DATA from the client (flow control already took it from the window; `consume` gives it back).
+    func receiveData(_ bytes: UnsafeRawBufferPointer) {
+        if bodyAbandoned {
+            connection.consume(id, bytes.count)
+            return
+        }
+        preread += bytes
+        if readingBody { deliverBody() }
+    }
+
+    /// END_STREAM from the client.
+    func clientEnded() {
+        bodyComplete = true
+        if readingBody { deliverBody() }
+    }
+
+    func bodyArrivedWhole(within room: Int) -> Bool { bodyComplete && preread.count <= room }
+
+    func readBody(_ r: RequestContext) {
+        readingBody = true
+        deliverBody()
+    }
+
+    /// Hands what has arrived to the request (which keeps it, spills it or streams it on), opens the window
+    /// for as much, and tells the request when the body is complete.
+    private func deliverBody() {
+        guard let r = request, !r.body.paused else { return }
+        let taken = preread.count
+        if taken > 0 {
+            preread.withUnsafeBytes { r.receiveBody($0) }
+            preread.removeAll(keepingCapacity: true)
+        }
+        let announced = r.head.contentLength == nil ? r.body.received : nil
+        switch r.bodyProgress(complete: bodyComplete, announced: announced) {
+        case .failed(let status):
+            readingBody = false
+            abandonBody()
+            r.dropBodyReaders()
+            r.stopHandler()
+            connection.service.pipeline.respondError(r, status)
+        case .finished:
+            readingBody = false
+            r.bodyFinished()
+        case .pause:
+            r.body.paused = true
+        case .read:
+            break
+        }
+        if taken > 0 { connection.consume(id, taken) }
+    }
+
+    func resumeBody() { deliverBody() }
+
+    func abandonBody() {
+        guard !bodyComplete else { return }
+        bodyAbandoned = true
+        if !preread.isEmpty {
+            connection.consume(id, preread.count)
+            preread = []
+        }
+    }
+
+    func isServing(_ r: RequestContext) -> Bool { request === r && !finished }
+
+    // MARK: the response
+
+    func writeHead(status: Int, reason: String?, framing: BodyFraming, _ leading: (OutputQueue) -> Void,
+                   _ trailing: (OutputQueue) -> Void) -> Int {
+        let q = connection.scratch
+        q.clear()
+        leading(q)
+        trailing(q)
+        if let r = request, connection.service.config.http?.readsSentHeaders == true {
+            r.sentHead = Array("HTTP/2.0 \(status)\r\n".utf8) + q.withUnsent { Array($0) }
+        }
+        let fields = H2Fields(q.withUnsent { Array($0) })
+        q.clear()
+        responseHead = (status, fields)
+        if let r = request { r.rate = ResponseRate(r, nowMs: connection.service.loop.now) }
+        return 9 + fields.byteCount
+    }
+
+    /// Submits the response head: with a body to pull unless the response is already whole and empty
+    /// (then HEADERS carries END_STREAM, as nginx sends a header-only response).
+    private func submit() {
+        guard !submitted, let head = responseHead, !finished else { return }
+        submitted = true
+        responseHead = nil
+        let headerOnly = ended && pending.isEmpty && trailers.isEmpty
+        connection.submitResponse(self, status: head.status, fields: head.fields, withBody: !headerOnly)
+    }
+
+    func queueBody(_ bytes: UnsafeRawBufferPointer) {
+        guard !finished else { return }
+        pending.append(bytes)
+        if submitted && deferred { connection.resume(self) }
+    }
+
+    func flushBody() -> Bool {
+        guard !finished else { return false }
+        submit()
+        connection.send()
+        if pending.readable < H2Stream.backlog { return true }
+        wantsDrain = true
+        return false
+    }
+
+    /// What a stream may hold of a response before its producer waits for `onDrain`.
+    static let backlog = 256 * 1024
+
+    var queuedBytes: Int { pending.readable }
+    /// HTTP/2 frames every body: no chunks, no close.
+    var framesUnknownLength: Bool { true }
+    var passesChunks: Bool { false }
+
+    func endResponse(framing: BodyFraming) {
+        guard !finished else { return }
+        ended = true
+        if let r = request, r.response.trailers { trailers = HeadersFilter.trailers(r) }
+        submit()
+        if deferred { connection.resume(self) }
+        connection.send()
+    }
+
+    /// The trailers go as a HEADERS frame after the body (nghttp2 sends it once the DATA end is out).
+    func takeTrailers() -> [(String, String)] {
+        defer { trailers = [] }
+        return trailers
+    }
+    var hasTrailers: Bool { !trailers.isEmpty }
+
+    func disableKeepAlive() {}
+
+    /// 444, a broken upstream: the stream is reset, the connection lives on.
+    func abort() { reset(NGHTTP2_INTERNAL_ERROR) }
+
+    private func reset(_ code: nghttp2_error_code) {
+        guard !finished else { return }
+        connection.reset(self, code: code)
+    }
+
+    func becomeTunnel(_ handler: TunnelEventHandler, unsent: (UnsafeRawBufferPointer) -> Void,
+                      received: (UnsafeRawBufferPointer) -> Void) -> TunnelEnd? { nil }
+
+    /// The response's last frame went out: the request ends (its log line), and a body the client is still
+    /// sending, which no one will read, is refused with RST_STREAM NO_ERROR (RFC 9113 §8.1).
+    func responseSent() {
+        guard !finished else { return }
+        let unread = !bodyComplete
+        finish(status: nil)
+        if unread { connection.reset(self, code: NGHTTP2_NO_ERROR) }
+    }
+
+    /// The stream closed (both ends done, or a reset either way): a request still in flight ends as nginx
+    /// ends one whose client went away (499 before a head was sent).
+    func closed(errorCode: UInt32) {
+        guard !finished else { return }
+        if let r = request, !(r.response.complete) {
+            r.log.info("client prematurely closed stream\(errorCode == 0 ? "" : ": RST_STREAM with \(H2Connection.errorName(errorCode))")\(r.logContext)")
+            finish(status: r.headerBytesSent == 0 ? 499 : nil)
+        } else {
+            finish(status: nil)
+        }
+    }
+
+    private func finish(status: Int?) {
+        finished = true
+        pending.consume(pending.readable)
+        onDrain = nil
+        guard let r = request else { return }
+        if let status { r.status = status }
+        r.dropBodyReaders()
+        r.body.file = nil
+        r.stopHandler()
+        GzipFilter.release(r)
+        connection.service.pipeline.finished(r)
+        connection.service.counters.add(.writing, -1)
+        request = nil
+    }
+}

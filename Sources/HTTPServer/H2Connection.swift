@@ -41,6 +41,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
     private var goingAway = false
     /// Streams begun on this connection (`$connection_requests`).
     private var streamsBegun = 0
+    private var lastStreamBegun: Int32 = 0
 
     /// Takes over a connection whose first bytes (or ALPN) said HTTP/2: its socket, TLS stream and PROXY
     /// header; `preread` is what was read of it already (the preface, or part of it).
@@ -143,6 +144,12 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         busy = true
         let rc = nghttp2_session_mem_recv(session, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count)
         busy = false
+        // Body bytes go on once per read, not per DATA frame: an upstream gets what came together as one chunk.
+        while !deliveries.isEmpty {
+            let s = deliveries.removeFirst()
+            s.deliveryQueued = false
+            if !s.finished { s.deliverBody() }
+        }
         if rc < 0 {
             let code = nghttp2_error(rawValue: Int32(rc))
             if code == NGHTTP2_ERR_BAD_CLIENT_MAGIC {
@@ -243,15 +250,24 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         timer!.rearm(after: ms)
     }
 
-    /// No stream open: keepalive_timeout (nginx 1.19.7+ for HTTP/2 too); else only send_timeout runs.
+    /// No stream open: client_header_timeout for the first, keepalive_timeout between them (nginx 1.19.7+
+    /// for HTTP/2 too); else only send_timeout runs.
     private func armIdleTimer() {
         if interest & Events.writable != 0 { return }
-        if streams.isEmpty { timer(UInt64(defaultScope.settings.core.keepaliveTimeout)) } else { timer?.cancel() }
+        let core = defaultScope.settings.core
+        if streams.isEmpty {
+            timer(UInt64(streamsBegun == 0 ? core.clientHeaderTimeout : core.keepaliveTimeout))
+        } else if streams.values.contains(where: { $0.pending.readable > 0 }) {
+            // A response held back by the client's flow-control window: send_timeout, as a full socket has.
+            timer(UInt64(core.sendTimeout))
+        } else {
+            timer?.cancel()
+        }
     }
 
     private func timedOut() {
         if lingering { return close() }
-        if interest & Events.writable != 0 {
+        if interest & Events.writable != 0 || !streams.isEmpty {
             service.log.info("client timed out (110: Connection timed out) while sending to client, client: \(peerAddress)")
             return close()
         }
@@ -282,22 +298,31 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         send()
     }
 
+    private var deliveries: [H2Stream] = []
+
+    func deliverLater(_ s: H2Stream) {
+        guard !s.deliveryQueued else { return }
+        s.deliveryQueued = true
+        deliveries.append(s)
+    }
+
     /// Request body bytes were taken: the window opens for as many.
     func consume(_ id: Int32, _ n: Int) {
         nghttp2_session_consume(session, id, n)
         send()
     }
 
-    /// Says GOAWAY with the last stream begun: no more are taken, those open finish.
-    private func goAway() {
+    /// Says GOAWAY naming the last stream taken (by default the last one begun): no more are taken, those
+    /// open finish.
+    private func goAway(last: Int32? = nil) {
         guard !goingAway, let session else { return }
         goingAway = true
-        nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
+        nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), last ?? nghttp2_session_get_last_proc_stream_id(session),
                               NGHTTP2_NO_ERROR.rawValue, nil, 0)
     }
 
     public func shutdownBegan() {
-        goAway()
+        goAway(last: streams.keys.max() ?? lastStreamBegun)
         send()
     }
 
@@ -357,6 +382,9 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         // The window opens as the request consumes a body, not as bytes arrive: a stalled upstream holds a
         // client back instead of filling memory.
         nghttp2_option_set_no_auto_window_update(o, 1)
+        // The request's rules are nginx's, checked in H2Stream (a bad field or a body longer or shorter than its
+        // Content-Length is a 400 there, where nghttp2 would reset the stream).
+        nghttp2_option_set_no_http_messaging(o, 1)
         return o!
     }()
 
@@ -379,12 +407,13 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         let id = frame.pointee.hd.stream_id
         c.streams[id] = H2Stream(id: id, connection: c, requestsBefore: c.streamsBegun)
         c.streamsBegun += 1
+        c.lastStreamBegun = id
         // keepalive_requests, keepalive_time and keepalive_timeout 0 end the connection after this stream, as
         // nginx's GOAWAY names it the last; so does a graceful stop.
         let core = c.defaultScope.settings.core
         if c.streamsBegun >= core.keepaliveRequests || core.keepaliveTimeout == 0 || c.service.isShuttingDown
             || c.service.loop.now - c.openedAt >= UInt64(core.keepaliveTime) {
-            c.goAway()
+            c.goAway(last: id)
         }
         return 0
     }
@@ -405,11 +434,12 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         switch frame.pointee.hd.type {
         case UInt8(NGHTTP2_HEADERS.rawValue):
             if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
-                s.headComplete(endStream: endStream)
+                s.headComplete(endStream: endStream, frameLength: frame.pointee.hd.length)
             } else if endStream {
                 s.clientEnded()   // trailers end the body
             }
         case UInt8(NGHTTP2_DATA.rawValue):
+            s.request?.requestLength += frame.pointee.hd.length
             if endStream { s.clientEnded() }
         default:
             break

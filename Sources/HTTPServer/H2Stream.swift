@@ -15,7 +15,10 @@ final class H2Stream: ClientInfo, RequestTransport {
     let id: Int32
     unowned(unsafe) let connection: H2Connection
     /// The request head as HTTP/1 text, built field by field: the parser's input.
-    private var method = "", path = "", authority: String?, scheme = ""
+    private var pseudoHeaders: [String: String] = [:]
+    private var authority: String?
+    /// Why nginx would answer this head with 400, if it would.
+    private var refusal: String?
     private var fields: [UInt8] = []
     private var cookies: [UInt8] = []
     /// What is left of large_client_header_buffers' count × size for this head.
@@ -39,6 +42,11 @@ final class H2Stream: ClientInfo, RequestTransport {
     private var preread: [UInt8] = []
     /// The client ended its side: the request body, if any, is all here.
     private(set) var bodyComplete = false
+    /// Body bytes received in all, and why nginx would refuse the body (more or less than its Content-Length).
+    private var bodyReceived = 0
+    private var bodyRefusal: String?
+    /// Queued for delivery after the current read (H2Connection.deliverLater).
+    var deliveryQueued = false
     /// The pipeline reads the body (readBody was called).
     private var readingBody = false
     /// The request body is not read to its end: the stream is reset once the response is sent.
@@ -62,7 +70,7 @@ final class H2Stream: ClientInfo, RequestTransport {
     // MARK: the request head
 
     /// One decoded field; false when the head outgrows large_client_header_buffers (nginx ends the connection
-    /// with ENHANCE_YOUR_CALM then).
+    /// with ENHANCE_YOUR_CALM then). A field nginx refuses makes the request a 400, as nginx answers it.
     func addField(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Bool {
         headRoom -= name.count + value.count
         let large = connection.defaultScope.settings.core.largeClientHeaderBuffers
@@ -70,14 +78,30 @@ final class H2Stream: ClientInfo, RequestTransport {
             connection.service.log.info("client sent too large header\(headRoom < 0 ? "" : " field"), client: \(peerAddress)")
             return false
         }
-        if name.first == UInt8(ascii: ":") {
+        guard refusal == nil else { return true }
+        let pseudo = name.first == UInt8(ascii: ":")
+        // nginx's rules (ngx_http_v2_validate_header): lowercase names; no NUL, CR or LF anywhere, which the
+        // HTTP/1 text this head becomes could not carry either.
+        if name.count == Int(pseudo ? 1 : 0) || name.dropFirst(pseudo ? 1 : 0).contains(where: { $0 <= 0x20 || $0 == 0x7f || $0 == UInt8(ascii: ":") || ($0 >= 65 && $0 <= 90) }) {
+            refusal = "client sent invalid header name: \"\(String(decoding: name, as: UTF8.self))\""
+            return true
+        }
+        if value.contains(where: { $0 == 0 || $0 == 10 || $0 == 13 }) {
+            refusal = "client sent header \"\(String(decoding: name, as: UTF8.self))\" with invalid value: \"\(String(decoding: value, as: UTF8.self))\""
+            return true
+        }
+        if pseudo {
             let v = String(decoding: value, as: UTF8.self)
-            switch String(decoding: name, as: UTF8.self) {
-            case ":method": method = v
-            case ":path": path = v
-            case ":authority": authority = v
-            case ":scheme": scheme = v
-            default: break
+            let key = String(decoding: name.dropFirst(), as: UTF8.self)
+            switch key {
+            case "method", "path", "scheme":
+                guard pseudoHeaders[key] == nil else {
+                    refusal = "client sent duplicate :\(key) header"
+                    return true
+                }
+                pseudoHeaders[key] = v
+            case "authority": authority = v
+            default: refusal = "client sent unknown pseudo-header \"\(String(decoding: name, as: UTF8.self))\""
             }
             return true
         }
@@ -87,8 +111,10 @@ final class H2Stream: ClientInfo, RequestTransport {
             cookies += value
             return true
         }
-        // nginx 1.22 takes :authority as the Host: a host field beside it is not a second one.
+        // nginx 1.22 takes :authority as the Host: a host field beside it is not a second one. The connection's
+        // own fields mean nothing in HTTP/2 (RFC 9113 §8.2.2) and must not reach an upstream as HTTP/1's.
         if authority != nil && name.elementsEqual("host".utf8) { return true }
+        for own in ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"] where name.elementsEqual(own.utf8) { return true }
         fields += name
         fields += ": ".utf8
         fields += value
@@ -98,10 +124,18 @@ final class H2Stream: ClientInfo, RequestTransport {
 
     /// The head is complete: it is parsed as its HTTP/1.1 equal and handed to the pipeline, which may answer
     /// at once. `endStream`: no body follows.
-    func headComplete(endStream: Bool) {
+    func headComplete(endStream: Bool, frameLength: Int) {
         bodyComplete = endStream
         let service = connection.service
-        var text = Array("\(method) \(path) HTTP/1.1\r\n".utf8)
+        service.counters.add(.requests)
+        if refusal == nil {
+            for key in ["method", "scheme", "path"] where pseudoHeaders[key] == nil {
+                refusal = "client sent no :\(key) header"
+                break
+            }
+        }
+        if let refusal { return fail(400, refusal) }
+        var text = Array("\(pseudoHeaders["method"]!) \(pseudoHeaders["path"]!) HTTP/1.1\r\n".utf8)
         if let authority { text += "Host: \(authority)\r\n".utf8 }
         text += fields
         if !cookies.isEmpty { text += "Cookie: ".utf8 + cookies + "\r\n".utf8 }
@@ -113,7 +147,6 @@ final class H2Stream: ClientInfo, RequestTransport {
                                  mergeSlashes: connection.defaultScope.settings.core.mergeSlashes,
                                  ignoreInvalidHeaders: connection.defaultScope.settings.core.ignoreInvalidHeaders,
                                  underscoresInHeaders: connection.defaultScope.settings.core.underscoresInHeaders)
-        service.counters.add(.requests)
         let result = text.withUnsafeBytes {
             RequestParser.parse($0, rules: rules, storage: HeadStorage(block: service.headBlocks.take(), fields: service.fieldLists.take()))
         }
@@ -129,7 +162,7 @@ final class H2Stream: ClientInfo, RequestTransport {
             head.expectContinue = false
             // A body without a length is read as HTTP/1.1 chunks would be (and sent on chunked).
             head.chunked = !endStream && head.contentLength == nil
-            guard let r = service.pipeline.makeRequest(head, transport: self, length: text.count) else { return reset(NGHTTP2_INTERNAL_ERROR) }
+            guard let r = service.pipeline.makeRequest(head, transport: self, length: frameLength) else { return reset(NGHTTP2_INTERNAL_ERROR) }
             request = r
             service.counters.add(.writing)
             if !connection.servesHTTP2(r.server) {
@@ -152,20 +185,28 @@ final class H2Stream: ClientInfo, RequestTransport {
 
     // MARK: the request body
 
-    /// DATA from the client (flow control already took it from the window; `consume` gives it back).
+    /// DATA from the client (flow control already took it from the window; `consume` gives it back). Held
+    /// against a declared Content-Length, as nginx holds it; handed on once the batch read is through.
     func receiveData(_ bytes: UnsafeRawBufferPointer) {
-        if bodyAbandoned {
-            connection.consume(id, bytes.count)
-            return
+        bodyReceived += bytes.count
+        if let declared = request?.head.contentLength, bodyReceived > declared, bodyRefusal == nil {
+            bodyRefusal = "client intended to send body data larger than declared"
         }
-        preread += bytes
-        if readingBody { deliverBody() }
+        if bodyAbandoned || bodyRefusal != nil {
+            connection.consume(id, bytes.count)
+        } else {
+            preread += bytes
+        }
+        if readingBody { connection.deliverLater(self) }
     }
 
     /// END_STREAM from the client.
     func clientEnded() {
         bodyComplete = true
-        if readingBody { deliverBody() }
+        if let declared = request?.head.contentLength, bodyReceived < declared, bodyRefusal == nil {
+            bodyRefusal = "client prematurely closed stream: only \(bodyReceived) out of \(declared) bytes of request body received"
+        }
+        if readingBody { connection.deliverLater(self) }
     }
 
     func bodyArrivedWhole(within room: Int) -> Bool { bodyComplete && preread.count <= room }
@@ -177,8 +218,16 @@ final class H2Stream: ClientInfo, RequestTransport {
 
     /// Hands what has arrived to the request (which keeps it, spills it or streams it on), opens the window
     /// for as much, and tells the request when the body is complete.
-    private func deliverBody() {
-        guard let r = request, !r.body.paused else { return }
+    func deliverBody() {
+        guard let r = request, !r.body.paused, readingBody else { return }
+        if let reason = bodyRefusal {
+            readingBody = false
+            r.log.info(reason + r.logContext)
+            abandonBody()
+            r.dropBodyReaders()
+            r.stopHandler()
+            return r.headerBytesSent == 0 ? connection.service.pipeline.respondError(r, 400) : reset(NGHTTP2_PROTOCOL_ERROR)
+        }
         let taken = preread.count
         if taken > 0 {
             preread.withUnsafeBytes { r.receiveBody($0) }

@@ -56,7 +56,7 @@ final class EmbeddedServer {
         service = HTTPService(config: config, loop: loop, log: log, counters: counters, tls: tls, segment: segment,
                               accessLogs: try RequestLogFiles(config: config, log: log))
         service.connectionClosed = { [unowned self] c in
-            self.closedSerials.append(c.serial)
+            self.closedSerials.append((c as? ClientInfo)?.serial ?? -1)
             self.counters.add(.active, -1)
         }
         let path = errorLogPath

@@ -1,0 +1,321 @@
+import Foundation
+import TestHarness
+import XCTest
+
+/// HTTP/2 on the real binary: curl (`--http2`, `--http2-prior-knowledge`) and nghttp as clients, and Debian's
+/// python3-h2 for the frame sequences no well-behaved client sends (floods, a window never opened, a header
+/// block too large). Expected statuses and frames are nginx's, checked against nginx 1.25 where 1.22 lacks
+/// `http2 on`.
+final class HTTP2Tests: TLSTestCase {
+    static let python = "/usr/bin/python3"
+
+    /// A raw h2c client on python3-h2: `h2client.py MODE PORT [ARGS]`, printing what it saw, one fact a line.
+    static let script = #"""
+        import socket, sys, time
+        import h2.connection, h2.config, h2.events, h2.exceptions, h2.settings
+        from hyperframe.frame import HeadersFrame, ContinuationFrame, RstStreamFrame
+
+        mode, port = sys.argv[1], int(sys.argv[2])
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        c = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        c.initiate_connection()
+        if mode == "zerowindow":
+            c.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        s.sendall(c.data_to_send())
+        head = [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", "/")]
+
+        def drain(seconds):
+            """Reads frames for up to `seconds`; returns (events, closed)."""
+            got, end = [], time.time() + seconds
+            s.settimeout(0.2)
+            while time.time() < end:
+                try:
+                    data = s.recv(65536)
+                except socket.timeout:
+                    continue
+                except ConnectionResetError:
+                    return got, True
+                if not data:
+                    return got, True
+                try:
+                    got += c.receive_data(data)
+                except Exception as e:
+                    print("protocol", type(e).__name__, e)
+                    return got, True
+                try:
+                    s.sendall(c.data_to_send())
+                except OSError:
+                    return got, True
+            return got, False
+
+        def goaway(events):
+            return [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+
+        if mode == "rapidreset":
+            # HEADERS then RST_STREAM at once, stream after stream (CVE-2023-44487), in batches of 500.
+            n, total, closed = 1, int(sys.argv[3]), False
+            events = []
+            while n < 2 * total and not closed:
+                batch = b""
+                try:
+                    for _ in range(500):
+                        c.send_headers(n, head, end_stream=True)
+                        c.reset_stream(n)
+                        batch += c.data_to_send()
+                        n += 2
+                except h2.exceptions.ProtocolError:
+                    closed = True   # the server's GOAWAY came in with the last read
+                    break
+                try:
+                    s.sendall(batch)
+                except (BrokenPipeError, ConnectionResetError):
+                    closed = True
+                    break
+                got, closed = drain(0.01)
+                events += got
+            more, closed2 = drain(1.0)
+            events += more
+            g = goaway(events)
+            print("streams", n // 2)
+            print("goaway", g[0].error_code if g else "none")
+        elif mode == "continuation":
+            # One HEADERS without END_HEADERS, then CONTINUATION frames without end (CVE-2024-27316's shape).
+            block = c.encoder.encode(head)
+            frame = HeadersFrame(1, data=block)
+            s.sendall(frame.serialize())
+            closed, sent = False, 0
+            for i in range(20000):
+                cf = ContinuationFrame(1, data=c.encoder.encode([("x-pad-%d" % i, "v" * 100)]))
+                try:
+                    s.sendall(cf.serialize())
+                except (BrokenPipeError, ConnectionResetError):
+                    closed = True
+                    break
+                sent += 1
+            events, closed2 = drain(2.0)
+            g = goaway(events)
+            print("continuations", sent)
+            print("closed", closed or closed2)
+            print("goaway", g[0].error_code if g else "none")
+        elif mode == "bigheader":
+            c.send_headers(1, head + [("x-big", "v" * int(sys.argv[3]))], end_stream=True)
+            s.sendall(c.data_to_send())
+            events, closed = drain(2.0)
+            g = goaway(events)
+            print("goaway", g[0].error_code if g else "none")
+            print("closed", closed)
+        elif mode == "zerowindow":
+            # SETTINGS_INITIAL_WINDOW_SIZE 0: the response's DATA can never be sent.
+            c.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", "/big")], end_stream=True)
+            s.sendall(c.data_to_send())
+            start = time.time()
+            events, closed = drain(float(sys.argv[3]))
+            print("status", [dict(e.headers).get(":status") for e in events if isinstance(e, h2.events.ResponseReceived)])
+            print("closed", closed, round(time.time() - start, 1))
+        """#
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        try requireCurl()
+        try XCTSkipUnless(runCommand(HTTP2Tests.python, ["-c", "import h2"]).status == 0,
+                          "python3-h2 is not installed (scripts/install-deps installs it)")
+        try HTTP2Tests.script.write(toFile: scratch + "/h2client.py", atomically: true, encoding: .utf8)
+    }
+
+    func h2(_ args: [String], timeout: TimeInterval = 40) -> [String: String] {
+        let r = runCommand(HTTP2Tests.python, [scratch + "/h2client.py"] + args, timeout: timeout)
+        var facts: [String: String] = ["stderr": r.stderr]
+        for line in r.stdout.split(separator: "\n") {
+            let parts = line.split(separator: " ", maxSplits: 1)
+            facts[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+        }
+        return facts
+    }
+
+    /// curl's verdict: status, the protocol it spoke and the body.
+    func fetch(_ url: String, _ flags: [String] = []) -> (code: Int, version: String, body: String) {
+        let bodyFile = scratch + "/body-" + UUID().uuidString.prefix(8)
+        defer { unlink(bodyFile) }
+        var args = ["-sS", "--max-time", "8", "-o", bodyFile, "-w", "%{http_code} %{http_version}", "--cacert", pki.caCert]
+        if let u = URL(string: url), let host = u.host, host.hasSuffix(".test"), let port = u.port {
+            args += ["--resolve", "\(host):\(port):127.0.0.1"]
+        }
+        let r = runCommand(Tools.curl, args + flags + [url], timeout: 12)
+        let parts = r.stdout.split(separator: " ")
+        let body = (try? String(contentsOfFile: bodyFile, encoding: .utf8)) ?? ""
+        return (Int(parts.first ?? "") ?? 0, parts.count > 1 ? String(parts[1]) : "", body)
+    }
+
+    func testPlainAndTLSListenersSpeakHTTP2WhereConfigured() throws {
+        let plain = freePort(), tls = freePort(), legacy = freePort(), backend = freePort()
+        try startVigil("""
+            server {
+                listen 127.0.0.1:\(plain);
+                http2 on;
+                location / { return 200 "$http2 $server_protocol $request"; }
+                location /p/ { proxy_pass http://127.0.0.1:\(backend)/; }
+            }
+            server {
+                listen 127.0.0.1:\(tls) ssl;
+                server_name a.test;
+                http2 on;
+                \(certs("a-rsa"))
+                location / { return 200 "$http2 $server_protocol $ssl_protocol"; }
+            }
+            server {
+                listen 127.0.0.1:\(tls) ssl;
+                server_name b.test;
+                \(certs("b"))
+                location / { return 200 "b $http2 $server_protocol"; }
+            }
+            server {
+                listen 127.0.0.1:\(legacy) ssl http2;
+                \(certs("a-rsa"))
+                location / { return 200 "legacy $http2"; }
+            }
+            server {
+                listen 127.0.0.1:\(backend);
+                location / { return 200 "upstream $request_method $http_host $content_length $http_x_a"; }
+            }
+            """)
+        // h2c by prior knowledge, and HTTP/1.1 on the same port (the preface decides).
+        let h2c = fetch("http://127.0.0.1:\(plain)/x?y", ["--http2-prior-knowledge"])
+        XCTAssertEqual(h2c.code, 200)
+        XCTAssertEqual(h2c.version, "2")
+        XCTAssertEqual(h2c.body, "h2c HTTP/2.0 GET /x?y HTTP/2.0")
+        let h1 = fetch("http://127.0.0.1:\(plain)/x")
+        XCTAssertEqual(h1.version, "1.1")
+        XCTAssertEqual(h1.body, " HTTP/1.1 GET /x HTTP/1.1")
+        // ALPN: h2 where the server SNI names speaks it, HTTP/1.1 where it does not; `listen … http2` too.
+        let a = fetch("https://a.test:\(tls)/", ["--http2"])
+        XCTAssertEqual(a.version, "2")
+        XCTAssertTrue(a.body.hasPrefix("h2 HTTP/2.0 TLSv1.3"), a.body)
+        let b = fetch("https://b.test:\(tls)/", ["--http2"])
+        XCTAssertEqual(b.version, "1.1")
+        XCTAssertEqual(b.body, "b  HTTP/1.1")
+        XCTAssertEqual(fetch("https://a.test:\(legacy)/", ["--http2"]).body, "legacy h2")
+        // Proxied over h2, with a 1 MB request body, to an HTTP/1.1 upstream.
+        let blob = scratch + "/blob"
+        try Data((0..<1_000_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }).write(to: URL(fileURLWithPath: blob))
+        let post = fetch("http://127.0.0.1:\(plain)/p/", ["--http2-prior-knowledge", "--data-binary", "@" + blob, "-H", "X-A: 1"])
+        XCTAssertEqual(post.body, "upstream POST 127.0.0.1:\(backend) 1000000 1")
+        // Many streams at once on one connection: h2load's 200 requests, 20 concurrent, all answered 2xx.
+        let load = runCommand("/usr/bin/h2load", ["-n", "200", "-c", "1", "-m", "20", "http://127.0.0.1:\(plain)/"], timeout: 15)
+        XCTAssertTrue(load.stdout.contains("200 succeeded"), load.stdout)
+        XCTAssertTrue(load.stdout.contains("status codes: 200 2xx"), load.stdout)
+    }
+
+    func testRapidResetFloodLeavesOthersServed() throws {
+        let port = freePort()
+        let (v, master) = try startVigil("""
+            server {
+                listen 127.0.0.1:\(port);
+                http2 on;
+                keepalive_requests 100000;
+                location / { return 200 "ok"; }
+            }
+            """)
+        let workers = v.waitForWorkers(master, count: 1)
+        let flood = DispatchQueue(label: "flood")
+        let group = DispatchGroup()
+        var facts: [String: String] = [:]
+        flood.async(group: group) { facts = self.h2(["rapidreset", String(port), "20000"]) }
+        // Another client is served within a second while the flood runs.
+        usleep(200_000)
+        var slowest = 0.0
+        for _ in 0..<5 {
+            let start = Date()
+            let r = fetch("http://127.0.0.1:\(port)/", ["--http2-prior-knowledge"])
+            slowest = max(slowest, Date().timeIntervalSince(start))
+            XCTAssertEqual(r.body, "ok")
+        }
+        XCTAssertLessThan(slowest, 1.0)
+        group.wait()
+        // nghttp2's reset rate limit (Debian's fix for CVE-2023-44487: a burst of 1000, then 33 a second) ends
+        // the connection with GOAWAY INTERNAL_ERROR long before 20,000 streams.
+        XCTAssertEqual(facts["goaway"], "2", "\(facts)")
+        XCTAssertLessThan(Int(facts["streams"] ?? "") ?? .max, 3000, "\(facts)")
+        XCTAssertEqual(v.waitForWorkers(master, count: 1), workers, "a worker was restarted")
+        XCTAssertFalse(v.errorLog().contains("[alert]"), v.errorLog())
+    }
+
+    func testContinuationFloodAndOversizedHeadersEndTheConnection() throws {
+        let port = freePort()
+        try startVigil("""
+            large_client_header_buffers 4 8k;
+            server {
+                listen 127.0.0.1:\(port);
+                http2 on;
+                location / { return 200 "ok"; }
+            }
+            """)
+        let flood = h2(["continuation", String(port)])
+        XCTAssertEqual(flood["closed"], "True", "\(flood)")
+        XCTAssertLessThan(Int(flood["continuations"] ?? "") ?? .max, 20000, "\(flood)")
+        // One field beyond large_client_header_buffers' size: GOAWAY ENHANCE_YOUR_CALM, as nginx.
+        let big = h2(["bigheader", String(port), "9000"])
+        XCTAssertEqual(big["goaway"], "11", "\(big)")
+        XCTAssertEqual(fetch("http://127.0.0.1:\(port)/", ["--http2-prior-knowledge"]).body, "ok")
+    }
+
+    func testAClientThatNeverOpensItsWindowTimesOut() throws {
+        let port = freePort()
+        let (v, _) = try startVigil("""
+            server {
+                listen 127.0.0.1:\(port);
+                http2 on;
+                send_timeout 1s;
+                location / { root \(scratch); }
+            }
+            """)
+        try Data(count: 200_000).write(to: URL(fileURLWithPath: scratch + "/big"))
+        let facts = h2(["zerowindow", String(port), "4"])
+        XCTAssertEqual(facts["status"], "['200']", "\(facts)")
+        // Closed by send_timeout, not held open for ever.
+        XCTAssertTrue(facts["closed"]?.hasPrefix("True") ?? false, "\(facts)")
+        XCTAssertTrue(v.errorLog().contains("client timed out (110: Connection timed out) while sending to client"), v.errorLog())
+    }
+
+    func testReloadSaysGoAwayAndLetsTheOpenStreamFinish() throws {
+        let port = freePort()
+        let slow = try RawServer(.keepAlive(Array("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow".utf8), afterMs: 1500))
+        defer { slow.stop() }
+        let (v, master) = try startVigil("""
+            server {
+                listen 127.0.0.1:\(port);
+                http2 on;
+                location /slow { proxy_pass http://127.0.0.1:\(slow.port); }
+            }
+            """)
+        // nghttp (python3-h2 4.1 drops a connection's streams once GOAWAY comes) prints the frames it gets.
+        let group = DispatchGroup()
+        var run: RunResult?
+        DispatchQueue(label: "client").async(group: group) {
+            run = runCommand("/usr/bin/nghttp", ["-v", "http://127.0.0.1:\(port)/slow"], timeout: 15)
+        }
+        usleep(500_000)
+        XCTAssertEqual(v.vigil(["-s", "reload"]).status, 0)
+        group.wait()
+        let out = run?.stdout ?? ""
+        XCTAssertTrue(out.contains("recv GOAWAY frame"), out)
+        XCTAssertTrue(out.contains("last_stream_id=1"), out)
+        XCTAssertTrue(out.contains(":status: 200"), out)
+        XCTAssertTrue(out.contains("slow"), out)
+        XCTAssertTrue(processAlive(master))
+    }
+
+    func testKeepaliveRequestsEndsAFloodWithGoAway() throws {
+        let port = freePort()
+        try startVigil("""
+            server {
+                listen 127.0.0.1:\(port);
+                http2 on;
+                location / { return 200 "ok"; }
+            }
+            """)
+        // keepalive_requests (1000) bounds the streams of one connection: GOAWAY NO_ERROR after the 1000th.
+        let facts = h2(["rapidreset", String(port), "5000"])
+        XCTAssertEqual(facts["goaway"], "0", "\(facts)")
+        XCTAssertLessThanOrEqual(Int(facts["streams"] ?? "") ?? .max, 1500, "\(facts)")
+    }
+}

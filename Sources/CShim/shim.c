@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -168,3 +169,52 @@ int vigil_shared_mutex_lock(void *m) {
 }
 
 void vigil_shared_mutex_unlock(void *m) { pthread_mutex_unlock((pthread_mutex_t *)m); }
+
+// An allocator that gives large blocks their own anonymous mapping: pages a library reserves but never
+// writes (nghttp2 sets aside a 16 kB frame buffer per session, of which an idle connection uses a few bytes)
+// then stay out of resident memory, where malloc would carve them from pages the heap already touched.
+// Every block carries a 16-byte header with its size, so free and realloc know which kind it is.
+#include <sys/mman.h>
+#define VIGIL_LAZY_MIN 8192
+#define VIGIL_LAZY_HEADER 16
+
+void *vigil_lazy_malloc(size_t size, void *unused) {
+    (void)unused;
+    size_t total = size + VIGIL_LAZY_HEADER;
+    char *p;
+    if (size >= VIGIL_LAZY_MIN) {
+        p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) return NULL;
+    } else {
+        p = malloc(total);
+        if (p == NULL) return NULL;
+    }
+    *(size_t *)p = size;
+    return p + VIGIL_LAZY_HEADER;
+}
+
+void vigil_lazy_free(void *ptr, void *unused) {
+    (void)unused;
+    if (ptr == NULL) return;
+    char *p = (char *)ptr - VIGIL_LAZY_HEADER;
+    size_t size = *(size_t *)p;
+    if (size >= VIGIL_LAZY_MIN) munmap(p, size + VIGIL_LAZY_HEADER); else free(p);
+}
+
+void *vigil_lazy_calloc(size_t n, size_t size, void *unused) {
+    if (size != 0 && n > (size_t)-1 / size) return NULL;
+    void *p = vigil_lazy_malloc(n * size, unused);
+    // A fresh mapping is zero already; only heap blocks need clearing.
+    if (p != NULL && n * size < VIGIL_LAZY_MIN) memset(p, 0, n * size);
+    return p;
+}
+
+void *vigil_lazy_realloc(void *ptr, size_t size, void *unused) {
+    if (ptr == NULL) return vigil_lazy_malloc(size, unused);
+    size_t old = *(size_t *)((char *)ptr - VIGIL_LAZY_HEADER);
+    void *q = vigil_lazy_malloc(size, unused);
+    if (q == NULL) return NULL;
+    memcpy(q, ptr, old < size ? old : size);
+    vigil_lazy_free(ptr, unused);
+    return q;
+}

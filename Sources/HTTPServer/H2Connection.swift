@@ -60,7 +60,8 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
     /// Starts the session: our SETTINGS and the connection window nginx opens, then whatever was read already.
     func start(preread: UnsafeRawBufferPointer) {
         var s: OpaquePointer?
-        guard nghttp2_session_server_new2(&s, H2Connection.callbacks, Unmanaged.passUnretained(self).toOpaque(), H2Connection.options) == 0,
+        guard nghttp2_session_server_new3(&s, H2Connection.callbacks, Unmanaged.passUnretained(self).toOpaque(), H2Connection.options,
+                                          &H2Connection.memory) == 0,
               let s else { return close() }
         session = s
         let h2 = defaultScope.settings.http2
@@ -376,6 +377,11 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         Unmanaged<H2Connection>.fromOpaque(user!).takeUnretainedValue()
     }
 
+    /// nghttp2 reserves a 16 kB frame buffer per session; its own mapping keeps the untouched part of it out
+    /// of an idle connection's resident memory.
+    nonisolated(unsafe) private static var memory = nghttp2_mem(mem_user_data: nil, malloc: vigil_lazy_malloc, free: vigil_lazy_free,
+                                                                calloc: vigil_lazy_calloc, realloc: vigil_lazy_realloc)
+
     private static let options: OpaquePointer = {
         var o: OpaquePointer?
         nghttp2_option_new(&o)
@@ -397,6 +403,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(c, dataReceived)
         nghttp2_session_callbacks_set_on_frame_send_callback(c, frameSent)
         nghttp2_session_callbacks_set_on_stream_close_callback(c, streamClosed)
+        nghttp2_session_callbacks_set_data_source_read_length_callback(c, frameLength)
         return c!
     }()
 
@@ -472,12 +479,18 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         return 0
     }
 
+    /// DATA frames as large as the client's SETTINGS_MAX_FRAME_SIZE and the windows allow, within
+    /// http2_chunk_size (nghttp2 would stop at 16 kB).
+    private static let frameLength: nghttp2_data_source_read_length_callback = { _, _, id, connectionWindow, streamWindow, maxFrame, user in
+        let chunk = connection(user).streams[id]?.request?.settings.http2.chunkSize ?? 8192
+        return max(1, min(Int(connectionWindow), Int(streamWindow), Int(maxFrame), chunk))
+    }
+
     /// nghttp2 pulls a response body: what the stream has queued, up to http2_chunk_size a frame; an empty
     /// queue defers the stream until more comes (or the end, with add_trailer's trailers after it).
     private static let readBody: nghttp2_data_source_read_callback = { session, id, buf, length, flags, source, user in
         let s = Unmanaged<H2Stream>.fromOpaque(source!.pointee.ptr).takeUnretainedValue()
-        let chunk = s.request?.settings.http2.chunkSize ?? 8192
-        let n = min(length, s.pending.readable, chunk)
+        let n = min(length, s.pending.readable)
         if n > 0 {
             s.pending.withReadable { buf!.update(from: $0.baseAddress!.assumingMemoryBound(to: UInt8.self), count: n) }
             s.pending.consume(n)

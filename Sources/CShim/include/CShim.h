@@ -79,4 +79,11 @@ static inline uint64_t vigil_fetch_add_u64(uint64_t *p, uint64_t v) { return __a
 static inline void vigil_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
 static inline void vigil_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
 
+// malloc/free/calloc/realloc with nghttp2_mem's signatures; blocks of 8 kB and more get their own mapping, so
+// that what is reserved and never written stays out of resident memory.
+void *vigil_lazy_malloc(size_t size, void *unused);
+void vigil_lazy_free(void *ptr, void *unused);
+void *vigil_lazy_calloc(size_t n, size_t size, void *unused);
+void *vigil_lazy_realloc(void *ptr, size_t size, void *unused);
+
 #endif

@@ -28,6 +28,9 @@ public final class RequestLogFiles {
         }
     }
 
+    /// The line being made, kept from one request to the next: logging a request allocates no buffer.
+    private var line = ""
+
     /// The request's lines, one per `access_log` of its location (unless its `if=` is empty or "0").
     func write(_ r: RequestContext) {
         for target in r.settings.log.accessLogs {
@@ -36,12 +39,15 @@ public final class RequestLogFiles {
                 if v.isEmpty || v == "0" { continue }
             }
             guard let format = formats[target.format] else { continue }
+            line.removeAll(keepingCapacity: true)
+            format.template.appendLogLine(r, escape: format.escape, to: &line)
+            line += "\n"
             if let t = target.pathTemplate {
-                writeOpening(t.render(r), format.template.logLine(r, escape: format.escape), r)
+                writeOpening(t.render(r), line, r)
                 continue
             }
             guard let fd = fds[target.path] else { continue }
-            let e = writeAll(fd, format.template.logLine(r, escape: format.escape))
+            let e = writeAll(fd, line)
             if e != 0 { writeFailed(target.path, errno: e, context: r.logContext) }
         }
     }

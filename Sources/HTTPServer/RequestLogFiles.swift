@@ -18,7 +18,7 @@ public final class RequestLogFiles {
     public init(config: Configuration, log: ErrorLog) throws {
         self.log = log
         formats = config.http?.logFormats ?? [:]
-        errorLogs = config.requestErrorLogs.map { _ in ErrorLog() }
+        errorLogs = config.requestErrorLogs.map { _ in ErrorLog(failuresTo: log) }
         do {
             for path in config.accessLogPaths { fds[path] = try LogFile.open(path) }
             for (log, targets) in zip(errorLogs, config.requestErrorLogs) { try log.open(targets) }

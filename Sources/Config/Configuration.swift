@@ -279,7 +279,7 @@ public final class Configuration {
         s.core.$root.resolve(fullPath)
         s.core.$clientBodyTempPath.resolve(fullPath)
         note(s.core.clientBodyTempPath, in: &clientBodyTempPaths)
-        for target in s.log.accessLogs where target.pathTemplate == nil { note(target.path, in: &accessLogPaths) }
+        for target in s.log.accessLogs where target.pathTemplate == nil && target.syslog == nil { note(target.path, in: &accessLogPaths) }
         if !s.log.errorLogs.isEmpty {
             if let i = requestErrorLogs.firstIndex(of: s.log.errorLogs) {
                 s.log.errorLogSet = i

@@ -43,7 +43,7 @@ public final class Configuration {
     /// level's (LogSettings.errorLogSet indexes this).
     public private(set) var requestErrorLogs: [[ErrorLogTarget]] = []
     /// Their files, which the workers' user must be able to reopen.
-    public var requestErrorLogPaths: [String] { requestErrorLogs.flatMap { $0.map(\.path) }.filter { $0 != "stderr" } }
+    public var requestErrorLogPaths: [String] { requestErrorLogs.flatMap { $0.filter(\.isFile).map(\.path) } }
     public private(set) var clientBodyTempPaths: [String] = []
 
     /// The checked peers in shm index order, filled by `finish()`.
@@ -279,7 +279,7 @@ public final class Configuration {
         s.core.$root.resolve(fullPath)
         s.core.$clientBodyTempPath.resolve(fullPath)
         note(s.core.clientBodyTempPath, in: &clientBodyTempPaths)
-        for target in s.log.accessLogs where target.pathTemplate == nil { note(target.path, in: &accessLogPaths) }
+        for target in s.log.accessLogs where target.pathTemplate == nil && target.syslog == nil { note(target.path, in: &accessLogPaths) }
         if !s.log.errorLogs.isEmpty {
             if let i = requestErrorLogs.firstIndex(of: s.log.errorLogs) {
                 s.log.errorLogSet = i

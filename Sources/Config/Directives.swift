@@ -307,9 +307,10 @@ enum MainDirectives {
 
     static func errorLogTarget(_ call: Call) throws -> ErrorLogTarget {
         let file = call.words[1]
-        if file.hasPrefix("syslog:") || file.hasPrefix("memory:") {
-            throw call.error("\"\(file.prefix(while: { $0 != ":" }))\" error log targets are not supported by vigil")
+        if file.hasPrefix("memory:") {
+            throw call.error("\"memory\" error log targets are not supported by vigil")
         }
+        let syslog = file.hasPrefix("syslog:") ? try Directives.syslogTarget(call, file) : nil
         var level = LogLevel.error
         if call.words.count > 2 {
             guard call.words.count == 3, let l = LogLevel(name: call.words[2]) else {
@@ -317,7 +318,6 @@ enum MainDirectives {
             }
             level = l
         }
-        return ErrorLogTarget(path: call.configuration.fullPath(file), level: level)
+        return ErrorLogTarget(path: syslog == nil ? call.configuration.fullPath(file) : file, level: level, syslog: syslog)
     }
 }
-

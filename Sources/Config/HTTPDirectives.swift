@@ -451,6 +451,7 @@ enum HTTPCore {
             }
             return
         }
+        let syslog = call.words[1].hasPrefix("syslog:") ? try Directives.syslogTarget(call, call.words[1]) : nil
         var format = "combined"
         var rest = call.args.dropFirst()
         if let f = rest.first, !f.contains("=") {
@@ -459,6 +460,7 @@ enum HTTPCore {
         }
         guard http.logFormats[format] != nil else { throw call.error("unknown log format \"\(format)\"") }
         var condition: Template?
+        var buffered = false
         for p in rest {
             if p.hasPrefix("if=") {
                 condition = try RewriteDirectives.template(call, String(p.dropFirst(3)))
@@ -468,6 +470,13 @@ enum HTTPCore {
             guard p.hasPrefix("buffer=") || p.hasPrefix("flush=") || p == "gzip" || p.hasPrefix("gzip=") else {
                 throw call.error("invalid parameter \"\(p)\"")
             }
+            buffered = buffered || !p.hasPrefix("flush=")
+        }
+        if let syslog {
+            if buffered { throw call.error("logs to syslog cannot be buffered") }
+            let target = AccessLogTarget(path: call.words[1], format: format, condition: condition, syslog: syslog)
+            Directives.withSettings(call) { s in s.log.accessLogs.append(target) }
+            return
         }
         let path = call.configuration.fullPath(call.words[1])
         let target = AccessLogTarget(path: path, pathTemplate: path.contains("$") ? RewriteDirectives.lenientTemplate(call, path) : nil,

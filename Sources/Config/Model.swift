@@ -19,17 +19,20 @@ public struct LogFileCacheSetting: Sendable, Equatable {
 }
 
 public struct AccessLogTarget: Equatable, Sendable {
+    /// For a syslog server, the text as written (`syslog:server=…`).
     public var path: String
     /// A path with variables: the file is opened for each line, by the worker (nginx's way, as its user).
     public var pathTemplate: Template?
     public var format: String
     /// `if=condition`: the line is written unless the value is empty or "0".
     public var condition: Template?
-    public init(path: String, pathTemplate: Template? = nil, format: String, condition: Template? = nil) {
+    public var syslog: SyslogTarget?
+    public init(path: String, pathTemplate: Template? = nil, format: String, condition: Template? = nil, syslog: SyslogTarget? = nil) {
         self.path = path
         self.pathTemplate = pathTemplate
         self.format = format
         self.condition = condition
+        self.syslog = syslog
     }
     public static func == (a: AccessLogTarget, b: AccessLogTarget) -> Bool {
         a.path == b.path && a.format == b.format && a.condition?.text == b.condition?.text

@@ -21,6 +21,12 @@ public enum Clock {
         return "\(t.tm_year + 1900)/\(two(t.tm_mon + 1))/\(two(t.tm_mday)) \(two(t.tm_hour)):\(two(t.tm_min)):\(two(t.tm_sec))"
     }
 
+    /// `Nov  3 14:25:01`, local time (syslog's header: the day padded with a space, no year).
+    public static func syslogTime() -> String {
+        let t = local()
+        return "\(months[Int(t.tm_mon)]) \(t.tm_mday < 10 ? " " : "")\(t.tm_mday) \(two(t.tm_hour)):\(two(t.tm_min)):\(two(t.tm_sec))"
+    }
+
     /// `23/Nov/2026:14:25:01 +0000` ($time_local).
     public static func timeLocal() -> String {
         let t = local()

@@ -14,9 +14,21 @@ public enum LogLevel: Int, Comparable, Sendable, CaseIterable {
     }
 }
 
-/// `error_log file [level]`; `stderr` is a valid file.
+/// `error_log file [level]`; `stderr` is a valid file, and `syslog:…` (`path` is the text as written) a syslog
+/// server.
 public struct ErrorLogTarget: Equatable, Sendable {
     public var path: String
     public var level: LogLevel
-    public init(path: String, level: LogLevel) { self.path = path; self.level = level }
+    public var syslog: SyslogTarget?
+    public init(path: String, level: LogLevel, syslog: SyslogTarget? = nil) {
+        self.path = path
+        self.level = level
+        self.syslog = syslog
+    }
+
+    /// A file the master opens (and hands to the workers' user on reopen): not stderr, not syslog.
+    public var isFile: Bool { syslog == nil && path != "stderr" }
+
+    /// A syslog target is what its text says.
+    public static func == (a: ErrorLogTarget, b: ErrorLogTarget) -> Bool { a.path == b.path && a.level == b.level }
 }

@@ -11,43 +11,9 @@ public enum Socket {
         host.hasPrefix("unix:") ? AF_UNIX : isIPv6 ? AF_INET6 : AF_INET
     }
 
-    /// Builds a sockaddr for a numeric host and port (or a `unix:/path`) and hands it to `body`.
-    public static func withSockaddr<R>(host: String, port: UInt16, isIPv6: Bool,
-                                       _ body: (UnsafePointer<sockaddr>, socklen_t) throws -> R) rethrows -> R? {
-        if host.hasPrefix("unix:") {
-            var sa = sockaddr_un()
-            sa.sun_family = sa_family_t(AF_UNIX)
-            let path = Array(host.utf8.dropFirst(5))
-            guard !path.isEmpty, path.count < MemoryLayout.size(ofValue: sa.sun_path) else { return nil }
-            withUnsafeMutableBytes(of: &sa.sun_path) { $0.copyBytes(from: path) }
-            let length = socklen_t(MemoryLayout<sa_family_t>.size + path.count + 1)
-            return try withUnsafePointer(to: &sa) {
-                try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { try body($0, length) }
-            }
-        }
-        if isIPv6 {
-            var sa = sockaddr_in6()
-            sa.sin6_family = sa_family_t(AF_INET6)
-            sa.sin6_port = port.bigEndian
-            guard inet_pton(AF_INET6, host, &sa.sin6_addr) == 1 else { return nil }
-            return try withUnsafePointer(to: &sa) {
-                try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { try body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-            }
-        }
-        var sa = sockaddr_in()
-        sa.sin_family = sa_family_t(AF_INET)
-        sa.sin_port = port.bigEndian
-        guard inet_pton(AF_INET, host, &sa.sin_addr) == 1 else { return nil }
-        return try withUnsafePointer(to: &sa) {
-            try $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { try body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-    }
-
     /// Starts a connect to `address` (the caller's socket is non-blocking): 0, or -1 with errno set.
     public static func connect(_ fd: Int32, to address: SocketAddress) -> Int32 {
-        withUnsafePointer(to: address.storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, address.length) }
-        }
+        address.withSockaddr { Glibc.connect(fd, $0, $1) }
     }
 
     /// Binds a socket about to connect to a local address (proxy_bind); an address without a port leaves the
@@ -57,9 +23,7 @@ public enum Socket {
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_IP), 24 /* IP_BIND_ADDRESS_NO_PORT */, &one, socklen_t(MemoryLayout<Int32>.size))
         }
-        return withUnsafePointer(to: address.storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, address.length) }
-        }
+        return address.withSockaddr { Glibc.bind(fd, $0, $1) }
     }
 
     /// Holds back the handshake's last ACK so that it rides on the first data segment, and the first reply's
@@ -108,7 +72,7 @@ public enum Socket {
                 setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &v, socklen_t(MemoryLayout<Int32>.size))
             }
         }
-        let rc = withSockaddr(host: host, port: port, isIPv6: isIPv6) { Glibc.bind(fd, $0, $1) }
+        let rc = SocketAddress(host: host, port: port, isIPv6: isIPv6)?.withSockaddr { Glibc.bind(fd, $0, $1) }
         guard rc == 0 else {
             let e = rc == nil ? EINVAL : errno
             close(fd)
@@ -128,22 +92,5 @@ public enum Socket {
         }
         _ = vigil_set_nonblock(fd)
         return fd
-    }
-}
-
-/// A peer's address in binary form, parsed once so that connecting to it again costs no `inet_pton`.
-public struct SocketAddress {
-    fileprivate var storage = sockaddr_storage()
-    fileprivate let length: socklen_t
-    public var family: Int32 { Int32(storage.ss_family) }
-
-    public init?(host: String, port: UInt16, isIPv6: Bool) {
-        var ss = sockaddr_storage()
-        guard let len = Socket.withSockaddr(host: host, port: port, isIPv6: isIPv6, { sa, len in
-            withUnsafeMutableBytes(of: &ss) { $0.copyMemory(from: UnsafeRawBufferPointer(start: sa, count: Int(len))) }
-            return len
-        }) else { return nil }
-        storage = ss
-        length = len
     }
 }

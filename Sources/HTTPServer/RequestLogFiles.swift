@@ -7,7 +7,8 @@ import Core
 /// The files requests log to: access logs, shared by every location that names the same path, and the error
 /// logs of http, server and location levels. The master opens them all, while it is root, before it forks
 /// workers (so a path that cannot be opened stops a start or reload, as in nginx); a worker reopens them on
-/// USR1, after the master has given the files to the workers' user.
+/// USR1, after the master has given the files to the workers' user. A syslog server is no file: each worker
+/// connects to it when it sends its first line.
 public final class RequestLogFiles {
     private var fds: [String: Int32] = [:]
     private let formats: [String: LogFormat]
@@ -18,7 +19,7 @@ public final class RequestLogFiles {
     public init(config: Configuration, log: ErrorLog) throws {
         self.log = log
         formats = config.http?.logFormats ?? [:]
-        errorLogs = config.requestErrorLogs.map { _ in ErrorLog() }
+        errorLogs = config.requestErrorLogs.map { _ in ErrorLog(failuresTo: log) }
         do {
             for path in config.accessLogPaths { fds[path] = try LogFile.open(path) }
             for (log, targets) in zip(errorLogs, config.requestErrorLogs) { try log.open(targets) }
@@ -28,7 +29,13 @@ public final class RequestLogFiles {
         }
     }
 
-    /// The request's lines, one per `access_log` of its location (unless its `if=` is empty or "0").
+    /// The line being made, kept from one request to the next: logging a request allocates no buffer.
+    private var line = ""
+    /// The syslog servers of access logs, by their text, each connected by this process on its first line.
+    private var syslogPeers: [String: SyslogPeer] = [:]
+
+    /// The request's lines, one per `access_log` of its location (unless its `if=` is empty or "0"): to a file
+    /// with a newline, to syslog as one datagram after syslog's header.
     func write(_ r: RequestContext) {
         for target in r.settings.log.accessLogs {
             if let c = target.condition {
@@ -36,14 +43,38 @@ public final class RequestLogFiles {
                 if v.isEmpty || v == "0" { continue }
             }
             guard let format = formats[target.format] else { continue }
+            line.removeAll(keepingCapacity: true)
+            if let syslog = target.syslog {
+                let peer = syslogPeer(target.path, syslog)
+                peer.appendHeader(to: &line, severity: syslog.severity)
+                format.template.appendLogLine(r, escape: format.escape, to: &line)
+                if let failure = peer.send(&line) { syslogFailed(failure, r) }
+                continue
+            }
+            format.template.appendLogLine(r, escape: format.escape, to: &line)
+            line += "\n"
             if let t = target.pathTemplate {
-                writeOpening(t.render(r), format.template.logLine(r, escape: format.escape), r)
+                writeOpening(t.render(r), line, r)
                 continue
             }
             guard let fd = fds[target.path] else { continue }
-            let e = writeAll(fd, format.template.logLine(r, escape: format.escape))
+            let e = writeAll(fd, line)
             if e != 0 { writeFailed(target.path, errno: e, context: r.logContext) }
         }
+    }
+
+    private func syslogPeer(_ text: String, _ target: SyslogTarget) -> SyslogPeer {
+        if let peer = syslogPeers[text] { return peer }
+        let peer = SyslogPeer(target)
+        syslogPeers[text] = peer
+        return peer
+    }
+
+    /// nginx's two lines for a line syslog did not take (here at most once a minute per server): the socket's
+    /// failure in the main error log, and `send() to syslog failed` in the request's.
+    private func syslogFailed(_ failure: SystemError, _ r: RequestContext) {
+        if let level = SyslogPeer.level(of: failure) { log.log(level, "\(failure)") }
+        r.log.warn("send() to syslog failed while logging request\(r.logContext)")
     }
 
     /// A line for a path made of variables, as nginx writes it: the request's root must exist (so that a request
@@ -97,6 +128,7 @@ public final class RequestLogFiles {
     public func close() {
         for fd in fds.values { Glibc.close(fd) }
         fds.removeAll()
+        syslogPeers.removeAll()
         for e in errorLogs { try? e.open([]) }
     }
 

@@ -82,20 +82,22 @@ public final class Template: @unchecked Sendable {
             case .name(let n): return ctx.value(Variable(name: n)) ?? ""
             }
         }
-        return render(ctx) { $0 ?? "" }
+        var out = ""
+        render(ctx, into: &out) { $0 ?? "" }
+        return out
     }
 
-    /// An access log line (`log_format`): values escaped as the format says, a missing one `-` (empty in JSON),
-    /// and the newline.
-    public func logLine(_ ctx: ScriptContext, escape: LogEscape) -> String {
-        render(ctx) { v in
+    /// An access log line (`log_format`), appended to `line` (a buffer kept from one request to the next):
+    /// values escaped as the format says, a missing one `-` (empty in JSON); no newline.
+    public func appendLogLine(_ ctx: ScriptContext, escape: LogEscape, to line: inout String) {
+        render(ctx, into: &line) { v in
             switch escape {
             case .json: return JSONText.escape(v ?? "")
             case .default: return LogEscape.escaped(v ?? "-")
             // As nginx: a variable without a value is "-" in the default escaping, nothing in the others.
             case .none: return v ?? ""
             }
-        } + "\n"
+        }
     }
 
     /// A `rewrite` replacement: the text before the first `?` written in the template (not one a variable's
@@ -125,9 +127,8 @@ public final class Template: @unchecked Sendable {
         return (path, arguments)
     }
 
-    /// The one renderer: literals as they are, each variable's value through `shown`.
-    private func render(_ ctx: ScriptContext, _ shown: (String?) -> String) -> String {
-        var out = ""
+    /// The one renderer: literals as they are, each variable's value through `shown`, appended to `out`.
+    private func render(_ ctx: ScriptContext, into out: inout String, _ shown: (String?) -> String) {
         for p in parts {
             switch p {
             case .literal(let s): out += s
@@ -135,7 +136,6 @@ public final class Template: @unchecked Sendable {
             case .name(let n): out += shown(ctx.value(Variable(name: n)))
             }
         }
-        return out
     }
 }
 

@@ -1,4 +1,5 @@
 import Config
+import Core
 import Event
 import ShmTable
 

@@ -85,9 +85,11 @@ final class Master {
         return 1
     }
 
+    /// As nginx's (ngx_log_open_default): without a file among them (syslog servers only, or none), the default
+    /// file is opened too, at [error].
     private func errorLogTargets(_ conf: Configuration) -> [ErrorLogTarget] {
-        if !conf.errorLogs.isEmpty { return conf.errorLogs }
-        return [ErrorLogTarget(path: options.resolvedErrorLog ?? conf.fullPath("logs/error.log"), level: .error)]
+        if conf.errorLogs.contains(where: { $0.syslog == nil }) { return conf.errorLogs }
+        return conf.errorLogs + [ErrorLogTarget(path: options.resolvedErrorLog ?? conf.fullPath("logs/error.log"), level: .error)]
     }
 
     func run() -> Int32 {

@@ -279,7 +279,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
 
     // MARK: streams (called by H2Stream)
 
-    func submitResponse(_ s: H2Stream, status: Int, fields: H2Fields, withBody: Bool) {
+    func submitResponse(_ s: H2Stream, status: Int, fields: consuming H2Fields, withBody: Bool) {
         let rc = fields.withNV(status: status) { nva in
             guard withBody else { return nghttp2_submit_response(session, s.id, nva.baseAddress, nva.count, nil) }
             var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: Unmanaged.passUnretained(s).toOpaque()),
@@ -511,7 +511,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
     }
 
     private static func submitTrailers(_ session: OpaquePointer?, _ id: Int32, _ fields: [(String, String)]) {
-        let block = H2Fields(lines: fields.map { "\($0.0): \($0.1)\r\n" }.joined())
+        var block = H2Fields(lines: fields.map { "\($0.0): \($0.1)\r\n" }.joined())
         _ = block.withNV(status: nil) { nghttp2_submit_trailer(session, id, $0.baseAddress, $0.count) }
     }
 }
@@ -542,16 +542,22 @@ struct H2Fields {
 
     var byteCount: Int { block.count }
 
-    /// Fields HTTP/2 forbids (RFC 9113 §8.2.2): the connection's own.
-    private static func connectionSpecific(_ name: ArraySlice<UInt8>) -> Bool {
-        ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"].contains { name.elementsEqual($0.utf8) }
+    /// Fields HTTP/2 forbids (RFC 9113 §8.2.2), lowercase: the connection's own.
+    static func connectionSpecific<C: Collection>(_ name: C) -> Bool where C.Element == UInt8 {
+        switch name.count {
+        case 7: return name.elementsEqual("upgrade".utf8)
+        case 10: return name.elementsEqual("connection".utf8) || name.elementsEqual("keep-alive".utf8)
+        case 16: return name.elementsEqual("proxy-connection".utf8)
+        case 17: return name.elementsEqual("transfer-encoding".utf8)
+        default: return false
+        }
     }
 
     /// nghttp2's view of the fields, `:status` first when given; valid during `body` (nghttp2 copies them).
-    func withNV(status: Int?, _ body: (UnsafeBufferPointer<nghttp2_nv>) -> Int32) -> Int32 {
-        var bytes = block
+    mutating func withNV(status: Int?, _ body: (UnsafeBufferPointer<nghttp2_nv>) -> Int32) -> Int32 {
+        let lines = self.lines
         var pseudo = Array(":status".utf8) + Array(String(status ?? 0).utf8)
-        return bytes.withUnsafeMutableBufferPointer { b in
+        return block.withUnsafeMutableBufferPointer { b in
             pseudo.withUnsafeMutableBufferPointer { p in
                 var nva: [nghttp2_nv] = []
                 nva.reserveCapacity(lines.count + 1)

@@ -15,7 +15,7 @@ final class H2Stream: ClientInfo, RequestTransport {
     let id: Int32
     unowned(unsafe) let connection: H2Connection
     /// The request head as HTTP/1 text, built field by field: the parser's input.
-    private var pseudoHeaders: [String: String] = [:]
+    private var method: String?, path: String?, scheme: String?
     private var authority: String?
     /// Why nginx would answer this head with 400, if it would.
     private var refusal: String?
@@ -92,15 +92,11 @@ final class H2Stream: ClientInfo, RequestTransport {
         }
         if pseudo {
             let v = String(decoding: value, as: UTF8.self)
-            let key = String(decoding: name.dropFirst(), as: UTF8.self)
-            switch key {
-            case "method", "path", "scheme":
-                guard pseudoHeaders[key] == nil else {
-                    refusal = "client sent duplicate :\(key) header"
-                    return true
-                }
-                pseudoHeaders[key] = v
-            case "authority": authority = v
+            switch name.count {
+            case 7 where name.elementsEqual(":method".utf8): setPseudo(&method, v, "method")
+            case 5 where name.elementsEqual(":path".utf8): setPseudo(&path, v, "path")
+            case 7 where name.elementsEqual(":scheme".utf8): setPseudo(&scheme, v, "scheme")
+            case 10 where name.elementsEqual(":authority".utf8): authority = v
             default: refusal = "client sent unknown pseudo-header \"\(String(decoding: name, as: UTF8.self))\""
             }
             return true
@@ -113,13 +109,16 @@ final class H2Stream: ClientInfo, RequestTransport {
         }
         // nginx 1.22 takes :authority as the Host: a host field beside it is not a second one. The connection's
         // own fields mean nothing in HTTP/2 (RFC 9113 §8.2.2) and must not reach an upstream as HTTP/1's.
-        if authority != nil && name.elementsEqual("host".utf8) { return true }
-        for own in ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"] where name.elementsEqual(own.utf8) { return true }
+        if authority != nil && name.elementsEqual("host".utf8) || H2Fields.connectionSpecific(name) { return true }
         fields += name
         fields += ": ".utf8
         fields += value
         fields += "\r\n".utf8
         return true
+    }
+
+    private func setPseudo(_ slot: inout String?, _ value: String, _ name: String) {
+        if slot != nil { refusal = "client sent duplicate :\(name) header" } else { slot = value }
     }
 
     /// The head is complete: it is parsed as its HTTP/1.1 equal and handed to the pipeline, which may answer
@@ -128,17 +127,26 @@ final class H2Stream: ClientInfo, RequestTransport {
         bodyComplete = endStream
         let service = connection.service
         service.counters.add(.requests)
-        if refusal == nil {
-            for key in ["method", "scheme", "path"] where pseudoHeaders[key] == nil {
-                refusal = "client sent no :\(key) header"
-                break
-            }
+        guard let method, let path, scheme != nil, refusal == nil else {
+            return fail(400, refusal ?? "client sent no :\(method == nil ? "method" : scheme == nil ? "scheme" : "path") header")
         }
-        if let refusal { return fail(400, refusal) }
-        var text = Array("\(pseudoHeaders["method"]!) \(pseudoHeaders["path"]!) HTTP/1.1\r\n".utf8)
-        if let authority { text += "Host: \(authority)\r\n".utf8 }
+        var text: [UInt8] = []
+        text.reserveCapacity(method.utf8.count + path.utf8.count + fields.count + cookies.count + 64)
+        text += method.utf8
+        text.append(UInt8(ascii: " "))
+        text += path.utf8
+        text += " HTTP/1.1\r\n".utf8
+        if let authority {
+            text += "Host: ".utf8
+            text += authority.utf8
+            text += "\r\n".utf8
+        }
         text += fields
-        if !cookies.isEmpty { text += "Cookie: ".utf8 + cookies + "\r\n".utf8 }
+        if !cookies.isEmpty {
+            text += "Cookie: ".utf8
+            text += cookies
+            text += "\r\n".utf8
+        }
         text += "\r\n".utf8
         fields = []
         cookies = []

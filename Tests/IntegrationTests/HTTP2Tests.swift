@@ -318,4 +318,62 @@ final class HTTP2Tests: TLSTestCase {
         XCTAssertEqual(facts["goaway"], "0", "\(facts)")
         XCTAssertLessThanOrEqual(Int(facts["streams"] ?? "") ?? .max, 1500, "\(facts)")
     }
+
+    /// The response as a user compares it across protocols: status, body, and the header fields that are not
+    /// the connection's or the framing's, lowercased and sorted.
+    func exchange(_ url: String, _ flags: [String]) -> String {
+        let headerFile = scratch + "/head-" + UUID().uuidString.prefix(8), bodyFile = headerFile + ".body"
+        defer { unlink(headerFile); unlink(bodyFile) }
+        let r = runCommand(Tools.curl, ["-sS", "--max-time", "8", "-D", headerFile, "-o", bodyFile] + flags + [url], timeout: 12)
+        let head = (try? String(contentsOfFile: headerFile, encoding: .utf8)) ?? ""
+        let lines = head.split(separator: "\r\n").map(String.init)
+        let status = lines.first?.split(separator: " ").dropFirst().first.map(String.init) ?? "none: \(r.stderr)"
+        let skipped: Set<String> = ["date", "connection", "keep-alive", "transfer-encoding", "content-length"]
+        let fields = lines.dropFirst().compactMap { line -> String? in
+            guard let colon = line.firstIndex(of: ":") else { return nil }
+            let name = line[..<colon].lowercased()
+            return skipped.contains(name) ? nil : name + ":" + line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }.sorted()
+        let body = (try? Data(contentsOf: URL(fileURLWithPath: bodyFile))) ?? Data()
+        return "\(status)\n\(fields.joined(separator: "\n"))\n\(body.count) bytes, hash \(body.hashValue)"
+    }
+
+    func testThePipelineAnswersAlikeOverHTTP1AndHTTP2() throws {
+        let port = freePort(), backend = freePort()
+        try Data((0..<300_000).map { UInt8(truncatingIfNeeded: $0 % 251) }).write(to: URL(fileURLWithPath: scratch + "/file.bin"))
+        try String(repeating: "text to compress ", count: 500).write(toFile: scratch + "/page.html", atomically: true, encoding: .utf8)
+        try "custom 404".write(toFile: scratch + "/404.html", atomically: true, encoding: .utf8)
+        try startVigil("""
+            upstream back { server 127.0.0.1:\(backend); keepalive 4; }
+            server {
+                listen 127.0.0.1:\(port);
+                http2 on;
+                root \(scratch);
+                gzip on;
+                gzip_min_length 100;
+                error_page 404 /404.html;
+                add_header X-Proto $server_protocol always;
+                location /r { rewrite ^/r/(.*)$ /$1 last; }
+                location /p/ {
+                    proxy_pass http://back/;
+                    proxy_http_version 1.1;
+                    proxy_set_header Connection "";
+                }
+                location = /status { check_status csv; }
+                location = /stub { stub_status; }
+            }
+            server {
+                listen 127.0.0.1:\(backend);
+                location / { add_header X-Up $request_uri; return 200 "from upstream $request_method"; }
+            }
+            """)
+        for (path, flags) in [("/file.bin", []), ("/file.bin", ["-r", "100-199"]), ("/page.html", ["-H", "Accept-Encoding: gzip"]),
+                              ("/missing", []), ("/r/page.html", []), ("/p/x?a=1", []), ("/p/post", ["--data-binary", "abc"]),
+                              ("/status", [])] {
+            let h1 = exchange("http://127.0.0.1:\(port)\(path)", flags)
+            let h2 = exchange("http://127.0.0.1:\(port)\(path)", flags + ["--http2-prior-knowledge"])
+            XCTAssertEqual(h2.replacingOccurrences(of: "HTTP/2.0", with: "HTTP/1.1"), h1, path)
+            XCTAssertTrue(h2.contains("x-proto:HTTP/2.0"), h2)
+        }
+    }
 }

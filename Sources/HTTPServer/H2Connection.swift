@@ -252,15 +252,18 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
     }
 
     /// No stream open: client_header_timeout for the first, keepalive_timeout between them (nginx 1.19.7+
-    /// for HTTP/2 too); else only send_timeout runs.
+    /// for HTTP/2 too). With streams: send_timeout while a response waits for the client's window (as for a
+    /// full socket), else the earliest of the streams' client_header_timeout and client_body_timeout.
     private func armIdleTimer() {
         if interest & Events.writable != 0 { return }
         let core = defaultScope.settings.core
         if streams.isEmpty {
             timer(UInt64(streamsBegun == 0 ? core.clientHeaderTimeout : core.keepaliveTimeout))
         } else if streams.values.contains(where: { $0.pending.readable > 0 }) {
-            // A response held back by the client's flow-control window: send_timeout, as a full socket has.
             timer(UInt64(core.sendTimeout))
+        } else if let deadline = streams.values.compactMap(\.clientDeadline).min() {
+            if timer == nil { timer = service.loop.makeTimer { [unowned(unsafe) self] in self.timedOut() } }
+            timer!.rearm(at: deadline)
         } else {
             timer?.cancel()
         }
@@ -268,9 +271,14 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
 
     private func timedOut() {
         if lingering { return close() }
-        if interest & Events.writable != 0 || !streams.isEmpty {
+        if interest & Events.writable != 0 || streams.values.contains(where: { $0.pending.readable > 0 }) {
             service.log.info("client timed out (110: Connection timed out) while sending to client, client: \(peerAddress)")
             return close()
+        }
+        if !streams.isEmpty {
+            let now = service.loop.now
+            for s in streams.values where (s.clientDeadline ?? .max) <= now { s.clientTimedOut() }
+            return send()
         }
         // Idle past keepalive_timeout: GOAWAY, then the close.
         goAway()
@@ -305,6 +313,12 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         guard !s.deliveryQueued else { return }
         s.deliveryQueued = true
         deliveries.append(s)
+    }
+
+    /// A stream's window grows to `size` (a WINDOW_UPDATE for the difference, if it is larger).
+    func openWindow(_ id: Int32, to size: Int) {
+        nghttp2_session_set_local_window_size(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, Int32(clamping: size))
+        send()
     }
 
     /// Request body bytes were taken: the window opens for as many.

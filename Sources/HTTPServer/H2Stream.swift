@@ -47,6 +47,11 @@ final class H2Stream: ClientInfo, RequestTransport {
     private var bodyRefusal: String?
     /// Queued for delivery after the current read (H2Connection.deliverLater).
     var deliveryQueued = false
+    /// When the client last gave this stream something it waits for: the stream's start while its head is
+    /// incomplete, the last DATA while its body is read (client_header_timeout and client_body_timeout run
+    /// from there, as nginx runs them per stream).
+    private var waitingSince: UInt64
+    private var headPending = true
     /// The pipeline reads the body (readBody was called).
     private var readingBody = false
     /// The request body is not read to its end: the stream is reset once the response is sent.
@@ -58,11 +63,32 @@ final class H2Stream: ClientInfo, RequestTransport {
         connection = c
         let large = c.defaultScope.settings.core.largeClientHeaderBuffers
         headRoom = large.count * large.size
+        waitingSince = c.service.loop.now
         super.init(fd: c.fd, address: c.peerAddress, port: c.peerPort, isIPv6: c.peerIsIPv6, listen: c.listen, serial: c.serial,
                    openedAt: c.openedAt)
         tls = c.tls
         proxyProtocol = c.proxyProtocol
         requestsServed = requestsBefore
+    }
+
+    /// When the client's time is up for what this stream waits on from it; nil when it waits on nothing.
+    var clientDeadline: UInt64? {
+        guard !finished else { return nil }
+        let core = (request?.settings ?? connection.defaultScope.settings).core
+        if headPending { return waitingSince + UInt64(core.clientHeaderTimeout) }
+        if readingBody && !bodyComplete && !(request?.body.paused ?? false) { return waitingSince + UInt64(core.clientBodyTimeout) }
+        return nil
+    }
+
+    /// The client let its deadline pass: nginx resets the stream with PROTOCOL_ERROR, and a request whose body
+    /// was being read ends as a 408; the connection and its other streams go on.
+    func clientTimedOut() {
+        let reading = headPending ? "reading client request headers" : "reading client request body"
+        connection.service.log.info("client timed out (110: Connection timed out) while \(reading), client: \(peerAddress)")
+        if let r = request, r.headerBytesSent == 0 { r.status = 408 }
+        headPending = false
+        readingBody = false
+        reset(NGHTTP2_PROTOCOL_ERROR)
     }
 
     var client: ClientInfo { self }
@@ -125,6 +151,8 @@ final class H2Stream: ClientInfo, RequestTransport {
     /// at once. `endStream`: no body follows.
     func headComplete(endStream: Bool, frameLength: Int) {
         bodyComplete = endStream
+        headPending = false
+        waitingSince = connection.service.loop.now
         let service = connection.service
         service.counters.add(.requests)
         guard let method, let path, scheme != nil, refusal == nil else {
@@ -197,6 +225,7 @@ final class H2Stream: ClientInfo, RequestTransport {
     /// against a declared Content-Length, as nginx holds it; handed on once the batch read is through.
     func receiveData(_ bytes: UnsafeRawBufferPointer) {
         bodyReceived += bytes.count
+        waitingSince = connection.service.loop.now
         if let declared = request?.head.contentLength, bodyReceived > declared, bodyRefusal == nil {
             bodyRefusal = "client intended to send body data larger than declared"
         }
@@ -221,6 +250,13 @@ final class H2Stream: ClientInfo, RequestTransport {
 
     func readBody(_ r: RequestContext) {
         readingBody = true
+        waitingSince = connection.service.loop.now
+        // A body read whole (kept, or spilled to a file past client_body_buffer_size) may come at the client's
+        // pace: the window opens for all of it, as nginx opens it past the preread. A streamed body keeps the
+        // preread window, so a slow upstream holds the client back.
+        if r.body.consumer == nil && !bodyComplete {
+            connection.openWindow(id, to: min(r.head.contentLength ?? Int(Int32.max), Int(Int32.max)))
+        }
         deliverBody()
     }
 
@@ -260,7 +296,10 @@ final class H2Stream: ClientInfo, RequestTransport {
         if taken > 0 { connection.consume(id, taken) }
     }
 
-    func resumeBody() { deliverBody() }
+    func resumeBody() {
+        waitingSince = connection.service.loop.now
+        deliverBody()
+    }
 
     func abandonBody() {
         guard !bodyComplete else { return }

@@ -727,7 +727,27 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
 
 extension H1Connection: TLSServerNameHandler {
     /// SNI picks the server block, and with it the certificate, before any request names a Host.
-    public func tlsContext(forServerName name: String) -> TLSServerContext? {
-        service.router.route(listen.address, host: name).flatMap { service.tls.context(for: $0.server) }
+    public func tlsContext(forServerName name: String?) -> TLSServerContext? {
+        handshakeServer(name).flatMap { service.tls.context(for: $0) }
+    }
+
+    private func handshakeServer(_ name: String?) -> Server? {
+        guard let name else { return service.router.defaultServer(for: listen.address) }
+        return service.router.route(listen.address, host: name)?.server
+    }
+
+    /// As nginx's ngx_http_ssl_certificate: the variables are those of a request on the server SNI chose.
+    public func tlsUseCertificates(of context: TLSServerContext, on stream: TLSStream) -> Bool {
+        guard let cache = context.certificateCache, let server = handshakeServer(stream.serverName?.lowercased()),
+              let r = service.pipeline.makeFailedRequest(transport: self, length: 0, server: server) else { return false }
+        for (cert, key) in context.variableCertificates {
+            do {
+                try stream.use(cache.pair(certificate: cert.template?.render(r) ?? cert.path, key: key.template?.render(r) ?? key.path).get())
+            } catch {
+                service.log.error("\(error) while SSL handshaking, client: \(address), server: \(listen.address)")
+                return false
+            }
+        }
+        return true
     }
 }

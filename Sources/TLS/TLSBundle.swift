@@ -1,8 +1,8 @@
 import Config
 
 /// Every TLS context one configuration needs, built together so that `-t`, a start and a reload fail
-/// alike (with the directive's file:line) on a certificate that does not load: one server context per
-/// `server` block with certificates, one client context per `proxy_pass https://` location and per
+/// alike (with the directive's file:line) on a certificate, CRL or ticket key that does not load: one server
+/// context per `server` block with certificates or `ssl_reject_handshake on`, one client context per `proxy_pass https://` location and per
 /// upstream with `check … type=https`.
 public final class TLSBundle {
     private var servers: [ObjectIdentifier: TLSServerContext] = [:]

@@ -127,9 +127,8 @@ enum SSLDirectives {
     static func certificateArg(_ call: Call) throws -> CertificateSetting {
         let value = call.words[1]
         if value.hasPrefix("data:") { return CertificateSetting(path: value, location: call.location, template: nil) }
-        if !Template(value).names.isEmpty {
-            return CertificateSetting(path: value, location: call.location, template: try RewriteDirectives.template(call, value))
-        }
+        let template = try RewriteDirectives.template(call, value)
+        if !template.names.isEmpty { return CertificateSetting(path: value, location: call.location, template: template) }
         return CertificateSetting(path: call.configuration.fullConfPath(value), location: call.location, template: nil)
     }
 

@@ -67,8 +67,7 @@ public final class CertificatePair {
         func failed(_ what: String) -> CertificateFailure {
             CertificateFailure(description: "cannot load certificate key \"\(name)\": \(what)" + OpenSSLError.drain(), inKey: true)
         }
-        let tries = passwords.isEmpty ? [nil] : passwords.map(Optional.some)
-        for (i, password) in tries.enumerated() {
+        for password in passwords.isEmpty ? [nil] : passwords.map(Optional.some) {
             OpenSSLError.clear()
             let pkey = try reading(name, failed) { bio -> OpaquePointer? in
                 // An encrypted key with no password file fails instead of prompting on the terminal.
@@ -76,9 +75,9 @@ public final class CertificatePair {
                 return password.withCString { PEM_read_bio_PrivateKey(bio, nil, givePassword, UnsafeMutableRawPointer(mutating: $0)) }
             }
             if let pkey { return pkey }
-            if i == tries.count - 1 { throw failed("PEM_read_bio_PrivateKey() failed") }
         }
-        preconditionFailure("at least one try")
+        // The last try's errors are still queued for the message.
+        throw failed("PEM_read_bio_PrivateKey() failed")
     }
 
     /// `body` on a BIO over the file, or over the text after `data:`.

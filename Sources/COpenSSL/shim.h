@@ -8,6 +8,8 @@
 #include <openssl/x509v3.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/evp.h>
+#include <openssl/core_names.h>
 
 static inline long vigil_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mode); }
 static inline int vigil_SSL_CTX_set_min_proto(SSL_CTX *ctx, int v) { return (int)SSL_CTX_set_min_proto_version(ctx, v); }
@@ -42,7 +44,6 @@ static const long VIGIL_SSL_SESS_CACHE_SERVER = SSL_SESS_CACHE_SERVER;
 static const long VIGIL_SSL_SESS_CACHE_CLIENT = SSL_SESS_CACHE_CLIENT;
 static const long VIGIL_SSL_SESS_CACHE_NO_INTERNAL = SSL_SESS_CACHE_NO_INTERNAL;
 static const int VIGIL_SSL_TLSEXT_ERR_OK = SSL_TLSEXT_ERR_OK;
-static const int VIGIL_SSL_TLSEXT_ERR_ALERT_FATAL = SSL_TLSEXT_ERR_ALERT_FATAL;
 static const int VIGIL_TLS1_VERSION = TLS1_VERSION;
 static const int VIGIL_TLS1_1_VERSION = TLS1_1_VERSION;
 static const int VIGIL_TLS1_2_VERSION = TLS1_2_VERSION;
@@ -54,5 +55,17 @@ static const unsigned long VIGIL_X509_V_FLAG_CRL_CHECK_ALL = X509_V_FLAG_CRL_CHE
 static inline long vigil_SSL_get0_raw_cipherlist(SSL *s, unsigned char **list) { return SSL_get0_raw_cipherlist(s, list); }
 static inline X509_LOOKUP *vigil_X509_STORE_add_file_lookup(X509_STORE *store) { return X509_STORE_add_lookup(store, X509_LOOKUP_file()); }
 static inline int vigil_X509_LOOKUP_load_file(X509_LOOKUP *l, const char *file) { return X509_LOOKUP_load_file(l, file, X509_FILETYPE_PEM); }
+
+/// A session ticket's HMAC key, with nginx's digest (SHA-256): OSSL_PARAM arrays are awkward from Swift.
+static inline int vigil_ticket_mac_init(EVP_MAC_CTX *mac, const unsigned char *key, size_t len) {
+    OSSL_PARAM params[2];
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
+    return EVP_MAC_init(mac, key, len, params);
+}
+static const int VIGIL_SSL_TLSEXT_ERR_ALERT_FATAL = SSL_TLSEXT_ERR_ALERT_FATAL;
+static const int VIGIL_SSL_AD_UNRECOGNIZED_NAME = SSL_AD_UNRECOGNIZED_NAME;
+static inline int vigil_SSL_add1_chain_cert(SSL *ssl, X509 *x509) { return (int)SSL_add1_chain_cert(ssl, x509); }
+static inline int vigil_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *x509) { return (int)SSL_CTX_add1_chain_cert(ctx, x509); }
 
 #endif

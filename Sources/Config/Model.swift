@@ -276,6 +276,16 @@ public struct PathSetting: Sendable, Equatable {
     public var location: SourceLocation
 }
 
+/// `ssl_certificate`, `ssl_certificate_key` and their `proxy_ssl_` forms: a file (made absolute when the
+/// configuration loads), PEM text after `data:`, or, with variables, a template that names one of those for
+/// each connection (made absolute against the configuration's prefix then, as nginx does).
+public struct CertificateSetting: Sendable {
+    /// The file, the `data:` text, or the template's text (what nginx prints in its messages).
+    public var path: String
+    public var location: SourceLocation
+    public var template: Template?
+}
+
 /// `ssl_session_cache`: nginx's `off`, `none` (the default), `builtin[:size]` and `shared:name:size`.
 public enum SessionCacheSetting: Sendable, Equatable {
     case off, none

@@ -1,3 +1,5 @@
+import Script
+
 /// The `ssl_*` (client side), `proxy_ssl_*` (upstream side) and `check_ssl_*` directives, with nginx's names,
 /// defaults and messages. Files are checked and loaded when the TLS contexts are built (`-t` included), so a
 /// missing certificate fails there with the directive's file:line.
@@ -7,12 +9,12 @@ enum SSLDirectives {
     static let specs: [DirectiveSpec] = [
         // Array directives in nginx: each line adds one certificate (or key); they pair up in order.
         Directives.spec("ssl_certificate", [.http, .server], .one) { call in
-            let path = PathSetting(path: call.configuration.fullConfPath(call.words[1]), location: call.location)
-            Directives.withSettings(call) { $0.ssl.certificates.append(path) }
+            let cert = try certificateArg(call)
+            Directives.withSettings(call) { $0.ssl.certificates.append(cert) }
         },
         Directives.spec("ssl_certificate_key", [.http, .server], .one) { call in
-            let path = PathSetting(path: call.configuration.fullConfPath(call.words[1]), location: call.location)
-            Directives.withSettings(call) { $0.ssl.certificateKeys.append(path) }
+            let key = try certificateArg(call)
+            Directives.withSettings(call) { $0.ssl.certificateKeys.append(key) }
         },
         Directives.spec("ssl_password_file", [.http, .server], .one) { call in
             try Directives.setOnce(call, \.ssl.$passwordFile, PathSetting(path: call.configuration.fullConfPath(call.words[1]), location: call.location))
@@ -29,6 +31,12 @@ enum SSLDirectives {
         },
         Directives.msecSetting("ssl_session_timeout", \.ssl.$sessionTimeout, [.http, .server]),
         Directives.flagSetting("ssl_session_tickets", \.ssl.$sessionTickets, [.http, .server]),
+        // Repeatable, as nginx's array: the first key encrypts, every key decrypts (a rotation keeps the old one).
+        Directives.spec("ssl_session_ticket_key", [.http, .server], .one) { call in
+            let key = pathArg(call)
+            Directives.withSettings(call) { $0.ssl.sessionTicketKeys.append(key) }
+        },
+        Directives.flagSetting("ssl_reject_handshake", \.ssl.$rejectHandshake, [.http, .server]),
         Directives.spec("ssl_dhparam", [.http, .server], .one) { call in try Directives.setOnce(call, \.ssl.$dhParam, pathArg(call)) },
         Directives.spec("ssl_ecdh_curve", [.http, .server], .one) { call in try Directives.setOnce(call, \.ssl.$ecdhCurve, call.words[1]) },
         Directives.spec("ssl_trusted_certificate", [.http, .server], .one) { call in
@@ -67,10 +75,13 @@ enum SSLDirectives {
         Directives.spec("proxy_ssl_trusted_certificate", .httpAll, .one) { call in
             try Directives.setOnce(call, \.proxySSL.$trustedCertificate, pathArg(call))
         },
-        Directives.spec("proxy_ssl_certificate", .httpAll, .one) { call in try Directives.setOnce(call, \.proxySSL.$certificate, pathArg(call)) },
-        Directives.spec("proxy_ssl_certificate_key", .httpAll, .one) { call in
-            try Directives.setOnce(call, \.proxySSL.$certificateKey, pathArg(call))
+        Directives.spec("proxy_ssl_certificate", .httpAll, .one) { call in
+            try Directives.setOnce(call, \.proxySSL.$certificate, try certificateArg(call))
         },
+        Directives.spec("proxy_ssl_certificate_key", .httpAll, .one) { call in
+            try Directives.setOnce(call, \.proxySSL.$certificateKey, try certificateArg(call))
+        },
+        Directives.spec("proxy_ssl_crl", .httpAll, .one) { call in try Directives.setOnce(call, \.proxySSL.$crl, pathArg(call)) },
         Directives.spec("proxy_ssl_password_file", .httpAll, .one) { call in
             try Directives.setOnce(call, \.proxySSL.$passwordFile, pathArg(call))
         },
@@ -97,11 +108,10 @@ enum SSLDirectives {
         },
     ]
 
-    /// nginx directives Vigil refuses by name rather than as unknown: ticket key files, OCSP, upstream CRLs
-    /// and raw OpenSSL commands.
+    /// nginx directives Vigil refuses by name rather than as unknown: OCSP and raw OpenSSL commands.
     static let refused: [DirectiveSpec] = [
-        "ssl_session_ticket_key", "ssl_conf_command", "ssl_reject_handshake", "ssl_ocsp", "ssl_ocsp_responder",
-        "ssl_ocsp_cache", "ssl_stapling_file", "ssl_stapling_responder", "proxy_ssl_crl", "proxy_ssl_conf_command",
+        "ssl_conf_command", "ssl_ocsp", "ssl_ocsp_responder", "ssl_ocsp_cache", "ssl_stapling_file",
+        "ssl_stapling_responder", "proxy_ssl_conf_command",
     ].map { name in
         Directives.spec(name, [.http, .server, .location], .oneOrMore) { call in
             throw call.error("\"\(name)\" is not supported by vigil")
@@ -110,6 +120,16 @@ enum SSLDirectives {
 
     static func pathArg(_ call: Call) -> PathSetting {
         PathSetting(path: call.configuration.fullConfPath(call.words[1]), location: call.location)
+    }
+
+    /// A certificate or key: with variables a template (an unknown variable is an error, as nginx's complex
+    /// value), PEM text after `data:` as it is, else a file relative to the configuration's directory.
+    static func certificateArg(_ call: Call) throws -> CertificateSetting {
+        let value = call.words[1]
+        if value.hasPrefix("data:") { return CertificateSetting(path: value, location: call.location, template: nil) }
+        let template = try RewriteDirectives.template(call, value)
+        if !template.names.isEmpty { return CertificateSetting(path: value, location: call.location, template: template) }
+        return CertificateSetting(path: call.configuration.fullConfPath(value), location: call.location, template: nil)
     }
 
     /// nginx's bitmask slot: each value must be a known protocol name.

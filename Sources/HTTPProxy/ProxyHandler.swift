@@ -206,16 +206,31 @@ final class UpstreamTLS {
     /// proxy_ssl_name, else the host of proxy_pass ($proxy_host).
     let name: Template
     let sendsServerName: Bool
+    /// proxy_ssl_certificate and its key when they have variables (nginx 1.21): rendered for each request.
+    let certificate: (certificate: CertificateSetting, key: CertificateSetting)?
     private var sessions: [PeerAddress: TLSSessionSlot] = [:]
 
     init(context: TLSClientContext, settings: HTTPSettings, pass: ProxyPass, variables: VariableTable?) {
         self.context = context
+        if context.certificateCache != nil, let cert = settings.proxySSL.certificate, let key = settings.proxySSL.certificateKey {
+            certificate = (cert, key)
+        } else {
+            certificate = nil
+        }
         name = settings.proxySSL.name ?? {
             let t = Template(pass.urlHost)
             t.resolve(variables ?? VariableTable())
             return t
         }()
         sendsServerName = settings.proxySSL.serverName
+    }
+
+    /// The client certificate `r` names; nil when none is configured or the certificate's value is empty (no
+    /// certificate is sent, as nginx's).
+    func certificate(for r: RequestContext) -> Result<CertificatePair, CertificateFailure>? {
+        guard let (cert, key) = certificate, let cache = context.certificateCache else { return nil }
+        let name = cert.template?.render(r) ?? cert.path
+        return name.isEmpty ? nil : cache.pair(certificate: name, key: key.template?.render(r) ?? key.path)
     }
 
     func sessionSlot(for peer: Peer) -> TLSSessionSlot? {

@@ -26,6 +26,8 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     unowned(unsafe) let proxy: ProxyHandler
     /// Set for `proxy_pass https://…`.
     let upstreamTLS: UpstreamTLS?
+    /// proxy_ssl_certificate with variables: what this request named.
+    var clientCertificate: CertificatePair?
     let retry: RetryPolicy
     /// Peers that failed this request before the current one (most requests have none: no array).
     var tried: [Peer] = []
@@ -109,6 +111,14 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         buildRequest()
         // Kept to send again on a retry when the body is not part of `outgoing`.
         if case .inline = bodySource {} else { requestHead = outgoing.bytes }
+        // As nginx: a certificate its variables name that does not load is the request's 500.
+        switch upstreamTLS?.certificate(for: request) {
+        case .success(let pair): clientCertificate = pair
+        case .failure(let failure):
+            request.log.error("\(failure)\(request.logContext)")
+            return giveUp(500)
+        case nil: break
+        }
         next()
     }
 
@@ -208,7 +218,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         guard let u = upstreamTLS else { return nil }
         let name = u.name.render(request)
         return UpstreamTLSSetup(context: u.context, serverName: u.sendsServerName ? UpstreamTLS.sniName(name) : nil,
-                                session: u.sessionSlot(for: p), verification: .upstream(name: name))
+                                session: u.sessionSlot(for: p), verification: .upstream(name: name), certificate: clientCertificate)
     }
 
     // MARK: the connection's events

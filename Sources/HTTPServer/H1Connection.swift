@@ -768,9 +768,9 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
 
 extension H1Connection: TLSServerNameHandler {
     /// SNI picks the server block, and with it the certificate, before any request names a Host.
-    public func tlsContext(forServerName name: String) -> TLSServerContext? {
-        guard let server = service.router.route(listen.address, host: name)?.server else { return nil }
-        sniServer = server
+    public func tlsContext(forServerName name: String?) -> TLSServerContext? {
+        guard let server = handshakeServer(name) else { return nil }
+        if name != nil { sniServer = server }
         return service.tls.context(for: server)
     }
 
@@ -778,5 +778,25 @@ extension H1Connection: TLSServerNameHandler {
     public var tlsOffersHTTP2: Bool {
         guard let server = sniServer ?? service.router.defaultServer(for: listen.address) else { return false }
         return service.router.speaksHTTP2(listen.address, server)
+    }
+
+    private func handshakeServer(_ name: String?) -> Server? {
+        guard let name else { return service.router.defaultServer(for: listen.address) }
+        return service.router.route(listen.address, host: name)?.server
+    }
+
+    /// As nginx's ngx_http_ssl_certificate: the variables are those of a request on the server SNI chose.
+    public func tlsUseCertificates(of context: TLSServerContext, on stream: TLSStream) -> Bool {
+        guard let cache = context.certificateCache, let server = handshakeServer(stream.serverName?.lowercased()),
+              let r = service.pipeline.makeFailedRequest(transport: self, length: 0, server: server) else { return false }
+        for (cert, key) in context.variableCertificates {
+            do {
+                try stream.use(cache.pair(certificate: cert.template?.render(r) ?? cert.path, key: key.template?.render(r) ?? key.path).get())
+            } catch {
+                service.log.error("\(error) while SSL handshaking, client: \(address), server: \(listen.address)")
+                return false
+            }
+        }
+        return true
     }
 }

@@ -26,11 +26,12 @@ public final class RequestPipeline {
     }
 
     /// A request for a head that could not be parsed: only its error page is answered. It has no URI ($uri is
-    /// empty, as nginx's).
-    func makeFailedRequest(transport: RequestTransport, length: Int) -> RequestContext? {
+    /// empty, as nginx's). A handshake's variables (certificates named by them) are read on one too, on the
+    /// server SNI chose.
+    func makeFailedRequest(transport: RequestTransport, length: Int, server: Server? = nil) -> RequestContext? {
         let head = RequestHead(method: "-", target: "-", path: "", query: nil, versionMajor: 1, versionMinor: 1,
                                host: nil, contentLength: nil, keepAlive: false)
-        guard let server = service.router.defaultServer(for: transport.client.listen.address) else { return nil }
+        guard let server = server ?? service.router.defaultServer(for: transport.client.listen.address) else { return nil }
         return RequestContext(head: head, server: server, location: nil, service: service, transport: transport, requestLength: length)
     }
 

@@ -36,7 +36,7 @@ extension TLSStream {
     /// A refused client's session must not resume past the check (it would skip the handshake, not the check,
     /// but nginx drops it all the same).
     private func forgetSession() {
-        if let session = SSL_get_session(ssl) { _ = SSL_CTX_remove_session(SSL_get_SSL_CTX(ssl), session) }
+        if let session = SSL_get_session(ssl) { _ = SSL_CTX_remove_session(sessionContext, session) }
     }
 
     private func withPeerCertificate(_ body: (OpaquePointer) -> String) -> String {

@@ -21,8 +21,9 @@ public final class SharedSessionCache {
     /// nginx stores about 4,000 sessions a megabyte; a TLS 1.2 or 1.3 session without a client certificate
     /// serializes to 130–200 bytes here.
     static let slotSize = 256
-    /// The mutex, then the ring's next position at offset 64.
-    static let headerSize = 128
+    /// The mutex, the ring's next position at offset 64, and three session ticket keys at `ticketKeysOffset`.
+    static let headerSize = 512
+    static let ticketKeysOffset = 128
     static let bucketEntries = 8
     /// Slot: used (1), id length (1), DER length (2), padding (4), expiry in realtime seconds (8), id (32), DER.
     static let expiryOffset = 8
@@ -150,23 +151,52 @@ public final class SharedSessionCache {
         }
     }
 
-    // MARK: OpenSSL's external cache callbacks (the cache is the context's ex_data 0)
-
-    static func of(_ ctx: OpaquePointer?) -> SharedSessionCache? {
-        guard let ctx, let raw = SSL_CTX_get_ex_data(ctx, 0) else { return nil }
-        return Unmanaged<SharedSessionCache>.fromOpaque(raw).takeUnretainedValue()
+    /// nginx 1.23.2's ticket keys for the servers using this cache (without ssl_session_ticket_key): the current
+    /// key, the previous one and the next, in TicketKeys' layout, their expiry realtime seconds (0: not made).
+    /// The current key stays until its tickets' sessions may have expired, then becomes the previous one, which
+    /// decrypts until its own expiry. Copies the current and previous keys to `local`; false if no random
+    /// bytes were to be had.
+    func syncTicketKeys(now: Int64, lifetime: Int64, into local: UnsafeMutableRawPointer) -> Bool {
+        let keys = base + SharedSessionCache.ticketKeysOffset, stride = TicketKeys.stride
+        func key(_ i: Int) -> UnsafeMutableRawPointer { keys + i * stride }
+        func fresh(_ i: Int, expiring: Int64) -> Bool {
+            key(i).storeBytes(of: expiring, as: Int64.self)
+            return RAND_bytes((key(i) + TicketKeys.nameOffset).assumingMemoryBound(to: UInt8.self), Int32(stride - TicketKeys.nameOffset)) == 1
+        }
+        return withLock {
+            if key(0).load(as: Int64.self) == 0 {
+                guard fresh(0, expiring: now + lifetime) else { return false }
+                // The first rotation below makes it the previous key as well as the current one.
+                memcpy(key(2), key(0), stride)
+            }
+            if key(1).load(as: Int64.self) < now {
+                memcpy(key(1), key(0), stride)
+                memcpy(key(0), key(2), stride)
+                guard fresh(2, expiring: 0) else { return false }
+            }
+            // The current key must decrypt at least until a session made now expires.
+            if key(0).load(as: Int64.self) < now + lifetime { key(0).storeBytes(of: now + lifetime, as: Int64.self) }
+            memcpy(local, keys, 2 * stride)
+            return true
+        }
     }
 
-    func install(on ctx: OpaquePointer) {
-        // Unretained: `byName` keeps the cache for as long as this process may build contexts with it.
-        SSL_CTX_set_ex_data(ctx, 0, Unmanaged.passUnretained(self).toOpaque())
+    // MARK: OpenSSL's external cache callbacks
+
+    /// The cache of the context a connection started on (OpenSSL calls that context's callbacks, whatever
+    /// context SNI chose since).
+    private static func of(_ ssl: OpaquePointer?) -> SharedSessionCache? {
+        TLSStream.stream(of: ssl).flatMap { TLSServerContext.of($0.sessionContext)?.sessionCache }
+    }
+
+    static func install(on ctx: OpaquePointer) {
         SSL_CTX_sess_set_new_cb(ctx, SharedSessionCache.newSession)
         SSL_CTX_sess_set_get_cb(ctx, SharedSessionCache.getSession)
         SSL_CTX_sess_set_remove_cb(ctx, SharedSessionCache.removeSession)
     }
 
     static let newSession: @convention(c) (OpaquePointer?, OpaquePointer?) -> Int32 = { ssl, session in
-        guard let ssl, let session, let cache = SharedSessionCache.of(SSL_get_SSL_CTX(ssl)) else { return 0 }
+        guard let session, let cache = SharedSessionCache.of(ssl) else { return 0 }
         let len = i2d_SSL_SESSION(session, nil)
         guard len > 0, Int(len) <= derCapacity else { return 0 }
         var der = [UInt8](repeating: 0, count: Int(len))
@@ -183,7 +213,7 @@ public final class SharedSessionCache {
 
     static let getSession: @convention(c) (OpaquePointer?, UnsafePointer<UInt8>?, Int32, UnsafeMutablePointer<Int32>?) -> OpaquePointer? = { ssl, id, len, copy in
         copy?.pointee = 0
-        guard let ssl, let id, let cache = SharedSessionCache.of(SSL_get_SSL_CTX(ssl)),
+        guard let id, let cache = SharedSessionCache.of(ssl),
               let der = cache.lookup(id: UnsafeRawBufferPointer(start: id, count: Int(len))) else { return nil }
         return der.withUnsafeBufferPointer { b in
             var p: UnsafePointer<UInt8>? = b.baseAddress
@@ -192,7 +222,7 @@ public final class SharedSessionCache {
     }
 
     static let removeSession: @convention(c) (OpaquePointer?, OpaquePointer?) -> Void = { ctx, session in
-        guard let session, let cache = SharedSessionCache.of(ctx) else { return }
+        guard let session, let cache = TLSServerContext.of(ctx)?.sessionCache else { return }
         var idLen: UInt32 = 0
         guard let id = SSL_SESSION_get_id(session, &idLen) else { return }
         cache.remove(id: UnsafeRawBufferPointer(start: id, count: Int(idLen)))

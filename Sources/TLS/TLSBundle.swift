@@ -1,8 +1,8 @@
 import Config
 
 /// Every TLS context one configuration needs, built together so that `-t`, a start and a reload fail
-/// alike (with the directive's file:line) on a certificate that does not load: one server context per
-/// `server` block with certificates, one client context per `proxy_pass https://` location and per
+/// alike (with the directive's file:line) on a certificate, CRL or ticket key that does not load: one server
+/// context per `server` block with certificates or `ssl_reject_handshake on`, one client context per `proxy_pass https://` location and per
 /// upstream with `check … type=https`.
 public final class TLSBundle {
     private var servers: [ObjectIdentifier: TLSServerContext] = [:]
@@ -12,18 +12,24 @@ public final class TLSBundle {
     public init(config: Configuration) throws {
         guard let http = config.http else { return }
         let sslAddresses = Set(config.listenAddresses.filter(\.ssl).map(\.address))
+        let fullPath = { [config] in config.fullConfPath($0) }
         for server in http.servers {
-            if !server.settings.ssl.certificates.isEmpty {
-                servers[ObjectIdentifier(server)] = try TLSServerContext(settings: server.settings.ssl, at: server.location)
+            let ssl = server.settings.ssl
+            if !ssl.certificates.isEmpty || ssl.rejectHandshake {
+                servers[ObjectIdentifier(server)] = try TLSServerContext(settings: ssl, at: server.location, fullPath: fullPath)
             }
-            try addLocations(server.locations)
+            try addLocations(server.locations, fullPath: fullPath)
         }
-        // nginx requires a certificate of each ssl address's default server: it answers clients without SNI.
+        // nginx requires a certificate of each ssl address's default server, which answers clients without SNI,
+        // unless it rejects handshakes: then every server there needs one, or rejects too.
         for address in sslAddresses {
             let candidates = http.servers.filter { $0.listens.contains { $0.address == address } }
-            guard let def = candidates.first(where: { $0.listens.contains { $0.address == address && $0.defaultServer } }) ?? candidates.first,
-                  servers[ObjectIdentifier(def)] == nil else { continue }
-            throw ConfigError("no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive in \(def.location)")
+            guard let def = candidates.first(where: { $0.listens.contains { $0.address == address && $0.defaultServer } }) ?? candidates.first
+            else { continue }
+            let needing = def.settings.ssl.rejectHandshake ? candidates : [def]
+            if let bare = needing.first(where: { $0.settings.ssl.certificates.isEmpty && !$0.settings.ssl.rejectHandshake }) {
+                throw ConfigError("no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive in \(bare.location)")
+            }
         }
         for upstream in http.upstreams {
             guard let c = upstream.check, c.type == .https else { continue }
@@ -34,17 +40,17 @@ public final class TLSBundle {
         }
     }
 
-    private func addLocations(_ list: [Location]) throws {
+    private func addLocations(_ list: [Location], fullPath: @escaping (String) -> String) throws {
         for loc in list {
             // A URL from variables may turn out https: its context is ready too.
             if case .proxy(let pass) = loc.content, pass.scheme == "https" || pass.scheme.isEmpty {
                 let s = loc.settings.proxySSL
                 locations[ObjectIdentifier(loc)] = try TLSClientContext(
                     protocols: s.protocols, ciphers: s.ciphers, verify: s.verify, verifyDepth: s.verifyDepth, trusted: s.trustedCertificate,
-                    certificate: s.certificate, key: s.certificateKey, passwordFile: s.passwordFile, sessionReuse: s.sessionReuse,
-                    directives: "proxy", at: pass.location)
+                    crl: s.crl, certificate: s.certificate, key: s.certificateKey, passwordFile: s.passwordFile, sessionReuse: s.sessionReuse,
+                    directives: "proxy", at: pass.location, fullPath: fullPath)
             }
-            try addLocations(loc.configured)
+            try addLocations(loc.configured, fullPath: fullPath)
         }
     }
 

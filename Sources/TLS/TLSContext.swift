@@ -34,56 +34,30 @@ enum ContextSetup {
         return ctx
     }
 
-    /// Loads a PEM certificate and its chain into `ctx` (which keeps every key type it is given: an RSA and an
-    /// ECDSA pair live side by side, and OpenSSL picks one per client).
-    static func useCertificate(_ ctx: OpaquePointer, _ cert: PathSetting) throws {
-        OpenSSLError.clear()
-        guard let bio = BIO_new_file(cert.path, "r") else {
-            throw cert.location.error("cannot load certificate \"\(cert.path)\": BIO_new_file() failed" + OpenSSLError.drain())
-        }
-        defer { BIO_free(bio) }
-        guard let x509 = PEM_read_bio_X509_AUX(bio, nil, nil, nil) else {
-            throw cert.location.error("cannot load certificate \"\(cert.path)\": PEM_read_bio_X509_AUX() failed" + OpenSSLError.drain())
-        }
-        defer { X509_free(x509) }
-        guard SSL_CTX_use_certificate(ctx, x509) == 1 else {
-            throw cert.location.error("SSL_CTX_use_certificate(\"\(cert.path)\") failed" + OpenSSLError.drain())
-        }
-        // The rest of the file is the chain.
-        while let extra = PEM_read_bio_X509(bio, nil, nil, nil) {
-            guard SSL_CTX_ctrl(ctx, SSL_CTRL_CHAIN_CERT, 0, UnsafeMutableRawPointer(extra)) == 1 else {
-                X509_free(extra)
-                throw cert.location.error("SSL_CTX_add0_chain_cert(\"\(cert.path)\") failed" + OpenSSLError.drain())
+    /// Loads each static pair into `ctx`, with the directive's file:line on a failure.
+    static func useCertificates(_ ctx: OpaquePointer, _ pairs: [(certificate: CertificateSetting, key: CertificateSetting)],
+                                passwords: [String]) throws {
+        for (cert, key) in pairs {
+            do {
+                try CertificatePair(certificate: cert.path, key: key.path, passwords: passwords).use(inContext: ctx)
+            } catch let f as CertificateFailure {
+                throw (f.inKey ? key : cert).location.error(f.description)
             }
         }
-        OpenSSLError.clear()   // the loop ends on "no start line"
     }
 
-    /// Loads a private key, trying each password of `ssl_password_file` in turn as nginx does.
-    static func useKey(_ ctx: OpaquePointer, _ key: PathSetting, passwords: [String]) throws {
-        let text: [UInt8]
-        switch FileBytes.contents(key.path) {
-        case .success(let bytes): text = bytes
-        case .failure(let f): throw key.location.error("cannot load certificate key \"\(key.path)\": BIO_new_file() failed (\(f.text))")
+    /// nginx's ngx_ssl_crl: revocation lists (and any certificates) of a PEM file join the context's store, and
+    /// every certificate of a chain is then checked against them.
+    static func useCRL(_ ctx: OpaquePointer, _ crl: PathSetting) throws {
+        OpenSSLError.clear()
+        guard let store = SSL_CTX_get_cert_store(ctx), let lookup = vigil_X509_STORE_add_file_lookup(store) else {
+            throw crl.location.error("X509_STORE_add_lookup() failed" + OpenSSLError.drain())
         }
-        var pkey: OpaquePointer?
-        for password in passwords.isEmpty ? [nil] : passwords.map(Optional.some) {
-            OpenSSLError.clear()
-            pkey = text.withUnsafeBytes { raw -> OpaquePointer? in
-                guard let bio = BIO_new_mem_buf(raw.baseAddress, Int32(raw.count)) else { return nil }
-                defer { BIO_free(bio) }
-                guard let password else { return PEM_read_bio_PrivateKey(bio, nil, noPassword, nil) }
-                return password.withCString { PEM_read_bio_PrivateKey(bio, nil, givePassword, UnsafeMutableRawPointer(mutating: $0)) }
-            }
-            if pkey != nil { break }
+        guard vigil_X509_LOOKUP_load_file(lookup, crl.path) == 1 else {
+            throw crl.location.error("X509_LOOKUP_load_file(\"\(crl.path)\") failed" + OpenSSLError.drain())
         }
-        guard let pkey else {
-            throw key.location.error("cannot load certificate key \"\(key.path)\": PEM_read_bio_PrivateKey() failed" + OpenSSLError.drain())
-        }
-        defer { EVP_PKEY_free(pkey) }
-        guard SSL_CTX_use_PrivateKey(ctx, pkey) == 1 else {
-            throw key.location.error("SSL_CTX_use_PrivateKey(\"\(key.path)\") failed" + OpenSSLError.drain())
-        }
+        _ = X509_STORE_set_flags(store, VIGIL_X509_V_FLAG_CRL_CHECK_ALL)
+        OpenSSLError.clear()
     }
 
     /// `ssl_dhparam`: parameters for the DHE ciphers.
@@ -102,15 +76,6 @@ enum ContextSetup {
         }
     }
 
-    /// An encrypted key with no password file fails instead of prompting on the terminal.
-    static let noPassword: @convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32 = { _, _, _, _ in 0 }
-    static let givePassword: @convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32 = { buf, size, _, user in
-        guard let buf, let user else { return 0 }
-        let n = min(Int(size), strlen(user.assumingMemoryBound(to: CChar.self)))
-        memcpy(buf, user, n)
-        return Int32(n)
-    }
-
     /// `ssl_password_file`: one password a line.
     static func passwords(_ file: PathSetting?) throws -> [String] {
         guard let file else { return [] }
@@ -127,21 +92,40 @@ enum ContextSetup {
 
 /// A `server` block's TLS: its certificates, protocols, ciphers and session settings.
 /// Built once per configuration in the master, before workers are forked, so every worker shares its
-/// session-ticket keys and a ticket issued by one worker resumes on another.
+/// session-ticket keys and a ticket issued by one worker resumes on another. OpenSSL callbacks find it as
+/// its SSL_CTX's ex_data 0.
 public final class TLSServerContext {
     public let raw: OpaquePointer
+    /// `ssl_reject_handshake on`: a handshake that routes to this server ends with an unrecognized_name alert.
+    public let rejectsHandshake: Bool
+    /// `ssl_certificate` with variables (in any pair, which makes every pair so, as nginx): the pairs to render
+    /// for each handshake, and the pairs they named so far.
+    public let variableCertificates: [(certificate: CertificateSetting, key: CertificateSetting)]
+    public let certificateCache: CertificateCache?
+    /// The session cache and ticket keys of connections that start on this context. OpenSSL consults the
+    /// context a connection started on for both, not the one SNI switches it to (nginx's ticket #235), so
+    /// the default server's settings decide.
+    private(set) var sessionCache: SharedSessionCache?
+    private(set) var ticketKeys: TicketKeys?
 
-    init(settings s: SSLSettings, at location: SourceLocation) throws {
+    init(settings s: SSLSettings, at location: SourceLocation, fullPath: @escaping (String) -> String) throws {
         let certs = s.certificates, keys = s.certificateKeys
         if keys.count < certs.count, let last = certs.last {
             throw last.location.error("no \"ssl_certificate_key\" is defined for certificate \"\(last.path)\"")
         }
-        raw = try ContextSetup.make(TLS_server_method(), protocols: s.protocols, ciphers: s.ciphers, at: certs.first?.location ?? location)
-        // From here on a throw still runs deinit, which frees the context.
         let passwords = try ContextSetup.passwords(s.passwordFile)
-        for (cert, key) in zip(certs, keys) {
-            try ContextSetup.useCertificate(raw, cert)
-            try ContextSetup.useKey(raw, key, passwords: passwords)
+        raw = try ContextSetup.make(TLS_server_method(), protocols: s.protocols, ciphers: s.ciphers, at: certs.first?.location ?? location)
+        rejectsHandshake = s.rejectHandshake
+        let pairs = Array(zip(certs, keys))
+        let variable = pairs.contains { $0.template != nil || $1.template != nil }
+        variableCertificates = variable ? pairs.map { ($0, $1) } : []
+        // From here on a throw still runs deinit, which frees the context.
+        certificateCache = variable ? CertificateCache(passwords: passwords, fullPath: fullPath) : nil
+        SSL_CTX_set_ex_data(raw, 0, Unmanaged.passUnretained(self).toOpaque())
+        if variable {
+            SSL_CTX_set_cert_cb(raw, TLSServerContext.certificateCallback, nil)
+        } else {
+            try ContextSetup.useCertificates(raw, pairs.map { ($0, $1) }, passwords: passwords)
         }
         if s.ecdhCurve != "auto" {
             let curves = s.ecdhCurve
@@ -165,7 +149,8 @@ public final class TLSServerContext {
         if s.preferServerCiphers { SSL_CTX_set_options(raw, VIGIL_SSL_OP_CIPHER_SERVER_PREFERENCE) }
         if !s.sessionTickets { SSL_CTX_set_options(raw, VIGIL_SSL_OP_NO_TICKET) }
         _ = SSL_CTX_set_timeout(raw, s.sessionTimeout / 1000)
-        // Sessions resume only within the server that issued them: the context id is its certificate list.
+        // Sessions resume only within the server that issued them: the context id is its certificate list (the
+        // names as written, for certificates with variables, as nginx's).
         var sid = Array("vigil".utf8)
         var h: UInt32 = 2_166_136_261
         // A session verified under one CA list must not resume under another (nginx hashes the CA names in).
@@ -187,10 +172,38 @@ public final class TLSServerContext {
                 throw location.error("cannot allocate shared session cache \"\(name)\" (\(Errno.text(errno)))")
             }
             _ = vigil_SSL_CTX_set_session_cache_mode(raw, VIGIL_SSL_SESS_CACHE_SERVER | VIGIL_SSL_SESS_CACHE_NO_INTERNAL)
-            cache.install(on: raw)
+            sessionCache = cache
+            SharedSessionCache.install(on: raw)
         }
+        if !s.sessionTicketKeys.isEmpty {
+            ticketKeys = try TicketKeys(files: s.sessionTicketKeys)
+        } else if s.sessionTickets, let cache = sessionCache {
+            ticketKeys = TicketKeys(sharedIn: cache, lifetime: Int64(s.sessionTimeout / 1000))
+        }
+        if ticketKeys != nil { _ = SSL_CTX_set_tlsext_ticket_key_evp_cb(raw, TLSServerContext.ticketKeyCallback) }
         _ = vigil_SSL_CTX_set_servername_callback(raw, TLSStream.serverNameCallback)
         SSL_CTX_set_alpn_select_cb(raw, TLSStream.alpnCallback, nil)
+    }
+
+    /// The context a raw SSL_CTX of this process belongs to.
+    static func of(_ ctx: OpaquePointer?) -> TLSServerContext? {
+        guard let ctx, let p = SSL_CTX_get_ex_data(ctx, 0) else { return nil }
+        return Unmanaged<TLSServerContext>.fromOpaque(p).takeUnretainedValue()
+    }
+
+    /// Certificates with variables are named once the client's hello (and its SNI) is in: the connection
+    /// renders this context's pairs for itself, as nginx's ngx_http_ssl_certificate.
+    static let certificateCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32 = { ssl, _ in
+        guard let ssl, let stream = TLSStream.stream(of: ssl), let handler = stream.nameHandler,
+              let context = TLSServerContext.of(SSL_get_SSL_CTX(ssl)) else { return 0 }
+        return handler.tlsUseCertificates(of: context, on: stream) ? 1 : 0
+    }
+
+    static let ticketKeyCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt8>?,
+                                                  OpaquePointer?, OpaquePointer?, Int32) -> Int32 = { ssl, name, iv, cipher, mac, enc in
+        guard let ssl, let name, let iv, let cipher, let mac,
+              let keys = TLSStream.stream(of: ssl).flatMap({ TLSServerContext.of($0.sessionContext)?.ticketKeys }) else { return -1 }
+        return keys.crypt(ssl, name, iv, cipher, mac, encrypt: enc == 1)
     }
 
     /// nginx's ngx_ssl_client_certificate, ngx_ssl_trusted_certificate and ngx_ssl_crl: the handshake
@@ -220,23 +233,16 @@ public final class TLSServerContext {
             SSL_CTX_set_verify(raw, SSL_CTX_get_verify_mode(raw), TLSServerContext.acceptAnyChain)
             SSL_CTX_set_verify_depth(raw, Int32(s.verifyDepth))
         }
-        if let crl = s.crl {
-            OpenSSLError.clear()
-            guard let store = SSL_CTX_get_cert_store(raw), let lookup = vigil_X509_STORE_add_file_lookup(store) else {
-                throw crl.location.error("X509_STORE_add_lookup() failed" + OpenSSLError.drain())
-            }
-            guard vigil_X509_LOOKUP_load_file(lookup, crl.path) == 1 else {
-                throw crl.location.error("X509_LOOKUP_load_file(\"\(crl.path)\") failed" + OpenSSLError.drain())
-            }
-            _ = X509_STORE_set_flags(store, VIGIL_X509_V_FLAG_CRL_CHECK_ALL)
-            OpenSSLError.clear()
-        }
+        if let crl = s.crl { try ContextSetup.useCRL(raw, crl) }
     }
 
     /// Keeps the handshake going whatever the chain's verdict; SSL_get_verify_result still records it.
     static let acceptAnyChain: @convention(c) (Int32, OpaquePointer?) -> Int32 = { _, _ in 1 }
 
-    deinit { SSL_CTX_free(raw) }
+    deinit {
+        SSL_CTX_set_ex_data(raw, 0, nil)
+        SSL_CTX_free(raw)
+    }
 }
 
 /// TLS towards an upstream or a check peer: protocols, ciphers, what to trust and an optional client
@@ -246,13 +252,19 @@ public final class TLSClientContext {
     public let raw: OpaquePointer
     public let verify: Bool
     public let sessionReuse: Bool
+    /// `proxy_ssl_certificate` with variables: the pairs each request named so far (nil without variables).
+    public let certificateCache: CertificateCache?
 
-    public init(protocols: [String], ciphers: String, verify: Bool, verifyDepth: Int, trusted: PathSetting?,
-                certificate: PathSetting?, key: PathSetting?, passwordFile: PathSetting?, sessionReuse: Bool,
-                directives prefix: String, at location: SourceLocation) throws {
+    public init(protocols: [String], ciphers: String, verify: Bool, verifyDepth: Int, trusted: PathSetting?, crl: PathSetting? = nil,
+                certificate: CertificateSetting?, key: CertificateSetting?, passwordFile: PathSetting?, sessionReuse: Bool,
+                directives prefix: String, at location: SourceLocation, fullPath: @escaping (String) -> String = { $0 }) throws {
+        let variable = certificate?.template != nil || key?.template != nil
+        // nginx keeps the passwords for certificates with variables; they are read now either way.
+        let passwords = certificate == nil ? [] : try ContextSetup.passwords(passwordFile)
         raw = try ContextSetup.make(TLS_client_method(), protocols: protocols, ciphers: ciphers, at: location)
         self.verify = verify
         self.sessionReuse = sessionReuse
+        certificateCache = variable ? CertificateCache(passwords: passwords, fullPath: fullPath) : nil
         // From here on a throw still runs deinit, which frees the context.
         if verify && trusted == nil {
             throw location.error("no \(prefix)_ssl_trusted_certificate for \(prefix)_ssl_verify")
@@ -263,11 +275,12 @@ public final class TLSClientContext {
                 throw trusted.location.error("SSL_CTX_load_verify_locations(\"\(trusted.path)\") failed" + OpenSSLError.drain())
             }
         }
+        // As nginx: revocation is checked only where the chain is.
+        if verify, let crl { try ContextSetup.useCRL(raw, crl) }
         SSL_CTX_set_verify_depth(raw, Int32(verifyDepth))
         if let certificate {
             guard let key else { throw certificate.location.error("no \"\(prefix)_ssl_certificate_key\" is defined for certificate \"\(certificate.path)\"") }
-            try ContextSetup.useCertificate(raw, certificate)
-            try ContextSetup.useKey(raw, key, passwords: try ContextSetup.passwords(passwordFile))
+            if !variable { try ContextSetup.useCertificates(raw, [(certificate, key)], passwords: passwords) }
         }
         if sessionReuse {
             // Sessions are kept per peer by the caller (TLSSessionSlot), not in OpenSSL's per-context cache.

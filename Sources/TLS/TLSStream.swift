@@ -5,10 +5,16 @@ import COpenSSL
 import Config
 import Core
 
-/// Picks the context of the `server` block a client names in SNI, and whether that server speaks HTTP/2
-/// (asked after SNI, when the client offers protocols by ALPN).
+/// The connection's side of a server handshake: the `server` block a client's SNI routes to, the
+/// certificates its variables name, and whether that server speaks HTTP/2 (asked after SNI, when the client
+/// offers protocols by ALPN).
 public protocol TLSServerNameHandler: AnyObject {
-    func tlsContext(forServerName name: String) -> TLSServerContext?
+    /// The context of the server block `name` routes to (nil: the client sent none, which is the default
+    /// server's); nil when that server has none.
+    func tlsContext(forServerName name: String?) -> TLSServerContext?
+    /// Renders `context`'s variable certificates for this connection and uses them (`use(_:)`); false fails
+    /// the handshake, after logging why.
+    func tlsUseCertificates(of context: TLSServerContext, on stream: TLSStream) -> Bool
     var tlsOffersHTTP2: Bool { get }
 }
 
@@ -26,10 +32,16 @@ public final class TLSStream: SecureStream {
     public unowned(unsafe) var nameHandler: TLSServerNameHandler?
     /// Where an upstream's new session goes (proxy_ssl_session_reuse), set before the handshake.
     public var sessionSlot: TLSSessionSlot?
+    /// The context the connection started on: OpenSSL takes sessions and tickets from it, whatever context
+    /// SNI chooses later, and there is no call to ask it for that one.
+    let sessionContext: OpaquePointer
+    /// ssl_reject_handshake refused the name the client sent (or the default server refused the lack of one).
+    private var rejected = false
 
     private init?(context: OpaquePointer, fd: Int32) {
         guard let s = SSL_new(context) else { return nil }
         ssl = s
+        sessionContext = context
         guard SSL_set_fd(s, fd) == 1 else { SSL_free(s); return nil }
         SSL_set_ex_data(s, 0, Unmanaged.passUnretained(self).toOpaque())
     }
@@ -72,6 +84,9 @@ public final class TLSStream: SecureStream {
             failure = "SSL_do_handshake() failed (\(Errno.text(err)))"
         case VIGIL_SSL_ERROR_SYSCALL, VIGIL_SSL_ERROR_ZERO_RETURN:
             failure = "peer closed connection in SSL handshake"
+        case _ where rejected:
+            OpenSSLError.clear()
+            failure = "handshake rejected"
         default:
             failure = "SSL_do_handshake() failed" + OpenSSLError.drain()
         }
@@ -157,6 +172,9 @@ public final class TLSStream: SecureStream {
         return "0x" + String(repeating: "0", count: max(0, 4 - code.count)) + code
     }
 
+    /// A certificate named by variables, for this connection only.
+    public func use(_ pair: CertificatePair) throws { try pair.use(onConnection: ssl) }
+
     /// The upstream certificate check nginx makes after the handshake: the chain (its verify result) and
     /// then the name. nil when both pass; otherwise nginx's message.
     public func verifyPeer(name: String?) -> String? {
@@ -185,11 +203,17 @@ public final class TLSStream: SecureStream {
         return Unmanaged<TLSStream>.fromOpaque(raw).takeUnretainedValue()
     }
 
-    /// SNI: switch to the context of the server block that answers the name.
-    static let serverNameCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32 = { ssl, _, _ in
-        guard let ssl, let name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name),
-              let stream = TLSStream.stream(of: ssl), let handler = stream.nameHandler,
-              let ctx = handler.tlsContext(forServerName: String(cString: name).lowercased()) else { return VIGIL_SSL_TLSEXT_ERR_OK }
+    /// SNI (OpenSSL calls this without a name too): switch to the context of the server block that answers the
+    /// name, and end the handshake with nginx's unrecognized_name alert if that server rejects handshakes.
+    static let serverNameCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32 = { ssl, alert, _ in
+        let name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name).map { String(cString: $0).lowercased() }
+        guard let ssl, let stream = TLSStream.stream(of: ssl), let handler = stream.nameHandler,
+              let ctx = handler.tlsContext(forServerName: name) else { return VIGIL_SSL_TLSEXT_ERR_OK }
+        if ctx.rejectsHandshake {
+            stream.rejected = true
+            alert?.pointee = VIGIL_SSL_AD_UNRECOGNIZED_NAME
+            return VIGIL_SSL_TLSEXT_ERR_ALERT_FATAL
+        }
         if ctx.raw != SSL_get_SSL_CTX(ssl) {
             SSL_set_SSL_CTX(ssl, ctx.raw)
             // SSL_set_SSL_CTX keeps the first context's verify settings: take the named server's.

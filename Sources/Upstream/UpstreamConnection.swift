@@ -33,12 +33,16 @@ public struct UpstreamTLSSetup {
     public let serverName: String?
     public let session: TLSSessionSlot?
     public let verification: Verification
+    /// A client certificate named by variables for this connection (proxy_ssl_certificate $…).
+    public let certificate: CertificatePair?
 
-    public init(context: TLSClientContext, serverName: String?, session: TLSSessionSlot?, verification: Verification) {
+    public init(context: TLSClientContext, serverName: String?, session: TLSSessionSlot?, verification: Verification,
+                certificate: CertificatePair? = nil) {
         self.context = context
         self.serverName = serverName
         self.session = session
         self.verification = verification
+        self.certificate = certificate
     }
 }
 
@@ -196,6 +200,12 @@ public final class UpstreamConnection: EventHandler {
             return
         }
         tls = stream
+        if let pair = setup.certificate {
+            do { try stream.use(pair) } catch {
+                delegate?.upstreamFailed(.handshake("\(error)"))
+                return
+            }
+        }
         verification = setup.verification
         verifies = setup.context.verify
         state = .handshaking

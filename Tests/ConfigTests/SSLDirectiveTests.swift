@@ -127,7 +127,47 @@ final class SSLDirectiveTests: XCTestCase {
         let stapling = try XCTUnwrap(assertLoads(inHTTP("ssl_stapling on; ssl_stapling_verify on;")))
         XCTAssertEqual(stapling.warnings.map(\.message), ["\"ssl_stapling\" ignored, not supported by vigil"])
         assertError(inHTTP("server { ssl_verify_client maybe; }"), "invalid value \"maybe\"", line: 3)
-        assertError(inHTTP("ssl_session_ticket_key k;"), "\"ssl_session_ticket_key\" is not supported by vigil", line: 3)
+        assertError(inHTTP("ssl_conf_command Options -SessionTicket;"), "\"ssl_conf_command\" is not supported by vigil", line: 3)
         assertError(inHTTP("ssl_early_data on;"), "\"ssl_early_data on\" is not supported by vigil", line: 3)
+    }
+
+    func testRejectHandshakeAndTicketKeysInheritFromHTTP() throws {
+        let conf = try XCTUnwrap(assertLoads(inHTTP("""
+            ssl_reject_handshake on;
+            ssl_session_ticket_key old.key; ssl_session_ticket_key /keys/new.key;
+            server { listen 443 ssl; }
+            server { listen 443; ssl_reject_handshake off; ssl_session_ticket_key only.key; }
+            """)))
+        let servers = try XCTUnwrap(conf.http?.servers)
+        XCTAssertTrue(servers[0].settings.ssl.rejectHandshake)
+        XCTAssertEqual(servers[0].settings.ssl.sessionTicketKeys.map(\.path), ["/conf/old.key", "/keys/new.key"])
+        XCTAssertEqual(servers[0].settings.ssl.sessionTicketKeys.first?.location.line, 4)
+        XCTAssertFalse(servers[1].settings.ssl.rejectHandshake)
+        XCTAssertEqual(servers[1].settings.ssl.sessionTicketKeys.map(\.path), ["/conf/only.key"], "a level with its own keys takes none above")
+        assertError(inHTTP("ssl_reject_handshake yes;"),
+                    "invalid value \"yes\" in \"ssl_reject_handshake\" directive, it must be \"on\" or \"off\"", line: 3)
+        assertError(inHTTP("server { location / { ssl_session_ticket_key a.key; } }"),
+                    "\"ssl_session_ticket_key\" directive is not allowed here", line: 3)
+    }
+
+    func testCertificatesWithVariablesOrDataAndProxyCRL() throws {
+        let conf = try XCTUnwrap(assertLoads(inHTTP("""
+            server { listen 443 ssl; ssl_certificate $ssl_server_name.crt; ssl_certificate_key 'data:-----BEGIN KEY-----';
+                     location / { proxy_pass https://127.0.0.1; proxy_ssl_certificate $arg_cert.crt; proxy_ssl_certificate_key k.key;
+                                  proxy_ssl_crl revoked.crl; } }
+            """)))
+        let server = try XCTUnwrap(conf.http?.servers.first)
+        let cert = try XCTUnwrap(server.settings.ssl.certificates.first)
+        XCTAssertEqual(cert.path, "$ssl_server_name.crt", "a name with variables is made absolute per connection")
+        XCTAssertEqual(cert.template?.text, "$ssl_server_name.crt")
+        XCTAssertEqual(server.settings.ssl.certificateKeys.first?.path, "data:-----BEGIN KEY-----")
+        XCTAssertNil(server.settings.ssl.certificateKeys.first?.template)
+        let proxy = try XCTUnwrap(server.locations.first).settings.proxySSL
+        XCTAssertEqual(proxy.certificate?.template?.text, "$arg_cert.crt")
+        XCTAssertEqual(proxy.certificateKey?.path, "/conf/k.key")
+        XCTAssertNil(proxy.certificateKey?.template)
+        XCTAssertEqual(proxy.crl?.path, "/conf/revoked.crl")
+        assertError(inHTTP("server { proxy_ssl_certificate $nope.crt; }"), "unknown \"nope\" variable", line: 3)
+        assertError(inHTTP("proxy_ssl_crl a.crl; proxy_ssl_crl b.crl;"), "\"proxy_ssl_crl\" directive is duplicate", line: 3)
     }
 }

@@ -104,6 +104,17 @@ final class HTTP2Tests: TLSTestCase {
             g = goaway(events)
             print("goaway", g[0].error_code if g else "none")
             print("closed", closed)
+        elif mode == "cancel":
+            # A proxied request reset by the client while the upstream is still thinking.
+            c.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", "/slow")], end_stream=True)
+            s.sendall(c.data_to_send())
+            time.sleep(0.5)
+            c.reset_stream(1)
+            s.sendall(c.data_to_send())
+            c.send_headers(3, head, end_stream=True)
+            s.sendall(c.data_to_send())
+            events, closed = drain(1.0)
+            print("other", [dict(e.headers).get(":status") for e in events if isinstance(e, h2.events.ResponseReceived)])
         elif mode == "zerowindow":
             # SETTINGS_INITIAL_WINDOW_SIZE 0: the response's DATA can never be sent.
             c.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", "/big")], end_stream=True)
@@ -375,5 +386,27 @@ final class HTTP2Tests: TLSTestCase {
             XCTAssertEqual(h2.replacingOccurrences(of: "HTTP/2.0", with: "HTTP/1.1"), h1, path)
             XCTAssertTrue(h2.contains("x-proto:HTTP/2.0"), h2)
         }
+    }
+
+    func testAClientResetEndsItsUpstreamRequest() throws {
+        let port = freePort()
+        let slow = try RawServer(.silent)
+        defer { slow.stop() }
+        let (v, _) = try startVigil("""
+            server {
+                listen 127.0.0.1:\(port);
+                http2 on;
+                access_log logs/access.log;
+                location /slow { proxy_pass http://127.0.0.1:\(slow.port); proxy_read_timeout 30s; }
+                location / { return 200 "ok"; }
+            }
+            """)
+        let facts = h2(["cancel", String(port)])
+        // The other stream on the connection is answered; the reset one's upstream connection is closed and the
+        // request logged as nginx logs a client gone away, 499.
+        XCTAssertEqual(facts["other"], "['200']", "\(facts)")
+        XCTAssertTrue(waitFor(5) { slow.openConnections == 0 }, "the upstream connection stayed open")
+        XCTAssertTrue(waitFor(5) { self.logLines(v, "access.log").contains { $0.contains("\"GET /slow HTTP/2.0\" 499") } },
+                      logLines(v, "access.log").joined(separator: "\n"))
     }
 }

@@ -218,6 +218,12 @@ final class TLSTests: TLSTestCase {
         try checkResumptionAcrossWorkers("ssl_session_tickets on;")
     }
 
+    func testSessionTicketKeyFileResumesAcrossWorkers() throws {
+        let key = scratch + "/ticket.key"
+        try Data((0..<48).map { UInt8($0) }).write(to: URL(fileURLWithPath: key))
+        try checkResumptionAcrossWorkers("ssl_session_ticket_key \(key);")
+    }
+
     func testSessionTimeoutEndsResumption() throws {
         let tls = freePort()
         try startVigil("""

@@ -147,4 +147,60 @@ final class TLSContextTests: XCTestCase {
         XCTAssertTrue(SharedSessionCache.named("unit-same", size: 65536) === SharedSessionCache.named("unit-same", size: 65536),
                       "a reload that names the same cache with the same size keeps it")
     }
+
+    func testTicketKeyFilesRejectHandshakeCRLAndDataCertificates() throws {
+        let conf = dir + "/vigil.conf"
+        let server = "server { listen 127.0.0.1:1 ssl; ssl_certificate a.crt; ssl_certificate_key a.key;"
+        try Data(repeating: 1, count: 48).write(to: URL(fileURLWithPath: dir + "/48.key"))
+        try Data(repeating: 2, count: 80).write(to: URL(fileURLWithPath: dir + "/80.key"))
+        try Data(repeating: 3, count: 47).write(to: URL(fileURLWithPath: dir + "/47.key"))
+        XCTAssertEqual(bundleError("\(server)\nssl_session_ticket_key 48.key; ssl_session_ticket_key 80.key; }"), "")
+        XCTAssertEqual(bundleError("\(server)\nssl_session_ticket_key 80.key;\nssl_session_ticket_key 47.key; }"),
+                       "\"\(dir)/47.key\" must be 48 or 80 bytes in \(conf):5")
+        XCTAssertEqual(bundleError("\(server)\nssl_session_ticket_key gone.key; }"),
+                       "open() \"\(dir)/gone.key\" failed (2: No such file or directory) in \(conf):4")
+
+        // A rejecting default server needs no certificate; then every server on its address needs one or rejects.
+        XCTAssertEqual(bundleError("server { listen 127.0.0.1:1 ssl; ssl_reject_handshake on; }\nserver { listen 127.0.0.1:1; server_name b; \(server.dropFirst(8)) }"), "")
+        XCTAssertEqual(bundleError("server { listen 127.0.0.1:1 ssl; ssl_reject_handshake on; }\nserver { listen 127.0.0.1:1; server_name b; }"),
+                       "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive in \(conf):4")
+
+        // proxy_ssl_crl is read with proxy_ssl_verify on only, as nginx does.
+        try "not a CRL\n-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n".write(toFile: dir + "/bad.crl", atomically: true, encoding: .utf8)
+        let proxy = "server { location / { proxy_pass https://127.0.0.1:1; proxy_ssl_trusted_certificate a.crt;"
+        XCTAssertEqual(bundleError("\(proxy)\nproxy_ssl_crl bad.crl; } }"), "")
+        let crl = bundleError("\(proxy) proxy_ssl_verify on;\nproxy_ssl_crl bad.crl; } }")
+        XCTAssertTrue(crl.hasPrefix("X509_LOOKUP_load_file(\"\(dir)/bad.crl\") failed (SSL: error:"), crl)
+        XCTAssertTrue(crl.hasSuffix(" in \(conf):4"), crl)
+
+        // PEM text after data:, and a certificate whose chain is corrupt.
+        let pem = try String(contentsOfFile: dir + "/a.crt", encoding: .utf8), key = try String(contentsOfFile: dir + "/a.key", encoding: .utf8)
+        XCTAssertEqual(bundleError("server { listen 127.0.0.1:1 ssl; ssl_certificate 'data:\(pem)'; ssl_certificate_key 'data:\(key)'; }"), "")
+        try (pem + "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n").write(toFile: dir + "/broken.crt", atomically: true, encoding: .utf8)
+        XCTAssertTrue(bundleError("server { listen 127.0.0.1:1 ssl;\nssl_certificate broken.crt; ssl_certificate_key a.key; }")
+            .hasPrefix("cannot load certificate \"\(dir)/broken.crt\": PEM_read_bio_X509() failed (SSL: error:"))
+    }
+
+    /// nginx 1.23.2's keys in a shared cache: once the previous key's sessions have expired, the current key
+    /// becomes the previous one (decrypting until its own sessions expire) and a new one encrypts.
+    func testSharedTicketKeysRotateWithTheSessionTimeout() throws {
+        let cache = try XCTUnwrap(SharedSessionCache.named("unit-keys-\(UUID().uuidString)", size: 64 * 1024))
+        var local = [UInt8](repeating: 0, count: 2 * TicketKeys.stride)
+        func names(at now: Int64) -> (current: [UInt8], previous: [UInt8]) {
+            XCTAssertTrue(local.withUnsafeMutableBytes { cache.syncTicketKeys(now: now, lifetime: 2, into: $0.baseAddress!) })
+            let n = TicketKeys.nameOffset
+            return (Array(local[n..<n + 16]), Array(local[TicketKeys.stride + n..<TicketKeys.stride + n + 16]))
+        }
+        let first = names(at: 1000)
+        XCTAssertEqual(first.current, first.previous, "at first the previous key is the current one")
+        XCTAssertNotEqual(first.current, [UInt8](repeating: 0, count: 16))
+        XCTAssertEqual(names(at: 1001).current, first.current, "the key stays while the previous one may still be needed")
+        let rotated = names(at: 1003)
+        XCTAssertNotEqual(rotated.current, first.current)
+        XCTAssertEqual(rotated.previous, first.current, "the old key still decrypts")
+        // The key made at 1003 was used then, so its sessions live until 1005; the previous one's until 1003.
+        let again = names(at: 1004)
+        XCTAssertEqual(again.previous, rotated.current, "a key encrypts for at most a session timeout")
+        XCTAssertEqual(names(at: 1005).current, again.current)
+    }
 }

@@ -165,9 +165,11 @@ public struct ProxySSLSettings: Sendable {
     @Setting public var verify = false
     @Setting public var verifyDepth = 1
     @Setting public var trustedCertificate: PathSetting? = nil
-    @Setting public var certificate: PathSetting? = nil
-    @Setting public var certificateKey: PathSetting? = nil
+    @Setting public var certificate: CertificateSetting? = nil
+    @Setting public var certificateKey: CertificateSetting? = nil
     @Setting public var passwordFile: PathSetting? = nil
+    /// `proxy_ssl_crl`: revocation lists the upstream's chain is checked against (with `proxy_ssl_verify on`).
+    @Setting public var crl: PathSetting? = nil
     @Setting public var protocols = ["TLSv1.2", "TLSv1.3"]
     @Setting public var ciphers = "DEFAULT"
     @Setting public var sessionReuse = true
@@ -183,6 +185,7 @@ public struct ProxySSLSettings: Sendable {
         $certificate.inherit(p.$certificate)
         $certificateKey.inherit(p.$certificateKey)
         $passwordFile.inherit(p.$passwordFile)
+        $crl.inherit(p.$crl)
         $protocols.inherit(p.$protocols)
         $ciphers.inherit(p.$ciphers)
         $sessionReuse.inherit(p.$sessionReuse)

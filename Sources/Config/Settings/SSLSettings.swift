@@ -1,13 +1,15 @@
 /// TLS towards clients (http and server levels): nginx's ssl module.
 public struct SSLSettings: Sendable {
-    @Setting public var certificates: [PathSetting] = []
-    @Setting public var certificateKeys: [PathSetting] = []
+    @Setting public var certificates: [CertificateSetting] = []
+    @Setting public var certificateKeys: [CertificateSetting] = []
     @Setting public var protocols = ["TLSv1.2", "TLSv1.3"]
     @Setting public var ciphers = "HIGH:!aNULL:!MD5"
     @Setting public var preferServerCiphers = false
     @Setting public var sessionCache = SessionCacheSetting.none
     @Setting public var sessionTimeout = 300_000
     @Setting public var sessionTickets = true
+    /// `ssl_session_ticket_key`: files of 48 or 80 bytes; the first encrypts new tickets, all decrypt.
+    @Setting public var sessionTicketKeys: [PathSetting] = []
     @Setting public var passwordFile: PathSetting? = nil
     @Setting public var dhParam: PathSetting? = nil
     @Setting public var ecdhCurve = "auto"
@@ -19,6 +21,8 @@ public struct SSLSettings: Sendable {
     @Setting public var clientCertificate: PathSetting? = nil
     @Setting public var verifyDepth = 1
     @Setting public var crl: PathSetting? = nil
+    /// `ssl_reject_handshake`: a handshake for a name routed to this server ends with an unrecognized_name alert.
+    @Setting public var rejectHandshake = false
     /// The deprecated `ssl on`: every `listen` of the server is a TLS one.
     @Setting public var on = false
 
@@ -36,6 +40,7 @@ public struct SSLSettings: Sendable {
         $sessionCache.inherit(p.$sessionCache)
         $sessionTimeout.inherit(p.$sessionTimeout)
         $sessionTickets.inherit(p.$sessionTickets)
+        $sessionTicketKeys.inherit(p.$sessionTicketKeys)
         $passwordFile.inherit(p.$passwordFile)
         $dhParam.inherit(p.$dhParam)
         $ecdhCurve.inherit(p.$ecdhCurve)
@@ -44,6 +49,7 @@ public struct SSLSettings: Sendable {
         $clientCertificate.inherit(p.$clientCertificate)
         $verifyDepth.inherit(p.$verifyDepth)
         $crl.inherit(p.$crl)
+        $rejectHandshake.inherit(p.$rejectHandshake)
         $on.inherit(p.$on)
     }
 }

@@ -50,6 +50,7 @@ public final class UpstreamBalancer {
         }
         primaries = p
         backups = b
+        single = p.count == 1 && b.isEmpty
         totalWeight = p.reduce(0) { $0 + $1.weight }
         peerCount = (p + b).count(where: { !$0.configuredDown })
         if case .hash(_, true) = method { points = ConsistentHashRing(primaries) }
@@ -64,6 +65,7 @@ public final class UpstreamBalancer {
         failOpenPercent = nil
         primaries = peers
         backups = []
+        single = peers.count == 1
         totalWeight = peers.reduce(0) { $0 + $1.weight }
         peerCount = peers.count
     }
@@ -104,6 +106,9 @@ public final class UpstreamBalancer {
 
     /// The peers a request may try, as nginx counts its tries: those not marked `down`.
     public let peerCount: Int
+    /// One peer and no backup (a `proxy_pass` to one address, too): as nginx's `peers->single`, its passive
+    /// failures never make it unusable, there being nothing else to send the request to.
+    private let single: Bool
 
     /// The state every balancer consults first: configured `down`, the shared check bit, passive failures,
     /// `max_conns`, and the peers this request already tried.
@@ -119,7 +124,7 @@ public final class UpstreamBalancer {
             case .drain: if !sticky { return false }
             }
         }
-        if p.maxFails > 0 && p.fails >= p.maxFails && Peer.elapsed(p.checkedAt, now) <= p.failTimeout { return false }
+        if !single && p.maxFails > 0 && p.fails >= p.maxFails && Peer.elapsed(p.checkedAt, now) <= p.failTimeout { return false }
         if p.maxConns > 0 && p.connections >= p.maxConns { return false }
         return !tried.contains { $0 === p }
     }

@@ -80,6 +80,17 @@ final class RoundRobinTests: XCTestCase {
         XCTAssertTrue(rr.picks(6, now: 7002).contains(a), "the count started again from zero")
     }
 
+    func testALonePeerIsNeverTakenOutByFailures() throws {
+        // nginx's peers->single: with nothing else to try, failures leave the one peer usable (a 502 per
+        // failed request, never "no live upstreams" for fail_timeout); `down` and max_conns still count.
+        let rr = try balancer("upstream u { server \(a) max_fails=1 fail_timeout=10s; }")
+        rr.finished(rr.peer(a), failed: true, now: 1000)
+        XCTAssertEqual(rr.pick(now: 1001), a)
+        let withBackup = try balancer("upstream u { server \(a) max_fails=1 fail_timeout=10s; server \(b) backup; }")
+        withBackup.finished(withBackup.peer(a), failed: true, now: 1000)
+        XCTAssertEqual(withBackup.pick(now: 1001), b)
+    }
+
     func testMaxFailsZeroNeverTakesPeerOut() throws {
         let rr = try balancer("upstream u { server \(a) max_fails=0; server \(b); }")
         for t in 0..<10 { rr.finished(rr.peer(a), failed: true, now: 1000 + UInt64(t)) }

@@ -287,6 +287,15 @@ enum MainDirectives {
             if try Directives.flagArg(call) { call.noEffect("EPOLLEXCLUSIVE spreads connections over the workers without an accept mutex") }
         },
         Directives.accepted("accept_mutex_delay", .events, .one, "EPOLLEXCLUSIVE spreads connections over the workers without an accept mutex"),
+        // nginx --with-debug's: requests from these clients write their debug lines to every error log,
+        // whatever its level.
+        Directives.spec("debug_connection", .events, .one) { call in
+            let v = call.words[1]
+            if v == "unix:" { return events(call).debugUnixClients = true }
+            if let cidr = HTTPCore.parseCIDR(v) { return events(call).debugConnections.append(cidr) }
+            guard let addrs = Resolver.resolve(host: v, port: 0), !addrs.isEmpty else { throw call.error("host not found in debug_connection \"\(v)\"") }
+            events(call).debugConnections += addrs.compactMap { IPAddress.bytes($0.host).map { CIDR(bytes: $0, prefix: $0.count * 8) } }
+        },
         Directives.spec("http", .main, .none, block: true) { call in
             if call.configuration.http != nil { throw call.duplicate() }
             let http = HTTPBlock()

@@ -668,6 +668,9 @@ extension HTTPBlock {
 public final class EventsBlock {
     public var workerConnections = 512
     public var multiAccept = false
+    /// `debug_connection`: clients whose requests log at debug level.
+    public var debugConnections: [CIDR] = []
+    public var debugUnixClients = false
 }
 
 /// A checked peer as the shm table numbers it: upstreams in order, primaries then backups, `down` skipped.

@@ -5,8 +5,6 @@ enum UnsupportedDirectives {
     static let names: Set<String> = [
         // epoll
         "epoll_events", "worker_aio_requests",
-        // event
-        "debug_connection",
         // event_openssl
         "ssl_engine",
         // http_addition_filter

@@ -75,13 +75,14 @@ public final class ErrorLog {
     /// A syslog server gets the same line without its newline, after syslog's header, at the line's level as
     /// its severity (nginx's ngx_syslog_writer). A send that fails is reported to the main log (to each of its
     /// targets, the failing one too: its peer reports at most once a minute, which also ends the recursion).
-    public func log(_ level: LogLevel, _ message: @autoclosure () -> String) {
-        guard enabled(level) else { return }
+    /// `forced`: every target takes the line whatever its level (debug_connection's clients).
+    public func log(_ level: LogLevel, forced: Bool = false, _ message: @autoclosure () -> String) {
+        guard forced || enabled(level) else { return }
         let pid = getpid()
         let line = "\(Clock.errorLogTime()) [\(level.name)] \(pid)#\(vigil_gettid()): \(message())\n"
         var failure: SystemError?
         pthread_mutex_lock(mutex)
-        for s in sinks where level <= s.target.level {
+        for s in sinks where forced || level <= s.target.level {
             guard let peer = s.syslog else {
                 writeAll(s.fd, line)
                 continue

@@ -38,6 +38,8 @@ public final class RequestPipeline {
     /// The phases of a routed request: a body larger than client_max_body_size is refused at once; a body is
     /// read whole first unless the location's handler takes it as it streams in.
     func start(_ r: RequestContext) {
+        // nginx's first debug line of a request (what `error_log … debug` shows of one, as --with-debug builds).
+        r.log.log(.debug, forced: debugs(r.client), "http request line: \"\(r.head.requestLine)\"")
         // ssl_verify_client is checked per request, against the server the Host chose, as nginx does; a Host
         // other than the SNI name must not reach a server verifying clients with another server's handshake.
         if let tls = r.client.tls {
@@ -72,6 +74,15 @@ public final class RequestPipeline {
         } else {
             r.readBody(then: nil)
         }
+    }
+
+    /// Whether `debug_connection` names this client.
+    private func debugs(_ client: ClientInfo) -> Bool {
+        guard let events = service.config.events else { return false }
+        if client.address == "unix:" { return events.debugUnixClients }
+        guard !events.debugConnections.isEmpty else { return false }
+        let bytes = client.addressBytes
+        return events.debugConnections.contains { $0.contains(bytes) }
     }
 
     /// The server's rewrite script, then the location's phases.

@@ -35,7 +35,7 @@ if options.help || options.version || options.versionAndConfigure {
     writeAll(2, "vigil version: \(Version.serverToken)\n")
     if options.help { writeAll(2, Options.usage) }
     if options.versionAndConfigure {
-        writeAll(2, "built with Swift, Linux epoll, POSIX shared memory\nconfigure arguments: --prefix=\(options.resolvedPrefix) --conf-path=\(options.resolvedConfFile) --with-http_ssl_module --with-http_v2_module --with-http_realip_module --with-http_gzip_static_module --with-http_auth_request_module --with-http_stub_status_module\n")
+        writeAll(2, "built with Swift, Linux epoll, POSIX shared memory\nconfigure arguments: --prefix=\(options.resolvedPrefix) --conf-path=\(options.resolvedConfFile) --with-http_ssl_module --with-http_v2_module --with-http_realip_module --with-http_gzip_static_module --with-http_auth_request_module --with-http_stub_status_module --with-debug\n")
     }
     if !options.test { exit(0) }
 }

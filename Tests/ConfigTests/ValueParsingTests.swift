@@ -114,5 +114,9 @@ final class ValueParsingTests: XCTestCase {
         assertError("events {\n  worker_connections 0;\n}", #"invalid number "0""#, line: 2)
         assertError("worker_rlimit_nofile lots;\nevents {}", #""worker_rlimit_nofile" directive invalid number"#, line: 1)
         XCTAssertEqual(assertLoads("events {\n  worker_connections 4096;\n}")?.workerConnections, 4096)
+        let debug = assertLoads("events {\n  debug_connection 10.0.0.0/8;\n  debug_connection unix:;\n  debug_connection ::1;\n}")?.events
+        XCTAssertEqual(debug?.debugConnections.map(\.prefix), [8, 128])
+        XCTAssertEqual(debug?.debugUnixClients, true)
+        assertError("events {\n  debug_connection no.such.host.invalid;\n}", #"host not found in debug_connection "no.such.host.invalid""#, line: 2)
     }
 }

@@ -75,6 +75,7 @@ public enum ResponseParser {
                                 reason: end > 13 ? RequestParser.string(buf, 13, end) : "", fields: [])
         head.connectionClose = head.versionMinor == 0
         var i = lf + 1
+        var sawExpires = false
         while true {
             guard let lf = RequestParser.findLF(buf, from: i, limit: min(n, maxHead)) else {
                 return n >= maxHead ? .invalid("upstream sent too big header") : .incomplete
@@ -93,11 +94,14 @@ public enum ResponseParser {
             for k in vs..<ve where buf[k] == 0 || buf[k] == 0x0D { return .invalid("upstream sent invalid header") }
             switch RequestParser.knownHeader(buf, i, c) {
             case .contentLength:
-                guard let len = RequestParser.plainNumber(buf, vs, ve), head.contentLength == nil || head.contentLength == len else {
+                // As nginx 1.23+: a second Content-Length, even an equal one, is a 502.
+                guard head.contentLength == nil else { return .invalid(duplicate("Content-Length", buf, vs, ve)) }
+                guard let len = RequestParser.plainNumber(buf, vs, ve) else {
                     return .invalid("upstream sent invalid \"Content-Length\" header")
                 }
                 head.contentLength = len
             case .transferEncoding:
+                guard !head.chunked else { return .invalid(duplicate("Transfer-Encoding", buf, vs, ve)) }
                 guard RequestParser.matches(buf[vs..<ve], lowercase: "chunked") else {
                     return .invalid("upstream sent unknown \"Transfer-Encoding\": \"\(RequestParser.string(buf, vs, ve))\"")
                 }
@@ -107,7 +111,12 @@ public enum ResponseParser {
                     if RequestParser.matches(token, lowercase: "close") { head.connectionClose = true }
                     if RequestParser.matches(token, lowercase: "keep-alive") && head.versionMinor == 0 { head.connectionClose = false }
                 }
-            default: break
+            default:
+                // nginx keeps an upstream's first Expires and drops the others.
+                if c - i == 7 && RequestParser.equalsIgnoringASCIICase(UnsafeRawBufferPointer(rebasing: buf[i..<c]), "expires") {
+                    if sawExpires { i = lf + 1; continue }
+                    sawExpires = true
+                }
             }
             fields.append(HeaderField(name: i..<c, value: vs..<ve))
             i = lf + 1
@@ -116,5 +125,9 @@ public enum ResponseParser {
             return .invalid("upstream sent \"Content-Length\" and \"Transfer-Encoding\" headers at the same time")
         }
         return .complete(head, consumed: i)
+    }
+
+    private static func duplicate(_ name: String, _ buf: UnsafeRawBufferPointer, _ vs: Int, _ ve: Int) -> String {
+        "upstream sent duplicate header line: \"\(name): \(RequestParser.string(buf, vs, ve))\""
     }
 }

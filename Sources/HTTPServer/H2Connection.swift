@@ -42,6 +42,10 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
     /// Streams begun on this connection (`$connection_requests`).
     private var streamsBegun = 0
     private var lastStreamBegun: Int32 = 0
+    /// Bytes of the frames received, and of their request payload (nginx's flood accounting).
+    private var totalBytes = 0, payloadBytes = 0
+    /// Ended with GOAWAY for a flood or a header block too large: no lingering close.
+    private var misbehaved = false
 
     /// Takes over a connection whose first bytes (or ALPN) said HTTP/2: its socket, TLS stream and PROXY
     /// header; `preread` is what was read of it already (the preface, or part of it).
@@ -189,7 +193,8 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         busy = false
         guard !closed else { return }
         if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 && (outputQueue?.isEmpty ?? true) {
-            return lingeringClose()
+            // A connection ended for misbehaving closes at once; a graceful end lingers.
+            return misbehaved ? close() : lingeringClose()
         }
         if let q = outputQueue, q.isEmpty {
             service.buffers.giveOutput(q)
@@ -443,14 +448,29 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         guard let frame, frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST,
               let s = connection(user).streams[frame.pointee.hd.stream_id] else { return 0 }
         guard s.addField(name: UnsafeRawBufferPointer(start: name, count: namelen), value: UnsafeRawBufferPointer(start: value, count: valuelen)) else {
+            connection(user).misbehaved = true
             nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
             return Int32(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
         }
         return 0
     }
 
-    private static let frameReceived: nghttp2_on_frame_recv_callback = { _, frame, user in
-        guard let frame, let s = connection(user).streams[frame.pointee.hd.stream_id] else { return 0 }
+    private static let frameReceived: nghttp2_on_frame_recv_callback = { session, frame, user in
+        guard let frame else { return 0 }
+        let c = connection(user)
+        // nginx's flood check: frames that carry (almost) no request bytes — empty DATA, PRIORITY, WINDOW_UPDATE
+        // without end (CVE-2019-9518's shapes, which nghttp2 does not limit) — may come to at most eight times
+        // the payload, plus 1 MB, per connection.
+        c.totalBytes += 9 + frame.pointee.hd.length
+        let type = frame.pointee.hd.type
+        if type == UInt8(NGHTTP2_DATA.rawValue) || type == UInt8(NGHTTP2_HEADERS.rawValue) { c.payloadBytes += frame.pointee.hd.length }
+        if c.totalBytes / 8 > c.payloadBytes + 1 << 20 {
+            c.service.log.info("http2 flood detected, client: \(c.peerAddress)")
+            c.misbehaved = true
+            nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM.rawValue)
+            return 0
+        }
+        guard let s = c.streams[frame.pointee.hd.stream_id] else { return 0 }
         let endStream = frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
         switch frame.pointee.hd.type {
         case UInt8(NGHTTP2_HEADERS.rawValue):

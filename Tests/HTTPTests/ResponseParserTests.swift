@@ -96,11 +96,15 @@ final class ResponseParserTests: XCTestCase {
         XCTAssertEqual(assertComplete("HTTP/1.1 502 Bad  Gateway here\r\n\r\n")?.head.reason, "Bad  Gateway here")
     }
 
-    func testBareLFAndIdenticalDuplicateContentLength() throws {
-        let text = "HTTP/1.1 200 OK\nContent-Length: 4\nContent-Length: 4\n\n"
+    func testBareLFAndDuplicateHeaders() throws {
+        let text = "HTTP/1.1 200 OK\nContent-Length: 4\nExpires: foo\nExpires: bar\n\n"
         let (head, consumed) = try XCTUnwrap(assertComplete(text))
         XCTAssertEqual(consumed, text.utf8.count)
         XCTAssertEqual(head.contentLength, 4)
+        // nginx 1.23+: the first Expires is kept, the others dropped; an identical second Content-Length is as
+        // invalid as a different one (a response two parsers could frame differently).
+        XCTAssertEqual(head.fields.count, 2)
+        assertInvalid("HTTP/1.1 200 OK\nContent-Length: 4\nContent-Length: 4\n\n")
     }
 
     // MARK: Invalid heads
@@ -136,6 +140,9 @@ final class ResponseParserTests: XCTestCase {
         assertInvalid("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n")
         assertInvalid("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n")
         assertInvalid("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n")
+        // As nginx 1.23+: equal duplicates too, and a second Transfer-Encoding.
+        assertInvalid("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n")
+        assertInvalid("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n")
         assertInvalid("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n")
         assertInvalid("HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n")
         assertInvalid("HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n")

@@ -97,6 +97,27 @@ final class HTTP2Tests: TLSTestCase {
             print("continuations", sent)
             print("closed", closed or closed2)
             print("goaway", g[0].error_code if g else "none")
+        elif mode in ("ping", "settings", "emptydata"):
+            # Frames that ask for work or replies and carry no request: the server must end the connection.
+            import struct
+            def frame(t, flags, sid, payload=b""):
+                return struct.pack(">I", len(payload))[1:] + bytes([t, flags]) + struct.pack(">I", sid) + payload
+            if mode == "emptydata":
+                c.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", "localhost"), (":path", "/")])
+                s.sendall(c.data_to_send())
+                unit = frame(0, 0, 1) * 100
+            else:
+                unit = (frame(6, 0, 0, b"12345678") if mode == "ping" else frame(4, 0, 0, b"\x00\x03\x00\x00\x00\x64")) * 100
+            sent, closed = 0, False
+            # The replies (PING and SETTINGS ACKs) are never read: they pile up on the server's side.
+            try:
+                for _ in range(20000):
+                    s.sendall(unit)
+                    sent += 1
+            except OSError:
+                closed = True
+            print("batches", sent)
+            print("closed", closed)
         elif mode == "bigheader":
             c.send_headers(1, head + [("x-big", "v" * int(sys.argv[3]))], end_stream=True)
             s.sendall(c.data_to_send())
@@ -263,6 +284,13 @@ final class HTTP2Tests: TLSTestCase {
         let flood = h2(["continuation", String(port)])
         XCTAssertEqual(flood["closed"], "True", "\(flood)")
         XCTAssertLessThan(Int(flood["continuations"] ?? "") ?? .max, 20000, "\(flood)")
+        // PING and SETTINGS floods whose ACKs the client never reads (nghttp2's outbound limit) and an empty
+        // DATA flood (nginx's payload accounting) each end the connection long before 2,000,000 frames.
+        for mode in ["ping", "settings", "emptydata"] {
+            let f = h2([mode, String(port)])
+            XCTAssertEqual(f["closed"], "True", "\(mode): \(f)")
+            XCTAssertLessThan(Int(f["batches"] ?? "") ?? .max, 20000, "\(mode): \(f)")
+        }
         // One field beyond large_client_header_buffers' size: GOAWAY ENHANCE_YOUR_CALM, as nginx.
         let big = h2(["bigheader", String(port), "9000"])
         XCTAssertEqual(big["goaway"], "11", "\(big)")

@@ -43,6 +43,18 @@ public enum Socket {
 
     /// The close that follows sends a RST and frees the socket at once, unsent data dropped (SO_LINGER 0:
     /// nginx's reset_timedout_connection), instead of lingering in FIN_WAIT with a client that is gone.
+    /// A lingering close's read: drops what the peer sent; true once the peer has closed (or the socket
+    /// failed), false when nothing more is there for now.
+    public static func discardInput(_ fd: Int32) -> Bool {
+        withUnsafeTemporaryAllocation(byteCount: 4096, alignment: 1) { scratch in
+            while true {
+                let n = recv(fd, scratch.baseAddress, scratch.count, 0)
+                if n > 0 { continue }
+                return !(n < 0 && (errno == EAGAIN || errno == EINTR))
+            }
+        }
+    }
+
     public static func resetOnClose(_ fd: Int32) {
         var l = linger(l_onoff: 1, l_linger: 0)
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))

@@ -698,16 +698,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
         discardInput()
     }
 
-    private func discardInput() {
-        var scratch = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n > 0 { continue }
-            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
-            close()
-            return
-        }
-    }
+    private func discardInput() { if Socket.discardInput(fd) { close() } }
 
     // MARK: HTTP/2
 

@@ -360,15 +360,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         discard()
     }
 
-    private func discard() {
-        var scratch = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n > 0 { continue }
-            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
-            return close()
-        }
-    }
+    private func discard() { if Socket.discardInput(fd) { close() } }
 
     public func close() {
         guard !closed else { return }

@@ -264,7 +264,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         let core = defaultScope.settings.core
         if streams.isEmpty {
             timer(UInt64(streamsBegun == 0 ? core.clientHeaderTimeout : core.keepaliveTimeout))
-        } else if streams.values.contains(where: { $0.pending.readable > 0 }) {
+        } else if streams.values.contains(where: \.waitsForClient) {
             timer(UInt64(core.sendTimeout))
         } else if let deadline = streams.values.compactMap(\.clientDeadline).min() {
             if timer == nil { timer = service.loop.makeTimer { [unowned(unsafe) self] in self.timedOut() } }
@@ -276,7 +276,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
 
     private func timedOut() {
         if lingering { return close() }
-        if interest & Events.writable != 0 || streams.values.contains(where: { $0.pending.readable > 0 }) {
+        if interest & Events.writable != 0 || streams.values.contains(where: \.waitsForClient) {
             service.log.info("client timed out (110: Connection timed out) while sending to client, client: \(peerAddress)")
             return close()
         }
@@ -516,7 +516,19 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
     /// queue defers the stream until more comes (or the end, with add_trailer's trailers after it).
     private static let readBody: nghttp2_data_source_read_callback = { session, id, buf, length, flags, source, user in
         let s = Unmanaged<H2Stream>.fromOpaque(source!.pointee.ptr).takeUnretainedValue()
-        let n = min(length, s.pending.readable)
+        var n = min(length, s.pending.readable)
+        // limit_rate, per stream as nginx applies it: past the budget the stream waits for its timer.
+        if n > 0, let r = s.request, let rate = r.rate {
+            let now = connection(user).service.loop.now
+            let budget = rate.budget(nowMs: now)
+            guard budget > 0 else {
+                s.deferred = true
+                s.resumeAfter(rate.delayMs(nowMs: now))
+                return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+            }
+            n = min(n, budget)
+            r.rate?.sent += n
+        }
         if n > 0 {
             s.pending.withReadable { buf!.update(from: $0.baseAddress!.assumingMemoryBound(to: UInt8.self), count: n) }
             s.pending.consume(n)

@@ -4,6 +4,7 @@ import Glibc
 import CNGHTTP2
 import Config
 import Core
+import Event
 import HTTP
 
 /// One HTTP/2 stream: a request's transport, as nginx gives each stream a connection of its own (its
@@ -372,6 +373,22 @@ final class H2Stream: ClientInfo, RequestTransport {
         connection.send()
     }
 
+    /// Response bytes wait for the client (its window or the socket), not for limit_rate: send_timeout runs.
+    var waitsForClient: Bool { pending.readable > 0 && !(rateTimer?.isArmed ?? false) }
+
+    /// limit_rate held the body back: nghttp2 asks for it again after `ms`.
+    private var rateTimer: Timer?
+    func resumeAfter(_ ms: UInt64) {
+        if rateTimer == nil {
+            rateTimer = connection.service.loop.makeTimer { [unowned(unsafe) self] in
+                guard !self.finished, self.deferred else { return }
+                self.connection.resume(self)
+                self.connection.send()
+            }
+        }
+        rateTimer!.rearm(after: ms)
+    }
+
     /// The trailers go as a HEADERS frame after the body (nghttp2 sends it once the DATA end is out).
     func takeTrailers() -> [(String, String)] {
         defer { trailers = [] }
@@ -415,6 +432,7 @@ final class H2Stream: ClientInfo, RequestTransport {
 
     private func finish(status: Int?) {
         finished = true
+        rateTimer?.cancel()
         pending.consume(pending.readable)
         onDrain = nil
         guard let r = request else { return }

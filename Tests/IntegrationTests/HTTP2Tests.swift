@@ -437,4 +437,32 @@ final class HTTP2Tests: TLSTestCase {
         XCTAssertTrue(waitFor(5) { self.logLines(v, "access.log").contains { $0.contains("\"GET /slow HTTP/2.0\" 499") } },
                       logLines(v, "access.log").joined(separator: "\n"))
     }
+
+    func testLimitRateHoldsAStreamNotTheConnection() throws {
+        let port = freePort()
+        try Data(count: 60_000).write(to: URL(fileURLWithPath: scratch + "/slow.bin"))
+        try startVigil("""
+            server {
+                listen 127.0.0.1:\(port);
+                http2 on;
+                root \(scratch);
+                location = /slow.bin { limit_rate 20k; }
+                location / { return 200 "fast"; }
+            }
+            """)
+        // Two streams on one connection (curl multiplexes --parallel requests): the fast one is not held back
+        // by the limited one, which takes about 2 s for 60 kB at 20 kB/s.
+        let start = Date()
+        let r = runCommand(Tools.curl, ["-sS", "--http2-prior-knowledge", "--parallel", "--max-time", "10",
+                                        "-w", "%{url_effective} %{size_download} %{time_total}\n", "-o", "/dev/null", "-o", "/dev/null",
+                                        "http://127.0.0.1:\(port)/slow.bin", "http://127.0.0.1:\(port)/"], timeout: 15)
+        let elapsed = Date().timeIntervalSince(start)
+        let rows = r.stdout.split(separator: "\n").map { $0.split(separator: " ") }
+        let slow = try XCTUnwrap(rows.first { $0.first?.hasSuffix("/slow.bin") ?? false }, r.stdout + r.stderr)
+        let fast = try XCTUnwrap(rows.first { $0.first?.hasSuffix("/") ?? false }, r.stdout + r.stderr)
+        XCTAssertEqual(slow[1], "60000")
+        XCTAssertGreaterThan(Double(slow[2]) ?? 0, 1.5)
+        XCTAssertLessThan(Double(fast[2]) ?? 99, 1.0)
+        XCTAssertLessThan(elapsed, 8)
+    }
 }

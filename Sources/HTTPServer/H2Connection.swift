@@ -107,7 +107,9 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
                 buffer.consume(buffer.readable)
                 guard ok else { return }
                 send()
-                if buffer.drained { return }
+                // One read a turn, unless TLS holds decrypted bytes epoll cannot report: level-triggered, the
+                // rest brings another event, and the other connections get their turn in between.
+                if !(tls?.hasPending ?? false) { return }
                 continue
             }
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) { return }
@@ -203,6 +205,15 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         armIdleTimer()
     }
 
+    /// A send at the end of this turn of the loop: the responses of every stream whose upstream answered in
+    /// this turn go out in one write, as nginx's posted events batch them.
+    func sendSoon() {
+        if busy { sendAgain = true; return }
+        if flushTimer == nil { flushTimer = service.loop.makeTimer { [unowned(unsafe) self] in self.send() } }
+        if !flushTimer!.isArmed { flushTimer!.rearm(after: 0) }
+    }
+    private var flushTimer: Timer?
+
     /// False when the connection closed.
     private func pump() -> Bool {
         while true {
@@ -261,17 +272,23 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
     /// full socket), else the earliest of the streams' client_header_timeout and client_body_timeout.
     private func armIdleTimer() {
         if interest & Events.writable != 0 { return }
-        let core = defaultScope.settings.core
+        // Read in place: a copy of the core settings would retain every array and string in them.
         if streams.isEmpty {
-            timer(UInt64(streamsBegun == 0 ? core.clientHeaderTimeout : core.keepaliveTimeout))
+            timer(UInt64(streamsBegun == 0 ? defaultScope.settings.core.clientHeaderTimeout : defaultScope.settings.core.keepaliveTimeout))
         } else if streams.values.contains(where: \.waitsForClient) {
-            timer(UInt64(core.sendTimeout))
-        } else if let deadline = streams.values.compactMap(\.clientDeadline).min() {
+            timer(UInt64(defaultScope.settings.core.sendTimeout))
+        } else if let deadline = earliestClientDeadline {
             if timer == nil { timer = service.loop.makeTimer { [unowned(unsafe) self] in self.timedOut() } }
             timer!.rearm(at: deadline)
         } else {
             timer?.cancel()
         }
+    }
+
+    private var earliestClientDeadline: UInt64? {
+        var earliest: UInt64?
+        for s in streams.values { if let d = s.clientDeadline, d < (earliest ?? .max) { earliest = d } }
+        return earliest
     }
 
     private func timedOut() {
@@ -329,7 +346,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
     /// Request body bytes were taken: the window opens for as many.
     func consume(_ id: Int32, _ n: Int) {
         nghttp2_session_consume(session, id, n)
-        send()
+        sendSoon()
     }
 
     /// Says GOAWAY naming the last stream taken (by default the last one begun): no more are taken, those
@@ -366,6 +383,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         guard !closed else { return }
         closed = true
         timer?.cancel()
+        flushTimer?.cancel()
         for s in streams.values { s.closed(errorCode: NGHTTP2_NO_ERROR.rawValue) }
         streams.removeAll()
         if let q = outputQueue {
@@ -428,9 +446,9 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         c.lastStreamBegun = id
         // keepalive_requests, keepalive_time and keepalive_timeout 0 end the connection after this stream, as
         // nginx's GOAWAY names it the last; so does a graceful stop.
-        let core = c.defaultScope.settings.core
-        if c.streamsBegun >= core.keepaliveRequests || core.keepaliveTimeout == 0 || c.service.isShuttingDown
-            || c.service.loop.now - c.openedAt >= UInt64(core.keepaliveTime) {
+        let scope = c.defaultScope
+        if c.streamsBegun >= scope.settings.core.keepaliveRequests || scope.settings.core.keepaliveTimeout == 0 || c.service.isShuttingDown
+            || c.service.loop.now - c.openedAt >= UInt64(scope.settings.core.keepaliveTime) {
             c.goAway(last: id)
         }
         return 0
@@ -564,31 +582,41 @@ struct H2Fields {
 
     init(_ bytes: [UInt8]) {
         block = bytes
-        var start = 0
-        let lf = UInt8(ascii: "\n"), cr = UInt8(ascii: "\r"), colon = UInt8(ascii: ":"), space = UInt8(ascii: " ")
-        while start < block.count, let end = block[start...].firstIndex(of: lf) {
-            let lineEnd = end > start && block[end - 1] == cr ? end - 1 : end
-            if let c = block[start..<lineEnd].firstIndex(of: colon) {
-                var v = c + 1
-                while v < lineEnd && block[v] == space { v += 1 }
-                for i in start..<c where block[i] >= 65 && block[i] <= 90 { block[i] |= 0x20 }
-                if !H2Fields.connectionSpecific(block[start..<c]) { lines.append((start..<c, v..<lineEnd)) }
+        var found: [(name: Range<Int>, value: Range<Int>)] = []
+        block.withUnsafeMutableBytes { b in
+            var start = 0
+            while start < b.count, let nl = memchr(b.baseAddress! + start, 0x0A, b.count - start) {
+                let end = nl - UnsafeMutableRawPointer(b.baseAddress!)
+                let lineEnd = end > start && b[end - 1] == 0x0D ? end - 1 : end
+                if let colonAt = memchr(b.baseAddress! + start, 0x3A, lineEnd - start) {
+                    let c = colonAt - UnsafeMutableRawPointer(b.baseAddress!)
+                    var v = c + 1
+                    while v < lineEnd && b[v] == 0x20 { v += 1 }
+                    for i in start..<c where b[i] >= 65 && b[i] <= 90 { b[i] |= 0x20 }
+                    if !H2Fields.connectionSpecific(UnsafeRawBufferPointer(rebasing: b[start..<c])) { found.append((start..<c, v..<lineEnd)) }
+                }
+                start = end + 1
             }
-            start = end + 1
         }
+        lines = found
     }
 
     var byteCount: Int { block.count }
 
     /// Fields HTTP/2 forbids (RFC 9113 §8.2.2), lowercase: the connection's own.
-    static func connectionSpecific<C: Collection>(_ name: C) -> Bool where C.Element == UInt8 {
+    static func connectionSpecific(_ name: UnsafeRawBufferPointer) -> Bool {
         switch name.count {
-        case 7: return name.elementsEqual("upgrade".utf8)
-        case 10: return name.elementsEqual("connection".utf8) || name.elementsEqual("keep-alive".utf8)
-        case 16: return name.elementsEqual("proxy-connection".utf8)
-        case 17: return name.elementsEqual("transfer-encoding".utf8)
+        case 7: return same(name, "upgrade")
+        case 10: return same(name, "connection") || same(name, "keep-alive")
+        case 16: return same(name, "proxy-connection")
+        case 17: return same(name, "transfer-encoding")
         default: return false
         }
+    }
+
+    /// Byte equality with a literal (a generic elementsEqual over String.UTF8View showed in profiles).
+    @inline(__always) static func same(_ a: UnsafeRawBufferPointer, _ s: StaticString) -> Bool {
+        a.count == s.utf8CodeUnitCount && (a.count == 0 || memcmp(a.baseAddress!, s.utf8Start, a.count) == 0)
     }
 
     /// nghttp2's view of the fields, `:status` first when given; valid during `body` (nghttp2 copies them).

@@ -75,9 +75,8 @@ final class H2Stream: ClientInfo, RequestTransport {
     /// When the client's time is up for what this stream waits on from it; nil when it waits on nothing.
     var clientDeadline: UInt64? {
         guard !finished else { return nil }
-        let core = (request?.settings ?? connection.defaultScope.settings).core
-        if headPending { return waitingSince + UInt64(core.clientHeaderTimeout) }
-        if readingBody && !bodyComplete && !(request?.body.paused ?? false) { return waitingSince + UInt64(core.clientBodyTimeout) }
+        if headPending { return waitingSince + UInt64(connection.defaultScope.settings.core.clientHeaderTimeout) }
+        if readingBody && !bodyComplete, let r = request, !r.body.paused { return waitingSince + UInt64(r.settings.core.clientBodyTimeout) }
         return nil
     }
 
@@ -100,8 +99,7 @@ final class H2Stream: ClientInfo, RequestTransport {
     /// with ENHANCE_YOUR_CALM then). A field nginx refuses makes the request a 400, as nginx answers it.
     func addField(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Bool {
         headRoom -= name.count + value.count
-        let large = connection.defaultScope.settings.core.largeClientHeaderBuffers
-        if headRoom < 0 || name.count + value.count > large.size {
+        if headRoom < 0 || name.count + value.count > connection.defaultScope.settings.core.largeClientHeaderBuffers.size {
             connection.service.log.info("client sent too large header\(headRoom < 0 ? "" : " field"), client: \(peerAddress)")
             return false
         }
@@ -120,15 +118,15 @@ final class H2Stream: ClientInfo, RequestTransport {
         if pseudo {
             let v = String(decoding: value, as: UTF8.self)
             switch name.count {
-            case 7 where name.elementsEqual(":method".utf8): setPseudo(&method, v, "method")
-            case 5 where name.elementsEqual(":path".utf8): setPseudo(&path, v, "path")
-            case 7 where name.elementsEqual(":scheme".utf8): setPseudo(&scheme, v, "scheme")
-            case 10 where name.elementsEqual(":authority".utf8): authority = v
+            case 7 where H2Fields.same(name, ":method"): setPseudo(&method, v, "method")
+            case 5 where H2Fields.same(name, ":path"): setPseudo(&path, v, "path")
+            case 7 where H2Fields.same(name, ":scheme"): setPseudo(&scheme, v, "scheme")
+            case 10 where H2Fields.same(name, ":authority"): authority = v
             default: refusal = "client sent unknown pseudo-header \"\(String(decoding: name, as: UTF8.self))\""
             }
             return true
         }
-        if name.elementsEqual("cookie".utf8) {
+        if H2Fields.same(name, "cookie") {
             // Cookie crumbs are one header again, joined as nginx joins them.
             if !cookies.isEmpty { cookies += "; ".utf8 }
             cookies += value
@@ -136,7 +134,7 @@ final class H2Stream: ClientInfo, RequestTransport {
         }
         // nginx 1.22 takes :authority as the Host: a host field beside it is not a second one. The connection's
         // own fields mean nothing in HTTP/2 (RFC 9113 §8.2.2) and must not reach an upstream as HTTP/1's.
-        if authority != nil && name.elementsEqual("host".utf8) || H2Fields.connectionSpecific(name) { return true }
+        if authority != nil && H2Fields.same(name, "host") || H2Fields.connectionSpecific(name) { return true }
         fields += name
         fields += ": ".utf8
         fields += value
@@ -350,7 +348,7 @@ final class H2Stream: ClientInfo, RequestTransport {
     func flushBody() -> Bool {
         guard !finished else { return false }
         submit()
-        connection.send()
+        connection.sendSoon()
         if pending.readable < H2Stream.backlog { return true }
         wantsDrain = true
         return false
@@ -370,7 +368,7 @@ final class H2Stream: ClientInfo, RequestTransport {
         if let r = request, r.response.trailers { trailers = HeadersFilter.trailers(r) }
         submit()
         if deferred { connection.resume(self) }
-        connection.send()
+        connection.sendSoon()
     }
 
     /// Response bytes wait for the client (its window or the socket), not for limit_rate: send_timeout runs.

@@ -58,9 +58,16 @@ enum PasswordHash {
         return p
     }()
 
+    /// The algorithms, fetched once: `EVP_md5()` and `EVP_sha1()` make OpenSSL 3 look the implementation up
+    /// (locks, name lookups, allocations) on every EVP_DigestInit_ex, which was two thirds of an `$apr1$`
+    /// check's 1002 digests. One context per worker thread's checks (auth runs on the loop only).
+    private static let md5 = EVP_MD_fetch(nil, "MD5", nil)
+    private static let sha1Algorithm = EVP_MD_fetch(nil, "SHA1", nil)
+    private static let context = EVP_MD_CTX_new()
+
     /// A message digest over one OpenSSL context, reused for each digest of a check (apr1 makes 1002).
     private struct Digest {
-        let ctx = EVP_MD_CTX_new()
+        let ctx = PasswordHash.context
         let md: OpaquePointer?
         /// The last digest.
         var value = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
@@ -77,12 +84,10 @@ enum PasswordHash {
             EVP_DigestFinal_ex(ctx, &value, &n)
             value.removeSubrange(Int(n)...)
         }
-        func free() { EVP_MD_CTX_free(ctx) }
     }
 
     private static func sha1(_ key: ArraySlice<UInt8>, _ salt: ArraySlice<UInt8>) -> [UInt8] {
-        var d = Digest(EVP_sha1())
-        defer { d.free() }
+        var d = Digest(sha1Algorithm)
         d.begin()
         d.add(key)
         d.add(salt)
@@ -95,8 +100,7 @@ enum PasswordHash {
         // The salt: at most 8 characters, up to a "$".
         let salt = ArraySlice(rest.prefix(8).prefix { $0 != UInt8(ascii: "$") })
         let magic = "$apr1$".utf8
-        var d = Digest(EVP_md5())
-        defer { d.free() }
+        var d = Digest(md5)
         d.begin()
         d.add(key)
         d.add(salt)

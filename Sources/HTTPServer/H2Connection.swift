@@ -420,6 +420,8 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         // The request's rules are nginx's, checked in H2Stream (a bad field or a body longer or shorter than its
         // Content-Length is a 400 there, where nghttp2 would reset the stream).
         nghttp2_option_set_no_http_messaging(o, 1)
+        // Closed streams are not kept for the priority tree: less work and memory per stream.
+        nghttp2_option_set_no_closed_streams(o, 1)
         return o!
     }()
 

@@ -58,36 +58,35 @@ enum PasswordHash {
         return p
     }()
 
-    /// The algorithms, fetched once: `EVP_md5()` and `EVP_sha1()` make OpenSSL 3 look the implementation up
-    /// (locks, name lookups, allocations) on every EVP_DigestInit_ex, which was two thirds of an `$apr1$`
-    /// check's 1002 digests. One context per worker thread's checks (auth runs on the loop only).
-    private static let md5 = EVP_MD_fetch(nil, "MD5", nil)
-    private static let sha1Algorithm = EVP_MD_fetch(nil, "SHA1", nil)
-    private static let context = EVP_MD_CTX_new()
-
-    /// A message digest over one OpenSSL context, reused for each digest of a check (apr1 makes 1002).
+    /// A message digest, MD5 (apr1 makes 1002 of them a check) or SHA-1, through OpenSSL's low-level calls.
     private struct Digest {
-        let ctx = PasswordHash.context
-        let md: OpaquePointer?
+        enum Kind { case md5, sha1 }
+        let kind: Kind
+        var md5 = MD5_CTX()
+        var sha = SHA_CTX()
         /// The last digest.
-        var value = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var value: [UInt8]
 
-        init(_ md: OpaquePointer?) { self.md = md }
+        init(_ kind: Kind) {
+            self.kind = kind
+            value = [UInt8](repeating: 0, count: kind == .md5 ? 16 : 20)
+        }
 
-        func begin() { EVP_DigestInit_ex(ctx, md, nil) }
-        func add(_ bytes: some Collection<UInt8>) {
-            _ = bytes.withContiguousStorageIfAvailable { EVP_DigestUpdate(ctx, $0.baseAddress, $0.count) }
-                ?? Array(bytes).withUnsafeBytes { EVP_DigestUpdate(ctx, $0.baseAddress, $0.count) }
+        mutating func begin() { if kind == .md5 { vigil_md5_init(&md5) } else { vigil_sha1_init(&sha) } }
+        mutating func add(_ bytes: some Collection<UInt8>) {
+            _ = bytes.withContiguousStorageIfAvailable { update($0.baseAddress, $0.count) }
+                ?? Array(bytes).withUnsafeBufferPointer { update($0.baseAddress, $0.count) }
+        }
+        private mutating func update(_ p: UnsafePointer<UInt8>?, _ n: Int) {
+            if kind == .md5 { vigil_md5_update(&md5, p, n) } else { vigil_sha1_update(&sha, p, n) }
         }
         mutating func finish() {
-            var n: UInt32 = 0
-            EVP_DigestFinal_ex(ctx, &value, &n)
-            value.removeSubrange(Int(n)...)
+            if kind == .md5 { vigil_md5_final(&md5, &value) } else { vigil_sha1_final(&sha, &value) }
         }
     }
 
     private static func sha1(_ key: ArraySlice<UInt8>, _ salt: ArraySlice<UInt8>) -> [UInt8] {
-        var d = Digest(sha1Algorithm)
+        var d = Digest(.sha1)
         d.begin()
         d.add(key)
         d.add(salt)
@@ -100,7 +99,7 @@ enum PasswordHash {
         // The salt: at most 8 characters, up to a "$".
         let salt = ArraySlice(rest.prefix(8).prefix { $0 != UInt8(ascii: "$") })
         let magic = "$apr1$".utf8
-        var d = Digest(md5)
+        var d = Digest(.md5)
         d.begin()
         d.add(key)
         d.add(salt)

@@ -125,7 +125,8 @@ enum AuthBasic {
             defer { memset(buf.baseAddress!, 0, buf.count) }
             return lookUp(user, fd: fd, in: buf) { stored in PasswordHash.matches(password, stored) }
         }
-        let name = String(decoding: user, as: UTF8.self)
+        // Made only for a log line: a request let in allocates no name.
+        var name: String { String(decoding: user, as: UTF8.self) }
         switch outcome {
         case .matched(true):
             return .allowed

@@ -337,12 +337,6 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         deliveries.append(s)
     }
 
-    /// A stream's window grows to `size` (a WINDOW_UPDATE for the difference, if it is larger).
-    func openWindow(_ id: Int32, to size: Int) {
-        nghttp2_session_set_local_window_size(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, Int32(clamping: size))
-        send()
-    }
-
     /// Request body bytes were taken: the window opens for as many.
     func consume(_ id: Int32, _ n: Int) {
         nghttp2_session_consume(session, id, n)

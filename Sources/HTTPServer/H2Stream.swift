@@ -250,12 +250,6 @@ final class H2Stream: ClientInfo, RequestTransport {
     func readBody(_ r: RequestContext) {
         readingBody = true
         waitingSince = connection.service.loop.now
-        // A body read whole (kept, or spilled to a file past client_body_buffer_size) may come at the client's
-        // pace: the window opens for all of it, as nginx opens it past the preread. A streamed body keeps the
-        // preread window, so a slow upstream holds the client back.
-        if r.body.consumer == nil && !bodyComplete {
-            connection.openWindow(id, to: min(r.head.contentLength ?? Int(Int32.max), Int(Int32.max)))
-        }
         deliverBody()
     }
 

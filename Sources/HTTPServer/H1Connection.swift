@@ -80,14 +80,7 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
 
     public var isIdle: Bool { state == .head && !hasInput && request == nil }
 
-    /// Each setting read in place: a copy of the core settings would retain every array and string in them.
-    private var rules: RequestRules {
-        let large = defaultScope.settings.core.largeClientHeaderBuffers
-        return RequestRules(maxLineLength: large.size, maxHeadLength: large.count * large.size,
-                            mergeSlashes: defaultScope.settings.core.mergeSlashes,
-                            ignoreInvalidHeaders: defaultScope.settings.core.ignoreInvalidHeaders,
-                            underscoresInHeaders: defaultScope.settings.core.underscoresInHeaders)
-    }
+    private var rules: RequestRules { defaultScope.requestRules() }
 
     public func start() {
         if listen.proxyProtocol { state = .proxyHeader } else if listen.ssl { state = .handshake }

@@ -177,11 +177,8 @@ final class H2Stream: ClientInfo, RequestTransport {
         text += "\r\n".utf8
         fields = []
         cookies = []
-        let large = connection.defaultScope.settings.core.largeClientHeaderBuffers
-        let rules = RequestRules(maxLineLength: large.size, maxHeadLength: text.count + 1,
-                                 mergeSlashes: connection.defaultScope.settings.core.mergeSlashes,
-                                 ignoreInvalidHeaders: connection.defaultScope.settings.core.ignoreInvalidHeaders,
-                                 underscoresInHeaders: connection.defaultScope.settings.core.underscoresInHeaders)
+        // The head's size was held to large_client_header_buffers field by field; the parser takes it whole.
+        let rules = connection.defaultScope.requestRules(maxHeadLength: text.count + 1)
         let result = text.withUnsafeBytes {
             RequestParser.parse($0, rules: rules, storage: HeadStorage(block: service.headBlocks.take(), fields: service.fieldLists.take()))
         }
@@ -313,11 +310,12 @@ final class H2Stream: ClientInfo, RequestTransport {
         q.clear()
         leading(q)
         trailing(q)
-        if let r = request, connection.service.config.http?.readsSentHeaders == true {
-            r.sentHead = Array("HTTP/2.0 \(status)\r\n".utf8) + q.withUnsent { Array($0) }
-        }
-        let fields = H2Fields(q.withUnsent { Array($0) })
+        let lines = q.withUnsent { Array($0) }
         q.clear()
+        if let r = request, connection.service.config.http?.readsSentHeaders == true {
+            r.sentHead = Array("HTTP/2.0 \(status)\r\n".utf8) + lines
+        }
+        let fields = H2Fields(lines)
         responseHead = (status, fields)
         if let r = request { r.rate = ResponseRate(r, nowMs: connection.service.loop.now) }
         return 9 + fields.byteCount

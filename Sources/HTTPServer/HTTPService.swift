@@ -20,6 +20,16 @@ public final class SettingsScope {
     public let settings: HTTPSettings
     public internal(set) var handlerState: LocationState?
     init(_ settings: HTTPSettings) { self.settings = settings }
+
+    /// How request heads are read here (large_client_header_buffers, merge_slashes, ignore_invalid_headers,
+    /// underscores_in_headers), each setting read in place: a copy of the core settings would retain every
+    /// array and string in them. `maxHeadLength` replaces the buffers' count × size.
+    func requestRules(maxHeadLength: Int? = nil) -> RequestRules {
+        let large = settings.core.largeClientHeaderBuffers
+        return RequestRules(maxLineLength: large.size, maxHeadLength: maxHeadLength ?? large.count * large.size,
+                            mergeSlashes: settings.core.mergeSlashes, ignoreInvalidHeaders: settings.core.ignoreInvalidHeaders,
+                            underscoresInHeaders: settings.core.underscoresInHeaders)
+    }
 }
 
 /// A content handler another layer provides (`proxy_pass`, from HTTPProxy): it answers requests through

@@ -26,7 +26,13 @@ static inline void vigil_md5_final(MD5_CTX *c, unsigned char *out) { MD5_Final(o
 static inline void vigil_sha1_init(SHA_CTX *c) { SHA1_Init(c); }
 static inline void vigil_sha1_update(SHA_CTX *c, const void *p, size_t n) { SHA1_Update(c, p, n); }
 static inline void vigil_sha1_final(SHA_CTX *c, unsigned char *out) { SHA1_Final(out, c); }
-static inline void vigil_sha256(const void *p, size_t n, unsigned char *out) { SHA256(p, n, out); }
+// Not OpenSSL's one-shot SHA256(): in OpenSSL 3 it fetches the algorithm through EVP on every call.
+static inline void vigil_sha256(const void *p, size_t n, unsigned char *out) {
+    SHA256_CTX c;
+    SHA256_Init(&c);
+    SHA256_Update(&c, p, n);
+    SHA256_Final(out, &c);
+}
 VIGIL_SUPPRESS_END
 
 static inline long vigil_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mode); }

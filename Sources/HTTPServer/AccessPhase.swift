@@ -108,7 +108,7 @@ enum AuthBasic {
         }
         let path = r.service.config.fullConfPath(file.render(r))
         let header = r.withHeader("authorization", CredentialCache.HeaderDigest.init)
-        if let header, let file = CredentialCache.FileIdentity(path: path),
+        if let header, let file = r.service.credentials.identity(of: path, iteration: r.service.loop.nowUs),
            r.service.credentials.admits(header, path: path, file: file) {
             return .allowed
         }

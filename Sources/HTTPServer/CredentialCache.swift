@@ -66,6 +66,18 @@ struct CredentialCache {
     static let capacity = 64
     private var entries: [Entry] = []
     private var oldest = 0
+    /// The last stat() of a password file and the loop iteration it was made in (the worker's clock, which
+    /// moves between iterations): the requests of one iteration are served at one moment as far as an edit of
+    /// the file can tell, so they share it.
+    private var lastLook: (path: String, iteration: UInt64, file: FileIdentity)?
+
+    /// The identity of the password file at `path` in the loop iteration whose clock reads `iteration`.
+    mutating func identity(of path: String, iteration: UInt64) -> FileIdentity? {
+        if let last = lastLook, last.iteration == iteration, last.path == path { return last.file }
+        guard let file = FileIdentity(path: path) else { return nil }
+        lastLook = (path, iteration, file)
+        return file
+    }
 
     func admits(_ header: HeaderDigest, path: String, file: FileIdentity) -> Bool {
         entries.contains { $0.header == header && $0.file == file && $0.path == path }

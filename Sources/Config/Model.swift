@@ -253,6 +253,10 @@ public final class Upstream {
     public internal(set) var zoneRecord: Int? = nil
     /// `check_fail_open N%`: past this share of checked peers down, balance over all of them.
     public var failOpenPercent: Int? = nil
+    /// `upsync … upsync_type=etcd`: servers kept under a key prefix in etcd.
+    public var upsync: UpsyncSource? = nil
+    /// `upsync_dump_path` may come before `upsync`.
+    var pendingUpsyncDumpPath: String? = nil
     /// Companion directives may precede `check`; they are kept here and merged at the end.
     var pendingCheck = CheckSettings()
     var sawHTTPSend = false

@@ -250,8 +250,8 @@ final class HTTP2Tests: TLSTestCase {
         let workers = v.waitForWorkers(master, count: 1)
         let flood = DispatchQueue(label: "flood")
         let group = DispatchGroup()
-        var facts: [String: String] = [:]
-        flood.async(group: group) { facts = self.h2(["rapidreset", String(port), "20000"]) }
+        let result = Handoff<[String: String]>([:])
+        flood.async(group: group) { result.value = self.h2(["rapidreset", String(port), "20000"]) }
         // Another client is served within a second while the flood runs.
         usleep(200_000)
         var slowest = 0.0
@@ -263,6 +263,7 @@ final class HTTP2Tests: TLSTestCase {
         }
         XCTAssertLessThan(slowest, 1.0)
         group.wait()
+        let facts = result.value
         // nghttp2's reset rate limit (Debian's fix for CVE-2023-44487: a burst of 1000, then 33 a second) ends
         // the connection with GOAWAY INTERNAL_ERROR long before 20,000 streams.
         XCTAssertEqual(facts["goaway"], "2", "\(facts)")
@@ -328,14 +329,14 @@ final class HTTP2Tests: TLSTestCase {
             """)
         // nghttp (python3-h2 4.1 drops a connection's streams once GOAWAY comes) prints the frames it gets.
         let group = DispatchGroup()
-        var run: RunResult?
+        let run = Handoff<RunResult?>(nil)
         DispatchQueue(label: "client").async(group: group) {
-            run = runCommand("/usr/bin/nghttp", ["-v", "http://127.0.0.1:\(port)/slow"], timeout: 15)
+            run.value = runCommand("/usr/bin/nghttp", ["-v", "http://127.0.0.1:\(port)/slow"], timeout: 15)
         }
         usleep(500_000)
         XCTAssertEqual(v.vigil(["-s", "reload"]).status, 0)
         group.wait()
-        let out = run?.stdout ?? ""
+        let out = run.value?.stdout ?? ""
         XCTAssertTrue(out.contains("recv GOAWAY frame"), out)
         XCTAssertTrue(out.contains("last_stream_id=1"), out)
         XCTAssertTrue(out.contains(":status: 200"), out)

@@ -301,3 +301,9 @@ public final class Vigil {
         try? FileManager.default.removeItem(atPath: prefix)
     }
 }
+
+/// A value a background queue sets and the test reads after waiting on it (the wait orders the two).
+public final class Handoff<T>: @unchecked Sendable {
+    public var value: T
+    public init(_ value: T) { self.value = value }
+}

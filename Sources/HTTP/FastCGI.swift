@@ -1,0 +1,155 @@
+/// FastCGI's record layer (one request per connection, id 1, as nginx): the request's records written into a
+/// caller's bytes, and a streaming decoder of the application's records. Pure: no sockets, fuzzable.
+public enum FastCGI {
+    public static let beginRequest: UInt8 = 1
+    public static let endRequest: UInt8 = 3
+    public static let params: UInt8 = 4
+    public static let stdin: UInt8 = 5
+    public static let stdout: UInt8 = 6
+    public static let stderr: UInt8 = 7
+    /// The most a record's content may hold.
+    public static let maxContent = 65535
+    public static let headerSize = 8
+
+    /// A record header for `length` content bytes followed by `padding` zeros.
+    @inline(__always) public static func header(_ type: UInt8, length: Int, padding: Int = 0) -> (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) {
+        (1, type, 0, 1, UInt8(truncatingIfNeeded: length >> 8), UInt8(truncatingIfNeeded: length), UInt8(padding), 0)
+    }
+
+    /// BEGIN_REQUEST for the responder role; `keepConn` asks the application to keep the connection after it.
+    public static func beginRequestRecord(keepConn: Bool) -> [UInt8] {
+        [1, beginRequest, 0, 1, 0, 8, 0, 0, 0, 1, keepConn ? 1 : 0, 0, 0, 0, 0, 0]
+    }
+
+    /// The bytes a name-value pair's length takes: one up to 127, else four.
+    @inline(__always) public static func lengthSize(_ n: Int) -> Int { n > 127 ? 4 : 1 }
+
+    /// Appends a name-value pair (lengths, name, value) to `out`.
+    public static func appendPair(_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+        appendLength(name.count, to: &out)
+        appendLength(value.count, to: &out)
+        out.append(contentsOf: name)
+        out.append(contentsOf: value)
+    }
+
+    public static func appendLength(_ n: Int, to out: inout [UInt8]) {
+        if n <= 127 {
+            out.append(UInt8(n))
+        } else {
+            out.append(UInt8(truncatingIfNeeded: n >> 24) | 0x80)
+            out.append(UInt8(truncatingIfNeeded: n >> 16))
+            out.append(UInt8(truncatingIfNeeded: n >> 8))
+            out.append(UInt8(truncatingIfNeeded: n))
+        }
+    }
+
+    /// `content` as records of `type`, each padded to a multiple of eight bytes, then the empty record that ends
+    /// the stream.
+    public static func stream(_ type: UInt8, _ content: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        var i = 0
+        while i < content.count {
+            let n = min(maxContent - 7, content.count - i)
+            let pad = (8 - n % 8) % 8
+            let h = header(type, length: n, padding: pad)
+            out += [h.0, h.1, h.2, h.3, h.4, h.5, h.6, h.7]
+            out += content[i..<(i + n)]
+            out += [UInt8](repeating: 0, count: pad)
+            i += n
+        }
+        out += [1, type, 0, 1, 0, 0, 0, 0]
+        return out
+    }
+
+    /// A whole request without a body: BEGIN_REQUEST, the params, and an empty STDIN (the check module's probe).
+    public static func request(params: [(String, String)], keepConn: Bool = false) -> [UInt8] {
+        var pairs: [UInt8] = []
+        for (k, v) in params {
+            var k = k, v = v
+            k.withUTF8 { kb in v.withUTF8 { vb in appendPair(UnsafeRawBufferPointer(kb), UnsafeRawBufferPointer(vb), to: &pairs) } }
+        }
+        return beginRequestRecord(keepConn: keepConn) + stream(FastCGI.params, pairs) + stream(stdin, [])
+    }
+
+    /// The application's records, as they arrive in any pieces.
+    public struct Decoder: Sendable {
+        public enum Event: Equatable, Sendable {
+            /// Content of a STDOUT or STDERR record (a range of the buffer given).
+            case stdout(Range<Int>)
+            case stderr(Range<Int>)
+            /// The empty STDOUT record that closes the stream.
+            case stdoutClosed
+            /// END_REQUEST, its content and padding read.
+            case endRequest
+            /// What is wrong, in nginx's words.
+            case invalid(String)
+        }
+
+        private var header: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0)
+        private var headerRead = 0
+        private var type: UInt8 = 0
+        private var content = 0
+        private var padding = 0
+
+        public init() {}
+
+        /// The next event from `buf` starting at `i` (advanced past what it used); nil when `buf` is used up.
+        public mutating func next(_ buf: UnsafeRawBufferPointer, _ i: inout Int) -> Event? {
+            while i < buf.count {
+                if headerRead < FastCGI.headerSize {
+                    let b = buf[i]
+                    i += 1
+                    switch headerRead {
+                    case 0: guard b == 1 else { return .invalid("upstream sent unsupported FastCGI protocol version: \(b)") }
+                    case 1:
+                        guard b == FastCGI.stdout || b == FastCGI.stderr || b == FastCGI.endRequest else {
+                            return .invalid("upstream sent invalid FastCGI record type: \(b)")
+                        }
+                        type = b
+                    case 2: guard b == 0 else { return .invalid("upstream sent unexpected FastCGI request id high byte: \(b)") }
+                    case 3: guard b == 1 else { return .invalid("upstream sent unexpected FastCGI request id low byte: \(b)") }
+                    case 4: content = Int(b) << 8
+                    case 5: content |= Int(b)
+                    case 6: padding = Int(b)
+                    default: break
+                    }
+                    headerRead += 1
+                    if headerRead == FastCGI.headerSize && type == FastCGI.stdout && content == 0 {
+                        return .stdoutClosed
+                    }
+                    continue
+                }
+                if content > 0 {
+                    let n = min(content, buf.count - i)
+                    let range = i..<(i + n)
+                    i += n
+                    content -= n
+                    if type == FastCGI.stdout { return .stdout(range) }
+                    if type == FastCGI.stderr { return .stderr(range) }
+                    continue
+                }
+                if padding > 0 {
+                    let n = min(padding, buf.count - i)
+                    i += n
+                    padding -= n
+                    if padding > 0 { return nil }
+                }
+                headerRead = 0
+                if type == FastCGI.endRequest { return .endRequest }
+            }
+            // A record with no content and no padding ends with its header.
+            if headerRead == FastCGI.headerSize && content == 0 && padding == 0 {
+                headerRead = 0
+                if type == FastCGI.endRequest { return .endRequest }
+            }
+            return nil
+        }
+    }
+
+    /// A stderr message as nginx logs it: trailing newlines, dots and spaces dropped.
+    public static func trimmedStderr(_ bytes: UnsafeRawBufferPointer) -> String {
+        var end = bytes.count
+        while end > 1, [0x0A, 0x0D, 0x2E, 0x20].contains(bytes[end - 1]) { end -= 1 }
+        return String(decoding: bytes[0..<end], as: UTF8.self)
+    }
+}

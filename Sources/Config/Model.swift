@@ -382,6 +382,7 @@ public struct HTTPSettings: Sendable {
     public var log = LogSettings()
     public var headers = HeadersSettings()
     public var proxy = ProxySettings()
+    public var fastcgi = FastCGISettings()
     public var proxySSL = ProxySSLSettings()
     public var gzip = GzipSettings()
     public var charset = CharsetSettings()
@@ -400,6 +401,7 @@ public struct HTTPSettings: Sendable {
         log.merge(p.log)
         headers.merge(p.headers)
         proxy.merge(p.proxy)
+        fastcgi.merge(p.fastcgi)
         proxySSL.merge(p.proxySSL)
         gzip.merge(p.gzip)
         charset.merge(p.charset)
@@ -410,6 +412,18 @@ public struct HTTPSettings: Sendable {
         realIP.merge(p.realIP)
         auth.merge(p.auth)
         http2.merge(p.http2)
+    }
+}
+
+extension HTTPSettings {
+    /// The upstream family's settings of the module a location's upstream speaks (borrowed, not copied).
+    public subscript(upstream p: UpstreamProtocol) -> ProxySettings {
+        _read {
+            switch p {
+            case .http: yield proxy
+            case .fastcgi: yield fastcgi.upstream
+            }
+        }
     }
 }
 
@@ -432,8 +446,12 @@ public final class ProxyPass: Sendable {
     public let uri: String?           // nil: pass the request URI unchanged
     public let target: Target
     public let location: SourceLocation
+    /// What the upstream speaks: `proxy_pass`'s HTTP, or `fastcgi_pass`'s FastCGI.
+    public let upstreamProtocol: UpstreamProtocol
 
-    init(scheme: String, hostText: String, port: UInt16?, uri: String?, target: Target, location: SourceLocation) {
+    init(scheme: String, hostText: String, port: UInt16?, uri: String?, target: Target, location: SourceLocation,
+         upstreamProtocol: UpstreamProtocol = .http) {
+        self.upstreamProtocol = upstreamProtocol
         self.scheme = scheme
         self.hostText = hostText
         self.port = port
@@ -467,8 +485,14 @@ public final class ProxyPass: Sendable {
 
     /// The same proxy_pass going to `target` (a host name resolved to its addresses).
     func with(target: Target) -> ProxyPass {
-        ProxyPass(scheme: scheme, hostText: hostText, port: port, uri: uri, target: target, location: location)
+        ProxyPass(scheme: scheme, hostText: hostText, port: port, uri: uri, target: target, location: location,
+                  upstreamProtocol: upstreamProtocol)
     }
+}
+
+/// The protocol a location's upstream speaks; its raw value is the scheme nginx's log lines give it.
+public enum UpstreamProtocol: String, Sendable {
+    case http, fastcgi
 }
 
 /// What produces a response's body in a location (nginx's content phase).

@@ -60,8 +60,10 @@ public final class ProxyHandler: RequestHandler {
                     let tls = service.tls.context(for: loc).map {
                         UpstreamTLS(context: $0, settings: loc.settings, pass: pass, variables: config.http?.variables)
                     }
+                    let proto = pass.upstreamProtocol
                     service.attach(ProxyRoute(balancer: balancer, headers: ProxyHeaders(loc.settings.proxy.setHeaders), tls: tls,
-                                              retry: RetryPolicy(loc.settings.proxy)), to: loc)
+                                              retry: RetryPolicy(loc.settings[upstream: proto]),
+                                              fastcgi: proto == .fastcgi ? FastCGIRoute(loc.settings.fastcgi) : nil), to: loc)
                 }
                 route(loc.configured)
             }
@@ -71,7 +73,11 @@ public final class ProxyHandler: RequestHandler {
     }
 
     /// A body not read yet streams to the upstream with `proxy_request_buffering off`.
-    public func streamsBody(_ r: RequestContext) -> Bool { !r.settings.proxy.requestBuffering && r.settings.proxy.setBody == nil }
+    public func streamsBody(_ r: RequestContext) -> Bool {
+        guard case .proxy(let pass) = r.content else { return false }
+        let proto = pass.upstreamProtocol
+        return !r.settings[upstream: proto].requestBuffering && (proto != .http || r.settings.proxy.setBody == nil)
+    }
 
     public func handle(_ r: RequestContext) {
         // Switched on in place: a copy of the enum would retain everything a ProxyPass holds.
@@ -102,7 +108,9 @@ public final class ProxyHandler: RequestHandler {
         let pending = r.body.pending
         let firstBuffer = r.settings.core.clientBodyBufferSize + r.settings.core.clientBodyBufferSize / 4
         // A body that does not go upstream (proxy_set_body) or cannot stream is read whole first.
-        let streams = pending && r.settings.proxy.setBody == nil && !(r.head.chunked && r.settings.proxy.httpVersion == .http10)
+        // FastCGI frames any body in its STDIN records.
+        let streams = pending && (pass.upstreamProtocol != .http
+                                  || r.settings.proxy.setBody == nil && !(r.head.chunked && r.settings.proxy.httpVersion == .http10))
             && !r.transport.bodyArrivedWhole(within: firstBuffer)
         let session = ProxySession(request: r, pass: pass, scheme: scheme, route: route, balancer: balancer, proxy: self, uri: uri,
                                    streamsBody: streams)
@@ -190,8 +198,11 @@ final class ProxyRoute: LocationState {
     let headers: ProxyHeaders
     let tls: UpstreamTLS?
     let retry: RetryPolicy
+    /// For `fastcgi_pass`.
+    let fastcgi: FastCGIRoute?
 
-    init(balancer: UpstreamBalancer?, headers: ProxyHeaders, tls: UpstreamTLS?, retry: RetryPolicy) {
+    init(balancer: UpstreamBalancer?, headers: ProxyHeaders, tls: UpstreamTLS?, retry: RetryPolicy, fastcgi: FastCGIRoute?) {
+        self.fastcgi = fastcgi
         self.balancer = balancer
         self.headers = headers
         self.tls = tls

@@ -17,6 +17,10 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
 
     let request: RequestContext
     let pass: ProxyPass
+    /// What the upstream speaks: HTTP/1, or FastCGI records (FastCGIRequest.swift, FastCGIResponse.swift).
+    let proto: UpstreamProtocol
+    /// fastcgi_pass's per-location state.
+    let fastcgi: FastCGIRoute?
     /// http or https: the proxy_pass URL's, or, for a URL from variables, what they gave.
     let scheme: String
     let balancer: UpstreamBalancer
@@ -78,11 +82,29 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     /// The temporary body file could not be read: the request cannot be sent.
     var bodyReadFailed = false
     var lastChunkQueued = false
+    /// How a body that is not inline is framed on its way: as it is, in chunks, in FastCGI STDIN records.
+    var bodyFraming = RequestBodyFraming.plain
+
+    // FastCGI's response: its records as read, what they said so far.
+    /// The records as read from the socket, before their STDOUT content goes to `response`.
+    var records: ByteBuffer?
+    var recordDecoder = FastCGI.Decoder()
+    var stdoutClosed = false
+    /// END_REQUEST came (and nothing after it, for the connection to be kept).
+    var requestEnded = false
 
     init(request: RequestContext, pass: ProxyPass, scheme: String, route: ProxyRoute, balancer: UpstreamBalancer, proxy: ProxyHandler,
          uri: String?, streamsBody: Bool) {
         self.scheme = scheme
-        if streamsBody { bodySource = .stream(chunked: request.head.chunked) }
+        proto = pass.upstreamProtocol
+        fastcgi = route.fastcgi
+        if streamsBody { bodySource = .stream }
+        if proto == .fastcgi {
+            bodyFraming = .fastcgi
+            records = request.service.buffers.takeResponse()
+        } else if streamsBody && request.head.chunked {
+            bodyFraming = .chunked
+        }
         self.proxy = proxy
         self.retry = route.retry
         self.response = request.service.buffers.takeResponse()
@@ -97,15 +119,22 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
 
     deinit {
         request.service.buffers.giveResponse(response)
+        if let records { request.service.buffers.giveResponse(records) }
         request.service.buffers.giveOutput(outgoing)
     }
 
     /// Borrowed, not copied: HTTPSettings is large and read several times per request.
     var settings: HTTPSettings { _read { yield request.settings } }
+    /// The upstream family's settings of this protocol's module (proxy_*, fastcgi_*), borrowed.
+    var conf: ProxySettings { _read { yield request.settings[upstream: proto] } }
+    /// The upstream as nginx's log lines name it: an HTTP one with the request's URI, others without.
+    var upstreamText: String {
+        "\(scheme)://\(peer?.address.description ?? "")" + (proto == .http ? request.head.target : "")
+    }
     var loop: EventLoop { proxy.loop }
 
     func start() {
-        if case .inline = bodySource, let file = request.body.file, settings.proxy.passRequestBody, settings.proxy.setBody == nil {
+        if case .inline = bodySource, let file = request.body.file, conf.passRequestBody, proto != .http || conf.setBody == nil {
             bodySource = .file(file)
         }
         buildRequest()
@@ -163,7 +192,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
             request.upstreamAttempts.updateLast { $0.connectUs = 0 }
             count(p)
             phase = .sending
-            arm(settings.proxy.sendTimeout, .sending)
+            arm(conf.sendTimeout, .sending)
             sendRequest()
             return
         }
@@ -184,12 +213,12 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
             failed(.error, "\(error)")
             return
         }
-        arm(settings.proxy.connectTimeout, .connecting)
+        arm(conf.connectTimeout, .connecting)
     }
 
     /// proxy_bind's address for this request: none when it is off, empty, or not an address (logged, as nginx).
     private func localAddress() -> (SocketAddress, anyPort: Bool)? {
-        guard let t = settings.proxy.bind else { return nil }
+        guard let t = conf.bind else { return nil }
         let text = t.render(request)
         guard !text.isEmpty else { return nil }
         guard let (host, port) = Resolver.hostAndPort(text, defaultPort: 0), Resolver.isNumericAddress(host),
@@ -258,7 +287,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         switch failure {
         case .connect(let e): failed(.error, "connect() failed (\(Errno.text(e))) while connecting to upstream")
         case .socket(let e): failed(.error, "socket() failed (\(Errno.text(e))) while connecting to upstream")
-        case .bind(let e): failed(.error, "bind(\(settings.proxy.bind?.render(request) ?? "")) failed (\(Errno.text(e))) while connecting to upstream")
+        case .bind(let e): failed(.error, "bind(\(conf.bind?.render(request) ?? "")) failed (\(Errno.text(e))) while connecting to upstream")
         case .handshake(let text), .verify(let text): failed(.error, "\(text) while SSL handshaking to upstream")
         }
     }
@@ -268,7 +297,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         let now = loop.nowUs
         request.upstreamAttempts.updateLast { $0.connectUs = now - startedUs }
         phase = .sending
-        arm(settings.proxy.sendTimeout, .sending)
+        arm(conf.sendTimeout, .sending)
         sendRequest()
     }
 
@@ -312,7 +341,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
             return
         }
         if let message {
-            request.log.error("\(message)\(request.logContext), upstream: \"\(scheme)://\(peer?.address.description ?? "")\(request.head.target)\"")
+            request.log.error("\(message)\(request.logContext), upstream: \"\(upstreamText)\"")
         }
         if case .status(let s) = failure { recordAttempt(status: s) } else { recordAttempt(status: failure.isTimeout ? 504 : 502) }
         closeUpstream()
@@ -343,8 +372,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         recordAttempt(status: nil)
         if let p = peer { balancer.finished(p, failed: false, now: loop.now) }
         // The whole response was read and the upstream keeps the connection (no close came with it): park it.
-        if !abortClient, !hungUp, let pool = balancer.pool, let c = connection, let h = head, h.versionMinor >= 1, !h.connectionClose,
-           !(bodyRemaining == nil && decoder == nil && h.hasBody && request.method != "HEAD"), response.isEmpty {
+        if !abortClient, !hungUp, let pool = balancer.pool, let c = connection, let h = head, keepsConnection(h) {
             uncount()
             connection = nil
             pool.put(c)
@@ -356,6 +384,14 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
             s.commit(lastModified: request.response.lastModified)
         }
         request.sink.finish()
+    }
+
+    /// Whether the upstream's connection may serve another request once this response was read: HTTP's
+    /// persistence, or FastCGI's END_REQUEST of a request that asked to keep the connection (fastcgi_keep_conn).
+    private func keepsConnection(_ h: ResponseHead) -> Bool {
+        guard response.isEmpty else { return false }
+        if let records { return fastcgi?.keepConn == true && requestEnded && records.isEmpty }
+        return h.versionMinor >= 1 && !h.connectionClose && !(bodyRemaining == nil && decoder == nil && h.hasBody && request.method != "HEAD")
     }
 
     /// Closes the current attempt's record: its time and, for a failure, the status it stands for.
@@ -378,6 +414,12 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
             connection = nil
         }
         response.consume(response.readable)
+        if let records {
+            records.consume(records.readable)
+            recordDecoder = FastCGI.Decoder()
+            stdoutClosed = false
+            requestEnded = false
+        }
         readReady = false
         hungUp = false
         head = nil

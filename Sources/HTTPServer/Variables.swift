@@ -13,6 +13,13 @@ struct Variables {
     private var client: ClientInfo { request.client }
     private var service: HTTPService { request.service }
 
+    /// nginx's split of the URI by fastcgi_split_path_info's two groups; without it, or when it does not
+    /// match, the whole URI is the script.
+    private func fastcgiSplit() -> (script: String, pathInfo: String) {
+        guard let re = request.settings.fastcgi.splitPathInfo, let m = re.match(request.uri) else { return (request.uri, "") }
+        return (m.group(1) ?? "", m.group(2) ?? "")
+    }
+
     func value(_ variable: Variable) -> String? {
         switch variable {
         case .remoteAddr: return client.address
@@ -116,6 +123,13 @@ struct Variables {
         case .proxyPort:
             guard case .proxy(let p)? = request.location?.content else { return nil }
             return String(p.port ?? (p.scheme == "https" ? 443 : 80))
+        case .fastcgiScriptName:
+            let script = fastcgiSplit().script
+            guard script.utf8.last == UInt8(ascii: "/"), let index = request.settings.fastcgi.index else { return script }
+            return script + index
+        case .fastcgiPathInfo: return fastcgiSplit().pathInfo
+        // What Debian's fastcgi_params sends as SERVER_SOFTWARE nginx/$nginx_version: Vigil's own version.
+        case .nginxVersion: return Version.number
         case .proxyAddXForwardedFor:
             if let xff = request.header("x-forwarded-for") { return xff + ", " + client.address }
             return client.address

@@ -68,7 +68,9 @@ public enum FastCGI {
             var k = k, v = v
             k.withUTF8 { kb in v.withUTF8 { vb in appendPair(UnsafeRawBufferPointer(kb), UnsafeRawBufferPointer(vb), to: &pairs) } }
         }
-        return beginRequestRecord(keepConn: keepConn) + stream(FastCGI.params, pairs) + stream(stdin, [])
+        // No params still go as an empty PARAMS record before the one that ends them, as the check module sends.
+        let empty: [UInt8] = pairs.isEmpty ? [1, FastCGI.params, 0, 1, 0, 0, 0, 0] : []
+        return beginRequestRecord(keepConn: keepConn) + empty + stream(FastCGI.params, pairs) + stream(stdin, [])
     }
 
     /// The application's records, as they arrive in any pieces.

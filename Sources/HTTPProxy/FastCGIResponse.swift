@@ -68,9 +68,10 @@ extension ProxySession {
         return nil
     }
 
-    /// Whether the body has all been relayed: the application ended the request (or, without
-    /// fastcgi_keep_conn, closed its stdout, as nginx takes it). Bytes past a Content-Length are dropped and
-    /// keep the connection from being reused, as nginx's; nil when the request ended short of the
+    /// Whether the body has all been relayed: the application ended the request (without fastcgi_keep_conn
+    /// its close ends it too, readResponse). Not yet at its closed stdout, where nginx may stop reading: an
+    /// application still writing its END_REQUEST would be cut off mid-write. Bytes past a Content-Length are
+    /// dropped and keep the connection from being reused, as nginx's; nil when the request ended short of the
     /// Content-Length: the client's response was aborted.
     func fastcgiBodyComplete() -> Bool? {
         if bodyRemaining == 0 && !response.isEmpty {
@@ -79,7 +80,7 @@ extension ProxySession {
             hungUp = true
             return true
         }
-        guard requestEnded || stdoutClosed && fastcgi?.keepConn != true else { return false }
+        guard requestEnded else { return false }
         if let rest = bodyRemaining, rest > 0 {
             request.log.error("upstream prematurely closed FastCGI request while reading upstream\(request.logContext), upstream: \"\(upstreamText)\"")
             finish(abortClient: true)

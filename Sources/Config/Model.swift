@@ -415,18 +415,6 @@ public struct HTTPSettings: Sendable {
     }
 }
 
-extension HTTPSettings {
-    /// The upstream family's settings of the module a location's upstream speaks (borrowed, not copied).
-    public subscript(upstream p: UpstreamProtocol) -> ProxySettings {
-        _read {
-            switch p {
-            case .http: yield proxy
-            case .fastcgi: yield fastcgi.upstream
-            }
-        }
-    }
-}
-
 /// `proxy_pass` target: an upstream block, or a literal address (never checked, as in the reference).
 /// A class: every proxied request holds its location's, and a struct of six references was copied (and each
 /// of them retained and released) per request.

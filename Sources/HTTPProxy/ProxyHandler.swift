@@ -62,7 +62,7 @@ public final class ProxyHandler: RequestHandler {
                     }
                     let proto = pass.upstreamProtocol
                     service.attach(ProxyRoute(balancer: balancer, headers: ProxyHeaders(loc.settings.proxy.setHeaders), tls: tls,
-                                              retry: RetryPolicy(loc.settings[upstream: proto]),
+                                              retry: RetryPolicy(proto == .http ? loc.settings.proxy : loc.settings.fastcgi.upstream),
                                               fastcgi: proto == .fastcgi ? FastCGIRoute(loc.settings.fastcgi) : nil), to: loc)
                 }
                 route(loc.configured)
@@ -75,8 +75,10 @@ public final class ProxyHandler: RequestHandler {
     /// A body not read yet streams to the upstream with `proxy_request_buffering off`.
     public func streamsBody(_ r: RequestContext) -> Bool {
         guard case .proxy(let pass) = r.content else { return false }
-        let proto = pass.upstreamProtocol
-        return !r.settings[upstream: proto].requestBuffering && (proto != .http || r.settings.proxy.setBody == nil)
+        switch pass.upstreamProtocol {
+        case .http: return !r.settings.proxy.requestBuffering && r.settings.proxy.setBody == nil
+        case .fastcgi: return !r.settings.fastcgi.upstream.requestBuffering
+        }
     }
 
     public func handle(_ r: RequestContext) {

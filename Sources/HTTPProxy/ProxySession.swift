@@ -126,7 +126,15 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     /// Borrowed, not copied: HTTPSettings is large and read several times per request.
     var settings: HTTPSettings { _read { yield request.settings } }
     /// The upstream family's settings of this protocol's module (proxy_*, fastcgi_*), borrowed.
-    var conf: ProxySettings { _read { yield request.settings[upstream: proto] } }
+    /// Each path ends in a stored property: a subscript chosen by protocol made Swift copy all of HTTPSettings.
+    var conf: ProxySettings {
+        _read {
+            switch proto {
+            case .http: yield request.settings.proxy
+            case .fastcgi: yield request.settings.fastcgi.upstream
+            }
+        }
+    }
     /// The upstream as nginx's log lines name it: an HTTP one with the request's URI, others without.
     var upstreamText: String {
         "\(scheme)://\(peer?.address.description ?? "")" + (proto == .http ? request.head.target : "")

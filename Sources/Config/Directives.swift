@@ -32,7 +32,7 @@ struct DirectiveSpec {
 enum Directives {
     static let table: [String: [DirectiveSpec]] = {
         var t: [String: [DirectiveSpec]] = [:]
-        for spec in MainDirectives.specs + HTTPCore.specs + Proxy.specs + FastCGIDirectives.specs + UpstreamDirectives.specs + CheckDirectives.specs
+        for spec in MainDirectives.specs + HTTPCore.specs + Proxy.specs + GatewayDirectives.specs + UpstreamDirectives.specs + CheckDirectives.specs
                     + SSLDirectives.specs + SSLDirectives.refused + RewriteDirectives.specs + MapDirective.specs
                     + GzipDirectives.specs + AutoIndexDirectives.specs + CharsetDirectives.specs + TuningDirectives.specs
                     + GeoDirectives.specs + LimitDirectives.specs + RealIPDirectives.specs + AuthDirectives.specs

@@ -382,7 +382,9 @@ public struct HTTPSettings: Sendable {
     public var log = LogSettings()
     public var headers = HeadersSettings()
     public var proxy = ProxySettings()
-    public var fastcgi = FastCGISettings()
+    public var fastcgi = GatewaySettings()
+    public var scgi = GatewaySettings()
+    public var uwsgi = GatewaySettings()
     public var proxySSL = ProxySSLSettings()
     public var gzip = GzipSettings()
     public var charset = CharsetSettings()
@@ -402,6 +404,8 @@ public struct HTTPSettings: Sendable {
         headers.merge(p.headers)
         proxy.merge(p.proxy)
         fastcgi.merge(p.fastcgi)
+        scgi.merge(p.scgi)
+        uwsgi.merge(p.uwsgi)
         proxySSL.merge(p.proxySSL)
         gzip.merge(p.gzip)
         charset.merge(p.charset)
@@ -434,7 +438,7 @@ public final class ProxyPass: Sendable {
     public let uri: String?           // nil: pass the request URI unchanged
     public let target: Target
     public let location: SourceLocation
-    /// What the upstream speaks: `proxy_pass`'s HTTP, or `fastcgi_pass`'s FastCGI.
+    /// What the upstream speaks: `proxy_pass`'s HTTP, or a gateway protocol (FastCGI, SCGI, uwsgi).
     public let upstreamProtocol: UpstreamProtocol
 
     init(scheme: String, hostText: String, port: UInt16?, uri: String?, target: Target, location: SourceLocation,
@@ -480,7 +484,7 @@ public final class ProxyPass: Sendable {
 
 /// The protocol a location's upstream speaks; its raw value is the scheme nginx's log lines give it.
 public enum UpstreamProtocol: String, Sendable {
-    case http, fastcgi
+    case http, fastcgi, scgi, uwsgi
 }
 
 /// What produces a response's body in a location (nginx's content phase).

@@ -101,6 +101,15 @@ public enum ResponseParser {
         return .complete(h, consumed: consumed)
     }
 
+    /// An SCGI or uwsgi application's head: a status line and headers when it starts with "HTTP/", else a CGI head.
+    public static func parseStatusOrCGI(_ buf: UnsafeRawBufferPointer, maxHead: Int = 65536, fields: inout [HeaderField]) -> ResponseParseResult {
+        let prefix = Array("HTTP/".utf8)
+        for k in 0..<min(buf.count, prefix.count) where buf[k] != prefix[k] {
+            return parseCGI(buf, maxHead: maxHead, fields: &fields)
+        }
+        return buf.count < prefix.count ? .incomplete : parse(buf, maxHead: maxHead, fields: &fields)
+    }
+
     private static func parseFields(_ buf: UnsafeRawBufferPointer, from start: Int, head: inout ResponseHead, maxHead: Int,
                                     fields: inout [HeaderField]) -> ResponseParseResult {
         let n = buf.count

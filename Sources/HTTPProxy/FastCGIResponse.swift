@@ -18,7 +18,7 @@ extension ProxySession {
                 case .stderr(let r):
                     let text = UnsafeRawBufferPointer(rebasing: buf[r])
                     logStderr(text)
-                    if phase == .readingHead, let route = fastcgi, route.catchStderr.contains(where: { Self.contains(text, $0) }) {
+                    if phase == .readingHead, let route = gateway, route.catchStderr.contains(where: { Self.contains(text, $0) }) {
                         caught = true
                     }
                 case .stdoutClosed: stdoutClosed = true

@@ -26,6 +26,8 @@ public final class ProxyHandler: RequestHandler {
     let upstreamConnections = Pool<UpstreamConnection>(keep: 256)
     /// Where each upstream response head's header lines lie, refilled by every parse: one array for all.
     var responseFields: [HeaderField] = []
+    /// An SCGI request's params, written before their netstring's length is known.
+    let paramScratch = OutputQueue()
 
     /// Builds every upstream's balancer and every `proxy_pass` location's route, and attaches itself to the
     /// service as the handler of those locations.
@@ -61,9 +63,16 @@ public final class ProxyHandler: RequestHandler {
                         UpstreamTLS(context: $0, settings: loc.settings, pass: pass, variables: config.http?.variables)
                     }
                     let proto = pass.upstreamProtocol
+                    let gateway: GatewaySettings?
+                    switch proto {
+                    case .http: gateway = nil
+                    case .fastcgi: gateway = loc.settings.fastcgi
+                    case .scgi: gateway = loc.settings.scgi
+                    case .uwsgi: gateway = loc.settings.uwsgi
+                    }
                     service.attach(ProxyRoute(balancer: balancer, headers: ProxyHeaders(loc.settings.proxy.setHeaders), tls: tls,
-                                              retry: RetryPolicy(proto == .http ? loc.settings.proxy : loc.settings.fastcgi.upstream),
-                                              fastcgi: proto == .fastcgi ? FastCGIRoute(loc.settings.fastcgi) : nil), to: loc)
+                                              retry: RetryPolicy(gateway?.upstream ?? loc.settings.proxy),
+                                              gateway: gateway.map(GatewayRoute.init)), to: loc)
                 }
                 route(loc.configured)
             }
@@ -78,6 +87,8 @@ public final class ProxyHandler: RequestHandler {
         switch pass.upstreamProtocol {
         case .http: return !r.settings.proxy.requestBuffering && r.settings.proxy.setBody == nil
         case .fastcgi: return !r.settings.fastcgi.upstream.requestBuffering
+        case .scgi: return !r.settings.scgi.upstream.requestBuffering
+        case .uwsgi: return !r.settings.uwsgi.upstream.requestBuffering
         }
     }
 
@@ -110,9 +121,15 @@ public final class ProxyHandler: RequestHandler {
         let pending = r.body.pending
         let firstBuffer = r.settings.core.clientBodyBufferSize + r.settings.core.clientBodyBufferSize / 4
         // A body that does not go upstream (proxy_set_body) or cannot stream is read whole first.
-        // FastCGI frames any body in its STDIN records.
-        let streams = pending && (pass.upstreamProtocol != .http
-                                  || r.settings.proxy.setBody == nil && !(r.head.chunked && r.settings.proxy.httpVersion == .http10))
+        // FastCGI frames any body in its STDIN records; SCGI and uwsgi give its length first: a chunked one is
+        // read whole.
+        let framed: Bool
+        switch pass.upstreamProtocol {
+        case .http: framed = r.settings.proxy.setBody == nil && !(r.head.chunked && r.settings.proxy.httpVersion == .http10)
+        case .fastcgi: framed = true
+        case .scgi, .uwsgi: framed = !r.head.chunked
+        }
+        let streams = pending && framed
             && !r.transport.bodyArrivedWhole(within: firstBuffer)
         let session = ProxySession(request: r, pass: pass, scheme: scheme, route: route, balancer: balancer, proxy: self, uri: uri,
                                    streamsBody: streams)
@@ -200,11 +217,11 @@ final class ProxyRoute: LocationState {
     let headers: ProxyHeaders
     let tls: UpstreamTLS?
     let retry: RetryPolicy
-    /// For `fastcgi_pass`.
-    let fastcgi: FastCGIRoute?
+    /// For `fastcgi_pass`, `scgi_pass`, `uwsgi_pass`.
+    let gateway: GatewayRoute?
 
-    init(balancer: UpstreamBalancer?, headers: ProxyHeaders, tls: UpstreamTLS?, retry: RetryPolicy, fastcgi: FastCGIRoute?) {
-        self.fastcgi = fastcgi
+    init(balancer: UpstreamBalancer?, headers: ProxyHeaders, tls: UpstreamTLS?, retry: RetryPolicy, gateway: GatewayRoute?) {
+        self.gateway = gateway
         self.balancer = balancer
         self.headers = headers
         self.tls = tls

@@ -17,10 +17,11 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
 
     let request: RequestContext
     let pass: ProxyPass
-    /// What the upstream speaks: HTTP/1, or FastCGI records (FastCGIRequest.swift, FastCGIResponse.swift).
+    /// What the upstream speaks: HTTP/1, or a gateway protocol (GatewayRequest.swift; FastCGI's records,
+    /// FastCGIResponse.swift).
     let proto: UpstreamProtocol
-    /// fastcgi_pass's per-location state.
-    let fastcgi: FastCGIRoute?
+    /// A gateway's per-location state.
+    let gateway: GatewayRoute?
     /// http or https: the proxy_pass URL's, or, for a URL from variables, what they gave.
     let scheme: String
     let balancer: UpstreamBalancer
@@ -97,7 +98,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
          uri: String?, streamsBody: Bool) {
         self.scheme = scheme
         proto = pass.upstreamProtocol
-        fastcgi = route.fastcgi
+        gateway = route.gateway
         if streamsBody { bodySource = .stream }
         if proto == .fastcgi {
             bodyFraming = .fastcgi
@@ -132,6 +133,18 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
             switch proto {
             case .http: yield request.settings.proxy
             case .fastcgi: yield request.settings.fastcgi.upstream
+            case .scgi: yield request.settings.scgi.upstream
+            case .uwsgi: yield request.settings.uwsgi.upstream
+            }
+        }
+    }
+    /// A gateway's own settings (params, FastCGI's and uwsgi's own), borrowed.
+    var gatewaySettings: GatewaySettings {
+        _read {
+            switch proto {
+            case .fastcgi, .http: yield request.settings.fastcgi
+            case .scgi: yield request.settings.scgi
+            case .uwsgi: yield request.settings.uwsgi
             }
         }
     }
@@ -145,7 +158,11 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         if case .inline = bodySource, let file = request.body.file, conf.passRequestBody, proto != .http || conf.setBody == nil {
             bodySource = .file(file)
         }
-        buildRequest()
+        if proto == .http {
+            buildRequest()
+        } else if !buildGatewayRequest() {
+            return giveUp(500)
+        }
         // Kept to send again on a retry when the body is not part of `outgoing`.
         if case .inline = bodySource {} else { requestHead = outgoing.bytes }
         // As nginx: a certificate its variables name that does not load is the request's 500.
@@ -398,7 +415,12 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     /// persistence, or FastCGI's END_REQUEST of a request that asked to keep the connection (fastcgi_keep_conn).
     private func keepsConnection(_ h: ResponseHead) -> Bool {
         guard response.isEmpty else { return false }
-        if let records { return fastcgi?.keepConn == true && requestEnded && records.isEmpty }
+        switch proto {
+        case .fastcgi: return gateway?.keepConn == true && requestEnded && records?.isEmpty == true
+        // SCGI and uwsgi applications end each response by closing.
+        case .scgi, .uwsgi: return false
+        case .http: break
+        }
         return h.versionMinor >= 1 && !h.connectionClose && !(bodyRemaining == nil && decoder == nil && h.hasBody && request.method != "HEAD")
     }
 

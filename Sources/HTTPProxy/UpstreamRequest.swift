@@ -20,7 +20,6 @@ enum RequestBodyFraming { case plain, chunked, fastcgi }
 extension ProxySession: BodyConsumer {
     /// Writes the request head (and an inline body) into `outgoing`.
     func buildRequest() {
-        if proto == .fastcgi { return buildFastCGIRequest() }
         let passBody = conf.passRequestBody
         let out = outgoing
         out.clear()
@@ -126,14 +125,14 @@ extension ProxySession: BodyConsumer {
             guard bodySent < file.size else {
                 guard bodyFraming == .fastcgi && !lastChunkQueued else { return false }
                 outgoing.clear()
-                FastCGIRequest.endStdin(into: outgoing)
+                GatewayRequest.endStdin(into: outgoing)
                 lastChunkQueued = true
                 return true
             }
             outgoing.clear()
             // A FastCGI record holds less than 64 kB: the piece goes in one, its header first.
             let piece = min(bodyFraming == .fastcgi ? 32768 : 65536, file.size - bodySent)
-            if bodyFraming == .fastcgi { FastCGIRequest.stdinHeader(piece, into: outgoing) }
+            if bodyFraming == .fastcgi { GatewayRequest.stdinHeader(piece, into: outgoing) }
             let n = outgoing.append(upTo: piece) { file.read(at: bodySent, count: piece, into: $0) }
             guard n == piece || (n > 0 && bodyFraming != .fastcgi) else {
                 bodyReadFailed = true
@@ -151,14 +150,14 @@ extension ProxySession: BodyConsumer {
                     ChunkedEncoder.open(count, into: outgoing)
                     outgoing.append(request.body.bytes)
                     ChunkedEncoder.close(into: outgoing)
-                case .fastcgi: request.body.bytes.withUnsafeBytes { FastCGIRequest.stdin($0, into: outgoing) }
+                case .fastcgi: request.body.bytes.withUnsafeBytes { GatewayRequest.stdin($0, into: outgoing) }
                 }
                 bodySent += count
                 request.body.bytes.removeAll(keepingCapacity: true)
                 request.bodyConsumed()
             }
             if clientBodyEnded && bodyFraming != .plain && !lastChunkQueued {
-                if bodyFraming == .chunked { ChunkedEncoder.end(into: outgoing) } else { FastCGIRequest.endStdin(into: outgoing) }
+                if bodyFraming == .chunked { ChunkedEncoder.end(into: outgoing) } else { GatewayRequest.endStdin(into: outgoing) }
                 lastChunkQueued = true
             }
             return !outgoing.isEmpty

@@ -43,7 +43,7 @@ extension ProxySession {
                 failed(response.isEmpty ? .error : .invalidHeader, msg)
             } else if records != nil {
                 // Without fastcgi_keep_conn the application may close instead of ending the request.
-                if fastcgiBodyComplete() == false && (fastcgi?.keepConn == true || (bodyRemaining ?? 0) > 0) {
+                if fastcgiBodyComplete() == false && (gateway?.keepConn == true || (bodyRemaining ?? 0) > 0) {
                     proxy.log.error("upstream prematurely closed connection while reading upstream, client: \(request.client.address), upstream: \"\(upstreamText)\"")
                     finish(abortClient: true)
                 } else {
@@ -62,8 +62,12 @@ extension ProxySession {
     private func parseHead() {
         // The whole head must fit in proxy_buffer_size, as in nginx.
         let result = response.withReadable { buf in
-            records == nil ? ResponseParser.parse(buf, maxHead: conf.bufferSize, fields: &proxy.responseFields)
-                : ResponseParser.parseCGI(buf, maxHead: conf.bufferSize, fields: &proxy.responseFields)
+            switch proto {
+            case .http: return ResponseParser.parse(buf, maxHead: conf.bufferSize, fields: &proxy.responseFields)
+            case .fastcgi: return ResponseParser.parseCGI(buf, maxHead: conf.bufferSize, fields: &proxy.responseFields)
+            // As nginx's scgi and uwsgi modules: a status line when the application sends one, else a CGI head.
+            case .scgi, .uwsgi: return ResponseParser.parseStatusOrCGI(buf, maxHead: conf.bufferSize, fields: &proxy.responseFields)
+            }
         }
         switch result {
         case .incomplete:
@@ -216,7 +220,7 @@ extension ProxySession {
         let vary = compressible && settings.gzip.vary
         let hidden = conf.hideHeaders, passed = conf.passHeaders
         let editsCookies = !conf.cookieDomains.isEmpty || !conf.cookiePaths.isEmpty || !conf.cookieFlags.isEmpty
-        // A CGI application's Server and Date go to the client, as nginx's fastcgi module passes them.
+        // A gateway application's Server and Date go to the client, as nginx's gateway modules pass them.
         let cgi = proto != .http
         func relayed(_ name: String) -> Bool {
             (cgi || passed.contains(name)) && fields.contains { ProxyHeaders.named(parsed[$0.name], name) }

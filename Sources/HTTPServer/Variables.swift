@@ -91,7 +91,10 @@ struct Variables {
         case .connectionRequests: return String(client.requestsServed + 1)
         case .connectionTime: return Clock.seconds(fromMicroseconds: (service.loop.now - client.openedAt) * 1000)
         case .pid: return String(getpid())
-        case .contentLength: return request.head.contentLength.map(String.init)
+        // As nginx: a chunked body's length once it has all been read.
+        case .contentLength:
+            if let n = request.head.contentLength { return String(n) }
+            return request.head.chunked && request.body.complete ? String(request.body.received) : nil
         case .contentType: return request.joinedHeader("content-type")
         case .upstreamAddr: return request.upstreamAttempts.list { $0.address }
         case .upstreamStatus: return request.upstreamAttempts.list { $0.status.map(String.init) }

@@ -99,7 +99,7 @@ final class FastCGITests: XCTestCase {
             """))
         // Debian's snippet includes fastcgi.conf from the configuration's directory, as nginx resolves it.
         try FileManager.default.copyItem(atPath: "/etc/nginx/fastcgi.conf", toPath: vigil.prefix + "/conf/fastcgi.conf")
-        try vigil.start()
+        _ = try vigil.start()
         XCTAssertTrue(waitFor(8) { self.states() == ["up", "up"] }, "\(states()) \(vigil.errorLog())")
 
         let get = try httpExchange(port, getRequest("/index.php/more/path?x=1&warn=1", headers: ["X-Client: me"]))
@@ -159,7 +159,7 @@ final class FastCGITests: XCTestCase {
                 location = /alive { return 200 "alive"; }
             }
             """))
-        try vigil.start()
+        _ = try vigil.start()
         let expected: [(String, Int, String)] = [
             ("/lying", 502, "upstream prematurely closed connection while reading response header from upstream"),
             ("/endless", 502, "upstream sent too big header while reading response header from upstream"),

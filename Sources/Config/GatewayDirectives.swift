@@ -1,13 +1,7 @@
-/// `fastcgi_*` directives: the upstream family on `fastcgi.upstream`, and FastCGI's own.
-enum FastCGIDirectives {
-    static let specs: [DirectiveSpec] = UpstreamFamily.specs("fastcgi", \.fastcgi.upstream) + [
-        Directives.spec("fastcgi_pass", [.location, .locationIf], .one) { call in try parsePass(call, .fastcgi) },
-        Directives.spec("fastcgi_param", .httpAll, Arity(min: 2, max: 3)) { call in
-            if call.words.count == 4 && call.words[3] != "if_not_empty" { throw call.invalidParameter(call.words[3]) }
-            let param = FastCGIParam(name: call.words[1], value: RewriteDirectives.lenientTemplate(call, call.words[2]),
-                                     ifNotEmpty: call.words.count == 4)
-            Directives.withSettings(call) { $0.fastcgi.params.append(param) }
-        },
+/// The gateway modules' directives: `fastcgi_*`, `scgi_*` and `uwsgi_*`, each the upstream family, a pass and
+/// params on its own settings, and what only it has.
+enum GatewayDirectives {
+    static let specs: [DirectiveSpec] = common(.fastcgi, \.fastcgi) + common(.scgi, \.scgi) + common(.uwsgi, \.uwsgi) + [
         Directives.spec("fastcgi_index", .httpAll, .one) { call in try Directives.setOnce(call, \.fastcgi.$index, call.words[1]) },
         Directives.spec("fastcgi_split_path_info", .httpAll, .one) { call in
             let re = try RewriteDirectives.regex(call, call.words[1], caseless: false)
@@ -17,9 +11,33 @@ enum FastCGIDirectives {
         Directives.spec("fastcgi_catch_stderr", .httpAll, .one) { call in
             Directives.withSettings(call) { $0.fastcgi.catchStderr.append(call.words[1]) }
         },
+        modifier("uwsgi_modifier1", \.uwsgi.$modifier1),
+        modifier("uwsgi_modifier2", \.uwsgi.$modifier2),
     ]
 
-    /// `fastcgi_pass address` (uwsgi_pass and scgi_pass alike): host and port, `unix:/path`, an upstream block's
+    /// `<module>_pass`, `<module>_param` and the upstream family.
+    private static func common(_ proto: UpstreamProtocol, _ kp: WritableKeyPath<HTTPSettings, GatewaySettings>) -> [DirectiveSpec] {
+        let prefix = proto.rawValue
+        return UpstreamFamily.specs(prefix, kp.appending(path: \.upstream)) + [
+            Directives.spec(prefix + "_pass", [.location, .locationIf], .one) { call in try parsePass(call, proto) },
+            Directives.spec(prefix + "_param", .httpAll, Arity(min: 2, max: 3)) { call in
+                if call.words.count == 4 && call.words[3] != "if_not_empty" { throw call.invalidParameter(call.words[3]) }
+                let param = GatewayParam(name: call.words[1], value: RewriteDirectives.lenientTemplate(call, call.words[2]),
+                                         ifNotEmpty: call.words.count == 4)
+                Directives.withSettings(call) { $0[keyPath: kp].params.append(param) }
+            },
+        ]
+    }
+
+    /// A modifier byte: 0 to 255.
+    private static func modifier(_ name: String, _ kp: WritableKeyPath<HTTPSettings, Setting<Int>>) -> DirectiveSpec {
+        Directives.spec(name, .httpAll, .one) { call in
+            guard let n = Values.plainNumber(call.words[1]), n <= 255 else { throw call.directiveError("invalid number") }
+            try Directives.setOnce(call, kp, n)
+        }
+    }
+
+    /// `fastcgi_pass address` (scgi_pass and uwsgi_pass alike): host and port, `unix:/path`, an upstream block's
     /// name, or variables that give one of those per request. No scheme and no URI, as nginx's.
     static func parsePass(_ call: Call, _ proto: UpstreamProtocol) throws {
         guard let loc = Directives.location(call) else { return }

@@ -38,12 +38,19 @@ enum GatewayDirectives {
     }
 
     /// `fastcgi_pass address` (scgi_pass and uwsgi_pass alike): host and port, `unix:/path`, an upstream block's
-    /// name, or variables that give one of those per request. No scheme and no URI, as nginx's.
+    /// name, or variables that give one of those per request. No URI, and no scheme but uwsgi_pass's, as nginx's.
     static func parsePass(_ call: Call, _ proto: UpstreamProtocol) throws {
         guard let loc = Directives.location(call) else { return }
         if case .none = loc.content {} else { throw call.duplicate() }
-        let scheme = proto.rawValue
-        let text = call.words[1]
+        var scheme = proto.rawValue
+        var text = call.words[1]
+        // uwsgi_pass may name its scheme: uwsgi://, or suwsgi:// for uwsgi over TLS.
+        if proto == .uwsgi {
+            for s in ["uwsgi://", "suwsgi://"] where text.lowercased().hasPrefix(s) {
+                scheme = String(s.dropLast(3))
+                text = String(text.dropFirst(s.count))
+            }
+        }
         if text.contains("$") {
             loc.content = .proxy(ProxyPass(scheme: scheme, hostText: text, port: nil, uri: nil, target: .variable(try RewriteDirectives.template(call, text)),
                                            location: call.location, upstreamProtocol: proto))

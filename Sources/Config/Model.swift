@@ -386,6 +386,8 @@ public struct HTTPSettings: Sendable {
     public var scgi = GatewaySettings()
     public var uwsgi = GatewaySettings()
     public var proxySSL = ProxySSLSettings()
+    /// `uwsgi_ssl_*`, towards `uwsgi_pass suwsgi://` upstreams.
+    public var uwsgiSSL = ProxySSLSettings()
     public var gzip = GzipSettings()
     public var charset = CharsetSettings()
     public var ssl = SSLSettings()
@@ -407,6 +409,7 @@ public struct HTTPSettings: Sendable {
         scgi.merge(p.scgi)
         uwsgi.merge(p.uwsgi)
         proxySSL.merge(p.proxySSL)
+        uwsgiSSL.merge(p.uwsgiSSL)
         gzip.merge(p.gzip)
         charset.merge(p.charset)
         ssl.merge(p.ssl)

@@ -88,10 +88,7 @@ enum UnsupportedDirectives {
         "uwsgi_cache_lock_age", "uwsgi_cache_lock_timeout", "uwsgi_cache_max_range_offset", "uwsgi_cache_methods",
         "uwsgi_cache_min_uses", "uwsgi_cache_path", "uwsgi_cache_revalidate", "uwsgi_cache_use_stale",
         "uwsgi_cache_valid", "uwsgi_ignore_client_abort", "uwsgi_limit_rate", "uwsgi_no_cache",
-        "uwsgi_socket_keepalive", "uwsgi_ssl_certificate", "uwsgi_ssl_certificate_key", "uwsgi_ssl_ciphers",
-        "uwsgi_ssl_conf_command", "uwsgi_ssl_crl", "uwsgi_ssl_name", "uwsgi_ssl_password_file", "uwsgi_ssl_protocols",
-        "uwsgi_ssl_server_name", "uwsgi_ssl_session_reuse", "uwsgi_ssl_trusted_certificate", "uwsgi_ssl_verify",
-        "uwsgi_ssl_verify_depth", "uwsgi_string",
+        "uwsgi_socket_keepalive", "uwsgi_string",
         // http_xslt_filter
         "xml_entities", "xslt_last_modified", "xslt_param", "xslt_string_param", "xslt_stylesheet", "xslt_types",
         // thread_pool

@@ -60,7 +60,8 @@ public final class ProxyHandler: RequestHandler {
                         balancer = nil
                     }
                     let tls = service.tls.context(for: loc).map {
-                        UpstreamTLS(context: $0, settings: loc.settings, pass: pass, variables: config.http?.variables)
+                        UpstreamTLS(context: $0, settings: pass.upstreamProtocol == .uwsgi ? loc.settings.uwsgiSSL : loc.settings.proxySSL,
+                                    pass: pass, variables: config.http?.variables)
                     }
                     let proto = pass.upstreamProtocol
                     let gateway: GatewaySettings?
@@ -240,19 +241,19 @@ final class UpstreamTLS {
     let certificate: (certificate: CertificateSetting, key: CertificateSetting)?
     private var sessions: [PeerAddress: TLSSessionSlot] = [:]
 
-    init(context: TLSClientContext, settings: HTTPSettings, pass: ProxyPass, variables: VariableTable?) {
+    init(context: TLSClientContext, settings: ProxySSLSettings, pass: ProxyPass, variables: VariableTable?) {
         self.context = context
-        if context.certificateCache != nil, let cert = settings.proxySSL.certificate, let key = settings.proxySSL.certificateKey {
+        if context.certificateCache != nil, let cert = settings.certificate, let key = settings.certificateKey {
             certificate = (cert, key)
         } else {
             certificate = nil
         }
-        name = settings.proxySSL.name ?? {
+        name = settings.name ?? {
             let t = Template(pass.urlHost)
             t.resolve(variables ?? VariableTable())
             return t
         }()
-        sendsServerName = settings.proxySSL.serverName
+        sendsServerName = settings.serverName
     }
 
     /// The client certificate `r` names; nil when none is configured or the certificate's value is empty (no

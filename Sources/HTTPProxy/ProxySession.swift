@@ -115,7 +115,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         self.dynamicURI = uri
         self.balancer = balancer
         self.headers = route.headers
-        self.upstreamTLS = scheme == "https" ? route.tls : nil
+        self.upstreamTLS = scheme == "https" || scheme == "suwsgi" ? route.tls : nil
     }
 
     deinit {

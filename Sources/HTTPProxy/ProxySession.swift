@@ -185,7 +185,8 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         let client = request.client
         guard let p = balancer.select(clientAddress: { client.addressBytes }, hashKey: hashKey(), now: loop.now, tried: tried) else {
             if tried.isEmpty {
-                request.log.error("no live upstreams while connecting to upstream\(request.logContext), upstream: \"http://\(balancer.name)\(request.head.target)\"")
+                let uri = proto == .http ? request.head.target : ""
+                request.log.error("no live upstreams while connecting to upstream\(request.logContext), upstream: \"\(scheme)://\(balancer.name)\(uri)\"")
             }
             // As nginx: the attempt that found no peer is logged under the upstream's name ($upstream_addr).
             var none = UpstreamAttempt(address: balancer.name)

@@ -32,7 +32,8 @@ enum GatewayDirectives {
     /// A modifier byte: 0 to 255.
     private static func modifier(_ name: String, _ kp: WritableKeyPath<HTTPSettings, Setting<Int>>) -> DirectiveSpec {
         Directives.spec(name, .httpAll, .one) { call in
-            guard let n = Values.plainNumber(call.words[1]), n <= 255 else { throw call.directiveError("invalid number") }
+            guard let n = Values.plainNumber(call.words[1]) else { throw call.directiveError("invalid number") }
+            guard n <= 255 else { throw call.error("value must be between 0 and 255") }
             try Directives.setOnce(call, kp, n)
         }
     }

@@ -1,9 +1,9 @@
 import XCTest
 @testable import Config
 
-/// fastcgi_*: the pass forms, the params' inheritance as nginx's (a level with any takes only its own), and
-/// the upstream family shared with proxy_*.
-final class FastCGIDirectiveTests: XCTestCase {
+/// fastcgi_*, scgi_*, uwsgi_*: the pass forms, the params' inheritance as nginx's (a level with any takes only
+/// its own), the upstream family shared with proxy_*, uwsgi's modifiers and TLS.
+final class GatewayDirectiveTests: XCTestCase {
     func testPassForms() throws {
         let conf = try parseConf(inHTTP("""
             upstream php { server 127.0.0.1:9000; }
@@ -78,5 +78,38 @@ final class FastCGIDirectiveTests: XCTestCase {
         assertError(inHTTP("fastcgi_keep_conn yes;"), #"invalid value "yes" in "fastcgi_keep_conn" directive, it must be "on" or "off""#, line: 3)
         assertError(inHTTP("fastcgi_split_path_info \"^(.+\\.php(/.*)$\";"), #"pcre2_compile() failed: missing closing parenthesis in "^(.+\.php(/.*)$" at """#, line: 3)
         assertError(inHTTP("fastcgi_cache_path /tmp keys_zone=a:1m;"), #""fastcgi_cache_path" directive is not supported by vigil"#, line: 3)
+    }
+
+    func testSCGIAndUWSGI() throws {
+        let conf = try parseConf(inHTTP("""
+            scgi_param A a;
+            uwsgi_param B b;
+            uwsgi_modifier1 5;
+            server {
+            location /s { scgi_pass 127.0.0.1:4000; scgi_read_timeout 3s; }
+            location /u { uwsgi_pass uwsgi://127.0.0.1:4001; }
+            location /t { uwsgi_pass suwsgi://127.0.0.1:4002; uwsgi_ssl_verify on; uwsgi_ssl_name app.example; }
+            }
+            """))
+        let locations = try XCTUnwrap(conf.http?.servers.first).locations
+        let passes = locations.compactMap { loc -> ProxyPass? in
+            guard case .proxy(let p) = loc.content else { return nil }
+            return p
+        }
+        XCTAssertEqual(passes.map(\.upstreamProtocol), [.scgi, .uwsgi, .uwsgi])
+        XCTAssertEqual(passes.map(\.scheme), ["scgi", "uwsgi", "suwsgi"])
+        XCTAssertEqual(passes.map(\.hostHeader), ["127.0.0.1:4000", "127.0.0.1:4001", "127.0.0.1:4002"])
+        let s = locations[0].settings, t = locations[2].settings
+        XCTAssertEqual(s.scgi.params.map(\.name), ["A"])
+        XCTAssertEqual(s.uwsgi.params.map(\.name), ["B"])
+        XCTAssertEqual(s.scgi.upstream.readTimeout, 3000)
+        XCTAssertEqual(s.fastcgi.upstream.readTimeout, 60000)
+        XCTAssertEqual(s.uwsgi.modifier1, 5)
+        XCTAssertTrue(t.uwsgiSSL.verify)
+        XCTAssertFalse(t.proxySSL.verify)
+        XCTAssertEqual(t.uwsgiSSL.name?.text, "app.example")
+        assertError(inHTTP("uwsgi_modifier1 256;"), "value must be between 0 and 255", line: 3)
+        assertError(inHTTP("uwsgi_modifier2 x;"), #""uwsgi_modifier2" directive invalid number"#, line: 3)
+        assertError(inHTTP("uwsgi_ssl_conf_command a b;"), #""uwsgi_ssl_conf_command" is not supported by vigil"#, line: 3)
     }
 }

@@ -124,22 +124,47 @@ final class FastCGITests: XCTestCase {
         XCTAssertEqual(big, "upstream sent too big header")
     }
 
-    /// Mutated record streams: the decoder never traps, always uses up what it is given or stops at an error.
-    func testFuzzDecoder() {
-        let base = FastCGITests.record(FastCGI.stdout, Array("Status: 200\r\n\r\nhello".utf8), padding: 3)
-            + FastCGITests.record(FastCGI.stderr, Array("e".utf8)) + FastCGITests.record(FastCGI.stdout, []) + FastCGITests.endRequest
-        var rng = SplitMix64(seed: 29)
-        for _ in 0..<5000 {
-            var bytes = base
-            for _ in 0..<(1 + rng.below(4)) {
-                let i = rng.below(bytes.count)
-                switch rng.below(3) {
-                case 0: bytes[i] = UInt8(truncatingIfNeeded: rng.next())
-                case 1: bytes.remove(at: i)
-                default: bytes.insert(UInt8(truncatingIfNeeded: rng.next()), at: i)
+    static let corpus: [[UInt8]] = [
+        record(FastCGI.stdout, Array("Status: 200\r\n\r\nhello".utf8), padding: 3) + record(FastCGI.stderr, Array("e".utf8))
+            + record(FastCGI.stdout, []) + endRequest,
+        record(FastCGI.stderr, [UInt8](repeating: 0x61, count: 300)) + record(FastCGI.stdout, Array("Location: /x\r\n\r\n".utf8)) + endRequest,
+        record(FastCGI.stdout, Array("Content-Length: 3\r\nX-A: b\r\n\r\nabc".utf8), padding: 7) + endRequest,
+        endRequest,
+    ]
+
+    /// Mutated record streams fed in random pieces: the decoder never traps, never loops, and uses up each piece
+    /// or stops at an error; what it reports as content lies inside the piece. `VIGIL_FUZZ_ITERATIONS` and
+    /// `VIGIL_FUZZ_SEED` as for the other fuzzers (Benchmarks/fuzz).
+    func testMutationFuzz() {
+        let seed = FuzzEnvironment.seed(default: 29)
+        _ = FuzzProgress.runTest("FastCGI fuzz", iterations: FuzzEnvironment.iterations(default: 5000), seed: seed,
+                                 show: { $0.map { String($0) }.joined(separator: ",") },
+                                 summary: { $0.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") }) { iteration, progress in
+            var rng = SplitMix64(seed: seed ^ (UInt64(iteration) &* 0xD1B5_4A32_D192_ED03))
+            let bytes = BinaryMutation.mutate(rng.pick(FastCGITests.corpus), corpus: FastCGITests.corpus, rng: &rng)
+            progress.start(bytes)
+            var d = FastCGI.Decoder(), start = 0, outcome = "needs more"
+            let size = 1 + rng.below(64)
+            pieces: while start < bytes.count {
+                let piece = Array(bytes[start..<min(start + size, bytes.count)])
+                start += size
+                piece.withUnsafeBytes { buf in
+                    var i = 0
+                    while let e = d.next(buf, &i) {
+                        switch e {
+                        case .stdout(let r), .stderr(let r):
+                            if r.lowerBound < 0 || r.upperBound > buf.count { progress.fail("range \(r) outside a piece of \(buf.count), iteration \(iteration)") }
+                        case .stdoutClosed: break
+                        case .endRequest: outcome = "ended"
+                        case .invalid: outcome = "invalid"; return
+                        }
+                    }
+                    if i != buf.count { progress.fail("piece not used up at iteration \(iteration)") }
                 }
+                if outcome == "invalid" { break pieces }
             }
-            _ = FastCGITests.decode(bytes, pieces: 1 + rng.below(16))
+            progress.count(outcome)
+            progress.finish()
         }
     }
 }

@@ -22,7 +22,8 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     let proto: UpstreamProtocol
     /// A gateway's per-location state.
     let gateway: GatewayRoute?
-    /// http or https: the proxy_pass URL's, or, for a URL from variables, what they gave.
+    /// http or https: the proxy_pass URL's, or, for a URL from variables, what they gave; a gateway's protocol
+    /// name (fastcgi, scgi, uwsgi, or suwsgi for uwsgi over TLS), as nginx's log lines give it.
     let scheme: String
     let balancer: UpstreamBalancer
     let headers: ProxyHeaders

@@ -11,8 +11,10 @@ final class GatewayRoute {
     /// The client headers a `*_param HTTP_*` replaces, as their HTTP_ names' tails lowercased ("x_blah").
     let replacedHeaders: [[UInt8]]
     let modifier1: UInt8, modifier2: UInt8
+    let params: [GatewayParam]
 
     init(_ s: GatewaySettings) {
+        params = s.params
         keepConn = s.keepConn
         catchStderr = s.catchStderr.map { Array($0.utf8) }
         replacedHeaders = s.params.compactMap { p in
@@ -179,7 +181,7 @@ extension ProxySession {
     /// client's headers as HTTP_* unless a param gave that name; a header the client repeated goes once, its
     /// values joined as nginx 1.23 joins them (Cookie's with "; ", others' with ", ").
     private func appendParams(_ out: OutputQueue, _ encoding: ParamEncoding) {
-        for p in gatewaySettings.params {
+        for p in gateway?.params ?? [] {
             let value = p.value.render(request)
             if p.ifNotEmpty && value.isEmpty { continue }
             encoding.open(name: p.name.utf8.count, value: value.utf8.count, into: out)

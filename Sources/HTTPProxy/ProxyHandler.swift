@@ -71,9 +71,9 @@ public final class ProxyHandler: RequestHandler {
                     case .scgi: gateway = loc.settings.scgi
                     case .uwsgi: gateway = loc.settings.uwsgi
                     }
+                    let conf = gateway?.upstream ?? loc.settings.proxy
                     service.attach(ProxyRoute(balancer: balancer, headers: ProxyHeaders(loc.settings.proxy.setHeaders), tls: tls,
-                                              retry: RetryPolicy(gateway?.upstream ?? loc.settings.proxy),
-                                              gateway: gateway.map(GatewayRoute.init)), to: loc)
+                                              retry: RetryPolicy(conf), conf: conf, gateway: gateway.map(GatewayRoute.init)), to: loc)
                 }
                 route(loc.configured)
             }
@@ -218,10 +218,15 @@ final class ProxyRoute: LocationState {
     let headers: ProxyHeaders
     let tls: UpstreamTLS?
     let retry: RetryPolicy
+    /// The location's settings of the upstream family of its protocol's module (proxy_*, fastcgi_*, …): the
+    /// request's own, as the route and the settings belong to one scope.
+    let conf: ProxySettings
     /// For `fastcgi_pass`, `scgi_pass`, `uwsgi_pass`.
     let gateway: GatewayRoute?
 
-    init(balancer: UpstreamBalancer?, headers: ProxyHeaders, tls: UpstreamTLS?, retry: RetryPolicy, gateway: GatewayRoute?) {
+    init(balancer: UpstreamBalancer?, headers: ProxyHeaders, tls: UpstreamTLS?, retry: RetryPolicy, conf: ProxySettings,
+         gateway: GatewayRoute?) {
+        self.conf = conf
         self.gateway = gateway
         self.balancer = balancer
         self.headers = headers

@@ -27,6 +27,8 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     let scheme: String
     let balancer: UpstreamBalancer
     let headers: ProxyHeaders
+    /// The location's route: the worker keeps it as long as itself.
+    unowned(unsafe) let route: ProxyRoute
     /// unowned(unsafe): the handler lives as long as the worker, and a checked reference costs an atomic
     /// increment and decrement per use.
     unowned(unsafe) let proxy: ProxyHandler
@@ -116,6 +118,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         self.dynamicURI = uri
         self.balancer = balancer
         self.headers = route.headers
+        self.route = route
         self.upstreamTLS = scheme == "https" || scheme == "suwsgi" ? route.tls : nil
     }
 
@@ -127,28 +130,10 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
 
     /// Borrowed, not copied: HTTPSettings is large and read several times per request.
     var settings: HTTPSettings { _read { yield request.settings } }
-    /// The upstream family's settings of this protocol's module (proxy_*, fastcgi_*), borrowed.
-    /// Each path ends in a stored property: a subscript chosen by protocol made Swift copy all of HTTPSettings.
-    var conf: ProxySettings {
-        _read {
-            switch proto {
-            case .http: yield request.settings.proxy
-            case .fastcgi: yield request.settings.fastcgi.upstream
-            case .scgi: yield request.settings.scgi.upstream
-            case .uwsgi: yield request.settings.uwsgi.upstream
-            }
-        }
-    }
-    /// A gateway's own settings (params, FastCGI's and uwsgi's own), borrowed.
-    var gatewaySettings: GatewaySettings {
-        _read {
-            switch proto {
-            case .fastcgi, .http: yield request.settings.fastcgi
-            case .scgi: yield request.settings.scgi
-            case .uwsgi: yield request.settings.uwsgi
-            }
-        }
-    }
+    /// The upstream family's settings of this protocol's module (proxy_*, fastcgi_*, …), borrowed from the
+    /// route: an accessor that chose among the request's settings by protocol copied all of ProxySettings at
+    /// each field it read.
+    var conf: ProxySettings { _read { yield route.conf } }
     /// The upstream as nginx's log lines name it: an HTTP one with the request's URI, others without.
     var upstreamText: String {
         "\(scheme)://\(peer?.address.description ?? "")" + (proto == .http ? request.head.target : "")

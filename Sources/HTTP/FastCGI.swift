@@ -98,18 +98,27 @@ public enum FastCGI {
         /// The next event from `buf` starting at `i` (advanced past what it used); nil when `buf` is used up.
         public mutating func next(_ buf: UnsafeRawBufferPointer, _ i: inout Int) -> Event? {
             while i < buf.count {
+                // A whole header in the buffer is checked at once; one split across reads, byte by byte.
+                if headerRead == 0 && buf.count - i >= FastCGI.headerSize {
+                    if let problem = FastCGI.checkHeader(buf[i], buf[i + 1], buf[i + 2], buf[i + 3]) { return .invalid(problem) }
+                    type = buf[i + 1]
+                    content = Int(buf[i + 4]) << 8 | Int(buf[i + 5])
+                    padding = Int(buf[i + 6])
+                    i += FastCGI.headerSize
+                    headerRead = FastCGI.headerSize
+                    if type == FastCGI.stdout && content == 0 { return .stdoutClosed }
+                    continue
+                }
                 if headerRead < FastCGI.headerSize {
                     let b = buf[i]
                     i += 1
                     switch headerRead {
-                    case 0: guard b == 1 else { return .invalid("upstream sent unsupported FastCGI protocol version: \(b)") }
+                    case 0: if let problem = FastCGI.checkHeader(b, FastCGI.stdout, 0, 1) { return .invalid(problem) }
                     case 1:
-                        guard b == FastCGI.stdout || b == FastCGI.stderr || b == FastCGI.endRequest else {
-                            return .invalid("upstream sent invalid FastCGI record type: \(b)")
-                        }
+                        if let problem = FastCGI.checkHeader(1, b, 0, 1) { return .invalid(problem) }
                         type = b
-                    case 2: guard b == 0 else { return .invalid("upstream sent unexpected FastCGI request id high byte: \(b)") }
-                    case 3: guard b == 1 else { return .invalid("upstream sent unexpected FastCGI request id low byte: \(b)") }
+                    case 2: if let problem = FastCGI.checkHeader(1, FastCGI.stdout, b, 1) { return .invalid(problem) }
+                    case 3: if let problem = FastCGI.checkHeader(1, FastCGI.stdout, 0, b) { return .invalid(problem) }
                     case 4: content = Int(b) << 8
                     case 5: content |= Int(b)
                     case 6: padding = Int(b)
@@ -146,6 +155,15 @@ public enum FastCGI {
             }
             return nil
         }
+    }
+
+    /// What is wrong with a record header's version, type and request id, in nginx's words (checked in that order).
+    static func checkHeader(_ version: UInt8, _ type: UInt8, _ idHigh: UInt8, _ idLow: UInt8) -> String? {
+        if version != 1 { return "upstream sent unsupported FastCGI protocol version: \(version)" }
+        if type != stdout && type != stderr && type != endRequest { return "upstream sent invalid FastCGI record type: \(type)" }
+        if idHigh != 0 { return "upstream sent unexpected FastCGI request id high byte: \(idHigh)" }
+        if idLow != 1 { return "upstream sent unexpected FastCGI request id low byte: \(idLow)" }
+        return nil
     }
 
     /// A stderr message as nginx logs it: trailing newlines, dots and spaces dropped.

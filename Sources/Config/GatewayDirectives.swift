@@ -5,6 +5,7 @@ enum GatewayDirectives {
         Directives.spec("fastcgi_index", .httpAll, .one) { call in try Directives.setOnce(call, \.fastcgi.$index, call.words[1]) },
         Directives.spec("fastcgi_split_path_info", .httpAll, .one) { call in
             let re = try RewriteDirectives.regex(call, call.words[1], caseless: false)
+            guard re.captureCount == 2 else { throw call.error("pattern \"\(call.words[1])\" must have 2 captures") }
             try Directives.setOnce(call, \.fastcgi.$splitPathInfo, re)
         },
         Directives.flagSetting("fastcgi_keep_conn", \.fastcgi.$keepConn),

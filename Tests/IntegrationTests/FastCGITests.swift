@@ -183,4 +183,46 @@ final class FastCGITests: XCTestCase {
         XCTAssertTrue(waitFor(3) { self.vigil.errorLog().contains("upstream prematurely closed connection while reading upstream") }, vigil.errorLog())
         XCTAssertEqual(try httpExchange(port, getRequest("/alive")).status, 200)
     }
+
+    /// The request pipeline around a FastCGI response, as around a proxied one: fastcgi_intercept_errors with
+    /// error_page, gzip, the access log's upstream variables, hidden and passed headers, X-Accel-Redirect.
+    func testPipelineAroundFastCGI() throws {
+        let text = String(repeating: "fastcgi body text, ", count: 40)
+        let notFound = try RawServer(.fastCGI(FastCGITests.stdout("Status: 404 Not Found\r\nContent-Type: text/plain\r\n\r\nmissing")
+                                              + FastCGITests.end))
+        let page = try RawServer(.fastCGI(FastCGITests.stdout("Content-Type: text/plain\r\nX-Powered-By: PHP\r\nServer: app\r\n\r\n" + text)
+                                          + FastCGITests.end))
+        let accel = try RawServer(.fastCGI(FastCGITests.stdout("X-Accel-Redirect: /landed\r\n\r\n") + FastCGITests.end))
+        defer { [notFound, page, accel].forEach { $0.stop() } }
+        vigil = try Vigil(config: Vigil.config(workers: 1, http: """
+            log_format up "$uri $status $upstream_addr $upstream_status";
+            server {
+                listen 127.0.0.1:\(port);
+                access_log logs/up.log up;
+                gzip on;
+                gzip_types text/plain;
+                location = /missing { fastcgi_pass 127.0.0.1:\(notFound.port); fastcgi_intercept_errors on; error_page 404 = /caught; }
+                location = /page { fastcgi_pass 127.0.0.1:\(page.port); fastcgi_hide_header X-Powered-By; }
+                location = /accel { fastcgi_pass 127.0.0.1:\(accel.port); }
+                location = /caught { return 200 "caught\n"; }
+                location = /landed { return 200 "landed\n"; }
+            }
+            """))
+        _ = try vigil.start()
+        let missing = try httpExchange(port, getRequest("/missing"))
+        XCTAssertEqual(missing.status, 200)
+        XCTAssertEqual(String(decoding: missing.body, as: UTF8.self), "caught\n")
+        let gz = try httpExchange(port, getRequest("/page", headers: ["Accept-Encoding: gzip"]))
+        XCTAssertEqual(gz.status, 200)
+        XCTAssertEqual(gz.header("Content-Encoding"), "gzip")
+        XCTAssertNil(gz.header("X-Powered-By"))
+        XCTAssertEqual(gz.header("Server"), "app", "a gateway application's Server goes to the client, as nginx's")
+        let plain = try httpExchange(port, getRequest("/page"))
+        XCTAssertEqual(String(decoding: plain.body, as: UTF8.self), text)
+        XCTAssertEqual(String(decoding: try httpExchange(port, getRequest("/accel")).body, as: UTF8.self), "landed\n")
+        XCTAssertTrue(waitFor(3) {
+            let log = (try? String(contentsOfFile: self.vigil.prefix + "/logs/up.log", encoding: .utf8)) ?? ""
+            return log.contains("/caught 200 127.0.0.1:\(notFound.port) 404") && log.contains("/page 200 127.0.0.1:\(page.port) 200")
+        }, (try? String(contentsOfFile: vigil.prefix + "/logs/up.log", encoding: .utf8)) ?? "")
+    }
 }

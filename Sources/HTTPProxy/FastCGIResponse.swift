@@ -9,12 +9,14 @@ extension ProxySession {
     /// attempt has failed then.
     func unframe() -> Bool {
         guard let records else { return true }
-        var failure: String?, caught = false
+        var failure: String?, caught = false, content = 0
         let used = records.withReadable { buf -> Int in
             var i = 0
             while !requestEnded, failure == nil, !caught, let event = recordDecoder.next(buf, &i) {
                 switch event {
-                case .stdout(let r): response.append(UnsafeRawBufferPointer(rebasing: buf[r]))
+                case .stdout(let r):
+                    response.append(UnsafeRawBufferPointer(rebasing: buf[r]))
+                    content += r.count
                 case .stderr(let r):
                     let text = UnsafeRawBufferPointer(rebasing: buf[r])
                     logStderr(text)
@@ -29,6 +31,7 @@ extension ProxySession {
             return i
         }
         records.consume(used)
+        framing += used - content
         if let failure {
             if phase == .readingHead {
                 failed(.invalidHeader, failure + " while reading response header from upstream")

@@ -61,6 +61,8 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     var readReady = false
     /// Bytes read from and written to the current attempt's upstream.
     var received = 0
+    /// Of them, FastCGI's framing: not the response ($upstream_response_length).
+    var framing = 0
     var sentToUpstream = 0
     /// The upstream closed (or failed): read to the end instead of stopping at a short read.
     var hungUp = false
@@ -196,6 +198,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         rewindRequest()
         startedUs = loop.nowUs
         received = 0
+        framing = 0
         sentToUpstream = 0
         request.upstreamAttempts.append(UpstreamAttempt(address: p.name))
         if allowCached, let pooled = balancer.pool?.take(p.address, for: self) {
@@ -414,11 +417,12 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     /// Closes the current attempt's record: its time and, for a failure, the status it stands for.
     func recordAttempt(status: Int?) {
         guard !request.upstreamAttempts.isEmpty else { return }
-        let now = loop.nowUs, received = self.received, sent = sentToUpstream
+        let now = loop.nowUs, received = self.received, sent = sentToUpstream, framing = self.framing
         request.upstreamAttempts.updateLast {
             if let status { $0.status = status }
             $0.elapsedUs = now - startedUs
             $0.bytesReceived = received
+            $0.framingLength = framing
             $0.bytesSent = sent
         }
     }

@@ -101,7 +101,7 @@ struct Variables {
         case .upstreamResponseTime: return request.upstreamAttempts.list { $0.elapsedUs.map(Clock.seconds(fromMicroseconds:)) }
         case .upstreamConnectTime: return request.upstreamAttempts.list { $0.connectUs.map(Clock.seconds(fromMicroseconds:)) }
         case .upstreamHeaderTime: return request.upstreamAttempts.list { $0.headerUs.map(Clock.seconds(fromMicroseconds:)) }
-        case .upstreamResponseLength: return request.upstreamAttempts.list { String($0.bytesReceived - $0.headLength) }
+        case .upstreamResponseLength: return request.upstreamAttempts.list { String($0.bytesReceived - $0.headLength - $0.framingLength) }
         case .upstreamBytesReceived: return request.upstreamAttempts.list { String($0.bytesReceived) }
         case .upstreamBytesSent: return request.upstreamAttempts.list { String($0.bytesSent) }
         case .upstreamHeader(let name):

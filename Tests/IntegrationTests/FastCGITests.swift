@@ -195,7 +195,7 @@ final class FastCGITests: XCTestCase {
         let accel = try RawServer(.fastCGI(FastCGITests.stdout("X-Accel-Redirect: /landed\r\n\r\n") + FastCGITests.end))
         defer { [notFound, page, accel].forEach { $0.stop() } }
         vigil = try Vigil(config: Vigil.config(workers: 1, http: """
-            log_format up "$uri $status $upstream_addr $upstream_status";
+            log_format up "$uri $status $upstream_addr $upstream_status $upstream_response_length";
             server {
                 listen 127.0.0.1:\(port);
                 access_log logs/up.log up;
@@ -222,7 +222,8 @@ final class FastCGITests: XCTestCase {
         XCTAssertEqual(String(decoding: try httpExchange(port, getRequest("/accel")).body, as: UTF8.self), "landed\n")
         XCTAssertTrue(waitFor(3) {
             let log = (try? String(contentsOfFile: self.vigil.prefix + "/logs/up.log", encoding: .utf8)) ?? ""
-            return log.contains("/caught 200 127.0.0.1:\(notFound.port) 404") && log.contains("/page 200 127.0.0.1:\(page.port) 200")
+            // The response length is the body's, without the records' framing.
+            return log.contains("/caught 200 127.0.0.1:\(notFound.port) 404") && log.contains("/page 200 127.0.0.1:\(page.port) 200 \(text.utf8.count)")
         }, (try? String(contentsOfFile: vigil.prefix + "/logs/up.log", encoding: .utf8)) ?? "")
     }
 }

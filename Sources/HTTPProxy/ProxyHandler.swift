@@ -12,9 +12,10 @@ import ShmTable
 import TLS
 import Upstream
 
-/// nginx's proxy module as the pipeline's content handler for `proxy_pass` locations, one per worker: the
-/// upstream blocks' balancers and keepalive pools, each location's route (balancer, header templates, TLS),
-/// the `resolver`s of `proxy_pass` with variables, and the scratch space its sessions share.
+/// nginx's proxy module, and its fastcgi, scgi and uwsgi modules, as the pipeline's content handler for
+/// `proxy_pass`, `fastcgi_pass`, `scgi_pass` and `uwsgi_pass` locations, one per worker: the upstream blocks'
+/// balancers and keepalive pools, each location's route (balancer, header templates, TLS, its module's
+/// settings), the `resolver`s of passes with variables, and the scratch space its sessions share.
 public final class ProxyHandler: RequestHandler {
     let loop: EventLoop
     let log: ErrorLog

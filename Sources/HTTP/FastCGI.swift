@@ -21,9 +21,6 @@ public enum FastCGI {
         [1, beginRequest, 0, 1, 0, 8, 0, 0, 0, 1, keepConn ? 1 : 0, 0, 0, 0, 0, 0]
     }
 
-    /// The bytes a name-value pair's length takes: one up to 127, else four.
-    @inline(__always) public static func lengthSize(_ n: Int) -> Int { n > 127 ? 4 : 1 }
-
     /// Appends a name-value pair (lengths, name, value) to `out`.
     public static func appendPair(_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, to out: inout [UInt8]) {
         appendLength(name.count, to: &out)
@@ -33,14 +30,15 @@ public enum FastCGI {
     }
 
     public static func appendLength(_ n: Int, to out: inout [UInt8]) {
-        if n <= 127 {
-            out.append(UInt8(n))
-        } else {
-            out.append(UInt8(truncatingIfNeeded: n >> 24) | 0x80)
-            out.append(UInt8(truncatingIfNeeded: n >> 16))
-            out.append(UInt8(truncatingIfNeeded: n >> 8))
-            out.append(UInt8(truncatingIfNeeded: n))
-        }
+        var (bytes, count) = length(n)
+        withUnsafeBytes(of: &bytes) { out.append(contentsOf: $0.prefix(count)) }
+    }
+
+    /// A name-value pair's length as FastCGI writes it: one byte up to 127, else four with the top bit set.
+    @inline(__always) public static func length(_ n: Int) -> (bytes: (UInt8, UInt8, UInt8, UInt8), count: Int) {
+        n <= 127 ? ((UInt8(n), 0, 0, 0), 1)
+            : ((UInt8(truncatingIfNeeded: n >> 24) | 0x80, UInt8(truncatingIfNeeded: n >> 16), UInt8(truncatingIfNeeded: n >> 8),
+                UInt8(truncatingIfNeeded: n)), 4)
     }
 
     /// `content` as records of `type`, each padded to a multiple of eight bytes, then the empty record that ends

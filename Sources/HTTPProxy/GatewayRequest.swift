@@ -98,12 +98,9 @@ enum GatewayRequest {
         withUnsafeBytes(of: &b) { out.append($0) }
     }
 
-    /// A FastCGI name-value pair's length: one byte up to 127, else four with the top bit set.
     @inline(__always) static func fastcgiLength(_ n: Int, into out: OutputQueue) {
-        if n <= 127 { return byte(UInt8(n), into: out) }
-        var b = (UInt8(truncatingIfNeeded: n >> 24) | 0x80, UInt8(truncatingIfNeeded: n >> 16), UInt8(truncatingIfNeeded: n >> 8),
-                 UInt8(truncatingIfNeeded: n))
-        withUnsafeBytes(of: &b) { out.append($0) }
+        var (bytes, count) = FastCGI.length(n)
+        withUnsafeBytes(of: &bytes) { out.append(UnsafeRawBufferPointer(rebasing: $0.prefix(count))) }
     }
 
     /// A header name's byte as its HTTP_ parameter has it: uppercase, `-` as `_`.

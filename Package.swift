@@ -53,7 +53,8 @@ let package = Package(
         .target(name: "HTTPServer", dependencies: ["Core", "CShim", "Config", "Event", "HTTP", "Script", "TLS", "Gzip", "ShmTable",
                                                    "COpenSSL", "CCrypt", "CNGHTTP2"],
                 path: "Sources/HTTPServer", swiftSettings: hotPath),
-        // proxy_pass: the HTTP/1 upstream codec and the proxy as a content handler writing to the response sink.
+        // proxy_pass, fastcgi_pass, scgi_pass, uwsgi_pass: one upstream session as a content handler writing to the
+        // response sink, with the HTTP/1 codec and the gateway protocols' request encoders and response decoders.
         .target(name: "HTTPProxy", dependencies: ["Core", "CShim", "Config", "Event", "HTTP", "HTTPServer", "Script", "ShmTable", "TLS",
                                                   "Upstream", "DNS"], path: "Sources/HTTPProxy", swiftSettings: hotPath),
         // The worker process shell: acceptors, signals, the connection set, the checker election.

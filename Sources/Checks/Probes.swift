@@ -47,27 +47,7 @@ public enum Probes {
     }
 
     /// BEGIN_REQUEST, PARAMS, empty PARAMS and a valid empty STDIN (the reference leaves 8 bytes uninitialised).
-    public static func fastCGIRequest(_ params: [(String, String)]) -> [UInt8] {
-        var pairs: [UInt8] = []
-        func length(_ n: Int) {
-            if n <= 127 { pairs.append(UInt8(n)) } else {
-                pairs += [UInt8((n >> 24) & 0x7f) | 0x80, UInt8((n >> 16) & 0xff), UInt8((n >> 8) & 0xff), UInt8(n & 0xff)]
-            }
-        }
-        for (k, v) in params {
-            length(k.utf8.count)
-            length(v.utf8.count)
-            pairs += Array(k.utf8) + Array(v.utf8)
-        }
-        let len = pairs.count
-        let pad = (8 - len % 8) % 8
-        var out: [UInt8] = [1, 1, 0, 1, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]
-        out += [1, 4, 0, 1, UInt8((len >> 8) & 0xff), UInt8(len & 0xff), UInt8(pad), 0]
-        out += pairs + [UInt8](repeating: 0, count: pad)
-        out += [1, 4, 0, 1, 0, 0, 0, 0]
-        out += [1, 5, 0, 1, 0, 0, 0, 0]
-        return out
-    }
+    public static func fastCGIRequest(_ params: [(String, String)]) -> [UInt8] { FastCGI.request(params: params) }
 
     /// How much of a response body `check_http_expect_body` reads; a longer body is down.
     public static let bodyLimit = 65536

@@ -318,6 +318,8 @@ public final class Configuration {
         } else if declared {
             return pass
         }
+        // fastcgi_pass names no scheme to take a port from.
+        if pass.port == nil && pass.upstreamProtocol != .http { throw pass.location.error("no port in upstream \"\(pass.hostText)\"") }
         let port = pass.port ?? (pass.scheme == "https" ? 443 : 80)
         guard let addrs = Resolver.resolve(host: pass.hostText, port: port), !addrs.isEmpty else {
             throw pass.location.error("host not found in upstream \"\(pass.hostText)\"")

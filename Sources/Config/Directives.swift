@@ -32,8 +32,9 @@ struct DirectiveSpec {
 enum Directives {
     static let table: [String: [DirectiveSpec]] = {
         var t: [String: [DirectiveSpec]] = [:]
-        for spec in MainDirectives.specs + HTTPCore.specs + Proxy.specs + UpstreamDirectives.specs + CheckDirectives.specs
-                    + SSLDirectives.specs + SSLDirectives.refused + RewriteDirectives.specs + MapDirective.specs
+        for spec in MainDirectives.specs + HTTPCore.specs + Proxy.specs + GatewayDirectives.specs + UpstreamDirectives.specs + CheckDirectives.specs
+                    + SSLDirectives.specs + SSLDirectives.upstreamSSL("proxy", \.proxySSL) + SSLDirectives.upstreamSSL("uwsgi", \.uwsgiSSL)
+                    + SSLDirectives.refused + RewriteDirectives.specs + MapDirective.specs
                     + GzipDirectives.specs + AutoIndexDirectives.specs + CharsetDirectives.specs + TuningDirectives.specs
                     + GeoDirectives.specs + LimitDirectives.specs + RealIPDirectives.specs + AuthDirectives.specs
                     + HTTP2Directives.specs + UpsyncDirectives.specs {

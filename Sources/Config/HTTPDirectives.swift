@@ -126,14 +126,6 @@ enum HTTPCore {
         Directives.accepted("types_hash_bucket_size", .httpAll, .one, hashes),
         Directives.accepted("types_hash_max_size", .httpAll, .one, hashes),
         Directives.spec("open_log_file_cache", .httpAll, .oneToFour, parseLogFileCache),
-        Directives.spec("proxy_ignore_headers", .httpAll, .oneOrMore) { call in
-            var set: IgnoredUpstreamHeaders = []
-            for v in call.args {
-                guard let option = IgnoredUpstreamHeaders.names[v.lowercased()] else { throw call.error("invalid value \"\(v)\"") }
-                set.formUnion(option)
-            }
-            try Directives.setOnce(call, \.proxy.$ignoreHeaders, set)
-        },
         Directives.sizeSetting("client_max_body_size", \.core.$clientMaxBodySize),
         Directives.msecSetting("client_header_timeout", \.core.$clientHeaderTimeout, [.http, .server]),
         Directives.msecSetting("client_body_timeout", \.core.$clientBodyTimeout),

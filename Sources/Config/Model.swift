@@ -386,7 +386,12 @@ public struct HTTPSettings: Sendable {
     public var log = LogSettings()
     public var headers = HeadersSettings()
     public var proxy = ProxySettings()
+    public var fastcgi = GatewaySettings()
+    public var scgi = GatewaySettings()
+    public var uwsgi = GatewaySettings()
     public var proxySSL = ProxySSLSettings()
+    /// `uwsgi_ssl_*`, towards `uwsgi_pass suwsgi://` upstreams.
+    public var uwsgiSSL = ProxySSLSettings()
     public var gzip = GzipSettings()
     public var charset = CharsetSettings()
     public var ssl = SSLSettings()
@@ -404,7 +409,11 @@ public struct HTTPSettings: Sendable {
         log.merge(p.log)
         headers.merge(p.headers)
         proxy.merge(p.proxy)
+        fastcgi.merge(p.fastcgi)
+        scgi.merge(p.scgi)
+        uwsgi.merge(p.uwsgi)
         proxySSL.merge(p.proxySSL)
+        uwsgiSSL.merge(p.uwsgiSSL)
         gzip.merge(p.gzip)
         charset.merge(p.charset)
         ssl.merge(p.ssl)
@@ -436,8 +445,12 @@ public final class ProxyPass: Sendable {
     public let uri: String?           // nil: pass the request URI unchanged
     public let target: Target
     public let location: SourceLocation
+    /// What the upstream speaks: `proxy_pass`'s HTTP, or a gateway protocol (FastCGI, SCGI, uwsgi).
+    public let upstreamProtocol: UpstreamProtocol
 
-    init(scheme: String, hostText: String, port: UInt16?, uri: String?, target: Target, location: SourceLocation) {
+    init(scheme: String, hostText: String, port: UInt16?, uri: String?, target: Target, location: SourceLocation,
+         upstreamProtocol: UpstreamProtocol = .http) {
+        self.upstreamProtocol = upstreamProtocol
         self.scheme = scheme
         self.hostText = hostText
         self.port = port
@@ -471,8 +484,14 @@ public final class ProxyPass: Sendable {
 
     /// The same proxy_pass going to `target` (a host name resolved to its addresses).
     func with(target: Target) -> ProxyPass {
-        ProxyPass(scheme: scheme, hostText: hostText, port: port, uri: uri, target: target, location: location)
+        ProxyPass(scheme: scheme, hostText: hostText, port: port, uri: uri, target: target, location: location,
+                  upstreamProtocol: upstreamProtocol)
     }
+}
+
+/// The protocol a location's upstream speaks; its raw value is the scheme nginx's log lines give it.
+public enum UpstreamProtocol: String, Sendable {
+    case http, fastcgi, scgi, uwsgi
 }
 
 /// What produces a response's body in a location (nginx's content phase).

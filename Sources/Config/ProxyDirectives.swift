@@ -1,6 +1,6 @@
 /// `proxy_*` directives.
 enum Proxy {
-    static let specs: [DirectiveSpec] = [
+    static let specs: [DirectiveSpec] = UpstreamFamily.specs("proxy", \.proxy) + [
         Directives.spec("proxy_pass", [.location, .locationIf, .limitExcept], .one, parseProxyPass),
         Directives.spec("proxy_set_header", .httpAll, .two) { call in
             let header = HeaderSetting(name: call.words[1], value: RewriteDirectives.lenientTemplate(call, call.words[2]))
@@ -11,44 +11,6 @@ enum Proxy {
                 throw call.error("invalid value \"\(call.words[1])\" in \"proxy_http_version\" directive, it must be \"1.0\" or \"1.1\"")
             }
             try Directives.setOnce(call, \.proxy.$httpVersion, version)
-        },
-        Directives.msecSetting("proxy_connect_timeout", \.proxy.$connectTimeout),
-        Directives.msecSetting("proxy_send_timeout", \.proxy.$sendTimeout),
-        Directives.msecSetting("proxy_read_timeout", \.proxy.$readTimeout),
-        Directives.msecSetting("proxy_next_upstream_timeout", \.proxy.$nextUpstreamTimeout),
-        Directives.numberSetting("proxy_next_upstream_tries", \.proxy.$nextUpstreamTries),
-        Directives.spec("proxy_next_upstream", .httpAll, .oneOrMore) { call in
-            var set: NextUpstream = []
-            for v in call.args {
-                guard let option = NextUpstream.names[v] else { throw call.error("invalid value \"\(v)\"") }
-                set.formUnion(option)
-            }
-            if call.args.contains("off") && call.args.count > 1 { throw call.error("invalid value \"off\"") }
-            try Directives.setOnce(call, \.proxy.$nextUpstream, set)
-        },
-        Directives.noEffectWhenOn(Directives.flagSetting("proxy_buffering", \.proxy.$buffering),
-                            "responses are relayed as they arrive, at most 256 kB waiting for a slow client, never spooled to a file"),
-        Directives.flagSetting("proxy_request_buffering", \.proxy.$requestBuffering),
-        Directives.sizeSetting("proxy_buffer_size", \.proxy.$bufferSize),
-        Directives.accepted("proxy_buffers", .httpAll, .two, "a response is relayed through one 16 kB buffer as it arrives"),
-        Directives.accepted("proxy_busy_buffers_size", .httpAll, .one, "a response is relayed through one 16 kB buffer as it arrives"),
-        Directives.flagSetting("proxy_pass_request_headers", \.proxy.$passRequestHeaders),
-        Directives.flagSetting("proxy_pass_request_body", \.proxy.$passRequestBody),
-        Directives.flagSetting("proxy_intercept_errors", \.proxy.$interceptErrors),
-        Directives.flagSetting("proxy_force_ranges", \.proxy.$forceRanges),
-        Directives.spec("proxy_hide_header", .httpAll, .one) { call in
-            Directives.withSettings(call) { $0.proxy.hideHeaders.append(call.words[1].lowercased()) }
-        },
-        Directives.spec("proxy_pass_header", .httpAll, .one) { call in
-            Directives.withSettings(call) { $0.proxy.passHeaders.append(call.words[1].lowercased()) }
-        },
-        Directives.spec("proxy_bind", .httpAll, .oneOrTwo) { call in
-            if call.words.count == 3 {
-                guard call.words[2] == "transparent" else { throw call.invalidParameter(call.words[2]) }
-                throw call.error("the \"transparent\" parameter of \"proxy_bind\" is not supported by vigil")
-            }
-            let value = call.words[1] == "off" ? nil : RewriteDirectives.lenientTemplate(call, call.words[1])
-            try Directives.setOnce(call, \.proxy.$bind, value)
         },
         Directives.spec("proxy_cookie_domain", .httpAll, .oneOrTwo) { call in
             try cookieRule(call, \.proxy.$cookieDomains) { words in
@@ -79,29 +41,6 @@ enum Proxy {
                     : .name(RewriteDirectives.lenientTemplate(call, words[0]))
                 return CookieFlagsRule(cookie: cookie, flags: words.dropFirst().map { RewriteDirectives.lenientTemplate(call, $0) })
             }
-        },
-        Directives.spec("proxy_store", .httpAll, .one) { call in
-            let store: ProxyStore
-            switch call.words[1] {
-            case "off": store = .off
-            case "on": store = .requestFilename
-            case let path: store = .path(try RewriteDirectives.template(call, path))
-            }
-            try Directives.setOnce(call, \.proxy.$store, store)
-        },
-        Directives.spec("proxy_store_access", .httpAll, Arity(min: 1, max: 3)) { call in
-            // nginx's access slot: user's rw unless `user:` says otherwise.
-            var access: UInt32 = 0, user: UInt32 = 0o600
-            for word in call.args {
-                let parts = word.split(separator: ":", maxSplits: 1)
-                let shifts: [Substring: UInt32] = ["user": 6, "group": 3, "all": 0]
-                guard parts.count == 2, let shift = shifts[parts[0]], parts[1] == "rw" || parts[1] == "r" else {
-                    throw call.error("invalid value \"\(word)\"")
-                }
-                if parts[0] == "user" { user = 0 }
-                access |= (parts[1] == "rw" ? 6 : 4) << shift
-            }
-            try Directives.setOnce(call, \.proxy.$storeAccess, access | user)
         },
         Directives.spec("proxy_set_body", .httpAll, .one) { call in
             try Directives.setOnce(call, \.proxy.$setBody, RewriteDirectives.lenientTemplate(call, call.words[1]))

@@ -66,31 +66,6 @@ enum SSLDirectives {
         },
         Directives.accepted("ssl_stapling_verify", [.http, .server], .one, "OCSP stapling is not done"),
 
-        Directives.flagSetting("proxy_ssl_server_name", \.proxySSL.$serverName),
-        Directives.spec("proxy_ssl_name", .httpAll, .one) { call in
-            try Directives.setOnce(call, \.proxySSL.$name, RewriteDirectives.lenientTemplate(call, call.words[1]))
-        },
-        Directives.flagSetting("proxy_ssl_verify", \.proxySSL.$verify),
-        Directives.numberSetting("proxy_ssl_verify_depth", \.proxySSL.$verifyDepth),
-        Directives.spec("proxy_ssl_trusted_certificate", .httpAll, .one) { call in
-            try Directives.setOnce(call, \.proxySSL.$trustedCertificate, pathArg(call))
-        },
-        Directives.spec("proxy_ssl_certificate", .httpAll, .one) { call in
-            try Directives.setOnce(call, \.proxySSL.$certificate, try certificateArg(call))
-        },
-        Directives.spec("proxy_ssl_certificate_key", .httpAll, .one) { call in
-            try Directives.setOnce(call, \.proxySSL.$certificateKey, try certificateArg(call))
-        },
-        Directives.spec("proxy_ssl_crl", .httpAll, .one) { call in try Directives.setOnce(call, \.proxySSL.$crl, pathArg(call)) },
-        Directives.spec("proxy_ssl_password_file", .httpAll, .one) { call in
-            try Directives.setOnce(call, \.proxySSL.$passwordFile, pathArg(call))
-        },
-        Directives.spec("proxy_ssl_protocols", .httpAll, .oneOrMore) { call in
-            Directives.addTo(call, \.proxySSL.$protocols, try protocols(call)) { $0 }
-        },
-        Directives.spec("proxy_ssl_ciphers", .httpAll, .one) { call in try Directives.setOnce(call, \.proxySSL.$ciphers, call.words[1]) },
-        Directives.flagSetting("proxy_ssl_session_reuse", \.proxySSL.$sessionReuse),
-
         Directives.spec("check_ssl_server_name", .upstream, .one) { call in
             let u = UpstreamDirectives.upstream(call)
             u.pendingCheck.sslServerName = call.words[1]
@@ -108,10 +83,43 @@ enum SSLDirectives {
         },
     ]
 
+    /// `proxy_ssl_*` and `uwsgi_ssl_*`: TLS towards the upstream, each module's on its own settings.
+    static func upstreamSSL(_ prefix: String, _ kp: WritableKeyPath<HTTPSettings, ProxySSLSettings>) -> [DirectiveSpec] {
+        func k<T>(_ field: WritableKeyPath<ProxySSLSettings, Setting<T>>) -> WritableKeyPath<HTTPSettings, Setting<T>> {
+            kp.appending(path: field)
+        }
+        return [
+            Directives.flagSetting(prefix + "_ssl_server_name", k(\.$serverName)),
+            Directives.spec(prefix + "_ssl_name", .httpAll, .one) { call in
+                try Directives.setOnce(call, k(\.$name), RewriteDirectives.lenientTemplate(call, call.words[1]))
+            },
+            Directives.flagSetting(prefix + "_ssl_verify", k(\.$verify)),
+            Directives.numberSetting(prefix + "_ssl_verify_depth", k(\.$verifyDepth)),
+            Directives.spec(prefix + "_ssl_trusted_certificate", .httpAll, .one) { call in
+                try Directives.setOnce(call, k(\.$trustedCertificate), pathArg(call))
+            },
+            Directives.spec(prefix + "_ssl_certificate", .httpAll, .one) { call in
+                try Directives.setOnce(call, k(\.$certificate), try certificateArg(call))
+            },
+            Directives.spec(prefix + "_ssl_certificate_key", .httpAll, .one) { call in
+                try Directives.setOnce(call, k(\.$certificateKey), try certificateArg(call))
+            },
+            Directives.spec(prefix + "_ssl_crl", .httpAll, .one) { call in try Directives.setOnce(call, k(\.$crl), pathArg(call)) },
+            Directives.spec(prefix + "_ssl_password_file", .httpAll, .one) { call in
+                try Directives.setOnce(call, k(\.$passwordFile), pathArg(call))
+            },
+            Directives.spec(prefix + "_ssl_protocols", .httpAll, .oneOrMore) { call in
+                Directives.addTo(call, k(\.$protocols), try protocols(call)) { $0 }
+            },
+            Directives.spec(prefix + "_ssl_ciphers", .httpAll, .one) { call in try Directives.setOnce(call, k(\.$ciphers), call.words[1]) },
+            Directives.flagSetting(prefix + "_ssl_session_reuse", k(\.$sessionReuse)),
+        ]
+    }
+
     /// nginx directives Vigil refuses by name rather than as unknown: OCSP and raw OpenSSL commands.
     static let refused: [DirectiveSpec] = [
         "ssl_conf_command", "ssl_ocsp", "ssl_ocsp_responder", "ssl_ocsp_cache", "ssl_stapling_file",
-        "ssl_stapling_responder", "proxy_ssl_conf_command",
+        "ssl_stapling_responder", "proxy_ssl_conf_command", "uwsgi_ssl_conf_command",
     ].map { name in
         Directives.spec(name, [.http, .server, .location], .oneOrMore) { call in
             throw call.error("\"\(name)\" is not supported by vigil")

@@ -39,10 +39,6 @@ enum TuningDirectives {
         Directives.spec("lingering_timeout", .httpAll, .one) { call in _ = try Directives.msecArg(call, call.words[1]) },
         Directives.spec("msie_padding", .httpAll, .one) { call in _ = try Directives.flagArg(call) },
         Directives.spec("msie_refresh", .httpAll, .one) { call in _ = try Directives.flagArg(call) },
-        // Vigil relays a response as it arrives and never spools one to a temporary file: as nginx with
-        // proxy_max_temp_file_size 0, whatever the size asked.
-        Directives.spec("proxy_max_temp_file_size", .httpAll, .one) { call in _ = try Directives.sizeArg(call, call.words[1]) },
-        Directives.spec("proxy_temp_file_write_size", .httpAll, .one) { call in _ = try Directives.sizeArg(call, call.words[1]) },
     ]
 
     private static func sizeOrOff(_ call: Call) throws {

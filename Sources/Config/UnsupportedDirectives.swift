@@ -21,19 +21,11 @@ enum UnsupportedDirectives {
         // http_empty_gif
         "empty_gif",
         // http_fastcgi
-        "fastcgi_bind", "fastcgi_buffer_size", "fastcgi_buffering", "fastcgi_buffers", "fastcgi_busy_buffers_size",
         "fastcgi_cache", "fastcgi_cache_background_update", "fastcgi_cache_bypass", "fastcgi_cache_key",
         "fastcgi_cache_lock", "fastcgi_cache_lock_age", "fastcgi_cache_lock_timeout",
         "fastcgi_cache_max_range_offset", "fastcgi_cache_methods", "fastcgi_cache_min_uses", "fastcgi_cache_path",
-        "fastcgi_cache_revalidate", "fastcgi_cache_use_stale", "fastcgi_cache_valid", "fastcgi_catch_stderr",
-        "fastcgi_connect_timeout", "fastcgi_force_ranges", "fastcgi_hide_header", "fastcgi_ignore_client_abort",
-        "fastcgi_ignore_headers", "fastcgi_index", "fastcgi_intercept_errors", "fastcgi_keep_conn",
-        "fastcgi_limit_rate", "fastcgi_max_temp_file_size", "fastcgi_next_upstream",
-        "fastcgi_next_upstream_timeout", "fastcgi_next_upstream_tries", "fastcgi_no_cache", "fastcgi_param",
-        "fastcgi_pass", "fastcgi_pass_header", "fastcgi_pass_request_body", "fastcgi_pass_request_headers",
-        "fastcgi_read_timeout", "fastcgi_request_buffering", "fastcgi_send_lowat", "fastcgi_send_timeout",
-        "fastcgi_socket_keepalive", "fastcgi_split_path_info", "fastcgi_store", "fastcgi_store_access",
-        "fastcgi_temp_file_write_size",
+        "fastcgi_cache_revalidate", "fastcgi_cache_use_stale", "fastcgi_cache_valid", "fastcgi_ignore_client_abort",
+        "fastcgi_limit_rate", "fastcgi_no_cache", "fastcgi_send_lowat", "fastcgi_socket_keepalive",
         // http_flv
         "flv",
         // http_geoip
@@ -75,16 +67,10 @@ enum UnsupportedDirectives {
         // http_referer
         "referer_hash_bucket_size", "referer_hash_max_size", "valid_referers",
         // http_scgi
-        "scgi_bind", "scgi_buffer_size", "scgi_buffering", "scgi_buffers", "scgi_busy_buffers_size", "scgi_cache",
-        "scgi_cache_background_update", "scgi_cache_bypass", "scgi_cache_key", "scgi_cache_lock",
+        "scgi_cache", "scgi_cache_background_update", "scgi_cache_bypass", "scgi_cache_key", "scgi_cache_lock",
         "scgi_cache_lock_age", "scgi_cache_lock_timeout", "scgi_cache_max_range_offset", "scgi_cache_methods",
         "scgi_cache_min_uses", "scgi_cache_path", "scgi_cache_revalidate", "scgi_cache_use_stale",
-        "scgi_cache_valid", "scgi_connect_timeout", "scgi_force_ranges", "scgi_hide_header",
-        "scgi_ignore_client_abort", "scgi_ignore_headers", "scgi_intercept_errors", "scgi_limit_rate",
-        "scgi_max_temp_file_size", "scgi_next_upstream", "scgi_next_upstream_timeout", "scgi_next_upstream_tries",
-        "scgi_no_cache", "scgi_param", "scgi_pass", "scgi_pass_header", "scgi_pass_request_body",
-        "scgi_pass_request_headers", "scgi_read_timeout", "scgi_request_buffering", "scgi_send_timeout",
-        "scgi_socket_keepalive", "scgi_store", "scgi_store_access", "scgi_temp_file_write_size",
+        "scgi_cache_valid", "scgi_ignore_client_abort", "scgi_limit_rate", "scgi_no_cache", "scgi_socket_keepalive",
         // http_secure_link
         "secure_link", "secure_link_md5", "secure_link_secret",
         // http_slice_filter
@@ -98,20 +84,11 @@ enum UnsupportedDirectives {
         "userid", "userid_domain", "userid_expires", "userid_flags", "userid_mark", "userid_name", "userid_p3p",
         "userid_path", "userid_service",
         // http_uwsgi
-        "uwsgi_bind", "uwsgi_buffer_size", "uwsgi_buffering", "uwsgi_buffers", "uwsgi_busy_buffers_size",
         "uwsgi_cache", "uwsgi_cache_background_update", "uwsgi_cache_bypass", "uwsgi_cache_key", "uwsgi_cache_lock",
         "uwsgi_cache_lock_age", "uwsgi_cache_lock_timeout", "uwsgi_cache_max_range_offset", "uwsgi_cache_methods",
         "uwsgi_cache_min_uses", "uwsgi_cache_path", "uwsgi_cache_revalidate", "uwsgi_cache_use_stale",
-        "uwsgi_cache_valid", "uwsgi_connect_timeout", "uwsgi_force_ranges", "uwsgi_hide_header",
-        "uwsgi_ignore_client_abort", "uwsgi_ignore_headers", "uwsgi_intercept_errors", "uwsgi_limit_rate",
-        "uwsgi_max_temp_file_size", "uwsgi_modifier1", "uwsgi_modifier2", "uwsgi_next_upstream",
-        "uwsgi_next_upstream_timeout", "uwsgi_next_upstream_tries", "uwsgi_no_cache", "uwsgi_param", "uwsgi_pass",
-        "uwsgi_pass_header", "uwsgi_pass_request_body", "uwsgi_pass_request_headers", "uwsgi_read_timeout",
-        "uwsgi_request_buffering", "uwsgi_send_timeout", "uwsgi_socket_keepalive", "uwsgi_ssl_certificate",
-        "uwsgi_ssl_certificate_key", "uwsgi_ssl_ciphers", "uwsgi_ssl_conf_command", "uwsgi_ssl_crl",
-        "uwsgi_ssl_name", "uwsgi_ssl_password_file", "uwsgi_ssl_protocols", "uwsgi_ssl_server_name",
-        "uwsgi_ssl_session_reuse", "uwsgi_ssl_trusted_certificate", "uwsgi_ssl_verify", "uwsgi_ssl_verify_depth",
-        "uwsgi_store", "uwsgi_store_access", "uwsgi_string", "uwsgi_temp_file_write_size",
+        "uwsgi_cache_valid", "uwsgi_ignore_client_abort", "uwsgi_limit_rate", "uwsgi_no_cache",
+        "uwsgi_socket_keepalive", "uwsgi_string",
         // http_xslt_filter
         "xml_entities", "xslt_last_modified", "xslt_param", "xslt_string_param", "xslt_stylesheet", "xslt_types",
         // thread_pool

@@ -69,6 +69,18 @@ public final class OutputQueue {
         end = 0
     }
 
+    /// Bytes already appended, rewritten in place (a length known only once what it measures is written).
+    public func overwrite(at offset: Int, _ bytes: UnsafeRawBufferPointer) {
+        precondition(offset + bytes.count <= end)
+        if let from = bytes.baseAddress { (base.unsafelyUnwrapped + offset).copyMemory(from: from, byteCount: bytes.count) }
+    }
+
+    /// Drops what was appended past the first `n` bytes.
+    public func truncate(to n: Int) {
+        precondition(n <= end && n >= sentBytes)
+        end = n
+    }
+
     /// The bytes that went out are due again (a request resent to the next upstream).
     public func rewind() { sentBytes = 0 }
 

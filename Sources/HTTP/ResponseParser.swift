@@ -74,7 +74,46 @@ public enum ResponseParser {
         var head = ResponseHead(status: status, versionMinor: Int(buf[7] - 0x30),
                                 reason: end > 13 ? RequestParser.string(buf, 13, end) : "", fields: [])
         head.connectionClose = head.versionMinor == 0
-        var i = lf + 1
+        return parseFields(buf, from: lf + 1, head: &head, maxHead: maxHead, fields: &fields)
+    }
+
+    /// A CGI response head (FastCGI's, SCGI's, uwsgi's): header lines only; the status is the `Status` line's
+    /// (its first three digits), else 302 with a Location, else 200, as nginx's.
+    public static func parseCGI(_ buf: UnsafeRawBufferPointer, maxHead: Int = 65536, fields: inout [HeaderField]) -> ResponseParseResult {
+        fields.removeAll(keepingCapacity: true)
+        var head = ResponseHead(status: 200, versionMinor: 1, reason: "", fields: [])
+        let result = parseFields(buf, from: 0, head: &head, maxHead: maxHead, fields: &fields)
+        guard case .complete(var h, let consumed) = result else { return result }
+        var location = false
+        for f in fields {
+            if RequestParser.matches(buf[f.name], lowercase: "status") {
+                let v = buf[f.value]
+                guard v.count >= 3, v.prefix(3).allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
+                    return .invalid("upstream sent invalid status \"\(String(decoding: v, as: UTF8.self))\"")
+                }
+                h.status = v.prefix(3).reduce(0) { $0 * 10 + Int($1 - 0x30) }
+                h.reason = String(decoding: v.dropFirst(3), as: UTF8.self).trimmingSpaces
+                return .complete(h, consumed: consumed)
+            }
+            if RequestParser.matches(buf[f.name], lowercase: "location") { location = true }
+        }
+        if location { h.status = 302 }
+        return .complete(h, consumed: consumed)
+    }
+
+    /// An SCGI or uwsgi application's head: a status line and headers when it starts with "HTTP/", else a CGI head.
+    public static func parseStatusOrCGI(_ buf: UnsafeRawBufferPointer, maxHead: Int = 65536, fields: inout [HeaderField]) -> ResponseParseResult {
+        let prefix = Array("HTTP/".utf8)
+        for k in 0..<min(buf.count, prefix.count) where buf[k] != prefix[k] {
+            return parseCGI(buf, maxHead: maxHead, fields: &fields)
+        }
+        return buf.count < prefix.count ? .incomplete : parse(buf, maxHead: maxHead, fields: &fields)
+    }
+
+    private static func parseFields(_ buf: UnsafeRawBufferPointer, from start: Int, head: inout ResponseHead, maxHead: Int,
+                                    fields: inout [HeaderField]) -> ResponseParseResult {
+        let n = buf.count
+        var i = start
         var sawExpires = false
         while true {
             guard let lf = RequestParser.findLF(buf, from: i, limit: min(n, maxHead)) else {
@@ -129,5 +168,14 @@ public enum ResponseParser {
 
     private static func duplicate(_ name: String, _ buf: UnsafeRawBufferPointer, _ vs: Int, _ ve: Int) -> String {
         "upstream sent duplicate header line: \"\(name): \(RequestParser.string(buf, vs, ve))\""
+    }
+}
+
+private extension String {
+    var trimmingSpaces: String {
+        var s = Substring(self)
+        while s.first == " " { s = s.dropFirst() }
+        while s.last == " " { s = s.dropLast() }
+        return String(s)
     }
 }

@@ -12,9 +12,10 @@ import ShmTable
 import TLS
 import Upstream
 
-/// nginx's proxy module as the pipeline's content handler for `proxy_pass` locations, one per worker: the
-/// upstream blocks' balancers and keepalive pools, each location's route (balancer, header templates, TLS),
-/// the `resolver`s of `proxy_pass` with variables, and the scratch space its sessions share.
+/// nginx's proxy module, and its fastcgi, scgi and uwsgi modules, as the pipeline's content handler for
+/// `proxy_pass`, `fastcgi_pass`, `scgi_pass` and `uwsgi_pass` locations, one per worker: the upstream blocks'
+/// balancers and keepalive pools, each location's route (balancer, header templates, TLS, its module's
+/// settings), the `resolver`s of passes with variables, and the scratch space its sessions share.
 public final class ProxyHandler: RequestHandler {
     let loop: EventLoop
     let log: ErrorLog
@@ -26,6 +27,8 @@ public final class ProxyHandler: RequestHandler {
     let upstreamConnections = Pool<UpstreamConnection>(keep: 256)
     /// Where each upstream response head's header lines lie, refilled by every parse: one array for all.
     var responseFields: [HeaderField] = []
+    /// An SCGI request's params, written before their netstring's length is known.
+    let paramScratch = OutputQueue()
 
     /// Builds every upstream's balancer and every `proxy_pass` location's route, and attaches itself to the
     /// service as the handler of those locations.
@@ -58,10 +61,20 @@ public final class ProxyHandler: RequestHandler {
                         balancer = nil
                     }
                     let tls = service.tls.context(for: loc).map {
-                        UpstreamTLS(context: $0, settings: loc.settings, pass: pass, variables: config.http?.variables)
+                        UpstreamTLS(context: $0, settings: pass.upstreamProtocol == .uwsgi ? loc.settings.uwsgiSSL : loc.settings.proxySSL,
+                                    pass: pass, variables: config.http?.variables)
                     }
+                    let proto = pass.upstreamProtocol
+                    let gateway: GatewaySettings?
+                    switch proto {
+                    case .http: gateway = nil
+                    case .fastcgi: gateway = loc.settings.fastcgi
+                    case .scgi: gateway = loc.settings.scgi
+                    case .uwsgi: gateway = loc.settings.uwsgi
+                    }
+                    let conf = gateway?.upstream ?? loc.settings.proxy
                     service.attach(ProxyRoute(balancer: balancer, headers: ProxyHeaders(loc.settings.proxy.setHeaders), tls: tls,
-                                              retry: RetryPolicy(loc.settings.proxy)), to: loc)
+                                              retry: RetryPolicy(conf), conf: conf, gateway: gateway.map(GatewayRoute.init)), to: loc)
                 }
                 route(loc.configured)
             }
@@ -71,7 +84,15 @@ public final class ProxyHandler: RequestHandler {
     }
 
     /// A body not read yet streams to the upstream with `proxy_request_buffering off`.
-    public func streamsBody(_ r: RequestContext) -> Bool { !r.settings.proxy.requestBuffering && r.settings.proxy.setBody == nil }
+    public func streamsBody(_ r: RequestContext) -> Bool {
+        guard case .proxy(let pass) = r.content else { return false }
+        switch pass.upstreamProtocol {
+        case .http: return !r.settings.proxy.requestBuffering && r.settings.proxy.setBody == nil
+        case .fastcgi: return !r.settings.fastcgi.upstream.requestBuffering
+        case .scgi: return !r.settings.scgi.upstream.requestBuffering
+        case .uwsgi: return !r.settings.uwsgi.upstream.requestBuffering
+        }
+    }
 
     public func handle(_ r: RequestContext) {
         // Switched on in place: a copy of the enum would retain everything a ProxyPass holds.
@@ -102,7 +123,15 @@ public final class ProxyHandler: RequestHandler {
         let pending = r.body.pending
         let firstBuffer = r.settings.core.clientBodyBufferSize + r.settings.core.clientBodyBufferSize / 4
         // A body that does not go upstream (proxy_set_body) or cannot stream is read whole first.
-        let streams = pending && r.settings.proxy.setBody == nil && !(r.head.chunked && r.settings.proxy.httpVersion == .http10)
+        // FastCGI frames any body in its STDIN records; SCGI and uwsgi give its length first: a chunked one is
+        // read whole.
+        let framed: Bool
+        switch pass.upstreamProtocol {
+        case .http: framed = r.settings.proxy.setBody == nil && !(r.head.chunked && r.settings.proxy.httpVersion == .http10)
+        case .fastcgi: framed = true
+        case .scgi, .uwsgi: framed = !r.head.chunked
+        }
+        let streams = pending && framed
             && !r.transport.bodyArrivedWhole(within: firstBuffer)
         let session = ProxySession(request: r, pass: pass, scheme: scheme, route: route, balancer: balancer, proxy: self, uri: uri,
                                    streamsBody: streams)
@@ -190,8 +219,16 @@ final class ProxyRoute: LocationState {
     let headers: ProxyHeaders
     let tls: UpstreamTLS?
     let retry: RetryPolicy
+    /// The location's settings of the upstream family of its protocol's module (proxy_*, fastcgi_*, …): the
+    /// request's own, as the route and the settings belong to one scope.
+    let conf: ProxySettings
+    /// For `fastcgi_pass`, `scgi_pass`, `uwsgi_pass`.
+    let gateway: GatewayRoute?
 
-    init(balancer: UpstreamBalancer?, headers: ProxyHeaders, tls: UpstreamTLS?, retry: RetryPolicy) {
+    init(balancer: UpstreamBalancer?, headers: ProxyHeaders, tls: UpstreamTLS?, retry: RetryPolicy, conf: ProxySettings,
+         gateway: GatewayRoute?) {
+        self.conf = conf
+        self.gateway = gateway
         self.balancer = balancer
         self.headers = headers
         self.tls = tls
@@ -210,19 +247,19 @@ final class UpstreamTLS {
     let certificate: (certificate: CertificateSetting, key: CertificateSetting)?
     private var sessions: [PeerAddress: TLSSessionSlot] = [:]
 
-    init(context: TLSClientContext, settings: HTTPSettings, pass: ProxyPass, variables: VariableTable?) {
+    init(context: TLSClientContext, settings: ProxySSLSettings, pass: ProxyPass, variables: VariableTable?) {
         self.context = context
-        if context.certificateCache != nil, let cert = settings.proxySSL.certificate, let key = settings.proxySSL.certificateKey {
+        if context.certificateCache != nil, let cert = settings.certificate, let key = settings.certificateKey {
             certificate = (cert, key)
         } else {
             certificate = nil
         }
-        name = settings.proxySSL.name ?? {
+        name = settings.name ?? {
             let t = Template(pass.urlHost)
             t.resolve(variables ?? VariableTable())
             return t
         }()
-        sendsServerName = settings.proxySSL.serverName
+        sendsServerName = settings.serverName
     }
 
     /// The client certificate `r` names; nil when none is configured or the certificate's value is empty (no

@@ -17,10 +17,18 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
 
     let request: RequestContext
     let pass: ProxyPass
-    /// http or https: the proxy_pass URL's, or, for a URL from variables, what they gave.
+    /// What the upstream speaks: HTTP/1, or a gateway protocol (GatewayRequest.swift; FastCGI's records,
+    /// FastCGIResponse.swift).
+    let proto: UpstreamProtocol
+    /// A gateway's per-location state.
+    let gateway: GatewayRoute?
+    /// http or https: the proxy_pass URL's, or, for a URL from variables, what they gave; a gateway's protocol
+    /// name (fastcgi, scgi, uwsgi, or suwsgi for uwsgi over TLS), as nginx's log lines give it.
     let scheme: String
     let balancer: UpstreamBalancer
     let headers: ProxyHeaders
+    /// The location's route: the worker keeps it as long as itself.
+    unowned(unsafe) let route: ProxyRoute
     /// unowned(unsafe): the handler lives as long as the worker, and a checked reference costs an atomic
     /// increment and decrement per use.
     unowned(unsafe) let proxy: ProxyHandler
@@ -53,6 +61,8 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     var readReady = false
     /// Bytes read from and written to the current attempt's upstream.
     var received = 0
+    /// Of them, FastCGI's framing: not the response ($upstream_response_length).
+    var framing = 0
     var sentToUpstream = 0
     /// The upstream closed (or failed): read to the end instead of stopping at a short read.
     var hungUp = false
@@ -78,11 +88,29 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     /// The temporary body file could not be read: the request cannot be sent.
     var bodyReadFailed = false
     var lastChunkQueued = false
+    /// How a body that is not inline is framed on its way: as it is, in chunks, in FastCGI STDIN records.
+    var bodyFraming = RequestBodyFraming.plain
+
+    // FastCGI's response: its records as read, what they said so far.
+    /// The records as read from the socket, before their STDOUT content goes to `response`.
+    var records: ByteBuffer?
+    var recordDecoder = FastCGI.Decoder()
+    var stdoutClosed = false
+    /// END_REQUEST came (and nothing after it, for the connection to be kept).
+    var requestEnded = false
 
     init(request: RequestContext, pass: ProxyPass, scheme: String, route: ProxyRoute, balancer: UpstreamBalancer, proxy: ProxyHandler,
          uri: String?, streamsBody: Bool) {
         self.scheme = scheme
-        if streamsBody { bodySource = .stream(chunked: request.head.chunked) }
+        proto = pass.upstreamProtocol
+        gateway = route.gateway
+        if streamsBody { bodySource = .stream }
+        if proto == .fastcgi {
+            bodyFraming = .fastcgi
+            records = request.service.buffers.takeResponse()
+        } else if streamsBody && request.head.chunked {
+            bodyFraming = .chunked
+        }
         self.proxy = proxy
         self.retry = route.retry
         self.response = request.service.buffers.takeResponse()
@@ -92,23 +120,37 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         self.dynamicURI = uri
         self.balancer = balancer
         self.headers = route.headers
-        self.upstreamTLS = scheme == "https" ? route.tls : nil
+        self.route = route
+        self.upstreamTLS = scheme == "https" || scheme == "suwsgi" ? route.tls : nil
     }
 
     deinit {
         request.service.buffers.giveResponse(response)
+        if let records { request.service.buffers.giveResponse(records) }
         request.service.buffers.giveOutput(outgoing)
     }
 
     /// Borrowed, not copied: HTTPSettings is large and read several times per request.
     var settings: HTTPSettings { _read { yield request.settings } }
+    /// The upstream family's settings of this protocol's module (proxy_*, fastcgi_*, …), borrowed from the
+    /// route: an accessor that chose among the request's settings by protocol copied all of ProxySettings at
+    /// each field it read.
+    var conf: ProxySettings { _read { yield route.conf } }
+    /// The upstream as nginx's log lines name it: an HTTP one with the request's URI, others without.
+    var upstreamText: String {
+        "\(scheme)://\(peer?.address.description ?? "")" + (proto == .http ? request.head.target : "")
+    }
     var loop: EventLoop { proxy.loop }
 
     func start() {
-        if case .inline = bodySource, let file = request.body.file, settings.proxy.passRequestBody, settings.proxy.setBody == nil {
+        if case .inline = bodySource, let file = request.body.file, conf.passRequestBody, proto != .http || conf.setBody == nil {
             bodySource = .file(file)
         }
-        buildRequest()
+        if proto == .http {
+            buildRequest()
+        } else if !buildGatewayRequest() {
+            return giveUp(500)
+        }
         // Kept to send again on a retry when the body is not part of `outgoing`.
         if case .inline = bodySource {} else { requestHead = outgoing.bytes }
         // As nginx: a certificate its variables name that does not load is the request's 500.
@@ -131,7 +173,8 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         let client = request.client
         guard let p = balancer.select(clientAddress: { client.addressBytes }, hashKey: hashKey(), now: loop.now, tried: tried) else {
             if tried.isEmpty {
-                request.log.error("no live upstreams while connecting to upstream\(request.logContext), upstream: \"http://\(balancer.name)\(request.head.target)\"")
+                let uri = proto == .http ? request.head.target : ""
+                request.log.error("no live upstreams while connecting to upstream\(request.logContext), upstream: \"\(scheme)://\(balancer.name)\(uri)\"")
             }
             // As nginx: the attempt that found no peer is logged under the upstream's name ($upstream_addr).
             var none = UpstreamAttempt(address: balancer.name)
@@ -155,6 +198,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         rewindRequest()
         startedUs = loop.nowUs
         received = 0
+        framing = 0
         sentToUpstream = 0
         request.upstreamAttempts.append(UpstreamAttempt(address: p.name))
         if allowCached, let pooled = balancer.pool?.take(p.address, for: self) {
@@ -163,7 +207,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
             request.upstreamAttempts.updateLast { $0.connectUs = 0 }
             count(p)
             phase = .sending
-            arm(settings.proxy.sendTimeout, .sending)
+            arm(conf.sendTimeout, .sending)
             sendRequest()
             return
         }
@@ -184,12 +228,12 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
             failed(.error, "\(error)")
             return
         }
-        arm(settings.proxy.connectTimeout, .connecting)
+        arm(conf.connectTimeout, .connecting)
     }
 
     /// proxy_bind's address for this request: none when it is off, empty, or not an address (logged, as nginx).
     private func localAddress() -> (SocketAddress, anyPort: Bool)? {
-        guard let t = settings.proxy.bind else { return nil }
+        guard let t = conf.bind else { return nil }
         let text = t.render(request)
         guard !text.isEmpty else { return nil }
         guard let (host, port) = Resolver.hostAndPort(text, defaultPort: 0), Resolver.isNumericAddress(host),
@@ -258,7 +302,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         switch failure {
         case .connect(let e): failed(.error, "connect() failed (\(Errno.text(e))) while connecting to upstream")
         case .socket(let e): failed(.error, "socket() failed (\(Errno.text(e))) while connecting to upstream")
-        case .bind(let e): failed(.error, "bind(\(settings.proxy.bind?.render(request) ?? "")) failed (\(Errno.text(e))) while connecting to upstream")
+        case .bind(let e): failed(.error, "bind(\(conf.bind?.render(request) ?? "")) failed (\(Errno.text(e))) while connecting to upstream")
         case .handshake(let text), .verify(let text): failed(.error, "\(text) while SSL handshaking to upstream")
         }
     }
@@ -268,7 +312,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         let now = loop.nowUs
         request.upstreamAttempts.updateLast { $0.connectUs = now - startedUs }
         phase = .sending
-        arm(settings.proxy.sendTimeout, .sending)
+        arm(conf.sendTimeout, .sending)
         sendRequest()
     }
 
@@ -312,7 +356,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
             return
         }
         if let message {
-            request.log.error("\(message)\(request.logContext), upstream: \"\(scheme)://\(peer?.address.description ?? "")\(request.head.target)\"")
+            request.log.error("\(message)\(request.logContext), upstream: \"\(upstreamText)\"")
         }
         if case .status(let s) = failure { recordAttempt(status: s) } else { recordAttempt(status: failure.isTimeout ? 504 : 502) }
         closeUpstream()
@@ -343,8 +387,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         recordAttempt(status: nil)
         if let p = peer { balancer.finished(p, failed: false, now: loop.now) }
         // The whole response was read and the upstream keeps the connection (no close came with it): park it.
-        if !abortClient, !hungUp, let pool = balancer.pool, let c = connection, let h = head, h.versionMinor >= 1, !h.connectionClose,
-           !(bodyRemaining == nil && decoder == nil && h.hasBody && request.method != "HEAD"), response.isEmpty {
+        if !abortClient, !hungUp, let pool = balancer.pool, let c = connection, let h = head, keepsConnection(h) {
             uncount()
             connection = nil
             pool.put(c)
@@ -358,14 +401,28 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         request.sink.finish()
     }
 
+    /// Whether the upstream's connection may serve another request once this response was read: HTTP's
+    /// persistence, or FastCGI's END_REQUEST of a request that asked to keep the connection (fastcgi_keep_conn).
+    private func keepsConnection(_ h: ResponseHead) -> Bool {
+        guard response.isEmpty else { return false }
+        switch proto {
+        case .fastcgi: return gateway?.keepConn == true && requestEnded && records?.isEmpty == true
+        // SCGI and uwsgi applications end each response by closing.
+        case .scgi, .uwsgi: return false
+        case .http: break
+        }
+        return h.versionMinor >= 1 && !h.connectionClose && !(bodyRemaining == nil && decoder == nil && h.hasBody && request.method != "HEAD")
+    }
+
     /// Closes the current attempt's record: its time and, for a failure, the status it stands for.
     func recordAttempt(status: Int?) {
         guard !request.upstreamAttempts.isEmpty else { return }
-        let now = loop.nowUs, received = self.received, sent = sentToUpstream
+        let now = loop.nowUs, received = self.received, sent = sentToUpstream, framing = self.framing
         request.upstreamAttempts.updateLast {
             if let status { $0.status = status }
             $0.elapsedUs = now - startedUs
             $0.bytesReceived = received
+            $0.framingLength = framing
             $0.bytesSent = sent
         }
     }
@@ -378,6 +435,12 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
             connection = nil
         }
         response.consume(response.readable)
+        if let records {
+            records.consume(records.readable)
+            recordDecoder = FastCGI.Decoder()
+            stdoutClosed = false
+            requestEnded = false
+        }
         readReady = false
         hungUp = false
         head = nil

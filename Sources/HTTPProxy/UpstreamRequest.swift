@@ -8,22 +8,26 @@ import HTTPServer
 import Script
 
 /// Where the request body comes from: inside `outgoing` with the head, a temporary file read as it is sent,
-/// or the client as it sends it (`proxy_request_buffering off`, chunked again when it came chunked).
-enum BodySource { case inline, file(BodyFile), stream(chunked: Bool) }
+/// or the client as it sends it (`proxy_request_buffering off`).
+enum BodySource { case inline, file(BodyFile), stream }
+
+/// How the pieces of a body that is not inline go: as they are, as chunks (a chunked body streamed to an
+/// HTTP upstream), or as FastCGI STDIN records; the last two end with a mark of their own.
+enum RequestBodyFraming { case plain, chunked, fastcgi }
 
 /// The request as it goes upstream: nginx's head (HTTP/1.0 or proxy_http_version, Host $proxy_host,
 /// Connection close, proxy_set_header values, the client's end-to-end headers) and the body from its source.
 extension ProxySession: BodyConsumer {
     /// Writes the request head (and an inline body) into `outgoing`.
     func buildRequest() {
-        let passBody = settings.proxy.passRequestBody
+        let passBody = conf.passRequestBody
         let out = outgoing
         out.clear()
-        out.append(settings.proxy.method?.render(request) ?? request.method)
+        out.append(conf.method?.render(request) ?? request.method)
         out.append(" ")
         out.append(upstreamURI)
         out.append(" HTTP/")
-        out.append(settings.proxy.httpVersion.rawValue)
+        out.append(conf.httpVersion.rawValue)
         out.append("\r\n")
         // Elements read in place: binding a (name, value) tuple per header retained and released both strings.
         headers.set.withUnsafeBufferPointer { set in
@@ -32,7 +36,7 @@ extension ProxySession: BodyConsumer {
                 if !value.isEmpty { out.header(set[i].0, value) }
             }
         }
-        if settings.proxy.passRequestHeaders {
+        if conf.passRequestHeaders {
             // The head's fields read directly: a method called on `request.head` copies the whole head.
             let fields = request.head.fields
             request.head.block.withUnsafeBytes { bytes in
@@ -44,7 +48,7 @@ extension ProxySession: BodyConsumer {
         }
         switch bodySource {
         case .inline:
-            if let t = settings.proxy.setBody {
+            if let t = conf.setBody {
                 let body = t.render(request)
                 out.header("Content-Length", body.utf8.count)
                 out.append("\r\n")
@@ -59,8 +63,8 @@ extension ProxySession: BodyConsumer {
         case .file(let file):
             out.header("Content-Length", file.size)
             out.append("\r\n")
-        case .stream(let chunked):
-            if chunked { out.header("Transfer-Encoding", "chunked") } else { out.header("Content-Length", request.head.contentLength ?? 0) }
+        case .stream:
+            if bodyFraming == .chunked { out.header("Transfer-Encoding", "chunked") } else { out.header("Content-Length", request.head.contentLength ?? 0) }
             out.append("\r\n")
         }
     }
@@ -93,6 +97,7 @@ extension ProxySession: BodyConsumer {
             outgoing.clear()
             outgoing.append(requestHead)
             bodySent = 0
+            lastChunkQueued = false
         case .stream where bodySent == 0:
             // Nothing of the body is gone yet (canResend): the head goes again, and the last chunk with it.
             outgoing.clear()
@@ -117,29 +122,42 @@ extension ProxySession: BodyConsumer {
         case .inline:
             return false
         case .file(let file):
-            guard bodySent < file.size else { return false }
+            guard bodySent < file.size else {
+                guard bodyFraming == .fastcgi && !lastChunkQueued else { return false }
+                outgoing.clear()
+                GatewayRequest.endStdin(into: outgoing)
+                lastChunkQueued = true
+                return true
+            }
             outgoing.clear()
-            let piece = min(65536, file.size - bodySent)
+            // A FastCGI record holds less than 64 kB: the piece goes in one, its header first.
+            let piece = min(bodyFraming == .fastcgi ? 32768 : 65536, file.size - bodySent)
+            if bodyFraming == .fastcgi { GatewayRequest.stdinHeader(piece, into: outgoing) }
             let n = outgoing.append(upTo: piece) { file.read(at: bodySent, count: piece, into: $0) }
-            guard n > 0 else {
+            guard n == piece || (n > 0 && bodyFraming != .fastcgi) else {
                 bodyReadFailed = true
                 return false
             }
             bodySent += n
             return true
-        case .stream(let chunked):
+        case .stream:
             if outgoing.isEmpty { outgoing.clear() }
             if !request.body.bytes.isEmpty {
                 let count = request.body.bytes.count
-                if chunked { ChunkedEncoder.open(count, into: outgoing) }
-                outgoing.append(request.body.bytes)
-                if chunked { ChunkedEncoder.close(into: outgoing) }
+                switch bodyFraming {
+                case .plain: outgoing.append(request.body.bytes)
+                case .chunked:
+                    ChunkedEncoder.open(count, into: outgoing)
+                    outgoing.append(request.body.bytes)
+                    ChunkedEncoder.close(into: outgoing)
+                case .fastcgi: request.body.bytes.withUnsafeBytes { GatewayRequest.stdin($0, into: outgoing) }
+                }
                 bodySent += count
                 request.body.bytes.removeAll(keepingCapacity: true)
                 request.bodyConsumed()
             }
-            if clientBodyEnded && chunked && !lastChunkQueued {
-                ChunkedEncoder.end(into: outgoing)
+            if clientBodyEnded && bodyFraming != .plain && !lastChunkQueued {
+                if bodyFraming == .chunked { ChunkedEncoder.end(into: outgoing) } else { GatewayRequest.endStdin(into: outgoing) }
                 lastChunkQueued = true
             }
             return !outgoing.isEmpty
@@ -150,7 +168,7 @@ extension ProxySession: BodyConsumer {
     private var bodyComplete: Bool {
         switch bodySource {
         case .inline: return true
-        case .file(let file): return bodySent >= file.size
+        case .file(let file): return bodySent >= file.size && (bodyFraming != .fastcgi || lastChunkQueued)
         case .stream: return clientBodyEnded && request.body.bytes.isEmpty
         }
     }
@@ -184,7 +202,7 @@ extension ProxySession: BodyConsumer {
         // The rest of a streamed body is still on its way from the client (client_body_timeout runs meanwhile).
         guard bodyComplete else { return disarm() }
         phase = .readingHead
-        arm(settings.proxy.readTimeout, .readingHead)
+        arm(conf.readTimeout, .readingHead)
         // Its edge may have come while we were still connecting or sending; over TLS the handshake may also
         // have read past its own records, so look at once.
         if readReady || tls != nil { readResponse() }

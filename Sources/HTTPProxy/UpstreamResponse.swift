@@ -15,13 +15,16 @@ extension ProxySession {
         readReady = false
         while phase == .readingHead || phase == .relaying {
             if paused { return }
-            let n = response.receive(from: fd, tls: tls, limit: phase == .readingHead ? max(65536, settings.proxy.bufferSize) : 65536)
+            // FastCGI's records land in a buffer of their own; their STDOUT goes on to `response`.
+            let input = records ?? response
+            let n = input.receive(from: fd, tls: tls, limit: phase == .readingHead && records == nil ? max(65536, conf.bufferSize) : 65536)
             if n > 0 {
                 received += n
+                if records != nil && !unframe() { return }
                 if phase == .readingHead { parseHead() } else { relay() }
                 // A short read emptied the socket: the next bytes, or the close, bring a new edge. Not so
                 // over TLS, where a short read ends a record and more may wait: read on to EAGAIN.
-                if response.drained && tls == nil && !hungUp && !paused {
+                if input.drained && tls == nil && !hungUp && !paused {
                     if phase == .relaying { armBodyReadTimeout() }
                     return
                 }
@@ -38,6 +41,14 @@ extension ProxySession {
                 let msg = n == 0 ? "upstream prematurely closed connection while reading response header from upstream"
                     : "recv() failed (\(Errno.text(errno))) while reading response header from upstream"
                 failed(response.isEmpty ? .error : .invalidHeader, msg)
+            } else if records != nil {
+                // Without fastcgi_keep_conn the application may close instead of ending the request.
+                if fastcgiBodyComplete() == false && (gateway?.keepConn == true || (bodyRemaining ?? 0) > 0) {
+                    proxy.log.error("upstream prematurely closed connection while reading upstream, client: \(request.client.address), upstream: \"\(upstreamText)\"")
+                    finish(abortClient: true)
+                } else {
+                    finish()
+                }
             } else if bodyRemaining == nil && decoder == nil {
                 finish()   // close-delimited body ends here
             } else {
@@ -50,9 +61,17 @@ extension ProxySession {
 
     private func parseHead() {
         // The whole head must fit in proxy_buffer_size, as in nginx.
-        let result = response.withReadable { ResponseParser.parse($0, maxHead: settings.proxy.bufferSize, fields: &proxy.responseFields) }
+        let result = response.withReadable { buf in
+            switch proto {
+            case .http: return ResponseParser.parse(buf, maxHead: conf.bufferSize, fields: &proxy.responseFields)
+            case .fastcgi: return ResponseParser.parseCGI(buf, maxHead: conf.bufferSize, fields: &proxy.responseFields)
+            // As nginx's scgi and uwsgi modules: a status line when the application sends one, else a CGI head.
+            case .scgi, .uwsgi: return ResponseParser.parseStatusOrCGI(buf, maxHead: conf.bufferSize, fields: &proxy.responseFields)
+            }
+        }
         switch result {
         case .incomplete:
+            if records != nil, let cut = fastcgiHeadCut() { failed(.invalidHeader, cut + " while reading response header from upstream") }
             return
         case .invalid(let reason):
             failed(.invalidHeader, "\(reason) while reading response header from upstream")
@@ -62,7 +81,7 @@ extension ProxySession {
                 return
             }
             // proxy_intercept_errors: an upstream error that has an error_page is answered with that page.
-            if h.status >= 300, settings.proxy.interceptErrors, !request.inErrorPage,
+            if h.status >= 300, conf.interceptErrors, !request.inErrorPage,
                settings.core.errorPages.contains(where: { $0.codes.contains(h.status) }) {
                 // As nginx, an intercepted 401 keeps the upstream's challenge.
                 if h.status == 401 { request.carriedHeaders += ProxyHeaders.authenticate(proxy.responseFields, in: response) }
@@ -103,7 +122,7 @@ extension ProxySession {
     /// served there are kept (Content-Type, Set-Cookie, Content-Disposition, Cache-Control, Expires,
     /// Accept-Ranges), with the head itself when a template reads `$upstream_http_*`.
     private func accelHeaders(_ parsed: UnsafeRawBufferPointer, headLength: Int) -> String? {
-        let ignored = settings.proxy.ignoreHeaders, fields = proxy.responseFields
+        let ignored = conf.ignoreHeaders, fields = proxy.responseFields
         var redirect: String?
         for f in fields {
             let name = parsed[f.name]
@@ -182,7 +201,7 @@ extension ProxySession {
         // one range (nginx's allow_ranges and single_range); the upstream's Accept-Ranges is not passed then, nor
         // when the body is compressed.
         var status = h.status, reason: String? = h.reason, rangedLength: Int?
-        let forceRanges = settings.proxy.forceRanges
+        let forceRanges = conf.forceRanges
         if forceRanges && !newLength && !h.chunked, let length = h.contentLength, (request.statusOverride ?? h.status) == 200 {
             switch sink.range(length: length, etag: lastField("etag", fields, parsed),
                               lastModified: lastField("last-modified", fields, parsed).flatMap(Clock.parseHTTPDate)) {
@@ -199,10 +218,12 @@ extension ProxySession {
         }
         let dropsAcceptRanges = forceRanges || gzipping
         let vary = compressible && settings.gzip.vary
-        let hidden = settings.proxy.hideHeaders, passed = settings.proxy.passHeaders
-        let editsCookies = !settings.proxy.cookieDomains.isEmpty || !settings.proxy.cookiePaths.isEmpty || !settings.proxy.cookieFlags.isEmpty
+        let hidden = conf.hideHeaders, passed = conf.passHeaders
+        let editsCookies = !conf.cookieDomains.isEmpty || !conf.cookiePaths.isEmpty || !conf.cookieFlags.isEmpty
+        // A gateway application's Server and Date go to the client, as nginx's gateway modules pass them.
+        let cgi = proto != .http
         func relayed(_ name: String) -> Bool {
-            passed.contains(name) && fields.contains { ProxyHeaders.named(parsed[$0.name], name) }
+            (cgi || passed.contains(name)) && fields.contains { ProxyHeaders.named(parsed[$0.name], name) }
         }
         let upstreamSent = (server: relayed("server"), date: relayed("date"))
         // `expires modified` counts from the upstream's Last-Modified, and a stored file takes it as its time.
@@ -215,7 +236,7 @@ extension ProxySession {
         sink.sendHead(status: status, reason: reason, framing: framing, upstreamSent: upstreamSent) { w in
             // Decided by the headers filter by now: the fields of the upstream's that expires or add_header replace.
             let replaced = request.response.replaced
-            for f in fields where ProxyHeaders.passes(parsed[f.name], hidden: hidden, passed: passed)
+            for f in fields where ProxyHeaders.passes(parsed[f.name], hidden: hidden, passed: passed, cgi: cgi)
                 && (replaced.isEmpty || !replaced.contains(field: String(decoding: parsed[f.name], as: UTF8.self)))
                 && !((newLength || headEncoded || rangedLength != nil) && RequestParser.matches(parsed[f.name], lowercase: "content-length"))
                 && !(dropsAcceptRanges && RequestParser.matches(parsed[f.name], lowercase: "accept-ranges"))
@@ -234,7 +255,7 @@ extension ProxySession {
                         weak.withUTF8 { w.header(name, UnsafeRawBufferPointer($0)) }
                     }
                 } else if editsCookies && RequestParser.matches(parsed[f.name], lowercase: "set-cookie"),
-                          var edited = CookieEditor.edit(String(decoding: parsed[f.value], as: UTF8.self), settings.proxy, request) {
+                          var edited = CookieEditor.edit(String(decoding: parsed[f.value], as: UTF8.self), conf, request) {
                     edited.withUTF8 { w.header(name, UnsafeRawBufferPointer($0)) }
                 } else {
                     w.header(name, UnsafeRawBufferPointer(rebasing: parsed[f.value]))
@@ -251,7 +272,7 @@ extension ProxySession {
     /// rewrites it (a prefix rule the prefix, a regex the whole URL); nil when none does.
     private func redirected(_ value: String, isLocation: Bool) -> String? {
         guard let start = isLocation ? value.utf8.startIndex : ProxyRedirects.urlStart(inRefresh: value) else { return nil }
-        for rule in settings.proxy.redirects {
+        for rule in conf.redirects {
             guard let (end, replacement) = ProxyRedirects.match(rule, value[start...], request) else { continue }
             var v = value
             v.replaceSubrange(start..<end, with: replacement)
@@ -263,14 +284,14 @@ extension ProxySession {
     /// Re-armed after each read of the body (nginx: the timeout runs only between two successive reads).
     /// While reading is paused for a backed-up client it does not run: the client's send_timeout does.
     private func armBodyReadTimeout() {
-        arm(settings.proxy.readTimeout, .readingBody)
+        arm(conf.readTimeout, .readingBody)
     }
 
     /// Moves response bytes to the client; pauses reading the upstream while the client is backed up.
     private func relay() {
         guard phase == .relaying else { return }
         if response.isEmpty {
-            if bodyRemaining == 0 { finish() }
+            if records != nil ? fastcgiBodyComplete() == true : bodyRemaining == 0 { finish() }
             return
         }
         let sink = request.sink
@@ -302,7 +323,7 @@ extension ProxySession {
             let take = min(remaining, response.readable)
             response.withReadable {
                 stored?.write(UnsafeRawBufferPointer(rebasing: $0[0..<take]))
-                keepGoing = sink.sendBody(UnsafeRawBufferPointer(rebasing: $0[0..<take]), last: take == remaining)
+                keepGoing = sink.sendBody(UnsafeRawBufferPointer(rebasing: $0[0..<take]), last: take == remaining && records == nil)
             }
             response.consume(take)
             bodyRemaining = remaining - take
@@ -315,6 +336,10 @@ extension ProxySession {
             response.consume(response.readable)
         }
         if phase == .done { return }   // the client went away while the body was being written
+        if records != nil {
+            guard let complete = fastcgiBodyComplete() else { return }
+            done = complete
+        }
         if done { finish(); return }
         if !keepGoing {
             paused = true
@@ -326,13 +351,13 @@ extension ProxySession {
     /// proxy_store: the file this 200's body goes to, at `$request_filename` or the directive's path.
     private func startStoring() {
         let path: String
-        switch settings.proxy.store {
+        switch conf.store {
         case .off: return
         case .requestFilename: path = request.value(.requestFilename) ?? ""
         case .path(let t): path = t.render(request)
         }
         guard path.hasPrefix("/") else { return }
-        stored = StoredResponse(at: path, access: settings.proxy.storeAccess, log: request.log)
+        stored = StoredResponse(at: path, access: conf.storeAccess, log: request.log)
     }
 
     /// The value of the upstream's last field `name`.
@@ -354,9 +379,9 @@ extension ProxyHeaders {
 
     /// Whether an upstream header goes to the client: not hop-by-hop or nginx's own (unless proxy_pass_header
     /// names it), and not named by proxy_hide_header.
-    @inline(__always) static func passes(_ name: Slice<UnsafeRawBufferPointer>, hidden: [String], passed: [String]) -> Bool {
+    @inline(__always) static func passes(_ name: Slice<UnsafeRawBufferPointer>, hidden: [String], passed: [String], cgi: Bool = false) -> Bool {
         if hidden.contains(where: { named(name, $0) }) { return false }
-        guard dropsFromResponse(name) else { return true }
+        guard cgi ? dropsFromCGIResponse(name) : dropsFromResponse(name) else { return true }
         return passed.contains(where: { named(name, $0) })
     }
 
@@ -370,6 +395,16 @@ extension ProxyHeaders {
             i += 1
         }
         return true
+    }
+
+    /// A CGI application's headers nginx does not pass on: Status (the status line has it), the X-Accel-*
+    /// headers it would act on, and hop-by-hop ones.
+    @inline(__always) static func dropsFromCGIResponse(_ b: Slice<UnsafeRawBufferPointer>) -> Bool {
+        switch b.count {
+        case 4, 5: return false
+        case 6: return RequestParser.matches(b, lowercase: "status")
+        default: return dropsFromResponse(b)
+        }
     }
 
     /// Upstream response headers nginx does not pass on: hop-by-hop ones (but Upgrade, which a 101 needs),

@@ -28,6 +28,8 @@ public struct RequestBody {
     public internal(set) var received = 0
     /// Not read yet: the location may take it as it streams in.
     public internal(set) var pending = false
+    /// All of it has been received.
+    public internal(set) var complete = false
     /// Reading paused while a streaming consumer holds 64 kB it has not sent on.
     var paused = false
     /// What runs when the whole body is in.
@@ -92,6 +94,7 @@ extension RequestContext {
 
     /// The whole body is in: the streaming consumer hears of its end, or what waited for it runs.
     func bodyFinished() {
+        body.complete = true
         if let consumer = body.consumer {
             body.consumer = nil
             consumer.bodyEnded()

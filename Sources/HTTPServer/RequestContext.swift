@@ -245,9 +245,11 @@ public struct UpstreamAttempt {
     public var connectUs: UInt64?
     public var headerUs: UInt64?
     public var elapsedUs: UInt64?
-    /// Bytes received (and of them the response head's) and sent.
+    /// Bytes received (and of them the response head's, and the protocol's own framing: FastCGI's record
+    /// headers, padding, STDERR and END_REQUEST) and sent.
     public var bytesReceived = 0
     public var headLength = 0
+    public var framingLength = 0
     public var bytesSent = 0
     public init(address: String) { self.address = address }
 }

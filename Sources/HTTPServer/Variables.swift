@@ -13,6 +13,13 @@ struct Variables {
     private var client: ClientInfo { request.client }
     private var service: HTTPService { request.service }
 
+    /// nginx's split of the URI by fastcgi_split_path_info's two groups; without it, or when it does not
+    /// match, the whole URI is the script.
+    private func fastcgiSplit() -> (script: String, pathInfo: String) {
+        guard let re = request.settings.fastcgi.splitPathInfo, let m = re.match(request.uri) else { return (request.uri, "") }
+        return (m.group(1) ?? "", m.group(2) ?? "")
+    }
+
     func value(_ variable: Variable) -> String? {
         switch variable {
         case .remoteAddr: return client.address
@@ -84,14 +91,17 @@ struct Variables {
         case .connectionRequests: return String(client.requestsServed + 1)
         case .connectionTime: return Clock.seconds(fromMicroseconds: (service.loop.now - client.openedAt) * 1000)
         case .pid: return String(getpid())
-        case .contentLength: return request.head.contentLength.map(String.init)
+        // As nginx: a chunked body's length once it has all been read.
+        case .contentLength:
+            if let n = request.head.contentLength { return String(n) }
+            return request.head.chunked && request.body.complete ? String(request.body.received) : nil
         case .contentType: return request.joinedHeader("content-type")
         case .upstreamAddr: return request.upstreamAttempts.list { $0.address }
         case .upstreamStatus: return request.upstreamAttempts.list { $0.status.map(String.init) }
         case .upstreamResponseTime: return request.upstreamAttempts.list { $0.elapsedUs.map(Clock.seconds(fromMicroseconds:)) }
         case .upstreamConnectTime: return request.upstreamAttempts.list { $0.connectUs.map(Clock.seconds(fromMicroseconds:)) }
         case .upstreamHeaderTime: return request.upstreamAttempts.list { $0.headerUs.map(Clock.seconds(fromMicroseconds:)) }
-        case .upstreamResponseLength: return request.upstreamAttempts.list { String($0.bytesReceived - $0.headLength) }
+        case .upstreamResponseLength: return request.upstreamAttempts.list { String($0.bytesReceived - $0.headLength - $0.framingLength) }
         case .upstreamBytesReceived: return request.upstreamAttempts.list { String($0.bytesReceived) }
         case .upstreamBytesSent: return request.upstreamAttempts.list { String($0.bytesSent) }
         case .upstreamHeader(let name):
@@ -116,6 +126,13 @@ struct Variables {
         case .proxyPort:
             guard case .proxy(let p)? = request.location?.content else { return nil }
             return String(p.port ?? (p.scheme == "https" ? 443 : 80))
+        case .fastcgiScriptName:
+            let script = fastcgiSplit().script
+            guard script.utf8.last == UInt8(ascii: "/"), let index = request.settings.fastcgi.index else { return script }
+            return script + index
+        case .fastcgiPathInfo: return fastcgiSplit().pathInfo
+        // What Debian's fastcgi_params sends as SERVER_SOFTWARE nginx/$nginx_version: Vigil's own version.
+        case .nginxVersion: return Version.number
         case .proxyAddXForwardedFor:
             if let xff = request.header("x-forwarded-for") { return xff + ", " + client.address }
             return client.address

@@ -6,6 +6,9 @@ public enum Variable: Equatable, Sendable {
     case bytesSent, requestLength, requestTime, connection, connectionRequests, connectionTime, pid, contentLength, contentType
     case upstreamAddr, upstreamStatus, upstreamResponseTime, upstreamConnectTime, upstreamHeaderTime
     case upstreamResponseLength, upstreamBytesReceived, upstreamBytesSent, proxyHost, proxyPort, proxyAddXForwardedFor
+    /// The fastcgi module's: the URI's script and path-info parts (fastcgi_split_path_info, fastcgi_index).
+    case fastcgiScriptName, fastcgiPathInfo
+    case nginxVersion
     /// `$http2`: "h2" over TLS, "h2c" over plain TCP, empty for HTTP/1.
     case http2
     case https, sslProtocol, sslCipher, sslCurve, sslCurves, sslServerName, sslSessionReused
@@ -111,6 +114,9 @@ public enum Variable: Equatable, Sendable {
         case "proxy_host": return .proxyHost
         case "proxy_port": return .proxyPort
         case "proxy_add_x_forwarded_for": return .proxyAddXForwardedFor
+        case "fastcgi_script_name": return .fastcgiScriptName
+        case "fastcgi_path_info": return .fastcgiPathInfo
+        case "nginx_version": return .nginxVersion
         case "https": return .https
         case "http2": return .http2
         case "ssl_protocol": return .sslProtocol

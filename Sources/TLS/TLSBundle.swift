@@ -42,13 +42,14 @@ public final class TLSBundle {
 
     private func addLocations(_ list: [Location], fullPath: @escaping (String) -> String) throws {
         for loc in list {
-            // A URL from variables may turn out https: its context is ready too.
-            if case .proxy(let pass) = loc.content, pass.scheme == "https" || pass.scheme.isEmpty {
-                let s = loc.settings.proxySSL
+            // A URL from variables may turn out https: its context is ready too. `uwsgi_pass suwsgi://` has uwsgi_ssl_*'s.
+            if case .proxy(let pass) = loc.content, pass.scheme == "https" || pass.scheme.isEmpty || pass.scheme == "suwsgi" {
+                let uwsgi = pass.upstreamProtocol == .uwsgi
+                let s = uwsgi ? loc.settings.uwsgiSSL : loc.settings.proxySSL
                 locations[ObjectIdentifier(loc)] = try TLSClientContext(
                     protocols: s.protocols, ciphers: s.ciphers, verify: s.verify, verifyDepth: s.verifyDepth, trusted: s.trustedCertificate,
                     crl: s.crl, certificate: s.certificate, key: s.certificateKey, passwordFile: s.passwordFile, sessionReuse: s.sessionReuse,
-                    directives: "proxy", at: pass.location, fullPath: fullPath)
+                    directives: uwsgi ? "uwsgi" : "proxy", at: pass.location, fullPath: fullPath)
             }
             try addLocations(loc.configured, fullPath: fullPath)
         }

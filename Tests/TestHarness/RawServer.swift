@@ -19,6 +19,11 @@ public final class RawServer: @unchecked Sendable {
         case flood(prefix: [UInt8], filler: [UInt8])
         /// A keep-alive backend: answers each request head with these bytes `afterMs` later, until the peer closes.
         case keepAlive([UInt8], afterMs: Int)
+        /// A FastCGI application: reads a request up to its empty STDIN record, sends these bytes, and closes.
+        case fastCGI([UInt8])
+        /// An SCGI application: reads a request's netstring and `body` more bytes, sends what `answer` makes of
+        /// the request, and closes.
+        case scgi(body: Int, answer: @Sendable ([UInt8]) -> [UInt8])
     }
 
     public let port: UInt16
@@ -102,6 +107,26 @@ public final class RawServer: @unchecked Sendable {
         case .flood(let prefix, let filler):
             guard readHead(c), sendAll(c, prefix) else { return }
             while sendAll(c, filler) {}
+        case .fastCGI(let bytes):
+            var data: [UInt8] = []
+            let deadline = Date().addingTimeInterval(5)
+            while CaptureServer.find([1, 5, 0, 1, 0, 0, 0, 0], in: data) == nil {
+                guard Date() < deadline, let more = readSome(c) else { return }
+                data += more
+            }
+            _ = sendAll(c, bytes)
+        case .scgi(let body, let answer):
+            var data: [UInt8] = []
+            let deadline = Date().addingTimeInterval(5)
+            func complete() -> Bool {
+                guard let colon = data.firstIndex(of: UInt8(ascii: ":")), let n = Int(String(decoding: data[..<colon], as: UTF8.self)) else { return false }
+                return data.count >= colon + 1 + n + 1 + body
+            }
+            while !complete() {
+                guard Date() < deadline, let more = readSome(c) else { return }
+                data += more
+            }
+            _ = sendAll(c, answer(data))
         case .keepAlive(let bytes, let ms):
             var data: [UInt8] = []
             while let more = readSome(c) {

@@ -1,0 +1,240 @@
+import Config
+import Core
+import HTTP
+import HTTPServer
+
+/// What a `fastcgi_pass` (`scgi_pass`, `uwsgi_pass`) location needs per request, prepared once per worker.
+final class GatewayRoute {
+    let keepConn: Bool
+    /// fastcgi_catch_stderr's strings.
+    let catchStderr: [[UInt8]]
+    /// The client headers a `*_param HTTP_*` replaces, as their HTTP_ names' tails lowercased ("x_blah").
+    let replacedHeaders: [[UInt8]]
+    let modifier1: UInt8, modifier2: UInt8
+    let params: [GatewayParam]
+
+    init(_ s: GatewaySettings) {
+        params = s.params
+        keepConn = s.keepConn
+        catchStderr = s.catchStderr.map { Array($0.utf8) }
+        replacedHeaders = s.params.compactMap { p in
+            p.name.hasPrefix("HTTP_") ? Array(p.name.dropFirst(5).lowercased().utf8) : nil
+        }
+        modifier1 = UInt8(s.modifier1)
+        modifier2 = UInt8(s.modifier2)
+    }
+
+    /// Whether the client header `name` is sent as HTTP_NAME: not when a param gives that name.
+    func passes(_ name: UnsafeRawBufferPointer) -> Bool {
+        replacedHeaders.allSatisfy { r in
+            r.count != name.count || !zip(r, name).allSatisfy { $0 == ($1 == 0x2D ? 0x5F : ($1 >= 0x41 && $1 <= 0x5A ? $1 + 0x20 : $1)) }
+        }
+    }
+}
+
+/// How each gateway protocol writes a name-value pair: FastCGI's two lengths before both, uwsgi's 16-bit
+/// little-endian length before each, SCGI's NUL after each.
+enum ParamEncoding {
+    case fastcgi, scgi, uwsgi
+
+    @inline(__always) func open(name: Int, value: Int, into out: OutputQueue) {
+        switch self {
+        case .fastcgi:
+            GatewayRequest.fastcgiLength(name, into: out)
+            GatewayRequest.fastcgiLength(value, into: out)
+        case .uwsgi: GatewayRequest.uint16(name, into: out)
+        case .scgi: break
+        }
+    }
+
+    @inline(__always) func between(value: Int, into out: OutputQueue) {
+        switch self {
+        case .uwsgi: GatewayRequest.uint16(value, into: out)
+        case .scgi: GatewayRequest.byte(0, into: out)
+        case .fastcgi: break
+        }
+    }
+
+    @inline(__always) func close(into out: OutputQueue) {
+        if self == .scgi { GatewayRequest.byte(0, into: out) }
+    }
+}
+
+/// The gateway protocols' request bytes written into an output queue.
+enum GatewayRequest {
+    static let beginKeep = FastCGI.beginRequestRecord(keepConn: true)
+    static let beginClose = FastCGI.beginRequestRecord(keepConn: false)
+    /// STDIN records of the body are at most this long (the rest of 64 kB a record allows is not needed).
+    static let piece = 32768
+
+    @inline(__always) static func fastcgiHeader(_ type: UInt8, _ n: Int, padding: Int = 0, into out: OutputQueue) {
+        var h = FastCGI.header(type, length: n, padding: padding)
+        withUnsafeBytes(of: &h) { out.append($0) }
+    }
+
+    static func stdinHeader(_ n: Int, into out: OutputQueue) { fastcgiHeader(FastCGI.stdin, n, into: out) }
+
+    /// Body bytes as STDIN records.
+    static func stdin(_ bytes: UnsafeRawBufferPointer, into out: OutputQueue) {
+        var i = 0
+        while i < bytes.count {
+            let n = min(piece, bytes.count - i)
+            fastcgiHeader(FastCGI.stdin, n, into: out)
+            out.append(UnsafeRawBufferPointer(rebasing: bytes[i..<(i + n)]))
+            i += n
+        }
+    }
+
+    /// The empty STDIN record: the body has ended.
+    static func endStdin(into out: OutputQueue) { fastcgiHeader(FastCGI.stdin, 0, into: out) }
+
+    @inline(__always) static func byte(_ b: UInt8, into out: OutputQueue) {
+        var b = b
+        withUnsafeBytes(of: &b) { out.append($0) }
+    }
+
+    @inline(__always) static func uint16(_ n: Int, into out: OutputQueue) {
+        var b = (UInt8(truncatingIfNeeded: n), UInt8(truncatingIfNeeded: n >> 8))
+        withUnsafeBytes(of: &b) { out.append($0) }
+    }
+
+    @inline(__always) static func fastcgiLength(_ n: Int, into out: OutputQueue) {
+        var (bytes, count) = FastCGI.length(n)
+        withUnsafeBytes(of: &bytes) { out.append(UnsafeRawBufferPointer(rebasing: $0.prefix(count))) }
+    }
+
+    /// A header name's byte as its HTTP_ parameter has it: uppercase, `-` as `_`.
+    @inline(__always) static func paramByte(_ b: UInt8) -> UInt8 {
+        b == 0x2D ? 0x5F : (b >= 0x61 && b <= 0x7A ? b - 0x20 : b)
+    }
+
+    static let zeros: UnsafeRawPointer = {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: 8, alignment: 8)
+        p.initializeMemory(as: UInt8.self, repeating: 0, count: 8)
+        return UnsafeRawPointer(p)
+    }()
+}
+
+extension ProxySession {
+    /// The request in the gateway's protocol; false when it cannot be made (logged; the request is a 500).
+    /// FastCGI: BEGIN_REQUEST, PARAMS records, and for a body in memory its STDIN records and the empty one
+    /// that ends them. SCGI: a netstring of CONTENT_LENGTH and the params, then the body. uwsgi: its four-byte
+    /// header and the params, then the body.
+    func buildGatewayRequest() -> Bool {
+        let out = outgoing
+        out.clear()
+        let passBody = conf.passRequestBody
+        switch proto {
+        case .fastcgi:
+            out.append(gateway?.keepConn == true ? GatewayRequest.beginKeep : GatewayRequest.beginClose)
+            let start = out.count
+            GatewayRequest.fastcgiHeader(FastCGI.params, 0, into: out)
+            appendParams(out, .fastcgi)
+            closeFastCGIParams(out, from: start)
+            GatewayRequest.fastcgiHeader(FastCGI.params, 0, into: out)
+            guard case .inline = bodySource else { return true }
+            if passBody { request.body.bytes.withUnsafeBytes { GatewayRequest.stdin($0, into: out) } }
+            GatewayRequest.endStdin(into: out)
+        case .scgi:
+            // The netstring's length comes first: the params are written aside, then copied after it.
+            let params = proxy.paramScratch
+            params.clear()
+            let length: Int
+            switch bodySource {
+            case .inline: length = passBody ? request.body.bytes.count : 0
+            case .file(let file): length = file.size
+            case .stream: length = request.head.contentLength ?? 0
+            }
+            params.append("CONTENT_LENGTH")
+            GatewayRequest.byte(0, into: params)
+            params.append(length)
+            GatewayRequest.byte(0, into: params)
+            appendParams(params, .scgi)
+            out.append(params.count)
+            out.append(":")
+            params.withUnsent { out.append($0) }
+            out.append(",")
+            params.clear()
+            if case .inline = bodySource, passBody { out.append(request.body.bytes) }
+        case .uwsgi:
+            GatewayRequest.uint16(0, into: out)
+            GatewayRequest.uint16(0, into: out)
+            appendParams(out, .uwsgi)
+            let size = out.count - 4
+            guard size <= 65535 else {
+                request.log.error("uwsgi request is too big: \(size)\(request.logContext)")
+                return false
+            }
+            var h = (gateway?.modifier1 ?? 0, UInt8(truncatingIfNeeded: size), UInt8(truncatingIfNeeded: size >> 8), gateway?.modifier2 ?? 0)
+            withUnsafeBytes(of: &h) { out.overwrite(at: 0, $0) }
+            if case .inline = bodySource, passBody { out.append(request.body.bytes) }
+        case .http:
+            preconditionFailure("an HTTP upstream's request is buildRequest's")
+        }
+        return true
+    }
+
+    /// The params as the gateway's settings give them (one with `if_not_empty` left out when empty), then the
+    /// client's headers as HTTP_* unless a param gave that name; a header the client repeated goes once, its
+    /// values joined as nginx 1.23 joins them (Cookie's with "; ", others' with ", ").
+    private func appendParams(_ out: OutputQueue, _ encoding: ParamEncoding) {
+        for p in gateway?.params ?? [] {
+            let value = p.value.render(request)
+            if p.ifNotEmpty && value.isEmpty { continue }
+            encoding.open(name: p.name.utf8.count, value: value.utf8.count, into: out)
+            out.append(p.name)
+            encoding.between(value: value.utf8.count, into: out)
+            out.append(value)
+            encoding.close(into: out)
+        }
+        guard conf.passRequestHeaders else { return }
+        let fields = request.head.fields
+        let route = gateway
+        request.head.block.withUnsafeBytes { bytes in
+            func same(_ a: Range<Int>, _ b: Range<Int>) -> Bool {
+                a.count == b.count && zip(bytes[a], bytes[b]).allSatisfy { $0 | 0x20 == $1 | 0x20 }
+            }
+            for (i, f) in fields.enumerated() {
+                let name = UnsafeRawBufferPointer(rebasing: bytes[f.name])
+                if let route, !route.passes(name) { continue }
+                // A repeated header went with its first.
+                if fields[..<i].contains(where: { same($0.name, f.name) }) { continue }
+                let separator = RequestParser.matches(name, lowercase: "cookie") ? "; " : ", "
+                var length = f.value.count
+                for g in fields[(i + 1)...] where same(g.name, f.name) { length += 2 + g.value.count }
+                encoding.open(name: 5 + name.count, value: length, into: out)
+                out.append("HTTP_")
+                _ = out.append(upTo: name.count) { p in
+                    for k in 0..<name.count { p.storeBytes(of: GatewayRequest.paramByte(name[k]), toByteOffset: k, as: UInt8.self) }
+                    return name.count
+                }
+                encoding.between(value: length, into: out)
+                out.append(UnsafeRawBufferPointer(rebasing: bytes[f.value]))
+                if length > f.value.count {
+                    for g in fields[(i + 1)...] where same(g.name, f.name) {
+                        out.append(separator)
+                        out.append(UnsafeRawBufferPointer(rebasing: bytes[g.value]))
+                    }
+                }
+                encoding.close(into: out)
+            }
+        }
+    }
+
+    /// Writes the PARAMS record's length into its header at `start`, padded to eight bytes; params longer than a
+    /// record holds are split over several.
+    private func closeFastCGIParams(_ out: OutputQueue, from start: Int) {
+        let content = out.count - start - FastCGI.headerSize
+        if content <= FastCGI.maxContent {
+            let padding = (8 - content % 8) % 8
+            var h = FastCGI.header(FastCGI.params, length: content, padding: padding)
+            withUnsafeBytes(of: &h) { out.overwrite(at: start, $0) }
+            out.append(UnsafeRawBufferPointer(start: GatewayRequest.zeros, count: padding))
+            return
+        }
+        let pairs = Array(out.bytes[(start + FastCGI.headerSize)...])
+        out.truncate(to: start)
+        // The stream's own end record is dropped: the caller writes it.
+        out.append(Array(FastCGI.stream(FastCGI.params, pairs).dropLast(FastCGI.headerSize)))
+    }
+}

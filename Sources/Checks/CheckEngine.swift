@@ -59,8 +59,18 @@ public final class CheckEngine {
     /// Runs until `stop()` is called from any thread (or the lock is lost).
     public func run() {
         register(stopFd) { [unowned self] in self.loop.stop() }
+        // Peers new to the table are probed at once, 1 ms apart up to 1,000 of them, spread over one second past
+        // that; peers with a state to go on from (carried over a reload, restored, or a previous checker's) start
+        // at a random point of min(interval, 1 s), as the reference module's do.
+        let newcomers = probers.reduce(0) { $0 + ($1.takeUnretainedValue().state.firstRound ? 1 : 0) }
+        var nth: UInt64 = 0
         var seed = UInt64(pid) &* 0x9E37_79B9_7F4A_7C15 ^ vigil_monotonic_us()
         for p in probers.lazy.map({ $0.takeUnretainedValue() }) {
+            if p.state.firstRound {
+                p.scheduleFirst(after: nth * 1000 / UInt64(max(newcomers, 1000)))
+                nth += 1
+                continue
+            }
             seed = seed &* 6364136223846793005 &+ 1442695040888963407
             let window = UInt64(max(1, min(p.peer.check.interval, 1000)))
             p.scheduleFirst(after: (seed >> 33) % window)
@@ -135,6 +145,9 @@ public final class CheckEngine {
     func record(_ p: PeerProber, nowMs now: UInt64, success: Bool, rttUs: UInt64, reason: FailureReason, status: Int = 0,
                 message: () -> String?) {
         var s = p.state
+        // A new peer's first round goes on while each result leads toward a flip (a pass when it starts down, a
+        // failure when default_down=false starts it up), and ends at the flip or at the first result that does not.
+        if s.firstRound && success != s.down { s.firstRound = false }
         s.checked = true
         s.checks &+= 1
         s.lastCheckMs = now
@@ -145,6 +158,7 @@ public final class CheckEngine {
             s.fall = 0
             if s.down && Int(s.rise) >= p.riseThreshold {
                 s.down = false
+                s.firstRound = false
                 s.lastChangeMs = now
                 s.stateChanges &+= 1
                 log.error("enable check peer: \(p.peer.checkAddress) in upstream \"\(p.peer.upstream)\"")
@@ -162,6 +176,7 @@ public final class CheckEngine {
             }
             if flips {
                 s.down = true
+                s.firstRound = false
                 s.lastChangeMs = now
                 s.stateChanges &+= 1
             }

@@ -78,6 +78,9 @@ public enum StateBits {
     public static let down: UInt64 = 1
     /// Set once the peer has had at least one check result.
     public static let checked: UInt64 = 2
+    /// A peer the table had never seen (no state carried over or restored) whose first round of probes has not
+    /// decided yet: the checker probes it back to back, and a request that finds no live peer waits for it.
+    public static let firstRound: UInt64 = 4
     public static let sequenceShift: UInt64 = 16
     public static let sequenceOne: UInt64 = 1 << 16
     public static let flagsMask: UInt64 = sequenceOne - 1

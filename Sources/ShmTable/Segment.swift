@@ -47,8 +47,17 @@ public struct PeerState: Equatable, Sendable {
     /// The status line's code of the last http(s) check (0: none or another type).
     public var lastStatus: UInt16 = 0
     public var stateChanges: UInt16 = 0
+    /// StateBits.firstRound: the checker has yet to decide this new peer's state.
+    public var firstRound = false
 
     public init(down: Bool) { self.down = down }
+
+    /// A peer the table has never seen: `down` as default_down says, its first round of probes to come.
+    public static func unseen(down: Bool) -> PeerState {
+        var s = PeerState(down: down)
+        s.firstRound = true
+        return s
+    }
 }
 
 /// A mapped segment. The master creates it before fork; workers inherit the mapping; `shmdump` attaches read-only.

@@ -45,7 +45,8 @@ struct SegmentPlan {
             let key = SegmentPlan.key(p)
             hash = SegmentPlan.fnv1a(key, from: hash)
             let saved = restored.isEmpty ? nil : restored[StateFile.identity(key: key)].map { (PeerState(down: $0.down), $0.admin) }
-            let (state, admin) = carried[key] ?? saved ?? (PeerState(down: p.check.defaultDown), .ready)
+            // Only a peer neither carried over nor restored is new to the table: it alone is fast-tracked.
+            let (state, admin) = carried[key] ?? saved ?? (PeerState.unseen(down: p.check.defaultDown), .ready)
             return PeerEntry(upstream: p.upstream, server: p.address.description, type: p.check.type.code,
                              port: UInt16(p.check.port), state: state, admin: admin)
         }

@@ -27,6 +27,9 @@ public final class UpstreamBalancer {
     private var failOpen = false
     /// Where a switch into or out of fail-open is reported (at warn).
     public var log: ErrorLog?
+    /// How long a request that finds no live peer may wait for new peers' first verdicts: the check's
+    /// `timeout` (0: not checked, never waits).
+    public let firstVerdictWaitMs: UInt64
 
     /// `checkedIndex` maps (upstream, address) to shm slots, built from `Configuration.checkedPeers`.
     public init(upstream: Upstream, segment: Segment?, checkedIndex: [String: Int]) {
@@ -35,6 +38,7 @@ public final class UpstreamBalancer {
         self.segment = segment
         sticky = upstream.balancer == .ipHash || { if case .hash = upstream.balancer { return true } else { return false } }()
         failOpenPercent = upstream.failOpenPercent
+        firstVerdictWaitMs = UInt64(upstream.check?.timeout ?? 0)
         // slow_start ramps weights in steps of 1/16 of a unit of weight, for round robin and least_conn.
         let ramps = (method == .roundRobin || method == .leastConn) && upstream.check != nil && upstream.servers.contains { $0.slowStart > 0 }
         var p: [Peer] = [], b: [Peer] = []
@@ -63,6 +67,7 @@ public final class UpstreamBalancer {
         segment = nil
         sticky = false
         failOpenPercent = nil
+        firstVerdictWaitMs = 0
         primaries = peers
         backups = []
         single = peers.count == 1
@@ -100,6 +105,14 @@ public final class UpstreamBalancer {
         }
         failOpen = open
         return open
+    }
+
+    /// Whether some checked peer is new and its first round of probes has not decided yet (SegmentPlan marks
+    /// them): a request that found no live peer then waits rather than failing. Asked only on that path.
+    public var awaitsFirstVerdicts: Bool {
+        guard let seg = segment else { return false }
+        return primaries.contains { $0.slot.map { seg.slot($0).inFirstRound } ?? false }
+            || backups.contains { $0.slot.map { seg.slot($0).inFirstRound } ?? false }
     }
 
     public static func slotKey(upstream: String, address: PeerAddress) -> String { "\(upstream)\u{0}\(address)" }

@@ -83,6 +83,9 @@ public struct PeerSlot {
         return true
     }
 
+    /// A reused dynamic slot starts ready with no re-check pending (single writer, before the peer is published).
+    func clearControl() { vigil_store_release_u32(controlWord, 0) }
+
     @inline(__always) public var admin: AdminState {
         AdminState(rawValue: vigil_load_acquire_u32(controlWord) & Self.adminMask) ?? .ready
     }

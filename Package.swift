@@ -39,11 +39,11 @@ let package = Package(
         .target(name: "Event", dependencies: ["Core", "CShim"], path: "Sources/Event", swiftSettings: hotPath),
         .target(name: "HTTP", dependencies: ["Core"], path: "Sources/HTTP", swiftSettings: hotPath),
         // nginx's `resolver`: a DNS client on a worker's event loop.
-        .target(name: "DNS", dependencies: ["Core", "CShim", "Event"], path: "Sources/DNS", swiftSettings: hotPath),
+        .target(name: "DNS", dependencies: ["Core", "CShim", "Config", "Event"], path: "Sources/DNS", swiftSettings: hotPath),
         // Balancers (a file per algorithm), the keepalive pool, UpstreamConnection (connect, TLS handshake and
         // verification, timeouts) for the proxy and the checker alike, the retry policy.
         .target(name: "Upstream", dependencies: ["Core", "CShim", "Config", "ShmTable", "Event", "TLS"], path: "Sources/Upstream", swiftSettings: hotPath),
-        .target(name: "Checks", dependencies: ["Core", "CShim", "Config", "ShmTable", "Event", "HTTP", "TLS", "Upstream"], path: "Sources/Checks", swiftSettings: hotPath),
+        .target(name: "Checks", dependencies: ["Core", "CShim", "Config", "DNS", "ShmTable", "Event", "HTTP", "TLS", "Upstream"], path: "Sources/Checks", swiftSettings: hotPath),
         // The client side of HTTP: a connection per protocol (HTTP/1, HTTP/2) feeding one request pipeline (routing,
         // rewrite, access and content phases, error pages), the response sink and its filters, the content
         // handlers that need no upstream, the access log.

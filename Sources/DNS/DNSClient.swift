@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Config
 import CShim
 import Core
 import Event
@@ -44,6 +45,21 @@ public final class DNSClient {
         self.types = (ipv4 ? [.a] : []) + (ipv6 ? [.aaaa] : [])
         self.log = log
         for s in self.servers { s.client = self }
+    }
+
+    /// A client for a `resolver` directive's servers and parameters.
+    public convenience init(loop: EventLoop, setting: ResolverSetting, log: ErrorLog) {
+        let servers = setting.servers.compactMap { a in
+            SocketAddress(host: a.host, port: a.port, isIPv6: a.isIPv6).map { ($0, a.description) }
+        }
+        self.init(loop: loop, servers: servers, validMs: setting.validMs, ipv4: setting.ipv4, ipv6: setting.ipv6, log: log)
+    }
+
+    /// How much longer the cached answer for `name` holds (its TTL or `valid=`), 0 when none is cached: when
+    /// an upstream's `resolve` asks again.
+    public func validForMs(_ name: String) -> UInt64 {
+        guard let hit = cache[Reply.trimmed(name).lowercased()], hit.expires > loop.now else { return 0 }
+        return hit.expires - loop.now
     }
 
     /// Closes the sockets and ends every lookup (a worker that stops).

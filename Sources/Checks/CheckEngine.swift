@@ -25,11 +25,16 @@ public final class CheckEngine {
     /// One long-lived prober per peer: steady-state probing allocates nothing. The engine holds one reference
     /// to each, released in deinit, and calls them without retaining: at 10,000 peers the retain was the
     /// first touch of a cold prober, a cache miss plus an atomic per probe.
-    private var probers: [Unmanaged<PeerProber>] = []
+    /// Indexed by slot; nil for a dynamic slot with no peer (or one of an unchecked upstream).
+    private var probers: [Unmanaged<PeerProber>?] = []
     /// When each prober's next scheduled probe starts.
     private(set) lazy var grid = ProbeGrid(loop: loop) { [unowned(unsafe) self] index, tick in
-        self.probers[index]._withUnsafeGuaranteedRef { $0.gridTick(tick) }
+        self.probers[index]?._withUnsafeGuaranteedRef { $0.gridTick(tick) }
     }
+    /// `server … resolve` names, resolved on this loop (nil when no upstream has one).
+    private var resolver: PeerResolver?
+    private let resolving: [Upstream]
+    private var running = false
     /// Scratch space for reading replies, shared by every probe (the loop runs one handler at a time).
     var readBuffer = [UInt8](repeating: 0, count: 4096)
     /// Scratch header fields for judging whether a kept-alive check connection can be reused, shared the same way.
@@ -42,7 +47,10 @@ public final class CheckEngine {
     /// Created with the engine, so that a stop requested before the thread runs is not lost.
     private let stopFd: Int32 = vigil_eventfd(0)
 
-    public init(segment: Segment, peers: [CheckedPeer], pid: Int32, tls: TLSBundle? = nil, log: ErrorLog) throws {
+    /// `resolving`: the upstreams with `server … resolve`, whose peers this engine finds and adds.
+    public init(segment: Segment, peers: [CheckedPeer], pid: Int32, tls: TLSBundle? = nil, log: ErrorLog,
+                resolving: [Upstream] = []) throws {
+        self.resolving = resolving
         self.tls = tls
         self.logsInfo = log.enabled(.info)
         self.loop = try EventLoop()
@@ -56,16 +64,37 @@ public final class CheckEngine {
         self.probers = peers.enumerated().map { .passRetained(PeerProber(engine: self, index: $0.offset, peer: $0.element)) }
     }
 
+    /// A peer that joined at run time (its slot filled): probed at once if it is new to the table, else from a
+    /// random point of its first second, as a configured peer with a state is.
+    func addProber(slot: Int, peer: CheckedPeer) {
+        if slot >= probers.count { probers += Array(repeating: nil, count: slot + 1 - probers.count) }
+        removeProber(slot: slot)
+        let p = PeerProber(engine: self, index: slot, peer: peer)
+        probers[slot] = .passRetained(p)
+        // Before run() the scheduling pass starts it with the rest.
+        if running { p.scheduleFirst(after: p.state.firstRound ? 0 : UInt64.random(in: 0..<UInt64(max(1, min(peer.check.interval, 1000))))) }
+    }
+
+    /// A peer that left: its probe stops and its connection closes.
+    func removeProber(slot: Int) {
+        guard slot < probers.count, let p = probers[slot] else { return }
+        p.takeUnretainedValue().abandon()
+        p.release()
+        probers[slot] = nil
+    }
+
     /// Runs until `stop()` is called from any thread (or the lock is lost).
     public func run() {
         register(stopFd) { [unowned self] in self.loop.stop() }
+        // Peers already in the dynamic slots get their probers with the configured ones.
+        if !resolving.isEmpty { resolver = PeerResolver(engine: self, upstreams: resolving) }
         // Peers new to the table are probed at once, 1 ms apart up to 1,000 of them, spread over one second past
         // that; peers with a state to go on from (carried over a reload, restored, or a previous checker's) start
         // at a random point of min(interval, 1 s), as the reference module's do.
-        let newcomers = probers.reduce(0) { $0 + ($1.takeUnretainedValue().state.firstRound ? 1 : 0) }
+        let newcomers = probers.reduce(0) { $0 + ($1?.takeUnretainedValue().state.firstRound == true ? 1 : 0) }
         var nth: UInt64 = 0
         var seed = UInt64(pid) &* 0x9E37_79B9_7F4A_7C15 ^ vigil_monotonic_us()
-        for p in probers.lazy.map({ $0.takeUnretainedValue() }) {
+        for p in probers.lazy.compactMap({ $0?.takeUnretainedValue() }) {
             if p.state.firstRound {
                 p.scheduleFirst(after: nth * 1000 / UInt64(max(newcomers, 1000)))
                 nth += 1
@@ -75,6 +104,8 @@ public final class CheckEngine {
             let window = UInt64(max(1, min(p.peer.check.interval, 1000)))
             p.scheduleFirst(after: (seed >> 33) % window)
         }
+        running = true
+        resolver?.start()
         heartbeat()
         // The segment's doorbell: some worker asked for a re-check. Drained before the scan, so a request made
         // during the scan rings again; requests rung before this checker ran (an election in between) keep it
@@ -85,7 +116,9 @@ public final class CheckEngine {
         }
         loop.run()
         // A checker that stops (lock lost, worker exiting) leaves no connection behind.
-        for p in probers { p.takeUnretainedValue().abandon() }
+        resolver?.stop()
+        resolver = nil
+        for p in probers { p?.takeUnretainedValue().abandon() }
         if let spare = spareSocket.take() { Glibc.close(spare.fd) }
     }
 
@@ -104,7 +137,7 @@ public final class CheckEngine {
     }
 
     deinit {
-        for p in probers { p.release() }
+        for p in probers { p?.release() }
         Glibc.close(stopFd)
     }
 
@@ -125,7 +158,7 @@ public final class CheckEngine {
     private func takeRechecks() {
         // A scan of 10,000 slots is 10,000 loads, about 10 µs; only the probers asked for are touched.
         let seg = segment
-        for i in probers.indices where seg.slot(i).takeRecheck() { probers[i]._withUnsafeGuaranteedRef { $0.recheckNow() } }
+        for i in probers.indices where probers[i] != nil && seg.slot(i).takeRecheck() { probers[i]?._withUnsafeGuaranteedRef { $0.recheckNow() } }
     }
 
     private func heartbeat() {

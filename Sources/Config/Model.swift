@@ -208,6 +208,9 @@ public struct UpstreamServer: Sendable {
     public var backup = false
     public var down = false
     public var location: SourceLocation
+    /// `resolve` on a name: no addresses at load; the checker's thread resolves `host` while running and the
+    /// peers it finds (on `port`) join the upstream (nginx 1.27.3's run-time resolution).
+    public var resolve: (host: String, port: UInt16)? = nil
 
     public init(text: String, addresses: [PeerAddress], location: SourceLocation) {
         self.text = text
@@ -253,6 +256,11 @@ public final class Upstream {
     public internal(set) var zoneRecord: Int? = nil
     /// `check_fail_open N%`: past this share of checked peers down, balance over all of them.
     public var failOpenPercent: Int? = nil
+    /// `resolver` and `resolver_timeout` in the block (nginx 1.27.3), else the http level's, for `resolve` servers.
+    public var resolver: ResolverSetting? = nil
+    public var resolverTimeout: Int? = nil
+    /// Whether some `server` resolves its name at run time.
+    public var resolves: Bool { servers.contains { $0.resolve != nil } }
     /// Companion directives may precede `check`; they are kept here and merged at the end.
     var pendingCheck = CheckSettings()
     var sawHTTPSend = false
@@ -680,6 +688,14 @@ public struct CheckedPeer: Sendable {
     public var check: CheckSettings
     /// The `server` line's host when it is a name, not a numeric address: an https check's default SNI.
     public var hostName: String? = nil
+
+    public init(upstream: String, address: PeerAddress, check: CheckSettings, hostName: String? = nil) {
+        self.upstream = upstream
+        self.address = address
+        self.check = check
+        self.hostName = hostName
+    }
+
     /// The address actually probed (port replaced by `port=`).
     public var checkAddress: PeerAddress {
         var a = address

@@ -144,6 +144,11 @@ extension Segment {
         vigil_store_release_u32(state(j), DynamicRecords.retired)
     }
 
+    /// Whether every `resolve` name has had its first answer in this generation (or peers were carried over
+    /// into it): until then a request that finds no peer waits, as for new peers' first verdicts.
+    public var namesResolved: Bool { vigil_load_acquire_u32(word32(Layout.namesResolvedOffset)) != 0 }
+    public func markNamesResolved() { vigil_store_release_u32(word32(Layout.namesResolvedOffset), 1) }
+
     /// Tells the workers that the dynamic peers changed.
     public func publishMembership() { _ = vigil_fetch_add_u64(word64(Layout.membershipOffset), 1) }
 

@@ -42,6 +42,7 @@ public enum Layout {
     static let dynamicUsedOffset = 112          // atomic u32: records ever used
     static let dynamicUpstreamsOffset = 116     // u32: the resolving upstreams' name offsets (u32 each)
     static let dynamicUpstreamCountOffset = 120 // u32: how many
+    static let namesResolvedOffset = 124        // atomic u32: 1 once every `resolve` name had its first answer
 
     // Peer slot fields (v2: counters narrowed to make room for the control word and the last status).
     static let stateOffset = 0          // atomic u64: flags + seqlock sequence

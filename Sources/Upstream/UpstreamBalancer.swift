@@ -7,15 +7,15 @@ import ShmTable
 public final class UpstreamBalancer {
     public let name: String
     public let method: Balancer
-    let primaries: [Peer]
-    let backups: [Peer]
+    private(set) var primaries: [Peer]
+    private(set) var backups: [Peer]
     let segment: Segment?
     /// `keepalive N` connections, when the upstream block asks for them.
     public var pool: KeepalivePool?
     /// `hash … consistent`: the ketama points.
     var points: ConsistentHashRing?
     /// The primaries' weights summed: the range the hash methods and `random` place into.
-    let totalWeight: Int
+    private(set) var totalWeight: Int
     /// `random`'s draws, seeded only for that method (a literal address's balancer is made per request when
     /// `proxy_pass` has variables: a getrandom() each would be a system call per request).
     var draws = RandomDraws(seed: 0)
@@ -28,8 +28,12 @@ public final class UpstreamBalancer {
     /// Where a switch into or out of fail-open is reported (at warn).
     public var log: ErrorLog?
     /// How long a request that finds no live peer may wait for new peers' first verdicts: the check's
-    /// `timeout` (0: not checked, never waits).
+    /// `timeout` (0: not checked, never waits), or 1 s for the first answers of `resolve` names.
     public let firstVerdictWaitMs: UInt64
+    /// `server … resolve`: the upstream's index among the segment's dynamic upstreams, the configured peers
+    /// its list starts from, and the membership version the list was built at.
+    private let dynamic: (index: Int, upstream: Upstream, primaries: [Peer], backups: [Peer], scale: Int)?
+    private var builtVersion: UInt64 = 0
 
     /// `checkedIndex` maps (upstream, address) to shm slots, built from `Configuration.checkedPeers`.
     public init(upstream: Upstream, segment: Segment?, checkedIndex: [String: Int]) {
@@ -38,7 +42,7 @@ public final class UpstreamBalancer {
         self.segment = segment
         sticky = upstream.balancer == .ipHash || { if case .hash = upstream.balancer { return true } else { return false } }()
         failOpenPercent = upstream.failOpenPercent
-        firstVerdictWaitMs = UInt64(upstream.check?.timeout ?? 0)
+        firstVerdictWaitMs = UInt64(upstream.check?.timeout ?? (upstream.resolves ? 1000 : 0))
         // slow_start ramps weights in steps of 1/16 of a unit of weight, for round robin and least_conn.
         let ramps = (method == .roundRobin || method == .leastConn) && upstream.check != nil && upstream.servers.contains { $0.slowStart > 0 }
         var p: [Peer] = [], b: [Peer] = []
@@ -57,8 +61,44 @@ public final class UpstreamBalancer {
         single = p.count == 1 && b.isEmpty
         totalWeight = p.reduce(0) { $0 + $1.weight }
         peerCount = (p + b).count(where: { !$0.configuredDown })
+        dynamic = upstream.resolves ? segment?.dynamicUpstreamIndex(upstream.name).map { ($0, upstream, p, b, ramps ? 16 : 1) } : nil
         if case .hash(_, true) = method { points = ConsistentHashRing(primaries) }
         if case .random = method { draws = RandomDraws(seed: .random(in: .min ... .max)) }
+        refreshMembership()
+    }
+
+    /// With `resolve` servers: when the checker has published a change (one load to see), the list becomes the
+    /// configured peers plus the resolved ones now active. A peer still listed keeps its object (and its
+    /// round-robin state); one that left is dropped here, while requests already on it finish with it.
+    @inline(__always) private func refreshMembership() {
+        guard let d = dynamic, let seg = segment else { return }
+        let version = seg.membershipVersion
+        guard version != builtVersion else { return }
+        builtVersion = version
+        var bySlot: [Int: Peer] = [:]
+        for peer in primaries + backups { if let s = peer.dynamicSlot { bySlot[s] = peer } }
+        var p = d.primaries, b = d.backups
+        for (slot, found) in seg.activeDynamicPeers() where found.upstream == d.index && found.server < d.upstream.servers.count {
+            let server = d.upstream.servers[found.server]
+            let address = PeerAddress(host: found.host, port: found.port, isIPv6: found.isIPv6)
+            let peer: Peer
+            if let kept = bySlot[slot], kept.address == address {
+                peer = kept
+            } else {
+                var line = server
+                line.text = address.description   // consistent hashing places each address, not the name
+                line.addresses = [address]
+                peer = Peer(address: address, server: line, slot: d.upstream.check == nil || server.down ? nil : slot,
+                            scale: d.scale, dynamicSlot: slot)
+            }
+            if found.backup { b.append(peer) } else { p.append(peer) }
+        }
+        primaries = p
+        backups = b
+        single = p.count == 1 && b.isEmpty
+        totalWeight = p.reduce(0) { $0 + $1.weight }
+        peerCount = (p + b).count(where: { !$0.configuredDown })
+        if case .hash(_, true) = method { points = ConsistentHashRing(primaries) }
     }
 
     init(name: String, peers: [Peer]) {
@@ -68,6 +108,7 @@ public final class UpstreamBalancer {
         sticky = false
         failOpenPercent = nil
         firstVerdictWaitMs = 0
+        dynamic = nil
         primaries = peers
         backups = []
         single = peers.count == 1
@@ -111,6 +152,8 @@ public final class UpstreamBalancer {
     /// them): a request that found no live peer then waits rather than failing. Asked only on that path.
     public var awaitsFirstVerdicts: Bool {
         guard let seg = segment else { return false }
+        refreshMembership()
+        if dynamic != nil && !seg.namesResolved { return true }
         return primaries.contains { $0.slot.map { seg.slot($0).inFirstRound } ?? false }
             || backups.contains { $0.slot.map { seg.slot($0).inFirstRound } ?? false }
     }
@@ -118,10 +161,10 @@ public final class UpstreamBalancer {
     public static func slotKey(upstream: String, address: PeerAddress) -> String { "\(upstream)\u{0}\(address)" }
 
     /// The peers a request may try, as nginx counts its tries: those not marked `down`.
-    public let peerCount: Int
+    public private(set) var peerCount: Int
     /// One peer and no backup (a `proxy_pass` to one address, too): as nginx's `peers->single`, its passive
     /// failures never make it unusable, there being nothing else to send the request to.
-    private let single: Bool
+    private var single: Bool
 
     /// The state every balancer consults first: configured `down`, the shared check bit, passive failures,
     /// `max_conns`, and the peers this request already tried.
@@ -146,6 +189,7 @@ public final class UpstreamBalancer {
     /// failures are forgotten, so the next request tries them again instead of every request failing until
     /// fail_timeout. The client's address is asked for only by ip_hash.
     public func select(clientAddress: () -> [UInt8], hashKey: String?, now: UInt64, tried: [Peer]) -> Peer? {
+        refreshMembership()
         if let p = pick(clientAddress: clientAddress, hashKey: hashKey, now: now, tried: tried) { return p }
         for p in primaries { p.clearFails() }
         for p in backups { p.clearFails() }

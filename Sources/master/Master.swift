@@ -187,9 +187,20 @@ final class Master {
 
     private func createSegment(generation: UInt64, plan: SegmentPlan) throws -> Segment {
         if let err = plan.fitError { throw ShmError(err) }
-        return try Segment.create(name: Layout.segmentName(masterPid: pid, generation: generation), size: plan.size,
-                                  generation: generation, masterPid: pid, checksum: plan.checksum, peers: plan.entries,
-                                  zoneRecords: plan.zoneRecords)
+        let segment = try Segment.create(name: Layout.segmentName(masterPid: pid, generation: generation), size: plan.size,
+                                         generation: generation, masterPid: pid, checksum: plan.checksum, peers: plan.entries,
+                                         zoneRecords: plan.zoneRecords, dynamicUpstreams: plan.dynamicUpstreams)
+        let now = vigil_monotonic_ms()
+        for c in plan.carriedDynamic {
+            guard let slot = segment.addDynamicPeer(c.peer, state: c.state, type: c.type, checkPort: c.port, nowMs: now) else {
+                log.error("cannot carry server \(c.peer.name) of upstream \"\(segment.dynamicUpstreamName(c.peer.upstream))\" over the reload, memory exhausted")
+                break
+            }
+            segment.slot(slot).setAdmin(c.admin)
+        }
+        if !plan.carriedDynamic.isEmpty { segment.publishMembership() }
+        if plan.namesResolved { segment.markNamesResolved() }
+        return segment
     }
 
     /// Segments left by masters that died without cleaning up (SIGKILL, power loss).

@@ -240,6 +240,16 @@ enum UpstreamDirectives {
             if upstream.servers.isEmpty { throw call.parser.currentLocation.error("no servers are inside upstream") }
         },
         Directives.spec("server", .upstream, .oneOrMore, parseServer),
+        Directives.spec("resolver", .upstream, .oneOrMore) { call in
+            let u = upstream(call)
+            guard u.resolver == nil else { throw call.duplicate() }
+            u.resolver = try HTTPCore.resolverSetting(call)
+        },
+        Directives.spec("resolver_timeout", .upstream, .one) { call in
+            let u = upstream(call)
+            guard u.resolverTimeout == nil else { throw call.duplicate() }
+            u.resolverTimeout = try Directives.msecArg(call, call.words[1])
+        },
         Directives.spec("zone", .upstream, .oneOrTwo) { call in
             let name = call.words[1]
             guard !name.isEmpty else { throw call.error("invalid zone name \"\(name)\"") }
@@ -308,6 +318,11 @@ enum UpstreamDirectives {
         if text.hasPrefix("unix:") {
             guard text.count > 5 else { throw call.error("no path in the unix domain socket \"\(text)\"") }
             server = UpstreamServer(text: text, addresses: [PeerAddress(host: text, port: 0, isIPv6: false)], location: call.location)
+        } else if call.args.dropFirst().contains("resolve"), let (host, port) = Resolver.hostAndPort(text, defaultPort: 80),
+                  !Resolver.isNumeric(host) {
+            // As nginx: a name is not resolved now but while running (a numeric address needs no resolving).
+            server = UpstreamServer(text: text, addresses: [], location: call.location)
+            server.resolve = (host, port)
         } else {
             server = try inetServer(call, text)
         }
@@ -345,6 +360,8 @@ enum UpstreamDirectives {
                 }
             } else if p == "down" {
                 server.down = true
+            } else if p == "resolve" {
+                continue
             } else {
                 throw call.invalidParameter(p)
             }

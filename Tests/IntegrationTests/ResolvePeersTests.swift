@@ -1,0 +1,148 @@
+import Foundation
+import TestHarness
+import XCTest
+
+/// `server NAME resolve` in an upstream with `zone` (nginx 1.27.3's syntax), against dnsmasq answering from a
+/// hosts file the test rewrites: one process resolves, every worker balances over what it found, a new
+/// address is probed at once and gets traffic only once it passes, "not found" empties the server, and a DNS
+/// server that stops answering changes nothing.
+final class ResolvePeersTests: XCTestCase {
+    var vigil: Vigil!
+    var backends: Vigil!
+    var dns: ResolverTests.DNSServer?
+    var port: UInt16 = 0, backend: UInt16 = 0, dnsPort: UInt16 = 0
+    var hosts = ""
+
+    override func setUpWithError() throws {
+        try XCTSkipUnless(Tools.available(ResolverTests.dnsmasq), "dnsmasq is not installed (scripts/install-deps installs it)")
+        port = freePort(); backend = freePort(); dnsPort = freePort()
+        backends = try Vigil(config: Vigil.config(http: (1...3).map {
+            "server { listen 127.0.0.\($0):\(backend); location / { return 200 \"\($0)\\n\"; } }"
+        }.joined(separator: "\n")))
+        _ = try backends.start()
+    }
+
+    override func tearDown() {
+        dns?.stop()
+        vigil?.cleanup()
+        backends?.cleanup()
+    }
+
+    /// Points app.test at these loopback hosts (none: the name is not found) and tells dnsmasq.
+    func point(_ last: [Int]) throws {
+        try last.map { "127.0.0.\($0) app.test\n" }.joined().write(toFile: hosts, atomically: true, encoding: .utf8)
+        dns?.reload()
+    }
+
+    func bodies(_ n: Int) -> [String: Int] {
+        var seen: [String: Int] = [:]
+        for _ in 0..<n {
+            let r = httpGet(port, "/")
+            seen[r?.status == 200 ? r!.body.trimmingCharacters(in: .newlines) : "status \(r?.status ?? 0)", default: 0] += 1
+        }
+        return seen
+    }
+
+    func statusRows() -> [String] {
+        (httpGet(port, "/status")?.body ?? "").split(separator: "\n").map(String.init)
+    }
+
+    func config(_ extra: String = "") -> String {
+        Vigil.config(workers: 2, http: """
+            upstream app {
+                zone app 64k;
+                resolver 127.0.0.1:\(dnsPort) valid=1s;
+                resolver_timeout 1s;
+                server app.test:\(backend) resolve;
+                check interval=30000 rise=2 fall=5 timeout=1000 type=http;
+            }
+            server {
+                listen 127.0.0.1:\(port);
+                location / { proxy_pass http://app; }
+                location /status { check_status csv; }
+                \(extra)
+            }
+            """)
+    }
+
+    /// A reload keeps the peers the name had, with their verdicts: no request waits for the new checker's
+    /// first answer or its probes.
+    func testReloadCarriesResolvedPeersAndTheirState() throws {
+        vigil = try Vigil(config: config())
+        hosts = vigil.prefix + "/dns-hosts"
+        try point([1, 2])
+        let master = try vigil.start()
+        dns = try ResolverTests.DNSServer(hosts: hosts, port: dnsPort)
+        XCTAssertTrue(waitFor(5) { self.bodies(4).keys.sorted() == ["1", "2"] }, "\(bodies(4))")
+        try vigil.write(config: config("location /other { return 204; }"))
+        // A signal, not `vigil -s reload`: with dnsmasq spawned, Foundation's Process may never see a child exit.
+        kill(master, SIGHUP)
+        var seen: [String: Int] = [:]
+        XCTAssertTrue(waitFor(5, interval: 1_000) {
+            for (k, v) in self.bodies(1) { seen[k, default: 0] += v }
+            return shmSegments(ofMaster: master) == ["vigil.\(master).2"]
+        })
+        for (k, v) in bodies(10) { seen[k, default: 0] += v }
+        XCTAssertEqual(Set(seen.keys), ["1", "2"], "every request of the reload: \(seen)")
+        let rows = statusRows().map { $0.split(separator: ",").map(String.init) }
+        XCTAssertEqual(rows.map { $0[3] }, ["up", "up"], "\(rows)")
+        XCTAssertEqual(rows.map { $0[4] }, ["2", "2"], "carried with their rise counts, not probed anew: \(rows)")
+    }
+
+    func testResolvedPeersFollowTheNameAndNewOnesAreCheckedAtOnce() throws {
+        vigil = try Vigil(config: Vigil.config(workers: 2, http: """
+            upstream app {
+                zone app 64k;
+                resolver 127.0.0.1:\(dnsPort) valid=1s;
+                resolver_timeout 1s;
+                server app.test:\(backend) resolve;
+                check interval=30000 rise=2 fall=5 timeout=1000 type=http;
+            }
+            server {
+                listen 127.0.0.1:\(port);
+                location / { proxy_pass http://app; }
+                location /status { check_status csv; }
+            }
+            """))
+        hosts = vigil.prefix + "/dns-hosts"
+        try point([1, 2])
+        _ = try vigil.start()
+        // dnsmasq after Vigil (see ResolverTests); the first lookup fails and is retried after a second.
+        dns = try ResolverTests.DNSServer(hosts: hosts, port: dnsPort)
+        XCTAssertTrue(waitFor(5) { self.bodies(4).keys.sorted() == ["1", "2"] }, "\(bodies(4))\n\(vigil.errorLog())")
+        XCTAssertEqual(statusRows().count, 2, "\(statusRows())")
+
+        // 3 joins, 1 leaves, and 4 (nothing listens there) joins: with interval=30000, 3 serves within about
+        // valid=1s plus its two first-round probes, and 4 never gets a request.
+        let changed = Date()
+        try point([2, 3, 4])
+        var seen: [String: Int] = [:]
+        var firstThree: TimeInterval?
+        while Date().timeIntervalSince(changed) < 3.5 {
+            for (k, v) in bodies(1) { seen[k, default: 0] += v }
+            if firstThree == nil && seen["3"] != nil { firstThree = Date().timeIntervalSince(changed) }
+        }
+        let served = try XCTUnwrap(firstThree, "\(seen)")
+        XCTAssertEqual(Set(seen.keys).subtracting(["1", "2", "3"]), [], "no request failed while the set changed: \(seen)")
+        XCTAssertLessThan(served, 2.5, "valid=1s, then two probes 100 ms apart")
+        XCTAssertTrue(waitFor(3) { self.bodies(6).keys.sorted() == ["2", "3"] }, "\(bodies(6))")
+        XCTAssertTrue(waitFor(2) { self.statusRows().count == 3 }, "\(statusRows())")
+        XCTAssertTrue(statusRows().contains { $0.contains("127.0.0.4:\(backend),down") }, "\(statusRows())")
+        XCTAssertTrue(vigil.errorLog().contains("server 127.0.0.3:\(backend) added to upstream \"app\""))
+        XCTAssertTrue(vigil.errorLog().contains("server 127.0.0.1:\(backend) removed from upstream \"app\""))
+
+        // The DNS server goes away: the last good set stays.
+        dns?.stop()
+        dns = nil
+        usleep(2_500_000)
+        XCTAssertEqual(bodies(6).keys.sorted(), ["2", "3"])
+        XCTAssertTrue(vigil.errorLog().contains("app.test could not be resolved (110: Operation timed out)"), vigil.errorLog())
+
+        // "Not found" is an answer: the server has no peers left.
+        try point([])
+        dns = try ResolverTests.DNSServer(hosts: hosts, port: dnsPort)
+        XCTAssertTrue(waitFor(5) { self.bodies(1).keys.sorted() == ["status 502"] }, "\(bodies(2))")
+        XCTAssertTrue(vigil.errorLog().contains("app.test could not be resolved (3: Host not found)"))
+        print("resolve: a new address served \(Int(served * 1000)) ms after the hosts file changed (valid=1s, check interval=30000)")
+    }
+}

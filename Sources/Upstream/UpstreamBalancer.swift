@@ -30,10 +30,12 @@ public final class UpstreamBalancer {
     /// How long a request that finds no live peer may wait for new peers' first verdicts: the check's
     /// `timeout` (0: not checked, never waits), or 1 s for the first answers of `resolve` names.
     public let firstVerdictWaitMs: UInt64
-    /// `server … resolve`: the upstream's index among the segment's dynamic upstreams, the configured peers
-    /// its list starts from, and the membership version the list was built at.
-    private let dynamic: (index: Int, upstream: Upstream, primaries: [Peer], backups: [Peer], scale: Int)?
+    /// `server … resolve`: the upstream's index among the segment's dynamic upstreams (-1: none), kept apart
+    /// so that a pick tests an integer, and the membership version the list was built at.
+    private let dynamicIndex: Int
     private var builtVersion: UInt64 = 0
+    /// What a rebuilt list starts from: the upstream, its configured peers, the slow_start scale.
+    private let configured: (upstream: Upstream, primaries: [Peer], backups: [Peer], scale: Int)?
 
     /// `checkedIndex` maps (upstream, address) to shm slots, built from `Configuration.checkedPeers`.
     public init(upstream: Upstream, segment: Segment?, checkedIndex: [String: Int]) {
@@ -61,7 +63,8 @@ public final class UpstreamBalancer {
         single = p.count == 1 && b.isEmpty
         totalWeight = p.reduce(0) { $0 + $1.weight }
         peerCount = (p + b).count(where: { !$0.configuredDown })
-        dynamic = upstream.resolves ? segment?.dynamicUpstreamIndex(upstream.name).map { ($0, upstream, p, b, ramps ? 16 : 1) } : nil
+        dynamicIndex = upstream.resolves ? segment?.dynamicUpstreamIndex(upstream.name) ?? -1 : -1
+        configured = dynamicIndex >= 0 ? (upstream, p, b, ramps ? 16 : 1) : nil
         if case .hash(_, true) = method { points = ConsistentHashRing(primaries) }
         if case .random = method { draws = RandomDraws(seed: .random(in: .min ... .max)) }
         refreshMembership()
@@ -71,14 +74,18 @@ public final class UpstreamBalancer {
     /// configured peers plus the resolved ones now active. A peer still listed keeps its object (and its
     /// round-robin state); one that left is dropped here, while requests already on it finish with it.
     @inline(__always) private func refreshMembership() {
-        guard let d = dynamic, let seg = segment else { return }
+        guard dynamicIndex >= 0, let seg = segment else { return }
         let version = seg.membershipVersion
-        guard version != builtVersion else { return }
+        if version != builtVersion { rebuild(seg, version) }
+    }
+
+    private func rebuild(_ seg: Segment, _ version: UInt64) {
+        guard let d = configured else { return }
         builtVersion = version
         var bySlot: [Int: Peer] = [:]
         for peer in primaries + backups { if let s = peer.dynamicSlot { bySlot[s] = peer } }
         var p = d.primaries, b = d.backups
-        for (slot, found) in seg.activeDynamicPeers() where found.upstream == d.index && found.server < d.upstream.servers.count {
+        for (slot, found) in seg.activeDynamicPeers() where found.upstream == dynamicIndex && found.server < d.upstream.servers.count {
             let server = d.upstream.servers[found.server]
             let address = PeerAddress(host: found.host, port: found.port, isIPv6: found.isIPv6)
             let peer: Peer
@@ -108,7 +115,8 @@ public final class UpstreamBalancer {
         sticky = false
         failOpenPercent = nil
         firstVerdictWaitMs = 0
-        dynamic = nil
+        dynamicIndex = -1
+        configured = nil
         primaries = peers
         backups = []
         single = peers.count == 1
@@ -153,7 +161,7 @@ public final class UpstreamBalancer {
     public var awaitsFirstVerdicts: Bool {
         guard let seg = segment else { return false }
         refreshMembership()
-        if dynamic != nil && !seg.namesResolved { return true }
+        if dynamicIndex >= 0 && !seg.namesResolved { return true }
         return primaries.contains { $0.slot.map { seg.slot($0).inFirstRound } ?? false }
             || backups.contains { $0.slot.map { seg.slot($0).inFirstRound } ?? false }
     }

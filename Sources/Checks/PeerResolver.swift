@@ -21,6 +21,8 @@ final class PeerResolver {
         let server: UpstreamServer
         let host: String
         let port: UInt16
+        /// `service=`: the SRV name asked instead of the host's addresses.
+        let service: String?
         let client: DNSClient
         let timer: Timer
         /// The peers it has now: address text → slot.
@@ -36,6 +38,7 @@ final class PeerResolver {
             self.server = server
             self.host = host
             self.port = port
+            self.service = server.service
             self.client = client
             self.timer = timer
         }
@@ -80,22 +83,69 @@ final class PeerResolver {
     }
 
     private func resolve(_ n: Name) {
-        n.client.resolve(n.host, timeoutMs: n.upstream.resolverTimeout ?? 30_000) { [unowned self, unowned n] result in
-            self.resolved(n, result)
+        let timeout = n.upstream.resolverTimeout ?? 30_000
+        guard let service = n.service else {
+            return n.client.resolve(n.host, timeoutMs: timeout) { [unowned self, unowned n] result in
+                self.resolved(n, result.map { $0.map { Found(address: $0, port: n.port, weight: n.server.weight, backup: n.server.backup) } })
+            }
+        }
+        n.client.resolveService(service, timeoutMs: timeout) { [unowned self, unowned n] result in
+            switch result {
+            case .success(let records): self.resolveTargets(n, records)
+            case .failure(let e): self.resolved(n, .failure(e))
+            }
         }
     }
 
-    private func resolved(_ n: Name, _ result: Result<[ResolvedAddress], ResolveError>) {
+    /// An address a name (or an SRV target) gave, with what the peer takes from its record.
+    private struct Found {
+        let address: ResolvedAddress
+        let port: UInt16
+        let weight: Int
+        let backup: Bool
+    }
+
+    /// SRV: the records of the lowest priority are primary and the rest backup (with `backup` on the server,
+    /// the lowest are backup and the rest ignored), as nginx; each target's addresses take the record's port
+    /// and weight. A target that does not resolve is left out and logged; the set is what the others gave.
+    private func resolveTargets(_ n: Name, _ records: [ServiceRecord]) {
+        let lowest = records.map(\.priority).min() ?? 0
+        let used = records.filter { !n.server.backup || $0.priority == lowest }
+        var found: [Found] = []
+        var pending = Set(used.map(\.target)).count
+        guard pending > 0 else { return resolved(n, .success([])) }
+        var asked = Set<String>()
+        for target in used.map(\.target) where asked.insert(target).inserted {
+            n.client.resolve(target, timeoutMs: n.upstream.resolverTimeout ?? 30_000) { [unowned self, unowned n] result in
+                switch result {
+                case .success(let addresses):
+                    for r in used where r.target == target {
+                        let backup = n.server.backup || r.priority != lowest
+                        found += addresses.map { Found(address: $0, port: r.port, weight: max(Int(r.weight), 1), backup: backup) }
+                    }
+                case .failure(let e):
+                    self.engine.log.error("\(target) could not be resolved (\(e)) while resolving service \(n.service ?? "") of \(n.host)")
+                }
+                pending -= 1
+                if pending == 0 { self.resolved(n, .success(found)) }
+            }
+        }
+    }
+
+    private func resolved(_ n: Name, _ result: Result<[Found], ResolveError>) {
         let again: UInt64
+        let asked = n.service ?? n.host
         switch result {
         case .success(let found):
             update(n, to: found)
-            again = max(n.client.validForMs(n.host), 1000)
+            again = max(n.client.validForMs(asked, service: n.service != nil), 1000)
         case .failure(let e):
-            engine.log.error("\(n.host) could not be resolved (\(e)) in upstream \"\(n.upstream.name)\"")
+            engine.log.error(n.service.map { "service \($0) of \(n.host) could not be resolved (\(e))" } ?? "\(n.host) could not be resolved (\(e))"
+                             + " in upstream \"\(n.upstream.name)\"")
             // "Host not found" is an answer: the name has no peers. Anything else keeps what it had.
             if e == .hostNotFound { update(n, to: []) }
-            again = e == .hostNotFound ? max(n.client.validForMs(n.host), 1000) : UInt64(max(n.upstream.resolverTimeout ?? 30_000, 1000))
+            again = e == .hostNotFound ? max(n.client.validForMs(asked, service: n.service != nil), 1000)
+                                       : UInt64(max(n.upstream.resolverTimeout ?? 30_000, 1000))
         }
         if !n.answered {
             n.answered = true
@@ -106,22 +156,32 @@ final class PeerResolver {
     }
 
     /// Makes the name's peers `found`: those gone are retired (requests on them finish), new ones added.
-    private func update(_ n: Name, to found: [ResolvedAddress]) {
+    private func update(_ n: Name, to found: [Found]) {
         let segment = engine.segment
         let now = vigil_monotonic_ms()
-        let wanted = found.map { DynamicPeer(upstream: n.upstreamIndex, server: n.serverIndex, host: $0.host, port: n.port,
-                                             isIPv6: $0.isIPv6, weight: n.server.weight, backup: n.server.backup) }
+        var wanted: [DynamicPeer] = []
+        for f in found where !wanted.contains(where: { $0.name == DynamicPeer.name(f.address.host, f.port, f.address.isIPv6) }) {
+            wanted.append(DynamicPeer(upstream: n.upstreamIndex, server: n.serverIndex, host: f.address.host, port: f.port,
+                                      isIPv6: f.address.isIPv6, weight: f.weight, backup: f.backup))
+        }
         var changed = false
-        for (name, slot) in n.peers where !wanted.contains(where: { $0.name == name }) {
+        // A peer whose SRV record changed (weight, priority) is replaced, keeping its verdict: workers read those
+        // when a peer joins.
+        var replaced: [String: PeerState] = [:]
+        for (name, slot) in n.peers where !wanted.contains(where: { $0.name == name && segment.dynamicPeer(slot: slot) == $0 }) {
             engine.removeProber(slot: slot)
+            if wanted.contains(where: { $0.name == name }) {
+                replaced[name] = segment.slot(slot).read()
+            } else {
+                engine.log.notice("server \(name) removed from upstream \"\(n.upstream.name)\": \(n.service ?? n.host) no longer resolves to it")
+            }
             segment.retireDynamicPeer(slot: slot, nowMs: now)
             n.peers[name] = nil
             changed = true
-            engine.log.notice("server \(name) removed from upstream \"\(n.upstream.name)\": \(n.host) no longer resolves to it")
         }
         let check = n.server.down ? nil : n.upstream.check
         for p in wanted where n.peers[p.name] == nil {
-            let state = check.map { PeerState.unseen(down: $0.defaultDown) } ?? PeerState(down: false)
+            let state = replaced[p.name] ?? check.map { PeerState.unseen(down: $0.defaultDown) } ?? PeerState(down: false)
             guard let slot = segment.addDynamicPeer(p, state: state, type: check?.type.code ?? 0,
                                                     checkPort: UInt16(check?.port ?? 0), nowMs: now) else {
                 engine.log.error("cannot add new server \(p.name) to upstream \"\(n.upstream.name)\", memory exhausted: "
@@ -130,7 +190,9 @@ final class PeerResolver {
             }
             n.peers[p.name] = slot
             changed = true
-            engine.log.notice("server \(p.name) added to upstream \"\(n.upstream.name)\": \(n.host) resolves to it")
+            if replaced[p.name] == nil {
+                engine.log.notice("server \(p.name) added to upstream \"\(n.upstream.name)\": \(n.service ?? n.host) resolves to it")
+            }
             if let check { engine.addProber(slot: slot, peer: checkedPeer(n, p, check)) }
         }
         if changed { segment.publishMembership() }

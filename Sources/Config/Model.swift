@@ -211,6 +211,9 @@ public struct UpstreamServer: Sendable {
     /// `resolve` on a name: no addresses at load; the checker's thread resolves `host` while running and the
     /// peers it finds (on `port`) join the upstream (nginx 1.27.3's run-time resolution).
     public var resolve: (host: String, port: UInt16)? = nil
+    /// `service=NAME` with `resolve`: the SRV name asked (nginx's: `_NAME._tcp.host`, or `NAME.host` when NAME has
+    /// a dot); its records give the peers' ports and weights, the lowest priority primary and the rest backup.
+    public var service: String? = nil
 
     public init(text: String, addresses: [PeerAddress], location: SourceLocation) {
         self.text = text

@@ -318,6 +318,17 @@ enum UpstreamDirectives {
         if text.hasPrefix("unix:") {
             guard text.count > 5 else { throw call.error("no path in the unix domain socket \"\(text)\"") }
             server = UpstreamServer(text: text, addresses: [PeerAddress(host: text, port: 0, isIPv6: false)], location: call.location)
+        } else if let service = call.args.dropFirst().last(where: { $0.hasPrefix("service=") }) {
+            // nginx's order of checks for an SRV server.
+            guard service.count > 8 else { throw call.error("service is empty") }
+            guard call.args.dropFirst().contains("resolve") else { throw call.error("service upstream \"\(text)\" requires \"resolve\" parameter") }
+            guard let hp = Resolver.splitHostPort(text), !hp.host.isEmpty else { throw call.error("no host in upstream \"\(text)\"") }
+            guard hp.port == nil else { throw call.error("service upstream \"\(text)\" may not have port") }
+            guard !Resolver.isNumeric(hp.host) else { throw call.error("service upstream \"\(text)\" requires domain name") }
+            let name = String(service.dropFirst(8))
+            server = UpstreamServer(text: text, addresses: [], location: call.location)
+            server.resolve = (hp.host, 0)
+            server.service = (name.contains(".") ? name : "_\(name)._tcp") + "." + hp.host
         } else if call.args.dropFirst().contains("resolve"), let (host, port) = Resolver.hostAndPort(text, defaultPort: 80),
                   !Resolver.isNumeric(host) {
             // As nginx: a name is not resolved now but while running (a numeric address needs no resolving).
@@ -360,7 +371,7 @@ enum UpstreamDirectives {
                 }
             } else if p == "down" {
                 server.down = true
-            } else if p == "resolve" {
+            } else if p == "resolve" || (p.hasPrefix("service=") && server.service != nil) {
                 continue
             } else {
                 throw call.invalidParameter(p)

@@ -24,7 +24,8 @@ public struct DynamicPeer: Equatable, Sendable {
     }
 
     /// `host:port`, `[v6]:port`: how the status pages and the log name it.
-    public var name: String { isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    public var name: String { DynamicPeer.name(host, port, isIPv6) }
+    public static func name(_ host: String, _ port: UInt16, _ isIPv6: Bool) -> String { isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
 /// The segment's room for peers that appear at run time: after the configured peers' slots come
@@ -75,21 +76,24 @@ extension Segment {
 
     /// The active dynamic peers, each with its slot index: what a worker balances over and the checker probes.
     public func activeDynamicPeers() -> [(slot: Int, peer: DynamicPeer)] {
-        var out: [(Int, DynamicPeer)] = []
-        for j in 0..<min(dynamicUsed, dynamicCapacity) where vigil_load_acquire_u32(state(j)) == DynamicRecords.active {
-            let r = record(j)
-            let flags = r.load(fromByteOffset: DynamicRecords.flagsOffset, as: UInt32.self)
-            let p = DynamicPeer(upstream: Int(r.load(fromByteOffset: DynamicRecords.upstreamOffset, as: UInt16.self)),
-                                server: Int(r.load(fromByteOffset: DynamicRecords.serverOffset, as: UInt16.self)),
-                                host: string(at: UInt32(r - base + DynamicRecords.hostOffset)),
-                                port: r.load(fromByteOffset: DynamicRecords.portOffset, as: UInt16.self),
-                                isIPv6: r.load(fromByteOffset: DynamicRecords.ipv6Offset, as: UInt8.self) != 0,
-                                weight: Int(r.load(fromByteOffset: DynamicRecords.weightOffset, as: UInt32.self)),
-                                backup: flags & 1 != 0)
-            // A record retired and reused while it was read is left for the next scan (the version moved).
-            if vigil_load_acquire_u32(state(j)) == DynamicRecords.active { out.append((peerCount + j, p)) }
-        }
-        return out
+        (0..<min(dynamicUsed, dynamicCapacity)).compactMap { j in dynamicPeer(slot: peerCount + j).map { (peerCount + j, $0) } }
+    }
+
+    /// The peer in dynamic slot `slot`, if it is active.
+    public func dynamicPeer(slot: Int) -> DynamicPeer? {
+        let j = slot - peerCount
+        guard j >= 0, j < dynamicCapacity, vigil_load_acquire_u32(state(j)) == DynamicRecords.active else { return nil }
+        let r = record(j)
+        let flags = r.load(fromByteOffset: DynamicRecords.flagsOffset, as: UInt32.self)
+        let p = DynamicPeer(upstream: Int(r.load(fromByteOffset: DynamicRecords.upstreamOffset, as: UInt16.self)),
+                            server: Int(r.load(fromByteOffset: DynamicRecords.serverOffset, as: UInt16.self)),
+                            host: string(at: UInt32(r - base + DynamicRecords.hostOffset)),
+                            port: r.load(fromByteOffset: DynamicRecords.portOffset, as: UInt16.self),
+                            isIPv6: r.load(fromByteOffset: DynamicRecords.ipv6Offset, as: UInt8.self) != 0,
+                            weight: Int(r.load(fromByteOffset: DynamicRecords.weightOffset, as: UInt32.self)),
+                            backup: flags & 1 != 0)
+        // A record retired and reused while it was read is left for the next scan (the version moved).
+        return vigil_load_acquire_u32(state(j)) == DynamicRecords.active ? p : nil
     }
 
     /// Single writer (the checker's thread): takes a record for `peer` and fills its slot with `state`, checked

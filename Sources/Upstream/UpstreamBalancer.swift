@@ -95,6 +95,7 @@ public final class UpstreamBalancer {
                 var line = server
                 line.text = address.description   // consistent hashing places each address, not the name
                 line.addresses = [address]
+                line.weight = max(found.weight, 1)   // an SRV record's, else the line's
                 peer = Peer(address: address, server: line, slot: d.upstream.check == nil || server.down ? nil : slot,
                             scale: d.scale, dynamicSlot: slot)
             }

@@ -46,8 +46,21 @@ final class ResolveDirectiveTests: XCTestCase {
         assertError(upstream("resolver 127.0.0.1; resolver 127.0.0.2; server 127.0.0.1:1;"), #""resolver" directive is duplicate"#, line: 4)
         assertError(upstream("resolver_timeout 1s; resolver_timeout 2s; server 127.0.0.1:1;"), #""resolver_timeout" directive is duplicate"#, line: 4)
         assertError(upstream("resolver_timeout 1x; server 127.0.0.1:1;"), #""resolver_timeout" directive invalid value"#, line: 4)
-        // SRV (`service=`) is not there yet: refused as nginx built without it refuses it.
-        assertError(upstream("zone u 64k; resolver 127.0.0.1; server backend.invalid service=http resolve;"),
-                    #"invalid parameter "service=http""#, line: 4)
+    }
+
+    /// `service=` as nginx 1.27.3 reads it: a plain name is RFC 2782's `_NAME._tcp.`, one with a dot is used as
+    /// given; the server needs `resolve`, a domain name and no port.
+    func testServiceNames() throws {
+        let conf = try XCTUnwrap(assertLoads(upstream("zone u 64k; resolver 127.0.0.1;\n"
+            + "server backend.invalid service=http resolve;\n"
+            + "server example.invalid service=server1.backend resolve backup;")))
+        let servers = try XCTUnwrap(conf.http?.upstream(named: "u")?.servers)
+        XCTAssertEqual(servers.map { $0.service }, ["_http._tcp.backend.invalid", "server1.backend.example.invalid"])
+        XCTAssertEqual(servers.map { $0.resolve?.host }, ["backend.invalid", "example.invalid"])
+        let head = "zone u 64k; resolver 127.0.0.1;\n"
+        assertError(upstream(head + "server backend.invalid service=http;"), #"service upstream "backend.invalid" requires "resolve" parameter"#, line: 5)
+        assertError(upstream(head + "server backend.invalid:80 service=http resolve;"), #"service upstream "backend.invalid:80" may not have port"#, line: 5)
+        assertError(upstream(head + "server 127.0.0.1 service=http resolve;"), #"service upstream "127.0.0.1" requires domain name"#, line: 5)
+        assertError(upstream(head + "server backend.invalid service= resolve;"), "service is empty", line: 5)
     }
 }

@@ -89,6 +89,49 @@ final class ResolvePeersTests: XCTestCase {
         XCTAssertEqual(rows.map { $0[4] }, ["2", "2"], "carried with their rise counts, not probed anew: \(rows)")
     }
 
+    /// `service=http`: the SRV records of _http._tcp.app.test give each target's port and weight; the lowest
+    /// priority is primary and the rest backup; a target whose address changes is followed.
+    func testServiceRecordsGivePortsWeightsAndBackups() throws {
+        vigil = try Vigil(config: Vigil.config(workers: 1, http: """
+            upstream app {
+                zone app 64k;
+                resolver 127.0.0.1:\(dnsPort) valid=1s;
+                resolver_timeout 1s;
+                server app.test service=http resolve;
+                check interval=30000 rise=1 fall=1 timeout=1000 type=http;
+            }
+            server {
+                listen 127.0.0.1:\(port);
+                location / { proxy_pass http://app; }
+                location /status { check_status csv; }
+            }
+            """))
+        hosts = vigil.prefix + "/dns-hosts"
+        try "127.0.0.1 b1.test\n127.0.0.2 b2.test\n127.0.0.3 b3.test\n".write(toFile: hosts, atomically: true, encoding: .utf8)
+        _ = try vigil.start()
+        dns = try ResolverTests.DNSServer(hosts: hosts, port: dnsPort, extra: [
+            "--srv-host=_http._tcp.app.test,b1.test,\(backend),10,1", "--srv-host=_http._tcp.app.test,b2.test,\(backend),10,3",
+            "--srv-host=_http._tcp.app.test,b3.test,\(backend),20,1",
+        ])
+        XCTAssertTrue(waitFor(5) { self.statusRows().count == 3 && !self.statusRows().contains { $0.contains(",down,") } },
+                      "\(statusRows())\n\(vigil.errorLog())")
+        let seen = bodies(40)
+        XCTAssertEqual(seen.keys.sorted(), ["1", "2"], "b3 has a higher priority number: a backup")
+        XCTAssertEqual(seen["2"], 30, "weights 1 and 3 from the records: \(seen)")
+        // b1 and b2 move to addresses where nothing listens: their new peers fail their first probe, and the
+        // backup takes the traffic; no request fails on the way.
+        try "127.0.0.4 b1.test\n127.0.0.5 b2.test\n127.0.0.3 b3.test\n".write(toFile: hosts, atomically: true, encoding: .utf8)
+        dns?.reload()
+        var during: [String: Int] = [:]
+        XCTAssertTrue(waitFor(5, interval: 1_000) {
+            for (k, v) in self.bodies(1) { during[k, default: 0] += v }
+            return during["3"] != nil
+        }, "\(during)")
+        XCTAssertEqual(Set(during.keys).subtracting(["1", "2", "3"]), [], "\(during)")
+        XCTAssertEqual(bodies(6).keys.sorted(), ["3"])
+        XCTAssertTrue(vigil.errorLog().contains("server 127.0.0.4:\(backend) added to upstream \"app\": _http._tcp.app.test resolves to it"))
+    }
+
     func testResolvedPeersFollowTheNameAndNewOnesAreCheckedAtOnce() throws {
         vigil = try Vigil(config: Vigil.config(workers: 2, http: """
             upstream app {

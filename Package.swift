@@ -40,6 +40,9 @@ let package = Package(
         .target(name: "HTTP", dependencies: ["Core"], path: "Sources/HTTP", swiftSettings: hotPath),
         // nginx's `resolver`: a DNS client on a worker's event loop.
         .target(name: "DNS", dependencies: ["Core", "CShim", "Config", "Event"], path: "Sources/DNS", swiftSettings: hotPath),
+        // nginx-upsync-module's etcd source on etcd's v3 API: a watch client on an event loop, its messages read
+        // strictly.
+        .target(name: "Etcd", dependencies: ["Core", "Event", "HTTP"], path: "Sources/Etcd", swiftSettings: v5),
         // Balancers (a file per algorithm), the keepalive pool, UpstreamConnection (connect, TLS handshake and
         // verification, timeouts) for the proxy and the checker alike, the retry policy.
         .target(name: "Upstream", dependencies: ["Core", "CShim", "Config", "ShmTable", "Event", "TLS"], path: "Sources/Upstream", swiftSettings: hotPath),
@@ -69,6 +72,7 @@ let package = Package(
         .testTarget(name: "ShmTableTests", dependencies: ["ShmTable"], path: "Tests/ShmTableTests", swiftSettings: v5),
         .testTarget(name: "ChecksTests", dependencies: ["Checks", "Config", "Core", "ShmTable", "FuzzSupport"], path: "Tests/ChecksTests", swiftSettings: v5),
         .testTarget(name: "DNSTests", dependencies: ["DNS", "Event", "FuzzSupport"], path: "Tests/DNSTests", swiftSettings: v5),
+        .testTarget(name: "EtcdTests", dependencies: ["Etcd", "Core", "Event", "TestHarness"], path: "Tests/EtcdTests", swiftSettings: v5),
         .testTarget(name: "TLSTests", dependencies: ["TLS", "Config"], path: "Tests/TLSTests", swiftSettings: v5),
         .testTarget(name: "GzipTests", dependencies: ["Gzip", "CZlib"], path: "Tests/GzipTests", swiftSettings: v5),
         .testTarget(name: "CoreTests", dependencies: ["Core", "CShim"], path: "Tests/CoreTests", swiftSettings: v5),

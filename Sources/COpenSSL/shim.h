@@ -11,7 +11,8 @@
 #include <openssl/evp.h>
 #include <openssl/core_names.h>
 
-// MD5 and SHA-1 without the EVP layer, for auth_basic's `$apr1$` (1002 digests a check) and `{SHA}`: EVP's
+// MD5 and SHA-1 without the EVP layer, for auth_basic's `$apr1$` (1002 digests a check) and `{SHA}` (and SHA-256
+// for the credentials it remembers): EVP's
 // per-digest dispatch costs twice the digest itself there, where nginx calls its own MD5. OpenSSL 3 marks the
 // low-level calls deprecated; the wrappers keep them usable without warnings.
 #define VIGIL_SUPPRESS_BEGIN _Pragma("clang diagnostic push") _Pragma("clang diagnostic ignored \"-Wdeprecated-declarations\"")
@@ -25,6 +26,13 @@ static inline void vigil_md5_final(MD5_CTX *c, unsigned char *out) { MD5_Final(o
 static inline void vigil_sha1_init(SHA_CTX *c) { SHA1_Init(c); }
 static inline void vigil_sha1_update(SHA_CTX *c, const void *p, size_t n) { SHA1_Update(c, p, n); }
 static inline void vigil_sha1_final(SHA_CTX *c, unsigned char *out) { SHA1_Final(out, c); }
+// Not OpenSSL's one-shot SHA256(): in OpenSSL 3 it fetches the algorithm through EVP on every call.
+static inline void vigil_sha256(const void *p, size_t n, unsigned char *out) {
+    SHA256_CTX c;
+    SHA256_Init(&c);
+    SHA256_Update(&c, p, n);
+    SHA256_Final(out, &c);
+}
 VIGIL_SUPPRESS_END
 
 static inline long vigil_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mode); }

@@ -264,6 +264,10 @@ public final class Upstream {
     public var resolverTimeout: Int? = nil
     /// Whether some `server` resolves its name at run time.
     public var resolves: Bool { servers.contains { $0.resolve != nil } }
+    /// `upsync … upsync_type=etcd`: servers kept under a key prefix in etcd.
+    public var upsync: UpsyncSource? = nil
+    /// `upsync_dump_path` may come before `upsync`.
+    var pendingUpsyncDumpPath: String? = nil
     /// Companion directives may precede `check`; they are kept here and merged at the end.
     var pendingCheck = CheckSettings()
     var sawHTTPSend = false

@@ -95,23 +95,28 @@ extension RequestPipeline {
 }
 
 /// nginx's auth_basic module: the user and password of `Authorization: Basic` against a password file read
-/// for each request, as nginx reads it (`user:password[:comment]` lines, `#` comments), in pieces on the stack.
+/// for each request, as nginx reads it (`user:password[:comment]` lines, `#` comments), in pieces on the stack;
+/// a header that matched the file as it still is comes through the worker's CredentialCache instead.
 enum AuthBasic {
     static func check(_ r: RequestContext) -> AccessVerdict {
-        let auth = r.settings.auth
-        guard let realmValue = auth.basicRealm, let file = auth.basicUserFile else { return .declined }
+        guard let realmValue = r.settings.auth.basicRealm, let file = r.settings.auth.basicUserFile else { return .declined }
         let realm = realmValue.render(r)
         if realm == "off" { return .declined }
         func challenge() -> AccessVerdict {
             r.access.challenges.append("Basic realm=\"\(realm)\"")
             return .denied(401)
         }
-        guard let (credentials, colon) = Variables.basicCredentials(r.header("authorization")) else {
+        let path = r.service.config.fullConfPath(file.render(r))
+        let header = r.withHeader("authorization", CredentialCache.HeaderDigest.init)
+        if let header, let file = r.service.credentials.identity(of: path, iteration: r.service.loop.nowUs),
+           r.service.credentials.admits(header, path: path, file: file) {
+            return .allowed
+        }
+        guard let (credentials, colon) = r.withHeader("authorization", Variables.basicCredentials) ?? nil else {
             r.log.info("no user/password was provided for basic authentication\(r.logContext)")
             return challenge()
         }
         let user = credentials[..<colon], password = credentials[(colon + 1)...]
-        let path = r.service.config.fullConfPath(file.render(r))
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             // As nginx: a file that is not there is a 403, any other failure a 500.
@@ -129,6 +134,10 @@ enum AuthBasic {
         var name: String { String(decoding: user, as: UTF8.self) }
         switch outcome {
         case .matched(true):
+            // The identity of the file as read, not as first seen: it may have been replaced in between.
+            if let header, let file = CredentialCache.FileIdentity(fd: fd) {
+                r.service.credentials.remember(header, path: path, file: file)
+            }
             return .allowed
         case .matched(false):
             r.log.error("user \"\(name)\": password mismatch\(r.logContext)")

@@ -64,6 +64,8 @@ public final class HTTPService {
     var fieldLists = ArrayPool<HeaderField>(keep: 32, maxCapacity: 64)
     /// Deflate streams of finished gzip responses, reset for the next.
     public let gzipStreams = GzipPool()
+    /// The Authorization headers auth_basic let in, with the password files they matched.
+    var credentials = CredentialCache()
     /// The limit_req and limit_conn zones, by their index in the configuration's `limitZones`.
     let limitZones: [LimitZoneUse]
     /// `proxy_pass` locations' handler (HTTPProxy attaches itself).

@@ -13,23 +13,27 @@ enum PasswordHash {
     /// Both are C strings to nginx: the password ends at a NUL byte.
     static func matches(_ password: ArraySlice<UInt8>, _ stored: UnsafeRawBufferPointer) -> Bool? {
         let key = password.prefix { $0 != 0 }
-        if stored.starts(with: "{PLAIN}".utf8) { return same(key, stored.dropFirst(7)) }
+        if begins(stored, "{PLAIN}") { return same(key, stored.dropFirst(7)) }
         var out: [UInt8] = []
-        if stored.starts(with: "$apr1$".utf8) {
+        if begins(stored, "$apr1$") {
             apr1(key, salt: stored.dropFirst(6), into: &out)
-        } else if stored.starts(with: "{SSHA}".utf8) {
+        } else if begins(stored, "{SSHA}") {
             // base64(SHA1(key salt) salt); a value that does not decode to more than a digest has no salt.
-            let decoded = Base64.decode(String(decoding: stored.dropFirst(6), as: UTF8.self)) ?? []
+            let decoded = Base64.decode(stored.dropFirst(6)) ?? []
             let salt = decoded.count > 20 ? decoded[20...] : []
             out.append(contentsOf: "{SSHA}".utf8)
             Base64.encode(sha1(key, salt) + salt, into: &out)
-        } else if stored.starts(with: "{SHA}".utf8) {
+        } else if begins(stored, "{SHA}") {
             out.append(contentsOf: "{SHA}".utf8)
             Base64.encode(sha1(key, []), into: &out)
         } else {
             return crypt(key, stored)
         }
         return same(out[...], stored[...])
+    }
+
+    private static func begins(_ stored: UnsafeRawBufferPointer, _ scheme: StaticString) -> Bool {
+        stored.count >= scheme.utf8CodeUnitCount && memcmp(stored.baseAddress!, scheme.utf8Start, scheme.utf8CodeUnitCount) == 0
     }
 
     /// The whole-string comparison, in a time that does not depend on where they first differ.

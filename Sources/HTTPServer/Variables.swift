@@ -132,7 +132,7 @@ struct Variables {
             }
             return nil
         case .cookie(let name): return Variables.cookie(name, in: request.joinedHeader("cookie"))
-        case .remoteUser: return Variables.basicUser(request.header("authorization"))
+        case .remoteUser: return Variables.basicUser(request)
         case .user(let i): return request.userValue(i) ?? mapped(i)
         case .capture(let n): return request.captures?.group(n)
         case .timeISO8601: return Clock.iso8601()
@@ -201,15 +201,19 @@ struct Variables {
 
     /// `$remote_user`: the user of an `Authorization: Basic` header, as nginx decodes it (nil when there is none
     /// or it is not valid base64 with a colon).
-    static func basicUser(_ header: String?) -> String? {
-        basicCredentials(header).map { String(decoding: $0.decoded[..<$0.colon], as: UTF8.self) }
+    static func basicUser(_ request: RequestContext) -> String? {
+        request.withHeader("authorization") { value in
+            basicCredentials(value).map { String(decoding: $0.decoded[..<$0.colon], as: UTF8.self) }
+        } ?? nil
     }
 
     /// `Authorization: Basic` decoded, with where its first ":" is, as nginx's ngx_http_auth_basic_user takes
-    /// it: nil without a user (an empty one too) or a colon.
-    static func basicCredentials(_ header: String?) -> (decoded: [UInt8], colon: Int)? {
-        guard let header, header.count > 6, header.prefix(6).lowercased() == "basic " else { return nil }
-        guard let decoded = Base64.decode(header.dropFirst(6).drop(while: { $0 == " " })),
+    /// it: nil without a user (an empty one too) or a colon. Read as bytes: a request checked by auth_basic
+    /// goes through here every time.
+    static func basicCredentials(_ value: UnsafeRawBufferPointer) -> (decoded: [UInt8], colon: Int)? {
+        guard value.count > 6, RequestParser.matches(value.prefix(6), lowercase: "basic ") else { return nil }
+        let encoded = value.dropFirst(6).drop { $0 == UInt8(ascii: " ") }
+        guard let decoded = Base64.decode(encoded),
               let colon = decoded.firstIndex(of: UInt8(ascii: ":")), colon > 0 else { return nil }
         return (decoded, colon)
     }

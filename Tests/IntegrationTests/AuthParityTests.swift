@@ -226,4 +226,61 @@ final class AuthParityTests: XCTestCase {
         let body = r.text.replacingOccurrences(of: "nginx/1.22.1", with: "SERVER").replacingOccurrences(of: "vigil/0.1.0", with: "SERVER")
         return ["\(r.status)"] + fields + [body.debugDescription]
     }
+
+    /// A worker remembers the headers it let in, but only against the password file as it was: an edit of the
+    /// same size within the same second, a file renamed over it, a chmod and a removed user each take effect on
+    /// the very next request, as with nginx's read per request; every refusal still logs its line.
+    func testRememberedCredentialsFollowTheFile() throws {
+        let port = freePort()
+        let vigil = try Vigil(config: "")
+        defer { vigil.cleanup() }
+        let file = vigil.prefix + "/htpasswd"
+        let sha = { (password: String) in
+            runCommand("/usr/bin/python3", ["-c", "import base64, hashlib; print('{SHA}' + base64.b64encode(hashlib.sha1(b'\(password)').digest()).decode())"])
+                .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        try "u:\(sha("first-pw"))\n".write(toFile: file, atomically: false, encoding: .utf8)
+        let root = try vigil.htmlRoot([("index.html", Array("in\n".utf8))])
+        try vigil.write(config: Vigil.config(workers: 1, http: """
+            server {
+                listen 127.0.0.1:\(port);
+                root \(root);
+                location / { auth_basic x; auth_basic_user_file \(file); add_header X-User $remote_user; }
+            }
+            """))
+        _ = try vigil.start()
+        func status(_ password: String) throws -> Int {
+            let auth = "Authorization: Basic " + Data("u:\(password)".utf8).base64EncodedString()
+            return try httpExchange(port, getRequest("/", headers: [auth, "Connection: close"])).status
+        }
+        func mismatches() -> Int { vigil.errorLog().components(separatedBy: "user \"u\": password mismatch").count - 1 }
+
+        for _ in 0..<3 { XCTAssertEqual(try status("first-pw"), 200) }
+        let remembered = try httpExchange(port, getRequest("/", headers: ["Authorization: Basic " + Data("u:first-pw".utf8).base64EncodedString(),
+                                                                          "Connection: close"]))
+        XCTAssertEqual([remembered.text, remembered.header("X-User")], ["in\n", "u"])
+        // Rewritten in place, same inode and size: the old password is out at once.
+        try "u:\(sha("other-pw"))\n".write(toFile: file, atomically: false, encoding: .utf8)
+        XCTAssertEqual(try status("first-pw"), 401)
+        XCTAssertEqual(try status("other-pw"), 200)
+        // Replaced by a rename, as htpasswd and editors do.
+        try "u:\(sha("third-pw"))\n".write(toFile: file, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try status("other-pw"), 401)
+        XCTAssertEqual(try status("third-pw"), 200)
+        // Unreadable to the worker: nginx's 500, until it is readable again.
+        XCTAssertEqual(chmod(file, 0), 0)
+        XCTAssertEqual(try status("third-pw"), 500)
+        XCTAssertEqual(chmod(file, 0o644), 0)
+        XCTAssertEqual(try status("third-pw"), 200)
+        // The user removed.
+        try "someone:{PLAIN}else\n".write(toFile: file, atomically: false, encoding: .utf8)
+        XCTAssertEqual(try status("third-pw"), 401)
+        XCTAssertTrue(vigil.errorLog().contains("user \"u\" was not found in \"\(file)\""))
+        // A refusal is never remembered: each one reads the file and logs.
+        try "u:\(sha("third-pw"))\n".write(toFile: file, atomically: false, encoding: .utf8)
+        let before = mismatches()
+        for _ in 0..<3 { XCTAssertEqual(try status("wrong"), 401) }
+        XCTAssertEqual(mismatches() - before, 3)
+        XCTAssertFalse(vigil.errorLog().contains("[alert]"))
+    }
 }

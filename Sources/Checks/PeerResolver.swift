@@ -47,7 +47,6 @@ final class PeerResolver {
     unowned let engine: CheckEngine
     private var names: [Name] = []
     private var clients: [String: DNSClient] = [:]
-    private var unresolved = 0
 
     init(engine: CheckEngine, upstreams: [Upstream]) {
         self.engine = engine
@@ -69,7 +68,7 @@ final class PeerResolver {
                 names.append(name)
             }
         }
-        unresolved = names.count
+        engine.pendingFirstAnswers += names.count
     }
 
     /// Asks for every name now.
@@ -149,53 +148,25 @@ final class PeerResolver {
         }
         if !n.answered {
             n.answered = true
-            unresolved -= 1
-            if unresolved == 0 { engine.segment.markNamesResolved() }
+            engine.firstAnswerCame()
         }
         n.timer.rearm(after: again) { [unowned self, unowned n] in self.resolve(n) }
     }
 
-    /// Makes the name's peers `found`: those gone are retired (requests on them finish), new ones added.
+    /// Makes the name's peers `found`.
     private func update(_ n: Name, to found: [Found]) {
-        let segment = engine.segment
-        let now = vigil_monotonic_ms()
         var wanted: [DynamicPeer] = []
         for f in found where !wanted.contains(where: { $0.name == DynamicPeer.name(f.address.host, f.port, f.address.isIPv6) }) {
             wanted.append(DynamicPeer(upstream: n.upstreamIndex, server: n.serverIndex, host: f.address.host, port: f.port,
                                       isIPv6: f.address.isIPv6, weight: f.weight, backup: f.backup))
         }
-        var changed = false
-        // A peer whose SRV record changed (weight, priority) is replaced, keeping its verdict: workers read those
-        // when a peer joins.
-        var replaced: [String: PeerState] = [:]
-        for (name, slot) in n.peers where !wanted.contains(where: { $0.name == name && segment.dynamicPeer(slot: slot) == $0 }) {
-            engine.removeProber(slot: slot)
-            if wanted.contains(where: { $0.name == name }) {
-                replaced[name] = segment.slot(slot).read()
-            } else {
-                engine.log.notice("server \(name) removed from upstream \"\(n.upstream.name)\": \(n.service ?? n.host) no longer resolves to it")
-            }
-            segment.retireDynamicPeer(slot: slot, nowMs: now)
-            n.peers[name] = nil
-            changed = true
-        }
+        let asked = n.service ?? n.host, upstream = n.upstream.name
         let check = n.server.down ? nil : n.upstream.check
-        for p in wanted where n.peers[p.name] == nil {
-            let state = replaced[p.name] ?? check.map { PeerState.unseen(down: $0.defaultDown) } ?? PeerState(down: false)
-            guard let slot = segment.addDynamicPeer(p, state: state, type: check?.type.code ?? 0,
-                                                    checkPort: UInt16(check?.port ?? 0), nowMs: now) else {
-                engine.log.error("cannot add new server \(p.name) to upstream \"\(n.upstream.name)\", memory exhausted: "
-                                 + "check_shm_size holds \(segment.dynamicCapacity) resolved peers")
-                break
-            }
-            n.peers[p.name] = slot
-            changed = true
-            if replaced[p.name] == nil {
-                engine.log.notice("server \(p.name) added to upstream \"\(n.upstream.name)\": \(n.service ?? n.host) resolves to it")
-            }
-            if let check { engine.addProber(slot: slot, peer: checkedPeer(n, p, check)) }
+        if engine.syncDynamicPeers(&n.peers, to: wanted, upstream: n.upstream, hostName: n.host, check: { _ in check },
+                                   added: { "server \($0) added to upstream \"\(upstream)\": \(asked) resolves to it" },
+                                   removed: { "server \($0) removed from upstream \"\(upstream)\": \(asked) no longer resolves to it" }) {
+            engine.segment.publishMembership()
         }
-        if changed { segment.publishMembership() }
     }
 
     private func checkedPeer(_ n: Name, _ p: DynamicPeer, _ check: CheckSettings) -> CheckedPeer {

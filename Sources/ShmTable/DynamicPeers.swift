@@ -12,8 +12,15 @@ public struct DynamicPeer: Equatable, Sendable {
     public var isIPv6: Bool
     public var weight: Int
     public var backup: Bool
+    /// A peer from a store (upsync's etcd) carries its own parameters; one from a name takes its `server`
+    /// line's (nil here).
+    public var maxFails: Int? = nil
+    /// Seconds.
+    public var failTimeout: Int? = nil
+    public var down = false
 
-    public init(upstream: Int, server: Int, host: String, port: UInt16, isIPv6: Bool, weight: Int = 1, backup: Bool = false) {
+    public init(upstream: Int, server: Int, host: String, port: UInt16, isIPv6: Bool, weight: Int = 1, backup: Bool = false,
+                maxFails: Int? = nil, failTimeout: Int? = nil, down: Bool = false) {
         self.upstream = upstream
         self.server = server
         self.host = host
@@ -21,6 +28,9 @@ public struct DynamicPeer: Equatable, Sendable {
         self.isIPv6 = isIPv6
         self.weight = weight
         self.backup = backup
+        self.maxFails = maxFails
+        self.failTimeout = failTimeout
+        self.down = down
     }
 
     /// `host:port`, `[v6]:port`: how the status pages and the log name it.
@@ -37,7 +47,8 @@ public struct DynamicPeer: Equatable, Sendable {
 /// for long; when no record is free the add fails and the caller logs it.
 ///
 ///     record: 0 state u32 (0 free, 1 active, 2 retired) · 4 server u16 · 6 upstream u16 · 8 retired at (ms)
-///             16 weight u32 · 20 flags u32 (bit 0 backup) · 24 port u16 · 26 IPv6 u8
+///             16 weight u32 · 20 flags u32 (bit 0 backup, bit 1 down, bit 2 own max_fails and fail_timeout)
+///             24 port u16 · 26 IPv6 u8 · 28 max_fails u16 · 30 fail_timeout u16 (s)
 ///             32 host (u16 length + up to 46 bytes) · 80 name (u16 length + up to 46 bytes)
 public enum DynamicRecords {
     public static let recordSize = 128
@@ -47,7 +58,8 @@ public enum DynamicRecords {
 
     static let free: UInt32 = 0, active: UInt32 = 1, retired: UInt32 = 2
     static let stateOffset = 0, serverOffset = 4, upstreamOffset = 6, retiredAtOffset = 8
-    static let weightOffset = 16, flagsOffset = 20, portOffset = 24, ipv6Offset = 26
+    static let weightOffset = 16, flagsOffset = 20, portOffset = 24, ipv6Offset = 26, maxFailsOffset = 28, failTimeoutOffset = 30
+    static let backupFlag: UInt32 = 1, downFlag: UInt32 = 2, ownFailuresFlag: UInt32 = 4
     static let hostOffset = 32, nameOffset = 80, textRoom = 46
 }
 
@@ -85,13 +97,17 @@ extension Segment {
         guard j >= 0, j < dynamicCapacity, vigil_load_acquire_u32(state(j)) == DynamicRecords.active else { return nil }
         let r = record(j)
         let flags = r.load(fromByteOffset: DynamicRecords.flagsOffset, as: UInt32.self)
+        let own = flags & DynamicRecords.ownFailuresFlag != 0
         let p = DynamicPeer(upstream: Int(r.load(fromByteOffset: DynamicRecords.upstreamOffset, as: UInt16.self)),
                             server: Int(r.load(fromByteOffset: DynamicRecords.serverOffset, as: UInt16.self)),
                             host: string(at: UInt32(r - base + DynamicRecords.hostOffset)),
                             port: r.load(fromByteOffset: DynamicRecords.portOffset, as: UInt16.self),
                             isIPv6: r.load(fromByteOffset: DynamicRecords.ipv6Offset, as: UInt8.self) != 0,
                             weight: Int(r.load(fromByteOffset: DynamicRecords.weightOffset, as: UInt32.self)),
-                            backup: flags & 1 != 0)
+                            backup: flags & DynamicRecords.backupFlag != 0,
+                            maxFails: own ? Int(r.load(fromByteOffset: DynamicRecords.maxFailsOffset, as: UInt16.self)) : nil,
+                            failTimeout: own ? Int(r.load(fromByteOffset: DynamicRecords.failTimeoutOffset, as: UInt16.self)) : nil,
+                            down: flags & DynamicRecords.downFlag != 0)
         // A record retired and reused while it was read is left for the next scan (the version moved).
         return vigil_load_acquire_u32(state(j)) == DynamicRecords.active ? p : nil
     }
@@ -121,7 +137,11 @@ extension Segment {
         r.storeBytes(of: UInt16(peer.server), toByteOffset: DynamicRecords.serverOffset, as: UInt16.self)
         r.storeBytes(of: UInt16(peer.upstream), toByteOffset: DynamicRecords.upstreamOffset, as: UInt16.self)
         r.storeBytes(of: UInt32(clamping: peer.weight), toByteOffset: DynamicRecords.weightOffset, as: UInt32.self)
-        r.storeBytes(of: peer.backup ? UInt32(1) : 0, toByteOffset: DynamicRecords.flagsOffset, as: UInt32.self)
+        let own = peer.maxFails != nil || peer.failTimeout != nil
+        r.storeBytes(of: (peer.backup ? DynamicRecords.backupFlag : 0) | (peer.down ? DynamicRecords.downFlag : 0)
+                         | (own ? DynamicRecords.ownFailuresFlag : 0), toByteOffset: DynamicRecords.flagsOffset, as: UInt32.self)
+        r.storeBytes(of: UInt16(clamping: peer.maxFails ?? 0), toByteOffset: DynamicRecords.maxFailsOffset, as: UInt16.self)
+        r.storeBytes(of: UInt16(clamping: peer.failTimeout ?? 0), toByteOffset: DynamicRecords.failTimeoutOffset, as: UInt16.self)
         r.storeBytes(of: peer.port, toByteOffset: DynamicRecords.portOffset, as: UInt16.self)
         r.storeBytes(of: peer.isIPv6 ? UInt8(1) : 0, toByteOffset: DynamicRecords.ipv6Offset, as: UInt8.self)
         putText(peer.host, at: r + DynamicRecords.hostOffset)

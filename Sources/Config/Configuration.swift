@@ -56,7 +56,7 @@ public final class Configuration {
 
     /// The upstreams with `server … resolve`, in order: the segment keeps room for their peers, which the
     /// checker's thread resolves (a DynamicPeer names its upstream by this index).
-    public var resolvingUpstreams: [Upstream] { http?.upstreams.filter(\.resolves) ?? [] }
+    public var resolvingUpstreams: [Upstream] { http?.upstreams.filter(\.hasRunTimePeers) ?? [] }
 
     /// `limit_req_zone`s and `limit_conn_zone`s: the master maps one shared zone for each.
     public var limitZones: [LimitZoneSpec] { http?.limitZones ?? [] }

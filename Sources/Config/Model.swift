@@ -264,6 +264,10 @@ public final class Upstream {
     public var resolverTimeout: Int? = nil
     /// Whether some `server` resolves its name at run time.
     public var resolves: Bool { servers.contains { $0.resolve != nil } }
+    /// Whether peers join it at run time, from names (`resolve`) or from etcd (`upsync`).
+    public var hasRunTimePeers: Bool { resolves || upsync != nil }
+    /// The `server` line index a peer from etcd names: one past the configured lines.
+    public var upsyncLine: Int { servers.count }
     /// `upsync … upsync_type=etcd`: servers kept under a key prefix in etcd.
     public var upsync: UpsyncSource? = nil
     /// `upsync_dump_path` may come before `upsync`.

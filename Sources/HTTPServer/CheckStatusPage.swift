@@ -98,7 +98,8 @@ struct CheckStatusPage {
         var listed = peers.enumerated().map { (slot: $0.offset, upstream: $0.element.upstream, name: $0.element.address.description, check: $0.element.check) }
         for (slot, p) in service.segment.activeDynamicPeers() where p.upstream < resolving.count {
             let u = resolving[p.upstream]
-            guard let check = u.check, p.server < u.servers.count, !u.servers[p.server].down else { continue }
+            // A peer from etcd has no line of its own (its `server` is one past them) and says itself whether it is down.
+            guard let check = u.check, p.server <= u.servers.count, p.server == u.upsyncLine ? !p.down : !u.servers[p.server].down else { continue }
             listed.append((slot, u.name, p.name, check))
         }
         var rows: [Row] = []

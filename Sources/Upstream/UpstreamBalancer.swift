@@ -44,7 +44,7 @@ public final class UpstreamBalancer {
         self.segment = segment
         sticky = upstream.balancer == .ipHash || { if case .hash = upstream.balancer { return true } else { return false } }()
         failOpenPercent = upstream.failOpenPercent
-        firstVerdictWaitMs = UInt64(upstream.check?.timeout ?? (upstream.resolves ? 1000 : 0))
+        firstVerdictWaitMs = UInt64(upstream.check?.timeout ?? (upstream.hasRunTimePeers ? 1000 : 0))
         // slow_start ramps weights in steps of 1/16 of a unit of weight, for round robin and least_conn.
         let ramps = (method == .roundRobin || method == .leastConn) && upstream.check != nil && upstream.servers.contains { $0.slowStart > 0 }
         var p: [Peer] = [], b: [Peer] = []
@@ -63,15 +63,16 @@ public final class UpstreamBalancer {
         single = p.count == 1 && b.isEmpty
         totalWeight = p.reduce(0) { $0 + $1.weight }
         peerCount = (p + b).count(where: { !$0.configuredDown })
-        dynamicIndex = upstream.resolves ? segment?.dynamicUpstreamIndex(upstream.name) ?? -1 : -1
+        dynamicIndex = upstream.hasRunTimePeers ? segment?.dynamicUpstreamIndex(upstream.name) ?? -1 : -1
         configured = dynamicIndex >= 0 ? (upstream, p, b, ramps ? 16 : 1) : nil
         if case .hash(_, true) = method { points = ConsistentHashRing(primaries) }
         if case .random = method { draws = RandomDraws(seed: .random(in: .min ... .max)) }
         refreshMembership()
     }
 
-    /// With `resolve` servers: when the checker has published a change (one load to see), the list becomes the
-    /// configured peers plus the resolved ones now active. A peer still listed keeps its object (and its
+    /// With `resolve` servers or `upsync`: when the checker has published a change (one load to see), the list
+    /// becomes the configured peers plus the resolved ones now active; once etcd has given servers, they replace
+    /// the configured ones (upsync's bootstrap servers, or its dump's). A peer still listed keeps its object (and its
     /// round-robin state); one that left is dropped here, while requests already on it finish with it.
     @inline(__always) private func refreshMembership() {
         guard dynamicIndex >= 0, let seg = segment else { return }
@@ -84,19 +85,17 @@ public final class UpstreamBalancer {
         builtVersion = version
         var bySlot: [Int: Peer] = [:]
         for peer in primaries + backups { if let s = peer.dynamicSlot { bySlot[s] = peer } }
-        var p = d.primaries, b = d.backups
-        for (slot, found) in seg.activeDynamicPeers() where found.upstream == dynamicIndex && found.server < d.upstream.servers.count {
-            let server = d.upstream.servers[found.server]
+        let active = seg.activeDynamicPeers().filter { $0.peer.upstream == dynamicIndex && $0.peer.server <= d.upstream.upsyncLine }
+        let fromEtcd = d.upstream.upsync != nil && active.contains { $0.peer.server == d.upstream.upsyncLine }
+        var p = fromEtcd ? [] : d.primaries, b = fromEtcd ? [] : d.backups
+        for (slot, found) in active {
             let address = PeerAddress(host: found.host, port: found.port, isIPv6: found.isIPv6)
             let peer: Peer
-            if let kept = bySlot[slot], kept.address == address {
+            if let kept = bySlot[slot], kept.address == address, kept.configuredDown == found.down {
                 peer = kept
             } else {
-                var line = server
-                line.text = address.description   // consistent hashing places each address, not the name
-                line.addresses = [address]
-                line.weight = max(found.weight, 1)   // an SRV record's, else the line's
-                peer = Peer(address: address, server: line, slot: d.upstream.check == nil || server.down ? nil : slot,
+                let line = Self.line(for: found, address: address, in: d.upstream)
+                peer = Peer(address: address, server: line, slot: d.upstream.check == nil || line.down ? nil : slot,
                             scale: d.scale, dynamicSlot: slot)
             }
             if found.backup { b.append(peer) } else { p.append(peer) }
@@ -107,6 +106,20 @@ public final class UpstreamBalancer {
         totalWeight = p.reduce(0) { $0 + $1.weight }
         peerCount = (p + b).count(where: { !$0.configuredDown })
         if case .hash(_, true) = method { points = ConsistentHashRing(primaries) }
+    }
+
+    /// The `server` line a run-time peer balances as: its name's line with its own address (consistent hashing
+    /// places each address, not the name) and an SRV record's weight; or, from etcd, a line of its own values.
+    private static func line(for found: DynamicPeer, address: PeerAddress, in upstream: Upstream) -> UpstreamServer {
+        var line = found.server < upstream.servers.count ? upstream.servers[found.server]
+            : UpstreamServer(text: address.description, addresses: [address], location: upstream.declared ?? upstream.firstMention)
+        line.text = address.description
+        line.addresses = [address]
+        line.weight = max(found.weight, 1)
+        if let n = found.maxFails { line.maxFails = n }
+        if let s = found.failTimeout { line.failTimeout = s * 1000 }
+        if found.down { line.down = true }
+        return line
     }
 
     init(name: String, peers: [Peer]) {

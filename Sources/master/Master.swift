@@ -102,6 +102,7 @@ final class Master {
         let sockets: [ListeningSocket]
         do { sockets = try listeners.prepare(for: config, log: log) } catch { return fatal("\(error)") }
         if let err = SegmentPlan(config: config).fitError { return fatal(err) }
+        if let err = UpsyncStartup.unreadable(config, log: log) { return fatal(err) }
         let accessLogs: RequestLogFiles
         do {
             try WorkerFiles.makeTempDirectories(config)

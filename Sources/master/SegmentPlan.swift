@@ -98,6 +98,27 @@ struct SegmentPlan {
                     out.append((peer, state, kept.admin, check?.type.code ?? 0, UInt16(check?.port ?? 0)))
                 }
             }
+            // Servers from etcd stay while the upstream reads the same keys of the same etcd; the new checker's
+            // first read of the prefix then says what is there now.
+            guard let source = u.upsync else { continue }
+            guard let before, before.upsync?.authority == source.authority, before.upsync?.prefix == source.prefix,
+                  let oldIndex = previous.segment.dynamicUpstreamIndex(u.name) else {
+                allKnown = false
+                continue
+            }
+            let sameCheck = before.check == u.check
+            var any = false
+            for (slot, p) in previous.segment.activeDynamicPeers() where p.upstream == oldIndex && p.server == before.upsyncLine {
+                var peer = p
+                peer.upstream = k
+                peer.server = u.upsyncLine
+                let check = peer.down ? nil : u.check
+                let kept = previous.segment.slot(slot)
+                let state = sameCheck ? kept.read() : check.map { PeerState.unseen(down: $0.defaultDown) } ?? PeerState(down: false)
+                out.append((peer, state, kept.admin, check?.type.code ?? 0, UInt16(check?.port ?? 0)))
+                any = true
+            }
+            if !any { allKnown = false }
         }
         return (out, allKnown)
     }

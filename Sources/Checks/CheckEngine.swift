@@ -33,8 +33,8 @@ public final class CheckEngine {
     }
     /// `server … resolve` names, resolved on this loop (nil when no upstream has one).
     private var resolver: PeerResolver?
-    /// `upsync` sources, followed on this loop (nil when no upstream has one).
-    private var upsync: UpsyncFollower?
+    /// The stores of upstreams' servers (etcd, state files), followed on this loop (nil when no upstream has one).
+    private var stores: StoreFollower?
     /// Sources of run-time peers (names, etcd) still waiting for their first answer.
     var pendingFirstAnswers = 0
     private let resolving: [Upstream]
@@ -92,7 +92,7 @@ public final class CheckEngine {
         register(stopFd) { [unowned self] in self.loop.stop() }
         // Peers already in the dynamic slots get their probers with the configured ones.
         if resolving.contains(where: \.resolves) { resolver = PeerResolver(engine: self, upstreams: resolving) }
-        if resolving.contains(where: { $0.upsync != nil }) { upsync = UpsyncFollower(engine: self, upstreams: resolving) }
+        if resolving.contains(where: \.hasStore) { stores = StoreFollower(engine: self, upstreams: resolving) }
         // Peers new to the table are probed at once, 1 ms apart up to 1,000 of them, spread over one second past
         // that; peers with a state to go on from (carried over a reload, restored, or a previous checker's) start
         // at a random point of min(interval, 1 s), as the reference module's do.
@@ -111,7 +111,7 @@ public final class CheckEngine {
         }
         running = true
         resolver?.start()
-        upsync?.start()
+        stores?.start()
         heartbeat()
         // The segment's doorbell: some worker asked for a re-check. Drained before the scan, so a request made
         // during the scan rings again; requests rung before this checker ran (an election in between) keep it
@@ -119,13 +119,14 @@ public final class CheckEngine {
         register(segment.doorbell) { [unowned self] in
             vigil_eventfd_drain(self.segment.doorbell)
             self.takeRechecks()
+            self.stores?.refresh()
         }
         loop.run()
         // A checker that stops (lock lost, worker exiting) leaves no connection behind.
         resolver?.stop()
         resolver = nil
-        upsync?.stop()
-        upsync = nil
+        stores?.stop()
+        stores = nil
         for p in probers { p?.takeUnretainedValue().abandon() }
         if let spare = spareSocket.take() { Glibc.close(spare.fd) }
     }

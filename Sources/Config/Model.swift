@@ -264,10 +264,14 @@ public final class Upstream {
     public var resolverTimeout: Int? = nil
     /// Whether some `server` resolves its name at run time.
     public var resolves: Bool { servers.contains { $0.resolve != nil } }
-    /// Whether peers join it at run time, from names (`resolve`) or from etcd (`upsync`).
-    public var hasRunTimePeers: Bool { resolves || upsync != nil }
-    /// The `server` line index a peer from etcd names: one past the configured lines.
-    public var upsyncLine: Int { servers.count }
+    /// `state FILE` (NGINX Plus): the servers live in this file, which the upstream API changes.
+    public var stateFile: String? = nil
+    /// Whether its servers come from a store (etcd, or a state file) rather than its `server` lines.
+    public var hasStore: Bool { upsync != nil || stateFile != nil }
+    /// Whether peers join it at run time, from names (`resolve`) or from a store.
+    public var hasRunTimePeers: Bool { resolves || hasStore }
+    /// The `server` line index a peer from a store names: one past the configured lines.
+    public var storeLine: Int { servers.count }
     /// `upsync … upsync_type=etcd`: servers kept under a key prefix in etcd.
     public var upsync: UpsyncSource? = nil
     /// `upsync_dump_path` may come before `upsync`.
@@ -496,6 +500,8 @@ public enum ContentHandler: Sendable {
     case proxy(ProxyPass)
     case stubStatus
     case checkStatus
+    /// NGINX Plus's `api`: the upstream API, its writes allowed or not.
+    case upstreamAPI(write: Bool)
 }
 
 /// `alias`: a directory that stands for the URI's prefix the location matched; in a regex location, the whole

@@ -1,3 +1,4 @@
+import Core
 /// `proxy_*` directives.
 enum Proxy {
     static let specs: [DirectiveSpec] = [
@@ -237,7 +238,18 @@ enum UpstreamDirectives {
             upstream.declared = call.location
             try call.parseBlock(.upstream(upstream, http))
             // nginx checks this as the block closes, so the error names the line of its `}`.
-            if upstream.servers.isEmpty { throw call.parser.currentLocation.error("no servers are inside upstream") }
+            if let state = upstream.stateFile {
+                // As NGINX Plus: the file holds the servers, and the API changes them in shared memory.
+                guard upstream.servers.isEmpty else { throw call.parser.currentLocation.error("\"state\" is incompatible with \"server\" in upstream \"\(name)\"") }
+                guard upstream.zone != nil else { throw call.parser.currentLocation.error("\"state\" requires \"zone\" in upstream \"\(name)\"") }
+                switch StateFile.read(state) {
+                case .failure(let e): throw call.parser.currentLocation.error("cannot read state file \"\(state)\" (\(Errno.text(e.code)))")
+                case .success(let text):
+                    if case .failure(let e) = StateFile.parse(text) { throw call.parser.currentLocation.error("state file \"\(state)\": \(e)") }
+                }
+            } else if upstream.servers.isEmpty {
+                throw call.parser.currentLocation.error("no servers are inside upstream")
+            }
         },
         Directives.spec("server", .upstream, .oneOrMore, parseServer),
         Directives.spec("resolver", .upstream, .oneOrMore) { call in

@@ -99,7 +99,7 @@ struct CheckStatusPage {
         for (slot, p) in service.segment.activeDynamicPeers() where p.upstream < resolving.count {
             let u = resolving[p.upstream]
             // A peer from etcd has no line of its own (its `server` is one past them) and says itself whether it is down.
-            guard let check = u.check, p.server <= u.servers.count, p.server == u.upsyncLine ? !p.down : !u.servers[p.server].down else { continue }
+            guard let check = u.check, p.server <= u.servers.count, p.server == u.storeLine ? !p.down : !u.servers[p.server].down else { continue }
             listed.append((slot, u.name, p.name, check))
         }
         var rows: [Row] = []

@@ -85,9 +85,9 @@ public final class UpstreamBalancer {
         builtVersion = version
         var bySlot: [Int: Peer] = [:]
         for peer in primaries + backups { if let s = peer.dynamicSlot { bySlot[s] = peer } }
-        let active = seg.activeDynamicPeers().filter { $0.peer.upstream == dynamicIndex && $0.peer.server <= d.upstream.upsyncLine }
-        let fromEtcd = d.upstream.upsync != nil && active.contains { $0.peer.server == d.upstream.upsyncLine }
-        var p = fromEtcd ? [] : d.primaries, b = fromEtcd ? [] : d.backups
+        let active = seg.activeDynamicPeers().filter { $0.peer.upstream == dynamicIndex && $0.peer.server <= d.upstream.storeLine }
+        let fromStore = d.upstream.hasStore && active.contains { $0.peer.server == d.upstream.storeLine }
+        var p = fromStore ? [] : d.primaries, b = fromStore ? [] : d.backups
         for (slot, found) in active {
             let address = PeerAddress(host: found.host, port: found.port, isIPv6: found.isIPv6)
             let peer: Peer

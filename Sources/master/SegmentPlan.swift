@@ -98,20 +98,20 @@ struct SegmentPlan {
                     out.append((peer, state, kept.admin, check?.type.code ?? 0, UInt16(check?.port ?? 0)))
                 }
             }
-            // Servers from etcd stay while the upstream reads the same keys of the same etcd; the new checker's
-            // first read of the prefix then says what is there now.
-            guard let source = u.upsync else { continue }
-            guard let before, before.upsync?.authority == source.authority, before.upsync?.prefix == source.prefix,
-                  let oldIndex = previous.segment.dynamicUpstreamIndex(u.name) else {
+            // Servers from a store stay while the upstream reads the same store (the same keys of the same etcd, or
+            // the same state file); the new checker's first read then says what is there now.
+            guard u.hasStore else { continue }
+            guard let before, before.upsync?.authority == u.upsync?.authority, before.upsync?.prefix == u.upsync?.prefix,
+                  before.stateFile == u.stateFile, let oldIndex = previous.segment.dynamicUpstreamIndex(u.name) else {
                 allKnown = false
                 continue
             }
             let sameCheck = before.check == u.check
             var any = false
-            for (slot, p) in previous.segment.activeDynamicPeers() where p.upstream == oldIndex && p.server == before.upsyncLine {
+            for (slot, p) in previous.segment.activeDynamicPeers() where p.upstream == oldIndex && p.server == before.storeLine {
                 var peer = p
                 peer.upstream = k
-                peer.server = u.upsyncLine
+                peer.server = u.storeLine
                 let check = peer.down ? nil : u.check
                 let kept = previous.segment.slot(slot)
                 let state = sameCheck ? kept.read() : check.map { PeerState.unseen(down: $0.defaultDown) } ?? PeerState(down: false)

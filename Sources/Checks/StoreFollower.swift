@@ -91,7 +91,7 @@ final class StoreFollower {
             let wanted = servers.map {
                 DynamicPeer(upstream: s.index, server: s.upstream.storeLine, host: $0.address.host, port: $0.address.port,
                             isIPv6: $0.address.isIPv6, weight: $0.weight, backup: $0.backup, maxFails: $0.maxFails,
-                            failTimeout: ($0.failTimeout + 999) / 1000, down: $0.down)
+                            failTimeout: ($0.failTimeout + 999) / 1000, down: $0.down, maxConns: $0.maxConns)
             }
             update(s, to: wanted, from: "the upstream API")
         }

@@ -13,6 +13,8 @@ public struct StateServer: Equatable, Sendable {
     public var maxFails = 1
     /// Milliseconds.
     public var failTimeout = 10_000
+    /// 0: no limit.
+    public var maxConns = 0
     public var backup = false
     public var down = false
 
@@ -22,7 +24,8 @@ public struct StateServer: Equatable, Sendable {
     }
 
     public var line: String {
-        "server \(address) weight=\(weight) max_fails=\(maxFails) fail_timeout=\(failTimeout)ms" + (backup ? " backup" : "")
+        "server \(address) weight=\(weight) max_fails=\(maxFails) fail_timeout=\(failTimeout)ms"
+            + (maxConns > 0 ? " max_conns=\(maxConns)" : "") + (backup ? " backup" : "")
             + (down ? " down" : "") + "; # id=\(id)"
     }
 
@@ -57,6 +60,7 @@ public enum StateFile {
                 if a.hasPrefix("weight="), let v = Values.plainNumber(a.dropFirst(7)), v > 0 { s.weight = v }
                 else if a.hasPrefix("max_fails="), let v = Values.plainNumber(a.dropFirst(10)) { s.maxFails = v }
                 else if a.hasPrefix("fail_timeout="), let v = Values.msec(String(a.dropFirst(13))) { s.failTimeout = v }
+                else if a.hasPrefix("max_conns="), let v = Values.plainNumber(a.dropFirst(10)) { s.maxConns = v }
                 else if a == "backup" { s.backup = true }
                 else if a == "down" { s.down = true }
                 else { return .failure(.init(line: n + 1)) }

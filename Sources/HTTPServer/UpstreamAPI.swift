@@ -9,7 +9,8 @@ import Core
 ///     GET    …/http/upstreams/NAME/servers          the servers, each with its id
 ///     POST   …/http/upstreams/NAME/servers          add one: {"server":"10.0.0.7:8080","weight":2,…}
 ///     GET    …/http/upstreams/NAME/servers/ID       one
-///     PATCH  …/http/upstreams/NAME/servers/ID       change weight, max_fails, fail_timeout, down, drain, backup, server
+///     PATCH  …/http/upstreams/NAME/servers/ID       change weight, max_fails, fail_timeout, max_conns, down, drain
+///                                                   (taken as down), server
 ///     DELETE …/http/upstreams/NAME/servers/ID       remove one (the rest are answered)
 ///
 /// A change is written to the state file (whole, under a lock shared by the workers) and the checker's
@@ -142,6 +143,9 @@ enum UpstreamAPI {
                     return bad("invalid \"fail_timeout\" argument")
                 }
                 s.failTimeout = ms
+            case "max_conns":
+                guard let n = value.integer, n >= 0, n <= 0xFF_FFFF else { return bad("invalid \"max_conns\" argument") }
+                s.maxConns = n
             case "down", "drain":
                 guard let b = value.bool else { return bad("invalid \"\(name)\" argument") }
                 s.down = b
@@ -170,7 +174,7 @@ enum UpstreamAPI {
 
     private static func json(_ s: StateServer) -> JSONValue {
         .object([("id", .number(Double(s.id))), ("server", .string(s.address.description)), ("weight", .number(Double(s.weight))),
-                 ("max_conns", .number(0)), ("max_fails", .number(Double(s.maxFails))),
+                 ("max_conns", .number(Double(s.maxConns))), ("max_fails", .number(Double(s.maxFails))),
                  ("fail_timeout", .string(s.failTimeout % 1000 == 0 ? "\(s.failTimeout / 1000)s" : "\(s.failTimeout)ms")),
                  ("slow_start", .string("0s")), ("route", .string("")), ("backup", .bool(s.backup)), ("down", .bool(s.down))])
     }

@@ -18,9 +18,11 @@ public struct DynamicPeer: Equatable, Sendable {
     /// Seconds.
     public var failTimeout: Int? = nil
     public var down = false
+    /// A store's `max_conns` (0: no limit); a name's peers take their line's.
+    public var maxConns: Int? = nil
 
     public init(upstream: Int, server: Int, host: String, port: UInt16, isIPv6: Bool, weight: Int = 1, backup: Bool = false,
-                maxFails: Int? = nil, failTimeout: Int? = nil, down: Bool = false) {
+                maxFails: Int? = nil, failTimeout: Int? = nil, down: Bool = false, maxConns: Int? = nil) {
         self.upstream = upstream
         self.server = server
         self.host = host
@@ -31,6 +33,7 @@ public struct DynamicPeer: Equatable, Sendable {
         self.maxFails = maxFails
         self.failTimeout = failTimeout
         self.down = down
+        self.maxConns = maxConns
     }
 
     /// `host:port`, `[v6]:port`: how the status pages and the log name it.
@@ -47,7 +50,8 @@ public struct DynamicPeer: Equatable, Sendable {
 /// for long; when no record is free the add fails and the caller logs it.
 ///
 ///     record: 0 state u32 (0 free, 1 active, 2 retired) · 4 server u16 · 6 upstream u16 · 8 retired at (ms)
-///             16 weight u32 · 20 flags u32 (bit 0 backup, bit 1 down, bit 2 own max_fails and fail_timeout)
+///             16 weight u32 · 20 flags u32 (bit 0 backup, bit 1 down, bit 2 own max_fails, fail_timeout and
+///             max_conns; bits 8-31 max_conns)
 ///             24 port u16 · 26 IPv6 u8 · 28 max_fails u16 · 30 fail_timeout u16 (s)
 ///             32 host (u16 length + up to 46 bytes) · 80 name (u16 length + up to 46 bytes)
 public enum DynamicRecords {
@@ -107,7 +111,8 @@ extension Segment {
                             backup: flags & DynamicRecords.backupFlag != 0,
                             maxFails: own ? Int(r.load(fromByteOffset: DynamicRecords.maxFailsOffset, as: UInt16.self)) : nil,
                             failTimeout: own ? Int(r.load(fromByteOffset: DynamicRecords.failTimeoutOffset, as: UInt16.self)) : nil,
-                            down: flags & DynamicRecords.downFlag != 0)
+                            down: flags & DynamicRecords.downFlag != 0,
+                            maxConns: own ? Int(flags >> 8) : nil)
         // A record retired and reused while it was read is left for the next scan (the version moved).
         return vigil_load_acquire_u32(state(j)) == DynamicRecords.active ? p : nil
     }
@@ -137,9 +142,10 @@ extension Segment {
         r.storeBytes(of: UInt16(peer.server), toByteOffset: DynamicRecords.serverOffset, as: UInt16.self)
         r.storeBytes(of: UInt16(peer.upstream), toByteOffset: DynamicRecords.upstreamOffset, as: UInt16.self)
         r.storeBytes(of: UInt32(clamping: peer.weight), toByteOffset: DynamicRecords.weightOffset, as: UInt32.self)
-        let own = peer.maxFails != nil || peer.failTimeout != nil
+        let own = peer.maxFails != nil || peer.failTimeout != nil || peer.maxConns != nil
         r.storeBytes(of: (peer.backup ? DynamicRecords.backupFlag : 0) | (peer.down ? DynamicRecords.downFlag : 0)
-                         | (own ? DynamicRecords.ownFailuresFlag : 0), toByteOffset: DynamicRecords.flagsOffset, as: UInt32.self)
+                         | (own ? DynamicRecords.ownFailuresFlag : 0) | UInt32(min(peer.maxConns ?? 0, 0xFF_FFFF)) << 8,
+                     toByteOffset: DynamicRecords.flagsOffset, as: UInt32.self)
         r.storeBytes(of: UInt16(clamping: peer.maxFails ?? 0), toByteOffset: DynamicRecords.maxFailsOffset, as: UInt16.self)
         r.storeBytes(of: UInt16(clamping: peer.failTimeout ?? 0), toByteOffset: DynamicRecords.failTimeoutOffset, as: UInt16.self)
         r.storeBytes(of: peer.port, toByteOffset: DynamicRecords.portOffset, as: UInt16.self)

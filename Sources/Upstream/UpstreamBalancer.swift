@@ -118,6 +118,7 @@ public final class UpstreamBalancer {
         line.weight = max(found.weight, 1)
         if let n = found.maxFails { line.maxFails = n }
         if let s = found.failTimeout { line.failTimeout = s * 1000 }
+        if let n = found.maxConns { line.maxConns = n }
         if found.down { line.down = true }
         return line
     }

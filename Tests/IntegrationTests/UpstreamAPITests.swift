@@ -86,7 +86,7 @@ final class UpstreamAPITests: XCTestCase {
         // Changes under a bounded request loop: a third added, the first drained, then removed. No request fails.
         var seen: [String: Int] = [:]
         func loop(_ n: Int) { for (k, v) in bodies(n) { seen[k, default: 0] += v } }
-        XCTAssertEqual(try api("POST", "/api/9/http/upstreams/app/servers", #"{"server":"127.0.0.3:\#(backend)"}"#).status, 201)
+        XCTAssertEqual(try api("POST", "/api/9/http/upstreams/app/servers", #"{"server":"127.0.0.3:\#(backend)","max_conns":0}"#).status, 201)
         XCTAssertTrue(waitFor(5) { loop(4); return self.bodies(12).keys.contains("3") })
         XCTAssertEqual(try api("PATCH", "/api/9/http/upstreams/app/servers/0", #"{"down":true}"#).status, 200)
         XCTAssertTrue(waitFor(5) { loop(4); return !self.bodies(12).keys.contains("1") })

@@ -21,8 +21,10 @@ final class StoreFollower {
         /// etcd's, or nil for a state file.
         let upsync: UpsyncSource?
         var watcher: EtcdWatcher?
-        /// The state file's servers as last read.
+        /// The state file's servers as last read, and the file's inode, size and mtime then: the doorbell also
+        /// rings for re-checks, and an unchanged file is not read again.
         var stateServers: [StateServer]?
+        var stateSeen: [Int] = []
         /// The servers it has now: name → slot.
         var peers: [String: Int] = [:]
 
@@ -80,6 +82,10 @@ final class StoreFollower {
 
     private func readState(_ s: Source) {
         guard let path = s.upstream.stateFile else { return }
+        var st = stat()
+        let seen = stat(path, &st) == 0 ? [Int(st.st_ino), Int(st.st_size), st.st_mtim.tv_sec, st.st_mtim.tv_nsec] : []
+        if !seen.isEmpty && seen == s.stateSeen { return }
+        s.stateSeen = seen
         switch StateFile.read(path).map(StateFile.parse) {
         case .failure(let e):
             engine.log.error("cannot read state file \"\(path)\" (\(Errno.text(e.code))), upstream \"\(s.upstream.name)\" keeps its servers")

@@ -132,6 +132,37 @@ final class ResolvePeersTests: XCTestCase {
         XCTAssertTrue(vigil.errorLog().contains("server 127.0.0.4:\(backend) added to upstream \"app\": _http._tcp.app.test resolves to it"))
     }
 
+    /// 200 SRV targets: the answer is truncated over UDP and asked again over TCP; every target becomes a peer
+    /// with a slot (the status page lists 200), the one that answers takes every request, and no request fails.
+    /// (No shmdump here: with dnsmasq spawned, Foundation's Process may never see a child exit.)
+    func testTwoHundredServiceTargets() throws {
+        let live = try Vigil(config: Vigil.config(http: "server { listen 127.0.1.1:\(backend); location / { return 200 \"live\\n\"; } }"))
+        defer { live.cleanup() }
+        _ = try live.start()
+        vigil = try Vigil(config: Vigil.config(workers: 2, http: """
+            upstream app {
+                zone app 64k;
+                resolver 127.0.0.1:\(dnsPort) valid=30s;
+                resolver_timeout 2s;
+                server app.test service=http resolve;
+                check interval=30000 rise=1 fall=1 timeout=1000 type=tcp;
+            }
+            server {
+                listen 127.0.0.1:\(port);
+                location / { proxy_pass http://app; }
+                location /status { check_status csv; }
+            }
+            """))
+        hosts = vigil.prefix + "/dns-hosts"
+        try (1...200).map { "127.0.1.\($0) t\($0).test\n" }.joined().write(toFile: hosts, atomically: true, encoding: .utf8)
+        _ = try vigil.start()
+        dns = try ResolverTests.DNSServer(hosts: hosts, port: dnsPort,
+                                          extra: (1...200).map { "--srv-host=_http._tcp.app.test,t\($0).test,\(backend),10,1" })
+        XCTAssertTrue(waitFor(10) { self.statusRows().count == 200 }, "\(statusRows().count) rows\n\(vigil.errorLog().suffix(2000))")
+        XCTAssertTrue(waitFor(5) { self.statusRows().filter { $0.contains(",up,") }.count == 1 }, "\(statusRows().filter { $0.contains(",up,") })")
+        XCTAssertEqual(bodies(20), ["live": 20])
+    }
+
     func testResolvedPeersFollowTheNameAndNewOnesAreCheckedAtOnce() throws {
         vigil = try Vigil(config: Vigil.config(workers: 2, http: """
             upstream app {

@@ -59,21 +59,26 @@ final class ResolvePeersTests: XCTestCase {
             server {
                 listen 127.0.0.1:\(port);
                 location / { proxy_pass http://app; }
-                location /status { check_status csv; }
+                location /status { check_status csv; check_status_admin on; allow 127.0.0.1; deny all; }
                 \(extra)
             }
             """)
     }
 
-    /// A reload keeps the peers the name had, with their verdicts: no request waits for the new checker's
-    /// first answer or its probes.
+    /// A reload keeps the peers the name had, with their verdicts and the operator's drain: no request waits
+    /// for the new checker's first answer or its probes.
     func testReloadCarriesResolvedPeersAndTheirState() throws {
         vigil = try Vigil(config: config())
         hosts = vigil.prefix + "/dns-hosts"
-        try point([1, 2])
+        try point([1, 2, 3])
         let master = try vigil.start()
         dns = try ResolverTests.DNSServer(hosts: hosts, port: dnsPort)
-        XCTAssertTrue(waitFor(5) { self.bodies(4).keys.sorted() == ["1", "2"] }, "\(bodies(4))")
+        XCTAssertTrue(waitFor(5) { self.bodies(6).keys.sorted() == ["1", "2", "3"] }, "\(bodies(6))")
+        // A resolved peer is drained like a configured one, through the status location.
+        let drained = try? httpExchange(port, getRequest("/status?upstream=app&server=127.0.0.3:\(backend)&state=drain",
+                                                         headers: ["Connection: close"], method: "POST"), method: "POST")
+        XCTAssertEqual(drained?.status, 200)
+        XCTAssertEqual(bodies(6).keys.sorted(), ["1", "2"])
         try vigil.write(config: config("location /other { return 204; }"))
         // A signal, not `vigil -s reload`: with dnsmasq spawned, Foundation's Process may never see a child exit.
         kill(master, SIGHUP)
@@ -83,10 +88,10 @@ final class ResolvePeersTests: XCTestCase {
             return shmSegments(ofMaster: master) == ["vigil.\(master).2"]
         })
         for (k, v) in bodies(10) { seen[k, default: 0] += v }
-        XCTAssertEqual(Set(seen.keys), ["1", "2"], "every request of the reload: \(seen)")
+        XCTAssertEqual(Set(seen.keys), ["1", "2"], "every request of the reload, the drained peer still out: \(seen)")
         let rows = statusRows().map { $0.split(separator: ",").map(String.init) }
-        XCTAssertEqual(rows.map { $0[3] }, ["up", "up"], "\(rows)")
-        XCTAssertEqual(rows.map { $0[4] }, ["2", "2"], "carried with their rise counts, not probed anew: \(rows)")
+        XCTAssertEqual(rows.map { $0[3] }, ["up", "up", "up"], "\(rows)")
+        XCTAssertEqual(rows.map { $0[4] }, ["2", "2", "2"], "carried with their rise counts, not probed anew: \(rows)")
     }
 
     /// `service=http`: the SRV records of _http._tcp.app.test give each target's port and weight; the lowest

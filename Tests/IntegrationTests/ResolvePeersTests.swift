@@ -168,6 +168,55 @@ final class ResolvePeersTests: XCTestCase {
         XCTAssertEqual(bodies(20), ["live": 20])
     }
 
+    /// What the fake DNS server below answers for app.test's A question: an address, or garbage.
+    final class Answers: @unchecked Sendable {
+        private let lock = NSLock()
+        private var queue: [UInt8?] = []
+        private var last: UInt8? = 1
+        /// Each A question takes the next answer (nil: garbage), the last one repeating.
+        func set(_ answers: [UInt8?]) { lock.lock(); queue = answers; lock.unlock() }
+        func next() -> UInt8? {
+            lock.lock(); defer { lock.unlock() }
+            if !queue.isEmpty { last = queue.removeFirst() }
+            return last
+        }
+    }
+
+    /// A reply to `query` from its own header and question: for A, 127.0.0.X with TTL 1 (X the next answer), or
+    /// (nil) a reply whose answer count promises records it does not have; no AAAA.
+    static func reply(to query: [UInt8], answers: Answers) -> [UInt8] {
+        var r = query
+        r[2] = 0x81; r[3] = 0x80
+        let isA = query.count >= 4 && query[query.count - 3] == 1
+        guard isA else { return r }
+        guard let host = answers.next() else { r[7] = 5; return r + [0xC0, 0x0C, 0, 1] }
+        r[7] = 1
+        return r + [0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 1, 0, 4, 127, 0, 0, host]
+    }
+
+    /// Bad input from DNS: garbage keeps the last good set (logged as nginx logs a format error), and a name
+    /// flapping between two addresses on every answer costs no request.
+    func testGarbageKeepsTheSetAndAFlappingNameFailsNoRequest() throws {
+        let answers = Answers()
+        let fake = ResolverTests.FakeDNS(reply: { ResolvePeersTests.reply(to: $0, answers: answers) })
+        defer { fake.stop() }
+        dnsPort = fake.port
+        vigil = try Vigil(config: config())
+        _ = try vigil.start()
+        XCTAssertTrue(waitFor(5) { self.bodies(2).keys.sorted() == ["1"] }, "\(bodies(2))\n\(vigil.errorLog())")
+        answers.set([nil])
+        usleep(2_500_000)
+        XCTAssertEqual(bodies(6), ["1": 6])
+        XCTAssertTrue(vigil.errorLog().contains("app.test could not be resolved (1: Format error)"), vigil.errorLog())
+        // Every answer now moves the name to the other address (an answer a second, valid=1s).
+        answers.set(Array(repeating: [2, 1], count: 10).flatMap { $0 })
+        var seen: [String: Int] = [:]
+        let end = Date().addingTimeInterval(5)
+        while Date() < end { for (k, v) in bodies(1) { seen[k, default: 0] += v } }
+        XCTAssertEqual(Set(seen.keys), ["1", "2"], "both served, nothing else: \(seen)")
+        XCTAssertGreaterThanOrEqual(vigil.errorLog().components(separatedBy: "server 127.0.0.2:\(backend) added").count - 1, 2)
+    }
+
     func testResolvedPeersFollowTheNameAndNewOnesAreCheckedAtOnce() throws {
         vigil = try Vigil(config: Vigil.config(workers: 2, http: """
             upstream app {

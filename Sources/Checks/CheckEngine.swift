@@ -76,7 +76,7 @@ public final class CheckEngine {
         let p = PeerProber(engine: self, index: slot, peer: peer)
         probers[slot] = .passRetained(p)
         // Before run() the scheduling pass starts it with the rest.
-        if running { p.scheduleFirst(after: p.state.firstRound ? 0 : UInt64.random(in: 0..<UInt64(max(1, min(peer.check.interval, 1000))))) }
+        if running { p.scheduleFirst(after: p.state.firstRound ? 0 : randomFirstDelay(p)) }
     }
 
     /// A peer that left: its probe stops and its connection closes.
@@ -85,6 +85,14 @@ public final class CheckEngine {
         p.takeUnretainedValue().abandon()
         p.release()
         probers[slot] = nil
+    }
+
+    private lazy var seed = UInt64(pid) &* 0x9E37_79B9_7F4A_7C15 ^ vigil_monotonic_us()
+
+    /// A random point of min(interval, 1 s): where a peer with a state to go on from starts.
+    private func randomFirstDelay(_ p: PeerProber) -> UInt64 {
+        seed = seed &* 6364136223846793005 &+ 1442695040888963407
+        return (seed >> 33) % UInt64(max(1, min(p.peer.check.interval, 1000)))
     }
 
     /// Runs until `stop()` is called from any thread (or the lock is lost).
@@ -98,16 +106,13 @@ public final class CheckEngine {
         // at a random point of min(interval, 1 s), as the reference module's do.
         let newcomers = probers.reduce(0) { $0 + ($1?.takeUnretainedValue().state.firstRound == true ? 1 : 0) }
         var nth: UInt64 = 0
-        var seed = UInt64(pid) &* 0x9E37_79B9_7F4A_7C15 ^ vigil_monotonic_us()
         for p in probers.lazy.compactMap({ $0?.takeUnretainedValue() }) {
             if p.state.firstRound {
                 p.scheduleFirst(after: nth * 1000 / UInt64(max(newcomers, 1000)))
                 nth += 1
-                continue
+            } else {
+                p.scheduleFirst(after: randomFirstDelay(p))
             }
-            seed = seed &* 6364136223846793005 &+ 1442695040888963407
-            let window = UInt64(max(1, min(p.peer.check.interval, 1000)))
-            p.scheduleFirst(after: (seed >> 33) % window)
         }
         running = true
         resolver?.start()

@@ -110,11 +110,18 @@ final class PeerResolver {
     private func resolveTargets(_ n: Name, _ records: [ServiceRecord]) {
         let lowest = records.map(\.priority).min() ?? 0
         let used = records.filter { !n.server.backup || $0.priority == lowest }
+        var targets: [String] = []
+        for r in used where !targets.contains(r.target) { targets.append(r.target) }
+        guard !targets.isEmpty else { return resolved(n, .success([])) }
         var found: [Found] = []
-        var pending = Set(used.map(\.target)).count
-        guard pending > 0 else { return resolved(n, .success([])) }
-        var asked = Set<String>()
-        for target in used.map(\.target) where asked.insert(target).inserted {
+        var pending = targets.count
+        var next = 0
+        // At most `targetsInFlight` lookups at once: 200 targets asked together (400 datagrams with AAAA)
+        // overflowed a DNS server's receive buffer, and the dropped ones only timed out.
+        func askNext() {
+            guard next < targets.count else { return }
+            let target = targets[next]
+            next += 1
             n.client.resolve(target, timeoutMs: n.upstream.resolverTimeout ?? 30_000) { [unowned self, unowned n] result in
                 switch result {
                 case .success(let addresses):
@@ -126,10 +133,14 @@ final class PeerResolver {
                     self.engine.log.error("\(target) could not be resolved (\(e)) while resolving service \(n.service ?? "") of \(n.host)")
                 }
                 pending -= 1
-                if pending == 0 { self.resolved(n, .success(found)) }
+                if pending == 0 { return self.resolved(n, .success(found)) }
+                askNext()
             }
         }
+        for _ in 0..<min(PeerResolver.targetsInFlight, targets.count) { askNext() }
     }
+
+    static let targetsInFlight = 16
 
     private func resolved(_ n: Name, _ result: Result<[Found], ResolveError>) {
         let again: UInt64

@@ -140,7 +140,13 @@ struct CheckStatusPage {
             return text(400, "state must be drain, maint or ready\n")
         }
         let peers = service.config.checkedPeers
+        let resolving = service.config.resolvingUpstreams
+        // Configured peers, and those a `resolve` name brought (their slots numbered on from the configured ones).
         let matches = peers.indices.filter { peers[$0].upstream == upstream && peers[$0].address.description == server }
+            + service.segment.activeDynamicPeers().filter { p in
+                p.peer.upstream < resolving.count && resolving[p.peer.upstream].name == upstream && resolving[p.peer.upstream].check != nil
+                    && p.peer.name == server
+            }.map(\.slot)
         guard !matches.isEmpty else { return text(404, "no checked server \"\(server)\" in upstream \"\(upstream)\"\n") }
         for i in matches {
             let old = service.segment.slot(i).setAdmin(state)

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CShim
 
 /// A peer that joined an upstream at run time (a name's `resolve`): which upstream and `server` line it came
@@ -37,17 +40,20 @@ public struct DynamicPeer: Equatable, Sendable {
 /// for long; when no record is free the add fails and the caller logs it.
 ///
 ///     record: 0 state u32 (0 free, 1 active, 2 retired) · 4 server u16 · 6 upstream u16 · 8 retired at (ms)
-///             16 weight u32 · 20 flags u32 (bit 0 backup) · 24 port u16 · 26 IPv6 u8
+///             16 weight u32 · 20 flags u32 (bit 0 backup) · 24 port u16 · 26 IPv6 u8 · 28 incarnation u32
 ///             32 host (u16 length + up to 46 bytes) · 80 name (u16 length + up to 46 bytes)
+///             128 the peer's passive counters (PeerCounters: connections, failures, their window), which every
+///             worker updates, as the zone area's records
 public enum DynamicRecords {
-    public static let recordSize = 128
+    public static let recordSize = 192
     /// Bytes one dynamic peer costs in check_shm_size: its slot and its record.
     public static let bytesPerPeer = Layout.slotSize + recordSize
     public static let graceMs: UInt64 = 60_000
 
     static let free: UInt32 = 0, active: UInt32 = 1, retired: UInt32 = 2
     static let stateOffset = 0, serverOffset = 4, upstreamOffset = 6, retiredAtOffset = 8
-    static let weightOffset = 16, flagsOffset = 20, portOffset = 24, ipv6Offset = 26
+    static let weightOffset = 16, flagsOffset = 20, portOffset = 24, ipv6Offset = 26, incarnationOffset = 28
+    static let countersOffset = 128
     static let hostOffset = 32, nameOffset = 80, textRoom = 46
 }
 
@@ -126,6 +132,10 @@ extension Segment {
         r.storeBytes(of: peer.isIPv6 ? UInt8(1) : 0, toByteOffset: DynamicRecords.ipv6Offset, as: UInt8.self)
         putText(peer.host, at: r + DynamicRecords.hostOffset)
         putText(peer.name, at: r + DynamicRecords.nameOffset)
+        // A new incarnation: views of the record's previous peer stop counting, and the counts start at zero.
+        let incarnation = (r + DynamicRecords.incarnationOffset).assumingMemoryBound(to: UInt32.self)
+        vigil_store_release_u32(incarnation, vigil_load_acquire_u32(incarnation) &+ 1)
+        memset(r + DynamicRecords.countersOffset, 0, Layout.zoneRecordSize)
         let slot = slotBase(peerCount + j)
         slot.storeBytes(of: field32(Int(field32(Layout.dynamicUpstreamsOffset)) + 4 * peer.upstream),
                         toByteOffset: Layout.upstreamNameOffset, as: UInt32.self)
@@ -152,6 +162,14 @@ extension Segment {
     /// into it): until then a request that finds no peer waits, as for new peers' first verdicts.
     public var namesResolved: Bool { vigil_load_acquire_u32(word32(Layout.namesResolvedOffset)) != 0 }
     public func markNamesResolved() { vigil_store_release_u32(word32(Layout.namesResolvedOffset), 1) }
+
+    /// The passive counters of the peer now in dynamic slot `slot`, bound to this incarnation of its record.
+    public func dynamicCounters(slot: Int) -> PeerCounters? {
+        let j = slot - peerCount
+        guard j >= 0, j < dynamicCapacity else { return nil }
+        let word = (record(j) + DynamicRecords.incarnationOffset).assumingMemoryBound(to: UInt32.self)
+        return PeerCounters(base: record(j) + DynamicRecords.countersOffset, incarnation: (word, vigil_load_acquire_u32(word)))
+    }
 
     /// Tells the workers that the dynamic peers changed.
     public func publishMembership() { _ = vigil_fetch_add_u64(word64(Layout.membershipOffset), 1) }

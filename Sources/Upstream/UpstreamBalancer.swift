@@ -89,7 +89,8 @@ public final class UpstreamBalancer {
             let server = d.upstream.servers[found.server]
             let address = PeerAddress(host: found.host, port: found.port, isIPv6: found.isIPv6)
             let peer: Peer
-            if let kept = bySlot[slot], kept.address == address {
+            // The same peer still (a slot reused for the same address has a new record incarnation).
+            if let kept = bySlot[slot], kept.address == address, kept.sharesCurrentRecord {
                 peer = kept
             } else {
                 var line = server
@@ -97,7 +98,7 @@ public final class UpstreamBalancer {
                 line.addresses = [address]
                 line.weight = max(found.weight, 1)   // an SRV record's, else the line's
                 peer = Peer(address: address, server: line, slot: d.upstream.check == nil || server.down ? nil : slot,
-                            scale: d.scale, dynamicSlot: slot)
+                            scale: d.scale, shared: seg.dynamicCounters(slot: slot), dynamicSlot: slot)
             }
             if found.backup { b.append(peer) } else { p.append(peer) }
         }

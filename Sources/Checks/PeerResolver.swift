@@ -54,6 +54,7 @@ final class PeerResolver {
         let segment = engine.segment
         // The peers already in the segment (carried over a reload, or left by the checker before this one).
         let existing = segment.activeDynamicPeers()
+        var probed: [(slot: Int, peer: CheckedPeer)] = []
         for u in upstreams {
             guard let k = segment.dynamicUpstreamIndex(u.name), let setting = u.resolver else { continue }
             let client = clients[setting.text] ?? DNSClient(loop: engine.loop, setting: setting, log: engine.log)
@@ -64,12 +65,13 @@ final class PeerResolver {
                                 client: client, timer: engine.loop.makeTimer())
                 for (slot, p) in existing where p.upstream == k && p.server == s {
                     name.peers[p.name] = slot
-                    if let check = u.check, !server.down { engine.addProber(slot: slot, peer: checkedPeer(name, p, check)) }
+                    if let check = u.check, !server.down { probed.append((slot, checkedPeer(name, p, check))) }
                 }
                 names.append(name)
             }
         }
         unresolved = names.count
+        engine.addProbers(probed)
     }
 
     /// Asks for every name now.
@@ -191,6 +193,7 @@ final class PeerResolver {
             changed = true
         }
         let check = n.server.down ? nil : n.upstream.check
+        var probed: [(slot: Int, peer: CheckedPeer)] = []
         for p in wanted where n.peers[p.name] == nil {
             let state = replaced[p.name] ?? check.map { PeerState.unseen(down: $0.defaultDown) } ?? PeerState(down: false)
             guard let slot = segment.addDynamicPeer(p, state: state, type: check?.type.code ?? 0,
@@ -204,8 +207,9 @@ final class PeerResolver {
             if replaced[p.name] == nil {
                 engine.log.notice("server \(p.name) added to upstream \"\(n.upstream.name)\": \(n.service ?? n.host) resolves to it")
             }
-            if let check { engine.addProber(slot: slot, peer: checkedPeer(n, p, check)) }
+            if let check { probed.append((slot, checkedPeer(n, p, check))) }
         }
+        engine.addProbers(probed)
         if changed { segment.publishMembership() }
     }
 

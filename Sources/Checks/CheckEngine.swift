@@ -68,15 +68,25 @@ public final class CheckEngine {
         self.probers = peers.enumerated().map { .passRetained(PeerProber(engine: self, index: $0.offset, peer: $0.element)) }
     }
 
-    /// A peer that joined at run time (its slot filled): probed at once if it is new to the table, else from a
-    /// random point of its first second, as a configured peer with a state is.
-    func addProber(slot: Int, peer: CheckedPeer) {
-        if slot >= probers.count { probers += Array(repeating: nil, count: slot + 1 - probers.count) }
-        removeProber(slot: slot)
-        let p = PeerProber(engine: self, index: slot, peer: peer)
-        probers[slot] = .passRetained(p)
-        // Before run() the scheduling pass starts it with the rest.
-        if running { p.scheduleFirst(after: p.state.firstRound ? 0 : randomFirstDelay(p)) }
+    /// Peers that joined at run time (their slots filled), scheduled as at start: those new to the table at
+    /// once, spread as `spreadFirstRounds` says, the others from a random point of their first second. Before
+    /// run() the scheduling pass starts them with the rest.
+    func addProbers(_ added: [(slot: Int, peer: CheckedPeer)]) {
+        var newcomers: [PeerProber] = []
+        for (slot, peer) in added {
+            if slot >= probers.count { probers += Array(repeating: nil, count: slot + 1 - probers.count) }
+            removeProber(slot: slot)
+            let p = PeerProber(engine: self, index: slot, peer: peer)
+            probers[slot] = .passRetained(p)
+            guard running else { continue }
+            if p.state.firstRound { newcomers.append(p) } else { p.scheduleFirst(after: randomFirstDelay(p)) }
+        }
+        spreadFirstRounds(newcomers)
+    }
+
+    /// New peers' first probes: 1 ms apart up to 1,000 of them, spread over one second past that.
+    private func spreadFirstRounds(_ newcomers: [PeerProber]) {
+        for (nth, p) in newcomers.enumerated() { p.scheduleFirst(after: UInt64(nth) * 1000 / UInt64(max(newcomers.count, 1000))) }
     }
 
     /// A peer that left: its probe stops and its connection closes.
@@ -101,19 +111,14 @@ public final class CheckEngine {
         // Peers already in the dynamic slots get their probers with the configured ones.
         if resolving.contains(where: \.resolves) { resolver = PeerResolver(engine: self, upstreams: resolving) }
         if resolving.contains(where: \.hasStore) { stores = StoreFollower(engine: self, upstreams: resolving) }
-        // Peers new to the table are probed at once, 1 ms apart up to 1,000 of them, spread over one second past
-        // that; peers with a state to go on from (carried over a reload, restored, or a previous checker's) start
-        // at a random point of min(interval, 1 s), as the reference module's do.
-        let newcomers = probers.reduce(0) { $0 + ($1?.takeUnretainedValue().state.firstRound == true ? 1 : 0) }
-        var nth: UInt64 = 0
+        // Peers new to the table are probed at once (spreadFirstRounds); peers with a state to go on from
+        // (carried over a reload, restored, or a previous checker's) start at a random point of min(interval, 1 s),
+        // as the reference module's do.
+        var newcomers: [PeerProber] = []
         for p in probers.lazy.compactMap({ $0?.takeUnretainedValue() }) {
-            if p.state.firstRound {
-                p.scheduleFirst(after: nth * 1000 / UInt64(max(newcomers, 1000)))
-                nth += 1
-            } else {
-                p.scheduleFirst(after: randomFirstDelay(p))
-            }
+            if p.state.firstRound { newcomers.append(p) } else { p.scheduleFirst(after: randomFirstDelay(p)) }
         }
+        spreadFirstRounds(newcomers)
         running = true
         resolver?.start()
         stores?.start()

@@ -27,6 +27,7 @@ extension CheckEngine {
             current[name] = nil
             changed = true
         }
+        var probed: [(slot: Int, peer: CheckedPeer)] = []
         for p in wanted where current[p.name] == nil {
             let peerCheck = check(p)
             let state = replaced[p.name] ?? peerCheck.map { PeerState.unseen(down: $0.defaultDown) } ?? PeerState(down: false)
@@ -40,10 +41,12 @@ extension CheckEngine {
             changed = true
             if replaced[p.name] == nil { log.notice(added(p.name)) }
             if let peerCheck {
-                addProber(slot: slot, peer: CheckedPeer(upstream: upstream.name, address: PeerAddress(host: p.host, port: p.port, isIPv6: p.isIPv6),
-                                                        check: peerCheck, hostName: hostName))
+                probed.append((slot, CheckedPeer(upstream: upstream.name, address: PeerAddress(host: p.host, port: p.port, isIPv6: p.isIPv6),
+                                                 check: peerCheck, hostName: hostName)))
             }
         }
+        // Together, so that their first probes are spread as at start.
+        addProbers(probed)
         return changed
     }
 

@@ -53,6 +53,7 @@ final class PeerResolver {
         let segment = engine.segment
         // The peers already in the segment (carried over a reload, or left by the checker before this one).
         let existing = segment.activeDynamicPeers()
+        var probed: [(slot: Int, peer: CheckedPeer)] = []
         for u in upstreams {
             guard let k = segment.dynamicUpstreamIndex(u.name), let setting = u.resolver else { continue }
             let client = clients[setting.text] ?? DNSClient(loop: engine.loop, setting: setting, log: engine.log)
@@ -63,12 +64,13 @@ final class PeerResolver {
                                 client: client, timer: engine.loop.makeTimer())
                 for (slot, p) in existing where p.upstream == k && p.server == s {
                     name.peers[p.name] = slot
-                    if let check = u.check, !server.down { engine.addProber(slot: slot, peer: checkedPeer(name, p, check)) }
+                    if let check = u.check, !server.down { probed.append((slot, checkedPeer(name, p, check))) }
                 }
                 names.append(name)
             }
         }
         engine.pendingFirstAnswers += names.count
+        engine.addProbers(probed)
     }
 
     /// Asks for every name now.

@@ -46,13 +46,14 @@ final class StoreFollower {
             guard u.hasStore, let k = segment.dynamicUpstreamIndex(u.name) else { continue }
             let source = Source(upstream: u, index: k, upsync: u.upsync)
             // Servers a reload carried over (or a previous checker added) are this follower's to keep or retire.
+            var probed: [(slot: Int, peer: CheckedPeer)] = []
             for (slot, p) in existing where p.upstream == k && p.server == u.storeLine {
                 source.peers[p.name] = slot
                 if let check = u.check, !p.down {
-                    engine.addProber(slot: slot, peer: CheckedPeer(upstream: u.name, address: PeerAddress(host: p.host, port: p.port, isIPv6: p.isIPv6),
-                                                                   check: check))
+                    probed.append((slot, CheckedPeer(upstream: u.name, address: PeerAddress(host: p.host, port: p.port, isIPv6: p.isIPv6), check: check)))
                 }
             }
+            engine.addProbers(probed)
             sources.append(source)
             guard let setting = u.upsync,
                   let address = SocketAddress(host: setting.address.host, port: setting.address.port, isIPv6: setting.address.isIPv6) else { continue }

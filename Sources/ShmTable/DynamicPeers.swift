@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CShim
 
 /// A peer that joined an upstream at run time (a name's `resolve`): which upstream and `server` line it came
@@ -51,18 +54,21 @@ public struct DynamicPeer: Equatable, Sendable {
 ///
 ///     record: 0 state u32 (0 free, 1 active, 2 retired) · 4 server u16 · 6 upstream u16 · 8 retired at (ms)
 ///             16 weight u32 · 20 flags u32 (bit 0 backup, bit 1 down, bit 2 own max_fails, fail_timeout and
-///             max_conns; bits 8-31 max_conns)
-///             24 port u16 · 26 IPv6 u8 · 28 max_fails u16 · 30 fail_timeout u16 (s)
+///             max_conns; bits 8-31 max_conns) · 24 port u16 · 26 IPv6 u8 · 28 incarnation u32
 ///             32 host (u16 length + up to 46 bytes) · 80 name (u16 length + up to 46 bytes)
+///             128 the peer's passive counters (PeerCounters: connections, failures, their window; 32 of the 64
+///             bytes a zone record has), which every worker updates, as the zone area's records · 184 max_fails
+///             u16 · 186 fail_timeout u16 (s), a store's own
 public enum DynamicRecords {
-    public static let recordSize = 128
+    public static let recordSize = 192
     /// Bytes one dynamic peer costs in check_shm_size: its slot and its record.
     public static let bytesPerPeer = Layout.slotSize + recordSize
     public static let graceMs: UInt64 = 60_000
 
     static let free: UInt32 = 0, active: UInt32 = 1, retired: UInt32 = 2
     static let stateOffset = 0, serverOffset = 4, upstreamOffset = 6, retiredAtOffset = 8
-    static let weightOffset = 16, flagsOffset = 20, portOffset = 24, ipv6Offset = 26, maxFailsOffset = 28, failTimeoutOffset = 30
+    static let weightOffset = 16, flagsOffset = 20, portOffset = 24, ipv6Offset = 26, incarnationOffset = 28
+    static let countersOffset = 128, maxFailsOffset = 184, failTimeoutOffset = 186
     static let backupFlag: UInt32 = 1, downFlag: UInt32 = 2, ownFailuresFlag: UInt32 = 4
     static let hostOffset = 32, nameOffset = 80, textRoom = 46
 }
@@ -146,12 +152,17 @@ extension Segment {
         r.storeBytes(of: (peer.backup ? DynamicRecords.backupFlag : 0) | (peer.down ? DynamicRecords.downFlag : 0)
                          | (own ? DynamicRecords.ownFailuresFlag : 0) | UInt32(min(peer.maxConns ?? 0, 0xFF_FFFF)) << 8,
                      toByteOffset: DynamicRecords.flagsOffset, as: UInt32.self)
-        r.storeBytes(of: UInt16(clamping: peer.maxFails ?? 0), toByteOffset: DynamicRecords.maxFailsOffset, as: UInt16.self)
-        r.storeBytes(of: UInt16(clamping: peer.failTimeout ?? 0), toByteOffset: DynamicRecords.failTimeoutOffset, as: UInt16.self)
         r.storeBytes(of: peer.port, toByteOffset: DynamicRecords.portOffset, as: UInt16.self)
         r.storeBytes(of: peer.isIPv6 ? UInt8(1) : 0, toByteOffset: DynamicRecords.ipv6Offset, as: UInt8.self)
         putText(peer.host, at: r + DynamicRecords.hostOffset)
         putText(peer.name, at: r + DynamicRecords.nameOffset)
+        // A new incarnation: views of the record's previous peer stop counting, and the counts start at zero.
+        let incarnation = (r + DynamicRecords.incarnationOffset).assumingMemoryBound(to: UInt32.self)
+        vigil_store_release_u32(incarnation, vigil_load_acquire_u32(incarnation) &+ 1)
+        memset(r + DynamicRecords.countersOffset, 0, Layout.zoneRecordSize)
+        // After the counters' clearing: a store's parameters share their 64 bytes.
+        r.storeBytes(of: UInt16(clamping: peer.maxFails ?? 0), toByteOffset: DynamicRecords.maxFailsOffset, as: UInt16.self)
+        r.storeBytes(of: UInt16(clamping: peer.failTimeout ?? 0), toByteOffset: DynamicRecords.failTimeoutOffset, as: UInt16.self)
         let slot = slotBase(peerCount + j)
         slot.storeBytes(of: field32(Int(field32(Layout.dynamicUpstreamsOffset)) + 4 * peer.upstream),
                         toByteOffset: Layout.upstreamNameOffset, as: UInt32.self)
@@ -178,6 +189,14 @@ extension Segment {
     /// into it): until then a request that finds no peer waits, as for new peers' first verdicts.
     public var namesResolved: Bool { vigil_load_acquire_u32(word32(Layout.namesResolvedOffset)) != 0 }
     public func markNamesResolved() { vigil_store_release_u32(word32(Layout.namesResolvedOffset), 1) }
+
+    /// The passive counters of the peer now in dynamic slot `slot`, bound to this incarnation of its record.
+    public func dynamicCounters(slot: Int) -> PeerCounters? {
+        let j = slot - peerCount
+        guard j >= 0, j < dynamicCapacity else { return nil }
+        let word = (record(j) + DynamicRecords.incarnationOffset).assumingMemoryBound(to: UInt32.self)
+        return PeerCounters(base: record(j) + DynamicRecords.countersOffset, incarnation: (word, vigil_load_acquire_u32(word)))
+    }
 
     /// Tells the workers that the dynamic peers changed.
     public func publishMembership() { _ = vigil_fetch_add_u64(word64(Layout.membershipOffset), 1) }

@@ -36,6 +36,9 @@ public final class Peer {
     private var ownConnections = 0, ownFails = 0
     private var ownCheckedAt: UInt64 = 0, ownAccessedAt: UInt64 = 0
 
+    /// Whether its shared counters, if any, are still its own (a resolved peer's record may be reused).
+    var sharesCurrentRecord: Bool { shared?.live ?? true }
+
     /// Open connections (nginx's `conns`).
     public var connections: Int { shared?.connections ?? ownConnections }
     func addConnections(_ delta: Int) { if let shared { shared.addConnections(delta) } else { ownConnections += delta } }

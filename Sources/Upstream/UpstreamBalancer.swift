@@ -91,12 +91,13 @@ public final class UpstreamBalancer {
         for (slot, found) in active {
             let address = PeerAddress(host: found.host, port: found.port, isIPv6: found.isIPv6)
             let peer: Peer
-            if let kept = bySlot[slot], kept.address == address, kept.configuredDown == found.down {
+            // The same peer still (a slot reused for the same address has a new record incarnation).
+            if let kept = bySlot[slot], kept.address == address, kept.sharesCurrentRecord, kept.configuredDown == found.down {
                 peer = kept
             } else {
                 let line = Self.line(for: found, address: address, in: d.upstream)
                 peer = Peer(address: address, server: line, slot: d.upstream.check == nil || line.down ? nil : slot,
-                            scale: d.scale, dynamicSlot: slot)
+                            scale: d.scale, shared: seg.dynamicCounters(slot: slot), dynamicSlot: slot)
             }
             if found.backup { b.append(peer) } else { p.append(peer) }
         }

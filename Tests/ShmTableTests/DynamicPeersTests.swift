@@ -20,8 +20,8 @@ final class DynamicPeersTests: XCTestCase {
         let seg = try segment()
         XCTAssertEqual(seg.dynamicUpstreamName(0), "app")
         XCTAssertEqual(seg.dynamicUpstreamIndex("api"), 1)
-        // 1 MiB less the header, one slot and the strings: 192 bytes a dynamic peer.
-        XCTAssertGreaterThan(seg.dynamicCapacity, 5000)
+        // 1 MiB less the header, one slot and the strings: 256 bytes a dynamic peer.
+        XCTAssertGreaterThan(seg.dynamicCapacity, 4000)
         let version = seg.membershipVersion
         let peer = DynamicPeer(upstream: 1, server: 2, host: "fd00::7", port: 8080, isIPv6: true, weight: 5, backup: true)
         let slot = try XCTUnwrap(seg.addDynamicPeer(peer, state: .unseen(down: true), type: 2, checkPort: 9000, nowMs: 1000))
@@ -55,8 +55,21 @@ final class DynamicPeersTests: XCTestCase {
         XCTAssertEqual(seg.activeDynamicPeers().count, capacity - 1)
         XCTAssertNil(seg.addDynamicPeer(peer(99), state: PeerState(down: false), type: 1, checkPort: 0, nowMs: 5000 + DynamicRecords.graceMs - 1),
                      "a request may still hold the retired peer")
+        let old = try XCTUnwrap(seg.dynamicCounters(slot: slots[0]))
+        old.addConnections(2)
+        old.addFail()
         let reused = seg.addDynamicPeer(peer(99), state: PeerState(down: false), type: 1, checkPort: 0, nowMs: 5000 + DynamicRecords.graceMs)
         XCTAssertEqual(reused, slots[0])
+        // The record's new peer counts from zero; a request that outlived the old one changes nothing.
+        let new = try XCTUnwrap(seg.dynamicCounters(slot: slots[0]))
+        XCTAssertEqual(new.connections, 0)
+        XCTAssertEqual(new.fails, 0)
+        XCTAssertFalse(old.live)
+        old.addConnections(-2)
+        XCTAssertEqual(new.connections, 0)
+        new.addConnections(1)
+        let ro = try Segment.attach(name: segName)
+        XCTAssertEqual(ro.dynamicCounters(slot: slots[0])?.connections, 1, "shared with every process")
         XCTAssertEqual(seg.serverName(slots[0]), "10.1.0.99:80")
         XCTAssertEqual(seg.activeDynamicPeers().count, capacity)
     }

@@ -36,6 +36,12 @@ final class ResolvedPeerTests: XCTestCase {
         segment.slot(slot).write(PeerState(down: false))
         XCTAssertEqual(counts(balancer.picks(30, now: 1003)), ["127.0.0.1:8001": 10, "10.0.0.9:8080": 20], "weight=2 from the server line")
         XCTAssertEqual(balancer.peerCount, 2)
+        // Its passive state is in the segment: another worker's balancer sees this one's connections.
+        let other = UpstreamBalancer(upstream: upstream, segment: segment, checkedIndex: [:])
+        let mine = try XCTUnwrap(balancer.primaries.first { $0.name == "10.0.0.9:8080" })
+        balancer.connected(mine, delta: 3)
+        XCTAssertEqual(other.primaries.first { $0.name == "10.0.0.9:8080" }?.connections, 3)
+        balancer.connected(mine, delta: -3)
 
         segment.retireDynamicPeer(slot: slot, nowMs: 5)
         segment.publishMembership()

@@ -39,14 +39,14 @@ let package = Package(
         .target(name: "Event", dependencies: ["Core", "CShim"], path: "Sources/Event", swiftSettings: hotPath),
         .target(name: "HTTP", dependencies: ["Core"], path: "Sources/HTTP", swiftSettings: hotPath),
         // nginx's `resolver`: a DNS client on a worker's event loop.
-        .target(name: "DNS", dependencies: ["Core", "CShim", "Event"], path: "Sources/DNS", swiftSettings: hotPath),
+        .target(name: "DNS", dependencies: ["Core", "CShim", "Config", "Event"], path: "Sources/DNS", swiftSettings: hotPath),
         // nginx-upsync-module's etcd source on etcd's v3 API: a watch client on an event loop, its messages read
         // strictly.
         .target(name: "Etcd", dependencies: ["Core", "Event", "HTTP"], path: "Sources/Etcd", swiftSettings: v5),
         // Balancers (a file per algorithm), the keepalive pool, UpstreamConnection (connect, TLS handshake and
         // verification, timeouts) for the proxy and the checker alike, the retry policy.
         .target(name: "Upstream", dependencies: ["Core", "CShim", "Config", "ShmTable", "Event", "TLS"], path: "Sources/Upstream", swiftSettings: hotPath),
-        .target(name: "Checks", dependencies: ["Core", "CShim", "Config", "ShmTable", "Event", "HTTP", "TLS", "Upstream"], path: "Sources/Checks", swiftSettings: hotPath),
+        .target(name: "Checks", dependencies: ["Core", "CShim", "Config", "DNS", "Etcd", "ShmTable", "Event", "HTTP", "TLS", "Upstream"], path: "Sources/Checks", swiftSettings: hotPath),
         // The client side of HTTP: a connection per protocol (HTTP/1, HTTP/2) feeding one request pipeline (routing,
         // rewrite, access and content phases, error pages), the response sink and its filters, the content
         // handlers that need no upstream, the access log.
@@ -60,7 +60,7 @@ let package = Package(
         // The worker process shell: acceptors, signals, the connection set, the checker election.
         .target(name: "Worker", dependencies: ["Core", "CShim", "ShmTable", "Config", "Event", "Checks", "TLS", "HTTPServer", "HTTPProxy"],
                 path: "Sources/worker", swiftSettings: hotPath),
-        .executableTarget(name: "vigil", dependencies: ["Core", "CShim", "ShmTable", "Config", "Event", "Worker", "TLS", "HTTPServer"], path: "Sources/master", swiftSettings: v5),
+        .executableTarget(name: "vigil", dependencies: ["Core", "CShim", "ShmTable", "Config", "Etcd", "Event", "Worker", "TLS", "HTTPServer"], path: "Sources/master", swiftSettings: v5),
         .executableTarget(name: "shmdump", dependencies: ["Core", "CShim", "ShmTable", "Config"], path: "Sources/shmdump", swiftSettings: v5),
         .target(name: "FuzzSupport", path: "Tests/FuzzSupport", swiftSettings: v5),
         // Runs the real binaries for IntegrationTests and FaultTests: processes, loopback clients and peers.

@@ -54,6 +54,10 @@ public final class Configuration {
     /// Peer records in the segment's zone area: one per address of each server of a zoned upstream.
     public private(set) var zonedPeerCount = 0
 
+    /// The upstreams with `server … resolve`, in order: the segment keeps room for their peers, which the
+    /// checker's thread resolves (a DynamicPeer names its upstream by this index).
+    public var resolvingUpstreams: [Upstream] { http?.upstreams.filter(\.hasRunTimePeers) ?? [] }
+
     /// `limit_req_zone`s and `limit_conn_zone`s: the master maps one shared zone for each.
     public var limitZones: [LimitZoneSpec] { http?.limitZones ?? [] }
 
@@ -175,6 +179,7 @@ public final class Configuration {
                 warnings.append(slow.location.warning("\"slow_start\" is ignored by this balancing method in upstream \"\(upstream.name)\""))
             }
         }
+        for upstream in http.upstreams where upstream.resolves { try upstream.finishResolve(http) }
         try validateListens(http)
         checkedPeers = http.upstreams.flatMap { $0.checkedPeers() }
         layOutZones(http)
@@ -378,6 +383,20 @@ extension Upstream {
         if sawExpectBody { check.expectBody = pendingCheck.expectBody }
         check.expectHeaders = pendingCheck.expectHeaders
         self.check = check
+    }
+
+    /// nginx's checks for run-time resolution, in its order and words: the peers must be in shared memory
+    /// (`zone`), and a resolver must be defined here or at the http level, whose resolver_timeout applies too.
+    func finishResolve(_ http: HTTPBlock) throws {
+        let site = declared.map { "\($0.file):\($0.line)" } ?? ""
+        guard zone != nil else {
+            throw ConfigError("resolving names at run time requires upstream \"\(name)\" in \(site) to be in shared memory")
+        }
+        if resolver == nil { resolver = http.settings.core.resolver }
+        guard resolver != nil else {
+            throw ConfigError("no resolver defined to resolve names at run time in upstream \"\(name)\" in \(site)")
+        }
+        if resolverTimeout == nil { resolverTimeout = http.settings.core.resolverTimeout }
     }
 
     func checkedPeers() -> [CheckedPeer] {

@@ -37,7 +37,7 @@ enum Directives {
                     + SSLDirectives.refused + RewriteDirectives.specs + MapDirective.specs
                     + GzipDirectives.specs + AutoIndexDirectives.specs + CharsetDirectives.specs + TuningDirectives.specs
                     + GeoDirectives.specs + LimitDirectives.specs + RealIPDirectives.specs + AuthDirectives.specs
-                    + HTTP2Directives.specs + UpsyncDirectives.specs {
+                    + HTTP2Directives.specs + UpsyncDirectives.specs + UpstreamAPIDirectives.specs {
             t[spec.name, default: []].append(spec)
         }
         return t

@@ -219,8 +219,12 @@ enum HTTPCore {
         },
     ]
 
-    /// As nginx's: parameters anywhere among the addresses; a name is resolved now, port 53 by default.
     static func parseResolver(_ call: Call) throws {
+        try Directives.setOnce(call, \.core.$resolver, resolverSetting(call))
+    }
+
+    /// As nginx's: parameters anywhere among the addresses; a name is resolved now, port 53 by default.
+    static func resolverSetting(_ call: Call) throws -> ResolverSetting {
         var setting = ResolverSetting(servers: [], text: call.args.joined(separator: " "))
         for word in call.args {
             func flag(_ prefix: String) throws -> Bool {
@@ -240,7 +244,7 @@ enum HTTPCore {
         }
         if !setting.ipv4 && !setting.ipv6 { throw call.error("\"ipv4\" and \"ipv6\" cannot both be \"off\"") }
         guard !setting.servers.isEmpty else { throw call.error("invalid number of arguments in \"resolver\" directive") }
-        try Directives.setOnce(call, \.core.$resolver, setting)
+        return setting
     }
 
     /// A size that may come from variables (nginx's complex value of a size): checked now when it has none.

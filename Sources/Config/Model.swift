@@ -208,6 +208,12 @@ public struct UpstreamServer: Sendable {
     public var backup = false
     public var down = false
     public var location: SourceLocation
+    /// `resolve` on a name: no addresses at load; the checker's thread resolves `host` while running and the
+    /// peers it finds (on `port`) join the upstream (nginx 1.27.3's run-time resolution).
+    public var resolve: (host: String, port: UInt16)? = nil
+    /// `service=NAME` with `resolve`: the SRV name asked (nginx's: `_NAME._tcp.host`, or `NAME.host` when NAME has
+    /// a dot); its records give the peers' ports and weights, the lowest priority primary and the rest backup.
+    public var service: String? = nil
 
     public init(text: String, addresses: [PeerAddress], location: SourceLocation) {
         self.text = text
@@ -253,6 +259,19 @@ public final class Upstream {
     public internal(set) var zoneRecord: Int? = nil
     /// `check_fail_open N%`: past this share of checked peers down, balance over all of them.
     public var failOpenPercent: Int? = nil
+    /// `resolver` and `resolver_timeout` in the block (nginx 1.27.3), else the http level's, for `resolve` servers.
+    public var resolver: ResolverSetting? = nil
+    public var resolverTimeout: Int? = nil
+    /// Whether some `server` resolves its name at run time.
+    public var resolves: Bool { servers.contains { $0.resolve != nil } }
+    /// `state FILE` (NGINX Plus): the servers live in this file, which the upstream API changes.
+    public var stateFile: String? = nil
+    /// Whether its servers come from a store (etcd, or a state file) rather than its `server` lines.
+    public var hasStore: Bool { upsync != nil || stateFile != nil }
+    /// Whether peers join it at run time, from names (`resolve`) or from a store.
+    public var hasRunTimePeers: Bool { resolves || hasStore }
+    /// The `server` line index a peer from a store names: one past the configured lines.
+    public var storeLine: Int { servers.count }
     /// `upsync … upsync_type=etcd`: servers kept under a key prefix in etcd.
     public var upsync: UpsyncSource? = nil
     /// `upsync_dump_path` may come before `upsync`.
@@ -500,6 +519,8 @@ public enum ContentHandler: Sendable {
     case proxy(ProxyPass)
     case stubStatus
     case checkStatus
+    /// NGINX Plus's `api`: the upstream API, its writes allowed or not.
+    case upstreamAPI(write: Bool)
 }
 
 /// `alias`: a directory that stands for the URI's prefix the location matched; in a regex location, the whole
@@ -703,6 +724,14 @@ public struct CheckedPeer: Sendable {
     public var check: CheckSettings
     /// The `server` line's host when it is a name, not a numeric address: an https check's default SNI.
     public var hostName: String? = nil
+
+    public init(upstream: String, address: PeerAddress, check: CheckSettings, hostName: String? = nil) {
+        self.upstream = upstream
+        self.address = address
+        self.check = check
+        self.hostName = hostName
+    }
+
     /// The address actually probed (port replaced by `port=`).
     public var checkAddress: PeerAddress {
         var a = address

@@ -1,3 +1,4 @@
+import Core
 /// `proxy_*` directives.
 enum Proxy {
     static let specs: [DirectiveSpec] = UpstreamFamily.specs("proxy", \.proxy) + [
@@ -176,9 +177,30 @@ enum UpstreamDirectives {
             upstream.declared = call.location
             try call.parseBlock(.upstream(upstream, http))
             // nginx checks this as the block closes, so the error names the line of its `}`.
-            if upstream.servers.isEmpty { throw call.parser.currentLocation.error("no servers are inside upstream") }
+            if let state = upstream.stateFile {
+                // As NGINX Plus: the file holds the servers, and the API changes them in shared memory.
+                guard upstream.servers.isEmpty else { throw call.parser.currentLocation.error("\"state\" is incompatible with \"server\" in upstream \"\(name)\"") }
+                guard upstream.zone != nil else { throw call.parser.currentLocation.error("\"state\" requires \"zone\" in upstream \"\(name)\"") }
+                switch StateFile.read(state) {
+                case .failure(let e): throw call.parser.currentLocation.error("cannot read state file \"\(state)\" (\(Errno.text(e.code)))")
+                case .success(let text):
+                    if case .failure(let e) = StateFile.parse(text) { throw call.parser.currentLocation.error("state file \"\(state)\": \(e)") }
+                }
+            } else if upstream.servers.isEmpty {
+                throw call.parser.currentLocation.error("no servers are inside upstream")
+            }
         },
         Directives.spec("server", .upstream, .oneOrMore, parseServer),
+        Directives.spec("resolver", .upstream, .oneOrMore) { call in
+            let u = upstream(call)
+            guard u.resolver == nil else { throw call.duplicate() }
+            u.resolver = try HTTPCore.resolverSetting(call)
+        },
+        Directives.spec("resolver_timeout", .upstream, .one) { call in
+            let u = upstream(call)
+            guard u.resolverTimeout == nil else { throw call.duplicate() }
+            u.resolverTimeout = try Directives.msecArg(call, call.words[1])
+        },
         Directives.spec("zone", .upstream, .oneOrTwo) { call in
             let name = call.words[1]
             guard !name.isEmpty else { throw call.error("invalid zone name \"\(name)\"") }
@@ -247,6 +269,22 @@ enum UpstreamDirectives {
         if text.hasPrefix("unix:") {
             guard text.count > 5 else { throw call.error("no path in the unix domain socket \"\(text)\"") }
             server = UpstreamServer(text: text, addresses: [PeerAddress(host: text, port: 0, isIPv6: false)], location: call.location)
+        } else if let service = call.args.dropFirst().last(where: { $0.hasPrefix("service=") }) {
+            // nginx's order of checks for an SRV server.
+            guard service.count > 8 else { throw call.error("service is empty") }
+            guard call.args.dropFirst().contains("resolve") else { throw call.error("service upstream \"\(text)\" requires \"resolve\" parameter") }
+            guard let hp = Resolver.splitHostPort(text), !hp.host.isEmpty else { throw call.error("no host in upstream \"\(text)\"") }
+            guard hp.port == nil else { throw call.error("service upstream \"\(text)\" may not have port") }
+            guard !Resolver.isNumeric(hp.host) else { throw call.error("service upstream \"\(text)\" requires domain name") }
+            let name = String(service.dropFirst(8))
+            server = UpstreamServer(text: text, addresses: [], location: call.location)
+            server.resolve = (hp.host, 0)
+            server.service = (name.contains(".") ? name : "_\(name)._tcp") + "." + hp.host
+        } else if call.args.dropFirst().contains("resolve"), let (host, port) = Resolver.hostAndPort(text, defaultPort: 80),
+                  !Resolver.isNumeric(host) {
+            // As nginx: a name is not resolved now but while running (a numeric address needs no resolving).
+            server = UpstreamServer(text: text, addresses: [], location: call.location)
+            server.resolve = (host, port)
         } else {
             server = try inetServer(call, text)
         }
@@ -284,6 +322,8 @@ enum UpstreamDirectives {
                 }
             } else if p == "down" {
                 server.down = true
+            } else if p == "resolve" || (p.hasPrefix("service=") && server.service != nil) {
+                continue
             } else {
                 throw call.invalidParameter(p)
             }

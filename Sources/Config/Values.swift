@@ -20,6 +20,8 @@ public enum Values {
 
     /// nginx's time values in milliseconds; a bare number means seconds. Units must descend (1h30m, not 30m1h).
     static func msec(_ s: String) -> Int? { time(s, inSeconds: false) }
+    /// A time as nginx writes one ("10s", "500ms", "1m"), in milliseconds.
+    public static func milliseconds(_ s: String) -> Int? { msec(s) }
 
     /// nginx's time values in seconds (`expires`): `ms` is not a unit there, years and months are.
     static func seconds(_ s: String) -> Int? { time(s, inSeconds: true) }

@@ -38,6 +38,41 @@ public enum JSONValue: Equatable {
         return Int(n)
     }
 
+    /// The document as compact JSON text.
+    public var text: String {
+        var out: [UInt8] = []
+        write(to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private func write(to out: inout [UInt8]) {
+        switch self {
+        case .null: out += Array("null".utf8)
+        case .bool(let b): out += Array((b ? "true" : "false").utf8)
+        case .number(let n): out += Array((n == n.rounded() && abs(n) < 9.0e15 ? String(Int(n)) : String(n)).utf8)
+        case .string(let s):
+            out.append(UInt8(ascii: "\""))
+            JSONText.append(s.utf8, to: &out)
+            out.append(UInt8(ascii: "\""))
+        case .array(let items):
+            out.append(UInt8(ascii: "["))
+            for (i, v) in items.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                v.write(to: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .object(let members):
+            out.append(UInt8(ascii: "{"))
+            for (i, (name, v)) in members.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                JSONValue.string(name).write(to: &out)
+                out.append(UInt8(ascii: ":"))
+                v.write(to: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
     /// How deep arrays and objects may nest.
     public static let maxDepth = 64
 

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Config
 import CShim
 import Core
 import Event
@@ -12,6 +13,9 @@ import Event
 /// judges them when the A answer comes first (the order it asks in). Every lookup ends within its timeout.
 public final class DNSClient {
     public typealias Completion = (Result<[ResolvedAddress], ResolveError>) -> Void
+    /// What a lookup finds: a name's addresses, or its SRV records.
+    typealias Found = Result<Answer, ResolveError>
+    enum Answer { case addresses([ResolvedAddress]), services([ServiceRecord]) }
 
     /// nginx asks the next server when one has not answered for 5 s.
     static let resendMs: UInt64 = 5000
@@ -31,7 +35,7 @@ public final class DNSClient {
     private var nextServer = 0
 
     struct CacheEntry {
-        let result: Result<[ResolvedAddress], ResolveError>
+        let result: Found
         let expires: UInt64
     }
 
@@ -46,6 +50,26 @@ public final class DNSClient {
         for s in self.servers { s.client = self }
     }
 
+    /// A client for a `resolver` directive's servers and parameters.
+    public convenience init(loop: EventLoop, setting: ResolverSetting, log: ErrorLog) {
+        let servers = setting.servers.compactMap { a in
+            SocketAddress(host: a.host, port: a.port, isIPv6: a.isIPv6).map { ($0, a.description) }
+        }
+        self.init(loop: loop, servers: servers, validMs: setting.validMs, ipv4: setting.ipv4, ipv6: setting.ipv6, log: log)
+    }
+
+    /// How much longer the cached answer for `name` holds (its TTL or `valid=`), 0 when none is cached: when
+    /// an upstream's `resolve` asks again.
+    public func validForMs(_ name: String, service: Bool = false) -> UInt64 {
+        guard let hit = cache[DNSClient.key(name, service: service)], hit.expires > loop.now else { return 0 }
+        return hit.expires - loop.now
+    }
+
+    /// Lookups and the cache know a name's SRV records apart from its addresses (a space is in no DNS name).
+    static func key(_ name: String, service: Bool) -> String {
+        Reply.trimmed(name).lowercased() + (service ? " SRV" : "")
+    }
+
     /// Closes the sockets and ends every lookup (a worker that stops).
     public func shutdown() {
         for l in Array(lookups.values) { finish(l, .failure(.timedOut)) }
@@ -54,8 +78,22 @@ public final class DNSClient {
 
     /// Calls `done` with the addresses of `name`, at once when they are cached, otherwise from the loop.
     public func resolve(_ name: String, timeoutMs: Int, _ done: @escaping Completion) {
-        let key = Reply.trimmed(name).lowercased()
-        guard Query.isValidName(key) else { return done(.failure(.formatError)) }
+        lookUp(name, types: types, timeoutMs: timeoutMs) { found in
+            done(found.map { if case .addresses(let a) = $0 { a } else { [] } })
+        }
+    }
+
+    /// Calls `done` with the SRV records of `name` (the targets are names, for `resolve` to look up).
+    public func resolveService(_ name: String, timeoutMs: Int, _ done: @escaping (Result<[ServiceRecord], ResolveError>) -> Void) {
+        lookUp(name, types: [.srv], timeoutMs: timeoutMs) { found in
+            done(found.map { if case .services(let s) = $0 { s } else { [] } })
+        }
+    }
+
+    private func lookUp(_ name: String, types: [RecordType], timeoutMs: Int, _ done: @escaping (Found) -> Void) {
+        let query = Reply.trimmed(name).lowercased()
+        guard Query.isValidName(query) else { return done(.failure(.formatError)) }
+        let key = DNSClient.key(query, service: types == [.srv])
         if let hit = cache[key] {
             if hit.expires > loop.now { return done(hit.result) }
             cache[key] = nil
@@ -64,19 +102,19 @@ public final class DNSClient {
             running.waiters.append(done)
             return
         }
-        let lookup = Lookup(name: key, done: done, timer: loop.makeTimer())
+        let lookup = Lookup(key: key, types: types, done: done, timer: loop.makeTimer())
         lookups[key] = lookup
         lookup.timer.rearm(after: UInt64(max(1, timeoutMs))) { [unowned self, unowned lookup] in
             self.finish(lookup, .failure(.timedOut))
         }
-        ask(key, for: lookup)
+        ask(query, for: lookup)
     }
 
     /// Asks one server (the next in turn) for every family of `name`.
     private func ask(_ name: String, for lookup: Lookup) {
         let server = nextServer % servers.count
         nextServer += 1
-        for type in types {
+        for type in lookup.types {
             var id = UInt16.random(in: 0 ... .max)
             while inFlight[id] != nil { id &+= 1 }
             let q = Question(id: id, name: name, type: type, lookup: lookup, firstServer: server, resend: loop.makeTimer())
@@ -174,13 +212,18 @@ public final class DNSClient {
             case .answered(let found, let ttl, let cname)?:
                 if !found.isEmpty || cname != nil { lookup.ttl = min(lookup.ttl, ttl) }
                 addresses += found
+            case .services(let records, let ttl)?:
+                // Records or none: an SRV lookup has its answer (nginx takes no records as "not found").
+                guard !records.isEmpty else { return fail(lookup, .hostNotFound) }
+                store(lookup.key, .success(.services(records)), for: validMs ?? UInt64(ttl) * 1000)
+                return finish(lookup, .success(.services(records)))
             default:
                 break
             }
         }
         if !addresses.isEmpty {
-            store(lookup.name, .success(addresses), for: validMs ?? UInt64(lookup.ttl) * 1000)
-            return finish(lookup, .success(addresses))
+            store(lookup.key, .success(.addresses(addresses)), for: validMs ?? UInt64(lookup.ttl) * 1000)
+            return finish(lookup, .success(.addresses(addresses)))
         }
         if case .answered(_, _, let cname?)? = lookup.questions.last?.outcome, lookup.cnames < DNSClient.maxCNAMEs {
             lookup.cnames += 1
@@ -192,11 +235,11 @@ public final class DNSClient {
 
     /// Only "no such host" is cached: another server, or the same one later, may answer the rest.
     private func fail(_ lookup: Lookup, _ error: ResolveError) {
-        if error == .hostNotFound { store(lookup.name, .failure(error), for: validMs ?? DNSClient.negativeMs) }
+        if error == .hostNotFound { store(lookup.key, .failure(error), for: validMs ?? DNSClient.negativeMs) }
         finish(lookup, .failure(error))
     }
 
-    private func store(_ name: String, _ result: Result<[ResolvedAddress], ResolveError>, for ms: UInt64) {
+    private func store(_ name: String, _ result: Found, for ms: UInt64) {
         guard ms > 0 else { return }
         if cache.count >= DNSClient.cacheLimit {
             let now = loop.now
@@ -206,10 +249,10 @@ public final class DNSClient {
         cache[name] = CacheEntry(result: result, expires: loop.now + ms)
     }
 
-    private func finish(_ lookup: Lookup, _ result: Result<[ResolvedAddress], ResolveError>) {
+    private func finish(_ lookup: Lookup, _ result: Found) {
         for q in lookup.questions { retire(q) }
         lookup.timer.cancel()
-        lookups[lookup.name] = nil
+        lookups[lookup.key] = nil
         let waiters = lookup.waiters
         lookup.waiters = []
         for w in waiters { w(result) }
@@ -218,16 +261,20 @@ public final class DNSClient {
 
 /// One name being resolved, shared by every request that asked for it meanwhile.
 final class Lookup {
-    let name: String
-    var waiters: [DNSClient.Completion]
+    /// The name asked (and, for SRV, DNSClient.key's mark): what lookups and the cache know it by.
+    let key: String
+    /// A and/or AAAA, or SRV.
+    let types: [RecordType]
+    var waiters: [(DNSClient.Found) -> Void]
     let timer: Timer
     /// The families asked of the current name (the looked-up one, or the CNAME it led to), in `types` order.
     var questions: [Question] = []
     var cnames = 0
     var ttl = UInt32.max
 
-    init(name: String, done: @escaping DNSClient.Completion, timer: Timer) {
-        self.name = name
+    init(key: String, types: [RecordType], done: @escaping (DNSClient.Found) -> Void, timer: Timer) {
+        self.key = key
+        self.types = types
         self.waiters = [done]
         self.timer = timer
     }

@@ -2,7 +2,15 @@
 /// upstream names needs (A and AAAA records, CNAMEs, the lowest TTL). Parsing never trusts a length or a
 /// compression pointer: a reply that does not add up is `.malformed`, never a crash or a loop.
 public enum RecordType: UInt16, Sendable {
-    case a = 1, cname = 5, aaaa = 28
+    case a = 1, cname = 5, aaaa = 28, srv = 33
+}
+
+/// An SRV record (RFC 2782): where a service runs, and how to choose among its targets.
+public struct ServiceRecord: Hashable, Sendable {
+    public let priority: UInt16
+    public let weight: UInt16
+    public let port: UInt16
+    public let target: String
 }
 
 /// An address a name resolved to, in the numeric text the rest of Vigil connects with.
@@ -66,6 +74,8 @@ public struct Reply: Equatable, Sendable {
         case failed(Int)
         /// Addresses of the name (possibly none) and the CNAME it led to when the reply stops there.
         case answered(addresses: [ResolvedAddress], ttl: UInt32, cname: String?)
+        /// The SRV records of the name (possibly none), for a question of type SRV.
+        case services([ServiceRecord], ttl: UInt32)
     }
 
     public enum ParseError: Error, Equatable { case malformed, notOurs }
@@ -101,6 +111,7 @@ public struct Reply: Equatable, Sendable {
         var addresses: [ResolvedAddress] = []
         var ttl = UInt32.max
         var cname: String?
+        var services: [ServiceRecord] = []
         for _ in 0..<an {
             let owner = try r.name().lowercased()
             let rtype = try r.u16(), rclass = try r.u16()
@@ -117,6 +128,16 @@ public struct Reply: Equatable, Sendable {
                 guard length == 16 else { throw ParseError.malformed }
                 addresses.append(ResolvedAddress(host: ipv6Text(Array(rdata)), isIPv6: true))
                 ttl = min(ttl, recordTTL)
+            case RecordType.srv.rawValue where type == .srv:
+                guard length >= 7 else { throw ParseError.malformed }
+                let d = Array(rdata)
+                // The target is read where it stands (servers should not compress it; some do).
+                var inner = r
+                inner.position -= length - 6
+                let target = trimmed(try inner.name()).lowercased()
+                services.append(ServiceRecord(priority: UInt16(d[0]) << 8 | UInt16(d[1]), weight: UInt16(d[2]) << 8 | UInt16(d[3]),
+                                              port: UInt16(d[4]) << 8 | UInt16(d[5]), target: target))
+                ttl = min(ttl, recordTTL)
             case RecordType.cname.rawValue:
                 // The target may be compressed against the whole message: read it where it stands.
                 var inner = r
@@ -130,6 +151,7 @@ public struct Reply: Equatable, Sendable {
                 continue
             }
         }
+        if type == .srv { return Reply(id: id, outcome: .services(services, ttl: ttl == .max ? 0 : ttl)) }
         return Reply(id: id, outcome: .answered(addresses: addresses, ttl: ttl == .max ? 0 : ttl,
                                                 cname: addresses.isEmpty ? cname : nil))
     }

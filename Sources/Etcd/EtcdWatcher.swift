@@ -46,6 +46,8 @@ public final class EtcdWatcher: EventHandler {
     public private(set) var revision = 0
     /// Whether a read of the whole prefix has succeeded since start (`strong_dependency` asks for one).
     public private(set) var hasSynced = false
+    /// Called once, after the first read of the prefix or the first failure, whichever comes first.
+    public var onFirstResult: (() -> Void)?
 
     /// A reply or a watch line larger than this is refused: 10,000 servers' keys and values fit easily.
     static let maxReply = 8 << 20
@@ -206,6 +208,7 @@ public final class EtcdWatcher: EventHandler {
         peers = fresh
         revision = rev
         hasSynced = true
+        firstResult()
         if failing {
             failing = false
             log.notice("upsync: etcd at \(authority) answers again, upstream \"\(upstream)\"")
@@ -259,6 +262,7 @@ public final class EtcdWatcher: EventHandler {
 
     /// Logs the first failure of a run of them, keeps the servers it has, and tries again after `retryMs`.
     private func fail(_ why: String) {
+        firstResult()
         if !failing {
             failing = true
             log.error("upsync: \(why), upstream \"\(upstream)\"; keeping its \(peers.count) servers")
@@ -266,6 +270,12 @@ public final class EtcdWatcher: EventHandler {
         closeSocket()
         guard !stopped else { return }
         timer.rearm(after: retryMs) { [unowned self] in self.connect() }
+    }
+
+    private func firstResult() {
+        let f = onFirstResult
+        onFirstResult = nil
+        f?()
     }
 
     private func closeSocket() {

@@ -202,10 +202,7 @@ public final class ProxyHandler: RequestHandler {
 
     private func dns(_ setting: ResolverSetting) -> DNSClient {
         if let c = resolvers[setting.text] { return c }
-        let servers = setting.servers.compactMap { a in
-            SocketAddress(host: a.host, port: a.port, isIPv6: a.isIPv6).map { ($0, a.description) }
-        }
-        let c = DNSClient(loop: loop, servers: servers, validMs: setting.validMs, ipv4: setting.ipv4, ipv6: setting.ipv6, log: log)
+        let c = DNSClient(loop: loop, setting: setting, log: log)
         resolvers[setting.text] = c
         return c
     }

@@ -172,6 +172,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         if tried.isEmpty { firstAttemptMs = loop.now }
         let client = request.client
         guard let p = balancer.select(clientAddress: { client.addressBytes }, hashKey: hashKey(), now: loop.now, tried: tried) else {
+            if tried.isEmpty && awaitFirstVerdicts() { return }
             if tried.isEmpty {
                 let uri = proto == .http ? request.head.target : ""
                 request.log.error("no live upstreams while connecting to upstream\(request.logContext), upstream: \"\(scheme)://\(balancer.name)\(uri)\"")
@@ -186,6 +187,25 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         }
         peer = p
         connect(p)
+    }
+
+    /// When this request began to wait for new peers' first verdicts (0: it has not), and the timer it polls on.
+    private var waitingSinceMs: UInt64 = 0
+    private var waitTimer: Timer?
+
+    /// No peer is live, but some are new to the check table and still in their first round of probes (a cold
+    /// start, a reload that added them): instead of a 502 the request looks again every 10 ms until one is
+    /// live or every first round has decided, for at most the check's timeout. True while it waits.
+    private func awaitFirstVerdicts() -> Bool {
+        let now = loop.now
+        if waitingSinceMs == 0 { waitingSinceMs = now }
+        guard now - waitingSinceMs < balancer.firstVerdictWaitMs, balancer.awaitsFirstVerdicts else { return false }
+        waitTimer = loop.schedule(after: 10) { [weak self] in
+            guard let self, self.phase == .connecting else { return }
+            self.waitTimer = nil
+            self.next()
+        }
+        return true
     }
 
     private func hashKey() -> String? {
@@ -456,6 +476,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     func abort() {
         if phase != .done { recordAttempt(status: nil) }
         phase = .done
+        waitTimer?.cancel()
         tunnel = nil
         closeUpstream()
     }

@@ -89,16 +89,26 @@ struct CheckStatusPage {
         let type = CheckStatusPage.contentType(format)
         if method == "HEAD" { return Page(status: 200, contentType: type, body: []) }
         let peers = service.config.checkedPeers
-        guard !peers.isEmpty else {
+        // Checked upstreams with `resolve` servers list the peers their names brought, after the configured ones.
+        let resolving = service.config.resolvingUpstreams
+        guard !peers.isEmpty || resolving.contains(where: { $0.check != nil }) else {
             service.log.error("http upstream check module can not find any check server, make sure you've added the check servers")
             return Page(status: 500, contentType: "text/html", body: errorBody(500))
         }
+        var listed = peers.enumerated().map { (slot: $0.offset, upstream: $0.element.upstream, name: $0.element.address.description, check: $0.element.check) }
+        for (slot, p) in service.segment.activeDynamicPeers() where p.upstream < resolving.count {
+            let u = resolving[p.upstream]
+            // A peer from etcd has no line of its own (its `server` is one past them) and says itself whether it is down.
+            guard let check = u.check, p.server <= u.servers.count, p.server == u.storeLine ? !p.down : !u.servers[p.server].down else { continue }
+            listed.append((slot, u.name, p.name, check))
+        }
         var rows: [Row] = []
-        for (i, p) in peers.enumerated() {
-            let s = service.segment.slot(i).read()
+        for p in listed {
+            let slot = service.segment.slot(p.slot)
+            let s = slot.read()
             if let f = filter, f != s.down { continue }
-            rows.append(Row(index: i, upstream: p.upstream, name: p.address.description, down: s.down, rise: s.rise,
-                            fall: s.fall, type: p.check.type.rawValue, port: p.check.port, state: s, admin: service.segment.slot(i).admin))
+            rows.append(Row(index: p.slot, upstream: p.upstream, name: p.name, down: s.down, rise: s.rise,
+                            fall: s.fall, type: p.check.type.rawValue, port: p.check.port, state: s, admin: slot.admin))
         }
         let generation = service.segment.generation
         let nowMs = vigil_monotonic_ms(), wallMs = vigil_realtime_ms()
@@ -130,7 +140,13 @@ struct CheckStatusPage {
             return text(400, "state must be drain, maint or ready\n")
         }
         let peers = service.config.checkedPeers
+        let resolving = service.config.resolvingUpstreams
+        // Configured peers, and those a `resolve` name brought (their slots numbered on from the configured ones).
         let matches = peers.indices.filter { peers[$0].upstream == upstream && peers[$0].address.description == server }
+            + service.segment.activeDynamicPeers().filter { p in
+                p.peer.upstream < resolving.count && resolving[p.peer.upstream].name == upstream && resolving[p.peer.upstream].check != nil
+                    && p.peer.name == server
+            }.map(\.slot)
         guard !matches.isEmpty else { return text(404, "no checked server \"\(server)\" in upstream \"\(upstream)\"\n") }
         for i in matches {
             let old = service.segment.slot(i).setAdmin(state)

@@ -222,6 +222,8 @@ public final class RequestPipeline {
             StubStatus.serve(r)
         case .checkStatus:
             CheckStatusPage.serve(r)
+        case .upstreamAPI(let write):
+            UpstreamAPI.serve(r, write: write)
         case .none:
             switch IndexFiles.run(r) {
             case .declined: if !AutoIndex.serve(r) { StaticFiles.serve(r) }

@@ -3,12 +3,15 @@
 ///
 ///     0    header line 1 (written once by the master before fork)
 ///     64   header line 2: the checker lock (pid + heartbeat), written by workers
-///     128  peer slots, 64 bytes each, cache-line aligned
+///     128  peer slots, 64 bytes each, cache-line aligned: the configured peers', then room for peers added
+///          at run time (v4; DynamicPeers.swift)
 ///     ...  string table: upstream names and server addresses, u16 length + bytes
+///     ...  the upstreams that resolve names: their names' offsets (u32 each), then, 64-aligned, a record per
+///          dynamic slot
 ///     ...  past check_shm_size, 64-aligned: the zone area, a 64-byte record per peer of an upstream with `zone`
 public enum Layout {
     public static let magic: [UInt8] = Array("VIGILSHM".utf8)
-    public static let version: UInt32 = 3
+    public static let version: UInt32 = 4
     public static let headerSize = 128
     public static let slotSize = 64
     /// A zone record has a cache line of its own: workers write the counters of different peers at once.
@@ -33,6 +36,13 @@ public enum Layout {
     static let createdAtOffset = 80
     static let zoneOffsetOffset = 88    // u32: where the zone area starts (v3)
     static let zoneRecordsOffset = 92   // u32: its records
+    static let dynamicCapacityOffset = 96       // u32: slots for peers added at run time (v4)
+    static let dynamicRecordsOffset = 100       // u32: where their records start
+    static let membershipOffset = 104           // atomic u64: bumped when dynamic peers come or go
+    static let dynamicUsedOffset = 112          // atomic u32: records ever used
+    static let dynamicUpstreamsOffset = 116     // u32: the resolving upstreams' name offsets (u32 each)
+    static let dynamicUpstreamCountOffset = 120 // u32: how many
+    static let namesResolvedOffset = 124        // atomic u32: 1 once every `resolve` name had its first answer
 
     // Peer slot fields (v2: counters narrowed to make room for the control word and the last status).
     static let stateOffset = 0          // atomic u64: flags + seqlock sequence
@@ -78,6 +88,9 @@ public enum StateBits {
     public static let down: UInt64 = 1
     /// Set once the peer has had at least one check result.
     public static let checked: UInt64 = 2
+    /// A peer the table had never seen (no state carried over or restored) whose first round of probes has not
+    /// decided yet: the checker probes it back to back, and a request that finds no live peer waits for it.
+    public static let firstRound: UInt64 = 4
     public static let sequenceShift: UInt64 = 16
     public static let sequenceOne: UInt64 = 1 << 16
     public static let flagsMask: UInt64 = sequenceOne - 1

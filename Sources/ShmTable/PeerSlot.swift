@@ -11,6 +11,9 @@ public struct PeerSlot {
     /// The balancer's question: lock-free, no syscall.
     @inline(__always) public var isDown: Bool { vigil_load_acquire_u64(state) & StateBits.down != 0 }
 
+    /// Whether the checker has yet to decide this new peer (StateBits.firstRound): asked only when no peer is live.
+    public var inFirstRound: Bool { vigil_load_acquire_u64(state) & StateBits.firstRound != 0 }
+
     public var type: UInt8 { base.load(fromByteOffset: Layout.typeOffset, as: UInt8.self) }
     /// When the peer last flipped (monotonic ms, 0: never): one aligned load, for slow_start's ramp.
     @inline(__always) public var lastChangeMs: UInt64 { base.load(fromByteOffset: Layout.lastChangeOffset, as: UInt64.self) }
@@ -31,7 +34,7 @@ public struct PeerSlot {
         base.storeBytes(of: s.stateChanges, toByteOffset: Layout.changesOffset, as: UInt16.self)
         base.storeBytes(of: UInt16(s.reason.rawValue & 0x3F) | min(s.lastStatus, 999) << 6, toByteOffset: Layout.reasonOffset, as: UInt16.self)
         base.storeBytes(of: s.rttUs, toByteOffset: Layout.rttOffset, as: UInt32.self)
-        let flags = (s.down ? StateBits.down : 0) | (s.checked ? StateBits.checked : 0)
+        let flags = (s.down ? StateBits.down : 0) | (s.checked ? StateBits.checked : 0) | (s.firstRound ? StateBits.firstRound : 0)
         vigil_store_release_u64(state, (seq &+ 2 &* StateBits.sequenceOne) | flags)   // even: published
     }
 
@@ -43,6 +46,7 @@ public struct PeerSlot {
             if (s1 >> StateBits.sequenceShift) & 1 == 1 { continue }
             result.down = s1 & StateBits.down != 0
             result.checked = s1 & StateBits.checked != 0
+            result.firstRound = s1 & StateBits.firstRound != 0
             result.rise = base.load(fromByteOffset: Layout.riseOffset, as: UInt32.self)
             result.fall = base.load(fromByteOffset: Layout.fallOffset, as: UInt32.self)
             result.lastCheckMs = base.load(fromByteOffset: Layout.lastCheckOffset, as: UInt64.self)
@@ -78,6 +82,9 @@ public struct PeerSlot {
         vigil_fetch_and_u32(controlWord, ~Self.recheckBit)
         return true
     }
+
+    /// A reused dynamic slot starts ready with no re-check pending (single writer, before the peer is published).
+    func clearControl() { vigil_store_release_u32(controlWord, 0) }
 
     @inline(__always) public var admin: AdminState {
         AdminState(rawValue: vigil_load_acquire_u32(controlWord) & Self.adminMask) ?? .ready

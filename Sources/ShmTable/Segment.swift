@@ -47,8 +47,17 @@ public struct PeerState: Equatable, Sendable {
     /// The status line's code of the last http(s) check (0: none or another type).
     public var lastStatus: UInt16 = 0
     public var stateChanges: UInt16 = 0
+    /// StateBits.firstRound: the checker has yet to decide this new peer's state.
+    public var firstRound = false
 
     public init(down: Bool) { self.down = down }
+
+    /// A peer the table has never seen: `down` as default_down says, its first round of probes to come.
+    public static func unseen(down: Bool) -> PeerState {
+        var s = PeerState(down: down)
+        s.firstRound = true
+        return s
+    }
 }
 
 /// A mapped segment. The master creates it before fork; workers inherit the mapping; `shmdump` attaches read-only.
@@ -78,23 +87,36 @@ public final class Segment {
     /// Wakes the checker: some slot has a new re-check request.
     public func ringDoorbell() { vigil_eventfd_signal(doorbell) }
 
-    /// Bytes the string table needs for these peers (upstream names are stored once).
-    public static func stringBytes(_ peers: [(upstream: String, server: String)]) -> Int {
+    /// Bytes the string table needs for these peers and the names of the upstreams that resolve names at run
+    /// time (each upstream name is stored once).
+    public static func stringBytes(_ peers: [(upstream: String, server: String)], dynamicUpstreams: [String] = []) -> Int {
         var seen = Set<String>()
         var total = 0
         for p in peers {
             if seen.insert(p.upstream).inserted { total += 2 + min(p.upstream.utf8.count, 0xFFFF) }
             total += 2 + min(p.server.utf8.count, 0xFFFF)
         }
+        for u in dynamicUpstreams where seen.insert(u).inserted { total += 2 + min(u.utf8.count, 0xFFFF) }
         return total
+    }
+
+    /// Dynamic slots that fit beside `peers` configured peers whose strings take `stringBytes`, for
+    /// `upstreams` resolving upstreams: whatever check_shm_size has left (none without such upstreams).
+    public static func dynamicCapacity(checkSize: Int, peers: Int, stringBytes: Int, upstreams: Int) -> Int {
+        guard upstreams > 0 else { return 0 }
+        let fixed = Layout.bytesNeeded(peers: peers, stringBytes: stringBytes) + 4 * upstreams + Layout.slotSize
+        return max(0, (checkSize - fixed) / DynamicRecords.bytesPerPeer)
     }
 
     /// Creates and fills a new segment: the check table in `size` bytes (check_shm_size), then `zoneRecords`
     /// zeroed peer records. Fails (and leaves nothing behind) if the checked peers do not fit in `size`.
+    /// `dynamicUpstreams`: the upstreams that resolve names at run time; what is left of `size` becomes slots
+    /// for their peers.
     public static func create(name: String, size checkSize: Int, generation: UInt64, masterPid: Int32,
-                              checksum: UInt64, peers: [PeerEntry], zoneRecords: Int = 0) throws -> Segment {
-        let strings = stringBytes(peers.map { ($0.upstream, $0.server) })
-        let needed = Layout.bytesNeeded(peers: peers.count, stringBytes: strings)
+                              checksum: UInt64, peers: [PeerEntry], zoneRecords: Int = 0,
+                              dynamicUpstreams: [String] = []) throws -> Segment {
+        let strings = stringBytes(peers.map { ($0.upstream, $0.server) }, dynamicUpstreams: dynamicUpstreams)
+        let needed = Layout.bytesNeeded(peers: peers.count, stringBytes: strings) + 4 * dynamicUpstreams.count
         guard needed <= checkSize else {
             throw ShmError("check_shm_size is too small: \(peers.count) peers need \(needed) bytes, the segment has \(checkSize)")
         }
@@ -122,14 +144,16 @@ public final class Segment {
         }
         let seg = Segment(name: name, size: size, base: p, owner: true, doorbell: doorbell)
         seg.fill(generation: generation, masterPid: masterPid, checksum: checksum, peers: peers, stringBytes: strings,
-                 checkSize: checkSize, zoneRecords: zoneRecords)
+                 checkSize: checkSize, zoneRecords: zoneRecords, dynamicUpstreams: dynamicUpstreams)
         return seg
     }
 
     /// A new object reads as zeros, so the zone area's records start with no connections and no failures.
     private func fill(generation: UInt64, masterPid: Int32, checksum: UInt64, peers: [PeerEntry], stringBytes: Int,
-                      checkSize: Int, zoneRecords: Int) {
-        memset(base, 0, Layout.headerSize + peers.count * Layout.slotSize)
+                      checkSize: Int, zoneRecords: Int, dynamicUpstreams: [String]) {
+        let dynamic = Segment.dynamicCapacity(checkSize: checkSize, peers: peers.count, stringBytes: stringBytes,
+                                              upstreams: dynamicUpstreams.count)
+        memset(base, 0, Layout.headerSize + (peers.count + dynamic) * Layout.slotSize)
         Layout.magic.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: 8) }
         put(Layout.versionOffset, Layout.version)
         put(Layout.headerSizeOffset, UInt32(Layout.headerSize))
@@ -138,9 +162,10 @@ public final class Segment {
         put(Layout.masterPidOffset, UInt32(bitPattern: masterPid))
         put(Layout.peerCountOffset, UInt32(peers.count))
         let free = checkSize - Layout.headerSize - stringBytes
-        put(Layout.peerCapacityOffset, UInt32(free / Layout.slotSize))
+        put(Layout.peerCapacityOffset, UInt32(dynamicUpstreams.isEmpty ? free / Layout.slotSize : peers.count + dynamic))
         put(Layout.slotSizeOffset, UInt32(Layout.slotSize))
-        let stringsAt = Layout.headerSize + peers.count * Layout.slotSize
+        put(Layout.dynamicCapacityOffset, UInt32(dynamic))
+        let stringsAt = Layout.headerSize + (peers.count + dynamic) * Layout.slotSize
         put(Layout.stringTableOffset, UInt32(stringsAt))
         put(Layout.stringTableSizeOffset, UInt32(stringBytes))
         put(Layout.checksumOffset, checksum)
@@ -172,6 +197,19 @@ public final class Segment {
             PeerSlot(base: slot).write(peer.state)
             PeerSlot(base: slot).setAdmin(peer.admin)
         }
+        // The resolving upstreams' names, then their offsets, then the dynamic records (zeroed: free).
+        let names = dynamicUpstreams.map { u -> UInt32 in
+            if let o = upstreamOffsets[u] { return o }
+            let o = addString(u)
+            upstreamOffsets[u] = o
+            return o
+        }
+        put(Layout.dynamicUpstreamsOffset, UInt32(cursor))
+        put(Layout.dynamicUpstreamCountOffset, UInt32(names.count))
+        for (k, o) in names.enumerated() { put(cursor + 4 * k, o) }
+        let records = (cursor + 4 * names.count + Layout.slotSize - 1) / Layout.slotSize * Layout.slotSize
+        put(Layout.dynamicRecordsOffset, UInt32(records))
+        if dynamic > 0 { memset(base + records, 0, dynamic * DynamicRecords.recordSize) }
         // The header becomes valid (magic already set) before any worker exists; fence for attachers.
         vigil_fence_release()
     }
@@ -209,10 +247,14 @@ public final class Segment {
               Int(field(Layout.headerSizeOffset, UInt32.self)) == Layout.headerSize else {
             throw ShmError("segment \"\(name)\" has an unexpected header or slot size")
         }
-        let slotsEnd = Layout.headerSize + peerCount * Layout.slotSize
+        let slotsEnd = Layout.headerSize + slotCount * Layout.slotSize
         let stringsEnd = Int(field(Layout.stringTableOffset, UInt32.self)) + Int(field(Layout.stringTableSizeOffset, UInt32.self))
         guard slotsEnd <= size, stringsEnd <= size else {
             throw ShmError("segment \"\(name)\" is truncated: \(peerCount) peers do not fit in \(size) bytes")
+        }
+        guard Int(field32(Layout.dynamicRecordsOffset)) + dynamicCapacity * DynamicRecords.recordSize <= size,
+              Int(field32(Layout.dynamicUpstreamsOffset)) + 4 * dynamicUpstreamCount <= size else {
+            throw ShmError("segment \"\(name)\" is truncated: \(dynamicCapacity) dynamic peers do not fit in \(size) bytes")
         }
         guard zoneOffset + zoneRecords * Layout.zoneRecordSize <= size else {
             throw ShmError("segment \"\(name)\" is truncated: \(zoneRecords) zone records do not fit in \(size) bytes")
@@ -244,7 +286,7 @@ public final class Segment {
     }
 
     public func slot(_ i: Int) -> PeerSlot {
-        precondition(i >= 0 && i < peerCount, "peer index \(i) out of range")
+        precondition(i >= 0 && i < slotCount, "peer index \(i) out of range")
         return PeerSlot(base: slotBase(i))
     }
 

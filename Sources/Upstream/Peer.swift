@@ -25,6 +25,8 @@ public final class Peer {
     let configuredDown: Bool
     /// Index of the check slot; nil for unchecked peers (always "up" for the balancer, as in the reference).
     public let slot: Int?
+    /// A peer a `resolve` name brought: its dynamic slot, checked or not (nil for configured peers).
+    let dynamicSlot: Int?
 
     var currentWeight = 0
     var effectiveWeight: Int
@@ -33,6 +35,9 @@ public final class Peer {
     private let shared: PeerCounters?
     private var ownConnections = 0, ownFails = 0
     private var ownCheckedAt: UInt64 = 0, ownAccessedAt: UInt64 = 0
+
+    /// Whether its shared counters, if any, are still its own (a resolved peer's record may be reused).
+    var sharesCurrentRecord: Bool { shared?.live ?? true }
 
     /// Open connections (nginx's `conns`).
     public var connections: Int { shared?.connections ?? ownConnections }
@@ -54,7 +59,8 @@ public final class Peer {
 
     /// `scale` multiplies the weights of an upstream with slow_start, so that even weight 1 has a ramp.
     /// `shared`: the peer's record in the segment's zone area, when its upstream has a `zone`.
-    init(address: PeerAddress, server: UpstreamServer, slot: Int?, scale: Int = 1, shared: PeerCounters? = nil) {
+    init(address: PeerAddress, server: UpstreamServer, slot: Int?, scale: Int = 1, shared: PeerCounters? = nil, dynamicSlot: Int? = nil) {
+        self.dynamicSlot = dynamicSlot
         self.address = address
         self.name = address.description
         self.socketAddress = SocketAddress(host: address.host, port: address.port, isIPv6: address.isIPv6)

@@ -7,15 +7,15 @@ import ShmTable
 public final class UpstreamBalancer {
     public let name: String
     public let method: Balancer
-    let primaries: [Peer]
-    let backups: [Peer]
+    private(set) var primaries: [Peer]
+    private(set) var backups: [Peer]
     let segment: Segment?
     /// `keepalive N` connections, when the upstream block asks for them.
     public var pool: KeepalivePool?
     /// `hash … consistent`: the ketama points.
     var points: ConsistentHashRing?
     /// The primaries' weights summed: the range the hash methods and `random` place into.
-    let totalWeight: Int
+    private(set) var totalWeight: Int
     /// `random`'s draws, seeded only for that method (a literal address's balancer is made per request when
     /// `proxy_pass` has variables: a getrandom() each would be a system call per request).
     var draws = RandomDraws(seed: 0)
@@ -27,6 +27,15 @@ public final class UpstreamBalancer {
     private var failOpen = false
     /// Where a switch into or out of fail-open is reported (at warn).
     public var log: ErrorLog?
+    /// How long a request that finds no live peer may wait for new peers' first verdicts: the check's
+    /// `timeout` (0: not checked, never waits), or 1 s for the first answers of `resolve` names.
+    public let firstVerdictWaitMs: UInt64
+    /// `server … resolve`: the upstream's index among the segment's dynamic upstreams (-1: none), kept apart
+    /// so that a pick tests an integer, and the membership version the list was built at.
+    private let dynamicIndex: Int
+    private var builtVersion: UInt64 = 0
+    /// What a rebuilt list starts from: the upstream, its configured peers, the slow_start scale.
+    private let configured: (upstream: Upstream, primaries: [Peer], backups: [Peer], scale: Int)?
 
     /// `checkedIndex` maps (upstream, address) to shm slots, built from `Configuration.checkedPeers`.
     public init(upstream: Upstream, segment: Segment?, checkedIndex: [String: Int]) {
@@ -35,6 +44,7 @@ public final class UpstreamBalancer {
         self.segment = segment
         sticky = upstream.balancer == .ipHash || { if case .hash = upstream.balancer { return true } else { return false } }()
         failOpenPercent = upstream.failOpenPercent
+        firstVerdictWaitMs = UInt64(upstream.check?.timeout ?? (upstream.hasRunTimePeers ? 1000 : 0))
         // slow_start ramps weights in steps of 1/16 of a unit of weight, for round robin and least_conn.
         let ramps = (method == .roundRobin || method == .leastConn) && upstream.check != nil && upstream.servers.contains { $0.slowStart > 0 }
         var p: [Peer] = [], b: [Peer] = []
@@ -53,8 +63,65 @@ public final class UpstreamBalancer {
         single = p.count == 1 && b.isEmpty
         totalWeight = p.reduce(0) { $0 + $1.weight }
         peerCount = (p + b).count(where: { !$0.configuredDown })
+        dynamicIndex = upstream.hasRunTimePeers ? segment?.dynamicUpstreamIndex(upstream.name) ?? -1 : -1
+        configured = dynamicIndex >= 0 ? (upstream, p, b, ramps ? 16 : 1) : nil
         if case .hash(_, true) = method { points = ConsistentHashRing(primaries) }
         if case .random = method { draws = RandomDraws(seed: .random(in: .min ... .max)) }
+        refreshMembership()
+    }
+
+    /// With `resolve` servers or `upsync`: when the checker has published a change (one load to see), the list
+    /// becomes the configured peers plus the resolved ones now active; once etcd has given servers, they replace
+    /// the configured ones (upsync's bootstrap servers, or its dump's). A peer still listed keeps its object (and its
+    /// round-robin state); one that left is dropped here, while requests already on it finish with it.
+    @inline(__always) private func refreshMembership() {
+        guard dynamicIndex >= 0, let seg = segment else { return }
+        let version = seg.membershipVersion
+        if version != builtVersion { rebuild(seg, version) }
+    }
+
+    private func rebuild(_ seg: Segment, _ version: UInt64) {
+        guard let d = configured else { return }
+        builtVersion = version
+        var bySlot: [Int: Peer] = [:]
+        for peer in primaries + backups { if let s = peer.dynamicSlot { bySlot[s] = peer } }
+        let active = seg.activeDynamicPeers().filter { $0.peer.upstream == dynamicIndex && $0.peer.server <= d.upstream.storeLine }
+        let fromStore = d.upstream.hasStore && active.contains { $0.peer.server == d.upstream.storeLine }
+        var p = fromStore ? [] : d.primaries, b = fromStore ? [] : d.backups
+        for (slot, found) in active {
+            let address = PeerAddress(host: found.host, port: found.port, isIPv6: found.isIPv6)
+            let peer: Peer
+            // The same peer still (a slot reused for the same address has a new record incarnation).
+            if let kept = bySlot[slot], kept.address == address, kept.sharesCurrentRecord, kept.configuredDown == found.down {
+                peer = kept
+            } else {
+                let line = Self.line(for: found, address: address, in: d.upstream)
+                peer = Peer(address: address, server: line, slot: d.upstream.check == nil || line.down ? nil : slot,
+                            scale: d.scale, shared: seg.dynamicCounters(slot: slot), dynamicSlot: slot)
+            }
+            if found.backup { b.append(peer) } else { p.append(peer) }
+        }
+        primaries = p
+        backups = b
+        single = p.count == 1 && b.isEmpty
+        totalWeight = p.reduce(0) { $0 + $1.weight }
+        peerCount = (p + b).count(where: { !$0.configuredDown })
+        if case .hash(_, true) = method { points = ConsistentHashRing(primaries) }
+    }
+
+    /// The `server` line a run-time peer balances as: its name's line with its own address (consistent hashing
+    /// places each address, not the name) and an SRV record's weight; or, from etcd, a line of its own values.
+    private static func line(for found: DynamicPeer, address: PeerAddress, in upstream: Upstream) -> UpstreamServer {
+        var line = found.server < upstream.servers.count ? upstream.servers[found.server]
+            : UpstreamServer(text: address.description, addresses: [address], location: upstream.declared ?? upstream.firstMention)
+        line.text = address.description
+        line.addresses = [address]
+        line.weight = max(found.weight, 1)
+        if let n = found.maxFails { line.maxFails = n }
+        if let s = found.failTimeout { line.failTimeout = s * 1000 }
+        if let n = found.maxConns { line.maxConns = n }
+        if found.down { line.down = true }
+        return line
     }
 
     init(name: String, peers: [Peer]) {
@@ -63,6 +130,9 @@ public final class UpstreamBalancer {
         segment = nil
         sticky = false
         failOpenPercent = nil
+        firstVerdictWaitMs = 0
+        dynamicIndex = -1
+        configured = nil
         primaries = peers
         backups = []
         single = peers.count == 1
@@ -102,13 +172,23 @@ public final class UpstreamBalancer {
         return open
     }
 
+    /// Whether some checked peer is new and its first round of probes has not decided yet (SegmentPlan marks
+    /// them): a request that found no live peer then waits rather than failing. Asked only on that path.
+    public var awaitsFirstVerdicts: Bool {
+        guard let seg = segment else { return false }
+        refreshMembership()
+        if dynamicIndex >= 0 && !seg.namesResolved { return true }
+        return primaries.contains { $0.slot.map { seg.slot($0).inFirstRound } ?? false }
+            || backups.contains { $0.slot.map { seg.slot($0).inFirstRound } ?? false }
+    }
+
     public static func slotKey(upstream: String, address: PeerAddress) -> String { "\(upstream)\u{0}\(address)" }
 
     /// The peers a request may try, as nginx counts its tries: those not marked `down`.
-    public let peerCount: Int
+    public private(set) var peerCount: Int
     /// One peer and no backup (a `proxy_pass` to one address, too): as nginx's `peers->single`, its passive
     /// failures never make it unusable, there being nothing else to send the request to.
-    private let single: Bool
+    private var single: Bool
 
     /// The state every balancer consults first: configured `down`, the shared check bit, passive failures,
     /// `max_conns`, and the peers this request already tried.
@@ -133,6 +213,7 @@ public final class UpstreamBalancer {
     /// failures are forgotten, so the next request tries them again instead of every request failing until
     /// fail_timeout. The client's address is asked for only by ip_hash.
     public func select(clientAddress: () -> [UInt8], hashKey: String?, now: UInt64, tried: [Peer]) -> Peer? {
+        refreshMembership()
         if let p = pick(clientAddress: clientAddress, hashKey: hashKey, now: now, tried: tried) { return p }
         for p in primaries { p.clearFails() }
         for p in backups { p.clearFails() }

@@ -102,6 +102,7 @@ final class Master {
         let sockets: [ListeningSocket]
         do { sockets = try listeners.prepare(for: config, log: log) } catch { return fatal("\(error)") }
         if let err = SegmentPlan(config: config).fitError { return fatal(err) }
+        if let err = UpsyncStartup.unreadable(config, log: log) { return fatal(err) }
         let accessLogs: RequestLogFiles
         do {
             try WorkerFiles.makeTempDirectories(config)
@@ -187,9 +188,20 @@ final class Master {
 
     private func createSegment(generation: UInt64, plan: SegmentPlan) throws -> Segment {
         if let err = plan.fitError { throw ShmError(err) }
-        return try Segment.create(name: Layout.segmentName(masterPid: pid, generation: generation), size: plan.size,
-                                  generation: generation, masterPid: pid, checksum: plan.checksum, peers: plan.entries,
-                                  zoneRecords: plan.zoneRecords)
+        let segment = try Segment.create(name: Layout.segmentName(masterPid: pid, generation: generation), size: plan.size,
+                                         generation: generation, masterPid: pid, checksum: plan.checksum, peers: plan.entries,
+                                         zoneRecords: plan.zoneRecords, dynamicUpstreams: plan.dynamicUpstreams)
+        let now = vigil_monotonic_ms()
+        for c in plan.carriedDynamic {
+            guard let slot = segment.addDynamicPeer(c.peer, state: c.state, type: c.type, checkPort: c.port, nowMs: now) else {
+                log.error("cannot carry server \(c.peer.name) of upstream \"\(segment.dynamicUpstreamName(c.peer.upstream))\" over the reload, memory exhausted")
+                break
+            }
+            segment.slot(slot).setAdmin(c.admin)
+        }
+        if !plan.carriedDynamic.isEmpty { segment.publishMembership() }
+        if plan.namesResolved { segment.markNamesResolved() }
+        return segment
     }
 
     /// Segments left by masters that died without cleaning up (SIGKILL, power loss).

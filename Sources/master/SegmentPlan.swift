@@ -15,6 +15,13 @@ struct SegmentPlan {
     let zones: [UpstreamZone]
     /// Mapped apart from the segment (LimitZone), but sized here too: nginx refuses a zone no directive sized.
     let limitZones: [LimitZoneSpec]
+    /// The upstreams with `server … resolve` (the segment keeps slots for their peers), and the peers the
+    /// previous generation had found for the same `server` lines: they stay, with their state when the check
+    /// is unchanged, until the new checker's answers say otherwise.
+    let dynamicUpstreams: [String]
+    let carriedDynamic: [(peer: DynamicPeer, state: PeerState, admin: AdminState, type: UInt8, port: UInt16)]
+    /// Whether every name of the new configuration had an answer in the previous generation.
+    let namesResolved: Bool
 
     /// Identity of a checked peer across reloads.
     static func key(_ p: CheckedPeer) -> String {
@@ -45,17 +52,75 @@ struct SegmentPlan {
             let key = SegmentPlan.key(p)
             hash = SegmentPlan.fnv1a(key, from: hash)
             let saved = restored.isEmpty ? nil : restored[StateFile.identity(key: key)].map { (PeerState(down: $0.down), $0.admin) }
-            let (state, admin) = carried[key] ?? saved ?? (PeerState(down: p.check.defaultDown), .ready)
+            // Only a peer neither carried over nor restored is new to the table: it alone is fast-tracked.
+            let (state, admin) = carried[key] ?? saved ?? (PeerState.unseen(down: p.check.defaultDown), .ready)
             return PeerEntry(upstream: p.upstream, server: p.address.description, type: p.check.type.code,
                              port: UInt16(p.check.port), state: state, admin: admin)
         }
         checksum = hash
+        let resolving = config.resolvingUpstreams
+        dynamicUpstreams = resolving.map(\.name)
         bytesNeeded = Layout.bytesNeeded(peers: entries.count,
-                                         stringBytes: Segment.stringBytes(entries.map { ($0.upstream, $0.server) }))
+                                         stringBytes: Segment.stringBytes(entries.map { ($0.upstream, $0.server) },
+                                                                          dynamicUpstreams: dynamicUpstreams)) + 4 * dynamicUpstreams.count
+        (carriedDynamic, namesResolved) = SegmentPlan.carryDynamic(resolving, previous: previous)
         size = config.shmSize
         zoneRecords = config.zonedPeerCount
         zones = config.upstreamZones
         limitZones = config.limitZones
+    }
+
+    /// The previous generation's resolved peers whose upstream and `server` line (by its text) are still there.
+    private static func carryDynamic(_ resolving: [Upstream], previous: (config: Configuration, segment: Segment)?)
+        -> ([(peer: DynamicPeer, state: PeerState, admin: AdminState, type: UInt8, port: UInt16)], Bool) {
+        guard let previous, !resolving.isEmpty else { return ([], false) }
+        let old = previous.config.resolvingUpstreams
+        var out: [(peer: DynamicPeer, state: PeerState, admin: AdminState, type: UInt8, port: UInt16)] = []
+        var allKnown = previous.segment.namesResolved
+        for (k, u) in resolving.enumerated() {
+            let before = old.first { $0.name == u.name }
+            for (s, server) in u.servers.enumerated() where server.resolve != nil {
+                guard let before, let oldLine = before.servers.firstIndex(where: { $0.resolve != nil && $0.text == server.text }),
+                      let oldIndex = previous.segment.dynamicUpstreamIndex(u.name) else {
+                    allKnown = false
+                    continue
+                }
+                let sameCheck = before.check == u.check && before.servers[oldLine].down == server.down
+                let check = server.down ? nil : u.check
+                for (slot, p) in previous.segment.activeDynamicPeers() where p.upstream == oldIndex && p.server == oldLine {
+                    var peer = p
+                    peer.upstream = k
+                    peer.server = s
+                    peer.weight = server.weight
+                    peer.backup = server.backup
+                    let kept = previous.segment.slot(slot)
+                    let state = sameCheck ? kept.read() : check.map { PeerState.unseen(down: $0.defaultDown) } ?? PeerState(down: false)
+                    out.append((peer, state, kept.admin, check?.type.code ?? 0, UInt16(check?.port ?? 0)))
+                }
+            }
+            // Servers from a store stay while the upstream reads the same store (the same keys of the same etcd, or
+            // the same state file); the new checker's first read then says what is there now.
+            guard u.hasStore else { continue }
+            guard let before, before.upsync?.authority == u.upsync?.authority, before.upsync?.prefix == u.upsync?.prefix,
+                  before.stateFile == u.stateFile, let oldIndex = previous.segment.dynamicUpstreamIndex(u.name) else {
+                allKnown = false
+                continue
+            }
+            let sameCheck = before.check == u.check
+            var any = false
+            for (slot, p) in previous.segment.activeDynamicPeers() where p.upstream == oldIndex && p.server == before.storeLine {
+                var peer = p
+                peer.upstream = k
+                peer.server = u.storeLine
+                let check = peer.down ? nil : u.check
+                let kept = previous.segment.slot(slot)
+                let state = sameCheck ? kept.read() : check.map { PeerState.unseen(down: $0.defaultDown) } ?? PeerState(down: false)
+                out.append((peer, state, kept.admin, check?.type.code ?? 0, UInt16(check?.port ?? 0)))
+                any = true
+            }
+            if !any { allKnown = false }
+        }
+        return (out, allKnown)
     }
 
     /// nginx-style refusal when a zone has no size or its peers do not fit it, or the check table does not fit

@@ -121,7 +121,8 @@ func render(_ seg: Segment, json: Bool) -> String {
     let beat = seg.checker.heartbeatMs
     let beatAge: UInt64? = checker != 0 && beat > 0 ? (now >= beat ? now - beat : 0) : nil
     var rows: [(i: Int, up: String, server: String, s: PeerState, type: String, port: UInt16, admin: AdminState)] = []
-    for i in 0..<seg.peerCount {
+    // The configured peers, then those added at run time (`resolve`).
+    for i in Array(0..<seg.peerCount) + seg.activeDynamicPeers().map(\.slot) {
         let slot = seg.slot(i)
         rows.append((i, seg.upstreamName(i), seg.serverName(i), slot.read(), typeName(slot.type), slot.port, slot.admin))
     }

@@ -46,10 +46,10 @@ final class CheckerElection {
 
     private func becomeChecker() {
         let peers = worker.config.checkedPeers
-        // Nothing to probe: the lock is held and its heartbeat kept from this loop, without a thread. A second
-        // thread makes every system call on a socket take and drop a reference to its file (the descriptor
+        // Nothing to probe or resolve: the lock is held and its heartbeat kept from this loop, without a thread. A
+        // second thread makes every system call on a socket take and drop a reference to its file (the descriptor
         // table is shared then), about 1% of a proxied request's cost.
-        if !peers.isEmpty {
+        if !peers.isEmpty || !worker.config.resolvingUpstreams.isEmpty {
             do { thread = try startThread(peers) } catch {
                 worker.log.alert("cannot start the checker: \(error)")
                 worker.segment.checker.release(ifHeldBy: pid)
@@ -61,7 +61,8 @@ final class CheckerElection {
     }
 
     private func startThread(_ peers: [CheckedPeer]) throws -> CheckerThread {
-        let engine = try CheckEngine(segment: worker.segment, peers: peers, pid: pid, tls: worker.tls, log: worker.log)
+        let engine = try CheckEngine(segment: worker.segment, peers: peers, pid: pid, tls: worker.tls, log: worker.log,
+                                     resolving: worker.config.resolvingUpstreams)
         let t = CheckerThread(engine: engine)
         t.start()
         return t

@@ -35,13 +35,13 @@ final class CheckEngineTests: XCTestCase {
         return ports.map { CheckedPeer(upstream: "unit", address: PeerAddress(host: "127.0.0.1", port: $0, isIPv6: false), check: check) }
     }
 
-    /// A segment for `peers`, all down, its checker lock held by this process; unlinked when the test ends.
-    private func segment(for peers: [CheckedPeer]) throws -> Segment {
+    /// A segment for `peers`, all down (`state`), its checker lock held by this process; unlinked when the test ends.
+    private func segment(for peers: [CheckedPeer], state: PeerState = PeerState(down: true)) throws -> Segment {
         let name = "/vigil-unit-engine-\(getpid())"
         addTeardownBlock { shm_unlink(name) }
         let segment = try Segment.create(name: name, size: 1 << 20, generation: 1, masterPid: getpid(), checksum: 0,
                                          peers: peers.map { PeerEntry(upstream: $0.upstream, server: $0.address.description,
-                                                                      type: 1, port: 0, state: PeerState(down: true)) })
+                                                                      type: 1, port: 0, state: state) })
         XCTAssertTrue(segment.checker.tryAcquire(pid: getpid(), nowMs: vigil_monotonic_ms(), staleAfterMs: 1000))
         return segment
     }
@@ -115,6 +115,46 @@ final class CheckEngineTests: XCTestCase {
         XCTAssertEqual(openDescriptors(), before, "the spare socket is closed with the checker")
     }
 
+    /// Peers new to the table, with the module's defaults (interval=30000 rise=2): probed at once and again
+    /// 100 ms later, so a live one is up within a few hundred ms, having passed `rise` probes; a refusing one
+    /// ends its first round at its first failure and waits its interval; nothing else is probed meanwhile.
+    func testNewPeersAreProbedAtOnceUntilTheirFirstRoundDecides() throws {
+        let live = (0..<2).map { _ in boundSocket() }
+        let refusing = boundSocket()
+        defer { (live + [refusing]).forEach { close($0.fd) } }
+        for l in live { XCTAssertEqual(listen(l.fd, 16), 0) }
+        var peers = self.peers((live + [refusing]).map(\.port), type: .tcp, interval: 30_000, timeout: 1000)
+        for i in peers.indices { peers[i].check.rise = 2 }
+        let segment = try self.segment(for: peers, state: .unseen(down: true))
+        XCTAssertTrue(segment.slot(0).inFirstRound)
+
+        let started = Date()
+        let thread = CheckerThread(engine: try CheckEngine(segment: segment, peers: peers, pid: getpid(), log: ErrorLog()))
+        thread.start()
+        defer { thread.stop() }
+        XCTAssertTrue(waitUntil(2) { !segment.slot(0).isDown && !segment.slot(1).isDown && !segment.slot(2).inFirstRound })
+        XCTAssertLessThan(Date().timeIntervalSince(started), 0.6, "two probes 100 ms apart, not interval/2")
+        usleep(300_000)
+        let states = peers.indices.map { segment.slot($0).read() }
+        for s in states.prefix(2) {
+            XCTAssertEqual(s.checks, 2, "rise=2: two passes, then the interval")
+            XCTAssertFalse(s.firstRound)
+        }
+        XCTAssertTrue(states[2].down)
+        XCTAssertEqual(states[2].checks, 1, "a failure ends the first round")
+        XCTAssertEqual(states[2].reason, .connectRefused)
+    }
+
+    /// Polls `condition` every 5 ms until it holds or `seconds` pass.
+    private func waitUntil(_ seconds: Double, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if condition() { return true }
+            usleep(5_000)
+        }
+        return condition()
+    }
+
     /// Steady peers wait a whole interval; a peer on its way to flipping is probed again after half of one.
     func testPeersAboutToFlipAreProbedAtHalfTheInterval() {
         func state(down: Bool, rise: UInt32 = 0, fall: UInt32 = 0) -> PeerState {
@@ -130,5 +170,7 @@ final class CheckEngineTests: XCTestCase {
         XCTAssertEqual(PeerProber.delay(before: state(down: true, fall: 3), interval: 1000), 1000, "down and still failing: steady")
         XCTAssertEqual(PeerProber.delay(before: state(down: false, rise: 5), interval: 1000), 1000, "up and passing: steady")
         XCTAssertEqual(PeerProber.delay(before: state(down: false, fall: 1), interval: 1), 1)
+        XCTAssertEqual(PeerProber.delay(before: .unseen(down: true), interval: 30_000), 100, "a new peer's first round")
+        XCTAssertEqual(PeerProber.delay(before: .unseen(down: false), interval: 50), 50, "never longer than the interval")
     }
 }

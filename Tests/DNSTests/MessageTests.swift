@@ -54,6 +54,27 @@ final class MessageTests: XCTestCase {
                                                         ResolvedAddress(host: "10.0.0.2", isIPv6: false)], ttl: 30, cname: nil))
     }
 
+    /// SRV records: priority, weight, port and the target (plain or compressed), the lowest TTL; records of
+    /// other types in an SRV answer are skipped, and an rdata too short for its fixed part is malformed.
+    func testServiceRecords() throws {
+        let name = "_http._tcp.app.test"
+        func srv(_ priority: UInt16, _ weight: UInt16, _ port: UInt16, _ target: [UInt8], ttl: UInt32 = 300) -> [UInt8] {
+            Self.record(type: 33, ttl: ttl, rdata: [UInt8(priority >> 8), UInt8(priority & 0xFF), UInt8(weight >> 8), UInt8(weight & 0xFF),
+                                                    UInt8(port >> 8), UInt8(port & 0xFF)] + target)
+        }
+        let plain: [UInt8] = [2, 0x62, 0x31, 4] + Array("test".utf8) + [0]        // b1.test
+        let compressed: [UInt8] = [2, 0x62, 0x32, 0xC0, 12 + 11]                     // b2. + "app.test" of the question
+        let bytes = Self.reply(name: name, type: .srv, answers: [srv(10, 5, 8080, plain, ttl: 60), srv(20, 0, 8081, compressed, ttl: 30),
+                                                                   Self.record(type: 1, rdata: [10, 0, 0, 1])])
+        XCTAssertEqual(try Reply.parse(bytes, id: 0x1234, name: name, type: .srv).outcome,
+                       .services([ServiceRecord(priority: 10, weight: 5, port: 8080, target: "b1.test"),
+                                  ServiceRecord(priority: 20, weight: 0, port: 8081, target: "b2.app.test")], ttl: 30))
+        XCTAssertEqual(try Reply.parse(Self.reply(name: name, type: .srv, answers: []), id: 0x1234, name: name, type: .srv).outcome,
+                       .services([], ttl: 0))
+        XCTAssertThrowsError(try Reply.parse(Self.reply(name: name, type: .srv, answers: [Self.record(type: 33, rdata: [0, 1, 0, 1, 0])]),
+                                             id: 0x1234, name: name, type: .srv))
+    }
+
     func testIPv6Text() throws {
         func text(_ groups: [UInt16]) -> String { Reply.ipv6Text(groups.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] }) }
         XCTAssertEqual(text([0, 0, 0, 0, 0, 0, 0, 1]), "::1")
@@ -135,6 +156,8 @@ final class MessageTests: XCTestCase {
             Self.reply(answers: [Self.record(type: 5, rdata: target), Self.record(owner: [0xC0, 38], type: 1, rdata: [10, 1, 1, 1])]),
             Self.reply(flags: 0x8183, answers: []),
             Self.reply(flags: 0x8780, answers: [Self.record(type: 1, rdata: [1, 1, 1, 1])]),
+            Self.reply(type: .srv, answers: [Self.record(type: 33, rdata: [0, 10, 0, 5, 0x1F, 0x90] + target),
+                                             Self.record(type: 33, rdata: [0, 20, 0, 0, 0x1F, 0x91, 1, 0x62, 0xC0, 12])]),
         ]
         _ = FuzzProgress.runTest(
             "DNS reply fuzz", iterations: iterations, seed: seed, show: { $0.map { String(format: "%02x", $0) }.joined() },
@@ -143,7 +166,7 @@ final class MessageTests: XCTestCase {
             let base = rng.pick(corpus)
             let bytes = BinaryMutation.mutate(base, corpus: corpus, rng: &rng)
             progress.start(bytes)
-            let type: RecordType = rng.chance(50) ? .a : .aaaa
+            let type: RecordType = rng.pick([RecordType.a, .aaaa, .srv])
             do {
                 let r = try Reply.parse(bytes, id: 0x1234, name: "svc.test", type: type)
                 switch r.outcome {
@@ -152,6 +175,9 @@ final class MessageTests: XCTestCase {
                     for a in addresses where a.isIPv6 != (type == .aaaa) || a.host.isEmpty {
                         progress.fail("seed \(seed) iteration \(k): address \(a) for a \(type) query")
                     }
+                case .services(let records, _):
+                    progress.count(records.isEmpty ? "empty" : "services")
+                    if type != .srv { progress.fail("seed \(seed) iteration \(k): SRV records for a \(type) query") }
                 case .truncated: progress.count("truncated")
                 case .failed: progress.count("failed")
                 }

@@ -159,7 +159,7 @@ final class ProcessModelTests: XCTestCase {
         XCTAssertEqual(bad.status, 1)
         XCTAssertEqual(bad.stderr, "shmdump: segment \"/\(name)\" is not a vigil segment (bad magic)\n")
         var header = Data("VIGILSHM".utf8)
-        header.append(contentsOf: [3, 0, 0, 0, 128, 0, 0, 0])   // layout version 3, header size 128
+        header.append(contentsOf: [4, 0, 0, 0, 128, 0, 0, 0])   // layout version 4, header size 128
         header.append(contentsOf: withUnsafeBytes(of: UInt64(1 << 20).littleEndian) { Array($0) })
         header.append(Data(repeating: 0, count: 200 - header.count))
         try header.write(to: URL(fileURLWithPath: "/dev/shm/" + name))

@@ -47,6 +47,10 @@ final class SegmentTests: XCTestCase {
         XCTAssertFalse(ro.slot(1).isDown)
         XCTAssertEqual(ro.slot(1).read(), s)
         XCTAssertTrue(ro.slot(0).isDown, "neighbouring slot untouched")
+        XCTAssertFalse(ro.slot(1).inFirstRound)
+        seg.slot(0).write(.unseen(down: true))
+        XCTAssertTrue(ro.slot(0).inFirstRound)
+        XCTAssertEqual(ro.slot(0).read(), .unseen(down: true))
     }
 
     /// A re-check request rings the doorbell once until the checker takes it; a read-only attach has none.

@@ -54,6 +54,27 @@ final class CheckedPeerTests: XCTestCase {
         XCTAssertEqual(Set(rr.picks(5, now: 1004)), [b], "up again: chosen again")
     }
 
+    /// A request that finds no live peer waits only while some checked peer is new and undecided (the bit the
+    /// master sets for peers it has no state for, which the checker clears when their first round decides), for
+    /// at most the check's timeout.
+    func testFirstVerdictsAreAwaitedWhileANewPeerIsUndecided() throws {
+        let (rr, _, slot) = try checked("upstream u { server \(a); server \(b); check interval=30000 timeout=700; }")
+        XCTAssertEqual(rr.firstVerdictWaitMs, 700)
+        XCTAssertFalse(rr.awaitsFirstVerdicts, "peers with a state are not waited for")
+        slot(a).write(PeerState.unseen(down: true))
+        slot(b).write(PeerState.unseen(down: true))
+        XCTAssertEqual(rr.pick(now: 1000), "-")
+        XCTAssertTrue(rr.awaitsFirstVerdicts)
+        var failed = slot(a).read()
+        failed.firstRound = false
+        slot(a).write(failed)
+        XCTAssertTrue(rr.awaitsFirstVerdicts, "b is still undecided")
+        slot(b).write(failed)
+        XCTAssertFalse(rr.awaitsFirstVerdicts, "every first round has decided: no live upstream")
+        let (_, plain) = try parseUpstream("upstream p { server \(a); }")
+        XCTAssertEqual(UpstreamBalancer(upstream: plain, segment: nil, checkedIndex: [:]).firstVerdictWaitMs, 0, "unchecked: never waits")
+    }
+
     func testConfiguredDownServerHasNoSlot() throws {
         let (rr, segment, _) = try checked("upstream u { server \(a); server \(b) down; check interval=1000; }")
         XCTAssertEqual(segment.peerCount, 1)

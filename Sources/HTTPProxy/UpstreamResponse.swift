@@ -302,7 +302,7 @@ extension ProxySession {
             let event = response.withReadable { buf -> ChunkedDecoder.Event in
                 d.feed(buf) { range in
                     stored?.write(UnsafeRawBufferPointer(rebasing: buf[range]))
-                    if !pass { keepGoing = sink.sendBody(UnsafeRawBufferPointer(rebasing: buf[range])) && keepGoing }
+                    if !pass { keepGoing = sink.sendBody(UnsafeRawBufferPointer(rebasing: buf[range]), flush: false) && keepGoing }
                 }
             }
             decoder = d
@@ -316,14 +316,14 @@ extension ProxySession {
             case .data: break
             }
             if pass {
-                response.withReadable { keepGoing = sink.sendChunks(UnsafeRawBufferPointer(rebasing: $0[0..<consumed])) }
+                response.withReadable { keepGoing = sink.sendChunks(UnsafeRawBufferPointer(rebasing: $0[0..<consumed]), flush: false) }
             }
             response.consume(consumed)
         } else if let remaining = bodyRemaining {
             let take = min(remaining, response.readable)
             response.withReadable {
                 stored?.write(UnsafeRawBufferPointer(rebasing: $0[0..<take]))
-                keepGoing = sink.sendBody(UnsafeRawBufferPointer(rebasing: $0[0..<take]), last: take == remaining && records == nil)
+                keepGoing = sink.sendBody(UnsafeRawBufferPointer(rebasing: $0[0..<take]), last: take == remaining && records == nil, flush: false)
             }
             response.consume(take)
             bodyRemaining = remaining - take
@@ -331,7 +331,7 @@ extension ProxySession {
         } else {
             response.withReadable {
                 stored?.write($0)
-                keepGoing = sink.sendBody($0)
+                keepGoing = sink.sendBody($0, flush: false)
             }
             response.consume(response.readable)
         }
@@ -340,7 +340,10 @@ extension ProxySession {
             guard let complete = fastcgiBodyComplete() else { return }
             done = complete
         }
+        // What this read brought goes out in one write: with the end's framing when the body ended (finish).
         if done { finish(); return }
+        keepGoing = request.transport.flushBody() && keepGoing
+        if phase == .done { return }
         if !keepGoing {
             paused = true
             disarm()

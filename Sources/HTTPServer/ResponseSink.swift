@@ -259,36 +259,38 @@ public struct ResponseSink {
 
     /// A piece of a streamed body: compressed when the response is, then framed by the transport. Deflate hands
     /// out its output in small, uneven pieces: they go out once 16 kB has gathered, or with the end. `last`:
-    /// the body ends with this piece. False when the client is backed up (wait for the transport's onDrain).
-    public func sendBody(_ whole: UnsafeRawBufferPointer, last: Bool = false) -> Bool {
+    /// the body ends with this piece. `flush` false: only queued, the caller flushes (a proxy sends what one read
+    /// brought, and the end's framing with it, in one write). False when the client is backed up (wait for the
+    /// transport's onDrain).
+    public func sendBody(_ whole: UnsafeRawBufferPointer, last: Bool = false, flush: Bool = true) -> Bool {
         // The range first, then the recoding, as nginx's filters run.
         let raw = r.response.window?.clip(whole) ?? whole
         guard r.response.recoder == nil else {
             let recoded = r.response.recoder!.recode(raw)
-            return recoded.withUnsafeBytes { sendRecoded($0, last: last) }
+            return recoded.withUnsafeBytes { sendRecoded($0, last: last, flush: flush) }
         }
-        return sendRecoded(raw, last: last)
+        return sendRecoded(raw, last: last, flush: flush)
     }
 
-    private func sendRecoded(_ bytes: UnsafeRawBufferPointer, last: Bool) -> Bool {
+    private func sendRecoded(_ bytes: UnsafeRawBufferPointer, last: Bool, flush: Bool) -> Bool {
         let t = r.transport
         guard r.response.gzip != nil else {
             r.bodyBytesSent += bytes.count
             t.queueBody(bytes)
-            return t.flushBody()
+            return !flush || t.flushBody()
         }
         GzipFilter.compress(r, bytes, finish: last) { piece in
             r.bodyBytesSent += piece.count
             t.queueBody(piece)
         }
-        return t.queuedBytes < 16384 || t.flushBody()
+        return t.queuedBytes < 16384 || !flush || t.flushBody()
     }
 
     /// Upstream chunks passed on as they came (the head's framing was `.chunksPassedThrough`).
-    public func sendChunks(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    public func sendChunks(_ bytes: UnsafeRawBufferPointer, flush: Bool = true) -> Bool {
         r.bodyBytesSent += bytes.count
         r.transport.queueBody(bytes)
-        return r.transport.flushBody()
+        return !flush || r.transport.flushBody()
     }
 
     /// The end of a streamed body: the rest of the gzip stream and the framing's end go out with whatever is

@@ -16,10 +16,7 @@ final class ResolvePeersTests: XCTestCase {
     override func setUpWithError() throws {
         try XCTSkipUnless(Tools.available(ResolverTests.dnsmasq), "dnsmasq is not installed (scripts/install-deps installs it)")
         port = freePort(); backend = freePort(); dnsPort = freePort()
-        backends = try Vigil(config: Vigil.config(http: (1...3).map {
-            "server { listen 127.0.0.\($0):\(backend); location / { return 200 \"\($0)\\n\"; } }"
-        }.joined(separator: "\n")))
-        _ = try backends.start()
+        backends = try loopbackBackends(port: backend)
     }
 
     override func tearDown() {
@@ -34,14 +31,7 @@ final class ResolvePeersTests: XCTestCase {
         dns?.reload()
     }
 
-    func bodies(_ n: Int) -> [String: Int] {
-        var seen: [String: Int] = [:]
-        for _ in 0..<n {
-            let r = httpGet(port, "/")
-            seen[r?.status == 200 ? r!.body.trimmingCharacters(in: .newlines) : "status \(r?.status ?? 0)", default: 0] += 1
-        }
-        return seen
-    }
+    func bodies(_ n: Int) -> [String: Int] { answersByBody(port, n) }
 
     func statusRows() -> [String] {
         (httpGet(port, "/status")?.body ?? "").split(separator: "\n").map(String.init)

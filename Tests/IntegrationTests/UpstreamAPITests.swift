@@ -12,10 +12,7 @@ final class UpstreamAPITests: XCTestCase {
 
     override func setUpWithError() throws {
         port = freePort(); backend = freePort()
-        backends = try Vigil(config: Vigil.config(http: (1...3).map {
-            "server { listen 127.0.0.\($0):\(backend); location / { return 200 \"\($0)\\n\"; } }"
-        }.joined(separator: "\n")))
-        _ = try backends.start()
+        backends = try loopbackBackends(port: backend)
     }
 
     override func tearDown() {
@@ -23,14 +20,7 @@ final class UpstreamAPITests: XCTestCase {
         backends?.cleanup()
     }
 
-    func bodies(_ n: Int) -> [String: Int] {
-        var seen: [String: Int] = [:]
-        for _ in 0..<n {
-            let r = httpGet(port, "/")
-            seen[r?.status == 200 ? r!.body.trimmingCharacters(in: .newlines) : "status \(r?.status ?? 0)", default: 0] += 1
-        }
-        return seen
-    }
+    func bodies(_ n: Int) -> [String: Int] { answersByBody(port, n) }
 
     func api(_ method: String, _ path: String, _ body: String? = nil) throws -> (status: Int, json: Any?) {
         var raw = "\(method) \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"

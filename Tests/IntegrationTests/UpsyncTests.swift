@@ -15,10 +15,7 @@ final class UpsyncTests: XCTestCase {
     override func setUpWithError() throws {
         etcd = try EtcdPeer()
         port = freePort(); backend = freePort(); dead = freePort()
-        backends = try Vigil(config: Vigil.config(http: (1...3).map {
-            "server { listen 127.0.0.\($0):\(backend); location / { return 200 \"\($0)\\n\"; } }"
-        }.joined(separator: "\n")))
-        _ = try backends.start()
+        backends = try loopbackBackends(port: backend)
     }
 
     override func tearDown() {
@@ -29,14 +26,7 @@ final class UpsyncTests: XCTestCase {
 
     func key(_ host: Int) -> String { "/upstreams/app/127.0.0.\(host):\(backend)" }
 
-    func bodies(_ n: Int) -> [String: Int] {
-        var seen: [String: Int] = [:]
-        for _ in 0..<n {
-            let r = httpGet(port, "/")
-            seen[r?.status == 200 ? r!.body.trimmingCharacters(in: .newlines) : "status \(r?.status ?? 0)", default: 0] += 1
-        }
-        return seen
-    }
+    func bodies(_ n: Int) -> [String: Int] { answersByBody(port, n) }
 
     func config(dump: String, extra: String = "") -> String {
         Vigil.config(workers: 2, http: """

@@ -307,3 +307,23 @@ public final class Handoff<T>: @unchecked Sendable {
     public var value: T
     public init(_ value: T) { self.value = value }
 }
+
+/// Backends for the dynamic-peer tests: one Vigil answering `X\n` on 127.0.0.X:`port` for each X in `hosts`, so
+/// a response names the peer that gave it.
+public func loopbackBackends(port: UInt16, hosts: ClosedRange<Int> = 1...3) throws -> Vigil {
+    let v = try Vigil(config: Vigil.config(http: hosts.map {
+        "server { listen 127.0.0.\($0):\(port); location / { return 200 \"\($0)\\n\"; } }"
+    }.joined(separator: "\n")))
+    _ = try v.start()
+    return v
+}
+
+/// `n` GETs of / on `port`, counted by what answered: a body (a loopback backend's name) or "status N".
+public func answersByBody(_ port: UInt16, _ n: Int) -> [String: Int] {
+    var seen: [String: Int] = [:]
+    for _ in 0..<n {
+        let r = httpGet(port, "/")
+        seen[r?.status == 200 ? r!.body.trimmingCharacters(in: .newlines) : "status \(r?.status ?? 0)", default: 0] += 1
+    }
+    return seen
+}

@@ -10,7 +10,7 @@ import Core
 ///     POST   …/http/upstreams/NAME/servers          add one: {"server":"10.0.0.7:8080","weight":2,…}
 ///     GET    …/http/upstreams/NAME/servers/ID       one
 ///     PATCH  …/http/upstreams/NAME/servers/ID       change weight, max_fails, fail_timeout, max_conns, down, drain
-///                                                   (taken as down), server
+///                                                   (taken as down), backup, server
 ///     DELETE …/http/upstreams/NAME/servers/ID       remove one (the rest are answered)
 ///
 /// A change is written to the state file (whole, under a lock shared by the workers) and the checker's
@@ -151,7 +151,6 @@ enum UpstreamAPI {
                 s.down = b
             case "backup":
                 guard let b = value.bool else { return bad("invalid \"backup\" argument") }
-                guard adding || b == s.backup else { return bad("\"backup\" cannot be changed") }
                 s.backup = b
             case "id":
                 guard value.integer == s.id else { return bad("\"id\" cannot be changed") }

@@ -102,10 +102,16 @@ final class UpstreamAPITests: XCTestCase {
         try refused("POST", "/api/9/http/upstreams/app/servers", #"{"server":"127.0.0.9:1","colour":"red"}"#, 400, "UpstreamConfFormatError")
         try refused("POST", "/api/9/http/upstreams/app/servers", #"{"server":"127.0.0.2:\#(backend)"}"#, 409, "UpstreamServerExists")
         try refused("PATCH", "/api/9/http/upstreams/app/servers/7", #"{"weight":2}"#, 404, "UpstreamServerNotFound")
+        try refused("PATCH", "/api/9/http/upstreams/app/servers/1", #"{"backup":"yes"}"#, 400, "UpstreamConfFormatError")
         try refused("GET", "/api/9/http/upstreams/nope/servers", nil, 404, "UpstreamNotFound")
         try refused("DELETE", "/ro/9/http/upstreams/app/servers/1", nil, 405, "MethodDisabled")
         XCTAssertEqual(try api("GET", "/ro/9/http/upstreams/app/servers").status, 200)
         XCTAssertEqual(try servers().count, 2)
+        // A backup serves only when the primaries cannot.
+        XCTAssertEqual(try api("PATCH", "/api/9/http/upstreams/app/servers/1", #"{"backup":true}"#).status, 200)
+        XCTAssertTrue(waitFor(5) { self.bodies(10) == ["3": 10] }, "\(bodies(10))")
+        XCTAssertEqual(try api("PATCH", "/api/9/http/upstreams/app/servers/1", #"{"backup":false}"#).status, 200)
+        XCTAssertTrue(waitFor(5) { Set(self.bodies(12).keys) == ["2", "3"] }, "\(bodies(12))")
 
         // The file is what a reload and a restart start from.
         try vigil.write(config: config(state, extra: "location /other { return 204; }"))

@@ -25,9 +25,12 @@ final class PrivilegeTests: XCTestCase {
     /// Real, effective, saved and filesystem ids all the same.
     func ids(_ pid: Int32, _ key: String) -> Set<String> { Set(status(pid, key)) }
 
+    /// The master's workers once each has set itself up: a child is listed from its fork, before it drops its
+    /// privileges (NoNewPrivs comes after the user change).
     func workers(_ master: Int32, count: Int) -> [Int32] {
         let w = vigil.waitForWorkers(master, count: count)
         XCTAssertEqual(w.count, count, "workers of \(master): \(w)")
+        XCTAssertTrue(waitFor(5) { w.allSatisfy { self.status($0, "NoNewPrivs") == ["1"] } }, "workers of \(master) never set up")
         return w
     }
 
@@ -116,7 +119,8 @@ final class PrivilegeTests: XCTestCase {
         XCTAssertEqual(ids(w, "Gid"), ["33"])
         let limits = try String(contentsOfFile: "/proc/\(w)/limits", encoding: .utf8)
         XCTAssertTrue(limits.split(separator: "\n").contains { $0.hasPrefix("Max core file size") && $0.contains("10485760") }, limits)
-        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(w)/cwd"), cores)
+        // chdir is the last step of a worker's setup.
+        XCTAssertTrue(waitFor(5) { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(w)/cwd")) == cores })
         XCTAssertEqual(httpGet(port, "/")?.body, "ok")
         XCTAssertEqual(vigil.vigil(["-s", "stop"]).status, 0)
         XCTAssertTrue(waitFor(5) { !processAlive(master) })

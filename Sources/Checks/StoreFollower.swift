@@ -21,10 +21,10 @@ final class StoreFollower {
         /// etcd's, or nil for a state file.
         let upsync: UpsyncSource?
         var watcher: EtcdWatcher?
-        /// The state file's servers as last read, and the file's inode, size and mtime then: the doorbell also
-        /// rings for re-checks, and an unchanged file is not read again.
+        /// The state file's servers as last read, and the file as it was then: the doorbell also rings for
+        /// re-checks, and an unchanged file is not read again.
         var stateServers: [StateServer]?
-        var stateSeen: [Int] = []
+        var stateSeen: FileIdentity?
         /// The servers it has now: name → slot.
         var peers: [String: Int] = [:]
 
@@ -83,13 +83,12 @@ final class StoreFollower {
 
     private func readState(_ s: Source) {
         guard let path = s.upstream.stateFile else { return }
-        var st = stat()
-        let seen = stat(path, &st) == 0 ? [Int(st.st_ino), Int(st.st_size), st.st_mtim.tv_sec, st.st_mtim.tv_nsec] : []
-        if !seen.isEmpty && seen == s.stateSeen { return }
+        let seen = FileIdentity(path: path)
+        if seen != nil && seen == s.stateSeen { return }
         s.stateSeen = seen
         switch StateFile.read(path).map(StateFile.parse) {
         case .failure(let e):
-            engine.log.error("cannot read state file \"\(path)\" (\(Errno.text(e.code))), upstream \"\(s.upstream.name)\" keeps its servers")
+            engine.log.error("cannot read state file \"\(path)\" (\(e.text)), upstream \"\(s.upstream.name)\" keeps its servers")
         case .success(.failure(let e)):
             engine.log.error("state file \"\(path)\": \(e), upstream \"\(s.upstream.name)\" keeps its servers")
         case .success(.success(let servers)):
@@ -122,23 +121,12 @@ final class StoreFollower {
         }
     }
 
-    /// The set as `server` lines, written whole to a temporary file renamed over the dump: a reader (an
-    /// `include` at reload) never sees half of it.
+    /// The set as `server` lines, replacing the dump whole: a reader (an `include` at reload) never sees half.
     private func dump(_ s: Source, _ set: [UpsyncPeer]) {
         guard let path = s.upsync?.dumpPath else { return }
-        let text = set.map(\.serverLine).joined(separator: "\n") + (set.isEmpty ? "" : "\n")
-        let temporary = path + ".vigil-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            return engine.log.error("upsync: open() \"\(temporary)\" failed (\(Errno.text(errno))), upstream \"\(s.upstream.name)\"")
-        }
-        let bytes = Array(text.utf8)
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        close(fd)
-        guard written == bytes.count, rename(temporary, path) == 0 else {
-            engine.log.error("upsync: writing \"\(path)\" failed (\(Errno.text(errno))), upstream \"\(s.upstream.name)\"")
-            unlink(temporary)
-            return
+        let text = set.map { $0.serverLine + "\n" }.joined()
+        if let e = FileBytes.replace(path, with: Array(text.utf8)) {
+            engine.log.error("upsync: writing \"\(path)\" failed (\(Errno.text(e))), upstream \"\(s.upstream.name)\"")
         }
     }
 }

@@ -15,11 +15,11 @@ public enum FileBytes {
     }
 
     /// `read`, with the failure as a value.
-    public static func contents(_ path: String) -> Result<[UInt8], Failure> {
-        do { return .success(try read(path)) } catch { return .failure(error as? Failure ?? Failure(errno: EIO)) }
+    public static func contents(_ path: String, maxSize: Int = maxSize) -> Result<[UInt8], Failure> {
+        do { return .success(try read(path, maxSize: maxSize)) } catch { return .failure(error as? Failure ?? Failure(errno: EIO)) }
     }
 
-    public static func read(_ path: String) throws -> [UInt8] {
+    public static func read(_ path: String, maxSize: Int = maxSize) throws -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw Failure(errno: errno) }
         defer { close(fd) }
@@ -45,5 +45,19 @@ public enum FileBytes {
             out.append(contentsOf: buf[0..<n])
         }
         return out
+    }
+
+    /// Replaces the file at `path` with `bytes` whole: they are written to a temporary file beside it, renamed
+    /// over it, so that no reader sees half. The errno of a failure, or nil.
+    public static func replace(_ path: String, with bytes: [UInt8]) -> Int32? {
+        let temporary = path + ".vigil-\(getpid())"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return errno }
+        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        let e = errno
+        close(fd)
+        guard written == bytes.count else { unlink(temporary); return written < 0 ? e : EIO }
+        guard rename(temporary, path) == 0 else { let e = errno; unlink(temporary); return e }
+        return nil
     }
 }

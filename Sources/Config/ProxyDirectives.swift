@@ -182,7 +182,7 @@ enum UpstreamDirectives {
                 guard upstream.servers.isEmpty else { throw call.parser.currentLocation.error("\"state\" is incompatible with \"server\" in upstream \"\(name)\"") }
                 guard upstream.zone != nil else { throw call.parser.currentLocation.error("\"state\" requires \"zone\" in upstream \"\(name)\"") }
                 switch StateFile.read(state) {
-                case .failure(let e): throw call.parser.currentLocation.error("cannot read state file \"\(state)\" (\(Errno.text(e.code)))")
+                case .failure(let e): throw call.parser.currentLocation.error("cannot read state file \"\(state)\" (\(e.text))")
                 case .success(let text):
                     if case .failure(let e) = StateFile.parse(text) { throw call.parser.currentLocation.error("state file \"\(state)\": \(e)") }
                 }

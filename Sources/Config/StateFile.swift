@@ -81,39 +81,17 @@ public enum StateFile {
     }
 
     /// The file's text: empty when there is none yet (a new upstream starts with no servers).
-    public static func read(_ path: String) -> Result<String, FileErrno> {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { return errno == ENOENT ? .success("") : .failure(FileErrno(code: errno)) }
-        defer { close(fd) }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { return .failure(FileErrno(code: errno)) }
-            if n == 0 { break }
-            out += buf[..<n]
-            if out.count > 16 << 20 { return .failure(FileErrno(code: EFBIG)) }
+    public static func read(_ path: String) -> Result<String, FileBytes.Failure> {
+        switch FileBytes.contents(path, maxSize: 16 << 20) {
+        case .success(let bytes): return .success(String(decoding: bytes, as: UTF8.self))
+        case .failure(let e): return e.errno == ENOENT ? .success("") : .failure(e)
         }
-        return .success(String(decoding: out, as: UTF8.self))
     }
 
-    /// Writes `servers` whole: a temporary file beside it, renamed over it, so that no reader sees half.
+    /// Writes `servers` whole (FileBytes.replace: no reader sees half); the errno of a failure, or nil.
     public static func write(_ servers: [StateServer], to path: String) -> Int32? {
-        let temporary = path + ".vigil-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { return errno }
-        let bytes = Array(render(servers).utf8)
-        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        let e = errno
-        close(fd)
-        guard written == bytes.count else { unlink(temporary); return written < 0 ? e : EIO }
-        guard rename(temporary, path) == 0 else { let e = errno; unlink(temporary); return e }
-        return nil
+        FileBytes.replace(path, with: Array(render(servers).utf8))
     }
-}
-
-public struct FileErrno: Error, Equatable {
-    public let code: Int32
 }
 
 public struct StateFileError: Error, Equatable, CustomStringConvertible {

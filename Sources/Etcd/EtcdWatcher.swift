@@ -153,17 +153,10 @@ public final class EtcdWatcher: EventHandler {
         if phase == .ranging {
             let body: [UInt8]
             if head.chunked {
-                var data: [UInt8] = []
-                let event = input.withUnsafeBytes { buf in chunked.feed(buf) { data += buf[$0] } }
-                // The decoder keeps its place: what it consumed is gone from the input.
-                switch event {
+                switch dechunk() {
                 case .error(let why): return fail("etcd at \(authority) sent a bad chunked reply (\(why))")
-                case .data, .end:
-                    line += data
-                    let consumed: Int
-                    if case .end(let c) = event { consumed = c } else { consumed = input.count }
-                    input.removeFirst(consumed)
-                    guard chunked.isDone else { return }
+                case .data: return
+                case .end:
                     body = line
                     line = []
                 }
@@ -178,14 +171,11 @@ public final class EtcdWatcher: EventHandler {
             return ranged(body)
         }
         guard head.chunked else { return fail("etcd at \(authority) sent a watch stream that is not chunked") }
-        var data: [UInt8] = []
-        let event = input.withUnsafeBytes { buf in chunked.feed(buf) { data += buf[$0] } }
-        switch event {
+        switch dechunk() {
         case .error(let why): return fail("etcd at \(authority) sent a bad watch stream (\(why))")
         case .end: return fail("etcd at \(authority) ended the watch")
-        case .data: input.removeAll(keepingCapacity: true)
+        case .data: break
         }
-        line += data
         while let newline = line.firstIndex(of: 0x0A) {
             let message = Array(line[..<newline])
             line.removeFirst(newline + 1)
@@ -193,18 +183,33 @@ public final class EtcdWatcher: EventHandler {
         }
     }
 
+    /// The chunked body's data so far onto `line`, and what the decoder consumed gone from the input (the
+    /// decoder keeps its place between reads).
+    private func dechunk() -> ChunkedDecoder.Event {
+        let event = input.withUnsafeBytes { buf in chunked.feed(buf) { line += buf[$0] } }
+        switch event {
+        case .error: break
+        case .end(let consumed): input.removeFirst(consumed)
+        case .data: input.removeAll(keepingCapacity: true)
+        }
+        return event
+    }
+
+    /// The server a key and its value describe; nil, logged, when they describe none (the key then keeps what
+    /// it held before).
+    private func server(_ pair: EtcdV3.KeyValue) -> UpsyncPeer? {
+        switch UpsyncPeer.parse(key: pair.key, value: pair.value) {
+        case .success(let p): return p
+        case .failure(let why):
+            log.warn("upsync: \(why), ignored, upstream \"\(upstream)\"")
+            return nil
+        }
+    }
+
     private func ranged(_ body: [UInt8]) {
         guard let (pairs, rev) = EtcdV3.rangeReply(body) else { return fail("etcd at \(authority) sent a range reply that is not etcd's") }
         var fresh: [String: UpsyncPeer] = [:]
-        for pair in pairs {
-            switch UpsyncPeer.parse(key: pair.key, value: pair.value) {
-            case .success(let p): fresh[pair.key] = p
-            case .failure(let why):
-                // Ignored as when it changes later: what the key held before stays, if anything.
-                log.warn("upsync: \(why), ignored, upstream \"\(upstream)\"")
-                if let old = peers[pair.key] { fresh[pair.key] = old }
-            }
-        }
+        for pair in pairs { fresh[pair.key] = server(pair) ?? peers[pair.key] }
         peers = fresh
         revision = rev
         hasSynced = true
@@ -241,10 +246,7 @@ public final class EtcdWatcher: EventHandler {
                 switch change {
                 case .delete(let key): peers[key] = nil
                 case .put(let pair):
-                    switch UpsyncPeer.parse(key: pair.key, value: pair.value) {
-                    case .success(let p): peers[pair.key] = p
-                    case .failure(let why): log.warn("upsync: \(why), ignored, upstream \"\(upstream)\"")
-                    }
+                    if let p = server(pair) { peers[pair.key] = p }
                 }
             }
             revision = max(revision, rev)

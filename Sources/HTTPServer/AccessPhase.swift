@@ -135,7 +135,7 @@ enum AuthBasic {
         switch outcome {
         case .matched(true):
             // The identity of the file as read, not as first seen: it may have been replaced in between.
-            if let header, let file = CredentialCache.FileIdentity(fd: fd) {
+            if let header, let file = FileIdentity(fd: fd) {
                 r.service.credentials.remember(header, path: path, file: file)
             }
             return .allowed

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import COpenSSL
+import Core
 
 /// The `Authorization` headers auth_basic let in, remembered by each worker so that a client sending the same
 /// header again (a browser sends it with every request) is not checked against the file again: a `$apr1$` entry
@@ -11,38 +12,6 @@ import COpenSSL
 /// identity, so an edited, replaced, renamed or chmod'ed file is read again at once. Refusals are never
 /// remembered: each goes through the file and logs its line as nginx does.
 struct CredentialCache {
-    /// A password file as stat() sees it: a change to its content or mode moves its ctime.
-    struct FileIdentity: Equatable {
-        let device: UInt64, inode: UInt64, size: Int64
-        let modified: timespec, changed: timespec
-
-        init(_ st: stat) {
-            device = UInt64(st.st_dev)
-            inode = UInt64(st.st_ino)
-            size = Int64(st.st_size)
-            modified = st.st_mtim
-            changed = st.st_ctim
-        }
-
-        init?(path: String) {
-            var st = stat()
-            guard stat(path, &st) == 0 else { return nil }
-            self.init(st)
-        }
-
-        init?(fd: Int32) {
-            var st = stat()
-            guard fstat(fd, &st) == 0 else { return nil }
-            self.init(st)
-        }
-
-        static func == (a: Self, b: Self) -> Bool {
-            a.device == b.device && a.inode == b.inode && a.size == b.size
-                && a.modified.tv_sec == b.modified.tv_sec && a.modified.tv_nsec == b.modified.tv_nsec
-                && a.changed.tv_sec == b.changed.tv_sec && a.changed.tv_nsec == b.changed.tv_nsec
-        }
-    }
-
     /// The SHA-256 of an `Authorization` header's value.
     struct HeaderDigest: Equatable {
         var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)

@@ -91,7 +91,7 @@ enum UpstreamAPI {
             var servers: [StateServer]
             switch StateFile.read(path).map(StateFile.parse) {
             case .failure(let e):
-                return .failure(Failure(status: 500, code: "StateFileError", text: "cannot read the state file (\(Errno.text(e.code)))"))
+                return .failure(Failure(status: 500, code: "StateFileError", text: "cannot read the state file (\(e.text))"))
             case .success(.failure(let e)):
                 return .failure(Failure(status: 500, code: "StateFileError", text: "the state file has \(e)"))
             case .success(.success(let s)):

@@ -55,8 +55,8 @@ let package = Package(
                 path: "Sources/HTTPServer", swiftSettings: hotPath),
         // proxy_pass, fastcgi_pass, scgi_pass, uwsgi_pass: one upstream session as a content handler writing to the
         // response sink, with the HTTP/1 codec and the gateway protocols' request encoders and response decoders.
-        .target(name: "HTTPProxy", dependencies: ["Core", "CShim", "Config", "Event", "HTTP", "HTTPServer", "Script", "ShmTable", "TLS",
-                                                  "Upstream", "DNS"], path: "Sources/HTTPProxy", swiftSettings: hotPath),
+        .target(name: "HTTPProxy", dependencies: ["Core", "CShim", "COpenSSL", "Config", "Event", "HTTP", "HTTPServer", "Script", "ShmTable",
+                                                  "TLS", "Upstream", "DNS"], path: "Sources/HTTPProxy", swiftSettings: hotPath),
         // The worker process shell: acceptors, signals, the connection set, the checker election.
         .target(name: "Worker", dependencies: ["Core", "CShim", "ShmTable", "Config", "Event", "Checks", "TLS", "HTTPServer", "HTTPProxy"],
                 path: "Sources/worker", swiftSettings: hotPath),

@@ -60,6 +60,7 @@ public final class Configuration {
 
     /// `limit_req_zone`s and `limit_conn_zone`s: the master maps one shared zone for each.
     public var limitZones: [LimitZoneSpec] { http?.limitZones ?? [] }
+    public var cacheZones: [CacheZoneSpec] { http?.cacheZones ?? [] }
 
     public static let minimumShmSize = 1 << 20
 
@@ -170,6 +171,11 @@ public final class Configuration {
             try compileRegexes(server.locations, http: http)
             try checkCharsetMaps(server.settings, server.locations, http: http)
         }
+        try checkCaches(http.settings, http: http)
+        for server in http.servers {
+            try checkCaches(server.settings, http: http)
+            try checkCaches(server.locations, http: http)
+        }
         try resolveTemplates(http)
         http.upstreams.removeAll { $0.declared == nil }
         for upstream in http.upstreams {
@@ -244,6 +250,26 @@ public final class Configuration {
             throw ConfigError("no \"charset_map\" between the charsets \"\(from.text)\" and \"\(to.text)\"")
         }
         for loc in locations { try checkCharsetMaps(loc.settings, loc.locations + loc.ifBlocks, http: http) }
+    }
+
+    /// As nginx's merge: every level's cache must be a declared zone, and the gateway modules, which have no
+    /// default key, need one where their cache is on.
+    private func checkCaches(_ settings: HTTPSettings, http: HTTPBlock) throws {
+        let families: [(String, ProxySettings)] = [("proxy", settings.proxy), ("fastcgi", settings.fastcgi.upstream),
+                                                    ("scgi", settings.scgi.upstream), ("uwsgi", settings.uwsgi.upstream)]
+        for (prefix, conf) in families {
+            guard let zone = conf.cache.zone else { continue }
+            let at = conf.cache.zoneLocation ?? SourceLocation(file: "", line: 0)
+            if !http.cacheZones.contains(where: { $0.name == zone }) { throw at.error("\"\(prefix)_cache\" zone \"\(zone)\" is unknown") }
+            if prefix != "proxy" && conf.cache.key == nil { throw at.error("no \"\(prefix)_cache_key\" for \"\(prefix)_cache\"") }
+        }
+    }
+
+    private func checkCaches(_ locations: [Location], http: HTTPBlock) throws {
+        for loc in locations {
+            try checkCaches(loc.settings, http: http)
+            try checkCaches(loc.locations + loc.ifBlocks, http: http)
+        }
     }
 
     /// Regex locations are compiled here, once: `-t` rejects a bad one, and workers match with the result.

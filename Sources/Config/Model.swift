@@ -631,6 +631,8 @@ public final class HTTPBlock {
     /// `limit_req_zone`s and `limit_conn_zone`s in order of first mention (a `limit_req` may name one declared
     /// further down); rules hold their index.
     public internal(set) var limitZones: [LimitZoneSpec] = []
+    /// `*_cache_path`s in order.
+    public internal(set) var cacheZones: [CacheZoneSpec] = []
     /// Some template reads `$upstream_http_*` or `$upstream_cookie_*`: proxied requests keep the upstream's
     /// response head (no copy is made otherwise).
     public internal(set) var readsUpstreamHeaders = false
@@ -671,6 +673,28 @@ public struct LimitZoneSpec: Sendable {
     public var rate = 1000
 }
 
+/// A `*_cache_path`: the directory a cache's files live in, how they are spread over subdirectories, and its
+/// keys zone.
+public struct CacheZoneSpec: Sendable {
+    public internal(set) var name = ""
+    public let path: String
+    /// `levels=1:2`: the subdirectories' name lengths, taken from the end of the key's MD5 (none by default).
+    public internal(set) var levels: [Int] = []
+    /// The keys zone's bytes.
+    public internal(set) var size = 0
+    /// Seconds a key may go unused before the manager removes it and its file (nginx's 10m).
+    public internal(set) var inactive = 600
+    /// Bytes the files may take (0: no limit).
+    public internal(set) var maxSize = 0
+    /// The manager's pass: at most this many files, then a pause.
+    public internal(set) var managerFiles = 100
+    public internal(set) var managerSleepMs = 50
+    /// The loader's pass over the files already on disk, likewise.
+    public internal(set) var loaderFiles = 100
+    public internal(set) var loaderSleepMs = 50
+    public let location: SourceLocation
+}
+
 /// A zone's key: `$binary_remote_addr`, the usual one, read straight from the connection's address; else a
 /// template.
 public enum LimitKey: Sendable {
@@ -680,7 +704,7 @@ public enum LimitKey: Sendable {
 
 /// A named shared memory zone (nginx's `ngx_shared_memory_add`): one name, one use, one size.
 struct SharedZone {
-    enum Use { case upstream, sslSessionCache, limitReq, limitConn }
+    enum Use { case upstream, sslSessionCache, limitReq, limitConn, cache }
     var name: String
     var use: Use
     /// 0 until some declaration gives it (an upstream `zone` may name a zone without a size).

@@ -21,11 +21,8 @@ enum UnsupportedDirectives {
         // http_empty_gif
         "empty_gif",
         // http_fastcgi
-        "fastcgi_cache", "fastcgi_cache_background_update", "fastcgi_cache_bypass", "fastcgi_cache_key",
-        "fastcgi_cache_lock", "fastcgi_cache_lock_age", "fastcgi_cache_lock_timeout",
-        "fastcgi_cache_max_range_offset", "fastcgi_cache_methods", "fastcgi_cache_min_uses", "fastcgi_cache_path",
-        "fastcgi_cache_revalidate", "fastcgi_cache_use_stale", "fastcgi_cache_valid", "fastcgi_ignore_client_abort",
-        "fastcgi_limit_rate", "fastcgi_no_cache", "fastcgi_send_lowat", "fastcgi_socket_keepalive",
+        "fastcgi_cache_max_range_offset", "fastcgi_ignore_client_abort", "fastcgi_limit_rate", "fastcgi_send_lowat",
+        "fastcgi_socket_keepalive",
         // http_flv
         "flv",
         // http_geoip
@@ -56,21 +53,14 @@ enum UnsupportedDirectives {
         // http_perl
         "perl", "perl_modules", "perl_require", "perl_set",
         // http_proxy
-        "proxy_cache", "proxy_cache_background_update", "proxy_cache_bypass", "proxy_cache_convert_head",
-        "proxy_cache_key", "proxy_cache_lock", "proxy_cache_lock_age", "proxy_cache_lock_timeout",
-        "proxy_cache_max_range_offset", "proxy_cache_methods", "proxy_cache_min_uses", "proxy_cache_path",
-        "proxy_cache_revalidate", "proxy_cache_use_stale", "proxy_cache_valid",
-        "proxy_headers_hash_bucket_size", "proxy_headers_hash_max_size", "proxy_ignore_client_abort",
-        "proxy_limit_rate", "proxy_no_cache", "proxy_send_lowat", "proxy_socket_keepalive",
+        "proxy_cache_max_range_offset", "proxy_headers_hash_bucket_size", "proxy_headers_hash_max_size", "proxy_ignore_client_abort",
+        "proxy_limit_rate", "proxy_send_lowat", "proxy_socket_keepalive",
         // http_random_index
         "random_index",
         // http_referer
         "referer_hash_bucket_size", "referer_hash_max_size", "valid_referers",
         // http_scgi
-        "scgi_cache", "scgi_cache_background_update", "scgi_cache_bypass", "scgi_cache_key", "scgi_cache_lock",
-        "scgi_cache_lock_age", "scgi_cache_lock_timeout", "scgi_cache_max_range_offset", "scgi_cache_methods",
-        "scgi_cache_min_uses", "scgi_cache_path", "scgi_cache_revalidate", "scgi_cache_use_stale",
-        "scgi_cache_valid", "scgi_ignore_client_abort", "scgi_limit_rate", "scgi_no_cache", "scgi_socket_keepalive",
+        "scgi_cache_max_range_offset", "scgi_ignore_client_abort", "scgi_limit_rate", "scgi_socket_keepalive",
         // http_secure_link
         "secure_link", "secure_link_md5", "secure_link_secret",
         // http_slice_filter
@@ -84,10 +74,8 @@ enum UnsupportedDirectives {
         "userid", "userid_domain", "userid_expires", "userid_flags", "userid_mark", "userid_name", "userid_p3p",
         "userid_path", "userid_service",
         // http_uwsgi
-        "uwsgi_cache", "uwsgi_cache_background_update", "uwsgi_cache_bypass", "uwsgi_cache_key", "uwsgi_cache_lock",
-        "uwsgi_cache_lock_age", "uwsgi_cache_lock_timeout", "uwsgi_cache_max_range_offset", "uwsgi_cache_methods",
-        "uwsgi_cache_min_uses", "uwsgi_cache_path", "uwsgi_cache_revalidate", "uwsgi_cache_use_stale",
-        "uwsgi_cache_valid", "uwsgi_ignore_client_abort", "uwsgi_limit_rate", "uwsgi_no_cache",
+        "uwsgi_cache_max_range_offset",
+        "uwsgi_ignore_client_abort", "uwsgi_limit_rate",
         "uwsgi_socket_keepalive", "uwsgi_string",
         // http_xslt_filter
         "xml_entities", "xslt_last_modified", "xslt_param", "xslt_string_param", "xslt_stylesheet", "xslt_types",

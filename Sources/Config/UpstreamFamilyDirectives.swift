@@ -79,6 +79,6 @@ enum UpstreamFamily {
                 }
                 try Directives.setOnce(call, k(\.$storeAccess), access | user)
             },
-        ]
+        ] + CacheDirectives.specs(prefix, kp)
     }
 }

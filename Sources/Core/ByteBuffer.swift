@@ -26,7 +26,8 @@ public final class ByteBuffer {
 
     /// Reads what the socket (through `tls`, when the connection has it) has, up to `limit` readable bytes in
     /// total. Returns recv's result (0: EOF, -1: errno).
-    public func receive(from fd: Int32, tls: SecureStream? = nil, limit: Int) -> Int {
+    /// `file`: `fd` is a regular file (read(2)), not a socket.
+    public func receive(from fd: Int32, tls: SecureStream? = nil, limit: Int, file: Bool = false) -> Int {
         if storage.isEmpty { storage = ByteBuffer.uninitialized(initialCapacity) }
         if readIndex == writeIndex { readIndex = 0; writeIndex = 0 }
         if writeIndex == storage.count {
@@ -46,7 +47,7 @@ public final class ByteBuffer {
         guard room > 0 else { return -2 }
         let w = writeIndex
         let n = storage.withUnsafeMutableBytes { p in
-            tls.map { $0.read(into: p.baseAddress! + w, count: room) } ?? recv(fd, p.baseAddress! + w, room, 0)
+            tls.map { $0.read(into: p.baseAddress! + w, count: room) } ?? (file ? read(fd, p.baseAddress! + w, room) : recv(fd, p.baseAddress! + w, room, 0))
         }
         if n > 0 { writeIndex += n }
         drained = n >= 0 && n < room && !(tls?.hasPending ?? false)

@@ -2,6 +2,7 @@ import Config
 import Core
 import HTTP
 import HTTPServer
+import Script
 
 /// What a `fastcgi_pass` (`scgi_pass`, `uwsgi_pass`) location needs per request, prepared once per worker.
 final class GatewayRoute {
@@ -13,16 +14,27 @@ final class GatewayRoute {
     let modifier1: UInt8, modifier2: UInt8
     let params: [GatewayParam]
 
-    init(_ s: GatewaySettings) {
-        params = s.params
+    /// `caching`: as nginx's gateway modules with a cache, params that keep the client's validators and
+    /// ranges from the application (and send a revalidation's own) unless the configuration gives them.
+    init(_ s: GatewaySettings, caching: Bool = false) {
+        params = s.params + (caching ? GatewayRoute.cacheParams.filter { c in !s.params.contains { $0.name == c.name } } : [])
         keepConn = s.keepConn
         catchStderr = s.catchStderr.map { Array($0.utf8) }
-        replacedHeaders = s.params.compactMap { p in
+        replacedHeaders = params.compactMap { p in
             p.name.hasPrefix("HTTP_") ? Array(p.name.dropFirst(5).lowercased().utf8) : nil
         }
         modifier1 = UInt8(s.modifier1)
         modifier2 = UInt8(s.modifier2)
     }
+
+    private static let cacheParams = [
+        GatewayParam(name: "HTTP_IF_MODIFIED_SINCE", value: ProxyHeaders.resolved("$upstream_cache_last_modified"), ifNotEmpty: true),
+        GatewayParam(name: "HTTP_IF_UNMODIFIED_SINCE", value: Template(""), ifNotEmpty: true),
+        GatewayParam(name: "HTTP_IF_NONE_MATCH", value: ProxyHeaders.resolved("$upstream_cache_etag"), ifNotEmpty: true),
+        GatewayParam(name: "HTTP_IF_MATCH", value: Template(""), ifNotEmpty: true),
+        GatewayParam(name: "HTTP_RANGE", value: Template(""), ifNotEmpty: true),
+        GatewayParam(name: "HTTP_IF_RANGE", value: Template(""), ifNotEmpty: true),
+    ]
 
     /// Whether the client header `name` is sent as HTTP_NAME: not when a param gives that name.
     func passes(_ name: UnsafeRawBufferPointer) -> Bool {

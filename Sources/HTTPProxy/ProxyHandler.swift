@@ -29,6 +29,8 @@ public final class ProxyHandler: RequestHandler {
     var responseFields: [HeaderField] = []
     /// An SCGI request's params, written before their netstring's length is known.
     let paramScratch = OutputQueue()
+    /// This worker's share of the caches' upkeep.
+    private var cacheManagers: [CacheManager] = []
 
     /// Builds every upstream's balancer and every `proxy_pass` location's route, and attaches itself to the
     /// service as the handler of those locations.
@@ -73,13 +75,16 @@ public final class ProxyHandler: RequestHandler {
                     case .uwsgi: gateway = loc.settings.uwsgi
                     }
                     let conf = gateway?.upstream ?? loc.settings.proxy
-                    service.attach(ProxyRoute(balancer: balancer, headers: ProxyHeaders(loc.settings.proxy.setHeaders), tls: tls,
-                                              retry: RetryPolicy(conf), conf: conf, gateway: gateway.map(GatewayRoute.init)), to: loc)
+                    let cache = ProxyCache(conf, zones: service.cacheZones, specs: config.cacheZones)
+                    service.attach(ProxyRoute(balancer: balancer, headers: ProxyHeaders(loc.settings.proxy.setHeaders, caching: cache != nil),
+                                              tls: tls, retry: RetryPolicy(conf), conf: conf,
+                                              gateway: gateway.map { GatewayRoute($0, caching: cache != nil) }, cache: cache), to: loc)
                 }
                 route(loc.configured)
             }
         }
         for server in config.http?.servers ?? [] { route(server.locations) }
+        cacheManagers = zip(service.cacheZones, config.cacheZones).map { CacheManager(zone: $0, spec: $1, loop: loop, log: log) }
         service.proxyHandler = self
     }
 
@@ -221,10 +226,13 @@ final class ProxyRoute: LocationState {
     let conf: ProxySettings
     /// For `fastcgi_pass`, `scgi_pass`, `uwsgi_pass`.
     let gateway: GatewayRoute?
+    /// `proxy_cache` (`fastcgi_cache`, …) on.
+    let cache: ProxyCache?
 
     init(balancer: UpstreamBalancer?, headers: ProxyHeaders, tls: UpstreamTLS?, retry: RetryPolicy, conf: ProxySettings,
-         gateway: GatewayRoute?) {
+         gateway: GatewayRoute?, cache: ProxyCache?) {
         self.conf = conf
+        self.cache = cache
         self.gateway = gateway
         self.balancer = balancer
         self.headers = headers

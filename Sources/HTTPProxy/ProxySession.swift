@@ -6,6 +6,7 @@ import Core
 import Event
 import HTTP
 import HTTPServer
+import ShmTable
 import TLS
 import Upstream
 
@@ -43,7 +44,8 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     /// The current attempt's connection: new, or taken from the keepalive pool.
     var connection: UpstreamConnection?
     var tls: TLSStream? { connection?.tls }
-    var fd: Int32 { connection?.fd ?? -1 }
+    /// The upstream's socket, or the cached file a response is read from.
+    var fd: Int32 { replaying ? cached?.fd ?? -1 : connection?.fd ?? -1 }
     /// Whether the current attempt counts in its peer's connections (least_conn, max_conns).
     var counted = false
     var phase = Phase.connecting
@@ -91,6 +93,21 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     /// How a body that is not inline is framed on its way: as it is, in chunks, in FastCGI STDIN records.
     var bodyFraming = RequestBodyFraming.plain
 
+    // The upstream cache (UpstreamCache.swift).
+    var cacheKey: [UInt8] = []
+    var cacheDigest: CacheDigest?
+    var cachePath = ""
+    /// The key's file the lookup found: fresh and being served, or stale and kept.
+    var cached: OpenCacheFile?
+    /// The response comes from `cached`, not from a peer.
+    var replaying = false
+    /// The upstream's response may be stored (the method, `*_cache_min_uses`, the lock's timeout decide).
+    var cacheable = false
+    /// This request holds the key's fill lock in the zone.
+    var holdsCacheLock = false
+    var cacheLockTimer: Timer?
+    var cacheValidUntil = 0
+
     // FastCGI's response: its records as read, what they said so far.
     /// The records as read from the socket, before their STDOUT content goes to `response`.
     var records: ByteBuffer?
@@ -125,6 +142,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     }
 
     deinit {
+        endCache()
         request.service.buffers.giveResponse(response)
         if let records { request.service.buffers.giveResponse(records) }
         request.service.buffers.giveOutput(outgoing)
@@ -143,6 +161,12 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     var loop: EventLoop { proxy.loop }
 
     func start() {
+        if let cache = route.cache, lookUpCache(cache) { return }
+        askUpstream()
+    }
+
+    /// The request goes to the upstream: built, then sent to the first peer the balancer picks.
+    func askUpstream() {
         if case .inline = bodySource, let file = request.body.file, conf.passRequestBody, proto != .http || conf.setBody == nil {
             bodySource = .file(file)
         }
@@ -182,6 +206,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
             none.status = 502
             none.elapsedUs = 0
             request.upstreamAttempts.append(none)
+            if servesStale(after: .error) { return }
             giveUp(502)
             return
         }
@@ -387,7 +412,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         }
         if canRetry(failure) {
             next()
-        } else {
+        } else if !servesStale(after: failure) {
             giveUp(failure.isTimeout ? 504 : 502)
         }
     }
@@ -395,6 +420,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     func giveUp(_ status: Int) {
         phase = .done
         disarm()
+        endCache()
         request.service.pipeline.respondError(request, status)
     }
 
@@ -416,8 +442,9 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         if abortClient { return request.transport.abort() }
         if let s = stored {
             stored = nil
-            s.commit(lastModified: request.response.lastModified)
+            if cacheDigest != nil { commitCached(s) } else { s.commit(lastModified: request.response.lastModified) }
         }
+        endCache()
         request.sink.finish()
     }
 
@@ -479,6 +506,7 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         waitTimer?.cancel()
         tunnel = nil
         closeUpstream()
+        endCache()
     }
 
     // MARK: tunnels

@@ -3,10 +3,10 @@ import Glibc
 #endif
 import Core
 
-/// proxy_store: a proxied 200's body written, as it is relayed, to a temporary file beside its destination,
-/// then renamed there once the whole body has come (with the upstream's Last-Modified as its time, the
-/// directories on the way made as needed). Dropped unfinished, the temporary file goes with it, as nginx leaves
-/// no temporary file behind.
+/// proxy_store (and the upstream cache): a proxied body written, as it is relayed, to a temporary file beside
+/// its destination, then renamed there once the whole body has come (with the upstream's Last-Modified as its
+/// time for proxy_store, the directories on the way made as needed). Dropped unfinished, the temporary file goes
+/// with it, as nginx leaves no temporary file behind.
 final class StoredResponse {
     private let destination: String
     private let temporary: String
@@ -15,6 +15,8 @@ final class StoredResponse {
     private var fd: Int32
     private var failed = false
     private var committed = false
+    /// Bytes written so far.
+    private(set) var written = 0
 
     private nonisolated(unsafe) static var sequence = 0
 
@@ -45,6 +47,7 @@ final class StoredResponse {
     func write(_ bytes: UnsafeRawBufferPointer) {
         guard !failed, bytes.count > 0 else { return }
         let e = writeAll(fd, bytes)
+        written += bytes.count
         guard e == 0 else {
             log.log(.crit, "write() \"\(temporary)\" failed (\(Errno.text(e)))")
             failed = true

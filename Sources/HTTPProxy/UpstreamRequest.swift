@@ -226,8 +226,12 @@ struct ProxyHeaders {
     let set: [(String, Template)]
     private let skipped: [String]
 
-    init(_ configured: [HeaderSetting]) {
+    /// `caching`: the location's cache is on, and nginx's headers for it come before the configured ones: the
+    /// client's validators and ranges are not passed (the cache stores whole responses), and a revalidation
+    /// sends the stale response's own.
+    init(_ configured: [HeaderSetting], caching: Bool = false) {
         var set: [(String, Template)] = [("Host", ProxyHeaders.proxyHost), ("Connection", ProxyHeaders.close)]
+        if caching { set += ProxyHeaders.cacheHeaders }
         for h in configured {
             if let i = set.firstIndex(where: { $0.0.lowercased() == h.name.lowercased() }) { set[i] = (h.name, h.value) } else { set.append((h.name, h.value)) }
         }
@@ -237,12 +241,18 @@ struct ProxyHeaders {
     }
 
     /// nginx's defaults: `Host $proxy_host` and `Connection close`.
-    private static let proxyHost: Template = {
-        let t = Template("$proxy_host")
+    private static let proxyHost = resolved("$proxy_host")
+    private static let close = Template("close")
+    private static let cacheHeaders: [(String, Template)] = [
+        ("If-Modified-Since", resolved("$upstream_cache_last_modified")), ("If-Unmodified-Since", Template("")),
+        ("If-None-Match", resolved("$upstream_cache_etag")), ("If-Match", Template("")), ("Range", Template("")), ("If-Range", Template("")),
+    ]
+    /// A template of built-in variables only, resolved once.
+    static func resolved(_ text: String) -> Template {
+        let t = Template(text)
         t.resolve(VariableTable())
         return t
-    }()
-    private static let close = Template("close")
+    }
 
     /// A handful of names, compared in place: cheaper than lowercasing each client header for a set lookup.
     func skips(_ name: UnsafeRawBufferPointer) -> Bool { skipped.contains { RequestParser.equalsIgnoringASCIICase(name, $0) } }

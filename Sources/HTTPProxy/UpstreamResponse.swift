@@ -17,7 +17,8 @@ extension ProxySession {
             if paused { return }
             // FastCGI's records land in a buffer of their own; their STDOUT goes on to `response`.
             let input = records ?? response
-            let n = input.receive(from: fd, tls: tls, limit: phase == .readingHead && records == nil ? max(65536, conf.bufferSize) : 65536)
+            let n = input.receive(from: fd, tls: tls, limit: phase == .readingHead && records == nil ? max(65536, conf.bufferSize) : 65536,
+                                  file: replaying)
             if n > 0 {
                 received += n
                 if records != nil && !unframe() { return }
@@ -59,10 +60,10 @@ extension ProxySession {
         }
     }
 
-    private func parseHead() {
-        // The whole head must fit in proxy_buffer_size, as in nginx.
+    func parseHead() {
+        // The whole head must fit in proxy_buffer_size, as in nginx. A cached head is stored as HTTP's.
         let result = response.withReadable { buf in
-            switch proto {
+            switch replaying ? .http : proto {
             case .http: return ResponseParser.parse(buf, maxHead: conf.bufferSize, fields: &proxy.responseFields)
             case .fastcgi: return ResponseParser.parseCGI(buf, maxHead: conf.bufferSize, fields: &proxy.responseFields)
             // As nginx's scgi and uwsgi modules: a status line when the application sends one, else a CGI head.
@@ -76,8 +77,19 @@ extension ProxySession {
         case .invalid(let reason):
             failed(.invalidHeader, "\(reason) while reading response header from upstream")
         case .complete(let h, let consumed):
-            if retry.retriesStatus(h.status), canRetry(.status(h.status)) {
+            if !replaying && retry.retriesStatus(h.status), canRetry(.status(h.status)) {
                 failed(.status(h.status), nil)
+                return
+            }
+            // The refresh of a stale cached response: its 304, or a status `*_cache_use_stale` names.
+            if let stale = cached, !replaying, h.status == 304, request.cacheValidators != nil {
+                let fields = response.withReadable { ProxyCache.strings(proxy.responseFields, $0) }
+                endAttempt(h)
+                return revalidated(stale, fields: fields)
+            }
+            if staleAllowed(after: .status(h.status)) {
+                endAttempt(h)
+                _ = servesStale(after: .status(h.status))
                 return
             }
             // proxy_intercept_errors: an upstream error that has an error_page is answered with that page.
@@ -158,7 +170,12 @@ extension ProxySession {
         // ends it. An upstream's chunks pass through as they came when both sides speak them.
         let canChunk = transport.framesUnknownLength
         var framing = BodyFraming.length
-        if h.status == 200, h.hasBody, !isHead { startStoring() }
+        if replaying {
+        } else if cacheDigest != nil {
+            startCaching(h, fields: fields, parsed: parsed)
+        } else if h.status == 200, h.hasBody, !isHead {
+            startStoring()
+        }
         if !h.hasBody || isHead {
             bodyRemaining = 0
         } else if h.chunked {
@@ -201,7 +218,8 @@ extension ProxySession {
         // one range (nginx's allow_ranges and single_range); the upstream's Accept-Ranges is not passed then, nor
         // when the body is compressed.
         var status = h.status, reason: String? = h.reason, rangedLength: Int?
-        let forceRanges = conf.forceRanges
+        // A cached response answers ranges, as nginx's (r->cached).
+        let forceRanges = conf.forceRanges || replaying
         if forceRanges && !newLength && !h.chunked, let length = h.contentLength, (request.statusOverride ?? h.status) == 200 {
             switch sink.range(length: length, etag: lastField("etag", fields, parsed),
                               lastModified: lastField("last-modified", fields, parsed).flatMap(Clock.parseHTTPDate)) {

@@ -4,10 +4,10 @@ import Core
 /// nginx's not-modified filter for a response that has validators (static files): If-Unmodified-Since and
 /// If-Match fail with 412; If-Modified-Since (as `if_modified_since` says: exact, before or off) or
 /// If-None-Match (a weak comparison, `*` for any) answer 304.
-enum Conditional {
-    enum Outcome { case full, notModified, preconditionFailed }
+public enum Conditional {
+    public enum Outcome { case full, notModified, preconditionFailed }
 
-    static func evaluate(_ r: RequestContext, lastModified: Int, etag: String?) -> Outcome {
+    public static func evaluate(_ r: RequestContext, lastModified: Int, etag: String?) -> Outcome {
         if let iums = r.header("if-unmodified-since"), !(Clock.parseHTTPDate(iums).map { $0 >= lastModified } ?? false) {
             return .preconditionFailed
         }

@@ -68,6 +68,8 @@ public final class HTTPService {
     var credentials = CredentialCache()
     /// The limit_req and limit_conn zones, by their index in the configuration's `limitZones`.
     let limitZones: [LimitZoneUse]
+    /// The `*_cache_path` keys zones, by their index in the configuration's `cacheZones`.
+    public let cacheZones: [CacheZone]
     /// `proxy_pass` locations' handler (HTTPProxy attaches itself).
     public var proxyHandler: RequestHandler?
     /// Per server and location.
@@ -101,8 +103,9 @@ public final class HTTPService {
     }
 
     public init(config: Configuration, loop: EventLoop, log: ErrorLog, counters: SharedCounters, tls: TLSBundle, segment: Segment,
-                accessLogs: RequestLogFiles, limitZones: [LimitZone] = []) {
-        precondition(limitZones.count == config.limitZones.count, "the master maps every limit zone before it forks")
+                accessLogs: RequestLogFiles, zones: SharedZones = SharedZones()) {
+        precondition(zones.limits.count == config.limitZones.count && zones.caches.count == config.cacheZones.count,
+                     "the master maps every shared zone before it forks")
         self.config = config
         self.loop = loop
         self.log = log
@@ -111,7 +114,8 @@ public final class HTTPService {
         self.segment = segment
         router = Router(config: config)
         self.accessLogs = accessLogs
-        self.limitZones = zip(limitZones, config.limitZones).map { LimitZoneUse(zone: $0, spec: $1) }
+        self.limitZones = zip(zones.limits, config.limitZones).map { LimitZoneUse(zone: $0, spec: $1) }
+        cacheZones = zones.caches
         httpScope = SettingsScope(config.http?.settings ?? HTTPSettings())
         func add(_ locations: [Location]) {
             for loc in locations {

@@ -72,6 +72,10 @@ public final class RequestContext: ScriptContext {
     public var upstreamAttempts = UpstreamAttempts()
     /// The last upstream response's head (its header lines), kept when a template reads `$upstream_http_*`.
     public var upstreamHead: (block: [UInt8], fields: [HeaderField])?
+    /// `$upstream_cache_status`: what the upstream cache's lookup found (nil: the cache was not asked).
+    public var cacheStatus: String?
+    /// A stale cached response's Last-Modified and ETag while a refresh revalidates it (`*_cache_revalidate`).
+    public var cacheValidators: (lastModified: String?, etag: String?)?
     /// The response head as far as it is written, kept when a template reads `$sent_http_*`.
     var sentHead: [UInt8]?
     /// The trailers add_trailer has written so far.
@@ -270,10 +274,11 @@ public struct UpstreamAttempts {
         if retries.isEmpty { first = nil } else { retries.removeLast() }
     }
 
-    /// Records what the attempt in progress (the last one made) has reached. A method, not a `_modify`
-    /// accessor: an accessor's coroutine frame is allocated where it is not inlined.
+    /// Records what the attempt in progress (the last one made) has reached; nothing when none was made (a
+    /// response from the cache). A method, not a `_modify` accessor: an accessor's coroutine frame is allocated
+    /// where it is not inlined.
     public mutating func updateLast(_ update: (inout UpstreamAttempt) -> Void) {
-        if retries.isEmpty { update(&first!) } else { update(&retries[retries.count - 1]) }
+        if !retries.isEmpty { update(&retries[retries.count - 1]) } else if first != nil { update(&first!) }
     }
 
     /// `$upstream_addr`-style lists: one field of each attempt, ", "-separated, "-" for an attempt that has

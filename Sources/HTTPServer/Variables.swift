@@ -98,6 +98,9 @@ struct Variables {
         case .contentType: return request.joinedHeader("content-type")
         case .upstreamAddr: return request.upstreamAttempts.list { $0.address }
         case .upstreamStatus: return request.upstreamAttempts.list { $0.status.map(String.init) }
+        case .upstreamCacheStatus: return request.cacheStatus
+        case .upstreamCacheLastModified: return request.cacheValidators?.lastModified
+        case .upstreamCacheEtag: return request.cacheValidators?.etag
         case .upstreamResponseTime: return request.upstreamAttempts.list { $0.elapsedUs.map(Clock.seconds(fromMicroseconds:)) }
         case .upstreamConnectTime: return request.upstreamAttempts.list { $0.connectUs.map(Clock.seconds(fromMicroseconds:)) }
         case .upstreamHeaderTime: return request.upstreamAttempts.list { $0.headerUs.map(Clock.seconds(fromMicroseconds:)) }

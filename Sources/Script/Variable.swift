@@ -5,6 +5,8 @@ public enum Variable: Equatable, Sendable {
     case serverProtocol, scheme, host, hostname, serverName, serverPort, serverAddr, status, bodyBytesSent
     case bytesSent, requestLength, requestTime, connection, connectionRequests, connectionTime, pid, contentLength, contentType
     case upstreamAddr, upstreamStatus, upstreamResponseTime, upstreamConnectTime, upstreamHeaderTime
+    /// The upstream cache's: what the lookup found (HIT, MISS, …), and the validators of the response a refresh revalidates.
+    case upstreamCacheStatus, upstreamCacheLastModified, upstreamCacheEtag
     case upstreamResponseLength, upstreamBytesReceived, upstreamBytesSent, proxyHost, proxyPort, proxyAddXForwardedFor
     /// The fastcgi module's: the URI's script and path-info parts (fastcgi_split_path_info, fastcgi_index).
     case fastcgiScriptName, fastcgiPathInfo
@@ -105,6 +107,9 @@ public enum Variable: Equatable, Sendable {
         case "content_type": return .contentType
         case "upstream_addr": return .upstreamAddr
         case "upstream_status": return .upstreamStatus
+        case "upstream_cache_status": return .upstreamCacheStatus
+        case "upstream_cache_last_modified": return .upstreamCacheLastModified
+        case "upstream_cache_etag": return .upstreamCacheEtag
         case "upstream_response_time": return .upstreamResponseTime
         case "upstream_connect_time": return .upstreamConnectTime
         case "upstream_header_time": return .upstreamHeaderTime

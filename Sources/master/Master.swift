@@ -17,11 +17,11 @@ final class Generation {
     let segment: Segment
     let sockets: [ListeningSocket]
     let accessLogs: RequestLogFiles
-    /// limit_req and limit_conn zones: those a reload keeps are the previous generation's own mappings.
-    let limitZones: [LimitZone]
+    /// limit_req, limit_conn and cache keys zones: those a reload keeps are the previous generation's own mappings.
+    let zones: SharedZones
     init(number: UInt64, config: Configuration, tls: TLSBundle, segment: Segment, sockets: [ListeningSocket], accessLogs: RequestLogFiles,
-         limitZones: [LimitZone]) {
-        self.limitZones = limitZones
+         zones: SharedZones) {
+        self.zones = zones
         self.number = number
         self.config = config
         self.tls = tls
@@ -30,9 +30,10 @@ final class Generation {
         self.accessLogs = accessLogs
     }
 
-    static func mapLimitZones(_ config: Configuration, previous: [LimitZone] = []) throws -> [LimitZone] {
-        try LimitZone.mapping(config.limitZones.map { ($0.name, $0.size, $0.kind == .requests ? .requests : .connections, $0.keyText) },
-                              previous: previous)
+    static func mapZones(_ config: Configuration, previous: SharedZones = SharedZones()) throws -> SharedZones {
+        SharedZones(limits: try LimitZone.mapping(config.limitZones.map { ($0.name, $0.size, $0.kind == .requests ? .requests : .connections, $0.keyText) },
+                                                  previous: previous.limits),
+                    caches: try CacheZone.mapping(config.cacheZones.map { ($0.name, $0.size, $0.path) }, previous: previous.caches))
     }
 
     /// Its last worker is gone (or the master is exiting).
@@ -121,13 +122,13 @@ final class Master {
         let segment: Segment
         let restored = config.http?.checkStateFile.map { StateFile.load($0.path) { self.log.warn($0) } } ?? [:]
         do { segment = try createSegment(generation: 1, plan: SegmentPlan(config: config, restored: restored)) } catch { return fatal("\(error)") }
-        let limitZones: [LimitZone]
-        do { limitZones = try Generation.mapLimitZones(config) } catch {
+        let zones: SharedZones
+        do { zones = try Generation.mapZones(config) } catch {
             segment.unlink()
             return fatal("\(error)")
         }
         current = Generation(number: 1, config: config, tls: firstTLS, segment: segment, sockets: sockets, accessLogs: accessLogs,
-                             limitZones: limitZones)
+                             zones: zones)
         do { try PidFile.write(config.pidPath, pid: pid) } catch {
             segment.unlink()
             return fatal("\(error)")
@@ -233,7 +234,7 @@ final class Master {
             counters.row = row
             do {
                 let w = try WorkerProcess(config: gen.config, tls: gen.tls, accessLogs: gen.accessLogs, listeners: gen.sockets, segment: gen.segment,
-                                          log: log, masterPid: pid, counters: counters, limitZones: gen.limitZones)
+                                          log: log, masterPid: pid, counters: counters, zones: gen.zones)
                 w.run()
             } catch {
                 log.emerg("\(error)")
@@ -315,8 +316,8 @@ final class Master {
             listeners.retain(only: current.sockets)
             return
         }
-        let limitZones: [LimitZone]
-        do { limitZones = try Generation.mapLimitZones(newConf, previous: current.limitZones) } catch {
+        let zones: SharedZones
+        do { zones = try Generation.mapZones(newConf, previous: current.zones) } catch {
             log.emerg("\(error)")
             accessLogs.close()
             listeners.retain(only: current.sockets)
@@ -339,7 +340,7 @@ final class Master {
         }
         let old = current!
         current = Generation(number: number, config: newConf, tls: tls, segment: segment, sockets: sockets, accessLogs: accessLogs,
-                             limitZones: limitZones)
+                             zones: zones)
         config = newConf
         for _ in 0..<newConf.workerProcesses { spawn(current) }
         retiring[old.number] = old

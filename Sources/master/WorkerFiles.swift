@@ -11,7 +11,7 @@ enum WorkerFiles {
     /// Creates each missing temp directory (0700, the last component only, as nginx) and gives it to the workers'
     /// user; a directory that cannot be made stops the start or reload. nginx's wording.
     static func makeTempDirectories(_ config: Configuration) throws {
-        for path in config.clientBodyTempPaths {
+        for path in config.clientBodyTempPaths + config.cacheZones.map(\.path) {
             if mkdir(path, 0o700) != 0 && errno != EEXIST { throw SystemError("mkdir() \"\(path)\"") }
             var st = stat()
             guard stat(path, &st) == 0 else { throw SystemError("stat() \"\(path)\"") }

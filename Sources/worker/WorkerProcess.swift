@@ -38,7 +38,7 @@ public final class WorkerProcess {
     static let handledSignals: [Int32] = [SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP, SIGWINCH, SIGUSR2]
 
     public init(config: Configuration, tls: TLSBundle, accessLogs: RequestLogFiles, listeners: [ListeningSocket], segment: Segment,
-                log: ErrorLog, masterPid: Int32, counters: SharedCounters, limitZones: [LimitZone]) throws {
+                log: ErrorLog, masterPid: Int32, counters: SharedCounters, zones: SharedZones) throws {
         self.config = config
         self.tls = tls
         self.listeners = listeners
@@ -47,7 +47,7 @@ public final class WorkerProcess {
         self.masterPid = masterPid
         self.loop = try EventLoop()
         service = HTTPService(config: config, loop: loop, log: log, counters: counters, tls: tls, segment: segment, accessLogs: accessLogs,
-                              limitZones: limitZones)
+                              zones: zones)
     }
 
     /// Runs in the child right after fork; never returns.

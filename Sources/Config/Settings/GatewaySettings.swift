@@ -6,6 +6,7 @@ public struct GatewayParam: Sendable {
     public let name: String
     public let value: Template
     public let ifNotEmpty: Bool
+    public init(name: String, value: Template, ifNotEmpty: Bool) { self.name = name; self.value = value; self.ifNotEmpty = ifNotEmpty }
 }
 
 /// A CGI-like gateway module per level (nginx's fastcgi, scgi and uwsgi modules, one value of this each): the

@@ -45,17 +45,23 @@ public enum ProxyHTTPVersion: String, Sendable {
 }
 
 /// nginx's proxy module, per level.
-/// `proxy_ignore_headers`: upstream response headers not acted on. Only the X-Accel-Redirect and
-/// X-Accel-Limit-Rate bits change anything in Vigil, which has no cache.
+/// `proxy_ignore_headers`: upstream response headers not acted on.
 public struct IgnoredUpstreamHeaders: OptionSet, Sendable {
     public let rawValue: UInt16
     public init(rawValue: UInt16) { self.rawValue = rawValue }
     public static let xAccelRedirect = IgnoredUpstreamHeaders(rawValue: 1 << 0)
     public static let xAccelLimitRate = IgnoredUpstreamHeaders(rawValue: 1 << 1)
-    /// nginx's names, compared in any case.
+    public static let xAccelExpires = IgnoredUpstreamHeaders(rawValue: 1 << 2)
+    public static let expires = IgnoredUpstreamHeaders(rawValue: 1 << 3)
+    public static let cacheControl = IgnoredUpstreamHeaders(rawValue: 1 << 4)
+    public static let setCookie = IgnoredUpstreamHeaders(rawValue: 1 << 5)
+    public static let vary = IgnoredUpstreamHeaders(rawValue: 1 << 6)
+    /// nginx's names, compared in any case. X-Accel-Buffering and X-Accel-Charset change nothing in Vigil,
+    /// which relays as responses arrive and recodes by `charset` alone.
     public static let names: [String: IgnoredUpstreamHeaders] = [
-        "x-accel-redirect": .xAccelRedirect, "x-accel-limit-rate": .xAccelLimitRate, "x-accel-expires": [], "x-accel-buffering": [],
-        "x-accel-charset": [], "expires": [], "cache-control": [], "set-cookie": [], "vary": [],
+        "x-accel-redirect": .xAccelRedirect, "x-accel-limit-rate": .xAccelLimitRate, "x-accel-expires": .xAccelExpires,
+        "x-accel-buffering": [], "x-accel-charset": [], "expires": .expires, "cache-control": .cacheControl,
+        "set-cookie": .setCookie, "vary": .vary,
     ]
 }
 
@@ -123,6 +129,7 @@ public struct ProxySettings: Sendable {
     @Setting public var store = ProxyStore.off
     /// `proxy_store_access`: the stored files' mode (directories made for them get x where they get r).
     @Setting public var storeAccess: UInt32 = 0o600
+    public var cache = CacheSettings()
 
     public init() {}
 
@@ -154,6 +161,7 @@ public struct ProxySettings: Sendable {
         $passHeaders.inherit(p.$passHeaders)
         $method.inherit(p.$method)
         $redirects.inherit(p.$redirects)
+        cache.merge(p.cache)
     }
 }
 

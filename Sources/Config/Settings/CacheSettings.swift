@@ -1,0 +1,97 @@
+import Script
+
+/// `proxy_cache_valid [code ...] time`: how long responses with these statuses stay fresh (`any`: every
+/// status; no code: 200, 301 and 302).
+public struct CacheValidity: Sendable {
+    /// Empty: any status.
+    public let codes: [Int]
+    public let seconds: Int
+    public init(codes: [Int], seconds: Int) { self.codes = codes; self.seconds = seconds }
+}
+
+/// `proxy_cache_use_stale`: when a stale cached response answers instead. Empty is `off`.
+public struct CacheUseStale: OptionSet, Sendable {
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+    public static let error = CacheUseStale(rawValue: 1 << 0)
+    public static let timeout = CacheUseStale(rawValue: 1 << 1)
+    public static let invalidHeader = CacheUseStale(rawValue: 1 << 2)
+    public static let updating = CacheUseStale(rawValue: 1 << 3)
+    public static let http500 = CacheUseStale(rawValue: 1 << 4)
+    public static let http502 = CacheUseStale(rawValue: 1 << 5)
+    public static let http503 = CacheUseStale(rawValue: 1 << 6)
+    public static let http504 = CacheUseStale(rawValue: 1 << 7)
+    public static let http403 = CacheUseStale(rawValue: 1 << 8)
+    public static let http404 = CacheUseStale(rawValue: 1 << 9)
+    public static let http429 = CacheUseStale(rawValue: 1 << 10)
+
+    public static let names: [String: CacheUseStale] = [
+        "error": .error, "timeout": .timeout, "invalid_header": .invalidHeader, "updating": .updating,
+        "http_500": .http500, "http_502": .http502, "http_503": .http503, "http_504": .http504,
+        "http_403": .http403, "http_404": .http404, "http_429": .http429, "off": [],
+    ]
+
+    /// The `http_NNN` case for an upstream's status, if there is one.
+    public init?(status: Int) {
+        switch status {
+        case 500: self = .http500
+        case 502: self = .http502
+        case 503: self = .http503
+        case 504: self = .http504
+        case 403: self = .http403
+        case 404: self = .http404
+        case 429: self = .http429
+        default: return nil
+        }
+    }
+}
+
+/// An upstream module's cache (`proxy_cache*`, `fastcgi_cache*`, …), per level.
+public struct CacheSettings: Sendable {
+    /// `*_cache NAME`: the `*_cache_path` zone; nil: off. With where it was written, for the merge's errors.
+    @Setting public var zone: String? = nil
+    public internal(set) var zoneLocation: SourceLocation? = nil
+    /// `*_cache_key`; proxy_cache's default is `$scheme$proxy_host$request_uri`, the others have none.
+    @Setting public var key: Template? = nil
+    @Setting public var valid: [CacheValidity] = []
+    /// `*_cache_bypass`: a value neither empty nor "0" answers from the upstream (whose response may be stored).
+    @Setting public var bypass: [Template] = []
+    /// `*_no_cache`: likewise, the response is not stored.
+    @Setting public var noCache: [Template] = []
+    /// `*_cache_methods`: GET and HEAD always among them.
+    @Setting public var methods: [String] = ["GET", "HEAD"]
+    @Setting public var minUses = 1
+    @Setting public var useStale: CacheUseStale = []
+    @Setting public var lock = false
+    @Setting public var lockTimeout = 5000
+    @Setting public var lockAge = 5000
+    @Setting public var revalidate = false
+    @Setting public var convertHead = true
+
+    public init() {}
+
+    public var enabled: Bool { zone != nil }
+
+    mutating func merge(_ p: CacheSettings) {
+        if !$zone.isSet { zoneLocation = p.zoneLocation }
+        $zone.inherit(p.$zone)
+        $key.inherit(p.$key)
+        $valid.inherit(p.$valid)
+        $bypass.inherit(p.$bypass)
+        $noCache.inherit(p.$noCache)
+        $methods.inherit(p.$methods)
+        $minUses.inherit(p.$minUses)
+        $useStale.inherit(p.$useStale)
+        $lock.inherit(p.$lock)
+        $lockTimeout.inherit(p.$lockTimeout)
+        $lockAge.inherit(p.$lockAge)
+        $revalidate.inherit(p.$revalidate)
+        $convertHead.inherit(p.$convertHead)
+    }
+
+    /// The seconds a response with `status` stays fresh by `*_cache_valid` (0: not cached).
+    public func validSeconds(for status: Int) -> Int {
+        for v in valid where v.codes.isEmpty || v.codes.contains(status) { return v.seconds }
+        return 0
+    }
+}

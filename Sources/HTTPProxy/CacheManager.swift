@@ -1,0 +1,86 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Config
+import Core
+import Event
+import ShmTable
+
+/// nginx's cache manager and cache loader for one `*_cache_path`, run by each worker on its own loop rather
+/// than in processes of their own: the zone's lock makes one pass at a time, and a pass is bounded in files.
+///
+/// The manager, every second (at once again after a full pass, `manager_sleep` later): keys unused for
+/// `inactive` go with their files, and the least recently used go while the files take more than `max_size`.
+/// The loader: one worker claims the zone once, and walks the directory `loader_files` entries at a time
+/// (`loader_sleep` apart), making the files already on disk known to the zone, so that they count for
+/// `max_size` and expire when unused.
+final class CacheManager {
+    private let zone: CacheZone
+    private let spec: CacheZoneSpec
+    private let loop: EventLoop
+    private let log: ErrorLog
+    private var timer: Timer?
+    /// The loader's directories still to read, when this worker loads.
+    private var pending: [String] = []
+    private var loading = false
+
+    init(zone: CacheZone, spec: CacheZoneSpec, loop: EventLoop, log: ErrorLog) {
+        self.zone = zone
+        self.spec = spec
+        self.loop = loop
+        self.log = log
+        // Workers' passes spread over the second.
+        schedule(after: 1000 + UInt64.random(in: 0..<1000))
+    }
+
+    deinit { timer?.cancel() }
+
+    private func schedule(after ms: UInt64) {
+        timer = loop.schedule(after: ms) { [weak self] in self?.pass() }
+    }
+
+    private func pass() {
+        let now = Int(time(nil))
+        let gone = zone.expire(now: now, inactive: spec.inactive, maxBlocks: UInt64(spec.maxSize / 512), limit: spec.managerFiles)
+        for digest in gone { unlink(ProxyCache.path(of: digest, in: spec)) }
+        if !loading && zone.claimLoading(pid: getpid()) {
+            loading = true
+            pending = [spec.path]
+        }
+        if loading { load(now: now) }
+        let busy = gone.count == spec.managerFiles
+        schedule(after: loading ? UInt64(spec.loaderSleepMs) : busy ? UInt64(spec.managerSleepMs) : 1000)
+    }
+
+    /// Up to `loader_files` entries of the walk.
+    private func load(now: Int) {
+        var seen = 0
+        while seen < spec.loaderFiles, let dir = pending.popLast() {
+            guard let d = opendir(dir) else { continue }
+            defer { closedir(d) }
+            while let e = readdir(d) {
+                seen += 1
+                let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
+                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+                }
+                if name == "." || name == ".." { continue }
+                let path = dir + "/" + name
+                if e.pointee.d_type == UInt8(DT_DIR) {
+                    pending.append(path)
+                } else if let digest = name.utf8.withContiguousStorageIfAvailable({ ProxyCache.digest(ofName: UnsafeRawBufferPointer($0)) }) ?? nil {
+                    let fd = open(path, O_RDONLY | O_CLOEXEC)
+                    guard fd >= 0 else { continue }
+                    var st = stat()
+                    if fstat(fd, &st) == 0, let file = CacheFile.read(fd) {
+                        zone.load(digest, validUntil: file.validUntil, blocks: UInt64(st.st_blocks), lastUse: now)
+                    }
+                    close(fd)
+                }
+            }
+        }
+        if pending.isEmpty {
+            loading = false
+            zone.finishLoading()
+        }
+    }
+}

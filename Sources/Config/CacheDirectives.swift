@@ -12,8 +12,9 @@ enum CacheDirectives {
             Directives.spec(prefix + "_cache_path", .http, .oneOrMore) { call in try declare(call) },
             Directives.spec(prefix + "_cache", .httpAll, .one) { call in
                 let name = call.words[1]
-                if name.contains("$") { throw call.error("variables in \"\(call.name)\" are not supported by vigil") }
-                try Directives.setOnce(call, k(\.$zone), name == "off" ? nil : name)
+                let choice: CacheZoneChoice? = name == "off" ? nil
+                    : name.contains("$") ? .variable(try RewriteDirectives.template(call, name)) : .named(name)
+                try Directives.setOnce(call, k(\.$zone), choice)
                 Directives.withSettings(call) { $0[keyPath: c].zoneLocation = call.location }
             },
             Directives.spec(prefix + "_cache_key", .httpAll, .one) { call in
@@ -57,6 +58,10 @@ enum CacheDirectives {
                 if call.args.contains("off") && call.args.count > 1 { throw call.error("invalid value \"off\"") }
                 try Directives.setOnce(call, k(\.$useStale), set)
             },
+            Directives.spec(prefix + "_cache_max_range_offset", .httpAll, .one) { call in
+                guard let n = Values.plainNumber(call.words[1]) else { throw call.directiveError("invalid value") }
+                try Directives.setOnce(call, k(\.$maxRangeOffset), n)
+            },
             Directives.flagSetting(prefix + "_cache_lock", k(\.$lock)),
             Directives.msecSetting(prefix + "_cache_lock_timeout", k(\.$lockTimeout)),
             Directives.msecSetting(prefix + "_cache_lock_age", k(\.$lockAge)),
@@ -82,7 +87,7 @@ enum CacheDirectives {
     }
 
     /// `*_cache_path path [levels=1:2] [use_temp_path=on|off] keys_zone=name:size [inactive=time]
-    /// [max_size=size] [manager_files=n] [manager_sleep=time] [loader_files=n] [loader_sleep=time] …`.
+    /// [max_size=size] [min_free=size] [manager_files=n] [manager_sleep=time] [loader_files=n] [loader_sleep=time] …`.
     private static func declare(_ call: Call) throws {
         let http = Directives.http(call)
         var spec = CacheZoneSpec(path: call.configuration.fullPath(call.words[1]), location: call.location)
@@ -121,6 +126,9 @@ enum CacheDirectives {
             } else if p.hasPrefix("max_size=") {
                 guard let n = Values.size(value) else { throw call.error("invalid max_size value \"\(p)\"") }
                 spec.maxSize = n
+            } else if p.hasPrefix("min_free=") {
+                guard let n = Values.size(value) else { throw call.error("invalid min_free value \"\(p)\"") }
+                spec.minFree = n
             } else if p.hasPrefix("manager_files=") {
                 spec.managerFiles = try number(p, "manager_files")
             } else if p.hasPrefix("manager_sleep=") {

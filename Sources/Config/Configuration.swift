@@ -258,7 +258,7 @@ public final class Configuration {
         let families: [(String, ProxySettings)] = [("proxy", settings.proxy), ("fastcgi", settings.fastcgi.upstream),
                                                     ("scgi", settings.scgi.upstream), ("uwsgi", settings.uwsgi.upstream)]
         for (prefix, conf) in families {
-            guard let zone = conf.cache.zone else { continue }
+            guard case .named(let zone) = conf.cache.zone else { continue }
             let at = conf.cache.zoneLocation ?? SourceLocation(file: "", line: 0)
             if !http.cacheZones.contains(where: { $0.name == zone }) { throw at.error("\"\(prefix)_cache\" zone \"\(zone)\" is unknown") }
             if prefix != "proxy" && conf.cache.key == nil { throw at.error("no \"\(prefix)_cache_key\" for \"\(prefix)_cache\"") }

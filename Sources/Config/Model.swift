@@ -686,6 +686,9 @@ public struct CacheZoneSpec: Sendable {
     public internal(set) var inactive = 600
     /// Bytes the files may take (0: no limit).
     public internal(set) var maxSize = 0
+    /// Bytes the file system must keep free: below that the manager removes the least recently used (0: no
+    /// limit).
+    public internal(set) var minFree = 0
     /// The manager's pass: at most this many files, then a pause.
     public internal(set) var managerFiles = 100
     public internal(set) var managerSleepMs = 50

@@ -21,7 +21,7 @@ enum UnsupportedDirectives {
         // http_empty_gif
         "empty_gif",
         // http_fastcgi
-        "fastcgi_cache_max_range_offset", "fastcgi_ignore_client_abort", "fastcgi_limit_rate", "fastcgi_send_lowat",
+        "fastcgi_ignore_client_abort", "fastcgi_limit_rate", "fastcgi_send_lowat",
         "fastcgi_socket_keepalive",
         // http_flv
         "flv",
@@ -53,14 +53,14 @@ enum UnsupportedDirectives {
         // http_perl
         "perl", "perl_modules", "perl_require", "perl_set",
         // http_proxy
-        "proxy_cache_max_range_offset", "proxy_headers_hash_bucket_size", "proxy_headers_hash_max_size", "proxy_ignore_client_abort",
+        "proxy_headers_hash_bucket_size", "proxy_headers_hash_max_size", "proxy_ignore_client_abort",
         "proxy_limit_rate", "proxy_send_lowat", "proxy_socket_keepalive",
         // http_random_index
         "random_index",
         // http_referer
         "referer_hash_bucket_size", "referer_hash_max_size", "valid_referers",
         // http_scgi
-        "scgi_cache_max_range_offset", "scgi_ignore_client_abort", "scgi_limit_rate", "scgi_socket_keepalive",
+        "scgi_ignore_client_abort", "scgi_limit_rate", "scgi_socket_keepalive",
         // http_secure_link
         "secure_link", "secure_link_md5", "secure_link_secret",
         // http_slice_filter
@@ -74,7 +74,6 @@ enum UnsupportedDirectives {
         "userid", "userid_domain", "userid_expires", "userid_flags", "userid_mark", "userid_name", "userid_p3p",
         "userid_path", "userid_service",
         // http_uwsgi
-        "uwsgi_cache_max_range_offset",
         "uwsgi_ignore_client_abort", "uwsgi_limit_rate",
         "uwsgi_socket_keepalive", "uwsgi_string",
         // http_xslt_filter

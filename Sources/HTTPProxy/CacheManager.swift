@@ -10,7 +10,8 @@ import ShmTable
 /// than in processes of their own: the zone's lock makes one pass at a time, and a pass is bounded in files.
 ///
 /// The manager, every second (at once again after a full pass, `manager_sleep` later): keys unused for
-/// `inactive` go with their files, and the least recently used go while the files take more than `max_size`.
+/// `inactive` go with their files, and the least recently used go while the files take more than `max_size`
+/// or the file system has less than `min_free` left.
 /// The loader: one worker claims the zone once, and walks the directory `loader_files` entries at a time
 /// (`loader_sleep` apart), making the files already on disk known to the zone, so that they count for
 /// `max_size` and expire when unused.
@@ -18,17 +19,15 @@ final class CacheManager {
     private let zone: CacheZone
     private let spec: CacheZoneSpec
     private let loop: EventLoop
-    private let log: ErrorLog
     private var timer: Timer?
     /// The loader's directories still to read, when this worker loads.
     private var pending: [String] = []
     private var loading = false
 
-    init(zone: CacheZone, spec: CacheZoneSpec, loop: EventLoop, log: ErrorLog) {
-        self.zone = zone
-        self.spec = spec
+    init(store: CacheStore, loop: EventLoop) {
+        zone = store.zone
+        spec = store.spec
         self.loop = loop
-        self.log = log
         // Workers' passes spread over the second.
         schedule(after: 1000 + UInt64.random(in: 0..<1000))
     }
@@ -41,7 +40,8 @@ final class CacheManager {
 
     private func pass() {
         let now = Int(time(nil))
-        let gone = zone.expire(now: now, inactive: spec.inactive, maxBlocks: UInt64(spec.maxSize / 512), limit: spec.managerFiles)
+        let gone = zone.expire(now: now, inactive: spec.inactive, maxBlocks: UInt64(spec.maxSize / 512), short: shortOfSpace,
+                               limit: spec.managerFiles)
         for digest in gone { unlink(ProxyCache.path(of: digest, in: spec)) }
         if !loading && zone.claimLoading(pid: getpid()) {
             loading = true
@@ -50,6 +50,14 @@ final class CacheManager {
         if loading { load(now: now) }
         let busy = gone.count == spec.managerFiles
         schedule(after: loading ? UInt64(spec.loaderSleepMs) : busy ? UInt64(spec.managerSleepMs) : 1000)
+    }
+
+    /// min_free: the file system holding the cache has less free space than that.
+    private var shortOfSpace: Bool {
+        guard spec.minFree > 0 else { return false }
+        var fs = statvfs()
+        guard statvfs(spec.path, &fs) == 0 else { return false }
+        return Int(fs.f_bavail) * Int(fs.f_frsize) < spec.minFree
     }
 
     /// Up to `loader_files` entries of the walk.

@@ -9,20 +9,18 @@ final class GatewayRoute {
     let keepConn: Bool
     /// fastcgi_catch_stderr's strings.
     let catchStderr: [[UInt8]]
-    /// The client headers a `*_param HTTP_*` replaces, as their HTTP_ names' tails lowercased ("x_blah").
-    let replacedHeaders: [[UInt8]]
     let modifier1: UInt8, modifier2: UInt8
-    let params: [GatewayParam]
+    let params: GatewayParams
+    /// With the location's cache on, for a request whose response may be stored: nginx's params that keep the
+    /// client's validators and ranges from the application (and send a revalidation's own), unless the
+    /// configuration gives those names.
+    let cachingParams: GatewayParams?
 
-    /// `caching`: as nginx's gateway modules with a cache, params that keep the client's validators and
-    /// ranges from the application (and send a revalidation's own) unless the configuration gives them.
     init(_ s: GatewaySettings, caching: Bool = false) {
-        params = s.params + (caching ? GatewayRoute.cacheParams.filter { c in !s.params.contains { $0.name == c.name } } : [])
+        params = GatewayParams(s.params)
+        cachingParams = caching ? GatewayParams(s.params + GatewayRoute.cacheParams.filter { c in !s.params.contains { $0.name == c.name } }) : nil
         keepConn = s.keepConn
         catchStderr = s.catchStderr.map { Array($0.utf8) }
-        replacedHeaders = params.compactMap { p in
-            p.name.hasPrefix("HTTP_") ? Array(p.name.dropFirst(5).lowercased().utf8) : nil
-        }
         modifier1 = UInt8(s.modifier1)
         modifier2 = UInt8(s.modifier2)
     }
@@ -35,6 +33,20 @@ final class GatewayRoute {
         GatewayParam(name: "HTTP_RANGE", value: Template(""), ifNotEmpty: true),
         GatewayParam(name: "HTTP_IF_RANGE", value: Template(""), ifNotEmpty: true),
     ]
+}
+
+/// A location's params, and the client headers they replace.
+struct GatewayParams {
+    let list: [GatewayParam]
+    /// The client headers a `*_param HTTP_*` replaces, as their HTTP_ names' tails lowercased ("x_blah").
+    private let replacedHeaders: [[UInt8]]
+
+    init(_ list: [GatewayParam]) {
+        self.list = list
+        replacedHeaders = list.compactMap { p in
+            p.name.hasPrefix("HTTP_") ? Array(p.name.dropFirst(5).lowercased().utf8) : nil
+        }
+    }
 
     /// Whether the client header `name` is sent as HTTP_NAME: not when a param gives that name.
     func passes(_ name: UnsafeRawBufferPointer) -> Bool {
@@ -190,7 +202,8 @@ extension ProxySession {
     /// client's headers as HTTP_* unless a param gave that name; a header the client repeated goes once, its
     /// values joined as nginx 1.23 joins them (Cookie's with "; ", others' with ", ").
     private func appendParams(_ out: OutputQueue, _ encoding: ParamEncoding) {
-        for p in gateway?.params ?? [] {
+        let params = cacheable ? gateway?.cachingParams ?? gateway?.params : gateway?.params
+        for p in params?.list ?? [] {
             let value = p.value.render(request)
             if p.ifNotEmpty && value.isEmpty { continue }
             encoding.open(name: p.name.utf8.count, value: value.utf8.count, into: out)
@@ -201,14 +214,13 @@ extension ProxySession {
         }
         guard conf.passRequestHeaders else { return }
         let fields = request.head.fields
-        let route = gateway
         request.head.block.withUnsafeBytes { bytes in
             func same(_ a: Range<Int>, _ b: Range<Int>) -> Bool {
                 a.count == b.count && zip(bytes[a], bytes[b]).allSatisfy { $0 | 0x20 == $1 | 0x20 }
             }
             for (i, f) in fields.enumerated() {
                 let name = UnsafeRawBufferPointer(rebasing: bytes[f.name])
-                if let route, !route.passes(name) { continue }
+                if let params, !params.passes(name) { continue }
                 // A repeated header went with its first.
                 if fields[..<i].contains(where: { same($0.name, f.name) }) { continue }
                 let separator = RequestParser.matches(name, lowercase: "cookie") ? "; " : ", "

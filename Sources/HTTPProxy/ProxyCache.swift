@@ -9,34 +9,61 @@ import HTTPServer
 import Script
 import ShmTable
 
-/// A location's upstream cache (`proxy_cache NAME` and the rest of its module's `*_cache*` directives),
-/// prepared once per worker: the keys zone every worker shares, where the files go, and the key.
-final class ProxyCache {
+/// One `*_cache_path`: its keys zone and where its files go. One per zone in a worker.
+final class CacheStore {
     let zone: CacheZone
     let spec: CacheZoneSpec
+    init(zone: CacheZone, spec: CacheZoneSpec) {
+        self.zone = zone
+        self.spec = spec
+    }
+}
+
+/// A location's upstream cache (`proxy_cache NAME` and the rest of its module's `*_cache*` directives),
+/// prepared once per worker: the cache it uses (or the variables that name one), its key, and its rules.
+final class ProxyCache {
+    private let store: CacheStore?
+    private let variable: Template?
+    private let stores: [CacheStore]
     let settings: CacheSettings
     let key: Template
     let ignored: IgnoredUpstreamHeaders
 
     /// proxy_cache_key's default; the gateway modules have none (the configuration requires one).
-    private static let defaultKey: Template = {
-        let t = Template("$scheme$proxy_host$request_uri")
-        t.resolve(VariableTable())
-        return t
-    }()
+    private static let defaultKey = ProxyHeaders.resolved("$scheme$proxy_host$request_uri")
 
-    init?(_ conf: ProxySettings, zones: [CacheZone], specs: [CacheZoneSpec]) {
-        guard let name = conf.cache.zone, let i = specs.firstIndex(where: { $0.name == name }), i < zones.count else { return nil }
-        zone = zones[i]
-        spec = specs[i]
+    init?(_ conf: ProxySettings, stores: [CacheStore]) {
+        switch conf.cache.zone {
+        case nil: return nil
+        case .named(let name):
+            guard let s = stores.first(where: { $0.spec.name == name }) else { return nil }
+            store = s
+            variable = nil
+        case .variable(let t):
+            store = nil
+            variable = t
+        }
+        self.stores = stores
         settings = conf.cache
         key = conf.cache.key ?? ProxyCache.defaultKey
         ignored = conf.ignoreHeaders
     }
 
+    /// The cache this request uses: nil when its variables name none (empty, "off"); `.failure` (with the
+    /// name, for the log) when they name a cache that does not exist, which nginx answers with 500.
+    func store(for r: RequestContext) -> Result<CacheStore?, UnknownCache> {
+        if let store { return .success(store) }
+        let name = variable?.render(r) ?? ""
+        if name.isEmpty || name == "off" { return .success(nil) }
+        guard let s = stores.first(where: { $0.spec.name == name }) else { return .failure(UnknownCache(name: name)) }
+        return .success(s)
+    }
+
+    struct UnknownCache: Error { let name: String }
+
     /// The key's MD5: its node in the zone, and its file's name (hex) under the `levels` directories taken
     /// from the name's end, as nginx lays them out (levels=1:2: `c/29/b7f5…029c`).
-    func locate(_ key: [UInt8]) -> (digest: CacheDigest, path: String) {
+    static func locate(_ key: [UInt8], in spec: CacheZoneSpec) -> (digest: CacheDigest, path: String) {
         var ctx = MD5_CTX()
         var md = [UInt8](repeating: 0, count: 16)
         vigil_md5_init(&ctx)
@@ -101,7 +128,7 @@ enum CachePolicy {
         var fromHead: Int?
         func field(_ name: String) -> String? { fields.last { $0.name.lowercased() == name }?.value }
         if !ignored.contains(.setCookie) && field("set-cookie") != nil { return nil }
-        if !ignored.contains(.vary), let vary = field("vary"), Substring(vary).trimmingSpaces() == "*" { return nil }
+        if !ignored.contains(.vary), varyNames(fields.filter { $0.name.lowercased() == "vary" }.map(\.value)).contains("*") { return nil }
         if !ignored.contains(.xAccelExpires), let v = field("x-accel-expires") {
             let at = v.hasPrefix("@")
             guard let n = Int(Substring(v).dropFirst(at ? 1 : 0).trimmingSpaces()), n >= 0 else { return nil }
@@ -131,19 +158,21 @@ enum CachePolicy {
         return digits.isEmpty ? nil : Int(digits)
     }
 
-    /// The request headers `Vary` names, as the variant they make (lowercased names, the values as sent).
+    /// The request headers `Vary` names, as the variant they make: each name's values joined, their list
+    /// items without the whitespace around them and without empty ones (RFC 7234's whitespace
+    /// normalization, as nginx's).
     static func variant(_ varyNames: [String], _ r: RequestContext) -> [UInt8] {
         var out: [UInt8] = []
         for name in varyNames {
-            out += Array(name.utf8) + [0x3A] + Array((r.header(name) ?? "").utf8) + [0x0A]
+            let items = (r.joinedHeader(name) ?? "").split(separator: ",").map { $0.trimmingSpaces() }.filter { !$0.isEmpty }
+            out += Array(name.utf8) + [0x3A] + Array(items.joined(separator: ",").utf8) + [0x0A]
         }
         return out
     }
 
-    /// The names a `Vary` lists, lowercased.
-    static func varyNames(_ value: String?) -> [String] {
-        guard let value else { return [] }
-        return value.split(separator: ",").map { $0.trimmingSpaces().lowercased() }.filter { !$0.isEmpty }
+    /// The names the `Vary` fields list, lowercased.
+    static func varyNames(_ values: [String]) -> [String] {
+        values.flatMap { $0.split(separator: ",").map { $0.trimmingSpaces().lowercased() }.filter { !$0.isEmpty } }
     }
 }
 

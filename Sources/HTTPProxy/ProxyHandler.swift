@@ -49,6 +49,7 @@ public final class ProxyHandler: RequestHandler {
             }
             balancers[u.name.lowercased()] = b
         }
+        let cacheStores = zip(service.cacheZones, config.cacheZones).map { CacheStore(zone: $0, spec: $1) }
         func route(_ locations: [Location]) {
             for loc in locations {
                 if case .proxy(let pass) = loc.content {
@@ -75,8 +76,10 @@ public final class ProxyHandler: RequestHandler {
                     case .uwsgi: gateway = loc.settings.uwsgi
                     }
                     let conf = gateway?.upstream ?? loc.settings.proxy
-                    let cache = ProxyCache(conf, zones: service.cacheZones, specs: config.cacheZones)
-                    service.attach(ProxyRoute(balancer: balancer, headers: ProxyHeaders(loc.settings.proxy.setHeaders, caching: cache != nil),
+                    let cache = ProxyCache(conf, stores: cacheStores)
+                    let setHeaders = loc.settings.proxy.setHeaders
+                    service.attach(ProxyRoute(balancer: balancer, headers: ProxyHeaders(setHeaders),
+                                              cachingHeaders: cache.map { _ in ProxyHeaders(setHeaders, caching: true) },
                                               tls: tls, retry: RetryPolicy(conf), conf: conf,
                                               gateway: gateway.map { GatewayRoute($0, caching: cache != nil) }, cache: cache), to: loc)
                 }
@@ -84,7 +87,7 @@ public final class ProxyHandler: RequestHandler {
             }
         }
         for server in config.http?.servers ?? [] { route(server.locations) }
-        cacheManagers = zip(service.cacheZones, config.cacheZones).map { CacheManager(zone: $0, spec: $1, loop: loop, log: log) }
+        cacheManagers = cacheStores.map { CacheManager(store: $0, loop: loop) }
         service.proxyHandler = self
     }
 
@@ -219,6 +222,8 @@ final class ProxyRoute: LocationState {
     /// nil for `proxy_pass` with variables: the balancer is chosen per request.
     let balancer: UpstreamBalancer?
     let headers: ProxyHeaders
+    /// With the location's cache on, for a request whose response may be stored (ProxyHeaders' `caching`).
+    let cachingHeaders: ProxyHeaders?
     let tls: UpstreamTLS?
     let retry: RetryPolicy
     /// The location's settings of the upstream family of its protocol's module (proxy_*, fastcgi_*, …): the
@@ -229,13 +234,14 @@ final class ProxyRoute: LocationState {
     /// `proxy_cache` (`fastcgi_cache`, …) on.
     let cache: ProxyCache?
 
-    init(balancer: UpstreamBalancer?, headers: ProxyHeaders, tls: UpstreamTLS?, retry: RetryPolicy, conf: ProxySettings,
+    init(balancer: UpstreamBalancer?, headers: ProxyHeaders, cachingHeaders: ProxyHeaders?, tls: UpstreamTLS?, retry: RetryPolicy, conf: ProxySettings,
          gateway: GatewayRoute?, cache: ProxyCache?) {
         self.conf = conf
         self.cache = cache
         self.gateway = gateway
         self.balancer = balancer
         self.headers = headers
+        self.cachingHeaders = cachingHeaders
         self.tls = tls
         self.retry = retry
     }

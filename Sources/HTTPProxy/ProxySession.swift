@@ -27,7 +27,8 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     /// name (fastcgi, scgi, uwsgi, or suwsgi for uwsgi over TLS), as nginx's log lines give it.
     let scheme: String
     let balancer: UpstreamBalancer
-    let headers: ProxyHeaders
+    /// The headers a request whose response may be stored sends are the cache's (nginx's headers_cache).
+    var headers: ProxyHeaders { cacheable ? route.cachingHeaders ?? route.headers : route.headers }
     /// The location's route: the worker keeps it as long as itself.
     unowned(unsafe) let route: ProxyRoute
     /// unowned(unsafe): the handler lives as long as the worker, and a checked reference costs an atomic
@@ -95,6 +96,8 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
 
     // The upstream cache (UpstreamCache.swift).
     var cacheKey: [UInt8] = []
+    /// The cache the request uses, when its key was looked up.
+    var cacheStore: CacheStore?
     var cacheDigest: CacheDigest?
     var cachePath = ""
     /// The key's file the lookup found: fresh and being served, or stale and kept.
@@ -107,6 +110,13 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
     var holdsCacheLock = false
     var cacheLockTimer: Timer?
     var cacheValidUntil = 0
+    /// A varying response's lookup went on to its secondary key: the main key, and the Vary its file had.
+    var mainKey: (key: [UInt8], digest: CacheDigest, path: String)?
+    var mainVaryNames: [String] = []
+    /// The method sent instead of the request's (a HEAD the cache asks for as a GET).
+    var upstreamMethod: String?
+    /// The upstream's body is read (into the cache) but not sent: the client asked for the head only.
+    var discardsBody = false
 
     // FastCGI's response: its records as read, what they said so far.
     /// The records as read from the socket, before their STDOUT content goes to `response`.
@@ -136,7 +146,6 @@ final class ProxySession: UpstreamConnectionDelegate, ActiveHandler {
         self.pass = pass
         self.dynamicURI = uri
         self.balancer = balancer
-        self.headers = route.headers
         self.route = route
         self.upstreamTLS = scheme == "https" || scheme == "suwsgi" ? route.tls : nil
     }

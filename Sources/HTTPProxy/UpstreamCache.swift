@@ -18,32 +18,68 @@ extension ProxySession {
     /// for another request to fill it; false when it goes to the upstream.
     func lookUpCache(_ cache: ProxyCache) -> Bool {
         guard cache.settings.methods.contains(request.method) else { return false }
+        let store: CacheStore
+        switch cache.store(for: request) {
+        case .success(let s?): store = s
+        case .success(nil): return false
+        case .failure(let unknown):
+            request.log.error("cache \"\(unknown.name)\" not found\(request.logContext)")
+            giveUp(500)
+            return true
+        }
+        cacheStore = store
         let key = Array(cache.key.render(request).utf8)
-        let (digest, path) = cache.locate(key)
+        let (mainDigest, path) = ProxyCache.locate(key, in: store.spec)
         cacheKey = key
-        cacheDigest = digest
+        cacheDigest = mainDigest
         cachePath = path
-        // A HEAD is answered from a stored GET, but its own response has no body to store.
-        cacheable = request.method != "HEAD"
+        cacheable = true
+        // proxy_cache_convert_head: a HEAD is looked up, and asked for, as its GET.
+        if request.method == "HEAD" && cache.settings.convertHead { upstreamMethod = "GET" }
         if ProxyCache.anySet(cache.settings.bypass, request) {
             request.cacheStatus = "BYPASS"
             return false
         }
         request.cacheStatus = "MISS"
         let now = Int(time(nil))
-        guard let entry = cache.zone.use(digest, now: now, nowMs: loop.now, lockAge: cache.settings.lockAge) else {
-            request.log.log(.alert, "could not allocate node in cache keys zone \"\(cache.zone.name)\"\(request.logContext)")
+        guard var entry = store.zone.use(mainDigest, now: now, nowMs: loop.now, lockAge: cache.settings.lockAge) else {
+            request.log.log(.alert, "could not allocate node in cache keys zone \"\(store.zone.name)\"\(request.logContext)")
             cacheable = false
             return false
         }
-        if let found = openCached(cache) {
+        if entry.error != 0 && entry.validUntil > now {
+            request.cacheStatus = "HIT"
+            giveUp(entry.error)
+            return true
+        }
+        var found = openCached()
+        // A response that varies, stored for another variant: this variant's own lies at its secondary key.
+        if let main = found, !main.file.varyNames.isEmpty {
+            let variant = CachePolicy.variant(main.file.varyNames, request)
+            if variant != main.file.variant {
+                close(main.fd)
+                mainVaryNames = main.file.varyNames
+                mainKey = (key, mainDigest, path)
+                cacheKey = key + [0x0A] + variant
+                (cacheDigest, cachePath) = ProxyCache.locate(cacheKey, in: store.spec)
+                guard let e = store.zone.use(cacheDigest!, now: now, nowMs: loop.now, lockAge: cache.settings.lockAge) else {
+                    cacheable = false
+                    return false
+                }
+                entry = e
+                found = openCached()
+            }
+        }
+        let digest = cacheDigest!
+        if !rangeCacheable(cache.settings.maxRangeOffset) { cacheable = false }
+        if let found {
             if found.file.validUntil > now {
-                if !entry.exists { cache.zone.stored(digest, validUntil: found.file.validUntil, blocks: found.blocks, now: now) }
+                if !entry.exists { store.zone.stored(digest, validUntil: found.file.validUntil, blocks: found.blocks, now: now) }
                 serveCached(found, "HIT")
                 return true
             }
             // Stale: the first request to see it refreshes it; the others serve it meanwhile if allowed.
-            if cache.zone.lock(digest, nowMs: loop.now, lockAge: cache.settings.lockAge) {
+            if store.zone.lock(digest, nowMs: loop.now, lockAge: cache.settings.lockAge) {
                 holdsCacheLock = true
             } else if cache.settings.useStale.contains(.updating) {
                 serveCached(found, "UPDATING")
@@ -57,32 +93,32 @@ extension ProxySession {
             }
             return false
         }
-        if entry.exists { cache.zone.lost(digest) }
+        if entry.exists { store.zone.lost(digest) }
         if entry.uses < cache.settings.minUses { cacheable = false }
         guard cache.settings.lock && cacheable else { return false }
-        if cache.zone.lock(digest, nowMs: loop.now, lockAge: cache.settings.lockAge) {
+        if store.zone.lock(digest, nowMs: loop.now, lockAge: cache.settings.lockAge) {
             holdsCacheLock = true
             return false
         }
-        awaitCacheLock(cache, since: loop.now)
+        awaitCacheLock(cache, store, since: loop.now)
         return true
     }
 
     /// `*_cache_lock`: another request is filling the key. Looked at again every 50 ms: its file answers once
     /// it is there; the lock, if its holder let it go; after `*_cache_lock_timeout` the request goes to the
     /// upstream and its response is not stored, as nginx's.
-    private func awaitCacheLock(_ cache: ProxyCache, since: UInt64) {
+    private func awaitCacheLock(_ cache: ProxyCache, _ store: CacheStore, since: UInt64) {
         cacheLockTimer = loop.schedule(after: 50) { [weak self] in
             guard let self, self.phase == .connecting, let digest = self.cacheDigest else { return }
             self.cacheLockTimer = nil
-            if let found = self.openCached(cache), found.file.validUntil > Int(time(nil)) {
+            if let found = self.openCached(), found.file.validUntil > Int(time(nil)) {
                 self.request.cacheStatus = "HIT"
                 return self.serveCached(found, "HIT")
             }
-            if cache.zone.lock(digest, nowMs: self.loop.now, lockAge: cache.settings.lockAge) {
+            if store.zone.lock(digest, nowMs: self.loop.now, lockAge: cache.settings.lockAge) {
                 self.holdsCacheLock = true
             } else if self.loop.now - since < UInt64(cache.settings.lockTimeout) {
-                return self.awaitCacheLock(cache, since: since)
+                return self.awaitCacheLock(cache, store, since: since)
             } else {
                 self.cacheable = false
             }
@@ -90,13 +126,23 @@ extension ProxySession {
         }
     }
 
-    /// The key's file, when it is one of ours for this very key and the request's variant.
-    func openCached(_ cache: ProxyCache) -> OpenCacheFile? {
+    /// `*_cache_max_range_offset`: a range request that starts past it (or from the end) is passed to the
+    /// upstream with its Range, and its response is not stored, as nginx's ngx_http_upstream_cache_check_range.
+    private func rangeCacheable(_ maxOffset: Int?) -> Bool {
+        guard let maxOffset, let range = request.header("range") else { return true }
+        if maxOffset == 0 { return false }
+        guard range.hasPrefix("bytes="), let first = range.dropFirst(6).trimmingSpaces().first, first != "-" else { return false }
+        let digits = range.dropFirst(6).trimmingSpaces().prefix { $0.isASCII && $0.isNumber }
+        guard let offset = Int(digits) else { return true }
+        return offset <= maxOffset
+    }
+
+    /// The key's file, when it is one of ours for this very key.
+    func openCached() -> OpenCacheFile? {
         let fd = open(cachePath, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         var st = stat()
-        guard fstat(fd, &st) == 0, let file = CacheFile.read(fd), file.key == cacheKey, Int(st.st_size) >= file.bodyStart,
-              file.varyNames.isEmpty || CachePolicy.variant(file.varyNames, request) == file.variant else {
+        guard fstat(fd, &st) == 0, let file = CacheFile.read(fd), file.key == cacheKey, Int(st.st_size) >= file.bodyStart else {
             close(fd)
             return nil
         }
@@ -170,11 +216,11 @@ extension ProxySession {
     /// The upstream's 304 to a revalidation: the stale file is fresh again, for as long as the 304's head (else
     /// `*_cache_valid` for the stored status) says, and answers.
     func revalidated(_ found: OpenCacheFile, fields: [(name: String, value: String)]) {
-        guard let cache = route.cache, let digest = cacheDigest else { return giveUp(502) }
+        guard let cache = route.cache, let store = cacheStore, let digest = cacheDigest else { return giveUp(502) }
         let now = Int(time(nil))
         if let until = CachePolicy.validUntil(status: found.file.status, fields: fields, ignored: cache.ignored, settings: cache.settings, now: now),
            CacheFile.refresh(path: cachePath, validUntil: until) {
-            cache.zone.stored(digest, validUntil: until, blocks: found.blocks, now: now)
+            store.zone.stored(digest, validUntil: until, blocks: found.blocks, now: now)
             holdsCacheLock = false
         }
         phase = .connecting
@@ -189,13 +235,20 @@ extension ProxySession {
         let now = Int(time(nil))
         let strings = ProxyCache.strings(fields, parsed)
         guard let until = CachePolicy.validUntil(status: h.status, fields: strings, ignored: cache.ignored, settings: cache.settings, now: now) else { return }
-        let varyNames = cache.ignored.contains(.vary) ? [] : CachePolicy.varyNames(strings.last { $0.name.lowercased() == "vary" }?.value)
+        let varyNames = cache.ignored.contains(.vary) ? [] : CachePolicy.varyNames(strings.filter { $0.name.lowercased() == "vary" }.map(\.value))
         var head = Array("HTTP/1.1 \(h.status) \(h.reason)\r\n".utf8)
         for f in fields where !ProxyCache.framing(parsed[f.name]) {
             head += parsed[f.name]
             head += [0x3A, 0x20]
             head += parsed[f.value]
             head += [0x0D, 0x0A]
+        }
+        // As nginx's variant update: a response that no longer varies as the main key's did replaces that one.
+        if let main = mainKey, varyNames != mainVaryNames {
+            if holdsCacheLock, let digest = cacheDigest { cacheStore?.zone.unlock(digest) }
+            holdsCacheLock = false
+            (cacheKey, cacheDigest, cachePath) = main
+            mainKey = nil
         }
         let field = { (name: String) in strings.last { $0.name.lowercased() == name }?.value }
         let file = CacheFile(validUntil: until, storedAt: now, lastModified: field("last-modified").flatMap(Clock.parseHTTPDate) ?? -1,
@@ -208,10 +261,21 @@ extension ProxySession {
         cacheValidUntil = until
     }
 
+    /// An upstream error an error_page answers (`*_intercept_errors`): cached in the zone as the key's answer
+    /// for as long as the head (else `*_cache_valid`) says, when the request may be stored.
+    func cacheIntercepted(_ status: Int, fields: [(name: String, value: String)]) {
+        guard cacheable, let cache = route.cache, let store = cacheStore, let digest = cacheDigest,
+              !ProxyCache.anySet(cache.settings.noCache, request),
+              let until = CachePolicy.validUntil(status: status, fields: fields, ignored: cache.ignored, settings: cache.settings, now: Int(time(nil)))
+        else { return }
+        store.zone.storedError(digest, status: status, validUntil: until)
+        holdsCacheLock = false
+    }
+
     /// The whole response was written to the cache's temporary file: it takes its place, and the zone knows it.
     func commitCached(_ s: StoredResponse) {
-        guard s.commit(lastModified: nil), let cache = route.cache, let digest = cacheDigest else { return }
-        cache.zone.stored(digest, validUntil: cacheValidUntil, blocks: UInt64((s.written + 4095) / 4096 * 8), now: Int(time(nil)))
+        guard s.commit(lastModified: nil), let store = cacheStore, let digest = cacheDigest else { return }
+        store.zone.stored(digest, validUntil: cacheValidUntil, blocks: UInt64((s.written + 4095) / 4096 * 8), now: Int(time(nil)))
         holdsCacheLock = false
     }
 
@@ -219,7 +283,7 @@ extension ProxySession {
     func endCache() {
         cacheLockTimer?.cancel()
         cacheLockTimer = nil
-        if holdsCacheLock, let digest = cacheDigest { route.cache?.zone.unlock(digest) }
+        if holdsCacheLock, let digest = cacheDigest { cacheStore?.zone.unlock(digest) }
         holdsCacheLock = false
         if let c = cached { close(c.fd) }
         cached = nil

@@ -23,7 +23,7 @@ extension ProxySession: BodyConsumer {
         let passBody = conf.passRequestBody
         let out = outgoing
         out.clear()
-        out.append(conf.method?.render(request) ?? request.method)
+        out.append(upstreamMethod ?? conf.method?.render(request) ?? request.method)
         out.append(" ")
         out.append(upstreamURI)
         out.append(" HTTP/")

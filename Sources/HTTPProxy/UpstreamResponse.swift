@@ -97,6 +97,7 @@ extension ProxySession {
                settings.core.errorPages.contains(where: { $0.codes.contains(h.status) }) {
                 // As nginx, an intercepted 401 keeps the upstream's challenge.
                 if h.status == 401 { request.carriedHeaders += ProxyHeaders.authenticate(proxy.responseFields, in: response) }
+                if cacheDigest != nil { cacheIntercepted(h.status, fields: response.withReadable { ProxyCache.strings(proxy.responseFields, $0) }) }
                 endAttempt(h)
                 request.service.pipeline.respondError(request, h.status)
                 return
@@ -176,16 +177,18 @@ extension ProxySession {
         } else if h.status == 200, h.hasBody, !isHead {
             startStoring()
         }
-        if !h.hasBody || isHead {
+        // A HEAD the cache sent as a GET (proxy_cache_convert_head): the body is read, into the cache, not sent.
+        discardsBody = isHead && upstreamMethod != nil && !replaying
+        if !h.hasBody || (isHead && !discardsBody) {
             bodyRemaining = 0
         } else if h.chunked {
             decoder = ChunkedDecoder()
             // Chunks that end in add_trailer's trailers are our own; a stored body is the chunks' data.
-            passChunked = transport.passesChunks && !request.sink.carriesTrailers(status: h.status) && stored == nil
-            framing = passChunked ? .chunksPassedThrough : canChunk ? .chunked : .close
+            passChunked = transport.passesChunks && !request.sink.carriesTrailers(status: h.status) && stored == nil && !isHead
+            if !isHead { framing = passChunked ? .chunksPassedThrough : canChunk ? .chunked : .close }
         } else if let len = h.contentLength {
             bodyRemaining = len
-        } else {
+        } else if !isHead {
             framing = canChunk ? .chunked : .close   // delimited by the upstream's close
         }
         // gzip, decided on the upstream's head: the body is then decoded from the upstream's framing,
@@ -315,12 +318,13 @@ extension ProxySession {
         let sink = request.sink
         var done = false
         var keepGoing = true
+        let discards = discardsBody
         if var d = decoder {
             let pass = passChunked
             let event = response.withReadable { buf -> ChunkedDecoder.Event in
                 d.feed(buf) { range in
                     stored?.write(UnsafeRawBufferPointer(rebasing: buf[range]))
-                    if !pass { keepGoing = sink.sendBody(UnsafeRawBufferPointer(rebasing: buf[range]), flush: false) && keepGoing }
+                    if !pass && !discards { keepGoing = sink.sendBody(UnsafeRawBufferPointer(rebasing: buf[range]), flush: false) && keepGoing }
                 }
             }
             decoder = d
@@ -341,7 +345,7 @@ extension ProxySession {
             let take = min(remaining, response.readable)
             response.withReadable {
                 stored?.write(UnsafeRawBufferPointer(rebasing: $0[0..<take]))
-                keepGoing = sink.sendBody(UnsafeRawBufferPointer(rebasing: $0[0..<take]), last: take == remaining && records == nil, flush: false)
+                if !discards { keepGoing = sink.sendBody(UnsafeRawBufferPointer(rebasing: $0[0..<take]), last: take == remaining && records == nil, flush: false) }
             }
             response.consume(take)
             bodyRemaining = remaining - take
@@ -349,7 +353,7 @@ extension ProxySession {
         } else {
             response.withReadable {
                 stored?.write($0)
-                keepGoing = sink.sendBody($0, flush: false)
+                if !discards { keepGoing = sink.sendBody($0, flush: false) }
             }
             response.consume(response.readable)
         }

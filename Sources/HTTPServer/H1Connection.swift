@@ -610,7 +610,12 @@ public final class H1Connection: ClientInfo, EventHandler, RequestTransport, Tun
 
     public func disableKeepAlive() { keepAlive = false }
 
-    public func abort() { close() }
+    /// The response broke off: what is queued goes out as far as the socket takes it now (nginx has written
+    /// it already), then the connection closes.
+    public func abort() {
+        if state != .closed && !writeDelayed { _ = flushOutput() }
+        close()
+    }
 
     /// send_timeout runs between two writes that make progress, while a response waits on the client.
     private func armSendTimeout() {

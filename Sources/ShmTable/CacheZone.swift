@@ -28,7 +28,7 @@ public struct CacheDigest: Hashable, Sendable {
 ///
 /// A node: digest (2 × u64), chain next, LRU prev, LRU next, uses, flags (u32 each: bit 0 the file exists,
 /// bit 1 a request is filling it), valid until (i64 s), last use (i64 s), disk use (u64 blocks), the fill's
-/// lock taken at (u64 ms).
+/// lock taken at (u64 ms), an error status cached instead of a file (u32: an intercepted error's, 0 none).
 public final class CacheZone {
     public let name: String
     public let size: Int
@@ -43,7 +43,7 @@ public final class CacheZone {
     private static let usedOffset = 64, freeOffset = 68, headOffset = 72, tailOffset = 76, liveOffset = 80
     private static let loaderOffset = 84, loadedOffset = 88, blocksOffset = 96
     private static let hiField = 0, loField = 8, chainField = 16, prevField = 20, nextField = 24, usesField = 28
-    private static let flagsField = 32, validField = 40, lastUseField = 48, blocksField = 56, lockedField = 64
+    private static let flagsField = 32, validField = 40, lastUseField = 48, blocksField = 56, lockedField = 64, errorField = 72
     private static let exists: UInt32 = 1, filling: UInt32 = 2
 
     public init?(name: String, size: Int, path: String) {
@@ -83,6 +83,8 @@ public final class CacheZone {
         public var uses: Int
         /// Another request is filling or refreshing the file now (its lock younger than the lock age).
         public var filling: Bool
+        /// An intercepted error's status, cached until `validUntil` in place of a response (0: none).
+        public var error: Int = 0
     }
 
     /// Counts a request for `key` (made the most recently used); nil when the zone is full even after its
@@ -106,7 +108,8 @@ public final class CacheZone {
             let flags = n.load(fromByteOffset: Self.flagsField, as: UInt32.self)
             let lockedAt = n.load(fromByteOffset: Self.lockedField, as: UInt64.self)
             return Entry(exists: flags & Self.exists != 0, validUntil: Int(n.load(fromByteOffset: Self.validField, as: Int64.self)),
-                         uses: Int(uses), filling: flags & Self.filling != 0 && nowMs &- lockedAt < UInt64(lockAge))
+                         uses: Int(uses), filling: flags & Self.filling != 0 && nowMs &- lockedAt < UInt64(lockAge),
+                         error: Int(n.load(fromByteOffset: Self.errorField, as: UInt32.self)))
         }
     }
 
@@ -154,6 +157,19 @@ public final class CacheZone {
             n.storeBytes(of: Int64(now), toByteOffset: Self.lastUseField, as: Int64.self)
             let flags = n.load(fromByteOffset: Self.flagsField, as: UInt32.self)
             n.storeBytes(of: (flags | Self.exists) & ~Self.filling, toByteOffset: Self.flagsField, as: UInt32.self)
+            n.storeBytes(of: 0, toByteOffset: Self.errorField, as: UInt32.self)
+        }
+    }
+
+    /// An intercepted error (an upstream status an error_page answers) is the key's response until
+    /// `validUntil`, as nginx caches one in its node; the fill lock goes.
+    public func storedError(_ key: CacheDigest, status: Int, validUntil: Int) {
+        locked {
+            guard let ref = find(key) else { return }
+            let n = node(ref)
+            n.storeBytes(of: UInt32(status), toByteOffset: Self.errorField, as: UInt32.self)
+            n.storeBytes(of: Int64(validUntil), toByteOffset: Self.validField, as: Int64.self)
+            n.storeBytes(of: n.load(fromByteOffset: Self.flagsField, as: UInt32.self) & ~Self.filling, toByteOffset: Self.flagsField, as: UInt32.self)
         }
     }
 
@@ -170,16 +186,17 @@ public final class CacheZone {
 
     /// The cache manager's pass (nginx's ngx_http_file_cache_expire and forced expiry): from the least
     /// recently used end, keys unused for `inactive` seconds go, and while the files take more than
-    /// `maxBlocks` (0: no limit) the oldest go whatever their age; a key being filled is passed over. At most
-    /// `limit` keys a call. Returns the removed keys that had a file, for the caller to delete.
-    public func expire(now: Int, inactive: Int, maxBlocks: UInt64, limit: Int) -> [CacheDigest] {
+    /// `maxBlocks` (0: no limit) or the disk is short of space (`short`, min_free) the oldest go whatever
+    /// their age; a key being filled is passed over. At most `limit` keys a call. Returns the removed keys
+    /// that had a file, for the caller to delete.
+    public func expire(now: Int, inactive: Int, maxBlocks: UInt64, short: Bool = false, limit: Int) -> [CacheDigest] {
         locked {
             var gone: [CacheDigest] = []
             var ref = field(Self.tailOffset), removed = 0
             while ref != 0 && removed < limit {
                 let n = node(ref), prev = link(ref, Self.prevField)
                 let idle = now - Int(n.load(fromByteOffset: Self.lastUseField, as: Int64.self)) >= inactive
-                let over = maxBlocks > 0 && blocks64 > maxBlocks
+                let over = short || maxBlocks > 0 && blocks64 > maxBlocks
                 if !idle && !over { break }
                 if n.load(fromByteOffset: Self.flagsField, as: UInt32.self) & Self.filling == 0 {
                     if n.load(fromByteOffset: Self.flagsField, as: UInt32.self) & Self.exists != 0 { gone.append(digest(ref)) }

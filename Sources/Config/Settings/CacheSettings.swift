@@ -46,10 +46,18 @@ public struct CacheUseStale: OptionSet, Sendable {
     }
 }
 
+/// `*_cache`'s value.
+public enum CacheZoneChoice: Sendable {
+    case named(String)
+    /// Per request: empty or "off" is no cache, another name must be a zone's.
+    case variable(Template)
+}
+
 /// An upstream module's cache (`proxy_cache*`, `fastcgi_cache*`, …), per level.
 public struct CacheSettings: Sendable {
-    /// `*_cache NAME`: the `*_cache_path` zone; nil: off. With where it was written, for the merge's errors.
-    @Setting public var zone: String? = nil
+    /// `*_cache NAME`: the `*_cache_path` zone, or variables that name one per request; nil: off. With where
+    /// it was written, for the merge's errors.
+    @Setting public var zone: CacheZoneChoice? = nil
     public internal(set) var zoneLocation: SourceLocation? = nil
     /// `*_cache_key`; proxy_cache's default is `$scheme$proxy_host$request_uri`, the others have none.
     @Setting public var key: Template? = nil
@@ -67,6 +75,8 @@ public struct CacheSettings: Sendable {
     @Setting public var lockAge = 5000
     @Setting public var revalidate = false
     @Setting public var convertHead = true
+    /// `*_cache_max_range_offset` (nil: none).
+    @Setting public var maxRangeOffset: Int? = nil
 
     public init() {}
 
@@ -87,6 +97,7 @@ public struct CacheSettings: Sendable {
         $lockAge.inherit(p.$lockAge)
         $revalidate.inherit(p.$revalidate)
         $convertHead.inherit(p.$convertHead)
+        $maxRangeOffset.inherit(p.$maxRangeOffset)
     }
 
     /// The seconds a response with `status` stays fresh by `*_cache_valid` (0: not cached).

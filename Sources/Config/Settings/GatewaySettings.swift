@@ -31,6 +31,8 @@ public struct GatewaySettings: Sendable {
     public init() {
         // These modules have no *_redirect: a Location goes to the client as the application wrote it.
         upstream.$redirects.resolve { _ in [] }
+        // Only proxy_cache turns a HEAD into a GET.
+        upstream.cache.$convertHead.resolve { _ in false }
     }
 
     mutating func merge(_ p: GatewaySettings) {

@@ -66,10 +66,7 @@ enum CacheDirectives {
             Directives.msecSetting(prefix + "_cache_lock_timeout", k(\.$lockTimeout)),
             Directives.msecSetting(prefix + "_cache_lock_age", k(\.$lockAge)),
             Directives.flagSetting(prefix + "_cache_revalidate", k(\.$revalidate)),
-            // nginx's default; serving stale while a subrequest refreshes in the background is not built.
-            Directives.spec(prefix + "_cache_background_update", .httpAll, .one) { call in
-                guard try !Directives.flagArg(call) else { throw call.error("\"\(call.name) on\" is not supported by vigil") }
-            },
+            Directives.flagSetting(prefix + "_cache_background_update", k(\.$backgroundUpdate)),
         ]
         if prefix == "proxy" { specs.append(Directives.flagSetting("proxy_cache_convert_head", k(\.$convertHead))) }
         return specs

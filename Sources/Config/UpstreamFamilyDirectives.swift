@@ -46,7 +46,11 @@ enum UpstreamFamily {
                     guard let option = IgnoredUpstreamHeaders.names[v.lowercased()] else { throw call.error("invalid value \"\(v)\"") }
                     set.formUnion(option)
                 }
-                try Directives.setOnce(call, k(\.$ignoreHeaders), set)
+                // A bitmask in nginx: a level's directives add up.
+                Directives.withSettings(call) { s in
+                    let before = s[keyPath: k(\.$ignoreHeaders)]
+                    s[keyPath: k(\.$ignoreHeaders)].wrappedValue = before.isSet ? before.wrappedValue.union(set) : set
+                }
             },
             Directives.spec(prefix + "_bind", .httpAll, .oneOrTwo) { call in
                 if call.words.count == 3 {

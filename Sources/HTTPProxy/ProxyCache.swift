@@ -116,17 +116,27 @@ final class ProxyCache {
     }
 }
 
+/// How long an upstream's response may be served from the cache, and how long stale after that.
+struct Freshness {
+    /// Unix seconds the response is fresh until.
+    var validUntil: Int
+    /// Cache-Control's stale-while-revalidate and stale-if-error: seconds past `validUntil` it may be served
+    /// while it is refreshed, or when the refresh fails.
+    var updatingSeconds = 0
+    var errorSeconds = 0
+}
+
 /// How long an upstream's response may be served from the cache, as nginx decides it from the response's
-/// head: X-Accel-Expires first (`@` an absolute time, 0 never), then Cache-Control (no-cache, no-store or
-/// private never; s-maxage or max-age), then Expires; a Set-Cookie or `Vary: *` keeps it out; without a
-/// lifetime from the head, `*_cache_valid` gives the status its own. Each header `*_ignore_headers` names is
-/// not looked at.
+/// head: X-Accel-Expires first (`@` an absolute time, 0 never; a second one is ignored), then Cache-Control
+/// (no-cache, no-store or private never; s-maxage or max-age), then Expires; a Set-Cookie or `Vary: *` keeps
+/// it out; without a lifetime from the head, `*_cache_valid` gives the status its own. Each header
+/// `*_ignore_headers` names is not looked at.
 enum CachePolicy {
-    /// Unix seconds the response is fresh until; nil: it is not stored.
-    static func validUntil(status: Int, fields: [(name: String, value: String)], ignored: IgnoredUpstreamHeaders,
-                           settings: CacheSettings, now: Int) -> Int? {
+    /// nil: the response is not stored.
+    static func freshness(status: Int, fields: [(name: String, value: String)], ignored: IgnoredUpstreamHeaders,
+                          settings: CacheSettings, now: Int) -> Freshness? {
         var fromHead: Int?
-        func field(_ name: String) -> String? { fields.last { $0.name.lowercased() == name }?.value }
+        func field(_ name: String) -> String? { fields.first { $0.name.lowercased() == name }?.value }
         if !ignored.contains(.setCookie) && field("set-cookie") != nil { return nil }
         if !ignored.contains(.vary), varyNames(fields.filter { $0.name.lowercased() == "vary" }.map(\.value)).contains("*") { return nil }
         if !ignored.contains(.xAccelExpires), let v = field("x-accel-expires") {
@@ -135,27 +145,38 @@ enum CachePolicy {
             if n == 0 { return nil }
             fromHead = at ? n : now + n
         }
-        if fromHead == nil && !ignored.contains(.cacheControl) {
+        var freshness = Freshness(validUntil: 0)
+        if !ignored.contains(.cacheControl) {
             let cc = fields.filter { $0.name.lowercased() == "cache-control" }.map { $0.value.lowercased() }.joined(separator: ",")
-            if cc.contains("no-cache") || cc.contains("no-store") || cc.contains("private") { return nil }
-            if let n = maxAge(cc, "s-maxage=") ?? maxAge(cc, "max-age=") {
-                if n == 0 { return nil }
-                fromHead = now + n
+            if fromHead == nil {
+                if cc.contains("no-cache") || cc.contains("no-store") || cc.contains("private") { return nil }
+                if let n = maxAge(cc, "s-maxage=") ?? maxAge(cc, "max-age=") {
+                    if n == 0 { return nil }
+                    fromHead = now + n
+                }
             }
+            // The extensions count whatever gave the lifetime.
+            freshness.updatingSeconds = maxAge(cc, "stale-while-revalidate=") ?? 0
+            freshness.errorSeconds = maxAge(cc, "stale-if-error=") ?? 0
         }
         if fromHead == nil && !ignored.contains(.expires), let v = field("expires") {
             guard let at = Clock.parseHTTPDate(v), at > now else { return nil }
             fromHead = at
         }
-        if let fromHead { return fromHead }
+        if let fromHead {
+            freshness.validUntil = fromHead
+            return freshness
+        }
         let seconds = settings.validSeconds(for: status)
-        return seconds > 0 ? now + seconds : nil
+        guard seconds > 0 else { return nil }
+        freshness.validUntil = now + seconds
+        return freshness
     }
 
     private static func maxAge(_ cc: String, _ directive: String) -> Int? {
         guard let r = cc.firstRange(of: directive) else { return nil }
         let digits = cc[r.upperBound...].prefix { $0.isASCII && $0.isNumber }
-        return digits.isEmpty ? nil : Int(digits)
+        return digits.isEmpty ? nil : Int(digits).map { min($0, Int(Int32.max)) }
     }
 
     /// The request headers `Vary` names, as the variant they make: each name's values joined, their list
@@ -183,12 +204,14 @@ enum CachePolicy {
 ///     0   "VIGILC01"                 8   valid until (i64)      16  stored at (i64)
 ///     24  Last-Modified (i64, -1)    32  status (u16)           34  ETag length (u16)
 ///     36  key length (u32)           40  vary names length (u32) 44 variant length (u32)
-///     48  head length (u32)          52  reserved, to 64
+///     48  head length (u32)          52  stale-while-revalidate (u32)  56  stale-if-error (u32)  60  reserved
 struct CacheFile {
     static let headerSize = 64
     static let magic = Array("VIGILC01".utf8)
 
     var validUntil: Int
+    var updatingSeconds = 0
+    var errorSeconds = 0
     var storedAt: Int
     var lastModified: Int
     var status: Int
@@ -215,6 +238,8 @@ struct CacheFile {
         put(UInt32(varyText.utf8.count), 40)
         put(UInt32(variant.count), 44)
         put(UInt32(headLength), 48)
+        put(UInt32(updatingSeconds), 52)
+        put(UInt32(errorSeconds), 56)
         return b + key + Array(etag.utf8) + Array(varyText.utf8) + variant
     }
 
@@ -236,7 +261,8 @@ struct CacheFile {
         func take(_ n: Int) -> ArraySlice<UInt8> { defer { at += n }; return tail[at..<(at + n)] }
         let key = Array(take(keyLength)), etag = String(decoding: take(etagLength), as: UTF8.self)
         let vary = String(decoding: take(varyLength), as: UTF8.self), variant = Array(take(variantLength))
-        return CacheFile(validUntil: Int(get(Int64.self, 8)), storedAt: Int(get(Int64.self, 16)), lastModified: Int(get(Int64.self, 24)),
+        return CacheFile(validUntil: Int(get(Int64.self, 8)), updatingSeconds: Int(get(UInt32.self, 52)),
+                         errorSeconds: Int(get(UInt32.self, 56)), storedAt: Int(get(Int64.self, 16)), lastModified: Int(get(Int64.self, 24)),
                          status: Int(get(UInt16.self, 32)), etag: etag, key: key,
                          varyNames: vary.isEmpty ? [] : vary.split(separator: ",").map(String.init), variant: variant,
                          headLength: Int(get(UInt32.self, 48)))

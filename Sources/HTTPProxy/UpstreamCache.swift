@@ -78,10 +78,19 @@ extension ProxySession {
                 serveCached(found, "HIT")
                 return true
             }
-            // Stale: the first request to see it refreshes it; the others serve it meanwhile if allowed.
-            if store.zone.lock(digest, nowMs: loop.now, lockAge: cache.settings.lockAge) {
+            // Stale: the first request to see it refreshes it; the others serve it meanwhile if allowed
+            // (use_stale updating, or the response's own stale-while-revalidate).
+            let servesWhileUpdating = cache.settings.useStale.contains(.updating) || now < found.file.validUntil + found.file.updatingSeconds
+            if store.zone.lock(digest, nowMs: loop.now, lockAge: cache.settings.lockAge) || request.isBackground {
                 holdsCacheLock = true
-            } else if cache.settings.useStale.contains(.updating) {
+                if servesWhileUpdating && cache.settings.backgroundUpdate && !request.isBackground {
+                    // The refresh is a request of its own, holding the lock; this one answers stale at once.
+                    holdsCacheLock = false
+                    BackgroundRequest.start(from: request, handler: proxy)
+                    serveCached(found, "STALE")
+                    return true
+                }
+            } else if servesWhileUpdating {
                 serveCached(found, "UPDATING")
                 return true
             }
@@ -202,7 +211,9 @@ extension ProxySession {
 
     /// Whether a stale file is kept and `*_cache_use_stale` names the failure.
     func staleAllowed(after failure: UpstreamFailure) -> Bool {
-        guard cached != nil, !replaying, let cache = route.cache else { return false }
+        guard let stale = cached, !replaying, let cache = route.cache else { return false }
+        // The response's own stale-if-error serves it on any failure, for as long as it says.
+        if Int(time(nil)) < stale.file.validUntil + stale.file.errorSeconds { return true }
         let reason: CacheUseStale
         switch failure {
         case .error: reason = .error
@@ -218,7 +229,7 @@ extension ProxySession {
     func revalidated(_ found: OpenCacheFile, fields: [(name: String, value: String)]) {
         guard let cache = route.cache, let store = cacheStore, let digest = cacheDigest else { return giveUp(502) }
         let now = Int(time(nil))
-        if let until = CachePolicy.validUntil(status: found.file.status, fields: fields, ignored: cache.ignored, settings: cache.settings, now: now),
+        if let until = CachePolicy.freshness(status: found.file.status, fields: fields, ignored: cache.ignored, settings: cache.settings, now: now)?.validUntil,
            CacheFile.refresh(path: cachePath, validUntil: until) {
             store.zone.stored(digest, validUntil: until, blocks: found.blocks, now: now)
             holdsCacheLock = false
@@ -234,7 +245,8 @@ extension ProxySession {
         guard cacheable, let cache = route.cache, conf.buffering, !ProxyCache.anySet(cache.settings.noCache, request) else { return }
         let now = Int(time(nil))
         let strings = ProxyCache.strings(fields, parsed)
-        guard let until = CachePolicy.validUntil(status: h.status, fields: strings, ignored: cache.ignored, settings: cache.settings, now: now) else { return }
+        guard let freshness = CachePolicy.freshness(status: h.status, fields: strings, ignored: cache.ignored, settings: cache.settings, now: now) else { return }
+        let until = freshness.validUntil
         let varyNames = cache.ignored.contains(.vary) ? [] : CachePolicy.varyNames(strings.filter { $0.name.lowercased() == "vary" }.map(\.value))
         var head = Array("HTTP/1.1 \(h.status) \(h.reason)\r\n".utf8)
         for f in fields where !ProxyCache.framing(parsed[f.name]) {
@@ -250,8 +262,9 @@ extension ProxySession {
             (cacheKey, cacheDigest, cachePath) = main
             mainKey = nil
         }
-        let field = { (name: String) in strings.last { $0.name.lowercased() == name }?.value }
-        let file = CacheFile(validUntil: until, storedAt: now, lastModified: field("last-modified").flatMap(Clock.parseHTTPDate) ?? -1,
+        // Only a 200's or 206's validators revalidate it, as nginx's.
+        let field = { (name: String) in h.status == 200 || h.status == 206 ? strings.last { $0.name.lowercased() == name }?.value : nil }
+        let file = CacheFile(validUntil: until, updatingSeconds: freshness.updatingSeconds, errorSeconds: freshness.errorSeconds, storedAt: now, lastModified: field("last-modified").flatMap(Clock.parseHTTPDate) ?? -1,
                              status: h.status, etag: field("etag") ?? "", key: cacheKey, varyNames: varyNames,
                              variant: CachePolicy.variant(varyNames, request), headLength: head.count)
         guard let s = StoredResponse(at: cachePath, access: 0o600, log: request.log) else { return }
@@ -266,7 +279,7 @@ extension ProxySession {
     func cacheIntercepted(_ status: Int, fields: [(name: String, value: String)]) {
         guard cacheable, let cache = route.cache, let store = cacheStore, let digest = cacheDigest,
               !ProxyCache.anySet(cache.settings.noCache, request),
-              let until = CachePolicy.validUntil(status: status, fields: fields, ignored: cache.ignored, settings: cache.settings, now: Int(time(nil)))
+              let until = CachePolicy.freshness(status: status, fields: fields, ignored: cache.ignored, settings: cache.settings, now: Int(time(nil)))?.validUntil
         else { return }
         store.zone.storedError(digest, status: status, validUntil: until)
         holdsCacheLock = false

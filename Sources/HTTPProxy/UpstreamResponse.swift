@@ -221,8 +221,8 @@ extension ProxySession {
         // one range (nginx's allow_ranges and single_range); the upstream's Accept-Ranges is not passed then, nor
         // when the body is compressed.
         var status = h.status, reason: String? = h.reason, rangedLength: Int?
-        // A cached response answers ranges, as nginx's (r->cached).
-        let forceRanges = conf.forceRanges || replaying
+        // A cached response, or one being stored, answers ranges, as nginx's.
+        let forceRanges = conf.forceRanges || replaying || (stored != nil && cacheDigest != nil)
         if forceRanges && !newLength && !h.chunked, let length = h.contentLength, (request.statusOverride ?? h.status) == 200 {
             switch sink.range(length: length, etag: lastField("etag", fields, parsed),
                               lastModified: lastField("last-modified", fields, parsed).flatMap(Clock.parseHTTPDate)) {
@@ -261,6 +261,7 @@ extension ProxySession {
                 && (replaced.isEmpty || !replaced.contains(field: String(decoding: parsed[f.name], as: UTF8.self)))
                 && !((newLength || headEncoded || rangedLength != nil) && RequestParser.matches(parsed[f.name], lowercase: "content-length"))
                 && !(dropsAcceptRanges && RequestParser.matches(parsed[f.name], lowercase: "accept-ranges"))
+                && !(rangedLength != nil && RequestParser.matches(parsed[f.name], lowercase: "content-range"))
                 && !(RequestParser.matches(parsed[f.name], lowercase: "content-type") && f.value != contentType) {
                 let name = UnsafeRawBufferPointer(rebasing: parsed[f.name])
                 let isLocation = RequestParser.matches(parsed[f.name], lowercase: "location")

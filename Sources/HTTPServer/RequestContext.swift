@@ -51,6 +51,8 @@ public final class RequestContext: ScriptContext {
     /// Set while an error page is served: no second error page, and the status the answer carries.
     public var inErrorPage = false
     public var statusOverride: Int?
+    /// A request made by the server whose response goes nowhere (the upstream cache's background refresh).
+    public var isBackground = false
     /// $proxy_host when proxy_pass takes it from variables.
     public var proxyHost: String?
     /// Values of `set` variables, by their index in the configuration's table (a subrequest's are its parent's).
@@ -120,6 +122,23 @@ public final class RequestContext: ScriptContext {
         self.requestLength = requestLength
         self.parent = parent
         isSubrequest = parent != nil
+    }
+
+    /// A copy of this request whose response goes to `transport` (the upstream cache's background refresh, as
+    /// nginx's background clone subrequest): the same head, server, location, URI, method and variables, its
+    /// own life.
+    func clone(on transport: RequestTransport) -> RequestContext {
+        let r = RequestContext(head: head, server: server, location: location, service: service, transport: transport, requestLength: 0)
+        r.uri = uri
+        r.args = args
+        r.rewritten = false
+        r.method = method
+        r.userValues = userValues
+        r.captures = captures
+        r.proxyHost = proxyHost
+        r.validLocation = validLocation
+        r.isInternal = isInternal
+        return r
     }
 
     /// The header block and fields go back for the next request's parse to fill (their only reference once

@@ -74,6 +74,9 @@ public struct CacheSettings: Sendable {
     @Setting public var lockTimeout = 5000
     @Setting public var lockAge = 5000
     @Setting public var revalidate = false
+    /// `*_cache_background_update`: a stale response served while it is refreshed is refreshed by a request of
+    /// its own, and the client is answered at once.
+    @Setting public var backgroundUpdate = false
     @Setting public var convertHead = true
     /// `*_cache_max_range_offset` (nil: none).
     @Setting public var maxRangeOffset: Int? = nil
@@ -96,6 +99,7 @@ public struct CacheSettings: Sendable {
         $lockTimeout.inherit(p.$lockTimeout)
         $lockAge.inherit(p.$lockAge)
         $revalidate.inherit(p.$revalidate)
+        $backgroundUpdate.inherit(p.$backgroundUpdate)
         $convertHead.inherit(p.$convertHead)
         $maxRangeOffset.inherit(p.$maxRangeOffset)
     }

@@ -50,13 +50,7 @@ enum CacheDirectives {
                 try Directives.setOnce(call, k(\.$minUses), n)
             },
             Directives.spec(prefix + "_cache_use_stale", .httpAll, .oneOrMore) { call in
-                var set: CacheUseStale = []
-                for v in call.args {
-                    guard let option = CacheUseStale.names[v] else { throw call.error("invalid value \"\(v)\"") }
-                    set.formUnion(option)
-                }
-                if call.args.contains("off") && call.args.count > 1 { throw call.error("invalid value \"off\"") }
-                try Directives.setOnce(call, k(\.$useStale), set)
+                try Directives.setOnce(call, k(\.$useStale), try UpstreamFamily.failures(call, NextUpstream.staleNames))
             },
             Directives.spec(prefix + "_cache_max_range_offset", .httpAll, .one) { call in
                 guard let n = Values.plainNumber(call.words[1]) else { throw call.directiveError("invalid value") }

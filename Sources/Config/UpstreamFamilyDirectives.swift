@@ -12,13 +12,7 @@ enum UpstreamFamily {
             Directives.msecSetting(prefix + "_next_upstream_timeout", k(\.$nextUpstreamTimeout)),
             Directives.numberSetting(prefix + "_next_upstream_tries", k(\.$nextUpstreamTries)),
             Directives.spec(prefix + "_next_upstream", .httpAll, .oneOrMore) { call in
-                var set: NextUpstream = []
-                for v in call.args {
-                    guard let option = NextUpstream.names[v] else { throw call.error("invalid value \"\(v)\"") }
-                    set.formUnion(option)
-                }
-                if call.args.contains("off") && call.args.count > 1 { throw call.error("invalid value \"off\"") }
-                try Directives.setOnce(call, k(\.$nextUpstream), set)
+                try Directives.setOnce(call, k(\.$nextUpstream), try failures(call, NextUpstream.names))
             },
             Directives.noEffectWhenOn(Directives.flagSetting(prefix + "_buffering", k(\.$buffering)),
                                       "responses are relayed as they arrive, at most 256 kB waiting for a slow client, never spooled to a file"),
@@ -84,5 +78,16 @@ enum UpstreamFamily {
                 try Directives.setOnce(call, k(\.$storeAccess), access | user)
             },
         ] + CacheDirectives.specs(prefix, kp)
+    }
+
+    /// `*_next_upstream` and `*_cache_use_stale`: failure names, `off` alone.
+    static func failures(_ call: Call, _ names: [String: NextUpstream]) throws -> NextUpstream {
+        var set: NextUpstream = []
+        for v in call.args {
+            guard let option = names[v] else { throw call.error("invalid value \"\(v)\"") }
+            set.formUnion(option)
+        }
+        if call.args.contains("off") && call.args.count > 1 { throw call.error("invalid value \"off\"") }
+        return set
     }
 }

@@ -214,12 +214,12 @@ extension ProxySession {
         guard let stale = cached, !replaying, let cache = route.cache else { return false }
         // The response's own stale-if-error serves it on any failure, for as long as it says.
         if Int(time(nil)) < stale.file.validUntil + stale.file.errorSeconds { return true }
-        let reason: CacheUseStale
+        let reason: NextUpstream
         switch failure {
         case .error: reason = .error
         case .timeout: reason = .timeout
         case .invalidHeader: reason = .invalidHeader
-        case .status(let s): reason = CacheUseStale(status: s) ?? []
+        case .status(let s): reason = NextUpstream(status: s) ?? []
         }
         return !reason.isEmpty && cache.settings.useStale.contains(reason)
     }

@@ -6,7 +6,7 @@ import HTTP
 /// subrequest): the upstream cache refreshes a stale response with one (`*_cache_background_update`) while the
 /// client is answered from the stale file. It goes straight to the handler it is given, and lives until its
 /// response has ended, whatever became of the client's connection meanwhile.
-public final class BackgroundRequest: RequestTransport {
+public final class BackgroundRequest: ClientlessTransport {
     /// The background requests under way in this worker: each is held here until it ends.
     private nonisolated(unsafe) static var running: [ObjectIdentifier: BackgroundRequest] = [:]
 
@@ -42,20 +42,8 @@ public final class BackgroundRequest: RequestTransport {
     }
 
     public func writeHead(status: Int, reason: String?, framing: BodyFraming, _ leading: (OutputQueue) -> Void,
-                   _ trailing: (OutputQueue) -> Void) -> Int { 0 }
-    public func queueBody(_ bytes: UnsafeRawBufferPointer) {}
-    public func flushBody() -> Bool { true }
-    public var queuedBytes: Int { 0 }
-    public var framesUnknownLength: Bool { true }
-    public var passesChunks: Bool { false }
+                          _ trailing: (OutputQueue) -> Void) -> Int { 0 }
     public func endResponse(framing: BodyFraming) { end() }
-    public func disableKeepAlive() {}
     public func abort() { end() }
-    public func bodyArrivedWhole(within room: Int) -> Bool { true }
-    public func readBody(_ r: RequestContext) { r.bodyFinished() }
-    public func resumeBody() {}
-    public func abandonBody() {}
     public func isServing(_ r: RequestContext) -> Bool { r === request && !ended }
-    public func becomeTunnel(_ handler: TunnelEventHandler, unsent: (UnsafeRawBufferPointer) -> Void,
-                      received: (UnsafeRawBufferPointer) -> Void) -> TunnelEnd? { nil }
 }

@@ -8,7 +8,7 @@ import HTTP
 /// whose response is kept rather than sent: its status and head. It shares the parent's connection, request
 /// head (`$request_uri`, `$http_*`) and variables. Its end is reported on the next turn of the loop, once the
 /// handler that answered it has returned. auth_request is its first user.
-public final class Subrequest: RequestTransport {
+public final class Subrequest: ClientlessTransport {
     public unowned(unsafe) let parent: RequestContext
     /// The subrequest itself, held until the parent lets go of this.
     public private(set) var request: RequestContext!
@@ -85,21 +85,27 @@ public final class Subrequest: RequestTransport {
         return head.count
     }
 
-    /// The body is not kept: its users want the head.
+    public func endResponse(framing: BodyFraming) { end(closing: false) }
+    /// A `return 444`, or an upstream that broke after the head (the head is all that is kept).
+    public func abort() { end(closing: status == 0) }
+    public func isServing(_ r: RequestContext) -> Bool { r === request && !ended }
+}
+
+/// A transport with no client behind it (a subrequest, a background request): no body is kept (their users
+/// want the head, or nothing), none is read, and there is no connection to keep alive or to tunnel.
+public protocol ClientlessTransport: RequestTransport {}
+
+extension ClientlessTransport {
     public func queueBody(_ bytes: UnsafeRawBufferPointer) {}
     public func flushBody() -> Bool { true }
     public var queuedBytes: Int { 0 }
     public var framesUnknownLength: Bool { true }
     public var passesChunks: Bool { true }
-    public func endResponse(framing: BodyFraming) { end(closing: false) }
     public func disableKeepAlive() {}
-    /// A `return 444`, or an upstream that broke after the head (the head is all that is kept).
-    public func abort() { end(closing: status == 0) }
     public func bodyArrivedWhole(within room: Int) -> Bool { true }
     public func readBody(_ r: RequestContext) { r.bodyFinished() }
     public func resumeBody() {}
     public func abandonBody() {}
-    public func isServing(_ r: RequestContext) -> Bool { r === request && !ended }
     public func becomeTunnel(_ handler: TunnelEventHandler, unsent: (UnsafeRawBufferPointer) -> Void,
                              received: (UnsafeRawBufferPointer) -> Void) -> TunnelEnd? { nil }
 }

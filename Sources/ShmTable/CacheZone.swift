@@ -35,14 +35,13 @@ public final class CacheZone {
     /// The directory its files live under: a reload may keep the zone only with the same one.
     public let path: String
     let base: UnsafeMutableRawPointer
-    let capacity: Int
-    private let nodesOffset: Int
+    private let table: NodeTable
+    var capacity: Int { table.capacity }
     private let seed: UInt64
 
     static let headerSize = 128, nodeSize = 128
-    private static let usedOffset = 64, freeOffset = 68, headOffset = 72, tailOffset = 76, liveOffset = 80
     private static let loaderOffset = 84, loadedOffset = 88, blocksOffset = 96
-    private static let hiField = 0, loField = 8, chainField = 16, prevField = 20, nextField = 24, usesField = 28
+    private static let hiField = 0, loField = 8, usesField = 28
     private static let flagsField = 32, validField = 40, lastUseField = 48, blocksField = 56, lockedField = 64, errorField = 72
     private static let exists: UInt32 = 1, filling: UInt32 = 2
 
@@ -52,10 +51,10 @@ public final class CacheZone {
         self.size = size
         self.path = path
         base = p
-        capacity = (size - CacheZone.headerSize - 64) / (CacheZone.nodeSize + 4)
-        nodesOffset = CacheZone.headerSize + (capacity * 4 + 63) / 64 * 64
+        table = NodeTable(base: p, size: size, headerSize: CacheZone.headerSize, nodeSize: CacheZone.nodeSize,
+                          chainField: 16, prevField: 20, nextField: 24)
         seed = UInt64.random(in: 1...UInt64.max) | 1
-        precondition(vigil_shared_mutex_size() <= 64 && nodesOffset + capacity * CacheZone.nodeSize <= size)
+        precondition(vigil_shared_mutex_size() <= 64)
         vigil_shared_mutex_init(base)
     }
 
@@ -91,17 +90,9 @@ public final class CacheZone {
     /// least recently used unlocked key went (nginx: "could not allocate node"), so the request goes uncached.
     public func use(_ key: CacheDigest, now: Int, nowMs: UInt64, lockAge: Int) -> Entry? {
         locked {
-            var ref = find(key)
-            if ref == nil {
-                ref = insert(key)
-                if ref == nil, let victim = evictable(from: field(Self.tailOffset)) {
-                    remove(victim)
-                    ref = insert(key)
-                }
-            }
-            guard let ref else { return nil }
+            guard let ref = findOrInsert(key) else { return nil }
             let n = node(ref)
-            touch(ref)
+            table.touch(ref)
             let uses = n.load(fromByteOffset: Self.usesField, as: UInt32.self) &+ 1
             n.storeBytes(of: uses, toByteOffset: Self.usesField, as: UInt32.self)
             n.storeBytes(of: Int64(now), toByteOffset: Self.lastUseField, as: Int64.self)
@@ -140,15 +131,7 @@ public final class CacheZone {
     /// taking `blocks` of disk; the fill lock goes.
     public func stored(_ key: CacheDigest, validUntil: Int, blocks: UInt64, now: Int) {
         locked {
-            var ref = find(key)
-            if ref == nil {
-                ref = insert(key)
-                if ref == nil, let victim = evictable(from: field(Self.tailOffset)) {
-                    remove(victim)
-                    ref = insert(key)
-                }
-            }
-            guard let ref else { return }
+            guard let ref = findOrInsert(key) else { return }
             let n = node(ref)
             let old = n.load(fromByteOffset: Self.blocksField, as: UInt64.self)
             setBlocks(blocks64 &- old &+ blocks)
@@ -192,9 +175,9 @@ public final class CacheZone {
     public func expire(now: Int, inactive: Int, maxBlocks: UInt64, short: Bool = false, limit: Int) -> [CacheDigest] {
         locked {
             var gone: [CacheDigest] = []
-            var ref = field(Self.tailOffset), removed = 0
+            var ref = table.tail, removed = 0
             while ref != 0 && removed < limit {
-                let n = node(ref), prev = link(ref, Self.prevField)
+                let n = node(ref), prev = table.newer(than: ref)
                 let idle = now - Int(n.load(fromByteOffset: Self.lastUseField, as: Int64.self)) >= inactive
                 let over = short || maxBlocks > 0 && blocks64 > maxBlocks
                 if !idle && !over { break }
@@ -228,7 +211,8 @@ public final class CacheZone {
     /// A file the loader found: known from now on unless a request already knows it.
     public func load(_ key: CacheDigest, validUntil: Int, blocks: UInt64, lastUse: Int) {
         locked {
-            guard find(key) == nil, let ref = insert(key) else { return }
+            guard find(key) == nil, let ref = table.insert(bucket: bucket(key)) else { return }
+            setDigest(ref, key)
             let n = node(ref)
             n.storeBytes(of: Int64(validUntil), toByteOffset: Self.validField, as: Int64.self)
             n.storeBytes(of: Int64(lastUse), toByteOffset: Self.lastUseField, as: Int64.self)
@@ -239,7 +223,7 @@ public final class CacheZone {
     }
 
     /// Keys known and the files' disk use in bytes (the status of the zone, and tests).
-    public var usage: (keys: Int, bytes: UInt64) { locked { (Int(field(Self.liveOffset)), blocks64 * 512) } }
+    public var usage: (keys: Int, bytes: UInt64) { locked { (table.live, blocks64 * 512) } }
 
     // MARK: the table (callers hold the lock)
 
@@ -253,94 +237,48 @@ public final class CacheZone {
     private func setBlocks(_ v: UInt64) { base.storeBytes(of: Int64(bitPattern: v) < 0 ? 0 : v, toByteOffset: Self.blocksOffset, as: UInt64.self) }
     @inline(__always) private func field(_ offset: Int) -> UInt32 { base.load(fromByteOffset: offset, as: UInt32.self) }
     @inline(__always) private func setField(_ offset: Int, _ v: UInt32) { base.storeBytes(of: v, toByteOffset: offset, as: UInt32.self) }
-    @inline(__always) private func node(_ ref: UInt32) -> UnsafeMutableRawPointer { base + nodesOffset + Int(ref - 1) * Self.nodeSize }
+    @inline(__always) private func node(_ ref: UInt32) -> UnsafeMutableRawPointer { table.node(ref) }
     /// MD5 is even, but keys are the clients' to choose: the bucket mixes in the zone's own seed.
     @inline(__always) private func bucket(_ key: CacheDigest) -> Int {
-        Self.headerSize + Int((((key.lo ^ seed) &* 0x9E37_79B9_7F4A_7C15) >> 17) % UInt64(capacity)) * 4
+        Int((((key.lo ^ seed) &* 0x9E37_79B9_7F4A_7C15) >> 17) % UInt64(table.capacity))
     }
-    @inline(__always) private func link(_ ref: UInt32, _ offset: Int) -> UInt32 { node(ref).load(fromByteOffset: offset, as: UInt32.self) }
-    @inline(__always) private func setLink(_ ref: UInt32, _ offset: Int, _ v: UInt32) { node(ref).storeBytes(of: v, toByteOffset: offset, as: UInt32.self) }
     private func digest(_ ref: UInt32) -> CacheDigest {
         CacheDigest(hi: node(ref).load(fromByteOffset: Self.hiField, as: UInt64.self), lo: node(ref).load(fromByteOffset: Self.loField, as: UInt64.self))
     }
+    private func setDigest(_ ref: UInt32, _ key: CacheDigest) {
+        node(ref).storeBytes(of: key.hi, toByteOffset: Self.hiField, as: UInt64.self)
+        node(ref).storeBytes(of: key.lo, toByteOffset: Self.loField, as: UInt64.self)
+    }
 
     private func find(_ key: CacheDigest) -> UInt32? {
-        var ref = field(bucket(key))
+        var ref = table.first(inBucket: bucket(key))
         while ref != 0 {
             if digest(ref) == key { return ref }
-            ref = link(ref, Self.chainField)
+            ref = table.next(inChain: ref)
         }
         return nil
     }
 
-    /// The least recently used key from `ref` towards the front that nobody is filling.
-    private func evictable(from start: UInt32) -> UInt32? {
-        var ref = start
-        while ref != 0 {
-            if node(ref).load(fromByteOffset: Self.flagsField, as: UInt32.self) & Self.filling == 0 { return ref }
-            ref = link(ref, Self.prevField)
+    /// The key's node, or a new one; when the zone is full the least recently used key nobody is filling makes
+    /// room (nil when there is none).
+    private func findOrInsert(_ key: CacheDigest) -> UInt32? {
+        if let ref = find(key) { return ref }
+        if let ref = table.insert(bucket: bucket(key)) {
+            setDigest(ref, key)
+            return ref
         }
-        return nil
-    }
-
-    private func insert(_ key: CacheDigest) -> UInt32? {
-        var ref = field(Self.freeOffset)
-        if ref != 0 {
-            setField(Self.freeOffset, link(ref, Self.chainField))
-        } else {
-            // Nodes never used are taken in order, so a zone touches the pages its keys need, not its size.
-            let used = field(Self.usedOffset)
-            guard Int(used) < capacity else { return nil }
-            setField(Self.usedOffset, used + 1)
-            ref = used + 1
+        var victim = table.tail
+        while victim != 0 && node(victim).load(fromByteOffset: Self.flagsField, as: UInt32.self) & Self.filling != 0 {
+            victim = table.newer(than: victim)
         }
-        let n = node(ref)
-        memset(n, 0, Self.nodeSize)
-        n.storeBytes(of: key.hi, toByteOffset: Self.hiField, as: UInt64.self)
-        n.storeBytes(of: key.lo, toByteOffset: Self.loField, as: UInt64.self)
-        let b = bucket(key)
-        setLink(ref, Self.chainField, field(b))
-        setField(b, ref)
-        pushFront(ref)
-        setField(Self.liveOffset, field(Self.liveOffset) + 1)
+        guard victim != 0 else { return nil }
+        remove(victim)
+        guard let ref = table.insert(bucket: bucket(key)) else { return nil }
+        setDigest(ref, key)
         return ref
     }
 
-    private func remove(_ ref: UInt32) {
-        let b = bucket(digest(ref))
-        let next = link(ref, Self.chainField)
-        if field(b) == ref {
-            setField(b, next)
-        } else {
-            var p = field(b)
-            while p != 0 && link(p, Self.chainField) != ref { p = link(p, Self.chainField) }
-            if p != 0 { setLink(p, Self.chainField, next) }
-        }
-        unlinkLRU(ref)
-        setLink(ref, Self.chainField, field(Self.freeOffset))
-        setField(Self.freeOffset, ref)
-        setField(Self.liveOffset, field(Self.liveOffset) - 1)
-    }
-
-    private func touch(_ ref: UInt32) {
-        guard field(Self.headOffset) != ref else { return }
-        unlinkLRU(ref)
-        pushFront(ref)
-    }
-
-    private func pushFront(_ ref: UInt32) {
-        let head = field(Self.headOffset)
-        setLink(ref, Self.prevField, 0)
-        setLink(ref, Self.nextField, head)
-        if head != 0 { setLink(head, Self.prevField, ref) } else { setField(Self.tailOffset, ref) }
-        setField(Self.headOffset, ref)
-    }
-
-    private func unlinkLRU(_ ref: UInt32) {
-        let prev = link(ref, Self.prevField), next = link(ref, Self.nextField)
-        if prev != 0 { setLink(prev, Self.nextField, next) } else { setField(Self.headOffset, next) }
-        if next != 0 { setLink(next, Self.prevField, prev) } else { setField(Self.tailOffset, prev) }
-    }
+    private func remove(_ ref: UInt32) { table.remove(ref, bucket: bucket(digest(ref))) }
 }
 
 /// The shared mappings a generation's workers inherit beside its segment: limit zones and cache keys zones,

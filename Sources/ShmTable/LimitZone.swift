@@ -57,15 +57,13 @@ public final class LimitZone {
     /// The key as configured: a reload that keeps the zone must keep it (nginx's rule).
     public let key: String
     let base: UnsafeMutableRawPointer
+    private let table: NodeTable
     /// Nodes (and buckets) the size holds.
-    let capacity: Int
-    private let nodeSize: Int
-    private let nodesOffset: Int
+    var capacity: Int { table.capacity }
     private let seed: UInt64
 
     static let headerSize = 128
-    private static let usedOffset = 64, freeOffset = 68, headOffset = 72, tailOffset = 76, liveOffset = 80
-    private static let hashField = 0, chainField = 8, prevField = 12, nextField = 16, lengthField = 20
+    private static let hashField = 0, lengthField = 20
     private static let countField = 24, lastField = 32, excessField = 40, keyField = 48
 
     /// A new, empty zone; nil when the mapping fails.
@@ -76,13 +74,10 @@ public final class LimitZone {
         self.kind = kind
         self.key = key
         base = p
-        nodeSize = kind.nodeSize
-        // Each node costs its bytes and a bucket; the node area starts on a cache line.
-        capacity = (size - LimitZone.headerSize - 64) / (nodeSize + 4)
-        nodesOffset = LimitZone.headerSize + (capacity * 4 + 63) / 64 * 64
+        table = NodeTable(base: p, size: size, headerSize: LimitZone.headerSize, nodeSize: kind.nodeSize, chainField: 8, prevField: 12, nextField: 16)
         // A seed per zone: keys a client chooses ($arg_…) cannot be picked to share one chain.
         seed = UInt64.random(in: 1...UInt64.max)
-        precondition(vigil_shared_mutex_size() <= 64 && nodesOffset + capacity * nodeSize <= size)
+        precondition(vigil_shared_mutex_size() <= 64)
         vigil_shared_mutex_init(base)
     }
 
@@ -125,7 +120,7 @@ public final class LimitZone {
         return locked {
             if let ref = find(key, hash) {
                 let n = node(ref)
-                touch(ref)
+                table.touch(ref)
                 let ms = LeakyBucket.elapsed(now: now, since: n.load(fromByteOffset: Self.lastField, as: UInt64.self))
                 let excess = LeakyBucket.excess(n.load(fromByteOffset: Self.excessField, as: Int.self), rate: rate, elapsedMs: ms)
                 if excess > burst { return .busy(excess: excess) }
@@ -182,7 +177,7 @@ public final class LimitZone {
     private func expire(rate: Int, now: UInt64, force: Bool) {
         var n = force ? 0 : 1
         while n < 3 {
-            let ref = field(Self.tailOffset)
+            let ref = table.tail
             guard ref != 0 else { return }
             let lr = node(ref)
             if lr.load(fromByteOffset: Self.countField, as: UInt32.self) != 0 { return }
@@ -232,7 +227,7 @@ public final class LimitZone {
     // MARK: reading (tests)
 
     /// Keys held now.
-    var liveNodes: Int { locked { Int(field(Self.liveOffset)) } }
+    var liveNodes: Int { locked { table.live } }
 
     /// A node's count (held requests, or connections) and excess, by key.
     func state(of key: UnsafeRawBufferPointer) -> (count: Int, excess: Int)? {
@@ -252,12 +247,8 @@ public final class LimitZone {
         return body()
     }
 
-    @inline(__always) private func field(_ offset: Int) -> UInt32 { base.load(fromByteOffset: offset, as: UInt32.self) }
-    @inline(__always) private func setField(_ offset: Int, _ v: UInt32) { base.storeBytes(of: v, toByteOffset: offset, as: UInt32.self) }
-    @inline(__always) private func node(_ ref: UInt32) -> UnsafeMutableRawPointer { base + nodesOffset + Int(ref - 1) * nodeSize }
-    @inline(__always) private func bucket(_ hash: UInt64) -> Int { LimitZone.headerSize + Int(hash % UInt64(capacity)) * 4 }
-    @inline(__always) private func link(_ ref: UInt32, _ offset: Int) -> UInt32 { node(ref).load(fromByteOffset: offset, as: UInt32.self) }
-    @inline(__always) private func setLink(_ ref: UInt32, _ offset: Int, _ v: UInt32) { node(ref).storeBytes(of: v, toByteOffset: offset, as: UInt32.self) }
+    @inline(__always) private func node(_ ref: UInt32) -> UnsafeMutableRawPointer { table.node(ref) }
+    @inline(__always) private func bucket(_ hash: UInt64) -> Int { Int(hash % UInt64(table.capacity)) }
 
     /// FNV-1a from the zone's seed.
     private func hashKey(_ key: UnsafeRawBufferPointer) -> UInt64 {
@@ -267,8 +258,8 @@ public final class LimitZone {
     }
 
     private func find(_ key: UnsafeRawBufferPointer, _ hash: UInt64) -> UInt32? {
-        let stored = min(key.count, nodeSize - Self.keyField)
-        var ref = field(bucket(hash))
+        let stored = min(key.count, table.nodeSize - Self.keyField)
+        var ref = table.first(inBucket: bucket(hash))
         while ref != 0 {
             let n = node(ref)
             if n.load(fromByteOffset: Self.hashField, as: UInt64.self) == hash,
@@ -276,70 +267,23 @@ public final class LimitZone {
                stored == 0 || memcmp(n + Self.keyField, key.baseAddress!, stored) == 0 {
                 return ref
             }
-            ref = link(ref, Self.chainField)
+            ref = table.next(inChain: ref)
         }
         return nil
     }
 
     /// A new node for the key at the front of the LRU list, its counters zero; nil when the zone is full.
     private func insert(_ key: UnsafeRawBufferPointer, _ hash: UInt64) -> UInt32? {
-        var ref = field(Self.freeOffset)
-        if ref != 0 {
-            setField(Self.freeOffset, link(ref, Self.chainField))
-        } else {
-            // Nodes never used are taken in order, so a zone touches the pages its keys need, not its size.
-            let used = field(Self.usedOffset)
-            guard Int(used) < capacity else { return nil }
-            setField(Self.usedOffset, used + 1)
-            ref = used + 1
-        }
+        guard let ref = table.insert(bucket: bucket(hash)) else { return nil }
         let n = node(ref)
-        memset(n, 0, Self.keyField)
         n.storeBytes(of: hash, toByteOffset: Self.hashField, as: UInt64.self)
         n.storeBytes(of: UInt16(min(key.count, 0xFFFF)), toByteOffset: Self.lengthField, as: UInt16.self)
-        let stored = min(key.count, nodeSize - Self.keyField)
+        let stored = min(key.count, table.nodeSize - Self.keyField)
         if stored > 0 { memcpy(n + Self.keyField, key.baseAddress!, stored) }
-        let b = bucket(hash)
-        setLink(ref, Self.chainField, field(b))
-        setField(b, ref)
-        pushFront(ref)
-        setField(Self.liveOffset, field(Self.liveOffset) + 1)
         return ref
     }
 
     private func remove(_ ref: UInt32) {
-        let b = bucket(node(ref).load(fromByteOffset: Self.hashField, as: UInt64.self))
-        let next = link(ref, Self.chainField)
-        if field(b) == ref {
-            setField(b, next)
-        } else {
-            var p = field(b)
-            while p != 0 && link(p, Self.chainField) != ref { p = link(p, Self.chainField) }
-            if p != 0 { setLink(p, Self.chainField, next) }
-        }
-        unlinkLRU(ref)
-        setLink(ref, Self.chainField, field(Self.freeOffset))
-        setField(Self.freeOffset, ref)
-        setField(Self.liveOffset, field(Self.liveOffset) - 1)
-    }
-
-    private func touch(_ ref: UInt32) {
-        guard field(Self.headOffset) != ref else { return }
-        unlinkLRU(ref)
-        pushFront(ref)
-    }
-
-    private func pushFront(_ ref: UInt32) {
-        let head = field(Self.headOffset)
-        setLink(ref, Self.prevField, 0)
-        setLink(ref, Self.nextField, head)
-        if head != 0 { setLink(head, Self.prevField, ref) } else { setField(Self.tailOffset, ref) }
-        setField(Self.headOffset, ref)
-    }
-
-    private func unlinkLRU(_ ref: UInt32) {
-        let prev = link(ref, Self.prevField), next = link(ref, Self.nextField)
-        if prev != 0 { setLink(prev, Self.nextField, next) } else { setField(Self.headOffset, next) }
-        if next != 0 { setLink(next, Self.prevField, prev) } else { setField(Self.tailOffset, prev) }
+        table.remove(ref, bucket: bucket(node(ref).load(fromByteOffset: Self.hashField, as: UInt64.self)))
     }
 }

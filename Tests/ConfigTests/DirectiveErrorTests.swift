@@ -15,7 +15,7 @@ final class DirectiveErrorTests: XCTestCase {
         assertError("EVENTS {}\n", #"unknown directive "EVENTS""#, line: 1)
         // nginx's own directives that Vigil lacks say so.
         assertError("events {}\nstream {\n}\n", #""stream" directive is not supported by vigil"#, line: 2)
-        assertError(inHTTP("proxy_cache_path /tmp/c keys_zone=c:1m;"), #""proxy_cache_path" directive is not supported by vigil"#, line: 3)
+        assertError(inHTTP("proxy_limit_rate 1k;"), #""proxy_limit_rate" directive is not supported by vigil"#, line: 3)
     }
 
     /// certbot's options file beside a site's own lines: what nginx lets a level repeat adds up (or, for

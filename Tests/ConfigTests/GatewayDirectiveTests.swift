@@ -78,7 +78,7 @@ final class GatewayDirectiveTests: XCTestCase {
         assertError(inHTTP("fastcgi_keep_conn yes;"), #"invalid value "yes" in "fastcgi_keep_conn" directive, it must be "on" or "off""#, line: 3)
         assertError(inHTTP("fastcgi_split_path_info \"^(.+\\.php(/.*)$\";"), #"pcre2_compile() failed: missing closing parenthesis in "^(.+\.php(/.*)$" at """#, line: 3)
         assertError(inHTTP("fastcgi_split_path_info ^(.+)$;"), #"pattern "^(.+)$" must have 2 captures"#, line: 3)
-        assertError(inHTTP("fastcgi_cache_path /tmp keys_zone=a:1m;"), #""fastcgi_cache_path" directive is not supported by vigil"#, line: 3)
+        assertError(inHTTP("fastcgi_ignore_client_abort on;"), #""fastcgi_ignore_client_abort" directive is not supported by vigil"#, line: 3)
     }
 
     func testSCGIAndUWSGI() throws {

@@ -9,43 +9,6 @@ public struct CacheValidity: Sendable {
     public init(codes: [Int], seconds: Int) { self.codes = codes; self.seconds = seconds }
 }
 
-/// `proxy_cache_use_stale`: when a stale cached response answers instead. Empty is `off`.
-public struct CacheUseStale: OptionSet, Sendable {
-    public let rawValue: UInt16
-    public init(rawValue: UInt16) { self.rawValue = rawValue }
-    public static let error = CacheUseStale(rawValue: 1 << 0)
-    public static let timeout = CacheUseStale(rawValue: 1 << 1)
-    public static let invalidHeader = CacheUseStale(rawValue: 1 << 2)
-    public static let updating = CacheUseStale(rawValue: 1 << 3)
-    public static let http500 = CacheUseStale(rawValue: 1 << 4)
-    public static let http502 = CacheUseStale(rawValue: 1 << 5)
-    public static let http503 = CacheUseStale(rawValue: 1 << 6)
-    public static let http504 = CacheUseStale(rawValue: 1 << 7)
-    public static let http403 = CacheUseStale(rawValue: 1 << 8)
-    public static let http404 = CacheUseStale(rawValue: 1 << 9)
-    public static let http429 = CacheUseStale(rawValue: 1 << 10)
-
-    public static let names: [String: CacheUseStale] = [
-        "error": .error, "timeout": .timeout, "invalid_header": .invalidHeader, "updating": .updating,
-        "http_500": .http500, "http_502": .http502, "http_503": .http503, "http_504": .http504,
-        "http_403": .http403, "http_404": .http404, "http_429": .http429, "off": [],
-    ]
-
-    /// The `http_NNN` case for an upstream's status, if there is one.
-    public init?(status: Int) {
-        switch status {
-        case 500: self = .http500
-        case 502: self = .http502
-        case 503: self = .http503
-        case 504: self = .http504
-        case 403: self = .http403
-        case 404: self = .http404
-        case 429: self = .http429
-        default: return nil
-        }
-    }
-}
-
 /// `*_cache`'s value.
 public enum CacheZoneChoice: Sendable {
     case named(String)
@@ -69,7 +32,8 @@ public struct CacheSettings: Sendable {
     /// `*_cache_methods`: GET and HEAD always among them.
     @Setting public var methods: [String] = ["GET", "HEAD"]
     @Setting public var minUses = 1
-    @Setting public var useStale: CacheUseStale = []
+    /// `*_cache_use_stale`: the failures a stale cached response answers (proxy_next_upstream's, and `updating`).
+    @Setting public var useStale: NextUpstream = []
     @Setting public var lock = false
     @Setting public var lockTimeout = 5000
     @Setting public var lockAge = 5000

@@ -16,6 +16,8 @@ public struct NextUpstream: OptionSet, Sendable, Hashable {
     public static let http429 = NextUpstream(rawValue: 1 << 9)
     /// POST, LOCK and PATCH may go to the next peer even after they were sent.
     public static let nonIdempotent = NextUpstream(rawValue: 1 << 10)
+    /// `*_cache_use_stale updating`: while another request refreshes the response.
+    public static let updating = NextUpstream(rawValue: 1 << 11)
 
     /// The directive's words.
     public static let names: [String: NextUpstream] = [
@@ -23,6 +25,9 @@ public struct NextUpstream: OptionSet, Sendable, Hashable {
         "http_502": .http502, "http_503": .http503, "http_504": .http504, "http_403": .http403,
         "http_404": .http404, "http_429": .http429, "non_idempotent": .nonIdempotent, "off": [],
     ]
+
+    /// `*_cache_use_stale`'s words: the same failures, and `updating`.
+    public static let staleNames: [String: NextUpstream] = names.filter { $0.key != "non_idempotent" }.merging(["updating": .updating]) { a, _ in a }
 
     /// The `http_NNN` case for an upstream's status, if there is one.
     public init?(status: Int) {

@@ -220,15 +220,22 @@ extension ProxySession {
         // proxy_force_ranges: a 200 of known length, neither compressed nor recoded to another length, answers
         // one range (nginx's allow_ranges and single_range); the upstream's Accept-Ranges is not passed then, nor
         // when the body is compressed.
-        var status = h.status, reason: String? = h.reason, rangedLength: Int?
+        var status = h.status, reason: String? = h.reason, rangedLength: Int?, multipartType: String?
         // A cached response, or one being stored, answers ranges, as nginx's.
         let forceRanges = conf.forceRanges || replaying || (stored != nil && cacheDigest != nil)
         if forceRanges && !newLength && !h.chunked, let length = h.contentLength, (request.statusOverride ?? h.status) == 200 {
+            // A response from the cache, or being stored in it, answers several ranges too, as nginx's.
+            let multipart: String?? = replaying || stored != nil && cacheDigest != nil ? .some(typeSent) : nil
             switch sink.range(length: length, etag: lastField("etag", fields, parsed),
-                              lastModified: lastField("last-modified", fields, parsed).flatMap(Clock.parseHTTPDate)) {
+                              lastModified: lastField("last-modified", fields, parsed).flatMap(Clock.parseHTTPDate), multipartOf: multipart) {
             case .whole: break
             case .partial(let n):
                 rangedLength = n
+                status = 206
+                reason = nil
+            case .multipart(let n, let type):
+                rangedLength = n
+                multipartType = type
                 status = 206
                 reason = nil
             case .unsatisfiable:
@@ -265,7 +272,7 @@ extension ProxySession {
                 && !(RequestParser.matches(parsed[f.name], lowercase: "content-type") && f.value != contentType) {
                 let name = UnsafeRawBufferPointer(rebasing: parsed[f.name])
                 let isLocation = RequestParser.matches(parsed[f.name], lowercase: "location")
-                if f.value == contentType, var type = typeSent {
+                if f.value == contentType, var type = multipartType ?? typeSent {
                     type.withUTF8 { w.header(name, UnsafeRawBufferPointer($0)) }
                 } else if isLocation || RequestParser.matches(parsed[f.name], lowercase: "refresh") {
                     let value = String(decoding: parsed[f.value], as: UTF8.self)
@@ -283,6 +290,7 @@ extension ProxySession {
                     w.header(name, UnsafeRawBufferPointer(rebasing: parsed[f.value]))
                 }
             }
+            if let multipartType, contentType == nil { w.header("Content-Type", multipartType) }
             if let rangedLength, !request.response.replaced.contains(.contentLength) { w.header("Content-Length", rangedLength) }
             if gzipping || headEncoded { w.header("Content-Encoding", "gzip") }
             if vary { w.header("Vary", "Accept-Encoding") }

@@ -114,11 +114,36 @@ enum RangeFilter {
         return size > length ? .whole : .partial(spans)
     }
 
-    /// A streamed body's range: what of each piece falls in it.
+    /// A streamed body's range: what of each piece falls in it; or its ranges, each piece's parts framed as
+    /// multipart ones.
     struct Window {
         let span: Span
+        let parts: Multipart?
         /// Where the next piece starts in the body.
         var offset = 0
+
+        init(span: Span) {
+            self.span = span
+            parts = nil
+        }
+
+        init(parts: Multipart) {
+            span = Span(start: parts.spans[0].start, end: parts.spans[parts.spans.count - 1].end)
+            self.parts = parts
+        }
+
+        /// The multipart bytes this piece brings: each part's head where its range starts, what of the piece
+        /// falls in a range, and the closing boundary where the last range ends.
+        mutating func frame(_ piece: UnsafeRawBufferPointer, to out: (UnsafeRawBufferPointer) -> Void) {
+            guard let parts else { return }
+            let start = offset
+            offset += piece.count
+            for (i, s) in parts.spans.enumerated() where s.end > start && s.start < offset {
+                if s.start >= start { parts.writeHead(of: s, to: out) }
+                out(UnsafeRawBufferPointer(rebasing: piece[max(s.start - start, 0)..<min(s.end - start, piece.count)]))
+                if s.end <= offset && i == parts.spans.count - 1 { parts.writeClosing(to: out) }
+            }
+        }
 
         mutating func clip(_ piece: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
             let start = offset
@@ -160,15 +185,19 @@ enum RangeFilter {
 
         /// The parts of `body` (the whole response body) to `out`.
         func write(_ body: UnsafeRawBufferPointer, to out: (UnsafeRawBufferPointer) -> Void) {
-            func text(_ s: String) {
-                var s = s
-                s.withUTF8 { out(UnsafeRawBufferPointer($0)) }
-            }
             for s in spans {
-                text(partHead + rangeLine(s))
+                writeHead(of: s, to: out)
                 out(UnsafeRawBufferPointer(rebasing: body[s.start..<s.end]))
             }
-            text(closing)
+            writeClosing(to: out)
+        }
+
+        func writeHead(of s: Span, to out: (UnsafeRawBufferPointer) -> Void) { Multipart.text(partHead + rangeLine(s), to: out) }
+        func writeClosing(to out: (UnsafeRawBufferPointer) -> Void) { Multipart.text(closing, to: out) }
+
+        private static func text(_ s: String, to out: (UnsafeRawBufferPointer) -> Void) {
+            var s = s
+            s.withUTF8 { out(UnsafeRawBufferPointer($0)) }
         }
     }
 }

@@ -18,7 +18,7 @@ public struct ResponseState {
     var trailers = false
     /// The charset filter recodes the body.
     var recoder: CharsetRecoder?
-    /// The one range of a streamed body that goes out (proxy_force_ranges).
+    /// The range of a streamed body that goes out (proxy_force_ranges), or its ranges as multipart parts.
     var window: RangeFilter.Window?
     /// The handler serves byte ranges of a 200 (nginx's `allow_ranges`).
     var allowsRanges = false
@@ -38,6 +38,8 @@ public enum StreamedRange {
     case whole
     /// A 206 of this many bytes.
     case partial(Int)
+    /// A 206 of several ranges: this many bytes of multipart body, of this Content-Type.
+    case multipart(Int, contentType: String)
     case unsatisfiable
 }
 
@@ -217,12 +219,25 @@ public struct ResponseSink {
     /// `etag` and `lastModified` are its own, for If-Range). `.partial` gives the 206's Content-Length: the sink
     /// then passes only that range of the body on. For `.unsatisfiable` the caller answers 416 with
     /// respondError, which then carries nginx's Content-Range.
-    public func range(length: Int, etag: @autoclosure () -> String?, lastModified: @autoclosure () -> Int?) -> StreamedRange {
-        switch RangeFilter.plan(r, length: length, etag: etag(), lastModified: lastModified(), single: true) {
+    /// `contentType` given: several ranges in order are answered as multipart parts of that type (a cached
+    /// response, nginx's allow_ranges without single_range).
+    public func range(length: Int, etag: @autoclosure () -> String?, lastModified: @autoclosure () -> Int?,
+                      multipartOf contentType: String?? = nil) -> StreamedRange {
+        switch RangeFilter.plan(r, length: length, etag: etag(), lastModified: lastModified(), single: contentType == nil) {
         case nil: return .whole
         case .whole:
             r.response.rangeField = "Accept-Ranges: bytes"
             return .whole
+        case .partial(let spans) where spans.count > 1:
+            // A streamed body passes once: its ranges must come in order, else it goes whole.
+            guard zip(spans, spans.dropFirst()).allSatisfy({ $0.end <= $1.start }), let contentType else {
+                r.response.rangeField = "Accept-Ranges: bytes"
+                return .whole
+            }
+            let parts = RangeFilter.Multipart(spans, of: length, contentType: contentType, r)
+            r.response.window = RangeFilter.Window(parts: parts)
+            r.statusOverride = nil
+            return .multipart(parts.bodyLength, contentType: parts.contentType)
         case .partial(let spans):
             partial(spans[0], of: length)
             r.response.window = RangeFilter.Window(span: spans[0])
@@ -264,6 +279,11 @@ public struct ResponseSink {
     /// transport's onDrain).
     public func sendBody(_ whole: UnsafeRawBufferPointer, last: Bool = false, flush: Bool = true) -> Bool {
         // The range first, then the recoding, as nginx's filters run.
+        if r.response.window?.parts != nil {
+            var framed: [UInt8] = []
+            r.response.window!.frame(whole) { framed += $0 }
+            return framed.withUnsafeBytes { sendRecoded($0, last: last, flush: flush) }
+        }
         let raw = r.response.window?.clip(whole) ?? whole
         guard r.response.recoder == nil else {
             let recoded = r.response.recoder!.recode(raw)

@@ -7,6 +7,26 @@ public enum HostName {
     /// The name a valid host stands for, as nginx matches server names and sets `$host`: lowercased, without its
     /// port and a trailing dot ("Example.COM.:80" is "example.com", "[::1]:80" is "[::1]").
     public static func serverName(_ host: String) -> String {
+        let u = host.utf8
+        guard !u.contains(where: { $0 >= 0x80 }) else { return unicodeServerName(host) }
+        // ASCII, as a valid Host is: the name's bytes up to the port (or the literal's "]"), lowercased.
+        var end = u.count
+        if u.first == UInt8(ascii: "[") {
+            end = (u.firstIndex(of: UInt8(ascii: "]")).map { u.distance(from: u.startIndex, to: $0) + 1 }) ?? end
+        } else {
+            if let colon = u.firstIndex(of: UInt8(ascii: ":")) { end = u.distance(from: u.startIndex, to: colon) }
+            if end > 0 && u[u.index(u.startIndex, offsetBy: end - 1)] == UInt8(ascii: ".") { end -= 1 }
+        }
+        let upper = u.prefix(end).contains { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }
+        // The usual Host (lowercase, no port, no trailing dot) is its own name: no copy.
+        if end == u.count && !upper { return host }
+        return String(unsafeUninitializedCapacity: end) { out in
+            for (i, c) in u.prefix(end).enumerated() { out[i] = c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") ? c | 0x20 : c }
+            return end
+        }
+    }
+
+    private static func unicodeServerName(_ host: String) -> String {
         var h = host.lowercased()
         if h.hasPrefix("[") { return String(h.prefix(while: { $0 != "]" })) + "]" }
         if let c = h.firstIndex(of: ":") { h = String(h[..<c]) }

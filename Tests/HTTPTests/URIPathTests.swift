@@ -34,5 +34,10 @@ final class URIPathTests: XCTestCase {
         XCTAssertEqual(HostName.serverName("Example.COM.:80"), "example.com")
         XCTAssertEqual(HostName.serverName("[::1]:80"), "[::1]")
         XCTAssertEqual(HostName.serverName("a"), "a")
+        XCTAssertEqual(HostName.serverName("127.0.0.1:8080"), "127.0.0.1")
+        XCTAssertEqual(HostName.serverName("a.B."), "a.b")
+        XCTAssertEqual(HostName.serverName("[FE80::1]"), "[fe80::1]")
+        XCTAssertEqual(HostName.serverName(""), "")
+        XCTAssertEqual(HostName.serverName("Bücher.example:8"), "bücher.example")
     }
 }

@@ -35,8 +35,9 @@ final class GatewayRoute {
     ]
 }
 
-/// A location's params, and the client headers they replace.
-struct GatewayParams {
+/// A location's params, and the client headers they replace. A class: each request reads it, and a struct of
+/// two arrays copied out of its route retained and released both.
+final class GatewayParams {
     let list: [GatewayParam]
     /// The client headers a `*_param HTTP_*` replaces, as their HTTP_ names' tails lowercased ("x_blah").
     private let replacedHeaders: [[UInt8]]
@@ -203,14 +204,17 @@ extension ProxySession {
     /// values joined as nginx 1.23 joins them (Cookie's with "; ", others' with ", ").
     private func appendParams(_ out: OutputQueue, _ encoding: ParamEncoding) {
         let params = cacheable ? gateway?.cachingParams ?? gateway?.params : gateway?.params
-        for p in params?.list ?? [] {
-            let value = p.value.render(request)
-            if p.ifNotEmpty && value.isEmpty { continue }
-            encoding.open(name: p.name.utf8.count, value: value.utf8.count, into: out)
-            out.append(p.name)
-            encoding.between(value: value.utf8.count, into: out)
-            out.append(value)
-            encoding.close(into: out)
+        // Elements read in place: a copy of each param retained and released its name and template.
+        params?.list.withUnsafeBufferPointer { list in
+            for i in list.indices {
+                let value = list[i].value.render(request)
+                if list[i].ifNotEmpty && value.isEmpty { continue }
+                encoding.open(name: list[i].name.utf8.count, value: value.utf8.count, into: out)
+                out.append(list[i].name)
+                encoding.between(value: value.utf8.count, into: out)
+                out.append(value)
+                encoding.close(into: out)
+            }
         }
         guard conf.passRequestHeaders else { return }
         let fields = request.head.fields

@@ -684,8 +684,8 @@ public struct CacheZoneSpec: Sendable {
     public internal(set) var size = 0
     /// Seconds a key may go unused before the manager removes it and its file (nginx's 10m).
     public internal(set) var inactive = 600
-    /// Bytes the files may take (0: no limit).
-    public internal(set) var maxSize = 0
+    /// Bytes the files may take (nil: no limit; 0 is none at all, as in nginx).
+    public internal(set) var maxSize: Int? = nil
     /// Bytes the file system must keep free: below that the manager removes the least recently used (0: no
     /// limit).
     public internal(set) var minFree = 0

@@ -6,12 +6,15 @@ import Core
 import Event
 import ShmTable
 
-/// nginx's cache manager and cache loader for one `*_cache_path`, run by each worker on its own loop rather
-/// than in processes of their own: the zone's lock makes one pass at a time, and a pass is bounded in files.
+/// nginx's cache manager and cache loader for one `*_cache_path`, run on a worker's loop rather than in
+/// processes of their own: one worker at a time claims the manager's part (another takes over when it is gone),
+/// and a pass is bounded in files.
 ///
-/// The manager, every second (at once again after a full pass, `manager_sleep` later): keys unused for
-/// `inactive` go with their files, and the least recently used go while the files take more than `max_size`
-/// or the file system has less than `min_free` left.
+/// The manager, paced as nginx's: keys unused for `inactive` go with their files, and the least recently used go
+/// while the files take more than `max_size`, the file system has less than `min_free` left, or the zone is
+/// past its watermark (seven eighths of the keys it held when it first ran full); a pass that removed
+/// `manager_files` is followed by another `manager_sleep` later, one with nothing left to do by another when the
+/// oldest key turns inactive (at most 10 s).
 /// The loader: one worker claims the zone once, and walks the directory `loader_files` entries at a time
 /// (`loader_sleep` apart), making the files already on disk known to the zone, so that they count for
 /// `max_size` and expire when unused.
@@ -28,8 +31,8 @@ final class CacheManager {
         zone = store.zone
         spec = store.spec
         self.loop = loop
-        // Workers' passes spread over the second.
-        schedule(after: 1000 + UInt64.random(in: 0..<1000))
+        // The first pass soon after the start, as nginx's manager process makes one when it starts.
+        schedule(after: 100 + UInt64.random(in: 0..<200))
     }
 
     deinit { timer?.cancel() }
@@ -40,16 +43,23 @@ final class CacheManager {
 
     private func pass() {
         let now = Int(time(nil))
-        let gone = zone.expire(now: now, inactive: spec.inactive, maxBlocks: UInt64(spec.maxSize / 512), short: shortOfSpace,
-                               limit: spec.managerFiles)
-        for digest in gone { unlink(ProxyCache.path(of: digest, in: spec)) }
+        var next: UInt64 = 1000
+        if zone.claimManaging(pid: getpid()) {
+            let gone = zone.expire(now: now, inactive: spec.inactive, maxBlocks: spec.maxSize.map { UInt64($0 / 512) },
+                                   short: shortOfSpace, limit: spec.managerFiles)
+            for digest in gone { unlink(ProxyCache.path(of: digest, in: spec)) }
+            next = gone.count == spec.managerFiles ? UInt64(spec.managerSleepMs)
+                : UInt64(zone.secondsToNextExpiry(now: now, inactive: spec.inactive)) * 1000
+        }
         if !loading && zone.claimLoading(pid: getpid()) {
             loading = true
             pending = [spec.path]
         }
-        if loading { load(now: now) }
-        let busy = gone.count == spec.managerFiles
-        schedule(after: loading ? UInt64(spec.loaderSleepMs) : busy ? UInt64(spec.managerSleepMs) : 1000)
+        if loading {
+            load(now: now)
+            next = min(next, UInt64(spec.loaderSleepMs))
+        }
+        schedule(after: next)
     }
 
     /// min_free: the file system holding the cache has less free space than that.

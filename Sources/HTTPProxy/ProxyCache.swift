@@ -17,6 +17,12 @@ final class CacheStore {
         self.zone = zone
         self.spec = spec
     }
+
+    /// Deletes the files of the keys this worker pushed out of the full zone.
+    func deleteEvicted() {
+        guard !zone.evicted.isEmpty else { return }
+        for digest in zone.takeEvicted() { unlink(ProxyCache.path(of: digest, in: spec)) }
+    }
 }
 
 /// A location's upstream cache (`proxy_cache NAME` and the rest of its module's `*_cache*` directives),

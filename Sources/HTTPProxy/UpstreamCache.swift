@@ -47,6 +47,7 @@ extension ProxySession {
             cacheable = false
             return false
         }
+        store.deleteEvicted()
         if entry.error != 0 && entry.validUntil > now {
             request.cacheStatus = "HIT"
             giveUp(entry.error)
@@ -289,6 +290,7 @@ extension ProxySession {
     func commitCached(_ s: StoredResponse) {
         guard s.commit(lastModified: nil), let store = cacheStore, let digest = cacheDigest else { return }
         store.zone.stored(digest, validUntil: cacheValidUntil, blocks: UInt64((s.written + 4095) / 4096 * 8), now: Int(time(nil)))
+        store.deleteEvicted()
         holdsCacheLock = false
     }
 

@@ -20,8 +20,9 @@ public struct CacheDigest: Hashable, Sendable {
 ///
 ///     0    robust process-shared mutex
 ///     64   nodes ever used, free list head, LRU head (most recent), LRU tail, live nodes (u32 each),
-///          the loader's pid (i32), whether the files on disk were loaded (u32)
+///          the loader's pid (i32), whether the files on disk were loaded (u32), the manager's pid (i32)
 ///     96   the files' disk use in 512-byte blocks (u64)
+///     104  the watermark: keys the manager keeps the zone under once it was full (u32, 0 until then)
 ///     128  hash buckets: u32 node references (index + 1; 0 ends a chain), one per node
 ///     ...  64-aligned: the nodes, 128 bytes each (nginx's slab size for its node: a 1m zone holds about
 ///          7,900 keys, nginx "about 8 thousand")
@@ -40,7 +41,7 @@ public final class CacheZone {
     private let seed: UInt64
 
     static let headerSize = 128, nodeSize = 128
-    private static let loaderOffset = 84, loadedOffset = 88, blocksOffset = 96
+    private static let loaderOffset = 84, loadedOffset = 88, managerOffset = 92, blocksOffset = 96, watermarkOffset = 104
     private static let hiField = 0, loField = 8, usesField = 28
     private static let flagsField = 32, validField = 40, lastUseField = 48, blocksField = 56, lockedField = 64, errorField = 72
     private static let exists: UInt32 = 1, filling: UInt32 = 2
@@ -172,14 +173,15 @@ public final class CacheZone {
     /// `maxBlocks` (0: no limit) or the disk is short of space (`short`, min_free) the oldest go whatever
     /// their age; a key being filled is passed over. At most `limit` keys a call. Returns the removed keys
     /// that had a file, for the caller to delete.
-    public func expire(now: Int, inactive: Int, maxBlocks: UInt64, short: Bool = false, limit: Int) -> [CacheDigest] {
+    public func expire(now: Int, inactive: Int, maxBlocks: UInt64?, short: Bool = false, limit: Int) -> [CacheDigest] {
         locked {
             var gone: [CacheDigest] = []
             var ref = table.tail, removed = 0
+            let watermark = Int(field(Self.watermarkOffset))
             while ref != 0 && removed < limit {
                 let n = node(ref), prev = table.newer(than: ref)
                 let idle = now - Int(n.load(fromByteOffset: Self.lastUseField, as: Int64.self)) >= inactive
-                let over = short || maxBlocks > 0 && blocks64 > maxBlocks
+                let over = short || maxBlocks.map { blocks64 > $0 } ?? false || watermark > 0 && table.live >= watermark
                 if !idle && !over { break }
                 if n.load(fromByteOffset: Self.flagsField, as: UInt32.self) & Self.filling == 0 {
                     if n.load(fromByteOffset: Self.flagsField, as: UInt32.self) & Self.exists != 0 { gone.append(digest(ref)) }
@@ -191,6 +193,37 @@ public final class CacheZone {
             }
             return gone
         }
+    }
+
+    /// Seconds until the least recently used key becomes inactive (nginx's manager waits that long, at most
+    /// 10 s, when a pass had nothing to do).
+    public func secondsToNextExpiry(now: Int, inactive: Int) -> Int {
+        locked {
+            let ref = table.tail
+            guard ref != 0 else { return 10 }
+            let left = inactive - (now - Int(node(ref).load(fromByteOffset: Self.lastUseField, as: Int64.self)))
+            return min(max(left, 1), 10)
+        }
+    }
+
+    /// The manager's claim: one process at a time runs the zone's passes (nginx's cache manager); another takes
+    /// over once it is gone.
+    public func claimManaging(pid: Int32) -> Bool {
+        locked {
+            let holder = Int32(bitPattern: field(Self.managerOffset))
+            if holder == pid { return true }
+            if holder != 0 && kill(holder, 0) == 0 { return false }
+            setField(Self.managerOffset, UInt32(bitPattern: pid))
+            return true
+        }
+    }
+
+    /// Keys this process pushed out of a full zone to make room, whose files it must delete (nginx's forced
+    /// expiry deletes them where it happens).
+    public private(set) var evicted: [CacheDigest] = []
+    public func takeEvicted() -> [CacheDigest] {
+        defer { evicted = [] }
+        return evicted
     }
 
     /// The cache loader's claim (one process walks the files into a new zone): true for the first caller, or
@@ -272,6 +305,10 @@ public final class CacheZone {
             victim = table.newer(than: victim)
         }
         guard victim != 0 else { return nil }
+        // As nginx once its zone ran full: the manager keeps it under seven eighths from now on.
+        if field(Self.watermarkOffset) == 0 { setField(Self.watermarkOffset, UInt32(table.live - table.live / 8)) }
+        if node(victim).load(fromByteOffset: Self.flagsField, as: UInt32.self) & Self.exists != 0 { evicted.append(digest(victim)) }
+        setBlocks(blocks64 &- node(victim).load(fromByteOffset: Self.blocksField, as: UInt64.self))
         remove(victim)
         guard let ref = table.insert(bucket: bucket(key)) else { return nil }
         setDigest(ref, key)

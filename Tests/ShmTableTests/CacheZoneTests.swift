@@ -38,22 +38,43 @@ final class CacheZoneTests: XCTestCase {
             _ = z.use(key(UInt64(n)), now: 100 + n, nowMs: 0, lockAge: 5000)
             z.stored(key(UInt64(n)), validUntil: 1000, blocks: 8, now: 100 + n)
         }
-        XCTAssertEqual(z.expire(now: 104, inactive: 100, maxBlocks: 0, limit: 100), [], "none idle")
-        XCTAssertEqual(z.expire(now: 203, inactive: 100, maxBlocks: 0, limit: 100), [key(1), key(2), key(3)], "least recently used first")
+        XCTAssertEqual(z.expire(now: 104, inactive: 100, maxBlocks: nil, limit: 100), [], "none idle")
+        XCTAssertEqual(z.secondsToNextExpiry(now: 150, inactive: 100), 10, "at most 10 s")
+        XCTAssertEqual(z.secondsToNextExpiry(now: 198, inactive: 100), 3)
+        XCTAssertEqual(z.expire(now: 203, inactive: 100, maxBlocks: nil, limit: 2), [key(1), key(2)], "least recently used first, manager_files at a time")
+        XCTAssertEqual(z.expire(now: 203, inactive: 100, maxBlocks: nil, limit: 100), [key(3)])
         XCTAssertEqual(z.expire(now: 203, inactive: 100, maxBlocks: 8, limit: 100), [key(4)], "down to max_size")
+        XCTAssertEqual(z.expire(now: 203, inactive: 100, maxBlocks: nil, limit: 100), [], "no max_size")
         XCTAssertTrue(z.lock(key(5), nowMs: 0, lockAge: 5000))
-        XCTAssertEqual(z.expire(now: 203, inactive: 100, maxBlocks: 0, short: true, limit: 100), [], "a key being filled stays")
+        XCTAssertEqual(z.expire(now: 203, inactive: 100, maxBlocks: nil, short: true, limit: 100), [], "a key being filled stays")
         z.unlock(key(5))
-        XCTAssertEqual(z.expire(now: 203, inactive: 100, maxBlocks: 0, short: true, limit: 100), [key(5)], "short of space: whatever its age")
+        XCTAssertEqual(z.expire(now: 203, inactive: 100, maxBlocks: nil, short: true, limit: 100), [key(5)], "short of space: whatever its age")
         XCTAssertEqual(z.usage.keys, 0)
     }
 
-    func testAFullZoneGivesUpItsLeastRecentlyUsedKey() {
+    func testAFullZoneGivesUpItsLeastRecentlyUsedKeyAndKeepsAWatermark() {
         let z = zone(size: 8192)
         XCTAssertEqual(z.capacity, (8192 - 128 - 64) / 132)
-        for n in 0..<UInt64(z.capacity) { XCTAssertNotNil(z.use(key(n), now: 1, nowMs: 0, lockAge: 5000)) }
+        for n in 0..<UInt64(z.capacity) {
+            XCTAssertNotNil(z.use(key(n), now: 1, nowMs: 0, lockAge: 5000))
+            z.stored(key(n), validUntil: 100, blocks: 8, now: 1)
+        }
+        XCTAssertEqual(z.expire(now: 2, inactive: 600, maxBlocks: nil, limit: 100), [], "full, but never past full yet")
         XCTAssertNotNil(z.use(key(999), now: 2, nowMs: 0, lockAge: 5000))
+        XCTAssertEqual(z.takeEvicted(), [key(0)], "its file is the caller's to delete")
+        XCTAssertEqual(z.takeEvicted(), [])
         XCTAssertEqual(z.use(key(0), now: 3, nowMs: 0, lockAge: 5000)?.uses, 1, "the oldest key went to make room")
+        let capacity = z.capacity
+        let gone = z.expire(now: 4, inactive: 600, maxBlocks: nil, limit: 100)
+        XCTAssertEqual(gone.count, capacity / 8 + 1, "the manager brings it under seven eighths of what it held")
+        XCTAssertEqual(z.usage.keys, capacity - capacity / 8 - 1)
+    }
+
+    func testOneManagerAtATime() {
+        let z = zone()
+        XCTAssertTrue(z.claimManaging(pid: getpid()))
+        XCTAssertTrue(z.claimManaging(pid: getpid()), "still its own")
+        XCTAssertFalse(z.claimManaging(pid: 1), "another live process's")
     }
 
     func testLoadingIsClaimedOnce() {

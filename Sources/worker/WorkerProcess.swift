@@ -57,7 +57,11 @@ public final class WorkerProcess {
         WorkerSetup.apply(config, log: log)
         // Exit with the master: it may be SIGKILLed and never tell us. After the change of uid, which clears it.
         _ = vigil_set_pdeathsig(SIGTERM)
-        if getppid() != masterPid { exit(0) }
+        // The master died before that: leave as its death signal would have made us leave.
+        if getppid() != masterPid {
+            log.notice("exit")
+            exit(0)
+        }
         do {
             try start()
         } catch {

@@ -242,6 +242,8 @@ final class H2Stream: ClientInfo, RequestTransport {
         if readingBody { connection.deliverLater(self) }
     }
 
+    func bodyFollows(_ head: RequestHead) -> Bool { head.hasBody || !bodyComplete }
+
     func bodyArrivedWhole(within room: Int) -> Bool { bodyComplete && preread.count <= room }
 
     func readBody(_ r: RequestContext) {

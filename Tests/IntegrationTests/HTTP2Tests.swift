@@ -136,6 +136,17 @@ final class HTTP2Tests: TLSTestCase {
             s.sendall(c.data_to_send())
             events, closed = drain(1.0)
             print("other", [dict(e.headers).get(":status") for e in events if isinstance(e, h2.events.ResponseReceived)])
+        elif mode == "emptybody":
+            # content-length: 0 on a HEADERS frame without END_STREAM: the body ends with the empty DATA frame.
+            c.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", "localhost"), (":path", sys.argv[3]),
+                               ("content-length", "0")])
+            s.sendall(c.data_to_send())
+            events, closed = drain(0.5)
+            print("early", [dict(e.headers).get(":status") for e in events if isinstance(e, h2.events.ResponseReceived)])
+            c.send_data(1, b"", end_stream=True)
+            s.sendall(c.data_to_send())
+            events, closed = drain(1.0)
+            print("late", [dict(e.headers).get(":status") for e in events if isinstance(e, h2.events.ResponseReceived)])
         elif mode == "zerowindow":
             # SETTINGS_INITIAL_WINDOW_SIZE 0: the response's DATA can never be sent.
             c.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", "/big")], end_stream=True)
@@ -437,6 +448,29 @@ final class HTTP2Tests: TLSTestCase {
         XCTAssertTrue(waitFor(5) { slow.openConnections == 0 }, "the upstream connection stayed open")
         XCTAssertTrue(waitFor(5) { self.logLines(v, "access.log").contains { $0.contains("\"GET /slow HTTP/2.0\" 499") } },
                       logLines(v, "access.log").joined(separator: "\n"))
+    }
+
+    func testAnEmptyBodyEndsAtEndStreamNotAtItsContentLength() throws {
+        let port = freePort()
+        let app = try RawServer(.fastCGI(FastCGITests.stdout("Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nok") + FastCGITests.end))
+        defer { app.stop() }
+        try startVigil("""
+            server {
+                listen 127.0.0.1:\(port);
+                http2 on;
+                location /buffered { fastcgi_pass 127.0.0.1:\(app.port); }
+                location /streamed { fastcgi_pass 127.0.0.1:\(app.port); fastcgi_request_buffering off; }
+            }
+            """)
+        // The application answers once its STDIN ends: buffered or streamed, that is at the empty DATA frame with
+        // END_STREAM, as nginx ends it, not at once for the content-length of 0.
+        let buffered = h2(["emptybody", String(port), "/buffered"])
+        XCTAssertEqual(buffered["early"], "[]", "\(buffered)")
+        XCTAssertEqual(buffered["late"], "['200']", "\(buffered)")
+        let streamed = h2(["emptybody", String(port), "/streamed"])
+        XCTAssertEqual(streamed["early"], "[]", "\(streamed)")
+        XCTAssertEqual(streamed["late"], "['200']", "\(streamed)")
+        XCTAssertEqual(app.accepted, 2)
     }
 
     func testLimitRateHoldsAStreamNotTheConnection() throws {

@@ -365,6 +365,9 @@ final class H2Stream: ClientInfo, RequestTransport {
         connection.sendSoon()
     }
 
+    /// nghttp2 holds DATA of this stream it could send if flow control lets it.
+    var hasDataToSend: Bool { submitted && !deferred && !finished && (pending.readable > 0 || ended) }
+
     /// Response bytes wait for the client (its window or the socket), not for limit_rate: send_timeout runs.
     var waitsForClient: Bool { pending.readable > 0 && !(rateTimer?.isArmed ?? false) }
 

@@ -147,6 +147,28 @@ final class HTTP2Tests: TLSTestCase {
             s.sendall(c.data_to_send())
             events, closed = drain(1.0)
             print("late", [dict(e.headers).get(":status") for e in events if isinstance(e, h2.events.ResponseReceived)])
+        elif mode == "priority":
+            # Stream 1's response fills the connection window, stream 3's waits behind it; the priorities change
+            # (or were set by PRIORITY frames before the streams opened) and the windows open: DATA goes in
+            # nginx's order (h2_priority.t's cases).
+            def get(sid, path):
+                c.send_headers(sid, [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", path)], end_stream=True)
+                s.sendall(c.data_to_send())
+            if sys.argv[3] == "dependency":
+                c.prioritize(1, weight=16, depends_on=0)
+                c.prioritize(3, weight=16, depends_on=1)
+            get(1, "/t1.html")
+            drain(0.5)
+            get(3, "/t2.html")
+            drain(0.5)
+            if sys.argv[3] == "weight":
+                c.prioritize(1, weight=256)
+                c.prioritize(3, weight=1)
+            for sid in (1, 3, None):
+                c.increment_flow_control_window(2**17, stream_id=sid)
+            s.sendall(c.data_to_send())
+            events, closed = drain(1.0)
+            print("order", " ".join(str(e.stream_id) for e in events if isinstance(e, h2.events.DataReceived)))
         elif mode == "zerowindow":
             # SETTINGS_INITIAL_WINDOW_SIZE 0: the response's DATA can never be sent.
             c.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", "/big")], end_stream=True)
@@ -471,6 +493,24 @@ final class HTTP2Tests: TLSTestCase {
         XCTAssertEqual(streamed["early"], "[]", "\(streamed)")
         XCTAssertEqual(streamed["late"], "['200']", "\(streamed)")
         XCTAssertEqual(app.accepted, 2)
+    }
+
+    func testDataGoesInNginxsPriorityOrder() throws {
+        let port = freePort()
+        // Slightly more than the initial window, as h2_priority.t's file.
+        try (1...8202).map { String(format: "X%04dXXX", $0) }.joined().write(toFile: scratch + "/t1.html", atomically: true, encoding: .utf8)
+        try "SEE-THIS".write(toFile: scratch + "/t2.html", atomically: true, encoding: .utf8)
+        try startVigil("""
+            server {
+                listen 127.0.0.1:\(port);
+                http2 on;
+                root \(scratch);
+            }
+            """)
+        // The heavier stream first, though the lighter one queued first; a parent first, though a PRIORITY frame
+        // placed it before its HEADERS came.
+        XCTAssertEqual(h2(["priority", String(port), "weight"])["order"], "1 3")
+        XCTAssertEqual(h2(["priority", String(port), "dependency"])["order"], "1 3")
     }
 
     func testLimitRateHoldsAStreamNotTheConnection() throws {

@@ -26,11 +26,18 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
     /// The default server of the address: its settings govern the connection (limits, timeouts).
     let defaultScope: SettingsScope
     private var session: OpaquePointer!
+    /// Where the session's memory comes from (see vigil_lazy_malloc).
+    private let arena: UnsafeMutablePointer<vigil_lazy_arena> = {
+        let a = UnsafeMutablePointer<vigil_lazy_arena>.allocate(capacity: 1)
+        a.initialize(to: vigil_lazy_arena())
+        return a
+    }()
+    /// When the connection, without streams, times out (keepalive_timeout, or client_header_timeout before the
+    /// first stream); its timer fires a second into the idleness first, to give memory back.
+    private var idleUntil: UInt64 = 0
     private var streams: [Int32: H2Stream] = [:]
     /// Taken from the worker's pool while bytes wait for the socket.
     private var outputQueue: OutputQueue?
-    /// Where response heads are written as HTTP/1 lines before they become HPACK fields.
-    let scratch = OutputQueue()
     private var timer: Timer?
     private var interest: UInt32 = Events.readable | Events.readHangup
     /// Inside nghttp2 (mem_recv's callbacks) or the send loop: a send asked for now runs when it returns.
@@ -67,15 +74,19 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
 
     deinit {
         if let session { nghttp2_session_del(session) }
+        arena.deallocate()
     }
 
     /// Starts the session: our SETTINGS and the connection window nginx opens, then whatever was read already.
     func start(preread: UnsafeRawBufferPointer) {
         var s: OpaquePointer?
+        var memory = nghttp2_mem(mem_user_data: arena, malloc: vigil_lazy_malloc, free: vigil_lazy_free, calloc: vigil_lazy_calloc,
+                                 realloc: vigil_lazy_realloc)
         guard nghttp2_session_server_new3(&s, H2Connection.callbacks, Unmanaged.passUnretained(self).toOpaque(), H2Connection.options,
-                                          &H2Connection.memory) == 0,
+                                          &memory) == 0,
               let s else { return close() }
         session = s
+        vigil_lazy_note_idle_block(arena)
         let h2 = defaultScope.settings.http2
         var settings = [
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: UInt32(h2.maxConcurrentStreams)),
@@ -338,7 +349,9 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         if interest & Events.writable != 0 { return }
         // Read in place: a copy of the core settings would retain every array and string in them.
         if streams.isEmpty {
-            timer(UInt64(streamsBegun == 0 ? defaultScope.settings.core.clientHeaderTimeout : defaultScope.settings.core.keepaliveTimeout))
+            let limit = UInt64(streamsBegun == 0 ? defaultScope.settings.core.clientHeaderTimeout : defaultScope.settings.core.keepaliveTimeout)
+            idleUntil = service.loop.now + limit
+            timer(min(limit, 1000))
         } else if streams.values.contains(where: \.waitsForClient) {
             timer(UInt64(defaultScope.settings.core.sendTimeout))
         } else if let deadline = earliestClientDeadline {
@@ -365,6 +378,12 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
             let now = service.loop.now
             for s in streams.values where (s.clientDeadline ?? .max) <= now { s.clientTimedOut() }
             return send()
+        }
+        // Idle a second: nghttp2's frame buffer has nothing to send, and its pages go back until the next frame.
+        if service.loop.now < idleUntil {
+            vigil_lazy_release_idle_block(arena)
+            timer!.rearm(at: idleUntil)
+            return
         }
         // Idle past keepalive_timeout: GOAWAY, then the close.
         goAway()
@@ -463,11 +482,6 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
     private static func connection(_ user: UnsafeMutableRawPointer?) -> H2Connection {
         Unmanaged<H2Connection>.fromOpaque(user!).takeUnretainedValue()
     }
-
-    /// nghttp2 reserves a 16 kB frame buffer per session; its own mapping keeps the untouched part of it out
-    /// of an idle connection's resident memory.
-    nonisolated(unsafe) private static var memory = nghttp2_mem(mem_user_data: nil, malloc: vigil_lazy_malloc, free: vigil_lazy_free,
-                                                                calloc: vigil_lazy_calloc, realloc: vigil_lazy_realloc)
 
     private static let options: OpaquePointer = {
         var o: OpaquePointer?

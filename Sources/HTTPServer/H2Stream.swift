@@ -308,12 +308,13 @@ final class H2Stream: ClientInfo, RequestTransport {
 
     func writeHead(status: Int, reason: String?, framing: BodyFraming, _ leading: (OutputQueue) -> Void,
                    _ trailing: (OutputQueue) -> Void) -> Int {
-        let q = connection.scratch
-        q.clear()
+        // The head is written as HTTP/1 lines into a queue of the worker's pool (no connection keeps one).
+        let q = connection.service.buffers.takeOutput()
         leading(q)
         trailing(q)
         let lines = q.withUnsent { Array($0) }
         q.clear()
+        connection.service.buffers.giveOutput(q)
         if let r = request, connection.service.config.http?.readsSentHeaders == true {
             r.sentHead = Array("HTTP/2.0 \(status)\r\n".utf8) + lines
         }

@@ -169,6 +169,23 @@ final class HTTP2Tests: TLSTestCase {
             s.sendall(c.data_to_send())
             events, closed = drain(1.0)
             print("order", " ".join(str(e.stream_id) for e in events if isinstance(e, h2.events.DataReceived)))
+        elif mode == "idlerss":
+            # Resident memory per idle connection (preface and SETTINGS exchanged): the worker's RSS over a warm
+            # baseline, after the connections have been idle long enough to give back what they can.
+            pid, n = int(sys.argv[3]), int(sys.argv[4])
+            def rss():
+                return int([l for l in open("/proc/%d/status" % pid) if l.startswith("VmRSS:")][0].split()[1])
+            def idle():
+                k = socket.create_connection(("127.0.0.1", port), timeout=5)
+                k.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+                k.recv(65536)
+                return k
+            held = [idle() for _ in range(40)]
+            time.sleep(1.5)
+            base = rss()
+            held += [idle() for _ in range(n)]
+            time.sleep(1.5)
+            print("perconn", (rss() - base) * 1024 // n)
         elif mode == "zerowindow":
             # SETTINGS_INITIAL_WINDOW_SIZE 0: the response's DATA can never be sent.
             c.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", "/big")], end_stream=True)
@@ -511,6 +528,24 @@ final class HTTP2Tests: TLSTestCase {
         // placed it before its HEADERS came.
         XCTAssertEqual(h2(["priority", String(port), "weight"])["order"], "1 3")
         XCTAssertEqual(h2(["priority", String(port), "dependency"])["order"], "1 3")
+    }
+
+    /// nghttp2 sets aside a 16 kB frame buffer and a 4 kB stream table per session: an idle connection keeps
+    /// neither resident (the table is never written, the buffer's pages go back after a second without frames).
+    func testAnIdleConnectionKeepsLittleResident() throws {
+        let port = freePort()
+        let (v, master) = try startVigil("""
+            server {
+                listen 127.0.0.1:\(port);
+                http2 on;
+                location / { return 200 "ok"; }
+            }
+            """)
+        let worker = try XCTUnwrap(v.waitForWorkers(master, count: 1).first)
+        let facts = h2(["idlerss", String(port), String(worker), "180"])
+        // About 6 kB over h2c (the session, HPACK tables, the connection and its socket's file); 14 kB before.
+        let perConnection = try XCTUnwrap(Int(facts["perconn"] ?? ""), "\(facts)")
+        XCTAssertLessThan(perConnection, 9000)
     }
 
     func testLimitRateHoldsAStreamNotTheConnection() throws {

@@ -494,8 +494,6 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         nghttp2_option_set_no_http_messaging(o, 1)
         // Closed streams are not kept for the priority tree: less work and memory per stream.
         nghttp2_option_set_no_closed_streams(o, 1)
-        // Response fields are not indexed, as nginx sends them: no table of them per connection.
-        nghttp2_option_set_max_deflate_dynamic_table_size(o, 0)
         return o!
     }()
 

@@ -186,20 +186,6 @@ final class HTTP2Tests: TLSTestCase {
             held += [idle() for _ in range(n)]
             time.sleep(1.5)
             print("perconn", (rss() - base) * 1024 // n)
-        elif mode == "heads":
-            # Two requests one after the other: the sizes of the response HEADERS frames as they came.
-            sizes, data = [], b""
-            for sid in (1, 3):
-                c.send_headers(sid, head, end_stream=True)
-                s.sendall(c.data_to_send())
-                time.sleep(0.3)
-                data += s.recv(65536)
-            at = 0
-            while at + 9 <= len(data):
-                length, kind = int.from_bytes(data[at:at + 3], "big"), data[at + 3]
-                if kind == 1: sizes.append(length)
-                at += 9 + length
-            print("heads", " ".join(map(str, sizes)))
         elif mode == "zerowindow":
             # SETTINGS_INITIAL_WINDOW_SIZE 0: the response's DATA can never be sent.
             c.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", "/big")], end_stream=True)
@@ -542,23 +528,6 @@ final class HTTP2Tests: TLSTestCase {
         // placed it before its HEADERS came.
         XCTAssertEqual(h2(["priority", String(port), "weight"])["order"], "1 3")
         XCTAssertEqual(h2(["priority", String(port), "dependency"])["order"], "1 3")
-    }
-
-    /// nginx does not index response fields in HPACK's dynamic table (nothing of them stays per connection):
-    /// the second response's head is as long as the first's.
-    func testResponseFieldsAreNotIndexed() throws {
-        let port = freePort()
-        try startVigil("""
-            server {
-                listen 127.0.0.1:\(port);
-                http2 on;
-                location / { add_header X-Note "the same each time"; return 200 "ok"; }
-            }
-            """)
-        let sizes = (h2(["heads", String(port)])["heads"] ?? "").split(separator: " ").compactMap { Int($0) }
-        XCTAssertEqual(sizes.count, 2, "\(sizes)")
-        // The first also says the table's size is 0, in one byte; indexed, the second would be a few bytes long.
-        XCTAssertEqual(sizes.first.map { $0 - 1 }, sizes.last, "\(sizes)")
     }
 
     /// nghttp2 sets aside a 16 kB frame buffer and a 4 kB stream table per session: an idle connection keeps

@@ -275,12 +275,15 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
     private typealias QueuePlace = (rank: Int, share: Double)
     private static func precedes(_ a: QueuePlace, _ b: QueuePlace) -> Bool { a.rank < b.rank || a.rank == b.rank && a.share > b.share }
 
-    private func queuePlace(_ id: Int32) -> QueuePlace {
+    /// nil past `deepest`: a stream deeper than the one it is compared with cannot go first (and a browser's
+    /// chain of exclusive dependencies is as deep as its streams are many).
+    private func queuePlace(_ id: Int32, deepest: Int = .max) -> QueuePlace? {
         var node = nghttp2_session_find_stream(session, id)
-        guard node != nil else { return (.max, 0) }
+        guard node != nil else { return nil }
         var rank = 0, share = 1.0
         while let n = node, nghttp2_stream_get_stream_id(n) != 0 {
             rank += 1
+            if rank > deepest { return nil }
             share *= Double(nghttp2_stream_get_weight(n)) / 256
             node = nghttp2_stream_get_parent(n)
         }
@@ -291,16 +294,16 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
     /// nghttp2's fair queueing sends streams that enter its queue at once in the order they entered, whatever
     /// their weights (a stream the connection window held back queues ahead of one its own window held back).
     private func yieldsToPriority(_ s: H2Stream) -> Bool {
-        let mine = queuePlace(s.id)
+        guard let mine = queuePlace(s.id) else { return false }
         for other in streams.values where other !== s && other.hasDataToSend && !heldBack.contains(where: { $0 === other })
             && nghttp2_session_get_stream_remote_window_size(session, other.id) > 0 {
-            if H2Connection.precedes(queuePlace(other.id), mine) { return true }
+            if let place = queuePlace(other.id, deepest: mine.rank), H2Connection.precedes(place, mine) { return true }
         }
         return false
     }
 
     private func releaseHeldBack() {
-        let held = heldBack.map { ($0, queuePlace($0.id)) }.sorted { H2Connection.precedes($0.1, $1.1) }
+        let held = heldBack.map { ($0, queuePlace($0.id) ?? (.max, 0)) }.sorted { H2Connection.precedes($0.1, $1.1) }
         heldBack.removeAll()
         for (s, _) in held where !s.finished { nghttp2_session_resume_data(session, s.id) }
     }

@@ -170,51 +170,79 @@ int vigil_shared_mutex_lock(void *m) {
 
 void vigil_shared_mutex_unlock(void *m) { pthread_mutex_unlock((pthread_mutex_t *)m); }
 
-// An allocator that gives large blocks their own anonymous mapping: pages a library reserves but never
-// writes (nghttp2 sets aside a 16 kB frame buffer per session, of which an idle connection uses a few bytes)
-// then stay out of resident memory, where malloc would carve them from pages the heap already touched.
-// Every block carries a 16-byte header with its size, so free and realloc know which kind it is.
+// One nghttp2 session's allocator (its mem_user_data is the session's arena): blocks of a page or more get
+// mappings of their own, their sizes kept in the arena instead of a header in their first page, so that what
+// the session reserves and never writes stays out of resident memory (nghttp2 sets aside a 16 kB frame buffer
+// and a 4 kB stream table per session; an idle connection writes a few bytes of the one and none of the other),
+// and the frame buffer's pages can be given back while the connection idles. Smaller blocks come from malloc
+// with a 16-byte header holding their size.
 #include <sys/mman.h>
-#define VIGIL_LAZY_MIN 8192
 #define VIGIL_LAZY_HEADER 16
 
-void *vigil_lazy_malloc(size_t size, void *unused) {
-    (void)unused;
-    size_t total = size + VIGIL_LAZY_HEADER;
-    char *p;
-    if (size >= VIGIL_LAZY_MIN) {
-        p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED) return NULL;
-    } else {
-        p = malloc(total);
-        if (p == NULL) return NULL;
+static int vigil_lazy_mapped(vigil_lazy_arena *a, void *ptr) {
+    for (int i = 0; i < VIGIL_LAZY_SLOTS; i++) if (a->blocks[i] == ptr) return i;
+    return -1;
+}
+
+void *vigil_lazy_malloc(size_t size, void *arena) {
+    vigil_lazy_arena *a = arena;
+    if (size >= 4096) {
+        int slot = vigil_lazy_mapped(a, NULL);
+        if (slot >= 0) {
+            void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (p == MAP_FAILED) return NULL;
+            a->blocks[slot] = p;
+            a->sizes[slot] = size;
+            return p;
+        }
     }
+    char *p = malloc(size + VIGIL_LAZY_HEADER);
+    if (p == NULL) return NULL;
     *(size_t *)p = size;
     return p + VIGIL_LAZY_HEADER;
 }
 
-void vigil_lazy_free(void *ptr, void *unused) {
-    (void)unused;
-    if (ptr == NULL) return;
-    char *p = (char *)ptr - VIGIL_LAZY_HEADER;
-    size_t size = *(size_t *)p;
-    if (size >= VIGIL_LAZY_MIN) munmap(p, size + VIGIL_LAZY_HEADER); else free(p);
+static size_t vigil_lazy_size(vigil_lazy_arena *a, void *ptr) {
+    int slot = vigil_lazy_mapped(a, ptr);
+    return slot >= 0 ? a->sizes[slot] : *(size_t *)((char *)ptr - VIGIL_LAZY_HEADER);
 }
 
-void *vigil_lazy_calloc(size_t n, size_t size, void *unused) {
+void vigil_lazy_free(void *ptr, void *arena) {
+    vigil_lazy_arena *a = arena;
+    if (ptr == NULL) return;
+    int slot = vigil_lazy_mapped(a, ptr);
+    if (slot < 0) {
+        free((char *)ptr - VIGIL_LAZY_HEADER);
+        return;
+    }
+    munmap(ptr, a->sizes[slot]);
+    a->blocks[slot] = NULL;
+    if (a->idle_block == ptr) a->idle_block = NULL;
+}
+
+void *vigil_lazy_calloc(size_t n, size_t size, void *arena) {
     if (size != 0 && n > (size_t)-1 / size) return NULL;
-    void *p = vigil_lazy_malloc(n * size, unused);
+    void *p = vigil_lazy_malloc(n * size, arena);
     // A fresh mapping is zero already; only heap blocks need clearing.
-    if (p != NULL && n * size < VIGIL_LAZY_MIN) memset(p, 0, n * size);
+    if (p != NULL && vigil_lazy_mapped(arena, p) < 0) memset(p, 0, n * size);
     return p;
 }
 
-void *vigil_lazy_realloc(void *ptr, size_t size, void *unused) {
-    if (ptr == NULL) return vigil_lazy_malloc(size, unused);
-    size_t old = *(size_t *)((char *)ptr - VIGIL_LAZY_HEADER);
-    void *q = vigil_lazy_malloc(size, unused);
+void *vigil_lazy_realloc(void *ptr, size_t size, void *arena) {
+    if (ptr == NULL) return vigil_lazy_malloc(size, arena);
+    size_t old = vigil_lazy_size(arena, ptr);
+    void *q = vigil_lazy_malloc(size, arena);
     if (q == NULL) return NULL;
     memcpy(q, ptr, old < size ? old : size);
-    vigil_lazy_free(ptr, unused);
+    vigil_lazy_free(ptr, arena);
     return q;
+}
+
+void vigil_lazy_note_idle_block(vigil_lazy_arena *a) {
+    for (int i = 0; i < VIGIL_LAZY_SLOTS; i++) if (a->blocks[i] != NULL && a->sizes[i] > 4096) a->idle_block = a->blocks[i];
+}
+
+void vigil_lazy_release_idle_block(vigil_lazy_arena *a) {
+    int slot = a->idle_block ? vigil_lazy_mapped(a, a->idle_block) : -1;
+    if (slot >= 0) madvise(a->blocks[slot], a->sizes[slot], MADV_DONTNEED);
 }

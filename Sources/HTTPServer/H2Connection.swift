@@ -26,11 +26,18 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
     /// The default server of the address: its settings govern the connection (limits, timeouts).
     let defaultScope: SettingsScope
     private var session: OpaquePointer!
+    /// Where the session's memory comes from (see vigil_lazy_malloc).
+    private let arena: UnsafeMutablePointer<vigil_lazy_arena> = {
+        let a = UnsafeMutablePointer<vigil_lazy_arena>.allocate(capacity: 1)
+        a.initialize(to: vigil_lazy_arena())
+        return a
+    }()
+    /// When the connection, without streams, times out (keepalive_timeout, or client_header_timeout before the
+    /// first stream); its timer fires a second into the idleness first, to give memory back.
+    private var idleUntil: UInt64 = 0
     private var streams: [Int32: H2Stream] = [:]
     /// Taken from the worker's pool while bytes wait for the socket.
     private var outputQueue: OutputQueue?
-    /// Where response heads are written as HTTP/1 lines before they become HPACK fields.
-    let scratch = OutputQueue()
     private var timer: Timer?
     private var interest: UInt32 = Events.readable | Events.readHangup
     /// Inside nghttp2 (mem_recv's callbacks) or the send loop: a send asked for now runs when it returns.
@@ -46,6 +53,14 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
     private var totalBytes = 0, payloadBytes = 0
     /// Ended with GOAWAY for a flood or a header block too large: no lingering close.
     private var misbehaved = false
+    /// The client sent RFC 7540 priorities (a PRIORITY frame or a HEADERS frame's): DATA goes in nginx's order.
+    private var prioritized = false
+    /// Where an idle stream (one a PRIORITY frame placed) sat in the tree as the HEADERS opening it began.
+    private var idlePlace: (id: Int32, parent: Int32, weight: Int32, children: [(id: Int32, weight: Int32)])?
+    /// Streams whose DATA waits while a stream nginx puts first can go (see `yieldsToPriority`), and whether
+    /// the next send must not hold any back (what was held back got nowhere).
+    private var heldBack: [H2Stream] = []
+    private var holdOff = false
 
     /// Takes over a connection whose first bytes (or ALPN) said HTTP/2: its socket, TLS stream and PROXY
     /// header; `preread` is what was read of it already (the preface, or part of it).
@@ -59,15 +74,19 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
 
     deinit {
         if let session { nghttp2_session_del(session) }
+        arena.deallocate()
     }
 
     /// Starts the session: our SETTINGS and the connection window nginx opens, then whatever was read already.
     func start(preread: UnsafeRawBufferPointer) {
         var s: OpaquePointer?
+        var memory = nghttp2_mem(mem_user_data: arena, malloc: vigil_lazy_malloc, free: vigil_lazy_free, calloc: vigil_lazy_calloc,
+                                 realloc: vigil_lazy_realloc)
         guard nghttp2_session_server_new3(&s, H2Connection.callbacks, Unmanaged.passUnretained(self).toOpaque(), H2Connection.options,
-                                          &H2Connection.memory) == 0,
+                                          &memory) == 0,
               let s else { return close() }
         session = s
+        vigil_lazy_note_idle_block(arena)
         let h2 = defaultScope.settings.http2
         var settings = [
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: UInt32(h2.maxConcurrentStreams)),
@@ -225,8 +244,13 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
                     close()
                     return false
                 }
-                if n == 0 { break }
-                out.append(UnsafeRawBufferPointer(start: p, count: n))
+                if n > 0 { out.append(UnsafeRawBufferPointer(start: p, count: n)) }
+                // Streams held back for a better one queue again behind it, in nginx's order; if nothing went
+                // meanwhile, they go next without being held back again.
+                let spun = n == 0 && !heldBack.isEmpty
+                holdOff = spun
+                if !heldBack.isEmpty { releaseHeldBack() }
+                if n == 0 && !spun { break }
             }
             if out.isEmpty {
                 setInterest(writing: false)
@@ -243,6 +267,60 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
                 close()
                 return false
             }
+        }
+    }
+
+    /// nginx's place for a stream in its output queue (ngx_http_v2_queue_frame): a lower rank (nearer the root
+    /// of the dependency tree) first, then a larger share of the weights on the way to the root.
+    private typealias QueuePlace = (rank: Int, share: Double)
+    private static func precedes(_ a: QueuePlace, _ b: QueuePlace) -> Bool { a.rank < b.rank || a.rank == b.rank && a.share > b.share }
+
+    /// nil past `deepest`: a stream deeper than the one it is compared with cannot go first (and a browser's
+    /// chain of exclusive dependencies is as deep as its streams are many).
+    private func queuePlace(_ id: Int32, deepest: Int = .max) -> QueuePlace? {
+        var node = nghttp2_session_find_stream(session, id)
+        guard node != nil else { return nil }
+        var rank = 0, share = 1.0
+        while let n = node, nghttp2_stream_get_stream_id(n) != 0 {
+            rank += 1
+            if rank > deepest { return nil }
+            share *= Double(nghttp2_stream_get_weight(n)) / 256
+            node = nghttp2_stream_get_parent(n)
+        }
+        return (rank, share)
+    }
+
+    /// Whether `s`'s DATA should wait for another stream's that nginx would send first and that can go now.
+    /// nghttp2's fair queueing sends streams that enter its queue at once in the order they entered, whatever
+    /// their weights (a stream the connection window held back queues ahead of one its own window held back).
+    private func yieldsToPriority(_ s: H2Stream) -> Bool {
+        guard let mine = queuePlace(s.id) else { return false }
+        for other in streams.values where other !== s && other.hasDataToSend && !heldBack.contains(where: { $0 === other })
+            && nghttp2_session_get_stream_remote_window_size(session, other.id) > 0 {
+            if let place = queuePlace(other.id, deepest: mine.rank), H2Connection.precedes(place, mine) { return true }
+        }
+        return false
+    }
+
+    private func releaseHeldBack() {
+        let held = heldBack.map { ($0, queuePlace($0.id) ?? (.max, 0)) }.sorted { H2Connection.precedes($0.1, $1.1) }
+        heldBack.removeAll()
+        for (s, _) in held where !s.finished { nghttp2_session_resume_data(session, s.id) }
+    }
+
+    /// nghttp2 gives an idle stream the default priority when a HEADERS frame without one opens it, and moves
+    /// its children up; nginx keeps the place a PRIORITY frame gave it (RFC 7540 §5.3.4), and its children.
+    private func restoreIdlePlace(_ id: Int32) {
+        guard let place = idlePlace, place.id == id else { return }
+        idlePlace = nil
+        // A stream at the root gets the default weight again, as in nginx.
+        if place.parent != 0 {
+            var spec = nghttp2_priority_spec(stream_id: place.parent, weight: place.weight, exclusive: 0)
+            nghttp2_session_change_stream_priority(session, id, &spec)
+        }
+        for child in place.children {
+            var spec = nghttp2_priority_spec(stream_id: id, weight: child.weight, exclusive: 0)
+            nghttp2_session_change_stream_priority(session, child.id, &spec)
         }
     }
 
@@ -274,7 +352,9 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         if interest & Events.writable != 0 { return }
         // Read in place: a copy of the core settings would retain every array and string in them.
         if streams.isEmpty {
-            timer(UInt64(streamsBegun == 0 ? defaultScope.settings.core.clientHeaderTimeout : defaultScope.settings.core.keepaliveTimeout))
+            let limit = UInt64(streamsBegun == 0 ? defaultScope.settings.core.clientHeaderTimeout : defaultScope.settings.core.keepaliveTimeout)
+            idleUntil = service.loop.now + limit
+            timer(min(limit, 1000))
         } else if streams.values.contains(where: \.waitsForClient) {
             timer(UInt64(defaultScope.settings.core.sendTimeout))
         } else if let deadline = earliestClientDeadline {
@@ -301,6 +381,12 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
             let now = service.loop.now
             for s in streams.values where (s.clientDeadline ?? .max) <= now { s.clientTimedOut() }
             return send()
+        }
+        // Idle a second: nghttp2's frame buffer has nothing to send, and its pages go back until the next frame.
+        if service.loop.now < idleUntil {
+            vigil_lazy_release_idle_block(arena)
+            timer!.rearm(at: idleUntil)
+            return
         }
         // Idle past keepalive_timeout: GOAWAY, then the close.
         goAway()
@@ -400,11 +486,6 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         Unmanaged<H2Connection>.fromOpaque(user!).takeUnretainedValue()
     }
 
-    /// nghttp2 reserves a 16 kB frame buffer per session; its own mapping keeps the untouched part of it out
-    /// of an idle connection's resident memory.
-    nonisolated(unsafe) private static var memory = nghttp2_mem(mem_user_data: nil, malloc: vigil_lazy_malloc, free: vigil_lazy_free,
-                                                                calloc: vigil_lazy_calloc, realloc: vigil_lazy_realloc)
-
     private static let options: OpaquePointer = {
         var o: OpaquePointer?
         nghttp2_option_new(&o)
@@ -422,6 +503,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
     private static let callbacks: OpaquePointer = {
         var c: OpaquePointer?
         nghttp2_session_callbacks_new(&c)
+        nghttp2_session_callbacks_set_on_begin_frame_callback(c, beginFrame)
         nghttp2_session_callbacks_set_on_begin_headers_callback(c, beginHeaders)
         nghttp2_session_callbacks_set_on_header_callback(c, header)
         nghttp2_session_callbacks_set_on_frame_recv_callback(c, frameReceived)
@@ -432,11 +514,29 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         return c!
     }()
 
+    /// A HEADERS frame without a priority of its own begins on a stream a PRIORITY frame placed: where it sits
+    /// is noted before nghttp2 forgets it (`restoreIdlePlace`).
+    private static let beginFrame: nghttp2_on_begin_frame_callback = { session, hd, user in
+        guard let hd, hd.pointee.type == UInt8(NGHTTP2_HEADERS.rawValue), hd.pointee.flags & UInt8(NGHTTP2_FLAG_PRIORITY.rawValue) == 0 else { return 0 }
+        let c = connection(user)
+        guard c.prioritized, let stream = nghttp2_session_find_stream(session, hd.pointee.stream_id),
+              nghttp2_stream_get_state(stream) == NGHTTP2_STREAM_STATE_IDLE, let parent = nghttp2_stream_get_parent(stream) else { return 0 }
+        var children: [(id: Int32, weight: Int32)] = []
+        var child = nghttp2_stream_get_first_child(stream)
+        while let ch = child {
+            children.append((nghttp2_stream_get_stream_id(ch), nghttp2_stream_get_weight(ch)))
+            child = nghttp2_stream_get_next_sibling(ch)
+        }
+        c.idlePlace = (hd.pointee.stream_id, nghttp2_stream_get_stream_id(parent), nghttp2_stream_get_weight(stream), children)
+        return 0
+    }
+
     private static let beginHeaders: nghttp2_on_begin_headers_callback = { _, frame, user in
         guard let frame, frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue),
               frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST else { return 0 }
         let c = connection(user)
         let id = frame.pointee.hd.stream_id
+        c.restoreIdlePlace(id)
         c.streams[id] = H2Stream(id: id, connection: c, requestsBefore: c.streamsBegun)
         c.streamsBegun += 1
         c.lastStreamBegun = id
@@ -470,6 +570,9 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         c.totalBytes += 9 + frame.pointee.hd.length
         let type = frame.pointee.hd.type
         if type == UInt8(NGHTTP2_DATA.rawValue) || type == UInt8(NGHTTP2_HEADERS.rawValue) { c.payloadBytes += frame.pointee.hd.length }
+        if type == UInt8(NGHTTP2_PRIORITY.rawValue) || type == UInt8(NGHTTP2_HEADERS.rawValue) && frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_PRIORITY.rawValue) != 0 {
+            c.prioritized = true
+        }
         if c.totalBytes / 8 > c.payloadBytes + 1 << 20 {
             c.service.log.info("http2 flood detected, client: \(c.peerAddress)")
             c.misbehaved = true
@@ -530,10 +633,15 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
     /// queue defers the stream until more comes (or the end, with add_trailer's trailers after it).
     private static let readBody: nghttp2_data_source_read_callback = { session, id, buf, length, flags, source, user in
         let s = Unmanaged<H2Stream>.fromOpaque(source!.pointee.ptr).takeUnretainedValue()
+        let c = connection(user)
+        if c.prioritized && !c.holdOff && c.yieldsToPriority(s) {
+            c.heldBack.append(s)
+            return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+        }
         var n = min(length, s.pending.readable)
         // limit_rate, per stream as nginx applies it: past the budget the stream waits for its timer.
         if n > 0, let r = s.request, let rate = r.rate {
-            let now = connection(user).service.loop.now
+            let now = c.service.loop.now
             let budget = rate.budget(nowMs: now)
             guard budget > 0 else {
                 s.deferred = true

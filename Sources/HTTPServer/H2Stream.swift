@@ -242,6 +242,8 @@ final class H2Stream: ClientInfo, RequestTransport {
         if readingBody { connection.deliverLater(self) }
     }
 
+    func bodyFollows(_ head: RequestHead) -> Bool { head.hasBody || !bodyComplete }
+
     func bodyArrivedWhole(within room: Int) -> Bool { bodyComplete && preread.count <= room }
 
     func readBody(_ r: RequestContext) {
@@ -306,12 +308,13 @@ final class H2Stream: ClientInfo, RequestTransport {
 
     func writeHead(status: Int, reason: String?, framing: BodyFraming, _ leading: (OutputQueue) -> Void,
                    _ trailing: (OutputQueue) -> Void) -> Int {
-        let q = connection.scratch
-        q.clear()
+        // The head is written as HTTP/1 lines into a queue of the worker's pool (no connection keeps one).
+        let q = connection.service.buffers.takeOutput()
         leading(q)
         trailing(q)
         let lines = q.withUnsent { Array($0) }
         q.clear()
+        connection.service.buffers.giveOutput(q)
         if let r = request, connection.service.config.http?.readsSentHeaders == true {
             r.sentHead = Array("HTTP/2.0 \(status)\r\n".utf8) + lines
         }
@@ -362,6 +365,9 @@ final class H2Stream: ClientInfo, RequestTransport {
         if deferred { connection.resume(self) }
         connection.sendSoon()
     }
+
+    /// nghttp2 holds DATA of this stream it could send if flow control lets it.
+    var hasDataToSend: Bool { submitted && !deferred && !finished && (pending.readable > 0 || ended) }
 
     /// Response bytes wait for the client (its window or the socket), not for limit_rate: send_timeout runs.
     var waitsForClient: Bool { pending.readable > 0 && !(rateTimer?.isArmed ?? false) }

@@ -65,7 +65,7 @@ public final class RequestPipeline {
         }
         // nginx answers "Expect: 100-continue" whenever it reads or discards a body, even an empty one, and
         // client_body_in_file_only makes a file for an empty body too.
-        guard r.head.hasBody else {
+        guard r.transport.bodyFollows(r.head) else {
             return r.head.expectContinue || r.head.contentLength == 0 && r.bodyInFileOnly ? r.readBody(then: nil) : dispatch(r)
         }
         if case .proxy = r.content, let handler = service.proxyHandler, handler.streamsBody(r) {

@@ -168,6 +168,9 @@ public protocol RequestTransport: AnyObject {
     /// Drops the connection at once (444, an upstream that broke mid-body).
     func abort()
 
+    /// Whether a body follows the head: HTTP/1 says so by its Content-Length or chunking, HTTP/2 by a HEADERS
+    /// frame without END_STREAM (nginx reads to END_STREAM even after `content-length: 0`).
+    func bodyFollows(_ head: RequestHead) -> Bool
     /// Takes what the client has already sent of a body that fits `room` bytes; whether all of it is in. nginx
     /// reads such a body whole even where it would stream it.
     func bodyArrivedWhole(within room: Int) -> Bool
@@ -185,4 +188,8 @@ public protocol RequestTransport: AnyObject {
     /// after its request head to `received`. nil when the protocol cannot carry a tunnel.
     func becomeTunnel(_ handler: TunnelEventHandler, unsent: (UnsafeRawBufferPointer) -> Void,
                       received: (UnsafeRawBufferPointer) -> Void) -> TunnelEnd?
+}
+
+extension RequestTransport {
+    public func bodyFollows(_ head: RequestHead) -> Bool { head.hasBody }
 }

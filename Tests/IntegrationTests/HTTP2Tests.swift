@@ -136,6 +136,56 @@ final class HTTP2Tests: TLSTestCase {
             s.sendall(c.data_to_send())
             events, closed = drain(1.0)
             print("other", [dict(e.headers).get(":status") for e in events if isinstance(e, h2.events.ResponseReceived)])
+        elif mode == "emptybody":
+            # content-length: 0 on a HEADERS frame without END_STREAM: the body ends with the empty DATA frame.
+            c.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", "localhost"), (":path", sys.argv[3]),
+                               ("content-length", "0")])
+            s.sendall(c.data_to_send())
+            events, closed = drain(0.5)
+            print("early", [dict(e.headers).get(":status") for e in events if isinstance(e, h2.events.ResponseReceived)])
+            c.send_data(1, b"", end_stream=True)
+            s.sendall(c.data_to_send())
+            events, closed = drain(1.0)
+            print("late", [dict(e.headers).get(":status") for e in events if isinstance(e, h2.events.ResponseReceived)])
+        elif mode == "priority":
+            # Stream 1's response fills the connection window, stream 3's waits behind it; the priorities change
+            # (or were set by PRIORITY frames before the streams opened) and the windows open: DATA goes in
+            # nginx's order (h2_priority.t's cases).
+            def get(sid, path):
+                c.send_headers(sid, [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", path)], end_stream=True)
+                s.sendall(c.data_to_send())
+            if sys.argv[3] == "dependency":
+                c.prioritize(1, weight=16, depends_on=0)
+                c.prioritize(3, weight=16, depends_on=1)
+            get(1, "/t1.html")
+            drain(0.5)
+            get(3, "/t2.html")
+            drain(0.5)
+            if sys.argv[3] == "weight":
+                c.prioritize(1, weight=256)
+                c.prioritize(3, weight=1)
+            for sid in (1, 3, None):
+                c.increment_flow_control_window(2**17, stream_id=sid)
+            s.sendall(c.data_to_send())
+            events, closed = drain(1.0)
+            print("order", " ".join(str(e.stream_id) for e in events if isinstance(e, h2.events.DataReceived)))
+        elif mode == "idlerss":
+            # Resident memory per idle connection (preface and SETTINGS exchanged): the worker's RSS over a warm
+            # baseline, after the connections have been idle long enough to give back what they can.
+            pid, n = int(sys.argv[3]), int(sys.argv[4])
+            def rss():
+                return int([l for l in open("/proc/%d/status" % pid) if l.startswith("VmRSS:")][0].split()[1])
+            def idle():
+                k = socket.create_connection(("127.0.0.1", port), timeout=5)
+                k.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+                k.recv(65536)
+                return k
+            held = [idle() for _ in range(40)]
+            time.sleep(1.5)
+            base = rss()
+            held += [idle() for _ in range(n)]
+            time.sleep(1.5)
+            print("perconn", (rss() - base) * 1024 // n)
         elif mode == "zerowindow":
             # SETTINGS_INITIAL_WINDOW_SIZE 0: the response's DATA can never be sent.
             c.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", "/big")], end_stream=True)
@@ -437,6 +487,65 @@ final class HTTP2Tests: TLSTestCase {
         XCTAssertTrue(waitFor(5) { slow.openConnections == 0 }, "the upstream connection stayed open")
         XCTAssertTrue(waitFor(5) { self.logLines(v, "access.log").contains { $0.contains("\"GET /slow HTTP/2.0\" 499") } },
                       logLines(v, "access.log").joined(separator: "\n"))
+    }
+
+    func testAnEmptyBodyEndsAtEndStreamNotAtItsContentLength() throws {
+        let port = freePort()
+        let app = try RawServer(.fastCGI(FastCGITests.stdout("Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nok") + FastCGITests.end))
+        defer { app.stop() }
+        try startVigil("""
+            server {
+                listen 127.0.0.1:\(port);
+                http2 on;
+                location /buffered { fastcgi_pass 127.0.0.1:\(app.port); }
+                location /streamed { fastcgi_pass 127.0.0.1:\(app.port); fastcgi_request_buffering off; }
+            }
+            """)
+        // The application answers once its STDIN ends: buffered or streamed, that is at the empty DATA frame with
+        // END_STREAM, as nginx ends it, not at once for the content-length of 0.
+        let buffered = h2(["emptybody", String(port), "/buffered"])
+        XCTAssertEqual(buffered["early"], "[]", "\(buffered)")
+        XCTAssertEqual(buffered["late"], "['200']", "\(buffered)")
+        let streamed = h2(["emptybody", String(port), "/streamed"])
+        XCTAssertEqual(streamed["early"], "[]", "\(streamed)")
+        XCTAssertEqual(streamed["late"], "['200']", "\(streamed)")
+        XCTAssertEqual(app.accepted, 2)
+    }
+
+    func testDataGoesInNginxsPriorityOrder() throws {
+        let port = freePort()
+        // Slightly more than the initial window, as h2_priority.t's file.
+        try (1...8202).map { String(format: "X%04dXXX", $0) }.joined().write(toFile: scratch + "/t1.html", atomically: true, encoding: .utf8)
+        try "SEE-THIS".write(toFile: scratch + "/t2.html", atomically: true, encoding: .utf8)
+        try startVigil("""
+            server {
+                listen 127.0.0.1:\(port);
+                http2 on;
+                root \(scratch);
+            }
+            """)
+        // The heavier stream first, though the lighter one queued first; a parent first, though a PRIORITY frame
+        // placed it before its HEADERS came.
+        XCTAssertEqual(h2(["priority", String(port), "weight"])["order"], "1 3")
+        XCTAssertEqual(h2(["priority", String(port), "dependency"])["order"], "1 3")
+    }
+
+    /// nghttp2 sets aside a 16 kB frame buffer and a 4 kB stream table per session: an idle connection keeps
+    /// neither resident (the table is never written, the buffer's pages go back after a second without frames).
+    func testAnIdleConnectionKeepsLittleResident() throws {
+        let port = freePort()
+        let (v, master) = try startVigil("""
+            server {
+                listen 127.0.0.1:\(port);
+                http2 on;
+                location / { return 200 "ok"; }
+            }
+            """)
+        let worker = try XCTUnwrap(v.waitForWorkers(master, count: 1).first)
+        let facts = h2(["idlerss", String(port), String(worker), "180"])
+        // About 6 kB over h2c (the session, HPACK tables, the connection and its socket's file); 14 kB before.
+        let perConnection = try XCTUnwrap(Int(facts["perconn"] ?? ""), "\(facts)")
+        XCTAssertLessThan(perConnection, 9000)
     }
 
     func testLimitRateHoldsAStreamNotTheConnection() throws {

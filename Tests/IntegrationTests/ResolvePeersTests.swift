@@ -37,19 +37,22 @@ final class ResolvePeersTests: XCTestCase {
         (httpGet(port, "/status")?.body ?? "").split(separator: "\n").map(String.init)
     }
 
-    func config(_ extra: String = "") -> String {
-        Vigil.config(workers: 2, http: """
+    /// Upstream `app` resolving `server` through dnsmasq, its checks and status page; `extra` in the server.
+    func config(workers: Int = 2, server: String? = nil, valid: String = "1s", timeout: String = "1s",
+                check: String = "rise=2 fall=5 timeout=1000 type=http",
+                status: String = "check_status csv; check_status_admin on; allow 127.0.0.1; deny all;", _ extra: String = "") -> String {
+        Vigil.config(workers: workers, http: """
             upstream app {
                 zone app 64k;
-                resolver 127.0.0.1:\(dnsPort) valid=1s;
-                resolver_timeout 1s;
-                server app.test:\(backend) resolve;
-                check interval=30000 rise=2 fall=5 timeout=1000 type=http;
+                resolver 127.0.0.1:\(dnsPort) valid=\(valid);
+                resolver_timeout \(timeout);
+                server \(server ?? "app.test:\(backend) resolve");
+                check interval=30000 \(check);
             }
             server {
                 listen 127.0.0.1:\(port);
                 location / { proxy_pass http://app; }
-                location /status { check_status csv; check_status_admin on; allow 127.0.0.1; deny all; }
+                location /status { \(status) }
                 \(extra)
             }
             """)
@@ -87,20 +90,8 @@ final class ResolvePeersTests: XCTestCase {
     /// `service=http`: the SRV records of _http._tcp.app.test give each target's port and weight; the lowest
     /// priority is primary and the rest backup; a target whose address changes is followed.
     func testServiceRecordsGivePortsWeightsAndBackups() throws {
-        vigil = try Vigil(config: Vigil.config(workers: 1, http: """
-            upstream app {
-                zone app 64k;
-                resolver 127.0.0.1:\(dnsPort) valid=1s;
-                resolver_timeout 1s;
-                server app.test service=http resolve;
-                check interval=30000 rise=1 fall=1 timeout=1000 type=http;
-            }
-            server {
-                listen 127.0.0.1:\(port);
-                location / { proxy_pass http://app; }
-                location /status { check_status csv; }
-            }
-            """))
+        vigil = try Vigil(config: config(workers: 1, server: "app.test service=http resolve", check: "rise=1 fall=1 timeout=1000 type=http",
+                                         status: "check_status csv;"))
         hosts = vigil.prefix + "/dns-hosts"
         try "127.0.0.1 b1.test\n127.0.0.2 b2.test\n127.0.0.3 b3.test\n".write(toFile: hosts, atomically: true, encoding: .utf8)
         _ = try vigil.start()
@@ -134,20 +125,8 @@ final class ResolvePeersTests: XCTestCase {
         let live = try Vigil(config: Vigil.config(http: "server { listen 127.0.1.1:\(backend); location / { return 200 \"live\\n\"; } }"))
         defer { live.cleanup() }
         _ = try live.start()
-        vigil = try Vigil(config: Vigil.config(workers: 2, http: """
-            upstream app {
-                zone app 64k;
-                resolver 127.0.0.1:\(dnsPort) valid=30s;
-                resolver_timeout 2s;
-                server app.test service=http resolve;
-                check interval=30000 rise=1 fall=1 timeout=1000 type=tcp;
-            }
-            server {
-                listen 127.0.0.1:\(port);
-                location / { proxy_pass http://app; }
-                location /status { check_status csv; }
-            }
-            """))
+        vigil = try Vigil(config: config(server: "app.test service=http resolve", valid: "30s", timeout: "2s",
+                                         check: "rise=1 fall=1 timeout=1000 type=tcp", status: "check_status csv;"))
         hosts = vigil.prefix + "/dns-hosts"
         try (1...200).map { "127.0.1.\($0) t\($0).test\n" }.joined().write(toFile: hosts, atomically: true, encoding: .utf8)
         _ = try vigil.start()
@@ -208,20 +187,7 @@ final class ResolvePeersTests: XCTestCase {
     }
 
     func testResolvedPeersFollowTheNameAndNewOnesAreCheckedAtOnce() throws {
-        vigil = try Vigil(config: Vigil.config(workers: 2, http: """
-            upstream app {
-                zone app 64k;
-                resolver 127.0.0.1:\(dnsPort) valid=1s;
-                resolver_timeout 1s;
-                server app.test:\(backend) resolve;
-                check interval=30000 rise=2 fall=5 timeout=1000 type=http;
-            }
-            server {
-                listen 127.0.0.1:\(port);
-                location / { proxy_pass http://app; }
-                location /status { check_status csv; }
-            }
-            """))
+        vigil = try Vigil(config: config(status: "check_status csv;"))
         hosts = vigil.prefix + "/dns-hosts"
         try point([1, 2])
         _ = try vigil.start()

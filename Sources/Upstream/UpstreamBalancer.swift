@@ -7,15 +7,15 @@ import ShmTable
 public final class UpstreamBalancer {
     public let name: String
     public let method: Balancer
-    private(set) var primaries: [Peer]
-    private(set) var backups: [Peer]
+    private(set) var primaries: [Peer] = []
+    private(set) var backups: [Peer] = []
     let segment: Segment?
     /// `keepalive N` connections, when the upstream block asks for them.
     public var pool: KeepalivePool?
     /// `hash … consistent`: the ketama points.
     var points: ConsistentHashRing?
     /// The primaries' weights summed: the range the hash methods and `random` place into.
-    private(set) var totalWeight: Int
+    private(set) var totalWeight = 0
     /// `random`'s draws, seeded only for that method (a literal address's balancer is made per request when
     /// `proxy_pass` has variables: a getrandom() each would be a system call per request).
     var draws = RandomDraws(seed: 0)
@@ -58,14 +58,9 @@ public final class UpstreamBalancer {
                 if server.backup { b.append(peer) } else { p.append(peer) }
             }
         }
-        primaries = p
-        backups = b
-        single = p.count == 1 && b.isEmpty
-        totalWeight = p.reduce(0) { $0 + $1.weight }
-        peerCount = (p + b).count(where: { !$0.configuredDown })
         dynamicIndex = upstream.hasRunTimePeers ? segment?.dynamicUpstreamIndex(upstream.name) ?? -1 : -1
         configured = dynamicIndex >= 0 ? (upstream, p, b, ramps ? 16 : 1) : nil
-        if case .hash(_, true) = method { points = ConsistentHashRing(primaries) }
+        install(p, b)
         if case .random = method { draws = RandomDraws(seed: .random(in: .min ... .max)) }
         refreshMembership()
     }
@@ -101,6 +96,11 @@ public final class UpstreamBalancer {
             }
             if found.backup { b.append(peer) } else { p.append(peer) }
         }
+        install(p, b)
+    }
+
+    /// The peer lists, and what picks read derived from them.
+    private func install(_ p: [Peer], _ b: [Peer]) {
         primaries = p
         backups = b
         single = p.count == 1 && b.isEmpty
@@ -133,11 +133,7 @@ public final class UpstreamBalancer {
         firstVerdictWaitMs = 0
         dynamicIndex = -1
         configured = nil
-        primaries = peers
-        backups = []
-        single = peers.count == 1
-        totalWeight = peers.reduce(0) { $0 + $1.weight }
-        peerCount = peers.count
+        install(peers, [])
     }
 
     /// A peer's weight under slow_start: from 1 up to its weight, linearly over the window that began when its
@@ -185,10 +181,10 @@ public final class UpstreamBalancer {
     public static func slotKey(upstream: String, address: PeerAddress) -> String { "\(upstream)\u{0}\(address)" }
 
     /// The peers a request may try, as nginx counts its tries: those not marked `down`.
-    public private(set) var peerCount: Int
+    public private(set) var peerCount = 0
     /// One peer and no backup (a `proxy_pass` to one address, too): as nginx's `peers->single`, its passive
     /// failures never make it unusable, there being nothing else to send the request to.
-    private var single: Bool
+    private var single = false
 
     /// The state every balancer consults first: configured `down`, the shared check bit, passive failures,
     /// `max_conns`, and the peers this request already tried.

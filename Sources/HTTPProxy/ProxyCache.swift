@@ -18,8 +18,19 @@ final class CacheStore {
         self.spec = spec
     }
 
-    /// Deletes the files of the keys this worker pushed out of the full zone.
-    func deleteEvicted() {
+    /// The zone's `use`: a key it pushes out to make room loses its file here, as nginx's forced expiry does.
+    func use(_ key: CacheDigest, now: Int, nowMs: UInt64, lockAge: Int) -> CacheZone.Entry? {
+        defer { deleteEvicted() }
+        return zone.use(key, now: now, nowMs: nowMs, lockAge: lockAge)
+    }
+
+    /// The zone's `stored`, likewise.
+    func stored(_ key: CacheDigest, validUntil: Int, blocks: UInt64, now: Int) {
+        zone.stored(key, validUntil: validUntil, blocks: blocks, now: now)
+        deleteEvicted()
+    }
+
+    private func deleteEvicted() {
         guard !zone.evicted.isEmpty else { return }
         for digest in zone.takeEvicted() { unlink(ProxyCache.path(of: digest, in: spec)) }
     }

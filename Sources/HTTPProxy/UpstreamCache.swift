@@ -42,12 +42,11 @@ extension ProxySession {
         }
         request.cacheStatus = "MISS"
         let now = Int(time(nil))
-        guard var entry = store.zone.use(mainDigest, now: now, nowMs: loop.now, lockAge: cache.settings.lockAge) else {
+        guard var entry = store.use(mainDigest, now: now, nowMs: loop.now, lockAge: cache.settings.lockAge) else {
             request.log.log(.alert, "could not allocate node in cache keys zone \"\(store.zone.name)\"\(request.logContext)")
             cacheable = false
             return false
         }
-        store.deleteEvicted()
         if entry.error != 0 && entry.validUntil > now {
             request.cacheStatus = "HIT"
             giveUp(entry.error)
@@ -63,7 +62,7 @@ extension ProxySession {
                 mainKey = (key, mainDigest, path)
                 cacheKey = key + [0x0A] + variant
                 (cacheDigest, cachePath) = ProxyCache.locate(cacheKey, in: store.spec)
-                guard let e = store.zone.use(cacheDigest!, now: now, nowMs: loop.now, lockAge: cache.settings.lockAge) else {
+                guard let e = store.use(cacheDigest!, now: now, nowMs: loop.now, lockAge: cache.settings.lockAge) else {
                     cacheable = false
                     return false
                 }
@@ -75,7 +74,7 @@ extension ProxySession {
         if !rangeCacheable(cache.settings.maxRangeOffset) { cacheable = false }
         if let found {
             if found.file.validUntil > now {
-                if !entry.exists { store.zone.stored(digest, validUntil: found.file.validUntil, blocks: found.blocks, now: now) }
+                if !entry.exists { store.stored(digest, validUntil: found.file.validUntil, blocks: found.blocks, now: now) }
                 serveCached(found, "HIT")
                 return true
             }
@@ -122,7 +121,6 @@ extension ProxySession {
             guard let self, self.phase == .connecting, let digest = self.cacheDigest else { return }
             self.cacheLockTimer = nil
             if let found = self.openCached(), found.file.validUntil > Int(time(nil)) {
-                self.request.cacheStatus = "HIT"
                 return self.serveCached(found, "HIT")
             }
             if store.zone.lock(digest, nowMs: self.loop.now, lockAge: cache.settings.lockAge) {
@@ -232,7 +230,7 @@ extension ProxySession {
         let now = Int(time(nil))
         if let until = CachePolicy.freshness(status: found.file.status, fields: fields, ignored: cache.ignored, settings: cache.settings, now: now)?.validUntil,
            CacheFile.refresh(path: cachePath, validUntil: until) {
-            store.zone.stored(digest, validUntil: until, blocks: found.blocks, now: now)
+            store.stored(digest, validUntil: until, blocks: found.blocks, now: now)
             holdsCacheLock = false
         }
         phase = .connecting
@@ -289,8 +287,7 @@ extension ProxySession {
     /// The whole response was written to the cache's temporary file: it takes its place, and the zone knows it.
     func commitCached(_ s: StoredResponse) {
         guard s.commit(lastModified: nil), let store = cacheStore, let digest = cacheDigest else { return }
-        store.zone.stored(digest, validUntil: cacheValidUntil, blocks: UInt64((s.written + 4095) / 4096 * 8), now: Int(time(nil)))
-        store.deleteEvicted()
+        store.stored(digest, validUntil: cacheValidUntil, blocks: UInt64((s.written + 4095) / 4096 * 8), now: Int(time(nil)))
         holdsCacheLock = false
     }
 

@@ -1,3 +1,5 @@
+import Core
+
 /// The rules for a Host header and an absolute form's host. They are those of nginx 1.29.4, which are stricter
 /// than 1.22's: RFC 3986's reg-name (letters, digits, "-", ".", "_", "~", sub-delims, "%") or an IP literal in
 /// brackets, no "..", then an optional ":" and a port of at most 65535. nginx 1.22 also passes a "\" (which
@@ -7,24 +9,46 @@ public enum HostName {
     /// The name a valid host stands for, as nginx matches server names and sets `$host`: lowercased, without its
     /// port and a trailing dot ("Example.COM.:80" is "example.com", "[::1]:80" is "[::1]").
     public static func serverName(_ host: String) -> String {
-        let u = host.utf8
-        guard !u.contains(where: { $0 >= 0x80 }) else { return unicodeServerName(host) }
-        // ASCII, as a valid Host is: the name's bytes up to the port (or the literal's "]"), lowercased.
-        var end = u.count
-        if u.first == UInt8(ascii: "[") {
-            end = (u.firstIndex(of: UInt8(ascii: "]")).map { u.distance(from: u.startIndex, to: $0) + 1 }) ?? end
-        } else {
-            if let colon = u.firstIndex(of: UInt8(ascii: ":")) { end = u.distance(from: u.startIndex, to: colon) }
-            if end > 0 && u[u.index(u.startIndex, offsetBy: end - 1)] == UInt8(ascii: ".") { end -= 1 }
-        }
-        let upper = u.prefix(end).contains { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }
-        // The usual Host (lowercase, no port, no trailing dot) is its own name: no copy.
-        if end == u.count && !upper { return host }
-        return String(unsafeUninitializedCapacity: end) { out in
-            for (i, c) in u.prefix(end).enumerated() { out[i] = c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") ? c | 0x20 : c }
-            return end
+        withBytes(host) { u in
+            guard let end = asciiNameEnd(u) else { return unicodeServerName(host) }
+            // The usual Host (lowercase, no port, no trailing dot) is its own name: no copy.
+            if end == u.count && !u.contains(where: isUpper) { return host }
+            return String(unsafeUninitializedCapacity: end) { out in
+                for i in 0..<end { out[i] = lower(u[i]) }
+                return end
+            }
         }
     }
+
+    /// The same name as `serverName`, appended to `out`.
+    public static func appendServerName(_ host: String, to out: OutputQueue) {
+        withBytes(host) { u in
+            guard let end = asciiNameEnd(u) else { return out.append(unicodeServerName(host)) }
+            _ = out.append(upTo: end) { p in
+                for i in 0..<end { p.storeBytes(of: lower(u[i]), toByteOffset: i, as: UInt8.self) }
+                return end
+            }
+        }
+    }
+
+    private static func withBytes<R>(_ s: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        if let r = s.utf8.withContiguousStorageIfAvailable(body) { return r }
+        var copy = s
+        return copy.withUTF8(body)
+    }
+
+    /// Where an ASCII host's name ends: before the port (after an IP literal's "]") and a trailing dot; nil for a
+    /// host with bytes past ASCII, which Unicode rules lowercase.
+    private static func asciiNameEnd(_ u: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard !u.contains(where: { $0 >= 0x80 }) else { return nil }
+        if u.first == UInt8(ascii: "[") { return u.firstIndex(of: UInt8(ascii: "]")).map { $0 + 1 } ?? u.count }
+        var end = u.firstIndex(of: UInt8(ascii: ":")) ?? u.count
+        if end > 0 && u[end - 1] == UInt8(ascii: ".") { end -= 1 }
+        return end
+    }
+
+    @inline(__always) private static func isUpper(_ c: UInt8) -> Bool { c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") }
+    @inline(__always) private static func lower(_ c: UInt8) -> UInt8 { isUpper(c) ? c | 0x20 : c }
 
     private static func unicodeServerName(_ host: String) -> String {
         var h = host.lowercased()

@@ -1,3 +1,5 @@
+import Core
+
 /// A parsed request line and header block. The request line's parts are Strings (every request reads
 /// them); the header lines stay as the bytes that came, with where each field's name and value lie in
 /// them, so that passing them on (proxying) copies bytes and a header becomes a String only when something
@@ -81,6 +83,17 @@ public struct RequestHead: Sendable {
             joined = joined.map { $0 + separator + v } ?? v
         }
         return joined
+    }
+
+    /// The same values as `joinedValues`, appended to `out` as bytes; false when there is none.
+    public static func appendJoinedValues(of name: String, in bytes: UnsafeRawBufferPointer, _ fields: [HeaderField], separator: String, to out: OutputQueue) -> Bool {
+        var found = false
+        for f in fields where RequestParser.equalsIgnoringASCIICase(UnsafeRawBufferPointer(rebasing: bytes[f.name]), name) {
+            if found { out.append(separator) }
+            out.append(UnsafeRawBufferPointer(rebasing: bytes[f.value]))
+            found = true
+        }
+        return found
     }
 
     /// The first value of header `name` as a String. (The request path reads a header through its request,

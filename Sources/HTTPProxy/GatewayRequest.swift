@@ -38,13 +38,31 @@ final class GatewayRoute {
 /// A location's params, and the client headers they replace. A class: each request reads it, and a struct of
 /// two arrays copied out of its route retained and released both.
 final class GatewayParams {
-    let list: [GatewayParam]
+    /// One param as a request writes it: its name's bytes and what its value is made of, sorted out once.
+    struct Param {
+        enum Value {
+            case literal([UInt8])
+            case variable(Variable)
+            case template(Template)
+        }
+        let name: [UInt8]
+        let value: Value
+        let ifNotEmpty: Bool
+    }
+
+    let list: [Param]
     /// The client headers a `*_param HTTP_*` replaces, as their HTTP_ names' tails lowercased ("x_blah").
     private let replacedHeaders: [[UInt8]]
 
-    init(_ list: [GatewayParam]) {
-        self.list = list
-        replacedHeaders = list.compactMap { p in
+    init(_ params: [GatewayParam]) {
+        list = params.map { p in
+            let value: Param.Value
+            if let text = p.value.literal { value = .literal(Array(text.utf8)) }
+            else if let v = p.value.soleVariable { value = .variable(v) }
+            else { value = .template(p.value) }
+            return Param(name: Array(p.name.utf8), value: value, ifNotEmpty: p.ifNotEmpty)
+        }
+        replacedHeaders = params.compactMap { p in
             p.name.hasPrefix("HTTP_") ? Array(p.name.dropFirst(5).lowercased().utf8) : nil
         }
     }
@@ -204,16 +222,27 @@ extension ProxySession {
     /// values joined as nginx 1.23 joins them (Cookie's with "; ", others' with ", ").
     private func appendParams(_ out: OutputQueue, _ encoding: ParamEncoding) {
         let params = cacheable ? gateway?.cachingParams ?? gateway?.params : gateway?.params
-        // Elements read in place: a copy of each param retained and released its name and template.
-        params?.list.withUnsafeBufferPointer { list in
-            for i in list.indices {
-                let value = list[i].value.render(request)
-                if list[i].ifNotEmpty && value.isEmpty { continue }
-                encoding.open(name: list[i].name.utf8.count, value: value.utf8.count, into: out)
-                out.append(list[i].name)
-                encoding.between(value: value.utf8.count, into: out)
-                out.append(value)
-                encoding.close(into: out)
+        if let params {
+            // A value made of variables renders into a queue kept from one request to the next, then goes after
+            // its length. Elements are read in place: a copy of each param retained and released its parts.
+            let rendered = proxy.valueScratch
+            params.list.withUnsafeBufferPointer { list in
+                for i in list.indices {
+                    switch list[i].value {
+                    case .literal(let bytes):
+                        if list[i].ifNotEmpty && bytes.isEmpty { continue }
+                        bytes.withUnsafeBytes { appendParam(list[i].name, $0, out, encoding) }
+                        continue
+                    case .variable(let v):
+                        rendered.clear()
+                        _ = request.appendValue(v, to: rendered)
+                    case .template(let t):
+                        rendered.clear()
+                        t.render(request, into: rendered)
+                    }
+                    if list[i].ifNotEmpty && rendered.isEmpty { continue }
+                    rendered.withUnsent { appendParam(list[i].name, $0, out, encoding) }
+                }
             }
         }
         guard conf.passRequestHeaders else { return }
@@ -247,6 +276,14 @@ extension ProxySession {
                 encoding.close(into: out)
             }
         }
+    }
+
+    @inline(__always) private func appendParam(_ name: [UInt8], _ value: UnsafeRawBufferPointer, _ out: OutputQueue, _ encoding: ParamEncoding) {
+        encoding.open(name: name.count, value: value.count, into: out)
+        out.append(name)
+        encoding.between(value: value.count, into: out)
+        out.append(value)
+        encoding.close(into: out)
     }
 
     /// Writes the PARAMS record's length into its header at `start`, padded to eight bytes; params longer than a

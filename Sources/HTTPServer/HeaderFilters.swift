@@ -19,12 +19,15 @@ public enum HeaderFilter {
         }
     }
 
+    /// The Server lines of `server_tokens on` and `off`, made once: every response head carries one.
+    private static let serverTokenLine = "Server: \(Version.serverToken)\r\n"
+    private static let serverNameLine = "Server: \(Version.serverName)\r\n"
+
     static func write(_ r: RequestContext, upstreamSent: (server: Bool, date: Bool), into w: OutputQueue) {
-        // Each name with its colon in one append: every response head carries both.
         if !upstreamSent.server {
             switch r.settings.core.serverTokens {
-            case .on: w.append("Server: \(Version.serverToken)\r\n")
-            case .off: w.append("Server: \(Version.serverName)\r\n")
+            case .on: w.append(serverTokenLine)
+            case .off: w.append(serverNameLine)
             case .custom(let t):
                 let s = t.render(r)
                 if !s.isEmpty { w.header("Server", s) }

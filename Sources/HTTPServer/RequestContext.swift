@@ -210,6 +210,8 @@ public final class RequestContext: ScriptContext {
 
     public func value(_ v: Variable) -> String? { Variables(request: self).value(v) }
 
+    public func appendValue(_ v: Variable, to out: OutputQueue) -> Bool { Variables(request: self).append(v, to: out) }
+
     public var uriWasQuoted: Bool { head.pathWasEscaped || head.path.utf8.contains(UInt8(ascii: "+")) }
 
     public func setUser(_ index: Int, _ value: String) {

@@ -175,6 +175,37 @@ struct Variables {
         }
     }
 
+    /// The value's bytes appended to `out` (false: it has none). The variables a gateway's params send for every
+    /// request (Debian's fastcgi_params) are written from what the request holds, without a String each.
+    func append(_ variable: Variable, to out: OutputQueue) -> Bool {
+        switch variable {
+        case .serverProtocol:
+            out.append("HTTP/")
+            out.append(request.head.versionMajor)
+            out.append(".")
+            out.append(request.head.versionMinor)
+        case .remotePort: if client.port != 0 { out.append(Int(client.port)) }
+        case .serverPort: out.append(Int(client.listen.address.port))
+        case .host:
+            if let h = request.head.host, !h.isEmpty { HostName.appendServerName(h, to: out) } else { out.append(request.server.name) }
+        case .contentType: return appendHeader("content-type", to: out)
+        case .httpHeader(let name): return appendHeader(name, to: out)
+        case .fastcgiScriptName where request.settings.fastcgi.splitPathInfo == nil && request.uri.utf8.last != UInt8(ascii: "/"):
+            out.append(request.uri)
+        default:
+            guard let s = value(variable) else { return false }
+            out.append(s)
+        }
+        return true
+    }
+
+    private func appendHeader(_ name: String, to out: OutputQueue) -> Bool {
+        let fields = request.head.fields
+        return request.head.block.withUnsafeBytes {
+            RequestHead.appendJoinedValues(of: name, in: $0, fields, separator: name == "cookie" ? "; " : ", ", to: out)
+        }
+    }
+
     /// A `map` variable, chosen when first read and kept for the request unless the map is volatile.
     private func mapped(_ i: Int) -> String? {
         guard let map = service.config.http?.variables.maps[i] else { return nil }

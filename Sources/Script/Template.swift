@@ -4,6 +4,9 @@ import Core
 /// the groups of the last regex match, and a URI and arguments that `rewrite` may change.
 public protocol ScriptContext: AnyObject {
     func value(_ v: Variable) -> String?
+    /// The value's UTF-8 appended to `out`; false when the variable has none. A context writes the values it
+    /// holds without a String for each (a gateway's params render twenty per request).
+    func appendValue(_ v: Variable, to out: OutputQueue) -> Bool
     func setUser(_ index: Int, _ value: String)
     /// `set` on a built-in for which `Variable.isSettable` holds.
     func setBuiltin(_ v: Variable, _ value: String)
@@ -14,6 +17,14 @@ public protocol ScriptContext: AnyObject {
     var uriWasQuoted: Bool { get }
     /// An `if` block's condition held: its configuration (the location's `if` block number `ifBlock`) applies.
     func select(ifBlock: Int)
+}
+
+extension ScriptContext {
+    public func appendValue(_ v: Variable, to out: OutputQueue) -> Bool {
+        guard let s = value(v) else { return false }
+        out.append(s)
+        return true
+    }
 }
 
 /// A string with `$name`, `${name}` and `$1`…`$9` in it, split once, when the configuration loads; the names
@@ -72,6 +83,17 @@ public final class Template: @unchecked Sendable {
         parts = parts.map { if case .name(let n) = $0 { return .variable(Variable(name: n, table: table)) } else { return $0 } }
     }
 
+    /// The template's one part when it has no other: its text, or its variable (resolved).
+    public var literal: String? {
+        if parts.isEmpty { return "" }
+        if parts.count == 1, case .literal(let s) = parts[0] { return s }
+        return nil
+    }
+    public var soleVariable: Variable? {
+        if parts.count == 1, case .variable(let v) = parts[0] { return v }
+        return nil
+    }
+
     /// The text with `ctx`'s values; a variable without one is empty.
     public func render(_ ctx: ScriptContext) -> String {
         if parts.count == 1 {
@@ -85,6 +107,17 @@ public final class Template: @unchecked Sendable {
         var out = ""
         render(ctx, into: &out) { $0 ?? "" }
         return out
+    }
+
+    /// The same text as `render`, appended to `out` as UTF-8 without a String in between.
+    public func render(_ ctx: ScriptContext, into out: OutputQueue) {
+        for p in parts {
+            switch p {
+            case .literal(let s): out.append(s)
+            case .variable(let v): _ = ctx.appendValue(v, to: out)
+            case .name(let n): _ = ctx.appendValue(Variable(name: n), to: out)
+            }
+        }
     }
 
     /// An access log line (`log_format`), appended to `line` (a buffer kept from one request to the next):

@@ -13,12 +13,12 @@ struct ResponseRate {
     /// The response's rate: the request's own ($limit_rate, X-Accel-Limit-Rate), else the location's, which
     /// becomes the request's (as nginx's write filter settles r->limit_rate); nil when unlimited.
     init?(_ r: RequestContext, nowMs: UInt64) {
-        let core = r.settings.core
-        let rate = r.limitRate ?? core.limitRate.flatMap { Values.size($0.render(r)) } ?? 0
+        // Read in place: a copy of the core settings retains every reference in them.
+        let rate = r.limitRate ?? r.settings.core.limitRate.flatMap { Values.size($0.render(r)) } ?? 0
         r.limitRate = rate
         guard rate > 0 else { return nil }
         bytesPerSecond = rate
-        after = core.limitRateAfter.flatMap { Values.size($0.render(r)) } ?? 0
+        after = r.settings.core.limitRateAfter.flatMap { Values.size($0.render(r)) } ?? 0
         startMs = r.startUs / 1000
     }
 

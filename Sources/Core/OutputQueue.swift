@@ -75,6 +75,16 @@ public final class OutputQueue {
         if let from = bytes.baseAddress { (base.unsafelyUnwrapped + offset).copyMemory(from: from, byteCount: bytes.count) }
     }
 
+    /// Opens `n` bytes at `offset` by moving what follows it along (a length written ahead of what it measures,
+    /// which turned out to need more bytes than were kept for it). The queue holds bytes past `offset`.
+    public func open(_ n: Int, at offset: Int) {
+        precondition(offset >= sentBytes && offset < end)
+        _ = reserve(n)
+        let from = base.unsafelyUnwrapped + offset
+        (from + n).copyMemory(from: UnsafeRawPointer(from), byteCount: end - offset)
+        end += n
+    }
+
     /// Drops what was appended past the first `n` bytes.
     public func truncate(to n: Int) {
         precondition(n <= end && n >= sentBytes)

@@ -35,33 +35,42 @@ final class GatewayRoute {
     ]
 }
 
-/// A location's params, and the client headers they replace. A class: each request reads it, and a struct of
-/// two arrays copied out of its route retained and released both.
+/// A location's params, and the client headers they replace. Names and literal values lie in one array of
+/// bytes, read in place for every request: an array per param retained and released each of them.
 final class GatewayParams {
-    /// One param as a request writes it: its name's bytes and what its value is made of, sorted out once.
     struct Param {
         enum Value {
-            case literal([UInt8])
+            case literal(Range<Int>)
             case variable(Variable)
             case template(Template)
         }
-        let name: [UInt8]
+        let name: Range<Int>
         let value: Value
         let ifNotEmpty: Bool
     }
 
     let list: [Param]
+    /// The names and literal values the list's ranges point into.
+    let text: [UInt8]
     /// The client headers a `*_param HTTP_*` replaces, as their HTTP_ names' tails lowercased ("x_blah").
     private let replacedHeaders: [[UInt8]]
 
     init(_ params: [GatewayParam]) {
+        var text: [UInt8] = []
+        func add(_ s: String) -> Range<Int> {
+            let start = text.count
+            text.append(contentsOf: s.utf8)
+            return start..<text.count
+        }
         list = params.map { p in
+            let name = add(p.name)
             let value: Param.Value
-            if let text = p.value.literal { value = .literal(Array(text.utf8)) }
+            if let literal = p.value.literal { value = .literal(add(literal)) }
             else if let v = p.value.soleVariable { value = .variable(v) }
             else { value = .template(p.value) }
-            return Param(name: Array(p.name.utf8), value: value, ifNotEmpty: p.ifNotEmpty)
+            return Param(name: name, value: value, ifNotEmpty: p.ifNotEmpty)
         }
+        self.text = text
         replacedHeaders = params.compactMap { p in
             p.name.hasPrefix("HTTP_") ? Array(p.name.dropFirst(5).lowercased().utf8) : nil
         }
@@ -100,6 +109,45 @@ enum ParamEncoding {
 
     @inline(__always) func close(into out: OutputQueue) {
         if self == .scgi { GatewayRequest.byte(0, into: out) }
+    }
+
+    /// A pair whose value `value` renders straight into `out`, its length written ahead of it once known (a
+    /// FastCGI length past 127 takes three more bytes, opened in place); nothing when `ifNotEmpty` and it
+    /// rendered empty.
+    @inline(__always) func pair(name: UnsafeRawBufferPointer, ifNotEmpty: Bool, into out: OutputQueue, _ value: () -> Void) {
+        let start = out.count
+        let slot: Int
+        switch self {
+        case .fastcgi:
+            GatewayRequest.fastcgiLength(name.count, into: out)
+            slot = out.count
+            GatewayRequest.byte(0, into: out)
+            out.append(name)
+        case .uwsgi:
+            GatewayRequest.uint16(name.count, into: out)
+            out.append(name)
+            slot = out.count
+            GatewayRequest.uint16(0, into: out)
+        case .scgi:
+            out.append(name)
+            GatewayRequest.byte(0, into: out)
+            slot = out.count
+        }
+        let from = out.count
+        value()
+        let n = out.count - from
+        if n == 0 && ifNotEmpty { return out.truncate(to: start) }
+        switch self {
+        case .fastcgi:
+            if n > 127 { out.open(3, at: slot + 1) }
+            var (bytes, count) = FastCGI.length(n)
+            withUnsafeBytes(of: &bytes) { out.overwrite(at: slot, UnsafeRawBufferPointer(rebasing: $0.prefix(count))) }
+        case .uwsgi:
+            var b = (UInt8(truncatingIfNeeded: n), UInt8(truncatingIfNeeded: n >> 8))
+            withUnsafeBytes(of: &b) { out.overwrite(at: slot, $0) }
+        case .scgi:
+            GatewayRequest.byte(0, into: out)
+        }
     }
 }
 
@@ -223,25 +271,26 @@ extension ProxySession {
     private func appendParams(_ out: OutputQueue, _ encoding: ParamEncoding) {
         let params = cacheable ? gateway?.cachingParams ?? gateway?.params : gateway?.params
         if let params {
-            // A value made of variables renders into a queue kept from one request to the next, then goes after
-            // its length. Elements are read in place: a copy of each param retained and released its parts.
-            let rendered = proxy.valueScratch
-            params.list.withUnsafeBufferPointer { list in
-                for i in list.indices {
-                    switch list[i].value {
-                    case .literal(let bytes):
-                        if list[i].ifNotEmpty && bytes.isEmpty { continue }
-                        bytes.withUnsafeBytes { appendParam(list[i].name, $0, out, encoding) }
-                        continue
-                    case .variable(let v):
-                        rendered.clear()
-                        _ = request.appendValue(v, to: rendered)
-                    case .template(let t):
-                        rendered.clear()
-                        t.render(request, into: rendered)
+            let request = self.request
+            // Read in place: a copy of each param retained and released its parts.
+            params.text.withUnsafeBytes { text in
+                params.list.withUnsafeBufferPointer { list in
+                    for i in list.indices {
+                        let name = UnsafeRawBufferPointer(rebasing: text[list[i].name])
+                        switch list[i].value {
+                        case .literal(let range):
+                            if list[i].ifNotEmpty && range.isEmpty { continue }
+                            encoding.open(name: name.count, value: range.count, into: out)
+                            out.append(name)
+                            encoding.between(value: range.count, into: out)
+                            out.append(UnsafeRawBufferPointer(rebasing: text[range]))
+                            encoding.close(into: out)
+                        case .variable(let v):
+                            encoding.pair(name: name, ifNotEmpty: list[i].ifNotEmpty, into: out) { _ = request.appendValue(v, to: out) }
+                        case .template(let t):
+                            encoding.pair(name: name, ifNotEmpty: list[i].ifNotEmpty, into: out) { t.render(request, into: out) }
+                        }
                     }
-                    if list[i].ifNotEmpty && rendered.isEmpty { continue }
-                    rendered.withUnsent { appendParam(list[i].name, $0, out, encoding) }
                 }
             }
         }
@@ -276,14 +325,6 @@ extension ProxySession {
                 encoding.close(into: out)
             }
         }
-    }
-
-    @inline(__always) private func appendParam(_ name: [UInt8], _ value: UnsafeRawBufferPointer, _ out: OutputQueue, _ encoding: ParamEncoding) {
-        encoding.open(name: name.count, value: value.count, into: out)
-        out.append(name)
-        encoding.between(value: value.count, into: out)
-        out.append(value)
-        encoding.close(into: out)
     }
 
     /// Writes the PARAMS record's length into its header at `start`, padded to eight bytes; params longer than a

@@ -29,8 +29,6 @@ public final class ProxyHandler: RequestHandler {
     var responseFields: [HeaderField] = []
     /// An SCGI request's params, written before their netstring's length is known.
     let paramScratch = OutputQueue()
-    /// One param's value as it renders, before its length is written ahead of it.
-    let valueScratch = OutputQueue()
     /// This worker's share of the caches' upkeep.
     private var cacheManagers: [CacheManager] = []
 

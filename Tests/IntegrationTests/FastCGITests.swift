@@ -109,6 +109,11 @@ final class FastCGITests: XCTestCase {
         XCTAssertTrue(waitFor(3) { self.vigil.errorLog().contains("FastCGI sent in stderr: \"PHP message: careful now\" while reading response header from upstream") },
                       vigil.errorLog())
 
+        // A value past 127 bytes takes FastCGI's four-byte length.
+        let long = String(repeating: "q", count: 300)
+        let longGet = try httpExchange(port, getRequest("/index.php?\(long)"))
+        XCTAssertTrue(String(decoding: longGet.body, as: UTF8.self).contains("|\(long)|localhost|"), String(decoding: longGet.body, as: UTF8.self))
+
         let post = try httpExchange(port, "POST /index.php?code=404 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello")
         XCTAssertEqual(post.status, 404)
         XCTAssertNil(post.header("Status"))

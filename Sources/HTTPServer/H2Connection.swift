@@ -35,7 +35,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
     /// When the connection, without streams, times out (keepalive_timeout, or client_header_timeout before the
     /// first stream); its timer fires a second into the idleness first, to give memory back.
     private var idleUntil: UInt64 = 0
-    private var streams: [Int32: H2Stream] = [:]
+    private var streams = StreamTable()
     /// Taken from the worker's pool while bytes wait for the socket.
     private var outputQueue: OutputQueue?
     private var timer: Timer?
@@ -439,7 +439,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
     }
 
     public func shutdownBegan() {
-        goAway(last: streams.keys.max() ?? lastStreamBegun)
+        goAway(last: streams.values.map(\.id).max() ?? lastStreamBegun)
         send()
     }
 
@@ -537,7 +537,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
         let c = connection(user)
         let id = frame.pointee.hd.stream_id
         c.restoreIdlePlace(id)
-        c.streams[id] = H2Stream(id: id, connection: c, requestsBefore: c.streamsBegun)
+        c.streams.insert(H2Stream(id: id, connection: c, requestsBefore: c.streamsBegun))
         c.streamsBegun += 1
         c.lastStreamBegun = id
         // keepalive_requests, keepalive_time and keepalive_timeout 0 end the connection after this stream, as
@@ -617,7 +617,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection {
 
     private static let streamClosed: nghttp2_on_stream_close_callback = { _, id, code, user in
         let c = connection(user)
-        guard let s = c.streams.removeValue(forKey: id) else { return 0 }
+        guard let s = c.streams.remove(id) else { return 0 }
         s.closed(errorCode: code)
         return 0
     }
@@ -742,4 +742,27 @@ struct H2Fields {
             }
         }
     }
+}
+
+/// A connection's open streams. An array searched by id: a connection has a few open at a time (at most
+/// http2_max_concurrent_streams), and every header field, DATA chunk and frame looks its stream up, which a
+/// dictionary paid a hash for.
+struct StreamTable {
+    private(set) var values: [H2Stream] = []
+
+    var isEmpty: Bool { values.isEmpty }
+
+    subscript(id: Int32) -> H2Stream? {
+        for s in values where s.id == id { return s }
+        return nil
+    }
+
+    mutating func insert(_ s: H2Stream) { values.append(s) }
+
+    mutating func remove(_ id: Int32) -> H2Stream? {
+        guard let i = values.firstIndex(where: { $0.id == id }) else { return nil }
+        return values.remove(at: i)
+    }
+
+    mutating func removeAll() { values.removeAll() }
 }

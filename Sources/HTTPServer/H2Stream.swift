@@ -65,6 +65,7 @@ final class H2Stream: ClientInfo, RequestTransport {
         let large = c.defaultScope.settings.core.largeClientHeaderBuffers
         headRoom = large.count * large.size
         waitingSince = c.service.loop.now
+        fields = c.service.headBlocks.take()
         super.init(fd: c.fd, address: c.peerAddress, port: c.peerPort, isIPv6: c.peerIsIPv6, listen: c.listen, serial: c.serial,
                    openedAt: c.openedAt)
         tls = c.tls
@@ -128,7 +129,7 @@ final class H2Stream: ClientInfo, RequestTransport {
         }
         if H2Fields.same(name, "cookie") {
             // Cookie crumbs are one header again, joined as nginx joins them.
-            if !cookies.isEmpty { cookies += "; ".utf8 }
+            if !cookies.isEmpty { cookies.append(ascii: "; ") }
             cookies += value
             return true
         }
@@ -136,9 +137,9 @@ final class H2Stream: ClientInfo, RequestTransport {
         // own fields mean nothing in HTTP/2 (RFC 9113 §8.2.2) and must not reach an upstream as HTTP/1's.
         if authority != nil && H2Fields.same(name, "host") || H2Fields.connectionSpecific(name) { return true }
         fields += name
-        fields += ": ".utf8
+        fields.append(ascii: ": ")
         fields += value
-        fields += "\r\n".utf8
+        fields.append(ascii: "\r\n")
         return true
     }
 
@@ -157,24 +158,26 @@ final class H2Stream: ClientInfo, RequestTransport {
         guard let method, let path, scheme != nil, refusal == nil else {
             return fail(400, refusal ?? "client sent no :\(method == nil ? "method" : scheme == nil ? "scheme" : "path") header")
         }
-        var text: [UInt8] = []
+        // Both arrays come from the worker's pool and go back to it: the parser keeps a copy of its own.
+        var text = service.headBlocks.take()
         text.reserveCapacity(method.utf8.count + path.utf8.count + fields.count + cookies.count + 64)
-        text += method.utf8
+        text.append(utf8: method)
         text.append(UInt8(ascii: " "))
-        text += path.utf8
-        text += " HTTP/1.1\r\n".utf8
+        text.append(utf8: path)
+        text.append(ascii: " HTTP/1.1\r\n")
         if let authority {
-            text += "Host: ".utf8
-            text += authority.utf8
-            text += "\r\n".utf8
+            text.append(ascii: "Host: ")
+            text.append(utf8: authority)
+            text.append(ascii: "\r\n")
         }
         text += fields
         if !cookies.isEmpty {
-            text += "Cookie: ".utf8
+            text.append(ascii: "Cookie: ")
             text += cookies
-            text += "\r\n".utf8
+            text.append(ascii: "\r\n")
         }
-        text += "\r\n".utf8
+        text.append(ascii: "\r\n")
+        service.headBlocks.give(fields)
         fields = []
         cookies = []
         // The head's size was held to large_client_header_buffers field by field; the parser takes it whole.
@@ -182,6 +185,7 @@ final class H2Stream: ClientInfo, RequestTransport {
         let result = text.withUnsafeBytes {
             RequestParser.parse($0, rules: rules, storage: HeadStorage(block: service.headBlocks.take(), fields: service.fieldLists.take()))
         }
+        service.headBlocks.give(text)
         switch consume result {
         case .incomplete:
             fail(400, "client sent invalid header")

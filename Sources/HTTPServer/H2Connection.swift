@@ -687,6 +687,8 @@ struct H2Fields {
     init(_ bytes: [UInt8]) {
         block = bytes
         var found: [(name: Range<Int>, value: Range<Int>)] = []
+        // One allocation for the list: a line per LF.
+        found.reserveCapacity(bytes.withUnsafeBytes { b in b.reduce(0) { $1 == 0x0A ? $0 + 1 : $0 } })
         block.withUnsafeMutableBytes { b in
             var start = 0
             while start < b.count, let nl = memchr(b.baseAddress! + start, 0x0A, b.count - start) {
@@ -726,19 +728,28 @@ struct H2Fields {
     /// nghttp2's view of the fields, `:status` first when given; valid during `body` (nghttp2 copies them).
     mutating func withNV(status: Int?, _ body: (UnsafeBufferPointer<nghttp2_nv>) -> Int32) -> Int32 {
         let lines = self.lines
-        var pseudo = Array(":status".utf8) + Array(String(status ?? 0).utf8)
-        return block.withUnsafeMutableBufferPointer { b in
-            pseudo.withUnsafeMutableBufferPointer { p in
-                var nva: [nghttp2_nv] = []
-                nva.reserveCapacity(lines.count + 1)
-                if status != nil {
-                    nva.append(nghttp2_nv(name: p.baseAddress, value: p.baseAddress! + 7, namelen: 7, valuelen: p.count - 7, flags: 0))
+        // ":status" and its three digits, and the list, on the stack: nghttp2 copies them.
+        var pseudo: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0x3A, 0x73, 0x74, 0x61, 0x74, 0x75, 0x73, 0, 0, 0)
+        return withUnsafeMutableBytes(of: &pseudo) { p in
+            let code = min(max(status ?? 0, 0), 999)
+            p[7] = UInt8(0x30 + code / 100)
+            p[8] = UInt8(0x30 + code / 10 % 10)
+            p[9] = UInt8(0x30 + code % 10)
+            let base = p.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            return block.withUnsafeMutableBufferPointer { b in
+                withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: lines.count + 1) { nva in
+                    var n = 0
+                    if status != nil {
+                        nva[n] = nghttp2_nv(name: base, value: base + 7, namelen: 7, valuelen: 3, flags: 0)
+                        n += 1
+                    }
+                    for (name, value) in lines {
+                        nva[n] = nghttp2_nv(name: b.baseAddress! + name.lowerBound, value: b.baseAddress! + value.lowerBound,
+                                            namelen: name.count, valuelen: value.count, flags: 0)
+                        n += 1
+                    }
+                    return body(UnsafeBufferPointer(rebasing: nva[..<n]))
                 }
-                for (name, value) in lines {
-                    nva.append(nghttp2_nv(name: b.baseAddress! + name.lowerBound, value: b.baseAddress! + value.lowerBound,
-                                          namelen: name.count, valuelen: value.count, flags: 0))
-                }
-                return nva.withUnsafeBufferPointer(body)
             }
         }
     }

@@ -151,4 +151,19 @@ final class OutputQueueTests: XCTestCase {
         XCTAssertTrue(q.poolable, "the large storage was given back and a small one made")
         XCTAssertEqual(String(decoding: drain(b), as: UTF8.self), "z")
     }
+
+    func testOpenMovesWhatFollowsAlong() {
+        let q = OutputQueue()
+        q.append("abcdef")
+        q.open(3, at: 2)
+        XCTAssertEqual(q.count, 9)
+        "XYZ".utf8.withContiguousStorageIfAvailable { q.overwrite(at: 2, UnsafeRawBufferPointer($0)) }
+        XCTAssertEqual(String(decoding: q.bytes, as: UTF8.self), "abXYZcdef")
+        // Past its storage: the queue grows and keeps every byte.
+        let long = String(repeating: "x", count: 5000)
+        q.append(long)
+        q.open(2, at: 0)
+        "<>".utf8.withContiguousStorageIfAvailable { q.overwrite(at: 0, UnsafeRawBufferPointer($0)) }
+        XCTAssertEqual(String(decoding: q.bytes, as: UTF8.self), "<>abXYZcdef" + long)
+    }
 }

@@ -38,6 +38,7 @@ final class SCGIAndUWSGITests: XCTestCase {
                     scgi_pass 127.0.0.1:\(app.port);
                     scgi_param REQUEST_METHOD $request_method;
                     scgi_param EMPTY "" if_not_empty;
+                    scgi_param QS $query_string if_not_empty;
                     scgi_param HTTP_X_GIVEN given;
                 }
             }
@@ -50,6 +51,11 @@ final class SCGIAndUWSGITests: XCTestCase {
         let params = "CONTENT_LENGTH\u{0}5\u{0}REQUEST_METHOD\u{0}POST\u{0}HTTP_X_GIVEN\u{0}given\u{0}HTTP_HOST\u{0}localhost\u{0}"
             + "HTTP_X_TWO\u{0}a, b\u{0}HTTP_CONTENT_LENGTH\u{0}5\u{0}"
         XCTAssertEqual(String(decoding: r.body, as: UTF8.self), "\(params.utf8.count):\(params),hello")
+        // A variable's value is written in place: present when it has one, however long.
+        let long = String(repeating: "v", count: 300)
+        let withQuery = try httpExchange(port, "POST /x?\(long) HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello")
+        XCTAssertTrue(String(decoding: withQuery.body, as: UTF8.self).contains("REQUEST_METHOD\u{0}POST\u{0}QS\u{0}\(long)\u{0}HTTP_X_GIVEN"),
+                      String(decoding: withQuery.body, as: UTF8.self))
     }
 
     func testUWSGIPythonApplication() throws {
@@ -88,6 +94,9 @@ final class SCGIAndUWSGITests: XCTestCase {
         XCTAssertEqual(r.status, 404)
         XCTAssertEqual(r.header("Content-Type"), "text/plain")
         XCTAssertEqual(String(decoding: r.body, as: UTF8.self), "POST /path/here q=1 me|body")
+        let long = String(repeating: "q", count: 300)
+        let longQuery = try httpExchange(port, getRequest("/path/here?\(long)", headers: ["X-Client: me"]))
+        XCTAssertEqual(String(decoding: longQuery.body, as: UTF8.self), "GET /path/here \(long) me|")
         // Several in a row on one client connection: each goes on its own upstream connection, closed by the application.
         for _ in 0..<5 { XCTAssertEqual(try httpExchange(port, getRequest("/again", headers: ["X-Client: x"])).status, 404) }
     }

@@ -204,7 +204,10 @@ extension ProxySession {
                                 contentLength: h.contentLength, encoded: encoded)
         } ?? false
         let sink = request.sink
-        let typeSent = contentType.map { sink.contentType(String(decoding: parsed[$0], as: UTF8.self), status: h.status, encoded: encoded) }
+        // The charset filter changes a Content-Type only where `charset` is set: elsewhere the upstream's bytes go
+        // out as they came, without a String made of them.
+        let typeSent = settings.charset.charset == nil ? nil
+            : contentType.map { sink.contentType(String(decoding: parsed[$0], as: UTF8.self), status: h.status, encoded: encoded) }
         let recodes = sink.recodes
         // Chunks of the upstream's pass through only as they came.
         if recodes.body { passChunked = false }
@@ -225,7 +228,7 @@ extension ProxySession {
         let forceRanges = conf.forceRanges || replaying || (stored != nil && cacheDigest != nil)
         if forceRanges && !newLength && !h.chunked, let length = h.contentLength, (request.statusOverride ?? h.status) == 200 {
             // A response from the cache, or being stored in it, answers several ranges too, as nginx's.
-            let multipart: String?? = replaying || stored != nil && cacheDigest != nil ? .some(typeSent) : nil
+            let multipart: String?? = replaying || stored != nil && cacheDigest != nil ? .some(typeSent ?? contentType.map { String(decoding: parsed[$0], as: UTF8.self) }) : nil
             switch sink.range(length: length, etag: lastField("etag", fields, parsed),
                               lastModified: lastField("last-modified", fields, parsed).flatMap(Clock.parseHTTPDate), multipartOf: multipart) {
             case .whole: break

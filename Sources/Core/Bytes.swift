@@ -1,3 +1,13 @@
+extension String {
+    /// The String's UTF-8 bytes, borrowed where it keeps them contiguous (copied once where it does not, a
+    /// bridged or lazily made string).
+    @inlinable public func withUTF8Bytes<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        if let r = utf8.withContiguousStorageIfAvailable(body) { return r }
+        var copy = self
+        return copy.withUTF8(body)
+    }
+}
+
 extension Array where Element == UInt8 {
     /// A literal's bytes appended as one copy (appending a String's `utf8` view goes byte by byte).
     @inlinable public mutating func append(ascii s: StaticString) {
@@ -6,8 +16,6 @@ extension Array where Element == UInt8 {
 
     /// A String's UTF-8 appended as one copy.
     @inlinable public mutating func append(utf8 s: String) {
-        if let done: Void = s.utf8.withContiguousStorageIfAvailable({ append(contentsOf: $0) }) { return done }
-        var copy = s
-        copy.withUTF8 { append(contentsOf: $0) }
+        s.withUTF8Bytes { append(contentsOf: $0) }
     }
 }

@@ -23,9 +23,7 @@ public final class OutputQueue {
     deinit { free(base) }
 
     @inlinable public func append(_ s: String) {
-        if let done: Void = s.utf8.withContiguousStorageIfAvailable({ append(UnsafeRawBufferPointer($0)) }) { return done }
-        var copy = s
-        copy.withUTF8 { append(UnsafeRawBufferPointer($0)) }
+        s.withUTF8Bytes { append(UnsafeRawBufferPointer($0)) }
     }
 
     @inlinable public func append(_ bytes: UnsafeRawBufferPointer) {

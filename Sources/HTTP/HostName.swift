@@ -9,7 +9,7 @@ public enum HostName {
     /// The name a valid host stands for, as nginx matches server names and sets `$host`: lowercased, without its
     /// port and a trailing dot ("Example.COM.:80" is "example.com", "[::1]:80" is "[::1]").
     public static func serverName(_ host: String) -> String {
-        withBytes(host) { u in
+        host.withUTF8Bytes { u in
             guard let end = asciiNameEnd(u) else { return unicodeServerName(host) }
             // The usual Host (lowercase, no port, no trailing dot) is its own name: no copy.
             if end == u.count && !u.contains(where: isUpper) { return host }
@@ -22,19 +22,13 @@ public enum HostName {
 
     /// The same name as `serverName`, appended to `out`.
     public static func appendServerName(_ host: String, to out: OutputQueue) {
-        withBytes(host) { u in
+        host.withUTF8Bytes { u in
             guard let end = asciiNameEnd(u) else { return out.append(unicodeServerName(host)) }
             _ = out.append(upTo: end) { p in
                 for i in 0..<end { p.storeBytes(of: lower(u[i]), toByteOffset: i, as: UInt8.self) }
                 return end
             }
         }
-    }
-
-    private static func withBytes<R>(_ s: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
-        if let r = s.utf8.withContiguousStorageIfAvailable(body) { return r }
-        var copy = s
-        return copy.withUTF8(body)
     }
 
     /// Where an ASCII host's name ends: before the port (after an IP literal's "]") and a trailing dot; nil for a

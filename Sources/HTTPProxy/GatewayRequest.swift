@@ -111,43 +111,31 @@ enum ParamEncoding {
         if self == .scgi { GatewayRequest.byte(0, into: out) }
     }
 
-    /// A pair whose value `value` renders straight into `out`, its length written ahead of it once known (a
-    /// FastCGI length past 127 takes three more bytes, opened in place); nothing when `ifNotEmpty` and it
-    /// rendered empty.
+    /// A pair whose value `value` renders straight into `out`: written as `open`, `between` and `close` write
+    /// one of known length, with a value length of 0 that is patched once the value is there (a FastCGI length
+    /// past 127 takes three more bytes, opened in place); nothing when `ifNotEmpty` and it rendered empty.
     @inline(__always) func pair(name: UnsafeRawBufferPointer, ifNotEmpty: Bool, into out: OutputQueue, _ value: () -> Void) {
         let start = out.count
-        let slot: Int
-        switch self {
-        case .fastcgi:
-            GatewayRequest.fastcgiLength(name.count, into: out)
-            slot = out.count
-            GatewayRequest.byte(0, into: out)
-            out.append(name)
-        case .uwsgi:
-            GatewayRequest.uint16(name.count, into: out)
-            out.append(name)
-            slot = out.count
-            GatewayRequest.uint16(0, into: out)
-        case .scgi:
-            out.append(name)
-            GatewayRequest.byte(0, into: out)
-            slot = out.count
-        }
+        open(name: name.count, value: 0, into: out)
+        // FastCGI's value length is the last byte `open` wrote.
+        let fastcgiSlot = out.count - 1
+        out.append(name)
+        between(value: 0, into: out)
         let from = out.count
         value()
         let n = out.count - from
         if n == 0 && ifNotEmpty { return out.truncate(to: start) }
         switch self {
         case .fastcgi:
-            if n > 127 { out.open(3, at: slot + 1) }
+            if n > 127 { out.open(3, at: fastcgiSlot + 1) }
             var (bytes, count) = FastCGI.length(n)
-            withUnsafeBytes(of: &bytes) { out.overwrite(at: slot, UnsafeRawBufferPointer(rebasing: $0.prefix(count))) }
+            withUnsafeBytes(of: &bytes) { out.overwrite(at: fastcgiSlot, UnsafeRawBufferPointer(rebasing: $0.prefix(count))) }
         case .uwsgi:
             var b = (UInt8(truncatingIfNeeded: n), UInt8(truncatingIfNeeded: n >> 8))
-            withUnsafeBytes(of: &b) { out.overwrite(at: slot, $0) }
-        case .scgi:
-            GatewayRequest.byte(0, into: out)
+            withUnsafeBytes(of: &b) { out.overwrite(at: from - 2, $0) }
+        case .scgi: break
         }
+        close(into: out)
     }
 }
 

@@ -204,10 +204,8 @@ extension ProxySession {
                                 contentLength: h.contentLength, encoded: encoded)
         } ?? false
         let sink = request.sink
-        // The charset filter changes a Content-Type only where `charset` is set: elsewhere the upstream's bytes go
-        // out as they came, without a String made of them.
-        let typeSent = settings.charset.charset == nil ? nil
-            : contentType.map { sink.contentType(String(decoding: parsed[$0], as: UTF8.self), status: h.status, encoded: encoded) }
+        // nil: the upstream's Content-Type goes out as its bytes.
+        let typeSent = contentType.flatMap { sink.contentType(UnsafeRawBufferPointer(rebasing: parsed[$0]), status: h.status, encoded: encoded) }
         let recodes = sink.recodes
         // Chunks of the upstream's pass through only as they came.
         if recodes.body { passChunked = false }

@@ -5,6 +5,13 @@ import Script
 /// in another charset (`source_charset`, or the charset a proxied response names, with `override_charset`) is
 /// recoded through the `charset_map` between the two.
 enum CharsetFilter {
+    /// The Content-Type to send for a type given as bytes (an upstream's field): nil where no `charset` is set,
+    /// the one case in which the filter changes no type, so that no String is made of it.
+    static func contentType(_ r: RequestContext, _ type: UnsafeRawBufferPointer, status: Int, encoded: Bool) -> String? {
+        guard r.settings.charset.charset != nil else { return nil }
+        return contentType(r, String(decoding: type, as: UTF8.self), status: status, encoded: encoded)
+    }
+
     /// The Content-Type to send for the handler's `type`; sets the request's recoder when the body must be
     /// recoded. `encoded`: the body has a Content-Encoding, which nginx does not recode.
     static func contentType(_ r: RequestContext, _ type: String, status: Int, encoded: Bool) -> String {

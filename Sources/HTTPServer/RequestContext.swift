@@ -182,9 +182,19 @@ public final class RequestContext: ScriptContext {
     public func joinedHeader(_ name: String) -> String? {
         let fields = head.fields
         return head.block.withUnsafeBytes {
-            RequestHead.joinedValues(of: name, in: $0, fields, separator: name == "cookie" ? "; " : ", ")
+            RequestHead.joinedValues(of: name, in: $0, fields, separator: RequestContext.separator(joining: name))
         }
     }
+
+    /// The same value, appended to `out` as bytes; false when there is none.
+    public func appendJoinedHeader(_ name: String, to out: OutputQueue) -> Bool {
+        let fields = head.fields
+        return head.block.withUnsafeBytes {
+            RequestHead.appendJoinedValues(of: name, in: $0, fields, separator: RequestContext.separator(joining: name), to: out)
+        }
+    }
+
+    private static func separator(joining name: String) -> String { name == "cookie" ? "; " : ", " }
 
     /// The location chosen again for a rewritten URI (a regex location's groups become the request's), or a
     /// named one.

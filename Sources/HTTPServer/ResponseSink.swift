@@ -206,8 +206,9 @@ public struct ResponseSink {
         return r.settings.headers.addTrailers.contains { $0.always || normal }
     }
 
-    /// The Content-Type a streamed response goes out with, by the charset filter (which may recode its body).
-    public func contentType(_ type: String, status: Int, encoded: Bool) -> String {
+    /// The Content-Type a streamed response goes out with, by the charset filter (which may recode its body),
+    /// for the type an upstream sent; nil when the filter leaves it as it came, and the upstream's bytes go out.
+    public func contentType(_ type: UnsafeRawBufferPointer, status: Int, encoded: Bool) -> String? {
         CharsetFilter.contentType(r, type, status: status, encoded: encoded)
     }
 

@@ -188,8 +188,8 @@ struct Variables {
         case .serverPort: out.append(Int(client.listen.address.port))
         case .host:
             if let h = request.head.host, !h.isEmpty { HostName.appendServerName(h, to: out) } else { out.append(request.server.name) }
-        case .contentType: return appendHeader("content-type", to: out)
-        case .httpHeader(let name): return appendHeader(name, to: out)
+        case .contentType: return request.appendJoinedHeader("content-type", to: out)
+        case .httpHeader(let name): return request.appendJoinedHeader(name, to: out)
         case .fastcgiScriptName where request.settings.fastcgi.splitPathInfo == nil && request.uri.utf8.last != UInt8(ascii: "/"):
             out.append(request.uri)
         default:
@@ -197,13 +197,6 @@ struct Variables {
             out.append(s)
         }
         return true
-    }
-
-    private func appendHeader(_ name: String, to out: OutputQueue) -> Bool {
-        let fields = request.head.fields
-        return request.head.block.withUnsafeBytes {
-            RequestHead.appendJoinedValues(of: name, in: $0, fields, separator: name == "cookie" ? "; " : ", ", to: out)
-        }
     }
 
     /// A `map` variable, chosen when first read and kept for the request unless the map is volatile.

@@ -170,8 +170,12 @@ public final class Timer {
 
     public var isArmed: Bool { heapIndex >= 0 }
 
+    /// What it will do when it fires, set without arming it: an owner can keep its timer in a `let` (a `var`
+    /// is loaded, retained and released around every re-arm) and still hand it a closure that captures itself.
+    public func setAction(_ action: @escaping () -> Void) { self.action = action }
+
     public func cancel() {
-        if heapIndex >= 0 { loop.timers.remove(self) }
+        if heapIndex >= 0 { withLoop { $0.timers.remove(self) } }
     }
 
     /// Fires `action` after `ms`, replacing whatever it was armed for.
@@ -182,12 +186,18 @@ public final class Timer {
 
     /// Fires the action it already has after `ms`: no closure to allocate.
     public func rearm(after ms: UInt64) {
-        loop.timers.update(self, deadline: loop.now + ms)
+        withLoop { $0.timers.update(self, deadline: $0.now + ms) }
     }
 
     /// Fires at `deadline` on the loop's clock (`vigil_monotonic_ms`), or on the next wake-up if it has passed.
     public func rearm(at deadline: UInt64) {
-        loop.timers.update(self, deadline: deadline)
+        withLoop { $0.timers.update(self, deadline: deadline) }
+    }
+
+    /// The loop borrowed, not retained: a strong load of `loop` around the heap's update cost a retain and a
+    /// release on every re-arm, several a request.
+    private func withLoop(_ body: (EventLoop) -> Void) {
+        Unmanaged.passUnretained(loop)._withUnsafeGuaranteedRef(body)
     }
 }
 

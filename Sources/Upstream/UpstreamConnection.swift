@@ -82,14 +82,15 @@ public final class UpstreamConnection: EventHandler {
     /// Whether a certificate that does not verify fails the handshake (the context's setting).
     private var verifies = false
     /// One timer for the connection's life: connect, send and read timeouts of its user, idle time in a pool.
-    private var timer: Timer!
+    private let timer: Timer
     /// Set while parked in a keepalive pool.
     unowned(unsafe) var pool: KeepalivePool?
     var idleSince: UInt64 = 0
 
     public init(loop: EventLoop) {
         self.loop = loop
-        timer = loop.makeTimer { [unowned(unsafe) self] in self.timerFired() }
+        timer = loop.makeTimer()
+        timer.setAction { [unowned(unsafe) self] in self.timerFired() }
     }
 
     deinit {

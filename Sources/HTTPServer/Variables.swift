@@ -192,6 +192,19 @@ struct Variables {
         case .httpHeader(let name): return request.appendJoinedHeader(name, to: out)
         case .fastcgiScriptName where request.settings.fastcgi.splitPathInfo == nil && request.uri.utf8.last != UInt8(ascii: "/"):
             out.append(request.uri)
+        // What a gateway's params read on every request, written without an optional String made of each.
+        case .requestMethod: out.append(request.method)
+        case .requestURI: out.append(request.head.target)
+        case .uri: out.append(request.uri)
+        case .args:
+            guard let args = request.args else { return false }
+            out.append(args)
+        case .scheme: out.append(client.isSecure ? "https" : "http")
+        case .https: if client.isSecure { out.append("on") }
+        case .remoteAddr: out.append(client.address)
+        case .serverAddr: out.append(client.localAddress)
+        case .serverName: out.append(request.server.name)
+        case .documentRoot: out.append(request.location?.alias?.path ?? request.settings.core.root)
         default:
             guard let s = value(variable) else { return false }
             out.append(s)

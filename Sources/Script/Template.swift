@@ -80,7 +80,20 @@ public final class Template: @unchecked Sendable {
     }
 
     public func resolve(_ table: VariableTable) {
-        parts = parts.map { if case .name(let n) = $0 { return .variable(Variable(name: n, table: table)) } else { return $0 } }
+        var resolved: [Part] = []
+        for p in parts {
+            var part = p
+            if case .name(let n) = p { part = .variable(Variable(name: n, table: table)) }
+            // A constant is known now: Debian's `SERVER_SOFTWARE nginx/$nginx_version` is as much a literal as
+            // `CGI/1.1`, and is written as one.
+            if case .variable(.nginxVersion) = part { part = .literal(Version.number) }
+            if case .literal(let s) = part, case .literal(let before)? = resolved.last {
+                resolved[resolved.count - 1] = .literal(before + s)
+            } else {
+                resolved.append(part)
+            }
+        }
+        parts = resolved
     }
 
     /// The template's one part when it has no other: its text, or its variable (resolved).

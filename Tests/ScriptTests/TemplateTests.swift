@@ -1,4 +1,5 @@
 import XCTest
+import Core
 @testable import Script
 
 /// Templates: how `$name`, `${name}`, `$1` and literals split, how they render, and access log lines
@@ -29,6 +30,15 @@ final class TemplateTests: XCTestCase {
         XCTAssertEqual(template("[$remote_addr]").render(ctx), "[]", "a variable without a value is empty")
         XCTAssertEqual(template("5$ -$- ${}").render(ctx), "5$ -$- ${}")
         XCTAssertEqual(template("").render(ctx), "")
+    }
+
+    func testAConstantFoldsIntoTheLiteralsAroundIt() {
+        // Debian's fastcgi_params: `SERVER_SOFTWARE nginx/$nginx_version` is a literal once resolved.
+        XCTAssertEqual(template("nginx/$nginx_version").literal, "nginx/" + Version.number)
+        XCTAssertEqual(template("$nginx_version").literal, Version.number)
+        let t = template("v$nginx_version at $uri")
+        XCTAssertNil(t.literal, "a template with a variable left is not one")
+        XCTAssertEqual(t.render(TestContext(uri: "/x", args: nil)), "v\(Version.number) at /x")
     }
 
     func testUnresolvedNamesStillRenderAsBuiltins() {

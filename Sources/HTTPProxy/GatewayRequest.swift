@@ -16,9 +16,10 @@ final class GatewayRoute {
     /// configuration gives those names.
     let cachingParams: GatewayParams?
 
-    init(_ s: GatewaySettings, caching: Bool = false) {
-        params = GatewayParams(s.params)
-        cachingParams = caching ? GatewayParams(s.params + GatewayRoute.cacheParams.filter { c in !s.params.contains { $0.name == c.name } }) : nil
+    init(_ s: GatewaySettings, encoding: ParamEncoding, caching: Bool = false) {
+        params = GatewayParams(s.params, encoding: encoding)
+        cachingParams = caching ? GatewayParams(s.params + GatewayRoute.cacheParams.filter { c in !s.params.contains { $0.name == c.name } },
+                                                encoding: encoding) : nil
         keepConn = s.keepConn
         catchStderr = s.catchStderr.map { Array($0.utf8) }
         modifier1 = UInt8(s.modifier1)
@@ -35,42 +36,48 @@ final class GatewayRoute {
     ]
 }
 
-/// A location's params, and the client headers they replace. Names and literal values lie in one array of
-/// bytes, read in place for every request: an array per param retained and released each of them.
+/// A location's params, compiled when the worker starts into the bytes their encoding makes of them: a run
+/// of literal pairs is one copy, a pair with a variable value is its bytes up to the value (the value's length
+/// left 0), then the value rendered in place and its length patched. And the client headers they replace.
 final class GatewayParams {
-    struct Param {
-        enum Value {
-            case literal(Range<Int>)
-            case variable(Variable)
-            case template(Template)
-        }
-        let name: Range<Int>
+    struct Step {
+        enum Value { case none, variable(Variable), template(Template) }
+        /// The encoded bytes this step copies (in `encoded`).
+        let bytes: Range<Int>
         let value: Value
+        let nameLength: Int
         let ifNotEmpty: Bool
     }
 
-    let list: [Param]
-    /// The names and literal values the list's ranges point into.
-    let text: [UInt8]
+    let encoding: ParamEncoding
+    let steps: [Step]
+    let encoded: [UInt8]
     /// The client headers a `*_param HTTP_*` replaces, as their HTTP_ names' tails lowercased ("x_blah").
     private let replacedHeaders: [[UInt8]]
 
-    init(_ params: [GatewayParam]) {
-        var text: [UInt8] = []
-        func add(_ s: String) -> Range<Int> {
-            let start = text.count
-            text.append(contentsOf: s.utf8)
-            return start..<text.count
+    init(_ params: [GatewayParam], encoding: ParamEncoding) {
+        self.encoding = encoding
+        let out = OutputQueue()
+        var steps: [Step] = []
+        var literalRun: Int?
+        for p in params {
+            let name = Array(p.name.utf8)
+            if let literal = p.value.literal {
+                if p.ifNotEmpty && literal.isEmpty { continue }
+                if literalRun == nil { literalRun = out.count }
+                name.withUnsafeBytes { n in encoding.pair(nameLength: n.count, into: out, { out.append(n) }, value: { out.append(literal) }) }
+                continue
+            }
+            if let run = literalRun { steps.append(Step(bytes: run..<out.count, value: .none, nameLength: 0, ifNotEmpty: false)) }
+            literalRun = nil
+            let start = out.count
+            name.withUnsafeBytes { n in encoding.open(nameLength: n.count, into: out) { out.append(n) } }
+            let value: Step.Value = p.value.soleVariable.map { .variable($0) } ?? .template(p.value)
+            steps.append(Step(bytes: start..<out.count, value: value, nameLength: name.count, ifNotEmpty: p.ifNotEmpty))
         }
-        list = params.map { p in
-            let name = add(p.name)
-            let value: Param.Value
-            if let literal = p.value.literal { value = .literal(add(literal)) }
-            else if let v = p.value.soleVariable { value = .variable(v) }
-            else { value = .template(p.value) }
-            return Param(name: name, value: value, ifNotEmpty: p.ifNotEmpty)
-        }
-        self.text = text
+        if let run = literalRun { steps.append(Step(bytes: run..<out.count, value: .none, nameLength: 0, ifNotEmpty: false)) }
+        self.steps = steps
+        encoded = out.bytes
         replacedHeaders = params.compactMap { p in
             p.name.hasPrefix("HTTP_") ? Array(p.name.dropFirst(5).lowercased().utf8) : nil
         }
@@ -89,53 +96,57 @@ final class GatewayParams {
 enum ParamEncoding {
     case fastcgi, scgi, uwsgi
 
-    @inline(__always) func open(name: Int, value: Int, into out: OutputQueue) {
-        switch self {
-        case .fastcgi:
-            GatewayRequest.fastcgiLength(name, into: out)
-            GatewayRequest.fastcgiLength(value, into: out)
-        case .uwsgi: GatewayRequest.uint16(name, into: out)
-        case .scgi: break
+    init?(_ proto: UpstreamProtocol) {
+        switch proto {
+        case .fastcgi: self = .fastcgi
+        case .scgi: self = .scgi
+        case .uwsgi: self = .uwsgi
+        case .http: return nil
         }
     }
 
-    @inline(__always) func between(value: Int, into out: OutputQueue) {
+    /// A pair's bytes up to its value, the name (`nameLength` bytes) written by `writeName`, the value's
+    /// length as 0 (see `finish`).
+    @inline(__always) func open(nameLength: Int, into out: OutputQueue, _ writeName: () -> Void) {
         switch self {
-        case .uwsgi: GatewayRequest.uint16(value, into: out)
-        case .scgi: GatewayRequest.byte(0, into: out)
-        case .fastcgi: break
+        case .fastcgi:
+            GatewayRequest.fastcgiLength(nameLength, into: out)
+            GatewayRequest.byte(0, into: out)
+            writeName()
+        case .uwsgi:
+            GatewayRequest.uint16(nameLength, into: out)
+            writeName()
+            GatewayRequest.uint16(0, into: out)
+        case .scgi:
+            writeName()
+            GatewayRequest.byte(0, into: out)
         }
     }
 
-    @inline(__always) func close(into out: OutputQueue) {
-        if self == .scgi { GatewayRequest.byte(0, into: out) }
-    }
-
-    /// A pair whose value `value` renders straight into `out`: written as `open`, `between` and `close` write
-    /// one of known length, with a value length of 0 that is patched once the value is there (a FastCGI length
-    /// past 127 takes three more bytes, opened in place); nothing when `ifNotEmpty` and it rendered empty.
-    @inline(__always) func pair(name: UnsafeRawBufferPointer, ifNotEmpty: Bool, into out: OutputQueue, _ value: () -> Void) {
-        let start = out.count
-        open(name: name.count, value: 0, into: out)
-        // FastCGI's value length is the last byte `open` wrote.
-        let fastcgiSlot = out.count - 1
-        out.append(name)
-        between(value: 0, into: out)
-        let from = out.count
-        value()
-        let n = out.count - from
-        if n == 0 && ifNotEmpty { return out.truncate(to: start) }
+    /// Ends a pair whose `open` began at `start` and whose value of `n` bytes follows it: the value's length
+    /// patched in (FastCGI's sits after the name's length; past 127 it takes three more bytes, opened in place).
+    @inline(__always) func finish(from start: Int, nameLength: Int, value n: Int, into out: OutputQueue) {
         switch self {
         case .fastcgi:
-            if n > 127 { out.open(3, at: fastcgiSlot + 1) }
+            let slot = start + (nameLength > 127 ? 4 : 1)
+            if n > 127 { out.open(3, at: slot + 1) }
             var (bytes, count) = FastCGI.length(n)
-            withUnsafeBytes(of: &bytes) { out.overwrite(at: fastcgiSlot, UnsafeRawBufferPointer(rebasing: $0.prefix(count))) }
+            withUnsafeBytes(of: &bytes) { out.overwrite(at: slot, UnsafeRawBufferPointer(rebasing: $0.prefix(count))) }
         case .uwsgi:
             var b = (UInt8(truncatingIfNeeded: n), UInt8(truncatingIfNeeded: n >> 8))
-            withUnsafeBytes(of: &b) { out.overwrite(at: from - 2, $0) }
-        case .scgi: break
+            withUnsafeBytes(of: &b) { out.overwrite(at: out.count - n - 2, $0) }
+        case .scgi:
+            GatewayRequest.byte(0, into: out)
         }
-        close(into: out)
+    }
+
+    /// A whole pair: its name written by `writeName`, its value by `writeValue`.
+    @inline(__always) func pair(nameLength: Int, into out: OutputQueue, _ writeName: () -> Void, value writeValue: () -> Void) {
+        let start = out.count
+        open(nameLength: nameLength, into: out, writeName)
+        let from = out.count
+        writeValue()
+        finish(from: start, nameLength: nameLength, value: out.count - from, into: out)
     }
 }
 
@@ -208,7 +219,7 @@ extension ProxySession {
             out.append(gateway?.keepConn == true ? GatewayRequest.beginKeep : GatewayRequest.beginClose)
             let start = out.count
             GatewayRequest.fastcgiHeader(FastCGI.params, 0, into: out)
-            appendParams(out, .fastcgi)
+            appendParams(out)
             closeFastCGIParams(out, from: start)
             GatewayRequest.fastcgiHeader(FastCGI.params, 0, into: out)
             guard case .inline = bodySource else { return true }
@@ -228,7 +239,7 @@ extension ProxySession {
             GatewayRequest.byte(0, into: params)
             params.append(length)
             GatewayRequest.byte(0, into: params)
-            appendParams(params, .scgi)
+            appendParams(params)
             out.append(params.count)
             out.append(":")
             params.withUnsent { out.append($0) }
@@ -238,7 +249,7 @@ extension ProxySession {
         case .uwsgi:
             GatewayRequest.uint16(0, into: out)
             GatewayRequest.uint16(0, into: out)
-            appendParams(out, .uwsgi)
+            appendParams(out)
             let size = out.count - 4
             guard size <= 65535 else {
                 request.log.error("uwsgi request is too big: \(size)\(request.logContext)")
@@ -256,28 +267,28 @@ extension ProxySession {
     /// The params as the gateway's settings give them (one with `if_not_empty` left out when empty), then the
     /// client's headers as HTTP_* unless a param gave that name; a header the client repeated goes once, its
     /// values joined as nginx 1.23 joins them (Cookie's with "; ", others' with ", ").
-    private func appendParams(_ out: OutputQueue, _ encoding: ParamEncoding) {
-        let params = cacheable ? gateway?.cachingParams ?? gateway?.params : gateway?.params
-        if let params {
-            let request = self.request
-            // Read in place: a copy of each param retained and released its parts.
-            params.text.withUnsafeBytes { text in
-                params.list.withUnsafeBufferPointer { list in
-                    for i in list.indices {
-                        let name = UnsafeRawBufferPointer(rebasing: text[list[i].name])
-                        switch list[i].value {
-                        case .literal(let range):
-                            if list[i].ifNotEmpty && range.isEmpty { continue }
-                            encoding.open(name: name.count, value: range.count, into: out)
-                            out.append(name)
-                            encoding.between(value: range.count, into: out)
-                            out.append(UnsafeRawBufferPointer(rebasing: text[range]))
-                            encoding.close(into: out)
-                        case .variable(let v):
-                            encoding.pair(name: name, ifNotEmpty: list[i].ifNotEmpty, into: out) { _ = request.appendValue(v, to: out) }
-                        case .template(let t):
-                            encoding.pair(name: name, ifNotEmpty: list[i].ifNotEmpty, into: out) { t.render(request, into: out) }
-                        }
+    private func appendParams(_ out: OutputQueue) {
+        guard let gateway else { return }
+        let params = cacheable ? gateway.cachingParams ?? gateway.params : gateway.params
+        let encoding = params.encoding
+        let request = self.request
+        // Read in place: a copy of each step retained and released its parts.
+        params.encoded.withUnsafeBytes { encoded in
+            params.steps.withUnsafeBufferPointer { steps in
+                for i in steps.indices {
+                    let start = out.count
+                    out.append(UnsafeRawBufferPointer(rebasing: encoded[steps[i].bytes]))
+                    let from = out.count
+                    switch steps[i].value {
+                    case .none: continue
+                    case .variable(let v): _ = request.appendValue(v, to: out)
+                    case .template(let t): t.render(request, into: out)
+                    }
+                    let n = out.count - from
+                    if n == 0 && steps[i].ifNotEmpty {
+                        out.truncate(to: start)
+                    } else {
+                        encoding.finish(from: start, nameLength: steps[i].nameLength, value: n, into: out)
                     }
                 }
             }
@@ -290,27 +301,23 @@ extension ProxySession {
             }
             for (i, f) in fields.enumerated() {
                 let name = UnsafeRawBufferPointer(rebasing: bytes[f.name])
-                if let params, !params.passes(name) { continue }
+                if !params.passes(name) { continue }
                 // A repeated header went with its first.
                 if fields[..<i].contains(where: { same($0.name, f.name) }) { continue }
                 let separator = RequestParser.matches(name, lowercase: "cookie") ? "; " : ", "
-                var length = f.value.count
-                for g in fields[(i + 1)...] where same(g.name, f.name) { length += 2 + g.value.count }
-                encoding.open(name: 5 + name.count, value: length, into: out)
-                out.append("HTTP_")
-                _ = out.append(upTo: name.count) { p in
-                    for k in 0..<name.count { p.storeBytes(of: GatewayRequest.paramByte(name[k]), toByteOffset: k, as: UInt8.self) }
-                    return name.count
-                }
-                encoding.between(value: length, into: out)
-                out.append(UnsafeRawBufferPointer(rebasing: bytes[f.value]))
-                if length > f.value.count {
+                encoding.pair(nameLength: 5 + name.count, into: out, {
+                    out.append("HTTP_")
+                    _ = out.append(upTo: name.count) { p in
+                        for k in 0..<name.count { p.storeBytes(of: GatewayRequest.paramByte(name[k]), toByteOffset: k, as: UInt8.self) }
+                        return name.count
+                    }
+                }, value: {
+                    out.append(UnsafeRawBufferPointer(rebasing: bytes[f.value]))
                     for g in fields[(i + 1)...] where same(g.name, f.name) {
                         out.append(separator)
                         out.append(UnsafeRawBufferPointer(rebasing: bytes[g.value]))
                     }
-                }
-                encoding.close(into: out)
+                })
             }
         }
     }

@@ -81,7 +81,8 @@ public final class ProxyHandler: RequestHandler {
                     service.attach(ProxyRoute(balancer: balancer, headers: ProxyHeaders(setHeaders),
                                               cachingHeaders: cache.map { _ in ProxyHeaders(setHeaders, caching: true) },
                                               tls: tls, retry: RetryPolicy(conf), conf: conf,
-                                              gateway: gateway.map { GatewayRoute($0, caching: cache != nil) }, cache: cache), to: loc)
+                                              gateway: gateway.map { GatewayRoute($0, encoding: ParamEncoding(proto)!, caching: cache != nil) },
+                                              cache: cache), to: loc)
                 }
                 route(loc.configured)
             }

@@ -73,6 +73,12 @@ public final class OutputQueue {
         if let from = bytes.baseAddress { (base.unsafelyUnwrapped + offset).copyMemory(from: from, byteCount: bytes.count) }
     }
 
+    /// One byte already appended, rewritten in place.
+    @inlinable public func overwrite(at offset: Int, _ byte: UInt8) {
+        precondition(offset < end)
+        base.unsafelyUnwrapped.storeBytes(of: byte, toByteOffset: offset, as: UInt8.self)
+    }
+
     /// Opens `n` bytes at `offset` by moving what follows it along (a length written ahead of what it measures,
     /// which turned out to need more bytes than were kept for it). The queue holds bytes past `offset`.
     public func open(_ n: Int, at offset: Int) {

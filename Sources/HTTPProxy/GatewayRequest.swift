@@ -129,7 +129,8 @@ enum ParamEncoding {
         switch self {
         case .fastcgi:
             let slot = start + (nameLength > 127 ? 4 : 1)
-            if n > 127 { out.open(3, at: slot + 1) }
+            if n <= 127 { return out.overwrite(at: slot, UInt8(n)) }
+            out.open(3, at: slot + 1)
             var (bytes, count) = FastCGI.length(n)
             withUnsafeBytes(of: &bytes) { out.overwrite(at: slot, UnsafeRawBufferPointer(rebasing: $0.prefix(count))) }
         case .uwsgi:

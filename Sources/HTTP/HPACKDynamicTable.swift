@@ -5,9 +5,9 @@ import Glibc
 /// The decoder's dynamic table (RFC 7541 §2.3.2, §4). Compact: the entries' names and values lie back to
 /// back, oldest first, in one byte buffer, and a ring of (offset, name length, value length) records indexes
 /// them. Neither is allocated before the first insert, so a connection whose peer never indexes a field
-/// holds no table storage at all. An entry's bytes are always contiguous: when the free room at the end of the
-/// buffer runs out, the live bytes move to its start (at most the table's size, once per that many bytes
-/// inserted), and the buffer only grows while the live bytes would not fit.
+/// holds no table storage at all. An entry's bytes are always contiguous (handed over as they are): when the
+/// room at the end of the buffer runs out, the live bytes (less than the table's size) move to its start, and
+/// the buffer grows, at most to the table's size, only where they would not fit with the new entry.
 ///
 /// A struct of raw pointers: its owner (`HPACKDecoder`) frees it.
 struct HPACKDynamicTable {

@@ -328,6 +328,20 @@ final class HPACKTests: XCTestCase {
         }
     }
 
+    func testStorageIsStableOnceWarm() {
+        // The C.4 sequence over and over on one decoder: the table fills and evicts, and once its storage and
+        // the scratch buffer have grown to what the traffic needs, decoding allocates no more.
+        let d = HPACKDecoder()
+        let blocks = Self.c4Blocks.map { hex($0) }
+        var warm = 0
+        for round in 0..<400 {
+            for (k, block) in blocks.enumerated() { assertDecodes(d, block, Self.requests[k]) }
+            if round == 199 { warm = d.storageBytes }
+        }
+        XCTAssertEqual(d.storageBytes, warm)
+        XCTAssertLessThanOrEqual(d.tableSize, 4096)
+    }
+
     func testEntryLargerThanTheTableEmptiesIt() {
         let d = HPACKDecoder(maxTableSize: 256)
         assertDecodes(d, hex("400a 6375 7374 6f6d 2d6b 6579 0d63 7573 746f 6d2d 6865 6164 6572"), [hf("custom-key", "custom-header")])

@@ -58,6 +58,12 @@ public struct H2FrameReader {
         return true
     }
 
+    /// The stream whose HEADERS frame, or header block, is not all in yet.
+    public var incompleteHeadStream: UInt32? {
+        if case .payload(let h) = state, h.type == .headers { return h.streamID }
+        return pendingBlock?.header.streamID
+    }
+
     /// Bytes held between reads (a split frame or a header block waiting for CONTINUATION).
     public var heldBytes: Int { held.capacity + block.capacity }
 

@@ -148,7 +148,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         busy = true
         let result = Result { () throws(H2Violation) in try reader.read(bytes, into: self) }
         busy = false
-        dataStream = nil
+        noteIncompleteHead()
         // Body bytes go on once per read, not per DATA frame: an upstream gets what came together as one chunk.
         var k = 0
         while k < deliveries.count {
@@ -324,7 +324,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         }
         lastStreamID = id
         let h2 = defaultScope.settings.http2
-        if goingAway { return decodeBlock(block, into: nil) }
+        if goingAway || id == timedOutHead { return decodeBlock(block, into: nil) }
         if streams.count >= h2.maxConcurrentStreams {
             service.log.info("concurrent streams exceeded \(streams.count), client: \(peerAddress)")
             return refuse(id, block)
@@ -375,6 +375,9 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         } catch .headerListTooLarge {
             service.log.info("client sent too large header, client: \(peerAddress)")
             tooLarge = true
+        } catch .truncated, .stringPastBlock {
+            fail(.frameSizeError, "client sent header block with incorrect length")
+            return false
         } catch {
             fail(.compressionError, "client sent invalid header block (\(error))")
             return false
@@ -549,7 +552,10 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         }
         let last = n == s.pending.readable && s.ended
         let trailers = last && s.hasTrailers
-        H2FrameWriter.appendHeader(H2FrameHeader(length: n, type: .data, flags: last && !trailers ? H2Flag.endStream : 0, streamID: s.id), to: out)
+        // Trailers after an empty body follow the response head at once, as nginx sends them.
+        if n > 0 || !trailers {
+            H2FrameWriter.appendHeader(H2FrameHeader(length: n, type: .data, flags: last && !trailers ? H2Flag.endStream : 0, streamID: s.id), to: out)
+        }
         if n > 0 {
             s.pending.withReadable { out.append(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
             s.pending.consume(n)
@@ -602,11 +608,40 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         timer!.rearm(after: ms)
     }
 
+    /// A HEADERS frame (or its CONTINUATION) still coming: client_header_timeout runs for its stream from the
+    /// read that began it, as nginx runs it for a stream whose head is incomplete.
+    private func noteIncompleteHead() {
+        guard let id = reader.incompleteHeadStream else {
+            incompleteHead = nil
+            return
+        }
+        if incompleteHead?.id != id { incompleteHead = (id, service.loop.now + UInt64(defaultScope.settings.core.clientHeaderTimeout)) }
+    }
+    private var incompleteHead: (id: UInt32, deadline: UInt64)?
+    /// The stream whose head timed out before it was complete: its block is decoded when it comes, and dropped.
+    private var timedOutHead: UInt32?
+
+    /// The incomplete head's time is up: RST_STREAM PROTOCOL_ERROR, as nginx resets it; the connection goes on.
+    private func headTimedOut(_ id: UInt32) {
+        service.log.info("client timed out (110: Connection timed out) while reading client request headers, client: \(peerAddress)")
+        incompleteHead = nil
+        timedOutHead = id
+        // nginx had begun the stream: keepalive_timeout, not client_header_timeout, runs once it is gone.
+        streamsBegun += 1
+        H2FrameWriter.appendRstStream(stream: id, code: .protocolError, to: output)
+        send()
+    }
+
     /// No stream open: client_header_timeout for the first, keepalive_timeout between them (nginx 1.19.7+
     /// for HTTP/2 too). With streams: send_timeout while a response waits for the client's window (as for a
     /// full socket), else the earliest of the streams' client_header_timeout and client_body_timeout.
     private func armIdleTimer() {
         if interest & Events.writable != 0 { return }
+        if let head = incompleteHead, streams.isEmpty || head.deadline < (earliestClientDeadline ?? .max) {
+            if timer == nil { timer = service.loop.makeTimer { [unowned(unsafe) self] in self.timedOut() } }
+            timer!.rearm(at: head.deadline)
+            return
+        }
         // Read in place: a copy of the core settings would retain every array and string in them.
         if streams.isEmpty {
             let limit = UInt64(streamsBegun == 0 ? defaultScope.settings.core.clientHeaderTimeout : defaultScope.settings.core.keepaliveTimeout)
@@ -630,6 +665,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
 
     private func timedOut() {
         if lingering { return close() }
+        if let head = incompleteHead, head.deadline <= service.loop.now { return headTimedOut(head.id) }
         if interest & Events.writable != 0 || streams.values.contains(where: \.waitsForClient) {
             service.log.info("client timed out (110: Connection timed out) while sending to client, client: \(peerAddress)")
             return close()

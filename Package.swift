@@ -67,7 +67,7 @@ let package = Package(
         .target(name: "TestHarness", path: "Tests/TestHarness", swiftSettings: v5),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "Core", "FuzzSupport"], path: "Tests/ConfigTests", swiftSettings: v5),
         // nghttp2 only for the tests: they cross-check HTTP's own HPACK codec against it.
-        .testTarget(name: "HTTPTests", dependencies: ["HTTP", "FuzzSupport", "CNGHTTP2"], path: "Tests/HTTPTests", swiftSettings: v5),
+        .testTarget(name: "HTTPTests", dependencies: ["HTTP", "Core", "FuzzSupport", "CNGHTTP2"], path: "Tests/HTTPTests", swiftSettings: v5),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTP", "Config", "Core", "Event", "Script", "ShmTable", "TLS", "CZlib"],
                     path: "Tests/HTTPServerTests", swiftSettings: v5),
         .testTarget(name: "EventTests", dependencies: ["Event"], path: "Tests/EventTests", swiftSettings: v5),

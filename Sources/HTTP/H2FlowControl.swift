@@ -24,7 +24,7 @@ public struct H2SendWindow: Equatable, Sendable {
 /// what it sent has been consumed since the last WINDOW_UPDATE. The window opens again as the receiver
 /// consumes (not as bytes arrive), once half the initial window is consumed, as nghttp2 opened it.
 public struct H2ReceiveWindow: Equatable, Sendable {
-    public private(set) var initial: Int
+    public let initial: Int
     public private(set) var available: Int
     public private(set) var consumed = 0
 
@@ -49,17 +49,6 @@ public struct H2ReceiveWindow: Equatable, Sendable {
         consumed = 0
         guard increment > 0 else { return nil }
         available += increment
-        return increment
-    }
-
-    /// Opens the window to `size` at once (a reader that stopped flow control, or a body larger than the
-    /// window about to be read); returns the increment to send, if any.
-    public mutating func open(to size: Int) -> Int? {
-        let target = min(size, H2.maxWindow)
-        guard target > available else { return nil }
-        let increment = target - available
-        available = target
-        initial = max(initial, target)
         return increment
     }
 }

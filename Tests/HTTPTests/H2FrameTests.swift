@@ -336,14 +336,9 @@ final class H2FrameTests: XCTestCase {
         XCTAssertEqual(w.available, 33000)
         XCTAssertFalse(w.receive(33001))
         XCTAssertTrue(w.receive(33000))
-        // A window of 0 opens for whatever is consumed; open(to:) opens it at once, never past 2^31-1.
+        // A window of 0 takes nothing.
         var zero = H2ReceiveWindow(0)
         XCTAssertFalse(zero.receive(1))
-        XCTAssertEqual(zero.open(to: .max), H2.maxWindow)
-        XCTAssertNil(zero.open(to: 10))
-        XCTAssertTrue(zero.receive(H2.maxWindow))
-        XCTAssertNil(zero.consume(5))
-        XCTAssertEqual(zero.consume(H2.maxWindow / 2), H2.maxWindow / 2 + 5)
     }
 
     func testTheResetAllowanceRefillsAtItsRate() {

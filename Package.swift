@@ -27,7 +27,7 @@ let package = Package(
         .systemLibrary(name: "CCrypt", path: "Sources/CCrypt", pkgConfig: "libcrypt", providers: [.apt(["libcrypt-dev"])]),
         // Debian's zlib for gzip responses.
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        // Debian's libnghttp2 (libnghttp2-dev): HTTP/2 framing, HPACK and flow control, driven from the worker's loop.
+        // Debian's libnghttp2 (libnghttp2-dev), for the tests only: HTTPTests cross-check the HPACK codec against it.
         .systemLibrary(name: "CNGHTTP2", path: "Sources/CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
         .target(name: "Gzip", dependencies: ["Core", "CZlib"], path: "Sources/Gzip", swiftSettings: hotPath),
         .target(name: "TLS", dependencies: ["Core", "COpenSSL", "CShim", "Config"], path: "Sources/TLS", swiftSettings: hotPath),
@@ -51,7 +51,7 @@ let package = Package(
         // rewrite, access and content phases, error pages), the response sink and its filters, the content
         // handlers that need no upstream, the access log.
         .target(name: "HTTPServer", dependencies: ["Core", "CShim", "Config", "Event", "HTTP", "Script", "TLS", "Gzip", "ShmTable",
-                                                   "COpenSSL", "CCrypt", "CNGHTTP2"],
+                                                   "COpenSSL", "CCrypt"],
                 path: "Sources/HTTPServer", swiftSettings: hotPath),
         // proxy_pass, fastcgi_pass, scgi_pass, uwsgi_pass: one upstream session as a content handler writing to the
         // response sink, with the HTTP/1 codec and the gateway protocols' request encoders and response decoders.
@@ -66,7 +66,8 @@ let package = Package(
         // Runs the real binaries for IntegrationTests and FaultTests: processes, loopback clients and peers.
         .target(name: "TestHarness", path: "Tests/TestHarness", swiftSettings: v5),
         .testTarget(name: "ConfigTests", dependencies: ["Config", "Core", "FuzzSupport"], path: "Tests/ConfigTests", swiftSettings: v5),
-        .testTarget(name: "HTTPTests", dependencies: ["HTTP", "FuzzSupport"], path: "Tests/HTTPTests", swiftSettings: v5),
+        // nghttp2 only for the tests: they cross-check HTTP's own HPACK codec against it.
+        .testTarget(name: "HTTPTests", dependencies: ["HTTP", "Core", "FuzzSupport", "CNGHTTP2"], path: "Tests/HTTPTests", swiftSettings: v5),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTP", "Config", "Core", "Event", "Script", "ShmTable", "TLS", "CZlib"],
                     path: "Tests/HTTPServerTests", swiftSettings: v5),
         .testTarget(name: "EventTests", dependencies: ["Event"], path: "Tests/EventTests", swiftSettings: v5),

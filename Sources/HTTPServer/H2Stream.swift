@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CNGHTTP2
 import Config
 import Core
 import Event
@@ -10,11 +9,22 @@ import HTTP
 /// One HTTP/2 stream: a request's transport, as nginx gives each stream a connection of its own (its
 /// realip address, its `$connection_requests`), on the socket and TLS stream of its `H2Connection`. Its
 /// request head comes as HPACK-decoded fields and goes through the same parser as an HTTP/1 head (Host and
-/// URI rules alike); its response head's fields become HEADERS, its body DATA frames that nghttp2 pulls from
-/// `pending` as flow control allows.
+/// URI rules alike); its response head's fields become HEADERS, its body DATA frames that the connection
+/// takes from `pending` as flow control allows. It also holds the stream's protocol state: its windows and
+/// which ends are closed.
 final class H2Stream: ClientInfo, RequestTransport {
-    let id: Int32
+    let id: UInt32
     unowned(unsafe) let connection: H2Connection
+    /// The client's window for this stream's DATA, and the one it sends its body against.
+    var sendWindow: H2SendWindow
+    var receiveWindow: H2ReceiveWindow
+    /// END_STREAM came from the client (remote) or went to it (local).
+    var remoteClosed = false
+    var localClosed = false
+    /// The response head submitted, for the connection's next send.
+    var pendingHead: (status: Int, fields: H2Fields, endStream: Bool)?
+    /// When this stream last sent a DATA frame (the connection's count): round robin among equals.
+    var lastFrame = 0
     /// The request head as HTTP/1 text, built field by field: the parser's input.
     private var method: String?, path: String?, scheme: String?
     private var authority: String?
@@ -28,13 +38,13 @@ final class H2Stream: ClientInfo, RequestTransport {
     /// The response head's fields, kept until the response is submitted with or without a body.
     private var responseHead: (status: Int, fields: H2Fields)?
     private var submitted = false
-    /// Response body bytes nghttp2 has not taken yet.
+    /// Response body bytes not yet in a DATA frame.
     let pending = ByteBuffer(capacity: 0)
     /// The response is whole: the body ends when `pending` is empty.
     private(set) var ended = false
-    /// nghttp2 asked for data while none was queued: it waits for `resume`.
+    /// limit_rate holds the body back: it waits for `resume`.
     var deferred = false
-    /// `flushBody` said the stream is backed up: `onDrain` runs once nghttp2 has taken the bytes.
+    /// `flushBody` said the stream is backed up: `onDrain` runs once its bytes went into frames.
     var wantsDrain = false
     var onDrain: (() -> Void)?
     /// add_trailer's fields, submitted after the last DATA frame.
@@ -59,9 +69,11 @@ final class H2Stream: ClientInfo, RequestTransport {
     private var bodyAbandoned = false
     private(set) var finished = false
 
-    init(id: Int32, connection c: H2Connection, requestsBefore: Int) {
+    init(id: UInt32, connection c: H2Connection, requestsBefore: Int, sendWindow: Int, receiveWindow: Int) {
         self.id = id
         connection = c
+        self.sendWindow = H2SendWindow(sendWindow)
+        self.receiveWindow = H2ReceiveWindow(receiveWindow)
         let large = c.defaultScope.settings.core.largeClientHeaderBuffers
         headRoom = large.count * large.size
         waitingSince = c.service.loop.now
@@ -89,7 +101,7 @@ final class H2Stream: ClientInfo, RequestTransport {
         if let r = request, r.headerBytesSent == 0 { r.status = 408 }
         headPending = false
         readingBody = false
-        reset(NGHTTP2_PROTOCOL_ERROR)
+        reset(.protocolError)
     }
 
     var client: ClientInfo { self }
@@ -198,7 +210,7 @@ final class H2Stream: ClientInfo, RequestTransport {
             head.expectContinue = false
             // A body without a length is read as HTTP/1.1 chunks would be (and sent on chunked).
             head.chunked = !endStream && head.contentLength == nil
-            guard let r = service.pipeline.makeRequest(head, transport: self, length: frameLength) else { return reset(NGHTTP2_INTERNAL_ERROR) }
+            guard let r = service.pipeline.makeRequest(head, transport: self, length: frameLength) else { return reset(.internalError) }
             request = r
             service.counters.add(.writing)
             if !connection.servesHTTP2(r.server) {
@@ -212,7 +224,7 @@ final class H2Stream: ClientInfo, RequestTransport {
 
     private func fail(_ status: Int, _ reason: String) {
         connection.service.log.info("\(reason) while reading client request headers, client: \(peerAddress)")
-        guard let r = connection.service.pipeline.makeFailedRequest(transport: self, length: 0) else { return reset(NGHTTP2_INTERNAL_ERROR) }
+        guard let r = connection.service.pipeline.makeFailedRequest(transport: self, length: 0) else { return reset(.internalError) }
         request = r
         connection.service.counters.add(.writing)
         abandonBody()
@@ -266,7 +278,7 @@ final class H2Stream: ClientInfo, RequestTransport {
             abandonBody()
             r.dropBodyReaders()
             r.stopHandler()
-            return r.headerBytesSent == 0 ? connection.service.pipeline.respondError(r, 400) : reset(NGHTTP2_PROTOCOL_ERROR)
+            return r.headerBytesSent == 0 ? connection.service.pipeline.respondError(r, 400) : reset(.protocolError)
         }
         let taken = preread.count
         if taken > 0 {
@@ -370,13 +382,17 @@ final class H2Stream: ClientInfo, RequestTransport {
         connection.sendSoon()
     }
 
-    /// nghttp2 holds DATA of this stream it could send if flow control lets it.
-    var hasDataToSend: Bool { submitted && !deferred && !finished && (pending.readable > 0 || ended) }
+    /// A DATA frame can go now: the response's bytes within both windows, or its end.
+    func canSend(connectionWindow: Int) -> Bool {
+        guard submitted && pendingHead == nil && !deferred && !localClosed && !finished else { return false }
+        if pending.readable > 0 { return sendWindow.value > 0 && connectionWindow > 0 }
+        return ended
+    }
 
     /// Response bytes wait for the client (its window or the socket), not for limit_rate: send_timeout runs.
     var waitsForClient: Bool { pending.readable > 0 && !(rateTimer?.isArmed ?? false) }
 
-    /// limit_rate held the body back: nghttp2 asks for it again after `ms`.
+    /// limit_rate held the body back: the connection tries again after `ms`.
     private var rateTimer: Timer?
     func resumeAfter(_ ms: UInt64) {
         if rateTimer == nil {
@@ -389,7 +405,7 @@ final class H2Stream: ClientInfo, RequestTransport {
         rateTimer!.rearm(after: ms)
     }
 
-    /// The trailers go as a HEADERS frame after the body (nghttp2 sends it once the DATA end is out).
+    /// The trailers go as a HEADERS frame after the body's last DATA frame.
     func takeTrailers() -> [(String, String)] {
         defer { trailers = [] }
         return trailers
@@ -399,9 +415,9 @@ final class H2Stream: ClientInfo, RequestTransport {
     func disableKeepAlive() {}
 
     /// 444, a broken upstream: the stream is reset, the connection lives on.
-    func abort() { reset(NGHTTP2_INTERNAL_ERROR) }
+    func abort() { reset(.internalError) }
 
-    private func reset(_ code: nghttp2_error_code) {
+    private func reset(_ code: H2ErrorCode) {
         guard !finished else { return }
         connection.reset(self, code: code)
     }
@@ -415,15 +431,15 @@ final class H2Stream: ClientInfo, RequestTransport {
         guard !finished else { return }
         let unread = !bodyComplete
         finish(status: nil)
-        if unread { connection.reset(self, code: NGHTTP2_NO_ERROR) }
+        if unread { connection.reset(self, code: .noError) }
     }
 
     /// The stream closed (both ends done, or a reset either way): a request still in flight ends as nginx
     /// ends one whose client went away (499 before a head was sent).
-    func closed(errorCode: UInt32) {
+    func closed(errorCode: H2ErrorCode) {
         guard !finished else { return }
         if let r = request, !(r.response.complete) {
-            r.log.info("client prematurely closed stream\(errorCode == 0 ? "" : ": RST_STREAM with \(H2Connection.errorName(errorCode))")\(r.logContext)")
+            r.log.info("client prematurely closed stream\(errorCode == .noError ? "" : ": RST_STREAM with \(errorCode.name)")\(r.logContext)")
             finish(status: r.headerBytesSent == 0 ? 499 : nil)
         } else {
             finish(status: nil)

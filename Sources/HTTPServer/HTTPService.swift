@@ -93,7 +93,7 @@ public final class HTTPService {
     /// Hears a connection change protocol (HTTP/1 to HTTP/2 on the same socket).
     public var connectionReplaced: ((ClientConnection) -> Void)?
     /// What every HTTP/2 connection of the worker reads into (nginx's http2_recv_buffer_size, one per
-    /// worker): nghttp2 takes all of it at once, so a connection holds no input buffer of its own.
+    /// worker): the frame reader takes all of it at once, so a connection holds no input buffer of its own.
     private var h2InputBuffer: ByteBuffer?
     func h2Input(_ size: Int) -> ByteBuffer {
         if let b = h2InputBuffer { return b }

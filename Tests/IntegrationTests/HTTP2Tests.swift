@@ -314,7 +314,7 @@ final class HTTP2Tests: TLSTestCase {
         XCTAssertLessThan(slowest, 1.0)
         group.wait()
         let facts = result.value
-        // nghttp2's reset rate limit (Debian's fix for CVE-2023-44487: a burst of 1000, then 33 a second) ends
+        // The reset allowance (nghttp2's answer to CVE-2023-44487, kept: a burst of 1000, then 33 a second) ends
         // the connection with GOAWAY INTERNAL_ERROR long before 20,000 streams.
         XCTAssertEqual(facts["goaway"], "2", "\(facts)")
         XCTAssertLessThan(Int(facts["streams"] ?? "") ?? .max, 3000, "\(facts)")
@@ -335,7 +335,7 @@ final class HTTP2Tests: TLSTestCase {
         let flood = h2(["continuation", String(port)])
         XCTAssertEqual(flood["closed"], "True", "\(flood)")
         XCTAssertLessThan(Int(flood["continuations"] ?? "") ?? .max, 20000, "\(flood)")
-        // PING and SETTINGS floods whose ACKs the client never reads (nghttp2's outbound limit) and an empty
+        // PING and SETTINGS floods whose ACKs the client never reads (1000 unsent ACKs at most) and an empty
         // DATA flood (nginx's payload accounting) each end the connection long before 2,000,000 frames.
         for mode in ["ping", "settings", "emptydata"] {
             let f = h2([mode, String(port)])
@@ -530,8 +530,8 @@ final class HTTP2Tests: TLSTestCase {
         XCTAssertEqual(h2(["priority", String(port), "dependency"])["order"], "1 3")
     }
 
-    /// nghttp2 sets aside a 16 kB frame buffer and a 4 kB stream table per session: an idle connection keeps
-    /// neither resident (the table is never written, the buffer's pages go back after a second without frames).
+    /// An idle connection holds no frame buffer, HPACK table or stream state: what is resident is the
+    /// connection object, its socket and TLS-free bookkeeping.
     func testAnIdleConnectionKeepsLittleResident() throws {
         let port = freePort()
         let (v, master) = try startVigil("""
@@ -543,7 +543,7 @@ final class HTTP2Tests: TLSTestCase {
             """)
         let worker = try XCTUnwrap(v.waitForWorkers(master, count: 1).first)
         let facts = h2(["idlerss", String(port), String(worker), "180"])
-        // About 6 kB over h2c (the session, HPACK tables, the connection and its socket's file); 14 kB before.
+        // About 6 kB on nghttp2 (its session and HPACK tables), 14 kB before; the bound holds either way.
         let perConnection = try XCTUnwrap(Int(facts["perconn"] ?? ""), "\(facts)")
         XCTAssertLessThan(perConnection, 9000)
     }

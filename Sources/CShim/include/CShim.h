@@ -79,22 +79,4 @@ static inline uint64_t vigil_fetch_add_u64(uint64_t *p, uint64_t v) { return __a
 static inline void vigil_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
 static inline void vigil_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
 
-// malloc/free/calloc/realloc with nghttp2_mem's signatures, for one session: blocks of a page or more get their
-// own mapping (the first VIGIL_LAZY_SLOTS live ones), so that what is reserved and never written stays out of
-// resident memory. `idle_block`: the session's frame buffer, whose bytes are dead whenever nghttp2 has nothing
-// to send (noted after the session is made, as the one block over a page it has then).
-#define VIGIL_LAZY_SLOTS 4
-typedef struct vigil_lazy_arena {
-    void *blocks[VIGIL_LAZY_SLOTS];
-    size_t sizes[VIGIL_LAZY_SLOTS];
-    void *idle_block;
-} vigil_lazy_arena;
-void *vigil_lazy_malloc(size_t size, void *arena);
-void vigil_lazy_free(void *ptr, void *arena);
-void *vigil_lazy_calloc(size_t n, size_t size, void *arena);
-void *vigil_lazy_realloc(void *ptr, size_t size, void *arena);
-void vigil_lazy_note_idle_block(vigil_lazy_arena *a);
-/// Gives the idle block's pages back (they read as zeros when next touched).
-void vigil_lazy_release_idle_block(vigil_lazy_arena *a);
-
 #endif

@@ -537,7 +537,9 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         framesSent += 1
         s.lastFrame = framesSent
         let chunk = s.request?.settings.http2.chunkSize ?? 8192
-        var n = min(s.pending.readable, s.sendWindow.value, sendWindow.value, peer.maxFrameSize, chunk)
+        // A window the client's SETTINGS_INITIAL_WINDOW_SIZE lowered may be negative (RFC 9113 §6.9.2): no bytes
+        // go then, though the empty DATA frame with END_STREAM may (`canSend` lets only that case through).
+        var n = max(0, min(s.pending.readable, s.sendWindow.value, sendWindow.value, peer.maxFrameSize, chunk))
         // limit_rate, per stream as nginx applies it: past the budget the stream waits for its timer.
         if n > 0, let r = s.request, let rate = r.rate {
             let now = service.loop.now

@@ -382,7 +382,8 @@ final class H2Stream: ClientInfo, RequestTransport {
         connection.sendSoon()
     }
 
-    /// A DATA frame can go now: the response's bytes within both windows, or its end.
+    /// A DATA frame can go now: the response's bytes within both windows (each above 0), or, nothing left to
+    /// send, its end, an empty frame that no window holds back.
     func canSend(connectionWindow: Int) -> Bool {
         guard submitted && pendingHead == nil && !deferred && !localClosed && !finished else { return false }
         if pending.readable > 0 { return sendWindow.value > 0 && connectionWindow > 0 }

@@ -186,6 +186,51 @@ final class HTTP2Tests: TLSTestCase {
             held += [idle() for _ in range(n)]
             time.sleep(1.5)
             print("perconn", (rss() - base) * 1024 // n)
+        elif mode == "lowerwindow":
+            # A streamed response: its first DATA comes, then the client lowers SETTINGS_INITIAL_WINDOW_SIZE to 0
+            # (the stream's window goes negative, RFC 9113 §6.9.2) while the upstream's end (and, for /rest, more
+            # bytes) arrives; then the client opens the stream's window. Frames read raw: python3-h2 itself
+            # refuses a window below 0.
+            import struct
+            def frame(t, flags, sid, payload=b""):
+                return struct.pack(">I", len(payload))[1:] + bytes([t, flags]) + struct.pack(">I", sid) + payload
+            buf = b""
+            def frames(seconds):
+                global buf
+                got, end = [], time.time() + seconds
+                s.settimeout(0.2)
+                while time.time() < end:
+                    try:
+                        d = s.recv(65536)
+                    except socket.timeout:
+                        continue
+                    except ConnectionResetError:
+                        return got, True
+                    if not d:
+                        return got, True
+                    buf += d
+                    while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+                        n = int.from_bytes(buf[:3], "big")
+                        got.append((buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7fffffff, buf[9:9 + n]))
+                        buf = buf[9 + n:]
+                return got, False
+            def data(got):
+                return b"".join(f[3] for f in got if f[0] == 0 and f[2] == 1).decode() or "-"
+            def ended(got):
+                return any(f[0] in (0, 1) and f[1] & 1 and f[2] == 1 for f in got)
+            path = [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", sys.argv[3])]
+            s.sendall(frame(4, 1, 0) + frame(1, 5, 1, c.encoder.encode(path)))
+            first, closed = frames(0.4)
+            s.sendall(frame(4, 0, 0, struct.pack(">HI", 4, 0)))
+            held, closed = frames(float(sys.argv[4]))
+            print("first", data(first))
+            print("held", data(held), ended(held))
+            if not ended(held) and not closed:
+                s.sendall(frame(8, 0, 1, struct.pack(">I", 1000)))
+            rest, closed = frames(1.0)
+            print("rest", data(rest), ended(rest))
+            print("unparsed", len(buf))
+            print("closed", closed)
         elif mode == "zerowindow":
             # SETTINGS_INITIAL_WINDOW_SIZE 0: the response's DATA can never be sent.
             c.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", "/big")], end_stream=True)
@@ -364,6 +409,40 @@ final class HTTP2Tests: TLSTestCase {
         // Closed by send_timeout, not held open for ever.
         XCTAssertTrue(facts["closed"]?.hasPrefix("True") ?? false, "\(facts)")
         XCTAssertTrue(v.errorLog().contains("client timed out (110: Connection timed out) while sending to client"), v.errorLog())
+    }
+
+    func testALoweredInitialWindowHoldsBytesButNotTheEnd() throws {
+        let port = freePort()
+        let head = Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n".utf8)
+        // The end alone after the first chunk (the stream has nothing pending when its window is negative), or
+        // three more bytes before it.
+        let end = try RawServer(.drip(prefix: head, bytes: Array("0\r\n\r\n".utf8), everyMs: 150))
+        let rest = try RawServer(.drip(prefix: head, bytes: Array("3\r\nabc\r\n0\r\n\r\n".utf8), everyMs: 300))
+        defer { end.stop(); rest.stop() }
+        try startVigil("""
+            server {
+                listen 127.0.0.1:\(port);
+                http2 on;
+                proxy_buffering off;
+                proxy_http_version 1.1;
+                location /end { proxy_pass http://127.0.0.1:\(end.port); }
+                location /rest { proxy_pass http://127.0.0.1:\(rest.port); }
+            }
+            """)
+        // The empty DATA frame with END_STREAM goes whatever the window (no frame claiming a negative length).
+        let e = h2(["lowerwindow", String(port), "/end", "2"])
+        XCTAssertEqual(e["first"], "hello", "\(e)")
+        XCTAssertEqual(e["held"], "- True", "\(e)")
+        XCTAssertEqual(e["closed"], "False", "\(e)")
+        XCTAssertEqual(e["unparsed"], "0", "\(e)")
+        // Bytes wait for the window, then come with END_STREAM.
+        let r = h2(["lowerwindow", String(port), "/rest", "5"])
+        XCTAssertEqual(r["first"], "hello", "\(r)")
+        XCTAssertEqual(r["held"], "- False", "\(r)")
+        XCTAssertEqual(r["rest"], "abc True", "\(r)")
+        XCTAssertEqual(r["closed"], "False", "\(r)")
+        XCTAssertEqual(r["unparsed"], "0", "\(r)")
+        XCTAssertEqual(fetch("http://127.0.0.1:\(port)/end", ["--http2-prior-knowledge"]).body, "hello")
     }
 
     func testReloadSaysGoAwayAndLetsTheOpenStreamFinish() throws {

@@ -38,6 +38,8 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
     /// What the client may still send on the connection: kept near 2^31-1, as nginx keeps it.
     private var receiveWindow = H2.defaultWindow
     private var priorities = H2PriorityTree()
+    /// The values of a SETTINGS frame whose end is still to come.
+    private var pendingSettings: H2PeerSettings.Pending?
     /// The client acknowledged our SETTINGS.
     private var settingsAcknowledged = false
     /// When the connection, without streams, times out (keepalive_timeout, or client_header_timeout before the
@@ -207,7 +209,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
                 settingsAcknowledged = true
                 return true
             }
-            return settingsReceived(payload)
+            return settings(h, entries: payload, last: true)
         case .ping:
             guard !h.has(H2Flag.ack) else { return true }
             H2FrameWriter.appendPingAck(payload, to: output)
@@ -224,14 +226,21 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         }
     }
 
-    private func settingsReceived(_ payload: UnsafeRawBufferPointer) -> Bool {
-        let change: H2PeerSettings.Change
+    /// A SETTINGS frame's entries as they come: validated at once, applied at the frame's end.
+    public func settings(_ h: H2FrameHeader, entries: UnsafeRawBufferPointer, last: Bool) -> Bool {
+        var next = pendingSettings ?? H2PeerSettings.Pending(peer)
+        pendingSettings = nil
         do throws(H2Violation) {
-            change = try peer.apply(payload)
+            try next.take(entries)
         } catch {
             fail(error.code, error.reason)
             return false
         }
+        guard last else {
+            pendingSettings = next
+            return true
+        }
+        let change = next.apply(to: &peer)
         if let size = change.headerTableSize { encoder.peerTableSizeChanged(to: size) }
         if change.windowDelta != 0 {
             for s in streams.values where !s.sendWindow.grow(by: change.windowDelta) {

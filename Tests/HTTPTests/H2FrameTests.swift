@@ -19,6 +19,17 @@ final class RecordingSink: H2FrameSink {
         note("frame \(h.type.rawValue) flags \(h.flags) sid \(h.streamID) \(Array(payload))")
     }
 
+    /// SETTINGS entries joined into one event at the frame's end, however the reads cut them.
+    private var entries: [UInt8] = []
+    var settingsCalls = 0
+    func settings(_ h: H2FrameHeader, entries bytes: UnsafeRawBufferPointer, last: Bool) -> Bool {
+        settingsCalls += 1
+        entries += bytes
+        guard last else { return true }
+        defer { entries = [] }
+        return note("frame \(h.type.rawValue) flags \(h.flags) sid \(h.streamID) \(entries)")
+    }
+
     func headerBlock(_ h: H2FrameHeader, priority: H2Priority?, block: UnsafeRawBufferPointer, length: Int) -> Bool {
         let p = priority.map { " dep \($0.dependency) excl \($0.exclusive) weight \($0.weight)" } ?? ""
         return note("headers sid \(h.streamID) flags \(h.flags)\(p) block \(Array(block)) length \(length)")
@@ -264,6 +275,43 @@ final class H2FrameTests: XCTestCase {
         XCTAssertNil(reader.incompleteHeadStream)
         XCTAssertEqual(reader.heldBytes, 0)
         XCTAssertEqual(sink.events.count, 1)
+    }
+
+    func testSettingsAreReadAsTheirEntriesComeNotHeldWhole() {
+        // 100,000 entries (600,000 bytes: within the MAX_FRAME_SIZE Vigil advertises) in pieces of 1000 bytes:
+        // at most an entry's five bytes are held between pieces.
+        var payload: [UInt8] = []
+        for i in 0..<100_000 { payload += settings([(4, UInt32(i))]) }
+        let bytes = H2FrameTests.preface + H2FrameTests.frame(4, 0, 0, payload) + H2FrameTests.frame(6, 0, 0, [1, 2, 3, 4, 5, 6, 7, 8])
+        var reader = H2FrameReader(maxHeaderBlock: 100)
+        let sink = RecordingSink()
+        var offset = 0
+        while offset < bytes.count {
+            let end = min(bytes.count, offset + 1000)
+            XCTAssertEqual(feed(&reader, Array(bytes[offset..<end]), sink), .success(true))
+            XCTAssertLessThanOrEqual(reader.heldBytes, 5)
+            offset = end
+        }
+        XCTAssertEqual(sink.events, ["frame 4 flags 0 sid 0 \(payload)", "frame 6 flags 0 sid 0 [1, 2, 3, 4, 5, 6, 7, 8]"])
+        XCTAssertGreaterThan(sink.settingsCalls, 600)
+        // A bad value in a later piece: nothing of the frame was applied.
+        var peer = H2PeerSettings()
+        var pending = H2PeerSettings.Pending(peer)
+        func take(_ bytes: [UInt8]) -> H2Violation? {
+            let b = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
+            defer { b.deallocate() }
+            b.copyBytes(from: bytes)
+            do throws(H2Violation) {
+                try pending.take(UnsafeRawBufferPointer(b))
+                return nil
+            } catch {
+                return error
+            }
+        }
+        XCTAssertNil(take(settings([(4, 10), (5, 32768)])))
+        XCTAssertEqual(take(settings([(2, 7)]))?.code, .protocolError)
+        XCTAssertEqual(peer, H2PeerSettings())
+        XCTAssertEqual(pending.apply(to: &peer).windowDelta, 10 - 65535)
     }
 
     func testASinkThatSaysStopStopsTheReading() {

@@ -67,10 +67,10 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
     /// The client's resets of open streams (CVE-2023-44487): nghttp2's allowance of a burst of 1000, then 33 a
     /// second, which Vigil's HTTP/2 kept.
     private var resetAllowance = H2RateLimit(burst: 1000, perSecond: 33)
-    /// ACKs (of PING and SETTINGS) appended since the output last drained: a client that never reads them
-    /// cannot make them pile up past `maxUnsentAcks`.
-    private var unsentAcks = 0
-    private static let maxUnsentAcks = 1000
+    /// Frames appended since the output last drained (ACKs, RST_STREAM, WINDOW_UPDATE, responses): past
+    /// `maxUnsentFrames` the client, which sends but does not read, is flooding us (nginx's limit of 10000).
+    private var unsentFrames = 0
+    private static let maxUnsentFrames = 10_000
     /// Ended with GOAWAY for a flood or a header block too large: no lingering close.
     private var misbehaved = false
     /// The client sent RFC 7540 priorities: DATA goes in nginx's order rather than round robin.
@@ -101,7 +101,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         let h2 = defaultScope.settings.http2
         H2FrameWriter.appendSettings([(.maxConcurrentStreams, UInt32(h2.maxConcurrentStreams)), (.initialWindowSize, UInt32(h2.bodyPrereadSize)),
                                       (.maxFrameSize, UInt32(H2.largestFrameSize))], to: output)
-        H2FrameWriter.appendWindowUpdate(stream: 0, increment: H2.maxWindow - receiveWindow, to: output)
+        H2FrameWriter.appendWindowUpdate(stream: 0, increment: H2.maxWindow - receiveWindow, to: frameOutput())
         receiveWindow = H2.maxWindow
         if preread.count > 0 && !receive(preread) { return }
         send()
@@ -193,10 +193,8 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         totalBytes += H2.frameHeaderLength + h.length
         if h.type == .data || h.type == .headers || h.type == .continuation { payloadBytes += h.length }
         if h.type == .priority || h.type == .headers && h.has(H2Flag.priority) { prioritized = true }
-        if totalBytes / 8 > payloadBytes + 1 << 20 {
-            service.log.info("http2 flood detected, client: \(peerAddress)")
-            misbehaved = true
-            terminate(.enhanceYourCalm)
+        if totalBytes / 8 > payloadBytes + 1 << 20 || unsentFrames > H2Connection.maxUnsentFrames {
+            endMisbehaving("http2 flood detected", .enhanceYourCalm)
             return false
         }
         return true
@@ -212,8 +210,8 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
             return settings(h, entries: payload, last: true)
         case .ping:
             guard !h.has(H2Flag.ack) else { return true }
-            H2FrameWriter.appendPingAck(payload, to: output)
-            return ackAppended()
+            H2FrameWriter.appendPingAck(payload, to: frameOutput())
+            return true
         case .priority:
             return priorityReceived(h.streamID, H2Priority(payload.baseAddress!))
         case .rstStream:
@@ -248,18 +246,16 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
                 return false
             }
         }
-        H2FrameWriter.appendSettingsAck(to: output)
-        return ackAppended()
+        H2FrameWriter.appendSettingsAck(to: frameOutput())
+        return true
     }
 
-    /// An ACK went into the output: past `maxUnsentAcks` not yet written, the client is flooding us.
-    private func ackAppended() -> Bool {
-        unsentAcks += 1
-        guard unsentAcks > H2Connection.maxUnsentAcks else { return true }
-        service.log.info("http2 flood detected, client: \(peerAddress)")
+    /// A flood or a client past its limits: logged (unless `reason` is nil: logged already), then GOAWAY with
+    /// `code` and the close, without lingering.
+    private func endMisbehaving(_ reason: String?, _ code: H2ErrorCode) {
+        if let reason { service.log.info("\(reason), client: \(peerAddress)") }
         misbehaved = true
-        close()
-        return false
+        terminate(code)
     }
 
     private func priorityReceived(_ id: UInt32, _ priority: H2Priority) -> Bool {
@@ -279,9 +275,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
     private func resetReceived(_ id: UInt32, _ code: H2ErrorCode) -> Bool {
         guard let s = streams[id] else { return true }
         guard resetAllowance.take(nowMs: service.loop.now) else {
-            service.log.info("client reset too many streams, client: \(peerAddress)")
-            misbehaved = true
-            terminate(.internalError)
+            endMisbehaving("client reset too many streams", .internalError)
             return false
         }
         closeStream(s, code: code)
@@ -363,7 +357,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
 
     /// REFUSED_STREAM, the header block decoded all the same (the HPACK table must stay in step).
     private func refuse(_ id: UInt32, _ block: UnsafeRawBufferPointer) -> Bool {
-        H2FrameWriter.appendRstStream(stream: id, code: .refusedStream, to: output)
+        H2FrameWriter.appendRstStream(stream: id, code: .refusedStream, to: frameOutput())
         return decodeBlock(block, into: nil)
     }
 
@@ -392,8 +386,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
             return false
         }
         guard tooLarge else { return true }
-        misbehaved = true
-        terminate(.enhanceYourCalm)
+        endMisbehaving(nil, .enhanceYourCalm)
         return false
     }
 
@@ -404,7 +397,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         }
         receiveWindow -= h.length
         if receiveWindow < H2.maxWindow / 4 {
-            H2FrameWriter.appendWindowUpdate(stream: 0, increment: H2.maxWindow - receiveWindow, to: output)
+            H2FrameWriter.appendWindowUpdate(stream: 0, increment: H2.maxWindow - receiveWindow, to: frameOutput())
             receiveWindow = H2.maxWindow
         }
         dataStream = nil
@@ -443,6 +436,12 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
     }
 
     // MARK: sending
+
+    /// The output for one more frame, counted against `maxUnsentFrames`.
+    private func frameOutput() -> OutputQueue {
+        unsentFrames += 1
+        return output
+    }
 
     private var output: OutputQueue {
         if let q = outputQueue { return q }
@@ -494,13 +493,13 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
             }
             finishSentStreams()
             if out.isEmpty {
-                unsentAcks = 0
+                unsentFrames = 0
                 setInterest(writing: false)
                 return true
             }
             switch out.flush(to: fd, tls: tls) {
             case .drained:
-                unsentAcks = 0
+                unsentFrames = 0
                 continue
             case .limited:
                 continue
@@ -565,6 +564,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         let trailers = last && s.hasTrailers
         // Trailers after an empty body follow the response head at once, as nginx sends them.
         if n > 0 || !trailers {
+            unsentFrames += 1
             H2FrameWriter.appendHeader(H2FrameHeader(length: n, type: .data, flags: last && !trailers ? H2Flag.endStream : 0, streamID: s.id), to: out)
         }
         if n > 0 {
@@ -639,7 +639,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         timedOutHead = id
         // nginx had begun the stream: keepalive_timeout, not client_header_timeout, runs once it is gone.
         streamsBegun += 1
-        H2FrameWriter.appendRstStream(stream: id, code: .protocolError, to: output)
+        H2FrameWriter.appendRstStream(stream: id, code: .protocolError, to: frameOutput())
         send()
     }
 
@@ -728,7 +728,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         var block = service.headBlocks.take()
         fields.encode(status: status, with: &encoder, into: &block)
         block.withUnsafeBytes {
-            H2FrameWriter.appendHeaders(stream: s.id, block: $0, endStream: endStream, maxFrameSize: peer.maxFrameSize, to: output)
+            H2FrameWriter.appendHeaders(stream: s.id, block: $0, endStream: endStream, maxFrameSize: peer.maxFrameSize, to: frameOutput())
         }
         service.headBlocks.give(block)
     }
@@ -741,7 +741,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
     /// RST_STREAM with `code`: the stream ends at once.
     func reset(_ s: H2Stream, code: H2ErrorCode) {
         guard streams[s.id] === s else { return }
-        H2FrameWriter.appendRstStream(stream: s.id, code: code, to: output)
+        H2FrameWriter.appendRstStream(stream: s.id, code: code, to: frameOutput())
         closeStream(s, code: code)
         send()
     }
@@ -755,7 +755,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
     /// Request body bytes were taken: the stream's window opens once half of it is consumed.
     func consume(_ id: UInt32, _ n: Int) {
         guard let s = streams[id], !s.remoteClosed, let increment = s.receiveWindow.consume(n) else { return }
-        H2FrameWriter.appendWindowUpdate(stream: id, increment: increment, to: output)
+        H2FrameWriter.appendWindowUpdate(stream: id, increment: increment, to: frameOutput())
         sendSoon()
     }
 

@@ -231,6 +231,35 @@ final class HTTP2Tests: TLSTestCase {
             print("rest", data(rest), ended(rest))
             print("unparsed", len(buf))
             print("closed", closed)
+        elif mode == "refused":
+            # A client that never reads: stream 1 held open at window 0 fills http2_max_concurrent_streams 1, then
+            # HEADERS after HEADERS, each refused with a RST_STREAM the client leaves unread. Prints the worker's
+            # VmRSS growth (kB) and whether the server ended the connection.
+            import struct
+            pid = int(sys.argv[3])
+            def rss():
+                return int([l for l in open("/proc/%d/status" % pid) if l.startswith("VmRSS:")][0].split()[1])
+            def frame(t, flags, sid, payload=b""):
+                return struct.pack(">I", len(payload))[1:] + bytes([t, flags]) + struct.pack(">I", sid) + payload
+            base = rss()
+            block = bytes([0x82, 0x86, 0x84, 0x41, 9]) + b"localhost"
+            s.sendall(frame(4, 0, 0, struct.pack(">HI", 4, 0)) + frame(1, 5, 1, block))
+            sid, sent, closed, grew = 3, 0, False, 0
+            s.settimeout(10)
+            try:
+                while sent < 2000000:
+                    batch = b"".join(frame(1, 5, sid + 2 * i, block) for i in range(1000))
+                    s.sendall(batch)
+                    sid += 2000
+                    sent += 1000
+                    if sent % 50000 == 0:
+                        grew = max(grew, rss() - base)
+            except OSError:
+                closed = True
+            grew = max(grew, rss() - base)
+            print("sent", sent)
+            print("closed", closed)
+            print("grew", grew)
         elif mode == "zerowindow":
             # SETTINGS_INITIAL_WINDOW_SIZE 0: the response's DATA can never be sent.
             c.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", "/big")], end_stream=True)
@@ -380,7 +409,7 @@ final class HTTP2Tests: TLSTestCase {
         let flood = h2(["continuation", String(port)])
         XCTAssertEqual(flood["closed"], "True", "\(flood)")
         XCTAssertLessThan(Int(flood["continuations"] ?? "") ?? .max, 20000, "\(flood)")
-        // PING and SETTINGS floods whose ACKs the client never reads (1000 unsent ACKs at most) and an empty
+        // PING and SETTINGS floods whose ACKs the client never reads (10,000 unsent frames at most) and an empty
         // DATA flood (nginx's payload accounting) each end the connection long before 2,000,000 frames.
         for mode in ["ping", "settings", "emptydata"] {
             let f = h2([mode, String(port)])
@@ -390,6 +419,27 @@ final class HTTP2Tests: TLSTestCase {
         // One field beyond large_client_header_buffers' size: GOAWAY ENHANCE_YOUR_CALM, as nginx.
         let big = h2(["bigheader", String(port), "9000"])
         XCTAssertEqual(big["goaway"], "11", "\(big)")
+        XCTAssertEqual(fetch("http://127.0.0.1:\(port)/", ["--http2-prior-knowledge"]).body, "ok")
+    }
+
+    func testFramesTheClientLeavesUnreadEndTheConnection() throws {
+        let port = freePort()
+        let (v, master) = try startVigil("""
+            server {
+                listen 127.0.0.1:\(port);
+                http2 on;
+                http2_max_concurrent_streams 1;
+                location / { return 200 "ok"; }
+            }
+            """)
+        let worker = try XCTUnwrap(v.waitForWorkers(master, count: 1).first)
+        // Each refused stream queues a RST_STREAM: past 10,000 frames unsent the connection ends, as nginx's
+        // "http2 flood detected", long before the 2,000,000 HEADERS, and the worker's memory stays bounded.
+        let facts = h2(["refused", String(port), String(worker)])
+        XCTAssertEqual(facts["closed"], "True", "\(facts)")
+        XCTAssertLessThan(Int(facts["sent"] ?? "") ?? .max, 2_000_000, "\(facts)")
+        XCTAssertLessThan(Int(facts["grew"] ?? "") ?? .max, 20_000, "\(facts)")
+        XCTAssertTrue(waitFor(5) { v.errorLog().contains("http2 flood detected") }, v.errorLog())
         XCTAssertEqual(fetch("http://127.0.0.1:\(port)/", ["--http2-prior-knowledge"]).body, "ok")
     }
 

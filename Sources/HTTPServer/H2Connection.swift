@@ -99,7 +99,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
     /// Starts the connection: our SETTINGS and the connection window nginx opens, then whatever was read already.
     func start(preread: UnsafeRawBufferPointer) {
         let h2 = defaultScope.settings.http2
-        H2FrameWriter.appendSettings([(.maxConcurrentStreams, UInt32(h2.maxConcurrentStreams)), (.initialWindowSize, UInt32(h2.bodyPrereadSize)),
+        H2FrameWriter.appendSettings([(.maxConcurrentStreams, UInt32(clamping: h2.maxConcurrentStreams)), (.initialWindowSize, UInt32(h2.bodyPrereadSize)),
                                       (.maxFrameSize, UInt32(H2.largestFrameSize))], to: output)
         H2FrameWriter.appendWindowUpdate(stream: 0, increment: H2.maxWindow - receiveWindow, to: frameOutput())
         receiveWindow = H2.maxWindow

@@ -282,12 +282,14 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         return true
     }
 
+    /// An increment of 0 is a connection error on stream 0 and a stream error on a stream (RFC 9113 §6.9;
+    /// nginx 1.22 ends the connection for both).
     private func windowUpdateReceived(_ id: UInt32, _ increment: Int) -> Bool {
-        guard increment > 0 else {
-            fail(.protocolError, "client sent WINDOW_UPDATE frame with incorrect window increment 0")
-            return false
-        }
         if id == 0 {
+            guard increment > 0 else {
+                fail(.protocolError, "client sent WINDOW_UPDATE frame with incorrect window increment 0")
+                return false
+            }
             guard sendWindow.grow(by: increment) else {
                 fail(.flowControlError, "client violated connection flow control: received WINDOW_UPDATE frame with window increment \(increment) not allowed for window \(sendWindow.value)")
                 return false
@@ -295,6 +297,11 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
             return true
         }
         guard let s = streams[id] else { return true }
+        guard increment > 0 else {
+            service.log.info("client sent WINDOW_UPDATE frame for stream \(id) with incorrect window increment 0, client: \(peerAddress)")
+            reset(s, code: .protocolError)
+            return true
+        }
         if !s.sendWindow.grow(by: increment) {
             service.log.info("client violated flow control for stream \(id): received WINDOW_UPDATE frame with window increment \(increment) not allowed for window \(s.sendWindow.value), client: \(peerAddress)")
             reset(s, code: .flowControlError)

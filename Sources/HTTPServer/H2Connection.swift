@@ -56,6 +56,8 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
     private var closed = false
     private var lingering = false
     private var goingAway = false
+    /// The last stream the graceful GOAWAY named: a later GOAWAY names none higher.
+    private var goAwayLast: UInt32?
     /// Streams begun on this connection (`$connection_requests`).
     private var streamsBegun = 0
     /// The highest stream identifier a client HEADERS frame used (the GOAWAY's last stream).
@@ -176,9 +178,10 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         terminate(code)
     }
 
-    /// GOAWAY with `code` naming the last stream begun; what the socket takes of it goes, then the close.
+    /// GOAWAY with `code` naming the last stream begun (or the one a GOAWAY named already, if lower: the last
+    /// stream never rises, RFC 9113 §6.8); what the socket takes of it goes, then the close.
     private func terminate(_ code: H2ErrorCode) {
-        H2FrameWriter.appendGoAway(lastStream: lastStreamID, code: code, to: output)
+        H2FrameWriter.appendGoAway(lastStream: min(lastStreamID, goAwayLast ?? .max), code: code, to: output)
         goingAway = true
         busy = false
         _ = output.flush(to: fd, tls: tls)
@@ -771,7 +774,8 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
     private func goAway(last: UInt32? = nil) {
         guard !goingAway, !closed else { return }
         goingAway = true
-        H2FrameWriter.appendGoAway(lastStream: last ?? lastStreamID, code: .noError, to: output)
+        goAwayLast = last ?? lastStreamID
+        H2FrameWriter.appendGoAway(lastStream: goAwayLast!, code: .noError, to: output)
     }
 
     public func shutdownBegan() {

@@ -51,6 +51,33 @@ final class HTTP2Tests: TLSTestCase {
         def goaway(events):
             return [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
 
+        # Raw frames, for what python3-h2 itself would refuse: `frame` makes one, `frames` reads (type, flags,
+        # stream, payload) tuples for up to `seconds`, and whether the server closed.
+        import struct
+        def frame(t, flags, sid, payload=b""):
+            return struct.pack(">I", len(payload))[1:] + bytes([t, flags]) + struct.pack(">I", sid) + payload
+        buf = b""
+        def frames(seconds):
+            global buf
+            got, end = [], time.time() + seconds
+            s.settimeout(0.2)
+            while time.time() < end:
+                try:
+                    d = s.recv(65536)
+                except socket.timeout:
+                    continue
+                except ConnectionResetError:
+                    return got, True
+                if not d:
+                    return got, True
+                buf += d
+                while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+                    n = int.from_bytes(buf[:3], "big")
+                    got.append((buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7fffffff, buf[9:9 + n]))
+                    buf = buf[9 + n:]
+            return got, False
+        simple = bytes([0x82, 0x86, 0x84, 0x41, 9]) + b"localhost"   # GET http://localhost/
+
         if mode == "rapidreset":
             # HEADERS then RST_STREAM at once, stream after stream (CVE-2023-44487), in batches of 500.
             n, total, closed = 1, int(sys.argv[3]), False
@@ -191,29 +218,6 @@ final class HTTP2Tests: TLSTestCase {
             # (the stream's window goes negative, RFC 9113 §6.9.2) while the upstream's end (and, for /rest, more
             # bytes) arrives; then the client opens the stream's window. Frames read raw: python3-h2 itself
             # refuses a window below 0.
-            import struct
-            def frame(t, flags, sid, payload=b""):
-                return struct.pack(">I", len(payload))[1:] + bytes([t, flags]) + struct.pack(">I", sid) + payload
-            buf = b""
-            def frames(seconds):
-                global buf
-                got, end = [], time.time() + seconds
-                s.settimeout(0.2)
-                while time.time() < end:
-                    try:
-                        d = s.recv(65536)
-                    except socket.timeout:
-                        continue
-                    except ConnectionResetError:
-                        return got, True
-                    if not d:
-                        return got, True
-                    buf += d
-                    while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
-                        n = int.from_bytes(buf[:3], "big")
-                        got.append((buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7fffffff, buf[9:9 + n]))
-                        buf = buf[9 + n:]
-                return got, False
             def data(got):
                 return b"".join(f[3] for f in got if f[0] == 0 and f[2] == 1).decode() or "-"
             def ended(got):
@@ -235,14 +239,11 @@ final class HTTP2Tests: TLSTestCase {
             # A client that never reads: stream 1 held open at window 0 fills http2_max_concurrent_streams 1, then
             # HEADERS after HEADERS, each refused with a RST_STREAM the client leaves unread. Prints the worker's
             # VmRSS growth (kB) and whether the server ended the connection.
-            import struct
             pid = int(sys.argv[3])
             def rss():
                 return int([l for l in open("/proc/%d/status" % pid) if l.startswith("VmRSS:")][0].split()[1])
-            def frame(t, flags, sid, payload=b""):
-                return struct.pack(">I", len(payload))[1:] + bytes([t, flags]) + struct.pack(">I", sid) + payload
             base = rss()
-            block = bytes([0x82, 0x86, 0x84, 0x41, 9]) + b"localhost"
+            block = simple
             s.sendall(frame(4, 0, 0, struct.pack(">HI", 4, 0)) + frame(1, 5, 1, block))
             sid, sent, closed, grew = 3, 0, False, 0
             s.settimeout(10)
@@ -260,6 +261,28 @@ final class HTTP2Tests: TLSTestCase {
             print("sent", sent)
             print("closed", closed)
             print("grew", grew)
+        elif mode == "zeroincrement":
+            # Stream 1 held open at window 0, then a WINDOW_UPDATE of 0 for it: RST_STREAM PROTOCOL_ERROR
+            # (RFC 9113 §6.9), the connection lives on and answers stream 3.
+            s.sendall(frame(4, 0, 0, struct.pack(">HI", 4, 0)) + frame(4, 1, 0) + frame(1, 5, 1, simple))
+            frames(0.3)
+            s.sendall(frame(8, 0, 1, struct.pack(">I", 0)))
+            got, closed = frames(0.5)
+            print("rst", [(f[2], int.from_bytes(f[3], "big")) for f in got if f[0] == 3])
+            print("goaway", [int.from_bytes(f[3][4:8], "big") for f in got if f[0] == 7])
+            s.sendall(frame(1, 5, 3, simple))
+            got, closed = frames(0.5)
+            print("other", [f[2] for f in got if f[0] == 1])
+        elif mode == "goawaylast":
+            # keepalive_requests 1: stream 1's HEADERS brings GOAWAY naming 1; stream 1 is held open (window 0),
+            # stream 3 comes all the same, then a connection error: its GOAWAY names no higher stream than 1.
+            s.sendall(frame(4, 0, 0, struct.pack(">HI", 4, 0)) + frame(4, 1, 0) + frame(1, 5, 1, simple))
+            got = frames(0.3)[0]
+            s.sendall(frame(1, 5, 3, simple))
+            got += frames(0.3)[0]
+            s.sendall(frame(6, 0, 0, b"1234"))   # PING of 4 bytes: FRAME_SIZE_ERROR
+            got += frames(1.0)[0]
+            print("goaway", [(int.from_bytes(f[3][:4], "big"), int.from_bytes(f[3][4:8], "big")) for f in got if f[0] == 7])
         elif mode == "zerowindow":
             # SETTINGS_INITIAL_WINDOW_SIZE 0: the response's DATA can never be sent.
             c.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", "/big")], end_stream=True)
@@ -441,6 +464,32 @@ final class HTTP2Tests: TLSTestCase {
         XCTAssertLessThan(Int(facts["grew"] ?? "") ?? .max, 20_000, "\(facts)")
         XCTAssertTrue(waitFor(5) { v.errorLog().contains("http2 flood detected") }, v.errorLog())
         XCTAssertEqual(fetch("http://127.0.0.1:\(port)/", ["--http2-prior-knowledge"]).body, "ok")
+    }
+
+    func testAZeroIncrementResetsItsStreamAndGoAwayNeverRaisesTheLastStream() throws {
+        let port = freePort()
+        let keepalive1 = freePort()
+        try Data(count: 200_000).write(to: URL(fileURLWithPath: scratch + "/big"))
+        try startVigil("""
+            server {
+                listen 127.0.0.1:\(port);
+                http2 on;
+                location / { root \(scratch); index big; }
+            }
+            server {
+                listen 127.0.0.1:\(keepalive1);
+                http2 on;
+                keepalive_requests 1;
+                location / { root \(scratch); index big; }
+            }
+            """)
+        let zero = h2(["zeroincrement", String(port)])
+        XCTAssertEqual(zero["rst"], "[(1, 1)]", "\(zero)")
+        XCTAssertEqual(zero["goaway"], "[]", "\(zero)")
+        XCTAssertEqual(zero["other"], "[3]", "\(zero)")
+        // The graceful GOAWAY named stream 1; the one the error brings (FRAME_SIZE_ERROR, 6) names 1 again, not 3.
+        let last = h2(["goawaylast", String(keepalive1)])
+        XCTAssertEqual(last["goaway"], "[(1, 0), (1, 6)]", "\(last)")
     }
 
     func testAClientThatNeverOpensItsWindowTimesOut() throws {

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Core
 
 /// HTTP/2's framing (RFC 9113 §4, §6): the constants, the 9-byte frame header, the fields of fixed-size
@@ -166,10 +163,8 @@ public struct H2Priority: Equatable, Sendable {
 
 /// The payloads of fixed size, read once the reader has checked their lengths.
 public enum H2Payload {
-    /// RST_STREAM's error code, or GOAWAY's at offset 4.
-    public static func errorCode(_ p: UnsafeRawBufferPointer, at offset: Int = 0) -> H2ErrorCode {
-        H2ErrorCode(rawValue: H2Wire.uint32(p.baseAddress! + offset))
-    }
+    /// RST_STREAM's error code.
+    public static func errorCode(_ p: UnsafeRawBufferPointer) -> H2ErrorCode { H2ErrorCode(rawValue: H2Wire.uint32(p.baseAddress!)) }
 
     /// WINDOW_UPDATE's increment (the reserved bit cleared).
     public static func windowIncrement(_ p: UnsafeRawBufferPointer) -> Int { Int(H2Wire.uint32(p.baseAddress!) & 0x7FFF_FFFF) }

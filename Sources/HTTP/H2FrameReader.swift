@@ -64,19 +64,14 @@ public struct H2FrameReader {
 
     public init(maxHeaderBlock: Int) { self.maxHeaderBlock = maxHeaderBlock }
 
-    /// Past the preface: the connection may be answered as HTTP/2.
-    public var prefaceSeen: Bool {
-        if case .preface = state { return false }
-        return true
-    }
-
     /// The stream whose HEADERS frame, or header block, is not all in yet.
     public var incompleteHeadStream: UInt32? {
         if case .payload(let h) = state, h.type == .headers { return h.streamID }
         return pendingBlock?.header.streamID
     }
 
-    /// Bytes held between reads (a split frame or a header block waiting for CONTINUATION).
+    /// Bytes held between reads (a split frame, a SETTINGS entry, or a header block waiting for CONTINUATION):
+    /// a read-only view for the tests, as HPACKDecoder's table views are.
     public var heldBytes: Int { held.capacity + block.capacity + entryCount }
 
     /// Reads `bytes`, handing frames to `sink` as they complete. Stops at the first violation (thrown, the
@@ -313,7 +308,8 @@ public struct H2FrameReader {
             block.append(contentsOf: p)
             return true
         case .continuation:
-            guard let pending = pendingBlock else { return true }
+            // `begin` lets a CONTINUATION through only after a HEADERS frame without END_HEADERS.
+            let pending = pendingBlock!
             block.append(contentsOf: payload)
             pendingBlock!.length += h.length
             guard h.has(H2Flag.endHeaders) else { return true }

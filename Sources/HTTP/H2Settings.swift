@@ -10,12 +10,11 @@ public struct H2SettingID: RawRepresentable, Equatable, Sendable {
     public static let maxHeaderListSize = H2SettingID(rawValue: 6)
 }
 
-/// The peer's settings that govern what we send: the window new streams start with, the largest frame, and
-/// the HPACK table size its decoder allows ours.
+/// The peer's settings that govern what we send: the window new streams start with and the largest frame (its
+/// HPACK table size goes to the encoder as a `Change`).
 public struct H2PeerSettings: Equatable, Sendable {
     public var initialWindowSize = H2.defaultWindow
     public var maxFrameSize = H2.defaultMaxFrameSize
-    public var headerTableSize = HPACK.defaultTableSize
 
     public init() {}
 
@@ -66,7 +65,6 @@ public struct H2PeerSettings: Equatable, Sendable {
                         throw H2Violation(.protocolError, "client sent SETTINGS frame with incorrect ENABLE_PUSH value \(value)")
                     }
                 case .headerTableSize:
-                    next.headerTableSize = value
                     headerTableSize = value
                 default:
                     break

@@ -63,10 +63,23 @@ public struct H2ErrorCode: RawRepresentable, Equatable, Sendable {
 
     /// The name a log line gives the code.
     public var name: String {
-        let names = ["NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT", "STREAM_CLOSED",
-                     "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR", "CONNECT_ERROR", "ENHANCE_YOUR_CALM",
-                     "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED"]
-        return rawValue < names.count ? names[Int(rawValue)] : "unknown error code \(rawValue)"
+        switch rawValue {
+        case 0: "NO_ERROR"
+        case 1: "PROTOCOL_ERROR"
+        case 2: "INTERNAL_ERROR"
+        case 3: "FLOW_CONTROL_ERROR"
+        case 4: "SETTINGS_TIMEOUT"
+        case 5: "STREAM_CLOSED"
+        case 6: "FRAME_SIZE_ERROR"
+        case 7: "REFUSED_STREAM"
+        case 8: "CANCEL"
+        case 9: "COMPRESSION_ERROR"
+        case 10: "CONNECT_ERROR"
+        case 11: "ENHANCE_YOUR_CALM"
+        case 12: "INADEQUATE_SECURITY"
+        case 13: "HTTP_1_1_REQUIRED"
+        default: "unknown error code \(rawValue)"
+        }
     }
 }
 

@@ -28,6 +28,9 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
     unowned(unsafe) let service: HTTPService
     /// The default server of the address: its settings govern the connection (limits, timeouts).
     let defaultScope: SettingsScope
+    /// What a request's fields may take, large_client_header_buffers' count times its size: the bound of the
+    /// header blocks read, of the HPACK decoder's header list, and of each stream's fields.
+    let headerRoom: Int
     private var reader: H2FrameReader
     /// Made at the first request head; its table at the client's first insert.
     private var decoder: HPACKDecoder?
@@ -90,8 +93,9 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         self.service = service
         defaultScope = scope
         let large = scope.settings.core.largeClientHeaderBuffers
-        // A header block may take what its fields may (large_client_header_buffers) and a frame's worth more.
-        reader = H2FrameReader(maxHeaderBlock: large.count * large.size + H2.defaultMaxFrameSize)
+        headerRoom = large.count * large.size
+        // A header block may take what its fields may and a frame's worth more.
+        reader = H2FrameReader(maxHeaderBlock: headerRoom + H2.defaultMaxFrameSize)
         priorityBudget = max(scope.settings.http2.maxConcurrentStreams, 100)
         super.init(fd: c.fd, address: c.peerAddress, port: c.peerPort, isIPv6: c.peerIsIPv6, listen: c.listen, serial: c.serial, openedAt: c.openedAt)
         tls = c.tls
@@ -103,8 +107,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         let h2 = defaultScope.settings.http2
         H2FrameWriter.appendSettings([(.maxConcurrentStreams, UInt32(clamping: h2.maxConcurrentStreams)), (.initialWindowSize, UInt32(h2.bodyPrereadSize)),
                                       (.maxFrameSize, UInt32(H2.largestFrameSize))], to: output)
-        H2FrameWriter.appendWindowUpdate(stream: 0, increment: H2.maxWindow - receiveWindow, to: frameOutput())
-        receiveWindow = H2.maxWindow
+        openReceiveWindow()
         if preread.count > 0 && !receive(preread) { return }
         send()
         guard !closed else { return }
@@ -376,8 +379,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
     /// (ENHANCE_YOUR_CALM, as nginx).
     private func decodeBlock(_ block: UnsafeRawBufferPointer, into s: H2Stream?) -> Bool {
         if decoder == nil {
-            let large = defaultScope.settings.core.largeClientHeaderBuffers
-            decoder = HPACKDecoder(maxHeaderListSize: large.count * large.size + 65536)
+            decoder = HPACKDecoder(maxHeaderListSize: headerRoom + 65536)
         }
         var tooLarge = false
         do throws(HPACKError) {
@@ -406,10 +408,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
             return false
         }
         receiveWindow -= h.length
-        if receiveWindow < H2.maxWindow / 4 {
-            H2FrameWriter.appendWindowUpdate(stream: 0, increment: H2.maxWindow - receiveWindow, to: frameOutput())
-            receiveWindow = H2.maxWindow
-        }
+        if receiveWindow < H2.maxWindow / 4 { openReceiveWindow() }
         dataStream = nil
         guard let s = streams[h.streamID] else { return true }
         guard s.receiveWindow.receive(h.length) else {
@@ -427,6 +426,12 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         if h.length > dataLength { consume(s.id, h.length - dataLength) }
         dataStream = s
         return true
+    }
+
+    /// The connection window opens to its largest, as nginx keeps it open.
+    private func openReceiveWindow() {
+        H2FrameWriter.appendWindowUpdate(stream: 0, increment: H2.maxWindow - receiveWindow, to: frameOutput())
+        receiveWindow = H2.maxWindow
     }
 
     public func data(_ h: H2FrameHeader, _ bytes: UnsafeRawBufferPointer) -> Bool {
@@ -624,9 +629,11 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         }
     }
 
-    private func timer(_ ms: UInt64) {
+    private func timer(_ ms: UInt64) { timer(at: service.loop.now + ms) }
+
+    private func timer(at deadline: UInt64) {
         if timer == nil { timer = service.loop.makeTimer { [unowned(unsafe) self] in self.timedOut() } }
-        timer!.rearm(after: ms)
+        timer!.rearm(at: deadline)
     }
 
     /// A HEADERS frame (or its CONTINUATION) still coming: client_header_timeout runs for its stream from the
@@ -659,8 +666,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
     private func armIdleTimer() {
         if interest & Events.writable != 0 { return }
         if let head = incompleteHead, streams.isEmpty || head.deadline < (earliestClientDeadline ?? .max) {
-            if timer == nil { timer = service.loop.makeTimer { [unowned(unsafe) self] in self.timedOut() } }
-            timer!.rearm(at: head.deadline)
+            timer(at: head.deadline)
             return
         }
         // Read in place: a copy of the core settings would retain every array and string in them.
@@ -671,8 +677,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         } else if streams.values.contains(where: \.waitsForClient) {
             timer(UInt64(defaultScope.settings.core.sendTimeout))
         } else if let deadline = earliestClientDeadline {
-            if timer == nil { timer = service.loop.makeTimer { [unowned(unsafe) self] in self.timedOut() } }
-            timer!.rearm(at: deadline)
+            timer(at: deadline)
         } else {
             timer?.cancel()
         }
@@ -699,7 +704,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         // Idle a second: what the busy connection kept for the next request goes back, as nginx frees its buffers.
         if service.loop.now < idleUntil {
             releaseIdleMemory()
-            timer!.rearm(at: idleUntil)
+            timer(at: idleUntil)
             return
         }
         // Idle past keepalive_timeout: GOAWAY, then the close.

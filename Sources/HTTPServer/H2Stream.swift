@@ -74,8 +74,7 @@ final class H2Stream: ClientInfo, RequestTransport {
         connection = c
         self.sendWindow = H2SendWindow(sendWindow)
         self.receiveWindow = H2ReceiveWindow(receiveWindow)
-        let large = c.defaultScope.settings.core.largeClientHeaderBuffers
-        headRoom = large.count * large.size
+        headRoom = c.headerRoom
         waitingSince = c.service.loop.now
         fields = c.service.headBlocks.take()
         super.init(fd: c.fd, address: c.peerAddress, port: c.peerPort, isIPv6: c.peerIsIPv6, listen: c.listen, serial: c.serial,

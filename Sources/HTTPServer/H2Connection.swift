@@ -23,7 +23,8 @@ public protocol ClientConnection: AnyObject {
 /// does (stream states, flow control, priorities, the flood limits); each stream is an `H2Stream` feeding the
 /// one request pipeline. Frames go out through the worker's output queues: HEADERS as a response head is
 /// submitted, DATA as the streams' bodies and the peer's windows allow, in nginx's priority order. An idle
-/// connection holds no frame buffer, no HPACK table and no stream state.
+/// connection holds no frame buffer and no stream state, and no HPACK table until a request's header block
+/// inserts into it (the client's table lives as long as the connection).
 public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2FrameSink {
     unowned(unsafe) let service: HTTPService
     /// The default server of the address: its settings govern the connection (limits, timeouts).

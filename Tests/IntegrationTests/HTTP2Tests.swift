@@ -708,8 +708,8 @@ final class HTTP2Tests: TLSTestCase {
         XCTAssertEqual(h2(["priority", String(port), "dependency"])["order"], "1 3")
     }
 
-    /// An idle connection holds no frame buffer, HPACK table or stream state: what is resident is the
-    /// connection object, its socket and TLS-free bookkeeping.
+    /// An idle connection that has sent no request holds no frame buffer, HPACK table or stream state: what is
+    /// resident is the connection object, its socket and TLS-free bookkeeping.
     func testAnIdleConnectionKeepsLittleResident() throws {
         let port = freePort()
         let (v, master) = try startVigil("""
@@ -721,7 +721,7 @@ final class HTTP2Tests: TLSTestCase {
             """)
         let worker = try XCTUnwrap(v.waitForWorkers(master, count: 1).first)
         let facts = h2(["idlerss", String(port), String(worker), "180"])
-        // About 6 kB on nghttp2 (its session and HPACK tables), 14 kB before; the bound holds either way.
+        // About 6 kB when Vigil ran on nghttp2 (its session and HPACK tables), 14 kB before that.
         let perConnection = try XCTUnwrap(Int(facts["perconn"] ?? ""), "\(facts)")
         XCTAssertLessThan(perConnection, 9000)
     }

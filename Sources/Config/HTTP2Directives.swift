@@ -4,7 +4,12 @@
 enum HTTP2Directives {
     static let specs: [DirectiveSpec] = [
         Directives.flagSetting("http2", \.http2.$enabled, [.http, .server]),
-        Directives.numberSetting("http2_max_concurrent_streams", \.http2.$maxConcurrentStreams, [.http, .server]),
+        // SETTINGS_MAX_CONCURRENT_STREAMS is 32 bits: a larger number means as many as it can say (the stream
+        // count and the PRIORITY budget it raises stay far from overflowing).
+        Directives.spec("http2_max_concurrent_streams", [.http, .server], .one) { call in
+            guard let n = Values.plainNumber(call.words[1]) else { throw call.directiveError("invalid number") }
+            try Directives.setOnce(call, \.http2.$maxConcurrentStreams, min(n, Int(UInt32.max)))
+        },
         Directives.spec("http2_chunk_size", .httpAll, .one) { call in
             let n = try Directives.sizeArg(call, call.words[1])
             guard n > 0 else { throw call.error("the http2 chunk size cannot be zero") }

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Core
 
 /// HTTP/2's framing (RFC 9113 §4, §6): the constants, the 9-byte frame header, the fields of fixed-size
@@ -66,10 +63,23 @@ public struct H2ErrorCode: RawRepresentable, Equatable, Sendable {
 
     /// The name a log line gives the code.
     public var name: String {
-        let names = ["NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT", "STREAM_CLOSED",
-                     "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR", "CONNECT_ERROR", "ENHANCE_YOUR_CALM",
-                     "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED"]
-        return rawValue < names.count ? names[Int(rawValue)] : "unknown error code \(rawValue)"
+        switch rawValue {
+        case 0: "NO_ERROR"
+        case 1: "PROTOCOL_ERROR"
+        case 2: "INTERNAL_ERROR"
+        case 3: "FLOW_CONTROL_ERROR"
+        case 4: "SETTINGS_TIMEOUT"
+        case 5: "STREAM_CLOSED"
+        case 6: "FRAME_SIZE_ERROR"
+        case 7: "REFUSED_STREAM"
+        case 8: "CANCEL"
+        case 9: "COMPRESSION_ERROR"
+        case 10: "CONNECT_ERROR"
+        case 11: "ENHANCE_YOUR_CALM"
+        case 12: "INADEQUATE_SECURITY"
+        case 13: "HTTP_1_1_REQUIRED"
+        default: "unknown error code \(rawValue)"
+        }
     }
 }
 
@@ -166,10 +176,8 @@ public struct H2Priority: Equatable, Sendable {
 
 /// The payloads of fixed size, read once the reader has checked their lengths.
 public enum H2Payload {
-    /// RST_STREAM's error code, or GOAWAY's at offset 4.
-    public static func errorCode(_ p: UnsafeRawBufferPointer, at offset: Int = 0) -> H2ErrorCode {
-        H2ErrorCode(rawValue: H2Wire.uint32(p.baseAddress! + offset))
-    }
+    /// RST_STREAM's error code.
+    public static func errorCode(_ p: UnsafeRawBufferPointer) -> H2ErrorCode { H2ErrorCode(rawValue: H2Wire.uint32(p.baseAddress!)) }
 
     /// WINDOW_UPDATE's increment (the reserved bit cleared).
     public static func windowIncrement(_ p: UnsafeRawBufferPointer) -> Int { Int(H2Wire.uint32(p.baseAddress!) & 0x7FFF_FFFF) }

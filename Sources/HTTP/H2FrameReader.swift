@@ -4,8 +4,12 @@ public protocol H2FrameSink: AnyObject {
     /// Any frame's header, before its payload is read (flood accounting sees every frame here).
     func frameBegins(_ header: H2FrameHeader) -> Bool
     /// A complete frame other than DATA, HEADERS and CONTINUATION, its length and stream identifier checked
-    /// as its type requires (PRIORITY, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE).
+    /// as its type requires (PRIORITY, RST_STREAM, PING, GOAWAY, WINDOW_UPDATE, and SETTINGS that is an ACK or
+    /// empty).
     func frame(_ header: H2FrameHeader, payload: UnsafeRawBufferPointer) -> Bool
+    /// Whole entries (six bytes each) of a SETTINGS frame that has some, as they arrive: a frame may come in
+    /// several calls, `last` on the one that ends it (the frame's values apply then, all or none).
+    func settings(_ header: H2FrameHeader, entries: UnsafeRawBufferPointer, last: Bool) -> Bool
     /// A HEADERS frame's complete header block (CONTINUATION frames joined, padding removed). `header` is the
     /// HEADERS frame's; `length` counts the payloads of all the block's frames.
     func headerBlock(_ header: H2FrameHeader, priority: H2Priority?, block: UnsafeRawBufferPointer, length: Int) -> Bool
@@ -20,8 +24,11 @@ public protocol H2FrameSink: AnyObject {
 /// The input side of an HTTP/2 server connection, as bytes come (RFC 9113 §3.4, §4, §6): the client preface,
 /// frame headers, the payload checks that do not need the connection's state (lengths, stream identifier 0
 /// or not, padding), CONTINUATION sequencing, and unknown frame types skipped. DATA is handed on as it
-/// arrives, not buffered; other frames are passed in place when a read holds them whole, and only a frame
-/// split across reads is held (in storage given back once it is complete), so an idle connection holds none.
+/// arrives, not buffered, and so are SETTINGS entries (at most five bytes of an entry held); other frames are
+/// passed in place when a read holds them whole, and only a frame split across reads is held (in storage
+/// given back once it is complete), so an idle connection holds none. Frames held are all small (PRIORITY,
+/// RST_STREAM, PING, GOAWAY's two words, WINDOW_UPDATE) but HEADERS and CONTINUATION, held to
+/// `maxHeaderBlock`.
 public struct H2FrameReader {
     private enum State {
         case preface(matched: Int)
@@ -31,6 +38,8 @@ public struct H2FrameReader {
         /// A padded DATA frame's pad length byte.
         case dataPadLength(H2FrameHeader)
         case data(H2FrameHeader, remaining: Int, padding: Int)
+        /// A SETTINGS frame's entries, `remaining` bytes of them still to come.
+        case settings(H2FrameHeader, remaining: Int)
         /// Bytes read and dropped: a skipped frame or DATA padding; `dataEnd`: a DATA frame ends after them.
         case skip(remaining: Int, dataEnd: H2FrameHeader?)
     }
@@ -41,6 +50,9 @@ public struct H2FrameReader {
     private var headerCount = 0
     /// A payload split across reads.
     private var held: [UInt8] = []
+    /// A SETTINGS entry split across reads: `entryCount` of its six bytes.
+    private var entryBytes: UInt64 = 0
+    private var entryCount = 0
     /// A header block whose HEADERS frame lacked END_HEADERS: its stream, HEADERS frame, priority and the
     /// payload lengths so far; `block` holds the fragments.
     private var pendingBlock: (header: H2FrameHeader, priority: H2Priority?, length: Int)?
@@ -52,20 +64,15 @@ public struct H2FrameReader {
 
     public init(maxHeaderBlock: Int) { self.maxHeaderBlock = maxHeaderBlock }
 
-    /// Past the preface: the connection may be answered as HTTP/2.
-    public var prefaceSeen: Bool {
-        if case .preface = state { return false }
-        return true
-    }
-
     /// The stream whose HEADERS frame, or header block, is not all in yet.
     public var incompleteHeadStream: UInt32? {
         if case .payload(let h) = state, h.type == .headers { return h.streamID }
         return pendingBlock?.header.streamID
     }
 
-    /// Bytes held between reads (a split frame or a header block waiting for CONTINUATION).
-    public var heldBytes: Int { held.capacity + block.capacity }
+    /// Bytes held between reads (a split frame, a SETTINGS entry, or a header block waiting for CONTINUATION):
+    /// a read-only view for the tests, as HPACKDecoder's table views are.
+    public var heldBytes: Int { held.capacity + block.capacity + entryCount }
 
     /// Reads `bytes`, handing frames to `sink` as they complete. Stops at the first violation (thrown, the
     /// connection must end with its code) or when the sink says stop (returns false).
@@ -114,6 +121,38 @@ public struct H2FrameReader {
                     let done = whole.withUnsafeBytes { payload in Result { () throws(H2Violation) in try finish(header, payload, sink) } }
                     guard try done.get() else { return false }
                 }
+            case .settings(let header, var remaining):
+                if entryCount > 0 {
+                    let k = min(6 - entryCount, n - p)
+                    withUnsafeMutableBytes(of: &entryBytes) { $0.baseAddress!.advanced(by: entryCount).copyMemory(from: base + p, byteCount: k) }
+                    entryCount += k
+                    p += k
+                    remaining -= k
+                    guard entryCount == 6 else {
+                        state = .settings(header, remaining: remaining)
+                        return true
+                    }
+                    entryCount = 0
+                    if remaining == 0 { state = .frameHeader }
+                    let entry = entryBytes
+                    guard withUnsafeBytes(of: entry, { sink.settings(header, entries: UnsafeRawBufferPointer(rebasing: $0[..<6]), last: remaining == 0) }) else { return false }
+                    if remaining == 0 { continue }
+                }
+                let whole = min(remaining, n - p) / 6 * 6
+                if whole > 0 {
+                    remaining -= whole
+                    if remaining == 0 { state = .frameHeader }
+                    let entries = UnsafeRawBufferPointer(start: base + p, count: whole)
+                    p += whole
+                    guard sink.settings(header, entries: entries, last: remaining == 0) else { return false }
+                    if remaining == 0 { continue }
+                }
+                // Less than an entry is left in this read: it is held until the rest comes.
+                let k = n - p
+                withUnsafeMutableBytes(of: &entryBytes) { $0.baseAddress!.copyMemory(from: base + p, byteCount: k) }
+                entryCount = k
+                p += k
+                state = .settings(header, remaining: remaining - k)
             case .dataPadLength(let header):
                 let padding = Int(base.load(fromByteOffset: p, as: UInt8.self))
                 p += 1
@@ -216,6 +255,9 @@ public struct H2FrameReader {
                 guard h.length == 0 else { throw H2Violation(.frameSizeError, "client sent SETTINGS frame with the ACK flag and nonzero length") }
             } else if h.length % 6 != 0 {
                 throw H2Violation(.frameSizeError, "client sent SETTINGS frame with incorrect length \(h.length)")
+            } else if h.length > 0 {
+                // Read as its entries come, never held whole (a frame may be as large as MAX_FRAME_SIZE).
+                return .settings(h, remaining: h.length)
             }
         case .pushPromise:
             throw H2Violation(.protocolError, "client sent PUSH_PROMISE frame")
@@ -266,7 +308,8 @@ public struct H2FrameReader {
             block.append(contentsOf: p)
             return true
         case .continuation:
-            guard let pending = pendingBlock else { return true }
+            // `begin` lets a CONTINUATION through only after a HEADERS frame without END_HEADERS.
+            let pending = pendingBlock!
             block.append(contentsOf: payload)
             pendingBlock!.length += h.length
             guard h.has(H2Flag.endHeaders) else { return true }

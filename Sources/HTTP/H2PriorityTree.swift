@@ -13,11 +13,9 @@ public struct H2PriorityTree {
     }
 
     private(set) var nodes: [Node] = []
-    public let maxIdle: Int
+    static let maxIdle = 32
 
-    public init(maxIdle: Int = 32) { self.maxIdle = maxIdle }
-
-    public var isEmpty: Bool { nodes.isEmpty }
+    public init() {}
 
     /// Gives back the storage (an idle connection's memory); only when the tree is empty.
     public mutating func releaseStorage() {
@@ -29,14 +27,7 @@ public struct H2PriorityTree {
         return nil
     }
 
-    public func contains(_ id: UInt32) -> Bool { index(id) != nil }
-
-    public func parent(of id: UInt32) -> UInt32? { index(id).map { nodes[$0].parent } }
-
-    public func weight(of id: UInt32) -> Int? { index(id).map { nodes[$0].weight } }
-
-    /// The streams depending on `id` directly (0: the root's), in the order they were placed there.
-    public func children(of id: UInt32) -> [UInt32] { nodes.filter { $0.parent == id }.map(\.id) }
+    private func parent(of id: UInt32) -> UInt32? { index(id).map { nodes[$0].parent } }
 
     /// A stream opens. A HEADERS frame's own priority places it; without one, a stream a PRIORITY frame placed
     /// keeps its place (as nginx keeps it), any other goes to the root with the default weight.
@@ -110,19 +101,19 @@ public struct H2PriorityTree {
     private mutating func dropOldIdle() {
         var idleCount = 0
         for n in nodes where n.idle { idleCount += 1 }
-        guard idleCount > maxIdle, let oldest = nodes.first(where: \.idle) else { return }
+        guard idleCount > H2PriorityTree.maxIdle, let oldest = nodes.first(where: \.idle) else { return }
         close(oldest.id)
     }
 
     /// nginx's place for a stream's frames in its output queue (ngx_http_v2_queue_frame): the depth in the
-    /// tree, then the share of the weights on the way to the root. Past `deepest` levels: nil (a stream deeper
-    /// than one it is compared with cannot go before it).
-    public func queuePlace(_ id: UInt32, deepest: Int = .max) -> H2QueuePlace? {
+    /// tree, then the share of the weights on the way to the root; nil only if the walk to the root is longer
+    /// than the tree (which `place` keeps free of cycles).
+    public func queuePlace(_ id: UInt32) -> H2QueuePlace? {
         var rank = 0, share = 1.0
         var next = id
         while next != 0 {
             rank += 1
-            if rank > deepest || rank > nodes.count + 1 { return nil }
+            if rank > nodes.count + 1 { return nil }
             guard let i = index(next) else {
                 share *= Double(H2.defaultWeight) / 256
                 break

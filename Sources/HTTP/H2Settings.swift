@@ -10,12 +10,11 @@ public struct H2SettingID: RawRepresentable, Equatable, Sendable {
     public static let maxHeaderListSize = H2SettingID(rawValue: 6)
 }
 
-/// The peer's settings that govern what we send: the window new streams start with, the largest frame, and
-/// the HPACK table size its decoder allows ours.
+/// The peer's settings that govern what we send: the window new streams start with and the largest frame (its
+/// HPACK table size goes to the encoder as a `Change`).
 public struct H2PeerSettings: Equatable, Sendable {
     public var initialWindowSize = H2.defaultWindow
     public var maxFrameSize = H2.defaultMaxFrameSize
-    public var headerTableSize = HPACK.defaultTableSize
 
     public init() {}
 
@@ -31,37 +30,53 @@ public struct H2PeerSettings: Equatable, Sendable {
     /// as §6.5.2 (and nginx) says: a window past 2^31-1 is a FLOW_CONTROL_ERROR, a frame size outside
     /// 16384...16777215 or ENABLE_PUSH other than 0 or 1 a PROTOCOL_ERROR. Nothing is applied if one is bad.
     public mutating func apply(_ payload: UnsafeRawBufferPointer) throws(H2Violation) -> Change {
-        var next = self
-        var change = Change()
-        var offset = 0
-        while offset + 6 <= payload.count {
-            let id = H2SettingID(rawValue: H2Wire.uint16(payload.baseAddress! + offset))
-            let value = Int(H2Wire.uint32(payload.baseAddress! + offset + 2))
-            offset += 6
-            switch id {
-            case .initialWindowSize:
-                guard value <= H2.maxWindow else {
-                    throw H2Violation(.flowControlError, "client sent SETTINGS frame with incorrect INITIAL_WINDOW_SIZE value \(value)")
+        var next = Pending(self)
+        try next.take(payload)
+        return next.apply(to: &self)
+    }
+
+    /// A SETTINGS frame's values as its entries come (it may span reads), applied at its end.
+    public struct Pending: Sendable {
+        private var next: H2PeerSettings
+        private var headerTableSize: Int?
+
+        public init(_ current: H2PeerSettings) { next = current }
+
+        /// Validates and notes whole entries (a multiple of six bytes); a bad value throws, nothing applied.
+        public mutating func take(_ entries: UnsafeRawBufferPointer) throws(H2Violation) {
+            var offset = 0
+            while offset + 6 <= entries.count {
+                let id = H2SettingID(rawValue: H2Wire.uint16(entries.baseAddress! + offset))
+                let value = Int(H2Wire.uint32(entries.baseAddress! + offset + 2))
+                offset += 6
+                switch id {
+                case .initialWindowSize:
+                    guard value <= H2.maxWindow else {
+                        throw H2Violation(.flowControlError, "client sent SETTINGS frame with incorrect INITIAL_WINDOW_SIZE value \(value)")
+                    }
+                    next.initialWindowSize = value
+                case .maxFrameSize:
+                    guard value >= H2.defaultMaxFrameSize && value <= H2.largestFrameSize else {
+                        throw H2Violation(.protocolError, "client sent SETTINGS frame with incorrect MAX_FRAME_SIZE value \(value)")
+                    }
+                    next.maxFrameSize = value
+                case .enablePush:
+                    guard value <= 1 else {
+                        throw H2Violation(.protocolError, "client sent SETTINGS frame with incorrect ENABLE_PUSH value \(value)")
+                    }
+                case .headerTableSize:
+                    headerTableSize = value
+                default:
+                    break
                 }
-                next.initialWindowSize = value
-            case .maxFrameSize:
-                guard value >= H2.defaultMaxFrameSize && value <= H2.largestFrameSize else {
-                    throw H2Violation(.protocolError, "client sent SETTINGS frame with incorrect MAX_FRAME_SIZE value \(value)")
-                }
-                next.maxFrameSize = value
-            case .enablePush:
-                guard value <= 1 else {
-                    throw H2Violation(.protocolError, "client sent SETTINGS frame with incorrect ENABLE_PUSH value \(value)")
-                }
-            case .headerTableSize:
-                next.headerTableSize = value
-                change.headerTableSize = value
-            default:
-                break
             }
         }
-        change.windowDelta = next.initialWindowSize - initialWindowSize
-        self = next
-        return change
+
+        /// The frame ended: its values become `settings`'; what the connection must act on.
+        public func apply(to settings: inout H2PeerSettings) -> Change {
+            let change = Change(windowDelta: next.initialWindowSize - settings.initialWindowSize, headerTableSize: headerTableSize)
+            settings = next
+            return change
+        }
     }
 }

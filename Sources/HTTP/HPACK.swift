@@ -164,11 +164,8 @@ public enum HPACKError: Error, Equatable, Sendable {
     /// We lowered SETTINGS_HEADER_TABLE_SIZE below the table's size and the block did not start with an
     /// update to fit it (§4.2).
     case tableSizeUpdateMissing
-    /// The decoded fields exceed the header list limit (SETTINGS_MAX_HEADER_LIST_SIZE). The block was still
-    /// decoded to its end, so the dynamic table is in step: the caller can refuse the request (431, or a
-    /// stream reset) and keep the connection.
+    /// The decoded fields exceed the header list limit. The block was still decoded to its end, so the dynamic
+    /// table is in step; the server ends the connection all the same, with ENHANCE_YOUR_CALM, as nginx does
+    /// for a header too large.
     case headerListTooLarge
-
-    /// Whether the connection must end with COMPRESSION_ERROR.
-    public var isCompressionError: Bool { self != .headerListTooLarge }
 }

@@ -21,10 +21,11 @@ public final class HPACKDecoder {
     private var table: HPACKDynamicTable
     /// Our SETTINGS_HEADER_TABLE_SIZE: the most a size update may set.
     public private(set) var maxTableSizeLimit: Int
-    /// Our SETTINGS_MAX_HEADER_LIST_SIZE, counted as name + value + 32 per field. Past it the remaining
+    /// The most a block's fields may come to, counted as name + value + 32 per field (the server derives it
+    /// from large_client_header_buffers; it advertises no SETTINGS_MAX_HEADER_LIST_SIZE). Past it the remaining
     /// fields are decoded (the table stays in step) but not handed over, and the block ends in
     /// `.headerListTooLarge`; that also bounds what a block of many references to one large entry costs.
-    public var maxHeaderListSize: Int
+    public let maxHeaderListSize: Int
     /// We lowered the limit below the table's size: the next block must start with a size update (§4.2).
     private var sizeUpdateRequired = false
     private var scratch: UnsafeMutableRawPointer?

@@ -63,9 +63,4 @@ public struct HPACKEncoder {
         if index == 0 { HPACK.appendString(name, to: &out) }
         HPACK.appendString(value, to: &out)
     }
-
-    /// `appendField` for a name known at compile time (a header Vigil writes itself).
-    public static func appendField(name: StaticString, value: UnsafeRawBufferPointer, sensitive: Bool = false, to out: inout [UInt8]) {
-        appendField(name: HPACK.bytes(name), value: value, sensitive: sensitive, to: &out)
-    }
 }

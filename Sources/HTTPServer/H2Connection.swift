@@ -23,11 +23,15 @@ public protocol ClientConnection: AnyObject {
 /// does (stream states, flow control, priorities, the flood limits); each stream is an `H2Stream` feeding the
 /// one request pipeline. Frames go out through the worker's output queues: HEADERS as a response head is
 /// submitted, DATA as the streams' bodies and the peer's windows allow, in nginx's priority order. An idle
-/// connection holds no frame buffer, no HPACK table and no stream state.
+/// connection holds no frame buffer and no stream state, and no HPACK table until a request's header block
+/// inserts into it (the client's table lives as long as the connection).
 public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2FrameSink {
     unowned(unsafe) let service: HTTPService
     /// The default server of the address: its settings govern the connection (limits, timeouts).
     let defaultScope: SettingsScope
+    /// What a request's fields may take, large_client_header_buffers' count times its size: the bound of the
+    /// header blocks read, of the HPACK decoder's header list, and of each stream's fields.
+    let headerRoom: Int
     private var reader: H2FrameReader
     /// Made at the first request head; its table at the client's first insert.
     private var decoder: HPACKDecoder?
@@ -38,6 +42,8 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
     /// What the client may still send on the connection: kept near 2^31-1, as nginx keeps it.
     private var receiveWindow = H2.defaultWindow
     private var priorities = H2PriorityTree()
+    /// The values of a SETTINGS frame whose end is still to come.
+    private var pendingSettings: H2PeerSettings.Pending?
     /// The client acknowledged our SETTINGS.
     private var settingsAcknowledged = false
     /// When the connection, without streams, times out (keepalive_timeout, or client_header_timeout before the
@@ -54,6 +60,8 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
     private var closed = false
     private var lingering = false
     private var goingAway = false
+    /// The last stream the graceful GOAWAY named: a later GOAWAY names none higher.
+    private var goAwayLast: UInt32?
     /// Streams begun on this connection (`$connection_requests`).
     private var streamsBegun = 0
     /// The highest stream identifier a client HEADERS frame used (the GOAWAY's last stream).
@@ -65,10 +73,10 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
     /// The client's resets of open streams (CVE-2023-44487): nghttp2's allowance of a burst of 1000, then 33 a
     /// second, which Vigil's HTTP/2 kept.
     private var resetAllowance = H2RateLimit(burst: 1000, perSecond: 33)
-    /// ACKs (of PING and SETTINGS) appended since the output last drained: a client that never reads them
-    /// cannot make them pile up past `maxUnsentAcks`.
-    private var unsentAcks = 0
-    private static let maxUnsentAcks = 1000
+    /// Frames appended since the output last drained (ACKs, RST_STREAM, WINDOW_UPDATE, responses): past
+    /// `maxUnsentFrames` the client, which sends but does not read, is flooding us (nginx's limit of 10000).
+    private var unsentFrames = 0
+    private static let maxUnsentFrames = 10_000
     /// Ended with GOAWAY for a flood or a header block too large: no lingering close.
     private var misbehaved = false
     /// The client sent RFC 7540 priorities: DATA goes in nginx's order rather than round robin.
@@ -86,8 +94,9 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         self.service = service
         defaultScope = scope
         let large = scope.settings.core.largeClientHeaderBuffers
-        // A header block may take what its fields may (large_client_header_buffers) and a frame's worth more.
-        reader = H2FrameReader(maxHeaderBlock: large.count * large.size + H2.defaultMaxFrameSize)
+        headerRoom = large.count * large.size
+        // A header block may take what its fields may and a frame's worth more.
+        reader = H2FrameReader(maxHeaderBlock: headerRoom + H2.defaultMaxFrameSize)
         priorityBudget = max(scope.settings.http2.maxConcurrentStreams, 100)
         super.init(fd: c.fd, address: c.peerAddress, port: c.peerPort, isIPv6: c.peerIsIPv6, listen: c.listen, serial: c.serial, openedAt: c.openedAt)
         tls = c.tls
@@ -97,10 +106,9 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
     /// Starts the connection: our SETTINGS and the connection window nginx opens, then whatever was read already.
     func start(preread: UnsafeRawBufferPointer) {
         let h2 = defaultScope.settings.http2
-        H2FrameWriter.appendSettings([(.maxConcurrentStreams, UInt32(h2.maxConcurrentStreams)), (.initialWindowSize, UInt32(h2.bodyPrereadSize)),
+        H2FrameWriter.appendSettings([(.maxConcurrentStreams, UInt32(clamping: h2.maxConcurrentStreams)), (.initialWindowSize, UInt32(h2.bodyPrereadSize)),
                                       (.maxFrameSize, UInt32(H2.largestFrameSize))], to: output)
-        H2FrameWriter.appendWindowUpdate(stream: 0, increment: H2.maxWindow - receiveWindow, to: output)
-        receiveWindow = H2.maxWindow
+        openReceiveWindow()
         if preread.count > 0 && !receive(preread) { return }
         send()
         guard !closed else { return }
@@ -174,9 +182,10 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         terminate(code)
     }
 
-    /// GOAWAY with `code` naming the last stream begun; what the socket takes of it goes, then the close.
+    /// GOAWAY with `code` naming the last stream begun (or the one a GOAWAY named already, if lower: the last
+    /// stream never rises, RFC 9113 §6.8); what the socket takes of it goes, then the close.
     private func terminate(_ code: H2ErrorCode) {
-        H2FrameWriter.appendGoAway(lastStream: lastStreamID, code: code, to: output)
+        H2FrameWriter.appendGoAway(lastStream: min(lastStreamID, goAwayLast ?? .max), code: code, to: output)
         goingAway = true
         busy = false
         _ = output.flush(to: fd, tls: tls)
@@ -191,10 +200,8 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         totalBytes += H2.frameHeaderLength + h.length
         if h.type == .data || h.type == .headers || h.type == .continuation { payloadBytes += h.length }
         if h.type == .priority || h.type == .headers && h.has(H2Flag.priority) { prioritized = true }
-        if totalBytes / 8 > payloadBytes + 1 << 20 {
-            service.log.info("http2 flood detected, client: \(peerAddress)")
-            misbehaved = true
-            terminate(.enhanceYourCalm)
+        if totalBytes / 8 > payloadBytes + 1 << 20 || unsentFrames > H2Connection.maxUnsentFrames {
+            endMisbehaving("http2 flood detected", .enhanceYourCalm)
             return false
         }
         return true
@@ -207,11 +214,11 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
                 settingsAcknowledged = true
                 return true
             }
-            return settingsReceived(payload)
+            return settings(h, entries: payload, last: true)
         case .ping:
             guard !h.has(H2Flag.ack) else { return true }
-            H2FrameWriter.appendPingAck(payload, to: output)
-            return ackAppended()
+            H2FrameWriter.appendPingAck(payload, to: frameOutput())
+            return true
         case .priority:
             return priorityReceived(h.streamID, H2Priority(payload.baseAddress!))
         case .rstStream:
@@ -224,14 +231,21 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         }
     }
 
-    private func settingsReceived(_ payload: UnsafeRawBufferPointer) -> Bool {
-        let change: H2PeerSettings.Change
+    /// A SETTINGS frame's entries as they come: validated at once, applied at the frame's end.
+    public func settings(_ h: H2FrameHeader, entries: UnsafeRawBufferPointer, last: Bool) -> Bool {
+        var next = pendingSettings ?? H2PeerSettings.Pending(peer)
+        pendingSettings = nil
         do throws(H2Violation) {
-            change = try peer.apply(payload)
+            try next.take(entries)
         } catch {
             fail(error.code, error.reason)
             return false
         }
+        guard last else {
+            pendingSettings = next
+            return true
+        }
+        let change = next.apply(to: &peer)
         if let size = change.headerTableSize { encoder.peerTableSizeChanged(to: size) }
         if change.windowDelta != 0 {
             for s in streams.values where !s.sendWindow.grow(by: change.windowDelta) {
@@ -239,18 +253,16 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
                 return false
             }
         }
-        H2FrameWriter.appendSettingsAck(to: output)
-        return ackAppended()
+        H2FrameWriter.appendSettingsAck(to: frameOutput())
+        return true
     }
 
-    /// An ACK went into the output: past `maxUnsentAcks` not yet written, the client is flooding us.
-    private func ackAppended() -> Bool {
-        unsentAcks += 1
-        guard unsentAcks > H2Connection.maxUnsentAcks else { return true }
-        service.log.info("http2 flood detected, client: \(peerAddress)")
+    /// A flood or a client past its limits: logged (unless `reason` is nil: logged already), then GOAWAY with
+    /// `code` and the close, without lingering.
+    private func endMisbehaving(_ reason: String?, _ code: H2ErrorCode) {
+        if let reason { service.log.info("\(reason), client: \(peerAddress)") }
         misbehaved = true
-        close()
-        return false
+        terminate(code)
     }
 
     private func priorityReceived(_ id: UInt32, _ priority: H2Priority) -> Bool {
@@ -270,21 +282,21 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
     private func resetReceived(_ id: UInt32, _ code: H2ErrorCode) -> Bool {
         guard let s = streams[id] else { return true }
         guard resetAllowance.take(nowMs: service.loop.now) else {
-            service.log.info("client reset too many streams, client: \(peerAddress)")
-            misbehaved = true
-            terminate(.internalError)
+            endMisbehaving("client reset too many streams", .internalError)
             return false
         }
         closeStream(s, code: code)
         return true
     }
 
+    /// An increment of 0 is a connection error on stream 0 and a stream error on a stream (RFC 9113 §6.9;
+    /// nginx 1.22 ends the connection for both).
     private func windowUpdateReceived(_ id: UInt32, _ increment: Int) -> Bool {
-        guard increment > 0 else {
-            fail(.protocolError, "client sent WINDOW_UPDATE frame with incorrect window increment 0")
-            return false
-        }
         if id == 0 {
+            guard increment > 0 else {
+                fail(.protocolError, "client sent WINDOW_UPDATE frame with incorrect window increment 0")
+                return false
+            }
             guard sendWindow.grow(by: increment) else {
                 fail(.flowControlError, "client violated connection flow control: received WINDOW_UPDATE frame with window increment \(increment) not allowed for window \(sendWindow.value)")
                 return false
@@ -292,6 +304,11 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
             return true
         }
         guard let s = streams[id] else { return true }
+        guard increment > 0 else {
+            service.log.info("client sent WINDOW_UPDATE frame for stream \(id) with incorrect window increment 0, client: \(peerAddress)")
+            reset(s, code: .protocolError)
+            return true
+        }
         if !s.sendWindow.grow(by: increment) {
             service.log.info("client violated flow control for stream \(id): received WINDOW_UPDATE frame with window increment \(increment) not allowed for window \(s.sendWindow.value), client: \(peerAddress)")
             reset(s, code: .flowControlError)
@@ -354,7 +371,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
 
     /// REFUSED_STREAM, the header block decoded all the same (the HPACK table must stay in step).
     private func refuse(_ id: UInt32, _ block: UnsafeRawBufferPointer) -> Bool {
-        H2FrameWriter.appendRstStream(stream: id, code: .refusedStream, to: output)
+        H2FrameWriter.appendRstStream(stream: id, code: .refusedStream, to: frameOutput())
         return decodeBlock(block, into: nil)
     }
 
@@ -363,8 +380,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
     /// (ENHANCE_YOUR_CALM, as nginx).
     private func decodeBlock(_ block: UnsafeRawBufferPointer, into s: H2Stream?) -> Bool {
         if decoder == nil {
-            let large = defaultScope.settings.core.largeClientHeaderBuffers
-            decoder = HPACKDecoder(maxHeaderListSize: large.count * large.size + 65536)
+            decoder = HPACKDecoder(maxHeaderListSize: headerRoom + 65536)
         }
         var tooLarge = false
         do throws(HPACKError) {
@@ -383,8 +399,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
             return false
         }
         guard tooLarge else { return true }
-        misbehaved = true
-        terminate(.enhanceYourCalm)
+        endMisbehaving(nil, .enhanceYourCalm)
         return false
     }
 
@@ -394,10 +409,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
             return false
         }
         receiveWindow -= h.length
-        if receiveWindow < H2.maxWindow / 4 {
-            H2FrameWriter.appendWindowUpdate(stream: 0, increment: H2.maxWindow - receiveWindow, to: output)
-            receiveWindow = H2.maxWindow
-        }
+        if receiveWindow < H2.maxWindow / 4 { openReceiveWindow() }
         dataStream = nil
         guard let s = streams[h.streamID] else { return true }
         guard s.receiveWindow.receive(h.length) else {
@@ -417,6 +429,12 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         return true
     }
 
+    /// The connection window opens to its largest, as nginx keeps it open.
+    private func openReceiveWindow() {
+        H2FrameWriter.appendWindowUpdate(stream: 0, increment: H2.maxWindow - receiveWindow, to: frameOutput())
+        receiveWindow = H2.maxWindow
+    }
+
     public func data(_ h: H2FrameHeader, _ bytes: UnsafeRawBufferPointer) -> Bool {
         dataStream?.receiveData(bytes)
         return true
@@ -434,6 +452,12 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
     }
 
     // MARK: sending
+
+    /// The output for one more frame, counted against `maxUnsentFrames`.
+    private func frameOutput() -> OutputQueue {
+        unsentFrames += 1
+        return output
+    }
 
     private var output: OutputQueue {
         if let q = outputQueue { return q }
@@ -485,13 +509,13 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
             }
             finishSentStreams()
             if out.isEmpty {
-                unsentAcks = 0
+                unsentFrames = 0
                 setInterest(writing: false)
                 return true
             }
             switch out.flush(to: fd, tls: tls) {
             case .drained:
-                unsentAcks = 0
+                unsentFrames = 0
                 continue
             case .limited:
                 continue
@@ -537,7 +561,9 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         framesSent += 1
         s.lastFrame = framesSent
         let chunk = s.request?.settings.http2.chunkSize ?? 8192
-        var n = min(s.pending.readable, s.sendWindow.value, sendWindow.value, peer.maxFrameSize, chunk)
+        // A window the client's SETTINGS_INITIAL_WINDOW_SIZE lowered may be negative (RFC 9113 §6.9.2): no bytes
+        // go then, though the empty DATA frame with END_STREAM may (`canSend` lets only that case through).
+        var n = max(0, min(s.pending.readable, s.sendWindow.value, sendWindow.value, peer.maxFrameSize, chunk))
         // limit_rate, per stream as nginx applies it: past the budget the stream waits for its timer.
         if n > 0, let r = s.request, let rate = r.rate {
             let now = service.loop.now
@@ -554,6 +580,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         let trailers = last && s.hasTrailers
         // Trailers after an empty body follow the response head at once, as nginx sends them.
         if n > 0 || !trailers {
+            unsentFrames += 1
             H2FrameWriter.appendHeader(H2FrameHeader(length: n, type: .data, flags: last && !trailers ? H2Flag.endStream : 0, streamID: s.id), to: out)
         }
         if n > 0 {
@@ -603,9 +630,11 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         }
     }
 
-    private func timer(_ ms: UInt64) {
+    private func timer(_ ms: UInt64) { timer(at: service.loop.now + ms) }
+
+    private func timer(at deadline: UInt64) {
         if timer == nil { timer = service.loop.makeTimer { [unowned(unsafe) self] in self.timedOut() } }
-        timer!.rearm(after: ms)
+        timer!.rearm(at: deadline)
     }
 
     /// A HEADERS frame (or its CONTINUATION) still coming: client_header_timeout runs for its stream from the
@@ -628,7 +657,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         timedOutHead = id
         // nginx had begun the stream: keepalive_timeout, not client_header_timeout, runs once it is gone.
         streamsBegun += 1
-        H2FrameWriter.appendRstStream(stream: id, code: .protocolError, to: output)
+        H2FrameWriter.appendRstStream(stream: id, code: .protocolError, to: frameOutput())
         send()
     }
 
@@ -638,8 +667,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
     private func armIdleTimer() {
         if interest & Events.writable != 0 { return }
         if let head = incompleteHead, streams.isEmpty || head.deadline < (earliestClientDeadline ?? .max) {
-            if timer == nil { timer = service.loop.makeTimer { [unowned(unsafe) self] in self.timedOut() } }
-            timer!.rearm(at: head.deadline)
+            timer(at: head.deadline)
             return
         }
         // Read in place: a copy of the core settings would retain every array and string in them.
@@ -650,8 +678,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         } else if streams.values.contains(where: \.waitsForClient) {
             timer(UInt64(defaultScope.settings.core.sendTimeout))
         } else if let deadline = earliestClientDeadline {
-            if timer == nil { timer = service.loop.makeTimer { [unowned(unsafe) self] in self.timedOut() } }
-            timer!.rearm(at: deadline)
+            timer(at: deadline)
         } else {
             timer?.cancel()
         }
@@ -678,7 +705,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         // Idle a second: what the busy connection kept for the next request goes back, as nginx frees its buffers.
         if service.loop.now < idleUntil {
             releaseIdleMemory()
-            timer!.rearm(at: idleUntil)
+            timer(at: idleUntil)
             return
         }
         // Idle past keepalive_timeout: GOAWAY, then the close.
@@ -717,7 +744,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
         var block = service.headBlocks.take()
         fields.encode(status: status, with: &encoder, into: &block)
         block.withUnsafeBytes {
-            H2FrameWriter.appendHeaders(stream: s.id, block: $0, endStream: endStream, maxFrameSize: peer.maxFrameSize, to: output)
+            H2FrameWriter.appendHeaders(stream: s.id, block: $0, endStream: endStream, maxFrameSize: peer.maxFrameSize, to: frameOutput())
         }
         service.headBlocks.give(block)
     }
@@ -730,7 +757,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
     /// RST_STREAM with `code`: the stream ends at once.
     func reset(_ s: H2Stream, code: H2ErrorCode) {
         guard streams[s.id] === s else { return }
-        H2FrameWriter.appendRstStream(stream: s.id, code: code, to: output)
+        H2FrameWriter.appendRstStream(stream: s.id, code: code, to: frameOutput())
         closeStream(s, code: code)
         send()
     }
@@ -744,7 +771,7 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
     /// Request body bytes were taken: the stream's window opens once half of it is consumed.
     func consume(_ id: UInt32, _ n: Int) {
         guard let s = streams[id], !s.remoteClosed, let increment = s.receiveWindow.consume(n) else { return }
-        H2FrameWriter.appendWindowUpdate(stream: id, increment: increment, to: output)
+        H2FrameWriter.appendWindowUpdate(stream: id, increment: increment, to: frameOutput())
         sendSoon()
     }
 
@@ -753,7 +780,8 @@ public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2F
     private func goAway(last: UInt32? = nil) {
         guard !goingAway, !closed else { return }
         goingAway = true
-        H2FrameWriter.appendGoAway(lastStream: last ?? lastStreamID, code: .noError, to: output)
+        goAwayLast = last ?? lastStreamID
+        H2FrameWriter.appendGoAway(lastStream: goAwayLast!, code: .noError, to: output)
     }
 
     public func shutdownBegan() {

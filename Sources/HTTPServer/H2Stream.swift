@@ -74,8 +74,7 @@ final class H2Stream: ClientInfo, RequestTransport {
         connection = c
         self.sendWindow = H2SendWindow(sendWindow)
         self.receiveWindow = H2ReceiveWindow(receiveWindow)
-        let large = c.defaultScope.settings.core.largeClientHeaderBuffers
-        headRoom = large.count * large.size
+        headRoom = c.headerRoom
         waitingSince = c.service.loop.now
         fields = c.service.headBlocks.take()
         super.init(fd: c.fd, address: c.peerAddress, port: c.peerPort, isIPv6: c.peerIsIPv6, listen: c.listen, serial: c.serial,
@@ -382,7 +381,8 @@ final class H2Stream: ClientInfo, RequestTransport {
         connection.sendSoon()
     }
 
-    /// A DATA frame can go now: the response's bytes within both windows, or its end.
+    /// A DATA frame can go now: the response's bytes within both windows (each above 0), or, nothing left to
+    /// send, its end, an empty frame that no window holds back.
     func canSend(connectionWindow: Int) -> Bool {
         guard submitted && pendingHead == nil && !deferred && !localClosed && !finished else { return false }
         if pending.readable > 0 { return sendWindow.value > 0 && connectionWindow > 0 }

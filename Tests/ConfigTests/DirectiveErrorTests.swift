@@ -138,6 +138,13 @@ final class DirectiveErrorTests: XCTestCase {
         XCTAssertEqual(assertLoads(inHTTP("sendfile ON;"))?.http?.settings.core.sendfile, true)
     }
 
+    /// SETTINGS_MAX_CONCURRENT_STREAMS is 32 bits: a larger number says as many as it can.
+    func testMaxConcurrentStreamsIsHeldTo32Bits() {
+        XCTAssertEqual(assertLoads(inHTTP("http2_max_concurrent_streams 99999999999;"))?.http?.settings.http2.maxConcurrentStreams, Int(UInt32.max))
+        XCTAssertEqual(assertLoads(inHTTP("http2_max_concurrent_streams 64;"))?.http?.settings.http2.maxConcurrentStreams, 64)
+        assertError(inHTTP("http2_max_concurrent_streams many;"), #""http2_max_concurrent_streams" directive invalid number"#, line: 3)
+    }
+
     /// client_body_in_file_only is an enum of nginx's; client_body_in_single_buffer a flag.
     func testRequestBodyFileDirectives() throws {
         let conf = try XCTUnwrap(assertLoads(inHTTP("client_body_in_file_only clean;\nclient_body_in_single_buffer on;\nserver {\n  location / { client_body_in_file_only on; }\n}")))

@@ -3,7 +3,7 @@ import FuzzSupport
 import XCTest
 @testable import HTTP
 
-/// The HPACK codec checked against nghttp2's (Debian's libnghttp2, the one Vigil's HTTP/2 runs on today):
+/// The HPACK codec checked against nghttp2's (Debian's libnghttp2, linked by the tests only), an independent one:
 /// what its deflater writes our decoder reads, field for field and with the same dynamic table; what our
 /// encoder writes its inflater reads; and mutated blocks are accepted or refused by both alike. In the
 /// HPACKTests class (an extension), so `swift test --filter HPACKTests` runs them.

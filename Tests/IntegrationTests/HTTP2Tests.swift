@@ -24,9 +24,10 @@ final class HTTP2Tests: TLSTestCase {
         s.sendall(c.data_to_send())
         head = [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", "/")]
 
-        def drain(seconds):
-            """Reads frames for up to `seconds`; returns (events, closed)."""
-            got, end = [], time.time() + seconds
+        def read_for(seconds, take):
+            """Hands what arrives to `take` for up to `seconds`; returns whether the server closed (or `take`
+            gave up)."""
+            end = time.time() + seconds
             s.settimeout(0.2)
             while time.time() < end:
                 try:
@@ -34,19 +35,27 @@ final class HTTP2Tests: TLSTestCase {
                 except socket.timeout:
                     continue
                 except ConnectionResetError:
-                    return got, True
-                if not data:
-                    return got, True
+                    return True
+                if not data or not take(data):
+                    return True
+            return False
+
+        def drain(seconds):
+            """Reads frames for up to `seconds`; returns (events, closed)."""
+            got = []
+            def take(data):
                 try:
-                    got += c.receive_data(data)
+                    got.extend(c.receive_data(data))
                 except Exception as e:
                     print("protocol", type(e).__name__, e)
-                    return got, True
+                    return False
                 try:
                     s.sendall(c.data_to_send())
                 except OSError:
-                    return got, True
-            return got, False
+                    return False
+                return True
+            closed = read_for(seconds, take)
+            return got, closed
 
         def goaway(events):
             return [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
@@ -58,24 +67,17 @@ final class HTTP2Tests: TLSTestCase {
             return struct.pack(">I", len(payload))[1:] + bytes([t, flags]) + struct.pack(">I", sid) + payload
         buf = b""
         def frames(seconds):
-            global buf
-            got, end = [], time.time() + seconds
-            s.settimeout(0.2)
-            while time.time() < end:
-                try:
-                    d = s.recv(65536)
-                except socket.timeout:
-                    continue
-                except ConnectionResetError:
-                    return got, True
-                if not d:
-                    return got, True
+            got = []
+            def take(d):
+                global buf
                 buf += d
                 while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
                     n = int.from_bytes(buf[:3], "big")
                     got.append((buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7fffffff, buf[9:9 + n]))
                     buf = buf[9 + n:]
-            return got, False
+                return True
+            closed = read_for(seconds, take)
+            return got, closed
         simple = bytes([0x82, 0x86, 0x84, 0x41, 9]) + b"localhost"   # GET http://localhost/
 
         if mode == "rapidreset":

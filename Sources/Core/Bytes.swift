@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 extension String {
     /// The String's UTF-8 bytes, borrowed where it keeps them contiguous (copied once where it does not, a
     /// bridged or lazily made string).
@@ -17,5 +21,17 @@ extension Array where Element == UInt8 {
     /// A String's UTF-8 appended as one copy.
     @inlinable public mutating func append(utf8 s: String) {
         s.withUTF8Bytes { append(contentsOf: $0) }
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// Byte equality (a generic elementsEqual over the bytes or a String's UTF8View showed in profiles).
+    @inlinable public func equals(_ other: UnsafeRawBufferPointer) -> Bool {
+        count == other.count && (count == 0 || memcmp(baseAddress!, other.baseAddress!, count) == 0)
+    }
+
+    /// Byte equality with a literal.
+    @inlinable public func equals(_ s: StaticString) -> Bool {
+        equals(UnsafeRawBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
     }
 }

@@ -5,7 +5,7 @@ import Core
 public enum H2 {
     /// The client connection preface (§3.4).
     public static let preface: StaticString = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-    public static let prefaceLength = 24
+    public static let prefaceLength = preface.utf8CodeUnitCount
     public static let frameHeaderLength = 9
     /// Every window starts here until SETTINGS say otherwise (§6.9.2), and may not grow past `maxWindow`.
     public static let defaultWindow = 65535

@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import Core
 
 /// HPACK (RFC 7541), the header compression of HTTP/2: what the decoder and the encoder share. The static
 /// table, the integer and string primitives, and the errors. Pure: no I/O, no Strings on the hot path.
@@ -51,7 +49,7 @@ public enum HPACK {
         for k in 0..<staticTable.count {
             let name = staticTable[k].name
             if k > 0 && name.utf8CodeUnitCount == staticTable[k - 1].name.utf8CodeUnitCount
-                && equal(bytes(name), bytes(staticTable[k - 1].name)) { continue }
+                && bytes(name).equals(bytes(staticTable[k - 1].name)) { continue }
             byLength[name.utf8CodeUnitCount].append(UInt8(k + 1))
         }
         return byLength
@@ -60,14 +58,10 @@ public enum HPACK {
     /// The static index of a name (1...61), or 0 where the static table lacks it.
     public static func staticNameIndex(_ name: UnsafeRawBufferPointer) -> Int {
         guard name.count < staticNamesByLength.count else { return 0 }
-        for index in staticNamesByLength[name.count] where equal(bytes(staticTable[Int(index) - 1].name), name) {
+        for index in staticNamesByLength[name.count] where bytes(staticTable[Int(index) - 1].name).equals(name) {
             return Int(index)
         }
         return 0
-    }
-
-    @inline(__always) static func equal(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
-        a.count == b.count && (a.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0)
     }
 
     // MARK: Integers (§5.1)

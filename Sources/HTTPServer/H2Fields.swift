@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Core
 import HTTP
 
 /// A response head's (or trailers') fields as HTTP/1 lines, the form the response sink writes them in, with
@@ -39,17 +40,12 @@ struct H2Fields {
     /// Fields HTTP/2 forbids (RFC 9113 §8.2.2), lowercase: the connection's own.
     static func connectionSpecific(_ name: UnsafeRawBufferPointer) -> Bool {
         switch name.count {
-        case 7: return same(name, "upgrade")
-        case 10: return same(name, "connection") || same(name, "keep-alive")
-        case 16: return same(name, "proxy-connection")
-        case 17: return same(name, "transfer-encoding")
+        case 7: return name.equals("upgrade")
+        case 10: return name.equals("connection") || name.equals("keep-alive")
+        case 16: return name.equals("proxy-connection")
+        case 17: return name.equals("transfer-encoding")
         default: return false
         }
-    }
-
-    /// Byte equality with a literal (a generic elementsEqual over String.UTF8View showed in profiles).
-    @inline(__always) static func same(_ a: UnsafeRawBufferPointer, _ s: StaticString) -> Bool {
-        a.count == s.utf8CodeUnitCount && (a.count == 0 || memcmp(a.baseAddress!, s.utf8Start, a.count) == 0)
     }
 
     /// The fields as an HPACK header block (`:status` first when given), appended to `block`.

@@ -130,15 +130,15 @@ final class H2Stream: ClientInfo, RequestTransport {
         if pseudo {
             let v = String(decoding: value, as: UTF8.self)
             switch name.count {
-            case 7 where H2Fields.same(name, ":method"): setPseudo(&method, v, "method")
-            case 5 where H2Fields.same(name, ":path"): setPseudo(&path, v, "path")
-            case 7 where H2Fields.same(name, ":scheme"): setPseudo(&scheme, v, "scheme")
-            case 10 where H2Fields.same(name, ":authority"): authority = v
+            case 7 where name.equals(":method"): setPseudo(&method, v, "method")
+            case 5 where name.equals(":path"): setPseudo(&path, v, "path")
+            case 7 where name.equals(":scheme"): setPseudo(&scheme, v, "scheme")
+            case 10 where name.equals(":authority"): authority = v
             default: refusal = "client sent unknown pseudo-header \"\(String(decoding: name, as: UTF8.self))\""
             }
             return true
         }
-        if H2Fields.same(name, "cookie") {
+        if name.equals("cookie") {
             // Cookie crumbs are one header again, joined as nginx joins them.
             if !cookies.isEmpty { cookies.append(ascii: "; ") }
             cookies += value
@@ -146,7 +146,7 @@ final class H2Stream: ClientInfo, RequestTransport {
         }
         // nginx 1.22 takes :authority as the Host: a host field beside it is not a second one. The connection's
         // own fields mean nothing in HTTP/2 (RFC 9113 §8.2.2) and must not reach an upstream as HTTP/1's.
-        if authority != nil && H2Fields.same(name, "host") || H2Fields.connectionSpecific(name) { return true }
+        if authority != nil && name.equals("host") || H2Fields.connectionSpecific(name) { return true }
         fields += name
         fields.append(ascii: ": ")
         fields += value

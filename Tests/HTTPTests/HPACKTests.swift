@@ -592,7 +592,7 @@ final class HPACKTests: XCTestCase {
     func testStaticNameIndex() {
         for index in 1...HPACK.staticCount {
             let name = HPACK.staticEntry(index).name
-            let first = (1...index).first { HPACK.equal(HPACK.staticEntry($0).name, name) }!
+            let first = (1...index).first { HPACK.staticEntry($0).name.equals(name) }!
             XCTAssertEqual(HPACK.staticNameIndex(name), first)
         }
         XCTAssertEqual(bytes("x-unknown").withUnsafeBytes { HPACK.staticNameIndex($0) }, 0)

@@ -12,6 +12,9 @@ struct Variables {
     let request: RequestContext
     private var client: ClientInfo { request.client }
     private var service: HTTPService { request.service }
+    private var scheme: String { client.isSecure ? "https" : "http" }
+    private var https: String { client.isSecure ? "on" : "" }
+    private var documentRoot: String { request.location?.alias?.path ?? request.settings.core.root }
 
     /// nginx's split of the URI by fastcgi_split_path_info's two groups; without it, or when it does not
     /// match, the whole URI is the script.
@@ -49,8 +52,8 @@ struct Variables {
         case .args: return request.args
         case .isArgs: return request.args == nil ? "" : "?"
         case .serverProtocol: return "HTTP/\(request.head.versionMajor).\(request.head.versionMinor)"
-        case .scheme: return client.isSecure ? "https" : "http"
-        case .https: return client.isSecure ? "on" : ""
+        case .scheme: return scheme
+        case .https: return https
         case .http2: return request.head.versionMajor == 2 ? (client.isSecure ? "h2" : "h2c") : ""
         case .sslProtocol: return client.tls?.protocolName
         case .sslCipher: return client.tls?.cipherName
@@ -156,7 +159,7 @@ struct Variables {
         case .user(let i): return request.userValue(i) ?? mapped(i)
         case .capture(let n): return request.captures?.group(n)
         case .timeISO8601: return Clock.iso8601()
-        case .documentRoot: return request.location?.alias?.path ?? request.settings.core.root
+        case .documentRoot: return documentRoot
         case .requestFilename: return StaticFiles.filePath(request.uri, request)
         case .connectionsActive: return String(StubStatus.Gauges(service.counters).active)
         case .connectionsReading: return String(StubStatus.Gauges(service.counters).reading)
@@ -199,12 +202,12 @@ struct Variables {
         case .args:
             guard let args = request.args else { return false }
             out.append(args)
-        case .scheme: out.append(client.isSecure ? "https" : "http")
-        case .https: if client.isSecure { out.append("on") }
+        case .scheme: out.append(scheme)
+        case .https: out.append(https)
         case .remoteAddr: out.append(client.address)
         case .serverAddr: out.append(client.localAddress)
         case .serverName: out.append(request.server.name)
-        case .documentRoot: out.append(request.location?.alias?.path ?? request.settings.core.root)
+        case .documentRoot: out.append(documentRoot)
         default:
             guard let s = value(variable) else { return false }
             out.append(s)

@@ -115,18 +115,20 @@ public final class OutputQueue {
     public func append(_ bytes: [UInt8]) { bytes.withUnsafeBytes { append($0) } }
 
     public func append(_ n: Int) {
-        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                      UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        withUnsafeMutableBytes(of: &digits) { d in
-            var v = n.magnitude, k = d.count
-            repeat {
-                k -= 1
-                d[k] = UInt8(truncatingIfNeeded: 0x30 + v % 10)
-                v /= 10
-            } while v > 0
-            if n < 0 { k -= 1; d[k] = 0x2D }
-            append(UnsafeRawBufferPointer(rebasing: d[k...]))
-        }
+        // Written in place, from the last digit back: no buffer on the side to copy from. An Int's magnitude
+        // has at most 19 digits, so `bound` stops at 10^19, within UInt.
+        var v = n.magnitude, width = n < 0 ? 2 : 1, bound: UInt = 10
+        while v >= bound { width += 1; bound &*= 10 }
+        let at = reserve(width)
+        let p = base.unsafelyUnwrapped + at
+        var k = width
+        repeat {
+            k -= 1
+            p.storeBytes(of: UInt8(truncatingIfNeeded: 0x30 + v % 10), toByteOffset: k, as: UInt8.self)
+            v /= 10
+        } while v > 0
+        if n < 0 { p.storeBytes(of: 0x2D, as: UInt8.self) }
+        end += width
     }
 
     /// `n` in hexadecimal (a chunk's size), written in place.

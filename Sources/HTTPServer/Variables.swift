@@ -193,7 +193,7 @@ struct Variables {
             if let h = request.head.host, !h.isEmpty { HostName.appendServerName(h, to: out) } else { out.append(request.server.name) }
         case .contentType: return request.appendJoinedHeader("content-type", to: out)
         case .httpHeader(let name): return request.appendJoinedHeader(name, to: out)
-        case .fastcgiScriptName where request.settings.fastcgi.splitPathInfo == nil && request.uri.utf8.last != UInt8(ascii: "/"):
+        case .fastcgiScriptName where request.settings.fastcgi.splitPathInfo == nil && request.uri.withUTF8Bytes({ $0.last }) != UInt8(ascii: "/"):
             out.append(request.uri)
         // What a gateway's params read on every request, written without an optional String made of each.
         case .requestMethod: out.append(request.method)

@@ -15,10 +15,10 @@ import TLS
 public final class H1Connection: ClientInfo, EventHandler, RequestTransport, TunnelEnd, ClientConnection {
     enum State { case proxyHeader, handshake, head, body, handling, tunnel, lingering, closed }
 
-    /// unowned(unsafe) here and in the timers' actions: the service outlives every connection, and a
-    /// connection cancels its timers when it closes; checked unowned references cost an atomic increment and
-    /// decrement on every use (1% of a busy worker).
-    unowned(unsafe) let service: HTTPService
+    /// A strong `let`: the compiler reads it in place, where an unowned(unsafe) one was retained around each
+    /// use. (The timers' actions keep unowned(unsafe) references: the service outlives every connection, and
+    /// a connection cancels its timers when it closes.)
+    let service: HTTPService
 
     /// Taken from the worker's pool on first use and given back, storage and all, when the connection goes
     /// idle on keep-alive: an idle connection holds neither buffer object nor storage, as nginx frees a

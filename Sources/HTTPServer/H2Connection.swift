@@ -26,7 +26,7 @@ public protocol ClientConnection: AnyObject {
 /// connection holds no frame buffer and no stream state, and no HPACK table until a request's header block
 /// inserts into it (the client's table lives as long as the connection).
 public final class H2Connection: ClientInfo, EventHandler, ClientConnection, H2FrameSink {
-    unowned(unsafe) let service: HTTPService
+    let service: HTTPService
     /// The default server of the address: its settings govern the connection (limits, timeouts).
     let defaultScope: SettingsScope
     /// What a request's fields may take, large_client_header_buffers' count times its size: the bound of the

@@ -14,7 +14,9 @@ import HTTP
 /// which ends are closed.
 final class H2Stream: ClientInfo, RequestTransport {
     let id: UInt32
-    unowned(unsafe) let connection: H2Connection
+    /// Strong, read in place (an unowned(unsafe) one was retained around each use); the connection drops the
+    /// stream when it closes, or closes itself.
+    let connection: H2Connection
     /// The client's window for this stream's DATA, and the one it sends its body against.
     var sendWindow: H2SendWindow
     var receiveWindow: H2ReceiveWindow

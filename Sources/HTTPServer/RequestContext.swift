@@ -15,12 +15,14 @@ public final class RequestContext: ScriptContext {
     public let server: Server
     public private(set) var location: Location?
     private var scope: SettingsScope
-    public unowned(unsafe) let service: HTTPService
-    /// The connection (HTTP/1) or stream it came on. Not retained (the transport holds its current request
-    /// and outlives it: when it closes it stops the request's handler and lets go of the request), and an
-    /// unowned(unsafe) reference costs no reference counting per use, which a checked one does.
+    /// Strong `let`s, read in place: the compiler retained an unowned(unsafe) one around each use (the
+    /// variables read the client a dozen times a request). The client (the connection or the HTTP/2 stream)
+    /// holds its current request too; it lets go of it when the request ends or it closes.
+    public let service: HTTPService
+    public let client: ClientInfo
+    /// The connection (HTTP/1), stream or subrequest it came on. Not retained: the transport holds its current
+    /// request and outlives it (when it closes it stops the request's handler and lets go of the request).
     public unowned(unsafe) let transport: RequestTransport
-    public unowned(unsafe) let client: ClientInfo
     /// The request this one is a subrequest of (nginx's r->parent), which holds it while it runs: nil for a
     /// client's request. A subrequest shares the parent's head, connection and variables.
     public unowned(unsafe) let parent: RequestContext?

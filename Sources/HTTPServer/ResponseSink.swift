@@ -72,7 +72,7 @@ public struct ReplacedFields: OptionSet, Sendable {
 /// them on the wire in its protocol's form. Content handlers write here and nowhere else; a cache would tee
 /// here.
 public struct ResponseSink {
-    unowned(unsafe) let r: RequestContext
+    let r: RequestContext
 
     init(_ r: RequestContext) { self.r = r }
 

@@ -29,8 +29,32 @@ public final class OutputQueue {
     @inlinable public func append(_ bytes: UnsafeRawBufferPointer) {
         guard let from = bytes.baseAddress, bytes.count > 0 else { return }
         let at = reserve(bytes.count)
-        (base.unsafelyUnwrapped + at).copyMemory(from: from, byteCount: bytes.count)
+        OutputQueue.copy(to: base.unsafelyUnwrapped + at, from: from, count: bytes.count)
         end += bytes.count
+    }
+
+    /// Most appends are a few bytes (a header name, a param's value): copied inline as two overlapping words,
+    /// where a call to memmove cost more than the copy. Both words are read before either is written.
+    @inlinable @inline(__always)
+    static func copy(to dst: UnsafeMutableRawPointer, from src: UnsafeRawPointer, count n: Int) {
+        switch n {
+        case 8...16:
+            let head = src.loadUnaligned(as: UInt64.self), tail = src.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)
+            dst.storeBytes(of: head, as: UInt64.self)
+            dst.storeBytes(of: tail, toByteOffset: n - 8, as: UInt64.self)
+        case 4..<8:
+            let head = src.loadUnaligned(as: UInt32.self), tail = src.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self)
+            dst.storeBytes(of: head, as: UInt32.self)
+            dst.storeBytes(of: tail, toByteOffset: n - 4, as: UInt32.self)
+        case 1..<4:
+            let first = src.load(as: UInt8.self), middle = src.load(fromByteOffset: n / 2, as: UInt8.self)
+            let last = src.load(fromByteOffset: n - 1, as: UInt8.self)
+            dst.storeBytes(of: first, as: UInt8.self)
+            dst.storeBytes(of: middle, toByteOffset: n / 2, as: UInt8.self)
+            dst.storeBytes(of: last, toByteOffset: n - 1, as: UInt8.self)
+        default:
+            dst.copyMemory(from: src, byteCount: n)
+        }
     }
 
     /// Room for `n` more bytes; returns where they go. The common case (room left, not drained) is inlined.

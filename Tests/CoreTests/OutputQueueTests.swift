@@ -39,6 +39,22 @@ final class OutputQueueTests: XCTestCase {
         XCTAssertFalse(q.isEmpty)
     }
 
+    /// Appends of every short length (copied inline) and longer ones (memmove), each byte where it belongs, at
+    /// every alignment of the queue's end.
+    func testAppendsOfEveryLengthCopyEachByte() {
+        let source = (0..<64).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
+        for offset in 0..<8 {
+            let q = OutputQueue()
+            var expected = Array(repeating: UInt8(ascii: "."), count: offset)
+            q.append(expected)
+            for n in 0...40 {
+                source.withUnsafeBytes { q.append(UnsafeRawBufferPointer(rebasing: $0[3..<(3 + n)])) }
+                expected += source[3..<(3 + n)]
+            }
+            XCTAssertEqual(q.bytes, expected, "queue end at offset \(offset)")
+        }
+    }
+
     func testAppendOfANonContiguousString() {
         // A bridged or otherwise non-UTF-8-contiguous string takes the copying path.
         let q = OutputQueue()

@@ -49,13 +49,21 @@ struct HeaderLine {
         p += 1
         while p < n && buf[p] == RequestParser.SP { p += 1 }
         let valueStart = p
-        var valueEnd = p
+        // Eight bytes at a time while none is NUL, CR or LF (most of a value), then byte by byte.
+        if let base = buf.baseAddress {
+            while p + 8 <= n {
+                let w = (base + p).loadUnaligned(as: UInt64.self)
+                if hasByte(w, 0) || hasByte(w, RequestParser.CR) || hasByte(w, RequestParser.LF) { break }
+                p += 8
+            }
+        }
         while p < n && buf[p] != RequestParser.CR && buf[p] != RequestParser.LF {
             if buf[p] == 0 { return .failed(status: 400, reason: invalidHeader) }
             p += 1
-            if buf[p - 1] != RequestParser.SP { valueEnd = p }
         }
         guard p < n else { return .incomplete }
+        var valueEnd = p
+        while valueEnd > valueStart && buf[valueEnd - 1] == RequestParser.SP { valueEnd -= 1 }
         // nginx also ends a line at CR CR LF; Vigil takes a CR only right before LF (a bare CR ends lines for some
         // parsers, so "a\r\r\n" could be a line and an empty one, the end of the head).
         guard let end = lineEnd(buf, at: p) else { return p + 1 < n ? .failed(status: 400, reason: invalidHeader) : .incomplete }
@@ -69,6 +77,12 @@ struct HeaderLine {
     @inline(__always) static func lineEnd(_ buf: UnsafeRawBufferPointer, at p: Int) -> Int? {
         if buf[p] == RequestParser.LF { return p + 1 }
         return p + 1 < buf.count && buf[p + 1] == RequestParser.LF ? p + 2 : nil
+    }
+
+    /// Whether any of the word's eight bytes is `c` (the zero-byte test on the word XOR `c` in every byte).
+    @inline(__always) static func hasByte(_ w: UInt64, _ c: UInt8) -> Bool {
+        let x = w ^ (0x0101_0101_0101_0101 &* UInt64(c))
+        return (x &- 0x0101_0101_0101_0101) & ~x & 0x8080_8080_8080_8080 != 0
     }
 
     /// nginx's valid name bytes: letters, digits and "-".

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// HTTP/1.x request head parser: pure, allocation-light, and at least as strict as nginx 1.22, whose rules it
 /// follows where it does not refuse more (README, "Deliberate strictness"). It is re-run from the start of the
 /// buffer when more bytes arrive; a head is small and bounded by `RequestRules`, so that costs less than keeping
@@ -149,14 +153,11 @@ public enum RequestParser {
         }
     }
 
+    /// memchr: a response head's lines are found a word at a time, not a byte at a time.
     static func findLF(_ buf: UnsafeRawBufferPointer, from: Int, limit: Int) -> Int? {
         let end = min(buf.count, limit)
-        var k = from
-        while k < end {
-            if buf[k] == LF { return k }
-            k += 1
-        }
-        return nil
+        guard from < end, let base = buf.baseAddress, let lf = memchr(base + from, Int32(LF), end - from) else { return nil }
+        return base.distance(to: UnsafeRawPointer(lf))
     }
 
     /// The methods nearly every request has, as literals: no String made and validated for each request.

@@ -407,6 +407,19 @@ final class RequestParserTests: XCTestCase {
         assertFailure("POST / HTTP/1.1\r\nHost: h\r\nX: a\rTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", status: 400)
     }
 
+    /// A long value is scanned eight bytes at a time: a NUL or a bare CR is refused wherever it lies in it, the
+    /// line ends at its CRLF whatever the alignment, and the spaces after the value still go.
+    func testLongValuesWhereverTheirBytesFallInAWord() throws {
+        let value = "abcdefghijklmnopqrstuvwxyz0123456789"
+        for k in 0..<value.count {
+            let before = String(value.prefix(k)), after = String(value.dropFirst(k))
+            assertFailure("GET / HTTP/1.1\r\nHost: h\r\nX-A: \(before)\u{0}\(after)\r\n\r\n", status: 400)
+            assertFailure("GET / HTTP/1.1\r\nHost: h\r\nX-A: \(before)\r\(after)\r\n\r\n", status: 400)
+            let (head, _) = try XCTUnwrap(assertComplete("GET / HTTP/1.1\r\nHost: h\r\nX-A: \(before)" + String(repeating: " ", count: k % 11) + "\r\nX-B: \(after)\r\n\r\n"))
+            XCTAssertEqual(head.headers.map(\.value), ["h", before, after], "split at \(k)")
+        }
+    }
+
     func testTooLongHeaderLineIs494() {
         let rules = RequestRules(maxLineLength: 64, maxHeadLength: 4096)
         let long = String(repeating: "v", count: 100)

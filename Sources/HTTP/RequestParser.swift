@@ -153,8 +153,9 @@ public enum RequestParser {
         }
     }
 
-    /// memchr: a response head's lines are found a word at a time, not a byte at a time.
-    static func findLF(_ buf: UnsafeRawBufferPointer, from: Int, limit: Int) -> Int? {
+    /// The first LF in `buf[from..<min(count, limit)]`, by memchr: lines are found a word at a time, not a byte
+    /// at a time.
+    public static func findLF(_ buf: UnsafeRawBufferPointer, from: Int, limit: Int) -> Int? {
         let end = min(buf.count, limit)
         guard from < end, let base = buf.baseAddress, let lf = memchr(base + from, Int32(LF), end - from) else { return nil }
         return base.distance(to: UnsafeRawPointer(lf))

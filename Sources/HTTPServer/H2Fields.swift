@@ -19,8 +19,7 @@ struct H2Fields {
         found.reserveCapacity(bytes.withUnsafeBytes { b in b.reduce(0) { $1 == 0x0A ? $0 + 1 : $0 } })
         block.withUnsafeMutableBytes { b in
             var start = 0
-            while start < b.count, let nl = memchr(b.baseAddress! + start, 0x0A, b.count - start) {
-                let end = nl - UnsafeMutableRawPointer(b.baseAddress!)
+            while let end = RequestParser.findLF(UnsafeRawBufferPointer(b), from: start, limit: b.count) {
                 let lineEnd = end > start && b[end - 1] == 0x0D ? end - 1 : end
                 if let colonAt = memchr(b.baseAddress! + start, 0x3A, lineEnd - start) {
                     let c = colonAt - UnsafeMutableRawPointer(b.baseAddress!)

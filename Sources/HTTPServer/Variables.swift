@@ -134,7 +134,7 @@ struct Variables {
             return String(p.port ?? (p.scheme == "https" ? 443 : 80))
         case .fastcgiScriptName:
             let script = fastcgiSplit().script
-            guard script.utf8.last == UInt8(ascii: "/"), let index = request.settings.fastcgi.index else { return script }
+            guard Variables.endsInSlash(script), let index = request.settings.fastcgi.index else { return script }
             return script + index
         case .fastcgiPathInfo: return fastcgiSplit().pathInfo
         // What Debian's fastcgi_params sends as SERVER_SOFTWARE nginx/$nginx_version: Vigil's own version.
@@ -193,7 +193,7 @@ struct Variables {
             if let h = request.head.host, !h.isEmpty { HostName.appendServerName(h, to: out) } else { out.append(request.server.name) }
         case .contentType: return request.appendJoinedHeader("content-type", to: out)
         case .httpHeader(let name): return request.appendJoinedHeader(name, to: out)
-        case .fastcgiScriptName where request.settings.fastcgi.splitPathInfo == nil && request.uri.withUTF8Bytes({ $0.last }) != UInt8(ascii: "/"):
+        case .fastcgiScriptName where request.settings.fastcgi.splitPathInfo == nil && !Variables.endsInSlash(request.uri):
             out.append(request.uri)
         // What a gateway's params read on every request, written without an optional String made of each.
         case .requestMethod: out.append(request.method)
@@ -214,6 +214,10 @@ struct Variables {
         }
         return true
     }
+
+    /// Whether a script name is a directory's (fastcgi_index then names the script): its last byte read from the
+    /// string's bytes, not through the generic UTF8View.last.
+    private static func endsInSlash(_ s: String) -> Bool { s.withUTF8Bytes { $0.last } == UInt8(ascii: "/") }
 
     /// A `map` variable, chosen when first read and kept for the request unless the map is volatile.
     private func mapped(_ i: Int) -> String? {
